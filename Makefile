@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo`, `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.edgekd-installed
+# torch 2.14.1 / torchvision 0.29.1 come from this machine's local wheel cache via pip.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup demo test test-fast lint fashion-mnist bench-all clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH_PINS)
+	$(PIP) install --quiet -e '.[train,torchvision,dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/edgekd run configs/quickstart.yaml --force
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check edgekd tests benchmarks
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
+fashion-mnist:
+	test -d /usr/share/datasets/fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarking: latency, accuracy, bundles and reports. Importable without torch (device path)."""

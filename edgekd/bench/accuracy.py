@@ -1,0 +1,31 @@
+"""Accuracy and fidelity from logits: plain numpy."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def predict(run, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    return np.concatenate([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def topk(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    if k == 1:
+        return float((logits.argmax(1) == labels).mean())
+    best = np.argpartition(-logits, kth=min(k, logits.shape[1] - 1), axis=1)[:, :k]
+    return float((best == labels[:, None]).any(1).mean())
+
+
+def fidelity(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    diff = np.abs(logits.astype(np.float64) - reference)
+    a, b = logits.reshape(len(logits), -1).astype(np.float64), reference.reshape(len(reference), -1)
+    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return {"top1_agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
+            "max_abs_error": float(diff.max()), "mean_abs_error": float(diff.mean()),
+            "cosine": float(cosine.mean())}
+
+
+def accuracy_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    metrics = {"top1": topk(logits, labels, 1)}
+    if logits.shape[1] > 5:
+        metrics["top5"] = topk(logits, labels, 5)
+    return metrics

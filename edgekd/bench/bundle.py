@@ -1,0 +1,121 @@
+"""Device bundles: write them, verify them (sha256, no path escapes) and benchmark them.
+
+Lean on purpose: a device runs this with numpy and one runtime installed, no torch.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import ArtifactError
+from ..fileio import file_record, read_json, sha256_of, write_json_atomic, write_text_atomic
+from ..targets.base import Artifact
+from ..targets.registry import get_backend
+from .accuracy import accuracy_metrics, fidelity, predict
+from .latency import LatencySpec, measure_interleaved
+
+BUNDLE_SCHEMA = "edgekd.bundle/1"
+_README = """# edgekd bundle: {target}
+
+Model for **{target}** ({backend}, {precision}). Built by edgekd {version} on {built_on}.
+
+On the device:
+
+```
+pip install edgekd {runtime_pip}
+edgekd bench .          # verifies sha256 sums, measures accuracy on eval.npz and latency
+```
+{rebuild}
+`manifest.json` lists every file with its sha256, the input spec, preprocessing, labels,
+the quantization recipe and the metrics measured on the build machine.
+"""
+
+
+def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_y: np.ndarray,
+                 reference_logits: np.ndarray, info: dict[str, Any]) -> Path:
+    """Assemble the bundle in a temporary folder, then swap it into place: a crash leaves the old one."""
+    staging = bundle_dir.with_name(f".{bundle_dir.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in artifact.files:
+        shutil.copyfile(artifact.root / name, staging / name)
+    np.savez_compressed(staging / "eval.npz", x=eval_x.astype(np.float32), y=eval_y.astype(np.int64),
+                        reference_logits=reference_logits.astype(np.float32))
+    write_text_atomic(staging / "README.md", _README.format(
+        target=info["target"], backend=artifact.backend, precision=artifact.precision, version=info.get("edgekd_version", "?"),
+        built_on=info.get("built_on", "?"), runtime_pip=_RUNTIME_PIP.get(artifact.backend, ""),
+        rebuild="\nThe TensorRT engine must be built on the device first: `sh build_engine.sh` or "
+                "`edgekd compile .`\n" if artifact.rebuild_on_device else ""))
+    files = [file_record(staging / name, staging) for name in [*artifact.files, "eval.npz", "README.md"]]
+    manifest = {"schema": BUNDLE_SCHEMA, **info, "artifact": artifact.to_json(), "files": files,
+                "eval_set_sha256": sha256_of(staging / "eval.npz")}
+    write_json_atomic(staging / "manifest.json", manifest)
+    _swap_into_place(staging, bundle_dir)
+    return bundle_dir
+
+
+_RUNTIME_PIP = {"ort": "onnxruntime", "ort-arm64": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt cuda-python"}
+
+
+def _swap_into_place(staging: Path, final: Path) -> None:
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
+    """Read the manifest and check every file before anything is loaded."""
+    bundle_dir = Path(bundle_dir)
+    if not (bundle_dir / "manifest.json").is_file():
+        raise ArtifactError(f"{bundle_dir}: not a bundle (no manifest.json); point at runs/<name>/bundle/<target>")
+    manifest = read_json(bundle_dir / "manifest.json")
+    if manifest.get("schema") != BUNDLE_SCHEMA:
+        raise ArtifactError(f"{bundle_dir}/manifest.json: schema {manifest.get('schema')!r}, expected {BUNDLE_SCHEMA!r}")
+    root = bundle_dir.resolve()
+    for entry in manifest.get("files", []):
+        path = (root / entry["path"]).resolve()
+        if root not in path.parents:
+            raise ArtifactError(f"{bundle_dir}/manifest.json: file path '{entry['path']}' escapes the bundle folder; refused")
+        if not path.is_file():
+            raise ArtifactError(f"{bundle_dir}: '{entry['path']}' is listed in manifest.json but missing")
+        if sha256_of(path) != entry["sha256"]:
+            raise ArtifactError(f"{bundle_dir}: '{entry['path']}' does not match its recorded sha256; "
+                                "the bundle was modified or corrupted, refused before loading")
+    return manifest
+
+
+def load_bundle(bundle_dir: Path) -> tuple[dict[str, Any], Artifact]:
+    manifest = verify_bundle(bundle_dir)
+    return manifest, Artifact.from_json(manifest["artifact"], Path(bundle_dir))
+
+
+def bench_bundle(bundle_dir: Path, spec: LatencySpec, threads: Optional[int] = None,
+                 batch_sizes: tuple[int, ...] = (1,)) -> dict[str, Any]:
+    """Accuracy on eval.npz and latency, for one bundle on this machine."""
+    manifest, artifact = load_bundle(bundle_dir)
+    backend = get_backend(artifact.backend)
+    started = time.perf_counter()
+    session = backend.session(artifact, threads)
+    create_ms = (time.perf_counter() - started) * 1000
+    with np.load(Path(bundle_dir) / "eval.npz", allow_pickle=False) as data:
+        x, y, reference = data["x"], data["y"], data["reference_logits"]
+    logits = predict(session.run, x)
+    latency = {f"batch{b}": measure_interleaved({"m": session.run}, _batch(x, b), spec, desc=f"latency b{b}")["m"].to_json()
+               for b in batch_sizes}
+    return {"target": manifest.get("target"), "backend": artifact.backend, "precision": artifact.precision,
+            "bytes": sum(f["bytes"] for f in manifest["files"] if f["path"] not in ("eval.npz", "README.md")),
+            "session_create_ms": create_ms, **accuracy_metrics(logits, y), "fidelity": fidelity(logits, reference),
+            "latency": latency, "eval_set_sha256": manifest["eval_set_sha256"], "eval_samples": len(y)}
+
+
+def _batch(x: np.ndarray, size: int) -> np.ndarray:
+    reps = -(-size // len(x))
+    return np.ascontiguousarray(np.concatenate([x] * reps)[:size]) if reps > 1 else np.ascontiguousarray(x[:size])

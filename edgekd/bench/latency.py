@@ -1,0 +1,86 @@
+"""Latency measurement with warm-up, interleaved rounds and robust statistics."""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+Runner = Callable[[np.ndarray], np.ndarray]
+CV_WARNING = 0.10
+
+
+@dataclass
+class LatencySpec:
+    warmup_runs: int = 10
+    warmup_seconds: float = 0.2
+    runs: int = 50
+    min_seconds: float = 0.5
+    rounds: int = 5
+
+
+@dataclass
+class LatencyStats:
+    batch_size: int
+    runs: int
+    first_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    cv: float
+    throughput_ips: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @property
+    def noisy(self) -> bool:
+        return self.cv > CV_WARNING
+
+
+def summarize(samples_ms: list[float], batch_size: int, first_ms: float) -> LatencyStats:
+    ordered = np.sort(np.asarray(samples_ms))
+    mean = float(ordered.mean())
+    std = float(ordered.std(ddof=1)) if len(ordered) > 1 else 0.0
+    pct = lambda q: float(np.percentile(ordered, q))  # noqa: E731
+    return LatencyStats(batch_size, len(ordered), first_ms, pct(50), pct(90), pct(99), mean, std,
+                        std / mean if mean else 0.0, batch_size * 1000.0 / statistics.median(ordered))
+
+
+def _timed(run: Runner, batch: np.ndarray) -> float:
+    start = time.perf_counter()
+    run(batch)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _warm_up(run: Runner, batch: np.ndarray, spec: LatencySpec) -> float:
+    """Run the first inference (timed, reported apart), then warm up by count and by time."""
+    first = _timed(run, batch)
+    deadline = time.perf_counter() + spec.warmup_seconds
+    count = 0
+    while count < spec.warmup_runs or time.perf_counter() < deadline:
+        run(batch)
+        count += 1
+    return first
+
+
+def measure_interleaved(runners: dict[str, Runner], batch: np.ndarray, spec: LatencySpec,
+                        desc: str = "latency") -> dict[str, LatencyStats]:
+    """Time every runner in rounds, rotating the order, so machine drift hits all of them alike."""
+    names = list(runners)
+    first = {name: _warm_up(runners[name], batch, spec) for name in names}
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    per_round_runs = max(1, -(-spec.runs // spec.rounds))
+    per_round_seconds = spec.min_seconds / spec.rounds
+    for round_index in tqdm(range(spec.rounds), desc=desc, leave=False, unit="round"):
+        order = names[round_index % len(names):] + names[:round_index % len(names)]
+        for name in order:
+            started = time.perf_counter()
+            while len(samples[name]) < per_round_runs * (round_index + 1) or time.perf_counter() - started < per_round_seconds:
+                samples[name].append(_timed(runners[name], batch))
+    return {name: summarize(samples[name], len(batch), first[name]) for name in names}

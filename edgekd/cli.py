@@ -1,0 +1,148 @@
+"""The `edgekd` command: parse, call edgekd.api, print, exit.
+
+Exit codes: 0 success, 1 a failed gate, 2 bad input (one line, no traceback; --debug shows it).
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from .errors import EdgeKDError
+
+STAGE_NAMES = ["teachers", "distill", "export", "quantize", "compile", "bench", "gate"]
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgeKDError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            click.echo(f"edgekd: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("edgekd: interrupted; finished stages are kept. Continue with: edgekd run CONFIG --resume", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(package_name="edgekd")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """edgekd: distill a teacher ensemble into a small student, quantize it to int8, and ship
+    checked, benchmarked, gated bundles for onnxruntime, OpenVINO and TensorRT devices.
+
+    \b
+    Typical use:
+      edgekd run configs/quickstart.yaml        # the whole pipeline
+      edgekd bench runs/quickstart/bundle/x86-cpu   # on the device
+      edgekd gate runs/quickstart/report.json --max-drop 1.0
+    """
+    ctx.obj = {"debug": debug}
+
+
+@main.command("run")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default runs/<name>).")
+@click.option("--resume", is_flag=True, help="Skip stages whose inputs and config are unchanged; continue training from the last epoch.")
+@click.option("--force", is_flag=True, help="Redo every stage in an existing run folder.")
+@click.option("--only", multiple=True, type=click.Choice(STAGE_NAMES), help="Run only this stage (repeatable); earlier stages must be done.")
+def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tuple[str, ...]) -> None:
+    """Run the pipeline in CONFIG: teachers, distill, export, quantize, compile, bench, gate.
+
+    Writes runs/<name>/ with manifest.json, report.json, report.md and bundle/<target>/.
+    Exits 1 when the gate fails.
+    """
+    from . import api
+    from .bench.report import terminal_table
+    from .fileio import read_json
+
+    ctx = api.run(config, out, resume=resume, force=force, only=list(only) or None, log=lambda m: click.echo(m, err=True))
+    report_path = ctx.run_dir / "report.json"
+    if report_path.is_file() and (ctx.run_dir / "gate.json").is_file():
+        gate = read_json(ctx.run_dir / "gate.json")
+        verdicts = _verdicts(gate["checks"])
+        click.echo(terminal_table(read_json(report_path), verdicts))
+        click.echo(f"\nrun folder: {ctx.run_dir}   gate: {'PASS' if gate['passed'] else 'FAIL'}")
+        if not gate["passed"]:
+            sys.exit(1)
+
+
+def _verdicts(checks: list[dict]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for check in checks:
+        if not check["passed"]:
+            out[check["artifact"]] = "FAIL"
+        else:
+            out.setdefault(check["artifact"], "PASS")
+    return out
+
+
+@main.command("bench")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--threads", type=int, help="Inference threads (default: the bundle's profile).")
+@click.option("--runs", type=int, default=50, show_default=True, help="At least this many timed runs.")
+@click.option("--min-seconds", type=float, default=0.5, show_default=True, help="And at least this long.")
+@click.option("--batch", "batch_sizes", type=int, multiple=True, default=(1,), show_default=True, help="Batch size (repeatable).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results here.")
+def bench_cmd(path: Path, threads, runs, min_seconds, batch_sizes, json_out) -> None:
+    """Benchmark a bundle (or every bundle in a run folder) on this machine.
+
+    Verifies every file's sha256 first, then measures top-1 on the bundled eval.npz and latency.
+    Needs only numpy and the bundle's runtime: no torch.
+    """
+    from . import api
+
+    results = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes)
+    for r in results:
+        lat = r["latency"][f"batch{batch_sizes[0]}"]
+        click.echo(f"{r['target']:<16} {r['precision']:<5} top-1 {r['top1'] * 100:6.2f}%  agreement "
+                   f"{r['fidelity']['top1_agreement'] * 100:6.2f}%  p50 {lat['p50_ms']:.3f} ms  p99 {lat['p99_ms']:.3f} ms  "
+                   f"cv {lat['cv']:.2f}  size {r['bytes'] / 1024:.1f} KB")
+    if json_out:
+        from .fileio import write_json_atomic
+
+        write_json_atomic(json_out, results)
+
+
+@main.command("gate")
+@click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--max-drop", type=float, help="Largest allowed top-1 drop (points, or percent with --relative).")
+@click.option("--relative", is_flag=True, help="Measure the drop relative to the reference: 1 - value/reference.")
+@click.option("--reference", type=click.Choice(["teacher", "student_fp32"]), help="What the drop is measured against.")
+@click.option("--min-speedup", type=float, help="Smallest allowed speedup over the target's fp32 baseline.")
+@click.option("--max-size-kb", type=float, help="Largest allowed model size.")
+def gate_cmd(report: Path, max_drop, relative, reference, min_speedup, max_size_kb) -> None:
+    """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL.
+
+    Thresholds default to the gate section of the config that produced the report.
+    """
+    from . import api
+
+    checks = api.gate(report, max_drop=max_drop, drop_type="relative" if relative else None, reference=reference,
+                      min_speedup=min_speedup, max_size_kb=max_size_kb)
+    for check in checks:
+        click.echo(f"{'PASS' if check.passed else 'FAIL'}  {check.artifact:<24} {check.threshold:<12} {check.reason}")
+    failed = [c for c in checks if not c.passed]
+    click.echo(f"gate: {'FAIL' if failed else 'PASS'} ({len(checks) - len(failed)}/{len(checks)} checks passed)")
+    sys.exit(1 if failed else 0)
+
+
+@main.command("targets")
+def targets_cmd() -> None:
+    """List the device profiles (targets/*.yaml). Add your own by passing a .yaml path in the config."""
+    from . import api
+
+    for p in api.targets():
+        precisions = ",".join(p.precisions)
+        recipe = p.quantization.name if p.quantization else "-"
+        click.echo(f"{p.name:<16} {p.backend:<10} {precisions:<20} {recipe:<26} {p.description}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The pipeline config: typed pydantic models, unknown keys refused, validated once at load.
+
+YAML is read with yaml.safe_load only. `module:function` references in the config are resolved
+only from the file the user wrote (see refs.py); nothing in a config is evaluated.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Strict):
+    source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | module:function | file.py:function")
+    path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder")
+    image_size: Optional[int] = Field(None, ge=4, le=1024, description="resize imagefolder images to this square size")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
+    train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
+    test_limit: Optional[int] = Field(None, ge=1, description="use at most this many test samples")
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(5, ge=0, le=10_000)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    lr: float = Field(0.01, gt=0, le=10)
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field("auto", description="autocast: auto picks bf16 on CPUs with AMX/avx512_bf16 and on CUDA")
+
+
+class ModelConfig(Strict):
+    arch: str = Field(..., description="built-in name (see `edgekd models`), torchvision:NAME, module:function or file.py:function")
+    width: Optional[int] = Field(None, ge=1, le=4096, description="base channel count for built-in families")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the model factory")
+    checkpoint: Optional[str] = Field(None, description="state_dict file, loaded with torch.load(weights_only=True)")
+
+
+class TeacherConfig(ModelConfig):
+    weight: float = Field(1.0, gt=0, description="weight of this teacher in the ensemble")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="used only when no checkpoint is given")
+
+
+class DistillConfig(Strict):
+    temperature: float = Field(4.0, gt=0, le=100)
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (teacher) loss; 1 - alpha goes to labels")
+    ensemble: Literal["prob_mean", "logit_mean"] = "prob_mean"
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=10))
+    finetune_epochs: int = Field(0, ge=0, le=1000, description="last phase on labels only")
+
+
+class QuantizeConfig(Strict):
+    method: Literal["ptq", "none"] = "ptq"
+    calibration: str = Field("train-256", description="recipe name in calibration/ or a path to a recipe YAML")
+    calibrate_method: Optional[Literal["minmax", "entropy", "percentile"]] = Field(None, description="overrides the target recipe")
+
+
+class ExportConfig(Strict):
+    opset: int = Field(18, ge=17, le=23, description="ONNX opset; the torch.export-based exporter needs 18 or newer for some ops")
+    dynamic_batch: bool = True
+    parity_samples: int = Field(64, ge=1, le=100_000)
+    parity_atol: float = Field(1e-3, gt=0)
+    min_top1_agreement: float = Field(0.99, ge=0, le=1)
+
+
+class BenchConfig(Strict):
+    eval_samples: int = Field(500, ge=1, description="size of the evaluation subset shipped as eval.npz")
+    warmup_runs: int = Field(10, ge=0)
+    warmup_seconds: float = Field(0.2, ge=0)
+    runs: int = Field(50, ge=1, description="at least this many timed runs...")
+    min_seconds: float = Field(0.5, ge=0, description="...and at least this long")
+    rounds: int = Field(5, ge=1, description="candidates are timed interleaved in this many rounds")
+    batch_size: int = Field(8, ge=1)
+    threads: Optional[int] = Field(None, ge=1, description="overrides the target profile's threads")
+
+
+class GateConfig(Strict):
+    reference: Literal["teacher", "student_fp32"] = "student_fp32"
+    max_drop: float = Field(1.0, ge=0, description="points of top-1 (absolute) or percent (relative)")
+    drop_type: Literal["absolute", "relative"] = "absolute"
+    min_speedup: Optional[float] = Field(None, gt=0, description="over the fp32 baseline on the same target")
+    max_size_kb: Optional[float] = Field(None, gt=0)
+
+
+class PipelineConfig(Strict):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    teachers: list[TeacherConfig] = Field(..., min_length=1)
+    student: ModelConfig
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    targets: list[str] = Field(default_factory=lambda: ["x86-cpu"], min_length=1)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each target may appear once")
+        return value
+
+    def digest(self) -> str:
+        """Stable hash of the validated config: stages compare it to decide what to rerun."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; check indentation and quoting") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (data, teachers, student, ...), got {type(raw).__name__}")
+    return validate_config(raw, source=str(path))
+
+
+def validate_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_validation_error(exc, PipelineConfig)}") from None
+
+
+def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
+    """One line for the first problem: the dotted key, what is wrong, and a fix."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        valid = _fields_at(root, error["loc"][:-1])
+        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(sorted(valid))}"
+        return f"unknown key '{key}'; {hint}"
+    if error["type"] == "missing":
+        return f"missing required key '{key}'"
+    given = error.get("input")
+    shown = repr(given) if not isinstance(given, (dict, list)) else type(given).__name__
+    return f"invalid value for '{key}': {error['msg']} (got {shown})"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Walk the model classes along a validation location to list the keys valid there."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if _is_model(current) else None
+        if field is None:
+            return []
+        current = _model_inside(field.annotation)
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _model_inside(annotation: Any) -> Any:
+    if _is_model(annotation):
+        return annotation
+    if get_origin(annotation) in (list, Union, Optional) or get_args(annotation):
+        for arg in get_args(annotation):
+            found = _model_inside(arg)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,70 @@
+"""Calibration sets from recipes in calibration/: drawn from the training split only, never test."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import yaml
+from pydantic import Field, ValidationError
+
+from ..config import Strict, describe_validation_error
+from ..errors import ConfigError, DataError
+from ..resources import builtin_dir
+from .datasets import Dataset, Split, split_hash
+
+
+class CalibrationRecipe(Strict):
+    name: str
+    description: str = ""
+    source: Literal["train", "val"] = Field("train", description="split to draw from; test is never allowed")
+    count: int = Field(256, ge=1, le=100_000)
+    class_balance: bool = Field(True, description="draw the same number per class")
+    seed: int = 0
+    expected_sha256: Optional[str] = Field(None, description="refuse the set if it differs (pins the data)")
+
+
+def load_recipe(name_or_path: str) -> CalibrationRecipe:
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = builtin_dir("calibration") / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in builtin_dir("calibration").glob("*.yaml"))
+        raise ConfigError(f"quantize.calibration '{name_or_path}': no such recipe; built-in recipes: {', '.join(known)}")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        return CalibrationRecipe.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc, CalibrationRecipe)}") from None
+
+
+def draw(dataset: Dataset, recipe: CalibrationRecipe) -> tuple[Split, str]:
+    """Pick the calibration samples; return them and their sha256."""
+    pool: Split = getattr(dataset, recipe.source)
+    rng = np.random.default_rng(recipe.seed)
+    count = min(recipe.count, len(pool))
+    if recipe.class_balance:
+        indices = _balanced(pool.y, count, rng)
+    else:
+        indices = rng.choice(len(pool), size=count, replace=False)
+    chosen = pool.take(np.sort(indices))
+    if not np.isfinite(chosen.x).all():
+        raise DataError(f"calibration recipe '{recipe.name}': samples contain NaN or Inf; clean the data")
+    digest = split_hash(chosen.x, chosen.y)
+    if recipe.expected_sha256 and recipe.expected_sha256 != digest:
+        raise DataError(f"calibration recipe '{recipe.name}': set sha256 {digest[:12]} != expected {recipe.expected_sha256[:12]}; the data changed")
+    return chosen, digest
+
+
+def _balanced(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    classes = np.unique(labels)
+    per_class = max(1, count // len(classes))
+    picked = []
+    for label in classes:
+        members = np.flatnonzero(labels == label)
+        picked.append(rng.choice(members, size=min(per_class, len(members)), replace=False))
+    indices = np.concatenate(picked)
+    if len(indices) < count:
+        rest = np.setdiff1d(np.arange(len(labels)), indices)
+        indices = np.concatenate([indices, rng.choice(rest, size=min(count - len(indices), len(rest)), replace=False)])
+    return indices[:count]

@@ -1,0 +1,114 @@
+"""Deterministic splits, normalisation and checks on top of a raw source."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..config import DataConfig
+from ..errors import DataError
+from .sources import RawData, load_raw
+
+
+@dataclass
+class Split:
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, indices: np.ndarray) -> "Split":
+        return Split(self.x[indices], self.y[indices])
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    classes: list[str]
+    mean: list[float]
+    std: list[float]
+    fingerprint: str = field(default="")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def preprocessing(self) -> dict:
+        """What a device must do to a [0, 1] NCHW image before feeding the model."""
+        return {"layout": "NCHW", "scale": "divide by 255 (pixel values in [0, 1])", "mean": self.mean,
+                "std": self.std, "input_shape": list(self.input_shape)}
+
+
+def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None) -> Dataset:
+    raw = load_raw(cfg.source, cfg.path, cfg.image_size, base_dir)
+    _check(raw.x, raw.y, len(raw.classes), f"data.source '{cfg.source}'")
+    rng = np.random.default_rng(seed)
+    train, val, test = _split(raw, cfg, rng)
+    mean, std = _channel_stats(train.x)
+    train, val, test = (Split(_normalise(s.x, mean, std), s.y) for s in (train, val, test))
+    dataset = Dataset(cfg.source, train, val, test, raw.classes, mean.tolist(), std.tolist())
+    dataset.fingerprint = fingerprint(dataset)
+    return dataset
+
+
+def _check(x: np.ndarray, y: np.ndarray, n_classes: int, where: str) -> None:
+    if len(y) == 0:
+        raise DataError(f"{where}: the dataset is empty; check data.path and data.source")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise DataError(f"{where}: labels out of range: found {int(y.min())}..{int(y.max())}, expected 0..{n_classes - 1}")
+    if not np.isfinite(x).all():
+        raise DataError(f"{where}: images contain NaN or Inf values; clean the data first")
+
+
+def _split(raw: RawData, cfg: DataConfig, rng: np.random.Generator) -> tuple[Split, Split, Split]:
+    order = rng.permutation(len(raw.y))
+    pool = Split(raw.x, raw.y).take(order)
+    if raw.test_x is not None:
+        test = Split(raw.test_x, raw.test_y)
+    else:
+        n_test = max(1, int(round(len(pool) * cfg.test_fraction)))
+        test, pool = pool.take(np.arange(n_test)), pool.take(np.arange(n_test, len(pool)))
+    n_val = max(1, int(round(len(pool) * cfg.val_fraction)))
+    val, train = pool.take(np.arange(n_val)), pool.take(np.arange(n_val, len(pool)))
+    if cfg.train_limit:
+        train = train.take(np.arange(min(cfg.train_limit, len(train))))
+    if cfg.test_limit:
+        test = test.take(np.arange(min(cfg.test_limit, len(test))))
+    if len(train) == 0:
+        raise DataError(f"data.source '{cfg.source}': no training samples left after the val/test split")
+    return train, val, test
+
+
+def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = x.std(axis=(0, 2, 3), dtype=np.float64)
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)
+
+
+def fingerprint(dataset: Dataset) -> str:
+    digest = hashlib.sha256()
+    for split in (dataset.train, dataset.val, dataset.test):
+        digest.update(np.ascontiguousarray(split.x).tobytes())
+        digest.update(np.ascontiguousarray(split.y).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def split_hash(x: np.ndarray, y: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,155 @@
+"""Raw dataset sources. Each returns RawData: images NCHW float32 in [0, 1], labels, class names,
+and optionally an official test split."""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import DataError
+from ..refs import is_reference, resolve
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+FASHION_MNIST_INSTALL = "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+@dataclass
+class RawData:
+    x: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    test_x: Optional[np.ndarray] = None
+    test_y: Optional[np.ndarray] = None
+
+
+def load_raw(source: str, path: Optional[str], image_size: Optional[int], base_dir: Optional[Path]) -> RawData:
+    if source == "digits":
+        return _digits()
+    if source == "fashion-mnist":
+        return _fashion_mnist(Path(path or FASHION_MNIST_DIR))
+    if source == "npz":
+        return _npz(_required_path(path, "npz"))
+    if source == "imagefolder":
+        return _imagefolder(_required_path(path, "imagefolder"), image_size)
+    if is_reference(source):
+        return _factory(source, base_dir)
+    raise DataError(f"data.source '{source}': unknown; use digits, fashion-mnist, npz, imagefolder or module:function")
+
+
+def _required_path(path: Optional[str], source: str) -> Path:
+    if not path:
+        raise DataError(f"data.path: required for data.source '{source}'")
+    return Path(path)
+
+
+def _digits() -> RawData:
+    # scikit-learn ships this 8x8 dataset inside the wheel: no download, the embedded default.
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
+    return RawData(x, bunch.target.astype(np.int64), [str(i) for i in range(10)])
+
+
+def _fashion_mnist(folder: Path) -> RawData:
+    if not folder.is_dir():
+        raise DataError(f"data.path '{folder}': Fashion-MNIST folder not found; install it with: {FASHION_MNIST_INSTALL}")
+    x = _read_idx(_idx_file(folder, "train-images-idx3-ubyte"))
+    y = _read_idx(_idx_file(folder, "train-labels-idx1-ubyte"))
+    tx = _read_idx(_idx_file(folder, "t10k-images-idx3-ubyte"))
+    ty = _read_idx(_idx_file(folder, "t10k-labels-idx1-ubyte"))
+    as_images = lambda a: (a.astype(np.float32) / 255.0)[:, None, :, :]  # noqa: E731
+    return RawData(as_images(x), y.astype(np.int64), FASHION_MNIST_CLASSES, as_images(tx), ty.astype(np.int64))
+
+
+def _idx_file(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"data.path '{folder}': missing {stem}[.gz]; install it with: {FASHION_MNIST_INSTALL}")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    # IDX is four header bytes, big-endian dims, then raw bytes; numpy reads it directly.
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+        ndim = data[3]
+        dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4)
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(tuple(int(d) for d in dims))
+    except (OSError, ValueError, IndexError, EOFError) as exc:
+        raise DataError(f"{path}: not a valid IDX file ({exc})") from None
+
+
+def _npz(path: Path) -> RawData:
+    if not path.is_file():
+        raise DataError(f"data.path '{path}': npz file not found")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            found = dict(arrays)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read npz ({exc}); save it with numpy.savez(x=..., y=...)") from None
+    if "x" not in found or "y" not in found:
+        raise DataError(f"{path}: npz needs arrays 'x' (N,C,H,W or N,H,W) and 'y' (N,); found {sorted(found)}")
+    return _from_arrays(found["x"], found["y"], found.get("test_x"), found.get("test_y"), str(path), found.get("classes"))
+
+
+def _from_arrays(x, y, tx, ty, where: str, classes=None) -> RawData:
+    x, y = _as_images(x, where), np.asarray(y).astype(np.int64)
+    if tx is not None:
+        tx, ty = _as_images(tx, where), np.asarray(ty).astype(np.int64)
+    if len(x) != len(y):
+        raise DataError(f"{where}: {len(x)} images but {len(y)} labels")
+    n_classes = int(max(y.max(initial=0), ty.max(initial=0) if ty is not None else 0)) + 1
+    names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n_classes)]
+    return RawData(x, y, names, tx, ty)
+
+
+def _as_images(x, where: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise DataError(f"{where}: images must be (N,C,H,W) or (N,H,W), got shape {x.shape}")
+    x = x.astype(np.float32)
+    return x / 255.0 if x.max(initial=0) > 1.0 else x
+
+
+def _imagefolder(folder: Path, image_size: Optional[int]) -> RawData:
+    from PIL import Image
+
+    if not folder.is_dir():
+        raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class)")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted((folder / name).iterdir()):
+            if file.suffix.lower() not in _IMAGE_SUFFIXES:
+                continue
+            with Image.open(file) as img:
+                img = img.convert("RGB")
+                if image_size:
+                    img = img.resize((image_size, image_size))
+                images.append(np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0)
+            labels.append(label)
+    if not images:
+        raise DataError(f"data.path '{folder}': no images found (expected {folder}/<class>/<image>.png)")
+    shapes = {img.shape for img in images}
+    if len(shapes) > 1:
+        raise DataError(f"data.path '{folder}': images have different sizes {sorted(shapes)[:3]}; set data.image_size")
+    return RawData(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
+
+
+def _factory(reference: str, base_dir: Optional[Path]) -> RawData:
+    result = resolve(reference, base_dir, what="data.source")()
+    if isinstance(result, dict):
+        return _from_arrays(result.get("x"), result.get("y"), result.get("test_x"), result.get("test_y"), reference, result.get("classes"))
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        return _from_arrays(result[0], result[1], None, None, reference)
+    raise DataError(f"data.source '{reference}': the factory must return (x, y) or a dict with x, y[, test_x, test_y, classes]")

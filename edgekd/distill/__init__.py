@@ -1,0 +1,1 @@
+"""Distillation: losses, teacher ensembles and the training loop."""

@@ -1,0 +1,104 @@
+"""Build models from config and load checkpoints safely (weights_only=True, always)."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError, ModelError
+from ..fileio import atomic_path
+from ..refs import is_reference, resolve
+from .zoo import BUILTIN_MODELS
+
+
+def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
+                base_dir: Optional[Path] = None, where: str = "model") -> nn.Module:
+    in_channels, size = input_shape[0], input_shape[-1]
+    if spec.arch in BUILTIN_MODELS:
+        factory, default_width, _ = BUILTIN_MODELS[spec.arch]
+        model = factory(in_channels, num_classes, size, width=spec.width or default_width, **spec.kwargs)
+    elif spec.arch.startswith("torchvision:"):
+        model = _torchvision(spec, num_classes, where)
+    elif is_reference(spec.arch):
+        model = resolve(spec.arch, base_dir, what=f"{where}.arch")(**_factory_kwargs(spec, input_shape, num_classes))
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"{where}.arch '{spec.arch}': the factory returned {type(model).__name__}, not a torch.nn.Module")
+    else:
+        raise ConfigError(f"{where}.arch '{spec.arch}': unknown; built-in: {', '.join(BUILTIN_MODELS)}, "
+                          "or torchvision:NAME, module:function, file.py:function")
+    if spec.checkpoint:
+        load_checkpoint(model, _resolve_path(spec.checkpoint, base_dir), where=f"{where}.checkpoint")
+    return model
+
+
+def _factory_kwargs(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> dict:
+    kwargs = dict(spec.kwargs)
+    kwargs.setdefault("num_classes", num_classes)
+    return kwargs
+
+
+def _torchvision(spec: ModelConfig, num_classes: int, where: str) -> nn.Module:
+    try:
+        import torchvision
+    except ImportError:
+        raise ConfigError(f"{where}.arch '{spec.arch}': torchvision is not installed; pip install 'edgekd[torchvision]'") from None
+    name = spec.arch.split(":", 1)[1]
+    try:
+        # weights=None always: nothing is downloaded at run time; give a checkpoint for trained weights.
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **spec.kwargs)
+    except ValueError:
+        raise ConfigError(f"{where}.arch '{spec.arch}': torchvision has no model '{name}'") from None
+
+
+def _resolve_path(path: str, base_dir: Optional[Path]) -> Path:
+    candidate = Path(path)
+    if not candidate.is_absolute() and base_dir is not None and not candidate.exists():
+        candidate = Path(base_dir) / candidate
+    return candidate
+
+
+def load_checkpoint(model: nn.Module, path: Path, where: str = "checkpoint") -> nn.Module:
+    if not Path(path).is_file():
+        raise ModelError(f"{where} '{path}': file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(f"{where} '{path}': refused: the file carries pickled code or objects, not plain tensors "
+                         f"(loaded with weights_only=True; {str(exc).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ModelError(f"{where} '{path}': not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:120]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{where} '{path}': expected a state_dict (dict of tensors), got {type(state).__name__}")
+    _check_state(model, state, path, where)
+    model.load_state_dict(state)
+    return model
+
+
+def _check_state(model: nn.Module, state: dict, path: Path, where: str) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelError(f"{where} '{path}': keys do not match the model ({detail}); check the arch and width")
+    for key, tensor in expected.items():
+        got = state[key]
+        if not isinstance(got, torch.Tensor) or got.shape != tensor.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ModelError(f"{where} '{path}': '{key}' has shape {shape}, the model expects {tuple(tensor.shape)}")
+
+
+def save_checkpoint(model: nn.Module, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
+    return path
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

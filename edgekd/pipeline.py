@@ -1,0 +1,78 @@
+"""Runs the stages in order, skipping fresh ones on --resume, recording each in the manifest."""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from .config import PipelineConfig, load_config
+from .errors import ConfigError, EdgeKDError, StageError
+from .manifest import RunManifest
+from .stages.context import STAGES, RunContext
+
+Log = Callable[[str], None]
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    if (run_dir / "manifest.json").exists() and not (resume or force):
+        raise ConfigError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
+                          "--force to redo its stages, or --out for a new folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".edgekd-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{run_dir}: output folder is not writable ({exc.strerror}); choose another with --out") from None
+
+
+def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
+                 only: Optional[Sequence[str]] = None, log: Log = print) -> RunContext:
+    unknown = [s for s in (only or []) if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
+    prepare_run_dir(run_dir, resume, force)
+    manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
+    ctx = RunContext(config, Path(config_path), Path(run_dir), manifest)
+    for stage in STAGES:
+        if only and stage not in only:
+            continue
+        _run_stage(ctx, stage, skip_if_fresh=resume and not force, log=log)
+    return ctx
+
+
+def _run_stage(ctx: RunContext, stage: str, skip_if_fresh: bool, log: Log) -> None:
+    key = ctx.stage_key(stage)
+    if skip_if_fresh and ctx.manifest.is_fresh(stage, key):
+        log(f"[{stage}] up to date, skipped (--resume)")
+        return
+    _require_earlier(ctx, stage)
+    log(f"[{stage}] running")
+    module = importlib.import_module(f"edgekd.stages.{stage}")
+    started = time.perf_counter()
+    try:
+        result = module.run(ctx)
+    except EdgeKDError as exc:
+        ctx.manifest.mark_failed(stage, str(exc))
+        raise
+    except KeyboardInterrupt:
+        ctx.manifest.mark_failed(stage, "interrupted")
+        raise
+    seconds = time.perf_counter() - started
+    ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
+    log(f"[{stage}] done in {seconds:.1f} s")
+
+
+def _require_earlier(ctx: RunContext, stage: str) -> None:
+    for earlier in STAGES[:STAGES.index(stage)]:
+        entry = ctx.manifest.stage(earlier)
+        if not entry or entry.get("status") != "done":
+            raise StageError(f"stage '{stage}' needs '{earlier}' first; run without --only, or add --only {earlier}")
+
+
+def run_from_file(config_path: str | os.PathLike, out: Optional[str] = None, **kwargs) -> RunContext:
+    config = load_config(config_path)
+    run_dir = Path(out) if out else Path("runs") / config.name
+    return run_pipeline(config, Path(config_path), run_dir, **kwargs)

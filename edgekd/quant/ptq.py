@@ -1,0 +1,87 @@
+"""Post-training static quantization to a QDQ ONNX model with onnxruntime.quantization.
+
+QDQ (QuantizeLinear/DequantizeLinear pairs) is the one portable int8 format: onnxruntime,
+OpenVINO and TensorRT all consume it.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from ..errors import DataError, StageError
+from ..fileio import atomic_path
+from ..targets.profiles import QuantRecipe
+
+
+class ArrayReader:
+    """onnxruntime CalibrationDataReader over an in-memory array, in fixed-size batches."""
+
+    def __init__(self, input_name: str, samples: np.ndarray, batch_size: int = 32):
+        if not np.isfinite(samples).all():
+            raise DataError("calibration data contains NaN or Inf; check the dataset and the calibration recipe")
+        self._batches = [{input_name: samples[i:i + batch_size]} for i in range(0, len(samples), batch_size)]
+        self._iter: Optional[Iterator] = None
+        self.rewind()
+
+    def get_next(self):
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self._batches)
+
+
+def _quant_type(name: str):
+    from onnxruntime.quantization import QuantType
+
+    return {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[name]
+
+
+def _calibration_method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
+
+
+def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,
+                 nodes_to_exclude: Optional[list[str]] = None, calibrate_method: Optional[str] = None) -> Path:
+    """Quantize `fp32_onnx` with `recipe`, calibrated on `calibration`; write `out_path` atomically."""
+    from onnxruntime.quantization import QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    input_name = _input_name(fp32_onnx)
+    # Entropy and percentile calibration keep histograms per tensor; smaller batches bound memory.
+    reader = ArrayReader(input_name, calibration.astype(np.float32), batch_size=32)
+    extra = {"ActivationSymmetric": recipe.symmetric_activations, "WeightSymmetric": recipe.symmetric_weights}
+    method = calibrate_method or recipe.calibrate_method
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.99
+    logging.getLogger("root").setLevel(logging.ERROR)  # quantize_static logs each tensor at INFO
+    with tempfile.TemporaryDirectory(prefix="edgekd-ptq-") as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        # Shape inference and graph clean-up first, as onnxruntime recommends before quantizing.
+        quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+        with atomic_path(out_path) as tmp:
+            try:
+                quantize_static(
+                    str(prepared), str(tmp), reader, quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=recipe.op_types, per_channel=recipe.per_channel,
+                    reduce_range=recipe.reduce_range, activation_type=_quant_type(recipe.activation_type),
+                    weight_type=_quant_type(recipe.weight_type), nodes_to_exclude=nodes_to_exclude or [],
+                    calibrate_method=_calibration_method(method), extra_options=extra,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
+    return out_path
+
+
+def _input_name(onnx_path: Path) -> str:
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    initializers = {init.name for init in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in initializers)

@@ -1,0 +1,56 @@
+"""Resolve `module:function` and `path/to/file.py:function` references from the user's own config.
+
+This imports user code on purpose, and only code the config author named: configs are the user's
+own files. Checkpoints, ONNX files and bundles are never allowed to trigger an import.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+
+def is_reference(text: str) -> bool:
+    head, sep, attr = text.rpartition(":")
+    return bool(sep and head and attr.isidentifier() and not text.startswith("torchvision:"))
+
+
+def resolve(reference: str, base_dir: str | Path | None = None, what: str = "reference") -> Callable[..., Any]:
+    module_part, _, attr = reference.rpartition(":")
+    if not module_part or not attr.isidentifier():
+        raise ConfigError(f"{what} '{reference}': expected module:function or path/to/file.py:function")
+    module = _load_file(module_part, base_dir, what) if module_part.endswith(".py") else _import(module_part, what)
+    try:
+        target = getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"{what} '{reference}': {module_part} has no attribute '{attr}'") from None
+    if not callable(target):
+        raise ConfigError(f"{what} '{reference}': '{attr}' is not callable")
+    return target
+
+
+def _import(name: str, what: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ConfigError(f"{what} '{name}': cannot import ({exc}); is the module on PYTHONPATH?") from None
+
+
+def _load_file(file_part: str, base_dir: str | Path | None, what: str):
+    path = Path(file_part)
+    if not path.is_absolute() and base_dir is not None and not path.exists():
+        path = Path(base_dir) / path
+    if not path.is_file():
+        raise ConfigError(f"{what} '{file_part}': file not found")
+    name = f"edgekd_user_{abs(hash(str(path.resolve())))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,64 @@
+"""The contract every backend keeps: compile an ONNX model into an artifact, open a session on it."""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from ..errors import TargetError
+
+
+@dataclass
+class Artifact:
+    """A compiled model in a folder: `files` are relative to `root`, `main` is the file to load."""
+
+    backend: str
+    precision: str
+    root: Path
+    main: str
+    files: list[str]
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+    rebuild_on_device: bool = False
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("root")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], root: Path) -> "Artifact":
+        fields = {k: data[k] for k in ("backend", "precision", "main", "files") if k in data}
+        return cls(root=Path(root), runtime_options=data.get("runtime_options", {}),
+                   rebuild_on_device=data.get("rebuild_on_device", False), notes=data.get("notes", {}), **fields)
+
+
+class Session(Protocol):
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class Backend:
+    """Base class for backends. Subclasses set the class vars and implement compile() and session()."""
+
+    name: ClassVar[str]
+    runtime_module: ClassVar[str]
+    extra: ClassVar[str]
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.runtime_module) is not None
+
+    def unavailable_reason(self) -> str:
+        return f"the {self.name} backend needs '{self.runtime_module}': pip install 'edgekd[{self.extra}]'"
+
+    def require(self) -> None:
+        if not self.available():
+            raise TargetError(self.unavailable_reason())
+
+    def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
+        raise NotImplementedError
+
+    def session(self, artifact: Artifact, threads: int | None = None) -> Session:
+        raise NotImplementedError

@@ -1,0 +1,68 @@
+"""OpenVINO target: IR (.xml + .bin) from openvino.convert_model, run on the CPU plugin.
+
+INFERENCE_PRECISION_HINT is always set explicitly and recorded: on CPUs with AMX or AVX512-BF16,
+OpenVINO otherwise silently runs "fp32" models in bf16.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError
+from .base import Artifact, Backend
+
+_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def precision_hint(precision: str, profile) -> str:
+    if precision == "int8":
+        # Layers left in float inside a QDQ model run at this precision.
+        return profile.runtime_options.get("int8_inference_precision", "f32")
+    return _HINTS[precision]
+
+
+class OpenVinoSession:
+    def __init__(self, xml_path: Path, config: dict, device: str = "CPU"):
+        import openvino as ov
+
+        try:
+            compiled = ov.Core().compile_model(str(xml_path), device, config)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for bad IR
+            raise ArtifactError(f"{xml_path}: OpenVINO cannot compile it ({str(exc).splitlines()[0][:160]})") from None
+        self._request = compiled.create_infer_request()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self._request.infer({0: batch})
+        return self._request.get_output_tensor(0).data.copy()
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    runtime_module = "openvino"
+    extra = "openvino"
+
+    def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
+        self.require()
+        import openvino as ov
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        compress = bool(profile.runtime_options.get("compress_to_fp16", False)) and precision != "int8"
+        try:
+            model = ov.convert_model(str(onnx_path))
+        except Exception as exc:
+            raise ArtifactError(f"{onnx_path}: OpenVINO cannot convert it ({str(exc).splitlines()[0][:160]})") from None
+        ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=compress)
+        config = {"INFERENCE_PRECISION_HINT": precision_hint(precision, profile),
+                  "PERFORMANCE_HINT": profile.runtime_options.get("performance_hint", "LATENCY")}
+        if profile.threads:
+            config["INFERENCE_NUM_THREADS"] = profile.threads
+        return Artifact(self.name, precision, out_dir, "model.xml", ["model.xml", "model.bin"],
+                        runtime_options={"device": "CPU", "config": config, "compress_to_fp16": compress})
+
+    def session(self, artifact: Artifact, threads: int | None = None) -> OpenVinoSession:
+        self.require()
+        config = dict(artifact.runtime_options.get("config", {}))
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        return OpenVinoSession(artifact.root / artifact.main, config, artifact.runtime_options.get("device", "CPU"))

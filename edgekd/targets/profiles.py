@@ -1,0 +1,93 @@
+"""Device profiles: what a target allows and how to quantize for it. Data, not code."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import Field, ValidationError
+
+from ..config import Strict, describe_validation_error
+from ..errors import ConfigError, TargetError
+from ..resources import builtin_dir
+
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+
+
+class QuantRecipe(Strict):
+    """How to make the int8 QDQ model for a target (onnxruntime quantize_static settings)."""
+
+    name: str
+    activation_type: Literal["uint8", "int8"] = "uint8"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    per_channel: bool = True
+    reduce_range: bool = Field(False, description="7-bit weights: for x86 CPUs without VNNI")
+    symmetric_activations: bool = False
+    symmetric_weights: bool = True
+    calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    op_types: Optional[list[str]] = Field(None, description="restrict quantization to these op types")
+
+
+class GateThresholds(Strict):
+    max_drop: Optional[float] = Field(None, ge=0)
+    min_speedup: Optional[float] = Field(None, gt=0)
+    max_size_kb: Optional[float] = Field(None, gt=0)
+
+
+class TargetProfile(Strict):
+    name: str
+    description: str = ""
+    backend: Literal["ort", "ort-arm64", "openvino", "tensorrt"]
+    device: Literal["cpu", "gpu"] = "cpu"
+    arch: Literal["x86_64", "aarch64", "any"] = "any"
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)
+    quantization: Optional[QuantRecipe] = None
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
+    threads: Optional[int] = Field(None, ge=1)
+    latency_measurable_off_device: bool = Field(True, description="false when timings on the build machine say nothing about the device")
+    runtime_options: dict = Field(default_factory=dict, description="backend-specific options (hints, workspace, ...)")
+    gate: GateThresholds = Field(default_factory=GateThresholds)
+    source: str = Field("", exclude=True)
+
+
+def _profile_paths() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(builtin_dir("targets").glob("*.yaml"))}
+
+
+def list_profiles() -> list[TargetProfile]:
+    return [load_profile(name) for name in _profile_paths()]
+
+
+def load_profile(name_or_path: str, base_dir: Optional[Path] = None) -> TargetProfile:
+    path = _find(name_or_path, base_dir)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a target profile must be a mapping")
+    try:
+        profile = TargetProfile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc, TargetProfile)}") from None
+    profile.source = str(path)
+    if "int8" in profile.precisions and profile.quantization is None:
+        raise ConfigError(f"{path}: precisions include int8 but no 'quantization' recipe is given")
+    return profile
+
+
+def _find(name_or_path: str, base_dir: Optional[Path]) -> Path:
+    as_path = Path(name_or_path)
+    candidates = [as_path] if as_path.suffix in (".yaml", ".yml") else []
+    if base_dir is not None and candidates:
+        candidates.append(Path(base_dir) / as_path)
+    candidates.append(builtin_dir("targets") / f"{name_or_path}.yaml")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    import difflib
+
+    known = list(_profile_paths())
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise TargetError(f"unknown target '{name_or_path}'; {hint}known targets: {', '.join(known)} (or a path to a profile .yaml)")
