@@ -124,7 +124,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
               help="Take the reference accuracy from this report.json (must use the same evaluation set).")
 @click.option("--min-speedup", type=float, help="Smallest allowed speedup over the target's fp32 baseline.")
 @click.option("--max-size-kb", type=float, help="Largest allowed model size.")
-@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), 
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JUnit XML: one test case per artifact and threshold.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).")
