@@ -55,6 +55,16 @@ def gate(report: str | Path, thresholds: Optional[Thresholds] = None, **override
     return evaluate_report(data, thresholds)
 
 
+def compile(bundle: str | Path, target: Optional[str] = None) -> dict[str, Any]:
+    """(Re)build a bundle's model on this machine (the TensorRT engine on the device, the .ort file)
+    and update its manifest; `target` (a profile name or .yaml path) re-derives the build settings."""
+    from .bench.bundle import rebuild_bundle
+    from .targets import load_profile
+
+    profile = load_profile(target) if target else None
+    return rebuild_bundle(Path(bundle), profile)
+
+
 def targets() -> list:
     """The built-in device profiles."""
     from .targets import list_profiles

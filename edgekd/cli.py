@@ -133,6 +133,24 @@ def gate_cmd(report: Path, max_drop, relative, reference, min_speedup, max_size_
     sys.exit(1 if failed else 0)
 
 
+@main.command("compile")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--target", help="Profile name or .yaml path to derive the build settings from (default: those recorded in the bundle).")
+def compile_cmd(bundle: Path, target: str | None) -> None:
+    """Build BUNDLE's model on this machine and update its manifest.
+
+    Run it on the device: a TensorRT engine is built from the bundled ONNX with the recorded
+    build settings (or those of --target); an arm64 bundle gets a fresh .ort file. The new files
+    and their sha256 sums are written to manifest.json.
+    """
+    from . import api
+
+    manifest = api.compile(bundle, target)
+    artifact = manifest["artifact"]
+    click.echo(f"{bundle}: {artifact['backend']} {artifact['precision']} -> {artifact['main']} "
+               f"({len(manifest['files'])} files hashed in manifest.json)")
+
+
 @main.command("targets")
 def targets_cmd() -> None:
     """List the device profiles (targets/*.yaml). Add your own by passing a .yaml path in the config."""

@@ -3,7 +3,7 @@ split, and bundle the fastest one that passes the gate (never one slower than fp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +33,7 @@ def eval_subset(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
     return test.x[:n], test.y[:n]
 
 
-def _source_onnx(ctx: RunContext, profile, precision: str) -> Optional[Path]:
+def _source_onnx(ctx: RunContext, profile, precision: str) -> Path | None:
     if precision == "int8":
         path = int8_path(ctx, profile.quantization.name)
         return path if path.is_file() else None

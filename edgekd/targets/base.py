@@ -30,7 +30,7 @@ class Artifact:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], root: Path) -> "Artifact":
+    def from_json(cls, data: dict[str, Any], root: Path) -> Artifact:
         fields = {k: data[k] for k in ("backend", "precision", "main", "files") if k in data}
         return cls(root=Path(root), runtime_options=data.get("runtime_options", {}),
                    rebuild_on_device=data.get("rebuild_on_device", False), notes=data.get("notes", {}), **fields)
@@ -62,3 +62,11 @@ class Backend:
 
     def session(self, artifact: Artifact, threads: int | None = None) -> Session:
         raise NotImplementedError
+
+    def build(self, artifact: Artifact, profile=None) -> Artifact:
+        """Finish the artifact on the machine that will run it (`edgekd compile BUNDLE`).
+
+        Most artifacts are portable and need nothing; backends whose output is tied to the
+        device (TensorRT engines, ORT-format files) override this.
+        """
+        return artifact
