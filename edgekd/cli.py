@@ -135,7 +135,8 @@ def gate_cmd(report: Path, max_drop, relative, reference, min_speedup, max_size_
 
 @main.command("compile")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--target", help="Profile name or .yaml path to derive the build settings from (default: those recorded in the bundle).")
+@click.option("--target", help="Profile name or .yaml path to derive the build settings from "
+              "(default: those recorded in the bundle).")
 def compile_cmd(bundle: Path, target: str | None) -> None:
     """Build BUNDLE's model on this machine and update its manifest.
 

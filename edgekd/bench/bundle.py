@@ -66,11 +66,10 @@ def _file_records(bundle_dir: Path, artifact: Artifact) -> list[dict[str, Any]]:
 def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
     """`edgekd compile BUNDLE`: finish the artifact on this machine (a TensorRT engine, an .ort file),
     then record the new files, their hashes and the settings in manifest.json."""
-    manifest, artifact = load_bundle(bundle_dir)
-    backend_name = profile.backend if profile is not None else artifact.backend
-    if backend_name != artifact.backend:
+    manifest, artifact = load_bundle(bundle_dir, before_rebuild=True)
+    if profile is not None and profile.backend != artifact.backend:
         raise ArtifactError(f"{bundle_dir}: the bundle holds a {artifact.backend} model; target '{profile.name}' "
-                            f"uses {backend_name}; pick a profile with backend {artifact.backend}")
+                            f"uses {profile.backend}; pick a profile with backend {artifact.backend}")
     artifact = get_backend(artifact.backend).build(artifact, profile)
     manifest.update(artifact=artifact.to_json(), files=_file_records(Path(bundle_dir), artifact),
                     rebuild_on_device=artifact.rebuild_on_device, rebuilt_on=cpu_info()["model"],
@@ -93,8 +92,12 @@ def _swap_into_place(staging: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
-    """Read the manifest and check every file before anything is loaded."""
+def verify_bundle(bundle_dir: Path, before_rebuild: bool = False) -> dict[str, Any]:
+    """Read the manifest and check every file before anything is loaded.
+
+    `before_rebuild`: `edgekd compile` is about to rebuild the backend's device-built files (an
+    engine, an .ort file), so those may be missing or stale; every other file is still checked.
+    """
     bundle_dir = Path(bundle_dir)
     if not (bundle_dir / "manifest.json").is_file():
         raise ArtifactError(f"{bundle_dir}: not a bundle (no manifest.json); point at runs/<name>/bundle/<target>")
@@ -102,7 +105,10 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
     if manifest.get("schema") != BUNDLE_SCHEMA:
         raise ArtifactError(f"{bundle_dir}/manifest.json: schema {manifest.get('schema')!r}, expected {BUNDLE_SCHEMA!r}")
     root = bundle_dir.resolve()
+    rebuilt = get_backend(manifest["artifact"]["backend"]).built_files if before_rebuild else ()
     for entry in manifest.get("files", []):
+        if entry["path"] in rebuilt:
+            continue
         path = (root / entry["path"]).resolve()
         if root not in path.parents:
             raise ArtifactError(f"{bundle_dir}/manifest.json: file path '{entry['path']}' escapes the bundle folder; refused")
@@ -114,8 +120,8 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_bundle(bundle_dir: Path) -> tuple[dict[str, Any], Artifact]:
-    manifest = verify_bundle(bundle_dir)
+def load_bundle(bundle_dir: Path, before_rebuild: bool = False) -> tuple[dict[str, Any], Artifact]:
+    manifest = verify_bundle(bundle_dir, before_rebuild)
     return manifest, Artifact.from_json(manifest["artifact"], Path(bundle_dir))
 
 

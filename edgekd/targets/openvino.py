@@ -41,6 +41,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     runtime_module = "openvino"
     extra = "openvino"
+    float_precisions = ("fp32", "fp16", "bf16")  # via INFERENCE_PRECISION_HINT
 
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
         self.require()

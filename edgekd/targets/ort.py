@@ -48,6 +48,8 @@ class OrtBackend(Backend):
     name = "ort"
     runtime_module = "onnxruntime"
     extra = "ort"
+    # The CPU provider has no fast fp16/bf16 kernels: such models only add casts.
+    float_precisions = ("fp32",)
 
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
         self.require()
@@ -70,6 +72,7 @@ class OrtArm64Backend(OrtBackend):
     """
 
     name = "ort-arm64"
+    built_files = ("model.ort",)
 
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
         return self.build(super().compile(onnx_path, precision, profile, out_dir, input_spec))

@@ -152,6 +152,8 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     runtime_module = "tensorrt"
     extra = "tensorrt"
+    float_precisions = ("fp32", "fp16")
+    built_files = ("model.engine", "timing.cache")
 
     def can_build_here(self) -> bool:
         return self.available() and cuda_available()
