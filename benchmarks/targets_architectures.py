@@ -4,12 +4,15 @@ architectures, and the one edgekd's selection ships.
     flock /tmp/edgekd-heavy.lock env PYTHONPATH=$PWD python benchmarks/targets_architectures.py
 
 resnet18, mobilenet_v3_small and efficientnet_b0 with random weights (weights=None), 3x224x224,
-batch 1. Each is exported with edgekd.export (checked, parity-tested), int8 QDQ models are made with
-each target profile's recipe calibrated on 32 random inputs, and every candidate the profile allows
-is compiled by the target's backend. Fidelity is measured on 200 other fixed random inputs against
-the PyTorch fp32 logits (top-1 agreement, cosine); latency with measure_interleaved. The chosen
-candidate comes from edgekd.targets.selection.choose, the code the compile stage uses, with a
-fidelity rule (top-1 agreement >= 95%) in place of the validation-accuracy rule.
+batch 1. BatchNorm statistics are re-estimated on 64 random inputs first (the weights stay random):
+at torchvision's initialisation, mobilenet_v3_small and efficientnet_b0 output logits of about 1e-9
+and 1e-14, and fidelity would measure float noise. Each model is then exported with edgekd.export
+(checked, parity-tested); int8 QDQ models are made with each target profile's recipe, calibrated on
+32 other random inputs; every candidate the profile allows is compiled by the target's backend.
+Fidelity is measured on 200 fixed random inputs against the PyTorch fp32 logits (top-1 agreement,
+cosine); latency with measure_interleaved. The chosen candidate comes from
+edgekd.targets.selection.choose, the code the compile stage uses, with a fidelity rule (top-1
+agreement >= 95%) in place of the validation-accuracy rule.
 
 Writes benchmarks/results/targets_architectures.json and .md.
 """
@@ -38,7 +41,7 @@ from edgekd.targets.selection import choose, fidelity_rule, plan
 
 MODELS = ["resnet18", "mobilenet_v3_small", "efficientnet_b0"]
 TARGETS = ["x86-cpu", "intel-cpu"]
-EVAL_SAMPLES, CALIBRATION_SAMPLES = 200, 32
+EVAL_SAMPLES, CALIBRATION_SAMPLES, BN_SAMPLES = 200, 32, 64
 MIN_AGREEMENT = 0.95
 CHOSEN_WITHIN = 0.05  # of the fastest passing candidate
 RESULTS = Path(__file__).parent / "results"
@@ -49,9 +52,23 @@ def inputs(seed: int, count: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, 3, 224, 224), dtype=np.float32)
 
 
-def export(name: str, folder: Path, eval_x: np.ndarray) -> tuple[Path, np.ndarray, dict]:
+def random_model(name: str, bn_inputs: np.ndarray) -> torch.nn.Module:
+    """weights=None, with BatchNorm running statistics measured on `bn_inputs` (cumulative average)."""
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None).eval()
+    model = getattr(torchvision.models, name)(weights=None)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None
+    with torch.no_grad():
+        model.train()
+        for i in range(0, len(bn_inputs), 16):
+            model(torch.from_numpy(bn_inputs[i:i + 16]))
+    return model.eval()
+
+
+def export(name: str, folder: Path, eval_x: np.ndarray) -> tuple[Path, np.ndarray, dict]:
+    model = random_model(name, inputs(2, BN_SAMPLES))
     onnx_path = export_onnx(model, eval_x[:2], folder / f"{name}-fp32.onnx", ExportConfig(), {"model": name})
     check = parity(model, onnx_path, eval_x[:8], ExportConfig())
     with torch.no_grad():
@@ -97,7 +114,8 @@ def markdown(report: dict) -> str:
     lines = ["# Target candidates on torchvision architectures", "",
              f"CPU: {report['machine']['model']} ({report['machine']['cores']} cores, flags "
              f"{', '.join(report['machine']['flags'])}); batch 1, 3x224x224, random weights; fidelity on "
-             f"{EVAL_SAMPLES} fixed random inputs against PyTorch fp32; int8 calibrated on {CALIBRATION_SAMPLES} others.",
+             f"{EVAL_SAMPLES} fixed random inputs against PyTorch fp32; int8 calibrated on {CALIBRATION_SAMPLES} others; "
+             f"BatchNorm statistics of the random-weight models re-estimated on {BN_SAMPLES} more.",
              f"Chosen by `edgekd.targets.selection.choose` with top-1 agreement >= {MIN_AGREEMENT:.0%}.", "",
              "| model | target | candidate | p50 ms | vs fp32 | top-1 agreement | cosine | verdict |",
              "|---|---|---|---:|---:|---:|---:|---|"]
@@ -137,7 +155,7 @@ def main() -> int:
                 print(f"{name:<20} {target:<10} chosen {entry['chosen']:<6} " + "  ".join(
                     f"{r['name']} {r['p50_ms']:.2f}ms/{r['top1_agreement']:.3f}" for r in entry["candidates"]), flush=True)
     report = {"models": models, "export_parity": parities, "eval_samples": EVAL_SAMPLES,
-              "calibration_samples": CALIBRATION_SAMPLES, "min_top1_agreement": MIN_AGREEMENT,
+              "calibration_samples": CALIBRATION_SAMPLES, "batchnorm_samples": BN_SAMPLES, "min_top1_agreement": MIN_AGREEMENT,
               "latency_spec": spec.__dict__, "machine": cpu_info(), "library_versions": library_versions(),
               "seconds": time.perf_counter() - started}
     args.out.mkdir(parents=True, exist_ok=True)
