@@ -41,6 +41,17 @@ def test_export_is_checked_with_opset_and_dynamic_batch(exported):
     assert proto.graph.value_info  # shape inference filled in the intermediate tensors
 
 
+@pytest.mark.parametrize("opset", [17, 20])
+def test_requested_opset_is_the_one_written(small, tmp_path, opset):
+    model, x = small
+    cfg = ExportConfig(opset=opset)
+    path = export_onnx(model, x, tmp_path / f"op{opset}.onnx", cfg, {})
+    proto = onnx.load(str(path))
+    assert next(o.version for o in proto.opset_import if o.domain == "") == opset
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch on both exporters
+    assert parity(model, path, x, cfg).max_abs_diff < 1e-4
+
+
 def test_metadata_round_trips(exported):
     meta = read_metadata(exported)
     assert meta["preprocessing"]["mean"] == [0.5] and meta["preprocessing"]["layout"] == "NCHW"
