@@ -32,6 +32,7 @@ class BuildSettings:
     workspace_mb: int = 1024
     builder_optimization_level: int = 3
     timing_cache: str = "timing.cache"
+    strongly_typed: bool = False
     flags: list[str] = field(default_factory=list)
 
     def shape(self, batch: int) -> tuple[int, ...]:
@@ -49,8 +50,12 @@ def settings_from_profile(profile, precision: str, input_name: str, input_shape:
         opt_batch=int(options.get("opt_batch", batches[0])), max_batch=batches[-1],
         fp16=fp16, int8=precision == "int8", workspace_mb=int(options.get("workspace_mb", 1024)),
         builder_optimization_level=int(options.get("builder_optimization_level", 3)),
+        strongly_typed=bool(options.get("strongly_typed", False)),
     )
-    settings.flags = [name for name, on in (("FP16", settings.fp16), ("INT8", settings.int8)) if on]
+    # A strongly typed network takes every tensor's type from the ONNX file (TensorRT's recommended
+    # mode for explicit quantization); precision flags are then not allowed.
+    if not settings.strongly_typed:
+        settings.flags = [name for name, on in (("FP16", settings.fp16), ("INT8", settings.int8)) if on]
     return settings
 
 
@@ -63,8 +68,7 @@ def trtexec_command(settings: BuildSettings, onnx: str = "model.onnx", engine: s
              f"--memPoolSize=workspace:{settings.workspace_mb}M",
              f"--builderOptimizationLevel={settings.builder_optimization_level}",
              f"--timingCacheFile={settings.timing_cache}"]
-    parts += ["--fp16"] if settings.fp16 else []
-    parts += ["--int8"] if settings.int8 else []
+    parts += ["--stronglyTyped"] if settings.strongly_typed else [f"--{flag.lower()}" for flag in settings.flags]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -83,7 +87,9 @@ def build_engine(onnx_path: Path, settings: BuildSettings, engine_path: Path, ca
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    # TensorRT 10: explicit batch is the only mode; strong typing is the one creation flag left.
+    creation = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if settings.strongly_typed else 0
+    network = builder.create_network(creation)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))

@@ -86,6 +86,7 @@ def _fake_tensorrt(log: list) -> types.ModuleType:
     module.OnnxParser = lambda network, logger: _Recorder(log, "parser")
     module.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
     module.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+    module.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
     return module
 
 
@@ -101,6 +102,17 @@ def _calls(log, method):
     return [entry for entry in log if entry[1] == method]
 
 
+def test_strongly_typed_profile_drops_precision_flags(fake_trt, tmp_path):
+    profile = load_profile("nvidia-gpu")
+    profile = profile.model_copy(update={"runtime_options": {**profile.runtime_options, "strongly_typed": True}})
+    settings = settings_from_profile(profile, "int8", "input", [3, 32, 32])
+    assert settings.flags == [] and trtexec_command(settings).endswith("--stronglyTyped")
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"onnx")
+    build_engine(onnx, settings, tmp_path / "model.engine", tmp_path / "timing.cache")
+    assert _calls(fake_trt, "create_network")[0][2] == (1 << 1,) and not _calls(fake_trt, "set_flag")
+
+
 def test_build_engine_calls_the_builder_api(fake_trt, tmp_path):
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"onnx")
@@ -109,6 +121,7 @@ def test_build_engine_calls_the_builder_api(fake_trt, tmp_path):
     assert [c[2] for c in _calls(fake_trt, "set_flag")] == [("FP16",), ("INT8",)]
     assert _calls(fake_trt, "set_shape")[0][2] == ("input", (1, 3, 32, 32), (1, 3, 32, 32), (8, 3, 32, 32))
     assert len(_calls(fake_trt, "add_optimization_profile")) == 1
+    assert _calls(fake_trt, "create_network")[0][2] == (0,)  # weakly typed: FP16 and INT8 flags decide
     assert _calls(fake_trt, "set_memory_pool_limit")[0][2] == ("WORKSPACE", 1024 << 20)
     assert _calls(fake_trt, "create_timing_cache")[0][2] == (b"",)  # no cache yet: start empty
     assert _calls(fake_trt, "set_timing_cache")[0][3] == {"ignore_mismatch": False}
