@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .gate import Check, Thresholds, evaluate_report
+from .quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
 def run(config: str | Path, out: Optional[str | Path] = None, resume: bool = False, force: bool = False,
