@@ -23,8 +23,8 @@ from .distill import build_student
 from .export import fp32_onnx_path
 from .quantize import int8_path
 
-# Files the quantize stage may leave beside the PTQ model (issue 4): a QAT export, and an
-# accuracy-aware fallback with its most sensitive nodes kept in float. Each is a candidate when present.
+# Extra int8 files the quantize stage may leave beside its main model (a QAT export next to a PTQ
+# one, a fallback next to the plain PTQ model): each is a candidate of its own when present.
 INT8_VARIANTS = {"int8": "", "int8-qat": "-qat", "int8-fallback": "-fallback"}
 
 
@@ -46,9 +46,19 @@ def candidate_sources(ctx: RunContext, profile) -> list[tuple[str, str, Path]]:
 
 
 def int8_files(ctx: RunContext, recipe_name: str) -> list[tuple[str, Path]]:
-    ptq = int8_path(ctx, recipe_name)
-    candidates = ((name, ptq.with_name(f"{ptq.stem}{suffix}{ptq.suffix}")) for name, suffix in INT8_VARIANTS.items())
-    return [(name, path) for name, path in candidates if path.is_file()]
+    main = int8_path(ctx, recipe_name)
+    candidates = ((name, main.with_name(f"{main.stem}{suffix}{main.suffix}")) for name, suffix in INT8_VARIANTS.items())
+    found = [(name, path) for name, path in candidates if path.is_file()]
+    label = _main_int8_label(ctx, recipe_name)
+    return [(label if name == "int8" and label not in dict(found) else name, path) for name, path in found]
+
+
+def _main_int8_label(ctx: RunContext, recipe_name: str) -> str:
+    """Name the quantize stage's main int8 model by how it was made: int8 (PTQ), int8-qat, int8-fallback."""
+    metrics = ctx.manifest.metrics("quantize")
+    if metrics.get("method") == "qat":
+        return "int8-qat"
+    return "int8-fallback" if metrics.get("recipes", {}).get(recipe_name, {}).get("nodes_in_float") else "int8"
 
 
 def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:

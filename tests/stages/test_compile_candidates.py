@@ -12,11 +12,20 @@ from edgekd.stages.compile import candidate_sources  # noqa: E402
 from edgekd.targets import load_profile  # noqa: E402
 
 
-class _Ctx:
-    """Just enough of RunContext for candidate_sources: the stage folders."""
+class _Manifest:
+    def __init__(self, quantize: dict):
+        self.quantize = quantize
 
-    def __init__(self, root: Path):
+    def metrics(self, stage: str) -> dict:
+        return self.quantize if stage == "quantize" else {}
+
+
+class _Ctx:
+    """Just enough of RunContext for candidate_sources: the stage folders and the quantize metrics."""
+
+    def __init__(self, root: Path, quantize: dict | None = None):
         self.root = root
+        self.manifest = _Manifest(quantize or {"method": "ptq"})
 
     def stage_dir(self, stage: str) -> Path:
         path = self.root / stage
@@ -48,3 +57,11 @@ def test_openvino_adds_bf16_and_picks_up_qat_and_fallback_files(tmp_path):
 
 def test_tensorrt_keeps_the_profile_order_and_skips_missing_int8(tmp_path):
     assert _names(_Ctx(tmp_path), "jetson-orin") == [("fp16", "fp16"), ("fp32", "fp32")]
+
+
+def test_main_int8_model_is_named_by_how_it_was_made(tmp_path):
+    ctx = _Ctx(tmp_path, {"method": "qat", "recipes": {}})
+    (ctx.stage_dir("quantize") / "student-int8-x86-vnni-u8s8.onnx").write_bytes(b"q")
+    assert _names(ctx, "x86-cpu") == [("fp32", "fp32"), ("int8-qat", "int8")]
+    ctx.manifest = _Manifest({"method": "ptq", "recipes": {"x86-vnni-u8s8": {"nodes_in_float": ["conv1"]}}})
+    assert _names(ctx, "x86-cpu") == [("fp32", "fp32"), ("int8-fallback", "int8")]

@@ -32,7 +32,8 @@ def _compile_metrics(run_dir):
 
 def test_every_candidate_has_a_verdict_and_the_shipped_one_is_not_slower_than_fp32(run_dir):
     targets = _compile_metrics(run_dir)["targets"]
-    assert [c["name"] for c in targets["intel-cpu"]["candidates"]] == ["fp32", "bf16", "int8"]
+    names = [c["name"] for c in targets["intel-cpu"]["candidates"]]
+    assert names[:2] == ["fp32", "bf16"] and names[2].startswith("int8") and len(names) == 3
     for name in ("x86-cpu", "intel-cpu"):
         rows = targets[name]["candidates"]
         chosen = next(r for r in rows if r["verdict"].startswith("chosen"))
@@ -44,7 +45,7 @@ def test_every_candidate_has_a_verdict_and_the_shipped_one_is_not_slower_than_fp
 def test_bundle_manifest_says_why_each_other_candidate_lost(run_dir):
     manifest = verify_bundle(run_dir / "bundle" / "intel-cpu")
     selection = manifest["selection"]
-    assert {s["name"] for s in selection} == {"fp32", "bf16", "int8"}
+    assert [s["name"] for s in selection][:2] == ["fp32", "bf16"] and selection[2]["precision"] == "int8"
     assert sum(s["verdict"].startswith("chosen") for s in selection) == 1
     config = manifest["runtime_options"]["config"]
     assert config["PERFORMANCE_HINT"] == "LATENCY" and config["INFERENCE_PRECISION_HINT"]
