@@ -99,6 +99,7 @@ class BenchConfig(Strict):
     rounds: int = Field(5, ge=1, description="candidates are timed interleaved in this many rounds")
     batch_size: int = Field(8, ge=1)
     threads: Optional[int] = Field(None, ge=1, description="overrides the target profile's threads")
+    memory: bool = Field(True, description="peak resident memory per artifact, from a fresh subprocess each (~1 s per artifact)")
 
 
 class GateConfig(Strict):
