@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, TargetError
 from ..fileio import file_record, read_json, sha256_of, write_json_atomic, write_text_atomic
 from ..targets.base import Artifact
 from ..targets.registry import get_backend
@@ -102,6 +102,8 @@ def bench_bundle(bundle_dir: Path, spec: LatencySpec, threads: Optional[int] = N
     """Accuracy on eval.npz and latency, for one bundle on this machine."""
     manifest, artifact = load_bundle(bundle_dir)
     backend = get_backend(artifact.backend)
+    if not backend.available():
+        raise TargetError(f"{bundle_dir}: cannot run this {artifact.backend} bundle here; {backend.unavailable_reason()}")
     started = time.perf_counter()
     session = backend.session(artifact, threads)
     create_ms = (time.perf_counter() - started) * 1000

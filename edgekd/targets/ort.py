@@ -22,7 +22,8 @@ class OrtSession:
         try:
             self._session = ort.InferenceSession(str(model_path), options, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
-            raise ArtifactError(f"{model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:160]})") from None
+            raise ArtifactError(f"{model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:160]}); "
+                                "the file is corrupt or not ONNX: export or bundle it again") from None
         self._input = self._session.get_inputs()[0].name
         self.options = {"intra_op_num_threads": threads, "graph_optimization_level": "ORT_ENABLE_ALL",
                         "providers": self._session.get_providers()}

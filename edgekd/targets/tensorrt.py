@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -152,6 +153,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     runtime_module = "tensorrt"
     extra = "tensorrt"
+    build_needs_runtime = False  # without tensorrt here, the bundle carries the ONNX and builds on the device
 
     def can_build_here(self) -> bool:
         return self.available() and cuda_available()
@@ -160,7 +162,8 @@ class TensorRTBackend(Backend):
         if input_spec is None:
             raise TargetError("tensorrt compile needs the model's input spec (name and shape)")
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "model.onnx").write_bytes(Path(onnx_path).read_bytes())
+        with atomic_path(out_dir / "model.onnx") as tmp:
+            shutil.copyfile(onnx_path, tmp)
         settings = settings_from_profile(profile, precision, input_spec["name"], input_spec["shape"][1:])
         write_json_atomic(out_dir / "build_settings.json", asdict(settings))
         write_text_atomic(out_dir / "build_engine.sh", "#!/bin/sh\n# Build the engine on the device (either line):\n"
