@@ -60,10 +60,28 @@ class DistillConfig(Strict):
     finetune_epochs: int = Field(0, ge=0, le=1000, description="last phase on labels only")
 
 
+class QatConfig(Strict):
+    """Quantization-aware fine-tuning of the distilled student (quantize.method: qat)."""
+
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2, lr=0.002),
+                               description="fine-tuning schedule; a low lr keeps the student near its fp32 optimum")
+    temperature: Optional[float] = Field(None, gt=0, le=100, description="distillation temperature (default: distill's)")
+    alpha: Optional[float] = Field(None, ge=0, le=1, description="weight of the teacher loss (default: distill.alpha)")
+    freeze_observers_epoch: Optional[int] = Field(None, ge=0, description="stop updating activation ranges from this "
+                                                  "epoch on (default: the last epoch)")
+
+
 class QuantizeConfig(Strict):
     method: Literal["ptq", "none"] = "ptq"
     calibration: str = Field("train-256", description="recipe name in calibration/ or a path to a recipe YAML")
     calibrate_method: Optional[Literal["minmax", "entropy", "percentile"]] = Field(None, description="overrides the target recipe")
+    fallback: bool = Field(True, description="when int8 breaks max_drop on the validation split, keep the most "
+                                             "sensitive nodes in float until it does not")
+    max_fallback_nodes: int = Field(6, ge=0, le=1000, description="give up after keeping this many nodes in float")
+    max_drop: Optional[float] = Field(None, ge=0, description="int8 accuracy budget on the validation split, in gate.drop_type "
+                                                              "units (default: the strictest target or gate max_drop)")
+    sensitivity_samples: int = Field(512, ge=16, le=100_000, description="validation samples used to rank node sensitivity")
+    qat: QatConfig = Field(default_factory=QatConfig)
 
 
 class ExportConfig(Strict):

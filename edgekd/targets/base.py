@@ -30,7 +30,7 @@ class Artifact:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], root: Path) -> "Artifact":
+    def from_json(cls, data: dict[str, Any], root: Path) -> Artifact:
         fields = {k: data[k] for k in ("backend", "precision", "main", "files") if k in data}
         return cls(root=Path(root), runtime_options=data.get("runtime_options", {}),
                    rebuild_on_device=data.get("rebuild_on_device", False), notes=data.get("notes", {}), **fields)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import Field, ValidationError
@@ -26,6 +26,7 @@ class QuantRecipe(Strict):
     symmetric_weights: bool = True
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     op_types: Optional[list[str]] = Field(None, description="restrict quantization to these op types")
+    extra_options: dict[str, Any] = Field(default_factory=dict, description="more onnxruntime quantize_static extra_options")
 
 
 class GateThresholds(Strict):
