@@ -63,16 +63,14 @@ class DistillConfig(Strict):
 class QatConfig(Strict):
     """Quantization-aware fine-tuning of the distilled student (quantize.method: qat)."""
 
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2, lr=0.002),
-                               description="fine-tuning schedule; a low lr keeps the student near its fp32 optimum")
+    # Fake-quant ops run in fp32 (no autocast); a low lr keeps the student near its fp32 optimum.
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2, lr=0.002, amp="off"))
     temperature: Optional[float] = Field(None, gt=0, le=100, description="distillation temperature (default: distill's)")
     alpha: Optional[float] = Field(None, ge=0, le=1, description="weight of the teacher loss (default: distill.alpha)")
-    freeze_observers_epoch: Optional[int] = Field(None, ge=0, description="stop updating activation ranges from this "
-                                                  "epoch on (default: the last epoch)")
 
 
 class QuantizeConfig(Strict):
-    method: Literal["ptq", "none"] = "ptq"
+    method: Literal["ptq", "qat", "none"] = "ptq"
     calibration: str = Field("train-256", description="recipe name in calibration/ or a path to a recipe YAML")
     calibrate_method: Optional[Literal["minmax", "entropy", "percentile"]] = Field(None, description="overrides the target recipe")
     fallback: bool = Field(True, description="when int8 breaks max_drop on the validation split, keep the most "
@@ -101,6 +99,7 @@ class BenchConfig(Strict):
     rounds: int = Field(5, ge=1, description="candidates are timed interleaved in this many rounds")
     batch_size: int = Field(8, ge=1)
     threads: Optional[int] = Field(None, ge=1, description="overrides the target profile's threads")
+    memory: bool = Field(True, description="peak resident memory per artifact, from a fresh subprocess each (~1 s per artifact)")
 
 
 class GateConfig(Strict):

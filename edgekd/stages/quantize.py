@@ -2,14 +2,31 @@
 
 PTQ models that break the int8 accuracy budget on the validation split go through the
 accuracy-aware fallback (quant/fallback.py), so the compile stage's int8 candidate is the fixed one.
+QAT fine-tunes the fake-quantized student with the distillation loss, once per recipe (each recipe
+has its own integer formats), and exports the learned ranges to the same QDQ format.
 """
 from __future__ import annotations
 
+import json
+import shutil
+
+import numpy as np
+import torch
+
+from ..bench.accuracy import topk
 from ..data.calibration import draw, load_recipe
-from ..quant.fallback import FallbackBudget, quantize_with_fallback
+from ..distill.losses import ensemble_soft_targets
+from ..distill.trainer import predict_logits
+from ..errors import StageError
+from ..gate import accuracy_drop
+from ..quant.fallback import FallbackBudget, logits_of, quantize_with_fallback
 from ..quant.ptq import quantize_qdq
+from ..quant.qat import prepare_qat
+from ..quant.qat_export import export_qdq
+from ..quant.qat_train import finetune_qat
 from ..targets import load_profile
 from .context import RunContext, StageOutput
+from .distill import build_student
 from .export import fp32_onnx_path
 
 
@@ -46,9 +63,15 @@ def run(ctx: RunContext) -> StageOutput:
     recipe_set = load_recipe(ctx.cfg.quantize.calibration)
     calibration, digest = draw(ctx.dataset, recipe_set)
     fp32 = fp32_onnx_path(ctx)
-    outputs, used = [], {}
+    outputs, used, made = [], {}, {}
     for name, recipe in recipes_for(ctx).items():
-        path, info = _ptq(ctx, recipe, calibration.x)
+        flavour = json.dumps(recipe.model_dump(exclude={"name"}), sort_keys=True)
+        if flavour in made:  # same formats under another name (e.g. x86 VNNI and OpenVINO): reuse the model
+            path, info = int8_path(ctx, name), {**made[flavour][1], "same_model_as": made[flavour][2]}
+            shutil.copyfile(made[flavour][0], path)
+        else:
+            path, info = (_qat if method == "qat" else _ptq)(ctx, recipe, calibration.x)
+            made[flavour] = (path, info, name)
         outputs.append(path)
         used[name] = {**recipe.model_dump(), **info, "bytes": path.stat().st_size}
     metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), "samples": len(calibration),
@@ -68,3 +91,30 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
     report = quantize_with_fallback(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget, method)
     return out, {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
 
+
+
+def _qat(ctx: RunContext, recipe, calibration_x):
+    cfg, data, out = ctx.cfg, ctx.dataset, int8_path(ctx, recipe.name)
+    temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
+    alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
+    soft = _teacher_soft_targets(ctx, temperature)
+    qat = prepare_qat(build_student(ctx), recipe, torch.from_numpy(calibration_x))
+    run = finetune_qat(qat, data.train.x, data.train.y, soft, cfg.quantize.qat.train, temperature, alpha, cfg.seed)
+    export_qdq(qat, data.val.x, out, opset=max(13, min(cfg.export.opset, 17)))
+    torch_logits, onnx_logits = predict_logits(qat, data.val.x), logits_of(out, data.val.x)
+    agreement = float((torch_logits.argmax(1) == onnx_logits.argmax(1)).mean())
+    if agreement < cfg.export.min_top1_agreement:
+        raise StageError(f"quantize: the QAT QDQ model agrees with the fake-quantized student on {agreement:.3f} of "
+                         f"validation predictions < export.min_top1_agreement {cfg.export.min_top1_agreement}")
+    fp32_top1, top1 = topk(logits_of(fp32_onnx_path(ctx), data.val.x), data.val.y), topk(onnx_logits, data.val.y)
+    return out, {"nodes_in_float": [], "qat": {
+        "epochs": run.epochs_run, "seconds": round(run.seconds, 2), "temperature": temperature, "alpha": alpha,
+        "unfolded_batch_norms": qat.unfolded_batch_norms, "fp32_val_top1": fp32_top1, "val_top1": top1,
+        "val_drop": accuracy_drop(fp32_top1, top1, cfg.gate.drop_type), "torch_onnx_top1_agreement": agreement}}
+
+
+def _teacher_soft_targets(ctx: RunContext, temperature: float) -> torch.Tensor:
+    """The ensemble's softened outputs over the training split, from the teachers stage's cache."""
+    cached = np.load(ctx.stage_dir("teachers") / "teacher-logits.npy", mmap_mode="r").astype(np.float32)
+    return ensemble_soft_targets(list(torch.from_numpy(cached)), temperature, [t.weight for t in ctx.cfg.teachers],
+                                 ctx.cfg.distill.ensemble)

@@ -48,3 +48,21 @@ def planted_sensitive_model(tmp_path):
     calib, val = sample(256, 1), sample(1000, 2)
     logits = np.maximum(val @ w0.T, 0) @ w1.T
     return path, calib, val, logits.argmax(1)
+
+
+@pytest.fixture(scope="module")
+def trained_digits_cnn():
+    """A small ConvNet with batch norms, trained for a few seconds on scikit-learn's digits."""
+    import torch
+
+    from edgekd.config import DataConfig, TrainConfig
+    from edgekd.data import load_dataset
+    from edgekd.distill.trainer import cross_entropy_loss, train
+    from edgekd.models.zoo import ConvNet
+
+    data = load_dataset(DataConfig(source="digits"), seed=0)
+    torch.manual_seed(0)
+    model = ConvNet(1, 10, 8, width=8)
+    train(model, torch.from_numpy(data.train.x), torch.from_numpy(data.train.y),
+          TrainConfig(epochs=3, lr=0.05, batch_size=64), cross_entropy_loss(), seed=0)
+    return model.eval(), data
