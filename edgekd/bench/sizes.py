@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ArtifactError
 from ..targets.base import Artifact
 
 # Files that hold the model; side files (README, build scripts, timing caches) do not count.
@@ -34,10 +35,14 @@ def parameter_count(artifact: Artifact) -> int | None:
     this count, hence the graph walk.
     """
     main = artifact.root / artifact.main
-    if main.suffix == ".onnx" and importlib.util.find_spec("onnx") is not None:
-        return _onnx_parameters(main)
-    if main.suffix == ".xml" and importlib.util.find_spec("openvino") is not None:
-        return _openvino_parameters(main)
+    try:
+        if main.suffix == ".onnx" and importlib.util.find_spec("onnx") is not None:
+            return _onnx_parameters(main)
+        if main.suffix == ".xml" and importlib.util.find_spec("openvino") is not None:
+            return _openvino_parameters(main)
+    except Exception as exc:  # protobuf DecodeError, OpenVINO's RuntimeError subclasses: a corrupt file
+        raise ArtifactError(f"{main}: cannot read the model ({str(exc).splitlines()[0][:160]}); "
+                            "the file is corrupt: export or bundle it again") from None
     return None
 
 

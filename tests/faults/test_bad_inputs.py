@@ -256,7 +256,7 @@ def test_truncated_onnx_in_a_rehashed_bundle(bundle):
     data = (bundle / "model.onnx").read_bytes()
     (bundle / "model.onnx").write_bytes(data[: len(data) // 3])
     _rehash(bundle)
-    assert_one_line_error(invoke("bench", bundle, "--runs", "5", "--min-seconds", "0"), "model.onnx", "cannot load it")
+    assert_one_line_error(invoke("bench", bundle, "--runs", "5", "--min-seconds", "0"), "model.onnx", "corrupt", "again")
 
 
 def test_bundle_manifest_that_is_not_json(bundle):
@@ -278,3 +278,30 @@ def test_gate_a_report_that_is_not_json(tmp_path):
 
 def test_gate_a_missing_report(tmp_path):
     assert_one_line_error(invoke("gate", tmp_path / "report.json"), "report.json", "file not found")
+
+
+def test_gate_with_a_baseline_from_another_evaluation_set(tmp_path, finished_run):
+    # A real second report: the same bundle benched on a smaller eval.npz (re-hashed, so bench accepts it).
+    bundle = shutil.copytree(finished_run / "bundle" / "x86-cpu", tmp_path / "x86-cpu")
+    with np.load(bundle / "eval.npz") as data:
+        subset = {key: data[key][:20] for key in data.files}
+    np.savez_compressed(bundle / "eval.npz", **subset)
+    _rehash(bundle)
+    other = tmp_path / "other-report.json"
+    benched = invoke("bench", bundle, "--json", other, "--no-memory", "--runs", "5", "--min-seconds", "0",
+                     "--warmup-runs", "0", "--warmup-seconds", "0", "--rounds", "1", "--batch", "1")
+    assert benched.exit_code == 0, benched.output[-2000:]
+    assert_one_line_error(invoke("gate", finished_run / "report.json", "--baseline", other), "report.json",
+                          f"--baseline {other}", "different evaluation set", "same eval.npz")
+
+
+def test_gate_a_json_file_that_is_not_a_report(tmp_path):
+    (tmp_path / "list.json").write_text("[1, 2]", encoding="utf-8")
+    assert_one_line_error(invoke("gate", tmp_path / "list.json"), "list.json", "not an edgekd report")
+
+
+def test_gate_a_report_cut_short(tmp_path, finished_run):
+    report = json.loads((finished_run / "report.json").read_text())
+    del report["rows"]
+    write_json_atomic(tmp_path / "report.json", report)
+    assert_one_line_error(invoke("gate", tmp_path / "report.json"), "report.json", "malformed report", "regenerate")
