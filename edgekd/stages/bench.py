@@ -25,9 +25,11 @@ from .teachers import build_teachers
 
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
     student_logits = predict_logits(build_student(ctx), x)
-    teacher_logits = [torch.from_numpy(predict_logits(t, x)) for t in build_teachers(ctx)]
-    ensemble = ensemble_soft_targets(teacher_logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
-    refs = {"teacher": accuracy_metrics(ensemble.numpy(), y), "student_fp32": accuracy_metrics(student_logits, y)}
+    refs = {"student_fp32": accuracy_metrics(student_logits, y)}
+    if ctx.cfg.teachers:
+        teacher_logits = [torch.from_numpy(predict_logits(t, x)) for t in build_teachers(ctx)]
+        ensemble = ensemble_soft_targets(teacher_logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
+        refs["teacher"] = accuracy_metrics(ensemble.numpy(), y)
     return refs, student_logits
 
 

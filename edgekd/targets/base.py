@@ -48,6 +48,10 @@ class Backend:
     extra: ClassVar[str]
     # False where compile() can package the model without the runtime (TensorRT builds on the device).
     build_needs_runtime: ClassVar[bool] = True
+    # Float precisions the runtime has real kernels for; others are not worth building as candidates.
+    float_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # Files build() makes on the device; `edgekd compile` does not require them to be intact beforehand.
+    built_files: ClassVar[tuple[str, ...]] = ()
 
     def available(self) -> bool:
         return _import_problem(self.runtime_module) is None
@@ -66,6 +70,14 @@ class Backend:
 
     def session(self, artifact: Artifact, threads: int | None = None) -> Session:
         raise NotImplementedError
+
+    def build(self, artifact: Artifact, profile=None) -> Artifact:
+        """Finish the artifact on the machine that will run it (`edgekd compile BUNDLE`).
+
+        Most artifacts are portable and need nothing; backends whose output is tied to the
+        device (TensorRT engines, ORT-format files) override this.
+        """
+        return artifact
 
 
 def _import_problem(module: str) -> str | None:
