@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +34,16 @@ def parameter_count(artifact: Artifact) -> int | None:
     this count, hence the graph walk.
     """
     main = artifact.root / artifact.main
+    counters = {".onnx": _onnx_parameters, ".xml": _openvino_parameters}
+    if main.suffix not in counters:
+        return None
     try:
-        if main.suffix == ".onnx" and importlib.util.find_spec("onnx") is not None:
-            return _onnx_parameters(main)
-        if main.suffix == ".xml" and importlib.util.find_spec("openvino") is not None:
-            return _openvino_parameters(main)
+        return counters[main.suffix](main)
+    except ImportError:  # the `onnx` package is not on the device: the count is unknown, not an error
+        return None
     except Exception as exc:  # protobuf DecodeError, OpenVINO's RuntimeError subclasses: a corrupt file
         raise ArtifactError(f"{main}: cannot read the model ({str(exc).splitlines()[0][:160]}); "
                             "the file is corrupt: export or bundle it again") from None
-    return None
 
 
 def _onnx_parameters(path: Path) -> int:
