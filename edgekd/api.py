@@ -61,7 +61,7 @@ def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
     return compare_reports(read_json(report_a), read_json(report_b))
 
 
-def compile(bundle: str | Path, target: Optional[str] = None) -> dict[str, Any]:
+def compile(bundle: str | Path, target: str | None = None) -> dict[str, Any]:
     """(Re)build a bundle's model on this machine (the TensorRT engine on the device, the .ort file)
     and update its manifest; `target` (a profile name or .yaml path) re-derives the build settings."""
     from .bench.bundle import rebuild_bundle
