@@ -19,6 +19,7 @@ Writes benchmarks/results/targets_architectures.json and .md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -80,7 +81,9 @@ def measure_target(target: str, fp32_onnx: Path, reference: np.ndarray, eval_x: 
                    folder: Path, spec: LatencySpec) -> dict:
     profile = load_profile(target)
     backend = get_backend(profile.backend)
-    int8_onnx = folder / f"int8-{profile.quantization.name}.onnx"
+    # Recipes with the same settings under another name (x86 VNNI and OpenVINO: both U8S8) share one model.
+    flavour = hashlib.sha256(json.dumps(profile.quantization.model_dump(exclude={"name"}), sort_keys=True).encode())
+    int8_onnx = folder / f"int8-{flavour.hexdigest()[:12]}.onnx"
     if not int8_onnx.is_file():
         quantize_qdq(fp32_onnx, int8_onnx, profile.quantization, calib)
     rows, runners = [], {}
