@@ -36,7 +36,8 @@ class OrtSession:
             self._session = ort.InferenceSession(str(model_path), _ort_options(self.options),
                                                  providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
-            raise ArtifactError(f"{model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:160]})") from None
+            raise ArtifactError(f"{model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:160]}); "
+                                "the file is corrupt or not ONNX: export or bundle it again") from None
         self._input = self._session.get_inputs()[0].name
         self.options["providers"] = self._session.get_providers()
 
