@@ -8,7 +8,8 @@ from functools import lru_cache
 from typing import Any
 
 _TRACKED_LIBRARIES = ("edgekd", "numpy", "torch", "torchvision", "onnx", "onnxruntime", "openvino", "tensorrt", "nncf")
-_INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "avx_vnni", "neon", "asimd", "asimddp", "sve", "i8mm", "bf16")
+_INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "avx_vnni",
+                      "neon", "asimd", "asimddp", "sve", "i8mm", "bf16")
 
 
 def library_versions() -> dict[str, str]:

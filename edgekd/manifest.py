@@ -25,7 +25,7 @@ class RunManifest:
         return self.run_dir / "manifest.json"
 
     @classmethod
-    def open(cls, run_dir: Path, config_hash: str, config_path: str) -> "RunManifest":
+    def open(cls, run_dir: Path, config_hash: str, config_path: str) -> RunManifest:
         path = Path(run_dir) / "manifest.json"
         if path.is_file():
             data = read_json(path)

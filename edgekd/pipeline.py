@@ -4,8 +4,9 @@ from __future__ import annotations
 import importlib
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 from .config import PipelineConfig, load_config
 from .errors import ConfigError, EdgeKDError, StageError

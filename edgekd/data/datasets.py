@@ -21,7 +21,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def take(self, indices: np.ndarray) -> "Split":
+    def take(self, indices: np.ndarray) -> Split:
         return Split(self.x[indices], self.y[indices])
 
 

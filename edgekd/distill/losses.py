@@ -1,7 +1,8 @@
 """Distillation losses (Hinton et al. 2015) and ensemble soft targets."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F

@@ -5,7 +5,7 @@ Named layers (`features.N`, `head`) are stable so hint distillation can refer to
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

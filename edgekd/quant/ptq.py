@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -48,15 +49,21 @@ def _calibration_method(name: str):
 
 
 def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,
-                 nodes_to_exclude: Optional[list[str]] = None, calibrate_method: Optional[str] = None) -> Path:
-    """Quantize `fp32_onnx` with `recipe`, calibrated on `calibration`; write `out_path` atomically."""
+                 nodes_to_exclude: Optional[list[str]] = None, calibrate_method: Optional[str] = None,
+                 calibration_cache: Optional[Path] = None) -> Path:
+    """Quantize `fp32_onnx` with `recipe`, calibrated on `calibration`; write `out_path` atomically.
+
+    `calibration_cache`: onnxruntime's JSON cache of tensor ranges. The first call fills it, later
+    calls (the fallback search quantizes the same model many times) skip calibration.
+    """
     from onnxruntime.quantization import QuantFormat, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     input_name = _input_name(fp32_onnx)
     # Entropy and percentile calibration keep histograms per tensor; smaller batches bound memory.
     reader = ArrayReader(input_name, calibration.astype(np.float32), batch_size=32)
-    extra = {"ActivationSymmetric": recipe.symmetric_activations, "WeightSymmetric": recipe.symmetric_weights}
+    extra = {**recipe.extra_options, "ActivationSymmetric": recipe.symmetric_activations,
+             "WeightSymmetric": recipe.symmetric_weights}
     method = calibrate_method or recipe.calibrate_method
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
@@ -73,10 +80,21 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
                     reduce_range=recipe.reduce_range, activation_type=_quant_type(recipe.activation_type),
                     weight_type=_quant_type(recipe.weight_type), nodes_to_exclude=nodes_to_exclude or [],
                     calibrate_method=_calibration_method(method), extra_options=extra,
+                    calibration_cache_path=str(calibration_cache) if calibration_cache else None,
                 )
             except (ValueError, RuntimeError) as exc:
                 raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
     return out_path
+
+
+def quantized_nodes(qdq_onnx: Path) -> list[str]:
+    """Names of the compute nodes that run in int8: those fed by a DequantizeLinear."""
+    import onnx
+
+    graph = onnx.load(str(qdq_onnx), load_external_data=False).graph
+    dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    return [n.name for n in graph.node
+            if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear") and dequantized.intersection(n.input)]
 
 
 def _input_name(onnx_path: Path) -> str:

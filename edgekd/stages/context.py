@@ -19,7 +19,7 @@ _SECTIONS = {
     "distill": ["student", "distill"],
     "export": ["export"],
     "quantize": ["quantize", "targets"],
-    "compile": ["targets", "gate"],
+    "compile": ["targets", "gate.max_drop", "gate.drop_type"],
     "bench": ["bench"],
     "gate": ["gate"],
 }
@@ -58,8 +58,14 @@ class RunContext:
     def stage_key(self, stage: str) -> str:
         dump = self.cfg.model_dump(mode="json")
         sections = [s for name in STAGES[:STAGES.index(stage) + 1] for s in _SECTIONS[name]]
-        canonical = json.dumps({s: dump[s] for s in sections}, sort_keys=True)
+        canonical = json.dumps({s: _pick(dump, s) for s in sections}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def bundle_dir(self, target: str) -> Path:
         return self.run_dir / "bundle" / target
+
+
+def _pick(dump: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        dump = dump[part]
+    return dump

@@ -22,15 +22,25 @@ from .teachers import build_teachers, teacher_checkpoints
 PROGRESS_FILES = ("distill.progress.pt", "finetune.progress.pt")
 
 
+def student_spec(ctx: RunContext):
+    """The shipped student's model spec: config.student, or the peer that online distillation selected."""
+    recorded = ctx.manifest.metrics("distill").get("student_spec")
+    return type(ctx.cfg.student).model_validate(recorded) if recorded else ctx.cfg.student
+
+
 def build_student(ctx: RunContext, with_weights: bool = True) -> torch.nn.Module:
     data = ctx.dataset
-    spec = ctx.cfg.student
+    spec = student_spec(ctx)
     if with_weights:
         spec = spec.model_copy(update={"checkpoint": str(ctx.stage_dir("distill") / "student.pt")})
     return build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where="student").eval()
 
 
 def run(ctx: RunContext) -> StageOutput:
+    if ctx.cfg.distill.mode != "offline":
+        from .distill_modes import run_mode
+
+        return run_mode(ctx)
     folder = ctx.stage_dir("distill")
     student, metrics = distill_student(ctx, folder)
     path = folder / "student.pt"
@@ -50,9 +60,7 @@ def distill_student(ctx: RunContext, folder: Path) -> tuple[torch.nn.Module, dic
     augment = ShiftFlip(cfg.augment, len(y)) if cfg.augment else None
     targets, report = None, {}
     if cfg.alpha > 0:
-        cache = TeacherLogitCache(resolve_cache_dir(cfg.cache_dir, ctx.base_dir))
-        targets = EnsembleTargets(teachers, [t.weight for t in ctx.cfg.teachers], cfg, x, split_hash(data.train.x, data.train.y),
-                                  cache, augment, cfg.train.epochs, autocast_dtype(cfg.train.amp, device))
+        targets = ensemble_targets(ctx, cfg, teachers, x, augment)
         report["teacher_cache"] = targets.prepare()
     torch.manual_seed(seed)
     student = build_model(ctx.cfg.student, data.input_shape, data.num_classes, ctx.base_dir, where="student").to(device)
@@ -76,6 +84,23 @@ def distill_student(ctx: RunContext, folder: Path) -> tuple[torch.nn.Module, dic
                "val_top1": topk(predict_logits(student, data.val.x), data.val.y),
                "test_top1": topk(predict_logits(student, data.test.x), data.test.y)}
     return student, metrics
+
+
+def ensemble_targets(ctx: RunContext, cfg, teachers, x: torch.Tensor, augment=None) -> EnsembleTargets:
+    """The ensemble's soft targets over the training split, backed by the shared teacher-logit cache."""
+    cache = TeacherLogitCache(resolve_cache_dir(cfg.cache_dir, ctx.base_dir))
+    data = ctx.dataset
+    return EnsembleTargets(teachers, [t.weight for t in ctx.cfg.teachers], cfg, x, split_hash(data.train.x, data.train.y),
+                           cache, augment, cfg.train.epochs, autocast_dtype(cfg.train.amp, distributed.model_device(teachers[0])))
+
+
+def teacher_soft_targets(ctx: RunContext, temperature: float) -> torch.Tensor:
+    """(N, classes) softened ensemble outputs on the un-augmented training split (for QAT): a cache hit
+    after the distill stage, computed and cached otherwise."""
+    cfg = ctx.cfg.distill.model_copy(update={"temperature": temperature, "augment": None})
+    targets = ensemble_targets(ctx, cfg, build_teachers(ctx), torch.from_numpy(ctx.dataset.train.x))
+    targets.prepare()
+    return targets.soft_targets(0, torch.device("cpu"))
 
 
 def _clear_stale_progress(ctx: RunContext, folder: Path) -> None:

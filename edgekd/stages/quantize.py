@@ -1,10 +1,30 @@
-"""Stage 4: int8 QDQ models by post-training calibration, one per distinct target recipe."""
+"""Stage 4: one int8 QDQ model per distinct target recipe, by calibration (ptq) or fine-tuning (qat).
+
+PTQ models that break the int8 accuracy budget on the validation split go through the
+accuracy-aware fallback (quant/fallback.py), so the compile stage's int8 candidate is the fixed one.
+QAT fine-tunes the fake-quantized student with the distillation loss, once per recipe (each recipe
+has its own integer formats), and exports the learned ranges to the same QDQ format.
+"""
 from __future__ import annotations
 
+import json
+import shutil
+
+import torch
+
+from ..bench.accuracy import topk
 from ..data.calibration import draw, load_recipe
+from ..distill.trainer import predict_logits
+from ..errors import StageError
+from ..gate import accuracy_drop
+from ..quant.fallback import FallbackBudget, logits_of, quantize_with_fallback
 from ..quant.ptq import quantize_qdq
+from ..quant.qat import prepare_qat
+from ..quant.qat_export import export_qdq
+from ..quant.qat_train import finetune_qat
 from ..targets import load_profile
 from .context import RunContext, StageOutput
+from .distill import build_student
 from .export import fp32_onnx_path
 
 
@@ -22,17 +42,90 @@ def int8_path(ctx: RunContext, recipe_name: str):
     return ctx.stage_dir("quantize") / f"student-int8-{recipe_name}.onnx"
 
 
+def int8_budget(ctx: RunContext, recipe_name: str) -> float:
+    """quantize.max_drop, else the strictest max_drop among the targets sharing this recipe."""
+    if ctx.cfg.quantize.max_drop is not None:
+        return ctx.cfg.quantize.max_drop
+    limits = [ctx.cfg.gate.max_drop]
+    for name in ctx.cfg.targets:
+        profile = load_profile(name, ctx.base_dir)
+        if profile.quantization and profile.quantization.name == recipe_name and profile.gate.max_drop is not None:
+            limits.append(profile.gate.max_drop)
+    return min(limits)
+
+
+def synthetic_split(ctx: RunContext):
+    """The data-free stage's generated set (labelled by the teachers), when there is one."""
+    path = ctx.stage_dir("distill") / "synthetic.npz"
+    if ctx.cfg.distill.mode != "data_free" or not path.is_file():
+        return None
+    import numpy as np
+
+    from ..data.datasets import Split
+
+    with np.load(path, allow_pickle=False) as arrays:
+        return Split(arrays["x"], arrays["y"])
+
+
 def run(ctx: RunContext) -> StageOutput:
-    if ctx.cfg.quantize.method == "none":
+    method = ctx.cfg.quantize.method
+    if method == "none":
         return StageOutput([], {"method": "none"})
     recipe_set = load_recipe(ctx.cfg.quantize.calibration)
-    calibration, digest = draw(ctx.dataset, recipe_set)
+    calibration, digest = draw(ctx.dataset, recipe_set, synthetic_split(ctx))
     fp32 = fp32_onnx_path(ctx)
-    outputs, used = [], {}
+    outputs, used, made = [], {}, {}
     for name, recipe in recipes_for(ctx).items():
-        method = ctx.cfg.quantize.calibrate_method or recipe.calibrate_method
-        outputs.append(quantize_qdq(fp32, int8_path(ctx, name), recipe, calibration.x, calibrate_method=method))
-        used[name] = {**recipe.model_dump(), "calibrate_method": method, "bytes": outputs[-1].stat().st_size}
-    metrics = {"method": "ptq", "calibration": {"recipe": recipe_set.model_dump(), "samples": len(calibration),
-                                                "sha256": digest}, "recipes": used}
+        flavour = json.dumps(recipe.model_dump(exclude={"name"}), sort_keys=True)
+        if flavour in made:  # same formats under another name (e.g. x86 VNNI and OpenVINO): reuse the model
+            path, info = int8_path(ctx, name), {**made[flavour][1], "same_model_as": made[flavour][2]}
+            shutil.copyfile(made[flavour][0], path)
+        else:
+            path, info = (_qat if method == "qat" else _ptq)(ctx, recipe, calibration.x)
+            made[flavour] = (path, info, name)
+        outputs.append(path)
+        used[name] = {**recipe.model_dump(), **info, "bytes": path.stat().st_size}
+    metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), "samples": len(calibration),
+                                                 "sha256": digest}, "recipes": used}
     return StageOutput(outputs, metrics, inputs=[fp32])
+
+
+def _ptq(ctx: RunContext, recipe, calibration_x):
+    cfg, out = ctx.cfg.quantize, int8_path(ctx, recipe.name)
+    method = cfg.calibrate_method or recipe.calibrate_method
+    if not cfg.fallback:
+        quantize_qdq(fp32_onnx_path(ctx), out, recipe, calibration_x, calibrate_method=method)
+        return out, {"calibrate_method": method, "nodes_in_float": []}
+    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes,
+                            cfg.sensitivity_samples)
+    val = ctx.dataset.val
+    report = quantize_with_fallback(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget, method)
+    return out, {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+
+
+
+def _qat(ctx: RunContext, recipe, calibration_x):
+    cfg, data, out = ctx.cfg, ctx.dataset, int8_path(ctx, recipe.name)
+    temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
+    alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
+    soft = _teacher_soft_targets(ctx, temperature)
+    qat = prepare_qat(build_student(ctx), recipe, torch.from_numpy(calibration_x))
+    run = finetune_qat(qat, data.train.x, data.train.y, soft, cfg.quantize.qat.train, temperature, alpha, cfg.seed)
+    export_qdq(qat, data.val.x, out, opset=max(13, min(cfg.export.opset, 17)))
+    torch_logits, onnx_logits = predict_logits(qat, data.val.x), logits_of(out, data.val.x)
+    agreement = float((torch_logits.argmax(1) == onnx_logits.argmax(1)).mean())
+    if agreement < cfg.export.min_top1_agreement:
+        raise StageError(f"quantize: the QAT QDQ model agrees with the fake-quantized student on {agreement:.3f} of "
+                         f"validation predictions < export.min_top1_agreement {cfg.export.min_top1_agreement}")
+    fp32_top1, top1 = topk(logits_of(fp32_onnx_path(ctx), data.val.x), data.val.y), topk(onnx_logits, data.val.y)
+    return out, {"nodes_in_float": [], "qat": {
+        "epochs": run.epochs_run, "seconds": round(run.seconds, 2), "temperature": temperature, "alpha": alpha,
+        "unfolded_batch_norms": qat.unfolded_batch_norms, "fp32_val_top1": fp32_top1, "val_top1": top1,
+        "val_drop": accuracy_drop(fp32_top1, top1, cfg.gate.drop_type), "torch_onnx_top1_agreement": agreement}}
+
+
+def _teacher_soft_targets(ctx: RunContext, temperature: float) -> torch.Tensor:
+    """The ensemble's softened outputs over the training split, from the shared teacher-logit cache."""
+    from .distill import teacher_soft_targets
+
+    return teacher_soft_targets(ctx, temperature)

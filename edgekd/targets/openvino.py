@@ -41,13 +41,15 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     runtime_module = "openvino"
     extra = "openvino"
+    float_precisions = ("fp32", "fp16", "bf16")  # via INFERENCE_PRECISION_HINT
 
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
         self.require()
         import openvino as ov
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        compress = bool(profile.runtime_options.get("compress_to_fp16", False)) and precision != "int8"
+        # fp16 weights halve the .bin; an fp16 candidate always has them, others when the profile asks.
+        compress = precision == "fp16" or (bool(profile.runtime_options.get("compress_to_fp16", False)) and precision != "int8")
         try:
             model = ov.convert_model(str(onnx_path))
         except Exception as exc:

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 
-def tiny_config(**distill):
+def tiny_distill_config(**distill):
     """Digits, 300 training images, two small teachers, a tiny student: seconds per stage."""
     return {
         "name": "tiny", "seed": 0,
@@ -16,9 +16,9 @@ def tiny_config(**distill):
 
 
 @pytest.fixture
-def write_config(tmp_path):
+def distill_config(tmp_path):
     def write(**distill):
-        cfg = tiny_config(cache_dir=str(tmp_path / "cache"), **distill)
+        cfg = tiny_distill_config(cache_dir=str(tmp_path / "cache"), **distill)
         path = tmp_path / "tiny.yaml"
         path.write_text(yaml.safe_dump(cfg))
         return path
@@ -32,5 +32,5 @@ def trained_teachers(tmp_path_factory):
     from edgekd.pipeline import run_pipeline
 
     folder = tmp_path_factory.mktemp("teachers")
-    run_pipeline(validate_config(tiny_config()), folder / "tiny.yaml", folder / "run", only=["teachers"], log=lambda _m: None)
+    run_pipeline(validate_config(tiny_distill_config()), folder / "tiny.yaml", folder / "run", only=["teachers"], log=lambda _m: None)
     return folder / "run"

@@ -1,0 +1,99 @@
+"""`quantize(model, Int8Config(...))`: int8 QDQ ONNX from Python, in the spirit of torchao's `quantize_`.
+
+    from edgekd.api import Int8Config, quantize
+    # post-training: an fp32 ONNX file in, a QDQ ONNX file out
+    quantize("student.onnx", Int8Config(target="x86-cpu", calibration=x_cal, output="student-int8.onnx"))
+    # quantization-aware training: the same config at two steps, your training loop in between
+    qat = quantize(model, Int8Config(target="x86-cpu", step="prepare", calibration=x_cal))
+    ...  # fine-tune qat like any nn.Module
+    quantize(qat, Int8Config(target="x86-cpu", step="convert", output="student-qat.onnx"))
+
+Importing this module does not import torch; only the prepare and convert steps do.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..targets.profiles import QuantRecipe, load_profile
+from .fallback import FallbackBudget
+
+
+@dataclass
+class Int8Config:
+    """target: a device profile name or path (its quantization recipe is used), or a QuantRecipe.
+    step: "ptq" calibrates an fp32 ONNX file; "prepare" returns a fake-quantized copy of a torch
+    model for QAT; "convert" exports a prepared model to QDQ ONNX at `output`.
+    calibration: input samples (N, ...) for PTQ ranges, or to initialise QAT activation ranges.
+    fallback + validation (x, y): PTQ keeps sensitive nodes in float until within fallback.max_drop."""
+
+    target: Union[str, QuantRecipe] = "x86-cpu"
+    step: Literal["ptq", "prepare", "convert"] = "ptq"
+    calibration: Optional[np.ndarray] = None
+    calibrate_method: Optional[Literal["minmax", "entropy", "percentile"]] = None
+    output: Optional[Union[str, Path]] = None
+    fallback: Optional[FallbackBudget] = None
+    validation: Optional[tuple[np.ndarray, np.ndarray]] = None
+
+    def recipe(self) -> QuantRecipe:
+        if isinstance(self.target, QuantRecipe):
+            return self.target
+        profile = load_profile(self.target)
+        if profile.quantization is None:
+            raise ConfigError(f"Int8Config.target '{self.target}': this target has no int8 recipe")
+        return profile.quantization
+
+
+def quantize(model: Any, config: Int8Config):
+    """ptq -> Path of the QDQ model (or a FallbackReport's model when fallback is set); prepare -> a QatModel;
+    convert -> Path of the QDQ model."""
+    if config.step == "ptq":
+        return _ptq(model, config)
+    if config.step == "prepare":
+        from .qat import prepare_qat
+
+        return prepare_qat(model, config.recipe(), None if config.calibration is None else _tensor(config.calibration))
+    if config.step == "convert":
+        return _convert(model, config)
+    raise ConfigError(f"Int8Config.step '{config.step}': use ptq, prepare or convert")
+
+
+def _ptq(model: Any, config: Int8Config) -> Path:
+    from .fallback import quantize_with_fallback
+    from .ptq import quantize_qdq
+
+    if not isinstance(model, (str, Path)) or not Path(model).is_file():
+        raise ConfigError("Int8Config(step='ptq') quantizes an fp32 ONNX file: pass its path (export torch models first)")
+    if config.calibration is None or config.output is None:
+        raise ConfigError("Int8Config(step='ptq') needs calibration samples and an output path")
+    recipe, output = config.recipe(), Path(config.output)
+    if config.fallback is None:
+        return quantize_qdq(Path(model), output, recipe, config.calibration, calibrate_method=config.calibrate_method)
+    if config.validation is None:
+        raise ConfigError("Int8Config.fallback needs validation=(x, y) to measure the accuracy drop on")
+    x, y = config.validation
+    quantize_with_fallback(Path(model), output, recipe, config.calibration, x, y, config.fallback, config.calibrate_method)
+    return output
+
+
+def _convert(model: Any, config: Int8Config) -> Path:
+    from .qat import QatModel
+    from .qat_export import export_qdq
+
+    if not isinstance(model, QatModel):
+        raise ConfigError("Int8Config(step='convert') needs the model returned by step='prepare'")
+    if config.output is None:
+        raise ConfigError("Int8Config(step='convert') needs an output path for the QDQ ONNX file")
+    example = config.calibration if config.calibration is not None else model.example_input
+    model.set_observer_mode("frozen")
+    return export_qdq(model, np.asarray(example), Path(config.output))
+
+
+def _tensor(samples: np.ndarray):
+    import torch
+
+    return torch.as_tensor(np.asarray(samples, dtype=np.float32))

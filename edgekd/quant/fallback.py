@@ -1,0 +1,113 @@
+"""Accuracy-aware fallback: keep the most quantization-sensitive nodes in float until int8 meets its budget.
+
+Sensitivity is measured, not guessed: each quantized node is dequantized in turn (quantized again
+with onnxruntime's `nodes_to_exclude=[node]`, calibration ranges reused from onnxruntime's cache)
+and the error of the model's logits against the fp32 model on validation samples is recorded.
+The nodes whose exclusion removes the most error are kept in float first. onnxruntime ships
+per-tensor error tools (qdq_loss_debug), but they report activation error, not which node to keep
+in float, so this search is written here.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..bench.accuracy import predict, topk
+from ..errors import StageError
+from ..gate import accuracy_drop
+from ..targets.ort import OrtSession
+from ..targets.profiles import QuantRecipe
+from .ptq import quantize_qdq, quantized_nodes
+
+
+@dataclass
+class FallbackBudget:
+    max_drop: float
+    drop_type: str = "absolute"
+    max_nodes: int = 6
+    sensitivity_samples: int = 512
+
+
+@dataclass
+class FallbackReport:
+    """What the search did; goes to the manifest as is."""
+
+    fp32_val_top1: float
+    int8_val_top1: float
+    int8_val_drop: float
+    max_drop: float
+    triggered: bool
+    val_top1: float = 0.0
+    val_drop: float = 0.0
+    nodes_in_float: list[str] = field(default_factory=list)
+    sensitivity: list[dict] = field(default_factory=list)
+    tried: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def logits_of(onnx_path: Path, x: np.ndarray) -> np.ndarray:
+    return predict(OrtSession(onnx_path, threads=None).run, x)
+
+
+def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,
+                           val_x: np.ndarray, val_y: np.ndarray, budget: FallbackBudget,
+                           calibrate_method: str | None = None) -> FallbackReport:
+    """Quantize; if the validation drop exceeds the budget, keep sensitive nodes in float.
+
+    Raises StageError naming the nodes tried when `budget.max_nodes` nodes in float are not enough.
+    """
+    fp32_logits = logits_of(fp32_onnx, val_x)
+    fp32_top1 = topk(fp32_logits, val_y)
+    with tempfile.TemporaryDirectory(prefix="edgekd-fallback-") as scratch:
+        cache = Path(scratch) / "calibration.json"
+        quantize = lambda path, exclude: quantize_qdq(fp32_onnx, path, recipe, calibration, nodes_to_exclude=exclude,  # noqa: E731
+                                                      calibrate_method=calibrate_method, calibration_cache=cache)
+        quantize(out_path, [])
+        top1 = topk(logits_of(out_path, val_x), val_y)
+        drop = accuracy_drop(fp32_top1, top1, budget.drop_type)
+        report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=drop > budget.max_drop,
+                                val_top1=top1, val_drop=drop)
+        if not report.triggered:
+            return report
+        subset = slice(0, budget.sensitivity_samples)
+        report.sensitivity = rank_sensitivity(out_path, fp32_logits[subset], val_x[subset], quantize, Path(scratch))
+        ranked = [entry["node"] for entry in report.sensitivity]
+        for count in range(1, min(budget.max_nodes, len(ranked)) + 1):
+            kept = ranked[:count]
+            quantize(out_path, kept)
+            top1 = topk(logits_of(out_path, val_x), val_y)
+            drop = accuracy_drop(fp32_top1, top1, budget.drop_type)
+            report.tried.append({"nodes_in_float": kept, "val_top1": top1, "val_drop": drop})
+            if drop <= budget.max_drop:
+                report.nodes_in_float, report.val_top1, report.val_drop = kept, top1, drop
+                return report
+    raise StageError(_give_up_message(recipe, report, budget))
+
+
+def rank_sensitivity(full_int8: Path, fp32_logits: np.ndarray, x: np.ndarray, quantize, scratch: Path) -> list[dict]:
+    """Quantized nodes, most sensitive first: the logits' mean squared error vs fp32 with that node in float."""
+    base_error = _mse(logits_of(full_int8, x), fp32_logits)
+    rows = []
+    for node in quantized_nodes(full_int8):
+        probe = quantize(scratch / "probe.onnx", [node])
+        error = _mse(logits_of(probe, x), fp32_logits)
+        rows.append({"node": node, "mse_in_float": error, "mse_removed": base_error - error})
+    return sorted(rows, key=lambda row: row["mse_in_float"])
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a.astype(np.float64) - b) ** 2))
+
+
+def _give_up_message(recipe: QuantRecipe, report: FallbackReport, budget: FallbackBudget) -> str:
+    last = report.tried[-1] if report.tried else {"nodes_in_float": [], "val_drop": report.int8_val_drop}
+    kept = ", ".join(last["nodes_in_float"]) or "none"
+    return (f"quantize: int8 recipe '{recipe.name}' drops {report.int8_val_drop:.2f} > max_drop {budget.max_drop:g} on the "
+            f"validation split; kept up to {len(last['nodes_in_float'])} most sensitive nodes in float ({kept}) and it still "
+            f"drops {last['val_drop']:.2f}; raise quantize.max_fallback_nodes, try quantize.calibrate_method entropy or "
+            f"percentile, or quantize.method: qat")

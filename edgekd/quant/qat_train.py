@@ -1,0 +1,21 @@
+"""Distillation-aware QAT: fine-tune the fake-quantized student on the teacher ensemble's soft targets and labels."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..distill.losses import kd_loss
+from ..distill.trainer import TrainResult, train
+from .qat import QatModel
+
+
+def finetune_qat(qat: QatModel, x: np.ndarray, y: np.ndarray, soft_targets: torch.Tensor, cfg: TrainConfig,
+                 temperature: float, alpha: float, seed: int) -> TrainResult:
+    """Train in place. Activation ranges follow a moving average while training and are fixed at export."""
+    qat.set_observer_mode("ema")
+    loss = lambda logits, idx, labels: kd_loss(logits, soft_targets[idx], labels, temperature, alpha)  # noqa: E731
+    torch.manual_seed(seed)
+    result = train(qat, torch.as_tensor(x), torch.as_tensor(y), cfg, loss, seed=seed, desc="qat")
+    qat.set_observer_mode("frozen")
+    return result

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgekd.config import DataConfig
+from edgekd.data import load_dataset
+from edgekd.data.calibration import draw, load_recipe
+from edgekd.errors import DataError
+
+
+def test_digits_splits_are_deterministic_and_disjoint():
+    a = load_dataset(DataConfig(source="digits"), seed=0)
+    b = load_dataset(DataConfig(source="digits"), seed=0)
+    assert a.fingerprint == b.fingerprint
+    assert a.input_shape == (1, 8, 8) and a.num_classes == 10
+    assert len(a.train) + len(a.val) + len(a.test) == 1797
+    assert load_dataset(DataConfig(source="digits"), seed=1).fingerprint != a.fingerprint
+
+
+def test_normalisation_uses_training_statistics():
+    data = load_dataset(DataConfig(source="digits"), seed=0)
+    assert abs(float(data.train.x.mean())) < 1e-4
+    assert data.preprocessing()["mean"] == data.mean
+
+
+def test_npz_source(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=rng.integers(0, 255, (60, 6, 6)).astype(np.uint8), y=np.arange(60) % 3)
+    data = load_dataset(DataConfig(source="npz", path=str(path)), seed=0)
+    assert data.input_shape == (1, 6, 6) and data.num_classes == 3
+
+
+def test_user_factory_from_file(tmp_path):
+    (tmp_path / "make.py").write_text(
+        "import numpy as np\n"
+        "def data():\n    return np.zeros((40, 1, 4, 4), np.float32) + np.arange(40)[:, None, None, None] / 40, np.arange(40) % 2\n")
+    data = load_dataset(DataConfig(source="make.py:data"), seed=0, base_dir=tmp_path)
+    assert data.num_classes == 2
+
+
+def test_imagefolder_source(tmp_path):
+    from PIL import Image
+
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            Image.new("RGB", (10, 12), (i * 40, 0, 0)).save(tmp_path / label / f"{i}.png")
+    data = load_dataset(DataConfig(source="imagefolder", path=str(tmp_path), image_size=8), seed=0)
+    assert data.classes == ["cat", "dog"] and data.input_shape == (3, 8, 8)
+
+
+def test_fashion_mnist_missing_folder_says_how_to_install(tmp_path):
+    with pytest.raises(DataError, match="apt-get install -y dataset-fashion-mnist"):
+        load_dataset(DataConfig(source="fashion-mnist", path=str(tmp_path / "nope")), seed=0)
+
+
+def test_calibration_comes_from_train_and_is_balanced():
+    data = load_dataset(DataConfig(source="digits"), seed=0)
+    recipe = load_recipe("train-256")
+    samples, digest = draw(data, recipe)
+    assert len(samples) == 256 and len(digest) == 64
+    assert np.bincount(samples.y).min() >= 25
+    train_rows = {row.tobytes() for row in data.train.x}
+    assert all(row.tobytes() in train_rows for row in samples.x)
+    assert draw(data, recipe)[1] == digest

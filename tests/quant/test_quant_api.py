@@ -1,0 +1,44 @@
+"""edgekd.api.quantize with Int8Config: ptq (with fallback), and QAT as prepare + convert."""
+import onnx
+import pytest
+import torch
+
+from edgekd.api import Int8Config, quantize
+from edgekd.errors import ConfigError, TargetError
+from edgekd.quant.fallback import FallbackBudget
+from edgekd.quant.ptq import quantized_nodes
+from edgekd.quant.qat import ActivationFakeQuant, QatModel
+from edgekd.targets.ort import OrtSession
+
+
+def test_prepare_then_convert(trained_digits_cnn, tmp_path):
+    model, data = trained_digits_cnn
+    qat = quantize(model, Int8Config(target="x86-cpu", step="prepare", calibration=data.train.x[:128]))
+    assert isinstance(qat, QatModel) and qat.fake_quant_modules()
+    assert all(isinstance(m, ActivationFakeQuant) for m in qat.fake_quant_modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the caller's model is left as it was
+    qat.train()
+    qat(torch.from_numpy(data.train.x[:64]))  # one training step's forward: observers follow the data
+    path = quantize(qat, Int8Config(target="x86-cpu", step="convert", output=tmp_path / "qat.onnx"))
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    assert OrtSession(path, threads=1).run(data.test.x[:8]).shape == (8, 10)
+
+
+def test_ptq_with_fallback(planted_sensitive_model, tmp_path):
+    model, calib, val_x, val_y = planted_sensitive_model
+    out = quantize(model, Int8Config(target="x86-cpu", calibration=calib, output=tmp_path / "int8.onnx",
+                                     fallback=FallbackBudget(max_drop=2.0), validation=(val_x, val_y)))
+    assert quantized_nodes(out) == ["fc1"]
+    top1 = (OrtSession(out, threads=1).run(val_x).argmax(1) == val_y).mean()
+    assert top1 >= 0.98
+
+
+def test_misuse_is_a_config_error(trained_digits_cnn, tmp_path):
+    model, data = trained_digits_cnn
+    with pytest.raises(ConfigError, match="step='prepare'"):
+        quantize(model, Int8Config(step="convert", output=tmp_path / "x.onnx"))
+    with pytest.raises(ConfigError, match="fp32 ONNX file"):
+        quantize(model, Int8Config(step="ptq", calibration=data.train.x[:8], output=tmp_path / "x.onnx"))
+    with pytest.raises(TargetError, match="unknown target 'no-such-target'"):
+        Int8Config(target="no-such-target").recipe()

@@ -1,0 +1,25 @@
+"""The quantize stage in a real (tiny) pipeline run: recipe and fallback record in the manifest, QAT wiring."""
+import pytest
+
+from edgekd import api
+from edgekd.fileio import read_json
+
+
+def _quantize_metrics(run_dir):
+    return read_json(run_dir / "manifest.json")["stages"]["quantize"]["metrics"]
+
+
+@pytest.mark.slow
+def test_ptq_and_qat_runs_record_recipes(tiny_config, write_config, tmp_path):
+    tiny_config["targets"] = ["x86-cpu", "intel-cpu"]
+    ptq = api.run(write_config(tiny_config), out=tmp_path / "ptq", log=lambda _: None)
+    recipes = _quantize_metrics(ptq.run_dir)["recipes"]
+    assert recipes["x86-vnni-u8s8"]["activation_type"] == "uint8" and "fallback" in recipes["x86-vnni-u8s8"]
+    assert recipes["openvino-u8s8"]["same_model_as"] == "x86-vnni-u8s8"  # identical formats: quantized once
+
+    tiny_config["quantize"].update(method="qat", qat={"train": {"epochs": 1, "lr": 0.002, "amp": "off"}})
+    qat = api.run(write_config(tiny_config, "qat.yaml"), out=tmp_path / "ptq", resume=True, log=lambda _: None)
+    info = _quantize_metrics(qat.run_dir)["recipes"]["x86-vnni-u8s8"]["qat"]
+    assert info["torch_onnx_top1_agreement"] >= 0.99 and info["unfolded_batch_norms"] == []
+    compiled = read_json(qat.run_dir / "manifest.json")["stages"]["compile"]["metrics"]["targets"]["x86-cpu"]
+    assert any(row["precision"] == "int8" for row in compiled["candidates"])
