@@ -70,7 +70,7 @@ def run(ctx: RunContext) -> StageOutput:
             path, info = int8_path(ctx, name), {**made[flavour][1], "same_model_as": made[flavour][2]}
             shutil.copyfile(made[flavour][0], path)
         else:
-            path, info = (_qat if method == "qat" else _ptq)(ctx, recipe, calibration.x)
+            path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
             made[flavour] = (path, info, name)
         outputs.append(path)
         used[name] = {**recipe.model_dump(), **info, "bytes": path.stat().st_size}
@@ -93,8 +93,9 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
 
 
 
-def _qat(ctx: RunContext, recipe, calibration_x):
-    cfg, data, out = ctx.cfg, ctx.dataset, int8_path(ctx, recipe.name)
+def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
+    """Fine-tune the run's student with fake quantization and distillation; write its QDQ model to `out`."""
+    cfg, data, out = ctx.cfg, ctx.dataset, out or int8_path(ctx, recipe.name)
     temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
     alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
     soft = _teacher_soft_targets(ctx, temperature)
