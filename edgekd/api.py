@@ -8,43 +8,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .gate import Check, Thresholds, evaluate_report
 from .quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
-def run(config: str | Path, out: Optional[str | Path] = None, resume: bool = False, force: bool = False,
-        only: Optional[Sequence[str]] = None, log=print):
+def run(config: str | Path, out: str | Path | None = None, resume: bool = False, force: bool = False,
+        only: Sequence[str] | None = None, log=print):
     """Run the pipeline from a YAML file; returns the RunContext (run_dir, manifest, config)."""
     from .pipeline import run_from_file
 
     return run_from_file(config, str(out) if out else None, resume=resume, force=force, only=only, log=log)
 
 
-def bench(path: str | Path, threads: Optional[int] = None, runs: int = 50, min_seconds: float = 0.5,
-          batch_sizes: Sequence[int] = (1,)) -> list[dict[str, Any]]:
-    """Benchmark one bundle, or every bundle of a run folder, on this machine. Needs no torch."""
-    from .bench.bundle import bench_bundle
+def bench(path: str | Path, threads: int | None = None, runs: int = 50, min_seconds: float = 0.5,
+          batch_sizes: Sequence[int] = (1,), warmup_runs: int = 10, warmup_seconds: float = 0.2, rounds: int = 5,
+          memory: bool = True) -> dict[str, Any]:
+    """Benchmark one bundle, or every bundle of a run folder, on this machine; returns a report
+    (schema edgekd.report/1, the same as the pipeline's). Needs no torch."""
+    from .bench.device import bench_bundles
     from .bench.latency import LatencySpec
 
-    spec = LatencySpec(runs=runs, min_seconds=min_seconds)
-    return [bench_bundle(b, spec, threads, tuple(batch_sizes)) for b in bundle_paths(Path(path))]
+    spec = LatencySpec(warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds, rounds=rounds)
+    return bench_bundles(Path(path), spec, threads, tuple(batch_sizes), memory)
 
 
-def bundle_paths(path: Path) -> list[Path]:
-    from .errors import ArtifactError
+def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str | Path | None = None,
+         **overrides) -> list[Check]:
+    """Check a report.json against thresholds (the report's own gate section unless given).
 
-    if (path / "manifest.json").is_file() and not (path / "bundle").is_dir():
-        return [path]
-    bundles = sorted(p.parent for p in (path / "bundle").glob("*/manifest.json"))
-    if not bundles:
-        raise ArtifactError(f"{path}: no bundle here; give a bundle folder or a run folder with bundle/<target>/")
-    return bundles
-
-
-def gate(report: str | Path, thresholds: Optional[Thresholds] = None, **overrides) -> list[Check]:
-    """Check a report.json against thresholds (the report's own gate section unless given)."""
+    baseline: another report.json to take the reference accuracy from (refused unless both were
+    measured on the same evaluation set).
+    """
     from .fileio import read_json
 
     data = read_json(report)
@@ -54,7 +50,15 @@ def gate(report: str | Path, thresholds: Optional[Thresholds] = None, **override
     for key, value in overrides.items():
         if value is not None:
             setattr(thresholds, key, value)
-    return evaluate_report(data, thresholds)
+    return evaluate_report(data, thresholds, read_json(baseline) if baseline else None)
+
+
+def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
+    """The same artifacts in two reports (two machines or two versions) side by side, with ratios."""
+    from .bench.compare import compare_reports
+    from .fileio import read_json
+
+    return compare_reports(read_json(report_a), read_json(report_b))
 
 
 def targets() -> list:

@@ -66,71 +66,105 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
     report_path = ctx.run_dir / "report.json"
     if report_path.is_file() and (ctx.run_dir / "gate.json").is_file():
         gate = read_json(ctx.run_dir / "gate.json")
-        verdicts = _verdicts(gate["checks"])
-        click.echo(terminal_table(read_json(report_path), verdicts))
+        from .gate import Check, verdicts
+
+        click.echo(terminal_table(read_json(report_path), verdicts([Check(**c) for c in gate["checks"]])))
         click.echo(f"\nrun folder: {ctx.run_dir}   gate: {'PASS' if gate['passed'] else 'FAIL'}")
         if not gate["passed"]:
             sys.exit(1)
 
 
-def _verdicts(checks: list[dict]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for check in checks:
-        if not check["passed"]:
-            out[check["artifact"]] = "FAIL"
-        else:
-            out.setdefault(check["artifact"], "PASS")
-    return out
-
-
 @main.command("bench")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--threads", type=int, help="Inference threads (default: the bundle's profile).")
-@click.option("--runs", type=int, default=50, show_default=True, help="At least this many timed runs.")
-@click.option("--min-seconds", type=float, default=0.5, show_default=True, help="And at least this long.")
-@click.option("--batch", "batch_sizes", type=int, multiple=True, default=(1,), show_default=True, help="Batch size (repeatable).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results here.")
-def bench_cmd(path: Path, threads, runs, min_seconds, batch_sizes, json_out) -> None:
+@click.option("--runs", type=int, default=50, show_default=True, help="At least this many timed runs...")
+@click.option("--min-seconds", type=float, default=0.5, show_default=True, help="...and at least this long.")
+@click.option("--warmup-runs", type=int, default=10, show_default=True, help="Warm-up: at least this many runs...")
+@click.option("--warmup-seconds", type=float, default=0.2, show_default=True, help="...and at least this long.")
+@click.option("--rounds", type=int, default=5, show_default=True, help="Timed runs are split into rounds, artifacts interleaved.")
+@click.option("--batch", "batch_sizes", type=int, multiple=True, default=(1, 8), show_default=True,
+              help="Batch sizes (repeatable); batch 1 is always measured.")
+@click.option("--no-memory", is_flag=True, help="Skip the peak-memory subprocess per artifact.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Write report.json, report.md and report.html into this folder.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write only report.json here.")
+def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_seconds, rounds, batch_sizes, no_memory,
+              out, json_out) -> None:
     """Benchmark a bundle (or every bundle in a run folder) on this machine.
 
-    Verifies every file's sha256 first, then measures top-1 on the bundled eval.npz and latency.
-    Needs only numpy and the bundle's runtime: no torch.
+    Verifies every file's sha256 first, then measures size, top-1 and fidelity on the bundled eval.npz,
+    latency (warm-up, interleaved rounds, p50/p90/p99), session creation, first inference and peak memory.
+    Needs only numpy and the bundle's runtime: no torch. Gate the result with `edgekd gate OUT/report.json`.
     """
     from . import api
+    from .bench.report import terminal_table
 
-    results = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes)
-    for r in results:
-        lat = r["latency"][f"batch{batch_sizes[0]}"]
-        click.echo(f"{r['target']:<16} {r['precision']:<5} top-1 {r['top1'] * 100:6.2f}%  agreement "
-                   f"{r['fidelity']['top1_agreement'] * 100:6.2f}%  p50 {lat['p50_ms']:.3f} ms  p99 {lat['p99_ms']:.3f} ms  "
-                   f"cv {lat['cv']:.2f}  size {r['bytes'] / 1024:.1f} KB")
+    report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
+                       warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory)
+    click.echo(terminal_table(report))
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    if out:
+        from .bench.report import write_reports
+
+        paths = write_reports(out, report)
+        click.echo(f"wrote {', '.join(str(p) for p in paths)}")
     if json_out:
         from .fileio import write_json_atomic
 
-        write_json_atomic(json_out, results)
+        write_json_atomic(json_out, report)
 
 
 @main.command("gate")
 @click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--max-drop", type=float, help="Largest allowed top-1 drop (points, or percent with --relative).")
-@click.option("--relative", is_flag=True, help="Measure the drop relative to the reference: 1 - value/reference.")
-@click.option("--reference", type=click.Choice(["teacher", "student_fp32"]), help="What the drop is measured against.")
+@click.option("--relative", is_flag=True, help="Measure the drop relative to the reference: (1 - value/reference) * 100.")
+@click.option("--reference", help="What the drop is measured against: teacher, student_fp32 or an artifact such as x86-cpu/fp32.")
+@click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path),
+              help="Take the reference accuracy from this report.json (must use the same evaluation set).")
 @click.option("--min-speedup", type=float, help="Smallest allowed speedup over the target's fp32 baseline.")
 @click.option("--max-size-kb", type=float, help="Largest allowed model size.")
-def gate_cmd(report: Path, max_drop, relative, reference, min_speedup, max_size_kb) -> None:
-    """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL.
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write JUnit XML: one test case per artifact and threshold.")
+@click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).")
+def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup, max_size_kb, junit, summary) -> None:
+    """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL, 2 on bad input.
 
-    Thresholds default to the gate section of the config that produced the report.
+    Thresholds default to the gate section of the config that produced the report; flags override them.
     """
     from . import api
+    from .gate_outputs import write_ci_outputs
 
-    checks = api.gate(report, max_drop=max_drop, drop_type="relative" if relative else None, reference=reference,
-                      min_speedup=min_speedup, max_size_kb=max_size_kb)
+    checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type="relative" if relative else None,
+                      reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb)
     for check in checks:
-        click.echo(f"{'PASS' if check.passed else 'FAIL'}  {check.artifact:<24} {check.threshold:<12} {check.reason}")
+        status = "FAIL" if not check.passed else ("SKIP" if check.skipped else "PASS")
+        click.echo(f"{status}  {check.artifact:<24} {check.threshold:<12} {check.reason}")
+    write_ci_outputs(checks, str(report), junit, summary)
     failed = [c for c in checks if not c.passed]
     click.echo(f"gate: {'FAIL' if failed else 'PASS'} ({len(checks) - len(failed)}/{len(checks)} checks passed)")
     sys.exit(1 if failed else 0)
+
+
+@main.command("compare")
+@click.argument("report_a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("report_b", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the table as Markdown.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the comparison as JSON.")
+def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
+    """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A."""
+    from . import api
+    from .bench.compare import render_markdown, render_text
+    from .fileio import write_json_atomic, write_text_atomic
+
+    comparison = api.compare(report_a, report_b)
+    click.echo(render_text(comparison))
+    if markdown_out:
+        write_text_atomic(markdown_out, render_markdown(comparison))
+    if json_out:
+        write_json_atomic(json_out, comparison)
 
 
 @main.command("targets")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -52,7 +52,36 @@ class TeacherConfig(ModelConfig):
     train: TrainConfig = Field(default_factory=TrainConfig, description="used only when no checkpoint is given")
 
 
+class OnlineConfig(Strict):
+    """Deep mutual learning: config.student and these peers train together."""
+
+    peers: list[ModelConfig] = Field(default_factory=list, description="the other peers; config.student is always a peer")
+    select: Literal["student", "best"] = Field("best", description="ship config.student, or the peer best on the validation split")
+    temperature: float = Field(1.0, gt=0, le=100, description="softening of the peers' predictions in the mimicry term")
+
+
+class DataFreeConfig(Strict):
+    """Synthesize the transfer set from the teachers alone (BN statistics, entropy, adversarial terms)."""
+
+    steps: int = Field(2000, ge=1, le=1_000_000, description="generator/student alternating steps")
+    seconds: Optional[float] = Field(None, gt=0, description="stop after this long even if steps remain")
+    batch_size: int = Field(128, ge=2, le=4096)
+    latent_dim: int = Field(100, ge=2, le=4096)
+    generator_lr: float = Field(1e-3, gt=0, le=1)
+    student_lr: float = Field(0.05, gt=0, le=10)
+    student_steps: int = Field(2, ge=1, le=100, description="student updates per generator update")
+    bn_weight: float = Field(1.0, ge=0)
+    oh_weight: float = Field(0.5, ge=0)
+    entropy_weight: float = Field(5.0, ge=0)
+    adversarial_weight: float = Field(0.5, ge=0)
+    keep_samples: int = Field(2048, ge=16, le=1_000_000, description="synthetic images kept as an artifact (and for calibration)")
+
+
 class DistillConfig(Strict):
+    mode: Literal["offline", "online", "data_free"] = Field("offline", description="offline: fixed teachers; online: mutual learning; "
+                                                            "data_free: no real training images")
+    online: OnlineConfig = Field(default_factory=OnlineConfig)
+    data_free: DataFreeConfig = Field(default_factory=DataFreeConfig)
     temperature: float = Field(4.0, gt=0, le=100)
     alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (teacher) loss; 1 - alpha goes to labels")
     ensemble: Literal["prob_mean", "logit_mean"] = "prob_mean"
@@ -99,6 +128,7 @@ class BenchConfig(Strict):
     rounds: int = Field(5, ge=1, description="candidates are timed interleaved in this many rounds")
     batch_size: int = Field(8, ge=1)
     threads: Optional[int] = Field(None, ge=1, description="overrides the target profile's threads")
+    memory: bool = Field(True, description="peak resident memory per artifact, from a fresh subprocess each (~1 s per artifact)")
 
 
 class GateConfig(Strict):
@@ -113,7 +143,7 @@ class PipelineConfig(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
-    teachers: list[TeacherConfig] = Field(..., min_length=1)
+    teachers: list[TeacherConfig] = Field(default_factory=list, description="at least one, except with distill.mode: online")
     student: ModelConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
@@ -121,6 +151,12 @@ class PipelineConfig(Strict):
     targets: list[str] = Field(default_factory=lambda: ["x86-cpu"], min_length=1)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+
+    @model_validator(mode="after")
+    def _teachers_for_mode(self) -> PipelineConfig:
+        if not self.teachers and self.distill.mode != "online":
+            raise ValueError(f"teachers: at least one teacher is needed with distill.mode '{self.distill.mode}'")
+        return self
 
     @field_validator("targets")
     @classmethod
@@ -166,6 +202,8 @@ def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> st
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc) or "(top level)"
+    if error["type"] == "value_error" and not loc:
+        return error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         valid = _fields_at(root, error["loc"][:-1])
         close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)

@@ -1,6 +1,8 @@
 """Accuracy and fidelity from logits: plain numpy."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 
@@ -29,3 +31,11 @@ def accuracy_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]
     if logits.shape[1] > 5:
         metrics["top5"] = topk(logits, labels, 5)
     return metrics
+
+
+def eval_set_hash(x: np.ndarray, y: np.ndarray) -> str:
+    """Content hash of an evaluation set, the same for the pipeline's subset and a bundle's eval.npz
+    (dtypes fixed first, so float64 vs float32 copies of the same data cannot disagree)."""
+    digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    return digest.hexdigest()

@@ -1,4 +1,4 @@
-"""Device bundles: write them, verify them (sha256, no path escapes) and benchmark them.
+"""Device bundles: write them and verify them (sha256, no path escapes); edgekd.bench.device benchmarks them.
 
 Lean on purpose: a device runs this with numpy and one runtime installed, no torch.
 """
@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from ..errors import ArtifactError
 from ..fileio import file_record, read_json, sha256_of, write_json_atomic, write_text_atomic
 from ..targets.base import Artifact
-from ..targets.registry import get_backend
-from .accuracy import accuracy_metrics, fidelity, predict
-from .latency import LatencySpec, measure_interleaved
 
 BUNDLE_SCHEMA = "edgekd.bundle/1"
 _README = """# edgekd bundle: {target}
@@ -95,27 +91,3 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
 def load_bundle(bundle_dir: Path) -> tuple[dict[str, Any], Artifact]:
     manifest = verify_bundle(bundle_dir)
     return manifest, Artifact.from_json(manifest["artifact"], Path(bundle_dir))
-
-
-def bench_bundle(bundle_dir: Path, spec: LatencySpec, threads: Optional[int] = None,
-                 batch_sizes: tuple[int, ...] = (1,)) -> dict[str, Any]:
-    """Accuracy on eval.npz and latency, for one bundle on this machine."""
-    manifest, artifact = load_bundle(bundle_dir)
-    backend = get_backend(artifact.backend)
-    started = time.perf_counter()
-    session = backend.session(artifact, threads)
-    create_ms = (time.perf_counter() - started) * 1000
-    with np.load(Path(bundle_dir) / "eval.npz", allow_pickle=False) as data:
-        x, y, reference = data["x"], data["y"], data["reference_logits"]
-    logits = predict(session.run, x)
-    latency = {f"batch{b}": measure_interleaved({"m": session.run}, _batch(x, b), spec, desc=f"latency b{b}")["m"].to_json()
-               for b in batch_sizes}
-    return {"target": manifest.get("target"), "backend": artifact.backend, "precision": artifact.precision,
-            "bytes": sum(f["bytes"] for f in manifest["files"] if f["path"] not in ("eval.npz", "README.md")),
-            "session_create_ms": create_ms, **accuracy_metrics(logits, y), "fidelity": fidelity(logits, reference),
-            "latency": latency, "eval_set_sha256": manifest["eval_set_sha256"], "eval_samples": len(y)}
-
-
-def _batch(x: np.ndarray, size: int) -> np.ndarray:
-    reps = -(-size // len(x))
-    return np.ascontiguousarray(np.concatenate([x] * reps)[:size]) if reps > 1 else np.ascontiguousarray(x[:size])

@@ -1,51 +1,102 @@
-"""Reports: report.json (versioned schema) and report.md (the table)."""
+"""Reports: report.json (versioned schema), report.md (the table), report.html (table + plots).
+
+Schema edgekd.report/1, top level: schema, run, created, environment, eval_set {samples, sha256},
+references {name: {top1[, top5]}}, gate (thresholds), bench (how latency and memory were measured),
+rows (one per artifact: artifact, target, backend, precision, shipped, verdict, bytes, gzip_bytes,
+parameters, session_create_ms, threads, top1[, top5], fidelity, latency {batchN: stats}, p50_ms, memory),
+warnings.
+"""
 from __future__ import annotations
 
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..environment import describe
 from ..fileio import write_json_atomic, write_text_atomic
 from ..gate import accuracy_drop
+from .latency import CV_WARNING, LatencySpec
+from .memory import METHOD as MEMORY_METHOD
 
 REPORT_SCHEMA = "edgekd.report/1"
-COLUMNS = ["artifact", "target", "precision", "size (KB)", "top-1", "drop", "p50 (ms)", "gate"]
+COLUMNS = ["artifact", "target", "precision", "size (KB)", "gzip (KB)", "params", "top-1", "drop",
+           "p50 (ms)", "p99 (ms)", "cv", "peak RSS (MB)", "gate"]
+
+
+def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any], eval_set: dict[str, Any],
+                 gate: dict[str, Any], spec: LatencySpec, batch_sizes, memory: bool) -> dict[str, Any]:
+    return {"schema": REPORT_SCHEMA, "run": run, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "environment": describe(), "eval_set": eval_set, "references": references, "gate": gate,
+            "bench": {"latency": asdict(spec), "batch_sizes": sorted(set(batch_sizes) | {1}),
+                      "interleaved": "all artifacts timed in rounds, order rotated each round",
+                      "memory": MEMORY_METHOD.format(runs=20, batch=1) if memory else "not measured"},
+            "rows": rows, "warnings": noise_warnings(rows)}
+
+
+def noise_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for row in rows:
+        for batch, stats in row.get("latency", {}).items():
+            if stats["cv"] > CV_WARNING:
+                out.append(f"{row['artifact']} {batch}: latency coefficient of variation {stats['cv']:.0%} > "
+                           f"{CV_WARNING:.0%}; the machine was noisy, repeat on an idle machine before trusting it")
+    return out
+
+
+def reference_top1(report: dict[str, Any]) -> float | None:
+    name = report.get("gate", {}).get("reference", "student_fp32")
+    return report.get("references", {}).get(name, {}).get("top1")
+
+
+def _fmt(value, pattern: str, scale: float = 1.0) -> str:
+    if value is None:
+        return "n/a"
+    return pattern.format(value * scale if scale != 1.0 else value)
 
 
 def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[list[str]]:
-    gate = report.get("gate", {})
-    reference = report["references"].get(gate.get("reference", "student_fp32"), {}).get("top1")
-    rows = []
-    for name, ref in report["references"].items():
-        rows.append([f"{name} (reference)", "pytorch", "fp32", "", f"{ref['top1'] * 100:.2f}", "", "", ""])
+    gate, reference = report.get("gate", {}), reference_top1(report)
+    rows = [[f"{name} (reference)", "", "fp32", "", "", "", _fmt(ref.get("top1"), "{:.2f}", 100)] + [""] * 6
+            for name, ref in report["references"].items()]
     for row in report["rows"]:
-        top1 = row.get("top1")
+        top1, batch1 = row.get("top1"), row.get("latency", {}).get("batch1", {})
         drop = accuracy_drop(reference, top1, gate.get("drop_type", "absolute")) if None not in (reference, top1) else None
-        p50 = row.get("p50_ms")
         verdict = (verdicts or {}).get(row["artifact"], "") if row.get("shipped") else "not shipped"
         rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"], row["precision"],
-                     f"{row['bytes'] / 1024:.1f}", f"{top1 * 100:.2f}" if top1 is not None else "n/a", f"{drop:+.2f}" if drop is not None else "",
-                     f"{p50:.3f}" if p50 is not None else "n/a", verdict])
+                     _fmt(row["bytes"], "{:.1f}", 1 / 1024), _fmt(row.get("gzip_bytes"), "{:.1f}", 1 / 1024),
+                     _fmt(row.get("parameters"), "{:,}"), _fmt(top1, "{:.2f}", 100), _fmt(drop, "{:+.2f}"),
+                     _fmt(batch1.get("p50_ms"), "{:.3f}"), _fmt(batch1.get("p99_ms"), "{:.3f}"),
+                     _fmt(batch1.get("cv"), "{:.0%}"), _fmt(row.get("memory", {}).get("peak_rss_mb"), "{:.0f}"), verdict])
     return rows
 
 
 def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
+    env = report.get("environment", {})
     lines = [f"# edgekd report: {report['run']}", "",
-             f"Evaluation set: {report['eval_set']['samples']} test samples (sha256 {report['eval_set']['sha256'][:12]}). "
-             f"Drop is in top-1 points vs `{report['gate']['reference']}`; `*` marks the artifact shipped per target.", "",
+             f"Evaluation set: {report['eval_set']['samples']} samples (sha256 {report['eval_set']['sha256'][:12]}). "
+             f"Drop is in top-1 {'points' if report['gate'].get('drop_type', 'absolute') == 'absolute' else 'percent'} "
+             f"vs `{report['gate']['reference']}`; `*` marks the artifact shipped per target. "
+             "Latency at batch 1; peak RSS from a fresh process per artifact.", "",
+             f"Machine: {env.get('cpu', {}).get('model', '?')} ({env.get('cpu', {}).get('cores', '?')} cores, "
+             f"{' '.join(env.get('cpu', {}).get('flags', []))}), {env.get('os', '?')}.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report, verdicts)]
-    noisy = [r["artifact"] for r in report["rows"] if r.get("latency", {}).get("batch1", {}).get("cv", 0) > 0.10]
-    if noisy:
-        lines += ["", f"Warning: latency coefficient of variation above 10% for {', '.join(noisy)}; the machine was noisy."]
+    if report.get("warnings"):
+        lines += [""] + [f"- Warning: {w}" for w in report["warnings"]]
     return "\n".join(lines) + "\n"
 
 
-def write_reports(run_dir: Path, report: dict[str, Any]) -> list[Path]:
-    return [write_json_atomic(run_dir / "report.json", report), write_text_atomic(run_dir / "report.md", markdown(report))]
+def write_reports(out_dir: Path, report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[Path]:
+    from .html import render_html
+
+    return [write_json_atomic(out_dir / "report.json", report),
+            write_text_atomic(out_dir / "report.md", markdown(report, verdicts)),
+            write_text_atomic(out_dir / "report.html", render_html(report, verdicts))]
 
 
 def terminal_table(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
     rows = [COLUMNS] + table_rows(report, verdicts)
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([fmt(rows[0]), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows[1:])])

@@ -17,7 +17,8 @@ from .datasets import Dataset, Split, split_hash
 class CalibrationRecipe(Strict):
     name: str
     description: str = ""
-    source: Literal["train", "val"] = Field("train", description="split to draw from; test is never allowed")
+    source: Literal["train", "val", "synthetic"] = Field(
+        "train", description="split to draw from (test is never allowed); synthetic: the data-free distillation's generated set")
     count: int = Field(256, ge=1, le=100_000)
     class_balance: bool = Field(True, description="draw the same number per class")
     seed: int = 0
@@ -38,9 +39,11 @@ def load_recipe(name_or_path: str) -> CalibrationRecipe:
         raise ConfigError(f"{path}: {describe_validation_error(exc, CalibrationRecipe)}") from None
 
 
-def draw(dataset: Dataset, recipe: CalibrationRecipe) -> tuple[Split, str]:
+def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = None) -> tuple[Split, str]:
     """Pick the calibration samples; return them and their sha256."""
-    pool: Split = getattr(dataset, recipe.source)
+    if recipe.source == "synthetic" and synthetic is None:
+        raise ConfigError(f"calibration recipe '{recipe.name}': source 'synthetic' needs distill.mode: data_free")
+    pool: Split = synthetic if recipe.source == "synthetic" else getattr(dataset, recipe.source)
     rng = np.random.default_rng(recipe.seed)
     count = min(recipe.count, len(pool))
     if recipe.class_balance:

@@ -11,15 +11,25 @@ from ..models import build_model, count_parameters, save_checkpoint
 from .context import RunContext, StageOutput
 
 
+def student_spec(ctx: RunContext):
+    """The shipped student's model spec: config.student, or the peer that online distillation selected."""
+    recorded = ctx.manifest.metrics("distill").get("student_spec")
+    return type(ctx.cfg.student).model_validate(recorded) if recorded else ctx.cfg.student
+
+
 def build_student(ctx: RunContext, with_weights: bool = True) -> torch.nn.Module:
     data = ctx.dataset
-    spec = ctx.cfg.student
+    spec = student_spec(ctx)
     if with_weights:
         spec = spec.model_copy(update={"checkpoint": str(ctx.stage_dir("distill") / "student.pt")})
     return build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where="student").eval()
 
 
 def run(ctx: RunContext) -> StageOutput:
+    if ctx.cfg.distill.mode != "offline":
+        from .distill_modes import run_mode
+
+        return run_mode(ctx)
     cfg, data, folder = ctx.cfg.distill, ctx.dataset, ctx.stage_dir("distill")
     cache = ctx.stage_dir("teachers") / "teacher-logits.npy"
     teacher_logits = torch.from_numpy(np.load(cache, mmap_mode="r").astype(np.float32))

@@ -1,8 +1,10 @@
-"""Stage 7: apply the release gate to each target's shipped artifact."""
+"""Stage 7: apply the release gate to each target's shipped artifact; put the verdicts in the reports."""
 from __future__ import annotations
 
+from ..bench.report import write_reports
 from ..fileio import read_json, write_json_atomic
-from ..gate import Thresholds, evaluate_report
+from ..gate import Thresholds, evaluate_report, verdicts
+from ..gate_outputs import write_ci_outputs
 from .context import RunContext, StageOutput
 
 
@@ -12,7 +14,12 @@ def thresholds_from_config(gate_cfg) -> Thresholds:
 
 def run(ctx: RunContext) -> StageOutput:
     report_path = ctx.run_dir / "report.json"
-    checks = evaluate_report(read_json(report_path), thresholds_from_config(ctx.cfg.gate))
+    report = read_json(report_path)
+    checks = evaluate_report(report, thresholds_from_config(ctx.cfg.gate))
     verdict = {"passed": all(c.passed for c in checks), "checks": [c.__dict__ for c in checks]}
-    out = write_json_atomic(ctx.run_dir / "gate.json", verdict)
-    return StageOutput([out], verdict, inputs=[report_path])
+    outputs = [write_json_atomic(ctx.run_dir / "gate.json", verdict)]
+    junit, summary = ctx.run_dir / "gate-junit.xml", ctx.run_dir / "gate-summary.md"
+    write_ci_outputs(checks, ctx.cfg.name, junit, summary)
+    # report.md / report.html were written before the gate ran: redo them with the PASS/FAIL column filled.
+    outputs += write_reports(ctx.run_dir, report, verdicts(checks))[1:] + [junit, summary]
+    return StageOutput(outputs, verdict, inputs=[report_path])

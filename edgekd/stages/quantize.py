@@ -56,12 +56,25 @@ def int8_budget(ctx: RunContext, recipe_name: str) -> float:
     return min(limits)
 
 
+def synthetic_split(ctx: RunContext):
+    """The data-free stage's generated set (labelled by the teachers), when there is one."""
+    path = ctx.stage_dir("distill") / "synthetic.npz"
+    if ctx.cfg.distill.mode != "data_free" or not path.is_file():
+        return None
+    import numpy as np
+
+    from ..data.datasets import Split
+
+    with np.load(path, allow_pickle=False) as arrays:
+        return Split(arrays["x"], arrays["y"])
+
+
 def run(ctx: RunContext) -> StageOutput:
     method = ctx.cfg.quantize.method
     if method == "none":
         return StageOutput([], {"method": "none"})
     recipe_set = load_recipe(ctx.cfg.quantize.calibration)
-    calibration, digest = draw(ctx.dataset, recipe_set)
+    calibration, digest = draw(ctx.dataset, recipe_set, synthetic_split(ctx))
     fp32 = fp32_onnx_path(ctx)
     outputs, used, made = [], {}, {}
     for name, recipe in recipes_for(ctx).items():

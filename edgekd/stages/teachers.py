@@ -29,6 +29,8 @@ def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
 
 
 def run(ctx: RunContext) -> StageOutput:
+    if not ctx.cfg.teachers:  # online distillation: the peers teach each other
+        return StageOutput([], {"teachers": [], "ensemble": None})
     data, folder = ctx.dataset, ctx.stage_dir("teachers")
     x_train, y_train = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
     outputs, report = [], []

@@ -1,0 +1,71 @@
+"""`edgekd bench BUNDLE` on the device: verify, then measure with numpy and the bundle's runtime only.
+
+The bundle carries eval.npz (x, y and the fp32 student's logits from the build machine), so accuracy,
+the drop against the fp32 student and fidelity are measured on the device, with the same code and the
+same report schema as the pipeline's bench stage.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError
+from ..gate import Thresholds
+from .accuracy import accuracy_metrics, eval_set_hash
+from .bundle import load_bundle
+from .latency import LatencySpec
+from .measure import Candidate, measure_rows
+from .report import build_report
+
+
+def bundle_paths(path: Path) -> list[Path]:
+    """A bundle folder, or every bundle of a run folder (runs/<name>/bundle/<target>)."""
+    path = Path(path)
+    if (path / "manifest.json").is_file() and not (path / "bundle").is_dir():
+        return [path]
+    bundles = sorted(p.parent for p in (path / "bundle").glob("*/manifest.json"))
+    if not bundles:
+        raise ArtifactError(f"{path}: no bundle here; give a bundle folder or a run folder with bundle/<target>/")
+    return bundles
+
+
+def _load_eval(bundle_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    try:
+        with np.load(bundle_dir / "eval.npz", allow_pickle=False) as data:
+            return data["x"], data["y"], data["reference_logits"]
+    except (KeyError, ValueError, OSError) as exc:
+        raise ArtifactError(f"{bundle_dir}/eval.npz: unreadable ({exc}); rebuild the bundle") from None
+
+
+def _gate_section(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The target profile's thresholds where set, edgekd's defaults otherwise."""
+    gate = Thresholds().__dict__
+    profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
+    gate.update({k: v for k, v in profile_gate.items() if k in gate and v is not None})
+    return gate
+
+
+def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, batch_sizes: Sequence[int] = (1,),
+                  memory: bool = True) -> dict[str, Any]:
+    """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine."""
+    loaded = []
+    for bundle_dir in bundle_paths(path):
+        manifest, artifact = load_bundle(bundle_dir)  # sha256 of every file checked before anything is loaded
+        loaded.append((bundle_dir, manifest, artifact, *_load_eval(bundle_dir)))
+    _, first_manifest, _, x, y, reference = loaded[0]
+    digest = eval_set_hash(x, y)
+    for bundle_dir, *_rest, bx, by, _ref in loaded[1:]:
+        if eval_set_hash(bx, by) != digest:
+            raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
+    candidates = [Candidate(f"{m.get('target', d.name)}/{a.precision}", m.get("target", d.name), a, threads, verdict="bundle")
+                  for d, m, a, *_ in loaded]
+    rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory)
+    for row, (bundle_dir, *_rest) in zip(rows, loaded, strict=True):
+        row["bundle"] = str(bundle_dir)
+    references = {"student_fp32": {**accuracy_metrics(reference, y), "source": "bundle eval.npz reference_logits"}}
+    run_name = first_manifest.get("run") or Path(path).resolve().name
+    return build_report(run_name, rows, references, {"samples": len(y), "sha256": digest},
+                        _gate_section(first_manifest), spec, batch_sizes, memory)

@@ -1,0 +1,78 @@
+"""Size on disk, gzip size and parameter count of an artifact. Lean: numpy and the artifact's own runtime."""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from ..targets.base import Artifact
+
+# Files that hold the model; side files (README, build scripts, timing caches) do not count.
+MODEL_SUFFIXES = (".onnx", ".ort", ".xml", ".bin", ".engine", ".plan")
+
+
+def model_files(artifact: Artifact) -> list[Path]:
+    return [artifact.root / name for name in artifact.files if name.endswith(MODEL_SUFFIXES)]
+
+
+def size_on_disk(artifact: Artifact) -> int:
+    return sum(path.stat().st_size for path in model_files(artifact))
+
+
+def gzip_size(artifact: Artifact, level: int = 9) -> int:
+    """What the model costs to download or store compressed: int8 weights compress far less than fp32 zeros."""
+    return sum(len(gzip.compress(path.read_bytes(), compresslevel=level, mtime=0)) for path in model_files(artifact))
+
+
+def parameter_count(artifact: Artifact) -> int | None:
+    """Number of stored weights and biases, where the format can be read without torch; None when unknown.
+
+    Counted so that an int8 model and its fp32 source agree: shape tensors and quantization
+    parameters (scales, zero points, FakeQuantize ranges) are not weights. No runtime API offers
+    this count, hence the graph walk.
+    """
+    main = artifact.root / artifact.main
+    if main.suffix == ".onnx" and importlib.util.find_spec("onnx") is not None:
+        return _onnx_parameters(main)
+    if main.suffix == ".xml" and importlib.util.find_spec("openvino") is not None:
+        return _openvino_parameters(main)
+    return None
+
+
+def _onnx_parameters(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    quant_params = {name for node in model.graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")
+                    for name in node.input[1:]}
+    total = 0
+    for tensor in model.graph.initializer:
+        if tensor.data_type != onnx.TensorProto.INT64 and tensor.name not in quant_params:
+            total += int(np.prod(tensor.dims, dtype=np.int64))
+    return total
+
+
+def _openvino_parameters(path: Path) -> int:
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    total = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() != "i64" \
+                and not any(_is_quant_param(target) for target in op.output(0).get_target_inputs()):
+            total += int(np.prod(list(op.get_output_shape(0)), dtype=np.int64))
+    return total
+
+
+def _is_quant_param(target) -> bool:
+    """FakeQuantize ranges, and the scale / zero point of OpenVINO's int8 weight decompression
+    pattern: Constant(int) -> Convert -> Subtract(zero point) -> Multiply(scale)."""
+    node, index = target.get_node(), target.get_index()
+    if node.get_type_name() == "FakeQuantize":
+        return index > 0
+    if node.get_type_name() in ("Multiply", "Subtract") and index == 1:
+        source = node.input_value(0).get_node()
+        return source.get_type_name() in ("Convert", "Subtract")
+    return False

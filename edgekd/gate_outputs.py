@@ -1,0 +1,49 @@
+"""The gate's results for CI systems: JUnit XML (one test case per artifact and threshold) and Markdown."""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from .fileio import write_text_atomic
+from .gate import Check
+
+
+def junit_xml(checks: list[Check], suite: str = "edgekd.gate") -> str:
+    failures = sum(not c.passed for c in checks)
+    root = ET.Element("testsuites", name=suite, tests=str(len(checks)), failures=str(failures))
+    suite_el = ET.SubElement(root, "testsuite", name=suite, tests=str(len(checks)), failures=str(failures),
+                             errors="0", skipped=str(sum(c.skipped for c in checks)))
+    for check in checks:
+        case = ET.SubElement(suite_el, "testcase", classname=check.artifact, name=check.threshold)
+        if not check.passed:
+            ET.SubElement(case, "failure", message=check.reason, type=check.threshold).text = check.reason
+        elif check.skipped:
+            ET.SubElement(case, "skipped", message=check.reason)
+        else:
+            ET.SubElement(case, "system-out").text = check.reason
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def summary_markdown(checks: list[Check], report_name: str) -> str:
+    failed = [c for c in checks if not c.passed]
+    lines = [f"### edgekd gate: {'FAIL' if failed else 'PASS'} ({report_name})", "",
+             f"{len(checks) - len(failed)} of {len(checks)} checks passed.", "",
+             "| artifact | threshold | result | detail |", "|---|---|---|---|"]
+    for c in checks:
+        result = "FAIL" if not c.passed else ("skip" if c.skipped else "PASS")
+        lines.append(f"| {c.artifact} | {c.threshold} | {result} | {c.reason} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_ci_outputs(checks: list[Check], report_name: str, junit: Path | None, summary: Path | None) -> None:
+    if junit:
+        write_text_atomic(junit, junit_xml(checks))
+    text = summary_markdown(checks, report_name)
+    if summary:
+        write_text_atomic(summary, text)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:  # GitHub Actions renders this file on the run page; append, other steps write to it too
+        with open(step_summary, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")

@@ -1,0 +1,42 @@
+"""`edgekd bench BUNDLE` on a machine without torch: a fake `torch` package that raises ImportError
+is put first on PYTHONPATH, so any `import torch` on the bench path fails the run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _torchless_env(tmp_path: Path) -> dict[str, str]:
+    blocker = tmp_path / "no-torch"
+    (blocker / "torch").mkdir(parents=True)
+    (blocker / "torch" / "__init__.py").write_text("raise ImportError('torch is not installed on this device')\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(blocker), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def test_the_blocker_really_blocks_torch(tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import torch"], env=_torchless_env(tmp_path), capture_output=True, text=True)
+    assert done.returncode != 0 and "not installed on this device" in done.stderr
+
+
+def test_edgekd_bench_runs_on_a_bundle_without_torch(tiny_bundle, tmp_path):
+    out = tmp_path / "device-report"
+    done = subprocess.run([sys.executable, "-m", "edgekd", "bench", str(tiny_bundle), "--runs", "20", "--min-seconds", "0",
+                           "--warmup-runs", "2", "--warmup-seconds", "0", "--rounds", "2", "--batch", "4", "--out", str(out)],
+                          env=_torchless_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "x86-cpu/fp32" in done.stdout
+    report = json.loads((out / "report.json").read_text())
+    row = report["rows"][0]
+    assert report["schema"] == "edgekd.report/1"
+    assert row["fidelity"]["top1_agreement"] == 1.0 and row["fidelity"]["max_abs_error"] < 1e-4
+    assert row["top1"] == report["references"]["student_fp32"]["top1"]
+    assert set(row["latency"]) == {"batch1", "batch4"} and row["latency"]["batch1"]["runs"] >= 20
+    assert row["parameters"] == 64 * 10 + 10
+    assert row["memory"]["peak_rss_mb"] > row["memory"]["baseline_rss_mb"] > 0, row["memory"]
+    assert row["threads"]["requested"] is None
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()

@@ -1,0 +1,114 @@
+"""Release gate: drops as documented in edgekd/gate.py, every threshold, baselines, CI outputs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from edgekd.errors import ArtifactError
+from edgekd.gate import Thresholds, accuracy_drop, evaluate_report, reference_top1, verdicts
+from edgekd.gate_outputs import junit_xml
+
+
+def make_report(eval_sha="a" * 64, **gate) -> dict:
+    def row(name, precision, top1, p50, kb, shipped=True):
+        return {"artifact": name, "target": name.split("/")[0], "precision": precision, "shipped": shipped,
+                "top1": top1, "p50_ms": p50, "bytes": int(kb * 1024)}
+    return {"schema": "edgekd.report/1", "run": "t", "eval_set": {"samples": 100, "sha256": eval_sha},
+            "references": {"teacher": {"top1": 0.95}, "student_fp32": {"top1": 0.90}},
+            "gate": {"reference": "student_fp32", "max_drop": 1.0, "drop_type": "absolute", **gate},
+            "rows": [row("x86-cpu/fp32", "fp32", 0.90, 2.0, 100, shipped=False), row("x86-cpu/int8", "int8", 0.885, 1.0, 30),
+                     row("intel-cpu/int8", "int8", 0.87, None, 40)]}
+
+
+def test_absolute_drop_is_top1_points():
+    assert accuracy_drop(0.90, 0.885, "absolute") == pytest.approx(1.5)
+    assert accuracy_drop(0.99, 0.97, "absolute") == pytest.approx(2.0)
+
+
+def test_relative_drop_is_percent_of_the_reference():
+    assert accuracy_drop(0.90, 0.885, "relative") == pytest.approx((1 - 0.885 / 0.90) * 100)
+    assert accuracy_drop(0.50, 0.45, "relative") == pytest.approx(10.0)
+
+
+def test_each_threshold_passes_and_fails_per_artifact():
+    limits = Thresholds(max_drop=2.0, min_speedup=1.5, max_size_kb=35)
+    checks = {(c.artifact, c.threshold): c for c in evaluate_report(make_report(), limits)}
+    assert checks[("x86-cpu/int8", "max_drop")].passed          # 1.5 points <= 2
+    assert not checks[("intel-cpu/int8", "max_drop")].passed    # 3 points > 2
+    assert checks[("x86-cpu/int8", "min_speedup")].passed       # 2.0 / 1.0 = 2x >= 1.5
+    assert not checks[("intel-cpu/int8", "min_speedup")].passed  # no latency: unverifiable is a failure
+    assert checks[("x86-cpu/int8", "max_size_kb")].passed
+    assert not checks[("intel-cpu/int8", "max_size_kb")].passed  # 40 KB > 35
+    assert "3.00 points" in checks[("intel-cpu/int8", "max_drop")].reason
+    assert ("x86-cpu/fp32", "max_drop") not in checks  # not shipped: not gated
+    assert verdicts(list(checks.values())) == {"x86-cpu/int8": "PASS", "intel-cpu/int8": "FAIL"}
+
+
+def test_relative_threshold_and_named_references():
+    report = make_report()
+    # x86-cpu/int8: 1.5 points absolute, 1.67 % relative; a 1.6 limit tells the two apart.
+    absolute = evaluate_report(report, Thresholds(max_drop=1.6, drop_type="absolute"))
+    relative = evaluate_report(report, Thresholds(max_drop=1.6, drop_type="relative"))
+    assert [c.passed for c in absolute] == [True, False]
+    assert [c.passed for c in relative] == [False, False]
+    assert "1.67 %" in relative[0].reason
+    assert reference_top1(report, "teacher") == 0.95
+    assert reference_top1(report, "x86-cpu/fp32") == 0.90  # an artifact row can be the reference
+    with pytest.raises(ArtifactError, match="no reference 'nope'"):
+        reference_top1(report, "nope")
+
+
+def test_baseline_from_another_report_must_share_the_evaluation_set():
+    report, baseline = make_report(), make_report()
+    baseline["references"]["student_fp32"]["top1"] = 0.886
+    checks = evaluate_report(report, Thresholds(max_drop=0.5), baseline)
+    assert [c.passed for c in checks] == [True, False]  # drops now 0.1 and 1.6 points
+    with pytest.raises(ArtifactError, match="different evaluation set"):
+        evaluate_report(report, Thresholds(), make_report(eval_sha="b" * 64))
+
+
+def test_junit_has_one_testcase_per_artifact_and_threshold():
+    checks = evaluate_report(make_report(), Thresholds(max_drop=2.0, min_speedup=1.5, max_size_kb=35))
+    root = ET.fromstring(junit_xml(checks))
+    cases = root.findall("./testsuite/testcase")
+    assert sorted((c.get("classname"), c.get("name")) for c in cases) == sorted(
+        (a, t) for a in ("x86-cpu/int8", "intel-cpu/int8") for t in ("max_drop", "min_speedup", "max_size_kb"))
+    failed = {(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None}
+    assert failed == {("intel-cpu/int8", t) for t in ("max_drop", "min_speedup", "max_size_kb")}
+    assert root.find("testsuite").get("failures") == "3"
+
+
+def _gate_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "edgekd", "gate", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_cli_fails_with_exit_1_naming_artifact_and_threshold(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(make_report()))
+    step_summary = tmp_path / "step-summary.md"
+    step_summary.write_text("earlier step\n")
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(step_summary)}
+    done = _gate_cli(path, "--max-size-kb", "35", "--junit", tmp_path / "gate.xml", "--summary", tmp_path / "gate.md", env=env)
+    assert done.returncode == 1, done.stderr
+    assert "FAIL  intel-cpu/int8" in done.stdout and "max_size_kb" in done.stdout and "size 40.0 KB (limit 35 KB)" in done.stdout
+    assert "PASS  x86-cpu/int8" in done.stdout
+    assert len(ET.parse(tmp_path / "gate.xml").getroot().findall("./testsuite/testcase")) == 4
+    assert "| intel-cpu/int8 | max_size_kb | FAIL |" in (tmp_path / "gate.md").read_text()
+    assert step_summary.read_text().startswith("earlier step\n### edgekd gate: FAIL")
+
+
+def test_cli_passes_with_exit_0_and_refuses_other_eval_sets_with_exit_2(tmp_path):
+    path, other = tmp_path / "report.json", tmp_path / "other.json"
+    path.write_text(json.dumps(make_report()))
+    other.write_text(json.dumps(make_report(eval_sha="b" * 64)))
+    passed = _gate_cli(path, "--max-drop", "5", "--reference", "student_fp32")
+    assert passed.returncode == 0 and "gate: PASS" in passed.stdout
+    refused = _gate_cli(path, "--baseline", other)
+    assert refused.returncode == 2 and "different evaluation set" in refused.stderr
