@@ -61,6 +61,16 @@ def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
     return compare_reports(read_json(report_a), read_json(report_b))
 
 
+def compile(bundle: str | Path, target: str | None = None) -> dict[str, Any]:
+    """(Re)build a bundle's model on this machine (the TensorRT engine on the device, the .ort file)
+    and update its manifest; `target` (a profile name or .yaml path) re-derives the build settings."""
+    from .bench.bundle import rebuild_bundle
+    from .targets import load_profile
+
+    profile = load_profile(target) if target else None
+    return rebuild_bundle(Path(bundle), profile)
+
+
 def targets() -> list:
     """The built-in device profiles."""
     from .targets import list_profiles

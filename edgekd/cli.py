@@ -147,6 +147,25 @@ def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup,
     sys.exit(1 if failed else 0)
 
 
+@main.command("compile")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--target", help="Profile name or .yaml path to derive the build settings from "
+              "(default: those recorded in the bundle).")
+def compile_cmd(bundle: Path, target: str | None) -> None:
+    """Build BUNDLE's model on this machine and update its manifest.
+
+    Run it on the device: a TensorRT engine is built from the bundled ONNX with the recorded
+    build settings (or those of --target); an arm64 bundle gets a fresh .ort file. The new files
+    and their sha256 sums are written to manifest.json.
+    """
+    from . import api
+
+    manifest = api.compile(bundle, target)
+    artifact = manifest["artifact"]
+    click.echo(f"{bundle}: {artifact['backend']} {artifact['precision']} -> {artifact['main']} "
+               f"({len(manifest['files'])} files hashed in manifest.json)")
+
+
 @main.command("compare")
 @click.argument("report_a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("report_b", type=click.Path(dir_okay=False, path_type=Path))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +33,13 @@ def parameter_count(artifact: Artifact) -> int | None:
     this count, hence the graph walk.
     """
     main = artifact.root / artifact.main
-    if main.suffix == ".onnx" and importlib.util.find_spec("onnx") is not None:
-        return _onnx_parameters(main)
-    if main.suffix == ".xml" and importlib.util.find_spec("openvino") is not None:
-        return _openvino_parameters(main)
-    return None
+    counters = {".onnx": _onnx_parameters, ".xml": _openvino_parameters}
+    if main.suffix not in counters:
+        return None
+    try:
+        return counters[main.suffix](main)
+    except ImportError:  # the `onnx` package is not on the device: the count is unknown, not an error
+        return None
 
 
 def _onnx_parameters(path: Path) -> int:

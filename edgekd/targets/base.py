@@ -46,6 +46,10 @@ class Backend:
     name: ClassVar[str]
     runtime_module: ClassVar[str]
     extra: ClassVar[str]
+    # Float precisions the runtime has real kernels for; others are not worth building as candidates.
+    float_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # Files build() makes on the device; `edgekd compile` does not require them to be intact beforehand.
+    built_files: ClassVar[tuple[str, ...]] = ()
 
     def available(self) -> bool:
         return importlib.util.find_spec(self.runtime_module) is not None
@@ -62,3 +66,11 @@ class Backend:
 
     def session(self, artifact: Artifact, threads: int | None = None) -> Session:
         raise NotImplementedError
+
+    def build(self, artifact: Artifact, profile=None) -> Artifact:
+        """Finish the artifact on the machine that will run it (`edgekd compile BUNDLE`).
+
+        Most artifacts are portable and need nothing; backends whose output is tied to the
+        device (TensorRT engines, ORT-format files) override this.
+        """
+        return artifact
