@@ -185,6 +185,8 @@ def load_config(path: str | Path) -> PipelineConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}; check indentation and quoting") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a pipeline config; check the brackets") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (data, teachers, student, ...), got {type(raw).__name__}")
     return validate_config(raw, source=str(path))
@@ -212,7 +214,7 @@ def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> st
     if error["type"] == "missing":
         return f"missing required key '{key}'"
     given = error.get("input")
-    shown = repr(given) if not isinstance(given, (dict, list)) else type(given).__name__
+    shown = repr(given)[:80] if not isinstance(given, (dict, list)) else type(given).__name__
     return f"invalid value for '{key}': {error['msg']} (got {shown})"
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ArtifactError
 from ..targets.base import Artifact
 
 # Files that hold the model; side files (README, build scripts, timing caches) do not count.
@@ -40,6 +41,9 @@ def parameter_count(artifact: Artifact) -> int | None:
         return counters[main.suffix](main)
     except ImportError:  # the `onnx` package is not on the device: the count is unknown, not an error
         return None
+    except Exception as exc:  # protobuf DecodeError, OpenVINO's RuntimeError subclasses: a corrupt file
+        raise ArtifactError(f"{main}: cannot read the model ({str(exc).splitlines()[0][:160]}); "
+                            "the file is corrupt: export or bundle it again") from None
 
 
 def _onnx_parameters(path: Path) -> int:

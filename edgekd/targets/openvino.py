@@ -29,7 +29,8 @@ class OpenVinoSession:
         try:
             compiled = ov.Core().compile_model(str(xml_path), device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses for bad IR
-            raise ArtifactError(f"{xml_path}: OpenVINO cannot compile it ({str(exc).splitlines()[0][:160]})") from None
+            raise ArtifactError(f"{xml_path}: OpenVINO cannot compile it ({str(exc).splitlines()[0][:160]}); "
+                                "the IR is corrupt or from another OpenVINO: bundle it again") from None
         self._request = compiled.create_infer_request()
         self._tensor = ov.Tensor
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -179,6 +180,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     runtime_module = "tensorrt"
     extra = "tensorrt"
+    build_needs_runtime = False  # without tensorrt here, the bundle carries the ONNX and builds on the device
     float_precisions = ("fp32", "fp16")
     built_files = ("model.engine", "timing.cache")
 
@@ -189,7 +191,8 @@ class TensorRTBackend(Backend):
         if input_spec is None:
             raise TargetError("tensorrt compile needs the model's input spec (name and shape)")
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "model.onnx").write_bytes(Path(onnx_path).read_bytes())
+        with atomic_path(out_dir / "model.onnx") as tmp:
+            shutil.copyfile(onnx_path, tmp)
         settings = settings_from_profile(profile, precision, input_spec["name"], input_spec["shape"][1:])
         self._write_recipe(out_dir, settings, profile.name)
         files = ["model.onnx", "build_settings.json", "build_engine.sh"]
