@@ -33,7 +33,7 @@ from edgekd.environment import describe  # noqa: E402
 from edgekd.fileio import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.gate import accuracy_drop  # noqa: E402
 from edgekd.manifest import RunManifest  # noqa: E402
-from edgekd.quant.fallback import FallbackBudget, quantize_with_fallback  # noqa: E402
+from edgekd.quant.fallback import FallbackBudget, pick_calibration, quantize_with_fallback  # noqa: E402
 from edgekd.quant.ptq import ArrayReader, quantized_nodes, strip_node_debug_metadata  # noqa: E402
 from edgekd.stages.context import RunContext  # noqa: E402
 from edgekd.stages.export import fp32_onnx_path  # noqa: E402
@@ -69,7 +69,7 @@ def edgekd_ptq(ctx: RunContext, work: Path, calib: np.ndarray) -> list[dict]:
                                             FallbackBudget(PTQ_BUDGET, "absolute", 6, 512), method)
             out.append({"name": f"edgekd-ptq-{flavour}-{method}", "tool": "edgekd", "path": path, "recipe": recipe.name,
                         "calibrate_method": method, "val_top1": report.val_top1, "nodes_in_float": report.nodes_in_float,
-                        "quantize_seconds": round(time.perf_counter() - started, 1)})
+                        "quantize_seconds": round(time.perf_counter() - started, 1), "report": report})
     return out
 
 
@@ -138,11 +138,10 @@ def measure(candidates: list[dict], test_x: np.ndarray, test_y: np.ndarray, thre
 
 
 def choose_ptq(candidates: list[dict]) -> dict:
-    """edgekd's pick among its x86/OpenVINO (U8S8) PTQ models: best validation top-1; ties go to the
-    cheaper calibration (minmax, then percentile, then entropy). The test split plays no part."""
-    order = {"minmax": 0, "percentile": 1, "entropy": 2}
-    ptq = [c for c in candidates if c["name"].startswith("edgekd-ptq-u8s8-")]
-    return max(ptq, key=lambda c: (c["val_top1"], -order[c["calibrate_method"]]))
+    """edgekd's pick among its U8S8 (x86 VNNI / OpenVINO) PTQ models, the rule of quantize.calibrate_method: auto:
+    best validation top-1, then fewest nodes in float, then the cheaper calibration. The test split plays no part."""
+    ptq = {c["calibrate_method"]: c for c in candidates if c["name"].startswith("edgekd-ptq-u8s8-")}
+    return ptq[pick_calibration({method: c["report"] for method, c in ptq.items()})]
 
 
 def checks(result: dict) -> dict:
@@ -240,10 +239,9 @@ def main() -> None:
     chosen = choose_ptq(candidates)
     result = {
         "fp32": {k: reference[k] for k in ("top1", "bytes", "bytes_stripped", "latency_ms", "top1_by_runtime", "errors")},
-        "candidates": [{k: (str(v.relative_to(args.run)) if isinstance(v, Path) else v) for k, v in c.items() if k != "files"}
-                       for c in candidates],
-        "chosen_ptq": chosen["name"], "chosen_ptq_rule": choose_ptq.__doc__.split("\n")[0].strip() + " " +
-        choose_ptq.__doc__.split("\n")[1].strip(),
+        "candidates": [{k: (str(v.relative_to(args.run)) if isinstance(v, Path) else v) for k, v in c.items()
+                        if k not in ("files", "report")} for c in candidates],
+        "chosen_ptq": chosen["name"], "chosen_ptq_rule": " ".join(line.strip() for line in choose_ptq.__doc__.splitlines()),
         "qat": "edgekd-qat-u8s8", "test_samples": len(test_y), "threads": args.threads,
         "calibration": {"recipe": ctx.cfg.quantize.calibration, "samples": len(calibration), "sha256": digest},
         "latency_spec": vars(spec), "run": str(args.run.relative_to(REPO) if args.run.is_relative_to(REPO) else args.run),

@@ -101,7 +101,8 @@ class QatConfig(Strict):
 class QuantizeConfig(Strict):
     method: Literal["ptq", "qat", "none"] = "ptq"
     calibration: str = Field("train-256", description="recipe name in calibration/ or a path to a recipe YAML")
-    calibrate_method: Optional[Literal["minmax", "entropy", "percentile"]] = Field(None, description="overrides the target recipe")
+    calibrate_method: Optional[Literal["minmax", "entropy", "percentile", "auto"]] = Field(
+        None, description="overrides the target recipe; auto tries each and keeps the most accurate on the validation split")
     fallback: bool = Field(True, description="when int8 breaks max_drop on the validation split, keep the most "
                                              "sensitive nodes in float until it does not")
     max_fallback_nodes: int = Field(6, ge=0, le=1000, description="give up after keeping this many nodes in float")

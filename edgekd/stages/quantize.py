@@ -19,7 +19,7 @@ from ..distill.losses import ensemble_soft_targets
 from ..distill.trainer import predict_logits
 from ..errors import StageError
 from ..gate import accuracy_drop
-from ..quant.fallback import FallbackBudget, logits_of, quantize_with_fallback
+from ..quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from ..quant.ptq import quantize_qdq
 from ..quant.qat import prepare_qat
 from ..quant.qat_export import export_qdq
@@ -95,14 +95,20 @@ def run(ctx: RunContext) -> StageOutput:
 def _ptq(ctx: RunContext, recipe, calibration_x):
     cfg, out = ctx.cfg.quantize, int8_path(ctx, recipe.name)
     method = cfg.calibrate_method or recipe.calibrate_method
-    if not cfg.fallback:
+    if not cfg.fallback and method != "auto":
         quantize_qdq(fp32_onnx_path(ctx), out, recipe, calibration_x, calibrate_method=method)
         return out, {"calibrate_method": method, "nodes_in_float": []}
-    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes,
+    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes if cfg.fallback else 0,
                             cfg.sensitivity_samples)
     val = ctx.dataset.val
-    report = quantize_with_fallback(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget, method)
-    return out, {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    if method == "auto":
+        method, tried = quantize_auto(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget)
+        report = tried[method]
+        search = {m: r.to_json() if isinstance(r, FallbackReport) else {"failed": r} for m, r in tried.items()}
+    else:
+        report, search = quantize_with_fallback(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget, method), None
+    info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    return out, {**info, "calibration_search": search} if search else info
 
 
 
