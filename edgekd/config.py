@@ -137,7 +137,8 @@ class QatConfig(Strict):
 class QuantizeConfig(Strict):
     method: Literal["ptq", "qat", "none"] = "ptq"
     calibration: str = Field("train-256", description="recipe name in calibration/ or a path to a recipe YAML")
-    calibrate_method: Optional[Literal["minmax", "entropy", "percentile"]] = Field(None, description="overrides the target recipe")
+    calibrate_method: Optional[Literal["minmax", "entropy", "percentile", "auto"]] = Field(
+        None, description="overrides the target recipe; auto tries each and keeps the most accurate on the validation split")
     fallback: bool = Field(True, description="when int8 breaks max_drop on the validation split, keep the most "
                                              "sensitive nodes in float until it does not")
     max_fallback_nodes: int = Field(6, ge=0, le=1000, description="give up after keeping this many nodes in float")
@@ -221,6 +222,8 @@ def load_config(path: str | Path) -> PipelineConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}; check indentation and quoting") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a pipeline config; check the brackets") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (data, teachers, student, ...), got {type(raw).__name__}")
     return validate_config(raw, source=str(path))
@@ -248,7 +251,7 @@ def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> st
     if error["type"] == "missing":
         return f"missing required key '{key}'"
     given = error.get("input")
-    shown = repr(given) if not isinstance(given, (dict, list)) else type(given).__name__
+    shown = repr(given)[:80] if not isinstance(given, (dict, list)) else type(given).__name__
     return f"invalid value for '{key}': {error['msg']} (got {shown})"
 
 

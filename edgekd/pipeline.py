@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import PipelineConfig, load_config
-from .errors import ConfigError, EdgeKDError, StageError
+from .errors import ConfigError, EdgeKDError, StageError, TargetError
 from .manifest import RunManifest
 from .stages.context import STAGES, RunContext
 
@@ -38,11 +38,31 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
         raise ConfigError(f"{run_dir}: output folder is not writable ({exc.strerror}); choose another with --out") from None
 
 
+def preflight(config: PipelineConfig, base_dir: Path) -> None:
+    """Check what later stages will need before the first one trains for an hour: every target
+    profile, its runtime (where building needs it) and the calibration recipe."""
+    from .data.calibration import load_recipe
+    from .targets import get_backend, load_profile
+
+    for index, name in enumerate(config.targets):
+        try:
+            profile = load_profile(name, base_dir)
+        except EdgeKDError as exc:
+            raise type(exc)(f"targets[{index}]: {exc}") from None
+        backend = get_backend(profile.backend)
+        if backend.build_needs_runtime and not backend.available():
+            raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "
+                              "or remove the target")
+    if config.quantize.method != "none":
+        load_recipe(config.quantize.calibration)
+
+
 def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
                  only: Optional[Sequence[str]] = None, log: Log = print) -> RunContext:
     unknown = [s for s in (only or []) if s not in STAGES]
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
+    preflight(config, Path(config_path).parent)
     from .distill import distributed  # torch: only now that a run needs it
 
     distributed.init_from_env()

@@ -17,7 +17,7 @@ from ..data.calibration import draw, load_recipe
 from ..distill.trainer import predict_logits
 from ..errors import StageError
 from ..gate import accuracy_drop
-from ..quant.fallback import FallbackBudget, logits_of, quantize_with_fallback
+from ..quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from ..quant.ptq import quantize_qdq
 from ..quant.qat import prepare_qat
 from ..quant.qat_export import export_qdq
@@ -81,7 +81,7 @@ def run(ctx: RunContext) -> StageOutput:
             path, info = int8_path(ctx, name), {**made[flavour][1], "same_model_as": made[flavour][2]}
             shutil.copyfile(made[flavour][0], path)
         else:
-            path, info = (_qat if method == "qat" else _ptq)(ctx, recipe, calibration.x)
+            path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
             made[flavour] = (path, info, name)
         outputs.append(path)
         used[name] = {**recipe.model_dump(), **info, "bytes": path.stat().st_size}
@@ -93,19 +93,26 @@ def run(ctx: RunContext) -> StageOutput:
 def _ptq(ctx: RunContext, recipe, calibration_x):
     cfg, out = ctx.cfg.quantize, int8_path(ctx, recipe.name)
     method = cfg.calibrate_method or recipe.calibrate_method
-    if not cfg.fallback:
+    if not cfg.fallback and method != "auto":
         quantize_qdq(fp32_onnx_path(ctx), out, recipe, calibration_x, calibrate_method=method)
         return out, {"calibrate_method": method, "nodes_in_float": []}
-    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes,
+    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes if cfg.fallback else 0,
                             cfg.sensitivity_samples)
     val = ctx.dataset.val
-    report = quantize_with_fallback(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget, method)
-    return out, {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    if method == "auto":
+        method, tried = quantize_auto(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget)
+        report = tried[method]
+        search = {m: r.to_json() if isinstance(r, FallbackReport) else {"failed": r} for m, r in tried.items()}
+    else:
+        report, search = quantize_with_fallback(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget, method), None
+    info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    return out, {**info, "calibration_search": search} if search else info
 
 
 
-def _qat(ctx: RunContext, recipe, calibration_x):
-    cfg, data, out = ctx.cfg, ctx.dataset, int8_path(ctx, recipe.name)
+def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
+    """Fine-tune the run's student with fake quantization and distillation; write its QDQ model to `out`."""
+    cfg, data, out = ctx.cfg, ctx.dataset, out or int8_path(ctx, recipe.name)
     temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
     alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
     soft = _teacher_soft_targets(ctx, temperature)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -116,13 +117,17 @@ def build_engine(onnx_path: Path, settings: BuildSettings, engine_path: Path, ca
 
 
 class TensorRTSession:
-    """Runs an engine with device buffers from cuda-python; no torch needed on the device."""
+    """Runs an engine with device buffers from cuda-python; no torch needed on the device.
+
+    Device buffers are allocated once per input shape and reused, so latency measures inference,
+    not cudaMalloc.
+    """
 
     def __init__(self, engine_path: Path):
         import tensorrt as trt
         from cuda.bindings import runtime as cudart
 
-        self._trt, self._cudart = trt, cudart
+        self._cudart = cudart
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self._engine is None:
@@ -131,33 +136,51 @@ class TensorRTSession:
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         self._input = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self._output = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        _, self._stream = cudart.cudaStreamCreate()
+        self._stream = self._call(cudart.cudaStreamCreate())
+        self._buffers: dict[tuple, tuple[int, int, tuple]] = {}
+
+    def _call(self, result):
+        """cuda-python returns (error, *values); turn an error into one clear line."""
+        err, *values = result
+        if int(err) != 0:
+            raise ArtifactError(f"CUDA call failed: {self._cudart.cudaGetErrorString(err)[1]!r}")
+        return values[0] if len(values) == 1 else values
+
+    def _buffers_for(self, batch: np.ndarray) -> tuple[int, int, tuple]:
+        if batch.shape not in self._buffers:
+            self._context.set_input_shape(self._input, batch.shape)
+            out_shape = tuple(self._context.get_tensor_shape(self._output))
+            d_in = self._call(self._cudart.cudaMalloc(batch.nbytes))
+            d_out = self._call(self._cudart.cudaMalloc(int(np.prod(out_shape)) * 4))
+            self._buffers[batch.shape] = (int(d_in), int(d_out), out_shape)
+        return self._buffers[batch.shape]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        cudart = self._cudart
+        cudart, kind = self._cudart, self._cudart.cudaMemcpyKind
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        d_in, d_out, out_shape = self._buffers_for(batch)
+        out = np.empty(out_shape, dtype=np.float32)
         self._context.set_input_shape(self._input, batch.shape)
-        out = np.empty(tuple(self._context.get_tensor_shape(self._output)), dtype=np.float32)
-        _, d_in = cudart.cudaMalloc(batch.nbytes)
-        _, d_out = cudart.cudaMalloc(out.nbytes)
-        try:
-            kind = cudart.cudaMemcpyKind
-            cudart.cudaMemcpyAsync(d_in, batch.ctypes.data, batch.nbytes, kind.cudaMemcpyHostToDevice, self._stream)
-            self._context.set_tensor_address(self._input, d_in)
-            self._context.set_tensor_address(self._output, d_out)
-            self._context.execute_async_v3(self._stream)
-            cudart.cudaMemcpyAsync(out.ctypes.data, d_out, out.nbytes, kind.cudaMemcpyDeviceToHost, self._stream)
-            cudart.cudaStreamSynchronize(self._stream)
-        finally:
-            cudart.cudaFree(d_in)
-            cudart.cudaFree(d_out)
+        self._context.set_tensor_address(self._input, d_in)
+        self._context.set_tensor_address(self._output, d_out)
+        self._call(cudart.cudaMemcpyAsync(d_in, batch.ctypes.data, batch.nbytes, kind.cudaMemcpyHostToDevice, self._stream))
+        if not self._context.execute_async_v3(int(self._stream)):
+            raise ArtifactError("TensorRT failed to run the engine on this batch")
+        self._call(cudart.cudaMemcpyAsync(out.ctypes.data, d_out, out.nbytes, kind.cudaMemcpyDeviceToHost, self._stream))
+        self._call(cudart.cudaStreamSynchronize(self._stream))
         return out
+
+    def __del__(self):
+        for d_in, d_out, _ in getattr(self, "_buffers", {}).values():
+            self._cudart.cudaFree(d_in)
+            self._cudart.cudaFree(d_out)
 
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
     runtime_module = "tensorrt"
     extra = "tensorrt"
+    build_needs_runtime = False  # without tensorrt here, the bundle carries the ONNX and builds on the device
     float_precisions = ("fp32", "fp16")
     built_files = ("model.engine", "timing.cache")
 
@@ -168,7 +191,8 @@ class TensorRTBackend(Backend):
         if input_spec is None:
             raise TargetError("tensorrt compile needs the model's input spec (name and shape)")
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "model.onnx").write_bytes(Path(onnx_path).read_bytes())
+        with atomic_path(out_dir / "model.onnx") as tmp:
+            shutil.copyfile(onnx_path, tmp)
         settings = settings_from_profile(profile, precision, input_spec["name"], input_spec["shape"][1:])
         self._write_recipe(out_dir, settings, profile.name)
         files = ["model.onnx", "build_settings.json", "build_engine.sh"]

@@ -66,3 +66,16 @@ def test_tensorrt_bundle_is_ready_to_build_on_the_device(run_dir):
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)  # explicit quantization
     int32 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT32}
     assert not [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int32]
+
+
+def test_exported_onnx_carries_preprocessing_labels_and_source_hashes(run_dir):
+    from edgekd.export import read_metadata
+    from edgekd.fileio import sha256_of
+
+    meta = read_metadata(run_dir / "03-export" / "student-fp32.onnx")
+    assert meta["preprocessing"]["layout"] == "NCHW" and len(meta["preprocessing"]["mean"]) == 1
+    assert meta["labels"] == [str(i) for i in range(10)] and meta["edgekd_version"]
+    assert meta["source_sha256"]["student.pt"] == sha256_of(run_dir / "02-distill" / "student.pt")
+    assert meta["config_digest"] and meta["dataset_fingerprint"]
+    export = json.loads((run_dir / "manifest.json").read_text())["stages"]["export"]["metrics"]
+    assert export["parity"]["top1_agreement"] >= 0.99 and export["opset"] >= 17

@@ -218,3 +218,93 @@ def test_engine_built_here_matches_onnxruntime(tiny_model, reference, tmp_path):
     assert (tmp_path / "model.engine").is_file() and (tmp_path / "timing.cache").is_file()
     got = backend.session(artifact).run(np.ascontiguousarray(tiny_model.eval_x[:32]))
     assert (got.argmax(1) == reference[:32].argmax(1)).mean() >= 0.95
+
+
+class _FakeCudaRuntime(types.ModuleType):
+    """cuda.bindings.runtime on host memory: 'device' buffers are ctypes buffers, copies are memmove."""
+
+    class cudaMemcpyKind:  # noqa: N801 - mirrors the cuda-python name
+        cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost = 1, 2
+
+    def __init__(self):
+        super().__init__("cuda.bindings.runtime")
+        self.buffers, self.mallocs, self.freed = {}, 0, 0
+
+    def cudaStreamCreate(self):  # noqa: N802
+        return 0, 77
+
+    def cudaMalloc(self, size):  # noqa: N802
+        import ctypes
+
+        buffer = ctypes.create_string_buffer(size)
+        self.buffers[ctypes.addressof(buffer)] = buffer
+        self.mallocs += 1
+        return 0, ctypes.addressof(buffer)
+
+    def cudaMemcpyAsync(self, dst, src, size, kind, stream):  # noqa: N802
+        import ctypes
+
+        ctypes.memmove(dst, src, size)
+        return (0,)
+
+    def cudaStreamSynchronize(self, stream):  # noqa: N802
+        return (0,)
+
+    def cudaFree(self, ptr):  # noqa: N802
+        self.freed += 1
+        return (0,)
+
+
+class _FakeContext:
+    """An 'engine' that sums each sample's inputs into 3 logits: out[b, k] = (k + 1) * sum(x[b])."""
+
+    def __init__(self):
+        self.shapes, self.addresses = {}, {}
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+
+    def get_tensor_shape(self, name):
+        return (self.shapes["input"][0], 3)
+
+    def set_tensor_address(self, name, address):
+        self.addresses[name] = address
+
+    def execute_async_v3(self, stream):
+        import ctypes
+
+        batch = self.shapes["input"]
+        count = int(np.prod(batch))
+        x = np.ctypeslib.as_array((ctypes.c_float * count).from_address(self.addresses["input"])).reshape(batch)
+        out = np.ctypeslib.as_array((ctypes.c_float * (batch[0] * 3)).from_address(self.addresses["logits"]))
+        out[:] = (x.reshape(batch[0], -1).sum(1)[:, None] * np.arange(1, 4)).ravel()
+        return stream == 77
+
+
+def test_session_moves_data_through_reused_device_buffers(monkeypatch, tmp_path):
+    from edgekd.targets.tensorrt import TensorRTSession
+
+    cudart = _FakeCudaRuntime()
+    cuda, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
+    cuda.bindings, bindings.runtime = bindings, cudart
+    monkeypatch.setitem(sys.modules, "cuda", cuda)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
+    trt = _fake_tensorrt([])
+    context = _FakeContext()
+    engine = types.SimpleNamespace(num_io_tensors=2, get_tensor_name=["input", "logits"].__getitem__,
+                                   get_tensor_mode=lambda n: "IN" if n == "input" else "OUT",
+                                   create_execution_context=lambda: context)
+    trt.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda data: engine)
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="IN", OUTPUT="OUT")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    (tmp_path / "model.engine").write_bytes(b"engine")
+    session = TensorRTSession(tmp_path / "model.engine")
+    x = np.arange(2 * 1 * 2 * 2, dtype=np.float32).reshape(2, 1, 2, 2)
+    for _ in range(3):
+        np.testing.assert_allclose(session.run(x), [[6, 12, 18], [22, 44, 66]])
+    assert cudart.mallocs == 2  # one input and one output buffer, reused across runs
+    session.run(x[:1])
+    assert cudart.mallocs == 4  # a new batch size gets its own buffers
+    del session
+    assert cudart.freed == 4
