@@ -53,6 +53,7 @@ def test_every_candidate_has_a_verdict_and_the_shipped_one_is_not_slower_than_fp
         fp32 = next(r for r in rows if r["name"] == "fp32")
         assert chosen["name"] == targets[name]["chosen"] and chosen["p50_ms"] <= fp32["p50_ms"]
         assert all(r["verdict"] for r in rows) and all("val_top1" in r for r in rows)
+        assert next(r for r in rows if r["name"] == "fp32")["val_agreement"] >= 0.99  # ONNX fp32 = the student
 
 
 def test_bundle_manifest_says_why_each_other_candidate_lost(run_dir):
