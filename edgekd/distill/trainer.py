@@ -100,9 +100,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, desc=desc, leave=False, unit="batch", mininterval=0.5,
                disable=not distributed.is_main())
     for epoch in range(start_epoch, epochs):
-        if on_epoch:
-            on_epoch(epoch)
         epoch_started = time.perf_counter()
+        if on_epoch:
+            on_epoch(epoch)  # inside the epoch's time: preparing soft targets is part of what distillation costs
         order = distributed.shard(torch.randperm(len(y), generator=generator))
         for step in range(steps_per_epoch):
             idx = order[step * local_batch:(step + 1) * local_batch]
