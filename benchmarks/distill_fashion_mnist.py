@@ -37,19 +37,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
+    parser.add_argument("--config", type=Path, default=CONFIG, help="another recipe (e.g. a smaller smoke test)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     started = time.perf_counter()
-    config = load_config(CONFIG)
+    config = load_config(args.config)
     messages: list[str] = []
-    ctx = run_pipeline(config, CONFIG, args.run_dir, resume=True, only=["teachers"], log=messages.append)
+    ctx = run_pipeline(config, args.config, args.run_dir, resume=True, only=["teachers"], log=messages.append)
     teachers = ctx.manifest.metrics("teachers")
     teachers["reused"] = any("skipped" in m for m in messages)  # trained by an earlier run of this benchmark
     runs = {mode: [train_student(ctx, mode, seed) for seed in args.seeds] for mode in ("scratch", "kd")}
     timing = time_epochs(ctx)
     result = summarize(teachers, runs, timing, ctx, time.perf_counter() - started, args.seeds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(RESULTS / "distill_fashion_mnist.json", result)
-    write_text_atomic(RESULTS / "distill_fashion_mnist.md", markdown(result))
+    write_json_atomic(args.results / "distill_fashion_mnist.json", result)
+    write_text_atomic(args.results / "distill_fashion_mnist.md", markdown(result))
     print(markdown(result))
 
 
@@ -102,7 +103,7 @@ def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: 
     ratio = timing["kd"]["median"] / timing["scratch"]["median"]
     total_with_teachers = total + (teacher_train_seconds if teachers["reused"] else 0.0)
     return {
-        "benchmark": "distill_fashion_mnist", "config": str(CONFIG.relative_to(ROOT)), "seeds": seeds,
+        "benchmark": "distill_fashion_mnist", "config": _shown(ctx.config_path), "seeds": seeds,
         "data": {"source": "fashion-mnist", "train_images": len(ctx.dataset.train), "test_images": len(ctx.dataset.test)},
         "teachers": [{"name": f"{t['name']} ({t['arch']} w{t['width']})", "params": t["params"], "top1": t["top1"]}
                      for t in teachers["teachers"]],
@@ -140,6 +141,11 @@ def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: 
         "total_seconds_including_teacher_training": round(total_with_teachers, 1),
         "environment": describe(),
     }
+
+
+def _shown(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def markdown(r: dict) -> str:
