@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import ArtifactError
 from .gate import Check, Thresholds, evaluate_report
 from .quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
@@ -41,16 +42,32 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
     baseline: another report.json to take the reference accuracy from (refused unless both were
     measured on the same evaluation set).
     """
-    from .fileio import read_json
-
-    data = read_json(report)
+    data = _read_report(report)
     if thresholds is None:
         saved = data.get("gate", {})
         thresholds = Thresholds(**{k: saved[k] for k in Thresholds.__dataclass_fields__ if k in saved})
     for key, value in overrides.items():
         if value is not None:
             setattr(thresholds, key, value)
-    return evaluate_report(data, thresholds, read_json(baseline) if baseline else None)
+    other = _read_report(baseline) if baseline else None
+    try:
+        return evaluate_report(data, thresholds, other)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
+        raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None
+
+
+def _read_report(path: str | Path) -> dict[str, Any]:
+    from .bench.report import REPORT_SCHEMA
+    from .fileio import read_json
+
+    data = read_json(path)
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if schema != REPORT_SCHEMA:
+        raise ArtifactError(f"{path}: not an edgekd report (schema {schema!r}, expected {REPORT_SCHEMA!r}); "
+                            "give the report.json written by edgekd run or edgekd bench")
+    return data
 
 
 def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
@@ -59,6 +76,16 @@ def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
     from .fileio import read_json
 
     return compare_reports(read_json(report_a), read_json(report_b))
+
+
+def compile(bundle: str | Path, target: str | None = None) -> dict[str, Any]:
+    """(Re)build a bundle's model on this machine (the TensorRT engine on the device, the .ort file)
+    and update its manifest; `target` (a profile name or .yaml path) re-derives the build settings."""
+    from .bench.bundle import rebuild_bundle
+    from .targets import load_profile
+
+    profile = load_profile(target) if target else None
+    return rebuild_bundle(Path(bundle), profile)
 
 
 def targets() -> list:

@@ -147,6 +147,25 @@ def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup,
     sys.exit(1 if failed else 0)
 
 
+@main.command("compile")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--target", help="Profile name or .yaml path to derive the build settings from "
+              "(default: those recorded in the bundle).")
+def compile_cmd(bundle: Path, target: str | None) -> None:
+    """Build BUNDLE's model on this machine and update its manifest.
+
+    Run it on the device: a TensorRT engine is built from the bundled ONNX with the recorded
+    build settings (or those of --target); an arm64 bundle gets a fresh .ort file. The new files
+    and their sha256 sums are written to manifest.json.
+    """
+    from . import api
+
+    manifest = api.compile(bundle, target)
+    artifact = manifest["artifact"]
+    click.echo(f"{bundle}: {artifact['backend']} {artifact['precision']} -> {artifact['main']} "
+               f"({len(manifest['files'])} files hashed in manifest.json)")
+
+
 @main.command("compare")
 @click.argument("report_a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("report_b", type=click.Path(dir_okay=False, path_type=Path))
@@ -169,13 +188,21 @@ def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
 
 @main.command("targets")
 def targets_cmd() -> None:
-    """List the device profiles (targets/*.yaml). Add your own by passing a .yaml path in the config."""
-    from . import api
+    """List the device profiles (targets/*.yaml). Add your own by passing a .yaml path in the config.
 
+    The `here` column says whether the profile's runtime is installed on this machine.
+    """
+    from . import api
+    from .targets import get_backend
+
+    click.echo(f"{'profile':<16} {'backend':<10} {'precisions':<16} {'int8 recipe':<26} {'batch':<7} {'threads':<8} "
+               f"{'here':<5} description")
     for p in api.targets():
-        precisions = ",".join(p.precisions)
         recipe = p.quantization.name if p.quantization else "-"
-        click.echo(f"{p.name:<16} {p.backend:<10} {precisions:<20} {recipe:<26} {p.description}")
+        batches = ",".join(str(b) for b in p.batch_sizes)
+        here = "yes" if get_backend(p.backend).available() else "no"
+        click.echo(f"{p.name:<16} {p.backend:<10} {','.join(p.precisions):<16} {recipe:<26} {batches:<7} "
+                   f"{p.threads or '-'!s:<8} {here:<5} {p.description}")
 
 
 if __name__ == "__main__":

@@ -75,5 +75,11 @@ def describe() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "libraries": library_versions(),
-        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
+        "thread_env": {k: os.environ[k] for k in _THREAD_VARIABLES if k in os.environ},
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }
+
+
+# Variables that change how many threads the runtimes use, hence the latency they report.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_AFFINITY",
+                     "TBB_NUM_THREADS", "ORT_NUM_THREADS")

@@ -26,29 +26,47 @@ class Parity:
         return {"samples": self.samples, "max_abs_diff": self.max_abs_diff, "top1_agreement": self.top1_agreement}
 
 
+# The torch.export-based exporter emits opset 18 or newer; asked for 17 it exports 18 and tries a
+# version conversion that fails on common graphs. Opset 17 therefore goes through the TorchScript
+# exporter, which still writes it natively.
+DYNAMO_MIN_OPSET = 18
+
+
 def export_onnx(model: torch.nn.Module, example: np.ndarray, out_path: Path, cfg: ExportConfig, metadata: dict) -> Path:
-    """Export with the torch.export-based exporter, then check, infer shapes and attach metadata."""
+    """Export to ONNX, then check, infer shapes, confirm the opset and attach metadata."""
     import onnx
 
     model = model.eval()
-    sample = torch.as_tensor(example[:2])
-    dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if cfg.dynamic_batch else None
     with atomic_path(out_path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (sample,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              opset_version=cfg.opset, dynamic_shapes=_named(model, dynamic), dynamo=True,
-                              external_data=False, verbose=False)
-        except Exception as exc:  # the exporter raises many internal types; all mean "cannot export"
+            _torch_export(model, torch.as_tensor(example[:2]), tmp, cfg)
+        except Exception as exc:  # the exporters raise many internal types; all mean "cannot export"
             raise StageError(f"export: torch.onnx.export failed ({str(exc).splitlines()[0][:200]})") from None
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto, full_check=True)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        if opset != cfg.opset:
+            raise StageError(f"export: asked for export.opset {cfg.opset} but the exporter wrote opset {opset}; "
+                             f"set export.opset: {opset}")
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
         onnx.save(proto, str(tmp))
     return out_path
+
+
+def _torch_export(model: torch.nn.Module, sample: torch.Tensor, path: Path, cfg: ExportConfig) -> None:
+    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "opset_version": cfg.opset,
+             "external_data": False, "verbose": False}
+    if cfg.opset >= DYNAMO_MIN_OPSET:
+        dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if cfg.dynamic_batch else None
+        torch.onnx.export(model, (sample,), str(path), dynamic_shapes=_named(model, dynamic), dynamo=True, **names)
+    else:
+        dynamic = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if cfg.dynamic_batch else None
+        names.pop("external_data")
+        torch.onnx.export(model, (sample,), str(path), dynamic_axes=dynamic, dynamo=False, **names)
 
 
 def _named(model: torch.nn.Module, dynamic: dict | None) -> dict | None:

@@ -9,11 +9,20 @@ from pathlib import Path
 from typing import Optional
 
 from .config import PipelineConfig, load_config
-from .errors import ConfigError, EdgeKDError, StageError
+from .errors import ConfigError, EdgeKDError, StageError, TargetError
 from .manifest import RunManifest
 from .stages.context import STAGES, RunContext
 
 Log = Callable[[str], None]
+
+# Stages that train, and so run on every rank under torchrun (DDP); the others run on rank 0 alone.
+DISTRIBUTED_STAGES = {"teachers", "distill"}
+
+
+def distributed_barrier() -> None:
+    from .distill import distributed
+
+    distributed.barrier()
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
@@ -29,19 +38,52 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
         raise ConfigError(f"{run_dir}: output folder is not writable ({exc.strerror}); choose another with --out") from None
 
 
+def preflight(config: PipelineConfig, base_dir: Path) -> None:
+    """Check what later stages will need before the first one trains for an hour: every target
+    profile, its runtime (where building needs it) and the calibration recipe."""
+    from .data.calibration import load_recipe
+    from .targets import get_backend, load_profile
+
+    for index, name in enumerate(config.targets):
+        try:
+            profile = load_profile(name, base_dir)
+        except EdgeKDError as exc:
+            raise type(exc)(f"targets[{index}]: {exc}") from None
+        backend = get_backend(profile.backend)
+        if backend.build_needs_runtime and not backend.available():
+            raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "
+                              "or remove the target")
+    if config.quantize.method != "none":
+        load_recipe(config.quantize.calibration)
+
+
 def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
                  only: Optional[Sequence[str]] = None, log: Log = print) -> RunContext:
     unknown = [s for s in (only or []) if s not in STAGES]
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
-    prepare_run_dir(run_dir, resume, force)
+    preflight(config, Path(config_path).parent)
+    from .distill import distributed  # torch: only now that a run needs it
+
+    distributed.init_from_env()
+    with distributed.main_first():
+        if distributed.is_main():
+            prepare_run_dir(run_dir, resume, force)
     manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
-    ctx = RunContext(config, Path(config_path), Path(run_dir), manifest)
+    manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
+    ctx = RunContext(config, Path(config_path), Path(run_dir), manifest, resume=resume and not force)
     for stage in STAGES:
         if only and stage not in only:
             continue
-        _run_stage(ctx, stage, skip_if_fresh=resume and not force, log=log)
+        if not distributed.is_main() and stage not in DISTRIBUTED_STAGES:
+            continue  # the other ranks help only where there is training to share
+        _run_stage(ctx, stage, skip_if_fresh=resume and not force, log=log if distributed.is_main() else _quiet)
+    distributed.finish()
     return ctx
+
+
+def _quiet(_message: str) -> None:
+    pass
 
 
 def _run_stage(ctx: RunContext, stage: str, skip_if_fresh: bool, log: Log) -> None:
@@ -62,6 +104,8 @@ def _run_stage(ctx: RunContext, stage: str, skip_if_fresh: bool, log: Log) -> No
         ctx.manifest.mark_failed(stage, "interrupted")
         raise
     seconds = time.perf_counter() - started
+    if stage in DISTRIBUTED_STAGES:
+        distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
     log(f"[{stage}] done in {seconds:.1f} s")
 

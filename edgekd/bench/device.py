@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, TargetError
 from ..gate import Thresholds
+from ..targets.registry import get_backend
 from .accuracy import accuracy_metrics, eval_set_hash
 from .bundle import load_bundle
 from .latency import LatencySpec
@@ -48,6 +49,14 @@ def _gate_section(manifest: dict[str, Any]) -> dict[str, Any]:
     return gate
 
 
+def _require_a_runtime(loaded: list) -> None:
+    """Benching a bundle that cannot run here is an error with the install hint, not an empty report."""
+    backends = [(bundle_dir, get_backend(artifact.backend)) for bundle_dir, _m, artifact, *_ in loaded]
+    if not any(backend.available() for _, backend in backends):
+        bundle_dir, backend = backends[0]
+        raise TargetError(f"{bundle_dir}: cannot run this {backend.name} bundle here; {backend.unavailable_reason()}")
+
+
 def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, batch_sizes: Sequence[int] = (1,),
                   memory: bool = True) -> dict[str, Any]:
     """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine."""
@@ -55,6 +64,7 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     for bundle_dir in bundle_paths(path):
         manifest, artifact = load_bundle(bundle_dir)  # sha256 of every file checked before anything is loaded
         loaded.append((bundle_dir, manifest, artifact, *_load_eval(bundle_dir)))
+    _require_a_runtime(loaded)
     _, first_manifest, _, x, y, reference = loaded[0]
     digest = eval_set_hash(x, y)
     for bundle_dir, *_rest, bx, by, _ref in loaded[1:]:

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.util
 import io
 from typing import Any
 
+from .latency import CV_WARNING
 from .report import COLUMNS, table_rows
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 .pass{color:#176b2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}.warn{color:#8a5a00}
-figure{display:inline-block;margin:12px 24px 12px 0;vertical-align:top}figcaption{font-size:13px;color:#555;max-width:640px}
+figure{display:inline-block;margin:12px 16px 12px 0;vertical-align:top}figcaption{font-size:13px;color:#555;max-width:560px}
 code{background:#f4f4f4;padding:1px 4px}"""
 
 
@@ -35,11 +35,20 @@ def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) 
              f"GPU {esc(str((env.get('gpu') or {}).get('name', 'none')))}; {esc(env.get('os', '?'))}; "
              f"{esc(', '.join(f'{k} {v}' for k, v in env.get('libraries', {}).items()))}.</p>",
              _table(report, verdicts)]
-    if report.get("warnings"):
-        parts.append("<ul class='warn'>" + "".join(f"<li>Warning: {esc(w)}</li>" for w in report["warnings"]) + "</ul>")
     parts.append(_plots(report))
+    parts.append(_noise_note(report))
     parts.append(_method(report.get("bench")) + "</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _noise_note(report: dict[str, Any]) -> str:
+    """One line, not one per warning: on a busy machine every artifact and batch size trips the check."""
+    noisy = [f"{row['artifact']} {batch} {stats['cv']:.0%}" for row in report["rows"]
+             for batch, stats in row.get("latency", {}).items() if stats["cv"] > CV_WARNING]
+    if not noisy:
+        return ""
+    return (f"<p class='warn'>Warning: latency coefficient of variation above {CV_WARNING:.0%} (a noisy machine; "
+            f"medians are robust to it, means and p99 are not) for {html.escape(', '.join(noisy))}.</p>")
 
 
 def _method(bench: dict[str, Any] | None) -> str:
@@ -64,9 +73,10 @@ def _table(report: dict[str, Any], verdicts: dict[str, str] | None) -> str:
 
 
 def _plots(report: dict[str, Any]) -> str:
-    if importlib.util.find_spec("matplotlib") is None:
+    try:
+        import matplotlib
+    except ImportError:  # the device install has no matplotlib: the table is still worth having
         return "<p>Plots need matplotlib: <code>pip install 'edgekd[report]'</code>, then re-render.</p>"
-    import matplotlib
 
     matplotlib.use("Agg")  # headless: no display on CI machines or devices
     from matplotlib import pyplot as plt
@@ -94,7 +104,7 @@ def _png(plt, fig) -> str:
 
 
 def _accuracy_vs_latency(plt, report: dict[str, Any]) -> str:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(6.2, 4))
     targets = sorted({r["target"] for r in report["rows"]})
     colors = {t: plt.get_cmap("tab10")(i % 10) for i, t in enumerate(targets)}
     plotted = [r for r in report["rows"] if r.get("p50_ms") is not None and r.get("top1") is not None]
@@ -110,7 +120,7 @@ def _accuracy_vs_latency(plt, report: dict[str, Any]) -> str:
             ax.axhline(ref["top1"] * 100, linestyle=styles[index % 3], linewidth=1, color="gray", label=f"{name} (reference)")
     ax.set_xscale("log")
     ticker = matplotlib_ticker()
-    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("p50 latency, batch 1 (ms)")
@@ -124,7 +134,7 @@ def _accuracy_vs_latency(plt, report: dict[str, Any]) -> str:
 
 def _size_bars(plt, report: dict[str, Any]) -> str:
     rows = report["rows"]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(6.2, 0.4 * len(rows) + 1.2))
     positions = range(len(rows))
     ax.barh([p + 0.2 for p in positions], [r["bytes"] / 1024 for r in rows], height=0.4, label="on disk")
     ax.barh([p - 0.2 for p in positions], [(r.get("gzip_bytes") or 0) / 1024 for r in rows], height=0.4, label="gzip")

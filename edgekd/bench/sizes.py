@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import ArtifactError
 from ..targets.base import Artifact
 
 # Files that hold the model; side files (README, build scripts, timing caches) do not count.
@@ -34,11 +34,16 @@ def parameter_count(artifact: Artifact) -> int | None:
     this count, hence the graph walk.
     """
     main = artifact.root / artifact.main
-    if main.suffix == ".onnx" and importlib.util.find_spec("onnx") is not None:
-        return _onnx_parameters(main)
-    if main.suffix == ".xml" and importlib.util.find_spec("openvino") is not None:
-        return _openvino_parameters(main)
-    return None
+    counters = {".onnx": _onnx_parameters, ".xml": _openvino_parameters}
+    if main.suffix not in counters:
+        return None
+    try:
+        return counters[main.suffix](main)
+    except ImportError:  # the `onnx` package is not on the device: the count is unknown, not an error
+        return None
+    except Exception as exc:  # protobuf DecodeError, OpenVINO's RuntimeError subclasses: a corrupt file
+        raise ArtifactError(f"{main}: cannot read the model ({str(exc).splitlines()[0][:160]}); "
+                            "the file is corrupt: export or bundle it again") from None
 
 
 def _onnx_parameters(path: Path) -> int:

@@ -52,7 +52,10 @@ class Dataset:
 
 def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None) -> Dataset:
     raw = load_raw(cfg.source, cfg.path, cfg.image_size, base_dir)
-    _check(raw.x, raw.y, len(raw.classes), f"data.source '{cfg.source}'")
+    where = f"data.path '{cfg.path}'" if cfg.path else f"data.source '{cfg.source}'"
+    _check(raw.x, raw.y, len(raw.classes), where)
+    if raw.test_y is not None:
+        _check(raw.test_x, raw.test_y, len(raw.classes), f"{where} (test split)")
     rng = np.random.default_rng(seed)
     train, val, test = _split(raw, cfg, rng)
     mean, std = _channel_stats(train.x)
@@ -66,7 +69,8 @@ def _check(x: np.ndarray, y: np.ndarray, n_classes: int, where: str) -> None:
     if len(y) == 0:
         raise DataError(f"{where}: the dataset is empty; check data.path and data.source")
     if y.min() < 0 or y.max() >= n_classes:
-        raise DataError(f"{where}: labels out of range: found {int(y.min())}..{int(y.max())}, expected 0..{n_classes - 1}")
+        raise DataError(f"{where}: labels out of range: found {int(y.min())}..{int(y.max())}, expected 0..{n_classes - 1}; "
+                        "fix the labels or list every class name")
     if not np.isfinite(x).all():
         raise DataError(f"{where}: images contain NaN or Inf values; clean the data first")
 

@@ -101,14 +101,26 @@ def _npz(path: Path) -> RawData:
 
 
 def _from_arrays(x, y, tx, ty, where: str, classes=None) -> RawData:
-    x, y = _as_images(x, where), np.asarray(y).astype(np.int64)
+    if x is None or y is None:
+        raise DataError(f"{where}: needs both images 'x' and labels 'y'")
+    x, y = _as_images(x, where), _as_labels(y, where)
     if tx is not None:
-        tx, ty = _as_images(tx, where), np.asarray(ty).astype(np.int64)
+        tx, ty = _as_images(tx, where), _as_labels(ty if ty is not None else [], where)
     if len(x) != len(y):
-        raise DataError(f"{where}: {len(x)} images but {len(y)} labels")
+        raise DataError(f"{where}: {len(x)} images but {len(y)} labels; give one label per image")
+    if tx is not None and (ty is None or len(tx) != len(ty) or tx.shape[1:] != x.shape[1:]):
+        raise DataError(f"{where}: test_x must have one label in test_y per image and the shape of x "
+                        f"(x {x.shape[1:]}, test_x {tx.shape[1:]})")
     n_classes = int(max(y.max(initial=0), ty.max(initial=0) if ty is not None else 0)) + 1
     names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n_classes)]
     return RawData(x, y, names, tx, ty)
+
+
+def _as_labels(y, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.size == 0):
+        raise DataError(f"{where}: labels must be a 1-D integer array (class indices), got {y.dtype} of shape {y.shape}")
+    return y.astype(np.int64)
 
 
 def _as_images(x, where: str) -> np.ndarray:
@@ -117,7 +129,10 @@ def _as_images(x, where: str) -> np.ndarray:
         x = x[:, None]
     if x.ndim != 4:
         raise DataError(f"{where}: images must be (N,C,H,W) or (N,H,W), got shape {x.shape}")
-    x = x.astype(np.float32)
+    try:
+        x = x.astype(np.float32)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: images must be numeric arrays, got dtype {x.dtype}") from None
     return x / 255.0 if x.max(initial=0) > 1.0 else x
 
 
@@ -132,11 +147,7 @@ def _imagefolder(folder: Path, image_size: Optional[int]) -> RawData:
         for file in sorted((folder / name).iterdir()):
             if file.suffix.lower() not in _IMAGE_SUFFIXES:
                 continue
-            with Image.open(file) as img:
-                img = img.convert("RGB")
-                if image_size:
-                    img = img.resize((image_size, image_size))
-                images.append(np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0)
+            images.append(_read_image(file, image_size))
             labels.append(label)
     if not images:
         raise DataError(f"data.path '{folder}': no images found (expected {folder}/<class>/<image>.png)")
@@ -144,6 +155,19 @@ def _imagefolder(folder: Path, image_size: Optional[int]) -> RawData:
     if len(shapes) > 1:
         raise DataError(f"data.path '{folder}': images have different sizes {sorted(shapes)[:3]}; set data.image_size")
     return RawData(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
+
+
+def _read_image(file: Path, image_size: Optional[int]) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as img:
+            img = img.convert("RGB")
+            if image_size:
+                img = img.resize((image_size, image_size))
+            return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
 
 
 def _factory(reference: str, base_dir: Optional[Path]) -> RawData:

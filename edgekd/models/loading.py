@@ -32,7 +32,27 @@ def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: in
                           "or torchvision:NAME, module:function, file.py:function")
     if spec.checkpoint:
         load_checkpoint(model, _resolve_path(spec.checkpoint, base_dir), where=f"{where}.checkpoint")
+    check_io(model, input_shape, num_classes, f"{where}.arch '{spec.arch}'")
     return model
+
+
+def check_io(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, where: str) -> None:
+    """One forward pass on two blank images, so a model that does not fit the data fails here,
+    with a line naming the config field, instead of as a torch RuntimeError an hour into training."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros((2, *input_shape)))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ModelError(f"{where}: the model does not accept the data's images of shape {tuple(input_shape)} "
+                         f"(channels, height, width) ({str(exc).splitlines()[0][:160]}); "
+                         "make its first layer match, or set data.image_size") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"{where}: the model outputs {got} for a batch of 2, expected (2, {num_classes}) logits for "
+                         f"the data's {num_classes} classes; give it num_classes outputs")
 
 
 def _factory_kwargs(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> dict:
@@ -70,7 +90,8 @@ def load_checkpoint(model: nn.Module, path: Path, where: str = "checkpoint") -> 
         raise ModelError(f"{where} '{path}': refused: the file carries pickled code or objects, not plain tensors "
                          f"(loaded with weights_only=True; {str(exc).splitlines()[0][:120]})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelError(f"{where} '{path}': not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:120]})") from None
+        raise ModelError(f"{where} '{path}': not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:120]}); "
+                         "download it again, or save it with torch.save(model.state_dict(), path)") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -91,7 +112,8 @@ def _check_state(model: nn.Module, state: dict, path: Path, where: str) -> None:
         got = state[key]
         if not isinstance(got, torch.Tensor) or got.shape != tensor.shape:
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise ModelError(f"{where} '{path}': '{key}' has shape {shape}, the model expects {tuple(tensor.shape)}")
+            raise ModelError(f"{where} '{path}': '{key}' has shape {shape}, the model expects {tuple(tensor.shape)}; "
+                             "the checkpoint was made for another arch, width, input size or class count")
 
 
 def save_checkpoint(model: nn.Module, path: Path) -> Path:

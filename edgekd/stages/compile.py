@@ -3,7 +3,7 @@ split, and bundle the fastest one that passes the gate (never one slower than fp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -13,13 +13,19 @@ from ..bench.bundle import write_bundle
 from ..bench.latency import LatencySpec, measure_interleaved
 from ..distill.trainer import predict_logits
 from ..environment import cpu_info, library_versions
+from ..errors import StageError
 from ..gate import accuracy_drop
 from ..targets import get_backend, load_profile
 from ..targets.base import Artifact
+from ..targets.selection import accuracy_rule, choose, plan
 from .context import RunContext, StageOutput
 from .distill import build_student
 from .export import fp32_onnx_path
 from .quantize import int8_path
+
+# Extra int8 files the quantize stage may leave beside its main model (a QAT export next to a PTQ
+# one, a fallback next to the plain PTQ model): each is a candidate of its own when present.
+INT8_VARIANTS = {"int8": "", "int8-qat": "-qat", "int8-fallback": "-fallback"}
 
 
 def latency_spec(ctx: RunContext) -> LatencySpec:
@@ -33,85 +39,63 @@ def eval_subset(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
     return test.x[:n], test.y[:n]
 
 
-def _source_onnx(ctx: RunContext, profile, precision: str) -> Optional[Path]:
-    if precision == "int8":
-        path = int8_path(ctx, profile.quantization.name)
-        return path if path.is_file() else None
-    if precision in ("fp16", "bf16") and profile.backend in ("ort", "ort-arm64"):
-        return None  # onnxruntime's CPU provider has no fast fp16/bf16 kernels
-    return fp32_onnx_path(ctx)
+def candidate_sources(ctx: RunContext, profile) -> list[tuple[str, str, Path]]:
+    """(name, precision, ONNX file) for every candidate the profile allows and its backend runs."""
+    int8 = dict(int8_files(ctx, profile.quantization.name)) if profile.quantization else {}
+    return plan(profile, get_backend(profile.backend).float_precisions, fp32_onnx_path(ctx), int8)
 
 
-def build_candidates(ctx: RunContext, profile) -> list[Artifact]:
+def int8_files(ctx: RunContext, recipe_name: str) -> list[tuple[str, Path]]:
+    main = int8_path(ctx, recipe_name)
+    candidates = ((name, main.with_name(f"{main.stem}{suffix}{main.suffix}")) for name, suffix in INT8_VARIANTS.items())
+    found = [(name, path) for name, path in candidates if path.is_file()]
+    label = _main_int8_label(ctx, recipe_name)
+    return [(label if name == "int8" and label not in dict(found) else name, path) for name, path in found]
+
+
+def _main_int8_label(ctx: RunContext, recipe_name: str) -> str:
+    """Name the quantize stage's main int8 model by how it was made: int8 (PTQ), int8-qat, int8-fallback."""
+    metrics = ctx.manifest.metrics("quantize")
+    if metrics.get("method") == "qat":
+        return "int8-qat"
+    return "int8-fallback" if metrics.get("recipes", {}).get(recipe_name, {}).get("nodes_in_float") else "int8"
+
+
+def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
     backend = get_backend(profile.backend)
     input_spec = ctx.manifest.metrics("export")["input"]
-    out = []
-    for precision in profile.precisions:
-        source = _source_onnx(ctx, profile, precision)
-        if source is not None:
-            folder = ctx.stage_dir("compile") / profile.name / precision
-            out.append(backend.compile(source, precision, profile, folder, input_spec=input_spec))
-    return out
+    folder = ctx.stage_dir("compile") / profile.name
+    return [(name, backend.compile(source, precision, profile, folder / name, input_spec=input_spec))
+            for name, precision, source in candidate_sources(ctx, profile)]
 
 
 def _threshold(ctx: RunContext, profile) -> float:
     return profile.gate.max_drop if profile.gate.max_drop is not None else ctx.cfg.gate.max_drop
 
 
-def evaluate(ctx: RunContext, profile, artifacts: list[Artifact], reference_top1: float) -> list[dict[str, Any]]:
+def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference_top1: float) -> list[dict[str, Any]]:
     """Validation accuracy and (where meaningful here) latency of each candidate."""
     backend = get_backend(profile.backend)
     val = ctx.dataset.val
     rows, runners = [], {}
-    for artifact in artifacts:
-        row: dict[str, Any] = {"precision": artifact.precision, "artifact": artifact.to_json(),
-                               "path": str(artifact.root.relative_to(ctx.run_dir))}
-        if backend.available() and not artifact.rebuild_on_device:
+    for name, artifact in candidates:
+        row: dict[str, Any] = {"name": name, "precision": artifact.precision, "artifact": artifact.to_json(),
+                               "path": str(artifact.root.relative_to(ctx.run_dir)),
+                               "measured": backend.available() and not artifact.rebuild_on_device}
+        if row["measured"]:
             session = backend.session(artifact, ctx.cfg.bench.threads or profile.threads)
             row["val_top1"] = topk(predict(session.run, val.x), val.y)
             row["val_drop"] = accuracy_drop(reference_top1, row["val_top1"], ctx.cfg.gate.drop_type)
             if profile.latency_measurable_off_device:
-                runners[artifact.precision] = session.run
+                runners[name] = session.run
         rows.append(row)
     if runners:
-        stats = measure_interleaved(runners, np.ascontiguousarray(val.x[:1]), latency_spec(ctx), desc=f"{profile.name} candidates")
+        batch = np.ascontiguousarray(val.x[:1])
+        stats = measure_interleaved(runners, batch, latency_spec(ctx), desc=f"{profile.name} candidates")
         for row in rows:
-            if row["precision"] in stats:
-                row["p50_ms"] = stats[row["precision"]].p50_ms
+            if row["name"] in stats:
+                row["p50_ms"] = stats[row["name"]].p50_ms
     return rows
-
-
-# A candidate must beat fp32 by this margin to replace it: smaller gaps are within timing noise,
-# and fp32 is the more accurate choice at equal speed.
-MIN_GAIN_OVER_FP32 = 0.03
-
-
-def choose(rows: list[dict[str, Any]], max_drop: float) -> int:
-    """Index of the candidate to ship; fills in why each other one lost."""
-    fp32 = next((r for r in rows if r["precision"] == "fp32"), None)
-    for row in rows:
-        if "val_top1" not in row:
-            row["verdict"] = "not measurable here (rebuilt on the device); ranked by profile order"
-        elif row["val_drop"] > max_drop:
-            row["verdict"] = f"accuracy drop {row['val_drop']:.2f} > max_drop {max_drop}"
-        elif fp32 and row is not fp32 and "p50_ms" in row and "p50_ms" in fp32 \
-                and row["p50_ms"] > fp32["p50_ms"] * (1 - MIN_GAIN_OVER_FP32):
-            row["verdict"] = f"not faster than fp32 by {MIN_GAIN_OVER_FP32:.0%} ({row['p50_ms']:.3f} ms vs {fp32['p50_ms']:.3f} ms)"
-        else:
-            row["verdict"] = "eligible"
-    eligible = [i for i, r in enumerate(rows) if r["verdict"] == "eligible"]
-    if eligible and all("p50_ms" in rows[i] for i in eligible):
-        best = min(eligible, key=lambda i: rows[i]["p50_ms"])
-    elif eligible:
-        best = eligible[0]
-    else:  # nothing verifiable: fall back to profile order, fp32 preferred
-        best = next((i for i, r in enumerate(rows) if r["precision"] == "fp32"), 0)
-    for i, row in enumerate(rows):
-        if i == best:
-            row["verdict"] = "chosen" + ("" if "p50_ms" in row else " (profile order)")
-        elif row["verdict"] == "eligible":
-            row["verdict"] = f"slower than the chosen {rows[best]['precision']} ({row['p50_ms']:.3f} ms)" if "p50_ms" in row else "lower in profile order"
-    return best
 
 
 def run(ctx: RunContext) -> StageOutput:
@@ -122,26 +106,33 @@ def run(ctx: RunContext) -> StageOutput:
     targets, outputs = {}, []
     for name in ctx.cfg.targets:
         profile = load_profile(name, ctx.base_dir)
-        artifacts = build_candidates(ctx, profile)
-        rows = evaluate(ctx, profile, artifacts, val_reference)
-        best = choose(rows, _threshold(ctx, profile))
-        info = _bundle_info(ctx, profile, rows[best])
-        bundle = write_bundle(ctx.bundle_dir(profile.name), artifacts[best], eval_x, eval_y, reference_logits, info)
+        candidates = build_candidates(ctx, profile)
+        if not candidates:
+            raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
+                             f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
+        rows = evaluate(ctx, profile, candidates, val_reference)
+        best = choose(rows, accuracy_rule(_threshold(ctx, profile)))
+        info = _bundle_info(ctx, profile, rows, best)
+        bundle = write_bundle(ctx.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info)
         outputs.append(bundle / "manifest.json")
-        targets[profile.name] = {"backend": profile.backend, "chosen": rows[best]["precision"], "candidates": rows,
+        targets[profile.name] = {"backend": profile.backend, "chosen": rows[best]["name"],
+                                 "chosen_precision": rows[best]["precision"], "candidates": rows,
                                  "bundle": str(bundle.relative_to(ctx.run_dir))}
     return StageOutput(outputs, {"val_reference_top1": val_reference, "targets": targets})
 
 
-def _bundle_info(ctx: RunContext, profile, row: dict[str, Any]) -> dict[str, Any]:
-    data = ctx.dataset
+def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int) -> dict[str, Any]:
+    data, row = ctx.dataset, rows[best]
     quant = ctx.manifest.metrics("quantize")
     recipe = quant.get("recipes", {}).get(profile.quantization.name) if row["precision"] == "int8" else None
     return {"target": profile.name, "profile": profile.model_dump(mode="json"), "edgekd_version": __version__,
             "built_on": cpu_info()["model"], "input": ctx.manifest.metrics("export")["input"],
             "output": {"name": "logits", "shape": ["batch", data.num_classes], "dtype": "float32"},
             "preprocessing": data.preprocessing(), "labels": data.classes,
-            "quantization": {"recipe": recipe, "calibration": quant.get("calibration")} if recipe else None,
-            "library_versions": library_versions(),
+            "quantization": {"recipe": recipe, "variant": row["name"], "calibration": quant.get("calibration")}
+            if recipe else None,
+            "runtime_options": row["artifact"]["runtime_options"], "library_versions": library_versions(),
             "build_machine_metrics": {k: row.get(k) for k in ("val_top1", "val_drop", "p50_ms")},
+            "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "p50_ms", "verdict")}
+                          for r in rows],
             "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint}

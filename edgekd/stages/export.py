@@ -17,7 +17,8 @@ def run(ctx: RunContext) -> StageOutput:
     student_pt = ctx.stage_dir("distill") / "student.pt"
     student = build_student(ctx)
     metadata = {"preprocessing": data.preprocessing(), "labels": data.classes, "edgekd_version": __version__,
-                "source_sha256": {"student.pt": sha256_of(student_pt)}, "dataset": data.name}
+                "source_sha256": {"student.pt": sha256_of(student_pt)}, "config_digest": ctx.stage_key("export"),
+                "dataset": data.name, "dataset_fingerprint": data.fingerprint}
     path = export_onnx(student, data.val.x, fp32_onnx_path(ctx), ctx.cfg.export, metadata)
     samples = data.val.x[:ctx.cfg.export.parity_samples]
     check = parity(student, path, samples, ctx.cfg.export)

@@ -1,7 +1,7 @@
 """The contract every backend keeps: compile an ONNX model into an artifact, open a session on it."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -46,12 +46,20 @@ class Backend:
     name: ClassVar[str]
     runtime_module: ClassVar[str]
     extra: ClassVar[str]
+    # False where compile() can package the model without the runtime (TensorRT builds on the device).
+    build_needs_runtime: ClassVar[bool] = True
+    # Float precisions the runtime has real kernels for; others are not worth building as candidates.
+    float_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # Files build() makes on the device; `edgekd compile` does not require them to be intact beforehand.
+    built_files: ClassVar[tuple[str, ...]] = ()
 
     def available(self) -> bool:
-        return importlib.util.find_spec(self.runtime_module) is not None
+        return _import_problem(self.runtime_module) is None
 
     def unavailable_reason(self) -> str:
-        return f"the {self.name} backend needs '{self.runtime_module}': pip install 'edgekd[{self.extra}]'"
+        problem = _import_problem(self.runtime_module)
+        detail = f" ({problem})" if problem else ""
+        return f"the {self.name} backend needs '{self.runtime_module}'{detail}: pip install 'edgekd[{self.extra}]'"
 
     def require(self) -> None:
         if not self.available():
@@ -62,3 +70,21 @@ class Backend:
 
     def session(self, artifact: Artifact, threads: int | None = None) -> Session:
         raise NotImplementedError
+
+    def build(self, artifact: Artifact, profile=None) -> Artifact:
+        """Finish the artifact on the machine that will run it (`edgekd compile BUNDLE`).
+
+        Most artifacts are portable and need nothing; backends whose output is tied to the
+        device (TensorRT engines, ORT-format files) override this.
+        """
+        return artifact
+
+
+def _import_problem(module: str) -> str | None:
+    """Why `module` cannot be imported, or None. A real import, not find_spec: a broken install or a
+    missing shared library is found but fails to import, and must get the install hint too."""
+    try:
+        importlib.import_module(module)
+    except (ImportError, OSError) as exc:
+        return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return None

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -25,14 +25,14 @@ class QuantRecipe(Strict):
     symmetric_activations: bool = False
     symmetric_weights: bool = True
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    op_types: Optional[list[str]] = Field(None, description="restrict quantization to these op types")
+    op_types: list[str] | None = Field(None, description="restrict quantization to these op types")
     extra_options: dict[str, Any] = Field(default_factory=dict, description="more onnxruntime quantize_static extra_options")
 
 
 class GateThresholds(Strict):
-    max_drop: Optional[float] = Field(None, ge=0)
-    min_speedup: Optional[float] = Field(None, gt=0)
-    max_size_kb: Optional[float] = Field(None, gt=0)
+    max_drop: float | None = Field(None, ge=0)
+    min_speedup: float | None = Field(None, gt=0)
+    max_size_kb: float | None = Field(None, gt=0)
 
 
 class TargetProfile(Strict):
@@ -42,10 +42,11 @@ class TargetProfile(Strict):
     device: Literal["cpu", "gpu"] = "cpu"
     arch: Literal["x86_64", "aarch64", "any"] = "any"
     precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)
-    quantization: Optional[QuantRecipe] = None
+    quantization: QuantRecipe | None = None
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
-    threads: Optional[int] = Field(None, ge=1)
-    latency_measurable_off_device: bool = Field(True, description="false when timings on the build machine say nothing about the device")
+    threads: int | None = Field(None, ge=1)
+    latency_measurable_off_device: bool = Field(
+        True, description="false when timings on the build machine say nothing about the device")
     runtime_options: dict = Field(default_factory=dict, description="backend-specific options (hints, workspace, ...)")
     gate: GateThresholds = Field(default_factory=GateThresholds)
     source: str = Field("", exclude=True)
@@ -59,7 +60,7 @@ def list_profiles() -> list[TargetProfile]:
     return [load_profile(name) for name in _profile_paths()]
 
 
-def load_profile(name_or_path: str, base_dir: Optional[Path] = None) -> TargetProfile:
+def load_profile(name_or_path: str, base_dir: Path | None = None) -> TargetProfile:
     path = _find(name_or_path, base_dir)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -77,7 +78,7 @@ def load_profile(name_or_path: str, base_dir: Optional[Path] = None) -> TargetPr
     return profile
 
 
-def _find(name_or_path: str, base_dir: Optional[Path]) -> Path:
+def _find(name_or_path: str, base_dir: Path | None) -> Path:
     as_path = Path(name_or_path)
     candidates = [as_path] if as_path.suffix in (".yaml", ".yml") else []
     if base_dir is not None and candidates:

@@ -1,0 +1,215 @@
+"""Does `edgekd bench` report the latency the standard tools report?
+
+For each model, the fp32 artifact edgekd ships for two targets is measured two ways, interleaved:
+  - OpenVINO IR (intel-cpu target): `benchmark_app -hint latency` (OpenVINO's own tool, from the openvino
+    wheel) versus `edgekd bench BUNDLE`;
+  - ONNX (x86-cpu target): a bare `InferenceSession.run` loop versus `edgekd bench BUNDLE`.
+Both sides use the same file, the same threads, f32 inference precision (benchmark_app would otherwise
+pick bf16 on AMX CPUs), batch 1 and the same measuring time; every measurement runs in a fresh process.
+Rounds alternate which tool goes first, so drift on this shared machine hits both alike; a case's number
+is the median over rounds of each tool's median latency. edgekd passes when within 10% of the reference.
+
+    flock /tmp/edgekd-heavy.lock python benchmarks/latency_fidelity.py   # or: make latency-fidelity
+Writes benchmarks/results/latency_fidelity.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgekd.environment import describe  # noqa: E402
+from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+TOLERANCE = 0.10
+
+
+def build_models(work: Path, names: list[str]) -> dict[str, tuple[Path, tuple[int, ...]]]:
+    """fp32 ONNX files (random weights) exported by edgekd's own exporter."""
+    import torch
+    import torchvision
+
+    from edgekd.config import ExportConfig
+    from edgekd.export import export_onnx
+    from edgekd.models.zoo import ConvNet
+
+    torch.manual_seed(0)
+    factories = {
+        "quickstart-student": (lambda: ConvNet(1, 10, 8, width=8), (1, 1, 8, 8)),
+        "mobilenet_v3_small": (lambda: torchvision.models.mobilenet_v3_small(weights=None), (1, 3, 224, 224)),
+        "resnet18": (lambda: torchvision.models.resnet18(weights=None), (1, 3, 224, 224)),
+    }
+    out = {}
+    for name in names:
+        factory, shape = factories[name]
+        example = np.random.default_rng(0).normal(size=(2, *shape[1:])).astype(np.float32)
+        out[name] = (export_onnx(factory(), example, work / f"{name}.onnx", ExportConfig(), {}), shape)
+    return out
+
+
+def make_bundle(work: Path, model: str, onnx_path: Path, shape: tuple[int, ...], target: str) -> tuple[Path, object]:
+    """The bundle edgekd would ship for `target` (its backend's compile, its profile's threads and hints)."""
+    import onnxruntime as ort
+
+    from edgekd.bench.bundle import write_bundle
+    from edgekd.targets import get_backend, load_profile
+
+    profile = load_profile(target)
+    artifact = get_backend(profile.backend).compile(onnx_path, "fp32", profile, work / model / target / "artifact")
+    x = np.random.default_rng(1).normal(size=(8, *shape[1:])).astype(np.float32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: x})[0]
+    bundle = write_bundle(work / model / target / "bundle", artifact, x, logits.argmax(1), logits,
+                          {"target": target, "run": f"latency-fidelity-{model}"})
+    return bundle, profile
+
+
+def edgekd_p50(bundle: Path, seconds: float) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "report.json"
+        subprocess.run([sys.executable, "-m", "edgekd", "bench", str(bundle), "--batch", "1", "--no-memory", "--runs", "50",
+                        "--min-seconds", str(seconds), "--rounds", "1", "--warmup-runs", "10", "--warmup-seconds", "0.5",
+                        "--json", str(out)], check=True, capture_output=True, text=True, env=_env())
+        return json.loads(out.read_text())["rows"][0]["latency"]["batch1"]["p50_ms"]
+
+
+def benchmark_app_p50(bundle: Path, shape: tuple[int, ...], seconds: float) -> float:
+    """benchmark_app forbids -nthreads with -hint, so the bundle's own CPU config (threads, precision and
+    performance hints) goes in through -load_config: both tools then compile the model identically."""
+    config = json.loads((bundle / "manifest.json").read_text())["artifact"]["runtime_options"]["config"]
+    with tempfile.TemporaryDirectory() as tmp:
+        config_file = Path(tmp) / "config.json"
+        config_file.write_text(json.dumps({"CPU": {k: str(v) for k, v in config.items()}}))
+        command = [_benchmark_app(), "-m", str(bundle / "model.xml"), "-d", "CPU", "-hint", "latency",
+                   "-t", str(max(1, round(seconds))), "-infer_precision", "f32", "-load_config", str(config_file),
+                   "-data_shape", "[" + ",".join(map(str, shape)) + "]", "-inference_only", "true"]
+        done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark_app failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    match = re.search(r"Median:\s+([0-9.]+)\s+(us|ms)", done.stdout)
+    if not match:
+        raise RuntimeError(f"no median in benchmark_app output:\n{done.stdout[-2000:]}")
+    return float(match.group(1)) / (1000.0 if match.group(2) == "us" else 1.0)
+
+
+def _benchmark_app() -> str:
+    """The openvino wheel installs the console script beside the interpreter."""
+    beside = Path(sys.executable).with_name("benchmark_app")
+    return str(beside) if beside.exists() else (shutil.which("benchmark_app") or "benchmark_app")
+
+
+def bare_ort_p50(onnx_path: Path, shape: tuple[int, ...], threads: int | None, seconds: float) -> float:
+    done = subprocess.run([sys.executable, __file__, "--bare-ort", str(onnx_path), ",".join(map(str, shape)),
+                           str(threads or 0), str(seconds)], check=True, capture_output=True, text=True, env=_env())
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _bare_ort_loop(onnx_path: str, shape: str, threads: int, seconds: float) -> float:
+    """The simplest honest timing: a session, 10 warm-up runs, then timed runs for `seconds`; median."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.random.default_rng(1).normal(size=tuple(map(int, shape.split(",")))).astype(np.float32)}
+    for _ in range(10):
+        session.run(None, feed)
+    samples, deadline = [], time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples) < 50:
+        start = time.perf_counter()
+        session.run(None, feed)
+        samples.append((time.perf_counter() - start) * 1000)
+    return float(np.median(samples))
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+
+
+def measure_case(reference, edgekd, rounds: int) -> tuple[list[float], list[float]]:
+    ref_ms, ours_ms = [], []
+    for index in range(rounds):
+        order = [(reference, ref_ms), (edgekd, ours_ms)]
+        for measure, into in (order if index % 2 == 0 else order[::-1]):
+            into.append(measure())
+    return ref_ms, ours_ms
+
+
+def run(models: list[str], rounds: int, seconds: float) -> dict:
+    cases = []
+    with tempfile.TemporaryDirectory(prefix="edgekd-latfid-") as tmp:
+        work = Path(tmp)
+        for model, (onnx_path, shape) in build_models(work, models).items():
+            ov_bundle, ov_profile = make_bundle(work, model, onnx_path, shape, "intel-cpu")
+            ort_bundle, ort_profile = make_bundle(work, model, onnx_path, shape, "x86-cpu")
+            plans = [("openvino", "benchmark_app -hint latency", ov_profile.threads,
+                      partial(benchmark_app_p50, ov_bundle, shape, seconds), ov_bundle),
+                     ("onnxruntime", "bare InferenceSession.run loop", ort_profile.threads,
+                      partial(bare_ort_p50, ort_bundle / "model.onnx", shape, ort_profile.threads, seconds), ort_bundle)]
+            for runtime, tool, threads, reference, bundle in plans:
+                ref_ms, ours_ms = measure_case(reference, partial(edgekd_p50, bundle, seconds), rounds)
+                ref, ours = statistics.median(ref_ms), statistics.median(ours_ms)
+                cases.append({"model": model, "runtime": runtime, "reference_tool": tool, "input_shape": list(shape),
+                              "threads": threads, "reference_p50_ms": ref, "edgekd_p50_ms": ours, "ratio": ours / ref,
+                              "within_10pct": abs(ours / ref - 1) <= TOLERANCE,
+                              "reference_rounds_ms": ref_ms, "edgekd_rounds_ms": ours_ms})
+                print(f"{model:<20} {runtime:<12} {tool:<32} ref {ref:8.4f} ms  edgekd {ours:8.4f} ms  ratio {ours / ref:.3f}",
+                      flush=True)
+    return {"benchmark": "latency_fidelity", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": describe(),
+            "protocol": {"rounds": rounds, "seconds_per_measurement": seconds, "batch": 1, "precision": "fp32 (f32 inference)",
+                         "tolerance": TOLERANCE, "interleaving": "tools alternate which goes first each round",
+                         "aggregate": "median over rounds of each measurement's median latency"},
+            "cases": cases, "all_within_10pct": all(c["within_10pct"] for c in cases)}
+
+
+def markdown(result: dict) -> str:
+    cpu = result["environment"]["cpu"]
+    lines = ["# Latency fidelity: edgekd bench vs the standard tools", "",
+             f"{cpu['model']}, {cpu['cores']} cores; {result['protocol']['rounds']} interleaved rounds of "
+             f"{result['protocol']['seconds_per_measurement']} s per tool; batch 1, fp32. Generated by "
+             "`benchmarks/latency_fidelity.py` on {created}.".format(created=result["created"]), "",
+             "| model | runtime | reference tool | reference p50 (ms) | edgekd p50 (ms) | edgekd / reference | within 10% |",
+             "|---|---|---|---|---|---|---|"]
+    for c in result["cases"]:
+        lines.append(f"| {c['model']} | {c['runtime']} | {c['reference_tool']} | {c['reference_p50_ms']:.4f} | "
+                     f"{c['edgekd_p50_ms']:.4f} | {c['ratio']:.3f} | {'yes' if c['within_10pct'] else 'NO'} |")
+    lines += ["", f"All within 10%: {'yes' if result['all_within_10pct'] else 'NO'}."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["quickstart-student", "mobilenet_v3_small", "resnet18"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--bare-ort", nargs=4, metavar=("ONNX", "SHAPE", "THREADS", "SECONDS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_ort:
+        onnx_path, shape, threads, seconds = args.bare_ort
+        print(_bare_ort_loop(onnx_path, shape, int(threads), float(seconds)))
+        return
+    result = run(args.models, args.rounds, args.seconds)
+    write_json_atomic(RESULTS / "latency_fidelity.json", result)
+    write_text_atomic(RESULTS / "latency_fidelity.md", markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Which candidates the compile stage builds per target: the profile's precisions, the float ones
+the backend has kernels for, and every int8 variant the quantize stage left (PTQ, QAT, fallback)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from edgekd.stages.compile import candidate_sources  # noqa: E402
+from edgekd.targets import load_profile  # noqa: E402
+
+
+class _Manifest:
+    def __init__(self, quantize: dict):
+        self.quantize = quantize
+
+    def metrics(self, stage: str) -> dict:
+        return self.quantize if stage == "quantize" else {}
+
+
+class _Ctx:
+    """Just enough of RunContext for candidate_sources: the stage folders and the quantize metrics."""
+
+    def __init__(self, root: Path, quantize: dict | None = None):
+        self.root = root
+        self.manifest = _Manifest(quantize or {"method": "ptq"})
+
+    def stage_dir(self, stage: str) -> Path:
+        path = self.root / stage
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def _names(ctx, target):
+    return [(name, precision) for name, precision, _ in candidate_sources(ctx, load_profile(target))]
+
+
+def test_ort_builds_fp32_and_int8_only(tmp_path):
+    ctx = _Ctx(tmp_path)
+    (ctx.stage_dir("quantize") / "student-int8-x86-vnni-u8s8.onnx").write_bytes(b"q")
+    assert _names(ctx, "x86-cpu") == [("fp32", "fp32"), ("int8", "int8")]
+
+
+def test_openvino_adds_bf16_and_picks_up_qat_and_fallback_files(tmp_path):
+    ctx = _Ctx(tmp_path)
+    quantize = ctx.stage_dir("quantize")
+    for suffix in ("", "-qat", "-fallback"):
+        (quantize / f"student-int8-openvino-u8s8{suffix}.onnx").write_bytes(b"q")
+    assert _names(ctx, "intel-cpu") == [("fp32", "fp32"), ("bf16", "bf16"), ("int8", "int8"),
+                                        ("int8-qat", "int8"), ("int8-fallback", "int8")]
+    sources = {name: path.name for name, _, path in candidate_sources(ctx, load_profile("intel-cpu"))}
+    assert sources["int8-qat"] == "student-int8-openvino-u8s8-qat.onnx"
+    assert sources["bf16"] == "student-fp32.onnx"  # float candidates compile from the fp32 export
+
+
+def test_tensorrt_keeps_the_profile_order_and_skips_missing_int8(tmp_path):
+    assert _names(_Ctx(tmp_path), "jetson-orin") == [("fp16", "fp16"), ("fp32", "fp32")]
+
+
+def test_main_int8_model_is_named_by_how_it_was_made(tmp_path):
+    ctx = _Ctx(tmp_path, {"method": "qat", "recipes": {}})
+    (ctx.stage_dir("quantize") / "student-int8-x86-vnni-u8s8.onnx").write_bytes(b"q")
+    assert _names(ctx, "x86-cpu") == [("fp32", "fp32"), ("int8-qat", "int8")]
+    ctx.manifest = _Manifest({"method": "ptq", "recipes": {"x86-vnni-u8s8": {"nodes_in_float": ["conv1"]}}})
+    assert _names(ctx, "x86-cpu") == [("fp32", "fp32"), ("int8-fallback", "int8")]

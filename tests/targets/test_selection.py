@@ -1,0 +1,68 @@
+"""Candidate selection: the fastest candidate that passes, never one slower than fp32, and a reason
+for every loser."""
+from __future__ import annotations
+
+from edgekd.targets.selection import MIN_GAIN_OVER_FP32, accuracy_rule, choose, fidelity_rule
+
+
+def _row(name, p50=None, drop=0.0, precision=None, measured=True):
+    row = {"name": name, "precision": precision or name.split("-")[0], "val_drop": drop, "measured": measured}
+    if p50 is not None:
+        row["p50_ms"] = p50
+    return row
+
+
+def test_fastest_passing_candidate_wins_and_losers_say_why():
+    rows = [_row("fp32", 10.0), _row("bf16", 4.0), _row("int8", 2.0, drop=3.0), _row("int8-qat", 3.0, drop=0.1)]
+    best = choose(rows, accuracy_rule(1.0))
+    assert rows[best]["name"] == "int8-qat"
+    assert rows[best]["verdict"].startswith("chosen (fastest passing")
+    assert rows[2]["verdict"] == "accuracy drop 3.00 > max_drop 1.0"
+    assert rows[1]["verdict"] == "slower than the chosen int8-qat (4.000 ms vs 3.000 ms)"
+    assert rows[0]["verdict"].startswith("slower than the chosen int8-qat")
+
+
+def test_candidate_slower_than_fp32_is_never_shipped():
+    # S8S8 int8 on a VNNI CPU: accurate, but slower than fp32.
+    rows = [_row("fp32", 13.3), _row("int8", 17.1)]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
+    assert rows[1]["verdict"].startswith("not faster than fp32")
+
+
+def test_gain_within_timing_noise_keeps_fp32():
+    rows = [_row("fp32", 10.0), _row("int8", 10.0 * (1 - MIN_GAIN_OVER_FP32 / 2))]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
+
+
+def test_nothing_passing_ships_fp32_and_says_so():
+    rows = [_row("int8", 2.0, drop=5.0), _row("fp32", 10.0, drop=0.0)]
+    rows[1]["val_drop"] = 0.0
+    best = choose(rows, accuracy_rule(1.0))
+    assert rows[best]["name"] == "fp32" and "fastest passing" in rows[best]["verdict"]
+    rows = [_row("fp32", 10.0, drop=2.0), _row("int8", 2.0, drop=5.0)]
+    best = choose(rows, accuracy_rule(1.0))
+    assert rows[best]["name"] == "fp32" and rows[best]["verdict"] == "chosen (no candidate passed; fp32 shipped)"
+
+
+def test_without_latency_the_profile_order_decides():
+    # arm64 built on x86: accuracy measured here, latency only on the board.
+    rows = [_row("int8", drop=0.3), _row("fp32")]
+    best = choose(rows, accuracy_rule(1.0))
+    assert rows[best]["name"] == "int8" and "profile order" in rows[best]["verdict"]
+    assert rows[1]["verdict"] == "later in profile order than the chosen int8"
+
+
+def test_nothing_measurable_here_ships_the_profile_first_choice():
+    # TensorRT without a GPU: the engine is built on the device.
+    rows = [_row("int8", measured=False), _row("fp16", measured=False), _row("fp32", measured=False)]
+    assert choose(rows, accuracy_rule(1.0)) == 0
+    assert "edgekd bench on the device" in rows[0]["verdict"]
+    assert all("not measurable here" in r["verdict"] for r in rows[1:])
+
+
+def test_fidelity_rule_reads_top1_agreement():
+    rows = [{"name": "fp32", "precision": "fp32", "top1_agreement": 1.0, "p50_ms": 10.0},
+            {"name": "int8", "precision": "int8", "top1_agreement": 0.90, "p50_ms": 3.0},
+            {"name": "bf16", "precision": "bf16", "top1_agreement": 0.99, "p50_ms": 5.0}]
+    best = choose(rows, fidelity_rule(0.95))
+    assert rows[best]["name"] == "bf16" and rows[1]["verdict"] == "top-1 agreement 0.900 < 0.95"
