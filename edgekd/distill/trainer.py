@@ -6,6 +6,8 @@ Fashion-MNIST) this keeps both cores on compute instead of on DataLoader worker 
 from __future__ import annotations
 
 import math
+import pickle
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..environment import has_cpu_flag
+from ..errors import StageError
 from ..fileio import atomic_path
 
 # loss(model_output, batch_indices, labels) -> scalar
@@ -105,12 +108,18 @@ def _save_progress(checkpoint: Optional[Path], model, optimizer, schedule, epoch
 def _resume(checkpoint: Optional[Path], model, optimizer, schedule) -> int:
     if checkpoint is None or not checkpoint.is_file():
         return 0
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if schedule is not None:
-        schedule.load_state_dict(state["schedule"])
-    return int(state["epoch"])
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(state["schedule"])
+        epoch = int(state["epoch"])
+    except (RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        raise StageError(f"{checkpoint}: cannot resume from this progress checkpoint ({str(exc).splitlines()[0][:120]}); "
+                         "delete it, or run with --force to start the stage over") from None
+    tqdm.write(f"{checkpoint.name}: resuming after epoch {epoch}", file=sys.stderr)
+    return epoch
 
 
 @torch.no_grad()
