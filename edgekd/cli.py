@@ -218,13 +218,21 @@ def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
 
 @main.command("targets")
 def targets_cmd() -> None:
-    """List the device profiles (targets/*.yaml). Add your own by passing a .yaml path in the config."""
-    from . import api
+    """List the device profiles (targets/*.yaml). Add your own by passing a .yaml path in the config.
 
+    The `here` column says whether the profile's runtime is installed on this machine.
+    """
+    from . import api
+    from .targets import get_backend
+
+    click.echo(f"{'profile':<16} {'backend':<10} {'precisions':<16} {'int8 recipe':<26} {'batch':<7} {'threads':<8} "
+               f"{'here':<5} description")
     for p in api.targets():
-        precisions = ",".join(p.precisions)
         recipe = p.quantization.name if p.quantization else "-"
-        click.echo(f"{p.name:<16} {p.backend:<10} {precisions:<20} {recipe:<26} {p.description}")
+        batches = ",".join(str(b) for b in p.batch_sizes)
+        here = "yes" if get_backend(p.backend).available() else "no"
+        click.echo(f"{p.name:<16} {p.backend:<10} {','.join(p.precisions):<16} {recipe:<26} {batches:<7} "
+                   f"{p.threads or '-'!s:<8} {here:<5} {p.description}")
 
 
 if __name__ == "__main__":

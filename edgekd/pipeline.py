@@ -17,6 +17,15 @@ from .stages.context import STAGES, RunContext
 
 Log = Callable[[str], None]
 
+# Stages that train, and so run on every rank under torchrun (DDP); the others run on rank 0 alone.
+DISTRIBUTED_STAGES = {"teachers", "distill"}
+
+
+def distributed_barrier() -> None:
+    from .distill import distributed
+
+    distributed.barrier()
+
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     if (run_dir / "manifest.json").exists() and not (resume or force):
@@ -56,27 +65,45 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
     preflight(config, Path(config_path).parent)
-    prepare_run_dir(run_dir, resume, force)
-    with exclusive(run_dir):
+    from .distill import distributed  # torch: only now that a run needs it
+
+    distributed.init_from_env()
+    with distributed.main_first():
+        if distributed.is_main():
+            prepare_run_dir(run_dir, resume, force)
+    with exclusive(run_dir, distributed.is_main()):
         manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
-        manifest.save()  # from now on the folder holds a run: a rerun needs --resume or --force, even after a crash
-        ctx = RunContext(config, Path(config_path), Path(run_dir), manifest)
+        manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
+        if distributed.is_main():
+            manifest.save()  # from now on the folder holds a run: a rerun needs --resume or --force, even after a crash
+        ctx = RunContext(config, Path(config_path), Path(run_dir), manifest, resume=resume and not force)
         for stage in STAGES:
             if only and stage not in only:
                 continue
-            _run_stage(ctx, stage, resume=resume and not force, force=force, log=log)
+            if not distributed.is_main() and stage not in DISTRIBUTED_STAGES:
+                continue  # the other ranks help only where there is training to share
+            _run_stage(ctx, stage, resume=resume and not force, force=force,
+                       log=log if distributed.is_main() else _quiet)
+    distributed.finish()
     return ctx
 
 
+def _quiet(_message: str) -> None:
+    pass
+
+
 @contextmanager
-def exclusive(run_dir: Path) -> Iterator[None]:
+def exclusive(run_dir: Path, main_process: bool = True) -> Iterator[None]:
     """Hold an advisory lock on the run folder, so two runs cannot write into the same one at once.
 
     The kernel drops a flock when its process dies, even by SIGKILL: a crash never leaves a stale lock.
+    Under torchrun only rank 0 takes it: the other ranks belong to the same run.
     """
     try:
         import fcntl
     except ImportError:  # Windows: no flock; runs into one folder are then the user's to keep apart
+        fcntl = None
+    if fcntl is None or not main_process:
         yield
         return
     with open(run_dir / ".edgekd.lock", "a+", encoding="utf-8") as handle:
@@ -97,7 +124,10 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
         log(f"[{stage}] up to date, skipped (--resume)")
         return
     _require_earlier(ctx, stage)
-    _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
+    if ctx.manifest.read_only is False:  # rank 0 (or the only process) manages the files
+        _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
+    if stage in DISTRIBUTED_STAGES:
+        distributed_barrier()  # stale progress is gone before any rank looks for it
     log(f"[{stage}] running")
     module = importlib.import_module(f"edgekd.stages.{stage}")
     started = time.perf_counter()
@@ -110,8 +140,11 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
         ctx.manifest.mark_failed(stage, "interrupted")
         raise
     seconds = time.perf_counter() - started
+    if stage in DISTRIBUTED_STAGES:
+        distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
-    _clear_progress(ctx.stage_dir(stage))
+    if ctx.manifest.read_only is False:
+        _clear_progress(ctx.stage_dir(stage))
     log(f"[{stage}] done in {seconds:.1f} s")
 
 

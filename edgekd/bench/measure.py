@@ -72,6 +72,9 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         started = time.perf_counter()
         session = backend.session(candidate.artifact, candidate.threads)
         row["session_create_ms"] = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        session.run(as_batch(x, 1))  # the first inference pays for lazy allocation and kernel selection
+        row["first_inference_ms"] = (time.perf_counter() - started) * 1000
         row["threads"] = {"requested": candidate.threads, "runtime": threads_used(session)}
         logits = predict(session.run, x)
         row.update(accuracy_metrics(logits, y), fidelity=fidelity(logits, reference_logits))

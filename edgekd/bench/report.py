@@ -3,7 +3,10 @@
 Schema edgekd.report/1, top level: schema, run, created, environment, eval_set {samples, sha256},
 references {name: {top1[, top5]}}, gate (thresholds), bench (how latency and memory were measured),
 rows (one per artifact: artifact, target, backend, precision, shipped, verdict, bytes, gzip_bytes,
-parameters, session_create_ms, threads, top1[, top5], fidelity, latency {batchN: stats}, p50_ms, memory),
+parameters, session_create_ms, first_inference_ms, threads {requested, runtime}, top1[, top5], fidelity,
+latency {batchN: stats; first_ms there is the first timed call at that batch size, after warm-up is not
+yet done but after the accuracy pass}, p50_ms, memory {peak_rss_mb, baseline_rss_mb, model_rss_mb,
+cold_session_create_ms, cold_first_inference_ms, method} or {error}),
 warnings.
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ from .memory import METHOD as MEMORY_METHOD
 
 REPORT_SCHEMA = "edgekd.report/1"
 COLUMNS = ["artifact", "target", "precision", "size (KB)", "gzip (KB)", "params", "top-1", "drop",
-           "p50 (ms)", "p99 (ms)", "cv", "peak RSS (MB)", "gate"]
+           "p50 (ms)", "p99 (ms)", "cv", "first (ms)", "load (ms)", "threads", "peak RSS (MB)", "gate"]
 
 
 def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any], eval_set: dict[str, Any],
@@ -55,9 +58,14 @@ def _fmt(value, pattern: str, scale: float = 1.0) -> str:
     return pattern.format(value * scale if scale != 1.0 else value)
 
 
+def _cold(row: dict[str, Any], key: str) -> Any:
+    """From the fresh-process probe when it ran (what a device sees at start-up), else from this process."""
+    return row.get("memory", {}).get(f"cold_{key}", row.get(key))
+
+
 def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[list[str]]:
     gate, reference = report.get("gate", {}), reference_top1(report)
-    rows = [[f"{name} (reference)", "", "fp32", "", "", "", _fmt(ref.get("top1"), "{:.2f}", 100)] + [""] * 6
+    rows = [[f"{name} (reference)", "", "fp32", "", "", "", _fmt(ref.get("top1"), "{:.2f}", 100)] + [""] * (len(COLUMNS) - 7)
             for name, ref in report["references"].items()]
     for row in report["rows"]:
         top1, batch1 = row.get("top1"), row.get("latency", {}).get("batch1", {})
@@ -67,7 +75,9 @@ def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -
                      _fmt(row["bytes"], "{:.1f}", 1 / 1024), _fmt(row.get("gzip_bytes"), "{:.1f}", 1 / 1024),
                      _fmt(row.get("parameters"), "{:,}"), _fmt(top1, "{:.2f}", 100), _fmt(drop, "{:+.2f}"),
                      _fmt(batch1.get("p50_ms"), "{:.3f}"), _fmt(batch1.get("p99_ms"), "{:.3f}"),
-                     _fmt(batch1.get("cv"), "{:.0%}"), _fmt(row.get("memory", {}).get("peak_rss_mb"), "{:.0f}"), verdict])
+                     _fmt(batch1.get("cv"), "{:.0%}"), _fmt(_cold(row, "first_inference_ms"), "{:.2f}"),
+                     _fmt(_cold(row, "session_create_ms"), "{:.1f}"), _fmt(row.get("threads", {}).get("runtime"), "{}"),
+                     _fmt(row.get("memory", {}).get("peak_rss_mb"), "{:.0f}"), verdict])
     return rows
 
 
@@ -77,7 +87,9 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> 
              f"Evaluation set: {report['eval_set']['samples']} samples (sha256 {report['eval_set']['sha256'][:12]}). "
              f"Drop is in top-1 {'points' if report['gate'].get('drop_type', 'absolute') == 'absolute' else 'percent'} "
              f"vs `{report['gate']['reference']}`; `*` marks the artifact shipped per target. "
-             "Latency at batch 1; peak RSS from a fresh process per artifact.", "",
+             "Latency at batch 1; first = the first inference and load = session creation, both in a fresh process "
+             "when memory was measured; threads as the runtime reports them (0: onnxruntime's default); "
+             "peak RSS from a fresh process per artifact.", "",
              f"Machine: {env.get('cpu', {}).get('model', '?')} ({env.get('cpu', {}).get('cores', '?')} cores, "
              f"{' '.join(env.get('cpu', {}).get('flags', []))}), {env.get('os', '?')}.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

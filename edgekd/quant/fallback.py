@@ -9,6 +9,7 @@ in float, so this search is written here.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -87,6 +88,36 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
                 report.nodes_in_float, report.val_top1, report.val_drop = kept, top1, drop
                 return report
     raise StageError(_give_up_message(recipe, report, budget))
+
+
+# Cheapest first: on equal accuracy the earlier one is kept.
+CALIBRATION_ORDER = ("minmax", "percentile", "entropy")
+
+
+def pick_calibration(reports: dict[str, FallbackReport]) -> str:
+    """Best validation top-1, then fewest nodes left in float, then the cheaper calibration."""
+    return max(reports, key=lambda m: (reports[m].val_top1, -len(reports[m].nodes_in_float), -CALIBRATION_ORDER.index(m)))
+
+
+def quantize_auto(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,
+                  val_x: np.ndarray, val_y: np.ndarray, budget: FallbackBudget) -> tuple[str, dict]:
+    """Quantize (with fallback) once per calibration method and keep the pick_calibration winner.
+
+    Returns the chosen method and, per method, its FallbackReport or the reason it failed."""
+    reports, failures = {}, {}
+    with tempfile.TemporaryDirectory(prefix="edgekd-calib-") as scratch:
+        for method in CALIBRATION_ORDER:
+            path = Path(scratch) / f"{method}.onnx"
+            try:
+                reports[method] = quantize_with_fallback(fp32_onnx, path, recipe, calibration, val_x, val_y, budget, method)
+            except StageError as exc:
+                failures[method] = str(exc)
+        if not reports:
+            raise StageError(f"quantize: no calibration method meets max_drop {budget.max_drop:g} for recipe "
+                             f"'{recipe.name}': {' | '.join(f'{m}: {e}' for m, e in failures.items())}")
+        chosen = pick_calibration(reports)
+        shutil.copyfile(Path(scratch) / f"{chosen}.onnx", out_path)
+    return chosen, {**reports, **failures}
 
 
 def rank_sensitivity(full_int8: Path, fp32_logits: np.ndarray, x: np.ndarray, quantize, scratch: Path) -> list[dict]:

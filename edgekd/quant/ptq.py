@@ -84,7 +84,21 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
                 )
             except (ValueError, RuntimeError) as exc:
                 raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
+            strip_node_debug_metadata(tmp)
     return out_path
+
+
+def strip_node_debug_metadata(onnx_path: Path) -> None:
+    """Drop per-node metadata_props (the torch.export-based exporter records each node's FX source
+    there, about 1.5 KB a node, and quantize_static copies it to every node it keeps). Runtimes
+    ignore it; for a small student it would be most of the int8 file."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    if any(len(node.metadata_props) for node in model.graph.node):
+        for node in model.graph.node:
+            del node.metadata_props[:]
+        onnx.save(model, str(onnx_path))
 
 
 def quantized_nodes(qdq_onnx: Path) -> list[str]:

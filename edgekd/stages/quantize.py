@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import torch
 
 from ..bench.accuracy import topk
 from ..data.calibration import draw, load_recipe
-from ..distill.losses import ensemble_soft_targets
 from ..distill.trainer import predict_logits
 from ..errors import StageError
 from ..fileio import atomic_path
 from ..gate import accuracy_drop
-from ..quant.fallback import FallbackBudget, logits_of, quantize_with_fallback
+from ..quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from ..quant.ptq import quantize_qdq
 from ..quant.qat import prepare_qat
 from ..quant.qat_export import export_qdq
@@ -85,7 +83,7 @@ def run(ctx: RunContext) -> StageOutput:
             with atomic_path(path) as tmp:
                 shutil.copyfile(made[flavour][0], tmp)
         else:
-            path, info = (_qat if method == "qat" else _ptq)(ctx, recipe, calibration.x)
+            path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
             made[flavour] = (path, info, name)
         outputs.append(path)
         used[name] = {**recipe.model_dump(), **info, "bytes": path.stat().st_size}
@@ -97,19 +95,26 @@ def run(ctx: RunContext) -> StageOutput:
 def _ptq(ctx: RunContext, recipe, calibration_x):
     cfg, out = ctx.cfg.quantize, int8_path(ctx, recipe.name)
     method = cfg.calibrate_method or recipe.calibrate_method
-    if not cfg.fallback:
+    if not cfg.fallback and method != "auto":
         quantize_qdq(fp32_onnx_path(ctx), out, recipe, calibration_x, calibrate_method=method)
         return out, {"calibrate_method": method, "nodes_in_float": []}
-    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes,
+    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes if cfg.fallback else 0,
                             cfg.sensitivity_samples)
     val = ctx.dataset.val
-    report = quantize_with_fallback(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget, method)
-    return out, {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    if method == "auto":
+        method, tried = quantize_auto(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget)
+        report = tried[method]
+        search = {m: r.to_json() if isinstance(r, FallbackReport) else {"failed": r} for m, r in tried.items()}
+    else:
+        report, search = quantize_with_fallback(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget, method), None
+    info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    return out, {**info, "calibration_search": search} if search else info
 
 
 
-def _qat(ctx: RunContext, recipe, calibration_x):
-    cfg, data, out = ctx.cfg, ctx.dataset, int8_path(ctx, recipe.name)
+def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
+    """Fine-tune the run's student with fake quantization and distillation; write its QDQ model to `out`."""
+    cfg, data, out = ctx.cfg, ctx.dataset, out or int8_path(ctx, recipe.name)
     temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
     alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
     soft = _teacher_soft_targets(ctx, temperature)
@@ -129,7 +134,7 @@ def _qat(ctx: RunContext, recipe, calibration_x):
 
 
 def _teacher_soft_targets(ctx: RunContext, temperature: float) -> torch.Tensor:
-    """The ensemble's softened outputs over the training split, from the teachers stage's cache."""
-    cached = np.load(ctx.stage_dir("teachers") / "teacher-logits.npy", mmap_mode="r").astype(np.float32)
-    return ensemble_soft_targets(list(torch.from_numpy(cached)), temperature, [t.weight for t in ctx.cfg.teachers],
-                                 ctx.cfg.distill.ensemble)
+    """The ensemble's softened outputs over the training split, from the shared teacher-logit cache."""
+    from .distill import teacher_soft_targets
+
+    return teacher_soft_targets(ctx, temperature)

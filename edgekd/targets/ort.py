@@ -70,8 +70,11 @@ class OrtBackend(Backend):
 class OrtArm64Backend(OrtBackend):
     """Same QDQ model plus an ORT-format file for mobile and minimal onnxruntime builds.
 
-    The .ort file is saved at the basic optimisation level: higher levels bake in kernels
-    specific to the build machine's CPU, and the file would no longer be portable to ARM.
+    The .ort file is saved the way onnxruntime's own converter does it for the "runtime" style:
+    the graph at the basic optimisation level (portable), plus recorded runtime optimisations
+    (the QDQ -> int8 kernel fusions) that a minimal build replays on the device. Without them a
+    minimal build would run an int8 model as DequantizeLinear + float kernels. The NCHWc layout
+    transformer is x86-specific and stays off.
     """
 
     name = "ort-arm64"
@@ -88,7 +91,8 @@ class OrtArm64Backend(OrtBackend):
             artifact.files.append("model.ort")
         import onnxruntime
 
-        artifact.notes["ort_format"] = {"file": "model.ort", "optimization_level": "ORT_ENABLE_BASIC",
+        artifact.notes["ort_format"] = {"file": "model.ort", "optimization_style": "runtime",
+                                        "saved_level": "ORT_ENABLE_BASIC", "runtime_optimizations": "ORT_ENABLE_ALL",
                                         "onnxruntime": onnxruntime.__version__}
         return artifact
 
@@ -103,7 +107,10 @@ def save_ort_format(onnx_path: Path, ort_path: Path) -> Path:
 
 def _save_ort(ort, onnx_path: Path, ort_path: Path) -> None:
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.optimized_model_filepath = str(ort_path)
     options.add_session_config_entry("session.save_model_format", "ORT")
-    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    # "save": apply basic optimisations, record the higher-level ones for the device to replay.
+    options.add_session_config_entry("optimization.minimal_build_optimizations", "save")
+    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=["NchwcTransformer"])

@@ -40,6 +40,9 @@ def test_edgekd_bench_runs_on_a_bundle_without_torch(tiny_bundle, tmp_path):
     assert set(row["latency"]) == {"batch1", "batch4"} and row["latency"]["batch1"]["runs"] >= 20
     assert row["parameters"] is None  # counted with the `onnx` package, which the device lacks
     assert row["memory"]["peak_rss_mb"] > row["memory"]["baseline_rss_mb"] > 0, row["memory"]
-    assert row["threads"]["requested"] is None
+    assert row["threads"]["requested"] is None and row["threads"]["runtime"] == 1  # the bundle's runtime_options
+    assert row["session_create_ms"] > 0 and row["first_inference_ms"] > 0 and 0 < row["gzip_bytes"] < row["bytes"] * 1.1
+    assert set(report) >= {"environment", "eval_set", "references", "gate", "bench", "rows", "warnings"}
+    assert {"cpu", "gpu", "os", "libraries", "usable_cpus"} <= set(report["environment"])
     assert (out / "report.md").is_file()
     assert "Plots need matplotlib" in (out / "report.html").read_text()

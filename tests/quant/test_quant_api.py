@@ -42,3 +42,12 @@ def test_misuse_is_a_config_error(trained_digits_cnn, tmp_path):
         quantize(model, Int8Config(step="ptq", calibration=data.train.x[:8], output=tmp_path / "x.onnx"))
     with pytest.raises(TargetError, match="unknown target 'no-such-target'"):
         Int8Config(target="no-such-target").recipe()
+
+
+def test_ptq_fallback_and_api_import_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, edgekd.api, edgekd.quant.api, edgekd.quant.fallback, edgekd.quant.ptq; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -36,7 +36,7 @@ def test_manifest_hashes_every_file_and_keeps_the_spec(arm64_bundle):
     assert manifest["input"]["shape"] == ["batch", 1, 8, 8] and manifest["labels"][9] == "9"
     options = manifest["artifact"]["runtime_options"]["session_options"]
     assert options["intra_op_num_threads"] == 4 and options["graph_optimization_level"] == "ORT_ENABLE_ALL"
-    assert manifest["artifact"]["notes"]["ort_format"]["optimization_level"] == "ORT_ENABLE_BASIC"
+    assert manifest["artifact"]["notes"]["ort_format"]["optimization_style"] == "runtime"
 
 
 def test_eval_set_and_readme_are_usable_on_the_device(arm64_bundle, reference):

@@ -20,7 +20,7 @@ def test_ort_format_file_agrees_with_fp32(tiny_model, reference, tmp_path, preci
     artifact = get_backend("ort-arm64").compile(_source(tiny_model, precision), precision, load_profile("arm64-cpu"),
                                                 tmp_path, tiny_model.input_spec)
     assert "model.ort" in artifact.files
-    assert artifact.notes["ort_format"]["optimization_level"] == "ORT_ENABLE_BASIC"
+    assert artifact.notes["ort_format"]["saved_level"] == "ORT_ENABLE_BASIC"  # portable graph + runtime records
     assert (tmp_path / "model.ort").read_bytes()[4:8] == b"ORTM"  # flatbuffer identifier of the ORT format
     logits = predict(OrtSession(tmp_path / "model.ort", threads=1).run, tiny_model.eval_x)
     assert fidelity(logits, reference)["top1_agreement"] >= MIN_AGREEMENT[precision]
@@ -44,3 +44,18 @@ def test_openvino_fp16_compresses_the_weights(tiny_model, tmp_path):
     fp16 = backend.compile(tiny_model.fp32, "fp16", profile, tmp_path / "fp16", tiny_model.input_spec)
     assert fp16.runtime_options["compress_to_fp16"] and not fp32.runtime_options["compress_to_fp16"]
     assert (tmp_path / "fp16" / "model.bin").stat().st_size < 0.6 * (tmp_path / "fp32" / "model.bin").stat().st_size
+
+
+def test_ort_file_carries_runtime_optimization_records_for_int8(tiny_model, tmp_path):
+    """A minimal onnxruntime build cannot fuse QDQ itself; the records let it replay the fusions."""
+    import onnxruntime as ort
+
+    from edgekd.targets.ort import save_ort_format
+
+    save_ort_format(tiny_model.int8, tmp_path / "runtime.ort")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "basic.ort")
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    ort.InferenceSession(str(tiny_model.int8), options, providers=["CPUExecutionProvider"])
+    assert (tmp_path / "runtime.ort").stat().st_size > (tmp_path / "basic.ort").stat().st_size

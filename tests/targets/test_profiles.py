@@ -33,8 +33,11 @@ def test_tensorrt_profiles_quantize_symmetrically_as_explicit_quantization_needs
 def test_edgekd_targets_lists_every_builtin_profile():
     result = CliRunner().invoke(cli, ["targets"])
     assert result.exit_code == 0
-    listed = {line.split()[0] for line in result.output.splitlines()}
-    assert {p.name for p in list_profiles()} == listed and set(REQUIRED) <= listed
+    header, *lines = result.output.splitlines()
+    assert header.split()[:2] == ["profile", "backend"]
+    listed = {line.split()[0]: line.split() for line in lines}
+    assert {p.name for p in list_profiles()} == set(listed) and set(REQUIRED) <= set(listed)
+    assert listed["intel-cpu"][1:3] == ["openvino", "fp32,bf16,int8"] and listed["intel-cpu"][6] == "yes"
 
 
 USER_PROFILE = """

@@ -1,0 +1,65 @@
+"""Per-target int8 recipes: the formats each device runs fastest, and where TensorRT wants its Q/DQ."""
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgekd.quant.ptq import quantize_qdq
+from edgekd.targets import load_profile
+
+from .conftest import gemm_mlp
+
+EXPECTED = {  # target: (activations, weights, reduce_range, symmetric activations)
+    "x86-cpu": ("uint8", "int8", False, False),
+    "x86-cpu-novnni": ("uint8", "int8", True, False),
+    "arm64-cpu": ("int8", "int8", False, False),
+    "intel-cpu": ("uint8", "int8", False, False),
+    "nvidia-gpu": ("int8", "int8", False, True),
+    "jetson-orin": ("int8", "int8", False, True),
+}
+
+
+@pytest.mark.parametrize("target", sorted(EXPECTED))
+def test_recipe_formats(target):
+    recipe = load_profile(target).quantization
+    assert (recipe.activation_type, recipe.weight_type, recipe.reduce_range, recipe.symmetric_activations) == EXPECTED[target]
+    assert recipe.per_channel and recipe.symmetric_weights
+
+
+@pytest.fixture
+def mlp3(tmp_path):
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(0, 0.4, (32, 12)), rng.normal(0, 0.4, (32, 32)), rng.normal(0, 0.4, (10, 32))]
+    path = gemm_mlp(tmp_path / "mlp3.onnx", weights, [rng.normal(0, 0.1, w.shape[0]) for w in weights])
+    return path, rng.normal(0, 1, (128, 12)).astype(np.float32)
+
+
+def _quantized(mlp3, tmp_path, target):
+    model, calib = mlp3
+    out = quantize_qdq(model, tmp_path / f"{target}.onnx", load_profile(target).quantization, calib)
+    return onnx.load(str(out)).graph
+
+
+def test_tensorrt_placement_is_symmetric_dedicated_and_input_only(mlp3, tmp_path):
+    graph = _quantized(mlp3, tmp_path, "nvidia-gpu")
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    zero_points = [consts[n.input[2]] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    gemm_outputs = {o for n in graph.node if n.op_type == "Gemm" for o in n.output}
+    assert not [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in gemm_outputs]
+    dq_outputs = [o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output]
+    assert all(sum(o in n.input for n in graph.node) == 1 for o in dq_outputs)
+    assert sum(n.op_type == "Gemm" and all(producer_is_dq(graph, i) for i in n.input[:2]) for n in graph.node) == 3
+
+
+def producer_is_dq(graph, tensor):
+    return any(n.op_type == "DequantizeLinear" and tensor in n.output for n in graph.node)
+
+
+def test_reduced_range_weights_are_7_bit(mlp3, tmp_path):
+    for target, bound in (("x86-cpu-novnni", 64), ("x86-cpu", 128)):
+        graph = _quantized(mlp3, tmp_path, target)
+        weights = [numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2]
+        assert len(weights) == 3
+        peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+        assert bound // 2 < peak <= bound
