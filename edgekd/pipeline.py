@@ -124,7 +124,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
         log(f"[{stage}] up to date, skipped (--resume)")
         return
     _require_earlier(ctx, stage)
-    if ctx.manifest.read_only is False:  # rank 0 (or the only process) manages the files
+    if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
         _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
     if stage in DISTRIBUTED_STAGES:
         distributed_barrier()  # stale progress is gone before any rank looks for it
@@ -143,7 +143,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
     if stage in DISTRIBUTED_STAGES:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
-    if ctx.manifest.read_only is False:
+    if not ctx.manifest.read_only:
         _clear_progress(ctx.stage_dir(stage))
     log(f"[{stage}] done in {seconds:.1f} s")
 
