@@ -355,3 +355,21 @@ def test_gate_a_report_cut_short(tmp_path, finished_run):
     del report["rows"]
     write_json_atomic(tmp_path / "report.json", report)
     assert_one_line_error(invoke("gate", tmp_path / "report.json"), "report.json", "malformed report", "regenerate")
+
+
+def test_compare_a_file_that_is_not_a_report(tmp_path, finished_run):
+    (tmp_path / "notes.json").write_text('{"hello": 1}', encoding="utf-8")
+    assert_one_line_error(invoke("compare", finished_run / "report.json", tmp_path / "notes.json"), "notes.json",
+                          "not an edgekd report")
+
+
+def test_compile_a_folder_that_is_not_a_bundle(tmp_path):
+    assert_one_line_error(invoke("compile", tmp_path), str(tmp_path), "not a bundle")
+
+
+def test_debug_flag_shows_the_traceback_as_well(tmp_path):
+    config = write_config(tmp_path, distil={"temperature": 2.0})
+    result = invoke("--debug", "run", config)
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("edgekd: error: ")
