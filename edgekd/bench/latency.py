@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from ..progress import progress
 
 Runner = Callable[[np.ndarray], np.ndarray]
 CV_WARNING = 0.10
@@ -77,7 +78,7 @@ def measure_interleaved(runners: dict[str, Runner], batch: np.ndarray, spec: Lat
     samples: dict[str, list[float]] = {name: [] for name in names}
     per_round_runs = max(1, -(-spec.runs // spec.rounds))
     per_round_seconds = spec.min_seconds / spec.rounds
-    for round_index in tqdm(range(spec.rounds), desc=desc, leave=False, unit="round"):
+    for round_index in progress(range(spec.rounds), desc=desc, unit="round"):
         order = names[round_index % len(names):] + names[:round_index % len(names)]
         for name in order:
             started = time.perf_counter()
