@@ -161,7 +161,7 @@ def _resume(checkpoint: Optional[Path], tag: str, model, optimizer, schedule) ->
         raise StageError(f"{checkpoint}: cannot resume from this progress checkpoint ({str(exc).splitlines()[0][:120]}); "
                          "delete it, or run with --force to start the stage over") from None
     if distributed.is_main():
-        tqdm.write(f"{checkpoint.name}: resuming after epoch {epoch}", file=sys.stderr)
+        print(f"{checkpoint.name}: resuming after epoch {epoch}", file=sys.stderr, flush=True)  # before any bar starts
     return epoch
 
 
