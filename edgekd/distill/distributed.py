@@ -6,9 +6,9 @@ single-process path stays the default. gloo on CPU, nccl on CUDA. Rank 0 alone w
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Iterator
 
 import torch
 import torch.distributed as dist

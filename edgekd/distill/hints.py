@@ -4,7 +4,8 @@ torchdistill's idea (hooks on named modules, declared in the config) with a type
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import nn

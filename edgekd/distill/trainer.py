@@ -18,11 +18,11 @@ from typing import Optional
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..environment import has_cpu_flag
 from ..fileio import atomic_path
+from ..progress import progress
 from . import distributed
 
 # loss(model_output, batch_indices, labels) -> scalar
@@ -97,12 +97,12 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
         torch.randperm(len(y), generator=generator)
     seen, loss_value, epoch_times = 0, float("nan"), []
     model.train()
-    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, desc=desc, leave=False, unit="batch", mininterval=0.5,
-               disable=not distributed.is_main())
+    bar = progress(total=(epochs - start_epoch) * steps_per_epoch, desc=desc, unit="batch",
+                   disable=None if distributed.is_main() else True)
     for epoch in range(start_epoch, epochs):
-        if on_epoch:
-            on_epoch(epoch)
         epoch_started = time.perf_counter()
+        if on_epoch:
+            on_epoch(epoch)  # inside the epoch's time: preparing soft targets is part of what distillation costs
         order = distributed.shard(torch.randperm(len(y), generator=generator))
         for step in range(steps_per_epoch):
             idx = order[step * local_batch:(step + 1) * local_batch]
