@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -150,9 +151,16 @@ def markdown(report: dict) -> str:
               "choice (the claims are checked on the first run; the second shows whether they hold up to noise)."]
     lines += ["", "Export parity (PyTorch vs onnxruntime, 8 inputs): " + ", ".join(
         f"{m}: max |diff| {p['max_abs_diff']:.1e}" for m, p in report["export_parity"].items()),
+        f"Load average (1, 5, 15 min) before {_load(report, 'before')}, after {_load(report, 'after')} on "
+        f"{report['machine']['cores']} cores: other work shared the CPU, so absolute times are inflated and noisy; "
+        "candidates were timed interleaved so they met the same load.",
         f"Total time {report['seconds']:.0f} s. Library versions: "
         + ", ".join(f"{k} {v}" for k, v in report["library_versions"].items()), ""]
     return "\n".join(lines)
+
+
+def _load(report: dict, when: str) -> str:
+    return "/".join(f"{v:.1f}" for v in report["load_average_1_5_15"][when])
 
 
 def main() -> int:
@@ -163,6 +171,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(2)
     spec = LatencySpec(warmup_runs=5, warmup_seconds=0.3, runs=args.runs, min_seconds=1.0, rounds=5)
+    load_before = os.getloadavg()  # the machine is shared: say how busy it was while timing
     started, eval_x, calib = time.perf_counter(), inputs(0, EVAL_SAMPLES), inputs(1, CALIBRATION_SAMPLES)
     models, parities = [], {}
     with tempfile.TemporaryDirectory(prefix="edgekd-targets-bench-") as scratch:
@@ -177,7 +186,8 @@ def main() -> int:
     report = {"models": models, "export_parity": parities, "eval_samples": EVAL_SAMPLES,
               "calibration_samples": CALIBRATION_SAMPLES, "batchnorm_samples": BN_SAMPLES, "min_top1_agreement": MIN_AGREEMENT,
               "latency_spec": spec.__dict__, "machine": cpu_info(), "library_versions": library_versions(),
-              "seconds": time.perf_counter() - started}
+              "seconds": time.perf_counter() - started,
+              "load_average_1_5_15": {"before": list(load_before), "after": list(os.getloadavg())}}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "targets_architectures.json", report)
     write_text_atomic(args.out / "targets_architectures.md", markdown(report))

@@ -38,6 +38,7 @@ class TrainConfig(Strict):
     weight_decay: float = Field(5e-4, ge=0, le=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     amp: Literal["auto", "off", "bf16", "fp16"] = Field("auto", description="autocast: auto picks bf16 on CPUs with AMX/avx512_bf16 and on CUDA")
+    channels_last: bool = Field(False, description="NHWC memory format for convolutions (faster on some CPUs and GPUs)")
 
 
 class ModelConfig(Strict):
@@ -50,6 +51,26 @@ class ModelConfig(Strict):
 class TeacherConfig(ModelConfig):
     weight: float = Field(1.0, gt=0, description="weight of this teacher in the ensemble")
     train: TrainConfig = Field(default_factory=TrainConfig, description="used only when no checkpoint is given")
+
+
+class HintConfig(Strict):
+    """Feature (hint) distillation: a student layer learns, through a 1x1-conv adapter, to match a teacher layer."""
+
+    student: str = Field(..., description="student module name, e.g. 'features.2' (see model.named_modules())")
+    teacher: str = Field(..., description="teacher module name, e.g. 'features.3'")
+    teacher_index: int = Field(0, ge=0, description="which entry of `teachers` provides the feature")
+    weight: float = Field(1.0, gt=0, description="weight of this MSE term in the loss")
+
+
+class AugmentConfig(Strict):
+    """Random shift and flip of the transfer images, drawn per sample and epoch from a seed."""
+
+    shift: int = Field(2, ge=0, le=64, description="largest shift in pixels (zero padded)")
+    flip: bool = Field(True, description="random horizontal flip")
+    seed: int = Field(0, description="seed of the per-epoch augmentation draws (independent of the student seed)")
+    teachers: Literal["replay", "live"] = Field(
+        "replay", description="replay: cache teacher logits of each epoch's augmented images and replay the same draws; "
+                              "live: run the teachers on every batch")
 
 
 class OnlineConfig(Strict):
@@ -83,10 +104,25 @@ class DistillConfig(Strict):
     online: OnlineConfig = Field(default_factory=OnlineConfig)
     data_free: DataFreeConfig = Field(default_factory=DataFreeConfig)
     temperature: float = Field(4.0, gt=0, le=100)
-    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (teacher) loss; 1 - alpha goes to labels")
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (teacher) loss; 1 - alpha goes to labels; "
+                                                       "0 trains the student on labels alone (the scratch baseline)")
     ensemble: Literal["prob_mean", "logit_mean"] = "prob_mean"
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=10))
     finetune_epochs: int = Field(0, ge=0, le=1000, description="last phase on labels only")
+    use_labels: bool = Field(True, description="false: treat the transfer set as unlabeled (soft targets and hints only)")
+    hints: list[HintConfig] = Field(default_factory=list, description="feature distillation terms")
+    augment: Optional[AugmentConfig] = Field(None, description="random shift/flip of the transfer images")
+    seed: Optional[int] = Field(None, description="student init and shuffling seed (default: the pipeline seed); "
+                                                  "does not change the data split, so teacher caches stay valid")
+    cache_dir: Optional[str] = Field(None, description="teacher-logit cache folder shared across runs "
+                                                       "(default runs/.cache/teacher-logits, or $EDGEKD_CACHE_DIR)")
+
+    @field_validator("use_labels")
+    @classmethod
+    def _labels_or_teachers(cls, value: bool, info) -> bool:
+        if not value and info.data.get("alpha") == 0:
+            raise ValueError("use_labels false needs alpha > 0: with alpha 0 the student learns from labels only")
+        return value
 
 
 class QatConfig(Strict):

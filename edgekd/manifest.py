@@ -18,6 +18,7 @@ RUN_SCHEMA = "edgekd.run/1"
 class RunManifest:
     def __init__(self, run_dir: Path, data: dict[str, Any]):
         self.run_dir, self.data = Path(run_dir), data
+        self.read_only = False  # set on the non-zero ranks of a torchrun job: they keep the record in memory only
 
     @property
     def path(self) -> Path:
@@ -70,4 +71,6 @@ class RunManifest:
         self.save()
 
     def save(self) -> None:
+        if self.read_only:
+            return
         write_json_atomic(self.path, self.data)

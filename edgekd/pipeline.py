@@ -15,6 +15,15 @@ from .stages.context import STAGES, RunContext
 
 Log = Callable[[str], None]
 
+# Stages that train, and so run on every rank under torchrun (DDP); the others run on rank 0 alone.
+DISTRIBUTED_STAGES = {"teachers", "distill"}
+
+
+def distributed_barrier() -> None:
+    from .distill import distributed
+
+    distributed.barrier()
+
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     if (run_dir / "manifest.json").exists() and not (resume or force):
@@ -54,14 +63,27 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
     preflight(config, Path(config_path).parent)
-    prepare_run_dir(run_dir, resume, force)
+    from .distill import distributed  # torch: only now that a run needs it
+
+    distributed.init_from_env()
+    with distributed.main_first():
+        if distributed.is_main():
+            prepare_run_dir(run_dir, resume, force)
     manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
-    ctx = RunContext(config, Path(config_path), Path(run_dir), manifest)
+    manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
+    ctx = RunContext(config, Path(config_path), Path(run_dir), manifest, resume=resume and not force)
     for stage in STAGES:
         if only and stage not in only:
             continue
-        _run_stage(ctx, stage, skip_if_fresh=resume and not force, log=log)
+        if not distributed.is_main() and stage not in DISTRIBUTED_STAGES:
+            continue  # the other ranks help only where there is training to share
+        _run_stage(ctx, stage, skip_if_fresh=resume and not force, log=log if distributed.is_main() else _quiet)
+    distributed.finish()
     return ctx
+
+
+def _quiet(_message: str) -> None:
+    pass
 
 
 def _run_stage(ctx: RunContext, stage: str, skip_if_fresh: bool, log: Log) -> None:
@@ -82,6 +104,8 @@ def _run_stage(ctx: RunContext, stage: str, skip_if_fresh: bool, log: Log) -> No
         ctx.manifest.mark_failed(stage, "interrupted")
         raise
     seconds = time.perf_counter() - started
+    if stage in DISTRIBUTED_STAGES:
+        distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
     log(f"[{stage}] done in {seconds:.1f} s")
 

@@ -49,3 +49,15 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-m", "edgekd", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _teacher_cache_outside_the_repo(tmp_path_factory):
+    """Runs started by tests cache teacher logits in a temporary folder, not in ./runs/.cache."""
+    previous = os.environ.get("EDGEKD_CACHE_DIR")
+    os.environ["EDGEKD_CACHE_DIR"] = str(tmp_path_factory.mktemp("teacher-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("EDGEKD_CACHE_DIR", None)
+    else:
+        os.environ["EDGEKD_CACHE_DIR"] = previous

@@ -137,7 +137,6 @@ def _as_images(x, where: str) -> np.ndarray:
 
 
 def _imagefolder(folder: Path, image_size: Optional[int]) -> RawData:
-    from PIL import Image
 
     if not folder.is_dir():
         raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class)")

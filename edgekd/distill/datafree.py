@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from ..progress import progress
 from .losses import ensemble_soft_targets, kd_loss
 
 
@@ -122,7 +122,7 @@ def synthesize_and_distill(teachers: Sequence[nn.Module], student: nn.Module, sh
     s_opt = torch.optim.SGD(student.parameters(), lr=s.student_lr, momentum=0.9, weight_decay=5e-4)
     s_sched = torch.optim.lr_scheduler.CosineAnnealingLR(s_opt, T_max=max(1, s.steps))
     started, bn_trace, step = time.perf_counter(), [], 0
-    bar = tqdm(total=s.steps, desc="data-free", leave=False, unit="step", mininterval=0.5)
+    bar = progress(total=s.steps, desc="data-free", unit="step")
     try:
         while step < s.steps and (s.seconds is None or time.perf_counter() - started < s.seconds):
             generator.train()

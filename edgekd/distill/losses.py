@@ -37,3 +37,23 @@ def kd_loss(student_logits: torch.Tensor, soft_targets: torch.Tensor, labels: Op
         return soft
     hard = F.cross_entropy(student_logits.float(), labels)
     return alpha * soft + (1.0 - alpha) * hard
+
+
+def match_spatial(student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average-pool the larger of two (N, C, H, W) maps down to the other's H x W, so stages of different
+    resolution can be compared; (N, C) vectors pass through."""
+    if student_feature.dim() != 4 or teacher_feature.dim() != 4:
+        return student_feature, teacher_feature
+    s_size, t_size = student_feature.shape[-2:], teacher_feature.shape[-2:]
+    if s_size == t_size:
+        return student_feature, teacher_feature
+    if s_size[0] * s_size[1] > t_size[0] * t_size[1]:
+        return F.adaptive_avg_pool2d(student_feature, t_size), teacher_feature
+    return student_feature, F.adaptive_avg_pool2d(teacher_feature, s_size)
+
+
+def hint_loss(adapted_student: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
+    """FitNets-style hint: mean squared error between the adapted student feature and the teacher's
+    (Romero et al. 2015), after matching spatial sizes. The teacher side carries no gradient."""
+    student, teacher = match_spatial(adapted_student.float(), teacher_feature.detach().float())
+    return F.mse_loss(student, teacher)

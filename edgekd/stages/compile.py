@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..bench.accuracy import predict, topk
+from ..bench.accuracy import fidelity, predict, topk
 from ..bench.bundle import write_bundle
 from ..bench.latency import LatencySpec, measure_interleaved
 from ..distill.trainer import predict_logits
@@ -73,8 +73,9 @@ def _threshold(ctx: RunContext, profile) -> float:
     return profile.gate.max_drop if profile.gate.max_drop is not None else ctx.cfg.gate.max_drop
 
 
-def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference_top1: float) -> list[dict[str, Any]]:
-    """Validation accuracy and (where meaningful here) latency of each candidate."""
+def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference: np.ndarray) -> list[dict[str, Any]]:
+    """Validation accuracy, agreement with the fp32 student (`reference` logits) and, where meaningful
+    here, latency of each candidate."""
     backend = get_backend(profile.backend)
     val = ctx.dataset.val
     rows, runners = [], {}
@@ -84,8 +85,11 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
                                "measured": backend.available() and not artifact.rebuild_on_device}
         if row["measured"]:
             session = backend.session(artifact, ctx.cfg.bench.threads or profile.threads)
-            row["val_top1"] = topk(predict(session.run, val.x), val.y)
-            row["val_drop"] = accuracy_drop(reference_top1, row["val_top1"], ctx.cfg.gate.drop_type)
+            logits = predict(session.run, val.x)
+            row["val_top1"] = topk(logits, val.y)
+            row["val_drop"] = accuracy_drop(topk(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type)
+            agreement = fidelity(logits, reference)
+            row["val_agreement"], row["val_cosine"] = agreement["top1_agreement"], agreement["cosine"]
             if profile.latency_measurable_off_device:
                 runners[name] = session.run
         rows.append(row)
@@ -100,7 +104,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
 
 def run(ctx: RunContext) -> StageOutput:
     student = build_student(ctx)
-    val_reference = topk(predict_logits(student, ctx.dataset.val.x), ctx.dataset.val.y)
+    val_logits = predict_logits(student, ctx.dataset.val.x)
     eval_x, eval_y = eval_subset(ctx)
     reference_logits = predict_logits(student, eval_x)
     targets, outputs = {}, []
@@ -110,7 +114,7 @@ def run(ctx: RunContext) -> StageOutput:
         if not candidates:
             raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
                              f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
-        rows = evaluate(ctx, profile, candidates, val_reference)
+        rows = evaluate(ctx, profile, candidates, val_logits)
         best = choose(rows, accuracy_rule(_threshold(ctx, profile)))
         info = _bundle_info(ctx, profile, rows, best)
         bundle = write_bundle(ctx.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info)
@@ -118,7 +122,7 @@ def run(ctx: RunContext) -> StageOutput:
         targets[profile.name] = {"backend": profile.backend, "chosen": rows[best]["name"],
                                  "chosen_precision": rows[best]["precision"], "candidates": rows,
                                  "bundle": str(bundle.relative_to(ctx.run_dir))}
-    return StageOutput(outputs, {"val_reference_top1": val_reference, "targets": targets})
+    return StageOutput(outputs, {"val_reference_top1": topk(val_logits, ctx.dataset.val.y), "targets": targets})
 
 
 def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int) -> dict[str, Any]:
@@ -133,6 +137,7 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
             if recipe else None,
             "runtime_options": row["artifact"]["runtime_options"], "library_versions": library_versions(),
             "build_machine_metrics": {k: row.get(k) for k in ("val_top1", "val_drop", "p50_ms")},
-            "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "p50_ms", "verdict")}
+            "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "val_agreement", "p50_ms",
+                                                 "verdict")}
                           for r in rows],
             "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint}

@@ -38,6 +38,7 @@ class RunContext:
     config_path: Path
     run_dir: Path
     manifest: RunManifest
+    resume: bool = False  # --resume: training stages continue from their last per-epoch checkpoint
 
     @property
     def base_dir(self) -> Path:

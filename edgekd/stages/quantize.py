@@ -15,7 +15,6 @@ import torch
 
 from ..bench.accuracy import topk
 from ..data.calibration import draw, load_recipe
-from ..distill.losses import ensemble_soft_targets
 from ..distill.trainer import predict_logits
 from ..errors import StageError
 from ..gate import accuracy_drop
@@ -134,7 +133,7 @@ def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
 
 
 def _teacher_soft_targets(ctx: RunContext, temperature: float) -> torch.Tensor:
-    """The ensemble's softened outputs over the training split, from the teachers stage's cache."""
-    cached = np.load(ctx.stage_dir("teachers") / "teacher-logits.npy", mmap_mode="r").astype(np.float32)
-    return ensemble_soft_targets(list(torch.from_numpy(cached)), temperature, [t.weight for t in ctx.cfg.teachers],
-                                 ctx.cfg.distill.ensemble)
+    """The ensemble's softened outputs over the training split, from the shared teacher-logit cache."""
+    from .distill import teacher_soft_targets
+
+    return teacher_soft_targets(ctx, temperature)

@@ -1,27 +1,35 @@
-"""Stage 1: make the teacher ensemble ready: load checkpoints or train teachers that have none,
-then cache their logits over the training split for distillation."""
+"""Stage 1: make the teacher ensemble ready: load checkpoints or train teachers that have none (with DDP
+under torchrun), and measure each teacher and the ensemble. Their logits are cached by the distill stage."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..bench.accuracy import topk
+from ..distill import distributed
 from ..distill.losses import ensemble_soft_targets
 from ..distill.trainer import cross_entropy_loss, predict_logits, train
-from ..errors import DataError
-from ..fileio import atomic_path
 from ..models import build_model, count_parameters, save_checkpoint
 from .context import RunContext, StageOutput
 
 
+def trained_path(ctx: RunContext, index: int) -> Path:
+    return ctx.stage_dir("teachers") / f"teacher-{index}.pt"
+
+
+def teacher_checkpoints(ctx: RunContext) -> list[Path]:
+    """The checkpoint file behind each teacher: the configured one, or the one this run trained."""
+    return [Path(spec.checkpoint) if spec.checkpoint else trained_path(ctx, i) for i, spec in enumerate(ctx.cfg.teachers)]
+
+
 def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
     """Teacher modules with their weights: from the config's checkpoint or this run's trained one."""
-    data, folder = ctx.dataset, ctx.stage_dir("teachers")
+    data = ctx.dataset
     teachers = []
     for index, spec in enumerate(ctx.cfg.teachers):
-        trained = folder / f"teacher-{index}.pt"
+        trained = trained_path(ctx, index)
         if not spec.checkpoint and trained.is_file():
             spec = spec.model_copy(update={"checkpoint": str(trained)})
         teachers.append(build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=f"teachers[{index}]").eval())
@@ -32,34 +40,34 @@ def run(ctx: RunContext) -> StageOutput:
     if not ctx.cfg.teachers:  # online distillation: the peers teach each other
         return StageOutput([], {"teachers": [], "ensemble": None})
     data, folder = ctx.dataset, ctx.stage_dir("teachers")
+    device = distributed.device()
     x_train, y_train = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
     outputs, report = [], []
     for index, spec in enumerate(ctx.cfg.teachers):
-        model = build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=f"teachers[{index}]")
-        entry = {"name": f"teacher-{index}", "arch": spec.arch, "params": count_parameters(model)}
+        where = f"teachers[{index}]"
+        torch.manual_seed(ctx.cfg.seed + index)
+        model = build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=where).to(device)
+        entry = {"name": f"teacher-{index}", "arch": spec.arch, "width": spec.width, "params": count_parameters(model)}
         if not spec.checkpoint:
-            torch.manual_seed(ctx.cfg.seed + index)
-            model = build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=f"teachers[{index}]")
+            progress = folder / f"teacher-{index}.progress.pt"
+            _clear_stale_progress(ctx, progress)
             result = train(model, x_train, y_train, spec.train, cross_entropy_loss(), seed=ctx.cfg.seed + index,
-                           desc=f"teacher {index}", checkpoint=folder / f"teacher-{index}.progress.pt")
-            outputs.append(save_checkpoint(model, folder / f"teacher-{index}.pt"))
-            entry.update(train_seconds=round(result.seconds, 2), images_per_second=round(result.images_per_second, 1),
-                         autocast=result.autocast)
-        report.append((entry, model.eval()))
-    logits = [predict_logits(m, data.train.x) for _, m in report]
-    _check_finite(logits)
-    cache = folder / "teacher-logits.npy"
-    with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
-        # float16 halves the cache; logits need no more precision than that for soft targets.
-        np.save(handle, np.stack(logits).astype(np.float16))
-    outputs.append(cache)
-    return StageOutput(outputs, _metrics(ctx, report))
+                           desc=f"teacher {index}", checkpoint=progress, tag=f"{ctx.stage_key('teachers')}|{index}")
+            if distributed.is_main():
+                outputs.append(save_checkpoint(model.cpu(), trained_path(ctx, index)))
+            entry.update(result.summary())
+        report.append((entry, model.cpu().eval()))
+    distributed.barrier()  # the other ranks go on only once rank 0 has written every checkpoint
+    return StageOutput(outputs, _metrics(ctx, report) if distributed.is_main() else {})
 
 
-def _check_finite(logits: list[np.ndarray]) -> None:
-    for index, z in enumerate(logits):
-        if not np.isfinite(z).all():
-            raise DataError(f"teachers[{index}]: outputs contain NaN or Inf; check the checkpoint and the data normalisation")
+def _clear_stale_progress(ctx: RunContext, progress: Path) -> None:
+    """Without --resume training starts over; with it, a teacher killed mid-training continues."""
+    if ctx.resume:
+        return
+    with distributed.main_first():
+        if distributed.is_main():
+            progress.unlink(missing_ok=True)
 
 
 def _metrics(ctx: RunContext, report: list) -> dict:

@@ -40,15 +40,17 @@ class BuildSettings:
         return (batch, *self.input_shape)
 
 
-def settings_from_profile(profile, precision: str, input_name: str, input_shape: list[int]) -> BuildSettings:
-    batches = sorted(profile.batch_sizes)
+def settings_from_profile(profile, precision: str, input_name: str, input_shape: list[int],
+                          fixed_batch: int | None = None) -> BuildSettings:
+    """`fixed_batch`: the ONNX file was exported without a dynamic batch, so that is the only shape."""
+    batches = [fixed_batch] if fixed_batch else sorted(profile.batch_sizes)
     options = profile.runtime_options
     # int8 here means explicit quantization: the QDQ nodes carry the scales, TensorRT fuses them.
     # fp16 stays allowed alongside so layers left in float run in half precision.
     fp16 = precision in ("fp16", "int8") and "fp16" in profile.precisions
     settings = BuildSettings(
         input_name=input_name, input_shape=list(input_shape), min_batch=batches[0],
-        opt_batch=int(options.get("opt_batch", batches[0])), max_batch=batches[-1],
+        opt_batch=fixed_batch or int(options.get("opt_batch", batches[0])), max_batch=batches[-1],
         fp16=fp16, int8=precision == "int8", workspace_mb=int(options.get("workspace_mb", 1024)),
         builder_optimization_level=int(options.get("builder_optimization_level", 3)),
         strongly_typed=bool(options.get("strongly_typed", False)),
@@ -193,7 +195,9 @@ class TensorRTBackend(Backend):
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(out_dir / "model.onnx") as tmp:
             shutil.copyfile(onnx_path, tmp)
-        settings = settings_from_profile(profile, precision, input_spec["name"], input_spec["shape"][1:])
+        batch = input_spec["shape"][0]
+        settings = settings_from_profile(profile, precision, input_spec["name"], input_spec["shape"][1:],
+                                         fixed_batch=batch if isinstance(batch, int) else None)
         self._write_recipe(out_dir, settings, profile.name)
         files = ["model.onnx", "build_settings.json", "build_engine.sh"]
         artifact = Artifact(self.name, precision, out_dir, "model.onnx", files, rebuild_on_device=True,

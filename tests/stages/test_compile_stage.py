@@ -13,12 +13,25 @@ from ..conftest import TINY_CONFIG, run_cli
 
 pytestmark = pytest.mark.slow
 
+MY_BOARD = """
+name: my-board
+backend: ort
+precisions: [int8, fp32]
+quantization: {name: my-u8s8, activation_type: uint8, weight_type: int8, reduce_range: true}
+batch_sizes: [1]
+threads: 1
+latency_measurable_off_device: false
+gate: {max_drop: 50.0}
+"""
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("compile")
     config = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
-    config["targets"] = ["x86-cpu", "intel-cpu", "jetson-orin"]
+    config["targets"] = ["x86-cpu", "intel-cpu", "jetson-orin", "boards/my-board.yaml"]
+    (folder / "boards").mkdir()
+    (folder / "boards" / "my-board.yaml").write_text(MY_BOARD)  # a user's own profile, relative to the config
     (folder / "tiny.yaml").write_text(yaml.safe_dump(config))
     result = run_cli("run", str(folder / "tiny.yaml"), "--out", str(folder / "run"), "--only", "teachers",
                      "--only", "distill", "--only", "export", "--only", "quantize", "--only", "compile")
@@ -40,6 +53,7 @@ def test_every_candidate_has_a_verdict_and_the_shipped_one_is_not_slower_than_fp
         fp32 = next(r for r in rows if r["name"] == "fp32")
         assert chosen["name"] == targets[name]["chosen"] and chosen["p50_ms"] <= fp32["p50_ms"]
         assert all(r["verdict"] for r in rows) and all("val_top1" in r for r in rows)
+        assert next(r for r in rows if r["name"] == "fp32")["val_agreement"] >= 0.99  # ONNX fp32 = the student
 
 
 def test_bundle_manifest_says_why_each_other_candidate_lost(run_dir):
@@ -79,3 +93,10 @@ def test_exported_onnx_carries_preprocessing_labels_and_source_hashes(run_dir):
     assert meta["config_digest"] and meta["dataset_fingerprint"]
     export = json.loads((run_dir / "manifest.json").read_text())["stages"]["export"]["metrics"]
     assert export["parity"]["top1_agreement"] >= 0.99 and export["opset"] >= 17
+
+
+def test_users_own_profile_gets_a_bundle_with_its_recipe(run_dir):
+    manifest = verify_bundle(run_dir / "bundle" / "my-board")
+    assert manifest["profile"]["name"] == "my-board" and manifest["profile"]["threads"] == 1
+    assert manifest["artifact"]["precision"] == "int8"  # first in its profile order, within its gate
+    assert manifest["quantization"]["recipe"]["name"] == "my-u8s8" and manifest["quantization"]["recipe"]["reduce_range"]

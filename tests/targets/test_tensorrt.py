@@ -46,6 +46,16 @@ def test_nvidia_gpu_profile_options_reach_the_settings():
     assert (settings.min_batch, settings.opt_batch, settings.max_batch, settings.workspace_mb) == (1, 8, 32, 4096)
 
 
+def test_fixed_batch_export_pins_the_optimization_profile(tmp_path, monkeypatch):
+    monkeypatch.setattr(TensorRTBackend, "can_build_here", lambda self: False)
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"onnx")
+    artifact = TensorRTBackend().compile(onnx, "fp16", load_profile("nvidia-gpu"), tmp_path / "out",
+                                         {"name": "input", "shape": [2, 3, 32, 32]})
+    settings = artifact.runtime_options["build_settings"]
+    assert (settings["min_batch"], settings["opt_batch"], settings["max_batch"]) == (2, 2, 2)
+
+
 def test_trtexec_line_matches_the_settings():
     settings = settings_from_profile(load_profile("jetson-orin"), "int8", "input", [3, 224, 224])
     assert trtexec_command(settings) == (

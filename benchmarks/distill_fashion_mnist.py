@@ -1,0 +1,179 @@
+"""Fashion-MNIST: does distilling a 3-teacher ensemble beat training the same student from scratch?
+
+Uses the pipeline's own code: the teachers stage (trained once, then reused from the run folder on
+reruns), and the distill stage's distill_student() for every student, with distill.alpha 0 (scratch,
+labels only) or the recipe's alpha (KD on the cached ensemble soft targets), same epochs, same seeds.
+
+    flock /tmp/edgekd-heavy.lock python benchmarks/distill_fashion_mnist.py [--seeds 0 1 2]
+
+Writes benchmarks/results/distill_fashion_mnist.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgekd.config import load_config  # noqa: E402
+from edgekd.environment import describe  # noqa: E402
+from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.manifest import RunManifest  # noqa: E402
+from edgekd.pipeline import run_pipeline  # noqa: E402
+from edgekd.stages.context import RunContext  # noqa: E402
+from edgekd.stages.distill import distill_student  # noqa: E402
+
+CONFIG = ROOT / "benchmarks" / "distill_fashion_mnist.yaml"
+RESULTS = ROOT / "benchmarks" / "results"
+RUN_DIR = ROOT / "runs" / "bench-distill-fashion-mnist"
+TIMING_ROUNDS = 3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
+    parser.add_argument("--config", type=Path, default=CONFIG, help="another recipe (e.g. a smaller smoke test)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    config = load_config(args.config)
+    messages: list[str] = []
+    ctx = run_pipeline(config, args.config, args.run_dir, resume=True, only=["teachers"], log=messages.append)
+    teachers = ctx.manifest.metrics("teachers")
+    teachers["reused"] = any("skipped" in m for m in messages)  # trained by an earlier run of this benchmark
+    runs = {mode: [train_student(ctx, mode, seed) for seed in args.seeds] for mode in ("scratch", "kd")}
+    timing = time_epochs(ctx)
+    result = summarize(teachers, runs, timing, ctx, time.perf_counter() - started, args.seeds)
+    write_json_atomic(args.results / "distill_fashion_mnist.json", result)
+    write_text_atomic(args.results / "distill_fashion_mnist.md", markdown(result))
+    print(markdown(result))
+
+
+def variant(ctx: RunContext, mode: str, seed: int, epochs: int | None = None) -> RunContext:
+    """The benchmark's config with the student seed and alpha of one variant (the data split never changes)."""
+    distill = ctx.cfg.distill
+    train = distill.train if epochs is None else distill.train.model_copy(update={"epochs": epochs})
+    update = {"seed": seed, "alpha": 0.0 if mode == "scratch" else distill.alpha, "train": train}
+    cfg = ctx.cfg.model_copy(update={"distill": distill.model_copy(update=update)})
+    manifest = RunManifest(ctx.run_dir, ctx.manifest.data)
+    manifest.read_only = True  # variants are recorded in the benchmark's results, not in the run's manifest
+    return RunContext(cfg, ctx.config_path, ctx.run_dir, manifest)
+
+
+def train_student(ctx: RunContext, mode: str, seed: int) -> dict:
+    started = time.perf_counter()
+    _, metrics = distill_student(variant(ctx, mode, seed), ctx.run_dir / "variants" / f"{mode}-seed{seed}")
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
+    print(f"{mode} seed {seed}: test top-1 {metrics['test_top1']:.4f} ({metrics['wall_seconds']:.0f} s)", flush=True)
+    return metrics
+
+
+def time_epochs(ctx: RunContext) -> dict:
+    """One-epoch runs of the student alone and of KD on the cached ensemble, interleaved so both see the
+    same machine load; the median of each over the rounds."""
+    seconds: dict[str, list[float]] = {"scratch": [], "kd": []}
+    for round_index in range(TIMING_ROUNDS):
+        for mode in ("scratch", "kd"):
+            folder = ctx.run_dir / "variants" / f"timing-{mode}"
+            _, metrics = distill_student(variant(ctx, mode, 100 + round_index, epochs=1), folder)
+            phase = metrics["phases"]["scratch" if mode == "scratch" else "distill"]
+            seconds[mode].append(phase["epoch_seconds"])
+    return {mode: {"median": round(statistics.median(v), 3), "rounds": v} for mode, v in seconds.items()}
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values)}
+
+
+def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: float, seeds: list[int]) -> dict:
+    scratch = [r["test_top1"] for r in runs["scratch"]]
+    kd = [r["test_top1"] for r in runs["kd"]]
+    ensemble = teachers["ensemble"]["top1"]
+    best_teacher = max(t["top1"] for t in teachers["teachers"])
+    teacher_train_seconds = sum(t.get("seconds", 0.0) for t in teachers["teachers"])
+    gap = ensemble - statistics.mean(scratch)
+    caches = [r["teacher_cache"] for r in runs["kd"]]
+    student_params = runs["kd"][0]["params"]
+    ratio = timing["kd"]["median"] / timing["scratch"]["median"]
+    total_with_teachers = total + (teacher_train_seconds if teachers["reused"] else 0.0)
+    return {
+        "benchmark": "distill_fashion_mnist", "config": _shown(ctx.config_path), "seeds": seeds,
+        "data": {"source": "fashion-mnist", "train_images": len(ctx.dataset.train), "test_images": len(ctx.dataset.test)},
+        "teachers": [{"name": f"{t['name']} ({t['arch']} w{t['width']})", "params": t["params"], "top1": t["top1"]}
+                     for t in teachers["teachers"]],
+        "ensemble": {"params": teachers["ensemble"]["params"], "top1": ensemble, "mode": ctx.cfg.distill.ensemble},
+        "student": {"params": student_params, "arch": f"{ctx.cfg.student.arch} w{ctx.cfg.student.width}",
+                    "fraction_of_ensemble_params": round(student_params / teachers["ensemble"]["params"], 4)},
+        "recipe": {"epochs": ctx.cfg.distill.train.epochs, "temperature": ctx.cfg.distill.temperature,
+                   "alpha_kd": ctx.cfg.distill.alpha, "alpha_scratch": 0.0, "batch_size": ctx.cfg.distill.train.batch_size},
+        "scratch": {"top1": scratch, **_spread(scratch)},
+        "kd": {"top1": kd, **_spread(kd)},
+        "kd_minus_scratch_points": round(100 * (statistics.mean(kd) - statistics.mean(scratch)), 3),
+        "gap_recovered": round((statistics.mean(kd) - statistics.mean(scratch)) / gap, 4) if gap > 0 else None,
+        "epoch_seconds": {"student_alone": timing["scratch"]["median"], "kd_cached": timing["kd"]["median"],
+                          "kd_over_student_alone": round(ratio, 3), "rounds": {k: v["rounds"] for k, v in timing.items()}},
+        "phase_seconds": {
+            "teachers_training": round(teacher_train_seconds, 2),
+            "teachers_reused_from_earlier_run": teachers["reused"],
+            "teacher_cache_fill": caches[0]["teacher_forward_seconds_computed"],
+            "scratch_students": round(sum(r["wall_seconds"] for r in runs["scratch"]), 2),
+            "kd_students": round(sum(r["wall_seconds"] for r in runs["kd"]), 2),
+        },
+        "images_per_second": {"scratch": runs["scratch"][0]["phases"]["scratch"]["images_per_second"],
+                              "kd": runs["kd"][0]["phases"]["distill"]["images_per_second"],
+                              "teachers": [t.get("images_per_second") for t in teachers["teachers"]]},
+        "teacher_cache": {"hits": sum(c["hits"] for c in caches), "misses": sum(c["misses"] for c in caches),
+                          "teacher_forward_seconds_saved": round(sum(c["teacher_forward_seconds_saved"] for c in caches), 2)},
+        "checks": {
+            "ensemble_beats_best_member": ensemble > best_teacher,
+            "kd_beats_scratch_by_0.5_points": statistics.mean(kd) - statistics.mean(scratch) >= 0.005,
+            "student_at_most_a_tenth_of_ensemble": student_params * 10 <= teachers["ensemble"]["params"],
+            "kd_epoch_at_most_1.3x_student_alone": ratio <= 1.3,
+            "under_60_minutes": total_with_teachers <= 3600,
+        },
+        "total_seconds": round(total, 1),
+        "total_seconds_including_teacher_training": round(total_with_teachers, 1),
+        "environment": describe(),
+    }
+
+
+def _shown(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def markdown(r: dict) -> str:
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    lines = ["# Distillation on Fashion-MNIST", "",
+             f"Generated by `benchmarks/distill_fashion_mnist.py` from `{r['config']}` "
+             f"({r['data']['train_images']} training images, {r['data']['test_images']} test images, seeds {r['seeds']}).", "",
+             "| model | params | test top-1 |", "|---|---:|---:|"]
+    lines += [f"| teacher {t['name']} | {t['params']:,} | {pct(t['top1'])} |" for t in r["teachers"]]
+    lines += [f"| ensemble ({r['ensemble']['mode']}) | {r['ensemble']['params']:,} | {pct(r['ensemble']['top1'])} |",
+              f"| student from scratch ({r['student']['arch']}) | {r['student']['params']:,} | "
+              f"{pct(r['scratch']['mean'])} ± {100 * r['scratch']['std']:.2f} |",
+              f"| student with KD | {r['student']['params']:,} | {pct(r['kd']['mean'])} ± {100 * r['kd']['std']:.2f} |", "",
+              f"- KD minus scratch: **{r['kd_minus_scratch_points']:+.2f} points**; gap recovered "
+              f"(KD - scratch) / (ensemble - scratch): **{r['gap_recovered']}**",
+              f"- per seed, scratch: {[pct(v) for v in r['scratch']['top1']]}; KD: {[pct(v) for v in r['kd']['top1']]}",
+              f"- student / ensemble parameters: {r['student']['fraction_of_ensemble_params']}",
+              f"- epoch seconds (median of {len(r['epoch_seconds']['rounds']['kd'])} interleaved rounds): student alone "
+              f"{r['epoch_seconds']['student_alone']} s, KD with the cached 3-teacher ensemble {r['epoch_seconds']['kd_cached']} s "
+              f"(x{r['epoch_seconds']['kd_over_student_alone']})",
+              f"- teacher cache: {r['teacher_cache']['hits']} hits, {r['teacher_cache']['misses']} misses; teacher forward "
+              f"time saved: {r['teacher_cache']['teacher_forward_seconds_saved']} s",
+              f"- seconds per phase: {r['phase_seconds']}",
+              f"- images/second: {r['images_per_second']}",
+              f"- total: {r['total_seconds']} s", "", "## Checks", ""]
+    lines += [f"- {'PASS' if ok else 'FAIL'} {name}" for name, ok in r["checks"].items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
