@@ -43,6 +43,11 @@ class OpenVinoSession:
         self._request.infer()
         return self._request.get_output_tensor(0).data.copy()
 
+    def runtime_latency_ms(self) -> float:
+        """OpenVINO's own timing of the last infer() (InferRequest.latency, ms): what benchmark_app reports.
+        edgekd.bench records it beside the wall-clock time, which also counts the Python call and copies."""
+        return float(self._request.latency)
+
 
 class OpenVinoBackend(Backend):
     name = "openvino"
