@@ -11,7 +11,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import ConfigError, ModelError
 from ..fileio import atomic_path
-from ..refs import is_reference, resolve
+from ..refs import call, is_reference
 from .zoo import BUILTIN_MODELS
 
 
@@ -24,7 +24,7 @@ def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: in
     elif spec.arch.startswith("torchvision:"):
         model = _torchvision(spec, num_classes, where)
     elif is_reference(spec.arch):
-        model = resolve(spec.arch, base_dir, what=f"{where}.arch")(**_factory_kwargs(spec, input_shape, num_classes))
+        model = call(spec.arch, base_dir, what=f"{where}.arch", **_factory_kwargs(spec, input_shape, num_classes))
         if not isinstance(model, nn.Module):
             raise ConfigError(f"{where}.arch '{spec.arch}': the factory returned {type(model).__name__}, not a torch.nn.Module")
     else:
