@@ -52,7 +52,7 @@ def open_run(config_path: Path, run_dir: Path) -> RunContext:
     """The pipeline's run, made or completed up to the export stage when needed."""
     manifest = run_dir / "manifest.json"
     if not manifest.is_file() or not (run_dir / "03-export" / "student-fp32.onnx").is_file():
-        api.run(config_path, out=run_dir, resume=manifest.is_file(), only=None)
+        api.run(config_path, out=run_dir, resume=manifest.is_file(), only=["teachers", "distill", "export"])
     cfg = load_config(config_path)
     return RunContext(cfg, config_path, run_dir, RunManifest.open(run_dir, cfg.digest(), str(config_path)))
 

@@ -73,9 +73,13 @@ def _read_report(path: str | Path) -> dict[str, Any]:
 def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
     """The same artifacts in two reports (two machines or two versions) side by side, with ratios."""
     from .bench.compare import compare_reports
-    from .fileio import read_json
 
-    return compare_reports(read_json(report_a), read_json(report_b))
+    a, b = _read_report(report_a), _read_report(report_b)
+    try:
+        return compare_reports(a, b)
+    except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
+        raise ArtifactError(f"{report_a} or {report_b}: malformed report ({type(exc).__name__}: {exc}); "
+                            "regenerate it with edgekd bench") from None
 
 
 def compile(bundle: str | Path, target: str | None = None) -> dict[str, Any]:

@@ -11,6 +11,9 @@ import numpy as np
 from ..progress import progress
 
 Runner = Callable[[np.ndarray], np.ndarray]
+# The runtime's own timing of the last run in ms, where it keeps one (OpenVINO's InferRequest.latency):
+# inference without the Python call and input/output copies, the number benchmark_app and trtexec report.
+RuntimeClock = Callable[[], float]
 CV_WARNING = 0.10
 
 
@@ -35,6 +38,8 @@ class LatencyStats:
     std_ms: float
     cv: float
     throughput_ips: float
+    runtime_p50_ms: float | None = None  # from the RuntimeClock; p50_ms is the wall-clock time the caller sees
+    runtime_p99_ms: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -44,13 +49,14 @@ class LatencyStats:
         return self.cv > CV_WARNING
 
 
-def summarize(samples_ms: list[float], batch_size: int, first_ms: float) -> LatencyStats:
+def summarize(samples_ms: list[float], batch_size: int, first_ms: float, runtime_ms: list[float] | None = None) -> LatencyStats:
     ordered = np.sort(np.asarray(samples_ms))
     mean = float(ordered.mean())
     std = float(ordered.std(ddof=1)) if len(ordered) > 1 else 0.0
     pct = lambda q: float(np.percentile(ordered, q))  # noqa: E731
+    runtime = [float(np.percentile(runtime_ms, q)) for q in (50, 99)] if runtime_ms else [None, None]
     return LatencyStats(batch_size, len(ordered), first_ms, pct(50), pct(90), pct(99), mean, std,
-                        std / mean if mean else 0.0, batch_size * 1000.0 / statistics.median(ordered))
+                        std / mean if mean else 0.0, batch_size * 1000.0 / statistics.median(ordered), *runtime)
 
 
 def _timed(run: Runner, batch: np.ndarray) -> float:
@@ -70,12 +76,13 @@ def _warm_up(run: Runner, batch: np.ndarray, spec: LatencySpec) -> float:
     return first
 
 
-def measure_interleaved(runners: dict[str, Runner], batch: np.ndarray, spec: LatencySpec,
-                        desc: str = "latency") -> dict[str, LatencyStats]:
+def measure_interleaved(runners: dict[str, Runner], batch: np.ndarray, spec: LatencySpec, desc: str = "latency",
+                        runtime_clocks: dict[str, RuntimeClock] | None = None) -> dict[str, LatencyStats]:
     """Time every runner in rounds, rotating the order, so machine drift hits all of them alike."""
-    names = list(runners)
+    names, clocks = list(runners), runtime_clocks or {}
     first = {name: _warm_up(runners[name], batch, spec) for name in names}
     samples: dict[str, list[float]] = {name: [] for name in names}
+    runtime: dict[str, list[float]] = {name: [] for name in clocks}
     per_round_runs = max(1, -(-spec.runs // spec.rounds))
     per_round_seconds = spec.min_seconds / spec.rounds
     for round_index in progress(range(spec.rounds), desc=desc, unit="round"):
@@ -84,4 +91,6 @@ def measure_interleaved(runners: dict[str, Runner], batch: np.ndarray, spec: Lat
             started = time.perf_counter()
             while len(samples[name]) < per_round_runs * (round_index + 1) or time.perf_counter() - started < per_round_seconds:
                 samples[name].append(_timed(runners[name], batch))
-    return {name: summarize(samples[name], len(batch), first[name]) for name in names}
+                if name in clocks:
+                    runtime[name].append(clocks[name]())
+    return {name: summarize(samples[name], len(batch), first[name], runtime.get(name)) for name in names}

@@ -61,7 +61,7 @@ def threads_used(session: Any) -> int | None:
 
 def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, reference_logits: np.ndarray,
                  spec: LatencySpec, batch_sizes: Sequence[int] = (1,), memory: bool = True) -> list[dict[str, Any]]:
-    rows, runners = [], {}
+    rows, runners, clocks = [], {}, {}
     for candidate in candidates:
         row = describe(candidate)
         backend = get_backend(candidate.artifact.backend)
@@ -80,18 +80,21 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         row.update(accuracy_metrics(logits, y), fidelity=fidelity(logits, reference_logits))
         if candidate.time_latency:
             runners[candidate.name] = session.run
+            if hasattr(session, "runtime_latency_ms"):
+                clocks[candidate.name] = session.runtime_latency_ms
         rows.append(row)
-    _add_latency(rows, runners, x, spec, batch_sizes)
+    _add_latency(rows, runners, clocks, x, spec, batch_sizes)
     if memory:
         _add_memory(rows, candidates, x)
     return rows
 
 
-def _add_latency(rows: list[dict], runners: dict, x: np.ndarray, spec: LatencySpec, batch_sizes: Sequence[int]) -> None:
+def _add_latency(rows: list[dict], runners: dict, clocks: dict, x: np.ndarray, spec: LatencySpec,
+                 batch_sizes: Sequence[int]) -> None:
     if not runners:
         return
     for size in sorted(set(batch_sizes) | {1}):
-        stats = measure_interleaved(runners, as_batch(x, size), spec, desc=f"latency batch {size}")
+        stats = measure_interleaved(runners, as_batch(x, size), spec, desc=f"latency batch {size}", runtime_clocks=clocks)
         for row in rows:
             if row["artifact"] in stats:
                 row.setdefault("latency", {})[f"batch{size}"] = stats[row["artifact"]].to_json()

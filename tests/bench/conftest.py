@@ -33,7 +33,8 @@ def tiny_classifier(path: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return weight, bias
 
 
-def make_bundle(root: Path, target: str = "x86-cpu", samples: int = 64, seed: int = 0, label_noise: float = 0.1) -> Path:
+def make_bundle(root: Path, target: str = "x86-cpu", samples: int = 64, seed: int = 0, label_noise: float = 0.1,
+                backend: str = "ort") -> Path:
     model_dir = root / f"model-{target}"
     model_dir.mkdir(parents=True)
     weight, bias = tiny_classifier(model_dir / "model.onnx", seed)
@@ -44,6 +45,12 @@ def make_bundle(root: Path, target: str = "x86-cpu", samples: int = 64, seed: in
     flip = rng.random(samples) < label_noise  # a few wrong labels so top-1 is not trivially 100%
     y[flip] = (y[flip] + 1) % CLASSES
     artifact = Artifact("ort", "fp32", model_dir, "model.onnx", ["model.onnx"], runtime_options={"threads": 1})
+    if backend == "openvino":
+        ov = pytest.importorskip("openvino")
+        ov.save_model(ov.convert_model(str(model_dir / "model.onnx")), str(model_dir / "model.xml"), compress_to_fp16=False)
+        artifact = Artifact("openvino", "fp32", model_dir, "model.xml", ["model.xml", "model.bin"],
+                            runtime_options={"device": "CPU", "config": {"INFERENCE_PRECISION_HINT": "f32",
+                                                                         "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1}})
     info = {"target": target, "run": "tiny", "profile": {"gate": {"max_drop": 1.0}}}
     return write_bundle(root / "bundle" / target, artifact, x, y, reference, info)
 

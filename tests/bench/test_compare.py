@@ -13,7 +13,8 @@ def _report(cpu: str, p50: float, kb: float, top1: float, sha: str = "s" * 64, e
     rows = [{"artifact": "x86-cpu/int8", "p50_ms": p50, "bytes": int(kb * 1024), "top1": top1}]
     if extra:
         rows.append({"artifact": "intel-cpu/fp32", "p50_ms": 1.0, "bytes": 1024, "top1": 0.9})
-    return {"run": "r", "created": "t", "environment": {"cpu": {"model": cpu}}, "eval_set": {"sha256": sha}, "rows": rows}
+    return {"schema": "edgekd.report/1", "run": "r", "created": "t", "environment": {"cpu": {"model": cpu}},
+            "eval_set": {"sha256": sha}, "rows": rows}
 
 
 def test_ratios_are_b_over_a_and_top1_delta_in_points():
