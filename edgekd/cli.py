@@ -4,8 +4,12 @@ Exit codes: 0 success, 1 a failed gate, 2 bad input (one line, no traceback; --d
 """
 from __future__ import annotations
 
+import shlex
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -25,8 +29,26 @@ class _Group(click.Group):
             click.echo(f"edgekd: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("edgekd: interrupted; finished stages are kept. Continue with: edgekd run CONFIG --resume", err=True)
+            click.echo("edgekd: interrupted", err=True)
             ctx.exit(130)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler's time limit, `kill`) like Ctrl-C: the stage is marked interrupted
+    in the manifest and the resume command is printed, instead of dying mid-write."""
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,7 +84,15 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
     from .bench.report import terminal_table
     from .fileio import read_json
 
-    ctx = api.run(config, out, resume=resume, force=force, only=list(only) or None, log=lambda m: click.echo(m, err=True))
+    resume_cmd = " ".join(["edgekd run", shlex.quote(str(config)), *(["--out", shlex.quote(str(out))] if out else []), "--resume"])
+    try:
+        with _sigterm_as_interrupt():
+            ctx = api.run(config, out, resume=resume, force=force, only=list(only) or None,
+                          log=lambda m: click.echo(m, err=True))
+    except KeyboardInterrupt:
+        click.echo("edgekd: interrupted; finished stages and the last finished epoch are kept. "
+                   f"Continue with: {resume_cmd}", err=True)
+        sys.exit(130)
     report_path = ctx.run_dir / "report.json"
     if report_path.is_file() and (ctx.run_dir / "gate.json").is_file():
         gate = read_json(ctx.run_dir / "gate.json")

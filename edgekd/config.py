@@ -210,23 +210,39 @@ class PipelineConfig(Strict):
 
 def load_config(path: str | Path) -> PipelineConfig:
     path = Path(path)
+    raw = read_yaml_mapping(path, "config file", "sections (data, teachers, student, ...)")
+    return validate_config(raw, source=str(path))
+
+
+def read_yaml_mapping(path: Path, kind: str, expected: str = "keys") -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping: configs, target profiles, calibration recipes.
+
+    yaml.safe_load only: tags such as !!python/object are refused, nothing in the file is run.
+    """
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: {kind} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+        raise ConfigError(f"{path}: cannot read the {kind} ({exc})") from None
     try:
         raw = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(f"{path}: not valid YAML{_line(exc)}: a tag such as !!python/... is refused, "
+                          f"a {kind} is plain data (yaml.safe_load)") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}; check indentation and quoting") from None
+        raise ConfigError(f"{path}: not valid YAML{_line(exc)}; check indentation and quoting") from None
     except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a pipeline config; check the brackets") from None
+        raise ConfigError(f"{path}: nested too deeply to be a {kind}; check the brackets") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (data, teachers, student, ...), got {type(raw).__name__}")
-    return validate_config(raw, source=str(path))
+        raise ConfigError(f"{path}: expected a mapping of {expected}, got {type(raw).__name__}")
+    return raw
+
+
+def _line(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}" if mark else ""
 
 
 def validate_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,12 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
 def file_record(path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
     """Path (relative to root when given), sha256 and size: how every artifact is recorded."""
     path = Path(path)
-    shown = path.relative_to(root).as_posix() if root else str(path)
+    shown = str(path)
+    if root:
+        try:
+            shown = path.resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:  # an input from outside the run folder (the user's checkpoint): where it is
+            shown = str(path.resolve())
     return {"path": shown, "sha256": sha256_of(path), "bytes": path.stat().st_size}
 
 
@@ -47,6 +53,25 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def atomic_files(folder: str | Path) -> Iterator[Path]:
+    """Yield a scratch folder inside `folder` for a tool that writes several files (OpenVINO's .xml
+    and .bin); if the block succeeds, rename each into `folder`, so none is ever seen half-written.
+
+    The renames are atomic one by one, not as a set: a crash between them leaves a new file beside
+    an old one, which the manifest's sha256 check then reports as modified and the stage reruns.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    try:
+        yield scratch
+        for path in sorted(scratch.iterdir()):
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def write_text_atomic(target: str | Path, text: str) -> Path:

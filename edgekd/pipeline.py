@@ -4,12 +4,14 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 from .config import PipelineConfig, load_config
 from .errors import ConfigError, EdgeKDError, StageError, TargetError
+from .fileio import write_text_atomic
 from .manifest import RunManifest
 from .stages.context import STAGES, RunContext
 
@@ -69,15 +71,19 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     with distributed.main_first():
         if distributed.is_main():
             prepare_run_dir(run_dir, resume, force)
-    manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
-    manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
-    ctx = RunContext(config, Path(config_path), Path(run_dir), manifest, resume=resume and not force)
-    for stage in STAGES:
-        if only and stage not in only:
-            continue
-        if not distributed.is_main() and stage not in DISTRIBUTED_STAGES:
-            continue  # the other ranks help only where there is training to share
-        _run_stage(ctx, stage, skip_if_fresh=resume and not force, log=log if distributed.is_main() else _quiet)
+    with exclusive(run_dir, distributed.is_main()):
+        manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
+        manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
+        if distributed.is_main():
+            manifest.save()  # from now on the folder holds a run: a rerun needs --resume or --force, even after a crash
+        ctx = RunContext(config, Path(config_path), Path(run_dir), manifest, resume=resume and not force)
+        for stage in STAGES:
+            if only and stage not in only:
+                continue
+            if not distributed.is_main() and stage not in DISTRIBUTED_STAGES:
+                continue  # the other ranks help only where there is training to share
+            _run_stage(ctx, stage, resume=resume and not force, force=force,
+                       log=log if distributed.is_main() else _quiet)
     distributed.finish()
     return ctx
 
@@ -86,12 +92,42 @@ def _quiet(_message: str) -> None:
     pass
 
 
-def _run_stage(ctx: RunContext, stage: str, skip_if_fresh: bool, log: Log) -> None:
+@contextmanager
+def exclusive(run_dir: Path, main_process: bool = True) -> Iterator[None]:
+    """Hold an advisory lock on the run folder, so two runs cannot write into the same one at once.
+
+    The kernel drops a flock when its process dies, even by SIGKILL: a crash never leaves a stale lock.
+    Under torchrun only rank 0 takes it: the other ranks belong to the same run.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; runs into one folder are then the user's to keep apart
+        fcntl = None
+    if fcntl is None or not main_process:
+        yield
+        return
+    with open(run_dir / ".edgekd.lock", "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(f"{run_dir}: another edgekd run is writing into this folder; wait for it to finish, "
+                              "or choose another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log) -> None:
     key = ctx.stage_key(stage)
-    if skip_if_fresh and ctx.manifest.is_fresh(stage, key):
+    if resume and ctx.manifest.is_fresh(stage, key):
         log(f"[{stage}] up to date, skipped (--resume)")
         return
     _require_earlier(ctx, stage)
+    if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
+        _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
+    if stage in DISTRIBUTED_STAGES:
+        distributed_barrier()  # stale progress is gone before any rank looks for it
     log(f"[{stage}] running")
     module = importlib.import_module(f"edgekd.stages.{stage}")
     started = time.perf_counter()
@@ -107,7 +143,27 @@ def _run_stage(ctx: RunContext, stage: str, skip_if_fresh: bool, log: Log) -> No
     if stage in DISTRIBUTED_STAGES:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
+    if not ctx.manifest.read_only:
+        _clear_progress(ctx.stage_dir(stage))
     log(f"[{stage}] done in {seconds:.1f} s")
+
+
+# Training writes `*.progress.pt` each epoch; a stage continues from them only when they were made
+# under the same stage key (same config sections as now). The key they belong to is kept beside them.
+_PROGRESS_GLOB, _PROGRESS_KEY = "*.progress.pt", ".progress-key"
+
+
+def _keep_progress_only_for(stage_dir: Path, key: str, start_over: bool) -> None:
+    key_file = stage_dir / _PROGRESS_KEY
+    recorded = key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else None
+    if start_over or recorded != key:
+        _clear_progress(stage_dir)
+    write_text_atomic(key_file, key)
+
+
+def _clear_progress(stage_dir: Path) -> None:
+    for path in [*stage_dir.glob(_PROGRESS_GLOB), stage_dir / _PROGRESS_KEY]:
+        path.unlink(missing_ok=True)
 
 
 def _require_earlier(ctx: RunContext, stage: str) -> None:
@@ -115,6 +171,9 @@ def _require_earlier(ctx: RunContext, stage: str) -> None:
         entry = ctx.manifest.stage(earlier)
         if not entry or entry.get("status") != "done":
             raise StageError(f"stage '{stage}' needs '{earlier}' first; run without --only, or add --only {earlier}")
+        if not ctx.manifest.is_fresh(earlier, ctx.stage_key(earlier)):
+            raise StageError(f"stage '{stage}' needs '{earlier}' redone: its config changed or its files were modified "
+                             f"since it ran; run with --resume (or add --only {earlier})")
 
 
 def run_from_file(config_path: str | os.PathLike, out: Optional[str] = None, **kwargs) -> RunContext:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, EdgeKDError
 
 
 def is_reference(text: str) -> bool:
@@ -34,11 +34,31 @@ def resolve(reference: str, base_dir: str | Path | None = None, what: str = "ref
     return target
 
 
+def call(reference: str, base_dir: str | Path | None = None, what: str = "reference", **kwargs: Any) -> Any:
+    """Resolve and call a factory the user named; an exception in their code becomes one line naming
+    the config field (the full traceback stays available with --debug)."""
+    factory = resolve(reference, base_dir, what)
+    try:
+        return factory(**kwargs)
+    except EdgeKDError:
+        raise
+    except Exception as exc:  # the user's own code can raise anything
+        raise ConfigError(f"{what} '{reference}': the function raised {_describe(exc)}; "
+                          "fix it, or rerun with --debug for the traceback") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    first = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def _import(name: str, what: str):
     try:
         return importlib.import_module(name)
     except ImportError as exc:
         raise ConfigError(f"{what} '{name}': cannot import ({exc}); is the module on PYTHONPATH?") from None
+    except Exception as exc:  # the module itself fails while importing
+        raise ConfigError(f"{what} '{name}': importing it raised {_describe(exc)}; rerun with --debug for the traceback") from exc
 
 
 def _load_file(file_part: str, base_dir: str | Path | None, what: str):
@@ -53,5 +73,10 @@ def _load_file(file_part: str, base_dir: str | Path | None, what: str):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a syntax error or a failing top-level statement in the user's file
+        del sys.modules[name]
+        raise ConfigError(f"{what} '{file_part}': loading it raised {_describe(exc)}; "
+                          "rerun with --debug for the traceback") from exc
     return module

@@ -5,10 +5,9 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-import yaml
 from pydantic import Field, ValidationError
 
-from ..config import Strict, describe_validation_error
+from ..config import Strict, describe_validation_error, read_yaml_mapping
 from ..errors import ConfigError, DataError
 from ..resources import builtin_dir
 from .datasets import Dataset, Split, split_hash
@@ -32,7 +31,7 @@ def load_recipe(name_or_path: str) -> CalibrationRecipe:
     if not path.is_file():
         known = sorted(p.stem for p in builtin_dir("calibration").glob("*.yaml"))
         raise ConfigError(f"quantize.calibration '{name_or_path}': no such recipe; built-in recipes: {', '.join(known)}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = read_yaml_mapping(path, "calibration recipe")
     try:
         return CalibrationRecipe.model_validate(raw)
     except ValidationError as exc:

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DataError
-from ..refs import is_reference, resolve
+from ..refs import call, is_reference
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
@@ -137,7 +137,6 @@ def _as_images(x, where: str) -> np.ndarray:
 
 
 def _imagefolder(folder: Path, image_size: Optional[int]) -> RawData:
-
     if not folder.is_dir():
         raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class)")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -170,7 +169,7 @@ def _read_image(file: Path, image_size: Optional[int]) -> np.ndarray:
 
 
 def _factory(reference: str, base_dir: Optional[Path]) -> RawData:
-    result = resolve(reference, base_dir, what="data.source")()
+    result = call(reference, base_dir, what="data.source")
     if isinstance(result, dict):
         return _from_arrays(result.get("x"), result.get("y"), result.get("test_x"), result.get("test_y"), reference, result.get("classes"))
     if isinstance(result, (tuple, list)) and len(result) == 2:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pickle
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..environment import has_cpu_flag
+from ..errors import StageError
 from ..fileio import atomic_path
 from ..progress import progress
 from . import distributed
@@ -146,13 +149,20 @@ def _resume(checkpoint: Optional[Path], tag: str, model, optimizer, schedule) ->
     """Continue from the last finished epoch of this same job; a checkpoint of another job is ignored."""
     if checkpoint is None or not checkpoint.is_file():
         return 0
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if state.get("tag") != tag:
-        return 0
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    return int(state["epoch"])
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state.get("tag") != tag:
+            return 0
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        epoch = int(state["epoch"])
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, EOFError, pickle.UnpicklingError) as exc:
+        raise StageError(f"{checkpoint}: cannot resume from this progress checkpoint ({str(exc).splitlines()[0][:120]}); "
+                         "delete it, or run with --force to start the stage over") from None
+    if distributed.is_main():
+        print(f"{checkpoint.name}: resuming after epoch {epoch}", file=sys.stderr, flush=True)  # before any bar starts
+    return epoch
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from ..bench.accuracy import topk
 from ..data.calibration import draw, load_recipe
 from ..distill.trainer import predict_logits
 from ..errors import StageError
+from ..fileio import atomic_path
 from ..gate import accuracy_drop
 from ..quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from ..quant.ptq import quantize_qdq
@@ -80,7 +81,8 @@ def run(ctx: RunContext) -> StageOutput:
         flavour = json.dumps(recipe.model_dump(exclude={"name"}), sort_keys=True)
         if flavour in made:  # same formats under another name (e.g. x86 VNNI and OpenVINO): reuse the model
             path, info = int8_path(ctx, name), {**made[flavour][1], "same_model_as": made[flavour][2]}
-            shutil.copyfile(made[flavour][0], path)
+            with atomic_path(path) as tmp:
+                shutil.copyfile(made[flavour][0], tmp)
         else:
             path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
             made[flavour] = (path, info, name)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError
+from ..fileio import atomic_files
 from .base import Artifact, Backend
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -65,7 +66,8 @@ class OpenVinoBackend(Backend):
             model = ov.convert_model(str(onnx_path))
         except Exception as exc:
             raise ArtifactError(f"{onnx_path}: OpenVINO cannot convert it ({str(exc).splitlines()[0][:160]})") from None
-        ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=compress)
+        with atomic_files(out_dir) as scratch:
+            ov.save_model(model, str(scratch / "model.xml"), compress_to_fp16=compress)
         config = {"INFERENCE_PRECISION_HINT": precision_hint(precision, profile),
                   "PERFORMANCE_HINT": profile.runtime_options.get("performance_hint", "LATENCY")}
         if profile.threads:

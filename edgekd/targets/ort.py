@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError
+from ..fileio import atomic_path
 from .base import Artifact, Backend
 
 
@@ -55,7 +56,8 @@ class OrtBackend(Backend):
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
         self.require()
         out_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(onnx_path, out_dir / "model.onnx")
+        with atomic_path(out_dir / "model.onnx") as tmp:
+            shutil.copyfile(onnx_path, tmp)
         return Artifact(self.name, precision, out_dir, "model.onnx", ["model.onnx"],
                         runtime_options={"threads": profile.threads, "providers": ["CPUExecutionProvider"],
                                          "session_options": session_options(profile.threads)})
@@ -97,8 +99,6 @@ class OrtArm64Backend(OrtBackend):
 
 def save_ort_format(onnx_path: Path, ort_path: Path) -> Path:
     import onnxruntime as ort
-
-    from ..fileio import atomic_path
 
     with atomic_path(ort_path) as tmp:
         _save_ort(ort, onnx_path, tmp)

@@ -4,10 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
-from ..config import Strict, describe_validation_error
+from ..config import Strict, describe_validation_error, read_yaml_mapping
 from ..errors import ConfigError, TargetError
 from ..resources import builtin_dir
 
@@ -62,12 +61,7 @@ def list_profiles() -> list[TargetProfile]:
 
 def load_profile(name_or_path: str, base_dir: Path | None = None) -> TargetProfile:
     path = _find(name_or_path, base_dir)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: not valid YAML") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a target profile must be a mapping")
+    raw = read_yaml_mapping(path, "target profile")
     try:
         profile = TargetProfile.model_validate(raw)
     except ValidationError as exc:

@@ -48,6 +48,15 @@ def test_missing_config_file(tmp_path):
     assert_one_line_error(invoke("run", tmp_path / "nope.yaml"), "nope.yaml", "config file not found")
 
 
+def test_yaml_tags_that_would_run_code_are_refused(tmp_path):
+    marker = tmp_path / "code-ran"
+    config = tmp_path / "tagged.yaml"
+    config.write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\nteachers: [{{arch: mlp}}]\n"
+                      "student: {arch: mlp}\n", encoding="utf-8")
+    assert_one_line_error(invoke("run", config), "tagged.yaml", "not valid YAML at line 1", "!!python", "refused")
+    assert not marker.exists()
+
+
 # ---- data -----------------------------------------------------------------------------------
 
 
@@ -129,6 +138,33 @@ def test_checkpoint_made_for_three_channel_images(tmp_path):
                           "(16, 192)", "(16, 64)")
 
 
+def test_user_model_factory_that_raises(tmp_path):
+    (tmp_path / "usermodels.py").write_text("def broken(num_classes):\n    raise ValueError('depth must be even')\n",
+                                            encoding="utf-8")
+    config = write_config(tmp_path, student={"arch": "usermodels.py:broken", "width": None})
+    assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "student.arch 'usermodels.py:broken'",
+                          "ValueError: depth must be even", "--debug")
+
+
+def test_user_data_file_with_a_syntax_error(tmp_path):
+    (tmp_path / "mydata.py").write_text("def load(:\n    pass\n", encoding="utf-8")
+    config = write_config(tmp_path, data={"source": "mydata.py:load"})
+    assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "data.source 'mydata.py'", "SyntaxError")
+
+
+def test_imagefolder_with_a_corrupt_image(tmp_path):
+    from PIL import Image
+
+    for label in ("cat", "dog"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "images" / label / f"{i}.png")
+    (tmp_path / "images" / "dog" / "9.png").write_bytes(b"\x89PNG not really")
+    config = write_config(tmp_path, data={"source": "imagefolder", "path": str(tmp_path / "images")})
+    assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "dog/9.png", "not a readable image",
+                          "remove or replace it")
+
+
 # ---- checkpoints ----------------------------------------------------------------------------
 
 
@@ -168,6 +204,20 @@ def test_unknown_calibration_recipe_is_refused_before_any_training(tmp_path):
     config = write_config(tmp_path, quantize={"calibration": "train-999"})
     assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "quantize.calibration 'train-999'",
                           "train-64")
+    assert not (tmp_path / "run" / "01-teachers").exists()
+
+
+def test_own_target_profile_that_is_not_valid_yaml(tmp_path):
+    (tmp_path / "my-device.yaml").write_text("name: my-device\nbackend: [ort\n", encoding="utf-8")
+    config = write_config(tmp_path, targets=["my-device.yaml"])
+    assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "targets[0]", "my-device.yaml",
+                          "not valid YAML at line")
+
+
+def test_own_calibration_recipe_that_is_not_a_mapping(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("- 64\n- train\n", encoding="utf-8")
+    config = write_config(tmp_path, quantize={"calibration": str(tmp_path / "recipe.yaml")})
+    assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "recipe.yaml", "expected a mapping", "got list")
     assert not (tmp_path / "run" / "01-teachers").exists()
 
 
@@ -305,3 +355,21 @@ def test_gate_a_report_cut_short(tmp_path, finished_run):
     del report["rows"]
     write_json_atomic(tmp_path / "report.json", report)
     assert_one_line_error(invoke("gate", tmp_path / "report.json"), "report.json", "malformed report", "regenerate")
+
+
+def test_compare_a_file_that_is_not_a_report(tmp_path, finished_run):
+    (tmp_path / "notes.json").write_text('{"hello": 1}', encoding="utf-8")
+    assert_one_line_error(invoke("compare", finished_run / "report.json", tmp_path / "notes.json"), "notes.json",
+                          "not an edgekd report")
+
+
+def test_compile_a_folder_that_is_not_a_bundle(tmp_path):
+    assert_one_line_error(invoke("compile", tmp_path), str(tmp_path), "not a bundle")
+
+
+def test_debug_flag_shows_the_traceback_as_well(tmp_path):
+    config = write_config(tmp_path, distil={"temperature": 2.0})
+    result = invoke("--debug", "run", config)
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("edgekd: error: ")
