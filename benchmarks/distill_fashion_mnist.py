@@ -30,7 +30,8 @@ from edgekd.stages.distill import distill_student  # noqa: E402
 CONFIG = ROOT / "benchmarks" / "distill_fashion_mnist.yaml"
 RESULTS = ROOT / "benchmarks" / "results"
 RUN_DIR = ROOT / "runs" / "bench-distill-fashion-mnist"
-TIMING_ROUNDS = 3
+TIMING_ROUNDS = 5
+TIMING_EPOCHS = 3  # per round; the trainer reports the median epoch, which drops a round's load spikes
 
 
 def main() -> None:
@@ -74,16 +75,16 @@ def train_student(ctx: RunContext, mode: str, seed: int) -> dict:
 
 
 def time_epochs(ctx: RunContext) -> dict:
-    """One-epoch runs of the student alone and of KD on the cached ensemble, interleaved so both see the
-    same machine load; the median of each over the rounds."""
+    """Short runs of the student alone and of KD on the cached ensemble, interleaved so both see the same
+    machine load: per round the median epoch of the run, then the median over the rounds (and the fastest)."""
     seconds: dict[str, list[float]] = {"scratch": [], "kd": []}
     for round_index in range(TIMING_ROUNDS):
         for mode in ("scratch", "kd"):
             folder = ctx.run_dir / "variants" / f"timing-{mode}"
-            _, metrics = distill_student(variant(ctx, mode, 100 + round_index, epochs=1), folder)
+            _, metrics = distill_student(variant(ctx, mode, 100 + round_index, epochs=TIMING_EPOCHS), folder)
             phase = metrics["phases"]["scratch" if mode == "scratch" else "distill"]
             seconds[mode].append(phase["epoch_seconds"])
-    return {mode: {"median": round(statistics.median(v), 3), "rounds": v} for mode, v in seconds.items()}
+    return {mode: {"median": round(statistics.median(v), 3), "min": min(v), "rounds": v} for mode, v in seconds.items()}
 
 
 def _spread(values: list[float]) -> dict:
@@ -101,6 +102,8 @@ def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: 
     caches = [r["teacher_cache"] for r in runs["kd"]]
     student_params = runs["kd"][0]["params"]
     ratio = timing["kd"]["median"] / timing["scratch"]["median"]
+    # On a shared machine rounds are bimodal (quiet or loaded); the fastest rounds show the undisturbed cost.
+    fastest_ratio = timing["kd"]["min"] / timing["scratch"]["min"]
     total_with_teachers = total + (teacher_train_seconds if teachers["reused"] else 0.0)
     return {
         "benchmark": "distill_fashion_mnist", "config": _shown(ctx.config_path), "seeds": seeds,
@@ -117,7 +120,9 @@ def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: 
         "kd_minus_scratch_points": round(100 * (statistics.mean(kd) - statistics.mean(scratch)), 3),
         "gap_recovered": round((statistics.mean(kd) - statistics.mean(scratch)) / gap, 4) if gap > 0 else None,
         "epoch_seconds": {"student_alone": timing["scratch"]["median"], "kd_cached": timing["kd"]["median"],
-                          "kd_over_student_alone": round(ratio, 3), "rounds": {k: v["rounds"] for k, v in timing.items()}},
+                          "kd_over_student_alone": round(ratio, 3), "rounds": {k: v["rounds"] for k, v in timing.items()},
+                          "fastest": {k: v["min"] for k, v in timing.items()},
+                          "kd_over_student_alone_fastest": round(fastest_ratio, 3)},
         "phase_seconds": {
             "teachers_training": round(teacher_train_seconds, 2),
             "teachers_reused_from_earlier_run": teachers["reused"],
@@ -135,6 +140,7 @@ def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: 
             "kd_beats_scratch_by_0.5_points": statistics.mean(kd) - statistics.mean(scratch) >= 0.005,
             "student_at_most_a_tenth_of_ensemble": student_params * 10 <= teachers["ensemble"]["params"],
             "kd_epoch_at_most_1.3x_student_alone": ratio <= 1.3,
+            "kd_epoch_at_most_1.3x_student_alone_fastest_rounds": fastest_ratio <= 1.3,
             "under_60_minutes": total_with_teachers <= 3600,
         },
         "total_seconds": round(total, 1),
@@ -165,7 +171,8 @@ def markdown(r: dict) -> str:
               f"- student / ensemble parameters: {r['student']['fraction_of_ensemble_params']}",
               f"- epoch seconds (median of {len(r['epoch_seconds']['rounds']['kd'])} interleaved rounds): student alone "
               f"{r['epoch_seconds']['student_alone']} s, KD with the cached 3-teacher ensemble {r['epoch_seconds']['kd_cached']} s "
-              f"(x{r['epoch_seconds']['kd_over_student_alone']})",
+              f"(x{r['epoch_seconds']['kd_over_student_alone']}); fastest rounds {r['epoch_seconds']['fastest']} "
+              f"(x{r['epoch_seconds']['kd_over_student_alone_fastest']}); every round: {r['epoch_seconds']['rounds']}",
               f"- teacher cache: {r['teacher_cache']['hits']} hits, {r['teacher_cache']['misses']} misses; teacher forward "
               f"time saved: {r['teacher_cache']['teacher_forward_seconds_saved']} s",
               f"- seconds per phase: {r['phase_seconds']}",

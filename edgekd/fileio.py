@@ -26,7 +26,12 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
 def file_record(path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
     """Path (relative to root when given), sha256 and size: how every artifact is recorded."""
     path = Path(path)
-    shown = path.relative_to(root).as_posix() if root else str(path)
+    shown = str(path)
+    if root:
+        try:
+            shown = path.resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:  # an input from outside the run folder (the user's checkpoint): where it is
+            shown = str(path.resolve())
     return {"path": shown, "sha256": sha256_of(path), "bytes": path.stat().st_size}
 
 

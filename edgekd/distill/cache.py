@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError
+from ..errors import DataError, EdgeKDError
 from ..fileio import atomic_path, read_json, write_json_atomic
 
 DEFAULT_CACHE_DIR = Path("runs/.cache/teacher-logits")
@@ -86,7 +86,7 @@ class TeacherLogitCache:
         try:
             meta = read_json(meta_path)
             logits = np.load(array_path, mmap_mode="r")
-        except (OSError, ValueError, Exception):  # a damaged entry is recomputed, never trusted
+        except (OSError, ValueError, EdgeKDError):  # a damaged entry is recomputed, never trusted
             return None
         if logits.dtype != np.float16 or list(logits.shape) != meta.get("shape"):
             return None

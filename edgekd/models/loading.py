@@ -31,7 +31,7 @@ def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: in
         raise ConfigError(f"{where}.arch '{spec.arch}': unknown; built-in: {', '.join(BUILTIN_MODELS)}, "
                           "or torchvision:NAME, module:function, file.py:function")
     if spec.checkpoint:
-        load_checkpoint(model, _resolve_path(spec.checkpoint, base_dir), where=f"{where}.checkpoint")
+        load_checkpoint(model, resolve_path(spec.checkpoint, base_dir), where=f"{where}.checkpoint")
     check_io(model, input_shape, num_classes, f"{where}.arch '{spec.arch}'")
     return model
 
@@ -74,7 +74,8 @@ def _torchvision(spec: ModelConfig, num_classes: int, where: str) -> nn.Module:
         raise ConfigError(f"{where}.arch '{spec.arch}': torchvision has no model '{name}'") from None
 
 
-def _resolve_path(path: str, base_dir: Optional[Path]) -> Path:
+def resolve_path(path: str, base_dir: Optional[Path]) -> Path:
+    """A path from the config: as given if it exists, else relative to the config file's folder."""
     candidate = Path(path)
     if not candidate.is_absolute() and base_dir is not None and not candidate.exists():
         candidate = Path(base_dir) / candidate

@@ -12,6 +12,7 @@ from ..distill import distributed
 from ..distill.losses import ensemble_soft_targets
 from ..distill.trainer import cross_entropy_loss, predict_logits, train
 from ..models import build_model, count_parameters, save_checkpoint
+from ..models.loading import resolve_path
 from .context import RunContext, StageOutput
 
 
@@ -21,7 +22,8 @@ def trained_path(ctx: RunContext, index: int) -> Path:
 
 def teacher_checkpoints(ctx: RunContext) -> list[Path]:
     """The checkpoint file behind each teacher: the configured one, or the one this run trained."""
-    return [Path(spec.checkpoint) if spec.checkpoint else trained_path(ctx, i) for i, spec in enumerate(ctx.cfg.teachers)]
+    return [resolve_path(spec.checkpoint, ctx.base_dir) if spec.checkpoint else trained_path(ctx, i)
+            for i, spec in enumerate(ctx.cfg.teachers)]
 
 
 def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
