@@ -7,7 +7,7 @@ STAMP := $(VENV)/.edgekd-installed
 # torch 2.14.1 / torchvision 0.29.1 come from this machine's local wheel cache via pip.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test test-fast lint fashion-mnist bench-all clean report-screenshot latency-fidelity
+.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity
 
 setup: $(STAMP)
 
@@ -31,13 +31,17 @@ lint: setup
 	$(VENV)/bin/ruff check edgekd tests benchmarks
 
 # The quickstart's report.html in headless Chromium -> docs/report-screenshot.png (the README's picture).
-report-screenshot: setup
+report-screenshot: setup chromium
 	test -f runs/quickstart/report.html || $(VENV)/bin/edgekd run configs/quickstart.yaml
 	$(PY) -m edgekd.bench.screenshot runs/quickstart/report.html docs/report-screenshot.png 1300 960
 
 # edgekd bench against benchmark_app and a bare session.run loop (writes benchmarks/results/latency_fidelity.*).
 latency-fidelity: setup
 	flock /tmp/edgekd-heavy.lock $(PY) benchmarks/latency_fidelity.py
+
+# Headless Chromium (Debian's package) renders report.html for the screenshot test.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
 fashion-mnist:
