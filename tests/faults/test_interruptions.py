@@ -163,6 +163,15 @@ def _copy_of_finished_run(tmp_path: Path, finished_run: Path) -> tuple[Path, Pat
     return run, run / "02-distill" / "student.pt"
 
 
+def _assert_untouched(run, before: dict, student, student_sha: str) -> None:
+    """The student file and every stage up to quantize are as they were, on disk and on record."""
+    after = _manifest(run)["stages"]
+    assert sha256_of(student) == student_sha
+    for stage in ("teachers", "distill", "export", "quantize"):
+        assert after[stage] == before[stage]
+        assert _outputs_intact(run, stage)
+
+
 def test_failed_quantize_stage_leaves_the_student_and_its_record_intact(tmp_path, finished_run):
     run, student = _copy_of_finished_run(tmp_path, finished_run)
     before = _manifest(run)["stages"]
@@ -173,13 +182,8 @@ def test_failed_quantize_stage_leaves_the_student_and_its_record_intact(tmp_path
     result = invoke("run", config, "--out", run, "--resume")
 
     assert_one_line_error(result, "calibration recipe 'pinned'", "the data changed")
-    after = _manifest(run)["stages"]
-    assert sha256_of(student) == student_sha
-    for stage in ("teachers", "distill", "export"):
-        assert after[stage] == before[stage]
-        assert _outputs_intact(run, stage)
     # The earlier int8 model, made with the earlier recipe, is still there and still on record.
-    assert after["quantize"] == before["quantize"] and _outputs_intact(run, "quantize")
+    _assert_untouched(run, before, student, student_sha)
 
 
 def test_interrupted_quantize_stage_leaves_the_student_and_its_record_intact(tmp_path, finished_run, monkeypatch):
@@ -199,13 +203,8 @@ def test_interrupted_quantize_stage_leaves_the_student_and_its_record_intact(tmp
 
     assert result.exit_code == 130, result.output[-3000:]
     assert "edgekd: interrupted;" in result.stderr and "--resume" in result.stderr
-    after = _manifest(run)["stages"]
-    assert sha256_of(student) == student_sha
-    for stage in ("teachers", "distill", "export"):
-        assert after[stage] == before[stage]
-        assert _outputs_intact(run, stage)
     # onnxruntime was writing to a temporary name: the earlier int8 model is untouched, its record kept.
-    assert after["quantize"] == before["quantize"] and _outputs_intact(run, "quantize")
+    _assert_untouched(run, before, student, student_sha)
     assert not list(run.rglob("*.tmp"))
 
 
