@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,12 +22,13 @@ from torch import nn
 
 from ..progress import progress
 from .losses import ensemble_soft_targets, kd_loss
+from .trainer import autocast_dtype
 
 
 class Generator(nn.Module):
     """DCGAN-style generator producing normalised images of the teacher's input shape."""
 
-    def __init__(self, latent_dim: int, shape: tuple[int, int, int], mean: Sequence[float], std: Sequence[float], width: int = 64):
+    def __init__(self, latent_dim: int, shape: tuple[int, int, int], mean: Sequence[float], std: Sequence[float], width: int = 32):
         super().__init__()
         channels, height, width_px = shape
         self.init_h, self.init_w = math.ceil(height / 4), math.ceil(width_px / 4)
@@ -72,19 +73,23 @@ class BatchNormStatistics:
 
 @dataclass
 class DataFreeSettings:
-    steps: int = 2000
+    """Mirrors config.DataFreeConfig (which documents each field), plus the distillation temperature."""
+    steps: int = 800
     seconds: float | None = None
     batch_size: int = 128
     latent_dim: int = 100
+    generator_width: int = 32
     generator_lr: float = 1e-3
     student_lr: float = 0.05
-    student_steps: int = 2
+    student_steps: int = 5
     temperature: float = 4.0
     bn_weight: float = 1.0
     oh_weight: float = 0.5
     entropy_weight: float = 5.0
     adversarial_weight: float = 0.5
     keep_samples: int = 2048
+    replay: int = 8192
+    amp: str = "auto"
 
 
 @dataclass
@@ -95,47 +100,77 @@ class DataFreeResult:
     samples: np.ndarray
 
 
-def generator_losses(teachers: Sequence[nn.Module], hooks: Sequence[BatchNormStatistics], student: nn.Module,
-                     x: torch.Tensor, s: DataFreeSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """The generator's total loss and its batch-norm matching part."""
-    teacher_logits = [t(x) for t in teachers]
-    bn = torch.stack([h.pop() for h in hooks]).mean()
-    mean_logits = torch.stack(teacher_logits).mean(0)
+class ReplayBank:
+    """The most recent synthesized inputs with the teachers' soft targets on them.
+
+    Student steps draw from it, so they cost one student forward/backward only (no generator or
+    teacher pass) and the student keeps seeing what earlier generators produced, which limits
+    forgetting as the generator moves (as in Fast-DFKD / CMI's memory banks).
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity, self.filled, self.cursor = capacity, 0, 0
+        self.x: torch.Tensor | None = None
+        self.soft: torch.Tensor | None = None
+
+    def add(self, x: torch.Tensor, soft: torch.Tensor) -> None:
+        if self.x is None:
+            self.x = torch.empty(self.capacity, *x.shape[1:])
+            self.soft = torch.empty(self.capacity, *soft.shape[1:])
+        for start in range(0, len(x), self.capacity):
+            chunk = slice(start, start + self.capacity)
+            index = (self.cursor + torch.arange(len(x[chunk]))) % self.capacity
+            self.x[index], self.soft[index] = x[chunk].float(), soft[chunk].float()
+            self.cursor = int(index[-1] + 1) % self.capacity
+            self.filled = min(self.capacity, self.filled + len(index))
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(self.filled, (size,))
+        return self.x[index], self.soft[index]
+
+
+def generator_losses(teacher_logits: Sequence[torch.Tensor], bn: torch.Tensor, student_logits: torch.Tensor,
+                     s: DataFreeSettings) -> torch.Tensor:
+    """The generator's total loss, from the teachers' and the student's outputs on its samples."""
+    mean_logits = torch.stack([z.float() for z in teacher_logits]).mean(0)
     one_hot = F.cross_entropy(mean_logits, mean_logits.argmax(1))
     class_mix = F.softmax(mean_logits, 1).mean(0)
     neg_entropy = (class_mix * torch.log(class_mix + 1e-8)).sum()  # minimising spreads samples over classes
-    disagreement = F.l1_loss(F.softmax(student(x), 1), F.softmax(mean_logits, 1))
-    total = s.bn_weight * bn + s.oh_weight * one_hot + s.entropy_weight * neg_entropy - s.adversarial_weight * disagreement
-    return total, bn
+    disagreement = F.l1_loss(F.softmax(student_logits.float(), 1), F.softmax(mean_logits, 1))
+    return s.bn_weight * bn + s.oh_weight * one_hot + s.entropy_weight * neg_entropy - s.adversarial_weight * disagreement
 
 
 def synthesize_and_distill(teachers: Sequence[nn.Module], student: nn.Module, shape: tuple[int, int, int],
                            mean: Sequence[float], std: Sequence[float], s: DataFreeSettings, seed: int = 0,
-                           temperature_weights: Sequence[float] | None = None) -> DataFreeResult:
-    """Train a generator against the (frozen) teachers and the student on its samples, alternately."""
+                           temperature_weights: Sequence[float] | None = None,
+                           on_step: Callable[[int], None] | None = None) -> DataFreeResult:
+    """Train a generator against the (frozen) teachers and the student on its samples, alternately.
+
+    `on_step(step)` runs after each step (e.g. to evaluate the student while it learns)."""
     torch.manual_seed(seed)
-    generator = Generator(s.latent_dim, shape, mean, std)
+    generator = Generator(s.latent_dim, shape, mean, std, width=s.generator_width)
     for t in teachers:
         t.eval().requires_grad_(False)
     hooks = [BatchNormStatistics(t) for t in teachers]
     g_opt = torch.optim.Adam(generator.parameters(), lr=s.generator_lr, betas=(0.5, 0.999))
     s_opt = torch.optim.SGD(student.parameters(), lr=s.student_lr, momentum=0.9, weight_decay=5e-4)
     s_sched = torch.optim.lr_scheduler.CosineAnnealingLR(s_opt, T_max=max(1, s.steps))
+    bank = ReplayBank(max(s.replay, s.batch_size)) if s.replay else None
+    dtype = autocast_dtype(s.amp, torch.device("cpu"))
     started, bn_trace, step = time.perf_counter(), [], 0
     bar = progress(total=s.steps, desc="data-free", unit="step")
     try:
         while step < s.steps and (s.seconds is None or time.perf_counter() - started < s.seconds):
-            generator.train()
-            student.eval()
-            total, bn = generator_losses(teachers, hooks, student, generator(torch.randn(s.batch_size, s.latent_dim)), s)
-            g_opt.zero_grad(set_to_none=True)
-            total.backward()
-            g_opt.step()
-            bn_trace.append(float(bn.detach()))
-            _student_steps(teachers, hooks, student, generator, s_opt, s, temperature_weights)
+            x, soft, bn = _generator_step(teachers, hooks, student, generator, g_opt, s, temperature_weights, dtype)
+            bn_trace.append(bn)
+            if bank is not None:
+                bank.add(x, soft)
+            _student_steps(teachers, hooks, student, generator, s_opt, s, temperature_weights, bank, dtype)
             s_sched.step()
             step += 1
             bar.update()
+            if on_step:
+                on_step(step)
             if step % 20 == 0:
                 bar.set_postfix(bn=f"{bn_trace[-1]:.3f}", refresh=False)
     finally:
@@ -146,16 +181,37 @@ def synthesize_and_distill(teachers: Sequence[nn.Module], student: nn.Module, sh
     return DataFreeResult(step, time.perf_counter() - started, bn_trace, sample(generator, s.keep_samples, s.latent_dim))
 
 
-def _student_steps(teachers, hooks, student, generator, optimizer, s: DataFreeSettings, weights) -> None:
+def _generator_step(teachers, hooks, student, generator, optimizer, s: DataFreeSettings, weights, dtype):
+    """One generator update; returns its batch (detached), the teachers' soft targets on it and the BN loss."""
+    generator.train()
+    student.eval()
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        x = generator(torch.randn(s.batch_size, s.latent_dim))
+        teacher_logits = [t(x) for t in teachers]
+        bn = torch.stack([h.pop() for h in hooks]).mean()
+        total = generator_losses(teacher_logits, bn, student(x), s)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    with torch.no_grad():
+        soft = ensemble_soft_targets([z.detach() for z in teacher_logits], s.temperature, weights)
+    return x.detach().float(), soft, float(bn.detach())
+
+
+def _student_steps(teachers, hooks, student, generator, optimizer, s: DataFreeSettings, weights, bank, dtype) -> None:
     student.train()
     generator.eval()
     for _ in range(s.student_steps):
-        with torch.no_grad():
-            x = generator(torch.randn(s.batch_size, s.latent_dim))
-            soft = ensemble_soft_targets([t(x) for t in teachers], s.temperature, weights)
-            for h in hooks:
-                h.pop()  # the student step does not train the generator: drop the BN terms
-        loss = kd_loss(student(x), soft, None, s.temperature, 1.0)
+        if bank is not None:
+            x, soft = bank.batch(s.batch_size)
+        else:
+            with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                x = generator(torch.randn(s.batch_size, s.latent_dim))
+                soft = ensemble_soft_targets([t(x) for t in teachers], s.temperature, weights)
+                for h in hooks:
+                    h.pop()  # the student step does not train the generator: drop the BN terms
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            loss = kd_loss(student(x), soft, None, s.temperature, 1.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
