@@ -201,6 +201,9 @@ class PipelineConfig(Strict):
     def _teachers_for_mode(self) -> PipelineConfig:
         if not self.teachers and self.distill.mode != "online":
             raise ValueError(f"teachers: at least one teacher is needed with distill.mode '{self.distill.mode}'")
+        if not self.teachers and self.quantize.method == "qat":
+            raise ValueError("quantize.method: qat fine-tunes on the teachers' soft targets and this config has no teachers "
+                             "(distill.mode online): add a teacher, or use quantize.method: ptq")
         return self
 
     @field_validator("targets")

@@ -15,6 +15,7 @@ import torch
 
 from ..bench.accuracy import topk
 from ..data.calibration import draw, load_recipe
+from ..distill.losses import ensemble_soft_targets
 from ..distill.trainer import predict_logits
 from ..errors import StageError
 from ..fileio import atomic_path
@@ -28,6 +29,7 @@ from ..targets import load_profile
 from .context import RunContext, StageOutput
 from .distill import build_student
 from .export import fp32_onnx_path
+from .teachers import build_teachers
 
 
 def recipes_for(ctx: RunContext) -> dict:
@@ -118,9 +120,9 @@ def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
     cfg, data, out = ctx.cfg, ctx.dataset, out or int8_path(ctx, recipe.name)
     temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
     alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
-    soft = _teacher_soft_targets(ctx, temperature)
+    transfer, soft, source = _qat_transfer_set(ctx, temperature)
     qat = prepare_qat(build_student(ctx), recipe, torch.from_numpy(calibration_x))
-    run = finetune_qat(qat, data.train.x, data.train.y, soft, cfg.quantize.qat.train, temperature, alpha, cfg.seed)
+    run = finetune_qat(qat, transfer.x, transfer.y, soft, cfg.quantize.qat.train, temperature, alpha, cfg.seed)
     export_qdq(qat, data.val.x, out, opset=max(13, min(cfg.export.opset, 17)))
     torch_logits, onnx_logits = predict_logits(qat, data.val.x), logits_of(out, data.val.x)
     agreement = float((torch_logits.argmax(1) == onnx_logits.argmax(1)).mean())
@@ -130,12 +132,23 @@ def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
     fp32_top1, top1 = topk(logits_of(fp32_onnx_path(ctx), data.val.x), data.val.y), topk(onnx_logits, data.val.y)
     return out, {"nodes_in_float": [], "qat": {
         "epochs": run.epochs_run, "seconds": round(run.seconds, 2), "temperature": temperature, "alpha": alpha,
+        "transfer_set": {"source": source, "samples": len(transfer)},
         "unfolded_batch_norms": qat.unfolded_batch_norms, "fp32_val_top1": fp32_top1, "val_top1": top1,
         "val_drop": accuracy_drop(fp32_top1, top1, cfg.gate.drop_type), "torch_onnx_top1_agreement": agreement}}
 
 
-def _teacher_soft_targets(ctx: RunContext, temperature: float) -> torch.Tensor:
-    """The ensemble's softened outputs over the training split, from the shared teacher-logit cache."""
-    from .distill import teacher_soft_targets
+def _qat_transfer_set(ctx: RunContext, temperature: float):
+    """What QAT fine-tunes on, with the teachers' softened outputs on it: the training split (teacher
+    logits from the shared cache), or in data_free mode the distill stage's synthetic set, so that the
+    whole pipeline still needs no real training image."""
+    if ctx.cfg.distill.mode != "data_free":
+        from .distill import teacher_soft_targets
 
-    return teacher_soft_targets(ctx, temperature)
+        return ctx.dataset.train, teacher_soft_targets(ctx, temperature), "train"
+    synthetic = synthetic_split(ctx)
+    if synthetic is None:
+        raise StageError("quantize.method: qat in distill.mode data_free fine-tunes on 02-distill/synthetic.npz, which is "
+                         "missing: rerun the distill stage (edgekd run --force), or use quantize.method: ptq")
+    logits = [torch.from_numpy(predict_logits(t, synthetic.x)) for t in build_teachers(ctx)]
+    soft = ensemble_soft_targets(logits, temperature, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
+    return synthetic, soft, "synthetic"

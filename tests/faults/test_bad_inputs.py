@@ -38,6 +38,11 @@ def test_out_of_range_value_names_the_limit(tmp_path):
     assert_one_line_error(invoke("run", config), "invalid value for 'distill.alpha'", "less than or equal to 1", "1.5")
 
 
+def test_qat_with_no_teachers_names_quantize_method(tmp_path):
+    config = write_config(tmp_path, teachers=[], distill={"mode": "online"}, quantize={"method": "qat"})
+    assert_one_line_error(invoke("run", config), str(config), "quantize.method: qat", "no teachers", "quantize.method: ptq")
+
+
 def test_invalid_yaml_names_the_line(tmp_path):
     config = tmp_path / "broken.yaml"
     config.write_text("name: x\nteachers:\n  - arch: mlp\n   width: 3\n", encoding="utf-8")
