@@ -25,7 +25,9 @@ class DistillObjective:
         self._batch: Optional[torch.Tensor] = None
 
     def on_epoch(self, epoch: int) -> None:
-        if self.targets is not None:
+        # Without augmentation every epoch has the same soft targets: combine the cached logits once.
+        reuse = self._soft is not None and self.targets is not None and self.targets.mode == "cache"
+        if self.targets is not None and not reuse:
             self._soft = self.targets.soft_targets(epoch, self.x.device)
 
     def inputs(self, idx: torch.Tensor, epoch: int) -> torch.Tensor:

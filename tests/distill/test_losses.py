@@ -66,3 +66,27 @@ def test_hint_loss_sends_no_gradient_to_the_teacher():
 def test_match_spatial_pools_the_larger_side():
     s, t = match_spatial(torch.zeros(1, 4, 8, 8), torch.zeros(1, 6, 4, 4))
     assert s.shape[-2:] == t.shape[-2:] == (4, 4)
+
+
+def _composed_kd(logits, soft, labels, T, alpha):
+    """The textbook composition the fused loss must equal, value and gradient."""
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits / T, -1), soft, reduction="batchmean") * T**2
+    if labels is None:
+        return kl
+    return alpha * kl + (1 - alpha) * torch.nn.functional.cross_entropy(logits, labels)
+
+
+@pytest.mark.parametrize("with_labels,alpha", [(True, 0.7), (True, 0.0), (True, 1.0), (False, 0.4)])
+def test_fused_kd_loss_value_and_gradient_match_autograd(with_labels, alpha):
+    torch.manual_seed(0)
+    logits = torch.randn(16, 10) * 3
+    soft = torch.softmax(torch.randn(16, 10), -1)
+    soft[0] = torch.nn.functional.one_hot(torch.tensor(3), 10).float()  # zeros in the targets: 0 log 0 = 0
+    labels = torch.randint(0, 10, (16,)) if with_labels else None
+    fused_in, ref_in = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    fused = kd_loss(fused_in, soft, labels, 4.0, alpha)
+    reference = _composed_kd(ref_in, soft, labels, 4.0, alpha)
+    (fused * 2.5).backward()
+    (reference * 2.5).backward()
+    assert fused.item() == pytest.approx(reference.item(), rel=1e-5, abs=1e-6)
+    assert torch.allclose(fused_in.grad, ref_in.grad, rtol=1e-4, atol=1e-6)
