@@ -48,6 +48,17 @@ def _calibration_method(name: str):
             "percentile": CalibrationMethod.Percentile}[name]
 
 
+def op_types_of(recipe: QuantRecipe) -> Optional[list[str]]:
+    """The op types quantize_static quantizes for `recipe`: its op_types (None: onnxruntime's defaults,
+    the union of its operator registries, as quantize_static computes them) plus extra_op_types."""
+    if not recipe.extra_op_types:
+        return recipe.op_types
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    base = recipe.op_types if recipe.op_types is not None else sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+    return [*base, *(t for t in recipe.extra_op_types if t not in base)]
+
+
 def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,
                  nodes_to_exclude: Optional[list[str]] = None, calibrate_method: Optional[str] = None,
                  calibration_cache: Optional[Path] = None) -> Path:
@@ -75,12 +86,12 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
         if method == "entropy":
             calibration_cache = calibration_cache or Path(scratch) / "entropy.json"
             if not calibration_cache.is_file():
-                entropy_ranges(prepared, reader, calibration_cache, recipe.op_types)
+                entropy_ranges(prepared, reader, calibration_cache, op_types_of(recipe))
         with atomic_path(out_path) as tmp:
             try:
                 quantize_static(
                     str(prepared), str(tmp), reader, quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=recipe.op_types, per_channel=recipe.per_channel,
+                    op_types_to_quantize=op_types_of(recipe), per_channel=recipe.per_channel,
                     reduce_range=recipe.reduce_range, activation_type=_quant_type(recipe.activation_type),
                     weight_type=_quant_type(recipe.weight_type), nodes_to_exclude=nodes_to_exclude or [],
                     calibrate_method=_calibration_method(method), extra_options=extra,

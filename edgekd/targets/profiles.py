@@ -25,6 +25,8 @@ class QuantRecipe(Strict):
     symmetric_weights: bool = True
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     op_types: list[str] | None = Field(None, description="restrict quantization to these op types")
+    extra_op_types: list[str] = Field(default_factory=list, description="op types to quantize on top of op_types "
+                                      "(or of onnxruntime's defaults), e.g. ReduceMean, which onnxruntime leaves in float")
     extra_options: dict[str, Any] = Field(default_factory=dict, description="more onnxruntime quantize_static extra_options")
 
 

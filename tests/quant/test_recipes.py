@@ -63,3 +63,51 @@ def test_reduced_range_weights_are_7_bit(mlp3, tmp_path):
         assert len(weights) == 3
         peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
         assert bound // 2 < peak <= bound
+
+
+def conv_pool_head(path):
+    """Conv -> Relu -> ReduceMean (global average pooling, as torch exports it) -> Reshape -> Gemm."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (8, 1, 3, 3)).astype(np.float32), "cw"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "cb"),
+             numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
+             numpy_helper.from_array(np.array([-1, 8], np.int64), "shape"),
+             numpy_helper.from_array(rng.normal(0, 0.5, (10, 8)).astype(np.float32), "fw"),
+             numpy_helper.from_array(np.zeros(10, np.float32), "fb")]
+    nodes = [helper.make_node("Conv", ["input", "cw", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("ReduceMean", ["r", "axes"], ["m"], name="mean", keepdims=1),
+             helper.make_node("Reshape", ["m", "shape"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "fw", "fb"], ["logits"], name="head", transB=1)]
+    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("target", ["x86-cpu", "intel-cpu"])
+def test_cpu_placement_keeps_pooling_int8_and_logits_float(tmp_path, target):
+    """OpenVINO runs the pooled features int8 into the classifier only when ReduceMean's output is quantized;
+    the logits, consumed by nothing int8, stay float (targets/intel-cpu.yaml says why)."""
+    calib = np.random.default_rng(1).normal(0, 1, (64, 1, 8, 8)).astype(np.float32)
+    out = quantize_qdq(conv_pool_head(tmp_path / "cnn.onnx"), tmp_path / "int8.onnx", load_profile(target).quantization, calib)
+    graph = onnx.load(str(out)).graph
+    quantized_tensors = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+    assert "m" in quantized_tensors
+    assert next(n for n in graph.node if "logits" in n.output).op_type == "Gemm"
+
+
+def test_extra_op_types_extend_onnxruntime_defaults():
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    from edgekd.quant.ptq import op_types_of
+
+    recipe = load_profile("intel-cpu").quantization
+    assert set(op_types_of(recipe)) == set(QLinearOpsRegistry) | set(QDQRegistry) | {"ReduceMean"}
+    assert op_types_of(recipe.model_copy(update={"extra_op_types": []})) is None  # quantize_static's own default
+    only = recipe.model_copy(update={"op_types": ["Conv"], "extra_op_types": ["ReduceMean", "Conv"]})
+    assert op_types_of(only) == ["Conv", "ReduceMean"]
