@@ -114,15 +114,14 @@ class ReplayBank:
         self.soft: torch.Tensor | None = None
 
     def add(self, x: torch.Tensor, soft: torch.Tensor) -> None:
+        """Overwrite the oldest entries; a batch is never larger than the bank (see synthesize_and_distill)."""
         if self.x is None:
             self.x = torch.empty(self.capacity, *x.shape[1:])
             self.soft = torch.empty(self.capacity, *soft.shape[1:])
-        for start in range(0, len(x), self.capacity):
-            chunk = slice(start, start + self.capacity)
-            index = (self.cursor + torch.arange(len(x[chunk]))) % self.capacity
-            self.x[index], self.soft[index] = x[chunk].float(), soft[chunk].float()
-            self.cursor = int(index[-1] + 1) % self.capacity
-            self.filled = min(self.capacity, self.filled + len(index))
+        index = (self.cursor + torch.arange(len(x))) % self.capacity
+        self.x[index], self.soft[index] = x.float(), soft.float()
+        self.cursor = (self.cursor + len(x)) % self.capacity
+        self.filled = min(self.capacity, self.filled + len(x))
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(self.filled, (size,))
