@@ -75,6 +75,12 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
     reader = ArrayReader(input_name, calibration.astype(np.float32), batch_size=32)
     extra = {**recipe.extra_options, "ActivationSymmetric": recipe.symmetric_activations,
              "WeightSymmetric": recipe.symmetric_weights}
+    if recipe.signed_input:
+        from onnxruntime.quantization import QuantType
+
+        overrides = dict(extra.get("TensorQuantOverrides", {}))
+        overrides[input_name] = [{"quant_type": QuantType.QInt8, "symmetric": True}]
+        extra["TensorQuantOverrides"] = overrides
     method = calibrate_method or recipe.calibrate_method
     if method == "percentile":
         extra["CalibPercentile"] = 99.99

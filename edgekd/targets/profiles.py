@@ -23,6 +23,8 @@ class QuantRecipe(Strict):
     reduce_range: bool = Field(False, description="7-bit weights: for x86 CPUs without VNNI")
     symmetric_activations: bool = False
     symmetric_weights: bool = True
+    signed_input: bool = Field(False, description="the model input as symmetric int8 (zero point 0) whatever "
+                               "activation_type: normalized inputs are signed, and a zero point costs the first layer")
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     op_types: list[str] | None = Field(None, description="restrict quantization to these op types")
     extra_op_types: list[str] = Field(default_factory=list, description="op types to quantize on top of op_types "

@@ -111,3 +111,13 @@ def test_extra_op_types_extend_onnxruntime_defaults():
     assert op_types_of(recipe.model_copy(update={"extra_op_types": []})) is None  # quantize_static's own default
     only = recipe.model_copy(update={"op_types": ["Conv"], "extra_op_types": ["ReduceMean", "Conv"]})
     assert op_types_of(only) == ["Conv", "ReduceMean"]
+
+
+def test_openvino_recipe_quantizes_the_input_signed_and_symmetric(tmp_path):
+    calib = np.random.default_rng(1).normal(0, 1, (64, 1, 8, 8)).astype(np.float32)
+    out = quantize_qdq(conv_pool_head(tmp_path / "cnn.onnx"), tmp_path / "int8.onnx", load_profile("intel-cpu").quantization, calib)
+    graph = onnx.load(str(out)).graph
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    zero_points = {n.input[0]: consts[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear"}
+    assert zero_points["input"].dtype == np.int8 and not zero_points["input"].any()
+    assert zero_points["m"].dtype == np.uint8  # the rest stays U8S8
