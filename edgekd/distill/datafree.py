@@ -18,8 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
+from ..config import DataFreeConfig
 from ..progress import progress
 from .losses import ensemble_soft_targets, kd_loss
 from .trainer import autocast_dtype
@@ -28,7 +30,7 @@ from .trainer import autocast_dtype
 class Generator(nn.Module):
     """DCGAN-style generator producing normalised images of the teacher's input shape."""
 
-    def __init__(self, latent_dim: int, shape: tuple[int, int, int], mean: Sequence[float], std: Sequence[float], width: int = 32):
+    def __init__(self, latent_dim: int, shape: tuple[int, int, int], mean: Sequence[float], std: Sequence[float], width: int):
         super().__init__()
         channels, height, width_px = shape
         self.init_h, self.init_w = math.ceil(height / 4), math.ceil(width_px / 4)
@@ -71,25 +73,10 @@ class BatchNormStatistics:
             handle.remove()
 
 
-@dataclass
-class DataFreeSettings:
-    """Mirrors config.DataFreeConfig (which documents each field), plus the distillation temperature."""
-    steps: int = 800
-    seconds: float | None = None
-    batch_size: int = 128
-    latent_dim: int = 100
-    generator_width: int = 32
-    generator_lr: float = 1e-3
-    student_lr: float = 0.05
-    student_steps: int = 5
-    temperature: float = 4.0
-    bn_weight: float = 1.0
-    oh_weight: float = 0.5
-    entropy_weight: float = 5.0
-    adversarial_weight: float = 0.5
-    keep_samples: int = 2048
-    replay: int = 8192
-    amp: str = "auto"
+class DataFreeSettings(DataFreeConfig):
+    """The distill.data_free config (one home for the defaults) plus the distillation temperature."""
+
+    temperature: float = Field(4.0, gt=0, le=100)
 
 
 @dataclass

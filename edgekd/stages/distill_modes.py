@@ -5,8 +5,6 @@ and gate run unchanged.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import torch
 
@@ -71,7 +69,7 @@ def run_data_free(ctx: RunContext) -> StageOutput:
     grid = save_sample_grid(result.samples, data.mean, data.std, folder / "synthetic.png")
     path = save_checkpoint(student, folder / "student.pt")
     trace = result.bn_loss
-    metrics = {**_metrics(ctx, student), "mode": "data_free", "steps": result.steps, "settings": asdict(settings),
+    metrics = {**_metrics(ctx, student), "mode": "data_free", "steps": result.steps, "settings": settings.model_dump(),
                "bn_loss": {"first": trace[0], "last": float(np.mean(trace[-10:])), "trace_every_10": trace[::10]},
                "synthetic": {"samples": len(result.samples), "class_counts": np.bincount(labels, minlength=data.num_classes).tolist()},
                "phases": {"data_free": {"seconds": round(result.seconds, 2),

@@ -44,7 +44,7 @@ def test_short_synthesis_run_lowers_batch_norm_loss(replay):
 
 
 def test_generator_outputs_normalised_images():
-    gen = Generator(8, (1, 28, 28), [0.5], [0.25]).eval()
+    gen = Generator(8, (1, 28, 28), [0.5], [0.25], width=8).eval()
     with torch.no_grad():
         out = gen(torch.randn(4, 8))
     assert out.shape == (4, 1, 28, 28)
