@@ -80,7 +80,7 @@ def edgekd_ptq(ctx: RunContext, work: Path, calib: np.ndarray) -> list[dict]:
             report = quantize_with_fallback(fp32_onnx_path(ctx), work / f"{name}.onnx", recipe, calib, val.x, val.y,
                                             FallbackBudget(PTQ_BUDGET, "absolute", 6, 512), method)
             out.append({"name": name, "tool": "edgekd", "path": work / f"{name}.onnx", "targets": targets,
-                        "recipe": recipe.name, "calibrate_method": method, "val_top1": report.val_top1,
+                        "recipe": recipe.name, "calibrate_method": method, "val_top1": report.val_top1, "val_kl": report.val_kl,
                         "nodes_in_float": report.nodes_in_float,
                         "quantize_seconds": round(time.perf_counter() - started, 1), "report": report})
     return out
@@ -152,8 +152,10 @@ def measure(candidates: list[dict], test_x: np.ndarray, test_y: np.ndarray, thre
 
 
 def choose_ptq(candidates: list[dict], target: str) -> dict:
-    """edgekd's pick among a target's PTQ models, the rule of quantize.calibrate_method: auto: best validation
-    top-1, then fewest nodes in float, then the cheaper calibration. The test split plays no part."""
+    """edgekd's pick among a target's PTQ models, the rule of quantize.calibrate_method: auto (pick_calibration):
+    fewest nodes in float, then lowest KL divergence from the fp32 outputs on the validation split, then the cheaper
+    calibration, unless another method's validation top-1 is significantly higher (exact McNemar, p < 0.05).
+    The test split plays no part."""
     ptq = {c["calibrate_method"]: c for c in candidates if c["name"].startswith("edgekd-ptq-") and target in c["targets"]}
     return ptq[pick_calibration({method: c["report"] for method, c in ptq.items()})]
 
@@ -210,6 +212,10 @@ def to_markdown(result: dict) -> str:
         chosen_for = [target for target, name in result["chosen_ptq_by_target"].items() if name == c["name"]]
         mark = f" (chosen PTQ: {', '.join(chosen_for)})" if chosen_for else ""
         lines.append(_row(c["name"] + mark, c["tool"], c, fp32))
+    lines += ["", "## How edgekd chose, on the validation split", "", result["chosen_ptq_rule"], "",
+              "| candidate | val top-1 | val KL from fp32 (nats) | nodes in float |", "|---|---|---|---|"]
+    lines += [f"| {c['name']} | {c['val_top1']:.4f} | {c['val_kl']:.5f} | {len(c['nodes_in_float'])} |"
+              for c in result["candidates"] if "val_kl" in c]
     lines += ["", "## Checks", ""] + [f"- {k}: {'PASS' if v else 'FAIL'}" for k, v in result["checks"].items()]
     notes = [f"- {c['name']}: {c['note']}" for c in result["candidates"] if c.get("note")]
     notes += [f"- {c['name']} on {r}: {e}" for c in result["candidates"] for r, e in c.get("errors", {}).items()]

@@ -147,7 +147,8 @@ class QuantizeConfig(Strict):
     method: Literal["ptq", "qat", "none"] = "ptq"
     calibration: str = Field("train-256", description="recipe name in calibration/ or a path to a recipe YAML")
     calibrate_method: Optional[Literal["minmax", "entropy", "percentile", "auto"]] = Field(
-        None, description="overrides the target recipe; auto tries each and keeps the most accurate on the validation split")
+        None, description="overrides the target recipe; auto tries each and keeps the one closest to fp32 on the validation split "
+                    "(fewest nodes in float, then lowest KL divergence) unless another is significantly more accurate there")
     fallback: bool = Field(True, description="when int8 breaks max_drop on the validation split, keep the most "
                                              "sensitive nodes in float until it does not")
     max_fallback_nodes: int = Field(6, ge=0, le=1000, description="give up after keeping this many nodes in float")

@@ -46,9 +46,13 @@ class FallbackReport:
     nodes_in_float: list[str] = field(default_factory=list)
     sensitivity: list[dict] = field(default_factory=list)
     tried: list[dict] = field(default_factory=list)
+    # Mean KL divergence (nats) of the final int8 model's softmax from the fp32 model's, on the validation split.
+    val_kl: float = 0.0
+    # Per validation sample: did the final int8 model predict the label? Kept for paired tests, not for the manifest.
+    val_correct: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "val_correct"}
 
 
 def logits_of(onnx_path: Path, x: np.ndarray) -> np.ndarray:
@@ -69,34 +73,58 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         quantize = lambda path, exclude: quantize_qdq(fp32_onnx, path, recipe, calibration, nodes_to_exclude=exclude,  # noqa: E731
                                                       calibrate_method=calibrate_method, calibration_cache=cache)
         quantize(out_path, [])
-        top1 = topk(logits_of(out_path, val_x), val_y)
+        int8_logits = logits_of(out_path, val_x)
+        top1 = topk(int8_logits, val_y)
         drop = accuracy_drop(fp32_top1, top1, budget.drop_type)
         report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=drop > budget.max_drop,
                                 val_top1=top1, val_drop=drop)
         if not report.triggered:
-            return report
+            return _with_fidelity(report, fp32_logits, int8_logits, val_y)
         subset = slice(0, budget.sensitivity_samples)
         report.sensitivity = rank_sensitivity(out_path, fp32_logits[subset], val_x[subset], quantize, Path(scratch))
         ranked = [entry["node"] for entry in report.sensitivity]
         for count in range(1, min(budget.max_nodes, len(ranked)) + 1):
             kept = ranked[:count]
             quantize(out_path, kept)
-            top1 = topk(logits_of(out_path, val_x), val_y)
+            int8_logits = logits_of(out_path, val_x)
+            top1 = topk(int8_logits, val_y)
             drop = accuracy_drop(fp32_top1, top1, budget.drop_type)
             report.tried.append({"nodes_in_float": kept, "val_top1": top1, "val_drop": drop})
             if drop <= budget.max_drop:
                 report.nodes_in_float, report.val_top1, report.val_drop = kept, top1, drop
-                return report
+                return _with_fidelity(report, fp32_logits, int8_logits, val_y)
     raise StageError(_give_up_message(recipe, report, budget))
 
 
-# Cheapest first: on equal accuracy the earlier one is kept.
+# Cheapest first: on equal standing the earlier one is kept.
 CALIBRATION_ORDER = ("minmax", "percentile", "entropy")
+# A calibration method beats the one closest to fp32 on labels only when its gain in validation top-1 is
+# unlikely to be chance: exact McNemar test on the paired predictions, two-sided.
+SIGNIFICANCE = 0.05
 
 
 def pick_calibration(reports: dict[str, FallbackReport]) -> str:
-    """Best validation top-1, then fewest nodes left in float, then the cheaper calibration."""
-    return max(reports, key=lambda m: (reports[m].val_top1, -len(reports[m].nodes_in_float), -CALIBRATION_ORDER.index(m)))
+    """Fewest nodes in float (faster, smaller), then the int8 model closest to the fp32 model (lowest mean KL divergence
+    on the validation split), then the cheaper method; unless another method is significantly more accurate there.
+
+    Why not simply the best validation top-1: calibration methods usually differ by a handful of images, which is
+    sampling noise (3 of 9,000 validation images picked the recipe in an earlier quantize_fashion_mnist run, and
+    the order reversed on the test split). Calibration exists to reproduce the fp32 model, and the divergence from
+    its outputs uses every sample rather than the few whose label flips, so it ranks with far less noise.
+    """
+    rank = lambda m: (len(reports[m].nodes_in_float), reports[m].val_kl, CALIBRATION_ORDER.index(m))  # noqa: E731
+    first = min(reports, key=rank)
+    better = [m for m in reports if _significantly_more_accurate(reports[m], reports[first])]
+    return min(better, key=lambda m: (-reports[m].val_top1, *rank(m))) if better else first
+
+
+def _significantly_more_accurate(a: FallbackReport, b: FallbackReport) -> bool:
+    if a.val_correct is None or b.val_correct is None or a.val_top1 <= b.val_top1:
+        return False
+    from scipy.stats import binomtest  # scipy arrives with scikit-learn; imported late to keep `edgekd bench` lean
+
+    only_a, only_b = int(np.sum(a.val_correct & ~b.val_correct)), int(np.sum(b.val_correct & ~a.val_correct))
+    return binomtest(only_a, only_a + only_b, 0.5).pvalue < SIGNIFICANCE
 
 
 def quantize_auto(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,
@@ -129,6 +157,20 @@ def rank_sensitivity(full_int8: Path, fp32_logits: np.ndarray, x: np.ndarray, qu
         error = _mse(logits_of(probe, x), fp32_logits)
         rows.append({"node": node, "mse_in_float": error, "mse_removed": base_error - error})
     return sorted(rows, key=lambda row: row["mse_in_float"])
+
+
+def _with_fidelity(report: FallbackReport, fp32_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray) -> FallbackReport:
+    report.val_kl = mean_kl(fp32_logits, int8_logits)
+    report.val_correct = np.argmax(int8_logits, axis=1) == labels
+    return report
+
+
+def mean_kl(reference_logits: np.ndarray, logits: np.ndarray) -> float:
+    """Mean over samples of KL(softmax(reference) || softmax(logits)), in nats."""
+    from scipy.special import log_softmax  # late, as in _significantly_more_accurate
+
+    ref = log_softmax(reference_logits.astype(np.float64), axis=1)
+    return float(np.mean(np.sum(np.exp(ref) * (ref - log_softmax(logits.astype(np.float64), axis=1)), axis=1)))
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:
