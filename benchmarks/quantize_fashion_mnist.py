@@ -129,7 +129,7 @@ def sessions(candidate: dict, threads: int) -> tuple[dict, dict]:
         try:
             out[runtime] = OpenVinoSession(candidate["path"], {**base, "INFERENCE_PRECISION_HINT": hint}).run
         except Exception as exc:  # a flavour the plugin cannot compile is a result, recorded as such
-            errors[runtime] = str(exc).splitlines()[0][:200]
+            errors[runtime] = str(exc).replace(str(Path(candidate["path"]).parent) + "/", "")
     return out, errors
 
 

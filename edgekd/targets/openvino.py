@@ -23,15 +23,25 @@ def precision_hint(precision: str, profile) -> str:
     return _HINTS[precision]
 
 
+def openvino_reason(exc: Exception) -> str:
+    """The line of an OpenVINO exception that says what went wrong: its first lines only name source files
+    ("Exception from src/inference/src/cpp/core.cpp:132:"), the cause comes last."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
+    return (telling or lines or [type(exc).__name__])[-1][:200]
+
+
 class OpenVinoSession:
     def __init__(self, xml_path: Path, config: dict, device: str = "CPU"):
         import openvino as ov
 
         try:
             compiled = ov.Core().compile_model(str(xml_path), device, config)
-        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for bad IR
-            raise ArtifactError(f"{xml_path}: OpenVINO cannot compile it ({str(exc).splitlines()[0][:160]}); "
-                                "the IR is corrupt or from another OpenVINO: bundle it again") from None
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses, for bad IR and for missing kernels alike
+            hint = config.get("INFERENCE_PRECISION_HINT", "default")
+            raise ArtifactError(f"{xml_path}: OpenVINO cannot compile it for {device} at precision hint {hint} "
+                                f"({openvino_reason(exc)}); if the file is corrupt or from another OpenVINO, bundle it "
+                                "again, otherwise try another precision") from None
         self._request = compiled.create_infer_request()
         self._tensor = ov.Tensor
 
@@ -65,7 +75,7 @@ class OpenVinoBackend(Backend):
         try:
             model = ov.convert_model(str(onnx_path))
         except Exception as exc:
-            raise ArtifactError(f"{onnx_path}: OpenVINO cannot convert it ({str(exc).splitlines()[0][:160]})") from None
+            raise ArtifactError(f"{onnx_path}: OpenVINO cannot convert it ({openvino_reason(exc)})") from None
         with atomic_files(out_dir) as scratch:
             ov.save_model(model, str(scratch / "model.xml"), compress_to_fp16=compress)
         config = {"INFERENCE_PRECISION_HINT": precision_hint(precision, profile),
