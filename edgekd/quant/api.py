@@ -12,6 +12,7 @@ Importing this module does not import torch; only the prepare and convert steps 
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -29,12 +30,14 @@ class Int8Config:
     step: "ptq" calibrates an fp32 ONNX file; "prepare" returns a fake-quantized copy of a torch
     model for QAT; "convert" exports a prepared model to QDQ ONNX at `output`.
     calibration: input samples (N, ...) for PTQ ranges, or to initialise QAT activation ranges.
+    calibrate_method: the target recipe's when None; "auto" tries each and keeps pick_calibration's choice on
+    validation (x, y), as the pipeline's quantize.calibrate_method: auto does.
     fallback + validation (x, y): PTQ keeps sensitive nodes in float until within fallback.max_drop."""
 
     target: Union[str, QuantRecipe] = "x86-cpu"
     step: Literal["ptq", "prepare", "convert"] = "ptq"
     calibration: Optional[np.ndarray] = None
-    calibrate_method: Optional[Literal["minmax", "entropy", "percentile"]] = None
+    calibrate_method: Optional[Literal["minmax", "entropy", "percentile", "auto"]] = None
     output: Optional[Union[str, Path]] = None
     fallback: Optional[FallbackBudget] = None
     validation: Optional[tuple[np.ndarray, np.ndarray]] = None
@@ -63,19 +66,26 @@ def quantize(model: Any, config: Int8Config):
 
 
 def _ptq(model: Any, config: Int8Config) -> Path:
-    from .fallback import quantize_with_fallback
+    from .fallback import quantize_auto, quantize_with_fallback
     from .ptq import quantize_qdq
 
     if not isinstance(model, (str, Path)) or not Path(model).is_file():
         raise ConfigError("Int8Config(step='ptq') quantizes an fp32 ONNX file: pass its path (export torch models first)")
     if config.calibration is None or config.output is None:
         raise ConfigError("Int8Config(step='ptq') needs calibration samples and an output path")
-    recipe, output = config.recipe(), Path(config.output)
-    if config.fallback is None:
+    recipe, output, auto = config.recipe(), Path(config.output), config.calibrate_method == "auto"
+    if config.fallback is None and not auto:
         return quantize_qdq(Path(model), output, recipe, config.calibration, calibrate_method=config.calibrate_method)
     if config.validation is None:
-        raise ConfigError("Int8Config.fallback needs validation=(x, y) to measure the accuracy drop on")
+        needs = "calibrate_method='auto'" if auto else "fallback"
+        raise ConfigError(f"Int8Config {needs} needs validation=(x, y) to measure the accuracy on")
     x, y = config.validation
+    if auto:
+        # No fallback asked for: a budget no drop exceeds, so each method is judged as it quantizes.
+        budget = config.fallback or FallbackBudget(max_drop=float("inf"))
+        method, _ = quantize_auto(Path(model), output, recipe, config.calibration, x, y, budget)
+        logging.getLogger(__name__).info("calibrate_method auto chose %s", method)
+        return output
     quantize_with_fallback(Path(model), output, recipe, config.calibration, x, y, config.fallback, config.calibrate_method)
     return output
 

@@ -34,6 +34,17 @@ def test_ptq_with_fallback(planted_sensitive_model, tmp_path):
     assert top1 >= 0.98
 
 
+def test_ptq_auto_calibration_matches_the_pipeline_rule(planted_sensitive_model, tmp_path):
+    model, calib, val_x, val_y = planted_sensitive_model
+    sane_calib, sane_val = calib.copy(), val_x.copy()
+    sane_calib[:, 15] = sane_val[:, 15] = 0.0  # without the planted range, every method quantizes the whole model
+    out = quantize(model, Int8Config(target="x86-cpu", calibration=sane_calib, calibrate_method="auto",
+                                     output=tmp_path / "int8.onnx", validation=(sane_val, val_y)))
+    assert set(quantized_nodes(out)) == {"fc0", "fc1"}
+    with pytest.raises(ConfigError, match=r"calibrate_method='auto' needs validation"):
+        quantize(model, Int8Config(calibration=calib, calibrate_method="auto", output=tmp_path / "x.onnx"))
+
+
 def test_misuse_is_a_config_error(trained_digits_cnn, tmp_path):
     model, data = trained_digits_cnn
     with pytest.raises(ConfigError, match="step='prepare'"):
