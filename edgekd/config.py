@@ -184,6 +184,8 @@ class GateConfig(Strict):
     drop_type: Literal["absolute", "relative"] = "absolute"
     min_speedup: Optional[float] = Field(None, gt=0, description="over the fp32 baseline on the same target")
     max_size_kb: Optional[float] = Field(None, gt=0)
+    allow_empty: bool = Field(False, description="pass when no check could be evaluated on this machine (e.g. only "
+                                                 "TensorRT targets built on a workstation); otherwise that fails the gate")
 
 
 class PipelineConfig(Strict):

@@ -8,6 +8,8 @@ Size: bytes of the model files / 1024.
 The reference is a name in the report's `references` (teacher, student_fp32) or an artifact row
 (e.g. x86-cpu/fp32); with a baseline report it is taken from there, and only if both reports were
 measured on the same evaluation set (sha256).
+A skipped check (an artifact not measurable on this machine) is counted apart, never as a pass; a gate
+with no check actually evaluated fails unless `allow_empty` is set: "nothing failed" is not "all passed".
 Lean: no torch, so CI can gate a report on any machine.
 """
 from __future__ import annotations
@@ -33,6 +35,29 @@ class Thresholds:
     drop_type: str = "absolute"
     min_speedup: float | None = None
     max_size_kb: float | None = None
+    allow_empty: bool = False  # pass a gate that evaluated no check (every shipped artifact skipped or none shipped)
+
+
+DROP_TYPES = ("absolute", "relative")
+THRESHOLD_NAMES = tuple(Thresholds.__dataclass_fields__)
+
+
+def threshold_problem(name: str, value: Any) -> str | None:
+    """What is wrong with one threshold value (None: nothing); the caller says where the value came from."""
+    if name in ("max_drop", "min_speedup", "max_size_kb"):
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, not {type(value).__name__} {value!r}"
+        if value < 0 or (value == 0 and name != "max_drop"):
+            return f"must be {'>= 0' if name == 'max_drop' else '> 0'}, got {value!r}"
+    elif name == "drop_type" and value not in DROP_TYPES:
+        return f"must be one of {', '.join(DROP_TYPES)}, got {value!r}"
+    elif name == "reference" and (not isinstance(value, str) or not value):
+        return f"must be a reference name such as student_fp32, teacher or x86-cpu/fp32, got {value!r}"
+    elif name == "allow_empty" and not isinstance(value, bool):
+        return f"must be true or false, got {value!r}"
+    return None
 
 
 @dataclass
@@ -101,6 +126,48 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
                          if r["target"] == row["target"] and r["precision"] == "fp32"), None)
         checks.extend(check_row(row, top1, fp32_p50, limits))
     return checks
+
+
+NOTHING_TO_CHECK = ("nothing to check: no shipped artifact has a measured accuracy; "
+                    "run edgekd bench on the device (or allow it: --allow-empty, gate.allow_empty)")
+
+
+class GateResult(list):
+    """The checks of one gate (a list, as before) with the verdict that counts skips apart."""
+
+    def __init__(self, checks: list[Check], allow_empty: bool = False):
+        super().__init__(checks)
+        self.allow_empty = allow_empty
+
+    @property
+    def failed(self) -> int:
+        return sum(not c.passed for c in self)
+
+    @property
+    def skipped(self) -> int:
+        return sum(c.passed and c.skipped for c in self)
+
+    @property
+    def evaluated(self) -> int:
+        return len(self) - self.skipped
+
+    @property
+    def passed(self) -> bool:
+        return self.failed == 0 and (self.evaluated > 0 or self.allow_empty)
+
+    @property
+    def summary(self) -> str:
+        """One line, e.g. `gate: PASS (2 passed, 3 skipped)`; with nothing evaluated it says why."""
+        counts = ", ".join(f"{n} {word}" for n, word in ((self.failed, "failed"), (self.evaluated - self.failed, "passed"),
+                                                         (self.skipped, "skipped")) if n or word == "passed")
+        if self.evaluated == 0 and not self.allow_empty:
+            return f"gate: FAIL ({NOTHING_TO_CHECK}; {counts})"
+        return f"gate: {'PASS' if self.passed else 'FAIL'} ({counts})"
+
+
+def gate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[str, Any] | None = None) -> GateResult:
+    """evaluate_report with its verdict: what the CLI, the API and the pipeline's gate stage all use."""
+    return GateResult(evaluate_report(report, limits, baseline), limits.allow_empty)
 
 
 def verdicts(checks: list[Check]) -> dict[str, str]:

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from edgekd.errors import ArtifactError
-from edgekd.gate import Thresholds, accuracy_drop, evaluate_report, reference_top1, verdicts
+from edgekd.gate import Thresholds, accuracy_drop, evaluate_report, gate_report, reference_top1, verdicts
 from edgekd.gate_outputs import junit_xml
 
 
@@ -112,3 +112,40 @@ def test_cli_passes_with_exit_0_and_refuses_other_eval_sets_with_exit_2(tmp_path
     assert passed.returncode == 0 and "gate: PASS" in passed.stdout
     refused = _gate_cli(path, "--baseline", other)
     assert refused.returncode == 2 and "different evaluation set" in refused.stderr
+
+
+def _unmeasured(report: dict) -> dict:
+    """Every shipped row without a top-1, as for TensorRT artifacts benched on a workstation."""
+    for row in report["rows"]:
+        if row["shipped"]:
+            row["top1"] = None
+    return report
+
+
+def test_skipped_checks_are_counted_apart_and_an_empty_gate_fails():
+    mixed = make_report()
+    mixed["rows"][2]["top1"] = None  # intel-cpu/int8 not measured here
+    result = gate_report(mixed, Thresholds(max_drop=2.0))
+    assert result.passed and result.summary == "gate: PASS (1 passed, 1 skipped)"
+    skipped_only = gate_report(_unmeasured(make_report()), Thresholds(max_drop=2.0))
+    assert not skipped_only.passed and skipped_only.evaluated == 0
+    assert skipped_only.summary.startswith("gate: FAIL (nothing to check: no shipped artifact has a measured accuracy; "
+                                           "run edgekd bench on the device")
+    assert "2 skipped" in skipped_only.summary
+    nothing_shipped = make_report()
+    for row in nothing_shipped["rows"]:
+        row["shipped"] = False
+    assert not gate_report(nothing_shipped, Thresholds()).passed
+    assert gate_report(nothing_shipped, Thresholds(allow_empty=True)).passed
+    failures = ET.fromstring(junit_xml(skipped_only)).findall("./testsuite/testcase/failure")
+    assert [f.get("type") for f in failures] == ["nothing_to_check"]  # CI sees the empty gate as a failing case
+
+
+def test_cli_empty_gate_exits_1_unless_allowed(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(_unmeasured(make_report())))
+    done = _gate_cli(path)
+    assert done.returncode == 1, done.stderr
+    assert "SKIP  x86-cpu/int8" in done.stdout and "gate: FAIL (nothing to check" in done.stdout
+    allowed = _gate_cli(path, "--allow-empty")
+    assert allowed.returncode == 0 and "gate: PASS (0 passed, 2 skipped)" in allowed.stdout

@@ -3,20 +3,21 @@ from __future__ import annotations
 
 from ..bench.report import write_reports
 from ..fileio import read_json, write_json_atomic
-from ..gate import Thresholds, evaluate_report, verdicts
+from ..gate import Thresholds, gate_report, verdicts
 from ..gate_outputs import write_ci_outputs
 from .context import RunContext, StageOutput
 
 
 def thresholds_from_config(gate_cfg) -> Thresholds:
-    return Thresholds(gate_cfg.reference, gate_cfg.max_drop, gate_cfg.drop_type, gate_cfg.min_speedup, gate_cfg.max_size_kb)
+    return Thresholds(gate_cfg.reference, gate_cfg.max_drop, gate_cfg.drop_type, gate_cfg.min_speedup, gate_cfg.max_size_kb,
+                      gate_cfg.allow_empty)
 
 
 def run(ctx: RunContext) -> StageOutput:
     report_path = ctx.run_dir / "report.json"
     report = read_json(report_path)
-    checks = evaluate_report(report, thresholds_from_config(ctx.cfg.gate))
-    verdict = {"passed": all(c.passed for c in checks), "checks": [c.__dict__ for c in checks]}
+    checks = gate_report(report, thresholds_from_config(ctx.cfg.gate))
+    verdict = {"passed": checks.passed, "summary": checks.summary, "checks": [c.__dict__ for c in checks]}
     outputs = [write_json_atomic(ctx.run_dir / "gate.json", verdict)]
     junit, summary = ctx.run_dir / "gate-junit.xml", ctx.run_dir / "gate-summary.md"
     write_ci_outputs(checks, ctx.cfg.name, junit, summary)
