@@ -6,28 +6,48 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError
-from .gate import Check, Thresholds, evaluate_report
+from .errors import ArtifactError, ConfigError, GateFailed
+from .gate import THRESHOLD_NAMES, GateResult, Thresholds, gate_report, threshold_problem
 from .quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
 def run(config: str | Path, out: str | Path | None = None, resume: bool = False, force: bool = False,
         only: Sequence[str] | None = None, log=print):
-    """Run the pipeline from a YAML file; returns the RunContext (run_dir, manifest, config)."""
+    """Run the pipeline from a YAML file; returns the RunContext (run_dir, manifest, config).
+
+    Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.errors.GateFailed whose
+    message is the verdict line (e.g. `gate: FAIL (1 failed, 2 passed)`) and whose `.context` is the
+    RunContext, so the run folder is still at hand. The verdict is only that of a gate stage that ran
+    (or was up to date) in this call: with `only` leaving out "gate", nothing is raised, and
+    `ctx.gate_verdict()` is None.
+    """
     from .pipeline import run_from_file
 
-    return run_from_file(config, str(out) if out else None, resume=resume, force=force, only=only, log=log)
+    ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=only, log=log)
+    verdict = ctx.gate_verdict()
+    if verdict is not None and not verdict["passed"]:
+        failure = GateFailed(verdict_line(verdict))
+        failure.context = ctx
+        raise failure
+    return ctx
+
+
+def verdict_line(verdict: dict[str, Any]) -> str:
+    """The one-line verdict of a gate.json (older ones carry no summary line)."""
+    return verdict.get("summary") or f"gate: {'PASS' if verdict['passed'] else 'FAIL'}"
 
 
 def bench(path: str | Path, threads: int | None = None, runs: int = 50, min_seconds: float = 0.5,
-          batch_sizes: Sequence[int] = (1,), warmup_runs: int = 10, warmup_seconds: float = 0.2, rounds: int = 5,
+          batch_sizes: Sequence[int] = (1, 8), warmup_runs: int = 10, warmup_seconds: float = 0.2, rounds: int = 5,
           memory: bool = True) -> dict[str, Any]:
     """Benchmark one bundle, or every bundle of a run folder, on this machine; returns a report
-    (schema edgekd.report/1, the same as the pipeline's). Needs no torch."""
+    (schema edgekd.report/1, the same as the pipeline's). Needs no torch.
+    Defaults are those of `edgekd bench` (batch sizes 1 and 8)."""
     from .bench.device import bench_bundles
     from .bench.latency import LatencySpec
 
@@ -36,26 +56,52 @@ def bench(path: str | Path, threads: int | None = None, runs: int = 50, min_seco
 
 
 def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str | Path | None = None,
-         **overrides) -> list[Check]:
+         **overrides) -> GateResult:
     """Check a report.json against thresholds (the report's own gate section unless given).
 
+    overrides: any Thresholds field (reference, max_drop, drop_type, min_speedup, max_size_kb,
+    allow_empty); None leaves it as is. The caller's `thresholds` object is never modified.
     baseline: another report.json to take the reference accuracy from (refused unless both were
     measured on the same evaluation set).
+    Returns the list of checks; its `.passed` and `.summary` are the CLI's verdict (skipped checks are
+    not passes, and a gate with no check evaluated fails unless allow_empty).
     """
     data = _read_report(report)
-    if thresholds is None:
-        saved = data.get("gate", {})
-        thresholds = Thresholds(**{k: saved[k] for k in Thresholds.__dataclass_fields__ if k in saved})
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(thresholds, key, value)
+    thresholds = _effective_thresholds(report, data, thresholds, overrides)
     other = _read_report(baseline) if baseline else None
     try:
-        return evaluate_report(data, thresholds, other)
+        return gate_report(data, thresholds, other)
     except ArtifactError as exc:
         raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
         raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None
+
+
+def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: Thresholds | None,
+                          overrides: dict[str, Any]) -> Thresholds:
+    """The report's gate section (or a copy of `thresholds`) with the overrides applied, each value checked
+    and a bad one blamed on where it came from: the argument, or the report file."""
+    unknown = [k for k in overrides if k not in THRESHOLD_NAMES]
+    if unknown:
+        raise ConfigError(f"gate(): unknown keyword '{unknown[0]}'; valid: {', '.join(THRESHOLD_NAMES)}")
+    if thresholds is None:
+        saved = data.get("gate") if isinstance(data.get("gate"), dict) else {}
+        picked = {k: saved[k] for k in THRESHOLD_NAMES if k in saved}
+        for key, value in picked.items():
+            if problem := threshold_problem(key, value):
+                raise ArtifactError(f"{report}: gate.{key} {problem}; regenerate the report or pass the threshold")
+        thresholds = Thresholds(**picked)
+    elif not isinstance(thresholds, Thresholds):
+        raise ConfigError(f"gate(thresholds=...): expected edgekd.gate.Thresholds, got {type(thresholds).__name__}")
+    else:
+        for key in THRESHOLD_NAMES:
+            if problem := threshold_problem(key, getattr(thresholds, key)):
+                raise ConfigError(f"gate(thresholds=...): {key} {problem}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in given.items():
+        if problem := threshold_problem(key, value):
+            raise ConfigError(f"gate threshold {key}: {problem}")
+    return dataclasses.replace(thresholds, **given)  # a copy: the caller's object stays as it was
 
 
 def _read_report(path: str | Path) -> dict[str, Any]:

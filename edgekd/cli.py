@@ -81,27 +81,40 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
     Exits 1 when the gate fails.
     """
     from . import api
-    from .bench.report import terminal_table
-    from .fileio import read_json
+    from .errors import GateFailed
 
     resume_cmd = " ".join(["edgekd run", shlex.quote(str(config)), *(["--out", shlex.quote(str(out))] if out else []), "--resume"])
     try:
         with _sigterm_as_interrupt():
             ctx = api.run(config, out, resume=resume, force=force, only=list(only) or None,
                           log=lambda m: click.echo(m, err=True))
+    except GateFailed as failure:  # the table and the verdict are still the output; only the exit code differs
+        ctx = failure.context
     except KeyboardInterrupt:
         click.echo("edgekd: interrupted; finished stages and the last finished epoch are kept. "
                    f"Continue with: {resume_cmd}", err=True)
         sys.exit(130)
-    report_path = ctx.run_dir / "report.json"
-    if report_path.is_file() and (ctx.run_dir / "gate.json").is_file():
-        gate = read_json(ctx.run_dir / "gate.json")
-        from .gate import Check, verdicts
+    verdict = _print_run_result(ctx)
+    if verdict is not None and not verdict["passed"]:
+        sys.exit(1)
 
-        click.echo(terminal_table(read_json(report_path), verdicts([Check(**c) for c in gate["checks"]])))
-        click.echo(f"\nrun folder: {ctx.run_dir}   gate: {'PASS' if gate['passed'] else 'FAIL'}")
-        if not gate["passed"]:
-            sys.exit(1)
+
+def _print_run_result(ctx):
+    """The report table and the gate verdict of this invocation; a gate.json left by an earlier run
+    (say `--only bench --force` after a full run) is not shown as this run's verdict."""
+    from .api import verdict_line
+    from .bench.report import terminal_table
+    from .fileio import read_json
+    from .gate import Check, verdicts
+
+    verdict = ctx.gate_verdict()
+    report_path = ctx.run_dir / "report.json"
+    if report_path.is_file() and ({"bench", "gate"} & set(ctx.outcomes)):
+        marks = verdicts([Check(**c) for c in verdict["checks"]]) if verdict else None
+        click.echo(terminal_table(read_json(report_path), marks))
+    line = verdict_line(verdict) if verdict else "gate: not run (use --only gate or a full run)"
+    click.echo(f"\nrun folder: {ctx.run_dir}   {line}")
+    return verdict
 
 
 @main.command("bench")
@@ -158,23 +171,28 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
               help="Write JUnit XML: one test case per artifact and threshold.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).")
-def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup, max_size_kb, junit, summary) -> None:
+@click.option("--allow-empty", is_flag=True,
+              help="Pass even when no check could be evaluated (every shipped artifact skipped as not measured here).")
+def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup, max_size_kb, junit, summary,
+             allow_empty) -> None:
     """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL, 2 on bad input.
 
     Thresholds default to the gate section of the config that produced the report; flags override them.
+    Skipped checks (artifacts without a measured top-1 here) are counted apart, not as passes; a gate
+    that evaluated no check at all fails, unless --allow-empty.
     """
     from . import api
     from .gate_outputs import write_ci_outputs
 
     checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type="relative" if relative else None,
-                      reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb)
+                      reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb,
+                      allow_empty=True if allow_empty else None)
     for check in checks:
         status = "FAIL" if not check.passed else ("SKIP" if check.skipped else "PASS")
         click.echo(f"{status}  {check.artifact:<24} {check.threshold:<12} {check.reason}")
     write_ci_outputs(checks, str(report), junit, summary)
-    failed = [c for c in checks if not c.passed]
-    click.echo(f"gate: {'FAIL' if failed else 'PASS'} ({len(checks) - len(failed)}/{len(checks)} checks passed)")
-    sys.exit(1 if failed else 0)
+    click.echo(checks.summary)
+    sys.exit(0 if checks.passed else 1)
 
 
 @main.command("compile")

@@ -122,6 +122,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
     key = ctx.stage_key(stage)
     if resume and ctx.manifest.is_fresh(stage, key):
         log(f"[{stage}] up to date, skipped (--resume)")
+        ctx.outcomes[stage] = "up to date"
         return
     _require_earlier(ctx, stage)
     if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
@@ -143,6 +144,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
     if stage in DISTRIBUTED_STAGES:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
+    ctx.outcomes[stage] = "ran"
     if not ctx.manifest.read_only:
         _clear_progress(ctx.stage_dir(stage))
     log(f"[{stage}] done in {seconds:.1f} s")

@@ -19,7 +19,7 @@ _SECTIONS = {
     "distill": ["student", "distill"],
     "export": ["export"],
     "quantize": ["quantize", "targets"],
-    "compile": ["targets", "gate.max_drop", "gate.drop_type"],
+    "compile": ["targets", "gate"],  # the bundles carry the whole gate section
     "bench": ["bench"],
     "gate": ["gate"],
 }
@@ -39,6 +39,9 @@ class RunContext:
     run_dir: Path
     manifest: RunManifest
     resume: bool = False  # --resume: training stages continue from their last per-epoch checkpoint
+    # What each stage did in this invocation: "ran", or "up to date" (skipped by --resume, key and files unchanged).
+    # Stages absent here did not run now: their files may be left over from an earlier run.
+    outcomes: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -60,6 +63,15 @@ class RunContext:
         sections = [s for name in STAGES[:STAGES.index(stage) + 1] for s in _SECTIONS[name]]
         canonical = json.dumps({s: _pick(dump, s) for s in sections}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def gate_verdict(self) -> dict[str, Any] | None:
+        """gate.json when the gate stage ran (or was up to date) in this invocation, else None:
+        a gate.json left over from an earlier run is no verdict on this one."""
+        if "gate" not in self.outcomes:
+            return None
+        from ..fileio import read_json
+
+        return read_json(self.run_dir / "gate.json")
 
     def bundle_dir(self, target: str) -> Path:
         return self.run_dir / "bundle" / target

@@ -1,0 +1,78 @@
+"""The Python API behaves like the CLI: gate failures, threshold arguments, defaults."""
+from __future__ import annotations
+
+import inspect
+import json
+
+import pytest
+
+from edgekd import api, cli
+from edgekd.errors import ArtifactError, ConfigError, GateFailed
+from edgekd.gate import Thresholds
+from edgekd.stages.context import RunContext
+
+from .test_gate import make_report
+
+
+@pytest.fixture
+def report_path(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(make_report()))
+    return path
+
+
+def test_gate_refuses_unknown_keywords_naming_the_valid_ones(report_path):
+    with pytest.raises(ConfigError, match=r"unknown keyword 'max_dorp'; valid: reference, max_drop, drop_type"):
+        api.gate(report_path, max_dorp=5.0)
+
+
+def test_gate_leaves_the_callers_thresholds_alone(report_path):
+    limits = Thresholds(max_drop=5.0)
+    result = api.gate(report_path, limits, max_drop=0.1, min_speedup=1.5)
+    assert not result.passed
+    assert limits == Thresholds(max_drop=5.0)
+
+
+def test_bad_threshold_arguments_are_blamed_on_the_argument(report_path):
+    with pytest.raises(ConfigError, match=r"drop_type: must be one of absolute, relative, got 'relatve'"):
+        api.gate(report_path, drop_type="relatve")
+    with pytest.raises(ConfigError, match=r"max_drop: must be a number, not str '1'") as caught:
+        api.gate(report_path, max_drop="1")
+    assert str(report_path) not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"gate\(thresholds=...\): drop_type"):
+        api.gate(report_path, Thresholds(drop_type="relatve"))
+
+
+def test_bad_thresholds_saved_in_the_report_are_blamed_on_the_report(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(make_report(max_drop="1")))
+    with pytest.raises(ArtifactError, match=r"report.json: gate.max_drop must be a number"):
+        api.gate(path)
+
+
+def _fake_run(monkeypatch, tmp_path, outcomes: dict, passed: bool):
+    """api.run around a pipeline that did `outcomes` and left a gate.json saying `passed`."""
+    (tmp_path / "gate.json").write_text(json.dumps({"passed": passed, "summary": f"gate: {'PASS' if passed else 'FAIL'} (x)",
+                                                    "checks": []}))
+    ctx = RunContext(cfg=None, config_path=tmp_path / "c.yaml", run_dir=tmp_path, manifest=None, outcomes=outcomes)
+    monkeypatch.setattr("edgekd.pipeline.run_from_file", lambda *a, **k: ctx)
+    return ctx
+
+
+def test_run_raises_gate_failed_with_the_verdict_line(monkeypatch, tmp_path):
+    ctx = _fake_run(monkeypatch, tmp_path, {"bench": "ran", "gate": "ran"}, passed=False)
+    with pytest.raises(GateFailed, match=r"^gate: FAIL \(x\)$") as caught:
+        api.run("c.yaml")
+    assert caught.value.context is ctx and caught.value.exit_code == 1
+    _fake_run(monkeypatch, tmp_path, {"bench": "ran", "gate": "ran"}, passed=True)
+    assert api.run("c.yaml").gate_verdict()["passed"]
+
+
+def test_run_ignores_a_gate_json_left_by_an_earlier_run(monkeypatch, tmp_path):
+    ctx = _fake_run(monkeypatch, tmp_path, {"bench": "ran"}, passed=False)  # --only bench --force
+    assert api.run("c.yaml", only=["bench"]) is ctx and ctx.gate_verdict() is None
+
+
+def test_bench_defaults_match_the_cli():
+    batch_option = next(p for p in cli.bench_cmd.params if p.name == "batch_sizes")
+    assert tuple(inspect.signature(api.bench).parameters["batch_sizes"].default) == tuple(batch_option.default) == (1, 8)
