@@ -81,6 +81,38 @@ def test_impossible_threshold_exits_1(finished_run):
     assert "FAIL" in result.stdout and "min_speedup" in result.stdout
 
 
+def test_gate_on_the_device_uses_the_pipelines_thresholds(finished_run, tmp_path):
+    from edgekd import api
+
+    folder, _ = finished_run
+    pipeline_report = json.loads((folder / "run" / "report.json").read_text())
+    pipeline_gate = json.loads((folder / "run" / "gate.json").read_text())
+    bundle = folder / "run" / "bundle" / "x86-cpu"
+    assert load_bundle(bundle)[0]["gate"] == pipeline_report["gate"]  # max_drop 100, not the profile's 1.0
+    device = api.bench(bundle, runs=3, min_seconds=0, warmup_runs=1, warmup_seconds=0, rounds=1, batch_sizes=(1,),
+                       memory=False)
+    assert device["gate"] == pipeline_report["gate"]
+    (tmp_path / "report.json").write_text(json.dumps(device))
+    [check] = [c for c in api.gate(tmp_path / "report.json") if c.threshold == "max_drop"]
+    pipeline_check = next(c for c in pipeline_gate["checks"]
+                          if c["artifact"] == check.artifact and c["threshold"] == "max_drop")
+    assert "(limit 100 points)" in check.reason and "(limit 100 points)" in pipeline_check["reason"]
+    assert check.passed == pipeline_check["passed"]
+
+
+def test_only_bench_does_not_report_an_earlier_gate(finished_run):
+    folder, _ = finished_run
+    gate_path = folder / "run" / "gate.json"
+    earlier = json.loads(gate_path.read_text())
+    gate_path.write_text(json.dumps({**earlier, "passed": False}))  # a failed verdict left by an earlier run
+    try:
+        result = run_cli("run", str(folder / "tiny.yaml"), "--out", str(folder / "run"), "--only", "bench", "--force")
+    finally:
+        gate_path.write_text(json.dumps(earlier))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "gate: not run (use --only gate or a full run)" in result.stdout and "gate: FAIL" not in result.stdout
+
+
 def test_run_with_impossible_gate_exits_1(finished_run, tmp_path):
     import yaml
 
@@ -103,3 +135,4 @@ def test_existing_run_folder_needs_resume_or_force(finished_run):
     result = run_cli("run", str(folder / "tiny.yaml"), "--out", str(folder / "run"))
     assert result.returncode == 2
     assert "--resume" in result.stderr and "Traceback" not in result.stderr
+

@@ -42,8 +42,14 @@ def _load_eval(bundle_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _gate_section(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The target profile's thresholds where set, edgekd's defaults otherwise."""
+    """The thresholds the pipeline's gate applied (recorded in the bundle), so a gate on the device
+    judges by the same limits. Bundles from before that record: the profile's thresholds where set,
+    edgekd's defaults otherwise."""
     gate = Thresholds().__dict__
+    recorded = manifest.get("gate")
+    if isinstance(recorded, dict):
+        gate.update({k: v for k, v in recorded.items() if k in gate})
+        return gate
     profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
     gate.update({k: v for k, v in profile_gate.items() if k in gate and v is not None})
     return gate

@@ -130,6 +130,9 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
     quant = ctx.manifest.metrics("quantize")
     recipe = quant.get("recipes", {}).get(profile.quantization.name) if row["precision"] == "int8" else None
     return {"target": profile.name, "profile": profile.model_dump(mode="json"), "edgekd_version": __version__,
+            # The thresholds the pipeline's gate stage applies, so `edgekd bench` on the device writes a report
+            # that `edgekd gate` judges by the same limits and both verdicts agree.
+            "gate": ctx.cfg.gate.model_dump(mode="json"),
             "built_on": cpu_info()["model"], "input": ctx.manifest.metrics("export")["input"],
             "output": {"name": "logits", "shape": ["batch", data.num_classes], "dtype": "float32"},
             "preprocessing": data.preprocessing(), "labels": data.classes,
