@@ -1,6 +1,7 @@
 """The `edgekd` command: parse, call edgekd.api, print, exit.
 
-Exit codes: 0 success, 1 a failed gate, 2 bad input (one line, no traceback; --debug shows it).
+Exit codes: 0 success, 1 a failed gate, 2 bad input (one line, no traceback; --debug shows it),
+3 an internal error (a bug: one line, --debug shows the traceback), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import click
 
 from .errors import EdgeKDError
 
+INTERNAL_ERROR = 3
 STAGE_NAMES = ["teachers", "distill", "export", "quantize", "compile", "bench", "gate"]
 
 
@@ -31,6 +33,15 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("edgekd: interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own exits and usage errors keep their codes and messages
+        except Exception as exc:  # a bug in edgekd: exit 3, never 1, which CI reads as a failed gate
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            click.echo(f"edgekd: internal error: {type(exc).__name__}: {detail} (a bug in edgekd; "
+                       "rerun with --debug for the traceback and report it)", err=True)
+            ctx.exit(INTERNAL_ERROR)
 
 
 @contextmanager

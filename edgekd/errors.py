@@ -1,6 +1,6 @@
 """One error family. The CLI prints any EdgeKDError as a single line and exits 2.
 
-Every other exception escaping edgekd is a bug and keeps its traceback.
+Every other exception escaping edgekd is a bug: the CLI exits 3 with one line (--debug shows the traceback).
 """
 from __future__ import annotations
 
