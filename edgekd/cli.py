@@ -44,6 +44,18 @@ class _Group(click.Group):
             ctx.exit(INTERNAL_ERROR)
 
 
+def _check_outputs(folders: dict[str, Path | None] | None = None, files: dict[str, Path | None] | None = None) -> None:
+    """Create and probe every output destination given on the command line before any work is done."""
+    from .fileio import writable_file, writable_folder
+
+    for option, folder in (folders or {}).items():
+        if folder is not None:
+            writable_folder(folder, option)
+    for option, path in (files or {}).items():
+        if path is not None:
+            writable_file(path, option)
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (a scheduler's time limit, `kill`) like Ctrl-C: the stage is marked interrupted
@@ -140,6 +152,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     from . import api
     from .bench.report import terminal_table
 
+    _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
                        warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory)
     click.echo(terminal_table(report))
@@ -177,6 +190,7 @@ def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup,
     from . import api
     from .gate_outputs import write_ci_outputs
 
+    _check_outputs(files={"--junit": junit, "--summary": summary})
     checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type="relative" if relative else None,
                       reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb)
     for check in checks:
@@ -219,6 +233,7 @@ def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
     from .bench.compare import render_markdown, render_text
     from .fileio import write_json_atomic, write_text_atomic
 
+    _check_outputs(files={"--markdown": markdown_out, "--json": json_out})
     comparison = api.compare(report_a, report_b)
     click.echo(render_text(comparison))
     if markdown_out:

@@ -31,6 +31,10 @@ class TargetError(EdgeKDError):
     """A target is unknown or its runtime is not installed."""
 
 
+class OutputError(EdgeKDError):
+    """An output file or folder cannot be written (missing parent, read-only, not a folder)."""
+
+
 class StageError(EdgeKDError):
     """A pipeline stage failed for a reason the user can act on."""
 
