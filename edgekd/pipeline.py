@@ -42,8 +42,9 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
 
 def preflight(config: PipelineConfig, base_dir: Path) -> None:
     """Check what later stages will need before the first one trains for an hour: every target
-    profile, its runtime (where building needs it) and the calibration recipe."""
+    profile, its runtime (where building needs it), the calibration recipe and the data path."""
     from .data.calibration import load_recipe
+    from .data.sources import data_path
     from .targets import get_backend, load_profile
 
     for index, name in enumerate(config.targets):
@@ -56,7 +57,9 @@ def preflight(config: PipelineConfig, base_dir: Path) -> None:
             raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "
                               "or remove the target")
     if config.quantize.method != "none":
-        load_recipe(config.quantize.calibration)
+        load_recipe(config.quantize.calibration, base_dir)
+    if config.data.source in ("npz", "imagefolder"):
+        data_path(config.data.source, config.data.path, base_dir)
 
 
 def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
