@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+from .bench.latency import CV_WARNING
 from .config import PipelineConfig, load_config
 from .errors import ConfigError, EdgeKDError, StageError, TargetError
 from .fileio import write_text_atomic
@@ -148,7 +149,10 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
     if not ctx.manifest.read_only:
         _clear_progress(ctx.stage_dir(stage))
-    log(f"[{stage}] done in {seconds:.1f} s")
+    warnings = result.metrics.get("warnings") if isinstance(result.metrics, dict) else None
+    noted = (f"; {warnings} latency measurements were noisy (coefficient of variation > {CV_WARNING:.0%}), see report.md"
+             if warnings else "")
+    log(f"[{stage}] done in {seconds:.1f} s{noted}")
 
 
 # Training writes `*.progress.pt` each epoch; a stage continues from them only when they were made
