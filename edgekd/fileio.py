@@ -25,6 +25,22 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def resolve_path(path: str | Path, base_dir: str | Path | None) -> Path:
+    """A path from the config: as given if it exists, else relative to the config file's folder."""
+    candidate = Path(path)
+    if not candidate.is_absolute() and base_dir is not None and not candidate.exists():
+        candidate = Path(base_dir) / candidate
+    return candidate
+
+
+def searched(path: str | Path, base_dir: str | Path | None) -> str:
+    """Where resolve_path looked, for a 'not found' message."""
+    places = [str(Path.cwd())] if not Path(path).is_absolute() else []
+    if base_dir is not None and not Path(path).is_absolute() and Path(base_dir).resolve() != Path.cwd():
+        places.append(str(Path(base_dir).resolve()))
+    return f"looked in {' and '.join(places)}" if places else "absolute path"
+
+
 def file_record(path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
     """Path (relative to root when given), sha256 and size: how every artifact is recorded."""
     path = Path(path)

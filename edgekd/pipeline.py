@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+from .bench.latency import CV_WARNING
 from .config import PipelineConfig, load_config
 from .errors import ConfigError, EdgeKDError, StageError, TargetError
 from .fileio import writable_folder, write_text_atomic
@@ -36,8 +37,9 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
 
 def preflight(config: PipelineConfig, base_dir: Path) -> None:
     """Check what later stages will need before the first one trains for an hour: every target
-    profile, its runtime (where building needs it) and the calibration recipe."""
+    profile, its runtime (where building needs it), the calibration recipe and the data path."""
     from .data.calibration import load_recipe
+    from .data.sources import data_path
     from .targets import get_backend, load_profile
 
     for index, name in enumerate(config.targets):
@@ -50,7 +52,9 @@ def preflight(config: PipelineConfig, base_dir: Path) -> None:
             raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "
                               "or remove the target")
     if config.quantize.method != "none":
-        load_recipe(config.quantize.calibration)
+        load_recipe(config.quantize.calibration, base_dir)
+    if config.data.source in ("npz", "imagefolder"):
+        data_path(config.data.source, config.data.path, base_dir)
 
 
 def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
@@ -139,7 +143,10 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
     if not ctx.manifest.read_only:
         _clear_progress(ctx.stage_dir(stage))
-    log(f"[{stage}] done in {seconds:.1f} s")
+    warnings = result.metrics.get("warnings") if isinstance(result.metrics, dict) else None
+    noted = (f"; {warnings} latency measurements were noisy (coefficient of variation > {CV_WARNING:.0%}), see report.md"
+             if warnings else "")
+    log(f"[{stage}] done in {seconds:.1f} s{noted}")
 
 
 # Training writes `*.progress.pt` each epoch; a stage continues from them only when they were made
