@@ -9,9 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+from .bench.latency import CV_WARNING
 from .config import PipelineConfig, load_config
 from .errors import ConfigError, EdgeKDError, StageError, TargetError
-from .fileio import write_text_atomic
+from .fileio import writable_folder, write_text_atomic
 from .manifest import RunManifest
 from .stages.context import STAGES, RunContext
 
@@ -31,19 +32,14 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     if (run_dir / "manifest.json").exists() and not (resume or force):
         raise ConfigError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
                           "--force to redo its stages, or --out for a new folder")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".edgekd-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"{run_dir}: output folder is not writable ({exc.strerror}); choose another with --out") from None
+    writable_folder(run_dir, "--out")
 
 
 def preflight(config: PipelineConfig, base_dir: Path) -> None:
     """Check what later stages will need before the first one trains for an hour: every target
-    profile, its runtime (where building needs it) and the calibration recipe."""
+    profile, its runtime (where building needs it), the calibration recipe and the data path."""
     from .data.calibration import load_recipe
+    from .data.sources import data_path
     from .targets import get_backend, load_profile
 
     for index, name in enumerate(config.targets):
@@ -56,7 +52,9 @@ def preflight(config: PipelineConfig, base_dir: Path) -> None:
             raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "
                               "or remove the target")
     if config.quantize.method != "none":
-        load_recipe(config.quantize.calibration)
+        load_recipe(config.quantize.calibration, base_dir)
+    if config.data.source in ("npz", "imagefolder"):
+        data_path(config.data.source, config.data.path, base_dir)
 
 
 def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
@@ -147,7 +145,10 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
     ctx.outcomes[stage] = "ran"
     if not ctx.manifest.read_only:
         _clear_progress(ctx.stage_dir(stage))
-    log(f"[{stage}] done in {seconds:.1f} s")
+    warnings = result.metrics.get("warnings") if isinstance(result.metrics, dict) else None
+    noted = (f"; {warnings} latency measurements were noisy (coefficient of variation > {CV_WARNING:.0%}), see report.md"
+             if warnings else "")
+    log(f"[{stage}] done in {seconds:.1f} s{noted}")
 
 
 # Training writes `*.progress.pt` each epoch; a stage continues from them only when they were made

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, EdgeKDError
+from .fileio import resolve_path, searched
 
 
 def is_reference(text: str) -> bool:
@@ -62,11 +63,9 @@ def _import(name: str, what: str):
 
 
 def _load_file(file_part: str, base_dir: str | Path | None, what: str):
-    path = Path(file_part)
-    if not path.is_absolute() and base_dir is not None and not path.exists():
-        path = Path(base_dir) / path
+    path = resolve_path(file_part, base_dir)
     if not path.is_file():
-        raise ConfigError(f"{what} '{file_part}': file not found")
+        raise ConfigError(f"{what} '{file_part}': file not found ({searched(file_part, base_dir)})")
     name = f"edgekd_user_{abs(hash(str(path.resolve())))}"
     if name in sys.modules:
         return sys.modules[name]

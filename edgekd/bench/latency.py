@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class LatencyStats:
     throughput_ips: float
     runtime_p50_ms: float | None = None  # from the RuntimeClock; p50_ms is the wall-clock time the caller sees
     runtime_p99_ms: float | None = None
+    round_p50_ms: list[float] = field(default_factory=list)  # per round of measure_interleaved: for paired comparisons
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -82,15 +83,20 @@ def measure_interleaved(runners: dict[str, Runner], batch: np.ndarray, spec: Lat
     names, clocks = list(runners), runtime_clocks or {}
     first = {name: _warm_up(runners[name], batch, spec) for name in names}
     samples: dict[str, list[float]] = {name: [] for name in names}
+    round_p50: dict[str, list[float]] = {name: [] for name in names}
     runtime: dict[str, list[float]] = {name: [] for name in clocks}
     per_round_runs = max(1, -(-spec.runs // spec.rounds))
     per_round_seconds = spec.min_seconds / spec.rounds
     for round_index in progress(range(spec.rounds), desc=desc, unit="round"):
         order = names[round_index % len(names):] + names[:round_index % len(names)]
         for name in order:
-            started = time.perf_counter()
+            started, done_before = time.perf_counter(), len(samples[name])
             while len(samples[name]) < per_round_runs * (round_index + 1) or time.perf_counter() - started < per_round_seconds:
                 samples[name].append(_timed(runners[name], batch))
                 if name in clocks:
                     runtime[name].append(clocks[name]())
-    return {name: summarize(samples[name], len(batch), first[name], runtime.get(name)) for name in names}
+            round_p50[name].append(statistics.median(samples[name][done_before:]))
+    stats = {name: summarize(samples[name], len(batch), first[name], runtime.get(name)) for name in names}
+    for name in names:
+        stats[name].round_p50_ms = round_p50[name]
+    return stats

@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError
 
 from ..config import Strict, describe_validation_error, read_yaml_mapping
 from ..errors import ConfigError, DataError
+from ..fileio import resolve_path
 from ..resources import builtin_dir
 from .datasets import Dataset, Split, split_hash
 
@@ -24,8 +25,8 @@ class CalibrationRecipe(Strict):
     expected_sha256: Optional[str] = Field(None, description="refuse the set if it differs (pins the data)")
 
 
-def load_recipe(name_or_path: str) -> CalibrationRecipe:
-    path = Path(name_or_path)
+def load_recipe(name_or_path: str, base_dir: Path | None = None) -> CalibrationRecipe:
+    path = resolve_path(name_or_path, base_dir)
     if not path.is_file():
         path = builtin_dir("calibration") / f"{name_or_path}.yaml"
     if not path.is_file():

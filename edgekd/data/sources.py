@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DataError
+from ..fileio import resolve_path, searched
 from ..refs import call, is_reference
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -31,20 +32,26 @@ def load_raw(source: str, path: Optional[str], image_size: Optional[int], base_d
     if source == "digits":
         return _digits()
     if source == "fashion-mnist":
-        return _fashion_mnist(Path(path or FASHION_MNIST_DIR))
+        return _fashion_mnist(resolve_path(path, base_dir) if path else FASHION_MNIST_DIR)
     if source == "npz":
-        return _npz(_required_path(path, "npz"))
+        return _npz(data_path(source, path, base_dir))
     if source == "imagefolder":
-        return _imagefolder(_required_path(path, "imagefolder"), image_size)
+        return _imagefolder(data_path(source, path, base_dir), image_size)
     if is_reference(source):
         return _factory(source, base_dir)
     raise DataError(f"data.source '{source}': unknown; use digits, fashion-mnist, npz, imagefolder or module:function")
 
 
-def _required_path(path: Optional[str], source: str) -> Path:
+def data_path(source: str, path: Optional[str], base_dir: Optional[Path]) -> Path:
+    """data.path for the npz and imagefolder sources: as given, else beside the config file (as checkpoints are).
+    The pipeline's preflight calls it too, so a wrong path stops the run before a run folder is made."""
     if not path:
         raise DataError(f"data.path: required for data.source '{source}'")
-    return Path(path)
+    found = resolve_path(path, base_dir)
+    if not found.exists():
+        raise DataError(f"data.path '{path}': not found ({searched(path, base_dir)}); give the {source} "
+                        f"{'file' if source == 'npz' else 'folder'}'s path, absolute or relative to the config file")
+    return found
 
 
 def _digits() -> RawData:

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError, ModelError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, resolve_path
 from ..refs import call, is_reference
 from .zoo import BUILTIN_MODELS
 
@@ -72,14 +72,6 @@ def _torchvision(spec: ModelConfig, num_classes: int, where: str) -> nn.Module:
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **spec.kwargs)
     except ValueError:
         raise ConfigError(f"{where}.arch '{spec.arch}': torchvision has no model '{name}'") from None
-
-
-def resolve_path(path: str, base_dir: Optional[Path]) -> Path:
-    """A path from the config: as given if it exists, else relative to the config file's folder."""
-    candidate = Path(path)
-    if not candidate.is_absolute() and base_dir is not None and not candidate.exists():
-        candidate = Path(base_dir) / candidate
-    return candidate
 
 
 def load_checkpoint(model: nn.Module, path: Path, where: str = "checkpoint") -> nn.Module:

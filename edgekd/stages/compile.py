@@ -98,7 +98,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
         stats = measure_interleaved(runners, batch, latency_spec(ctx), desc=f"{profile.name} candidates")
         for row in rows:
             if row["name"] in stats:
-                row["p50_ms"] = stats[row["name"]].p50_ms
+                row["p50_ms"], row["round_p50_ms"] = stats[row["name"]].p50_ms, stats[row["name"]].round_p50_ms
     return rows
 
 
@@ -141,6 +141,6 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
             "runtime_options": row["artifact"]["runtime_options"], "library_versions": library_versions(),
             "build_machine_metrics": {k: row.get(k) for k in ("val_top1", "val_drop", "p50_ms")},
             "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "val_agreement", "p50_ms",
-                                                 "verdict")}
+                                                 "round_p50_ms", "verdict")}
                           for r in rows],
             "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint}

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import PipelineConfig
 from ..manifest import RunManifest
+from .inputs import external_inputs
 
 STAGES = ["teachers", "distill", "export", "quantize", "compile", "bench", "gate"]
 
@@ -61,7 +62,8 @@ class RunContext:
     def stage_key(self, stage: str) -> str:
         dump = self.cfg.model_dump(mode="json")
         sections = [s for name in STAGES[:STAGES.index(stage) + 1] for s in _SECTIONS[name]]
-        canonical = json.dumps({s: _pick(dump, s) for s in sections}, sort_keys=True)
+        files = {s: external_inputs(self.cfg, s, self.base_dir) for s in sections}
+        canonical = json.dumps({"config": {s: _pick(dump, s) for s in sections}, "files": files}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def gate_verdict(self) -> dict[str, Any] | None:

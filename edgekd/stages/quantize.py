@@ -75,7 +75,7 @@ def run(ctx: RunContext) -> StageOutput:
     method = ctx.cfg.quantize.method
     if method == "none":
         return StageOutput([], {"method": "none"})
-    recipe_set = load_recipe(ctx.cfg.quantize.calibration)
+    recipe_set = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
     calibration, digest = draw(ctx.dataset, recipe_set, synthetic_split(ctx))
     fp32 = fp32_onnx_path(ctx)
     outputs, used, made = [], {}, {}

@@ -11,8 +11,8 @@ from ..bench.accuracy import topk
 from ..distill import distributed
 from ..distill.losses import ensemble_soft_targets
 from ..distill.trainer import cross_entropy_loss, predict_logits, train
+from ..fileio import resolve_path
 from ..models import build_model, count_parameters, save_checkpoint
-from ..models.loading import resolve_path
 from .context import RunContext, StageOutput
 
 

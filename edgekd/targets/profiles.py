@@ -8,6 +8,7 @@ from pydantic import Field, ValidationError
 
 from ..config import Strict, describe_validation_error, read_yaml_mapping
 from ..errors import ConfigError, TargetError
+from ..fileio import searched
 from ..resources import builtin_dir
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
@@ -85,6 +86,9 @@ def _find(name_or_path: str, base_dir: Path | None) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
+    if as_path.suffix in (".yaml", ".yml"):
+        raise TargetError(f"target profile '{name_or_path}': file not found ({searched(name_or_path, base_dir)}); "
+                          "give its path, absolute or relative to the config file, or a built-in target name")
     import difflib
 
     known = list(_profile_paths())

@@ -34,6 +34,17 @@ def test_gain_within_timing_noise_keeps_fp32():
     assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
 
 
+def test_a_median_gain_not_seen_in_most_rounds_keeps_fp32():
+    # The quickstart case: bf16 3.1% faster in the median, but slower than fp32 in 2 of 5 interleaved rounds.
+    fp32, bf16 = _row("fp32", 0.100), _row("bf16", 0.0969)
+    fp32["round_p50_ms"], bf16["round_p50_ms"] = [0.100, 0.100, 0.100, 0.100, 0.100], [0.09, 0.09, 0.09, 0.11, 0.12]
+    rows = [fp32, bf16]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
+    assert rows[1]["verdict"].startswith("faster than fp32 in only 3 of 5 rounds")
+    bf16["round_p50_ms"] = [0.09, 0.09, 0.09, 0.09, 0.12]  # 4 of 5: a real gain
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "bf16"
+
+
 def test_nothing_passing_ships_fp32_and_says_so():
     rows = [_row("int8", 2.0, drop=5.0), _row("fp32", 10.0, drop=0.0)]
     rows[1]["val_drop"] = 0.0
