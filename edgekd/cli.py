@@ -1,6 +1,7 @@
 """The `edgekd` command: parse, call edgekd.api, print, exit.
 
-Exit codes: 0 success, 1 a failed gate, 2 bad input (one line, no traceback; --debug shows it).
+Exit codes: 0 success, 1 a failed gate, 2 bad input (one line, no traceback; --debug shows it),
+3 an internal error (a bug: one line, --debug shows the traceback), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import click
 
 from .errors import EdgeKDError
 
+INTERNAL_ERROR = 3
 STAGE_NAMES = ["teachers", "distill", "export", "quantize", "compile", "bench", "gate"]
 
 
@@ -31,6 +33,27 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("edgekd: interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own exits and usage errors keep their codes and messages
+        except Exception as exc:  # a bug in edgekd: exit 3, never 1, which CI reads as a failed gate
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            click.echo(f"edgekd: internal error: {type(exc).__name__}: {detail} (a bug in edgekd; "
+                       "rerun with --debug for the traceback and report it)", err=True)
+            ctx.exit(INTERNAL_ERROR)
+
+
+def _check_outputs(folders: dict[str, Path | None] | None = None, files: dict[str, Path | None] | None = None) -> None:
+    """Create and probe every output destination given on the command line before any work is done."""
+    from .fileio import writable_file, writable_folder
+
+    for option, folder in (folders or {}).items():
+        if folder is not None:
+            writable_folder(folder, option)
+    for option, path in (files or {}).items():
+        if path is not None:
+            writable_file(path, option)
 
 
 @contextmanager
@@ -129,6 +152,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     from . import api
     from .bench.report import terminal_table
 
+    _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
                        warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory)
     click.echo(terminal_table(report))
@@ -166,6 +190,7 @@ def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup,
     from . import api
     from .gate_outputs import write_ci_outputs
 
+    _check_outputs(files={"--junit": junit, "--summary": summary})
     checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type="relative" if relative else None,
                       reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb)
     for check in checks:
@@ -208,6 +233,7 @@ def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
     from .bench.compare import render_markdown, render_text
     from .fileio import write_json_atomic, write_text_atomic
 
+    _check_outputs(files={"--markdown": markdown_out, "--json": json_out})
     comparison = api.compare(report_a, report_b)
     click.echo(render_text(comparison))
     if markdown_out:

@@ -1,6 +1,6 @@
 """One error family. The CLI prints any EdgeKDError as a single line and exits 2.
 
-Every other exception escaping edgekd is a bug and keeps its traceback.
+Every other exception escaping edgekd is a bug: the CLI exits 3 with one line (--debug shows the traceback).
 """
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ class ArtifactError(EdgeKDError):
 
 class TargetError(EdgeKDError):
     """A target is unknown or its runtime is not installed."""
+
+
+class OutputError(EdgeKDError):
+    """An output file or folder cannot be written (missing parent, read-only, not a folder)."""
 
 
 class StageError(EdgeKDError):

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -58,17 +60,53 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     A crash or Ctrl-C mid-write leaves the previous file (if any) untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    with _naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; artifacts should be readable like any other
     try:
         yield tmp
-        os.replace(tmp, target)
+        with _naming(target):
+            os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def _naming(target: Path, what: str = "cannot write") -> Iterator[None]:
+    """An OSError while creating or placing `target` as one line naming it. Only around edgekd's own
+    file operations: an OSError from the caller's block (a missing input) is about another file."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"{target}: {what} ({exc.strerror or exc}); pick a writable location") from None
+
+
+def writable_folder(folder: str | Path, option: str) -> Path:
+    """Create `folder` and prove a file can be made in it, before the work whose results go there:
+    a benchmark that ends in a failed write loses its numbers."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".edgekd-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{folder}: output folder is not writable ({exc.strerror or exc}); "
+                          f"choose another with {option}") from None
+    return folder
+
+
+def writable_file(path: str | Path, option: str) -> Path:
+    """Check that `path` can be written later: its folder is created and writable, it is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give {option} a file path")
+    writable_folder(path.parent, option)
+    return path
 
 
 @contextmanager
@@ -91,7 +129,7 @@ def atomic_files(folder: str | Path) -> Iterator[Path]:
 
 
 def write_text_atomic(target: str | Path, text: str) -> Path:
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp, _naming(Path(target)):  # a full disk: name the file being written
         tmp.write_text(text, encoding="utf-8")
     return Path(target)
 

@@ -12,7 +12,7 @@ from typing import Optional
 from .bench.latency import CV_WARNING
 from .config import PipelineConfig, load_config
 from .errors import ConfigError, EdgeKDError, StageError, TargetError
-from .fileio import write_text_atomic
+from .fileio import writable_folder, write_text_atomic
 from .manifest import RunManifest
 from .stages.context import STAGES, RunContext
 
@@ -32,13 +32,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     if (run_dir / "manifest.json").exists() and not (resume or force):
         raise ConfigError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
                           "--force to redo its stages, or --out for a new folder")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".edgekd-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"{run_dir}: output folder is not writable ({exc.strerror}); choose another with --out") from None
+    writable_folder(run_dir, "--out")
 
 
 def preflight(config: PipelineConfig, base_dir: Path) -> None:

@@ -92,29 +92,71 @@ def _swap_into_place(staging: Path, final: Path) -> None:
 def verify_bundle(bundle_dir: Path, before_rebuild: bool = False) -> dict[str, Any]:
     """Read the manifest and check every file before anything is loaded.
 
+    Every file the artifact loads (`main` and `files`) must lie inside the bundle folder and be
+    listed in `manifest["files"]` with a matching sha256: hashing only what the list names would let
+    an edited manifest drop an entry (or point `main` elsewhere) and run an unchecked model.
+
     `before_rebuild`: `edgekd compile` is about to rebuild the backend's device-built files (an
-    engine, an .ort file), so those may be missing or stale; every other file is still checked.
+    engine, an .ort file), so those may be missing, stale or unlisted; every other file is still checked.
     """
     bundle_dir = Path(bundle_dir)
-    if not (bundle_dir / "manifest.json").is_file():
+    manifest_path = bundle_dir / "manifest.json"
+    if not manifest_path.is_file():
         raise ArtifactError(f"{bundle_dir}: not a bundle (no manifest.json); point at runs/<name>/bundle/<target>")
-    manifest = read_json(bundle_dir / "manifest.json")
-    if manifest.get("schema") != BUNDLE_SCHEMA:
-        raise ArtifactError(f"{bundle_dir}/manifest.json: schema {manifest.get('schema')!r}, expected {BUNDLE_SCHEMA!r}")
+    manifest = read_json(manifest_path)
+    artifact = _artifact_section(manifest, manifest_path)
     root = bundle_dir.resolve()
-    rebuilt = get_backend(manifest["artifact"]["backend"]).built_files if before_rebuild else ()
-    for entry in manifest.get("files", []):
-        if entry["path"] in rebuilt:
-            continue
-        path = (root / entry["path"]).resolve()
-        if root not in path.parents:
-            raise ArtifactError(f"{bundle_dir}/manifest.json: file path '{entry['path']}' escapes the bundle folder; refused")
-        if not path.is_file():
-            raise ArtifactError(f"{bundle_dir}: '{entry['path']}' is listed in manifest.json but missing")
-        if sha256_of(path) != entry["sha256"]:
-            raise ArtifactError(f"{bundle_dir}: '{entry['path']}' does not match its recorded sha256; "
-                                "the bundle was modified or corrupted, refused before loading")
+    rebuilt = {_inside(root, name, manifest_path)
+               for name in (get_backend(artifact["backend"]).built_files if before_rebuild else ())}
+    recorded = _recorded_hashes(manifest, root, manifest_path)
+    for path, (name, digest) in recorded.items():
+        if path not in rebuilt:
+            _check_hash(bundle_dir, path, name, digest)
+    for name in [artifact["main"], *artifact["files"]]:
+        path = _inside(root, name, manifest_path)
+        if path not in recorded and path not in rebuilt:
+            raise ArtifactError(f"{manifest_path}: '{name}' is not covered by the manifest's sha256 list; "
+                                "the bundle was modified, bundle it again")
     return manifest
+
+
+def _artifact_section(manifest: Any, manifest_path: Path) -> dict[str, Any]:
+    """The manifest's shape, checked before any key is read: a hand-edited file fails with one line."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifact"), dict):
+        raise ArtifactError(f"{manifest_path}: not an edgekd bundle manifest (missing 'artifact'); bundle it again")
+    if manifest.get("schema") != BUNDLE_SCHEMA:
+        raise ArtifactError(f"{manifest_path}: schema {manifest.get('schema')!r}, expected {BUNDLE_SCHEMA!r}")
+    artifact = manifest["artifact"]
+    files = artifact.get("files")
+    if not (isinstance(artifact.get("backend"), str) and isinstance(artifact.get("main"), str)
+            and isinstance(files, list) and all(isinstance(f, str) for f in files)):
+        raise ArtifactError(f"{manifest_path}: 'artifact' needs 'backend', 'main' and a list of 'files'; bundle it again")
+    return artifact
+
+
+def _recorded_hashes(manifest: dict[str, Any], root: Path, manifest_path: Path) -> dict[Path, tuple[str, str]]:
+    """manifest["files"] as {resolved path: (name as listed, sha256)}; every path must stay inside root."""
+    entries = manifest.get("files", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("path"), str)
+                                                and isinstance(e.get("sha256"), str) for e in entries):
+        raise ArtifactError(f"{manifest_path}: 'files' must list {{path, sha256}} entries; bundle it again")
+    return {_inside(root, e["path"], manifest_path): (e["path"], e["sha256"]) for e in entries}
+
+
+def _inside(root: Path, name: str, manifest_path: Path) -> Path:
+    """`name` resolved (symlinks followed) below `root`, or a refusal: no absolute paths, no `..`."""
+    path = (root / name).resolve()
+    if Path(name).is_absolute() or root not in path.parents:
+        raise ArtifactError(f"{manifest_path}: file path '{name}' escapes the bundle folder; refused")
+    return path
+
+
+def _check_hash(bundle_dir: Path, path: Path, name: str, digest: str) -> None:
+    if not path.is_file():
+        raise ArtifactError(f"{bundle_dir}: '{name}' is listed in manifest.json but missing")
+    if sha256_of(path) != digest:
+        raise ArtifactError(f"{bundle_dir}: '{name}' does not match its recorded sha256; "
+                            "the bundle was modified or corrupted, refused before loading")
 
 
 def load_bundle(bundle_dir: Path, before_rebuild: bool = False) -> tuple[dict[str, Any], Artifact]:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from ..errors import TargetError
+from ..errors import ArtifactError, TargetError
 
 
 @dataclass
@@ -31,9 +31,16 @@ class Artifact:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], root: Path) -> Artifact:
-        fields = {k: data[k] for k in ("backend", "precision", "main", "files") if k in data}
+        """The artifact recorded in a manifest; its files must be relative paths that stay inside `root`."""
+        missing = [k for k in ("backend", "precision", "main", "files") if k not in data]
+        if missing:
+            raise ArtifactError(f"{root}: the recorded artifact lacks {', '.join(missing)}; build it again")
+        for name in [data["main"], *data["files"]]:
+            if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+                raise ArtifactError(f"{root}: artifact file '{name}' is not a path inside the artifact folder; refused")
         return cls(root=Path(root), runtime_options=data.get("runtime_options", {}),
-                   rebuild_on_device=data.get("rebuild_on_device", False), notes=data.get("notes", {}), **fields)
+                   rebuild_on_device=data.get("rebuild_on_device", False), notes=data.get("notes", {}),
+                   **{k: data[k] for k in ("backend", "precision", "main", "files")})
 
 
 class Session(Protocol):

@@ -238,7 +238,8 @@ class TensorRTBackend(Backend):
                           f"# edgekd compile . --target {profile_name}\n{trtexec_command(settings)}\n")
 
     def session(self, artifact: Artifact, threads: int | None = None) -> TensorRTSession:
-        if not (artifact.root / "model.engine").is_file():
+        # Only an engine the artifact records (and a bundle's manifest hashes) is loaded, never one dropped beside it.
+        if "model.engine" not in artifact.files or not (artifact.root / "model.engine").is_file():
             raise TargetError(f"{artifact.root}: no TensorRT engine yet; build it on the device: edgekd compile {artifact.root}")
         self.require()
         return TensorRTSession(artifact.root / "model.engine")

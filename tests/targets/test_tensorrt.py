@@ -318,3 +318,11 @@ def test_session_moves_data_through_reused_device_buffers(monkeypatch, tmp_path)
     assert cudart.mallocs == 4  # a new batch size gets its own buffers
     del session
     assert cudart.freed == 4
+
+
+def test_session_ignores_an_engine_the_artifact_does_not_record(tmp_path):
+    """An engine dropped beside a bundle built for the device is not in the hashed file list: never loaded."""
+    (tmp_path / "model.engine").write_bytes(b"someone else's engine")
+    artifact = trt_target.Artifact("tensorrt", "int8", tmp_path, "model.onnx", ["model.onnx"], rebuild_on_device=True)
+    with pytest.raises(trt_target.TargetError, match="no TensorRT engine yet"):
+        TensorRTBackend().session(artifact)

@@ -1,0 +1,32 @@
+"""fileio: atomic writes name the file they could not write; JSON written is strict JSON."""
+from __future__ import annotations
+
+import pytest
+
+from edgekd.errors import OutputError
+from edgekd.fileio import writable_file, write_json_atomic, write_text_atomic
+
+
+def test_atomic_write_below_a_file_is_one_error_naming_the_path(tmp_path):
+    (tmp_path / "file.txt").write_text("not a folder")
+    target = tmp_path / "file.txt" / "sub" / "report.json"
+    with pytest.raises(OutputError, match=f"{target}: cannot write .*pick a writable location"):
+        write_json_atomic(target, {"a": 1})
+
+
+def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def full_disk(self, *_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OutputError, match="report.md: cannot write \\(No space left on device\\)"):
+        write_text_atomic(tmp_path / "report.md", "x")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writable_file_refuses_a_folder(tmp_path):
+    with pytest.raises(OutputError, match="is a folder; give --json a file path"):
+        writable_file(tmp_path, "--json")
