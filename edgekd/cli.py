@@ -18,6 +18,10 @@ import click
 from .errors import EdgeKDError
 
 INTERNAL_ERROR = 3
+# The same bounds as the config's bench and gate sections (edgekd/config.py), so a flag cannot pass
+# what the YAML would refuse.
+SECONDS = click.FloatRange(min=0)
+POSITIVE = click.FloatRange(min=0, min_open=True)
 STAGE_NAMES = ["teachers", "distill", "export", "quantize", "compile", "bench", "gate"]
 
 
@@ -142,13 +146,13 @@ def _print_run_result(ctx):
 
 @main.command("bench")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--threads", type=int, help="Inference threads (default: the bundle's profile).")
-@click.option("--runs", type=int, default=50, show_default=True, help="At least this many timed runs...")
-@click.option("--min-seconds", type=float, default=0.5, show_default=True, help="...and at least this long.")
-@click.option("--warmup-runs", type=int, default=10, show_default=True, help="Warm-up: at least this many runs...")
-@click.option("--warmup-seconds", type=float, default=0.2, show_default=True, help="...and at least this long.")
-@click.option("--rounds", type=int, default=5, show_default=True, help="Timed runs are split into rounds, artifacts interleaved.")
-@click.option("--batch", "batch_sizes", type=int, multiple=True, default=(1, 8), show_default=True,
+@click.option("--threads", type=click.IntRange(min=1), help="Inference threads (default: the bundle's profile).")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="At least this many timed runs...")
+@click.option("--min-seconds", type=SECONDS, default=0.5, show_default=True, help="...and at least this long.")
+@click.option("--warmup-runs", type=click.IntRange(min=0), default=10, show_default=True, help="Warm-up: at least this many runs...")
+@click.option("--warmup-seconds", type=SECONDS, default=0.2, show_default=True, help="...and at least this long.")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs are split into rounds, artifacts interleaved.")
+@click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True, default=(1, 8), show_default=True,
               help="Batch sizes (repeatable); batch 1 is always measured.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory subprocess per artifact.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -184,13 +188,13 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
 
 @main.command("gate")
 @click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--max-drop", type=float, help="Largest allowed top-1 drop (points, or percent with --relative).")
+@click.option("--max-drop", type=click.FloatRange(min=0), help="Largest allowed top-1 drop (points, or percent with --relative).")
 @click.option("--relative", is_flag=True, help="Measure the drop relative to the reference: (1 - value/reference) * 100.")
 @click.option("--reference", help="What the drop is measured against: teacher, student_fp32 or an artifact such as x86-cpu/fp32.")
 @click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path),
               help="Take the reference accuracy from this report.json (must use the same evaluation set).")
-@click.option("--min-speedup", type=float, help="Smallest allowed speedup over the target's fp32 baseline.")
-@click.option("--max-size-kb", type=float, help="Largest allowed model size.")
+@click.option("--min-speedup", type=POSITIVE, help="Smallest allowed speedup over the target's fp32 baseline.")
+@click.option("--max-size-kb", type=POSITIVE, help="Largest allowed model size.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JUnit XML: one test case per artifact and threshold.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),

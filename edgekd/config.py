@@ -124,7 +124,7 @@ class DistillConfig(Strict):
     seed: Optional[int] = Field(None, description="student init and shuffling seed (default: the pipeline seed); "
                                                   "does not change the data split, so teacher caches stay valid")
     cache_dir: Optional[str] = Field(None, description="teacher-logit cache folder shared across runs "
-                                                       "(default runs/.cache/teacher-logits, or $EDGEKD_CACHE_DIR)")
+                                                       "(default .cache/teacher-logits beside the run folder, or $EDGEKD_CACHE_DIR)")
 
     @field_validator("use_labels")
     @classmethod

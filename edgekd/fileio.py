@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -135,7 +136,21 @@ def write_text_atomic(target: str | Path, text: str) -> Path:
 
 
 def write_json_atomic(target: str | Path, payload: Any) -> Path:
-    return write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    # allow_nan=False: Python would write bare NaN/Infinity, which JSON does not have; jq, browsers'
+    # JSON.parse and CI tools reject the whole file. _finite turns them into null ("no value") first.
+    text = json.dumps(_finite(payload), indent=2, sort_keys=False, default=str, allow_nan=False)
+    return write_text_atomic(target, text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float (at any depth) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def read_json(path: str | Path) -> Any:

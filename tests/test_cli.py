@@ -66,6 +66,30 @@ def test_output_folder_for_bench_is_created(monkeypatch, tmp_path):
     assert (tmp_path / "new" / "reports").is_dir() and not list((tmp_path / "new" / "reports").iterdir())
 
 
+@pytest.mark.parametrize("args", [["--batch", "0"], ["--runs", "0"], ["--threads", "0"], ["--rounds", "0"],
+                                  ["--warmup-runs", "-1"], ["--min-seconds", "-1"], ["--warmup-seconds", "-0.5"]])
+def test_bench_refuses_out_of_range_numbers_before_any_work(monkeypatch, tmp_path, args):
+    monkeypatch.setattr(api, "bench", _not_called)
+    result = CliRunner().invoke(main, ["bench", str(tmp_path), *args])
+    assert result.exit_code == 2 and f"Invalid value for '{args[0]}'" in result.output, result.output
+
+
+@pytest.mark.parametrize("args", [["--max-drop", "-5"], ["--min-speedup", "0"], ["--max-size-kb", "-1"]])
+def test_gate_refuses_out_of_range_thresholds(monkeypatch, tmp_path, args):
+    monkeypatch.setattr(api, "gate", _not_called)
+    result = CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), *args])
+    assert result.exit_code == 2 and f"Invalid value for '{args[0]}'" in result.output, result.output
+
+
+def test_every_option_has_help_text():
+    import click
+
+    for name, command in main.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"edgekd {name} {param.opts[0]} has no --help text"
+
+
 def _run_with(monkeypatch, tmp_path, outcomes: dict, passed: bool):
     (tmp_path / "report.json").write_text(json.dumps(make_report()))
     (tmp_path / "gate.json").write_text(json.dumps({"passed": passed, "summary": f"gate: {'PASS' if passed else 'FAIL'} (1 failed)",

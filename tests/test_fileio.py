@@ -30,3 +30,13 @@ def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
 def test_writable_file_refuses_a_folder(tmp_path):
     with pytest.raises(OutputError, match="is a folder; give --json a file path"):
         writable_file(tmp_path, "--json")
+
+
+def test_json_is_strict_non_finite_floats_become_null(tmp_path):
+    import json
+
+    payload = {"final_loss": float("nan"), "rows": [{"p50": float("inf")}, (1.5, float("-inf"))], "ok": 2.0}
+    text = write_json_atomic(tmp_path / "m.json", payload).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    strict = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert strict == {"final_loss": None, "rows": [{"p50": None}, [1.5, None]], "ok": 2.0}

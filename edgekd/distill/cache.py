@@ -23,17 +23,20 @@ from torch import nn
 from ..errors import DataError, EdgeKDError
 from ..fileio import atomic_path, read_json, write_json_atomic
 
-DEFAULT_CACHE_DIR = Path("runs/.cache/teacher-logits")
+DEFAULT_CACHE_DIR = Path(".cache/teacher-logits")  # under the run folder's parent
 CACHE_ENV = "EDGEKD_CACHE_DIR"
 FORMAT = "edgekd.teacher-logits/1"
 
 
-def resolve_cache_dir(configured: Optional[str], base_dir: Optional[Path] = None) -> Path:
-    """Config value (relative to the config file), else $EDGEKD_CACHE_DIR, else runs/.cache/teacher-logits."""
+def resolve_cache_dir(configured: Optional[str], base_dir: Optional[Path] = None, run_dir: Optional[Path] = None) -> Path:
+    """Config value (relative to the config file), else $EDGEKD_CACHE_DIR, else .cache/teacher-logits beside the
+    run folder: runs started as `--out runs/<name>` share runs/.cache wherever the command is started from."""
     if configured:
         path = Path(configured)
         return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
-    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(run_dir).parent / DEFAULT_CACHE_DIR if run_dir is not None else Path("runs") / DEFAULT_CACHE_DIR
 
 
 def weights_digest(model: nn.Module) -> str:

@@ -39,7 +39,7 @@ class TrainResult:
     epochs_run: int
     seconds: float
     images_per_second: float
-    final_loss: float
+    final_loss: Optional[float]  # None when no step ran (a resumed job that had finished every epoch)
     autocast: str
     resumed_from_epoch: int = 0
     epoch_seconds: float = 0.0  # median wall time of one epoch
@@ -47,7 +47,7 @@ class TrainResult:
     def summary(self) -> dict:
         return {"epochs": self.epochs_run, "seconds": round(self.seconds, 2), "epoch_seconds": round(self.epoch_seconds, 3),
                 "images_per_second": round(self.images_per_second, 1), "autocast": self.autocast,
-                "resumed_from_epoch": self.resumed_from_epoch, "final_loss": round(self.final_loss, 4)}
+                "resumed_from_epoch": self.resumed_from_epoch, "final_loss": None if self.final_loss is None else round(self.final_loss, 4)}
 
 
 def autocast_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
@@ -98,7 +98,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     generator = torch.Generator().manual_seed(seed)
     for _ in range(start_epoch):  # keep the shuffling sequence identical after a resume
         torch.randperm(len(y), generator=generator)
-    seen, loss_value, epoch_times = 0, float("nan"), []
+    seen, loss_value, epoch_times = 0, None, []  # None, not NaN: it lands in manifest.json
     model.train()
     bar = progress(total=(epochs - start_epoch) * steps_per_epoch, desc=desc, unit="batch",
                    disable=None if distributed.is_main() else True)

@@ -88,7 +88,7 @@ def distill_student(ctx: RunContext, folder: Path) -> tuple[torch.nn.Module, dic
 
 def ensemble_targets(ctx: RunContext, cfg, teachers, x: torch.Tensor, augment=None) -> EnsembleTargets:
     """The ensemble's soft targets over the training split, backed by the shared teacher-logit cache."""
-    cache = TeacherLogitCache(resolve_cache_dir(cfg.cache_dir, ctx.base_dir))
+    cache = TeacherLogitCache(resolve_cache_dir(cfg.cache_dir, ctx.base_dir, ctx.run_dir))
     data = ctx.dataset
     return EnsembleTargets(teachers, [t.weight for t in ctx.cfg.teachers], cfg, x, split_hash(data.train.x, data.train.y),
                            cache, augment, cfg.train.epochs, autocast_dtype(cfg.train.amp, distributed.model_device(teachers[0])))

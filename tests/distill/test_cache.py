@@ -68,6 +68,7 @@ def test_nan_logits_are_refused(tmp_path):
 def test_cache_dir_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv("EDGEKD_CACHE_DIR", raising=False)
     assert str(resolve_cache_dir(None)) == "runs/.cache/teacher-logits"
+    assert resolve_cache_dir(None, run_dir=tmp_path / "runs" / "demo") == tmp_path / "runs" / ".cache" / "teacher-logits"
     monkeypatch.setenv("EDGEKD_CACHE_DIR", str(tmp_path))
     assert resolve_cache_dir(None) == tmp_path
     assert resolve_cache_dir("c", tmp_path) == tmp_path / "c"

@@ -52,3 +52,14 @@ def test_a_checkpoint_of_another_job_is_not_resumed(tmp_path):
     result = train(torch.nn.Linear(5, 3), x, y, TrainConfig(epochs=2, amp="off"), cross_entropy_loss(), seed=1,
                    checkpoint=tmp_path / "p.pt")
     assert result.resumed_from_epoch == 0 and result.epochs_run == 2
+
+
+def test_a_finished_job_resumed_records_no_loss_rather_than_nan(tmp_path):
+    """Resuming a job whose every epoch is done trains nothing: final_loss is None (null in
+    manifest.json), not NaN, which is not JSON."""
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.1, amp="off")
+    model = torch.nn.Linear(5, 3)
+    assert train(model, x, y, cfg, cross_entropy_loss(), seed=1, checkpoint=tmp_path / "q.pt").final_loss > 0
+    again = train(model, x, y, cfg, cross_entropy_loss(), seed=1, checkpoint=tmp_path / "q.pt")
+    assert again.epochs_run == 0 and again.final_loss is None and again.summary()["final_loss"] is None
