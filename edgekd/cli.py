@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 a failed gate, 2 bad input (one line, no traceback; --d
 """
 from __future__ import annotations
 
+import math
 import shlex
 import signal
 import sys
@@ -20,8 +21,22 @@ from .errors import EdgeKDError
 INTERNAL_ERROR = 3
 # The same bounds as the config's bench and gate sections (edgekd/config.py), so a flag cannot pass
 # what the YAML would refuse.
-SECONDS = click.FloatRange(min=0)
-POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+class _FiniteRange(click.FloatRange):
+    """click.FloatRange lets nan and inf through (every comparison with nan is false); a threshold of nan
+    would silently pass or fail everything."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+SECONDS = _FiniteRange(min=0)
+NON_NEGATIVE = _FiniteRange(min=0)
+POSITIVE = _FiniteRange(min=0, min_open=True)
 STAGE_NAMES = ["teachers", "distill", "export", "quantize", "compile", "bench", "gate"]
 
 
@@ -188,7 +203,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
 
 @main.command("gate")
 @click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--max-drop", type=click.FloatRange(min=0), help="Largest allowed top-1 drop (points, or percent with --relative).")
+@click.option("--max-drop", type=NON_NEGATIVE, help="Largest allowed top-1 drop (points, or percent with --relative).")
 @click.option("--relative", is_flag=True, help="Measure the drop relative to the reference: (1 - value/reference) * 100.")
 @click.option("--reference", help="What the drop is measured against: teacher, student_fp32 or an artifact such as x86-cpu/fp32.")
 @click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path),

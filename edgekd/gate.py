@@ -14,6 +14,7 @@ Lean: no torch, so CI can gate a report on any machine.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,8 @@ def threshold_problem(name: str, value: Any) -> str | None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number, not {type(value).__name__} {value!r}"
+        if not math.isfinite(value):  # nan compares false with everything: it would pass or fail every check
+            return f"must be a finite number, got {value!r}"
         if value < 0 or (value == 0 and name != "max_drop"):
             return f"must be {'>= 0' if name == 'max_drop' else '> 0'}, got {value!r}"
     elif name == "drop_type" and value not in DROP_TYPES:

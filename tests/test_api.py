@@ -39,6 +39,8 @@ def test_bad_threshold_arguments_are_blamed_on_the_argument(report_path):
     with pytest.raises(ConfigError, match=r"max_drop: must be a number, not str '1'") as caught:
         api.gate(report_path, max_drop="1")
     assert str(report_path) not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"max_drop: must be a finite number, got nan"):
+        api.gate(report_path, max_drop=float("nan"))
     with pytest.raises(ConfigError, match=r"gate\(thresholds=...\): drop_type"):
         api.gate(report_path, Thresholds(drop_type="relatve"))
 

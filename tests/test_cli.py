@@ -74,7 +74,8 @@ def test_bench_refuses_out_of_range_numbers_before_any_work(monkeypatch, tmp_pat
     assert result.exit_code == 2 and f"Invalid value for '{args[0]}'" in result.output, result.output
 
 
-@pytest.mark.parametrize("args", [["--max-drop", "-5"], ["--min-speedup", "0"], ["--max-size-kb", "-1"]])
+@pytest.mark.parametrize("args", [["--max-drop", "-5"], ["--max-drop", "nan"], ["--min-speedup", "0"], ["--min-speedup", "inf"],
+                                  ["--max-size-kb", "-1"]])
 def test_gate_refuses_out_of_range_thresholds(monkeypatch, tmp_path, args):
     monkeypatch.setattr(api, "gate", _not_called)
     result = CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), *args])
