@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import OutputError
 
 _UMASK = os.umask(0)
@@ -143,7 +145,10 @@ def write_json_atomic(target: str | Path, payload: Any) -> Path:
 
 
 def _finite(value: Any) -> Any:
-    """`value` with every NaN or infinite float (at any depth) replaced by None."""
+    """`value` with every NaN or infinite float (at any depth) replaced by None, and numpy scalars and arrays
+    as plain Python values (default=str would write a float32 as the string "0.5")."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return _finite(value.tolist())
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

@@ -40,3 +40,13 @@ def test_json_is_strict_non_finite_floats_become_null(tmp_path):
     assert "NaN" not in text and "Infinity" not in text
     strict = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
     assert strict == {"final_loss": None, "rows": [{"p50": None}, [1.5, None]], "ok": 2.0}
+
+
+def test_numpy_values_are_written_as_json_numbers(tmp_path):
+    import json
+
+    import numpy as np
+
+    payload = {"top1": np.float32(0.5), "n": np.int64(3), "nan": np.float32("nan"), "v": np.array([1.0, np.inf])}
+    assert json.loads(write_json_atomic(tmp_path / "m.json", payload).read_text()) == \
+        {"top1": 0.5, "n": 3, "nan": None, "v": [1.0, None]}
