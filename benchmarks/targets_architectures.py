@@ -98,7 +98,8 @@ def measure_target(target: str, fp32_onnx: Path, reference: np.ndarray, eval_x: 
         runners[name] = session.run
     stats = measure_interleaved(runners, np.ascontiguousarray(eval_x[:1]), spec, desc=f"{target} latency")
     for row in rows:
-        row.update(p50_ms=stats[row["name"]].p50_ms, p90_ms=stats[row["name"]].p90_ms, cv=stats[row["name"]].cv)
+        row.update(p50_ms=stats[row["name"]].p50_ms, p90_ms=stats[row["name"]].p90_ms, cv=stats[row["name"]].cv,
+                   round_p50_ms=stats[row["name"]].round_p50_ms)  # the selection rule reads the per-round medians
     best = choose(rows, fidelity_rule(MIN_AGREEMENT))
     checks = _checks(rows, best)
     return {"target": target, "backend": profile.backend, "recipe": profile.quantization.name,
