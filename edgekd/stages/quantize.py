@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..bench.accuracy import topk
-from ..data.calibration import draw, load_recipe
+from ..data.calibration import describe, draw, load_recipe
 from ..distill.losses import ensemble_soft_targets
 from ..distill.trainer import predict_logits
 from ..errors import StageError
@@ -90,7 +90,7 @@ def run(ctx: RunContext) -> StageOutput:
             made[flavour] = (path, info, name)
         outputs.append(path)
         used[name] = {**recipe.model_dump(), **info, "bytes": path.stat().st_size}
-    metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), "samples": len(calibration),
+    metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration),
                                                  "sha256": digest}, "recipes": used}
     return StageOutput(outputs, metrics, inputs=[fp32])
 
