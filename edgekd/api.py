@@ -143,3 +143,10 @@ def targets() -> list:
     from .targets import list_profiles
 
     return list_profiles()
+
+
+def keys(section: str | None = None) -> list[str]:
+    """Every config key as `key = default  # description` (`edgekd keys`), under `section` when given."""
+    from .config_help import key_lines
+
+    return key_lines(section)

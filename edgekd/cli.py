@@ -125,6 +125,7 @@ def main(ctx: click.Context, debug: bool) -> None:
       edgekd run configs/quickstart.yaml        # the whole pipeline
       edgekd bench runs/quickstart/bundle/x86-cpu   # on the device
       edgekd gate runs/quickstart/report.json --max-drop 1.0
+      edgekd keys quantize                      # what a config can say, with defaults
     """
     ctx.obj = {"debug": debug}
     _show_edgekd_warnings_as_one_line()
@@ -297,6 +298,20 @@ def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
         write_text_atomic(markdown_out, render_markdown(comparison))
     if json_out:
         write_json_atomic(json_out, comparison)
+
+
+@main.command("keys")
+@click.argument("section", required=False)
+def keys_cmd(section: str | None) -> None:
+    """Every config key with its default and what it does; SECTION narrows it (e.g. distill, quantize.qat).
+
+    \b
+    edgekd keys               # the whole config
+    edgekd keys distill       # one section; list items show as teachers[].arch
+    """
+    from .config_help import key_lines
+
+    click.echo("\n".join(key_lines(section)))
 
 
 @main.command("targets")

@@ -42,7 +42,7 @@ class TrainConfig(Strict):
 
 
 class ModelConfig(Strict):
-    arch: str = Field(..., description="built-in name (see `edgekd models`), torchvision:NAME, module:function or file.py:function")
+    arch: str = Field(..., description="built-in name (convnet, resnet or mlp), torchvision:NAME, module:function or file.py:function")
     width: Optional[int] = Field(None, ge=1, le=4096, description="base channel count for built-in families")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the model factory")
     checkpoint: Optional[str] = Field(None, description="state_dict file, loaded with torch.load(weights_only=True)")
@@ -130,7 +130,8 @@ class DistillConfig(Strict):
     @classmethod
     def _labels_or_teachers(cls, value: bool, info) -> bool:
         if not value and info.data.get("alpha") == 0:
-            raise ValueError("use_labels false needs alpha > 0: with alpha 0 the student learns from labels only")
+            raise ValueError("with alpha 0 and use_labels false the student has nothing to learn from: "
+                             "set alpha > 0 (soft targets), or use_labels true")
         return value
 
 
@@ -188,6 +189,10 @@ class GateConfig(Strict):
                                                  "TensorRT targets built on a workstation); otherwise that fails the gate")
 
 
+# Options the online and data-free modes have no use for (QAT still reads alpha, ensemble and temperature).
+OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels"}
+
+
 class PipelineConfig(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
@@ -208,6 +213,22 @@ class PipelineConfig(Strict):
         if not self.teachers and self.quantize.method == "qat":
             raise ValueError("quantize.method: qat fine-tunes on the teachers' soft targets and this config has no teachers "
                              "(distill.mode online): add a teacher, or use quantize.method: ptq")
+        for index, hint in enumerate(self.distill.hints):
+            if hint.teacher_index >= len(self.teachers):
+                raise ValueError(f"distill.hints[{index}].teacher_index {hint.teacher_index}: there are {len(self.teachers)} "
+                                 f"teachers (indices 0..{len(self.teachers) - 1}); use one of those")
+        unused = sorted(OFFLINE_ONLY & self.distill.model_fields_set) if self.distill.mode != "offline" else []
+        if unused:
+            raise ValueError(f"{', '.join('distill.' + f for f in unused)}: used only with distill.mode offline, and this config "
+                             f"uses {self.distill.mode}; remove {'it' if len(unused) == 1 else 'them'}")
+        return self
+
+    @model_validator(mode="after")
+    def _calibration_for_mode(self) -> PipelineConfig:
+        # Data-free means no real training image reaches the student, int8 calibration included, so the
+        # default calibration set follows the mode; one set explicitly stays the user's choice.
+        if self.distill.mode == "data_free" and "calibration" not in self.quantize.model_fields_set:
+            self.quantize.calibration = "synthetic-512"
         return self
 
     @field_validator("targets")
@@ -272,8 +293,9 @@ def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> st
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc) or "(top level)"
-    if error["type"] == "value_error" and not loc:
-        return error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error":
+        message = error["msg"].removeprefix("Value error, ")
+        return message if not loc else f"{key}: {message}"
     if error["type"] == "extra_forbidden":
         valid = _fields_at(root, error["loc"][:-1])
         close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)

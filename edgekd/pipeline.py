@@ -52,7 +52,10 @@ def preflight(config: PipelineConfig, base_dir: Path) -> None:
             raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "
                               "or remove the target")
     if config.quantize.method != "none":
-        load_recipe(config.quantize.calibration, base_dir)
+        recipe = load_recipe(config.quantize.calibration, base_dir)
+        if recipe.source == "synthetic" and config.distill.mode != "data_free":
+            raise ConfigError(f"quantize.calibration '{config.quantize.calibration}': a synthetic set exists only with "
+                              "distill.mode: data_free; use a recipe that draws real images, such as train-256")
     if config.data.source in ("npz", "imagefolder"):
         data_path(config.data.source, config.data.path, base_dir)
 

@@ -54,3 +54,42 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
 def test_every_section_is_present():
     assert set(PipelineConfig.model_fields) >= {"data", "teachers", "student", "distill", "quantize", "export",
                                                  "targets", "bench", "gate"}
+
+
+def test_a_hint_from_a_teacher_that_does_not_exist_is_refused_at_load(tiny_config):
+    tiny_config["distill"]["hints"] = [{"student": "features.4", "teacher": "features.4", "teacher_index": 3}]
+    with pytest.raises(ConfigError, match=r"distill.hints\[0\].teacher_index 3: there are 2 teachers \(indices 0..1\)"):
+        validate_config(tiny_config)
+
+
+@pytest.mark.parametrize("mode, extra", [("data_free", {"hints": [{"student": "a", "teacher": "b"}]}),
+                                         ("online", {"augment": {"shift": 2}, "finetune_epochs": 3})])
+def test_offline_only_options_are_refused_in_other_modes(tiny_config, mode, extra):
+    tiny_config["distill"] = {"mode": mode, **extra}
+    names = ", ".join(f"distill.{key}" for key in sorted(extra))
+    with pytest.raises(ConfigError, match=rf"{names}: used only with distill.mode offline, and this config uses {mode}"):
+        validate_config(tiny_config)
+
+
+def test_data_free_calibrates_on_synthetic_images_unless_told_otherwise(tiny_config):
+    tiny_config["distill"] = {"mode": "data_free"}
+    del tiny_config["quantize"]
+    assert validate_config(tiny_config).quantize.calibration == "synthetic-512"
+    tiny_config["quantize"] = {"calibration": "train-64"}
+    assert validate_config(tiny_config).quantize.calibration == "train-64"
+
+
+def test_a_cross_field_error_reads_as_one_sentence(tiny_config):
+    tiny_config["distill"].update(alpha=0, use_labels=False)
+    with pytest.raises(ConfigError) as caught:
+        validate_config(tiny_config)
+    assert "distill.use_labels: with alpha 0 and use_labels false the student has nothing to learn from" in str(caught.value)
+    assert "Value error" not in str(caught.value)
+
+
+def test_a_synthetic_calibration_set_outside_data_free_stops_preflight(tiny_config, tmp_path):
+    from edgekd.pipeline import preflight
+
+    tiny_config["quantize"] = {"calibration": "synthetic-512"}
+    with pytest.raises(ConfigError, match=r"quantize.calibration 'synthetic-512': a synthetic set exists only with distill.mode: data_free"):
+        preflight(validate_config(tiny_config), tmp_path)

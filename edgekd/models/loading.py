@@ -20,7 +20,10 @@ def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: in
     in_channels, size = input_shape[0], input_shape[-1]
     if spec.arch in BUILTIN_MODELS:
         factory, default_width, _ = BUILTIN_MODELS[spec.arch]
-        model = factory(in_channels, num_classes, size, width=spec.width or default_width, **spec.kwargs)
+        try:
+            model = factory(in_channels, num_classes, size, width=spec.width or default_width, **spec.kwargs)
+        except TypeError as exc:  # an unknown or duplicated keyword in the user's kwargs
+            raise ConfigError(_kwargs_message(spec, where, exc)) from None
     elif spec.arch.startswith("torchvision:"):
         model = _torchvision(spec, num_classes, where)
     elif is_reference(spec.arch):
@@ -72,6 +75,13 @@ def _torchvision(spec: ModelConfig, num_classes: int, where: str) -> nn.Module:
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **spec.kwargs)
     except ValueError:
         raise ConfigError(f"{where}.arch '{spec.arch}': torchvision has no model '{name}'") from None
+    except TypeError as exc:
+        raise ConfigError(_kwargs_message(spec, where, exc)) from None
+
+
+def _kwargs_message(spec: ModelConfig, where: str, exc: TypeError) -> str:
+    return (f"{where}.kwargs {dict(spec.kwargs)}: {spec.arch} does not accept them ({str(exc).splitlines()[0][:160]}); "
+            "remove the unknown keys (num_classes and the input size are set from the data)")
 
 
 def load_checkpoint(model: nn.Module, path: Path, where: str = "checkpoint") -> nn.Module:

@@ -38,9 +38,24 @@ def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
     return teachers
 
 
+def check_hints(ctx: RunContext) -> None:
+    """Fail on a hint's module name or feature shape now, with untrained copies of the models, rather than in
+    the distill stage after the teachers have trained for hours."""
+    from ..distill.hints import StudentWithHints
+
+    data = ctx.dataset
+    build = lambda spec, where: build_model(spec.model_copy(update={"checkpoint": None}), data.input_shape,  # noqa: E731
+                                            data.num_classes, ctx.base_dir, where=where)
+    teachers = [build(spec, f"teachers[{i}]") for i, spec in enumerate(ctx.cfg.teachers)]
+    StudentWithHints(build(ctx.cfg.student, "student"), ctx.cfg.distill.hints, teachers,
+                     torch.from_numpy(data.train.x[:2])).remove_hooks()
+
+
 def run(ctx: RunContext) -> StageOutput:
     if not ctx.cfg.teachers:  # online distillation: the peers teach each other
         return StageOutput([], {"teachers": [], "ensemble": None})
+    if ctx.cfg.distill.hints:
+        check_hints(ctx)
     data, folder = ctx.dataset, ctx.stage_dir("teachers")
     device = distributed.device()
     x_train, y_train = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)

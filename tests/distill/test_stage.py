@@ -58,3 +58,10 @@ def test_unknown_hint_layer_is_one_clear_error(distill_config, tmp_path, trained
 def test_unlabeled_needs_a_teacher_signal(distill_config):
     with pytest.raises(ConfigError, match="use_labels"):
         load_config(distill_config(alpha=0.0, use_labels=False))
+
+
+def test_a_bad_hint_stops_the_run_before_any_teacher_trains(distill_config, tmp_path):
+    path = distill_config(hints=[{"student": "features.1", "teacher": "features.99"}])
+    with pytest.raises(ConfigError, match=r"distill.hints\[0\].teacher 'features.99': the model has no such module"):
+        run_pipeline(load_config(path), path, tmp_path / "run", log=lambda _m: None)
+    assert not list((tmp_path / "run").rglob("teacher-*.pt"))

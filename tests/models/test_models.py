@@ -38,3 +38,10 @@ def test_checkpoint_shape_mismatch_is_explained(tmp_path):
 def test_unknown_arch():
     with pytest.raises(ConfigError, match="unknown; built-in: convnet"):
         build_model(ModelConfig(arch="transformer"), (1, 8, 8), 10)
+
+
+@pytest.mark.parametrize("arch, kwargs", [("convnet", {"dropout": 0.1}), ("convnet", {"num_classes": 5}),
+                                          ("torchvision:resnet18", {"num_classes": 5})])
+def test_kwargs_the_model_does_not_take_are_a_config_error(arch, kwargs):
+    with pytest.raises(ConfigError, match=rf"student.kwargs .*: {arch} does not accept them .*num_classes and the input size are set"):
+        build_model(ModelConfig(arch=arch, kwargs=kwargs), (1, 8, 8), 10, where="student")
