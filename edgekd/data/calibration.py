@@ -76,7 +76,11 @@ def _warn_pool_too_small(recipe: CalibrationRecipe, pool_size: int) -> None:
     balance = " with the split's own class mix (not balanced)" if recipe.class_balance else ""
     warnings.warn(f"calibration recipe '{recipe.name}' asks for {recipe.count} samples but the {recipe.source} split "
                   f"holds {pool_size}: using all {pool_size}{balance}; choose a recipe with at most {pool_size} samples "
-                  "(e.g. train-256)", UserWarning, stacklevel=3)
+                  f"{_EXAMPLES[recipe.source]}", UserWarning, stacklevel=3)
+
+
+_EXAMPLES = {"train": "(e.g. train-256)", "val": "(e.g. a copy of train-256 with source: val)",
+             "synthetic": "(e.g. a copy of synthetic-512 with a smaller count), or raise distill.data_free.keep_samples"}
 
 
 def _balanced(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
