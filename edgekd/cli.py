@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,24 @@ class _Group(click.Group):
             ctx.exit(INTERNAL_ERROR)
 
 
+def _show_edgekd_warnings_as_one_line() -> None:
+    """edgekd's own warnings (a calibration recipe larger than its split...) as `edgekd: warning: ...` on
+    stderr, like its errors; other libraries' warnings keep Python's format, which names their source."""
+    if getattr(warnings.showwarning, "edgekd_hook", False):
+        return  # main() can run more than once in a process (tests); wrap only once
+    package_dir = str(Path(__file__).resolve().parent)
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(Path(filename).resolve()).startswith(package_dir):
+            click.echo(f"edgekd: warning: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.edgekd_hook = True
+    warnings.showwarning = show
+
+
 def _check_outputs(folders: dict[str, Path | None] | None = None, files: dict[str, Path | None] | None = None) -> None:
     """Create and probe every output destination given on the command line before any work is done."""
     from .fileio import writable_file, writable_folder
@@ -109,6 +128,7 @@ def main(ctx: click.Context, debug: bool) -> None:
       edgekd keys quantize                      # what a config can say, with defaults
     """
     ctx.obj = {"debug": debug}
+    _show_edgekd_warnings_as_one_line()
 
 
 @main.command("run")

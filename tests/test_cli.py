@@ -111,3 +111,17 @@ def test_run_without_the_gate_stage_reports_no_verdict(monkeypatch, tmp_path):
 def test_run_with_the_gate_stage_exits_1_on_its_failure(monkeypatch, tmp_path):
     result = _run_with(monkeypatch, tmp_path, {"bench": "ran", "gate": "ran"}, passed=False)
     assert result.exit_code == 1 and "gate: FAIL (1 failed)" in result.output
+
+
+def test_edgekd_warnings_print_as_one_line(monkeypatch):
+    from edgekd.data import calibration
+
+    recipe = calibration.CalibrationRecipe(name="cli-warning-1024", count=1024)
+    monkeypatch.setattr(api, "targets", lambda: calibration._warn_pool_too_small(recipe, 400) or [])
+    monkeypatch.setattr("warnings.showwarning", __import__("warnings").showwarning)  # restored after the test
+    result = CliRunner().invoke(main, ["targets"])
+    assert result.exit_code == 0
+    lines = [line for line in result.stderr.splitlines() if "cli-warning-1024" in line]
+    assert lines == ["edgekd: warning: calibration recipe 'cli-warning-1024' asks for 1024 samples but the train split "
+                     "holds 400: using all 400 with the split's own class mix (not balanced); choose a recipe with at "
+                     "most 400 samples (e.g. train-256)"]

@@ -1,6 +1,7 @@
 """Calibration sets from recipes in calibration/: drawn from the training split only, never test."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -46,6 +47,8 @@ def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = 
     pool: Split = synthetic if recipe.source == "synthetic" else getattr(dataset, recipe.source)
     rng = np.random.default_rng(recipe.seed)
     count = min(recipe.count, len(pool))
+    if count < recipe.count:
+        _warn_pool_too_small(recipe, len(pool))
     if recipe.class_balance:
         indices = _balanced(pool.y, count, rng)
     else:
@@ -57,6 +60,27 @@ def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = 
     if recipe.expected_sha256 and recipe.expected_sha256 != digest:
         raise DataError(f"calibration recipe '{recipe.name}': set sha256 {digest[:12]} != expected {recipe.expected_sha256[:12]}; the data changed")
     return chosen, digest
+
+
+def describe(recipe: CalibrationRecipe, chosen: Split) -> dict:
+    """What the set actually is, for the stage metrics: the requested and drawn counts may differ (a small
+    split), and a class-balanced recipe may not get equal classes (a class with too few samples)."""
+    per_class = np.bincount(chosen.y)
+    present = per_class[per_class > 0]
+    balanced = bool(recipe.class_balance and len(present) == len(per_class) and present.max() - present.min() <= 1)
+    return {"requested": recipe.count, "samples": len(chosen), "class_balanced": balanced,
+            "per_class": per_class.tolist()}
+
+
+def _warn_pool_too_small(recipe: CalibrationRecipe, pool_size: int) -> None:
+    balance = " with the split's own class mix (not balanced)" if recipe.class_balance else ""
+    warnings.warn(f"calibration recipe '{recipe.name}' asks for {recipe.count} samples but the {recipe.source} split "
+                  f"holds {pool_size}: using all {pool_size}{balance}; choose a recipe with at most {pool_size} samples "
+                  f"{_EXAMPLES[recipe.source]}", UserWarning, stacklevel=3)
+
+
+_EXAMPLES = {"train": "(e.g. train-256)", "val": "(e.g. a copy of train-256 with source: val)",
+             "synthetic": "(e.g. a copy of synthetic-512 with a smaller count), or raise distill.data_free.keep_samples"}
 
 
 def _balanced(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

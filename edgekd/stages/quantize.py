@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..bench.accuracy import topk
-from ..data.calibration import draw, load_recipe
+from ..data.calibration import describe, draw, load_recipe
 from ..distill.losses import ensemble_soft_targets
 from ..distill.trainer import predict_logits
 from ..errors import StageError
@@ -90,7 +90,7 @@ def run(ctx: RunContext) -> StageOutput:
             made[flavour] = (path, info, name)
         outputs.append(path)
         used[name] = {**recipe.model_dump(), **info, "bytes": path.stat().st_size}
-    metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), "samples": len(calibration),
+    metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration),
                                                  "sha256": digest}, "recipes": used}
     return StageOutput(outputs, metrics, inputs=[fp32])
 
@@ -116,25 +116,42 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
 
 
 def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
-    """Fine-tune the run's student with fake quantization and distillation; write its QDQ model to `out`."""
+    """Fine-tune the run's student with fake quantization and distillation; write its QDQ model to `out`
+    only if it matches the fake-quantized student and keeps within the int8 accuracy budget."""
     cfg, data, out = ctx.cfg, ctx.dataset, out or int8_path(ctx, recipe.name)
     temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
     alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
     transfer, soft, source = _qat_transfer_set(ctx, temperature)
     qat = prepare_qat(build_student(ctx), recipe, torch.from_numpy(calibration_x))
     run = finetune_qat(qat, transfer.x, transfer.y, soft, cfg.quantize.qat.train, temperature, alpha, cfg.seed)
-    export_qdq(qat, data.val.x, out, opset=max(13, min(cfg.export.opset, 17)))
-    torch_logits, onnx_logits = predict_logits(qat, data.val.x), logits_of(out, data.val.x)
+    # Checked before it is renamed into place: a model that fails a check never replaces `out`.
+    with atomic_path(out) as candidate:
+        export_qdq(qat, data.val.x, candidate, opset=max(13, min(cfg.export.opset, 17)))
+        checks = _check_qat_model(ctx, recipe, qat, candidate)
+    return out, {"nodes_in_float": [], "qat": {
+        "epochs": run.epochs_run, "seconds": round(run.seconds, 2), "temperature": temperature, "alpha": alpha,
+        "transfer_set": {"source": source, "samples": len(transfer)},
+        "unfolded_batch_norms": qat.unfolded_batch_norms, **checks}}
+
+
+def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
+    """The QDQ model's agreement with the fake-quantized student, and its validation drop against the same
+    budget the PTQ path enforces (int8_budget); a StageError when either fails."""
+    cfg, val = ctx.cfg, ctx.dataset.val
+    torch_logits, onnx_logits = predict_logits(qat, val.x), logits_of(path, val.x)
     agreement = float((torch_logits.argmax(1) == onnx_logits.argmax(1)).mean())
     if agreement < cfg.export.min_top1_agreement:
         raise StageError(f"quantize: the QAT QDQ model agrees with the fake-quantized student on {agreement:.3f} of "
                          f"validation predictions < export.min_top1_agreement {cfg.export.min_top1_agreement}")
-    fp32_top1, top1 = topk(logits_of(fp32_onnx_path(ctx), data.val.x), data.val.y), topk(onnx_logits, data.val.y)
-    return out, {"nodes_in_float": [], "qat": {
-        "epochs": run.epochs_run, "seconds": round(run.seconds, 2), "temperature": temperature, "alpha": alpha,
-        "transfer_set": {"source": source, "samples": len(transfer)},
-        "unfolded_batch_norms": qat.unfolded_batch_norms, "fp32_val_top1": fp32_top1, "val_top1": top1,
-        "val_drop": accuracy_drop(fp32_top1, top1, cfg.gate.drop_type), "torch_onnx_top1_agreement": agreement}}
+    fp32_top1, top1 = topk(logits_of(fp32_onnx_path(ctx), val.x), val.y), topk(onnx_logits, val.y)
+    drop, budget = accuracy_drop(fp32_top1, top1, cfg.gate.drop_type), int8_budget(ctx, recipe.name)
+    if drop > budget:
+        raise StageError(f"quantize: the QAT int8 model ({recipe.name}) drops {drop:.2f} ({cfg.gate.drop_type}) top-1 on the "
+                         f"validation split ({fp32_top1:.1%} -> {top1:.1%}) > budget {budget:g} (quantize.max_drop, else "
+                         "the strictest target/gate max_drop); try more quantize.qat.train.epochs, a lower "
+                         "quantize.qat.train.lr, or quantize.method: ptq (with fallback)")
+    return {"fp32_val_top1": fp32_top1, "val_top1": top1, "val_drop": drop, "budget": budget,
+            "torch_onnx_top1_agreement": agreement}
 
 
 def _qat_transfer_set(ctx: RunContext, temperature: float):
