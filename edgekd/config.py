@@ -158,6 +158,21 @@ class QuantizeConfig(Strict):
     sensitivity_samples: int = Field(512, ge=16, le=100_000, description="validation samples used to rank node sensitivity")
     qat: QatConfig = Field(default_factory=QatConfig)
 
+    @model_validator(mode="after")
+    def _ptq_options_under_qat(self) -> QuantizeConfig:
+        # QAT also calibrates (its initial activation ranges), so PTQ's calibration options would look like they
+        # apply to it; refused rather than silently ignored. Only explicitly set fields count: the defaults
+        # (fallback true, 6 nodes) are not "set". A qat section under method ptq or none stays allowed, so one
+        # config can switch methods back and forth.
+        unused = sorted(PTQ_ONLY & self.model_fields_set) if self.method == "qat" else []
+        if unused:
+            raise ValueError(f"{', '.join('quantize.' + f for f in unused)}: used only with quantize.method ptq, and this "
+                             f"config uses qat; remove {'it' if len(unused) == 1 else 'them'}")
+        return self
+
+
+PTQ_ONLY = {"calibrate_method", "fallback", "max_fallback_nodes", "sensitivity_samples"}
+
 
 class ExportConfig(Strict):
     opset: int = Field(18, ge=17, le=23, description="ONNX opset; the torch.export-based exporter needs 18 or newer for some ops")

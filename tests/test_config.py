@@ -93,3 +93,16 @@ def test_a_synthetic_calibration_set_outside_data_free_stops_preflight(tiny_conf
     tiny_config["quantize"] = {"calibration": "synthetic-512"}
     with pytest.raises(ConfigError, match=r"quantize.calibration 'synthetic-512': a synthetic set exists only with distill.mode: data_free"):
         preflight(validate_config(tiny_config), tmp_path)
+
+
+def test_ptq_options_under_qat_are_refused(tiny_config):
+    tiny_config["quantize"] = {"method": "qat", "fallback": False, "max_fallback_nodes": 2}
+    with pytest.raises(ConfigError, match="quantize.fallback, quantize.max_fallback_nodes: used only with quantize.method ptq"):
+        validate_config(tiny_config)
+
+
+def test_a_plain_qat_config_keeps_the_ptq_defaults_without_complaint(tiny_config):
+    tiny_config["quantize"] = {"method": "qat", "calibration": "train-64"}
+    assert validate_config(tiny_config).quantize.fallback is True
+    tiny_config["quantize"] = {"method": "ptq", "qat": {"alpha": 0.5}}  # switching methods keeps the qat section valid
+    assert validate_config(tiny_config).quantize.qat.alpha == 0.5

@@ -19,7 +19,7 @@ _SECTIONS = {
     "teachers": ["seed", "data", "teachers"],
     "distill": ["student", "distill"],
     "export": ["export"],
-    "quantize": ["quantize", "targets"],
+    "quantize": ["quantize", "targets", "gate.max_drop", "gate.drop_type"],  # the int8 budget defaults to the gate's
     "compile": ["targets", "gate"],  # the bundles carry the whole gate section
     "bench": ["bench"],
     "gate": ["gate"],
