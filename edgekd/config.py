@@ -332,7 +332,7 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
         field = current.model_fields.get(part) if _is_model(current) else None
         if field is None:
             return []
-        current = _model_inside(field.annotation)
+        current = model_inside(field.annotation)
     return list(current.model_fields) if _is_model(current) else []
 
 
@@ -340,12 +340,13 @@ def _is_model(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, BaseModel)
 
 
-def _model_inside(annotation: Any) -> Any:
+def model_inside(annotation: Any) -> Any:
+    """The pydantic model class inside an annotation (Model, list[Model], Optional[Model]), or None."""
     if _is_model(annotation):
         return annotation
     if get_origin(annotation) in (list, Union, Optional) or get_args(annotation):
         for arg in get_args(annotation):
-            found = _model_inside(arg)
+            found = model_inside(arg)
             if found is not None:
                 return found
     return None

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from .config import PipelineConfig, _model_inside
+from .config import PipelineConfig, model_inside
 from .errors import ConfigError
 
 
@@ -30,7 +30,7 @@ def key_lines(section: str | None = None) -> list[str]:
 def _walk(model: type[BaseModel], prefix: str):
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        inner = _model_inside(field.annotation)
+        inner = model_inside(field.annotation)
         is_list = "list[" in str(field.annotation)
         if inner is not None and inner is not model:
             yield f"{key}{'[]' if is_list else ''}:  # {field.description or inner.__doc__ or ''}".rstrip(" #")
