@@ -156,6 +156,9 @@ class QuantizeConfig(Strict):
     max_drop: Optional[float] = Field(None, ge=0, description="int8 accuracy budget on the validation split, in gate.drop_type "
                                                               "units (default: the strictest target or gate max_drop)")
     sensitivity_samples: int = Field(512, ge=16, le=100_000, description="validation samples used to rank node sensitivity")
+    adapt_to_host: bool = Field(True, description="on an x86 CPU without VNNI/AMX, whose int8 kernels saturate 8-bit products, "
+                                                 "quantize with 7-bit weights (reduce_range) so that accuracy measured here holds "
+                                                 "on the device; false keeps the profile's recipe and warns")
     qat: QatConfig = Field(default_factory=QatConfig)
 
     @model_validator(mode="after")

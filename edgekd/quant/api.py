@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..targets.profiles import QuantRecipe, load_profile
 from .fallback import FallbackBudget
+from .host import recipe_for_host, warn_once
 
 
 @dataclass
@@ -32,7 +33,8 @@ class Int8Config:
     calibration: input samples (N, ...) for PTQ ranges, or to initialise QAT activation ranges.
     calibrate_method: the target recipe's when None; "auto" tries each and keeps pick_calibration's choice on
     validation (x, y), as the pipeline's quantize.calibrate_method: auto does.
-    fallback + validation (x, y): PTQ keeps sensitive nodes in float until within fallback.max_drop."""
+    fallback + validation (x, y): PTQ keeps sensitive nodes in float until within fallback.max_drop.
+    adapt_to_host: on an x86 CPU without VNNI/AMX, 7-bit weights so that int8 measured here is exact (quant/host.py)."""
 
     target: Union[str, QuantRecipe] = "x86-cpu"
     step: Literal["ptq", "prepare", "convert"] = "ptq"
@@ -41,14 +43,19 @@ class Int8Config:
     output: Optional[Union[str, Path]] = None
     fallback: Optional[FallbackBudget] = None
     validation: Optional[tuple[np.ndarray, np.ndarray]] = None
+    adapt_to_host: bool = True
 
     def recipe(self) -> QuantRecipe:
         if isinstance(self.target, QuantRecipe):
-            return self.target
-        profile = load_profile(self.target)
-        if profile.quantization is None:
-            raise ConfigError(f"Int8Config.target '{self.target}': this target has no int8 recipe")
-        return profile.quantization
+            recipe, name = self.target, ""
+        else:
+            profile = load_profile(self.target)
+            if profile.quantization is None:
+                raise ConfigError(f"Int8Config.target '{self.target}': this target has no int8 recipe")
+            recipe, name = profile.quantization, profile.name
+        choice = recipe_for_host(recipe, self.adapt_to_host, name)
+        warn_once(choice)
+        return choice.recipe
 
 
 def quantize(model: Any, config: Int8Config):

@@ -63,7 +63,10 @@ class RunContext:
         dump = self.cfg.model_dump(mode="json")
         sections = [s for name in STAGES[:STAGES.index(stage) + 1] for s in _SECTIONS[name]]
         files = {s: external_inputs(self.cfg, s, self.base_dir) for s in sections}
-        canonical = json.dumps({"config": {s: _pick(dump, s) for s in sections}, "files": files}, sort_keys=True)
+        # The int8 recipe depends on the host's CPU when quantize.adapt_to_host (quant/host.py): a run
+        # resumed on another kind of CPU quantizes again.
+        host = {"saturates_8bit": saturates_8bit_products()} if "quantize" in sections else {}
+        canonical = json.dumps({"config": {s: _pick(dump, s) for s in sections}, "files": files, **host}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def gate_verdict(self) -> dict[str, Any] | None:
@@ -77,6 +80,12 @@ class RunContext:
 
     def bundle_dir(self, target: str) -> Path:
         return self.run_dir / "bundle" / target
+
+
+def saturates_8bit_products() -> bool:
+    from ..quant.host import saturates_8bit_products as host_saturates
+
+    return host_saturates()
 
 
 def _pick(dump: dict, dotted: str) -> Any:

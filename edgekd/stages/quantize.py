@@ -21,6 +21,7 @@ from ..errors import StageError
 from ..fileio import atomic_path
 from ..gate import accuracy_drop
 from ..quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
+from ..quant.host import HostChoice, recipe_for_host, warn_once
 from ..quant.ptq import quantize_qdq
 from ..quant.qat import prepare_qat
 from ..quant.qat_export import export_qdq
@@ -32,13 +33,16 @@ from .export import fp32_onnx_path
 from .teachers import build_teachers
 
 
-def recipes_for(ctx: RunContext) -> dict:
-    """Distinct quantization recipes needed by the configured targets, by recipe name."""
+def recipes_for(ctx: RunContext) -> dict[str, HostChoice]:
+    """Distinct quantization recipes needed by the configured targets, by recipe name, each as this host can
+    measure it (quant/host.py: 7-bit weights on x86 CPUs without VNNI, with a warning)."""
     recipes = {}
     for name in ctx.cfg.targets:
         profile = load_profile(name, ctx.base_dir)
-        if "int8" in profile.precisions:
-            recipes[profile.quantization.name] = profile.quantization
+        if "int8" in profile.precisions and profile.quantization.name not in recipes:
+            choice = recipe_for_host(profile.quantization, ctx.cfg.quantize.adapt_to_host, profile.name)
+            warn_once(choice)
+            recipes[profile.quantization.name] = choice
     return recipes
 
 
@@ -79,7 +83,8 @@ def run(ctx: RunContext) -> StageOutput:
     calibration, digest = draw(ctx.dataset, recipe_set, synthetic_split(ctx))
     fp32 = fp32_onnx_path(ctx)
     outputs, used, made = [], {}, {}
-    for name, recipe in recipes_for(ctx).items():
+    for name, choice in recipes_for(ctx).items():
+        recipe = choice.recipe
         flavour = json.dumps(recipe.model_dump(exclude={"name"}), sort_keys=True)
         if flavour in made:  # same formats under another name (e.g. x86 VNNI and OpenVINO): reuse the model
             path, info = int8_path(ctx, name), {**made[flavour][1], "same_model_as": made[flavour][2]}
@@ -89,7 +94,7 @@ def run(ctx: RunContext) -> StageOutput:
             path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
             made[flavour] = (path, info, name)
         outputs.append(path)
-        used[name] = {**recipe.model_dump(), **info, "bytes": path.stat().st_size}
+        used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size}
     metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration),
                                                  "sha256": digest}, "recipes": used}
     return StageOutput(outputs, metrics, inputs=[fp32])

@@ -7,6 +7,7 @@ from onnx import numpy_helper
 
 from edgekd.config import TrainConfig
 from edgekd.distill.trainer import predict_logits
+from edgekd.quant.host import recipe_for_host
 from edgekd.quant.qat import QuantConv2d, fold_batch_norms, prepare_qat
 from edgekd.quant.qat_export import export_qdq
 from edgekd.quant.qat_train import finetune_qat
@@ -28,7 +29,8 @@ def test_batch_norm_folding_keeps_outputs(trained_digits_cnn):
 @pytest.mark.parametrize("target", ["x86-cpu", "nvidia-gpu"])
 def test_qat_qdq_model_matches_fake_quantized_torch_in_ort_and_openvino(trained_digits_cnn, tmp_path, target):
     model, data = trained_digits_cnn
-    qat = prepare_qat(model, load_profile(target).quantization, torch.from_numpy(data.train.x[:256]))
+    recipe = recipe_for_host(load_profile(target).quantization).recipe  # what this CPU's int8 kernels compute exactly
+    qat = prepare_qat(model, recipe, torch.from_numpy(data.train.x[:256]))
     assert any(isinstance(m, QuantConv2d) for m in qat.modules())
     soft = torch.softmax(torch.from_numpy(predict_logits(model, data.train.x)) / 4.0, dim=1)
     finetune_qat(qat, data.train.x, data.train.y, soft, TrainConfig(epochs=1, lr=0.002, amp="off"), 4.0, 0.9, seed=0)
