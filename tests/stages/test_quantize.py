@@ -7,7 +7,6 @@ import torch
 from edgekd import api
 from edgekd.errors import StageError
 from edgekd.fileio import sha256_of
-from edgekd.stages import quantize
 
 pytestmark = pytest.mark.slow
 
