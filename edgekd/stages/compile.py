@@ -17,7 +17,7 @@ from ..errors import StageError
 from ..gate import accuracy_drop
 from ..targets import get_backend, load_profile
 from ..targets.base import Artifact
-from ..targets.selection import accuracy_rule, choose, plan
+from ..targets.selection import accuracy_limit, accuracy_rule, choose, plan
 from .context import RunContext, StageOutput
 from .distill import build_student
 from .export import fp32_onnx_path
@@ -69,8 +69,11 @@ def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
             for name, precision, source in candidate_sources(ctx, profile)]
 
 
-def _threshold(ctx: RunContext, profile) -> float:
-    return profile.gate.max_drop if profile.gate.max_drop is not None else ctx.cfg.gate.max_drop
+def selection_rule(ctx: RunContext, profile):
+    """The accuracy rule this target's candidates must pass: targets.selection.accuracy_limit, the same limit the
+    quantize stage's int8 budget uses."""
+    limit = accuracy_limit(ctx.cfg.gate, profile)
+    return accuracy_rule(limit.max_drop, source=limit.source)
 
 
 def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference: np.ndarray) -> list[dict[str, Any]]:
@@ -87,7 +90,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
             session = backend.session(artifact, ctx.cfg.bench.threads or profile.threads)
             logits = predict(session.run, val.x)
             row["val_top1"] = topk(logits, val.y)
-            row["val_drop"] = accuracy_drop(topk(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type)
+            row["val_drop"] = accuracy_drop(topk(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type, len(val.y))
             agreement = fidelity(logits, reference)
             row["val_agreement"], row["val_cosine"] = agreement["top1_agreement"], agreement["cosine"]
             if profile.latency_measurable_off_device:
@@ -115,7 +118,7 @@ def run(ctx: RunContext) -> StageOutput:
             raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
                              f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
         rows = evaluate(ctx, profile, candidates, val_logits)
-        best = choose(rows, accuracy_rule(_threshold(ctx, profile)))
+        best = choose(rows, selection_rule(ctx, profile))
         info = _bundle_info(ctx, profile, rows, best)
         bundle = write_bundle(ctx.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info)
         outputs.append(bundle / "manifest.json")
