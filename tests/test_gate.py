@@ -9,8 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from edgekd.errors import ArtifactError
-from edgekd.gate import (Thresholds, accuracy_drop, correct_counts, evaluate_report, gate_report, reference_top1, verdicts,
-                         within_limit)
+from edgekd.gate import Thresholds, accuracy_drop, correct_counts, evaluate_report, gate_report, reference_top1, verdicts, within_limit
 from edgekd.gate_outputs import junit_xml
 
 

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from edgekd.errors import StageError
-from edgekd.quant.fallback import (FallbackBudget, FallbackReport, logits_of, mean_kl, pick_calibration, quantize_auto,
-                                   quantize_with_fallback)
+from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, mean_kl, pick_calibration, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import recipe_for_host
 from edgekd.quant.ptq import quantized_nodes
 from edgekd.targets import load_profile
