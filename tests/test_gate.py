@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from edgekd.errors import ArtifactError
-from edgekd.gate import Thresholds, accuracy_drop, correct_counts, evaluate_report, gate_report, reference_top1, verdicts, within_limit
+from edgekd.gate import Thresholds, accuracy_drop, evaluate_report, gate_report, reference_top1, verdicts
 from edgekd.gate_outputs import junit_xml
 
 
@@ -155,6 +155,8 @@ def test_cli_empty_gate_exits_1_unless_allowed(tmp_path):
 
 
 def test_drops_come_from_counts_of_correct_samples_when_the_sample_count_is_known():
+    from edgekd.gate import correct_counts
+
     assert accuracy_drop(0.95, 0.94, "absolute") == 1.0000000000000009  # the float difference, a hair over 1
     assert accuracy_drop(0.95, 0.94, "absolute", samples=300) == 1.0  # 285 -> 282 of 300
     assert accuracy_drop(0.5, 0.49, "relative", samples=300) == 2.0  # 150 -> 147: 3 of 150
@@ -184,6 +186,8 @@ def test_a_drop_exactly_at_the_limit_passes_and_one_sample_more_fails(reference,
 
 
 def test_without_a_sample_count_a_limit_is_met_within_float_rounding_only():
+    from edgekd.gate import within_limit
+
     report = _at_limit_report(0.95, 0.94, 300)
     del report["eval_set"]["samples"]
     assert gate_report(report, Thresholds(max_drop=1.0)).passed

@@ -90,10 +90,14 @@ def test_a_drop_exactly_at_the_budget_does_not_trigger_the_fallback(planted_sens
     """3 errors in 300 validation samples is a 1.0 point drop; as floats (1 - 0.99) * 100 is 1.0000000000000009,
     which once kept a node in float for nothing (issue 20, item 2)."""
     model, calib, val_x, val_y = planted_sensitive_model
+    calib, val_x = calib.copy(), val_x.copy()
+    calib[:, 15] /= 500  # a milder planted range (+-20): int8 gets a few percent of the samples wrong, not most
+    val_x[:, 15] /= 500
     full = tmp_path / "full.onnx"
     quantize_with_fallback(model, full, RECIPE, calib, val_x, val_y, FallbackBudget(max_drop=100.0))
-    right = np.flatnonzero(logits_of(full, val_x).argmax(1) == val_y)
-    wrong = np.flatnonzero(logits_of(full, val_x).argmax(1) != val_y)
+    predicted = logits_of(full, val_x).argmax(1)
+    right, wrong = np.flatnonzero(predicted == val_y), np.flatnonzero(predicted != val_y)
+    assert len(right) >= 297 and len(wrong) >= 4, (len(right), len(wrong))
     for errors, triggered in ((3, False), (4, True)):
         chosen = np.concatenate([right[:300 - errors], wrong[:errors]])
         report = quantize_with_fallback(model, tmp_path / f"int8-{errors}.onnx", RECIPE, calib, val_x[chosen], val_y[chosen],
