@@ -31,8 +31,8 @@ class _Lenient(BaseModel):
 
 
 class _EvalSet(_Lenient):
-    samples: int = Field(gt=0)
-    sha256: str = Field(min_length=1)
+    samples: Optional[int] = Field(None, gt=0)  # without it the gate compares drops within float rounding only
+    sha256: Optional[str] = Field(None, min_length=1)
 
 
 class _Reference(_Lenient):
@@ -42,8 +42,8 @@ class _Reference(_Lenient):
 
 class _Row(_Lenient):
     artifact: str = Field(min_length=1)
-    target: str = Field(min_length=1)
-    precision: str = Field(min_length=1)
+    target: Optional[str] = Field(None, min_length=1)  # the gate needs these two; edgekd compare does not
+    precision: Optional[str] = Field(None, min_length=1)
     shipped: bool = False
     top1: Optional[float] = _fraction()
     top5: Optional[float] = _fraction()
@@ -53,8 +53,9 @@ class _Row(_Lenient):
 
 
 class _Report(_Lenient):
-    eval_set: _EvalSet
-    references: dict[str, _Reference]
+    # Present in every report edgekd writes; optional here so that edgekd compare still reads what it always read.
+    eval_set: Optional[_EvalSet] = None
+    references: Optional[dict[str, _Reference]] = None
     rows: list[_Row]
     gate: Optional[dict[str, Any]] = None  # its thresholds are checked where they are read (api._effective_thresholds)
 
