@@ -121,15 +121,11 @@ def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: 
 
 
 def _read_report(path: str | Path) -> dict[str, Any]:
-    from .bench.report import REPORT_SCHEMA
+    """A report.json, refused (ArtifactError naming the file and the field) unless its numbers can be real."""
+    from .bench.report_schema import check_report
     from .fileio import read_json
 
-    data = read_json(path)
-    schema = data.get("schema") if isinstance(data, dict) else None
-    if schema != REPORT_SCHEMA:
-        raise ArtifactError(f"{path}: not an edgekd report (schema {schema!r}, expected {REPORT_SCHEMA!r}); "
-                            "give the report.json written by edgekd run or edgekd bench")
-    return data
+    return check_report(read_json(path), path)
 
 
 def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:

@@ -267,6 +267,8 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
 @click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--max-drop", type=NON_NEGATIVE, help="Largest allowed top-1 drop (points, or percent with --relative).")
 @click.option("--relative", is_flag=True, help="Measure the drop relative to the reference: (1 - value/reference) * 100.")
+@click.option("--absolute", is_flag=True, help="Measure the drop in top-1 points: (reference - value) * 100, "
+              "whatever drop type the report recorded.")
 @click.option("--reference", help="What the drop is measured against: teacher, student_fp32 or an artifact such as x86-cpu/fp32.")
 @click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path),
               help="Take the reference accuracy from this report.json (must use the same evaluation set).")
@@ -278,7 +280,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
               help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).")
 @click.option("--allow-empty", is_flag=True,
               help="Pass even when no check could be evaluated (every shipped artifact skipped as not measured here).")
-def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup, max_size_kb, junit, summary,
+def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, min_speedup, max_size_kb, junit, summary,
              allow_empty) -> None:
     """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL, 2 on bad input.
 
@@ -289,8 +291,13 @@ def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup,
     from . import api
     from .gate_outputs import write_ci_outputs
 
+    if relative and absolute:
+        from .errors import ConfigError
+
+        raise ConfigError("edgekd gate: --relative and --absolute contradict each other; give one of them")
     _check_outputs(files={"--junit": junit, "--summary": summary})
-    checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type="relative" if relative else None,
+    drop_type = "relative" if relative else ("absolute" if absolute else None)  # None: the report's own
+    checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type=drop_type,
                       reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb,
                       allow_empty=True if allow_empty else None)
     for check in checks:

@@ -16,9 +16,9 @@ from ..errors import ArtifactError, TargetError
 from ..gate import Thresholds
 from ..targets.registry import get_backend
 from .accuracy import accuracy_metrics, eval_set_hash
-from .bundle import load_bundle
+from .bundle import load_bundle, shipped_variant
 from .latency import LatencySpec
-from .measure import Candidate, measure_rows
+from .measure import Candidate, artifact_name, measure_rows
 from .report import build_report
 
 
@@ -76,8 +76,8 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     for bundle_dir, *_rest, bx, by, _ref in loaded[1:]:
         if eval_set_hash(bx, by) != digest:
             raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
-    candidates = [Candidate(f"{m.get('target', d.name)}/{a.precision}", m.get("target", d.name), a, threads, verdict="bundle")
-                  for d, m, a, *_ in loaded]
+    candidates = [Candidate(artifact_name(m.get("target", d.name), shipped_variant(m, a.precision)), m.get("target", d.name), a, threads,
+                            verdict="bundle") for d, m, a, *_ in loaded]
     rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory)
     for row, (bundle_dir, *_rest) in zip(rows, loaded, strict=True):
         row["bundle"] = str(bundle_dir)

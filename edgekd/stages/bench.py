@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..bench.accuracy import accuracy_metrics, eval_set_hash
-from ..bench.measure import Candidate, measure_rows
+from ..bench.measure import Candidate, artifact_name, measure_rows
 from ..bench.report import build_report, write_reports
 from ..targets import load_profile
 from ..targets.base import Artifact
@@ -41,7 +41,7 @@ def candidates(ctx: RunContext) -> list[Candidate]:
         profile = load_profile(target, ctx.base_dir)
         for candidate in info["candidates"]:
             artifact = Artifact.from_json(candidate["artifact"], ctx.run_dir / candidate["path"])
-            out.append(Candidate(f"{target}/{artifact.precision}", target, artifact, ctx.cfg.bench.threads or profile.threads,
+            out.append(Candidate(artifact_name(target, candidate["name"]), target, artifact, ctx.cfg.bench.threads or profile.threads,
                                  shipped=candidate["verdict"].startswith("chosen"), verdict=candidate["verdict"],
                                  time_latency=profile.latency_measurable_off_device))
     return out

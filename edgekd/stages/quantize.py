@@ -16,11 +16,12 @@ from ..bench.accuracy import topk
 from ..data.calibration import describe, draw, load_recipe
 from ..errors import StageError
 from ..fileio import atomic_path
-from ..gate import accuracy_drop
+from ..gate import accuracy_drop, within_limit
 from ..quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from ..quant.host import HostChoice, recipe_for_host, warn_once
 from ..quant.ptq import quantize_qdq
 from ..targets import load_profile
+from ..targets.selection import accuracy_limit
 from .context import RunContext, StageOutput
 from .export import fp32_onnx_path
 
@@ -45,15 +46,13 @@ def int8_path(ctx: RunContext, recipe_name: str):
 
 
 def int8_budget(ctx: RunContext, recipe_name: str) -> float:
-    """quantize.max_drop, else the strictest max_drop among the targets sharing this recipe."""
+    """quantize.max_drop, else the strictest accuracy limit (targets.selection.accuracy_limit, the rule candidate
+    selection applies) among the targets sharing this recipe: the int8 model is made to pass their selection."""
     if ctx.cfg.quantize.max_drop is not None:
         return ctx.cfg.quantize.max_drop
-    limits = [ctx.cfg.gate.max_drop]
-    for name in ctx.cfg.targets:
-        profile = load_profile(name, ctx.base_dir)
-        if profile.quantization and profile.quantization.name == recipe_name and profile.gate.max_drop is not None:
-            limits.append(profile.gate.max_drop)
-    return min(limits)
+    profiles = [load_profile(name, ctx.base_dir) for name in ctx.cfg.targets]
+    limits = [accuracy_limit(ctx.cfg.gate, p).max_drop for p in profiles if p.quantization and p.quantization.name == recipe_name]
+    return min(limits, default=ctx.cfg.gate.max_drop)
 
 
 def synthetic_split(ctx: RunContext):
@@ -152,11 +151,11 @@ def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
         raise StageError(f"quantize: the QAT QDQ model agrees with the fake-quantized student on {agreement:.3f} of "
                          f"validation predictions < export.min_top1_agreement {cfg.export.min_top1_agreement}")
     fp32_top1, top1 = topk(logits_of(fp32_onnx_path(ctx), val.x), val.y), topk(onnx_logits, val.y)
-    drop, budget = accuracy_drop(fp32_top1, top1, cfg.gate.drop_type), int8_budget(ctx, recipe.name)
-    if drop > budget:
+    drop, budget = accuracy_drop(fp32_top1, top1, cfg.gate.drop_type, len(val.y)), int8_budget(ctx, recipe.name)
+    if not within_limit(drop, budget):
         raise StageError(f"quantize: the QAT int8 model ({recipe.name}) drops {drop:.2f} ({cfg.gate.drop_type}) top-1 on the "
                          f"validation split ({fp32_top1:.1%} -> {top1:.1%}) > budget {budget:g} (quantize.max_drop, else "
-                         "the strictest target/gate max_drop); try more quantize.qat.train.epochs, a lower "
+                         "gate.max_drop or a stricter target profile's); try more quantize.qat.train.epochs, a lower "
                          "quantize.qat.train.lr, or quantize.method: ptq (with fallback)")
     return {"fp32_val_top1": fp32_top1, "val_top1": top1, "val_drop": drop, "budget": budget,
             "torch_onnx_top1_agreement": agreement}
