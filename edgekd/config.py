@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .yamlio import YamlRefused, safe_load
 
 
 class Strict(BaseModel):
@@ -271,7 +272,8 @@ def load_config(path: str | Path) -> PipelineConfig:
 def read_yaml_mapping(path: Path, kind: str, expected: str = "keys") -> dict[str, Any]:
     """Read a YAML file that must hold a mapping: configs, target profiles, calibration recipes.
 
-    yaml.safe_load only: tags such as !!python/object are refused, nothing in the file is run.
+    yaml.safe_load only (edgekd.yamlio): tags such as !!python/object are refused, nothing in the file is run;
+    so are aliases that expand without bound and keys given twice.
     """
     path = Path(path)
     try:
@@ -281,7 +283,9 @@ def read_yaml_mapping(path: Path, kind: str, expected: str = "keys") -> dict[str
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the {kind} ({exc})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load(text)
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}{_line(exc)}: {exc}") from None
     except yaml.constructor.ConstructorError as exc:
         raise ConfigError(f"{path}: not valid YAML{_line(exc)}: a tag such as !!python/... is refused, "
                           f"a {kind} is plain data (yaml.safe_load)") from None
