@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
@@ -22,6 +23,26 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class NormalizeStats(Strict):
+    """Explicit per-channel statistics: the model sees (pixel - mean) / std, pixels in [0, 1]."""
+
+    mean: list[float] = Field(..., min_length=1, max_length=64)
+    std: list[float] = Field(..., min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _same_length_positive_std(self) -> NormalizeStats:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values and std {len(self.std)}; give one per channel")
+        if not all(math.isfinite(v) for v in [*self.mean, *self.std]) or min(self.std) <= 0:
+            raise ValueError("std values must be positive and every value finite")
+        return self
+
+
+# ImageNet's statistics, the convention of torchvision's pretrained models (and many checkpoints trained elsewhere).
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+NORMALIZE_MODES = ("dataset", "none", "imagenet")
+
+
 class DataConfig(Strict):
     source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | module:function | file.py:function")
     path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder")
@@ -30,6 +51,23 @@ class DataConfig(Strict):
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
     train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
     test_limit: Optional[int] = Field(None, ge=1, description="use at most this many test samples")
+    normalize: Union[Literal["dataset", "none", "imagenet"], NormalizeStats] = Field(
+        "dataset", description="what every model sees, from pixels in [0, 1]: dataset: (x - mean) / std with the training "
+                               "split's per-channel statistics; none: the [0, 1] pixels; imagenet: ImageNet's mean/std; "
+                               "{mean: [...], std: [...]}: your own. A checkpoint must be given what it was trained on")
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _normalize_choice(cls, value: Any) -> Any:
+        # Checked here so that a mistake gives one line, not one per member of the Union.
+        if isinstance(value, dict):
+            try:
+                return NormalizeStats.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(describe_validation_error(exc, NormalizeStats)) from None
+        if value not in NORMALIZE_MODES and not isinstance(value, NormalizeStats):
+            raise ValueError(f"{value!r}: use one of {', '.join(NORMALIZE_MODES)}, or {{mean: [...], std: [...]}} per channel")
+        return value
 
 
 class TrainConfig(Strict):

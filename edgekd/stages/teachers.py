@@ -14,6 +14,7 @@ from ..distill.trainer import cross_entropy_loss, predict_logits, train
 from ..fileio import resolve_path
 from ..models import build_model, count_parameters, save_checkpoint
 from .context import RunContext, StageOutput
+from .teacher_check import check_given_teachers
 
 
 def trained_path(ctx: RunContext, index: int) -> Path:
@@ -57,6 +58,10 @@ def run(ctx: RunContext) -> StageOutput:
     if ctx.cfg.distill.hints:
         check_hints(ctx)
     data, folder = ctx.dataset, ctx.stage_dir("teachers")
+    # Before any teacher trains: a checkpoint fed the wrong input scaling stops the run now, not after hours.
+    given = check_given_teachers(ctx, lambda i, spec: build_model(spec, data.input_shape, data.num_classes, ctx.base_dir,
+                                                                  where=f"teachers[{i}]").eval(),
+                                 **({} if distributed.is_main() else {"log": lambda _m: None}))
     device = distributed.device()
     x_train, y_train = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
     outputs, report = [], []
@@ -75,7 +80,7 @@ def run(ctx: RunContext) -> StageOutput:
             entry.update(result.summary())
         report.append((entry, model.cpu().eval()))
     distributed.barrier()  # the other ranks go on only once rank 0 has written every checkpoint
-    return StageOutput(outputs, _metrics(ctx, report) if distributed.is_main() else {})
+    return StageOutput(outputs, {**_metrics(ctx, report), "given_checkpoints": given} if distributed.is_main() else {})
 
 
 def _clear_stale_progress(ctx: RunContext, progress: Path) -> None:
@@ -96,4 +101,5 @@ def _metrics(ctx: RunContext, report: list) -> dict:
     ensemble = ensemble_soft_targets(test_logits, 1.0, weights, ctx.cfg.distill.ensemble).numpy()
     return {"teachers": [entry for entry, _ in report],
             "ensemble": {"params": sum(e["params"] for e, _ in report), "top1": topk(ensemble, test.y)},
+            "preprocessing": ctx.dataset.preprocessing(),  # what every model was fed (data.normalize)
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
