@@ -17,7 +17,7 @@ from .zoo import BUILTIN_MODELS
 
 def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
                 base_dir: Optional[Path] = None, where: str = "model") -> nn.Module:
-    in_channels, size = input_shape[0], input_shape[-1]
+    in_channels, size = input_shape[0], (input_shape[-2], input_shape[-1])  # (height, width): not always square
     if spec.arch in BUILTIN_MODELS:
         factory, default_width, _ = BUILTIN_MODELS[spec.arch]
         try:

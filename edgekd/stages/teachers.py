@@ -52,7 +52,19 @@ def check_hints(ctx: RunContext) -> None:
                      torch.from_numpy(data.train.x[:2])).remove_hooks()
 
 
+def check_every_model(ctx: RunContext) -> None:
+    """Build every model of the run (teachers, student, online peers) untrained and pass a batch through it
+    (build_model's check_io): a student that does not fit the data fails now, not after the teachers trained."""
+    data = ctx.dataset
+    specs = [*((f"teachers[{i}]", t) for i, t in enumerate(ctx.cfg.teachers)), ("student", ctx.cfg.student),
+             *((f"distill.online.peers[{i}]", p) for i, p in enumerate(ctx.cfg.distill.online.peers))]
+    for where, spec in specs:
+        build_model(spec.model_copy(update={"checkpoint": None}), data.input_shape, data.num_classes, ctx.base_dir,
+                    where=where)
+
+
 def run(ctx: RunContext) -> StageOutput:
+    check_every_model(ctx)
     if not ctx.cfg.teachers:  # online distillation: the peers teach each other
         return StageOutput([], {"teachers": [], "ensemble": None})
     if ctx.cfg.distill.hints:
