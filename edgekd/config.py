@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 from .yamlio import YamlRefused, safe_load
 
+# numpy's generators take seeds >= 0 and torch.manual_seed at most 2**64 - 1; derived seeds (seed + teacher index,
+# + epoch) must stay in range too, so seeds are capped well below both.
+MAX_SEED = 2**31 - 1
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -106,7 +110,7 @@ class AugmentConfig(Strict):
 
     shift: int = Field(2, ge=0, le=64, description="largest shift in pixels (zero padded)")
     flip: bool = Field(True, description="random horizontal flip")
-    seed: int = Field(0, description="seed of the per-epoch augmentation draws (independent of the student seed)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the per-epoch augmentation draws (independent of the student seed)")
     teachers: Literal["replay", "live"] = Field(
         "replay", description="replay: cache teacher logits of each epoch's augmented images and replay the same draws; "
                               "live: run the teachers on every batch")
@@ -160,7 +164,7 @@ class DistillConfig(Strict):
     use_labels: bool = Field(True, description="false: treat the transfer set as unlabeled (soft targets and hints only)")
     hints: list[HintConfig] = Field(default_factory=list, description="feature distillation terms")
     augment: Optional[AugmentConfig] = Field(None, description="random shift/flip of the transfer images")
-    seed: Optional[int] = Field(None, description="student init and shuffling seed (default: the pipeline seed); "
+    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="student init and shuffling seed (default: the pipeline seed); "
                                                   "does not change the data split, so teacher caches stay valid")
     cache_dir: Optional[str] = Field(None, description="teacher-logit cache folder shared across runs "
                                                        "(default .cache/teacher-logits beside the run folder, or $EDGEKD_CACHE_DIR)")
@@ -252,7 +256,7 @@ OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels"}
 
 class PipelineConfig(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="data split, initialisation and shuffling seed")
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: list[TeacherConfig] = Field(default_factory=list, description="at least one, except with distill.mode: online")
     student: ModelConfig

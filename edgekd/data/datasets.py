@@ -66,6 +66,7 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None) ->
     _check(raw.x, raw.y, len(raw.classes), where)
     if raw.test_y is not None:
         _check(raw.test_x, raw.test_y, len(raw.classes), f"{where} (test split)")
+    _check_classes(raw, where)
     rng = np.random.default_rng(seed)
     train, val, test = _split(raw, cfg, rng)
     pixel_mean, pixel_std = _channel_stats(train.x)
@@ -86,6 +87,22 @@ def _check(x: np.ndarray, y: np.ndarray, n_classes: int, where: str) -> None:
                         "fix the labels or list every class name")
     if not np.isfinite(x).all():
         raise DataError(f"{where}: images contain NaN or Inf values; clean the data first")
+
+
+def _check_classes(raw: RawData, where: str) -> None:
+    """A classifier needs two classes or more, each with images: one class trains a one-logit model that is
+    always right; a label gap (11 among 0..9) silently makes a class nothing can teach."""
+    counts = np.bincount(raw.y, minlength=len(raw.classes))
+    if len(raw.classes) < 2 or np.count_nonzero(counts) < 2:
+        raise DataError(f"{where}: every image has label {int(raw.y[0])}: a classifier needs at least two classes; "
+                        "check the labels, or add images of the other classes")
+    empty = [i for i, c in enumerate(counts) if c == 0]
+    if empty:
+        present = sorted(int(v) for v in np.unique(raw.y))
+        shown = ", ".join(f"{i} ('{raw.classes[i]}')" for i in empty[:5])
+        raise DataError(f"{where}: no image has label {shown}, though labels run to {present[-1]}: labels must be "
+                        f"0..{len(raw.classes) - 1} with every class present ({len(present)} distinct found); "
+                        "renumber the labels, or fix the stray one")
 
 
 def _split(raw: RawData, cfg: DataConfig, rng: np.random.Generator) -> tuple[Split, Split, Split]:
