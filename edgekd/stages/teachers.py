@@ -63,17 +63,26 @@ def check_every_model(ctx: RunContext) -> None:
                     where=where)
 
 
-def run(ctx: RunContext) -> StageOutput:
+def check_inputs(ctx: RunContext) -> list[dict]:
+    """Everything about the data and models that can be known before training: the dataset loads and is sane,
+    every model fits it, hints resolve, and each checkpoint teacher is right for the data as it is fed (a
+    checkpoint fed the wrong input scaling stops the run now, not after hours). The checkpoint results."""
     check_every_model(ctx)
-    if not ctx.cfg.teachers:  # online distillation: the peers teach each other
-        return StageOutput([], {"teachers": [], "ensemble": None})
+    if not ctx.cfg.teachers:
+        return []
     if ctx.cfg.distill.hints:
         check_hints(ctx)
+    data = ctx.dataset
+    return check_given_teachers(ctx, lambda i, spec: build_model(spec, data.input_shape, data.num_classes, ctx.base_dir,
+                                                                 where=f"teachers[{i}]").eval(),
+                                **({} if distributed.is_main() else {"log": lambda _m: None}))
+
+
+def run(ctx: RunContext) -> StageOutput:
+    given = ctx.checked_teachers if ctx.checked_teachers is not None else check_inputs(ctx)
+    if not ctx.cfg.teachers:  # online distillation: the peers teach each other
+        return StageOutput([], {"teachers": [], "ensemble": None})
     data, folder = ctx.dataset, ctx.stage_dir("teachers")
-    # Before any teacher trains: a checkpoint fed the wrong input scaling stops the run now, not after hours.
-    given = check_given_teachers(ctx, lambda i, spec: build_model(spec, data.input_shape, data.num_classes, ctx.base_dir,
-                                                                  where=f"teachers[{i}]").eval(),
-                                 **({} if distributed.is_main() else {"log": lambda _m: None}))
     device = distributed.device()
     x_train, y_train = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
     outputs, report = [], []

@@ -22,8 +22,11 @@ def _npz(path: Path, n: int = 90, classes: int = 3, **arrays) -> Path:
 
 
 def _run_on(tmp_path: Path, data: Path):
+    """`edgekd run` on `data`, after which (a refusal) no run folder may exist."""
     config = write_config(tmp_path, data={"source": "npz", "path": str(data)})
-    return invoke("run", config, "--out", tmp_path / "run")
+    result = invoke("run", config, "--out", tmp_path / "run")
+    assert result.exit_code == 0 or not (tmp_path / "run").exists(), "a refused input left a run folder"
+    return result
 
 
 # ---- damaged files ------------------------------------------------------------------------------
@@ -48,7 +51,6 @@ def test_npy_file_named_npz(tmp_path):
 def test_a_single_class_is_refused(tmp_path):
     data = _npz(tmp_path / "one.npz", y=np.zeros(90, np.int64))
     assert_one_line_error(_run_on(tmp_path, data), "data.path", "every image has label 0", "at least two classes")
-    assert not (tmp_path / "run" / "01-teachers").exists() or not list((tmp_path / "run" / "01-teachers").glob("*.pt"))
 
 
 def test_a_label_gap_is_refused(tmp_path):
@@ -116,3 +118,13 @@ def test_truncated_eval_npz_with_its_hash_updated(bundle):
             entry.update(sha256=sha256_of(bundle / "eval.npz"))
     write_json_atomic(bundle / "manifest.json", manifest)
     assert_one_line_error(_bench(bundle), "eval.npz", "cannot read npz")
+
+
+def test_bad_data_under_resume_leaves_the_earlier_run_untouched(tmp_path, finished_run):
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    before = {str(p.relative_to(run)): sha256_of(p) for p in run.rglob("*") if p.is_file()}
+    config = write_config(tmp_path, targets=["x86-cpu", "intel-cpu"],
+                          data={"source": "npz", "path": str(_npz(tmp_path / "one.npz", y=np.zeros(90, np.int64)))})
+    assert_one_line_error(invoke("run", config, "--out", run, "--resume"), "at least two classes")
+    after = {str(p.relative_to(run)): sha256_of(p) for p in run.rglob("*") if p.is_file()}
+    assert after == before

@@ -40,7 +40,7 @@ def test_teacher_trained_on_raw_pixels_is_refused_naming_input_scaling(tmp_path,
     assert_one_line_error(result, "teachers[0].checkpoint 'raw-teacher.pt'", "with data.normalize dataset",
                           "likely trained on other input scaling", "set data.normalize: none")
     assert "validation top-1" in result.stderr  # the teacher's score is shown before the verdict
-    assert not (tmp_path / "run" / "02-distill").exists()  # stopped before anything learnt from it
+    assert not (tmp_path / "run").exists()  # stopped before the run folder was made
 
 
 def test_the_same_teacher_with_its_scaling_runs_and_the_scaling_is_recorded(tmp_path, raw_teacher):
@@ -65,6 +65,7 @@ def test_untrained_checkpoint_is_refused_as_no_better_than_chance(tmp_path):
     config = write_config(tmp_path, teachers=[{"arch": "mlp", "width": 16, "checkpoint": "random.pt"}])
     assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "teachers[0].checkpoint 'random.pt'",
                           "no better than chance", "input scaling")
+    assert not (tmp_path / "run").exists()
 
 
 def test_normalize_with_the_wrong_channel_count_is_one_line(tmp_path):
