@@ -45,9 +45,13 @@ def check_given_teachers(ctx, build: Callable, log: Callable[[str], None] = _std
         if not spec.checkpoint:
             continue
         model = build(index, spec)
-        top1 = topk(predict_logits(model, x), y)
-        others = {mode: topk(predict_logits(model, xs), y) for mode, xs in alternatives.items()}
         where = f"teachers[{index}].checkpoint '{spec.checkpoint}'"
+        logits = predict_logits(model, x)
+        if not np.isfinite(logits).all():
+            raise ModelError(f"{where}: its outputs on the validation images contain NaN or Inf; the weights are "
+                             "damaged or diverged: use another checkpoint")
+        top1 = topk(logits, y)
+        others = {mode: topk(predict_logits(model, xs), y) for mode, xs in alternatives.items()}
         log(f"[teachers] {where}: validation top-1 {top1:.1%} on {len(y)} images "
             f"(data.normalize {data.normalize}; chance {chance:.1%})")
         _judge(where, top1, others, chance, len(y), data.normalize)
