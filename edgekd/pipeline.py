@@ -70,8 +70,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
     preflight(config, Path(config_path).parent)
-    from .distill import distributed  # torch: only now that a run needs it
-
+    distributed = _process_group(config)
     distributed.init_from_env()
     refuse_existing_run(Path(run_dir), resume, force)  # before minutes of checks, the one-second refusal
     checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
@@ -117,6 +116,32 @@ def _quiet(_message: str) -> None:
     pass
 
 
+class _SingleProcess:
+    """The distributed helpers' single-process behaviour, for runs that never import torch (an ONNX student)."""
+
+    init_from_env = finish = barrier = staticmethod(lambda: None)
+    is_main = staticmethod(lambda: True)
+
+    @staticmethod
+    @contextmanager
+    def main_first() -> Iterator[None]:
+        yield
+
+
+def _process_group(config: PipelineConfig):
+    if config.ships_onnx:
+        return _SingleProcess
+    from .distill import distributed  # torch: only now that a run needs it
+
+    return distributed
+
+
+def stage_module(config: PipelineConfig, stage: str):
+    """The module that runs `stage` for this config: with distill.mode none the user's model is shipped as given."""
+    name = "as_given" if stage == "distill" and config.distill.mode == "none" else stage
+    return importlib.import_module(f"edgekd.stages.{name}")
+
+
 @contextmanager
 def exclusive(run_dir: Path, main_process: bool = True) -> Iterator[None]:
     """Hold an advisory lock on the run folder, so two runs cannot write into the same one at once.
@@ -152,10 +177,10 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
     _require_earlier(ctx, stage)
     if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
         _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
-    if stage in DISTRIBUTED_STAGES:
+    if stage in DISTRIBUTED_STAGES and not ctx.cfg.ships_onnx:
         distributed_barrier()  # stale progress is gone before any rank looks for it
     log(f"[{stage}] running")
-    module = importlib.import_module(f"edgekd.stages.{stage}")
+    module = stage_module(ctx.cfg, stage)
     started = time.perf_counter()
     try:
         result = module.run(ctx)
@@ -166,7 +191,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
         ctx.manifest.mark_failed(stage, "interrupted")
         raise
     seconds = time.perf_counter() - started
-    if stage in DISTRIBUTED_STAGES:
+    if stage in DISTRIBUTED_STAGES and not ctx.cfg.ships_onnx:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
     ctx.outcomes[stage] = "ran"
