@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
@@ -15,10 +16,35 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .yamlio import YamlRefused, safe_load
+
+# numpy's generators take seeds >= 0 and torch.manual_seed at most 2**64 - 1; derived seeds (seed + teacher index,
+# + epoch) must stay in range too, so seeds are capped well below both.
+MAX_SEED = 2**31 - 1
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NormalizeStats(Strict):
+    """Explicit per-channel statistics: the model sees (pixel - mean) / std, pixels in [0, 1]."""
+
+    mean: list[float] = Field(..., min_length=1, max_length=64)
+    std: list[float] = Field(..., min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _same_length_positive_std(self) -> NormalizeStats:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values and std {len(self.std)}; give one per channel")
+        if not all(math.isfinite(v) for v in [*self.mean, *self.std]) or min(self.std) <= 0:
+            raise ValueError("std values must be positive and every value finite")
+        return self
+
+
+# ImageNet's statistics, the convention of torchvision's pretrained models (and many checkpoints trained elsewhere).
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+NORMALIZE_MODES = ("dataset", "none", "imagenet")
 
 
 class DataConfig(Strict):
@@ -29,6 +55,23 @@ class DataConfig(Strict):
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
     train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
     test_limit: Optional[int] = Field(None, ge=1, description="use at most this many test samples")
+    normalize: Union[Literal["dataset", "none", "imagenet"], NormalizeStats] = Field(
+        "dataset", description="what every model sees, from pixels in [0, 1]: dataset: (x - mean) / std with the training "
+                               "split's per-channel statistics; none: the [0, 1] pixels; imagenet: ImageNet's mean/std; "
+                               "{mean: [...], std: [...]}: your own. A checkpoint must be given what it was trained on")
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _normalize_choice(cls, value: Any) -> Any:
+        # Checked here so that a mistake gives one line, not one per member of the Union.
+        if isinstance(value, dict):
+            try:
+                return NormalizeStats.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(describe_validation_error(exc, NormalizeStats)) from None
+        if value not in NORMALIZE_MODES and not isinstance(value, NormalizeStats):
+            raise ValueError(f"{value!r}: use one of {', '.join(NORMALIZE_MODES)}, or {{mean: [...], std: [...]}} per channel")
+        return value
 
 
 class TrainConfig(Strict):
@@ -87,7 +130,7 @@ class AugmentConfig(Strict):
 
     shift: int = Field(2, ge=0, le=64, description="largest shift in pixels (zero padded)")
     flip: bool = Field(True, description="random horizontal flip")
-    seed: int = Field(0, description="seed of the per-epoch augmentation draws (independent of the student seed)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the per-epoch augmentation draws (independent of the student seed)")
     teachers: Literal["replay", "live"] = Field(
         "replay", description="replay: cache teacher logits of each epoch's augmented images and replay the same draws; "
                               "live: run the teachers on every batch")
@@ -142,7 +185,7 @@ class DistillConfig(Strict):
     use_labels: bool = Field(True, description="false: treat the transfer set as unlabeled (soft targets and hints only)")
     hints: list[HintConfig] = Field(default_factory=list, description="feature distillation terms")
     augment: Optional[AugmentConfig] = Field(None, description="random shift/flip of the transfer images")
-    seed: Optional[int] = Field(None, description="student init and shuffling seed (default: the pipeline seed); "
+    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="student init and shuffling seed (default: the pipeline seed); "
                                                   "does not change the data split, so teacher caches stay valid")
     cache_dir: Optional[str] = Field(None, description="teacher-logit cache folder shared across runs "
                                                        "(default .cache/teacher-logits beside the run folder, or $EDGEKD_CACHE_DIR)")
@@ -234,7 +277,7 @@ OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels"}
 
 class PipelineConfig(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="data split, initialisation and shuffling seed")
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: list[TeacherConfig] = Field(default_factory=list, description="at least one, except with distill.mode: online")
     student: StudentConfig
@@ -323,7 +366,8 @@ def load_config(path: str | Path) -> PipelineConfig:
 def read_yaml_mapping(path: Path, kind: str, expected: str = "keys") -> dict[str, Any]:
     """Read a YAML file that must hold a mapping: configs, target profiles, calibration recipes.
 
-    yaml.safe_load only: tags such as !!python/object are refused, nothing in the file is run.
+    yaml.safe_load only (edgekd.yamlio): tags such as !!python/object are refused, nothing in the file is run;
+    so are aliases that expand without bound and keys given twice.
     """
     path = Path(path)
     try:
@@ -333,7 +377,9 @@ def read_yaml_mapping(path: Path, kind: str, expected: str = "keys") -> dict[str
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the {kind} ({exc})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load(text)
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}{_line(exc)}: {exc}") from None
     except yaml.constructor.ConstructorError as exc:
         raise ConfigError(f"{path}: not valid YAML{_line(exc)}: a tag such as !!python/... is refused, "
                           f"a {kind} is plain data (yaml.safe_load)") from None

@@ -29,10 +29,14 @@ def distributed_barrier() -> None:
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    refuse_existing_run(run_dir, resume, force)
+    writable_folder(run_dir, "--out")
+
+
+def refuse_existing_run(run_dir: Path, resume: bool, force: bool) -> None:
     if (run_dir / "manifest.json").exists() and not (resume or force):
         raise ConfigError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
                           "--force to redo its stages, or --out for a new folder")
-    writable_folder(run_dir, "--out")
 
 
 def preflight(config: PipelineConfig, base_dir: Path) -> None:
@@ -68,6 +72,8 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     preflight(config, Path(config_path).parent)
     distributed = _process_group(config)
     distributed.init_from_env()
+    refuse_existing_run(Path(run_dir), resume, force)  # before minutes of checks, the one-second refusal
+    checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     with distributed.main_first():
         if distributed.is_main():
             prepare_run_dir(run_dir, resume, force)
@@ -77,6 +83,8 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
         if distributed.is_main():
             manifest.save()  # from now on the folder holds a run: a rerun needs --resume or --force, even after a crash
         ctx = RunContext(config, Path(config_path), Path(run_dir), manifest, resume=resume and not force)
+        if checked is not None:  # the dataset is loaded once, and the checks are not repeated by the stage
+            ctx.__dict__["dataset"], ctx.checked_teachers = checked
         for stage in STAGES:
             if only and stage not in only:
                 continue
@@ -86,6 +94,22 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
                        log=log if distributed.is_main() else _quiet)
     distributed.finish()
     return ctx
+
+
+def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool,
+                        only: Optional[Sequence[str]]) -> Optional[tuple]:
+    """The data and model checks of the teachers stage (teachers.check_inputs), made before the run folder is
+    created or its manifest touched, so bad data or a wrong checkpoint leaves no trace. Skipped when the teachers
+    stage will not run (--only without it, or --resume with it up to date): (dataset, checked teachers) or None."""
+    if only and "teachers" not in only:
+        return None
+    preview = RunContext(config, config_path, run_dir, RunManifest.open(run_dir, config.digest(), str(config_path)))
+    if resume and preview.manifest.is_fresh("teachers", preview.stage_key("teachers")):
+        return None
+    from .stages.teachers import check_inputs
+
+    checked = check_inputs(preview)
+    return preview.dataset, checked
 
 
 def _quiet(_message: str) -> None:

@@ -30,7 +30,9 @@ edgekd bench .          # verifies sha256 sums, measures accuracy on eval.npz an
 ```
 {rebuild}
 `manifest.json` lists every file with its sha256, the input spec, preprocessing, labels,
-the quantization recipe and the metrics measured on the build machine.
+the quantization recipe and the metrics measured on the build machine. Feed the model what it was built
+with: pixels scaled to [0, 1], then (pixel - mean[c]) / std[c] per channel with `preprocessing.mean` and
+`preprocessing.std` (`preprocessing.normalize` names the config's choice; `eval.npz` is already scaled).
 """
 
 

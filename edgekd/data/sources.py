@@ -10,10 +10,10 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DataError
-from ..fileio import resolve_path, searched
+from ..fileio import read_npz, resolve_path, searched
 from ..refs import call, is_reference
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 FASHION_MNIST_INSTALL = "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -97,11 +97,7 @@ def _read_idx(path: Path) -> np.ndarray:
 def _npz(path: Path) -> RawData:
     if not path.is_file():
         raise DataError(f"data.path '{path}': npz file not found")
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            found = dict(arrays)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read npz ({exc}); save it with numpy.savez(x=..., y=...)") from None
+    found = read_npz(path, "save it with numpy.savez(x=..., y=...)", DataError)
     if "x" not in found or "y" not in found:
         raise DataError(f"{path}: npz needs arrays 'x' (N,C,H,W or N,H,W) and 'y' (N,); found {sorted(found)}")
     return _from_arrays(found["x"], found["y"], found.get("test_x"), found.get("test_y"), str(path), found.get("classes"))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..bench.accuracy import topk
 from ..fileio import resolve_path
 from .context import RunContext, StageOutput
+from .teacher_check import check_given_teachers
 
 if TYPE_CHECKING:
     import torch
@@ -57,8 +58,43 @@ def check_hints(ctx: RunContext) -> None:
                      torch.from_numpy(data.train.x[:2])).remove_hooks()
 
 
+def check_every_model(ctx: RunContext) -> None:
+    """Build every model of the run (teachers, student, online peers) untrained and pass a batch through it
+    (build_model's check_io): a student that does not fit the data fails now, not after the teachers trained."""
+    from ..models import build_model
+
+    data = ctx.dataset
+    specs = [*((f"teachers[{i}]", t) for i, t in enumerate(ctx.cfg.teachers)), ("student", ctx.cfg.student),
+             *((f"distill.online.peers[{i}]", p) for i, p in enumerate(ctx.cfg.distill.online.peers))]
+    for where, spec in specs:
+        if spec.arch is not None:  # a student given as ONNX has no PyTorch model to build
+            build_model(spec.model_copy(update={"checkpoint": None}), data.input_shape, data.num_classes, ctx.base_dir,
+                        where=where)
+
+
+def check_inputs(ctx: RunContext) -> list[dict]:
+    """Everything about the data and models that can be known before training: the dataset loads and is sane,
+    every model fits it, hints resolve, and each checkpoint teacher is right for the data as it is fed (a
+    checkpoint fed the wrong input scaling stops the run now, not after hours). The checkpoint results."""
+    data = ctx.dataset
+    if ctx.cfg.ships_onnx:  # no PyTorch model in the run, and no torch needed
+        return []
+    check_every_model(ctx)
+    if not ctx.cfg.teachers:
+        return []
+    if ctx.cfg.distill.hints:
+        check_hints(ctx)
+    from ..distill import distributed
+    from ..models import build_model
+
+    return check_given_teachers(ctx, lambda i, spec: build_model(spec, data.input_shape, data.num_classes, ctx.base_dir,
+                                                                 where=f"teachers[{i}]").eval(),
+                                **({} if distributed.is_main() else {"log": lambda _m: None}))
+
+
 def run(ctx: RunContext) -> StageOutput:
-    if not ctx.cfg.teachers:  # online distillation: the peers teach each other
+    given = ctx.checked_teachers if ctx.checked_teachers is not None else check_inputs(ctx)
+    if not ctx.cfg.teachers:  # online distillation, or a model shipped as given: nothing to train here
         return StageOutput([], {"teachers": [], "ensemble": None})
     import torch
 
@@ -66,8 +102,6 @@ def run(ctx: RunContext) -> StageOutput:
     from ..distill.trainer import cross_entropy_loss, train
     from ..models import build_model, count_parameters, save_checkpoint
 
-    if ctx.cfg.distill.hints:
-        check_hints(ctx)
     data, folder = ctx.dataset, ctx.stage_dir("teachers")
     device = distributed.device()
     x_train, y_train = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
@@ -87,7 +121,7 @@ def run(ctx: RunContext) -> StageOutput:
             entry.update(result.summary())
         report.append((entry, model.cpu().eval()))
     distributed.barrier()  # the other ranks go on only once rank 0 has written every checkpoint
-    return StageOutput(outputs, _metrics(ctx, report) if distributed.is_main() else {})
+    return StageOutput(outputs, {**_metrics(ctx, report), "given_checkpoints": given} if distributed.is_main() else {})
 
 
 def _clear_stale_progress(ctx: RunContext, progress: Path) -> None:
@@ -115,4 +149,5 @@ def _metrics(ctx: RunContext, report: list) -> dict:
     ensemble = ensemble_soft_targets(test_logits, 1.0, weights, ctx.cfg.distill.ensemble).numpy()
     return {"teachers": [entry for entry, _ in report],
             "ensemble": {"params": sum(e["params"] for e, _ in report), "top1": topk(ensemble, test.y)},
+            "preprocessing": ctx.dataset.preprocessing(),  # what every model was fed (data.normalize)
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
