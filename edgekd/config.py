@@ -50,7 +50,13 @@ NORMALIZE_MODES = ("dataset", "none", "imagenet")
 class DataConfig(Strict):
     source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | module:function | file.py:function")
     path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder")
-    image_size: Optional[int] = Field(None, ge=4, le=1024, description="resize imagefolder images to this square size")
+    image_size: Optional[int] = Field(None, ge=4, le=1024, description="imagefolder: squash every image to this square size "
+                                                                       "(changes the aspect ratio; resize + center_crop keep it)")
+    resize: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: resize the shorter side to this many pixels "
+                                                                   "(bilinear), keeping the aspect ratio")
+    center_crop: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: then cut the central square of this size")
+    color: Literal["rgb", "bgr", "gray", "gray3"] = Field("rgb", description="imagefolder: channel order, or grayscale as one "
+                                                                             "channel (gray) or repeated to three (gray3)")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
     train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
@@ -59,6 +65,14 @@ class DataConfig(Strict):
         "dataset", description="what every model sees, from pixels in [0, 1]: dataset: (x - mean) / std with the training "
                                "split's per-channel statistics; none: the [0, 1] pixels; imagenet: ImageNet's mean/std; "
                                "{mean: [...], std: [...]}: your own. A checkpoint must be given what it was trained on")
+
+    @model_validator(mode="after")
+    def _image_steps_need_a_folder(self) -> DataConfig:
+        given = [k for k in ("image_size", "resize", "center_crop", "color") if k in self.model_fields_set]
+        if given and self.source != "imagefolder":
+            raise ValueError(f"data.{given[0]}: applies to image files (data.source imagefolder), not to '{self.source}'; "
+                             "remove it")
+        return self
 
     @field_validator("normalize", mode="before")
     @classmethod

@@ -53,7 +53,7 @@ def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = 
         indices = _balanced(pool.y, count, rng)
     else:
         indices = rng.choice(len(pool), size=count, replace=False)
-    chosen = pool.take(np.sort(indices))
+    chosen = pool.take(np.sort(indices)).in_memory()  # a calibration set is small: decoded once, here
     if not np.isfinite(chosen.x).all():
         raise DataError(f"calibration recipe '{recipe.name}': samples contain NaN or Inf; clean the data")
     digest = split_hash(chosen.x, chosen.y)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, NormalizeStats
 from ..errors import DataError
+from .images import LazyImages, Preprocess, channel_stats
 from .sources import RawData, load_raw
 
 
@@ -22,7 +23,12 @@ class Split:
         return len(self.y)
 
     def take(self, indices: np.ndarray) -> Split:
-        return Split(self.x[indices], self.y[indices])
+        x = self.x.subset(indices) if isinstance(self.x, LazyImages) else self.x[indices]
+        return Split(x, self.y[indices])
+
+    def in_memory(self) -> Split:
+        """The split as arrays: training holds its images in memory (a lazy image folder is decoded here)."""
+        return Split(np.asarray(self.x), self.y) if isinstance(self.x, LazyImages) else self
 
 
 @dataclass
@@ -39,7 +45,7 @@ class Dataset:
     # The training split's own per-channel pixel statistics, whatever data.normalize says (to judge checkpoints).
     pixel_mean: list[float] = field(default_factory=list)
     pixel_std: list[float] = field(default_factory=list)
-
+    image_steps: Optional[dict] = None  # an image folder's decoding steps (color, resize, crop), for the device
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -53,15 +59,21 @@ class Dataset:
         """What a device must do to a [0, 1] NCHW image before feeding the model."""
         return {"layout": "NCHW", "scale": "divide by 255 (pixel values in [0, 1])", "normalize": self.normalize,
                 "formula": "(pixel / 255 - mean[c]) / std[c]", "mean": self.mean, "std": self.std,
-                "input_shape": list(self.input_shape)}
+                "input_shape": list(self.input_shape), **({"image": self.image_steps} if self.image_steps else {})}
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """Model inputs back to pixels in [0, 1] (undo the normalisation)."""
         return x * np.asarray(self.std, np.float32)[None, :, None, None] + np.asarray(self.mean, np.float32)[None, :, None, None]
 
 
-def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None) -> Dataset:
-    raw = load_raw(cfg.source, cfg.path, cfg.image_size, base_dir)
+def preprocess_of(cfg: DataConfig) -> Preprocess:
+    return Preprocess(color=cfg.color, resize=cfg.resize, center_crop=cfg.center_crop, square=cfg.image_size)
+
+
+def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, lazy: bool = False) -> Dataset:
+    """The splits, normalised. An image folder stays on disk and is decoded batch by batch when `lazy` (shipping a
+    trained model: evaluation and calibration only); training needs its images in memory."""
+    raw = load_raw(cfg.source, cfg.path, preprocess_of(cfg), base_dir)
     where = f"data.path '{cfg.path}'" if cfg.path else f"data.source '{cfg.source}'"
     _check(raw.x, raw.y, len(raw.classes), where)
     if raw.test_y is not None:
@@ -72,9 +84,12 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None) ->
     pixel_mean, pixel_std = _channel_stats(train.x)
     mean, std = (pixel_mean, pixel_std) if cfg.normalize == "dataset" else input_scaling(cfg.normalize, train.x)
     train, val, test = (Split(_normalise(s.x, mean, std), s.y) for s in (train, val, test))
+    if not lazy:
+        train, val, test = train.in_memory(), val.in_memory(), test.in_memory()
     mode = cfg.normalize if isinstance(cfg.normalize, str) else "custom"
     dataset = Dataset(cfg.source, train, val, test, raw.classes, mean.tolist(), std.tolist(), normalize=mode,
-                      pixel_mean=pixel_mean.tolist(), pixel_std=pixel_std.tolist())
+                      pixel_mean=pixel_mean.tolist(), pixel_std=pixel_std.tolist(),
+                      image_steps=raw.x.preprocess.to_json() if isinstance(raw.x, LazyImages) else None)
     dataset.fingerprint = fingerprint(dataset)
     return dataset
 
@@ -85,7 +100,7 @@ def _check(x: np.ndarray, y: np.ndarray, n_classes: int, where: str) -> None:
     if y.min() < 0 or y.max() >= n_classes:
         raise DataError(f"{where}: labels out of range: found {int(y.min())}..{int(y.max())}, expected 0..{n_classes - 1}; "
                         "fix the labels or list every class name")
-    if not np.isfinite(x).all():
+    if not isinstance(x, LazyImages) and not np.isfinite(x).all():  # decoded pixels are finite by construction
         raise DataError(f"{where}: images contain NaN or Inf values; clean the data first")
 
 
@@ -143,24 +158,33 @@ def input_scaling(normalize, train_x: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(x, LazyImages):
+        mean, std = channel_stats(x)
+        return mean, np.maximum(std, 1e-6).astype(np.float32)
     mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
     std = x.std(axis=(0, 2, 3), dtype=np.float64)
     return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
 
 
 def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    if isinstance(x, LazyImages):
+        return x.normalized(mean, std)
     return ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)
 
 
 def fingerprint(dataset: Dataset) -> str:
     digest = hashlib.sha256()
     for split in (dataset.train, dataset.val, dataset.test):
-        digest.update(np.ascontiguousarray(split.x).tobytes())
+        digest.update(_pixels_digest(split.x))
         digest.update(np.ascontiguousarray(split.y).tobytes())
     return digest.hexdigest()[:16]
 
 
+def _pixels_digest(x) -> bytes:
+    return x.fingerprint().encode() if isinstance(x, LazyImages) else np.ascontiguousarray(x).tobytes()
+
+
 def split_hash(x: np.ndarray, y: np.ndarray) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    digest = hashlib.sha256(_pixels_digest(x))
     digest.update(np.ascontiguousarray(y).tobytes())
     return digest.hexdigest()

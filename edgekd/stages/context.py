@@ -55,7 +55,9 @@ class RunContext:
     def dataset(self):
         from ..data import load_dataset
 
-        return load_dataset(self.cfg.data, self.cfg.seed, self.base_dir)
+        # Shipping a trained model only evaluates and calibrates: an image folder can then stay on disk.
+        lazy = self.cfg.distill.mode == "none" and self.cfg.quantize.method != "qat"
+        return load_dataset(self.cfg.data, self.cfg.seed, self.base_dir, lazy=lazy)
 
     def stage_dir(self, stage: str) -> Path:
         path = self.run_dir / f"{STAGES.index(stage) + 1:02d}-{stage}"

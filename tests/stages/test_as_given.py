@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -163,3 +164,23 @@ def test_ship_refuses_bad_arguments_before_writing_anything(trained, tmp_path):
         result = invoke("ship", *args, "--out", str(out))
         assert result.exit_code == 2 and message in result.output, result.output
     assert not out.exists()
+
+
+def test_onnx_student_from_an_image_folder_records_the_decoding_steps(trained, tmp_path):
+    """The folder stays on disk (decoded per batch) and the bundle says how its images were turned into inputs."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        folder = tmp_path / "images" / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(image * 255 / 16).astype(np.uint8), mode="L").save(folder / f"{index}.png")
+    config = _config(tmp_path, {"onnx": str(trained["onnx"])},
+                     data={"source": "imagefolder", "path": str(tmp_path / "images"), "color": "gray"})
+    result = invoke("run", str(config), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    bundle = json.loads((tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").read_text())
+    assert bundle["preprocessing"]["image"]["color"] == "gray" and bundle["preprocessing"]["input_shape"] == [1, 8, 8]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["references"]["student_fp32"]["top1"] > 0.8  # the same pixels, through PNG files
