@@ -147,9 +147,10 @@ def channel_stats(images: LazyImages, limit: int = 2048, seed: int = 0) -> tuple
     raw = LazyImages(images.files, replace(images.preprocess, mean=None, std=None), images._sample_shape)
     picked = np.sort(np.random.default_rng(seed).choice(len(raw), size=min(limit, len(raw)), replace=False))
     total = np.zeros(raw.shape[1]), np.zeros(raw.shape[1])
-    for start in range(0, len(picked), 256):
-        batch = raw[picked[start:start + 256]].astype(np.float64)
-        total = total[0] + batch.sum(axis=(0, 2, 3)), total[1] + (batch ** 2).sum(axis=(0, 2, 3))
+    for start in range(0, len(picked), 32):  # small batches: the memory of 32 images, whatever the folder holds
+        batch = raw[picked[start:start + 32]]
+        total = (total[0] + batch.sum(axis=(0, 2, 3), dtype=np.float64),
+                 total[1] + np.square(batch).sum(axis=(0, 2, 3), dtype=np.float64))
     count = len(picked) * raw.shape[2] * raw.shape[3]
     mean = total[0] / count
     std = np.sqrt(np.maximum(total[1] / count - mean ** 2, 1e-12))
