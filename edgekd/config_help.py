@@ -17,7 +17,6 @@ from .config import PipelineConfig, model_inside
 from .errors import ConfigError
 
 
-
 def key_lines(section: str | None = None) -> list[str]:
     """`key = default  # description` for every key (under `section`, a dotted prefix such as distill.data_free)."""
     lines = list(_walk(PipelineConfig, _defaults(), ""))

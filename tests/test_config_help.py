@@ -107,8 +107,7 @@ def test_init_data_takes_an_npz_file_and_refuses_what_it_cannot_read(tmp_path):
 
 def _readme_yaml_documents():
     for block in re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S):
-        for document in block.split("\n---\n"):
-            yield document
+        yield from block.split("\n---\n")
 
 
 def test_readme_yaml_examples_are_valid_configs_and_their_stated_defaults_hold():
