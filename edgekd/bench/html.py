@@ -17,7 +17,8 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{bor
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 .pass{color:#176b2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}.warn{color:#8a5a00}
 figure{display:inline-block;margin:12px 16px 12px 0;vertical-align:top}figcaption{font-size:13px;color:#555;max-width:560px}
-code{background:#f4f4f4;padding:1px 4px}"""
+code{background:#f4f4f4;padding:1px 4px}td.why{text-align:left;max-width:340px}
+.reasons{font-size:13px;color:#444}details{margin:8px 0}"""
 
 
 def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
@@ -63,13 +64,25 @@ def _method(bench: dict[str, Any] | None) -> str:
 
 def _table(report: dict[str, Any], verdicts: dict[str, str] | None) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    gate, why = COLUMNS.index("gate"), COLUMNS.index("why")
+    full = [""] * len(report["references"]) + [row.get("reason") or "" for row in report["rows"]]
     body = []
-    for row in table_rows(report, verdicts):
-        cells = [f"<td>{html.escape(c)}</td>" for c in row[:-1]]
-        css = {"PASS": "pass", "FAIL": "fail"}.get(row[-1], "")
-        cells.append(f"<td class='{css}'>{html.escape(row[-1])}</td>")
+    for row, reason in zip(table_rows(report, verdicts), full, strict=True):
+        cells = [f"<td>{html.escape(c)}</td>" for c in row[:gate]]
+        css = {"PASS": "pass", "FAIL": "fail"}.get(row[gate], "")
+        cells.append(f"<td class='{css}'>{html.escape(row[gate])}</td>")
+        cells.append(f"<td class='why' title='{html.escape(reason, quote=True)}'>{html.escape(row[why])}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>" + _reasons(report)
+
+
+def _reasons(report: dict[str, Any]) -> str:
+    """The full reasons under the table (the cells hold the short form): nothing is only in report.json."""
+    items = "".join(f"<li><code>{html.escape(r['artifact'])}</code>: {html.escape(r['reason'])}</li>"
+                    for r in report["rows"] if r.get("reason"))
+    notes = "".join(f"<li class='warn'>{html.escape(w)}</li>" for w in report.get("host_warnings", []))
+    return ((f"<details open><summary>Why, in full</summary><ul class='reasons'>{items}</ul></details>" if items else "")
+            + (f"<p class='warn'>This machine is not the device:</p><ul>{notes}</ul>" if notes else ""))
 
 
 def _plots(report: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from ..targets.registry import get_backend
 from .accuracy import accuracy_metrics, fidelity, predict
 from .latency import LatencySpec, measure_interleaved
 from .memory import measure_memory
-from .sizes import gzip_size, parameter_count, size_on_disk
+from .sizes import file_set, gzip_size, parameter_count, size_on_disk
 
 
 @dataclass
@@ -30,13 +30,15 @@ class Candidate:
     shipped: bool = True
     verdict: str = ""
     time_latency: bool = True      # False where latency here says nothing about the device (e.g. arm64 on x86)
+    latency_note: str = ""         # why latency is not timed here, for the report's reason column
 
 
 def describe(candidate: Candidate) -> dict[str, Any]:
     artifact = candidate.artifact
     return {"artifact": candidate.name, "target": candidate.target, "backend": artifact.backend,
             "precision": artifact.precision, "shipped": candidate.shipped, "verdict": candidate.verdict,
-            "bytes": size_on_disk(artifact), "gzip_bytes": gzip_size(artifact), "parameters": parameter_count(artifact)}
+            "bytes": size_on_disk(artifact), "gzip_bytes": gzip_size(artifact), "files": file_set(artifact),
+            "parameters": parameter_count(artifact)}
 
 
 def as_batch(x: np.ndarray, size: int) -> np.ndarray:
@@ -82,6 +84,8 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
             runners[candidate.name] = session.run
             if hasattr(session, "runtime_latency_ms"):
                 clocks[candidate.name] = session.runtime_latency_ms
+        else:
+            row["not_timed"] = candidate.latency_note or "timings on this machine say nothing about the device"
         rows.append(row)
     _add_latency(rows, runners, clocks, x, spec, batch_sizes)
     if memory:

@@ -2,15 +2,20 @@
 
 Schema edgekd.report/1, top level: schema, run, created, environment, eval_set {samples, sha256},
 references {name: {top1[, top5]}}, gate (thresholds), bench (how latency and memory were measured),
-rows (one per artifact: artifact, target, backend, precision, shipped, verdict, bytes, gzip_bytes,
-parameters, session_create_ms, first_inference_ms, threads {requested, runtime}, top1[, top5], fidelity,
+rows (one per artifact: artifact, target, backend, precision, shipped, verdict, reason (why it was or was not
+shipped and why a value is missing, in full), bytes and gzip_bytes (of the files the device's session loads),
+files [{name, bytes, role, loaded}] (every model file), not_measured / not_timed (why not), parameters,
+session_create_ms, first_inference_ms, threads {requested, runtime}, top1[, top5], fidelity,
 latency {batchN: stats; first_ms there is the first timed call at that batch size, after warm-up is not
 yet done but after the accuracy pass}, p50_ms, memory {peak_rss_mb, baseline_rss_mb, model_rss_mb,
 cold_session_create_ms, cold_first_inference_ms, method} or {error}),
-warnings.
+host_warnings (where this machine differs from the targets' devices), warnings (noise, a short eval set),
+quantize {fallback: {recipe: {sensitivity, nodes_in_float, max_drop}}} when the pipeline's fallback search ran.
 """
 from __future__ import annotations
 
+import shutil
+import textwrap
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,20 +26,31 @@ from ..fileio import write_json_atomic, write_text_atomic
 from ..gate import accuracy_drop
 from .latency import CV_WARNING, LatencySpec
 from .memory import METHOD as MEMORY_METHOD
+from .reasons import full_reason, short_reason
 
 REPORT_SCHEMA = "edgekd.report/1"
-COLUMNS = ["artifact", "target", "precision", "size (KB)", "gzip (KB)", "params", "top-1", "drop",
-           "p50 (ms)", "p99 (ms)", "cv", "first (ms)", "load (ms)", "threads", "peak RSS (MB)", "gate"]
+COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop",
+           "p50 (ms)", "p99 (ms)", "cv", "first (ms)", "load (ms)", "threads", "peak RSS (MB)", "gate", "why"]
+# The terminal shows these first; the others go to a second table when the terminal is too narrow for all.
+PRIMARY = ["artifact", "precision", "size (KB)", "top-1", "drop", "p50 (ms)", "cv", "gate", "why"]
+MIN_WHY_WIDTH = 24
+MOVABLE = ["cv", "size (KB)", "drop", "precision"]  # leave the first table, in this order, on a narrow terminal
 
 
 def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any], eval_set: dict[str, Any],
-                 gate: dict[str, Any], spec: LatencySpec, batch_sizes, memory: bool) -> dict[str, Any]:
-    return {"schema": REPORT_SCHEMA, "run": run, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "environment": describe(), "eval_set": eval_set, "references": references, "gate": gate,
-            "bench": {"latency": asdict(spec), "batch_sizes": sorted(set(batch_sizes) | {1}),
-                      "interleaved": "all artifacts timed in rounds, order rotated each round",
-                      "memory": MEMORY_METHOD.format(runs=20, batch=1) if memory else "not measured"},
-            "rows": rows, "warnings": noise_warnings(rows)}
+                 gate: dict[str, Any], spec: LatencySpec, batch_sizes, memory: bool,
+                 host_warnings: list[str] | None = None, quantize: dict[str, Any] | None = None) -> dict[str, Any]:
+    for row in rows:
+        row["reason"] = full_reason(row)
+    report = {"schema": REPORT_SCHEMA, "run": run, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "environment": describe(), "eval_set": eval_set, "references": references, "gate": gate,
+              "bench": {"latency": asdict(spec), "batch_sizes": sorted(set(batch_sizes) | {1}),
+                        "interleaved": "all artifacts timed in rounds, order rotated each round",
+                        "memory": MEMORY_METHOD.format(runs=20, batch=1) if memory else "not measured"},
+              "rows": rows, "host_warnings": list(host_warnings or []), "warnings": noise_warnings(rows)}
+    if quantize:
+        report["quantize"] = quantize
+    return report
 
 
 def noise_warnings(rows: list[dict[str, Any]]) -> list[str]:
@@ -63,21 +79,34 @@ def _cold(row: dict[str, Any], key: str) -> Any:
     return row.get("memory", {}).get(f"cold_{key}", row.get(key))
 
 
+def files_label(row: dict[str, Any]) -> str:
+    """The file set in short: what the device loads, then what else the bundle carries: '.onnx (+.ort)', '.xml+.bin'."""
+    files = row.get("files") or []
+    loaded = "+".join(Path(f["name"]).suffix for f in files if f.get("loaded")) or "?"
+    extra = "+".join(Path(f["name"]).suffix for f in files if not f.get("loaded"))
+    return f"{loaded} (+{extra})" if extra else loaded
+
+
+def gate_cell(row: dict[str, Any], verdicts: dict[str, str] | None) -> str:
+    if not row.get("shipped"):
+        return "not shipped"
+    return (verdicts or {}).get(row["artifact"], "") or "shipped"
+
+
 def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[list[str]]:
     gate, reference = report.get("gate", {}), reference_top1(report)
-    rows = [[f"{name} (reference)", "", "fp32", "", "", "", _fmt(ref.get("top1"), "{:.2f}", 100)] + [""] * (len(COLUMNS) - 7)
+    rows = [[f"{name} (reference)", "", "fp32", "", "", "", "", _fmt(ref.get("top1"), "{:.2f}", 100)] + [""] * (len(COLUMNS) - 8)
             for name, ref in report["references"].items()]
     for row in report["rows"]:
         top1, batch1 = row.get("top1"), row.get("latency", {}).get("batch1", {})
         drop = accuracy_drop(reference, top1, gate.get("drop_type", "absolute")) if None not in (reference, top1) else None
-        verdict = (verdicts or {}).get(row["artifact"], "") if row.get("shipped") else "not shipped"
-        rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"], row["precision"],
+        rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"], row["precision"], files_label(row),
                      _fmt(row["bytes"], "{:.1f}", 1 / 1024), _fmt(row.get("gzip_bytes"), "{:.1f}", 1 / 1024),
                      _fmt(row.get("parameters"), "{:,}"), _fmt(top1, "{:.2f}", 100), _fmt(drop, "{:+.2f}"),
                      _fmt(batch1.get("p50_ms"), "{:.3f}"), _fmt(batch1.get("p99_ms"), "{:.3f}"),
                      _fmt(batch1.get("cv"), "{:.0%}"), _fmt(_cold(row, "first_inference_ms"), "{:.2f}"),
                      _fmt(_cold(row, "session_create_ms"), "{:.1f}"), _fmt(row.get("threads", {}).get("runtime"), "{}"),
-                     _fmt(row.get("memory", {}).get("peak_rss_mb"), "{:.0f}"), verdict])
+                     _fmt(row.get("memory", {}).get("peak_rss_mb"), "{:.0f}"), gate_cell(row, verdicts), short_reason(row)])
     return rows
 
 
@@ -94,6 +123,11 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> 
              f"{' '.join(env.get('cpu', {}).get('flags', []))}), {env.get('os', '?')}.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report, verdicts)]
+    lines += ["", "`files`: what the device's session loads (its size is `size`), then in parentheses what else the "
+              "bundle carries. Why each row is as it is, in full:", ""]
+    lines += [f"- `{row['artifact']}`: {row['reason']}" for row in report["rows"] if row.get("reason")]
+    if report.get("host_warnings"):
+        lines += ["", "This machine is not the device:", ""] + [f"- Warning: {w}" for w in report["host_warnings"]]
     if report.get("warnings"):
         lines += [""] + [f"- Warning: {w}" for w in report["warnings"]]
     return "\n".join(lines) + "\n"
@@ -107,8 +141,61 @@ def write_reports(out_dir: Path, report: dict[str, Any], verdicts: dict[str, str
             write_text_atomic(out_dir / "report.html", render_html(report, verdicts))]
 
 
-def terminal_table(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
-    rows = [COLUMNS] + table_rows(report, verdicts)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+def terminal_table(report: dict[str, Any], verdicts: dict[str, str] | None = None, width: int | None = None) -> str:
+    """The table for a terminal `width` columns wide (default: this terminal's, 120 when unknown). When all columns
+    do not fit, the primary ones come first, the reason wrapped within its column, and the others follow in more
+    tables keyed by artifact, each as wide as fits. report.md and report.json have every column and the full text."""
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    rows = table_rows(report, verdicts)
+    everything = list(range(len(COLUMNS)))
+    if _table_width([COLUMNS] + rows, everything) <= width:
+        groups = [everything]
+    else:
+        groups = [_primary(rows, width)]
+        rest = [i for i in everything if i not in groups[0] and COLUMNS[i] != "target"]  # the artifact names the target
+        groups += _pack([r for r in rows if any(r[i] for i in rest)], rest, width)
+    parts = [_text_table(rows, group, width) for group in groups]
+    notes = [textwrap.fill(f"warning: {w}", width, subsequent_indent="  ") for w in report.get("host_warnings", [])]
+    return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
+
+
+def _primary(rows: list[list[str]], width: int) -> list[int]:
+    """PRIMARY's columns, less those that must move on for the reason to keep MIN_WHY_WIDTH on a narrow terminal."""
+    columns = [COLUMNS.index(c) for c in PRIMARY]
+    for name in MOVABLE:
+        if _table_width([COLUMNS] + rows, columns[:-1]) + 2 + MIN_WHY_WIDTH <= width:
+            break
+        columns.remove(COLUMNS.index(name))
+    return columns
+
+
+def _pack(rows: list[list[str]], columns: list[int], width: int) -> list[list[int]]:
+    """Columns into groups, each led by the artifact column and no wider than `width`."""
+    groups, current = [], [0]
+    for column in columns:
+        if len(current) > 1 and _table_width([COLUMNS] + rows, current + [column]) > width:
+            groups.append(current)
+            current = [0]
+        current.append(column)
+    return groups + ([current] if len(current) > 1 else [])
+
+
+def _table_width(rows: list[list[str]], columns) -> int:
+    columns = list(columns)
+    return sum(max(len(r[i]) for r in rows) for i in columns) + 2 * (len(columns) - 1)
+
+
+def _text_table(rows: list[list[str]], columns: list[int], width: int) -> str:
+    head = [COLUMNS[i] for i in columns]
+    body = [[r[i] for i in columns] for r in rows if any(r[i] for i in columns[1:])]  # no empty reference rows
+    widths = [max(len(r[k]) for r in [head] + body) for k in range(len(columns))]
+    overflow = sum(widths) + 2 * (len(widths) - 1) - width
+    if overflow > 0 and head[-1] == "why":  # the free text wraps; the numbers never do
+        widths[-1] = max(MIN_WHY_WIDTH, widths[-1] - overflow)
     fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
-    return "\n".join([fmt(rows[0]), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows[1:])])
+    lines = [fmt(head), "  ".join("-" * w for w in widths)]
+    for row in body:
+        wrapped = textwrap.wrap(row[-1], widths[-1]) or [""]
+        lines.append(fmt(row[:-1] + [wrapped[0]]))
+        lines += [fmt([""] * (len(row) - 1) + [more]) for more in wrapped[1:]]
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 split, and bundle the fastest one that passes the gate (never one slower than fp32)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..errors import StageError
 from ..gate import accuracy_drop
 from ..targets import get_backend, load_profile
 from ..targets.base import Artifact
+from ..targets.host_fit import host_warnings
 from ..targets.selection import accuracy_rule, choose, plan
 from .context import RunContext, StageOutput
 from .distill import build_student
@@ -110,6 +112,8 @@ def run(ctx: RunContext) -> StageOutput:
     targets, outputs = {}, []
     for name in ctx.cfg.targets:
         profile = load_profile(name, ctx.base_dir)
+        for note in host_warnings(profile.model_dump()):  # said before the timings it puts in doubt
+            warnings.warn(note, stacklevel=2)
         candidates = build_candidates(ctx, profile)
         if not candidates:
             raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
