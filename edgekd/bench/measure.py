@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..progress import progress
 from ..targets.base import Artifact
 from ..targets.registry import get_backend
 from .accuracy import accuracy_metrics, fidelity, predict
@@ -107,7 +108,7 @@ def _add_latency(rows: list[dict], runners: dict, clocks: dict, x: np.ndarray, s
 
 
 def _add_memory(rows: list[dict], candidates: Sequence[Candidate], x: np.ndarray) -> None:
-    for row, candidate in zip(rows, candidates, strict=True):
+    for row, candidate in progress(list(zip(rows, candidates, strict=True)), desc="peak memory (a process each)", unit="artifact"):
         if "session_create_ms" in row:
             row["memory"] = measure_memory(candidate.artifact.to_json(), candidate.artifact.root, as_batch(x, 1),
                                            candidate.threads)

@@ -16,6 +16,7 @@ from ..distill.trainer import predict_logits
 from ..environment import cpu_info, library_versions
 from ..errors import StageError
 from ..gate import accuracy_drop
+from ..progress import progress
 from ..targets import get_backend, load_profile
 from ..targets.base import Artifact
 from ..targets.host_fit import host_warnings
@@ -67,8 +68,9 @@ def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
     backend = get_backend(profile.backend)
     input_spec = ctx.manifest.metrics("export")["input"]
     folder = ctx.stage_dir("compile") / profile.name
+    sources = candidate_sources(ctx, profile)
     return [(name, backend.compile(source, precision, profile, folder / name, input_spec=input_spec))
-            for name, precision, source in candidate_sources(ctx, profile)]
+            for name, precision, source in progress(sources, desc=f"compile {profile.name}", unit="candidate")]
 
 
 def _threshold(ctx: RunContext, profile) -> float:
@@ -81,7 +83,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
     backend = get_backend(profile.backend)
     val = ctx.dataset.val
     rows, runners = [], {}
-    for name, artifact in candidates:
+    for name, artifact in progress(candidates, desc=f"{profile.name} validation accuracy", unit="candidate"):
         row: dict[str, Any] = {"name": name, "precision": artifact.precision, "artifact": artifact.to_json(),
                                "path": str(artifact.root.relative_to(ctx.run_dir)),
                                "measured": backend.available() and not artifact.rebuild_on_device}
