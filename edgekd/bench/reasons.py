@@ -13,6 +13,8 @@ def row_reasons(row: dict[str, Any]) -> list[dict[str, str]]:
     if verdict and verdict != "bundle":
         about = "shipped" if row.get("shipped") else "not shipped"
         out.append({"about": about, "short": short_verdict(verdict), "full": f"{about}: {verdict}"})
+    if row.get("noise_note"):
+        out.append({"about": "latency", "short": "gain over fp32 within noise here", "full": row["noise_note"]})
     if row.get("not_measured"):
         out.append({"about": "not measured", "short": short_not_measured(row["not_measured"]),
                     "full": f"not measured here: {row['not_measured']}"})
@@ -38,7 +40,7 @@ def short_verdict(verdict: str) -> str:
     if verdict.startswith("chosen"):
         inside = re.search(r"\(([^,;)]*)", verdict)
         return inside.group(1) if inside else "chosen"
-    head = verdict.split(" (", 1)[0]
+    head = verdict.split(" (", 1)[0].split(": ", 1)[0]
     if "within noise" in verdict and "within noise" not in head:
         head += ", within noise"
     return head

@@ -26,6 +26,7 @@ from ..fileio import write_json_atomic, write_text_atomic
 from ..gate import accuracy_drop
 from .latency import CV_WARNING, LatencySpec
 from .memory import METHOD as MEMORY_METHOD
+from .noise import separated
 from .reasons import full_reason, short_reason
 
 REPORT_SCHEMA = "edgekd.report/1"
@@ -40,6 +41,7 @@ MOVABLE = ["cv", "size (KB)", "drop", "precision"]  # leave the first table, in 
 def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any], eval_set: dict[str, Any],
                  gate: dict[str, Any], spec: LatencySpec, batch_sizes, memory: bool,
                  host_warnings: list[str] | None = None, quantize: dict[str, Any] | None = None) -> dict[str, Any]:
+    _second_opinion(rows)
     for row in rows:
         row["reason"] = full_reason(row)
     report = {"schema": REPORT_SCHEMA, "run": run, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -51,6 +53,20 @@ def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any
     if quantize:
         report["quantize"] = quantize
     return report
+
+
+def _second_opinion(rows: list[dict[str, Any]]) -> None:
+    """The compile stage chose on its own timing; where this measurement does not confirm that a shipped
+    candidate beats its target's fp32, the row says so (`noise_note`) rather than implying a speed-up."""
+    fp32 = {r["target"]: r for r in rows if r.get("precision") == "fp32" and r.get("p50_ms")}
+    for row in rows:
+        base = fp32.get(row["target"])
+        if not row.get("shipped") or base is None or base is row or not row.get("p50_ms"):
+            continue
+        stats = [(r.get("latency") or {}).get("batch1") for r in (row, base)]
+        if row["p50_ms"] >= base["p50_ms"] or separated(*stats) is False:
+            row["noise_note"] = (f"this measurement does not confirm the gain over {base['artifact']} ({row['p50_ms']:.3f} ms vs "
+                                 f"{base['p50_ms']:.3f} ms, within noise): the compile stage chose on its own timing")
 
 
 def noise_warnings(rows: list[dict[str, Any]]) -> list[str]:

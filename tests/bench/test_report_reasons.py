@@ -50,6 +50,12 @@ def test_short_verdicts_keep_the_decision_and_drop_the_numbers():
     assert short_verdict("chosen (fastest passing, 0.031 ms)") == "fastest passing"
     assert short_verdict("chosen (no candidate passed; fp32 shipped)") == "no candidate passed"
     assert short_verdict("slower than the chosen int8 (0.040 ms vs 0.031 ms)") == "slower than the chosen int8"
+    assert short_verdict("within noise of the simpler int8: faster than int8 in only 2 of 5 rounds (0.030 ms vs "
+                         "0.031 ms median): within noise") == "within noise of the simpler int8"
+    assert short_verdict("faster than fp32 in only 3 of 5 rounds (0.029 ms vs 0.031 ms median): within noise") == \
+        "faster than fp32 in only 3 of 5 rounds, within noise"
+    assert short_verdict("chosen (simplest within noise of the fastest, int8-fallback; 0.031 ms)") == \
+        "simplest within noise of the fastest"
 
 
 def test_the_terminal_table_fits_the_width_and_moves_the_rest_to_a_second_table():
@@ -72,3 +78,19 @@ def test_host_warnings_are_printed_under_the_terminal_table_and_in_the_markdown(
     report = quickstart_report()
     assert "warning: x86-cpu: this CPU has no VNNI" in terminal_table(report, width=120)
     assert "This machine is not the device" in markdown(report)
+
+
+def test_a_shipped_candidate_this_measurement_finds_no_faster_than_fp32_says_within_noise():
+    from edgekd.bench.latency import LatencySpec
+    from edgekd.bench.report import build_report
+
+    from .report_fixture import REPORT, _latency, _row
+
+    rows = [_row("x86-cpu/fp32", "fp32", False, "faster than ...", 0.99, 0.031),
+            _row("x86-cpu/int8", "int8", True, "chosen (fastest passing, 0.029 ms)", 0.99, 0.037)]
+    rows[0]["latency"]["batch1"] = _latency(0.031, rounds=[0.031, 0.030, 0.033, 0.029, 0.031])
+    rows[1]["latency"]["batch1"] = _latency(0.037, rounds=[0.030, 0.045, 0.037, 0.029, 0.040])
+    report = build_report("r", rows, REPORT["references"], REPORT["eval_set"], REPORT["gate"], LatencySpec(), (1,), False)
+    assert "does not confirm the gain over x86-cpu/fp32" in report["rows"][1]["reason"]
+    assert "gain over fp32 within noise here" in _by_artifact(report)["x86-cpu/int8"]["why"]
+    assert "noise_note" not in report["rows"][0]
