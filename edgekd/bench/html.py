@@ -14,10 +14,10 @@ from .latency import CV_WARNING
 from .report import COLUMNS, table_rows
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:13px}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 .pass{color:#176b2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}.warn{color:#8a5a00}
 figure{display:inline-block;margin:12px 16px 12px 0;vertical-align:top}figcaption{font-size:13px;color:#555;max-width:560px}
-code{background:#f4f4f4;padding:1px 4px}td.why{text-align:left;max-width:340px}
+code{background:#f4f4f4;padding:1px 4px}td.why{text-align:left;white-space:normal;min-width:220px;max-width:340px}
 .reasons{font-size:13px;color:#444}details{margin:8px 0}"""
 
 
@@ -94,67 +94,23 @@ def _plots(report: dict[str, Any]) -> str:
     matplotlib.use("Agg")  # headless: no display on CI machines or devices
     from matplotlib import pyplot as plt
 
-    figures = [(_accuracy_vs_latency(plt, report), "Top-1 accuracy against p50 latency at batch 1 (log scale); "
-                "filled markers are shipped artifacts, gray lines the references."),
-               (_size_bars(plt, report), "Model size on disk and gzip-compressed.")]
-    unplotted = [r["artifact"] for r in report["rows"] if r.get("p50_ms") is None or r.get("top1") is None]
-    note = f" Not in the accuracy plot (no latency or accuracy on this machine): {', '.join(unplotted)}." if unplotted else ""
-    return "".join(f"<figure><img alt='plot' src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}"
-                   f"{html.escape(note) if i == 0 else ''}</figcaption></figure>" for i, (png, caption) in enumerate(figures))
+    from . import plots
 
-
-def matplotlib_ticker():
-    from matplotlib import ticker
-
-    return ticker
+    figures = [(plots.accuracy_vs_latency(plt, report),
+                "Top-1 against p50 latency at batch 1 (log scale), bars from p10 to p90; colour = target, marker = "
+                "precision, filled = shipped; the line is the Pareto front, gray lines the references. Rows not timed "
+                "on this machine stand apart on the right."),
+               (plots.speedup_bars(plt, report), "Speed-up over each target's fp32; hatched bars are within noise "
+                "(the interleaved rounds do not separate them from fp32)."),
+               (plots.size_bars(plt, report), "Size of the files the device loads, and gzip-compressed."),
+               (plots.sensitivity_bars(plt, report), "Per quantized node: how much of the int8 model's error against "
+                "fp32 goes away with that node alone in float (the fallback search keeps the top ones).")]
+    return "".join(f"<figure><img alt='plot' src='data:image/png;base64,{_png(plt, fig)}'><figcaption>"
+                   f"{html.escape(caption)}</figcaption></figure>" for fig, caption in figures if fig is not None)
 
 
 def _png(plt, fig) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=90)  # constrained layout: everything inside the figure, no bbox trimming
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _accuracy_vs_latency(plt, report: dict[str, Any]) -> str:
-    fig, ax = plt.subplots(figsize=(6.2, 4))
-    targets = sorted({r["target"] for r in report["rows"]})
-    colors = {t: plt.get_cmap("tab10")(i % 10) for i, t in enumerate(targets)}
-    plotted = [r for r in report["rows"] if r.get("p50_ms") is not None and r.get("top1") is not None]
-    for index, row in enumerate(plotted):
-        color = colors[row["target"]]
-        ax.scatter(row["p50_ms"], row["top1"] * 100, s=80, marker="o", edgecolors=color,
-                   facecolors=color if row.get("shipped") else "none", linewidths=2)
-        ax.annotate(row["artifact"], (row["p50_ms"], row["top1"] * 100), textcoords="offset points",
-                    xytext=(6, 10 - 9 * (index % 3)), fontsize=8)  # staggered: equal-accuracy labels would overlap
-    styles = ["--", ":", "-."]
-    for index, (name, ref) in enumerate(report.get("references", {}).items()):
-        if ref.get("top1") is not None:
-            ax.axhline(ref["top1"] * 100, linestyle=styles[index % 3], linewidth=1, color="gray", label=f"{name} (reference)")
-    ax.set_xscale("log")
-    ticker = matplotlib_ticker()
-    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_xlabel("p50 latency, batch 1 (ms)")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title("Accuracy vs latency")
-    ax.grid(True, which="both", alpha=0.3)
-    if report.get("references"):
-        ax.legend(fontsize=8, loc="lower right")
-    return _png(plt, fig)
-
-
-def _size_bars(plt, report: dict[str, Any]) -> str:
-    rows = report["rows"]
-    fig, ax = plt.subplots(figsize=(6.2, 0.4 * len(rows) + 1.2))
-    positions = range(len(rows))
-    ax.barh([p + 0.2 for p in positions], [r["bytes"] / 1024 for r in rows], height=0.4, label="on disk")
-    ax.barh([p - 0.2 for p in positions], [(r.get("gzip_bytes") or 0) / 1024 for r in rows], height=0.4, label="gzip")
-    ax.set_yticks(list(positions), [r["artifact"] for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("size (KB)")
-    ax.set_title("Model size")
-    ax.legend()
-    ax.grid(True, axis="x", alpha=0.3)
-    return _png(plt, fig)
