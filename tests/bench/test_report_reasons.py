@@ -94,3 +94,23 @@ def test_a_shipped_candidate_this_measurement_finds_no_faster_than_fp32_says_wit
     assert "does not confirm the gain over x86-cpu/fp32" in report["rows"][1]["reason"]
     assert "gain over fp32 within noise here" in _by_artifact(report)["x86-cpu/int8"]["why"]
     assert "noise_note" not in report["rows"][0]
+
+
+def test_edgekd_bench_of_an_arm64_bundle_on_x86_warns_in_the_report(tmp_path, bundle_factory):
+    import json
+    import platform
+
+    import pytest
+
+    from edgekd import api
+    from edgekd.targets import load_profile
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the mismatch tested is an arm64 profile on an x86 machine")
+    bundle = bundle_factory(tmp_path, "arm64-cpu")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["profile"] = {**load_profile("arm64-cpu").model_dump(mode="json"), "gate": {"max_drop": 1.0}}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    report = api.bench(bundle, runs=5, min_seconds=0, warmup_runs=1, warmup_seconds=0, rounds=1, memory=False)
+    assert any("for aarch64 CPUs and this machine is x86_64" in w for w in report["host_warnings"])
+    assert "This machine is not the device" in markdown(report)
