@@ -79,7 +79,24 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema of a pipeline file, for editor completion (YAML language servers read it via
     `# yaml-language-server: $schema=edgekd.schema.json`)."""
     schema = PipelineConfig.model_json_schema(mode="validation")
+    _factory_defaults(PipelineConfig, schema, schema)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "edgekd pipeline"}
+
+
+def _factory_defaults(model: type[BaseModel], node: dict[str, Any], root: dict[str, Any]) -> None:
+    """pydantic leaves out defaults made by default_factory, so an editor would show a nested model's own
+    defaults (TrainConfig's 5 epochs) where the parent gives another (distill.train: 10): state them."""
+    for name, field in model.model_fields.items():
+        prop = node.get("properties", {}).get(name)
+        if prop is None:
+            continue
+        if field.default_factory is not None:
+            value = field.get_default(call_default_factory=True)
+            prop["default"] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        inner = model_inside(field.annotation)
+        ref = prop.get("$ref", "")
+        if inner is not None and inner is not model and ref.startswith("#/$defs/"):
+            _factory_defaults(inner, root["$defs"][ref.rsplit("/", 1)[1]], root)
 
 
 def _data_section(data: str | None) -> dict[str, Any]:

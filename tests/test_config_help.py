@@ -79,6 +79,10 @@ def test_schema_covers_every_section_and_refuses_unknown_keys(tmp_path):
     assert set(schema["properties"]) == set(PipelineConfig.model_fields)
     distill = schema["$defs"]["DistillConfig"]
     assert distill["additionalProperties"] is False and "temperature" in distill["properties"]
+    # defaults made by a parent's default_factory are stated, not left to the nested model's own
+    assert distill["properties"]["train"]["default"]["epochs"] == 10
+    assert schema["$defs"]["QatConfig"]["properties"]["train"]["default"] == {**schema["$defs"]["QatConfig"]["properties"][
+        "train"]["default"], "epochs": 2, "lr": 0.002, "amp": "off"}
     result = CliRunner().invoke(main, ["schema", "--out", str(tmp_path / "s.json")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s.json").read_text()) == schema
