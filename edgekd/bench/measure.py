@@ -65,7 +65,7 @@ def threads_used(session: Any) -> int | None:
 def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, reference_logits: np.ndarray,
                  spec: LatencySpec, batch_sizes: Sequence[int] = (1,), memory: bool = True) -> list[dict[str, Any]]:
     rows, runners, clocks = [], {}, {}
-    for candidate in candidates:
+    for candidate in progress(candidates, desc="load, first inference, accuracy", unit="artifact"):
         row = describe(candidate)
         backend = get_backend(candidate.artifact.backend)
         if not backend.available() or candidate.artifact.rebuild_on_device:
