@@ -166,7 +166,7 @@ def _print_run_result(ctx):
     """The report table and the gate verdict of this invocation; a gate.json left by an earlier run
     (say `--only bench --force` after a full run) is not shown as this run's verdict."""
     from .api import verdict_line
-    from .bench.report import terminal_table
+    from .bench.terminal import terminal_table
     from .fileio import read_json
     from .gate import Check, verdicts
 
@@ -203,7 +203,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     Needs only numpy and the bundle's runtime: no torch. Gate the result with `edgekd gate OUT/report.json`.
     """
     from . import api
-    from .bench.report import terminal_table
+    from .bench.terminal import terminal_table
 
     _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,

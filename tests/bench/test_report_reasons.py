@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from edgekd.bench.html import render_html
 from edgekd.bench.reasons import short_verdict
-from edgekd.bench.report import COLUMNS, markdown, table_rows, terminal_table
+from edgekd.bench.report import COLUMNS, markdown, table_rows
+from edgekd.bench.terminal import terminal_table
 
 from .report_fixture import quickstart_report
 
