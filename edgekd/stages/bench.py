@@ -86,6 +86,7 @@ def run(ctx: RunContext) -> StageOutput:
     report = build_report(ctx.cfg.name, rows, refs, {"samples": len(y), "sha256": eval_set_hash(x, y)},
                           ctx.cfg.gate.model_dump(), latency_spec(ctx), batch_sizes, bench_cfg.memory,
                           host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)})
+    noisy = len(report["warnings"])
     if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently
         report["warnings"].insert(0, f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "
                                      f"the test split has only {len(ctx.dataset.test)}")
@@ -93,4 +94,4 @@ def run(ctx: RunContext) -> StageOutput:
     # with its verdicts, and that must not make this stage look stale on --resume.
     outputs = write_reports(ctx.run_dir, report)[:1]
     return StageOutput(outputs, {"rows": len(rows), "eval_set_sha256": report["eval_set"]["sha256"],
-                                 "warnings": len(report["warnings"])})
+                                 "warnings": noisy})
