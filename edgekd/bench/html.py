@@ -13,12 +13,12 @@ from typing import Any
 from .latency import CV_WARNING
 from .report import COLUMNS, table_rows
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:13px}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+_CSS = """body{font-family:system-ui,sans-serif;margin:16px;color:#222}table{border-collapse:collapse;font-size:12px}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{white-space:normal}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 .pass{color:#176b2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}.warn{color:#8a5a00}
 figure{display:inline-block;margin:12px 16px 12px 0;vertical-align:top}figcaption{font-size:13px;color:#555;max-width:560px}
-code{background:#f4f4f4;padding:1px 4px}td.why{text-align:left;white-space:normal;min-width:220px;max-width:340px}
-.reasons{font-size:13px;color:#444}details{margin:8px 0}"""
+code{background:#f4f4f4;padding:1px 4px}td.why,th.why{text-align:left;white-space:normal;min-width:170px;max-width:250px}
+.small{font-size:12px}.small ul{margin:2px 0}details{margin:8px 0}"""
 
 
 def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
@@ -35,8 +35,9 @@ def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) 
              f"flags {esc(' '.join(cpu.get('flags', [])))}; "
              f"GPU {esc(str((env.get('gpu') or {}).get('name', 'none')))}; {esc(env.get('os', '?'))}; "
              f"{esc(', '.join(f'{k} {v}' for k, v in env.get('libraries', {}).items()))}.</p>",
-             _table(report, verdicts)]
+             _table(report, verdicts), _host_notes(report)]
     parts.append(_plots(report))
+    parts.append(_why_in_full(report))
     parts.append(_noise_note(report))
     parts.append(_method(report.get("bench")) + "</body></html>")
     return "\n".join(parts) + "\n"
@@ -63,7 +64,7 @@ def _method(bench: dict[str, Any] | None) -> str:
 
 
 def _table(report: dict[str, Any], verdicts: dict[str, str] | None) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    head = "".join(f"<th class='why'>{c}</th>" if c == "why" else f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     gate, why = COLUMNS.index("gate"), COLUMNS.index("why")
     full = [""] * len(report["references"]) + [row.get("reason") or "" for row in report["rows"]]
     body = []
@@ -73,16 +74,19 @@ def _table(report: dict[str, Any], verdicts: dict[str, str] | None) -> str:
         cells.append(f"<td class='{css}'>{html.escape(row[gate])}</td>")
         cells.append(f"<td class='why' title='{html.escape(reason, quote=True)}'>{html.escape(row[why])}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>" + _reasons(report)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _reasons(report: dict[str, Any]) -> str:
-    """The full reasons under the table (the cells hold the short form): nothing is only in report.json."""
+def _host_notes(report: dict[str, Any]) -> str:
+    notes = "".join(f"<li>{html.escape(w)}</li>" for w in report.get("host_warnings", []))
+    return f"<div class='warn small'>This machine is not the device:<ul>{notes}</ul></div>" if notes else ""
+
+
+def _why_in_full(report: dict[str, Any]) -> str:
+    """The full reasons (the table's cells hold the short form): nothing is only in report.json."""
     items = "".join(f"<li><code>{html.escape(r['artifact'])}</code>: {html.escape(r['reason'])}</li>"
                     for r in report["rows"] if r.get("reason"))
-    notes = "".join(f"<li class='warn'>{html.escape(w)}</li>" for w in report.get("host_warnings", []))
-    return ((f"<details open><summary>Why, in full</summary><ul class='reasons'>{items}</ul></details>" if items else "")
-            + (f"<p class='warn'>This machine is not the device:</p><ul>{notes}</ul>" if notes else ""))
+    return f"<details open><summary>Why, in full</summary><ul class='small'>{items}</ul></details>" if items else ""
 
 
 def _plots(report: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ code `edgekd bench BUNDLE` runs on a device (edgekd.bench.measure).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -88,8 +89,10 @@ def run(ctx: RunContext) -> StageOutput:
                           host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)})
     noisy = len(report["warnings"])
     if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently
-        report["warnings"].insert(0, f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "
-                                     f"the test split has only {len(ctx.dataset.test)}")
+        short = (f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "
+                 f"the test split has only {len(ctx.dataset.test)}")
+        report["warnings"].insert(0, short)
+        warnings.warn(short, stacklevel=2)
     # Only report.json is this stage's recorded output: the gate stage rewrites report.md and report.html
     # with its verdicts, and that must not make this stage look stale on --resume.
     outputs = write_reports(ctx.run_dir, report)[:1]

@@ -33,7 +33,7 @@ def test_full_reason_is_in_the_json_row_and_under_the_markdown_and_html_tables()
     assert int8["reason"] == "not shipped: not faster than fp32 by 3% (0.034 ms vs 0.028 ms)"
     md, page = markdown(report), render_html(report)
     assert "| why |" in md and "- `x86-cpu/int8`: not shipped: not faster than fp32 by 3% (0.034 ms vs 0.028 ms)" in md
-    assert "not faster than fp32 by 3% (0.034 ms vs 0.028 ms)" in page and "<th>why</th>" in page
+    assert "not faster than fp32 by 3% (0.034 ms vs 0.028 ms)" in page and "<th class='why'>why</th>" in page
 
 
 def test_a_missing_backend_and_a_failed_memory_probe_say_so():
