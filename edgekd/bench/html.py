@@ -14,7 +14,8 @@ from .latency import CV_WARNING
 from .report import COLUMNS, table_rows
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:16px;color:#222}table{border-collapse:collapse;font-size:12px}
-th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{white-space:normal}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{white-space:normal}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 .pass{color:#176b2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}.warn{color:#8a5a00}
 figure{display:inline-block;margin:12px 16px 12px 0;vertical-align:top}figcaption{font-size:13px;color:#555;max-width:560px}
 code{background:#f4f4f4;padding:1px 4px}td.why,th.why{text-align:left;white-space:normal;min-width:170px;max-width:250px}
