@@ -37,6 +37,22 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
     return ctx
 
 
+def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = None, targets: Sequence[str] | None = None,
+         max_drop: float | None = None, out: str | Path | None = None, resume: bool = False, force: bool = False, log=print):
+    """Ship a trained model as given (no distillation), like `edgekd ship`: `model` is an .onnx file, or a
+    torchvision:NAME / module:function / file.py:function factory with its `checkpoint`; `data` is an image
+    folder, an .npz file, or digits / fashion-mnist. Writes RUN/edgekd.yaml, then runs it as `run` does
+    (GateFailed when the gate fails)."""
+    from .pipeline import prepare_run_dir
+    from .ship import ship_config, write_ship_config
+
+    config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop)
+    run_dir = Path(out) if out else Path("runs") / config["name"]
+    prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
+    path = write_ship_config(config, run_dir)
+    return run(path, run_dir, resume=resume, force=force, log=log)
+
+
 def verdict_line(verdict: dict[str, Any]) -> str:
     """The one-line verdict of a gate.json (older ones carry no summary line)."""
     return verdict.get("summary") or f"gate: {'PASS' if verdict['passed'] else 'FAIL'}"

@@ -48,6 +48,26 @@ class ModelConfig(Strict):
     checkpoint: Optional[str] = Field(None, description="state_dict file, loaded with torch.load(weights_only=True)")
 
 
+class StudentConfig(ModelConfig):
+    """The model to ship: distilled from the teachers, or (no teachers, no distill section) shipped as given."""
+
+    arch: Optional[str] = Field(None, description="built-in name (convnet, resnet or mlp), torchvision:NAME, module:function "
+                                                  "or file.py:function; or give `onnx` instead")
+    onnx: Optional[str] = Field(None, description="an ONNX file to ship as given: quantize, compile, bench and gate run "
+                                                  "without torch (no teachers, no distill section)")
+
+    @model_validator(mode="after")
+    def _arch_or_onnx(self) -> StudentConfig:
+        if (self.arch is None) == (self.onnx is None):
+            raise ValueError("give one of student.arch (a PyTorch model, with student.checkpoint to ship it as trained) "
+                             "or student.onnx (an ONNX file)")
+        extra = sorted(k for k in ("width", "kwargs", "checkpoint") if k in self.model_fields_set) if self.onnx else []
+        if extra:
+            raise ValueError(f"student.{extra[0]}: describes a PyTorch model, and student.onnx is already a complete model; "
+                             "remove it")
+        return self
+
+
 class TeacherConfig(ModelConfig):
     weight: float = Field(1.0, gt=0, description="weight of this teacher in the ensemble")
     train: TrainConfig = Field(default_factory=TrainConfig, description="used only when no checkpoint is given")
@@ -108,8 +128,9 @@ class DataFreeConfig(Strict):
 
 
 class DistillConfig(Strict):
-    mode: Literal["offline", "online", "data_free"] = Field("offline", description="offline: fixed teachers; online: mutual learning; "
-                                                            "data_free: no real training images")
+    mode: Literal["offline", "online", "data_free", "none"] = Field(
+        "offline", description="offline: fixed teachers; online: mutual learning; data_free: no real training images; none: "
+                               "ship the student as given (the default when a config has neither teachers nor distill)")
     online: OnlineConfig = Field(default_factory=OnlineConfig)
     data_free: DataFreeConfig = Field(default_factory=DataFreeConfig)
     temperature: float = Field(4.0, gt=0, le=100)
@@ -216,7 +237,7 @@ class PipelineConfig(Strict):
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: list[TeacherConfig] = Field(default_factory=list, description="at least one, except with distill.mode: online")
-    student: ModelConfig
+    student: StudentConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -224,11 +245,42 @@ class PipelineConfig(Strict):
     bench: BenchConfig = Field(default_factory=BenchConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_teachers_no_distill(cls, raw: Any) -> Any:
+        # "Make my model small and fast" needs no distillation: without teachers and without a distill
+        # section, the student is shipped as given.
+        if isinstance(raw, dict) and not raw.get("teachers") and "distill" not in raw:
+            raw = {**raw, "distill": {"mode": "none"}}
+        return raw
+
+    @property
+    def ships_onnx(self) -> bool:
+        """The student is an ONNX file: no stage needs torch."""
+        return self.student.onnx is not None
+
+    @model_validator(mode="after")
+    def _student_as_given(self) -> PipelineConfig:
+        if self.distill.mode == "none":
+            if self.teachers:
+                raise ValueError("teachers: distill.mode none ships the student as given and uses no teacher; remove "
+                                 "teachers, or set distill.mode offline to distill from them")
+            if self.student.arch is not None and not self.student.checkpoint:
+                raise ValueError("student.checkpoint: needed to ship a PyTorch student as given (no teachers, no distill "
+                                 "section): give its trained state_dict, or add teachers to distill it")
+            if self.ships_onnx and self.quantize.method == "qat":
+                raise ValueError("quantize.method: qat fine-tunes a PyTorch model and student.onnx is an ONNX file; use "
+                                 "quantize.method: ptq, or give student.arch and student.checkpoint")
+        elif self.ships_onnx:
+            raise ValueError(f"student.onnx: distill.mode {self.distill.mode} trains the student in PyTorch; give student.arch "
+                             "instead, or remove teachers and the distill section to ship the ONNX file as given")
+        return self
+
     @model_validator(mode="after")
     def _teachers_for_mode(self) -> PipelineConfig:
-        if not self.teachers and self.distill.mode != "online":
+        if not self.teachers and self.distill.mode not in ("online", "none"):
             raise ValueError(f"teachers: at least one teacher is needed with distill.mode '{self.distill.mode}'")
-        if not self.teachers and self.quantize.method == "qat":
+        if not self.teachers and self.quantize.method == "qat" and self.distill.mode == "online":
             raise ValueError("quantize.method: qat fine-tunes on the teachers' soft targets and this config has no teachers "
                              "(distill.mode online): add a teacher, or use quantize.method: ptq")
         for index, hint in enumerate(self.distill.hints):

@@ -66,8 +66,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
     preflight(config, Path(config_path).parent)
-    from .distill import distributed  # torch: only now that a run needs it
-
+    distributed = _process_group(config)
     distributed.init_from_env()
     with distributed.main_first():
         if distributed.is_main():
@@ -90,6 +89,32 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
 
 def _quiet(_message: str) -> None:
     pass
+
+
+class _SingleProcess:
+    """The distributed helpers' single-process behaviour, for runs that never import torch (an ONNX student)."""
+
+    init_from_env = finish = barrier = staticmethod(lambda: None)
+    is_main = staticmethod(lambda: True)
+
+    @staticmethod
+    @contextmanager
+    def main_first() -> Iterator[None]:
+        yield
+
+
+def _process_group(config: PipelineConfig):
+    if config.ships_onnx:
+        return _SingleProcess
+    from .distill import distributed  # torch: only now that a run needs it
+
+    return distributed
+
+
+def stage_module(config: PipelineConfig, stage: str):
+    """The module that runs `stage` for this config: with distill.mode none the user's model is shipped as given."""
+    name = "as_given" if stage == "distill" and config.distill.mode == "none" else stage
+    return importlib.import_module(f"edgekd.stages.{name}")
 
 
 @contextmanager
@@ -129,10 +154,10 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
     _require_earlier(ctx, stage)
     if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
         _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
-    if stage in DISTRIBUTED_STAGES:
+    if stage in DISTRIBUTED_STAGES and not ctx.cfg.ships_onnx:
         distributed_barrier()  # stale progress is gone before any rank looks for it
     log(f"[{label}] running")
-    module = importlib.import_module(f"edgekd.stages.{stage}")
+    module = stage_module(ctx.cfg, stage)
     started = time.perf_counter()
     try:
         result = module.run(ctx)
@@ -143,7 +168,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
         ctx.manifest.mark_failed(stage, "interrupted")
         raise
     seconds = time.perf_counter() - started
-    if stage in DISTRIBUTED_STAGES:
+    if stage in DISTRIBUTED_STAGES and not ctx.cfg.ships_onnx:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
     ctx.outcomes[stage] = "ran"

@@ -12,7 +12,6 @@ from .. import __version__
 from ..bench.accuracy import fidelity, predict, topk
 from ..bench.bundle import write_bundle
 from ..bench.latency import LatencySpec, measure_interleaved
-from ..distill.trainer import predict_logits
 from ..environment import cpu_info, library_versions
 from ..errors import StageError
 from ..gate import accuracy_drop
@@ -22,8 +21,7 @@ from ..targets.base import Artifact
 from ..targets.host_fit import host_warnings
 from ..targets.selection import accuracy_rule, choose, plan
 from .context import RunContext, StageOutput
-from .distill import build_student
-from .export import fp32_onnx_path
+from .export import fp32_onnx_path, student_logits
 from .quantize import int8_path
 
 # Extra int8 files the quantize stage may leave beside its main model (a QAT export next to a PTQ
@@ -107,10 +105,9 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
 
 
 def run(ctx: RunContext) -> StageOutput:
-    student = build_student(ctx)
-    val_logits = predict_logits(student, ctx.dataset.val.x)
+    val_logits = student_logits(ctx, ctx.dataset.val.x)
     eval_x, eval_y = eval_subset(ctx)
-    reference_logits = predict_logits(student, eval_x)
+    reference_logits = student_logits(ctx, eval_x)
     targets, outputs = {}, []
     for name in ctx.cfg.targets:
         profile = load_profile(name, ctx.base_dir)

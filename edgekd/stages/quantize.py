@@ -11,12 +11,9 @@ import json
 import shutil
 
 import numpy as np
-import torch
 
 from ..bench.accuracy import topk
 from ..data.calibration import describe, draw, load_recipe
-from ..distill.losses import ensemble_soft_targets
-from ..distill.trainer import predict_logits
 from ..errors import StageError
 from ..fileio import atomic_path
 from ..gate import accuracy_drop
@@ -24,14 +21,11 @@ from ..progress import progress
 from ..quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from ..quant.host import HostChoice, recipe_for_host, warn_once
 from ..quant.ptq import quantize_qdq
-from ..quant.qat import prepare_qat
-from ..quant.qat_export import export_qdq
-from ..quant.qat_train import finetune_qat
 from ..targets import load_profile
 from .context import RunContext, StageOutput
-from .distill import build_student
 from .export import fp32_onnx_path
-from .teachers import build_teachers
+
+# torch is imported inside the QAT functions only: PTQ of an ONNX student runs without it.
 
 
 def recipes_for(ctx: RunContext) -> dict[str, HostChoice]:
@@ -124,6 +118,13 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
 def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
     """Fine-tune the run's student with fake quantization and distillation; write its QDQ model to `out`
     only if it matches the fake-quantized student and keeps within the int8 accuracy budget."""
+    import torch
+
+    from ..quant.qat import prepare_qat
+    from ..quant.qat_export import export_qdq
+    from ..quant.qat_train import finetune_qat
+    from .distill import build_student
+
     cfg, data, out = ctx.cfg, ctx.dataset, out or int8_path(ctx, recipe.name)
     temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
     alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
@@ -143,6 +144,8 @@ def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
 def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
     """The QDQ model's agreement with the fake-quantized student, and its validation drop against the same
     budget the PTQ path enforces (int8_budget); a StageError when either fails."""
+    from ..distill.trainer import predict_logits
+
     cfg, val = ctx.cfg, ctx.dataset.val
     torch_logits, onnx_logits = predict_logits(qat, val.x), logits_of(path, val.x)
     agreement = float((torch_logits.argmax(1) == onnx_logits.argmax(1)).mean())
@@ -163,7 +166,19 @@ def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
 def _qat_transfer_set(ctx: RunContext, temperature: float):
     """What QAT fine-tunes on, with the teachers' softened outputs on it: the training split (teacher
     logits from the shared cache), or in data_free mode the distill stage's synthetic set, so that the
-    whole pipeline still needs no real training image."""
+    whole pipeline still needs no real training image. With distill.mode none (no teachers) the student's own
+    fp32 outputs are the soft targets: self-distillation keeps the int8 model close to the model it replaces."""
+    import torch
+
+    from ..distill.losses import ensemble_soft_targets
+    from ..distill.trainer import predict_logits
+    from .teachers import build_teachers
+
+    if ctx.cfg.distill.mode == "none":
+        from .distill import build_student
+
+        logits = torch.from_numpy(predict_logits(build_student(ctx), ctx.dataset.train.x))
+        return ctx.dataset.train, torch.softmax(logits / temperature, dim=1), "train (self-distillation)"
     if ctx.cfg.distill.mode != "data_free":
         from .distill import teacher_soft_targets
 

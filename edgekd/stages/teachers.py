@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..bench.accuracy import topk
-from ..distill import distributed
-from ..distill.losses import ensemble_soft_targets
-from ..distill.trainer import cross_entropy_loss, predict_logits, train
 from ..fileio import resolve_path
-from ..models import build_model, count_parameters, save_checkpoint
 from .context import RunContext, StageOutput
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions: a run without teachers (a model shipped as given, maybe an ONNX
+# file) passes through this stage without it.
 
 
 def trained_path(ctx: RunContext, index: int) -> Path:
@@ -28,6 +29,8 @@ def teacher_checkpoints(ctx: RunContext) -> list[Path]:
 
 def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
     """Teacher modules with their weights: from the config's checkpoint or this run's trained one."""
+    from ..models import build_model
+
     data = ctx.dataset
     teachers = []
     for index, spec in enumerate(ctx.cfg.teachers):
@@ -41,7 +44,10 @@ def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
 def check_hints(ctx: RunContext) -> None:
     """Fail on a hint's module name or feature shape now, with untrained copies of the models, rather than in
     the distill stage after the teachers have trained for hours."""
+    import torch
+
     from ..distill.hints import StudentWithHints
+    from ..models import build_model
 
     data = ctx.dataset
     build = lambda spec, where: build_model(spec.model_copy(update={"checkpoint": None}), data.input_shape,  # noqa: E731
@@ -54,6 +60,12 @@ def check_hints(ctx: RunContext) -> None:
 def run(ctx: RunContext) -> StageOutput:
     if not ctx.cfg.teachers:  # online distillation: the peers teach each other
         return StageOutput([], {"teachers": [], "ensemble": None})
+    import torch
+
+    from ..distill import distributed
+    from ..distill.trainer import cross_entropy_loss, train
+    from ..models import build_model, count_parameters, save_checkpoint
+
     if ctx.cfg.distill.hints:
         check_hints(ctx)
     data, folder = ctx.dataset, ctx.stage_dir("teachers")
@@ -80,6 +92,8 @@ def run(ctx: RunContext) -> StageOutput:
 
 def _clear_stale_progress(ctx: RunContext, progress: Path) -> None:
     """Without --resume training starts over; with it, a teacher killed mid-training continues."""
+    from ..distill import distributed
+
     if ctx.resume:
         return
     with distributed.main_first():
@@ -88,6 +102,11 @@ def _clear_stale_progress(ctx: RunContext, progress: Path) -> None:
 
 
 def _metrics(ctx: RunContext, report: list) -> dict:
+    import torch
+
+    from ..distill.losses import ensemble_soft_targets
+    from ..distill.trainer import predict_logits
+
     test = ctx.dataset.test
     weights = [t.weight for t in ctx.cfg.teachers]
     test_logits = [torch.from_numpy(predict_logits(model, test.x)) for _, model in report]
