@@ -207,7 +207,7 @@ def _print_run_result(ctx):
     """The report table and the gate verdict of this invocation; a gate.json left by an earlier run
     (say `--only bench --force` after a full run) is not shown as this run's verdict."""
     from .api import verdict_line
-    from .bench.report import terminal_table
+    from .bench.terminal import terminal_table
     from .fileio import read_json
     from .gate import Check, verdicts
 
@@ -244,7 +244,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     Needs only numpy and the bundle's runtime: no torch. Gate the result with `edgekd gate OUT/report.json`.
     """
     from . import api
-    from .bench.report import terminal_table
+    from .bench.terminal import terminal_table
 
     _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
@@ -360,6 +360,47 @@ def keys_cmd(section: str | None) -> None:
     from .config_help import key_lines
 
     click.echo("\n".join(key_lines(section)))
+
+
+@main.command("schema")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the schema to this file (default: stdout).")
+def schema_cmd(out: Path | None) -> None:
+    """The JSON Schema of a pipeline file, for completion and checks in editors.
+
+    \b
+    edgekd schema --out edgekd.schema.json
+    # then, first line of the YAML file:  # yaml-language-server: $schema=edgekd.schema.json
+    """
+    import json
+
+    from .config_help import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from .fileio import write_text_atomic
+
+    _check_outputs(files={"--out": out})
+    write_text_atomic(out, text)
+    click.echo(f"wrote {out}")
+
+
+@main.command("init")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=Path("edgekd.yaml"))
+@click.option("--data", help="digits (default), fashion-mnist, module:function, a .npz file or an image folder.")
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+def init_cmd(path: Path, data: str | None, force: bool) -> None:
+    """Write a commented starter pipeline file to PATH (default edgekd.yaml)."""
+    from .config_help import starter_config
+    from .errors import ConfigError
+    from .fileio import write_text_atomic
+
+    if path.exists() and not force:
+        raise ConfigError(f"{path}: already exists; pass --force to overwrite it, or give another path")
+    _check_outputs(files={"PATH": path})
+    write_text_atomic(path, starter_config(path.stem if path.stem != "edgekd" else "my-model", data, path.name))
+    click.echo(f"wrote {path}; run it with: edgekd run {shlex.quote(str(path))}")
 
 
 @main.command("targets")

@@ -85,13 +85,12 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
         ctx = RunContext(config, Path(config_path), Path(run_dir), manifest, resume=resume and not force)
         if checked is not None:  # the dataset is loaded once, and the checks are not repeated by the stage
             ctx.__dict__["dataset"], ctx.checked_teachers = checked
-        for stage in STAGES:
-            if only and stage not in only:
-                continue
+        planned = [stage for stage in STAGES if not only or stage in only]
+        for number, stage in enumerate(planned, 1):
             if not distributed.is_main() and stage not in DISTRIBUTED_STAGES:
                 continue  # the other ranks help only where there is training to share
             _run_stage(ctx, stage, resume=resume and not force, force=force,
-                       log=log if distributed.is_main() else _quiet)
+                       log=log if distributed.is_main() else _quiet, label=f"{number}/{len(planned)} {stage}")
     distributed.finish()
     return ctx
 
@@ -168,10 +167,12 @@ def exclusive(run_dir: Path, main_process: bool = True) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log) -> None:
+def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log, label: str = "") -> None:
+    """`label` ("3/7 quantize") heads every line this stage logs, so a log says how far the run is."""
+    label = label or stage
     key = ctx.stage_key(stage)
     if resume and ctx.manifest.is_fresh(stage, key):
-        log(f"[{stage}] up to date, skipped (--resume)")
+        log(f"[{label}] up to date, skipped (--resume)")
         ctx.outcomes[stage] = "up to date"
         return
     _require_earlier(ctx, stage)
@@ -179,7 +180,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
         _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
     if stage in DISTRIBUTED_STAGES and not ctx.cfg.ships_onnx:
         distributed_barrier()  # stale progress is gone before any rank looks for it
-    log(f"[{stage}] running")
+    log(f"[{label}] running")
     module = stage_module(ctx.cfg, stage)
     started = time.perf_counter()
     try:
@@ -200,7 +201,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
     warnings = result.metrics.get("warnings") if isinstance(result.metrics, dict) else None
     noted = (f"; {warnings} latency measurements were noisy (coefficient of variation > {CV_WARNING:.0%}), see report.md"
              if warnings else "")
-    log(f"[{stage}] done in {seconds:.1f} s{noted}")
+    log(f"[{label}] {seconds:.1f} s, done{noted}")
 
 
 # Training writes `*.progress.pt` each epoch; a stage continues from them only when they were made

@@ -1,14 +1,82 @@
-"""Progress bars for long work: shown in a terminal, kept out of logs, pipes and CI output."""
+"""Progress for long work. In a terminal: tqdm bars (elapsed, ETA), cleared when done. Elsewhere (a log
+file, a pipe, CI): one plain line at most every LOG_INTERVAL seconds, so a ten-minute stage still says
+where it is without filling the log with carriage returns."""
 from __future__ import annotations
 
+import os
+import sys
+import time
 from collections.abc import Iterable
 from typing import Any, Optional
 
 from tqdm.auto import tqdm
 
+# Seconds between plain progress lines when stderr is not a terminal; EDGEKD_PROGRESS_SECONDS overrides.
+LOG_INTERVAL = 15.0
+
+
+def log_interval() -> float:
+    try:
+        return max(0.0, float(os.environ.get("EDGEKD_PROGRESS_SECONDS", LOG_INTERVAL)))
+    except ValueError:
+        return LOG_INTERVAL
+
+
+class LogLines(tqdm):
+    """tqdm that writes a whole line (`  desc: 40/100 (40%), 12 s elapsed, ETA 18 s`) at most every
+    `interval` seconds instead of redrawing a bar. tqdm keeps the counting, rate and ETA estimate."""
+
+    def __init__(self, *args: Any, interval: float = LOG_INTERVAL, **kwargs: Any):
+        self._interval, self._last_line = interval, None
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg: Optional[str] = None, pos: Optional[int] = None) -> None:
+        now = time.time()
+        if self._last_line is None:  # tqdm's first draw, at start: nothing to say yet
+            self._last_line = now
+            return
+        if msg == "" or now - self._last_line < self._interval:  # msg "" is tqdm clearing its bar on close
+            return
+        self._last_line = now
+        self.fp.write(self.line() + "\n")
+        self.fp.flush()
+
+    def line(self) -> str:
+        d = self.format_dict
+        elapsed = d["elapsed"]
+        text = f"  {self.desc or 'progress'}: {d['n']}"
+        if d["total"]:
+            text += f"/{d['total']} {d['unit']} ({100 * d['n'] / d['total']:.0f}%)"
+        else:
+            text += f" {d['unit']}"
+        text += f", {_seconds(elapsed)} elapsed"
+        rate = d["n"] / elapsed if elapsed > 0 else 0
+        if d["total"] and rate > 0:
+            text += f", ETA {_seconds((d['total'] - d['n']) / rate)}"
+        return text
+
+
+def _seconds(value: float) -> str:
+    if value < 10:
+        return f"{value:.1f} s"
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
+
 
 def progress(iterable: Optional[Iterable] = None, **kwargs: Any) -> tqdm:
     kwargs.setdefault("leave", False)
-    kwargs.setdefault("mininterval", 0.5)
-    kwargs.setdefault("disable", None)  # None: tqdm turns itself off when stderr is not a terminal
-    return tqdm(iterable, **kwargs)
+    stream = kwargs.setdefault("file", sys.stderr)
+    if kwargs.get("disable") is True:
+        return tqdm(iterable, **kwargs)
+    if _is_terminal(stream):
+        kwargs.setdefault("mininterval", 0.5)
+        return tqdm(iterable, **kwargs)
+    kwargs.pop("disable", None)
+    interval = log_interval()
+    return LogLines(iterable, interval=interval, mininterval=min(interval, 1.0), **kwargs)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

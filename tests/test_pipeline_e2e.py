@@ -3,6 +3,7 @@ gate verdict agrees with the thresholds."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -68,8 +69,13 @@ def test_report_and_gate_agree(finished_run):
         check = next(c for c in gate["checks"] if c["artifact"] == row["artifact"] and c["threshold"] == "max_drop")
         assert check["passed"] == (drop <= 100.0)
     assert "gate: PASS" in result.stdout
-    for column in ("artifact", "target", "precision", "size (KB)", "top-1", "drop", "p50 (ms)", "gate"):
+    for column in ("artifact", "precision", "size (KB)", "top-1", "drop", "p50 (ms)", "gate", "why"):
         assert column in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 120  # not a terminal: 120 columns
+    for number, stage in enumerate(["teachers", "distill", "export", "quantize", "compile", "bench", "gate"], 1):
+        assert f"[{number}/7 {stage}] running" in result.stderr
+        assert re.search(rf"\[{number}/7 {stage}\] \d+\.\d s, done", result.stderr), stage
+    assert "\r" not in result.stderr  # not a terminal: plain lines, no redrawn bars
 
 
 def test_impossible_threshold_exits_1(finished_run):

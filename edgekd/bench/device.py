@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import ArtifactError, TargetError
 from ..fileio import read_npz
 from ..gate import Thresholds
+from ..targets.host_fit import host_warnings
 from ..targets.registry import get_backend
 from .accuracy import accuracy_metrics, eval_set_hash
 from .bundle import load_bundle, shipped_variant
@@ -104,5 +105,6 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
         row["bundle"] = str(bundle_dir)
     references = {"student_fp32": {**accuracy_metrics(reference, y), "source": "bundle eval.npz reference_logits"}}
     run_name = first_manifest.get("run") or Path(path).resolve().name
+    notes = [w for _d, m, *_ in loaded for w in host_warnings(m.get("profile") or {})]
     return build_report(run_name, rows, references, {"samples": len(y), "sha256": digest},
-                        _gate_section(first_manifest), spec, batch_sizes, memory)
+                        _gate_section(first_manifest), spec, batch_sizes, memory, host_warnings=notes)

@@ -13,11 +13,13 @@ from typing import Any
 from .latency import CV_WARNING
 from .report import COLUMNS, table_rows
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:13px}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+_CSS = """body{font-family:system-ui,sans-serif;margin:16px;color:#222}table{border-collapse:collapse;font-size:12px}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{white-space:normal}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 .pass{color:#176b2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}.warn{color:#8a5a00}
 figure{display:inline-block;margin:12px 16px 12px 0;vertical-align:top}figcaption{font-size:13px;color:#555;max-width:560px}
-code{background:#f4f4f4;padding:1px 4px}"""
+code{background:#f4f4f4;padding:1px 4px}td.why,th.why{text-align:left;white-space:normal;min-width:170px;max-width:250px}
+.small{font-size:12px}.small ul{margin:2px 0}details{margin:8px 0}"""
 
 
 def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
@@ -34,8 +36,9 @@ def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) 
              f"flags {esc(' '.join(cpu.get('flags', [])))}; "
              f"GPU {esc(str((env.get('gpu') or {}).get('name', 'none')))}; {esc(env.get('os', '?'))}; "
              f"{esc(', '.join(f'{k} {v}' for k, v in env.get('libraries', {}).items()))}.</p>",
-             _table(report, verdicts)]
+             _table(report, verdicts), _host_notes(report)]
     parts.append(_plots(report))
+    parts.append(_why_in_full(report))
     parts.append(_noise_note(report))
     parts.append(_method(report.get("bench")) + "</body></html>")
     return "\n".join(parts) + "\n"
@@ -62,14 +65,29 @@ def _method(bench: dict[str, Any] | None) -> str:
 
 
 def _table(report: dict[str, Any], verdicts: dict[str, str] | None) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    head = "".join(f"<th class='why'>{c}</th>" if c == "why" else f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    gate, why = COLUMNS.index("gate"), COLUMNS.index("why")
+    full = [""] * len(report["references"]) + [row.get("reason") or "" for row in report["rows"]]
     body = []
-    for row in table_rows(report, verdicts):
-        cells = [f"<td>{html.escape(c)}</td>" for c in row[:-1]]
-        css = {"PASS": "pass", "FAIL": "fail"}.get(row[-1], "")
-        cells.append(f"<td class='{css}'>{html.escape(row[-1])}</td>")
+    for row, reason in zip(table_rows(report, verdicts), full, strict=True):
+        cells = [f"<td>{html.escape(c)}</td>" for c in row[:gate]]
+        css = {"PASS": "pass", "FAIL": "fail"}.get(row[gate], "")
+        cells.append(f"<td class='{css}'>{html.escape(row[gate])}</td>")
+        cells.append(f"<td class='why' title='{html.escape(reason, quote=True)}'>{html.escape(row[why])}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _host_notes(report: dict[str, Any]) -> str:
+    notes = "".join(f"<li>{html.escape(w)}</li>" for w in report.get("host_warnings", []))
+    return f"<div class='warn small'>This machine is not the device:<ul>{notes}</ul></div>" if notes else ""
+
+
+def _why_in_full(report: dict[str, Any]) -> str:
+    """The full reasons (the table's cells hold the short form): nothing is only in report.json."""
+    items = "".join(f"<li><code>{html.escape(r['artifact'])}</code>: {html.escape(r['reason'])}</li>"
+                    for r in report["rows"] if r.get("reason"))
+    return f"<details open><summary>Why, in full</summary><ul class='small'>{items}</ul></details>" if items else ""
 
 
 def _plots(report: dict[str, Any]) -> str:
@@ -81,67 +99,23 @@ def _plots(report: dict[str, Any]) -> str:
     matplotlib.use("Agg")  # headless: no display on CI machines or devices
     from matplotlib import pyplot as plt
 
-    figures = [(_accuracy_vs_latency(plt, report), "Top-1 accuracy against p50 latency at batch 1 (log scale); "
-                "filled markers are shipped artifacts, gray lines the references."),
-               (_size_bars(plt, report), "Model size on disk and gzip-compressed.")]
-    unplotted = [r["artifact"] for r in report["rows"] if r.get("p50_ms") is None or r.get("top1") is None]
-    note = f" Not in the accuracy plot (no latency or accuracy on this machine): {', '.join(unplotted)}." if unplotted else ""
-    return "".join(f"<figure><img alt='plot' src='data:image/png;base64,{png}'><figcaption>{html.escape(caption)}"
-                   f"{html.escape(note) if i == 0 else ''}</figcaption></figure>" for i, (png, caption) in enumerate(figures))
+    from . import plots
 
-
-def matplotlib_ticker():
-    from matplotlib import ticker
-
-    return ticker
+    figures = [(plots.accuracy_vs_latency(plt, report),
+                "Top-1 against p50 latency at batch 1 (log scale), bars from p10 to p90; colour = target, marker = "
+                "precision, filled = shipped; the line is the Pareto front, gray lines the references. Rows not timed "
+                "on this machine stand apart on the right."),
+               (plots.speedup_bars(plt, report), "Speed-up over each target's fp32; hatched bars are within noise "
+                "(the interleaved rounds do not separate them from fp32)."),
+               (plots.size_bars(plt, report), "Size of the files the device loads, and gzip-compressed."),
+               (plots.sensitivity_bars(plt, report), "Per quantized node: how much of the int8 model's error against "
+                "fp32 goes away with that node alone in float (the fallback search keeps the top ones).")]
+    return "".join(f"<figure><img alt='plot' src='data:image/png;base64,{_png(plt, fig)}'><figcaption>"
+                   f"{html.escape(caption)}</figcaption></figure>" for fig, caption in figures if fig is not None)
 
 
 def _png(plt, fig) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=90)  # constrained layout: everything inside the figure, no bbox trimming
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _accuracy_vs_latency(plt, report: dict[str, Any]) -> str:
-    fig, ax = plt.subplots(figsize=(6.2, 4))
-    targets = sorted({r["target"] for r in report["rows"]})
-    colors = {t: plt.get_cmap("tab10")(i % 10) for i, t in enumerate(targets)}
-    plotted = [r for r in report["rows"] if r.get("p50_ms") is not None and r.get("top1") is not None]
-    for index, row in enumerate(plotted):
-        color = colors[row["target"]]
-        ax.scatter(row["p50_ms"], row["top1"] * 100, s=80, marker="o", edgecolors=color,
-                   facecolors=color if row.get("shipped") else "none", linewidths=2)
-        ax.annotate(row["artifact"], (row["p50_ms"], row["top1"] * 100), textcoords="offset points",
-                    xytext=(6, 10 - 9 * (index % 3)), fontsize=8)  # staggered: equal-accuracy labels would overlap
-    styles = ["--", ":", "-."]
-    for index, (name, ref) in enumerate(report.get("references", {}).items()):
-        if ref.get("top1") is not None:
-            ax.axhline(ref["top1"] * 100, linestyle=styles[index % 3], linewidth=1, color="gray", label=f"{name} (reference)")
-    ax.set_xscale("log")
-    ticker = matplotlib_ticker()
-    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_xlabel("p50 latency, batch 1 (ms)")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title("Accuracy vs latency")
-    ax.grid(True, which="both", alpha=0.3)
-    if report.get("references"):
-        ax.legend(fontsize=8, loc="lower right")
-    return _png(plt, fig)
-
-
-def _size_bars(plt, report: dict[str, Any]) -> str:
-    rows = report["rows"]
-    fig, ax = plt.subplots(figsize=(6.2, 0.4 * len(rows) + 1.2))
-    positions = range(len(rows))
-    ax.barh([p + 0.2 for p in positions], [r["bytes"] / 1024 for r in rows], height=0.4, label="on disk")
-    ax.barh([p - 0.2 for p in positions], [(r.get("gzip_bytes") or 0) / 1024 for r in rows], height=0.4, label="gzip")
-    ax.set_yticks(list(positions), [r["artifact"] for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("size (KB)")
-    ax.set_title("Model size")
-    ax.legend()
-    ax.grid(True, axis="x", alpha=0.3)
-    return _png(plt, fig)

@@ -41,6 +41,7 @@ class LatencyStats:
     runtime_p50_ms: float | None = None  # from the RuntimeClock; p50_ms is the wall-clock time the caller sees
     runtime_p99_ms: float | None = None
     round_p50_ms: list[float] = field(default_factory=list)  # per round of measure_interleaved: for paired comparisons
+    p10_ms: float | None = None  # with p90_ms, the spread shown in the report's plots
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -57,7 +58,7 @@ def summarize(samples_ms: list[float], batch_size: int, first_ms: float, runtime
     pct = lambda q: float(np.percentile(ordered, q))  # noqa: E731
     runtime = [float(np.percentile(runtime_ms, q)) for q in (50, 99)] if runtime_ms else [None, None]
     return LatencyStats(batch_size, len(ordered), first_ms, pct(50), pct(90), pct(99), mean, std,
-                        std / mean if mean else 0.0, batch_size * 1000.0 / statistics.median(ordered), *runtime)
+                        std / mean if mean else 0.0, batch_size * 1000.0 / statistics.median(ordered), *runtime, p10_ms=pct(10))
 
 
 def _timed(run: Runner, batch: np.ndarray) -> float:

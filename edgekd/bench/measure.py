@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from ..progress import progress
 from ..targets.base import Artifact
 from ..targets.registry import get_backend
 from .accuracy import accuracy_metrics, fidelity, predict
 from .latency import LatencySpec, measure_interleaved
 from .memory import measure_memory
-from .sizes import gzip_size, parameter_count, size_on_disk
+from .sizes import file_set, gzip_size, parameter_count, size_on_disk
 
 
 def artifact_name(target: str, candidate: str) -> str:
@@ -37,13 +38,15 @@ class Candidate:
     shipped: bool = True
     verdict: str = ""
     time_latency: bool = True      # False where latency here says nothing about the device (e.g. arm64 on x86)
+    latency_note: str = ""         # why latency is not timed here, for the report's reason column
 
 
 def describe(candidate: Candidate) -> dict[str, Any]:
     artifact = candidate.artifact
     return {"artifact": candidate.name, "target": candidate.target, "backend": artifact.backend,
             "precision": artifact.precision, "shipped": candidate.shipped, "verdict": candidate.verdict,
-            "bytes": size_on_disk(artifact), "gzip_bytes": gzip_size(artifact), "parameters": parameter_count(artifact)}
+            "bytes": size_on_disk(artifact), "gzip_bytes": gzip_size(artifact), "files": file_set(artifact),
+            "parameters": parameter_count(artifact)}
 
 
 def as_batch(x: np.ndarray, size: int) -> np.ndarray:
@@ -69,7 +72,7 @@ def threads_used(session: Any) -> int | None:
 def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, reference_logits: np.ndarray,
                  spec: LatencySpec, batch_sizes: Sequence[int] = (1,), memory: bool = True) -> list[dict[str, Any]]:
     rows, runners, clocks = [], {}, {}
-    for candidate in candidates:
+    for candidate in progress(candidates, desc="load, first inference, accuracy", unit="artifact"):
         row = describe(candidate)
         backend = get_backend(candidate.artifact.backend)
         if not backend.available() or candidate.artifact.rebuild_on_device:
@@ -89,6 +92,8 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
             runners[candidate.name] = session.run
             if hasattr(session, "runtime_latency_ms"):
                 clocks[candidate.name] = session.runtime_latency_ms
+        else:
+            row["not_timed"] = candidate.latency_note or "timings on this machine say nothing about the device"
         rows.append(row)
     _add_latency(rows, runners, clocks, x, spec, batch_sizes)
     if memory:
@@ -110,7 +115,7 @@ def _add_latency(rows: list[dict], runners: dict, clocks: dict, x: np.ndarray, s
 
 
 def _add_memory(rows: list[dict], candidates: Sequence[Candidate], x: np.ndarray) -> None:
-    for row, candidate in zip(rows, candidates, strict=True):
+    for row, candidate in progress(list(zip(rows, candidates, strict=True)), desc="peak memory (a process each)", unit="artifact"):
         if "session_create_ms" in row:
             row["memory"] = measure_memory(candidate.artifact.to_json(), candidate.artifact.root, as_batch(x, 1),
                                            candidate.threads)

@@ -13,17 +13,43 @@ from ..targets.base import Artifact
 MODEL_SUFFIXES = (".onnx", ".ort", ".xml", ".bin", ".engine", ".plan")
 
 
+# What each kind of file is, for the report's file-set column.
+_ROLES = {".onnx": "ONNX model", ".ort": "ORT-format model (minimal onnxruntime builds)", ".xml": "OpenVINO IR graph",
+          ".bin": "OpenVINO IR weights", ".engine": "TensorRT engine", ".plan": "TensorRT engine"}
+
+
 def model_files(artifact: Artifact) -> list[Path]:
     return [artifact.root / name for name in artifact.files if name.endswith(MODEL_SUFFIXES)]
 
 
+def loaded_files(artifact: Artifact) -> list[Path]:
+    """The files the runtime session opens on the device: the main file, plus the weights of an OpenVINO IR.
+
+    This is the size compared across targets. Other model files ride along (an arm64 bundle's .ort for
+    minimal builds, a TensorRT bundle's ONNX before its engine is built) and are named apart.
+    """
+    main = artifact.root / artifact.main
+    loaded = [main]
+    if main.suffix == ".xml":
+        loaded.append(main.with_suffix(".bin"))
+    return [path for path in loaded if path.is_file()]
+
+
+def file_set(artifact: Artifact) -> list[dict]:
+    """Every model file of the artifact: name, bytes, what it is, and whether the device's session loads it."""
+    loaded = set(loaded_files(artifact))
+    return [{"name": path.name, "bytes": path.stat().st_size, "role": _ROLES.get(path.suffix, path.suffix),
+             "loaded": path in loaded} for path in model_files(artifact)]
+
+
 def size_on_disk(artifact: Artifact) -> int:
-    return sum(path.stat().st_size for path in model_files(artifact))
+    """Bytes the device loads (loaded_files): comparable across targets, whatever else a bundle carries."""
+    return sum(path.stat().st_size for path in loaded_files(artifact))
 
 
 def gzip_size(artifact: Artifact, level: int = 9) -> int:
-    """What the model costs to download or store compressed: int8 weights compress far less than fp32 zeros."""
-    return sum(len(gzip.compress(path.read_bytes(), compresslevel=level, mtime=0)) for path in model_files(artifact))
+    """What the loaded model costs to download or store compressed: int8 weights compress far less than fp32 zeros."""
+    return sum(len(gzip.compress(path.read_bytes(), compresslevel=level, mtime=0)) for path in loaded_files(artifact))
 
 
 def parameter_count(artifact: Artifact) -> int | None:

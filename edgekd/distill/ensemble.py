@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..config import DistillConfig
+from ..progress import progress
 from . import distributed
 from .augment import ShiftFlip
 from .cache import CacheEntry, TeacherLogitCache, cache_key, weights_digest
@@ -37,9 +38,16 @@ class EnsembleTargets:
             return {"mode": "live", "reason": "distill.augment.teachers is 'live': teachers run on every batch"}
         started = time.perf_counter()
         digests = [weights_digest(t) for t in self.teachers]
+        epochs = self.epochs if self.mode == "replay" else 1
         with distributed.main_first():
-            for epoch in range(self.epochs if self.mode == "replay" else 1):
-                self.entries[epoch] = [self._entry(i, digest, epoch) for i, digest in enumerate(digests)]
+            bar = progress(total=epochs * len(digests), desc="teacher-output cache", unit="entry",
+                           disable=None if distributed.is_main() else True)
+            for epoch in range(epochs):
+                self.entries[epoch] = []
+                for i, digest in enumerate(digests):
+                    self.entries[epoch].append(self._entry(i, digest, epoch))
+                    bar.update(1)
+            bar.close()
         return self._report(time.perf_counter() - started)
 
     def _transform(self, epoch: int) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 from ..bench.accuracy import predict, topk
 from ..errors import StageError
 from ..gate import accuracy_drop, within_limit
+from ..progress import progress
 from ..targets.ort import OrtSession
 from ..targets.profiles import QuantRecipe
 from .ptq import quantize_qdq, quantized_nodes
@@ -83,7 +84,7 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         subset = slice(0, budget.sensitivity_samples)
         report.sensitivity = rank_sensitivity(out_path, fp32_logits[subset], val_x[subset], quantize, Path(scratch))
         ranked = [entry["node"] for entry in report.sensitivity]
-        for count in range(1, min(budget.max_nodes, len(ranked)) + 1):
+        for count in progress(range(1, min(budget.max_nodes, len(ranked)) + 1), desc="fallback search", unit="node"):
             kept = ranked[:count]
             quantize(out_path, kept)
             int8_logits = logits_of(out_path, val_x)
@@ -134,7 +135,7 @@ def quantize_auto(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrat
     Returns the chosen method and, per method, its FallbackReport or the reason it failed."""
     reports, failures = {}, {}
     with tempfile.TemporaryDirectory(prefix="edgekd-calib-") as scratch:
-        for method in CALIBRATION_ORDER:
+        for method in progress(CALIBRATION_ORDER, desc=f"calibration methods ({recipe.name})", unit="method"):
             path = Path(scratch) / f"{method}.onnx"
             try:
                 reports[method] = quantize_with_fallback(fp32_onnx, path, recipe, calibration, val_x, val_y, budget, method)
@@ -152,7 +153,7 @@ def rank_sensitivity(full_int8: Path, fp32_logits: np.ndarray, x: np.ndarray, qu
     """Quantized nodes, most sensitive first: the logits' mean squared error vs fp32 with that node in float."""
     base_error = _mse(logits_of(full_int8, x), fp32_logits)
     rows = []
-    for node in quantized_nodes(full_int8):
+    for node in progress(quantized_nodes(full_int8), desc="int8 sensitivity per node", unit="node"):
         probe = quantize(scratch / "probe.onnx", [node])
         error = _mse(logits_of(probe, x), fp32_logits)
         rows.append({"node": node, "mse_in_float": error, "mse_removed": base_error - error})

@@ -5,6 +5,7 @@ code `edgekd bench BUNDLE` runs on a device (edgekd.bench.measure).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,10 @@ import numpy as np
 from ..bench.accuracy import accuracy_metrics, eval_set_hash
 from ..bench.measure import Candidate, artifact_name, measure_rows
 from ..bench.report import build_report, write_reports
+from ..environment import cpu_info
 from ..targets import load_profile
 from ..targets.base import Artifact
+from ..targets.host_fit import host_warnings
 from .compile import eval_subset, latency_spec
 from .context import RunContext, StageOutput
 from .export import student_logits as fp32_student_logits
@@ -43,7 +46,37 @@ def candidates(ctx: RunContext) -> list[Candidate]:
             artifact = Artifact.from_json(candidate["artifact"], ctx.run_dir / candidate["path"])
             out.append(Candidate(artifact_name(target, candidate["name"]), target, artifact, ctx.cfg.bench.threads or profile.threads,
                                  shipped=candidate["verdict"].startswith("chosen"), verdict=candidate["verdict"],
-                                 time_latency=profile.latency_measurable_off_device))
+                                 time_latency=profile.latency_measurable_off_device,
+                                 latency_note=_latency_note(profile)))
+    return out
+
+
+def _latency_note(profile) -> str:
+    if profile.latency_measurable_off_device:
+        return ""
+    return (f"the {profile.name} profile says timings off the device mean nothing for it ({profile.arch} device, "
+            f"{cpu_info()['arch']} here); run edgekd bench on the device")
+
+
+def host_notes(ctx: RunContext) -> list[str]:
+    """Where this machine differs from the targets' devices, and what the quantize stage adapted to it."""
+    notes = []
+    for target in ctx.manifest.metrics("compile")["targets"]:
+        notes += host_warnings(load_profile(target, ctx.base_dir).model_dump())
+    for recipe in ctx.manifest.metrics("quantize").get("recipes", {}).values():
+        if recipe.get("host_note") and recipe["host_note"] not in notes:
+            notes.append(recipe["host_note"])
+    return notes
+
+
+def sensitivity(ctx: RunContext) -> dict[str, Any]:
+    """Per recipe whose fallback search ran: each quantized node's error with it alone in float, and the nodes kept."""
+    out = {}
+    for name, recipe in ctx.manifest.metrics("quantize").get("recipes", {}).items():
+        fallback = recipe.get("fallback") or {}
+        if fallback.get("sensitivity"):
+            out[name] = {"sensitivity": fallback["sensitivity"], "nodes_in_float": recipe.get("nodes_in_float", []),
+                         "max_drop": fallback.get("max_drop")}
     return out
 
 
@@ -54,9 +87,16 @@ def run(ctx: RunContext) -> StageOutput:
     batch_sizes = (1, bench_cfg.batch_size)
     rows = measure_rows(candidates(ctx), x, y, student_logits, latency_spec(ctx), batch_sizes, memory=bench_cfg.memory)
     report = build_report(ctx.cfg.name, rows, refs, {"samples": len(y), "sha256": eval_set_hash(x, y)},
-                          ctx.cfg.gate.model_dump(), latency_spec(ctx), batch_sizes, bench_cfg.memory)
+                          ctx.cfg.gate.model_dump(), latency_spec(ctx), batch_sizes, bench_cfg.memory,
+                          host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)})
+    noisy = len(report["warnings"])
+    if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently
+        short = (f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "
+                 f"the test split has only {len(ctx.dataset.test)}")
+        report["warnings"].insert(0, short)
+        warnings.warn(short, stacklevel=2)
     # Only report.json is this stage's recorded output: the gate stage rewrites report.md and report.html
     # with its verdicts, and that must not make this stage look stale on --resume.
     outputs = write_reports(ctx.run_dir, report)[:1]
     return StageOutput(outputs, {"rows": len(rows), "eval_set_sha256": report["eval_set"]["sha256"],
-                                 "warnings": len(report["warnings"])})
+                                 "warnings": noisy})

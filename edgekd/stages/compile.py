@@ -3,6 +3,7 @@ split, and bundle the fastest one that passes the gate (never one slower than fp
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, get_args
 
@@ -15,8 +16,10 @@ from ..bench.latency import LatencySpec, measure_interleaved
 from ..environment import cpu_info, library_versions
 from ..errors import StageError
 from ..gate import accuracy_drop
+from ..progress import progress
 from ..targets import get_backend, load_profile
 from ..targets.base import Artifact
+from ..targets.host_fit import host_warnings
 from ..targets.profiles import Precision
 from ..targets.selection import accuracy_limit, accuracy_rule, choose, plan
 from .context import RunContext, StageOutput
@@ -69,8 +72,9 @@ def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
     backend = get_backend(profile.backend)
     input_spec = ctx.manifest.metrics("export")["input"]
     folder = ctx.stage_dir("compile") / profile.name
+    sources = candidate_sources(ctx, profile)
     return [(name, backend.compile(source, precision, profile, folder / name, input_spec=input_spec))
-            for name, precision, source in candidate_sources(ctx, profile)]
+            for name, precision, source in progress(sources, desc=f"compile {profile.name}", unit="candidate")]
 
 
 def selection_rule(ctx: RunContext, profile):
@@ -86,7 +90,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
     backend = get_backend(profile.backend)
     val = ctx.dataset.val
     rows, runners = [], {}
-    for name, artifact in candidates:
+    for name, artifact in progress(candidates, desc=f"{profile.name} validation accuracy", unit="candidate"):
         row: dict[str, Any] = {"name": name, "precision": artifact.precision, "artifact": artifact.to_json(),
                                "path": str(artifact.root.relative_to(ctx.run_dir)),
                                "measured": backend.available() and not artifact.rebuild_on_device}
@@ -116,6 +120,8 @@ def run(ctx: RunContext) -> StageOutput:
     targets, outputs, built = {}, [], {}
     for name in ctx.cfg.targets:
         profile = load_profile(name, ctx.base_dir)
+        for note in host_warnings(profile.model_dump()):  # said before the timings it puts in doubt
+            warnings.warn(note, stacklevel=2)
         candidates = build_candidates(ctx, profile)
         built[profile.name] = {candidate for candidate, _ in candidates}
         if not candidates:

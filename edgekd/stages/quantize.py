@@ -17,6 +17,7 @@ from ..data.calibration import describe, draw, load_recipe
 from ..errors import StageError
 from ..fileio import atomic_path
 from ..gate import accuracy_drop, within_limit
+from ..progress import progress
 from ..quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from ..quant.host import HostChoice, recipe_for_host, warn_once
 from ..quant.ptq import quantize_qdq
@@ -76,7 +77,7 @@ def run(ctx: RunContext) -> StageOutput:
     calibration, digest = draw(ctx.dataset, recipe_set, synthetic_split(ctx))
     fp32 = fp32_onnx_path(ctx)
     outputs, used, made = [], {}, {}
-    for name, choice in recipes_for(ctx).items():
+    for name, choice in progress(list(recipes_for(ctx).items()), desc="int8 recipes (calibration)", unit="recipe"):
         recipe = choice.recipe
         flavour = json.dumps(recipe.model_dump(exclude={"name"}), sort_keys=True)
         if flavour in made:  # same formats under another name (e.g. x86 VNNI and OpenVINO): reuse the model

@@ -49,6 +49,9 @@ class TargetProfile(Strict):
     quantization: QuantRecipe | None = None
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
     threads: int | None = Field(None, ge=1)
+    cpu_features: list[Literal["vnni", "amx", "bf16", "dotprod", "i8mm"]] = Field(
+        default_factory=list, description="instruction sets the device has and its latency depends on; "
+        "a machine without them gets a warning that its timings are not the device's")
     latency_measurable_off_device: bool = Field(
         True, description="false when timings on the build machine say nothing about the device")
     runtime_options: dict = Field(default_factory=dict, description="backend-specific options (hints, workspace, ...)")

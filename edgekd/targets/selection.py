@@ -20,6 +20,9 @@ Rule = Callable[[Candidate], "str | None"]  # None: passes; otherwise why it fai
 MIN_GAIN_OVER_FP32 = 0.03
 MIN_ROUNDS_FASTER = 0.8
 BASELINE = "fp32"
+# Simplest first: when the timings do not separate two passing candidates, the simpler one ships
+# (fewer numerics to go wrong on the device, the more accurate model at equal speed).
+SIMPLER_FIRST = ("fp32", "fp16", "bf16", "int8", "int8-qat", "int8-fallback")
 
 
 def plan(profile, float_precisions: tuple[str, ...], fp32_onnx: Path,
@@ -85,7 +88,7 @@ def choose(rows: list[Candidate], rule: Rule, measured_key: str = "measured") ->
     eligible = [i for i, r in enumerate(rows) if r["verdict"] == "eligible"]
     timed = [i for i in eligible if "p50_ms" in rows[i]]
     if timed and len(timed) == len(eligible):
-        best = min(timed, key=lambda i: rows[i]["p50_ms"])
+        best = _simplest_within_noise(rows, timed, min(timed, key=lambda i: rows[i]["p50_ms"]))
     elif eligible:  # latency not measurable here (an ARM board, a GPU): the profile's order decides
         best = eligible[0]
     else:  # nothing passed: ship fp32 (the gate stage will fail the run if fp32 fails too)
@@ -96,6 +99,24 @@ def choose(rows: list[Candidate], rule: Rule, measured_key: str = "measured") ->
         elif row["verdict"] == "eligible":
             row["verdict"] = _lost_to(row, rows[best])
     return best
+
+
+def _complexity(row: Candidate) -> int:
+    return SIMPLER_FIRST.index(row["name"]) if row["name"] in SIMPLER_FIRST else len(SIMPLER_FIRST)
+
+
+def _simplest_within_noise(rows: list[Candidate], timed: list[int], fastest: int) -> int:
+    """The simplest timed candidate that the fastest one does not beat beyond timing noise (the same test as
+    against fp32: MIN_GAIN_OVER_FP32 in the median and MIN_ROUNDS_FASTER of the interleaved rounds)."""
+    for i in sorted(timed, key=lambda i: _complexity(rows[i])):
+        if _complexity(rows[i]) >= _complexity(rows[fastest]):
+            break
+        noise = _not_faster(rows[fastest], rows[i])
+        if noise:
+            rows[i]["within_noise_of"] = rows[fastest]["name"]
+            rows[fastest]["within_noise"] = f"within noise of the simpler {rows[i]['name']}: {noise}"
+            return i
+    return fastest
 
 
 def _profile_order(rows: list[Candidate]) -> int:
@@ -119,26 +140,32 @@ def _screen(row: Candidate, baseline: Candidate | None, rule: Rule, measured_key
 
 
 def _not_faster(row: Candidate, baseline: Candidate) -> str | None:
-    """Why `row` does not beat the fp32 baseline, or None when it does: by MIN_GAIN_OVER_FP32 in the median, and,
-    when per-round medians were measured, in at least MIN_ROUNDS_FASTER of the rounds. A tiny model's medians can
-    differ by a few percent by chance; a real gain shows in (nearly) every round of the interleaved measurement."""
+    """Why `row` does not beat `baseline` (fp32, or a simpler candidate), or None when it does: by MIN_GAIN_OVER_FP32
+    in the median, and, when per-round medians were measured, in at least MIN_ROUNDS_FASTER of the rounds. A tiny
+    model's medians can differ by a few percent by chance; a real gain shows in (nearly) every interleaved round."""
+    other = baseline["name"]
     if row["p50_ms"] > baseline["p50_ms"] * (1 - MIN_GAIN_OVER_FP32):
-        return f"not faster than fp32 by {MIN_GAIN_OVER_FP32:.0%} ({row['p50_ms']:.3f} ms vs {baseline['p50_ms']:.3f} ms)"
+        return f"not faster than {other} by {MIN_GAIN_OVER_FP32:.0%} ({row['p50_ms']:.3f} ms vs {baseline['p50_ms']:.3f} ms)"
     mine, theirs = row.get("round_p50_ms") or [], baseline.get("round_p50_ms") or []
     if len(mine) == len(theirs) >= 3:
         faster = sum(a < b for a, b in zip(mine, theirs))
         if faster < MIN_ROUNDS_FASTER * len(mine):
-            return f"faster than fp32 in only {faster} of {len(mine)} rounds ({row['p50_ms']:.3f} ms vs {baseline['p50_ms']:.3f} ms median): timing noise"
+            return (f"faster than {other} in only {faster} of {len(mine)} rounds ({row['p50_ms']:.3f} ms vs "
+                    f"{baseline['p50_ms']:.3f} ms median): within noise")
     return None
 
 
 def _how(row: Candidate, eligible: list[int]) -> str:
     if not eligible:
         return " (no candidate passed; fp32 shipped)"
+    if row.get("within_noise_of"):
+        return f" (simplest within noise of the fastest, {row['within_noise_of']}; {row['p50_ms']:.3f} ms)"
     return f" (fastest passing, {row['p50_ms']:.3f} ms)" if "p50_ms" in row else " (first passing in profile order)"
 
 
 def _lost_to(row: Candidate, best: Candidate) -> str:
+    if row.get("within_noise"):
+        return row["within_noise"]
     if "p50_ms" in row and "p50_ms" in best:
         return f"slower than the chosen {best['name']} ({row['p50_ms']:.3f} ms vs {best['p50_ms']:.3f} ms)"
     return f"later in profile order than the chosen {best['name']}"

@@ -41,3 +41,36 @@ def test_compare_cli(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "0.50x" in done.stdout and "+1.00" in done.stdout and "on jetson" in done.stdout
     assert (tmp_path / "c.md").read_text().startswith("# edgekd compare")
+
+
+def _timed(p50: float, rounds: list[float], cv: float = 6.0) -> dict:
+    return {"p50_ms": p50, "p10_ms": p50 * 0.5, "p90_ms": p50 * 3, "cv": cv, "round_p50_ms": rounds}
+
+
+def _with_latency(report: dict, stats: dict) -> dict:
+    report["rows"][0]["latency"] = {"batch1": stats}
+    return report
+
+
+def test_a_ratio_inside_the_measured_noise_is_within_noise_not_a_speedup():
+    a = _with_latency(_report("a", 0.030, 40, 0.9), _timed(0.030, [0.028, 0.031, 0.045, 0.029, 0.030]))
+    b = _with_latency(_report("b", 0.039, 40, 0.9), _timed(0.039, [0.036, 0.040, 0.033, 0.041, 0.039]))
+    result = compare_reports(a, b)
+    assert result["rows"][0]["latency_separated"] is False
+    assert "| within noise (1.30x) |" in render_markdown(result) and "not a measured speed-up" in render_markdown(result)
+
+
+def test_separated_rounds_keep_the_ratio():
+    a = _with_latency(_report("a", 1.0, 40, 0.9), _timed(1.0, [0.98, 1.0, 1.01, 0.99, 1.02], cv=0.02))
+    b = _with_latency(_report("b", 2.0, 40, 0.9), _timed(2.0, [1.98, 2.0, 2.01, 2.03, 1.99], cv=0.02))
+    result = compare_reports(a, b)
+    assert result["rows"][0]["latency_separated"] is True and "| 2.00x |" in render_markdown(result)
+
+
+def test_without_rounds_the_spread_or_cv_decides():
+    from edgekd.bench.noise import separated
+
+    assert separated({"p50_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.1}, {"p50_ms": 1.3, "p10_ms": 1.2, "p90_ms": 1.4}) is True
+    assert separated({"p50_ms": 1.0, "p10_ms": 0.5, "p90_ms": 3.0}, {"p50_ms": 1.3, "p10_ms": 0.6, "p90_ms": 4.0}) is False
+    assert separated({"p50_ms": 1.0, "cv": 6.0}, {"p50_ms": 1.3, "cv": 5.0}) is False
+    assert separated({"p50_ms": 1.0}, {"p50_ms": 1.3}) is None

@@ -124,7 +124,7 @@ def test_sigkill_during_distillation_then_resume_continues_from_the_checkpoint(t
     resumed = run_cli("run", config, "--out", run, "--resume")
 
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "[teachers] up to date, skipped" in resumed.stderr
+    assert "teachers] up to date, skipped" in resumed.stderr
     assert f"distill.progress.pt: resuming after epoch {epoch}" in resumed.stderr
     assert _manifest(run)["stages"]["teachers"] == teachers_before
     assert all(_outputs_intact(run, stage) for stage in ("teachers", "distill", "export", "quantize", "compile"))

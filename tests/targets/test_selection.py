@@ -91,3 +91,37 @@ def test_a_drop_exactly_at_the_limit_passes_selection():
     rows = [_row("fp32", 10.0), _row("int8", 2.0, drop=accuracy_drop(0.95, 281 / 300, "absolute", samples=300))]
     assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"  # one sample more is over
     assert rows[1]["verdict"] == "accuracy drop 1.33 > max_drop 1.0"
+
+
+def _rounds(row, values):
+    row["round_p50_ms"] = values
+    return row
+
+
+def test_when_the_rounds_do_not_separate_two_passing_candidates_the_simpler_ships():
+    # int8 and its fallback both beat fp32 in every round, but the fallback beats int8 in only 2 of 5.
+    fp32 = _rounds(_row("fp32", 0.060), [0.06] * 5)
+    int8 = _rounds(_row("int8", 0.031), [0.030, 0.031, 0.032, 0.029, 0.031])
+    fallback = _rounds(_row("int8-fallback", 0.030), [0.031, 0.029, 0.033, 0.028, 0.032])
+    rows = [fp32, int8, fallback]
+    best = choose(rows, accuracy_rule(1.0))
+    assert rows[best]["name"] == "int8"
+    assert rows[best]["verdict"].startswith("chosen (simplest within noise of the fastest, int8-fallback")
+    assert fallback["verdict"].startswith("within noise of the simpler int8: faster than int8 in only 2 of 5 rounds")
+
+
+def test_a_clearly_faster_candidate_still_beats_a_simpler_one():
+    fp32 = _rounds(_row("fp32", 0.060), [0.06] * 5)
+    int8 = _rounds(_row("int8", 0.040), [0.040] * 5)
+    fallback = _rounds(_row("int8-fallback", 0.030), [0.030] * 5)
+    rows = [fp32, int8, fallback]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "int8-fallback"
+    assert int8["verdict"].startswith("slower than the chosen int8-fallback")
+
+
+def test_a_gain_over_fp32_that_is_only_noise_says_within_noise():
+    fp32, int8 = _rounds(_row("fp32", 0.031), [0.031] * 5), _rounds(_row("int8", 0.029), [0.028, 0.035, 0.028, 0.036, 0.029])
+    int8["p50_ms"] = 0.029
+    rows = [fp32, int8]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
+    assert int8["verdict"].startswith("faster than fp32 in only 3 of 5 rounds") and int8["verdict"].endswith("within noise")
