@@ -41,7 +41,7 @@ def test_an_unknown_command_is_refused_with_the_usage():
 def test_a_tiny_runs_arm64_bundle_gives_the_x86_answers_on_aarch64(write_config, tmp_path):
     status = root_status()
     if status.returncode != 0:
-        pytest.skip(f"arm64 root not usable here: {status.stdout.strip()} (make arm64-check builds it)")
+        pytest.skip(f"arm64 root not usable here: {status.stdout.strip()}")
     if os.geteuid() != 0:
         pytest.skip("running the arm64 root needs root privileges (chroot, mount)")
     config = write_config({**TINY_CONFIG, "name": "tiny-arm64", "targets": ["arm64-cpu"]}, "tiny-arm64.yaml")
