@@ -48,11 +48,12 @@ ROOT_SCRIPT = REPO / "scripts" / "arm64" / "root.sh"
 DEVICE_SCRIPT = "arm64_device_outputs.py"
 # What edgekd needs on a device (pyproject's core dependencies) plus onnxruntime, at the versions this .venv runs.
 DEVICE_PACKAGES = ("numpy", "onnxruntime", "pydantic", "pyyaml", "click", "tqdm")
-# Logits from the two architectures may differ by float summation order (fp32) and, for int8, by the
-# rounding of requantized activations: x86 onnxruntime runs an S8S8 QDQ model's convolutions as float
-# kernels on dequantized values, aarch64 fuses them into int8 kernels (see the results' kernels). Both are
-# stated relative to the largest x86 logit magnitude of the case.
-TOLERANCE = {"fp32": 1e-4, "int8": 0.05}
+# Logits from the two architectures may differ by float summation order (fp32: SIMD widths and FMA differ) and,
+# for int8, by the float requantization between the integer layers. Both x86 and aarch64 run the QDQ model's
+# layers as int8 kernels (QLinearConv, QGemm: see the results' kernels) and, with 7-bit weights, compute the
+# same integers. Stated relative to the largest x86 logit magnitude of the case; for int8, 2% is about two
+# quantization steps of the int8 logits.
+TOLERANCE = {"fp32": 1e-4, "int8": 0.02}
 # Emulated inference is slow and latency means nothing here: few timed runs, one thread.
 BENCH_ARGS = ["--runs", "3", "--min-seconds", "0", "--warmup-runs", "1", "--warmup-seconds", "0", "--rounds", "1",
               "--batch", "1", "--threads", "1"]
@@ -131,21 +132,19 @@ def ensure_run(case: Case, runs: Path, work: Path) -> Path:
 
 # --- the same measurements on both architectures ---------------------------------------------------------
 
-def device_commands(case: str, prefix: str, bundles: list[str]) -> list[list[str]]:
+def device_commands(case: str, prefix: str, bundles: list[str], python: str) -> list[list[str]]:
     """bench, gate and the logits script for one case, as run from the check folder (x86 or aarch64 alike)."""
     out = f"{prefix}/{case}"
-    return [["python", "-m", "edgekd", "bench", case, "--out", f"{out}/bench", *BENCH_ARGS],
-            ["sh", "-c", f'python -m edgekd gate {out}/bench/report.json --baseline {case}/run-report.json '
+    return [[python, "-m", "edgekd", "bench", case, "--out", f"{out}/bench", *BENCH_ARGS],
+            ["sh", "-c", f'{python} -m edgekd gate {out}/bench/report.json --baseline {case}/run-report.json '
                          f'--summary {out}/gate.md > {out}/gate.txt; echo $? > {out}/gate.exit'],
-            ["python", DEVICE_SCRIPT, f"{out}/outputs", *[f"{case}/bundle/{b}" for b in bundles]]]
+            [python, DEVICE_SCRIPT, f"{out}/outputs", *[f"{case}/bundle/{b}" for b in bundles]]]
 
 
 def run_x86(check: Path, cases: dict[str, list[str]]) -> None:
     for case, bundles in cases.items():
         (check / "x86_64" / case).mkdir(parents=True, exist_ok=True)
-        for command in device_commands(case, "x86_64", bundles):
-            if command[0] == "python":
-                command = [sys.executable, *command[1:]]
+        for command in device_commands(case, "x86_64", bundles, sys.executable):
             sh(*command, cwd=check, env=python_env())
 
 
@@ -153,7 +152,7 @@ def run_aarch64(check: Path, cases: dict[str, list[str]], qemu_cpu: str | None) 
     lines = ["set -e"]
     for case, bundles in cases.items():
         lines.append(f"mkdir -p aarch64/{case}")
-        lines += [" ".join(f"'{part}'" for part in command) for command in device_commands(case, "aarch64", bundles)]
+        lines += [" ".join(f"'{part}'" for part in command) for command in device_commands(case, "aarch64", bundles, "python3")]
     (check / "aarch64.sh").write_text("\n".join(lines) + "\n")
     env = python_env() | ({"QEMU_CPU": qemu_cpu} if qemu_cpu else {})
     sh("sh", ROOT_SCRIPT, "run", check, "sh", "aarch64.sh", env=env)
