@@ -40,7 +40,8 @@ latency-fidelity: setup
 	flock /tmp/edgekd-heavy.lock $(PY) benchmarks/latency_fidelity.py
 
 # arm64-cpu bundles run on aarch64 code under qemu-user (Debian arm64 root, cached in $(EDGEKD_ARM64_ROOT) or
-# ~/.cache/edgekd/arm64-root: the first build takes minutes, a rerun a minute or two). Needs root (chroot, mount).
+# ~/.cache/edgekd/arm64-root: about 3 minutes, once). Runs resume, so a rerun is a few minutes of emulated
+# inference. Needs root (chroot, mount).
 # Writes benchmarks/results/arm64_emulated.json and .md; fails if aarch64 and x86 disagree.
 arm64-check: setup fashion-mnist arm64-tools
 	flock /tmp/edgekd-heavy.lock $(PY) benchmarks/arm64_emulated.py

@@ -1,25 +1,26 @@
 """Do arm64-cpu bundles compute on aarch64 what the x86 build machine measured?
 
 No ARM board here, so the bundles run on aarch64 code under emulation: a Debian arm64 root (debootstrap) with
-bookworm's python3 and the aarch64 wheels of numpy, onnxruntime, pydantic, ... from the package index, plus
-edgekd's own wheel (no torch), run by qemu-user through binfmt_misc (scripts/arm64/root.sh). Emulation says
-nothing about speed, but onnxruntime's aarch64 build runs its real ARM kernels (NEON, and SDOT/SMMLA for int8
-when the emulated CPU has them), so it shows whether a bundle loads there and computes the same answers.
+bookworm's python3, the aarch64 wheels of numpy, onnxruntime, pydantic, ... from the package index and edgekd's
+own wheel (no torch), run by qemu-user through binfmt_misc (scripts/arm64/root.sh). Emulation says nothing about
+speed, but onnxruntime's aarch64 build runs its real ARM kernels, chosen by the CPU features qemu reports: on
+qemu's "max" CPU (dot product, i8mm) and on its Cortex-A72 (a Raspberry Pi 4: neither), so two int8 kernel paths.
 
-For each case (the quickstart student, and a Fashion-MNIST student: benchmarks/arm64_fashion_mnist.yaml), the
-pipeline runs (or resumes) on x86, then every arm64-cpu candidate (fp32 and int8) is bundled: the shipped
-bundle as the run wrote it, the others with edgekd's bundle writer. On both architectures, with the same code:
-`edgekd bench` (sha256 check, top-1 on eval.npz), `edgekd gate` (the run's thresholds, the run's report as
-baseline) and benchmarks/arm64_device_outputs.py (logits of model.onnx and model.ort, the kernels each ran).
-Checks, per candidate: sha256 verified on aarch64; top-1 on aarch64 within one sample of x86; the same gate
-verdict; model.ort loads and gives model.onnx's logits; aarch64 logits within TOLERANCE of x86's.
+For each case (the quickstart student, a Fashion-MNIST student: benchmarks/arm64_fashion_mnist.yaml, and an
+informational full-range int8 variant of the quickstart) the pipeline runs (or resumes) on x86, then every
+arm64-cpu candidate (fp32 and int8) is bundled: the shipped bundle as the run wrote it, the others with edgekd's
+bundle writer. On both architectures, with the same code: `edgekd bench` (sha256 check, top-1 on eval.npz),
+`edgekd gate` (the run's thresholds, the run's report as baseline) and benchmarks/arm64_device_outputs.py (logits
+of model.onnx and model.ort, the kernels each ran). Checks, per candidate and emulated CPU: sha256 verified on
+aarch64; top-1 on aarch64 within one sample of x86; the same gate verdict; model.ort loads, gives model.onnx's
+logits and runs the same kernels; aarch64 logits within TOLERANCE of x86's.
 
-    make arm64-check          # installs qemu-user-static and debootstrap if missing, then runs this
-    python benchmarks/arm64_emulated.py [--case quickstart] [--results PATH] [--qemu-cpu cortex-a72]
+    make arm64-check          # installs qemu-user-static, binfmt-support and debootstrap if missing, then this
+    python benchmarks/arm64_emulated.py [--case quickstart] [--qemu-cpu max] [--config my.yaml] [--results PATH]
 
-Writes benchmarks/results/arm64_emulated.json and .md; exits 1 if a check fails. The arm64 root is cached
-(EDGEKD_ARM64_ROOT, default ~/.cache/edgekd/arm64-root) and the runs resume, so a rerun takes a minute or two,
-most of it emulated inference.
+Writes benchmarks/results/arm64_emulated.json and .md; exits 1 if a check fails. The arm64 root is built once
+(about 3 minutes) and cached (EDGEKD_ARM64_ROOT, default ~/.cache/edgekd/arm64-root), the runs resume, so a rerun
+spends its few minutes on emulated inference (its time is in the results).
 """
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ DEVICE_PACKAGES = ("numpy", "onnxruntime", "pydantic", "pyyaml", "click", "tqdm"
 # same integers. Stated relative to the largest x86 logit magnitude of the case; for int8, 2% is about two
 # quantization steps of the int8 logits.
 TOLERANCE = {"fp32": 1e-4, "int8": 0.02}
+# qemu's CPU models: "max" has every extension qemu emulates (dot product, i8mm, SVE); cortex-a72 (Raspberry Pi 4)
+# has none of them, so onnxruntime runs int8 with its plain NEON kernels there.
+QEMU_CPUS = ("max", "cortex-a72")
 # Emulated inference is slow and latency means nothing here: few timed runs, one thread.
 BENCH_ARGS = ["--runs", "3", "--min-seconds", "0", "--warmup-runs", "1", "--warmup-seconds", "0", "--rounds", "1",
               "--batch", "1", "--threads", "1"]
@@ -148,14 +152,14 @@ def run_x86(check: Path, cases: dict[str, list[str]]) -> None:
             sh(*command, cwd=check, env=python_env())
 
 
-def run_aarch64(check: Path, cases: dict[str, list[str]], qemu_cpu: str | None) -> None:
-    lines = ["set -e"]
+def run_aarch64(check: Path, cases: dict[str, list[str]], qemu_cpu: str) -> None:
+    """The same commands in the arm64 root, on qemu's model of `qemu_cpu` (its instruction set extensions)."""
+    lines, prefix = ["set -e"], f"aarch64-{qemu_cpu}"
     for case, bundles in cases.items():
-        lines.append(f"mkdir -p aarch64/{case}")
-        lines += [" ".join(f"'{part}'" for part in command) for command in device_commands(case, "aarch64", bundles, "python3")]
-    (check / "aarch64.sh").write_text("\n".join(lines) + "\n")
-    env = python_env() | ({"QEMU_CPU": qemu_cpu} if qemu_cpu else {})
-    sh("sh", ROOT_SCRIPT, "run", check, "sh", "aarch64.sh", env=env)
+        lines.append(f"mkdir -p {prefix}/{case}")
+        lines += [" ".join(f"'{part}'" for part in command) for command in device_commands(case, prefix, bundles, "python3")]
+    (check / f"{prefix}.sh").write_text("\n".join(lines) + "\n")
+    sh("sh", ROOT_SCRIPT, "run", check, "sh", f"{prefix}.sh", env=python_env() | {"QEMU_CPU": qemu_cpu})
 
 
 # --- comparison ------------------------------------------------------------------------------------------
@@ -165,20 +169,22 @@ def bench_rows(report_path: Path) -> dict[str, dict]:
     return {Path(row["bundle"]).name: row for row in report["rows"] if row.get("bundle")}
 
 
-def compare_case(case: Case, check: Path, run_dir: Path, staged: dict[str, str]) -> list[dict]:
-    x86_rows, arm_rows = (bench_rows(check / arch / case.name / "bench" / "report.json") for arch in ("x86_64", "aarch64"))
-    arm_device = read_json(check / "aarch64" / case.name / "outputs" / "device.json")
+def compare_case(case: Case, check: Path, staged: dict[str, str], qemu_cpu: str) -> list[dict]:
+    arm = f"aarch64-{qemu_cpu}"
+    x86_rows, arm_rows = (bench_rows(check / arch / case.name / "bench" / "report.json") for arch in ("x86_64", arm))
+    arm_device = read_json(check / arm / case.name / "outputs" / "device.json")
     arm_results = {b["bundle"]: b for b in arm_device["bundles"]}
-    gates = {arch: gate_verdict(check / arch / case.name) for arch in ("x86_64", "aarch64")}
+    gates = {"x86_64": gate_verdict(check / "x86_64" / case.name), "aarch64": gate_verdict(check / arm / case.name)}
     rows = []
     for name, how in staged.items():
         x86_logits = np.load(check / "x86_64" / case.name / "outputs" / f"{name}.npz")
-        arm_logits = np.load(check / "aarch64" / case.name / "outputs" / f"{name}.npz")
+        arm_logits = np.load(check / arm / case.name / "outputs" / f"{name}.npz")
         arm = arm_results[name]
         scale = float(np.abs(x86_logits["onnx"]).max())
         precision = arm["precision"]
         row = {"model": f"{case.name}: {case.model}", "case": case.name, "informational": case.variant_of is not None,
-               "candidate": name, "precision": precision,
+               "candidate": name, "precision": precision, "aarch64_cpu": qemu_cpu,
+               "aarch64_features": arm_device["environment"]["hwcaps"],
                "bundle": how, "shipped": how == "shipped bundle", "eval_samples": arm["eval_samples"],
                "top1_x86": x86_rows[name]["top1"], "top1_aarch64": arm_rows[name]["top1"],
                "sha256_verified_aarch64": arm["sha256_verified"],
@@ -237,31 +243,39 @@ def markdown(results: dict) -> str:
         "",
         f"Generated by `benchmarks/arm64_emulated.py` ({results['created']}). aarch64: Debian bookworm arm64 root, "
         f"Python {env['python']}, onnxruntime {env['onnxruntime']}, numpy {env['numpy']}, under {results['emulator']}"
-        f" (emulated CPU: {env.get('qemu_cpu') or 'qemu default, max'}; aarch64 features the kernel reports: "
-        f"{', '.join(env.get('hwcaps') or []) or 'none of dotprod/i8mm/sve/bf16'}). x86: {build['cpu']['model']} "
+        f"; emulated CPUs (qemu -cpu) and the int8-relevant features the kernel reports for each: "
+        f"{'; '.join(f'{cpu}: ' + (', '.join(feats) or 'none of dotprod/i8mm/sve/bf16') for cpu, feats in results['aarch64_cpus_features'].items())}"
+        f". x86: {build['cpu']['model']} "
         f"({', '.join(build['cpu']['flags'])}), onnxruntime {build['libraries'].get('onnxruntime')}.",
         "Emulation runs onnxruntime's real aarch64 kernels but says nothing about speed: latency is not reported.",
         "",
-        "| model | candidate | samples | top-1 x86 | top-1 aarch64 | max abs diff (tolerance) | .ort loads | .ort vs .onnx | gate x86 / aarch64 | checks |",
-        "|---|---|---:|---:|---:|---:|---|---:|---|---|",
+        "| model | candidate | aarch64 CPU (qemu) | samples | top-1 x86 | top-1 aarch64 | max abs diff (tolerance) | .ort loads | "
+        ".ort vs .onnx | gate x86 / aarch64 | checks |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for row in results["cases"]:
         failed = [name for name, ok in row["checks"].items() if not ok]
         lines.append(
             f"| {row['case']}{' (informational)' if row['informational'] else ''} | "
-            f"{row['candidate']}{' (shipped)' if row['shipped'] else ''} | {row['eval_samples']} | "
+            f"{row['candidate']}{' (shipped)' if row['shipped'] else ''} | {row['aarch64_cpu']} | {row['eval_samples']} | "
             f"{row['top1_x86'] * 100:.2f}% | {row['top1_aarch64'] * 100:.2f}% | {row['max_abs_diff']:.2e} "
             f"({row['tolerance_abs']:.1e}) | {'yes' if row['ort_format_loaded'] else 'NO'} | "
             f"{row.get('ort_vs_onnx_max_abs_diff_aarch64', float('nan')):.2e} | "
-            f"{row['gate_x86']['exit']} / {row['gate_aarch64']['exit']} | {'all pass' if not failed else 'FAIL: ' + ', '.join(failed)} |")
+            f"{row['gate_x86']['exit']} / {row['gate_aarch64']['exit']} | {verdict_text(row, failed)} |")
     lines += ["", "Kernels each session ran per batch (onnxruntime profiler), int8 candidates:", ""]
     for row in results["cases"]:
-        if row["precision"] == "int8":
+        if row["precision"] == "int8" and row["aarch64_cpu"] == results["aarch64_cpus"][0]:
             lines.append(f"- {row['case']} {row['candidate']}: x86 .onnx {fmt_kernels(row['kernels_x86_onnx'])}; "
                          f"aarch64 .onnx {fmt_kernels(row['kernels_aarch64_onnx'])}; "
                          f"aarch64 .ort {fmt_kernels(row.get('kernels_aarch64_ort', {}))}")
     lines += ["", results["notes"], ""]
     return "\n".join(lines)
+
+
+def verdict_text(row: dict, failed: list[str]) -> str:
+    if not failed:
+        return "all pass"
+    return ("differs (informational): " if row["informational"] else "FAIL: ") + ", ".join(failed)
 
 
 def fmt_kernels(kernels: dict) -> str:
@@ -277,7 +291,9 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".work" / "arm64")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "arm64_emulated",
                         help="results path without suffix (.json and .md are written)")
-    parser.add_argument("--qemu-cpu", help="emulated CPU model (qemu -cpu), e.g. cortex-a72 (Raspberry Pi 4: no dot product)")
+    parser.add_argument("--qemu-cpu", action="append", choices=["max", "cortex-a72", "cortex-a76", "neoverse-n1", "cortex-a53", "a64fx"],
+                        help="emulated CPU (repeatable; default: max, with dot product and i8mm, and cortex-a72, "
+                             "the Raspberry Pi 4's, without dot product: onnxruntime's int8 kernels differ)")
     args = parser.parse_args()
     cases = [c for c in CASES if c.name in (args.case or ([] if args.config else [c.name for c in CASES]))]
     cases += [Case(path.stem, str(path.resolve()), f"{path.name} (given with --config)") for path in args.config]
@@ -299,13 +315,17 @@ def main() -> int:
         shutil.copy(run_dirs[case.name] / "report.json", check / case.name / "run-report.json")
     bundles = {name: list(s) for name, s in staged.items()}
     run_x86(check, bundles)
-    run_aarch64(check, bundles, args.qemu_cpu)
-    rows = [row for case in cases for row in compare_case(case, check, run_dirs[case.name], staged[case.name])]
-    arm_env = read_json(check / "aarch64" / cases[0].name / "outputs" / "device.json")["environment"]
+    cpus = args.qemu_cpu or list(QEMU_CPUS)
+    for cpu in cpus:
+        run_aarch64(check, bundles, cpu)
+    rows = [row for cpu in cpus for case in cases for row in compare_case(case, check, staged[case.name], cpu)]
+    arm_env = read_json(check / f"aarch64-{cpus[0]}" / cases[0].name / "outputs" / "device.json")["environment"]
     results = {
         "benchmark": "arm64_emulated", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": arm_env, "onnxruntime": arm_env["onnxruntime"], "build_machine": describe(),
-        "emulator": qemu_version(), "tolerance_relative_to_max_abs_logit": TOLERANCE,
+        "emulator": qemu_version(), "aarch64_cpus": cpus,
+        "aarch64_cpus_features": {cpu: next(r["aarch64_features"] for r in rows if r["aarch64_cpu"] == cpu) for cpu in cpus},
+        "tolerance_relative_to_max_abs_logit": TOLERANCE,
         "fashion_mnist_config": "benchmarks/arm64_fashion_mnist.yaml (data.path given: the Debian package's folder)",
         "seconds": round(time.time() - started, 1), "cases": rows,
         "passed": all(all(r["checks"].values()) for r in rows if not r["informational"]),

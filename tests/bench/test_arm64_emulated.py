@@ -47,7 +47,8 @@ def test_a_tiny_runs_arm64_bundle_gives_the_x86_answers_on_aarch64(write_config,
     config = write_config({**TINY_CONFIG, "name": "tiny-arm64", "targets": ["arm64-cpu"]}, "tiny-arm64.yaml")
     results = tmp_path / "arm64"
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "arm64_emulated.py"), "--config", str(config),
-                           "--runs", str(tmp_path / "runs"), "--work", str(tmp_path / "work"), "--results", str(results)],
+                           "--runs", str(tmp_path / "runs"), "--work", str(tmp_path / "work"), "--results", str(results),
+                           "--qemu-cpu", "max"],
                           capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(results.with_suffix(".json").read_text())
