@@ -170,15 +170,15 @@ def bench_rows(report_path: Path) -> dict[str, dict]:
 
 
 def compare_case(case: Case, check: Path, staged: dict[str, str], qemu_cpu: str) -> list[dict]:
-    arm = f"aarch64-{qemu_cpu}"
-    x86_rows, arm_rows = (bench_rows(check / arch / case.name / "bench" / "report.json") for arch in ("x86_64", arm))
-    arm_device = read_json(check / arm / case.name / "outputs" / "device.json")
+    arm_dir = f"aarch64-{qemu_cpu}"
+    x86_rows, arm_rows = (bench_rows(check / arch / case.name / "bench" / "report.json") for arch in ("x86_64", arm_dir))
+    arm_device = read_json(check / arm_dir / case.name / "outputs" / "device.json")
     arm_results = {b["bundle"]: b for b in arm_device["bundles"]}
-    gates = {"x86_64": gate_verdict(check / "x86_64" / case.name), "aarch64": gate_verdict(check / arm / case.name)}
+    gates = {"x86_64": gate_verdict(check / "x86_64" / case.name), "aarch64": gate_verdict(check / arm_dir / case.name)}
     rows = []
     for name, how in staged.items():
         x86_logits = np.load(check / "x86_64" / case.name / "outputs" / f"{name}.npz")
-        arm_logits = np.load(check / arm / case.name / "outputs" / f"{name}.npz")
+        arm_logits = np.load(check / arm_dir / case.name / "outputs" / f"{name}.npz")
         arm = arm_results[name]
         scale = float(np.abs(x86_logits["onnx"]).max())
         precision = arm["precision"]
@@ -291,6 +291,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".work" / "arm64")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "arm64_emulated",
                         help="results path without suffix (.json and .md are written)")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only recompute the results from the outputs of the last run in --work (nothing runs)")
     parser.add_argument("--qemu-cpu", action="append", choices=["max", "cortex-a72", "cortex-a76", "neoverse-n1", "cortex-a53", "a64fx"],
                         help="emulated CPU (repeatable; default: max, with dot product and i8mm, and cortex-a72, "
                              "the Raspberry Pi 4's, without dot product: onnxruntime's int8 kernels differ)")
@@ -299,8 +301,11 @@ def main() -> int:
     cases += [Case(path.stem, str(path.resolve()), f"{path.name} (given with --config)") for path in args.config]
     started = time.time()
     args.work.mkdir(parents=True, exist_ok=True)
+    check, cpus = args.work / "check", args.qemu_cpu or list(QEMU_CPUS)
+    if args.compare_only:
+        staged = read_json(check / "staged.json")
+        return finish(args, cases, check, staged, cpus, started)
     prepare_root(args.work)
-    check = args.work / "check"
     shutil.rmtree(check, ignore_errors=True)
     check.mkdir()
     shutil.copy(REPO / "benchmarks" / DEVICE_SCRIPT, check / DEVICE_SCRIPT)
@@ -313,11 +318,15 @@ def main() -> int:
                 shutil.rmtree(check / case.name / "bundle" / name)
                 del staged[case.name][name]
         shutil.copy(run_dirs[case.name] / "report.json", check / case.name / "run-report.json")
+    write_json_atomic(check / "staged.json", staged)
     bundles = {name: list(s) for name, s in staged.items()}
     run_x86(check, bundles)
-    cpus = args.qemu_cpu or list(QEMU_CPUS)
     for cpu in cpus:
         run_aarch64(check, bundles, cpu)
+    return finish(args, cases, check, staged, cpus, started)
+
+
+def finish(args, cases: list[Case], check: Path, staged: dict, cpus: list[str], started: float) -> int:
     rows = [row for cpu in cpus for case in cases for row in compare_case(case, check, staged[case.name], cpu)]
     arm_env = read_json(check / f"aarch64-{cpus[0]}" / cases[0].name / "outputs" / "device.json")["environment"]
     results = {
@@ -327,7 +336,7 @@ def main() -> int:
         "aarch64_cpus_features": {cpu: next(r["aarch64_features"] for r in rows if r["aarch64_cpu"] == cpu) for cpu in cpus},
         "tolerance_relative_to_max_abs_logit": TOLERANCE,
         "fashion_mnist_config": "benchmarks/arm64_fashion_mnist.yaml (data.path given: the Debian package's folder)",
-        "seconds": round(time.time() - started, 1), "cases": rows,
+        "seconds": None if args.compare_only else round(time.time() - started, 1), "cases": rows,
         "passed": all(all(r["checks"].values()) for r in rows if not r["informational"]),
         "notes": NOTES,
     }
