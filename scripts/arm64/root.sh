@@ -119,6 +119,9 @@ mount_into_root() {
 run_in_root() {
     dir=$1; shift
     [ -d "$dir" ] || die "$dir: no such folder to copy into the root"
+    # One check at a time: they share /check and the mounts.
+    exec 9>"$ROOT.lock"
+    flock 9
     rm -rf "$ROOT/check"
     cp -r "$dir" "$ROOT/check"
     trap 'unmount_all; rm -rf "$ROOT/check"' EXIT INT TERM
