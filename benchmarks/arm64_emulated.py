@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import shutil
 import subprocess
 import sys
@@ -95,15 +96,16 @@ def edgekd_cmd(*args) -> list[str]:
 
 
 def python_env() -> dict:
-    import os
-
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 # --- the emulated device ---------------------------------------------------------------------------------
 
-def prepare_root(work: Path) -> None:
-    """Build (once) the arm64 root with the device packages at this .venv's versions, then install edgekd's wheel."""
+def prepare_root(work: Path) -> bool:
+    """Build (once) the arm64 root with the device packages at this .venv's versions, then install edgekd's wheel.
+    Returns whether the root was already there."""
+    root = Path(os.environ.get("EDGEKD_ARM64_ROOT") or Path.home() / ".cache" / "edgekd" / "arm64-root")
+    cached = (root / ".edgekd-base").is_file()
     requirements = work / "requirements-aarch64.txt"
     requirements.write_text("".join(f"{name}=={importlib.metadata.version(name)}\n" for name in DEVICE_PACKAGES))
     sh("sh", ROOT_SCRIPT, "ensure", requirements, env={**python_env(), "PIP": f"{sys.executable} -m pip"})
@@ -114,6 +116,7 @@ def prepare_root(work: Path) -> None:
     sh(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", wheels, REPO)
     (wheel,) = wheels.glob("edgekd-*.whl")
     sh("sh", ROOT_SCRIPT, "install", wheel)
+    return cached
 
 
 # --- x86: runs and bundles -------------------------------------------------------------------------------
@@ -252,7 +255,8 @@ def markdown(results: dict) -> str:
         "Emulation runs onnxruntime's real aarch64 kernels but says nothing about speed: latency is not reported.",
         "",
         f"Verdict: {'every check passes' if results['passed'] else 'FAILED'} (informational rows aside); "
-        f"{results['seconds']} s on the shared 2-core build machine, runs resumed, root cached." if results["seconds"] else
+        f"{results['seconds']} s on the shared 2-core build machine (the arm64 root "
+        f"{'reused' if results['root_cached'] else 'built in this run'}; pipeline runs resumed where done)." if results["seconds"] else
         f"Verdict: {'every check passes' if results['passed'] else 'FAILED'} (informational rows aside).",
         "",
         "| model | candidate | aarch64 CPU (qemu) | samples | top-1 x86 | top-1 aarch64 | max abs diff (tolerance) | .ort loads | "
@@ -311,7 +315,7 @@ def main() -> int:
     if args.compare_only:
         staged = read_json(check / "staged.json")
         return finish(args, cases, check, staged, cpus, started)
-    prepare_root(args.work)
+    args.root_cached = prepare_root(args.work)
     shutil.rmtree(check, ignore_errors=True)
     check.mkdir()
     shutil.copy(REPO / "benchmarks" / DEVICE_SCRIPT, check / DEVICE_SCRIPT)
@@ -342,7 +346,8 @@ def finish(args, cases: list[Case], check: Path, staged: dict, cpus: list[str], 
         "aarch64_cpus_features": {cpu: next(r["aarch64_features"] for r in rows if r["aarch64_cpu"] == cpu) for cpu in cpus},
         "tolerance_relative_to_max_abs_logit": TOLERANCE,
         "fashion_mnist_config": "benchmarks/arm64_fashion_mnist.yaml (data.path given: the Debian package's folder)",
-        "seconds": None if args.compare_only else round(time.time() - started, 1), "cases": rows,
+        "seconds": None if args.compare_only else round(time.time() - started, 1),
+        "root_cached": getattr(args, "root_cached", None), "cases": rows,
         "passed": all(all(r["checks"].values()) for r in rows if not r["informational"]),
         "notes": NOTES,
     }
