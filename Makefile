@@ -7,7 +7,7 @@ STAMP := $(VENV)/.edgekd-installed
 # torch 2.14.1 / torchvision 0.29.1 come from this machine's local wheel cache via pip.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity
+.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity arm64-tools arm64-check tensorrt-check
 
 setup: $(STAMP)
 
@@ -38,6 +38,23 @@ report-screenshot: setup chromium
 # edgekd bench against benchmark_app and a bare session.run loop (writes benchmarks/results/latency_fidelity.*).
 latency-fidelity: setup
 	flock /tmp/edgekd-heavy.lock $(PY) benchmarks/latency_fidelity.py
+
+# arm64-cpu bundles run on aarch64 code under qemu-user (Debian arm64 root, cached in $(EDGEKD_ARM64_ROOT) or
+# ~/.cache/edgekd/arm64-root: about 3 minutes, once). Runs resume, so a rerun is a few minutes of emulated
+# inference. Needs root (chroot, mount).
+# Writes benchmarks/results/arm64_emulated.json and .md; fails if aarch64 and x86 disagree.
+arm64-check: setup fashion-mnist arm64-tools
+	flock /tmp/edgekd-heavy.lock $(PY) benchmarks/arm64_emulated.py
+
+# qemu-user-static (with binfmt-support: the kernel runs aarch64 programs through qemu) and debootstrap.
+arm64-tools:
+	command -v qemu-aarch64-static >/dev/null && command -v debootstrap >/dev/null && command -v update-binfmts >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static binfmt-support debootstrap)
+
+# On a machine with TensorRT and an NVIDIA GPU: fp16 and int8 engines built from bundles, `edgekd bench`,
+# top-1 against onnxruntime on the same ONNX files (writes benchmarks/results/tensorrt_check.json and .md).
+tensorrt-check: setup
+	$(PY) benchmarks/tensorrt_check.py
 
 # Headless Chromium (Debian's package) renders report.html for the screenshot test.
 chromium:

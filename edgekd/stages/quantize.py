@@ -79,7 +79,7 @@ def run(ctx: RunContext) -> StageOutput:
     outputs, used, made = [], {}, {}
     for name, choice in progress(list(recipes_for(ctx).items()), desc="int8 recipes (calibration)", unit="recipe"):
         recipe = choice.recipe
-        flavour = json.dumps(recipe.model_dump(exclude={"name"}), sort_keys=True)
+        flavour = json.dumps(recipe.model_dump(exclude={"name", "why"}), sort_keys=True)
         if flavour in made:  # same formats under another name (e.g. x86 VNNI and OpenVINO): reuse the model
             path, info = int8_path(ctx, name), {**made[flavour][1], "same_model_as": made[flavour][2]}
             with atomic_path(path) as tmp:

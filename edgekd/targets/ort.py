@@ -93,7 +93,10 @@ class OrtArm64Backend(OrtBackend):
 
         artifact.notes["ort_format"] = {"file": "model.ort", "optimization_style": "runtime",
                                         "saved_level": "ORT_ENABLE_BASIC", "runtime_optimizations": "ORT_ENABLE_ALL",
-                                        "onnxruntime": onnxruntime.__version__}
+                                        "target_platform": "arm", "onnxruntime": onnxruntime.__version__,
+                                        # onnxruntime replays the recorded fusions only when asked (trusted models)
+                                        "session_config": {"session.load_model_format": "ORT",
+                                                           "session.enable_saved_runtime_optimizations": "1"}}
         return artifact
 
 
@@ -112,5 +115,9 @@ def _save_ort(ort, onnx_path: Path, ort_path: Path) -> None:
     options.add_session_config_entry("session.save_model_format", "ORT")
     # "save": apply basic optimisations, record the higher-level ones for the device to replay.
     options.add_session_config_entry("optimization.minimal_build_optimizations", "save")
+    # Record the int8 (S8) QDQ fusions as on ARM, as onnxruntime's converter does for --target_platform arm:
+    # on an x86 build machine they are off by default, and the .ort file then replays only QGemm; its
+    # convolutions run as DequantizeLinear + float Conv on the device (seen on aarch64, make arm64-check).
+    options.add_session_config_entry("session.qdqisint8allowed", "1")
     ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"],
                          disabled_optimizers=["NchwcTransformer"])

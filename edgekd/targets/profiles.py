@@ -18,6 +18,8 @@ class QuantRecipe(Strict):
     """How to make the int8 QDQ model for a target (onnxruntime quantize_static settings)."""
 
     name: str
+    why: str = Field("", description="why these formats suit the target (the runtime's guidance, measurements); "
+                     "recorded with the recipe in the quantize stage's metrics and the bundle manifest")
     activation_type: Literal["uint8", "int8"] = "uint8"
     weight_type: Literal["int8", "uint8"] = "int8"
     per_channel: bool = True

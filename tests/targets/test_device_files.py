@@ -59,3 +59,29 @@ def test_ort_file_carries_runtime_optimization_records_for_int8(tiny_model, tmp_
     options.add_session_config_entry("session.save_model_format", "ORT")
     ort.InferenceSession(str(tiny_model.int8), options, providers=["CPUExecutionProvider"])
     assert (tmp_path / "runtime.ort").stat().st_size > (tmp_path / "basic.ort").stat().st_size
+
+
+def test_ort_file_saved_on_x86_replays_the_int8_convolutions_arm_runs(tiny_model, tmp_path):
+    """The arm64 recipe's S8S8 QDQ convolutions are fused (QLinearConv) on ARM; an x86 build machine does not
+    fuse int8-activation QDQ by default, so the .ort file must be saved with ARM's setting. Opened as its
+    notes say, it then runs no convolution in float."""
+    import json
+
+    import onnxruntime as ort
+
+    from edgekd.quant.host import recipe_for_host
+    from edgekd.quant.ptq import quantize_qdq
+
+    profile = load_profile("arm64-cpu")
+    s8s8 = quantize_qdq(tiny_model.fp32, tmp_path / "s8s8.onnx", recipe_for_host(profile.quantization).recipe,
+                        tiny_model.eval_x[:64])
+    artifact = get_backend("ort-arm64").compile(s8s8, "int8", profile, tmp_path / "arm64", tiny_model.input_spec)
+    options = ort.SessionOptions()
+    options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / "profile")
+    for key, value in artifact.notes["ort_format"]["session_config"].items():
+        options.add_session_config_entry(key, value)
+    session = ort.InferenceSession(str(tmp_path / "arm64" / "model.ort"), options, providers=["CPUExecutionProvider"])
+    session.run(None, {session.get_inputs()[0].name: tiny_model.eval_x[:4]})
+    trace = json.loads(open(session.end_profiling(), encoding="utf-8").read())
+    kernels = {event["args"]["op_name"] for event in trace if event.get("cat") == "Node" and "op_name" in event.get("args", {})}
+    assert "QLinearConv" in kernels and "Conv" not in kernels, kernels

@@ -84,3 +84,13 @@ def test_int8_without_a_recipe_is_refused(tmp_path):
 def test_unknown_target_suggests_the_closest():
     with pytest.raises(TargetError, match="did you mean 'intel-cpu'"):
         load_profile("intel-cpux")
+
+
+def test_arm64_recipe_is_onnxruntimes_arm_format_and_says_why():
+    """S8S8 QDQ, per-channel, full-range weights: onnxruntime's default for CPUs; 7-bit weights are an x86
+    no-VNNI remedy (applied on such a build machine by quant/host.py, not by the profile). The reason is
+    part of the profile's dump, which the bundle manifest and the quantize stage's metrics record."""
+    recipe = load_profile("arm64-cpu").quantization
+    assert (recipe.activation_type, recipe.weight_type, recipe.per_channel, recipe.reduce_range) == ("int8", "int8", True, False)
+    recorded = load_profile("arm64-cpu").model_dump(mode="json")["quantization"]
+    assert "S8S8" in recorded["why"] and "onnxruntime" in recorded["why"]
