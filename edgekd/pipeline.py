@@ -68,7 +68,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     preflight(config, Path(config_path).parent)
     from .distill import distributed  # torch: only now that a run needs it
 
-    distributed.init_from_env()
+    distributed.init_from_env(config.device)
     with distributed.main_first():
         if distributed.is_main():
             prepare_run_dir(run_dir, resume, force)

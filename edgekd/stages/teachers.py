@@ -57,8 +57,8 @@ def run(ctx: RunContext) -> StageOutput:
     if ctx.cfg.distill.hints:
         check_hints(ctx)
     data, folder = ctx.dataset, ctx.stage_dir("teachers")
-    device = distributed.device()
-    x_train, y_train = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
+    device = distributed.device(ctx.cfg.device)
+    x_train, y_train = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
     outputs, report = [], []
     for index, spec in enumerate(ctx.cfg.teachers):
         where = f"teachers[{index}]"
