@@ -11,7 +11,6 @@ EDGEKD_GPU_SMOKE_DEVICE=cpu runs the same file on the CPU (to check the test its
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path

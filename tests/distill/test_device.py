@@ -13,7 +13,6 @@ import shutil
 
 import pytest
 import torch
-from torch import nn
 
 from edgekd.config import AugmentConfig, HintConfig, load_config, validate_config
 from edgekd.distill import distributed
