@@ -139,3 +139,14 @@ def test_online_and_data_free_create_no_unplaced_tensor(tmp_path):
         with UnplacedTensors() as audit:
             run_pipeline(load_config(path), path, tmp_path / name, only=["teachers", "distill"], log=lambda _m: None)
         assert audit.found == [], (name, sorted(set(audit.found)))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cli_refuses_cuda_without_a_gpu_with_one_line_and_exit_2(tmp_path):
+    from ..conftest import run_cli
+
+    path = _write(tmp_path, "gpu", {**_tiny(), "device": "cuda"})
+    result = run_cli("run", str(path), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if "device 'cuda'" in line]
+    assert len(lines) == 1 and "use device: cpu or auto" in lines[0]
