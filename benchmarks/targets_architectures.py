@@ -117,7 +117,10 @@ def passing_rule(fp32_top1: float):
 
     def rule(row: dict) -> str | None:
         drop = (fp32_top1 - row["top1"]) * 100
-        return agreement(row) or (f"top-1 drop {drop:.2f} points > {MAX_DROP_POINTS}" if drop > MAX_DROP_POINTS else None)
+        # Tolerance: 2,000 images move top-1 in steps of 0.05 points, and a drop of exactly 0.50 passes
+        # (0.9245 - 0.9195 is 0.50000000000000004 points in floating point).
+        failed = drop > MAX_DROP_POINTS + 1e-6
+        return agreement(row) or (f"top-1 drop {drop:.2f} points > {MAX_DROP_POINTS}" if failed else None)
     return rule
 
 
