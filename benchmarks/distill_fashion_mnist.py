@@ -5,6 +5,7 @@ reruns), and the distill stage's distill_student() for every student, with disti
 labels only) or the recipe's alpha (KD on the cached ensemble soft targets), same epochs, same seeds.
 
     flock /tmp/edgekd-heavy.lock python benchmarks/distill_fashion_mnist.py [--seeds 0 1 2]
+    python benchmarks/distill_fashion_mnist.py --smoke     # seconds, into a temporary folder: does it still run?
 
 Writes benchmarks/results/distill_fashion_mnist.json and .md.
 """
@@ -18,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
 from edgekd.config import load_config  # noqa: E402
 from edgekd.environment import describe  # noqa: E402
@@ -42,7 +45,13 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
     parser.add_argument("--config", type=Path, default=CONFIG, help="another recipe (e.g. a smaller smoke test)")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    smoke.add_option(parser)
     args = parser.parse_args()
+    rounds, epochs = TIMING_ROUNDS, TIMING_EPOCHS
+    if args.smoke:
+        work = smoke.folder("distill_fashion_mnist")
+        args.config, args.run_dir, args.results = smoke.shrunk_config(args.config, work), work / "run", work / "results"
+        args.seeds, rounds, epochs = args.seeds[:1], 1, 1
     started = time.perf_counter()
     config = load_config(args.config)
     messages: list[str] = []
@@ -50,8 +59,9 @@ def main() -> None:
     teachers = ctx.manifest.metrics("teachers")
     teachers["reused"] = any("skipped" in m for m in messages)  # trained by an earlier run of this benchmark
     runs = {mode: [train_student(ctx, mode, seed) for seed in args.seeds] for mode in ("scratch", "kd")}
-    timing = time_epochs(ctx)
-    result = summarize(teachers, runs, timing, ctx, time.perf_counter() - started, args.seeds)
+    timing = time_epochs(ctx, rounds, epochs)
+    result = summarize(teachers, runs, timing, ctx, time.perf_counter() - started, args.seeds, epochs)
+    result["smoke"] = args.smoke  # a smoke run's numbers mean nothing
     write_json_atomic(args.results / "distill_fashion_mnist.json", result)
     write_text_atomic(args.results / "distill_fashion_mnist.md", markdown(result))
     print(markdown(result))
@@ -76,16 +86,16 @@ def train_student(ctx: RunContext, mode: str, seed: int) -> dict:
     return metrics
 
 
-def time_epochs(ctx: RunContext) -> dict:
+def time_epochs(ctx: RunContext, rounds: int = TIMING_ROUNDS, epochs: int = TIMING_EPOCHS) -> dict:
     """Runs of the student alone and of KD on the cached ensemble, interleaved (the order alternates each round)
     so both see the same machine load. Per run: the mean epoch over the whole window (total training seconds /
     epochs); per round: the KD / alone ratio of its two adjacent runs. Summaries: medians over rounds."""
     seconds: dict[str, list[float]] = {"scratch": [], "kd": []}
-    for round_index in range(TIMING_ROUNDS):
+    for round_index in range(rounds):
         modes = ("scratch", "kd") if round_index % 2 == 0 else ("kd", "scratch")
         for mode in modes:
             folder = ctx.run_dir / "variants" / f"timing-{mode}"
-            _, metrics = distill_student(variant(ctx, mode, 100 + round_index, epochs=TIMING_EPOCHS), folder)
+            _, metrics = distill_student(variant(ctx, mode, 100 + round_index, epochs=epochs), folder)
             phase = metrics["phases"]["scratch" if mode == "scratch" else "distill"]
             seconds[mode].append(round(phase["seconds"] / phase["epochs"], 4))
     timing = {mode: {"median": round(statistics.median(v), 4), "min": min(v), "rounds": v} for mode, v in seconds.items()}
@@ -98,7 +108,8 @@ def _spread(values: list[float]) -> dict:
             "min": min(values), "max": max(values)}
 
 
-def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: float, seeds: list[int]) -> dict:
+def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: float, seeds: list[int],
+              timing_epochs: int = TIMING_EPOCHS) -> dict:
     scratch = [r["test_top1"] for r in runs["scratch"]]
     kd = [r["test_top1"] for r in runs["kd"]]
     ensemble = teachers["ensemble"]["top1"]
@@ -131,7 +142,7 @@ def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: 
                           "fastest": {k: timing[k]["min"] for k in ("scratch", "kd")},
                           "kd_over_student_alone_fastest": round(fastest_ratio, 3),
                           "paired_ratios": timing["paired_ratios"], "kd_over_student_alone_paired_median": round(paired_ratio, 3),
-                          "epochs_per_timed_run": TIMING_EPOCHS},
+                          "epochs_per_timed_run": timing_epochs},
         "phase_seconds": {
             "teachers_training": round(teacher_train_seconds, 2),
             "teachers_reused_from_earlier_run": teachers["reused"],

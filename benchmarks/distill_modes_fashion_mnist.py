@@ -7,28 +7,34 @@ Writes benchmarks/results/distill_modes_fashion_mnist.json and .md:
 
 The data-free and real-data students run through `edgekd run` itself (benchmarks/.work/), so the
 numbers are the pipeline's. Rerun: `python benchmarks/distill_modes_fashion_mnist.py` (about 15 min
-on 2 cores; the pipeline runs are reused across reruns via --resume).
+on 2 cores; the pipeline runs are reused across reruns via --resume). `--smoke`: seconds, in a temporary folder.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edgekd import api
-from edgekd.bench.accuracy import topk
-from edgekd.config import DataConfig, ModelConfig, OnlineConfig, TrainConfig
-from edgekd.data import load_dataset
-from edgekd.distill.online import PeerGroup, mutual_loss_fn
-from edgekd.distill.trainer import cross_entropy_loss, predict_logits, train
-from edgekd.fileio import write_json_atomic, write_text_atomic
-from edgekd.models import build_model, count_parameters
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
+
+from edgekd import api  # noqa: E402
+from edgekd.bench.accuracy import topk  # noqa: E402
+from edgekd.config import DataConfig, ModelConfig, OnlineConfig, TrainConfig  # noqa: E402
+from edgekd.data import load_dataset  # noqa: E402
+from edgekd.distill.online import PeerGroup, mutual_loss_fn  # noqa: E402
+from edgekd.distill.trainer import cross_entropy_loss, predict_logits, train  # noqa: E402
+from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.models import build_model, count_parameters  # noqa: E402
+
 WORK = HERE / ".work"
 RESULTS = HERE / "results"
 
@@ -45,8 +51,26 @@ STUDENT = {"arch": "convnet", "width": 8}
 DATA_FREE: dict = {}  # DataFreeConfig's defaults, which were chosen with this benchmark
 
 
-def online(seeds: list[int]) -> dict:
-    data = load_dataset(DataConfig(source="fashion-mnist", train_limit=ONLINE_SUBSET), seed=0)
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and folders of one run of the benchmark: the published one, or --smoke's."""
+
+    work: Path = WORK
+    results: Path = RESULTS
+    online_train: TrainConfig = field(default_factory=lambda: ONLINE_TRAIN)
+    online_subset: int = ONLINE_SUBSET
+    shrink: bool = False  # the pipeline runs' configs go through smoke.shrink
+
+
+def smoke_plan() -> Plan:
+    work = smoke.folder("distill_modes_fashion_mnist")
+    return Plan(work=work / "work", results=work / "results", online_subset=200,
+                online_train=ONLINE_TRAIN.model_copy(update=smoke.TRAIN), shrink=True)
+
+
+def online(seeds: list[int], plan: Plan) -> dict:
+    data = load_dataset(DataConfig(source="fashion-mnist", train_limit=plan.online_subset,
+                                   test_limit=smoke.DATA["test_limit"] if plan.shrink else None), seed=0)
     x, y = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
     peers = [{"name": f"{p.arch}-w{p.width}", "alone_top1": [], "mutual_top1": [], "alone_seconds": [], "params": None} for p in PEERS]
     mutual_seconds = []
@@ -55,7 +79,7 @@ def online(seeds: list[int]) -> dict:
             torch.manual_seed(seed)
             model = build_model(spec, data.input_shape, data.num_classes)
             entry["params"] = count_parameters(model)
-            result = train(model, x, y, ONLINE_TRAIN, cross_entropy_loss(), seed=seed, desc=f"alone {entry['name']} s{seed}")
+            result = train(model, x, y, plan.online_train, cross_entropy_loss(), seed=seed, desc=f"alone {entry['name']} s{seed}")
             entry["alone_top1"].append(topk(predict_logits(model, data.test.x), data.test.y))
             entry["alone_seconds"].append(round(result.seconds, 1))
         torch.manual_seed(seed)
@@ -63,27 +87,28 @@ def online(seeds: list[int]) -> dict:
         for spec in PEERS:  # same initial weights as the alone runs: same seed, same order of construction
             torch.manual_seed(seed)
             models.append(build_model(spec, data.input_shape, data.num_classes))
-        result = train(PeerGroup(models), x, y, ONLINE_TRAIN, mutual_loss_fn(ONLINE_TEMPERATURE), seed=seed, desc=f"mutual s{seed}")
+        result = train(PeerGroup(models), x, y, plan.online_train, mutual_loss_fn(ONLINE_TEMPERATURE), seed=seed, desc=f"mutual s{seed}")
         mutual_seconds.append(round(result.seconds, 1))
         for entry, model in zip(peers, models):
             entry["mutual_top1"].append(topk(predict_logits(model, data.test.x), data.test.y))
     for entry in peers:
         entry["gain_points"] = round(100 * (np.mean(entry["mutual_top1"]) - np.mean(entry["alone_top1"])), 3)
-    return {"seeds": seeds, "train_samples": len(y), "epochs": ONLINE_TRAIN.epochs, "temperature": ONLINE_TEMPERATURE, "peers": peers,
+    return {"seeds": seeds, "train_samples": len(y), "epochs": plan.online_train.epochs, "temperature": ONLINE_TEMPERATURE, "peers": peers,
             "mutual_seconds": mutual_seconds}
 
 
-def _pipeline(name: str, distill: dict, calibration: str, teacher: dict) -> dict:
+def _pipeline(name: str, distill: dict, calibration: str, teacher: dict, plan: Plan) -> dict:
     config = {"name": name, "seed": 0, "data": {"source": "fashion-mnist"}, "teachers": [teacher], "student": STUDENT,
               "distill": distill, "quantize": {"calibration": calibration}, "targets": ["x86-cpu"],
               "bench": {"eval_samples": 10_000, "runs": 20, "min_seconds": 0.2},
               "gate": {"reference": "student_fp32", "max_drop": 1.0}}
-    path = WORK / f"{name}.yaml"
-    WORK.mkdir(parents=True, exist_ok=True)
+    config = smoke.shrink(config) if plan.shrink else config
+    path = plan.work / f"{name}.yaml"
+    plan.work.mkdir(parents=True, exist_ok=True)
     import yaml
 
     path.write_text(yaml.safe_dump(config))
-    run_dir = WORK / "runs" / name
+    run_dir = plan.work / "runs" / name
     started = time.perf_counter()
     ctx = api.run(path, out=run_dir, resume=True, force=False)
     seconds = round(time.perf_counter() - started, 1)
@@ -93,14 +118,14 @@ def _pipeline(name: str, distill: dict, calibration: str, teacher: dict) -> dict
     return {"manifest": manifest, "report": report, "int8_top1": int8["top1"], "run_dir": str(ctx.run_dir), "seconds": seconds}
 
 
-def data_free() -> dict:
+def data_free(plan: Plan) -> dict:
     real = _pipeline("fmnist-real-data", {"mode": "offline", "train": {"epochs": 6, "lr": 0.05, "batch_size": 128}}, "train-1024",
-                     TEACHER)
+                     TEACHER, plan)
     # The data-free run gets the teacher as a checkpoint, as a data owner would hand it over (and it is
     # not trained twice); its generator and student see no training image.
     checkpoint = Path(real["run_dir"]) / "01-teachers" / "teacher-0.pt"
     teacher = {"arch": TEACHER["arch"], "width": TEACHER["width"], "checkpoint": str(checkpoint)}
-    free = _pipeline("fmnist-data-free", {"mode": "data_free", "data_free": DATA_FREE}, "synthetic-512", teacher)
+    free = _pipeline("fmnist-data-free", {"mode": "data_free", "data_free": DATA_FREE}, "synthetic-512", teacher, plan)
     stages = free["manifest"]["stages"]
     teacher = stages["teachers"]["metrics"]["teachers"][0]
     distill = stages["distill"]["metrics"]
@@ -149,15 +174,19 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    smoke.add_option(parser)
     args = parser.parse_args()
+    plan = smoke_plan() if args.smoke else Plan()
+    seeds = args.seeds[:1] if args.smoke else args.seeds
     started = time.perf_counter()
-    result = {"online": online(args.seeds)}
+    result = {"online": online(seeds, plan)}
     result["online"]["seconds"] = round(time.perf_counter() - started, 1)
-    result["data_free"] = data_free()
+    result["data_free"] = data_free(plan)
     result["total_seconds"] = round(time.perf_counter() - started, 1)
-    RESULTS.mkdir(exist_ok=True)
-    write_json_atomic(RESULTS / "distill_modes_fashion_mnist.json", result)
-    write_text_atomic(RESULTS / "distill_modes_fashion_mnist.md", markdown(result))
+    result["smoke"] = args.smoke  # a smoke run's numbers mean nothing
+    plan.results.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(plan.results / "distill_modes_fashion_mnist.json", result)
+    write_text_atomic(plan.results / "distill_modes_fashion_mnist.md", markdown(result))
     print(markdown(result))
 
 

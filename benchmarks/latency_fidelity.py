@@ -14,6 +14,7 @@ edgekd / reference ratio (each round's two measurements are adjacent in time, so
 between rounds cancels): edgekd passes when that is within 10% of 1.
 
     flock /tmp/edgekd-heavy.lock python benchmarks/latency_fidelity.py   # or: make latency-fidelity
+    python benchmarks/latency_fidelity.py --smoke     # seconds, into a temporary folder: does it still run?
 Writes benchmarks/results/latency_fidelity.json and .md.
 """
 from __future__ import annotations
@@ -35,6 +36,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
 from edgekd.environment import describe  # noqa: E402
 from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
@@ -251,7 +254,11 @@ def main() -> None:
     # stalls whenever either core is taken, which makes every tool's numbers swing by 2-3x between runs.
     parser.add_argument("--threads", type=int, default=1, help="inference threads for every tool")
     parser.add_argument("--bare-ort", nargs=4, metavar=("ONNX", "SHAPE", "THREADS", "SECONDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    smoke.add_option(parser)
     args = parser.parse_args()
+    if args.smoke:  # the 8x8 model, one short round per tool
+        args.models, args.rounds, args.seconds, args.out = ["quickstart-student"], 1, 0.2, smoke.folder("latency_fidelity")
     if args.bare_ort:
         onnx_path, shape, threads, seconds = args.bare_ort
         print(_bare_ort_loop(onnx_path, shape, int(threads), float(seconds)))
@@ -259,8 +266,9 @@ def main() -> None:
     pinned = pin_to_last_cpus(args.threads)
     result = run(args.models, args.rounds, args.seconds, args.threads)
     result["protocol"]["pinned_cpus"] = pinned
-    write_json_atomic(RESULTS / "latency_fidelity.json", result)
-    write_text_atomic(RESULTS / "latency_fidelity.md", markdown(result))
+    result["smoke"] = args.smoke  # a smoke run's numbers mean nothing
+    write_json_atomic(args.out / "latency_fidelity.json", result)
+    write_text_atomic(args.out / "latency_fidelity.md", markdown(result))
     print(markdown(result))
 
 

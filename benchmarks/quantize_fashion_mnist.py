@@ -6,6 +6,7 @@ For each candidate: test top-1, drop vs fp32, file size, and p50 latency at batc
 CPU and OpenVINO CPU (f32 and bf16 inference-precision hints), timed interleaved per runtime.
 
     flock /tmp/edgekd-heavy.lock python benchmarks/quantize_fashion_mnist.py
+    python benchmarks/quantize_fashion_mnist.py --smoke    # seconds, into a temporary folder: does it still run?
 
 The student comes from benchmarks/fashion_mnist_student.yaml; its run folder is reused when present
 and made (or completed) with the pipeline otherwise. Writes benchmarks/results/quantize_fashion_mnist.{json,md}.
@@ -25,6 +26,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
+
 from edgekd import api  # noqa: E402
 from edgekd.bench.accuracy import predict, topk  # noqa: E402
 from edgekd.bench.latency import LatencySpec, measure_interleaved  # noqa: E402
@@ -35,6 +38,7 @@ from edgekd.fileio import atomic_path, write_json_atomic, write_text_atomic  # n
 from edgekd.gate import accuracy_drop  # noqa: E402
 from edgekd.manifest import RunManifest  # noqa: E402
 from edgekd.quant.fallback import FallbackBudget, pick_calibration, quantize_with_fallback  # noqa: E402
+from edgekd.quant.host import recipe_for_host  # noqa: E402
 from edgekd.quant.ptq import ArrayReader, quantized_nodes, strip_node_debug_metadata  # noqa: E402
 from edgekd.stages.context import RunContext  # noqa: E402
 from edgekd.stages.export import fp32_onnx_path  # noqa: E402
@@ -61,11 +65,17 @@ def open_run(config_path: Path, run_dir: Path) -> RunContext:
     return RunContext(cfg, config_path, run_dir, RunManifest.open(run_dir, cfg.digest(), str(config_path)))
 
 
+def host_recipe(target: str):
+    """The target's recipe as the quantize stage uses it on this machine (7-bit weights on x86 CPUs without VNNI,
+    whose int8 kernels saturate full-range products: measured here, the full-range model would not be the device's)."""
+    return recipe_for_host(load_profile(target).quantization, target=target).recipe
+
+
 def recipe_groups() -> dict[str, tuple[list[str], object]]:
     """Targets grouped by identical recipe formats (the quantize stage also makes one model for them)."""
     groups: dict[str, tuple[list[str], object]] = {}
     for target in TARGET_RUNTIMES:
-        recipe = load_profile(target).quantization
+        recipe = host_recipe(target)
         groups.setdefault(json.dumps(recipe.model_dump(exclude={"name"}), sort_keys=True), ([], recipe))[0].append(target)
     return groups
 
@@ -87,7 +97,7 @@ def edgekd_ptq(ctx: RunContext, work: Path, calib: np.ndarray) -> list[dict]:
 
 
 def edgekd_qat(ctx: RunContext, work: Path, calib: np.ndarray) -> dict:
-    recipe = load_profile("x86-cpu").quantization
+    recipe = host_recipe("x86-cpu")
     started = time.perf_counter()
     path, info = qat_int8(ctx, recipe, calib, out=work / "edgekd-qat-u8s8.onnx")
     return {"name": "edgekd-qat-u8s8", "tool": "edgekd", "path": path, "targets": ["x86-cpu"], "recipe": recipe.name, "qat": info["qat"],
@@ -238,7 +248,12 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--test-limit", type=int, default=None, help="evaluate on fewer test images (smoke runs)")
+    smoke.add_option(parser)
     args = parser.parse_args()
+    if args.smoke:
+        work = smoke.folder("quantize_fashion_mnist")
+        args.config, args.run = smoke.shrunk_config(args.config, work), work / "run"
+        args.out, args.runs, args.min_seconds, args.rounds = work / "results" / "quantize_fashion_mnist", 3, 0.0, 1
     logging.getLogger("nncf").setLevel(logging.WARNING)
 
     ctx = open_run(args.config, args.run)
@@ -275,6 +290,7 @@ def main() -> None:
         "environment": describe(),
     }
     result["checks"] = checks(result)
+    result["smoke"] = args.smoke  # a smoke run's numbers mean nothing
     write_json_atomic(args.out.with_suffix(".json"), result)
     write_text_atomic(args.out.with_suffix(".md"), to_markdown(result))
     print(to_markdown(result))

@@ -2,6 +2,7 @@
 `openvino` (intel-cpu) targets, the one edgekd's selection ships, and onnxruntime's and NNCF's default int8.
 
     flock /tmp/edgekd-heavy.lock env PYTHONPATH=$PWD python benchmarks/targets_architectures.py
+    python benchmarks/targets_architectures.py --smoke     # mobilenet only, few images: does it still run?
 
 Models: torchvision resnet18 and mobilenet_v3_small trained on Fashion-MNIST at 3x224x224
 (../shared/models/fashion-mnist-224, its README gives the preprocessing used here). Each is exported
@@ -12,7 +13,7 @@ the target's fp32 candidate. Candidates per target:
   target's recipe, adapted to this CPU as the quantize stage does: 7-bit weights on AVX2-only x86);
   for mobilenet_v3_small also `int8-float-se`, Q/DQ on Conv/Gemm/Add only with hardswish and the
   squeeze-excite blocks in float;
-- onnxruntime-default and nncf-default: int8_peers.py.
+- onnxruntime-default and nncf-default: helpers/int8_peers.py.
 All candidates of a target are timed together (batch 1, measure_interleaved). The shipped one is chosen
 among edgekd's candidates by edgekd.targets.selection.choose (the compile stage's code) with the rule
 "top-1 agreement >= 98% and top-1 drop <= 0.5 points"; peers are judged by the same rule.
@@ -37,8 +38,10 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-sys.path.insert(0, str(Path(__file__).parent))
-import int8_peers  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+import int8_peers  # noqa: E402  (benchmarks/helpers/, not benchmark scripts themselves)
+import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
 from edgekd.api import Int8Config, quantize  # noqa: E402
 from edgekd.bench.accuracy import fidelity, predict, topk  # noqa: E402
@@ -261,7 +264,7 @@ def machine() -> dict:
 
 
 def report(models, parities, labels, about, args, spec, load_before, started, complete: bool) -> dict:
-    return {"complete": complete, "models": models, "export_parity": parities, "eval_samples": len(labels),
+    return {"complete": complete, "smoke": args.smoke, "models": models, "export_parity": parities, "eval_samples": len(labels),
             "calibration_samples": CALIBRATION_SAMPLES, "min_top1_agreement": MIN_AGREEMENT, "max_top1_drop_points": MAX_DROP_POINTS,
             "chosen_within": CHOSEN_WITHIN, "peer_top1_margin_points": PEER_TOP1_MARGIN, "data": about, "weights": str(args.weights),
             "latency_spec": spec.__dict__, "machine": machine(), "library_versions": library_versions(),
@@ -270,7 +273,7 @@ def report(models, parities, labels, about, args, spec, load_before, started, co
 
 
 def write_results(out: Path, data: dict) -> None:
-    from targets_architectures_report import markdown
+    from targets_architectures_report import markdown  # benchmarks/helpers/
 
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "targets_architectures.json", data)
@@ -284,10 +287,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=60, help="timed runs per candidate, at least")
     parser.add_argument("--eval-samples", type=int, default=EVAL_SAMPLES, help="test images (fewer only for a smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    smoke.add_option(parser)
     args = parser.parse_args()
+    rounds, min_seconds = 5, 2.0
+    if args.smoke:  # the smallest model, few images and runs; numbers mean nothing
+        args.models, args.runs, args.eval_samples, args.out = ["mobilenet_v3_small"], 3, 40, smoke.folder("targets_architectures")
+        rounds, min_seconds = 1, 0.0
     warnings.simplefilter("ignore")  # the host-adaptation warning is recorded in each entry's recipe
     torch.set_num_threads(2)
-    spec = LatencySpec(warmup_runs=5, warmup_seconds=0.5, runs=args.runs, min_seconds=2.0, rounds=5)
+    spec = LatencySpec(warmup_runs=5, warmup_seconds=0.5, runs=args.runs, min_seconds=min_seconds, rounds=rounds)
     load_before, started = os.getloadavg(), time.perf_counter()  # the machine is shared: say how busy it was
     eval_x, labels, calib, about = data(args.eval_samples)
     models, parities = [], {}

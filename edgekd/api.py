@@ -37,6 +37,22 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
     return ctx
 
 
+def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = None, targets: Sequence[str] | None = None,
+         max_drop: float | None = None, out: str | Path | None = None, resume: bool = False, force: bool = False, log=print):
+    """Ship a trained model as given (no distillation), like `edgekd ship`: `model` is an .onnx file, or a
+    torchvision:NAME / module:function / file.py:function factory with its `checkpoint`; `data` is an image
+    folder, an .npz file, or digits / fashion-mnist. Writes RUN/edgekd.yaml, then runs it as `run` does
+    (GateFailed when the gate fails)."""
+    from .pipeline import prepare_run_dir
+    from .ship import ship_config, write_ship_config
+
+    config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop)
+    run_dir = Path(out) if out else Path("runs") / config["name"]
+    prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
+    path = write_ship_config(config, run_dir)
+    return run(path, run_dir, resume=resume, force=force, log=log)
+
+
 def verdict_line(verdict: dict[str, Any]) -> str:
     """The one-line verdict of a gate.json (older ones carry no summary line)."""
     return verdict.get("summary") or f"gate: {'PASS' if verdict['passed'] else 'FAIL'}"
@@ -105,15 +121,11 @@ def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: 
 
 
 def _read_report(path: str | Path) -> dict[str, Any]:
-    from .bench.report import REPORT_SCHEMA
+    """A report.json, refused (ArtifactError naming the file and the field) unless its numbers can be real."""
+    from .bench.report_schema import check_report
     from .fileio import read_json
 
-    data = read_json(path)
-    schema = data.get("schema") if isinstance(data, dict) else None
-    if schema != REPORT_SCHEMA:
-        raise ArtifactError(f"{path}: not an edgekd report (schema {schema!r}, expected {REPORT_SCHEMA!r}); "
-                            "give the report.json written by edgekd run or edgekd bench")
-    return data
+    return check_report(read_json(path), path)
 
 
 def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:

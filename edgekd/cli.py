@@ -162,6 +162,47 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
         sys.exit(1)
 
 
+@main.command("ship")
+@click.argument("model")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="state_dict of a PyTorch MODEL (torch.load(weights_only=True)); not with an .onnx MODEL.")
+@click.option("--data", required=True, help="Image folder (one sub-folder per class), .npz file (x, y), digits or fashion-mnist.")
+@click.option("--targets", help="Comma-separated device profiles (default x86-cpu; see `edgekd targets`).")
+@click.option("--max-drop", type=click.FloatRange(min=0), help="Largest top-1 drop allowed against the model, in points (default 1.0).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default runs/<model name>).")
+@click.option("--resume", is_flag=True, help="Continue a run of the same command in --out.")
+@click.option("--force", is_flag=True, help="Redo every stage in an existing run folder.")
+def ship_cmd(model: str, checkpoint: Path | None, data: str, targets: str | None, max_drop: float | None, out: Path | None,
+             resume: bool, force: bool) -> None:
+    """Ship a model you already trained: int8 per target, compile, bench and gate, no distillation.
+
+    \b
+    MODEL is an .onnx file (runs without torch), or a PyTorch factory with --checkpoint:
+      edgekd ship model.onnx --data images/ --targets x86-cpu,intel-cpu
+      edgekd ship torchvision:resnet18 --checkpoint resnet18.pt --data test.npz --max-drop 0.5
+      edgekd ship models.py:build --checkpoint best.pt --data digits
+    Writes RUN/edgekd.yaml (the equivalent pipeline: rerun or edit it with `edgekd run`) and runs it.
+    Exits like `edgekd run`: 1 when the gate fails, 2 for bad input.
+    """
+    from . import api
+    from .errors import GateFailed
+
+    target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
+    try:
+        with _sigterm_as_interrupt():
+            ctx = api.ship(model, data, checkpoint, target_list, max_drop, out, resume=resume, force=force,
+                           log=lambda m: click.echo(m, err=True))
+    except GateFailed as failure:
+        ctx = failure.context
+    except KeyboardInterrupt:
+        click.echo("edgekd: interrupted; finished stages are kept. Continue with the same command and --resume", err=True)
+        sys.exit(130)
+    verdict = _print_run_result(ctx)
+    click.echo(f"pipeline file: {ctx.config_path} (rerun or edit: edgekd run {ctx.config_path} --out {ctx.run_dir} --force)")
+    if verdict is not None and not verdict["passed"]:
+        sys.exit(1)
+
+
 def _print_run_result(ctx):
     """The report table and the gate verdict of this invocation; a gate.json left by an earlier run
     (say `--only bench --force` after a full run) is not shown as this run's verdict."""
@@ -226,6 +267,8 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
 @click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--max-drop", type=NON_NEGATIVE, help="Largest allowed top-1 drop (points, or percent with --relative).")
 @click.option("--relative", is_flag=True, help="Measure the drop relative to the reference: (1 - value/reference) * 100.")
+@click.option("--absolute", is_flag=True, help="Measure the drop in top-1 points: (reference - value) * 100, "
+              "whatever drop type the report recorded.")
 @click.option("--reference", help="What the drop is measured against: teacher, student_fp32 or an artifact such as x86-cpu/fp32.")
 @click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path),
               help="Take the reference accuracy from this report.json (must use the same evaluation set).")
@@ -237,7 +280,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
               help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).")
 @click.option("--allow-empty", is_flag=True,
               help="Pass even when no check could be evaluated (every shipped artifact skipped as not measured here).")
-def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup, max_size_kb, junit, summary,
+def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, min_speedup, max_size_kb, junit, summary,
              allow_empty) -> None:
     """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL, 2 on bad input.
 
@@ -248,8 +291,13 @@ def gate_cmd(report: Path, max_drop, relative, reference, baseline, min_speedup,
     from . import api
     from .gate_outputs import write_ci_outputs
 
+    if relative and absolute:
+        from .errors import ConfigError
+
+        raise ConfigError("edgekd gate: --relative and --absolute contradict each other; give one of them")
     _check_outputs(files={"--junit": junit, "--summary": summary})
-    checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type="relative" if relative else None,
+    drop_type = "relative" if relative else ("absolute" if absolute else None)  # None: the report's own
+    checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type=drop_type,
                       reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb,
                       allow_empty=True if allow_empty else None)
     for check in checks:

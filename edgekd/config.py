@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
@@ -15,20 +16,76 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .yamlio import YamlRefused, safe_load
+
+# numpy's generators take seeds >= 0 and torch.manual_seed at most 2**64 - 1; derived seeds (seed + teacher index,
+# + epoch) must stay in range too, so seeds are capped well below both.
+MAX_SEED = 2**31 - 1
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class NormalizeStats(Strict):
+    """Explicit per-channel statistics: the model sees (pixel - mean) / std, pixels in [0, 1]."""
+
+    mean: list[float] = Field(..., min_length=1, max_length=64)
+    std: list[float] = Field(..., min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _same_length_positive_std(self) -> NormalizeStats:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values and std {len(self.std)}; give one per channel")
+        if not all(math.isfinite(v) for v in [*self.mean, *self.std]) or min(self.std) <= 0:
+            raise ValueError("std values must be positive and every value finite")
+        return self
+
+
+# ImageNet's statistics, the convention of torchvision's pretrained models (and many checkpoints trained elsewhere).
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+NORMALIZE_MODES = ("dataset", "none", "imagenet")
+
+
 class DataConfig(Strict):
     source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | module:function | file.py:function")
     path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder")
-    image_size: Optional[int] = Field(None, ge=4, le=1024, description="resize imagefolder images to this square size")
+    image_size: Optional[int] = Field(None, ge=4, le=1024, description="imagefolder: squash every image to this square size "
+                                                                       "(changes the aspect ratio; resize + center_crop keep it)")
+    resize: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: resize the shorter side to this many pixels "
+                                                                   "(bilinear), keeping the aspect ratio")
+    center_crop: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: then cut the central square of this size")
+    color: Literal["rgb", "bgr", "gray", "gray3"] = Field("rgb", description="imagefolder: channel order, or grayscale as one "
+                                                                             "channel (gray) or repeated to three (gray3)")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
     train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
     test_limit: Optional[int] = Field(None, ge=1, description="use at most this many test samples")
+    normalize: Union[Literal["dataset", "none", "imagenet"], NormalizeStats] = Field(
+        "dataset", description="what every model sees, from pixels in [0, 1]: dataset: (x - mean) / std with the training "
+                               "split's per-channel statistics; none: the [0, 1] pixels; imagenet: ImageNet's mean/std; "
+                               "{mean: [...], std: [...]}: your own. A checkpoint must be given what it was trained on")
+
+    @model_validator(mode="after")
+    def _image_steps_need_a_folder(self) -> DataConfig:
+        given = [k for k in ("image_size", "resize", "center_crop", "color") if k in self.model_fields_set]
+        if given and self.source != "imagefolder":
+            raise ValueError(f"data.{given[0]}: applies to image files (data.source imagefolder), not to '{self.source}'; "
+                             "remove it")
+        return self
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _normalize_choice(cls, value: Any) -> Any:
+        # Checked here so that a mistake gives one line, not one per member of the Union.
+        if isinstance(value, dict):
+            try:
+                return NormalizeStats.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(describe_validation_error(exc, NormalizeStats)) from None
+        if value not in NORMALIZE_MODES and not isinstance(value, NormalizeStats):
+            raise ValueError(f"{value!r}: use one of {', '.join(NORMALIZE_MODES)}, or {{mean: [...], std: [...]}} per channel")
+        return value
 
 
 class TrainConfig(Strict):
@@ -46,6 +103,26 @@ class ModelConfig(Strict):
     width: Optional[int] = Field(None, ge=1, le=4096, description="base channel count for built-in families")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the model factory")
     checkpoint: Optional[str] = Field(None, description="state_dict file, loaded with torch.load(weights_only=True)")
+
+
+class StudentConfig(ModelConfig):
+    """The model to ship: distilled from the teachers, or (no teachers, no distill section) shipped as given."""
+
+    arch: Optional[str] = Field(None, description="built-in name (convnet, resnet or mlp), torchvision:NAME, module:function "
+                                                  "or file.py:function; or give `onnx` instead")
+    onnx: Optional[str] = Field(None, description="an ONNX file to ship as given: quantize, compile, bench and gate run "
+                                                  "without torch (no teachers, no distill section)")
+
+    @model_validator(mode="after")
+    def _arch_or_onnx(self) -> StudentConfig:
+        if (self.arch is None) == (self.onnx is None):
+            raise ValueError("give one of student.arch (a PyTorch model, with student.checkpoint to ship it as trained) "
+                             "or student.onnx (an ONNX file)")
+        extra = sorted(k for k in ("width", "kwargs", "checkpoint") if k in self.model_fields_set) if self.onnx else []
+        if extra:
+            raise ValueError(f"student.{extra[0]}: describes a PyTorch model, and student.onnx is already a complete model; "
+                             "remove it")
+        return self
 
 
 class TeacherConfig(ModelConfig):
@@ -67,7 +144,7 @@ class AugmentConfig(Strict):
 
     shift: int = Field(2, ge=0, le=64, description="largest shift in pixels (zero padded)")
     flip: bool = Field(True, description="random horizontal flip")
-    seed: int = Field(0, description="seed of the per-epoch augmentation draws (independent of the student seed)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the per-epoch augmentation draws (independent of the student seed)")
     teachers: Literal["replay", "live"] = Field(
         "replay", description="replay: cache teacher logits of each epoch's augmented images and replay the same draws; "
                               "live: run the teachers on every batch")
@@ -108,8 +185,9 @@ class DataFreeConfig(Strict):
 
 
 class DistillConfig(Strict):
-    mode: Literal["offline", "online", "data_free"] = Field("offline", description="offline: fixed teachers; online: mutual learning; "
-                                                            "data_free: no real training images")
+    mode: Literal["offline", "online", "data_free", "none"] = Field(
+        "offline", description="offline: fixed teachers; online: mutual learning; data_free: no real training images; none: "
+                               "ship the student as given (the default when a config has neither teachers nor distill)")
     online: OnlineConfig = Field(default_factory=OnlineConfig)
     data_free: DataFreeConfig = Field(default_factory=DataFreeConfig)
     temperature: float = Field(4.0, gt=0, le=100)
@@ -121,7 +199,7 @@ class DistillConfig(Strict):
     use_labels: bool = Field(True, description="false: treat the transfer set as unlabeled (soft targets and hints only)")
     hints: list[HintConfig] = Field(default_factory=list, description="feature distillation terms")
     augment: Optional[AugmentConfig] = Field(None, description="random shift/flip of the transfer images")
-    seed: Optional[int] = Field(None, description="student init and shuffling seed (default: the pipeline seed); "
+    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="student init and shuffling seed (default: the pipeline seed); "
                                                   "does not change the data split, so teacher caches stay valid")
     cache_dir: Optional[str] = Field(None, description="teacher-logit cache folder shared across runs "
                                                        "(default .cache/teacher-logits beside the run folder, or $EDGEKD_CACHE_DIR)")
@@ -213,12 +291,12 @@ OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels"}
 
 class PipelineConfig(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="data split, initialisation and shuffling seed")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
-                        description="where teachers, distillation (every mode) and QAT train: auto (the GPU when there is one), cpu, cuda, cuda:N")
+                        description="where teachers and distillation (every mode) train: auto (the GPU when there is one), cpu, cuda, cuda:N")
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: list[TeacherConfig] = Field(default_factory=list, description="at least one, except with distill.mode: online")
-    student: ModelConfig
+    student: StudentConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -226,11 +304,42 @@ class PipelineConfig(Strict):
     bench: BenchConfig = Field(default_factory=BenchConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_teachers_no_distill(cls, raw: Any) -> Any:
+        # "Make my model small and fast" needs no distillation: without teachers and without a distill
+        # section, the student is shipped as given.
+        if isinstance(raw, dict) and not raw.get("teachers") and "distill" not in raw:
+            raw = {**raw, "distill": {"mode": "none"}}
+        return raw
+
+    @property
+    def ships_onnx(self) -> bool:
+        """The student is an ONNX file: no stage needs torch."""
+        return self.student.onnx is not None
+
+    @model_validator(mode="after")
+    def _student_as_given(self) -> PipelineConfig:
+        if self.distill.mode == "none":
+            if self.teachers:
+                raise ValueError("teachers: distill.mode none ships the student as given and uses no teacher; remove "
+                                 "teachers, or set distill.mode offline to distill from them")
+            if self.student.arch is not None and not self.student.checkpoint:
+                raise ValueError("student.checkpoint: needed to ship a PyTorch student as given (no teachers, no distill "
+                                 "section): give its trained state_dict, or add teachers to distill it")
+            if self.ships_onnx and self.quantize.method == "qat":
+                raise ValueError("quantize.method: qat fine-tunes a PyTorch model and student.onnx is an ONNX file; use "
+                                 "quantize.method: ptq, or give student.arch and student.checkpoint")
+        elif self.ships_onnx:
+            raise ValueError(f"student.onnx: distill.mode {self.distill.mode} trains the student in PyTorch; give student.arch "
+                             "instead, or remove teachers and the distill section to ship the ONNX file as given")
+        return self
+
     @model_validator(mode="after")
     def _teachers_for_mode(self) -> PipelineConfig:
-        if not self.teachers and self.distill.mode != "online":
+        if not self.teachers and self.distill.mode not in ("online", "none"):
             raise ValueError(f"teachers: at least one teacher is needed with distill.mode '{self.distill.mode}'")
-        if not self.teachers and self.quantize.method == "qat":
+        if not self.teachers and self.quantize.method == "qat" and self.distill.mode == "online":
             raise ValueError("quantize.method: qat fine-tunes on the teachers' soft targets and this config has no teachers "
                              "(distill.mode online): add a teacher, or use quantize.method: ptq")
         for index, hint in enumerate(self.distill.hints):
@@ -273,7 +382,8 @@ def load_config(path: str | Path) -> PipelineConfig:
 def read_yaml_mapping(path: Path, kind: str, expected: str = "keys") -> dict[str, Any]:
     """Read a YAML file that must hold a mapping: configs, target profiles, calibration recipes.
 
-    yaml.safe_load only: tags such as !!python/object are refused, nothing in the file is run.
+    yaml.safe_load only (edgekd.yamlio): tags such as !!python/object are refused, nothing in the file is run;
+    so are aliases that expand without bound and keys given twice.
     """
     path = Path(path)
     try:
@@ -283,7 +393,9 @@ def read_yaml_mapping(path: Path, kind: str, expected: str = "keys") -> dict[str
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the {kind} ({exc})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load(text)
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}{_line(exc)}: {exc}") from None
     except yaml.constructor.ConstructorError as exc:
         raise ConfigError(f"{path}: not valid YAML{_line(exc)}: a tag such as !!python/... is refused, "
                           f"a {kind} is plain data (yaml.safe_load)") from None

@@ -7,6 +7,8 @@ import math
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,3 +169,17 @@ def read_json(path: str | Path) -> Any:
         raise ArtifactError(f"{path}: file not found") from exc
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); regenerate it") from exc
+
+
+def read_npz(path: Path, fix: str, error: type[Exception]) -> dict[str, np.ndarray]:
+    """Every array of an .npz file (allow_pickle=False), or `error` with one line: truncated or damaged zips,
+    a plain .npy file under an .npz name, pickled objects."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare ndarray: a .npy file under another name
+            raise error(f"{path}: a single .npy array, not an .npz archive of named arrays; {fix}")
+        with loaded:
+            return dict(loaded)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise error(f"{path}: cannot read npz ({type(exc).__name__}: {str(exc)[:120]}); the file is damaged or "
+                    f"not an npz: {fix}") from None

@@ -3,6 +3,9 @@
 Drops, in the units the thresholds use:
     absolute: (reference_top1 - top1) * 100          -> top-1 points (0.99 -> 0.97 is a 2.0 point drop)
     relative: (1 - top1 / reference_top1) * 100      -> percent of the reference (0.99 -> 0.97 is 2.02 %)
+When the number of evaluation samples is known, drops are computed from the counts of correct samples
+(one division of integers), so a drop exactly at a limit equals it: with floats, 0.95 - 0.94 is
+1.0000000000000009 points and a 1.0 limit would fail it. Otherwise a limit is met within DROP_TOLERANCE.
 Speedup: p50 at batch 1 of the same target's fp32 artifact / p50 of the artifact (same report, same machine).
 Size: bytes of the model files / 1024.
 The reference is a name in the report's `references` (teacher, student_fp32) or an artifact row
@@ -21,12 +24,47 @@ from typing import Any
 from .errors import ArtifactError
 
 
-def accuracy_drop(reference: float, value: float, drop_type: str = "absolute") -> float:
+def accuracy_drop(reference: float, value: float, drop_type: str = "absolute", samples: int | None = None) -> float:
+    """The drop from `reference` to `value` (top-1 fractions); `samples`: how many samples both were measured on."""
+    if drop_type not in DROP_TYPES:
+        raise ValueError(f"unknown drop_type {drop_type!r}")
+    counts = correct_counts(samples, reference, value)
+    if counts is not None:
+        reference_correct, correct = counts
+        lost = (reference_correct - correct) * 100
+        if drop_type == "absolute":
+            return lost / samples
+        return lost / reference_correct if reference_correct else 0.0
     if drop_type == "absolute":
         return (reference - value) * 100.0
-    if drop_type == "relative":
-        return (1.0 - value / reference) * 100.0 if reference else 0.0
-    raise ValueError(f"unknown drop_type {drop_type!r}")
+    return (1.0 - value / reference) * 100.0 if reference else 0.0
+
+
+def correct_counts(samples: int | None, *top1: float) -> tuple[int, ...] | None:
+    """How many of `samples` each top-1 fraction got right, or None when a fraction is no whole number of
+    samples (measured on another set, rounded by hand) and the counts are not known."""
+    if not samples or isinstance(samples, bool) or not isinstance(samples, int):
+        return None
+    counts = tuple(round(fraction * samples) for fraction in top1)
+    exact = all(abs(fraction * samples - count) <= COUNT_ROUNDING for fraction, count in zip(top1, counts))
+    return counts if exact else None
+
+
+# fraction * samples is off a whole number only by float rounding (~1e-16 * samples) when it came from a count.
+COUNT_ROUNDING = 1e-6
+# Drops not computed from counts carry float rounding (about 1e-14 points); this is far below one sample of any
+# evaluation set (100 / samples points), so it only absorbs rounding and never lets a real extra error through.
+DROP_TOLERANCE = 1e-9
+
+
+def within_limit(value: float, limit: float) -> bool:
+    """value <= limit, up to float rounding: the comparison every accuracy budget uses (gate, selection, quantize)."""
+    return value <= limit + DROP_TOLERANCE * max(1.0, abs(limit))
+
+
+def at_least(value: float, limit: float) -> bool:
+    """value >= limit, up to float rounding (a speedup computed from two latencies)."""
+    return value >= limit - DROP_TOLERANCE * max(1.0, abs(limit))
 
 
 @dataclass
@@ -90,16 +128,18 @@ def reference_top1(report: dict[str, Any], name: str, baseline: dict[str, Any] |
     return row["top1"]
 
 
-def check_row(row: dict[str, Any], reference_top1: float, baseline_p50: float | None, limits: Thresholds) -> list[Check]:
+def check_row(row: dict[str, Any], reference_top1: float, baseline_p50: float | None, limits: Thresholds,
+              samples: int | None = None) -> list[Check]:
+    """The checks of one artifact; `samples`: the size of the evaluation set, so drops come from counts."""
     name = row["artifact"]
     if row.get("top1") is None:
         return [Check(name, "measured", True, "skipped: not measurable on this machine; gate the report from the device",
                       skipped=True)]
     checks = []
     if limits.max_drop is not None:
-        drop = accuracy_drop(reference_top1, row["top1"], limits.drop_type)
+        drop = accuracy_drop(reference_top1, row["top1"], limits.drop_type, samples)
         unit = "points" if limits.drop_type == "absolute" else "%"
-        checks.append(Check(name, "max_drop", drop <= limits.max_drop,
+        checks.append(Check(name, "max_drop", within_limit(drop, limits.max_drop),
                             f"top-1 drop {drop:.2f} {unit} vs {limits.reference} (limit {limits.max_drop:g} {unit})"))
     if limits.min_speedup is not None:
         checks.append(_speedup_check(name, row.get("p50_ms"), baseline_p50, limits.min_speedup))
@@ -115,19 +155,20 @@ def _speedup_check(name: str, p50: float | None, baseline_p50: float | None, min
         # Unverifiable is not a pass: the gate must be able to show the speedup it promises.
         return Check(name, "min_speedup", False, "no fp32 latency on this machine to compare with; bench fp32 too")
     speedup = baseline_p50 / p50
-    return Check(name, "min_speedup", speedup >= min_speedup, f"speedup {speedup:.2f}x over fp32 (limit {min_speedup:g}x)")
+    return Check(name, "min_speedup", at_least(speedup, min_speedup), f"speedup {speedup:.2f}x over fp32 (limit {min_speedup:g}x)")
 
 
 def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[str, Any] | None = None) -> list[Check]:
     """Checks for every shipped artifact in a report."""
     top1 = reference_top1(report, limits.reference, baseline)
+    samples = report.get("eval_set", {}).get("samples")  # a baseline is only accepted on the same evaluation set
     checks = []
     for row in report["rows"]:
         if not row.get("shipped"):
             continue
         fp32_p50 = next((r.get("p50_ms") for r in report["rows"]
                          if r["target"] == row["target"] and r["precision"] == "fp32"), None)
-        checks.extend(check_row(row, top1, fp32_p50, limits))
+        checks.extend(check_row(row, top1, fp32_p50, limits, samples))
     return checks
 
 

@@ -29,10 +29,14 @@ def distributed_barrier() -> None:
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    refuse_existing_run(run_dir, resume, force)
+    writable_folder(run_dir, "--out")
+
+
+def refuse_existing_run(run_dir: Path, resume: bool, force: bool) -> None:
     if (run_dir / "manifest.json").exists() and not (resume or force):
         raise ConfigError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
                           "--force to redo its stages, or --out for a new folder")
-    writable_folder(run_dir, "--out")
 
 
 def preflight(config: PipelineConfig, base_dir: Path) -> None:
@@ -66,9 +70,10 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
     preflight(config, Path(config_path).parent)
-    from .distill import distributed  # torch: only now that a run needs it
-
+    distributed = _process_group(config)
     distributed.init_from_env(config.device)
+    refuse_existing_run(Path(run_dir), resume, force)  # before minutes of checks, the one-second refusal
+    checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     with distributed.main_first():
         if distributed.is_main():
             prepare_run_dir(run_dir, resume, force)
@@ -78,6 +83,8 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
         if distributed.is_main():
             manifest.save()  # from now on the folder holds a run: a rerun needs --resume or --force, even after a crash
         ctx = RunContext(config, Path(config_path), Path(run_dir), manifest, resume=resume and not force)
+        if checked is not None:  # the dataset is loaded once, and the checks are not repeated by the stage
+            ctx.__dict__["dataset"], ctx.checked_teachers = checked
         for stage in STAGES:
             if only and stage not in only:
                 continue
@@ -89,8 +96,50 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     return ctx
 
 
+def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool,
+                        only: Optional[Sequence[str]]) -> Optional[tuple]:
+    """The data and model checks of the teachers stage (teachers.check_inputs), made before the run folder is
+    created or its manifest touched, so bad data or a wrong checkpoint leaves no trace. Skipped when the teachers
+    stage will not run (--only without it, or --resume with it up to date): (dataset, checked teachers) or None."""
+    if only and "teachers" not in only:
+        return None
+    preview = RunContext(config, config_path, run_dir, RunManifest.open(run_dir, config.digest(), str(config_path)))
+    if resume and preview.manifest.is_fresh("teachers", preview.stage_key("teachers")):
+        return None
+    from .stages.teachers import check_inputs
+
+    checked = check_inputs(preview)
+    return preview.dataset, checked
+
+
 def _quiet(_message: str) -> None:
     pass
+
+
+class _SingleProcess:
+    """The distributed helpers' single-process behaviour, for runs that never import torch (an ONNX student)."""
+
+    init_from_env = finish = barrier = staticmethod(lambda *_args: None)
+    is_main = staticmethod(lambda: True)
+
+    @staticmethod
+    @contextmanager
+    def main_first() -> Iterator[None]:
+        yield
+
+
+def _process_group(config: PipelineConfig):
+    if config.ships_onnx:
+        return _SingleProcess
+    from .distill import distributed  # torch: only now that a run needs it
+
+    return distributed
+
+
+def stage_module(config: PipelineConfig, stage: str):
+    """The module that runs `stage` for this config: with distill.mode none the user's model is shipped as given."""
+    name = "as_given" if stage == "distill" and config.distill.mode == "none" else stage
+    return importlib.import_module(f"edgekd.stages.{name}")
 
 
 @contextmanager
@@ -128,10 +177,10 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
     _require_earlier(ctx, stage)
     if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
         _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
-    if stage in DISTRIBUTED_STAGES:
+    if stage in DISTRIBUTED_STAGES and not ctx.cfg.ships_onnx:
         distributed_barrier()  # stale progress is gone before any rank looks for it
     log(f"[{stage}] running")
-    module = importlib.import_module(f"edgekd.stages.{stage}")
+    module = stage_module(ctx.cfg, stage)
     started = time.perf_counter()
     try:
         result = module.run(ctx)
@@ -142,7 +191,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log)
         ctx.manifest.mark_failed(stage, "interrupted")
         raise
     seconds = time.perf_counter() - started
-    if stage in DISTRIBUTED_STAGES:
+    if stage in DISTRIBUTED_STAGES and not ctx.cfg.ships_onnx:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
     ctx.outcomes[stage] = "ran"

@@ -11,7 +11,7 @@ def test_every_top_level_section_and_nested_key_is_listed_with_its_description()
     assert all(any(line.startswith(name) for line in lines) for name in PipelineConfig.model_fields)
     assert 'distill.temperature = 4.0' in result.output
     assert any(line.startswith("distill.hints[].teacher_index = 0  # which entry of `teachers`") for line in lines)
-    assert "student.arch = (required)" in result.output
+    assert "student.arch = null  # built-in name" in result.output and "student.onnx = null  # an ONNX file" in result.output
 
 
 def test_a_section_narrows_the_list_and_an_unknown_one_is_one_line():

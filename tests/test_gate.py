@@ -149,3 +149,54 @@ def test_cli_empty_gate_exits_1_unless_allowed(tmp_path):
     assert "SKIP  x86-cpu/int8" in done.stdout and "gate: FAIL (nothing to check" in done.stdout
     allowed = _gate_cli(path, "--allow-empty")
     assert allowed.returncode == 0 and "gate: PASS (0 passed, 2 skipped)" in allowed.stdout
+
+
+# ---- drops at the limit (issue 20, item 2) ------------------------------------------------------
+
+
+def test_drops_come_from_counts_of_correct_samples_when_the_sample_count_is_known():
+    from edgekd.gate import correct_counts
+
+    assert accuracy_drop(0.95, 0.94, "absolute") == 1.0000000000000009  # the float difference, a hair over 1
+    assert accuracy_drop(0.95, 0.94, "absolute", samples=300) == 1.0  # 285 -> 282 of 300
+    assert accuracy_drop(0.5, 0.49, "relative", samples=300) == 2.0  # 150 -> 147: 3 of 150
+    assert accuracy_drop(0.1, 0.09, "absolute", samples=1000) == 1.0
+    # A top-1 that is no whole number of samples (rounded by hand): the float formula, as before.
+    assert correct_counts(100, 0.90, 0.885) is None
+    assert accuracy_drop(0.90, 0.885, "absolute", samples=100) == pytest.approx(1.5)
+
+
+def _at_limit_report(reference: float, top1: float, samples: int) -> dict:
+    report = make_report()
+    report["eval_set"]["samples"] = samples
+    report["references"]["student_fp32"]["top1"] = reference
+    report["rows"][1]["top1"] = top1
+    report["rows"] = report["rows"][:2]
+    return report
+
+
+@pytest.mark.parametrize(("reference", "correct", "samples", "drop_type", "limit"), [
+    (0.95, 282, 300, "absolute", 1.0), (0.9, 267, 300, "absolute", 1.0), (0.5, 147, 300, "relative", 2.0),
+    (0.75, 741, 1000, "absolute", 0.9), (0.8, 797, 1000, "relative", 0.375)])
+def test_a_drop_exactly_at_the_limit_passes_and_one_sample_more_fails(reference, correct, samples, drop_type, limit):
+    at_limit = gate_report(_at_limit_report(reference, correct / samples, samples), Thresholds(max_drop=limit, drop_type=drop_type))
+    assert at_limit.passed, at_limit[0].reason
+    over = gate_report(_at_limit_report(reference, (correct - 1) / samples, samples), Thresholds(max_drop=limit, drop_type=drop_type))
+    assert not over.passed, over[0].reason
+
+
+def test_without_a_sample_count_a_limit_is_met_within_float_rounding_only():
+    from edgekd.gate import within_limit
+
+    report = _at_limit_report(0.95, 0.94, 300)
+    del report["eval_set"]["samples"]
+    assert gate_report(report, Thresholds(max_drop=1.0)).passed
+    assert within_limit(1.0000000000000009, 1.0) and not within_limit(1.0 + 100 / 1_000_000, 1.0)  # 1 in a million samples
+
+
+def test_a_speedup_exactly_at_the_limit_passes():
+    report = make_report()
+    report["rows"][0]["p50_ms"], report["rows"][1]["p50_ms"] = 0.3, 0.2  # 0.3 / 0.2 is 1.4999999999999998
+    checks = {c.threshold: c for c in evaluate_report(report, Thresholds(max_drop=None, min_speedup=1.5))
+              if c.artifact == "x86-cpu/int8"}
+    assert checks["min_speedup"].passed, checks["min_speedup"].reason

@@ -30,7 +30,9 @@ edgekd bench .          # verifies sha256 sums, measures accuracy on eval.npz an
 ```
 {rebuild}
 `manifest.json` lists every file with its sha256, the input spec, preprocessing, labels,
-the quantization recipe and the metrics measured on the build machine.
+the quantization recipe and the metrics measured on the build machine. Feed the model what it was built
+with: pixels scaled to [0, 1], then (pixel - mean[c]) / std[c] per channel with `preprocessing.mean` and
+`preprocessing.std` (`preprocessing.normalize` names the config's choice; `eval.npz` is already scaled).
 """
 
 
@@ -45,7 +47,7 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
     np.savez_compressed(staging / "eval.npz", x=eval_x.astype(np.float32), y=eval_y.astype(np.int64),
                         reference_logits=reference_logits.astype(np.float32))
     write_text_atomic(staging / "README.md", _README.format(
-        target=info["target"], backend=artifact.backend, precision=artifact.precision, version=info.get("edgekd_version", "?"),
+        target=info["target"], backend=artifact.backend, precision=shipped_variant(info, artifact.precision), version=info.get("edgekd_version", "?"),
         built_on=info.get("built_on", "?"), runtime_pip=_RUNTIME_PIP.get(artifact.backend, ""),
         rebuild="\nThe TensorRT engine must be built on the device first: `edgekd compile .` "
                 "(or the trtexec line in `build_engine.sh`)\n" if artifact.rebuild_on_device else ""))
@@ -54,6 +56,14 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
     write_json_atomic(staging / "manifest.json", manifest)
     _swap_into_place(staging, bundle_dir)
     return bundle_dir
+
+
+def shipped_variant(manifest: dict[str, Any], precision: str) -> str:
+    """The shipped candidate's name as the compile stage and the build machine's report call it: int8-fallback (some
+    nodes kept in float) or int8-qat rather than plain int8; `precision` for bundles that do not record it."""
+    quantization = manifest.get("quantization")
+    variant = quantization.get("variant") if isinstance(quantization, dict) else None
+    return variant if isinstance(variant, str) and variant else precision
 
 
 def _file_records(bundle_dir: Path, artifact: Artifact) -> list[dict[str, Any]]:

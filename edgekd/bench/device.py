@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, TargetError
+from ..fileio import read_npz
 from ..gate import Thresholds
 from ..targets.registry import get_backend
 from .accuracy import accuracy_metrics, eval_set_hash
-from .bundle import load_bundle
+from .bundle import load_bundle, shipped_variant
 from .latency import LatencySpec
-from .measure import Candidate, measure_rows
+from .measure import Candidate, artifact_name, measure_rows
 from .report import build_report
 
 
@@ -33,12 +34,32 @@ def bundle_paths(path: Path) -> list[Path]:
     return bundles
 
 
-def _load_eval(bundle_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    try:
-        with np.load(bundle_dir / "eval.npz", allow_pickle=False) as data:
-            return data["x"], data["y"], data["reference_logits"]
-    except (KeyError, ValueError, OSError) as exc:
-        raise ArtifactError(f"{bundle_dir}/eval.npz: unreadable ({exc}); rebuild the bundle") from None
+def _load_eval(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path = bundle_dir / "eval.npz"
+    data = read_npz(path, "rebuild the bundle", ArtifactError)
+    missing = [k for k in ("x", "y", "reference_logits") if k not in data]
+    if missing:
+        raise ArtifactError(f"{path}: no array {', '.join(missing)}; rebuild the bundle")
+    x, y, logits = data["x"], data["y"], data["reference_logits"]
+    _check_eval_arrays(path, x, y, logits, manifest)
+    return x, y, logits
+
+
+def _check_eval_arrays(path: Path, x: np.ndarray, y: np.ndarray, logits: np.ndarray, manifest: dict[str, Any]) -> None:
+    """Shapes that fit each other and the model the manifest describes: a mismatch is bad input, not a crash."""
+    shape = (manifest.get("input") or {}).get("shape") if isinstance(manifest.get("input"), dict) else None
+    expected = tuple(shape[1:]) if isinstance(shape, list) and all(isinstance(d, int) for d in shape[1:]) else None
+    problem = None
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
+        problem = f"images 'x' must be a float (N, C, H, W) array, got {x.dtype} {x.shape}"
+    elif expected and tuple(x.shape[1:]) != expected:
+        problem = f"images 'x' are {tuple(x.shape[1:])}, the model takes {expected}"
+    elif y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(x):
+        problem = f"labels 'y' must be {len(x)} integers, one per image, got {y.dtype} {y.shape}"
+    elif logits.ndim != 2 or len(logits) != len(x):
+        problem = f"'reference_logits' must be ({len(x)}, classes), got {logits.shape}"
+    if problem:
+        raise ArtifactError(f"{path}: {problem}; rebuild the bundle")
 
 
 def _gate_section(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -69,15 +90,15 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     loaded = []
     for bundle_dir in bundle_paths(path):
         manifest, artifact = load_bundle(bundle_dir)  # sha256 of every file checked before anything is loaded
-        loaded.append((bundle_dir, manifest, artifact, *_load_eval(bundle_dir)))
+        loaded.append((bundle_dir, manifest, artifact, *_load_eval(bundle_dir, manifest)))
     _require_a_runtime(loaded)
     _, first_manifest, _, x, y, reference = loaded[0]
     digest = eval_set_hash(x, y)
     for bundle_dir, *_rest, bx, by, _ref in loaded[1:]:
         if eval_set_hash(bx, by) != digest:
             raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
-    candidates = [Candidate(f"{m.get('target', d.name)}/{a.precision}", m.get("target", d.name), a, threads, verdict="bundle")
-                  for d, m, a, *_ in loaded]
+    candidates = [Candidate(artifact_name(m.get("target", d.name), shipped_variant(m, a.precision)), m.get("target", d.name), a, threads,
+                            verdict="bundle") for d, m, a, *_ in loaded]
     rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory)
     for row, (bundle_dir, *_rest) in zip(rows, loaded, strict=True):
         row["bundle"] = str(bundle_dir)

@@ -21,9 +21,16 @@ from .memory import measure_memory
 from .sizes import gzip_size, parameter_count, size_on_disk
 
 
+def artifact_name(target: str, candidate: str) -> str:
+    """A row's key in reports, gates and comparisons: `<target>/<candidate>`, the candidate named as the compile
+    stage names it (fp32, bf16, int8, int8-qat, or int8-fallback: int8 with some nodes kept in float), so that two
+    int8 variants never share a row and the user sees which one shipped."""
+    return f"{target}/{candidate}"
+
+
 @dataclass
 class Candidate:
-    name: str                      # "<target>/<precision>": the row's key in reports, gates and comparisons
+    name: str                      # artifact_name(target, candidate): the row's key in reports, gates and comparisons
     target: str
     artifact: Artifact
     threads: int | None = None

@@ -65,11 +65,12 @@ def _cold(row: dict[str, Any], key: str) -> Any:
 
 def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[list[str]]:
     gate, reference = report.get("gate", {}), reference_top1(report)
+    samples = report.get("eval_set", {}).get("samples")  # drops from counts, as the gate computes them
     rows = [[f"{name} (reference)", "", "fp32", "", "", "", _fmt(ref.get("top1"), "{:.2f}", 100)] + [""] * (len(COLUMNS) - 7)
             for name, ref in report["references"].items()]
     for row in report["rows"]:
         top1, batch1 = row.get("top1"), row.get("latency", {}).get("batch1", {})
-        drop = accuracy_drop(reference, top1, gate.get("drop_type", "absolute")) if None not in (reference, top1) else None
+        drop = accuracy_drop(reference, top1, gate.get("drop_type", "absolute"), samples) if None not in (reference, top1) else None
         verdict = (verdicts or {}).get(row["artifact"], "") if row.get("shipped") else "not shipped"
         rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"], row["precision"],
                      _fmt(row["bytes"], "{:.1f}", 1 / 1024), _fmt(row.get("gzip_bytes"), "{:.1f}", 1 / 1024),

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field, ValidationError
 
-from ..config import Strict, describe_validation_error, read_yaml_mapping
+from ..config import MAX_SEED, Strict, describe_validation_error, read_yaml_mapping
 from ..errors import ConfigError, DataError
 from ..fileio import resolve_path
 from ..resources import builtin_dir
@@ -22,7 +22,7 @@ class CalibrationRecipe(Strict):
         "train", description="split to draw from (test is never allowed); synthetic: the data-free distillation's generated set")
     count: int = Field(256, ge=1, le=100_000)
     class_balance: bool = Field(True, description="draw the same number per class")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     expected_sha256: Optional[str] = Field(None, description="refuse the set if it differs (pins the data)")
 
 
@@ -53,7 +53,7 @@ def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = 
         indices = _balanced(pool.y, count, rng)
     else:
         indices = rng.choice(len(pool), size=count, replace=False)
-    chosen = pool.take(np.sort(indices))
+    chosen = pool.take(np.sort(indices)).in_memory()  # a calibration set is small: decoded once, here
     if not np.isfinite(chosen.x).all():
         raise DataError(f"calibration recipe '{recipe.name}': samples contain NaN or Inf; clean the data")
     digest = split_hash(chosen.x, chosen.y)

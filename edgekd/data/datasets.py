@@ -8,8 +8,9 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, NormalizeStats
 from ..errors import DataError
+from .images import LazyImages, Preprocess, channel_stats
 from .sources import RawData, load_raw
 
 
@@ -22,7 +23,12 @@ class Split:
         return len(self.y)
 
     def take(self, indices: np.ndarray) -> Split:
-        return Split(self.x[indices], self.y[indices])
+        x = self.x.subset(indices) if isinstance(self.x, LazyImages) else self.x[indices]
+        return Split(x, self.y[indices])
+
+    def in_memory(self) -> Split:
+        """The split as arrays: training holds its images in memory (a lazy image folder is decoded here)."""
+        return Split(np.asarray(self.x), self.y) if isinstance(self.x, LazyImages) else self
 
 
 @dataclass
@@ -35,6 +41,11 @@ class Dataset:
     mean: list[float]
     std: list[float]
     fingerprint: str = field(default="")
+    normalize: str = "dataset"  # data.normalize: dataset, none, imagenet or custom
+    # The training split's own per-channel pixel statistics, whatever data.normalize says (to judge checkpoints).
+    pixel_mean: list[float] = field(default_factory=list)
+    pixel_std: list[float] = field(default_factory=list)
+    image_steps: Optional[dict] = None  # an image folder's decoding steps (color, resize, crop), for the device
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -46,21 +57,39 @@ class Dataset:
 
     def preprocessing(self) -> dict:
         """What a device must do to a [0, 1] NCHW image before feeding the model."""
-        return {"layout": "NCHW", "scale": "divide by 255 (pixel values in [0, 1])", "mean": self.mean,
-                "std": self.std, "input_shape": list(self.input_shape)}
+        return {"layout": "NCHW", "scale": "divide by 255 (pixel values in [0, 1])", "normalize": self.normalize,
+                "formula": "(pixel / 255 - mean[c]) / std[c]", "mean": self.mean, "std": self.std,
+                "input_shape": list(self.input_shape), **({"image": self.image_steps} if self.image_steps else {})}
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """Model inputs back to pixels in [0, 1] (undo the normalisation)."""
+        return x * np.asarray(self.std, np.float32)[None, :, None, None] + np.asarray(self.mean, np.float32)[None, :, None, None]
 
 
-def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None) -> Dataset:
-    raw = load_raw(cfg.source, cfg.path, cfg.image_size, base_dir)
+def preprocess_of(cfg: DataConfig) -> Preprocess:
+    return Preprocess(color=cfg.color, resize=cfg.resize, center_crop=cfg.center_crop, square=cfg.image_size)
+
+
+def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, lazy: bool = False) -> Dataset:
+    """The splits, normalised. An image folder stays on disk and is decoded batch by batch when `lazy` (shipping a
+    trained model: evaluation and calibration only); training needs its images in memory."""
+    raw = load_raw(cfg.source, cfg.path, preprocess_of(cfg), base_dir)
     where = f"data.path '{cfg.path}'" if cfg.path else f"data.source '{cfg.source}'"
     _check(raw.x, raw.y, len(raw.classes), where)
     if raw.test_y is not None:
         _check(raw.test_x, raw.test_y, len(raw.classes), f"{where} (test split)")
+    _check_classes(raw, where)
     rng = np.random.default_rng(seed)
     train, val, test = _split(raw, cfg, rng)
-    mean, std = _channel_stats(train.x)
+    pixel_mean, pixel_std = _channel_stats(train.x)
+    mean, std = (pixel_mean, pixel_std) if cfg.normalize == "dataset" else input_scaling(cfg.normalize, train.x)
     train, val, test = (Split(_normalise(s.x, mean, std), s.y) for s in (train, val, test))
-    dataset = Dataset(cfg.source, train, val, test, raw.classes, mean.tolist(), std.tolist())
+    if not lazy:
+        train, val, test = train.in_memory(), val.in_memory(), test.in_memory()
+    mode = cfg.normalize if isinstance(cfg.normalize, str) else "custom"
+    dataset = Dataset(cfg.source, train, val, test, raw.classes, mean.tolist(), std.tolist(), normalize=mode,
+                      pixel_mean=pixel_mean.tolist(), pixel_std=pixel_std.tolist(),
+                      image_steps=raw.x.preprocess.to_json() if isinstance(raw.x, LazyImages) else None)
     dataset.fingerprint = fingerprint(dataset)
     return dataset
 
@@ -71,8 +100,24 @@ def _check(x: np.ndarray, y: np.ndarray, n_classes: int, where: str) -> None:
     if y.min() < 0 or y.max() >= n_classes:
         raise DataError(f"{where}: labels out of range: found {int(y.min())}..{int(y.max())}, expected 0..{n_classes - 1}; "
                         "fix the labels or list every class name")
-    if not np.isfinite(x).all():
+    if not isinstance(x, LazyImages) and not np.isfinite(x).all():  # decoded pixels are finite by construction
         raise DataError(f"{where}: images contain NaN or Inf values; clean the data first")
+
+
+def _check_classes(raw: RawData, where: str) -> None:
+    """A classifier needs two classes or more, each with images: one class trains a one-logit model that is
+    always right; a label gap (11 among 0..9) silently makes a class nothing can teach."""
+    counts = np.bincount(raw.y, minlength=len(raw.classes))
+    if len(raw.classes) < 2 or np.count_nonzero(counts) < 2:
+        raise DataError(f"{where}: every image has label {int(raw.y[0])}: a classifier needs at least two classes; "
+                        "check the labels, or add images of the other classes")
+    empty = [i for i, c in enumerate(counts) if c == 0]
+    if empty:
+        present = sorted(int(v) for v in np.unique(raw.y))
+        shown = ", ".join(f"{i} ('{raw.classes[i]}')" for i in empty[:5])
+        raise DataError(f"{where}: no image has label {shown}, though labels run to {present[-1]}: labels must be "
+                        f"0..{len(raw.classes) - 1} with every class present ({len(present)} distinct found); "
+                        "renumber the labels, or fix the stray one")
 
 
 def _split(raw: RawData, cfg: DataConfig, rng: np.random.Generator) -> tuple[Split, Split, Split]:
@@ -94,25 +139,52 @@ def _split(raw: RawData, cfg: DataConfig, rng: np.random.Generator) -> tuple[Spl
     return train, val, test
 
 
+def input_scaling(normalize, train_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (mean, std) of data.normalize for images shaped like `train_x` (pixels in [0, 1])."""
+    channels = train_x.shape[1]
+    if normalize == "dataset":
+        return _channel_stats(train_x)
+    if normalize == "none":
+        mean, std = [0.0] * channels, [1.0] * channels
+    elif normalize == "imagenet":
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        assert isinstance(normalize, NormalizeStats)
+        mean, std = normalize.mean, normalize.std
+    if len(mean) != channels:
+        raise DataError(f"data.normalize: {len(mean)} channel statistics for images with {channels} channel(s); "
+                        f"give {channels} mean and std values, or use dataset or none")
+    return np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+
 def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(x, LazyImages):
+        mean, std = channel_stats(x)
+        return mean, np.maximum(std, 1e-6).astype(np.float32)
     mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
     std = x.std(axis=(0, 2, 3), dtype=np.float64)
     return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
 
 
 def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    if isinstance(x, LazyImages):
+        return x.normalized(mean, std)
     return ((x - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)
 
 
 def fingerprint(dataset: Dataset) -> str:
     digest = hashlib.sha256()
     for split in (dataset.train, dataset.val, dataset.test):
-        digest.update(np.ascontiguousarray(split.x).tobytes())
+        digest.update(_pixels_digest(split.x))
         digest.update(np.ascontiguousarray(split.y).tobytes())
     return digest.hexdigest()[:16]
 
 
+def _pixels_digest(x) -> bytes:
+    return x.fingerprint().encode() if isinstance(x, LazyImages) else np.ascontiguousarray(x).tobytes()
+
+
 def split_hash(x: np.ndarray, y: np.ndarray) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    digest = hashlib.sha256(_pixels_digest(x))
     digest.update(np.ascontiguousarray(y).tobytes())
     return digest.hexdigest()

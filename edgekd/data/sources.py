@@ -10,10 +10,11 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DataError
-from ..fileio import resolve_path, searched
+from ..fileio import read_npz, resolve_path, searched
 from ..refs import call, is_reference
+from .images import LazyImages, Preprocess
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 FASHION_MNIST_INSTALL = "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -28,7 +29,7 @@ class RawData:
     test_y: Optional[np.ndarray] = None
 
 
-def load_raw(source: str, path: Optional[str], image_size: Optional[int], base_dir: Optional[Path]) -> RawData:
+def load_raw(source: str, path: Optional[str], preprocess: Preprocess, base_dir: Optional[Path]) -> RawData:
     if source == "digits":
         return _digits()
     if source == "fashion-mnist":
@@ -36,7 +37,7 @@ def load_raw(source: str, path: Optional[str], image_size: Optional[int], base_d
     if source == "npz":
         return _npz(data_path(source, path, base_dir))
     if source == "imagefolder":
-        return _imagefolder(data_path(source, path, base_dir), image_size)
+        return _imagefolder(data_path(source, path, base_dir), preprocess)
     if is_reference(source):
         return _factory(source, base_dir)
     raise DataError(f"data.source '{source}': unknown; use digits, fashion-mnist, npz, imagefolder or module:function")
@@ -97,11 +98,7 @@ def _read_idx(path: Path) -> np.ndarray:
 def _npz(path: Path) -> RawData:
     if not path.is_file():
         raise DataError(f"data.path '{path}': npz file not found")
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            found = dict(arrays)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read npz ({exc}); save it with numpy.savez(x=..., y=...)") from None
+    found = read_npz(path, "save it with numpy.savez(x=..., y=...)", DataError)
     if "x" not in found or "y" not in found:
         raise DataError(f"{path}: npz needs arrays 'x' (N,C,H,W or N,H,W) and 'y' (N,); found {sorted(found)}")
     return _from_arrays(found["x"], found["y"], found.get("test_x"), found.get("test_y"), str(path), found.get("classes"))
@@ -143,36 +140,38 @@ def _as_images(x, where: str) -> np.ndarray:
     return x / 255.0 if x.max(initial=0) > 1.0 else x
 
 
-def _imagefolder(folder: Path, image_size: Optional[int]) -> RawData:
+def _imagefolder(folder: Path, preprocess: Preprocess) -> RawData:
+    """Files and labels only: pixels are decoded when a batch is asked for (data/images.py). Every file's header
+    is read now, so a file that is not an image stops the run before any work."""
     if not folder.is_dir():
         raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class)")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    images, labels = [], []
+    files, labels = [], []
     for label, name in enumerate(classes):
         for file in sorted((folder / name).iterdir()):
-            if file.suffix.lower() not in _IMAGE_SUFFIXES:
-                continue
-            images.append(_read_image(file, image_size))
-            labels.append(label)
-    if not images:
+            if file.suffix.lower() in _IMAGE_SUFFIXES:
+                files.append(file)
+                labels.append(label)
+    if not files:
         raise DataError(f"data.path '{folder}': no images found (expected {folder}/<class>/<image>.png)")
-    shapes = {img.shape for img in images}
-    if len(shapes) > 1:
-        raise DataError(f"data.path '{folder}': images have different sizes {sorted(shapes)[:3]}; set data.image_size")
-    return RawData(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
+    _check_headers(files, preprocess)
+    return RawData(LazyImages(files, preprocess), np.asarray(labels, dtype=np.int64), classes)
 
 
-def _read_image(file: Path, image_size: Optional[int]) -> np.ndarray:
+def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(file) as img:
-            img = img.convert("RGB")
-            if image_size:
-                img = img.resize((image_size, image_size))
-            return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
+    sizes = set()
+    for file in files:
+        try:
+            with Image.open(file) as img:
+                img.verify()  # the header and, for PNG, the chunk checksums, without decoding the pixels
+                sizes.add(img.size)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+            raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
+    if len(sizes) > 1 and not (preprocess.square or preprocess.center_crop):
+        raise DataError(f"data.path: images have different sizes {sorted(sizes)[:3]}; set data.resize and data.center_crop "
+                        "(or data.image_size) so that every image becomes the same shape")
 
 
 def _factory(reference: str, base_dir: Optional[Path]) -> RawData:

@@ -173,11 +173,10 @@ def predict_logits(model: nn.Module, x: torch.Tensor | np.ndarray, batch_size: i
                    autocast: Optional[torch.dtype] = None) -> np.ndarray:
     model.eval()
     device = distributed.model_device(model)
-    x = torch.as_tensor(x)
     outputs = []
-    for i in range(0, len(x), batch_size):
+    for i in range(0, len(x), batch_size):  # sliced before conversion: `x` may be a lazy image folder
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-            outputs.append(model(x[i:i + batch_size].to(device)).float().cpu())
+            outputs.append(model(torch.as_tensor(x[i:i + batch_size]).to(device)).float().cpu())
     return torch.cat(outputs).numpy()
 
 

@@ -17,7 +17,7 @@ from .zoo import BUILTIN_MODELS
 
 def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
                 base_dir: Optional[Path] = None, where: str = "model") -> nn.Module:
-    in_channels, size = input_shape[0], input_shape[-1]
+    in_channels, size = input_shape[0], (input_shape[-2], input_shape[-1])  # (height, width): not always square
     if spec.arch in BUILTIN_MODELS:
         factory, default_width, _ = BUILTIN_MODELS[spec.arch]
         try:
@@ -91,10 +91,14 @@ def load_checkpoint(model: nn.Module, path: Path, where: str = "checkpoint") -> 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ModelError(f"{where} '{path}': refused: the file carries pickled code or objects, not plain tensors "
-                         f"(loaded with weights_only=True; {str(exc).splitlines()[0][:120]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelError(f"{where} '{path}': not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:120]}); "
+        if _CODE_REFUSAL in str(exc):
+            raise ModelError(f"{where} '{path}': refused: the file carries pickled code or objects, not plain tensors "
+                             f"(loaded with weights_only=True; {_unsupported(exc)})") from None
+        raise ModelError(f"{where} '{path}': not a PyTorch checkpoint (its bytes are neither torch.save's format nor a "
+                         "pickle: damaged or another kind of file); download it again, or save it with "
+                         "torch.save(model.state_dict(), path)") from None
+    except Exception as exc:  # noqa: BLE001  garbage bytes reach torch's parsers and fail as any type (KeyError, ...)
+        raise ModelError(f"{where} '{path}': not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
                          "download it again, or save it with torch.save(model.state_dict(), path)") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -103,6 +107,17 @@ def load_checkpoint(model: nn.Module, path: Path, where: str = "checkpoint") -> 
     _check_state(model, state, path, where)
     model.load_state_dict(state)
     return model
+
+
+# torch's weights-only unpickler names a global it will not import (code or an arbitrary object) this way;
+# its other refusals ("Unsupported operand 215") mean the bytes are no pickle at all (random or truncated data).
+_CODE_REFUSAL = "Unsupported global"
+
+
+def _unsupported(exc: Exception) -> str:
+    """The line of torch's long refusal that names what the file wanted to import."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return next((line for line in lines if _CODE_REFUSAL in line), lines[0])[:160]
 
 
 def _check_state(model: nn.Module, state: dict, path: Path, where: str) -> None:

@@ -6,6 +6,7 @@ Named layers (`features.N`, `head`) are stable so hint distillation can refer to
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Union
 
 import torch
 from torch import nn
@@ -15,15 +16,22 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def _stage_count(size: int) -> int:
-    """Downsample while the feature map stays at least 2x2, at most three times."""
-    return max(1, min(3, (size // 2).bit_length() - 1))
+Size = Union[int, tuple[int, int]]  # square side, or (height, width)
+
+
+def _hw(size: Size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _stage_count(size: Size) -> int:
+    """Downsample while the feature map stays at least 2x2 (along its shorter side), at most three times."""
+    return max(1, min(3, (min(_hw(size)) // 2).bit_length() - 1))
 
 
 class ConvNet(nn.Module):
     """VGG-style: two conv-bn-relu per stage, max-pool between stages, global average pool."""
 
-    def __init__(self, in_channels: int, num_classes: int, input_size: int, width: int = 16):
+    def __init__(self, in_channels: int, num_classes: int, input_size: Size, width: int = 16):
         super().__init__()
         layers, cin = [], in_channels
         stages = _stage_count(input_size)
@@ -59,7 +67,7 @@ class BasicBlock(nn.Module):
 class ResNetMini(nn.Module):
     """A ResNet with one basic block per stage; stride-2 blocks between stages."""
 
-    def __init__(self, in_channels: int, num_classes: int, input_size: int, width: int = 16):
+    def __init__(self, in_channels: int, num_classes: int, input_size: Size, width: int = 16):
         super().__init__()
         blocks, cin = [_conv_bn(in_channels, width)], width
         for stage in range(_stage_count(input_size)):
@@ -77,9 +85,10 @@ class ResNetMini(nn.Module):
 class MLP(nn.Module):
     """Two hidden layers; the smallest student, and a sanity baseline."""
 
-    def __init__(self, in_channels: int, num_classes: int, input_size: int, width: int = 64):
+    def __init__(self, in_channels: int, num_classes: int, input_size: Size, width: int = 64):
         super().__init__()
-        features = in_channels * input_size * input_size
+        height, width_px = _hw(input_size)
+        features = in_channels * height * width_px  # from the data's own shape: images need not be square
         self.features = nn.Sequential(nn.Flatten(), nn.Linear(features, width), nn.ReLU(inplace=True),
                                       nn.Linear(width, width), nn.ReLU(inplace=True))
         self.head = nn.Linear(width, num_classes)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..bench.accuracy import predict, topk
 from ..errors import StageError
-from ..gate import accuracy_drop
+from ..gate import accuracy_drop, within_limit
 from ..targets.ort import OrtSession
 from ..targets.profiles import QuantRecipe
 from .ptq import quantize_qdq, quantized_nodes
@@ -75,8 +75,8 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         quantize(out_path, [])
         int8_logits = logits_of(out_path, val_x)
         top1 = topk(int8_logits, val_y)
-        drop = accuracy_drop(fp32_top1, top1, budget.drop_type)
-        report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=drop > budget.max_drop,
+        drop = accuracy_drop(fp32_top1, top1, budget.drop_type, len(val_y))
+        report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=not within_limit(drop, budget.max_drop),
                                 val_top1=top1, val_drop=drop)
         if not report.triggered:
             return _with_fidelity(report, fp32_logits, int8_logits, val_y)
@@ -88,9 +88,9 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
             quantize(out_path, kept)
             int8_logits = logits_of(out_path, val_x)
             top1 = topk(int8_logits, val_y)
-            drop = accuracy_drop(fp32_top1, top1, budget.drop_type)
+            drop = accuracy_drop(fp32_top1, top1, budget.drop_type, len(val_y))
             report.tried.append({"nodes_in_float": kept, "val_top1": top1, "val_drop": drop})
-            if drop <= budget.max_drop:
+            if within_limit(drop, budget.max_drop):
                 report.nodes_in_float, report.val_top1, report.val_drop = kept, top1, drop
                 return _with_fidelity(report, fp32_logits, int8_logits, val_y)
     raise StageError(_give_up_message(recipe, report, budget))

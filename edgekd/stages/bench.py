@@ -8,25 +8,27 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..bench.accuracy import accuracy_metrics, eval_set_hash
-from ..bench.measure import Candidate, measure_rows
+from ..bench.measure import Candidate, artifact_name, measure_rows
 from ..bench.report import build_report, write_reports
-from ..distill.losses import ensemble_soft_targets
-from ..distill.trainer import predict_logits
 from ..targets import load_profile
 from ..targets.base import Artifact
 from .compile import eval_subset, latency_spec
 from .context import RunContext, StageOutput
-from .distill import build_student
-from .teachers import build_teachers
+from .export import student_logits as fp32_student_logits
 
 
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
-    student_logits = predict_logits(build_student(ctx), x)
+    student_logits = fp32_student_logits(ctx, x)
     refs = {"student_fp32": accuracy_metrics(student_logits, y)}
-    if ctx.cfg.teachers:
+    if ctx.cfg.teachers:  # teachers are PyTorch models: torch only here
+        import torch
+
+        from ..distill.losses import ensemble_soft_targets
+        from ..distill.trainer import predict_logits
+        from .teachers import build_teachers
+
         teacher_logits = [torch.from_numpy(predict_logits(t, x)) for t in build_teachers(ctx)]
         ensemble = ensemble_soft_targets(teacher_logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
         refs["teacher"] = accuracy_metrics(ensemble.numpy(), y)
@@ -39,7 +41,7 @@ def candidates(ctx: RunContext) -> list[Candidate]:
         profile = load_profile(target, ctx.base_dir)
         for candidate in info["candidates"]:
             artifact = Artifact.from_json(candidate["artifact"], ctx.run_dir / candidate["path"])
-            out.append(Candidate(f"{target}/{artifact.precision}", target, artifact, ctx.cfg.bench.threads or profile.threads,
+            out.append(Candidate(artifact_name(target, candidate["name"]), target, artifact, ctx.cfg.bench.threads or profile.threads,
                                  shipped=candidate["verdict"].startswith("chosen"), verdict=candidate["verdict"],
                                  time_latency=profile.latency_measurable_off_device))
     return out

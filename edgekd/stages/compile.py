@@ -2,8 +2,9 @@
 split, and bundle the fastest one that passes the gate (never one slower than fp32)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -11,21 +12,22 @@ from .. import __version__
 from ..bench.accuracy import fidelity, predict, topk
 from ..bench.bundle import write_bundle
 from ..bench.latency import LatencySpec, measure_interleaved
-from ..distill.trainer import predict_logits
 from ..environment import cpu_info, library_versions
 from ..errors import StageError
 from ..gate import accuracy_drop
 from ..targets import get_backend, load_profile
 from ..targets.base import Artifact
-from ..targets.selection import accuracy_rule, choose, plan
+from ..targets.profiles import Precision
+from ..targets.selection import accuracy_limit, accuracy_rule, choose, plan
 from .context import RunContext, StageOutput
-from .distill import build_student
-from .export import fp32_onnx_path
+from .export import fp32_onnx_path, student_logits
 from .quantize import int8_path
 
 # Extra int8 files the quantize stage may leave beside its main model (a QAT export next to a PTQ
 # one, a fallback next to the plain PTQ model): each is a candidate of its own when present.
 INT8_VARIANTS = {"int8": "", "int8-qat": "-qat", "int8-fallback": "-fallback"}
+# Every name a candidate folder (05-compile/<target>/<name>) can have: the only folders a rerun removes.
+CANDIDATE_NAMES = frozenset(get_args(Precision)) | frozenset(INT8_VARIANTS)
 
 
 def latency_spec(ctx: RunContext) -> LatencySpec:
@@ -46,6 +48,8 @@ def candidate_sources(ctx: RunContext, profile) -> list[tuple[str, str, Path]]:
 
 
 def int8_files(ctx: RunContext, recipe_name: str) -> list[tuple[str, Path]]:
+    if ctx.manifest.metrics("quantize").get("method") == "none":
+        return []  # int8 files in 04-quantize are an earlier run's (before --force with quantize.method: none)
     main = int8_path(ctx, recipe_name)
     candidates = ((name, main.with_name(f"{main.stem}{suffix}{main.suffix}")) for name, suffix in INT8_VARIANTS.items())
     found = [(name, path) for name, path in candidates if path.is_file()]
@@ -69,8 +73,11 @@ def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
             for name, precision, source in candidate_sources(ctx, profile)]
 
 
-def _threshold(ctx: RunContext, profile) -> float:
-    return profile.gate.max_drop if profile.gate.max_drop is not None else ctx.cfg.gate.max_drop
+def selection_rule(ctx: RunContext, profile):
+    """The accuracy rule this target's candidates must pass: targets.selection.accuracy_limit, the same limit the
+    quantize stage's int8 budget uses."""
+    limit = accuracy_limit(ctx.cfg.gate, profile)
+    return accuracy_rule(limit.max_drop, source=limit.source)
 
 
 def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference: np.ndarray) -> list[dict[str, Any]]:
@@ -87,7 +94,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
             session = backend.session(artifact, ctx.cfg.bench.threads or profile.threads)
             logits = predict(session.run, val.x)
             row["val_top1"] = topk(logits, val.y)
-            row["val_drop"] = accuracy_drop(topk(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type)
+            row["val_drop"] = accuracy_drop(topk(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type, len(val.y))
             agreement = fidelity(logits, reference)
             row["val_agreement"], row["val_cosine"] = agreement["top1_agreement"], agreement["cosine"]
             if profile.latency_measurable_off_device:
@@ -103,26 +110,44 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
 
 
 def run(ctx: RunContext) -> StageOutput:
-    student = build_student(ctx)
-    val_logits = predict_logits(student, ctx.dataset.val.x)
+    val_logits = student_logits(ctx, ctx.dataset.val.x)
     eval_x, eval_y = eval_subset(ctx)
-    reference_logits = predict_logits(student, eval_x)
-    targets, outputs = {}, []
+    reference_logits = student_logits(ctx, eval_x)
+    targets, outputs, built = {}, [], {}
     for name in ctx.cfg.targets:
         profile = load_profile(name, ctx.base_dir)
         candidates = build_candidates(ctx, profile)
+        built[profile.name] = {candidate for candidate, _ in candidates}
         if not candidates:
             raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
                              f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
         rows = evaluate(ctx, profile, candidates, val_logits)
-        best = choose(rows, accuracy_rule(_threshold(ctx, profile)))
+        best = choose(rows, selection_rule(ctx, profile))
         info = _bundle_info(ctx, profile, rows, best)
         bundle = write_bundle(ctx.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info)
         outputs.append(bundle / "manifest.json")
         targets[profile.name] = {"backend": profile.backend, "chosen": rows[best]["name"],
                                  "chosen_precision": rows[best]["precision"], "candidates": rows,
                                  "bundle": str(bundle.relative_to(ctx.run_dir))}
-    return StageOutput(outputs, {"val_reference_top1": topk(val_logits, ctx.dataset.val.y), "targets": targets})
+    removed = remove_stale_candidates(ctx.stage_dir("compile"), built)
+    return StageOutput(outputs, {"val_reference_top1": topk(val_logits, ctx.dataset.val.y), "targets": targets,
+                                 "removed_stale": [str(path.relative_to(ctx.run_dir)) for path in removed]})
+
+
+def remove_stale_candidates(stage_dir: Path, built: dict[str, set[str]]) -> list[Path]:
+    """Remove candidate folders an earlier run of this stage left behind (a target or precision since dropped, a
+    PTQ model that became int8-fallback, a --force rerun): only this run's candidates are in the manifest, and a
+    stale folder beside them misleads. Called once every target is built, so a failed rerun removes nothing; only
+    folders named like a candidate are removed (CANDIDATE_NAMES), anything else in the stage folder stays."""
+    removed = []
+    for target_dir in sorted(p for p in stage_dir.iterdir() if p.is_dir()):
+        keep = built.get(target_dir.name, set())
+        for folder in sorted(p for p in target_dir.iterdir() if p.is_dir() and p.name in CANDIDATE_NAMES - keep):
+            shutil.rmtree(folder)
+            removed.append(folder)
+        if target_dir.name not in built and not any(target_dir.iterdir()):
+            target_dir.rmdir()
+    return removed
 
 
 def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int) -> dict[str, Any]:

@@ -43,6 +43,9 @@ class RunContext:
     # What each stage did in this invocation: "ran", or "up to date" (skipped by --resume, key and files unchanged).
     # Stages absent here did not run now: their files may be left over from an earlier run.
     outcomes: dict[str, str] = field(default_factory=dict)
+    # Checks of the data and models made before the run folder was touched (pipeline.check_inputs): the
+    # teachers stage does not repeat them. None: not made yet.
+    checked_teachers: list | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -52,7 +55,9 @@ class RunContext:
     def dataset(self):
         from ..data import load_dataset
 
-        return load_dataset(self.cfg.data, self.cfg.seed, self.base_dir)
+        # Shipping a trained model only evaluates and calibrates: an image folder can then stay on disk.
+        lazy = self.cfg.distill.mode == "none" and self.cfg.quantize.method != "qat"
+        return load_dataset(self.cfg.data, self.cfg.seed, self.base_dir, lazy=lazy)
 
     def stage_dir(self, stage: str) -> Path:
         path = self.run_dir / f"{STAGES.index(stage) + 1:02d}-{stage}"

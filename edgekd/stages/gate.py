@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..bench.report import write_reports
+from ..bench.report_schema import check_report
 from ..fileio import read_json, write_json_atomic
 from ..gate import Thresholds, gate_report, verdicts
 from ..gate_outputs import write_ci_outputs
@@ -15,7 +16,7 @@ def thresholds_from_config(gate_cfg) -> Thresholds:
 
 def run(ctx: RunContext) -> StageOutput:
     report_path = ctx.run_dir / "report.json"
-    report = read_json(report_path)
+    report = check_report(read_json(report_path), report_path)  # report.json may have been edited since bench wrote it
     checks = gate_report(report, thresholds_from_config(ctx.cfg.gate))
     verdict = {"passed": checks.passed, "summary": checks.summary, "checks": [c.__dict__ for c in checks]}
     outputs = [write_json_atomic(ctx.run_dir / "gate.json", verdict)]

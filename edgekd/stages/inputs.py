@@ -39,7 +39,10 @@ def external_inputs(cfg: PipelineConfig, section: str, base_dir: Path) -> Any:
 
 
 def _model_files(spec: ModelConfig, base_dir: Path) -> dict:
-    return {"checkpoint": _fingerprint(spec.checkpoint, base_dir), "arch": _reference_file(spec.arch, base_dir)}
+    files = {"checkpoint": _fingerprint(spec.checkpoint, base_dir),
+             "arch": _reference_file(spec.arch, base_dir) if spec.arch else None}
+    onnx = getattr(spec, "onnx", None)  # a student may be an ONNX file
+    return {**files, "onnx": _fingerprint(onnx, base_dir)} if onnx else files
 
 
 def _reference_file(reference: str, base_dir: Path) -> str | None:

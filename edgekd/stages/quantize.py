@@ -11,26 +11,21 @@ import json
 import shutil
 
 import numpy as np
-import torch
 
 from ..bench.accuracy import topk
 from ..data.calibration import describe, draw, load_recipe
-from ..distill.losses import ensemble_soft_targets
-from ..distill.trainer import predict_logits
 from ..errors import StageError
 from ..fileio import atomic_path
-from ..gate import accuracy_drop
+from ..gate import accuracy_drop, within_limit
 from ..quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from ..quant.host import HostChoice, recipe_for_host, warn_once
 from ..quant.ptq import quantize_qdq
-from ..quant.qat import prepare_qat
-from ..quant.qat_export import export_qdq
-from ..quant.qat_train import finetune_qat
 from ..targets import load_profile
+from ..targets.selection import accuracy_limit
 from .context import RunContext, StageOutput
-from .distill import build_student
 from .export import fp32_onnx_path
-from .teachers import build_teachers
+
+# torch is imported inside the QAT functions only: PTQ of an ONNX student runs without it.
 
 
 def recipes_for(ctx: RunContext) -> dict[str, HostChoice]:
@@ -51,15 +46,13 @@ def int8_path(ctx: RunContext, recipe_name: str):
 
 
 def int8_budget(ctx: RunContext, recipe_name: str) -> float:
-    """quantize.max_drop, else the strictest max_drop among the targets sharing this recipe."""
+    """quantize.max_drop, else the strictest accuracy limit (targets.selection.accuracy_limit, the rule candidate
+    selection applies) among the targets sharing this recipe: the int8 model is made to pass their selection."""
     if ctx.cfg.quantize.max_drop is not None:
         return ctx.cfg.quantize.max_drop
-    limits = [ctx.cfg.gate.max_drop]
-    for name in ctx.cfg.targets:
-        profile = load_profile(name, ctx.base_dir)
-        if profile.quantization and profile.quantization.name == recipe_name and profile.gate.max_drop is not None:
-            limits.append(profile.gate.max_drop)
-    return min(limits)
+    profiles = [load_profile(name, ctx.base_dir) for name in ctx.cfg.targets]
+    limits = [accuracy_limit(ctx.cfg.gate, p).max_drop for p in profiles if p.quantization and p.quantization.name == recipe_name]
+    return min(limits, default=ctx.cfg.gate.max_drop)
 
 
 def synthetic_split(ctx: RunContext):
@@ -123,6 +116,13 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
 def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
     """Fine-tune the run's student with fake quantization and distillation; write its QDQ model to `out`
     only if it matches the fake-quantized student and keeps within the int8 accuracy budget."""
+    import torch
+
+    from ..quant.qat import prepare_qat
+    from ..quant.qat_export import export_qdq
+    from ..quant.qat_train import finetune_qat
+    from .distill import build_student
+
     cfg, data, out = ctx.cfg, ctx.dataset, out or int8_path(ctx, recipe.name)
     temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
     alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
@@ -142,6 +142,8 @@ def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
 def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
     """The QDQ model's agreement with the fake-quantized student, and its validation drop against the same
     budget the PTQ path enforces (int8_budget); a StageError when either fails."""
+    from ..distill.trainer import predict_logits
+
     cfg, val = ctx.cfg, ctx.dataset.val
     torch_logits, onnx_logits = predict_logits(qat, val.x), logits_of(path, val.x)
     agreement = float((torch_logits.argmax(1) == onnx_logits.argmax(1)).mean())
@@ -149,11 +151,11 @@ def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
         raise StageError(f"quantize: the QAT QDQ model agrees with the fake-quantized student on {agreement:.3f} of "
                          f"validation predictions < export.min_top1_agreement {cfg.export.min_top1_agreement}")
     fp32_top1, top1 = topk(logits_of(fp32_onnx_path(ctx), val.x), val.y), topk(onnx_logits, val.y)
-    drop, budget = accuracy_drop(fp32_top1, top1, cfg.gate.drop_type), int8_budget(ctx, recipe.name)
-    if drop > budget:
+    drop, budget = accuracy_drop(fp32_top1, top1, cfg.gate.drop_type, len(val.y)), int8_budget(ctx, recipe.name)
+    if not within_limit(drop, budget):
         raise StageError(f"quantize: the QAT int8 model ({recipe.name}) drops {drop:.2f} ({cfg.gate.drop_type}) top-1 on the "
                          f"validation split ({fp32_top1:.1%} -> {top1:.1%}) > budget {budget:g} (quantize.max_drop, else "
-                         "the strictest target/gate max_drop); try more quantize.qat.train.epochs, a lower "
+                         "gate.max_drop or a stricter target profile's); try more quantize.qat.train.epochs, a lower "
                          "quantize.qat.train.lr, or quantize.method: ptq (with fallback)")
     return {"fp32_val_top1": fp32_top1, "val_top1": top1, "val_drop": drop, "budget": budget,
             "torch_onnx_top1_agreement": agreement}
@@ -162,7 +164,19 @@ def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
 def _qat_transfer_set(ctx: RunContext, temperature: float):
     """What QAT fine-tunes on, with the teachers' softened outputs on it: the training split (teacher
     logits from the shared cache), or in data_free mode the distill stage's synthetic set, so that the
-    whole pipeline still needs no real training image."""
+    whole pipeline still needs no real training image. With distill.mode none (no teachers) the student's own
+    fp32 outputs are the soft targets: self-distillation keeps the int8 model close to the model it replaces."""
+    import torch
+
+    from ..distill.losses import ensemble_soft_targets
+    from ..distill.trainer import predict_logits
+    from .teachers import build_teachers
+
+    if ctx.cfg.distill.mode == "none":
+        from .distill import build_student
+
+        logits = torch.from_numpy(predict_logits(build_student(ctx), ctx.dataset.train.x))
+        return ctx.dataset.train, torch.softmax(logits / temperature, dim=1), "train (self-distillation)"
     if ctx.cfg.distill.mode != "data_free":
         from .distill import teacher_soft_targets
 

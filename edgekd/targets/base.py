@@ -38,7 +38,10 @@ class Artifact:
         for name in [data["main"], *data["files"]]:
             if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
                 raise ArtifactError(f"{root}: artifact file '{name}' is not a path inside the artifact folder; refused")
-        return cls(root=Path(root), runtime_options=data.get("runtime_options", {}),
+        from .runtime_options import checked_runtime_options
+
+        options = checked_runtime_options(data["backend"], data.get("runtime_options", {}), f"{Path(root) / 'manifest.json'}")
+        return cls(root=Path(root), runtime_options=options,
                    rebuild_on_device=data.get("rebuild_on_device", False), notes=data.get("notes", {}),
                    **{k: data[k] for k in ("backend", "precision", "main", "files")})
 

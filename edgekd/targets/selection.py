@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from ..gate import within_limit
 
 Candidate = dict[str, Any]
 Rule = Callable[[Candidate], "str | None"]  # None: passes; otherwise why it fails
@@ -36,10 +38,33 @@ def plan(profile, float_precisions: tuple[str, ...], fp32_onnx: Path,
     return out
 
 
-def accuracy_rule(max_drop: float, key: str = "val_drop") -> Rule:
-    """Fails candidates whose accuracy drop (against the fp32 student) exceeds the gate's max_drop."""
+class AccuracyLimit(NamedTuple):
+    max_drop: float
+    source: str  # where the number comes from, for the verdicts and errors that quote it
+
+
+def accuracy_limit(gate, profile) -> AccuracyLimit:
+    """How far a target's int8 or reduced-precision candidate may drop: THE rule, used by candidate selection
+    (compile stage) and by the int8 budget (quantize stage).
+
+    The pipeline's gate.max_drop, or the target profile's gate.max_drop when that is stricter. Never looser
+    than the gate, so selection cannot ship a candidate the gate stage then fails for its drop; and a looser
+    gate does loosen it, unless the target's own profile demands less (the built-in profiles do not).
+    `gate`: the config's gate section (max_drop); `profile`: the target's TargetProfile.
+    """
+    own = profile.gate.max_drop
+    if own is not None and own < gate.max_drop:
+        return AccuracyLimit(own, f"target {profile.name}'s gate.max_drop, stricter than gate.max_drop {gate.max_drop:g}")
+    return AccuracyLimit(gate.max_drop, "gate.max_drop")
+
+
+def accuracy_rule(max_drop: float, key: str = "val_drop", source: str | None = None) -> Rule:
+    """Fails candidates whose accuracy drop (against the fp32 student) exceeds `max_drop` (see accuracy_limit);
+    a drop exactly at the limit passes. `source`: where the limit comes from, quoted in the verdict."""
+    where = f" ({source})" if source else ""
+
     def rule(row: Candidate) -> str | None:
-        return f"accuracy drop {row[key]:.2f} > max_drop {max_drop}" if row[key] > max_drop else None
+        return None if within_limit(row[key], max_drop) else f"accuracy drop {row[key]:.2f} > max_drop {max_drop}{where}"
     return rule
 
 

@@ -32,3 +32,15 @@ def test_device_report_uses_the_pipelines_thresholds_not_the_profiles(tiny_bundl
 def test_bundles_without_a_recorded_gate_keep_the_profiles_thresholds():
     assert _gate_section({"profile": {"gate": {"max_drop": 0.5}}})["max_drop"] == 0.5
     assert _gate_section({"gate": {"max_drop": 2.0}, "profile": {"gate": {"max_drop": 0.5}}})["max_drop"] == 2.0
+
+
+def test_a_bundle_shipping_int8_with_nodes_in_float_is_named_so_in_the_report(tiny_bundle):
+    """The compile stage records which candidate shipped; the device report names the row after it, as the build
+    machine's report does, so `edgekd compare` matches them and the user sees nodes were kept in float."""
+    manifest_path = tiny_bundle / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["quantization"] = {"recipe": {"name": "x86-vnni-u8s8", "nodes_in_float": ["fc0"]}, "variant": "int8-fallback"}
+    manifest_path.write_text(json.dumps(manifest))
+    report = api.bench(tiny_bundle, runs=3, min_seconds=0, warmup_runs=1, warmup_seconds=0, rounds=1, batch_sizes=(1,),
+                       memory=False)
+    assert [row["artifact"] for row in report["rows"]] == ["x86-cpu/int8-fallback"]

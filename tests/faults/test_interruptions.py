@@ -22,7 +22,7 @@ from edgekd.data import load_dataset
 from edgekd.fileio import sha256_of
 from edgekd.models import build_model
 
-from .helpers import REPO, assert_one_line_error, invoke, run_cli, subprocess_env, write_config
+from .helpers import REPO, TINY, assert_one_line_error, invoke, run_cli, subprocess_env, write_config
 
 DISTILL_EPOCHS = 30
 # A student that sleeps 20 ms per training step (never in eval mode, so export and evaluation are
@@ -250,10 +250,18 @@ def test_two_runs_into_one_folder_at_once_are_refused(tmp_path):
 def test_two_runs_into_different_folders_at_once_do_not_interfere(tmp_path):
     """Both runs distill from the same teacher checkpoint, so they race to fill the same entry of one
     shared teacher-logit cache: the one place two runs could collide."""
+    from edgekd.config import DataConfig, TrainConfig
+    from edgekd.data import load_dataset
+    from edgekd.distill.trainer import cross_entropy_loss, train
     from edgekd.models.zoo import MLP
 
+    # A trained teacher: an untrained one is refused as no better than chance before anything uses it.
+    data = load_dataset(DataConfig(**TINY["data"]), seed=TINY["seed"])
     torch.manual_seed(0)
-    torch.save(MLP(1, 10, 8, width=16).state_dict(), tmp_path / "teacher.pt")
+    teacher = MLP(1, 10, 8, width=16)
+    train(teacher, torch.from_numpy(data.train.x), torch.from_numpy(data.train.y),
+          TrainConfig(epochs=10, lr=0.05, batch_size=32, amp="off"), cross_entropy_loss(), seed=0)
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
     cache = tmp_path / "shared-cache"
     env = subprocess_env(EDGEKD_CACHE_DIR=str(cache))
     config = write_config(tmp_path, teachers=[{"arch": "mlp", "width": 16, "checkpoint": "teacher.pt"}])

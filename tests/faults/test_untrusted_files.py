@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from edgekd.fileio import write_json_atomic
@@ -126,3 +127,16 @@ def test_the_source_check_catches_what_it_should(tmp_path):
     assert [f.split(": ", 1)[1] for f in found] == ["eval()", "exec()", "yaml.load()", "pickle.loads()",
                                                     "torch.load without weights_only=True",
                                                     "torch.load without weights_only=True"]
+
+
+# ---- damaged files are not called code (issue 20, item 11) -------------------------------------------
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 16, b"hello world" * 100, b"\x80\x04" + bytes(200)],
+                         ids=["random", "text", "pickle-header"])
+def test_a_damaged_checkpoint_is_called_damaged_not_code(tmp_path, content):
+    (tmp_path / "noise.pt").write_bytes(content)
+    config = write_config(tmp_path, teachers=[{"arch": "mlp", "width": 16, "checkpoint": "noise.pt"}])
+    message = assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "teachers[0].checkpoint", "noise.pt",
+                                    "not a", "PyTorch checkpoint", "download it again")
+    assert "pickled code" not in message

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edgekd.errors import StageError
-from edgekd.quant.fallback import FallbackBudget, FallbackReport, mean_kl, pick_calibration, quantize_auto, quantize_with_fallback
+from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, mean_kl, pick_calibration, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import recipe_for_host
 from edgekd.quant.ptq import quantized_nodes
 from edgekd.targets import load_profile
@@ -84,3 +84,24 @@ def test_auto_calibration_records_every_method(planted_sensitive_model, tmp_path
     assert all(isinstance(r, FallbackReport) and r.val_drop <= 2.0 and r.val_kl >= 0 for r in tried.values())
     assert all(len(r.val_correct) == len(val_y) and "val_correct" not in r.to_json() for r in tried.values())
     assert quantized_nodes(tmp_path / "int8.onnx")
+
+
+def test_a_drop_exactly_at_the_budget_does_not_trigger_the_fallback(planted_sensitive_model, tmp_path):
+    """3 errors in 300 validation samples is a 1.0 point drop; as floats (1 - 0.99) * 100 is 1.0000000000000009,
+    which once kept a node in float for nothing (issue 20, item 2)."""
+    model, calib, val_x, val_y = planted_sensitive_model
+    calib, val_x = calib.copy(), val_x.copy()
+    calib[:, 15] /= 500  # a milder planted range (+-20): int8 gets a few percent of the samples wrong, not most
+    val_x[:, 15] /= 500
+    full = tmp_path / "full.onnx"
+    quantize_with_fallback(model, full, RECIPE, calib, val_x, val_y, FallbackBudget(max_drop=100.0))
+    predicted = logits_of(full, val_x).argmax(1)
+    right, wrong = np.flatnonzero(predicted == val_y), np.flatnonzero(predicted != val_y)
+    assert len(right) >= 297 and len(wrong) >= 4, (len(right), len(wrong))
+    for errors, triggered in ((3, False), (4, True)):
+        chosen = np.concatenate([right[:300 - errors], wrong[:errors]])
+        report = quantize_with_fallback(model, tmp_path / f"int8-{errors}.onnx", RECIPE, calib, val_x[chosen], val_y[chosen],
+                                        FallbackBudget(max_drop=1.0))
+        assert report.fp32_val_top1 == 1.0 and report.int8_val_drop == pytest.approx(errors / 3)
+        assert report.triggered is triggered
+        assert (report.nodes_in_float == []) is not triggered

@@ -65,3 +65,27 @@ def test_main_int8_model_is_named_by_how_it_was_made(tmp_path):
     assert _names(ctx, "x86-cpu") == [("fp32", "fp32"), ("int8-qat", "int8")]
     ctx.manifest = _Manifest({"method": "ptq", "recipes": {"x86-vnni-u8s8": {"nodes_in_float": ["conv1"]}}})
     assert _names(ctx, "x86-cpu") == [("fp32", "fp32"), ("int8-fallback", "int8")]
+
+
+def test_no_int8_candidate_when_this_run_did_not_quantize(tmp_path):
+    """A --force rerun with quantize.method: none must not ship the int8 model an earlier run left in 04-quantize."""
+    ctx = _Ctx(tmp_path, {"method": "none"})
+    (ctx.stage_dir("quantize") / "student-int8-x86-vnni-u8s8.onnx").write_bytes(b"q")
+    assert _names(ctx, "x86-cpu") == [("fp32", "fp32")]
+
+
+def test_a_rerun_removes_the_candidate_folders_it_did_not_build_and_nothing_else(tmp_path):
+    from edgekd.stages.compile import remove_stale_candidates
+
+    stage = tmp_path / "05-compile"
+    for folder in ("x86-cpu/fp32", "x86-cpu/int8", "x86-cpu/int8-fallback", "x86-cpu/my-notes", "intel-cpu/fp32",
+                   "intel-cpu/bf16", "old-board/int8", "old-board/my-notes", "dropped/fp32"):
+        (stage / folder).mkdir(parents=True)
+        (stage / folder / "model.onnx").write_bytes(b"m")
+    (stage / ".progress-key").write_text("k")
+    removed = remove_stale_candidates(stage, {"x86-cpu": {"fp32", "int8-fallback"}, "intel-cpu": {"fp32", "bf16"}})
+    assert sorted(str(p.relative_to(stage)) for p in removed) == ["dropped/fp32", "old-board/int8", "x86-cpu/int8"]
+    left = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+    assert left == [".progress-key", "intel-cpu/bf16/model.onnx", "intel-cpu/fp32/model.onnx", "old-board/my-notes/model.onnx",
+                    "x86-cpu/fp32/model.onnx", "x86-cpu/int8-fallback/model.onnx", "x86-cpu/my-notes/model.onnx"]
+    assert not (stage / "dropped").exists()  # a target folder left empty goes too

@@ -7,7 +7,6 @@ import torch
 from edgekd import api
 from edgekd.errors import StageError
 from edgekd.fileio import sha256_of
-from edgekd.stages import quantize
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +39,9 @@ def test_qat_over_the_budget_stops_and_keeps_the_files_already_written(tiny_conf
     assert any(p.parent.name == "04-quantize" for p in written)
 
     tiny_config["quantize"]["qat"]["train"]["lr"] = 0.001  # a changed config: the quantize stage runs again
-    monkeypatch.setattr(quantize, "finetune_qat", _wreck_the_classifier(quantize.finetune_qat))
+    from edgekd.quant import qat_train  # the stage imports it when QAT runs (torch-free PTQ path)
+
+    monkeypatch.setattr(qat_train, "finetune_qat", _wreck_the_classifier(qat_train.finetune_qat))
     with pytest.raises(StageError, match=r"drops \d+\.\d\d \(absolute\).* > budget 5 .*quantize\.qat\.train\.epochs"
                                          r".*quantize\.qat\.train\.lr.*quantize\.method: ptq"):
         api.run(write_config(tiny_config), out=run_dir, resume=True, only=["quantize"], log=lambda _: None)

@@ -77,3 +77,17 @@ def test_fidelity_rule_reads_top1_agreement():
             {"name": "bf16", "precision": "bf16", "top1_agreement": 0.99, "p50_ms": 5.0}]
     best = choose(rows, fidelity_rule(0.95))
     assert rows[best]["name"] == "bf16" and rows[1]["verdict"] == "top-1 agreement 0.900 < 0.95"
+
+
+def test_a_drop_exactly_at_the_limit_passes_selection():
+    """0.95 -> 0.94 on 300 validation samples is 3 samples, exactly 1 point (issue 20, item 2)."""
+    from edgekd.gate import accuracy_drop
+
+    assert accuracy_drop(0.95, 0.94) == 1.0000000000000009  # what a comparison of floats used to see
+    rows = [_row("fp32", 10.0), _row("int8", 2.0, drop=accuracy_drop(0.95, 0.94, "absolute", samples=300))]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "int8"
+    rows = [_row("fp32", 10.0), _row("int8", 2.0, drop=accuracy_drop(0.95, 0.94))]  # counts unknown: within rounding
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "int8"
+    rows = [_row("fp32", 10.0), _row("int8", 2.0, drop=accuracy_drop(0.95, 281 / 300, "absolute", samples=300))]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"  # one sample more is over
+    assert rows[1]["verdict"] == "accuracy drop 1.33 > max_drop 1.0"

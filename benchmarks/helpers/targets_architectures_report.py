@@ -1,6 +1,6 @@
 """benchmarks/results/targets_architectures.md from its .json (run alone to rewrite the .md without measuring again).
 
-    python benchmarks/targets_architectures_report.py
+    python benchmarks/helpers/targets_architectures_report.py
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 PROFILE_TOP = 8  # op types shown per profile
 
 

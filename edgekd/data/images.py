@@ -1,0 +1,157 @@
+"""Image folders at any size: a file is decoded only when a batch that holds it is asked for.
+
+`LazyImages` stands where the other sources hold an (N, C, H, W) float32 array: `x[a:b]`, `x[i]` and
+`x[indices]` decode just those files (Pillow, in a small thread pool: Pillow releases the GIL while it
+decodes and resizes), so evaluating or calibrating on 100,000 images needs the memory of one batch.
+torchvision's transforms would do the same per image but pull in torch, which the device-side and
+ONNX-only paths must not need; the few steps here are Pillow's and numpy's.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import DataError
+
+COLORS = ("rgb", "bgr", "gray", "gray3")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """From an image file to model input: color, resize (shorter side), center crop, [0, 1], (x - mean) / std."""
+
+    color: str = "rgb"
+    resize: Optional[int] = None
+    center_crop: Optional[int] = None
+    square: Optional[int] = None  # data.image_size: squash to a square (the older, aspect-changing option)
+    mean: Optional[tuple[float, ...]] = None
+    std: Optional[tuple[float, ...]] = None
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+    def to_json(self) -> dict:
+        return {"color": self.color, "resize_shorter_side": self.resize, "center_crop": self.center_crop,
+                "resize_square": self.square, "interpolation": "bilinear (Pillow)"}
+
+    def load(self, file: Path) -> np.ndarray:
+        """(C, H, W) float32 model input for one file."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(file) as img:
+                pixels = self._pixels(img)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
+        x = pixels.astype(np.float32) / 255.0
+        x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+        if self.color == "gray3":
+            x = np.repeat(x, 3, axis=0)
+        elif self.color == "bgr":
+            x = x[::-1]
+        if self.mean is not None:
+            x = (x - np.asarray(self.mean, np.float32)[:, None, None]) / np.asarray(self.std, np.float32)[:, None, None]
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _pixels(self, img) -> np.ndarray:
+        from PIL import Image
+
+        img = img.convert("L" if self.color in ("gray", "gray3") else "RGB")
+        if self.square:
+            img = img.resize((self.square, self.square), Image.BILINEAR)
+        if self.resize:
+            width, height = img.size
+            scale = self.resize / min(width, height)
+            img = img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+        if self.center_crop:
+            img = _center_crop(img, self.center_crop)
+        return np.asarray(img)
+
+
+def _center_crop(img, size: int):
+    width, height = img.size
+    if width < size or height < size:
+        raise DataError(f"data.center_crop {size}: an image is only {width}x{height}; set data.resize to at least {size}")
+    left, top = int(round((width - size) / 2)), int(round((height - size) / 2))
+    return img.crop((left, top, left + size, top + size))
+
+
+class LazyImages:
+    """An (N, C, H, W) float32 array-like over image files, decoded on indexing."""
+
+    ndim, dtype = 4, np.dtype(np.float32)
+
+    def __init__(self, files: list[Path], preprocess: Preprocess, sample_shape: Optional[tuple[int, ...]] = None):
+        self.files, self.preprocess = list(files), preprocess
+        self._sample_shape = sample_shape
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self._sample_shape is None:
+            self._sample_shape = self.preprocess.load(self.files[0]).shape
+        return (len(self.files), *self._sample_shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self.preprocess.load(self.files[key])
+        chosen = self.files[key] if isinstance(key, slice) else [self.files[i] for i in np.asarray(key).reshape(-1)]
+        return self._decode(chosen)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = self._decode(self.files)
+        return array if dtype is None else array.astype(dtype)
+
+    def subset(self, indices) -> LazyImages:
+        return LazyImages([self.files[i] for i in np.asarray(indices).reshape(-1)], self.preprocess, self._sample_shape)
+
+    def normalized(self, mean, std) -> LazyImages:
+        preprocess = replace(self.preprocess, mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+        return LazyImages(self.files, preprocess, self._sample_shape)
+
+    def fingerprint(self) -> str:
+        """Names, sizes and modification times of the files, and the preprocessing: a stand-in for the pixels."""
+        listing = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files]
+        blob = json.dumps([listing, self.preprocess.to_json(), self.preprocess.mean, self.preprocess.std])
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _decode(self, files: list[Path]) -> np.ndarray:
+        if not files:
+            return np.zeros((0, *self.shape[1:]), np.float32)
+        with ThreadPoolExecutor(max_workers=decode_workers()) as pool:
+            images = list(pool.map(self.preprocess.load, files))
+        shapes = {img.shape for img in images}
+        if len(shapes) > 1:
+            raise DataError(f"images have different sizes {sorted(shapes)[:3]} after preprocessing (e.g. {files[0]}); "
+                            "set data.resize and data.center_crop (or data.image_size)")
+        return np.stack(images)
+
+
+def decode_workers() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+
+
+def channel_stats(images: LazyImages, limit: int = 2048, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of the [0, 1] pixels over at most `limit` images drawn without replacement:
+    a few thousand images pin the statistics to well under 1%, and decoding them all would not."""
+    raw = LazyImages(images.files, replace(images.preprocess, mean=None, std=None), images._sample_shape)
+    picked = np.sort(np.random.default_rng(seed).choice(len(raw), size=min(limit, len(raw)), replace=False))
+    total = np.zeros(raw.shape[1]), np.zeros(raw.shape[1])
+    for start in range(0, len(picked), 32):  # small batches: the memory of 32 images, whatever the folder holds
+        batch = raw[picked[start:start + 32]]
+        total = (total[0] + batch.sum(axis=(0, 2, 3), dtype=np.float64),
+                 total[1] + np.square(batch).sum(axis=(0, 2, 3), dtype=np.float64))
+    count = len(picked) * raw.shape[2] * raw.shape[3]
+    mean = total[0] / count
+    std = np.sqrt(np.maximum(total[1] / count - mean ** 2, 1e-12))
+    return mean.astype(np.float32), std.astype(np.float32)
