@@ -7,7 +7,7 @@ STAMP := $(VENV)/.edgekd-installed
 # torch 2.14.1 / torchvision 0.29.1 come from this machine's local wheel cache via pip.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity arm64-tools arm64-check tensorrt-check
+.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity arm64-tools arm64-check tensorrt-check gpu-check targets-architectures
 
 setup: $(STAMP)
 
@@ -66,3 +66,13 @@ fashion-mnist:
 
 clean:
 	rm -rf runs .pytest_cache
+
+# Training on a CUDA GPU, every distill mode (tests marked cuda); writes benchmarks/results/gpu_smoke.json.
+gpu-check: setup
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: no CUDA GPU visible to torch')"
+	$(PY) -m pytest -q -p no:cacheprovider -m cuda tests/test_gpu_smoke.py
+
+# int8 on the trained resnet18 / mobilenet_v3_small against onnxruntime and NNCF defaults (needs the bench extra: nncf).
+targets-architectures: setup
+	$(PIP) install --quiet -e '.[bench]'
+	flock /tmp/edgekd-heavy.lock env PYTHONPATH=$(CURDIR) $(PY) benchmarks/targets_architectures.py

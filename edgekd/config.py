@@ -292,6 +292,8 @@ OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels"}
 class PipelineConfig(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="data split, initialisation and shuffling seed")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+                        description="where teachers and distillation (every mode) train: auto (the GPU when there is one), cpu, cuda, cuda:N")
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: list[TeacherConfig] = Field(default_factory=list, description="at least one, except with distill.mode: online")
     student: StudentConfig

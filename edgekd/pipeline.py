@@ -71,7 +71,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
     preflight(config, Path(config_path).parent)
     distributed = _process_group(config)
-    distributed.init_from_env()
+    distributed.init_from_env(config.device)
     refuse_existing_run(Path(run_dir), resume, force)  # before minutes of checks, the one-second refusal
     checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     with distributed.main_first():
@@ -118,7 +118,7 @@ def _quiet(_message: str) -> None:
 class _SingleProcess:
     """The distributed helpers' single-process behaviour, for runs that never import torch (an ONNX student)."""
 
-    init_from_env = finish = barrier = staticmethod(lambda: None)
+    init_from_env = finish = barrier = staticmethod(lambda *_args: None)
     is_main = staticmethod(lambda: True)
 
     @staticmethod

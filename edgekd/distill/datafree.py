@@ -55,6 +55,7 @@ class BatchNormStatistics:
 
     def __init__(self, model: nn.Module):
         self.losses: list[torch.Tensor] = []
+        self._device = next(model.parameters()).device
         self._handles = [m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
 
     def _hook(self, module: nn.BatchNorm2d, inputs, _output) -> None:
@@ -64,7 +65,7 @@ class BatchNormStatistics:
         self.losses.append(torch.norm(mean - module.running_mean, 2) + torch.norm(var - module.running_var, 2))
 
     def pop(self) -> torch.Tensor:
-        total = torch.stack(self.losses).sum() if self.losses else torch.zeros(())
+        total = torch.stack(self.losses).sum() if self.losses else torch.zeros((), device=self._device)
         self.losses = []
         return total
 
@@ -102,16 +103,16 @@ class ReplayBank:
 
     def add(self, x: torch.Tensor, soft: torch.Tensor) -> None:
         """Overwrite the oldest entries; a batch is never larger than the bank (see synthesize_and_distill)."""
-        if self.x is None:
-            self.x = torch.empty(self.capacity, *x.shape[1:])
-            self.soft = torch.empty(self.capacity, *soft.shape[1:])
-        index = (self.cursor + torch.arange(len(x))) % self.capacity
+        if self.x is None:  # on the device the batches come from
+            self.x = torch.empty(self.capacity, *x.shape[1:], device=x.device)
+            self.soft = torch.empty(self.capacity, *soft.shape[1:], device=soft.device)
+        index = (self.cursor + torch.arange(len(x), device=self.x.device)) % self.capacity
         self.x[index], self.soft[index] = x.float(), soft.float()
         self.cursor = (self.cursor + len(x)) % self.capacity
         self.filled = min(self.capacity, self.filled + len(x))
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.randint(self.filled, (size,))
+        index = torch.randint(self.filled, (size,), device=self.x.device)
         return self.x[index], self.soft[index]
 
 
@@ -129,20 +130,24 @@ def generator_losses(teacher_logits: Sequence[torch.Tensor], bn: torch.Tensor, s
 def synthesize_and_distill(teachers: Sequence[nn.Module], student: nn.Module, shape: tuple[int, int, int],
                            mean: Sequence[float], std: Sequence[float], s: DataFreeSettings, seed: int = 0,
                            temperature_weights: Sequence[float] | None = None,
-                           on_step: Callable[[int], None] | None = None) -> DataFreeResult:
-    """Train a generator against the (frozen) teachers and the student on its samples, alternately.
+                           on_step: Callable[[int], None] | None = None,
+                           device: torch.device | str = "cpu") -> DataFreeResult:
+    """Train a generator against the (frozen) teachers and the student on its samples, alternately, on `device`
+    (teachers and student are moved there).
 
     `on_step(step)` runs after each step (e.g. to evaluate the student while it learns)."""
+    device = torch.device(device)
     torch.manual_seed(seed)
-    generator = Generator(s.latent_dim, shape, mean, std, width=s.generator_width)
+    generator = Generator(s.latent_dim, shape, mean, std, width=s.generator_width).to(device)
+    student.to(device)
     for t in teachers:
-        t.eval().requires_grad_(False)
+        t.to(device).eval().requires_grad_(False)
     hooks = [BatchNormStatistics(t) for t in teachers]
     g_opt = torch.optim.Adam(generator.parameters(), lr=s.generator_lr, betas=(0.5, 0.999))
     s_opt = torch.optim.SGD(student.parameters(), lr=s.student_lr, momentum=0.9, weight_decay=5e-4)
     s_sched = torch.optim.lr_scheduler.CosineAnnealingLR(s_opt, T_max=max(1, s.steps))
     bank = ReplayBank(max(s.replay, s.batch_size)) if s.replay else None
-    dtype = autocast_dtype(s.amp, torch.device("cpu"))
+    dtype = autocast_dtype(s.amp, device)
     started, bn_trace, step = time.perf_counter(), [], 0
     bar = progress(total=s.steps, desc="data-free", unit="step")
     try:
@@ -167,12 +172,17 @@ def synthesize_and_distill(teachers: Sequence[nn.Module], student: nn.Module, sh
     return DataFreeResult(step, time.perf_counter() - started, bn_trace, sample(generator, s.keep_samples, s.latent_dim))
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def _generator_step(teachers, hooks, student, generator, optimizer, s: DataFreeSettings, weights, dtype):
     """One generator update; returns its batch (detached), the teachers' soft targets on it and the BN loss."""
     generator.train()
     student.eval()
-    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-        x = generator(torch.randn(s.batch_size, s.latent_dim))
+    device = _device_of(generator)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        x = generator(torch.randn(s.batch_size, s.latent_dim, device=device))
         teacher_logits = [t(x) for t in teachers]
         bn = torch.stack([h.pop() for h in hooks]).mean()
         total = generator_losses(teacher_logits, bn, student(x), s)
@@ -187,16 +197,17 @@ def _generator_step(teachers, hooks, student, generator, optimizer, s: DataFreeS
 def _student_steps(teachers, hooks, student, generator, optimizer, s: DataFreeSettings, weights, bank, dtype) -> None:
     student.train()
     generator.eval()
+    device = _device_of(generator)
     for _ in range(s.student_steps):
         if bank is not None:
             x, soft = bank.batch(s.batch_size)
         else:
-            with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                x = generator(torch.randn(s.batch_size, s.latent_dim))
+            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                x = generator(torch.randn(s.batch_size, s.latent_dim, device=device))
                 soft = ensemble_soft_targets([t(x) for t in teachers], s.temperature, weights)
                 for h in hooks:
                     h.pop()  # the student step does not train the generator: drop the BN terms
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = kd_loss(student(x), soft, None, s.temperature, 1.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -206,4 +217,6 @@ def _student_steps(teachers, hooks, student, generator, optimizer, s: DataFreeSe
 @torch.no_grad()
 def sample(generator: Generator, count: int, latent_dim: int) -> np.ndarray:
     generator.eval()
-    return torch.cat([generator(torch.randn(min(256, count - i), latent_dim)) for i in range(0, count, 256)]).numpy()
+    device = _device_of(generator)
+    return torch.cat([generator(torch.randn(min(256, count - i), latent_dim, device=device)).float().cpu()
+                      for i in range(0, count, 256)]).numpy()

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import ConfigError
+
 # Ranks wait for rank 0 while it writes caches and checkpoints; teacher training can take a while.
 _TIMEOUT = timedelta(hours=2)
 
@@ -22,11 +24,11 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_from_env() -> None:
-    """Join the process group torchrun describes in the environment (once)."""
+def init_from_env(setting: str = "auto") -> None:
+    """Join the process group torchrun describes in the environment (once): nccl when training on GPUs."""
     if not launched_by_torchrun() or dist.is_initialized():
         return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    backend = "nccl" if setting != "cpu" and torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend, timeout=_TIMEOUT)
@@ -53,11 +55,37 @@ def barrier() -> None:
         dist.barrier()
 
 
-def device() -> torch.device:
-    """This process's device: its own GPU under torchrun with CUDA, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+# Training data moves to the GPU whole when it takes at most this share of the free memory: batches are
+# then index slices on the device, with no host-to-device copy per step.
+DATA_ON_DEVICE_SHARE = 0.25
+
+
+def device(setting: str = "auto") -> torch.device:
+    """This process's training device for the config's `device`: auto is the GPU when there is one (under
+    torchrun, its LOCAL_RANK's), else the CPU. Raises ConfigError, naming the field, when the asked GPU is absent."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device '{setting}': this machine has no usable CUDA GPU (torch {torch.__version__}, "
+                          f"CUDA build {torch.version.cuda or 'none'}); use device: cpu or auto")
+    index = int(setting.split(":")[1]) if ":" in setting else local_rank
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device '{setting}': this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                          f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); pick one of those, or auto")
+    return torch.device("cuda", index)
+
+
+def place(x: torch.Tensor, where: torch.device) -> torch.Tensor:
+    """Training data for `where`: on the GPU when it fits comfortably, else in pinned host memory (batches are then
+    copied asynchronously); unchanged on the CPU."""
+    if where.type != "cuda":
+        return x
+    free, _total = torch.cuda.mem_get_info(where)
+    if x.element_size() * x.nelement() <= DATA_ON_DEVICE_SHARE * free:
+        return x.to(where)
+    return x.pin_memory()
 
 
 @contextmanager

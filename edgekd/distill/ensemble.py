@@ -65,7 +65,7 @@ class EnsembleTargets:
             return predict_logits(teacher, self.x, autocast=self.precision)
         draws, outputs = self.augment.draws(epoch), []
         for start in range(0, len(self.x), 4096):
-            idx = torch.arange(start, min(start + 4096, len(self.x)))
+            idx = torch.arange(start, min(start + 4096, len(self.x)), device=self.x.device)
             outputs.append(predict_logits(teacher, self.augment.apply(self.x, draws, idx), autocast=self.precision))
         return np.concatenate(outputs)
 

@@ -60,7 +60,11 @@ class StudentWithHints(nn.Module):
         shapes = _probe(student, teachers, hints, sample, self.taps, teacher_taps)
         for tap in teacher_taps:
             tap.remove()
-        self.adapters = nn.ModuleList(make_adapter(s[1], t[1], len(s) == 4 and len(t) == 4) for s, t in shapes)
+        # Created after the student was placed: the adapters follow its device and dtype (autocast then casts
+        # their inputs and weights alike on every device).
+        where = next(student.parameters())
+        self.adapters = nn.ModuleList(make_adapter(s[1], t[1], len(s) == 4 and len(t) == 4) for s, t in shapes).to(
+            device=where.device, dtype=where.dtype)
         self.adapted: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ def ensemble_soft_targets(teacher_logits: Sequence[torch.Tensor], temperature: f
     prob_mean: weighted mean of softmax(z_i / T); logit_mean: softmax(weighted mean of z_i / T).
     """
     stacked = torch.stack([z.float() for z in teacher_logits])
-    w = torch.tensor(weights if weights is not None else [1.0] * len(teacher_logits), dtype=stacked.dtype)
+    w = torch.tensor(weights if weights is not None else [1.0] * len(teacher_logits), dtype=stacked.dtype, device=stacked.device)
     w = (w / w.sum()).view(-1, *([1] * (stacked.dim() - 1)))
     if mode == "logit_mean":
         return F.softmax((stacked * w).sum(0) / temperature, dim=-1)

@@ -36,7 +36,7 @@ class DistillObjective:
             batch = self.x[idx]
         else:
             if epoch not in self._draws:
-                self._draws = {epoch: self.augment.draws(epoch)}  # keep one epoch's draws, not all
+                self._draws = {epoch: self.augment.draws(epoch).to(self.x.device)}  # one epoch's draws, beside the data
             batch = self.augment.apply(self.x, self._draws[epoch], idx)
         self._batch = batch
         return batch

@@ -88,16 +88,19 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
     net = distributed.wrap(model)
     optimizer = make_optimizer(model, cfg)
     local_batch = max(1, cfg.batch_size // distributed.world_size())  # the global batch stays cfg.batch_size
-    steps_per_epoch = max(1, math.ceil(len(distributed.shard(torch.arange(len(y)))) / local_batch))
+    steps_per_epoch = max(1, math.ceil(len(distributed.shard(torch.arange(len(y), device="cpu"))) / local_batch))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(1, epochs * steps_per_epoch),
                                                    pct_start=0.15)
     tag = progress_tag(cfg, epochs, seed, len(y), f"{desc}|{tag}")
     start_epoch = _resume(checkpoint, tag, model, optimizer, schedule)
     dtype = autocast_dtype(cfg.amp, device)
     batch_of = inputs or (lambda idx, _epoch: x[idx])
-    generator = torch.Generator().manual_seed(seed)
+    # Batches are index slices where the data lives (the GPU when it fits there): labels and each epoch's
+    # order go there once, not a copy per step. The order is drawn on the CPU, the same on every device.
+    y = y.to(x.device)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
     for _ in range(start_epoch):  # keep the shuffling sequence identical after a resume
-        torch.randperm(len(y), generator=generator)
+        torch.randperm(len(y), generator=generator, device="cpu")
     seen, loss_value, epoch_times = 0, None, []  # None, not NaN: it lands in manifest.json
     model.train()
     bar = progress(total=(epochs - start_epoch) * steps_per_epoch, desc=desc, unit="batch",
@@ -106,7 +109,7 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
         epoch_started = time.perf_counter()
         if on_epoch:
             on_epoch(epoch)  # inside the epoch's time: preparing soft targets is part of what distillation costs
-        order = distributed.shard(torch.randperm(len(y), generator=generator))
+        order = distributed.shard(torch.randperm(len(y), generator=generator, device="cpu")).to(x.device)
         for step in range(steps_per_epoch):
             idx = order[step * local_batch:(step + 1) * local_batch]
             batch = _to(batch_of(idx, epoch), device, cfg.channels_last)
@@ -140,7 +143,7 @@ def _save_progress(checkpoint: Optional[Path], tag: str, model, optimizer, sched
     if checkpoint is None or not distributed.is_main():
         return
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "schedule": schedule.state_dict(), "epoch": torch.tensor(epoch), "tag": tag}
+             "schedule": schedule.state_dict(), "epoch": torch.tensor(epoch, device="cpu"), "tag": tag}
     with atomic_path(checkpoint) as tmp:
         torch.save(state, tmp)
 

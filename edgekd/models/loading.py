@@ -45,7 +45,8 @@ def check_io(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, w
     was_training = model.training
     try:
         with torch.no_grad():
-            out = model.eval()(torch.zeros((2, *input_shape)))
+            where_params = next((p.device for p in model.parameters()), torch.device("cpu"))
+            out = model.eval()(torch.zeros((2, *input_shape), device=where_params))
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise ModelError(f"{where}: the model does not accept the data's images of shape {tuple(input_shape)} "
                          f"(channels, height, width) ({str(exc).splitlines()[0][:160]}); "

@@ -14,7 +14,9 @@ def finetune_qat(qat: QatModel, x: np.ndarray, y: np.ndarray, soft_targets: torc
                  temperature: float, alpha: float, seed: int) -> TrainResult:
     """Train in place. Activation ranges follow a moving average while training and are fixed at export."""
     qat.set_observer_mode("ema")
-    loss = lambda logits, idx, labels: kd_loss(logits, soft_targets[idx], labels, temperature, alpha)  # noqa: E731
+    # The soft targets stay where they were made; each batch's rows follow the model's output device.
+    loss = lambda logits, idx, labels: kd_loss(  # noqa: E731
+        logits, soft_targets[idx.to(soft_targets.device)].to(logits.device), labels, temperature, alpha)
     torch.manual_seed(seed)
     result = train(qat, torch.as_tensor(x), torch.as_tensor(y), cfg, loss, seed=seed, desc="qat")
     qat.set_observer_mode("frozen")

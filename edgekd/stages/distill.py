@@ -53,9 +53,9 @@ def distill_student(ctx: RunContext, folder: Path) -> tuple[torch.nn.Module, dic
     """Train the configured student in `folder` (progress checkpoints there); returns it with its metrics."""
     cfg, data = ctx.cfg.distill, ctx.dataset
     seed = ctx.cfg.seed if cfg.seed is None else cfg.seed
-    device = distributed.device()
+    device = distributed.device(ctx.cfg.device)
     _clear_stale_progress(ctx, folder)
-    x, y = torch.from_numpy(data.train.x).to(device), torch.from_numpy(data.train.y)
+    x, y = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
     teachers = [t.to(device) for t in build_teachers(ctx)] if cfg.alpha > 0 or cfg.hints else []
     augment = ShiftFlip(cfg.augment, len(y)) if cfg.augment else None
     targets, report = None, {}
@@ -64,7 +64,7 @@ def distill_student(ctx: RunContext, folder: Path) -> tuple[torch.nn.Module, dic
         report["teacher_cache"] = targets.prepare()
     torch.manual_seed(seed)
     student = build_model(ctx.cfg.student, data.input_shape, data.num_classes, ctx.base_dir, where="student").to(device)
-    module = StudentWithHints(student, cfg.hints, teachers, x[:8]) if cfg.hints else None
+    module = StudentWithHints(student, cfg.hints, teachers, x[:8].to(device)) if cfg.hints else None
     objective = DistillObjective(cfg, x, targets, augment, module, TeacherFeatures(teachers, cfg.hints) if cfg.hints else None)
     phase = "distill" if teachers else "scratch"
     result = train(module or student, x, y, cfg.train, objective, seed=seed, desc=phase, checkpoint=folder / PROGRESS_FILES[0],

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..bench.accuracy import topk
+from ..distill import distributed
 from ..distill.datafree import DataFreeSettings, synthesize_and_distill
 from ..distill.online import PeerGroup, mutual_loss_fn
 from ..distill.trainer import predict_logits, train
@@ -34,10 +35,12 @@ def run_online(ctx: RunContext) -> StageOutput:
     torch.manual_seed(ctx.cfg.seed)
     peers = [build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=f"distill.online.peers[{i}]")
              for i, spec in enumerate(specs)]
-    group = PeerGroup(peers)
-    x, y = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
+    device = distributed.device(ctx.cfg.device)
+    group = PeerGroup(peers).to(device)
+    x, y = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
     result = train(group, x, y, cfg.train, mutual_loss_fn(cfg.online.temperature), seed=ctx.cfg.seed, desc="mutual",
                    checkpoint=folder / "online.progress.pt")
+    group.cpu()
     val_top1 = [topk(predict_logits(p, data.val.x), data.val.y) for p in peers]
     chosen = 0 if cfg.online.select == "student" else int(np.argmax(val_top1))
     outputs = [save_checkpoint(peer, folder / f"peer-{i}.pt") for i, peer in enumerate(peers)]
@@ -61,7 +64,8 @@ def run_data_free(ctx: RunContext) -> StageOutput:
     # Only the teachers and the preprocessing statistics (which travel with a model) are used here:
     # no training image reaches the generator or the student.
     result = synthesize_and_distill(teachers, student, data.input_shape, data.mean, data.std, settings, seed=ctx.cfg.seed,
-                                    temperature_weights=[t.weight for t in ctx.cfg.teachers])
+                                    temperature_weights=[t.weight for t in ctx.cfg.teachers], device=distributed.device(ctx.cfg.device))
+    student.cpu()
     synthetic = folder / "synthetic.npz"
     labels = np.mean([predict_logits(t, result.samples) for t in teachers], axis=0).argmax(1)
     with atomic_path(synthetic) as tmp, open(tmp, "wb") as handle:

@@ -103,8 +103,8 @@ def run(ctx: RunContext) -> StageOutput:
     from ..models import build_model, count_parameters, save_checkpoint
 
     data, folder = ctx.dataset, ctx.stage_dir("teachers")
-    device = distributed.device()
-    x_train, y_train = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
+    device = distributed.device(ctx.cfg.device)
+    x_train, y_train = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
     outputs, report = [], []
     for index, spec in enumerate(ctx.cfg.teachers):
         where = f"teachers[{index}]"
