@@ -95,15 +95,16 @@ def resnet18_files(work: Path) -> tuple[Path, Path]:
     return checkpoint, onnx_path
 
 
-def pipeline(student: dict, folder: Path, size: int, bench: dict, data_extra: dict) -> dict:
+def pipeline(student: dict, folder: Path, size: int, bench: dict, targets: list[str]) -> dict:
     return {"name": "byom-resnet18", "seed": 0,
             "data": {"source": "imagefolder", "path": str(folder), "color": "gray3", "resize": size,
-                     "normalize": {"mean": [MEAN] * 3, "std": [STD] * 3}, "val_fraction": 0.1, **data_extra},
-            "student": student, "quantize": {"calibration": "train-256"}, "targets": TARGETS,
+                     "normalize": {"mean": [MEAN] * 3, "std": [STD] * 3}, "val_fraction": 0.1},
+            "student": student, "quantize": {"calibration": "train-256"}, "targets": targets,
             "bench": bench, "gate": {"max_drop": MAX_DROP}}
 
 
 def ship(name: str, config: dict, work: Path) -> list[dict]:
+    """Run the pipeline file `config` as edgekd run does; one result row per target."""
     import yaml
 
     from edgekd import api
@@ -121,7 +122,7 @@ def ship(name: str, config: dict, work: Path) -> list[dict]:
     report, gate = read_json(ctx.run_dir / "report.json"), read_json(ctx.run_dir / "gate.json")
     fp32 = report["references"]["student_fp32"]["top1"]
     runs = []
-    for target in TARGETS:
+    for target in config["targets"]:
         shipped = next(r for r in report["rows"] if r["target"] == target and r.get("shipped"))
         runs.append({"source": name, "target": target, "shipped": shipped["artifact"], "shipped_precision": shipped["precision"],
                      "top1_fp32": fp32, "top1_shipped": shipped["top1"], "drop_points": round((fp32 - shipped["top1"]) * 100, 3),
@@ -200,14 +201,14 @@ def main() -> None:
     out = smoke.folder("byom") if args.smoke else RESULTS
     work = (out if args.smoke else Path.home() / ".cache" / "edgekd") / "byom-work"
     work.mkdir(parents=True, exist_ok=True)
-    # Smoke: 200 test images (the model's input is 224x224 all the same), the loader on those too.
+    # Smoke: 200 test images (the model's input is 224x224 all the same), one target, the loader on those too.
     size, folder = 224, png_folder("test", 200) if args.smoke else png_folder("test")
     bench = smoke.BENCH if args.smoke else {"eval_samples": 2000, "runs": 30, "min_seconds": 1.0, "rounds": 5, "memory": False}
     checkpoint, onnx_path = resnet18_files(work)
     runs = []
     for name, student in (("checkpoint", {"arch": "torchvision:resnet18", "checkpoint": str(checkpoint)}),
                           ("onnx", {"onnx": str(onnx_path)})):
-        runs += ship(name, pipeline(student, folder, size, bench, {}), work)
+        runs += ship(name, pipeline(student, folder, size, bench, TARGETS[:1] if args.smoke else TARGETS), work)
     loader = loader_benchmark(folder if args.smoke else png_folder("train"), size)
     result = {"smoke": args.smoke, "machine": describe(), "model": "torchvision resnet18, Fashion-MNIST 3x224x224 (shared/models)",
               "max_drop_points": MAX_DROP, "runs": runs, "loader": loader, "total_seconds": round(time.perf_counter() - started, 1),
