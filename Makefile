@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_PINS)
-	$(PIP) install --quiet -e '.[train,torchvision,dev]'
+	# bench (NNCF): the suite runs every benchmark in --smoke mode, and two compare with NNCF's defaults.
+	$(PIP) install --quiet -e '.[train,torchvision,dev,bench]'
 	touch $(STAMP)
 
 demo: setup
