@@ -40,7 +40,7 @@ from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 RESULTS = REPO / "benchmarks" / "results"
 MODELS = REPO.parent / "shared" / "models" / "fashion-mnist-224"
 IDX = Path("/usr/share/datasets/fashion-mnist")
-CACHE = Path.home() / ".cache" / "edgekd" / "fashion-mnist-png"
+CACHE = Path.home() / ".cache" / "edgekd" / "fashion-mnist-png-v2"  # v2: folders named in label order
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 MEAN, STD = 0.2860, 0.3530
 TARGETS = ["x86-cpu", "intel-cpu"]
@@ -67,7 +67,9 @@ def png_folder(split: str, limit: int | None = None) -> Path:
     images, labels = read_idx(IDX / f"{prefix}-images-idx3-ubyte.gz"), read_idx(IDX / f"{prefix}-labels-idx1-ubyte.gz")
     count = len(labels) if limit is None else limit
     for index in range(count):
-        folder = root / CLASSES[labels[index]]
+        # Class folders sort in the model's label order (0-t-shirt, 1-trouser, ...): an image folder's classes are its
+        # sub-folders in sorted order, and the model's output i is label i.
+        folder = root / f"{labels[index]}-{CLASSES[labels[index]]}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(images[index], mode="L").save(folder / f"{index:05d}.png")
     done.write_text(str(count))
