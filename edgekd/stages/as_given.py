@@ -56,7 +56,25 @@ def _ship_checkpoint(ctx: RunContext) -> StageOutput:
 
 def _accuracy(ctx: RunContext, logits) -> dict:
     val, test = ctx.dataset.val, ctx.dataset.test
-    return {"val_top1": topk(logits(val.x), val.y), "test_top1": topk(logits(test.x), test.y)}
+    metrics = {"val_top1": topk(logits(val.x), val.y), "test_top1": topk(logits(test.x), test.y)}
+    _judge_given(metrics["val_top1"], val.y)
+    return metrics
+
+
+def _judge_given(top1: float, labels: np.ndarray) -> None:
+    """Print the given model's validation top-1, and stop when it is no better than chance: the data does not reach
+    it as it was trained (scaling, size, colour, or class folders that sort in another order than its labels)."""
+    import math
+    import sys
+
+    from .teacher_check import CHANCE_SIGMAS
+
+    chance = float(np.bincount(labels).max() / len(labels))
+    print(f"student (as given): validation top-1 {top1:.1%} on {len(labels)} images (chance {chance:.1%})", file=sys.stderr)
+    if top1 <= chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / len(labels)):
+        raise ConfigError(f"student: the given model scores {top1:.1%} on the validation split, no better than chance "
+                          f"({chance:.1%}); give it the inputs it was trained on: data.normalize, data.resize / center_crop / "
+                          "color, and class folders that sort in the model's label order")
 
 
 def _onnx_logits(path: Path):

@@ -184,3 +184,13 @@ def test_onnx_student_from_an_image_folder_records_the_decoding_steps(trained, t
     assert bundle["preprocessing"]["image"]["color"] == "gray" and bundle["preprocessing"]["input_shape"] == [1, 8, 8]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["references"]["student_fp32"]["top1"] > 0.8  # the same pixels, through PNG files
+
+
+def test_a_given_model_no_better_than_chance_is_refused_with_the_likely_causes(capsys):
+    from edgekd.stages.as_given import _judge_given
+
+    labels = np.repeat(np.arange(10), 50)
+    _judge_given(0.92, labels)
+    assert "student (as given): validation top-1 92.0% on 500 images (chance 10.0%)" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"scores 11\.0% .*no better than chance \(10\.0%\).*data\.normalize.*sort in the model's label order"):
+        _judge_given(0.11, labels)
