@@ -60,7 +60,7 @@ def parameter_count(artifact: Artifact) -> int | None:
     this count, hence the graph walk.
     """
     main = artifact.root / artifact.main
-    counters = {".onnx": _onnx_parameters, ".xml": _openvino_parameters}
+    counters = {".onnx": onnx_parameters, ".xml": _openvino_parameters}
     if main.suffix not in counters:
         return None
     try:
@@ -72,7 +72,7 @@ def parameter_count(artifact: Artifact) -> int | None:
                             "the file is corrupt: export or bundle it again") from None
 
 
-def _onnx_parameters(path: Path) -> int:
+def onnx_parameters(path: Path) -> int:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bench.accuracy import predict, topk
+from ..bench.sizes import onnx_parameters
 from ..errors import ConfigError
 from ..fileio import atomic_path, resolve_path, sha256_of
 from .context import RunContext, StageOutput
@@ -37,7 +38,7 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
         shutil.copyfile(source, tmp)
     logits = _onnx_logits(out)
     check_classes(logits(ctx.dataset.val.x[:2]), ctx.dataset.num_classes, "student.onnx")
-    return StageOutput([out], {"mode": "none", "source": "onnx", "params": _onnx_params(out), "input": spec,
+    return StageOutput([out], {"mode": "none", "source": "onnx", "params": onnx_parameters(out), "input": spec,
                                "source_sha256": sha256_of(source), **_accuracy(ctx, logits)}, inputs=[source])
 
 
@@ -82,12 +83,6 @@ def _onnx_logits(path: Path):
 
     session = OrtSession(path, threads=None)
     return lambda x: predict(session.run, x)
-
-
-def _onnx_params(path: Path) -> int:
-    from ..bench.sizes import _onnx_parameters
-
-    return _onnx_parameters(path)
 
 
 def onnx_input_spec(path: Path) -> dict:
