@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError, ConfigError, GateFailed
-from .gate import THRESHOLD_NAMES, GateResult, Thresholds, gate_report, threshold_problem
-from .quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
+from edgekd.errors import ArtifactError, ConfigError, GateFailed
+from edgekd.gate import THRESHOLD_NAMES, GateResult, Thresholds, gate_report, threshold_problem
+from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
 def run(config: str | Path, out: str | Path | None = None, resume: bool = False, force: bool = False,
@@ -26,7 +26,7 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
     (or was up to date) in this call: with `only` leaving out "gate", nothing is raised, and
     `ctx.gate_verdict()` is None.
     """
-    from .pipeline import run_from_file
+    from edgekd.pipeline import run_from_file
 
     ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=only, log=log)
     verdict = ctx.gate_verdict()
@@ -43,8 +43,8 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     torchvision:NAME / module:function / file.py:function factory with its `checkpoint`; `data` is an image
     folder, an .npz file, or digits / fashion-mnist. Writes RUN/edgekd.yaml, then runs it as `run` does
     (GateFailed when the gate fails)."""
-    from .pipeline import prepare_run_dir
-    from .ship import ship_config, write_ship_config
+    from edgekd.pipeline import prepare_run_dir
+    from edgekd.ship import ship_config, write_ship_config
 
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop)
     run_dir = Path(out) if out else Path("runs") / config["name"]
@@ -64,8 +64,8 @@ def bench(path: str | Path, threads: int | None = None, runs: int = 50, min_seco
     """Benchmark one bundle, or every bundle of a run folder, on this machine; returns a report
     (schema edgekd.report/1, the same as the pipeline's). Needs no torch.
     Defaults are those of `edgekd bench` (batch sizes 1 and 8)."""
-    from .bench.device import bench_bundles
-    from .bench.latency import LatencySpec
+    from edgekd.bench.device import bench_bundles
+    from edgekd.bench.latency import LatencySpec
 
     spec = LatencySpec(warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds, rounds=rounds)
     return bench_bundles(Path(path), spec, threads, tuple(batch_sizes), memory)
@@ -122,15 +122,15 @@ def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: 
 
 def _read_report(path: str | Path) -> dict[str, Any]:
     """A report.json, refused (ArtifactError naming the file and the field) unless its numbers can be real."""
-    from .bench.report_schema import check_report
-    from .fileio import read_json
+    from edgekd.bench.report_schema import check_report
+    from edgekd.fileio import read_json
 
     return check_report(read_json(path), path)
 
 
 def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
     """The same artifacts in two reports (two machines or two versions) side by side, with ratios."""
-    from .bench.compare import compare_reports
+    from edgekd.bench.compare import compare_reports
 
     a, b = _read_report(report_a), _read_report(report_b)
     try:
@@ -143,8 +143,8 @@ def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
 def compile(bundle: str | Path, target: str | None = None) -> dict[str, Any]:
     """(Re)build a bundle's model on this machine (the TensorRT engine on the device, the .ort file)
     and update its manifest; `target` (a profile name or .yaml path) re-derives the build settings."""
-    from .bench.bundle import rebuild_bundle
-    from .targets import load_profile
+    from edgekd.bench.bundle import rebuild_bundle
+    from edgekd.targets import load_profile
 
     profile = load_profile(target) if target else None
     return rebuild_bundle(Path(bundle), profile)
@@ -152,13 +152,13 @@ def compile(bundle: str | Path, target: str | None = None) -> dict[str, Any]:
 
 def targets() -> list:
     """The built-in device profiles."""
-    from .targets import list_profiles
+    from edgekd.targets import list_profiles
 
     return list_profiles()
 
 
 def keys(section: str | None = None) -> list[str]:
     """Every config key as `key = default  # description` (`edgekd keys`), under `section` when given."""
-    from .config_help import key_lines
+    from edgekd.config_help import key_lines
 
     return key_lines(section)

@@ -15,8 +15,8 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
-from .yamlio import YamlRefused, safe_load
+from edgekd.errors import ConfigError
+from edgekd.yamlio import YamlRefused, safe_load
 
 # numpy's generators take seeds >= 0 and torch.manual_seed at most 2**64 - 1; derived seeds (seed + teacher index,
 # + epoch) must stay in range too, so seeds are capped well below both.

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .config import PipelineConfig, model_inside
-from .errors import ConfigError
+from edgekd.config import PipelineConfig, model_inside
+from edgekd.errors import ConfigError
 
 
 def key_lines(section: str | None = None) -> list[str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ExportConfig
-from .errors import ArtifactError, StageError
-from .fileio import atomic_path
+from edgekd.config import ExportConfig
+from edgekd.errors import ArtifactError, StageError
+from edgekd.fileio import atomic_path
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -107,7 +107,7 @@ def check_onnx_file(onnx_path: Path) -> None:
 
 def parity(model: torch.nn.Module, onnx_path: Path, samples: np.ndarray, cfg: ExportConfig) -> Parity:
     """Compare PyTorch and onnxruntime logits; fail past the tolerance."""
-    from .targets.ort import OrtSession
+    from edgekd.targets.ort import OrtSession
 
     with torch.no_grad():
         reference = model.eval()(torch.as_tensor(samples)).float().numpy()

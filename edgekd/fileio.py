@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OutputError
+from edgekd.errors import OutputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -161,7 +161,7 @@ def _finite(value: Any) -> Any:
 
 
 def read_json(path: str | Path) -> Any:
-    from .errors import ArtifactError
+    from edgekd.errors import ArtifactError
 
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))

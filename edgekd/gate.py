@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ArtifactError
+from edgekd.errors import ArtifactError
 
 
 def accuracy_drop(reference: float, value: float, drop_type: str = "absolute", samples: int | None = None) -> float:

@@ -5,8 +5,8 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .fileio import write_text_atomic
-from .gate import NOTHING_TO_CHECK, Check, GateResult
+from edgekd.fileio import write_text_atomic
+from edgekd.gate import NOTHING_TO_CHECK, Check, GateResult
 
 
 def _result(checks: list[Check]) -> GateResult:

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from . import __version__
-from .environment import describe
-from .fileio import file_record, read_json, sha256_of, write_json_atomic
+from edgekd import __version__
+from edgekd.environment import describe
+from edgekd.fileio import file_record, read_json, sha256_of, write_json_atomic
 
 RUN_SCHEMA = "edgekd.run/1"
 

@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from .bench.latency import CV_WARNING
-from .config import PipelineConfig, load_config
-from .errors import ConfigError, EdgeKDError, StageError, TargetError
-from .fileio import writable_folder, write_text_atomic
-from .manifest import RunManifest
-from .stages.context import STAGES, RunContext
+from edgekd.bench.latency import CV_WARNING
+from edgekd.config import PipelineConfig, load_config
+from edgekd.errors import ConfigError, EdgeKDError, StageError, TargetError
+from edgekd.fileio import writable_folder, write_text_atomic
+from edgekd.manifest import RunManifest
+from edgekd.stages.context import STAGES, RunContext
 
 Log = Callable[[str], None]
 
@@ -23,7 +23,7 @@ DISTRIBUTED_STAGES = {"teachers", "distill"}
 
 
 def distributed_barrier() -> None:
-    from .distill import distributed
+    from edgekd.distill import distributed
 
     distributed.barrier()
 
@@ -42,9 +42,9 @@ def refuse_existing_run(run_dir: Path, resume: bool, force: bool) -> None:
 def preflight(config: PipelineConfig, base_dir: Path) -> None:
     """Check what later stages will need before the first one trains for an hour: every target
     profile, its runtime (where building needs it), the calibration recipe and the data path."""
-    from .data.calibration import load_recipe
-    from .data.sources import data_path
-    from .targets import get_backend, load_profile
+    from edgekd.data.calibration import load_recipe
+    from edgekd.data.sources import data_path
+    from edgekd.targets import get_backend, load_profile
 
     for index, name in enumerate(config.targets):
         try:
@@ -105,7 +105,7 @@ def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path
     preview = RunContext(config, config_path, run_dir, RunManifest.open(run_dir, config.digest(), str(config_path)))
     if resume and preview.manifest.is_fresh("teachers", preview.stage_key("teachers")):
         return None
-    from .stages.teachers import check_inputs
+    from edgekd.stages.teachers import check_inputs
 
     checked = check_inputs(preview)
     return preview.dataset, checked
@@ -130,7 +130,7 @@ class _SingleProcess:
 def _process_group(config: PipelineConfig):
     if config.ships_onnx:
         return _SingleProcess
-    from .distill import distributed  # torch: only now that a run needs it
+    from edgekd.distill import distributed  # torch: only now that a run needs it
 
     return distributed
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, EdgeKDError
-from .fileio import resolve_path, searched
+from edgekd.errors import ConfigError, EdgeKDError
+from edgekd.fileio import resolve_path, searched
 
 
 def is_reference(text: str) -> bool:

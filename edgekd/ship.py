@@ -13,9 +13,9 @@ from typing import Any, Optional
 
 import yaml
 
-from .config import validate_config
-from .errors import ConfigError
-from .fileio import write_text_atomic
+from edgekd.config import validate_config
+from edgekd.errors import ConfigError
+from edgekd.fileio import write_text_atomic
 
 BUILTIN_SOURCES = ("digits", "fashion-mnist")
 CONFIG_NAME = "edgekd.yaml"

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ..environment import cpu_info, library_versions
-from ..errors import ArtifactError
-from ..fileio import file_record, read_json, sha256_of, write_json_atomic, write_text_atomic
-from ..targets.base import Artifact
-from ..targets.registry import get_backend
+from edgekd.environment import cpu_info, library_versions
+from edgekd.errors import ArtifactError
+from edgekd.fileio import file_record, read_json, sha256_of, write_json_atomic, write_text_atomic
+from edgekd.targets.base import Artifact
+from edgekd.targets.registry import get_backend
 
 BUNDLE_SCHEMA = "edgekd.bundle/1"
 _README = """# edgekd bundle: {target}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .noise import separated
+from edgekd.bench.noise import separated
 
 COLUMNS = ["artifact", "p50 A (ms)", "p50 B (ms)", "B/A", "size A (KB)", "size B (KB)", "B/A ",
            "top-1 A", "top-1 B", "delta (pts)"]

@@ -12,16 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, TargetError
-from ..fileio import read_npz
-from ..gate import Thresholds
-from ..targets.host_fit import host_warnings
-from ..targets.registry import get_backend
-from .accuracy import accuracy_metrics, eval_set_hash
-from .bundle import load_bundle, shipped_variant
-from .latency import LatencySpec
-from .measure import Candidate, artifact_name, measure_rows
-from .report import build_report
+from edgekd.errors import ArtifactError, TargetError
+from edgekd.fileio import read_npz
+from edgekd.gate import Thresholds
+from edgekd.targets.host_fit import host_warnings
+from edgekd.targets.registry import get_backend
+from edgekd.bench.accuracy import accuracy_metrics, eval_set_hash
+from edgekd.bench.bundle import load_bundle, shipped_variant
+from edgekd.bench.latency import LatencySpec
+from edgekd.bench.measure import Candidate, artifact_name, measure_rows
+from edgekd.bench.report import build_report
 
 
 def bundle_paths(path: Path) -> list[Path]:

@@ -10,8 +10,8 @@ import html
 import io
 from typing import Any
 
-from .latency import CV_WARNING
-from .report import COLUMNS, table_rows
+from edgekd.bench.latency import CV_WARNING
+from edgekd.bench.report import COLUMNS, table_rows
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:16px;color:#222}table{border-collapse:collapse;font-size:12px}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{white-space:normal}
@@ -99,7 +99,7 @@ def _plots(report: dict[str, Any]) -> str:
     matplotlib.use("Agg")  # headless: no display on CI machines or devices
     from matplotlib import pyplot as plt
 
-    from . import plots
+    from edgekd.bench import plots
 
     figures = [(plots.accuracy_vs_latency(plt, report),
                 "Top-1 against p50 latency at batch 1 (log scale), bars from p10 to p90; colour = target, marker = "

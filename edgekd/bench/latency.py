@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..progress import progress
+from edgekd.progress import progress
 
 Runner = Callable[[np.ndarray], np.ndarray]
 # The runtime's own timing of the last run in ms, where it keeps one (OpenVINO's InferRequest.latency):

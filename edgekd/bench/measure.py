@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from ..progress import progress
-from ..targets.base import Artifact
-from ..targets.registry import get_backend
-from .accuracy import accuracy_metrics, fidelity, predict
-from .latency import LatencySpec, measure_interleaved
-from .memory import measure_memory
-from .sizes import file_set, gzip_size, parameter_count, size_on_disk
+from edgekd.progress import progress
+from edgekd.targets.base import Artifact
+from edgekd.targets.registry import get_backend
+from edgekd.bench.accuracy import accuracy_metrics, fidelity, predict
+from edgekd.bench.latency import LatencySpec, measure_interleaved
+from edgekd.bench.memory import measure_memory
+from edgekd.bench.sizes import file_set, gzip_size, parameter_count, size_on_disk
 
 
 def artifact_name(target: str, candidate: str) -> str:

@@ -54,8 +54,8 @@ def _peak_rss_mb() -> float:
 
 def probe(request: dict[str, Any]) -> dict[str, Any]:
     """Runs inside the subprocess."""
-    from ..targets.base import Artifact
-    from ..targets.registry import get_backend
+    from edgekd.targets.base import Artifact
+    from edgekd.targets.registry import get_backend
 
     artifact = Artifact.from_json(request["artifact"], Path(request["root"]))
     backend = get_backend(artifact.backend)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .noise import separated
+from edgekd.bench.noise import separated
 
 MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
 # The y axis spans at least this many top-1 points: 98.9 to 99.4 drawn full height makes noise look dramatic.

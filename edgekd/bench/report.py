@@ -19,13 +19,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..environment import describe
-from ..fileio import write_json_atomic, write_text_atomic
-from ..gate import accuracy_drop
-from .latency import CV_WARNING, LatencySpec
-from .memory import METHOD as MEMORY_METHOD
-from .noise import separated
-from .reasons import full_reason, short_reason
+from edgekd.environment import describe
+from edgekd.fileio import write_json_atomic, write_text_atomic
+from edgekd.gate import accuracy_drop
+from edgekd.bench.latency import CV_WARNING, LatencySpec
+from edgekd.bench.memory import METHOD as MEMORY_METHOD
+from edgekd.bench.noise import separated
+from edgekd.bench.reasons import full_reason, short_reason
 
 REPORT_SCHEMA = "edgekd.report/1"
 COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop",
@@ -145,7 +145,7 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> 
 
 
 def write_reports(out_dir: Path, report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[Path]:
-    from .html import render_html
+    from edgekd.bench.html import render_html
 
     return [write_json_atomic(out_dir / "report.json", report),
             write_text_atomic(out_dir / "report.md", markdown(report, verdicts)),

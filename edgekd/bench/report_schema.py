@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ArtifactError
-from .report import REPORT_SCHEMA
+from edgekd.errors import ArtifactError
+from edgekd.bench.report import REPORT_SCHEMA
 
 # Fields a user is likely to get wrong, with what the value should look like.
 _HINTS = {"top1": "a fraction of the evaluation samples between 0 and 1 (0.94, not 94.0)",

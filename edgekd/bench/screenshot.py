@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import EdgeKDError
+from edgekd.errors import EdgeKDError
 
 # Offline and quiet: no network services, no first-run UI, no GPU (CI machines and containers have none).
 _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

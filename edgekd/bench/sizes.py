@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError
-from ..targets.base import Artifact
+from edgekd.errors import ArtifactError
+from edgekd.targets.base import Artifact
 
 # Files that hold the model; side files (README, build scripts, timing caches) do not count.
 MODEL_SUFFIXES = (".onnx", ".ort", ".xml", ".bin", ".engine", ".plan")

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError, EdgeKDError
-from ..fileio import atomic_path, read_json, write_json_atomic
+from edgekd.errors import DataError, EdgeKDError
+from edgekd.fileio import atomic_path, read_json, write_json_atomic
 
 DEFAULT_CACHE_DIR = Path(".cache/teacher-logits")  # under the run folder's parent
 CACHE_ENV = "EDGEKD_CACHE_DIR"

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..config import DataFreeConfig
-from ..progress import progress
-from .losses import ensemble_soft_targets, kd_loss
-from .trainer import autocast_dtype
+from edgekd.config import DataFreeConfig
+from edgekd.progress import progress
+from edgekd.distill.losses import ensemble_soft_targets, kd_loss
+from edgekd.distill.trainer import autocast_dtype
 
 
 class Generator(nn.Module):

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import ConfigError
+from edgekd.errors import ConfigError
 
 # Ranks wait for rank 0 while it writes caches and checkpoints; teacher training can take a while.
 _TIMEOUT = timedelta(hours=2)

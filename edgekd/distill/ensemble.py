@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import DistillConfig
-from ..progress import progress
-from . import distributed
-from .augment import ShiftFlip
-from .cache import CacheEntry, TeacherLogitCache, cache_key, weights_digest
-from .losses import ensemble_soft_targets
-from .trainer import predict_logits
+from edgekd.config import DistillConfig
+from edgekd.progress import progress
+from edgekd.distill import distributed
+from edgekd.distill.augment import ShiftFlip
+from edgekd.distill.cache import CacheEntry, TeacherLogitCache, cache_key, weights_digest
+from edgekd.distill.losses import ensemble_soft_targets
+from edgekd.distill.trainer import predict_logits
 
 
 class EnsembleTargets:

@@ -10,8 +10,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..config import HintConfig
-from ..errors import ConfigError
+from edgekd.config import HintConfig
+from edgekd.errors import ConfigError
 
 
 class FeatureTap:

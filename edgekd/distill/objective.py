@@ -7,11 +7,11 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..config import DistillConfig
-from .augment import EpochDraws, ShiftFlip
-from .ensemble import EnsembleTargets
-from .hints import StudentWithHints, TeacherFeatures
-from .losses import hint_loss, kd_loss
+from edgekd.config import DistillConfig
+from edgekd.distill.augment import EpochDraws, ShiftFlip
+from edgekd.distill.ensemble import EnsembleTargets
+from edgekd.distill.hints import StudentWithHints, TeacherFeatures
+from edgekd.distill.losses import hint_loss, kd_loss
 
 
 class DistillObjective:

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import TrainConfig
-from ..environment import has_cpu_flag
-from ..errors import StageError
-from ..fileio import atomic_path
-from ..progress import progress
-from . import distributed
+from edgekd.config import TrainConfig
+from edgekd.environment import has_cpu_flag
+from edgekd.errors import StageError
+from edgekd.fileio import atomic_path
+from edgekd.progress import progress
+from edgekd.distill import distributed
 
 # loss(model_output, batch_indices, labels) -> scalar
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

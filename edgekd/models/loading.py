@@ -8,11 +8,11 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..config import ModelConfig
-from ..errors import ConfigError, ModelError
-from ..fileio import atomic_path, resolve_path
-from ..refs import call, is_reference
-from .zoo import BUILTIN_MODELS
+from edgekd.config import ModelConfig
+from edgekd.errors import ConfigError, ModelError
+from edgekd.fileio import atomic_path, resolve_path
+from edgekd.refs import call, is_reference
+from edgekd.models.zoo import BUILTIN_MODELS
 
 
 def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: int,

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.accuracy import predict, topk
-from ..errors import StageError
-from ..gate import accuracy_drop, within_limit
-from ..progress import progress
-from ..targets.ort import OrtSession
-from ..targets.profiles import QuantRecipe
-from .ptq import quantize_qdq, quantized_nodes
+from edgekd.bench.accuracy import predict, topk
+from edgekd.errors import StageError
+from edgekd.gate import accuracy_drop, within_limit
+from edgekd.progress import progress
+from edgekd.targets.ort import OrtSession
+from edgekd.targets.profiles import QuantRecipe
+from edgekd.quant.ptq import quantize_qdq, quantized_nodes
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import DataError, StageError
-from ..fileio import atomic_path
-from ..targets.profiles import QuantRecipe
+from edgekd.errors import DataError, StageError
+from edgekd.fileio import atomic_path
+from edgekd.targets.profiles import QuantRecipe
 
 
 class ArrayReader:

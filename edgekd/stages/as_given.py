@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.accuracy import predict, topk
-from ..bench.sizes import onnx_parameters
-from ..errors import ConfigError
-from ..fileio import atomic_path, resolve_path, sha256_of
-from .context import RunContext, StageOutput
+from edgekd.bench.accuracy import predict, topk
+from edgekd.bench.sizes import onnx_parameters
+from edgekd.errors import ConfigError
+from edgekd.fileio import atomic_path, resolve_path, sha256_of
+from edgekd.stages.context import RunContext, StageOutput
 
 
 def given_onnx_path(ctx: RunContext) -> Path:
@@ -43,8 +43,8 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
 
 
 def _ship_checkpoint(ctx: RunContext) -> StageOutput:
-    from ..distill.trainer import predict_logits
-    from ..models import build_model, count_parameters, save_checkpoint
+    from edgekd.distill.trainer import predict_logits
+    from edgekd.models import build_model, count_parameters, save_checkpoint
 
     data = ctx.dataset
     model = build_model(ctx.cfg.student, data.input_shape, data.num_classes, ctx.base_dir, where="student").eval()
@@ -68,7 +68,7 @@ def _judge_given(top1: float, labels: np.ndarray) -> None:
     import math
     import sys
 
-    from .teacher_check import CHANCE_SIGMAS
+    from edgekd.stages.teacher_check import CHANCE_SIGMAS
 
     chance = float(np.bincount(labels).max() / len(labels))
     print(f"student (as given): validation top-1 {top1:.1%} on {len(labels)} images (chance {chance:.1%})", file=sys.stderr)
@@ -79,7 +79,7 @@ def _judge_given(top1: float, labels: np.ndarray) -> None:
 
 
 def _onnx_logits(path: Path):
-    from ..targets.ort import OrtSession
+    from edgekd.targets.ort import OrtSession
 
     session = OrtSession(path, threads=None)
     return lambda x: predict(session.run, x)

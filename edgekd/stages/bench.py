@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from ..bench.accuracy import accuracy_metrics, eval_set_hash
-from ..bench.measure import Candidate, artifact_name, measure_rows
-from ..bench.report import build_report, write_reports
-from ..environment import cpu_info
-from ..targets import load_profile
-from ..targets.base import Artifact
-from ..targets.host_fit import host_warnings
-from .compile import eval_subset, latency_spec
-from .context import RunContext, StageOutput
-from .export import student_logits as fp32_student_logits
+from edgekd.bench.accuracy import accuracy_metrics, eval_set_hash
+from edgekd.bench.measure import Candidate, artifact_name, measure_rows
+from edgekd.bench.report import build_report, write_reports
+from edgekd.environment import cpu_info
+from edgekd.targets import load_profile
+from edgekd.targets.base import Artifact
+from edgekd.targets.host_fit import host_warnings
+from edgekd.stages.compile import eval_subset, latency_spec
+from edgekd.stages.context import RunContext, StageOutput
+from edgekd.stages.export import student_logits as fp32_student_logits
 
 
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
@@ -28,9 +28,9 @@ def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str,
     if ctx.cfg.teachers:  # teachers are PyTorch models: torch only here
         import torch
 
-        from ..distill.losses import ensemble_soft_targets
-        from ..distill.trainer import predict_logits
-        from .teachers import build_teachers
+        from edgekd.distill.losses import ensemble_soft_targets
+        from edgekd.distill.trainer import predict_logits
+        from edgekd.stages.teachers import build_teachers
 
         teacher_logits = [torch.from_numpy(predict_logits(t, x)) for t in build_teachers(ctx)]
         ensemble = ensemble_soft_targets(teacher_logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)

@@ -9,22 +9,22 @@ from typing import Any, get_args
 
 import numpy as np
 
-from .. import __version__
-from ..bench.accuracy import fidelity, predict, topk
-from ..bench.bundle import write_bundle
-from ..bench.latency import LatencySpec, measure_interleaved
-from ..environment import cpu_info, library_versions
-from ..errors import StageError
-from ..gate import accuracy_drop
-from ..progress import progress
-from ..targets import get_backend, load_profile
-from ..targets.base import Artifact
-from ..targets.host_fit import host_warnings
-from ..targets.profiles import Precision
-from ..targets.selection import accuracy_limit, accuracy_rule, choose, plan
-from .context import RunContext, StageOutput
-from .export import fp32_onnx_path, student_logits
-from .quantize import int8_path
+from edgekd import __version__
+from edgekd.bench.accuracy import fidelity, predict, topk
+from edgekd.bench.bundle import write_bundle
+from edgekd.bench.latency import LatencySpec, measure_interleaved
+from edgekd.environment import cpu_info, library_versions
+from edgekd.errors import StageError
+from edgekd.gate import accuracy_drop
+from edgekd.progress import progress
+from edgekd.targets import get_backend, load_profile
+from edgekd.targets.base import Artifact
+from edgekd.targets.host_fit import host_warnings
+from edgekd.targets.profiles import Precision
+from edgekd.targets.selection import accuracy_limit, accuracy_rule, choose, plan
+from edgekd.stages.context import RunContext, StageOutput
+from edgekd.stages.export import fp32_onnx_path, student_logits
+from edgekd.stages.quantize import int8_path
 
 # Extra int8 files the quantize stage may leave beside its main model (a QAT export next to a PTQ
 # one, a fallback next to the plain PTQ model): each is a candidate of its own when present.

@@ -8,9 +8,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..config import PipelineConfig
-from ..manifest import RunManifest
-from .inputs import external_inputs
+from edgekd.config import PipelineConfig
+from edgekd.manifest import RunManifest
+from edgekd.stages.inputs import external_inputs
 
 STAGES = ["teachers", "distill", "export", "quantize", "compile", "bench", "gate"]
 
@@ -53,7 +53,7 @@ class RunContext:
 
     @cached_property
     def dataset(self):
-        from ..data import load_dataset
+        from edgekd.data import load_dataset
 
         # Shipping a trained model only evaluates and calibrates: an image folder can then stay on disk.
         lazy = self.cfg.distill.mode == "none" and self.cfg.quantize.method != "qat"
@@ -79,7 +79,7 @@ class RunContext:
         a gate.json left over from an earlier run is no verdict on this one."""
         if "gate" not in self.outcomes:
             return None
-        from ..fileio import read_json
+        from edgekd.fileio import read_json
 
         return read_json(self.run_dir / "gate.json")
 
@@ -88,7 +88,7 @@ class RunContext:
 
 
 def saturates_8bit_products() -> bool:
-    from ..quant.host import saturates_8bit_products as host_saturates
+    from edgekd.quant.host import saturates_8bit_products as host_saturates
 
     return host_saturates()
 

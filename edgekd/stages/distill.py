@@ -6,18 +6,18 @@ from pathlib import Path
 
 import torch
 
-from ..bench.accuracy import topk
-from ..data.datasets import split_hash
-from ..distill import distributed
-from ..distill.augment import ShiftFlip
-from ..distill.cache import TeacherLogitCache, resolve_cache_dir
-from ..distill.ensemble import EnsembleTargets
-from ..distill.hints import StudentWithHints, TeacherFeatures
-from ..distill.objective import DistillObjective
-from ..distill.trainer import autocast_dtype, cross_entropy_loss, predict_logits, train
-from ..models import build_model, count_parameters, save_checkpoint
-from .context import RunContext, StageOutput
-from .teachers import build_teachers, teacher_checkpoints
+from edgekd.bench.accuracy import topk
+from edgekd.data.datasets import split_hash
+from edgekd.distill import distributed
+from edgekd.distill.augment import ShiftFlip
+from edgekd.distill.cache import TeacherLogitCache, resolve_cache_dir
+from edgekd.distill.ensemble import EnsembleTargets
+from edgekd.distill.hints import StudentWithHints, TeacherFeatures
+from edgekd.distill.objective import DistillObjective
+from edgekd.distill.trainer import autocast_dtype, cross_entropy_loss, predict_logits, train
+from edgekd.models import build_model, count_parameters, save_checkpoint
+from edgekd.stages.context import RunContext, StageOutput
+from edgekd.stages.teachers import build_teachers, teacher_checkpoints
 
 PROGRESS_FILES = ("distill.progress.pt", "finetune.progress.pt")
 
@@ -38,7 +38,7 @@ def build_student(ctx: RunContext, with_weights: bool = True) -> torch.nn.Module
 
 def run(ctx: RunContext) -> StageOutput:
     if ctx.cfg.distill.mode != "offline":
-        from .distill_modes import run_mode
+        from edgekd.stages.distill_modes import run_mode
 
         return run_mode(ctx)
     folder = ctx.stage_dir("distill")

@@ -8,15 +8,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..bench.accuracy import topk
-from ..distill import distributed
-from ..distill.datafree import DataFreeSettings, synthesize_and_distill
-from ..distill.online import PeerGroup, mutual_loss_fn
-from ..distill.trainer import predict_logits, train
-from ..fileio import atomic_path
-from ..models import build_model, count_parameters, save_checkpoint
-from .context import RunContext, StageOutput
-from .teachers import build_teachers
+from edgekd.bench.accuracy import topk
+from edgekd.distill import distributed
+from edgekd.distill.datafree import DataFreeSettings, synthesize_and_distill
+from edgekd.distill.online import PeerGroup, mutual_loss_fn
+from edgekd.distill.trainer import predict_logits, train
+from edgekd.fileio import atomic_path
+from edgekd.models import build_model, count_parameters, save_checkpoint
+from edgekd.stages.context import RunContext, StageOutput
+from edgekd.stages.teachers import build_teachers
 
 
 def run_mode(ctx: RunContext) -> StageOutput:

@@ -9,8 +9,8 @@ import shutil
 
 import numpy as np
 
-from ..fileio import atomic_path
-from .context import RunContext, StageOutput
+from edgekd.fileio import atomic_path
+from edgekd.stages.context import RunContext, StageOutput
 
 
 def fp32_onnx_path(ctx: RunContext):
@@ -21,12 +21,12 @@ def student_logits(ctx: RunContext, x: np.ndarray) -> np.ndarray:
     """The fp32 student's logits on `x`: what every candidate is compared with. From PyTorch when the student
     is a PyTorch model (the exported file is checked against it), from onnxruntime when it was given as ONNX."""
     if ctx.cfg.ships_onnx:
-        from ..bench.accuracy import predict
-        from ..targets.ort import OrtSession
+        from edgekd.bench.accuracy import predict
+        from edgekd.targets.ort import OrtSession
 
         return predict(OrtSession(fp32_onnx_path(ctx), threads=None).run, x)
-    from ..distill.trainer import predict_logits
-    from .distill import build_student
+    from edgekd.distill.trainer import predict_logits
+    from edgekd.stages.distill import build_student
 
     return predict_logits(build_student(ctx), x)
 
@@ -36,7 +36,7 @@ def run(ctx: RunContext) -> StageOutput:
 
 
 def _copy_given_onnx(ctx: RunContext) -> StageOutput:
-    from .as_given import given_onnx_path
+    from edgekd.stages.as_given import given_onnx_path
 
     source, out = given_onnx_path(ctx), fp32_onnx_path(ctx)
     with atomic_path(out) as tmp:
@@ -48,10 +48,10 @@ def _copy_given_onnx(ctx: RunContext) -> StageOutput:
 
 
 def _export_torch(ctx: RunContext) -> StageOutput:
-    from .. import __version__
-    from ..export import INPUT_NAME, export_onnx, parity
-    from ..fileio import sha256_of
-    from .distill import build_student
+    from edgekd import __version__
+    from edgekd.export import INPUT_NAME, export_onnx, parity
+    from edgekd.fileio import sha256_of
+    from edgekd.stages.distill import build_student
 
     data = ctx.dataset
     student_pt = ctx.stage_dir("distill") / "student.pt"

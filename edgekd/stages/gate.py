@@ -1,12 +1,12 @@
 """Stage 7: apply the release gate to each target's shipped artifact; put the verdicts in the reports."""
 from __future__ import annotations
 
-from ..bench.report import write_reports
-from ..bench.report_schema import check_report
-from ..fileio import read_json, write_json_atomic
-from ..gate import Thresholds, gate_report, verdicts
-from ..gate_outputs import write_ci_outputs
-from .context import RunContext, StageOutput
+from edgekd.bench.report import write_reports
+from edgekd.bench.report_schema import check_report
+from edgekd.fileio import read_json, write_json_atomic
+from edgekd.gate import Thresholds, gate_report, verdicts
+from edgekd.gate_outputs import write_ci_outputs
+from edgekd.stages.context import RunContext, StageOutput
 
 
 def thresholds_from_config(gate_cfg) -> Thresholds:

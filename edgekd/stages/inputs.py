@@ -12,9 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelConfig, PipelineConfig
-from ..fileio import resolve_path, sha256_of
-from ..refs import is_reference
+from edgekd.config import ModelConfig, PipelineConfig
+from edgekd.fileio import resolve_path, sha256_of
+from edgekd.refs import is_reference
 
 
 def external_inputs(cfg: PipelineConfig, section: str, base_dir: Path) -> Any:
@@ -28,11 +28,11 @@ def external_inputs(cfg: PipelineConfig, section: str, base_dir: Path) -> Any:
     if section == "distill":
         return [_model_files(peer, base_dir) for peer in cfg.distill.online.peers]
     if section == "targets":
-        from ..targets import load_profile
+        from edgekd.targets import load_profile
 
         return [load_profile(name, base_dir).model_dump(mode="json") for name in cfg.targets]
     if section == "quantize" and cfg.quantize.method != "none":
-        from ..data.calibration import load_recipe
+        from edgekd.data.calibration import load_recipe
 
         return load_recipe(cfg.quantize.calibration, base_dir).model_dump(mode="json")
     return None

@@ -12,19 +12,19 @@ import shutil
 
 import numpy as np
 
-from ..bench.accuracy import topk
-from ..data.calibration import describe, draw, load_recipe
-from ..errors import StageError
-from ..fileio import atomic_path
-from ..gate import accuracy_drop, within_limit
-from ..progress import progress
-from ..quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
-from ..quant.host import HostChoice, recipe_for_host, warn_once
-from ..quant.ptq import quantize_qdq
-from ..targets import load_profile
-from ..targets.selection import accuracy_limit
-from .context import RunContext, StageOutput
-from .export import fp32_onnx_path
+from edgekd.bench.accuracy import topk
+from edgekd.data.calibration import describe, draw, load_recipe
+from edgekd.errors import StageError
+from edgekd.fileio import atomic_path
+from edgekd.gate import accuracy_drop, within_limit
+from edgekd.progress import progress
+from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
+from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
+from edgekd.quant.ptq import quantize_qdq
+from edgekd.targets import load_profile
+from edgekd.targets.selection import accuracy_limit
+from edgekd.stages.context import RunContext, StageOutput
+from edgekd.stages.export import fp32_onnx_path
 
 # torch is imported inside the QAT functions only: PTQ of an ONNX student runs without it.
 
@@ -63,7 +63,7 @@ def synthetic_split(ctx: RunContext):
         return None
     import numpy as np
 
-    from ..data.datasets import Split
+    from edgekd.data.datasets import Split
 
     with np.load(path, allow_pickle=False) as arrays:
         return Split(arrays["x"], arrays["y"])
@@ -119,10 +119,10 @@ def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
     only if it matches the fake-quantized student and keeps within the int8 accuracy budget."""
     import torch
 
-    from ..quant.qat import prepare_qat
-    from ..quant.qat_export import export_qdq
-    from ..quant.qat_train import finetune_qat
-    from .distill import build_student
+    from edgekd.quant.qat import prepare_qat
+    from edgekd.quant.qat_export import export_qdq
+    from edgekd.quant.qat_train import finetune_qat
+    from edgekd.stages.distill import build_student
 
     cfg, data, out = ctx.cfg, ctx.dataset, out or int8_path(ctx, recipe.name)
     temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
@@ -143,7 +143,7 @@ def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
 def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
     """The QDQ model's agreement with the fake-quantized student, and its validation drop against the same
     budget the PTQ path enforces (int8_budget); a StageError when either fails."""
-    from ..distill.trainer import predict_logits
+    from edgekd.distill.trainer import predict_logits
 
     cfg, val = ctx.cfg, ctx.dataset.val
     torch_logits, onnx_logits = predict_logits(qat, val.x), logits_of(path, val.x)
@@ -169,17 +169,17 @@ def _qat_transfer_set(ctx: RunContext, temperature: float):
     fp32 outputs are the soft targets: self-distillation keeps the int8 model close to the model it replaces."""
     import torch
 
-    from ..distill.losses import ensemble_soft_targets
-    from ..distill.trainer import predict_logits
-    from .teachers import build_teachers
+    from edgekd.distill.losses import ensemble_soft_targets
+    from edgekd.distill.trainer import predict_logits
+    from edgekd.stages.teachers import build_teachers
 
     if ctx.cfg.distill.mode == "none":
-        from .distill import build_student
+        from edgekd.stages.distill import build_student
 
         logits = torch.from_numpy(predict_logits(build_student(ctx), ctx.dataset.train.x))
         return ctx.dataset.train, torch.softmax(logits / temperature, dim=1), "train (self-distillation)"
     if ctx.cfg.distill.mode != "data_free":
-        from .distill import teacher_soft_targets
+        from edgekd.stages.distill import teacher_soft_targets
 
         return ctx.dataset.train, teacher_soft_targets(ctx, temperature), "train"
     synthetic = synthetic_split(ctx)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..bench.accuracy import topk
-from ..config import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import ModelError
+from edgekd.bench.accuracy import topk
+from edgekd.config import IMAGENET_MEAN, IMAGENET_STD
+from edgekd.errors import ModelError
 
 # Validation images each check uses (the split is already shuffled): enough to tell 10 points apart.
 PROBE_SAMPLES = 2000
@@ -35,7 +35,7 @@ def _stderr(message: str) -> None:
 def check_given_teachers(ctx, build: Callable, log: Callable[[str], None] = _stderr) -> list[dict]:
     """Top-1 of every checkpoint teacher on the validation split; ModelError for one that cannot be right.
     `build(index, spec)` makes the teacher with its weights."""
-    from ..distill.trainer import predict_logits
+    from edgekd.distill.trainer import predict_logits
 
     data = ctx.dataset
     x, y = data.val.x[:PROBE_SAMPLES], data.val.y[:PROBE_SAMPLES]

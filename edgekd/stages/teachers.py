@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..bench.accuracy import topk
-from ..fileio import resolve_path
-from .context import RunContext, StageOutput
-from .teacher_check import check_given_teachers
+from edgekd.bench.accuracy import topk
+from edgekd.fileio import resolve_path
+from edgekd.stages.context import RunContext, StageOutput
+from edgekd.stages.teacher_check import check_given_teachers
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +30,7 @@ def teacher_checkpoints(ctx: RunContext) -> list[Path]:
 
 def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
     """Teacher modules with their weights: from the config's checkpoint or this run's trained one."""
-    from ..models import build_model
+    from edgekd.models import build_model
 
     data = ctx.dataset
     teachers = []
@@ -47,8 +47,8 @@ def check_hints(ctx: RunContext) -> None:
     the distill stage after the teachers have trained for hours."""
     import torch
 
-    from ..distill.hints import StudentWithHints
-    from ..models import build_model
+    from edgekd.distill.hints import StudentWithHints
+    from edgekd.models import build_model
 
     data = ctx.dataset
     build = lambda spec, where: build_model(spec.model_copy(update={"checkpoint": None}), data.input_shape,  # noqa: E731
@@ -61,7 +61,7 @@ def check_hints(ctx: RunContext) -> None:
 def check_every_model(ctx: RunContext) -> None:
     """Build every model of the run (teachers, student, online peers) untrained and pass a batch through it
     (build_model's check_io): a student that does not fit the data fails now, not after the teachers trained."""
-    from ..models import build_model
+    from edgekd.models import build_model
 
     data = ctx.dataset
     specs = [*((f"teachers[{i}]", t) for i, t in enumerate(ctx.cfg.teachers)), ("student", ctx.cfg.student),
@@ -84,8 +84,8 @@ def check_inputs(ctx: RunContext) -> list[dict]:
         return []
     if ctx.cfg.distill.hints:
         check_hints(ctx)
-    from ..distill import distributed
-    from ..models import build_model
+    from edgekd.distill import distributed
+    from edgekd.models import build_model
 
     return check_given_teachers(ctx, lambda i, spec: build_model(spec, data.input_shape, data.num_classes, ctx.base_dir,
                                                                  where=f"teachers[{i}]").eval(),
@@ -98,9 +98,9 @@ def run(ctx: RunContext) -> StageOutput:
         return StageOutput([], {"teachers": [], "ensemble": None})
     import torch
 
-    from ..distill import distributed
-    from ..distill.trainer import cross_entropy_loss, train
-    from ..models import build_model, count_parameters, save_checkpoint
+    from edgekd.distill import distributed
+    from edgekd.distill.trainer import cross_entropy_loss, train
+    from edgekd.models import build_model, count_parameters, save_checkpoint
 
     data, folder = ctx.dataset, ctx.stage_dir("teachers")
     device = distributed.device(ctx.cfg.device)
@@ -126,7 +126,7 @@ def run(ctx: RunContext) -> StageOutput:
 
 def _clear_stale_progress(ctx: RunContext, progress: Path) -> None:
     """Without --resume training starts over; with it, a teacher killed mid-training continues."""
-    from ..distill import distributed
+    from edgekd.distill import distributed
 
     if ctx.resume:
         return
@@ -138,8 +138,8 @@ def _clear_stale_progress(ctx: RunContext, progress: Path) -> None:
 def _metrics(ctx: RunContext, report: list) -> dict:
     import torch
 
-    from ..distill.losses import ensemble_soft_targets
-    from ..distill.trainer import predict_logits
+    from edgekd.distill.losses import ensemble_soft_targets
+    from edgekd.distill.trainer import predict_logits
 
     test = ctx.dataset.test
     weights = [t.weight for t in ctx.cfg.teachers]

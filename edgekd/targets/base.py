@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from ..errors import ArtifactError, TargetError
+from edgekd.errors import ArtifactError, TargetError
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Artifact:
         for name in [data["main"], *data["files"]]:
             if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
                 raise ArtifactError(f"{root}: artifact file '{name}' is not a path inside the artifact folder; refused")
-        from .runtime_options import checked_runtime_options
+        from edgekd.targets.runtime_options import checked_runtime_options
 
         options = checked_runtime_options(data["backend"], data.get("runtime_options", {}), f"{Path(root) / 'manifest.json'}")
         return cls(root=Path(root), runtime_options=options,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..environment import cpu_info
+from edgekd.environment import cpu_info
 
 # /proc/cpuinfo flags that provide each feature a profile can name (x86 and ARM spellings).
 FEATURE_FLAGS = {

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError
-from ..fileio import atomic_files
-from .base import Artifact, Backend
+from edgekd.errors import ArtifactError
+from edgekd.fileio import atomic_files
+from edgekd.targets.base import Artifact, Backend
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 

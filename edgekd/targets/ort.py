@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError
-from ..fileio import atomic_path
-from .base import Artifact, Backend
+from edgekd.errors import ArtifactError
+from edgekd.fileio import atomic_path
+from edgekd.targets.base import Artifact, Backend
 
 
 def session_options(threads: int | None, level: str = "ORT_ENABLE_ALL") -> dict:

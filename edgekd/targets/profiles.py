@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from ..config import Strict, describe_validation_error, read_yaml_mapping
-from ..errors import ConfigError, TargetError
-from ..fileio import searched
-from ..resources import builtin_dir
+from edgekd.config import Strict, describe_validation_error, read_yaml_mapping
+from edgekd.errors import ConfigError, TargetError
+from edgekd.fileio import searched
+from edgekd.resources import builtin_dir
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import TargetError
-from .base import Backend
+from edgekd.errors import TargetError
+from edgekd.targets.base import Backend
 
 _BACKENDS = {
     "ort": "edgekd.targets.ort:OrtBackend",

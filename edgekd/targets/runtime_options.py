@@ -12,7 +12,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ArtifactError
+from edgekd.errors import ArtifactError
 
 _THREADS = Field(None, ge=0, le=4096)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, TargetError
-from ..fileio import atomic_path, write_json_atomic, write_text_atomic
-from .base import Artifact, Backend
+from edgekd.errors import ArtifactError, TargetError
+from edgekd.fileio import atomic_path, write_json_atomic, write_text_atomic
+from edgekd.targets.base import Artifact, Backend
 
 
 @dataclass
