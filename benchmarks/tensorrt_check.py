@@ -34,10 +34,10 @@ sys.path.insert(0, str(REPO))
 
 from candidate_bundles import stage_candidate_bundles  # noqa: E402  (beside this script)
 
-from edgekd.bench.accuracy import topk  # noqa: E402
-from edgekd.environment import describe  # noqa: E402
-from edgekd.fileio import read_json, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.targets.tensorrt import TensorRTBackend  # noqa: E402
+from edgekd.core.environment import describe  # noqa: E402
+from edgekd.core.fileio import read_json, write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.metrics import topk  # noqa: E402
+from edgekd.runtimes.tensorrt import TensorRTBackend  # noqa: E402
 
 # int8 engines may disagree with onnxruntime's QDQ kernels on a few borderline samples: at most 1% of them.
 INT8_SAMPLES_APART = 0.01

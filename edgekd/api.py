@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekd.errors import ArtifactError, ConfigError, GateFailed
-from edgekd.gate import THRESHOLD_NAMES, GateResult, Thresholds, gate_report, threshold_problem
+from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
+from edgekd.device.gate import THRESHOLD_NAMES, GateResult, Thresholds, gate_report, threshold_problem
 from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
@@ -20,13 +20,13 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
         only: Sequence[str] | None = None, log=print):
     """Run the pipeline from a YAML file; returns the RunContext (run_dir, manifest, config).
 
-    Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.errors.GateFailed whose
+    Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.core.errors.GateFailed whose
     message is the verdict line (e.g. `gate: FAIL (1 failed, 2 passed)`) and whose `.context` is the
     RunContext, so the run folder is still at hand. The verdict is only that of a gate stage that ran
     (or was up to date) in this call: with `only` leaving out "gate", nothing is raised, and
     `ctx.gate_verdict()` is None.
     """
-    from edgekd.pipeline import run_from_file
+    from edgekd.pipeline.runner import run_from_file
 
     ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=only, log=log)
     verdict = ctx.gate_verdict()
@@ -43,8 +43,8 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     torchvision:NAME / module:function / file.py:function factory with its `checkpoint`; `data` is an image
     folder, an .npz file, or digits / fashion-mnist. Writes RUN/edgekd.yaml, then runs it as `run` does
     (GateFailed when the gate fails)."""
-    from edgekd.pipeline import prepare_run_dir
-    from edgekd.ship import ship_config, write_ship_config
+    from edgekd.pipeline.runner import prepare_run_dir
+    from edgekd.pipeline.ship import ship_config, write_ship_config
 
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop)
     run_dir = Path(out) if out else Path("runs") / config["name"]
@@ -64,8 +64,8 @@ def bench(path: str | Path, threads: int | None = None, runs: int = 50, min_seco
     """Benchmark one bundle, or every bundle of a run folder, on this machine; returns a report
     (schema edgekd.report/1, the same as the pipeline's). Needs no torch.
     Defaults are those of `edgekd bench` (batch sizes 1 and 8)."""
-    from edgekd.bench.device import bench_bundles
-    from edgekd.bench.latency import LatencySpec
+    from edgekd.device.bench import bench_bundles
+    from edgekd.device.latency import LatencySpec
 
     spec = LatencySpec(warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds, rounds=rounds)
     return bench_bundles(Path(path), spec, threads, tuple(batch_sizes), memory)
@@ -108,7 +108,7 @@ def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: 
                 raise ArtifactError(f"{report}: gate.{key} {problem}; regenerate the report or pass the threshold")
         thresholds = Thresholds(**picked)
     elif not isinstance(thresholds, Thresholds):
-        raise ConfigError(f"gate(thresholds=...): expected edgekd.gate.Thresholds, got {type(thresholds).__name__}")
+        raise ConfigError(f"gate(thresholds=...): expected edgekd.device.gate.Thresholds, got {type(thresholds).__name__}")
     else:
         for key in THRESHOLD_NAMES:
             if problem := threshold_problem(key, getattr(thresholds, key)):
@@ -122,15 +122,15 @@ def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: 
 
 def _read_report(path: str | Path) -> dict[str, Any]:
     """A report.json, refused (ArtifactError naming the file and the field) unless its numbers can be real."""
-    from edgekd.bench.report_schema import check_report
-    from edgekd.fileio import read_json
+    from edgekd.core.fileio import read_json
+    from edgekd.device.report.schema import check_report
 
     return check_report(read_json(path), path)
 
 
 def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
     """The same artifacts in two reports (two machines or two versions) side by side, with ratios."""
-    from edgekd.bench.compare import compare_reports
+    from edgekd.device.report.compare import compare_reports
 
     a, b = _read_report(report_a), _read_report(report_b)
     try:
@@ -143,8 +143,8 @@ def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
 def compile(bundle: str | Path, target: str | None = None) -> dict[str, Any]:
     """(Re)build a bundle's model on this machine (the TensorRT engine on the device, the .ort file)
     and update its manifest; `target` (a profile name or .yaml path) re-derives the build settings."""
-    from edgekd.bench.bundle import rebuild_bundle
-    from edgekd.targets import load_profile
+    from edgekd.device.bundle import rebuild_bundle
+    from edgekd.runtimes import load_profile
 
     profile = load_profile(target) if target else None
     return rebuild_bundle(Path(bundle), profile)
@@ -152,13 +152,13 @@ def compile(bundle: str | Path, target: str | None = None) -> dict[str, Any]:
 
 def targets() -> list:
     """The built-in device profiles."""
-    from edgekd.targets import list_profiles
+    from edgekd.runtimes import list_profiles
 
     return list_profiles()
 
 
 def keys(section: str | None = None) -> list[str]:
     """Every config key as `key = default  # description` (`edgekd keys`), under `section` when given."""
-    from edgekd.config_help import key_lines
+    from edgekd.pipeline.config_help import key_lines
 
     return key_lines(section)

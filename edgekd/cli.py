@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from edgekd.errors import EdgeKDError
+from edgekd.core.errors import EdgeKDError
 
 INTERNAL_ERROR = 3
 # The same bounds as the config's bench and gate sections (edgekd/config.py), so a flag cannot pass
@@ -84,7 +84,7 @@ def _show_edgekd_warnings_as_one_line() -> None:
 
 def _check_outputs(folders: dict[str, Path | None] | None = None, files: dict[str, Path | None] | None = None) -> None:
     """Create and probe every output destination given on the command line before any work is done."""
-    from edgekd.fileio import writable_file, writable_folder
+    from edgekd.core.fileio import writable_file, writable_folder
 
     for option, folder in (folders or {}).items():
         if folder is not None:
@@ -144,7 +144,7 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
     Exits 1 when the gate fails.
     """
     from edgekd import api
-    from edgekd.errors import GateFailed
+    from edgekd.core.errors import GateFailed
 
     resume_cmd = " ".join(["edgekd run", shlex.quote(str(config)), *(["--out", shlex.quote(str(out))] if out else []), "--resume"])
     try:
@@ -185,7 +185,7 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, targets: str | None
     Exits like `edgekd run`: 1 when the gate fails, 2 for bad input.
     """
     from edgekd import api
-    from edgekd.errors import GateFailed
+    from edgekd.core.errors import GateFailed
 
     target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
     try:
@@ -207,9 +207,9 @@ def _print_run_result(ctx):
     """The report table and the gate verdict of this invocation; a gate.json left by an earlier run
     (say `--only bench --force` after a full run) is not shown as this run's verdict."""
     from edgekd.api import verdict_line
-    from edgekd.bench.terminal import terminal_table
-    from edgekd.fileio import read_json
-    from edgekd.gate import Check, verdicts
+    from edgekd.core.fileio import read_json
+    from edgekd.device.gate import Check, verdicts
+    from edgekd.device.report.terminal import terminal_table
 
     verdict = ctx.gate_verdict()
     report_path = ctx.run_dir / "report.json"
@@ -244,7 +244,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     Needs only numpy and the bundle's runtime: no torch. Gate the result with `edgekd gate OUT/report.json`.
     """
     from edgekd import api
-    from edgekd.bench.terminal import terminal_table
+    from edgekd.device.report.terminal import terminal_table
 
     _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
@@ -253,12 +253,12 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     if out:
-        from edgekd.bench.report import write_reports
+        from edgekd.device.report.build import write_reports
 
         paths = write_reports(out, report)
         click.echo(f"wrote {', '.join(str(p) for p in paths)}")
     if json_out:
-        from edgekd.fileio import write_json_atomic
+        from edgekd.core.fileio import write_json_atomic
 
         write_json_atomic(json_out, report)
 
@@ -289,10 +289,10 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
     that evaluated no check at all fails, unless --allow-empty.
     """
     from edgekd import api
-    from edgekd.gate_outputs import write_ci_outputs
+    from edgekd.device.ci_outputs import write_ci_outputs
 
     if relative and absolute:
-        from edgekd.errors import ConfigError
+        from edgekd.core.errors import ConfigError
 
         raise ConfigError("edgekd gate: --relative and --absolute contradict each other; give one of them")
     _check_outputs(files={"--junit": junit, "--summary": summary})
@@ -336,8 +336,8 @@ def compile_cmd(bundle: Path, target: str | None) -> None:
 def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
     """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A."""
     from edgekd import api
-    from edgekd.bench.compare import render_markdown, render_text
-    from edgekd.fileio import write_json_atomic, write_text_atomic
+    from edgekd.core.fileio import write_json_atomic, write_text_atomic
+    from edgekd.device.report.compare import render_markdown, render_text
 
     _check_outputs(files={"--markdown": markdown_out, "--json": json_out})
     comparison = api.compare(report_a, report_b)
@@ -357,7 +357,7 @@ def keys_cmd(section: str | None) -> None:
     edgekd keys               # the whole config
     edgekd keys distill       # one section; list items show as teachers[].arch
     """
-    from edgekd.config_help import key_lines
+    from edgekd.pipeline.config_help import key_lines
 
     click.echo("\n".join(key_lines(section)))
 
@@ -373,13 +373,13 @@ def schema_cmd(out: Path | None) -> None:
     """
     import json
 
-    from edgekd.config_help import json_schema
+    from edgekd.pipeline.config_help import json_schema
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if out is None:
         click.echo(text, nl=False)
         return
-    from edgekd.fileio import write_text_atomic
+    from edgekd.core.fileio import write_text_atomic
 
     _check_outputs(files={"--out": out})
     write_text_atomic(out, text)
@@ -392,9 +392,9 @@ def schema_cmd(out: Path | None) -> None:
 @click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
 def init_cmd(path: Path, data: str | None, force: bool) -> None:
     """Write a commented starter pipeline file to PATH (default edgekd.yaml)."""
-    from edgekd.config_help import starter_config
-    from edgekd.errors import ConfigError
-    from edgekd.fileio import write_text_atomic
+    from edgekd.core.errors import ConfigError
+    from edgekd.core.fileio import write_text_atomic
+    from edgekd.pipeline.config_help import starter_config
 
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists; pass --force to overwrite it, or give another path")
@@ -410,7 +410,7 @@ def targets_cmd() -> None:
     The `here` column says whether the profile's runtime is installed on this machine.
     """
     from edgekd import api
-    from edgekd.targets import get_backend
+    from edgekd.runtimes import get_backend
 
     click.echo(f"{'profile':<16} {'backend':<10} {'precisions':<16} {'int8 recipe':<26} {'batch':<7} {'threads':<8} "
                f"{'here':<5} description")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.config import PipelineConfig, load_config, validate_config
-from edgekd.errors import ConfigError
+from edgekd.core.errors import ConfigError
+from edgekd.pipeline.config import PipelineConfig, load_config, validate_config
 
 
 def test_quickstart_config_loads():
@@ -88,7 +88,7 @@ def test_a_cross_field_error_reads_as_one_sentence(tiny_config):
 
 
 def test_a_synthetic_calibration_set_outside_data_free_stops_preflight(tiny_config, tmp_path):
-    from edgekd.pipeline import preflight
+    from edgekd.pipeline.runner import preflight
 
     tiny_config["quantize"] = {"calibration": "synthetic-512"}
     with pytest.raises(ConfigError, match=r"quantize.calibration 'synthetic-512': a synthetic set exists only with distill.mode: data_free"):

@@ -6,8 +6,8 @@ import yaml
 from click.testing import CliRunner
 
 from edgekd.cli import main
-from edgekd.config import PipelineConfig, load_config
-from edgekd.config_help import json_schema, key_defaults, starter_config
+from edgekd.pipeline.config import PipelineConfig, load_config
+from edgekd.pipeline.config_help import json_schema, key_defaults, starter_config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -8,10 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from edgekd.config import ExportConfig  # noqa: E402
-from edgekd.errors import ArtifactError, StageError  # noqa: E402
-from edgekd.export import check_onnx_file, export_onnx, parity, read_metadata  # noqa: E402
-from edgekd.models.zoo import ConvNet  # noqa: E402
+from edgekd.core.errors import ArtifactError, StageError  # noqa: E402
+from edgekd.pipeline.config import ExportConfig  # noqa: E402
+from edgekd.train.models.zoo import ConvNet  # noqa: E402
+from edgekd.train.onnx_export import check_onnx_file, export_onnx, parity, read_metadata  # noqa: E402
 
 METADATA = {"preprocessing": {"layout": "NCHW", "mean": [0.5], "std": [0.25], "input_shape": [1, 8, 8]},
             "labels": [str(i) for i in range(10)], "edgekd_version": "test", "source_sha256": {"student.pt": "ab" * 32}}

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.errors import OutputError
-from edgekd.fileio import writable_file, write_json_atomic, write_text_atomic
+from edgekd.core.errors import OutputError
+from edgekd.core.fileio import writable_file, write_json_atomic, write_text_atomic
 
 
 def test_atomic_write_below_a_file_is_one_error_naming_the_path(tmp_path):

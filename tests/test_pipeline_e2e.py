@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from edgekd.bench.bundle import load_bundle
-from edgekd.targets import get_backend
+from edgekd.device.bundle import load_bundle
+from edgekd.runtimes import get_backend
 
 from .conftest import run_cli
 

@@ -6,7 +6,7 @@ import time
 
 from tqdm import tqdm
 
-from edgekd.progress import LogLines, progress
+from edgekd.core.progress import LogLines, progress
 
 
 class _Terminal(io.StringIO):

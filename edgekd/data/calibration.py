@@ -8,11 +8,11 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field, ValidationError
 
-from edgekd.config import MAX_SEED, Strict, describe_validation_error, read_yaml_mapping
-from edgekd.errors import ConfigError, DataError
-from edgekd.fileio import resolve_path
-from edgekd.resources import builtin_dir
+from edgekd.core.errors import ConfigError, DataError
+from edgekd.core.fileio import resolve_path
+from edgekd.core.resources import builtin_dir
 from edgekd.data.datasets import Dataset, Split, split_hash
+from edgekd.pipeline.config import MAX_SEED, Strict, describe_validation_error, read_yaml_mapping
 
 
 class CalibrationRecipe(Strict):

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgekd.errors import DataError
+from edgekd.core.errors import DataError
 
 COLORS = ("rgb", "bgr", "gray", "gray3")
 

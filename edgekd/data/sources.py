@@ -9,9 +9,9 @@ from typing import Optional
 
 import numpy as np
 
-from edgekd.errors import DataError
-from edgekd.fileio import read_npz, resolve_path, searched
-from edgekd.refs import call, is_reference
+from edgekd.core.errors import DataError
+from edgekd.core.fileio import read_npz, resolve_path, searched
+from edgekd.core.user_code import call, is_reference
 from edgekd.data.images import LazyImages, Preprocess
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

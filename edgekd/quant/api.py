@@ -19,10 +19,10 @@ from typing import Any, Literal, Optional, Union
 
 import numpy as np
 
-from edgekd.errors import ConfigError
-from edgekd.targets.profiles import QuantRecipe, load_profile
+from edgekd.core.errors import ConfigError
 from edgekd.quant.fallback import FallbackBudget
 from edgekd.quant.host import recipe_for_host, warn_once
+from edgekd.runtimes.profiles import QuantRecipe, load_profile
 
 
 @dataclass

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.bench.accuracy import predict, topk
-from edgekd.errors import StageError
-from edgekd.gate import accuracy_drop, within_limit
-from edgekd.progress import progress
-from edgekd.targets.ort import OrtSession
-from edgekd.targets.profiles import QuantRecipe
+from edgekd.core.errors import StageError
+from edgekd.core.metrics import predict, topk
+from edgekd.core.progress import progress
+from edgekd.device.gate import accuracy_drop, within_limit
 from edgekd.quant.ptq import quantize_qdq, quantized_nodes
+from edgekd.runtimes.ort import OrtSession
+from edgekd.runtimes.profiles import QuantRecipe
 
 
 @dataclass

@@ -11,8 +11,8 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgekd.bench.bundle import write_bundle  # noqa: E402
-from edgekd.targets.base import Artifact  # noqa: E402
+from edgekd.device.bundle import write_bundle  # noqa: E402
+from edgekd.runtimes.base import Artifact  # noqa: E402
 
 CLASSES = 10
 

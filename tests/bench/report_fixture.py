@@ -59,7 +59,7 @@ REPORT = {
 def quickstart_report(**changes) -> dict:
     report = copy.deepcopy(REPORT)
     report.update(changes)
-    from edgekd.bench.reasons import full_reason
+    from edgekd.device.report.reasons import full_reason
 
     for row in report["rows"]:
         row["reason"] = full_reason(row)

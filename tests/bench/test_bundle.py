@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.bench.bundle import verify_bundle
-from edgekd.errors import ArtifactError
+from edgekd.core.errors import ArtifactError
+from edgekd.device.bundle import verify_bundle
 
 from ..faults.helpers import assert_one_line_error, invoke
 from .conftest import tiny_classifier

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from edgekd.bench.compare import compare_reports, render_markdown
+from edgekd.device.report.compare import compare_reports, render_markdown
 
 
 def _report(cpu: str, p50: float, kb: float, top1: float, sha: str = "s" * 64, extra: bool = False) -> dict:
@@ -68,7 +68,7 @@ def test_separated_rounds_keep_the_ratio():
 
 
 def test_without_rounds_the_spread_or_cv_decides():
-    from edgekd.bench.noise import separated
+    from edgekd.device.noise import separated
 
     assert separated({"p50_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.1}, {"p50_ms": 1.3, "p10_ms": 1.2, "p90_ms": 1.4}) is True
     assert separated({"p50_ms": 1.0, "p10_ms": 0.5, "p90_ms": 3.0}, {"p50_ms": 1.3, "p10_ms": 0.6, "p90_ms": 4.0}) is False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from edgekd import api
-from edgekd.bench.device import _gate_section
+from edgekd.device.bench import _gate_section
 
 
 def _with_recorded_gate(bundle, gate: dict):

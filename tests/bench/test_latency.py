@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekd.bench.latency import LatencySpec, measure_interleaved, summarize
+from edgekd.device.latency import LatencySpec, measure_interleaved, summarize
 
 
 def test_summary_statistics_of_known_samples():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-LEAN_MODULES = ["edgekd", "edgekd.cli", "edgekd.api", "edgekd.gate", "edgekd.gate_outputs", "edgekd.environment",
-                "edgekd.bench.bundle", "edgekd.bench.device", "edgekd.bench.measure", "edgekd.bench.latency",
-                "edgekd.bench.accuracy", "edgekd.bench.sizes", "edgekd.bench.memory", "edgekd.bench.report",
-                "edgekd.bench.html", "edgekd.bench.compare", "edgekd.targets", "edgekd.targets.registry",
-                "edgekd.targets.ort", "edgekd.targets.openvino"]
+LEAN_MODULES = ["edgekd", "edgekd.cli", "edgekd.api", "edgekd.device.gate", "edgekd.device.ci_outputs", "edgekd.core.environment",
+                "edgekd.device.bundle", "edgekd.device.bench", "edgekd.device.measure", "edgekd.device.latency",
+                "edgekd.core.metrics", "edgekd.device.sizes", "edgekd.device.memory", "edgekd.device.report.build",
+                "edgekd.device.report.html", "edgekd.device.report.compare", "edgekd.runtimes", "edgekd.runtimes.registry",
+                "edgekd.runtimes.ort", "edgekd.runtimes.openvino"]
 
 
 def test_bench_and_gate_modules_do_not_import_torch_or_matplotlib():

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekd.bench.bundle import load_bundle
-from edgekd.bench.memory import measure_memory
+from edgekd.device.bundle import load_bundle
+from edgekd.device.memory import measure_memory
 
 
 def test_peak_memory_is_the_childs_own_not_the_parents(tiny_bundle):

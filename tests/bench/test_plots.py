@@ -9,7 +9,7 @@ from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from edgekd.bench import plots  # noqa: E402
+from edgekd.device.report import plots  # noqa: E402
 
 from .report_fixture import quickstart_report  # noqa: E402
 

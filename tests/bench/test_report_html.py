@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edgekd import api
-from edgekd.bench.report import write_reports
-from edgekd.bench.screenshot import find_chromium, screenshot
+from edgekd.device.report.build import write_reports
+from edgekd.device.report.screenshot import find_chromium, screenshot
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_the_quickstart_report_renders_with_every_plot_and_the_reasons(tmp_path)
     (one colour per target) come out in the rendered pixels."""
     from matplotlib import image
 
-    from edgekd.bench.report import write_reports
+    from edgekd.device.report.build import write_reports
 
     from .report_fixture import quickstart_report
     from .test_plots import FALLBACK

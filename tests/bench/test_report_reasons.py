@@ -1,10 +1,10 @@
 """Every table (terminal, Markdown, HTML) says why a candidate was not shipped and why a cell is n/a."""
 from __future__ import annotations
 
-from edgekd.bench.html import render_html
-from edgekd.bench.reasons import short_verdict
-from edgekd.bench.report import COLUMNS, markdown, table_rows
-from edgekd.bench.terminal import terminal_table
+from edgekd.device.report.build import COLUMNS, markdown, table_rows
+from edgekd.device.report.html import render_html
+from edgekd.device.report.reasons import short_verdict
+from edgekd.device.report.terminal import terminal_table
 
 from .report_fixture import quickstart_report
 
@@ -82,8 +82,8 @@ def test_host_warnings_are_printed_under_the_terminal_table_and_in_the_markdown(
 
 
 def test_a_shipped_candidate_this_measurement_finds_no_faster_than_fp32_says_within_noise():
-    from edgekd.bench.latency import LatencySpec
-    from edgekd.bench.report import build_report
+    from edgekd.device.latency import LatencySpec
+    from edgekd.device.report.build import build_report
 
     from .report_fixture import REPORT, _latency, _row
 
@@ -104,7 +104,7 @@ def test_edgekd_bench_of_an_arm64_bundle_on_x86_warns_in_the_report(tmp_path, bu
     import pytest
 
     from edgekd import api
-    from edgekd.targets import load_profile
+    from edgekd.runtimes import load_profile
 
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the mismatch tested is an arm64 profile on an x86 machine")

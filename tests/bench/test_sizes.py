@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from edgekd.bench.bundle import load_bundle
-from edgekd.bench.sizes import gzip_size, parameter_count, size_on_disk
+from edgekd.device.bundle import load_bundle
+from edgekd.device.sizes import gzip_size, parameter_count, size_on_disk
 
 
 def test_size_gzip_and_parameters_of_a_bundle(tiny_bundle):
@@ -16,7 +16,7 @@ def test_int8_model_counts_the_same_parameters_as_fp32(tiny_bundle, tmp_path):
     import numpy as np
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-    from edgekd.targets.base import Artifact
+    from edgekd.runtimes.base import Artifact
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -32,7 +32,7 @@ def test_int8_model_counts_the_same_parameters_as_fp32(tiny_bundle, tmp_path):
 
 
 def _artifact(tmp_path, backend, main, sizes):
-    from edgekd.targets.base import Artifact
+    from edgekd.runtimes.base import Artifact
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     for name, size in sizes.items():
@@ -41,7 +41,7 @@ def _artifact(tmp_path, backend, main, sizes):
 
 
 def test_size_is_what_the_device_loads_and_every_model_file_is_named(tmp_path):
-    from edgekd.bench.sizes import file_set
+    from edgekd.device.sizes import file_set
 
     arm = _artifact(tmp_path / "arm", "ort-arm64", "model.onnx", {"model.onnx": 24_000, "model.ort": 26_000})
     assert size_on_disk(arm) == 24_000  # the .ort for minimal builds rides along; it is not what is compared
@@ -55,7 +55,7 @@ def test_size_is_what_the_device_loads_and_every_model_file_is_named(tmp_path):
 
 
 def test_the_files_column_names_the_loaded_set_then_the_rest():
-    from edgekd.bench.report import files_label
+    from edgekd.device.report.build import files_label
 
     assert files_label({"files": [{"name": "model.onnx", "loaded": True}, {"name": "model.ort", "loaded": False}]}) == ".onnx (+.ort)"
     assert files_label({"files": [{"name": "model.xml", "loaded": True}, {"name": "model.bin", "loaded": True}]}) == ".xml+.bin"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from edgekd.targets.tensorrt import TensorRTBackend
+from edgekd.runtimes.tensorrt import TensorRTBackend
 from tests.conftest import REPO
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.fileio import sha256_of
+from edgekd.core.fileio import sha256_of
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"

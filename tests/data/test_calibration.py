@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import pytest
 
-from edgekd.config import DataConfig
 from edgekd.data import load_dataset
 from edgekd.data.calibration import CalibrationRecipe, describe, draw, load_recipe
+from edgekd.pipeline.config import DataConfig
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ def distill_config(tmp_path):
 @pytest.fixture(scope="module")
 def trained_teachers(tmp_path_factory):
     """A run folder whose teachers stage is done; tests copy it and run only the distill stage."""
-    from edgekd.config import validate_config
-    from edgekd.pipeline import run_pipeline
+    from edgekd.pipeline.config import validate_config
+    from edgekd.pipeline.runner import run_pipeline
 
     folder = tmp_path_factory.mktemp("teachers")
     run_pipeline(validate_config(tiny_distill_config()), folder / "tiny.yaml", folder / "run", only=["teachers"], log=lambda _m: None)

@@ -1,7 +1,7 @@
 import torch
 
-from edgekd.config import AugmentConfig
-from edgekd.distill.augment import ShiftFlip, shift_flip
+from edgekd.pipeline.config import AugmentConfig
+from edgekd.train.distill.augment import ShiftFlip, shift_flip
 
 
 def test_shift_moves_pixels_and_fills_with_zero():

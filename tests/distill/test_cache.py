@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.distill.cache import TeacherLogitCache, cache_key, resolve_cache_dir, weights_digest
+from edgekd.train.distill.cache import TeacherLogitCache, cache_key, resolve_cache_dir, weights_digest
 
 
 def _model(seed=0):
@@ -59,7 +59,7 @@ def test_a_damaged_entry_is_recomputed(tmp_path):
 
 
 def test_nan_logits_are_refused(tmp_path):
-    from edgekd.errors import DataError
+    from edgekd.core.errors import DataError
 
     with pytest.raises(DataError, match="NaN"):
         TeacherLogitCache(tmp_path).get_or_compute("k", lambda: np.full((2, 2), np.nan), {"teacher": "teachers[1]"})

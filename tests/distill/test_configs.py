@@ -3,9 +3,9 @@ from pathlib import Path
 
 import torch
 
-from edgekd.config import load_config
-from edgekd.distill.hints import StudentWithHints
-from edgekd.models import build_model
+from edgekd.pipeline.config import load_config
+from edgekd.train.distill.hints import StudentWithHints
+from edgekd.train.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 

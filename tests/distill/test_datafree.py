@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.config import ModelConfig
-from edgekd.distill.datafree import BatchNormStatistics, DataFreeSettings, Generator, ReplayBank, synthesize_and_distill
-from edgekd.models import build_model
+from edgekd.pipeline.config import ModelConfig
+from edgekd.train.distill.datafree import BatchNormStatistics, DataFreeSettings, Generator, ReplayBank, synthesize_and_distill
+from edgekd.train.models import build_model
 
 
 def _teacher_with_known_statistics():

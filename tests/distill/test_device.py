@@ -14,14 +14,14 @@ import shutil
 import pytest
 import torch
 
-from edgekd.config import AugmentConfig, HintConfig, load_config, validate_config
-from edgekd.distill import distributed
-from edgekd.distill.augment import ShiftFlip, shift_flip
-from edgekd.distill.datafree import ReplayBank
-from edgekd.distill.hints import StudentWithHints
-from edgekd.errors import ConfigError
-from edgekd.models import build_model
-from edgekd.pipeline import run_pipeline
+from edgekd.core.errors import ConfigError
+from edgekd.pipeline.config import AugmentConfig, HintConfig, load_config, validate_config
+from edgekd.pipeline.runner import run_pipeline
+from edgekd.train import distributed
+from edgekd.train.distill.augment import ShiftFlip, shift_flip
+from edgekd.train.distill.datafree import ReplayBank
+from edgekd.train.distill.hints import StudentWithHints
+from edgekd.train.models import build_model
 
 from .device_audit import UnplacedTensors
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from edgekd.distill.losses import ensemble_soft_targets, hint_loss, kd_loss, match_spatial
+from edgekd.train.distill.losses import ensemble_soft_targets, hint_loss, kd_loss, match_spatial
 
 
 def _softmax(values):

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from edgekd.distill.losses import ensemble_soft_targets, kd_loss
+from edgekd.train.distill.losses import ensemble_soft_targets, kd_loss
 
 
 def test_kd_loss_matches_hand_computation():

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from edgekd.distill.online import PeerGroup, mutual_loss_fn, mutual_losses
+from edgekd.train.distill.online import PeerGroup, mutual_loss_fn, mutual_losses
 
 
 def _softmax(z):

@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 
-from edgekd.config import load_config
-from edgekd.errors import ConfigError
-from edgekd.pipeline import run_pipeline
+from edgekd.core.errors import ConfigError
+from edgekd.pipeline.config import load_config
+from edgekd.pipeline.runner import run_pipeline
 
 
 def _run(path, out, teachers_run):

@@ -1,7 +1,7 @@
 import torch
 
-from edgekd.config import TrainConfig
-from edgekd.distill.trainer import cross_entropy_loss, train
+from edgekd.pipeline.config import TrainConfig
+from edgekd.train.trainer import cross_entropy_loss, train
 
 
 def _data():

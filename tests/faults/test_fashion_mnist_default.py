@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from edgekd.config import DataConfig
 from edgekd.data import load_dataset
 from edgekd.data.sources import FASHION_MNIST_DIR
+from edgekd.pipeline.config import DataConfig
 
 from .helpers import invoke, write_config
 

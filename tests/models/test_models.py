@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgekd.config import ModelConfig
-from edgekd.errors import ConfigError, ModelError
-from edgekd.models import BUILTIN_MODELS, build_model, load_checkpoint, save_checkpoint
+from edgekd.core.errors import ConfigError, ModelError
+from edgekd.pipeline.config import ModelConfig
+from edgekd.train.models import BUILTIN_MODELS, build_model, load_checkpoint, save_checkpoint
 
 
 @pytest.mark.parametrize("arch", sorted(BUILTIN_MODELS))

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edgekd.config import PipelineConfig  # noqa: E402
-from edgekd.stages.compile import selection_rule  # noqa: E402
-from edgekd.stages.quantize import int8_budget  # noqa: E402
-from edgekd.targets import load_profile  # noqa: E402
+from edgekd.pipeline.config import PipelineConfig  # noqa: E402
+from edgekd.pipeline.stages.compile import selection_rule  # noqa: E402
+from edgekd.pipeline.stages.quantize import int8_budget  # noqa: E402
+from edgekd.runtimes import load_profile  # noqa: E402
 
 BOARD = """name: my-board
 backend: ort

@@ -15,10 +15,10 @@ import pytest
 import torch
 import yaml
 
-from edgekd.config import DataConfig, ExportConfig, ModelConfig
+from edgekd.core.errors import ConfigError
 from edgekd.data import load_dataset
-from edgekd.errors import ConfigError
-from edgekd.models import build_model
+from edgekd.pipeline.config import DataConfig, ExportConfig, ModelConfig
+from edgekd.train.models import build_model
 from tests.faults.helpers import invoke, subprocess_env
 
 FAST_BENCH = {"eval_samples": 60, "runs": 5, "min_seconds": 0, "warmup_runs": 1, "warmup_seconds": 0, "rounds": 1, "memory": False}
@@ -37,7 +37,7 @@ main(sys.argv[1:])
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small MLP trained on digits with edgekd's own preprocessing: its checkpoint and its ONNX export."""
-    from edgekd.export import export_onnx
+    from edgekd.train.onnx_export import export_onnx
 
     folder = tmp_path_factory.mktemp("byom")
     data = load_dataset(DataConfig(), 0, None)
@@ -133,7 +133,7 @@ def test_qat_on_a_given_model_distills_from_its_own_outputs(trained, tmp_path):
      "teachers: distill.mode none ships the student as given"),
 ])
 def test_contradictory_as_given_configs_are_one_line(tmp_path, student, extra, message):
-    from edgekd.config import validate_config
+    from edgekd.pipeline.config import validate_config
 
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         validate_config({"student": student, **extra})
@@ -187,7 +187,7 @@ def test_onnx_student_from_an_image_folder_records_the_decoding_steps(trained, t
 
 
 def test_a_given_model_no_better_than_chance_is_refused_with_the_likely_causes(capsys):
-    from edgekd.stages.as_given import _judge_given
+    from edgekd.pipeline.stages.as_given import _judge_given
 
     labels = np.repeat(np.arange(10), 50)
     _judge_given(0.92, labels)

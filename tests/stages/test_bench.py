@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edgekd.stages.bench import candidates  # noqa: E402
-from edgekd.targets.base import Artifact  # noqa: E402
+from edgekd.pipeline.stages.bench import candidates  # noqa: E402
+from edgekd.runtimes.base import Artifact  # noqa: E402
 
 
 def _ctx(tmp_path: Path, names: list[str], chosen: str):

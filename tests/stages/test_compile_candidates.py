@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edgekd.stages.compile import candidate_sources  # noqa: E402
-from edgekd.targets import load_profile  # noqa: E402
+from edgekd.pipeline.stages.compile import candidate_sources  # noqa: E402
+from edgekd.runtimes import load_profile  # noqa: E402
 
 
 class _Manifest:
@@ -75,7 +75,7 @@ def test_no_int8_candidate_when_this_run_did_not_quantize(tmp_path):
 
 
 def test_a_rerun_removes_the_candidate_folders_it_did_not_build_and_nothing_else(tmp_path):
-    from edgekd.stages.compile import remove_stale_candidates
+    from edgekd.pipeline.stages.compile import remove_stale_candidates
 
     stage = tmp_path / "05-compile"
     for folder in ("x86-cpu/fp32", "x86-cpu/int8", "x86-cpu/int8-fallback", "x86-cpu/my-notes", "intel-cpu/fp32",

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from edgekd.bench.bundle import verify_bundle
+from edgekd.device.bundle import verify_bundle
 
 from ..conftest import TINY_CONFIG, run_cli
 
@@ -83,8 +83,8 @@ def test_tensorrt_bundle_is_ready_to_build_on_the_device(run_dir):
 
 
 def test_exported_onnx_carries_preprocessing_labels_and_source_hashes(run_dir):
-    from edgekd.export import read_metadata
-    from edgekd.fileio import sha256_of
+    from edgekd.core.fileio import sha256_of
+    from edgekd.train.onnx_export import read_metadata
 
     meta = read_metadata(run_dir / "03-export" / "student-fp32.onnx")
     assert meta["preprocessing"]["layout"] == "NCHW" and len(meta["preprocessing"]["mean"]) == 1

@@ -4,14 +4,14 @@ import shutil
 import numpy as np
 import pytest
 
-from edgekd.config import load_config
+from edgekd.core.errors import DataError, TargetError
+from edgekd.core.resources import builtin_dir
 from edgekd.data.calibration import load_recipe
 from edgekd.data.sources import data_path
-from edgekd.errors import DataError, TargetError
-from edgekd.pipeline import preflight
-from edgekd.resources import builtin_dir
-from edgekd.stages.context import STAGES, RunContext
-from edgekd.targets import load_profile
+from edgekd.pipeline.config import load_config
+from edgekd.pipeline.context import STAGES, RunContext
+from edgekd.pipeline.runner import preflight
+from edgekd.runtimes import load_profile
 
 
 def _keys(config_path):

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from edgekd import api
-from edgekd.errors import StageError
-from edgekd.fileio import sha256_of
+from edgekd.core.errors import StageError
+from edgekd.core.fileio import sha256_of
 
 pytestmark = pytest.mark.slow
 

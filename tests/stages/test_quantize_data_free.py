@@ -6,10 +6,10 @@ import json
 
 import pytest
 import yaml
+from edgekd.pipeline.stages import distill
 
 from edgekd import api
-from edgekd.errors import StageError
-from edgekd.stages import distill
+from edgekd.core.errors import StageError
 
 from ..conftest import TINY_CONFIG
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgekd.quant.host import recipe_for_host
-from edgekd.targets.profiles import QuantRecipe
+from edgekd.runtimes.profiles import QuantRecipe
 
 INPUT = "input"
 

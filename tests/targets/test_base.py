@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.errors import ArtifactError
-from edgekd.targets.base import Artifact
+from edgekd.core.errors import ArtifactError
+from edgekd.runtimes.base import Artifact
 
 RECORD = {"backend": "ort", "precision": "fp32", "main": "model.onnx", "files": ["model.onnx"]}
 

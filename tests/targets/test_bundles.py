@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekd.bench.bundle import verify_bundle, write_bundle
 from edgekd.cli import main as cli
-from edgekd.errors import ArtifactError
-from edgekd.fileio import sha256_of
-from edgekd.targets import get_backend, load_profile
+from edgekd.core.errors import ArtifactError
+from edgekd.core.fileio import sha256_of
+from edgekd.device.bundle import verify_bundle, write_bundle
+from edgekd.runtimes import get_backend, load_profile
 
 INFO = {"target": "arm64-cpu", "edgekd_version": "test", "built_on": "test-cpu", "rebuild_on_device": False,
         "input": {"name": "input", "shape": ["batch", 1, 8, 8], "dtype": "float32"},

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekd.bench.accuracy import fidelity, predict
-from edgekd.targets import get_backend
-from edgekd.targets.profiles import QuantRecipe, TargetProfile
-from edgekd.targets.registry import backend_names
+from edgekd.core.metrics import fidelity, predict
+from edgekd.runtimes import get_backend
+from edgekd.runtimes.profiles import QuantRecipe, TargetProfile
+from edgekd.runtimes.registry import backend_names
 
 FLOAT_ATOL = {"fp32": 1e-3, "fp16": 5e-2, "bf16": 1e-1}
 

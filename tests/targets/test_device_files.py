@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.bench.accuracy import fidelity, predict
-from edgekd.targets import get_backend, load_profile
-from edgekd.targets.ort import OrtSession
+from edgekd.core.metrics import fidelity, predict
+from edgekd.runtimes import get_backend, load_profile
+from edgekd.runtimes.ort import OrtSession
 
 MIN_AGREEMENT = {"fp32": 0.99, "bf16": 0.99, "fp16": 0.99, "int8": 0.98}
 
@@ -50,7 +50,7 @@ def test_ort_file_carries_runtime_optimization_records_for_int8(tiny_model, tmp_
     """A minimal onnxruntime build cannot fuse QDQ itself; the records let it replay the fusions."""
     import onnxruntime as ort
 
-    from edgekd.targets.ort import save_ort_format
+    from edgekd.runtimes.ort import save_ort_format
 
     save_ort_format(tiny_model.int8, tmp_path / "runtime.ort")
     options = ort.SessionOptions()

@@ -1,8 +1,8 @@
 """Warnings when this machine is not the device a profile describes."""
 from __future__ import annotations
 
-from edgekd.targets import load_profile
-from edgekd.targets.host_fit import host_warnings
+from edgekd.runtimes import load_profile
+from edgekd.runtimes.host_fit import host_warnings
 
 AVX2_ONLY = {"arch": "x86_64", "cores": 2, "flags": ["avx2"]}
 SAPPHIRE_RAPIDS = {"arch": "x86_64", "cores": 32, "flags": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",

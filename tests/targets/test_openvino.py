@@ -1,7 +1,7 @@
 import pytest
 
-from edgekd.errors import ArtifactError
-from edgekd.targets.openvino import OpenVinoSession, openvino_reason
+from edgekd.core.errors import ArtifactError
+from edgekd.runtimes.openvino import OpenVinoSession, openvino_reason
 
 # What OpenVINO 2026.4 raised compiling onnxruntime's default QDQ model with a bf16 hint on this CPU.
 NO_KERNEL = ("Exception from src/inference/src/cpp/core.cpp:132:\nException from src/inference/src/dev/plugin.cpp:59:\n"

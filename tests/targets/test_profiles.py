@@ -5,9 +5,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgekd.cli import main as cli
-from edgekd.config import PipelineConfig
-from edgekd.errors import ConfigError, TargetError
-from edgekd.targets import list_profiles, load_profile
+from edgekd.core.errors import ConfigError, TargetError
+from edgekd.pipeline.config import PipelineConfig
+from edgekd.runtimes import list_profiles, load_profile
 
 REQUIRED = {"intel-cpu": "openvino", "arm64-cpu": "ort-arm64", "jetson-orin": "tensorrt", "nvidia-gpu": "tensorrt",
             "x86-cpu": "ort"}

@@ -2,7 +2,7 @@
 for every loser."""
 from __future__ import annotations
 
-from edgekd.targets.selection import MIN_GAIN_OVER_FP32, accuracy_rule, choose, fidelity_rule
+from edgekd.pipeline.selection import MIN_GAIN_OVER_FP32, accuracy_rule, choose, fidelity_rule
 
 
 def _row(name, p50=None, drop=0.0, precision=None, measured=True):
@@ -81,7 +81,7 @@ def test_fidelity_rule_reads_top1_agreement():
 
 def test_a_drop_exactly_at_the_limit_passes_selection():
     """0.95 -> 0.94 on 300 validation samples is 3 samples, exactly 1 point (issue 20, item 2)."""
-    from edgekd.gate import accuracy_drop
+    from edgekd.device.gate import accuracy_drop
 
     assert accuracy_drop(0.95, 0.94) == 1.0000000000000009  # what a comparison of floats used to see
     rows = [_row("fp32", 10.0), _row("int8", 2.0, drop=accuracy_drop(0.95, 0.94, "absolute", samples=300))]

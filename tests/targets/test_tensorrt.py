@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekd.bench.bundle import verify_bundle, write_bundle
 from edgekd.cli import main as cli
-from edgekd.targets import load_profile
-from edgekd.targets import tensorrt as trt_target
-from edgekd.targets.tensorrt import BuildSettings, TensorRTBackend, build_engine, settings_from_profile, trtexec_command
+from edgekd.device.bundle import verify_bundle, write_bundle
+from edgekd.runtimes import load_profile
+from edgekd.runtimes import tensorrt as trt_target
+from edgekd.runtimes.tensorrt import BuildSettings, TensorRTBackend, build_engine, settings_from_profile, trtexec_command
 
 
 def test_jetson_int8_settings_allow_fp16_and_cover_the_batch_range():
@@ -149,7 +149,7 @@ def test_second_build_reuses_the_timing_cache(fake_trt, tmp_path):
 
 
 def test_unparseable_onnx_is_one_clear_error(fake_trt, tmp_path, monkeypatch):
-    from edgekd.errors import ArtifactError
+    from edgekd.core.errors import ArtifactError
 
     monkeypatch.setitem(_RESULTS, "parse", lambda log: False)
     onnx = tmp_path / "model.onnx"
@@ -292,7 +292,7 @@ class _FakeContext:
 
 
 def test_session_moves_data_through_reused_device_buffers(monkeypatch, tmp_path):
-    from edgekd.targets.tensorrt import TensorRTSession
+    from edgekd.runtimes.tensorrt import TensorRTSession
 
     cudart = _FakeCudaRuntime()
     cuda, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
