@@ -2,7 +2,7 @@
 
 Needs tensorrt, cuda-python and an NVIDIA GPU (`pip install 'edgekd[tensorrt]'`); without them it says so in
 one line and exits 2. Until it has run on such a machine, edgekd's TensorRT path is tested only against
-stand-ins (tests/targets/test_tensorrt.py records the builder calls; no engine is built).
+stand-ins (tests/runtimes/test_tensorrt.py records the builder calls; no engine is built).
 
 Steps:
 1. the quickstart pipeline (configs/quickstart.yaml) with targets [nvidia-gpu] (or --target jetson-orin on a

@@ -11,7 +11,7 @@ from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
 from edgekd.device.gate import Thresholds
 from edgekd.pipeline.context import RunContext
 
-from .test_gate import make_report
+from .device.test_gate import make_report
 
 
 @pytest.fixture

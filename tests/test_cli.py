@@ -11,8 +11,8 @@ from edgekd import api, cli
 from edgekd.cli import INTERNAL_ERROR, main
 from edgekd.pipeline.context import RunContext
 
+from .device.test_gate import make_report
 from .faults.helpers import assert_one_line_error
-from .test_gate import make_report
 
 
 def _boom(*_args, **_kwargs):

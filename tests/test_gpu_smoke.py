@@ -25,7 +25,7 @@ from edgekd.pipeline.config import load_config
 from edgekd.pipeline.runner import run_pipeline
 
 from .conftest import REPO
-from .distill.conftest import tiny_distill_config
+from .train.distill.conftest import tiny_distill_config
 
 DEVICE = os.environ.get("EDGEKD_GPU_SMOKE_DEVICE", "cuda")
 OUT = Path(os.environ.get("EDGEKD_GPU_SMOKE_OUT", REPO / "benchmarks" / "results" / "gpu_smoke.json"))

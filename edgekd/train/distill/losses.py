@@ -41,7 +41,7 @@ class _FusedKD(torch.autograd.Function):
 
     Hand-written for speed: composed from F.kl_div, F.log_softmax and F.cross_entropy, the loss records about
     ten autograd nodes, and on a small student (a 13k-weight MLP, batch 128) their per-op overhead made a KD
-    step cost 1.3-1.6x a plain cross-entropy step. tests/distill/test_losses.py checks it against autograd.
+    step cost 1.3-1.6x a plain cross-entropy step. tests/train/distill/test_losses.py checks it against autograd.
     """
 
     @staticmethod

@@ -6,12 +6,11 @@ import json
 
 import pytest
 import yaml
-from edgekd.pipeline.stages import distill
 
 from edgekd import api
 from edgekd.core.errors import StageError
-
-from ..conftest import TINY_CONFIG
+from edgekd.pipeline.stages import distill
+from tests.conftest import TINY_CONFIG
 
 pytestmark = pytest.mark.slow
 

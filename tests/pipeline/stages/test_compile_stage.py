@@ -8,8 +8,7 @@ import pytest
 import yaml
 
 from edgekd.device.bundle import verify_bundle
-
-from ..conftest import TINY_CONFIG, run_cli
+from tests.conftest import TINY_CONFIG, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import pytest
 
 from edgekd.core.errors import ArtifactError
 from edgekd.device.bundle import verify_bundle
+from tests.faults.helpers import assert_one_line_error, invoke
 
-from ..faults.helpers import assert_one_line_error, invoke
 from .conftest import tiny_classifier
 
 FAST = ("--runs", "2", "--min-seconds", "0", "--warmup-runs", "1", "--warmup-seconds", "0", "--rounds", "1",

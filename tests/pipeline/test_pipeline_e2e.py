@@ -10,8 +10,7 @@ import pytest
 
 from edgekd.device.bundle import load_bundle
 from edgekd.runtimes import get_backend
-
-from .conftest import run_cli
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.slow
 def finished_run(tmp_path_factory):
     import yaml
 
-    from .conftest import TINY_CONFIG
+    from tests.conftest import TINY_CONFIG
 
     folder = tmp_path_factory.mktemp("e2e")
     config = folder / "tiny.yaml"
@@ -122,7 +121,7 @@ def test_only_bench_does_not_report_an_earlier_gate(finished_run):
 def test_run_with_impossible_gate_exits_1(finished_run, tmp_path):
     import yaml
 
-    from .conftest import TINY_CONFIG
+    from tests.conftest import TINY_CONFIG
 
     folder, _ = finished_run
     config = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))

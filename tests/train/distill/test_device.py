@@ -143,7 +143,7 @@ def test_online_and_data_free_create_no_unplaced_tensor(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cli_refuses_cuda_without_a_gpu_with_one_line_and_exit_2(tmp_path):
-    from ..conftest import run_cli
+    from tests.conftest import run_cli
 
     path = _write(tmp_path, "gpu", {**_tiny(), "device": "cuda"})
     result = run_cli("run", str(path), "--out", str(tmp_path / "run"))
