@@ -81,7 +81,7 @@ def resnet18_files(work: Path) -> tuple[Path, Path]:
     import torch
     import torchvision
 
-    from edgekd.pipeline.config import ExportConfig
+    from edgekd.train.config import ExportConfig
     from edgekd.train.onnx_export import export_onnx
 
     checkpoint, onnx_path = work / "resnet18.pt", work / "resnet18.onnx"
@@ -135,7 +135,7 @@ def ship(name: str, config: dict, work: Path) -> list[dict]:
 
 LOADER_PROBE = """
 import json, resource, sys, time
-from edgekd.pipeline.config import DataConfig
+from edgekd.data.config import DataConfig
 from edgekd.data import load_dataset
 cfg = DataConfig(source="imagefolder", path=sys.argv[1], color="gray3", resize=int(sys.argv[2]),
                  normalize={"mean": [float(sys.argv[3])] * 3, "std": [float(sys.argv[4])] * 3}, val_fraction=0.1)

@@ -30,7 +30,8 @@ from edgekd import api  # noqa: E402
 from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.core.metrics import topk  # noqa: E402
 from edgekd.data import load_dataset  # noqa: E402
-from edgekd.pipeline.config import DataConfig, ModelConfig, OnlineConfig, TrainConfig  # noqa: E402
+from edgekd.data.config import DataConfig  # noqa: E402
+from edgekd.train.config import ModelConfig, OnlineConfig, TrainConfig  # noqa: E402
 from edgekd.train.distill.online import PeerGroup, mutual_loss_fn  # noqa: E402
 from edgekd.train.models import build_model, count_parameters  # noqa: E402
 from edgekd.train.trainer import cross_entropy_loss, predict_logits, train  # noqa: E402

@@ -51,7 +51,7 @@ def build_models(work: Path, names: list[str]) -> dict[str, tuple[Path, tuple[in
     import torch
     import torchvision
 
-    from edgekd.pipeline.config import ExportConfig
+    from edgekd.train.config import ExportConfig
     from edgekd.train.models.zoo import ConvNet
     from edgekd.train.onnx_export import export_onnx
 

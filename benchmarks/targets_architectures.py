@@ -49,11 +49,11 @@ from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E40
 from edgekd.core.metrics import fidelity, predict, topk  # noqa: E402
 from edgekd.data.sources import FASHION_MNIST_DIR, load_raw  # noqa: E402
 from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
-from edgekd.pipeline.config import ExportConfig  # noqa: E402
 from edgekd.pipeline.selection import choose, fidelity_rule, plan  # noqa: E402
 from edgekd.quant.host import recipe_for_host, saturates_8bit_products  # noqa: E402
 from edgekd.quant.ptq import quantize_qdq  # noqa: E402
 from edgekd.runtimes import get_backend, load_profile  # noqa: E402
+from edgekd.train.config import ExportConfig  # noqa: E402
 from edgekd.train.onnx_export import export_onnx, parity  # noqa: E402
 
 MODELS = {"resnet18": ("resnet18_a.pt", "resnet18_b.pt"), "mobilenet_v3_small": ("mobilenet_v3_small.pt",)}

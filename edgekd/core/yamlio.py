@@ -8,9 +8,12 @@ yaml.SafeLoader, plus two refusals that plain yaml.safe_load lacks:
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from edgekd.core.errors import ConfigError
 
 # Nodes of the document with every alias expanded. Real configs have a few hundred; the budget leaves room for
 # generous use of anchors and stops an expansion long before it costs memory.
@@ -82,3 +85,42 @@ def safe_load(text: str) -> Any:
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def read_yaml_mapping(path: Path, kind: str, expected: str = "keys") -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping: configs, target profiles, calibration recipes.
+
+    yaml.safe_load only (safe_load above): tags such as !!python/object are refused, nothing in the file is run;
+    so are aliases that expand without bound and keys given twice.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {kind} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the {kind} ({exc})") from None
+    try:
+        raw = safe_load(text)
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}{_line(exc)}: {exc}") from None
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(f"{path}: not valid YAML{_line(exc)}: a tag such as !!python/... is refused, "
+                          f"a {kind} is plain data (yaml.safe_load)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML{_line(exc)}; check indentation and quoting") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a {kind}; check the brackets") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of {expected}, got {type(raw).__name__}")
+    return raw
+
+
+def _line(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}" if mark else ""
+
+
+def _line(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}" if mark else ""

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from edgekd.core.errors import ConfigError, DataError
 from edgekd.core.fileio import resolve_path
 from edgekd.core.resources import builtin_dir
+from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model
 from edgekd.data.datasets import Dataset, Split, split_hash
-from edgekd.pipeline.config import MAX_SEED, Strict, describe_validation_error, read_yaml_mapping
 
 
 class CalibrationRecipe(Strict):
@@ -33,11 +33,7 @@ def load_recipe(name_or_path: str, base_dir: Path | None = None) -> CalibrationR
     if not path.is_file():
         known = sorted(p.stem for p in builtin_dir("calibration").glob("*.yaml"))
         raise ConfigError(f"quantize.calibration '{name_or_path}': no such recipe; built-in recipes: {', '.join(known)}")
-    raw = read_yaml_mapping(path, "calibration recipe")
-    try:
-        return CalibrationRecipe.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_validation_error(exc, CalibrationRecipe)}") from None
+    return load_yaml_model(path, CalibrationRecipe, "calibration recipe")
 
 
 def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = None) -> tuple[Split, str]:

@@ -9,9 +9,9 @@ from typing import Optional
 import numpy as np
 
 from edgekd.core.errors import DataError
+from edgekd.data.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, NormalizeStats
 from edgekd.data.images import LazyImages, Preprocess, channel_stats
 from edgekd.data.sources import RawData, load_raw
-from edgekd.pipeline.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, NormalizeStats
 
 
 @dataclass

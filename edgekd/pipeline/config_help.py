@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from edgekd.core.errors import ConfigError
-from edgekd.pipeline.config import PipelineConfig, model_inside
+from edgekd.core.sections import model_inside
+from edgekd.pipeline.config import PipelineConfig
 
 
 def key_lines(section: str | None = None) -> list[str]:

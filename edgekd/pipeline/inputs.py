@@ -14,7 +14,8 @@ from typing import Any
 
 from edgekd.core.fileio import resolve_path, sha256_of
 from edgekd.core.user_code import is_reference
-from edgekd.pipeline.config import ModelConfig, PipelineConfig
+from edgekd.pipeline.config import PipelineConfig
+from edgekd.train.config import ModelConfig
 
 
 def external_inputs(cfg: PipelineConfig, section: str, base_dir: Path) -> Any:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgekd.pipeline.config import TrainConfig
 from edgekd.quant.qat import QatModel
+from edgekd.train.config import TrainConfig
 from edgekd.train.distill.losses import kd_loss
 from edgekd.train.trainer import TrainResult, train
 

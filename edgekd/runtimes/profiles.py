@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from edgekd.core.errors import ConfigError, TargetError
 from edgekd.core.fileio import searched
 from edgekd.core.resources import builtin_dir
-from edgekd.pipeline.config import Strict, describe_validation_error, read_yaml_mapping
+from edgekd.core.sections import Strict, load_yaml_model
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 
@@ -71,11 +71,7 @@ def list_profiles() -> list[TargetProfile]:
 
 def load_profile(name_or_path: str, base_dir: Path | None = None) -> TargetProfile:
     path = _find(name_or_path, base_dir)
-    raw = read_yaml_mapping(path, "target profile")
-    try:
-        profile = TargetProfile.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_validation_error(exc, TargetProfile)}") from None
+    profile = load_yaml_model(path, TargetProfile, "target profile")
     profile.source = str(path)
     if "int8" in profile.precisions and profile.quantization is None:
         raise ConfigError(f"{path}: precisions include int8 but no 'quantization' recipe is given")

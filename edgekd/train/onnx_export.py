@@ -11,7 +11,7 @@ import torch
 
 from edgekd.core.errors import ArtifactError, StageError
 from edgekd.core.fileio import atomic_path
-from edgekd.pipeline.config import ExportConfig
+from edgekd.train.config import ExportConfig
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 

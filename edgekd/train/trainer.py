@@ -25,8 +25,8 @@ from edgekd.core.environment import has_cpu_flag
 from edgekd.core.errors import StageError
 from edgekd.core.fileio import atomic_path
 from edgekd.core.progress import progress
-from edgekd.pipeline.config import TrainConfig
 from edgekd.train import distributed
+from edgekd.train.config import TrainConfig
 
 # loss(model_output, batch_indices, labels) -> scalar
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

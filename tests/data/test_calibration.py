@@ -8,7 +8,7 @@ import pytest
 
 from edgekd.data import load_dataset
 from edgekd.data.calibration import CalibrationRecipe, describe, draw, load_recipe
-from edgekd.pipeline.config import DataConfig
+from edgekd.data.config import DataConfig
 
 
 @pytest.fixture(scope="module")

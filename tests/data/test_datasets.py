@@ -6,7 +6,7 @@ import pytest
 from edgekd.core.errors import DataError
 from edgekd.data import load_dataset
 from edgekd.data.calibration import draw, load_recipe
-from edgekd.pipeline.config import DataConfig
+from edgekd.data.config import DataConfig
 
 
 def test_digits_splits_are_deterministic_and_disjoint():

@@ -7,8 +7,8 @@ from PIL import Image
 
 from edgekd.core.errors import ConfigError, DataError
 from edgekd.data import load_dataset
+from edgekd.data.config import DataConfig
 from edgekd.data.images import LazyImages, Preprocess
-from edgekd.pipeline.config import DataConfig
 
 
 def _folder(root, sizes=((40, 30),), per_class=4, mode="RGB"):

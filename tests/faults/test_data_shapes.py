@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.pipeline.config import ModelConfig
+from edgekd.train.config import ModelConfig
 from edgekd.train.models import build_model
 
 from .helpers import assert_one_line_error, invoke, write_config

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from edgekd.data import load_dataset
+from edgekd.data.config import DataConfig
 from edgekd.data.sources import FASHION_MNIST_DIR
-from edgekd.pipeline.config import DataConfig
 
 from .helpers import invoke, write_config
 

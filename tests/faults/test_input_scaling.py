@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from edgekd.data import load_dataset
-from edgekd.pipeline.config import DataConfig, ModelConfig, TrainConfig
+from edgekd.data.config import DataConfig
+from edgekd.train.config import ModelConfig, TrainConfig
 from edgekd.train.models import build_model, save_checkpoint
 from edgekd.train.trainer import cross_entropy_loss, train
 

@@ -251,7 +251,8 @@ def test_two_runs_into_different_folders_at_once_do_not_interfere(tmp_path):
     """Both runs distill from the same teacher checkpoint, so they race to fill the same entry of one
     shared teacher-logit cache: the one place two runs could collide."""
     from edgekd.data import load_dataset
-    from edgekd.pipeline.config import DataConfig, TrainConfig
+    from edgekd.data.config import DataConfig
+    from edgekd.train.config import TrainConfig
     from edgekd.train.models.zoo import MLP
     from edgekd.train.trainer import cross_entropy_loss, train
 

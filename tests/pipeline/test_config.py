@@ -7,7 +7,7 @@ from edgekd.pipeline.config import PipelineConfig, load_config, validate_config
 
 
 def test_quickstart_config_loads():
-    from .conftest import REPO
+    from tests.conftest import REPO
 
     config = load_config(REPO / "configs" / "quickstart.yaml")
     assert config.name == "quickstart"

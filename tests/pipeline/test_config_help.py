@@ -9,7 +9,7 @@ from edgekd.cli import main
 from edgekd.pipeline.config import PipelineConfig, load_config
 from edgekd.pipeline.config_help import json_schema, key_defaults, starter_config
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_every_top_level_section_and_nested_key_is_listed_with_its_description():

@@ -56,7 +56,8 @@ def trained_digits_cnn():
     import torch
 
     from edgekd.data import load_dataset
-    from edgekd.pipeline.config import DataConfig, TrainConfig
+    from edgekd.data.config import DataConfig
+    from edgekd.train.config import TrainConfig
     from edgekd.train.models.zoo import ConvNet
     from edgekd.train.trainer import cross_entropy_loss, train
 

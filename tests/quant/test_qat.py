@@ -5,7 +5,6 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgekd.pipeline.config import TrainConfig
 from edgekd.quant.host import recipe_for_host
 from edgekd.quant.qat import QuantConv2d, fold_batch_norms, prepare_qat
 from edgekd.quant.qat_export import export_qdq
@@ -13,6 +12,7 @@ from edgekd.quant.qat_train import finetune_qat
 from edgekd.runtimes import load_profile
 from edgekd.runtimes.openvino import OpenVinoSession
 from edgekd.runtimes.ort import OrtSession
+from edgekd.train.config import TrainConfig
 from edgekd.train.trainer import predict_logits
 
 

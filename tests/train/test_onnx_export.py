@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from edgekd.core.errors import ArtifactError, StageError  # noqa: E402
-from edgekd.pipeline.config import ExportConfig  # noqa: E402
+from edgekd.train.config import ExportConfig  # noqa: E402
 from edgekd.train.models.zoo import ConvNet  # noqa: E402
 from edgekd.train.onnx_export import check_onnx_file, export_onnx, parity, read_metadata  # noqa: E402
 

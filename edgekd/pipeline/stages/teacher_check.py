@@ -17,7 +17,7 @@ import numpy as np
 
 from edgekd.core.errors import ModelError
 from edgekd.core.metrics import topk
-from edgekd.pipeline.config import IMAGENET_MEAN, IMAGENET_STD
+from edgekd.data.config import IMAGENET_MEAN, IMAGENET_STD
 
 # Validation images each check uses (the split is already shuffled): enough to tell 10 points apart.
 PROBE_SAMPLES = 2000

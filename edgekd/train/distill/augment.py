@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgekd.pipeline.config import AugmentConfig
+from edgekd.train.config import AugmentConfig
 
 IMPLEMENTATION = "shift-flip/1"  # part of the cache key: change it when the drawing scheme changes
 

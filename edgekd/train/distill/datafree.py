@@ -22,7 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from edgekd.core.progress import progress
-from edgekd.pipeline.config import DataFreeConfig
+from edgekd.train.config import DataFreeConfig
 from edgekd.train.distill.losses import ensemble_soft_targets, kd_loss
 from edgekd.train.trainer import autocast_dtype
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from edgekd.core.progress import progress
-from edgekd.pipeline.config import DistillConfig
 from edgekd.train import distributed
+from edgekd.train.config import DistillConfig
 from edgekd.train.distill.augment import ShiftFlip
 from edgekd.train.distill.cache import CacheEntry, TeacherLogitCache, cache_key, weights_digest
 from edgekd.train.distill.losses import ensemble_soft_targets

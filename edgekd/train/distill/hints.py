@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from edgekd.core.errors import ConfigError
-from edgekd.pipeline.config import HintConfig
+from edgekd.train.config import HintConfig
 
 
 class FeatureTap:

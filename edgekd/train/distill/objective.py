@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from edgekd.pipeline.config import DistillConfig
+from edgekd.train.config import DistillConfig
 from edgekd.train.distill.augment import EpochDraws, ShiftFlip
 from edgekd.train.distill.ensemble import EnsembleTargets
 from edgekd.train.distill.hints import StudentWithHints, TeacherFeatures

@@ -11,7 +11,7 @@ from torch import nn
 from edgekd.core.errors import ConfigError, ModelError
 from edgekd.core.fileio import atomic_path, resolve_path
 from edgekd.core.user_code import call, is_reference
-from edgekd.pipeline.config import ModelConfig
+from edgekd.train.config import ModelConfig
 from edgekd.train.models.zoo import BUILTIN_MODELS
 
 

@@ -17,7 +17,8 @@ import yaml
 
 from edgekd.core.errors import ConfigError
 from edgekd.data import load_dataset
-from edgekd.pipeline.config import DataConfig, ExportConfig, ModelConfig
+from edgekd.data.config import DataConfig
+from edgekd.train.config import ExportConfig, ModelConfig
 from edgekd.train.models import build_model
 from tests.faults.helpers import invoke, subprocess_env
 
@@ -69,7 +70,7 @@ def _config(tmp_path: Path, student: dict, **extra) -> Path:
 
 def _run_without_torch(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", BLOCK_TORCH, *args], capture_output=True, text=True, timeout=600,
-                          cwd=Path(__file__).resolve().parents[2], env=subprocess_env())
+                          cwd=Path(__file__).resolve().parents[3], env=subprocess_env())
 
 
 def test_checkpoint_student_is_shipped_as_given(trained, tmp_path):

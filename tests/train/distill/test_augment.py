@@ -1,6 +1,6 @@
 import torch
 
-from edgekd.pipeline.config import AugmentConfig
+from edgekd.train.config import AugmentConfig
 from edgekd.train.distill.augment import ShiftFlip, shift_flip
 
 

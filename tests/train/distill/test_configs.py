@@ -7,7 +7,7 @@ from edgekd.pipeline.config import load_config
 from edgekd.train.distill.hints import StudentWithHints
 from edgekd.train.models import build_model
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_fashion_mnist_config_hints_resolve_to_real_layers():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.pipeline.config import ModelConfig
+from edgekd.train.config import ModelConfig
 from edgekd.train.distill.datafree import BatchNormStatistics, DataFreeSettings, Generator, ReplayBank, synthesize_and_distill
 from edgekd.train.models import build_model
 

@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from edgekd.core.errors import ConfigError
-from edgekd.pipeline.config import AugmentConfig, HintConfig, load_config, validate_config
+from edgekd.pipeline.config import load_config, validate_config
 from edgekd.pipeline.runner import run_pipeline
 from edgekd.train import distributed
+from edgekd.train.config import AugmentConfig, HintConfig
 from edgekd.train.distill.augment import ShiftFlip, shift_flip
 from edgekd.train.distill.datafree import ReplayBank
 from edgekd.train.distill.hints import StudentWithHints

@@ -1,6 +1,6 @@
 import torch
 
-from edgekd.pipeline.config import TrainConfig
+from edgekd.train.config import TrainConfig
 from edgekd.train.trainer import cross_entropy_loss, train
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from edgekd.core.errors import ConfigError, ModelError
-from edgekd.pipeline.config import ModelConfig
+from edgekd.train.config import ModelConfig
 from edgekd.train.models import BUILTIN_MODELS, build_model, load_checkpoint, save_checkpoint
 
 
