@@ -31,9 +31,12 @@ import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 from edgekd import api  # noqa: E402
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.core.metrics import predict, topk  # noqa: E402
+from edgekd.core.metrics import (  # noqa: E402
+    accuracy_drop,  # noqa: E402
+    predict,
+    topk,
+)
 from edgekd.data.calibration import draw, load_recipe  # noqa: E402
-from edgekd.device.gate import accuracy_drop  # noqa: E402
 from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
 from edgekd.pipeline.config import load_config  # noqa: E402
 from edgekd.pipeline.context import RunContext  # noqa: E402

@@ -1,4 +1,13 @@
-"""Accuracy and fidelity from logits: plain numpy."""
+"""Accuracy, fidelity and accuracy drops from logits: plain numpy, one definition of each, used by the
+pipeline's stages, quantization, selection, the bench and the gate alike.
+
+Drops, in the units the thresholds use:
+    absolute: (reference_top1 - top1) * 100          -> top-1 points (0.99 -> 0.97 is a 2.0 point drop)
+    relative: (1 - top1 / reference_top1) * 100      -> percent of the reference (0.99 -> 0.97 is 2.02 %)
+When the number of evaluation samples is known, drops are computed from the counts of correct samples
+(one division of integers), so a drop exactly at a limit equals it: with floats, 0.95 - 0.94 is
+1.0000000000000009 points and a 1.0 limit would fail it. Otherwise a limit is met within DROP_TOLERANCE.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -39,3 +48,49 @@ def eval_set_hash(x: np.ndarray, y: np.ndarray) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
     digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
     return digest.hexdigest()
+
+
+DROP_TYPES = ("absolute", "relative")
+
+
+def accuracy_drop(reference: float, value: float, drop_type: str = "absolute", samples: int | None = None) -> float:
+    """The drop from `reference` to `value` (top-1 fractions); `samples`: how many samples both were measured on."""
+    if drop_type not in DROP_TYPES:
+        raise ValueError(f"unknown drop_type {drop_type!r}")
+    counts = correct_counts(samples, reference, value)
+    if counts is not None:
+        reference_correct, correct = counts
+        lost = (reference_correct - correct) * 100
+        if drop_type == "absolute":
+            return lost / samples
+        return lost / reference_correct if reference_correct else 0.0
+    if drop_type == "absolute":
+        return (reference - value) * 100.0
+    return (1.0 - value / reference) * 100.0 if reference else 0.0
+
+
+def correct_counts(samples: int | None, *top1: float) -> tuple[int, ...] | None:
+    """How many of `samples` each top-1 fraction got right, or None when a fraction is no whole number of
+    samples (measured on another set, rounded by hand) and the counts are not known."""
+    if not samples or isinstance(samples, bool) or not isinstance(samples, int):
+        return None
+    counts = tuple(round(fraction * samples) for fraction in top1)
+    exact = all(abs(fraction * samples - count) <= COUNT_ROUNDING for fraction, count in zip(top1, counts))
+    return counts if exact else None
+
+
+# fraction * samples is off a whole number only by float rounding (~1e-16 * samples) when it came from a count.
+COUNT_ROUNDING = 1e-6
+# Drops not computed from counts carry float rounding (about 1e-14 points); this is far below one sample of any
+# evaluation set (100 / samples points), so it only absorbs rounding and never lets a real extra error through.
+DROP_TOLERANCE = 1e-9
+
+
+def within_limit(value: float, limit: float) -> bool:
+    """value <= limit, up to float rounding: the comparison every accuracy budget uses (gate, selection, quantize)."""
+    return value <= limit + DROP_TOLERANCE * max(1.0, abs(limit))
+
+
+def at_least(value: float, limit: float) -> bool:
+    """value >= limit, up to float rounding (a speedup computed from two latencies)."""
+    return value >= limit - DROP_TOLERANCE * max(1.0, abs(limit))

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from edgekd.device.gate import within_limit
+from edgekd.core.metrics import within_limit
 
 Candidate = dict[str, Any]
 Rule = Callable[[Candidate], "str | None"]  # None: passes; otherwise why it fails

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.core.errors import StageError
-from edgekd.core.metrics import predict, topk
+from edgekd.core.metrics import accuracy_drop, predict, topk, within_limit
 from edgekd.core.progress import progress
-from edgekd.device.gate import accuracy_drop, within_limit
 from edgekd.quant.ptq import quantize_qdq, quantized_nodes
 from edgekd.runtimes.ort import OrtSession
 from edgekd.runtimes.profiles import QuantRecipe

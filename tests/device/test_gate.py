@@ -9,8 +9,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from edgekd.core.errors import ArtifactError
+from edgekd.core.metrics import accuracy_drop
 from edgekd.device.ci_outputs import junit_xml
-from edgekd.device.gate import Thresholds, accuracy_drop, evaluate_report, gate_report, reference_top1, verdicts
+from edgekd.device.gate import Thresholds, evaluate_report, gate_report, reference_top1, verdicts
 
 
 def make_report(eval_sha="a" * 64, **gate) -> dict:
@@ -155,7 +156,7 @@ def test_cli_empty_gate_exits_1_unless_allowed(tmp_path):
 
 
 def test_drops_come_from_counts_of_correct_samples_when_the_sample_count_is_known():
-    from edgekd.device.gate import correct_counts
+    from edgekd.core.metrics import correct_counts
 
     assert accuracy_drop(0.95, 0.94, "absolute") == 1.0000000000000009  # the float difference, a hair over 1
     assert accuracy_drop(0.95, 0.94, "absolute", samples=300) == 1.0  # 285 -> 282 of 300
@@ -186,7 +187,7 @@ def test_a_drop_exactly_at_the_limit_passes_and_one_sample_more_fails(reference,
 
 
 def test_without_a_sample_count_a_limit_is_met_within_float_rounding_only():
-    from edgekd.device.gate import within_limit
+    from edgekd.core.metrics import within_limit
 
     report = _at_limit_report(0.95, 0.94, 300)
     del report["eval_set"]["samples"]

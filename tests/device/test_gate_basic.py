@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from edgekd.device.gate import Thresholds, accuracy_drop, evaluate_report
+from edgekd.core.metrics import accuracy_drop
+from edgekd.device.gate import Thresholds, evaluate_report
 
 
 def _report(top1: float, p50: float = 1.0, fp32_p50: float = 2.0, size: int = 2048) -> dict:

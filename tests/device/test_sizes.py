@@ -55,7 +55,7 @@ def test_size_is_what_the_device_loads_and_every_model_file_is_named(tmp_path):
 
 
 def test_the_files_column_names_the_loaded_set_then_the_rest():
-    from edgekd.device.report.build import files_label
+    from edgekd.device.report.table import files_label
 
     assert files_label({"files": [{"name": "model.onnx", "loaded": True}, {"name": "model.ort", "loaded": False}]}) == ".onnx (+.ort)"
     assert files_label({"files": [{"name": "model.xml", "loaded": True}, {"name": "model.bin", "loaded": True}]}) == ".xml+.bin"

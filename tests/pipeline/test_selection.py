@@ -81,7 +81,7 @@ def test_fidelity_rule_reads_top1_agreement():
 
 def test_a_drop_exactly_at_the_limit_passes_selection():
     """0.95 -> 0.94 on 300 validation samples is 3 samples, exactly 1 point (issue 20, item 2)."""
-    from edgekd.device.gate import accuracy_drop
+    from edgekd.core.metrics import accuracy_drop
 
     assert accuracy_drop(0.95, 0.94) == 1.0000000000000009  # what a comparison of floats used to see
     rows = [_row("fp32", 10.0), _row("int8", 2.0, drop=accuracy_drop(0.95, 0.94, "absolute", samples=300))]

@@ -11,7 +11,7 @@ import io
 from typing import Any
 
 from edgekd.device.latency import CV_WARNING
-from edgekd.device.report.build import COLUMNS, table_rows
+from edgekd.device.report.table import COLUMNS, table_rows
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:16px;color:#222}table{border-collapse:collapse;font-size:12px}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{white-space:normal}

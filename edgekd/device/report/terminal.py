@@ -11,7 +11,7 @@ import shutil
 import textwrap
 from typing import Any
 
-from edgekd.device.report.build import COLUMNS, table_rows
+from edgekd.device.report.table import COLUMNS, table_rows
 
 # The terminal shows these first; the others go to a second table when the terminal is too narrow for all.
 PRIMARY = ["artifact", "precision", "size (KB)", "top-1", "drop", "p50 (ms)", "cv", "gate", "why"]

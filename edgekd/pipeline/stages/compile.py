@@ -12,10 +12,9 @@ import numpy as np
 from edgekd import __version__
 from edgekd.core.environment import cpu_info, library_versions
 from edgekd.core.errors import StageError
-from edgekd.core.metrics import fidelity, predict, topk
+from edgekd.core.metrics import accuracy_drop, fidelity, predict, topk
 from edgekd.core.progress import progress
 from edgekd.device.bundle import write_bundle
-from edgekd.device.gate import accuracy_drop
 from edgekd.device.latency import LatencySpec, measure_interleaved
 from edgekd.pipeline.context import RunContext, StageOutput
 from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, choose, plan

@@ -14,10 +14,9 @@ import numpy as np
 
 from edgekd.core.errors import StageError
 from edgekd.core.fileio import atomic_path
-from edgekd.core.metrics import topk
+from edgekd.core.metrics import accuracy_drop, topk, within_limit
 from edgekd.core.progress import progress
 from edgekd.data.calibration import describe, draw, load_recipe
-from edgekd.device.gate import accuracy_drop, within_limit
 from edgekd.pipeline.context import RunContext, StageOutput
 from edgekd.pipeline.selection import accuracy_limit
 from edgekd.pipeline.stages.export import fp32_onnx_path

@@ -1,9 +1,9 @@
 """Every table (terminal, Markdown, HTML) says why a candidate was not shipped and why a cell is n/a."""
 from __future__ import annotations
 
-from edgekd.device.report.build import COLUMNS, markdown, table_rows
 from edgekd.device.report.html import render_html
 from edgekd.device.report.reasons import short_verdict
+from edgekd.device.report.table import COLUMNS, markdown, table_rows
 from edgekd.device.report.terminal import terminal_table
 
 from .report_fixture import quickstart_report
