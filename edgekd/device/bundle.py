@@ -46,11 +46,11 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
         shutil.copyfile(artifact.root / name, staging / name)
     np.savez_compressed(staging / "eval.npz", x=eval_x.astype(np.float32), y=eval_y.astype(np.int64),
                         reference_logits=reference_logits.astype(np.float32))
+    backend = get_backend(artifact.backend)
     write_text_atomic(staging / "README.md", _README.format(
         target=info["target"], backend=artifact.backend, precision=shipped_variant(info, artifact.precision), version=info.get("edgekd_version", "?"),
-        built_on=info.get("built_on", "?"), runtime_pip=_RUNTIME_PIP.get(artifact.backend, ""),
-        rebuild="\nThe TensorRT engine must be built on the device first: `edgekd compile .` "
-                "(or the trtexec line in `build_engine.sh`)\n" if artifact.rebuild_on_device else ""))
+        built_on=info.get("built_on", "?"), runtime_pip=backend.pip_packages,
+        rebuild=f"\n{backend.rebuild_note}\n" if artifact.rebuild_on_device else ""))
     manifest = {"schema": BUNDLE_SCHEMA, **info, "artifact": artifact.to_json(), "files": _file_records(staging, artifact),
                 "eval_set_sha256": sha256_of(staging / "eval.npz")}
     write_json_atomic(staging / "manifest.json", manifest)
@@ -85,9 +85,6 @@ def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
         manifest["profile"] = profile.model_dump(mode="json")
     write_json_atomic(Path(bundle_dir) / "manifest.json", manifest)
     return manifest
-
-
-_RUNTIME_PIP = {"ort": "onnxruntime", "ort-arm64": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt cuda-python"}
 
 
 def _swap_into_place(staging: Path, final: Path) -> None:

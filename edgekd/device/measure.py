@@ -54,21 +54,6 @@ def as_batch(x: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(np.resize(x, (size, *x.shape[1:])))
 
 
-def threads_used(session: Any) -> int | None:
-    """The thread count the runtime reports for an open session (0 = onnxruntime's default: one per physical core).
-
-    The sessions do not expose it, so this asks the runtime object inside them.
-    """
-    try:
-        if hasattr(session, "_request"):  # OpenVINO
-            return int(session._request.get_compiled_model().get_property("INFERENCE_NUM_THREADS"))
-        if hasattr(session, "_session"):  # onnxruntime
-            return int(session._session.get_session_options().intra_op_num_threads)
-    except Exception:  # a runtime without the property: unknown, not an error
-        return None
-    return None
-
-
 def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, reference_logits: np.ndarray,
                  spec: LatencySpec, batch_sizes: Sequence[int] = (1,), memory: bool = True) -> list[dict[str, Any]]:
     rows, runners, clocks = [], {}, {}
@@ -85,12 +70,12 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         started = time.perf_counter()
         session.run(as_batch(x, 1))  # the first inference pays for lazy allocation and kernel selection
         row["first_inference_ms"] = (time.perf_counter() - started) * 1000
-        row["threads"] = {"requested": candidate.threads, "runtime": threads_used(session)}
+        row["threads"] = {"requested": candidate.threads, "runtime": session.threads_used()}
         logits = predict(session.run, x)
         row.update(accuracy_metrics(logits, y), fidelity=fidelity(logits, reference_logits))
         if candidate.time_latency:
             runners[candidate.name] = session.run
-            if hasattr(session, "runtime_latency_ms"):
+            if backend.runtime_clock:
                 clocks[candidate.name] = session.runtime_latency_ms
         else:
             row["not_timed"] = candidate.latency_note or "timings on this machine say nothing about the device"

@@ -47,7 +47,17 @@ class Artifact:
 
 
 class Session(Protocol):
+    """An open model. The bench asks it, never the runtime objects inside it."""
+
     def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def threads_used(self) -> int | None:
+        """The thread count the runtime reports for this session (0: onnxruntime's default); None: unknown."""
+        ...
+
+    def runtime_latency_ms(self) -> float | None:
+        """The runtime's own timing of the last run(), for backends whose class sets runtime_clock; else None."""
+        ...
 
 
 class Backend:
@@ -56,6 +66,15 @@ class Backend:
     name: ClassVar[str]
     runtime_module: ClassVar[str]
     extra: ClassVar[str]
+    # What a device installs to run the artifacts (the bundle README's pip line).
+    pip_packages: ClassVar[str]
+    # The model files the backend's artifacts hold, by suffix, with what each is (the report's file-set column);
+    # other files (README, build scripts, timing caches) are not the model.
+    file_roles: ClassVar[dict[str, str]] = {".onnx": "ONNX model"}
+    # What the bundle README says when an artifact must be finished on the device (rebuild_on_device).
+    rebuild_note: ClassVar[str] = "Finish the model on the device first: `edgekd compile .`"
+    # Sessions time their own runs (Session.runtime_latency_ms), recorded beside the wall clock.
+    runtime_clock: ClassVar[bool] = False
     # False where compile() can package the model without the runtime (TensorRT builds on the device).
     build_needs_runtime: ClassVar[bool] = True
     # Float precisions the runtime has real kernels for; others are not worth building as candidates.
@@ -80,6 +99,19 @@ class Backend:
 
     def session(self, artifact: Artifact, threads: int | None = None) -> Session:
         raise NotImplementedError
+
+    def loaded_files(self, artifact: Artifact) -> list[Path]:
+        """The files a session opens on the device: the size compared across targets."""
+        return [artifact.root / artifact.main]
+
+    def parameter_count(self, model_file: Path) -> int | None:
+        """Stored weights and biases in a model file, where the format is readable without torch; None: unknown.
+        Raises ImportError when the reader (the onnx package, the runtime) is not installed."""
+        if model_file.suffix == ".onnx":
+            from edgekd.runtimes.onnx_graph import onnx_parameters
+
+            return onnx_parameters(model_file)
+        return None
 
     def build(self, artifact: Artifact, profile=None) -> Artifact:
         """Finish the artifact on the machine that will run it (`edgekd compile BUNDLE`).

@@ -55,14 +55,23 @@ class OpenVinoSession:
 
     def runtime_latency_ms(self) -> float:
         """OpenVINO's own timing of the last infer() (InferRequest.latency, ms): what benchmark_app reports.
-        edgekd.bench records it beside the wall-clock time, which also counts the Python call and copies."""
+        The bench records it beside the wall-clock time, which also counts the Python call and copies."""
         return float(self._request.latency)
+
+    def threads_used(self) -> int | None:
+        try:
+            return int(self._request.get_compiled_model().get_property("INFERENCE_NUM_THREADS"))
+        except Exception:  # a plugin without the property: unknown, not an error
+            return None
 
 
 class OpenVinoBackend(Backend):
     name = "openvino"
     runtime_module = "openvino"
     extra = "openvino"
+    pip_packages = "openvino"
+    file_roles = {".xml": "OpenVINO IR graph", ".bin": "OpenVINO IR weights"}
+    runtime_clock = True
     float_precisions = ("fp32", "fp16", "bf16")  # via INFERENCE_PRECISION_HINT
 
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
@@ -85,9 +94,40 @@ class OpenVinoBackend(Backend):
         return Artifact(self.name, precision, out_dir, "model.xml", ["model.xml", "model.bin"],
                         runtime_options={"device": "CPU", "config": config, "compress_to_fp16": compress})
 
+    def loaded_files(self, artifact: Artifact) -> list[Path]:
+        main = artifact.root / artifact.main
+        return [main, main.with_suffix(".bin")]  # the IR's graph and its weights
+
+    def parameter_count(self, model_file: Path) -> int | None:
+        return _openvino_parameters(model_file) if model_file.suffix == ".xml" else super().parameter_count(model_file)
+
     def session(self, artifact: Artifact, threads: int | None = None) -> OpenVinoSession:
         self.require()
         config = dict(artifact.runtime_options.get("config", {}))
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         return OpenVinoSession(artifact.root / artifact.main, config, artifact.runtime_options.get("device", "CPU"))
+
+
+def _openvino_parameters(path: Path) -> int:
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    total = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() != "i64" \
+                and not any(_is_quant_param(target) for target in op.output(0).get_target_inputs()):
+            total += int(np.prod(list(op.get_output_shape(0)), dtype=np.int64))
+    return total
+
+
+def _is_quant_param(target) -> bool:
+    """FakeQuantize ranges, and the scale / zero point of OpenVINO's int8 weight decompression
+    pattern: Constant(int) -> Convert -> Subtract(zero point) -> Multiply(scale)."""
+    node, index = target.get_node(), target.get_index()
+    if node.get_type_name() == "FakeQuantize":
+        return index > 0
+    if node.get_type_name() in ("Multiply", "Subtract") and index == 1:
+        source = node.input_value(0).get_node()
+        return source.get_type_name() in ("Convert", "Subtract")
+    return False

@@ -45,11 +45,21 @@ class OrtSession:
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0]
 
+    def threads_used(self) -> int | None:
+        try:
+            return int(self._session.get_session_options().intra_op_num_threads)
+        except Exception:  # a build without the property: unknown, not an error
+            return None
+
+    def runtime_latency_ms(self) -> float | None:
+        return None
+
 
 class OrtBackend(Backend):
     name = "ort"
     runtime_module = "onnxruntime"
     extra = "ort"
+    pip_packages = "onnxruntime"
     # The CPU provider has no fast fp16/bf16 kernels: such models only add casts.
     float_precisions = ("fp32",)
 
@@ -79,6 +89,7 @@ class OrtArm64Backend(OrtBackend):
 
     name = "ort-arm64"
     built_files = ("model.ort",)
+    file_roles = {".onnx": "ONNX model", ".ort": "ORT-format model (minimal onnxruntime builds)"}
 
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
         return self.build(super().compile(onnx_path, precision, profile, out_dir, input_spec))

@@ -10,6 +10,7 @@ from edgekd.core.errors import ConfigError, TargetError
 from edgekd.core.fileio import searched
 from edgekd.core.resources import builtin_dir
 from edgekd.core.sections import Strict, load_yaml_model
+from edgekd.runtimes.registry import BACKEND_NAMES
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 
@@ -44,7 +45,7 @@ class GateThresholds(Strict):
 class TargetProfile(Strict):
     name: str
     description: str = ""
-    backend: Literal["ort", "ort-arm64", "openvino", "tensorrt"]
+    backend: Literal[BACKEND_NAMES]  # type: ignore[valid-type]  # the registry's table
     device: Literal["cpu", "gpu"] = "cpu"
     arch: Literal["x86_64", "aarch64", "any"] = "any"
     precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)

@@ -172,6 +172,12 @@ class TensorRTSession:
         self._call(cudart.cudaStreamSynchronize(self._stream))
         return out
 
+    def threads_used(self) -> int | None:
+        return None  # a GPU engine: no CPU thread setting
+
+    def runtime_latency_ms(self) -> float | None:
+        return None
+
     def __del__(self):
         for d_in, d_out, _ in getattr(self, "_buffers", {}).values():
             self._cudart.cudaFree(d_in)
@@ -182,6 +188,10 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     runtime_module = "tensorrt"
     extra = "tensorrt"
+    pip_packages = "tensorrt cuda-python"
+    rebuild_note = "The TensorRT engine must be built on the device first: `edgekd compile .` (or the trtexec line in `build_engine.sh`)"
+    # Before the engine is built on the device, the bundle's model is its QDQ ONNX.
+    file_roles = {".onnx": "ONNX model", ".engine": "TensorRT engine", ".plan": "TensorRT engine"}
     build_needs_runtime = False  # without tensorrt here, the bundle carries the ONNX and builds on the device
     float_precisions = ("fp32", "fp16")
     built_files = ("model.engine", "timing.cache")

@@ -14,8 +14,8 @@ import numpy as np
 from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import atomic_path, resolve_path, sha256_of
 from edgekd.core.metrics import predict, topk
-from edgekd.device.sizes import onnx_parameters
 from edgekd.pipeline.context import RunContext, StageOutput
+from edgekd.runtimes.onnx_graph import onnx_parameters
 
 
 def given_onnx_path(ctx: RunContext) -> Path:
