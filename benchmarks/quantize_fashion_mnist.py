@@ -41,7 +41,6 @@ from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
 from edgekd.pipeline.config import load_config  # noqa: E402
 from edgekd.pipeline.context import RunContext  # noqa: E402
 from edgekd.pipeline.manifest import RunManifest  # noqa: E402
-from edgekd.pipeline.stages.export import fp32_onnx_path  # noqa: E402
 from edgekd.pipeline.stages.quantize import qat_int8  # noqa: E402
 from edgekd.quant.fallback import FallbackBudget, pick_calibration, quantize_with_fallback  # noqa: E402
 from edgekd.quant.host import recipe_for_host  # noqa: E402
@@ -90,7 +89,7 @@ def edgekd_ptq(ctx: RunContext, work: Path, calib: np.ndarray) -> list[dict]:
         for method in CALIBRATION_METHODS:
             name = f"edgekd-ptq-{'+'.join(targets)}-{method}"
             started = time.perf_counter()
-            report = quantize_with_fallback(fp32_onnx_path(ctx), work / f"{name}.onnx", recipe, calib, val.x, val.y,
+            report = quantize_with_fallback(ctx.layout.fp32_onnx, work / f"{name}.onnx", recipe, calib, val.x, val.y,
                                             FallbackBudget(PTQ_BUDGET, "absolute", 6, 512), method)
             out.append({"name": name, "tool": "edgekd", "path": work / f"{name}.onnx", "targets": targets,
                         "recipe": recipe.name, "calibrate_method": method, "val_top1": report.val_top1, "val_kl": report.val_kl,
@@ -262,7 +261,7 @@ def main() -> None:
     ctx = open_run(args.config, args.run)
     work = args.run / "quantize-bench"
     work.mkdir(parents=True, exist_ok=True)
-    data, fp32 = ctx.dataset, fp32_onnx_path(ctx)
+    data, fp32 = ctx.dataset, ctx.layout.fp32_onnx
     calibration, digest = draw(data, load_recipe(ctx.cfg.quantize.calibration))
     test_x, test_y = data.test.x[:args.test_limit], data.test.y[:args.test_limit]
 

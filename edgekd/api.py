@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
+from edgekd.device.config import BENCH_DEFAULTS as _BENCH
 from edgekd.device.gate import THRESHOLD_NAMES, GateResult, Thresholds, gate_report, threshold_problem
 from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
@@ -58,9 +59,9 @@ def verdict_line(verdict: dict[str, Any]) -> str:
     return verdict.get("summary") or f"gate: {'PASS' if verdict['passed'] else 'FAIL'}"
 
 
-def bench(path: str | Path, threads: int | None = None, runs: int = 50, min_seconds: float = 0.5,
-          batch_sizes: Sequence[int] = (1, 8), warmup_runs: int = 10, warmup_seconds: float = 0.2, rounds: int = 5,
-          memory: bool = True) -> dict[str, Any]:
+def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs, min_seconds: float = _BENCH.min_seconds,
+          batch_sizes: Sequence[int] = (1, _BENCH.batch_size), warmup_runs: int = _BENCH.warmup_runs,
+          warmup_seconds: float = _BENCH.warmup_seconds, rounds: int = _BENCH.rounds, memory: bool = _BENCH.memory) -> dict[str, Any]:
     """Benchmark one bundle, or every bundle of a run folder, on this machine; returns a report
     (schema edgekd.report/1, the same as the pipeline's). Needs no torch.
     Defaults are those of `edgekd bench` (batch sizes 1 and 8)."""

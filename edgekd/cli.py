@@ -18,9 +18,11 @@ from pathlib import Path
 import click
 
 from edgekd.core.errors import EdgeKDError
+from edgekd.device.config import BENCH_DEFAULTS
+from edgekd.pipeline.registry import STAGE_NAMES
 
 INTERNAL_ERROR = 3
-# The same bounds as the config's bench and gate sections (edgekd/config.py), so a flag cannot pass
+# The same bounds as the config's bench and gate sections (edgekd/device/config.py), so a flag cannot pass
 # what the YAML would refuse.
 
 
@@ -38,7 +40,6 @@ class _FiniteRange(click.FloatRange):
 SECONDS = _FiniteRange(min=0)
 NON_NEGATIVE = _FiniteRange(min=0)
 POSITIVE = _FiniteRange(min=0, min_open=True)
-STAGE_NAMES = ["teachers", "distill", "export", "quantize", "compile", "bench", "gate"]
 
 
 class _Group(click.Group):
@@ -136,7 +137,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default runs/<name>).")
 @click.option("--resume", is_flag=True, help="Skip stages whose inputs and config are unchanged; continue training from the last epoch.")
 @click.option("--force", is_flag=True, help="Redo every stage in an existing run folder.")
-@click.option("--only", multiple=True, type=click.Choice(STAGE_NAMES), help="Run only this stage (repeatable); earlier stages must be done.")
+@click.option("--only", multiple=True, type=click.Choice(list(STAGE_NAMES)), help="Run only this stage (repeatable); earlier stages must be done.")
 def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tuple[str, ...]) -> None:
     """Run the pipeline in CONFIG: teachers, distill, export, quantize, compile, bench, gate.
 
@@ -224,12 +225,13 @@ def _print_run_result(ctx):
 @main.command("bench")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads (default: the bundle's profile).")
-@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="At least this many timed runs...")
-@click.option("--min-seconds", type=SECONDS, default=0.5, show_default=True, help="...and at least this long.")
-@click.option("--warmup-runs", type=click.IntRange(min=0), default=10, show_default=True, help="Warm-up: at least this many runs...")
-@click.option("--warmup-seconds", type=SECONDS, default=0.2, show_default=True, help="...and at least this long.")
-@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs are split into rounds, artifacts interleaved.")
-@click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True, default=(1, 8), show_default=True,
+@click.option("--runs", type=click.IntRange(min=1), default=BENCH_DEFAULTS.runs, show_default=True, help="At least this many timed runs...")
+@click.option("--min-seconds", type=SECONDS, default=BENCH_DEFAULTS.min_seconds, show_default=True, help="...and at least this long.")
+@click.option("--warmup-runs", type=click.IntRange(min=0), default=BENCH_DEFAULTS.warmup_runs, show_default=True, help="Warm-up: at least this many runs...")
+@click.option("--warmup-seconds", type=SECONDS, default=BENCH_DEFAULTS.warmup_seconds, show_default=True, help="...and at least this long.")
+@click.option("--rounds", type=click.IntRange(min=1), default=BENCH_DEFAULTS.rounds, show_default=True,
+              help="Timed runs are split into rounds, artifacts interleaved.")
+@click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True, default=(1, BENCH_DEFAULTS.batch_size), show_default=True,
               help="Batch sizes (repeatable); batch 1 is always measured.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory subprocess per artifact.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),

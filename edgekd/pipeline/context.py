@@ -10,27 +10,10 @@ from typing import Any
 
 from edgekd.pipeline.config import PipelineConfig
 from edgekd.pipeline.inputs import external_inputs
+from edgekd.pipeline.layout import RunLayout
 from edgekd.pipeline.manifest import RunManifest
-
-STAGES = ["teachers", "distill", "export", "quantize", "compile", "bench", "gate"]
-
-# Which config sections each stage depends on; a stage also depends on everything before it.
-_SECTIONS = {
-    "teachers": ["seed", "data", "teachers"],
-    "distill": ["student", "distill"],
-    "export": ["export"],
-    "quantize": ["quantize", "targets", "gate.max_drop", "gate.drop_type"],  # the int8 budget defaults to the gate's
-    "compile": ["targets", "gate"],  # the bundles carry the whole gate section
-    "bench": ["bench"],
-    "gate": ["gate"],
-}
-
-
-@dataclass
-class StageOutput:
-    outputs: list[Path]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    inputs: list[Path] = field(default_factory=list)
+from edgekd.pipeline.registry import STAGE_NAMES, stage_class
+from edgekd.pipeline.task import Task, task_for
 
 
 @dataclass
@@ -59,14 +42,21 @@ class RunContext:
         lazy = self.cfg.distill.mode == "none" and self.cfg.quantize.method != "qat"
         return load_dataset(self.cfg.data, self.cfg.seed, self.base_dir, lazy=lazy)
 
+    @cached_property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @cached_property
+    def task(self) -> Task:
+        """What the models take and what counts as right: stages ask it rather than assume images and top-1."""
+        return task_for(self.cfg)
+
     def stage_dir(self, stage: str) -> Path:
-        path = self.run_dir / f"{STAGES.index(stage) + 1:02d}-{stage}"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.layout.stage_dir(stage)
 
     def stage_key(self, stage: str) -> str:
         dump = self.cfg.model_dump(mode="json")
-        sections = [s for name in STAGES[:STAGES.index(stage) + 1] for s in _SECTIONS[name]]
+        sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections]
         files = {s: external_inputs(self.cfg, s, self.base_dir) for s in sections}
         # The int8 recipe depends on the host's CPU when quantize.adapt_to_host (quant/host.py): a run
         # resumed on another kind of CPU quantizes again.
@@ -81,10 +71,7 @@ class RunContext:
             return None
         from edgekd.core.fileio import read_json
 
-        return read_json(self.run_dir / "gate.json")
-
-    def bundle_dir(self, target: str) -> Path:
-        return self.run_dir / "bundle" / target
+        return read_json(self.layout.gate_json)
 
 
 def saturates_8bit_products() -> bool:

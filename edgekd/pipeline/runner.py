@@ -1,7 +1,6 @@
 """Runs the stages in order, skipping fresh ones on --resume, recording each in the manifest."""
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -9,17 +8,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from edgekd.core.errors import ConfigError, EdgeKDError, StageError, TargetError
+from edgekd.core.errors import ConfigError, EdgeKDError, StageError
 from edgekd.core.fileio import writable_folder, write_text_atomic
 from edgekd.device.latency import CV_WARNING
 from edgekd.pipeline.config import PipelineConfig, load_config
-from edgekd.pipeline.context import STAGES, RunContext
+from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.manifest import RunManifest
+from edgekd.pipeline.registry import STAGE_NAMES, stage_class
 
 Log = Callable[[str], None]
-
-# Stages that train, and so run on every rank under torchrun (DDP); the others run on rank 0 alone.
-DISTRIBUTED_STAGES = {"teachers", "distill"}
 
 
 def distributed_barrier() -> None:
@@ -40,35 +37,17 @@ def refuse_existing_run(run_dir: Path, resume: bool, force: bool) -> None:
 
 
 def preflight(config: PipelineConfig, base_dir: Path) -> None:
-    """Check what later stages will need before the first one trains for an hour: every target
-    profile, its runtime (where building needs it), the calibration recipe and the data path."""
-    from edgekd.data.calibration import load_recipe
-    from edgekd.data.sources import data_path
-    from edgekd.runtimes import get_backend, load_profile
-
-    for index, name in enumerate(config.targets):
-        try:
-            profile = load_profile(name, base_dir)
-        except EdgeKDError as exc:
-            raise type(exc)(f"targets[{index}]: {exc}") from None
-        backend = get_backend(profile.backend)
-        if backend.build_needs_runtime and not backend.available():
-            raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "
-                              "or remove the target")
-    if config.quantize.method != "none":
-        recipe = load_recipe(config.quantize.calibration, base_dir)
-        if recipe.source == "synthetic" and config.distill.mode != "data_free":
-            raise ConfigError(f"quantize.calibration '{config.quantize.calibration}': a synthetic set exists only with "
-                              "distill.mode: data_free; use a recipe that draws real images, such as train-256")
-    if config.data.source in ("npz", "imagefolder"):
-        data_path(config.data.source, config.data.path, base_dir)
+    """Check what later stages will need before the first one trains for an hour: each stage's check()
+    (every target profile and its runtime, the calibration recipe, the data path), latest stage first."""
+    for name in reversed(STAGE_NAMES):
+        stage_class(config, name).check(config, base_dir)
 
 
 def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
                  only: Optional[Sequence[str]] = None, log: Log = print) -> RunContext:
-    unknown = [s for s in (only or []) if s not in STAGES]
+    unknown = [s for s in (only or []) if s not in STAGE_NAMES]
     if unknown:
-        raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGES)}")
+        raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGE_NAMES)}")
     preflight(config, Path(config_path).parent)
     distributed = _process_group(config)
     distributed.init_from_env(config.device)
@@ -85,9 +64,9 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
         ctx = RunContext(config, Path(config_path), Path(run_dir), manifest, resume=resume and not force)
         if checked is not None:  # the dataset is loaded once, and the checks are not repeated by the stage
             ctx.__dict__["dataset"], ctx.checked_teachers = checked
-        planned = [stage for stage in STAGES if not only or stage in only]
+        planned = [stage for stage in STAGE_NAMES if not only or stage in only]
         for number, stage in enumerate(planned, 1):
-            if not distributed.is_main() and stage not in DISTRIBUTED_STAGES:
+            if not distributed.is_main() and not stage_class(config, stage).trains:
                 continue  # the other ranks help only where there is training to share
             _run_stage(ctx, stage, resume=resume and not force, force=force,
                        log=log if distributed.is_main() else _quiet, label=f"{number}/{len(planned)} {stage}")
@@ -105,9 +84,7 @@ def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path
     preview = RunContext(config, config_path, run_dir, RunManifest.open(run_dir, config.digest(), str(config_path)))
     if resume and preview.manifest.is_fresh("teachers", preview.stage_key("teachers")):
         return None
-    from edgekd.pipeline.stages.teachers import check_inputs
-
-    checked = check_inputs(preview)
+    checked = stage_class(config, "teachers")(preview).check_inputs()
     return preview.dataset, checked
 
 
@@ -133,12 +110,6 @@ def _process_group(config: PipelineConfig):
     from edgekd.train import distributed  # torch: only now that a run needs it
 
     return distributed
-
-
-def stage_module(config: PipelineConfig, stage: str):
-    """The module that runs `stage` for this config: with distill.mode none the user's model is shipped as given."""
-    name = "as_given" if stage == "distill" and config.distill.mode == "none" else stage
-    return importlib.import_module(f"edgekd.pipeline.stages.{name}")
 
 
 @contextmanager
@@ -176,15 +147,16 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
         ctx.outcomes[stage] = "up to date"
         return
     _require_earlier(ctx, stage)
+    runner = stage_class(ctx.cfg, stage)(ctx)
+    trains = runner.trains and not ctx.cfg.ships_onnx
     if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
         _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
-    if stage in DISTRIBUTED_STAGES and not ctx.cfg.ships_onnx:
+    if trains:
         distributed_barrier()  # stale progress is gone before any rank looks for it
     log(f"[{label}] running")
-    module = stage_module(ctx.cfg, stage)
     started = time.perf_counter()
     try:
-        result = module.run(ctx)
+        result = runner.run()
     except EdgeKDError as exc:
         ctx.manifest.mark_failed(stage, str(exc))
         raise
@@ -192,7 +164,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
         ctx.manifest.mark_failed(stage, "interrupted")
         raise
     seconds = time.perf_counter() - started
-    if stage in DISTRIBUTED_STAGES and not ctx.cfg.ships_onnx:
+    if trains:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
     ctx.outcomes[stage] = "ran"
@@ -223,7 +195,7 @@ def _clear_progress(stage_dir: Path) -> None:
 
 
 def _require_earlier(ctx: RunContext, stage: str) -> None:
-    for earlier in STAGES[:STAGES.index(stage)]:
+    for earlier in STAGE_NAMES[:STAGE_NAMES.index(stage)]:
         entry = ctx.manifest.stage(earlier)
         if not entry or entry.get("status") != "done":
             raise StageError(f"stage '{stage}' needs '{earlier}' first; run without --only, or add --only {earlier}")

@@ -13,17 +13,10 @@ import numpy as np
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import atomic_path, resolve_path, sha256_of
-from edgekd.core.metrics import predict, topk
-from edgekd.pipeline.context import RunContext, StageOutput
+from edgekd.core.metrics import predict
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes.onnx_graph import onnx_parameters
-
-
-def given_onnx_path(ctx: RunContext) -> Path:
-    return ctx.stage_dir("distill") / "student.onnx"
-
-
-def run(ctx: RunContext) -> StageOutput:
-    return _ship_onnx(ctx) if ctx.cfg.ships_onnx else _ship_checkpoint(ctx)
 
 
 def _ship_onnx(ctx: RunContext) -> StageOutput:
@@ -33,7 +26,7 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
                           "model's .onnx file, absolute or relative to the config file")
     spec = onnx_input_spec(source)
     check_input_matches(spec, ctx.dataset.input_shape, "student.onnx")
-    out = given_onnx_path(ctx)
+    out = ctx.layout.given_onnx
     with atomic_path(out) as tmp:
         shutil.copyfile(source, tmp)
     logits = _onnx_logits(out)
@@ -48,7 +41,7 @@ def _ship_checkpoint(ctx: RunContext) -> StageOutput:
 
     data = ctx.dataset
     model = build_model(ctx.cfg.student, data.input_shape, data.num_classes, ctx.base_dir, where="student").eval()
-    out = save_checkpoint(model, ctx.stage_dir("distill") / "student.pt")
+    out = save_checkpoint(model, ctx.layout.student_checkpoint)
     checkpoint = resolve_path(ctx.cfg.student.checkpoint, ctx.base_dir)
     logits = lambda x: predict_logits(model, x)  # noqa: E731
     return StageOutput([out], {"mode": "none", "source": "checkpoint", "params": count_parameters(model),
@@ -57,7 +50,7 @@ def _ship_checkpoint(ctx: RunContext) -> StageOutput:
 
 def _accuracy(ctx: RunContext, logits) -> dict:
     val, test = ctx.dataset.val, ctx.dataset.test
-    metrics = {"val_top1": topk(logits(val.x), val.y), "test_top1": topk(logits(test.x), test.y)}
+    metrics = {"val_top1": ctx.task.score(logits(val.x), val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
     _judge_given(metrics["val_top1"], val.y)
     return metrics
 
@@ -68,7 +61,7 @@ def _judge_given(top1: float, labels: np.ndarray) -> None:
     import math
     import sys
 
-    from edgekd.pipeline.stages.teacher_check import CHANCE_SIGMAS
+    from edgekd.pipeline.teacher_check import CHANCE_SIGMAS
 
     chance = float(np.bincount(labels).max() / len(labels))
     print(f"student (as given): validation top-1 {top1:.1%} on {len(labels)} images (chance {chance:.1%})", file=sys.stderr)
@@ -127,3 +120,14 @@ def check_classes(logits: np.ndarray, classes: int, field: str) -> None:
     if logits.ndim != 2 or logits.shape[1] != classes:
         raise ConfigError(f"{field}: the model's output has shape {_shape(logits.shape)} but the data has {classes} classes; "
                           "edgekd ships classifiers whose output is (batch, classes) logits: check data.source")
+
+
+class AsGivenStage(Stage):
+    """Stage 2 with distill.mode none: the user's trained model taken as it is, checked against the data."""
+
+    name = "distill"
+    sections = ("student", "distill")
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        return _ship_onnx(ctx) if ctx.cfg.ships_onnx else _ship_checkpoint(ctx)

@@ -14,9 +14,9 @@ from edgekd.core.environment import cpu_info
 from edgekd.core.metrics import accuracy_metrics, eval_set_hash
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report, write_reports
-from edgekd.pipeline.context import RunContext, StageOutput
-from edgekd.pipeline.stages.compile import eval_subset, latency_spec
-from edgekd.pipeline.stages.export import student_logits as fp32_student_logits
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.run_models import student_logits as fp32_student_logits
+from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes import load_profile
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
@@ -28,7 +28,7 @@ def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str,
     if ctx.cfg.teachers:  # teachers are PyTorch models: torch only here
         import torch
 
-        from edgekd.pipeline.stages.teachers import build_teachers
+        from edgekd.pipeline.run_models import build_teachers
         from edgekd.train.distill.losses import ensemble_soft_targets
         from edgekd.train.trainer import predict_logits
 
@@ -80,23 +80,30 @@ def sensitivity(ctx: RunContext) -> dict[str, Any]:
     return out
 
 
-def run(ctx: RunContext) -> StageOutput:
-    x, y = eval_subset(ctx)
-    refs, student_logits = references(ctx, x, y)
-    bench_cfg = ctx.cfg.bench
-    batch_sizes = (1, bench_cfg.batch_size)
-    rows = measure_rows(candidates(ctx), x, y, student_logits, latency_spec(ctx), batch_sizes, memory=bench_cfg.memory)
-    report = build_report(ctx.cfg.name, rows, refs, {"samples": len(y), "sha256": eval_set_hash(x, y)},
-                          ctx.cfg.gate.model_dump(), latency_spec(ctx), batch_sizes, bench_cfg.memory,
-                          host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)})
-    noisy = len(report["warnings"])
-    if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently
-        short = (f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "
-                 f"the test split has only {len(ctx.dataset.test)}")
-        report["warnings"].insert(0, short)
-        warnings.warn(short, stacklevel=2)
-    # Only report.json is this stage's recorded output: the gate stage rewrites report.md and report.html
-    # with its verdicts, and that must not make this stage look stale on --resume.
-    outputs = write_reports(ctx.run_dir, report)[:1]
-    return StageOutput(outputs, {"rows": len(rows), "eval_set_sha256": report["eval_set"]["sha256"],
-                                 "warnings": noisy})
+class BenchStage(Stage):
+    """Stage 6: every candidate measured the way `edgekd bench` measures a bundle; report.json."""
+
+    name = "bench"
+    sections = ("bench",)
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        x, y = ctx.task.evaluation_set(ctx.dataset, ctx.cfg.bench.eval_samples)
+        refs, student_logits = references(ctx, x, y)
+        bench_cfg = ctx.cfg.bench
+        batch_sizes = (1, bench_cfg.batch_size)
+        rows = measure_rows(candidates(ctx), x, y, student_logits, ctx.cfg.bench.latency_spec(), batch_sizes, memory=bench_cfg.memory)
+        report = build_report(ctx.cfg.name, rows, refs, {"samples": len(y), "sha256": eval_set_hash(x, y)},
+                              ctx.cfg.gate.model_dump(), ctx.cfg.bench.latency_spec(), batch_sizes, bench_cfg.memory,
+                              host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)})
+        noisy = len(report["warnings"])
+        if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently
+            short = (f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "
+                     f"the test split has only {len(ctx.dataset.test)}")
+            report["warnings"].insert(0, short)
+            warnings.warn(short, stacklevel=2)
+        # Only report.json is this stage's recorded output: the gate stage rewrites report.md and report.html
+        # with its verdicts, and that must not make this stage look stale on --resume.
+        outputs = write_reports(ctx.layout.run_dir, report)[:1]
+        return StageOutput(outputs, {"rows": len(rows), "eval_set_sha256": report["eval_set"]["sha256"],
+                                     "warnings": noisy})

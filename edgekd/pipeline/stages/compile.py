@@ -11,15 +11,15 @@ import numpy as np
 
 from edgekd import __version__
 from edgekd.core.environment import cpu_info, library_versions
-from edgekd.core.errors import StageError
-from edgekd.core.metrics import accuracy_drop, fidelity, predict, topk
+from edgekd.core.errors import EdgeKDError, StageError, TargetError
+from edgekd.core.metrics import accuracy_drop, fidelity, predict
 from edgekd.core.progress import progress
 from edgekd.device.bundle import write_bundle
-from edgekd.device.latency import LatencySpec, measure_interleaved
-from edgekd.pipeline.context import RunContext, StageOutput
+from edgekd.device.latency import measure_interleaved
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.run_models import student_logits
 from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, choose, plan
-from edgekd.pipeline.stages.export import fp32_onnx_path, student_logits
-from edgekd.pipeline.stages.quantize import int8_path
+from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes import get_backend, load_profile
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
@@ -32,27 +32,16 @@ INT8_VARIANTS = {"int8": "", "int8-qat": "-qat", "int8-fallback": "-fallback"}
 CANDIDATE_NAMES = frozenset(get_args(Precision)) | frozenset(INT8_VARIANTS)
 
 
-def latency_spec(ctx: RunContext) -> LatencySpec:
-    b = ctx.cfg.bench
-    return LatencySpec(b.warmup_runs, b.warmup_seconds, b.runs, b.min_seconds, b.rounds)
-
-
-def eval_subset(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
-    test = ctx.dataset.test
-    n = min(ctx.cfg.bench.eval_samples, len(test))
-    return test.x[:n], test.y[:n]
-
-
 def candidate_sources(ctx: RunContext, profile) -> list[tuple[str, str, Path]]:
     """(name, precision, ONNX file) for every candidate the profile allows and its backend runs."""
     int8 = dict(int8_files(ctx, profile.quantization.name)) if profile.quantization else {}
-    return plan(profile, get_backend(profile.backend).float_precisions, fp32_onnx_path(ctx), int8)
+    return plan(profile, get_backend(profile.backend).float_precisions, ctx.layout.fp32_onnx, int8)
 
 
 def int8_files(ctx: RunContext, recipe_name: str) -> list[tuple[str, Path]]:
     if ctx.manifest.metrics("quantize").get("method") == "none":
         return []  # int8 files in 04-quantize are an earlier run's (before --force with quantize.method: none)
-    main = int8_path(ctx, recipe_name)
+    main = ctx.layout.int8_onnx(recipe_name)
     candidates = ((name, main.with_name(f"{main.stem}{suffix}{main.suffix}")) for name, suffix in INT8_VARIANTS.items())
     found = [(name, path) for name, path in candidates if path.is_file()]
     label = _main_int8_label(ctx, recipe_name)
@@ -70,7 +59,7 @@ def _main_int8_label(ctx: RunContext, recipe_name: str) -> str:
 def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
     backend = get_backend(profile.backend)
     input_spec = ctx.manifest.metrics("export")["input"]
-    folder = ctx.stage_dir("compile") / profile.name
+    folder = ctx.layout.candidates_dir(profile.name)
     sources = candidate_sources(ctx, profile)
     return [(name, backend.compile(source, precision, profile, folder / name, input_spec=input_spec))
             for name, precision, source in progress(sources, desc=f"compile {profile.name}", unit="candidate")]
@@ -96,8 +85,8 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
         if row["measured"]:
             session = backend.session(artifact, ctx.cfg.bench.threads or profile.threads)
             logits = predict(session.run, val.x)
-            row["val_top1"] = topk(logits, val.y)
-            row["val_drop"] = accuracy_drop(topk(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type, len(val.y))
+            row["val_top1"] = ctx.task.score(logits, val.y)
+            row["val_drop"] = accuracy_drop(ctx.task.score(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type, len(val.y))
             agreement = fidelity(logits, reference)
             row["val_agreement"], row["val_cosine"] = agreement["top1_agreement"], agreement["cosine"]
             if profile.latency_measurable_off_device:
@@ -105,38 +94,11 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
         rows.append(row)
     if runners:
         batch = np.ascontiguousarray(val.x[:1])
-        stats = measure_interleaved(runners, batch, latency_spec(ctx), desc=f"{profile.name} candidates")
+        stats = measure_interleaved(runners, batch, ctx.cfg.bench.latency_spec(), desc=f"{profile.name} candidates")
         for row in rows:
             if row["name"] in stats:
                 row["p50_ms"], row["round_p50_ms"] = stats[row["name"]].p50_ms, stats[row["name"]].round_p50_ms
     return rows
-
-
-def run(ctx: RunContext) -> StageOutput:
-    val_logits = student_logits(ctx, ctx.dataset.val.x)
-    eval_x, eval_y = eval_subset(ctx)
-    reference_logits = student_logits(ctx, eval_x)
-    targets, outputs, built = {}, [], {}
-    for name in ctx.cfg.targets:
-        profile = load_profile(name, ctx.base_dir)
-        for note in host_warnings(profile.model_dump()):  # said before the timings it puts in doubt
-            warnings.warn(note, stacklevel=2)
-        candidates = build_candidates(ctx, profile)
-        built[profile.name] = {candidate for candidate, _ in candidates}
-        if not candidates:
-            raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
-                             f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
-        rows = evaluate(ctx, profile, candidates, val_logits)
-        best = choose(rows, selection_rule(ctx, profile))
-        info = _bundle_info(ctx, profile, rows, best)
-        bundle = write_bundle(ctx.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info)
-        outputs.append(bundle / "manifest.json")
-        targets[profile.name] = {"backend": profile.backend, "chosen": rows[best]["name"],
-                                 "chosen_precision": rows[best]["precision"], "candidates": rows,
-                                 "bundle": str(bundle.relative_to(ctx.run_dir))}
-    removed = remove_stale_candidates(ctx.stage_dir("compile"), built)
-    return StageOutput(outputs, {"val_reference_top1": topk(val_logits, ctx.dataset.val.y), "targets": targets,
-                                 "removed_stale": [str(path.relative_to(ctx.run_dir)) for path in removed]})
 
 
 def remove_stale_candidates(stage_dir: Path, built: dict[str, set[str]]) -> list[Path]:
@@ -174,3 +136,51 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
                                                  "round_p50_ms", "verdict")}
                           for r in rows],
             "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint}
+
+
+class CompileStage(Stage):
+    """Stage 5: per target, every candidate built and measured, the fastest passing one bundled. Depends on the
+    whole gate section: the bundles carry it."""
+
+    name = "compile"
+    sections = ("targets", "gate")
+
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        """Every target profile loads, and its runtime is here where building needs it."""
+        for index, name in enumerate(config.targets):
+            try:
+                profile = load_profile(name, base_dir)
+            except EdgeKDError as exc:
+                raise type(exc)(f"targets[{index}]: {exc}") from None
+            backend = get_backend(profile.backend)
+            if backend.build_needs_runtime and not backend.available():
+                raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "
+                                  "or remove the target")
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        val_logits = student_logits(ctx, ctx.dataset.val.x)
+        eval_x, eval_y = ctx.task.evaluation_set(ctx.dataset, ctx.cfg.bench.eval_samples)
+        reference_logits = student_logits(ctx, eval_x)
+        targets, outputs, built = {}, [], {}
+        for name in ctx.cfg.targets:
+            profile = load_profile(name, ctx.base_dir)
+            for note in host_warnings(profile.model_dump()):  # said before the timings it puts in doubt
+                warnings.warn(note, stacklevel=2)
+            candidates = build_candidates(ctx, profile)
+            built[profile.name] = {candidate for candidate, _ in candidates}
+            if not candidates:
+                raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
+                                 f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
+            rows = evaluate(ctx, profile, candidates, val_logits)
+            best = choose(rows, selection_rule(ctx, profile))
+            info = _bundle_info(ctx, profile, rows, best)
+            bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info)
+            outputs.append(bundle / "manifest.json")
+            targets[profile.name] = {"backend": profile.backend, "chosen": rows[best]["name"],
+                                     "chosen_precision": rows[best]["precision"], "candidates": rows,
+                                     "bundle": str(bundle.relative_to(ctx.run_dir))}
+        removed = remove_stale_candidates(ctx.stage_dir("compile"), built)
+        return StageOutput(outputs, {"val_reference_top1": ctx.task.score(val_logits, ctx.dataset.val.y), "targets": targets,
+                                     "removed_stale": [str(path.relative_to(ctx.run_dir)) for path in removed]})

@@ -6,47 +6,17 @@ from pathlib import Path
 
 import torch
 
-from edgekd.core.metrics import topk
-from edgekd.data.datasets import split_hash
-from edgekd.pipeline.context import RunContext, StageOutput
-from edgekd.pipeline.stages.teachers import build_teachers, teacher_checkpoints
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.run_models import build_teachers, ensemble_targets, teacher_checkpoints
+from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.train import distributed
 from edgekd.train.distill.augment import ShiftFlip
-from edgekd.train.distill.cache import TeacherLogitCache, resolve_cache_dir
-from edgekd.train.distill.ensemble import EnsembleTargets
 from edgekd.train.distill.hints import StudentWithHints, TeacherFeatures
 from edgekd.train.distill.objective import DistillObjective
 from edgekd.train.models import build_model, count_parameters, save_checkpoint
-from edgekd.train.trainer import autocast_dtype, cross_entropy_loss, predict_logits, train
+from edgekd.train.trainer import cross_entropy_loss, predict_logits, train
 
 PROGRESS_FILES = ("distill.progress.pt", "finetune.progress.pt")
-
-
-def student_spec(ctx: RunContext):
-    """The shipped student's model spec: config.student, or the peer that online distillation selected."""
-    recorded = ctx.manifest.metrics("distill").get("student_spec")
-    return type(ctx.cfg.student).model_validate(recorded) if recorded else ctx.cfg.student
-
-
-def build_student(ctx: RunContext, with_weights: bool = True) -> torch.nn.Module:
-    data = ctx.dataset
-    spec = student_spec(ctx)
-    if with_weights:
-        spec = spec.model_copy(update={"checkpoint": str(ctx.stage_dir("distill") / "student.pt")})
-    return build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where="student").eval()
-
-
-def run(ctx: RunContext) -> StageOutput:
-    if ctx.cfg.distill.mode != "offline":
-        from edgekd.pipeline.stages.distill_modes import run_mode
-
-        return run_mode(ctx)
-    folder = ctx.stage_dir("distill")
-    student, metrics = distill_student(ctx, folder)
-    path = folder / "student.pt"
-    if distributed.is_main():
-        save_checkpoint(student, path)
-    return StageOutput([path], metrics, inputs=teacher_checkpoints(ctx))
 
 
 def distill_student(ctx: RunContext, folder: Path) -> tuple[torch.nn.Module, dict]:
@@ -81,26 +51,9 @@ def distill_student(ctx: RunContext, folder: Path) -> tuple[torch.nn.Module, dic
     student = student.cpu().eval()
     metrics = {"params": count_parameters(student), "seed": seed, "phases": phases, **report,
                "loss": _describe_loss(cfg, phase), "world_size": distributed.world_size(),
-               "val_top1": topk(predict_logits(student, data.val.x), data.val.y),
-               "test_top1": topk(predict_logits(student, data.test.x), data.test.y)}
+               "val_top1": ctx.task.score(predict_logits(student, data.val.x), data.val.y),
+               "test_top1": ctx.task.score(predict_logits(student, data.test.x), data.test.y)}
     return student, metrics
-
-
-def ensemble_targets(ctx: RunContext, cfg, teachers, x: torch.Tensor, augment=None) -> EnsembleTargets:
-    """The ensemble's soft targets over the training split, backed by the shared teacher-logit cache."""
-    cache = TeacherLogitCache(resolve_cache_dir(cfg.cache_dir, ctx.base_dir, ctx.run_dir))
-    data = ctx.dataset
-    return EnsembleTargets(teachers, [t.weight for t in ctx.cfg.teachers], cfg, x, split_hash(data.train.x, data.train.y),
-                           cache, augment, cfg.train.epochs, autocast_dtype(cfg.train.amp, distributed.model_device(teachers[0])))
-
-
-def teacher_soft_targets(ctx: RunContext, temperature: float) -> torch.Tensor:
-    """(N, classes) softened ensemble outputs on the un-augmented training split (for QAT): a cache hit
-    after the distill stage, computed and cached otherwise."""
-    cfg = ctx.cfg.distill.model_copy(update={"temperature": temperature, "augment": None})
-    targets = ensemble_targets(ctx, cfg, build_teachers(ctx), torch.from_numpy(ctx.dataset.train.x))
-    targets.prepare()
-    return targets.soft_targets(0, torch.device("cpu"))
 
 
 def _clear_stale_progress(ctx: RunContext, folder: Path) -> None:
@@ -119,3 +72,24 @@ def _describe_loss(cfg, phase: str) -> dict:
     return {"kind": "kd" if cfg.alpha > 0 else "cross_entropy", "temperature": cfg.temperature, "alpha": cfg.alpha,
             "ensemble": cfg.ensemble, "labels": cfg.use_labels, "hints": [h.model_dump() for h in cfg.hints],
             "augment": cfg.augment.model_dump() if cfg.augment else None}
+
+
+class DistillStage(Stage):
+    """Stage 2: the student, distilled from the teachers (offline here; online and data-free in distill_modes)."""
+
+    name = "distill"
+    sections = ("student", "distill")
+    trains = True
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        if ctx.cfg.distill.mode != "offline":
+            from edgekd.pipeline.distill_modes import run_mode
+
+            return run_mode(ctx)
+        folder = ctx.stage_dir("distill")
+        student, metrics = distill_student(ctx, folder)
+        path = folder / "student.pt"
+        if distributed.is_main():
+            save_checkpoint(student, path)
+        return StageOutput([path], metrics, inputs=teacher_checkpoints(ctx))

@@ -12,14 +12,14 @@ import shutil
 
 import numpy as np
 
-from edgekd.core.errors import StageError
+from edgekd.core.errors import ConfigError, StageError
 from edgekd.core.fileio import atomic_path
-from edgekd.core.metrics import accuracy_drop, topk, within_limit
+from edgekd.core.metrics import accuracy_drop, within_limit
 from edgekd.core.progress import progress
 from edgekd.data.calibration import describe, draw, load_recipe
-from edgekd.pipeline.context import RunContext, StageOutput
+from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.selection import accuracy_limit
-from edgekd.pipeline.stages.export import fp32_onnx_path
+from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
 from edgekd.quant.ptq import quantize_qdq
@@ -41,10 +41,6 @@ def recipes_for(ctx: RunContext) -> dict[str, HostChoice]:
     return recipes
 
 
-def int8_path(ctx: RunContext, recipe_name: str):
-    return ctx.stage_dir("quantize") / f"student-int8-{recipe_name}.onnx"
-
-
 def int8_budget(ctx: RunContext, recipe_name: str) -> float:
     """quantize.max_drop, else the strictest accuracy limit (targets.selection.accuracy_limit, the rule candidate
     selection applies) among the targets sharing this recipe: the int8 model is made to pass their selection."""
@@ -57,7 +53,7 @@ def int8_budget(ctx: RunContext, recipe_name: str) -> float:
 
 def synthetic_split(ctx: RunContext):
     """The data-free stage's generated set (labelled by the teachers), when there is one."""
-    path = ctx.stage_dir("distill") / "synthetic.npz"
+    path = ctx.layout.synthetic_set
     if ctx.cfg.distill.mode != "data_free" or not path.is_file():
         return None
     import numpy as np
@@ -68,46 +64,21 @@ def synthetic_split(ctx: RunContext):
         return Split(arrays["x"], arrays["y"])
 
 
-def run(ctx: RunContext) -> StageOutput:
-    method = ctx.cfg.quantize.method
-    if method == "none":
-        return StageOutput([], {"method": "none"})
-    recipe_set = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
-    calibration, digest = draw(ctx.dataset, recipe_set, synthetic_split(ctx))
-    fp32 = fp32_onnx_path(ctx)
-    outputs, used, made = [], {}, {}
-    for name, choice in progress(list(recipes_for(ctx).items()), desc="int8 recipes (calibration)", unit="recipe"):
-        recipe = choice.recipe
-        flavour = json.dumps(recipe.model_dump(exclude={"name", "why"}), sort_keys=True)
-        if flavour in made:  # same formats under another name (e.g. x86 VNNI and OpenVINO): reuse the model
-            path, info = int8_path(ctx, name), {**made[flavour][1], "same_model_as": made[flavour][2]}
-            with atomic_path(path) as tmp:
-                shutil.copyfile(made[flavour][0], tmp)
-        else:
-            path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
-            made[flavour] = (path, info, name)
-        outputs.append(path)
-        used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size}
-    metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration),
-                                                 "sha256": digest}, "recipes": used}
-    return StageOutput(outputs, metrics, inputs=[fp32])
-
-
 def _ptq(ctx: RunContext, recipe, calibration_x):
-    cfg, out = ctx.cfg.quantize, int8_path(ctx, recipe.name)
+    cfg, out = ctx.cfg.quantize, ctx.layout.int8_onnx(recipe.name)
     method = cfg.calibrate_method or recipe.calibrate_method
     if not cfg.fallback and method != "auto":
-        quantize_qdq(fp32_onnx_path(ctx), out, recipe, calibration_x, calibrate_method=method)
+        quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=method)
         return out, {"calibrate_method": method, "nodes_in_float": []}
     budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes if cfg.fallback else 0,
                             cfg.sensitivity_samples)
     val = ctx.dataset.val
     if method == "auto":
-        method, tried = quantize_auto(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget)
+        method, tried = quantize_auto(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget)
         report = tried[method]
         search = {m: r.to_json() if isinstance(r, FallbackReport) else {"failed": r} for m, r in tried.items()}
     else:
-        report, search = quantize_with_fallback(fp32_onnx_path(ctx), out, recipe, calibration_x, val.x, val.y, budget, method), None
+        report, search = quantize_with_fallback(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget, method), None
     info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
     return out, {**info, "calibration_search": search} if search else info
 
@@ -118,12 +89,12 @@ def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
     only if it matches the fake-quantized student and keeps within the int8 accuracy budget."""
     import torch
 
-    from edgekd.pipeline.stages.distill import build_student
+    from edgekd.pipeline.run_models import build_student
     from edgekd.quant.qat import prepare_qat
     from edgekd.quant.qat_export import export_qdq
     from edgekd.quant.qat_train import finetune_qat
 
-    cfg, data, out = ctx.cfg, ctx.dataset, out or int8_path(ctx, recipe.name)
+    cfg, data, out = ctx.cfg, ctx.dataset, out or ctx.layout.int8_onnx(recipe.name)
     temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
     alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
     transfer, soft, source = _qat_transfer_set(ctx, temperature)
@@ -150,7 +121,7 @@ def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
     if agreement < cfg.export.min_top1_agreement:
         raise StageError(f"quantize: the QAT QDQ model agrees with the fake-quantized student on {agreement:.3f} of "
                          f"validation predictions < export.min_top1_agreement {cfg.export.min_top1_agreement}")
-    fp32_top1, top1 = topk(logits_of(fp32_onnx_path(ctx), val.x), val.y), topk(onnx_logits, val.y)
+    fp32_top1, top1 = ctx.task.score(logits_of(ctx.layout.fp32_onnx, val.x), val.y), ctx.task.score(onnx_logits, val.y)
     drop, budget = accuracy_drop(fp32_top1, top1, cfg.gate.drop_type, len(val.y)), int8_budget(ctx, recipe.name)
     if not within_limit(drop, budget):
         raise StageError(f"quantize: the QAT int8 model ({recipe.name}) drops {drop:.2f} ({cfg.gate.drop_type}) top-1 on the "
@@ -168,17 +139,17 @@ def _qat_transfer_set(ctx: RunContext, temperature: float):
     fp32 outputs are the soft targets: self-distillation keeps the int8 model close to the model it replaces."""
     import torch
 
-    from edgekd.pipeline.stages.teachers import build_teachers
+    from edgekd.pipeline.run_models import build_teachers
     from edgekd.train.distill.losses import ensemble_soft_targets
     from edgekd.train.trainer import predict_logits
 
     if ctx.cfg.distill.mode == "none":
-        from edgekd.pipeline.stages.distill import build_student
+        from edgekd.pipeline.run_models import build_student
 
         logits = torch.from_numpy(predict_logits(build_student(ctx), ctx.dataset.train.x))
         return ctx.dataset.train, torch.softmax(logits / temperature, dim=1), "train (self-distillation)"
     if ctx.cfg.distill.mode != "data_free":
-        from edgekd.pipeline.stages.distill import teacher_soft_targets
+        from edgekd.pipeline.run_models import teacher_soft_targets
 
         return ctx.dataset.train, teacher_soft_targets(ctx, temperature), "train"
     synthetic = synthetic_split(ctx)
@@ -188,3 +159,45 @@ def _qat_transfer_set(ctx: RunContext, temperature: float):
     logits = [torch.from_numpy(predict_logits(t, synthetic.x)) for t in build_teachers(ctx)]
     soft = ensemble_soft_targets(logits, temperature, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
     return synthetic, soft, "synthetic"
+
+
+class QuantizeStage(Stage):
+    """Stage 4: one int8 QDQ model per distinct target recipe (PTQ with fallback, or QAT). Depends on the gate's
+    max_drop and drop_type too: the int8 budget defaults to them."""
+
+    name = "quantize"
+    sections = ("quantize", "targets", "gate.max_drop", "gate.drop_type")
+
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        if config.quantize.method == "none":
+            return
+        recipe = load_recipe(config.quantize.calibration, base_dir)
+        if recipe.source == "synthetic" and config.distill.mode != "data_free":
+            raise ConfigError(f"quantize.calibration '{config.quantize.calibration}': a synthetic set exists only with "
+                              "distill.mode: data_free; use a recipe that draws real images, such as train-256")
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        method = ctx.cfg.quantize.method
+        if method == "none":
+            return StageOutput([], {"method": "none"})
+        recipe_set = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
+        calibration, digest = draw(ctx.dataset, recipe_set, synthetic_split(ctx))
+        fp32 = ctx.layout.fp32_onnx
+        outputs, used, made = [], {}, {}
+        for name, choice in progress(list(recipes_for(ctx).items()), desc="int8 recipes (calibration)", unit="recipe"):
+            recipe = choice.recipe
+            flavour = json.dumps(recipe.model_dump(exclude={"name", "why"}), sort_keys=True)
+            if flavour in made:  # same formats under another name (e.g. x86 VNNI and OpenVINO): reuse the model
+                path, info = ctx.layout.int8_onnx(name), {**made[flavour][1], "same_model_as": made[flavour][2]}
+                with atomic_path(path) as tmp:
+                    shutil.copyfile(made[flavour][0], tmp)
+            else:
+                path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
+                made[flavour] = (path, info, name)
+            outputs.append(path)
+            used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size}
+        metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration),
+                                                     "sha256": digest}, "recipes": used}
+        return StageOutput(outputs, metrics, inputs=[fp32])

@@ -6,40 +6,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgekd.core.fileio import resolve_path
-from edgekd.core.metrics import topk
-from edgekd.pipeline.context import RunContext, StageOutput
-from edgekd.pipeline.stages.teacher_check import check_given_teachers
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.teacher_check import check_given_teachers
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 # torch is imported inside the functions: a run without teachers (a model shipped as given, maybe an ONNX
 # file) passes through this stage without it.
-
-
-def trained_path(ctx: RunContext, index: int) -> Path:
-    return ctx.stage_dir("teachers") / f"teacher-{index}.pt"
-
-
-def teacher_checkpoints(ctx: RunContext) -> list[Path]:
-    """The checkpoint file behind each teacher: the configured one, or the one this run trained."""
-    return [resolve_path(spec.checkpoint, ctx.base_dir) if spec.checkpoint else trained_path(ctx, i)
-            for i, spec in enumerate(ctx.cfg.teachers)]
-
-
-def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
-    """Teacher modules with their weights: from the config's checkpoint or this run's trained one."""
-    from edgekd.train.models import build_model
-
-    data = ctx.dataset
-    teachers = []
-    for index, spec in enumerate(ctx.cfg.teachers):
-        trained = trained_path(ctx, index)
-        if not spec.checkpoint and trained.is_file():
-            spec = spec.model_copy(update={"checkpoint": str(trained)})
-        teachers.append(build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=f"teachers[{index}]").eval())
-    return teachers
 
 
 def check_hints(ctx: RunContext) -> None:
@@ -92,38 +67,6 @@ def check_inputs(ctx: RunContext) -> list[dict]:
                                 **({} if distributed.is_main() else {"log": lambda _m: None}))
 
 
-def run(ctx: RunContext) -> StageOutput:
-    given = ctx.checked_teachers if ctx.checked_teachers is not None else check_inputs(ctx)
-    if not ctx.cfg.teachers:  # online distillation, or a model shipped as given: nothing to train here
-        return StageOutput([], {"teachers": [], "ensemble": None})
-    import torch
-
-    from edgekd.train import distributed
-    from edgekd.train.models import build_model, count_parameters, save_checkpoint
-    from edgekd.train.trainer import cross_entropy_loss, train
-
-    data, folder = ctx.dataset, ctx.stage_dir("teachers")
-    device = distributed.device(ctx.cfg.device)
-    x_train, y_train = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
-    outputs, report = [], []
-    for index, spec in enumerate(ctx.cfg.teachers):
-        where = f"teachers[{index}]"
-        torch.manual_seed(ctx.cfg.seed + index)
-        model = build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=where).to(device)
-        entry = {"name": f"teacher-{index}", "arch": spec.arch, "width": spec.width, "params": count_parameters(model)}
-        if not spec.checkpoint:
-            progress = folder / f"teacher-{index}.progress.pt"
-            _clear_stale_progress(ctx, progress)
-            result = train(model, x_train, y_train, spec.train, cross_entropy_loss(), seed=ctx.cfg.seed + index,
-                           desc=f"teacher {index}", checkpoint=progress, tag=f"{ctx.stage_key('teachers')}|{index}")
-            if distributed.is_main():
-                outputs.append(save_checkpoint(model.cpu(), trained_path(ctx, index)))
-            entry.update(result.summary())
-        report.append((entry, model.cpu().eval()))
-    distributed.barrier()  # the other ranks go on only once rank 0 has written every checkpoint
-    return StageOutput(outputs, {**_metrics(ctx, report), "given_checkpoints": given} if distributed.is_main() else {})
-
-
 def _clear_stale_progress(ctx: RunContext, progress: Path) -> None:
     """Without --resume training starts over; with it, a teacher killed mid-training continues."""
     from edgekd.train import distributed
@@ -145,9 +88,60 @@ def _metrics(ctx: RunContext, report: list) -> dict:
     weights = [t.weight for t in ctx.cfg.teachers]
     test_logits = [torch.from_numpy(predict_logits(model, test.x)) for _, model in report]
     for (entry, _), z in zip(report, test_logits):
-        entry["top1"] = topk(z.numpy(), test.y)
+        entry["top1"] = ctx.task.score(z.numpy(), test.y)
     ensemble = ensemble_soft_targets(test_logits, 1.0, weights, ctx.cfg.distill.ensemble).numpy()
     return {"teachers": [entry for entry, _ in report],
-            "ensemble": {"params": sum(e["params"] for e, _ in report), "top1": topk(ensemble, test.y)},
+            "ensemble": {"params": sum(e["params"] for e, _ in report), "top1": ctx.task.score(ensemble, test.y)},
             "preprocessing": ctx.dataset.preprocessing(),  # what every model was fed (data.normalize)
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+class TeachersStage(Stage):
+    """Stage 1: the teacher ensemble, checked, trained where it has no checkpoint, measured."""
+
+    name = "teachers"
+    sections = ("seed", "data", "teachers")
+    trains = True
+
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        if config.data.source in ("npz", "imagefolder"):  # the data is there before anything trains
+            from edgekd.data.sources import data_path
+
+            data_path(config.data.source, config.data.path, base_dir)
+
+    def check_inputs(self) -> list[dict]:
+        """check_inputs below: the data and model checks made before the run folder is touched."""
+        return check_inputs(self.ctx)
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        given = ctx.checked_teachers if ctx.checked_teachers is not None else check_inputs(ctx)
+        if not ctx.cfg.teachers:  # online distillation, or a model shipped as given: nothing to train here
+            return StageOutput([], {"teachers": [], "ensemble": None})
+        import torch
+
+        from edgekd.train import distributed
+        from edgekd.train.models import build_model, count_parameters, save_checkpoint
+        from edgekd.train.trainer import cross_entropy_loss, train
+
+        data, folder = ctx.dataset, ctx.stage_dir("teachers")
+        device = distributed.device(ctx.cfg.device)
+        x_train, y_train = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
+        outputs, report = [], []
+        for index, spec in enumerate(ctx.cfg.teachers):
+            where = f"teachers[{index}]"
+            torch.manual_seed(ctx.cfg.seed + index)
+            model = build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=where).to(device)
+            entry = {"name": f"teacher-{index}", "arch": spec.arch, "width": spec.width, "params": count_parameters(model)}
+            if not spec.checkpoint:
+                progress = folder / f"teacher-{index}.progress.pt"
+                _clear_stale_progress(ctx, progress)
+                result = train(model, x_train, y_train, spec.train, cross_entropy_loss(), seed=ctx.cfg.seed + index,
+                               desc=f"teacher {index}", checkpoint=progress, tag=f"{ctx.stage_key('teachers')}|{index}")
+                if distributed.is_main():
+                    outputs.append(save_checkpoint(model.cpu(), ctx.layout.teacher_checkpoint(index)))
+                entry.update(result.summary())
+            report.append((entry, model.cpu().eval()))
+        distributed.barrier()  # the other ranks go on only once rank 0 has written every checkpoint
+        return StageOutput(outputs, {**_metrics(ctx, report), "given_checkpoints": given} if distributed.is_main() else {})

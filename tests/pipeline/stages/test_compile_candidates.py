@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from edgekd.pipeline.layout import RunLayout  # noqa: E402
 from edgekd.pipeline.stages.compile import candidate_sources  # noqa: E402
 from edgekd.runtimes import load_profile  # noqa: E402
 
@@ -24,13 +25,11 @@ class _Ctx:
     """Just enough of RunContext for candidate_sources: the stage folders and the quantize metrics."""
 
     def __init__(self, root: Path, quantize: dict | None = None):
-        self.root = root
+        self.layout = RunLayout(root)
         self.manifest = _Manifest(quantize or {"method": "ptq"})
 
     def stage_dir(self, stage: str) -> Path:
-        path = self.root / stage
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.layout.stage_dir(stage)
 
 
 def _names(ctx, target):

@@ -9,18 +9,19 @@ from edgekd.core.resources import builtin_dir
 from edgekd.data.calibration import load_recipe
 from edgekd.data.sources import data_path
 from edgekd.pipeline.config import load_config
-from edgekd.pipeline.context import STAGES, RunContext
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.registry import STAGE_NAMES
 from edgekd.pipeline.runner import preflight
 from edgekd.runtimes import load_profile
 
 
 def _keys(config_path):
     ctx = RunContext(load_config(config_path), config_path, config_path.parent / "run", manifest=None)
-    return {stage: ctx.stage_key(stage) for stage in STAGES}
+    return {stage: ctx.stage_key(stage) for stage in STAGE_NAMES}
 
 
 def _changed(before, after):
-    return [stage for stage in STAGES if before[stage] != after[stage]]
+    return [stage for stage in STAGE_NAMES if before[stage] != after[stage]]
 
 
 def test_an_edited_target_profile_reruns_quantize_and_later_only(tiny_config, write_config, tmp_path):
@@ -57,7 +58,7 @@ def test_rewritten_data_and_checkpoint_rerun_from_their_stage(tiny_config, write
     assert _changed(before, _keys(config))[0] == "distill"
     before = _keys(config)
     np.savez(tmp_path / "data.npz", x=rng.random((40, 1, 8, 8), dtype=np.float32), y=np.arange(40) % 4)
-    assert _changed(before, _keys(config)) == STAGES
+    assert _changed(before, _keys(config)) == list(STAGE_NAMES)
 
 
 def test_unchanged_files_keep_every_key(tiny_config, write_config):

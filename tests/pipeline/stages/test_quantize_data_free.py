@@ -9,7 +9,7 @@ import yaml
 
 from edgekd import api
 from edgekd.core.errors import StageError
-from edgekd.pipeline.stages import distill
+from edgekd.pipeline import run_models
 from tests.conftest import TINY_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def _no_training_split(*_args, **_kwargs):
 
 
 def test_qat_fine_tunes_on_the_synthetic_set(config_path, tmp_path, monkeypatch):
-    monkeypatch.setattr(distill, "teacher_soft_targets", _no_training_split)
+    monkeypatch.setattr(run_models, "teacher_soft_targets", _no_training_split)
     api.run(config_path, out=tmp_path / "run", only=["teachers", "distill", "export", "quantize"])
     quantize = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["quantize"]["metrics"]
     assert quantize["method"] == "qat"

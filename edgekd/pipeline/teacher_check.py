@@ -16,7 +16,6 @@ from collections.abc import Callable
 import numpy as np
 
 from edgekd.core.errors import ModelError
-from edgekd.core.metrics import topk
 from edgekd.data.config import IMAGENET_MEAN, IMAGENET_STD
 
 # Validation images each check uses (the split is already shuffled): enough to tell 10 points apart.
@@ -51,8 +50,8 @@ def check_given_teachers(ctx, build: Callable, log: Callable[[str], None] = _std
         if not np.isfinite(logits).all():
             raise ModelError(f"{where}: its outputs on the validation images contain NaN or Inf; the weights are "
                              "damaged or diverged: use another checkpoint")
-        top1 = topk(logits, y)
-        others = {mode: topk(predict_logits(model, xs), y) for mode, xs in alternatives.items()}
+        top1 = ctx.task.score(logits, y)
+        others = {mode: ctx.task.score(predict_logits(model, xs), y) for mode, xs in alternatives.items()}
         log(f"[teachers] {where}: validation top-1 {top1:.1%} on {len(y)} images "
             f"(data.normalize {data.normalize}; chance {chance:.1%})")
         _judge(where, top1, others, chance, len(y), data.normalize)

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from edgekd.core.fileio import atomic_path
-from edgekd.core.metrics import topk
-from edgekd.pipeline.context import RunContext, StageOutput
-from edgekd.pipeline.stages.teachers import build_teachers
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.run_models import build_teachers
+from edgekd.pipeline.stage import StageOutput
 from edgekd.train import distributed
 from edgekd.train.distill.datafree import DataFreeSettings, synthesize_and_distill
 from edgekd.train.distill.online import PeerGroup, mutual_loss_fn
@@ -25,8 +25,8 @@ def run_mode(ctx: RunContext) -> StageOutput:
 
 def _metrics(ctx: RunContext, student: torch.nn.Module) -> dict:
     data = ctx.dataset
-    return {"params": count_parameters(student), "val_top1": topk(predict_logits(student, data.val.x), data.val.y),
-            "test_top1": topk(predict_logits(student, data.test.x), data.test.y)}
+    return {"params": count_parameters(student), "val_top1": ctx.task.score(predict_logits(student, data.val.x), data.val.y),
+            "test_top1": ctx.task.score(predict_logits(student, data.test.x), data.test.y)}
 
 
 def run_online(ctx: RunContext) -> StageOutput:
@@ -41,13 +41,13 @@ def run_online(ctx: RunContext) -> StageOutput:
     result = train(group, x, y, cfg.train, mutual_loss_fn(cfg.online.temperature), seed=ctx.cfg.seed, desc="mutual",
                    checkpoint=folder / "online.progress.pt")
     group.cpu()
-    val_top1 = [topk(predict_logits(p, data.val.x), data.val.y) for p in peers]
+    val_top1 = [ctx.task.score(predict_logits(p, data.val.x), data.val.y) for p in peers]
     chosen = 0 if cfg.online.select == "student" else int(np.argmax(val_top1))
     outputs = [save_checkpoint(peer, folder / f"peer-{i}.pt") for i, peer in enumerate(peers)]
     outputs.append(save_checkpoint(peers[chosen], folder / "student.pt"))
     metrics = {**_metrics(ctx, peers[chosen]), "mode": "online", "student_spec": specs[chosen].model_dump(mode="json"),
                "peers": [{"arch": s.arch, "width": s.width, "params": count_parameters(p), "val_top1": v,
-                          "test_top1": topk(predict_logits(p, data.test.x), data.test.y)}
+                          "test_top1": ctx.task.score(predict_logits(p, data.test.x), data.test.y)}
                          for s, p, v in zip(specs, peers, val_top1)],
                "chosen_peer": chosen,
                "phases": {"mutual": {"seconds": round(result.seconds, 2), "images_per_second": round(result.images_per_second, 1),
@@ -66,7 +66,7 @@ def run_data_free(ctx: RunContext) -> StageOutput:
     result = synthesize_and_distill(teachers, student, data.input_shape, data.mean, data.std, settings, seed=ctx.cfg.seed,
                                     temperature_weights=[t.weight for t in ctx.cfg.teachers], device=distributed.device(ctx.cfg.device))
     student.cpu()
-    synthetic = folder / "synthetic.npz"
+    synthetic = ctx.layout.synthetic_set
     labels = np.mean([predict_logits(t, result.samples) for t in teachers], axis=0).argmax(1)
     with atomic_path(synthetic) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, x=result.samples.astype(np.float32), y=labels.astype(np.int64))
