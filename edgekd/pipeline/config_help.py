@@ -1,7 +1,7 @@
 """Every key of a pipeline config with its default and description (`edgekd keys`), the config's JSON
 Schema (`edgekd schema`) and a commented starter config (`edgekd init`).
 
-The descriptions and defaults live once, in the pydantic models of edgekd/config.py; this walks them
+The descriptions and defaults live once, in the section models each layer owns, composed in edgekd/pipeline/config.py; this walks them
 together with a default-constructed PipelineConfig, so a nested section shows the default its parent
 gives it (distill.train.epochs is 10, not TrainConfig's own 5) and the command line cannot drift from
 what a run actually uses.

@@ -5,7 +5,7 @@
       01-teachers/teacher-<i>.pt
       02-distill/student.pt | student.onnx (shipped as given), synthetic.npz (data-free)
       03-export/student-fp32.onnx
-      04-quantize/student-int8-<recipe>[-qat|-fallback].onnx
+      04-quantize/student-int8-<recipe>.onnx
       05-compile/<target>/<candidate>/
       06-bench/, 07-gate/ (progress files only)
       bundle/<target>/
@@ -50,9 +50,9 @@ class RunLayout:
     def fp32_onnx(self) -> Path:
         return self.stage_dir("export") / "student-fp32.onnx"
 
-    def int8_onnx(self, recipe_name: str, variant: str = "") -> Path:
-        """The int8 model of one quantization recipe; `variant` "-qat" or "-fallback" names the other makings."""
-        return self.stage_dir("quantize") / f"student-int8-{recipe_name}{variant}.onnx"
+    def int8_onnx(self, recipe_name: str) -> Path:
+        """The int8 model of one quantization recipe (PTQ, PTQ with fallback, or QAT: the manifest says which)."""
+        return self.stage_dir("quantize") / f"student-int8-{recipe_name}.onnx"
 
     def candidates_dir(self, target: str) -> Path:
         return self.stage_dir("compile") / target

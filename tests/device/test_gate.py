@@ -1,4 +1,4 @@
-"""Release gate: drops as documented in edgekd/gate.py, every threshold, baselines, CI outputs."""
+"""Release gate: drops as documented in edgekd/device/gate.py and edgekd/core/metrics.py, every threshold, baselines, CI outputs."""
 from __future__ import annotations
 
 import json

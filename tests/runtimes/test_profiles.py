@@ -20,7 +20,7 @@ def test_builtin_profile_is_complete(name, backend):
     assert "fp32" in profile.precisions and "int8" in profile.precisions
     assert profile.quantization is not None and profile.quantization.name
     assert profile.batch_sizes
-    assert profile.gate.max_drop is None  # the pipeline's gate.max_drop decides (targets.selection.accuracy_limit)
+    assert profile.gate.max_drop is None  # the pipeline's gate.max_drop decides (pipeline.selection.accuracy_limit)
     if profile.device == "cpu":
         assert profile.threads
 

@@ -25,11 +25,10 @@ from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
 from edgekd.runtimes.profiles import Precision
 
-# Extra int8 files the quantize stage may leave beside its main model (a QAT export next to a PTQ
-# one, a fallback next to the plain PTQ model): each is a candidate of its own when present.
-INT8_VARIANTS = {"int8": "", "int8-qat": "-qat", "int8-fallback": "-fallback"}
+# How the quantize stage's int8 model can have been made, as its candidate is named (_main_int8_label).
+INT8_NAMES = ("int8", "int8-qat", "int8-fallback")
 # Every name a candidate folder (05-compile/<target>/<name>) can have: the only folders a rerun removes.
-CANDIDATE_NAMES = frozenset(get_args(Precision)) | frozenset(INT8_VARIANTS)
+CANDIDATE_NAMES = frozenset(get_args(Precision)) | frozenset(INT8_NAMES)
 
 
 def candidate_sources(ctx: RunContext, profile) -> list[tuple[str, str, Path]]:
@@ -41,11 +40,9 @@ def candidate_sources(ctx: RunContext, profile) -> list[tuple[str, str, Path]]:
 def int8_files(ctx: RunContext, recipe_name: str) -> list[tuple[str, Path]]:
     if ctx.manifest.metrics("quantize").get("method") == "none":
         return []  # int8 files in 04-quantize are an earlier run's (before --force with quantize.method: none)
+    # The quantize stage makes one int8 model per recipe; its candidate is named by how it was made.
     main = ctx.layout.int8_onnx(recipe_name)
-    candidates = ((name, main.with_name(f"{main.stem}{suffix}{main.suffix}")) for name, suffix in INT8_VARIANTS.items())
-    found = [(name, path) for name, path in candidates if path.is_file()]
-    label = _main_int8_label(ctx, recipe_name)
-    return [(label if name == "int8" and label not in dict(found) else name, path) for name, path in found]
+    return [(_main_int8_label(ctx, recipe_name), main)] if main.is_file() else []
 
 
 def _main_int8_label(ctx: RunContext, recipe_name: str) -> str:
@@ -66,7 +63,7 @@ def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
 
 
 def selection_rule(ctx: RunContext, profile):
-    """The accuracy rule this target's candidates must pass: targets.selection.accuracy_limit, the same limit the
+    """The accuracy rule this target's candidates must pass: pipeline.selection.accuracy_limit, the same limit the
     quantize stage's int8 budget uses."""
     limit = accuracy_limit(ctx.cfg.gate, profile)
     return accuracy_rule(limit.max_drop, source=limit.source)

@@ -42,7 +42,7 @@ def recipes_for(ctx: RunContext) -> dict[str, HostChoice]:
 
 
 def int8_budget(ctx: RunContext, recipe_name: str) -> float:
-    """quantize.max_drop, else the strictest accuracy limit (targets.selection.accuracy_limit, the rule candidate
+    """quantize.max_drop, else the strictest accuracy limit (pipeline.selection.accuracy_limit, the rule candidate
     selection applies) among the targets sharing this recipe: the int8 model is made to pass their selection."""
     if ctx.cfg.quantize.max_drop is not None:
         return ctx.cfg.quantize.max_drop

@@ -1,4 +1,4 @@
-"""One accuracy limit per target, in one place (targets.selection.accuracy_limit): the compile stage's candidate
+"""One accuracy limit per target, in one place (pipeline.selection.accuracy_limit): the compile stage's candidate
 selection and the quantize stage's int8 budget both use it, and it is never looser than the gate (issue 20, item 9)."""
 from __future__ import annotations
 

@@ -42,15 +42,14 @@ def test_ort_builds_fp32_and_int8_only(tmp_path):
     assert _names(ctx, "x86-cpu") == [("fp32", "fp32"), ("int8", "int8")]
 
 
-def test_openvino_adds_bf16_and_picks_up_qat_and_fallback_files(tmp_path):
+def test_openvino_adds_bf16_and_only_the_quantize_stages_own_int8_model(tmp_path):
     ctx = _Ctx(tmp_path)
     quantize = ctx.stage_dir("quantize")
-    for suffix in ("", "-qat", "-fallback"):
+    for suffix in ("", "-qat", "-fallback"):  # files the quantize stage never writes are no candidates
         (quantize / f"student-int8-openvino-u8s8{suffix}.onnx").write_bytes(b"q")
-    assert _names(ctx, "intel-cpu") == [("fp32", "fp32"), ("bf16", "bf16"), ("int8", "int8"),
-                                        ("int8-qat", "int8"), ("int8-fallback", "int8")]
+    assert _names(ctx, "intel-cpu") == [("fp32", "fp32"), ("bf16", "bf16"), ("int8", "int8")]
     sources = {name: path.name for name, _, path in candidate_sources(ctx, load_profile("intel-cpu"))}
-    assert sources["int8-qat"] == "student-int8-openvino-u8s8-qat.onnx"
+    assert sources["int8"] == "student-int8-openvino-u8s8.onnx"
     assert sources["bf16"] == "student-fp32.onnx"  # float candidates compile from the fp32 export
 
 
