@@ -111,7 +111,7 @@ class TeachersStage(Stage):
             data_path(config.data.source, config.data.path, base_dir)
 
     def check_inputs(self) -> list[dict]:
-        """check_inputs below: the data and model checks made before the run folder is touched."""
+        """The data and model checks (check_inputs above), made before the run folder is touched."""
         return check_inputs(self.ctx)
 
     def run(self) -> StageOutput:
