@@ -187,12 +187,13 @@ def _images_in(folder: Path) -> bool:
 
 def folder_by_labels(folder: Path, labels: list[str], field: str) -> tuple[list[Path], Optional[np.ndarray]]:
     """A device's image folder: (files, labels) with class sub-folders named as the model's labels (a bundle's `labels`),
-    or (files, None) for images without labels (files in the folder itself, at any depth)."""
+    or (files, None) for images without labels: files in the folder itself, or sub-folders none of which is named as a
+    label (a camera's folders by day), at any depth. Some sub-folders named as labels and some not is refused."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{field} '{folder}': not a folder; give a folder of images (class sub-folders, or unlabeled images)")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if _images_in(folder) or not classes:
+    if _images_in(folder) or not any(name in labels for name in classes):
         return image_files(folder, field), None
     unknown = [name for name in classes if name not in labels]
     if unknown:

@@ -75,7 +75,7 @@ def test_ship_with_unlabeled_folders_is_gated_by_fidelity(unlabeled_run):
     shipped = [r for r in report["rows"] if r["shipped"]]
     assert shipped and all(r["top1"] == r["fidelity"]["top1_agreement"] for r in shipped)
     assert all(r["fidelity"]["cosine"] > 0.9 for r in shipped)
-    assert NOTE in (out / "report.md").read_text()
+    assert NOTE in (out / "report.md").read_text() and NOTE in (out / "report.html").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     calibration = manifest["stages"]["quantize"]["metrics"]["calibration"]
     assert calibration["folder"] == str(unlabeled_run["calibration"].resolve()) and calibration["samples"] == 100
@@ -152,12 +152,13 @@ def test_bench_on_raw_images_without_torch_measures_fidelity_or_top1(unlabeled_r
 def test_bench_images_that_do_not_fit_the_model_are_one_line(unlabeled_run, tmp_path):
     assert unlabeled_run["done"].returncode == 0, unlabeled_run["done"].stderr[-3000:]
     Image.new("L", (9, 8)).save(tmp_path / "wide.png")
-    (tmp_path / "cats").mkdir()
-    Image.new("L", (8, 8)).save(tmp_path / "cats" / "1.png")
     bundle = unlabeled_run["out"] / "bundle" / "x86-cpu"
     result = invoke("bench", str(bundle), "--images", str(tmp_path), "--no-memory")
     assert result.exit_code == 2 and "decode to (3, 8, 9) but the model takes (3, 8, 8)" in result.output, result.output
     (tmp_path / "wide.png").unlink()
+    for name in ("cats", "3"):  # one sub-folder named as a label, one not: neither labeled nor plainly unlabeled
+        (tmp_path / name).mkdir()
+        Image.new("L", (8, 8)).save(tmp_path / name / "1.png")
     result = invoke("bench", str(bundle), "--images", str(tmp_path), "--no-memory")
     assert result.exit_code == 2 and "sub-folder(s) cats are not among the model's labels" in result.output, result.output
 
@@ -179,3 +180,23 @@ def test_what_needs_labels_says_so_in_one_line(trained, tmp_path, student, extra
     result = invoke("run", str(tmp_path / "u.yaml"), "--out", str(tmp_path / "run"))
     assert result.exit_code == 2 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_every_input_is_described_and_a_second_one_is_refused_by_name(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgekd.errors import ConfigError
+    from edgekd.stages.as_given import onnx_input_spec, onnx_inputs
+
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["logits"])], "two",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", 8]),
+                               helper.make_tensor_value_info("mask", TensorProto.INT64, ["n", 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3, "h", 8])])
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert onnx_inputs(path) == [
+        {"name": "image", "dtype": "float32", "shape": ["n", 3, "h", 8], "dynamic_axes": {"0": "n", "2": "h"}},
+        {"name": "mask", "dtype": "int64", "shape": ["n", 4], "dynamic_axes": {"0": "n"}}]
+    with pytest.raises(ConfigError, match=r"takes 2 inputs \(image float32 \(n, 3, h, 8\), mask int64 \(n, 4\)\)"):
+        onnx_input_spec(path)
