@@ -39,17 +39,18 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
 
 def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = None, targets: Sequence[str] | None = None,
          max_drop: float | None = None, out: str | Path | None = None, resume: bool = False, force: bool = False, log=print,
-         calibration: str | Path | None = None):
+         calibration: str | Path | None = None, labels: bool = True):
     """Ship a trained model as given (no distillation), like `edgekd ship`: `model` is an .onnx file, or a
     torchvision:NAME / module:function / file.py:function factory with its `checkpoint`; `data` is an image
     folder (labeled by class sub-folders, or unlabeled: judged by fidelity to the model), an .npz file, or
-    digits / fashion-mnist; `calibration` an optional folder of unlabeled images for int8 calibration.
+    digits / fashion-mnist; `calibration` an optional folder of unlabeled images for int8 calibration; `labels` False
+    ignores the data's class folders or y (judged by fidelity to the model).
     Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
     from .pipeline import prepare_run_dir
     from .ship import ship_config, write_ship_config
 
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
-                         calibration=None if calibration is None else str(calibration))
+                         calibration=None if calibration is None else str(calibration), labels=labels)
     run_dir = Path(out) if out else Path("runs") / config["name"]
     prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
     path = write_ship_config(config, run_dir)

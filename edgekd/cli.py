@@ -170,12 +170,14 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
               "fidelity to the model), .npz file (x, y; x alone: no labels), digits or fashion-mnist.")
 @click.option("--calibration", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of images (any depth, no labels) to calibrate int8 on, decoded like --data.")
+@click.option("--no-labels", is_flag=True, help="Read --data as images without labels (sub-folders at any depth are not "
+              "classes; an npz's y is ignored): judged by fidelity to the model.")
 @click.option("--targets", help="Comma-separated device profiles (default x86-cpu; see `edgekd targets`).")
 @click.option("--max-drop", type=click.FloatRange(min=0), help="Largest top-1 drop allowed against the model, in points (default 1.0).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default runs/<model name>).")
 @click.option("--resume", is_flag=True, help="Continue a run of the same command in --out.")
 @click.option("--force", is_flag=True, help="Redo every stage in an existing run folder.")
-def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path | None, targets: str | None,
+def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path | None, no_labels: bool, targets: str | None,
              max_drop: float | None, out: Path | None, resume: bool, force: bool) -> None:
     """Ship a model you already trained: int8 per target, compile, bench and gate, no distillation.
 
@@ -197,7 +199,7 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
     try:
         with _sigterm_as_interrupt():
             ctx = api.ship(model, data, checkpoint, target_list, max_drop, out, resume=resume, force=force,
-                           log=lambda m: click.echo(m, err=True), calibration=calibration)
+                           log=lambda m: click.echo(m, err=True), calibration=calibration, labels=not no_labels)
     except GateFailed as failure:
         ctx = failure.context
     except KeyboardInterrupt:

@@ -23,9 +23,14 @@ CONFIG_NAME = "edgekd.yaml"
 
 def ship_config(model: str, data: str, checkpoint: Optional[str] = None, targets: Optional[Sequence[str]] = None,
                 max_drop: Optional[float] = None, name: Optional[str] = None,
-                calibration: Optional[str] = None) -> dict[str, Any]:
-    """The pipeline (as plain data) that ships `model` as given: no teachers, no distill section."""
+                calibration: Optional[str] = None, labels: bool = True) -> dict[str, Any]:
+    """The pipeline (as plain data) that ships `model` as given: no teachers, no distill section. `labels` False: the
+    data's class folders (or y) are ignored and the model is judged by fidelity to its fp32 outputs."""
     config: dict[str, Any] = {"name": name or _name_of(model), "data": _data_section(data), "student": _student(model, checkpoint)}
+    if not labels:
+        if config["data"]["source"] not in ("imagefolder", "npz"):
+            raise ConfigError(f"--no-labels: applies to an image folder or an .npz file, not to '{data}'")
+        config["data"]["labels"] = "none"
     if calibration:
         config["quantize"] = {"calibration_images": _folder(calibration, "--calibration")}
     if targets:

@@ -90,7 +90,7 @@ def preprocess_of(cfg: DataConfig) -> Preprocess:
 def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, lazy: bool = False) -> Dataset:
     """The splits, normalised. An image folder stays on disk and is decoded batch by batch when `lazy` (shipping a
     trained model: evaluation and calibration only); training needs its images in memory."""
-    raw = load_raw(cfg.source, cfg.path, preprocess_of(cfg), base_dir)
+    raw = load_raw(cfg.source, cfg.path, preprocess_of(cfg), base_dir, labeled=cfg.labels != "none")
     where = f"data.path '{cfg.path}'" if cfg.path else f"data.source '{cfg.source}'"
     if raw.labeled:
         _check(raw.x, raw.y, len(raw.classes), where)

@@ -39,15 +39,17 @@ class RawData:
 UNLABELED = -1
 
 
-def load_raw(source: str, path: Optional[str], preprocess: Preprocess, base_dir: Optional[Path]) -> RawData:
+def load_raw(source: str, path: Optional[str], preprocess: Preprocess, base_dir: Optional[Path],
+             labeled: bool = True) -> RawData:
+    """`labeled` False (data.labels: none): an image folder's sub-folders and an npz's y are not read as labels."""
     if source == "digits":
         return _digits()
     if source == "fashion-mnist":
         return _fashion_mnist(resolve_path(path, base_dir) if path else FASHION_MNIST_DIR)
     if source == "npz":
-        return _npz(data_path(source, path, base_dir))
+        return _npz(data_path(source, path, base_dir), labeled)
     if source == "imagefolder":
-        return _imagefolder(data_path(source, path, base_dir), preprocess)
+        return _imagefolder(data_path(source, path, base_dir), preprocess, labeled)
     if is_reference(source):
         return _factory(source, base_dir)
     raise DataError(f"data.source '{source}': unknown; use digits, fashion-mnist, npz, imagefolder or module:function")
@@ -105,13 +107,16 @@ def _read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a valid IDX file ({exc})") from None
 
 
-def _npz(path: Path) -> RawData:
+def _npz(path: Path, labeled: bool = True) -> RawData:
     if not path.is_file():
         raise DataError(f"data.path '{path}': npz file not found")
     found = read_npz(path, "save it with numpy.savez(x=..., y=...)", DataError)
     if "x" not in found:
         raise DataError(f"{path}: npz needs arrays 'x' (N,C,H,W or N,H,W) and 'y' (N,), or 'x' alone for unlabeled "
                         f"images (judged by fidelity to the fp32 model); found {sorted(found)}")
+    if not labeled:
+        for key in ("y", "test_y"):
+            found.pop(key, None)
     if "y" not in found:  # unlabeled images (and an unlabeled test split, when there is one)
         found["y"] = np.full(len(found["x"]), UNLABELED, np.int64)
         if "test_x" in found and "test_y" not in found:
@@ -157,13 +162,14 @@ def _as_images(x, where: str) -> np.ndarray:
     return x / 255.0 if x.max(initial=0) > 1.0 else x
 
 
-def _imagefolder(folder: Path, preprocess: Preprocess) -> RawData:
+def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> RawData:
     """Files and labels only: pixels are decoded when a batch is asked for (data/images.py). Every file's header
     is read now, so a file that is not an image stops the run before any work. A folder of class sub-folders is
-    labeled by them; a folder holding image files itself is unlabeled (its files at any depth)."""
+    labeled by them; a folder holding image files itself, or any folder with data.labels none, is unlabeled (its files
+    at any depth)."""
     if not folder.is_dir():
         raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class, or images)")
-    if _images_in(folder):
+    if _images_in(folder) or not labeled:
         files = image_files(folder, "data.path")
         _check_headers(files, preprocess)
         return RawData(LazyImages(files, preprocess), np.full(len(files), UNLABELED, np.int64), [])

@@ -112,3 +112,19 @@ def test_an_npz_without_labels_is_unlabeled(tmp_path):
     np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).random((20, 1, 4, 4), dtype=np.float32))
     data = load_dataset(DataConfig(source="npz", path=str(tmp_path / "x.npz")), seed=0)
     assert not data.labeled and data.num_classes == 0 and len(data.test) == 4
+    np.savez(tmp_path / "xy.npz", x=np.zeros((20, 1, 4, 4), np.float32), y=np.arange(20) % 2)
+    ignored = load_dataset(DataConfig(source="npz", path=str(tmp_path / "xy.npz"), labels="none"), seed=0)
+    assert not ignored.labeled and (ignored.val.y == -1).all()
+
+
+def test_labels_none_reads_class_folders_as_plain_folders(tmp_path):
+    _folder(tmp_path, per_class=5)
+    data = load_dataset(DataConfig(source="imagefolder", path=str(tmp_path), labels="none"), seed=0, lazy=True)
+    assert not data.labeled and len(data.train) + len(data.val) + len(data.test) == 10
+
+
+def test_labels_none_applies_to_files_only():
+    from edgekd.config import validate_config
+
+    with pytest.raises(ConfigError, match="data.labels: none applies to data.source imagefolder or npz, not to 'digits'"):
+        validate_config({"data": {"source": "digits", "labels": "none"}, "student": {"onnx": "m.onnx"}})

@@ -200,3 +200,16 @@ def test_every_input_is_described_and_a_second_one_is_refused_by_name(tmp_path):
         {"name": "mask", "dtype": "int64", "shape": ["n", 4], "dynamic_axes": {"0": "n"}}]
     with pytest.raises(ConfigError, match=r"takes 2 inputs \(image float32 \(n, 3, h, 8\), mask int64 \(n, 4\)\)"):
         onnx_input_spec(path)
+
+
+def test_ship_no_labels_and_calibration_are_written_into_the_pipeline_file(rgb_onnx, tmp_path):
+    from edgekd.errors import ConfigError
+    from edgekd.ship import ship_config
+
+    (tmp_path / "classes" / "a").mkdir(parents=True)
+    (tmp_path / "calib").mkdir()
+    config = ship_config(str(rgb_onnx), str(tmp_path / "classes"), calibration=str(tmp_path / "calib"), labels=False)
+    assert config["data"] == {"source": "imagefolder", "path": str((tmp_path / "classes").resolve()), "labels": "none"}
+    assert config["quantize"] == {"calibration_images": str((tmp_path / "calib").resolve())}
+    with pytest.raises(ConfigError, match="--no-labels: applies to an image folder or an .npz file, not to 'digits'"):
+        ship_config(str(rgb_onnx), "digits", labels=False)
