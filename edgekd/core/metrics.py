@@ -14,6 +14,17 @@ import hashlib
 
 import numpy as np
 
+# What a report's top-1 measured: against labels, or (data without labels) against the fp32 model's own top-1.
+ACCURACY = "top-1 against the labels"
+FIDELITY = "fidelity to fp32 (no labels)"
+FIDELITY_NOTE = ("measured: fidelity to fp32 (no labels): top-1 is the share of images where the model's top-1 agrees with "
+                 "the fp32 model's, and drop is the disagreement in points; the fidelity column has the output cosine")
+
+
+def measured_note(report: dict) -> str | None:
+    """The line a report, table or gate shows when its top-1 is fidelity to fp32 rather than accuracy."""
+    return FIDELITY_NOTE if report.get("measured") == FIDELITY else None
+
 
 def predict(run, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -39,6 +39,9 @@ class DataConfig(Strict):
     center_crop: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: then cut the central square of this size")
     color: Literal["rgb", "bgr", "gray", "gray3"] = Field("rgb", description="imagefolder: channel order, or grayscale as one "
                                                                              "channel (gray) or repeated to three (gray3)")
+    labels: Literal["auto", "none"] = Field(
+        "auto", description="imagefolder, npz: none ignores class sub-folders (a folder of images at any depth) and y: the "
+                            "data has no labels and a model shipped as given is judged by fidelity to its fp32 outputs")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
     train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
@@ -54,6 +57,8 @@ class DataConfig(Strict):
         if given and self.source != "imagefolder":
             raise ValueError(f"data.{given[0]}: applies to image files (data.source imagefolder), not to '{self.source}'; "
                              "remove it")
+        if self.labels == "none" and self.source not in ("imagefolder", "npz"):
+            raise ValueError(f"data.labels: none applies to data.source imagefolder or npz, not to '{self.source}'; remove it")
         return self
 
     @field_validator("normalize", mode="before")

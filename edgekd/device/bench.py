@@ -6,15 +6,16 @@ same report schema as the pipeline's bench stage.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekd.core.errors import ArtifactError, TargetError
+from edgekd.core.errors import ArtifactError, DataError, TargetError
 from edgekd.core.fileio import read_npz
-from edgekd.core.metrics import accuracy_metrics, eval_set_hash
+from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.device.bundle import load_bundle, shipped_variant
 from edgekd.device.gate import Thresholds
 from edgekd.device.latency import LatencySpec
@@ -86,25 +87,75 @@ def _require_a_runtime(loaded: list) -> None:
 
 
 def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, batch_sizes: Sequence[int] = (1,),
-                  memory: bool = True) -> dict[str, Any]:
-    """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine."""
-    loaded = []
-    for bundle_dir in bundle_paths(path):
-        manifest, artifact = load_bundle(bundle_dir)  # sha256 of every file checked before anything is loaded
-        loaded.append((bundle_dir, manifest, artifact, *_load_eval(bundle_dir, manifest)))
+                  memory: bool = True, images: Path | None = None) -> dict[str, Any]:
+    """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine: on the
+    bundles' eval.npz, or on a folder of raw image files (`images`) decoded as the manifest's preprocessing says."""
+    loaded = [(bundle_dir, *load_bundle(bundle_dir)) for bundle_dir in bundle_paths(path)]  # sha256 checked first
     _require_a_runtime(loaded)
-    _, first_manifest, _, x, y, reference = loaded[0]
-    digest = eval_set_hash(x, y)
-    for bundle_dir, *_rest, bx, by, _ref in loaded[1:]:
-        if eval_set_hash(bx, by) != digest:
-            raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
     candidates = [Candidate(artifact_name(m.get("target", d.name), shipped_variant(m, a.precision)), m.get("target", d.name), a, threads,
-                            verdict="bundle") for d, m, a, *_ in loaded]
+                            verdict="bundle") for d, m, a in loaded]
+    first_manifest = loaded[0][1]
+    if images is None:
+        x, y, reference, references, eval_set = _on_eval_npz(loaded)
+        measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest)
+    else:
+        x, y, reference, references, eval_set, measured, gate = _on_images(Path(images), loaded, candidates)
     rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory)
     for row, (bundle_dir, *_rest) in zip(rows, loaded, strict=True):
         row["bundle"] = str(bundle_dir)
-    references = {"student_fp32": {**accuracy_metrics(reference, y), "source": "bundle eval.npz reference_logits"}}
     run_name = first_manifest.get("run") or Path(path).resolve().name
-    notes = [w for _d, m, *_ in loaded for w in host_warnings(m.get("profile") or {})]
-    return build_report(run_name, rows, references, {"samples": len(y), "sha256": digest},
-                        _gate_section(first_manifest), spec, batch_sizes, memory, host_warnings=notes)
+    notes = [w for _d, m, _a in loaded for w in host_warnings(m.get("profile") or {})]
+    report = build_report(run_name, rows, references, eval_set, gate, spec, batch_sizes, memory, host_warnings=notes,
+                          measured=measured)
+    if eval_set.get("reference_is_a_candidate") and measured == FIDELITY:
+        report["warnings"].insert(0, f"no labels and no fp32 bundle: fidelity is measured against {gate['reference']}, one of "
+                                     "the bundles benched, whose agreement with itself is 1 by construction")
+    return report
+
+
+def _on_eval_npz(loaded: list) -> tuple:
+    evals = [_load_eval(bundle_dir, manifest) for bundle_dir, manifest, _a in loaded]
+    x, y, reference = evals[0]
+    digest = eval_set_hash(x, y)
+    for (bundle_dir, *_rest), (bx, by, _ref) in zip(loaded[1:], evals[1:], strict=True):
+        if eval_set_hash(bx, by) != digest:
+            raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
+    references = {"student_fp32": {**accuracy_metrics(reference, y), "source": "bundle eval.npz reference_logits"}}
+    return x, y, reference, references, {"samples": len(y), "sha256": digest}
+
+
+def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple:
+    """Raw image files decoded per batch with the bundles' own preprocessing (Pillow and numpy: data/images.py, the
+    code the build machine used). Class sub-folders named as the bundle's labels give top-1; without them the
+    bundles are judged by fidelity to the fp32 bundle (else the first one): their top-1 agreement with it."""
+    from edgekd.data.images import LazyImages, Preprocess
+    from edgekd.data.sources import folder_by_labels
+
+    manifest_of = {d: m for d, m, _a in loaded}
+    steps = {d: Preprocess.from_manifest(m.get("preprocessing"), f"{d}/manifest.json") for d, m in manifest_of.items()}
+    if len(set(steps.values())) > 1:
+        raise ArtifactError(f"--images: the bundles decode images differently ({', '.join(str(d) for d in steps)}); "
+                            "bench them one at a time")
+    first_dir, first = loaded[0][0], loaded[0][1]
+    files, y = folder_by_labels(folder, [str(label) for label in first.get("labels") or []], "--images")
+    x = LazyImages(files, steps[first_dir])
+    expected = tuple((first.get("preprocessing") or {}).get("input_shape") or ())
+    if expected and tuple(x.shape[1:]) != expected:
+        raise DataError(f"--images '{folder}': images decode to {tuple(x.shape[1:])} but the model takes {expected}; "
+                        "the manifest's preprocessing does not fit these images")
+    index = next((i for i, c in enumerate(candidates) if c.artifact.precision == "fp32"), 0)
+    reference = predict(get_backend(candidates[index].artifact.backend).session(candidates[index].artifact,
+                                                                                candidates[index].threads).run, x)
+    measured = ACCURACY if y is not None else FIDELITY
+    y = reference.argmax(1).astype(np.int64) if y is None else y
+    gate = _gate_section(first)
+    references = {}
+    if candidates[index].artifact.precision == "fp32":
+        references["student_fp32"] = {**accuracy_metrics(reference, y), "source": f"{candidates[index].name} on {folder}"}
+        gate["reference"] = "student_fp32"
+    else:
+        gate["reference"] = candidates[index].name
+    digest = hashlib.sha256(x.fingerprint().encode() + np.ascontiguousarray(y).tobytes()).hexdigest()
+    eval_set = {"samples": len(y), "sha256": digest, "images": str(folder), "reference": candidates[index].name,
+                "reference_is_a_candidate": candidates[index].artifact.precision != "fp32" or len(candidates) == 1}
+    return x, y, reference, references, eval_set, measured, gate

@@ -51,7 +51,8 @@ def describe(candidate: Candidate) -> dict[str, Any]:
 
 def as_batch(x: np.ndarray, size: int) -> np.ndarray:
     """`size` samples from x, repeating x when it is smaller: latency inputs are real data, not zeros."""
-    return np.ascontiguousarray(np.resize(x, (size, *x.shape[1:])))
+    # x[:size] first: an image folder (data/images.LazyImages) then decodes only the images the batch needs
+    return np.ascontiguousarray(np.resize(np.asarray(x[:size]), (size, *x.shape[1:])))
 
 
 def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, reference_logits: np.ndarray,

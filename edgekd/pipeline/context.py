@@ -40,7 +40,12 @@ class RunContext:
 
         # Shipping a trained model only evaluates and calibrates: an image folder can then stay on disk.
         lazy = self.cfg.distill.mode == "none" and self.cfg.quantize.method != "qat"
-        return load_dataset(self.cfg.data, self.cfg.seed, self.base_dir, lazy=lazy)
+        dataset = load_dataset(self.cfg.data, self.cfg.seed, self.base_dir, lazy=lazy)
+        if dataset.labeled:
+            return dataset
+        from edgekd.pipeline.given_model import with_reference_labels
+
+        return with_reference_labels(self, dataset)
 
     @cached_property
     def layout(self) -> RunLayout:

@@ -21,6 +21,7 @@ from typing import Any
 
 from edgekd.core.environment import describe
 from edgekd.core.fileio import write_json_atomic, write_text_atomic
+from edgekd.core.metrics import ACCURACY
 from edgekd.device.latency import CV_WARNING, LatencySpec
 from edgekd.device.memory import METHOD as MEMORY_METHOD
 from edgekd.device.noise import separated
@@ -34,12 +35,13 @@ REPORT_SCHEMA = "edgekd.report/1"
 
 def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any], eval_set: dict[str, Any],
                  gate: dict[str, Any], spec: LatencySpec, batch_sizes, memory: bool,
-                 host_warnings: list[str] | None = None, quantize: dict[str, Any] | None = None) -> dict[str, Any]:
+                 host_warnings: list[str] | None = None, quantize: dict[str, Any] | None = None,
+                 measured: str = ACCURACY) -> dict[str, Any]:
     _second_opinion(rows)
     for row in rows:
         row["reason"] = full_reason(row)
     report = {"schema": REPORT_SCHEMA, "run": run, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "environment": describe(), "eval_set": eval_set, "references": references, "gate": gate,
+              "environment": describe(), "measured": measured, "eval_set": eval_set, "references": references, "gate": gate,
               "bench": {"latency": asdict(spec), "batch_sizes": sorted(set(batch_sizes) | {1}),
                         "interleaved": "all artifacts timed in rounds, order rotated each round",
                         "memory": MEMORY_METHOD.format(runs=20, batch=1) if memory else "not measured"},

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.core.errors import ArtifactError
-from edgekd.core.metrics import accuracy_drop
+from edgekd.core.metrics import accuracy_drop, measured_note
 from edgekd.device.gate import reference_top1
 from edgekd.device.report.reasons import short_reason
 
@@ -76,6 +76,7 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> 
              "peak RSS from a fresh process per artifact.", "",
              f"Machine: {env.get('cpu', {}).get('model', '?')} ({env.get('cpu', {}).get('cores', '?')} cores, "
              f"{' '.join(env.get('cpu', {}).get('flags', []))}), {env.get('os', '?')}.", "",
+             *([f"**{measured_note(report)}**", ""] if measured_note(report) else []),
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report, verdicts)]
     lines += ["", "`files`: what the device's session loads (its size is `size`), then in parentheses what else the "

@@ -7,14 +7,13 @@ torch, so a machine with numpy, onnx and onnxruntime alone can ship it.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import atomic_path, resolve_path, sha256_of
-from edgekd.core.metrics import predict
 from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.given_model import check_classes, check_input_matches, onnx_input_spec, onnx_inputs, onnx_logits
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes.onnx_graph import onnx_parameters
 
@@ -29,9 +28,10 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     out = ctx.layout.given_onnx
     with atomic_path(out) as tmp:
         shutil.copyfile(source, tmp)
-    logits = _onnx_logits(out)
+    logits = onnx_logits(out)
     check_classes(logits(ctx.dataset.val.x[:2]), ctx.dataset.num_classes, "student.onnx")
     return StageOutput([out], {"mode": "none", "source": "onnx", "params": onnx_parameters(out), "input": spec,
+                               "inputs": onnx_inputs(out),
                                "source_sha256": sha256_of(source), **_accuracy(ctx, logits)}, inputs=[source])
 
 
@@ -50,6 +50,8 @@ def _ship_checkpoint(ctx: RunContext) -> StageOutput:
 
 def _accuracy(ctx: RunContext, logits) -> dict:
     val, test = ctx.dataset.val, ctx.dataset.test
+    if ctx.dataset.reference_labels:  # its own predictions: nothing to measure against, and nothing to judge
+        return {"measured": ctx.dataset.measured, "val_samples": len(val), "test_samples": len(test)}
     metrics = {"val_top1": ctx.task.score(logits(val.x), val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
     _judge_given(metrics["val_top1"], val.y)
     return metrics
@@ -69,57 +71,6 @@ def _judge_given(top1: float, labels: np.ndarray) -> None:
         raise ConfigError(f"student: the given model scores {top1:.1%} on the validation split, no better than chance "
                           f"({chance:.1%}); give it the inputs it was trained on: data.normalize, data.resize / center_crop / "
                           "color, and class folders that sort in the model's label order")
-
-
-def _onnx_logits(path: Path):
-    from edgekd.runtimes.ort import OrtSession
-
-    session = OrtSession(path, threads=None)
-    return lambda x: predict(session.run, x)
-
-
-def onnx_input_spec(path: Path) -> dict:
-    """Name, shape (symbolic dimensions by name) and dtype of an ONNX model's one data input."""
-    import onnx
-
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX file
-        raise ConfigError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:120]}); export it again") from None
-    initializers = {init.name for init in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise ConfigError(f"{path}: the model takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); edgekd ships "
-                          "image classifiers with one input tensor")
-    tensor = inputs[0].type.tensor_type
-    shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
-    return {"name": inputs[0].name, "shape": shape, "dtype": dtype}
-
-
-def check_input_matches(spec: dict, sample_shape: tuple, field: str) -> None:
-    """One line naming both shapes when the data's samples cannot feed the model's input."""
-    if isinstance(spec["shape"][0], int) if spec["shape"] else True:
-        raise ConfigError(f"{field}: the model's input '{spec['name']}' has the fixed shape {_shape(spec['shape'])}; edgekd "
-                          "measures batches of several sizes: export it with a dynamic batch axis (torch.onnx.export(..., "
-                          "dynamic_axes={'input': {0: 'batch'}}), or dynamo=True with dynamic_shapes)")
-    model_shape = spec["shape"][1:]
-    fits = len(model_shape) == len(sample_shape) and all(
-        not isinstance(m, int) or m == s for m, s in zip(model_shape, sample_shape))
-    if spec["dtype"] != "float32" or not fits:
-        raise ConfigError(f"{field}: the model's input '{spec['name']}' is {spec['dtype']} {_shape(spec['shape'])} but the data's "
-                          f"samples are float32 {_shape(['batch', *sample_shape])}; check data.* (source, image_size) or "
-                          "export the model for this input")
-
-
-def _shape(shape) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ")"
-
-
-def check_classes(logits: np.ndarray, classes: int, field: str) -> None:
-    if logits.ndim != 2 or logits.shape[1] != classes:
-        raise ConfigError(f"{field}: the model's output has shape {_shape(logits.shape)} but the data has {classes} classes; "
-                          "edgekd ships classifiers whose output is (batch, classes) logits: check data.source")
 
 
 class AsGivenStage(Stage):

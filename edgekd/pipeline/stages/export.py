@@ -19,7 +19,8 @@ def _copy_given_onnx(ctx: RunContext) -> StageOutput:
     spec = ctx.manifest.metrics("distill")["input"]
     input_spec = {**ctx.task.input_spec(ctx.dataset, spec["name"]), "dtype": spec["dtype"]}
     return StageOutput([out], {"parity": {"skipped": "the student was given as ONNX: it is the reference"},
-                               "input": input_spec, "given": True}, inputs=[source])
+                               "input": input_spec, "inputs": ctx.manifest.metrics("distill")["inputs"], "given": True},
+                       inputs=[source])
 
 
 def _export_torch(ctx: RunContext) -> StageOutput:
@@ -38,8 +39,10 @@ def _export_torch(ctx: RunContext) -> StageOutput:
     samples = data.val.x[:ctx.cfg.export.parity_samples]
     check = parity(student, path, samples, ctx.cfg.export)
     input_spec = ctx.task.input_spec(data, INPUT_NAME, "batch" if ctx.cfg.export.dynamic_batch else 2)
-    return StageOutput([path], {"parity": check.to_json(), "opset": ctx.cfg.export.opset, "input": input_spec},
-                       inputs=[student_pt])
+    from edgekd.pipeline.given_model import onnx_inputs
+
+    return StageOutput([path], {"parity": check.to_json(), "opset": ctx.cfg.export.opset, "input": input_spec,
+                                "inputs": onnx_inputs(path)}, inputs=[student_pt])
 
 
 class ExportStage(Stage):

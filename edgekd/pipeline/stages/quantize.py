@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 
-from edgekd.core.errors import ConfigError, StageError
+from edgekd.core.errors import ConfigError, DataError, StageError
 from edgekd.core.fileio import atomic_path
 from edgekd.core.metrics import accuracy_drop, within_limit
 from edgekd.core.progress import progress
@@ -62,6 +62,18 @@ def synthetic_split(ctx: RunContext):
 
     with np.load(path, allow_pickle=False) as arrays:
         return Split(arrays["x"], arrays["y"])
+
+
+def _calibration_set(ctx: RunContext, recipe_set):
+    """The recipe's draw from a split, or from the quantize.calibration_images folder when one is given."""
+    folder = ctx.cfg.quantize.calibration_images
+    if not folder:
+        return draw(ctx.dataset, recipe_set, synthetic_split(ctx))
+    from edgekd.core.fileio import resolve_path
+    from edgekd.data.calibration import draw_folder
+    from edgekd.data.datasets import preprocess_of
+
+    return draw_folder(resolve_path(folder, ctx.base_dir), recipe_set, ctx.dataset, preprocess_of(ctx.cfg.data))
 
 
 def _ptq(ctx: RunContext, recipe, calibration_x):
@@ -176,6 +188,7 @@ class QuantizeStage(Stage):
         if recipe.source == "synthetic" and config.distill.mode != "data_free":
             raise ConfigError(f"quantize.calibration '{config.quantize.calibration}': a synthetic set exists only with "
                               "distill.mode: data_free; use a recipe that draws real images, such as train-256")
+        _check_calibration_folder(config, base_dir)
 
     def run(self) -> StageOutput:
         ctx = self.ctx
@@ -183,7 +196,7 @@ class QuantizeStage(Stage):
         if method == "none":
             return StageOutput([], {"method": "none"})
         recipe_set = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
-        calibration, digest = draw(ctx.dataset, recipe_set, synthetic_split(ctx))
+        calibration, digest = _calibration_set(ctx, recipe_set)
         fp32 = ctx.layout.fp32_onnx
         outputs, used, made = [], {}, {}
         for name, choice in progress(list(recipes_for(ctx).items()), desc="int8 recipes (calibration)", unit="recipe"):
@@ -199,5 +212,27 @@ class QuantizeStage(Stage):
             outputs.append(path)
             used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size}
         metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration),
-                                                     "sha256": digest}, "recipes": used}
+                                                     "sha256": digest, "folder": ctx.cfg.quantize.calibration_images},
+                   "recipes": used}
         return StageOutput(outputs, metrics, inputs=[fp32])
+
+
+def _check_calibration_folder(config, base_dir) -> None:
+    """quantize.calibration_images: a folder with images in it, decoded with the image folder's preprocessing."""
+    folder = config.quantize.calibration_images
+    if not folder or config.quantize.method == "none":
+        return
+    from edgekd.core.fileio import resolve_path
+    from edgekd.data.sources import image_files
+
+    if config.data.source != "imagefolder":
+        raise ConfigError(f"quantize.calibration_images: needs data.source imagefolder, whose preprocessing (data.resize, "
+                          f"data.center_crop, data.color) decodes the calibration images; data.source is '{config.data.source}'")
+    if config.quantize.method == "qat":
+        raise ConfigError("quantize.calibration_images: unlabeled calibration images are for quantize.method ptq; qat fine-tunes "
+                          "on the labeled training split")
+    found = resolve_path(folder, base_dir)
+    if not found.is_dir():
+        raise DataError(f"quantize.calibration_images '{folder}': not a folder ({found}); give a folder of images, absolute "
+                        "or relative to the config file")
+    image_files(found, "quantize.calibration_images")
