@@ -108,8 +108,9 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     report = build_report(run_name, rows, references, eval_set, gate, spec, batch_sizes, memory, host_warnings=notes,
                           measured=measured)
     if eval_set.get("reference_is_a_candidate") and measured == FIDELITY:
-        report["warnings"].insert(0, f"no labels and no fp32 bundle: fidelity is measured against {gate['reference']}, one of "
-                                     "the bundles benched, whose agreement with itself is 1 by construction")
+        report["warnings"].insert(0, f"no labels: fidelity is measured against {eval_set['reference']}, one of the bundles "
+                                     "benched, whose agreement with itself is 1 by construction; bench a run folder holding "
+                                     "the fp32 bundle and others to compare them")
     return report
 
 
@@ -157,5 +158,6 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
         gate["reference"] = candidates[index].name
     digest = hashlib.sha256(x.fingerprint().encode() + np.ascontiguousarray(y).tobytes()).hexdigest()
     eval_set = {"samples": len(y), "sha256": digest, "images": str(folder), "reference": candidates[index].name,
+                # the reference tells nothing about the others: no fp32 bundle among them, or no other bundle at all
                 "reference_is_a_candidate": candidates[index].artifact.precision != "fp32" or len(candidates) == 1}
     return x, y, reference, references, eval_set, measured, gate
