@@ -114,3 +114,13 @@ def test_named_arrays_that_do_not_fit_the_inputs_are_one_line(tmp_path):
     with pytest.raises(ArtifactError, match=r"array 'pixels' is float32 \(40, 12\) but the model's input 'pixels' is float32 "
                                             r"\(batch, 16\)"):
         bench_bundles(bundle, LatencySpec(warmup_runs=1, warmup_seconds=0, runs=5, min_seconds=0, rounds=1), memory=False)
+
+
+def test_openvino_takes_the_named_inputs_too(tmp_path):
+    ov = pytest.importorskip("openvino")
+    from edgekd.targets.openvino import OpenVinoSession
+
+    _bundle, x, _y, reference = _two_input_bundle(tmp_path)
+    ov.save_model(ov.convert_model(str(tmp_path / "model" / "model.onnx")), str(tmp_path / "m.xml"), compress_to_fp16=False)
+    session = OpenVinoSession(tmp_path / "m.xml", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert np.allclose(session.run({name: array[:4] for name, array in x.items()}), reference[:4], atol=1e-5)
