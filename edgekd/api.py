@@ -38,15 +38,19 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
 
 
 def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = None, targets: Sequence[str] | None = None,
-         max_drop: float | None = None, out: str | Path | None = None, resume: bool = False, force: bool = False, log=print):
+         max_drop: float | None = None, out: str | Path | None = None, resume: bool = False, force: bool = False, log=print,
+         calibration: str | Path | None = None, labels: bool = True):
     """Ship a trained model as given (no distillation), like `edgekd ship`: `model` is an .onnx file, or a
     torchvision:NAME / module:function / file.py:function factory with its `checkpoint`; `data` is an image
-    folder, an .npz file, or digits / fashion-mnist. Writes RUN/edgekd.yaml, then runs it as `run` does
-    (GateFailed when the gate fails)."""
+    folder (labeled by class sub-folders, or unlabeled: judged by fidelity to the model), an .npz file, or
+    digits / fashion-mnist; `calibration` an optional folder of unlabeled images for int8 calibration; `labels` False
+    ignores the data's class folders or y (judged by fidelity to the model).
+    Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
     from .pipeline import prepare_run_dir
     from .ship import ship_config, write_ship_config
 
-    config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop)
+    config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
+                         calibration=None if calibration is None else str(calibration), labels=labels)
     run_dir = Path(out) if out else Path("runs") / config["name"]
     prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
     path = write_ship_config(config, run_dir)
@@ -60,15 +64,17 @@ def verdict_line(verdict: dict[str, Any]) -> str:
 
 def bench(path: str | Path, threads: int | None = None, runs: int = 50, min_seconds: float = 0.5,
           batch_sizes: Sequence[int] = (1, 8), warmup_runs: int = 10, warmup_seconds: float = 0.2, rounds: int = 5,
-          memory: bool = True) -> dict[str, Any]:
+          memory: bool = True, images: str | Path | None = None) -> dict[str, Any]:
     """Benchmark one bundle, or every bundle of a run folder, on this machine; returns a report
     (schema edgekd.report/1, the same as the pipeline's). Needs no torch.
-    Defaults are those of `edgekd bench` (batch sizes 1 and 8)."""
+    Defaults are those of `edgekd bench` (batch sizes 1 and 8). `images`: a folder of raw image files to measure
+    on instead of eval.npz, decoded with the manifest's preprocessing (class sub-folders named as its labels give
+    top-1; without them, fidelity to the fp32 bundle)."""
     from .bench.device import bench_bundles
     from .bench.latency import LatencySpec
 
     spec = LatencySpec(warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds, rounds=rounds)
-    return bench_bundles(Path(path), spec, threads, tuple(batch_sizes), memory)
+    return bench_bundles(Path(path), spec, threads, tuple(batch_sizes), memory, None if images is None else Path(images))
 
 
 def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str | Path | None = None,

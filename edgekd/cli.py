@@ -166,14 +166,19 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
 @click.argument("model")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="state_dict of a PyTorch MODEL (torch.load(weights_only=True)); not with an .onnx MODEL.")
-@click.option("--data", required=True, help="Image folder (one sub-folder per class), .npz file (x, y), digits or fashion-mnist.")
+@click.option("--data", required=True, help="Image folder (one sub-folder per class; without them: no labels, judged by "
+              "fidelity to the model), .npz file (x, y; x alone: no labels), digits or fashion-mnist.")
+@click.option("--calibration", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of images (any depth, no labels) to calibrate int8 on, decoded like --data.")
+@click.option("--no-labels", is_flag=True, help="Read --data as images without labels (sub-folders at any depth are not "
+              "classes; an npz's y is ignored): judged by fidelity to the model.")
 @click.option("--targets", help="Comma-separated device profiles (default x86-cpu; see `edgekd targets`).")
 @click.option("--max-drop", type=click.FloatRange(min=0), help="Largest top-1 drop allowed against the model, in points (default 1.0).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default runs/<model name>).")
 @click.option("--resume", is_flag=True, help="Continue a run of the same command in --out.")
 @click.option("--force", is_flag=True, help="Redo every stage in an existing run folder.")
-def ship_cmd(model: str, checkpoint: Path | None, data: str, targets: str | None, max_drop: float | None, out: Path | None,
-             resume: bool, force: bool) -> None:
+def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path | None, no_labels: bool, targets: str | None,
+             max_drop: float | None, out: Path | None, resume: bool, force: bool) -> None:
     """Ship a model you already trained: int8 per target, compile, bench and gate, no distillation.
 
     \b
@@ -181,6 +186,9 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, targets: str | None
       edgekd ship model.onnx --data images/ --targets x86-cpu,intel-cpu
       edgekd ship torchvision:resnet18 --checkpoint resnet18.pt --data test.npz --max-drop 0.5
       edgekd ship models.py:build --checkpoint best.pt --data digits
+      edgekd ship model.onnx --data unlabeled/ --calibration more-unlabeled/
+    Without labels, every top-1 is agreement with the model's own fp32 top-1 and --max-drop limits
+    the disagreement in points (0.5: at least 99.5% agreement); the report says fidelity was measured.
     Writes RUN/edgekd.yaml (the equivalent pipeline: rerun or edit it with `edgekd run`) and runs it.
     Exits like `edgekd run`: 1 when the gate fails, 2 for bad input.
     """
@@ -191,7 +199,7 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, targets: str | None
     try:
         with _sigterm_as_interrupt():
             ctx = api.ship(model, data, checkpoint, target_list, max_drop, out, resume=resume, force=force,
-                           log=lambda m: click.echo(m, err=True))
+                           log=lambda m: click.echo(m, err=True), calibration=calibration, labels=not no_labels)
     except GateFailed as failure:
         ctx = failure.context
     except KeyboardInterrupt:
@@ -232,11 +240,14 @@ def _print_run_result(ctx):
 @click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True, default=(1, 8), show_default=True,
               help="Batch sizes (repeatable); batch 1 is always measured.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory subprocess per artifact.")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Measure on this folder of raw image files instead of eval.npz, decoded with the manifest's preprocessing "
+                   "(Pillow + numpy): sub-folders named as the bundle's labels give top-1, else fidelity to the fp32 bundle.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Write report.json, report.md and report.html into this folder.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write only report.json here.")
 def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_seconds, rounds, batch_sizes, no_memory,
-              out, json_out) -> None:
+              images, out, json_out) -> None:
     """Benchmark a bundle (or every bundle in a run folder) on this machine.
 
     Verifies every file's sha256 first, then measures size, top-1 and fidelity on the bundled eval.npz,
@@ -248,7 +259,8 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
 
     _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
-                       warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory)
+                       warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory,
+                       images=images)
     click.echo(terminal_table(report))
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)

@@ -57,6 +57,9 @@ class DataConfig(Strict):
     center_crop: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: then cut the central square of this size")
     color: Literal["rgb", "bgr", "gray", "gray3"] = Field("rgb", description="imagefolder: channel order, or grayscale as one "
                                                                              "channel (gray) or repeated to three (gray3)")
+    labels: Literal["auto", "none"] = Field(
+        "auto", description="imagefolder, npz: none ignores class sub-folders (a folder of images at any depth) and y: the "
+                            "data has no labels and a model shipped as given is judged by fidelity to its fp32 outputs")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
     train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
@@ -72,6 +75,8 @@ class DataConfig(Strict):
         if given and self.source != "imagefolder":
             raise ValueError(f"data.{given[0]}: applies to image files (data.source imagefolder), not to '{self.source}'; "
                              "remove it")
+        if self.labels == "none" and self.source not in ("imagefolder", "npz"):
+            raise ValueError(f"data.labels: none applies to data.source imagefolder or npz, not to '{self.source}'; remove it")
         return self
 
     @field_validator("normalize", mode="before")
@@ -225,6 +230,9 @@ class QatConfig(Strict):
 class QuantizeConfig(Strict):
     method: Literal["ptq", "qat", "none"] = "ptq"
     calibration: str = Field("train-256", description="recipe name in calibration/ or a path to a recipe YAML")
+    calibration_images: Optional[str] = Field(
+        None, description="a folder of images (no labels needed, any depth) to calibrate int8 on instead of the recipe's split: "
+                          "the recipe's count and seed pick them, decoded with data's preprocessing (data.source imagefolder)")
     calibrate_method: Optional[Literal["minmax", "entropy", "percentile", "auto"]] = Field(
         None, description="overrides the target recipe; auto tries each and keeps the one closest to fp32 on the validation split "
                     "(fewest nodes in float, then lowest KL divergence) unless another is significantly more accurate there")

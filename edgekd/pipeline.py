@@ -11,7 +11,7 @@ from typing import Optional
 
 from .bench.latency import CV_WARNING
 from .config import PipelineConfig, load_config
-from .errors import ConfigError, EdgeKDError, StageError, TargetError
+from .errors import ConfigError, DataError, EdgeKDError, StageError, TargetError
 from .fileio import writable_folder, write_text_atomic
 from .manifest import RunManifest
 from .stages.context import STAGES, RunContext
@@ -62,6 +62,28 @@ def preflight(config: PipelineConfig, base_dir: Path) -> None:
                               "distill.mode: data_free; use a recipe that draws real images, such as train-256")
     if config.data.source in ("npz", "imagefolder"):
         data_path(config.data.source, config.data.path, base_dir)
+    _check_calibration_folder(config, base_dir)
+
+
+def _check_calibration_folder(config: PipelineConfig, base_dir: Path) -> None:
+    """quantize.calibration_images: a folder with images in it, decoded with the image folder's preprocessing."""
+    folder = config.quantize.calibration_images
+    if not folder or config.quantize.method == "none":
+        return
+    from .data.sources import image_files
+    from .fileio import resolve_path
+
+    if config.data.source != "imagefolder":
+        raise ConfigError(f"quantize.calibration_images: needs data.source imagefolder, whose preprocessing (data.resize, "
+                          f"data.center_crop, data.color) decodes the calibration images; data.source is '{config.data.source}'")
+    if config.quantize.method == "qat":
+        raise ConfigError("quantize.calibration_images: unlabeled calibration images are for quantize.method ptq; qat fine-tunes "
+                          "on the labeled training split")
+    found = resolve_path(folder, base_dir)
+    if not found.is_dir():
+        raise DataError(f"quantize.calibration_images '{folder}': not a folder ({found}); give a folder of images, absolute "
+                        "or relative to the config file")
+    image_files(found, "quantize.calibration_images")
 
 
 def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,

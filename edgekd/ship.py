@@ -22,9 +22,17 @@ CONFIG_NAME = "edgekd.yaml"
 
 
 def ship_config(model: str, data: str, checkpoint: Optional[str] = None, targets: Optional[Sequence[str]] = None,
-                max_drop: Optional[float] = None, name: Optional[str] = None) -> dict[str, Any]:
-    """The pipeline (as plain data) that ships `model` as given: no teachers, no distill section."""
+                max_drop: Optional[float] = None, name: Optional[str] = None,
+                calibration: Optional[str] = None, labels: bool = True) -> dict[str, Any]:
+    """The pipeline (as plain data) that ships `model` as given: no teachers, no distill section. `labels` False: the
+    data's class folders (or y) are ignored and the model is judged by fidelity to its fp32 outputs."""
     config: dict[str, Any] = {"name": name or _name_of(model), "data": _data_section(data), "student": _student(model, checkpoint)}
+    if not labels:
+        if config["data"]["source"] not in ("imagefolder", "npz"):
+            raise ConfigError(f"--no-labels: applies to an image folder or an .npz file, not to '{data}'")
+        config["data"]["labels"] = "none"
+    if calibration:
+        config["quantize"] = {"calibration_images": _folder(calibration, "--calibration")}
     if targets:
         config["targets"] = list(targets)
     if max_drop is not None:
@@ -60,8 +68,15 @@ def _data_section(data: str) -> dict[str, Any]:
         return {"source": "imagefolder", "path": str(path.resolve())}
     if path.suffix == ".npz":
         return {"source": "npz", "path": _absolute(data, "--data")}
-    raise ConfigError(f"--data '{data}': give a folder of images (one sub-folder per class), an .npz file with x and y, "
-                      f"or one of {', '.join(BUILTIN_SOURCES)}")
+    raise ConfigError(f"--data '{data}': give a folder of images (one sub-folder per class, or unlabeled images), an .npz "
+                      f"file with x and y (or x alone), or one of {', '.join(BUILTIN_SOURCES)}")
+
+
+def _folder(path: str, option: str) -> str:
+    found = Path(path)
+    if not found.is_dir():
+        raise ConfigError(f"{option} '{path}': not a folder; give a folder of images (any depth, no labels needed)")
+    return str(found.resolve())
 
 
 def _absolute(path: str, option: str) -> str:

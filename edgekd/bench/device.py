@@ -6,18 +6,19 @@ same report schema as the pipeline's bench stage.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, TargetError
+from ..errors import ArtifactError, DataError, TargetError
 from ..fileio import read_npz
 from ..gate import Thresholds
 from ..targets.host_fit import host_warnings
 from ..targets.registry import get_backend
-from .accuracy import accuracy_metrics, eval_set_hash
+from .accuracy import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from .bundle import load_bundle, shipped_variant
 from .latency import LatencySpec
 from .measure import Candidate, artifact_name, measure_rows
@@ -38,12 +39,42 @@ def bundle_paths(path: Path) -> list[Path]:
 def _load_eval(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     path = bundle_dir / "eval.npz"
     data = read_npz(path, "rebuild the bundle", ArtifactError)
-    missing = [k for k in ("x", "y", "reference_logits") if k not in data]
+    inputs = _named_inputs(manifest)
+    missing = [k for k in ([i["name"] for i in inputs] if inputs else ["x"]) + ["y", "reference_logits"] if k not in data]
     if missing:
         raise ArtifactError(f"{path}: no array {', '.join(missing)}; rebuild the bundle")
-    x, y, logits = data["x"], data["y"], data["reference_logits"]
+    y, logits = data["y"], data["reference_logits"]
+    if inputs:  # a model with several inputs: one array per input, named as the input
+        x = {spec["name"]: data[spec["name"]] for spec in inputs}
+        _check_named_arrays(path, x, y, logits, inputs)
+        return x, y, logits
+    x = data["x"]
     _check_eval_arrays(path, x, y, logits, manifest)
     return x, y, logits
+
+
+def _named_inputs(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The manifest's `inputs` when the model has several (eval.npz then holds one array per input name)."""
+    inputs = manifest.get("inputs")
+    if isinstance(inputs, list) and len(inputs) > 1 and all(isinstance(i, dict) and isinstance(i.get("name"), str)
+                                                            for i in inputs):
+        return inputs
+    return None
+
+
+def _check_named_arrays(path: Path, x: dict[str, np.ndarray], y: np.ndarray, logits: np.ndarray, inputs: list) -> None:
+    """Each named array against its input's spec (dtype, fixed dimensions), and one sample count throughout."""
+    for spec in inputs:
+        array, shape = x[spec["name"]], spec.get("shape") or []
+        fits = array.ndim == len(shape) and all(not isinstance(d, int) or d == n for d, n in zip(shape, array.shape))
+        if not fits or array.dtype.name != spec.get("dtype"):
+            dims = "(" + ", ".join(str(d) for d in shape) + ")"
+            raise ArtifactError(f"{path}: array '{spec['name']}' is {array.dtype.name} {tuple(array.shape)} but the model's input "
+                                f"'{spec['name']}' is {spec.get('dtype')} {dims}; rebuild the bundle")
+    counts = {name: len(array) for name, array in x.items()}
+    if len(set(counts.values())) > 1 or len(y) != len(logits) or len(y) not in counts.values():
+        raise ArtifactError(f"{path}: arrays hold different numbers of samples ({counts}, y {len(y)}, "
+                            f"reference_logits {len(logits)}); rebuild the bundle")
 
 
 def _check_eval_arrays(path: Path, x: np.ndarray, y: np.ndarray, logits: np.ndarray, manifest: dict[str, Any]) -> None:
@@ -86,25 +117,77 @@ def _require_a_runtime(loaded: list) -> None:
 
 
 def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, batch_sizes: Sequence[int] = (1,),
-                  memory: bool = True) -> dict[str, Any]:
-    """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine."""
-    loaded = []
-    for bundle_dir in bundle_paths(path):
-        manifest, artifact = load_bundle(bundle_dir)  # sha256 of every file checked before anything is loaded
-        loaded.append((bundle_dir, manifest, artifact, *_load_eval(bundle_dir, manifest)))
+                  memory: bool = True, images: Path | None = None) -> dict[str, Any]:
+    """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine: on the
+    bundles' eval.npz, or on a folder of raw image files (`images`) decoded as the manifest's preprocessing says."""
+    loaded = [(bundle_dir, *load_bundle(bundle_dir)) for bundle_dir in bundle_paths(path)]  # sha256 checked first
     _require_a_runtime(loaded)
-    _, first_manifest, _, x, y, reference = loaded[0]
-    digest = eval_set_hash(x, y)
-    for bundle_dir, *_rest, bx, by, _ref in loaded[1:]:
-        if eval_set_hash(bx, by) != digest:
-            raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
     candidates = [Candidate(artifact_name(m.get("target", d.name), shipped_variant(m, a.precision)), m.get("target", d.name), a, threads,
-                            verdict="bundle") for d, m, a, *_ in loaded]
+                            verdict="bundle") for d, m, a in loaded]
+    first_manifest = loaded[0][1]
+    if images is None:
+        x, y, reference, references, eval_set = _on_eval_npz(loaded)
+        measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest)
+    else:
+        x, y, reference, references, eval_set, measured, gate = _on_images(Path(images), loaded, candidates)
     rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory)
     for row, (bundle_dir, *_rest) in zip(rows, loaded, strict=True):
         row["bundle"] = str(bundle_dir)
-    references = {"student_fp32": {**accuracy_metrics(reference, y), "source": "bundle eval.npz reference_logits"}}
     run_name = first_manifest.get("run") or Path(path).resolve().name
-    notes = [w for _d, m, *_ in loaded for w in host_warnings(m.get("profile") or {})]
-    return build_report(run_name, rows, references, {"samples": len(y), "sha256": digest},
-                        _gate_section(first_manifest), spec, batch_sizes, memory, host_warnings=notes)
+    notes = [w for _d, m, _a in loaded for w in host_warnings(m.get("profile") or {})]
+    report = build_report(run_name, rows, references, eval_set, gate, spec, batch_sizes, memory, host_warnings=notes,
+                          measured=measured)
+    if eval_set.get("reference_is_a_candidate") and measured == FIDELITY:
+        report["warnings"].insert(0, f"no labels: fidelity is measured against {eval_set['reference']}, one of the bundles "
+                                     "benched, whose agreement with itself is 1 by construction; bench a run folder holding "
+                                     "the fp32 bundle and others to compare them")
+    return report
+
+
+def _on_eval_npz(loaded: list) -> tuple:
+    evals = [_load_eval(bundle_dir, manifest) for bundle_dir, manifest, _a in loaded]
+    x, y, reference = evals[0]
+    digest = eval_set_hash(x, y)
+    for (bundle_dir, *_rest), (bx, by, _ref) in zip(loaded[1:], evals[1:], strict=True):
+        if eval_set_hash(bx, by) != digest:
+            raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
+    references = {"student_fp32": {**accuracy_metrics(reference, y), "source": "bundle eval.npz reference_logits"}}
+    return x, y, reference, references, {"samples": len(y), "sha256": digest}
+
+
+def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple:
+    """Raw image files decoded per batch with the bundles' own preprocessing (Pillow and numpy: data/images.py, the
+    code the build machine used). Class sub-folders named as the bundle's labels give top-1; without them the
+    bundles are judged by fidelity to the fp32 bundle (else the first one): their top-1 agreement with it."""
+    from ..data.images import LazyImages, Preprocess
+    from ..data.sources import folder_by_labels
+
+    manifest_of = {d: m for d, m, _a in loaded}
+    steps = {d: Preprocess.from_manifest(m.get("preprocessing"), f"{d}/manifest.json") for d, m in manifest_of.items()}
+    if len(set(steps.values())) > 1:
+        raise ArtifactError(f"--images: the bundles decode images differently ({', '.join(str(d) for d in steps)}); "
+                            "bench them one at a time")
+    first_dir, first = loaded[0][0], loaded[0][1]
+    files, y = folder_by_labels(folder, [str(label) for label in first.get("labels") or []], "--images")
+    x = LazyImages(files, steps[first_dir])
+    expected = tuple((first.get("preprocessing") or {}).get("input_shape") or ())
+    if expected and tuple(x.shape[1:]) != expected:
+        raise DataError(f"--images '{folder}': images decode to {tuple(x.shape[1:])} but the model takes {expected}; "
+                        "the manifest's preprocessing does not fit these images")
+    index = next((i for i, c in enumerate(candidates) if c.artifact.precision == "fp32"), 0)
+    reference = predict(get_backend(candidates[index].artifact.backend).session(candidates[index].artifact,
+                                                                                candidates[index].threads).run, x)
+    measured = ACCURACY if y is not None else FIDELITY
+    y = reference.argmax(1).astype(np.int64) if y is None else y
+    gate = _gate_section(first)
+    references = {}
+    if candidates[index].artifact.precision == "fp32":
+        references["student_fp32"] = {**accuracy_metrics(reference, y), "source": f"{candidates[index].name} on {folder}"}
+        gate["reference"] = "student_fp32"
+    else:
+        gate["reference"] = candidates[index].name
+    digest = hashlib.sha256(x.fingerprint().encode() + np.ascontiguousarray(y).tobytes()).hexdigest()
+    eval_set = {"samples": len(y), "sha256": digest, "images": str(folder), "reference": candidates[index].name,
+                # the reference tells nothing about the others: no fp32 bundle among them, or no other bundle at all
+                "reference_is_a_candidate": candidates[index].artifact.precision != "fp32" or len(candidates) == 1}
+    return x, y, reference, references, eval_set, measured, gate

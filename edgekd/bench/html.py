@@ -10,6 +10,7 @@ import html
 import io
 from typing import Any
 
+from .accuracy import measured_note
 from .latency import CV_WARNING
 from .report import COLUMNS, table_rows
 
@@ -32,6 +33,7 @@ def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) 
              f"sha256 <code>{esc(report['eval_set']['sha256'][:16])}</code>. "
              f"Reference for the drop: <code>{esc(report['gate'].get('reference', ''))}</code>. "
              f"Created {esc(report.get('created', ''))}.</p>",
+             f"<p><strong>{esc(measured_note(report))}</strong></p>" if measured_note(report) else "",
              f"<p>Machine: {esc(str(cpu.get('model', '?')))}, {cpu.get('cores', '?')} cores, "
              f"flags {esc(' '.join(cpu.get('flags', [])))}; "
              f"GPU {esc(str((env.get('gpu') or {}).get('name', 'none')))}; {esc(env.get('os', '?'))}; "

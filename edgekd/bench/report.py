@@ -22,6 +22,7 @@ from typing import Any
 from ..environment import describe
 from ..fileio import write_json_atomic, write_text_atomic
 from ..gate import accuracy_drop
+from .accuracy import ACCURACY, measured_note
 from .latency import CV_WARNING, LatencySpec
 from .memory import METHOD as MEMORY_METHOD
 from .noise import separated
@@ -34,12 +35,13 @@ COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)",
 
 def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any], eval_set: dict[str, Any],
                  gate: dict[str, Any], spec: LatencySpec, batch_sizes, memory: bool,
-                 host_warnings: list[str] | None = None, quantize: dict[str, Any] | None = None) -> dict[str, Any]:
+                 host_warnings: list[str] | None = None, quantize: dict[str, Any] | None = None,
+                 measured: str = ACCURACY) -> dict[str, Any]:
     _second_opinion(rows)
     for row in rows:
         row["reason"] = full_reason(row)
     report = {"schema": REPORT_SCHEMA, "run": run, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "environment": describe(), "eval_set": eval_set, "references": references, "gate": gate,
+              "environment": describe(), "measured": measured, "eval_set": eval_set, "references": references, "gate": gate,
               "bench": {"latency": asdict(spec), "batch_sizes": sorted(set(batch_sizes) | {1}),
                         "interleaved": "all artifacts timed in rounds, order rotated each round",
                         "memory": MEMORY_METHOD.format(runs=20, batch=1) if memory else "not measured"},
@@ -132,6 +134,7 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> 
              "peak RSS from a fresh process per artifact.", "",
              f"Machine: {env.get('cpu', {}).get('model', '?')} ({env.get('cpu', {}).get('cores', '?')} cores, "
              f"{' '.join(env.get('cpu', {}).get('flags', []))}), {env.get('os', '?')}.", "",
+             *([f"**{measured_note(report)}**", ""] if measured_note(report) else []),
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report, verdicts)]
     lines += ["", "`files`: what the device's session loads (its size is `size`), then in parentheses what else the "

@@ -11,6 +11,7 @@ import shutil
 import textwrap
 from typing import Any
 
+from .accuracy import measured_note
 from .report import COLUMNS, table_rows
 
 # The terminal shows these first; the others go to a second table when the terminal is too narrow for all.
@@ -34,6 +35,8 @@ def terminal_table(report: dict[str, Any], verdicts: dict[str, str] | None = Non
         groups += _pack([r for r in rows if any(r[i] for i in rest)], rest, width)
     parts = [_text_table(rows, group, width) for group in groups]
     notes = [textwrap.fill(f"warning: {w}", width, subsequent_indent="  ") for w in report.get("host_warnings", [])]
+    if measured_note(report):  # said first: every top-1 in the table means something else than accuracy
+        notes.insert(0, textwrap.fill(measured_note(report), width, subsequent_indent="  "))
     return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
 
 

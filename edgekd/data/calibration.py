@@ -62,9 +62,28 @@ def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = 
     return chosen, digest
 
 
+def draw_folder(folder: Path, recipe: CalibrationRecipe, dataset: Dataset, preprocess) -> tuple[Split, str]:
+    """quantize.calibration_images: `recipe.count` images (seeded by `recipe.seed`) from a folder at any depth, decoded
+    with the data's preprocessing and input scaling; only the chosen files are read."""
+    from .images import LazyImages
+    from .sources import UNLABELED, image_files
+
+    files = image_files(folder, "quantize.calibration_images")
+    rng = np.random.default_rng(recipe.seed)
+    picked = np.sort(rng.choice(len(files), size=min(recipe.count, len(files)), replace=False))
+    images = LazyImages([files[i] for i in picked], preprocess).normalized(dataset.mean, dataset.std)
+    if images.shape[1:] != dataset.input_shape:
+        raise DataError(f"quantize.calibration_images '{folder}': images are {images.shape[1:]} after data's preprocessing "
+                        f"but the model takes {dataset.input_shape}; set data.resize and data.center_crop so both match")
+    chosen = Split(np.asarray(images), np.full(len(images), UNLABELED, np.int64))
+    return chosen, split_hash(chosen.x, chosen.y)
+
+
 def describe(recipe: CalibrationRecipe, chosen: Split) -> dict:
     """What the set actually is, for the stage metrics: the requested and drawn counts may differ (a small
     split), and a class-balanced recipe may not get equal classes (a class with too few samples)."""
+    if (chosen.y < 0).any():  # unlabeled images: no classes to count
+        return {"requested": recipe.count, "samples": len(chosen), "class_balanced": False, "per_class": None}
     per_class = np.bincount(chosen.y)
     present = per_class[per_class > 0]
     balanced = bool(recipe.class_balance and len(present) == len(per_class) and present.max() - present.min() <= 1)

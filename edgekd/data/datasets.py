@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from ..bench.accuracy import ACCURACY, FIDELITY
 from ..config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, NormalizeStats
 from ..errors import DataError
 from .images import LazyImages, Preprocess, channel_stats
@@ -46,6 +47,10 @@ class Dataset:
     pixel_mean: list[float] = field(default_factory=list)
     pixel_std: list[float] = field(default_factory=list)
     image_steps: Optional[dict] = None  # an image folder's decoding steps (color, resize, crop), for the device
+    # False: the data has no labels. The pipeline then labels val and test with the fp32 model's top-1
+    # (with_reference_labels), so every top-1 it measures is agreement with fp32: fidelity, not accuracy.
+    labeled: bool = True
+    reference_labels: bool = False  # val/test labels are the fp32 model's predictions
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -61,6 +66,18 @@ class Dataset:
                 "formula": "(pixel / 255 - mean[c]) / std[c]", "mean": self.mean, "std": self.std,
                 "input_shape": list(self.input_shape), **({"image": self.image_steps} if self.image_steps else {})}
 
+    @property
+    def measured(self) -> str:
+        """What a top-1 on this data measures, for reports and manifests."""
+        return FIDELITY if self.reference_labels else ACCURACY
+
+    def with_reference_labels(self, val_logits: np.ndarray, test_logits: np.ndarray) -> Dataset:
+        """The unlabeled dataset with the fp32 model's top-1 as val and test labels (train stays unlabeled)."""
+        classes = [str(i) for i in range(val_logits.shape[1])]
+        return replace(self, val=Split(self.val.x, val_logits.argmax(1).astype(np.int64)),
+                       test=Split(self.test.x, test_logits.argmax(1).astype(np.int64)), classes=classes,
+                       reference_labels=True)
+
     def raw(self, x: np.ndarray) -> np.ndarray:
         """Model inputs back to pixels in [0, 1] (undo the normalisation)."""
         return x * np.asarray(self.std, np.float32)[None, :, None, None] + np.asarray(self.mean, np.float32)[None, :, None, None]
@@ -73,12 +90,15 @@ def preprocess_of(cfg: DataConfig) -> Preprocess:
 def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, lazy: bool = False) -> Dataset:
     """The splits, normalised. An image folder stays on disk and is decoded batch by batch when `lazy` (shipping a
     trained model: evaluation and calibration only); training needs its images in memory."""
-    raw = load_raw(cfg.source, cfg.path, preprocess_of(cfg), base_dir)
+    raw = load_raw(cfg.source, cfg.path, preprocess_of(cfg), base_dir, labeled=cfg.labels != "none")
     where = f"data.path '{cfg.path}'" if cfg.path else f"data.source '{cfg.source}'"
-    _check(raw.x, raw.y, len(raw.classes), where)
-    if raw.test_y is not None:
-        _check(raw.test_x, raw.test_y, len(raw.classes), f"{where} (test split)")
-    _check_classes(raw, where)
+    if raw.labeled:
+        _check(raw.x, raw.y, len(raw.classes), where)
+        if raw.test_y is not None:
+            _check(raw.test_x, raw.test_y, len(raw.classes), f"{where} (test split)")
+        _check_classes(raw, where)
+    else:
+        _check_unlabeled(raw, where)
     rng = np.random.default_rng(seed)
     train, val, test = _split(raw, cfg, rng)
     pixel_mean, pixel_std = _channel_stats(train.x)
@@ -89,7 +109,8 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, la
     mode = cfg.normalize if isinstance(cfg.normalize, str) else "custom"
     dataset = Dataset(cfg.source, train, val, test, raw.classes, mean.tolist(), std.tolist(), normalize=mode,
                       pixel_mean=pixel_mean.tolist(), pixel_std=pixel_std.tolist(),
-                      image_steps=raw.x.preprocess.to_json() if isinstance(raw.x, LazyImages) else None)
+                      image_steps=raw.x.preprocess.to_json() if isinstance(raw.x, LazyImages) else None,
+                      labeled=raw.labeled)
     dataset.fingerprint = fingerprint(dataset)
     return dataset
 
@@ -102,6 +123,14 @@ def _check(x: np.ndarray, y: np.ndarray, n_classes: int, where: str) -> None:
                         "fix the labels or list every class name")
     if not isinstance(x, LazyImages) and not np.isfinite(x).all():  # decoded pixels are finite by construction
         raise DataError(f"{where}: images contain NaN or Inf values; clean the data first")
+
+
+def _check_unlabeled(raw: RawData, where: str) -> None:
+    if len(raw.y) < 3:
+        raise DataError(f"{where}: {len(raw.y)} unlabeled image(s); give at least 3 (train, validation and test)")
+    if raw.test_y is not None and not (raw.test_y == raw.y[0]).all():
+        raise DataError(f"{where}: test_y has labels but y has none; give labels for both or for neither")
+    _check(raw.x, np.zeros(len(raw.y), np.int64), 1, where)  # finite pixels
 
 
 def _check_classes(raw: RawData, where: str) -> None:

@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -41,6 +41,25 @@ class Preprocess:
     def to_json(self) -> dict:
         return {"color": self.color, "resize_shorter_side": self.resize, "center_crop": self.center_crop,
                 "resize_square": self.square, "interpolation": "bilinear (Pillow)"}
+
+    @classmethod
+    def from_manifest(cls, preprocessing: Any, where: str) -> Preprocess:
+        """The steps a bundle's manifest.json records (`preprocessing`: `image` steps, `mean`, `std`), so a device decodes
+        image files exactly as the build machine did; one line when the manifest does not record them."""
+        image = preprocessing.get("image") if isinstance(preprocessing, dict) else None
+        if not isinstance(image, dict):
+            raise DataError(f"{where}: the model was built from arrays, not image files, so the manifest records no image "
+                            "decoding steps (preprocessing.image); bench it on its eval.npz (leave out --images)")
+        try:
+            mean, std = preprocessing["mean"], preprocessing["std"]
+            made = cls(color=image["color"], resize=image.get("resize_shorter_side"), center_crop=image.get("center_crop"),
+                       square=image.get("resize_square"), mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{where}: preprocessing is incomplete or malformed ({type(exc).__name__}: {exc}); "
+                            "bundle it again") from None
+        if made.color not in COLORS or len(made.mean) != made.channels or len(made.std) != made.channels:
+            raise DataError(f"{where}: preprocessing.image.color {made.color!r} with {len(made.mean)} mean values; bundle it again")
+        return made
 
     def load(self, file: Path) -> np.ndarray:
         """(C, H, W) float32 model input for one file."""

@@ -28,16 +28,28 @@ class RawData:
     test_x: Optional[np.ndarray] = None
     test_y: Optional[np.ndarray] = None
 
+    @property
+    def labeled(self) -> bool:
+        """False for images without labels (a folder with no class sub-folders, an npz without y): every label is
+        UNLABELED, and the pipeline judges candidates by fidelity to the fp32 model instead of accuracy."""
+        return not (len(self.y) and (self.y == UNLABELED).all())
 
-def load_raw(source: str, path: Optional[str], preprocess: Preprocess, base_dir: Optional[Path]) -> RawData:
+
+# The label of an image that has none. Never a class index, so an unlabeled image cannot count as a class.
+UNLABELED = -1
+
+
+def load_raw(source: str, path: Optional[str], preprocess: Preprocess, base_dir: Optional[Path],
+             labeled: bool = True) -> RawData:
+    """`labeled` False (data.labels: none): an image folder's sub-folders and an npz's y are not read as labels."""
     if source == "digits":
         return _digits()
     if source == "fashion-mnist":
         return _fashion_mnist(resolve_path(path, base_dir) if path else FASHION_MNIST_DIR)
     if source == "npz":
-        return _npz(data_path(source, path, base_dir))
+        return _npz(data_path(source, path, base_dir), labeled)
     if source == "imagefolder":
-        return _imagefolder(data_path(source, path, base_dir), preprocess)
+        return _imagefolder(data_path(source, path, base_dir), preprocess, labeled)
     if is_reference(source):
         return _factory(source, base_dir)
     raise DataError(f"data.source '{source}': unknown; use digits, fashion-mnist, npz, imagefolder or module:function")
@@ -95,12 +107,20 @@ def _read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a valid IDX file ({exc})") from None
 
 
-def _npz(path: Path) -> RawData:
+def _npz(path: Path, labeled: bool = True) -> RawData:
     if not path.is_file():
         raise DataError(f"data.path '{path}': npz file not found")
     found = read_npz(path, "save it with numpy.savez(x=..., y=...)", DataError)
-    if "x" not in found or "y" not in found:
-        raise DataError(f"{path}: npz needs arrays 'x' (N,C,H,W or N,H,W) and 'y' (N,); found {sorted(found)}")
+    if "x" not in found:
+        raise DataError(f"{path}: npz needs arrays 'x' (N,C,H,W or N,H,W) and 'y' (N,), or 'x' alone for unlabeled "
+                        f"images (judged by fidelity to the fp32 model); found {sorted(found)}")
+    if not labeled:
+        for key in ("y", "test_y"):
+            found.pop(key, None)
+    if "y" not in found:  # unlabeled images (and an unlabeled test split, when there is one)
+        found["y"] = np.full(len(found["x"]), UNLABELED, np.int64)
+        if "test_x" in found and "test_y" not in found:
+            found["test_y"] = np.full(len(found["test_x"]), UNLABELED, np.int64)
     return _from_arrays(found["x"], found["y"], found.get("test_x"), found.get("test_y"), str(path), found.get("classes"))
 
 
@@ -116,6 +136,8 @@ def _from_arrays(x, y, tx, ty, where: str, classes=None) -> RawData:
         raise DataError(f"{where}: test_x must have one label in test_y per image and the shape of x "
                         f"(x {x.shape[1:]}, test_x {tx.shape[1:]})")
     n_classes = int(max(y.max(initial=0), ty.max(initial=0) if ty is not None else 0)) + 1
+    if (y == UNLABELED).all() and (ty is None or (ty == UNLABELED).all()):
+        n_classes = 0  # unlabeled: the model's outputs will say how many classes there are
     names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n_classes)]
     return RawData(x, y, names, tx, ty)
 
@@ -140,11 +162,17 @@ def _as_images(x, where: str) -> np.ndarray:
     return x / 255.0 if x.max(initial=0) > 1.0 else x
 
 
-def _imagefolder(folder: Path, preprocess: Preprocess) -> RawData:
+def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> RawData:
     """Files and labels only: pixels are decoded when a batch is asked for (data/images.py). Every file's header
-    is read now, so a file that is not an image stops the run before any work."""
+    is read now, so a file that is not an image stops the run before any work. A folder of class sub-folders is
+    labeled by them; a folder holding image files itself, or any folder with data.labels none, is unlabeled (its files
+    at any depth)."""
     if not folder.is_dir():
-        raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class)")
+        raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class, or images)")
+    if _images_in(folder) or not labeled:
+        files = image_files(folder, "data.path")
+        _check_headers(files, preprocess)
+        return RawData(LazyImages(files, preprocess), np.full(len(files), UNLABELED, np.int64), [])
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     files, labels = [], []
     for label, name in enumerate(classes):
@@ -153,9 +181,50 @@ def _imagefolder(folder: Path, preprocess: Preprocess) -> RawData:
                 files.append(file)
                 labels.append(label)
     if not files:
-        raise DataError(f"data.path '{folder}': no images found (expected {folder}/<class>/<image>.png)")
+        raise DataError(f"data.path '{folder}': no images found (expected {folder}/<class>/<image>.png, or images "
+                        "without labels directly in it)")
     _check_headers(files, preprocess)
     return RawData(LazyImages(files, preprocess), np.asarray(labels, dtype=np.int64), classes)
+
+
+def _images_in(folder: Path) -> bool:
+    return any(f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES for f in folder.iterdir())
+
+
+def folder_by_labels(folder: Path, labels: list[str], field: str) -> tuple[list[Path], Optional[np.ndarray]]:
+    """A device's image folder: (files, labels) with class sub-folders named as the model's labels (a bundle's `labels`),
+    or (files, None) for images without labels: files in the folder itself, or sub-folders none of which is named as a
+    label (a camera's folders by day), at any depth. Some sub-folders named as labels and some not is refused."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{field} '{folder}': not a folder; give a folder of images (class sub-folders, or unlabeled images)")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if _images_in(folder) or not any(name in labels for name in classes):
+        return image_files(folder, field), None
+    unknown = [name for name in classes if name not in labels]
+    if unknown:
+        raise DataError(f"{field} '{folder}': sub-folder(s) {', '.join(unknown[:5])} are not among the model's labels "
+                        f"({', '.join(labels[:12])}); name class folders by label, or give unlabeled images directly in it")
+    files, y = [], []
+    for name in classes:
+        found = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file())
+        files += found
+        y += [labels.index(name)] * len(found)
+    if not files:
+        raise DataError(f"{field} '{folder}': no images found in its class sub-folders")
+    return files, np.asarray(y, np.int64)
+
+
+def image_files(folder: Path, field: str) -> list[Path]:
+    """Every image file below `folder`, at any depth, in a fixed order; one line when there is none."""
+    try:
+        files = sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file())
+    except OSError as exc:
+        raise DataError(f"{field} '{folder}': cannot be read ({exc.strerror}); check the path and its permissions") from None
+    if not files:
+        raise DataError(f"{field} '{folder}': no images found (.png, .jpg, .jpeg, .bmp, .gif, .webp at any depth); "
+                        "give a folder of images")
+    return files
 
 
 def _check_headers(files: list[Path], preprocess: Preprocess) -> None:

@@ -39,6 +39,7 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     logits = _onnx_logits(out)
     check_classes(logits(ctx.dataset.val.x[:2]), ctx.dataset.num_classes, "student.onnx")
     return StageOutput([out], {"mode": "none", "source": "onnx", "params": onnx_parameters(out), "input": spec,
+                               "inputs": onnx_inputs(out),
                                "source_sha256": sha256_of(source), **_accuracy(ctx, logits)}, inputs=[source])
 
 
@@ -55,8 +56,42 @@ def _ship_checkpoint(ctx: RunContext) -> StageOutput:
                                **_accuracy(ctx, logits)}, inputs=[checkpoint])
 
 
+def with_reference_labels(ctx: RunContext, dataset):
+    """Unlabeled data: label val and test with the given model's own top-1, so that every later top-1 (quantize budget,
+    candidate selection, bench, gate, the device's bench) is top-1 agreement with the fp32 model. Only a model shipped
+    as given can be judged that way: training needs labels."""
+    import sys
+
+    from ..errors import DataError
+
+    where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
+    if ctx.cfg.distill.mode != "none":
+        raise DataError(f"{where}: the images have no labels, and distill.mode {ctx.cfg.distill.mode} trains on labels; give "
+                        "class sub-folders (or y in the npz), or ship a trained model (no teachers, no distill section)")
+    if ctx.cfg.quantize.method == "qat":
+        raise ConfigError(f"quantize.method: qat fine-tunes with labels and {where} has none; use quantize.method: ptq")
+    if not ctx.cfg.ships_onnx:
+        raise ConfigError(f"{where}: the images have no labels, and a PyTorch student's class count comes from them; give "
+                          "class sub-folders (or y in the npz), or ship the model's ONNX export (student.onnx)")
+    source = resolve_path(ctx.cfg.student.onnx, ctx.base_dir)
+    if not source.is_file():
+        raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': file not found ({source}); give the path of the "
+                          "model's .onnx file, absolute or relative to the config file")
+    check_input_matches(onnx_input_spec(source), dataset.input_shape, "student.onnx")
+    logits = _onnx_logits(source)
+    val_logits = logits(dataset.val.x)
+    if val_logits.ndim != 2:
+        raise ConfigError(f"student.onnx: the model's output has shape {_shape(val_logits.shape)}; edgekd ships classifiers "
+                          "whose output is (batch, classes) logits")
+    print(f"{where}: no labels; every top-1 below is agreement with the fp32 model's top-1 (fidelity, not accuracy)",
+          file=sys.stderr)
+    return dataset.with_reference_labels(val_logits, logits(dataset.test.x))
+
+
 def _accuracy(ctx: RunContext, logits) -> dict:
     val, test = ctx.dataset.val, ctx.dataset.test
+    if ctx.dataset.reference_labels:  # its own predictions: nothing to measure against, and nothing to judge
+        return {"measured": ctx.dataset.measured, "val_samples": len(val), "test_samples": len(test)}
     metrics = {"val_top1": topk(logits(val.x), val.y), "test_top1": topk(logits(test.x), test.y)}
     _judge_given(metrics["val_top1"], val.y)
     return metrics
@@ -85,8 +120,9 @@ def _onnx_logits(path: Path):
     return lambda x: predict(session.run, x)
 
 
-def onnx_input_spec(path: Path) -> dict:
-    """Name, shape (symbolic dimensions by name) and dtype of an ONNX model's one data input."""
+def onnx_inputs(path: Path) -> list[dict]:
+    """Every data input of an ONNX model (initializers excluded): name, dtype, shape (symbolic dimensions by name, "?"
+    when unnamed) and dynamic_axes ({axis: name} of each dimension without a fixed size), for the manifest."""
     import onnx
 
     try:
@@ -94,14 +130,23 @@ def onnx_input_spec(path: Path) -> dict:
     except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX file
         raise ConfigError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:120]}); export it again") from None
     initializers = {init.name for init in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
+    specs = []
+    for value in (i for i in graph.input if i.name not in initializers):
+        tensor = value.type.tensor_type
+        shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
+        specs.append({"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                      "shape": shape, "dynamic_axes": {str(i): d for i, d in enumerate(shape) if not isinstance(d, int)}})
+    return specs
+
+
+def onnx_input_spec(path: Path) -> dict:
+    """Name, shape and dtype of an ONNX model's one data input (edgekd feeds one image tensor)."""
+    inputs = onnx_inputs(path)
     if len(inputs) != 1:
-        raise ConfigError(f"{path}: the model takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); edgekd ships "
-                          "image classifiers with one input tensor")
-    tensor = inputs[0].type.tensor_type
-    shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
-    return {"name": inputs[0].name, "shape": shape, "dtype": dtype}
+        described = ", ".join(f"{i['name']} {i['dtype']} {_shape(i['shape'])}" for i in inputs)
+        raise ConfigError(f"{path}: the model takes {len(inputs)} inputs ({described}); edgekd ships image classifiers "
+                          "fed one input tensor")
+    return {k: inputs[0][k] for k in ("name", "shape", "dtype")}
 
 
 def check_input_matches(spec: dict, sample_shape: tuple, field: str) -> None:

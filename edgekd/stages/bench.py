@@ -88,7 +88,8 @@ def run(ctx: RunContext) -> StageOutput:
     rows = measure_rows(candidates(ctx), x, y, student_logits, latency_spec(ctx), batch_sizes, memory=bench_cfg.memory)
     report = build_report(ctx.cfg.name, rows, refs, {"samples": len(y), "sha256": eval_set_hash(x, y)},
                           ctx.cfg.gate.model_dump(), latency_spec(ctx), batch_sizes, bench_cfg.memory,
-                          host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)})
+                          host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)},
+                          measured=ctx.dataset.measured)
     noisy = len(report["warnings"])
     if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently
         short = (f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "

@@ -165,8 +165,12 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
             # that `edgekd gate` judges by the same limits and both verdicts agree.
             "gate": ctx.cfg.gate.model_dump(mode="json"),
             "built_on": cpu_info()["model"], "input": ctx.manifest.metrics("export")["input"],
+            # Every input of the ONNX file as it is: names, dtypes, shapes and dynamic axes.
+            "inputs": ctx.manifest.metrics("export").get("inputs"),
             "output": {"name": "logits", "shape": ["batch", data.num_classes], "dtype": "float32"},
             "preprocessing": data.preprocessing(), "labels": data.classes,
+            # Without labels, eval.npz's y is the fp32 model's top-1 and every top-1 measured on it is fidelity.
+            "measured": data.measured,
             "quantization": {"recipe": recipe, "variant": row["name"], "calibration": quant.get("calibration")}
             if recipe else None,
             "runtime_options": row["artifact"]["runtime_options"], "library_versions": library_versions(),

@@ -57,7 +57,12 @@ class RunContext:
 
         # Shipping a trained model only evaluates and calibrates: an image folder can then stay on disk.
         lazy = self.cfg.distill.mode == "none" and self.cfg.quantize.method != "qat"
-        return load_dataset(self.cfg.data, self.cfg.seed, self.base_dir, lazy=lazy)
+        dataset = load_dataset(self.cfg.data, self.cfg.seed, self.base_dir, lazy=lazy)
+        if dataset.labeled:
+            return dataset
+        from .as_given import with_reference_labels
+
+        return with_reference_labels(self, dataset)
 
     def stage_dir(self, stage: str) -> Path:
         path = self.run_dir / f"{STAGES.index(stage) + 1:02d}-{stage}"

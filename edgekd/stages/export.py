@@ -44,7 +44,8 @@ def _copy_given_onnx(ctx: RunContext) -> StageOutput:
     spec = ctx.manifest.metrics("distill")["input"]
     input_spec = {"name": spec["name"], "shape": ["batch", *ctx.dataset.input_shape], "dtype": spec["dtype"]}
     return StageOutput([out], {"parity": {"skipped": "the student was given as ONNX: it is the reference"},
-                               "input": input_spec, "given": True}, inputs=[source])
+                               "input": input_spec, "inputs": ctx.manifest.metrics("distill")["inputs"], "given": True},
+                       inputs=[source])
 
 
 def _export_torch(ctx: RunContext) -> StageOutput:
@@ -64,5 +65,7 @@ def _export_torch(ctx: RunContext) -> StageOutput:
     check = parity(student, path, samples, ctx.cfg.export)
     input_spec = {"name": INPUT_NAME, "shape": ["batch" if ctx.cfg.export.dynamic_batch else 2, *data.input_shape],
                   "dtype": "float32"}
-    return StageOutput([path], {"parity": check.to_json(), "opset": ctx.cfg.export.opset, "input": input_spec},
-                       inputs=[student_pt])
+    from .as_given import onnx_inputs
+
+    return StageOutput([path], {"parity": check.to_json(), "opset": ctx.cfg.export.opset, "input": input_spec,
+                                "inputs": onnx_inputs(path)}, inputs=[student_pt])

@@ -34,7 +34,9 @@ def external_inputs(cfg: PipelineConfig, section: str, base_dir: Path) -> Any:
     if section == "quantize" and cfg.quantize.method != "none":
         from ..data.calibration import load_recipe
 
-        return load_recipe(cfg.quantize.calibration, base_dir).model_dump(mode="json")
+        recipe = load_recipe(cfg.quantize.calibration, base_dir).model_dump(mode="json")
+        folder = cfg.quantize.calibration_images
+        return {**recipe, "calibration_images": _fingerprint(folder, base_dir)} if folder else recipe
     return None
 
 

@@ -74,7 +74,7 @@ def run(ctx: RunContext) -> StageOutput:
     if method == "none":
         return StageOutput([], {"method": "none"})
     recipe_set = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
-    calibration, digest = draw(ctx.dataset, recipe_set, synthetic_split(ctx))
+    calibration, digest = _calibration_set(ctx, recipe_set)
     fp32 = fp32_onnx_path(ctx)
     outputs, used, made = [], {}, {}
     for name, choice in progress(list(recipes_for(ctx).items()), desc="int8 recipes (calibration)", unit="recipe"):
@@ -90,8 +90,21 @@ def run(ctx: RunContext) -> StageOutput:
         outputs.append(path)
         used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size}
     metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration),
-                                                 "sha256": digest}, "recipes": used}
+                                                 "sha256": digest, "folder": ctx.cfg.quantize.calibration_images},
+               "recipes": used}
     return StageOutput(outputs, metrics, inputs=[fp32])
+
+
+def _calibration_set(ctx: RunContext, recipe_set):
+    """The recipe's draw from a split, or from the quantize.calibration_images folder when one is given."""
+    folder = ctx.cfg.quantize.calibration_images
+    if not folder:
+        return draw(ctx.dataset, recipe_set, synthetic_split(ctx))
+    from ..data.calibration import draw_folder
+    from ..data.datasets import preprocess_of
+    from ..fileio import resolve_path
+
+    return draw_folder(resolve_path(folder, ctx.base_dir), recipe_set, ctx.dataset, preprocess_of(ctx.cfg.data))
 
 
 def _ptq(ctx: RunContext, recipe, calibration_x):

@@ -43,3 +43,31 @@ def test_a_class_too_small_for_its_share_is_recorded_as_unbalanced(small_digits)
     samples, _ = draw(small_digits, recipe.model_copy(update={"source": "synthetic"}), synthetic=few_nines)
     info = describe(recipe, samples)
     assert info["samples"] == 100 and not info["class_balanced"]
+
+
+def test_an_unlabeled_folder_at_any_depth_calibrates_with_the_data_preprocessing(tmp_path):
+    from PIL import Image
+
+    from edgekd.data.calibration import draw_folder
+    from edgekd.data.datasets import preprocess_of
+    from edgekd.errors import DataError
+
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (9, 9), 20 * i).save(tmp_path / "data" / label / f"{i}.png")
+    for i in range(30):
+        folder = tmp_path / "calibration" / f"day{i % 3}" / "cam"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (12, 10), 7 * i).save(folder / f"{i}.png")
+    cfg = DataConfig(source="imagefolder", path=str(tmp_path / "data"), color="gray", resize=9, center_crop=9)
+    data = load_dataset(cfg, seed=0, lazy=True)
+    recipe = CalibrationRecipe(name="t", count=16, seed=3)
+    chosen, digest = draw_folder(tmp_path / "calibration", recipe, data, preprocess_of(cfg))
+    assert chosen.x.shape == (16, 1, 9, 9) and isinstance(chosen.x, np.ndarray) and (chosen.y == -1).all()
+    pixels = chosen.x * data.std[0] + data.mean[0]  # normalised with the data's own statistics
+    assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6 and len(np.unique(pixels.round(4))) == 16
+    assert draw_folder(tmp_path / "calibration", recipe, data, preprocess_of(cfg))[1] == digest  # seeded
+    assert describe(recipe, chosen)["per_class"] is None
+    with pytest.raises(DataError, match=r"calibration_images .*\(1, 12, 12\) after data's preprocessing but the model takes \(1, 9, 9\)"):
+        draw_folder(tmp_path / "calibration", recipe, data, preprocess_of(cfg.model_copy(update={"resize": 12, "center_crop": 12})))

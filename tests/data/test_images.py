@@ -77,3 +77,54 @@ def test_image_steps_on_another_source_are_refused():
 
     with pytest.raises(ConfigError, match="data.resize: applies to image files"):
         validate_config({"data": {"source": "digits", "resize": 32}, "student": {"onnx": "m.onnx"}})
+
+
+def test_a_bundle_manifest_decodes_files_exactly_as_the_build_machine(tmp_path):
+    """The device's decoder is built from the manifest's preprocessing alone and gives the pipeline's very arrays."""
+    _folder(tmp_path, sizes=((40, 30), (30, 40)), per_class=6)
+    cfg = DataConfig(source="imagefolder", path=str(tmp_path), resize=14, center_crop=12, color="bgr",
+                     normalize={"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]})
+    data = load_dataset(cfg, seed=0, lazy=True)
+    recorded = data.preprocessing()
+    assert recorded["mean"] == pytest.approx([0.4, 0.5, 0.6]) and recorded["std"] == pytest.approx([0.2, 0.25, 0.3])
+    assert recorded["image"]["color"] == "bgr" and recorded["input_shape"] == [3, 12, 12]
+    device = Preprocess.from_manifest(recorded, "manifest.json")
+    assert np.array_equal(LazyImages(data.test.x.files, device)[:], data.test.x[:])
+
+
+def test_a_manifest_without_image_steps_is_one_line():
+    with pytest.raises(DataError, match=r"manifest.json: the model was built from arrays.*leave out --images"):
+        Preprocess.from_manifest({"mean": [0.5], "std": [0.5]}, "manifest.json")
+    with pytest.raises(DataError, match=r"manifest.json: preprocessing is incomplete or malformed \(KeyError"):
+        Preprocess.from_manifest({"image": {"color": "rgb"}, "mean": [0.5, 0.5, 0.5]}, "manifest.json")
+
+
+def test_a_folder_of_images_without_class_folders_is_unlabeled(tmp_path):
+    _folder(tmp_path / "nested", per_class=5)  # images two levels down: still no class folders at the top
+    for file in (tmp_path / "nested").rglob("*.png"):
+        file.rename(tmp_path / f"{file.parent.name}-{file.name}")
+    data = load_dataset(DataConfig(source="imagefolder", path=str(tmp_path)), seed=0, lazy=True)
+    assert not data.labeled and data.classes == [] and (data.val.y == -1).all()
+    assert len(data.train) + len(data.val) + len(data.test) == 10
+
+
+def test_an_npz_without_labels_is_unlabeled(tmp_path):
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).random((20, 1, 4, 4), dtype=np.float32))
+    data = load_dataset(DataConfig(source="npz", path=str(tmp_path / "x.npz")), seed=0)
+    assert not data.labeled and data.num_classes == 0 and len(data.test) == 4
+    np.savez(tmp_path / "xy.npz", x=np.zeros((20, 1, 4, 4), np.float32), y=np.arange(20) % 2)
+    ignored = load_dataset(DataConfig(source="npz", path=str(tmp_path / "xy.npz"), labels="none"), seed=0)
+    assert not ignored.labeled and (ignored.val.y == -1).all()
+
+
+def test_labels_none_reads_class_folders_as_plain_folders(tmp_path):
+    _folder(tmp_path, per_class=5)
+    data = load_dataset(DataConfig(source="imagefolder", path=str(tmp_path), labels="none"), seed=0, lazy=True)
+    assert not data.labeled and len(data.train) + len(data.val) + len(data.test) == 10
+
+
+def test_labels_none_applies_to_files_only():
+    from edgekd.config import validate_config
+
+    with pytest.raises(ConfigError, match="data.labels: none applies to data.source imagefolder or npz, not to 'digits'"):
+        validate_config({"data": {"source": "digits", "labels": "none"}, "student": {"onnx": "m.onnx"}})
