@@ -26,8 +26,18 @@ def measured_note(report: dict) -> str | None:
     return FIDELITY_NOTE if report.get("measured") == FIDELITY else None
 
 
+def sample_count(x) -> int:
+    """Samples in model inputs: one array, or a model with several inputs' {input name: array}."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def take_rows(x, index):
+    """The same rows of every input."""
+    return {name: array[index] for name, array in x.items()} if isinstance(x, dict) else x[index]
+
+
 def predict(run, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    return np.concatenate([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    return np.concatenate([run(take_rows(x, slice(i, i + batch_size))) for i in range(0, sample_count(x), batch_size)])
 
 
 def topk(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
@@ -56,7 +66,12 @@ def accuracy_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]
 def eval_set_hash(x: np.ndarray, y: np.ndarray) -> str:
     """Content hash of an evaluation set, the same for the pipeline's subset and a bundle's eval.npz
     (dtypes fixed first, so float64 vs float32 copies of the same data cannot disagree)."""
-    digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    if isinstance(x, dict):  # several named inputs: each by name, in name order, in its own dtype
+        digest = hashlib.sha256()
+        for name in sorted(x):
+            digest.update(name.encode() + np.ascontiguousarray(x[name]).tobytes())
+    else:
+        digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
     digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
     return digest.hexdigest()
 

@@ -39,12 +39,42 @@ def bundle_paths(path: Path) -> list[Path]:
 def _load_eval(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     path = bundle_dir / "eval.npz"
     data = read_npz(path, "rebuild the bundle", ArtifactError)
-    missing = [k for k in ("x", "y", "reference_logits") if k not in data]
+    inputs = _named_inputs(manifest)
+    missing = [k for k in ([i["name"] for i in inputs] if inputs else ["x"]) + ["y", "reference_logits"] if k not in data]
     if missing:
         raise ArtifactError(f"{path}: no array {', '.join(missing)}; rebuild the bundle")
-    x, y, logits = data["x"], data["y"], data["reference_logits"]
+    y, logits = data["y"], data["reference_logits"]
+    if inputs:  # a model with several inputs: one array per input, named as the input
+        x = {spec["name"]: data[spec["name"]] for spec in inputs}
+        _check_named_arrays(path, x, y, logits, inputs)
+        return x, y, logits
+    x = data["x"]
     _check_eval_arrays(path, x, y, logits, manifest)
     return x, y, logits
+
+
+def _named_inputs(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The manifest's `inputs` when the model has several (eval.npz then holds one array per input name)."""
+    inputs = manifest.get("inputs")
+    if isinstance(inputs, list) and len(inputs) > 1 and all(isinstance(i, dict) and isinstance(i.get("name"), str)
+                                                            for i in inputs):
+        return inputs
+    return None
+
+
+def _check_named_arrays(path: Path, x: dict[str, np.ndarray], y: np.ndarray, logits: np.ndarray, inputs: list) -> None:
+    """Each named array against its input's spec (dtype, fixed dimensions), and one sample count throughout."""
+    for spec in inputs:
+        array, shape = x[spec["name"]], spec.get("shape") or []
+        fits = array.ndim == len(shape) and all(not isinstance(d, int) or d == n for d, n in zip(shape, array.shape))
+        if not fits or array.dtype.name != spec.get("dtype"):
+            dims = "(" + ", ".join(str(d) for d in shape) + ")"
+            raise ArtifactError(f"{path}: array '{spec['name']}' is {array.dtype.name} {tuple(array.shape)} but the model's input "
+                                f"'{spec['name']}' is {spec.get('dtype')} {dims}; rebuild the bundle")
+    counts = {name: len(array) for name, array in x.items()}
+    if len(set(counts.values())) > 1 or len(y) != len(logits) or len(y) not in counts.values():
+        raise ArtifactError(f"{path}: arrays hold different numbers of samples ({counts}, y {len(y)}, "
+                            f"reference_logits {len(logits)}); rebuild the bundle")
 
 
 def _check_eval_arrays(path: Path, x: np.ndarray, y: np.ndarray, logits: np.ndarray, manifest: dict[str, Any]) -> None:
@@ -108,8 +138,9 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     report = build_report(run_name, rows, references, eval_set, gate, spec, batch_sizes, memory, host_warnings=notes,
                           measured=measured)
     if eval_set.get("reference_is_a_candidate") and measured == FIDELITY:
-        report["warnings"].insert(0, f"no labels and no fp32 bundle: fidelity is measured against {gate['reference']}, one of "
-                                     "the bundles benched, whose agreement with itself is 1 by construction")
+        report["warnings"].insert(0, f"no labels: fidelity is measured against {eval_set['reference']}, one of the bundles "
+                                     "benched, whose agreement with itself is 1 by construction; bench a run folder holding "
+                                     "the fp32 bundle and others to compare them")
     return report
 
 
@@ -157,5 +188,6 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
         gate["reference"] = candidates[index].name
     digest = hashlib.sha256(x.fingerprint().encode() + np.ascontiguousarray(y).tobytes()).hexdigest()
     eval_set = {"samples": len(y), "sha256": digest, "images": str(folder), "reference": candidates[index].name,
+                # the reference tells nothing about the others: no fp32 bundle among them, or no other bundle at all
                 "reference_is_a_candidate": candidates[index].artifact.precision != "fp32" or len(candidates) == 1}
     return x, y, reference, references, eval_set, measured, gate

@@ -39,12 +39,16 @@ with: pixels scaled to [0, 1], then (pixel - mean[c]) / std[c] per channel with 
 def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_y: np.ndarray,
                  reference_logits: np.ndarray, info: dict[str, Any]) -> Path:
     """Assemble the bundle in a temporary folder, then swap it into place: a crash leaves the old one."""
+    # A model with several inputs: one array per input, named as the input (bench/device.py reads them by name).
+    named = dict(eval_x) if isinstance(eval_x, dict) else {"x": eval_x.astype(np.float32)}
+    if {"y", "reference_logits"} & set(named):
+        raise ArtifactError(f"{bundle_dir}: a model input named 'y' or 'reference_logits' collides with eval.npz's own arrays")
     staging = bundle_dir.with_name(f".{bundle_dir.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for name in artifact.files:
         shutil.copyfile(artifact.root / name, staging / name)
-    np.savez_compressed(staging / "eval.npz", x=eval_x.astype(np.float32), y=eval_y.astype(np.int64),
+    np.savez_compressed(staging / "eval.npz", **named, y=eval_y.astype(np.int64),
                         reference_logits=reference_logits.astype(np.float32))
     backend = get_backend(artifact.backend)
     write_text_atomic(staging / "README.md", _README.format(

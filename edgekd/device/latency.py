@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from edgekd.core.metrics import sample_count
 from edgekd.core.progress import progress
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -97,7 +98,7 @@ def measure_interleaved(runners: dict[str, Runner], batch: np.ndarray, spec: Lat
                 if name in clocks:
                     runtime[name].append(clocks[name]())
             round_p50[name].append(statistics.median(samples[name][done_before:]))
-    stats = {name: summarize(samples[name], len(batch), first[name], runtime.get(name)) for name in names}
+    stats = {name: summarize(samples[name], sample_count(batch), first[name], runtime.get(name)) for name in names}
     for name in names:
         stats[name].round_p50_ms = round_p50[name]
     return stats

@@ -51,6 +51,8 @@ def describe(candidate: Candidate) -> dict[str, Any]:
 
 def as_batch(x: np.ndarray, size: int) -> np.ndarray:
     """`size` samples from x, repeating x when it is smaller: latency inputs are real data, not zeros."""
+    if isinstance(x, dict):  # a model with several inputs: the same rows of each
+        return {name: as_batch(array, size) for name, array in x.items()}
     # x[:size] first: an image folder (data/images.LazyImages) then decodes only the images the batch needs
     return np.ascontiguousarray(np.resize(np.asarray(x[:size]), (size, *x.shape[1:])))
 

@@ -62,6 +62,9 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
     backend.require()
     __import__(backend.runtime_module)
     batch = np.load(request["batch"], allow_pickle=False)
+    if isinstance(batch, np.lib.npyio.NpzFile):  # several named inputs
+        with batch:
+            batch = dict(batch)
     baseline = _rss_mb_now()
     started = time.perf_counter()
     session = backend.session(artifact, request.get("threads"))
@@ -74,15 +77,19 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
     return {"peak_rss_mb": peak, "baseline_rss_mb": baseline,
             "model_rss_mb": peak - baseline if baseline is not None else None,
             "cold_session_create_ms": (created - started) * 1000, "cold_first_inference_ms": (first - created) * 1000,
-            "method": METHOD.format(runs=_PROBE_RUNS, batch=len(batch))}
+            "method": METHOD.format(runs=_PROBE_RUNS, batch=len(next(iter(batch.values())) if isinstance(batch, dict) else batch))}
 
 
 def measure_memory(artifact_json: dict[str, Any], root: Path, batch: np.ndarray, threads: int | None = None,
                    timeout_s: float = 300) -> dict[str, Any]:
     """Run the probe in a fresh interpreter; returns its numbers, or {'error': ...} if it could not run."""
     with tempfile.TemporaryDirectory(prefix="edgekd-mem-") as tmp:
-        np.save(Path(tmp) / "batch.npy", np.ascontiguousarray(batch))
-        request = {"artifact": artifact_json, "root": str(Path(root).resolve()), "batch": str(Path(tmp) / "batch.npy"),
+        if isinstance(batch, dict):  # several named inputs
+            np.savez(Path(tmp) / "batch.npz", **batch)
+        else:
+            np.save(Path(tmp) / "batch.npy", np.ascontiguousarray(batch))
+        saved = Path(tmp) / ("batch.npz" if isinstance(batch, dict) else "batch.npy")
+        request = {"artifact": artifact_json, "root": str(Path(root).resolve()), "batch": str(saved),
                    "threads": threads}
         (Path(tmp) / "request.json").write_text(json.dumps(request), encoding="utf-8")
         done = subprocess.run([sys.executable, "-m", "edgekd.device.memory", str(Path(tmp) / "request.json")],

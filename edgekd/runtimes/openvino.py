@@ -49,7 +49,11 @@ class OpenVinoSession:
         # A zero-copy input tensor and a bare infer(): infer({0: batch}) converts its argument on every
         # call, ~35 us on a 2-core Xeon, which is most of a small model's latency (benchmark_app does not
         # pay it either). The output is copied because the request reuses its buffer on the next call.
-        self._request.set_input_tensor(0, self._tensor(np.ascontiguousarray(batch), shared_memory=True))
+        if isinstance(batch, dict):  # several named inputs
+            for name, array in batch.items():
+                self._request.set_tensor(name, self._tensor(np.ascontiguousarray(array), shared_memory=True))
+        else:
+            self._request.set_input_tensor(0, self._tensor(np.ascontiguousarray(batch), shared_memory=True))
         self._request.infer()
         return self._request.get_output_tensor(0).data.copy()
 

@@ -42,8 +42,9 @@ class OrtSession:
         self._input = self._session.get_inputs()[0].name
         self.options["providers"] = self._session.get_providers()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: batch})[0]
+    def run(self, batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        """Logits for one batch: an array for the model's one input, or {input name: array} for several."""
+        return self._session.run(None, batch if isinstance(batch, dict) else {self._input: batch})[0]
 
     def threads_used(self) -> int | None:
         try:
