@@ -25,6 +25,8 @@ spends its few minutes on emulated inference (its time is in the results).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import importlib.metadata
 import os
 import shutil
@@ -101,10 +103,26 @@ def python_env() -> dict:
 
 # --- the emulated device ---------------------------------------------------------------------------------
 
+def arm64_root() -> Path:
+    return Path(os.environ.get("EDGEKD_ARM64_ROOT") or Path.home() / ".cache" / "edgekd" / "arm64-root")
+
+
+@contextlib.contextmanager
+def root_in_use():
+    """The cached root is shared by every checkout on the machine, and each installs its own edgekd wheel there:
+    hold it from that install until the last aarch64 run, or another checkout's wheel replaces ours mid-check."""
+    with open(f"{arm64_root()}.use.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def prepare_root(work: Path) -> bool:
     """Build (once) the arm64 root with the device packages at this .venv's versions, then install edgekd's wheel.
     Returns whether the root was already there."""
-    root = Path(os.environ.get("EDGEKD_ARM64_ROOT") or Path.home() / ".cache" / "edgekd" / "arm64-root")
+    root = arm64_root()
     cached = (root / ".edgekd-base").is_file()
     requirements = work / "requirements-aarch64.txt"
     requirements.write_text("".join(f"{name}=={importlib.metadata.version(name)}\n" for name in DEVICE_PACKAGES))
@@ -315,7 +333,6 @@ def main() -> int:
     if args.compare_only:
         staged = read_json(check / "staged.json")
         return finish(args, cases, check, staged, cpus, started)
-    args.root_cached = prepare_root(args.work)
     shutil.rmtree(check, ignore_errors=True)
     check.mkdir()
     shutil.copy(REPO / "benchmarks" / DEVICE_SCRIPT, check / DEVICE_SCRIPT)
@@ -331,8 +348,10 @@ def main() -> int:
     write_json_atomic(check / "staged.json", staged)
     bundles = {name: list(s) for name, s in staged.items()}
     run_x86(check, bundles)
-    for cpu in cpus:
-        run_aarch64(check, bundles, cpu)
+    with root_in_use():
+        args.root_cached = prepare_root(args.work)
+        for cpu in cpus:
+            run_aarch64(check, bundles, cpu)
     return finish(args, cases, check, staged, cpus, started)
 
 

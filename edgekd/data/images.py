@@ -145,19 +145,40 @@ class LazyImages:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _decode(self, files: list[Path]) -> np.ndarray:
-        if not files:
-            return np.zeros((0, *self.shape[1:]), np.float32)
-        with ThreadPoolExecutor(max_workers=decode_workers()) as pool:
-            images = list(pool.map(self.preprocess.load, files))
-        shapes = {img.shape for img in images}
-        if len(shapes) > 1:
-            raise DataError(f"images have different sizes {sorted(shapes)[:3]} after preprocessing (e.g. {files[0]}); "
-                            "set data.resize and data.center_crop (or data.image_size)")
-        return np.stack(images)
+        """The batch, written image by image into one array as the workers finish (no list of copies to stack)."""
+        batch = np.empty((len(files), *self.shape[1:]), np.float32)
+        for i, image in enumerate(decode_pool().map(self.preprocess.load, files)):
+            if image.shape != batch.shape[1:]:
+                raise DataError(f"images have different sizes ({tuple(batch.shape[1:])} and {image.shape} after preprocessing, "
+                                f"e.g. {files[i]}); set data.resize and data.center_crop (or data.image_size)")
+            batch[i] = image
+        return batch
 
 
 def decode_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+
+
+_POOL: Optional[ThreadPoolExecutor] = None
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """One pool of decoding threads for the process. A fresh pool per batch started new threads each time, and glibc
+    gave them malloc arenas that kept freed image buffers: one 60,000-image pass peaked at 9.4 GB instead of ~200 MB.
+    Long-lived threads reuse their own arena's buffers, so memory stays at a few batches whatever the folder holds."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=decode_workers(), thread_name_prefix="edgekd-decode")
+    return _POOL
+
+
+def _forget_pool_in_child() -> None:
+    global _POOL
+    _POOL = None  # a forked child (DataLoader workers, torchrun) has the pool object but none of its threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def channel_stats(images: LazyImages, limit: int = 2048, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
