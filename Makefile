@@ -34,7 +34,7 @@ lint: setup
 # The quickstart's report.html in headless Chromium -> docs/report-screenshot.png (the README's picture).
 report-screenshot: setup chromium
 	test -f runs/quickstart/report.html || $(VENV)/bin/edgekd run configs/quickstart.yaml
-	$(PY) -m edgekd.bench.screenshot runs/quickstart/report.html docs/report-screenshot.png 1300 1300
+	$(PY) -m edgekd.device.report.screenshot runs/quickstart/report.html docs/report-screenshot.png 1300 1300
 
 # edgekd bench against benchmark_app and a bare session.run loop (writes benchmarks/results/latency_fidelity.*).
 latency-fidelity: setup

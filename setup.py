@@ -1,7 +1,7 @@
 """Only here to ship the top-level targets/ and calibration/ folders inside the wheel.
 
 They live at the repository's top level so users see them as data; in a wheel they become
-edgekd/_builtin/{targets,calibration}/ (see edgekd/resources.py). All metadata is in pyproject.toml.
+edgekd/_builtin/{targets,calibration}/ (see edgekd/core/resources.py). All metadata is in pyproject.toml.
 """
 from pathlib import Path
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edgekd.bench.bundle import load_bundle
-from edgekd.environment import cpu_info, library_versions
-from edgekd.targets.ort import _ort_options
+from edgekd.core.environment import cpu_info, library_versions
+from edgekd.device.bundle import load_bundle
+from edgekd.runtimes.ort import _ort_options
 
 BATCH = 50
 # Linux auxiliary-vector bits that decide which int8 kernels onnxruntime's MLAS picks on aarch64

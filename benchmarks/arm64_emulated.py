@@ -44,8 +44,8 @@ sys.path.insert(0, str(REPO))
 
 from candidate_bundles import stage_candidate_bundles  # noqa: E402  (beside this script)
 
-from edgekd.environment import describe  # noqa: E402
-from edgekd.fileio import read_json, write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.environment import describe  # noqa: E402
+from edgekd.core.fileio import read_json, write_json_atomic, write_text_atomic  # noqa: E402
 
 TARGET = "arm64-cpu"
 ROOT_SCRIPT = REPO / "scripts" / "arm64" / "root.sh"

@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 
 import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
-from edgekd.environment import describe  # noqa: E402
-from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.environment import describe  # noqa: E402
+from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 MODELS = REPO.parent / "shared" / "models" / "fashion-mnist-224"
@@ -82,8 +82,8 @@ def resnet18_files(work: Path) -> tuple[Path, Path]:
     import torch
     import torchvision
 
-    from edgekd.config import ExportConfig
-    from edgekd.export import export_onnx
+    from edgekd.train.config import ExportConfig
+    from edgekd.train.onnx_export import export_onnx
 
     checkpoint, onnx_path = work / "resnet18.pt", work / "resnet18.onnx"
     if checkpoint.is_file() and onnx_path.is_file():
@@ -111,8 +111,8 @@ def ship(name: str, config: dict, work: Path) -> list[dict]:
     import yaml
 
     from edgekd import api
-    from edgekd.errors import GateFailed
-    from edgekd.fileio import read_json
+    from edgekd.core.errors import GateFailed
+    from edgekd.core.fileio import read_json
 
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -136,7 +136,7 @@ def ship(name: str, config: dict, work: Path) -> list[dict]:
 
 LOADER_PROBE = """
 import json, resource, sys, time
-from edgekd.config import DataConfig
+from edgekd.data.config import DataConfig
 from edgekd.data import load_dataset
 cfg = DataConfig(source="imagefolder", path=sys.argv[1], color="gray3", resize=int(sys.argv[2]),
                  normalize={"mean": [float(sys.argv[3])] * 3, "std": [float(sys.argv[4])] * 3}, val_fraction=0.1)

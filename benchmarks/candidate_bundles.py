@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.bench.bundle import load_bundle, write_bundle
-from edgekd.fileio import read_json
-from edgekd.targets.base import Artifact
+from edgekd.core.fileio import read_json
+from edgekd.device.bundle import load_bundle, write_bundle
+from edgekd.runtimes.base import Artifact
 
 
 def stage_candidate_bundles(run_dir: Path, target: str, dest: Path) -> dict[str, str]:
@@ -35,7 +35,7 @@ def stage_candidate_bundles(run_dir: Path, target: str, dest: Path) -> dict[str,
         info["quantization"] = _quantization(stages, shipped, row) if row["precision"] == "int8" else None
         info["build_machine_metrics"] = {k: row.get(k) for k in ("val_top1", "val_drop", "p50_ms")}
         write_bundle(out, Artifact.from_json(row["artifact"], run_dir / row["path"]), x, y, reference, info)
-        staged[row["name"]] = f"{row['path']} bundled by edgekd.bench.bundle.write_bundle"
+        staged[row["name"]] = f"{row['path']} bundled by edgekd.device.bundle.write_bundle"
     return staged
 
 

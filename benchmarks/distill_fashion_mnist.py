@@ -22,13 +22,13 @@ sys.path.insert(0, str(ROOT))
 
 import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
-from edgekd.config import load_config  # noqa: E402
-from edgekd.environment import describe  # noqa: E402
-from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.manifest import RunManifest  # noqa: E402
-from edgekd.pipeline import run_pipeline  # noqa: E402
-from edgekd.stages.context import RunContext  # noqa: E402
-from edgekd.stages.distill import distill_student  # noqa: E402
+from edgekd.core.environment import describe  # noqa: E402
+from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.pipeline.config import load_config  # noqa: E402
+from edgekd.pipeline.context import RunContext  # noqa: E402
+from edgekd.pipeline.manifest import RunManifest  # noqa: E402
+from edgekd.pipeline.runner import run_pipeline  # noqa: E402
+from edgekd.pipeline.stages.distill import distill_student  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "distill_fashion_mnist.yaml"
 RESULTS = ROOT / "benchmarks" / "results"

@@ -27,13 +27,14 @@ sys.path.insert(0, str(HERE.parent))
 import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
 from edgekd import api  # noqa: E402
-from edgekd.bench.accuracy import topk  # noqa: E402
-from edgekd.config import DataConfig, ModelConfig, OnlineConfig, TrainConfig  # noqa: E402
+from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.metrics import topk  # noqa: E402
 from edgekd.data import load_dataset  # noqa: E402
-from edgekd.distill.online import PeerGroup, mutual_loss_fn  # noqa: E402
-from edgekd.distill.trainer import cross_entropy_loss, predict_logits, train  # noqa: E402
-from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.models import build_model, count_parameters  # noqa: E402
+from edgekd.data.config import DataConfig  # noqa: E402
+from edgekd.train.config import ModelConfig, OnlineConfig, TrainConfig  # noqa: E402
+from edgekd.train.distill.online import PeerGroup, mutual_loss_fn  # noqa: E402
+from edgekd.train.models import build_model, count_parameters  # noqa: E402
+from edgekd.train.trainer import cross_entropy_loss, predict_logits, train  # noqa: E402
 
 WORK = HERE / ".work"
 RESULTS = HERE / "results"

@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 
 import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
-from edgekd.environment import describe  # noqa: E402
-from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.environment import describe  # noqa: E402
+from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 TOLERANCE = 0.10
@@ -51,9 +51,9 @@ def build_models(work: Path, names: list[str]) -> dict[str, tuple[Path, tuple[in
     import torch
     import torchvision
 
-    from edgekd.config import ExportConfig
-    from edgekd.export import export_onnx
-    from edgekd.models.zoo import ConvNet
+    from edgekd.train.config import ExportConfig
+    from edgekd.train.models.zoo import ConvNet
+    from edgekd.train.onnx_export import export_onnx
 
     torch.manual_seed(0)
     factories = {
@@ -73,8 +73,8 @@ def make_bundle(work: Path, model: str, onnx_path: Path, shape: tuple[int, ...],
     """The bundle edgekd would ship for `target` (its backend's compile, its profile's threads and hints)."""
     import onnxruntime as ort
 
-    from edgekd.bench.bundle import write_bundle
-    from edgekd.targets import get_backend, load_profile
+    from edgekd.device.bundle import write_bundle
+    from edgekd.runtimes import get_backend, load_profile
 
     profile = load_profile(target)
     artifact = get_backend(profile.backend).compile(onnx_path, "fp32", profile, work / model / target / "artifact")

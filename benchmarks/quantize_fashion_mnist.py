@@ -29,23 +29,25 @@ sys.path.insert(0, str(REPO))
 import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
 from edgekd import api  # noqa: E402
-from edgekd.bench.accuracy import predict, topk  # noqa: E402
-from edgekd.bench.latency import LatencySpec, measure_interleaved  # noqa: E402
-from edgekd.config import load_config  # noqa: E402
+from edgekd.core.environment import describe  # noqa: E402
+from edgekd.core.fileio import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.metrics import (  # noqa: E402
+    accuracy_drop,  # noqa: E402
+    predict,
+    topk,
+)
 from edgekd.data.calibration import draw, load_recipe  # noqa: E402
-from edgekd.environment import describe  # noqa: E402
-from edgekd.fileio import atomic_path, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.gate import accuracy_drop  # noqa: E402
-from edgekd.manifest import RunManifest  # noqa: E402
+from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
+from edgekd.pipeline.config import load_config  # noqa: E402
+from edgekd.pipeline.context import RunContext  # noqa: E402
+from edgekd.pipeline.manifest import RunManifest  # noqa: E402
+from edgekd.pipeline.stages.quantize import qat_int8  # noqa: E402
 from edgekd.quant.fallback import FallbackBudget, pick_calibration, quantize_with_fallback  # noqa: E402
 from edgekd.quant.host import recipe_for_host  # noqa: E402
 from edgekd.quant.ptq import ArrayReader, quantized_nodes, strip_node_debug_metadata  # noqa: E402
-from edgekd.stages.context import RunContext  # noqa: E402
-from edgekd.stages.export import fp32_onnx_path  # noqa: E402
-from edgekd.stages.quantize import qat_int8  # noqa: E402
-from edgekd.targets import load_profile  # noqa: E402
-from edgekd.targets.openvino import OpenVinoSession  # noqa: E402
-from edgekd.targets.ort import OrtSession  # noqa: E402
+from edgekd.runtimes import load_profile  # noqa: E402
+from edgekd.runtimes.openvino import OpenVinoSession  # noqa: E402
+from edgekd.runtimes.ort import OrtSession  # noqa: E402
 
 RUNTIMES = ("ort", "openvino_f32", "openvino_bf16")
 # edgekd quantizes per target: each target's recipe (targets/<name>.yaml) is judged on its own runtime's
@@ -87,7 +89,7 @@ def edgekd_ptq(ctx: RunContext, work: Path, calib: np.ndarray) -> list[dict]:
         for method in CALIBRATION_METHODS:
             name = f"edgekd-ptq-{'+'.join(targets)}-{method}"
             started = time.perf_counter()
-            report = quantize_with_fallback(fp32_onnx_path(ctx), work / f"{name}.onnx", recipe, calib, val.x, val.y,
+            report = quantize_with_fallback(ctx.layout.fp32_onnx, work / f"{name}.onnx", recipe, calib, val.x, val.y,
                                             FallbackBudget(PTQ_BUDGET, "absolute", 6, 512), method)
             out.append({"name": name, "tool": "edgekd", "path": work / f"{name}.onnx", "targets": targets,
                         "recipe": recipe.name, "calibrate_method": method, "val_top1": report.val_top1, "val_kl": report.val_kl,
@@ -259,7 +261,7 @@ def main() -> None:
     ctx = open_run(args.config, args.run)
     work = args.run / "quantize-bench"
     work.mkdir(parents=True, exist_ok=True)
-    data, fp32 = ctx.dataset, fp32_onnx_path(ctx)
+    data, fp32 = ctx.dataset, ctx.layout.fp32_onnx
     calibration, digest = draw(data, load_recipe(ctx.cfg.quantize.calibration))
     test_x, test_y = data.test.x[:args.test_limit], data.test.y[:args.test_limit]
 

@@ -19,7 +19,7 @@ HELP = "tiny sizes, seconds, outputs in a new temporary folder (never benchmarks
 # Small enough to run in seconds, large enough that every split, calibration recipe and class is populated.
 DATA = {"train_limit": 300, "test_limit": 200, "val_fraction": 0.01}
 # Three epochs: a teacher handed on as a checkpoint (the data-free benchmark does) must beat chance, or the
-# pipeline refuses it (edgekd/stages/teacher_check.py).
+# pipeline refuses it (edgekd/pipeline/teacher_check.py).
 TRAIN = {"epochs": 3, "batch_size": 64, "amp": "off"}
 BENCH = {"eval_samples": 100, "runs": 3, "min_seconds": 0.0, "warmup_runs": 1, "warmup_seconds": 0.0, "rounds": 1,
          "memory": False}

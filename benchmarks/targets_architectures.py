@@ -6,7 +6,7 @@
 
 Models: torchvision resnet18 and mobilenet_v3_small trained on Fashion-MNIST at 3x224x224
 (../shared/models/fashion-mnist-224, its README gives the preprocessing used here). Each is exported
-with edgekd.export (parity-tested). Calibration: the same 128 training images (fixed seed) for every
+with edgekd.train.onnx_export (parity-tested). Calibration: the same 128 training images (fixed seed) for every
 tool. Evaluation: 2,000 test images (fixed seed): top-1 against the labels and top-1 agreement with
 the target's fp32 candidate. Candidates per target:
 - edgekd: the target profile's float precisions and edgekd's int8 (`edgekd.api.quantize` with the
@@ -15,7 +15,7 @@ the target's fp32 candidate. Candidates per target:
   squeeze-excite blocks in float;
 - onnxruntime-default and nncf-default: helpers/int8_peers.py.
 All candidates of a target are timed together (batch 1, measure_interleaved). The shipped one is chosen
-among edgekd's candidates by edgekd.targets.selection.choose (the compile stage's code) with the rule
+among edgekd's candidates by edgekd.pipeline.selection.choose (the compile stage's code) with the rule
 "top-1 agreement >= 98% and top-1 drop <= 0.5 points"; peers are judged by the same rule.
 Per-op profiles (onnxruntime's profiler, OpenVINO's PERF_COUNT) of fp32 and edgekd's int8 say where
 int8 time goes.
@@ -44,17 +44,17 @@ import int8_peers  # noqa: E402  (benchmarks/helpers/, not benchmark scripts the
 import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
 from edgekd.api import Int8Config, quantize  # noqa: E402
-from edgekd.bench.accuracy import fidelity, predict, topk  # noqa: E402
-from edgekd.bench.latency import LatencySpec, measure_interleaved  # noqa: E402
-from edgekd.config import ExportConfig  # noqa: E402
+from edgekd.core.environment import cpu_info, library_versions  # noqa: E402
+from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.metrics import fidelity, predict, topk  # noqa: E402
 from edgekd.data.sources import FASHION_MNIST_DIR, load_raw  # noqa: E402
-from edgekd.environment import cpu_info, library_versions  # noqa: E402
-from edgekd.export import export_onnx, parity  # noqa: E402
-from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
+from edgekd.pipeline.selection import choose, fidelity_rule, plan  # noqa: E402
 from edgekd.quant.host import recipe_for_host, saturates_8bit_products  # noqa: E402
 from edgekd.quant.ptq import quantize_qdq  # noqa: E402
-from edgekd.targets import get_backend, load_profile  # noqa: E402
-from edgekd.targets.selection import choose, fidelity_rule, plan  # noqa: E402
+from edgekd.runtimes import get_backend, load_profile  # noqa: E402
+from edgekd.train.config import ExportConfig  # noqa: E402
+from edgekd.train.onnx_export import export_onnx, parity  # noqa: E402
 
 MODELS = {"resnet18": ("resnet18_a.pt", "resnet18_b.pt"), "mobilenet_v3_small": ("mobilenet_v3_small.pt",)}
 TARGETS = ["x86-cpu", "intel-cpu"]

@@ -2,7 +2,7 @@
 
 Needs tensorrt, cuda-python and an NVIDIA GPU (`pip install 'edgekd[tensorrt]'`); without them it says so in
 one line and exits 2. Until it has run on such a machine, edgekd's TensorRT path is tested only against
-stand-ins (tests/targets/test_tensorrt.py records the builder calls; no engine is built).
+stand-ins (tests/runtimes/test_tensorrt.py records the builder calls; no engine is built).
 
 Steps:
 1. the quickstart pipeline (configs/quickstart.yaml) with targets [nvidia-gpu] (or --target jetson-orin on a
@@ -34,10 +34,10 @@ sys.path.insert(0, str(REPO))
 
 from candidate_bundles import stage_candidate_bundles  # noqa: E402  (beside this script)
 
-from edgekd.bench.accuracy import topk  # noqa: E402
-from edgekd.environment import describe  # noqa: E402
-from edgekd.fileio import read_json, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.targets.tensorrt import TensorRTBackend  # noqa: E402
+from edgekd.core.environment import describe  # noqa: E402
+from edgekd.core.fileio import read_json, write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.metrics import topk  # noqa: E402
+from edgekd.runtimes.tensorrt import TensorRTBackend  # noqa: E402
 
 # int8 engines may disagree with onnxruntime's QDQ kernels on a few borderline samples: at most 1% of them.
 INT8_SAMPLES_APART = 0.01

@@ -1,3 +1,3 @@
-from .cli import main
+from edgekd.cli import main
 
 main()

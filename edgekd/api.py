@@ -11,22 +11,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError, ConfigError, GateFailed
-from .gate import THRESHOLD_NAMES, GateResult, Thresholds, gate_report, threshold_problem
-from .quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
+from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
+from edgekd.device.config import BENCH_DEFAULTS as _BENCH
+from edgekd.device.gate import THRESHOLD_NAMES, GateResult, Thresholds, gate_report, threshold_problem
+from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
 def run(config: str | Path, out: str | Path | None = None, resume: bool = False, force: bool = False,
         only: Sequence[str] | None = None, log=print):
     """Run the pipeline from a YAML file; returns the RunContext (run_dir, manifest, config).
 
-    Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.errors.GateFailed whose
+    Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.core.errors.GateFailed whose
     message is the verdict line (e.g. `gate: FAIL (1 failed, 2 passed)`) and whose `.context` is the
     RunContext, so the run folder is still at hand. The verdict is only that of a gate stage that ran
     (or was up to date) in this call: with `only` leaving out "gate", nothing is raised, and
     `ctx.gate_verdict()` is None.
     """
-    from .pipeline import run_from_file
+    from edgekd.pipeline.runner import run_from_file
 
     ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=only, log=log)
     verdict = ctx.gate_verdict()
@@ -46,8 +47,8 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     digits / fashion-mnist; `calibration` an optional folder of unlabeled images for int8 calibration; `labels` False
     ignores the data's class folders or y (judged by fidelity to the model).
     Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
-    from .pipeline import prepare_run_dir
-    from .ship import ship_config, write_ship_config
+    from edgekd.pipeline.runner import prepare_run_dir
+    from edgekd.pipeline.ship import ship_config, write_ship_config
 
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
                          calibration=None if calibration is None else str(calibration), labels=labels)
@@ -62,16 +63,17 @@ def verdict_line(verdict: dict[str, Any]) -> str:
     return verdict.get("summary") or f"gate: {'PASS' if verdict['passed'] else 'FAIL'}"
 
 
-def bench(path: str | Path, threads: int | None = None, runs: int = 50, min_seconds: float = 0.5,
-          batch_sizes: Sequence[int] = (1, 8), warmup_runs: int = 10, warmup_seconds: float = 0.2, rounds: int = 5,
-          memory: bool = True, images: str | Path | None = None) -> dict[str, Any]:
+def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs, min_seconds: float = _BENCH.min_seconds,
+          batch_sizes: Sequence[int] = (1, _BENCH.batch_size), warmup_runs: int = _BENCH.warmup_runs,
+          warmup_seconds: float = _BENCH.warmup_seconds, rounds: int = _BENCH.rounds, memory: bool = _BENCH.memory,
+          images: str | Path | None = None) -> dict[str, Any]:
     """Benchmark one bundle, or every bundle of a run folder, on this machine; returns a report
     (schema edgekd.report/1, the same as the pipeline's). Needs no torch.
     Defaults are those of `edgekd bench` (batch sizes 1 and 8). `images`: a folder of raw image files to measure
     on instead of eval.npz, decoded with the manifest's preprocessing (class sub-folders named as its labels give
     top-1; without them, fidelity to the fp32 bundle)."""
-    from .bench.device import bench_bundles
-    from .bench.latency import LatencySpec
+    from edgekd.device.bench import bench_bundles
+    from edgekd.device.latency import LatencySpec
 
     spec = LatencySpec(warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds, rounds=rounds)
     return bench_bundles(Path(path), spec, threads, tuple(batch_sizes), memory, None if images is None else Path(images))
@@ -114,7 +116,7 @@ def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: 
                 raise ArtifactError(f"{report}: gate.{key} {problem}; regenerate the report or pass the threshold")
         thresholds = Thresholds(**picked)
     elif not isinstance(thresholds, Thresholds):
-        raise ConfigError(f"gate(thresholds=...): expected edgekd.gate.Thresholds, got {type(thresholds).__name__}")
+        raise ConfigError(f"gate(thresholds=...): expected edgekd.device.gate.Thresholds, got {type(thresholds).__name__}")
     else:
         for key in THRESHOLD_NAMES:
             if problem := threshold_problem(key, getattr(thresholds, key)):
@@ -128,15 +130,15 @@ def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: 
 
 def _read_report(path: str | Path) -> dict[str, Any]:
     """A report.json, refused (ArtifactError naming the file and the field) unless its numbers can be real."""
-    from .bench.report_schema import check_report
-    from .fileio import read_json
+    from edgekd.core.fileio import read_json
+    from edgekd.device.report.schema import check_report
 
     return check_report(read_json(path), path)
 
 
 def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
     """The same artifacts in two reports (two machines or two versions) side by side, with ratios."""
-    from .bench.compare import compare_reports
+    from edgekd.device.report.compare import compare_reports
 
     a, b = _read_report(report_a), _read_report(report_b)
     try:
@@ -149,8 +151,8 @@ def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
 def compile(bundle: str | Path, target: str | None = None) -> dict[str, Any]:
     """(Re)build a bundle's model on this machine (the TensorRT engine on the device, the .ort file)
     and update its manifest; `target` (a profile name or .yaml path) re-derives the build settings."""
-    from .bench.bundle import rebuild_bundle
-    from .targets import load_profile
+    from edgekd.device.bundle import rebuild_bundle
+    from edgekd.runtimes import load_profile
 
     profile = load_profile(target) if target else None
     return rebuild_bundle(Path(bundle), profile)
@@ -158,13 +160,13 @@ def compile(bundle: str | Path, target: str | None = None) -> dict[str, Any]:
 
 def targets() -> list:
     """The built-in device profiles."""
-    from .targets import list_profiles
+    from edgekd.runtimes import list_profiles
 
     return list_profiles()
 
 
 def keys(section: str | None = None) -> list[str]:
     """Every config key as `key = default  # description` (`edgekd keys`), under `section` when given."""
-    from .config_help import key_lines
+    from edgekd.pipeline.config_help import key_lines
 
     return key_lines(section)

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import click
 
-from .errors import EdgeKDError
+from edgekd.core.errors import EdgeKDError
+from edgekd.device.config import BENCH_DEFAULTS
+from edgekd.pipeline.registry import STAGE_NAMES
 
 INTERNAL_ERROR = 3
-# The same bounds as the config's bench and gate sections (edgekd/config.py), so a flag cannot pass
+# The same bounds as the config's bench and gate sections (edgekd/device/config.py), so a flag cannot pass
 # what the YAML would refuse.
 
 
@@ -38,7 +40,6 @@ class _FiniteRange(click.FloatRange):
 SECONDS = _FiniteRange(min=0)
 NON_NEGATIVE = _FiniteRange(min=0)
 POSITIVE = _FiniteRange(min=0, min_open=True)
-STAGE_NAMES = ["teachers", "distill", "export", "quantize", "compile", "bench", "gate"]
 
 
 class _Group(click.Group):
@@ -84,7 +85,7 @@ def _show_edgekd_warnings_as_one_line() -> None:
 
 def _check_outputs(folders: dict[str, Path | None] | None = None, files: dict[str, Path | None] | None = None) -> None:
     """Create and probe every output destination given on the command line before any work is done."""
-    from .fileio import writable_file, writable_folder
+    from edgekd.core.fileio import writable_file, writable_folder
 
     for option, folder in (folders or {}).items():
         if folder is not None:
@@ -136,15 +137,15 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default runs/<name>).")
 @click.option("--resume", is_flag=True, help="Skip stages whose inputs and config are unchanged; continue training from the last epoch.")
 @click.option("--force", is_flag=True, help="Redo every stage in an existing run folder.")
-@click.option("--only", multiple=True, type=click.Choice(STAGE_NAMES), help="Run only this stage (repeatable); earlier stages must be done.")
+@click.option("--only", multiple=True, type=click.Choice(list(STAGE_NAMES)), help="Run only this stage (repeatable); earlier stages must be done.")
 def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tuple[str, ...]) -> None:
     """Run the pipeline in CONFIG: teachers, distill, export, quantize, compile, bench, gate.
 
     Writes runs/<name>/ with manifest.json, report.json, report.md and bundle/<target>/.
     Exits 1 when the gate fails.
     """
-    from . import api
-    from .errors import GateFailed
+    from edgekd import api
+    from edgekd.core.errors import GateFailed
 
     resume_cmd = " ".join(["edgekd run", shlex.quote(str(config)), *(["--out", shlex.quote(str(out))] if out else []), "--resume"])
     try:
@@ -192,8 +193,8 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
     Writes RUN/edgekd.yaml (the equivalent pipeline: rerun or edit it with `edgekd run`) and runs it.
     Exits like `edgekd run`: 1 when the gate fails, 2 for bad input.
     """
-    from . import api
-    from .errors import GateFailed
+    from edgekd import api
+    from edgekd.core.errors import GateFailed
 
     target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
     try:
@@ -214,10 +215,10 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
 def _print_run_result(ctx):
     """The report table and the gate verdict of this invocation; a gate.json left by an earlier run
     (say `--only bench --force` after a full run) is not shown as this run's verdict."""
-    from .api import verdict_line
-    from .bench.terminal import terminal_table
-    from .fileio import read_json
-    from .gate import Check, verdicts
+    from edgekd.api import verdict_line
+    from edgekd.core.fileio import read_json
+    from edgekd.device.gate import Check, verdicts
+    from edgekd.device.report.terminal import terminal_table
 
     verdict = ctx.gate_verdict()
     report_path = ctx.run_dir / "report.json"
@@ -232,12 +233,13 @@ def _print_run_result(ctx):
 @main.command("bench")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads (default: the bundle's profile).")
-@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="At least this many timed runs...")
-@click.option("--min-seconds", type=SECONDS, default=0.5, show_default=True, help="...and at least this long.")
-@click.option("--warmup-runs", type=click.IntRange(min=0), default=10, show_default=True, help="Warm-up: at least this many runs...")
-@click.option("--warmup-seconds", type=SECONDS, default=0.2, show_default=True, help="...and at least this long.")
-@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs are split into rounds, artifacts interleaved.")
-@click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True, default=(1, 8), show_default=True,
+@click.option("--runs", type=click.IntRange(min=1), default=BENCH_DEFAULTS.runs, show_default=True, help="At least this many timed runs...")
+@click.option("--min-seconds", type=SECONDS, default=BENCH_DEFAULTS.min_seconds, show_default=True, help="...and at least this long.")
+@click.option("--warmup-runs", type=click.IntRange(min=0), default=BENCH_DEFAULTS.warmup_runs, show_default=True, help="Warm-up: at least this many runs...")
+@click.option("--warmup-seconds", type=SECONDS, default=BENCH_DEFAULTS.warmup_seconds, show_default=True, help="...and at least this long.")
+@click.option("--rounds", type=click.IntRange(min=1), default=BENCH_DEFAULTS.rounds, show_default=True,
+              help="Timed runs are split into rounds, artifacts interleaved.")
+@click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True, default=(1, BENCH_DEFAULTS.batch_size), show_default=True,
               help="Batch sizes (repeatable); batch 1 is always measured.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory subprocess per artifact.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -254,8 +256,8 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     latency (warm-up, interleaved rounds, p50/p90/p99), session creation, first inference and peak memory.
     Needs only numpy and the bundle's runtime: no torch. Gate the result with `edgekd gate OUT/report.json`.
     """
-    from . import api
-    from .bench.terminal import terminal_table
+    from edgekd import api
+    from edgekd.device.report.terminal import terminal_table
 
     _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
@@ -265,12 +267,12 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     if out:
-        from .bench.report import write_reports
+        from edgekd.device.report.build import write_reports
 
         paths = write_reports(out, report)
         click.echo(f"wrote {', '.join(str(p) for p in paths)}")
     if json_out:
-        from .fileio import write_json_atomic
+        from edgekd.core.fileio import write_json_atomic
 
         write_json_atomic(json_out, report)
 
@@ -300,11 +302,11 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
     Skipped checks (artifacts without a measured top-1 here) are counted apart, not as passes; a gate
     that evaluated no check at all fails, unless --allow-empty.
     """
-    from . import api
-    from .gate_outputs import write_ci_outputs
+    from edgekd import api
+    from edgekd.device.ci_outputs import write_ci_outputs
 
     if relative and absolute:
-        from .errors import ConfigError
+        from edgekd.core.errors import ConfigError
 
         raise ConfigError("edgekd gate: --relative and --absolute contradict each other; give one of them")
     _check_outputs(files={"--junit": junit, "--summary": summary})
@@ -331,7 +333,7 @@ def compile_cmd(bundle: Path, target: str | None) -> None:
     build settings (or those of --target); an arm64 bundle gets a fresh .ort file. The new files
     and their sha256 sums are written to manifest.json.
     """
-    from . import api
+    from edgekd import api
 
     manifest = api.compile(bundle, target)
     artifact = manifest["artifact"]
@@ -347,9 +349,9 @@ def compile_cmd(bundle: Path, target: str | None) -> None:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the comparison as JSON.")
 def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
     """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A."""
-    from . import api
-    from .bench.compare import render_markdown, render_text
-    from .fileio import write_json_atomic, write_text_atomic
+    from edgekd import api
+    from edgekd.core.fileio import write_json_atomic, write_text_atomic
+    from edgekd.device.report.compare import render_markdown, render_text
 
     _check_outputs(files={"--markdown": markdown_out, "--json": json_out})
     comparison = api.compare(report_a, report_b)
@@ -369,7 +371,7 @@ def keys_cmd(section: str | None) -> None:
     edgekd keys               # the whole config
     edgekd keys distill       # one section; list items show as teachers[].arch
     """
-    from .config_help import key_lines
+    from edgekd.pipeline.config_help import key_lines
 
     click.echo("\n".join(key_lines(section)))
 
@@ -385,13 +387,13 @@ def schema_cmd(out: Path | None) -> None:
     """
     import json
 
-    from .config_help import json_schema
+    from edgekd.pipeline.config_help import json_schema
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if out is None:
         click.echo(text, nl=False)
         return
-    from .fileio import write_text_atomic
+    from edgekd.core.fileio import write_text_atomic
 
     _check_outputs(files={"--out": out})
     write_text_atomic(out, text)
@@ -404,9 +406,9 @@ def schema_cmd(out: Path | None) -> None:
 @click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
 def init_cmd(path: Path, data: str | None, force: bool) -> None:
     """Write a commented starter pipeline file to PATH (default edgekd.yaml)."""
-    from .config_help import starter_config
-    from .errors import ConfigError
-    from .fileio import write_text_atomic
+    from edgekd.core.errors import ConfigError
+    from edgekd.core.fileio import write_text_atomic
+    from edgekd.pipeline.config_help import starter_config
 
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists; pass --force to overwrite it, or give another path")
@@ -421,8 +423,8 @@ def targets_cmd() -> None:
 
     The `here` column says whether the profile's runtime is installed on this machine.
     """
-    from . import api
-    from .targets import get_backend
+    from edgekd import api
+    from edgekd.runtimes import get_backend
 
     click.echo(f"{'profile':<16} {'backend':<10} {'precisions':<16} {'int8 recipe':<26} {'batch':<7} {'threads':<8} "
                f"{'here':<5} description")

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from edgekd import api, cli
-from edgekd.errors import ArtifactError, ConfigError, GateFailed
-from edgekd.gate import Thresholds
-from edgekd.stages.context import RunContext
+from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
+from edgekd.device.gate import Thresholds
+from edgekd.pipeline.context import RunContext
 
-from .test_gate import make_report
+from .device.test_gate import make_report
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def _fake_run(monkeypatch, tmp_path, outcomes: dict, passed: bool):
     (tmp_path / "gate.json").write_text(json.dumps({"passed": passed, "summary": f"gate: {'PASS' if passed else 'FAIL'} (x)",
                                                     "checks": []}))
     ctx = RunContext(cfg=None, config_path=tmp_path / "c.yaml", run_dir=tmp_path, manifest=None, outcomes=outcomes)
-    monkeypatch.setattr("edgekd.pipeline.run_from_file", lambda *a, **k: ctx)
+    monkeypatch.setattr("edgekd.pipeline.runner.run_from_file", lambda *a, **k: ctx)
     return ctx
 
 

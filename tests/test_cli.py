@@ -9,10 +9,10 @@ from click.testing import CliRunner
 
 from edgekd import api, cli
 from edgekd.cli import INTERNAL_ERROR, main
-from edgekd.stages.context import RunContext
+from edgekd.pipeline.context import RunContext
 
+from .device.test_gate import make_report
 from .faults.helpers import assert_one_line_error
-from .test_gate import make_report
 
 
 def _boom(*_args, **_kwargs):
@@ -96,7 +96,7 @@ def _run_with(monkeypatch, tmp_path, outcomes: dict, passed: bool):
     (tmp_path / "gate.json").write_text(json.dumps({"passed": passed, "summary": f"gate: {'PASS' if passed else 'FAIL'} (1 failed)",
                                                     "checks": []}))
     ctx = RunContext(cfg=None, config_path=tmp_path / "c.yaml", run_dir=tmp_path, manifest=None, outcomes=outcomes)
-    monkeypatch.setattr("edgekd.pipeline.run_from_file", lambda *a, **k: ctx)
+    monkeypatch.setattr("edgekd.pipeline.runner.run_from_file", lambda *a, **k: ctx)
     (tmp_path / "c.yaml").write_text("name: x\n")
     return CliRunner().invoke(cli.main, ["run", str(tmp_path / "c.yaml"), "--only", "bench", "--force"])
 

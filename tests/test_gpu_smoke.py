@@ -19,13 +19,13 @@ import pytest
 import torch
 import yaml
 
-from edgekd.config import load_config
-from edgekd.environment import library_versions
-from edgekd.fileio import write_json_atomic
-from edgekd.pipeline import run_pipeline
+from edgekd.core.environment import library_versions
+from edgekd.core.fileio import write_json_atomic
+from edgekd.pipeline.config import load_config
+from edgekd.pipeline.runner import run_pipeline
 
 from .conftest import REPO
-from .distill.conftest import tiny_distill_config
+from .train.distill.conftest import tiny_distill_config
 
 DEVICE = os.environ.get("EDGEKD_GPU_SMOKE_DEVICE", "cuda")
 OUT = Path(os.environ.get("EDGEKD_GPU_SMOKE_OUT", REPO / "benchmarks" / "results" / "gpu_smoke.json"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.quant.ptq import ArrayReader
-from edgekd.targets.base import Artifact
+from edgekd.runtimes.base import Artifact
 
 
 def ort_default(fp32_onnx: Path, out: Path, calibration: np.ndarray) -> Path:

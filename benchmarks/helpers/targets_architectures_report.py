@@ -23,7 +23,7 @@ def markdown(report: dict) -> str:
              "calibrate every tool. Latency: batch 1, all candidates of a target interleaved (p50 over "
              f"{report['latency_spec']['rounds']} rounds).",
              f"Passing: top-1 agreement >= {report['min_top1_agreement']:.0%} and top-1 drop <= {report['max_top1_drop_points']} "
-             "points. edgekd ships the fastest passing edgekd candidate (`edgekd.targets.selection.choose`).", "",
+             "points. edgekd ships the fastest passing edgekd candidate (`edgekd.pipeline.selection.choose`).", "",
              "| model | target | candidate | tool | top-1 % | agreement % | p50 ms | vs fp32 | verdict |",
              "|---|---|---|---|---:|---:|---:|---:|---|"]
     for e in report["models"]:

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from ..config import MAX_SEED, Strict, describe_validation_error, read_yaml_mapping
-from ..errors import ConfigError, DataError
-from ..fileio import resolve_path
-from ..resources import builtin_dir
-from .datasets import Dataset, Split, split_hash
+from edgekd.core.errors import ConfigError, DataError
+from edgekd.core.fileio import resolve_path
+from edgekd.core.resources import builtin_dir
+from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model
+from edgekd.data.datasets import Dataset, Split, split_hash
 
 
 class CalibrationRecipe(Strict):
@@ -33,11 +33,7 @@ def load_recipe(name_or_path: str, base_dir: Path | None = None) -> CalibrationR
     if not path.is_file():
         known = sorted(p.stem for p in builtin_dir("calibration").glob("*.yaml"))
         raise ConfigError(f"quantize.calibration '{name_or_path}': no such recipe; built-in recipes: {', '.join(known)}")
-    raw = read_yaml_mapping(path, "calibration recipe")
-    try:
-        return CalibrationRecipe.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_validation_error(exc, CalibrationRecipe)}") from None
+    return load_yaml_model(path, CalibrationRecipe, "calibration recipe")
 
 
 def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = None) -> tuple[Split, str]:
@@ -65,8 +61,8 @@ def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = 
 def draw_folder(folder: Path, recipe: CalibrationRecipe, dataset: Dataset, preprocess) -> tuple[Split, str]:
     """quantize.calibration_images: `recipe.count` images (seeded by `recipe.seed`) from a folder at any depth, decoded
     with the data's preprocessing and input scaling; only the chosen files are read."""
-    from .images import LazyImages
-    from .sources import UNLABELED, image_files
+    from edgekd.data.images import LazyImages
+    from edgekd.data.sources import UNLABELED, image_files
 
     files = image_files(folder, "quantize.calibration_images")
     rng = np.random.default_rng(recipe.seed)

@@ -8,11 +8,11 @@ from typing import Optional
 
 import numpy as np
 
-from ..bench.accuracy import ACCURACY, FIDELITY
-from ..config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, NormalizeStats
-from ..errors import DataError
-from .images import LazyImages, Preprocess, channel_stats
-from .sources import RawData, load_raw
+from edgekd.core.errors import DataError
+from edgekd.core.metrics import ACCURACY, FIDELITY
+from edgekd.data.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, NormalizeStats
+from edgekd.data.images import LazyImages, Preprocess, channel_stats
+from edgekd.data.sources import RawData, load_raw
 
 
 @dataclass

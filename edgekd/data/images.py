@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import DataError
+from edgekd.core.errors import DataError
 
 COLORS = ("rgb", "bgr", "gray", "gray3")
 

@@ -9,10 +9,10 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import DataError
-from ..fileio import read_npz, resolve_path, searched
-from ..refs import call, is_reference
-from .images import LazyImages, Preprocess
+from edgekd.core.errors import DataError
+from edgekd.core.fileio import read_npz, resolve_path, searched
+from edgekd.core.user_code import call, is_reference
+from edgekd.data.images import LazyImages, Preprocess
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]

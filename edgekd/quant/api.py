@@ -19,10 +19,10 @@ from typing import Any, Literal, Optional, Union
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..targets.profiles import QuantRecipe, load_profile
-from .fallback import FallbackBudget
-from .host import recipe_for_host, warn_once
+from edgekd.core.errors import ConfigError
+from edgekd.quant.fallback import FallbackBudget
+from edgekd.quant.host import recipe_for_host, warn_once
+from edgekd.runtimes.profiles import QuantRecipe, load_profile
 
 
 @dataclass
@@ -64,7 +64,7 @@ def quantize(model: Any, config: Int8Config):
     if config.step == "ptq":
         return _ptq(model, config)
     if config.step == "prepare":
-        from .qat import prepare_qat
+        from edgekd.quant.qat import prepare_qat
 
         return prepare_qat(model, config.recipe(), None if config.calibration is None else _tensor(config.calibration))
     if config.step == "convert":
@@ -73,8 +73,8 @@ def quantize(model: Any, config: Int8Config):
 
 
 def _ptq(model: Any, config: Int8Config) -> Path:
-    from .fallback import quantize_auto, quantize_with_fallback
-    from .ptq import quantize_qdq
+    from edgekd.quant.fallback import quantize_auto, quantize_with_fallback
+    from edgekd.quant.ptq import quantize_qdq
 
     if not isinstance(model, (str, Path)) or not Path(model).is_file():
         raise ConfigError("Int8Config(step='ptq') quantizes an fp32 ONNX file: pass its path (export torch models first)")
@@ -98,8 +98,8 @@ def _ptq(model: Any, config: Int8Config) -> Path:
 
 
 def _convert(model: Any, config: Int8Config) -> Path:
-    from .qat import QatModel
-    from .qat_export import export_qdq
+    from edgekd.quant.qat import QatModel
+    from edgekd.quant.qat_export import export_qdq
 
     if not isinstance(model, QatModel):
         raise ConfigError("Int8Config(step='convert') needs the model returned by step='prepare'")

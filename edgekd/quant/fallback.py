@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.accuracy import predict, topk
-from ..errors import StageError
-from ..gate import accuracy_drop, within_limit
-from ..progress import progress
-from ..targets.ort import OrtSession
-from ..targets.profiles import QuantRecipe
-from .ptq import quantize_qdq, quantized_nodes
+from edgekd.core.errors import StageError
+from edgekd.core.metrics import accuracy_drop, predict, topk, within_limit
+from edgekd.core.progress import progress
+from edgekd.quant.ptq import quantize_qdq, quantized_nodes
+from edgekd.runtimes.ort import OrtSession
+from edgekd.runtimes.profiles import QuantRecipe
 
 
 @dataclass

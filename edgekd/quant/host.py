@@ -19,8 +19,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
-from ..environment import cpu_info
-from ..targets.profiles import QuantRecipe
+from edgekd.core.environment import cpu_info
+from edgekd.runtimes.profiles import QuantRecipe
 
 # Any of these makes x86 int8 dot products accumulate in int32 (no saturation).
 INT32_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")

@@ -13,9 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import DataError, StageError
-from ..fileio import atomic_path
-from ..targets.profiles import QuantRecipe
+from edgekd.core.errors import DataError, StageError
+from edgekd.core.fileio import atomic_path
+from edgekd.runtimes.profiles import QuantRecipe
 
 
 class ArrayReader:

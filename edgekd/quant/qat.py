@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..targets.profiles import QuantRecipe
+from edgekd.runtimes.profiles import QuantRecipe
 
 EMA = 0.01  # moving-average constant for activation ranges, torch.ao's default
 

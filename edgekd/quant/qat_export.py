@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import StageError
-from ..export import INPUT_NAME, OUTPUT_NAME
-from ..fileio import atomic_path
+from edgekd.core.errors import StageError
+from edgekd.core.fileio import atomic_path
+from edgekd.train.onnx_export import INPUT_NAME, OUTPUT_NAME
 
 
 def export_qdq(qat_model: torch.nn.Module, example: np.ndarray, out_path: Path, opset: int = 17) -> Path:

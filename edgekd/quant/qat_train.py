@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import TrainConfig
-from ..distill.losses import kd_loss
-from ..distill.trainer import TrainResult, train
-from .qat import QatModel
+from edgekd.quant.qat import QatModel
+from edgekd.train.config import TrainConfig
+from edgekd.train.distill.losses import kd_loss
+from edgekd.train.trainer import TrainResult, train
 
 
 def finetune_qat(qat: QatModel, x: np.ndarray, y: np.ndarray, soft_targets: torch.Tensor, cfg: TrainConfig,

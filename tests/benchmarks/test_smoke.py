@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.fileio import sha256_of
+from edgekd.core.fileio import sha256_of
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"
 # Scripts that run only where special hardware or an emulated root exists, each covered by a test of its own.
 NOT_SMOKED = {
-    "arm64_emulated.py": "make arm64-check: tests/bench/test_arm64_emulated.py runs it whenever the arm64 root is built",
+    "arm64_emulated.py": "make arm64-check: tests/device/test_arm64_emulated.py runs it whenever the arm64 root is built",
     "arm64_device_outputs.py": "runs inside the arm64 root, called by arm64_emulated.py",
     "candidate_bundles.py": "a module of arm64_emulated.py and tensorrt_check.py, not a benchmark of its own",
-    "tensorrt_check.py": "needs TensorRT and a CUDA GPU; tests/bench/test_tensorrt_check.py checks its refusal here",
+    "tensorrt_check.py": "needs TensorRT and a CUDA GPU; tests/device/test_tensorrt_check.py checks its refusal here",
 }
 SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name != "smoke.py" and p.name not in NOT_SMOKED)
 

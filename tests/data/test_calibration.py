@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import pytest
 
-from edgekd.config import DataConfig
 from edgekd.data import load_dataset
 from edgekd.data.calibration import CalibrationRecipe, describe, draw, load_recipe
+from edgekd.data.config import DataConfig
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,9 @@ def test_a_class_too_small_for_its_share_is_recorded_as_unbalanced(small_digits)
 def test_an_unlabeled_folder_at_any_depth_calibrates_with_the_data_preprocessing(tmp_path):
     from PIL import Image
 
+    from edgekd.core.errors import DataError
     from edgekd.data.calibration import draw_folder
     from edgekd.data.datasets import preprocess_of
-    from edgekd.errors import DataError
 
     for label in ("a", "b"):
         (tmp_path / "data" / label).mkdir(parents=True)

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekd.config import DataConfig
+from edgekd.core.errors import DataError
 from edgekd.data import load_dataset
 from edgekd.data.calibration import draw, load_recipe
-from edgekd.errors import DataError
+from edgekd.data.config import DataConfig
 
 
 def test_digits_splits_are_deterministic_and_disjoint():

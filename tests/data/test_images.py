@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekd.config import DataConfig
+from edgekd.core.errors import ConfigError, DataError
 from edgekd.data import load_dataset
+from edgekd.data.config import DataConfig
 from edgekd.data.images import LazyImages, Preprocess
-from edgekd.errors import ConfigError, DataError
 
 
 def _folder(root, sizes=((40, 30),), per_class=4, mode="RGB"):
@@ -73,7 +73,7 @@ def test_images_of_several_sizes_need_a_crop(tmp_path):
 
 
 def test_image_steps_on_another_source_are_refused():
-    from edgekd.config import validate_config
+    from edgekd.pipeline.config import validate_config
 
     with pytest.raises(ConfigError, match="data.resize: applies to image files"):
         validate_config({"data": {"source": "digits", "resize": 32}, "student": {"onnx": "m.onnx"}})
@@ -124,7 +124,7 @@ def test_labels_none_reads_class_folders_as_plain_folders(tmp_path):
 
 
 def test_labels_none_applies_to_files_only():
-    from edgekd.config import validate_config
+    from edgekd.pipeline.config import validate_config
 
     with pytest.raises(ConfigError, match="data.labels: none applies to data.source imagefolder or npz, not to 'digits'"):
         validate_config({"data": {"source": "digits", "labels": "none"}, "student": {"onnx": "m.onnx"}})

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from edgekd.fileio import atomic_files, atomic_path, sha256_of, write_json_atomic
+from edgekd.core.fileio import atomic_files, atomic_path, sha256_of, write_json_atomic
 
 from .helpers import invoke, write_config
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.fileio import sha256_of, write_json_atomic
+from edgekd.core.fileio import sha256_of, write_json_atomic
 
 from .helpers import assert_one_line_error, invoke, write_config
 

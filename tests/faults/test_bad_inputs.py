@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.fileio import sha256_of, write_json_atomic
-from edgekd.models.zoo import MLP
+from edgekd.core.fileio import sha256_of, write_json_atomic
+from edgekd.train.models.zoo import MLP
 
 from .helpers import assert_one_line_error, invoke, run_cli, subprocess_env, write_config
 

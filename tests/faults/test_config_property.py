@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-from edgekd.config import PipelineConfig, load_config, validate_config
-from edgekd.errors import EdgeKDError
+from edgekd.core.errors import EdgeKDError
+from edgekd.pipeline.config import PipelineConfig, load_config, validate_config
 
 from .helpers import TINY, merged
 

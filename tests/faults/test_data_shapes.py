@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.config import ModelConfig
-from edgekd.models import build_model
+from edgekd.train.config import ModelConfig
+from edgekd.train.models import build_model
 
 from .helpers import assert_one_line_error, invoke, write_config
 

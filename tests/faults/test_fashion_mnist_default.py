@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from edgekd.config import DataConfig
 from edgekd.data import load_dataset
+from edgekd.data.config import DataConfig
 from edgekd.data.sources import FASHION_MNIST_DIR
 
 from .helpers import invoke, write_config

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgekd.config import DataConfig, ModelConfig, TrainConfig
 from edgekd.data import load_dataset
-from edgekd.distill.trainer import cross_entropy_loss, train
-from edgekd.models import build_model, save_checkpoint
+from edgekd.data.config import DataConfig
+from edgekd.train.config import ModelConfig, TrainConfig
+from edgekd.train.models import build_model, save_checkpoint
+from edgekd.train.trainer import cross_entropy_loss, train
 
 from .helpers import TINY, assert_one_line_error, invoke, write_config
 

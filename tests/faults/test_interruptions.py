@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.config import load_config
+from edgekd.core.fileio import sha256_of
 from edgekd.data import load_dataset
-from edgekd.fileio import sha256_of
-from edgekd.models import build_model
+from edgekd.pipeline.config import load_config
+from edgekd.train.models import build_model
 
 from .helpers import REPO, TINY, assert_one_line_error, invoke, run_cli, subprocess_env, write_config
 
@@ -226,7 +226,7 @@ class MLPProgress:
     @staticmethod
     def write(path: Path) -> Path:
         """A progress checkpoint of a width-8 MLP at its last epoch: resuming from it would skip all training."""
-        from edgekd.models.zoo import MLP
+        from edgekd.train.models.zoo import MLP
 
         torch.save({"model": MLP(1, 10, 8, width=8).state_dict(), "optimizer": {}, "schedule": {},
                     "epoch": torch.tensor(1)}, path)
@@ -250,10 +250,11 @@ def test_two_runs_into_one_folder_at_once_are_refused(tmp_path):
 def test_two_runs_into_different_folders_at_once_do_not_interfere(tmp_path):
     """Both runs distill from the same teacher checkpoint, so they race to fill the same entry of one
     shared teacher-logit cache: the one place two runs could collide."""
-    from edgekd.config import DataConfig, TrainConfig
     from edgekd.data import load_dataset
-    from edgekd.distill.trainer import cross_entropy_loss, train
-    from edgekd.models.zoo import MLP
+    from edgekd.data.config import DataConfig
+    from edgekd.train.config import TrainConfig
+    from edgekd.train.models.zoo import MLP
+    from edgekd.train.trainer import cross_entropy_loss, train
 
     # A trained teacher: an untrained one is refused as no better than chance before anything uses it.
     data = load_dataset(DataConfig(**TINY["data"]), seed=TINY["seed"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.fileio import write_json_atomic
+from edgekd.core.fileio import write_json_atomic
 
 from .helpers import assert_one_line_error, invoke
 
@@ -47,8 +47,8 @@ def test_bad_runtime_options_are_one_line_naming_the_key(tmp_path, finished_run,
 
 
 def test_tensorrt_timing_cache_must_be_a_name_in_the_bundle():
-    from edgekd.errors import ArtifactError
-    from edgekd.targets.runtime_options import checked_runtime_options
+    from edgekd.core.errors import ArtifactError
+    from edgekd.runtimes.runtime_options import checked_runtime_options
 
     settings = {"input_name": "input", "input_shape": [1, 8, 8], "min_batch": 1, "opt_batch": 1, "max_batch": 8,
                 "fp16": True, "int8": True, "flags": ["FP16", "INT8"]}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgekd import api
-from edgekd.errors import ArtifactError
+from edgekd.core.errors import ArtifactError
 
 from .helpers import assert_one_line_error, invoke
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.fileio import write_json_atomic
+from edgekd.core.fileio import write_json_atomic
 
 from .helpers import REPO, assert_one_line_error, invoke, run_cli, subprocess_env, write_config
 
@@ -28,7 +28,7 @@ class _CreatesMarker:
 
 
 def _booby_trapped_checkpoint(path: Path, marker: Path) -> Path:
-    from edgekd.models.zoo import MLP
+    from edgekd.train.models.zoo import MLP
 
     state = MLP(1, 10, 8, width=16).state_dict()
     state["features.1.bias"] = _CreatesMarker(marker)

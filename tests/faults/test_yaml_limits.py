@@ -6,10 +6,10 @@ import time
 import pytest
 import yaml
 
-from edgekd.config import load_config
+from edgekd.core.errors import ConfigError
 from edgekd.data.calibration import load_recipe
-from edgekd.errors import ConfigError
-from edgekd.targets import load_profile
+from edgekd.pipeline.config import load_config
+from edgekd.runtimes import load_profile
 
 from .helpers import TINY, assert_one_line_error, invoke
 

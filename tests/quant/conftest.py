@@ -55,10 +55,11 @@ def trained_digits_cnn():
     """A small ConvNet with batch norms, trained for a few seconds on scikit-learn's digits."""
     import torch
 
-    from edgekd.config import DataConfig, TrainConfig
     from edgekd.data import load_dataset
-    from edgekd.distill.trainer import cross_entropy_loss, train
-    from edgekd.models.zoo import ConvNet
+    from edgekd.data.config import DataConfig
+    from edgekd.train.config import TrainConfig
+    from edgekd.train.models.zoo import ConvNet
+    from edgekd.train.trainer import cross_entropy_loss, train
 
     data = load_dataset(DataConfig(source="digits"), seed=0)
     torch.manual_seed(0)

@@ -3,10 +3,10 @@ import warnings
 
 import pytest
 
-from edgekd import environment
+from edgekd.core import environment
 from edgekd.quant import host
 from edgekd.quant.host import FORCE_ENV, recipe_for_host, saturates_8bit_products
-from edgekd.targets import load_profile
+from edgekd.runtimes import load_profile
 
 VNNI_RECIPE = load_profile("x86-cpu").quantization
 

@@ -5,15 +5,15 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgekd.config import TrainConfig
-from edgekd.distill.trainer import predict_logits
 from edgekd.quant.host import recipe_for_host
 from edgekd.quant.qat import QuantConv2d, fold_batch_norms, prepare_qat
 from edgekd.quant.qat_export import export_qdq
 from edgekd.quant.qat_train import finetune_qat
-from edgekd.targets import load_profile
-from edgekd.targets.openvino import OpenVinoSession
-from edgekd.targets.ort import OrtSession
+from edgekd.runtimes import load_profile
+from edgekd.runtimes.openvino import OpenVinoSession
+from edgekd.runtimes.ort import OrtSession
+from edgekd.train.config import TrainConfig
+from edgekd.train.trainer import predict_logits
 
 
 def test_batch_norm_folding_keeps_outputs(trained_digits_cnn):

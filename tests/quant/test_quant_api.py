@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from edgekd.api import Int8Config, quantize
-from edgekd.errors import ConfigError, TargetError
+from edgekd.core.errors import ConfigError, TargetError
 from edgekd.quant.fallback import FallbackBudget
 from edgekd.quant.ptq import quantized_nodes
 from edgekd.quant.qat import ActivationFakeQuant, QatModel
-from edgekd.targets.ort import OrtSession
+from edgekd.runtimes.ort import OrtSession
 
 
 def test_prepare_then_convert(trained_digits_cnn, tmp_path):

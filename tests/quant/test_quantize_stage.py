@@ -2,7 +2,7 @@
 import pytest
 
 from edgekd import api
-from edgekd.fileio import read_json
+from edgekd.core.fileio import read_json
 
 
 def _quantize_metrics(run_dir):

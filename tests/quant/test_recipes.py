@@ -5,7 +5,7 @@ import pytest
 from onnx import numpy_helper
 
 from edgekd.quant.ptq import quantize_qdq
-from edgekd.targets import load_profile
+from edgekd.runtimes import load_profile
 
 from .conftest import gemm_mlp
 

@@ -1,1 +1,0 @@
-"""Benchmarking: latency, accuracy, bundles and reports. Importable without torch (device path)."""

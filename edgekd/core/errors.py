@@ -1,0 +1,45 @@
+"""One error family. The CLI prints any EdgeKDError as a single line and exits 2.
+
+Every other exception escaping edgekd is a bug: the CLI exits 3 with one line (--debug shows the traceback).
+"""
+from __future__ import annotations
+
+
+class EdgeKDError(Exception):
+    """A problem the user can fix: the message names the file, field or stage and what to do."""
+
+    exit_code = 2
+
+
+class ConfigError(EdgeKDError):
+    """The pipeline YAML (or a flag) is invalid."""
+
+
+class DataError(EdgeKDError):
+    """A dataset is missing, empty or malformed."""
+
+
+class ModelError(EdgeKDError):
+    """A model or checkpoint cannot be built or loaded."""
+
+
+class ArtifactError(EdgeKDError):
+    """An ONNX file, bundle or report is corrupt, tampered with or from elsewhere."""
+
+
+class TargetError(EdgeKDError):
+    """A target is unknown or its runtime is not installed."""
+
+
+class OutputError(EdgeKDError):
+    """An output file or folder cannot be written (missing parent, read-only, not a folder)."""
+
+
+class StageError(EdgeKDError):
+    """A pipeline stage failed for a reason the user can act on."""
+
+
+class GateFailed(EdgeKDError):
+    """The release gate failed: exit 1, not 2, because the input was fine."""
+
+    exit_code = 1

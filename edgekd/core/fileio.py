@@ -1,0 +1,185 @@
+"""Atomic file writes and hashing. Lean: no torch, so the device bench path can use it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.errors import OutputError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_path(path: str | Path, base_dir: str | Path | None) -> Path:
+    """A path from the config: as given if it exists, else relative to the config file's folder."""
+    candidate = Path(path)
+    if not candidate.is_absolute() and base_dir is not None and not candidate.exists():
+        candidate = Path(base_dir) / candidate
+    return candidate
+
+
+def searched(path: str | Path, base_dir: str | Path | None) -> str:
+    """Where resolve_path looked, for a 'not found' message."""
+    places = [str(Path.cwd())] if not Path(path).is_absolute() else []
+    if base_dir is not None and not Path(path).is_absolute() and Path(base_dir).resolve() != Path.cwd():
+        places.append(str(Path(base_dir).resolve()))
+    return f"looked in {' and '.join(places)}" if places else "absolute path"
+
+
+def file_record(path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
+    """Path (relative to root when given), sha256 and size: how every artifact is recorded."""
+    path = Path(path)
+    shown = str(path)
+    if root:
+        try:
+            shown = path.resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:  # an input from outside the run folder (the user's checkpoint): where it is
+            shown = str(path.resolve())
+    return {"path": shown, "sha256": sha256_of(path), "bytes": path.stat().st_size}
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it into place only if the block succeeds.
+
+    A crash or Ctrl-C mid-write leaves the previous file (if any) untouched.
+    """
+    target = Path(target)
+    with _naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; artifacts should be readable like any other
+    try:
+        yield tmp
+        with _naming(target):
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextmanager
+def _naming(target: Path, what: str = "cannot write") -> Iterator[None]:
+    """An OSError while creating or placing `target` as one line naming it. Only around edgekd's own
+    file operations: an OSError from the caller's block (a missing input) is about another file."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"{target}: {what} ({exc.strerror or exc}); pick a writable location") from None
+
+
+def writable_folder(folder: str | Path, option: str) -> Path:
+    """Create `folder` and prove a file can be made in it, before the work whose results go there:
+    a benchmark that ends in a failed write loses its numbers."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".edgekd-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{folder}: output folder is not writable ({exc.strerror or exc}); "
+                          f"choose another with {option}") from None
+    return folder
+
+
+def writable_file(path: str | Path, option: str) -> Path:
+    """Check that `path` can be written later: its folder is created and writable, it is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give {option} a file path")
+    writable_folder(path.parent, option)
+    return path
+
+
+@contextmanager
+def atomic_files(folder: str | Path) -> Iterator[Path]:
+    """Yield a scratch folder inside `folder` for a tool that writes several files (OpenVINO's .xml
+    and .bin); if the block succeeds, rename each into `folder`, so none is ever seen half-written.
+
+    The renames are atomic one by one, not as a set: a crash between them leaves a new file beside
+    an old one, which the manifest's sha256 check then reports as modified and the stage reruns.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    try:
+        yield scratch
+        for path in sorted(scratch.iterdir()):
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_text_atomic(target: str | Path, text: str) -> Path:
+    with atomic_path(target) as tmp, _naming(Path(target)):  # a full disk: name the file being written
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def write_json_atomic(target: str | Path, payload: Any) -> Path:
+    # allow_nan=False: Python would write bare NaN/Infinity, which JSON does not have; jq, browsers'
+    # JSON.parse and CI tools reject the whole file. _finite turns them into null ("no value") first.
+    text = json.dumps(_finite(payload), indent=2, sort_keys=False, default=str, allow_nan=False)
+    return write_text_atomic(target, text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float (at any depth) replaced by None, and numpy scalars and arrays
+    as plain Python values (default=str would write a float32 as the string "0.5")."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return _finite(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def read_json(path: str | Path) -> Any:
+    from edgekd.core.errors import ArtifactError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{path}: file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); regenerate it") from exc
+
+
+def read_npz(path: Path, fix: str, error: type[Exception]) -> dict[str, np.ndarray]:
+    """Every array of an .npz file (allow_pickle=False), or `error` with one line: truncated or damaged zips,
+    a plain .npy file under an .npz name, pickled objects."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare ndarray: a .npy file under another name
+            raise error(f"{path}: a single .npy array, not an .npz archive of named arrays; {fix}")
+        with loaded:
+            return dict(loaded)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise error(f"{path}: cannot read npz ({type(exc).__name__}: {str(exc)[:120]}); the file is damaged or "
+                    f"not an npz: {fix}") from None

@@ -1,0 +1,85 @@
+"""Section models: the strict pydantic base every config section, profile and recipe derives from, and the one
+loader of a YAML file into such a model, whose errors name the file, the dotted key and the nearest valid key."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Optional, TypeVar, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from edgekd.core.errors import ConfigError
+from edgekd.core.yamlio import read_yaml_mapping
+
+# numpy's generators take seeds >= 0 and torch.manual_seed at most 2**64 - 1; derived seeds (seed + teacher index,
+# + epoch) must stay in range too, so seeds are capped well below both.
+MAX_SEED = 2**31 - 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_yaml_model(path: str | Path, model: type[Model], kind: str, expected: str = "keys") -> Model:
+    """Read the YAML mapping in `path` (a {kind}: config file, target profile, calibration recipe) into `model`;
+    a problem is one ConfigError line naming the file and the key (with a did-you-mean for an unknown key)."""
+    return validate_model(read_yaml_mapping(Path(path), kind, expected), model, str(path))
+
+
+def validate_model(raw: dict[str, Any], model: type[Model], source: str) -> Model:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_validation_error(exc, model)}") from None
+
+
+def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
+    """One line for the first problem: the dotted key, what is wrong, and a fix."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if error["type"] == "value_error":
+        message = error["msg"].removeprefix("Value error, ")
+        return message if not loc else f"{key}: {message}"
+    if error["type"] == "extra_forbidden":
+        valid = _fields_at(root, error["loc"][:-1])
+        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(sorted(valid))}"
+        return f"unknown key '{key}'; {hint}"
+    if error["type"] == "missing":
+        return f"missing required key '{key}'"
+    given = error.get("input")
+    shown = repr(given)[:80] if not isinstance(given, (dict, list)) else type(given).__name__
+    return f"invalid value for '{key}': {error['msg']} (got {shown})"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Walk the model classes along a validation location to list the keys valid there."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if _is_model(current) else None
+        if field is None:
+            return []
+        current = model_inside(field.annotation)
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def model_inside(annotation: Any) -> Any:
+    """The pydantic model class inside an annotation (Model, list[Model], Optional[Model]), or None."""
+    if _is_model(annotation):
+        return annotation
+    if get_origin(annotation) in (list, Union, Optional) or get_args(annotation):
+        for arg in get_args(annotation):
+            found = model_inside(arg)
+            if found is not None:
+                return found
+    return None

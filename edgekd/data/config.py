@@ -1,0 +1,75 @@
+"""The data section: where the images come from, how they are split and what every model is fed."""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Optional, Union
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from edgekd.core.sections import Strict, describe_validation_error
+
+
+class NormalizeStats(Strict):
+    """Explicit per-channel statistics: the model sees (pixel - mean) / std, pixels in [0, 1]."""
+
+    mean: list[float] = Field(..., min_length=1, max_length=64)
+    std: list[float] = Field(..., min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _same_length_positive_std(self) -> NormalizeStats:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values and std {len(self.std)}; give one per channel")
+        if not all(math.isfinite(v) for v in [*self.mean, *self.std]) or min(self.std) <= 0:
+            raise ValueError("std values must be positive and every value finite")
+        return self
+
+
+# ImageNet's statistics, the convention of torchvision's pretrained models (and many checkpoints trained elsewhere).
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+NORMALIZE_MODES = ("dataset", "none", "imagenet")
+
+
+class DataConfig(Strict):
+    source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | module:function | file.py:function")
+    path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder")
+    image_size: Optional[int] = Field(None, ge=4, le=1024, description="imagefolder: squash every image to this square size "
+                                                                       "(changes the aspect ratio; resize + center_crop keep it)")
+    resize: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: resize the shorter side to this many pixels "
+                                                                   "(bilinear), keeping the aspect ratio")
+    center_crop: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: then cut the central square of this size")
+    color: Literal["rgb", "bgr", "gray", "gray3"] = Field("rgb", description="imagefolder: channel order, or grayscale as one "
+                                                                             "channel (gray) or repeated to three (gray3)")
+    labels: Literal["auto", "none"] = Field(
+        "auto", description="imagefolder, npz: none ignores class sub-folders (a folder of images at any depth) and y: the "
+                            "data has no labels and a model shipped as given is judged by fidelity to its fp32 outputs")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
+    train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
+    test_limit: Optional[int] = Field(None, ge=1, description="use at most this many test samples")
+    normalize: Union[Literal["dataset", "none", "imagenet"], NormalizeStats] = Field(
+        "dataset", description="what every model sees, from pixels in [0, 1]: dataset: (x - mean) / std with the training "
+                               "split's per-channel statistics; none: the [0, 1] pixels; imagenet: ImageNet's mean/std; "
+                               "{mean: [...], std: [...]}: your own. A checkpoint must be given what it was trained on")
+
+    @model_validator(mode="after")
+    def _image_steps_need_a_folder(self) -> DataConfig:
+        given = [k for k in ("image_size", "resize", "center_crop", "color") if k in self.model_fields_set]
+        if given and self.source != "imagefolder":
+            raise ValueError(f"data.{given[0]}: applies to image files (data.source imagefolder), not to '{self.source}'; "
+                             "remove it")
+        if self.labels == "none" and self.source not in ("imagefolder", "npz"):
+            raise ValueError(f"data.labels: none applies to data.source imagefolder or npz, not to '{self.source}'; remove it")
+        return self
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _normalize_choice(cls, value: Any) -> Any:
+        # Checked here so that a mistake gives one line, not one per member of the Union.
+        if isinstance(value, dict):
+            try:
+                return NormalizeStats.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(describe_validation_error(exc, NormalizeStats)) from None
+        if value not in NORMALIZE_MODES and not isinstance(value, NormalizeStats):
+            raise ValueError(f"{value!r}: use one of {', '.join(NORMALIZE_MODES)}, or {{mean: [...], std: [...]}} per channel")
+        return value

@@ -1,0 +1,193 @@
+"""`edgekd bench BUNDLE` on the device: verify, then measure with numpy and the bundle's runtime only.
+
+The bundle carries eval.npz (x, y and the fp32 student's logits from the build machine), so accuracy,
+the drop against the fp32 student and fidelity are measured on the device, with the same code and the
+same report schema as the pipeline's bench stage.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.errors import ArtifactError, DataError, TargetError
+from edgekd.core.fileio import read_npz
+from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
+from edgekd.device.bundle import load_bundle, shipped_variant
+from edgekd.device.gate import Thresholds
+from edgekd.device.latency import LatencySpec
+from edgekd.device.measure import Candidate, artifact_name, measure_rows
+from edgekd.device.report.build import build_report
+from edgekd.runtimes.host_fit import host_warnings
+from edgekd.runtimes.registry import get_backend
+
+
+def bundle_paths(path: Path) -> list[Path]:
+    """A bundle folder, or every bundle of a run folder (runs/<name>/bundle/<target>)."""
+    path = Path(path)
+    if (path / "manifest.json").is_file() and not (path / "bundle").is_dir():
+        return [path]
+    bundles = sorted(p.parent for p in (path / "bundle").glob("*/manifest.json"))
+    if not bundles:
+        raise ArtifactError(f"{path}: no bundle here; give a bundle folder or a run folder with bundle/<target>/")
+    return bundles
+
+
+def _load_eval(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path = bundle_dir / "eval.npz"
+    data = read_npz(path, "rebuild the bundle", ArtifactError)
+    inputs = _named_inputs(manifest)
+    missing = [k for k in ([i["name"] for i in inputs] if inputs else ["x"]) + ["y", "reference_logits"] if k not in data]
+    if missing:
+        raise ArtifactError(f"{path}: no array {', '.join(missing)}; rebuild the bundle")
+    y, logits = data["y"], data["reference_logits"]
+    if inputs:  # a model with several inputs: one array per input, named as the input
+        x = {spec["name"]: data[spec["name"]] for spec in inputs}
+        _check_named_arrays(path, x, y, logits, inputs)
+        return x, y, logits
+    x = data["x"]
+    _check_eval_arrays(path, x, y, logits, manifest)
+    return x, y, logits
+
+
+def _named_inputs(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The manifest's `inputs` when the model has several (eval.npz then holds one array per input name)."""
+    inputs = manifest.get("inputs")
+    if isinstance(inputs, list) and len(inputs) > 1 and all(isinstance(i, dict) and isinstance(i.get("name"), str)
+                                                            for i in inputs):
+        return inputs
+    return None
+
+
+def _check_named_arrays(path: Path, x: dict[str, np.ndarray], y: np.ndarray, logits: np.ndarray, inputs: list) -> None:
+    """Each named array against its input's spec (dtype, fixed dimensions), and one sample count throughout."""
+    for spec in inputs:
+        array, shape = x[spec["name"]], spec.get("shape") or []
+        fits = array.ndim == len(shape) and all(not isinstance(d, int) or d == n for d, n in zip(shape, array.shape))
+        if not fits or array.dtype.name != spec.get("dtype"):
+            dims = "(" + ", ".join(str(d) for d in shape) + ")"
+            raise ArtifactError(f"{path}: array '{spec['name']}' is {array.dtype.name} {tuple(array.shape)} but the model's input "
+                                f"'{spec['name']}' is {spec.get('dtype')} {dims}; rebuild the bundle")
+    counts = {name: len(array) for name, array in x.items()}
+    if len(set(counts.values())) > 1 or len(y) != len(logits) or len(y) not in counts.values():
+        raise ArtifactError(f"{path}: arrays hold different numbers of samples ({counts}, y {len(y)}, "
+                            f"reference_logits {len(logits)}); rebuild the bundle")
+
+
+def _check_eval_arrays(path: Path, x: np.ndarray, y: np.ndarray, logits: np.ndarray, manifest: dict[str, Any]) -> None:
+    """Shapes that fit each other and the model the manifest describes: a mismatch is bad input, not a crash."""
+    shape = (manifest.get("input") or {}).get("shape") if isinstance(manifest.get("input"), dict) else None
+    expected = tuple(shape[1:]) if isinstance(shape, list) and all(isinstance(d, int) for d in shape[1:]) else None
+    problem = None
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
+        problem = f"images 'x' must be a float (N, C, H, W) array, got {x.dtype} {x.shape}"
+    elif expected and tuple(x.shape[1:]) != expected:
+        problem = f"images 'x' are {tuple(x.shape[1:])}, the model takes {expected}"
+    elif y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(x):
+        problem = f"labels 'y' must be {len(x)} integers, one per image, got {y.dtype} {y.shape}"
+    elif logits.ndim != 2 or len(logits) != len(x):
+        problem = f"'reference_logits' must be ({len(x)}, classes), got {logits.shape}"
+    if problem:
+        raise ArtifactError(f"{path}: {problem}; rebuild the bundle")
+
+
+def _gate_section(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The thresholds the pipeline's gate applied (recorded in the bundle), so a gate on the device
+    judges by the same limits. Bundles from before that record: the profile's thresholds where set,
+    edgekd's defaults otherwise."""
+    gate = Thresholds().__dict__
+    recorded = manifest.get("gate")
+    if isinstance(recorded, dict):
+        gate.update({k: v for k, v in recorded.items() if k in gate})
+        return gate
+    profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
+    gate.update({k: v for k, v in profile_gate.items() if k in gate and v is not None})
+    return gate
+
+
+def _require_a_runtime(loaded: list) -> None:
+    """Benching a bundle that cannot run here is an error with the install hint, not an empty report."""
+    backends = [(bundle_dir, get_backend(artifact.backend)) for bundle_dir, _m, artifact, *_ in loaded]
+    if not any(backend.available() for _, backend in backends):
+        bundle_dir, backend = backends[0]
+        raise TargetError(f"{bundle_dir}: cannot run this {backend.name} bundle here; {backend.unavailable_reason()}")
+
+
+def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, batch_sizes: Sequence[int] = (1,),
+                  memory: bool = True, images: Path | None = None) -> dict[str, Any]:
+    """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine: on the
+    bundles' eval.npz, or on a folder of raw image files (`images`) decoded as the manifest's preprocessing says."""
+    loaded = [(bundle_dir, *load_bundle(bundle_dir)) for bundle_dir in bundle_paths(path)]  # sha256 checked first
+    _require_a_runtime(loaded)
+    candidates = [Candidate(artifact_name(m.get("target", d.name), shipped_variant(m, a.precision)), m.get("target", d.name), a, threads,
+                            verdict="bundle") for d, m, a in loaded]
+    first_manifest = loaded[0][1]
+    if images is None:
+        x, y, reference, references, eval_set = _on_eval_npz(loaded)
+        measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest)
+    else:
+        x, y, reference, references, eval_set, measured, gate = _on_images(Path(images), loaded, candidates)
+    rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory)
+    for row, (bundle_dir, *_rest) in zip(rows, loaded, strict=True):
+        row["bundle"] = str(bundle_dir)
+    run_name = first_manifest.get("run") or Path(path).resolve().name
+    notes = [w for _d, m, _a in loaded for w in host_warnings(m.get("profile") or {})]
+    report = build_report(run_name, rows, references, eval_set, gate, spec, batch_sizes, memory, host_warnings=notes,
+                          measured=measured)
+    if eval_set.get("reference_is_a_candidate") and measured == FIDELITY:
+        report["warnings"].insert(0, f"no labels: fidelity is measured against {eval_set['reference']}, one of the bundles "
+                                     "benched, whose agreement with itself is 1 by construction; bench a run folder holding "
+                                     "the fp32 bundle and others to compare them")
+    return report
+
+
+def _on_eval_npz(loaded: list) -> tuple:
+    evals = [_load_eval(bundle_dir, manifest) for bundle_dir, manifest, _a in loaded]
+    x, y, reference = evals[0]
+    digest = eval_set_hash(x, y)
+    for (bundle_dir, *_rest), (bx, by, _ref) in zip(loaded[1:], evals[1:], strict=True):
+        if eval_set_hash(bx, by) != digest:
+            raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
+    references = {"student_fp32": {**accuracy_metrics(reference, y), "source": "bundle eval.npz reference_logits"}}
+    return x, y, reference, references, {"samples": len(y), "sha256": digest}
+
+
+def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple:
+    """Raw image files decoded per batch with the bundles' own preprocessing (Pillow and numpy: data/images.py, the
+    code the build machine used). Class sub-folders named as the bundle's labels give top-1; without them the
+    bundles are judged by fidelity to the fp32 bundle (else the first one): their top-1 agreement with it."""
+    from edgekd.data.images import LazyImages, Preprocess
+    from edgekd.data.sources import folder_by_labels
+
+    manifest_of = {d: m for d, m, _a in loaded}
+    steps = {d: Preprocess.from_manifest(m.get("preprocessing"), f"{d}/manifest.json") for d, m in manifest_of.items()}
+    if len(set(steps.values())) > 1:
+        raise ArtifactError(f"--images: the bundles decode images differently ({', '.join(str(d) for d in steps)}); "
+                            "bench them one at a time")
+    first_dir, first = loaded[0][0], loaded[0][1]
+    files, y = folder_by_labels(folder, [str(label) for label in first.get("labels") or []], "--images")
+    x = LazyImages(files, steps[first_dir])
+    expected = tuple((first.get("preprocessing") or {}).get("input_shape") or ())
+    if expected and tuple(x.shape[1:]) != expected:
+        raise DataError(f"--images '{folder}': images decode to {tuple(x.shape[1:])} but the model takes {expected}; "
+                        "the manifest's preprocessing does not fit these images")
+    index = next((i for i, c in enumerate(candidates) if c.artifact.precision == "fp32"), 0)
+    reference = predict(get_backend(candidates[index].artifact.backend).session(candidates[index].artifact,
+                                                                                candidates[index].threads).run, x)
+    measured = ACCURACY if y is not None else FIDELITY
+    y = reference.argmax(1).astype(np.int64) if y is None else y
+    gate = _gate_section(first)
+    references = {}
+    if candidates[index].artifact.precision == "fp32":
+        references["student_fp32"] = {**accuracy_metrics(reference, y), "source": f"{candidates[index].name} on {folder}"}
+        gate["reference"] = "student_fp32"
+    else:
+        gate["reference"] = candidates[index].name
+    digest = hashlib.sha256(x.fingerprint().encode() + np.ascontiguousarray(y).tobytes()).hexdigest()
+    eval_set = {"samples": len(y), "sha256": digest, "images": str(folder), "reference": candidates[index].name,
+                # the reference tells nothing about the others: no fp32 bundle among them, or no other bundle at all
+                "reference_is_a_candidate": candidates[index].artifact.precision != "fp32" or len(candidates) == 1}
+    return x, y, reference, references, eval_set, measured, gate

@@ -1,0 +1,175 @@
+"""Device bundles: write them and verify them (sha256, no path escapes); edgekd.device.bench benchmarks them.
+
+Lean on purpose: a device runs this with numpy and one runtime installed, no torch.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.environment import cpu_info, library_versions
+from edgekd.core.errors import ArtifactError
+from edgekd.core.fileio import file_record, read_json, sha256_of, write_json_atomic, write_text_atomic
+from edgekd.runtimes.base import Artifact
+from edgekd.runtimes.registry import get_backend
+
+BUNDLE_SCHEMA = "edgekd.bundle/1"
+_README = """# edgekd bundle: {target}
+
+Model for **{target}** ({backend}, {precision}). Built by edgekd {version} on {built_on}.
+
+On the device:
+
+```
+pip install edgekd {runtime_pip}
+edgekd bench .          # verifies sha256 sums, measures accuracy on eval.npz and latency
+```
+{rebuild}
+`manifest.json` lists every file with its sha256, the input spec, preprocessing, labels,
+the quantization recipe and the metrics measured on the build machine. Feed the model what it was built
+with: pixels scaled to [0, 1], then (pixel - mean[c]) / std[c] per channel with `preprocessing.mean` and
+`preprocessing.std` (`preprocessing.normalize` names the config's choice; `eval.npz` is already scaled).
+"""
+
+
+def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_y: np.ndarray,
+                 reference_logits: np.ndarray, info: dict[str, Any]) -> Path:
+    """Assemble the bundle in a temporary folder, then swap it into place: a crash leaves the old one."""
+    # A model with several inputs: one array per input, named as the input (bench/device.py reads them by name).
+    named = dict(eval_x) if isinstance(eval_x, dict) else {"x": eval_x.astype(np.float32)}
+    if {"y", "reference_logits"} & set(named):
+        raise ArtifactError(f"{bundle_dir}: a model input named 'y' or 'reference_logits' collides with eval.npz's own arrays")
+    staging = bundle_dir.with_name(f".{bundle_dir.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in artifact.files:
+        shutil.copyfile(artifact.root / name, staging / name)
+    np.savez_compressed(staging / "eval.npz", **named, y=eval_y.astype(np.int64),
+                        reference_logits=reference_logits.astype(np.float32))
+    backend = get_backend(artifact.backend)
+    write_text_atomic(staging / "README.md", _README.format(
+        target=info["target"], backend=artifact.backend, precision=shipped_variant(info, artifact.precision), version=info.get("edgekd_version", "?"),
+        built_on=info.get("built_on", "?"), runtime_pip=backend.pip_packages,
+        rebuild=f"\n{backend.rebuild_note}\n" if artifact.rebuild_on_device else ""))
+    manifest = {"schema": BUNDLE_SCHEMA, **info, "artifact": artifact.to_json(), "files": _file_records(staging, artifact),
+                "eval_set_sha256": sha256_of(staging / "eval.npz")}
+    write_json_atomic(staging / "manifest.json", manifest)
+    _swap_into_place(staging, bundle_dir)
+    return bundle_dir
+
+
+def shipped_variant(manifest: dict[str, Any], precision: str) -> str:
+    """The shipped candidate's name as the compile stage and the build machine's report call it: int8-fallback (some
+    nodes kept in float) or int8-qat rather than plain int8; `precision` for bundles that do not record it."""
+    quantization = manifest.get("quantization")
+    variant = quantization.get("variant") if isinstance(quantization, dict) else None
+    return variant if isinstance(variant, str) and variant else precision
+
+
+def _file_records(bundle_dir: Path, artifact: Artifact) -> list[dict[str, Any]]:
+    return [file_record(bundle_dir / name, bundle_dir) for name in [*artifact.files, "eval.npz", "README.md"]]
+
+
+def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
+    """`edgekd compile BUNDLE`: finish the artifact on this machine (a TensorRT engine, an .ort file),
+    then record the new files, their hashes and the settings in manifest.json."""
+    manifest, artifact = load_bundle(bundle_dir, before_rebuild=True)
+    if profile is not None and profile.backend != artifact.backend:
+        raise ArtifactError(f"{bundle_dir}: the bundle holds a {artifact.backend} model; target '{profile.name}' "
+                            f"uses {profile.backend}; pick a profile with backend {artifact.backend}")
+    artifact = get_backend(artifact.backend).build(artifact, profile)
+    manifest.update(artifact=artifact.to_json(), files=_file_records(Path(bundle_dir), artifact),
+                    rebuild_on_device=artifact.rebuild_on_device, rebuilt_on=cpu_info()["model"],
+                    rebuilt_with=library_versions())
+    if profile is not None:
+        manifest["profile"] = profile.model_dump(mode="json")
+    write_json_atomic(Path(bundle_dir) / "manifest.json", manifest)
+    return manifest
+
+
+def _swap_into_place(staging: Path, final: Path) -> None:
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def verify_bundle(bundle_dir: Path, before_rebuild: bool = False) -> dict[str, Any]:
+    """Read the manifest and check every file before anything is loaded.
+
+    Every file the artifact loads (`main` and `files`) must lie inside the bundle folder and be
+    listed in `manifest["files"]` with a matching sha256: hashing only what the list names would let
+    an edited manifest drop an entry (or point `main` elsewhere) and run an unchecked model.
+
+    `before_rebuild`: `edgekd compile` is about to rebuild the backend's device-built files (an
+    engine, an .ort file), so those may be missing, stale or unlisted; every other file is still checked.
+    """
+    bundle_dir = Path(bundle_dir)
+    manifest_path = bundle_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{bundle_dir}: not a bundle (no manifest.json); point at runs/<name>/bundle/<target>")
+    manifest = read_json(manifest_path)
+    artifact = _artifact_section(manifest, manifest_path)
+    root = bundle_dir.resolve()
+    rebuilt = {_inside(root, name, manifest_path)
+               for name in (get_backend(artifact["backend"]).built_files if before_rebuild else ())}
+    recorded = _recorded_hashes(manifest, root, manifest_path)
+    for path, (name, digest) in recorded.items():
+        if path not in rebuilt:
+            _check_hash(bundle_dir, path, name, digest)
+    for name in [artifact["main"], *artifact["files"]]:
+        path = _inside(root, name, manifest_path)
+        if path not in recorded and path not in rebuilt:
+            raise ArtifactError(f"{manifest_path}: '{name}' is not covered by the manifest's sha256 list; "
+                                "the bundle was modified, bundle it again")
+    return manifest
+
+
+def _artifact_section(manifest: Any, manifest_path: Path) -> dict[str, Any]:
+    """The manifest's shape, checked before any key is read: a hand-edited file fails with one line."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifact"), dict):
+        raise ArtifactError(f"{manifest_path}: not an edgekd bundle manifest (missing 'artifact'); bundle it again")
+    if manifest.get("schema") != BUNDLE_SCHEMA:
+        raise ArtifactError(f"{manifest_path}: schema {manifest.get('schema')!r}, expected {BUNDLE_SCHEMA!r}")
+    artifact = manifest["artifact"]
+    files = artifact.get("files")
+    if not (isinstance(artifact.get("backend"), str) and isinstance(artifact.get("main"), str)
+            and isinstance(files, list) and all(isinstance(f, str) for f in files)):
+        raise ArtifactError(f"{manifest_path}: 'artifact' needs 'backend', 'main' and a list of 'files'; bundle it again")
+    return artifact
+
+
+def _recorded_hashes(manifest: dict[str, Any], root: Path, manifest_path: Path) -> dict[Path, tuple[str, str]]:
+    """manifest["files"] as {resolved path: (name as listed, sha256)}; every path must stay inside root."""
+    entries = manifest.get("files", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("path"), str)
+                                                and isinstance(e.get("sha256"), str) for e in entries):
+        raise ArtifactError(f"{manifest_path}: 'files' must list {{path, sha256}} entries; bundle it again")
+    return {_inside(root, e["path"], manifest_path): (e["path"], e["sha256"]) for e in entries}
+
+
+def _inside(root: Path, name: str, manifest_path: Path) -> Path:
+    """`name` resolved (symlinks followed) below `root`, or a refusal: no absolute paths, no `..`."""
+    path = (root / name).resolve()
+    if Path(name).is_absolute() or root not in path.parents:
+        raise ArtifactError(f"{manifest_path}: file path '{name}' escapes the bundle folder; refused")
+    return path
+
+
+def _check_hash(bundle_dir: Path, path: Path, name: str, digest: str) -> None:
+    if not path.is_file():
+        raise ArtifactError(f"{bundle_dir}: '{name}' is listed in manifest.json but missing")
+    if sha256_of(path) != digest:
+        raise ArtifactError(f"{bundle_dir}: '{name}' does not match its recorded sha256; "
+                            "the bundle was modified or corrupted, refused before loading")
+
+
+def load_bundle(bundle_dir: Path, before_rebuild: bool = False) -> tuple[dict[str, Any], Artifact]:
+    manifest = verify_bundle(bundle_dir, before_rebuild)
+    return manifest, Artifact.from_json(manifest["artifact"], Path(bundle_dir))

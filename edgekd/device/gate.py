@@ -1,0 +1,179 @@
+"""The release gate: thresholds on accuracy drop, speedup and size; a failure is exit code 1.
+
+Drops (absolute points or relative percent, from counts of correct samples): edgekd.core.metrics.accuracy_drop.
+Speedup: p50 at batch 1 of the same target's fp32 artifact / p50 of the artifact (same report, same machine).
+Size: bytes of the model files / 1024.
+The reference is a name in the report's `references` (teacher, student_fp32) or an artifact row
+(e.g. x86-cpu/fp32); with a baseline report it is taken from there, and only if both reports were
+measured on the same evaluation set (sha256).
+A skipped check (an artifact not measurable on this machine) is counted apart, never as a pass; a gate
+with no check actually evaluated fails unless `allow_empty` is set: "nothing failed" is not "all passed".
+Lean: no torch, so CI can gate a report on any machine.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from edgekd.core.errors import ArtifactError
+from edgekd.core.metrics import DROP_TYPES, FIDELITY, accuracy_drop, at_least, within_limit
+
+
+@dataclass
+class Thresholds:
+    reference: str = "student_fp32"
+    max_drop: float | None = 1.0
+    drop_type: str = "absolute"
+    min_speedup: float | None = None
+    max_size_kb: float | None = None
+    allow_empty: bool = False  # pass a gate that evaluated no check (every shipped artifact skipped or none shipped)
+
+
+THRESHOLD_NAMES = tuple(Thresholds.__dataclass_fields__)
+
+
+def threshold_problem(name: str, value: Any) -> str | None:
+    """What is wrong with one threshold value (None: nothing); the caller says where the value came from."""
+    if name in ("max_drop", "min_speedup", "max_size_kb"):
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, not {type(value).__name__} {value!r}"
+        if not math.isfinite(value):  # nan compares false with everything: it would pass or fail every check
+            return f"must be a finite number, got {value!r}"
+        if value < 0 or (value == 0 and name != "max_drop"):
+            return f"must be {'>= 0' if name == 'max_drop' else '> 0'}, got {value!r}"
+    elif name == "drop_type" and value not in DROP_TYPES:
+        return f"must be one of {', '.join(DROP_TYPES)}, got {value!r}"
+    elif name == "reference" and (not isinstance(value, str) or not value):
+        return f"must be a reference name such as student_fp32, teacher or x86-cpu/fp32, got {value!r}"
+    elif name == "allow_empty" and not isinstance(value, bool):
+        return f"must be true or false, got {value!r}"
+    return None
+
+
+@dataclass
+class Check:
+    artifact: str
+    threshold: str
+    passed: bool
+    reason: str
+    skipped: bool = False
+
+
+def reference_top1(report: dict[str, Any], name: str, baseline: dict[str, Any] | None = None) -> float:
+    """Top-1 of the named reference, from the baseline report when given (same evaluation set only)."""
+    source = report if baseline is None else baseline
+    if baseline is not None:
+        ours, theirs = report.get("eval_set", {}).get("sha256"), baseline.get("eval_set", {}).get("sha256")
+        if not ours or ours != theirs:
+            raise ArtifactError(f"baseline report was measured on a different evaluation set (sha256 {str(theirs)[:12]} "
+                                f"vs {str(ours)[:12]}); accuracy drops between them mean nothing. "
+                                "Bench both on the same eval.npz")
+    if name in source.get("references", {}):
+        return source["references"][name]["top1"]
+    row = next((r for r in source.get("rows", []) if r["artifact"] == name and r.get("top1") is not None), None)
+    if row is None:
+        known = [*source.get("references", {}), *(r["artifact"] for r in source.get("rows", []))]
+        raise ArtifactError(f"report has no reference '{name}' with a top-1; available: {', '.join(known)}")
+    return row["top1"]
+
+
+def check_row(row: dict[str, Any], reference_top1: float, baseline_p50: float | None, limits: Thresholds,
+              samples: int | None = None) -> list[Check]:
+    """The checks of one artifact; `samples`: the size of the evaluation set, so drops come from counts."""
+    name = row["artifact"]
+    if row.get("top1") is None:
+        return [Check(name, "measured", True, "skipped: not measurable on this machine; gate the report from the device",
+                      skipped=True)]
+    checks = []
+    if limits.max_drop is not None:
+        drop = accuracy_drop(reference_top1, row["top1"], limits.drop_type, samples)
+        unit = "points" if limits.drop_type == "absolute" else "%"
+        checks.append(Check(name, "max_drop", within_limit(drop, limits.max_drop),
+                            f"top-1 drop {drop:.2f} {unit} vs {limits.reference} (limit {limits.max_drop:g} {unit})"))
+    if limits.min_speedup is not None:
+        checks.append(_speedup_check(name, row.get("p50_ms"), baseline_p50, limits.min_speedup))
+    if limits.max_size_kb is not None:
+        size_kb = row["bytes"] / 1024
+        checks.append(Check(name, "max_size_kb", size_kb <= limits.max_size_kb,
+                            f"size {size_kb:.1f} KB (limit {limits.max_size_kb:g} KB)"))
+    return checks
+
+
+def _speedup_check(name: str, p50: float | None, baseline_p50: float | None, min_speedup: float) -> Check:
+    if p50 is None or baseline_p50 is None:
+        # Unverifiable is not a pass: the gate must be able to show the speedup it promises.
+        return Check(name, "min_speedup", False, "no fp32 latency on this machine to compare with; bench fp32 too")
+    speedup = baseline_p50 / p50
+    return Check(name, "min_speedup", at_least(speedup, min_speedup), f"speedup {speedup:.2f}x over fp32 (limit {min_speedup:g}x)")
+
+
+def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[str, Any] | None = None) -> list[Check]:
+    """Checks for every shipped artifact in a report."""
+    top1 = reference_top1(report, limits.reference, baseline)
+    samples = report.get("eval_set", {}).get("samples")  # a baseline is only accepted on the same evaluation set
+    checks = []
+    fidelity = report.get("measured") == FIDELITY  # top-1 against the fp32 model's own top-1: the drop is disagreement
+    for row in report["rows"]:
+        if not row.get("shipped"):
+            continue
+        fp32_p50 = next((r.get("p50_ms") for r in report["rows"]
+                         if r["target"] == row["target"] and r["precision"] == "fp32"), None)
+        row_checks = check_row(row, top1, fp32_p50, limits, samples)
+        for check in row_checks if fidelity else ():
+            if check.threshold == "max_drop":
+                check.reason = f"{check.reason}; no labels: this is disagreement with the fp32 model's top-1"
+        checks.extend(row_checks)
+    return checks
+
+
+NOTHING_TO_CHECK = ("nothing to check: no shipped artifact has a measured accuracy; "
+                    "run edgekd bench on the device (or allow it: --allow-empty, gate.allow_empty)")
+
+
+class GateResult(list):
+    """The checks of one gate (a list, as before) with the verdict that counts skips apart."""
+
+    def __init__(self, checks: list[Check], allow_empty: bool = False):
+        super().__init__(checks)
+        self.allow_empty = allow_empty
+
+    @property
+    def failed(self) -> int:
+        return sum(not c.passed for c in self)
+
+    @property
+    def skipped(self) -> int:
+        return sum(c.passed and c.skipped for c in self)
+
+    @property
+    def evaluated(self) -> int:
+        return len(self) - self.skipped
+
+    @property
+    def passed(self) -> bool:
+        return self.failed == 0 and (self.evaluated > 0 or self.allow_empty)
+
+    @property
+    def summary(self) -> str:
+        """One line, e.g. `gate: PASS (2 passed, 3 skipped)`; with nothing evaluated it says why."""
+        counts = ", ".join(f"{n} {word}" for n, word in ((self.failed, "failed"), (self.evaluated - self.failed, "passed"),
+                                                         (self.skipped, "skipped")) if n or word == "passed")
+        if self.evaluated == 0 and not self.allow_empty:
+            return f"gate: FAIL ({NOTHING_TO_CHECK}; {counts})"
+        return f"gate: {'PASS' if self.passed else 'FAIL'} ({counts})"
+
+
+def gate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[str, Any] | None = None) -> GateResult:
+    """evaluate_report with its verdict: what the CLI, the API and the pipeline's gate stage all use."""
+    return GateResult(evaluate_report(report, limits, baseline), limits.allow_empty)
+
+
+def verdicts(checks: list[Check]) -> dict[str, str]:
+    """Per artifact: FAIL if any of its checks failed, else PASS."""
+    out: dict[str, str] = {}
+    for check in checks:
+        out[check.artifact] = "FAIL" if not check.passed else out.get(check.artifact, "PASS")
+    return out

@@ -1,0 +1,109 @@
+"""Measure a set of artifacts the same way everywhere: the pipeline's bench stage and `edgekd bench BUNDLE`.
+
+Per artifact: size, gzip size, parameters, accuracy, fidelity to the reference logits, session creation,
+latency at each batch size (all artifacts interleaved in rounds), threads, and peak memory (subprocess).
+Lean: numpy and the artifacts' runtimes only.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.metrics import accuracy_metrics, fidelity, predict
+from edgekd.core.progress import progress
+from edgekd.device.latency import LatencySpec, measure_interleaved
+from edgekd.device.memory import measure_memory
+from edgekd.device.sizes import file_set, gzip_size, parameter_count, size_on_disk
+from edgekd.runtimes.base import Artifact
+from edgekd.runtimes.registry import get_backend
+
+
+def artifact_name(target: str, candidate: str) -> str:
+    """A row's key in reports, gates and comparisons: `<target>/<candidate>`, the candidate named as the compile
+    stage names it (fp32, bf16, int8, int8-qat, or int8-fallback: int8 with some nodes kept in float), so that two
+    int8 variants never share a row and the user sees which one shipped."""
+    return f"{target}/{candidate}"
+
+
+@dataclass
+class Candidate:
+    name: str                      # artifact_name(target, candidate): the row's key in reports, gates and comparisons
+    target: str
+    artifact: Artifact
+    threads: int | None = None
+    shipped: bool = True
+    verdict: str = ""
+    time_latency: bool = True      # False where latency here says nothing about the device (e.g. arm64 on x86)
+    latency_note: str = ""         # why latency is not timed here, for the report's reason column
+
+
+def describe(candidate: Candidate) -> dict[str, Any]:
+    artifact = candidate.artifact
+    return {"artifact": candidate.name, "target": candidate.target, "backend": artifact.backend,
+            "precision": artifact.precision, "shipped": candidate.shipped, "verdict": candidate.verdict,
+            "bytes": size_on_disk(artifact), "gzip_bytes": gzip_size(artifact), "files": file_set(artifact),
+            "parameters": parameter_count(artifact)}
+
+
+def as_batch(x: np.ndarray, size: int) -> np.ndarray:
+    """`size` samples from x, repeating x when it is smaller: latency inputs are real data, not zeros."""
+    if isinstance(x, dict):  # a model with several inputs: the same rows of each
+        return {name: as_batch(array, size) for name, array in x.items()}
+    # x[:size] first: an image folder (data/images.LazyImages) then decodes only the images the batch needs
+    return np.ascontiguousarray(np.resize(np.asarray(x[:size]), (size, *x.shape[1:])))
+
+
+def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, reference_logits: np.ndarray,
+                 spec: LatencySpec, batch_sizes: Sequence[int] = (1,), memory: bool = True) -> list[dict[str, Any]]:
+    rows, runners, clocks = [], {}, {}
+    for candidate in progress(candidates, desc="load, first inference, accuracy", unit="artifact"):
+        row = describe(candidate)
+        backend = get_backend(candidate.artifact.backend)
+        if not backend.available() or candidate.artifact.rebuild_on_device:
+            row["not_measured"] = backend.unavailable_reason() if not backend.available() else "must be rebuilt on the device"
+            rows.append(row)
+            continue
+        started = time.perf_counter()
+        session = backend.session(candidate.artifact, candidate.threads)
+        row["session_create_ms"] = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        session.run(as_batch(x, 1))  # the first inference pays for lazy allocation and kernel selection
+        row["first_inference_ms"] = (time.perf_counter() - started) * 1000
+        row["threads"] = {"requested": candidate.threads, "runtime": session.threads_used()}
+        logits = predict(session.run, x)
+        row.update(accuracy_metrics(logits, y), fidelity=fidelity(logits, reference_logits))
+        if candidate.time_latency:
+            runners[candidate.name] = session.run
+            if backend.runtime_clock:
+                clocks[candidate.name] = session.runtime_latency_ms
+        else:
+            row["not_timed"] = candidate.latency_note or "timings on this machine say nothing about the device"
+        rows.append(row)
+    _add_latency(rows, runners, clocks, x, spec, batch_sizes)
+    if memory:
+        _add_memory(rows, candidates, x)
+    return rows
+
+
+def _add_latency(rows: list[dict], runners: dict, clocks: dict, x: np.ndarray, spec: LatencySpec,
+                 batch_sizes: Sequence[int]) -> None:
+    if not runners:
+        return
+    for size in sorted(set(batch_sizes) | {1}):
+        stats = measure_interleaved(runners, as_batch(x, size), spec, desc=f"latency batch {size}", runtime_clocks=clocks)
+        for row in rows:
+            if row["artifact"] in stats:
+                row.setdefault("latency", {})[f"batch{size}"] = stats[row["artifact"]].to_json()
+                if size == 1:
+                    row["p50_ms"] = stats[row["artifact"]].p50_ms
+
+
+def _add_memory(rows: list[dict], candidates: Sequence[Candidate], x: np.ndarray) -> None:
+    for row, candidate in progress(list(zip(rows, candidates, strict=True)), desc="peak memory (a process each)", unit="artifact"):
+        if "session_create_ms" in row:
+            row["memory"] = measure_memory(candidate.artifact.to_json(), candidate.artifact.root, as_batch(x, 1),
+                                           candidate.threads)

@@ -1,0 +1,81 @@
+"""Reports: report.json (versioned schema), report.md (the table), report.html (table + plots).
+
+Schema edgekd.report/1, top level: schema, run, created, environment, eval_set {samples, sha256},
+references {name: {top1[, top5]}}, gate (thresholds), bench (how latency and memory were measured),
+rows (one per artifact: artifact, target, backend, precision, shipped, verdict, reason (why it was or was not
+shipped and why a value is missing, in full), bytes and gzip_bytes (of the files the device's session loads),
+files [{name, bytes, role, loaded}] (every model file), not_measured / not_timed (why not), parameters,
+session_create_ms, first_inference_ms, threads {requested, runtime}, top1[, top5], fidelity,
+latency {batchN: stats; first_ms there is the first timed call at that batch size, after warm-up is not
+yet done but after the accuracy pass}, p50_ms, memory {peak_rss_mb, baseline_rss_mb, model_rss_mb,
+cold_session_create_ms, cold_first_inference_ms, method} or {error}),
+host_warnings (where this machine differs from the targets' devices), warnings (noise, a short eval set),
+quantize {fallback: {recipe: {sensitivity, nodes_in_float, max_drop}}} when the pipeline's fallback search ran.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edgekd.core.environment import describe
+from edgekd.core.fileio import write_json_atomic, write_text_atomic
+from edgekd.core.metrics import ACCURACY
+from edgekd.device.latency import CV_WARNING, LatencySpec
+from edgekd.device.memory import METHOD as MEMORY_METHOD
+from edgekd.device.noise import separated
+from edgekd.device.report.html import render_html
+from edgekd.device.report.reasons import full_reason
+from edgekd.device.report.table import markdown
+
+REPORT_SCHEMA = "edgekd.report/1"
+
+
+
+def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any], eval_set: dict[str, Any],
+                 gate: dict[str, Any], spec: LatencySpec, batch_sizes, memory: bool,
+                 host_warnings: list[str] | None = None, quantize: dict[str, Any] | None = None,
+                 measured: str = ACCURACY) -> dict[str, Any]:
+    _second_opinion(rows)
+    for row in rows:
+        row["reason"] = full_reason(row)
+    report = {"schema": REPORT_SCHEMA, "run": run, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "environment": describe(), "measured": measured, "eval_set": eval_set, "references": references, "gate": gate,
+              "bench": {"latency": asdict(spec), "batch_sizes": sorted(set(batch_sizes) | {1}),
+                        "interleaved": "all artifacts timed in rounds, order rotated each round",
+                        "memory": MEMORY_METHOD.format(runs=20, batch=1) if memory else "not measured"},
+              "rows": rows, "host_warnings": list(host_warnings or []), "warnings": noise_warnings(rows)}
+    if quantize:
+        report["quantize"] = quantize
+    return report
+
+
+def _second_opinion(rows: list[dict[str, Any]]) -> None:
+    """The compile stage chose on its own timing; where this measurement does not confirm that a shipped
+    candidate beats its target's fp32, the row says so (`noise_note`) rather than implying a speed-up."""
+    fp32 = {r["target"]: r for r in rows if r.get("precision") == "fp32" and r.get("p50_ms")}
+    for row in rows:
+        base = fp32.get(row["target"])
+        if not row.get("shipped") or base is None or base is row or not row.get("p50_ms"):
+            continue
+        stats = [(r.get("latency") or {}).get("batch1") for r in (row, base)]
+        if row["p50_ms"] >= base["p50_ms"] or separated(*stats) is False:
+            row["noise_note"] = (f"this measurement does not confirm the gain over {base['artifact']} ({row['p50_ms']:.3f} ms vs "
+                                 f"{base['p50_ms']:.3f} ms, within noise): the compile stage chose on its own timing")
+
+
+def noise_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for row in rows:
+        for batch, stats in row.get("latency", {}).items():
+            if stats["cv"] > CV_WARNING:
+                out.append(f"{row['artifact']} {batch}: latency coefficient of variation {stats['cv']:.0%} > "
+                           f"{CV_WARNING:.0%}; the machine was noisy, repeat on an idle machine before trusting it")
+    return out
+
+
+def write_reports(out_dir: Path, report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[Path]:
+    return [write_json_atomic(out_dir / "report.json", report),
+            write_text_atomic(out_dir / "report.md", markdown(report, verdicts)),
+            write_text_atomic(out_dir / "report.html", render_html(report, verdicts))]

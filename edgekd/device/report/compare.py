@@ -1,0 +1,96 @@
+"""`edgekd compare A B`: the same artifacts in two reports (two machines, two versions) side by side.
+
+Ratios are B / A (latency 0.5 = B twice as fast); the top-1 delta is B - A in points and is only
+shown when both reports used the same evaluation set (by sha256). A latency ratio between timings the
+measurements do not separate (edgekd.device.noise) reads "within noise", not as a speed-up.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from edgekd.device.noise import separated
+
+COLUMNS = ["artifact", "p50 A (ms)", "p50 B (ms)", "B/A", "size A (KB)", "size B (KB)", "B/A ",
+           "top-1 A", "top-1 B", "delta (pts)"]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return b / a if a and b is not None else None
+
+
+def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    same_eval = a.get("eval_set", {}).get("sha256") == b.get("eval_set", {}).get("sha256")
+    rows_b = {r["artifact"]: r for r in b["rows"]}
+    rows = []
+    for ra in a["rows"]:
+        rb = rows_b.get(ra["artifact"])
+        if rb is None:
+            continue
+        top1_delta = (rb["top1"] - ra["top1"]) * 100 if same_eval and None not in (ra.get("top1"), rb.get("top1")) else None
+        rows.append({"artifact": ra["artifact"], "p50_ms_a": ra.get("p50_ms"), "p50_ms_b": rb.get("p50_ms"),
+                     "latency_ratio": _ratio(ra.get("p50_ms"), rb.get("p50_ms")),
+                     "latency_separated": separated(_batch1(ra), _batch1(rb)), "bytes_a": ra["bytes"], "bytes_b": rb["bytes"],
+                     "size_ratio": _ratio(ra["bytes"], rb["bytes"]), "top1_a": ra.get("top1"), "top1_b": rb.get("top1"),
+                     "top1_delta_points": top1_delta})
+    only = sorted(set(r["artifact"] for r in a["rows"]) ^ set(rows_b))
+    return {"a": _label(a), "b": _label(b), "same_eval_set": same_eval, "rows": rows, "unmatched": only}
+
+
+def _batch1(row: dict[str, Any]) -> dict[str, Any] | None:
+    stats = (row.get("latency") or {}).get("batch1")
+    return stats or ({"p50_ms": row["p50_ms"]} if row.get("p50_ms") else None)
+
+
+def _latency_ratio(row: dict[str, Any]) -> str:
+    text = _f(row["latency_ratio"], "{:.2f}x")
+    return f"within noise ({text})" if row.get("latency_separated") is False else text
+
+
+def _label(report: dict[str, Any]) -> dict[str, Any]:
+    env = report.get("environment", {})
+    return {"run": report.get("run"), "created": report.get("created"), "cpu": env.get("cpu", {}).get("model"),
+            "libraries": env.get("libraries", {})}
+
+
+def _f(value, pattern: str, scale: float = 1.0) -> str:
+    return pattern.format(value * scale) if value is not None else "n/a"
+
+
+def table(comparison: dict[str, Any]) -> list[list[str]]:
+    return [[r["artifact"], _f(r["p50_ms_a"], "{:.3f}"), _f(r["p50_ms_b"], "{:.3f}"), _latency_ratio(r),
+             _f(r["bytes_a"], "{:.1f}", 1 / 1024), _f(r["bytes_b"], "{:.1f}", 1 / 1024), _f(r["size_ratio"], "{:.2f}x"),
+             _f(r["top1_a"], "{:.2f}", 100), _f(r["top1_b"], "{:.2f}", 100), _f(r["top1_delta_points"], "{:+.2f}")]
+            for r in comparison["rows"]]
+
+
+def render_text(comparison: dict[str, Any]) -> str:
+    rows = [COLUMNS] + table(comparison)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    lines = [f"A: {comparison['a']['run']} on {comparison['a']['cpu']} ({comparison['a']['created']})",
+             f"B: {comparison['b']['run']} on {comparison['b']['cpu']} ({comparison['b']['created']})", "",
+             fmt(rows[0]), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows[1:])]
+    lines += _notes(comparison)
+    return "\n".join(lines)
+
+
+def render_markdown(comparison: dict[str, Any]) -> str:
+    lines = ["# edgekd compare", "", f"- A: {comparison['a']['run']} on {comparison['a']['cpu']} ({comparison['a']['created']})",
+             f"- B: {comparison['b']['run']} on {comparison['b']['cpu']} ({comparison['b']['created']})", "",
+             "| " + " | ".join(c.strip() for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in table(comparison)]
+    return "\n".join(lines + [""] + _notes(comparison)) + "\n"
+
+
+def _notes(comparison: dict[str, Any]) -> list[str]:
+    notes = []
+    if not comparison["same_eval_set"]:
+        notes.append("note: the reports used different evaluation sets (sha256); top-1 deltas are not shown")
+    if comparison["unmatched"]:
+        notes.append(f"note: only in one report: {', '.join(comparison['unmatched'])}")
+    if any(r.get("latency_separated") is False for r in comparison["rows"]):
+        notes.append("note: within noise = the two timings' per-round medians (or p10-p90 ranges) overlap: "
+                     "the ratio is not a measured speed-up; repeat on idle machines with more runs")
+    if not comparison["rows"]:
+        notes.append("note: no artifact appears in both reports")
+    return notes

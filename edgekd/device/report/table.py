@@ -1,0 +1,89 @@
+"""The report's table, one row per reference and artifact: the markdown report, the terminal and the HTML page
+all draw it from these rows."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekd.core.errors import ArtifactError
+from edgekd.core.metrics import accuracy_drop, measured_note
+from edgekd.device.gate import reference_top1
+from edgekd.device.report.reasons import short_reason
+
+COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop",
+           "p50 (ms)", "p99 (ms)", "cv", "first (ms)", "load (ms)", "threads", "peak RSS (MB)", "gate", "why"]
+
+
+def _reference_top1(report: dict[str, Any]) -> float | None:
+    """The gate's reference top-1 for the drop column, or None (then the column reads n/a)."""
+    try:
+        return reference_top1(report, report.get("gate", {}).get("reference", "student_fp32"))
+    except (ArtifactError, KeyError):  # no such reference in this report, or one without a top-1
+        return None
+
+
+def _fmt(value, pattern: str, scale: float = 1.0) -> str:
+    if value is None:
+        return "n/a"
+    return pattern.format(value * scale if scale != 1.0 else value)
+
+
+def _cold(row: dict[str, Any], key: str) -> Any:
+    """From the fresh-process probe when it ran (what a device sees at start-up), else from this process."""
+    return row.get("memory", {}).get(f"cold_{key}", row.get(key))
+
+
+def files_label(row: dict[str, Any]) -> str:
+    """The file set in short: what the device loads, then what else the bundle carries: '.onnx (+.ort)', '.xml+.bin'."""
+    files = row.get("files") or []
+    loaded = "+".join(Path(f["name"]).suffix for f in files if f.get("loaded")) or "?"
+    extra = "+".join(Path(f["name"]).suffix for f in files if not f.get("loaded"))
+    return f"{loaded} (+{extra})" if extra else loaded
+
+
+def gate_cell(row: dict[str, Any], verdicts: dict[str, str] | None) -> str:
+    if not row.get("shipped"):
+        return "not shipped"
+    return (verdicts or {}).get(row["artifact"], "") or "shipped"
+
+
+def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[list[str]]:
+    gate, reference = report.get("gate", {}), _reference_top1(report)
+    samples = report.get("eval_set", {}).get("samples")  # drops from counts, as the gate computes them
+    rows = [[f"{name} (reference)", "", "fp32", "", "", "", "", _fmt(ref.get("top1"), "{:.2f}", 100)] + [""] * (len(COLUMNS) - 8)
+            for name, ref in report["references"].items()]
+    for row in report["rows"]:
+        top1, batch1 = row.get("top1"), row.get("latency", {}).get("batch1", {})
+        drop = accuracy_drop(reference, top1, gate.get("drop_type", "absolute"), samples) if None not in (reference, top1) else None
+        rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"], row["precision"], files_label(row),
+                     _fmt(row["bytes"], "{:.1f}", 1 / 1024), _fmt(row.get("gzip_bytes"), "{:.1f}", 1 / 1024),
+                     _fmt(row.get("parameters"), "{:,}"), _fmt(top1, "{:.2f}", 100), _fmt(drop, "{:+.2f}"),
+                     _fmt(batch1.get("p50_ms"), "{:.3f}"), _fmt(batch1.get("p99_ms"), "{:.3f}"),
+                     _fmt(batch1.get("cv"), "{:.0%}"), _fmt(_cold(row, "first_inference_ms"), "{:.2f}"),
+                     _fmt(_cold(row, "session_create_ms"), "{:.1f}"), _fmt(row.get("threads", {}).get("runtime"), "{}"),
+                     _fmt(row.get("memory", {}).get("peak_rss_mb"), "{:.0f}"), gate_cell(row, verdicts), short_reason(row)])
+    return rows
+
+
+def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
+    env = report.get("environment", {})
+    lines = [f"# edgekd report: {report['run']}", "",
+             f"Evaluation set: {report['eval_set']['samples']} samples (sha256 {report['eval_set']['sha256'][:12]}). "
+             f"Drop is in top-1 {'points' if report['gate'].get('drop_type', 'absolute') == 'absolute' else 'percent'} "
+             f"vs `{report['gate']['reference']}`; `*` marks the artifact shipped per target. "
+             "Latency at batch 1; first = the first inference and load = session creation, both in a fresh process "
+             "when memory was measured; threads as the runtime reports them (0: onnxruntime's default); "
+             "peak RSS from a fresh process per artifact.", "",
+             f"Machine: {env.get('cpu', {}).get('model', '?')} ({env.get('cpu', {}).get('cores', '?')} cores, "
+             f"{' '.join(env.get('cpu', {}).get('flags', []))}), {env.get('os', '?')}.", "",
+             *([f"**{measured_note(report)}**", ""] if measured_note(report) else []),
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in table_rows(report, verdicts)]
+    lines += ["", "`files`: what the device's session loads (its size is `size`), then in parentheses what else the "
+              "bundle carries. Why each row is as it is, in full:", ""]
+    lines += [f"- `{row['artifact']}`: {row['reason']}" for row in report["rows"] if row.get("reason")]
+    if report.get("host_warnings"):
+        lines += ["", "This machine is not the device:", ""] + [f"- Warning: {w}" for w in report["host_warnings"]]
+    if report.get("warnings"):
+        lines += [""] + [f"- Warning: {w}" for w in report["warnings"]]
+    return "\n".join(lines) + "\n"

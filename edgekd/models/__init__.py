@@ -1,5 +1,0 @@
-"""Model building: built-in small CNN families, torchvision:NAME and user factories."""
-from .loading import build_model, count_parameters, load_checkpoint, save_checkpoint
-from .zoo import BUILTIN_MODELS
-
-__all__ = ["BUILTIN_MODELS", "build_model", "count_parameters", "load_checkpoint", "save_checkpoint"]

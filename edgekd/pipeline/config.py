@@ -1,0 +1,112 @@
+"""The pipeline config: the section models of each layer composed into one, unknown keys refused, validated once
+at load.
+
+YAML is read with yaml.safe_load only. `module:function` references in the config are resolved only from the
+file the user wrote (see core/user_code.py); nothing in a config is evaluated.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model, validate_model
+from edgekd.data.config import DataConfig
+from edgekd.device.config import BenchConfig, GateConfig
+from edgekd.quant.config import QuantizeConfig
+from edgekd.train.config import OFFLINE_ONLY, DistillConfig, ExportConfig, StudentConfig, TeacherConfig
+
+
+class PipelineConfig(Strict):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="data split, initialisation and shuffling seed")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+                        description="where teachers and distillation (every mode) train: auto (the GPU when there is one), cpu, cuda, cuda:N")
+    data: DataConfig = Field(default_factory=DataConfig)
+    teachers: list[TeacherConfig] = Field(default_factory=list, description="at least one, except with distill.mode: online")
+    student: StudentConfig
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    targets: list[str] = Field(default_factory=lambda: ["x86-cpu"], min_length=1)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_teachers_no_distill(cls, raw: Any) -> Any:
+        # "Make my model small and fast" needs no distillation: without teachers and without a distill
+        # section, the student is shipped as given.
+        if isinstance(raw, dict) and not raw.get("teachers") and "distill" not in raw:
+            raw = {**raw, "distill": {"mode": "none"}}
+        return raw
+
+    @property
+    def ships_onnx(self) -> bool:
+        """The student is an ONNX file: no stage needs torch."""
+        return self.student.onnx is not None
+
+    @model_validator(mode="after")
+    def _student_as_given(self) -> PipelineConfig:
+        if self.distill.mode == "none":
+            if self.teachers:
+                raise ValueError("teachers: distill.mode none ships the student as given and uses no teacher; remove "
+                                 "teachers, or set distill.mode offline to distill from them")
+            if self.student.arch is not None and not self.student.checkpoint:
+                raise ValueError("student.checkpoint: needed to ship a PyTorch student as given (no teachers, no distill "
+                                 "section): give its trained state_dict, or add teachers to distill it")
+            if self.ships_onnx and self.quantize.method == "qat":
+                raise ValueError("quantize.method: qat fine-tunes a PyTorch model and student.onnx is an ONNX file; use "
+                                 "quantize.method: ptq, or give student.arch and student.checkpoint")
+        elif self.ships_onnx:
+            raise ValueError(f"student.onnx: distill.mode {self.distill.mode} trains the student in PyTorch; give student.arch "
+                             "instead, or remove teachers and the distill section to ship the ONNX file as given")
+        return self
+
+    @model_validator(mode="after")
+    def _teachers_for_mode(self) -> PipelineConfig:
+        if not self.teachers and self.distill.mode not in ("online", "none"):
+            raise ValueError(f"teachers: at least one teacher is needed with distill.mode '{self.distill.mode}'")
+        if not self.teachers and self.quantize.method == "qat" and self.distill.mode == "online":
+            raise ValueError("quantize.method: qat fine-tunes on the teachers' soft targets and this config has no teachers "
+                             "(distill.mode online): add a teacher, or use quantize.method: ptq")
+        for index, hint in enumerate(self.distill.hints):
+            if hint.teacher_index >= len(self.teachers):
+                raise ValueError(f"distill.hints[{index}].teacher_index {hint.teacher_index}: there are {len(self.teachers)} "
+                                 f"teachers (indices 0..{len(self.teachers) - 1}); use one of those")
+        unused = sorted(OFFLINE_ONLY & self.distill.model_fields_set) if self.distill.mode != "offline" else []
+        if unused:
+            raise ValueError(f"{', '.join('distill.' + f for f in unused)}: used only with distill.mode offline, and this config "
+                             f"uses {self.distill.mode}; remove {'it' if len(unused) == 1 else 'them'}")
+        return self
+
+    @model_validator(mode="after")
+    def _calibration_for_mode(self) -> PipelineConfig:
+        # Data-free means no real training image reaches the student, int8 calibration included, so the
+        # default calibration set follows the mode; one set explicitly stays the user's choice.
+        if self.distill.mode == "data_free" and "calibration" not in self.quantize.model_fields_set:
+            self.quantize.calibration = "synthetic-512"
+        return self
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each target may appear once")
+        return value
+
+    def digest(self) -> str:
+        """Stable hash of the validated config: stages compare it to decide what to rerun."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    return load_yaml_model(path, PipelineConfig, "config file", "sections (data, teachers, student, ...)")
+
+
+def validate_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:
+    return validate_model(raw, PipelineConfig, source)

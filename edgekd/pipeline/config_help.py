@@ -1,0 +1,155 @@
+"""Every key of a pipeline config with its default and description (`edgekd keys`), the config's JSON
+Schema (`edgekd schema`) and a commented starter config (`edgekd init`).
+
+The descriptions and defaults live once, in the section models each layer owns, composed in edgekd/pipeline/config.py; this walks them
+together with a default-constructed PipelineConfig, so a nested section shows the default its parent
+gives it (distill.train.epochs is 10, not TrainConfig's own 5) and the command line cannot drift from
+what a run actually uses.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from edgekd.core.errors import ConfigError
+from edgekd.core.sections import model_inside
+from edgekd.pipeline.config import PipelineConfig
+
+
+def key_lines(section: str | None = None) -> list[str]:
+    """`key = default  # description` for every key (under `section`, a dotted prefix such as distill.data_free)."""
+    lines = list(_walk(PipelineConfig, _defaults(), ""))
+    if section:
+        prefix = section.rstrip(".")
+        lines = [line for line in lines if line.startswith((prefix + ".", prefix + "[", prefix + " ", prefix + ":"))]
+        if not lines:
+            top = sorted(PipelineConfig.model_fields)
+            raise ConfigError(f"edgekd keys {section}: no such section; top-level sections: {', '.join(top)}")
+    return lines
+
+
+def key_defaults() -> dict[str, Any]:
+    """{dotted key: default as JSON} for every leaf key, as `edgekd keys` prints them; list items (`teachers[]`)
+    and optional sections (`distill.augment`) show the defaults their model gives once written."""
+    out = {}
+    for line in key_lines():
+        if " = " in line:
+            key, rest = line.split(" = ", 1)
+            out[key] = rest.split("  # ", 1)[0]
+    return out
+
+
+def _defaults() -> PipelineConfig:
+    """A config with every default filled in, default_factory sections included; `student` (required)
+    stays unset, which model_construct allows without validating."""
+    return PipelineConfig.model_construct()
+
+
+def _walk(model: type[BaseModel], instance: BaseModel | None, prefix: str):
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        inner = model_inside(field.annotation)
+        value = instance.__dict__.get(name) if instance is not None else None
+        if inner is not None and inner is not model:
+            is_list = "list[" in str(field.annotation)
+            unset = not is_list and value is None and instance is not None
+            note = ("(required)" if field.is_required() else "(none by default; these are its keys once set)") if unset else ""
+            text = " ".join(t for t in (field.description or inner.__doc__ or "", note) if t)
+            yield f"{key}{'[]' if is_list else ''}:  # {text}".rstrip(" #")
+            # A list item or an unset optional section gets its own model's defaults; a section the parent
+            # builds (default_factory) gets the values the parent gave it.
+            nested = value if isinstance(value, BaseModel) else None
+            yield from _walk(inner, nested, f"{key}{'[]' if is_list else ''}.")
+            continue
+        note = f"  # {field.description}" if field.description else ""
+        yield f"{key} = {_default(field, instance, name)}{note}"
+
+
+def _default(field: Any, instance: BaseModel | None, name: str) -> str:
+    if field.is_required() and (instance is None or name not in instance.__dict__):
+        return "(required)"
+    value = getattr(instance, name) if instance is not None else field.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    return json.dumps(value)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a pipeline file, for editor completion (YAML language servers read it via
+    `# yaml-language-server: $schema=edgekd.schema.json`)."""
+    schema = PipelineConfig.model_json_schema(mode="validation")
+    _factory_defaults(PipelineConfig, schema, schema)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "edgekd pipeline"}
+
+
+def _factory_defaults(model: type[BaseModel], node: dict[str, Any], root: dict[str, Any]) -> None:
+    """pydantic leaves out defaults made by default_factory, so an editor would show a nested model's own
+    defaults (TrainConfig's 5 epochs) where the parent gives another (distill.train: 10): state them."""
+    for name, field in model.model_fields.items():
+        prop = node.get("properties", {}).get(name)
+        if prop is None:
+            continue
+        if field.default_factory is not None:
+            value = field.get_default(call_default_factory=True)
+            prop["default"] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        inner = model_inside(field.annotation)
+        ref = prop.get("$ref", "")
+        if inner is not None and inner is not model and ref.startswith("#/$defs/"):
+            _factory_defaults(inner, root["$defs"][ref.rsplit("/", 1)[1]], root)
+
+
+def _data_section(data: str | None) -> dict[str, Any]:
+    """data.source (and data.path) for `edgekd init --data X`: a built-in name, a .npz file or an image folder."""
+    if data in (None, "digits"):
+        return {"source": "digits"}
+    if data == "fashion-mnist":
+        return {"source": "fashion-mnist"}
+    if ":" in data and not data.endswith(".npz"):
+        return {"source": data}
+    from pathlib import Path
+
+    path = Path(data)
+    if path.suffix == ".npz":
+        return {"source": "npz", "path": data}
+    if path.is_dir():
+        return {"source": "imagefolder", "path": data}
+    raise ConfigError(f"--data {data}: not digits, fashion-mnist, module:function, a .npz file or an existing image folder")
+
+
+def starter_config(name: str = "my-model", data: str | None = None, filename: str = "edgekd.yaml") -> str:
+    """A small, commented pipeline file; the values shown as defaults are read from the config models."""
+    d = key_defaults()
+    section = _data_section(data)
+    data_lines = "\n".join(f"  {k}: {json.dumps(v)}" for k, v in section.items())
+    return f"""# edgekd pipeline: `edgekd run {filename}`. Every key: `edgekd keys`; editor completion:
+# `edgekd schema --out edgekd.schema.json` and keep the next line.
+# yaml-language-server: $schema=edgekd.schema.json
+name: {name}
+seed: {d['seed']}
+data:
+{data_lines}
+  # val_fraction: {d['data.val_fraction']}        # share of the training split held out for validation
+teachers:                     # one or more; a teacher without a checkpoint is trained first
+  - arch: resnet              # convnet | resnet | mlp | torchvision:NAME | module:function
+    width: 32
+    train: {{epochs: 15, lr: 0.05}}   # defaults: epochs {d['teachers[].train.epochs']}, lr {d['teachers[].train.lr']}
+    # checkpoint: teachers/resnet.pt  # a trained state_dict instead (torch.load weights_only=True)
+student:
+  arch: convnet
+  width: 8
+distill:
+  temperature: {d['distill.temperature']}
+  alpha: {d['distill.alpha']}                  # weight of the teacher loss; 0 = labels only
+  train: {{epochs: {d['distill.train.epochs']}, lr: {d['distill.train.lr']}}}   # the defaults
+quantize:
+  method: {json.loads(d['quantize.method'])}                 # ptq | qat | none
+  calibration: {json.loads(d['quantize.calibration'])}       # a recipe in calibration/
+targets: [x86-cpu]            # `edgekd targets` lists the profiles
+bench:
+  eval_samples: {d['bench.eval_samples']}
+gate:
+  reference: {json.loads(d['gate.reference'])}
+  max_drop: {d['gate.max_drop']}                # top-1 points
+"""

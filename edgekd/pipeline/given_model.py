@@ -1,0 +1,106 @@
+"""A model given as it is (student.onnx, or a checkpoint shipped as given): its ONNX inputs read, checked against
+the data, and, for data without labels, its own predictions as the labels every later stage measures against.
+Shared by the as_given and export stages and the run context, below them all."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError, DataError
+from edgekd.core.fileio import resolve_path
+from edgekd.core.metrics import predict
+
+if TYPE_CHECKING:
+    from edgekd.pipeline.context import RunContext
+
+
+def with_reference_labels(ctx: RunContext, dataset):
+    """Unlabeled data: label val and test with the given model's own top-1, so that every later top-1 (quantize budget,
+    candidate selection, bench, gate, the device's bench) is top-1 agreement with the fp32 model. Only a model shipped
+    as given can be judged that way: training needs labels."""
+    where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
+    if ctx.cfg.distill.mode != "none":
+        raise DataError(f"{where}: the images have no labels, and distill.mode {ctx.cfg.distill.mode} trains on labels; give "
+                        "class sub-folders (or y in the npz), or ship a trained model (no teachers, no distill section)")
+    if ctx.cfg.quantize.method == "qat":
+        raise ConfigError(f"quantize.method: qat fine-tunes with labels and {where} has none; use quantize.method: ptq")
+    if not ctx.cfg.ships_onnx:
+        raise ConfigError(f"{where}: the images have no labels, and a PyTorch student's class count comes from them; give "
+                          "class sub-folders (or y in the npz), or ship the model's ONNX export (student.onnx)")
+    source = resolve_path(ctx.cfg.student.onnx, ctx.base_dir)
+    if not source.is_file():
+        raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': file not found ({source}); give the path of the "
+                          "model's .onnx file, absolute or relative to the config file")
+    check_input_matches(onnx_input_spec(source), dataset.input_shape, "student.onnx")
+    logits = onnx_logits(source)
+    val_logits = logits(dataset.val.x)
+    if val_logits.ndim != 2:
+        raise ConfigError(f"student.onnx: the model's output has shape {_shape(val_logits.shape)}; edgekd ships classifiers "
+                          "whose output is (batch, classes) logits")
+    print(f"{where}: no labels; every top-1 below is agreement with the fp32 model's top-1 (fidelity, not accuracy)",
+          file=sys.stderr)
+    return dataset.with_reference_labels(val_logits, logits(dataset.test.x))
+
+
+def onnx_logits(path: Path):
+    from edgekd.runtimes.ort import OrtSession
+
+    session = OrtSession(path, threads=None)
+    return lambda x: predict(session.run, x)
+
+
+def onnx_inputs(path: Path) -> list[dict]:
+    """Every data input of an ONNX model (initializers excluded): name, dtype, shape (symbolic dimensions by name, "?"
+    when unnamed) and dynamic_axes ({axis: name} of each dimension without a fixed size), for the manifest."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX file
+        raise ConfigError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:120]}); export it again") from None
+    initializers = {init.name for init in graph.initializer}
+    specs = []
+    for value in (i for i in graph.input if i.name not in initializers):
+        tensor = value.type.tensor_type
+        shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
+        specs.append({"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                      "shape": shape, "dynamic_axes": {str(i): d for i, d in enumerate(shape) if not isinstance(d, int)}})
+    return specs
+
+
+def onnx_input_spec(path: Path) -> dict:
+    """Name, shape and dtype of an ONNX model's one data input (edgekd feeds one image tensor)."""
+    inputs = onnx_inputs(path)
+    if len(inputs) != 1:
+        described = ", ".join(f"{i['name']} {i['dtype']} {_shape(i['shape'])}" for i in inputs)
+        raise ConfigError(f"{path}: the model takes {len(inputs)} inputs ({described}); edgekd ships image classifiers "
+                          "fed one input tensor")
+    return {k: inputs[0][k] for k in ("name", "shape", "dtype")}
+
+
+def check_input_matches(spec: dict, sample_shape: tuple, field: str) -> None:
+    """One line naming both shapes when the data's samples cannot feed the model's input."""
+    if isinstance(spec["shape"][0], int) if spec["shape"] else True:
+        raise ConfigError(f"{field}: the model's input '{spec['name']}' has the fixed shape {_shape(spec['shape'])}; edgekd "
+                          "measures batches of several sizes: export it with a dynamic batch axis (torch.onnx.export(..., "
+                          "dynamic_axes={'input': {0: 'batch'}}), or dynamo=True with dynamic_shapes)")
+    model_shape = spec["shape"][1:]
+    fits = len(model_shape) == len(sample_shape) and all(
+        not isinstance(m, int) or m == s for m, s in zip(model_shape, sample_shape))
+    if spec["dtype"] != "float32" or not fits:
+        raise ConfigError(f"{field}: the model's input '{spec['name']}' is {spec['dtype']} {_shape(spec['shape'])} but the data's "
+                          f"samples are float32 {_shape(['batch', *sample_shape])}; check data.* (source, image_size) or "
+                          "export the model for this input")
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def check_classes(logits: np.ndarray, classes: int, field: str) -> None:
+    if logits.ndim != 2 or logits.shape[1] != classes:
+        raise ConfigError(f"{field}: the model's output has shape {_shape(logits.shape)} but the data has {classes} classes; "
+                          "edgekd ships classifiers whose output is (batch, classes) logits: check data.source")

@@ -1,0 +1,26 @@
+"""The one list of stages, in run order: the runner, the run folder's numbering and the CLI's --only all read it.
+Each stage module is imported only when its stage is asked for, so a torch-free run never imports a training stage.
+A new stage: one module in stages/ with a Stage subclass, and one line here."""
+from __future__ import annotations
+
+import importlib
+
+STAGES = {
+    "teachers": "edgekd.pipeline.stages.teachers:TeachersStage",
+    "distill": "edgekd.pipeline.stages.distill:DistillStage",
+    "export": "edgekd.pipeline.stages.export:ExportStage",
+    "quantize": "edgekd.pipeline.stages.quantize:QuantizeStage",
+    "compile": "edgekd.pipeline.stages.compile:CompileStage",
+    "bench": "edgekd.pipeline.stages.bench:BenchStage",
+    "gate": "edgekd.pipeline.stages.gate:GateStage",
+}
+# With distill.mode none the user's model is shipped as given: this class takes the distill stage's place.
+AS_GIVEN = "edgekd.pipeline.stages.as_given:AsGivenStage"
+STAGE_NAMES = tuple(STAGES)
+
+
+def stage_class(config, name: str):
+    """The Stage subclass that runs `name` for this config."""
+    where = AS_GIVEN if name == "distill" and config.distill.mode == "none" else STAGES[name]
+    module, _, cls = where.partition(":")
+    return getattr(importlib.import_module(module), cls)

@@ -1,0 +1,89 @@
+"""The run's models as later stages need them: the teachers and the student rebuilt from their checkpoints,
+the ensemble's soft targets, the fp32 student's logits. Shared by stages so that no stage imports another.
+torch is imported inside the functions: an ONNX student's run never calls the PyTorch ones."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgekd.core.fileio import resolve_path
+from edgekd.pipeline.context import RunContext
+
+if TYPE_CHECKING:
+    import torch
+
+
+def teacher_checkpoints(ctx: RunContext) -> list[Path]:
+    """The checkpoint file behind each teacher: the configured one, or the one this run trained."""
+    return [resolve_path(spec.checkpoint, ctx.base_dir) if spec.checkpoint else ctx.layout.teacher_checkpoint(i)
+            for i, spec in enumerate(ctx.cfg.teachers)]
+
+
+def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
+    """Teacher modules with their weights: from the config's checkpoint or this run's trained one."""
+    from edgekd.train.models import build_model
+
+    data = ctx.dataset
+    teachers = []
+    for index, spec in enumerate(ctx.cfg.teachers):
+        trained = ctx.layout.teacher_checkpoint(index)
+        if not spec.checkpoint and trained.is_file():
+            spec = spec.model_copy(update={"checkpoint": str(trained)})
+        teachers.append(build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=f"teachers[{index}]").eval())
+    return teachers
+
+
+def student_spec(ctx: RunContext):
+    """The shipped student's model spec: config.student, or the peer that online distillation selected."""
+    recorded = ctx.manifest.metrics("distill").get("student_spec")
+    return type(ctx.cfg.student).model_validate(recorded) if recorded else ctx.cfg.student
+
+
+def build_student(ctx: RunContext, with_weights: bool = True) -> torch.nn.Module:
+    from edgekd.train.models import build_model
+
+    data = ctx.dataset
+    spec = student_spec(ctx)
+    if with_weights:
+        spec = spec.model_copy(update={"checkpoint": str(ctx.layout.student_checkpoint)})
+    return build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where="student").eval()
+
+
+def ensemble_targets(ctx: RunContext, cfg, teachers, x: torch.Tensor, augment=None):
+    """The ensemble's soft targets over the training split, backed by the shared teacher-logit cache."""
+    from edgekd.data.datasets import split_hash
+    from edgekd.train import distributed
+    from edgekd.train.distill.cache import TeacherLogitCache, resolve_cache_dir
+    from edgekd.train.distill.ensemble import EnsembleTargets
+    from edgekd.train.trainer import autocast_dtype
+
+    cache = TeacherLogitCache(resolve_cache_dir(cfg.cache_dir, ctx.base_dir, ctx.run_dir))
+    data = ctx.dataset
+    return EnsembleTargets(teachers, [t.weight for t in ctx.cfg.teachers], cfg, x, split_hash(data.train.x, data.train.y),
+                           cache, augment, cfg.train.epochs, autocast_dtype(cfg.train.amp, distributed.model_device(teachers[0])))
+
+
+def teacher_soft_targets(ctx: RunContext, temperature: float) -> torch.Tensor:
+    """(N, classes) softened ensemble outputs on the un-augmented training split (for QAT): a cache hit
+    after the distill stage, computed and cached otherwise."""
+    import torch
+
+    cfg = ctx.cfg.distill.model_copy(update={"temperature": temperature, "augment": None})
+    targets = ensemble_targets(ctx, cfg, build_teachers(ctx), torch.from_numpy(ctx.dataset.train.x))
+    targets.prepare()
+    return targets.soft_targets(0, torch.device("cpu"))
+
+
+def student_logits(ctx: RunContext, x: np.ndarray) -> np.ndarray:
+    """The fp32 student's logits on `x`: what every candidate is compared with. From PyTorch when the student
+    is a PyTorch model (the exported file is checked against it), from onnxruntime when it was given as ONNX."""
+    if ctx.cfg.ships_onnx:
+        from edgekd.core.metrics import predict
+        from edgekd.runtimes.ort import OrtSession
+
+        return predict(OrtSession(ctx.layout.fp32_onnx, threads=None).run, x)
+    from edgekd.train.trainer import predict_logits
+
+    return predict_logits(build_student(ctx), x)

@@ -1,0 +1,210 @@
+"""Runs the stages in order, skipping fresh ones on --resume, recording each in the manifest."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+from edgekd.core.errors import ConfigError, EdgeKDError, StageError
+from edgekd.core.fileio import writable_folder, write_text_atomic
+from edgekd.device.latency import CV_WARNING
+from edgekd.pipeline.config import PipelineConfig, load_config
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.manifest import RunManifest
+from edgekd.pipeline.registry import STAGE_NAMES, stage_class
+
+Log = Callable[[str], None]
+
+
+def distributed_barrier() -> None:
+    from edgekd.train import distributed
+
+    distributed.barrier()
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    refuse_existing_run(run_dir, resume, force)
+    writable_folder(run_dir, "--out")
+
+
+def refuse_existing_run(run_dir: Path, resume: bool, force: bool) -> None:
+    if (run_dir / "manifest.json").exists() and not (resume or force):
+        raise ConfigError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
+                          "--force to redo its stages, or --out for a new folder")
+
+
+def preflight(config: PipelineConfig, base_dir: Path) -> None:
+    """Check what later stages will need before the first one trains for an hour: each stage's check()
+    (every target profile and its runtime, the calibration recipe, the data path), latest stage first."""
+    for name in reversed(STAGE_NAMES):
+        stage_class(config, name).check(config, base_dir)
+
+
+def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
+                 only: Optional[Sequence[str]] = None, log: Log = print) -> RunContext:
+    unknown = [s for s in (only or []) if s not in STAGE_NAMES]
+    if unknown:
+        raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGE_NAMES)}")
+    preflight(config, Path(config_path).parent)
+    distributed = _process_group(config)
+    distributed.init_from_env(config.device)
+    refuse_existing_run(Path(run_dir), resume, force)  # before minutes of checks, the one-second refusal
+    checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
+    with distributed.main_first():
+        if distributed.is_main():
+            prepare_run_dir(run_dir, resume, force)
+    with exclusive(run_dir, distributed.is_main()):
+        manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
+        manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
+        if distributed.is_main():
+            manifest.save()  # from now on the folder holds a run: a rerun needs --resume or --force, even after a crash
+        ctx = RunContext(config, Path(config_path), Path(run_dir), manifest, resume=resume and not force)
+        if checked is not None:  # the dataset is loaded once, and the checks are not repeated by the stage
+            ctx.__dict__["dataset"], ctx.checked_teachers = checked
+        planned = [stage for stage in STAGE_NAMES if not only or stage in only]
+        for number, stage in enumerate(planned, 1):
+            if not distributed.is_main() and not stage_class(config, stage).trains:
+                continue  # the other ranks help only where there is training to share
+            _run_stage(ctx, stage, resume=resume and not force, force=force,
+                       log=log if distributed.is_main() else _quiet, label=f"{number}/{len(planned)} {stage}")
+    distributed.finish()
+    return ctx
+
+
+def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool,
+                        only: Optional[Sequence[str]]) -> Optional[tuple]:
+    """The data and model checks of the teachers stage (teachers.check_inputs), made before the run folder is
+    created or its manifest touched, so bad data or a wrong checkpoint leaves no trace. Skipped when the teachers
+    stage will not run (--only without it, or --resume with it up to date): (dataset, checked teachers) or None."""
+    if only and "teachers" not in only:
+        return None
+    preview = RunContext(config, config_path, run_dir, RunManifest.open(run_dir, config.digest(), str(config_path)))
+    if resume and preview.manifest.is_fresh("teachers", preview.stage_key("teachers")):
+        return None
+    checked = stage_class(config, "teachers")(preview).check_inputs()
+    return preview.dataset, checked
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+class _SingleProcess:
+    """The distributed helpers' single-process behaviour, for runs that never import torch (an ONNX student)."""
+
+    init_from_env = finish = barrier = staticmethod(lambda *_args: None)
+    is_main = staticmethod(lambda: True)
+
+    @staticmethod
+    @contextmanager
+    def main_first() -> Iterator[None]:
+        yield
+
+
+def _process_group(config: PipelineConfig):
+    if config.ships_onnx:
+        return _SingleProcess
+    from edgekd.train import distributed  # torch: only now that a run needs it
+
+    return distributed
+
+
+@contextmanager
+def exclusive(run_dir: Path, main_process: bool = True) -> Iterator[None]:
+    """Hold an advisory lock on the run folder, so two runs cannot write into the same one at once.
+
+    The kernel drops a flock when its process dies, even by SIGKILL: a crash never leaves a stale lock.
+    Under torchrun only rank 0 takes it: the other ranks belong to the same run.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; runs into one folder are then the user's to keep apart
+        fcntl = None
+    if fcntl is None or not main_process:
+        yield
+        return
+    with open(run_dir / ".edgekd.lock", "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(f"{run_dir}: another edgekd run is writing into this folder; wait for it to finish, "
+                              "or choose another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log, label: str = "") -> None:
+    """`label` ("3/7 quantize") heads every line this stage logs, so a log says how far the run is."""
+    label = label or stage
+    key = ctx.stage_key(stage)
+    if resume and ctx.manifest.is_fresh(stage, key):
+        log(f"[{label}] up to date, skipped (--resume)")
+        ctx.outcomes[stage] = "up to date"
+        return
+    _require_earlier(ctx, stage)
+    runner = stage_class(ctx.cfg, stage)(ctx)
+    trains = runner.trains and not ctx.cfg.ships_onnx
+    if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
+        _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
+    if trains:
+        distributed_barrier()  # stale progress is gone before any rank looks for it
+    log(f"[{label}] running")
+    started = time.perf_counter()
+    try:
+        result = runner.run()
+    except EdgeKDError as exc:
+        ctx.manifest.mark_failed(stage, str(exc))
+        raise
+    except KeyboardInterrupt:
+        ctx.manifest.mark_failed(stage, "interrupted")
+        raise
+    seconds = time.perf_counter() - started
+    if trains:
+        distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
+    ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
+    ctx.outcomes[stage] = "ran"
+    if not ctx.manifest.read_only:
+        _clear_progress(ctx.stage_dir(stage))
+    warnings = result.metrics.get("warnings") if isinstance(result.metrics, dict) else None
+    noted = (f"; {warnings} latency measurements were noisy (coefficient of variation > {CV_WARNING:.0%}), see report.md"
+             if warnings else "")
+    log(f"[{label}] {seconds:.1f} s, done{noted}")
+
+
+# Training writes `*.progress.pt` each epoch; a stage continues from them only when they were made
+# under the same stage key (same config sections as now). The key they belong to is kept beside them.
+_PROGRESS_GLOB, _PROGRESS_KEY = "*.progress.pt", ".progress-key"
+
+
+def _keep_progress_only_for(stage_dir: Path, key: str, start_over: bool) -> None:
+    key_file = stage_dir / _PROGRESS_KEY
+    recorded = key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else None
+    if start_over or recorded != key:
+        _clear_progress(stage_dir)
+    write_text_atomic(key_file, key)
+
+
+def _clear_progress(stage_dir: Path) -> None:
+    for path in [*stage_dir.glob(_PROGRESS_GLOB), stage_dir / _PROGRESS_KEY]:
+        path.unlink(missing_ok=True)
+
+
+def _require_earlier(ctx: RunContext, stage: str) -> None:
+    for earlier in STAGE_NAMES[:STAGE_NAMES.index(stage)]:
+        entry = ctx.manifest.stage(earlier)
+        if not entry or entry.get("status") != "done":
+            raise StageError(f"stage '{stage}' needs '{earlier}' first; run without --only, or add --only {earlier}")
+        if not ctx.manifest.is_fresh(earlier, ctx.stage_key(earlier)):
+            raise StageError(f"stage '{stage}' needs '{earlier}' redone: its config changed or its files were modified "
+                             f"since it ran; run with --resume (or add --only {earlier})")
+
+
+def run_from_file(config_path: str | os.PathLike, out: Optional[str] = None, **kwargs) -> RunContext:
+    config = load_config(config_path)
+    run_dir = Path(out) if out else Path("runs") / config.name
+    return run_pipeline(config, Path(config_path), run_dir, **kwargs)

@@ -1,0 +1,171 @@
+"""Which candidate artifact a target ships: the fastest one that passes the accuracy rule, and never
+one slower than the fp32 baseline. Shared by the compile stage and benchmarks/targets_architectures.py.
+
+A candidate is a dict with at least `name` and `precision`; `p50_ms` when its latency was measured
+here, and whatever metrics the rule reads. choose() writes a `verdict` into each: why it won or lost.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from edgekd.core.metrics import within_limit
+
+Candidate = dict[str, Any]
+Rule = Callable[[Candidate], "str | None"]  # None: passes; otherwise why it fails
+
+# A candidate must beat fp32 by this margin to replace it: smaller gaps are within timing noise on a
+# shared machine, and fp32 is the more accurate choice at equal speed.
+MIN_GAIN_OVER_FP32 = 0.03
+MIN_ROUNDS_FASTER = 0.8
+BASELINE = "fp32"
+# Simplest first: when the timings do not separate two passing candidates, the simpler one ships
+# (fewer numerics to go wrong on the device, the more accurate model at equal speed).
+SIMPLER_FIRST = ("fp32", "fp16", "bf16", "int8", "int8-qat", "int8-fallback")
+
+
+def plan(profile, float_precisions: tuple[str, ...], fp32_onnx: Path,
+         int8_onnx: dict[str, Path]) -> list[tuple[str, str, Path]]:
+    """(name, precision, ONNX source) of each candidate, in the profile's order of preference.
+
+    Float candidates compile from the fp32 export when the backend has kernels for that precision;
+    every int8 model given (PTQ, QAT, fallback; by name) is a candidate when the profile allows int8.
+    """
+    out = []
+    for precision in profile.precisions:
+        if precision == "int8":
+            out += [(name, "int8", path) for name, path in int8_onnx.items()]
+        elif precision in float_precisions:
+            out.append((precision, precision, Path(fp32_onnx)))
+    return out
+
+
+class AccuracyLimit(NamedTuple):
+    max_drop: float
+    source: str  # where the number comes from, for the verdicts and errors that quote it
+
+
+def accuracy_limit(gate, profile) -> AccuracyLimit:
+    """How far a target's int8 or reduced-precision candidate may drop: THE rule, used by candidate selection
+    (compile stage) and by the int8 budget (quantize stage).
+
+    The pipeline's gate.max_drop, or the target profile's gate.max_drop when that is stricter. Never looser
+    than the gate, so selection cannot ship a candidate the gate stage then fails for its drop; and a looser
+    gate does loosen it, unless the target's own profile demands less (the built-in profiles do not).
+    `gate`: the config's gate section (max_drop); `profile`: the target's TargetProfile.
+    """
+    own = profile.gate.max_drop
+    if own is not None and own < gate.max_drop:
+        return AccuracyLimit(own, f"target {profile.name}'s gate.max_drop, stricter than gate.max_drop {gate.max_drop:g}")
+    return AccuracyLimit(gate.max_drop, "gate.max_drop")
+
+
+def accuracy_rule(max_drop: float, key: str = "val_drop", source: str | None = None) -> Rule:
+    """Fails candidates whose accuracy drop (against the fp32 student) exceeds `max_drop` (see accuracy_limit);
+    a drop exactly at the limit passes. `source`: where the limit comes from, quoted in the verdict."""
+    where = f" ({source})" if source else ""
+
+    def rule(row: Candidate) -> str | None:
+        return None if within_limit(row[key], max_drop) else f"accuracy drop {row[key]:.2f} > max_drop {max_drop}{where}"
+    return rule
+
+
+def fidelity_rule(min_agreement: float, key: str = "top1_agreement") -> Rule:
+    """Fails candidates whose top-1 agreement with the fp32 reference is below `min_agreement`."""
+    def rule(row: Candidate) -> str | None:
+        return f"top-1 agreement {row[key]:.3f} < {min_agreement}" if row[key] < min_agreement else None
+    return rule
+
+
+def choose(rows: list[Candidate], rule: Rule, measured_key: str = "measured") -> int:
+    """Index of the candidate to ship, in the order the profile lists them; fills in every verdict."""
+    baseline = next((r for r in rows if r["name"] == BASELINE), None)
+    for row in rows:
+        row["verdict"] = _screen(row, baseline, rule, measured_key)
+    if not any(row.get(measured_key, True) for row in rows):
+        return _profile_order(rows)
+    eligible = [i for i, r in enumerate(rows) if r["verdict"] == "eligible"]
+    timed = [i for i in eligible if "p50_ms" in rows[i]]
+    if timed and len(timed) == len(eligible):
+        best = _simplest_within_noise(rows, timed, min(timed, key=lambda i: rows[i]["p50_ms"]))
+    elif eligible:  # latency not measurable here (an ARM board, a GPU): the profile's order decides
+        best = eligible[0]
+    else:  # nothing passed: ship fp32 (the gate stage will fail the run if fp32 fails too)
+        best = next((i for i, r in enumerate(rows) if r is baseline), 0)
+    for i, row in enumerate(rows):
+        if i == best:
+            row["verdict"] = "chosen" + _how(row, eligible)
+        elif row["verdict"] == "eligible":
+            row["verdict"] = _lost_to(row, rows[best])
+    return best
+
+
+def _complexity(row: Candidate) -> int:
+    return SIMPLER_FIRST.index(row["name"]) if row["name"] in SIMPLER_FIRST else len(SIMPLER_FIRST)
+
+
+def _simplest_within_noise(rows: list[Candidate], timed: list[int], fastest: int) -> int:
+    """The simplest timed candidate that the fastest one does not beat beyond timing noise (the same test as
+    against fp32: MIN_GAIN_OVER_FP32 in the median and MIN_ROUNDS_FASTER of the interleaved rounds)."""
+    for i in sorted(timed, key=lambda i: _complexity(rows[i])):
+        if _complexity(rows[i]) >= _complexity(rows[fastest]):
+            break
+        noise = _not_faster(rows[fastest], rows[i])
+        if noise:
+            rows[i]["within_noise_of"] = rows[fastest]["name"]
+            rows[fastest]["within_noise"] = f"within noise of the simpler {rows[i]['name']}: {noise}"
+            return i
+    return fastest
+
+
+def _profile_order(rows: list[Candidate]) -> int:
+    """Nothing runs here (a TensorRT engine is built on the device): ship the profile's first choice
+    and let `edgekd bench` on the device check it."""
+    rows[0]["verdict"] = "chosen (first in profile order; not measurable here, check with edgekd bench on the device)"
+    for row in rows[1:]:
+        row["verdict"] = f"later in profile order than {rows[0]['name']}; not measurable here"
+    return 0
+
+
+def _screen(row: Candidate, baseline: Candidate | None, rule: Rule, measured_key: str) -> str:
+    if not row.get(measured_key, True):
+        return "not measurable here (built on the device)"
+    failure = rule(row)
+    if failure:
+        return failure
+    if baseline is not None and row is not baseline and "p50_ms" in row and "p50_ms" in baseline:
+        return _not_faster(row, baseline) or "eligible"
+    return "eligible"
+
+
+def _not_faster(row: Candidate, baseline: Candidate) -> str | None:
+    """Why `row` does not beat `baseline` (fp32, or a simpler candidate), or None when it does: by MIN_GAIN_OVER_FP32
+    in the median, and, when per-round medians were measured, in at least MIN_ROUNDS_FASTER of the rounds. A tiny
+    model's medians can differ by a few percent by chance; a real gain shows in (nearly) every interleaved round."""
+    other = baseline["name"]
+    if row["p50_ms"] > baseline["p50_ms"] * (1 - MIN_GAIN_OVER_FP32):
+        return f"not faster than {other} by {MIN_GAIN_OVER_FP32:.0%} ({row['p50_ms']:.3f} ms vs {baseline['p50_ms']:.3f} ms)"
+    mine, theirs = row.get("round_p50_ms") or [], baseline.get("round_p50_ms") or []
+    if len(mine) == len(theirs) >= 3:
+        faster = sum(a < b for a, b in zip(mine, theirs))
+        if faster < MIN_ROUNDS_FASTER * len(mine):
+            return (f"faster than {other} in only {faster} of {len(mine)} rounds ({row['p50_ms']:.3f} ms vs "
+                    f"{baseline['p50_ms']:.3f} ms median): within noise")
+    return None
+
+
+def _how(row: Candidate, eligible: list[int]) -> str:
+    if not eligible:
+        return " (no candidate passed; fp32 shipped)"
+    if row.get("within_noise_of"):
+        return f" (simplest within noise of the fastest, {row['within_noise_of']}; {row['p50_ms']:.3f} ms)"
+    return f" (fastest passing, {row['p50_ms']:.3f} ms)" if "p50_ms" in row else " (first passing in profile order)"
+
+
+def _lost_to(row: Candidate, best: Candidate) -> str:
+    if row.get("within_noise"):
+        return row["within_noise"]
+    if "p50_ms" in row and "p50_ms" in best:
+        return f"slower than the chosen {best['name']} ({row['p50_ms']:.3f} ms vs {best['p50_ms']:.3f} ms)"
+    return f"later in profile order than the chosen {best['name']}"

@@ -1,0 +1,99 @@
+"""`edgekd ship MODEL --data D`: a trained model to gated device bundles in one command, no distillation.
+
+The command writes the pipeline file it stands for (edgekd.yaml in the run folder) and runs it, so the
+run can be repeated or edited later with `edgekd run RUN/edgekd.yaml`. Paths in that file are absolute:
+it lives in the run folder, not beside the model.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from edgekd.core.errors import ConfigError
+from edgekd.core.fileio import write_text_atomic
+from edgekd.pipeline.config import validate_config
+
+BUILTIN_SOURCES = ("digits", "fashion-mnist")
+CONFIG_NAME = "edgekd.yaml"
+
+
+def ship_config(model: str, data: str, checkpoint: Optional[str] = None, targets: Optional[Sequence[str]] = None,
+                max_drop: Optional[float] = None, name: Optional[str] = None,
+                calibration: Optional[str] = None, labels: bool = True) -> dict[str, Any]:
+    """The pipeline (as plain data) that ships `model` as given: no teachers, no distill section. `labels` False: the
+    data's class folders (or y) are ignored and the model is judged by fidelity to its fp32 outputs."""
+    config: dict[str, Any] = {"name": name or _name_of(model), "data": _data_section(data), "student": _student(model, checkpoint)}
+    if not labels:
+        if config["data"]["source"] not in ("imagefolder", "npz"):
+            raise ConfigError(f"--no-labels: applies to an image folder or an .npz file, not to '{data}'")
+        config["data"]["labels"] = "none"
+    if calibration:
+        config["quantize"] = {"calibration_images": _folder(calibration, "--calibration")}
+    if targets:
+        config["targets"] = list(targets)
+    if max_drop is not None:
+        config["gate"] = {"max_drop": max_drop}
+    return config
+
+
+def write_ship_config(config: dict[str, Any], run_dir: Path) -> Path:
+    """Validate, then write the pipeline file into the run folder (nothing is written for a bad config)."""
+    path = Path(run_dir) / CONFIG_NAME
+    validate_config(config, source="edgekd ship")
+    header = "# Written by `edgekd ship`; rerun or edit it: edgekd run " + str(path) + " --out " + str(run_dir) + " --force\n"
+    write_text_atomic(path, header + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _student(model: str, checkpoint: Optional[str]) -> dict[str, Any]:
+    if model.endswith(".onnx"):
+        if checkpoint:
+            raise ConfigError(f"--checkpoint: {model} is an ONNX file and holds its weights already; remove --checkpoint")
+        return {"onnx": _absolute(model, "MODEL")}
+    if not checkpoint:
+        raise ConfigError(f"--checkpoint: needed to ship the PyTorch model '{model}' as trained: give its state_dict file "
+                          "(or give MODEL as an .onnx file)")
+    return {"arch": _absolute_reference(model), "checkpoint": _absolute(checkpoint, "--checkpoint")}
+
+
+def _data_section(data: str) -> dict[str, Any]:
+    if data in BUILTIN_SOURCES:
+        return {"source": data}
+    path = Path(data)
+    if path.is_dir():
+        return {"source": "imagefolder", "path": str(path.resolve())}
+    if path.suffix == ".npz":
+        return {"source": "npz", "path": _absolute(data, "--data")}
+    raise ConfigError(f"--data '{data}': give a folder of images (one sub-folder per class, or unlabeled images), an .npz "
+                      f"file with x and y (or x alone), or one of {', '.join(BUILTIN_SOURCES)}")
+
+
+def _folder(path: str, option: str) -> str:
+    found = Path(path)
+    if not found.is_dir():
+        raise ConfigError(f"{option} '{path}': not a folder; give a folder of images (any depth, no labels needed)")
+    return str(found.resolve())
+
+
+def _absolute(path: str, option: str) -> str:
+    found = Path(path)
+    if not found.is_file():
+        raise ConfigError(f"{option} '{path}': file not found")
+    return str(found.resolve())
+
+
+def _absolute_reference(model: str) -> str:
+    """file.py:function becomes absolute (the config moves into the run folder); other names stay as given."""
+    module, sep, function = model.rpartition(":")
+    if sep and module.endswith(".py"):
+        return f"{_absolute(module, 'MODEL')}:{function}"
+    return model
+
+
+def _name_of(model: str) -> str:
+    stem = Path(model).stem if model.endswith(".onnx") else (model.rpartition(":")[2] or model)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-") or "model"

@@ -1,0 +1,84 @@
+"""Stage 2 with distill.mode none: the user's trained model is the student, shipped as given.
+
+A PyTorch student (arch + checkpoint) is loaded, measured and saved where the export stage reads it;
+an ONNX student is checked against the data, measured with onnxruntime and copied, without importing
+torch, so a machine with numpy, onnx and onnxruntime alone can ship it.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError
+from edgekd.core.fileio import atomic_path, resolve_path, sha256_of
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.given_model import check_classes, check_input_matches, onnx_input_spec, onnx_inputs, onnx_logits
+from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.runtimes.onnx_graph import onnx_parameters
+
+
+def _ship_onnx(ctx: RunContext) -> StageOutput:
+    source = resolve_path(ctx.cfg.student.onnx, ctx.base_dir)
+    if not source.is_file():
+        raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': file not found ({source}); give the path of the "
+                          "model's .onnx file, absolute or relative to the config file")
+    spec = onnx_input_spec(source)
+    check_input_matches(spec, ctx.dataset.input_shape, "student.onnx")
+    out = ctx.layout.given_onnx
+    with atomic_path(out) as tmp:
+        shutil.copyfile(source, tmp)
+    logits = onnx_logits(out)
+    check_classes(logits(ctx.dataset.val.x[:2]), ctx.dataset.num_classes, "student.onnx")
+    return StageOutput([out], {"mode": "none", "source": "onnx", "params": onnx_parameters(out), "input": spec,
+                               "inputs": onnx_inputs(out),
+                               "source_sha256": sha256_of(source), **_accuracy(ctx, logits)}, inputs=[source])
+
+
+def _ship_checkpoint(ctx: RunContext) -> StageOutput:
+    from edgekd.train.models import build_model, count_parameters, save_checkpoint
+    from edgekd.train.trainer import predict_logits
+
+    data = ctx.dataset
+    model = build_model(ctx.cfg.student, data.input_shape, data.num_classes, ctx.base_dir, where="student").eval()
+    out = save_checkpoint(model, ctx.layout.student_checkpoint)
+    checkpoint = resolve_path(ctx.cfg.student.checkpoint, ctx.base_dir)
+    logits = lambda x: predict_logits(model, x)  # noqa: E731
+    return StageOutput([out], {"mode": "none", "source": "checkpoint", "params": count_parameters(model),
+                               **_accuracy(ctx, logits)}, inputs=[checkpoint])
+
+
+def _accuracy(ctx: RunContext, logits) -> dict:
+    val, test = ctx.dataset.val, ctx.dataset.test
+    if ctx.dataset.reference_labels:  # its own predictions: nothing to measure against, and nothing to judge
+        return {"measured": ctx.dataset.measured, "val_samples": len(val), "test_samples": len(test)}
+    metrics = {"val_top1": ctx.task.score(logits(val.x), val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
+    _judge_given(metrics["val_top1"], val.y)
+    return metrics
+
+
+def _judge_given(top1: float, labels: np.ndarray) -> None:
+    """Print the given model's validation top-1, and stop when it is no better than chance: the data does not reach
+    it as it was trained (scaling, size, colour, or class folders that sort in another order than its labels)."""
+    import math
+    import sys
+
+    from edgekd.pipeline.teacher_check import CHANCE_SIGMAS
+
+    chance = float(np.bincount(labels).max() / len(labels))
+    print(f"student (as given): validation top-1 {top1:.1%} on {len(labels)} images (chance {chance:.1%})", file=sys.stderr)
+    if top1 <= chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / len(labels)):
+        raise ConfigError(f"student: the given model scores {top1:.1%} on the validation split, no better than chance "
+                          f"({chance:.1%}); give it the inputs it was trained on: data.normalize, data.resize / center_crop / "
+                          "color, and class folders that sort in the model's label order")
+
+
+class AsGivenStage(Stage):
+    """Stage 2 with distill.mode none: the user's trained model taken as it is, checked against the data."""
+
+    name = "distill"
+    sections = ("student", "distill")
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        return _ship_onnx(ctx) if ctx.cfg.ships_onnx else _ship_checkpoint(ctx)

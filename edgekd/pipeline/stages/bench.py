@@ -1,0 +1,110 @@
+"""Stage 6: measure every candidate of every target on the test evaluation subset, interleaved.
+
+Writes report.json, report.md and report.html (edgekd.device.report.build) with the same measurement
+code `edgekd bench BUNDLE` runs on a device (edgekd.device.measure).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.environment import cpu_info
+from edgekd.core.metrics import accuracy_metrics, eval_set_hash
+from edgekd.device.measure import Candidate, artifact_name, measure_rows
+from edgekd.device.report.build import build_report, write_reports
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.run_models import student_logits as fp32_student_logits
+from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.runtimes import load_profile
+from edgekd.runtimes.base import Artifact
+from edgekd.runtimes.host_fit import host_warnings
+
+
+def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    student_logits = fp32_student_logits(ctx, x)
+    refs = {"student_fp32": accuracy_metrics(student_logits, y)}
+    if ctx.cfg.teachers:  # teachers are PyTorch models: torch only here
+        import torch
+
+        from edgekd.pipeline.run_models import build_teachers
+        from edgekd.train.distill.losses import ensemble_soft_targets
+        from edgekd.train.trainer import predict_logits
+
+        teacher_logits = [torch.from_numpy(predict_logits(t, x)) for t in build_teachers(ctx)]
+        ensemble = ensemble_soft_targets(teacher_logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
+        refs["teacher"] = accuracy_metrics(ensemble.numpy(), y)
+    return refs, student_logits
+
+
+def candidates(ctx: RunContext) -> list[Candidate]:
+    out = []
+    for target, info in ctx.manifest.metrics("compile")["targets"].items():
+        profile = load_profile(target, ctx.base_dir)
+        for candidate in info["candidates"]:
+            artifact = Artifact.from_json(candidate["artifact"], ctx.run_dir / candidate["path"])
+            out.append(Candidate(artifact_name(target, candidate["name"]), target, artifact, ctx.cfg.bench.threads or profile.threads,
+                                 shipped=candidate["verdict"].startswith("chosen"), verdict=candidate["verdict"],
+                                 time_latency=profile.latency_measurable_off_device,
+                                 latency_note=_latency_note(profile)))
+    return out
+
+
+def _latency_note(profile) -> str:
+    if profile.latency_measurable_off_device:
+        return ""
+    return (f"the {profile.name} profile says timings off the device mean nothing for it ({profile.arch} device, "
+            f"{cpu_info()['arch']} here); run edgekd bench on the device")
+
+
+def host_notes(ctx: RunContext) -> list[str]:
+    """Where this machine differs from the targets' devices, and what the quantize stage adapted to it."""
+    notes = []
+    for target in ctx.manifest.metrics("compile")["targets"]:
+        notes += host_warnings(load_profile(target, ctx.base_dir).model_dump())
+    for recipe in ctx.manifest.metrics("quantize").get("recipes", {}).values():
+        if recipe.get("host_note") and recipe["host_note"] not in notes:
+            notes.append(recipe["host_note"])
+    return notes
+
+
+def sensitivity(ctx: RunContext) -> dict[str, Any]:
+    """Per recipe whose fallback search ran: each quantized node's error with it alone in float, and the nodes kept."""
+    out = {}
+    for name, recipe in ctx.manifest.metrics("quantize").get("recipes", {}).items():
+        fallback = recipe.get("fallback") or {}
+        if fallback.get("sensitivity"):
+            out[name] = {"sensitivity": fallback["sensitivity"], "nodes_in_float": recipe.get("nodes_in_float", []),
+                         "max_drop": fallback.get("max_drop")}
+    return out
+
+
+class BenchStage(Stage):
+    """Stage 6: every candidate measured the way `edgekd bench` measures a bundle; report.json."""
+
+    name = "bench"
+    sections = ("bench",)
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        x, y = ctx.task.evaluation_set(ctx.dataset, ctx.cfg.bench.eval_samples)
+        refs, student_logits = references(ctx, x, y)
+        bench_cfg = ctx.cfg.bench
+        batch_sizes = (1, bench_cfg.batch_size)
+        rows = measure_rows(candidates(ctx), x, y, student_logits, ctx.cfg.bench.latency_spec(), batch_sizes, memory=bench_cfg.memory)
+        report = build_report(ctx.cfg.name, rows, refs, {"samples": len(y), "sha256": eval_set_hash(x, y)},
+                              ctx.cfg.gate.model_dump(), ctx.cfg.bench.latency_spec(), batch_sizes, bench_cfg.memory,
+                              host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)},
+                              measured=ctx.dataset.measured)
+        noisy = len(report["warnings"])
+        if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently
+            short = (f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "
+                     f"the test split has only {len(ctx.dataset.test)}")
+            report["warnings"].insert(0, short)
+            warnings.warn(short, stacklevel=2)
+        # Only report.json is this stage's recorded output: the gate stage rewrites report.md and report.html
+        # with its verdicts, and that must not make this stage look stale on --resume.
+        outputs = write_reports(ctx.layout.run_dir, report)[:1]
+        return StageOutput(outputs, {"rows": len(rows), "eval_set_sha256": report["eval_set"]["sha256"],
+                                     "warnings": noisy})

@@ -1,0 +1,187 @@
+"""Stage 5: per target, build every candidate the profile allows, measure them on the validation
+split, and bundle the fastest one that passes the gate (never one slower than fp32)."""
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, get_args
+
+import numpy as np
+
+from edgekd import __version__
+from edgekd.core.environment import cpu_info, library_versions
+from edgekd.core.errors import EdgeKDError, StageError, TargetError
+from edgekd.core.metrics import accuracy_drop, fidelity, predict
+from edgekd.core.progress import progress
+from edgekd.device.bundle import write_bundle
+from edgekd.device.latency import measure_interleaved
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.run_models import student_logits
+from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, choose, plan
+from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.runtimes import get_backend, load_profile
+from edgekd.runtimes.base import Artifact
+from edgekd.runtimes.host_fit import host_warnings
+from edgekd.runtimes.profiles import Precision
+
+# How the quantize stage's int8 model can have been made, as its candidate is named (_main_int8_label).
+INT8_NAMES = ("int8", "int8-qat", "int8-fallback")
+# Every name a candidate folder (05-compile/<target>/<name>) can have: the only folders a rerun removes.
+CANDIDATE_NAMES = frozenset(get_args(Precision)) | frozenset(INT8_NAMES)
+
+
+def candidate_sources(ctx: RunContext, profile) -> list[tuple[str, str, Path]]:
+    """(name, precision, ONNX file) for every candidate the profile allows and its backend runs."""
+    int8 = dict(int8_files(ctx, profile.quantization.name)) if profile.quantization else {}
+    return plan(profile, get_backend(profile.backend).float_precisions, ctx.layout.fp32_onnx, int8)
+
+
+def int8_files(ctx: RunContext, recipe_name: str) -> list[tuple[str, Path]]:
+    if ctx.manifest.metrics("quantize").get("method") == "none":
+        return []  # int8 files in 04-quantize are an earlier run's (before --force with quantize.method: none)
+    # The quantize stage makes one int8 model per recipe; its candidate is named by how it was made.
+    main = ctx.layout.int8_onnx(recipe_name)
+    return [(_main_int8_label(ctx, recipe_name), main)] if main.is_file() else []
+
+
+def _main_int8_label(ctx: RunContext, recipe_name: str) -> str:
+    """Name the quantize stage's main int8 model by how it was made: int8 (PTQ), int8-qat, int8-fallback."""
+    metrics = ctx.manifest.metrics("quantize")
+    if metrics.get("method") == "qat":
+        return "int8-qat"
+    return "int8-fallback" if metrics.get("recipes", {}).get(recipe_name, {}).get("nodes_in_float") else "int8"
+
+
+def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
+    backend = get_backend(profile.backend)
+    input_spec = ctx.manifest.metrics("export")["input"]
+    folder = ctx.layout.candidates_dir(profile.name)
+    sources = candidate_sources(ctx, profile)
+    return [(name, backend.compile(source, precision, profile, folder / name, input_spec=input_spec))
+            for name, precision, source in progress(sources, desc=f"compile {profile.name}", unit="candidate")]
+
+
+def selection_rule(ctx: RunContext, profile):
+    """The accuracy rule this target's candidates must pass: pipeline.selection.accuracy_limit, the same limit the
+    quantize stage's int8 budget uses."""
+    limit = accuracy_limit(ctx.cfg.gate, profile)
+    return accuracy_rule(limit.max_drop, source=limit.source)
+
+
+def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference: np.ndarray) -> list[dict[str, Any]]:
+    """Validation accuracy, agreement with the fp32 student (`reference` logits) and, where meaningful
+    here, latency of each candidate."""
+    backend = get_backend(profile.backend)
+    val = ctx.dataset.val
+    rows, runners = [], {}
+    for name, artifact in progress(candidates, desc=f"{profile.name} validation accuracy", unit="candidate"):
+        row: dict[str, Any] = {"name": name, "precision": artifact.precision, "artifact": artifact.to_json(),
+                               "path": str(artifact.root.relative_to(ctx.run_dir)),
+                               "measured": backend.available() and not artifact.rebuild_on_device}
+        if row["measured"]:
+            session = backend.session(artifact, ctx.cfg.bench.threads or profile.threads)
+            logits = predict(session.run, val.x)
+            row["val_top1"] = ctx.task.score(logits, val.y)
+            row["val_drop"] = accuracy_drop(ctx.task.score(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type, len(val.y))
+            agreement = fidelity(logits, reference)
+            row["val_agreement"], row["val_cosine"] = agreement["top1_agreement"], agreement["cosine"]
+            if profile.latency_measurable_off_device:
+                runners[name] = session.run
+        rows.append(row)
+    if runners:
+        batch = np.ascontiguousarray(val.x[:1])
+        stats = measure_interleaved(runners, batch, ctx.cfg.bench.latency_spec(), desc=f"{profile.name} candidates")
+        for row in rows:
+            if row["name"] in stats:
+                row["p50_ms"], row["round_p50_ms"] = stats[row["name"]].p50_ms, stats[row["name"]].round_p50_ms
+    return rows
+
+
+def remove_stale_candidates(stage_dir: Path, built: dict[str, set[str]]) -> list[Path]:
+    """Remove candidate folders an earlier run of this stage left behind (a target or precision since dropped, a
+    PTQ model that became int8-fallback, a --force rerun): only this run's candidates are in the manifest, and a
+    stale folder beside them misleads. Called once every target is built, so a failed rerun removes nothing; only
+    folders named like a candidate are removed (CANDIDATE_NAMES), anything else in the stage folder stays."""
+    removed = []
+    for target_dir in sorted(p for p in stage_dir.iterdir() if p.is_dir()):
+        keep = built.get(target_dir.name, set())
+        for folder in sorted(p for p in target_dir.iterdir() if p.is_dir() and p.name in CANDIDATE_NAMES - keep):
+            shutil.rmtree(folder)
+            removed.append(folder)
+        if target_dir.name not in built and not any(target_dir.iterdir()):
+            target_dir.rmdir()
+    return removed
+
+
+def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int) -> dict[str, Any]:
+    data, row = ctx.dataset, rows[best]
+    quant = ctx.manifest.metrics("quantize")
+    recipe = quant.get("recipes", {}).get(profile.quantization.name) if row["precision"] == "int8" else None
+    return {"target": profile.name, "profile": profile.model_dump(mode="json"), "edgekd_version": __version__,
+            # The thresholds the pipeline's gate stage applies, so `edgekd bench` on the device writes a report
+            # that `edgekd gate` judges by the same limits and both verdicts agree.
+            "gate": ctx.cfg.gate.model_dump(mode="json"),
+            "built_on": cpu_info()["model"], "input": ctx.manifest.metrics("export")["input"],
+            # Every input of the ONNX file as it is: names, dtypes, shapes and dynamic axes.
+            "inputs": ctx.manifest.metrics("export").get("inputs"),
+            "output": {"name": "logits", "shape": ["batch", data.num_classes], "dtype": "float32"},
+            "preprocessing": data.preprocessing(), "labels": data.classes,
+            # Without labels, eval.npz's y is the fp32 model's top-1 and every top-1 measured on it is fidelity.
+            "measured": data.measured,
+            "quantization": {"recipe": recipe, "variant": row["name"], "calibration": quant.get("calibration")}
+            if recipe else None,
+            "runtime_options": row["artifact"]["runtime_options"], "library_versions": library_versions(),
+            "build_machine_metrics": {k: row.get(k) for k in ("val_top1", "val_drop", "p50_ms")},
+            "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "val_agreement", "p50_ms",
+                                                 "round_p50_ms", "verdict")}
+                          for r in rows],
+            "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint}
+
+
+class CompileStage(Stage):
+    """Stage 5: per target, every candidate built and measured, the fastest passing one bundled. Depends on the
+    whole gate section: the bundles carry it."""
+
+    name = "compile"
+    sections = ("targets", "gate")
+
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        """Every target profile loads, and its runtime is here where building needs it."""
+        for index, name in enumerate(config.targets):
+            try:
+                profile = load_profile(name, base_dir)
+            except EdgeKDError as exc:
+                raise type(exc)(f"targets[{index}]: {exc}") from None
+            backend = get_backend(profile.backend)
+            if backend.build_needs_runtime and not backend.available():
+                raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "
+                                  "or remove the target")
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        val_logits = student_logits(ctx, ctx.dataset.val.x)
+        eval_x, eval_y = ctx.task.evaluation_set(ctx.dataset, ctx.cfg.bench.eval_samples)
+        reference_logits = student_logits(ctx, eval_x)
+        targets, outputs, built = {}, [], {}
+        for name in ctx.cfg.targets:
+            profile = load_profile(name, ctx.base_dir)
+            for note in host_warnings(profile.model_dump()):  # said before the timings it puts in doubt
+                warnings.warn(note, stacklevel=2)
+            candidates = build_candidates(ctx, profile)
+            built[profile.name] = {candidate for candidate, _ in candidates}
+            if not candidates:
+                raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
+                                 f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
+            rows = evaluate(ctx, profile, candidates, val_logits)
+            best = choose(rows, selection_rule(ctx, profile))
+            info = _bundle_info(ctx, profile, rows, best)
+            bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info)
+            outputs.append(bundle / "manifest.json")
+            targets[profile.name] = {"backend": profile.backend, "chosen": rows[best]["name"],
+                                     "chosen_precision": rows[best]["precision"], "candidates": rows,
+                                     "bundle": str(bundle.relative_to(ctx.run_dir))}
+        removed = remove_stale_candidates(ctx.stage_dir("compile"), built)
+        return StageOutput(outputs, {"val_reference_top1": ctx.task.score(val_logits, ctx.dataset.val.y), "targets": targets,
+                                     "removed_stale": [str(path.relative_to(ctx.run_dir)) for path in removed]})

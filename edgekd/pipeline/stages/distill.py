@@ -1,0 +1,95 @@
+"""Stage 2: distill the student from the teacher ensemble (Hinton KD on cached soft targets, optional
+hints and augmentation), then optionally fine-tune on labels. alpha 0 without hints trains from scratch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.run_models import build_teachers, ensemble_targets, teacher_checkpoints
+from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.train import distributed
+from edgekd.train.distill.augment import ShiftFlip
+from edgekd.train.distill.hints import StudentWithHints, TeacherFeatures
+from edgekd.train.distill.objective import DistillObjective
+from edgekd.train.models import build_model, count_parameters, save_checkpoint
+from edgekd.train.trainer import cross_entropy_loss, predict_logits, train
+
+PROGRESS_FILES = ("distill.progress.pt", "finetune.progress.pt")
+
+
+def distill_student(ctx: RunContext, folder: Path) -> tuple[torch.nn.Module, dict]:
+    """Train the configured student in `folder` (progress checkpoints there); returns it with its metrics."""
+    cfg, data = ctx.cfg.distill, ctx.dataset
+    seed = ctx.cfg.seed if cfg.seed is None else cfg.seed
+    device = distributed.device(ctx.cfg.device)
+    _clear_stale_progress(ctx, folder)
+    x, y = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
+    teachers = [t.to(device) for t in build_teachers(ctx)] if cfg.alpha > 0 or cfg.hints else []
+    augment = ShiftFlip(cfg.augment, len(y)) if cfg.augment else None
+    targets, report = None, {}
+    if cfg.alpha > 0:
+        targets = ensemble_targets(ctx, cfg, teachers, x, augment)
+        report["teacher_cache"] = targets.prepare()
+    torch.manual_seed(seed)
+    student = build_model(ctx.cfg.student, data.input_shape, data.num_classes, ctx.base_dir, where="student").to(device)
+    module = StudentWithHints(student, cfg.hints, teachers, x[:8].to(device)) if cfg.hints else None
+    objective = DistillObjective(cfg, x, targets, augment, module, TeacherFeatures(teachers, cfg.hints) if cfg.hints else None)
+    phase = "distill" if teachers else "scratch"
+    result = train(module or student, x, y, cfg.train, objective, seed=seed, desc=phase, checkpoint=folder / PROGRESS_FILES[0],
+                   inputs=objective.inputs, on_epoch=objective.on_epoch, tag=ctx.stage_key("distill"))
+    phases = {phase: result.summary()}
+    if module is not None:
+        module.remove_hooks()
+    if cfg.finetune_epochs:
+        finetune_inputs = lambda idx, epoch: objective.inputs(idx, cfg.train.epochs + epoch)  # fresh draws, same recipe
+        tuned = train(student, x, y, cfg.train, cross_entropy_loss(), seed=seed + 1, desc="finetune",
+                      checkpoint=folder / PROGRESS_FILES[1], epochs=cfg.finetune_epochs, inputs=finetune_inputs,
+                      tag=ctx.stage_key("distill"))
+        phases["finetune"] = tuned.summary()
+    student = student.cpu().eval()
+    metrics = {"params": count_parameters(student), "seed": seed, "phases": phases, **report,
+               "loss": _describe_loss(cfg, phase), "world_size": distributed.world_size(),
+               "val_top1": ctx.task.score(predict_logits(student, data.val.x), data.val.y),
+               "test_top1": ctx.task.score(predict_logits(student, data.test.x), data.test.y)}
+    return student, metrics
+
+
+def _clear_stale_progress(ctx: RunContext, folder: Path) -> None:
+    """Without --resume a stage starts over: progress checkpoints of an earlier attempt are removed."""
+    if ctx.resume:
+        return
+    with distributed.main_first():
+        if distributed.is_main():
+            for name in PROGRESS_FILES:
+                (folder / name).unlink(missing_ok=True)
+
+
+def _describe_loss(cfg, phase: str) -> dict:
+    if phase == "scratch":
+        return {"kind": "cross_entropy", "labels": True}
+    return {"kind": "kd" if cfg.alpha > 0 else "cross_entropy", "temperature": cfg.temperature, "alpha": cfg.alpha,
+            "ensemble": cfg.ensemble, "labels": cfg.use_labels, "hints": [h.model_dump() for h in cfg.hints],
+            "augment": cfg.augment.model_dump() if cfg.augment else None}
+
+
+class DistillStage(Stage):
+    """Stage 2: the student, distilled from the teachers (offline here; online and data-free in distill_modes)."""
+
+    name = "distill"
+    sections = ("student", "distill")
+    trains = True
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        if ctx.cfg.distill.mode != "offline":
+            from edgekd.pipeline.distill_modes import run_mode
+
+            return run_mode(ctx)
+        folder = ctx.stage_dir("distill")
+        student, metrics = distill_student(ctx, folder)
+        path = folder / "student.pt"
+        if distributed.is_main():
+            save_checkpoint(student, path)
+        return StageOutput([path], metrics, inputs=teacher_checkpoints(ctx))

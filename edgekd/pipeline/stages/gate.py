@@ -1,0 +1,29 @@
+"""Stage 7: apply the release gate to each target's shipped artifact; put the verdicts in the reports."""
+from __future__ import annotations
+
+from edgekd.core.fileio import read_json, write_json_atomic
+from edgekd.device.ci_outputs import write_ci_outputs
+from edgekd.device.gate import gate_report, verdicts
+from edgekd.device.report.build import write_reports
+from edgekd.device.report.schema import check_report
+from edgekd.pipeline.stage import Stage, StageOutput
+
+
+class GateStage(Stage):
+    """Stage 7: the release gate on each target's shipped artifact; verdicts into the reports."""
+
+    name = "gate"
+    sections = ("gate",)
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        report_path = ctx.layout.report_json
+        report = check_report(read_json(report_path), report_path)  # report.json may have been edited since bench wrote it
+        checks = gate_report(report, ctx.cfg.gate.thresholds())
+        verdict = {"passed": checks.passed, "summary": checks.summary, "checks": [c.__dict__ for c in checks]}
+        outputs = [write_json_atomic(ctx.layout.gate_json, verdict)]
+        junit, summary = ctx.layout.gate_junit, ctx.layout.gate_summary
+        write_ci_outputs(checks, ctx.cfg.name, junit, summary)
+        # report.md / report.html were written before the gate ran: redo them with the PASS/FAIL column filled.
+        outputs += write_reports(ctx.run_dir, report, verdicts(checks))[1:] + [junit, summary]
+        return StageOutput(outputs, verdict, inputs=[report_path])

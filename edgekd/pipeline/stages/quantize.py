@@ -1,0 +1,238 @@
+"""Stage 4: one int8 QDQ model per distinct target recipe, by calibration (ptq) or fine-tuning (qat).
+
+PTQ models that break the int8 accuracy budget on the validation split go through the
+accuracy-aware fallback (quant/fallback.py), so the compile stage's int8 candidate is the fixed one.
+QAT fine-tunes the fake-quantized student with the distillation loss, once per recipe (each recipe
+has its own integer formats), and exports the learned ranges to the same QDQ format.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError, DataError, StageError
+from edgekd.core.fileio import atomic_path
+from edgekd.core.metrics import accuracy_drop, within_limit
+from edgekd.core.progress import progress
+from edgekd.data.calibration import describe, draw, load_recipe
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.selection import accuracy_limit
+from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
+from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
+from edgekd.quant.ptq import quantize_qdq
+from edgekd.runtimes import load_profile
+
+# torch is imported inside the QAT functions only: PTQ of an ONNX student runs without it.
+
+
+def recipes_for(ctx: RunContext) -> dict[str, HostChoice]:
+    """Distinct quantization recipes needed by the configured targets, by recipe name, each as this host can
+    measure it (quant/host.py: 7-bit weights on x86 CPUs without VNNI, with a warning)."""
+    recipes = {}
+    for name in ctx.cfg.targets:
+        profile = load_profile(name, ctx.base_dir)
+        if "int8" in profile.precisions and profile.quantization.name not in recipes:
+            choice = recipe_for_host(profile.quantization, ctx.cfg.quantize.adapt_to_host, profile.name)
+            warn_once(choice)
+            recipes[profile.quantization.name] = choice
+    return recipes
+
+
+def int8_budget(ctx: RunContext, recipe_name: str) -> float:
+    """quantize.max_drop, else the strictest accuracy limit (pipeline.selection.accuracy_limit, the rule candidate
+    selection applies) among the targets sharing this recipe: the int8 model is made to pass their selection."""
+    if ctx.cfg.quantize.max_drop is not None:
+        return ctx.cfg.quantize.max_drop
+    profiles = [load_profile(name, ctx.base_dir) for name in ctx.cfg.targets]
+    limits = [accuracy_limit(ctx.cfg.gate, p).max_drop for p in profiles if p.quantization and p.quantization.name == recipe_name]
+    return min(limits, default=ctx.cfg.gate.max_drop)
+
+
+def synthetic_split(ctx: RunContext):
+    """The data-free stage's generated set (labelled by the teachers), when there is one."""
+    path = ctx.layout.synthetic_set
+    if ctx.cfg.distill.mode != "data_free" or not path.is_file():
+        return None
+    import numpy as np
+
+    from edgekd.data.datasets import Split
+
+    with np.load(path, allow_pickle=False) as arrays:
+        return Split(arrays["x"], arrays["y"])
+
+
+def _calibration_set(ctx: RunContext, recipe_set):
+    """The recipe's draw from a split, or from the quantize.calibration_images folder when one is given."""
+    folder = ctx.cfg.quantize.calibration_images
+    if not folder:
+        return draw(ctx.dataset, recipe_set, synthetic_split(ctx))
+    from edgekd.core.fileio import resolve_path
+    from edgekd.data.calibration import draw_folder
+    from edgekd.data.datasets import preprocess_of
+
+    return draw_folder(resolve_path(folder, ctx.base_dir), recipe_set, ctx.dataset, preprocess_of(ctx.cfg.data))
+
+
+def _ptq(ctx: RunContext, recipe, calibration_x):
+    cfg, out = ctx.cfg.quantize, ctx.layout.int8_onnx(recipe.name)
+    method = cfg.calibrate_method or recipe.calibrate_method
+    if not cfg.fallback and method != "auto":
+        quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=method)
+        return out, {"calibrate_method": method, "nodes_in_float": []}
+    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes if cfg.fallback else 0,
+                            cfg.sensitivity_samples)
+    val = ctx.dataset.val
+    if method == "auto":
+        method, tried = quantize_auto(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget)
+        report = tried[method]
+        search = {m: r.to_json() if isinstance(r, FallbackReport) else {"failed": r} for m, r in tried.items()}
+    else:
+        report, search = quantize_with_fallback(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget, method), None
+    info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    return out, {**info, "calibration_search": search} if search else info
+
+
+
+def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
+    """Fine-tune the run's student with fake quantization and distillation; write its QDQ model to `out`
+    only if it matches the fake-quantized student and keeps within the int8 accuracy budget."""
+    import torch
+
+    from edgekd.pipeline.run_models import build_student
+    from edgekd.quant.qat import prepare_qat
+    from edgekd.quant.qat_export import export_qdq
+    from edgekd.quant.qat_train import finetune_qat
+
+    cfg, data, out = ctx.cfg, ctx.dataset, out or ctx.layout.int8_onnx(recipe.name)
+    temperature = cfg.quantize.qat.temperature or cfg.distill.temperature
+    alpha = cfg.distill.alpha if cfg.quantize.qat.alpha is None else cfg.quantize.qat.alpha
+    transfer, soft, source = _qat_transfer_set(ctx, temperature)
+    qat = prepare_qat(build_student(ctx), recipe, torch.from_numpy(calibration_x))
+    run = finetune_qat(qat, transfer.x, transfer.y, soft, cfg.quantize.qat.train, temperature, alpha, cfg.seed)
+    # Checked before it is renamed into place: a model that fails a check never replaces `out`.
+    with atomic_path(out) as candidate:
+        export_qdq(qat, data.val.x, candidate, opset=max(13, min(cfg.export.opset, 17)))
+        checks = _check_qat_model(ctx, recipe, qat, candidate)
+    return out, {"nodes_in_float": [], "qat": {
+        "epochs": run.epochs_run, "seconds": round(run.seconds, 2), "temperature": temperature, "alpha": alpha,
+        "transfer_set": {"source": source, "samples": len(transfer)},
+        "unfolded_batch_norms": qat.unfolded_batch_norms, **checks}}
+
+
+def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
+    """The QDQ model's agreement with the fake-quantized student, and its validation drop against the same
+    budget the PTQ path enforces (int8_budget); a StageError when either fails."""
+    from edgekd.train.trainer import predict_logits
+
+    cfg, val = ctx.cfg, ctx.dataset.val
+    torch_logits, onnx_logits = predict_logits(qat, val.x), logits_of(path, val.x)
+    agreement = float((torch_logits.argmax(1) == onnx_logits.argmax(1)).mean())
+    if agreement < cfg.export.min_top1_agreement:
+        raise StageError(f"quantize: the QAT QDQ model agrees with the fake-quantized student on {agreement:.3f} of "
+                         f"validation predictions < export.min_top1_agreement {cfg.export.min_top1_agreement}")
+    fp32_top1, top1 = ctx.task.score(logits_of(ctx.layout.fp32_onnx, val.x), val.y), ctx.task.score(onnx_logits, val.y)
+    drop, budget = accuracy_drop(fp32_top1, top1, cfg.gate.drop_type, len(val.y)), int8_budget(ctx, recipe.name)
+    if not within_limit(drop, budget):
+        raise StageError(f"quantize: the QAT int8 model ({recipe.name}) drops {drop:.2f} ({cfg.gate.drop_type}) top-1 on the "
+                         f"validation split ({fp32_top1:.1%} -> {top1:.1%}) > budget {budget:g} (quantize.max_drop, else "
+                         "gate.max_drop or a stricter target profile's); try more quantize.qat.train.epochs, a lower "
+                         "quantize.qat.train.lr, or quantize.method: ptq (with fallback)")
+    return {"fp32_val_top1": fp32_top1, "val_top1": top1, "val_drop": drop, "budget": budget,
+            "torch_onnx_top1_agreement": agreement}
+
+
+def _qat_transfer_set(ctx: RunContext, temperature: float):
+    """What QAT fine-tunes on, with the teachers' softened outputs on it: the training split (teacher
+    logits from the shared cache), or in data_free mode the distill stage's synthetic set, so that the
+    whole pipeline still needs no real training image. With distill.mode none (no teachers) the student's own
+    fp32 outputs are the soft targets: self-distillation keeps the int8 model close to the model it replaces."""
+    import torch
+
+    from edgekd.pipeline.run_models import build_teachers
+    from edgekd.train.distill.losses import ensemble_soft_targets
+    from edgekd.train.trainer import predict_logits
+
+    if ctx.cfg.distill.mode == "none":
+        from edgekd.pipeline.run_models import build_student
+
+        logits = torch.from_numpy(predict_logits(build_student(ctx), ctx.dataset.train.x))
+        return ctx.dataset.train, torch.softmax(logits / temperature, dim=1), "train (self-distillation)"
+    if ctx.cfg.distill.mode != "data_free":
+        from edgekd.pipeline.run_models import teacher_soft_targets
+
+        return ctx.dataset.train, teacher_soft_targets(ctx, temperature), "train"
+    synthetic = synthetic_split(ctx)
+    if synthetic is None:
+        raise StageError("quantize.method: qat in distill.mode data_free fine-tunes on 02-distill/synthetic.npz, which is "
+                         "missing: rerun the distill stage (edgekd run --force), or use quantize.method: ptq")
+    logits = [torch.from_numpy(predict_logits(t, synthetic.x)) for t in build_teachers(ctx)]
+    soft = ensemble_soft_targets(logits, temperature, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
+    return synthetic, soft, "synthetic"
+
+
+class QuantizeStage(Stage):
+    """Stage 4: one int8 QDQ model per distinct target recipe (PTQ with fallback, or QAT). Depends on the gate's
+    max_drop and drop_type too: the int8 budget defaults to them."""
+
+    name = "quantize"
+    sections = ("quantize", "targets", "gate.max_drop", "gate.drop_type")
+
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        if config.quantize.method == "none":
+            return
+        recipe = load_recipe(config.quantize.calibration, base_dir)
+        if recipe.source == "synthetic" and config.distill.mode != "data_free":
+            raise ConfigError(f"quantize.calibration '{config.quantize.calibration}': a synthetic set exists only with "
+                              "distill.mode: data_free; use a recipe that draws real images, such as train-256")
+        _check_calibration_folder(config, base_dir)
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        method = ctx.cfg.quantize.method
+        if method == "none":
+            return StageOutput([], {"method": "none"})
+        recipe_set = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
+        calibration, digest = _calibration_set(ctx, recipe_set)
+        fp32 = ctx.layout.fp32_onnx
+        outputs, used, made = [], {}, {}
+        for name, choice in progress(list(recipes_for(ctx).items()), desc="int8 recipes (calibration)", unit="recipe"):
+            recipe = choice.recipe
+            flavour = json.dumps(recipe.model_dump(exclude={"name", "why"}), sort_keys=True)
+            if flavour in made:  # same formats under another name (e.g. x86 VNNI and OpenVINO): reuse the model
+                path, info = ctx.layout.int8_onnx(name), {**made[flavour][1], "same_model_as": made[flavour][2]}
+                with atomic_path(path) as tmp:
+                    shutil.copyfile(made[flavour][0], tmp)
+            else:
+                path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
+                made[flavour] = (path, info, name)
+            outputs.append(path)
+            used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size}
+        metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration),
+                                                     "sha256": digest, "folder": ctx.cfg.quantize.calibration_images},
+                   "recipes": used}
+        return StageOutput(outputs, metrics, inputs=[fp32])
+
+
+def _check_calibration_folder(config, base_dir) -> None:
+    """quantize.calibration_images: a folder with images in it, decoded with the image folder's preprocessing."""
+    folder = config.quantize.calibration_images
+    if not folder or config.quantize.method == "none":
+        return
+    from edgekd.core.fileio import resolve_path
+    from edgekd.data.sources import image_files
+
+    if config.data.source != "imagefolder":
+        raise ConfigError(f"quantize.calibration_images: needs data.source imagefolder, whose preprocessing (data.resize, "
+                          f"data.center_crop, data.color) decodes the calibration images; data.source is '{config.data.source}'")
+    if config.quantize.method == "qat":
+        raise ConfigError("quantize.calibration_images: unlabeled calibration images are for quantize.method ptq; qat fine-tunes "
+                          "on the labeled training split")
+    found = resolve_path(folder, base_dir)
+    if not found.is_dir():
+        raise DataError(f"quantize.calibration_images '{folder}': not a folder ({found}); give a folder of images, absolute "
+                        "or relative to the config file")
+    image_files(found, "quantize.calibration_images")

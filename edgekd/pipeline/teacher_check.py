@@ -1,0 +1,90 @@
+"""A teacher given as a checkpoint is measured on the validation split before anything learns from it.
+
+A checkpoint trained elsewhere is only right if it sees inputs scaled as in its own training. edgekd feeds
+every model (pixel - mean) / std per data.normalize; a model trained on raw [0, 1] pixels, or on ImageNet
+statistics, still gives answers, just worse ones (98% in its owner's evaluation, 38% here), and distillation
+would then copy them into a student that passes a gate measured against itself. So each given teacher's
+validation top-1 is printed, and the run stops when it is no better than chance, or when another standard
+input scaling makes it much more accurate (then that is almost certainly how it was trained).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from edgekd.core.errors import ModelError
+from edgekd.data.config import IMAGENET_MEAN, IMAGENET_STD
+
+# Validation images each check uses (the split is already shuffled): enough to tell 10 points apart.
+PROBE_SAMPLES = 2000
+# Another scaling must beat the configured one by this much (top-1, absolute), and by three standard errors of
+# the difference, to be called the likely cause.
+BETTER_BY = 0.10
+# Standard errors above the majority-class rate that count as "better than chance".
+CHANCE_SIGMAS = 3.0
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_given_teachers(ctx, build: Callable, log: Callable[[str], None] = _stderr) -> list[dict]:
+    """Top-1 of every checkpoint teacher on the validation split; ModelError for one that cannot be right.
+    `build(index, spec)` makes the teacher with its weights."""
+    from edgekd.train.trainer import predict_logits
+
+    data = ctx.dataset
+    x, y = data.val.x[:PROBE_SAMPLES], data.val.y[:PROBE_SAMPLES]
+    chance = float(np.bincount(y).max() / len(y))
+    alternatives = _other_scalings(data, x)
+    found = []
+    for index, spec in enumerate(ctx.cfg.teachers):
+        if not spec.checkpoint:
+            continue
+        model = build(index, spec)
+        where = f"teachers[{index}].checkpoint '{spec.checkpoint}'"
+        logits = predict_logits(model, x)
+        if not np.isfinite(logits).all():
+            raise ModelError(f"{where}: its outputs on the validation images contain NaN or Inf; the weights are "
+                             "damaged or diverged: use another checkpoint")
+        top1 = ctx.task.score(logits, y)
+        others = {mode: ctx.task.score(predict_logits(model, xs), y) for mode, xs in alternatives.items()}
+        log(f"[teachers] {where}: validation top-1 {top1:.1%} on {len(y)} images "
+            f"(data.normalize {data.normalize}; chance {chance:.1%})")
+        _judge(where, top1, others, chance, len(y), data.normalize)
+        found.append({"index": index, "checkpoint": spec.checkpoint, "val_top1": top1, "val_samples": len(y),
+                      "val_top1_other_scalings": others})
+    return found
+
+
+def _judge(where: str, top1: float, others: dict[str, float], chance: float, n: int, mode: str) -> None:
+    best_mode = max(others, key=others.get) if others else None
+    # On a small validation split 10 points can be noise: the gain must also be well beyond the sampling error.
+    margin = max(BETTER_BY, CHANCE_SIGMAS * math.sqrt(2 * 0.25 / n))
+    if best_mode and others[best_mode] >= top1 + margin:
+        raise ModelError(f"{where}: validation top-1 {top1:.1%} with data.normalize {mode}, but {others[best_mode]:.1%} "
+                         f"with {best_mode}: it was likely trained on other input scaling; set data.normalize: {best_mode} "
+                         "(or the mean/std it was trained with)")
+    if top1 <= chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / n):
+        raise ModelError(f"{where}: validation top-1 {top1:.1%}, no better than chance ({chance:.1%}): it does not fit this "
+                         f"data as given; likely cause: input scaling (data.normalize is {mode}; use what it was trained "
+                         "with), else another class order or dataset")
+
+
+def _other_scalings(data, x: np.ndarray) -> dict[str, np.ndarray]:
+    """`x` as the other standard data.normalize choices would have given it to the model."""
+    pixels = data.raw(x)
+    channels = x.shape[1]
+    stats = {"dataset": (data.pixel_mean, data.pixel_std), "none": ([0.0] * channels, [1.0] * channels)}
+    if channels == 3:
+        stats["imagenet"] = (IMAGENET_MEAN, IMAGENET_STD)
+    out = {}
+    for mode, (mean, std) in stats.items():
+        if mode == data.normalize:
+            continue
+        m, s = np.asarray(mean, np.float32)[None, :, None, None], np.asarray(std, np.float32)[None, :, None, None]
+        out[mode] = ((pixels - m) / s).astype(np.float32)
+    return out

@@ -1,0 +1,137 @@
+"""OpenVINO target: IR (.xml + .bin) from openvino.convert_model, run on the CPU plugin.
+
+INFERENCE_PRECISION_HINT is always set explicitly and recorded: on CPUs with AMX or AVX512-BF16,
+OpenVINO otherwise silently runs "fp32" models in bf16.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.core.errors import ArtifactError
+from edgekd.core.fileio import atomic_files
+from edgekd.runtimes.base import Artifact, Backend
+
+_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def precision_hint(precision: str, profile) -> str:
+    if precision == "int8":
+        # Layers left in float inside a QDQ model run at this precision.
+        return profile.runtime_options.get("int8_inference_precision", "f32")
+    return _HINTS[precision]
+
+
+def openvino_reason(exc: Exception) -> str:
+    """The line of an OpenVINO exception that says what went wrong: its first lines only name source files
+    ("Exception from src/inference/src/cpp/core.cpp:132:"), the cause comes last."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
+    return (telling or lines or [type(exc).__name__])[-1][:200]
+
+
+class OpenVinoSession:
+    def __init__(self, xml_path: Path, config: dict, device: str = "CPU"):
+        import openvino as ov
+
+        try:
+            compiled = ov.Core().compile_model(str(xml_path), device, config)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses, for bad IR and for missing kernels alike
+            hint = config.get("INFERENCE_PRECISION_HINT", "default")
+            raise ArtifactError(f"{xml_path}: OpenVINO cannot compile it for {device} at precision hint {hint} "
+                                f"({openvino_reason(exc)}); if the file is corrupt or from another OpenVINO, bundle it "
+                                "again, otherwise try another precision") from None
+        self._request = compiled.create_infer_request()
+        self._tensor = ov.Tensor
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        # A zero-copy input tensor and a bare infer(): infer({0: batch}) converts its argument on every
+        # call, ~35 us on a 2-core Xeon, which is most of a small model's latency (benchmark_app does not
+        # pay it either). The output is copied because the request reuses its buffer on the next call.
+        if isinstance(batch, dict):  # several named inputs
+            for name, array in batch.items():
+                self._request.set_tensor(name, self._tensor(np.ascontiguousarray(array), shared_memory=True))
+        else:
+            self._request.set_input_tensor(0, self._tensor(np.ascontiguousarray(batch), shared_memory=True))
+        self._request.infer()
+        return self._request.get_output_tensor(0).data.copy()
+
+    def runtime_latency_ms(self) -> float:
+        """OpenVINO's own timing of the last infer() (InferRequest.latency, ms): what benchmark_app reports.
+        The bench records it beside the wall-clock time, which also counts the Python call and copies."""
+        return float(self._request.latency)
+
+    def threads_used(self) -> int | None:
+        try:
+            return int(self._request.get_compiled_model().get_property("INFERENCE_NUM_THREADS"))
+        except Exception:  # a plugin without the property: unknown, not an error
+            return None
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    runtime_module = "openvino"
+    extra = "openvino"
+    pip_packages = "openvino"
+    file_roles = {".xml": "OpenVINO IR graph", ".bin": "OpenVINO IR weights"}
+    runtime_clock = True
+    float_precisions = ("fp32", "fp16", "bf16")  # via INFERENCE_PRECISION_HINT
+
+    def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
+        self.require()
+        import openvino as ov
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # fp16 weights halve the .bin; an fp16 candidate always has them, others when the profile asks.
+        compress = precision == "fp16" or (bool(profile.runtime_options.get("compress_to_fp16", False)) and precision != "int8")
+        try:
+            model = ov.convert_model(str(onnx_path))
+        except Exception as exc:
+            raise ArtifactError(f"{onnx_path}: OpenVINO cannot convert it ({openvino_reason(exc)})") from None
+        with atomic_files(out_dir) as scratch:
+            ov.save_model(model, str(scratch / "model.xml"), compress_to_fp16=compress)
+        config = {"INFERENCE_PRECISION_HINT": precision_hint(precision, profile),
+                  "PERFORMANCE_HINT": profile.runtime_options.get("performance_hint", "LATENCY")}
+        if profile.threads:
+            config["INFERENCE_NUM_THREADS"] = profile.threads
+        return Artifact(self.name, precision, out_dir, "model.xml", ["model.xml", "model.bin"],
+                        runtime_options={"device": "CPU", "config": config, "compress_to_fp16": compress})
+
+    def loaded_files(self, artifact: Artifact) -> list[Path]:
+        main = artifact.root / artifact.main
+        return [main, main.with_suffix(".bin")]  # the IR's graph and its weights
+
+    def parameter_count(self, model_file: Path) -> int | None:
+        return _openvino_parameters(model_file) if model_file.suffix == ".xml" else super().parameter_count(model_file)
+
+    def session(self, artifact: Artifact, threads: int | None = None) -> OpenVinoSession:
+        self.require()
+        config = dict(artifact.runtime_options.get("config", {}))
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        return OpenVinoSession(artifact.root / artifact.main, config, artifact.runtime_options.get("device", "CPU"))
+
+
+def _openvino_parameters(path: Path) -> int:
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    total = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() != "i64" \
+                and not any(_is_quant_param(target) for target in op.output(0).get_target_inputs()):
+            total += int(np.prod(list(op.get_output_shape(0)), dtype=np.int64))
+    return total
+
+
+def _is_quant_param(target) -> bool:
+    """FakeQuantize ranges, and the scale / zero point of OpenVINO's int8 weight decompression
+    pattern: Constant(int) -> Convert -> Subtract(zero point) -> Multiply(scale)."""
+    node, index = target.get_node(), target.get_index()
+    if node.get_type_name() == "FakeQuantize":
+        return index > 0
+    if node.get_type_name() in ("Multiply", "Subtract") and index == 1:
+        source = node.input_value(0).get_node()
+        return source.get_type_name() in ("Convert", "Subtract")
+    return False

@@ -1,0 +1,135 @@
+"""onnxruntime targets: x86 CPU (`ort`) and ARM CPUs (`ort-arm64`, which also ships an .ort file)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.core.errors import ArtifactError
+from edgekd.core.fileio import atomic_path
+from edgekd.runtimes.base import Artifact, Backend
+
+
+def session_options(threads: int | None, level: str = "ORT_ENABLE_ALL") -> dict:
+    """The onnxruntime session settings edgekd uses, as plain data for the bundle manifest."""
+    return {"intra_op_num_threads": threads or 0, "inter_op_num_threads": 1 if threads else 0,
+            "graph_optimization_level": level, "execution_mode": "ORT_SEQUENTIAL"}
+
+
+def _ort_options(settings: dict):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings["intra_op_num_threads"]
+    options.inter_op_num_threads = settings["inter_op_num_threads"]
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, settings["graph_optimization_level"])
+    options.execution_mode = getattr(ort.ExecutionMode, settings["execution_mode"])
+    return options
+
+
+class OrtSession:
+    def __init__(self, model_path: Path, threads: int | None, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        self.options = session_options(threads)
+        try:
+            self._session = ort.InferenceSession(str(model_path), _ort_options(self.options),
+                                                 providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+            raise ArtifactError(f"{model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:160]}); "
+                                "the file is corrupt or not ONNX: export or bundle it again") from None
+        self._input = self._session.get_inputs()[0].name
+        self.options["providers"] = self._session.get_providers()
+
+    def run(self, batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        """Logits for one batch: an array for the model's one input, or {input name: array} for several."""
+        return self._session.run(None, batch if isinstance(batch, dict) else {self._input: batch})[0]
+
+    def threads_used(self) -> int | None:
+        try:
+            return int(self._session.get_session_options().intra_op_num_threads)
+        except Exception:  # a build without the property: unknown, not an error
+            return None
+
+    def runtime_latency_ms(self) -> float | None:
+        return None
+
+
+class OrtBackend(Backend):
+    name = "ort"
+    runtime_module = "onnxruntime"
+    extra = "ort"
+    pip_packages = "onnxruntime"
+    # The CPU provider has no fast fp16/bf16 kernels: such models only add casts.
+    float_precisions = ("fp32",)
+
+    def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
+        self.require()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out_dir / "model.onnx") as tmp:
+            shutil.copyfile(onnx_path, tmp)
+        return Artifact(self.name, precision, out_dir, "model.onnx", ["model.onnx"],
+                        runtime_options={"threads": profile.threads, "providers": ["CPUExecutionProvider"],
+                                         "session_options": session_options(profile.threads)})
+
+    def session(self, artifact: Artifact, threads: int | None = None) -> OrtSession:
+        self.require()
+        return OrtSession(artifact.root / artifact.main, threads or artifact.runtime_options.get("threads"))
+
+
+class OrtArm64Backend(OrtBackend):
+    """Same QDQ model plus an ORT-format file for mobile and minimal onnxruntime builds.
+
+    The .ort file is saved the way onnxruntime's own converter does it for the "runtime" style:
+    the graph at the basic optimisation level (portable), plus recorded runtime optimisations
+    (the QDQ -> int8 kernel fusions) that a minimal build replays on the device. Without them a
+    minimal build would run an int8 model as DequantizeLinear + float kernels. The NCHWc layout
+    transformer is x86-specific and stays off.
+    """
+
+    name = "ort-arm64"
+    built_files = ("model.ort",)
+    file_roles = {".onnx": "ONNX model", ".ort": "ORT-format model (minimal onnxruntime builds)"}
+
+    def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
+        return self.build(super().compile(onnx_path, precision, profile, out_dir, input_spec))
+
+    def build(self, artifact: Artifact, profile=None) -> Artifact:
+        """(Re)write model.ort from model.onnx with this machine's onnxruntime, whose version it must match."""
+        self.require()
+        save_ort_format(artifact.root / "model.onnx", artifact.root / "model.ort")
+        if "model.ort" not in artifact.files:
+            artifact.files.append("model.ort")
+        import onnxruntime
+
+        artifact.notes["ort_format"] = {"file": "model.ort", "optimization_style": "runtime",
+                                        "saved_level": "ORT_ENABLE_BASIC", "runtime_optimizations": "ORT_ENABLE_ALL",
+                                        "target_platform": "arm", "onnxruntime": onnxruntime.__version__,
+                                        # onnxruntime replays the recorded fusions only when asked (trusted models)
+                                        "session_config": {"session.load_model_format": "ORT",
+                                                           "session.enable_saved_runtime_optimizations": "1"}}
+        return artifact
+
+
+def save_ort_format(onnx_path: Path, ort_path: Path) -> Path:
+    import onnxruntime as ort
+
+    with atomic_path(ort_path) as tmp:
+        _save_ort(ort, onnx_path, tmp)
+    return ort_path
+
+
+def _save_ort(ort, onnx_path: Path, ort_path: Path) -> None:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(ort_path)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    # "save": apply basic optimisations, record the higher-level ones for the device to replay.
+    options.add_session_config_entry("optimization.minimal_build_optimizations", "save")
+    # Record the int8 (S8) QDQ fusions as on ARM, as onnxruntime's converter does for --target_platform arm:
+    # on an x86 build machine they are off by default, and the .ort file then replays only QGemm; its
+    # convolutions run as DequantizeLinear + float Conv on the device (seen on aarch64, make arm64-check).
+    options.add_session_config_entry("session.qdqisint8allowed", "1")
+    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=["NchwcTransformer"])

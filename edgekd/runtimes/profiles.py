@@ -1,0 +1,99 @@
+"""Device profiles: what a target allows and how to quantize for it. Data, not code."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from edgekd.core.errors import ConfigError, TargetError
+from edgekd.core.fileio import searched
+from edgekd.core.resources import builtin_dir
+from edgekd.core.sections import Strict, load_yaml_model
+from edgekd.runtimes.registry import BACKEND_NAMES
+
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+
+
+class QuantRecipe(Strict):
+    """How to make the int8 QDQ model for a target (onnxruntime quantize_static settings)."""
+
+    name: str
+    why: str = Field("", description="why these formats suit the target (the runtime's guidance, measurements); "
+                     "recorded with the recipe in the quantize stage's metrics and the bundle manifest")
+    activation_type: Literal["uint8", "int8"] = "uint8"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    per_channel: bool = True
+    reduce_range: bool = Field(False, description="7-bit weights: for x86 CPUs without VNNI")
+    symmetric_activations: bool = False
+    symmetric_weights: bool = True
+    signed_input: bool = Field(False, description="the model input as symmetric int8 (zero point 0) whatever "
+                               "activation_type: normalized inputs are signed, and a zero point costs the first layer")
+    calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    op_types: list[str] | None = Field(None, description="restrict quantization to these op types")
+    extra_op_types: list[str] = Field(default_factory=list, description="op types to quantize on top of op_types "
+                                      "(or of onnxruntime's defaults), e.g. ReduceMean, which onnxruntime leaves in float")
+    extra_options: dict[str, Any] = Field(default_factory=dict, description="more onnxruntime quantize_static extra_options")
+
+
+class GateThresholds(Strict):
+    max_drop: float | None = Field(None, ge=0)
+    min_speedup: float | None = Field(None, gt=0)
+    max_size_kb: float | None = Field(None, gt=0)
+
+
+class TargetProfile(Strict):
+    name: str
+    description: str = ""
+    backend: Literal[BACKEND_NAMES]  # type: ignore[valid-type]  # the registry's table
+    device: Literal["cpu", "gpu"] = "cpu"
+    arch: Literal["x86_64", "aarch64", "any"] = "any"
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)
+    quantization: QuantRecipe | None = None
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
+    threads: int | None = Field(None, ge=1)
+    cpu_features: list[Literal["vnni", "amx", "bf16", "dotprod", "i8mm"]] = Field(
+        default_factory=list, description="instruction sets the device has and its latency depends on; "
+        "a machine without them gets a warning that its timings are not the device's")
+    latency_measurable_off_device: bool = Field(
+        True, description="false when timings on the build machine say nothing about the device")
+    runtime_options: dict = Field(default_factory=dict, description="backend-specific options (hints, workspace, ...)")
+    gate: GateThresholds = Field(default_factory=GateThresholds)
+    source: str = Field("", exclude=True)
+
+
+def _profile_paths() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(builtin_dir("targets").glob("*.yaml"))}
+
+
+def list_profiles() -> list[TargetProfile]:
+    return [load_profile(name) for name in _profile_paths()]
+
+
+def load_profile(name_or_path: str, base_dir: Path | None = None) -> TargetProfile:
+    path = _find(name_or_path, base_dir)
+    profile = load_yaml_model(path, TargetProfile, "target profile")
+    profile.source = str(path)
+    if "int8" in profile.precisions and profile.quantization is None:
+        raise ConfigError(f"{path}: precisions include int8 but no 'quantization' recipe is given")
+    return profile
+
+
+def _find(name_or_path: str, base_dir: Path | None) -> Path:
+    as_path = Path(name_or_path)
+    candidates = [as_path] if as_path.suffix in (".yaml", ".yml") else []
+    if base_dir is not None and candidates:
+        candidates.append(Path(base_dir) / as_path)
+    candidates.append(builtin_dir("targets") / f"{name_or_path}.yaml")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    if as_path.suffix in (".yaml", ".yml"):
+        raise TargetError(f"target profile '{name_or_path}': file not found ({searched(name_or_path, base_dir)}); "
+                          "give its path, absolute or relative to the config file, or a built-in target name")
+    import difflib
+
+    known = list(_profile_paths())
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise TargetError(f"unknown target '{name_or_path}'; {hint}known targets: {', '.join(known)} (or a path to a profile .yaml)")

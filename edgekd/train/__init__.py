@@ -1,0 +1,1 @@
+"""Training with torch: model families, the training loop, DDP, distillation and ONNX export."""

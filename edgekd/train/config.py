@@ -1,0 +1,145 @@
+"""Section models of training: models (teachers, student), the training loop, distillation, ONNX export."""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from edgekd.core.sections import MAX_SEED, Strict
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(5, ge=0, le=10_000)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    lr: float = Field(0.01, gt=0, le=10)
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field("auto", description="autocast: auto picks bf16 on CPUs with AMX/avx512_bf16 and on CUDA")
+    channels_last: bool = Field(False, description="NHWC memory format for convolutions (faster on some CPUs and GPUs)")
+
+
+class ModelConfig(Strict):
+    arch: str = Field(..., description="built-in name (convnet, resnet or mlp), torchvision:NAME, module:function or file.py:function")
+    width: Optional[int] = Field(None, ge=1, le=4096, description="base channel count for built-in families")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the model factory")
+    checkpoint: Optional[str] = Field(None, description="state_dict file, loaded with torch.load(weights_only=True)")
+
+
+class StudentConfig(ModelConfig):
+    """The model to ship: distilled from the teachers, or (no teachers, no distill section) shipped as given."""
+
+    arch: Optional[str] = Field(None, description="built-in name (convnet, resnet or mlp), torchvision:NAME, module:function "
+                                                  "or file.py:function; or give `onnx` instead")
+    onnx: Optional[str] = Field(None, description="an ONNX file to ship as given: quantize, compile, bench and gate run "
+                                                  "without torch (no teachers, no distill section)")
+
+    @model_validator(mode="after")
+    def _arch_or_onnx(self) -> StudentConfig:
+        if (self.arch is None) == (self.onnx is None):
+            raise ValueError("give one of student.arch (a PyTorch model, with student.checkpoint to ship it as trained) "
+                             "or student.onnx (an ONNX file)")
+        extra = sorted(k for k in ("width", "kwargs", "checkpoint") if k in self.model_fields_set) if self.onnx else []
+        if extra:
+            raise ValueError(f"student.{extra[0]}: describes a PyTorch model, and student.onnx is already a complete model; "
+                             "remove it")
+        return self
+
+
+class TeacherConfig(ModelConfig):
+    weight: float = Field(1.0, gt=0, description="weight of this teacher in the ensemble")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="used only when no checkpoint is given")
+
+
+class HintConfig(Strict):
+    """Feature (hint) distillation: a student layer learns, through a 1x1-conv adapter, to match a teacher layer."""
+
+    student: str = Field(..., description="student module name, e.g. 'features.2' (see model.named_modules())")
+    teacher: str = Field(..., description="teacher module name, e.g. 'features.3'")
+    teacher_index: int = Field(0, ge=0, description="which entry of `teachers` provides the feature")
+    weight: float = Field(1.0, gt=0, description="weight of this MSE term in the loss")
+
+
+class AugmentConfig(Strict):
+    """Random shift and flip of the transfer images, drawn per sample and epoch from a seed."""
+
+    shift: int = Field(2, ge=0, le=64, description="largest shift in pixels (zero padded)")
+    flip: bool = Field(True, description="random horizontal flip")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the per-epoch augmentation draws (independent of the student seed)")
+    teachers: Literal["replay", "live"] = Field(
+        "replay", description="replay: cache teacher logits of each epoch's augmented images and replay the same draws; "
+                              "live: run the teachers on every batch")
+
+
+class OnlineConfig(Strict):
+    """Deep mutual learning: config.student and these peers train together."""
+
+    peers: list[ModelConfig] = Field(default_factory=list, description="the other peers; config.student is always a peer")
+    select: Literal["student", "best"] = Field("best", description="ship config.student, or the peer best on the validation split")
+    # Zhang et al. use 1; on Fashion-MNIST (benchmarks/distill_modes_fashion_mnist.py) 3 helped both peers more.
+    temperature: float = Field(3.0, gt=0, le=100, description="softening of the peers' predictions in the mimicry term")
+
+
+class DataFreeConfig(Strict):
+    """Synthesize the transfer set from the teachers alone (BN statistics, entropy, adversarial terms)."""
+
+    # Defaults measured on Fashion-MNIST (benchmarks/distill_modes_fashion_mnist.py, 2 CPU cores): a width-32
+    # generator, bf16 autocast and student steps drawn from a replay bank reach ~80% in ~600 steps, ~0.3 s each;
+    # width 64 costs ~1.5 s a step, width 16 learns slower per second.
+    steps: int = Field(800, ge=1, le=1_000_000, description="generator/student alternating steps")
+    seconds: Optional[float] = Field(None, gt=0, description="stop after this long even if steps remain")
+    batch_size: int = Field(128, ge=2, le=4096)
+    latent_dim: int = Field(100, ge=2, le=4096)
+    generator_width: int = Field(32, ge=4, le=1024, description="generator channels at full resolution (twice that at half): "
+                                                                 "its convolutions dominate the cost of a step")
+    generator_lr: float = Field(1e-3, gt=0, le=1)
+    student_lr: float = Field(0.05, gt=0, le=10)
+    student_steps: int = Field(5, ge=1, le=100, description="student updates per generator update")
+    replay: int = Field(8192, ge=0, le=1_000_000, description="synthesized samples (with the teachers' soft targets) kept for "
+                                                              "the student steps; 0: generate a fresh batch for each student step")
+    amp: Literal["auto", "off", "bf16"] = Field("auto", description="autocast: auto picks bf16 on CPUs with AMX/avx512_bf16")
+    bn_weight: float = Field(1.0, ge=0)
+    oh_weight: float = Field(0.5, ge=0)
+    entropy_weight: float = Field(5.0, ge=0)
+    adversarial_weight: float = Field(0.5, ge=0)
+    keep_samples: int = Field(2048, ge=16, le=1_000_000, description="synthetic images kept as an artifact (and for calibration)")
+
+
+class DistillConfig(Strict):
+    mode: Literal["offline", "online", "data_free", "none"] = Field(
+        "offline", description="offline: fixed teachers; online: mutual learning; data_free: no real training images; none: "
+                               "ship the student as given (the default when a config has neither teachers nor distill)")
+    online: OnlineConfig = Field(default_factory=OnlineConfig)
+    data_free: DataFreeConfig = Field(default_factory=DataFreeConfig)
+    temperature: float = Field(4.0, gt=0, le=100)
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (teacher) loss; 1 - alpha goes to labels; "
+                                                       "0 trains the student on labels alone (the scratch baseline)")
+    ensemble: Literal["prob_mean", "logit_mean"] = "prob_mean"
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=10))
+    finetune_epochs: int = Field(0, ge=0, le=1000, description="last phase on labels only")
+    use_labels: bool = Field(True, description="false: treat the transfer set as unlabeled (soft targets and hints only)")
+    hints: list[HintConfig] = Field(default_factory=list, description="feature distillation terms")
+    augment: Optional[AugmentConfig] = Field(None, description="random shift/flip of the transfer images")
+    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="student init and shuffling seed (default: the pipeline seed); "
+                                                  "does not change the data split, so teacher caches stay valid")
+    cache_dir: Optional[str] = Field(None, description="teacher-logit cache folder shared across runs "
+                                                       "(default .cache/teacher-logits beside the run folder, or $EDGEKD_CACHE_DIR)")
+
+    @field_validator("use_labels")
+    @classmethod
+    def _labels_or_teachers(cls, value: bool, info) -> bool:
+        if not value and info.data.get("alpha") == 0:
+            raise ValueError("with alpha 0 and use_labels false the student has nothing to learn from: "
+                             "set alpha > 0 (soft targets), or use_labels true")
+        return value
+
+
+class ExportConfig(Strict):
+    opset: int = Field(18, ge=17, le=23, description="ONNX opset; the torch.export-based exporter needs 18 or newer for some ops")
+    dynamic_batch: bool = True
+    parity_samples: int = Field(64, ge=1, le=100_000)
+    parity_atol: float = Field(1e-3, gt=0)
+    min_top1_agreement: float = Field(0.99, ge=0, le=1)
+
+
+# Options the online and data-free modes have no use for (QAT still reads alpha, ensemble and temperature).
+OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels"}

@@ -1,0 +1,145 @@
+"""Build models from config and load checkpoints safely (weights_only=True, always)."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from edgekd.core.errors import ConfigError, ModelError
+from edgekd.core.fileio import atomic_path, resolve_path
+from edgekd.core.user_code import call, is_reference
+from edgekd.train.config import ModelConfig
+from edgekd.train.models.zoo import BUILTIN_MODELS
+
+
+def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
+                base_dir: Optional[Path] = None, where: str = "model") -> nn.Module:
+    in_channels, size = input_shape[0], (input_shape[-2], input_shape[-1])  # (height, width): not always square
+    if spec.arch in BUILTIN_MODELS:
+        factory, default_width, _ = BUILTIN_MODELS[spec.arch]
+        try:
+            model = factory(in_channels, num_classes, size, width=spec.width or default_width, **spec.kwargs)
+        except TypeError as exc:  # an unknown or duplicated keyword in the user's kwargs
+            raise ConfigError(_kwargs_message(spec, where, exc)) from None
+    elif spec.arch.startswith("torchvision:"):
+        model = _torchvision(spec, num_classes, where)
+    elif is_reference(spec.arch):
+        model = call(spec.arch, base_dir, what=f"{where}.arch", **_factory_kwargs(spec, input_shape, num_classes))
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"{where}.arch '{spec.arch}': the factory returned {type(model).__name__}, not a torch.nn.Module")
+    else:
+        raise ConfigError(f"{where}.arch '{spec.arch}': unknown; built-in: {', '.join(BUILTIN_MODELS)}, "
+                          "or torchvision:NAME, module:function, file.py:function")
+    if spec.checkpoint:
+        load_checkpoint(model, resolve_path(spec.checkpoint, base_dir), where=f"{where}.checkpoint")
+    check_io(model, input_shape, num_classes, f"{where}.arch '{spec.arch}'")
+    return model
+
+
+def check_io(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, where: str) -> None:
+    """One forward pass on two blank images, so a model that does not fit the data fails here,
+    with a line naming the config field, instead of as a torch RuntimeError an hour into training."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            where_params = next((p.device for p in model.parameters()), torch.device("cpu"))
+            out = model.eval()(torch.zeros((2, *input_shape), device=where_params))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ModelError(f"{where}: the model does not accept the data's images of shape {tuple(input_shape)} "
+                         f"(channels, height, width) ({str(exc).splitlines()[0][:160]}); "
+                         "make its first layer match, or set data.image_size") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"{where}: the model outputs {got} for a batch of 2, expected (2, {num_classes}) logits for "
+                         f"the data's {num_classes} classes; give it num_classes outputs")
+
+
+def _factory_kwargs(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> dict:
+    kwargs = dict(spec.kwargs)
+    kwargs.setdefault("num_classes", num_classes)
+    return kwargs
+
+
+def _torchvision(spec: ModelConfig, num_classes: int, where: str) -> nn.Module:
+    try:
+        import torchvision
+    except ImportError:
+        raise ConfigError(f"{where}.arch '{spec.arch}': torchvision is not installed; pip install 'edgekd[torchvision]'") from None
+    name = spec.arch.split(":", 1)[1]
+    try:
+        # weights=None always: nothing is downloaded at run time; give a checkpoint for trained weights.
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **spec.kwargs)
+    except ValueError:
+        raise ConfigError(f"{where}.arch '{spec.arch}': torchvision has no model '{name}'") from None
+    except TypeError as exc:
+        raise ConfigError(_kwargs_message(spec, where, exc)) from None
+
+
+def _kwargs_message(spec: ModelConfig, where: str, exc: TypeError) -> str:
+    return (f"{where}.kwargs {dict(spec.kwargs)}: {spec.arch} does not accept them ({str(exc).splitlines()[0][:160]}); "
+            "remove the unknown keys (num_classes and the input size are set from the data)")
+
+
+def load_checkpoint(model: nn.Module, path: Path, where: str = "checkpoint") -> nn.Module:
+    if not Path(path).is_file():
+        raise ModelError(f"{where} '{path}': file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if _CODE_REFUSAL in str(exc):
+            raise ModelError(f"{where} '{path}': refused: the file carries pickled code or objects, not plain tensors "
+                             f"(loaded with weights_only=True; {_unsupported(exc)})") from None
+        raise ModelError(f"{where} '{path}': not a PyTorch checkpoint (its bytes are neither torch.save's format nor a "
+                         "pickle: damaged or another kind of file); download it again, or save it with "
+                         "torch.save(model.state_dict(), path)") from None
+    except Exception as exc:  # noqa: BLE001  garbage bytes reach torch's parsers and fail as any type (KeyError, ...)
+        raise ModelError(f"{where} '{path}': not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+                         "download it again, or save it with torch.save(model.state_dict(), path)") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{where} '{path}': expected a state_dict (dict of tensors), got {type(state).__name__}")
+    _check_state(model, state, path, where)
+    model.load_state_dict(state)
+    return model
+
+
+# torch's weights-only unpickler names a global it will not import (code or an arbitrary object) this way;
+# its other refusals ("Unsupported operand 215") mean the bytes are no pickle at all (random or truncated data).
+_CODE_REFUSAL = "Unsupported global"
+
+
+def _unsupported(exc: Exception) -> str:
+    """The line of torch's long refusal that names what the file wanted to import."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return next((line for line in lines if _CODE_REFUSAL in line), lines[0])[:160]
+
+
+def _check_state(model: nn.Module, state: dict, path: Path, where: str) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelError(f"{where} '{path}': keys do not match the model ({detail}); check the arch and width")
+    for key, tensor in expected.items():
+        got = state[key]
+        if not isinstance(got, torch.Tensor) or got.shape != tensor.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ModelError(f"{where} '{path}': '{key}' has shape {shape}, the model expects {tuple(tensor.shape)}; "
+                             "the checkpoint was made for another arch, width, input size or class count")
+
+
+def save_checkpoint(model: nn.Module, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
+    return path
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgekd.device.report.compare import compare_reports, render_markdown
+
+
+def _report(cpu: str, p50: float, kb: float, top1: float, sha: str = "s" * 64, extra: bool = False) -> dict:
+    rows = [{"artifact": "x86-cpu/int8", "p50_ms": p50, "bytes": int(kb * 1024), "top1": top1}]
+    if extra:
+        rows.append({"artifact": "intel-cpu/fp32", "p50_ms": 1.0, "bytes": 1024, "top1": 0.9})
+    return {"schema": "edgekd.report/1", "run": "r", "created": "t", "environment": {"cpu": {"model": cpu}},
+            "eval_set": {"sha256": sha}, "rows": rows}
+
+
+def test_ratios_are_b_over_a_and_top1_delta_in_points():
+    result = compare_reports(_report("laptop", 2.0, 40, 0.90), _report("jetson", 5.0, 40, 0.885, extra=True))
+    row = result["rows"][0]
+    assert row["latency_ratio"] == pytest.approx(2.5) and row["size_ratio"] == pytest.approx(1.0)
+    assert row["top1_delta_points"] == pytest.approx(-1.5)
+    assert result["unmatched"] == ["intel-cpu/fp32"]
+    assert "| x86-cpu/int8 | 2.000 | 5.000 | 2.50x |" in render_markdown(result)
+
+
+def test_different_eval_sets_hide_the_top1_delta():
+    result = compare_reports(_report("a", 1.0, 1, 0.9), _report("b", 1.0, 1, 0.5, sha="t" * 64))
+    assert result["rows"][0]["top1_delta_points"] is None
+    assert "different evaluation sets" in render_markdown(result)
+
+
+def test_compare_cli(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_report("laptop", 2.0, 40, 0.90)))
+    b.write_text(json.dumps(_report("jetson", 1.0, 20, 0.91)))
+    done = subprocess.run([sys.executable, "-m", "edgekd", "compare", str(a), str(b), "--markdown", str(tmp_path / "c.md")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "0.50x" in done.stdout and "+1.00" in done.stdout and "on jetson" in done.stdout
+    assert (tmp_path / "c.md").read_text().startswith("# edgekd compare")
+
+
+def _timed(p50: float, rounds: list[float], cv: float = 6.0) -> dict:
+    return {"p50_ms": p50, "p10_ms": p50 * 0.5, "p90_ms": p50 * 3, "cv": cv, "round_p50_ms": rounds}
+
+
+def _with_latency(report: dict, stats: dict) -> dict:
+    report["rows"][0]["latency"] = {"batch1": stats}
+    return report
+
+
+def test_a_ratio_inside_the_measured_noise_is_within_noise_not_a_speedup():
+    a = _with_latency(_report("a", 0.030, 40, 0.9), _timed(0.030, [0.028, 0.031, 0.045, 0.029, 0.030]))
+    b = _with_latency(_report("b", 0.039, 40, 0.9), _timed(0.039, [0.036, 0.040, 0.033, 0.041, 0.039]))
+    result = compare_reports(a, b)
+    assert result["rows"][0]["latency_separated"] is False
+    assert "| within noise (1.30x) |" in render_markdown(result) and "not a measured speed-up" in render_markdown(result)
+
+
+def test_separated_rounds_keep_the_ratio():
+    a = _with_latency(_report("a", 1.0, 40, 0.9), _timed(1.0, [0.98, 1.0, 1.01, 0.99, 1.02], cv=0.02))
+    b = _with_latency(_report("b", 2.0, 40, 0.9), _timed(2.0, [1.98, 2.0, 2.01, 2.03, 1.99], cv=0.02))
+    result = compare_reports(a, b)
+    assert result["rows"][0]["latency_separated"] is True and "| 2.00x |" in render_markdown(result)
+
+
+def test_without_rounds_the_spread_or_cv_decides():
+    from edgekd.device.noise import separated
+
+    assert separated({"p50_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.1}, {"p50_ms": 1.3, "p10_ms": 1.2, "p90_ms": 1.4}) is True
+    assert separated({"p50_ms": 1.0, "p10_ms": 0.5, "p90_ms": 3.0}, {"p50_ms": 1.3, "p10_ms": 0.6, "p90_ms": 4.0}) is False
+    assert separated({"p50_ms": 1.0, "cv": 6.0}, {"p50_ms": 1.3, "cv": 5.0}) is False
+    assert separated({"p50_ms": 1.0}, {"p50_ms": 1.3}) is None

@@ -1,0 +1,107 @@
+"""The report's figures: every row plotted (untimed ARM rows too), nothing cut off, the legend clear of the data."""
+from __future__ import annotations
+
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from edgekd.device.report import plots  # noqa: E402
+
+from .report_fixture import quickstart_report  # noqa: E402
+
+FALLBACK = {"x86-vnni-u8s8": {"sensitivity": [{"node": f"/features/conv{i}", "mse_in_float": 0.1 * i, "mse_removed": 1 - 0.1 * i}
+                                              for i in range(6)], "nodes_in_float": ["/features/conv0"], "max_drop": 1.0}}
+
+
+def _drawn(fig):
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def _inside(box, frame) -> bool:
+    return box.x0 >= frame.x0 - 1 and box.x1 <= frame.x1 + 1 and box.y0 >= frame.y0 - 1 and box.y1 <= frame.y1 + 1
+
+
+def _texts_inside_the_figure(fig):
+    """Titles, axis labels, legend entries, and the tick labels matplotlib draws (the axes' tight boxes hold those;
+    tick Text objects also exist for ticks outside the view, which are never drawn)."""
+    renderer = _drawn(fig)
+    ticks = {id(label) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+             for tick in axis.get_major_ticks() + axis.get_minor_ticks() for label in (tick.label1, tick.label2)}
+    for ax in fig.axes:
+        assert _inside(ax.get_tightbbox(renderer), fig.bbox), ax.get_title()
+    for text in fig.findobj(Text):
+        if id(text) in ticks or not text.get_visible() or not text.get_text().strip():
+            continue
+        assert _inside(text.get_window_extent(renderer), fig.bbox), text.get_text()
+
+
+def _points(ax):
+    return [ax.transData.transform(xy) for collection in ax.collections if isinstance(collection, PathCollection)
+            for xy in collection.get_offsets()]
+
+
+@pytest.fixture
+def report():
+    report = quickstart_report()
+    report["rows"][1]["top1"] = 0.999  # int8 the most accurate and slower: the front has two points
+    return report
+
+
+def test_accuracy_plot_shows_every_row_with_a_top1_including_untimed_arm_rows(report):
+    fig = plots.accuracy_vs_latency(plt, report)
+    main, strip = fig.axes[:2]
+    assert len(_points(main)) == 5 and len(_points(strip)) == 2  # 5 timed here, arm64's 2 apart
+    low, high = main.get_ylim()
+    assert high - low >= plots.MIN_TOP1_SPAN
+    assert any(line.get_label() == "Pareto front" for line in main.get_lines())
+    plt.close(fig)
+
+
+def test_no_text_outside_the_figure_no_point_on_the_frame_and_the_legend_clear_of_the_axes(report):
+    fig = plots.accuracy_vs_latency(plt, report)
+    _texts_inside_the_figure(fig)
+    renderer = _drawn(fig)
+    legend = fig.legends[0].get_window_extent(renderer)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"x86-cpu", "arm64-cpu", "intel-cpu", "fp32", "int8", "bf16", "Pareto front"} <= set(labels)
+    for ax in fig.axes:
+        assert not legend.overlaps(ax.bbox)
+        for x, y in _points(ax):
+            assert not legend.contains(x, y)
+            assert ax.bbox.x0 + 4 < x < ax.bbox.x1 - 4 and ax.bbox.y0 + 4 < y < ax.bbox.y1 - 4, (x, y, ax.bbox)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["speedup_bars", "size_bars", "sensitivity_bars"])
+def test_bar_figures_keep_their_text_inside(report, name):
+    report["quantize"] = {"fallback": FALLBACK}
+    fig = getattr(plots, name)(plt, report)
+    _texts_inside_the_figure(fig)
+    plt.close(fig)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(1.0, 90.0), (2.0, 95.0), (1.5, 89.0), (3.0, 94.0), (0.5, 80.0)]
+    assert plots.pareto_front(points) == [4, 0, 1]
+
+
+def test_speedups_are_against_the_targets_fp32_and_mark_noise(report):
+    report["rows"][1]["latency"]["batch1"]["round_p50_ms"] = [0.030, 0.027, 0.040, 0.029, 0.031]  # overlaps fp32's
+    bars = {b["artifact"]: b for b in plots.speedups(report)}
+    assert bars["x86-cpu/int8"]["speedup"] == pytest.approx(0.028 / 0.034) and bars["x86-cpu/int8"]["within_noise"]
+    assert bars["intel-cpu/int8"]["speedup"] == pytest.approx(0.051 / 0.045) and not bars["intel-cpu/int8"]["within_noise"]
+    assert "arm64-cpu/int8" not in bars  # not timed here
+
+
+def test_the_sensitivity_plot_appears_only_when_fallback_ran(report):
+    assert plots.sensitivity_bars(plt, report) is None
+    report["quantize"] = {"fallback": FALLBACK}
+    fig = plots.sensitivity_bars(plt, report)
+    bars = fig.axes[0].patches
+    assert len(bars) == 6 and bars[0].get_facecolor() != bars[1].get_facecolor()  # the node kept in float stands out
+    plt.close(fig)

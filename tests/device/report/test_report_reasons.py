@@ -1,0 +1,117 @@
+"""Every table (terminal, Markdown, HTML) says why a candidate was not shipped and why a cell is n/a."""
+from __future__ import annotations
+
+from edgekd.device.report.html import render_html
+from edgekd.device.report.reasons import short_verdict
+from edgekd.device.report.table import COLUMNS, markdown, table_rows
+from edgekd.device.report.terminal import terminal_table
+
+from .report_fixture import quickstart_report
+
+
+def _by_artifact(report):
+    return {r[0].removesuffix(" *"): dict(zip(COLUMNS, r)) for r in table_rows(report)}
+
+
+def test_every_unshipped_row_and_every_na_cell_has_a_short_reason():
+    report = quickstart_report()
+    rows = _by_artifact(report)
+    assert rows["x86-cpu/int8"]["gate"] == "not shipped"
+    assert rows["x86-cpu/int8"]["why"] == "not faster than fp32 by 3%"
+    assert rows["intel-cpu/int8"]["why"] == "accuracy drop 2.31 > max_drop 2.0"
+    assert rows["arm64-cpu/int8"]["p50 (ms)"] == "n/a" and "latency: time it on the device" in rows["arm64-cpu/int8"]["why"]
+    for name, row in rows.items():
+        if "reference" in name:
+            continue
+        if row["gate"] == "not shipped" or "n/a" in row.values():
+            assert row["why"], name
+
+
+def test_full_reason_is_in_the_json_row_and_under_the_markdown_and_html_tables():
+    report = quickstart_report()
+    int8 = next(r for r in report["rows"] if r["artifact"] == "x86-cpu/int8")
+    assert int8["reason"] == "not shipped: not faster than fp32 by 3% (0.034 ms vs 0.028 ms)"
+    md, page = markdown(report), render_html(report)
+    assert "| why |" in md and "- `x86-cpu/int8`: not shipped: not faster than fp32 by 3% (0.034 ms vs 0.028 ms)" in md
+    assert "not faster than fp32 by 3% (0.034 ms vs 0.028 ms)" in page and "<th class='why'>why</th>" in page
+
+
+def test_a_missing_backend_and_a_failed_memory_probe_say_so():
+    report = quickstart_report()
+    row = report["rows"][4]
+    row.update(not_measured="the openvino backend needs 'openvino' (No module named 'openvino'): pip install 'edgekd[openvino]'",
+               memory={"error": "memory probe exited 1: boom"})
+    for key in ("top1", "latency", "p50_ms"):
+        row.pop(key)
+    why = _by_artifact(report)["intel-cpu/fp32"]["why"]
+    assert "openvino not installed here" in why and "memory probe failed" in why
+
+
+def test_short_verdicts_keep_the_decision_and_drop_the_numbers():
+    assert short_verdict("chosen (fastest passing, 0.031 ms)") == "fastest passing"
+    assert short_verdict("chosen (no candidate passed; fp32 shipped)") == "no candidate passed"
+    assert short_verdict("slower than the chosen int8 (0.040 ms vs 0.031 ms)") == "slower than the chosen int8"
+    assert short_verdict("within noise of the simpler int8: faster than int8 in only 2 of 5 rounds (0.030 ms vs "
+                         "0.031 ms median): within noise") == "within noise of the simpler int8"
+    assert short_verdict("faster than fp32 in only 3 of 5 rounds (0.029 ms vs 0.031 ms median): within noise") == \
+        "faster than fp32 in only 3 of 5 rounds, within noise"
+    assert short_verdict("chosen (simplest within noise of the fastest, int8-fallback; 0.031 ms)") == \
+        "simplest within noise of the fastest"
+
+
+def test_the_terminal_table_fits_the_width_and_moves_the_rest_to_a_second_table():
+    report = quickstart_report()
+    for width in (100, 120):
+        text = terminal_table(report, width=width)
+        assert max(len(line) for line in text.splitlines() if not line.startswith("warning:")) <= width, width
+        tables = [block for block in text.split("\n\n") if not block.startswith("warning:")]
+        assert len(tables) >= 2
+        assert tables[0].splitlines()[0].split()[:2] == ["artifact", "precision"]
+        headers = " ".join(table.splitlines()[0] for table in tables)
+        assert all(column in headers for column in COLUMNS if column != "target"), headers
+        assert all("intel-cpu/bf16" in table for table in tables)
+        assert "first passing in profile order; latency: time it on the device" in " ".join(tables[0].split())
+    wide = terminal_table(report, width=400)
+    assert len([b for b in wide.split("\n\n") if not b.startswith("warning:")]) == 1
+
+
+def test_host_warnings_are_printed_under_the_terminal_table_and_in_the_markdown():
+    report = quickstart_report()
+    assert "warning: x86-cpu: this CPU has no VNNI" in terminal_table(report, width=120)
+    assert "This machine is not the device" in markdown(report)
+
+
+def test_a_shipped_candidate_this_measurement_finds_no_faster_than_fp32_says_within_noise():
+    from edgekd.device.latency import LatencySpec
+    from edgekd.device.report.build import build_report
+
+    from .report_fixture import REPORT, _latency, _row
+
+    rows = [_row("x86-cpu/fp32", "fp32", False, "faster than ...", 0.99, 0.031),
+            _row("x86-cpu/int8", "int8", True, "chosen (fastest passing, 0.029 ms)", 0.99, 0.037)]
+    rows[0]["latency"]["batch1"] = _latency(0.031, rounds=[0.031, 0.030, 0.033, 0.029, 0.031])
+    rows[1]["latency"]["batch1"] = _latency(0.037, rounds=[0.030, 0.045, 0.037, 0.029, 0.040])
+    report = build_report("r", rows, REPORT["references"], REPORT["eval_set"], REPORT["gate"], LatencySpec(), (1,), False)
+    assert "does not confirm the gain over x86-cpu/fp32" in report["rows"][1]["reason"]
+    assert "gain over fp32 within noise here" in _by_artifact(report)["x86-cpu/int8"]["why"]
+    assert "noise_note" not in report["rows"][0]
+
+
+def test_edgekd_bench_of_an_arm64_bundle_on_x86_warns_in_the_report(tmp_path, bundle_factory):
+    import json
+    import platform
+
+    import pytest
+
+    from edgekd import api
+    from edgekd.runtimes import load_profile
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the mismatch tested is an arm64 profile on an x86 machine")
+    bundle = bundle_factory(tmp_path, "arm64-cpu")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["profile"] = {**load_profile("arm64-cpu").model_dump(mode="json"), "gate": {"max_drop": 1.0}}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    report = api.bench(bundle, runs=5, min_seconds=0, warmup_runs=1, warmup_seconds=0, rounds=1, memory=False)
+    assert any("for aarch64 CPUs and this machine is x86_64" in w for w in report["host_warnings"])
+    assert "This machine is not the device" in markdown(report)

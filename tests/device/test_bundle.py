@@ -1,0 +1,71 @@
+"""Bundle integrity: every file the artifact loads lies inside the bundle and matches a listed sha256,
+and a manifest of the wrong shape is one line, exit 2 (not a traceback that CI reads as a failed gate)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgekd.core.errors import ArtifactError
+from edgekd.device.bundle import verify_bundle
+from tests.faults.helpers import assert_one_line_error, invoke
+
+from .conftest import tiny_classifier
+
+FAST = ("--runs", "2", "--min-seconds", "0", "--warmup-runs", "1", "--warmup-seconds", "0", "--rounds", "1",
+        "--batch", "1", "--no-memory")
+
+
+def _edit_manifest(bundle: Path, edit) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = edit(manifest) or manifest
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_model_dropped_from_the_hash_list_and_swapped_is_refused(tiny_bundle):
+    _edit_manifest(tiny_bundle, lambda m: m.update(files=[f for f in m["files"] if f["path"] != "model.onnx"]))
+    tiny_classifier(tiny_bundle / "model.onnx", seed=7)  # another valid model in its place
+    assert_one_line_error(invoke("bench", tiny_bundle, *FAST), str(tiny_bundle / "manifest.json"), "'model.onnx'",
+                          "not covered by the manifest's sha256 list", "bundle it again")
+
+
+def test_main_pointing_outside_the_bundle_is_refused(tiny_bundle, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    tiny_classifier(elsewhere / "other.onnx", seed=7)
+    _edit_manifest(tiny_bundle, lambda m: m["artifact"].update(main="../../elsewhere/other.onnx"))
+    assert_one_line_error(invoke("bench", tiny_bundle, *FAST), "'../../elsewhere/other.onnx'", "escapes the bundle folder")
+
+
+@pytest.mark.parametrize("name", ["/tmp/other.onnx", "sub/../../other.onnx"])
+def test_artifact_files_outside_the_bundle_are_refused(tiny_bundle, name):
+    _edit_manifest(tiny_bundle, lambda m: m["artifact"]["files"].append(name))
+    with pytest.raises(ArtifactError, match="escapes the bundle folder"):
+        verify_bundle(tiny_bundle)
+
+
+def test_symlinked_model_leaving_the_bundle_is_refused(tiny_bundle, tmp_path):
+    outside = tmp_path / "outside.onnx"
+    outside.write_bytes((tiny_bundle / "model.onnx").read_bytes())  # same bytes: the sha256 still matches
+    (tiny_bundle / "model.onnx").unlink()
+    (tiny_bundle / "model.onnx").symlink_to(outside)
+    with pytest.raises(ArtifactError, match="'model.onnx' escapes the bundle folder"):
+        verify_bundle(tiny_bundle)
+
+
+def test_an_untouched_bundle_still_verifies(tiny_bundle):
+    assert verify_bundle(tiny_bundle)["artifact"]["main"] == "model.onnx"
+
+
+@pytest.mark.parametrize("edit", [lambda m: m.pop("artifact"), lambda m: [m], lambda m: m.update(artifact="model.onnx")],
+                         ids=["missing-artifact", "a-list", "artifact-not-a-mapping"])
+def test_malformed_manifest_is_one_line_exit_2(tiny_bundle, edit):
+    _edit_manifest(tiny_bundle, edit)
+    assert_one_line_error(invoke("bench", tiny_bundle, *FAST), f"{tiny_bundle}/manifest.json",
+                          "not an edgekd bundle manifest (missing 'artifact'); bundle it again")
+
+
+def test_manifest_files_entries_without_a_hash_are_one_line(tiny_bundle):
+    _edit_manifest(tiny_bundle, lambda m: m.update(files=[{"path": "model.onnx"}]))
+    assert_one_line_error(invoke("bench", tiny_bundle, *FAST), "'files' must list {path, sha256} entries")

@@ -1,0 +1,32 @@
+"""The pipeline's bench stage names each row after the compile stage's candidate (issue 20, item 11): an int8 model
+with nodes kept in float is `<target>/int8-fallback`, not `<target>/int8`, and two int8 variants never share a row."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("torch")
+
+from edgekd.pipeline.stages.bench import candidates  # noqa: E402
+from edgekd.runtimes.base import Artifact  # noqa: E402
+
+
+def _ctx(tmp_path: Path, names: list[str], chosen: str):
+    rows = []
+    for name in names:
+        precision = name.split("-")[0]
+        artifact = Artifact("ort", precision, tmp_path / name, "model.onnx", ["model.onnx"])
+        rows.append({"name": name, "precision": precision, "artifact": artifact.to_json(), "path": f"05-compile/x86-cpu/{name}",
+                     "verdict": "chosen (fastest passing)" if name == chosen else f"slower than the chosen {chosen}"})
+    metrics = {"targets": {"x86-cpu": {"candidates": rows}}}
+    manifest = SimpleNamespace(metrics=lambda stage: metrics if stage == "compile" else {})
+    return SimpleNamespace(manifest=manifest, run_dir=tmp_path, base_dir=tmp_path,
+                           cfg=SimpleNamespace(bench=SimpleNamespace(threads=None)))
+
+
+def test_rows_are_named_after_the_candidate_that_was_built(tmp_path):
+    found = candidates(_ctx(tmp_path, ["fp32", "int8-qat", "int8-fallback"], chosen="int8-fallback"))
+    assert [(c.name, c.artifact.precision, c.shipped) for c in found] == [
+        ("x86-cpu/fp32", "fp32", False), ("x86-cpu/int8-qat", "int8", False), ("x86-cpu/int8-fallback", "int8", True)]

@@ -1,0 +1,146 @@
+import json
+import re
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from edgekd.cli import main
+from edgekd.pipeline.config import PipelineConfig, load_config
+from edgekd.pipeline.config_help import json_schema, key_defaults, starter_config
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_top_level_section_and_nested_key_is_listed_with_its_description():
+    result = CliRunner().invoke(main, ["keys"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert all(any(line.startswith(name) for line in lines) for name in PipelineConfig.model_fields)
+    assert 'distill.temperature = 4.0' in result.output
+    assert any(line.startswith("distill.hints[].teacher_index = 0  # which entry of `teachers`") for line in lines)
+    assert "student.arch = null  # built-in name" in result.output and "student.onnx = null  # an ONNX file" in result.output
+
+
+def test_a_section_narrows_the_list_and_an_unknown_one_is_one_line():
+    result = CliRunner().invoke(main, ["keys", "quantize.qat"])
+    assert result.exit_code == 0 and result.output.splitlines()[0].startswith("quantize.qat")
+    assert all(line.startswith("quantize.qat") for line in result.output.splitlines())
+    result = CliRunner().invoke(main, ["keys", "distil"])
+    assert result.exit_code == 2 and "edgekd keys distil: no such section; top-level sections:" in result.output
+
+
+def test_the_api_returns_the_same_lines():
+    from edgekd import api
+
+    assert "\n".join(api.keys("gate")) == CliRunner().invoke(main, ["keys", "gate"]).output.rstrip("\n")
+
+
+def _config_with_one_of_everything() -> PipelineConfig:
+    """A validated config with the defaults everywhere, one default item in every list and the optional
+    sections switched on with their defaults: what a user gets for each key they leave out."""
+    return PipelineConfig.model_validate({
+        "student": {"arch": "convnet"}, "teachers": [{"arch": "resnet"}],
+        "distill": {"hints": [{"student": "a", "teacher": "b"}], "augment": {}, "online": {"peers": [{"arch": "mlp"}]}}})
+
+
+def _lookup(config, dotted: str):
+    value = config
+    for part in dotted.split("."):
+        value = getattr(value, part.removesuffix("[]"))
+        if part.endswith("[]"):
+            value = value[0]
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
+def test_every_printed_default_is_the_default_a_config_gets():
+    config = _config_with_one_of_everything()
+    defaults = key_defaults()
+    assert len(defaults) > 80
+    checked = 0
+    given = {"student.arch", "teachers[].arch", "distill.hints[].student", "distill.hints[].teacher",
+             "distill.online.peers[].arch"}  # set above to make the items; not defaults
+    for key, printed in defaults.items():
+        if printed == "(required)" or key in given:
+            continue
+        assert json.loads(printed) == _lookup(config, key), key
+        checked += 1
+    assert checked > 75
+
+
+def test_nested_sections_show_the_parents_default_factory_not_the_models_own():
+    defaults = key_defaults()
+    assert defaults["distill.train.epochs"] == "10"  # TrainConfig's own default is 5
+    assert (defaults["quantize.qat.train.epochs"], defaults["quantize.qat.train.lr"],
+            defaults["quantize.qat.train.amp"]) == ("2", "0.002", '"off"')
+    assert defaults["teachers[].train.epochs"] == "5"  # a list item has nothing else to go by
+
+
+def test_schema_covers_every_section_and_refuses_unknown_keys(tmp_path):
+    schema = json_schema()
+    assert set(schema["properties"]) == set(PipelineConfig.model_fields)
+    distill = schema["$defs"]["DistillConfig"]
+    assert distill["additionalProperties"] is False and "temperature" in distill["properties"]
+    # defaults made by a parent's default_factory are stated, not left to the nested model's own
+    assert distill["properties"]["train"]["default"]["epochs"] == 10
+    assert schema["$defs"]["QatConfig"]["properties"]["train"]["default"] == {**schema["$defs"]["QatConfig"]["properties"][
+        "train"]["default"], "epochs": 2, "lr": 0.002, "amp": "off"}
+    result = CliRunner().invoke(main, ["schema", "--out", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s.json").read_text()) == schema
+
+
+def test_init_writes_a_commented_config_that_loads_and_keeps_an_existing_file(tmp_path):
+    path = tmp_path / "fm.yaml"
+    result = CliRunner().invoke(main, ["init", str(path), "--data", "fashion-mnist"])
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    assert text.count("#") > 10 and "edgekd run fm.yaml" in text
+    config = load_config(path)
+    assert config.data.source == "fashion-mnist" and config.name == "fm"
+    assert config.distill.train.epochs == PipelineConfig.model_fields["distill"].default_factory().train.epochs
+    path.write_text("mine")
+    result = CliRunner().invoke(main, ["init", str(path)])
+    assert result.exit_code == 2 and "already exists; pass --force" in result.output and path.read_text() == "mine"
+
+
+def test_init_data_takes_an_npz_file_and_refuses_what_it_cannot_read(tmp_path):
+    cfg = yaml.safe_load(starter_config(data=str(tmp_path / "d.npz")))
+    assert cfg["data"] == {"source": "npz", "path": str(tmp_path / "d.npz")}
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "x.yaml"), "--data", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "--data" in result.output and not (tmp_path / "x.yaml").exists()
+
+
+def _readme_yaml_documents():
+    for block in re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S):
+        yield from block.split("\n---\n")
+
+
+def test_readme_yaml_examples_are_valid_configs_and_their_stated_defaults_hold():
+    documents = list(_readme_yaml_documents())
+    assert len(documents) >= 4
+    for document in documents:
+        raw = yaml.safe_load(document)
+        if "student" not in raw:  # a partial example (one section): complete it the way the quickstart does
+            raw.update(student={"arch": "convnet"}, teachers=raw.get("teachers", [{"arch": "resnet"}]))
+        PipelineConfig.model_validate(raw)  # an unknown key or a bad value in the README fails here
+    defaults = key_defaults()
+    claims = [line for document in documents for line in document.splitlines() if "# the defaults" in line]
+    assert len(claims) >= 2
+    for line in claims:
+        key, _, body = line.split("#")[0].strip().partition(":")
+        flat = _flatten(yaml.safe_load(body), key)  # relative to the section the line is indented under
+        first = next(iter(flat))
+        section = next(k[: -len(first)] for k in defaults if k.endswith("." + first))
+        for dotted, value in flat.items():
+            assert json.loads(defaults[section + dotted]) == value, (line, dotted)
+
+
+def _flatten(mapping: dict, prefix: str) -> dict:
+    out = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}.{key}"))
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out

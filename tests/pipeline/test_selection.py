@@ -1,0 +1,127 @@
+"""Candidate selection: the fastest candidate that passes, never one slower than fp32, and a reason
+for every loser."""
+from __future__ import annotations
+
+from edgekd.pipeline.selection import MIN_GAIN_OVER_FP32, accuracy_rule, choose, fidelity_rule
+
+
+def _row(name, p50=None, drop=0.0, precision=None, measured=True):
+    row = {"name": name, "precision": precision or name.split("-")[0], "val_drop": drop, "measured": measured}
+    if p50 is not None:
+        row["p50_ms"] = p50
+    return row
+
+
+def test_fastest_passing_candidate_wins_and_losers_say_why():
+    rows = [_row("fp32", 10.0), _row("bf16", 4.0), _row("int8", 2.0, drop=3.0), _row("int8-qat", 3.0, drop=0.1)]
+    best = choose(rows, accuracy_rule(1.0))
+    assert rows[best]["name"] == "int8-qat"
+    assert rows[best]["verdict"].startswith("chosen (fastest passing")
+    assert rows[2]["verdict"] == "accuracy drop 3.00 > max_drop 1.0"
+    assert rows[1]["verdict"] == "slower than the chosen int8-qat (4.000 ms vs 3.000 ms)"
+    assert rows[0]["verdict"].startswith("slower than the chosen int8-qat")
+
+
+def test_candidate_slower_than_fp32_is_never_shipped():
+    # S8S8 int8 on a VNNI CPU: accurate, but slower than fp32.
+    rows = [_row("fp32", 13.3), _row("int8", 17.1)]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
+    assert rows[1]["verdict"].startswith("not faster than fp32")
+
+
+def test_gain_within_timing_noise_keeps_fp32():
+    rows = [_row("fp32", 10.0), _row("int8", 10.0 * (1 - MIN_GAIN_OVER_FP32 / 2))]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
+
+
+def test_a_median_gain_not_seen_in_most_rounds_keeps_fp32():
+    # The quickstart case: bf16 3.1% faster in the median, but slower than fp32 in 2 of 5 interleaved rounds.
+    fp32, bf16 = _row("fp32", 0.100), _row("bf16", 0.0969)
+    fp32["round_p50_ms"], bf16["round_p50_ms"] = [0.100, 0.100, 0.100, 0.100, 0.100], [0.09, 0.09, 0.09, 0.11, 0.12]
+    rows = [fp32, bf16]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
+    assert rows[1]["verdict"].startswith("faster than fp32 in only 3 of 5 rounds")
+    bf16["round_p50_ms"] = [0.09, 0.09, 0.09, 0.09, 0.12]  # 4 of 5: a real gain
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "bf16"
+
+
+def test_nothing_passing_ships_fp32_and_says_so():
+    rows = [_row("int8", 2.0, drop=5.0), _row("fp32", 10.0, drop=0.0)]
+    rows[1]["val_drop"] = 0.0
+    best = choose(rows, accuracy_rule(1.0))
+    assert rows[best]["name"] == "fp32" and "fastest passing" in rows[best]["verdict"]
+    rows = [_row("fp32", 10.0, drop=2.0), _row("int8", 2.0, drop=5.0)]
+    best = choose(rows, accuracy_rule(1.0))
+    assert rows[best]["name"] == "fp32" and rows[best]["verdict"] == "chosen (no candidate passed; fp32 shipped)"
+
+
+def test_without_latency_the_profile_order_decides():
+    # arm64 built on x86: accuracy measured here, latency only on the board.
+    rows = [_row("int8", drop=0.3), _row("fp32")]
+    best = choose(rows, accuracy_rule(1.0))
+    assert rows[best]["name"] == "int8" and "profile order" in rows[best]["verdict"]
+    assert rows[1]["verdict"] == "later in profile order than the chosen int8"
+
+
+def test_nothing_measurable_here_ships_the_profile_first_choice():
+    # TensorRT without a GPU: the engine is built on the device.
+    rows = [_row("int8", measured=False), _row("fp16", measured=False), _row("fp32", measured=False)]
+    assert choose(rows, accuracy_rule(1.0)) == 0
+    assert "edgekd bench on the device" in rows[0]["verdict"]
+    assert all("not measurable here" in r["verdict"] for r in rows[1:])
+
+
+def test_fidelity_rule_reads_top1_agreement():
+    rows = [{"name": "fp32", "precision": "fp32", "top1_agreement": 1.0, "p50_ms": 10.0},
+            {"name": "int8", "precision": "int8", "top1_agreement": 0.90, "p50_ms": 3.0},
+            {"name": "bf16", "precision": "bf16", "top1_agreement": 0.99, "p50_ms": 5.0}]
+    best = choose(rows, fidelity_rule(0.95))
+    assert rows[best]["name"] == "bf16" and rows[1]["verdict"] == "top-1 agreement 0.900 < 0.95"
+
+
+def test_a_drop_exactly_at_the_limit_passes_selection():
+    """0.95 -> 0.94 on 300 validation samples is 3 samples, exactly 1 point (issue 20, item 2)."""
+    from edgekd.core.metrics import accuracy_drop
+
+    assert accuracy_drop(0.95, 0.94) == 1.0000000000000009  # what a comparison of floats used to see
+    rows = [_row("fp32", 10.0), _row("int8", 2.0, drop=accuracy_drop(0.95, 0.94, "absolute", samples=300))]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "int8"
+    rows = [_row("fp32", 10.0), _row("int8", 2.0, drop=accuracy_drop(0.95, 0.94))]  # counts unknown: within rounding
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "int8"
+    rows = [_row("fp32", 10.0), _row("int8", 2.0, drop=accuracy_drop(0.95, 281 / 300, "absolute", samples=300))]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"  # one sample more is over
+    assert rows[1]["verdict"] == "accuracy drop 1.33 > max_drop 1.0"
+
+
+def _rounds(row, values):
+    row["round_p50_ms"] = values
+    return row
+
+
+def test_when_the_rounds_do_not_separate_two_passing_candidates_the_simpler_ships():
+    # int8 and its fallback both beat fp32 in every round, but the fallback beats int8 in only 2 of 5.
+    fp32 = _rounds(_row("fp32", 0.060), [0.06] * 5)
+    int8 = _rounds(_row("int8", 0.031), [0.030, 0.031, 0.032, 0.029, 0.031])
+    fallback = _rounds(_row("int8-fallback", 0.030), [0.031, 0.029, 0.033, 0.028, 0.032])
+    rows = [fp32, int8, fallback]
+    best = choose(rows, accuracy_rule(1.0))
+    assert rows[best]["name"] == "int8"
+    assert rows[best]["verdict"].startswith("chosen (simplest within noise of the fastest, int8-fallback")
+    assert fallback["verdict"].startswith("within noise of the simpler int8: faster than int8 in only 2 of 5 rounds")
+
+
+def test_a_clearly_faster_candidate_still_beats_a_simpler_one():
+    fp32 = _rounds(_row("fp32", 0.060), [0.06] * 5)
+    int8 = _rounds(_row("int8", 0.040), [0.040] * 5)
+    fallback = _rounds(_row("int8-fallback", 0.030), [0.030] * 5)
+    rows = [fp32, int8, fallback]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "int8-fallback"
+    assert int8["verdict"].startswith("slower than the chosen int8-fallback")
+
+
+def test_a_gain_over_fp32_that_is_only_noise_says_within_noise():
+    fp32, int8 = _rounds(_row("fp32", 0.031), [0.031] * 5), _rounds(_row("int8", 0.029), [0.028, 0.035, 0.028, 0.036, 0.029])
+    int8["p50_ms"] = 0.029
+    rows = [fp32, int8]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
+    assert int8["verdict"].startswith("faster than fp32 in only 3 of 5 rounds") and int8["verdict"].endswith("within noise")

@@ -1,0 +1,66 @@
+"""Device bundles as written for each target: every file hashed, eval.npz hashed, README, the
+recorded session options, and `edgekd compile` refreshing an arm64 bundle's .ort file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekd.cli import main as cli
+from edgekd.core.errors import ArtifactError
+from edgekd.core.fileio import sha256_of
+from edgekd.device.bundle import verify_bundle, write_bundle
+from edgekd.runtimes import get_backend, load_profile
+
+INFO = {"target": "arm64-cpu", "edgekd_version": "test", "built_on": "test-cpu", "rebuild_on_device": False,
+        "input": {"name": "input", "shape": ["batch", 1, 8, 8], "dtype": "float32"},
+        "output": {"name": "logits", "shape": ["batch", 10], "dtype": "float32"},
+        "preprocessing": {"layout": "NCHW", "mean": [0.3], "std": [0.2]}, "labels": [str(i) for i in range(10)]}
+
+
+@pytest.fixture
+def arm64_bundle(tiny_model, reference, tmp_path):
+    artifact = get_backend("ort-arm64").compile(tiny_model.int8, "int8", load_profile("arm64-cpu"), tmp_path / "build",
+                                                tiny_model.input_spec)
+    return write_bundle(tmp_path / "bundle" / "arm64-cpu", artifact, tiny_model.eval_x[:50], tiny_model.eval_y[:50],
+                        reference[:50], INFO)
+
+
+def test_manifest_hashes_every_file_and_keeps_the_spec(arm64_bundle):
+    manifest = verify_bundle(arm64_bundle)
+    listed = {f["path"]: f for f in manifest["files"]}
+    assert set(listed) == {"model.onnx", "model.ort", "eval.npz", "README.md"}
+    for name, entry in listed.items():
+        assert entry["sha256"] == sha256_of(arm64_bundle / name) and entry["bytes"] == (arm64_bundle / name).stat().st_size
+    assert manifest["eval_set_sha256"] == listed["eval.npz"]["sha256"]
+    assert manifest["input"]["shape"] == ["batch", 1, 8, 8] and manifest["labels"][9] == "9"
+    options = manifest["artifact"]["runtime_options"]["session_options"]
+    assert options["intra_op_num_threads"] == 4 and options["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    assert manifest["artifact"]["notes"]["ort_format"]["optimization_style"] == "runtime"
+
+
+def test_eval_set_and_readme_are_usable_on_the_device(arm64_bundle, reference):
+    with np.load(arm64_bundle / "eval.npz", allow_pickle=False) as data:
+        assert data["x"].shape == (50, 1, 8, 8) and data["y"].dtype == np.int64
+        np.testing.assert_array_equal(data["reference_logits"], reference[:50])
+    readme = (arm64_bundle / "README.md").read_text()
+    assert "edgekd bench ." in readme and "arm64-cpu" in readme
+
+
+def test_edgekd_compile_rewrites_the_ort_file_and_its_hash(arm64_bundle):
+    (arm64_bundle / "model.ort").unlink()
+    with pytest.raises(ArtifactError, match="model.ort"):
+        verify_bundle(arm64_bundle)
+    result = CliRunner().invoke(cli, ["compile", str(arm64_bundle)])
+    assert result.exit_code == 0, result.output
+    manifest = verify_bundle(arm64_bundle)
+    assert "onnxruntime" in manifest["artifact"]["notes"]["ort_format"] and manifest["rebuilt_with"]["onnxruntime"]
+
+
+def test_rewriting_a_bundle_replaces_it_whole(arm64_bundle, tiny_model, reference, tmp_path):
+    (arm64_bundle / "stale.txt").write_text("left from an older bundle")
+    artifact = get_backend("ort").compile(tiny_model.fp32, "fp32", load_profile("x86-cpu"), tmp_path / "fp32",
+                                          tiny_model.input_spec)
+    write_bundle(arm64_bundle, artifact, tiny_model.eval_x[:10], tiny_model.eval_y[:10], reference[:10], INFO)
+    assert not (arm64_bundle / "stale.txt").exists() and not (arm64_bundle / "model.ort").exists()
+    assert verify_bundle(arm64_bundle)["artifact"]["precision"] == "fp32"

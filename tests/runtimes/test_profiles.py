@@ -1,0 +1,96 @@
+"""Device profiles: the built-in ones are complete, `edgekd targets` lists them, users add their own."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from edgekd.cli import main as cli
+from edgekd.core.errors import ConfigError, TargetError
+from edgekd.pipeline.config import PipelineConfig
+from edgekd.runtimes import list_profiles, load_profile
+
+REQUIRED = {"intel-cpu": "openvino", "arm64-cpu": "ort-arm64", "jetson-orin": "tensorrt", "nvidia-gpu": "tensorrt",
+            "x86-cpu": "ort"}
+
+
+@pytest.mark.parametrize(("name", "backend"), sorted(REQUIRED.items()))
+def test_builtin_profile_is_complete(name, backend):
+    profile = load_profile(name)
+    assert profile.backend == backend
+    assert "fp32" in profile.precisions and "int8" in profile.precisions
+    assert profile.quantization is not None and profile.quantization.name
+    assert profile.batch_sizes
+    assert profile.gate.max_drop is None  # the pipeline's gate.max_drop decides (pipeline.selection.accuracy_limit)
+    if profile.device == "cpu":
+        assert profile.threads
+
+
+def test_tensorrt_profiles_quantize_symmetrically_as_explicit_quantization_needs():
+    for name in ("jetson-orin", "nvidia-gpu"):
+        recipe = load_profile(name).quantization
+        assert recipe.activation_type == "int8" and recipe.symmetric_activations and recipe.symmetric_weights
+
+
+def test_edgekd_targets_lists_every_builtin_profile():
+    result = CliRunner().invoke(cli, ["targets"])
+    assert result.exit_code == 0
+    header, *lines = result.output.splitlines()
+    assert header.split()[:2] == ["profile", "backend"]
+    listed = {line.split()[0]: line.split() for line in lines}
+    assert {p.name for p in list_profiles()} == set(listed) and set(REQUIRED) <= set(listed)
+    assert listed["intel-cpu"][1:3] == ["openvino", "fp32,bf16,int8"] and listed["intel-cpu"][6] == "yes"
+
+
+USER_PROFILE = """
+name: my-board
+description: a user's own board
+backend: ort-arm64
+arch: aarch64
+precisions: [fp32, int8]
+quantization: {name: my-s8s8, activation_type: int8, weight_type: int8}
+batch_sizes: [1]
+threads: 2
+latency_measurable_off_device: false
+gate: {max_drop: 0.5}
+"""
+
+
+def test_user_profile_path_in_config_targets_resolves(tmp_path):
+    (tmp_path / "boards").mkdir()
+    (tmp_path / "boards" / "my-board.yaml").write_text(USER_PROFILE)
+    cfg = PipelineConfig.model_validate({"teachers": [{"arch": "convnet"}], "student": {"arch": "convnet"},
+                                         "targets": ["x86-cpu", "boards/my-board.yaml"]})
+    profiles = [load_profile(name, base_dir=tmp_path) for name in cfg.targets]
+    assert [p.name for p in profiles] == ["x86-cpu", "my-board"]
+    assert profiles[1].quantization.name == "my-s8s8" and profiles[1].gate.max_drop == 0.5
+    assert profiles[1].source.endswith("my-board.yaml")
+
+
+def test_user_profile_with_a_typo_names_the_file_and_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(USER_PROFILE.replace("batch_sizes", "batch_size"))
+    with pytest.raises(ConfigError, match="bad.yaml") as info:
+        load_profile(str(path))
+    assert "batch_size" in str(info.value)
+
+
+def test_int8_without_a_recipe_is_refused(tmp_path):
+    path = tmp_path / "norecipe.yaml"
+    path.write_text("name: x\nbackend: ort\nprecisions: [int8]\n")
+    with pytest.raises(ConfigError, match="no 'quantization' recipe"):
+        load_profile(str(path))
+
+
+def test_unknown_target_suggests_the_closest():
+    with pytest.raises(TargetError, match="did you mean 'intel-cpu'"):
+        load_profile("intel-cpux")
+
+
+def test_arm64_recipe_is_onnxruntimes_arm_format_and_says_why():
+    """S8S8 QDQ, per-channel, full-range weights: onnxruntime's default for CPUs; 7-bit weights are an x86
+    no-VNNI remedy (applied on such a build machine by quant/host.py, not by the profile). The reason is
+    part of the profile's dump, which the bundle manifest and the quantize stage's metrics record."""
+    recipe = load_profile("arm64-cpu").quantization
+    assert (recipe.activation_type, recipe.weight_type, recipe.per_channel, recipe.reduce_range) == ("int8", "int8", True, False)
+    recorded = load_profile("arm64-cpu").model_dump(mode="json")["quantization"]
+    assert "S8S8" in recorded["why"] and "onnxruntime" in recorded["why"]
