@@ -80,7 +80,8 @@ def without_names(text: str, names: Iterable[str]) -> str:
     often gives the section away (python3-*, lib*-dev, golang-*), and the model should learn from the prose."""
     for name in sorted(set(names), key=len, reverse=True):  # longest first: "libfoo-dev" before "libfoo"
         text = re.sub(rf"(?<![\w.+-]){re.escape(name)}(?![\w+-])", " ", text, flags=re.IGNORECASE)
-    return re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\(\s*\)", " ", text)  # "(python3-foo)" leaves empty brackets behind
+    return re.sub(r"\s+([.,;:])", r"\1", re.sub(r"\s+", " ", text)).strip()
 
 
 def package_text(record: DebianPackage) -> str:
