@@ -4,6 +4,8 @@ onnxruntime's dynamic int8 quantization of it.
 """
 from __future__ import annotations
 
+import logging
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -85,10 +87,15 @@ def quantize_dynamic_int8(fp32_path: str | Path, int8_path: str | Path, reduce_r
     """onnxruntime dynamic int8: weights of MatMul (and Gather: the embedding tables) stored as int8, activations
     quantized per batch at run time, no calibration data. `reduce_range`: 7-bit weights, which x86 CPUs without
     VNNI need (their 8-bit products saturate; see edgekd/quant/host.py)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     int8_path = Path(int8_path)
-    with atomic_path(int8_path) as tmp:
-        quantize_dynamic(str(fp32_path), str(tmp), op_types_to_quantize=["MatMul", "Gather"], weight_type=QuantType.QInt8,
+    logging.getLogger("root").setLevel(logging.ERROR)  # quantize_dynamic logs each tensor at INFO
+    with tempfile.TemporaryDirectory(prefix="edgekd-text-int8-") as scratch, atomic_path(int8_path) as tmp:
+        # ONNX shape inference and graph clean-up first, as onnxruntime recommends. Not its symbolic shape inference:
+        # it stops on the dynamo graph's attention-mask ops ("Incomplete symbolic shape inference").
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(str(prepared), str(tmp), op_types_to_quantize=["MatMul", "Gather"], weight_type=QuantType.QInt8,
                          per_channel=False, reduce_range=reduce_range)
     return int8_path
