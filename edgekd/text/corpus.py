@@ -42,7 +42,7 @@ def deduplicate(examples: Iterable[Example]) -> list[Example]:
         if example.text:
             by_text[example.text].append(example)
     kept = []
-    for text, seen in by_text.items():
+    for seen in by_text.values():
         if len({example.label for example in seen}) == 1:
             kept.append(min(seen, key=lambda example: example.group))
     return sorted(kept, key=lambda example: (example.group, example.text))

@@ -5,8 +5,10 @@ import io
 
 import pytest
 
-from edgekd.errors import DataError
-from edgekd.text import debian
+pytest.importorskip("debian.deb822")  # python-debian, in the text extra
+
+from edgekd.errors import DataError  # noqa: E402
+from edgekd.text import debian  # noqa: E402
 
 DUMPAVAIL = """\
 Package: python3-frobnicate
