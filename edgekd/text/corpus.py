@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import DataError
 from ..fileio import atomic_path, sha256_of
 from .debian import DebianPackage, package_text
@@ -178,3 +180,19 @@ def counts(examples: Iterable[Example]) -> dict[str, dict[str, int]]:
 
 def split(examples: Iterable[Example], name: str) -> list[Example]:
     return [example for example in examples if example.split == name]
+
+
+def label_names(examples: Iterable[Example]) -> list[str]:
+    """The classes in sorted order: the model's output i is label_names[i], as for image folders."""
+    return sorted({example.label for example in examples})
+
+
+def label_ids(examples: Iterable[Example], names: list[str]) -> np.ndarray:
+    """Each example's class index in `names` (from the training split), as int64."""
+    index = {name: i for i, name in enumerate(names)}
+    examples = list(examples)
+    unknown = sorted({e.label for e in examples} - index.keys())
+    if unknown:
+        raise DataError(f"labels {', '.join(map(repr, unknown[:5]))} are not among the {len(names)} training labels; "
+                        "every label must have training examples")
+    return np.array([index[e.label] for e in examples], dtype=np.int64)

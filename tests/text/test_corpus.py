@@ -115,3 +115,11 @@ def test_loader_reads_the_snapshot_path_types(tmp_path):
     path = Path(tmp_path / "s.jsonl")
     corpus.write_snapshot([Example("t", "l", "train", "g")], str(path))
     assert corpus.load(str(path))[0].group == "g"
+
+
+def test_labels_map_to_sorted_class_indices_and_unseen_labels_are_refused():
+    train = [Example("a", "net"), Example("b", "games"), Example("c", "net")]
+    names = corpus.label_names(train)
+    assert names == ["games", "net"] and corpus.label_ids(train, names).tolist() == [1, 0, 1]
+    with pytest.raises(DataError, match=r"labels 'perl' are not among the 2 training labels"):
+        corpus.label_ids([Example("d", "perl")], names)
