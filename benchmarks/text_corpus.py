@@ -11,6 +11,7 @@
    from the text, deduplicated, the 20 largest sections, split train/val/test 80/10/10 by source package.
 3. Snapshot CACHE/debian-corpus.jsonl.gz with its sha256; a WordPiece tokenizer (8,000 tokens) trained on the
    training split only, saved as CACHE/tokenizer.json, gives the token lengths.
+4. A linear baseline (TF-IDF + logistic regression) on the test split: what the transformers must beat.
 
 Writes benchmarks/results/text_corpus.json and text_corpus.md: counts per class and split, token lengths, the
 archive's Release dates and the sha256. The archive changes: the sha256 says which snapshot a result used.
@@ -100,6 +101,25 @@ def token_statistics(examples: list[corpus.Example], work: Path, smoke_run: bool
             "words": {"median": float(np.median(words)), "p90": float(np.percentile(words, 90))}}
 
 
+def linear_baseline(examples: list[corpus.Example]) -> dict:
+    """Top-1 on the test split of TF-IDF (words and bigrams) + logistic regression trained on the training split, and
+    of always answering the largest class: what a transformer must beat, and a check that the labels are learnable
+    from the text without the package names."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = corpus.split(examples, "train"), corpus.split(examples, "test")
+    names = corpus.label_names(train)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200_000)
+    x_train = vectorizer.fit_transform([e.text for e in train])
+    model = LogisticRegression(C=10.0, max_iter=300).fit(x_train, corpus.label_ids(train, names))
+    predicted = model.predict(vectorizer.transform([e.text for e in test]))
+    truth = corpus.label_ids(test, names)
+    majority = np.bincount(corpus.label_ids(train, names)).argmax()
+    return {"tfidf_logreg_top1": round(100 * float((predicted == truth).mean()), 2),
+            "majority_class_top1": round(100 * float((truth == majority).mean()), 2)}
+
+
 def markdown(result: dict) -> str:
     data, tokens = result["data"], result["tokens"]
     lines = [f"# Text corpus: Debian package descriptions by Section{' (SMOKE: meaningless numbers)' if result['smoke'] else ''}", "",
@@ -109,6 +129,8 @@ def markdown(result: dict) -> str:
              f"median {tokens['wordpiece_tokens']['median']:.0f}, p90 {tokens['wordpiece_tokens']['p90']:.0f}, "
              f"max {tokens['wordpiece_tokens']['max']}, {100 * tokens['wordpiece_tokens']['share_over_128']:.1f}% longer than 128. "
              f"Words: median {tokens['words']['median']:.0f}, p90 {tokens['words']['p90']:.0f}.", "",
+             f"Test top-1 of a linear baseline (TF-IDF words+bigrams, logistic regression, training split): "
+             f"{result['baseline']['tfidf_logreg_top1']:.2f}%; always the largest class: {result['baseline']['majority_class_top1']:.2f}%.", "",
              "| class | train | val | test | total |", "|---|---:|---:|---:|---:|"]
     for label, per_split in data["per_class"].items():
         row = [per_split.get(name, 0) for name in corpus.SPLITS]
@@ -150,7 +172,7 @@ def main() -> None:
                        "file": str(snapshot), "records": len(records), "with_long_description": sum(bool(r.long) for r in records),
                        "groups": len({e.group for e in examples}), "seed": SEED, "per_split": per_split,
                        "per_class": corpus.counts(examples)},
-              "tokens": tokens, "total_seconds": round(time.perf_counter() - started, 1)}
+              "tokens": tokens, "baseline": linear_baseline(examples), "total_seconds": round(time.perf_counter() - started, 1)}
     write_json_atomic(out / "text_corpus.json", result)
     write_text_atomic(out / "text_corpus.md", markdown(result))
     print(markdown(result))
