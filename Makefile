@@ -7,7 +7,7 @@ STAMP := $(VENV)/.edgekd-installed
 # torch 2.14.1 / torchvision 0.29.1 come from this machine's local wheel cache via pip.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity arm64-tools arm64-check tensorrt-check gpu-check targets-architectures
+.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity arm64-tools arm64-check tensorrt-check gpu-check targets-architectures text-corpus
 
 setup: $(STAMP)
 
@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_PINS)
 	# bench (NNCF): the suite runs every benchmark in --smoke mode, and two compare with NNCF's defaults.
-	$(PIP) install --quiet -e '.[train,torchvision,dev,bench]'
+	# text: transformers, tokenizers and python-debian for edgekd/text and its tests (issue 15).
+	$(PIP) install --quiet -e '.[train,torchvision,dev,bench,text]'
 	touch $(STAMP)
 
 demo: setup
@@ -77,3 +78,8 @@ gpu-check: setup
 targets-architectures: setup
 	$(PIP) install --quiet -e '.[bench]'
 	flock /tmp/edgekd-heavy.lock env PYTHONPATH=$(CURDIR) $(PY) benchmarks/targets_architectures.py
+
+# The issue-15 text corpus: Debian package descriptions by Section, from a private apt lists folder with the
+# long descriptions (Translation-en) under ~/.cache/edgekd/text; writes benchmarks/results/text_corpus.json and .md.
+text-corpus: setup
+	env PYTHONPATH=$(CURDIR) $(PY) benchmarks/text_corpus.py

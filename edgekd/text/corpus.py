@@ -1,0 +1,198 @@
+"""A labelled text corpus: built from Debian package records, split by group, snapshotted to JSONL, and read
+back from any JSONL or CSV file of `text,label` (optional `split`, `group`). Torch-free.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..fileio import atomic_path, sha256_of
+from .debian import DebianPackage, package_text
+
+SPLITS = ("train", "val", "test")
+FORMAT = "edgekd.text-corpus/1"
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+    split: str = ""   # "" until split_by_group assigns one
+    group: str = ""   # examples of one group (a Debian source package) always land in the same split
+
+
+def from_packages(records: Iterable[DebianPackage]) -> list[Example]:
+    return [Example(package_text(record), record.section, group=record.source) for record in records]
+
+
+def deduplicate(examples: Iterable[Example]) -> list[Example]:
+    """One example per distinct text. A text seen under two labels is dropped altogether: no model can get it
+    right, and keeping either label would make the test split judge a coin toss. A text seen in several groups
+    keeps the first group in sorted order, so the result does not depend on the input's order."""
+    by_text: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        if example.text:
+            by_text[example.text].append(example)
+    kept = []
+    for seen in by_text.values():
+        if len({example.label for example in seen}) == 1:
+            kept.append(min(seen, key=lambda example: example.group))
+    return sorted(kept, key=lambda example: (example.group, example.text))
+
+
+def largest_classes(examples: list[Example], keep: int) -> list[Example]:
+    """Only the `keep` most frequent labels (ties broken by name, so the choice is deterministic)."""
+    counts = Counter(example.label for example in examples)
+    chosen = {label for label, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:keep]}
+    return [example for example in examples if example.label in chosen]
+
+
+def split_of(group: str, seed: int, val_fraction: float, test_fraction: float) -> str:
+    """A group's split from a hash of (seed, group). Hand-written rather than scikit-learn's GroupShuffleSplit
+    because each group's split must not depend on which other groups exist: when the archive adds or drops a
+    package, every other package stays where it was, and the snapshot's splits stay comparable."""
+    digest = hashlib.sha256(f"{seed}\0{group}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2 ** 64
+    if position < test_fraction:
+        return "test"
+    return "val" if position < test_fraction + val_fraction else "train"
+
+
+def split_by_group(examples: Iterable[Example], seed: int = 0, val_fraction: float = 0.1,
+                   test_fraction: float = 0.1) -> list[Example]:
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be in [0, 1) and sum below 1")
+    return [Example(e.text, e.label, split_of(e.group or e.text, seed, val_fraction, test_fraction), e.group)
+            for e in examples]
+
+
+def build(records: Iterable[DebianPackage], classes: int = 20, seed: int = 0, val_fraction: float = 0.1,
+          test_fraction: float = 0.1) -> list[Example]:
+    """The issue-15 corpus: texts without package names, deduplicated, the largest `classes` sections, split
+    by source package."""
+    examples = largest_classes(deduplicate(from_packages(records)), classes)
+    return split_by_group(examples, seed, val_fraction, test_fraction)
+
+
+def write_snapshot(examples: Iterable[Example], path: str | Path) -> str:
+    """Write JSONL (gzip when the name ends in .gz) atomically and return its sha256. The gzip header carries
+    no time or name, so the same examples give the same bytes and the same sha256 on every machine."""
+    path = Path(path)
+    lines = "".join(json.dumps(asdict(example), ensure_ascii=False, sort_keys=True) + "\n" for example in examples)
+    data = lines.encode("utf-8")
+    with atomic_path(path) as tmp:
+        if path.name.endswith(".gz"):
+            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed:
+                packed.write(data)
+        else:
+            tmp.write_bytes(data)
+    return sha256_of(path)
+
+
+def load(path: str | Path) -> list[Example]:
+    """Examples from a .jsonl / .jsonl.gz file (one object a line) or a .csv / .csv.gz file with a header row.
+    `text` and `label` are required; `split` and `group` are optional. Errors name the file and line."""
+    path = Path(path)
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    kind = suffixes[-1] if suffixes else ""
+    if kind not in (".jsonl", ".csv"):
+        raise DataError(f"{path}: unknown text corpus format; name it .jsonl or .csv (optionally .gz)")
+    try:
+        with _open_text(path) as handle:
+            rows = _jsonl_rows(handle, path) if kind == ".jsonl" else _csv_rows(handle, path)
+            examples = [_example(row, path, line) for line, row in rows]
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; build it with benchmarks/text_corpus.py or give a path that exists") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {str(exc)[:120]}); the file is damaged or not UTF-8 text") from None
+    if not examples:
+        raise DataError(f"{path}: no examples; give at least one line with text and label")
+    return examples
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _jsonl_rows(handle: io.TextIOBase, path: Path) -> Iterator[tuple[int, dict]]:
+    for line, raw in enumerate(handle, start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{line}: not valid JSON ({exc.msg}); each line must be one object with text and label") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{line}: a JSON {type(row).__name__}, not an object; write {{\"text\": ..., \"label\": ...}}")
+        yield line, row
+
+
+def _csv_rows(handle: io.TextIOBase, path: Path) -> Iterator[tuple[int, dict]]:
+    reader = csv.DictReader(handle)
+    missing = {"text", "label"} - set(reader.fieldnames or [])
+    if missing:
+        raise DataError(f"{path}:1: the header row has no {' or '.join(sorted(missing))} column; "
+                        f"the first row must name the columns, with text and label among them")
+    try:
+        for row in reader:
+            if None in row:  # more cells than the header has names
+                raise DataError(f"{path}:{reader.line_num}: more cells than the header's {len(reader.fieldnames)} columns; "
+                                "quote texts that contain commas")
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc}); quote texts that contain commas or quotes") from None
+
+
+def _example(row: dict, path: Path, line: int) -> Example:
+    values = {}
+    for key in ("text", "label", "split", "group"):
+        value = row.get(key)
+        if key in ("text", "label") and (value is None or not str(value).strip()):
+            raise DataError(f"{path}:{line}: no {key}; every example needs a non-empty text and label")
+        if value is not None and not isinstance(value, (str, int)):
+            raise DataError(f"{path}:{line}: {key} is a {type(value).__name__}; give a string")
+        values[key] = "" if value is None else str(value)
+    if values["split"] and values["split"] not in SPLITS:
+        raise DataError(f"{path}:{line}: split {values['split']!r} is none of {', '.join(SPLITS)}; fix it or leave it out")
+    return Example(**values)
+
+
+def counts(examples: Iterable[Example]) -> dict[str, dict[str, int]]:
+    """label -> split -> count, labels by total size (largest first): the table the benchmark prints."""
+    table: dict[str, Counter] = defaultdict(Counter)
+    for example in examples:
+        table[example.label][example.split or "unsplit"] += 1
+    ordered = sorted(table.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    return {label: dict(sorted(per_split.items())) for label, per_split in ordered}
+
+
+def split(examples: Iterable[Example], name: str) -> list[Example]:
+    return [example for example in examples if example.split == name]
+
+
+def label_names(examples: Iterable[Example]) -> list[str]:
+    """The classes in sorted order: the model's output i is label_names[i], as for image folders."""
+    return sorted({example.label for example in examples})
+
+
+def label_ids(examples: Iterable[Example], names: list[str]) -> np.ndarray:
+    """Each example's class index in `names` (from the training split), as int64."""
+    index = {name: i for i, name in enumerate(names)}
+    examples = list(examples)
+    unknown = sorted({e.label for e in examples} - index.keys())
+    if unknown:
+        raise DataError(f"labels {', '.join(map(repr, unknown[:5]))} are not among the {len(names)} training labels; "
+                        "every label must have training examples")
+    return np.array([index[e.label] for e in examples], dtype=np.int64)

@@ -1,0 +1,101 @@
+"""ONNX export of a BERT-style classifier with dynamic batch and sequence axes (inputs `input_ids` and
+`attention_mask`, output `logits`, as Optimum names them), checked against PyTorch through onnxruntime, and
+onnxruntime's dynamic int8 quantization of it.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ArtifactError, StageError
+from ..fileio import atomic_path
+
+INPUT_NAMES = ["input_ids", "attention_mask"]
+OUTPUT_NAME = "logits"
+OPSET = 18
+
+
+class LogitsOnly(nn.Module):
+    """The classifier as a graph with two tensor inputs and one output: no token_type_ids (one segment), no
+    ModelOutput dataclass, which the exported graph would otherwise flatten into unnamed outputs."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def export(model: nn.Module, path: str | Path, max_length: int, opset: int = OPSET) -> Path:
+    """Write `model` as ONNX with batch and sequence dynamic (sequence up to `max_length`, the position table's
+    size), then check the file with onnx's full checker."""
+    import onnx
+
+    wrapped = LogitsOnly(model).eval()
+    example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
+    batch, sequence = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("sequence", min=2, max=max_length)
+    dynamic = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
+    path = Path(path)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(wrapped, example, str(tmp), input_names=INPUT_NAMES, output_names=[OUTPUT_NAME],
+                              dynamic_shapes=dynamic, opset_version=opset, dynamo=True, external_data=False, verbose=False)
+        except Exception as exc:  # the exporter raises many internal types; all mean "cannot export"
+            raise StageError(f"export: torch.onnx.export failed ({str(exc).splitlines()[0][:200]})") from None
+        onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
+    return path
+
+
+def session(path: str | Path, threads: int = 1):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types for a bad file
+        raise ArtifactError(f"{path}: onnxruntime cannot load it ({str(exc)[:160]}); re-export it") from None
+
+
+def run(path_or_session, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Logits from onnxruntime for numpy input_ids / attention_mask (int64)."""
+    ort_session = session(path_or_session) if isinstance(path_or_session, (str, Path)) else path_or_session
+    return ort_session.run([OUTPUT_NAME], {name: inputs[name].astype(np.int64) for name in INPUT_NAMES})[0]
+
+
+def torch_logits(model: nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    with torch.inference_mode():
+        return LogitsOnly(model).eval()(*(torch.from_numpy(inputs[name].astype(np.int64)) for name in INPUT_NAMES)).numpy()
+
+
+def compare(model: nn.Module, path: str | Path, inputs: dict[str, np.ndarray]) -> dict[str, float]:
+    """How far the ONNX file's logits are from PyTorch's, and how often their top-1 agrees."""
+    expected, got = torch_logits(model, inputs), run(path, inputs)
+    return {"max_abs_error": float(np.abs(expected - got).max()),
+            "top1_agreement": float((expected.argmax(-1) == got.argmax(-1)).mean())}
+
+
+def quantize_dynamic_int8(fp32_path: str | Path, int8_path: str | Path, reduce_range: bool) -> Path:
+    """onnxruntime dynamic int8: weights of MatMul (and Gather: the embedding tables) stored as int8, activations
+    quantized per batch at run time, no calibration data. `reduce_range`: 7-bit weights, which x86 CPUs without
+    VNNI need (their 8-bit products saturate; see edgekd/quant/host.py)."""
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+    int8_path = Path(int8_path)
+    logging.getLogger("root").setLevel(logging.ERROR)  # quantize_dynamic logs each tensor at INFO
+    with tempfile.TemporaryDirectory(prefix="edgekd-text-int8-") as scratch, atomic_path(int8_path) as tmp:
+        # ONNX shape inference and graph clean-up first, as onnxruntime recommends. Not its symbolic shape inference:
+        # it stops on the dynamo graph's attention-mask ops ("Incomplete symbolic shape inference").
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(str(prepared), str(tmp), op_types_to_quantize=["MatMul", "Gather"], weight_type=QuantType.QInt8,
+                         per_channel=False, reduce_range=reduce_range)
+    return int8_path

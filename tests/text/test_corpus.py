@@ -1,0 +1,125 @@
+"""The corpus: deduplication, class choice, group splits, the snapshot and the JSONL/CSV loader."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from edgekd.errors import DataError
+from edgekd.text import corpus
+from edgekd.text.corpus import Example
+from edgekd.text.debian import DebianPackage
+
+
+def _examples(groups: int = 200) -> list[Example]:
+    return [Example(f"text {g} {i}", f"label{g % 4}", group=f"source{g}") for g in range(groups) for i in range(3)]
+
+
+def test_duplicate_texts_keep_one_example_and_conflicting_labels_drop_the_text():
+    kept = corpus.deduplicate([Example("same", "a", group="z"), Example("same", "a", group="b"),
+                               Example("torn", "a", group="c"), Example("torn", "b", group="d"), Example("", "a")])
+    assert kept == [Example("same", "a", group="b")]  # first group in sorted order, whatever the input order
+
+
+def test_largest_classes_keeps_the_most_frequent_labels_ties_by_name():
+    examples = [Example(str(i), label) for i, label in enumerate("aaabbbccd")]
+    assert {e.label for e in corpus.largest_classes(examples, 2)} == {"a", "b"}
+
+
+def test_a_group_never_straddles_splits_and_the_split_is_deterministic():
+    first = corpus.split_by_group(_examples(), seed=3)
+    splits_of_group = {}
+    for example in first:
+        splits_of_group.setdefault(example.group, set()).add(example.split)
+    assert all(len(splits) == 1 for splits in splits_of_group.values())
+    assert corpus.split_by_group(_examples(), seed=3) == first
+    assert corpus.split_by_group(_examples(), seed=4) != first
+    shares = {name: len(corpus.split(first, name)) / len(first) for name in corpus.SPLITS}
+    assert 0.65 < shares["train"] < 0.95 and 0.02 < shares["test"] < 0.2, shares
+
+
+def test_a_groups_split_does_not_move_when_other_groups_come_or_go():
+    fewer = {e.group: e.split for e in corpus.split_by_group(_examples(100))}
+    more = {e.group: e.split for e in corpus.split_by_group(_examples(200))}
+    assert all(more[group] == split for group, split in fewer.items())
+
+
+def test_build_from_packages_removes_names_deduplicates_and_splits():
+    records = [DebianPackage("foo-doc", "foo", "doc", "manual for foo", ""),
+               DebianPackage("bar-doc", "bar", "doc", "manual for bar", ""),  # the same text once names are gone
+               DebianPackage("baz", "baz", "games", "a game", "")]
+    built = corpus.build(records, classes=20)
+    assert sorted((e.text, e.label) for e in built) == [("a game", "games"), ("manual for", "doc")]
+    assert all(e.split in corpus.SPLITS for e in built)
+
+
+@pytest.mark.parametrize("name", ["corpus.jsonl.gz", "corpus.jsonl"])
+def test_snapshot_reads_back_and_its_sha256_is_reproducible(tmp_path, name):
+    examples = corpus.split_by_group(_examples(20))
+    first = corpus.write_snapshot(examples, tmp_path / "a" / name)
+    again = corpus.write_snapshot(examples, tmp_path / "b" / name)
+    assert first == again and len(first) == 64
+    assert corpus.load(tmp_path / "a" / name) == examples
+
+
+def test_csv_with_text_and_label_loads_with_quoted_commas(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text('label,text\nspam,"buy now, cheap"\nham,see you at 5\n', encoding="utf-8")
+    assert corpus.load(path) == [Example("buy now, cheap", "spam"), Example("see you at 5", "ham")]
+
+
+BAD_FILES = [
+    ("bad.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", label: "y"}\n', r"bad.jsonl:2: not valid JSON"),
+    ("bad.jsonl", '{"text": "a", "label": "x"}\n\n["b", "y"]\n', r"bad.jsonl:3: a JSON list, not an object"),
+    ("bad.jsonl", '{"text": "a"}\n', r"bad.jsonl:1: no label"),
+    ("bad.jsonl", '{"text": "a", "label": ["x"]}\n', r"bad.jsonl:1: label is a list"),
+    ("bad.jsonl", '{"text": "a", "label": "x", "split": "dev"}\n', r"bad.jsonl:1: split 'dev' is none of train, val, test"),
+    ("bad.csv", "text,category\na,b\n", r"bad.csv:1: the header row has no label column"),
+    ("bad.csv", "text,label\na,b\nc,d,e\n", r"bad.csv:3: more cells than the header's 2 columns"),
+    ("bad.csv", "text,label\n , b\n", r"bad.csv:2: no text"),
+    ("empty.jsonl", "\n", r"empty.jsonl: no examples"),
+    ("corpus.txt", "a,b\n", r"corpus.txt: unknown text corpus format"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", BAD_FILES)
+def test_bad_files_are_one_line_naming_the_file_and_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        corpus.load(path)
+    assert str(caught.value).startswith(str(tmp_path / message.split(":")[0])), str(caught.value)
+    assert message.split(":", 1)[-1] in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_missing_damaged_and_non_utf8_files_are_one_line(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        corpus.load(tmp_path / "absent.jsonl")
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(b'{"text": "a", "label": "b"}\n')[:-12])
+    with pytest.raises(DataError, match=r"cut.jsonl.gz: cannot read .*damaged"):
+        corpus.load(tmp_path / "cut.jsonl.gz")
+    (tmp_path / "latin1.csv").write_bytes("text,label\ncaf\xe9,x\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.csv: cannot read .*UTF-8"):
+        corpus.load(tmp_path / "latin1.csv")
+
+
+def test_counts_table_is_per_label_and_split():
+    table = corpus.counts([Example("a", "x", "train"), Example("b", "x", "test"), Example("c", "y", "train")])
+    assert table == {"x": {"test": 1, "train": 1}, "y": {"train": 1}}
+    assert json.dumps(table)  # goes into the results JSON as it is
+
+
+def test_loader_reads_the_snapshot_path_types(tmp_path):
+    path = Path(tmp_path / "s.jsonl")
+    corpus.write_snapshot([Example("t", "l", "train", "g")], str(path))
+    assert corpus.load(str(path))[0].group == "g"
+
+
+def test_labels_map_to_sorted_class_indices_and_unseen_labels_are_refused():
+    train = [Example("a", "net"), Example("b", "games"), Example("c", "net")]
+    names = corpus.label_names(train)
+    assert names == ["games", "net"] and corpus.label_ids(train, names).tolist() == [1, 0, 1]
+    with pytest.raises(DataError, match=r"labels 'perl' are not among the 2 training labels"):
+        corpus.label_ids([Example("d", "perl")], names)

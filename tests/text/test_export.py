@@ -1,0 +1,71 @@
+"""A tiny BERT classifier through ONNX (dynamic batch and sequence) and onnxruntime's dynamic int8."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("onnxruntime")
+
+from edgekd.quant.host import saturates_8bit_products  # noqa: E402
+from edgekd.text import export, models  # noqa: E402
+
+pytestmark = pytest.mark.slow  # torch.onnx's dynamo exporter: about 30 s on 2 cores, once for the module
+VOCAB, LABELS, MAX_LENGTH = 60, 4, 24
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = models.classifier(models.config(VOCAB, LABELS, models.Size(hidden=32, layers=2, heads=2, intermediate=64),
+                                            max_length=MAX_LENGTH, dropout=0.0)).eval()
+    with torch.no_grad():  # spread the logits: a random BERT's are all near 0, where any noise flips the top-1
+        model.classifier.weight.mul_(40.0)
+    folder = tmp_path_factory.mktemp("text-export")
+    return model, export.export(model, folder / "model.onnx", max_length=MAX_LENGTH)
+
+
+def _inputs(batch: int, length: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, VOCAB, size=(batch, length))
+    mask = np.ones((batch, length), dtype=np.int64)
+    for row in range(batch):  # padded tails of different lengths, as a tokenizer writes them
+        real = rng.integers(2, length + 1)
+        ids[row, real:], mask[row, real:] = 0, 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_graph_has_named_inputs_with_dynamic_batch_and_sequence(exported):
+    session = export.session(exported[1])
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    assert list(inputs) == ["input_ids", "attention_mask"] and [o.name for o in session.get_outputs()] == ["logits"]
+    assert all(isinstance(dim, str) for shape in inputs.values() for dim in shape), inputs  # symbolic, not fixed
+
+
+@pytest.mark.parametrize("batch, length", [(1, 5), (3, 24), (7, 13)])
+def test_onnx_matches_pytorch_at_other_batch_and_sequence_sizes(exported, batch, length):
+    model, path = exported
+    result = export.compare(model, path, _inputs(batch, length, seed=batch))
+    assert result["max_abs_error"] < 1e-4 and result["top1_agreement"] == 1.0, result
+
+
+def test_dynamic_int8_runs_and_agrees_with_fp32(exported, tmp_path):
+    model, path = exported
+    # 7-bit weights where this CPU's int8 kernels saturate 8-bit products (no VNNI), as edgekd's int8 does.
+    int8 = export.quantize_dynamic_int8(path, tmp_path / "model.int8.onnx", reduce_range=saturates_8bit_products())
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(int8)).graph
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in graph.node}  # really quantized
+    # Weight elements stored in 8 bits, embeddings (Gather) included. Not the file size: a model this tiny is
+    # mostly graph structure, not weights.
+    sizes = {t.name: (t.data_type, numpy_helper.to_array(t).size) for t in graph.initializer}
+    eight_bit = sum(n for kind, n in sizes.values() if kind in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8))
+    assert eight_bit > 0.95 * sum(n for _, n in sizes.values()), sizes
+    inputs = _inputs(64, 16, seed=1)
+    fp32, quantized = export.run(path, inputs), export.run(int8, inputs)
+    spread = fp32.max() - fp32.min()
+    assert np.abs(quantized - fp32).max() < 0.05 * spread, (np.abs(quantized - fp32).max(), spread)
+    assert (quantized.argmax(-1) == fp32.argmax(-1)).mean() >= 0.95
