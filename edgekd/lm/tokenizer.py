@@ -44,6 +44,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_path: str | Path,
     return out_path
 
 
+def train_on_corpus(corpus, vocab_size: int, out_path: str | Path) -> Path:
+    """A tokenizer from `corpus`' train split only: val and test perplexities then measure text it never saw."""
+    return train_tokenizer(corpus.texts("train"), vocab_size, out_path)
+
+
 class LMTokenizer:
     """A saved tokenizer.json: text to int32 ids and back, with numpy only."""
 
