@@ -66,11 +66,11 @@ def distill_loss(student_logits: torch.Tensor, ids: torch.Tensor, targets: TopKT
         raise ValueError(f"unknown KL direction {direction!r}; use 'forward' or 'reverse'")
     divergence = (forward_kl if direction == "forward" else reverse_kl)(student_logits, targets, temperature, tail)
     total = alpha * divergence
-    parts = {"kd": float(divergence)}
+    parts = {"kd": float(divergence.detach())}
     if alpha < 1.0:
         ce = lm_cross_entropy(student_logits, ids)
         total = total + (1.0 - alpha) * ce
-        parts["ce"] = float(ce)
+        parts["ce"] = float(ce.detach())
     return total, parts
 
 
