@@ -15,6 +15,7 @@ Writes benchmarks/results/lm_probe.json and .md.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -44,6 +45,10 @@ VOCAB, CONTEXT, BATCH, TOP_K, TEMPERATURE = 4096, 128, 16, 32, 2.0
 TEACHERS = {"T4x256": LMShape(4, 256, 4, CONTEXT), "T6x384": LMShape(6, 384, 6, CONTEXT)}
 STUDENTS = {"S2x128": LMShape(2, 128, 2, CONTEXT), "S3x192": LMShape(3, 192, 3, CONTEXT)}
 PROMPT, NEW_TOKENS, DECODE_REPEATS = 32, 64, 3
+# The issue's benchmark: 60 minutes in all. Plans fill only PLAN_FRACTION of it: the probe times a few steps on a
+# machine shared with other jobs, so real steps can be slower; the rest is the margin.
+BUDGET_SECONDS, PLAN_FRACTION, TEACHER_SHARE = 3600, 0.6, 0.5
+GENERATION_PROMPTS = 20
 
 
 def main() -> None:
@@ -51,8 +56,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per model (after one warm-up step)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--lock", default="not stated", help="whether the run holds /tmp/edgekd-heavy.lock: recorded as given")
+    parser.add_argument("--render", type=Path, help="only rewrite the .md (with its sizing plans) from this lm_probe.json")
     smoke.add_option(parser)
     args = parser.parse_args()
+    if args.render:
+        result = json.loads(args.render.read_text())
+        write_text_atomic(args.render.with_suffix(".md"), markdown(result))
+        print(markdown(result))
+        return
     sizes = {"vocab": VOCAB, "teachers": TEACHERS, "students": STUDENTS, "batch": BATCH}
     if args.smoke:
         args.results = smoke.folder("lm_probe") / "results"
@@ -160,6 +171,39 @@ def _decode(path: Path, reference: Path) -> dict:
             "per_token_p99_ms": round(statistics.median(r["per_token_ms"]["p99"] for r in runs), 3)}
 
 
+def plans(result: dict) -> list[dict]:
+    """For each teacher x student: the steps that fill PLAN_FRACTION of the budget, from the measured costs.
+
+    Fixed: tokenizer training, encoding every split (train's rate), perplexity of four models on the test split
+    (forward passes at the teacher's or student's measured rate), two exports and the generation checks.
+    The rest is split TEACHER_SHARE to teacher training, the remainder to the two students (scratch and KD,
+    the same steps) plus the teacher's pass over the blocks the students see (the top-k cache; charged per
+    step, an over-estimate once students see a block twice, since the cache is filled once)."""
+    corpus, out = result["corpus"], []
+    splits = corpus["splits"]
+    encode_all = corpus["encode_train_seconds"] * sum(s["bytes"] for s in splits.values()) / max(1, splits["train"]["bytes"])
+    for t_name, teacher in ((n, r) for n, r in result["models"].items() if "forward_topk_seconds" in r):
+        for s_name, student in ((n, r) for n, r in result["models"].items() if "kd_step_seconds" in r):
+            tokens_per_step = student["tokens_per_train_step"]
+            teacher_forward_per_token = teacher["forward_topk_seconds"] / tokens_per_step
+            student_forward_per_token = student["train_step_seconds"] / 3 / tokens_per_step  # forward ~ 1/3 of a step
+            test_tokens = splits["test"]["tokens"]
+            generation = GENERATION_PROMPTS * NEW_TOKENS * (2 / student["decode"]["fp32"]["tokens_per_second"]
+                                                             + 1 / teacher["decode"]["fp32"]["tokens_per_second"]) * 3  # torch is slower
+            fixed = (corpus["tokenizer_train_seconds"] + encode_all + test_tokens * (teacher_forward_per_token + 3 * student_forward_per_token)
+                     + teacher["decode"]["export_seconds"] + student["decode"]["export_seconds"] + generation)
+            training = BUDGET_SECONDS * PLAN_FRACTION - fixed
+            teacher_steps = int(training * TEACHER_SHARE / teacher["train_step_seconds"])
+            per_student_step = student["train_step_seconds"] + student["kd_step_seconds"] + teacher["forward_topk_seconds"]
+            student_steps = int(training * (1 - TEACHER_SHARE) / per_student_step)
+            out.append({"teacher": t_name, "student": s_name, "fixed_seconds": round(fixed), "teacher_steps": teacher_steps,
+                        "student_steps": student_steps, "teacher_epochs": round(teacher_steps * tokens_per_step / splits["train"]["tokens"], 2),
+                        "student_epochs": round(student_steps * tokens_per_step / splits["train"]["tokens"], 2),
+                        "speed_ratio": round(student["decode"]["fp32"]["tokens_per_second"] / teacher["decode"]["fp32"]["tokens_per_second"], 2),
+                        "param_ratio": round(teacher["params"] / student["params"], 1)})
+    return out
+
+
 def markdown(result: dict) -> str:
     corpus = result["corpus"]
     cpu = result["environment"]["cpu"]
@@ -182,6 +226,12 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {row['shape']['layers']} x {row['shape']['width']} | {row['params']} | {row['train_step_seconds']} | "
                      f"{row.get('forward_topk_seconds', '')} | {row.get('kd_step_seconds', '')} | {decode['export_seconds']} | {' | '.join(speed)} | "
                      f"{decode['fp32']['time_to_first_token_ms']} | {decode['fp32']['per_token_p50_ms']}/{decode['fp32']['per_token_p99_ms']} |")
+    lines += ["", f"Sizing plans: {PLAN_FRACTION:.0%} of {BUDGET_SECONDS // 60} min planned, the rest is margin; "
+              f"teacher training gets {TEACHER_SHARE:.0%} of the training time (see plans() for what is counted).", "",
+              "| teacher | student | fixed s | teacher steps (epochs) | student steps each (epochs) | student/teacher fp32 tok/s | teacher/student params |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {p['teacher']} | {p['student']} | {p['fixed_seconds']} | {p['teacher_steps']} ({p['teacher_epochs']}) | "
+              f"{p['student_steps']} ({p['student_epochs']}) | {p['speed_ratio']} | {p['param_ratio']} |" for p in plans(result)]
     return "\n".join(lines) + "\n"
 
 
