@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -69,7 +70,7 @@ def main() -> None:
         args.results = smoke.folder("lm_probe") / "results"
         args.steps = 1
         sizes = {"vocab": 300, "teachers": {"T2x64": LMShape(2, 64, 2, 32)}, "students": {"S1x32": LMShape(1, 32, 1, 32)}, "batch": 2}
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()
     torch.manual_seed(0)
     corpus = stdlib_corpus()
     if args.smoke:  # a few files: the code path, not the numbers
@@ -82,7 +83,8 @@ def main() -> None:
         models |= {name: model_costs(shape, data["vocab_size"], train_blocks, sizes["batch"], args.steps, Path(work), name, teacher=False)
                    for name, shape in sizes["students"].items()}
     result = {"smoke": bool(args.smoke), "lock": args.lock, "corpus": data, "batch": sizes["batch"], "top_k": TOP_K,
-              "models": models, "probe_seconds": round(time.perf_counter() - started, 1), "environment": describe()}
+              "models": models, "probe_seconds": round(time.perf_counter() - started, 1),
+              "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)}, "environment": describe()}
     write_json_atomic(args.results / "lm_probe.json", result)
     write_text_atomic(args.results / "lm_probe.md", markdown(result))
     print(markdown(result))
@@ -210,7 +212,8 @@ def markdown(result: dict) -> str:
     lines = [f"# Language-model timing probe{' (SMOKE: meaningless numbers)' if result['smoke'] else ''}", "",
              f"CPU: {cpu.get('model')} ({result['environment']['usable_cpus']} usable cores), flags: "
              f"{' '.join(f for f in ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_int8') if f in cpu.get('flags', []))}; "
-             f"heavy lock: {result['lock']}; probe took {result['probe_seconds']} s.", "",
+             f"heavy lock: {result['lock']}; probe took {result['probe_seconds']} s; 1-min load average "
+             f"{result.get('load_average_1min', 'not recorded')} (2 would be this probe alone).", "",
              f"Corpus `{corpus['source']}` ({corpus['root']}), file list sha256 `{corpus['file_list_sha256'][:16]}...`; "
              f"tokenizer: byte-level BPE, {corpus['vocab_size']} tokens, trained on train in {corpus['tokenizer_train_seconds']} s; "
              f"encoding train took {corpus['encode_train_seconds']} s.", "",

@@ -102,6 +102,9 @@ def test_int8_and_4bit_decoders_run_and_stay_close(exported, tmp_path, method, o
     quantized = quantize_decoder(path, tmp_path / f"{method}.onnx", method)
     ops = [node.op_type for node in onnx.load(str(quantized)).graph.node]
     assert ops.count(op) == 2 * 4 + 1  # 4 linear layers per block, and the output layer
+    if op == "MatMulNBits":  # int8 compute (accuracy_level 4), the fast kernels on x86
+        levels = {a.i for n in onnx.load(str(quantized)).graph.node if n.op_type == op for a in n.attribute if a.name == "accuracy_level"}
+        assert levels == {4}
     fp32, low = OnnxDecoder(path), OnnxDecoder(quantized)
     ids = np.asarray(PROMPTS[2])
     reference, _ = fp32.step(ids, fp32.empty_cache())
