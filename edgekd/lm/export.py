@@ -6,11 +6,11 @@ outputs logits and present.{i}.key / .value), so runtimes that know Optimum's fi
 Optimum's older decoder + decoder-with-past pair, one graph serves both the prompt and each new token: the
 first step feeds a cache of length 0.
 
-Exporter: torch.onnx.export(dynamo=True) (torch.export + onnxscript), torch 2.9+'s default. transformers 5
-keeps the cache in a DynamicCache object and derives positions and the causal mask from its length; the
-TorchScript tracer (dynamo=False) records such lengths as constants, while torch.export keeps them symbolic,
-so one export serves every prompt and cache length. A thin wrapper turns the flat cache tensors into a
-DynamicCache and back. The export is then checked against PyTorch's logits and cache at several lengths.
+Exporter: torch.onnx.export(dynamo=True) (torch.export + onnxscript), torch 2.9+'s default. The TorchScript
+exporter (dynamo=False) also gave a correct file for this wrapper with torch 2.14 and transformers 5.24, but it
+is deprecated ("will be removed"); torch.export's symbolic shapes (batch, new tokens, cache length) are the
+maintained path. A thin wrapper turns the flat cache tensors into transformers' DynamicCache and back. The
+export is then checked against PyTorch's logits and cache at several lengths.
 """
 from __future__ import annotations
 
