@@ -103,6 +103,8 @@ class TopKLogitCache:
             raise ConfigError(f"top-k cache: {blocks} blocks x {block_length} tokens x k={k} needs {needed / 2**20:.0f} MiB, "
                               f"over the {self.max_bytes / 2**20:.0f} MiB budget; lower k, use fewer blocks or raise the budget")
         folder = self.root / key
+        if self.open(key) is not None:
+            raise DataError(f"{folder}: a complete cache entry exists under this key; open() it instead of refilling it")
         if folder.exists():  # an unfinished or damaged fill of the same key: its contents are worthless, start again
             shutil.rmtree(folder)
         folder.mkdir(parents=True)

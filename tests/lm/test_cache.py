@@ -33,6 +33,9 @@ def test_round_trip_through_memmaps(tmp_path):
     assert v.dtype == np.float32 and i.dtype == np.int64 and np.array_equal(i, indices[[2, 0]])
     with pytest.raises(DataError, match="read-only"):
         opened.write(0, values[:1], indices[:1], lse[:1])
+    with pytest.raises(DataError, match="complete cache entry exists"):
+        cache.create("k1", 3, 4, 2, temperature=2.0)
+    assert np.array_equal(cache.open("k1").values, values)  # untouched
 
 
 def test_size_is_checked_before_anything_is_written(tmp_path):
