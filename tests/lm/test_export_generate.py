@@ -9,12 +9,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from edgekd.errors import ArtifactError, ConfigError
+from edgekd.errors import ArtifactError, ConfigError, DataError
 
 pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
+from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity  # noqa: E402
 from edgekd.lm.export import check_against_torch, export_decoder, input_names, output_names  # noqa: E402
 from edgekd.lm.generate import OnnxDecoder, generate  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, torch_greedy  # noqa: E402
@@ -68,6 +69,16 @@ def test_top_k_sampling_is_seeded_and_stays_in_the_top_k(exported):
         assert token in np.argsort(logits[-1])[-5:]
         sequence.append(token)
     assert generate(decoder, PROMPTS[0], 12, top_k=1).tokens == generate(decoder, PROMPTS[0], 12).tokens
+
+
+def test_onnx_perplexity_equals_pytorch_perplexity(exported):
+    model, path = exported
+    blocks = np.random.default_rng(0).integers(0, 300, size=(5, 20))
+    expected = torch_perplexity(model, blocks, batch_size=2)
+    assert onnx_perplexity(OnnxDecoder(path), blocks) == pytest.approx(expected, rel=1e-5)
+    assert 100 < expected < 1000  # a random model over 300 tokens: about uniform
+    with pytest.raises(DataError, match="shape"):
+        onnx_perplexity(OnnxDecoder(path), np.zeros((3, 1), dtype=np.int64))
 
 
 def test_generation_stops_at_the_stop_token(exported):
@@ -128,6 +139,7 @@ def test_generation_runs_with_torch_blocked(exported):
                     raise ImportError(name + " is blocked in this test")
         sys.meta_path.insert(0, Block())
         from edgekd.lm.generate import OnnxDecoder, generate
+        from edgekd.lm.evaluate import onnx_perplexity
         print(generate(OnnxDecoder({str(path)!r}), [1, 2, 3], 16).tokens)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
