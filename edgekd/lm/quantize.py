@@ -1,6 +1,6 @@
 """int8 (or 4-bit) weights for an exported decoder with onnxruntime's quantization tools; no torch.
 
-Two kinds, both weight-only in the sense that the cache and attention stay float:
+Two kinds; in both, only products with a stored weight change (attention and the KV cache stay float):
 * `dynamic`: quantize_dynamic, MatMulInteger with int8 weights and activations quantized per call.
   Only matrix products with a constant weight are quantized (MatMulConstBOnly): attention's activation x
   activation products stay float, where int8 costs accuracy and saves no file size.
@@ -10,15 +10,16 @@ Two kinds, both weight-only in the sense that the cache and attention stay float
   tokens/s, a 2-layer x 128 student, benchmarks/lm_probe.py's sizes, under load). Its accuracy is what the
   perplexity gate must judge on the target.
 
-Both quantizers only look at MatMul nodes, while the exporter writes GPT-2's linear layers (transformers'
-Conv1D, an addmm) as Gemm. `gemm_as_matmul` rewrites those Gemm nodes as MatMul (+ Add for a bias) first;
-onnxruntime ships no public pass for this, hence the short rewrite here.
+Both quantizers only take MatMul nodes with a constant weight, while the exporter writes GPT-2's linear layers
+(transformers' Conv1D, an addmm) as Gemm and the output layer, tied to the embedding, as MatMul(x,
+Transpose(embedding)). `gemm_as_matmul` rewrites both first; onnxruntime ships no public pass for this, hence
+the short rewrite here.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ArtifactError, ConfigError
 from ..fileio import atomic_path
 
 METHODS = ("dynamic", "nbits8", "nbits4")
@@ -35,6 +36,8 @@ def quantize_decoder(source: str | Path, target: str | Path, method: str = "dyna
 
     if method not in METHODS:
         raise ConfigError(f"lm quantize: unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if not Path(source).is_file():
+        raise ArtifactError(f"{source}: decoder ONNX file not found; export one with edgekd.lm.export.export_decoder")
     model = gemm_as_matmul(onnx.load(str(source)))
     target = Path(target)
     with atomic_path(target) as tmp:

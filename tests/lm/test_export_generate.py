@@ -126,6 +126,8 @@ def test_int8_and_4bit_decoders_run_and_stay_close(exported, tmp_path, method, o
     assert len(generate(low, PROMPTS[0], 8).tokens) == 8
     with pytest.raises(ConfigError, match="unknown method"):
         quantize_decoder(path, tmp_path / "x.onnx", "int3")
+    with pytest.raises(ArtifactError, match="missing.onnx: decoder ONNX file not found"):
+        quantize_decoder(tmp_path / "missing.onnx", tmp_path / "x.onnx", method)
 
 
 def test_generation_runs_with_torch_blocked(exported):
