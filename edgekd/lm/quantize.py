@@ -6,9 +6,9 @@ Two kinds; in both, only products with a stored weight change (attention and the
   activation products stay float, where int8 costs accuracy and saves no file size.
 * `nbits8` / `nbits4`: MatMulNBits, weights in blocks of `block_size` with one scale each (onnxruntime's
   recipe for LLMs on CPU). accuracy_level 4 multiplies in int8 (activations quantized per block) instead of
-  dequantizing weights to float: on this AVX2 machine 8-bit decoding was ~6x faster with it (331 against 51
-  tokens/s, a 2-layer x 128 student, benchmarks/lm_probe.py's sizes, under load). Its accuracy is what the
-  perplexity gate must judge on the target.
+  dequantizing weights to float: on this AVX2 machine the 2 x 128 student decoded 8-bit at 0.17x its fp32
+  tokens/s without it (benchmarks/lm_probe.py at commit f8653d4) and 1.6x with it (the current results). Its
+  accuracy is what the perplexity gate must judge on the target.
 
 Both quantizers only take MatMul nodes with a constant weight, while the exporter writes GPT-2's linear layers
 (transformers' Conv1D, an addmm) as Gemm and the output layer, tied to the embedding, as MatMul(x,
