@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet $(TORCH_PINS)
 	# bench (NNCF): the suite runs every benchmark in --smoke mode, and two compare with NNCF's defaults.
 	# text: transformers, tokenizers and python-debian for edgekd/text and its tests (issue 15).
-	$(PIP) install --quiet -e '.[train,torchvision,dev,bench,text]'
+	$(PIP) install --quiet -e '.[train,torchvision,dev,bench,text,lm]'
 	touch $(STAMP)
 
 demo: setup

@@ -35,9 +35,9 @@ sys.path.insert(0, str(REPO))
 
 import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
-from edgekd.environment import describe  # noqa: E402
-from edgekd.errors import DataError  # noqa: E402
-from edgekd.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.environment import describe  # noqa: E402
+from edgekd.core.errors import DataError  # noqa: E402
+from edgekd.core.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.text import corpus, debian, tokenizer  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -59,6 +59,10 @@ def update_lists(lists: Path) -> None:
     if done.returncode != 0:
         raise DataError(f"apt-get update into {lists} failed ({done.stderr.strip()[-200:]}); run as root with the Debian "
                         "archive reachable, or pass --no-update to use the lists already there")
+
+
+def has_package_lists(lists: Path) -> bool:
+    return any(lists.glob("*_Packages*"))
 
 
 def dumpavail(lists: Path) -> str:
@@ -154,8 +158,8 @@ def main() -> None:
     out = smoke.folder("text_corpus") if args.smoke else RESULTS
     work = out / "text-work" if args.smoke else args.cache
     work.mkdir(parents=True, exist_ok=True)
-    lists = SYSTEM_LISTS if args.smoke else work / "apt-lists"
-    if not args.smoke and not args.no_update:
+    lists = SYSTEM_LISTS if args.smoke and has_package_lists(SYSTEM_LISTS) else work / "apt-lists"
+    if lists != SYSTEM_LISTS and not args.no_update:  # smoke on a machine that never ran apt-get update: fetch privately
         update_lists(lists)
     raw = dumpavail(lists)
     if args.smoke:

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 
 import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
-from edgekd.environment import describe  # noqa: E402
-from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.environment import describe  # noqa: E402
+from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
 from edgekd.text import export, losses, models  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Text classifiers (issue 15): a Debian package-description corpus, a WordPiece tokenizer, BERT-style teacher
 and DistilBERT-recipe students, their losses and an ONNX export check.
 
-Self-contained on purpose: it imports only edgekd.errors, edgekd.fileio and the distillation losses, so it
+Self-contained on purpose: it imports only edgekd.core (errors, fileio) and the distillation losses (edgekd.train.distill), so it
 can move under the new package layout (issue 17) without touching the rest. The pipeline wiring comes later.
 The corpus, the loader and the tokenizer are torch-free: the device bench tokenizes raw text with them.
 """

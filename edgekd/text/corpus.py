@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..fileio import atomic_path, sha256_of
-from .debian import DebianPackage, package_text
+from edgekd.core.errors import DataError
+from edgekd.core.fileio import atomic_path, sha256_of
+from edgekd.text.debian import DebianPackage, package_text
 
 SPLITS = ("train", "val", "test")
 FORMAT = "edgekd.text-corpus/1"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from ..errors import DataError
+from edgekd.core.errors import DataError
 
 # dumpavail fields this module reads; python-debian skips the rest while parsing, which halves the time.
 PACKAGE_FIELDS = ["Package", "Source", "Section", "Description", "Description-md5"]

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ArtifactError, StageError
-from ..fileio import atomic_path
+from edgekd.core.errors import ArtifactError, StageError
+from edgekd.core.fileio import atomic_path
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAME = "logits"

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distill.losses import ensemble_soft_targets, kd_loss
+from edgekd.train.distill.losses import ensemble_soft_targets, kd_loss
 
 
 def soft_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: Optional[torch.Tensor],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from edgekd.core.errors import ModelError
 
 
 def _transformers():

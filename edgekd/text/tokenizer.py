@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, DataError
-from ..fileio import atomic_path
+from edgekd.core.errors import ArtifactError, DataError
+from edgekd.core.fileio import atomic_path
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # BERT's, in BERT's order: [PAD] is id 0
 

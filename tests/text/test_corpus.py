@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.errors import DataError
+from edgekd.core.errors import DataError
 from edgekd.text import corpus
 from edgekd.text.corpus import Example
 from edgekd.text.debian import DebianPackage

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("debian.deb822")  # python-debian, in the text extra
 
-from edgekd.errors import DataError  # noqa: E402
+from edgekd.core.errors import DataError  # noqa: E402
 from edgekd.text import debian  # noqa: E402
 
 DUMPAVAIL = """\

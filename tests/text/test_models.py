@@ -6,7 +6,7 @@ import torch
 
 pytest.importorskip("transformers")
 
-from edgekd.errors import ModelError  # noqa: E402
+from edgekd.core.errors import ModelError  # noqa: E402
 from edgekd.text import models  # noqa: E402
 
 TINY = models.Size(hidden=32, layers=4, heads=2, intermediate=64)

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("tokenizers")
 
-from edgekd.errors import ArtifactError, DataError  # noqa: E402
+from edgekd.core.errors import ArtifactError, DataError  # noqa: E402
 from edgekd.text import tokenizer  # noqa: E402
 
 TRAIN = ["a library for parsing configuration files", "a game of cards for two players",

@@ -1,0 +1,51 @@
+"""Perplexity over held-out blocks: exp(mean next-token cross-entropy), the issue's gate metric.
+
+The ONNX version needs numpy and onnxruntime only (a device measures its own int8 file); the PyTorch version is
+the reference for the fp32 model. Each block is scored on its own, from an empty cache, so both see the same
+contexts.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgekd.core.errors import DataError
+
+
+def onnx_perplexity(decoder, blocks: np.ndarray) -> float:
+    """Perplexity of an OnnxDecoder (generate.py) over (n, length) token blocks."""
+    total, count = 0.0, 0
+    for block in _checked(blocks):
+        logits, _ = decoder.step(block, decoder.empty_cache())
+        total += float(_next_token_nll(logits[:-1].astype(np.float64), block[1:]).sum())
+        count += len(block) - 1
+    return math.exp(total / count)
+
+
+def torch_perplexity(model, blocks: np.ndarray, batch_size: int = 16) -> float:
+    """Perplexity of a PyTorch causal LM over the same blocks (batched: each row is independent)."""
+    import torch
+    import torch.nn.functional as F
+
+    blocks = _checked(blocks)
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(blocks), batch_size):
+            ids = torch.from_numpy(blocks[start:start + batch_size].astype(np.int64))
+            logits = model(input_ids=ids).logits[:, :-1].double()
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum"))
+    return math.exp(total / (blocks.shape[0] * (blocks.shape[1] - 1)))
+
+
+def _next_token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_norm = np.log(np.exp(shifted).sum(axis=-1))
+    return log_norm - shifted[np.arange(len(targets)), targets]
+
+
+def _checked(blocks: np.ndarray) -> np.ndarray:
+    blocks = np.asarray(blocks)
+    if blocks.ndim != 2 or blocks.shape[0] == 0 or blocks.shape[1] < 2:
+        raise DataError(f"perplexity: blocks of shape {blocks.shape}; give (n >= 1, length >= 2) token ids")
+    return blocks
