@@ -99,3 +99,36 @@ def quantize_dynamic_int8(fp32_path: str | Path, int8_path: str | Path, reduce_r
         quantize_dynamic(str(prepared), str(tmp), op_types_to_quantize=["MatMul", "Gather"], weight_type=QuantType.QInt8,
                          per_channel=False, reduce_range=reduce_range)
     return int8_path
+
+
+class _Batches:
+    """onnxruntime's CalibrationDataReader protocol over a list of {input name: array} batches."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]]):
+        self._batches = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {name: batch[name].astype(np.int64) for name in INPUT_NAMES}
+
+
+def quantize_static_int8(fp32_path: str | Path, int8_path: str | Path, calibration: list[dict[str, np.ndarray]],
+                         reduce_range: bool) -> Path:
+    """onnxruntime static int8 in QDQ format: MatMul weights int8 and their activations uint8 with ranges calibrated
+    (min-max) on `calibration`, a list of input batches from the training split. No per-batch quantizing of
+    activations at run time, which is what dynamic int8 pays for on small matrices. `reduce_range` as above."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    if not calibration:
+        raise StageError("static int8 needs calibration batches; give at least one batch of training texts")
+    int8_path = Path(int8_path)
+    logging.getLogger("root").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="edgekd-text-qdq-") as scratch, atomic_path(int8_path) as tmp:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        # MatMul only: the rest (softmax, layer norm, GELU, the embedding sums) stays fp32, where int8 would cost
+        # a quantize/dequantize pair per op and buys nothing on the CPU provider.
+        quantize_static(str(prepared), str(tmp), _Batches(calibration), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=["MatMul"], activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=False, reduce_range=reduce_range)
+    return int8_path
