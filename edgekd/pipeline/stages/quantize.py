@@ -18,7 +18,7 @@ from edgekd.core.metrics import accuracy_drop, within_limit
 from edgekd.core.progress import progress
 from edgekd.data.calibration import describe, draw, load_recipe
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.selection import accuracy_limit
+from edgekd.pipeline.selection import accuracy_limit, gate_drop_budget
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
@@ -48,7 +48,7 @@ def int8_budget(ctx: RunContext, recipe_name: str) -> float:
         return ctx.cfg.quantize.max_drop
     profiles = [load_profile(name, ctx.base_dir) for name in ctx.cfg.targets]
     limits = [accuracy_limit(ctx.cfg.gate, p).max_drop for p in profiles if p.quantization and p.quantization.name == recipe_name]
-    return min(limits, default=ctx.cfg.gate.max_drop)
+    return min(limits, default=gate_drop_budget(ctx.cfg.gate.max_drop))
 
 
 def synthetic_split(ctx: RunContext):
