@@ -19,10 +19,11 @@ _NUMBERS = ("max_drop", "min_speedup", "max_size_kb")
 
 
 class Thresholds(Strict):
-    """What a release must meet; None switches a numeric check off. A bad value is a pydantic ValidationError
-    (a ValueError) naming the field; config files and profiles turn it into a ConfigError naming the file too
-    (load_yaml_model), api.gate into one naming the argument or the report (threshold_error).
-    No custom __init__: pydantic would route nested validation (the config's gate section) through it."""
+    """What a release must meet (edgekd gate, the pipeline's gate stage); null switches a numeric check off."""
+
+    # A bad value is a pydantic ValidationError (a ValueError) naming the field; config files and profiles turn it
+    # into a ConfigError naming the file too (load_yaml_model), api.gate into one naming the argument or the report
+    # (threshold_error). No custom __init__: pydantic would route the config's nested gate section through it.
 
     reference: str = Field("student_fp32", description="a report reference (teacher, student_fp32) or an artifact row "
                                                         "such as x86-cpu/fp32")
