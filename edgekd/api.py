@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
-from edgekd.device.config import BENCH_DEFAULTS as _BENCH
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
+from edgekd.device.config import BENCH_DEFAULTS as _BENCH
 from edgekd.device.gate import GateResult, gate_report
 from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 

@@ -16,8 +16,8 @@ import numpy as np
 from edgekd.core.errors import ArtifactError, DataError, TargetError
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
-from edgekd.device.bundle import load_bundle, shipped_variant
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds
+from edgekd.device.bundle import load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report
@@ -105,9 +105,6 @@ def _gate_section(manifest: dict[str, Any]) -> dict[str, Any]:
         profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
         given = {k: v for k, v in profile_gate.items() if k in THRESHOLD_NAMES and v is not None}
     return Thresholds().model_dump() | given
-    profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
-    gate.update({k: v for k, v in profile_gate.items() if k in gate and v is not None})
-    return gate
 
 
 def _require_a_runtime(loaded: list) -> None:

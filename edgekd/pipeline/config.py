@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model, validate_model
-from edgekd.data.config import DataConfig
 from edgekd.core.thresholds import Thresholds
+from edgekd.data.config import DataConfig
 from edgekd.device.config import BenchConfig
 from edgekd.quant.config import QuantizeConfig
 from edgekd.train.config import OFFLINE_ONLY, DistillConfig, ExportConfig, StudentConfig, TeacherConfig

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgekd.pipeline.manifest import RunManifest
-from edgekd.pipeline.records import (CompileRecord, ExportRecord, QuantizeRecord, StudentRecord, TargetBuild,
-                                     read_record)
+from edgekd.pipeline.records import CompileRecord, ExportRecord, QuantizeRecord, StudentRecord, TargetBuild, read_record
 from edgekd.pipeline.stage import StageOutput
 
 PIPELINE = Path(__file__).resolve().parents[2] / "edgekd" / "pipeline"
