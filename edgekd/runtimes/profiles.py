@@ -14,6 +14,8 @@ from edgekd.core.thresholds import Thresholds
 from edgekd.runtimes.registry import BACKEND_NAMES
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
+# The gate limits a target profile sets (its gate section accepts every Thresholds key; these are the ones it has).
+PROFILE_LIMITS = ("max_drop", "min_speedup", "max_size_kb")
 
 
 class QuantRecipe(Strict):
@@ -59,8 +61,10 @@ class TargetProfile(Strict):
 
     @field_serializer("gate")
     def _gate_as_written(self, gate: Thresholds) -> dict[str, Any]:
-        """Only what the profile sets: the bundle's manifest must not present edgekd's defaults as the target's."""
-        return gate.given()
+        """What the profile sets, never edgekd's defaults presented as the target's, in the form profiles were
+        always dumped in (the three limits, null when unset): the dump is part of the stage keys (--resume) and
+        of the bundle manifests."""
+        return {**dict.fromkeys(PROFILE_LIMITS), **gate.given()}
 
 
 def _profile_paths() -> dict[str, Path]:
