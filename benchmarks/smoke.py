@@ -21,6 +21,13 @@ DATA = {"train_limit": 300, "test_limit": 200, "val_fraction": 0.01}
 # Three epochs: a teacher handed on as a checkpoint (the data-free benchmark does) must beat chance, or the
 # pipeline refuses it (edgekd/pipeline/teacher_check.py).
 TRAIN = {"epochs": 3, "batch_size": 64, "amp": "off"}
+def machine_line(machine: dict) -> str:
+    """`Machine: <cpu>, <n> cores, flags <...>` from edgekd.core.environment.describe(), for a results file's .md:
+    int8 and bf16 speed depend on the flags, so every benchmark states them the same way."""
+    cpu = machine["cpu"]
+    return f"Machine: {cpu['model']}, {cpu['cores']} cores, flags {', '.join(cpu['flags']) or 'none of note'}"
+
+
 BENCH = {"eval_samples": 100, "runs": 3, "min_seconds": 0.0, "warmup_runs": 1, "warmup_seconds": 0.0, "rounds": 1,
          "memory": False}
 

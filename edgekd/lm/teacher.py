@@ -1,26 +1,13 @@
 """Running the teacher once over the training blocks to fill the top-k cache (cache.py)."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edgekd.lm.cache import TopKEntry, TopKLogitCache, cache_key
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 of every parameter and buffer (name, dtype, shape, bytes): the teacher's identity in the cache key.
-
-    The same as edgekd/distill/cache.py's weights_digest; repeated here because edgekd.lm stays independent of
-    the image pipeline's modules while the package layout is being reorganised."""
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+from edgekd.train.distill.cache import weights_digest  # the teacher's identity in the cache key, as for images
 
 
 @torch.no_grad()

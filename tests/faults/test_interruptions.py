@@ -61,8 +61,15 @@ def _long_distill_config(folder: Path) -> Path:
 
 
 def _start(config: Path, out: Path) -> subprocess.Popen:
+    # Ctrl-C as a terminal sends it: a suite started in the background by a shell without job control (`make test &`,
+    # nohup) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt, so the child gets it back.
     return subprocess.Popen([sys.executable, "-m", "edgekd", "run", str(config), "--out", str(out)], cwd=REPO,
-                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
+from tests.lm.blocking import BLOCK_TORCH
 
 pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
@@ -133,13 +134,7 @@ def test_int8_and_4bit_decoders_run_and_stay_close(exported, tmp_path, method, o
 def test_generation_runs_with_torch_blocked(exported):
     """The device loop imports neither torch nor transformers: both fail to import in this child."""
     _, path = exported
-    code = textwrap.dedent(f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "transformers"):
-                    raise ImportError(name + " is blocked in this test")
-        sys.meta_path.insert(0, Block())
+    code = BLOCK_TORCH + textwrap.dedent(f"""
         from edgekd.lm.generate import OnnxDecoder, generate
         from edgekd.lm.evaluate import onnx_perplexity
         print(generate(OnnxDecoder({str(path)!r}), [1, 2, 3], 16).tokens)

@@ -10,6 +10,7 @@ import pytest
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
 from edgekd.lm.corpus import folder_corpus
 from edgekd.lm.tokenizer import END_OF_TEXT, LMTokenizer, blocks, train_on_corpus, train_tokenizer
+from tests.lm.blocking import BLOCK_TORCH
 
 pytest.importorskip("tokenizers")
 
@@ -76,13 +77,7 @@ def test_bad_tokenizer_files_and_sizes(tmp_path):
 
 def test_tokenizer_works_with_torch_blocked(tokenizer):
     """The device side tokenizes prompts without torch or transformers: importing either fails in this child."""
-    code = textwrap.dedent(f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "transformers"):
-                    raise ImportError(name + " is blocked in this test")
-        sys.meta_path.insert(0, Block())
+    code = BLOCK_TORCH + textwrap.dedent(f"""
         from edgekd.lm.tokenizer import LMTokenizer
         import edgekd.lm.generate, edgekd.lm.cache, edgekd.lm.corpus
         tok = LMTokenizer({str(tokenizer.path)!r})
