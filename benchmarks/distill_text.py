@@ -19,6 +19,7 @@ Writes benchmarks/results/distill_text.json and .md.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -75,16 +76,6 @@ SMOKE_PLAN = Plan(vocab=300, teacher=models.Size(32, 4, 2, 64), train_examples=2
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def stratified(examples: list[corpus.Example], count: int, seed: int) -> list[corpus.Example]:
-    """`count` examples with the classes in their proportions (scikit-learn's stratified split), or all of them."""
-    if not count or count >= len(examples):
-        return examples
-    from sklearn.model_selection import train_test_split
-
-    kept, _ = train_test_split(examples, train_size=count, random_state=seed, stratify=[e.label for e in examples])
-    return sorted(kept, key=lambda e: (e.group, e.text))
 
 
 def smoke_corpus(folder: Path) -> Path:
@@ -176,7 +167,7 @@ def latencies(files: dict[str, Path], data: training.Encoded, plan: Plan) -> dic
         batch = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         for threads in (ORT_THREADS, 1):
             sessions = {name: export.session(path, threads=threads) for name, path in files.items()}
-            runners = {name: (lambda s: lambda b: export.run(s, b))(s) for name, s in sessions.items()}
+            runners = {name: functools.partial(export.run, s) for name, s in sessions.items()}
             stats = measure_interleaved(runners, batch, LatencySpec(**plan.latency), desc=f"latency {length} tokens, {threads} threads")
             out[f"seq{length}_threads{threads}"] = {name: {"p50_ms": round(s.p50_ms, 3), "p90_ms": round(s.p90_ms, 3),
                                                            "round_p50_ms": [round(v, 3) for v in s.round_p50_ms]}
@@ -233,9 +224,9 @@ def run(plan: Plan, args, work: Path) -> dict:
     examples = corpus.load(args.corpus)
     corpus_sha = sha256_of(args.corpus)
     names = corpus.label_names(corpus.split(examples, "train"))
-    splits = {"train": stratified(corpus.split(examples, "train"), plan.train_examples, 0),
-              "val": stratified(corpus.split(examples, "val"), plan.val_examples, 0),
-              "test": stratified(corpus.split(examples, "test"), plan.test_examples, 0)}
+    splits = {"train": corpus.stratified(corpus.split(examples, "train"), plan.train_examples, 0),
+              "val": corpus.stratified(corpus.split(examples, "val"), plan.val_examples, 0),
+              "test": corpus.stratified(corpus.split(examples, "test"), plan.test_examples, 0)}
     if not all(splits.values()):
         raise DataError(f"{args.corpus}: needs train, val and test examples; found {[k for k, v in splits.items() if not v]} empty")
     # The tokenizer learns from the whole training split (cheap), never from val or test.

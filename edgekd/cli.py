@@ -265,11 +265,14 @@ def _print_run_result(ctx):
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Measure on this folder of raw image files instead of eval.npz, decoded with the manifest's preprocessing "
                    "(Pillow + numpy): sub-folders named as the bundle's labels give top-1, else fidelity to the fp32 bundle.")
+@click.option("--texts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A text model's bundle: measure on this .jsonl or .csv of text,label instead of eval.npz, tokenized with "
+                   "the bundle's tokenizer.json (tokenizers + numpy), labels as the bundle names them.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Write report.json, report.md and report.html into this folder.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write only report.json here.")
 def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_seconds, rounds, batch_sizes, no_memory,
-              images, out, json_out) -> None:
+              images, texts, out, json_out) -> None:
     """Benchmark a bundle (or every bundle in a run folder) on this machine.
 
     Verifies every file's sha256 first, then measures size, top-1 and fidelity on the bundled eval.npz,
@@ -280,9 +283,11 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     from edgekd.device.report.terminal import terminal_table
 
     _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
+    if images and texts:
+        raise click.UsageError("--images and --texts: give one of them")
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
                        warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory,
-                       images=images)
+                       images=images, texts=texts)
     click.echo(terminal_table(report))
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)

@@ -21,11 +21,13 @@ ALLOWED = {
     "runtimes": {"core"},
     # data: `edgekd bench --images` decodes raw image files on the device with the bundle's preprocessing
     # (data/images.py: Pillow, numpy; data imports only core)
-    "device": {"core", "runtimes", "data"},
+    # text: `edgekd bench --texts` tokenizes raw text on the device with the bundle's tokenizer.json (text/corpus.py,
+    # text/tokenizer.py: tokenizers and numpy, no torch; tests/device/test_bench_texts.py runs it with torch blocked)
+    "device": {"core", "runtimes", "data", "text"},
     "data": {"core"},
     "train": {"core", "data", "runtimes"},
     "quant": {"core", "data", "runtimes", "train"},
-    "pipeline": {"core", "runtimes", "device", "data", "train", "quant"},
+    "pipeline": {"core", "runtimes", "device", "data", "train", "quant", "text"},
     # text classifiers and language models (issues 15, 16): their corpus, tokenizer, models, losses and export;
     # they reuse the distillation losses and know nothing of the pipeline, the device layer or each other
     "text": {"core", "train"},
@@ -109,3 +111,12 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones():
     source = "def f():\n    import torch\n    from ..pipeline import runner\n    from edgekd import api\n"
     assert imports_in(source, "edgekd.device") == [(2, "torch"), (3, "edgekd.pipeline"), (4, "edgekd"), (4, "edgekd.api")]
     assert edgekd_layer("edgekd.pipeline.runner") == "pipeline" and edgekd_layer("torch") is None
+
+
+def test_the_device_takes_only_the_torch_free_text_modules():
+    """The device may read a corpus file and tokenize (edgekd.text.corpus, edgekd.text.tokenizer); the rest of
+    edgekd.text (models, training, export) needs torch."""
+    allowed = {"edgekd.text", "edgekd.text.corpus", "edgekd.text.tokenizer"}
+    broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}" for path in layer_files("device")
+              for line, module in imports_of(path) if edgekd_layer(module) == "text" and module not in allowed]
+    assert not broken, "\n".join(broken)

@@ -30,8 +30,13 @@ NORMALIZE_MODES = ("dataset", "none", "imagenet")
 
 
 class DataConfig(Strict):
-    source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | module:function | file.py:function")
-    path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder")
+    source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | text | module:function | file.py:function")
+    path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder; for text a .jsonl or "
+                                                  ".csv (optionally .gz) of text,label (optional split, group)")
+    max_length: Optional[int] = Field(None, ge=8, le=512, description="text: tokens per text the models take (cut and padded "
+                                                                      "to it; default 64)")
+    vocab_size: Optional[int] = Field(None, ge=100, le=100_000, description="text: WordPiece vocabulary learned on the training "
+                                                                           "split (default 2000)")
     image_size: Optional[int] = Field(None, ge=4, le=1024, description="imagefolder: squash every image to this square size "
                                                                        "(changes the aspect ratio; resize + center_crop keep it)")
     resize: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: resize the shorter side to this many pixels "
@@ -57,6 +62,11 @@ class DataConfig(Strict):
         if given and self.source != "imagefolder":
             raise ValueError(f"data.{given[0]}: applies to image files (data.source imagefolder), not to '{self.source}'; "
                              "remove it")
+        text_only = [k for k in ("max_length", "vocab_size") if k in self.model_fields_set]
+        if text_only and self.source != "text":
+            raise ValueError(f"data.{text_only[0]}: applies to data.source text, not to '{self.source}'; remove it")
+        if self.source == "text" and not self.path:
+            raise ValueError("data.path: data.source text needs a .jsonl or .csv file of text,label; give its path")
         if self.labels == "none" and self.source not in ("imagefolder", "npz"):
             raise ValueError(f"data.labels: none applies to data.source imagefolder or npz, not to '{self.source}'; remove it")
         return self

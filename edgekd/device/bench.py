@@ -7,6 +7,7 @@ same report schema as the pipeline's bench stage.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def _require_a_runtime(loaded: list) -> None:
 
 
 def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, batch_sizes: Sequence[int] = (1,),
-                  memory: bool = True, images: Path | None = None) -> dict[str, Any]:
+                  memory: bool = True, images: Path | None = None, texts: Path | None = None) -> dict[str, Any]:
     """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine: on the
     bundles' eval.npz, or on a folder of raw image files (`images`) decoded as the manifest's preprocessing says."""
     loaded = [(bundle_dir, *load_bundle(bundle_dir)) for bundle_dir in bundle_paths(path)]  # sha256 checked first
@@ -124,7 +125,10 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     candidates = [Candidate(artifact_name(m.get("target", d.name), shipped_variant(m, a.precision)), m.get("target", d.name), a, threads,
                             verdict="bundle") for d, m, a in loaded]
     first_manifest = loaded[0][1]
-    if images is None:
+    if texts is not None:
+        x, y, reference, references, eval_set = _on_texts(Path(texts), loaded, candidates)
+        measured, gate = ACCURACY, _gate_section(first_manifest)
+    elif images is None:
         x, y, reference, references, eval_set = _on_eval_npz(loaded)
         measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest)
     else:
@@ -190,3 +194,33 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
                 # the reference tells nothing about the others: no fp32 bundle among them, or no other bundle at all
                 "reference_is_a_candidate": candidates[index].artifact.precision != "fp32" or len(candidates) == 1}
     return x, y, reference, references, eval_set, measured, gate
+
+
+def _on_texts(path: Path, loaded: list, candidates: list[Candidate]) -> tuple:
+    """Raw texts with labels (a .jsonl or .csv of text,label, as the pipeline reads them) tokenized with the bundle's
+    own tokenizer.json (Hugging Face tokenizers, no torch), judged against the bundle's labels; the reference is the
+    fp32 bundle among those benched (else the first), as for --images."""
+    from edgekd.text import corpus, tokenizer
+
+    texts = [(d, (m.get("preprocessing") or {}).get("text")) for d, m, _a in loaded]
+    if any(not isinstance(text, dict) or not isinstance(text.get("tokenizer"), str) for _d, text in texts):
+        raise ArtifactError(f"--texts: {next(d for d, t in texts if not isinstance(t, dict))} is not a text model's bundle "
+                            "(its manifest has no preprocessing.text); give --texts only with text bundles")
+    if len({json.dumps(text, sort_keys=True) for _d, text in texts}) > 1:
+        raise ArtifactError("--texts: the bundles tokenize differently; bench them one at a time")
+    first_dir, text = texts[0]
+    # The tokenizer file is listed in the manifest with its sha256, which load_bundle has checked.
+    tok = tokenizer.load(first_dir / text["tokenizer"], int(text["max_length"]))
+    examples = corpus.load(path)
+    labels = [str(label) for label in loaded[0][1].get("labels") or []]
+    y = corpus.label_ids(examples, labels)
+    x = tokenizer.encode(tok, [e.text for e in examples])
+    index = next((i for i, c in enumerate(candidates) if c.artifact.precision == "fp32"), 0)
+    reference = predict(get_backend(candidates[index].artifact.backend).session(candidates[index].artifact,
+                                                                                candidates[index].threads).run, x)
+    references = {}
+    if candidates[index].artifact.precision == "fp32":
+        references["student_fp32"] = {**accuracy_metrics(reference, y), "source": f"{candidates[index].name} on {path}"}
+    eval_set = {"samples": len(y), "sha256": eval_set_hash(x, y), "texts": str(path), "reference": candidates[index].name,
+                "reference_is_a_candidate": candidates[index].artifact.precision != "fp32" or len(candidates) == 1}
+    return x, y, reference, references, eval_set

@@ -37,8 +37,10 @@ with: pixels scaled to [0, 1], then (pixel - mean[c]) / std[c] per channel with 
 
 
 def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_y: np.ndarray,
-                 reference_logits: np.ndarray, info: dict[str, Any]) -> Path:
-    """Assemble the bundle in a temporary folder, then swap it into place: a crash leaves the old one."""
+                 reference_logits: np.ndarray, info: dict[str, Any], extra_files: dict[str, Path] | None = None) -> Path:
+    """Assemble the bundle in a temporary folder, then swap it into place: a crash leaves the old one.
+    `extra_files` ({name in the bundle: source}): what the device needs beside the model to feed it (a text model's
+    tokenizer.json), listed with their sha256 like every other file."""
     # A model with several inputs: one array per input, named as the input (bench/device.py reads them by name).
     named = dict(eval_x) if isinstance(eval_x, dict) else {"x": eval_x.astype(np.float32)}
     if {"y", "reference_logits"} & set(named):
@@ -48,6 +50,8 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
     staging.mkdir(parents=True)
     for name in artifact.files:
         shutil.copyfile(artifact.root / name, staging / name)
+    for name, source in (extra_files or {}).items():
+        shutil.copyfile(source, staging / name)
     np.savez_compressed(staging / "eval.npz", **named, y=eval_y.astype(np.int64),
                         reference_logits=reference_logits.astype(np.float32))
     backend = get_backend(artifact.backend)
@@ -55,7 +59,8 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
         target=info["target"], backend=artifact.backend, precision=shipped_variant(info, artifact.precision), version=info.get("edgekd_version", "?"),
         built_on=info.get("built_on", "?"), runtime_pip=backend.pip_packages,
         rebuild=f"\n{backend.rebuild_note}\n" if artifact.rebuild_on_device else ""))
-    manifest = {"schema": BUNDLE_SCHEMA, **info, "artifact": artifact.to_json(), "files": _file_records(staging, artifact),
+    manifest = {"schema": BUNDLE_SCHEMA, **info, "artifact": artifact.to_json(),
+                "files": _file_records(staging, artifact, list(extra_files or {})),
                 "eval_set_sha256": sha256_of(staging / "eval.npz")}
     write_json_atomic(staging / "manifest.json", manifest)
     _swap_into_place(staging, bundle_dir)
@@ -70,8 +75,8 @@ def shipped_variant(manifest: dict[str, Any], precision: str) -> str:
     return variant if isinstance(variant, str) and variant else precision
 
 
-def _file_records(bundle_dir: Path, artifact: Artifact) -> list[dict[str, Any]]:
-    return [file_record(bundle_dir / name, bundle_dir) for name in [*artifact.files, "eval.npz", "README.md"]]
+def _file_records(bundle_dir: Path, artifact: Artifact, extra: list[str] | None = None) -> list[dict[str, Any]]:
+    return [file_record(bundle_dir / name, bundle_dir) for name in [*artifact.files, *(extra or []), "eval.npz", "README.md"]]
 
 
 def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
@@ -81,8 +86,12 @@ def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
     if profile is not None and profile.backend != artifact.backend:
         raise ArtifactError(f"{bundle_dir}: the bundle holds a {artifact.backend} model; target '{profile.name}' "
                             f"uses {profile.backend}; pick a profile with backend {artifact.backend}")
+    # Files beside the model (a tokenizer.json) stay listed: only the artifact's own files change.
+    beside = [entry["path"] for entry in manifest["files"]
+              if entry["path"] not in {*artifact.files, artifact.main, *get_backend(artifact.backend).built_files,
+                                       "eval.npz", "README.md"}]
     artifact = get_backend(artifact.backend).build(artifact, profile)
-    manifest.update(artifact=artifact.to_json(), files=_file_records(Path(bundle_dir), artifact),
+    manifest.update(artifact=artifact.to_json(), files=_file_records(Path(bundle_dir), artifact, beside),
                     rebuild_on_device=artifact.rebuild_on_device, rebuilt_on=cpu_info()["model"],
                     rebuilt_with=library_versions())
     if profile is not None:

@@ -38,6 +38,8 @@ class RunContext:
     def dataset(self):
         from edgekd.data import load_dataset
 
+        if hasattr(self.task, "load_dataset"):  # a task with its own data (text): its loader, not the image sources
+            return self.task.load_dataset(self.cfg, self.base_dir)
         # Shipping a trained model only evaluates and calibrates: an image folder can then stay on disk.
         lazy = self.cfg.distill.mode == "none" and self.cfg.quantize.method != "qat"
         dataset = load_dataset(self.cfg.data, self.cfg.seed, self.base_dir, lazy=lazy)

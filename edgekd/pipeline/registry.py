@@ -16,11 +16,17 @@ STAGES = {
 }
 # With distill.mode none the user's model is shipped as given: this class takes the distill stage's place.
 AS_GIVEN = "edgekd.pipeline.stages.as_given:AsGivenStage"
+# data.source text: text classifiers train, export and quantize their own way; compile, bench and gate are shared.
+TEXT_STAGES = {name: f"edgekd.pipeline.stages.text:Text{name.capitalize()}Stage"
+               for name in ("teachers", "distill", "export", "quantize")}
 STAGE_NAMES = tuple(STAGES)
 
 
 def stage_class(config, name: str):
     """The Stage subclass that runs `name` for this config."""
-    where = AS_GIVEN if name == "distill" and config.distill.mode == "none" else STAGES[name]
+    if config.data.source == "text" and name in TEXT_STAGES:
+        where = TEXT_STAGES[name]
+    else:
+        where = AS_GIVEN if name == "distill" and config.distill.mode == "none" else STAGES[name]
     module, _, cls = where.partition(":")
     return getattr(importlib.import_module(module), cls)

@@ -45,10 +45,34 @@ class ImageClassification:
         return test.x[:n], test.y[:n]
 
 
+@dataclass(frozen=True)
+class TextClassification:
+    """data.source text: token ids and their mask in (edgekd.pipeline.text_data), one label per text, top-1."""
+
+    name: str = "text-classification"
+    metric: str = "top1"
+
+    def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        return topk(logits, labels, 1)
+
+    def input_spec(self, dataset: Any, name: str = "input_ids", batch: int | str = "batch") -> dict[str, Any]:
+        return {"name": "input_ids", "shape": [batch, "sequence"], "dtype": "int64"}
+
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        test = dataset.test
+        n = min(samples, len(test))
+        return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
+
+    def load_dataset(self, config, base_dir):
+        from edgekd.pipeline.text_data import load_text_dataset
+
+        return load_text_dataset(config.data, config.seed, base_dir)
+
+
 # A new task: a class like ImageClassification, and one line here (and the config key that picks it).
-TASKS: dict[str, Task] = {"image-classification": ImageClassification()}
+TASKS: dict[str, Task] = {"image-classification": ImageClassification(), "text-classification": TextClassification()}
 
 
 def task_for(config) -> Task:
-    """The task of a pipeline config: image classification, the only one so far."""
-    return TASKS["image-classification"]
+    """The task of a pipeline config: text classification for data.source text, else image classification."""
+    return TASKS["text-classification" if config.data.source == "text" else "image-classification"]

@@ -182,6 +182,17 @@ def split(examples: Iterable[Example], name: str) -> list[Example]:
     return [example for example in examples if example.split == name]
 
 
+def stratified(examples: list[Example], count: int | None, seed: int) -> list[Example]:
+    """`count` examples with the classes in their proportions (scikit-learn's stratified split), in the corpus'
+    order; all of them when `count` is None, 0 or not smaller."""
+    if not count or count >= len(examples):
+        return examples
+    from sklearn.model_selection import train_test_split
+
+    kept, _ = train_test_split(examples, train_size=count, random_state=seed, stratify=[e.label for e in examples])
+    return sorted(kept, key=lambda e: (e.group, e.text))
+
+
 def label_names(examples: Iterable[Example]) -> list[str]:
     """The classes in sorted order: the model's output i is label_names[i], as for image folders."""
     return sorted({example.label for example in examples})

@@ -113,10 +113,11 @@ class _Batches:
 
 
 def quantize_static_int8(fp32_path: str | Path, int8_path: str | Path, calibration: list[dict[str, np.ndarray]],
-                         reduce_range: bool) -> Path:
+                         reduce_range: bool, per_channel: bool = False) -> Path:
     """onnxruntime static int8 in QDQ format: MatMul weights int8 and their activations uint8 with ranges calibrated
-    (min-max) on `calibration`, a list of input batches from the training split. No per-batch quantizing of
-    activations at run time, which is what dynamic int8 pays for on small matrices. `reduce_range` as above."""
+    (min-max) on `calibration`, a list of input batches from the training split; weight scales per output channel
+    with `per_channel`. No per-batch quantizing of activations at run time, which is what dynamic int8 pays for on
+    small matrices. `reduce_range` as above."""
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if not calibration:
@@ -130,5 +131,5 @@ def quantize_static_int8(fp32_path: str | Path, int8_path: str | Path, calibrati
         # a quantize/dequantize pair per op and buys nothing on the CPU provider.
         quantize_static(str(prepared), str(tmp), _Batches(calibration), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["MatMul"], activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=False, reduce_range=reduce_range)
+                        per_channel=per_channel, reduce_range=reduce_range)
     return int8_path

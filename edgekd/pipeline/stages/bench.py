@@ -26,7 +26,11 @@ from edgekd.runtimes.host_fit import host_warnings
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
     student_logits = fp32_student_logits(ctx, x)
     refs = {"student_fp32": accuracy_metrics(student_logits, y)}
-    if ctx.cfg.teachers:  # teachers are PyTorch models: torch only here
+    if ctx.cfg.teachers and ctx.task.name == "text-classification":
+        from edgekd.pipeline.text_models import teacher_logits
+
+        refs["teacher"] = accuracy_metrics(teacher_logits(ctx, x), y)
+    elif ctx.cfg.teachers:  # teachers are PyTorch models: torch only here
         import torch
 
         from edgekd.pipeline.run_models import build_teachers

@@ -12,7 +12,7 @@ import numpy as np
 from edgekd import __version__
 from edgekd.core.environment import cpu_info, library_versions
 from edgekd.core.errors import EdgeKDError, StageError, TargetError
-from edgekd.core.metrics import accuracy_drop, fidelity, predict
+from edgekd.core.metrics import accuracy_drop, fidelity, predict, take_rows
 from edgekd.core.progress import progress
 from edgekd.device.bundle import write_bundle
 from edgekd.device.latency import measure_interleaved
@@ -84,7 +84,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
                 runners[name] = session.run
         rows.append(row)
     if runners:
-        batch = np.ascontiguousarray(val.x[:1])
+        batch = take_rows(val.x, slice(0, 1))  # one sample of every input (text models take two)
         stats = measure_interleaved(runners, batch, ctx.cfg.bench.latency_spec(), desc=f"{profile.name} candidates")
         for row in rows:
             if row["name"] in stats:
@@ -133,6 +133,12 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
             "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint}
 
 
+def _preprocessing_files(ctx: RunContext) -> dict[str, Path]:
+    """Files the device needs to feed the model, which travel in every bundle: a text model's tokenizer.json."""
+    text = ctx.dataset.preprocessing().get("text")
+    return {text["tokenizer"]: ctx.stage_dir("teachers") / text["tokenizer"]} if text else {}
+
+
 class CompileStage(Stage):
     """Stage 5: per target, every candidate built and measured, the fastest passing one bundled. Depends on the
     whole gate section: the bundles carry it."""
@@ -171,7 +177,8 @@ class CompileStage(Stage):
             rows = evaluate(ctx, profile, candidates, val_logits)
             best = choose(rows, selection_rule(ctx, profile))
             info = _bundle_info(ctx, profile, rows, best)
-            bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info)
+            bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info,
+                                  extra_files=_preprocessing_files(ctx))
             outputs.append(bundle / "manifest.json")
             targets[profile.name] = TargetBuild(profile.backend, rows[best]["name"], rows[best]["precision"], rows,
                                                 str(bundle.relative_to(ctx.run_dir)))

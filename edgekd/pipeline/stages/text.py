@@ -1,0 +1,245 @@
+"""Stages 1-4 for text classifiers (data.source text): a BERT-style teacher trained on the corpus, the DistilBERT
+recipe's student distilled from it, ONNX export with input_ids and attention_mask (batch and sequence dynamic),
+and int8 per target. Compile, bench and gate are the image stages, unchanged: they read what these write.
+
+    teachers: [{arch: bert, kwargs: {hidden: 128, layers: 6, heads: 4, intermediate: 512}, train: {...}}]
+    student: {arch: bert-half}            # the teacher's width, every other teacher layer (DistilBERT)
+    student: {arch: bert, kwargs: {...}}  # a narrower student, fresh, with a learned projection for the cosine
+
+Weights are saved with safetensors (nothing is unpickled when read back) beside the models' configs as JSON.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError, StageError
+from edgekd.core.fileio import atomic_path, resolve_path, write_text_atomic
+from edgekd.core.progress import progress
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
+from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.text_data import TOKENIZER_FILE
+from edgekd.pipeline.text_models import load_model, save_model
+
+TEACHER_ARCH, STUDENT_ARCHS = "bert", ("bert-half", "bert")
+SIZE_KEYS = ("hidden", "layers", "heads", "intermediate")
+CALIBRATION_TEXTS, CALIBRATION_BATCH = 256, 32
+
+
+def _size(kwargs: dict, where: str):
+    from edgekd.text.models import Size
+
+    unknown = sorted(set(kwargs) - set(SIZE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}.kwargs: unknown key '{unknown[0]}'; a text model takes {', '.join(SIZE_KEYS)}")
+    return Size(**kwargs)
+
+
+def check_text_config(config, base_dir: Path) -> None:
+    """What the text path supports, refused with the key before anything loads."""
+    if len(config.teachers) != 1 or config.teachers[0].arch != TEACHER_ARCH:
+        raise ConfigError(f"teachers: data.source text distills from one teacher with arch '{TEACHER_ARCH}'; give exactly that")
+    if config.teachers[0].checkpoint:
+        raise ConfigError("teachers[0].checkpoint: a text teacher is trained by the run; remove the checkpoint")
+    if config.student.arch not in STUDENT_ARCHS or config.student.checkpoint:
+        raise ConfigError(f"student.arch: data.source text takes {' or '.join(STUDENT_ARCHS)} (without checkpoint); "
+                          f"got {config.student.arch!r}")
+    if config.student.arch == "bert-half" and config.student.kwargs:
+        raise ConfigError("student.kwargs: bert-half takes the teacher's sizes; remove kwargs, or use arch bert for a narrower student")
+    if config.distill.mode != "offline" or config.distill.hints or config.distill.augment:
+        raise ConfigError("distill: data.source text distills offline, without hints or augment; remove them")
+    if config.quantize.method == "qat":
+        raise ConfigError("quantize.method: qat is for images; data.source text quantizes after training (ptq) or not at all (none)")
+    _size(config.teachers[0].kwargs, "teachers[0]")
+    if config.student.arch == "bert":
+        _size(config.student.kwargs, "student")
+    path = resolve_path(Path(config.data.path).expanduser(), base_dir)
+    if not path.is_file():
+        raise ConfigError(f"data.path '{config.data.path}': no such file ({path}); give a .jsonl or .csv of text,label")
+
+
+def _recipe(train_cfg, seed: int):
+    from edgekd.text.training import Recipe
+
+    return Recipe(epochs=train_cfg.epochs, batch_size=train_cfg.batch_size, lr=train_cfg.lr,
+                  weight_decay=train_cfg.weight_decay, seed=seed)
+
+
+def _encoded(split):
+    from edgekd.text.training import Encoded
+
+    return Encoded(split.x["input_ids"], split.x["attention_mask"], split.y)
+
+
+class TextTeachersStage(Stage):
+    """Stage 1 (text): the WordPiece tokenizer of the training split, and the BERT-style teacher trained on it."""
+
+    name = "teachers"
+    sections = ("seed", "data", "teachers")
+    trains = True
+
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        check_text_config(config, base_dir)
+
+    def check_inputs(self) -> list[dict]:
+        """The corpus loads, splits and tokenizes before the run folder is touched (ctx.dataset)."""
+        self.ctx.dataset  # noqa: B018  (loaded for its checks; the runner keeps it)
+        return []
+
+    def run(self) -> StageOutput:
+        import torch
+
+        from edgekd.text import models, training
+
+        ctx, data = self.ctx, self.ctx.dataset
+        spec, folder = ctx.cfg.teachers[0], ctx.stage_dir("teachers")
+        tokenizer_path = folder / TOKENIZER_FILE
+        write_text_atomic(tokenizer_path, data.tokenizer_json)
+        torch.manual_seed(ctx.cfg.seed)
+        teacher = models.classifier(models.config(data.tokenizer().get_vocab_size(), data.num_classes,
+                                                  _size(spec.kwargs, "teachers[0]"), max_length=data.max_length))
+        fitted = training.fit(teacher, _encoded(data.train), _encoded(data.val), _recipe(spec.train, ctx.cfg.seed),
+                              log=lambda m: None, name="teacher")
+        entry = {"name": "teacher-0", "arch": TEACHER_ARCH, "params": models.parameters(teacher), "top1": fitted["val_top1"],
+                 "test_top1": training.top1(teacher, _encoded(data.test)), **fitted}
+        outputs = [tokenizer_path, *save_model(teacher, folder, "teacher-0")]
+        return StageOutput(outputs, {"teachers": [entry], "ensemble": {"params": entry["params"], "top1": entry["top1"]},
+                                     "preprocessing": data.preprocessing(), "vocabulary": data.tokenizer().get_vocab_size()})
+
+
+class TextDistillStage(Stage):
+    """Stage 2 (text): the student, from the teacher's layers (bert-half) or fresh and narrower (bert), trained on the
+    teacher's cached logits and last [CLS] state with the labels (alpha 0: labels only)."""
+
+    name = "distill"
+    sections = ("student", "distill")
+    trains = True
+
+    def run(self) -> StageOutput:
+        from edgekd.text import models, training
+
+        ctx, data, cfg = self.ctx, self.ctx.dataset, self.ctx.cfg.distill
+        seed = ctx.cfg.seed if cfg.seed is None else cfg.seed
+        teacher = load_model(ctx.stage_dir("teachers"), "teacher-0")
+        if ctx.cfg.student.arch == "bert-half":
+            student, _layers = models.half_depth_student(teacher)
+            projection = None
+        else:
+            student, projection = models.narrow_student(teacher.config, _size(ctx.cfg.student.kwargs, "student"))
+        train = _encoded(data.train)
+        kd = training.KD(cfg.temperature, cfg.alpha) if cfg.alpha > 0 else None
+        cached = training.outputs(teacher, train, hidden=True) if kd else None
+        fitted = training.fit(student, train, _encoded(data.val), _recipe(cfg.train, seed), kd=kd, teacher=cached,
+                              projection=projection, log=lambda m: None, name="student")
+        metrics = {"params": models.parameters(student), "seed": seed, "arch": ctx.cfg.student.arch,
+                   "loss": {"kind": "distilbert" if kd else "cross_entropy", "temperature": cfg.temperature, "alpha": cfg.alpha,
+                            "cosine": "last [CLS] state" if kd else None},
+                   "test_top1": training.top1(student, _encoded(data.test)), **fitted}
+        return StageOutput(save_model(student, ctx.stage_dir("distill"), "student"), metrics, record=StudentRecord())
+
+
+class TextExportStage(Stage):
+    """Stage 3 (text): the student as ONNX (input_ids, attention_mask; batch and sequence dynamic), checked against
+    PyTorch on validation texts."""
+
+    name = "export"
+    sections = ("export",)
+
+    def run(self) -> StageOutput:
+        from edgekd.pipeline.given_model import onnx_inputs
+        from edgekd.text import export
+
+        ctx, data, cfg = self.ctx, self.ctx.dataset, self.ctx.cfg.export
+        student = load_model(ctx.stage_dir("distill"), "student")
+        path = export.export(student, ctx.layout.fp32_onnx, max_length=data.max_length, opset=cfg.opset)
+        sample = {name: array[:cfg.parity_samples] for name, array in data.val.x.items()}
+        parity = export.compare(student, path, sample)
+        if parity["max_abs_error"] > cfg.parity_atol or parity["top1_agreement"] < cfg.min_top1_agreement:
+            raise StageError(f"export: the ONNX file disagrees with PyTorch ({parity}); export.parity_atol is {cfg.parity_atol}")
+        record = ExportRecord(ctx.task.input_spec(data, "input_ids"), onnx_inputs(path))
+        return StageOutput([path], {"parity": parity, "opset": cfg.opset}, inputs=[ctx.stage_dir("distill") / "student.safetensors"],
+                           record=record)
+
+
+class TextQuantizeStage(Stage):
+    """Stage 4 (text): per target recipe, static int8 (QDQ, calibrated on training texts) and, for onnxruntime,
+    dynamic int8 too; the faster of those within the accuracy limit on the validation split is the recipe's model."""
+
+    name = "quantize"
+    sections = ("quantize", "targets", "gate.max_drop", "gate.drop_type")
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        if ctx.cfg.quantize.method == "none":
+            return StageOutput([], record=QuantizeRecord("none"))
+        from edgekd.runtimes import load_profile
+
+        calibration = self._calibration()
+        outputs, used = [], {}
+        for target in ctx.cfg.targets:
+            profile = load_profile(target, ctx.base_dir)
+            if "int8" not in profile.precisions or not profile.quantization or profile.quantization.name in used:
+                continue
+            path, info = self._quantize(profile, calibration)
+            outputs.append(path)
+            used[profile.quantization.name] = {**info, "bytes": path.stat().st_size}
+        made_from = {"source": "train", "texts": sum(len(b["input_ids"]) for b in calibration), "batch": CALIBRATION_BATCH}
+        return StageOutput(outputs, inputs=[ctx.layout.fp32_onnx], record=QuantizeRecord("ptq", used, made_from))
+
+    def _calibration(self) -> list[dict[str, np.ndarray]]:
+        train = self.ctx.dataset.train
+        rows = np.random.default_rng(self.ctx.cfg.seed).permutation(len(train))[:CALIBRATION_TEXTS]
+        return [{name: array[rows[i:i + CALIBRATION_BATCH]] for name, array in train.x.items()}
+                for i in range(0, len(rows), CALIBRATION_BATCH)]
+
+    def _quantize(self, profile, calibration) -> tuple[Path, dict[str, Any]]:
+        import shutil
+
+        from edgekd.pipeline.selection import accuracy_limit
+        from edgekd.quant.host import recipe_for_host
+        from edgekd.text import export
+
+        ctx = self.ctx
+        choice = recipe_for_host(profile.quantization, ctx.cfg.quantize.adapt_to_host, profile.name)
+        scratch = ctx.stage_dir("quantize") / f".{profile.quantization.name}"
+        scratch.mkdir(exist_ok=True)
+        made = {"static": export.quantize_static_int8(ctx.layout.fp32_onnx, scratch / "static.onnx", calibration,
+                                                      choice.recipe.reduce_range, choice.recipe.per_channel)}
+        if profile.backend in ("ort", "ort-arm64"):  # dynamic int8 (MatMulInteger) is onnxruntime's own
+            made["dynamic"] = export.quantize_dynamic_int8(ctx.layout.fp32_onnx, scratch / "dynamic.onnx", choice.recipe.reduce_range)
+        rows = _measure(ctx, made, profile.threads)
+        limit = accuracy_limit(ctx.cfg.gate, profile).max_drop
+        passing = [k for k in made if rows[k]["val_drop"] <= limit]
+        kind = min(passing, key=lambda k: rows[k]["p50_ms"]) if passing else min(made, key=lambda k: rows[k]["val_drop"])
+        path = ctx.layout.int8_onnx(profile.quantization.name)
+        with atomic_path(path) as tmp:
+            shutil.copyfile(made[kind], tmp)
+        shutil.rmtree(scratch)
+        return path, {**profile.quantization.model_dump(), **choice.record(), "text_int8": kind, "measured": rows,
+                      "why": f"{kind}: " + ("the faster within the accuracy limit on validation" if passing
+                                            else "none within the accuracy limit on validation: the smaller drop")}
+
+
+def _measure(ctx: RunContext, files: dict[str, Path], threads: int | None) -> dict[str, dict[str, float]]:
+    """Validation top-1 drop against the fp32 ONNX model, and p50 latency at batch 1 (interleaved), of each file."""
+    from edgekd.core.metrics import accuracy_drop, predict, take_rows
+    from edgekd.device.latency import measure_interleaved
+    from edgekd.runtimes.ort import OrtSession
+
+    val = ctx.dataset.val
+    reference = predict(OrtSession(ctx.layout.fp32_onnx, threads).run, val.x)
+    top1 = ctx.task.score(reference, val.y)
+    sessions = {name: OrtSession(path, threads) for name, path in files.items()}
+    rows = {}
+    for name, session in progress(list(sessions.items()), desc="int8 validation accuracy", unit="model"):
+        score = ctx.task.score(predict(session.run, val.x), val.y)
+        rows[name] = {"val_top1": score, "val_drop": accuracy_drop(top1, score, ctx.cfg.gate.drop_type, len(val.y))}
+    stats = measure_interleaved({n: s.run for n, s in sessions.items()}, take_rows(val.x, slice(0, 1)),
+                                ctx.cfg.bench.latency_spec(), desc="int8 latency")
+    for name in rows:
+        rows[name]["p50_ms"] = stats[name].p50_ms
+    return rows

@@ -1,0 +1,136 @@
+"""The text path end to end on a tiny corpus (seconds): data.source text through teachers, distill, export, quantize,
+compile, bench and gate with the CLI, then `edgekd bench BUNDLE --texts` on raw texts with torch and transformers
+blocked, as on a device that has only tokenizers, numpy and onnxruntime."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+from edgekd.core.fileio import read_json  # noqa: E402
+from edgekd.text import corpus  # noqa: E402
+from tests.faults.helpers import invoke, subprocess_env  # noqa: E402
+from tests.text import tiny_corpus  # noqa: E402
+
+pytestmark = pytest.mark.slow  # two ONNX exports (dynamo) and int8 twice: about a minute on 2 cores
+TINY = {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}
+FAST_BENCH = {"eval_samples": 1000, "runs": 5, "min_seconds": 0, "warmup_runs": 1, "warmup_seconds": 0, "rounds": 1,
+              "memory": False}
+BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ImportError(name + " is blocked in this test: the device path must not import it")
+sys.meta_path.insert(0, _NoTorch())
+from edgekd.cli import main
+main(sys.argv[1:])
+"""
+
+
+def text_config(corpus_path: Path, **overrides) -> dict:
+    config = {"name": "text-tiny", "seed": 0,
+              "data": {"source": "text", "path": str(corpus_path), "max_length": 32, "vocab_size": 200},
+              "teachers": [{"arch": "bert", "kwargs": TINY, "train": {"epochs": 8, "lr": 0.005, "batch_size": 16}}],
+              "student": {"arch": "bert-half"},
+              "distill": {"temperature": 2.0, "alpha": 0.5, "train": {"epochs": 3, "lr": 0.003, "batch_size": 16}},
+              "quantize": {"method": "ptq"}, "targets": ["x86-cpu"], "bench": FAST_BENCH, "gate": {"max_drop": 5.0}}
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("text-e2e")
+    path = tiny_corpus.write(folder / "corpus.jsonl")
+    config = folder / "text.yaml"
+    config.write_text(yaml.safe_dump(text_config(path)), encoding="utf-8")
+    result = invoke("run", config, "--out", folder / "run")
+    return folder, result
+
+
+def test_every_stage_runs_and_the_gate_passes(run):
+    folder, result = run
+    assert result.exit_code == 0, (result.output, result.exception)
+    manifest = read_json(folder / "run" / "manifest.json")
+    assert all(manifest["stages"][s]["status"] == "done" for s in
+               ("teachers", "distill", "export", "quantize", "compile", "bench", "gate")), manifest["stages"].keys()
+    assert read_json(folder / "run" / "gate.json")["passed"]
+    teachers, distill = manifest["stages"]["teachers"]["metrics"], manifest["stages"]["distill"]["metrics"]
+    assert distill["params"] < teachers["teachers"][0]["params"]
+    assert distill["test_top1"] > 0.8  # four labels with their own words: far above chance (0.25) after training
+
+
+def test_the_onnx_model_takes_ids_and_mask_with_dynamic_batch_and_sequence(run):
+    folder, _ = run
+    inputs = read_json(folder / "run" / "manifest.json")["stages"]["export"]["metrics"]["inputs"]
+    assert [i["name"] for i in inputs] == ["input_ids", "attention_mask"]
+    assert all(isinstance(d, str) for i in inputs for d in i["shape"]), inputs  # batch and sequence both symbolic
+
+
+def test_int8_is_chosen_on_validation_and_shipped_when_it_passes(run):
+    folder, _ = run
+    manifest = read_json(folder / "run" / "manifest.json")
+    recipes = manifest["stages"]["quantize"]["metrics"]["recipes"]
+    (recipe,) = recipes.values()
+    assert recipe["text_int8"] in ("static", "dynamic") and set(recipe["measured"]) == {"static", "dynamic"}
+    candidates = manifest["stages"]["compile"]["metrics"]["targets"]["x86-cpu"]["candidates"]
+    assert {c["name"] for c in candidates} == {"fp32", "int8"}
+
+
+def test_the_bundle_carries_the_tokenizer_and_the_report_the_teacher(run):
+    folder, _ = run
+    bundle = folder / "run" / "bundle" / "x86-cpu"
+    manifest = read_json(bundle / "manifest.json")
+    assert "tokenizer.json" in {f["path"] for f in manifest["files"]}
+    assert manifest["preprocessing"]["text"]["tokenizer"] == "tokenizer.json"
+    assert (bundle / "tokenizer.json").read_text() == (folder / "run" / "01-teachers" / "tokenizer.json").read_text()
+    report = read_json(folder / "run" / "report.json")
+    assert {"teacher", "student_fp32"} <= set(report["references"])
+
+
+def test_device_bench_tokenizes_raw_texts_without_torch(run):
+    """On the test split's raw texts, the device's tokenization must reproduce the pipeline's: same top-1 as the
+    run's own bench of the same bundle on its eval set (the whole test split)."""
+    folder, _ = run
+    texts = folder / "test-texts.jsonl"
+    corpus.write_snapshot([e for e in tiny_corpus.examples() if e.split == "test"], texts)
+    bundle = folder / "run" / "bundle" / "x86-cpu"
+    done = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "bench", str(bundle), "--texts", str(texts), "--runs", "3",
+                           "--min-seconds", "0", "--warmup-runs", "1", "--warmup-seconds", "0", "--rounds", "1",
+                           "--no-memory", "--batch", "1", "--json", str(folder / "device.json")],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    device = json.loads((folder / "device.json").read_text())
+    built = read_json(folder / "run" / "report.json")
+    shipped = next(r for r in built["rows"] if r["target"] == "x86-cpu" and r.get("shipped"))
+    assert device["eval_set"]["samples"] == built["eval_set"]["samples"] == 80
+    assert device["rows"][0]["top1"] == pytest.approx(shipped["top1"])
+
+
+def test_device_bench_texts_refuses_an_unknown_label(run, tmp_path):
+    folder, _ = run
+    texts = tiny_corpus.write(tmp_path / "odd.jsonl", [corpus.Example("a game of python", "nonsense", "test")])
+    result = invoke("bench", folder / "run" / "bundle" / "x86-cpu", "--texts", texts, "--no-memory", "--runs", "1")
+    assert result.exit_code == 2 and "'nonsense'" in result.output and "labels" in result.output, result.output
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"student": {"arch": "convnet", "width": 8}}, "student.arch"),
+    ({"teachers": [{"arch": "resnet"}]}, "teachers"),
+    ({"quantize": {"method": "qat"}}, "quantize.method"),
+])
+def test_unsupported_text_configs_are_one_line(tmp_path, change, message):
+    path = tiny_corpus.write(tmp_path / "corpus.jsonl")
+    config = tmp_path / "text.yaml"
+    config.write_text(yaml.safe_dump(text_config(path, **change)), encoding="utf-8")
+    result = invoke("run", config, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "run" / "manifest.json").exists()  # refused before the run folder was touched
