@@ -318,10 +318,13 @@ def markdown(r: dict) -> str:
              "(the corpus median), p50 of interleaved rounds.", "",
              "| model | params | test top-1 | p50 ms @73 | p50 ms @128 |", "|---|---:|---:|---:|---:|"]
     at128 = lambda name: r["latency"][f"seq128_threads{r['ort_threads']}"][name]["p50_ms"]  # noqa: E731
-    lines += [f"| teacher (hidden {t['size']['hidden']}, {t['size']['layers']} layers) | {t['params']:,} | {pct(t['top1'])} | {t['p50_ms']} | {at128('teacher')} |",
-              f"| student, KD (layers {s['layers_from_teacher']} of the teacher), mean of seeds | {s['params']:,} | {pct(s['top1'])} | {s['p50_ms']} | {at128('student')} |",
+    lines += [f"| teacher (hidden {t['size']['hidden']}, {t['size']['layers']} layers) | {t['params']:,} | {pct(t['top1'])} "
+              f"| {t['p50_ms']} | {at128('teacher')} |",
+              f"| student, KD (layers {s['layers_from_teacher']} of the teacher), mean of seeds | {s['params']:,} "
+              f"| {pct(s['top1'])} | {s['p50_ms']} | {at128('student')} |",
               f"| student, labels only (same initialisation), mean of seeds | {s['params']:,} | {pct(r['scratch']['mean'])} | | |",
-              f"| int8 student ({i['recipe']}, ONNX, seed {s['shipped_seed']}) | {i['params']:,} | {pct(i['top1'])} | {i['p50_ms']} | {at128(i['recipe'])} |", "",
+              f"| int8 student ({i['recipe']}, ONNX, seed {s['shipped_seed']}) | {i['params']:,} | {pct(i['top1'])} "
+              f"| {i['p50_ms']} | {at128(i['recipe'])} |", "",
               f"- per seed, scratch: {[pct(x) for x in r['scratch']['top1']]}; KD: {[pct(x) for x in r['kd']['top1']]}; "
               f"KD minus scratch: **{r['kd_minus_scratch_points']:+.2f} points**",
               f"- student: {s['params_fraction_of_teacher']} of the teacher's parameters, {pct(s['top1'] / t['top1'])} of its top-1, "

@@ -145,7 +145,7 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, recipe: Recipe, kd: KD |
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss) * len(index)
+            total += float(loss.detach()) * len(index)
         train_seconds = time.perf_counter() - epoch_started
         val_top1 = top1(model, val)
         history.append({"epoch": epoch, "loss": round(total / len(train), 4), "val_top1": round(val_top1, 4),

@@ -123,3 +123,11 @@ def test_labels_map_to_sorted_class_indices_and_unseen_labels_are_refused():
     assert names == ["games", "net"] and corpus.label_ids(train, names).tolist() == [1, 0, 1]
     with pytest.raises(DataError, match=r"labels 'perl' are not among the 2 training labels"):
         corpus.label_ids([Example("d", "perl")], names)
+
+
+def test_stratified_keeps_the_class_proportions_and_all_when_not_smaller():
+    examples = [Example(f"t{i}", "big" if i % 4 else "small", group=f"g{i}") for i in range(400)]
+    kept = corpus.stratified(examples, 100, seed=0)
+    assert len(kept) == 100 and sum(e.label == "small" for e in kept) == 25
+    assert kept == corpus.stratified(examples, 100, seed=0)  # the same subset on a rerun
+    assert corpus.stratified(examples, None, 0) is examples and corpus.stratified(examples, 400, 0) is examples
