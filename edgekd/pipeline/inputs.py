@@ -57,7 +57,7 @@ def _reference_file(reference: str, base_dir: Path) -> str | None:
 def _fingerprint(path: str | None, base_dir: Path) -> str | None:
     if not path:
         return None
-    found = resolve_path(path, base_dir)
+    found = resolve_path(Path(path).expanduser(), base_dir)
     if found.is_file():
         stat = found.stat()
         return _file_digest(str(found.resolve()), stat.st_size, stat.st_mtime_ns)

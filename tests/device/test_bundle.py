@@ -69,3 +69,31 @@ def test_malformed_manifest_is_one_line_exit_2(tiny_bundle, edit):
 def test_manifest_files_entries_without_a_hash_are_one_line(tiny_bundle):
     _edit_manifest(tiny_bundle, lambda m: m.update(files=[{"path": "model.onnx"}]))
     assert_one_line_error(invoke("bench", tiny_bundle, *FAST), "'files' must list {path, sha256} entries")
+
+
+def test_files_beside_the_model_are_hashed_checked_and_kept_by_a_rebuild(tmp_path):
+    """A text model's tokenizer.json travels in the bundle: listed with its sha256, refused when edited, and still
+    listed after `edgekd compile BUNDLE` rebuilds the artifact's own files."""
+    import numpy as np
+
+    from edgekd.device.bundle import rebuild_bundle, write_bundle
+    from edgekd.runtimes.base import Artifact
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    weight, bias = tiny_classifier(model_dir / "model.onnx")
+    x = np.random.default_rng(0).normal(size=(8, 1, 8, 8)).astype(np.float32)
+    reference = x.reshape(8, -1) @ weight + bias
+    side = tmp_path / "tokenizer.json"
+    side.write_text('{"model": "stand-in"}')
+    artifact = Artifact("ort", "fp32", model_dir, "model.onnx", ["model.onnx"], runtime_options={"threads": 1})
+    bundle = write_bundle(tmp_path / "bundle", artifact, x, reference.argmax(1), reference, {"target": "x86-cpu"},
+                          extra_files={"tokenizer.json": side})
+    listed = lambda: {f["path"] for f in json.loads((bundle / "manifest.json").read_text())["files"]}  # noqa: E731
+    assert "tokenizer.json" in listed()
+    rebuild_bundle(bundle)
+    assert "tokenizer.json" in listed() and listed() >= {"model.onnx", "eval.npz", "README.md"}
+    verify_bundle(bundle)
+    (bundle / "tokenizer.json").write_text('{"model": "edited"}')
+    with pytest.raises(ArtifactError, match="tokenizer.json"):
+        verify_bundle(bundle)

@@ -126,6 +126,8 @@ def test_device_bench_texts_refuses_an_unknown_label(run, tmp_path):
     ({"student": {"arch": "convnet", "width": 8}}, "student.arch"),
     ({"teachers": [{"arch": "resnet"}]}, "teachers"),
     ({"quantize": {"method": "qat"}}, "quantize.method"),
+    ({"data": {"source": "digits", "max_length": 32}}, "data.max_length"),
+    ({"data": {"source": "text"}}, "data.path"),
 ])
 def test_unsupported_text_configs_are_one_line(tmp_path, change, message):
     path = tiny_corpus.write(tmp_path / "corpus.jsonl")

@@ -26,7 +26,7 @@ from edgekd.pipeline.text_models import load_model, save_model
 
 TEACHER_ARCH, STUDENT_ARCHS = "bert", ("bert-half", "bert")
 SIZE_KEYS = ("hidden", "layers", "heads", "intermediate")
-CALIBRATION_TEXTS, CALIBRATION_BATCH = 256, 32
+CALIBRATION_BATCH = 32
 
 
 def _size(kwargs: dict, where: str):
@@ -176,9 +176,11 @@ class TextQuantizeStage(Stage):
         ctx = self.ctx
         if ctx.cfg.quantize.method == "none":
             return StageOutput([], record=QuantizeRecord("none"))
+        from edgekd.data.calibration import load_recipe
         from edgekd.runtimes import load_profile
 
-        calibration = self._calibration()
+        recipe = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
+        calibration = self._calibration(recipe)
         outputs, used = [], {}
         for target in ctx.cfg.targets:
             profile = load_profile(target, ctx.base_dir)
@@ -187,13 +189,18 @@ class TextQuantizeStage(Stage):
             path, info = self._quantize(profile, calibration)
             outputs.append(path)
             used[profile.quantization.name] = {**info, "bytes": path.stat().st_size}
-        made_from = {"source": "train", "texts": sum(len(b["input_ids"]) for b in calibration), "batch": CALIBRATION_BATCH}
+        made_from = {"recipe": recipe.model_dump(), "texts": sum(len(b["input_ids"]) for b in calibration),
+                     "batch": CALIBRATION_BATCH}
         return StageOutput(outputs, inputs=[ctx.layout.fp32_onnx], record=QuantizeRecord("ptq", used, made_from))
 
-    def _calibration(self) -> list[dict[str, np.ndarray]]:
-        train = self.ctx.dataset.train
-        rows = np.random.default_rng(self.ctx.cfg.seed).permutation(len(train))[:CALIBRATION_TEXTS]
-        return [{name: array[rows[i:i + CALIBRATION_BATCH]] for name, array in train.x.items()}
+    def _calibration(self, recipe) -> list[dict[str, np.ndarray]]:
+        """quantize.calibration's count of texts (drawn at random with its seed) from its split, in batches."""
+        if recipe.source not in ("train", "val"):
+            raise ConfigError(f"quantize.calibration '{recipe.name}': a text model calibrates on train or val texts, "
+                              f"not {recipe.source}; use train-256")
+        split = getattr(self.ctx.dataset, recipe.source)
+        rows = np.random.default_rng(recipe.seed).permutation(len(split))[:recipe.count]
+        return [{name: array[rows[i:i + CALIBRATION_BATCH]] for name, array in split.x.items()}
                 for i in range(0, len(rows), CALIBRATION_BATCH)]
 
     def _quantize(self, profile, calibration) -> tuple[Path, dict[str, Any]]:
