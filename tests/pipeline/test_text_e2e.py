@@ -113,6 +113,13 @@ def test_device_bench_tokenizes_raw_texts_without_torch(run):
     shipped = next(r for r in built["rows"] if r["target"] == "x86-cpu" and r.get("shipped"))
     assert device["eval_set"]["samples"] == built["eval_set"]["samples"] == 80
     assert device["rows"][0]["top1"] == pytest.approx(shipped["top1"])
+    # and on the bundle's own eval.npz (token ids already), the same top-1 again
+    done = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "bench", str(bundle), "--runs", "3", "--min-seconds", "0",
+                           "--warmup-runs", "1", "--warmup-seconds", "0", "--rounds", "1", "--no-memory", "--batch", "1",
+                           "--json", str(folder / "device-npz.json")], capture_output=True, text=True, env=subprocess_env(),
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((folder / "device-npz.json").read_text())["rows"][0]["top1"] == pytest.approx(shipped["top1"])
 
 
 def test_device_bench_texts_refuses_an_unknown_label(run, tmp_path):
