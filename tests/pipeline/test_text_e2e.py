@@ -143,3 +143,14 @@ def test_unsupported_text_configs_are_one_line(tmp_path, change, message):
     result = invoke("run", config, "--out", tmp_path / "run")
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "run" / "manifest.json").exists()  # refused before the run folder was touched
+
+
+def test_the_example_config_loads_and_runs_the_text_stages():
+    from edgekd.pipeline.config import load_config
+    from edgekd.pipeline.registry import stage_class
+    from edgekd.pipeline.task import task_for
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "text.yaml")
+    assert task_for(config).name == "text-classification"
+    assert [stage_class(config, s).__name__ for s in ("teachers", "distill", "export", "quantize", "compile")] == [
+        "TextTeachersStage", "TextDistillStage", "TextExportStage", "TextQuantizeStage", "CompileStage"]
