@@ -69,3 +69,19 @@ def test_dynamic_int8_runs_and_agrees_with_fp32(exported, tmp_path):
     spread = fp32.max() - fp32.min()
     assert np.abs(quantized - fp32).max() < 0.05 * spread, (np.abs(quantized - fp32).max(), spread)
     assert (quantized.argmax(-1) == fp32.argmax(-1)).mean() >= 0.95
+
+
+def test_static_qdq_int8_is_calibrated_and_agrees_with_fp32(exported, tmp_path):
+    model, path = exported
+    calibration = [_inputs(16, 16, seed=10 + i) for i in range(4)]
+    int8 = export.quantize_static_int8(path, tmp_path / "model.qdq.onnx", calibration, reduce_range=saturates_8bit_products())
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops  # static, not dynamic
+    inputs = _inputs(64, 16, seed=1)
+    fp32, quantized = export.run(path, inputs), export.run(int8, inputs)
+    assert np.abs(quantized - fp32).max() < 0.05 * (fp32.max() - fp32.min())
+    assert (quantized.argmax(-1) == fp32.argmax(-1)).mean() >= 0.95
+    with pytest.raises(Exception, match="calibration batches"):
+        export.quantize_static_int8(path, tmp_path / "none.onnx", [], reduce_range=True)
