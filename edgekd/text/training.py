@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekd.core.errors import DataError
+from edgekd.core.progress import progress
 from edgekd.text import losses, models
 
 # Batches are sorted by length inside windows of this many batches: close to fully sorted (little padding), still
@@ -138,7 +139,8 @@ def fit(model: nn.Module, train: Encoded, val: Encoded, recipe: Recipe, kd: KD |
     for epoch in range(1, recipe.epochs + 1):
         epoch_started, total = time.perf_counter(), 0.0
         model.train()
-        for index in batches(lengths, recipe.batch_size, rng):
+        for index in progress(batches(lengths, recipe.batch_size, rng), desc=f"{name} epoch {epoch}/{recipe.epochs}",
+                              unit="batch"):
             ids, mask = _tensors(train, index)
             loss = loss_of(model, ids, mask, torch.from_numpy(train.labels[index]), index)
             optimizer.zero_grad(set_to_none=True)

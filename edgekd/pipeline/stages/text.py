@@ -103,7 +103,7 @@ class TextTeachersStage(Stage):
         teacher = models.classifier(models.config(data.tokenizer().get_vocab_size(), data.num_classes,
                                                   _size(spec.kwargs, "teachers[0]"), max_length=data.max_length))
         fitted = training.fit(teacher, _encoded(data.train), _encoded(data.val), _recipe(spec.train, ctx.cfg.seed),
-                              log=lambda m: None, name="teacher")
+                              log=lambda m: None, name="teacher")  # the progress bar says where it is
         entry = {"name": "teacher-0", "arch": TEACHER_ARCH, "params": models.parameters(teacher), "top1": fitted["val_top1"],
                  "test_top1": training.top1(teacher, _encoded(data.test)), **fitted}
         outputs = [tokenizer_path, *save_model(teacher, folder, "teacher-0")]
