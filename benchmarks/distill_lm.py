@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import shutil
 import statistics
@@ -47,7 +46,7 @@ import torch  # noqa: E402
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import read_json, sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.lm.corpus import Corpus, stdlib_corpus, summary  # noqa: E402
+from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
 from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
 from edgekd.lm.generate import OnnxDecoder, generate  # noqa: E402
@@ -56,6 +55,7 @@ from edgekd.lm.models import LMShape, build_lm, gpt2_config, load_pretrained, pa
 from edgekd.lm.quantize import quantize_decoder  # noqa: E402
 from edgekd.lm.teacher import cached_targets  # noqa: E402
 from edgekd.lm.tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
+from edgekd.lm.training import block_batches, train_lm  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -71,9 +71,9 @@ class Sizes:
     batch: int = 16
     teacher: LMShape = LMShape(4, 256, 4, 128)
     student: LMShape = LMShape(2, 128, 2, 128)
-    teacher_steps: int = 600
+    teacher_steps: int = 240
     teacher_lr: float = 1.5e-3
-    student_steps: int = 320
+    student_steps: int = 200
     student_lr: float = 3e-3
     top_k: int = 32
     temperature: float = 2.0
@@ -153,44 +153,7 @@ def order(count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(count)
 
 
-# ---------------------------------------------------------------- training
-
-
-def lr_at(step: int, steps: int, peak: float) -> float:
-    """Linear warm-up over the first 5% of steps, then cosine decay to 10% of the peak (nanoGPT's schedule)."""
-    warmup = max(1, steps // 20)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def train(model, batches, steps: int, peak_lr: float, loss_fn, what: str) -> dict:
-    """AdamW with gradient clipping; `batches(step)` gives the step's token ids, `loss_fn(logits, ids, step)` its loss."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, betas=(0.9, 0.95), weight_decay=0.1)
-    model.train()
-    started, losses = time.perf_counter(), []
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, steps, peak_lr)
-        ids = batches(step)
-        loss = loss_fn(model(input_ids=ids).logits, ids, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if (step + 1) % 25 == 0 or step + 1 == steps:
-            log(f"{what}: step {step + 1}/{steps}, loss {statistics.fmean(losses[-25:]):.3f}, {time.perf_counter() - started:.0f} s")
-    model.eval()
-    return {"steps": steps, "seconds": round(time.perf_counter() - started, 1), "final_loss": round(statistics.fmean(losses[-25:]), 4)}
-
-
-def block_batches(train_blocks: np.ndarray, rows: np.ndarray, batch: int):
-    def batches(step: int) -> torch.Tensor:
-        picked = rows[(step * batch) % len(rows):][:batch]
-        return torch.from_numpy(train_blocks[picked].astype(np.int64))
-    return batches
+# ---------------------------------------------------------------- training (edgekd.lm.training's loop)
 
 
 def teacher_key(data: dict, sizes: Sizes) -> str:
@@ -212,8 +175,8 @@ def trained_teacher(data: dict, sizes: Sizes, work: Path):
     model = build_lm(config, seed=sizes.seed)
     train_blocks = data["blocks"]["train"]
     rows = order(len(train_blocks), sizes.seed)
-    stats = train(model, block_batches(train_blocks, rows, sizes.batch), sizes.teacher_steps, sizes.teacher_lr,
-                  lambda logits, ids, step: lm_cross_entropy(logits, ids), "teacher")
+    stats = train_lm(model, block_batches(train_blocks, rows, sizes.batch), sizes.teacher_steps, sizes.teacher_lr,
+                     lambda logits, ids, step: lm_cross_entropy(logits, ids), "teacher", log)
     record = {"folder": str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder), "shape": asdict(sizes.teacher),
               "steps": sizes.teacher_steps, "lr": sizes.teacher_lr, "train_seconds": stats["seconds"], "final_loss": stats["final_loss"],
               "train_tokens": sizes.teacher_steps * sizes.batch * sizes.context,
@@ -240,15 +203,15 @@ def students(data: dict, sizes: Sizes, teacher, work: Path) -> dict:
     log(f"teacher top-{sizes.top_k} cache for {len(seen)} blocks: {cache_seconds} s")
     batches = block_batches(seen, np.arange(len(seen)), sizes.batch)
     scratch = build_lm(config, seed=sizes.seed + 1)
-    scratch_stats = train(scratch, batches, sizes.student_steps, sizes.student_lr, lambda logits, ids, step: lm_cross_entropy(logits, ids),
-                          "scratch student")
+    scratch_stats = train_lm(scratch, batches, sizes.student_steps, sizes.student_lr,
+                             lambda logits, ids, step: lm_cross_entropy(logits, ids), "scratch student", log)
 
     def kd_loss(logits, ids, step):
         values, indices, lse = (torch.from_numpy(a) for a in cache.batch(np.arange(step * sizes.batch, (step + 1) * sizes.batch)))
         return distill_loss(logits, ids, TopKTargets(values, indices, lse), sizes.temperature, sizes.alpha)[0]
 
     kd = build_lm(config, seed=sizes.seed + 1)
-    kd_stats = train(kd, batches, sizes.student_steps, sizes.student_lr, kd_loss, "KD student")
+    kd_stats = train_lm(kd, batches, sizes.student_steps, sizes.student_lr, kd_loss, "KD student", log)
     return {"scratch": (scratch, scratch_stats), "kd": (kd, kd_stats), "cache_seconds": cache_seconds, "cache_folder": cache.folder}
 
 
