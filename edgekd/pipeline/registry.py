@@ -17,10 +17,23 @@ STAGES = {
 # With distill.mode none the user's model is shipped as given: this class takes the distill stage's place.
 AS_GIVEN = "edgekd.pipeline.stages.as_given:AsGivenStage"
 STAGE_NAMES = tuple(STAGES)
+# task: language-model runs the same stages with its own classes (pipeline/lm/).
+LANGUAGE_MODEL_STAGES = {
+    "teachers": "edgekd.pipeline.lm.stages_train:LMTeachersStage",
+    "distill": "edgekd.pipeline.lm.stages_train:LMDistillStage",
+    "export": "edgekd.pipeline.lm.stages_ship:LMExportStage",
+    "quantize": "edgekd.pipeline.lm.stages_ship:LMQuantizeStage",
+    "compile": "edgekd.pipeline.lm.stages_ship:LMCompileStage",
+    "bench": "edgekd.pipeline.lm.stages_ship:LMBenchStage",
+    "gate": "edgekd.pipeline.lm.stages_ship:LMGateStage",
+}
 
 
 def stage_class(config, name: str):
     """The Stage subclass that runs `name` for this config."""
-    where = AS_GIVEN if name == "distill" and config.distill.mode == "none" else STAGES[name]
+    if getattr(config, "task", None) == "language-model":
+        where = LANGUAGE_MODEL_STAGES[name]
+    else:
+        where = AS_GIVEN if name == "distill" and config.distill.mode == "none" else STAGES[name]
     module, _, cls = where.partition(":")
     return getattr(importlib.import_module(module), cls)

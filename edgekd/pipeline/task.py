@@ -45,10 +45,38 @@ class ImageClassification:
         return test.x[:n], test.y[:n]
 
 
+@dataclass(frozen=True)
+class LanguageModel:
+    """Next-token prediction (`task: language-model`): token blocks in, logits over the vocabulary out; perplexity
+    (lower is better) is the metric, so score() gives 1 / perplexity to keep 'higher is better'."""
+
+    name: str = "language-model"
+    metric: str = "perplexity"
+
+    def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        """1 / perplexity of (n, length, vocab) logits against the (n, length) token blocks they were computed from."""
+        logits = np.asarray(logits, dtype=np.float64)[:, :-1]
+        targets = np.asarray(labels)[:, 1:]
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        nll = np.log(np.exp(shifted).sum(axis=-1)) - np.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]
+        return float(np.exp(-nll.mean()))
+
+    def input_spec(self, dataset: Any, name: str = "input_ids", batch: int | str = "batch_size") -> dict[str, Any]:
+        return {"name": "input_ids", "shape": [batch, "sequence_length"], "dtype": "int64"}
+
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError("language models are measured on token blocks of the run's tokenizer (pipeline/lm/stages_ship.py)")
+
+    def load_dataset(self, config, base_dir):
+        from edgekd.pipeline.lm.data import load_lm_dataset
+
+        return load_lm_dataset(config.data, base_dir)
+
+
 # A new task: a class like ImageClassification, and one line here (and the config key that picks it).
-TASKS: dict[str, Task] = {"image-classification": ImageClassification()}
+TASKS: dict[str, Task] = {"image-classification": ImageClassification(), "language-model": LanguageModel()}
 
 
 def task_for(config) -> Task:
-    """The task of a pipeline config: image classification, the only one so far."""
-    return TASKS["image-classification"]
+    """The task of a pipeline config (`task:`, image classification when absent)."""
+    return TASKS[getattr(config, "task", "image-classification")]
