@@ -15,16 +15,12 @@ from pathlib import Path
 from edgekd.core.errors import ConfigError, TargetError
 from edgekd.core.fileio import atomic_path, read_json, sha256_of, write_json_atomic, write_text_atomic
 from edgekd.pipeline.lm.config import LanguageModelConfig
-from edgekd.pipeline.lm.stages_train import student_dir, tokenizer_path
+from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, tokenizer_path
 from edgekd.pipeline.stage import Stage, StageOutput
 
 ORT_BACKENDS = ("ort", "ort-arm64")
 BUNDLE_FORMAT = "edgekd.lm-bundle/1"
 REPORT = "lm-report.json"  # not report.json: that name is the image report's schema (edgekd.report/1)
-
-
-def fp32_onnx(ctx) -> Path:
-    return ctx.stage_dir("export") / "student-fp32.onnx"
 
 
 def _profiles(config: LanguageModelConfig, base_dir: Path) -> dict:

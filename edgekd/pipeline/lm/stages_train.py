@@ -10,21 +10,8 @@ import numpy as np
 from edgekd.core.errors import ConfigError, ModelError
 from edgekd.core.fileio import atomic_path, resolve_path, searched
 from edgekd.pipeline.lm.config import LanguageModelConfig
+from edgekd.pipeline.lm.layout import student_dir, teacher_dir, tokenizer_path
 from edgekd.pipeline.stage import Stage, StageOutput
-
-TOKENIZER = "tokenizer.json"
-
-
-def tokenizer_path(ctx) -> Path:
-    return ctx.stage_dir("teachers") / TOKENIZER
-
-
-def teacher_dir(ctx) -> Path:
-    return ctx.stage_dir("teachers") / "teacher"
-
-
-def student_dir(ctx) -> Path:
-    return ctx.stage_dir("distill") / "student"
 
 
 def save_model(model, folder: Path) -> list[Path]:
