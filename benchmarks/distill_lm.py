@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -46,6 +45,7 @@ import torch  # noqa: E402
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import read_json, sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.lm.bench import generation_speed, greedy_agreement  # noqa: E402
 from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
 from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
@@ -231,38 +231,10 @@ def int8_choice(student_onnx: Path, val: np.ndarray, fp32_val: float, folder: Pa
     return {"chosen": chosen, "reduce_range": reduce_range, "candidates": candidates}
 
 
-def speeds(paths: dict[str, Path], prompts: list[np.ndarray], new_tokens: int, rounds: int) -> dict:
-    """Greedy generation timing per model, interleaved prompt by prompt (one warm-up generation each first)."""
-    decoders = {name: OnnxDecoder(path) for name, path in paths.items()}
-    for decoder in decoders.values():
-        generate(decoder, prompts[0], new_tokens)
-    timings: dict[str, list[dict]] = {name: [] for name in decoders}
-    for _ in range(rounds):
-        for prompt in prompts:
-            for name, decoder in decoders.items():
-                timings[name].append(generate(decoder, prompt, new_tokens).timing())
-    return {name: {"tokens_per_second": round(statistics.median(t["tokens_per_second"] for t in rows), 1),
-                   "time_to_first_token_ms": round(statistics.median(t["time_to_first_token_ms"] for t in rows), 2),
-                   "per_token_p50_ms": round(statistics.median(t["per_token_ms"]["p50"] for t in rows), 3),
-                   "per_token_p99_ms": round(statistics.median(t["per_token_ms"]["p99"] for t in rows), 3),
-                   "generations": len(rows)} for name, rows in timings.items()}
-
-
 def greedy_match(model, onnx_path: Path, prompts: list[np.ndarray], new_tokens: int) -> dict:
     decoder = OnnxDecoder(onnx_path)
     equal = sum(torch_greedy(model, prompt, new_tokens) == generate(decoder, prompt, new_tokens).tokens for prompt in prompts)
     return {"prompts": len(prompts), "new_tokens": new_tokens, "equal": int(equal)}
-
-
-def agreement(reference: Path, other: Path, prompts: list[np.ndarray], new_tokens: int) -> dict:
-    """Greedy tokens of `other` equal to `reference`'s, position by position, and whole continuations equal."""
-    first, second = OnnxDecoder(reference), OnnxDecoder(other)
-    same_tokens, same_sequences = 0, 0
-    for prompt in prompts:
-        a, b = generate(first, prompt, new_tokens).tokens, generate(second, prompt, new_tokens).tokens
-        same_tokens += sum(x == y for x, y in zip(a, b))
-        same_sequences += a == b
-    return {"token_agreement": round(same_tokens / (len(prompts) * new_tokens), 4), "equal_sequences": int(same_sequences)}
 
 
 # ---------------------------------------------------------------- the run
@@ -287,9 +259,10 @@ def run(data: dict, sizes: Sizes, teacher, teacher_record: dict, work: Path) -> 
     log("perplexity (onnx, test): " + ", ".join(f"{n} {p:.3f}" for n, p in onnx_test.items()))
     evaluation_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    speed = speeds(paths, data["prompts"], sizes.new_tokens, sizes.speed_rounds)
+    speed = generation_speed({name: OnnxDecoder(path) for name, path in paths.items()}, data["prompts"], sizes.new_tokens,
+                             sizes.speed_rounds)
     match = greedy_match(kd, paths["student"], data["prompts"], sizes.new_tokens)
-    int8_agreement = agreement(paths["student"], paths["int8"], data["prompts"], sizes.new_tokens)
+    int8_agreement = greedy_agreement(OnnxDecoder(paths["student"]), OnnxDecoder(paths["int8"]), data["prompts"], sizes.new_tokens)
     generation_seconds = time.perf_counter() - started
     log(f"speed: {json.dumps({n: s['tokens_per_second'] for n, s in speed.items()})}; greedy match {match}")
 
