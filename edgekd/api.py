@@ -6,14 +6,16 @@
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
+from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.device.config import BENCH_DEFAULTS as _BENCH
-from edgekd.device.gate import THRESHOLD_NAMES, GateResult, Thresholds, gate_report, threshold_problem
+from edgekd.device.gate import GateResult, gate_report
 from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
@@ -103,29 +105,25 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
 
 def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: Thresholds | None,
                           overrides: dict[str, Any]) -> Thresholds:
-    """The report's gate section (or a copy of `thresholds`) with the overrides applied, each value checked
-    and a bad one blamed on where it came from: the argument, or the report file."""
+    """The report's gate section (or a copy of `thresholds`) with the overrides applied, validated by the one
+    Thresholds model and a bad value blamed on where it came from: the argument, or the report file."""
     unknown = [k for k in overrides if k not in THRESHOLD_NAMES]
     if unknown:
         raise ConfigError(f"gate(): unknown keyword '{unknown[0]}'; valid: {', '.join(THRESHOLD_NAMES)}")
     if thresholds is None:
         saved = data.get("gate") if isinstance(data.get("gate"), dict) else {}
-        picked = {k: saved[k] for k in THRESHOLD_NAMES if k in saved}
-        for key, value in picked.items():
-            if problem := threshold_problem(key, value):
-                raise ArtifactError(f"{report}: gate.{key} {problem}; regenerate the report or pass the threshold")
-        thresholds = Thresholds(**picked)
+        try:
+            thresholds = Thresholds.model_validate({k: saved[k] for k in THRESHOLD_NAMES if k in saved})
+        except ValidationError as exc:
+            raise ArtifactError(f"{report}: gate.{threshold_error(exc).replace(':', '', 1)}; "
+                                "regenerate the report or pass the threshold") from None
     elif not isinstance(thresholds, Thresholds):
-        raise ConfigError(f"gate(thresholds=...): expected edgekd.device.gate.Thresholds, got {type(thresholds).__name__}")
-    else:
-        for key in THRESHOLD_NAMES:
-            if problem := threshold_problem(key, getattr(thresholds, key)):
-                raise ConfigError(f"gate(thresholds=...): {key} {problem}")
+        raise ConfigError(f"gate(thresholds=...): expected edgekd.core.thresholds.Thresholds, got {type(thresholds).__name__}")
     given = {k: v for k, v in overrides.items() if v is not None}
-    for key, value in given.items():
-        if problem := threshold_problem(key, value):
-            raise ConfigError(f"gate threshold {key}: {problem}")
-    return dataclasses.replace(thresholds, **given)  # a copy: the caller's object stays as it was
+    try:  # a new model, validated as a whole: the caller's object stays as it was
+        return Thresholds.model_validate(thresholds.model_dump() | given)
+    except ValidationError as exc:
+        raise ConfigError(f"gate threshold {threshold_error(exc)}") from None
 
 
 def _read_report(path: str | Path) -> dict[str, Any]:

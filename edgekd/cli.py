@@ -22,8 +22,8 @@ from edgekd.device.config import BENCH_DEFAULTS
 from edgekd.pipeline.registry import STAGE_NAMES
 
 INTERNAL_ERROR = 3
-# The same bounds as the config's bench and gate sections (edgekd/device/config.py), so a flag cannot pass
-# what the YAML would refuse.
+# The same bounds as the config's bench section (edgekd/device/config.py), so a flag cannot pass what the YAML
+# would refuse; gate flags are checked by the gate's own model (_ThresholdFlag).
 
 
 class _FiniteRange(click.FloatRange):
@@ -37,9 +37,29 @@ class _FiniteRange(click.FloatRange):
         return number
 
 
+class _ThresholdFlag(click.ParamType):
+    """A gate threshold flag, checked by the one Thresholds validator before any work (exit 2 naming the flag)."""
+
+    name = "number"
+
+    def __init__(self, field: str):
+        self.field = field
+
+    def convert(self, value, param, ctx):
+        from pydantic import ValidationError
+
+        from edgekd.core.thresholds import Thresholds, threshold_error
+
+        try:
+            number = float(value)
+            Thresholds.model_validate({self.field: number})
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+            why = threshold_error(exc) if isinstance(exc, ValidationError) else f"{value!r} is not a number"
+            self.fail(why, param, ctx)
+        return number
+
+
 SECONDS = _FiniteRange(min=0)
-NON_NEGATIVE = _FiniteRange(min=0)
-POSITIVE = _FiniteRange(min=0, min_open=True)
 
 
 class _Group(click.Group):
@@ -279,15 +299,15 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
 
 @main.command("gate")
 @click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--max-drop", type=NON_NEGATIVE, help="Largest allowed top-1 drop (points, or percent with --relative).")
+@click.option("--max-drop", type=_ThresholdFlag("max_drop"), help="Largest allowed top-1 drop (points, or percent with --relative).")
 @click.option("--relative", is_flag=True, help="Measure the drop relative to the reference: (1 - value/reference) * 100.")
 @click.option("--absolute", is_flag=True, help="Measure the drop in top-1 points: (reference - value) * 100, "
               "whatever drop type the report recorded.")
 @click.option("--reference", help="What the drop is measured against: teacher, student_fp32 or an artifact such as x86-cpu/fp32.")
 @click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path),
               help="Take the reference accuracy from this report.json (must use the same evaluation set).")
-@click.option("--min-speedup", type=POSITIVE, help="Smallest allowed speedup over the target's fp32 baseline.")
-@click.option("--max-size-kb", type=POSITIVE, help="Largest allowed model size.")
+@click.option("--min-speedup", type=_ThresholdFlag("min_speedup"), help="Smallest allowed speedup over the target's fp32 baseline.")
+@click.option("--max-size-kb", type=_ThresholdFlag("max_size_kb"), help="Largest allowed model size.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JUnit XML: one test case per artifact and threshold.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),

@@ -16,8 +16,8 @@ import numpy as np
 from edgekd.core.errors import ArtifactError, DataError, TargetError
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
+from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds
 from edgekd.device.bundle import load_bundle, shipped_variant
-from edgekd.device.gate import Thresholds
 from edgekd.device.latency import LatencySpec
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report
@@ -98,14 +98,13 @@ def _gate_section(manifest: dict[str, Any]) -> dict[str, Any]:
     """The thresholds the pipeline's gate applied (recorded in the bundle), so a gate on the device
     judges by the same limits. Bundles from before that record: the profile's thresholds where set,
     edgekd's defaults otherwise."""
-    gate = Thresholds().__dict__
     recorded = manifest.get("gate")
     if isinstance(recorded, dict):
-        gate.update({k: v for k, v in recorded.items() if k in gate})
-        return gate
-    profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
-    gate.update({k: v for k, v in profile_gate.items() if k in gate and v is not None})
-    return gate
+        given = {k: v for k, v in recorded.items() if k in THRESHOLD_NAMES}
+    else:
+        profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
+        given = {k: v for k, v in profile_gate.items() if k in THRESHOLD_NAMES and v is not None}
+    return Thresholds().model_dump() | given
 
 
 def _require_a_runtime(loaded: list) -> None:

@@ -1,13 +1,12 @@
-"""The bench and gate sections: how artifacts are timed, and what a release must meet. Their defaults are the
-defaults of `edgekd bench`, `edgekd gate`, api.bench and api.gate too (BENCH_DEFAULTS; Thresholds' own)."""
+"""The bench section: how artifacts are timed. Its defaults are the defaults of `edgekd bench` and api.bench too
+(BENCH_DEFAULTS). The gate section is edgekd.core.thresholds.Thresholds, used as is."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Optional
 
 from pydantic import Field
 
 from edgekd.core.sections import Strict
-from edgekd.device.gate import Thresholds
 from edgekd.device.latency import LatencySpec
 
 
@@ -24,23 +23,6 @@ class BenchConfig(Strict):
 
     def latency_spec(self) -> LatencySpec:
         return LatencySpec(self.warmup_runs, self.warmup_seconds, self.runs, self.min_seconds, self.rounds)
-
-
-_GATE = Thresholds()  # the one place the gate's defaults are written
-
-
-class GateConfig(Strict):
-    reference: Literal["teacher", "student_fp32"] = _GATE.reference
-    max_drop: float = Field(_GATE.max_drop, ge=0, description="points of top-1 (absolute) or percent (relative)")
-    drop_type: Literal["absolute", "relative"] = _GATE.drop_type
-    min_speedup: Optional[float] = Field(_GATE.min_speedup, gt=0, description="over the fp32 baseline on the same target")
-    max_size_kb: Optional[float] = Field(_GATE.max_size_kb, gt=0)
-    allow_empty: bool = Field(_GATE.allow_empty, description="pass when no check could be evaluated on this machine (e.g. only "
-                                                             "TensorRT targets built on a workstation); otherwise that fails the gate")
-
-    def thresholds(self) -> Thresholds:
-        """The section as the gate applies it (validated here already)."""
-        return Thresholds(**self.model_dump())
 
 
 BENCH_DEFAULTS = BenchConfig()

@@ -12,45 +12,12 @@ Lean: no torch, so CI can gate a report on any machine.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from edgekd.core.errors import ArtifactError
-from edgekd.core.metrics import DROP_TYPES, FIDELITY, accuracy_drop, at_least, within_limit
-
-
-@dataclass
-class Thresholds:
-    reference: str = "student_fp32"
-    max_drop: float | None = 1.0
-    drop_type: str = "absolute"
-    min_speedup: float | None = None
-    max_size_kb: float | None = None
-    allow_empty: bool = False  # pass a gate that evaluated no check (every shipped artifact skipped or none shipped)
-
-
-THRESHOLD_NAMES = tuple(Thresholds.__dataclass_fields__)
-
-
-def threshold_problem(name: str, value: Any) -> str | None:
-    """What is wrong with one threshold value (None: nothing); the caller says where the value came from."""
-    if name in ("max_drop", "min_speedup", "max_size_kb"):
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a number, not {type(value).__name__} {value!r}"
-        if not math.isfinite(value):  # nan compares false with everything: it would pass or fail every check
-            return f"must be a finite number, got {value!r}"
-        if value < 0 or (value == 0 and name != "max_drop"):
-            return f"must be {'>= 0' if name == 'max_drop' else '> 0'}, got {value!r}"
-    elif name == "drop_type" and value not in DROP_TYPES:
-        return f"must be one of {', '.join(DROP_TYPES)}, got {value!r}"
-    elif name == "reference" and (not isinstance(value, str) or not value):
-        return f"must be a reference name such as student_fp32, teacher or x86-cpu/fp32, got {value!r}"
-    elif name == "allow_empty" and not isinstance(value, bool):
-        return f"must be true or false, got {value!r}"
-    return None
+from edgekd.core.metrics import FIDELITY, accuracy_drop, at_least, within_limit
+from edgekd.core.thresholds import Thresholds  # the one model (core: profiles use it too); re-exported here
 
 
 @dataclass

@@ -14,8 +14,9 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model, validate_model
+from edgekd.core.thresholds import Thresholds
 from edgekd.data.config import DataConfig
-from edgekd.device.config import BenchConfig, GateConfig
+from edgekd.device.config import BenchConfig
 from edgekd.quant.config import QuantizeConfig
 from edgekd.train.config import OFFLINE_ONLY, DistillConfig, ExportConfig, StudentConfig, TeacherConfig
 
@@ -33,7 +34,7 @@ class PipelineConfig(Strict):
     export: ExportConfig = Field(default_factory=ExportConfig)
     targets: list[str] = Field(default_factory=lambda: ["x86-cpu"], min_length=1)
     bench: BenchConfig = Field(default_factory=BenchConfig)
-    gate: GateConfig = Field(default_factory=GateConfig)
+    gate: Thresholds = Field(default_factory=Thresholds)
 
     @model_validator(mode="before")
     @classmethod

@@ -10,6 +10,7 @@ import torch
 
 from edgekd.core.fileio import atomic_path
 from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.run_models import build_teachers
 from edgekd.pipeline.stage import StageOutput
 from edgekd.train import distributed
@@ -45,14 +46,14 @@ def run_online(ctx: RunContext) -> StageOutput:
     chosen = 0 if cfg.online.select == "student" else int(np.argmax(val_top1))
     outputs = [save_checkpoint(peer, folder / f"peer-{i}.pt") for i, peer in enumerate(peers)]
     outputs.append(save_checkpoint(peers[chosen], folder / "student.pt"))
-    metrics = {**_metrics(ctx, peers[chosen]), "mode": "online", "student_spec": specs[chosen].model_dump(mode="json"),
+    metrics = {**_metrics(ctx, peers[chosen]), "mode": "online",
                "peers": [{"arch": s.arch, "width": s.width, "params": count_parameters(p), "val_top1": v,
                           "test_top1": ctx.task.score(predict_logits(p, data.test.x), data.test.y)}
                          for s, p, v in zip(specs, peers, val_top1)],
                "chosen_peer": chosen,
                "phases": {"mutual": {"seconds": round(result.seconds, 2), "images_per_second": round(result.images_per_second, 1),
                                      "autocast": result.autocast}}}
-    return StageOutput(outputs, metrics)
+    return StageOutput(outputs, metrics, record=StudentRecord(student_spec=specs[chosen].model_dump(mode="json")))
 
 
 def run_data_free(ctx: RunContext) -> StageOutput:
@@ -78,7 +79,7 @@ def run_data_free(ctx: RunContext) -> StageOutput:
                "synthetic": {"samples": len(result.samples), "class_counts": np.bincount(labels, minlength=data.num_classes).tolist()},
                "phases": {"data_free": {"seconds": round(result.seconds, 2),
                                         "images_per_second": round(result.steps * settings.batch_size * (1 + settings.student_steps) / result.seconds, 1)}}}
-    return StageOutput([path, synthetic, *([grid] if grid else [])], metrics)
+    return StageOutput([path, synthetic, *([grid] if grid else [])], metrics, record=StudentRecord())
 
 
 def save_sample_grid(samples: np.ndarray, mean, std, path, count: int = 64):

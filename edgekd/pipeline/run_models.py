@@ -10,6 +10,7 @@ import numpy as np
 
 from edgekd.core.fileio import resolve_path
 from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.records import StudentRecord, read_record
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +38,7 @@ def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
 
 def student_spec(ctx: RunContext):
     """The shipped student's model spec: config.student, or the peer that online distillation selected."""
-    recorded = ctx.manifest.metrics("distill").get("student_spec")
+    recorded = read_record(ctx.manifest, StudentRecord).student_spec
     return type(ctx.cfg.student).model_validate(recorded) if recorded else ctx.cfg.student
 
 

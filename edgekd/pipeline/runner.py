@@ -166,11 +166,12 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
     seconds = time.perf_counter() - started
     if trains:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
-    ctx.manifest.record(stage, key, result.inputs, result.outputs, result.metrics, seconds)
+    metrics = result.manifest_metrics()
+    ctx.manifest.record(stage, key, result.inputs, result.outputs, metrics, seconds)
     ctx.outcomes[stage] = "ran"
     if not ctx.manifest.read_only:
         _clear_progress(ctx.stage_dir(stage))
-    warnings = result.metrics.get("warnings") if isinstance(result.metrics, dict) else None
+    warnings = metrics.get("warnings")
     noted = (f"; {warnings} latency measurements were noisy (coefficient of variation > {CV_WARNING:.0%}), see report.md"
              if warnings else "")
     log(f"[{label}] {seconds:.1f} s, done{noted}")

@@ -55,10 +55,15 @@ def accuracy_limit(gate, profile) -> AccuracyLimit:
     gate does loosen it, unless the target's own profile demands less (the built-in profiles do not).
     `gate`: the config's gate section (max_drop); `profile`: the target's TargetProfile.
     """
-    own = profile.gate.max_drop
-    if own is not None and own < gate.max_drop:
-        return AccuracyLimit(own, f"target {profile.name}'s gate.max_drop, stricter than gate.max_drop {gate.max_drop:g}")
-    return AccuracyLimit(gate.max_drop, "gate.max_drop")
+    own, ours = profile.gate.given().get("max_drop"), gate_drop_budget(gate.max_drop)
+    if own is not None and own < ours:
+        return AccuracyLimit(own, f"target {profile.name}'s gate.max_drop, stricter than gate.max_drop {ours:g}")
+    return AccuracyLimit(ours, "gate.max_drop")
+
+
+def gate_drop_budget(max_drop: float | None) -> float:
+    """gate.max_drop: null switches the drop check off; as a budget that is an infinite one."""
+    return float("inf") if max_drop is None else max_drop
 
 
 def accuracy_rule(max_drop: float, key: str = "val_drop", source: str | None = None) -> Rule:

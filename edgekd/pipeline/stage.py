@@ -9,15 +9,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from edgekd.pipeline.config import PipelineConfig
     from edgekd.pipeline.context import RunContext
+    from edgekd.pipeline.records import StageRecord
 
 
 @dataclass
 class StageOutput:
-    """A stage's record: the files it wrote (hashed into the manifest), its metrics, the files it read."""
+    """What a stage did: the files it wrote (hashed into the manifest), its metrics, the files it read, and the
+    typed record later stages read (pipeline.records; None when no later stage reads this one)."""
 
     outputs: list[Path]
     metrics: dict[str, Any] = field(default_factory=dict)
     inputs: list[Path] = field(default_factory=list)
+    record: StageRecord | None = None
+
+    def manifest_metrics(self) -> dict[str, Any]:
+        """The metrics the manifest keeps: the record's keys (pipeline.records, the keys manifests always had)
+        with the rest."""
+        return {**self.metrics, **(self.record.to_metrics() if self.record is not None else {})}
 
 
 class Stage:

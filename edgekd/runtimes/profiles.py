@@ -4,15 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_serializer
 
 from edgekd.core.errors import ConfigError, TargetError
 from edgekd.core.fileio import searched
 from edgekd.core.resources import builtin_dir
 from edgekd.core.sections import Strict, load_yaml_model
+from edgekd.core.thresholds import Thresholds
 from edgekd.runtimes.registry import BACKEND_NAMES
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
+# The gate limits a target profile sets (its gate section accepts every Thresholds key; these are the ones it has).
+PROFILE_LIMITS = ("max_drop", "min_speedup", "max_size_kb")
 
 
 class QuantRecipe(Strict):
@@ -36,12 +39,6 @@ class QuantRecipe(Strict):
     extra_options: dict[str, Any] = Field(default_factory=dict, description="more onnxruntime quantize_static extra_options")
 
 
-class GateThresholds(Strict):
-    max_drop: float | None = Field(None, ge=0)
-    min_speedup: float | None = Field(None, gt=0)
-    max_size_kb: float | None = Field(None, gt=0)
-
-
 class TargetProfile(Strict):
     name: str
     description: str = ""
@@ -58,8 +55,16 @@ class TargetProfile(Strict):
     latency_measurable_off_device: bool = Field(
         True, description="false when timings on the build machine say nothing about the device")
     runtime_options: dict = Field(default_factory=dict, description="backend-specific options (hints, workspace, ...)")
-    gate: GateThresholds = Field(default_factory=GateThresholds)
+    gate: Thresholds = Field(default_factory=Thresholds, description="only the keys set here count (Thresholds.given): "
+                            "max_drop stricter than the pipeline's, min_speedup, max_size_kb")
     source: str = Field("", exclude=True)
+
+    @field_serializer("gate")
+    def _gate_as_written(self, gate: Thresholds) -> dict[str, Any]:
+        """What the profile sets, never edgekd's defaults presented as the target's, in the form profiles were
+        always dumped in (the three limits, null when unset): the dump is part of the stage keys (--resume) and
+        of the bundle manifests."""
+        return {**dict.fromkeys(PROFILE_LIMITS), **gate.given()}
 
 
 def _profile_paths() -> dict[str, Path]:

@@ -20,7 +20,7 @@ def test_builtin_profile_is_complete(name, backend):
     assert "fp32" in profile.precisions and "int8" in profile.precisions
     assert profile.quantization is not None and profile.quantization.name
     assert profile.batch_sizes
-    assert profile.gate.max_drop is None  # the pipeline's gate.max_drop decides (pipeline.selection.accuracy_limit)
+    assert "max_drop" not in profile.gate.given()  # unset: the pipeline's gate.max_drop decides (pipeline.selection.accuracy_limit)
     if profile.device == "cpu":
         assert profile.threads
 
@@ -62,7 +62,7 @@ def test_user_profile_path_in_config_targets_resolves(tmp_path):
                                          "targets": ["x86-cpu", "boards/my-board.yaml"]})
     profiles = [load_profile(name, base_dir=tmp_path) for name in cfg.targets]
     assert [p.name for p in profiles] == ["x86-cpu", "my-board"]
-    assert profiles[1].quantization.name == "my-s8s8" and profiles[1].gate.max_drop == 0.5
+    assert profiles[1].quantization.name == "my-s8s8" and profiles[1].gate.given() == {"max_drop": 0.5}
     assert profiles[1].source.endswith("my-board.yaml")
 
 

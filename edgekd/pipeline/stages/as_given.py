@@ -14,6 +14,7 @@ from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import atomic_path, resolve_path, sha256_of
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.given_model import check_classes, check_input_matches, onnx_input_spec, onnx_inputs, onnx_logits
+from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes.onnx_graph import onnx_parameters
 
@@ -30,9 +31,9 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
         shutil.copyfile(source, tmp)
     logits = onnx_logits(out)
     check_classes(logits(ctx.dataset.val.x[:2]), ctx.dataset.num_classes, "student.onnx")
-    return StageOutput([out], {"mode": "none", "source": "onnx", "params": onnx_parameters(out), "input": spec,
-                               "inputs": onnx_inputs(out),
-                               "source_sha256": sha256_of(source), **_accuracy(ctx, logits)}, inputs=[source])
+    return StageOutput([out], {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
+                               "source_sha256": sha256_of(source), **_accuracy(ctx, logits)}, inputs=[source],
+                       record=StudentRecord(input=spec, inputs=onnx_inputs(out)))
 
 
 def _ship_checkpoint(ctx: RunContext) -> StageOutput:
@@ -45,7 +46,7 @@ def _ship_checkpoint(ctx: RunContext) -> StageOutput:
     checkpoint = resolve_path(ctx.cfg.student.checkpoint, ctx.base_dir)
     logits = lambda x: predict_logits(model, x)  # noqa: E731
     return StageOutput([out], {"mode": "none", "source": "checkpoint", "params": count_parameters(model),
-                               **_accuracy(ctx, logits)}, inputs=[checkpoint])
+                               **_accuracy(ctx, logits)}, inputs=[checkpoint], record=StudentRecord())
 
 
 def _accuracy(ctx: RunContext, logits) -> dict:

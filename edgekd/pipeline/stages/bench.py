@@ -15,6 +15,7 @@ from edgekd.core.metrics import accuracy_metrics, eval_set_hash
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report, write_reports
 from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.records import CompileRecord, QuantizeRecord, read_record
 from edgekd.pipeline.run_models import student_logits as fp32_student_logits
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes import load_profile
@@ -40,9 +41,9 @@ def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str,
 
 def candidates(ctx: RunContext) -> list[Candidate]:
     out = []
-    for target, info in ctx.manifest.metrics("compile")["targets"].items():
+    for target, build in read_record(ctx.manifest, CompileRecord).targets.items():
         profile = load_profile(target, ctx.base_dir)
-        for candidate in info["candidates"]:
+        for candidate in build.candidates:
             artifact = Artifact.from_json(candidate["artifact"], ctx.run_dir / candidate["path"])
             out.append(Candidate(artifact_name(target, candidate["name"]), target, artifact, ctx.cfg.bench.threads or profile.threads,
                                  shipped=candidate["verdict"].startswith("chosen"), verdict=candidate["verdict"],
@@ -61,9 +62,9 @@ def _latency_note(profile) -> str:
 def host_notes(ctx: RunContext) -> list[str]:
     """Where this machine differs from the targets' devices, and what the quantize stage adapted to it."""
     notes = []
-    for target in ctx.manifest.metrics("compile")["targets"]:
+    for target in read_record(ctx.manifest, CompileRecord).targets:
         notes += host_warnings(load_profile(target, ctx.base_dir).model_dump())
-    for recipe in ctx.manifest.metrics("quantize").get("recipes", {}).values():
+    for recipe in read_record(ctx.manifest, QuantizeRecord).recipes.values():
         if recipe.get("host_note") and recipe["host_note"] not in notes:
             notes.append(recipe["host_note"])
     return notes
@@ -72,7 +73,7 @@ def host_notes(ctx: RunContext) -> list[str]:
 def sensitivity(ctx: RunContext) -> dict[str, Any]:
     """Per recipe whose fallback search ran: each quantized node's error with it alone in float, and the nodes kept."""
     out = {}
-    for name, recipe in ctx.manifest.metrics("quantize").get("recipes", {}).items():
+    for name, recipe in read_record(ctx.manifest, QuantizeRecord).recipes.items():
         fallback = recipe.get("fallback") or {}
         if fallback.get("sensitivity"):
             out[name] = {"sensitivity": fallback["sensitivity"], "nodes_in_float": recipe.get("nodes_in_float", []),

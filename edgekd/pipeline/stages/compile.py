@@ -17,6 +17,7 @@ from edgekd.core.progress import progress
 from edgekd.device.bundle import write_bundle
 from edgekd.device.latency import measure_interleaved
 from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.records import CompileRecord, ExportRecord, QuantizeRecord, TargetBuild, read_record
 from edgekd.pipeline.run_models import student_logits
 from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, choose, plan
 from edgekd.pipeline.stage import Stage, StageOutput
@@ -25,7 +26,7 @@ from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
 from edgekd.runtimes.profiles import Precision
 
-# How the quantize stage's int8 model can have been made, as its candidate is named (_main_int8_label).
+# How the quantize stage's int8 model can have been made, as its candidate is named (pipeline.records.QuantizeRecord.int8_label).
 INT8_NAMES = ("int8", "int8-qat", "int8-fallback")
 # Every name a candidate folder (05-compile/<target>/<name>) can have: the only folders a rerun removes.
 CANDIDATE_NAMES = frozenset(get_args(Precision)) | frozenset(INT8_NAMES)
@@ -38,24 +39,17 @@ def candidate_sources(ctx: RunContext, profile) -> list[tuple[str, str, Path]]:
 
 
 def int8_files(ctx: RunContext, recipe_name: str) -> list[tuple[str, Path]]:
-    if ctx.manifest.metrics("quantize").get("method") == "none":
+    quantized = read_record(ctx.manifest, QuantizeRecord)
+    if quantized.made_none:
         return []  # int8 files in 04-quantize are an earlier run's (before --force with quantize.method: none)
     # The quantize stage makes one int8 model per recipe; its candidate is named by how it was made.
     main = ctx.layout.int8_onnx(recipe_name)
-    return [(_main_int8_label(ctx, recipe_name), main)] if main.is_file() else []
-
-
-def _main_int8_label(ctx: RunContext, recipe_name: str) -> str:
-    """Name the quantize stage's main int8 model by how it was made: int8 (PTQ), int8-qat, int8-fallback."""
-    metrics = ctx.manifest.metrics("quantize")
-    if metrics.get("method") == "qat":
-        return "int8-qat"
-    return "int8-fallback" if metrics.get("recipes", {}).get(recipe_name, {}).get("nodes_in_float") else "int8"
+    return [(quantized.int8_label(recipe_name), main)] if main.is_file() else []
 
 
 def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
     backend = get_backend(profile.backend)
-    input_spec = ctx.manifest.metrics("export")["input"]
+    input_spec = read_record(ctx.manifest, ExportRecord).input
     folder = ctx.layout.candidates_dir(profile.name)
     sources = candidate_sources(ctx, profile)
     return [(name, backend.compile(source, precision, profile, folder / name, input_spec=input_spec))
@@ -116,20 +110,20 @@ def remove_stale_candidates(stage_dir: Path, built: dict[str, set[str]]) -> list
 
 def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int) -> dict[str, Any]:
     data, row = ctx.dataset, rows[best]
-    quant = ctx.manifest.metrics("quantize")
-    recipe = quant.get("recipes", {}).get(profile.quantization.name) if row["precision"] == "int8" else None
+    quant, exported = read_record(ctx.manifest, QuantizeRecord), read_record(ctx.manifest, ExportRecord)
+    recipe = quant.recipes.get(profile.quantization.name) if row["precision"] == "int8" else None
     return {"target": profile.name, "profile": profile.model_dump(mode="json"), "edgekd_version": __version__,
             # The thresholds the pipeline's gate stage applies, so `edgekd bench` on the device writes a report
             # that `edgekd gate` judges by the same limits and both verdicts agree.
             "gate": ctx.cfg.gate.model_dump(mode="json"),
-            "built_on": cpu_info()["model"], "input": ctx.manifest.metrics("export")["input"],
+            "built_on": cpu_info()["model"], "input": exported.input,
             # Every input of the ONNX file as it is: names, dtypes, shapes and dynamic axes.
-            "inputs": ctx.manifest.metrics("export").get("inputs"),
+            "inputs": exported.inputs,
             "output": {"name": "logits", "shape": ["batch", data.num_classes], "dtype": "float32"},
             "preprocessing": data.preprocessing(), "labels": data.classes,
             # Without labels, eval.npz's y is the fp32 model's top-1 and every top-1 measured on it is fidelity.
             "measured": data.measured,
-            "quantization": {"recipe": recipe, "variant": row["name"], "calibration": quant.get("calibration")}
+            "quantization": {"recipe": recipe, "variant": row["name"], "calibration": quant.calibration}
             if recipe else None,
             "runtime_options": row["artifact"]["runtime_options"], "library_versions": library_versions(),
             "build_machine_metrics": {k: row.get(k) for k in ("val_top1", "val_drop", "p50_ms")},
@@ -179,9 +173,9 @@ class CompileStage(Stage):
             info = _bundle_info(ctx, profile, rows, best)
             bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info)
             outputs.append(bundle / "manifest.json")
-            targets[profile.name] = {"backend": profile.backend, "chosen": rows[best]["name"],
-                                     "chosen_precision": rows[best]["precision"], "candidates": rows,
-                                     "bundle": str(bundle.relative_to(ctx.run_dir))}
+            targets[profile.name] = TargetBuild(profile.backend, rows[best]["name"], rows[best]["precision"], rows,
+                                                str(bundle.relative_to(ctx.run_dir)))
         removed = remove_stale_candidates(ctx.stage_dir("compile"), built)
-        return StageOutput(outputs, {"val_reference_top1": ctx.task.score(val_logits, ctx.dataset.val.y), "targets": targets,
-                                     "removed_stale": [str(path.relative_to(ctx.run_dir)) for path in removed]})
+        return StageOutput(outputs, {"val_reference_top1": ctx.task.score(val_logits, ctx.dataset.val.y),
+                                     "removed_stale": [str(path.relative_to(ctx.run_dir)) for path in removed]},
+                           record=CompileRecord(targets))

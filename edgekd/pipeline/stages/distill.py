@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.run_models import build_teachers, ensemble_targets, teacher_checkpoints
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.train import distributed
@@ -92,4 +93,4 @@ class DistillStage(Stage):
         path = folder / "student.pt"
         if distributed.is_main():
             save_checkpoint(student, path)
-        return StageOutput([path], metrics, inputs=teacher_checkpoints(ctx))
+        return StageOutput([path], metrics, inputs=teacher_checkpoints(ctx), record=StudentRecord())

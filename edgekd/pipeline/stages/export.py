@@ -9,6 +9,7 @@ import shutil
 
 from edgekd.core.fileio import atomic_path
 from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.records import ExportRecord, StudentRecord, read_record
 from edgekd.pipeline.stage import Stage, StageOutput
 
 
@@ -16,11 +17,10 @@ def _copy_given_onnx(ctx: RunContext) -> StageOutput:
     source, out = ctx.layout.given_onnx, ctx.layout.fp32_onnx
     with atomic_path(out) as tmp:
         shutil.copyfile(source, tmp)
-    spec = ctx.manifest.metrics("distill")["input"]
-    input_spec = {**ctx.task.input_spec(ctx.dataset, spec["name"]), "dtype": spec["dtype"]}
-    return StageOutput([out], {"parity": {"skipped": "the student was given as ONNX: it is the reference"},
-                               "input": input_spec, "inputs": ctx.manifest.metrics("distill")["inputs"], "given": True},
-                       inputs=[source])
+    given = read_record(ctx.manifest, StudentRecord)
+    input_spec = {**ctx.task.input_spec(ctx.dataset, given.input["name"]), "dtype": given.input["dtype"]}
+    return StageOutput([out], {"parity": {"skipped": "the student was given as ONNX: it is the reference"}, "given": True},
+                       inputs=[source], record=ExportRecord(input_spec, given.inputs))
 
 
 def _export_torch(ctx: RunContext) -> StageOutput:
@@ -41,8 +41,8 @@ def _export_torch(ctx: RunContext) -> StageOutput:
     input_spec = ctx.task.input_spec(data, INPUT_NAME, "batch" if ctx.cfg.export.dynamic_batch else 2)
     from edgekd.pipeline.given_model import onnx_inputs
 
-    return StageOutput([path], {"parity": check.to_json(), "opset": ctx.cfg.export.opset, "input": input_spec,
-                                "inputs": onnx_inputs(path)}, inputs=[student_pt])
+    return StageOutput([path], {"parity": check.to_json(), "opset": ctx.cfg.export.opset}, inputs=[student_pt],
+                       record=ExportRecord(input_spec, onnx_inputs(path)))
 
 
 class ExportStage(Stage):

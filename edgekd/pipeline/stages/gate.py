@@ -19,7 +19,7 @@ class GateStage(Stage):
         ctx = self.ctx
         report_path = ctx.layout.report_json
         report = check_report(read_json(report_path), report_path)  # report.json may have been edited since bench wrote it
-        checks = gate_report(report, ctx.cfg.gate.thresholds())
+        checks = gate_report(report, ctx.cfg.gate)
         verdict = {"passed": checks.passed, "summary": checks.summary, "checks": [c.__dict__ for c in checks]}
         outputs = [write_json_atomic(ctx.layout.gate_json, verdict)]
         junit, summary = ctx.layout.gate_junit, ctx.layout.gate_summary

@@ -18,7 +18,8 @@ from edgekd.core.metrics import accuracy_drop, within_limit
 from edgekd.core.progress import progress
 from edgekd.data.calibration import describe, draw, load_recipe
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.selection import accuracy_limit
+from edgekd.pipeline.records import QuantizeRecord
+from edgekd.pipeline.selection import accuracy_limit, gate_drop_budget
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
@@ -48,7 +49,7 @@ def int8_budget(ctx: RunContext, recipe_name: str) -> float:
         return ctx.cfg.quantize.max_drop
     profiles = [load_profile(name, ctx.base_dir) for name in ctx.cfg.targets]
     limits = [accuracy_limit(ctx.cfg.gate, p).max_drop for p in profiles if p.quantization and p.quantization.name == recipe_name]
-    return min(limits, default=ctx.cfg.gate.max_drop)
+    return min(limits, default=gate_drop_budget(ctx.cfg.gate.max_drop))
 
 
 def synthetic_split(ctx: RunContext):
@@ -194,7 +195,7 @@ class QuantizeStage(Stage):
         ctx = self.ctx
         method = ctx.cfg.quantize.method
         if method == "none":
-            return StageOutput([], {"method": "none"})
+            return StageOutput([], record=QuantizeRecord("none"))
         recipe_set = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
         calibration, digest = _calibration_set(ctx, recipe_set)
         fp32 = ctx.layout.fp32_onnx
@@ -211,10 +212,9 @@ class QuantizeStage(Stage):
                 made[flavour] = (path, info, name)
             outputs.append(path)
             used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size}
-        metrics = {"method": method, "calibration": {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration),
-                                                     "sha256": digest, "folder": ctx.cfg.quantize.calibration_images},
-                   "recipes": used}
-        return StageOutput(outputs, metrics, inputs=[fp32])
+        made_from = {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration), "sha256": digest,
+                     "folder": ctx.cfg.quantize.calibration_images}
+        return StageOutput(outputs, inputs=[fp32], record=QuantizeRecord(method, used, made_from))
 
 
 def _check_calibration_folder(config, base_dir) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from edgekd.pipeline.records import CompileRecord, TargetBuild  # noqa: E402
 from edgekd.pipeline.stages.bench import candidates  # noqa: E402
 from edgekd.runtimes.base import Artifact  # noqa: E402
 
@@ -20,7 +21,8 @@ def _ctx(tmp_path: Path, names: list[str], chosen: str):
         artifact = Artifact("ort", precision, tmp_path / name, "model.onnx", ["model.onnx"])
         rows.append({"name": name, "precision": precision, "artifact": artifact.to_json(), "path": f"05-compile/x86-cpu/{name}",
                      "verdict": "chosen (fastest passing)" if name == chosen else f"slower than the chosen {chosen}"})
-    metrics = {"targets": {"x86-cpu": {"candidates": rows}}}
+    built = TargetBuild("ort", chosen, chosen.split("-")[0], rows, "bundle/x86-cpu")
+    metrics = CompileRecord({"x86-cpu": built}).to_metrics()  # as the compile stage records it
     manifest = SimpleNamespace(metrics=lambda stage: metrics if stage == "compile" else {})
     return SimpleNamespace(manifest=manifest, run_dir=tmp_path, base_dir=tmp_path,
                            cfg=SimpleNamespace(bench=SimpleNamespace(threads=None)))

@@ -1,0 +1,78 @@
+"""The release gate's thresholds: one pydantic model and its one validator, shared by the pipeline config's gate
+section, the target profiles' gate section, the device gate (`edgekd gate`), api.gate and the CLI.
+
+It lives in core because the profiles (runtimes/) and the device gate (device/) both use it and neither may import
+the other's layer, nor the pipeline. Defaults are written here and nowhere else.
+A profile's gate section is the same model with only the keys it sets meaning anything (`given()`): an unset
+max_drop in a profile leaves the pipeline's gate.max_drop in charge (pipeline.selection.accuracy_limit)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+from pydantic import Field, ValidationError, field_validator
+
+from edgekd.core.metrics import DROP_TYPES
+from edgekd.core.sections import Strict
+
+_NUMBERS = ("max_drop", "min_speedup", "max_size_kb")
+
+
+class Thresholds(Strict):
+    """What a release must meet (edgekd gate, the pipeline's gate stage); null switches a numeric check off."""
+
+    # A bad value is a pydantic ValidationError (a ValueError) naming the field; config files and profiles turn it
+    # into a ConfigError naming the file too (load_yaml_model), api.gate into one naming the argument or the report
+    # (threshold_error). No custom __init__: pydantic would route the config's nested gate section through it.
+
+    reference: str = Field("student_fp32", description="a report reference (teacher, student_fp32) or an artifact row "
+                                                        "such as x86-cpu/fp32")
+    max_drop: Optional[float] = Field(1.0, description="points of top-1 (absolute) or percent (relative)")
+    drop_type: str = Field("absolute", description="absolute or relative")
+    min_speedup: Optional[float] = Field(None, description="over the fp32 baseline on the same target")
+    max_size_kb: Optional[float] = None
+    allow_empty: bool = Field(False, description="pass when no check could be evaluated on this machine (e.g. only "
+                                                 "TensorRT targets built on a workstation); otherwise that fails the gate")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _check(cls, value: Any, info) -> Any:
+        if problem := threshold_problem(info.field_name, value):
+            raise ValueError(problem)
+        return value
+
+    def given(self) -> dict[str, Any]:
+        """The keys set explicitly (a target profile's gate section: only these override the pipeline's)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+THRESHOLD_NAMES = tuple(Thresholds.model_fields)
+
+
+def threshold_problem(name: str, value: Any) -> str | None:
+    """What is wrong with one threshold value (None: nothing). The model's validator; callers build Thresholds."""
+    if name in _NUMBERS:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, not {type(value).__name__} {value!r}"
+        if not math.isfinite(value):  # nan compares false with everything: it would pass or fail every check
+            return f"must be a finite number, got {value!r}"
+        if value < 0 or (value == 0 and name != "max_drop"):
+            return f"must be {'>= 0' if name == 'max_drop' else '> 0'}, got {value!r}"
+    elif name == "drop_type" and value not in DROP_TYPES:
+        return f"must be one of {', '.join(DROP_TYPES)}, got {value!r}"
+    elif name == "reference" and (not isinstance(value, str) or not value):
+        return f"must be a reference name such as student_fp32, teacher or x86-cpu/fp32, got {value!r}"
+    elif name == "allow_empty" and not isinstance(value, bool):
+        return f"must be true or false, got {value!r}"
+    return None
+
+
+def threshold_error(exc: ValidationError) -> str:
+    """'field: problem' for the first error of a Thresholds validation."""
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown threshold '{key}'; valid: {', '.join(THRESHOLD_NAMES)}"
+    return f"{key}: {error['msg'].removeprefix('Value error, ')}"

@@ -1,0 +1,55 @@
+"""The one Thresholds model: its validator serves every place thresholds come from (config file, target profile,
+report, API argument), and each names where a bad value came from."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgekd.core.errors import ConfigError
+from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds
+from edgekd.pipeline.config import PipelineConfig
+from edgekd.runtimes.profiles import TargetProfile, load_profile
+
+
+def test_the_config_gate_section_profiles_and_device_gate_share_the_model():
+    assert PipelineConfig.model_fields["gate"].annotation is Thresholds
+    assert TargetProfile.model_fields["gate"].annotation is Thresholds
+    from edgekd.device import gate
+    assert gate.Thresholds is Thresholds
+    assert THRESHOLD_NAMES == ("reference", "max_drop", "drop_type", "min_speedup", "max_size_kb", "allow_empty")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"max_drop": -1}, "max_drop\n.*must be >= 0, got -1"),
+    ({"min_speedup": 0}, "min_speedup\n.*must be > 0, got 0"),
+    ({"max_size_kb": float("inf")}, "max_size_kb\n.*must be a finite number"),
+    ({"max_drop": True}, "max_drop\n.*must be a number, not bool"),
+    ({"allow_empty": "yes"}, "allow_empty\n.*must be true or false"),
+    ({"reference": ""}, "reference\n.*must be a reference name"),
+])
+def test_bad_values_are_refused_naming_the_field(values, message):
+    with pytest.raises(ValueError, match=message):
+        Thresholds(**values)
+
+
+def test_a_bad_gate_in_a_config_file_names_the_file_and_the_key(tmp_path):
+    from edgekd.core.sections import load_yaml_model
+    path = tmp_path / "run.yaml"
+    quickstart = (Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml").read_text()
+    path.write_text(quickstart.split("\ngate:")[0] + "\ngate: {drop_type: relatve}\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: gate.drop_type: must be one of absolute, relative, got 'relatve'"):
+        load_yaml_model(path, PipelineConfig, "run config")
+
+
+def test_a_profile_gate_counts_only_the_keys_it_sets(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nbackend: ort\nprecisions: [fp32]\ngate: {min_speedup: 1.5}\n")
+    profile = load_profile(str(path))
+    assert profile.gate.given() == {"min_speedup": 1.5}
+    # the bundle records the target's own limits only, in the form earlier versions dumped (stage keys unchanged)
+    assert profile.model_dump()["gate"] == {"max_drop": None, "min_speedup": 1.5, "max_size_kb": None}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbackend: ort\nprecisions: [fp32]\ngate: {max_drop: -2}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: gate.max_drop: must be >= 0"):
+        load_profile(str(bad))
