@@ -16,6 +16,8 @@ from edgekd.core.errors import ConfigError, TargetError
 from edgekd.core.fileio import atomic_path, read_json, sha256_of, write_json_atomic, write_text_atomic
 from edgekd.pipeline.lm.config import LanguageModelConfig
 from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, tokenizer_path
+from edgekd.pipeline.lm.records import LMCompileRecord, LMQuantizeRecord, LMTeacherRecord
+from edgekd.pipeline.records import read_record
 from edgekd.pipeline.stage import Stage, StageOutput
 
 ORT_BACKENDS = ("ort", "ort-arm64")
@@ -83,7 +85,7 @@ class LMQuantizeStage(Stage):
                 made[path] = quantize_decoder(fp32_onnx(ctx), path, method, reduce_range=reduce_range, block_size=cfg.quantize.block_size)
             per_target[name] = {"method": method, "reduce_range": reduce_range, "file": path.name, "bytes": path.stat().st_size,
                                 **({"host_note": note} if note else {})}
-        return StageOutput(list(made), {"targets": per_target}, inputs=[fp32_onnx(ctx)])
+        return StageOutput(list(made), inputs=[fp32_onnx(ctx)], record=LMQuantizeRecord(per_target))
 
 
 class LMCompileStage(Stage):
@@ -100,24 +102,24 @@ class LMCompileStage(Stage):
         ctx, cfg = self.ctx, self.ctx.cfg
         tokenizer = LMTokenizer(tokenizer_path(ctx))
         val = ctx.dataset.blocks(tokenizer.path, "val")[: cfg.data.val_blocks]
-        quantized = ctx.manifest.metrics("quantize")["targets"]
+        quantized = read_record(ctx.manifest, LMQuantizeRecord)
         fp32_val = onnx_perplexity(OnnxDecoder(fp32_onnx(ctx)), val)
         limit = fp32_val * (1 + cfg.gate.max_increase) if cfg.gate.max_increase is not None else float("inf")
         outputs, targets, val_cache = [], {}, {}
         for name in cfg.targets:
             candidates = {"fp32": {"path": fp32_onnx(ctx), "val_perplexity": fp32_val}}
-            if quantized[name]["method"] != "none":
-                path = ctx.stage_dir("quantize") / quantized[name]["file"]
+            if quantized.int8_file(name):
+                path = ctx.stage_dir("quantize") / quantized.int8_file(name)
                 if path not in val_cache:
                     val_cache[path] = onnx_perplexity(OnnxDecoder(path), val)
                 candidates["int8"] = {"path": path, "val_perplexity": val_cache[path]}
             chosen = "int8" if "int8" in candidates and candidates["int8"]["val_perplexity"] <= limit else "fp32"
-            outputs += self._bundle(name, chosen, candidates[chosen], quantized[name], tokenizer)
+            outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer)
             targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}",
                              "candidates": {c: {"file": str(v["path"].relative_to(ctx.run_dir)), "val_perplexity": round(v["val_perplexity"], 4)}
                                             for c, v in candidates.items()},
                              "reason": self._reason(chosen, candidates, limit)}
-        return StageOutput(outputs, {"fp32_val_perplexity": round(fp32_val, 4), "targets": targets})
+        return StageOutput(outputs, {"fp32_val_perplexity": round(fp32_val, 4)}, record=LMCompileRecord(targets))
 
     @staticmethod
     def _reason(chosen: str, candidates: dict, limit: float) -> str:
@@ -161,23 +163,23 @@ class LMBenchStage(Stage):
         ctx, cfg = self.ctx, self.ctx.cfg
         test = ctx.dataset.blocks(tokenizer_path(ctx), "test")[: cfg.data.test_blocks or None]
         held_out = prompts(test, cfg.bench.prompts, cfg.bench.prompt_tokens)
-        compiled = ctx.manifest.metrics("compile")["targets"]
+        compiled = read_record(ctx.manifest, LMCompileRecord)
         # One decoder per file: targets sharing an int8 file are measured once; timed where a target is measurable here.
-        model_of = {t: "fp32" if c["chosen"] == "fp32" else Path(c["candidates"]["int8"]["file"]).stem for t, c in compiled.items()}
-        paths = {"fp32": fp32_onnx(ctx)} | {Path(c["candidates"]["int8"]["file"]).stem: ctx.run_dir / c["candidates"]["int8"]["file"]
-                                             for c in compiled.values() if "int8" in c["candidates"]}
+        int8 = {t: compiled.int8_file(t) for t in cfg.targets if compiled.int8_file(t)}
+        model_of = {t: Path(int8[t]).stem if compiled.chosen(t) == "int8" else "fp32" for t in cfg.targets}
+        paths = {"fp32": fp32_onnx(ctx)} | {Path(file).stem: ctx.run_dir / file for file in int8.values()}
         decoders = {name: OnnxDecoder(path) for name, path in paths.items()}
         perplexity = {name: onnx_perplexity(decoder, test) for name, decoder in decoders.items()}
         measurable = {t: _measurable(cfg, ctx.base_dir, t) for t in cfg.targets}
         timed = {"fp32"} | {model_of[t] for t in cfg.targets if measurable[t]}
         speed = generation_speed({n: d for n, d in decoders.items() if n in timed}, held_out, cfg.bench.new_tokens, cfg.bench.rounds)
         agreement = {n: greedy_agreement(decoders["fp32"], d, held_out, cfg.bench.new_tokens) for n, d in decoders.items() if n != "fp32"}
-        teacher = ctx.manifest.metrics("teachers")["teacher"]
+        teacher = read_record(ctx.manifest, LMTeacherRecord)
         report = {"format": "edgekd.lm-report/1", "test_blocks": len(test), "test_tokens": int(test.size),
                   "prompts": len(held_out), "new_tokens": cfg.bench.new_tokens,
-                  "references": {"teacher": {"perplexity": teacher.get("test_perplexity"), "params": teacher["params"]},
+                  "references": {"teacher": {"perplexity": teacher.test_perplexity, "params": teacher.params},
                                  "student_fp32": {"perplexity": round(perplexity["fp32"], 4), **speed["fp32"]}},
-                  "rows": [_row(t, compiled[t]["chosen"], model_of[t], perplexity, speed if measurable[t] else {}, agreement)
+                  "rows": [_row(t, compiled.chosen(t), model_of[t], perplexity, speed if measurable[t] else {}, agreement)
                            for t in cfg.targets],
                   "environment": describe()}
         outputs = [write_json_atomic(ctx.run_dir / REPORT, report), write_text_atomic(ctx.run_dir / "report.md", markdown(report))]

@@ -11,6 +11,7 @@ from edgekd.core.errors import ConfigError, ModelError
 from edgekd.core.fileio import atomic_path, resolve_path, searched
 from edgekd.pipeline.lm.config import LanguageModelConfig
 from edgekd.pipeline.lm.layout import student_dir, teacher_dir, tokenizer_path
+from edgekd.pipeline.lm.records import LMTeacherRecord
 from edgekd.pipeline.stage import Stage, StageOutput
 
 
@@ -57,10 +58,11 @@ class LMTeachersStage(Stage):
         outputs = [tokenizer, *save_model(teacher, teacher_dir(ctx))]
         val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]
         test = ctx.dataset.blocks(tokenizer, "test")[: cfg.data.test_blocks or None]  # the reference bench reports beside the student
+        reference = LMTeacherRecord(parameter_count(teacher), round(torch_perplexity(teacher, test), 4))
         metrics = {"corpus": ctx.dataset.corpus.describe(), "tokenizer": {"vocab_size": teacher.config.vocab_size},
-                   "teacher": {"params": parameter_count(teacher), "val_perplexity": round(torch_perplexity(teacher, val), 4),
-                               "test_perplexity": round(torch_perplexity(teacher, test), 4), "given": trained is None, **(trained or {})}}
-        return StageOutput(outputs, metrics)
+                   "teacher": {"params": reference.params, "val_perplexity": round(torch_perplexity(teacher, val), 4),
+                               "test_perplexity": reference.test_perplexity, "given": trained is None, **(trained or {})}}
+        return StageOutput(outputs, metrics, record=reference)
 
     def _tokenizer(self) -> Path:
         from edgekd.lm.tokenizer import LMTokenizer, train_on_corpus
