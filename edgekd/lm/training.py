@@ -15,6 +15,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from edgekd.core.progress import progress
+
 LOG_EVERY = 25
 
 
@@ -39,10 +41,12 @@ def train_lm(model: torch.nn.Module, batches: Callable[[int], torch.Tensor], ste
              loss_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], what: str = "model",
              log: Optional[Callable[[str], None]] = None) -> dict:
     """Train `model` for `steps`; `loss_fn(logits, ids, step)` gives each step's loss. Returns steps, seconds and
-    the mean loss of the last LOG_EVERY steps."""
+    the mean loss of the last LOG_EVERY steps. Progress: a line every LOG_EVERY steps to `log`, or without one
+    edgekd's progress bar (a plain line every 15 s in a log file), as the image pipeline's training shows it."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, betas=(0.9, 0.95), weight_decay=0.1)
     model.train()
     started, losses = time.perf_counter(), []
+    bar = progress(total=steps, desc=what, unit="step") if log is None else None
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, peak_lr)
@@ -53,7 +57,12 @@ def train_lm(model: torch.nn.Module, batches: Callable[[int], torch.Tensor], ste
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(float(loss.detach()))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         if log is not None and ((step + 1) % LOG_EVERY == 0 or step + 1 == steps):
             log(f"{what}: step {step + 1}/{steps}, loss {statistics.fmean(losses[-LOG_EVERY:]):.3f}, {time.perf_counter() - started:.0f} s")
+    if bar is not None:
+        bar.close()
     model.eval()
     return {"steps": steps, "seconds": round(time.perf_counter() - started, 1), "final_loss": round(statistics.fmean(losses[-LOG_EVERY:]), 4)}
