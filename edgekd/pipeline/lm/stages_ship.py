@@ -88,8 +88,13 @@ class LMQuantizeStage(Stage):
         return StageOutput(list(made), inputs=[fp32_onnx(ctx)], record=LMQuantizeRecord(per_target))
 
 
+SPEED_PROMPTS, SPEED_TOKENS = 5, 32  # the compile stage's quick speed check on validation prompts
+
+
 class LMCompileStage(Stage):
-    """Stage 5: per target, the model to ship (chosen on val perplexity) in bundle/<target>/ with tokenizer.json."""
+    """Stage 5: per target, the model to ship in bundle/<target>/ with tokenizer.json: int8 when its val perplexity
+    is within gate.max_increase of fp32's and, where this machine can time the target, it decodes no slower than
+    fp32 (as for images: never slower than the fp32 baseline); else fp32."""
 
     name = "compile"
     sections = ("targets", "gate")
@@ -106,6 +111,7 @@ class LMCompileStage(Stage):
         fp32_val = onnx_perplexity(OnnxDecoder(fp32_onnx(ctx)), val)
         limit = fp32_val * (1 + cfg.gate.max_increase) if cfg.gate.max_increase is not None else float("inf")
         outputs, targets, val_cache = [], {}, {}
+        speed = self._speeds(quantized, val)
         for name in cfg.targets:
             candidates = {"fp32": {"path": fp32_onnx(ctx), "val_perplexity": fp32_val}}
             if quantized.int8_file(name):
@@ -113,21 +119,45 @@ class LMCompileStage(Stage):
                 if path not in val_cache:
                     val_cache[path] = onnx_perplexity(OnnxDecoder(path), val)
                 candidates["int8"] = {"path": path, "val_perplexity": val_cache[path]}
-            chosen = "int8" if "int8" in candidates and candidates["int8"]["val_perplexity"] <= limit else "fp32"
+                if _measurable(cfg, ctx.base_dir, name) and speed.get(path.name) and speed.get("fp32"):
+                    candidates["int8"]["tokens_per_second"] = speed[path.name]
+                    candidates["fp32"]["tokens_per_second"] = speed["fp32"]
+            chosen = "int8" if "int8" in candidates and _acceptable(candidates, limit) else "fp32"
             outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer)
             targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}",
-                             "candidates": {c: {"file": str(v["path"].relative_to(ctx.run_dir)), "val_perplexity": round(v["val_perplexity"], 4)}
+                             "candidates": {c: {"file": str(v["path"].relative_to(ctx.run_dir)), "val_perplexity": round(v["val_perplexity"], 4),
+                                                **({"val_tokens_per_second": v["tokens_per_second"]} if "tokens_per_second" in v else {})}
                                             for c, v in candidates.items()},
                              "reason": self._reason(chosen, candidates, limit)}
         return StageOutput(outputs, {"fp32_val_perplexity": round(fp32_val, 4)}, record=LMCompileRecord(targets))
+
+    def _speeds(self, quantized, val) -> dict:
+        """Decode tokens/s of fp32 and each int8 file on a few validation prompts, interleaved (edgekd.lm.bench)."""
+        from edgekd.lm.bench import generation_speed
+        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.pipeline.lm.data import prompts
+
+        cfg = self.ctx.cfg
+        files = {"fp32": fp32_onnx(self.ctx)} | {quantized.int8_file(t): self.ctx.stage_dir("quantize") / quantized.int8_file(t)
+                                                  for t in cfg.targets if quantized.int8_file(t)}
+        if len(files) == 1:
+            return {}
+        new_tokens = min(SPEED_TOKENS, cfg.data.context - cfg.bench.prompt_tokens)
+        measured = generation_speed({n: OnnxDecoder(p) for n, p in files.items()}, prompts(val, SPEED_PROMPTS, cfg.bench.prompt_tokens), new_tokens)
+        return {name: row["tokens_per_second"] for name, row in measured.items()}
 
     @staticmethod
     def _reason(chosen: str, candidates: dict, limit: float) -> str:
         if "int8" not in candidates:
             return "fp32: no int8 model for this target (quantize.method none, or the profile has no int8)"
-        if chosen == "int8":
-            return f"int8: val perplexity {candidates['int8']['val_perplexity']:.3f} within the limit {limit:.3f}"
-        return f"fp32: int8 val perplexity {candidates['int8']['val_perplexity']:.3f} over the limit {limit:.3f}"
+        int8, fp32 = candidates["int8"], candidates["fp32"]
+        if int8["val_perplexity"] > limit:
+            return f"fp32: int8 val perplexity {int8['val_perplexity']:.3f} over the limit {limit:.3f}"
+        if chosen == "fp32":
+            return f"fp32: int8 decodes slower here ({int8['tokens_per_second']} vs {fp32['tokens_per_second']} tokens/s on val prompts)"
+        speed = f", {int8['tokens_per_second']} vs fp32 {fp32['tokens_per_second']} tokens/s" if "tokens_per_second" in int8 else \
+            " (speed: time it on the device)"
+        return f"int8: val perplexity {int8['val_perplexity']:.3f} within the limit {limit:.3f}{speed}"
 
     def _bundle(self, target: str, precision: str, candidate: dict, quantized: dict, tokenizer) -> list[Path]:
         ctx = self.ctx
@@ -191,6 +221,11 @@ def _row(target: str, chosen: str, model: str, perplexity: dict, speed: dict, ag
             "perplexity": round(perplexity[model], 4),
             **(speed.get(model) or {"tokens_per_second": None, "speed_note": "time it on the device (latency not measurable here)"}),
             **({"greedy_agreement_with_fp32": agreement[model]} if model in agreement else {})}
+
+
+def _acceptable(candidates: dict, limit: float) -> bool:
+    int8, fp32 = candidates["int8"], candidates["fp32"]
+    return int8["val_perplexity"] <= limit and int8.get("tokens_per_second", 1.0) >= fp32.get("tokens_per_second", 0.0)
 
 
 def _measurable(cfg, base_dir: Path, target: str) -> bool:

@@ -53,6 +53,14 @@ def test_a_language_model_runs_end_to_end(tmp_path):
     quantized = ctx.manifest.metrics("quantize")["targets"]
     assert quantized["x86-cpu"]["method"] == "dynamic" and quantized["arm64-cpu"]["method"] == "nbits8"
 
+    compiled = ctx.manifest.metrics("compile")["targets"]
+    x86 = compiled["x86-cpu"]["candidates"]
+    if compiled["x86-cpu"]["chosen"] == "int8":  # never slower than fp32 where this machine can time the target
+        assert x86["int8"]["val_tokens_per_second"] >= x86["fp32"]["val_tokens_per_second"]
+    else:
+        assert "slower" in compiled["x86-cpu"]["reason"] or "over the limit" in compiled["x86-cpu"]["reason"]
+    assert "val_tokens_per_second" not in compiled["arm64-cpu"]["candidates"]["int8"]  # an ARM board is timed on the board
+
     for target in ("x86-cpu", "arm64-cpu"):
         bundle = run_dir / "bundle" / target
         manifest = read_json(bundle / "manifest.json")
