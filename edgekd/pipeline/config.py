@@ -106,8 +106,20 @@ class PipelineConfig(Strict):
 
 
 def load_config(path: str | Path) -> PipelineConfig:
-    return load_yaml_model(path, PipelineConfig, "config file", "sections (data, teachers, student, ...)")
+    from edgekd.core.yamlio import read_yaml_mapping
+
+    model = config_model(read_yaml_mapping(Path(path), "config file", "sections (data, teachers, student, ...)"))
+    return load_yaml_model(path, model, "config file", "sections (data, teachers, student, ...)")
 
 
 def validate_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:
-    return validate_model(raw, PipelineConfig, source)
+    return validate_model(raw, config_model(raw), source)
+
+
+def config_model(raw: Any) -> type:
+    """The config class of a pipeline file: `task: language-model` has its own sections (pipeline/lm/config.py)."""
+    if isinstance(raw, dict) and raw.get("task") == "language-model":
+        from edgekd.pipeline.lm.config import LanguageModelConfig
+
+        return LanguageModelConfig
+    return PipelineConfig

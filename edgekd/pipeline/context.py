@@ -36,6 +36,9 @@ class RunContext:
 
     @cached_property
     def dataset(self):
+        loader = getattr(self.task, "load_dataset", None)  # a task with data of its own kind (language models)
+        if loader is not None:
+            return loader(self.cfg, self.base_dir)
         from edgekd.data import load_dataset
 
         if hasattr(self.task, "load_dataset"):  # a task with its own data (text): its loader, not the image sources

@@ -20,6 +20,8 @@ from edgekd.train.config import ModelConfig
 
 def external_inputs(cfg: PipelineConfig, section: str, base_dir: Path) -> Any:
     """The content fingerprint of what `section` names outside the config, or None when it names nothing."""
+    if getattr(cfg, "task", None) == "language-model":
+        return _language_model_inputs(cfg, section, base_dir)
     if section == "data":
         return {"path": _fingerprint(cfg.data.path, base_dir), "source": _reference_file(cfg.data.source, base_dir)}
     if section == "teachers":
@@ -38,6 +40,19 @@ def external_inputs(cfg: PipelineConfig, section: str, base_dir: Path) -> Any:
         recipe = load_recipe(cfg.quantize.calibration, base_dir).model_dump(mode="json")
         folder = cfg.quantize.calibration_images
         return {**recipe, "calibration_images": _fingerprint(folder, base_dir)} if folder else recipe
+    return None
+
+
+def _language_model_inputs(cfg, section: str, base_dir: Path) -> Any:
+    """A language model's files: its text folder, a given teacher and its tokenizer, the target profiles."""
+    if section == "data":
+        return _fingerprint(cfg.data.path, base_dir)
+    if section == "teacher":
+        return {"checkpoint": _fingerprint(cfg.teacher.checkpoint, base_dir), "tokenizer": _fingerprint(cfg.teacher.tokenizer, base_dir)}
+    if section == "targets":
+        from edgekd.runtimes import load_profile
+
+        return [load_profile(name, base_dir).model_dump(mode="json") for name in cfg.targets]
     return None
 
 

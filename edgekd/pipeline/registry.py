@@ -20,11 +20,23 @@ AS_GIVEN = "edgekd.pipeline.stages.as_given:AsGivenStage"
 TEXT_STAGES = {name: f"edgekd.pipeline.stages.text:Text{name.capitalize()}Stage"
                for name in ("teachers", "distill", "export", "quantize")}
 STAGE_NAMES = tuple(STAGES)
+# task: language-model runs the same stages with its own classes (pipeline/lm/).
+LANGUAGE_MODEL_STAGES = {
+    "teachers": "edgekd.pipeline.lm.stages_train:LMTeachersStage",
+    "distill": "edgekd.pipeline.lm.stages_train:LMDistillStage",
+    "export": "edgekd.pipeline.lm.stages_ship:LMExportStage",
+    "quantize": "edgekd.pipeline.lm.stages_ship:LMQuantizeStage",
+    "compile": "edgekd.pipeline.lm.stages_ship:LMCompileStage",
+    "bench": "edgekd.pipeline.lm.stages_ship:LMBenchStage",
+    "gate": "edgekd.pipeline.lm.stages_ship:LMGateStage",
+}
 
 
 def stage_class(config, name: str):
     """The Stage subclass that runs `name` for this config."""
-    if config.data.source == "text" and name in TEXT_STAGES:
+    if getattr(config, "task", None) == "language-model":
+        where = LANGUAGE_MODEL_STAGES[name]
+    elif config.data.source == "text" and name in TEXT_STAGES:
         where = TEXT_STAGES[name]
     else:
         where = AS_GIVEN if name == "distill" and config.distill.mode == "none" else STAGES[name]

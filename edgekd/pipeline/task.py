@@ -29,12 +29,18 @@ class Task(Protocol):
 
 
 @dataclass(frozen=True)
-class ImageClassification:
-    name: str = "image-classification"
+class Classification:
+    """One label per sample, scored by top-1: what image and text classifiers share."""
+
     metric: str = "top1"
 
     def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
         return topk(logits, labels, 1)
+
+
+@dataclass(frozen=True)
+class ImageClassification(Classification):
+    name: str = "image-classification"
 
     def input_spec(self, dataset: Any, name: str, batch: int | str = "batch") -> dict[str, Any]:
         return {"name": name, "shape": [batch, *dataset.input_shape], "dtype": "float32"}
@@ -46,14 +52,10 @@ class ImageClassification:
 
 
 @dataclass(frozen=True)
-class TextClassification:
+class TextClassification(Classification):
     """data.source text: token ids and their mask in (edgekd.pipeline.text_data), one label per text, top-1."""
 
     name: str = "text-classification"
-    metric: str = "top1"
-
-    def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
-        return topk(logits, labels, 1)
 
     def input_spec(self, dataset: Any, name: str = "input_ids", batch: int | str = "batch") -> dict[str, Any]:
         return {"name": "input_ids", "shape": [batch, "sequence"], "dtype": "int64"}
@@ -69,10 +71,42 @@ class TextClassification:
         return load_text_dataset(config.data, config.seed, base_dir)
 
 
+@dataclass(frozen=True)
+class LanguageModel:
+    """Next-token prediction (`task: language-model`): token blocks in, logits over the vocabulary out; perplexity
+    (lower is better) is the metric, so score() gives 1 / perplexity to keep 'higher is better'."""
+
+    name: str = "language-model"
+    metric: str = "perplexity"
+
+    def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        """1 / perplexity of (n, length, vocab) logits against the (n, length) token blocks they were computed from."""
+        logits = np.asarray(logits, dtype=np.float64)[:, :-1]
+        targets = np.asarray(labels)[:, 1:]
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        nll = np.log(np.exp(shifted).sum(axis=-1)) - np.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]
+        return float(np.exp(-nll.mean()))
+
+    def input_spec(self, dataset: Any, name: str = "input_ids", batch: int | str = "batch_size") -> dict[str, Any]:
+        return {"name": "input_ids", "shape": [batch, "sequence_length"], "dtype": "int64"}
+
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError("language models are measured on token blocks of the run's tokenizer (pipeline/lm/stages_ship.py)")
+
+    def load_dataset(self, config, base_dir):
+        from edgekd.pipeline.lm.data import load_lm_dataset
+
+        return load_lm_dataset(config.data, base_dir)
+
+
 # A new task: a class like ImageClassification, and one line here (and the config key that picks it).
-TASKS: dict[str, Task] = {"image-classification": ImageClassification(), "text-classification": TextClassification()}
+TASKS: dict[str, Task] = {"image-classification": ImageClassification(), "text-classification": TextClassification(),
+                          "language-model": LanguageModel()}
 
 
 def task_for(config) -> Task:
-    """The task of a pipeline config: text classification for data.source text, else image classification."""
+    """The task of a pipeline config: `task: language-model`, text classification for data.source text, else
+    image classification."""
+    if getattr(config, "task", None) == "language-model":
+        return TASKS["language-model"]
     return TASKS["text-classification" if config.data.source == "text" else "image-classification"]

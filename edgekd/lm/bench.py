@@ -1,0 +1,50 @@
+"""Generation speed and agreement of exported decoders, with onnxruntime and numpy only (what a device runs).
+
+Speed: greedy generation at batch 1 from each prompt, the models interleaved prompt by prompt (so a slow
+moment of a shared machine falls on all of them), after one warm-up generation each; medians over prompts x
+rounds of the time to first token, per-token p50 / p99 and the decode rate (generate.Generation.timing).
+Agreement: greedy tokens of a model equal to a reference model's, position by position, and whole sequences.
+"""
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+
+from edgekd.lm.generate import OnnxDecoder, generate
+
+
+def generation_speed(decoders: dict[str, OnnxDecoder], prompts: list[np.ndarray], new_tokens: int, rounds: int = 1) -> dict:
+    for decoder in decoders.values():
+        generate(decoder, prompts[0], new_tokens)
+    timings: dict[str, list[dict]] = {name: [] for name in decoders}
+    for _ in range(rounds):
+        for prompt in prompts:
+            for name, decoder in decoders.items():
+                timings[name].append(generate(decoder, prompt, new_tokens).timing())
+    return {name: _medians(rows) for name, rows in timings.items()}
+
+
+def _medians(rows: list[dict]) -> dict:
+    def median(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    def rounded(value, digits):
+        return None if value is None else round(value, digits)
+
+    return {"tokens_per_second": rounded(median(r["tokens_per_second"] for r in rows), 1),
+            "time_to_first_token_ms": rounded(median(r["time_to_first_token_ms"] for r in rows), 2),
+            "per_token_p50_ms": rounded(median(r["per_token_ms"]["p50"] for r in rows), 3),
+            "per_token_p99_ms": rounded(median(r["per_token_ms"]["p99"] for r in rows), 3), "generations": len(rows)}
+
+
+def greedy_agreement(reference: OnnxDecoder, other: OnnxDecoder, prompts: list[np.ndarray], new_tokens: int) -> dict:
+    """Fraction of greedy tokens of `other` equal to `reference`'s at the same position, and equal continuations."""
+    same_tokens, same_sequences = 0, 0
+    for prompt in prompts:
+        a, b = generate(reference, prompt, new_tokens).tokens, generate(other, prompt, new_tokens).tokens
+        same_tokens += sum(x == y for x, y in zip(a, b))
+        same_sequences += a == b
+    return {"token_agreement": round(same_tokens / (len(prompts) * new_tokens), 4), "equal_sequences": int(same_sequences),
+            "prompts": len(prompts), "new_tokens": new_tokens}

@@ -1,0 +1,52 @@
+"""A language model's data in a run: the corpus split by file, and its token blocks once the run has a tokenizer.
+
+ctx.dataset is an LMDataset for `task: language-model` (the task's load_dataset): listing the corpus is cheap
+and checks the folder before anything trains; blocks are encoded on first use and kept for the process.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.core.fileio import resolve_path
+from edgekd.lm.corpus import Corpus, folder_corpus, stdlib_corpus
+from edgekd.lm.tokenizer import LMTokenizer, blocks
+
+
+@dataclass
+class LMDataset:
+    corpus: Corpus
+    context: int
+    _blocks: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.corpus.source
+
+    @property
+    def fingerprint(self) -> str:
+        return self.corpus.file_list_sha256
+
+    def blocks(self, tokenizer_path: Path, split: str) -> np.ndarray:
+        """(n, context) token blocks of `split`, encoded with the run's tokenizer (once per tokenizer file)."""
+        key = (str(tokenizer_path), split)
+        if key not in self._blocks:
+            tokenizer = LMTokenizer(tokenizer_path)
+            self._blocks[key] = blocks(tokenizer.encode_documents(self.corpus.texts(split)), self.context)
+        return self._blocks[key]
+
+
+def load_lm_dataset(data_config, base_dir: Path) -> LMDataset:
+    if data_config.source == "code":
+        corpus = stdlib_corpus(data_config.fractions)
+    else:
+        corpus = folder_corpus(resolve_path(data_config.path, base_dir), data_config.fractions)
+    return LMDataset(corpus, data_config.context)
+
+
+def prompts(test_blocks: np.ndarray, count: int, tokens: int) -> list[np.ndarray]:
+    """Held-out prompts: the first `tokens` of `count` test blocks spread evenly over the split."""
+    rows = np.unique(np.linspace(0, len(test_blocks) - 1, count).astype(int))
+    return [test_blocks[row, :tokens] for row in rows]

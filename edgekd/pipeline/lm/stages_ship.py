@@ -1,0 +1,294 @@
+"""Stages 3-7 of a language model: export the student as one decoder with a KV cache, int8 per target, the
+bundle per target (model, tokenizer.json, manifest), bench (perplexity, torch-free generation), and the gate on
+perplexity.
+
+Targets are onnxruntime's (x86-cpu, arm64-cpu and profiles with backend ort / ort-arm64): the decoder, its
+KV cache and MatMulNBits are onnxruntime's formats. Which model a target ships is chosen on the validation
+split (int8 when its perplexity is within gate.max_increase of the fp32 student's, else fp32); bench and the
+gate then measure on the test split.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from edgekd.core.errors import ConfigError, TargetError
+from edgekd.core.fileio import atomic_path, read_json, sha256_of, write_json_atomic, write_text_atomic
+from edgekd.pipeline.lm.config import LanguageModelConfig
+from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, tokenizer_path
+from edgekd.pipeline.lm.records import LMCompileRecord, LMQuantizeRecord, LMTeacherRecord
+from edgekd.pipeline.records import read_record
+from edgekd.pipeline.stage import Stage, StageOutput
+
+ORT_BACKENDS = ("ort", "ort-arm64")
+BUNDLE_FORMAT = "edgekd.lm-bundle/1"
+REPORT = "lm-report.json"  # not report.json: that name is the image report's schema (edgekd.report/1)
+
+
+def _profiles(config: LanguageModelConfig, base_dir: Path) -> dict:
+    from edgekd.runtimes import load_profile
+
+    profiles = {name: load_profile(name, base_dir) for name in config.targets}
+    for name, profile in profiles.items():
+        if profile.backend not in ORT_BACKENDS:
+            raise TargetError(f"target {name}: language models run on onnxruntime here (backends {', '.join(ORT_BACKENDS)}), "
+                              f"and this profile's backend is {profile.backend}; use x86-cpu or arm64-cpu")
+    return profiles
+
+
+class LMExportStage(Stage):
+    """Stage 3: the student as one ONNX decoder with past_key_values in and present out, checked against PyTorch."""
+
+    name = "export"
+    sections = ("export",)
+
+    def run(self) -> StageOutput:
+        from edgekd.lm.export import check_against_torch, export_decoder
+        from edgekd.lm.models import load_pretrained
+
+        student = load_pretrained(student_dir(self.ctx))
+        path = export_decoder(student, fp32_onnx(self.ctx), opset=self.ctx.cfg.export.opset)
+        worst = check_against_torch(student, path)
+        return StageOutput([path], {"parity_max_abs_diff": worst, "opset": self.ctx.cfg.export.opset,
+                                    "input": {"name": "input_ids", "shape": ["batch_size", "sequence_length"], "dtype": "int64"}},
+                           inputs=sorted(student_dir(self.ctx).iterdir()))
+
+
+class LMQuantizeStage(Stage):
+    """Stage 4: per target, dynamic int8 (7-bit weights where this CPU's int8 kernels saturate, quant/host.py) or
+    MatMulNBits, as quantize.method / quantize.per_target say."""
+
+    name = "quantize"
+    sections = ("quantize", "targets")
+
+    @classmethod
+    def check(cls, config: LanguageModelConfig, base_dir: Path) -> None:
+        _profiles(config, base_dir)
+
+    def run(self) -> StageOutput:
+        from edgekd.lm.quantize import quantize_decoder
+        from edgekd.quant.host import recipe_for_host
+
+        ctx, cfg = self.ctx, self.ctx.cfg
+        made, per_target = {}, {}
+        for name, profile in _profiles(cfg, ctx.base_dir).items():
+            method = cfg.quantize.method_for(name)
+            if method == "none" or "int8" not in profile.precisions:
+                per_target[name] = {"method": "none"}
+                continue
+            reduce_range, note = False, None
+            if method == "dynamic":
+                choice = recipe_for_host(profile.quantization, cfg.quantize.adapt_to_host, name)
+                reduce_range, note = choice.recipe.reduce_range, choice.note
+            path = ctx.stage_dir("quantize") / f"student-{method}{'-7bit' if reduce_range else ''}.onnx"
+            if path not in made:
+                made[path] = quantize_decoder(fp32_onnx(ctx), path, method, reduce_range=reduce_range, block_size=cfg.quantize.block_size)
+            per_target[name] = {"method": method, "reduce_range": reduce_range, "file": path.name, "bytes": path.stat().st_size,
+                                **({"host_note": note} if note else {})}
+        return StageOutput(list(made), inputs=[fp32_onnx(ctx)], record=LMQuantizeRecord(per_target))
+
+
+SPEED_PROMPTS, SPEED_TOKENS = 5, 32  # the compile stage's quick speed check on validation prompts
+
+
+class LMCompileStage(Stage):
+    """Stage 5: per target, the model to ship in bundle/<target>/ with tokenizer.json: int8 when its val perplexity
+    is within gate.max_increase of fp32's and, where this machine can time the target, it decodes no slower than
+    fp32 (as for images: never slower than the fp32 baseline); else fp32."""
+
+    name = "compile"
+    sections = ("targets", "gate")
+
+    def run(self) -> StageOutput:
+        from edgekd.lm.evaluate import onnx_perplexity
+        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.lm.tokenizer import LMTokenizer
+
+        ctx, cfg = self.ctx, self.ctx.cfg
+        tokenizer = LMTokenizer(tokenizer_path(ctx))
+        val = ctx.dataset.blocks(tokenizer.path, "val")[: cfg.data.val_blocks]
+        quantized = read_record(ctx.manifest, LMQuantizeRecord)
+        fp32_val = onnx_perplexity(OnnxDecoder(fp32_onnx(ctx)), val)
+        limit = fp32_val * (1 + cfg.gate.max_increase) if cfg.gate.max_increase is not None else float("inf")
+        outputs, targets, val_cache = [], {}, {}
+        speed = self._speeds(quantized, val)
+        for name in cfg.targets:
+            candidates = {"fp32": {"path": fp32_onnx(ctx), "val_perplexity": fp32_val}}
+            if quantized.int8_file(name):
+                path = ctx.stage_dir("quantize") / quantized.int8_file(name)
+                if path not in val_cache:
+                    val_cache[path] = onnx_perplexity(OnnxDecoder(path), val)
+                candidates["int8"] = {"path": path, "val_perplexity": val_cache[path]}
+                if _measurable(cfg, ctx.base_dir, name) and speed.get(path.name) and speed.get("fp32"):
+                    candidates["int8"]["tokens_per_second"] = speed[path.name]
+                    candidates["fp32"]["tokens_per_second"] = speed["fp32"]
+            chosen = "int8" if "int8" in candidates and _acceptable(candidates, limit) else "fp32"
+            outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer)
+            targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}",
+                             "candidates": {c: {"file": str(v["path"].relative_to(ctx.run_dir)), "val_perplexity": round(v["val_perplexity"], 4),
+                                                **({"val_tokens_per_second": v["tokens_per_second"]} if "tokens_per_second" in v else {})}
+                                            for c, v in candidates.items()},
+                             "reason": self._reason(chosen, candidates, limit)}
+        return StageOutput(outputs, {"fp32_val_perplexity": round(fp32_val, 4)}, record=LMCompileRecord(targets))
+
+    def _speeds(self, quantized, val) -> dict:
+        """Decode tokens/s of fp32 and each int8 file on a few validation prompts, interleaved (edgekd.lm.bench)."""
+        from edgekd.lm.bench import generation_speed
+        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.pipeline.lm.data import prompts
+
+        cfg = self.ctx.cfg
+        files = {"fp32": fp32_onnx(self.ctx)} | {quantized.int8_file(t): self.ctx.stage_dir("quantize") / quantized.int8_file(t)
+                                                  for t in cfg.targets if quantized.int8_file(t)}
+        if len(files) == 1:
+            return {}
+        new_tokens = min(SPEED_TOKENS, cfg.data.context - cfg.bench.prompt_tokens)
+        measured = generation_speed({n: OnnxDecoder(p) for n, p in files.items()}, prompts(val, SPEED_PROMPTS, cfg.bench.prompt_tokens), new_tokens)
+        return {name: row["tokens_per_second"] for name, row in measured.items()}
+
+    @staticmethod
+    def _reason(chosen: str, candidates: dict, limit: float) -> str:
+        if "int8" not in candidates:
+            return "fp32: no int8 model for this target (quantize.method none, or the profile has no int8)"
+        int8, fp32 = candidates["int8"], candidates["fp32"]
+        if int8["val_perplexity"] > limit:
+            return f"fp32: int8 val perplexity {int8['val_perplexity']:.3f} over the limit {limit:.3f}"
+        if chosen == "fp32":
+            return f"fp32: int8 decodes slower here ({int8['tokens_per_second']} vs {fp32['tokens_per_second']} tokens/s on val prompts)"
+        speed = f", {int8['tokens_per_second']} vs fp32 {fp32['tokens_per_second']} tokens/s" if "tokens_per_second" in int8 else \
+            " (speed: time it on the device)"
+        return f"int8: val perplexity {int8['val_perplexity']:.3f} within the limit {limit:.3f}{speed}"
+
+    def _bundle(self, target: str, precision: str, candidate: dict, quantized: dict, tokenizer) -> list[Path]:
+        ctx = self.ctx
+        folder = ctx.layout.bundle_dir(target)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        model, tok = folder / "model.onnx", folder / "tokenizer.json"
+        for source, destination in ((candidate["path"], model), (tokenizer.path, tok)):
+            with atomic_path(destination) as tmp:
+                shutil.copyfile(source, tmp)
+        manifest = {"format": BUNDLE_FORMAT, "task": "language-model", "target": target, "precision": precision,
+                    "quantization": quantized if precision == "int8" else {"method": "none"},
+                    "context": ctx.cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
+                    "val_perplexity": round(candidate["val_perplexity"], 4),
+                    "files": {p.name: sha256_of(p) for p in (model, tok)}}
+        return [model, tok, write_json_atomic(folder / "manifest.json", manifest)]
+
+
+class LMBenchStage(Stage):
+    """Stage 6: test perplexity of every model, torch-free greedy generation (TTFT, p50/p99, tokens/s) and greedy
+    agreement with the fp32 student; lm-report.json and report.md."""
+
+    name = "bench"
+    sections = ("bench",)
+
+    def run(self) -> StageOutput:
+        from edgekd.core.environment import describe
+        from edgekd.lm.bench import generation_speed, greedy_agreement
+        from edgekd.lm.evaluate import onnx_perplexity
+        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.pipeline.lm.data import prompts
+
+        ctx, cfg = self.ctx, self.ctx.cfg
+        test = ctx.dataset.blocks(tokenizer_path(ctx), "test")[: cfg.data.test_blocks or None]
+        held_out = prompts(test, cfg.bench.prompts, cfg.bench.prompt_tokens)
+        compiled = read_record(ctx.manifest, LMCompileRecord)
+        # One decoder per file: targets sharing an int8 file are measured once; timed where a target is measurable here.
+        int8 = {t: compiled.int8_file(t) for t in cfg.targets if compiled.int8_file(t)}
+        model_of = {t: Path(int8[t]).stem if compiled.chosen(t) == "int8" else "fp32" for t in cfg.targets}
+        paths = {"fp32": fp32_onnx(ctx)} | {Path(file).stem: ctx.run_dir / file for file in int8.values()}
+        decoders = {name: OnnxDecoder(path) for name, path in paths.items()}
+        perplexity = {name: onnx_perplexity(decoder, test) for name, decoder in decoders.items()}
+        measurable = {t: _measurable(cfg, ctx.base_dir, t) for t in cfg.targets}
+        timed = {"fp32"} | {model_of[t] for t in cfg.targets if measurable[t]}
+        speed = generation_speed({n: d for n, d in decoders.items() if n in timed}, held_out, cfg.bench.new_tokens, cfg.bench.rounds)
+        agreement = {n: greedy_agreement(decoders["fp32"], d, held_out, cfg.bench.new_tokens) for n, d in decoders.items() if n != "fp32"}
+        teacher = read_record(ctx.manifest, LMTeacherRecord)
+        report = {"format": "edgekd.lm-report/1", "test_blocks": len(test), "test_tokens": int(test.size),
+                  "prompts": len(held_out), "new_tokens": cfg.bench.new_tokens,
+                  "references": {"teacher": {"perplexity": teacher.test_perplexity, "params": teacher.params},
+                                 "student_fp32": {"perplexity": round(perplexity["fp32"], 4), **speed["fp32"]}},
+                  "rows": [_row(t, compiled.chosen(t), model_of[t], perplexity, speed if measurable[t] else {}, agreement)
+                           for t in cfg.targets],
+                  "environment": describe()}
+        outputs = [write_json_atomic(ctx.run_dir / REPORT, report), write_text_atomic(ctx.run_dir / "report.md", markdown(report))]
+        return StageOutput(outputs, {"rows": report["rows"], "references": report["references"]})
+
+
+def _row(target: str, chosen: str, model: str, perplexity: dict, speed: dict, agreement: dict) -> dict:
+    return {"target": target, "artifact": f"{target}/{chosen}", "precision": chosen, "model": model,
+            "perplexity": round(perplexity[model], 4),
+            **(speed.get(model) or {"tokens_per_second": None, "speed_note": "time it on the device (latency not measurable here)"}),
+            **({"greedy_agreement_with_fp32": agreement[model]} if model in agreement else {})}
+
+
+def _acceptable(candidates: dict, limit: float) -> bool:
+    int8, fp32 = candidates["int8"], candidates["fp32"]
+    return int8["val_perplexity"] <= limit and int8.get("tokens_per_second", 1.0) >= fp32.get("tokens_per_second", 0.0)
+
+
+def _measurable(cfg, base_dir: Path, target: str) -> bool:
+    from edgekd.runtimes import load_profile
+
+    return load_profile(target, base_dir).latency_measurable_off_device
+
+
+def markdown(report: dict) -> str:
+    refs = report["references"]
+    lines = ["# Language model report", "", f"Test perplexity on {report['test_blocks']} blocks ({report['test_tokens']} tokens); "
+             f"greedy generation of {report['new_tokens']} tokens from {report['prompts']} held-out prompts, onnxruntime CPU, batch 1.", "",
+             "| artifact | perplexity | tokens/s | TTFT ms | p50 / p99 ms | greedy agreement with fp32 | gate |", "|---|---|---|---|---|---|---|",
+             f"| teacher (PyTorch) | {refs['teacher']['perplexity']} | | | | | |",
+             f"| student fp32 (ONNX) | {refs['student_fp32']['perplexity']} | {refs['student_fp32'].get('tokens_per_second')} | "
+             f"{refs['student_fp32'].get('time_to_first_token_ms')} | {refs['student_fp32'].get('per_token_p50_ms')} / "
+             f"{refs['student_fp32'].get('per_token_p99_ms')} | | |"]
+    for row in report["rows"]:
+        agree = row.get("greedy_agreement_with_fp32", {}).get("token_agreement", "")
+        lines.append(f"| {row['artifact']} | {row['perplexity']} | {row.get('tokens_per_second') or row.get('speed_note')} | "
+                     f"{row.get('time_to_first_token_ms', '')} | {row.get('per_token_p50_ms', '')} / {row.get('per_token_p99_ms', '')} | "
+                     f"{agree} | {row.get('gate', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+class LMGateStage(Stage):
+    """Stage 7: each target's shipped model against the reference: perplexity at most (1 + gate.max_increase) x
+    the reference's (and greedy agreement at least gate.min_greedy_agreement when set)."""
+
+    name = "gate"
+    sections = ("gate",)
+
+    def run(self) -> StageOutput:
+        ctx, gate = self.ctx, self.ctx.cfg.gate
+        report = read_json(ctx.run_dir / REPORT)
+        reference = report["references"][gate.reference]["perplexity"]
+        if reference is None:
+            raise ConfigError(f"gate.reference {gate.reference}: no perplexity of it in {REPORT}; use student_fp32")
+        checks = []
+        for row in report["rows"]:
+            checks += _checks(row, reference, gate)
+            row["gate"] = "PASS" if all(c["passed"] for c in checks if c["artifact"] == row["artifact"]) else "FAIL"
+        failed = sum(not c["passed"] for c in checks)
+        passed = bool(checks) and failed == 0  # no check at all (max_increase null and no agreement limit) is no pass
+        verdict = {"passed": passed, "summary": f"gate: {'PASS' if passed else 'FAIL'} ({failed} failed, {len(checks) - failed} passed)",
+                   "checks": checks}
+        # bench's lm-report.json and report.md stay as bench wrote them (--resume compares them); the report with the
+        # gate column is gate-summary.md.
+        summary = markdown(report) + "\n" + "\n".join(f"- {c['artifact']} {c['threshold']}: {'PASS' if c['passed'] else 'FAIL'}, "
+                                                      f"{c['reason']}" for c in checks) + "\n"
+        outputs = [write_json_atomic(ctx.layout.gate_json, verdict), write_text_atomic(ctx.layout.gate_summary, summary)]
+        return StageOutput(outputs, verdict, inputs=[ctx.run_dir / REPORT])
+
+
+def _checks(row: dict, reference: float, gate) -> list[dict]:
+    checks = []
+    if gate.max_increase is not None:
+        increase = row["perplexity"] / reference - 1
+        checks.append({"artifact": row["artifact"], "threshold": "max_increase", "passed": increase <= gate.max_increase, "skipped": False,
+                       "reason": f"perplexity {row['perplexity']:.3f} vs {gate.reference} {reference:.3f}: {increase:+.2%} "
+                                 f"(limit +{gate.max_increase:.0%})"})
+    agreement = row.get("greedy_agreement_with_fp32", {}).get("token_agreement")
+    if gate.min_greedy_agreement is not None and agreement is not None:
+        checks.append({"artifact": row["artifact"], "threshold": "min_greedy_agreement", "passed": agreement >= gate.min_greedy_agreement,
+                       "skipped": False, "reason": f"greedy agreement with fp32 {agreement:.3f} (limit {gate.min_greedy_agreement:g})"})
+    return checks

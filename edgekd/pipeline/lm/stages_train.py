@@ -1,0 +1,143 @@
+"""Stages 1-2 of a language model: the tokenizer and the teacher (trained here, or given), then the student
+distilled from the teacher's cached top-k logits (edgekd.lm.teacher, edgekd.lm.losses)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError, ModelError
+from edgekd.core.fileio import atomic_path, resolve_path, searched
+from edgekd.pipeline.lm.config import LanguageModelConfig
+from edgekd.pipeline.lm.layout import student_dir, teacher_dir, tokenizer_path
+from edgekd.pipeline.lm.records import LMTeacherRecord
+from edgekd.pipeline.stage import Stage, StageOutput
+
+
+def save_model(model, folder: Path) -> list[Path]:
+    """save_pretrained (safetensors) into `folder`, replacing it whole only once the new one is written."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(str(partial), safe_serialization=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+def train_order(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).permutation(count)
+
+
+class LMTeachersStage(Stage):
+    """Stage 1: the byte-level BPE tokenizer (trained on the train split) and the teacher decoder."""
+
+    name = "teachers"
+    sections = ("seed", "data", "teacher")
+    trains = True
+
+    @classmethod
+    def check(cls, config: LanguageModelConfig, base_dir: Path) -> None:
+        teacher = config.teacher
+        for key, path in (("teacher.checkpoint", teacher.checkpoint), ("teacher.tokenizer", teacher.tokenizer)):
+            if path and not resolve_path(path, base_dir).exists():
+                raise ConfigError(f"{key}: {path} not found ({searched(path, base_dir)}); give a save_pretrained folder "
+                                  "and its tokenizer.json")
+
+    def check_inputs(self):
+        """The corpus is listed and split (ctx.dataset) before the run folder is made; nothing else to check early."""
+        return None
+
+    def run(self) -> StageOutput:
+        from edgekd.lm.evaluate import torch_perplexity
+        from edgekd.lm.models import parameter_count
+
+        ctx, cfg = self.ctx, self.ctx.cfg
+        tokenizer = self._tokenizer()
+        teacher, trained = self._teacher(tokenizer)
+        outputs = [tokenizer, *save_model(teacher, teacher_dir(ctx))]
+        val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]
+        test = ctx.dataset.blocks(tokenizer, "test")[: cfg.data.test_blocks or None]  # the reference bench reports beside the student
+        reference = LMTeacherRecord(parameter_count(teacher), round(torch_perplexity(teacher, test), 4))
+        metrics = {"corpus": ctx.dataset.corpus.describe(), "tokenizer": {"vocab_size": teacher.config.vocab_size},
+                   "teacher": {"params": reference.params, "val_perplexity": round(torch_perplexity(teacher, val), 4),
+                               "test_perplexity": reference.test_perplexity, "given": trained is None, **(trained or {})}}
+        return StageOutput(outputs, metrics, record=reference)
+
+    def _tokenizer(self) -> Path:
+        from edgekd.lm.tokenizer import LMTokenizer, train_on_corpus
+
+        ctx, given = self.ctx, self.ctx.cfg.teacher.tokenizer
+        out = tokenizer_path(ctx)
+        if given:
+            LMTokenizer(resolve_path(given, ctx.base_dir))  # refuses a file that is not a usable tokenizer, naming it
+            with atomic_path(out) as tmp:
+                shutil.copyfile(resolve_path(given, ctx.base_dir), tmp)
+            return out
+        return train_on_corpus(ctx.dataset.corpus, ctx.cfg.data.vocab_size, out)
+
+    def _teacher(self, tokenizer: Path):
+        from edgekd.lm.losses import lm_cross_entropy
+        from edgekd.lm.models import LMShape, build_lm, gpt2_config, load_pretrained
+        from edgekd.lm.tokenizer import LMTokenizer
+        from edgekd.lm.training import block_batches, train_lm
+
+        ctx, cfg = self.ctx, self.ctx.cfg
+        vocab = LMTokenizer(tokenizer)
+        if cfg.teacher.checkpoint:
+            model = load_pretrained(resolve_path(cfg.teacher.checkpoint, ctx.base_dir))
+            if model.config.vocab_size != vocab.vocab_size:
+                raise ModelError(f"teacher.checkpoint: the model has {model.config.vocab_size} tokens and teacher.tokenizer "
+                                 f"{vocab.vocab_size}; give the tokenizer the model was trained with")
+            if model.config.n_positions < cfg.data.context:
+                raise ModelError(f"teacher.checkpoint: the model's context is {model.config.n_positions} tokens, shorter "
+                                 f"than data.context {cfg.data.context}; lower data.context")
+            return model, None
+        shape = LMShape(cfg.teacher.layers, cfg.teacher.width, cfg.teacher.heads, cfg.data.context).check("teacher")
+        model = build_lm(gpt2_config(vocab.vocab_size, shape, vocab.eos_id), seed=cfg.seed)
+        train = ctx.dataset.blocks(tokenizer, "train")
+        settings = cfg.teacher.train
+        stats = train_lm(model, block_batches(train, train_order(len(train), cfg.seed), settings.batch_size), settings.steps,
+                         settings.lr, lambda logits, ids, step: lm_cross_entropy(logits, ids), "teacher")
+        return model, {"training": stats}
+
+
+class LMDistillStage(Stage):
+    """Stage 2: the student (fewer layers, narrower) trained on the teacher's cached top-k logits and the text."""
+
+    name = "distill"
+    sections = ("distill", "student")
+    trains = True
+
+    def run(self) -> StageOutput:
+        import torch
+
+        from edgekd.lm.evaluate import torch_perplexity
+        from edgekd.lm.losses import TopKTargets, distill_loss
+        from edgekd.lm.models import build_lm, load_pretrained, parameter_count, student_config
+        from edgekd.lm.teacher import cached_targets
+        from edgekd.lm.training import block_batches, train_lm
+
+        ctx, cfg = self.ctx, self.ctx.cfg
+        settings, tokenizer = cfg.distill, tokenizer_path(ctx)
+        teacher = load_pretrained(teacher_dir(ctx))
+        train = ctx.dataset.blocks(tokenizer, "train")
+        rows = train_order(len(train), cfg.seed + 1)
+        seen = np.ascontiguousarray(train[np.resize(rows, settings.train.steps * settings.train.batch_size)])
+        batch = settings.train.batch_size
+        # The teacher's targets for exactly the blocks the student will see, once; kept in the stage folder for --resume.
+        cache = cached_targets(teacher, seen, ctx.stage_dir("distill") / "topk", settings.top_k, settings.temperature, batch)
+        student = build_lm(student_config(teacher.config, cfg.student.layers, cfg.student.width, cfg.student.heads), seed=cfg.seed + 1)
+
+        def loss(logits, ids, step):
+            values, indices, lse = (torch.from_numpy(a) for a in cache.batch(np.arange(step * batch, (step + 1) * batch)))
+            return distill_loss(logits, ids, TopKTargets(values, indices, lse), settings.temperature, settings.alpha,
+                                settings.direction)[0]
+
+        stats = train_lm(student, block_batches(seen, np.arange(len(seen)), batch), settings.train.steps, settings.train.lr, loss, "student")
+        val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]
+        metrics = {"student": {"params": parameter_count(student), "val_perplexity": round(torch_perplexity(student, val), 4),
+                               "layers": student.config.n_layer, "width": student.config.n_embd, "heads": student.config.n_head,
+                               "training": stats},
+                   "topk_cache": {"blocks": len(seen), "k": settings.top_k, "temperature": settings.temperature}}
+        return StageOutput(save_model(student, student_dir(ctx)), metrics, inputs=[tokenizer])
