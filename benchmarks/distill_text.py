@@ -150,8 +150,11 @@ def onnx_top1(path: Path, data: training.Encoded) -> float:
 
 def onnx_files(plan: Plan, teacher, kd_student, data: dict, work: Path) -> dict[str, Path]:
     reduce_range = saturates_8bit_products()
+    # Both fused into onnxruntime's BERT operators (export.export's default, as the pipeline does for onnxruntime
+    # targets); "student_unfused" is the same student as plain ONNX, timed for reference only.
     files = {"teacher": export.export(teacher, work / "teacher.onnx", max_length=plan.positions),
-             "student": export.export(kd_student, work / "student.onnx", max_length=plan.positions)}
+             "student": export.export(kd_student, work / "student.onnx", max_length=plan.positions),
+             "student_unfused": export.export(kd_student, work / "student.unfused.onnx", max_length=plan.positions, fuse=False)}
     files["int8_dynamic"] = export.quantize_dynamic_int8(files["student"], work / "student.int8-dynamic.onnx", reduce_range)
     rows = np.random.default_rng(0).permutation(len(data["train"]))[:32 * plan.calibration_batches]
     calibration = [data["train"].take(rows[i:i + 32]).inputs() for i in range(0, len(rows), 32)]
@@ -256,6 +259,10 @@ def run(plan: Plan, args, work: Path) -> dict:
     runs = {mode: [student(plan, teacher, data, cached, mode, seed) for seed in plan.seeds] for mode in ("scratch", "kd")}
     best_kd = max(runs["kd"], key=lambda r: r["val_top1"])  # the one shipped: picked on validation
     files = onnx_files(plan, teacher, best_kd["model"], data, work)
+    parity = {name: export.compare(model, files[name], data["val"].take(np.arange(min(256, len(data["val"])))).inputs())
+              for name, model in (("teacher", teacher), ("student", best_kd["model"]), ("student_unfused", best_kd["model"]))}
+    fused = {name: export.fused_operators(path) for name, path in files.items()}
+    log(f"onnx vs pytorch {parity}; fused operators {fused}")
     val_top1 = {name: onnx_top1(path, data["val"]) for name, path in files.items()}
     test_top1 = {name: onnx_top1(path, data["test"]) for name, path in files.items()}
     log(f"onnx val top-1 {val_top1}, test top-1 {test_top1}")
@@ -292,6 +299,10 @@ def summarize(plan: Plan, v: dict) -> dict:
                  "drop_points_vs_fp32_student": round(100 * (test_top1["student"] - test_top1[chosen]), 2),
                  "speedup_over_fp32_student": round(p50("student") / p50(chosen), 3),
                  "file_bytes": files[chosen].stat().st_size, "fp32_file_bytes": files["student"].stat().st_size},
+        "onnx": {"exporter": "torch.onnx.export(dynamo=False), then onnxruntime.transformers.optimizer (model_type bert)",
+                 "parity_vs_pytorch": v["parity"], "fused_operators": v["fused"],
+                 "student_unfused": {"test_top1": round(test_top1["student_unfused"], 4), "p50_ms": p50("student_unfused"),
+                                     "int8_speedup_over_it": round(p50("student_unfused") / p50(chosen), 3)}},
         "int8_variants": {name: {"val_top1": round(v["val_top1"][name], 4), "test_top1": round(test_top1[name], 4),
                                  "p50_ms": p50(name), "file_bytes": files[name].stat().st_size}
                           for name in ("int8_dynamic", "int8_static")},
@@ -341,6 +352,10 @@ def markdown(r: dict) -> str:
               f"- int8 ({i['why']}): {i['drop_points_vs_fp32_student']:+.2f} points against the fp32 ONNX student "
               f"({pct(s['onnx_top1'])}), x{i['speedup_over_fp32_student']} faster; "
               f"{'7-bit' if i['reduce_range'] else '8-bit'} weights; both recipes: {r['int8_variants']}",
+              f"- ONNX: {r['onnx']['exporter']}; fused operators {r['onnx']['fused_operators']}; against PyTorch "
+              f"{r['onnx']['parity_vs_pytorch']}. The same student unfused: {r['onnx']['student_unfused']['p50_ms']} ms "
+              f"(int8 x{r['onnx']['student_unfused']['int8_speedup_over_it']} faster than it; the check above is against "
+              "the fused fp32 student)",
               f"- teacher: trained {t['train_seconds']} s ({'reused from the cache, key ' + t['cache_key'] if t['reused'] else 'in this run'}), "
               f"best epoch {t['best_epoch']}; teacher outputs cached in {r['kd']['teacher_cache_seconds']} s",
               f"- total {r['total_seconds']} s this run; {r['total_seconds_including_teacher_training']} s with the teacher's training; "
