@@ -125,14 +125,15 @@ def teacher_model(plan: Plan, data: dict, names: list[str], key: str, cache: Pat
     return model.eval(), {**fitted, "reused": False}
 
 
-def student(plan: Plan, teacher: torch.nn.Module, data: dict, cached: dict, mode: str, seed: int) -> dict:
+def student(plan: Plan, teacher: torch.nn.Module, data: dict, cached: dict, mode: str, seed: int, test: bool = True) -> dict:
     model, layers = models.half_depth_student(teacher)
     recipe = replace(plan.student_recipe, seed=seed)
     kd = plan.kd if mode == "kd" else None
     fitted = training.fit(model, data["train"], data["val"], recipe, kd=kd, teacher=cached if kd else None, log=log,
                           name=f"{mode} seed {seed}")
-    fitted["test_top1"] = round(training.top1(model, data["test"]), 4)
-    log(f"{mode} seed {seed}: test top-1 {fitted['test_top1']:.4f}")
+    if test:
+        fitted["test_top1"] = round(training.top1(model, data["test"]), 4)
+        log(f"{mode} seed {seed}: test top-1 {fitted['test_top1']:.4f}")
     return {"model": model, "layers": layers, **fitted}
 
 
@@ -196,6 +197,25 @@ def choose_int8(val_top1: dict[str, float], timing: dict) -> tuple[str, str]:
     return best, "none within 1 point on validation: the smaller drop"
 
 
+def kd_sweep(plan: Plan, grid: str, teacher, data: dict, cached: dict, key: str, out: Path) -> None:
+    """KD's alpha and temperature picked on the validation split (the test split is not evaluated): a seed-0 KD
+    student per "alpha:temperature" in `grid`. Writes OUT/distill_text_kd_sweep.json; the chosen
+    pair then goes into Plan.kd by hand, with this file as its evidence."""
+    rows = []
+    for item in grid.split(","):
+        alpha, temperature = (float(x) for x in item.split(":"))
+        kd = replace(plan.kd, alpha=alpha, temperature=temperature)
+        fitted = student(replace(plan, kd=kd), teacher, data, cached, "kd", plan.seeds[0], test=False)
+        rows.append({"alpha": alpha, "temperature": temperature, "val_top1": fitted["val_top1"], "best_epoch": fitted["best_epoch"],
+                     "history": fitted["history"], "seconds": fitted["seconds"]})
+        log(f"kd sweep alpha {alpha} T {temperature}: val top-1 {fitted['val_top1']:.4f}")
+    best = max(rows, key=lambda r: r["val_top1"])
+    write_json_atomic(out / "distill_text_kd_sweep.json",
+                      {"benchmark": "distill_text --kd-sweep", "teacher_cache_key": key, "seed": plan.seeds[0],
+                       "val_used": len(data["val"]), "cosine_weight": plan.kd.cosine_weight, "rows": rows, "best_on_val": best,
+                       "machine": describe()})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     smoke.add_option(parser)
@@ -207,6 +227,9 @@ def main() -> None:
                              "slower per step whenever another job held a core, their barrier waits on each other)")
     parser.add_argument("--teacher-only", action="store_true",
                         help="train and cache the teacher, then stop (a cache fill, outside the timed run)")
+    parser.add_argument("--kd-sweep", metavar="ALPHA:T,...",
+                        help="instead of the benchmark: seed-0 KD students for these alpha:temperature pairs, compared on "
+                             "the validation split only (needs the cached teacher)")
     args = parser.parse_args()
     started, load_at_start = time.perf_counter(), os.getloadavg()
     torch.set_num_threads(args.torch_threads)
@@ -214,6 +237,7 @@ def main() -> None:
     out = smoke.folder("distill_text") if args.smoke else RESULTS
     if args.smoke:
         args.corpus, args.cache = smoke_corpus(out), out / "cache"
+    args.out = out
     work = out / "onnx" if args.smoke else args.cache / "onnx"
     work.mkdir(parents=True, exist_ok=True)
     result = run(plan, args, work)
@@ -256,6 +280,9 @@ def run(plan: Plan, args, work: Path) -> dict:
     cache_started = time.perf_counter()
     cached = training.outputs(teacher, data["train"], hidden=True)
     cache_seconds = time.perf_counter() - cache_started
+    if args.kd_sweep:
+        kd_sweep(plan, args.kd_sweep, teacher, data, cached, key, args.out)
+        raise SystemExit(0)
     runs = {mode: [student(plan, teacher, data, cached, mode, seed) for seed in plan.seeds] for mode in ("scratch", "kd")}
     best_kd = max(runs["kd"], key=lambda r: r["val_top1"])  # the one shipped: picked on validation
     files = onnx_files(plan, teacher, best_kd["model"], data, work)
