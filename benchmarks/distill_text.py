@@ -111,6 +111,20 @@ def digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def corpus_tokenizer(plan: Plan, examples: list, corpus_sha: str, cache: Path):
+    """The WordPiece tokenizer of the whole training split (never val or test), cached beside the teacher: training
+    it twice on the same texts gives a different tokenizer.json (tokenizers' trainer does not order ties the same
+    way), which changed the teacher's cache key and its input ids, so a rerun retrained the teacher."""
+    path = cache / f"tokenizer-{digest(corpus_sha, plan.vocab, plan.max_length)}.json"
+    if path.is_file():
+        log(f"tokenizer reused from {path}")
+        return tokenizer.load(path, max_length=plan.max_length)
+    tok = tokenizer.train([e.text for e in corpus.split(examples, "train")], vocab_size=plan.vocab, max_length=plan.max_length)
+    cache.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(tok, path)
+    return tok
+
+
 def teacher_model(plan: Plan, data: dict, names: list[str], key: str, cache: Path) -> tuple[torch.nn.Module, dict]:
     """The teacher from the cache when one was trained on exactly this (corpus, tokenizer, subset, size, recipe),
     else trained now and cached. safetensors: the cached file is read back without unpickling anything."""
@@ -285,8 +299,7 @@ def run(plan: Plan, args, work: Path) -> dict:
               "teacher_train": corpus.stratified(corpus.split(examples, "train"), plan.teacher_train_examples, 0)}
     if not all(splits.values()):
         raise DataError(f"{args.corpus}: needs train, val and test examples; found {[k for k, v in splits.items() if not v]} empty")
-    # The tokenizer learns from the whole training split (cheap), never from val or test.
-    tok = tokenizer.train([e.text for e in corpus.split(examples, "train")], vocab_size=plan.vocab, max_length=plan.max_length)
+    tok = corpus_tokenizer(plan, examples, corpus_sha, args.cache)
     plan = replace(plan, vocab=tok.get_vocab_size())
     tokenizer.save(tok, work / "tokenizer.json")
     data = {name: encode(tok, part, names) for name, part in splits.items()}
