@@ -33,7 +33,9 @@ def load_model(folder: Path, stem: str):
     weights, config = folder / f"{stem}.safetensors", folder / f"{stem}.config.json"
     if not weights.is_file() or not config.is_file():
         raise StageError(f"{weights}: missing; run the stage that makes it first")
-    model = models.classifier(BertConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))))
+    # Eager attention, as edgekd.text.models.config builds it: the saved JSON does not carry the choice, and a model
+    # rebuilt with transformers' default (sdpa) exports a graph onnxruntime's BERT optimizer cannot fuse.
+    model = models.classifier(BertConfig.from_dict(json.loads(config.read_text(encoding="utf-8")), attn_implementation="eager"))
     model.load_state_dict(load_file(str(weights)))
     return model.eval()
 

@@ -19,7 +19,7 @@ from edgekd.text import corpus  # noqa: E402
 from tests.faults.helpers import invoke, subprocess_env  # noqa: E402
 from tests.text import tiny_corpus  # noqa: E402
 
-pytestmark = pytest.mark.slow  # two ONNX exports (dynamo) and int8 twice: about a minute on 2 cores
+pytestmark = pytest.mark.slow  # two ONNX exports (fused for onnxruntime) and int8 twice: about a minute on 2 cores
 TINY = {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}
 FAST_BENCH = {"eval_samples": 1000, "runs": 5, "min_seconds": 0, "warmup_runs": 1, "warmup_seconds": 0, "rounds": 1,
               "memory": False}
@@ -73,6 +73,9 @@ def test_the_onnx_model_takes_ids_and_mask_with_dynamic_batch_and_sequence(run):
     inputs = read_json(folder / "run" / "manifest.json")["stages"]["export"]["metrics"]["inputs"]
     assert [i["name"] for i in inputs] == ["input_ids", "attention_mask"]
     assert all(isinstance(d, str) for i in inputs for d in i["shape"]), inputs  # batch and sequence both symbolic
+    # x86-cpu runs onnxruntime: the graph is fused into its BERT operators, one Attention per layer.
+    fused = read_json(folder / "run" / "manifest.json")["stages"]["export"]["metrics"]["fused_operators"]
+    assert fused["Attention"] == TINY["layers"] // 2 and fused["EmbedLayerNormalization"] == 1, fused
 
 
 def test_int8_is_chosen_on_validation_and_shipped_when_it_passes(run):

@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
 from edgekd.text import export, models  # noqa: E402
 
-pytestmark = pytest.mark.slow  # torch.onnx's dynamo exporter: about 30 s on 2 cores, once for the module
+pytestmark = pytest.mark.slow  # export, fusion and int8: about 50 s on 2 cores
 VOCAB, LABELS, MAX_LENGTH = 60, 4, 24
 
 
@@ -50,6 +50,19 @@ def test_onnx_matches_pytorch_at_other_batch_and_sequence_sizes(exported, batch,
     assert result["max_abs_error"] < 1e-4 and result["top1_agreement"] == 1.0, result
 
 
+def test_export_fuses_attention_for_onnxruntime_and_unfused_is_plain_onnx(exported, tmp_path):
+    model, path = exported
+    # One Attention per layer and the embeddings' sum and norm in one node: what int8 turns into QAttention.
+    assert export.fused_operators(path) == {"EmbedLayerNormalization": 1, "Attention": 2, "SkipLayerNormalization": 4,
+                                            "BiasGelu": 2}
+    plain = export.export(model, tmp_path / "plain.onnx", max_length=MAX_LENGTH, fuse=False)
+    import onnx
+
+    assert {node.domain for node in onnx.load(str(plain)).graph.node} <= {"", "ai.onnx"}  # standard operators only
+    result = export.compare(model, plain, _inputs(3, 11, seed=3))
+    assert result["max_abs_error"] < 1e-4 and result["top1_agreement"] == 1.0, result
+
+
 def test_dynamic_int8_runs_and_agrees_with_fp32(exported, tmp_path):
     model, path = exported
     # 7-bit weights where this CPU's int8 kernels saturate 8-bit products (no VNNI), as edgekd's int8 does.
@@ -58,7 +71,7 @@ def test_dynamic_int8_runs_and_agrees_with_fp32(exported, tmp_path):
     from onnx import numpy_helper
 
     graph = onnx.load(str(int8)).graph
-    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in graph.node}  # really quantized
+    assert {"DynamicQuantizeLinear", "MatMulInteger", "QAttention"} <= {node.op_type for node in graph.node}  # really quantized
     # Weight elements stored in 8 bits, embeddings (Gather) included. Not the file size: a model this tiny is
     # mostly graph structure, not weights.
     sizes = {t.name: (t.data_type, numpy_helper.to_array(t).size) for t in graph.initializer}
