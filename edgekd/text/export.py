@@ -4,6 +4,7 @@ onnxruntime's dynamic int8 quantization of it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import warnings
@@ -35,9 +36,10 @@ class LogitsOnly(nn.Module):
 
 def export(model: nn.Module, path: str | Path, max_length: int, opset: int = OPSET, fuse: bool = True) -> Path:
     """Write `model` as ONNX with batch and sequence dynamic and check it with onnx's checker. The sequence may be
-    up to `max_length` tokens, the position table's size (the graph itself does not bound it; the tokenizer does). With `fuse`, the graph is then rewritten by onnxruntime's transformer
-    optimizer into its fused BERT operators (see `fuse_for_onnxruntime`): faster on onnxruntime, and what lets
-    dynamic int8 quantize attention; only onnxruntime runs those operators, so pass fuse=False for other runtimes."""
+    up to `max_length` tokens, the position table's size (the graph itself does not bound it; the tokenizer does).
+    With `fuse`, the graph is then rewritten by onnxruntime's transformer optimizer into its fused BERT operators
+    (see `fuse_for_onnxruntime`): faster on onnxruntime, and what lets dynamic int8 quantize attention; only
+    onnxruntime runs those operators, so pass fuse=False for other runtimes."""
     import onnx
 
     wrapped = LogitsOnly(model).eval()
@@ -169,7 +171,11 @@ def quantize_static_int8(fp32_path: str | Path, int8_path: str | Path, calibrati
         # onnxruntime's symbolic shape inference here (merging unknown dimensions, guessing the fused operators'
         # output ranks): without the activation types it gives, the calibrator quantizes no activation of the fused
         # graph (a weight-only QDQ file).
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False, auto_merge=True, guess_output_rank=True)
+        # In the scratch folder: when its inference is incomplete, onnxruntime dumps sym_shape_infer_temp.onnx and a
+        # data file into the working directory (symbolic_shape_infer.infer_shapes), i.e. the user's project.
+        with contextlib.chdir(scratch):
+            quant_pre_process(str(Path(fp32_path).resolve()), str(prepared), skip_symbolic_shape=False, auto_merge=True,
+                              guess_output_rank=True)
         # MatMul only: the rest (softmax, layer norm, GELU, the embedding sums) stays fp32, where int8 would cost
         # a quantize/dequantize pair per op and buys nothing on the CPU provider.
         quantize_static(str(prepared), str(tmp), _Batches(calibration), quant_format=QuantFormat.QDQ,

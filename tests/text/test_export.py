@@ -84,8 +84,11 @@ def test_dynamic_int8_runs_and_agrees_with_fp32(exported, tmp_path):
     assert (quantized.argmax(-1) == fp32.argmax(-1)).mean() >= 0.95
 
 
-def test_static_qdq_int8_is_calibrated_and_agrees_with_fp32(exported, tmp_path):
+def test_static_qdq_int8_is_calibrated_and_agrees_with_fp32(exported, tmp_path, monkeypatch):
     model, path = exported
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)  # onnxruntime's shape inference may dump files into the working directory
     calibration = [_inputs(16, 16, seed=10 + i) for i in range(4)]
     int8 = export.quantize_static_int8(path, tmp_path / "model.qdq.onnx", calibration, reduce_range=saturates_8bit_products())
     import onnx
@@ -98,3 +101,4 @@ def test_static_qdq_int8_is_calibrated_and_agrees_with_fp32(exported, tmp_path):
     assert (quantized.argmax(-1) == fp32.argmax(-1)).mean() >= 0.95
     with pytest.raises(Exception, match="calibration batches"):
         export.quantize_static_int8(path, tmp_path / "none.onnx", [], reduce_range=True)
+    assert list(workdir.iterdir()) == []

@@ -163,8 +163,8 @@ class TextExportStage(Stage):
         if parity["max_abs_error"] > cfg.parity_atol or parity["top1_agreement"] < cfg.min_top1_agreement:
             raise StageError(f"export: the ONNX file disagrees with PyTorch ({parity}); export.parity_atol is {cfg.parity_atol}")
         record = ExportRecord(ctx.task.input_spec(data, "input_ids"), onnx_inputs(path))
-        return StageOutput([path], {"parity": parity, "opset": cfg.opset, "fused_operators": export.fused_operators(path)}, inputs=[ctx.stage_dir("distill") / "student.safetensors"],
-                           record=record)
+        metrics = {"parity": parity, "opset": cfg.opset, "fused_operators": export.fused_operators(path)}
+        return StageOutput([path], metrics, inputs=[ctx.stage_dir("distill") / "student.safetensors"], record=record)
 
 
 def _all_onnxruntime(ctx: RunContext) -> bool:
