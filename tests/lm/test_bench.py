@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.lm.blocking import BLOCK_TORCH
+from tests.blocking import BLOCK_TORCH
 
 pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
-from tests.lm.blocking import BLOCK_TORCH
+from tests.blocking import BLOCK_TORCH
 
 pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")

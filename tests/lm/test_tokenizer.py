@@ -10,7 +10,7 @@ import pytest
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
 from edgekd.lm.corpus import folder_corpus
 from edgekd.lm.tokenizer import END_OF_TEXT, LMTokenizer, blocks, train_on_corpus, train_tokenizer
-from tests.lm.blocking import BLOCK_TORCH
+from tests.blocking import BLOCK_TORCH
 
 pytest.importorskip("tokenizers")
 

@@ -16,6 +16,7 @@ pytest.importorskip("tokenizers")
 
 from edgekd.core.fileio import read_json  # noqa: E402
 from edgekd.text import corpus  # noqa: E402
+from tests.blocking import CLI_WITHOUT_TORCH  # noqa: E402
 from tests.faults.helpers import invoke, subprocess_env  # noqa: E402
 from tests.text import tiny_corpus  # noqa: E402
 
@@ -23,16 +24,6 @@ pytestmark = pytest.mark.slow  # two ONNX exports (fused for onnxruntime) and in
 TINY = {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}
 FAST_BENCH = {"eval_samples": 1000, "runs": 5, "min_seconds": 0, "warmup_runs": 1, "warmup_seconds": 0, "rounds": 1,
               "memory": False}
-BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers"):
-            raise ImportError(name + " is blocked in this test: the device path must not import it")
-sys.meta_path.insert(0, _NoTorch())
-from edgekd.cli import main
-main(sys.argv[1:])
-"""
 
 
 def text_config(corpus_path: Path, **overrides) -> dict:
@@ -106,7 +97,7 @@ def test_device_bench_tokenizes_raw_texts_without_torch(run):
     texts = folder / "test-texts.jsonl"
     corpus.write_snapshot([e for e in tiny_corpus.examples() if e.split == "test"], texts)
     bundle = folder / "run" / "bundle" / "x86-cpu"
-    done = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "bench", str(bundle), "--texts", str(texts), "--runs", "3",
+    done = subprocess.run([sys.executable, "-c", CLI_WITHOUT_TORCH, "bench", str(bundle), "--texts", str(texts), "--runs", "3",
                            "--min-seconds", "0", "--warmup-runs", "1", "--warmup-seconds", "0", "--rounds", "1",
                            "--no-memory", "--batch", "1", "--json", str(folder / "device.json")],
                           capture_output=True, text=True, env=subprocess_env(), timeout=300)
@@ -117,7 +108,7 @@ def test_device_bench_tokenizes_raw_texts_without_torch(run):
     assert device["eval_set"]["samples"] == built["eval_set"]["samples"] == 80
     assert device["rows"][0]["top1"] == pytest.approx(shipped["top1"])
     # and on the bundle's own eval.npz (token ids already), the same top-1 again
-    done = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "bench", str(bundle), "--runs", "3", "--min-seconds", "0",
+    done = subprocess.run([sys.executable, "-c", CLI_WITHOUT_TORCH, "bench", str(bundle), "--runs", "3", "--min-seconds", "0",
                            "--warmup-runs", "1", "--warmup-seconds", "0", "--rounds", "1", "--no-memory", "--batch", "1",
                            "--json", str(folder / "device-npz.json")], capture_output=True, text=True, env=subprocess_env(),
                           timeout=300)

@@ -20,19 +20,10 @@ from edgekd.data import load_dataset
 from edgekd.data.config import DataConfig
 from edgekd.train.config import ExportConfig, ModelConfig
 from edgekd.train.models import build_model
+from tests.blocking import CLI_WITHOUT_TORCH
 from tests.faults.helpers import invoke, subprocess_env
 
 FAST_BENCH = {"eval_samples": 60, "runs": 5, "min_seconds": 0, "warmup_runs": 1, "warmup_seconds": 0, "rounds": 1, "memory": False}
-BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test: the ONNX path must not import it")
-sys.meta_path.insert(0, _NoTorch())
-from edgekd.cli import main
-main(sys.argv[1:])
-"""
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +60,7 @@ def _config(tmp_path: Path, student: dict, **extra) -> Path:
 
 
 def _run_without_torch(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH, *args], capture_output=True, text=True, timeout=600,
+    return subprocess.run([sys.executable, "-c", CLI_WITHOUT_TORCH, *args], capture_output=True, text=True, timeout=600,
                           cwd=Path(__file__).resolve().parents[3], env=subprocess_env())
 
 
