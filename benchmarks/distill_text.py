@@ -285,7 +285,10 @@ def main() -> None:
                    "total_seconds": round(time.perf_counter() - started, 1)})
     result["total_seconds_including_teacher_training"] = round(
         result["total_seconds"] + (result["teacher"]["train_seconds"] if result["teacher"]["reused"] else 0.0), 1)
-    result["checks"]["whole_run_within_60_minutes"] = result["total_seconds_including_teacher_training"] <= 3600
+    # Both, as benchmarks/distill_lm.py reports them: the run with its teacher from the cache (trained once,
+    # like the image benchmarks' teachers), and the run plus the teacher's training.
+    result["checks"]["whole_run_within_60_minutes"] = result["total_seconds"] <= 3600
+    result["checks"]["whole_run_within_60_minutes_including_teacher_training"] = result["total_seconds_including_teacher_training"] <= 3600
     write_json_atomic(out / "distill_text.json", result)
     write_text_atomic(out / "distill_text.md", markdown(result))
     print(markdown(result))
