@@ -240,7 +240,7 @@ def int8_choice(student_onnx: Path, val: np.ndarray, val_prompts: list[np.ndarra
         path = quantize_decoder(student_onnx, folder / f"student-{method}.onnx", method, reduce_range=reduce_range)
         candidates[method] = {"path": path, "val_perplexity": onnx_perplexity(OnnxDecoder(path), val)}
         log(f"int8 {method}: val perplexity {candidates[method]['val_perplexity']:.3f} (fp32 {fp32_val:.3f})")
-    speed = generation_speed({m: OnnxDecoder(c["path"]) for m, c in candidates.items()}, val_prompts, sizes.new_tokens, rounds=1)
+    speed = generation_speed({m: OnnxDecoder(c["path"]) for m, c in candidates.items()}, val_prompts, sizes.new_tokens, rounds=2)
     for method, candidate in candidates.items():
         candidate["val_tokens_per_second"] = speed[method]["tokens_per_second"]
     log("int8 decode tokens/s on val prompts: " + ", ".join(f"{m} {c['val_tokens_per_second']}" for m, c in candidates.items()))
