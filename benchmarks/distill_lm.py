@@ -354,7 +354,8 @@ def markdown(r: dict) -> str:
               f"compares with this). int8 candidates (reduce_range {q['reduce_range']}): " +
               "; ".join(f"{m}: val {v['val_perplexity']}, test {v['test_perplexity']}, {v['val_tokens_per_second']} tokens/s on val prompts, "
                         f"{v['tokens_per_second']} on test prompts, {v['onnx_bytes']:,} bytes" for m, v in q["candidates"].items()) +
-              f". Chosen on val (the fastest within {INT8_MAX_RATIO} x the fp32 perplexity): {q['method']}. int8 greedy vs fp32 ONNX: token agreement {q['greedy_agreement_with_fp32_onnx']['token_agreement']}, "
+              f". Chosen on val (the fastest within {INT8_MAX_RATIO} x the fp32 perplexity): {q['method']}."
+              f" int8 greedy vs fp32 ONNX: token agreement {q['greedy_agreement_with_fp32_onnx']['token_agreement']}, "
               f"{q['greedy_agreement_with_fp32_onnx']['equal_sequences']} of {s['prompts']} continuations equal.", "",
               f"Generation match (fp32 ONNX greedy vs PyTorch greedy): {r['generation_match']['equal']} of {r['generation_match']['prompts']} "
               f"prompts x {r['generation_match']['new_tokens']} new tokens equal token for token.", "",
