@@ -5,8 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from edgekd.lm.losses import (TopKTargets, continuation_cross_entropy, distill_loss, forward_kl, lm_cross_entropy,  # noqa: E402
-                              reverse_kl)
+from edgekd.lm.losses import TopKTargets, continuation_cross_entropy, distill_loss, forward_kl, lm_cross_entropy, reverse_kl  # noqa: E402
 
 B, T, V = 2, 5, 50
 
