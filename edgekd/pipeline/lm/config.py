@@ -91,13 +91,16 @@ class LMSequenceConfig(Strict):
 
 
 class LMDistillConfig(Strict):
+    """How the student learns: token-level KD on the corpus, sequence-level KD on the teacher's continuations, or both."""
+
     mode: Literal["token", "sequence", "both"] = Field(
         "token", description="token: KL to the teacher's cached top-k logits on corpus blocks; sequence: cross-entropy on the "
                              "teacher's own continuations (distill.sequence); both: the two kinds of step interleaved")
-    temperature: float = Field(2.0, gt=0, description="token-level KD temperature")
-    alpha: float = Field(0.5, ge=0, le=1, description="weight of the KL term; 1 - alpha on next-token cross-entropy")
-    top_k: int = Field(32, ge=1, description="teacher logits cached per token (with a tail bucket)")
-    direction: Literal["forward", "reverse"] = "forward"
+    temperature: float = Field(2.0, gt=0, description="token-level KD (mode token or both): the KL's temperature")
+    alpha: float = Field(0.5, ge=0, le=1, description="token-level KD: weight of the KL term; 1 - alpha on next-token cross-entropy")
+    top_k: int = Field(32, ge=1, description="token-level KD: teacher logits cached per token (with a tail bucket)")
+    direction: Literal["forward", "reverse"] = Field("forward", description="token-level KD: forward KL(teacher || student), or "
+                                                                             "reverse KL(student || teacher) as MiniLLM")
     sequence: LMSequenceConfig = Field(default_factory=LMSequenceConfig, description="mode sequence or both: the teacher's "
                                                                                       "continuations the student trains on")
     train: LMTrainConfig = Field(default_factory=lambda: LMTrainConfig(steps=320, lr=3e-3))
