@@ -43,12 +43,12 @@ class DistillSteps:
         index = np.where(plan, np.cumsum(plan) - 1, np.cumsum(~plan) - 1)
         # The same blocks, in the same order, as before sequence-level KD existed: mode token reuses its caches.
         token_rows = np.resize(np.random.default_rng(seed + 1).permutation(len(train)), int((~plan).sum()) * batch)
-        found = cls(settings, plan, index, np.ascontiguousarray(train[token_rows]))
-        if len(found.blocks):
-            found.topk = cached_targets(teacher, found.blocks, folder / "topk", settings.top_k, settings.temperature, batch)
+        planned = cls(settings, plan, index, np.ascontiguousarray(train[token_rows]))
+        if len(planned.blocks):
+            planned.topk = cached_targets(teacher, planned.blocks, folder / "topk", settings.top_k, settings.temperature, batch)
         if plan.any():
-            found._prepare_sequences(teacher, train, folder / "sequences", seed)
-        return found
+            planned._prepare_sequences(teacher, train, folder / "sequences", seed)
+        return planned
 
     def _prepare_sequences(self, teacher, train: np.ndarray, folder: Path, seed: int) -> None:
         spec, batch = self.settings.sequence, self.settings.train.batch_size
