@@ -33,6 +33,7 @@ def _teacher_and_prompts(eos_in_prompt=True):
     prompts = np.random.default_rng(1).integers(1, 120, size=(5, 6)).astype(np.int32)
     if eos_in_prompt:
         prompts[2, 3] = 0  # a document boundary inside a prompt: must not be masked as padding
+        prompts[3, 0] = 0  # ... or at its start (transformers then warns about padding: harmless, all positions attend)
     return teacher, prompts
 
 
