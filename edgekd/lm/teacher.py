@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgekd.core.progress import progress
 from edgekd.lm.cache import TopKEntry, TopKLogitCache, cache_key
 from edgekd.lm.sequences import Decoding, SequenceCache, SequenceEntry, sequence_key
 from edgekd.train.distill.cache import weights_digest  # the teacher's identity in the cache key, as for images
@@ -72,10 +73,13 @@ def cached_sequences(model: torch.nn.Module, prompts: np.ndarray, root: str | Pa
         return found
     entry = cache.create(key, len(prompts), prompts.shape[1], decoding.new_tokens, decoding.describe())
     model.eval()
+    bar = progress(total=len(prompts), desc="teacher sequences", unit="prompt")  # minutes for a large teacher on a CPU
     for start in range(0, len(prompts), decoding.batch_size):
         ids = torch.from_numpy(np.asarray(prompts[start:start + decoding.batch_size], dtype=np.int64))
         # Each batch its own seed: a row's tokens depend on its own batch only, not on the draws before it.
         batch = replace(decoding, seed=decoding.seed + start)
         entry.write(start, teacher_continuations(model, ids, batch).numpy().astype(np.int32))
+        bar.update(len(ids))
+    bar.close()
     entry.finish()
     return cache.open(key)
