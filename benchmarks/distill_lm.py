@@ -12,14 +12,15 @@ the train split. Teacher 4 x 256, students 2 x 128 (docs/lm.md's sizing), contex
   the teacher's top-k logits cached on disk once (edgekd.lm.teacher.cached_targets).
 * Export: one ONNX decoder with a KV cache per model (checked against PyTorch by the exporter); int8 for the
   student: dynamic int8 (7-bit weights where this CPU's int8 kernels saturate, edgekd/quant/host.py) or
-  MatMulNBits 8-bit, the first (in that order) whose validation perplexity is within 1.03 x the fp32 student's:
-  chosen on val, reported on test.
+  MatMulNBits 8-bit: of those whose validation perplexity is within 1.03 x the fp32 student's, the one that
+  decodes faster on validation prompts; chosen on val, reported on test (both candidates' test speeds are shown).
 * Speed: torch-free greedy generation (edgekd.lm.generate) at batch 1, 20 held-out test prompts of 32 tokens x
   64 new tokens, models interleaved per prompt, several rounds; tokens/s is the median decode rate.
 * generation_match: ONNX greedy against PyTorch greedy (the model's own KV cache) on the same 20 prompts.
 
     python benchmarks/distill_lm.py --teacher-only   # train and keep the teacher (reported apart)
     flock /tmp/edgekd-heavy.lock python benchmarks/distill_lm.py
+    python benchmarks/distill_lm.py --temperature 2  # another KD temperature or --alpha (fills its own top-k cache)
     python benchmarks/distill_lm.py --smoke          # tiny sizes, a temporary folder: does it still run? (--quick: same)
 
 Writes benchmarks/results/distill_lm.json and .md.
@@ -33,7 +34,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +77,9 @@ class Sizes:
     student_steps: int = 200
     student_lr: float = 3e-3
     top_k: int = 32
-    temperature: float = 2.0
+    # T = 1: at T = 2 (the results at commit 0f32b67) the KD student was worse than scratch (val perplexity 217
+    # against 172); a T = 1 run of the same student reached 87 on val (`--temperature 1`, the default since).
+    temperature: float = 1.0
     alpha: float = 0.5
     val_blocks: int = 256       # validation: learning checks and the int8 choice
     test_blocks: int = 0        # 0: every test block
@@ -97,12 +100,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=WORK, help="where the tokenizer, the teacher and the top-k cache are kept")
     parser.add_argument("--teacher-only", action="store_true", help="train (or find) the teacher and stop")
     parser.add_argument("--quick", action="store_true", help="the same as --smoke")
+    parser.add_argument("--temperature", type=float, help=f"KD temperature (default {Sizes.temperature})")
+    parser.add_argument("--alpha", type=float, help=f"KD weight against cross-entropy (default {Sizes.alpha})")
     smoke.add_option(parser)
     args = parser.parse_args()
-    sizes, quick = Sizes(), args.smoke or args.quick
+    overrides = {name: getattr(args, name) for name in ("temperature", "alpha") if getattr(args, name) is not None}
+    sizes, quick = replace(Sizes(), **overrides), args.smoke or args.quick
     if quick:
         folder = smoke.folder("distill_lm")
-        args.results, args.work, sizes = folder / "results", folder / "work", SMOKE
+        args.results, args.work, sizes = folder / "results", folder / "work", replace(SMOKE, **overrides)
     started = time.perf_counter()
     torch.manual_seed(sizes.seed)
     corpus = stdlib_corpus()
@@ -141,12 +147,16 @@ def prepare_data(corpus: Corpus, sizes: Sizes, work: Path) -> dict:
     started = time.perf_counter()
     split_blocks = {split: blocks(tokenizer.encode_documents(corpus.texts(split)), sizes.context) for split in ("train", "val", "test")}
     log(f"corpus encoded in {time.perf_counter() - started:.1f} s: " + ", ".join(f"{s} {len(b)} blocks" for s, b in split_blocks.items()))
-    # Prompts: the first tokens of test blocks spread over the split (one per block, no two from one block).
-    rows = np.linspace(0, len(split_blocks["test"]) - 1, sizes.prompts).astype(int)
-    prompts = [split_blocks["test"][row, : sizes.prompt_tokens] for row in rows]
-    return {"corpus": corpus, "tokenizer": tokenizer, "blocks": split_blocks, "prompts": prompts,
+    return {"corpus": corpus, "tokenizer": tokenizer, "blocks": split_blocks, "prompts": spread_prompts(split_blocks["test"], sizes),
+            "val_prompts": spread_prompts(split_blocks["val"][: sizes.val_blocks], sizes),
             "corpus_summary": {**corpus.describe(), "blocks": {s: len(b) for s, b in split_blocks.items()},
                                "tokens": {s: int(b.size) for s, b in split_blocks.items()}}}
+
+
+def spread_prompts(split: np.ndarray, sizes: Sizes) -> list[np.ndarray]:
+    """The first tokens of blocks spread over a split (one per block, no two from one block)."""
+    rows = np.linspace(0, len(split) - 1, sizes.prompts).astype(int)
+    return [split[row, : sizes.prompt_tokens] for row in rows]
 
 
 def order(count: int, seed: int) -> np.ndarray:
@@ -218,16 +228,25 @@ def students(data: dict, sizes: Sizes, teacher, work: Path) -> dict:
 # ---------------------------------------------------------------- export, int8, speed
 
 
-def int8_choice(student_onnx: Path, val: np.ndarray, fp32_val: float, folder: Path) -> dict:
-    """Each int8 method's val perplexity; the first within INT8_MAX_RATIO x fp32 is chosen (dynamic is faster here, docs/lm.md)."""
+def int8_choice(student_onnx: Path, val: np.ndarray, val_prompts: list[np.ndarray], fp32_val: float, folder: Path,
+                sizes: Sizes) -> dict:
+    """Each int8 method's val perplexity and decode speed on val prompts; the fastest of those within
+    INT8_MAX_RATIO x fp32 is chosen, as the pipeline ships the fastest candidate within the gate. Chosen on the
+    validation split so that the test prompts' speed, which the results report, is not the maximum of the
+    measurements that picked it."""
     reduce_range = saturates_8bit_products()
     candidates = {}
     for method in ("dynamic", "nbits8"):
         path = quantize_decoder(student_onnx, folder / f"student-{method}.onnx", method, reduce_range=reduce_range)
         candidates[method] = {"path": path, "val_perplexity": onnx_perplexity(OnnxDecoder(path), val)}
         log(f"int8 {method}: val perplexity {candidates[method]['val_perplexity']:.3f} (fp32 {fp32_val:.3f})")
+    speed = generation_speed({m: OnnxDecoder(c["path"]) for m, c in candidates.items()}, val_prompts, sizes.new_tokens, rounds=2)
+    for method, candidate in candidates.items():
+        candidate["val_tokens_per_second"] = speed[method]["tokens_per_second"]
+    log("int8 decode tokens/s on val prompts: " + ", ".join(f"{m} {c['val_tokens_per_second']}" for m, c in candidates.items()))
     passing = [m for m, c in candidates.items() if c["val_perplexity"] <= INT8_MAX_RATIO * fp32_val]
-    chosen = passing[0] if passing else min(candidates, key=lambda m: candidates[m]["val_perplexity"])
+    chosen = (max(passing, key=lambda m: candidates[m]["val_tokens_per_second"]) if passing
+              else min(candidates, key=lambda m: candidates[m]["val_perplexity"]))
     return {"chosen": chosen, "reduce_range": reduce_range, "candidates": candidates}
 
 
@@ -252,15 +271,16 @@ def run(data: dict, sizes: Sizes, teacher, teacher_record: dict, work: Path) -> 
     onnx_folder.mkdir(parents=True, exist_ok=True)
     paths = {"teacher": export_decoder(teacher, onnx_folder / "teacher.onnx"), "student": export_decoder(kd, onnx_folder / "student.onnx")}
     student_onnx_val = onnx_perplexity(OnnxDecoder(paths["student"]), val)
-    choice = int8_choice(paths["student"], val, student_onnx_val, onnx_folder)
+    choice = int8_choice(paths["student"], val, data["val_prompts"], student_onnx_val, onnx_folder, sizes)
     paths["int8"] = choice["candidates"][choice["chosen"]]["path"]
+    others = {f"int8_{m}": c["path"] for m, c in choice["candidates"].items() if m != choice["chosen"]}
     onnx_test = {name: onnx_perplexity(OnnxDecoder(path), test) for name, path in
                  [("student", paths["student"])] + [(f"int8_{m}", c["path"]) for m, c in choice["candidates"].items()]}
     log("perplexity (onnx, test): " + ", ".join(f"{n} {p:.3f}" for n, p in onnx_test.items()))
     evaluation_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    speed = generation_speed({name: OnnxDecoder(path) for name, path in paths.items()}, data["prompts"], sizes.new_tokens,
-                             sizes.speed_rounds)
+    speed = generation_speed({name: OnnxDecoder(path) for name, path in {**paths, **others}.items()}, data["prompts"],
+                             sizes.new_tokens, sizes.speed_rounds)
     match = greedy_match(kd, paths["student"], data["prompts"], sizes.new_tokens)
     int8_agreement = greedy_agreement(OnnxDecoder(paths["student"]), OnnxDecoder(paths["int8"]), data["prompts"], sizes.new_tokens)
     generation_seconds = time.perf_counter() - started
@@ -283,6 +303,8 @@ def run(data: dict, sizes: Sizes, teacher, teacher_record: dict, work: Path) -> 
                  "val_perplexity": round(choice["candidates"][chosen]["val_perplexity"], 4),
                  "greedy_agreement_with_fp32_onnx": int8_agreement,
                  "candidates": {m: {"val_perplexity": round(c["val_perplexity"], 4), "test_perplexity": round(onnx_test[f"int8_{m}"], 4),
+                                    "val_tokens_per_second": c["val_tokens_per_second"],
+                                    "tokens_per_second": speed["int8" if m == chosen else f"int8_{m}"]["tokens_per_second"],
                                     "onnx_bytes": c["path"].stat().st_size} for m, c in choice["candidates"].items()}},
         "scratch": {"params": parameter_count(scratch), "perplexity": round(ppl["scratch"]["test"], 4),
                     "val_perplexity": round(ppl["scratch"]["val"], 4), "training": scratch_stats},
@@ -330,8 +352,10 @@ def markdown(r: dict) -> str:
     lines += [f"| student from scratch (same steps) | {sc['params']:,} | {sc['perplexity']} | {sc['val_perplexity']} | | | | |", "",
               f"The KD student's perplexity above is PyTorch's; its fp32 ONNX file gives {k['onnx_perplexity']} (the int8 target "
               f"compares with this). int8 candidates (reduce_range {q['reduce_range']}): " +
-              "; ".join(f"{m}: val {v['val_perplexity']}, test {v['test_perplexity']}, {v['onnx_bytes']:,} bytes" for m, v in q["candidates"].items()) +
-              f". Chosen on val: {q['method']}. int8 greedy vs fp32 ONNX: token agreement {q['greedy_agreement_with_fp32_onnx']['token_agreement']}, "
+              "; ".join(f"{m}: val {v['val_perplexity']}, test {v['test_perplexity']}, {v['val_tokens_per_second']} tokens/s on val prompts, "
+                        f"{v['tokens_per_second']} on test prompts, {v['onnx_bytes']:,} bytes" for m, v in q["candidates"].items()) +
+              f". Chosen on val (the fastest within {INT8_MAX_RATIO} x the fp32 perplexity): {q['method']}."
+              f" int8 greedy vs fp32 ONNX: token agreement {q['greedy_agreement_with_fp32_onnx']['token_agreement']}, "
               f"{q['greedy_agreement_with_fp32_onnx']['equal_sequences']} of {s['prompts']} continuations equal.", "",
               f"Generation match (fp32 ONNX greedy vs PyTorch greedy): {r['generation_match']['equal']} of {r['generation_match']['prompts']} "
               f"prompts x {r['generation_match']['new_tokens']} new tokens equal token for token.", "",

@@ -64,9 +64,11 @@ class Plan:
     teacher_train_examples: int = 0  # the teacher's: 0, the whole training split (trained once, then cached)
     val_examples: int = 2_000
     test_examples: int = 0           # 0: the whole test split
-    # One pass over the whole training split (39,371 texts, 1,231 steps): the 3-epoch teacher on the students'
-    # 10,000 texts was still rising (val 52 -> 62 -> 68.5%) and the students passed it on labels alone.
-    teacher_recipe: training.Recipe = training.Recipe(epochs=1, lr=1e-3)
+    # Three passes over the whole training split (39,371 texts, 1,231 steps each), best epoch on validation: a
+    # 3-epoch teacher on the students' 10,000 texts was still rising (val 52 -> 62 -> 68.5%), and a 1-epoch one on
+    # the whole split (74.3% test) was passed by students initialised from it and trained on labels alone, so its
+    # soft targets had nothing to add (KD 1 point below them).
+    teacher_recipe: training.Recipe = training.Recipe(epochs=3, lr=1e-3)
     student_recipe: training.Recipe = training.Recipe(epochs=2, lr=5e-4)
     kd: training.KD = training.KD(temperature=2.0, alpha=0.5, cosine_weight=1.0)
     # KD's (alpha, temperature) beside `kd`, tried on the first seed; the pair with the best validation top-1 trains
@@ -283,7 +285,10 @@ def main() -> None:
                    "total_seconds": round(time.perf_counter() - started, 1)})
     result["total_seconds_including_teacher_training"] = round(
         result["total_seconds"] + (result["teacher"]["train_seconds"] if result["teacher"]["reused"] else 0.0), 1)
-    result["checks"]["whole_run_within_60_minutes"] = result["total_seconds_including_teacher_training"] <= 3600
+    # Both, as benchmarks/distill_lm.py reports them: the run with its teacher from the cache (trained once,
+    # like the image benchmarks' teachers), and the run plus the teacher's training.
+    result["checks"]["whole_run_within_60_minutes"] = result["total_seconds"] <= 3600
+    result["checks"]["whole_run_within_60_minutes_including_teacher_training"] = result["total_seconds_including_teacher_training"] <= 3600
     write_json_atomic(out / "distill_text.json", result)
     write_text_atomic(out / "distill_text.md", markdown(result))
     print(markdown(result))
