@@ -165,8 +165,9 @@ def targets() -> list:
     return list_profiles()
 
 
-def keys(section: str | None = None) -> list[str]:
-    """Every config key as `key = default  # description` (`edgekd keys`), under `section` when given."""
+def keys(section: str | None = None, task: str | None = None) -> list[str]:
+    """Every config key as `key = default  # description` (`edgekd keys`), under `section` when given; task
+    "language-model" lists that task's keys."""
     from edgekd.pipeline.config_help import key_lines
 
-    return key_lines(section)
+    return key_lines(section, task)

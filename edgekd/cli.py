@@ -389,16 +389,19 @@ def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
 
 @main.command("keys")
 @click.argument("section", required=False)
-def keys_cmd(section: str | None) -> None:
+@click.option("--task", type=click.Choice(["image", "language-model"]), default="image", show_default=True,
+              help="Whose keys: an image pipeline's, or a `task: language-model` file's.")
+def keys_cmd(section: str | None, task: str) -> None:
     """Every config key with its default and what it does; SECTION narrows it (e.g. distill, quantize.qat).
 
     \b
     edgekd keys               # the whole config
     edgekd keys distill       # one section; list items show as teachers[].arch
+    edgekd keys distill.sequence --task language-model   # sequence-level KD of a language model
     """
     from edgekd.pipeline.config_help import key_lines
 
-    click.echo("\n".join(key_lines(section)))
+    click.echo("\n".join(key_lines(section, task)))
 
 
 @main.command("schema")

@@ -16,6 +16,9 @@ Forward KL(p || q) is Hinton-style distillation (mass-covering); reverse KL(q ||
 objective MiniLLM argues for generative students, here in its token-level form (MiniLLM itself optimises the
 sequence-level reverse KL with policy gradients over student samples; that is not implemented). Both are
 scaled by T^2 so that their gradients keep their size as the temperature changes (Hinton et al. 2015).
+
+Sequence-level KD (Kim & Rush 2016), training on the teacher's own continuations rather than its distributions,
+needs no teacher logits at all: continuation_cross_entropy on the sequences of sequences.py.
 """
 from __future__ import annotations
 
@@ -38,6 +41,17 @@ class TopKTargets:
 def lm_cross_entropy(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy: position t predicts ids[t + 1] (the last position has no label)."""
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1))
+
+
+def continuation_cross_entropy(logits: torch.Tensor, ids: torch.Tensor, prompt_tokens: int) -> torch.Tensor:
+    """Next-token cross-entropy on the continuation only (sequence-level KD, Kim & Rush 2016): ids holds a prompt
+    of `prompt_tokens` corpus tokens, then the teacher's continuation. The student learns to produce the teacher's
+    tokens given the prompt; the prompt's own tokens are context, not targets (the corpus is the token-level
+    loss's business)."""
+    if not 1 <= prompt_tokens < ids.shape[1]:
+        raise ValueError(f"prompt_tokens {prompt_tokens} leaves no continuation in sequences of {ids.shape[1]} tokens")
+    predicting = logits[:, prompt_tokens - 1:-1]  # position t predicts token t + 1: the first is the last prompt token
+    return F.cross_entropy(predicting.reshape(-1, logits.shape[-1]).float(), ids[:, prompt_tokens:].reshape(-1))
 
 
 def forward_kl(student_logits: torch.Tensor, targets: TopKTargets, temperature: float, tail: bool = True) -> torch.Tensor:

@@ -37,6 +37,13 @@ def block_batches(train_blocks: np.ndarray, rows: np.ndarray, batch: int) -> Cal
     return batches
 
 
+def sequence_steps(steps: int, share: float) -> np.ndarray:
+    """(steps,) bool: which steps train on the teacher's sequences, `share` of them spread evenly among the others
+    (step s is one when floor((s + 1) * share) passes floor(s * share)): 0.5 alternates, 1/3 is every third step."""
+    marks = np.floor(np.arange(steps + 1) * float(share))
+    return marks[1:] > marks[:-1]
+
+
 def train_lm(model: torch.nn.Module, batches: Callable[[int], torch.Tensor], steps: int, peak_lr: float,
              loss_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], what: str = "model",
              log: Optional[Callable[[str], None]] = None) -> dict:

@@ -18,16 +18,28 @@ from edgekd.core.sections import model_inside
 from edgekd.pipeline.config import PipelineConfig
 
 
-def key_lines(section: str | None = None) -> list[str]:
-    """`key = default  # description` for every key (under `section`, a dotted prefix such as distill.data_free)."""
-    lines = list(_walk(PipelineConfig, _defaults(), ""))
+def key_lines(section: str | None = None, task: str | None = None) -> list[str]:
+    """`key = default  # description` for every key (under `section`, a dotted prefix such as distill.data_free);
+    task "language-model" walks that task's own sections (pipeline/lm/config.py) instead."""
+    model = _task_model(task)
+    lines = list(_walk(model, _defaults() if model is PipelineConfig else model.model_construct(), ""))
     if section:
         prefix = section.rstrip(".")
         lines = [line for line in lines if line.startswith((prefix + ".", prefix + "[", prefix + " ", prefix + ":"))]
         if not lines:
-            top = sorted(PipelineConfig.model_fields)
+            top = sorted(model.model_fields)
             raise ConfigError(f"edgekd keys {section}: no such section; top-level sections: {', '.join(top)}")
     return lines
+
+
+def _task_model(task: str | None) -> type[BaseModel]:
+    if task in (None, "image"):
+        return PipelineConfig
+    if task == "language-model":
+        from edgekd.pipeline.lm.config import LanguageModelConfig
+
+        return LanguageModelConfig
+    raise ConfigError(f"--task {task}: unknown task; use image (the default) or language-model")
 
 
 def key_defaults() -> dict[str, Any]:

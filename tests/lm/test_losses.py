@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from edgekd.lm.losses import TopKTargets, distill_loss, forward_kl, lm_cross_entropy, reverse_kl  # noqa: E402
+from edgekd.lm.losses import TopKTargets, continuation_cross_entropy, distill_loss, forward_kl, lm_cross_entropy, reverse_kl  # noqa: E402
 
 B, T, V = 2, 5, 50
 
@@ -94,3 +94,18 @@ def test_distill_loss_mixes_kd_and_cross_entropy(logits):
     assert "ce" not in parts and torch.isclose(only_kd, forward_kl(student, targets, 2.0))
     with pytest.raises(ValueError, match="direction"):
         distill_loss(student, ids, targets, 2.0, 0.5, direction="sideways")
+
+
+def test_continuation_cross_entropy_scores_only_the_teachers_tokens(logits):
+    student, _ = logits
+    ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(1))
+    prompt = 2
+    # positions 1..3 predict tokens 2..4, the continuation; position 0 predicts a prompt token and is not scored
+    expected = F.cross_entropy(student[:, prompt - 1:-1].reshape(-1, V), ids[:, prompt:].reshape(-1))
+    assert torch.allclose(continuation_cross_entropy(student, ids, prompt), expected)
+    changed = ids.clone()
+    changed[:, 1] = (ids[:, 1] + 1) % V  # a different prompt token is context, not a target
+    assert torch.allclose(continuation_cross_entropy(student, changed, prompt), expected)
+    assert torch.allclose(continuation_cross_entropy(student, ids, 1), lm_cross_entropy(student, ids))  # all but the first
+    with pytest.raises(ValueError, match="leaves no continuation"):
+        continuation_cross_entropy(student, ids, T)

@@ -30,6 +30,19 @@ def test_a_section_narrows_the_list_and_an_unknown_one_is_one_line():
     assert result.exit_code == 2 and "edgekd keys distil: no such section; top-level sections:" in result.output
 
 
+def test_a_language_models_keys_are_listed_with_task_language_model():
+    from edgekd.pipeline.lm.config import LMSequenceConfig
+
+    result = CliRunner().invoke(main, ["keys", "distill.sequence", "--task", "language-model"])
+    lines = result.output.splitlines()
+    assert result.exit_code == 0 and lines[0].startswith("distill.sequence:  # mode sequence or both")
+    shown = {line.split(" = ")[0]: line.split(" = ")[1].split("  # ")[0] for line in lines[1:]}
+    assert shown == {f"distill.sequence.{name}": json.dumps(value) for name, value in LMSequenceConfig().model_dump().items()}
+    assert "prompt_tokens + new_tokens <= data.context" in result.output
+    assert CliRunner().invoke(main, ["keys", "teachers"]).exit_code == 0  # the image pipeline's, as before
+    assert CliRunner().invoke(main, ["keys", "teachers", "--task", "language-model"]).exit_code == 2  # an LM has one teacher
+
+
 def test_the_api_returns_the_same_lines():
     from edgekd import api
 

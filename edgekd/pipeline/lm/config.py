@@ -6,6 +6,8 @@
     teacher: {layers: 4, width: 256, heads: 4, train: {steps: 600, lr: 0.0015}}   # or {checkpoint: dir, tokenizer: tokenizer.json}
     student: {layers: 2, width: 128}
     distill: {temperature: 2.0, alpha: 0.5, top_k: 32, train: {steps: 320, lr: 0.003}}
+    # or sequence-level KD on the teacher's greedy continuations, interleaved with the token-level steps:
+    # distill: {mode: both, sequence: {prompts: 512, prompt_tokens: 32, new_tokens: 96, share: 0.5}, ...}
     quantize: {method: dynamic}                                  # per target: {per_target: {arm64-cpu: nbits8}}
     targets: [x86-cpu, arm64-cpu]
     bench: {prompts: 20, new_tokens: 64}
@@ -73,12 +75,57 @@ class LMStudentConfig(Strict):
     heads: Optional[int] = Field(None, ge=1, description="default: the teacher's head size")
 
 
+class LMSequenceConfig(Strict):
+    """Sequence-level KD (Kim & Rush 2016): the teacher continues prompts from the training blocks once (cached),
+    and the student trains with next-token cross-entropy on those continuations."""
+
+    prompts: int = Field(256, ge=1, description="teacher continuations, each from the start of a different training block")
+    prompt_tokens: int = Field(32, ge=1, description="corpus tokens the teacher continues (context for the student, not targets)")
+    new_tokens: int = Field(96, ge=1, description="tokens the teacher generates per prompt; prompt_tokens + new_tokens <= data.context")
+    top_k: Optional[int] = Field(None, ge=1, description="null: the teacher's greedy continuation; K: sampled from its K most "
+                                                         "likely tokens (seeded by the run's seed)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature, with top_k only (greedy has none)")
+    share: float = Field(0.5, gt=0, lt=1, description="mode both: the fraction of steps on teacher sequences, spread evenly; "
+                                                      "the others are token-level KD steps")
+    batch_size: int = Field(32, ge=1, description="prompts the teacher continues at once")
+
+
 class LMDistillConfig(Strict):
-    temperature: float = Field(2.0, gt=0)
-    alpha: float = Field(0.5, ge=0, le=1, description="weight of the KL term; 1 - alpha on next-token cross-entropy")
-    top_k: int = Field(32, ge=1, description="teacher logits cached per token (with a tail bucket)")
-    direction: Literal["forward", "reverse"] = "forward"
+    """How the student learns: token-level KD on the corpus, sequence-level KD on the teacher's continuations, or both."""
+
+    mode: Literal["token", "sequence", "both"] = Field(
+        "token", description="token: KL to the teacher's cached top-k logits on corpus blocks; sequence: cross-entropy on the "
+                             "teacher's own continuations (distill.sequence); both: the two kinds of step interleaved")
+    temperature: float = Field(2.0, gt=0, description="token-level KD (mode token or both): the KL's temperature")
+    alpha: float = Field(0.5, ge=0, le=1, description="token-level KD: weight of the KL term; 1 - alpha on next-token cross-entropy")
+    top_k: int = Field(32, ge=1, description="token-level KD: teacher logits cached per token (with a tail bucket)")
+    direction: Literal["forward", "reverse"] = Field("forward", description="token-level KD: forward KL(teacher || student), or "
+                                                                             "reverse KL(student || teacher) as MiniLLM")
+    sequence: LMSequenceConfig = Field(default_factory=LMSequenceConfig, description="mode sequence or both: the teacher's "
+                                                                                      "continuations the student trains on")
     train: LMTrainConfig = Field(default_factory=lambda: LMTrainConfig(steps=320, lr=3e-3))
+
+    TOKEN_KEYS: ClassVar[tuple[str, ...]] = ("temperature", "alpha", "top_k", "direction")
+
+    def sequence_share(self) -> float:
+        """The fraction of steps on the teacher's sequences: 0 (token), 1 (sequence) or sequence.share (both)."""
+        return {"token": 0.0, "sequence": 1.0}.get(self.mode, self.sequence.share)
+
+    def refused_keys(self) -> Optional[str]:
+        """A one-line error for settings the mode would ignore (refused rather than silently unused), else None."""
+        given, sequence_given = self.model_fields_set, self.sequence.model_fields_set
+        if self.mode == "token" and "sequence" in given:
+            return "distill.sequence: set only with distill.mode sequence or both; set the mode or remove the section"
+        if self.mode == "sequence" and given & set(self.TOKEN_KEYS):
+            key = sorted(given & set(self.TOKEN_KEYS))[0]
+            return (f"distill.{key}: a token-level KD setting, unused with distill.mode sequence (which trains on the "
+                    "teacher's continuations only); use mode both or remove it")
+        if self.mode == "sequence" and "share" in sequence_given:
+            return "distill.sequence.share: mode sequence trains every step on teacher sequences; use mode both or remove it"
+        if self.sequence.top_k is None and "temperature" in sequence_given:
+            return ("distill.sequence.temperature: only with distill.sequence.top_k (greedy decoding has no temperature); "
+                    "set top_k to sample or remove temperature")
+        return None
 
 
 class LMQuantizeConfig(Strict):
@@ -137,6 +184,13 @@ class LanguageModelConfig(Strict):
         if self.bench.prompt_tokens + self.bench.new_tokens > self.data.context:
             raise ValueError(f"bench: prompt_tokens {self.bench.prompt_tokens} + new_tokens {self.bench.new_tokens} exceed "
                              f"data.context {self.data.context}; shorten them or raise the context")
+        refused = self.distill.refused_keys()
+        if refused:
+            raise ValueError(refused)
+        sequence = self.distill.sequence
+        if self.distill.mode != "token" and sequence.prompt_tokens + sequence.new_tokens > self.data.context:
+            raise ValueError(f"distill.sequence: prompt_tokens {sequence.prompt_tokens} + new_tokens {sequence.new_tokens} "
+                             f"exceed data.context {self.data.context}; shorten them or raise the context")
         unknown = sorted(set(self.quantize.per_target) - set(self.targets))
         if unknown:
             raise ValueError(f"quantize.per_target: {', '.join(unknown)} not in targets {self.targets}; name listed targets")

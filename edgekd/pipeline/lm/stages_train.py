@@ -1,5 +1,5 @@
 """Stages 1-2 of a language model: the tokenizer and the teacher (trained here, or given), then the student
-distilled from the teacher's cached top-k logits (edgekd.lm.teacher, edgekd.lm.losses)."""
+distilled from the teacher's cached top-k logits and/or its own continuations (distill_steps.py)."""
 from __future__ import annotations
 
 import shutil
@@ -103,41 +103,30 @@ class LMTeachersStage(Stage):
 
 
 class LMDistillStage(Stage):
-    """Stage 2: the student (fewer layers, narrower) trained on the teacher's cached top-k logits and the text."""
+    """Stage 2: the student (fewer layers, narrower) trained on the teacher's cached top-k logits and the text
+    (distill.mode token), on the teacher's own continuations (sequence), or on both interleaved."""
 
     name = "distill"
     sections = ("distill", "student")
     trains = True
 
     def run(self) -> StageOutput:
-        import torch
-
         from edgekd.lm.evaluate import torch_perplexity
-        from edgekd.lm.losses import TopKTargets, distill_loss
         from edgekd.lm.models import build_lm, load_pretrained, parameter_count, student_config
-        from edgekd.lm.teacher import cached_targets
-        from edgekd.lm.training import block_batches, train_lm
+        from edgekd.lm.training import train_lm
+        from edgekd.pipeline.lm.distill_steps import DistillSteps
 
         ctx, cfg = self.ctx, self.ctx.cfg
         settings, tokenizer = cfg.distill, tokenizer_path(ctx)
         teacher = load_pretrained(teacher_dir(ctx))
         train = ctx.dataset.blocks(tokenizer, "train")
-        rows = train_order(len(train), cfg.seed + 1)
-        seen = np.ascontiguousarray(train[np.resize(rows, settings.train.steps * settings.train.batch_size)])
-        batch = settings.train.batch_size
-        # The teacher's targets for exactly the blocks the student will see, once; kept in the stage folder for --resume.
-        cache = cached_targets(teacher, seen, ctx.stage_dir("distill") / "topk", settings.top_k, settings.temperature, batch)
+        # The teacher's targets for exactly the steps the student will take, once; kept in the stage folder for --resume.
+        steps = DistillSteps.prepare(settings, teacher, train, ctx.stage_dir("distill"), cfg.seed)
         student = build_lm(student_config(teacher.config, cfg.student.layers, cfg.student.width, cfg.student.heads), seed=cfg.seed + 1)
-
-        def loss(logits, ids, step):
-            values, indices, lse = (torch.from_numpy(a) for a in cache.batch(np.arange(step * batch, (step + 1) * batch)))
-            return distill_loss(logits, ids, TopKTargets(values, indices, lse), settings.temperature, settings.alpha,
-                                settings.direction)[0]
-
-        stats = train_lm(student, block_batches(seen, np.arange(len(seen)), batch), settings.train.steps, settings.train.lr, loss, "student")
+        stats = train_lm(student, steps.batch, settings.train.steps, settings.train.lr, steps.loss, "student")
         val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]
         metrics = {"student": {"params": parameter_count(student), "val_perplexity": round(torch_perplexity(student, val), 4),
                                "layers": student.config.n_layer, "width": student.config.n_embd, "heads": student.config.n_head,
                                "training": stats},
-                   "topk_cache": {"blocks": len(seen), "k": settings.top_k, "temperature": settings.temperature}}
+                   **steps.metrics()}
         return StageOutput(save_model(student, student_dir(ctx)), metrics, inputs=[tokenizer])

@@ -30,8 +30,10 @@ CONFIG = {
 }
 
 
-def _config(tmp_path, **changes) -> str:
-    write_corpus(tmp_path / "corpus")
+def _config(tmp_path, corpus=True, **changes) -> str:
+    """The config with `changes`, written beside a fresh corpus (corpus False: the one already there, unchanged)."""
+    if corpus:
+        write_corpus(tmp_path / "corpus")
     path = tmp_path / "lm.yaml"
     path.write_text(yaml.safe_dump({**CONFIG, **changes}), encoding="utf-8")
     return str(path)
@@ -105,15 +107,80 @@ def test_targets_outside_onnxruntime_are_refused_before_training(tmp_path):
     assert not (tmp_path / "run" / "01-teachers").exists()
 
 
+SEQUENCE = {"prompts": 6, "prompt_tokens": 8, "new_tokens": 16, "batch_size": 4}
+
+
+def test_the_distill_stage_trains_on_teacher_sequences_alone_then_mixed_with_token_kd(tmp_path):
+    """mode sequence: every step on the teacher's greedy continuations; then mode both on the same run folder:
+    the teacher is up to date, its continuations are read back from the cache, and half the steps are token KD."""
+    from edgekd.lm.models import load_pretrained, torch_greedy
+    from edgekd.pipeline.lm.layout import teacher_dir
+
+    run_dir, only = tmp_path / "run", ["teachers", "distill"]
+    ctx = run_from_file(_config(tmp_path, distill={"mode": "sequence", "sequence": SEQUENCE,
+                                                   "train": {"steps": 12, "lr": 0.003, "batch_size": 4}}), str(run_dir), only=only)
+    metrics = ctx.manifest.metrics("distill")
+    assert metrics["mode"] == "sequence" and metrics["steps"] == {"token": 0, "sequence": 12} and "topk_cache" not in metrics
+    cached = metrics["sequence_cache"]
+    assert cached["decoding"] == "greedy" and cached["prompts"] == 6 and cached["new_tokens"] == 16
+    assert metrics["student"]["val_perplexity"] < 300 and not (run_dir / "02-distill" / "topk").exists()
+    entry = run_dir / "02-distill" / "sequences" / cached["key"]
+    tokens = np.load(entry / "tokens.npy", allow_pickle=False)
+    teacher = load_pretrained(teacher_dir(ctx))
+    assert tokens.shape == (6, 24) and tokens[1, 8:].tolist() == torch_greedy(teacher, tokens[1, :8], 16)
+    written = (entry / "tokens.npy").stat().st_mtime_ns
+
+    ctx = run_from_file(_config(tmp_path, corpus=False, distill={"mode": "both", "top_k": 8, "sequence": {**SEQUENCE, "share": 0.25},
+                                                   "train": {"steps": 12, "lr": 0.003, "batch_size": 4}}),
+                        str(run_dir), resume=True, only=only)
+    assert ctx.outcomes["teachers"] == "up to date" and ctx.outcomes["distill"] != "up to date"
+    metrics = ctx.manifest.metrics("distill")
+    assert metrics["mode"] == "both" and metrics["steps"] == {"token": 9, "sequence": 3}
+    assert metrics["sequence_cache"]["key"] == cached["key"] and (entry / "tokens.npy").stat().st_mtime_ns == written  # reused
+    assert metrics["topk_cache"]["blocks"] == 9 * 4 and metrics["student"]["val_perplexity"] < 300
+
+
+def test_sampled_teacher_sequences_are_recorded_as_such(tmp_path):
+    run_dir = tmp_path / "run"
+    ctx = run_from_file(_config(tmp_path, distill={"mode": "sequence", "sequence": {**SEQUENCE, "top_k": 4, "temperature": 0.8},
+                                                   "train": {"steps": 4, "lr": 0.003, "batch_size": 4}}),
+                        str(run_dir), only=["teachers", "distill"])
+    cached = ctx.manifest.metrics("distill")["sequence_cache"]
+    assert cached["decoding"] == "top-k sampling" and cached["top_k"] == 4 and cached["temperature"] == 0.8
+
+
 @pytest.mark.parametrize("change, message", [
     ({"student": {"layers": 3, "width": 32}}, "not smaller than the teacher"),
     ({"bench": {"prompt_tokens": 30, "new_tokens": 8}}, "exceed data.context 32"),
     ({"data": {"source": "folder"}}, "data.path"),
     ({"distill": {"temprature": 2.0}}, "temprature"),
+    ({"distill": {"mode": "sequential"}}, r"invalid value for 'distill.mode'.*'token', 'sequence' or 'both'"),
+    ({"distill": {"mode": "sequence", "sequence": {"prompt_tokens": 16, "new_tokens": 24}}},
+     "distill.sequence: prompt_tokens 16 \\+ new_tokens 24 exceed data.context 32"),
+    ({"distill": {"mode": "sequence", "sequence": {"new_tokens": 0}}}, "invalid value for 'distill.sequence.new_tokens'"),
+    ({"distill": {"mode": "sequence", "sequence": {"top_k": 0}}}, "invalid value for 'distill.sequence.top_k'"),
+    ({"distill": {"mode": "both", "sequence": {"share": 1.0}}}, "invalid value for 'distill.sequence.share'"),
+    ({"distill": {"mode": "sequence", "sequence": {"prompt_tokens": 8, "new_tokens": 8, "temprature": 1.0}}},
+     "unknown key 'distill.sequence.temprature'; did you mean 'temperature'"),
+    ({"distill": {"sequence": {"prompts": 8}}}, "distill.sequence: set only with distill.mode sequence or both"),
+    ({"distill": {"mode": "sequence", "alpha": 0.9, "sequence": {"prompt_tokens": 8, "new_tokens": 8}}},
+     "distill.alpha: a token-level KD setting, unused with distill.mode sequence"),
+    ({"distill": {"mode": "sequence", "sequence": {"share": 0.5, "prompt_tokens": 8, "new_tokens": 8}}},
+     "distill.sequence.share: mode sequence trains every step"),
+    ({"distill": {"mode": "both", "sequence": {"temperature": 0.7, "prompt_tokens": 8, "new_tokens": 8}}},
+     "distill.sequence.temperature: only with distill.sequence.top_k"),
 ])
 def test_bad_language_model_configs_are_one_line_errors(tmp_path, change, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as raised:
         run_from_file(_config(tmp_path, **change), str(tmp_path / "run"))
+    assert "\n" not in str(raised.value) and not (tmp_path / "run").exists()
+
+
+def test_too_many_sequence_prompts_stop_the_distill_stage_with_the_key(tmp_path):
+    """The number of training blocks is known only once the tokenizer exists: a one-line error from the stage."""
+    config = _config(tmp_path, distill={"mode": "sequence", "sequence": {**SEQUENCE, "prompts": 100000}})
+    with pytest.raises(ConfigError, match=r"distill.sequence.prompts: 100000 prompts asked, but the train split has only \d+ blocks"):
+        run_from_file(config, str(tmp_path / "run"), only=["teachers", "distill"])
 
 
 def test_the_score_is_one_over_perplexity():
