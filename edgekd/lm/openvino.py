@@ -22,7 +22,7 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from edgekd.core.errors import ArtifactError, ConfigError
+from edgekd.core.errors import ArtifactError, ConfigError, openvino_reason
 from edgekd.core.fileio import atomic_files
 
 OV_METHODS = ("ov_int8", "ov_int4")
@@ -43,8 +43,6 @@ def convert_decoder(source: str | Path, target: str | Path, method: Optional[str
     """Write `source` (an exported decoder .onnx) as IR `target` (.xml, with the .bin beside it), fp32 when
     `method` is None, else compressed with `method` (OV_METHODS). Both files appear only when both are written."""
     import openvino as ov
-
-    from edgekd.runtimes.openvino import openvino_reason
 
     source, target = Path(source), Path(target)
     if method is not None and method not in OV_METHODS:
@@ -106,8 +104,6 @@ class OpenVinoDecoder:
 
     def __init__(self, path: str | Path, threads: Optional[int] = None):
         import openvino as ov
-
-        from edgekd.runtimes.openvino import openvino_reason
 
         self.path = Path(path)
         if not self.path.is_file() or not self.path.with_suffix(".bin").is_file():
