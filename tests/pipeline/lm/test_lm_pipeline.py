@@ -157,6 +157,16 @@ def test_a_method_for_another_runtime_is_refused_before_training(tmp_path, targe
     assert not (tmp_path / "run" / "01-teachers").exists()
 
 
+def test_compression_without_nncf_is_refused_before_training(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else find_spec(name, *a))
+    with pytest.raises(TargetError, match="NNCF, which is not installed"):
+        run_from_file(_config(tmp_path, targets=["intel-cpu"], quantize={"method": "ov_int8"}), str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "01-teachers").exists()
+
+
 def test_each_target_gets_a_method_for_its_runtime():
     from edgekd.pipeline.lm.config import LMQuantizeConfig
 
