@@ -1,4 +1,4 @@
-"""Generation speed and agreement of exported decoders, with onnxruntime and numpy only (what a device runs).
+"""Generation speed and agreement of exported decoders, with onnxruntime or OpenVINO and numpy only (what a device runs).
 
 Speed: greedy generation at batch 1 from each prompt, the models interleaved prompt by prompt (so a slow
 moment of a shared machine falls on all of them), after one warm-up generation each; medians over prompts x
@@ -11,10 +11,10 @@ import statistics
 
 import numpy as np
 
-from edgekd.lm.generate import OnnxDecoder, generate
+from edgekd.lm.generate import Decoder, generate
 
 
-def generation_speed(decoders: dict[str, OnnxDecoder], prompts: list[np.ndarray], new_tokens: int, rounds: int = 1) -> dict:
+def generation_speed(decoders: dict[str, Decoder], prompts: list[np.ndarray], new_tokens: int, rounds: int = 1) -> dict:
     for decoder in decoders.values():
         generate(decoder, prompts[0], new_tokens)
     timings: dict[str, list[dict]] = {name: [] for name in decoders}
@@ -39,7 +39,7 @@ def _medians(rows: list[dict]) -> dict:
             "per_token_p99_ms": rounded(median(r["per_token_ms"]["p99"] for r in rows), 3), "generations": len(rows)}
 
 
-def greedy_agreement(reference: OnnxDecoder, other: OnnxDecoder, prompts: list[np.ndarray], new_tokens: int) -> dict:
+def greedy_agreement(reference: Decoder, other: Decoder, prompts: list[np.ndarray], new_tokens: int) -> dict:
     """Fraction of greedy tokens of `other` equal to `reference`'s at the same position, and equal continuations."""
     same_tokens, same_sequences = 0, 0
     for prompt in prompts:

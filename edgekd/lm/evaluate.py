@@ -14,7 +14,7 @@ from edgekd.core.errors import DataError
 
 
 def onnx_perplexity(decoder, blocks: np.ndarray) -> float:
-    """Perplexity of an OnnxDecoder (generate.py) over (n, length) token blocks."""
+    """Perplexity of a decoder (generate.Decoder: OnnxDecoder, or OpenVinoDecoder) over (n, length) token blocks."""
     total, count = 0.0, 0
     for block in _checked(blocks):
         logits, _ = decoder.step(block, decoder.empty_cache())

@@ -1,4 +1,5 @@
-"""Text generation from an exported decoder (export.py) with onnxruntime and numpy only: what a device runs.
+"""Text generation from an exported decoder (export.py) with onnxruntime (or OpenVINO, openvino.py) and numpy
+only: what a device runs.
 
 One step feeds the new tokens and the cache of everything before them, and gets the next-token logits and
 the grown cache back: the prompt in one step, then one token per step. Timing per call: the time to the first
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Protocol
 
 import numpy as np
 
@@ -31,6 +32,27 @@ class Generation:
         return {"new_tokens": len(self.tokens), "time_to_first_token_ms": self.first_token_seconds * 1e3,
                 "per_token_ms": {"p50": p50, "p99": p99},
                 "tokens_per_second": float(later.size / later.sum()) if later.size and later.sum() > 0 else None}
+
+
+class Decoder(Protocol):
+    """What generate(), bench and onnx_perplexity() need of a decoder: OnnxDecoder here, or
+    edgekd.lm.openvino.OpenVinoDecoder for an OpenVINO IR."""
+
+    path: Path
+    context: Optional[int]  # the longest prompt + generation, or None when the file does not say
+
+    def empty_cache(self) -> list[np.ndarray]: ...
+
+    def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]: ...
+
+
+def load_decoder(path: str | Path, threads: Optional[int] = None) -> Decoder:
+    """The decoder for a model file: an OpenVINO IR (.xml) or an ONNX file (anything else)."""
+    if Path(path).suffix == ".xml":
+        from edgekd.lm.openvino import OpenVinoDecoder
+
+        return OpenVinoDecoder(path, threads)
+    return OnnxDecoder(path, threads)
 
 
 class OnnxDecoder:
@@ -72,7 +94,7 @@ class OnnxDecoder:
         return logits[0], present
 
 
-def generate(decoder: OnnxDecoder, prompt_ids, new_tokens: int, top_k: Optional[int] = None, temperature: float = 1.0,
+def generate(decoder: Decoder, prompt_ids, new_tokens: int, top_k: Optional[int] = None, temperature: float = 1.0,
              seed: int = 0, stop_id: Optional[int] = None) -> Generation:
     """Greedy continuation (top_k None), or sampling among the top_k most likely tokens at `temperature`."""
     prompt = np.asarray(prompt_ids, dtype=np.int64).reshape(-1)
@@ -100,7 +122,7 @@ def _choose(logits: np.ndarray, top_k: Optional[int], temperature: float, rng: n
     return int(rng.choice(candidates, p=probabilities / probabilities.sum()))
 
 
-def _check_request(decoder: OnnxDecoder, prompt: np.ndarray, new_tokens: int, top_k: Optional[int], temperature: float) -> None:
+def _check_request(decoder: Decoder, prompt: np.ndarray, new_tokens: int, top_k: Optional[int], temperature: float) -> None:
     if prompt.size == 0:
         raise ConfigError("generate: the prompt is empty; give at least one token")
     if new_tokens < 1:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import ArtifactError
+from edgekd.core.errors import ArtifactError, openvino_reason
 from edgekd.core.fileio import atomic_files
 from edgekd.runtimes.base import Artifact, Backend
 
@@ -21,14 +21,6 @@ def precision_hint(precision: str, profile) -> str:
         # Layers left in float inside a QDQ model run at this precision.
         return profile.runtime_options.get("int8_inference_precision", "f32")
     return _HINTS[precision]
-
-
-def openvino_reason(exc: Exception) -> str:
-    """The line of an OpenVINO exception that says what went wrong: its first lines only name source files
-    ("Exception from src/inference/src/cpp/core.cpp:132:"), the cause comes last."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    telling = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
-    return (telling or lines or [type(exc).__name__])[-1][:200]
 
 
 class OpenVinoSession:

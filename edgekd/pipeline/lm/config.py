@@ -9,7 +9,7 @@
     # or sequence-level KD on the teacher's greedy continuations, interleaved with the token-level steps:
     # distill: {mode: both, sequence: {prompts: 512, prompt_tokens: 32, new_tokens: 96, share: 0.5}, ...}
     quantize: {method: dynamic}                                  # per target: {per_target: {arm64-cpu: nbits8}}
-    targets: [x86-cpu, arm64-cpu]
+    targets: [x86-cpu, arm64-cpu]                                # intel-cpu (OpenVINO): ov_int8 / ov_int4
     bench: {prompts: 20, new_tokens: 64}
     gate: {max_increase: 0.03}                                   # perplexity at most 3% above the fp32 student's
 
@@ -23,10 +23,14 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
+from edgekd.core.errors import ConfigError
 from edgekd.core.sections import MAX_SEED, Strict
 
 TASK = "language-model"
-QUANT_METHODS = ("dynamic", "nbits8", "nbits4")
+ORT_METHODS = ("dynamic", "nbits8", "nbits4")  # onnxruntime targets (edgekd.lm.quantize)
+OV_METHODS = ("ov_int8", "ov_int4")  # OpenVINO targets: NNCF weight compression (edgekd.lm.openvino)
+QUANT_METHODS = ORT_METHODS + OV_METHODS
+Method = Literal["dynamic", "nbits8", "nbits4", "ov_int8", "ov_int4", "none"]
 
 
 class LMDataConfig(Strict):
@@ -128,16 +132,34 @@ class LMDistillConfig(Strict):
         return None
 
 
+class LMOpenVinoConfig(Strict):
+    int4_mode: Literal["sym", "asym"] = Field("sym", description="ov_int4: NNCF INT4_SYM or INT4_ASYM (a zero point per group)")
+    group_size: int = Field(128, ge=8, description="ov_int4: input channels per scale; must divide the model's width")
+    ratio: float = Field(1.0, gt=0, le=1, description="ov_int4: share of linear layers at 4 bits, the rest at 8 "
+                                                      "(NNCF keeps the embeddings and the output layer at 8 bits)")
+
+
 class LMQuantizeConfig(Strict):
-    method: Literal["dynamic", "nbits8", "nbits4", "none"] = Field(
-        "dynamic", description="dynamic int8 (MatMulInteger) or weight-only MatMulNBits 8/4-bit; none: fp32 only")
-    per_target: dict[str, Literal["dynamic", "nbits8", "nbits4", "none"]] = Field(default_factory=dict,
-                                                                                  description="a method per target name")
+    method: Method = Field("dynamic", description="onnxruntime targets: dynamic int8 (MatMulInteger) or weight-only MatMulNBits "
+                                                  "8/4-bit; OpenVINO targets: ov_int8 / ov_int4 (NNCF weight compression); "
+                                                  "none: fp32 only. A target whose runtime the method is not for gets "
+                                                  "its runtime's default (dynamic, ov_int8)")
+    per_target: dict[str, Method] = Field(default_factory=dict, description="a method per target name")
     adapt_to_host: bool = Field(True, description="7-bit weights (dynamic) where this CPU's int8 kernels saturate")
     block_size: int = Field(32, ge=16, description="MatMulNBits block size")
+    openvino: LMOpenVinoConfig = Field(default_factory=LMOpenVinoConfig, description="options of ov_int4")
 
-    def method_for(self, target: str) -> str:
-        return self.per_target.get(target, self.method)
+    def method_for(self, target: str, backend: str) -> str:
+        """The method for `target`, whose profile's backend is `backend`: per_target's (which must be one for that
+        runtime), else `method` where it is one for that runtime, else that runtime's default."""
+        family = OV_METHODS if backend == "openvino" else ORT_METHODS
+        if target in self.per_target:
+            chosen = self.per_target[target]
+            if chosen != "none" and chosen not in family:
+                raise ConfigError(f"quantize.per_target.{target}: {chosen} is not for this target's runtime ({backend}); "
+                                  f"use one of {', '.join(family)} or none")
+            return chosen
+        return self.method if self.method == "none" or self.method in family else family[0]
 
 
 class LMExportConfig(Strict):

@@ -24,7 +24,8 @@ class LMTeacherRecord:
 
 @dataclass(frozen=True)
 class LMQuantizeRecord:
-    """Quantize stage, per target: method (none when the target ships fp32 only), reduce_range, file, bytes, host note."""
+    """Quantize stage, per target: method (none when the target ships fp32 only), runtime, file, bytes; onnxruntime:
+    reduce_range and host note; OpenVINO: the fp32 IR (fp32_file) and the compression settings."""
 
     stage: ClassVar[str] = "quantize"
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -40,6 +41,11 @@ class LMQuantizeRecord:
         """The int8 file's name in 04-quantize for `target`, or None."""
         entry = self.targets.get(target, {})
         return entry.get("file") if entry.get("method", "none") != "none" else None
+
+    def fp32_file(self, target: str) -> Optional[str]:
+        """The fp32 file in 04-quantize that `target` ships when not quantized (OpenVINO's IR), or None: the
+        exported ONNX decoder."""
+        return self.targets.get(target, {}).get("fp32_file")
 
 
 @dataclass(frozen=True)
@@ -62,3 +68,7 @@ class LMCompileRecord:
 
     def int8_file(self, target: str) -> Optional[str]:
         return self.targets[target]["candidates"].get("int8", {}).get("file")
+
+    def file(self, target: str, candidate: str) -> str:
+        """The file (relative to the run folder) of `target`'s candidate fp32 or int8."""
+        return self.targets[target]["candidates"][candidate]["file"]

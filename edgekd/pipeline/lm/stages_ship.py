@@ -2,13 +2,16 @@
 bundle per target (model, tokenizer.json, manifest), bench (perplexity, torch-free generation), and the gate on
 perplexity.
 
-Targets are onnxruntime's (x86-cpu, arm64-cpu and profiles with backend ort / ort-arm64): the decoder, its
-KV cache and MatMulNBits are onnxruntime's formats. Which model a target ships is chosen on the validation
-split (int8 when its perplexity is within gate.max_increase of the fp32 student's, else fp32); bench and the
-gate then measure on the test split.
+Targets are onnxruntime's (x86-cpu, arm64-cpu and profiles with backend ort / ort-arm64), which ship the ONNX
+decoder (int8: dynamic or MatMulNBits), and OpenVINO's (intel-cpu, backend openvino), which ship it as IR
+(.xml + .bin; int8: NNCF weight compression ov_int8 / ov_int4). Which model a target ships is chosen on the
+validation split (the quantized one when its perplexity is within gate.max_increase of the target's fp32 model's
+and, where this machine can time the target, it decodes no slower; else fp32); bench and the gate then measure
+on the test split. "int8" names the quantized candidate whatever its bits, as in the image pipeline's records.
 """
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from edgekd.pipeline.records import read_record
 from edgekd.pipeline.stage import Stage, StageOutput
 
 ORT_BACKENDS = ("ort", "ort-arm64")
+OV_BACKEND = "openvino"
 BUNDLE_FORMAT = "edgekd.lm-bundle/1"
 REPORT = "lm-report.json"  # not report.json: that name is the image report's schema (edgekd.report/1)
 
@@ -30,10 +34,32 @@ def _profiles(config: LanguageModelConfig, base_dir: Path) -> dict:
 
     profiles = {name: load_profile(name, base_dir) for name in config.targets}
     for name, profile in profiles.items():
-        if profile.backend not in ORT_BACKENDS:
-            raise TargetError(f"target {name}: language models run on onnxruntime here (backends {', '.join(ORT_BACKENDS)}), "
-                              f"and this profile's backend is {profile.backend}; use x86-cpu or arm64-cpu")
+        if profile.backend not in ORT_BACKENDS + (OV_BACKEND,):
+            raise TargetError(f"target {name}: language models run on onnxruntime or OpenVINO here (backends "
+                              f"{', '.join(ORT_BACKENDS + (OV_BACKEND,))}), and this profile's backend is {profile.backend}; "
+                              "use x86-cpu, arm64-cpu or intel-cpu")
     return profiles
+
+
+def _methods(config: LanguageModelConfig, base_dir: Path) -> dict[str, tuple[str, object]]:
+    """Per target, its quantize method and profile; a method for no listed target's runtime, or OpenVINO or NNCF
+    missing for an OpenVINO target, is a one-line error before any training."""
+    from edgekd.pipeline.lm.config import ORT_METHODS, OV_METHODS
+    from edgekd.runtimes import get_backend
+
+    profiles = _profiles(config, base_dir)
+    methods = {name: (config.quantize.method_for(name, profile.backend), profile) for name, profile in profiles.items()}
+    method = config.quantize.method
+    if method != "none" and not any(method in (OV_METHODS if p.backend == OV_BACKEND else ORT_METHODS) for p in profiles.values()):
+        raise ConfigError(f"quantize.method {method}: not a method for any of the targets' runtimes "
+                          f"({', '.join(sorted({p.backend for p in profiles.values()}))}); use {', '.join(ORT_METHODS)} for "
+                          f"onnxruntime targets, {', '.join(OV_METHODS)} for OpenVINO ones")
+    if any(p.backend == OV_BACKEND for p in profiles.values()):
+        get_backend(OV_BACKEND).require()
+        if any(m in OV_METHODS for m, _ in methods.values()) and importlib.util.find_spec("nncf") is None:
+            raise TargetError("quantize: ov_int8 / ov_int4 compress weights with NNCF, which is not installed; "
+                              "pip install nncf, or use quantize.method none for the OpenVINO targets")
+    return methods
 
 
 class LMExportStage(Stage):
@@ -55,37 +81,62 @@ class LMExportStage(Stage):
 
 
 class LMQuantizeStage(Stage):
-    """Stage 4: per target, dynamic int8 (7-bit weights where this CPU's int8 kernels saturate, quant/host.py) or
-    MatMulNBits, as quantize.method / quantize.per_target say."""
+    """Stage 4: per target, the quantized decoder quantize.method / quantize.per_target ask for. onnxruntime targets:
+    dynamic int8 (7-bit weights where this CPU's int8 kernels saturate, quant/host.py) or MatMulNBits. OpenVINO
+    targets: the decoder as fp32 IR (their fp32 candidate, made even with method none) and NNCF-compressed IR."""
 
     name = "quantize"
     sections = ("quantize", "targets")
 
     @classmethod
     def check(cls, config: LanguageModelConfig, base_dir: Path) -> None:
-        _profiles(config, base_dir)
+        _methods(config, base_dir)
 
     def run(self) -> StageOutput:
+        made: dict[Path, list[Path]] = {}  # each file made once, whichever targets share it: main file -> its files
+        per_target = {}
+        for name, (method, profile) in _methods(self.ctx.cfg, self.ctx.base_dir).items():
+            if method != "none" and "int8" not in profile.precisions:
+                method = "none"
+            make = self._openvino if profile.backend == OV_BACKEND else self._onnxruntime
+            per_target[name] = make(name, method, profile, made)
+        outputs = [path for files in made.values() for path in files]
+        return StageOutput(outputs, inputs=[fp32_onnx(self.ctx)], record=LMQuantizeRecord(per_target))
+
+    def _onnxruntime(self, name: str, method: str, profile, made: dict) -> dict:
         from edgekd.lm.quantize import quantize_decoder
         from edgekd.quant.host import recipe_for_host
 
         ctx, cfg = self.ctx, self.ctx.cfg
-        made, per_target = {}, {}
-        for name, profile in _profiles(cfg, ctx.base_dir).items():
-            method = cfg.quantize.method_for(name)
-            if method == "none" or "int8" not in profile.precisions:
-                per_target[name] = {"method": "none"}
-                continue
-            reduce_range, note = False, None
-            if method == "dynamic":
-                choice = recipe_for_host(profile.quantization, cfg.quantize.adapt_to_host, name)
-                reduce_range, note = choice.recipe.reduce_range, choice.note
-            path = ctx.stage_dir("quantize") / f"student-{method}{'-7bit' if reduce_range else ''}.onnx"
-            if path not in made:
-                made[path] = quantize_decoder(fp32_onnx(ctx), path, method, reduce_range=reduce_range, block_size=cfg.quantize.block_size)
-            per_target[name] = {"method": method, "reduce_range": reduce_range, "file": path.name, "bytes": path.stat().st_size,
-                                **({"host_note": note} if note else {})}
-        return StageOutput(list(made), inputs=[fp32_onnx(ctx)], record=LMQuantizeRecord(per_target))
+        if method == "none":
+            return {"method": "none", "runtime": "onnxruntime"}
+        reduce_range, note = False, None
+        if method == "dynamic":
+            choice = recipe_for_host(profile.quantization, cfg.quantize.adapt_to_host, name)
+            reduce_range, note = choice.recipe.reduce_range, choice.note
+        path = ctx.stage_dir("quantize") / f"student-{method}{'-7bit' if reduce_range else ''}.onnx"
+        if path not in made:
+            made[path] = [quantize_decoder(fp32_onnx(ctx), path, method, reduce_range=reduce_range, block_size=cfg.quantize.block_size)]
+        return {"method": method, "runtime": "onnxruntime", "reduce_range": reduce_range, "file": path.name,
+                "bytes": path.stat().st_size, **({"host_note": note} if note else {})}
+
+    def _openvino(self, name: str, method: str, profile, made: dict) -> dict:
+        from edgekd.lm.openvino import Compression, convert_decoder
+
+        ctx, options = self.ctx, self.ctx.cfg.quantize.openvino
+        fp32 = ctx.stage_dir("quantize") / "student-fp32-ov.xml"
+        if fp32 not in made:
+            made[fp32] = [convert_decoder(fp32_onnx(ctx), fp32), fp32.with_suffix(".bin")]
+        entry = {"method": method, "runtime": "openvino", "fp32_file": fp32.name}
+        if method == "none":
+            return entry
+        path = ctx.stage_dir("quantize") / f"student-{method}.xml"
+        compression = Compression(options.int4_mode, options.group_size, options.ratio)
+        if path not in made:
+            made[path] = [convert_decoder(fp32_onnx(ctx), path, method, compression), path.with_suffix(".bin")]
+        settings = {"mode": "int8_asym"} if method == "ov_int8" else \
+            {"mode": f"int4_{options.int4_mode}", "group_size": options.group_size, "ratio": options.ratio}
+        return {**entry, **settings, "file": path.name, "bytes": sum(p.stat().st_size for p in made[path])}
 
 
 SPEED_PROMPTS, SPEED_TOKENS = 5, 32  # the compile stage's quick speed check on validation prompts
@@ -93,58 +144,64 @@ SPEED_PROMPTS, SPEED_TOKENS = 5, 32  # the compile stage's quick speed check on 
 
 class LMCompileStage(Stage):
     """Stage 5: per target, the model to ship in bundle/<target>/ with tokenizer.json: int8 when its val perplexity
-    is within gate.max_increase of fp32's and, where this machine can time the target, it decodes no slower than
-    fp32 (as for images: never slower than the fp32 baseline); else fp32."""
+    is within gate.max_increase of the target's fp32 model's (the ONNX decoder, or for OpenVINO its fp32 IR) and,
+    where this machine can time the target, it decodes no slower than that fp32 model (as for images: never slower
+    than the fp32 baseline); else fp32."""
 
     name = "compile"
     sections = ("targets", "gate")
 
     def run(self) -> StageOutput:
         from edgekd.lm.evaluate import onnx_perplexity
-        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.lm.generate import load_decoder
         from edgekd.lm.tokenizer import LMTokenizer
 
         ctx, cfg = self.ctx, self.ctx.cfg
         tokenizer = LMTokenizer(tokenizer_path(ctx))
         val = ctx.dataset.blocks(tokenizer.path, "val")[: cfg.data.val_blocks]
         quantized = read_record(ctx.manifest, LMQuantizeRecord)
-        fp32_val = onnx_perplexity(OnnxDecoder(fp32_onnx(ctx)), val)
-        limit = fp32_val * (1 + cfg.gate.max_increase) if cfg.gate.max_increase is not None else float("inf")
-        outputs, targets, val_cache = [], {}, {}
-        speed = self._speeds(quantized, val)
+        files = {name: self._files(quantized, name) for name in cfg.targets}
+        # The exported fp32 decoder always: the run's reference, whatever the targets ship.
+        val_perplexity = {path: onnx_perplexity(load_decoder(path), val)
+                          for path in dict.fromkeys([fp32_onnx(ctx), *(p for pair in files.values() for p in pair.values())])}
+        speed = self._speeds(files, val)
+        outputs, targets = [], {}
         for name in cfg.targets:
-            candidates = {"fp32": {"path": fp32_onnx(ctx), "val_perplexity": fp32_val}}
-            if quantized.int8_file(name):
-                path = ctx.stage_dir("quantize") / quantized.int8_file(name)
-                if path not in val_cache:
-                    val_cache[path] = onnx_perplexity(OnnxDecoder(path), val)
-                candidates["int8"] = {"path": path, "val_perplexity": val_cache[path]}
-                if _measurable(cfg, ctx.base_dir, name) and speed.get(path.name) and speed.get("fp32"):
-                    candidates["int8"]["tokens_per_second"] = speed[path.name]
-                    candidates["fp32"]["tokens_per_second"] = speed["fp32"]
+            candidates = {kind: {"path": path, "val_perplexity": val_perplexity[path]} for kind, path in files[name].items()}
+            if "int8" in candidates and _measurable(cfg, ctx.base_dir, name) and all(p in speed for p in files[name].values()):
+                for kind, path in files[name].items():
+                    candidates[kind]["tokens_per_second"] = speed[path]
+            limit = _limit(candidates["fp32"]["val_perplexity"], cfg.gate.max_increase)
             chosen = "int8" if "int8" in candidates and _acceptable(candidates, limit) else "fp32"
             outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer)
-            targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}",
+            targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}", "runtime": _runtime(files[name]["fp32"]),
                              "candidates": {c: {"file": str(v["path"].relative_to(ctx.run_dir)), "val_perplexity": round(v["val_perplexity"], 4),
                                                 **({"val_tokens_per_second": v["tokens_per_second"]} if "tokens_per_second" in v else {})}
                                             for c, v in candidates.items()},
                              "reason": self._reason(chosen, candidates, limit)}
-        return StageOutput(outputs, {"fp32_val_perplexity": round(fp32_val, 4)}, record=LMCompileRecord(targets))
+        return StageOutput(outputs, {"fp32_val_perplexity": round(val_perplexity[fp32_onnx(ctx)], 4)}, record=LMCompileRecord(targets))
 
-    def _speeds(self, quantized, val) -> dict:
-        """Decode tokens/s of fp32 and each int8 file on a few validation prompts, interleaved (edgekd.lm.bench)."""
+    def _files(self, quantized: LMQuantizeRecord, target: str) -> dict[str, Path]:
+        """The target's candidates: fp32 (the ONNX decoder, or OpenVINO's fp32 IR) and int8 where it has one."""
+        folder = self.ctx.stage_dir("quantize")
+        fp32 = folder / quantized.fp32_file(target) if quantized.fp32_file(target) else fp32_onnx(self.ctx)
+        return {"fp32": fp32} | ({"int8": folder / quantized.int8_file(target)} if quantized.int8_file(target) else {})
+
+    def _speeds(self, files: dict[str, dict[str, Path]], val) -> dict[Path, float]:
+        """Decode tokens/s of the candidates of each target this machine can time and that has a choice to make, on a
+        few validation prompts, all interleaved (edgekd.lm.bench)."""
         from edgekd.lm.bench import generation_speed
-        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.lm.generate import load_decoder
         from edgekd.pipeline.lm.data import prompts
 
         cfg = self.ctx.cfg
-        files = {"fp32": fp32_onnx(self.ctx)} | {quantized.int8_file(t): self.ctx.stage_dir("quantize") / quantized.int8_file(t)
-                                                  for t in cfg.targets if quantized.int8_file(t)}
-        if len(files) == 1:
+        timed = list(dict.fromkeys(path for name, pair in files.items() if "int8" in pair and _measurable(cfg, self.ctx.base_dir, name)
+                                   for path in pair.values()))
+        if not timed:
             return {}
         new_tokens = min(SPEED_TOKENS, cfg.data.context - cfg.bench.prompt_tokens)
-        measured = generation_speed({n: OnnxDecoder(p) for n, p in files.items()}, prompts(val, SPEED_PROMPTS, cfg.bench.prompt_tokens), new_tokens)
-        return {name: row["tokens_per_second"] for name, row in measured.items()}
+        measured = generation_speed({p.name: load_decoder(p) for p in timed}, prompts(val, SPEED_PROMPTS, cfg.bench.prompt_tokens), new_tokens)
+        return {path: measured[path.name]["tokens_per_second"] for path in timed}
 
     @staticmethod
     def _reason(chosen: str, candidates: dict, limit: float) -> str:
@@ -160,20 +217,34 @@ class LMCompileStage(Stage):
         return f"int8: val perplexity {int8['val_perplexity']:.3f} within the limit {limit:.3f}{speed}"
 
     def _bundle(self, target: str, precision: str, candidate: dict, quantized: dict, tokenizer) -> list[Path]:
+        """bundle/<target>/: model.onnx (onnxruntime) or model.xml + model.bin (OpenVINO: the .bin keeps the .xml's
+        name, which is how OpenVINO finds it), tokenizer.json and manifest.json."""
         ctx = self.ctx
         folder = ctx.layout.bundle_dir(target)
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        model, tok = folder / "model.onnx", folder / "tokenizer.json"
-        for source, destination in ((candidate["path"], model), (tokenizer.path, tok)):
+        source = candidate["path"]
+        copies = {source: folder / f"model{source.suffix}", tokenizer.path: folder / "tokenizer.json"}
+        if source.suffix == ".xml":
+            copies[source.with_suffix(".bin")] = folder / "model.bin"
+        for origin, destination in copies.items():
             with atomic_path(destination) as tmp:
-                shutil.copyfile(source, tmp)
+                shutil.copyfile(origin, tmp)
         manifest = {"format": BUNDLE_FORMAT, "task": "language-model", "target": target, "precision": precision,
+                    "runtime": _runtime(source), "model": f"model{source.suffix}",
                     "quantization": quantized if precision == "int8" else {"method": "none"},
                     "context": ctx.cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
                     "val_perplexity": round(candidate["val_perplexity"], 4),
-                    "files": {p.name: sha256_of(p) for p in (model, tok)}}
-        return [model, tok, write_json_atomic(folder / "manifest.json", manifest)]
+                    "files": {p.name: sha256_of(p) for p in copies.values()}}
+        return [*copies.values(), write_json_atomic(folder / "manifest.json", manifest)]
+
+
+def _limit(fp32_perplexity: float, max_increase) -> float:
+    return fp32_perplexity * (1 + max_increase) if max_increase is not None else float("inf")
+
+
+def _runtime(model_file: Path) -> str:
+    return "openvino" if Path(model_file).suffix == ".xml" else "onnxruntime"
 
 
 class LMBenchStage(Stage):
@@ -187,18 +258,20 @@ class LMBenchStage(Stage):
         from edgekd.core.environment import describe
         from edgekd.lm.bench import generation_speed, greedy_agreement
         from edgekd.lm.evaluate import onnx_perplexity
-        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.lm.generate import load_decoder
         from edgekd.pipeline.lm.data import prompts
 
         ctx, cfg = self.ctx, self.ctx.cfg
         test = ctx.dataset.blocks(tokenizer_path(ctx), "test")[: cfg.data.test_blocks or None]
         held_out = prompts(test, cfg.bench.prompts, cfg.bench.prompt_tokens)
         compiled = read_record(ctx.manifest, LMCompileRecord)
-        # One decoder per file: targets sharing an int8 file are measured once; timed where a target is measurable here.
-        int8 = {t: compiled.int8_file(t) for t in cfg.targets if compiled.int8_file(t)}
-        model_of = {t: Path(int8[t]).stem if compiled.chosen(t) == "int8" else "fp32" for t in cfg.targets}
-        paths = {"fp32": fp32_onnx(ctx)} | {Path(file).stem: ctx.run_dir / file for file in int8.values()}
-        decoders = {name: OnnxDecoder(path) for name, path in paths.items()}
+        # One decoder per file: targets sharing a file are measured once; timed where a target is measurable here. Every
+        # int8 file is scored (also where fp32 ships), and each shipped file (OpenVINO's fp32 IR among them).
+        shipped = {t: compiled.file(t, compiled.chosen(t)) for t in cfg.targets}
+        files = [compiled.int8_file(t) for t in cfg.targets if compiled.int8_file(t)] + list(shipped.values())
+        paths = {"fp32": fp32_onnx(ctx)} | {self._model_name(file): ctx.run_dir / file for file in files}
+        model_of = {t: self._model_name(shipped[t]) for t in cfg.targets}
+        decoders = {name: load_decoder(path) for name, path in paths.items()}
         perplexity = {name: onnx_perplexity(decoder, test) for name, decoder in decoders.items()}
         measurable = {t: _measurable(cfg, ctx.base_dir, t) for t in cfg.targets}
         timed = {"fp32"} | {model_of[t] for t in cfg.targets if measurable[t]}
@@ -209,15 +282,20 @@ class LMBenchStage(Stage):
                   "prompts": len(held_out), "new_tokens": cfg.bench.new_tokens,
                   "references": {"teacher": {"perplexity": teacher.test_perplexity, "params": teacher.params},
                                  "student_fp32": {"perplexity": round(perplexity["fp32"], 4), **speed["fp32"]}},
-                  "rows": [_row(t, compiled.chosen(t), model_of[t], perplexity, speed if measurable[t] else {}, agreement)
+                  "rows": [_row(t, compiled.chosen(t), model_of[t], compiled.targets[t]["runtime"], perplexity, speed if measurable[t] else {}, agreement)
                            for t in cfg.targets],
                   "environment": describe()}
         outputs = [write_json_atomic(ctx.run_dir / REPORT, report), write_text_atomic(ctx.run_dir / "report.md", markdown(report))]
         return StageOutput(outputs, {"rows": report["rows"], "references": report["references"]})
 
+    def _model_name(self, file: str) -> str:
+        """A file's name in the report: fp32 for the exported decoder, else its stem (student-ov_int8, ...)."""
+        return "fp32" if self.ctx.run_dir / file == fp32_onnx(self.ctx) else Path(file).stem
 
-def _row(target: str, chosen: str, model: str, perplexity: dict, speed: dict, agreement: dict) -> dict:
+
+def _row(target: str, chosen: str, model: str, runtime: str, perplexity: dict, speed: dict, agreement: dict) -> dict:
     return {"target": target, "artifact": f"{target}/{chosen}", "precision": chosen, "model": model,
+            "runtime": runtime,
             "perplexity": round(perplexity[model], 4),
             **(speed.get(model) or {"tokens_per_second": None, "speed_note": "time it on the device (latency not measurable here)"}),
             **({"greedy_agreement_with_fp32": agreement[model]} if model in agreement else {})}
@@ -237,7 +315,8 @@ def _measurable(cfg, base_dir: Path, target: str) -> bool:
 def markdown(report: dict) -> str:
     refs = report["references"]
     lines = ["# Language model report", "", f"Test perplexity on {report['test_blocks']} blocks ({report['test_tokens']} tokens); "
-             f"greedy generation of {report['new_tokens']} tokens from {report['prompts']} held-out prompts, onnxruntime CPU, batch 1.", "",
+             f"greedy generation of {report['new_tokens']} tokens from {report['prompts']} held-out prompts, on this machine's CPU "
+             "(each target's runtime: onnxruntime or OpenVINO), batch 1.", "",
              "| artifact | perplexity | tokens/s | TTFT ms | p50 / p99 ms | greedy agreement with fp32 | gate |", "|---|---|---|---|---|---|---|",
              f"| teacher (PyTorch) | {refs['teacher']['perplexity']} | | | | | |",
              f"| student fp32 (ONNX) | {refs['student_fp32']['perplexity']} | {refs['student_fp32'].get('tokens_per_second')} | "

@@ -101,9 +101,50 @@ def test_a_gate_that_cannot_pass_fails_on_perplexity(tmp_path):
     assert verdict["passed"] is False and "FAIL" in verdict["summary"]
 
 
-def test_targets_outside_onnxruntime_are_refused_before_training(tmp_path):
-    with pytest.raises(TargetError, match="intel-cpu: language models run on onnxruntime"):
-        run_from_file(_config(tmp_path, targets=["intel-cpu"], quantize={"method": "dynamic"}), str(tmp_path / "run"))
+def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
+    from edgekd.lm.generate import generate, load_decoder
+    from edgekd.lm.openvino import OpenVinoDecoder
+    from edgekd.lm.tokenizer import LMTokenizer
+
+    run_dir = tmp_path / "run"
+    quantize = {"method": "dynamic", "per_target": {"intel-cpu": "ov_int4"}, "openvino": {"group_size": 16}}
+    ctx = run_from_file(_config(tmp_path, targets=["x86-cpu", "intel-cpu"], quantize=quantize), str(run_dir))
+    assert all(ctx.manifest.stage(s)["status"] == "done" for s in ctx.outcomes)
+
+    quantized = ctx.manifest.metrics("quantize")["targets"]["intel-cpu"]
+    assert quantized["method"] == "ov_int4" and quantized["runtime"] == "openvino" and quantized["mode"] == "int4_sym"
+    assert (quantized["fp32_file"], quantized["file"]) == ("student-fp32-ov.xml", "student-ov_int4.xml")
+    assert ctx.manifest.metrics("quantize")["targets"]["x86-cpu"]["method"] == "dynamic"
+
+    compiled = ctx.manifest.metrics("compile")["targets"]["intel-cpu"]
+    fp32, int8 = compiled["candidates"]["fp32"], compiled["candidates"]["int8"]
+    assert compiled["runtime"] == "openvino" and fp32["file"].endswith("student-fp32-ov.xml") and int8["file"].endswith(".xml")
+    within = int8["val_perplexity"] <= fp32["val_perplexity"] * 1.05
+    faster = int8["val_tokens_per_second"] >= fp32["val_tokens_per_second"]  # intel-cpu is timed here (OpenVINO's CPU plugin)
+    assert compiled["chosen"] == ("int8" if within and faster else "fp32"), compiled["reason"]
+
+    bundle = run_dir / "bundle" / "intel-cpu"
+    manifest = read_json(bundle / "manifest.json")
+    assert manifest["runtime"] == "openvino" and manifest["model"] == "model.xml"
+    assert set(manifest["files"]) == {"model.xml", "model.bin", "tokenizer.json"}
+    assert all(sha256_of(bundle / name) == digest for name, digest in manifest["files"].items())
+    decoder = load_decoder(bundle / "model.xml")
+    assert isinstance(decoder, OpenVinoDecoder) and decoder.context == 32
+    tokenizer = LMTokenizer(bundle / "tokenizer.json")
+    assert len(generate(decoder, tokenizer.encode("def function_1"), 6).tokens) == 6
+
+    rows = {row["target"]: row for row in read_json(run_dir / "lm-report.json")["rows"]}
+    assert rows["intel-cpu"]["runtime"] == "openvino" and rows["x86-cpu"]["runtime"] == "onnxruntime"
+    assert rows["intel-cpu"]["tokens_per_second"] > 0 and rows["intel-cpu"]["perplexity"] > 1
+    assert rows["intel-cpu"]["model"] == ("student-ov_int4" if compiled["chosen"] == "int8" else "student-fp32-ov")
+    assert "greedy_agreement_with_fp32" in rows["intel-cpu"]
+    again = run_from_file(str(tmp_path / "lm.yaml"), str(run_dir), resume=True)
+    assert set(again.outcomes.values()) == {"up to date"}
+
+
+def test_targets_outside_onnxruntime_and_openvino_are_refused_before_training(tmp_path):
+    with pytest.raises(TargetError, match="nvidia-gpu: language models run on onnxruntime or OpenVINO"):
+        run_from_file(_config(tmp_path, targets=["nvidia-gpu"], quantize={"method": "dynamic"}), str(tmp_path / "run"))
     assert not (tmp_path / "run" / "01-teachers").exists()
 
 
@@ -147,6 +188,37 @@ def test_sampled_teacher_sequences_are_recorded_as_such(tmp_path):
                         str(run_dir), only=["teachers", "distill"])
     cached = ctx.manifest.metrics("distill")["sequence_cache"]
     assert cached["decoding"] == "top-k sampling" and cached["top_k"] == 4 and cached["temperature"] == 0.8
+
+
+@pytest.mark.parametrize("targets, quantize, message", [
+    (["intel-cpu"], {"method": "none", "per_target": {"intel-cpu": "dynamic"}}, r"quantize.per_target.intel-cpu: dynamic is not for"),
+    (["x86-cpu"], {"method": "none", "per_target": {"x86-cpu": "ov_int8"}}, r"quantize.per_target.x86-cpu: ov_int8 is not for"),
+    (["x86-cpu", "arm64-cpu"], {"method": "ov_int4"}, "quantize.method ov_int4: not a method for any"),
+])
+def test_a_method_for_another_runtime_is_refused_before_training(tmp_path, targets, quantize, message):
+    with pytest.raises(ConfigError, match=message):
+        run_from_file(_config(tmp_path, targets=targets, quantize=quantize), str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "01-teachers").exists()
+
+
+def test_compression_without_nncf_is_refused_before_training(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else find_spec(name, *a))
+    with pytest.raises(TargetError, match="NNCF, which is not installed"):
+        run_from_file(_config(tmp_path, targets=["intel-cpu"], quantize={"method": "ov_int8"}), str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "01-teachers").exists()
+
+
+def test_each_target_gets_a_method_for_its_runtime():
+    from edgekd.pipeline.lm.config import LMQuantizeConfig
+
+    mixed = LMQuantizeConfig(method="nbits4", per_target={"intel-cpu": "ov_int4"})
+    assert mixed.method_for("x86-cpu", "ort") == "nbits4" and mixed.method_for("intel-cpu", "openvino") == "ov_int4"
+    assert LMQuantizeConfig(method="nbits4").method_for("intel-cpu", "openvino") == "ov_int8"  # the runtime's default
+    assert LMQuantizeConfig(method="ov_int4").method_for("arm64-cpu", "ort-arm64") == "dynamic"
+    assert LMQuantizeConfig(method="none").method_for("intel-cpu", "openvino") == "none"
 
 
 @pytest.mark.parametrize("change, message", [
