@@ -5,7 +5,7 @@
     data: {source: code, vocab_size: 4096, context: 128}       # or {source: folder, path: texts/}
     teacher: {layers: 4, width: 256, heads: 4, train: {steps: 600, lr: 0.0015}}   # or {checkpoint: dir, tokenizer: tokenizer.json}
     student: {layers: 2, width: 128}
-    distill: {temperature: 2.0, alpha: 0.5, top_k: 32, train: {steps: 320, lr: 0.003}}
+    distill: {temperature: 1.0, alpha: 0.5, top_k: 32, train: {steps: 320, lr: 0.003}}
     # or sequence-level KD on the teacher's greedy continuations, interleaved with the token-level steps:
     # distill: {mode: both, sequence: {prompts: 512, prompt_tokens: 32, new_tokens: 96, share: 0.5}, ...}
     quantize: {method: dynamic}                                  # per target: {per_target: {arm64-cpu: nbits8}}
@@ -100,7 +100,8 @@ class LMDistillConfig(Strict):
     mode: Literal["token", "sequence", "both"] = Field(
         "token", description="token: KL to the teacher's cached top-k logits on corpus blocks; sequence: cross-entropy on the "
                              "teacher's own continuations (distill.sequence); both: the two kinds of step interleaved")
-    temperature: float = Field(2.0, gt=0, description="token-level KD (mode token or both): the KL's temperature")
+    temperature: float = Field(1.0, gt=0, description="token-level KD (mode token or both): the KL's temperature "
+                               "(1 distilled benchmarks/distill_lm.py's student; 2 made it worse than scratch)")
     alpha: float = Field(0.5, ge=0, le=1, description="token-level KD: weight of the KL term; 1 - alpha on next-token cross-entropy")
     top_k: int = Field(32, ge=1, description="token-level KD: teacher logits cached per token (with a tail bucket)")
     direction: Literal["forward", "reverse"] = Field("forward", description="token-level KD: forward KL(teacher || student), or "
