@@ -9,19 +9,17 @@ gate then measure on the test split.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from edgekd.core.errors import ConfigError, TargetError
-from edgekd.core.fileio import atomic_path, read_json, sha256_of, write_json_atomic, write_text_atomic
+from edgekd.core.fileio import read_json, write_json_atomic, write_text_atomic
 from edgekd.pipeline.lm.config import LanguageModelConfig
-from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, tokenizer_path
+from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, teacher_dir, tokenizer_path
 from edgekd.pipeline.lm.records import LMCompileRecord, LMQuantizeRecord, LMTeacherRecord
 from edgekd.pipeline.records import read_record
 from edgekd.pipeline.stage import Stage, StageOutput
 
 ORT_BACKENDS = ("ort", "ort-arm64")
-BUNDLE_FORMAT = "edgekd.lm-bundle/1"
 REPORT = "lm-report.json"  # not report.json: that name is the image report's schema (edgekd.report/1)
 
 
@@ -97,7 +95,7 @@ class LMCompileStage(Stage):
     fp32 (as for images: never slower than the fp32 baseline); else fp32."""
 
     name = "compile"
-    sections = ("targets", "gate")
+    sections = ("targets", "gate", "bench")  # bench: the bundle records the bench settings and carries device_blocks
 
     def run(self) -> StageOutput:
         from edgekd.lm.evaluate import onnx_perplexity
@@ -112,6 +110,7 @@ class LMCompileStage(Stage):
         limit = fp32_val * (1 + cfg.gate.max_increase) if cfg.gate.max_increase is not None else float("inf")
         outputs, targets, val_cache = [], {}, {}
         speed = self._speeds(quantized, val)
+        held_out = self._held_out(tokenizer)
         for name in cfg.targets:
             candidates = {"fp32": {"path": fp32_onnx(ctx), "val_perplexity": fp32_val}}
             if quantized.int8_file(name):
@@ -123,7 +122,7 @@ class LMCompileStage(Stage):
                     candidates["int8"]["tokens_per_second"] = speed[path.name]
                     candidates["fp32"]["tokens_per_second"] = speed["fp32"]
             chosen = "int8" if "int8" in candidates and _acceptable(candidates, limit) else "fp32"
-            outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer)
+            outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer, held_out)
             targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}",
                              "candidates": {c: {"file": str(v["path"].relative_to(ctx.run_dir)), "val_perplexity": round(v["val_perplexity"], 4),
                                                 **({"val_tokens_per_second": v["tokens_per_second"]} if "tokens_per_second" in v else {})}
@@ -159,21 +158,37 @@ class LMCompileStage(Stage):
             " (speed: time it on the device)"
         return f"int8: val perplexity {int8['val_perplexity']:.3f} within the limit {limit:.3f}{speed}"
 
-    def _bundle(self, target: str, precision: str, candidate: dict, quantized: dict, tokenizer) -> list[Path]:
-        ctx = self.ctx
-        folder = ctx.layout.bundle_dir(target)
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        model, tok = folder / "model.onnx", folder / "tokenizer.json"
-        for source, destination in ((candidate["path"], model), (tokenizer.path, tok)):
-            with atomic_path(destination) as tmp:
-                shutil.copyfile(source, tmp)
-        manifest = {"format": BUNDLE_FORMAT, "task": "language-model", "target": target, "precision": precision,
-                    "quantization": quantized if precision == "int8" else {"method": "none"},
-                    "context": ctx.cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
-                    "val_perplexity": round(candidate["val_perplexity"], 4),
-                    "files": {p.name: sha256_of(p) for p in (model, tok)}}
-        return [model, tok, write_json_atomic(folder / "manifest.json", manifest)]
+    def _bundle(self, target: str, precision: str, candidate: dict, quantized: dict, tokenizer, held_out: dict) -> list[Path]:
+        from edgekd.device.lm_bundle import write_lm_bundle
+
+        cfg = self.ctx.cfg
+        info = {"task": "language-model", "target": target, "precision": precision,
+                "quantization": quantized if precision == "int8" else {"method": "none"},
+                "context": cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
+                "val_perplexity": round(candidate["val_perplexity"], 4),
+                # what `edgekd bench` on the device measures and gates by: the pipeline's own settings
+                "gate": {"max_increase": cfg.gate.max_increase, "reference": cfg.gate.reference},
+                "bench": {"prompts": cfg.bench.prompts, "prompt_tokens": cfg.bench.prompt_tokens,
+                          "new_tokens": cfg.bench.new_tokens, "rounds": cfg.bench.rounds},
+                **({"eval": held_out["eval"]} if held_out["blocks"] is not None else {})}
+        return write_lm_bundle(self.ctx.layout.bundle_dir(target), candidate["path"], tokenizer.path, info, held_out["blocks"])
+
+    def _held_out(self, tokenizer) -> dict:
+        """The test blocks every bundle carries (bench.device_blocks, spread over the split) and the references'
+        perplexities on exactly those blocks, so the device's gate compares like with like."""
+        from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity
+        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.lm.models import load_pretrained
+        from edgekd.pipeline.lm.data import device_blocks
+
+        ctx, count = self.ctx, self.ctx.cfg.bench.device_blocks
+        if count == 0:
+            return {"blocks": None}
+        blocks = device_blocks(ctx.dataset.blocks(tokenizer.path, "test"), count)
+        references = {"student_fp32": round(onnx_perplexity(OnnxDecoder(fp32_onnx(ctx)), blocks), 4),
+                      "teacher": round(torch_perplexity(load_pretrained(teacher_dir(ctx)), blocks), 4)}
+        return {"blocks": blocks, "eval": {"file": "eval_blocks.npy", "split": "test", "blocks": int(len(blocks)),
+                                           "block_tokens": int(blocks.shape[1]), "reference_perplexity": references}}
 
 
 class LMBenchStage(Stage):
