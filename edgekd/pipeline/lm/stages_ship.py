@@ -174,8 +174,8 @@ class LMCompileStage(Stage):
         return write_lm_bundle(self.ctx.layout.bundle_dir(target), candidate["path"], tokenizer.path, info, held_out["blocks"])
 
     def _held_out(self, tokenizer) -> dict:
-        """The test blocks every bundle carries (bench.device_blocks, spread over the split) and the references'
-        perplexities on exactly those blocks, so the device's gate compares like with like."""
+        """The test blocks every bundle carries (bench.device_blocks, spread over those bench measures) and the
+        references' perplexities on exactly those blocks, so the device's gate compares like with like."""
         from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity
         from edgekd.lm.generate import OnnxDecoder
         from edgekd.lm.models import load_pretrained
@@ -184,7 +184,8 @@ class LMCompileStage(Stage):
         ctx, count = self.ctx, self.ctx.cfg.bench.device_blocks
         if count == 0:
             return {"blocks": None}
-        blocks = device_blocks(ctx.dataset.blocks(tokenizer.path, "test"), count)
+        # among the blocks bench measures (data.test_blocks): a bundle covering them all reproduces bench's perplexity
+        blocks = device_blocks(ctx.dataset.blocks(tokenizer.path, "test")[: ctx.cfg.data.test_blocks or None], count)
         references = {"student_fp32": round(onnx_perplexity(OnnxDecoder(fp32_onnx(ctx)), blocks), 4),
                       "teacher": round(torch_perplexity(load_pretrained(teacher_dir(ctx)), blocks), 4)}
         return {"blocks": blocks, "eval": {"file": "eval_blocks.npy", "split": "test", "blocks": int(len(blocks)),
