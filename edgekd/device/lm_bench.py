@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekd.core.environment import describe
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
-from edgekd.device.lm_bundle import MODEL, TOKENIZER, read_eval_blocks, verify_lm_bundle
+from edgekd.device.lm_bundle import TOKENIZER, model_file, read_eval_blocks, verify_lm_bundle
 
 LM_DEVICE_REPORT = "edgekd.lm-device-report/1"
 # Used only for a bundle that records no bench settings (made before it did); the pipeline's own defaults.
@@ -53,7 +53,7 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     settings = {**FALLBACK_BENCH, **(bundles[0][1].get("bench") or {})}
     new_tokens = decoding.new_tokens or int(settings["new_tokens"])
     prompts, source = _prompts(bundles[0], blocks[names[0]], texts, settings, decoding, new_tokens)
-    decoders = {name: OnnxDecoder(d / MODEL, threads) for name, (d, _m) in zip(names, bundles, strict=True)}
+    decoders = {name: OnnxDecoder(d / model_file(m), threads) for name, (d, m) in zip(names, bundles, strict=True)}
     speed = generation_speed(decoders, prompts, new_tokens, int(settings["rounds"]), decoding.top_k, decoding.temperature,
                              decoding.seed)
     rows = [_row(name, d, m, decoders[name], blocks[name], speed[name]) for name, (d, m) in zip(names, bundles, strict=True)]
@@ -128,7 +128,7 @@ def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[
     perplexity = None if blocks is None else round(onnx_perplexity(decoder, blocks), 4)
     row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"),
            "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
-           "bytes": (bundle_dir / MODEL).stat().st_size, "perplexity": perplexity,
+           "bytes": (bundle_dir / model_file(manifest)).stat().st_size, "perplexity": perplexity,
            "eval_blocks": None if blocks is None else int(len(blocks)), **speed}
     return row | _gate_check(bundle_dir, manifest, perplexity)
 

@@ -5,7 +5,7 @@ verified and read on the device by `edgekd bench` (device/lm_bench.py) with nump
       model.onnx         the decoder with its KV cache (edgekd.lm.export)
       tokenizer.json     byte-level BPE (Hugging Face tokenizers)
       eval_blocks.npy    held-out test token blocks (int32, n x context): perplexity and prompts on the device
-      manifest.json      every file's sha256 ({name: sha256}), context, end-of-text id, the gate and its reference
+      manifest.json      every file's sha256 ({name: sha256}), the model file's name, context, end-of-text id, the gate and its reference
                          perplexities on eval_blocks.npy, the pipeline's bench settings
 
 The manifest's `files` is a mapping name -> sha256 (the image bundle's is a list of records): the format the LM
@@ -51,7 +51,7 @@ def write_lm_bundle(folder: Path, model: Path, tokenizer: Path, info: dict[str, 
         with atomic_path(folder / EVAL_BLOCKS) as tmp, open(tmp, "wb") as handle:
             np.save(handle, np.ascontiguousarray(eval_blocks, dtype=np.int32), allow_pickle=False)
         written.append(folder / EVAL_BLOCKS)
-    manifest = {"format": LM_BUNDLE_FORMAT, **info, "files": {p.name: sha256_of(p) for p in written}}
+    manifest = {"format": LM_BUNDLE_FORMAT, **info, "model": MODEL, "files": {p.name: sha256_of(p) for p in written}}
     return [*written, write_json_atomic(folder / "manifest.json", manifest)]
 
 
@@ -65,7 +65,7 @@ def verify_lm_bundle(bundle_dir: Path) -> dict[str, Any]:
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise ArtifactError(f"{manifest_path}: 'files' must map each file name to its sha256; rebuild the bundle")
     root = bundle_dir.resolve()
-    for name in (MODEL, TOKENIZER):
+    for name in (model_file(manifest), TOKENIZER):
         if name not in files:
             raise ArtifactError(f"{manifest_path}: lists no {name}; a language model's bundle needs its decoder and "
                                 "tokenizer, rebuild the bundle")
@@ -79,6 +79,12 @@ def verify_lm_bundle(bundle_dir: Path) -> dict[str, Any]:
             raise ArtifactError(f"{bundle_dir / name}: does not match its recorded sha256; the bundle was modified or "
                                 "corrupted, refused before loading")
     return manifest
+
+
+def model_file(manifest: dict[str, Any]) -> str:
+    """The decoder's file name in the bundle (`model`; model.onnx in bundles that predate the key)."""
+    name = manifest.get("model", MODEL)
+    return name if isinstance(name, str) else MODEL
 
 
 def read_eval_blocks(bundle_dir: Path, manifest: dict[str, Any]) -> np.ndarray | None:
