@@ -16,6 +16,7 @@ from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.device.config import BENCH_DEFAULTS as _BENCH
 from edgekd.device.gate import GateResult, gate_report
+from edgekd.device.lm_bench import Decoding
 from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
@@ -68,19 +69,22 @@ def verdict_line(verdict: dict[str, Any]) -> str:
 def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs, min_seconds: float = _BENCH.min_seconds,
           batch_sizes: Sequence[int] = (1, _BENCH.batch_size), warmup_runs: int = _BENCH.warmup_runs,
           warmup_seconds: float = _BENCH.warmup_seconds, rounds: int = _BENCH.rounds, memory: bool = _BENCH.memory,
-          images: str | Path | None = None, texts: str | Path | None = None) -> dict[str, Any]:
+          images: str | Path | None = None, texts: str | Path | None = None, decoding: Decoding | None = None) -> dict[str, Any]:
     """Benchmark one bundle, or every bundle of a run folder, on this machine; returns a report
     (schema edgekd.report/1, the same as the pipeline's). Needs no torch.
     Defaults are those of `edgekd bench` (batch sizes 1 and 8). `images`: a folder of raw image files to measure
     on instead of eval.npz, decoded with the manifest's preprocessing (class sub-folders named as its labels give
     top-1; without them, fidelity to the fp32 bundle). `texts`: a .jsonl or .csv of text,label to measure a text
-    model's bundle on, tokenized with the bundle's tokenizer.json."""
+    model's bundle on, tokenized with the bundle's tokenizer.json.
+    A language model's bundle (or run folder of them) gets a report of format edgekd.lm-device-report/1 instead:
+    perplexity on its held-out blocks, generation speed at batch 1 (`decoding`: greedy unless top_k; prompts from
+    `texts`, one per line, else the bundle's held-out blocks) and the bundle's gate (`report["gate"]["passed"]`)."""
     from edgekd.device.bench import bench_bundles
     from edgekd.device.latency import LatencySpec
 
     spec = LatencySpec(warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds, rounds=rounds)
     return bench_bundles(Path(path), spec, threads, tuple(batch_sizes), memory, None if images is None else Path(images),
-                         None if texts is None else Path(texts))
+                         None if texts is None else Path(texts), decoding)
 
 
 def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str | Path | None = None,

@@ -19,6 +19,7 @@ import click
 
 from edgekd.core.errors import EdgeKDError
 from edgekd.device.config import BENCH_DEFAULTS
+from edgekd.device.lm_bench import LM_DEVICE_REPORT
 from edgekd.pipeline.registry import STAGE_NAMES
 
 INTERNAL_ERROR = 3
@@ -267,27 +268,44 @@ def _print_run_result(ctx):
                    "(Pillow + numpy): sub-folders named as the bundle's labels give top-1, else fidelity to the fp32 bundle.")
 @click.option("--texts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A text model's bundle: measure on this .jsonl or .csv of text,label instead of eval.npz, tokenized with "
-                   "the bundle's tokenizer.json (tokenizers + numpy), labels as the bundle names them.")
+                   "the bundle's tokenizer.json (tokenizers + numpy), labels as the bundle names them. A language model's "
+                   "bundle: generate from these prompts, one per line, instead of its held-out blocks.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Language models: sample among the K most likely tokens (default: greedy).")
+@click.option("--temperature", type=_FiniteRange(min=0, min_open=True), help="Language models: sampling temperature, with --top-k (default 1).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Language models: the sampling seed, with --top-k.")
+@click.option("--new-tokens", type=click.IntRange(min=1), help="Language models: tokens generated per prompt (default: the bundle's bench setting).")
+@click.option("--prompts", "prompt_count", type=click.IntRange(min=1),
+              help="Language models: at most this many prompts (default: the bundle's bench setting, or every line of --texts).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Write report.json, report.md and report.html into this folder.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write only report.json here.")
+              help="Write report.json, report.md and report.html into this folder (a language model: lm-report.json, report.md).")
+@click.option("--json", "--json-out", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write only the JSON report here.")
 def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_seconds, rounds, batch_sizes, no_memory,
-              images, texts, out, json_out) -> None:
+              images, texts, top_k, temperature, seed, new_tokens, prompt_count, out, json_out) -> None:
     """Benchmark a bundle (or every bundle in a run folder) on this machine.
 
     Verifies every file's sha256 first, then measures size, top-1 and fidelity on the bundled eval.npz,
     latency (warm-up, interleaved rounds, p50/p90/p99), session creation, first inference and peak memory.
     Needs only numpy and the bundle's runtime: no torch. Gate the result with `edgekd gate OUT/report.json`.
+
+    A language model's bundle: perplexity on its held-out blocks, generation at batch 1 (time to first token,
+    per-token p50/p99, tokens/s; greedy, or --top-k sampling) and the bundle's perplexity gate: exit 1 when it fails.
     """
     from edgekd import api
-    from edgekd.device.report.terminal import terminal_table
 
     _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
     if images and texts:
         raise click.UsageError("--images and --texts: give one of them")
+    if temperature is not None and top_k is None:
+        raise click.UsageError("--temperature: applies to sampling; give --top-k K too (greedy has no temperature)")
+    decoding = _decoding(top_k, temperature, seed, new_tokens, prompt_count)
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
                        warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory,
-                       images=images, texts=texts)
+                       images=images, texts=texts, decoding=decoding)
+    if report.get("format") == LM_DEVICE_REPORT:
+        _print_lm_bench(report, out, json_out)
+        return
+    from edgekd.device.report.terminal import terminal_table
+
     click.echo(terminal_table(report))
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
@@ -300,6 +318,35 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
         from edgekd.core.fileio import write_json_atomic
 
         write_json_atomic(json_out, report)
+
+
+def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
+    """The language-model options as one Decoding, or None when none was given (an image bundle then runs as ever,
+    and one given with an image bundle is refused)."""
+    from edgekd.device.lm_bench import Decoding
+
+    source = click.get_current_context().get_parameter_source("seed")
+    if top_k is None and temperature is None and new_tokens is None and prompt_count is None \
+            and source == click.core.ParameterSource.DEFAULT:
+        return None
+    return Decoding(top_k=top_k, temperature=temperature or 1.0, seed=seed, new_tokens=new_tokens, prompts=prompt_count)
+
+
+def _print_lm_bench(report: dict, out: Path | None, json_out: Path | None) -> None:
+    """The language model's table, its reports, and exit 1 when its gate failed (after everything is written)."""
+    from edgekd.core.fileio import write_json_atomic, write_text_atomic
+    from edgekd.device.report.lm import lm_markdown, lm_terminal_table
+
+    click.echo(lm_terminal_table(report))
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    if out:
+        paths = [write_json_atomic(out / "lm-report.json", report), write_text_atomic(out / "report.md", lm_markdown(report))]
+        click.echo(f"wrote {', '.join(str(p) for p in paths)}")
+    if json_out:
+        write_json_atomic(json_out, report)
+    if report["gate"]["passed"] is False:
+        sys.exit(1)
 
 
 @main.command("gate")

@@ -23,7 +23,9 @@ ALLOWED = {
     # (data/images.py: Pillow, numpy; data imports only core)
     # text: `edgekd bench --texts` tokenizes raw text on the device with the bundle's tokenizer.json (text/corpus.py,
     # text/tokenizer.py: tokenizers and numpy, no torch; tests/device/test_bench_texts.py runs it with torch blocked)
-    "device": {"core", "runtimes", "data", "text"},
+    # lm: `edgekd bench` on a language model's bundle generates and scores perplexity with onnxruntime, numpy and
+    # tokenizers (lm/generate.py, bench.py, evaluate.py, tokenizer.py; tests/device/test_lm_bench.py blocks torch)
+    "device": {"core", "runtimes", "data", "text", "lm"},
     "data": {"core"},
     "train": {"core", "data", "runtimes"},
     "quant": {"core", "data", "runtimes", "train"},
@@ -119,4 +121,13 @@ def test_the_device_takes_only_the_torch_free_text_modules():
     allowed = {"edgekd.text", "edgekd.text.corpus", "edgekd.text.tokenizer"}
     broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}" for path in layer_files("device")
               for line, module in imports_of(path) if edgekd_layer(module) == "text" and module not in allowed]
+    assert not broken, "\n".join(broken)
+
+
+def test_the_device_takes_only_the_torch_free_lm_modules():
+    """The device may generate, score perplexity and tokenize (edgekd.lm.generate, bench, evaluate, tokenizer); the
+    rest of edgekd.lm (models, training, export, the logit cache) needs torch or transformers."""
+    allowed = {"edgekd.lm", "edgekd.lm.generate", "edgekd.lm.bench", "edgekd.lm.evaluate", "edgekd.lm.tokenizer"}
+    broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}" for path in layer_files("device")
+              for line, module in imports_of(path) if edgekd_layer(module) == "lm" and module not in allowed]
     assert not broken, "\n".join(broken)

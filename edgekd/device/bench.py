@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.core.errors import ArtifactError, DataError, TargetError
+from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetError
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds
 from edgekd.device.bundle import load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
+from edgekd.device.lm_bench import Decoding
+from edgekd.device.lm_bundle import is_lm_bundle
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report
 from edgekd.runtimes.host_fit import host_warnings
@@ -117,10 +119,19 @@ def _require_a_runtime(loaded: list) -> None:
 
 
 def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, batch_sizes: Sequence[int] = (1,),
-                  memory: bool = True, images: Path | None = None, texts: Path | None = None) -> dict[str, Any]:
+                  memory: bool = True, images: Path | None = None, texts: Path | None = None,
+                  decoding: Decoding | None = None) -> dict[str, Any]:
     """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine: on the
-    bundles' eval.npz, or on a folder of raw image files (`images`) decoded as the manifest's preprocessing says."""
-    loaded = [(bundle_dir, *load_bundle(bundle_dir)) for bundle_dir in bundle_paths(path)]  # sha256 checked first
+    bundles' eval.npz, or on a folder of raw image files (`images`) decoded as the manifest's preprocessing says.
+    Language models' bundles get their own report (edgekd.lm-device-report/1, device/lm_bench.py): perplexity,
+    generation speed and their gate, with prompts from `texts` (one per line) or the bundle's held-out blocks."""
+    paths = bundle_paths(path)
+    if any(is_lm_bundle(p) for p in paths):
+        return _on_language_models(paths, threads, images, texts, decoding)
+    if decoding is not None:
+        raise ConfigError(f"{path}: --top-k, --temperature, --new-tokens and --prompts are for language models' bundles; "
+                          "this one is not")
+    loaded = [(bundle_dir, *load_bundle(bundle_dir)) for bundle_dir in paths]  # sha256 checked first
     _require_a_runtime(loaded)
     candidates = [Candidate(artifact_name(m.get("target", d.name), shipped_variant(m, a.precision)), m.get("target", d.name), a, threads,
                             verdict="bundle") for d, m, a in loaded]
@@ -145,6 +156,20 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
                                      "benched, whose agreement with itself is 1 by construction; bench a run folder holding "
                                      "the fp32 bundle and others to compare them")
     return report
+
+
+def _on_language_models(paths: list[Path], threads: int | None, images: Path | None, texts: Path | None,
+                        decoding: Decoding | None) -> dict[str, Any]:
+    """A language model generates and is scored on token blocks: its own bench (lm_bench.py), its own report."""
+    from edgekd.device.lm_bench import bench_lm_bundles
+
+    others = [p for p in paths if not is_lm_bundle(p)]
+    if others:
+        raise ArtifactError(f"{others[0]}: not a language model's bundle, benched with language models' ones; "
+                            "bench them separately")
+    if images is not None:
+        raise ConfigError(f"--images: {paths[0]} is a language model's bundle; give prompts with --texts FILE (one per line)")
+    return bench_lm_bundles(paths, threads, texts, decoding or Decoding())
 
 
 def _on_eval_npz(loaded: list) -> tuple:

@@ -8,21 +8,33 @@ Agreement: greedy tokens of a model equal to a reference model's, position by po
 from __future__ import annotations
 
 import statistics
+from typing import Optional
 
 import numpy as np
 
 from edgekd.lm.generate import Decoder, generate
 
 
-def generation_speed(decoders: dict[str, Decoder], prompts: list[np.ndarray], new_tokens: int, rounds: int = 1) -> dict:
+def generation_speed(decoders: dict[str, Decoder], prompts: list[np.ndarray], new_tokens: int, rounds: int = 1,
+                     top_k: Optional[int] = None, temperature: float = 1.0, seed: int = 0) -> dict:
+    """Greedy by default; with `top_k`, sampling at `temperature`. Each generation of a prompt draws from the same
+    seed in every model, so the models are timed on the same kind of choices."""
+    sampling = {"top_k": top_k, "temperature": temperature}
     for decoder in decoders.values():
-        generate(decoder, prompts[0], new_tokens)
+        generate(decoder, prompts[0], new_tokens, **sampling, seed=seed)
     timings: dict[str, list[dict]] = {name: [] for name in decoders}
-    for _ in range(rounds):
-        for prompt in prompts:
+    for round_index in range(rounds):
+        for index, prompt in enumerate(prompts):
             for name, decoder in decoders.items():
-                timings[name].append(generate(decoder, prompt, new_tokens).timing())
+                draw = seed + round_index * len(prompts) + index
+                timings[name].append(generate(decoder, prompt, new_tokens, **sampling, seed=draw).timing())
     return {name: _medians(rows) for name, rows in timings.items()}
+
+
+def held_out_prompts(blocks: np.ndarray, count: int, tokens: int) -> list[np.ndarray]:
+    """Prompts from held-out token blocks: the first `tokens` of `count` blocks spread evenly over them."""
+    rows = np.unique(np.linspace(0, len(blocks) - 1, count).astype(int))
+    return [blocks[row, :tokens] for row in rows]
 
 
 def _medians(rows: list[dict]) -> dict:

@@ -66,8 +66,8 @@ def _table_width(rows: list[list[str]], columns) -> int:
     return sum(max(len(r[i]) for r in rows) for i in columns) + 2 * (len(columns) - 1)
 
 
-def _text_table(rows: list[list[str]], columns: list[int], width: int) -> str:
-    head = [COLUMNS[i] for i in columns]
+def _text_table(rows: list[list[str]], columns: list[int], width: int, names: list[str] = COLUMNS) -> str:
+    head = [names[i] for i in columns]
     body = [[r[i] for i in columns] for r in rows if any(r[i] for i in columns[1:])]  # no empty reference rows
     widths = [max(len(r[k]) for r in [head] + body) for k in range(len(columns))]
     overflow = sum(widths) + 2 * (len(widths) - 1) - width
@@ -80,3 +80,9 @@ def _text_table(rows: list[list[str]], columns: list[int], width: int) -> str:
         lines.append(fmt(row[:-1] + [wrapped[0]]))
         lines += [fmt([""] * (len(row) - 1) + [more]) for more in wrapped[1:]]
     return "\n".join(lines)
+
+
+def fitted_table(names: list[str], rows: list[list[str]], width: int | None = None) -> str:
+    """Any table whose last column is free text ('why'), fitted to the terminal as the report's is: the numbers keep
+    their width, the text wraps (the language-model bench's table, device/report/lm.py)."""
+    return _text_table(rows, list(range(len(names))), width or shutil.get_terminal_size((120, 24)).columns, names)

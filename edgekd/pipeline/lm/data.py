@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.core.fileio import resolve_path
+from edgekd.lm.bench import held_out_prompts
 from edgekd.lm.corpus import Corpus, folder_corpus, stdlib_corpus
 from edgekd.lm.tokenizer import LMTokenizer, blocks
 
@@ -47,6 +48,12 @@ def load_lm_dataset(data_config, base_dir: Path) -> LMDataset:
 
 
 def prompts(test_blocks: np.ndarray, count: int, tokens: int) -> list[np.ndarray]:
-    """Held-out prompts: the first `tokens` of `count` test blocks spread evenly over the split."""
-    rows = np.unique(np.linspace(0, len(test_blocks) - 1, count).astype(int))
-    return [test_blocks[row, :tokens] for row in rows]
+    """Held-out prompts: the first `tokens` of `count` test blocks spread evenly over the split (the device's
+    `edgekd bench` draws its prompts from a bundle's blocks with the same function)."""
+    return held_out_prompts(test_blocks, count, tokens)
+
+
+def device_blocks(test_blocks: np.ndarray, count: int) -> np.ndarray:
+    """The `count` test blocks a bundle carries for the device, spread evenly over the split."""
+    rows = np.unique(np.linspace(0, len(test_blocks) - 1, min(count, len(test_blocks))).astype(int))
+    return test_blocks[rows]

@@ -12,20 +12,18 @@ on the test split. "int8" names the quantized candidate whatever its bits, as in
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from pathlib import Path
 
 from edgekd.core.errors import ConfigError, TargetError
-from edgekd.core.fileio import atomic_path, read_json, sha256_of, write_json_atomic, write_text_atomic
+from edgekd.core.fileio import read_json, write_json_atomic, write_text_atomic
 from edgekd.pipeline.lm.config import LanguageModelConfig
-from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, tokenizer_path
+from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, teacher_dir, tokenizer_path
 from edgekd.pipeline.lm.records import LMCompileRecord, LMQuantizeRecord, LMTeacherRecord
 from edgekd.pipeline.records import read_record
 from edgekd.pipeline.stage import Stage, StageOutput
 
 ORT_BACKENDS = ("ort", "ort-arm64")
 OV_BACKEND = "openvino"
-BUNDLE_FORMAT = "edgekd.lm-bundle/1"
 REPORT = "lm-report.json"  # not report.json: that name is the image report's schema (edgekd.report/1)
 
 
@@ -149,7 +147,7 @@ class LMCompileStage(Stage):
     than the fp32 baseline); else fp32."""
 
     name = "compile"
-    sections = ("targets", "gate")
+    sections = ("targets", "gate", "bench")  # bench: the bundle records the bench settings and carries device_blocks
 
     def run(self) -> StageOutput:
         from edgekd.lm.evaluate import onnx_perplexity
@@ -166,6 +164,7 @@ class LMCompileStage(Stage):
                           for path in dict.fromkeys([fp32_onnx(ctx), *(p for pair in files.values() for p in pair.values())])}
         speed = self._speeds(files, val)
         outputs, targets = [], {}
+        held_out = self._held_out(tokenizer)
         for name in cfg.targets:
             candidates = {kind: {"path": path, "val_perplexity": val_perplexity[path]} for kind, path in files[name].items()}
             if "int8" in candidates and _measurable(cfg, ctx.base_dir, name) and all(p in speed for p in files[name].values()):
@@ -173,7 +172,7 @@ class LMCompileStage(Stage):
                     candidates[kind]["tokens_per_second"] = speed[path]
             limit = _limit(candidates["fp32"]["val_perplexity"], cfg.gate.max_increase)
             chosen = "int8" if "int8" in candidates and _acceptable(candidates, limit) else "fp32"
-            outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer)
+            outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer, held_out)
             targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}", "runtime": _runtime(files[name]["fp32"]),
                              "candidates": {c: {"file": str(v["path"].relative_to(ctx.run_dir)), "val_perplexity": round(v["val_perplexity"], 4),
                                                 **({"val_tokens_per_second": v["tokens_per_second"]} if "tokens_per_second" in v else {})}
@@ -216,27 +215,38 @@ class LMCompileStage(Stage):
             " (speed: time it on the device)"
         return f"int8: val perplexity {int8['val_perplexity']:.3f} within the limit {limit:.3f}{speed}"
 
-    def _bundle(self, target: str, precision: str, candidate: dict, quantized: dict, tokenizer) -> list[Path]:
-        """bundle/<target>/: model.onnx (onnxruntime) or model.xml + model.bin (OpenVINO: the .bin keeps the .xml's
-        name, which is how OpenVINO finds it), tokenizer.json and manifest.json."""
-        ctx = self.ctx
-        folder = ctx.layout.bundle_dir(target)
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        source = candidate["path"]
-        copies = {source: folder / f"model{source.suffix}", tokenizer.path: folder / "tokenizer.json"}
-        if source.suffix == ".xml":
-            copies[source.with_suffix(".bin")] = folder / "model.bin"
-        for origin, destination in copies.items():
-            with atomic_path(destination) as tmp:
-                shutil.copyfile(origin, tmp)
-        manifest = {"format": BUNDLE_FORMAT, "task": "language-model", "target": target, "precision": precision,
-                    "runtime": _runtime(source), "model": f"model{source.suffix}",
-                    "quantization": quantized if precision == "int8" else {"method": "none"},
-                    "context": ctx.cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
-                    "val_perplexity": round(candidate["val_perplexity"], 4),
-                    "files": {p.name: sha256_of(p) for p in copies.values()}}
-        return [*copies.values(), write_json_atomic(folder / "manifest.json", manifest)]
+    def _bundle(self, target: str, precision: str, candidate: dict, quantized: dict, tokenizer, held_out: dict) -> list[Path]:
+        from edgekd.device.lm_bundle import write_lm_bundle
+
+        cfg = self.ctx.cfg
+        info = {"task": "language-model", "target": target, "precision": precision, "runtime": _runtime(candidate["path"]),
+                "quantization": quantized if precision == "int8" else {"method": "none"},
+                "context": cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
+                "val_perplexity": round(candidate["val_perplexity"], 4),
+                # what `edgekd bench` on the device measures and gates by: the pipeline's own settings
+                "gate": {"max_increase": cfg.gate.max_increase, "reference": cfg.gate.reference},
+                "bench": {"prompts": cfg.bench.prompts, "prompt_tokens": cfg.bench.prompt_tokens,
+                          "new_tokens": cfg.bench.new_tokens, "rounds": cfg.bench.rounds},
+                **({"eval": held_out["eval"]} if held_out["blocks"] is not None else {})}
+        return write_lm_bundle(self.ctx.layout.bundle_dir(target), candidate["path"], tokenizer.path, info, held_out["blocks"])
+
+    def _held_out(self, tokenizer) -> dict:
+        """The test blocks every bundle carries (bench.device_blocks, spread over those bench measures) and the
+        references' perplexities on exactly those blocks, so the device's gate compares like with like."""
+        from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity
+        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.lm.models import load_pretrained
+        from edgekd.pipeline.lm.data import device_blocks
+
+        ctx, count = self.ctx, self.ctx.cfg.bench.device_blocks
+        if count == 0:
+            return {"blocks": None}
+        # among the blocks bench measures (data.test_blocks): a bundle covering them all reproduces bench's perplexity
+        blocks = device_blocks(ctx.dataset.blocks(tokenizer.path, "test")[: ctx.cfg.data.test_blocks or None], count)
+        references = {"student_fp32": round(onnx_perplexity(OnnxDecoder(fp32_onnx(ctx)), blocks), 4),
+                      "teacher": round(torch_perplexity(load_pretrained(teacher_dir(ctx)), blocks), 4)}
+        return {"blocks": blocks, "eval": {"file": "eval_blocks.npy", "split": "test", "blocks": int(len(blocks)),
+                                           "block_tokens": int(blocks.shape[1]), "reference_perplexity": references}}
 
 
 def _limit(fp32_perplexity: float, max_increase) -> float:

@@ -4,6 +4,8 @@ torch-free bench and the perplexity gate."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ pytest.importorskip("torch")
 from edgekd.core.errors import ConfigError, TargetError  # noqa: E402
 from edgekd.core.fileio import read_json, sha256_of  # noqa: E402
 from edgekd.pipeline.runner import run_from_file  # noqa: E402
+from tests.blocking import CLI_WITHOUT_TORCH  # noqa: E402
 from tests.lm.conftest import write_corpus  # noqa: E402
 
 CONFIG = {
@@ -40,6 +43,7 @@ def _config(tmp_path, corpus=True, **changes) -> str:
 
 
 def test_a_language_model_runs_end_to_end(tmp_path):
+    from edgekd.lm.evaluate import onnx_perplexity
     from edgekd.lm.generate import OnnxDecoder, generate
     from edgekd.lm.tokenizer import LMTokenizer
 
@@ -72,6 +76,13 @@ def test_a_language_model_runs_end_to_end(tmp_path):
         tokenizer, decoder = LMTokenizer(bundle / "tokenizer.json"), OnnxDecoder(bundle / "model.onnx")
         tokens = generate(decoder, tokenizer.encode("def function_1"), 6).tokens
         assert len(tokens) == 6 and isinstance(tokenizer.decode(tokens), str)
+        # Held-out test blocks for the device, with the gate and its reference measured on exactly those blocks.
+        assert manifest["files"]["eval_blocks.npy"] == sha256_of(bundle / "eval_blocks.npy")
+        eval_blocks = np.load(bundle / "eval_blocks.npy", allow_pickle=False)
+        assert eval_blocks.dtype == np.int32 and eval_blocks.shape[1] == 32 and manifest["eval"]["blocks"] == len(eval_blocks)
+        fp32_ppl = onnx_perplexity(OnnxDecoder(run_dir / "03-export" / "student-fp32.onnx"), eval_blocks)
+        assert manifest["eval"]["reference_perplexity"]["student_fp32"] == pytest.approx(fp32_ppl, abs=1e-3)
+        assert manifest["gate"] == {"max_increase": 0.05, "reference": "student_fp32"} and manifest["bench"]["new_tokens"] == 8
 
     report = read_json(run_dir / "lm-report.json")
     rows = {row["target"]: row for row in report["rows"]}
@@ -88,6 +99,19 @@ def test_a_language_model_runs_end_to_end(tmp_path):
 
     again = run_from_file(str(tmp_path / "lm.yaml"), str(run_dir), resume=True)
     assert set(again.outcomes.values()) == {"up to date"}
+
+    # On the device, torch absent: the run's bundles benched and gated from what they carry.
+    done = subprocess.run([sys.executable, "-c", CLI_WITHOUT_TORCH, "bench", str(run_dir), "--json", str(tmp_path / "device.json")],
+                          capture_output=True, text=True, timeout=300)
+    device = read_json(tmp_path / "device.json")
+    assert done.returncode == (0 if device["gate"]["passed"] else 1), done.stderr[-2000:]
+    assert {row["target"] for row in device["rows"]} == {"x86-cpu", "arm64-cpu"}
+    for row in device["rows"]:
+        assert row["tokens_per_second"] > 0 and row["gate"] in ("PASS", "FAIL") and row["eval_blocks"] == report["test_blocks"]
+        # the bundles carry every test block bench measured (at most 8 here): the device finds the pipeline's perplexity
+        assert row["perplexity"] == pytest.approx(rows[row["target"]]["perplexity"], abs=1e-3)
+        if row["precision"] == "fp32":  # the shipped fp32 model is the reference's own: no increase
+            assert row["perplexity"] == pytest.approx(row["reference"]["perplexity"], abs=1e-3)
 
 
 def test_a_gate_that_cannot_pass_fails_on_perplexity(tmp_path):

@@ -1,0 +1,164 @@
+"""`edgekd bench` on language-model bundles (device/lm_bundle.py), with numpy, onnxruntime and tokenizers only.
+
+Per bundle: generation speed at batch 1 (time to first token, per-token p50/p99, tokens/s; edgekd.lm.bench, the
+code the pipeline's bench stage runs), greedy or top-k sampling, from held-out prompts (the bundle's
+eval_blocks.npy) or the user's (`--texts`, one per line, tokenized with the bundle's tokenizer.json); perplexity on
+the bundle's held-out blocks, and the bundle's gate: perplexity at most (1 + max_increase) x the reference's, the
+reference measured on the same blocks on the build machine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgekd.core.environment import describe
+from edgekd.core.errors import ArtifactError, ConfigError, DataError
+from edgekd.device.lm_bundle import TOKENIZER, model_file, read_eval_blocks, verify_lm_bundle
+
+LM_DEVICE_REPORT = "edgekd.lm-device-report/1"
+# Used only for a bundle that records no bench settings (made before it did); the pipeline's own defaults.
+FALLBACK_BENCH = {"prompts": 20, "prompt_tokens": 32, "new_tokens": 64, "rounds": 1}
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How the device generates: greedy (top_k None) or sampling among the top_k at temperature; new_tokens and
+    prompts None take the bundle's recorded bench settings."""
+
+    top_k: Optional[int] = None
+    temperature: float = 1.0
+    seed: int = 0
+    new_tokens: Optional[int] = None
+    prompts: Optional[int] = None
+
+    def describe(self) -> dict[str, Any]:
+        if self.top_k is None:
+            return {"mode": "greedy"}
+        return {"mode": "top-k sampling", "top_k": self.top_k, "temperature": self.temperature, "seed": self.seed}
+
+
+def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, texts: Optional[Path] = None,
+                     decoding: Decoding = Decoding()) -> dict[str, Any]:
+    """One report (format edgekd.lm-device-report/1) for the bundles, every file verified before anything loads."""
+    from edgekd.lm.bench import generation_speed
+    from edgekd.lm.generate import load_decoder
+
+    bundles = [(Path(d), verify_lm_bundle(d)) for d in bundle_dirs]
+    _one_tokenizer(bundles)
+    names = _artifact_names(bundles)
+    blocks = {name: read_eval_blocks(d, m) for name, (d, m) in zip(names, bundles, strict=True)}
+    settings = {**FALLBACK_BENCH, **(bundles[0][1].get("bench") or {})}
+    new_tokens = decoding.new_tokens or int(settings["new_tokens"])
+    prompts, source = _prompts(bundles[0], blocks[names[0]], texts, settings, decoding, new_tokens)
+    decoders = {name: load_decoder(d / model_file(m), threads) for name, (d, m) in zip(names, bundles, strict=True)}
+    speed = generation_speed(decoders, prompts, new_tokens, int(settings["rounds"]), decoding.top_k, decoding.temperature,
+                             decoding.seed)
+    rows = [_row(name, d, m, decoders[name], blocks[name], speed[name]) for name, (d, m) in zip(names, bundles, strict=True)]
+    warnings = [f"{row['artifact']}: the bundle carries no held-out blocks; perplexity and the gate need a bundle rebuilt "
+                "by this edgekd" for row in rows if row["perplexity"] is None]
+    return {"format": LM_DEVICE_REPORT, "prompts": {"count": len(prompts), "source": source, "tokens": [int(len(p)) for p in prompts]},
+            "new_tokens": new_tokens, "rounds": int(settings["rounds"]), "decoding": decoding.describe(),
+            "threads": threads, "rows": rows, "gate": _verdict(rows), "environment": describe(),
+            "warnings": warnings}
+
+
+def _artifact_names(bundles: list) -> list[str]:
+    names = [f"{m.get('target') or d.name}/{m.get('precision') or 'fp32'}" for d, m in bundles]
+    if len(set(names)) < len(names):  # two copies of one target's bundle: name them by folder instead
+        names = [f"{d.name}/{m.get('precision') or 'fp32'}" for d, m in bundles]
+    return names
+
+
+def _one_tokenizer(bundles: list) -> None:
+    """Prompts are tokenized once, so every bundle benched together must carry the same tokenizer.json."""
+    digests = {m["files"][TOKENIZER] for _d, m in bundles}
+    if len(digests) > 1:
+        raise ArtifactError(f"{', '.join(str(d) for d, _m in bundles)}: the bundles carry different tokenizers; "
+                            "bench them one at a time")
+
+
+def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], settings: dict, decoding: Decoding,
+             new_tokens: int) -> tuple[list[np.ndarray], str]:
+    from edgekd.lm.bench import held_out_prompts
+
+    bundle_dir, manifest = first
+    context = int(manifest.get("context") or 0)
+    if texts is not None:
+        prompts = _text_prompts(Path(texts), bundle_dir / TOKENIZER, context, new_tokens)
+        return prompts[: decoding.prompts or None], str(texts)
+    if blocks is None:
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (eval_blocks.npy: built "
+                            "before bundles did); give prompts with --texts FILE, one per line")
+    prompt_tokens = int(settings["prompt_tokens"])
+    if context and prompt_tokens + new_tokens > context:
+        raise ConfigError(f"--new-tokens {new_tokens}: with the bundle's prompts of {prompt_tokens} tokens that exceeds the "
+                          f"model's context of {context}; ask for at most {context - prompt_tokens}")
+    count = decoding.prompts or int(settings["prompts"])
+    return held_out_prompts(blocks, count, prompt_tokens), f"{bundle_dir / 'eval_blocks.npy'} (held-out test blocks)"
+
+
+def _text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: int) -> list[np.ndarray]:
+    """One prompt per non-blank line, tokenized with the bundle's tokenizer (no special tokens added)."""
+    from edgekd.lm.tokenizer import LMTokenizer
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"--texts {path}: not UTF-8 text (byte {exc.start}); give one prompt per line in UTF-8") from None
+    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not numbered:
+        raise DataError(f"--texts {path}: no prompt in it; write one prompt per line")
+    tokenizer = LMTokenizer(tokenizer_path)
+    prompts = []
+    for number, line in numbered:
+        ids = tokenizer.encode(line).astype(np.int64)
+        if context and len(ids) + new_tokens > context:
+            raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, and with {new_tokens} new tokens that "
+                            f"exceeds the model's context of {context}; shorten it or pass a smaller --new-tokens")
+        prompts.append(ids)
+    return prompts
+
+
+def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[np.ndarray], speed: dict) -> dict:
+    from edgekd.lm.evaluate import onnx_perplexity
+
+    perplexity = None if blocks is None else round(onnx_perplexity(decoder, blocks), 4)
+    row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"),
+           "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
+           "bytes": (bundle_dir / model_file(manifest)).stat().st_size, "perplexity": perplexity,
+           "eval_blocks": None if blocks is None else int(len(blocks)), **speed}
+    return row | _gate_check(bundle_dir, manifest, perplexity)
+
+
+def _gate_check(bundle_dir: Path, manifest: dict, perplexity: Optional[float]) -> dict:
+    """The bundle's gate on this machine's perplexity: PASS, FAIL, or n/a with why."""
+    gate = manifest.get("gate") or {}
+    max_increase, reference = gate.get("max_increase"), gate.get("reference", "student_fp32")
+    if max_increase is not None and (not isinstance(max_increase, (int, float)) or max_increase < 0):
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: gate.max_increase {max_increase!r} is not a number >= 0; "
+                            "rebuild the bundle")
+    known = ((manifest.get("eval") or {}).get("reference_perplexity") or {}).get(reference)
+    if perplexity is None:
+        return {"gate": "n/a", "why": "perplexity not measured (no held-out blocks in the bundle)"}
+    if max_increase is None:
+        return {"gate": "n/a", "why": "the bundle's gate sets no max_increase"}
+    if not isinstance(known, (int, float)) or known <= 0:
+        return {"gate": "n/a", "why": f"the manifest has no {reference} perplexity on these blocks"}
+    increase = perplexity / known - 1
+    return {"reference": {"name": reference, "perplexity": known}, "perplexity_increase": round(increase, 6),
+            "gate": "PASS" if increase <= max_increase else "FAIL",
+            "why": f"perplexity {perplexity:.3f} vs {reference} {known:.3f}: {increase:+.2%} (limit +{max_increase * 100:g}%)"}
+
+
+def _verdict(rows: list[dict]) -> dict:
+    """Failed when any bundle fails; not evaluated (passed None) when no bundle could be checked."""
+    checked = [row for row in rows if row["gate"] in ("PASS", "FAIL")]
+    failed = sum(row["gate"] == "FAIL" for row in checked)
+    if not checked:
+        return {"passed": None, "summary": "gate: not evaluated (no bundle with held-out blocks and a gate)"}
+    passed = failed == 0
+    return {"passed": passed, "summary": f"gate: {'PASS' if passed else 'FAIL'} ({failed} failed, "
+                                         f"{len(checked) - failed} passed, {len(rows) - len(checked)} not evaluated)"}

@@ -1,0 +1,174 @@
+"""`edgekd bench` on language-model bundles (device/lm_bench.py): torch-free generation speed, perplexity on the
+bundle's held-out blocks and the bundle's gate; bad bundles and prompt files are one-line errors naming the file."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.blocking import CLI_WITHOUT_TORCH
+from tests.faults.helpers import assert_one_line_error
+
+pytest.importorskip("transformers")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("torch")
+
+from edgekd import api  # noqa: E402
+from edgekd.cli import main  # noqa: E402
+from edgekd.core.fileio import read_json, sha256_of, write_json_atomic  # noqa: E402
+from edgekd.device.lm_bench import Decoding  # noqa: E402
+from edgekd.lm.evaluate import onnx_perplexity  # noqa: E402
+from edgekd.lm.generate import OnnxDecoder  # noqa: E402
+from edgekd.lm.tokenizer import LMTokenizer  # noqa: E402
+from tests.device.tiny_lm import BENCH, build_lm_run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    return build_lm_run(tmp_path_factory.mktemp("lm-device"))
+
+
+@pytest.fixture
+def run_copy(lm_run, tmp_path):
+    return shutil.copytree(lm_run, tmp_path / "run")
+
+
+def test_a_run_folder_of_lm_bundles_is_benched_and_gated_with_torch_blocked(lm_run, tmp_path):
+    out, json_out = tmp_path / "out", tmp_path / "lm.json"
+    done = subprocess.run([sys.executable, "-c", CLI_WITHOUT_TORCH, "bench", str(lm_run), "--out", str(out),
+                           "--json-out", str(json_out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "x86-cpu/fp32" in done.stdout and "arm64-cpu/int8" in done.stdout and "gate: PASS" in done.stdout
+    report = json.loads(json_out.read_text())
+    assert report == read_json(out / "lm-report.json") and "| x86-cpu/fp32 |" in (out / "report.md").read_text()
+    assert report["format"] == "edgekd.lm-device-report/1" and report["decoding"] == {"mode": "greedy"}
+    assert report["prompts"]["count"] == BENCH["prompts"] and report["prompts"]["tokens"] == [BENCH["prompt_tokens"]] * 3
+    blocks = np.load(lm_run / "bundle" / "x86-cpu" / "eval_blocks.npy", allow_pickle=False)
+    for row in report["rows"]:
+        # every timing of a batch-1 generation, measured here
+        assert row["generations"] == BENCH["prompts"] * BENCH["rounds"] and row["tokens_per_second"] > 0
+        assert row["time_to_first_token_ms"] > 0 and 0 < row["per_token_p50_ms"] <= row["per_token_p99_ms"]
+        # the perplexity is the bundle's model on its held-out blocks, as a second measurement here finds it
+        expected = onnx_perplexity(OnnxDecoder(lm_run / "bundle" / row["target"] / "model.onnx"), blocks)
+        assert row["perplexity"] == pytest.approx(expected, abs=1e-3) and row["eval_blocks"] == len(blocks)
+        reference = read_json(lm_run / "bundle" / row["target"] / "manifest.json")["eval"]["reference_perplexity"]["student_fp32"]
+        assert row["gate"] == ("PASS" if row["perplexity"] / reference - 1 <= 0.05 else "FAIL")
+    fp32 = next(row for row in report["rows"] if row["precision"] == "fp32")
+    assert fp32["perplexity"] == pytest.approx(fp32["reference"]["perplexity"], abs=1e-3)  # the reference's own model
+    assert report["gate"]["passed"] is True
+    assert {"cpu", "libraries"} <= set(report["environment"]) and "flags" in report["environment"]["cpu"]
+
+
+def test_top_k_sampling_is_timed_and_recorded(lm_run):
+    bundle = lm_run / "bundle" / "x86-cpu"
+    report = api.bench(bundle, decoding=Decoding(top_k=5, temperature=0.7, seed=3, new_tokens=6, prompts=2))
+    assert report["decoding"] == {"mode": "top-k sampling", "top_k": 5, "temperature": 0.7, "seed": 3}
+    (row,) = report["rows"]
+    assert report["new_tokens"] == 6 and row["generations"] == 2 and row["tokens_per_second"] > 0
+
+
+def test_prompts_from_a_texts_file_are_tokenized_with_the_bundle_tokenizer(lm_run, tmp_path):
+    texts = tmp_path / "prompts.txt"
+    texts.write_text("def function_1(x):\n\n   \nreturn alpha + x * 2\nclass Beta:\n", encoding="utf-8")
+    bundle = lm_run / "bundle" / "x86-cpu"
+    report = api.bench(bundle, texts=texts)
+    tokenizer = LMTokenizer(bundle / "tokenizer.json")
+    lines = ["def function_1(x):", "return alpha + x * 2", "class Beta:"]  # blank lines are not prompts
+    assert report["prompts"] == {"count": 3, "source": str(texts), "tokens": [len(tokenizer.encode(t)) for t in lines]}
+    assert report["rows"][0]["perplexity"] is not None  # still scored on the bundle's held-out blocks
+
+
+def test_a_failed_gate_exits_1_after_writing_the_report(run_copy, tmp_path):
+    """A reference the model cannot come within 5% of (half its own perplexity) fails; the report is still written."""
+    bundle = run_copy / "bundle" / "x86-cpu"
+    manifest = read_json(bundle / "manifest.json")
+    manifest["eval"]["reference_perplexity"]["student_fp32"] /= 2
+    write_json_atomic(bundle / "manifest.json", manifest)
+    result = CliRunner().invoke(main, ["bench", str(bundle), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 1, result.output
+    report = read_json(tmp_path / "r.json")
+    assert report["rows"][0]["gate"] == "FAIL" and report["gate"]["passed"] is False
+    assert report["rows"][0]["perplexity_increase"] == pytest.approx(1.0, abs=1e-3)  # twice the halved reference
+    assert "(limit +5%)" in report["rows"][0]["why"]
+    assert "gate: FAIL (1 failed" in result.output
+
+
+def test_a_bundle_missing_its_tokenizer_is_one_line_naming_it(run_copy):
+    bundle = run_copy / "bundle" / "x86-cpu"
+    (bundle / "tokenizer.json").unlink()
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "tokenizer.json"), "missing")
+
+
+def test_a_manifest_without_a_tokenizer_entry_is_refused(run_copy):
+    bundle = run_copy / "bundle" / "x86-cpu"
+    manifest = read_json(bundle / "manifest.json")
+    del manifest["files"]["tokenizer.json"]
+    write_json_atomic(bundle / "manifest.json", manifest)
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), "manifest.json", "lists no tokenizer.json")
+
+
+def test_a_modified_model_is_refused_before_loading(run_copy):
+    bundle = run_copy / "bundle" / "x86-cpu"
+    with open(bundle / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "model.onnx"), "sha256")
+
+
+def test_an_empty_prompts_file_is_one_line_naming_it(lm_run, tmp_path):
+    texts = tmp_path / "empty.txt"
+    texts.write_text("\n  \n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["bench", str(lm_run / "bundle" / "x86-cpu"), "--texts", str(texts)])
+    assert_one_line_error(result, str(texts), "no prompt")
+
+
+def test_a_prompt_longer_than_the_context_names_its_line(lm_run, tmp_path):
+    texts = tmp_path / "long.txt"
+    texts.write_text("short\n" + "alpha beta gamma " * 40 + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["bench", str(lm_run / "bundle" / "x86-cpu"), "--texts", str(texts)])
+    assert_one_line_error(result, str(texts), "line 2", "context of 32")
+
+
+def test_a_bundle_without_held_out_blocks_needs_prompts_and_is_not_gated(run_copy, tmp_path):
+    """A bundle made before bundles carried eval_blocks.npy: prompts from --texts work, the gate is not evaluated."""
+    bundle = run_copy / "bundle" / "x86-cpu"
+    manifest = read_json(bundle / "manifest.json")
+    del manifest["files"]["eval_blocks.npy"], manifest["eval"]
+    write_json_atomic(bundle / "manifest.json", manifest)
+    (bundle / "eval_blocks.npy").unlink()
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), "no held-out blocks", "--texts")
+    texts = tmp_path / "p.txt"
+    texts.write_text("def f(x):\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["bench", str(bundle), "--texts", str(texts)])
+    assert result.exit_code == 0, result.output
+    assert "gate: not evaluated" in result.output and "n/a" in result.output
+
+
+def test_a_pickled_eval_file_is_refused(run_copy):
+    bundle = run_copy / "bundle" / "x86-cpu"
+    np.save(bundle / "eval_blocks.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    manifest = read_json(bundle / "manifest.json")
+    manifest["files"]["eval_blocks.npy"] = sha256_of(bundle / "eval_blocks.npy")  # even with a matching sha256
+    write_json_atomic(bundle / "manifest.json", manifest)
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "eval_blocks.npy"), "not a plain .npy")
+
+
+def test_a_temperature_without_top_k_is_a_usage_error(lm_run):
+    result = CliRunner().invoke(main, ["bench", str(lm_run / "bundle" / "x86-cpu"), "--temperature", "0.5"])
+    assert result.exit_code == 2 and "--temperature: applies to sampling; give --top-k" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--new-tokens", "30"], "context of 32"),
+    (["--images", "."], "--texts"),
+])
+def test_bad_lm_options_are_one_line_errors(lm_run, args, message):
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(lm_run / "bundle" / "x86-cpu"), *args]), message)
+
+
+def test_lm_options_on_an_image_bundle_are_refused(tiny_bundle):
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(tiny_bundle), "--top-k", "5"]), "language models")

@@ -1,0 +1,46 @@
+"""A tiny language model's run folder with two real bundles (fp32 and dynamic int8), made in seconds: a byte-level
+BPE tokenizer trained on the generated corpus of tests/lm, an untrained one-layer GPT-2 exported with its KV cache,
+held-out blocks from files the tokenizer never saw, and the fp32 model's perplexity on them as the gate's reference
+(measured, as the pipeline's compile stage measures it). Building needs torch; benching them must not."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tests.lm.conftest import write_corpus
+
+CONTEXT = 32
+BENCH = {"prompts": 3, "prompt_tokens": 8, "new_tokens": 8, "rounds": 1}
+
+
+def build_lm_run(root: Path) -> Path:
+    from edgekd.device.lm_bundle import write_lm_bundle
+    from edgekd.lm.evaluate import onnx_perplexity
+    from edgekd.lm.export import export_decoder
+    from edgekd.lm.generate import OnnxDecoder
+    from edgekd.lm.models import LMShape, build_lm, gpt2_config
+    from edgekd.lm.quantize import quantize_decoder
+    from edgekd.lm.tokenizer import LMTokenizer, blocks, train_tokenizer
+
+    corpus = write_corpus(root / "corpus", files=40)
+    files = sorted(corpus.rglob("*.py"))
+    train, held_out = files[:30], files[30:]
+    tokenizer = LMTokenizer(train_tokenizer((p.read_text() for p in train), 300, root / "tokenizer.json"))
+    eval_blocks = blocks(tokenizer.encode_documents(p.read_text() for p in held_out), CONTEXT)[:6]
+    model = build_lm(gpt2_config(tokenizer.vocab_size, LMShape(layers=1, width=32, heads=2, context=CONTEXT),
+                                 eos_id=tokenizer.eos_id), seed=0)
+    fp32 = export_decoder(model, root / "models" / "student-fp32.onnx")
+    int8 = quantize_decoder(fp32, root / "models" / "student-dynamic.onnx", "dynamic", reduce_range=True)
+    reference = round(onnx_perplexity(OnnxDecoder(fp32), eval_blocks), 4)
+    run = root / "run"
+    for target, precision, model_path in (("x86-cpu", "fp32", fp32), ("arm64-cpu", "int8", int8)):
+        info = {"task": "language-model", "target": target, "precision": precision,
+                "quantization": {"method": "dynamic" if precision == "int8" else "none"}, "context": CONTEXT,
+                "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
+                "gate": {"max_increase": 0.05, "reference": "student_fp32"}, "bench": BENCH,
+                "eval": {"file": "eval_blocks.npy", "split": "test", "blocks": len(eval_blocks), "block_tokens": CONTEXT,
+                         "reference_perplexity": {"student_fp32": reference}}}
+        write_lm_bundle(run / "bundle" / target, model_path, tokenizer.path, info, eval_blocks)
+    np.save(root / "eval_blocks_copy.npy", eval_blocks, allow_pickle=False)
+    return run
