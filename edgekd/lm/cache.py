@@ -70,11 +70,41 @@ class TopKEntry:
 
     def finish(self) -> None:
         """Flush the arrays, then mark the entry complete: only now will a later run trust it."""
-        for array in (self.values, self.indices, self.logsumexp):
-            array.flush()
-        meta_path = self.folder / "meta.json"
-        write_json_atomic(meta_path, {**read_json(meta_path), "complete": True})
+        mark_complete(self.folder, (self.values, self.indices, self.logsumexp))
         self.complete = True
+
+
+# The entry life cycle both LM caches share (this top-k cache and sequences.py's continuations): metadata written
+# first with complete false, arrays filled through memmaps, then flushed and marked complete; open() trusts only
+# a complete entry, create() clears an unfinished one.
+
+
+def read_complete(folder: Path, fmt: str, names) -> tuple[dict, dict[str, np.ndarray]] | None:
+    """meta.json and the named .npy arrays (memory-mapped, read-only, no pickle) of a complete entry in the
+    given format; None when missing, unfinished or unreadable."""
+    try:
+        meta = read_json(folder / "meta.json")
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in names}
+    except (OSError, ValueError, EdgeKDError):
+        return None
+    return (meta, arrays) if meta.get("format") == fmt and meta.get("complete") else None
+
+
+def empty_folder(folder: Path, complete_exists: bool) -> None:
+    """A fresh folder for a new entry: refused over a complete one, an unfinished fill of the same key removed
+    (its contents are worthless)."""
+    if complete_exists:
+        raise DataError(f"{folder}: a complete cache entry exists under this key; open() it instead of refilling it")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
+def mark_complete(folder: Path, arrays) -> None:
+    for array in arrays:
+        array.flush()
+    meta_path = folder / "meta.json"
+    write_json_atomic(meta_path, {**read_json(meta_path), "complete": True})
 
 
 class TopKLogitCache:
@@ -85,13 +115,10 @@ class TopKLogitCache:
     def open(self, key: str) -> TopKEntry | None:
         """A complete entry under `key`, memory-mapped read-only, or None (missing, unfinished or damaged)."""
         folder = self.root / key
-        try:
-            meta = read_json(folder / "meta.json")
-            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
-        except (OSError, ValueError, EdgeKDError):
+        found = read_complete(folder, FORMAT, ARRAYS)
+        if found is None or not _shapes_match(found[1], found[0]):
             return None
-        if meta.get("format") != FORMAT or not meta.get("complete") or not _shapes_match(arrays, meta):
-            return None
+        meta, arrays = found
         return TopKEntry(folder, arrays["values"], arrays["indices"], arrays["logsumexp"], float(meta["temperature"]), True)
 
     def create(self, key: str, blocks: int, block_length: int, k: int, temperature: float, describe: dict | None = None) -> TopKEntry:
@@ -103,11 +130,7 @@ class TopKLogitCache:
             raise ConfigError(f"top-k cache: {blocks} blocks x {block_length} tokens x k={k} needs {needed / 2**20:.0f} MiB, "
                               f"over the {self.max_bytes / 2**20:.0f} MiB budget; lower k, use fewer blocks or raise the budget")
         folder = self.root / key
-        if self.open(key) is not None:
-            raise DataError(f"{folder}: a complete cache entry exists under this key; open() it instead of refilling it")
-        if folder.exists():  # an unfinished or damaged fill of the same key: its contents are worthless, start again
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
+        empty_folder(folder, self.open(key) is not None)
         shapes = {"values": (blocks, block_length, k), "indices": (blocks, block_length, k), "logsumexp": (blocks, block_length)}
         # Metadata first, marked incomplete: a crash from here on leaves an entry that open() ignores.
         write_json_atomic(folder / "meta.json", {"format": FORMAT, "key": key, "k": k, "temperature": float(temperature),

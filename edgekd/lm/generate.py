@@ -80,18 +80,27 @@ class OnnxDecoder:
         self.context = int(context) if context else None
 
     def empty_cache(self) -> list[np.ndarray]:
-        return [np.zeros((1, self.heads, 0, self.head_size), dtype=np.float32) for _ in self.past_names]
+        return empty_kv_cache(len(self.past_names), self.heads, self.head_size)
 
     def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Logits for each new token (batch 1) and the cache grown by them."""
-        past = cache[0].shape[2]
-        seq = len(new_ids)
-        feed = {"input_ids": np.asarray(new_ids, dtype=np.int64).reshape(1, seq),
-                "attention_mask": np.ones((1, past + seq), dtype=np.int64),
-                "position_ids": np.arange(past, past + seq, dtype=np.int64).reshape(1, seq),
-                **dict(zip(self.past_names, cache))}
-        logits, *present = self.session.run(self.output_names, feed)
+        logits, *present = self.session.run(self.output_names, step_inputs(new_ids, cache, self.past_names))
         return logits[0], present
+
+
+def empty_kv_cache(entries: int, heads: int, head_size: int) -> list[np.ndarray]:
+    """A KV cache holding no tokens: `entries` arrays (a key and a value per layer) of shape (1, heads, 0, head_size)."""
+    return [np.zeros((1, heads, 0, head_size), dtype=np.float32) for _ in range(entries)]
+
+
+def step_inputs(new_ids: np.ndarray, cache: list[np.ndarray], past_names: list[str]) -> dict[str, np.ndarray]:
+    """One decoding step's inputs at batch 1, the same for every runtime: the new tokens, a mask over the cached and
+    new positions, their positions, and the cache under its input names."""
+    past, seq = cache[0].shape[2], len(new_ids)
+    return {"input_ids": np.asarray(new_ids, dtype=np.int64).reshape(1, seq),
+            "attention_mask": np.ones((1, past + seq), dtype=np.int64),
+            "position_ids": np.arange(past, past + seq, dtype=np.int64).reshape(1, seq),
+            **dict(zip(past_names, cache))}
 
 
 def generate(decoder: Decoder, prompt_ids, new_tokens: int, top_k: Optional[int] = None, temperature: float = 1.0,

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgekd.core.errors import ArtifactError, ConfigError, openvino_reason
 from edgekd.core.fileio import atomic_files
+from edgekd.lm.generate import empty_kv_cache, step_inputs
 
 OV_METHODS = ("ov_int8", "ov_int4")
 CONTEXT_INFO = ["edgekd", "lm_context"]  # rt_info path of the context length in the IR
@@ -130,16 +131,11 @@ class OpenVinoDecoder:
         self._request = compiled.create_infer_request()
 
     def empty_cache(self) -> list[np.ndarray]:
-        return [np.zeros((1, self.heads, 0, self.head_size), dtype=np.float32) for _ in self.past_names]
+        return empty_kv_cache(len(self.past_names), self.heads, self.head_size)
 
     def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Logits for each new token (batch 1) and the cache grown by them."""
-        past = cache[0].shape[2]
-        seq = len(new_ids)
-        feed = {"input_ids": np.asarray(new_ids, dtype=np.int64).reshape(1, seq),
-                "attention_mask": np.ones((1, past + seq), dtype=np.int64),
-                "position_ids": np.arange(past, past + seq, dtype=np.int64).reshape(1, seq),
-                **dict(zip(self.past_names, cache))}
+        feed = step_inputs(new_ids, cache, self.past_names)
         # share_inputs: no copy of the cache going in; outputs are copied (the default), since the request
         # reuses its output buffers on the next step while the caller still holds this step's cache.
         result = self._request.infer(feed, share_inputs=True)

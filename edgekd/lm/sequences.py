@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from edgekd.core.errors import ConfigError, DataError, EdgeKDError
-from edgekd.core.fileio import read_json, write_json_atomic
+from edgekd.core.errors import ConfigError, DataError
+from edgekd.core.fileio import write_json_atomic
+from edgekd.lm.cache import empty_folder, mark_complete, read_complete
 
 FORMAT = "edgekd.lm-teacher-sequences/1"
 DEFAULT_MAX_BYTES = 512 * 1024 ** 2  # 134M tokens: far beyond what a CPU teacher generates in an hour
@@ -87,9 +87,7 @@ class SequenceEntry:
 
     def finish(self) -> None:
         """Flush the tokens, then mark the entry complete: only now will a later run trust it."""
-        self.tokens.flush()
-        meta_path = self.folder / "meta.json"
-        write_json_atomic(meta_path, {**read_json(meta_path), "complete": True})
+        mark_complete(self.folder, (self.tokens,))
         self.complete = True
 
 
@@ -101,13 +99,11 @@ class SequenceCache:
     def open(self, key: str) -> SequenceEntry | None:
         """A complete entry under `key`, memory-mapped read-only, or None (missing, unfinished or damaged)."""
         folder = self.root / key
-        try:
-            meta = read_json(folder / "meta.json")
-            tokens = np.load(folder / "tokens.npy", mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EdgeKDError):
+        found = read_complete(folder, FORMAT, ("tokens",))
+        if found is None:
             return None
-        if (meta.get("format") != FORMAT or not meta.get("complete") or tokens.dtype != np.int32
-                or list(tokens.shape) != meta.get("shape")):
+        meta, tokens = found[0], found[1]["tokens"]
+        if tokens.dtype != np.int32 or list(tokens.shape) != meta.get("shape"):
             return None
         return SequenceEntry(folder, tokens, int(meta["prompt_tokens"]), True)
 
@@ -119,11 +115,7 @@ class SequenceCache:
             raise ConfigError(f"distill.sequence: {prompts} prompts x {shape[1]} tokens need {needed / 2**20:.0f} MiB, over "
                               f"the {self.max_bytes / 2**20:.0f} MiB budget of the sequence cache; use fewer prompts or tokens")
         folder = self.root / key
-        if self.open(key) is not None:
-            raise DataError(f"{folder}: a complete cache entry exists under this key; open() it instead of refilling it")
-        if folder.exists():  # an unfinished or damaged fill of the same key: its contents are worthless, start again
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
+        empty_folder(folder, self.open(key) is not None)
         # Metadata first, marked incomplete: a crash from here on leaves an entry that open() ignores.
         write_json_atomic(folder / "meta.json", {"format": FORMAT, "key": key, "shape": list(shape), "prompt_tokens": prompt_tokens,
                                                  "bytes": needed, "complete": False, **(describe or {})})
