@@ -46,7 +46,7 @@ import torch  # noqa: E402
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import read_json, sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.lm.bench import generation_speed, greedy_agreement  # noqa: E402
+from edgekd.lm.bench import greedy_agreement, speed_at_fastest_threads  # noqa: E402
 from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
 from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
@@ -255,15 +255,7 @@ def int8_choice(student_onnx: Path, val: np.ndarray, val_prompts: list[np.ndarra
 
 
 def fastest_setting(paths: dict[str, Path], prompts: list[np.ndarray], sizes: Sizes, rounds: int) -> tuple[dict, dict]:
-    """Each model's generation speed at each thread count in sizes.threads (models interleaved per prompt), and
-    per model the setting with the most tokens/s (its row gains "threads")."""
-    by_threads = {threads: generation_speed({name: OnnxDecoder(path, threads) for name, path in paths.items()}, prompts,
-                                            sizes.new_tokens, rounds) for threads in sizes.threads}
-    best = {}
-    for name in paths:
-        threads = max(by_threads, key=lambda t: by_threads[t][name]["tokens_per_second"] or 0.0)
-        best[name] = {**by_threads[threads][name], "threads": threads}
-    return best, by_threads
+    return speed_at_fastest_threads(paths, prompts, sizes.new_tokens, rounds, sizes.threads)
 
 
 def greedy_match(model, onnx_path: Path, prompts: list[np.ndarray], new_tokens: int) -> dict:

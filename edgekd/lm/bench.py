@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgekd.lm.generate import Decoder, generate
+from edgekd.lm.generate import Decoder, generate, load_decoder
 
 
 def generation_speed(decoders: dict[str, Decoder], prompts: list[np.ndarray], new_tokens: int, rounds: int = 1,
@@ -35,6 +35,21 @@ def held_out_prompts(blocks: np.ndarray, count: int, tokens: int) -> list[np.nda
     """Prompts from held-out token blocks: the first `tokens` of `count` blocks spread evenly over them."""
     rows = np.unique(np.linspace(0, len(blocks) - 1, count).astype(int))
     return [blocks[row, :tokens] for row in rows]
+
+
+def speed_at_fastest_threads(paths: dict, prompts: list[np.ndarray], new_tokens: int, rounds: int = 1,
+                             thread_counts: tuple[int, ...] = (1, 2)) -> tuple[dict, dict]:
+    """generation_speed of each model file at each intra-op thread count (models interleaved per prompt), and per
+    model the count with the most tokens/s (its row gains "threads"). At batch 1 a small decoder's products are too
+    small to split: on a 2-core machine 2 threads halved a 2 x 128 student's decode rate, so a fair comparison of
+    two files puts each at its own faster setting."""
+    by_threads = {threads: generation_speed({name: load_decoder(path, threads) for name, path in paths.items()}, prompts,
+                                            new_tokens, rounds) for threads in thread_counts}
+    best = {}
+    for name in paths:
+        threads = max(by_threads, key=lambda t: by_threads[t][name]["tokens_per_second"] or 0.0)
+        best[name] = {**by_threads[threads][name], "threads": threads}
+    return best, by_threads
 
 
 def _medians(rows: list[dict]) -> dict:

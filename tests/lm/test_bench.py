@@ -15,7 +15,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-from edgekd.lm.bench import generation_speed, greedy_agreement  # noqa: E402
+from edgekd.lm.bench import generation_speed, greedy_agreement, speed_at_fastest_threads  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
 from edgekd.lm.generate import OnnxDecoder, generate  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config  # noqa: E402
@@ -36,6 +36,15 @@ def test_speed_has_every_timing_per_model(two_decoders):
     for row in speed.values():
         assert row["generations"] == len(PROMPTS) * 2 and row["tokens_per_second"] > 0
         assert row["time_to_first_token_ms"] > 0 and 0 < row["per_token_p50_ms"] <= row["per_token_p99_ms"]
+
+
+def test_each_model_is_reported_at_its_faster_thread_count(two_decoders):
+    paths = {"a": two_decoders[0], "b": two_decoders[1]}
+    best, by_threads = speed_at_fastest_threads(paths, PROMPTS, new_tokens=4, rounds=1, thread_counts=(1, 2))
+    assert set(by_threads) == {1, 2} and set(best) == {"a", "b"}
+    for name, row in best.items():
+        assert row["tokens_per_second"] == max(by_threads[t][name]["tokens_per_second"] for t in (1, 2))
+        assert by_threads[row["threads"]][name]["tokens_per_second"] == row["tokens_per_second"]
 
 
 def test_agreement_counts_equal_greedy_tokens(two_decoders):
