@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekd.core.environment import describe
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
-from edgekd.device.lm_bundle import TOKENIZER, model_file, read_eval_blocks, verify_lm_bundle
+from edgekd.device.lm_bundle import TOKENIZER, model_bytes, model_file, read_eval_blocks, verify_lm_bundle
 
 LM_DEVICE_REPORT = "edgekd.lm-device-report/1"
 # Used only for a bundle that records no bench settings (made before it did); the pipeline's own defaults.
@@ -128,7 +128,7 @@ def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[
     perplexity = None if blocks is None else round(onnx_perplexity(decoder, blocks), 4)
     row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"),
            "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
-           "bytes": (bundle_dir / model_file(manifest)).stat().st_size, "perplexity": perplexity,
+           "bytes": model_bytes(bundle_dir, manifest), "perplexity": perplexity,
            "eval_blocks": None if blocks is None else int(len(blocks)), **speed}
     return row | _gate_check(bundle_dir, manifest, perplexity)
 

@@ -92,6 +92,12 @@ def model_file(manifest: dict[str, Any]) -> str:
     return name if isinstance(name, str) else MODEL
 
 
+def model_bytes(bundle_dir: Path, manifest: dict[str, Any]) -> int:
+    """The decoder's size on disk: its file, plus the weights file beside an OpenVINO .xml."""
+    path = Path(bundle_dir) / model_file(manifest)
+    return path.stat().st_size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0)
+
+
 def read_eval_blocks(bundle_dir: Path, manifest: dict[str, Any]) -> np.ndarray | None:
     """The held-out blocks the bundle carries (verified already), checked to be token ids the model takes; None
     for a bundle built before it carried any."""

@@ -150,12 +150,21 @@ def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
     bundle = run_dir / "bundle" / "intel-cpu"
     manifest = read_json(bundle / "manifest.json")
     assert manifest["runtime"] == "openvino" and manifest["model"] == "model.xml"
-    assert set(manifest["files"]) == {"model.xml", "model.bin", "tokenizer.json"}
+    assert set(manifest["files"]) == {"model.xml", "model.bin", "tokenizer.json", "eval_blocks.npy"}
     assert all(sha256_of(bundle / name) == digest for name, digest in manifest["files"].items())
     decoder = load_decoder(bundle / "model.xml")
     assert isinstance(decoder, OpenVinoDecoder) and decoder.context == 32
     tokenizer = LMTokenizer(bundle / "tokenizer.json")
     assert len(generate(decoder, tokenizer.encode("def function_1"), 6).tokens) == 6
+    # the device's `edgekd bench` runs the IR too, and scores it as the build machine did on the same blocks
+    from edgekd.device.lm_bench import bench_lm_bundles
+    from edgekd.lm.evaluate import onnx_perplexity
+
+    device_row = bench_lm_bundles([bundle])["rows"][0]
+    eval_blocks = np.load(bundle / "eval_blocks.npy", allow_pickle=False)
+    assert device_row["perplexity"] == pytest.approx(onnx_perplexity(decoder, eval_blocks), rel=1e-4)
+    assert device_row["tokens_per_second"] > 0 and device_row["gate"] in ("PASS", "FAIL")
+    assert device_row["bytes"] == (bundle / "model.xml").stat().st_size + (bundle / "model.bin").stat().st_size
 
     rows = {row["target"]: row for row in read_json(run_dir / "lm-report.json")["rows"]}
     assert rows["intel-cpu"]["runtime"] == "openvino" and rows["x86-cpu"]["runtime"] == "onnxruntime"
