@@ -1,0 +1,32 @@
+"""benchmarks/distill_fashion_mnist.py's epoch-time ratios: a run whose training rounds to 0 s (the --smoke sizes
+on a quiet machine) gives no ratio and fails its check, instead of crashing the script (it once failed CI)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_fashion_mnist.py"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def script(monkeypatch_module):
+    monkeypatch_module.syspath_prepend(str(SCRIPT.parent))  # the script imports benchmarks/smoke.py beside it
+    spec = importlib.util.spec_from_file_location("distill_fashion_mnist", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_zero_denominator_gives_no_ratio_and_fails_the_check(script):
+    assert script._ratio(1.2, 1.0) == 1.2 and script._ratio(0.5, 0.0) is None
+    assert script._at_most(1.2, 1.3) and not script._at_most(1.4, 1.3) and not script._at_most(None, 1.3)
