@@ -1,6 +1,6 @@
 """`edgekd bench` on a language model's bundles, torch blocked, against the pipeline's own bench stage (issue 16).
 
-The LM pipeline (configs/language_model.yaml's model sizes: teacher 4 x 256, student 2 x 128, vocab 4096, context
+The LM pipeline (configs/language_model.yaml's model sizes: teacher 4 x 256, student 2 x 224, vocab 4096, context
 128) runs with short training (the student's size, not its quality, sets the speed measured here) and
 bench.device_blocks = data.test_blocks, so each bundle carries exactly the test blocks the bench stage scored.
 Then, in a child process where torch and transformers cannot be imported (tests/blocking.py), `edgekd bench RUN`

@@ -2,7 +2,7 @@
 (ov_int8: INT8_ASYM per channel; ov_int4: INT4_SYM, groups of 128, ratio 1), against the same ONNX decoder on
 onnxruntime (fp32 and dynamic int8): test perplexity, greedy agreement with fp32 onnxruntime, generation speed.
 
-Input: the student that benchmarks/distill_lm.py exported (<work>/onnx/student.onnx, 2 x 128, context 128) and
+Input: the student that benchmarks/distill_lm.py exported (<work>/onnx/student.onnx, 2 x 224, context 128) and
 its tokenizer (<work>/tokenizer-*-4096.json); run distill_lm.py first. Its sha256 is in the results. Test split:
 the standard library's files, split and cut into 128-token blocks as distill_lm.py does (edgekd.lm.corpus).
 

@@ -175,3 +175,10 @@ def keys(section: str | None = None, task: str | None = None) -> list[str]:
     from edgekd.pipeline.config_help import key_lines
 
     return key_lines(section, task)
+
+
+def schema(task: str | None = None) -> dict:
+    """The JSON Schema of a pipeline file (`edgekd schema`); task "language-model" gives that task's."""
+    from edgekd.pipeline.config_help import json_schema
+
+    return json_schema(task)

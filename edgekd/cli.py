@@ -434,10 +434,14 @@ def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
         write_json_atomic(json_out, comparison)
 
 
+# Config keys differ by task: `keys` and `schema` describe an image pipeline's file or a language model's.
+_task_option = click.option("--task", type=click.Choice(["image", "language-model"]), default="image", show_default=True,
+                            help="Which file: an image pipeline's, or a `task: language-model` one's.")
+
+
 @main.command("keys")
 @click.argument("section", required=False)
-@click.option("--task", type=click.Choice(["image", "language-model"]), default="image", show_default=True,
-              help="Whose keys: an image pipeline's, or a `task: language-model` file's.")
+@_task_option
 def keys_cmd(section: str | None, task: str) -> None:
     """Every config key with its default and what it does; SECTION narrows it (e.g. distill, quantize.qat).
 
@@ -453,18 +457,20 @@ def keys_cmd(section: str | None, task: str) -> None:
 
 @main.command("schema")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the schema to this file (default: stdout).")
-def schema_cmd(out: Path | None) -> None:
+@_task_option
+def schema_cmd(out: Path | None, task: str) -> None:
     """The JSON Schema of a pipeline file, for completion and checks in editors.
 
     \b
     edgekd schema --out edgekd.schema.json
+    edgekd schema --task language-model --out edgekd-lm.schema.json
     # then, first line of the YAML file:  # yaml-language-server: $schema=edgekd.schema.json
     """
     import json
 
     from edgekd.pipeline.config_help import json_schema
 
-    text = json.dumps(json_schema(), indent=2) + "\n"
+    text = json.dumps(json_schema(task), indent=2) + "\n"
     if out is None:
         click.echo(text, nl=False)
         return

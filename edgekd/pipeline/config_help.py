@@ -88,12 +88,14 @@ def _default(field: Any, instance: BaseModel | None, name: str) -> str:
     return json.dumps(value)
 
 
-def json_schema() -> dict[str, Any]:
+def json_schema(task: str | None = None) -> dict[str, Any]:
     """The JSON Schema of a pipeline file, for editor completion (YAML language servers read it via
-    `# yaml-language-server: $schema=edgekd.schema.json`)."""
-    schema = PipelineConfig.model_json_schema(mode="validation")
-    _factory_defaults(PipelineConfig, schema, schema)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "edgekd pipeline"}
+    `# yaml-language-server: $schema=edgekd.schema.json`); task "language-model" gives that task's file's schema."""
+    model = _task_model(task)
+    schema = model.model_json_schema(mode="validation")
+    _factory_defaults(model, schema, schema)
+    title = "edgekd pipeline" if model is PipelineConfig else f"edgekd {task} pipeline"
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": title}
 
 
 def _factory_defaults(model: type[BaseModel], node: dict[str, Any], root: dict[str, Any]) -> None:

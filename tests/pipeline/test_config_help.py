@@ -157,3 +157,18 @@ def _flatten(mapping: dict, prefix: str) -> dict:
         else:
             out[f"{prefix}.{key}"] = value
     return out
+
+
+def test_language_model_schema_describes_that_tasks_file_and_the_cli_writes_it(tmp_path):
+    from edgekd.pipeline.lm.config import LanguageModelConfig
+
+    schema = json_schema("language-model")
+    assert set(schema["properties"]) == set(LanguageModelConfig.model_fields)
+    assert "sequence" in schema["$defs"]["LMDistillConfig"]["properties"]  # an LM-only key, absent from the image schema
+    assert schema["$defs"]["LMDistillConfig"]["additionalProperties"] is False
+    result = CliRunner().invoke(main, ["schema", "--task", "language-model", "--out", str(tmp_path / "lm.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "lm.json").read_text()) == schema
+    from edgekd import api
+
+    assert api.schema("language-model") == schema and api.schema() == json_schema()
