@@ -10,9 +10,10 @@ with edgekd.train.onnx_export (parity-tested). Calibration: the same 128 trainin
 tool. Evaluation: 2,000 test images (fixed seed): top-1 against the labels and top-1 agreement with
 the target's fp32 candidate. Candidates per target:
 - edgekd: the target profile's float precisions and edgekd's int8 (`edgekd.api.quantize` with the
-  target's recipe, adapted to this CPU as the quantize stage does: 7-bit weights on AVX2-only x86);
-  for mobilenet_v3_small also `int8-float-se`, Q/DQ on Conv/Gemm/Add only with hardswish and the
-  squeeze-excite blocks in float;
+  target's recipe, adapted to this CPU as the quantize stage does: 7-bit weights on AVX2-only x86):
+  onnxruntime's quantize_static for x86-cpu, NNCF on the ONNX model for intel-cpu (targets/*.yaml);
+  for mobilenet_v3_small also `int8-float-se`: the squeeze-excite blocks in float and, with onnxruntime's
+  recipe, Q/DQ on Conv/Gemm/Add only (hardswish in float too);
 - onnxruntime-default and nncf-default: helpers/int8_peers.py.
 All candidates of a target are timed together (batch 1, measure_interleaved). The shipped one is chosen
 among edgekd's candidates by edgekd.pipeline.selection.choose (the compile stage's code) with the rule
@@ -109,7 +110,8 @@ def edgekd_int8(model: str, target: str, fp32_onnx: Path, calib: np.ndarray, fol
         # Q/DQ placement for MobileNetV3: hardswish (HardSigmoid * x) and squeeze-excite stay float, so that
         # no Q/DQ pair sits inside them; only Conv/Gemm/Add run int8.
         recipe = recipe_for_host(load_profile(target).quantization, True, target).recipe
-        recipe = recipe.model_copy(update={"op_types": ["Conv", "Gemm", "MatMul", "Add"], "extra_op_types": []})
+        if recipe.tool == "onnxruntime":  # NNCF chooses op types by its own rules; only the excluded nodes apply
+            recipe = recipe.model_copy(update={"op_types": ["Conv", "Gemm", "MatMul", "Add"], "extra_op_types": []})
         out["int8-float-se"] = quantize_qdq(fp32_onnx, folder / f"{target}-int8-float-se.onnx", recipe, calib,
                                             nodes_to_exclude=squeeze_excite_convs(fp32_onnx))
     return out

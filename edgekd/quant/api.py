@@ -80,7 +80,8 @@ def _ptq(model: Any, config: Int8Config) -> Path:
         raise ConfigError("Int8Config(step='ptq') quantizes an fp32 ONNX file: pass its path (export torch models first)")
     if config.calibration is None or config.output is None:
         raise ConfigError("Int8Config(step='ptq') needs calibration samples and an output path")
-    recipe, output, auto = config.recipe(), Path(config.output), config.calibrate_method == "auto"
+    recipe, output = config.recipe(), Path(config.output)
+    auto = config.calibrate_method == "auto" and recipe.tool != "nncf"  # NNCF calibrates by its own rules
     if config.fallback is None and not auto:
         return quantize_qdq(Path(model), output, recipe, config.calibration, calibrate_method=config.calibrate_method)
     if config.validation is None:

@@ -66,7 +66,12 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
 
     `calibration_cache`: onnxruntime's JSON cache of tensor ranges. The first call fills it, later
     calls (the fallback search quantizes the same model many times) skip calibration.
+    A recipe with tool nncf goes to NNCF (quant/nncf_ptq.py), which calibrates by its own rules.
     """
+    if recipe.tool == "nncf":
+        from edgekd.quant.nncf_ptq import quantize_nncf
+
+        return quantize_nncf(Path(fp32_onnx), Path(out_path), recipe, calibration, nodes_to_exclude)
     from onnxruntime.quantization import QuantFormat, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_serializer
+from pydantic import Field, field_serializer, model_validator
 
 from edgekd.core.errors import ConfigError, TargetError
 from edgekd.core.fileio import searched
@@ -18,12 +18,22 @@ Precision = Literal["fp32", "fp16", "bf16", "int8"]
 PROFILE_LIMITS = ("max_drop", "min_speedup", "max_size_kb")
 
 
+# The recipe keys only onnxruntime's quantize_static reads; NNCF places and calibrates Q/DQ by its own rules.
+ORT_ONLY_KEYS = ("activation_type", "weight_type", "per_channel", "symmetric_activations", "symmetric_weights", "signed_input",
+                 "calibrate_method", "op_types", "extra_op_types", "extra_options")
+
+
 class QuantRecipe(Strict):
-    """How to make the int8 QDQ model for a target (onnxruntime quantize_static settings)."""
+    """How to make the int8 QDQ model for a target: onnxruntime quantize_static settings, or NNCF's defaults."""
 
     name: str
     why: str = Field("", description="why these formats suit the target (the runtime's guidance, measurements); "
                      "recorded with the recipe in the quantize stage's metrics and the bundle manifest")
+    tool: Literal["onnxruntime", "nncf"] = Field(
+        "onnxruntime", description="onnxruntime: quantize_static with the keys below; nncf: nncf.quantize on the ONNX "
+        "model (OpenVINO's own placement of Q/DQ, for OpenVINO targets), with preset and reduce_range only")
+    preset: Literal["performance", "mixed"] = Field("performance", description="nncf only: symmetric activations "
+                                                    "(performance) or asymmetric (mixed)")
     activation_type: Literal["uint8", "int8"] = "uint8"
     weight_type: Literal["int8", "uint8"] = "int8"
     per_channel: bool = True
@@ -37,6 +47,17 @@ class QuantRecipe(Strict):
     extra_op_types: list[str] = Field(default_factory=list, description="op types to quantize on top of op_types "
                                       "(or of onnxruntime's defaults), e.g. ReduceMean, which onnxruntime leaves in float")
     extra_options: dict[str, Any] = Field(default_factory=dict, description="more onnxruntime quantize_static extra_options")
+
+    @model_validator(mode="after")
+    def _keys_for_the_tool(self) -> QuantRecipe:
+        if self.tool == "nncf":
+            given = [key for key in ORT_ONLY_KEYS if key in self.model_fields_set]
+            if given:
+                raise ValueError(f"recipe '{self.name}': tool nncf ignores onnxruntime's keys ({', '.join(given)}); "
+                                 "remove them, or use tool: onnxruntime")
+        elif "preset" in self.model_fields_set:
+            raise ValueError(f"recipe '{self.name}': preset is NNCF's key; add tool: nncf or remove it")
+        return self
 
 
 class TargetProfile(Strict):

@@ -15,7 +15,8 @@ def test_ptq_and_qat_runs_record_recipes(tiny_config, write_config, tmp_path):
     ptq = api.run(write_config(tiny_config), out=tmp_path / "ptq", log=lambda _: None)
     recipes = _quantize_metrics(ptq.run_dir)["recipes"]
     assert recipes["x86-vnni-u8s8"]["activation_type"] == "uint8" and "fallback" in recipes["x86-vnni-u8s8"]
-    assert recipes["openvino-u8s8"]["signed_input"] and "same_model_as" not in recipes["openvino-u8s8"]
+    assert recipes["openvino-nncf"]["tool"] == "nncf" and "same_model_as" not in recipes["openvino-nncf"]
+    assert recipes["openvino-nncf"]["calibrate_method"] == "nncf"  # NNCF calibrates by its own rules
 
     tiny_config["quantize"].update(method="qat", qat={"train": {"epochs": 1, "lr": 0.002, "amp": "off"}})
     qat = api.run(write_config(tiny_config, "qat.yaml"), out=tmp_path / "ptq", resume=True, log=lambda _: None)

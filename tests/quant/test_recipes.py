@@ -4,8 +4,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from edgekd.core.errors import ConfigError
 from edgekd.quant.ptq import quantize_qdq
 from edgekd.runtimes import load_profile
+from edgekd.runtimes.profiles import QuantRecipe
 
 from .conftest import gemm_mlp
 
@@ -13,7 +15,6 @@ EXPECTED = {  # target: (activations, weights, reduce_range, symmetric activatio
     "x86-cpu": ("uint8", "int8", False, False),
     "x86-cpu-novnni": ("uint8", "int8", True, False),
     "arm64-cpu": ("int8", "int8", False, False),
-    "intel-cpu": ("uint8", "int8", False, False),
     "nvidia-gpu": ("int8", "int8", False, True),
     "jetson-orin": ("int8", "int8", False, True),
 }
@@ -23,7 +24,18 @@ EXPECTED = {  # target: (activations, weights, reduce_range, symmetric activatio
 def test_recipe_formats(target):
     recipe = load_profile(target).quantization
     assert (recipe.activation_type, recipe.weight_type, recipe.reduce_range, recipe.symmetric_activations) == EXPECTED[target]
-    assert recipe.per_channel and recipe.symmetric_weights
+    assert recipe.per_channel and recipe.symmetric_weights and recipe.tool == "onnxruntime"
+
+
+def test_intel_cpu_quantizes_with_nncf():
+    recipe = load_profile("intel-cpu").quantization
+    assert (recipe.tool, recipe.preset, recipe.reduce_range) == ("nncf", "performance", False)
+
+
+# onnxruntime's placement tuned by hand for OpenVINO's CPU plugin: intel-cpu's recipe until NNCF replaced it
+# (targets/intel-cpu.yaml says why); signed_input and extra_op_types remain recipe keys anyone can use.
+OPENVINO_BY_HAND = QuantRecipe(name="openvino-u8s8", signed_input=True, extra_op_types=["ReduceMean"],
+                               extra_options={"OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]})
 
 
 @pytest.fixture
@@ -89,12 +101,13 @@ def conv_pool_head(path):
     return path
 
 
-@pytest.mark.parametrize("target", ["x86-cpu", "intel-cpu"])
-def test_cpu_placement_keeps_pooling_int8_and_logits_float(tmp_path, target):
+@pytest.mark.parametrize("recipe", [load_profile("x86-cpu").quantization, OPENVINO_BY_HAND, load_profile("intel-cpu").quantization],
+                         ids=["x86-cpu", "openvino-by-hand", "intel-cpu-nncf"])
+def test_cpu_placement_keeps_pooling_int8_and_logits_float(tmp_path, recipe):
     """OpenVINO runs the pooled features int8 into the classifier only when ReduceMean's output is quantized;
-    the logits, consumed by nothing int8, stay float (targets/intel-cpu.yaml says why)."""
+    the logits, consumed by nothing int8, stay float. NNCF places them so by itself."""
     calib = np.random.default_rng(1).normal(0, 1, (64, 1, 8, 8)).astype(np.float32)
-    out = quantize_qdq(conv_pool_head(tmp_path / "cnn.onnx"), tmp_path / "int8.onnx", load_profile(target).quantization, calib)
+    out = quantize_qdq(conv_pool_head(tmp_path / "cnn.onnx"), tmp_path / "int8.onnx", recipe, calib)
     graph = onnx.load(str(out)).graph
     quantized_tensors = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
     assert "m" in quantized_tensors
@@ -106,7 +119,7 @@ def test_extra_op_types_extend_onnxruntime_defaults():
 
     from edgekd.quant.ptq import op_types_of
 
-    recipe = load_profile("intel-cpu").quantization
+    recipe = OPENVINO_BY_HAND
     assert set(op_types_of(recipe)) == set(QLinearOpsRegistry) | set(QDQRegistry) | {"ReduceMean"}
     assert op_types_of(recipe.model_copy(update={"extra_op_types": []})) is None  # quantize_static's own default
     only = recipe.model_copy(update={"op_types": ["Conv"], "extra_op_types": ["ReduceMean", "Conv"]})
@@ -115,9 +128,44 @@ def test_extra_op_types_extend_onnxruntime_defaults():
 
 def test_openvino_recipe_quantizes_the_input_signed_and_symmetric(tmp_path):
     calib = np.random.default_rng(1).normal(0, 1, (64, 1, 8, 8)).astype(np.float32)
-    out = quantize_qdq(conv_pool_head(tmp_path / "cnn.onnx"), tmp_path / "int8.onnx", load_profile("intel-cpu").quantization, calib)
+    out = quantize_qdq(conv_pool_head(tmp_path / "cnn.onnx"), tmp_path / "int8.onnx", OPENVINO_BY_HAND, calib)
     graph = onnx.load(str(out)).graph
     consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     zero_points = {n.input[0]: consts[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear"}
     assert zero_points["input"].dtype == np.int8 and not zero_points["input"].any()
     assert zero_points["m"].dtype == np.uint8  # the rest stays U8S8
+
+
+def _int8_weights(graph) -> dict[str, np.ndarray]:
+    return {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) > 1}
+
+
+def test_nncf_recipe_writes_qdq_onnx_with_7_bit_weights_when_asked_and_excluded_nodes_float(tmp_path):
+    """NNCF's default makes the first layer's weights 7-bit (its overflow fix); reduce_range (the host adaptation
+    of quant/host.py) makes every layer's; the fallback search's nodes stay float."""
+    calib = np.random.default_rng(1).normal(0, 1, (64, 1, 8, 8)).astype(np.float32)
+    model, recipe = conv_pool_head(tmp_path / "cnn.onnx"), load_profile("intel-cpu").quantization
+    for reduce_range, head_bound in ((False, 127), (True, 64)):
+        out = quantize_qdq(model, tmp_path / f"int8-{reduce_range}.onnx", recipe.model_copy(update={"reduce_range": reduce_range}), calib)
+        weights = _int8_weights(onnx.load(str(out)).graph)
+        peaks = sorted(int(np.abs(w.astype(np.int32)).max()) for w in weights.values())
+        assert len(weights) == 2 and peaks == sorted([64, head_bound])  # the conv (first layer) is 7-bit either way
+    out = quantize_qdq(model, tmp_path / "excluded.onnx", recipe, calib, nodes_to_exclude=["conv"])
+    graph = onnx.load(str(out)).graph
+    conv = next(n for n in graph.node if n.name == "conv")
+    assert conv.input[:2] == ["input", "cw"] and len(_int8_weights(graph)) == 1  # float conv, int8 classifier
+
+
+def test_nncf_recipe_refuses_onnxruntime_keys_and_preset_needs_nncf():
+    with pytest.raises(ValueError, match=r"ignores onnxruntime's keys \(signed_input\)"):
+        QuantRecipe(name="x", tool="nncf", signed_input=True)
+    with pytest.raises(ValueError, match="preset is NNCF's key"):
+        QuantRecipe(name="x", preset="mixed")
+
+
+def test_a_profile_file_with_a_wrong_nncf_recipe_fails_in_one_line(tmp_path):
+    path = tmp_path / "my-ov.yaml"
+    path.write_text("name: my-ov\nbackend: openvino\nquantization: {name: q, tool: nncf, calibrate_method: entropy}\n")
+    with pytest.raises(ConfigError) as error:
+        load_profile(str(path))
+    assert "\n" not in str(error.value) and "calibrate_method" in str(error.value) and "my-ov.yaml" in str(error.value)

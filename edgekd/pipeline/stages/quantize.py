@@ -79,7 +79,8 @@ def _calibration_set(ctx: RunContext, recipe_set):
 
 def _ptq(ctx: RunContext, recipe, calibration_x):
     cfg, out = ctx.cfg.quantize, ctx.layout.int8_onnx(recipe.name)
-    method = cfg.calibrate_method or recipe.calibrate_method
+    # NNCF calibrates by its own rules: no onnxruntime calibration method to choose or search.
+    method = "nncf" if recipe.tool == "nncf" else cfg.calibrate_method or recipe.calibrate_method
     if not cfg.fallback and method != "auto":
         quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=method)
         return out, {"calibrate_method": method, "nodes_in_float": []}

@@ -46,10 +46,10 @@ def test_openvino_adds_bf16_and_only_the_quantize_stages_own_int8_model(tmp_path
     ctx = _Ctx(tmp_path)
     quantize = ctx.stage_dir("quantize")
     for suffix in ("", "-qat", "-fallback"):  # files the quantize stage never writes are no candidates
-        (quantize / f"student-int8-openvino-u8s8{suffix}.onnx").write_bytes(b"q")
+        (quantize / f"student-int8-openvino-nncf{suffix}.onnx").write_bytes(b"q")
     assert _names(ctx, "intel-cpu") == [("fp32", "fp32"), ("bf16", "bf16"), ("int8", "int8")]
     sources = {name: path.name for name, _, path in candidate_sources(ctx, load_profile("intel-cpu"))}
-    assert sources["int8"] == "student-int8-openvino-u8s8.onnx"
+    assert sources["int8"] == "student-int8-openvino-nncf.onnx"
     assert sources["bf16"] == "student-fp32.onnx"  # float candidates compile from the fp32 export
 
 

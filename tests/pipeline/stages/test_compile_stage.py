@@ -64,7 +64,7 @@ def test_bundle_manifest_says_why_each_other_candidate_lost(run_dir):
     assert config["PERFORMANCE_HINT"] == "LATENCY" and config["INFERENCE_PRECISION_HINT"]
     assert manifest["input"]["name"] == "input" and manifest["labels"] and manifest["library_versions"]["openvino"]
     if manifest["artifact"]["precision"] == "int8":
-        assert manifest["quantization"]["recipe"]["name"] == "openvino-u8s8"
+        assert manifest["quantization"]["recipe"]["name"] == "openvino-nncf"
 
 
 def test_tensorrt_bundle_is_ready_to_build_on_the_device(run_dir):

@@ -1,0 +1,47 @@
+"""Post-training int8 with NNCF on the ONNX model: a QDQ ONNX file whose Q/DQ placement is OpenVINO's.
+
+Why a second quantizer beside onnxruntime's: OpenVINO's CPU plugin fuses Q/DQ into its int8 kernels only where
+they sit as its own transformations expect, and NNCF (OpenVINO's quantizer) places them that way for every
+architecture. onnxruntime's placement, even tuned (targets/ at commit 528dd67's intel-cpu recipe), left
+mobilenet_v3_small's int8 slower than fp32 on OpenVINO, where NNCF's ran faster
+(benchmarks/results/targets_architectures.md). The output stays a QDQ ONNX file, so export, fallback,
+evaluation and compile treat it like onnxruntime's.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.core.errors import StageError
+from edgekd.core.fileio import atomic_path
+from edgekd.runtimes.profiles import QuantRecipe
+
+
+def quantize_nncf(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,
+                  nodes_to_exclude: list[str] | None = None) -> Path:
+    """nncf.quantize with its defaults except: every calibration sample is used (subset_size), `nodes_to_exclude`
+    stay float (the fallback search's nodes), and `recipe.reduce_range` gives 7-bit weights in every layer
+    (OverflowFix.ENABLE: exact on x86 CPUs without VNNI; NNCF's default does it in the first layer only)."""
+    import nncf
+    import onnx
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    model = onnx.load(str(fp32_onnx))
+    input_name = model.graph.input[0].name
+    samples = calibration.astype(np.float32)
+    # One sample per item, as NNCF's examples feed it: its statistics are per sample.
+    dataset = nncf.Dataset([samples[i:i + 1] for i in range(len(samples))], lambda x: {input_name: x})
+    preset = nncf.QuantizationPreset.PERFORMANCE if recipe.preset == "performance" else nncf.QuantizationPreset.MIXED
+    overflow = OverflowFix.ENABLE if recipe.reduce_range else OverflowFix.FIRST_LAYER
+    ignored = nncf.IgnoredScope(names=list(nodes_to_exclude or []), validate=False)
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # NNCF logs every statistics pass at INFO
+    try:
+        quantized = nncf.quantize(model, dataset, preset=preset, subset_size=len(samples), ignored_scope=ignored,
+                                  advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow))
+    except Exception as exc:  # NNCF raises many types; the first line says which node or statistic failed
+        raise StageError(f"quantize: NNCF failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
+    with atomic_path(out_path) as tmp:
+        onnx.save(quantized, str(tmp))
+    return out_path
