@@ -1,5 +1,6 @@
 """Language models (issue 16) on OpenVINO: the distilled student as IR, fp32 and with NNCF weight compression
-(ov_int8: INT8_ASYM per channel; ov_int4: INT4_SYM, groups of 128, ratio 1), against the same ONNX decoder on
+(ov_int8: INT8_ASYM per channel; ov_int4: INT4_SYM, ratio 1, groups of the largest of 128, 64, 32, 16 input channels
+that divides the student's width: 32 for 224), against the same ONNX decoder on
 onnxruntime (fp32 and dynamic int8): test perplexity, greedy agreement with fp32 onnxruntime, generation speed.
 
 Input: the student that benchmarks/distill_lm.py exported (<work>/onnx/student.onnx, 2 x 224, context 128) and
@@ -40,7 +41,7 @@ from edgekd.lm.bench import greedy_agreement, speed_at_fastest_threads  # noqa: 
 from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
 from edgekd.lm.evaluate import onnx_perplexity  # noqa: E402
 from edgekd.lm.generate import load_decoder  # noqa: E402
-from edgekd.lm.openvino import Compression, convert_decoder  # noqa: E402
+from edgekd.lm.openvino import Compression, convert_decoder, default_group_size  # noqa: E402
 from edgekd.lm.quantize import quantize_decoder  # noqa: E402
 from edgekd.lm.tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
@@ -73,6 +74,7 @@ def main() -> None:
             for path in (student, tokenizer):
                 if not path.is_file():
                     sys.exit(f"{path}: not found; run benchmarks/distill_lm.py first (it exports the student there)")
+            INT4 = Compression("sym", group_size=default_group_size(student), ratio=1.0)
         result = measure(student, LMTokenizer(tokenizer), corpus, scratch)
     result = {"smoke": args.smoke, **result, "total_seconds": round(time.perf_counter() - started, 1),
               "load_average_1min_end": round(os.getloadavg()[0], 2), "environment": describe()}

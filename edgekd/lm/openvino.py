@@ -16,7 +16,7 @@ onnx_perplexity() run it unchanged; like OnnxDecoder it needs numpy and the runt
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -35,8 +35,11 @@ class Compression:
     """How ov_int4 compresses (ov_int8 has no options: INT8_ASYM per channel)."""
 
     int4_mode: Literal["sym", "asym"] = "sym"
-    group_size: int = 128
+    group_size: Optional[int] = None  # None: the largest of GROUP_SIZES that divides the model's width
     ratio: float = 1.0  # the share of linear layers at 4 bits; the rest at 8
+
+
+GROUP_SIZES = (128, 64, 32, 16)  # NNCF's usual int4 group sizes, largest (fewest scales) first
 
 
 def convert_decoder(source: str | Path, target: str | Path, method: Optional[str] = None,
@@ -61,10 +64,24 @@ def convert_decoder(source: str | Path, target: str | Path, method: Optional[str
     if context is not None:
         model.set_rt_info(str(context), CONTEXT_INFO)
     if method is not None:
+        if compression.group_size is None:
+            compression = replace(compression, group_size=default_group_size(source))
         model = _compressed(model, method, compression)
     with atomic_files(target.parent) as scratch:
         ov.save_model(model, str(scratch / target.name), compress_to_fp16=False)  # fp32 stays fp32
     return target
+
+
+def default_group_size(source: Path) -> int:
+    """The largest of GROUP_SIZES that divides the decoder's width (the position embedding's second dimension):
+    every weight's input channels are the width or 4 x the width, so a divisor of the width divides all."""
+    import onnx
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    widths = [int(i.dims[1]) for i in graph.initializer if i.name.endswith("wpe.weight") and len(i.dims) == 2]
+    if not widths:
+        raise ArtifactError(f"{source}: no position embedding (wpe.weight) to read the width from; set quantize.openvino.group_size")
+    return next((size for size in GROUP_SIZES if widths[0] % size == 0), 8)
 
 
 def _compressed(model, method: str, compression: Compression):

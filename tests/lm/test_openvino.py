@@ -77,6 +77,7 @@ def _weight_types(xml) -> set[str]:
 @pytest.mark.parametrize("method, compression, storage, bound", [
     ("ov_int8", Compression(), "u8", 0.02),
     ("ov_int4", Compression("sym", group_size=16), "i4", 0.15),  # NNCF 3.4 stores INT4_SYM as i4, no zero point
+    ("ov_int4", Compression(), "i4", 0.15),  # the group size from the width (32 here)
     ("ov_int4", Compression("asym", group_size=16, ratio=0.5), "u4", 0.15),
 ])
 def test_compressed_ir_stays_close_and_generates(exported, tmp_path, method, compression, storage, bound):
@@ -134,3 +135,18 @@ def test_ir_generation_runs_with_torch_blocked(exported):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(generate(OpenVinoDecoder(xml), [1, 2, 3], 16).tokens)
+
+
+@pytest.mark.parametrize("width, group", [(224, 32), (256, 128), (192, 64), (48, 16)])
+def test_default_group_size_is_the_largest_usual_one_dividing_the_width(tmp_path, width, group):
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from edgekd.lm.openvino import default_group_size
+
+    wpe = numpy_helper.from_array(np.zeros((8, width), np.float32), "model.transformer.wpe.weight")
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])], [wpe])
+    onnx.save(helper.make_model(graph), str(tmp_path / "d.onnx"))
+    assert default_group_size(tmp_path / "d.onnx") == group

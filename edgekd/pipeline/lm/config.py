@@ -135,7 +135,8 @@ class LMDistillConfig(Strict):
 
 class LMOpenVinoConfig(Strict):
     int4_mode: Literal["sym", "asym"] = Field("sym", description="ov_int4: NNCF INT4_SYM or INT4_ASYM (a zero point per group)")
-    group_size: int = Field(128, ge=8, description="ov_int4: input channels per scale; must divide the model's width")
+    group_size: Optional[int] = Field(None, ge=8, description="ov_int4: input channels per scale; must divide the model's "
+                                      "width (default: the largest of 128, 64, 32, 16 that does)")
     ratio: float = Field(1.0, gt=0, le=1, description="ov_int4: share of linear layers at 4 bits, the rest at 8 "
                                                       "(NNCF keeps the embeddings and the output layer at 8 bits)")
 
