@@ -22,8 +22,9 @@ from edgekd.runtimes.profiles import QuantRecipe
 def quantize_nncf(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,
                   nodes_to_exclude: list[str] | None = None) -> Path:
     """nncf.quantize with its defaults except: every calibration sample is used (subset_size), `nodes_to_exclude`
-    stay float (the fallback search's nodes), and `recipe.reduce_range` gives 7-bit weights in every layer
-    (OverflowFix.ENABLE: exact on x86 CPUs without VNNI; NNCF's default does it in the first layer only)."""
+    stay float (the fallback search's nodes), `recipe.reduce_range` gives 7-bit weights in every layer
+    (OverflowFix.ENABLE: exact on x86 CPUs without VNNI; NNCF's default does it in the first layer only), and
+    `recipe.bias_correction` (none by default, see QuantRecipe)."""
     import nncf
     import onnx
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
@@ -35,11 +36,12 @@ def quantize_nncf(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrat
     dataset = nncf.Dataset([samples[i:i + 1] for i in range(len(samples))], lambda x: {input_name: x})
     preset = nncf.QuantizationPreset.PERFORMANCE if recipe.preset == "performance" else nncf.QuantizationPreset.MIXED
     overflow = OverflowFix.ENABLE if recipe.reduce_range else OverflowFix.FIRST_LAYER
+    advanced = AdvancedQuantizationParameters(overflow_fix=overflow, disable_bias_correction=recipe.bias_correction == "none")
     ignored = nncf.IgnoredScope(names=list(nodes_to_exclude or []), validate=False)
     logging.getLogger("nncf").setLevel(logging.WARNING)  # NNCF logs every statistics pass at INFO
     try:
         quantized = nncf.quantize(model, dataset, preset=preset, subset_size=len(samples), ignored_scope=ignored,
-                                  advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow))
+                                  fast_bias_correction=recipe.bias_correction != "full", advanced_parameters=advanced)
     except Exception as exc:  # NNCF raises many types; the first line says which node or statistic failed
         raise StageError(f"quantize: NNCF failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
     with atomic_path(out_path) as tmp:

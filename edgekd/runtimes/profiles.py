@@ -34,6 +34,10 @@ class QuantRecipe(Strict):
         "model (OpenVINO's own placement of Q/DQ, for OpenVINO targets), with preset and reduce_range only")
     preset: Literal["performance", "mixed"] = Field("performance", description="nncf only: symmetric activations "
                                                     "(performance) or asymmetric (mixed)")
+    # NNCF's own default is fast bias correction; it moved logits away from fp32 on every model tried here
+    # (benchmarks/results/targets_architectures.md and the quickstart's student at commit 4fbe8cc), hence none.
+    bias_correction: Literal["none", "fast", "full"] = Field("none", description="nncf only: NNCF's bias correction "
+                                                             "after quantizing (fast, full) or none")
     activation_type: Literal["uint8", "int8"] = "uint8"
     weight_type: Literal["int8", "uint8"] = "int8"
     per_channel: bool = True
@@ -55,8 +59,9 @@ class QuantRecipe(Strict):
             if given:
                 raise ValueError(f"recipe '{self.name}': tool nncf ignores onnxruntime's keys ({', '.join(given)}); "
                                  "remove them, or use tool: onnxruntime")
-        elif "preset" in self.model_fields_set:
-            raise ValueError(f"recipe '{self.name}': preset is NNCF's key; add tool: nncf or remove it")
+        elif {"preset", "bias_correction"} & self.model_fields_set:
+            given = ", ".join(sorted({"preset", "bias_correction"} & self.model_fields_set))
+            raise ValueError(f"recipe '{self.name}': {given}: NNCF's keys; add tool: nncf or remove them")
         return self
 
 

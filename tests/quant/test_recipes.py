@@ -29,7 +29,7 @@ def test_recipe_formats(target):
 
 def test_intel_cpu_quantizes_with_nncf():
     recipe = load_profile("intel-cpu").quantization
-    assert (recipe.tool, recipe.preset, recipe.reduce_range) == ("nncf", "performance", False)
+    assert (recipe.tool, recipe.preset, recipe.bias_correction, recipe.reduce_range) == ("nncf", "performance", "none", False)
 
 
 # onnxruntime's placement tuned by hand for OpenVINO's CPU plugin: intel-cpu's recipe until NNCF replaced it
@@ -159,8 +159,10 @@ def test_nncf_recipe_writes_qdq_onnx_with_7_bit_weights_when_asked_and_excluded_
 def test_nncf_recipe_refuses_onnxruntime_keys_and_preset_needs_nncf():
     with pytest.raises(ValueError, match=r"ignores onnxruntime's keys \(signed_input\)"):
         QuantRecipe(name="x", tool="nncf", signed_input=True)
-    with pytest.raises(ValueError, match="preset is NNCF's key"):
+    with pytest.raises(ValueError, match="preset: NNCF's keys"):
         QuantRecipe(name="x", preset="mixed")
+    with pytest.raises(ValueError, match="bias_correction: NNCF's keys"):
+        QuantRecipe(name="x", bias_correction="fast")
 
 
 def test_a_profile_file_with_a_wrong_nncf_recipe_fails_in_one_line(tmp_path):
@@ -169,3 +171,21 @@ def test_a_profile_file_with_a_wrong_nncf_recipe_fails_in_one_line(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_profile(str(path))
     assert "\n" not in str(error.value) and "calibrate_method" in str(error.value) and "my-ov.yaml" in str(error.value)
+
+
+@pytest.mark.parametrize("bias_correction, fast, disabled", [("none", True, True), ("fast", True, False), ("full", False, False)])
+def test_nncf_bias_correction_reaches_nncf(tmp_path, monkeypatch, bias_correction, fast, disabled):
+    import nncf
+
+    seen = {}
+
+    def fake_quantize(model, dataset, **options):
+        seen.update(options)
+        return model
+
+    monkeypatch.setattr(nncf, "quantize", fake_quantize)
+    recipe = load_profile("intel-cpu").quantization.model_copy(update={"bias_correction": bias_correction})
+    calib = np.zeros((4, 1, 8, 8), np.float32)
+    quantize_qdq(conv_pool_head(tmp_path / "cnn.onnx"), tmp_path / "int8.onnx", recipe, calib)
+    assert seen["fast_bias_correction"] is fast and seen["advanced_parameters"].disable_bias_correction is disabled
+    assert seen["subset_size"] == 4 and (tmp_path / "int8.onnx").is_file()
