@@ -24,7 +24,7 @@ def quantize_nncf(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrat
     """nncf.quantize with its defaults except: every calibration sample is used (subset_size), `nodes_to_exclude`
     stay float (the fallback search's nodes), `recipe.reduce_range` gives 7-bit weights in every layer
     (OverflowFix.ENABLE: exact on x86 CPUs without VNNI; NNCF's default does it in the first layer only), and
-    `recipe.bias_correction` (none by default, see QuantRecipe)."""
+    `recipe.bias_correction` (NNCF's fast one by default, see QuantRecipe)."""
     import nncf
     import onnx
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
