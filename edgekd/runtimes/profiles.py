@@ -31,13 +31,12 @@ class QuantRecipe(Strict):
                      "recorded with the recipe in the quantize stage's metrics and the bundle manifest")
     tool: Literal["onnxruntime", "nncf"] = Field(
         "onnxruntime", description="onnxruntime: quantize_static with the keys below; nncf: nncf.quantize on the ONNX "
-        "model (OpenVINO's own placement of Q/DQ, for OpenVINO targets), with preset and reduce_range only")
+        "model (OpenVINO's own placement of Q/DQ, for OpenVINO targets), with preset, bias_correction and reduce_range only")
     preset: Literal["performance", "mixed"] = Field("performance", description="nncf only: symmetric activations "
                                                     "(performance) or asymmetric (mixed)")
-    # NNCF's default, fast bias correction: benchmarks/targets_architectures.py at commit 3211204 (where none was
-    # the default) put resnet18's intel-cpu int8 more than 0.2 points below NNCF's own, where fast passes
-    # (results/targets_architectures.md). On the quickstart's tiny student fast moved the int8 logits further from
-    # fp32 than none (the quantize stage's val_kl 0.046): a recipe may choose.
+    # NNCF's default, fast bias correction, is what results/targets_architectures.md measured passing on both
+    # CNNs; a run with none (commit 3211204, stopped, results not kept) put resnet18's intel-cpu int8 below
+    # NNCF's own. Small models may fare better with none: a recipe may choose.
     bias_correction: Literal["fast", "full", "none"] = Field("fast", description="nncf only: NNCF's bias correction "
                                                              "after quantizing (fast, its default; full) or none")
     activation_type: Literal["uint8", "int8"] = "uint8"
