@@ -5,9 +5,17 @@ reruns), and the distill stage's distill_student() for every student, with disti
 labels only) or the recipe's alpha (KD on the cached ensemble soft targets), same epochs, same seeds.
 
     flock /tmp/edgekd-heavy.lock python benchmarks/distill_fashion_mnist.py [--seeds 0 1 2]
+    flock /tmp/edgekd-heavy.lock python benchmarks/distill_fashion_mnist.py --trials   # the recipe search, one seed
     python benchmarks/distill_fashion_mnist.py --smoke     # seconds, into a temporary folder: does it still run?
 
-Writes benchmarks/results/distill_fashion_mnist.json and .md.
+The whole training split (less the validation images the data stage holds out). The teachers take about half an
+hour on two CPU cores; they are trained once into the run folder and reused by every later run (the issue allows
+teachers from a cache), and the results give their training seconds beside the run's own.
+
+--trials trains one seed of each variant in TRIALS (KD settings, schedule length) and of scratch, and reports
+validation and test top-1: the recipe in the YAML is the one the validation split favoured (never the test split).
+
+Writes benchmarks/results/distill_fashion_mnist.json and .md (--trials: distill_fashion_mnist_trials.json and .md).
 """
 from __future__ import annotations
 
@@ -33,10 +41,18 @@ from edgekd.pipeline.stages.distill import distill_student  # noqa: E402
 CONFIG = ROOT / "benchmarks" / "distill_fashion_mnist.yaml"
 RESULTS = ROOT / "benchmarks" / "results"
 RUN_DIR = ROOT / "runs" / "bench-distill-fashion-mnist"
-TIMING_ROUNDS = 7
-# Epochs per timed run. An epoch here lasts ~50 ms, so a few epochs are at the mercy of one scheduler hiccup
-# (two sessions' 3-epoch timings gave x1.34 and x1.18): each run is timed over a window of many epochs.
-TIMING_EPOCHS = 12
+TIMING_ROUNDS = 3
+# Epochs per timed run. A full-split epoch of the student lasts ~15 s on two cores, so a 2-epoch window is long
+# enough to outlast a scheduler hiccup (at 6,000 images an epoch lasted ~50 ms and needed 12-epoch windows).
+TIMING_EPOCHS = 2
+# The variants --trials compares on one seed: (name, distill overrides; "train" entries go to distill.train).
+TRIALS: tuple[tuple[str, dict], ...] = (
+    ("scratch", {"alpha": 0.0}),
+    ("kd T4 alpha0.9", {"temperature": 4.0, "alpha": 0.9}),
+    ("kd T4 alpha0.5", {"temperature": 4.0, "alpha": 0.5}),
+    ("kd T2 alpha0.9", {"temperature": 2.0, "alpha": 0.9}),
+)
+ENSEMBLE_TARGET = 0.933
 
 
 def main() -> None:
@@ -45,6 +61,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
     parser.add_argument("--config", type=Path, default=CONFIG, help="another recipe (e.g. a smaller smoke test)")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--trials", action="store_true", help="one seed of each recipe variant (TRIALS), val and test top-1")
     smoke.add_option(parser)
     args = parser.parse_args()
     rounds, epochs = TIMING_ROUNDS, TIMING_EPOCHS
@@ -58,6 +75,9 @@ def main() -> None:
     ctx = run_pipeline(config, args.config, args.run_dir, resume=True, only=["teachers"], log=messages.append)
     teachers = ctx.manifest.metrics("teachers")
     teachers["reused"] = any("skipped" in m for m in messages)  # trained by an earlier run of this benchmark
+    if args.trials:
+        run_trials(ctx, teachers, args.seeds[0], args.results, started)
+        return
     runs = {mode: [train_student(ctx, mode, seed) for seed in args.seeds] for mode in ("scratch", "kd")}
     timing = time_epochs(ctx, rounds, epochs)
     result = summarize(teachers, runs, timing, ctx, time.perf_counter() - started, args.seeds, epochs)
@@ -67,11 +87,12 @@ def main() -> None:
     print(markdown(result))
 
 
-def variant(ctx: RunContext, mode: str, seed: int, epochs: int | None = None) -> RunContext:
-    """The benchmark's config with the student seed and alpha of one variant (the data split never changes)."""
-    distill = ctx.cfg.distill
-    train = distill.train if epochs is None else distill.train.model_copy(update={"epochs": epochs})
-    update = {"seed": seed, "alpha": 0.0 if mode == "scratch" else distill.alpha, "train": train}
+def variant(ctx: RunContext, mode: str, seed: int, epochs: int | None = None, overrides: dict | None = None) -> RunContext:
+    """The benchmark's config with the student seed and alpha of one variant (the data split never changes), and
+    any other distill settings in `overrides` (a "train" entry updates distill.train)."""
+    distill, overrides = ctx.cfg.distill, dict(overrides or {})
+    train = distill.train.model_copy(update={**({} if epochs is None else {"epochs": epochs}), **overrides.pop("train", {})})
+    update = {"seed": seed, "alpha": 0.0 if mode == "scratch" else distill.alpha, "train": train, **overrides}
     cfg = ctx.cfg.model_copy(update={"distill": distill.model_copy(update=update)})
     manifest = RunManifest(ctx.run_dir, ctx.manifest.data)
     manifest.read_only = True  # variants are recorded in the benchmark's results, not in the run's manifest
@@ -84,6 +105,31 @@ def train_student(ctx: RunContext, mode: str, seed: int) -> dict:
     metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
     print(f"{mode} seed {seed}: test top-1 {metrics['test_top1']:.4f} ({metrics['wall_seconds']:.0f} s)", flush=True)
     return metrics
+
+
+def run_trials(ctx: RunContext, teachers: dict, seed: int, results: Path, started: float) -> None:
+    rows = []
+    for name, overrides in TRIALS:
+        mode = "scratch" if overrides.get("alpha", ctx.cfg.distill.alpha) == 0 else "kd"
+        began = time.perf_counter()
+        _, metrics = distill_student(variant(ctx, mode, seed, overrides=overrides), ctx.run_dir / "variants" / f"trial-{len(rows)}")
+        rows.append({"name": name, "overrides": overrides, "val_top1": metrics["val_top1"], "test_top1": metrics["test_top1"],
+                     "seconds": round(time.perf_counter() - began, 1)})
+        print(f"trial {name}: val {metrics['val_top1']:.4f} test {metrics['test_top1']:.4f}", flush=True)
+    result = {"benchmark": "distill_fashion_mnist --trials", "config": _shown(ctx.config_path), "seed": seed,
+              "data": {"train_images": len(ctx.dataset.train), "val_images": len(ctx.dataset.val)},
+              "student": f"{ctx.cfg.student.arch} w{ctx.cfg.student.width}", "ensemble_top1": teachers["ensemble"]["top1"],
+              "trials": rows, "total_seconds": round(time.perf_counter() - started, 1), "environment": describe()}
+    write_json_atomic(results / "distill_fashion_mnist_trials.json", result)
+    lines = ["# Distillation on Fashion-MNIST: recipe trials (one seed)", "",
+             f"Generated by `benchmarks/distill_fashion_mnist.py --trials` from `{result['config']}` ({result['data']['train_images']} "
+             f"training images; val {result['data']['val_images']}); student {result['student']}; ensemble "
+             f"{100 * result['ensemble_top1']:.2f}%. The recipe is picked on validation top-1.", "",
+             "| variant | val top-1 | test top-1 | seconds |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['name']} | {100 * r['val_top1']:.2f}% | {100 * r['test_top1']:.2f}% | {r['seconds']} |" for r in rows]
+    lines += ["", f"Total {result['total_seconds']} s. " + smoke.machine_line(result["environment"])]
+    write_text_atomic(results / "distill_fashion_mnist_trials.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def time_epochs(ctx: RunContext, rounds: int = TIMING_ROUNDS, epochs: int = TIMING_EPOCHS) -> dict:
@@ -169,12 +215,15 @@ def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: 
                           "teacher_forward_seconds_saved": round(sum(c["teacher_forward_seconds_saved"] for c in caches), 2)},
         "checks": {
             "ensemble_beats_best_member": ensemble > best_teacher,
+            "ensemble_at_least_93.3": ensemble >= ENSEMBLE_TARGET,
             "kd_beats_scratch_by_0.5_points": statistics.mean(kd) - statistics.mean(scratch) >= 0.005,
             "student_at_most_a_tenth_of_ensemble": student_params * 10 <= teachers["ensemble"]["params"],
             "kd_epoch_at_most_1.3x_student_alone": _at_most(ratio, 1.3),
             "kd_epoch_at_most_1.3x_student_alone_fastest_rounds": _at_most(fastest_ratio, 1.3),
             "kd_epoch_at_most_1.3x_student_alone_paired_rounds": _at_most(paired_ratio, 1.3),
-            "under_60_minutes": total_with_teachers <= 3600,
+            # The issue allows teachers from a cache: the run's own time counts; with their training it is reported.
+            "under_60_minutes": total <= 3600,
+            "under_60_minutes_including_teacher_training": total_with_teachers <= 3600,
         },
         "total_seconds": round(total, 1),
         "total_seconds_including_teacher_training": round(total_with_teachers, 1),
@@ -213,8 +262,10 @@ def markdown(r: dict) -> str:
               f"time saved: {r['teacher_cache']['teacher_forward_seconds_saved']} s",
               f"- seconds per phase: {r['phase_seconds']}",
               f"- images/second: {r['images_per_second']}",
-              f"- total: {r['total_seconds']} s", "", "## Checks", ""]
+              f"- total: {r['total_seconds']} s this run; {r['total_seconds_including_teacher_training']} s with the teachers' "
+              f"training (reused from an earlier run: {r['phase_seconds']['teachers_reused_from_earlier_run']})", "", "## Checks", ""]
     lines += [f"- {'PASS' if ok else 'FAIL'} {name}" for name, ok in r["checks"].items()]
+    lines += ["", smoke.machine_line(r["environment"])]
     return "\n".join(lines) + "\n"
 
 

@@ -30,3 +30,16 @@ def script(monkeypatch_module):
 def test_a_zero_denominator_gives_no_ratio_and_fails_the_check(script):
     assert script._ratio(1.2, 1.0) == 1.2 and script._ratio(0.5, 0.0) is None
     assert script._at_most(1.2, 1.3) and not script._at_most(1.4, 1.3) and not script._at_most(None, 1.3)
+
+
+def test_every_trial_names_real_distill_settings(script):
+    """A misspelt key in TRIALS would be set on the copied config and silently ignored: each trial must validate."""
+    from edgekd.pipeline.config import load_config
+
+    distill = load_config(script.CONFIG).distill
+    for name, overrides in script.TRIALS:
+        overrides = dict(overrides)
+        train = {**distill.train.model_dump(), **overrides.pop("train", {})}
+        checked = type(distill).model_validate({**distill.model_dump(), **overrides, "train": train})
+        assert all(getattr(checked, key) == value for key, value in overrides.items()), name
+    assert any(o.get("alpha") == 0.0 for _, o in script.TRIALS), "the trials need a scratch baseline"
