@@ -14,12 +14,15 @@ teachers from a cache), and the results give their training seconds beside the r
 
 --trials trains one seed of each variant in TRIALS (KD settings, schedule length) and of scratch, and reports
 validation and test top-1: the recipe in the YAML is the one the validation split favoured (never the test split).
+--trials NAME ... runs only those variants; rows of other variants from an earlier --trials run of the same
+config, seed and machine are kept in the results beside them (each row says when it ran).
 
 Writes benchmarks/results/distill_fashion_mnist.json and .md (--trials: distill_fashion_mnist_trials.json and .md).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -51,6 +54,8 @@ TRIALS: tuple[tuple[str, dict], ...] = (
     ("kd T4 alpha0.9", {"temperature": 4.0, "alpha": 0.9}),
     ("kd T4 alpha0.5", {"temperature": 4.0, "alpha": 0.5}),
     ("kd T2 alpha0.9", {"temperature": 2.0, "alpha": 0.9}),
+    ("scratch 24 epochs", {"alpha": 0.0, "train": {"epochs": 24}}),
+    ("kd T4 alpha0.9 24 epochs", {"temperature": 4.0, "alpha": 0.9, "train": {"epochs": 24}}),
 )
 ENSEMBLE_TARGET = 0.933
 
@@ -61,7 +66,8 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
     parser.add_argument("--config", type=Path, default=CONFIG, help="another recipe (e.g. a smaller smoke test)")
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--trials", action="store_true", help="one seed of each recipe variant (TRIALS), val and test top-1")
+    parser.add_argument("--trials", nargs="*", metavar="NAME", default=None,
+                        help="one seed of each recipe variant (TRIALS; or only those named), val and test top-1")
     smoke.add_option(parser)
     args = parser.parse_args()
     rounds, epochs = TIMING_ROUNDS, TIMING_EPOCHS
@@ -75,8 +81,8 @@ def main() -> None:
     ctx = run_pipeline(config, args.config, args.run_dir, resume=True, only=["teachers"], log=messages.append)
     teachers = ctx.manifest.metrics("teachers")
     teachers["reused"] = any("skipped" in m for m in messages)  # trained by an earlier run of this benchmark
-    if args.trials:
-        run_trials(ctx, teachers, args.seeds[0], args.results, started)
+    if args.trials is not None:
+        run_trials(ctx, teachers, args.seeds[0], args.results, started, args.trials)
         return
     runs = {mode: [train_student(ctx, mode, seed) for seed in args.seeds] for mode in ("scratch", "kd")}
     timing = time_epochs(ctx, rounds, epochs)
@@ -107,15 +113,22 @@ def train_student(ctx: RunContext, mode: str, seed: int) -> dict:
     return metrics
 
 
-def run_trials(ctx: RunContext, teachers: dict, seed: int, results: Path, started: float) -> None:
-    rows = []
-    for name, overrides in TRIALS:
+def run_trials(ctx: RunContext, teachers: dict, seed: int, results: Path, started: float, names: list[str]) -> None:
+    unknown = sorted(set(names) - {name for name, _ in TRIALS})
+    if unknown:
+        raise SystemExit(f"--trials: no variant named {unknown[0]!r}; choose from {[name for name, _ in TRIALS]}")
+    rows = earlier_trials(results / "distill_fashion_mnist_trials.json", ctx, seed, keep=set(names))
+    for index, (name, overrides) in enumerate(TRIALS):
+        if names and name not in names:
+            continue
         mode = "scratch" if overrides.get("alpha", ctx.cfg.distill.alpha) == 0 else "kd"
         began = time.perf_counter()
-        _, metrics = distill_student(variant(ctx, mode, seed, overrides=overrides), ctx.run_dir / "variants" / f"trial-{len(rows)}")
+        _, metrics = distill_student(variant(ctx, mode, seed, overrides=overrides), ctx.run_dir / "variants" / f"trial-{index}")
         rows.append({"name": name, "overrides": overrides, "val_top1": metrics["val_top1"], "test_top1": metrics["test_top1"],
-                     "seconds": round(time.perf_counter() - began, 1)})
+                     "seconds": round(time.perf_counter() - began, 1), "ran": time.strftime("%Y-%m-%dT%H:%M:%S")})
         print(f"trial {name}: val {metrics['val_top1']:.4f} test {metrics['test_top1']:.4f}", flush=True)
+    order = [name for name, _ in TRIALS]
+    rows.sort(key=lambda row: order.index(row["name"]))
     result = {"benchmark": "distill_fashion_mnist --trials", "config": _shown(ctx.config_path), "seed": seed,
               "data": {"train_images": len(ctx.dataset.train), "val_images": len(ctx.dataset.val)},
               "student": f"{ctx.cfg.student.arch} w{ctx.cfg.student.width}", "ensemble_top1": teachers["ensemble"]["top1"],
@@ -130,6 +143,18 @@ def run_trials(ctx: RunContext, teachers: dict, seed: int, results: Path, starte
     lines += ["", f"Total {result['total_seconds']} s. " + smoke.machine_line(result["environment"])]
     write_text_atomic(results / "distill_fashion_mnist_trials.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def earlier_trials(path: Path, ctx: RunContext, seed: int, keep: set[str]) -> list[dict]:
+    """The rows of an earlier --trials run to keep beside a partial one: same config, seed and CPU, variants still in
+    TRIALS and not rerun now (`keep`: the names rerun; empty: all, so nothing earlier is kept)."""
+    if not keep or not path.exists():
+        return []
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    same = (earlier.get("config"), earlier.get("seed"), earlier.get("environment", {}).get("cpu")) == \
+        (_shown(ctx.config_path), seed, describe().get("cpu"))
+    names = {name for name, _ in TRIALS}
+    return [row for row in earlier.get("trials", []) if same and row["name"] in names and row["name"] not in keep]
 
 
 def time_epochs(ctx: RunContext, rounds: int = TIMING_ROUNDS, epochs: int = TIMING_EPOCHS) -> dict:

@@ -43,3 +43,20 @@ def test_every_trial_names_real_distill_settings(script):
         checked = type(distill).model_validate({**distill.model_dump(), **overrides, "train": train})
         assert all(getattr(checked, key) == value for key, value in overrides.items()), name
     assert any(o.get("alpha") == 0.0 for _, o in script.TRIALS), "the trials need a scratch baseline"
+
+
+def test_a_partial_trials_run_keeps_the_earlier_rows_it_does_not_rerun(script, tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from edgekd.core.environment import describe
+
+    ctx = SimpleNamespace(config_path=script.CONFIG)
+    names = [name for name, _ in script.TRIALS]
+    earlier = {"config": script._shown(script.CONFIG), "seed": 0, "environment": {"cpu": describe()["cpu"]},
+               "trials": [{"name": name, "val_top1": 0.9} for name in names[:2]] + [{"name": "gone from TRIALS"}]}
+    path = tmp_path / "trials.json"
+    path.write_text(json.dumps(earlier))
+    assert [r["name"] for r in script.earlier_trials(path, ctx, 0, keep={names[1]})] == [names[0]]
+    assert script.earlier_trials(path, ctx, 1, keep={names[1]}) == []  # another seed: nothing kept
+    assert script.earlier_trials(path, ctx, 0, keep=set()) == []  # a full run replaces every row
