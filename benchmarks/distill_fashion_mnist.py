@@ -140,7 +140,8 @@ def run_trials(ctx: RunContext, teachers: dict, seed: int, results: Path, starte
              f"{100 * result['ensemble_top1']:.2f}%. The recipe is picked on validation top-1.", "",
              "| variant | val top-1 | test top-1 | seconds |", "|---|---:|---:|---:|"]
     lines += [f"| {r['name']} | {100 * r['val_top1']:.2f}% | {100 * r['test_top1']:.2f}% | {r['seconds']} |" for r in rows]
-    lines += ["", f"Total {result['total_seconds']} s. " + smoke.machine_line(result["environment"])]
+    lines += ["", f"Total {result['total_seconds']} s (this invocation; a KD row's seconds include the teacher-output cache "
+              "fill when it was the first KD run). " + smoke.machine_line(result["environment"])]
     write_text_atomic(results / "distill_fashion_mnist_trials.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
