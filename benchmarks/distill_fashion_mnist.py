@@ -54,6 +54,9 @@ TRIALS: tuple[tuple[str, dict], ...] = (
     ("kd T4 alpha0.9", {"temperature": 4.0, "alpha": 0.9}),
     ("kd T4 alpha0.5", {"temperature": 4.0, "alpha": 0.5}),
     ("kd T2 alpha0.9", {"temperature": 2.0, "alpha": 0.9}),
+    ("kd T4 alpha1.0", {"temperature": 4.0, "alpha": 1.0}),
+    ("kd T8 alpha0.9", {"temperature": 8.0, "alpha": 0.9}),
+    ("kd T4 alpha0.9 + 1 label epoch", {"temperature": 4.0, "alpha": 0.9, "finetune_epochs": 1}),
     ("scratch 24 epochs", {"alpha": 0.0, "train": {"epochs": 24}}),
     ("kd T4 alpha0.9 24 epochs", {"temperature": 4.0, "alpha": 0.9, "train": {"epochs": 24}}),
 )
