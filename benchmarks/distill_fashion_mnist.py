@@ -57,6 +57,9 @@ TRIALS: tuple[tuple[str, dict], ...] = (
     ("kd T4 alpha1.0", {"temperature": 4.0, "alpha": 1.0}),
     ("kd T8 alpha0.9", {"temperature": 8.0, "alpha": 0.9}),
     ("kd T4 alpha0.9 + 1 label epoch", {"temperature": 4.0, "alpha": 0.9, "finetune_epochs": 1}),
+    # configs/fashion_mnist.yaml's feature hint: the student's 14x14 features predict the convnet w32 teacher's.
+    ("kd T4 alpha0.9 + hint", {"temperature": 4.0, "alpha": 0.9,
+                               "hints": [{"student": "features.4", "teacher": "features.4", "teacher_index": 0, "weight": 0.5}]}),
     ("scratch 24 epochs", {"alpha": 0.0, "train": {"epochs": 24}}),
     ("kd T4 alpha0.9 24 epochs", {"temperature": 4.0, "alpha": 0.9, "train": {"epochs": 24}}),
 )
@@ -100,9 +103,11 @@ def variant(ctx: RunContext, mode: str, seed: int, epochs: int | None = None, ov
     """The benchmark's config with the student seed and alpha of one variant (the data split never changes), and
     any other distill settings in `overrides` (a "train" entry updates distill.train)."""
     distill, overrides = ctx.cfg.distill, dict(overrides or {})
-    train = distill.train.model_copy(update={**({} if epochs is None else {"epochs": epochs}), **overrides.pop("train", {})})
-    update = {"seed": seed, "alpha": 0.0 if mode == "scratch" else distill.alpha, "train": train, **overrides}
-    cfg = ctx.cfg.model_copy(update={"distill": distill.model_copy(update=update)})
+    fields = distill.model_dump()
+    fields["train"].update({**({} if epochs is None else {"epochs": epochs}), **overrides.pop("train", {})})
+    fields.update({"seed": seed, "alpha": 0.0 if mode == "scratch" else distill.alpha, **overrides})
+    # Validated, not model_copy(update=...): a hint given as a dict must become a HintConfig.
+    cfg = ctx.cfg.model_copy(update={"distill": type(distill).model_validate(fields)})
     manifest = RunManifest(ctx.run_dir, ctx.manifest.data)
     manifest.read_only = True  # variants are recorded in the benchmark's results, not in the run's manifest
     return RunContext(cfg, ctx.config_path, ctx.run_dir, manifest)
