@@ -99,15 +99,20 @@ def main() -> None:
     print(markdown(result))
 
 
-def variant(ctx: RunContext, mode: str, seed: int, epochs: int | None = None, overrides: dict | None = None) -> RunContext:
-    """The benchmark's config with the student seed and alpha of one variant (the data split never changes), and
-    any other distill settings in `overrides` (a "train" entry updates distill.train)."""
-    distill, overrides = ctx.cfg.distill, dict(overrides or {})
+def distill_variant(distill, mode: str, seed: int, epochs: int | None = None, overrides: dict | None = None):
+    """`distill` (the config's distill section) with the student seed and alpha of one variant, and any other
+    distill settings in `overrides` (a "train" entry updates distill.train). Validated, not model_copy(update=...):
+    a hint given as a dict must become a HintConfig, and a misspelt key must stop the run, not be ignored."""
+    overrides = dict(overrides or {})
     fields = distill.model_dump()
     fields["train"].update({**({} if epochs is None else {"epochs": epochs}), **overrides.pop("train", {})})
     fields.update({"seed": seed, "alpha": 0.0 if mode == "scratch" else distill.alpha, **overrides})
-    # Validated, not model_copy(update=...): a hint given as a dict must become a HintConfig.
-    cfg = ctx.cfg.model_copy(update={"distill": type(distill).model_validate(fields)})
+    return type(distill).model_validate(fields)
+
+
+def variant(ctx: RunContext, mode: str, seed: int, epochs: int | None = None, overrides: dict | None = None) -> RunContext:
+    """The benchmark's config with one variant's distill section (distill_variant); the data split never changes."""
+    cfg = ctx.cfg.model_copy(update={"distill": distill_variant(ctx.cfg.distill, mode, seed, epochs, overrides)})
     manifest = RunManifest(ctx.run_dir, ctx.manifest.data)
     manifest.read_only = True  # variants are recorded in the benchmark's results, not in the run's manifest
     return RunContext(cfg, ctx.config_path, ctx.run_dir, manifest)

@@ -33,16 +33,29 @@ def test_a_zero_denominator_gives_no_ratio_and_fails_the_check(script):
 
 
 def test_every_trial_names_real_distill_settings(script):
-    """A misspelt key in TRIALS would be set on the copied config and silently ignored: each trial must validate."""
+    """Each trial's settings must validate and take effect, found here rather than minutes into a --trials run."""
+    from pydantic import ValidationError
+
     from edgekd.pipeline.config import load_config
 
     distill = load_config(script.CONFIG).distill
     for name, overrides in script.TRIALS:
-        overrides = dict(overrides)
-        train = {**distill.train.model_dump(), **overrides.pop("train", {})}
-        checked = type(distill).model_validate({**distill.model_dump(), **overrides, "train": train})
-        assert all(checked.model_dump()[key] == value for key, value in overrides.items()), name
+        checked = script.distill_variant(distill, "kd", 0, overrides=overrides).model_dump()
+        for key, value in overrides.items():
+            expected = {**checked["train"], **value} if key == "train" else value
+            assert checked[key] == expected, name
     assert any(o.get("alpha") == 0.0 for _, o in script.TRIALS), "the trials need a scratch baseline"
+    with pytest.raises(ValidationError):
+        script.distill_variant(distill, "kd", 0, overrides={"temprature": 2.0})
+
+
+def test_a_variant_sets_seed_and_alpha_and_epochs(script):
+    from edgekd.pipeline.config import load_config
+
+    distill = load_config(script.CONFIG).distill
+    scratch = script.distill_variant(distill, "scratch", 3, epochs=2)
+    assert (scratch.seed, scratch.alpha, scratch.train.epochs) == (3, 0.0, 2)
+    assert script.distill_variant(distill, "kd", 3).alpha == distill.alpha
 
 
 def test_a_partial_trials_run_keeps_the_earlier_rows_it_does_not_rerun(script, tmp_path):
