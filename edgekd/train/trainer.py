@@ -120,10 +120,11 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, 
             optimizer.step()
             schedule.step()
             seen += len(idx)
-            loss_value = float(loss.detach())
             bar.update()
-            if step % 20 == 0:
+            if step % 20 == 0:  # reading the loss waits for the GPU: not every step, or it could not run ahead
+                loss_value = float(loss.detach())
                 bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss_value:.3f}", refresh=False)
+        loss_value = float(loss.detach())
         epoch_times.append(time.perf_counter() - epoch_started)
         _save_progress(checkpoint, tag, model, optimizer, schedule, epoch + 1)
     bar.close()
