@@ -48,29 +48,30 @@ class _FusedKD(torch.autograd.Function):
     def forward(ctx, logits: torch.Tensor, soft: torch.Tensor, labels: Optional[torch.Tensor], temperature: float, alpha: float):
         n = logits.shape[0]
         # Fewer tensor ops is the point of this function: one log_softmax call serves both temperatures (on
-        # (N, 10) logits a call costs ~20 us, mostly fixed overhead), and scalars combine as Python floats.
+        # (N, 10) logits a call costs ~20 us, mostly fixed overhead). The value stays a tensor: reading it as a
+        # Python float would make a GPU wait for every step's loss before queueing the next step's kernels.
         if alpha < 1.0:
             log_q_t, log_q = F.log_softmax(torch.cat([logits / temperature, logits]), dim=-1).split(n)
         else:
             log_q_t, log_q = F.log_softmax(logits / temperature, dim=-1), None
         # KL(p || q) = sum p log p - sum p log q, with 0 log 0 = 0 (xlogy)
-        kl = float(torch.xlogy(soft, soft).sum()) - float(torch.dot(soft.reshape(-1), log_q_t.reshape(-1)))
-        value = alpha * temperature ** 2 * kl / n
+        kl = torch.xlogy(soft, soft).sum() - torch.dot(soft.reshape(-1), log_q_t.reshape(-1))
+        value = kl * (alpha * temperature ** 2 / n)
         if log_q is not None:
-            value -= (1.0 - alpha) * float(log_q.gather(1, labels.view(-1, 1)).sum()) / n
+            value = value - log_q.gather(1, labels.view(-1, 1)).sum() * ((1.0 - alpha) / n)
         ctx.save_for_backward(log_q_t, soft, labels if alpha < 1.0 else None, log_q)
         ctx.temperature, ctx.alpha = temperature, alpha
-        return logits.new_tensor(value)
+        return value
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         log_q_t, soft, labels, log_q = ctx.saved_tensors
-        scale = float(grad_output) / log_q_t.shape[0]
-        grad = log_q_t.exp().sub_(soft).mul_(ctx.alpha * ctx.temperature * scale)
+        scale = grad_output / log_q_t.shape[0]  # a tensor, not a float: no wait for the GPU (see forward)
+        grad = log_q_t.exp().sub_(soft).mul_(ctx.alpha * ctx.temperature)
         if log_q is not None:
             hard = log_q.exp().sub_(F.one_hot(labels, log_q.shape[1]).to(log_q.dtype))
-            grad.add_(hard, alpha=(1.0 - ctx.alpha) * scale)
-        return grad, None, None, None, None
+            grad.add_(hard, alpha=1.0 - ctx.alpha)
+        return grad.mul_(scale), None, None, None, None
 
 
 def match_spatial(student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
