@@ -114,6 +114,9 @@ class DistillConfig(Strict):
     alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft (teacher) loss; 1 - alpha goes to labels; "
                                                        "0 trains the student on labels alone (the scratch baseline)")
     ensemble: Literal["prob_mean", "logit_mean"] = "prob_mean"
+    logit_standardize: bool = Field(False, description="z-score every teacher's and the student's logits per image before the temperature "
+                                                       "softmax (Sun et al. 2024): the student matches the teachers' ranking and gaps, not "
+                                                       "their logit scale, which a small student may not reach; pair with a temperature near 1-2")
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=10))
     finetune_epochs: int = Field(0, ge=0, le=1000, description="last phase on labels only")
     use_labels: bool = Field(True, description="false: treat the transfer set as unlabeled (soft targets and hints only)")
@@ -142,4 +145,4 @@ class ExportConfig(Strict):
 
 
 # Options the online and data-free modes have no use for (QAT still reads alpha, ensemble and temperature).
-OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels"}
+OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels", "logit_standardize"}

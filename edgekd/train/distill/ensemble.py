@@ -75,14 +75,17 @@ class EnsembleTargets:
             return None
         entries = self.entries[epoch if self.mode == "replay" else 0]
         logits = [torch.from_numpy(np.asarray(e.logits, dtype=np.float32)) for e in entries]
-        return ensemble_soft_targets(logits, self.cfg.temperature, self.weights, self.cfg.ensemble).to(device)
+        return self._soft(logits).to(device)
 
     @torch.no_grad()
     def live(self, batch: torch.Tensor, known: Optional[dict[int, torch.Tensor]] = None) -> torch.Tensor:
         """Soft targets of one batch from live teachers (reusing logits already computed for hints)."""
         known = known or {}
         logits = [known[i] if i in known else t(batch) for i, t in enumerate(self.teachers)]
-        return ensemble_soft_targets(logits, self.cfg.temperature, self.weights, self.cfg.ensemble)
+        return self._soft(logits)
+
+    def _soft(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        return ensemble_soft_targets(logits, self.cfg.temperature, self.weights, self.cfg.ensemble, self.cfg.logit_standardize)
 
     def _report(self, seconds: float) -> dict:
         flat = [e for entries in self.entries.values() for e in entries]

@@ -8,13 +8,21 @@ import torch
 import torch.nn.functional as F
 
 
+def standardize(logits: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each row z-scored over the classes (Sun et al. 2024, "Logit Standardization in Knowledge Distillation")."""
+    logits = logits.float()
+    return (logits - logits.mean(-1, keepdim=True)) / (logits.std(-1, keepdim=True) + eps)
+
+
 def ensemble_soft_targets(teacher_logits: Sequence[torch.Tensor], temperature: float,
-                          weights: Optional[Sequence[float]] = None, mode: str = "prob_mean") -> torch.Tensor:
+                          weights: Optional[Sequence[float]] = None, mode: str = "prob_mean",
+                          standardized: bool = False) -> torch.Tensor:
     """Temperature-softened ensemble distribution.
 
-    prob_mean: weighted mean of softmax(z_i / T); logit_mean: softmax(weighted mean of z_i / T).
+    prob_mean: weighted mean of softmax(z_i / T); logit_mean: softmax(weighted mean of z_i / T). standardized:
+    each teacher's z_i z-scored per image first (distill.logit_standardize).
     """
-    stacked = torch.stack([z.float() for z in teacher_logits])
+    stacked = torch.stack([standardize(z) if standardized else z.float() for z in teacher_logits])
     w = torch.tensor(weights if weights is not None else [1.0] * len(teacher_logits), dtype=stacked.dtype, device=stacked.device)
     w = (w / w.sum()).view(-1, *([1] * (stacked.dim() - 1)))
     if mode == "logit_mean":
@@ -25,14 +33,18 @@ def ensemble_soft_targets(teacher_logits: Sequence[torch.Tensor], temperature: f
 
 
 def kd_loss(student_logits: torch.Tensor, soft_targets: torch.Tensor, labels: Optional[torch.Tensor],
-            temperature: float, alpha: float) -> torch.Tensor:
+            temperature: float, alpha: float, standardized: bool = False) -> torch.Tensor:
     """alpha * T^2 * KL(soft_targets || softmax(s/T)) + (1 - alpha) * CE(s, labels).
 
     The T^2 factor keeps the soft-target gradients' scale independent of T (Hinton et al.).
-    Without labels (unlabeled transfer data) only the soft term is used.
+    Without labels (unlabeled transfer data) only the soft term is used. standardized: the soft term sees the
+    student's logits z-scored per image (soft_targets then come from standardized teachers); labels see them raw.
     """
     alpha = 1.0 if labels is None else min(alpha, 1.0)
-    return _FusedKD.apply(student_logits.float(), soft_targets.float(), labels, float(temperature), float(alpha))
+    if not standardized:
+        return _FusedKD.apply(student_logits.float(), soft_targets.float(), labels, float(temperature), float(alpha))
+    soft = _FusedKD.apply(standardize(student_logits), soft_targets.float(), None, float(temperature), 1.0)
+    return alpha * soft + (1.0 - alpha) * F.cross_entropy(student_logits.float(), labels) if alpha < 1.0 else soft
 
 
 class _FusedKD(torch.autograd.Function):

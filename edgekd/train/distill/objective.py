@@ -51,7 +51,7 @@ class DistillObjective:
         else:
             soft = self._soft[idx.to(self._soft.device)] if self._soft is not None else \
                 self.targets.live(self._device_batch(logits), teacher_logits)
-            loss = kd_loss(logits, soft, labels, self.cfg.temperature, self.cfg.alpha)
+            loss = kd_loss(logits, soft, labels, self.cfg.temperature, self.cfg.alpha, self.cfg.logit_standardize)
         for hint, adapted, feature in zip(self.cfg.hints, self.student.adapted if self.student else [], teacher_features):
             loss = loss + hint.weight * hint_loss(adapted, feature)
         return loss

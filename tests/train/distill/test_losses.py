@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from edgekd.train.distill.losses import ensemble_soft_targets, hint_loss, kd_loss, match_spatial
+from edgekd.train.distill.losses import ensemble_soft_targets, hint_loss, kd_loss, match_spatial, standardize
 
 
 def _softmax(values):
@@ -90,3 +90,35 @@ def test_fused_kd_loss_value_and_gradient_match_autograd(with_labels, alpha):
     (reference * 2.5).backward()
     assert fused.item() == pytest.approx(reference.item(), rel=1e-5, abs=1e-6)
     assert torch.allclose(fused_in.grad, ref_in.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_standardize_gives_each_row_mean_zero_and_unit_spread():
+    z = standardize(torch.tensor([[1.0, 2.0, 3.0, 10.0], [-5.0, 0.0, 5.0, 0.0]]))
+    assert torch.allclose(z.mean(-1), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(z.std(-1), torch.ones(2), atol=1e-5)
+
+
+def test_standardized_kd_ignores_the_logit_scale_of_student_and_teachers():
+    """Logit standardization's point: a student whose logits are the teachers' up to scale and shift is already
+    matched, whatever its magnitude; plain KD still pulls it towards the teachers' scale."""
+    torch.manual_seed(0)
+    teacher = torch.randn(8, 10) * 6
+    soft = ensemble_soft_targets([teacher, teacher * 0.5 + 1], 2.0, standardized=True)  # scaled teachers agree
+    assert torch.allclose(soft, ensemble_soft_targets([teacher], 2.0, standardized=True), atol=1e-6)
+    small_student = teacher * 0.1 - 3
+    assert kd_loss(small_student, soft, None, 2.0, 1.0, standardized=True).item() == pytest.approx(0.0, abs=1e-5)
+    assert kd_loss(small_student, ensemble_soft_targets([teacher], 2.0), None, 2.0, 1.0).item() > 0.1
+
+
+def test_standardized_kd_gradient_matches_autograd_and_labels_see_raw_logits():
+    torch.manual_seed(1)
+    logits = (torch.randn(16, 10) * 3).requires_grad_()
+    soft = ensemble_soft_targets([torch.randn(16, 10) * 4], 2.0, standardized=True)
+    labels = torch.randint(0, 10, (16,))
+    loss = kd_loss(logits, soft, labels, 2.0, 0.7, standardized=True)
+    ref_in = logits.detach().clone().requires_grad_()
+    reference = 0.7 * _composed_kd(standardize(ref_in), soft, None, 2.0, 1.0) + 0.3 * torch.nn.functional.cross_entropy(ref_in, labels)
+    loss.backward()
+    reference.backward()
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    assert torch.allclose(logits.grad, ref_in.grad, rtol=1e-4, atol=1e-6)
