@@ -11,7 +11,8 @@ forward per epoch, so a grid of 54 runs does not fit; on one GPU the runs go 8 a
 
 The teachers come from distill_fashion_mnist.py's run folder (trained there first when missing, as that script does).
 
-A run writes one JSON line per student as it finishes (a run stopped by a time limit keeps what finished);
+A run writes one JSON line per student as it finishes (a run stopped by a time limit keeps what finished, and the
+next run trains only the students with no line yet);
 --summarize pairs KD and scratch rows of the same seed and writes the .json and .md beside the lines. Augmented
 variants augment scratch too (same draws), so the margin compares like with like. Each worker trains in its own
 copy of the teachers' run folder (the teachers are reused, never retrained: see `teachers_reused` in each line).
@@ -155,14 +156,25 @@ def main() -> None:
     args.lines.parent.mkdir(parents=True, exist_ok=True)
     if not args.summarize:
         train_teachers(config, teachers_dir)
+        todo = not_finished(planned, args.lines)
+        print(f"{len(planned) - len(todo)} of {len(planned)} runs already in {args.lines}; {len(todo)} to go", flush=True)
         with mp.get_context("spawn").Pool(args.workers) as pool:
-            for tag in pool.imap_unordered(job, [(*t, str(args.lines), str(config), str(teachers_dir), str(work)) for t in planned]):
+            for tag in pool.imap_unordered(job, [(*t, str(args.lines), str(config), str(teachers_dir), str(work)) for t in todo]):
                 print("done", tag, flush=True)
     summary = {**summarize(args.lines, len(planned)), "smoke": args.smoke}
     text = markdown(summary, args.machine or smoke.machine_line(describe()))
     write_json_atomic(args.lines.with_suffix(".json"), summary)
     write_text_atomic(args.lines.with_suffix(".md"), text)
     print(text)
+
+
+def not_finished(planned: list[tuple[str, str, int]], lines: Path) -> list[tuple[str, str, int]]:
+    """The planned runs with no line yet: a sweep stopped by a time limit resumes where it stopped."""
+    done = set()
+    if lines.is_file():
+        rows = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines() if line.strip()]
+        done = {(r["name"], r["mode"], r["seed"]) for r in rows}
+    return [task for task in planned if task not in done]
 
 
 def train_teachers(config: Path, run_dir: Path) -> None:

@@ -48,3 +48,13 @@ def test_every_planned_variant_is_in_the_grid_with_known_modes(sweep):
     assert {name for name, _, _ in planned} == set(sweep.GRID)
     assert {mode for _, mode, _ in planned} == {"scratch", "kd"}
     assert len(planned) == 3 * sum(len(modes) for _, _, modes in sweep.GRID.values())
+
+
+def test_a_stopped_sweep_resumes_with_the_runs_that_have_no_line(sweep, tmp_path):
+    lines = tmp_path / "sweep.jsonl"
+    planned = sweep.tasks()
+    assert sweep.not_finished(planned, lines) == planned  # no file yet: everything to do
+    lines.write_text(json.dumps(_row("w6", "kd", 0, 0.9, 0.9)) + "\n" + json.dumps(_row("w8", "scratch", 2, 0.9, 0.9)) + "\n")
+    todo = sweep.not_finished(planned, lines)
+    assert len(todo) == len(planned) - 2
+    assert ("w6", "kd", 0) not in todo and ("w8", "scratch", 2) not in todo and ("w6", "scratch", 0) in todo
