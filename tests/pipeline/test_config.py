@@ -64,7 +64,8 @@ def test_a_hint_from_a_teacher_that_does_not_exist_is_refused_at_load(tiny_confi
 
 @pytest.mark.parametrize("mode, extra", [("data_free", {"hints": [{"student": "a", "teacher": "b"}]}),
                                          ("online", {"augment": {"shift": 2}, "finetune_epochs": 3}),
-                                         ("online", {"logit_standardize": True})])
+                                         ("online", {"logit_standardize": True}),
+                                         ("data_free", {"dkd": {"nontarget_weight": 8.0}})])
 def test_offline_only_options_are_refused_in_other_modes(tiny_config, mode, extra):
     tiny_config["distill"] = {"mode": mode, **extra}
     names = ", ".join(f"distill.{key}" for key in sorted(extra))

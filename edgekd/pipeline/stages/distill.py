@@ -70,7 +70,9 @@ def _clear_stale_progress(ctx: RunContext, folder: Path) -> None:
 def _describe_loss(cfg, phase: str) -> dict:
     if phase == "scratch":
         return {"kind": "cross_entropy", "labels": True}
-    return {"kind": "kd" if cfg.alpha > 0 else "cross_entropy", "temperature": cfg.temperature, "alpha": cfg.alpha,
+    kind = ("dkd" if cfg.dkd is not None else "kd") if cfg.alpha > 0 else "cross_entropy"
+    return {"kind": kind, "temperature": cfg.temperature, "alpha": cfg.alpha,
+            "dkd": cfg.dkd.model_dump() if cfg.dkd is not None else None,
             "ensemble": cfg.ensemble, "labels": cfg.use_labels, "hints": [h.model_dump() for h in cfg.hints],
             "augment": cfg.augment.model_dump() if cfg.augment else None}
 

@@ -1,4 +1,4 @@
-"""Distillation losses (Hinton et al. 2015) and ensemble soft targets."""
+"""Distillation losses (Hinton et al. 2015; decoupled, Zhao et al. 2022) and ensemble soft targets."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,6 +45,36 @@ def kd_loss(student_logits: torch.Tensor, soft_targets: torch.Tensor, labels: Op
         return _FusedKD.apply(student_logits.float(), soft_targets.float(), labels, float(temperature), float(alpha))
     soft = _FusedKD.apply(standardize(student_logits), soft_targets.float(), None, float(temperature), 1.0)
     return alpha * soft + (1.0 - alpha) * F.cross_entropy(student_logits.float(), labels) if alpha < 1.0 else soft
+
+
+def dkd_terms(student_logits: torch.Tensor, soft_targets: torch.Tensor, labels: torch.Tensor,
+              temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image TCKD and NCKD of Decoupled KD (Zhao et al. 2022): TCKD is the KL divergence between the teachers'
+    and the student's binary split (labelled class, all the others); NCKD between their distributions over the
+    other classes alone. Plain KD's KL is TCKD + (1 - p_label) * NCKD: the more confident the teachers, the less
+    their ranking of the wrong classes counts, which is what DKD's separate weights undo.
+
+    From the soft targets' probabilities, not from teacher logits as in the paper: an ensemble's prob_mean targets
+    are a mixture of softmaxes with no logits of their own, and the split needs only probabilities."""
+    log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    target = F.one_hot(labels, log_q.shape[1]).bool()
+    p = soft_targets.float()
+    p_label, log_q_label = p[target], log_q[target]
+    p_rest = (1.0 - p_label).clamp_min(1e-12)  # a teacher certain of the label leaves nothing to rank among the rest
+    log_q_rest = torch.logsumexp(log_q.masked_fill(target, float("-inf")), dim=-1)
+    tckd = torch.xlogy(p_label, p_label) - p_label * log_q_label + torch.xlogy(p_rest, p_rest) - p_rest * log_q_rest
+    p_other = p.masked_fill(target, 0.0) / p_rest[:, None]
+    log_q_other = (log_q - log_q_rest[:, None]).masked_fill(target, 0.0)  # log-softmax over the other classes
+    nckd = (torch.xlogy(p_other, p_other) - p_other * log_q_other).sum(-1)
+    return tckd, nckd
+
+
+def dkd_loss(student_logits: torch.Tensor, soft_targets: torch.Tensor, labels: torch.Tensor, temperature: float,
+             target_weight: float, nontarget_weight: float) -> torch.Tensor:
+    """CE(s, labels) + T^2 * (target_weight * TCKD + nontarget_weight * NCKD), batch means (distill.dkd)."""
+    tckd, nckd = dkd_terms(student_logits, soft_targets, labels, temperature)
+    soft = target_weight * tckd.mean() + nontarget_weight * nckd.mean()
+    return F.cross_entropy(student_logits.float(), labels) + temperature ** 2 * soft
 
 
 class _FusedKD(torch.autograd.Function):

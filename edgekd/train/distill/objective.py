@@ -11,7 +11,7 @@ from edgekd.train.config import DistillConfig
 from edgekd.train.distill.augment import EpochDraws, ShiftFlip
 from edgekd.train.distill.ensemble import EnsembleTargets
 from edgekd.train.distill.hints import StudentWithHints, TeacherFeatures
-from edgekd.train.distill.losses import hint_loss, kd_loss
+from edgekd.train.distill.losses import dkd_loss, hint_loss, kd_loss
 
 
 class DistillObjective:
@@ -51,10 +51,16 @@ class DistillObjective:
         else:
             soft = self._soft[idx.to(self._soft.device)] if self._soft is not None else \
                 self.targets.live(self._device_batch(logits), teacher_logits)
-            loss = kd_loss(logits, soft, labels, self.cfg.temperature, self.cfg.alpha, self.cfg.logit_standardize)
+            loss = self._soft_loss(logits, soft, labels)
         for hint, adapted, feature in zip(self.cfg.hints, self.student.adapted if self.student else [], teacher_features):
             loss = loss + hint.weight * hint_loss(adapted, feature)
         return loss
+
+    def _soft_loss(self, logits: torch.Tensor, soft: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+        cfg = self.cfg
+        if cfg.dkd is not None:  # the config refuses dkd without labels
+            return dkd_loss(logits, soft, labels, cfg.temperature, cfg.dkd.target_weight, cfg.dkd.nontarget_weight)
+        return kd_loss(logits, soft, labels, cfg.temperature, cfg.alpha, cfg.logit_standardize)
 
     def _device_batch(self, logits: torch.Tensor) -> torch.Tensor:
         return self._batch.to(logits.device)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from edgekd.train.distill.losses import ensemble_soft_targets, hint_loss, kd_loss, match_spatial, standardize
+from edgekd.train.distill.losses import dkd_loss, dkd_terms, ensemble_soft_targets, hint_loss, kd_loss, match_spatial, standardize
 
 
 def _softmax(values):
@@ -122,3 +122,35 @@ def test_standardized_kd_gradient_matches_autograd_and_labels_see_raw_logits():
     reference.backward()
     assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
     assert torch.allclose(logits.grad, ref_in.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_dkd_terms_add_up_to_plain_kd_with_the_confidence_weight():
+    """Zhao et al.'s identity: KL(p || q) = TCKD + (1 - p_label) * NCKD, image by image."""
+    torch.manual_seed(2)
+    logits, labels = torch.randn(32, 10) * 3, torch.randint(0, 10, (32,))
+    soft = ensemble_soft_targets([torch.randn(32, 10) * 4, torch.randn(32, 10) * 2], 4.0)
+    tckd, nckd = dkd_terms(logits, soft, labels, 4.0)
+    log_q = torch.log_softmax(logits / 4.0, dim=-1)
+    kl = (torch.xlogy(soft, soft) - soft * log_q).sum(-1)
+    p_label = soft.gather(1, labels[:, None]).squeeze(1)
+    assert torch.allclose(tckd + (1 - p_label) * nckd, kl, atol=1e-5)
+    assert (tckd >= -1e-6).all() and (nckd >= -1e-6).all()
+
+
+def test_dkd_loss_by_hand_on_three_classes():
+    student, p, T = [1.0, 0.5, -1.0], [0.7, 0.2, 0.1], 2.0  # label 0
+    q = _softmax([v / T for v in student])
+    tckd = 0.7 * math.log(0.7 / q[0]) + 0.3 * math.log(0.3 / (1 - q[0]))
+    p_other, q_other = [0.2 / 0.3, 0.1 / 0.3], [q[1] / (1 - q[0]), q[2] / (1 - q[0])]
+    nckd = sum(a * math.log(a / b) for a, b in zip(p_other, q_other))
+    expected = -math.log(_softmax(student)[0]) + T**2 * (1.0 * tckd + 3.0 * nckd)
+    got = dkd_loss(torch.tensor([student]), torch.tensor([p]), torch.tensor([0]), T, 1.0, 3.0)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_dkd_stays_finite_when_the_teachers_are_certain_of_the_label():
+    logits = torch.randn(4, 10, requires_grad=True)
+    soft = torch.nn.functional.one_hot(torch.tensor([1, 2, 3, 4]), 10).float()  # p_label 1: nothing left to rank
+    loss = dkd_loss(logits, soft, torch.tensor([1, 2, 3, 4]), 4.0, 1.0, 8.0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()

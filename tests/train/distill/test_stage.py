@@ -65,3 +65,16 @@ def test_a_bad_hint_stops_the_run_before_any_teacher_trains(distill_config, tmp_
     with pytest.raises(ConfigError, match=r"distill.hints\[0\].teacher 'features.99': the model has no such module"):
         run_pipeline(load_config(path), path, tmp_path / "run", log=lambda _m: None)
     assert not list((tmp_path / "run").rglob("teacher-*.pt"))
+
+
+def test_decoupled_kd_trains_and_is_recorded(distill_config, tmp_path, trained_teachers):
+    metrics = _distill(_run(distill_config(dkd={"nontarget_weight": 4.0}), tmp_path / "d", trained_teachers))
+    assert metrics["loss"]["kind"] == "dkd" and metrics["loss"]["dkd"] == {"target_weight": 1.0, "nontarget_weight": 4.0}
+    assert metrics["test_top1"] > 0.2  # chance is 0.1
+
+
+@pytest.mark.parametrize("extra, message", [({"use_labels": False}, "distill.dkd splits the soft term at each image's label"),
+                                            ({"logit_standardize": True}, "choose one of the two soft losses")])
+def test_decoupled_kd_refuses_what_it_cannot_combine_with(distill_config, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(distill_config(dkd={}, **extra))
