@@ -66,9 +66,12 @@ TRIALS: tuple[tuple[str, dict], ...] = (
     ("kd T2 alpha0.9 standardized", {"temperature": 2.0, "alpha": 0.9, "logit_standardize": True}),
     # distill.dkd (Zhao et al. 2022): the labelled class's share and the other classes' ranking weighted apart;
     # the paper's nontarget_weight 8 was for 100 classes, Fashion-MNIST has 10. alpha only has to be > 0.
+    ("kd T4 dkd beta1", {"temperature": 4.0, "alpha": 0.9, "dkd": {"nontarget_weight": 1.0}}),
     ("kd T4 dkd beta2", {"temperature": 4.0, "alpha": 0.9, "dkd": {"nontarget_weight": 2.0}}),
     ("kd T4 dkd beta4", {"temperature": 4.0, "alpha": 0.9, "dkd": {"nontarget_weight": 4.0}}),
     ("kd T4 dkd beta8", {"temperature": 4.0, "alpha": 0.9, "dkd": {"nontarget_weight": 8.0}}),
+    ("kd T2 dkd beta2", {"temperature": 2.0, "alpha": 0.9, "dkd": {"nontarget_weight": 2.0}}),
+    ("kd T8 dkd beta2", {"temperature": 8.0, "alpha": 0.9, "dkd": {"nontarget_weight": 2.0}}),
     ("scratch 24 epochs", {"alpha": 0.0, "train": {"epochs": 24}}),
     ("kd T4 alpha0.9 24 epochs", {"temperature": 4.0, "alpha": 0.9, "train": {"epochs": 24}}),
 )
