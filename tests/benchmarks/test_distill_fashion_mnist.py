@@ -40,9 +40,10 @@ def test_every_trial_names_real_distill_settings(script):
 
     distill = load_config(script.CONFIG).distill
     for name, overrides in script.TRIALS:
-        checked = script.distill_variant(distill, "kd", 0, overrides=overrides).model_dump()
+        checked = script.distill_variant(distill, "kd", 0, overrides=script.trial_settings(overrides)).model_dump()
+        assert (checked["dkd"] is None) == ("dkd" not in overrides), f"{name}: Hinton KD unless the trial names dkd"
         for key, value in overrides.items():
-            expected = {**checked["train"], **value} if key == "train" else value
+            expected = {**checked[key], **value} if isinstance(value, dict) else value  # a section: the keys given
             assert checked[key] == expected, name
     assert any(o.get("alpha") == 0.0 for _, o in script.TRIALS), "the trials need a scratch baseline"
     with pytest.raises(ValidationError):
