@@ -54,7 +54,7 @@ def _config_with_one_of_everything() -> PipelineConfig:
     sections switched on with their defaults: what a user gets for each key they leave out."""
     return PipelineConfig.model_validate({
         "student": {"arch": "convnet"}, "teachers": [{"arch": "resnet"}],
-        "distill": {"hints": [{"student": "a", "teacher": "b"}], "augment": {}, "online": {"peers": [{"arch": "mlp"}]}}})
+        "distill": {"hints": [{"student": "a", "teacher": "b"}], "augment": {}, "dkd": {}, "online": {"peers": [{"arch": "mlp"}]}}})
 
 
 def _lookup(config, dotted: str):
