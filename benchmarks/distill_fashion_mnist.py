@@ -76,6 +76,7 @@ TRIALS: tuple[tuple[str, dict], ...] = (
     # from its mean logits (one softmax of the averaged logits: sharper than the mean of three softmaxes).
     ("kd T4 dkd tckd0.5 beta1", {"temperature": 4.0, "alpha": 0.9, "dkd": {"target_weight": 0.5, "nontarget_weight": 1.0}}),
     ("kd T4 dkd tckd2 beta1", {"temperature": 4.0, "alpha": 0.9, "dkd": {"target_weight": 2.0, "nontarget_weight": 1.0}}),
+    ("kd T4 dkd tckd4 beta1", {"temperature": 4.0, "alpha": 0.9, "dkd": {"target_weight": 4.0, "nontarget_weight": 1.0}}),
     ("kd T4 alpha0.9 logit_mean", {"temperature": 4.0, "alpha": 0.9, "ensemble": "logit_mean"}),
     ("kd T4 dkd beta1 logit_mean", {"temperature": 4.0, "alpha": 0.9, "dkd": {"nontarget_weight": 1.0}, "ensemble": "logit_mean"}),
     ("scratch 24 epochs", {"alpha": 0.0, "train": {"epochs": 24}}),
