@@ -2,29 +2,14 @@
 on a quiet machine) gives no ratio and fails its check, instead of crashing the script (it once failed CI)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("torch")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_fashion_mnist.py"
-
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
-
-
-@pytest.fixture(scope="module")
-def script(monkeypatch_module):
-    monkeypatch_module.syspath_prepend(str(SCRIPT.parent))  # the script imports benchmarks/smoke.py beside it
-    spec = importlib.util.spec_from_file_location("distill_fashion_mnist", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_benchmark):
+    return load_benchmark("distill_fashion_mnist")
 
 
 def test_a_zero_denominator_gives_no_ratio_and_fails_the_check(script):

@@ -2,25 +2,16 @@
 (a run cut short by the device's time limit leaves some seeds of one mode missing), and variants never run show '-'."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "distill_fashion_mnist_gpu_sweep.py"
-
 
 @pytest.fixture(scope="module")
-def sweep():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(SCRIPT.parent))
-        spec = importlib.util.spec_from_file_location("distill_fashion_mnist_gpu_sweep", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+def sweep(load_benchmark):
+    return load_benchmark("distill_fashion_mnist_gpu_sweep")
 
 
 def _row(name, mode, seed, val, test):

@@ -2,24 +2,14 @@
 row saying why, so a device run keeps the other rows; a CPU variant is timed through edgekd's train()."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_step_profile.py"
-
 
 @pytest.fixture(scope="module")
-def profile():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(SCRIPT.parent))
-        spec = importlib.util.spec_from_file_location("gpu_step_profile", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+def profile(load_benchmark):
+    return load_benchmark("gpu_step_profile")
 
 
 def _images(n: int = 64):
