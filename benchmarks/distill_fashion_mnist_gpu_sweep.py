@@ -3,7 +3,7 @@ scratch, 3 seeds each, with benchmarks/distill_fashion_mnist.py's teachers (issu
 uses to close more of the gap and report which helped").
 
 On two CPU cores one 12-epoch student takes 2.5-3.5 minutes and replayed augmentation adds about 100 s of teacher
-forward per epoch (results/distill_fashion_mnist.md: 800 s for 5 scratch students; 5,899 s of teacher forward
+forward per epoch (results/distill_fashion_mnist.md: 730 s for 5 scratch students; 5,999 s of teacher forward
 saved over 5 KD runs of 12 epochs), so a grid of 54 runs does not fit; on one GPU the runs go 8 at a time (processes on one device).
 
     python benchmarks/distill_fashion_mnist_gpu_sweep.py [--workers 8]      # on a GPU machine
