@@ -16,10 +16,11 @@ cd "$(dirname "$0")/.."
 prepare() {
     grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude
     grep -qx '/.fmnist/' .git/info/exclude || echo /.fmnist/ >> .git/info/exclude
-    # Python 3.12 wheels for the device, at the versions this venv resolved (pydantic and what it needs).
+    # Python 3.12 wheels for the device, at the versions this venv resolved (pydantic and what it needs; the
+    # device's own typing_extensions may be older than pydantic-core wants).
     local py=.venv/bin/python
     local pins
-    pins=$($py -m pip list --format=freeze 2>/dev/null | grep -iE '^(pydantic|pydantic[-_]core|annotated[-_]types|typing[-_]inspection)==')
+    pins=$($py -m pip list --format=freeze 2>/dev/null | grep -iE '^(pydantic|pydantic[-_]core|annotated[-_]types|typing[-_]inspection|typing[-_]extensions)==')
     rm -rf .whl && mkdir -p .whl
     # shellcheck disable=SC2086  # one argument per pin
     $py -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -35,7 +36,7 @@ device() {
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
     mkdir -p /usr/share/datasets/fashion-mnist && cp .fmnist/*.gz /usr/share/datasets/fashion-mnist/
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/nvidia-smi.txt"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/nvidia-smi.txt" || true
     python3 -m pytest -q -p no:cacheprovider -m cuda tests/test_gpu_smoke.py 2>&1 | tee "$out/cuda-tests.log" || true
     cp benchmarks/results/gpu_smoke.json "$out/" 2>/dev/null || true
     python3 benchmarks/gpu_step_profile.py 2>&1 | tee "$out/gpu-step-profile.log" || true
