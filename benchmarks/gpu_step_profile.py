@@ -124,8 +124,7 @@ def markdown(result: dict, cpu_table: str, cuda_table: str) -> str:
              f"{result['epochs_per_variant']} epochs after a warm-up epoch.", "",
              "| teacher | variant | epoch seconds |", "|---|---|---:|"]
     for row in result["variants"]:
-        switches = {k: v for k, v in row.items() if k not in ("arch", "width", "epoch_seconds")}
-        switches.pop("error", None)
+        switches = {k: v for k, v in row.items() if k not in ("arch", "width", "epoch_seconds", "error")}
         lines.append(f"| {row['arch']} w{row['width']} | {', '.join(f'{k}={v}' for k, v in switches.items()) or 'as configured'} | "
                      f"{row.get('epoch_seconds', row.get('error'))} |")
     lines += ["", f"## Profile of {result['profile_steps']} convnet w32 steps, by CPU time", "", "```", cpu_table, "```", "",
