@@ -19,31 +19,41 @@ from edgekd.core.fileio import atomic_path
 from edgekd.runtimes.profiles import QuantRecipe
 
 
-def quantize_nncf(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,
-                  nodes_to_exclude: list[str] | None = None) -> Path:
+def quantize_nncf(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray | dict[str, np.ndarray],
+                  nodes_to_exclude: list[str] | None = None, transformer: bool = False) -> Path:
     """nncf.quantize with its defaults except: every calibration sample is used (subset_size), `nodes_to_exclude`
     stay float (the fallback search's nodes), `recipe.reduce_range` gives 7-bit weights in every layer
     (OverflowFix.ENABLE: exact on x86 CPUs without VNNI; NNCF's default does it in the first layer only), and
-    `recipe.bias_correction` (NNCF's fast one by default, see QuantRecipe)."""
+    `recipe.bias_correction` (NNCF's fast one by default, see QuantRecipe).
+    `calibration`: the samples of a one-input model, or {input name: samples} for several inputs (a text model's
+    input_ids and attention_mask). `transformer`: NNCF's ModelType.TRANSFORMER, its scheme for attention models
+    (softmax, layer norm and GELU kept float, the attention MatMuls quantized as OpenVINO fuses them)."""
     import nncf
     import onnx
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     model = onnx.load(str(fp32_onnx))
-    input_name = model.graph.input[0].name
-    samples = calibration.astype(np.float32)
-    # One sample per item, as NNCF's examples feed it: its statistics are per sample.
-    dataset = nncf.Dataset([samples[i:i + 1] for i in range(len(samples))], lambda x: {input_name: x})
+    feeds = _one_sample_feeds(model, calibration)
     preset = nncf.QuantizationPreset.PERFORMANCE if recipe.preset == "performance" else nncf.QuantizationPreset.MIXED
     overflow = OverflowFix.ENABLE if recipe.reduce_range else OverflowFix.FIRST_LAYER
     advanced = AdvancedQuantizationParameters(overflow_fix=overflow, disable_bias_correction=recipe.bias_correction == "none")
     ignored = nncf.IgnoredScope(names=list(nodes_to_exclude or []), validate=False)
     logging.getLogger("nncf").setLevel(logging.WARNING)  # NNCF logs every statistics pass at INFO
     try:
-        quantized = nncf.quantize(model, dataset, preset=preset, subset_size=len(samples), ignored_scope=ignored,
-                                  fast_bias_correction=recipe.bias_correction != "full", advanced_parameters=advanced)
+        quantized = nncf.quantize(model, nncf.Dataset(feeds), preset=preset, subset_size=len(feeds), ignored_scope=ignored,
+                                  fast_bias_correction=recipe.bias_correction != "full", advanced_parameters=advanced,
+                                  model_type=nncf.ModelType.TRANSFORMER if transformer else None)
     except Exception as exc:  # NNCF raises many types; the first line says which node or statistic failed
         raise StageError(f"quantize: NNCF failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
     with atomic_path(out_path) as tmp:
         onnx.save(quantized, str(tmp))
     return out_path
+
+
+def _one_sample_feeds(model, calibration: np.ndarray | dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """One {input name: one sample} feed per calibration sample, as NNCF's examples feed it: its statistics are per
+    sample. Images are cast to float32 (an npz may hold float64); a text model's token ids keep their integer type."""
+    if not isinstance(calibration, dict):
+        calibration = {model.graph.input[0].name: np.asarray(calibration).astype(np.float32)}
+    count = len(next(iter(calibration.values())))
+    return [{name: array[i:i + 1] for name, array in calibration.items()} for i in range(count)]

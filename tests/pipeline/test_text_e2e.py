@@ -123,6 +123,28 @@ def test_device_bench_texts_refuses_an_unknown_label(run, tmp_path):
     assert result.exit_code == 2 and "'nonsense'" in result.output and "labels" in result.output, result.output
 
 
+def test_openvino_targets_get_nncf_int8_of_the_unfused_graph(tmp_path):
+    """intel-cpu runs OpenVINO: the export is left unfused (onnxruntime's BERT operators are its own), int8 is NNCF's
+    transformer scheme, and compile builds fp32 and int8 OpenVINO models from them."""
+    import onnx
+
+    path = tiny_corpus.write(tmp_path / "corpus.jsonl")
+    config = tmp_path / "text.yaml"
+    config.write_text(yaml.safe_dump(text_config(path, targets=["intel-cpu"])), encoding="utf-8")
+    result = invoke("run", config, "--out", tmp_path / "run")
+    assert result.exit_code == 0, (result.output, result.exception)
+    manifest = read_json(tmp_path / "run" / "manifest.json")
+    assert manifest["stages"]["export"]["metrics"]["fused_operators"].get("Attention", 0) == 0
+    (recipe,) = manifest["stages"]["quantize"]["metrics"]["recipes"].values()
+    assert recipe["tool"] == "nncf" and set(recipe["measured"]) == {"static"}
+    int8 = onnx.load(str(next((tmp_path / "run").glob("04-quantize/*.onnx"))))
+    quantized = {n.op_type for n in int8.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "MatMul"} <= quantized, quantized
+    candidates = manifest["stages"]["compile"]["metrics"]["targets"]["intel-cpu"]["candidates"]
+    assert {"fp32", "int8"} <= {c["name"] for c in candidates}
+    assert read_json(tmp_path / "run" / "gate.json")["passed"]
+
+
 @pytest.mark.parametrize("change, message", [
     ({"student": {"arch": "convnet", "width": 8}}, "student.arch"),
     ({"teachers": [{"arch": "resnet"}]}, "teachers"),

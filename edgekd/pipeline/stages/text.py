@@ -223,8 +223,7 @@ class TextQuantizeStage(Stage):
         choice = recipe_for_host(profile.quantization, ctx.cfg.quantize.adapt_to_host, profile.name)
         scratch = ctx.stage_dir("quantize") / f".{profile.quantization.name}"
         scratch.mkdir(exist_ok=True)
-        made = {"static": export.quantize_static_int8(ctx.layout.fp32_onnx, scratch / "static.onnx", calibration,
-                                                      choice.recipe.reduce_range, choice.recipe.per_channel)}
+        made = {"static": _static_int8(ctx.layout.fp32_onnx, scratch / "static.onnx", calibration, choice.recipe)}
         if profile.backend in ("ort", "ort-arm64"):  # dynamic int8 (MatMulInteger) is onnxruntime's own
             made["dynamic"] = export.quantize_dynamic_int8(ctx.layout.fp32_onnx, scratch / "dynamic.onnx", choice.recipe.reduce_range)
         rows = _measure(ctx, made, profile.threads)
@@ -238,6 +237,19 @@ class TextQuantizeStage(Stage):
         return path, {**profile.quantization.model_dump(), **choice.record(), "text_int8": kind, "measured": rows,
                       "why": f"{kind}: " + ("the faster within the accuracy limit on validation" if passing
                                             else "none within the accuracy limit on validation: the smaller drop")}
+
+
+def _static_int8(fp32_onnx: Path, out: Path, calibration: list[dict[str, np.ndarray]], recipe) -> Path:
+    """Static int8 by the target recipe's tool: NNCF (OpenVINO's quantizer, its transformer scheme: Q/DQ where
+    OpenVINO's CPU plugin fuses them into int8 kernels) or onnxruntime's quantize_static (QDQ around the MatMuls)."""
+    from edgekd.text import export
+
+    if recipe.tool == "nncf":
+        from edgekd.quant.nncf_ptq import quantize_nncf
+
+        joined = {name: np.concatenate([batch[name] for batch in calibration]) for name in export.INPUT_NAMES}
+        return quantize_nncf(fp32_onnx, out, recipe, joined, transformer=True)
+    return export.quantize_static_int8(fp32_onnx, out, calibration, recipe.reduce_range, recipe.per_channel)
 
 
 def _measure(ctx: RunContext, files: dict[str, Path], threads: int | None) -> dict[str, dict[str, float]]:
