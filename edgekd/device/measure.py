@@ -1,7 +1,8 @@
 """Measure a set of artifacts the same way everywhere: the pipeline's bench stage and `edgekd bench BUNDLE`.
 
 Per artifact: size, gzip size, parameters, accuracy, fidelity to the reference logits, session creation,
-latency at each batch size (all artifacts interleaved in rounds), threads, and peak memory (subprocess).
+latency at each batch size (all artifacts interleaved in rounds; text models also at their texts' median length),
+threads, and peak memory (subprocess).
 Lean: numpy and the artifacts' runtimes only.
 """
 from __future__ import annotations
@@ -84,6 +85,7 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
             row["not_timed"] = candidate.latency_note or "timings on this machine say nothing about the device"
         rows.append(row)
     _add_latency(rows, runners, clocks, x, spec, batch_sizes)
+    _add_median_text_latency(rows, runners, clocks, x, spec)
     if memory:
         _add_memory(rows, candidates, x)
     return rows
@@ -100,6 +102,49 @@ def _add_latency(rows: list[dict], runners: dict, clocks: dict, x: np.ndarray, s
                 row.setdefault("latency", {})[f"batch{size}"] = stats[row["artifact"]].to_json()
                 if size == 1:
                     row["p50_ms"] = stats[row["artifact"]].p50_ms
+
+
+def median_tokens(x) -> int | None:
+    """A text model's inputs: the median real length of their texts (the attention mask's ones), when it is shorter
+    than the padded length every input has; None for other models, or when the median text fills the padding."""
+    if not isinstance(x, dict) or "attention_mask" not in x:
+        return None
+    mask = np.asarray(x["attention_mask"])
+    median = int(np.median(mask.sum(axis=1)))
+    return median if 0 < median < mask.shape[1] else None
+
+
+def median_text_batch(x: dict[str, np.ndarray], tokens: int) -> dict[str, np.ndarray]:
+    """One real text of at least `tokens` tokens, cut to `tokens` and not padded: a typical text, as a device that
+    feeds each text at its own length runs it."""
+    lengths = np.asarray(x["attention_mask"]).sum(axis=1)
+    row = int(np.flatnonzero(lengths >= tokens)[0])
+    return {name: np.ascontiguousarray(np.asarray(array)[row:row + 1, :tokens]) for name, array in x.items()}
+
+
+def _add_median_text_latency(rows: list[dict], runners: dict, clocks: dict, x, spec: LatencySpec) -> None:
+    """Text models: batch-1 latency also at the eval texts' median length, unpadded (latency["batch1_tokensN"]),
+    beside the padded length the other timings use: what a typical text costs when the device does not pad. An
+    artifact built for the padded shape only (a static TensorRT engine) is left out, with the reason in its row."""
+    tokens = median_tokens(x)
+    if tokens is None or not runners:
+        return
+    batch = median_text_batch(x, tokens)
+    usable = {}
+    for name, run in runners.items():
+        try:
+            run(batch)
+            usable[name] = run
+        except Exception as exc:  # runtimes raise their own types for a shape they were not built for
+            row = next(r for r in rows if r["artifact"] == name)
+            row["not_timed_at_median_length"] = f"{tokens} tokens: {str(exc).splitlines()[0][:160]}"
+    if not usable:
+        return
+    stats = measure_interleaved(usable, batch, spec, desc=f"latency batch 1, {tokens} tokens",
+                                runtime_clocks={n: c for n, c in clocks.items() if n in usable})
+    for row in rows:
+        if row["artifact"] in stats:
+            row.setdefault("latency", {})[f"batch1_tokens{tokens}"] = stats[row["artifact"]].to_json()
 
 
 def _add_memory(rows: list[dict], candidates: Sequence[Candidate], x: np.ndarray) -> None:

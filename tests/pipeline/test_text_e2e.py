@@ -90,6 +90,15 @@ def test_the_bundle_carries_the_tokenizer_and_the_report_the_teacher(run):
     assert {"teacher", "student_fp32"} <= set(report["references"])
 
 
+def test_bench_times_text_models_at_their_median_length_too(run):
+    """Besides the padded length (max_length), batch 1 at the test texts' median length, unpadded, per artifact."""
+    folder, _ = run
+    report = read_json(folder / "run" / "report.json")
+    timed = [key for row in report["rows"] for key in row.get("latency", {}) if key.startswith("batch1_tokens")]
+    assert timed and all(int(key.removeprefix("batch1_tokens")) < 32 for key in timed), timed  # max_length 32
+    assert "median length" in (folder / "run" / "report.md").read_text(encoding="utf-8")
+
+
 def test_device_bench_tokenizes_raw_texts_without_torch(run):
     """On the test split's raw texts, the device's tokenization must reproduce the pipeline's: same top-1 as the
     run's own bench of the same bundle on its eval set (the whole test split)."""

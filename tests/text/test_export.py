@@ -81,7 +81,13 @@ def test_dynamic_int8_runs_and_agrees_with_fp32(exported, tmp_path):
     fp32, quantized = export.run(path, inputs), export.run(int8, inputs)
     spread = fp32.max() - fp32.min()
     assert np.abs(quantized - fp32).max() < 0.05 * spread, (np.abs(quantized - fp32).max(), spread)
-    assert (quantized.argmax(-1) == fp32.argmax(-1)).mean() >= 0.95
+    # Top-1 agreement on decisions that are not near-ties: a random model's logits tie often, and which near-ties
+    # int8 flips depends on the CPU's kernels (8-bit weights with VNNI, 7-bit without: 60 of 64 agreed on one VNNI
+    # CPU). An error under 5% of the spread cannot flip a margin over 10% of it, so every such decision must agree.
+    ranked = np.sort(fp32, axis=-1)
+    clear = ranked[:, -1] - ranked[:, -2] > 0.1 * spread
+    agree = quantized.argmax(-1) == fp32.argmax(-1)
+    assert clear.mean() > 0.5 and agree[clear].all() and agree.mean() >= 0.9, (clear.mean(), agree.mean())
 
 
 def test_static_qdq_int8_is_calibrated_and_agrees_with_fp32(exported, tmp_path, monkeypatch):

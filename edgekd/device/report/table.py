@@ -65,6 +65,16 @@ def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -
     return rows
 
 
+def median_length_lines(report: dict[str, Any]) -> list[str]:
+    """Text models: the batch-1 p50 at the evaluation texts' median length, unpadded (edgekd.device.measure)."""
+    timed = [(row["artifact"], key.removeprefix("batch1_tokens"), stats["p50_ms"]) for row in report["rows"]
+             for key, stats in row.get("latency", {}).items() if key.startswith("batch1_tokens")]
+    if not timed:
+        return []
+    return ["", f"Batch 1 at the evaluation texts' median length, {timed[0][1]} tokens, unpadded (the table's latency is at "
+            "the padded length every input has): " + ", ".join(f"`{name}` {p50:.3f} ms" for name, _tokens, p50 in timed) + "."]
+
+
 def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
     env = report.get("environment", {})
     lines = [f"# edgekd report: {report['run']}", "",
@@ -82,6 +92,7 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> 
     lines += ["", "`files`: what the device's session loads (its size is `size`), then in parentheses what else the "
               "bundle carries. Why each row is as it is, in full:", ""]
     lines += [f"- `{row['artifact']}`: {row['reason']}" for row in report["rows"] if row.get("reason")]
+    lines += median_length_lines(report)
     if report.get("host_warnings"):
         lines += ["", "This machine is not the device:", ""] + [f"- Warning: {w}" for w in report["host_warnings"]]
     if report.get("warnings"):
