@@ -63,7 +63,7 @@ def _config(folder: Path, where: str) -> dict:
 def _check_weights(folder: Path, where: str) -> None:
     if not any(folder.glob("*.safetensors")):
         raise ModelError(f"{where} '{folder}': no .safetensors weights (pickled .bin files are not loaded: they can run "
-                         "code); save with save_pretrained(folder, safe_serialization=True)")
+                         "code); save it with save_pretrained, which writes model.safetensors (transformers 4.35 or later)")
 
 
 def _tokenizer_json(folder: Path, where: str) -> str:
@@ -112,7 +112,7 @@ def load_classifier(given: PretrainedFolder):
             attn_implementation="eager", output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"{given.where} '{given.folder}': cannot load the model ({str(exc).splitlines()[0][:160]})") from None
-    untrained = [key for key in info.get("missing_keys", []) if key.startswith("classifier.")]
+    untrained = sorted(key for key in info.get("missing_keys", ()) if key.startswith("classifier."))
     if untrained:  # transformers would start the head from random weights, with a warning nobody reads
         raise ModelError(f"{given.where} '{given.folder}': no trained classifier head ({untrained[0]} missing); give a "
                          "BertForSequenceClassification saved after fine-tuning")
