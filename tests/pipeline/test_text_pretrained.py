@@ -122,6 +122,16 @@ def test_the_run_takes_the_folders_tokenizer_and_label_order(given, teacher_run)
     assert bundle["labels"] == MODEL_LABELS
 
 
+def test_a_narrower_student_distils_from_the_folder_too(given, tmp_path):
+    config = yaml.safe_load(_as_teacher(given).read_text())
+    config["student"] = {"arch": "bert", "kwargs": {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32}}
+    (given / "narrow.yaml").write_text(yaml.safe_dump(config))
+    result = invoke("run", given / "narrow.yaml", "--out", tmp_path / "run", "--only", "teachers", "--only", "distill")
+    assert result.exit_code == 0, (result.output, result.exception)
+    stages = read_json(tmp_path / "run" / "manifest.json")["stages"]
+    assert stages["distill"]["metrics"]["params"] < stages["teachers"]["metrics"]["teachers"][0]["params"]
+
+
 def test_the_folder_shipped_as_given_goes_to_export_int8_and_the_bundle(given):
     result = invoke("run", _shipped_as_given(given), "--out", given / "run-shipped")
     assert result.exit_code == 0, (result.output, result.exception)
@@ -160,6 +170,12 @@ def _labels(names: list[str]):
     return change
 
 
+def _small_vocabulary(folder: Path) -> None:
+    """The tokenizer makes ids past the model's embedding table (config vocab_size 20; the tokenizer has more)."""
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 20}))
+
+
 def _no_tokenizer(folder: Path) -> None:
     (folder / "tokenizer.json").unlink()
 
@@ -171,7 +187,8 @@ def _no_tokenizer(folder: Path) -> None:
     (_labels(["LABEL_0", "LABEL_1", "LABEL_2", "LABEL_3"]), "default names"),
     (_labels(["python", "libs", "games", "sports"]), "'sports'"),
     (_no_tokenizer, "no tokenizer.json"),
-], ids=["pickle-only", "model-type", "default-labels", "other-labels", "no-tokenizer"])
+    (_small_vocabulary, "vocab_size is 20"),
+], ids=["pickle-only", "model-type", "default-labels", "other-labels", "no-tokenizer", "vocabulary"])
 def test_a_folder_that_cannot_be_used_is_refused_in_one_line(given, tmp_path, as_teacher, spoil, message):
     tiny_corpus.write(tmp_path / "corpus.jsonl")
     shutil.copytree(given / "my-bert", tmp_path / "my-bert")
