@@ -213,3 +213,14 @@ def test_keys_the_folder_decides_are_refused(given, tmp_path, change, message):
     result = invoke("run", tmp_path / "text.yaml", "--out", tmp_path / "run")
     assert_one_line_error(result, message)
     assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_shipped_as_given_runs_the_text_stages_and_stage_1_depends_on_the_folder(given):
+    from edgekd.pipeline.config import load_config
+    from edgekd.pipeline.registry import stage_class
+
+    config = load_config(_shipped_as_given(given))
+    assert config.distill.mode == "none"
+    assert [stage_class(config, s).__name__ for s in ("teachers", "distill", "export", "quantize")] == [
+        "TextGivenTokenizerStage", "TextAsGivenStage", "TextExportStage", "TextQuantizeStage"]
+    assert "student" in stage_class(config, "teachers").sections  # the folder brings the tokenizer: --resume sees it

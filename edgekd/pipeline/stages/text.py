@@ -163,6 +163,13 @@ class TextTeachersStage(Stage):
                          "read": pretrained.files(given)}
 
 
+class TextGivenTokenizerStage(TextTeachersStage):
+    """Stage 1 (text) with distill.mode none: no teacher, only the shipped folder's tokenizer.json kept for the
+    bundles. Its key covers `student` too: that folder brings the tokenizer, and --resume must see it change."""
+
+    sections = ("seed", "data", "teachers", "student")
+
+
 class TextAsGivenStage(Stage):
     """Stage 2 (text) with distill.mode none: the user's classifier, a save_pretrained folder, taken as it is,
     measured, and saved where the export stage reads the student."""
