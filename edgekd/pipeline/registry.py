@@ -19,6 +19,10 @@ AS_GIVEN = "edgekd.pipeline.stages.as_given:AsGivenStage"
 # data.source text: text classifiers train, export and quantize their own way; compile, bench and gate are shared.
 TEXT_STAGES = {name: f"edgekd.pipeline.stages.text:Text{name.capitalize()}Stage"
                for name in ("teachers", "distill", "export", "quantize")}
+# data.source text with distill.mode none: the user's save_pretrained classifier, shipped as given (its tokenizer
+# kept by stage 1, which then trains nothing).
+TEXT_AS_GIVEN = {"teachers": "edgekd.pipeline.stages.text:TextGivenTokenizerStage",
+                 "distill": "edgekd.pipeline.stages.text:TextAsGivenStage"}
 STAGE_NAMES = tuple(STAGES)
 # task: language-model runs the same stages with its own classes (pipeline/lm/).
 LANGUAGE_MODEL_STAGES = {
@@ -37,7 +41,8 @@ def stage_class(config, name: str):
     if getattr(config, "task", None) == "language-model":
         where = LANGUAGE_MODEL_STAGES[name]
     elif config.data.source == "text" and name in TEXT_STAGES:
-        where = TEXT_STAGES[name]
+        shipped_as_given = config.distill.mode == "none" and name in TEXT_AS_GIVEN
+        where = TEXT_AS_GIVEN[name] if shipped_as_given else TEXT_STAGES[name]
     else:
         where = AS_GIVEN if name == "distill" and config.distill.mode == "none" else STAGES[name]
     module, _, cls = where.partition(":")

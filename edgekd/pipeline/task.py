@@ -66,9 +66,10 @@ class TextClassification(Classification):
         return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
 
     def load_dataset(self, config, base_dir):
-        from edgekd.pipeline.text_data import load_text_dataset
+        from edgekd.pipeline.text_data import given_model, load_text_dataset
 
-        return load_text_dataset(config.data, config.seed, base_dir)
+        # A given model (save_pretrained folder) brings its tokenizer and label order: the data must be encoded with them.
+        return load_text_dataset(config.data, config.seed, base_dir, given_model(config, base_dir))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """`data.source: text`: a corpus file of text,label as the pipeline's dataset. Splits are the file's `split` column
 when it has one, else drawn by group (edgekd.text.corpus.split_by_group); the WordPiece tokenizer is learned on the
-training split; every split is held tokenized (input_ids, attention_mask), with its texts kept for the bundle.
+training split, or is the given model's own (a save_pretrained folder, edgekd.text.pretrained); every split is held
+tokenized (input_ids, attention_mask), with its texts kept for the bundle.
 
 The same interface as edgekd.data.datasets.Dataset where later stages read it (splits with x and y, classes,
 fingerprint, preprocessing), so compile, bench and gate run text models unchanged: x is {input name: array}.
@@ -17,7 +18,7 @@ import numpy as np
 from edgekd.core.errors import DataError
 from edgekd.core.fileio import resolve_path, sha256_of
 from edgekd.core.metrics import ACCURACY
-from edgekd.text import corpus, tokenizer
+from edgekd.text import corpus, pretrained, tokenizer
 
 DEFAULT_MAX_LENGTH, DEFAULT_VOCAB = 64, 2000
 TOKENIZER_FILE = "tokenizer.json"  # its name in the teachers stage's folder and in every bundle
@@ -61,8 +62,29 @@ class TextDataset:
                          "inputs": ["input_ids", "attention_mask"], "lowercase": True}}
 
 
-def load_text_dataset(cfg, seed: int, base_dir: Path | None = None) -> TextDataset:
-    """The corpus at data.path, split, tokenized; data.train_limit / test_limit keep a stratified subset."""
+def given_model_key(config) -> str | None:
+    """The config key naming a save_pretrained folder, if any: the teacher's checkpoint (distilled from), or with
+    distill.mode none the student's (shipped as given). None when the run trains its own teacher."""
+    if config.teachers and config.teachers[0].checkpoint:
+        return "teachers[0].checkpoint"
+    if config.distill.mode == "none" and config.student.checkpoint:
+        return "student.checkpoint"
+    return None
+
+
+def given_model(config, base_dir: Path | None) -> pretrained.PretrainedFolder | None:
+    """The save_pretrained folder the config names (path relative to the config file), checked; None if none."""
+    key = given_model_key(config)
+    if key is None:
+        return None
+    value = config.teachers[0].checkpoint if key.startswith("teachers") else config.student.checkpoint
+    return pretrained.inspect(resolve_path(Path(value).expanduser(), base_dir), key)
+
+
+def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
+                      given: pretrained.PretrainedFolder | None = None) -> TextDataset:
+    """The corpus at data.path, split, tokenized; data.train_limit / test_limit keep a stratified subset. With a
+    `given` model (a save_pretrained folder), its tokenizer encodes the texts and its label order is the classes'."""
     path = resolve_path(Path(cfg.path).expanduser(), base_dir)
     examples = corpus.load(path)
     if not all(e.split for e in examples):
@@ -77,11 +99,35 @@ def load_text_dataset(cfg, seed: int, base_dir: Path | None = None) -> TextDatas
     if len(names) < 2:
         raise DataError(f"{path}: the training split has {len(names)} label; a classifier needs two or more")
     max_length = cfg.max_length or DEFAULT_MAX_LENGTH
-    tok = tokenizer.train([e.text for e in parts["train"]], vocab_size=cfg.vocab_size or DEFAULT_VOCAB, max_length=max_length)
+    if given:
+        names, tok = _given_labels_and_tokenizer(given, names, max_length)
+    else:
+        tok = tokenizer.train([e.text for e in parts["train"]], vocab_size=cfg.vocab_size or DEFAULT_VOCAB, max_length=max_length)
     splits = {name: _encode(tok, part, names) for name, part in parts.items()}
+    # A given tokenizer and label order change every encoded split and label id: they are part of the dataset.
+    model_side = [hashlib.sha256(given.tokenizer_json.encode()).hexdigest(), names] if given else None
     digest = hashlib.sha256(json.dumps([sha256_of(path), seed, cfg.val_fraction, cfg.test_fraction, cfg.train_limit,
-                                        cfg.test_limit, max_length, cfg.vocab_size]).encode()).hexdigest()[:16]
+                                        cfg.test_limit, max_length, cfg.vocab_size, model_side]).encode()).hexdigest()[:16]
     return TextDataset(path.name, names, splits["train"], splits["val"], splits["test"], tok.to_str(), max_length, digest)
+
+
+def _given_labels_and_tokenizer(given: pretrained.PretrainedFolder, names: list[str], max_length: int):
+    """The given model's label order and tokenizer, checked against the corpus. The classes take the model's order
+    (rather than the classifier's rows being permuted to the corpus'): the model stays as the user saved it, so the
+    shipped ONNX file's logits keep its config.id2label order, and the stages after this one read `classes` as always."""
+    from tokenizers import Tokenizer
+
+    pretrained.check_labels(given, names)
+    try:
+        tok = Tokenizer.from_str(given.tokenizer_json)
+    except Exception as exc:  # the Rust side raises a bare Exception for every parse error
+        raise DataError(f"{given.where}: {pretrained.TOKENIZER_FILE} is not a tokenizers JSON file ({str(exc)[:120]}); "
+                        "save the tokenizer with tokenizers' Tokenizer.save") from None
+    if tok.token_to_id("[PAD]") is None:
+        raise DataError(f"{given.where}: {pretrained.TOKENIZER_FILE} has no [PAD] token; give a BERT-style tokenizer")
+    tok = tokenizer.with_length(tok, max_length)
+    pretrained.check_vocabulary(given, tok.get_vocab_size(), max_length)
+    return list(given.labels), tok
 
 
 def _encode(tok, examples: list[corpus.Example], names: list[str]) -> TextSplit:

@@ -22,7 +22,8 @@ class ModelConfig(Strict):
     arch: str = Field(..., description="built-in name (convnet, resnet or mlp), torchvision:NAME, module:function or file.py:function")
     width: Optional[int] = Field(None, ge=1, le=4096, description="base channel count for built-in families")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the model factory")
-    checkpoint: Optional[str] = Field(None, description="state_dict file, loaded with torch.load(weights_only=True)")
+    checkpoint: Optional[str] = Field(None, description="state_dict file, loaded with torch.load(weights_only=True); with "
+                                      "data.source text, a save_pretrained folder (arch bert, safetensors, its tokenizer.json)")
 
 
 class StudentConfig(ModelConfig):

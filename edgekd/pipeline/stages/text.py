@@ -1,10 +1,13 @@
-"""Stages 1-4 for text classifiers (data.source text): a BERT-style teacher trained on the corpus, the DistilBERT
-recipe's student distilled from it, ONNX export with input_ids and attention_mask (batch and sequence dynamic),
-and int8 per target. Compile, bench and gate are the image stages, unchanged: they read what these write.
+"""Stages 1-4 for text classifiers (data.source text): a BERT-style teacher trained on the corpus (or the user's own,
+a save_pretrained folder), the DistilBERT recipe's student distilled from it (or the user's classifier shipped as
+given), ONNX export with input_ids and attention_mask (batch and sequence dynamic), and int8 per target. Compile,
+bench and gate are the image stages, unchanged: they read what these write.
 
     teachers: [{arch: bert, kwargs: {hidden: 128, layers: 6, heads: 4, intermediate: 512}, train: {...}}]
+    teachers: [{arch: bert, checkpoint: my-bert/}]   # a save_pretrained folder with its tokenizer.json: not trained
     student: {arch: bert-half}            # the teacher's width, every other teacher layer (DistilBERT)
     student: {arch: bert, kwargs: {...}}  # a narrower student, fresh, with a learned projection for the cosine
+    student: {arch: bert, checkpoint: my-bert/}      # without teachers and distill: shipped as given (distill.mode none)
 
 Weights are saved with safetensors (nothing is unpickled when read back) beside the models' configs as JSON.
 """
@@ -21,7 +24,7 @@ from edgekd.core.progress import progress
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
-from edgekd.pipeline.text_data import TOKENIZER_FILE
+from edgekd.pipeline.text_data import TOKENIZER_FILE, given_model, given_model_key
 from edgekd.pipeline.text_models import load_model, save_model
 
 TEACHER_ARCH, STUDENT_ARCHS = "bert", ("bert-half", "bert")
@@ -40,25 +43,51 @@ def _size(kwargs: dict, where: str):
 
 def check_text_config(config, base_dir: Path) -> None:
     """What the text path supports, refused with the key before anything loads."""
-    if len(config.teachers) != 1 or config.teachers[0].arch != TEACHER_ARCH:
-        raise ConfigError(f"teachers: data.source text distills from one teacher with arch '{TEACHER_ARCH}'; give exactly that")
-    if config.teachers[0].checkpoint:
-        raise ConfigError("teachers[0].checkpoint: a text teacher is trained by the run; remove the checkpoint")
-    if config.student.arch not in STUDENT_ARCHS or config.student.checkpoint:
-        raise ConfigError(f"student.arch: data.source text takes {' or '.join(STUDENT_ARCHS)} (without checkpoint); "
-                          f"got {config.student.arch!r}")
-    if config.student.arch == "bert-half" and config.student.kwargs:
-        raise ConfigError("student.kwargs: bert-half takes the teacher's sizes; remove kwargs, or use arch bert for a narrower student")
-    if config.distill.mode != "offline" or config.distill.hints or config.distill.augment:
-        raise ConfigError("distill: data.source text distills offline, without hints or augment; remove them")
+    if config.distill.mode == "none":
+        _check_shipped_as_given(config)
+    else:
+        _check_distillation(config)
     if config.quantize.method == "qat":
         raise ConfigError("quantize.method: qat is for images; data.source text quantizes after training (ptq) or not at all (none)")
-    _size(config.teachers[0].kwargs, "teachers[0]")
-    if config.student.arch == "bert":
-        _size(config.student.kwargs, "student")
     path = resolve_path(Path(config.data.path).expanduser(), base_dir)
     if not path.is_file():
         raise ConfigError(f"data.path '{config.data.path}': no such file ({path}); give a .jsonl or .csv of text,label")
+    key = given_model_key(config)
+    if key:
+        given_model(config, base_dir)  # config.json, model_type, safetensors, tokenizer.json: a second, no weights
+        if config.data.vocab_size:
+            raise ConfigError(f"data.vocab_size: the tokenizer comes with {key} (its tokenizer.json); remove data.vocab_size")
+
+
+def _check_distillation(config) -> None:
+    """One BERT teacher (trained by the run, or a save_pretrained folder) and a student distilled from it."""
+    if len(config.teachers) != 1 or config.teachers[0].arch != TEACHER_ARCH:
+        raise ConfigError(f"teachers: data.source text distills from one teacher with arch '{TEACHER_ARCH}'; give exactly that")
+    teacher = config.teachers[0]
+    if teacher.checkpoint and teacher.kwargs:
+        raise ConfigError("teachers[0].kwargs: the teacher's sizes come from teachers[0].checkpoint (its config.json); remove kwargs")
+    if config.student.arch not in STUDENT_ARCHS or config.student.checkpoint:
+        raise ConfigError(f"student.arch: data.source text takes {' or '.join(STUDENT_ARCHS)} (without checkpoint); "
+                          f"got {config.student.arch!r}; to ship a save_pretrained folder as given, remove teachers and distill")
+    if config.student.arch == "bert-half" and config.student.kwargs:
+        raise ConfigError("student.kwargs: bert-half takes the teacher's sizes; remove kwargs, or use arch bert for a narrower student")
+    if config.distill.mode != "offline" or config.distill.hints or config.distill.augment:
+        raise ConfigError("distill: data.source text distills offline, without hints or augment, or ships the student as "
+                          "given (distill.mode none); remove them")
+    if not teacher.checkpoint:
+        _size(teacher.kwargs, "teachers[0]")
+    if config.student.arch == "bert":
+        _size(config.student.kwargs, "student")
+
+
+def _check_shipped_as_given(config) -> None:
+    """distill.mode none: the user's own classifier, a save_pretrained folder, is the model to ship."""
+    if config.ships_onnx:
+        raise ConfigError("student.onnx: data.source text ships a save_pretrained folder as given; give "
+                          "student: {arch: bert, checkpoint: FOLDER} instead")
+    if config.student.arch != TEACHER_ARCH or config.student.kwargs:
+        raise ConfigError(f"student.arch: data.source text ships a save_pretrained folder as given with "
+                          f"student: {{arch: {TEACHER_ARCH}, checkpoint: FOLDER}} (no kwargs); got {config.student.arch!r}")
 
 
 def _recipe(train_cfg, seed: int):
@@ -75,7 +104,8 @@ def _encoded(split):
 
 
 class TextTeachersStage(Stage):
-    """Stage 1 (text): the WordPiece tokenizer of the training split, and the BERT-style teacher trained on it."""
+    """Stage 1 (text): the tokenizer (the WordPiece one learned on the training split, or the given model's), and the
+    BERT-style teacher: trained on the corpus, or a save_pretrained folder taken as it is and measured."""
 
     name = "teachers"
     sections = ("seed", "data", "teachers")
@@ -86,29 +116,77 @@ class TextTeachersStage(Stage):
         check_text_config(config, base_dir)
 
     def check_inputs(self) -> list[dict]:
-        """The corpus loads, splits and tokenizes before the run folder is touched (ctx.dataset)."""
+        """The corpus loads, splits and tokenizes (with a given model: its tokenizer and labels match the corpus)
+        before the run folder is touched (ctx.dataset)."""
         self.ctx.dataset  # noqa: B018  (loaded for its checks; the runner keeps it)
         return []
 
     def run(self) -> StageOutput:
+        ctx, data = self.ctx, self.ctx.dataset
+        folder = ctx.stage_dir("teachers")
+        tokenizer_path = folder / TOKENIZER_FILE  # where the compile stage takes every bundle's tokenizer from
+        write_text_atomic(tokenizer_path, data.tokenizer_json)
+        shared = {"preprocessing": data.preprocessing(), "vocabulary": data.tokenizer().get_vocab_size()}
+        if not ctx.cfg.teachers:  # a classifier shipped as given: its tokenizer is all the bundles need from here
+            return StageOutput([tokenizer_path], {"teachers": [], "ensemble": None, **shared})
+        from edgekd.text import models, training
+
+        teacher, measured = self._given() if ctx.cfg.teachers[0].checkpoint else self._trained()
+        read = measured.pop("read", [])  # a given folder's files, recorded with their sha256
+        entry = {"name": "teacher-0", "arch": TEACHER_ARCH, "params": models.parameters(teacher), "top1": measured["val_top1"],
+                 "test_top1": training.top1(teacher, _encoded(data.test)), **measured}
+        outputs = [tokenizer_path, *save_model(teacher, folder, "teacher-0")]
+        return StageOutput(outputs, {"teachers": [entry], "ensemble": {"params": entry["params"], "top1": entry["top1"]},
+                                     **shared}, inputs=read)
+
+    def _trained(self):
         import torch
 
         from edgekd.text import models, training
 
-        ctx, data = self.ctx, self.ctx.dataset
-        spec, folder = ctx.cfg.teachers[0], ctx.stage_dir("teachers")
-        tokenizer_path = folder / TOKENIZER_FILE
-        write_text_atomic(tokenizer_path, data.tokenizer_json)
+        ctx, data, spec = self.ctx, self.ctx.dataset, self.ctx.cfg.teachers[0]
         torch.manual_seed(ctx.cfg.seed)
         teacher = models.classifier(models.config(data.tokenizer().get_vocab_size(), data.num_classes,
                                                   _size(spec.kwargs, "teachers[0]"), max_length=data.max_length))
         fitted = training.fit(teacher, _encoded(data.train), _encoded(data.val), _recipe(spec.train, ctx.cfg.seed),
                               log=lambda m: None, name="teacher")  # the progress bar says where it is
-        entry = {"name": "teacher-0", "arch": TEACHER_ARCH, "params": models.parameters(teacher), "top1": fitted["val_top1"],
-                 "test_top1": training.top1(teacher, _encoded(data.test)), **fitted}
-        outputs = [tokenizer_path, *save_model(teacher, folder, "teacher-0")]
-        return StageOutput(outputs, {"teachers": [entry], "ensemble": {"params": entry["params"], "top1": entry["top1"]},
-                                     "preprocessing": data.preprocessing(), "vocabulary": data.tokenizer().get_vocab_size()})
+        return teacher, fitted
+
+    def _given(self):
+        """The save_pretrained folder's classifier, not trained: saved below like a trained one, so the distill stage
+        and the bench stage's reference read it the same way."""
+        from edgekd.text import pretrained, training
+
+        given = given_model(self.ctx.cfg, self.ctx.base_dir)
+        teacher = pretrained.load_classifier(given)
+        return teacher, {"val_top1": training.top1(teacher, _encoded(self.ctx.dataset.val)), "given": str(given.folder),
+                         "read": pretrained.files(given)}
+
+
+class TextGivenTokenizerStage(TextTeachersStage):
+    """Stage 1 (text) with distill.mode none: no teacher, only the shipped folder's tokenizer.json kept for the
+    bundles. Its key covers `student` too: that folder brings the tokenizer, and --resume must see it change."""
+
+    sections = ("seed", "data", "teachers", "student")
+
+
+class TextAsGivenStage(Stage):
+    """Stage 2 (text) with distill.mode none: the user's classifier, a save_pretrained folder, taken as it is,
+    measured, and saved where the export stage reads the student."""
+
+    name = "distill"
+    sections = ("student", "distill")
+
+    def run(self) -> StageOutput:
+        from edgekd.text import models, pretrained, training
+
+        ctx, data = self.ctx, self.ctx.dataset
+        given = given_model(ctx.cfg, ctx.base_dir)
+        student = pretrained.load_classifier(given)
+        metrics = {"mode": "none", "source": "save_pretrained", "given": str(given.folder), "params": models.parameters(student),
+                   "val_top1": training.top1(student, _encoded(data.val)), "test_top1": training.top1(student, _encoded(data.test))}
+        return StageOutput(save_model(student, ctx.stage_dir("distill"), "student"), metrics, inputs=pretrained.files(given),
+                           record=StudentRecord())
 
 
 class TextDistillStage(Stage):
