@@ -4,7 +4,7 @@ against the same student trained from its initialisation with labels only, and i
     flock /tmp/edgekd-heavy.lock env PYTHONPATH=$PWD python benchmarks/distill_text.py
     python benchmarks/distill_text.py --smoke      # (or --quick) seconds, a generated corpus, a temporary folder
 
-Sizes (docs/text.md): WordPiece vocabulary 2,000; teacher hidden 128, 6 layers, 4 heads, FFN 512; student its
+Sizes (docs/text.md): WordPiece vocabulary 2,000; teacher hidden 256, 6 layers, 4 heads, FFN 1,024; student its
 layers 0, 2, 4 with its embeddings, pooler and classifier (DistilBERT's initialisation); texts cut to 64 tokens;
 a stratified subset of the training split for training (the 60-minute budget on 2 cores), a stratified subset
 of the validation split to pick each model's best epoch and the int8 recipe, the whole test split for every
