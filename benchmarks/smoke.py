@@ -43,6 +43,9 @@ def folder(benchmark: str) -> Path:
     return path
 
 
+SMOKE_MAX_DROP = 50.0  # points: no smoke-sized model's int8 is refused for accuracy (see shrink)
+
+
 def shrink(config: dict[str, Any]) -> dict[str, Any]:
     """A pipeline config (as a dict) with tiny data, three-epoch training and a short bench; models stay the same
     architectures, so the code the benchmark exercises is the one it measures."""
@@ -63,6 +66,10 @@ def shrink(config: dict[str, Any]) -> dict[str, Any]:
     # Three epochs on 300 images leave many near-ties among the logits, which int8 rounding flips: the
     # agreement checks (QAT's QDQ file against its fake-quantized model) would fail on noise, not on a bug.
     out["export"] = {**out.get("export", {}), "min_top1_agreement": 0.8}
+    # The same near-ties make int8's drop noise too, and which of them flip depends on the CPU's int8 kernels (8-bit
+    # weights with VNNI, 7-bit without): a data-free smoke student dropped 3.2 points on an AVX-512 VNNI CPU and
+    # none on AVX2. The accuracy budget (quantize's and the gate's) is for real runs; a smoke run checks the code.
+    out["gate"] = {**out.get("gate", {}), "max_drop": SMOKE_MAX_DROP}
     return out
 
 
