@@ -6,12 +6,12 @@ tokenizer (same vocabulary), which token-level distillation needs.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from edgekd.core.errors import ConfigError, ModelError
+from edgekd.core.pretrained_folder import read_config, require_safetensors
 
 
 @dataclass(frozen=True)
@@ -71,18 +71,8 @@ def load_pretrained(folder: str | Path):
     from transformers import GPT2LMHeadModel
 
     folder = Path(folder)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise ModelError(f"{folder}: no config.json; give a folder written by save_pretrained")
-    try:
-        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{config_path}: not readable JSON ({exc}); save the model again with save_pretrained") from None
-    if model_type != "gpt2":
-        raise ModelError(f"{config_path}: model_type {model_type!r}; only GPT-2-style decoders (model_type 'gpt2') are supported")
-    if not any(folder.glob("*.safetensors")):
-        raise ModelError(f"{folder}: no .safetensors weights (pickled .bin files are not loaded: they can run code); "
-                         "save with save_pretrained(folder, safe_serialization=True)")
+    read_config(folder, str(folder), "gpt2", "GPT-2-style decoders")
+    require_safetensors(folder, str(folder))
     try:
         model = GPT2LMHeadModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError, RuntimeError) as exc:

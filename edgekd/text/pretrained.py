@@ -7,12 +7,12 @@ second before any weights load; `load_classifier` loads the weights with transfo
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekd.core.errors import DataError, ModelError
+from edgekd.core.pretrained_folder import read_config, require_safetensors
 
 MODEL_TYPE = "bert"
 TOKENIZER_FILE = "tokenizer.json"
@@ -36,34 +36,14 @@ def inspect(folder: Path, where: str) -> PretrainedFolder:
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelError(f"{where} '{folder}': not a folder; give the folder that save_pretrained wrote")
-    config = _config(folder, where)
-    _check_weights(folder, where)
+    label = f"{where} '{folder}'"
+    config = read_config(folder, label, MODEL_TYPE, "BERT-style classifiers (BertForSequenceClassification)")
+    require_safetensors(folder, label)
     tokenizer_json = _tokenizer_json(folder, where)
     id2label = config.get("id2label") or {}
     labels = [str(id2label[key]) for key in sorted(id2label, key=int)]
     return PretrainedFolder(folder, where, labels, int(config.get("vocab_size", 0)),
                             int(config.get("max_position_embeddings", 0)), tokenizer_json)
-
-
-def _config(folder: Path, where: str) -> dict:
-    path = folder / "config.json"
-    if not path.is_file():
-        raise ModelError(f"{where} '{folder}': no config.json; give a folder written by save_pretrained")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{where}: {path} is not readable JSON ({exc}); save the model again with save_pretrained") from None
-    if not isinstance(config, dict) or config.get("model_type") != MODEL_TYPE:
-        got = config.get("model_type") if isinstance(config, dict) else None
-        raise ModelError(f"{where}: {path} has model_type {got!r}; only BERT-style classifiers (model_type "
-                         f"'{MODEL_TYPE}', BertForSequenceClassification) are supported")
-    return config
-
-
-def _check_weights(folder: Path, where: str) -> None:
-    if not any(folder.glob("*.safetensors")):
-        raise ModelError(f"{where} '{folder}': no .safetensors weights (pickled .bin files are not loaded: they can run "
-                         "code); save it with save_pretrained, which writes model.safetensors (transformers 4.35 or later)")
 
 
 def _tokenizer_json(folder: Path, where: str) -> str:
