@@ -52,10 +52,34 @@ def test_a_partial_trials_run_keeps_the_earlier_rows_it_does_not_rerun(script, t
 
     ctx = SimpleNamespace(config_path=script.CONFIG)
     names = [name for name, _ in script.TRIALS]
-    earlier = {"config": script._shown(script.CONFIG), "seed": 0, "environment": {"cpu": describe()["cpu"]},
+    earlier = {"config": script._shown(script.CONFIG), "seed": 0, "environment": {"cpu": describe()["cpu"]}, "ensemble_top1": 0.93,
                "trials": [{"name": name, "val_top1": 0.9} for name in names[:2]] + [{"name": "gone from TRIALS"}]}
     path = tmp_path / "trials.json"
     path.write_text(json.dumps(earlier))
-    assert [r["name"] for r in script.earlier_trials(path, ctx, 0, keep={names[1]})] == [names[0]]
+    kept = script.earlier_trials(path, ctx, 0, keep={names[1]})
+    assert [r["name"] for r in kept] == [names[0]]
+    assert kept[0]["cpu_flags"] == describe()["cpu"]["flags"] and kept[0]["ensemble_top1"] == 0.93
     assert script.earlier_trials(path, ctx, 1, keep={names[1]}) == []  # another seed: nothing kept
     assert script.earlier_trials(path, ctx, 0, keep=set()) == []  # a full run replaces every row
+
+
+def test_rows_from_another_cpu_are_kept_with_the_flags_they_ran_with(script, tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    ctx = SimpleNamespace(config_path=script.CONFIG)
+    names = [name for name, _ in script.TRIALS]
+    earlier = {"config": script._shown(script.CONFIG), "seed": 0, "ensemble_top1": 0.934,
+               "environment": {"cpu": {"flags": ["made-up-isa"]}},
+               "trials": [{"name": names[0], "val_top1": 0.9}, {"name": names[1], "cpu_flags": ["avx2"], "ensemble_top1": 0.92}]}
+    path = tmp_path / "trials.json"
+    path.write_text(json.dumps(earlier))
+    kept = script.earlier_trials(path, ctx, 0, keep={names[2]})
+    assert [(r["cpu_flags"], r["ensemble_top1"]) for r in kept] == [(["made-up-isa"], 0.934), (["avx2"], 0.92)]
+
+
+def test_the_trials_dkd_is_the_yaml_recipe(script):
+    from edgekd.pipeline.config import load_config
+
+    dkd = load_config(script.CONFIG).distill.dkd
+    assert {"target_weight": dkd.target_weight, "nontarget_weight": dkd.nontarget_weight} == script.DKD_YAML
