@@ -91,6 +91,11 @@ TRIALS: tuple[tuple[str, dict], ...] = (
     ("kd T4 dkd tckd2 beta1 lr0.1", {"temperature": 4.0, "alpha": 0.9, "dkd": DKD_YAML, "train": {"lr": 0.1}}),
 )
 ENSEMBLE_TARGET = 0.933
+# distill.train settings of one mode only, each the best of that mode on the validation split in --trials (seed 0,
+# results/distill_fashion_mnist_trials.md, AVX-512 VNNI CPU, bf16 teachers): KD val 92.64% at lr 0.1 against 92.27%
+# at the YAML's 0.05 (and 92.38% at weight decay 5e-5); scratch 92.20% at 0.05 against 92.03% at 0.1 (91.72% at
+# 5e-5). Tuning each side on validation is the fair comparison; the test split never picks.
+MODE_TRAIN: dict[str, dict] = {"scratch": {}, "kd": {"lr": 0.1}}
 
 
 def main() -> None:
@@ -146,9 +151,15 @@ def variant(ctx: RunContext, mode: str, seed: int, epochs: int | None = None, ov
     return RunContext(cfg, ctx.config_path, ctx.run_dir, manifest)
 
 
+def mode_settings(mode: str) -> dict:
+    """The distill overrides of one mode in the benchmark's runs (MODE_TRAIN), not in --trials' variants."""
+    return {"train": dict(MODE_TRAIN[mode])} if MODE_TRAIN[mode] else {}
+
+
 def train_student(ctx: RunContext, mode: str, seed: int) -> dict:
     started = time.perf_counter()
-    _, metrics = distill_student(variant(ctx, mode, seed), ctx.run_dir / "variants" / f"{mode}-seed{seed}")
+    _, metrics = distill_student(variant(ctx, mode, seed, overrides=mode_settings(mode)),
+                                 ctx.run_dir / "variants" / f"{mode}-seed{seed}")
     metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
     print(f"{mode} seed {seed}: test top-1 {metrics['test_top1']:.4f} ({metrics['wall_seconds']:.0f} s)", flush=True)
     return metrics
@@ -232,7 +243,8 @@ def time_epochs(ctx: RunContext, rounds: int = TIMING_ROUNDS, epochs: int = TIMI
         modes = ("scratch", "kd") if round_index % 2 == 0 else ("kd", "scratch")
         for mode in modes:
             folder = ctx.run_dir / "variants" / f"timing-{mode}"
-            _, metrics = distill_student(variant(ctx, mode, 100 + round_index, epochs=epochs), folder)
+            _, metrics = distill_student(variant(ctx, mode, 100 + round_index, epochs=epochs, overrides=mode_settings(mode)),
+                                         folder)
             phase = metrics["phases"]["scratch" if mode == "scratch" else "distill"]
             seconds[mode].append(round(phase["seconds"] / phase["epochs"], 4))
     timing = {mode: {"median": round(statistics.median(v), 4), "min": min(v), "rounds": v} for mode, v in seconds.items()}
@@ -289,7 +301,9 @@ def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: 
                     "fraction_of_ensemble_params": round(student_params / teachers["ensemble"]["params"], 4)},
         "recipe": {"epochs": ctx.cfg.distill.train.epochs, "temperature": ctx.cfg.distill.temperature,
                    "alpha_kd": ctx.cfg.distill.alpha, "alpha_scratch": 0.0, "batch_size": ctx.cfg.distill.train.batch_size,
-                   "dkd": ctx.cfg.distill.dkd.model_dump() if ctx.cfg.distill.dkd is not None else None},
+                   "dkd": ctx.cfg.distill.dkd.model_dump() if ctx.cfg.distill.dkd is not None else None,
+                   "lr": ctx.cfg.distill.train.lr, "weight_decay": ctx.cfg.distill.train.weight_decay,
+                   "train_per_mode": MODE_TRAIN},
         "scratch": {"top1": scratch, **_spread(scratch)},
         "kd": {"top1": kd, **_spread(kd)},
         "kd_minus_scratch_points": round(100 * (statistics.mean(kd) - statistics.mean(scratch)), 3),

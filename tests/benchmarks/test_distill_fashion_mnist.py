@@ -83,3 +83,13 @@ def test_the_trials_dkd_is_the_yaml_recipe(script):
 
     dkd = load_config(script.CONFIG).distill.dkd
     assert {"target_weight": dkd.target_weight, "nontarget_weight": dkd.nontarget_weight} == script.DKD_YAML
+
+
+def test_each_mode_trains_with_its_own_settings_and_trials_with_none(script):
+    from edgekd.pipeline.config import load_config
+
+    distill = load_config(script.CONFIG).distill
+    for mode, train in script.MODE_TRAIN.items():
+        chosen = script.distill_variant(distill, mode, 0, overrides=script.mode_settings(mode))
+        assert all(getattr(chosen.train, key) == value for key, value in train.items())
+    assert script.distill_variant(distill, "scratch", 0, overrides=script.mode_settings("scratch")).train == distill.train
