@@ -294,7 +294,8 @@ def summarize(teachers: dict, runs: dict, timing: dict, ctx: RunContext, total: 
     return {
         "benchmark": "distill_fashion_mnist", "config": _shown(ctx.config_path), "seeds": seeds,
         "data": {"source": "fashion-mnist", "train_images": len(ctx.dataset.train), "test_images": len(ctx.dataset.test)},
-        "teachers": [{"name": f"{t['name']} ({t['arch']} w{t['width']})", "params": t["params"], "top1": t["top1"]}
+        "teachers": [{"name": f"{t['name']} ({t['arch']} w{t['width']})", "params": t["params"], "top1": t["top1"],
+                      "epoch_seconds": t.get("epoch_seconds")}  # a paused process inflates seconds, not an epoch's
                      for t in teachers["teachers"]],
         "ensemble": {"params": teachers["ensemble"]["params"], "top1": ensemble, "mode": ctx.cfg.distill.ensemble},
         "student": {"params": student_params, "arch": f"{ctx.cfg.student.arch} w{ctx.cfg.student.width}",

@@ -44,6 +44,7 @@ from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.errors import DataError  # noqa: E402
 from edgekd.core.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
+from edgekd.device.noise import paired_speedup  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
 from edgekd.text import corpus, export, models, tokenizer, training  # noqa: E402
 
@@ -83,8 +84,8 @@ class Plan:
     seeds: tuple[int, ...] = (0, 1)
     calibration_batches: int = 8     # of 32 training texts, for static int8
     # LatencySpec's fields. 12 rounds of >= 1 s per file: this shared VM's CPU swings between two states for tens of
-    # seconds at a time (fp32 student ~2.4 vs ~3.2 ms, int8 ~1.25 vs ~2.0 ms at 73 tokens), so a speed-up is each
-    # round's paired ratio, their median (speedup()), over enough rounds to see both states.
+    # seconds at a time (int8's per-round gain at 73 tokens ran from x1.25 to x2.06 in results/distill_text.json), so a speed-up is each
+    # round's paired ratio, their median (edgekd.device.noise.paired_speedup), over enough rounds to see both states.
     latency: dict = field(default_factory=lambda: {"warmup_runs": 20, "warmup_seconds": 0.5, "runs": 300, "min_seconds": 12.0,
                                                   "rounds": 12})
 
@@ -350,25 +351,16 @@ def run(plan: Plan, args, work: Path) -> dict:
     return summarize(plan, locals())
 
 
-def speedup(setting: dict, slow: str, fast: str) -> dict:
-    """How much faster `fast` ran than `slow` in one latency setting: the median over rounds of each round's ratio
-    of p50s (both files timed back to back in that round, so under the same load), and for reference the ratio of
-    the p50s pooled over all rounds, which a machine that switches between a slow and a fast state can pull
-    either way (the two medians may fall in different states)."""
-    ratios = [a / b for a, b in zip(setting[slow]["round_p50_ms"], setting[fast]["round_p50_ms"], strict=True)]
-    return {"paired_median": round(statistics.median(ratios), 3), "rounds": [round(r, 3) for r in ratios],
-            "pooled_p50": round(setting[slow]["p50_ms"] / setting[fast]["p50_ms"], 3)}
-
-
 def summarize(plan: Plan, v: dict) -> dict:
     key = f"seq{MEDIAN_TOKENS}_threads{ORT_THREADS}"
     timing, files, test_top1 = v["timing"], v["files"], v["test_top1"]
     p50 = lambda name, k=key: timing[k][name]["p50_ms"]  # noqa: E731
-    faster = lambda slow, fast: speedup(timing[key], slow, fast)  # noqa: E731
+    faster = lambda slow, fast: paired_speedup(timing[key][slow], timing[key][fast])  # noqa: E731
     teacher_params, student_params = models.parameters(v["teacher"]), models.parameters(v["best_kd"]["model"])
     scratch, kd = [r["test_top1"] for r in v["runs"]["scratch"]], [r["test_top1"] for r in v["runs"]["kd"]]
     chosen = v["chosen"]
     teacher_fit = v["teacher_fit"]
+    over_teacher, int8_gain = faster("teacher", "student"), faster("student", chosen)
     result = {
         "benchmark": "distill_text",
         "data": {"examples": len(v["examples"]), "classes": len(v["names"]), "sha256": v["corpus_sha"],
@@ -383,13 +375,11 @@ def summarize(plan: Plan, v: dict) -> dict:
                     "layers_from_teacher": v["best_kd"]["layers"], "shipped_seed": plan.seeds[v["runs"]["kd"].index(v["best_kd"])],
                     "shipped_top1": v["best_kd"]["test_top1"], "onnx_top1": round(test_top1["student"], 4),
                     "params_fraction_of_teacher": round(student_params / teacher_params, 4),
-                    "speedup_over_teacher": faster("teacher", "student")["paired_median"],
-                    "speedup_over_teacher_detail": faster("teacher", "student")},
+                    "speedup_over_teacher": over_teacher["paired_median"], "speedup_over_teacher_detail": over_teacher},
         "int8": {"params": student_params, "top1": round(test_top1[chosen], 4), "p50_ms": p50(chosen), "recipe": chosen,
                  "why": v["why"], "reduce_range": saturates_8bit_products(),
                  "drop_points_vs_fp32_student": round(100 * (test_top1["student"] - test_top1[chosen]), 2),
-                 "speedup_over_fp32_student": faster("student", chosen)["paired_median"],
-                 "speedup_over_fp32_student_detail": faster("student", chosen),
+                 "speedup_over_fp32_student": int8_gain["paired_median"], "speedup_over_fp32_student_detail": int8_gain,
                  "file_bytes": files[chosen].stat().st_size, "fp32_file_bytes": files["student"].stat().st_size},
         "onnx": {"exporter": "torch.onnx.export(dynamo=False), then onnxruntime.transformers.optimizer (model_type bert)",
                  "parity_vs_pytorch": v["parity"], "fused_operators": v["fused"],

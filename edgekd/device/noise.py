@@ -7,9 +7,20 @@ the larger coefficient of variation. A ratio between unseparated timings is repo
 """
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 MIN_ROUNDS = 3
+
+
+def paired_speedup(slow: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any]:
+    """How much faster `fast` ran than `slow` (LatencyStats.to_json() of one interleaved measurement): the median
+    over rounds of each round's ratio of p50s (both timed back to back in that round, so under the same load), and
+    for reference the ratio of the p50s pooled over all rounds, which a machine switching between a slow and a fast
+    state can pull either way (the two medians may fall in different states)."""
+    ratios = [a / b for a, b in zip(slow["round_p50_ms"], fast["round_p50_ms"], strict=True)]
+    return {"paired_median": round(statistics.median(ratios), 3), "rounds": [round(r, 3) for r in ratios],
+            "pooled_p50": round(slow["p50_ms"] / fast["p50_ms"], 3)}
 
 
 def separated(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool | None:
