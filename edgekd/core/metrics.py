@@ -48,12 +48,45 @@ def topk(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
 
 
 def fidelity(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    diff = np.abs(logits.astype(np.float64) - reference)
-    a, b = logits.reshape(len(logits), -1).astype(np.float64), reference.reshape(len(reference), -1)
-    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return {"top1_agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
-            "max_abs_error": float(diff.max()), "mean_abs_error": float(diff.mean()),
-            "cosine": float(cosine.mean())}
+    """How close a model's outputs are to the reference (fp32) model's on the same samples: tensor_fidelity, and for
+    (batch, classes) logits the share of samples whose top-1 agrees."""
+    numbers = tensor_fidelity(logits, reference)
+    if np.ndim(logits) == 2:
+        numbers["top1_agreement"] = float((logits.argmax(1) == reference.argmax(1)).mean())
+    return numbers
+
+
+# SQNR of outputs identical to the reference is infinite; reports are JSON, which has no infinity, so it is capped
+# here (float32 rounding alone gives ~140 dB, so a real difference never reaches the cap).
+MAX_SQNR_DB = 300.0
+
+
+def tensor_fidelity(output: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """The numbers that hold for any pair of tensors of one shape, batch first: cosine (mean over samples of the
+    flattened samples' cosine; two all-zero samples agree, 1.0), SQNR in dB (10 log10 of the reference's energy over
+    the error's, over the whole tensor, capped at MAX_SQNR_DB), and the largest and mean absolute errors."""
+    a = np.asarray(output, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"outputs of shape {a.shape} compared with a reference of shape {b.shape}")
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    both_zero = (np.abs(a).sum(1) == 0) & (np.abs(b).sum(1) == 0)
+    cosine = np.where(both_zero, 1.0, (a * b).sum(1) / np.maximum(norms, 1e-300))
+    error = a - b
+    noise, signal = float((error ** 2).sum()), float((b ** 2).sum())
+    sqnr = MAX_SQNR_DB if noise == 0 else min(MAX_SQNR_DB, 10 * np.log10(max(signal, 1e-300) / noise))
+    return {"cosine": float(cosine.mean()), "sqnr_db": float(sqnr), "max_abs_error": float(np.abs(error).max(initial=0.0)),
+            "mean_abs_error": float(np.abs(error).mean()) if error.size else 0.0}
+
+
+def worst_fidelity(per_output: dict[str, dict[str, float]]) -> dict[str, float]:
+    """One summary of several outputs' tensor_fidelity: the lowest cosine and SQNR, the largest errors (a gate on
+    the summary holds for every output)."""
+    values = list(per_output.values())
+    return {"cosine": min(v["cosine"] for v in values), "sqnr_db": min(v["sqnr_db"] for v in values),
+            "max_abs_error": max(v["max_abs_error"] for v in values),
+            "mean_abs_error": max(v["mean_abs_error"] for v in values)}
 
 
 def accuracy_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
