@@ -22,7 +22,12 @@ FIDELITY_NOTE = ("measured: fidelity to fp32 (no labels): top-1 is the share of 
 
 
 def measured_note(report: dict) -> str | None:
-    """The line a report, table or gate shows when its top-1 is fidelity to fp32 rather than accuracy."""
+    """The line a report, table or gate shows when its top-1 is fidelity to fp32 rather than accuracy, or a task metric."""
+    metric = report.get("task_metric") or "top1"
+    if metric != "top1":
+        against = "the fp32 model's outputs as labels (no labels)" if report.get("measured") == FIDELITY else "the labels"
+        return (f"measured: {metric} against {against}: the top-1 column holds {metric} and drop is in its points; "
+                "fidelity has each artifact's worst output's cosine and SQNR against fp32")
     return FIDELITY_NOTE if report.get("measured") == FIDELITY else None
 
 
@@ -89,7 +94,14 @@ def worst_fidelity(per_output: dict[str, dict[str, float]]) -> dict[str, float]:
             "mean_abs_error": max(v["mean_abs_error"] for v in values)}
 
 
-def accuracy_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def accuracy_metrics(logits: np.ndarray, labels: np.ndarray, metric: str = "top1") -> dict[str, float]:
+    """top-1 (and top-5 over 5 classes) of a classifier's logits; for a named task metric (core/task_metrics.py), its
+    score, kept under `top1` where reports, the gate and selection read the task's score (the report's task_metric
+    says which metric it is)."""
+    if metric != "top1":
+        from edgekd.core.task_metrics import task_metric  # it imports this module
+
+        return {"top1": task_metric(metric).score(logits, labels)}
     metrics = {"top1": topk(logits, labels, 1)}
     if logits.shape[1] > 5:
         metrics["top5"] = topk(logits, labels, 5)
@@ -105,7 +117,8 @@ def eval_set_hash(x: np.ndarray, y: np.ndarray) -> str:
             digest.update(name.encode() + np.ascontiguousarray(x[name]).tobytes())
     else:
         digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
-    digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    # class indices as int64 (as always); a task metric's float labels (box coordinates) in float32, not truncated
+    digest.update(np.ascontiguousarray(y, dtype=np.float32 if np.asarray(y).dtype.kind == "f" else np.int64).tobytes())
     return digest.hexdigest()
 
 

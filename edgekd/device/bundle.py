@@ -52,7 +52,9 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
         shutil.copyfile(artifact.root / name, staging / name)
     for name, source in (extra_files or {}).items():
         shutil.copyfile(source, staging / name)
-    np.savez_compressed(staging / "eval.npz", **named, y=eval_y.astype(np.int64),
+    # Labels: class indices, or a task metric's (edgekd/core/task_metrics.py), whose boxes have float coordinates.
+    labels = eval_y.astype(np.float32) if np.asarray(eval_y).dtype.kind == "f" else eval_y.astype(np.int64)
+    np.savez_compressed(staging / "eval.npz", **named, y=labels,
                         reference_logits=reference_logits.astype(np.float32))
     backend = get_backend(artifact.backend)
     write_text_atomic(staging / "README.md", _README.format(

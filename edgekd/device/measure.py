@@ -59,7 +59,9 @@ def as_batch(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, reference_logits: np.ndarray,
-                 spec: LatencySpec, batch_sizes: Sequence[int] = (1,), memory: bool = True) -> list[dict[str, Any]]:
+                 spec: LatencySpec, batch_sizes: Sequence[int] = (1,), memory: bool = True,
+                 metric: str = "top1") -> list[dict[str, Any]]:
+    """`metric`: what `y` is scored by, top1 or a task metric (core/task_metrics.py; kept under the row's top1)."""
     rows, runners, clocks = [], {}, {}
     for candidate in progress(candidates, desc="load, first inference, accuracy", unit="artifact"):
         row = describe(candidate)
@@ -76,7 +78,7 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         row["first_inference_ms"] = (time.perf_counter() - started) * 1000
         row["threads"] = {"requested": candidate.threads, "runtime": session.threads_used()}
         logits = predict(session.run, x)
-        row.update(accuracy_metrics(logits, y), fidelity=fidelity(logits, reference_logits))
+        row.update(accuracy_metrics(logits, y, metric), fidelity=fidelity(logits, reference_logits))
         if candidate.time_latency:
             runners[candidate.name] = session.run
             if backend.runtime_clock:

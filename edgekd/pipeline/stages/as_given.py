@@ -30,10 +30,26 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     with atomic_path(out) as tmp:
         shutil.copyfile(source, tmp)
     logits = onnx_logits(out)
-    check_classes(logits(ctx.dataset.val.x[:2]), ctx.dataset.num_classes, "student.onnx")
+    check_outputs(ctx, logits(ctx.dataset.val.x[:2]))
     return StageOutput([out], {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
                                "source_sha256": sha256_of(source), **_accuracy(ctx, logits)}, inputs=[source],
                        record=StudentRecord(input=spec, inputs=onnx_inputs(out)))
+
+
+def check_outputs(ctx: RunContext, outputs: np.ndarray) -> None:
+    """The given model's output can be judged as the task says: a classifier's (batch, classes) logits, or for a
+    fidelity task an output its metric can score against the data's labels."""
+    if ctx.task.name != "fidelity":
+        check_classes(outputs, ctx.dataset.num_classes, "student.onnx")
+        return
+    from edgekd.core.task_metrics import task_metric
+
+    metric = task_metric(ctx.task.metric)
+    try:
+        metric.score(outputs, ctx.dataset.val.y[:len(outputs)])
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"student.onnx: its output {tuple(outputs.shape)} cannot be scored by task.metric {metric.name} "
+                          f"against the data's y ({exc}); y must be {metric.labels}, or choose another task.metric") from None
 
 
 def _ship_checkpoint(ctx: RunContext) -> StageOutput:
@@ -54,6 +70,11 @@ def _accuracy(ctx: RunContext, logits) -> dict:
     if ctx.dataset.reference_labels:  # its own predictions: nothing to measure against, and nothing to judge
         return {"measured": ctx.dataset.measured, "val_samples": len(val), "test_samples": len(test)}
     metrics = {"val_top1": ctx.task.score(logits(val.x), val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
+    if ctx.task.name == "fidelity":  # no chance level to judge a task metric by: said, not judged
+        import sys
+
+        print(f"student (as given): validation {ctx.task.metric} {metrics['val_top1']:.1%} on {len(val)} samples", file=sys.stderr)
+        return {**metrics, "task_metric": ctx.task.metric}
     _judge_given(metrics["val_top1"], val.y)
     return metrics
 
@@ -78,7 +99,8 @@ class AsGivenStage(Stage):
     """Stage 2 with distill.mode none: the user's trained model taken as it is, checked against the data."""
 
     name = "distill"
-    sections = ("student", "distill")
+    # task: what the given model is judged by (every later stage's key includes this stage's sections)
+    sections = ("student", "distill", "task")
 
     def run(self) -> StageOutput:
         ctx = self.ctx

@@ -1,0 +1,132 @@
+"""The data of a fidelity task (`task: {kind: fidelity, metric: ...}`): an .npz of the model's input `x` exactly as the
+model takes it (edgekd rescales and normalises nothing: the file is the preprocessing's output), and optionally `y`,
+labels in the task metric's format (edgekd/core/task_metrics.py), one row per sample.
+
+Split by the seed into train (calibration), val (quantize budget, candidate selection) and test (bench, each bundle's
+eval.npz). Without y (or with data.labels none) val and test are labelled with the fp32 model's own outputs
+(metric.labels_of), so every score measured on them is agreement with fp32, as for an unlabeled classifier.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.errors import DataError
+from edgekd.core.fileio import read_npz, resolve_path
+from edgekd.core.metrics import ACCURACY, FIDELITY
+from edgekd.core.task_metrics import task_metric
+from edgekd.data.sources import UNLABELED
+
+FIX = "save it with numpy.savez(path, x=inputs, y=labels) (y optional)"
+
+
+@dataclass
+class FidelitySplit:
+    x: np.ndarray
+    y: np.ndarray  # labels in the metric's format; UNLABELED per sample in the training split (calibration only)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def take(self, indices: np.ndarray) -> FidelitySplit:
+        return FidelitySplit(self.x[indices], self.y[indices])
+
+    def in_memory(self) -> FidelitySplit:
+        return self
+
+
+@dataclass
+class FidelityDataset:
+    name: str
+    train: FidelitySplit
+    val: FidelitySplit
+    test: FidelitySplit
+    metric: str
+    fingerprint: str = ""
+    labeled: bool = True
+    reference_labels: bool = False  # val/test labels are the fp32 model's outputs as labels (metric.labels_of)
+    classes: tuple = ()  # no classes: the bundle manifest's `labels` is empty
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return 0
+
+    @property
+    def measured(self) -> str:
+        return FIDELITY if self.reference_labels else ACCURACY
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"given": "x of the .npz as the model takes it: edgekd applied no preprocessing; do on the device what "
+                         "produced it", "input_shape": list(self.input_shape), "dtype": self.train.x.dtype.name}
+
+
+def load_fidelity_dataset(config, base_dir: Path | None) -> FidelityDataset:
+    """config: the pipeline config (data.path, data.labels, fractions, seed, task.metric, student.onnx)."""
+    data = config.data
+    path = resolve_path(data.path, base_dir)
+    if not path.is_file():
+        raise DataError(f"data.path '{data.path}': npz file not found ({path})")
+    arrays = read_npz(path, FIX, DataError)
+    if "x" not in arrays:
+        raise DataError(f"{path}: no array 'x' (the model's input, batch first); found {sorted(arrays)}; {FIX}")
+    x = arrays["x"]
+    y = arrays.get("y") if data.labels != "none" else None
+    if x.ndim < 2 or len(x) < 3:
+        raise DataError(f"{path}: x must hold at least 3 samples, batch first (train, validation, test), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number) or (np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all()):
+        raise DataError(f"{path}: x must be finite numbers, got {x.dtype}{' with NaN or Inf' if x.dtype.kind == 'f' else ''}")
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {len(x)} samples in x but {len(y)} rows in y; give one label row per sample "
+                        f"({task_metric(config.task.metric).labels})")
+    labels = y if y is not None else np.full(len(x), UNLABELED, np.int64)
+    train, val, test = _split(FidelitySplit(x, labels), data, np.random.default_rng(config.seed))
+    # The training split only calibrates: no labels there, so that a class-balanced calibration recipe draws plainly
+    # rather than reading masks or strings as classes.
+    train = FidelitySplit(train.x, np.full(len(train), UNLABELED, np.int64))
+    dataset = FidelityDataset(path.name, train, val, test, config.task.metric, labeled=y is not None)
+    if y is None:
+        dataset = _labelled_by_fp32(config, base_dir, dataset)
+    dataset.fingerprint = _fingerprint(dataset)
+    return dataset
+
+
+def _split(pool: FidelitySplit, data, rng: np.random.Generator) -> tuple[FidelitySplit, FidelitySplit, FidelitySplit]:
+    """The image sources' split (data/datasets.py): shuffled by the seed, test then validation off the front."""
+    pool = pool.take(rng.permutation(len(pool)))
+    n_test = max(1, int(round(len(pool) * data.test_fraction)))
+    test, pool = pool.take(np.arange(n_test)), pool.take(np.arange(n_test, len(pool)))
+    n_val = max(1, int(round(len(pool) * data.val_fraction)))
+    val, train = pool.take(np.arange(n_val)), pool.take(np.arange(n_val, len(pool)))
+    if data.test_limit:
+        test = test.take(np.arange(min(data.test_limit, len(test))))
+    if len(train) == 0:
+        raise DataError(f"data.path '{data.path}': no training (calibration) samples left after the validation and test split")
+    return train, val, test
+
+
+def _labelled_by_fp32(config, base_dir: Path | None, dataset: FidelityDataset) -> FidelityDataset:
+    from edgekd.pipeline.given_model import onnx_logits
+
+    outputs = onnx_logits(resolve_path(config.student.onnx, base_dir))
+    metric = task_metric(dataset.metric)
+    print(f"data.path '{config.data.path}': no labels; every {metric.name} below is agreement with the fp32 model's outputs "
+          "(fidelity, not accuracy)", file=sys.stderr)
+    val, test = (FidelitySplit(s.x, metric.labels_of(outputs(s.x))) for s in (dataset.val, dataset.test))
+    return replace(dataset, val=val, test=test, reference_labels=True)
+
+
+def _fingerprint(dataset: FidelityDataset) -> str:
+    digest = hashlib.sha256()
+    for split in (dataset.train, dataset.val, dataset.test):
+        digest.update(np.ascontiguousarray(split.x).tobytes())
+        digest.update(np.ascontiguousarray(split.y).tobytes())
+    return digest.hexdigest()[:16]
