@@ -45,6 +45,35 @@ def predict(run, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate([run(take_rows(x, slice(i, i + batch_size))) for i in range(0, sample_count(x), batch_size)])
 
 
+def predict_outputs(session, x, batch_axes: dict[str, int] | None = None, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Every output of a session (runtimes' run_outputs) on x, batch by batch, joined along each output's batch axis:
+    `batch_axes`, else the session's own (OrtSession.output_batch_axes: a recurrent state may hold the samples on
+    another axis than the first), else 0."""
+    axes = batch_axes if batch_axes is not None else (session.output_batch_axes() if hasattr(session, "output_batch_axes") else {})
+    parts = [session.run_outputs(take_rows(x, slice(i, i + batch_size))) for i in range(0, sample_count(x), batch_size)]
+    return {name: np.concatenate([part[name] for part in parts], axis=axes.get(name, 0)) for name in parts[0]}
+
+
+def batch_axes_of(references: dict[str, np.ndarray], samples: int) -> dict[str, int]:
+    """Each reference output's batch axis, read from the arrays (a bundle's eval.npz): the first axis of `samples` rows
+    (axis 0 when it has them)."""
+    return {name: next((axis for axis, size in enumerate(array.shape) if size == samples), 0)
+            for name, array in references.items()}
+
+
+def outputs_fidelity(outputs: dict[str, np.ndarray], references: dict[str, np.ndarray],
+                     batch_axes: dict[str, int] | None = None) -> dict:
+    """tensor_fidelity of each output against the reference model's output of that name (samples moved to the first
+    axis), and their worst (worst_fidelity) at the top level, where the gate and selection read it."""
+    axes = batch_axes or {}
+    missing = sorted(set(references) - set(outputs))
+    if missing:
+        raise ValueError(f"outputs {', '.join(missing)} of the reference model are missing from the model compared with it")
+    per_output = {name: tensor_fidelity(np.moveaxis(outputs[name], axes.get(name, 0), 0),
+                                        np.moveaxis(references[name], axes.get(name, 0), 0)) for name in references}
+    return {**worst_fidelity(per_output), "outputs": per_output}
+
+
 def topk(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     if k == 1:
         return float((logits.argmax(1) == labels).mean())

@@ -18,7 +18,7 @@ from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetErro
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds
-from edgekd.device.bundle import load_bundle, shipped_variant
+from edgekd.device.bundle import REFERENCE_OUTPUTS, load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.lm_bundle import is_lm_bundle
@@ -161,15 +161,17 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     if metric != "top1" and (texts is not None or images is not None):
         raise ConfigError(f"--images/--texts: {paths[0]} is judged by {metric}, which needs its labels in eval.npz; "
                           "bench it on its eval.npz (no --images, no --texts)")
+    outputs = None  # a fidelity task's fp32 outputs by name: only eval.npz has them
     if texts is not None:
         x, y, reference, references, eval_set = _on_texts(Path(texts), loaded, candidates)
         measured, gate = ACCURACY, _gate_section(first_manifest)
     elif images is None:
-        x, y, reference, references, eval_set = _on_eval_npz(loaded)
+        x, y, reference, references, eval_set, outputs = _on_eval_npz(loaded)
         measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest)
     else:
         x, y, reference, references, eval_set, measured, gate = _on_images(Path(images), loaded, candidates)
-    rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory, metric=metric)
+    rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory, metric=metric,
+                        reference_outputs=outputs)
     for row, (bundle_dir, *_rest) in zip(rows, loaded, strict=True):
         row["bundle"] = str(bundle_dir)
     run_name = first_manifest.get("run") or Path(path).resolve().name
@@ -200,13 +202,21 @@ def _on_language_models(paths: list[Path], threads: int | None, images: Path | N
 def _on_eval_npz(loaded: list) -> tuple:
     evals = [_load_eval(bundle_dir, manifest) for bundle_dir, manifest, _a in loaded]
     x, y, reference = evals[0]
+    outputs = reference_outputs(loaded[0][0])
     metric = task_metric_of(loaded[0][1])
     digest = eval_set_hash(x, y)
     for (bundle_dir, *_rest), (bx, by, _ref) in zip(loaded[1:], evals[1:], strict=True):
         if eval_set_hash(bx, by) != digest:
             raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
     references = {"student_fp32": {**accuracy_metrics(reference, y, metric), "source": "bundle eval.npz reference_logits"}}
-    return x, y, reference, references, {"samples": len(y), "sha256": digest}
+    return x, y, reference, references, {"samples": len(y), "sha256": digest}, outputs
+
+
+def reference_outputs(bundle_dir: Path) -> dict[str, np.ndarray] | None:
+    """A fidelity task's fp32 outputs by name from eval.npz (bundle.REFERENCE_OUTPUTS), or None (other bundles)."""
+    data = read_npz(bundle_dir / "eval.npz", "rebuild the bundle", ArtifactError)
+    found = {key.removeprefix(REFERENCE_OUTPUTS): array for key, array in data.items() if key.startswith(REFERENCE_OUTPUTS)}
+    return found or None
 
 
 def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple:

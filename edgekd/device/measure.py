@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.core.metrics import accuracy_metrics, fidelity, predict
+from edgekd.core.metrics import accuracy_metrics, batch_axes_of, fidelity, outputs_fidelity, predict, predict_outputs
 from edgekd.core.progress import progress
 from edgekd.device.latency import LatencySpec, measure_interleaved
 from edgekd.device.memory import measure_memory
@@ -60,8 +60,10 @@ def as_batch(x: np.ndarray, size: int) -> np.ndarray:
 
 def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, reference_logits: np.ndarray,
                  spec: LatencySpec, batch_sizes: Sequence[int] = (1,), memory: bool = True,
-                 metric: str = "top1") -> list[dict[str, Any]]:
-    """`metric`: what `y` is scored by, top1 or a task metric (core/task_metrics.py; kept under the row's top1)."""
+                 metric: str = "top1", reference_outputs: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """`metric`: what `y` is scored by, top1 or a task metric (core/task_metrics.py; kept under the row's top1).
+    `reference_outputs`: a fidelity task's fp32 outputs by name: each artifact's outputs are compared with them
+    (row fidelity: the worst output's numbers, and each output's under fidelity.outputs)."""
     rows, runners, clocks = [], {}, {}
     for candidate in progress(candidates, desc="load, first inference, accuracy", unit="artifact"):
         row = describe(candidate)
@@ -78,7 +80,8 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         row["first_inference_ms"] = (time.perf_counter() - started) * 1000
         row["threads"] = {"requested": candidate.threads, "runtime": session.threads_used()}
         logits = predict(session.run, x)
-        row.update(accuracy_metrics(logits, y, metric), fidelity=fidelity(logits, reference_logits))
+        row.update(accuracy_metrics(logits, y, metric), fidelity=output_fidelity(session, x, logits, reference_logits,
+                                                                                   reference_outputs))
         if candidate.time_latency:
             runners[candidate.name] = session.run
             if backend.runtime_clock:
@@ -91,6 +94,16 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
     if memory:
         _add_memory(rows, candidates, x)
     return rows
+
+
+def output_fidelity(session, x, logits: np.ndarray, reference_logits: np.ndarray,
+                    reference_outputs: dict[str, np.ndarray] | None) -> dict[str, Any]:
+    """Fidelity to the reference: of every output where the reference's are given and the session returns them all
+    (run_outputs: onnxruntime, OpenVINO), else of the first output (the logits)."""
+    if not reference_outputs or not hasattr(session, "run_outputs"):
+        return fidelity(logits, reference_logits)
+    axes = batch_axes_of(reference_outputs, len(logits))
+    return outputs_fidelity(predict_outputs(session, x, axes), reference_outputs, axes)
 
 
 def _add_latency(rows: list[dict], runners: dict, clocks: dict, x: np.ndarray, spec: LatencySpec,

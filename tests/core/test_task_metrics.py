@@ -132,3 +132,30 @@ def test_registry_names_and_unknown():
     assert set(METRICS) == {"top1", "ctc_accuracy", "mask_iou", "box_f1"}
     with pytest.raises(ValueError, match="unknown task metric 'iou'; known: top1"):
         task_metric("iou")
+
+
+class _TwoOutputs:
+    """A session whose second output holds the samples on axis 1, as a recurrent state [2, batch, H] does."""
+
+    def run_outputs(self, batch):
+        return {"score": batch[:, :1] * 2, "state": np.stack([batch, batch + 1])}
+
+    def output_batch_axes(self):
+        return {"score": 0, "state": 1}
+
+
+def test_predict_outputs_joins_each_output_on_its_batch_axis():
+    from edgekd.core.metrics import batch_axes_of, outputs_fidelity, predict_outputs
+
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    outputs = predict_outputs(_TwoOutputs(), x, batch_size=4)  # two batches: 4 and 2 samples
+    assert outputs["score"].shape == (6, 1) and outputs["state"].shape == (2, 6, 2)
+    assert np.array_equal(outputs["state"][1], x + 1)
+    assert batch_axes_of(outputs, 6) == {"score": 0, "state": 1}
+    drifted = {"score": outputs["score"], "state": outputs["state"] + np.float32(0.5)}
+    numbers = outputs_fidelity(drifted, outputs, {"score": 0, "state": 1})
+    assert numbers["outputs"]["score"]["sqnr_db"] == MAX_SQNR_DB
+    assert numbers["outputs"]["state"]["max_abs_error"] == 0.5
+    assert numbers["sqnr_db"] == numbers["outputs"]["state"]["sqnr_db"] < 40  # the worst output's, at the top
+    with pytest.raises(ValueError, match="outputs state of the reference model are missing"):
+        outputs_fidelity({"score": outputs["score"]}, outputs)

@@ -17,6 +17,7 @@ from edgekd.device.report.build import build_report, write_reports
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import CompileRecord, QuantizeRecord, read_record
 from edgekd.pipeline.run_models import student_logits as fp32_student_logits
+from edgekd.pipeline.run_models import student_outputs
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes import load_profile
 from edgekd.runtimes.base import Artifact
@@ -98,7 +99,7 @@ class BenchStage(Stage):
         bench_cfg = ctx.cfg.bench
         batch_sizes = (1, bench_cfg.batch_size)
         rows = measure_rows(candidates(ctx), x, y, student_logits, ctx.cfg.bench.latency_spec(), batch_sizes, memory=bench_cfg.memory,
-                            metric=ctx.task.metric)
+                            metric=ctx.task.metric, reference_outputs=student_outputs(ctx, x))
         report = build_report(ctx.cfg.name, rows, refs, {"samples": len(y), "sha256": eval_set_hash(x, y)},
                               ctx.cfg.gate.model_dump(), ctx.cfg.bench.latency_spec(), batch_sizes, bench_cfg.memory,
                               host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)},

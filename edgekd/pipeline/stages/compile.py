@@ -12,13 +12,14 @@ import numpy as np
 from edgekd import __version__
 from edgekd.core.environment import cpu_info, library_versions
 from edgekd.core.errors import EdgeKDError, StageError, TargetError
-from edgekd.core.metrics import accuracy_drop, fidelity, predict, take_rows
+from edgekd.core.metrics import accuracy_drop, predict, take_rows
 from edgekd.core.progress import progress
 from edgekd.device.bundle import write_bundle
 from edgekd.device.latency import measure_interleaved
+from edgekd.device.measure import output_fidelity
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import CompileRecord, ExportRecord, QuantizeRecord, TargetBuild, read_record
-from edgekd.pipeline.run_models import student_logits
+from edgekd.pipeline.run_models import student_logits, student_outputs
 from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, all_of, choose, fidelity_limits_rule, plan
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes import get_backend, load_profile
@@ -63,9 +64,10 @@ def selection_rule(ctx: RunContext, profile):
     return all_of(accuracy_rule(limit.max_drop, source=limit.source), fidelity_limits_rule(ctx.cfg.gate))
 
 
-def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference: np.ndarray) -> list[dict[str, Any]]:
-    """Validation accuracy, agreement with the fp32 student (`reference` logits) and, where meaningful
-    here, latency of each candidate."""
+def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference: np.ndarray,
+             reference_outputs: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """Validation accuracy, agreement with the fp32 student (`reference` logits; a fidelity task's every output,
+    `reference_outputs`) and, where meaningful here, latency of each candidate."""
     backend = get_backend(profile.backend)
     val = ctx.dataset.val
     rows, runners = [], {}
@@ -78,7 +80,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
             logits = predict(session.run, val.x)
             row["val_top1"] = ctx.task.score(logits, val.y)
             row["val_drop"] = accuracy_drop(ctx.task.score(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type, len(val.y))
-            agreement = fidelity(logits, reference)
+            agreement = output_fidelity(session, val.x, logits, reference, reference_outputs)
             row["val_cosine"], row["val_sqnr_db"] = agreement["cosine"], agreement["sqnr_db"]
             if "top1_agreement" in agreement:  # a classifier's logits
                 row["val_agreement"] = agreement["top1_agreement"]
@@ -175,6 +177,7 @@ class CompileStage(Stage):
         val_logits = student_logits(ctx, ctx.dataset.val.x)
         eval_x, eval_y = ctx.task.evaluation_set(ctx.dataset, ctx.cfg.bench.eval_samples)
         reference_logits = student_logits(ctx, eval_x)
+        val_outputs, eval_outputs = student_outputs(ctx, ctx.dataset.val.x), student_outputs(ctx, eval_x)
         targets, outputs, built = {}, [], {}
         for name in ctx.cfg.targets:
             profile = load_profile(name, ctx.base_dir)
@@ -185,11 +188,11 @@ class CompileStage(Stage):
             if not candidates:
                 raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
                                  f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
-            rows = evaluate(ctx, profile, candidates, val_logits)
+            rows = evaluate(ctx, profile, candidates, val_logits, val_outputs)
             best = choose(rows, selection_rule(ctx, profile))
             info = _bundle_info(ctx, profile, rows, best, reference_logits)
             bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info,
-                                  extra_files=_preprocessing_files(ctx))
+                                  extra_files=_preprocessing_files(ctx), reference_outputs=eval_outputs)
             outputs.append(bundle / "manifest.json")
             targets[profile.name] = TargetBuild(profile.backend, rows[best]["name"], rows[best]["precision"], rows,
                                                 str(bundle.relative_to(ctx.run_dir)))

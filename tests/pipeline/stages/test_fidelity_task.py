@@ -63,6 +63,7 @@ def test_ship_without_labels_is_judged_by_mask_iou_against_fp32(unlabeled_run):
     int8 = rows["x86-cpu/int8"]["fidelity"]
     assert 10 < int8["sqnr_db"] < 100 and 0.99 < int8["cosine"] < 1 and int8["max_abs_error"] > 0  # measured, not copied
     assert rows["x86-cpu/fp32"]["fidelity"]["max_abs_error"] == 0
+    assert rows["x86-cpu/int8"]["fidelity"]["outputs"]["maps"]["sqnr_db"] == int8["sqnr_db"]  # every output, by name
     assert 0 < rows["x86-cpu/int8"]["top1"] < 1
     manifest = json.loads((out / "bundle" / "x86-cpu" / "manifest.json").read_text())
     assert manifest["task_metric"] == "mask_iou" and manifest["output"]["shape"] == ["batch", 1, 32, 32]
@@ -70,6 +71,7 @@ def test_ship_without_labels_is_judged_by_mask_iou_against_fp32(unlabeled_run):
     with np.load(out / "bundle" / "x86-cpu" / "eval.npz") as arrays:  # y: the fp32 maps thresholded, as mask labels
         assert arrays["y"].shape == (len(arrays["x"]), 32, 32)
         assert (arrays["y"] == (arrays["reference_logits"][:, 0] > 0.3)).all()
+        assert np.array_equal(arrays["reference_outputs/maps"], arrays["reference_logits"])
 
 
 def test_device_bench_and_gate_without_torch_use_the_same_numbers(unlabeled_run, tmp_path):
@@ -86,6 +88,7 @@ def test_device_bench_and_gate_without_torch_use_the_same_numbers(unlabeled_run,
     for row in theirs["rows"]:
         assert row["top1"] == pytest.approx(pipeline_rows[row["artifact"]]["top1"])
         assert row["fidelity"]["sqnr_db"] == pytest.approx(pipeline_rows[row["artifact"]]["fidelity"]["sqnr_db"], rel=1e-5)
+        assert set(row["fidelity"]["outputs"]) == {"maps"}
     strict = _cli("gate", device / "report.json", "--min-sqnr-db", "299")  # the shipped fp32 is exact: 300 dB (the cap)
     assert strict.returncode == 0, strict.stdout
     assert "min_sqnr_db" in strict.stdout
