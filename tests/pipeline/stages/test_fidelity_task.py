@@ -89,6 +89,8 @@ def test_device_bench_and_gate_without_torch_use_the_same_numbers(unlabeled_run,
         assert row["top1"] == pytest.approx(pipeline_rows[row["artifact"]]["top1"])
         assert row["fidelity"]["sqnr_db"] == pytest.approx(pipeline_rows[row["artifact"]]["fidelity"]["sqnr_db"], rel=1e-5)
         assert set(row["fidelity"]["outputs"]) == {"maps"}
+    images = invoke("bench", out / "bundle" / "x86-cpu", "--images", tmp_path, "--out", tmp_path / "images")
+    assert images.exit_code == 2 and "is judged by mask_iou, which needs its labels in eval.npz" in images.output
     strict = _cli("gate", device / "report.json", "--min-sqnr-db", "299")  # the shipped fp32 is exact: 300 dB (the cap)
     assert strict.returncode == 0, strict.stdout
     assert "min_sqnr_db" in strict.stdout
