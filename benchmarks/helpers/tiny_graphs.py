@@ -33,8 +33,9 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def tiny_det(path: Path, seed: int = 0, width: int = 8) -> Path:
-    """Conv 3x3 -> ReLU -> Conv 3x3 -> ReLU -> Conv 1x1 -> Sigmoid: a probability map the size of the image."""
+def tiny_det(path: Path, seed: int = 0, width: int = 8, features: bool = False) -> Path:
+    """Conv 3x3 -> ReLU -> Conv 3x3 -> ReLU -> Conv 1x1 -> Sigmoid: a probability map the size of the image; with
+    `features`, the last ReLU's [N, width, H, W] as a second output (a model with several outputs)."""
     rng = np.random.default_rng(seed)
     inits = [_weights(rng, "w1", (width, 3, 3, 3), 2.0), numpy_helper.from_array(np.zeros(width, np.float32), "b1"),
              _weights(rng, "w2", (width, width, 3, 3), 2.0), numpy_helper.from_array(np.zeros(width, np.float32), "b2"),
@@ -42,8 +43,11 @@ def tiny_det(path: Path, seed: int = 0, width: int = 8) -> Path:
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
              helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c2"], ["r2"]),
              helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"]), helper.make_node("Sigmoid", ["c3"], ["maps"])]
+    outputs = [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["batch", 1, "height", "width"])]
+    if features:
+        outputs.append(helper.make_tensor_value_info("r2", TensorProto.FLOAT, ["batch", width, "height", "width"]))
     graph = helper.make_graph(nodes, "tiny_det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
-                              [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["batch", 1, "height", "width"])], inits)
+                              outputs, inits)
     return _save(graph, path)
 
 

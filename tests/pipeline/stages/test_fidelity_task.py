@@ -31,7 +31,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def det(tmp_path_factory):
     root = tmp_path_factory.mktemp("det")
-    model = tiny_det(root / "tiny_det.onnx")
+    model = tiny_det(root / "tiny_det.onnx", features=True)  # two outputs: the map, and features [N, 8, H, W]
     x = np.random.default_rng(0).random((60, 3, 32, 32)).astype(np.float32)
     import onnxruntime as ort
 
@@ -63,7 +63,9 @@ def test_ship_without_labels_is_judged_by_mask_iou_against_fp32(unlabeled_run):
     int8 = rows["x86-cpu/int8"]["fidelity"]
     assert 10 < int8["sqnr_db"] < 100 and 0.99 < int8["cosine"] < 1 and int8["max_abs_error"] > 0  # measured, not copied
     assert rows["x86-cpu/fp32"]["fidelity"]["max_abs_error"] == 0
-    assert rows["x86-cpu/int8"]["fidelity"]["outputs"]["maps"]["sqnr_db"] == int8["sqnr_db"]  # every output, by name
+    per_output = rows["x86-cpu/int8"]["fidelity"]["outputs"]  # every output, by name; the worst at the top
+    assert set(per_output) == {"maps", "r2"} and int8["sqnr_db"] == min(o["sqnr_db"] for o in per_output.values())
+    assert int8["max_abs_error"] == max(o["max_abs_error"] for o in per_output.values())
     assert 0 < rows["x86-cpu/int8"]["top1"] < 1
     manifest = json.loads((out / "bundle" / "x86-cpu" / "manifest.json").read_text())
     assert manifest["task_metric"] == "mask_iou" and manifest["output"]["shape"] == ["batch", 1, 32, 32]
@@ -72,6 +74,7 @@ def test_ship_without_labels_is_judged_by_mask_iou_against_fp32(unlabeled_run):
         assert arrays["y"].shape == (len(arrays["x"]), 32, 32)
         assert (arrays["y"] == (arrays["reference_logits"][:, 0] > 0.3)).all()
         assert np.array_equal(arrays["reference_outputs/maps"], arrays["reference_logits"])
+        assert arrays["reference_outputs/r2"].shape == (len(arrays["x"]), 8, 32, 32)
 
 
 def test_device_bench_and_gate_without_torch_use_the_same_numbers(unlabeled_run, tmp_path):
@@ -88,7 +91,7 @@ def test_device_bench_and_gate_without_torch_use_the_same_numbers(unlabeled_run,
     for row in theirs["rows"]:
         assert row["top1"] == pytest.approx(pipeline_rows[row["artifact"]]["top1"])
         assert row["fidelity"]["sqnr_db"] == pytest.approx(pipeline_rows[row["artifact"]]["fidelity"]["sqnr_db"], rel=1e-5)
-        assert set(row["fidelity"]["outputs"]) == {"maps"}
+        assert set(row["fidelity"]["outputs"]) == {"maps", "r2"}
     images = invoke("bench", out / "bundle" / "x86-cpu", "--images", tmp_path, "--out", tmp_path / "images")
     assert images.exit_code == 2 and "is judged by mask_iou, which needs its labels in eval.npz" in images.output
     strict = _cli("gate", device / "report.json", "--min-sqnr-db", "299")  # the shipped fp32 is exact: 300 dB (the cap)
