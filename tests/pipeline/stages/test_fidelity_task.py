@@ -67,6 +67,7 @@ def test_ship_without_labels_is_judged_by_mask_iou_against_fp32(unlabeled_run):
     assert set(per_output) == {"maps", "r2"} and int8["sqnr_db"] == min(o["sqnr_db"] for o in per_output.values())
     assert int8["max_abs_error"] == max(o["max_abs_error"] for o in per_output.values())
     assert 0 < rows["x86-cpu/int8"]["top1"] < 1
+    assert "- `x86-cpu/int8`: `maps` cosine 0.9" in (out / "report.md").read_text()
     manifest = json.loads((out / "bundle" / "x86-cpu" / "manifest.json").read_text())
     assert manifest["task_metric"] == "mask_iou" and manifest["output"]["shape"] == ["batch", 1, 32, 32]
     assert all("val_sqnr_db" in row for row in manifest["selection"])
