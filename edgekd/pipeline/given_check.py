@@ -1,0 +1,117 @@
+"""The sanity floor for a model shipped as given with labels: is the data reaching it as it was trained?
+
+Two ordinary mistakes leave a trained model merely worse, not broken, so a "no better than chance" check lets them
+through to a PASSing gate (its reference is the same wrongly fed model):
+
+- Class folders that sort in another order than the model's labels. Folder i is read as label i, so a model that is
+  right maps folder i's images to another output: the validation confusion matrix is a (near-)permutation of a good
+  one. The Hungarian assignment (scipy's linear_sum_assignment) finds the folder -> output matching with the most
+  images right; when it is significantly better than the identity, the folders are out of order.
+- Input scaling other than the one the model was trained on (data.normalize). The model's validation predictions
+  under each standard scaling (dataset, none, imagenet, and the mean/std in the model's own metadata) are compared
+  with the configured one's, image by image.
+
+"Significantly" is an exact McNemar test on the paired per-image correctness (edgekd.core.metrics.mcnemar_exact),
+one-sided, so a few images of noise never refuse a run while a 4-point gap on a few hundred images does.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Optional
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError
+from edgekd.core.metrics import mcnemar_exact
+from edgekd.pipeline.teacher_check import PROBE_SAMPLES, rescaled, standard_scalings
+
+# The Hungarian assignment is the best of k! matchings, chosen on the very images it is tested on: a strict level
+# keeps a mediocre but correctly ordered model (whose errors pile up on some neighbouring class) from being refused.
+LABEL_ORDER_SIGNIFICANCE = 0.001
+# On the classes it moves, the matching must also be right at least this many times as often as the folder order:
+# a real mix-up is right most of the time one way and rarely the other, two confusable classes are not.
+LABEL_ORDER_MIN_RATIO = 2.0
+# For the best of the other scalings, Bonferroni-corrected for how many were tried.
+SCALING_SIGNIFICANCE = 0.01
+MOVED_SHOWN = 4  # classes named in the message; the rest are counted
+_BATCH = 256  # images decoded (or rescaled) at once for the other scalings: the memory of one batch
+
+
+def check_label_order(predictions: np.ndarray, labels: np.ndarray, classes: list[str], where: str, folders: bool) -> None:
+    """ConfigError naming the mapping when matching classes to outputs otherwise than label i -> output i is
+    significantly more accurate on the validation split."""
+    from scipy.optimize import linear_sum_assignment
+
+    k = len(classes)
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    # A bonus under one image in total on the diagonal: ties go to the identity, any real gain still wins.
+    _rows, mapping = linear_sum_assignment(confusion + np.eye(k) / (k + 1), maximize=True)
+    moved = np.flatnonzero(mapping != np.arange(k))
+    if not len(moved):
+        return
+    identity_correct, mapped_correct = predictions == labels, predictions == mapping[labels]
+    _gain, _loss, p_value = mcnemar_exact(mapped_correct, identity_correct, alternative="greater")
+    on_moved = np.isin(labels, moved)
+    if p_value >= LABEL_ORDER_SIGNIFICANCE or mapped_correct[on_moved].sum() < LABEL_ORDER_MIN_RATIO * identity_correct[on_moved].sum():
+        return
+    named = [f"{_class_name(classes, i, folders)} looks like model output {mapping[i]} ({confusion[i, mapping[i]]} of "
+             f"{confusion[i].sum()} validation images)" for i in moved[:MOVED_SHOWN]]
+    more = f" and {len(moved) - MOVED_SHOWN} more" if len(moved) > MOVED_SHOWN else ""
+    fix = ("rename the class folders so that they sort in the model's label order (the first in sorted order is output 0)"
+           if folders else "number the labels in the model's output order")
+    raise ConfigError(f"{where}: {', '.join(named)}{more}: validation top-1 {identity_correct.mean():.1%} as the classes are "
+                      f"ordered, {mapped_correct.mean():.1%} with them matched to the model's outputs (exact McNemar "
+                      f"p={p_value:.1g}); {fix}")
+
+
+def _class_name(classes: list[str], index: int, folders: bool) -> str:
+    return f"class folder '{classes[index]}'" if folders else f"label {index} ('{classes[index]}')"
+
+
+def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions: np.ndarray, field: str,
+                  metadata: Optional[tuple[list[float], list[float]]] = None,
+                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, float]:
+    """Validation top-1 (on up to PROBE_SAMPLES images) under every other standard input scaling; ConfigError naming
+    data.normalize and the better value when one is significantly more accurate than the configured one.
+    `predictions` are the model's top-1 on the whole validation split as configured (already computed)."""
+    channels = data.val.x.shape[1]
+    choices = {_normalize_value(mode): stats for mode, stats in standard_scalings(data, channels).items()}
+    if metadata is not None:
+        choices[_normalize_value(None, metadata)] = tuple(np.asarray(v, np.float32) for v in metadata)
+    choices = {name: stats for name, stats in choices.items() if not _same_scaling(stats, (data.mean, data.std))}
+    if not choices:
+        return {}
+    n = min(len(data.val), PROBE_SAMPLES)
+    labels, configured = data.val.y[:n], predictions[:n] == data.val.y[:n]
+    found = {name: [] for name in choices}
+    for start in range(0, n, _BATCH):  # each batch decoded once, then rescaled for every choice
+        x = np.asarray(data.val.x[start:min(start + _BATCH, n)])
+        for name, (mean, std) in choices.items():
+            found[name].append(logits(rescaled(data, x, mean, std)).argmax(1))
+    correct = {name: np.concatenate(p) == labels for name, p in found.items()}
+    tops = {name: float(c.mean()) for name, c in correct.items()}
+    log(f"student (as given): validation top-1 with other input scalings on {n} images: "
+        + ", ".join(f"data.normalize {name} {top:.1%}" for name, top in tops.items()))
+    tests = {name: mcnemar_exact(c, configured, alternative="greater")[2] for name, c in correct.items()}
+    best = min(tests, key=lambda name: (tests[name], -tops[name]))
+    if tops[best] > configured.mean() and tests[best] * len(tests) < SCALING_SIGNIFICANCE:
+        current = _normalize_value(data.normalize, (data.mean, data.std))
+        raise ConfigError(f"{field}: validation top-1 {configured.mean():.1%} with data.normalize {current}, but "
+                          f"{tops[best]:.1%} with {best} on the same {n} images (exact McNemar p={tests[best]:.1g}): it was "
+                          f"likely trained on that input scaling; set data.normalize: {best} (or the mean/std it was "
+                          "trained with)")
+    return tops
+
+
+def _normalize_value(mode: Optional[str], stats=None) -> str:
+    """How data.normalize spells a choice in a message: its name, or the {mean, std} mapping for custom statistics."""
+    if mode not in (None, "custom"):
+        return mode
+    mean, std = ([round(float(v), 4) for v in values] for values in stats)
+    return f"{{mean: {mean}, std: {std}}}"
+
+
+def _same_scaling(a, b) -> bool:
+    return all(np.allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), atol=1e-4) for x, y in zip(a, b))

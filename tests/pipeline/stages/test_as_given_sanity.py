@@ -1,0 +1,164 @@
+"""The sanity floor of a model shipped as given with labels (issue 32, items 1 and 2): class folders that sort in
+another order than the model's labels, and input scaling other than the model's, are refused with one line naming
+the fix, though the model still scores well above chance; a correct model, mediocre or not, ships."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from edgekd.core.errors import ConfigError
+from tests.faults.helpers import assert_one_line_error, invoke
+from tests.pipeline.stages.test_as_given_unlabeled import rgb_onnx  # noqa: F401  (a module-scoped fixture)
+
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _digit_folders(root, names):
+    """All 1,797 digits as 8x8 grey PNG files, label i's images in the class folder names[i]."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        folder = root / names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(image * 255 / 16).astype(np.uint8), mode="L").save(folder / f"{index}.png")
+    return root
+
+
+def _until_distill(tmp_path, student: dict, data: dict):
+    """A pipeline shipping `student` as given, run up to its distill stage (where the given model is measured)."""
+    config = tmp_path / "ship.yaml"
+    config.write_text(yaml.safe_dump({"name": "given", "data": {"source": "imagefolder", **data}, "student": student,
+                                      "targets": ["x86-cpu"]}))
+    return invoke("run", str(config), "--out", str(tmp_path / "run"), "--only", "teachers", "--only", "distill")
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folders")
+    swapped = [str(i) for i in range(10)]
+    swapped[3], swapped[5] = "5", "3"
+    return {"right": _digit_folders(root / "right", [str(i) for i in range(10)]),
+            "swapped": _digit_folders(root / "swapped", swapped), "words": _digit_folders(root / "words", WORDS)}
+
+
+def test_two_swapped_class_folders_are_refused_naming_the_mapping(rgb_onnx, folders, tmp_path):  # noqa: F811
+    result = invoke("ship", str(rgb_onnx), "--data", str(folders["swapped"]), "--out", str(tmp_path / "run"))
+    message = assert_one_line_error(result, f"data.path '{folders['swapped']}'", "class folder '3' looks like model output 5",
+                                    "class folder '5' looks like model output 3", "McNemar",
+                                    "rename the class folders so that they sort in the model's label order")
+    assert "'0'" not in message and "'7'" not in message  # only the moved classes are named
+
+
+def test_folders_sorted_by_name_not_label_are_refused(rgb_onnx, folders, tmp_path):  # noqa: F811
+    result = _until_distill(tmp_path, {"onnx": str(rgb_onnx)}, {"path": str(folders["words"])})
+    assert_one_line_error(result, "class folder 'eight' looks like model output 8", "class folder 'five' looks like model "
+                          "output 5", "and 5 more", "rename the class folders")  # six sorts in place
+
+
+def test_folders_in_the_model_order_ship(rgb_onnx, folders, tmp_path):  # noqa: F811
+    result = _until_distill(tmp_path, {"onnx": str(rgb_onnx)}, {"path": str(folders["right"])})
+    assert result.exit_code == 0, result.output[-3000:]
+    metrics = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["distill"]["metrics"]
+    assert metrics["val_top1"] > 0.85
+    assert set(metrics["val_top1_other_scalings"]) == {"none", "imagenet"}  # the data's own scaling is the configured one
+
+
+def _mediocre(rng, per_class: int, right: float, neighbour: float, k: int = 10):
+    """Labels and predictions of a correctly ordered model that is right `right` of the time, calls `neighbour` of
+    each class its confusable neighbour (classes paired 0-1, 2-3, ...), and the rest anything."""
+    labels = np.repeat(np.arange(k), per_class)
+    draw = rng.random(len(labels))
+    predictions = np.where(draw < right, labels, np.where(draw < right + neighbour, labels ^ 1, rng.integers(0, k, len(labels))))
+    return labels, predictions
+
+
+@pytest.mark.parametrize("right, neighbour", [(0.6, 0.1), (0.45, 0.35), (0.3, 0.25)])
+def test_a_correct_but_mediocre_model_is_never_refused(right, neighbour):
+    """Two hundred validation splits of a poor model whose errors pile up on a look-alike class: no refusal."""
+    from edgekd.pipeline.given_check import check_label_order
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        labels, predictions = _mediocre(rng, 30, right, neighbour)
+        check_label_order(predictions, labels, [str(i) for i in range(10)], "data.path 'x'", folders=True)
+
+
+def test_the_same_mediocre_model_with_two_classes_swapped_is_refused():
+    from edgekd.pipeline.given_check import check_label_order
+
+    rng = np.random.default_rng(1)
+    labels, predictions = _mediocre(rng, 30, 0.6, 0.1)
+    swapped = np.where(labels == 3, 7, np.where(labels == 7, 3, labels))  # folder 3 holds class 7's images and back
+    with pytest.raises(ConfigError, match=r"label 3 \('3'\) looks like model output 7 .*label 7 \('7'\) looks like model "
+                                          r"output 3 .*number the labels in the model's output order"):
+        check_label_order(predictions, swapped, [str(i) for i in range(10)], "data.source 'npz'", folders=False)
+
+
+def test_a_real_mediocre_model_in_the_right_order_ships(folders, tmp_path):
+    """A digits MLP trained for a few steps only (well under 90%), shipped from folders in its order."""
+    import torch
+
+    from edgekd.data import load_dataset
+    from edgekd.data.config import DataConfig
+    from edgekd.train.config import ModelConfig
+    from edgekd.train.models import build_model, save_checkpoint
+
+    data = load_dataset(DataConfig(source="imagefolder", path=str(folders["right"])), seed=0)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="mlp", width=8), data.input_shape, data.num_classes)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(30):  # stopped early: about 59% on validation
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.from_numpy(data.train.x)), torch.from_numpy(data.train.y)).backward()
+        optimizer.step()
+    save_checkpoint(model.eval(), tmp_path / "mediocre.pt")
+    result = _until_distill(tmp_path, {"arch": "mlp", "width": 8, "checkpoint": str(tmp_path / "mediocre.pt")},
+                            {"path": str(folders["right"])})
+    assert result.exit_code == 0, result.output[-3000:]
+    top1 = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["distill"]["metrics"]["val_top1"]
+    assert 0.3 < top1 < 0.9, top1  # mediocre indeed, and well above chance
+
+
+# --- input scaling -------------------------------------------------------------------------------------------------
+
+CNN = {"arch": "convnet", "width": 8}
+
+
+@pytest.fixture(scope="module")
+def standardised_cnn(folders, tmp_path_factory):
+    """A small CNN trained here on the digit PNG files with the data's own standardisation (data.normalize dataset)."""
+    import torch
+
+    from edgekd.data import load_dataset
+    from edgekd.data.config import DataConfig
+    from edgekd.train.config import ModelConfig, TrainConfig
+    from edgekd.train.models import build_model, save_checkpoint
+    from edgekd.train.trainer import cross_entropy_loss, train
+
+    data = load_dataset(DataConfig(source="imagefolder", path=str(folders["right"])), seed=0)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**CNN), data.input_shape, data.num_classes)
+    train(model, torch.from_numpy(data.train.x), torch.from_numpy(data.train.y),
+          TrainConfig(epochs=10, lr=0.05, batch_size=32, amp="off"), cross_entropy_loss(), seed=0)
+    return save_checkpoint(model.eval(), tmp_path_factory.mktemp("cnn") / "cnn.pt")
+
+
+@pytest.mark.parametrize("normalize", ["none", "imagenet"])
+def test_a_cnn_shipped_with_other_scaling_than_its_own_is_refused(standardised_cnn, folders, tmp_path, normalize):
+    result = _until_distill(tmp_path, {**CNN, "checkpoint": str(standardised_cnn)},
+                            {"path": str(folders["right"]), "normalize": normalize})
+    assert_one_line_error(result, f"student.checkpoint '{standardised_cnn}'", f"with data.normalize {normalize}, but",
+                          "with dataset on the same", "McNemar", "set data.normalize: dataset")
+    assert "other input scalings" in result.stderr  # every scaling's top-1 is shown before the verdict
+
+
+def test_the_same_cnn_with_its_own_scaling_ships(standardised_cnn, folders, tmp_path):
+    result = _until_distill(tmp_path, {**CNN, "checkpoint": str(standardised_cnn)}, {"path": str(folders["right"])})
+    assert result.exit_code == 0, result.output[-3000:]
+    metrics = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["distill"]["metrics"]
+    assert metrics["val_top1"] > 0.9 and all(top < metrics["val_top1"] for top in metrics["val_top1_other_scalings"].values())
