@@ -24,7 +24,7 @@ import numpy as np
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.metrics import mcnemar_exact
-from edgekd.pipeline.teacher_check import PROBE_SAMPLES, rescaled, standard_scalings
+from edgekd.pipeline.teacher_check import rescaled, standard_scalings
 
 # The Hungarian assignment is the best of k! matchings, chosen on the very images it is tested on: a strict level
 # keeps a mediocre but correctly ordered model (whose errors pile up on some neighbouring class) from being refused.
@@ -34,6 +34,9 @@ LABEL_ORDER_SIGNIFICANCE = 0.001
 LABEL_ORDER_MIN_RATIO = 2.0
 # For the best of the other scalings, Bonferroni-corrected for how many were tried.
 SCALING_SIGNIFICANCE = 0.01
+# Validation images each other scaling is tried on (the split is shuffled): a 4-point gap on 1,000 images is some forty
+# images one way against a few the other, far beyond noise, and the check costs at most three passes over them.
+SCALING_PROBE = 1000
 MOVED_SHOWN = 4  # classes named in the message; the rest are counted
 _BATCH = 256  # images decoded (or rescaled) at once for the other scalings: the memory of one batch
 
@@ -73,7 +76,7 @@ def _class_name(classes: list[str], index: int, folders: bool) -> str:
 def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions: np.ndarray, field: str,
                   metadata: Optional[tuple[list[float], list[float]]] = None,
                   log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, float]:
-    """Validation top-1 (on up to PROBE_SAMPLES images) under every other standard input scaling; ConfigError naming
+    """Validation top-1 (on up to SCALING_PROBE images) under every other standard input scaling; ConfigError naming
     data.normalize and the better value when one is significantly more accurate than the configured one.
     `predictions` are the model's top-1 on the whole validation split as configured (already computed)."""
     channels = data.val.x.shape[1]
@@ -83,7 +86,7 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
     choices = {name: stats for name, stats in choices.items() if not _same_scaling(stats, (data.mean, data.std))}
     if not choices:
         return {}
-    n = min(len(data.val), PROBE_SAMPLES)
+    n = min(len(data.val), SCALING_PROBE)
     labels, configured = data.val.y[:n], predictions[:n] == data.val.y[:n]
     found = {name: [] for name in choices}
     for start in range(0, n, _BATCH):  # each batch decoded once, then rescaled for every choice

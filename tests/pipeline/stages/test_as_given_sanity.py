@@ -162,3 +162,78 @@ def test_the_same_cnn_with_its_own_scaling_ships(standardised_cnn, folders, tmp_
     assert result.exit_code == 0, result.output[-3000:]
     metrics = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["distill"]["metrics"]
     assert metrics["val_top1"] > 0.9 and all(top < metrics["val_top1"] for top in metrics["val_top1_other_scalings"].values())
+
+
+# A model that reads one number per image, its mean pixel, and calls its tenth of [0, 1]: built for inputs standardised
+# with a given (mean, std), so that a scaling a little off moves only the images near a boundary, a few points of top-1.
+CENTRES = (np.arange(10) + 0.5) / 10
+
+
+def _brightness_npz(path, n: int = 3000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    level = rng.random(n)
+    x = np.clip(level[:, None, None, None] + rng.normal(0, 0.03, (n, 3, 4, 4)), 0, 1).astype(np.float32)
+    np.savez(path, x=x, y=np.minimum((level * 10).astype(np.int64), 9))
+    return path
+
+
+def _brightness_model(mean: float, std: float):
+    return lambda x: -np.square(np.asarray(x).mean(axis=(1, 2, 3))[:, None] * std + mean - CENTRES[None, :])
+
+
+@pytest.mark.parametrize("offset, refused", [(0.01, True), (0.002, False), (0.0, False)])
+def test_a_scaling_a_few_points_off_is_refused_and_noise_is_not(tmp_path, offset, refused):
+    """Fed the mean a little off, the model loses a few points on 360 validation images: 5 points is refused (the
+    teachers' rule asks for 10), one point is within noise there and passes."""
+    from edgekd.data import load_dataset
+    from edgekd.data.config import DataConfig
+    from edgekd.pipeline.given_check import check_scaling
+
+    source = {"source": "npz", "path": str(_brightness_npz(tmp_path / "bright.npz"))}
+    own = load_dataset(DataConfig(**source), seed=0)
+    mean, std = own.pixel_mean[0], own.pixel_std[0]
+    data = load_dataset(DataConfig(**source, normalize={"mean": [mean + offset] * 3, "std": [std] * 3}), seed=0)
+    model = _brightness_model(mean, std)
+    predictions = model(data.val.x).argmax(1)
+    if not refused:
+        tops = check_scaling(data, model, predictions, "student.onnx 'm.onnx'")
+        assert tops["dataset"] - float((predictions == data.val.y).mean()) < 0.02
+        return
+    with pytest.raises(ConfigError) as error:
+        check_scaling(data, model, predictions, "student.onnx 'm.onnx'")
+    message = str(error.value)
+    assert message.startswith("student.onnx 'm.onnx': validation top-1 ") and "set data.normalize: dataset" in message
+    gap = float((model(own.val.x).argmax(1) == own.val.y).mean() - (predictions == data.val.y).mean())
+    assert 0.03 < gap < 0.08, gap  # a few points, under the 10 that teachers' checkpoints are refused at
+
+
+def _brightness_onnx(path, mean: float, std: float, metadata: dict):
+    """_brightness_model as an ONNX file, with metadata_props as an exporter would write them."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2, 3], keepdims=1), helper.make_node("Flatten", ["m"], ["f"]),
+             helper.make_node("Mul", ["f", "std"], ["s"]), helper.make_node("Add", ["s", "mean"], ["level"]),
+             helper.make_node("Sub", ["level", "centres"], ["d"]), helper.make_node("Mul", ["d", "d"], ["d2"]),
+             helper.make_node("Neg", ["d2"], ["logits"])]
+    constants = [numpy_helper.from_array(np.asarray(v, np.float32), name)
+                 for name, v in (("std", [std]), ("mean", [mean]), ("centres", CENTRES))]
+    graph = helper.make_graph(nodes, "brightness", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], initializer=constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_scaling_in_the_models_own_metadata_is_tried(tmp_path):
+    """An ONNX file whose metadata records the mean/std it was trained with, shipped with the data's own statistics."""
+    stats = {"mean": [0.5] * 3, "std": [0.25] * 3}
+    model = _brightness_onnx(tmp_path / "bright.onnx", 0.5, 0.25, {"preprocessing": {**stats, "normalize": "custom"}})
+    config = tmp_path / "ship.yaml"
+    config.write_text(yaml.safe_dump({"name": "bright", "student": {"onnx": str(model)}, "targets": ["x86-cpu"],
+                                      "data": {"source": "npz", "path": str(_brightness_npz(tmp_path / "bright.npz"))}}))
+    result = invoke("run", str(config), "--out", str(tmp_path / "run"), "--only", "teachers", "--only", "distill")
+    assert_one_line_error(result, "with data.normalize dataset, but", "set data.normalize: {mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}")
