@@ -77,15 +77,19 @@ def _mediocre(rng, per_class: int, right: float, neighbour: float, k: int = 10):
     return labels, predictions
 
 
-@pytest.mark.parametrize("right, neighbour", [(0.6, 0.1), (0.45, 0.35), (0.3, 0.25)])
-def test_a_correct_but_mediocre_model_is_never_refused(right, neighbour):
-    """Two hundred validation splits of a poor model whose errors pile up on a look-alike class: no refusal."""
+@pytest.mark.parametrize("classes, per_class, right, neighbour, splits", [
+    (10, 30, 0.6, 0.1, 200), (10, 30, 0.45, 0.35, 200), (10, 30, 0.3, 0.25, 200),
+    (1000, 2, 0.6, 0.0, 10),  # many classes, few images each: the best matching on the split itself beats the identity
+])
+def test_a_correct_but_mediocre_model_is_never_refused(classes, per_class, right, neighbour, splits):
+    """Validation splits of a poor model whose errors pile up on a look-alike class, or scatter over 1,000 classes
+    of two images each: no refusal."""
     from edgekd.pipeline.given_check import check_label_order
 
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        labels, predictions = _mediocre(rng, 30, right, neighbour)
-        check_label_order(predictions, labels, [str(i) for i in range(10)], "data.path 'x'", folders=True)
+    for _ in range(splits):
+        labels, predictions = _mediocre(rng, per_class, right, neighbour, classes)
+        check_label_order(predictions, labels, [str(i) for i in range(classes)], "data.path 'x'", folders=True)
 
 
 def test_the_same_mediocre_model_with_two_classes_swapped_is_refused():
@@ -97,6 +101,15 @@ def test_the_same_mediocre_model_with_two_classes_swapped_is_refused():
     with pytest.raises(ConfigError, match=r"label 3 \('3'\) looks like model output 7 .*label 7 \('7'\) looks like model "
                                           r"output 3 .*number the labels in the model's output order"):
         check_label_order(predictions, swapped, [str(i) for i in range(10)], "data.source 'npz'", folders=False)
+
+
+def test_a_shuffle_of_1000_classes_with_three_images_each_is_refused():
+    from edgekd.pipeline.given_check import check_label_order
+
+    rng = np.random.default_rng(2)
+    labels, predictions = _mediocre(rng, 3, 0.8, 0.0, 1000)
+    with pytest.raises(ConfigError, match=r"and \d+ more: validation top-1 0\.\d% as the classes are ordered"):
+        check_label_order(predictions, rng.permutation(1000)[labels], [str(i) for i in range(1000)], "x", folders=True)
 
 
 def test_a_real_mediocre_model_in_the_right_order_ships(folders, tmp_path):
