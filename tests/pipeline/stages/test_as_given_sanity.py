@@ -194,10 +194,10 @@ def _brightness_model(mean: float, std: float):
     return lambda x: -np.square(np.asarray(x).mean(axis=(1, 2, 3))[:, None] * std + mean - CENTRES[None, :])
 
 
-@pytest.mark.parametrize("offset, refused", [(0.01, True), (0.002, False), (0.0, False)])
+@pytest.mark.parametrize("offset, refused", [(0.01, True), (0.004, False), (0.0, False)])
 def test_a_scaling_a_few_points_off_is_refused_and_noise_is_not(tmp_path, offset, refused):
     """Fed the mean a little off, the model loses a few points on 360 validation images: 5 points is refused (the
-    teachers' rule asks for 10), one point is within noise there and passes."""
+    teachers' rule asks for 10), a point or so is within noise there and passes."""
     from edgekd.data import load_dataset
     from edgekd.data.config import DataConfig
     from edgekd.pipeline.given_check import check_scaling
@@ -209,8 +209,13 @@ def test_a_scaling_a_few_points_off_is_refused_and_noise_is_not(tmp_path, offset
     model = _brightness_model(mean, std)
     predictions = model(data.val.x).argmax(1)
     if not refused:
-        tops = check_scaling(data, model, predictions, "student.onnx 'm.onnx'")
-        assert tops["dataset"] - float((predictions == data.val.y).mean()) < 0.02
+        seen = []
+        tops = check_scaling(data, lambda x: seen.append(len(x)) or model(x), predictions, "student.onnx 'm.onnx'")
+        if offset == 0:  # the configured numbers are the data's own statistics: no second pass with them
+            assert "dataset" not in tops and set(tops) == {"none", "imagenet"}
+            assert sum(seen) == 2 * 256 < 2 * len(data.val)  # both far worse after one batch: not tried further
+        else:
+            assert 0 < tops["dataset"] - float((predictions == data.val.y).mean()) < 0.03
         return
     with pytest.raises(ConfigError) as error:
         check_scaling(data, model, predictions, "student.onnx 'm.onnx'")
