@@ -39,6 +39,9 @@ SCALING_SIGNIFICANCE = 0.01
 # images one way against a few the other, far beyond noise, and the check costs at most three passes over them.
 SCALING_PROBE = 1000
 MOVED_SHOWN = 4  # classes named in the message; the rest are counted
+# The matching needs a classes x classes matrix and cubic time: beyond this many classes (32 MB, about a second) the
+# order is not checked, and the run says so.
+LABEL_ORDER_MAX_CLASSES = 2000
 _BATCH = 256  # images decoded (or rescaled) at once for the other scalings: the memory of one batch
 
 
@@ -46,6 +49,10 @@ def check_label_order(predictions: np.ndarray, labels: np.ndarray, classes: list
     """ConfigError naming the mapping when matching classes to outputs otherwise than label i -> output i is
     significantly more accurate on the validation split."""
     k = len(classes)
+    if k > LABEL_ORDER_MAX_CLASSES:
+        print(f"student (as given): {k} classes: their order against the model's outputs is not checked (over "
+              f"{LABEL_ORDER_MAX_CLASSES})", file=sys.stderr, flush=True)
+        return
     confusion = _confusion(labels, predictions, k)
     mapping = _matching(confusion)
     moved = np.flatnonzero(mapping != np.arange(k))

@@ -255,3 +255,12 @@ def test_the_scaling_in_the_models_own_metadata_is_tried(tmp_path):
                                       "data": {"source": "npz", "path": str(_brightness_npz(tmp_path / "bright.npz"))}}))
     result = invoke("run", str(config), "--out", str(tmp_path / "run"), "--only", "teachers", "--only", "distill")
     assert_one_line_error(result, "with data.normalize dataset, but", "set data.normalize: {mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}")
+
+
+def test_the_class_order_of_a_model_with_very_many_classes_is_skipped_with_a_line(capsys, monkeypatch):
+    from edgekd.pipeline import given_check
+
+    monkeypatch.setattr(given_check, "LABEL_ORDER_MAX_CLASSES", 5)
+    labels = np.repeat(np.arange(6), 4)
+    given_check.check_label_order((labels + 1) % 6, labels, [str(i) for i in range(6)], "x", folders=True)  # not refused
+    assert "6 classes: their order against the model's outputs is not checked" in capsys.readouterr().err
