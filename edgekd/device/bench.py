@@ -24,6 +24,7 @@ from edgekd.device.lm_bench import Decoding
 from edgekd.device.lm_bundle import is_lm_bundle
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report
+from edgekd.device.token_ids import check_token_ids
 from edgekd.runtimes.host_fit import host_warnings
 from edgekd.runtimes.registry import get_backend
 
@@ -221,6 +222,10 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
     return x, y, reference, references, eval_set, measured, gate
 
 
+# On the device the model is fixed: a label it was not trained on can only be dropped from the file or renamed.
+_DEVICE_LABEL_ADVICE = "the bundle's model cannot predict them: drop those examples or name them by the bundle's labels"
+
+
 def _on_texts(path: Path, loaded: list, candidates: list[Candidate]) -> tuple:
     """Raw texts with labels (a .jsonl or .csv of text,label, as the pipeline reads them) tokenized with the bundle's
     own tokenizer.json (Hugging Face tokenizers, no torch), judged against the bundle's labels; the reference is the
@@ -238,8 +243,10 @@ def _on_texts(path: Path, loaded: list, candidates: list[Candidate]) -> tuple:
     tok = tokenizer.load(first_dir / text["tokenizer"], int(text["max_length"]))
     examples = corpus.load(path)
     labels = [str(label) for label in loaded[0][1].get("labels") or []]
-    y = corpus.label_ids(examples, labels)
+    y = corpus.label_ids(examples, labels, f"--texts {path}", _DEVICE_LABEL_ADVICE, "labels of the bundle")
     x = tokenizer.encode(tok, [e.text for e in examples])
+    check_token_ids(x["input_ids"], text.get("vocab_size"), str(first_dir / text["tokenizer"]),
+                    f" for the texts of {path}, so it is not the tokenizer the model was built with")
     index = next((i for i, c in enumerate(candidates) if c.artifact.precision == "fp32"), 0)
     reference = predict(get_backend(candidates[index].artifact.backend).session(candidates[index].artifact,
                                                                                 candidates[index].threads).run, x)
