@@ -9,6 +9,7 @@ import math
 import shlex
 import signal
 import sys
+import textwrap
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 import click
 
 from edgekd.core.errors import EdgeKDError
+from edgekd.core.quiet import silence_cuda_home_warning
 from edgekd.device.config import BENCH_DEFAULTS
 from edgekd.device.lm_bench import LM_DEVICE_REPORT
 from edgekd.pipeline.registry import STAGE_NAMES
@@ -100,12 +102,22 @@ def _show_edgekd_warnings_as_one_line() -> None:
 
     def show(message, category, filename, lineno, file=None, line=None):
         if str(Path(filename).resolve()).startswith(package_dir):
-            click.echo(f"edgekd: warning: {message}", err=True)
+            click.echo(warning_lines(str(message)), err=True)
         else:
             default(message, category, filename, lineno, file, line)
 
     show.edgekd_hook = True
     warnings.showwarning = show
+
+
+WARNING_WIDTH = 120  # a log's width: edgekd's warnings wrap within it, continued on indented lines
+
+
+def warning_lines(message: str, width: int = WARNING_WIDTH, prefix: str = "edgekd: warning: ") -> str:
+    """`edgekd: warning: ...` wrapped at `width` columns (a log has no terminal to wrap it), long words and paths
+    kept whole."""
+    return textwrap.fill(f"{prefix}{message}", width, subsequent_indent="  ", break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def _check_outputs(folders: dict[str, Path | None] | None = None, files: dict[str, Path | None] | None = None) -> None:
@@ -155,6 +167,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.obj = {"debug": debug}
     _show_edgekd_warnings_as_one_line()
+    silence_cuda_home_warning()  # torch's CUDA_HOME note, logged when NNCF or transformers import its C++ extension builder
 
 
 @main.command("run")
@@ -312,7 +325,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
 
     click.echo(terminal_table(report))
     for warning in report["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(warning_lines(warning, prefix="warning: "), err=True)
     if out:
         from edgekd.device.report.build import write_reports
 
@@ -343,7 +356,7 @@ def _print_lm_bench(report: dict, out: Path | None, json_out: Path | None) -> No
 
     click.echo(lm_terminal_table(report))
     for warning in report["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(warning_lines(warning, prefix="warning: "), err=True)
     if out:
         paths = [write_json_atomic(out / "lm-report.json", report), write_text_atomic(out / "report.md", lm_markdown(report))]
         click.echo(f"wrote {', '.join(str(p) for p in paths)}")
