@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetError
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
-from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds
+from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.device.bundle import load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
@@ -98,17 +99,22 @@ def _check_eval_arrays(path: Path, x: np.ndarray, y: np.ndarray, logits: np.ndar
         raise ArtifactError(f"{path}: {problem}; rebuild the bundle")
 
 
-def _gate_section(manifest: dict[str, Any]) -> dict[str, Any]:
+def _gate_section(manifest: dict[str, Any], bundle_dir: Path) -> dict[str, Any]:
     """The thresholds the pipeline's gate applied (recorded in the bundle), so a gate on the device
     judges by the same limits. Bundles from before that record: the profile's thresholds where set,
-    edgekd's defaults otherwise."""
+    edgekd's defaults otherwise. Checked by the one Thresholds model: a nan or inf limit is refused here, naming
+    the key, rather than written into a report that would pass or fail everything."""
     recorded = manifest.get("gate")
     if isinstance(recorded, dict):
-        given = {k: v for k, v in recorded.items() if k in THRESHOLD_NAMES}
+        given, section = {k: v for k, v in recorded.items() if k in THRESHOLD_NAMES}, "gate"
     else:
         profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
         given = {k: v for k, v in profile_gate.items() if k in THRESHOLD_NAMES and v is not None}
-    return Thresholds().model_dump() | given
+        section = "profile.gate"
+    try:
+        return Thresholds.model_validate(Thresholds().model_dump() | given).model_dump()
+    except ValidationError as exc:
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: {section}.{threshold_error(exc)}; rebuild the bundle") from None
 
 
 def _require_a_runtime(loaded: list) -> None:
@@ -139,10 +145,10 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     first_manifest = loaded[0][1]
     if texts is not None:
         x, y, reference, references, eval_set = _on_texts(Path(texts), loaded, candidates)
-        measured, gate = ACCURACY, _gate_section(first_manifest)
+        measured, gate = ACCURACY, _gate_section(first_manifest, loaded[0][0])
     elif images is None:
         x, y, reference, references, eval_set = _on_eval_npz(loaded)
-        measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest)
+        measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest, loaded[0][0])
     else:
         x, y, reference, references, eval_set, measured, gate = _on_images(Path(images), loaded, candidates)
     rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory)
@@ -208,7 +214,7 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
                                                                                 candidates[index].threads).run, x)
     measured = ACCURACY if y is not None else FIDELITY
     y = reference.argmax(1).astype(np.int64) if y is None else y
-    gate = _gate_section(first)
+    gate = _gate_section(first, first_dir)
     references = {}
     if candidates[index].artifact.precision == "fp32":
         references["student_fp32"] = {**accuracy_metrics(reference, y), "source": f"{candidates[index].name} on {folder}"}
