@@ -58,7 +58,9 @@ def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> st
 
 
 def _dotted(error: dict[str, Any]) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+    """The key's path, a control character in it escaped (a key "\n" must not break the one-line message)."""
+    parts = [str(part) if str(part).isprintable() else repr(str(part))[1:-1] for part in error["loc"]]
+    return ".".join(parts) or "(top level)"
 
 
 def _unknown_key_hint(error: dict[str, Any], root: type[BaseModel]) -> str:
