@@ -18,7 +18,8 @@ import numpy as np
 ACCURACY = "top-1 against the labels"
 FIDELITY = "fidelity to fp32 (no labels)"
 FIDELITY_NOTE = ("measured: fidelity to fp32 (no labels): top-1 is the share of images where the model's top-1 agrees with "
-                 "the fp32 model's, and drop is the disagreement in points; the fidelity column has the output cosine")
+                 "the fp32 model's, and drop is the disagreement in points; the cosine column is the mean cosine of the "
+                 "model's outputs with the fp32 model's")
 
 
 def measured_note(report: dict) -> str | None:
