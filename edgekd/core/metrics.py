@@ -50,9 +50,9 @@ def sample_bytes(x) -> int:
                for a in arrays)
 
 
-def batch_rows(x, limit: int = 256) -> int:
-    """Rows per inference call: at most `limit`, and no more than BATCH_BYTES of input."""
-    return max(1, min(limit, BATCH_BYTES // max(1, sample_bytes(x))))
+def batch_rows(x, limit: int = 256, budget: int = BATCH_BYTES) -> int:
+    """Rows per inference call: at most `limit`, and no more than `budget` bytes of input."""
+    return max(1, min(limit, budget // max(1, sample_bytes(x))))
 
 
 def predict(run, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:

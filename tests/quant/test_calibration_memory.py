@@ -76,3 +76,41 @@ def test_batch_by_batch_ranges_equal_one_pass_ranges(mlp, tmp_path, monkeypatch)
     one_pass = quantize_qdq(model, tmp_path / "one-pass.onnx", QuantRecipe(name="r"), samples, calibrate_method="minmax")
 
     assert _scales(streamed) and _scales(streamed) == _scales(one_pass)
+
+
+def _pooling_model(path, size: int):
+    """GlobalAveragePool -> Gemm over [batch, 3, size, size] images."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"], name="pool"),
+             helper.make_node("Flatten", ["pooled"], ["flat"], name="flat"),
+             helper.make_node("Gemm", ["flat", "w", "b"], ["logits"], name="fc", transB=1)]
+    inits = [numpy_helper.from_array(rng.normal(0, 1, (10, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.zeros(10, np.float32), "b")]
+    graph = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+def test_calibration_batches_of_large_images_are_small(tmp_path, monkeypatch):
+    """The calibrator's model outputs every intermediate tensor: a batch of 224x224 images holds all of a CNN's
+    activations at once, so such batches are a few images (ptq.CALIBRATION_BYTES), not 32."""
+    from edgekd.quant.ptq import CALIBRATION_BYTES
+
+    model = _pooling_model(tmp_path / "pool.onnx", 224)
+    samples = np.random.default_rng(0).uniform(0, 1, (24, 3, 224, 224)).astype(np.float32)
+    rows = []
+    original = calibrate.MinMaxCalibrater.collect_data
+
+    def collect_data(self, reader):
+        rows.extend(len(batch["input"]) for batch in reader._batches)
+        return original(self, reader)
+
+    monkeypatch.setattr(calibrate.MinMaxCalibrater, "collect_data", collect_data)
+    quantize_qdq(model, tmp_path / "int8.onnx", QuantRecipe(name="r"), samples, calibrate_method="minmax")
+
+    assert rows and max(rows) * samples[0].nbytes <= CALIBRATION_BYTES
