@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import shlex
-import signal
 import sys
 import textwrap
 import traceback
@@ -135,19 +134,19 @@ def _check_outputs(folders: dict[str, Path | None] | None = None, files: dict[st
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (a scheduler's time limit, `kill`) like Ctrl-C: the stage is marked interrupted
-    in the manifest and the resume command is printed, instead of dying mid-write."""
-    def interrupt(_signum, _frame):
-        raise KeyboardInterrupt
+    in the manifest and the resume command is printed, instead of dying mid-write. Both are raised only where
+    the interpreter can unwind cleanly (edgekd/core/interrupts.py): never inside an import or exec'd code."""
+    from edgekd.core.interrupts import interrupts_raised_safely
 
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (an embedding application): leave signals alone
+    with interrupts_raised_safely():
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+
+def _release(interrupted: KeyboardInterrupt) -> None:
+    """Close the runtime sessions the interrupted stage left in its frames before exiting, not at shutdown."""
+    from edgekd.core.interrupts import release
+
+    release(interrupted)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -192,7 +191,8 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
                           log=lambda m: click.echo(m, err=True))
     except GateFailed as failure:  # the table and the verdict are still the output; only the exit code differs
         ctx = failure.context
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupted:
+        _release(interrupted)
         click.echo("edgekd: interrupted; finished stages and the last finished epoch are kept. "
                    f"Continue with: {resume_cmd}", err=True)
         sys.exit(130)
@@ -241,7 +241,8 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
                            log=lambda m: click.echo(m, err=True), calibration=calibration, labels=not no_labels)
     except GateFailed as failure:
         ctx = failure.context
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupted:
+        _release(interrupted)
         click.echo("edgekd: interrupted; finished stages are kept. Continue with the same command and --resume", err=True)
         sys.exit(130)
     verdict = _print_run_result(ctx)
