@@ -19,6 +19,10 @@ _NUMBERS = ("max_drop", "min_speedup", "max_size_kb", "max_metric_drop", "min_co
 # Limits on how far each output departs from the fp32 model's (a fidelity task's outputs, or a classifier's logits).
 # Left out of dumps while unset, so that configs and bundles that do not use them dump as before (stage keys, --resume).
 FIDELITY_LIMITS = ("max_metric_drop", "min_cosine", "min_sqnr_db")
+# A language model's gate (pipeline/lm/config.py's LMGateConfig, a bundle's manifest.gate, `edgekd gate` on its report)
+# has thresholds of its own; they are checked by the same rules, so nan or inf is refused wherever one is read.
+LM_NUMBERS = ("max_increase", "min_greedy_agreement")
+_MAY_BE_ZERO = ("max_drop", "max_metric_drop", "max_increase", "min_greedy_agreement")
 
 
 class Thresholds(Strict):
@@ -67,7 +71,7 @@ THRESHOLD_NAMES = tuple(Thresholds.model_fields)
 
 def threshold_problem(name: str, value: Any) -> str | None:
     """What is wrong with one threshold value (None: nothing). The model's validator; callers build Thresholds."""
-    if name in _NUMBERS:
+    if name in _NUMBERS or name in LM_NUMBERS:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -78,8 +82,10 @@ def threshold_problem(name: str, value: Any) -> str | None:
             return f"must be between -1 and 1, got {value!r}"
         if name in ("min_cosine", "min_sqnr_db"):  # a cosine or a dB figure may be 0 or below
             return None
-        if value < 0 or (value == 0 and name not in ("max_drop", "max_metric_drop")):
-            return f"must be {'>= 0' if name in ('max_drop', 'max_metric_drop') else '> 0'}, got {value!r}"
+        if value < 0 or (value == 0 and name not in _MAY_BE_ZERO):
+            return f"must be {'>= 0' if name in _MAY_BE_ZERO else '> 0'}, got {value!r}"
+        if name == "min_greedy_agreement" and value > 1:
+            return f"must be a fraction between 0 and 1, got {value!r}"
     elif name == "drop_type" and value not in DROP_TYPES:
         return f"must be one of {', '.join(DROP_TYPES)}, got {value!r}"
     elif name == "reference" and (not isinstance(value, str) or not value):

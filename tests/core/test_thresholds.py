@@ -72,3 +72,16 @@ def test_metric_drop_limit():
     assert Thresholds(max_drop=2).metric_drop_limit("mask_iou") == 2
     assert Thresholds(max_drop=2, max_metric_drop=0.5).metric_drop_limit("mask_iou") == 0.5
     assert Thresholds(max_drop=2, max_metric_drop=0.5).metric_drop_limit("top1") == 2
+
+
+@pytest.mark.parametrize("values", [{"max_increase": float("nan")}, {"max_increase": float("inf")},
+                                    {"min_greedy_agreement": float("nan")}])
+def test_a_language_models_gate_refuses_non_finite_limits_naming_the_key(tmp_path, values):
+    from edgekd.core.sections import load_yaml_model
+    from edgekd.pipeline.lm.config import LanguageModelConfig
+
+    path = tmp_path / "lm.yaml"
+    key, value = next(iter(values.items()))
+    path.write_text(f"task: language-model\ngate: {{{key}: {'.nan' if value != value else '.inf'}}}\n")
+    with pytest.raises(ConfigError, match=rf"lm.yaml: gate.{key}: must be a finite number"):
+        load_yaml_model(path, LanguageModelConfig, "run config")
