@@ -16,6 +16,7 @@ import numpy as np
 
 from edgekd.core.metrics import accuracy_metrics, batch_axes_of, fidelity, outputs_fidelity, predict, predict_outputs
 from edgekd.core.progress import progress
+from edgekd.core.task_metrics import task_metric
 from edgekd.device.latency import LatencySpec, measure_interleaved
 from edgekd.device.memory import measure_memory
 from edgekd.device.sizes import file_set, gzip_size, parameter_count, size_on_disk
@@ -82,6 +83,8 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         logits = predict(session.run, x)
         row.update(accuracy_metrics(logits, y, metric), fidelity=output_fidelity(session, x, logits, reference_logits,
                                                                                    reference_outputs))
+        if metric != "top1":  # the task metric against fp32 too, beside the labels (a classifier has top1_agreement)
+            row["fidelity"]["task_metric_agreement"] = metric_agreement(metric, logits, reference_logits)
         if candidate.time_latency:
             runners[candidate.name] = session.run
             if backend.runtime_clock:
@@ -94,6 +97,12 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
     if memory:
         _add_memory(rows, candidates, x)
     return rows
+
+
+def metric_agreement(metric: str, outputs: np.ndarray, reference: np.ndarray) -> float:
+    """A task metric of `outputs` with the reference model's outputs as the labels (task_metrics' labels_of)."""
+    scorer = task_metric(metric)
+    return scorer.score(outputs, scorer.labels_of(reference))
 
 
 def output_fidelity(session, x, logits: np.ndarray, reference_logits: np.ndarray,

@@ -125,6 +125,9 @@ def test_ship_with_labels_scores_against_them(det, tmp_path):
         expected = task_metric("mask_iou").score(arrays["reference_logits"], arrays["y"])
     assert report["references"]["student_fp32"]["top1"] == pytest.approx(expected)
     assert 0.3 < expected < 0.95  # the labels the model partly misses, not its own outputs
+    rows = {row["artifact"]: row for row in report["rows"]}
+    assert rows["x86-cpu/fp32"]["fidelity"]["task_metric_agreement"] == 1.0  # and beside it, agreement with fp32
+    assert 0 < rows["x86-cpu/int8"]["fidelity"]["task_metric_agreement"] < 1
 
 
 def test_a_metric_that_cannot_read_the_output_is_one_line(det, tmp_path):
