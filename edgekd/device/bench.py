@@ -54,7 +54,7 @@ def _load_eval(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, 
         _check_named_arrays(path, x, y, logits, inputs)
         return x, y, logits
     x = data["x"]
-    if task_metric_of(manifest) != "top1":
+    if manifest.get("task") == "fidelity" or task_metric_of(manifest) != "top1":  # any model's input and output
         _check_task_arrays(path, x, y, logits)
     else:
         _check_eval_arrays(path, x, y, logits, manifest)

@@ -83,7 +83,7 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         logits = predict(session.run, x)
         row.update(accuracy_metrics(logits, y, metric), fidelity=output_fidelity(session, x, logits, reference_logits,
                                                                                    reference_outputs))
-        if metric != "top1":  # the task metric against fp32 too, beside the labels (a classifier has top1_agreement)
+        if metric != "top1" or reference_outputs:  # a fidelity task's metric against fp32 too, beside the labels
             row["fidelity"]["task_metric_agreement"] = metric_agreement(metric, logits, reference_logits)
         if candidate.time_latency:
             runners[candidate.name] = session.run

@@ -132,7 +132,7 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
             "inputs": exported.inputs,
             "output": _output_spec(ctx, reference),
             # What eval.npz's y is scored by (core/task_metrics.py), so edgekd bench on the device scores the same way.
-            "task_metric": ctx.task.metric,
+            "task": ctx.task.name, "task_metric": ctx.task.metric,
             "preprocessing": data.preprocessing(), "labels": list(data.classes),
             # Without labels, eval.npz's y is the fp32 model's top-1 and every top-1 measured on it is fidelity.
             "measured": data.measured,

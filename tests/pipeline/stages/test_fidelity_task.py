@@ -155,3 +155,34 @@ def test_task_section_validation():
                          "task": {"kind": "fidelity", "metric": "iou"}})
     with pytest.raises(ConfigError, match="task: kind fidelity ships a model given as ONNX"):
         validate_config({"student": {"onnx": "m.onnx"}, "task": {"metric": "mask_iou"}})
+
+
+def _vector_classifier(path: Path) -> Path:
+    """(N, 16) features -> (N, 3) softmax: a classifier whose input is not an image."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.random.default_rng(1).standard_normal((16, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["z"]), helper.make_node("Softmax", ["z"], ["probs"], axis=-1)]
+    graph = helper.make_graph(nodes, "vector", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 3])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_classifier_of_vectors_ships_with_metric_top1_and_benches_on_the_device(tmp_path):
+    """--metric top1 takes x as the model takes it (no image scaling); edgekd bench on its bundle checks eval.npz as
+    any model's arrays, not as (N, C, H, W) images."""
+    model = _vector_classifier(tmp_path / "vector.onnx")
+    np.savez(tmp_path / "vectors.npz", x=np.random.default_rng(0).standard_normal((60, 16)).astype(np.float32))
+    out = tmp_path / "run"
+    done = _cli("ship", model, "--data", tmp_path / "vectors.npz", "--metric", "top1", "--no-labels", "--max-drop", "50",
+                "--targets", "x86-cpu", "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    device = _cli("bench", out / "bundle" / "x86-cpu", "--runs", "5", "--min-seconds", "0", "--warmup-runs", "1",
+                  "--warmup-seconds", "0", "--rounds", "1", "--no-memory", "--out", tmp_path / "device")
+    assert device.returncode == 0, device.stderr[-2000:]
+    report = json.loads((tmp_path / "device" / "report.json").read_text())
+    assert report["rows"][0]["top1"] == 1.0 and report["rows"][0]["fidelity"]["task_metric_agreement"] == 1.0
