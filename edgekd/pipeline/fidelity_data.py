@@ -1,6 +1,7 @@
 """The data of a fidelity task (`task: {kind: fidelity, metric: ...}`): an .npz of the model's input `x` exactly as the
-model takes it (edgekd rescales and normalises nothing: the file is the preprocessing's output), and optionally `y`,
-labels in the task metric's format (edgekd/core/task_metrics.py), one row per sample.
+model takes it (edgekd rescales and normalises nothing: the file is the preprocessing's output), or for a model with
+several inputs one array per input name, and optionally `y`, labels in the task metric's format
+(edgekd/core/task_metrics.py), one row per sample.
 
 Split by the seed into train (calibration), val (quantize budget, candidate selection) and test (bench, each bundle's
 eval.npz). Without y (or with data.labels none) val and test are labelled with the fp32 model's own outputs
@@ -18,7 +19,7 @@ import numpy as np
 
 from edgekd.core.errors import DataError
 from edgekd.core.fileio import read_npz, resolve_path
-from edgekd.core.metrics import ACCURACY, FIDELITY
+from edgekd.core.metrics import ACCURACY, FIDELITY, sample_count, take_rows
 from edgekd.core.task_metrics import task_metric
 from edgekd.data.sources import UNLABELED
 
@@ -27,14 +28,14 @@ FIX = "save it with numpy.savez(path, x=inputs, y=labels) (y optional)"
 
 @dataclass
 class FidelitySplit:
-    x: np.ndarray
+    x: np.ndarray | dict[str, np.ndarray]  # one input, or several by name
     y: np.ndarray  # labels in the metric's format; UNLABELED per sample in the training split (calibration only)
 
     def __len__(self) -> int:
-        return len(self.x)
+        return sample_count(self.x)
 
     def take(self, indices: np.ndarray) -> FidelitySplit:
-        return FidelitySplit(self.x[indices], self.y[indices])
+        return FidelitySplit(take_rows(self.x, indices), self.y[indices])
 
     def in_memory(self) -> FidelitySplit:
         return self
@@ -54,7 +55,12 @@ class FidelityDataset:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
+        """One sample's shape (of the first input, for several)."""
+        return tuple(self.first_input.shape[1:])
+
+    @property
+    def first_input(self) -> np.ndarray:
+        return next(iter(self.train.x.values())) if isinstance(self.train.x, dict) else self.train.x
 
     @property
     def num_classes(self) -> int:
@@ -66,7 +72,7 @@ class FidelityDataset:
 
     def preprocessing(self) -> dict[str, Any]:
         return {"given": "x of the .npz as the model takes it: edgekd applied no preprocessing; do on the device what "
-                         "produced it", "input_shape": list(self.input_shape), "dtype": self.train.x.dtype.name}
+                         "produced it", "input_shape": list(self.input_shape), "dtype": self.first_input.dtype.name}
 
 
 def load_fidelity_dataset(config, base_dir: Path | None) -> FidelityDataset:
@@ -76,18 +82,22 @@ def load_fidelity_dataset(config, base_dir: Path | None) -> FidelityDataset:
     if not path.is_file():
         raise DataError(f"data.path '{data.path}': npz file not found ({path})")
     arrays = read_npz(path, FIX, DataError)
-    if "x" not in arrays:
-        raise DataError(f"{path}: no array 'x' (the model's input, batch first); found {sorted(arrays)}; {FIX}")
-    x = arrays["x"]
+    # x: the model's one input; without x, every array but y is an input of that name (several inputs)
+    inputs = {"x": arrays["x"]} if "x" in arrays else {k: v for k, v in arrays.items() if k != "y"}
+    if not inputs:
+        raise DataError(f"{path}: no array 'x' (the model's input, batch first) and no array per input name; {FIX}")
+    for name, array in inputs.items():
+        _check_input(path, name, array)
+    counts = {name: len(array) for name, array in inputs.items()}
+    if len(set(counts.values())) > 1:
+        raise DataError(f"{path}: the inputs hold different numbers of samples ({counts}); give one row per sample in each")
+    x = inputs["x"] if "x" in arrays else inputs
+    count = sample_count(x)
     y = arrays.get("y") if data.labels != "none" else None
-    if x.ndim < 2 or len(x) < 3:
-        raise DataError(f"{path}: x must hold at least 3 samples, batch first (train, validation, test), got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.number) or (np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all()):
-        raise DataError(f"{path}: x must be finite numbers, got {x.dtype}{' with NaN or Inf' if x.dtype.kind == 'f' else ''}")
-    if y is not None and len(y) != len(x):
-        raise DataError(f"{path}: {len(x)} samples in x but {len(y)} rows in y; give one label row per sample "
+    if y is not None and len(y) != count:
+        raise DataError(f"{path}: {count} samples in x but {len(y)} rows in y; give one label row per sample "
                         f"({task_metric(config.task.metric).labels})")
-    labels = y if y is not None else np.full(len(x), UNLABELED, np.int64)
+    labels = y if y is not None else np.full(count, UNLABELED, np.int64)
     train, val, test = _split(FidelitySplit(x, labels), data, np.random.default_rng(config.seed))
     # The training split only calibrates: no labels there, so that a class-balanced calibration recipe draws plainly
     # rather than reading masks or strings as classes.
@@ -97,6 +107,15 @@ def load_fidelity_dataset(config, base_dir: Path | None) -> FidelityDataset:
         dataset = _labelled_by_fp32(config, base_dir, dataset)
     dataset.fingerprint = _fingerprint(dataset)
     return dataset
+
+
+def _check_input(path: Path, name: str, array: np.ndarray) -> None:
+    if array.ndim < 1 or len(array) < 3:
+        raise DataError(f"{path}: '{name}' must hold at least 3 samples, batch first (train, validation, test), got shape "
+                        f"{array.shape}")
+    if not np.issubdtype(array.dtype, np.number) or (array.dtype.kind == "f" and not np.isfinite(array).all()):
+        raise DataError(f"{path}: '{name}' must be finite numbers, got {array.dtype}"
+                        f"{' with NaN or Inf' if array.dtype.kind == 'f' else ''}")
 
 
 def _split(pool: FidelitySplit, data, rng: np.random.Generator) -> tuple[FidelitySplit, FidelitySplit, FidelitySplit]:
@@ -127,6 +146,7 @@ def _labelled_by_fp32(config, base_dir: Path | None, dataset: FidelityDataset) -
 def _fingerprint(dataset: FidelityDataset) -> str:
     digest = hashlib.sha256()
     for split in (dataset.train, dataset.val, dataset.test):
-        digest.update(np.ascontiguousarray(split.x).tobytes())
+        for name, array in sorted(split.x.items()) if isinstance(split.x, dict) else [("x", split.x)]:
+            digest.update(name.encode() + np.ascontiguousarray(array).tobytes())
         digest.update(np.ascontiguousarray(split.y).tobytes())
     return digest.hexdigest()[:16]

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgekd.core.metrics import topk
+from edgekd.core.metrics import take_rows, topk
 from edgekd.core.task_metrics import task_metric
 
 
@@ -117,12 +117,12 @@ class Fidelity:
         return task_metric(self.metric).score(outputs, labels)
 
     def input_spec(self, dataset: Any, name: str, batch: int | str = "batch") -> dict[str, Any]:
-        return {"name": name, "shape": [batch, *dataset.input_shape], "dtype": dataset.train.x.dtype.name}
+        return {"name": name, "shape": [batch, *dataset.input_shape], "dtype": dataset.first_input.dtype.name}
 
     def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
         test = dataset.test
         n = min(samples, len(test))
-        return test.x[:n], test.y[:n]
+        return take_rows(test.x, slice(0, n)), test.y[:n]
 
     def output_spec(self, outputs: np.ndarray) -> dict[str, Any]:
         return {"name": "output", "shape": ["batch", *outputs.shape[1:]], "dtype": outputs.dtype.name, "task_metric": self.metric}
