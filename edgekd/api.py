@@ -50,7 +50,7 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     folder (labeled by class sub-folders, or unlabeled: judged by fidelity to the model), an .npz file, or
     digits / fashion-mnist; `calibration` an optional folder of unlabeled images for int8 calibration; `labels` False
     ignores the data's class folders or y (judged by fidelity to the model); `metric` a task metric (top1, ctc_accuracy,
-    mask_iou, box_f1) for a model that is not a classifier: every output compared with fp32's, scored by it.
+    mask_iou, box_f1, speech_f1) for a model that is not a classifier: every output compared with fp32's, scored by it.
     Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
     from edgekd.pipeline.runner import prepare_run_dir
     from edgekd.pipeline.ship import ship_config, write_ship_config

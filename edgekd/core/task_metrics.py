@@ -25,6 +25,8 @@ PAD = -1
 CTC_BLANK = 0
 # PP-OCR's DB postprocess binarizes the text probability map at 0.3 (det_db_thresh).
 MASK_THRESHOLD = 0.3
+# Silero VAD's default speech threshold on its per-frame probability.
+SPEECH_THRESHOLD = 0.5
 # Box decoding: the confidence and NMS overlap of YOLO-style predictors' usual defaults, and the IoU a predicted box
 # needs to count as finding a ground-truth box (PASCAL VOC's 0.5).
 BOX_CONFIDENCE = 0.25
@@ -193,6 +195,30 @@ def _box_f1(outputs: np.ndarray, labels: np.ndarray) -> float:
     return 1.0 if predicted + actual == 0 else 2 * true_pos / (predicted + actual)
 
 
+# --- speech F1 (voice activity detection): outputs (N,) or (N, 1) speech probability per frame, labels (N,) 0 or 1 --
+
+def _speech_frames(outputs: np.ndarray) -> np.ndarray:
+    outputs = np.asarray(outputs)
+    if outputs.ndim == 2 and outputs.shape[1] == 1:
+        outputs = outputs[:, 0]
+    if outputs.ndim != 1:
+        raise ValueError(f"speech_f1: expected (N,) or (N, 1) speech probabilities, got shape {outputs.shape}")
+    return outputs > SPEECH_THRESHOLD
+
+
+def _speech_labels(outputs: np.ndarray) -> np.ndarray:
+    return _speech_frames(outputs).astype(np.int64)
+
+
+def _speech_f1(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """F1 of the frames called speech (probability > SPEECH_THRESHOLD) against the labelled ones; 1.0 when there is no
+    speech and none is called (F1 rather than accuracy: most frames of a recording are often silence)."""
+    called, truth = _speech_frames(outputs), np.asarray(labels).reshape(-1) != 0
+    _same_count(len(called), len(truth), "speech_f1")
+    found, total = int((called & truth).sum()), int(called.sum() + truth.sum())
+    return 1.0 if total == 0 else 2 * found / total
+
+
 def _same_count(outputs: int, labels: int, name: str) -> None:
     if outputs != labels:
         raise ValueError(f"{name}: {outputs} outputs against {labels} labels")
@@ -203,6 +229,7 @@ METRICS: dict[str, TaskMetric] = {m.name: m for m in (
     TaskMetric("ctc_accuracy", _ctc_labels, _ctc_accuracy, "(N, L) character indices (1..classes-1), padded with -1"),
     TaskMetric("mask_iou", _mask_labels, _mask_iou, "(N, H, W) or (N, 1, H, W) masks, nonzero where true"),
     TaskMetric("box_f1", _box_labels, _box_f1, "(N, M, 5) rows of class, x1, y1, x2, y2, padded with class -1"),
+    TaskMetric("speech_f1", _speech_labels, _speech_f1, "(N,) 1 for a frame of speech, 0 for none"),
 )}
 
 

@@ -128,8 +128,19 @@ def test_box_f1():
     assert metric.score(empty, np.full((1, 1, 5), PAD, np.float32)) == 1.0
 
 
+def test_speech_f1():
+    metric = task_metric("speech_f1")
+    probability = np.array([[0.9], [0.6], [0.2], [0.5], [0.8]])  # called speech: frames 0, 1, 4 (0.5 is not above)
+    labels = np.array([1, 0, 0, 1, 1])                           # speech: 0, 3, 4 -> 2 found of 3 called, 3 true
+    assert metric.score(probability, labels) == pytest.approx(2 * 2 / 6)
+    assert metric.labels_of(probability).tolist() == [1, 1, 0, 0, 1]
+    assert metric.score(np.zeros(4), np.zeros(4)) == 1.0
+    with pytest.raises(ValueError, match="speech_f1: expected"):
+        metric.score(np.zeros((4, 2)), np.zeros(4))
+
+
 def test_registry_names_and_unknown():
-    assert set(METRICS) == {"top1", "ctc_accuracy", "mask_iou", "box_f1"}
+    assert set(METRICS) == {"top1", "ctc_accuracy", "mask_iou", "box_f1", "speech_f1"}
     with pytest.raises(ValueError, match="unknown task metric 'iou'; known: top1"):
         task_metric("iou")
 
