@@ -45,10 +45,11 @@ def with_reference_labels(ctx: RunContext, dataset):
     return dataset.with_reference_labels(val_logits, logits(dataset.test.x))
 
 
-def onnx_logits(path: Path):
+def onnx_logits(path: Path, shown_as: Path | None = None):
+    """`shown_as`: the user's file to name in a load error, when `path` is the run's copy of it."""
     from edgekd.runtimes.ort import OrtSession
 
-    session = OrtSession(path, threads=None)
+    session = OrtSession(path, threads=None, shown_as=shown_as)
     return lambda x: predict(session.run, x)
 
 
@@ -65,10 +66,19 @@ def onnx_inputs(path: Path) -> list[dict]:
     specs = []
     for value in (i for i in graph.input if i.name not in initializers):
         tensor = value.type.tensor_type
-        shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
+        shape = [_dimension(d) for d in tensor.shape.dim]
         specs.append({"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
                       "shape": shape, "dynamic_axes": {str(i): d for i, d in enumerate(shape) if not isinstance(d, int)}})
     return specs
+
+
+def _dimension(dim) -> int | str:
+    """One dimension of an ONNX shape: its size when fixed, else its name, "?" when it has none. Exporters write a
+    dynamic axis as a name, as no value at all, or (Paddle2ONNX, tf2onnx) as -1 or 0; onnxruntime runs all of them at
+    any size, so only a positive dim_value is fixed."""
+    if dim.dim_param:
+        return dim.dim_param
+    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else "?"
 
 
 def onnx_input_spec(path: Path) -> dict:

@@ -93,7 +93,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
     with tempfile.TemporaryDirectory(prefix="edgekd-ptq-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # Shape inference and graph clean-up first, as onnxruntime recommends before quantizing.
-        quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(_weights_inside(fp32_onnx, Path(scratch))), str(prepared), skip_symbolic_shape=True)
         if method == "entropy":
             calibration_cache = calibration_cache or Path(scratch) / "entropy.json"
             if not calibration_cache.is_file():
@@ -111,7 +111,28 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
             except (ValueError, RuntimeError) as exc:
                 raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
             strip_node_debug_metadata(tmp)
+            check_written(tmp, out_path, fp32_onnx, recipe.name)
     return out_path
+
+
+def check_written(written: Path, out_path: Path, fp32_onnx: Path, recipe_name: str) -> None:
+    """ONNX's checker on the int8 model the quantizer wrote, before anything loads it. A failure here is the
+    quantizer's (e.g. per-channel DequantizeLinear with `axis` in an opset-11 graph), not the user's model: the
+    message says so instead of calling the model corrupt."""
+    import onnx
+
+    from edgekd.core.errors import clip_words
+    from edgekd.runtimes.onnx_graph import MIN_QUANT_OPSET, opset_of
+
+    try:
+        onnx.checker.check_model(str(written))
+    except Exception as exc:  # onnx.checker.ValidationError, and protobuf errors of a half-written file
+        opset = opset_of(fp32_onnx)
+        hint = (f"the fp32 model is at opset {opset}: upgrade it to {MIN_QUANT_OPSET} or later "
+                "(onnx.version_converter.convert_version)" if opset and opset < MIN_QUANT_OPSET
+                else "the fp32 model itself is fine: report this with the model's opset and the recipe")
+        raise StageError(f"quantize: recipe '{recipe_name}' wrote {out_path.name}, an int8 model that is not valid ONNX "
+                         f"({clip_words(exc, 200)}); {hint}") from None
 
 
 # quantize_static cannot set the entropy calibrator's histogram sizes, and with its defaults (128 bins
@@ -153,6 +174,21 @@ def quantized_nodes(qdq_onnx: Path) -> list[str]:
     dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
     return [n.name for n in graph.node
             if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear") and dequantized.intersection(n.input)]
+
+
+def _weights_inside(fp32_onnx: Path, scratch: Path) -> Path:
+    """`fp32_onnx` with its external data (model.onnx.data) read back into the file, in `scratch`; the file itself when
+    it has none. quant_pre_process runs onnxruntime's optimizer into a temporary folder that lacks the .data file, then
+    fails to load its own output ("should be stored in .../pre.quant.*/model.onnx.data")."""
+    import onnx
+
+    from edgekd.runtimes.onnx_graph import external_data_files
+
+    if not external_data_files(Path(fp32_onnx), "quantize"):
+        return Path(fp32_onnx)
+    inline = scratch / "fp32-inline.onnx"
+    onnx.save_model(onnx.load(str(fp32_onnx)), str(inline))  # over 2 GB protobuf refuses: onnx's ValueError says so
+    return inline
 
 
 def _input_name(onnx_path: Path) -> str:

@@ -130,7 +130,14 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
             "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "val_agreement", "p50_ms",
                                                  "round_p50_ms", "verdict")}
                           for r in rows],
-            "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint}
+            "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint,
+            # A given model below the opset int8 needs was upgraded (onnx.version_converter) and checked on the data.
+            **_given_model_notes(ctx)}
+
+
+def _given_model_notes(ctx: RunContext) -> dict[str, Any]:
+    given = ctx.manifest.metrics("distill")
+    return {key: given[key] for key in ("opset_upgrade", "external_data") if given.get(key)}
 
 
 def _preprocessing_files(ctx: RunContext) -> dict[str, Path]:

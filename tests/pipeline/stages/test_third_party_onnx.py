@@ -1,0 +1,190 @@
+"""ONNX files made elsewhere, as onnxruntime itself takes them (issue 34 part 1, issue 32 item 8): -1/0/unset
+dimensions are dynamic, an opset below 13 is upgraded (checked, recorded), external data travels with the model.
+Every model here is a tiny graph built with onnx.helper: no download."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.faults.helpers import invoke
+
+FAST_BENCH = {"eval_samples": 60, "runs": 5, "min_seconds": 0, "warmup_runs": 1, "warmup_seconds": 0, "rounds": 1,
+              "memory": False}
+
+
+@pytest.fixture(scope="module")
+def digits_weights():
+    """A logistic regression on scikit-learn's digits (pixels / 16): a real classifier, as two initializers."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    digits = load_digits()
+    x = (digits.images / 16.0).reshape(len(digits.images), -1)
+    fit = LogisticRegression(max_iter=300).fit(x, digits.target)
+    return fit.coef_.T.astype(np.float32), fit.intercept_.astype(np.float32)
+
+
+def classifier(weights, batch_dim=-1, opset: int = 11) -> onnx.ModelProto:
+    """x [batch, 1, 8, 8] -> Reshape -> MatMul -> Add -> logits [batch, 10], as Paddle2ONNX and tf2onnx write it:
+    the batch axis as `batch_dim` (-1, 0, None for no value, or a name)."""
+    dim = [batch_dim] if batch_dim is not None else [None]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [*dim, 1, 8, 8])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [*dim, 10])
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["flat"], name="flatten"),
+             helper.make_node("MatMul", ["flat", "W"], ["scores"], name="fc"),
+             helper.make_node("Add", ["scores", "b"], ["logits"], name="bias")]
+    inits = [numpy_helper.from_array(np.array([-1, 64], np.int64), "shape"),
+             numpy_helper.from_array(weights[0], "W"), numpy_helper.from_array(weights[1], "b")]
+    model = helper.make_model(helper.make_graph(nodes, "lr", [x], [logits], inits),
+                              opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    if batch_dim == -1 or batch_dim == 0:  # helper writes them as dim_value; make sure that is what the file says
+        assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == batch_dim
+    return model
+
+
+def _config(tmp_path: Path, onnx_path: Path, **extra) -> Path:
+    config = {"name": "third-party", "data": {"source": "digits", "normalize": "none"}, "student": {"onnx": str(onnx_path)},
+              "quantize": {"calibration": "train-64"}, "targets": ["x86-cpu"], "bench": FAST_BENCH,
+              "gate": {"max_drop": 3.0}, **extra}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("batch_dim", [-1, 0, None])
+def test_minus_one_zero_and_unset_dimensions_are_dynamic(digits_weights, tmp_path, batch_dim):
+    from edgekd.pipeline.given_model import check_input_matches, onnx_input_spec, onnx_inputs
+
+    path = tmp_path / "m.onnx"
+    onnx.save(classifier(digits_weights, batch_dim, opset=13), str(path))
+    assert onnx_inputs(path)[0]["shape"] == ["?", 1, 8, 8]
+    assert onnx_inputs(path)[0]["dynamic_axes"] == {"0": "?"}
+    check_input_matches(onnx_input_spec(path), (1, 8, 8), "student.onnx")  # no "fixed shape" refusal
+
+
+def test_an_opset_11_model_ships_int8_upgraded_checked_and_recorded(digits_weights, tmp_path):
+    path = tmp_path / "lr11.onnx"
+    onnx.save(classifier(digits_weights, -1, opset=11), str(path))
+    result = invoke("run", str(_config(tmp_path, path)), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    upgrade = manifest["stages"]["distill"]["metrics"]["opset_upgrade"]
+    assert (upgrade["from"], upgrade["to"], upgrade["check"]["close"]) == (11, 13, True)
+    assert upgrade["check"]["max_abs_error"] < 1e-4 and upgrade["check"]["samples"] > 0
+    rows = {row["name"]: row for row in manifest["stages"]["compile"]["metrics"]["targets"]["x86-cpu"]["candidates"]}
+    assert "int8" in rows and rows["int8"].get("verdict") != "failed", rows
+    bundle = json.loads((tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").read_text())
+    assert bundle["opset_upgrade"]["from"] == 11
+    fp32 = onnx.load(str(tmp_path / "run" / "03-export" / "student-fp32.onnx"))
+    assert [o.version for o in fp32.opset_import if o.domain in ("", "ai.onnx")] == [13]
+
+
+def test_an_invalid_int8_file_from_the_quantizer_is_not_blamed_on_the_model(digits_weights, tmp_path):
+    """quantize_static writes per-channel DequantizeLinear(axis) even into an opset-11 graph: ONNX's checker stops it
+    with a line that names edgekd's output and the way out, not 'the file is corrupt'."""
+    from edgekd.core.errors import StageError
+    from edgekd.quant.ptq import quantize_qdq
+    from edgekd.runtimes.profiles import QuantRecipe
+
+    path = tmp_path / "lr11.onnx"
+    onnx.save(classifier(digits_weights, "batch", opset=11), str(path))
+    calibration = np.random.default_rng(0).random((32, 1, 8, 8), dtype=np.float32)
+    with pytest.raises(StageError) as error:
+        quantize_qdq(path, tmp_path / "int8.onnx", QuantRecipe(name="pc", per_channel=True), calibration)
+    message = str(error.value)
+    assert "int8.onnx, an int8 model that is not valid ONNX" in message and "opset 11" in message
+    assert "upgrade it to 13" in message and "corrupt" not in message and "\n" not in message
+    assert not (tmp_path / "int8.onnx").exists()
+
+
+def _save_external(model: onnx.ModelProto, path: Path, location: str) -> None:
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=location,
+                    size_threshold=256)  # the weight matrix, as torch moves its large tensors
+
+
+def test_external_data_travels_into_the_run_and_the_bundle(digits_weights, tmp_path):
+    """torch.onnx.export's default since torch 2.14: model.onnx + model.onnx.data."""
+    from edgekd.device.bundle import verify_bundle
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    _save_external(classifier(digits_weights, "batch", opset=17), folder / "model.onnx", "model.onnx.data")
+    result = invoke("run", str(_config(tmp_path, folder / "model.onnx")), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    assert (run / "02-distill" / "model.onnx.data").is_file() and (run / "03-export" / "model.onnx.data").is_file()
+    manifest = json.loads((run / "manifest.json").read_text())
+    outputs = {Path(o["path"]).name: o for o in manifest["stages"]["distill"]["outputs"]}
+    assert outputs["model.onnx.data"]["sha256"] == manifest["stages"]["distill"]["metrics"]["external_data"][0]["sha256"]
+    compiled = manifest["stages"]["compile"]["metrics"]["targets"]["x86-cpu"]
+    files = {row["name"]: row["artifact"]["files"] for row in compiled["candidates"]}
+    assert files["fp32"] == ["model.onnx", "model.onnx.data"] and files["int8"] == ["model.onnx"]  # int8: weights inside
+    bundle = verify_bundle(run / "bundle" / "x86-cpu")  # every listed file present, with its sha256
+    assert {entry["path"] for entry in bundle["files"]} >= set(files[compiled["chosen"]])
+
+
+def test_the_fp32_artifact_of_an_external_data_model_carries_its_weights(digits_weights, tmp_path):
+    """The onnxruntime backend's artifact lists the .data file, so a bundle copies and hashes it, and loads it."""
+    from edgekd.device.bundle import load_bundle, write_bundle
+    from edgekd.runtimes import load_profile
+    from edgekd.runtimes.ort import OrtBackend
+
+    (tmp_path / "weights").mkdir()
+    _save_external(classifier(digits_weights, "batch", opset=13), tmp_path / "model.onnx", "weights/model.onnx.data")
+    artifact = OrtBackend().compile(tmp_path / "model.onnx", "fp32", load_profile("x86-cpu"), tmp_path / "fp32")
+    assert artifact.files == ["model.onnx", "weights/model.onnx.data"]
+    x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
+    logits = OrtBackend().session(artifact).run(x)
+    bundle = write_bundle(tmp_path / "bundle", artifact, x, logits.argmax(1), logits, {"target": "x86-cpu"})
+    manifest, loaded = load_bundle(bundle)
+    assert "weights/model.onnx.data" in {entry["path"] for entry in manifest["files"]}
+    np.testing.assert_allclose(OrtBackend().session(loaded).run(x), logits, rtol=1e-6)
+
+
+@pytest.mark.parametrize("location", ["../outside.data", "/tmp/edgekd-absolute.data"])
+def test_external_data_outside_the_models_folder_is_refused(digits_weights, tmp_path, location):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    model = classifier(digits_weights, "batch", opset=13)
+    _save_external(model, folder / "model.onnx", "model.onnx.data")
+    edited = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    for tensor in edited.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(edited, str(folder / "model.onnx"))
+    result = invoke("run", str(_config(tmp_path, folder / "model.onnx")), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert f"'{folder / 'model.onnx'}'" in line and f"'{location}', outside the model's folder; refused" in line
+
+
+def test_a_model_onnxruntime_cannot_load_is_named_as_the_user_gave_it(digits_weights, tmp_path):
+    """The run's copy is what onnxruntime loads; the message names the user's file, in onnxruntime's text too,
+    and never cuts a word."""
+    model = classifier(digits_weights, "batch", opset=13)
+    model.graph.node.append(helper.make_node("NoSuchOperator", ["logits"], ["unused"], name="mystery"))
+    path = tmp_path / "mine.onnx"
+    onnx.save(model, str(path))
+    result = invoke("run", str(_config(tmp_path, path)), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert f"{path}: onnxruntime cannot load it" in line and "02-distill" not in line, line
+    assert "NoSuchOperator" in line
+
+
+def test_quoted_runtime_text_is_cut_between_words():
+    from edgekd.core.errors import clip_words
+
+    text = "Load model failed: " + " ".join(f"word{i}" for i in range(200))
+    clipped = clip_words(text, 100)
+    assert clipped.endswith(" ...") and len(clipped) <= 104
+    assert all(part.startswith("word") or part in ("Load", "model", "failed:", "...") for part in clipped.split())
+    assert clip_words("short\nline", 100) == "short line"
