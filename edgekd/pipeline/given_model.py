@@ -34,7 +34,7 @@ def with_reference_labels(ctx: RunContext, dataset):
     if not source.is_file():
         raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': file not found ({source}); give the path of the "
                           "model's .onnx file, absolute or relative to the config file")
-    check_input_matches(onnx_input_spec(source), dataset.input_shape, "student.onnx")
+    given_input_spec(source, dataset, "student.onnx", where)
     logits = onnx_logits(source)
     val_logits = logits(dataset.val.x)
     if val_logits.ndim != 2:
@@ -91,12 +91,51 @@ def onnx_input_spec(path: Path) -> dict:
     return {k: inputs[0][k] for k in ("name", "shape", "dtype")}
 
 
-def check_input_matches(spec: dict, sample_shape: tuple, field: str) -> None:
-    """One line naming both shapes when the data's samples cannot feed the model's input."""
+def given_input_spec(source: Path, dataset, field: str, where: str) -> dict:
+    """The given model's main input (name, shape, dtype), once the data is checked to feed it: one image tensor, or
+    (an npz with one array per input) every input by name, dtype and fixed dimensions."""
+    if not isinstance(dataset.train.x, dict):
+        spec = onnx_input_spec(source)
+        check_input_matches(spec, dataset.input_shape, field)
+        return spec
+    inputs = onnx_inputs(source)
+    check_named_inputs(inputs, dataset.train.x, field, where)
+    return {k: inputs[0][k] for k in ("name", "shape", "dtype")}
+
+
+def check_named_inputs(inputs: list[dict], arrays: dict[str, np.ndarray], field: str, where: str) -> None:
+    """Each model input has its array, in its dtype, with its fixed dimensions; one line naming the input, what it
+    expects and what the array is, at the first mismatch."""
+    names = [spec["name"] for spec in inputs]
+    extra = [name for name in arrays if name not in names]
+    if extra:
+        raise ConfigError(f"{where}: array '{extra[0]}' is not an input of the model in {field} (its inputs: "
+                          f"{', '.join(names)}); name each array as the input it feeds")
+    for spec in inputs:
+        expected = f"{spec['dtype']} {_shape(spec['shape'])}"
+        if spec["name"] not in arrays:
+            raise ConfigError(f"{where}: no array for the model's input '{spec['name']}' ({expected}); the npz holds "
+                              f"{', '.join(sorted(arrays))}: save one array per input, named as the input")
+        _check_batch_axis(spec, field)
+        array = arrays[spec["name"]]
+        dims = spec["shape"][1:]
+        fits = len(dims) == array.ndim - 1 and all(not isinstance(d, int) or d == s for d, s in zip(dims, array.shape[1:]))
+        if array.dtype.name != spec["dtype"] or not fits:
+            raise ConfigError(f"{where}: the model's input '{spec['name']}' is {expected} but its array is "
+                              f"{array.dtype.name} {_shape(['batch', *array.shape[1:]])}; save it in the input's dtype "
+                              "and shape (samples first)")
+
+
+def _check_batch_axis(spec: dict, field: str) -> None:
     if isinstance(spec["shape"][0], int) if spec["shape"] else True:
         raise ConfigError(f"{field}: the model's input '{spec['name']}' has the fixed shape {_shape(spec['shape'])}; edgekd "
                           "measures batches of several sizes: export it with a dynamic batch axis (torch.onnx.export(..., "
                           "dynamic_axes={'input': {0: 'batch'}}), or dynamo=True with dynamic_shapes)")
+
+
+def check_input_matches(spec: dict, sample_shape: tuple, field: str) -> None:
+    """One line naming both shapes when the data's samples cannot feed the model's input."""
+    _check_batch_axis(spec, field)
     model_shape = spec["shape"][1:]
     fits = len(model_shape) == len(sample_shape) and all(
         not isinstance(m, int) or m == s for m, s in zip(model_shape, sample_shape))

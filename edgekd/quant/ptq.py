@@ -15,16 +15,19 @@ import numpy as np
 
 from edgekd.core.errors import DataError, StageError
 from edgekd.core.fileio import atomic_path
+from edgekd.core.metrics import sample_count, take_rows
 from edgekd.runtimes.profiles import QuantRecipe
 
 
 class ArrayReader:
     """onnxruntime CalibrationDataReader over an in-memory array, in fixed-size batches."""
 
-    def __init__(self, input_name: str, samples: np.ndarray, batch_size: int = 32):
-        if not np.isfinite(samples).all():
+    def __init__(self, input_name: str, samples: np.ndarray | dict[str, np.ndarray], batch_size: int = 32):
+        """`samples`: the one input's array, or {input name: array} for a model with several inputs."""
+        named = samples if isinstance(samples, dict) else {input_name: samples}
+        if not all(np.isfinite(a).all() for a in named.values() if np.issubdtype(a.dtype, np.floating)):
             raise DataError("calibration data contains NaN or Inf; check the dataset and the calibration recipe")
-        self._batches = [{input_name: samples[i:i + batch_size]} for i in range(0, len(samples), batch_size)]
+        self._batches = [take_rows(named, slice(i, i + batch_size)) for i in range(0, sample_count(named), batch_size)]
         self._iter: Optional[Iterator] = None
         self.rewind()
 
@@ -77,7 +80,8 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
 
     input_name = _input_name(fp32_onnx)
     # Entropy and percentile calibration keep histograms per tensor; smaller batches bound memory.
-    reader = ArrayReader(input_name, calibration.astype(np.float32), batch_size=32)
+    samples = calibration if isinstance(calibration, dict) else calibration.astype(np.float32)  # several inputs: own dtypes
+    reader = ArrayReader(input_name, samples, batch_size=32)
     extra = {**recipe.extra_options, "ActivationSymmetric": recipe.symmetric_activations,
              "WeightSymmetric": recipe.symmetric_weights}
     if recipe.signed_input:

@@ -10,8 +10,9 @@ import numpy as np
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import file_record, resolve_path, sha256_of
+from edgekd.core.metrics import take_rows
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.given_model import check_classes, check_input_matches, onnx_input_spec, onnx_inputs, onnx_logits
+from edgekd.pipeline.given_model import check_classes, given_input_spec, onnx_inputs, onnx_logits
 from edgekd.pipeline.onnx_intake import bring_in
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
@@ -23,13 +24,13 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     if not source.is_file():
         raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': file not found ({source}); give the path of the "
                           "model's .onnx file, absolute or relative to the config file")
-    spec = onnx_input_spec(source)
-    check_input_matches(spec, ctx.dataset.input_shape, "student.onnx")
+    where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
+    spec = given_input_spec(source, ctx.dataset, "student.onnx", where)
     # The run's copy: with the file's external data, at an opset int8 can be written in (upgraded and checked).
     written, upgrade = bring_in(source, ctx.layout.given_onnx, ctx.dataset.val.x, "student.onnx")
     out = written[0]
     logits = onnx_logits(out, shown_as=source)
-    check_classes(logits(ctx.dataset.val.x[:2]), ctx.dataset.num_classes, "student.onnx")
+    check_classes(logits(take_rows(ctx.dataset.val.x, slice(0, 2))), ctx.dataset.num_classes, "student.onnx")
     carried = {"external_data": [file_record(p, source.parent) for p in _user_data_files(source)]} if len(written) > 1 else {}
     return StageOutput(written, {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
                                  "source_sha256": sha256_of(source), **carried,

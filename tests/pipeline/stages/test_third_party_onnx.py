@@ -188,3 +188,76 @@ def test_quoted_runtime_text_is_cut_between_words():
     assert clipped.endswith(" ...") and len(clipped) <= 104
     assert all(part.startswith("word") or part in ("Load", "model", "failed:", "...") for part in clipped.split())
     assert clip_words("short\nline", 100) == "short line"
+
+
+def two_input_classifier(weights) -> onnx.ModelProto:
+    """image [batch, 1, 8, 8] float32 and mask [batch, 64] int64 (which pixels count): logits [batch, 10]."""
+    inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, [-1, 1, 8, 8]),
+              helper.make_tensor_value_info("mask", TensorProto.INT64, ["batch", 64])]
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])
+    nodes = [helper.make_node("Reshape", ["image", "shape"], ["flat"], name="flatten"),
+             helper.make_node("Cast", ["mask"], ["maskf"], to=TensorProto.FLOAT, name="cast"),
+             helper.make_node("Mul", ["flat", "maskf"], ["masked"], name="apply_mask"),
+             helper.make_node("MatMul", ["masked", "W"], ["scores"], name="fc"),
+             helper.make_node("Add", ["scores", "b"], ["logits"], name="bias")]
+    inits = [numpy_helper.from_array(np.array([-1, 64], np.int64), "shape"),
+             numpy_helper.from_array(weights[0], "W"), numpy_helper.from_array(weights[1], "b")]
+    model = helper.make_model(helper.make_graph(nodes, "two", inputs, [logits], inits),
+                              opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    return model
+
+
+@pytest.fixture()
+def two_inputs(digits_weights, tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    path = tmp_path / "two.onnx"
+    onnx.save(two_input_classifier(digits_weights), str(path))
+    arrays = {"image": (digits.images / 16.0).astype(np.float32)[:, None], "mask": np.ones((len(digits.images), 64), np.int64),
+              "y": digits.target.astype(np.int64)}
+    return path, arrays
+
+
+def _npz_config(tmp_path, model, arrays, name="inputs.npz") -> Path:
+    np.savez(tmp_path / name, **arrays)
+    config = {"name": "two", "data": {"source": "npz", "path": str(tmp_path / name)}, "student": {"onnx": str(model)},
+              "quantize": {"calibration": "train-64"}, "targets": ["x86-cpu"], "bench": FAST_BENCH, "gate": {"max_drop": 3.0}}
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_model_with_two_inputs_ships_from_an_npz_of_one_array_per_input(two_inputs, tmp_path):
+    from edgekd.device.bundle import verify_bundle
+
+    model, arrays = two_inputs
+    result = invoke("run", str(_npz_config(tmp_path, model, arrays)), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert [i["name"] for i in manifest["stages"]["distill"]["metrics"]["inputs"]] == ["image", "mask"]
+    assert manifest["stages"]["distill"]["metrics"]["test_top1"] > 0.9  # fed as given: the classifier's own accuracy
+    assert manifest["stages"]["distill"]["metrics"]["opset_upgrade"]["from"] == 11
+    bundle = tmp_path / "run" / "bundle" / "x86-cpu"
+    verify_bundle(bundle)
+    with np.load(bundle / "eval.npz") as saved:
+        assert saved["image"].dtype == np.float32 and saved["mask"].dtype == np.int64
+    bench = invoke("bench", str(bundle), "--out", str(tmp_path / "device.json"))  # the device's path, both inputs
+    assert bench.exit_code == 0, bench.output
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: {**a, "mask": a["mask"].astype(np.float32)},
+     "the model's input 'mask' is int64 (batch, 64) but its array is float32 (batch, 64)"),
+    (lambda a: {**a, "image": np.repeat(a["image"], 2, axis=1)},
+     "the model's input 'image' is float32 (?, 1, 8, 8) but its array is float32 (batch, 2, 8, 8)"),
+    (lambda a: {k: v for k, v in a.items() if k != "mask"}, "no array for the model's input 'mask' (int64 (batch, 64))"),
+    (lambda a: {**a, "extra": a["mask"]}, "array 'extra' is not an input of the model"),
+])
+def test_an_array_that_cannot_feed_its_input_is_one_line_naming_both(two_inputs, tmp_path, change, message):
+    model, arrays = two_inputs
+    result = invoke("run", str(_npz_config(tmp_path, model, change(arrays))), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert message in line and str(tmp_path / "inputs.npz") in line, line
