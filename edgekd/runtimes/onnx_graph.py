@@ -71,7 +71,7 @@ def copy_onnx(source: Path, target: Path, field: str = "model") -> list[Path]:
     from edgekd.core.errors import ArtifactError
     from edgekd.core.fileio import atomic_path
 
-    locations = external_data_files(source, field)
+    locations = _external_locations(source, field)
     if target.name in locations:
         raise ArtifactError(f"{field} '{source}': its external data is named '{target.name}', as the model copy must be; "
                             "save the weights under another name (e.g. model.onnx.data)")
@@ -85,6 +85,19 @@ def copy_onnx(source: Path, target: Path, field: str = "model") -> list[Path]:
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
     return written
+
+
+def _external_locations(source: Path, field: str) -> list[str]:
+    """external_data_files, or none for a file the onnx package cannot parse (or without the package): the file is
+    copied as it is, and the runtime that loads it says what is wrong. A location that escapes is still refused."""
+    from edgekd.core.errors import EdgeKDError
+
+    try:
+        return external_data_files(source, field)
+    except EdgeKDError:
+        raise
+    except Exception:  # ImportError, protobuf's DecodeError: not ours to judge here
+        return []
 
 
 def upgrade_opset(source: Path, target: Path, opset: int = MIN_QUANT_OPSET) -> list[Path]:
