@@ -131,13 +131,15 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
                                                  "round_p50_ms", "verdict")}
                           for r in rows],
             "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint,
-            # A given model below the opset int8 needs was upgraded (onnx.version_converter) and checked on the data.
             **_given_model_notes(ctx)}
 
 
 def _given_model_notes(ctx: RunContext) -> dict[str, Any]:
+    """What became of an ONNX file shipped as given: its opset upgrade (onnx.version_converter, checked on the data)
+    and its own external-data files (sha256 as the user has them); nothing for a model made by the run."""
     given = ctx.manifest.metrics("distill")
-    return {key: given[key] for key in ("opset_upgrade", "external_data") if given.get(key)}
+    notes = {key: given[key] for key in ("source_sha256", "opset_upgrade", "external_data") if given.get(key)}
+    return {"given_onnx": notes} if given.get("source") == "onnx" else {}
 
 
 def _preprocessing_files(ctx: RunContext) -> dict[str, Path]:

@@ -81,7 +81,7 @@ def test_an_opset_11_model_ships_int8_upgraded_checked_and_recorded(digits_weigh
     rows = {row["name"]: row for row in manifest["stages"]["compile"]["metrics"]["targets"]["x86-cpu"]["candidates"]}
     assert "int8" in rows and rows["int8"].get("verdict") != "failed", rows
     bundle = json.loads((tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").read_text())
-    assert bundle["opset_upgrade"]["from"] == 11
+    assert bundle["given_onnx"]["opset_upgrade"]["from"] == 11
     fp32 = onnx.load(str(tmp_path / "run" / "03-export" / "student-fp32.onnx"))
     assert [o.version for o in fp32.opset_import if o.domain in ("", "ai.onnx")] == [13]
 
@@ -128,6 +128,7 @@ def test_external_data_travels_into_the_run_and_the_bundle(digits_weights, tmp_p
     assert files["fp32"] == ["model.onnx", "model.onnx.data"] and files["int8"] == ["model.onnx"]  # int8: weights inside
     bundle = verify_bundle(run / "bundle" / "x86-cpu")  # every listed file present, with its sha256
     assert {entry["path"] for entry in bundle["files"]} >= set(files[compiled["chosen"]])
+    assert bundle["given_onnx"]["external_data"] == manifest["stages"]["distill"]["metrics"]["external_data"]
 
 
 def test_the_fp32_artifact_of_an_external_data_model_carries_its_weights(digits_weights, tmp_path):
