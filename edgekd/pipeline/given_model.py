@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekd.core.errors import ConfigError, DataError
+from edgekd.core.errors import ConfigError, DataError, clip_words
 from edgekd.core.fileio import resolve_path
 from edgekd.core.metrics import predict
 
@@ -61,7 +61,7 @@ def onnx_inputs(path: Path) -> list[dict]:
     try:
         graph = onnx.load(str(path), load_external_data=False).graph
     except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX file
-        raise ConfigError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:120]}); export it again") from None
+        raise ConfigError(f"{path}: not a readable ONNX model ({clip_words(exc, 160)}); export it again") from None
     initializers = {init.name for init in graph.initializer}
     specs = []
     for value in (i for i in graph.input if i.name not in initializers):

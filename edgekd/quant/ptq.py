@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgekd.core.errors import DataError, StageError
+from edgekd.core.errors import DataError, StageError, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.core.metrics import sample_count, take_rows
 from edgekd.runtimes.profiles import QuantRecipe
@@ -113,7 +113,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
                     calibration_cache_path=str(calibration_cache) if calibration_cache else None,
                 )
             except (ValueError, RuntimeError) as exc:
-                raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
+                raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({clip_words(exc, 200)})") from None
             strip_node_debug_metadata(tmp)
             check_written(tmp, out_path, fp32_onnx, recipe.name)
     return out_path
@@ -125,7 +125,6 @@ def check_written(written: Path, out_path: Path, fp32_onnx: Path, recipe_name: s
     message says so instead of calling the model corrupt."""
     import onnx
 
-    from edgekd.core.errors import clip_words
     from edgekd.runtimes.onnx_graph import MIN_QUANT_OPSET, opset_of
 
     try:
