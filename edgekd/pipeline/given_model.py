@@ -94,6 +94,9 @@ def onnx_input_spec(path: Path) -> dict:
 def given_input_spec(source: Path, dataset, field: str, where: str) -> dict:
     """The given model's main input (name, shape, dtype), once the data is checked to feed it: one image tensor, or
     (an npz with one array per input) every input by name, dtype and fixed dimensions."""
+    from edgekd.runtimes.onnx_graph import external_data_files
+
+    external_data_files(source, field)  # its weights beside it, inside its folder: refused in one line before loading
     if not isinstance(dataset.train.x, dict):
         spec = onnx_input_spec(source)
         check_input_matches(spec, dataset.input_shape, field)

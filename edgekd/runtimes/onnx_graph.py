@@ -47,6 +47,8 @@ def external_data_files(path: Path, field: str) -> list[str]:
     model = onnx.load(str(path), load_external_data=False)
     folder = path.resolve().parent
     found: list[str] = []
+    # _get_all_tensors: onnx's own walk over initializers and attribute tensors (subgraphs included), the one that
+    # load_external_data_for_model uses; onnx exports no public name for it.
     for tensor in _get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue

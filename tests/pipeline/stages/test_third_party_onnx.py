@@ -165,10 +165,20 @@ def test_external_data_outside_the_models_folder_is_refused(digits_weights, tmp_
             if entry.key == "location":
                 entry.value = location
     onnx.save(edited, str(folder / "model.onnx"))
-    result = invoke("run", str(_config(tmp_path, folder / "model.onnx")), "--out", str(tmp_path / "run"))
-    assert result.exit_code == 2, result.output
-    line = result.output.strip().splitlines()[-1]
-    assert f"'{folder / 'model.onnx'}'" in line and message in line, line
+    for labels in ("auto", "none"):  # none: the model labels the data first (with_reference_labels), before any copy
+        config = _config(tmp_path, folder / "model.onnx")
+        if labels == "none":
+            config = _npz_config(tmp_path, folder / "model.onnx", {"x": load_digits_x()})
+        result = invoke("run", str(config), "--out", str(tmp_path / f"run-{labels}"))
+        assert result.exit_code == 2, result.output
+        line = result.output.strip().splitlines()[-1]
+        assert f"'{folder / 'model.onnx'}'" in line and message in line, line
+
+
+def load_digits_x() -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    return (load_digits().images / 16.0).astype(np.float32)[:, None]
 
 
 def test_a_model_onnxruntime_cannot_load_is_named_as_the_user_gave_it(digits_weights, tmp_path):
