@@ -282,3 +282,20 @@ def test_an_array_that_cannot_feed_its_input_is_one_line_naming_both(two_inputs,
     assert result.exit_code == 2, result.output
     line = result.output.strip().splitlines()[-1]
     assert message in line and str(tmp_path / "inputs.npz") in line, line
+
+
+def test_named_inputs_are_fed_as_they_are_and_a_normalisation_is_refused(two_inputs, tmp_path):
+    from edgekd.core.errors import DataError
+    from edgekd.data import load_dataset
+    from edgekd.data.config import DataConfig
+
+    _, arrays = two_inputs
+    arrays["mask"][:, 0] = np.arange(len(arrays["mask"]))  # each sample's row number, to follow it through the split
+    np.savez(tmp_path / "inputs.npz", **arrays)
+    data = load_dataset(DataConfig(source="npz", path=str(tmp_path / "inputs.npz")), 0, None)
+    assert data.input_shapes == {"image": (1, 8, 8), "mask": (64,)} and data.train.x["mask"].dtype == np.int64
+    rows = data.test.x["mask"][:, 0]  # the rows of every input and of y stay together through the split
+    np.testing.assert_array_equal(data.test.x["image"], arrays["image"][rows])
+    np.testing.assert_array_equal(data.test.y, arrays["y"][rows])
+    with pytest.raises(DataError, match=r"data.normalize: the npz .* holds one array per model input"):
+        load_dataset(DataConfig(source="npz", path=str(tmp_path / "inputs.npz"), normalize="imagenet"), 0, None)
