@@ -299,3 +299,32 @@ def test_named_inputs_are_fed_as_they_are_and_a_normalisation_is_refused(two_inp
     np.testing.assert_array_equal(data.test.y, arrays["y"][rows])
     with pytest.raises(DataError, match=r"data.normalize: the npz .* holds one array per model input"):
         load_dataset(DataConfig(source="npz", path=str(tmp_path / "inputs.npz"), normalize="imagenet"), 0, None)
+
+
+def test_an_upgrade_that_fails_or_changes_the_outputs_is_one_line(digits_weights, tmp_path, monkeypatch):
+    from edgekd.core.errors import ConfigError
+    from edgekd.pipeline import onnx_intake
+
+    source = tmp_path / "lr11.onnx"
+    onnx.save(classifier(digits_weights, -1, opset=11), str(source))
+    x = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
+    written, upgrade = onnx_intake.bring_in(source, tmp_path / "run" / "student.onnx", x, "student.onnx")
+    assert upgrade["check"]["close"] and upgrade["check"]["samples"] == 8 and len(written) == 1
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("No Adapter For Reshape")
+
+    monkeypatch.setattr(onnx_intake, "upgrade_opset", broken)
+    with pytest.raises(ConfigError) as error:
+        onnx_intake.bring_in(source, tmp_path / "run2" / "student.onnx", x, "student.onnx")
+    assert f"student.onnx '{source}': opset 11 is below the 13" in str(error.value)
+    assert "(No Adapter For Reshape); export the model at opset 13 or later" in str(error.value)
+    monkeypatch.undo()
+    outputs = onnx_intake._outputs
+
+    def drifted(path, x, shown_as=None):  # the upgraded model's outputs off by 0.01: the check must refuse it
+        return [o + 0.01 if shown_as else o for o in outputs(path, x, shown_as)]
+
+    monkeypatch.setattr(onnx_intake, "_outputs", drifted)
+    with pytest.raises(ConfigError, match=r"upgrading opset 11 to 13 with onnx's version converter changed the outputs"):
+        onnx_intake.bring_in(source, tmp_path / "run3" / "student.onnx", x, "student.onnx")
