@@ -207,7 +207,7 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="state_dict of a PyTorch MODEL (torch.load(weights_only=True)); not with an .onnx MODEL.")
 @click.option("--data", required=True, help="Image folder (one sub-folder per class; without them: no labels, judged by "
-              "fidelity to the model), .npz file (x, y; x alone: no labels), digits or fashion-mnist.")
+              "fidelity to the model), .npz file (x, y; x alone: no labels; or one array per model input, named as it), digits or fashion-mnist.")
 @click.option("--calibration", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of images (any depth, no labels) to calibrate int8 on, decoded like --data.")
 @click.option("--no-labels", is_flag=True, help="Read --data as images without labels (sub-folders at any depth are not "

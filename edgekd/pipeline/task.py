@@ -50,7 +50,7 @@ class ImageClassification(Classification):
     def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
         test = dataset.test
         n = min(samples, len(test))
-        return test.x[:n], test.y[:n]
+        return take_rows(test.x, slice(0, n)), test.y[:n]  # one array, or a model with several inputs' {name: array}
 
 
 @dataclass(frozen=True)
