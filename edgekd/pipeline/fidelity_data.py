@@ -133,9 +133,16 @@ def _split(pool: FidelitySplit, data, rng: np.random.Generator) -> tuple[Fidelit
 
 
 def _labelled_by_fp32(config, base_dir: Path | None, dataset: FidelityDataset) -> FidelityDataset:
-    from edgekd.pipeline.given_model import onnx_logits
+    from edgekd.core.errors import ConfigError
+    from edgekd.pipeline.given_model import given_input_spec, onnx_logits
 
-    outputs = onnx_logits(resolve_path(config.student.onnx, base_dir))
+    source = resolve_path(config.student.onnx, base_dir)
+    if not source.is_file():
+        raise ConfigError(f"student.onnx '{config.student.onnx}': file not found ({source}); give the path of the "
+                          "model's .onnx file, absolute or relative to the config file")
+    # as for an unlabeled classifier (given_model.with_reference_labels): its data files and inputs checked first
+    given_input_spec(source, dataset, "student.onnx", f"data.path '{config.data.path}'")
+    outputs = onnx_logits(source)
     metric = task_metric(dataset.metric)
     print(f"data.path '{config.data.path}': no labels; every {metric.name} below is agreement with the fp32 model's outputs "
           "(fidelity, not accuracy)", file=sys.stderr)

@@ -186,3 +186,57 @@ def test_a_classifier_of_vectors_ships_with_metric_top1_and_benches_on_the_devic
     assert device.returncode == 0, device.stderr[-2000:]
     report = json.loads((tmp_path / "device" / "report.json").read_text())
     assert report["rows"][0]["top1"] == 1.0 and report["rows"][0]["fidelity"]["task_metric_agreement"] == 1.0
+
+
+def _two_input_vad(path: Path) -> Path:
+    """input [N, 512] and a batch-first state h [N, 16] -> output [N, 1] speech probability, hN [N, 16]: a model with
+    several inputs and outputs (Silero VAD's kind, its state batch first)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+             for name, shape, scale in (("w1", (512, 16), 0.2), ("w2", (16, 16), 0.3), ("w3", (16, 1), 1.5))]
+    nodes = [helper.make_node("MatMul", ["input", "w1"], ["a"]), helper.make_node("MatMul", ["h", "w2"], ["b"]),
+             helper.make_node("Add", ["a", "b"], ["ab"]), helper.make_node("Tanh", ["ab"], ["hN"]),
+             helper.make_node("MatMul", ["hN", "w3"], ["score"]), helper.make_node("Sigmoid", ["score"], ["output"])]
+    graph = helper.make_graph(nodes, "vad2", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 512]),
+                                              helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batch", 16])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1]),
+                               helper.make_tensor_value_info("hN", TensorProto.FLOAT, ["batch", 16])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_model_with_several_inputs_and_outputs_ships_judged_by_speech_f1(tmp_path):
+    """An npz with one array per input name and frame labels y: every output compared by name, speech F1 on the first,
+    the same numbers from edgekd bench on the device."""
+    model = _two_input_vad(tmp_path / "vad.onnx")
+    rng = np.random.default_rng(0)
+    frames = rng.standard_normal((80, 512)).astype(np.float32)
+    import onnxruntime as ort
+
+    state = np.tanh(rng.standard_normal((80, 16))).astype(np.float32)
+    speech = ort.InferenceSession(str(model)).run(None, {"input": frames, "h": state})[0][:, 0] > 0.5
+    labels = speech.astype(np.int64)
+    labels[::5] = 1 - labels[::5]  # ground truth the fp32 model gets wrong on a fifth of the frames
+    np.savez(tmp_path / "frames.npz", input=frames, h=state, y=labels)
+    out = tmp_path / "run"
+    done = _cli("ship", model, "--data", tmp_path / "frames.npz", "--metric", "speech_f1", "--max-drop", "50",
+                "--targets", "x86-cpu", "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["task_metric"] == "speech_f1" and 0.5 < report["references"]["student_fp32"]["top1"] < 1
+    rows = {row["artifact"]: row for row in report["rows"]}
+    assert set(rows["x86-cpu/int8"]["fidelity"]["outputs"]) == {"output", "hN"}
+    with np.load(out / "bundle" / "x86-cpu" / "eval.npz") as arrays:
+        assert {"input", "h", "y", "reference_outputs/output", "reference_outputs/hN"} <= set(arrays.files)
+    device = _cli("bench", out, "--runs", "5", "--min-seconds", "0", "--warmup-runs", "1", "--warmup-seconds", "0",
+                  "--rounds", "1", "--no-memory", "--out", tmp_path / "device")
+    assert device.returncode == 0, device.stderr[-2000:]
+    theirs = {row["artifact"]: row for row in json.loads((tmp_path / "device" / "report.json").read_text())["rows"]}
+    for name, row in theirs.items():
+        assert row["top1"] == pytest.approx(rows[name]["top1"])
+        assert set(row["fidelity"]["outputs"]) == {"output", "hN"}
