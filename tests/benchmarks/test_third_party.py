@@ -1,0 +1,91 @@
+"""benchmarks/third_party.py's own logic: the pinned files are refused with one line when missing or changed, the
+recognizer's labels follow its dictionary, and the issue's targets are judged as stated (no download here; the
+script's --smoke run is in test_smoke.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.helpers import tiny_graphs
+
+
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("third_party")
+
+
+def test_a_missing_model_names_the_make_target(bench, tmp_path):
+    with pytest.raises(SystemExit) as refused:
+        bench.pinned_model(bench.MODELS["cls"], tmp_path)
+    message = str(refused.value)
+    assert "make third-party-models" in message and "rapidocr-onnxruntime==1.4.4" in message and "\n" not in message
+
+
+def test_a_file_that_differs_from_its_pin_is_refused_in_one_line(bench, tmp_path):
+    model = bench.MODELS["vad"]
+    folder = tmp_path / bench.WHEELS["silero"][2]
+    folder.mkdir()
+    (folder / model.file).write_bytes(b"not the pinned model")
+    with pytest.raises(SystemExit) as refused:
+        bench.pinned_model(model, tmp_path)
+    message = str(refused.value)
+    assert "not the pinned" in message and "silero-vad==6.2.3" in message and "\n" not in message
+
+
+def test_a_file_that_matches_its_pin_is_taken(bench, tmp_path):
+    path = tiny_graphs.tiny_cls(tmp_path / "made" / "cls.onnx")
+    model = bench.MODELS["cls"]
+    pinned = model._replace(sha256=bench.sha256_file(path))
+    folder = tmp_path / bench.WHEELS["rapidocr"][2]
+    folder.mkdir()
+    (folder / model.file).write_bytes(path.read_bytes())
+    assert bench.pinned_model(pinned, tmp_path) == folder / model.file
+
+
+def test_rec_labels_are_the_dictionary_indices_plus_one(bench, tmp_path):
+    path = tiny_graphs.tiny_rec(tmp_path / "rec.onnx", classes=12)
+    dictionary = bench._rec_dictionary(path)
+    data = bench._rec_data(6, 0, path, width=64)
+    assert data["x"].shape == (6, 3, 48, 64)
+    assert data["y"].max() <= len(dictionary) and (data["y"][data["y"] >= 0] >= 1).all()  # 0 is CTC's blank
+
+
+def _target(chosen: dict, peers: list[dict], fp32_metric: float = 0.9) -> dict:
+    return {"target": "x86-cpu", "chosen": chosen["name"], "fp32": {"task_metric_truth": fp32_metric, "p50_ms": 10.0},
+            "candidates": [chosen, *peers]}
+
+
+def _entry(key: str, target: dict) -> dict:
+    return {"key": key, "task_metric": "mask_iou", "max_drop_points": 1.0, "targets": [target]}
+
+
+def test_checks_judge_the_speedup_the_drop_and_the_peers(bench):
+    chosen = {"name": "edgekd-int8", "tool": "edgekd", "precision": "int8", "task_metric_truth": 0.895, "p50_ms": 7.0, "speedup": 1.43}
+    fast_but_wrong = {"name": "onnxruntime-default", "tool": "onnxruntime-default", "precision": "int8", "task_metric_truth": 0.80,
+                      "p50_ms": 5.0}
+    passing = {"name": "nncf-default", "tool": "nncf-default", "precision": "int8", "task_metric_truth": 0.899, "p50_ms": 6.8}
+    results = {c["check"]: c["passed"] for c in bench.checks([_entry("det", _target(chosen, [fast_but_wrong, passing]))], 100.0, False)}
+    assert results == {"det x86-cpu: ships": True, "det x86-cpu: shipped mask_iou within 1.0 points of fp32": True,
+                       "det x86-cpu: int8 at >= 1.3x fp32": True,
+                       "det x86-cpu: within 5% of the fastest passing peer": True,  # 7.0 <= 6.8 * 1.05; the 5 ms peer fails the bar
+                       "whole benchmark <= 60 minutes": True}
+    slow = {**chosen, "p50_ms": 9.0, "speedup": 1.11, "task_metric_truth": 0.88}
+    results = {c["check"]: c["passed"] for c in bench.checks([_entry("det", _target(slow, [passing]))], 4000.0, False)}
+    assert [name for name, ok in results.items() if not ok] == [
+        "det x86-cpu: shipped mask_iou within 1.0 points of fp32", "det x86-cpu: int8 at >= 1.3x fp32",
+        "det x86-cpu: within 5% of the fastest passing peer", "whole benchmark <= 60 minutes"]
+
+
+def test_a_refused_model_fails_ships_with_its_reason(bench):
+    refused = {"target": "x86-cpu", "chosen": None, "refused": "vad.npz: 'state' must hold ...", "fp32": None, "candidates": []}
+    [ships, _total] = bench.checks([_entry("vad", refused)], 1.0, True)
+    assert ships == {"check": "vad x86-cpu: ships", "passed": False, "detail": "vad.npz: 'state' must hold ..."}
+    assert not _total["passed"]  # a smoke run's minutes are no measurement
+
+
+def test_vad_data_is_fed_as_the_model_takes_it(bench, tmp_path):
+    path = tiny_graphs.tiny_vad(tmp_path / "vad.onnx")
+    data = bench._vad_data(1, 0, path, bench._tone)
+    frames = len(data["input"])
+    assert data["state"].shape[1] == frames and data["sr"].shape == (frames,) and len(data["y"]) == frames
+    assert np.isin(data["y"], [0, 1]).all()
