@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model, validate_model
 from edgekd.core.thresholds import Thresholds
-from edgekd.data.config import DataConfig
+from edgekd.data.config import TABLE_SOURCES, DataConfig
 from edgekd.device.config import BenchConfig
 from edgekd.quant.config import QuantizeConfig
 from edgekd.train.config import OFFLINE_ONLY, DistillConfig, ExportConfig, StudentConfig, TeacherConfig
@@ -71,6 +71,10 @@ class PipelineConfig(Strict):
     def _teachers_for_mode(self) -> PipelineConfig:
         if not self.teachers and self.distill.mode not in ("online", "none"):
             raise ValueError(f"teachers: at least one teacher is needed with distill.mode '{self.distill.mode}'")
+        for index, teacher in enumerate(self.teachers):
+            if teacher.kind != "torch" and self.data.source not in TABLE_SOURCES:
+                raise ValueError(f"teachers[{index}].{teacher.kind}: in a pipeline, teachers of this kind run on tables (data.source "
+                                 f"csv or parquet), and data.source is '{self.data.source}'; give arch (a PyTorch network)")
         if not self.teachers and self.quantize.method == "qat" and self.distill.mode == "online":
             raise ValueError("quantize.method: qat fine-tunes on the teachers' soft targets and this config has no teachers "
                              "(distill.mode online): add a teacher, or use quantize.method: ptq")
