@@ -55,7 +55,7 @@ def teacher_onnx(model, schema: Schema):
         return None, "skl2onnx is not installed (pip install 'edgekd[tabular]')"
     _register_boosters()
     try:
-        onx = to_onnx(model, initial_types=initial_types(schema), target_opset=ONNX_OPSET,
+        onx = to_onnx(model, initial_types=initial_types(schema), target_opset=dict(ONNX_OPSET),
                       options={"zipmap": False})
     except Exception as exc:  # skl2onnx raises RuntimeError/NotImplementedError/MissingShapeCalculator for unsupported models
         cause = exc.__cause__ or exc  # skl2onnx wraps the converter's own error, which says what went wrong
@@ -117,6 +117,6 @@ def preprocessing_onnx(front, schema: Schema):
     """The student's fitted ColumnTransformer as ONNX: raw columns in, its 'features' (batch, F) float out."""
     from skl2onnx import to_onnx
 
-    onx = to_onnx(front, initial_types=initial_types(schema), target_opset=ONNX_OPSET,
+    onx = to_onnx(front, initial_types=initial_types(schema), target_opset=dict(ONNX_OPSET),
                   final_types=None)
     return onx

@@ -24,7 +24,7 @@ from edgekd.core.fileio import resolve_path
 
 TREE_WORDS = ("Tree", "Forest", "Boosting", "LGBM", "XGB")  # preprocess auto: these get category codes, NaN kept
 PROBABILITY_FLOOR = 1e-7  # log(0) would be -inf: a class a tree never predicts gets this probability instead
-ONNX_OPSET = 17  # one main opset for every converted member (skl2onnx picks each ai.onnx.ml version; the ensemble takes the newest)
+ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}  # one opset for every converted member (onnxmltools writes ai.onnx.ml 3 at most), so they merge
 
 
 @dataclass
