@@ -23,8 +23,8 @@ from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.lm_bundle import is_lm_bundle
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
-from edgekd.device.tabular import model_inputs, schema_of
 from edgekd.device.report.build import build_report
+from edgekd.device.tabular import model_inputs, schema_of
 from edgekd.runtimes.host_fit import host_warnings
 from edgekd.runtimes.registry import get_backend
 

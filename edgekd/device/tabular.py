@@ -73,7 +73,7 @@ def _column(column: Column, values: np.ndarray, where: str) -> np.ndarray:
     if unknown:
         row = unknown[0]
         shown = ", ".join(repr(c) for c in column.categories[:12]) + (", ..." if len(column.categories) > 12 else "")
-        raise DataError(f"{where}: column '{column.name}' holds the category {text[row]!r} (row {row}), unseen in training "
+        raise DataError(f"{where}: column '{column.name}' holds the category {str(text[row])!r} (row {row}), unseen in training "
                         f"(known: {shown}); map it to a known category, or to '' (missing)")
     return text
 

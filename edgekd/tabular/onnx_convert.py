@@ -78,7 +78,7 @@ def ensemble_onnx(members: list, weights: list[float], path: Path) -> Path:
     for number, member in enumerate(members):
         graph, prefix = member.graph, f"m{number}_"
         keep = {i.name for i in graph.input}
-        rename = lambda name: name if (name in keep or not name) else prefix + name  # noqa: E731
+        rename = lambda name, keep=keep, prefix=prefix: name if (name in keep or not name) else prefix + name  # noqa: E731
         for value in graph.input:
             inputs.setdefault(value.name, value)
         for init in graph.initializer:

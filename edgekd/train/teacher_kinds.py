@@ -78,8 +78,10 @@ def build_estimator(spec, index: int, seed: int):
             raise ConfigError(f"{where}.sklearn[{number}]: a step is one {{EstimatorName: {{params}}}}; got {sorted(step)}")
         (name, params), = step.items()
         cls = estimator_class(kind, name, where)
-        params = dict(params or {})
-        if "random_state" in cls().get_params() and "random_state" not in params:
+        defaults = cls().get_params()
+        # YAML has lists, not tuples: a parameter whose default is a tuple (ngram_range) gets one
+        params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v for k, v in (params or {}).items()}
+        if "random_state" in defaults and "random_state" not in params:
             params["random_state"] = seed + index
         try:
             made.append(cls(**params))
@@ -92,8 +94,11 @@ def build_estimator(spec, index: int, seed: int):
     return make_pipeline(*made)
 
 
-def table_front(estimator, schema, preprocess: str):
-    """The teacher's own view of a table's raw columns, fitted with it: codes for trees, one-hot for the rest."""
+def table_front(estimator, schema, preprocess: str, kind: str = "sklearn"):
+    """The teacher's own view of a table's raw columns, fitted with it: codes for trees, one-hot for the rest.
+    LightGBM and XGBoost keep NaN (their ONNX converters route missing values as they do); scikit-learn's trees get
+    the median instead, because skl2onnx's tree converter ignores the side a forest learned for missing values, and
+    the ensemble's ONNX file would then disagree with it on every row with a gap."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -105,7 +110,8 @@ def table_front(estimator, schema, preprocess: str):
         name = type(estimator[-1] if hasattr(estimator, "steps") else estimator).__name__
         preprocess = "ordinal" if any(word in name for word in TREE_WORDS) else "onehot"
     if preprocess == "ordinal":
-        numeric, categorical = "passthrough", OrdinalEncoder(dtype=np.float32)
+        numeric = "passthrough" if kind in ("lightgbm", "xgboost") else SimpleImputer(strategy="median")
+        categorical = OrdinalEncoder(dtype=np.float32)
     else:
         numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
         categorical = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)
@@ -119,7 +125,7 @@ def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, se
     from sklearn.base import clone  # noqa: F401  (scikit-learn must be there: a clear error below if not)
 
     estimator = build_estimator(spec, index, seed)
-    model = table_front(estimator, schema, spec.preprocess) if schema is not None else estimator
+    model = table_front(estimator, schema, spec.preprocess, spec.kind) if schema is not None else estimator
     view = _view(schema)
     try:
         model.fit(view(x_train), y_train)

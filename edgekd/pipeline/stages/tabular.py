@@ -122,7 +122,7 @@ class TabularTeachersStage(Stage):
             logits = {}
             for split in SPLITS:
                 describe = {"teacher": f"{teacher.where} {teacher.name}", "split": split}
-                found = cache.get_or_compute(_key(teacher.identity, ctx, split), lambda s=split: teacher.logits(getattr(data, s).x),
+                found = cache.get_or_compute(_key(teacher.identity, ctx, split), lambda s=split, t=teacher: t.logits(getattr(data, s).x),
                                              describe)
                 logits[split] = np.asarray(found.logits, dtype=np.float32)
             entry = {"index": index, "kind": teacher.kind, "name": teacher.name, "weight": spec.weight,
