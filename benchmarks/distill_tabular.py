@@ -73,7 +73,7 @@ def run_pipeline(folder: Path, smoke_run: bool):
 
 def seeds(ctx, smoke_run: bool) -> dict:
     """Scratch and KD students over the seeds, on the cached teacher outputs the pipeline made."""
-    from edgekd.pipeline.stages.tabular import cached_logits
+    from edgekd.pipeline.tabular_teachers import cached_logits
     from edgekd.tabular import distill
 
     cfg = ctx.cfg

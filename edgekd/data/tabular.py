@@ -1,5 +1,5 @@
 """Tables (data.source csv or parquet): typed columns and a target column, split (stratified) into train, validation
-and test, with the schema every model and bundle is described by (edgekd/device/tabular.py).
+and test, with the schema every model and bundle is described by (edgekd/data/table_schema.py).
 
 Each split's x is {column: (n, 1) array} in the form the bundle's ONNX model takes (float32 with NaN for numbers,
 strings with '' for categories), so eval.npz holds raw columns and `edgekd bench` feeds them as they are. Teachers
@@ -18,7 +18,7 @@ from edgekd.core.errors import ConfigError, DataError
 from edgekd.core.fileio import resolve_path
 from edgekd.core.metrics import ACCURACY
 from edgekd.data.datasets import Split
-from edgekd.device.tabular import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Column, Schema, model_inputs, numeric_values
+from edgekd.data.table_schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Column, Schema, model_inputs, numeric_values
 
 # A text column is numeric with a typo when at least this share of its values are numbers: refused, not read as categories.
 NUMERIC_SHARE = 0.95

@@ -18,13 +18,13 @@ from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetErro
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds
+from edgekd.data.table_schema import model_inputs, schema_of
 from edgekd.device.bundle import eval_key, load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.lm_bundle import is_lm_bundle
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report
-from edgekd.device.tabular import model_inputs, schema_of
 from edgekd.runtimes.host_fit import host_warnings
 from edgekd.runtimes.registry import get_backend
 

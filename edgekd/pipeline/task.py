@@ -74,7 +74,7 @@ class TextClassification(Classification):
 
 @dataclass(frozen=True)
 class TabularClassification(Classification):
-    """data.source csv or parquet: raw columns in, one (batch, 1) input per column named as it (edgekd/device/tabular.py),
+    """data.source csv or parquet: raw columns in, one (batch, 1) input per column named as it (edgekd/data/table_schema.py),
     one label per row, top-1."""
 
     name: str = "tabular-classification"

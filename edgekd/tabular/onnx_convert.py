@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.device.tabular import NUMERIC, Schema
+from edgekd.data.table_schema import NUMERIC, Schema
 from edgekd.train.teacher_kinds import ONNX_OPSET
 
 PROBABILITIES = "probabilities"

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from edgekd.core.errors import ConfigError
-from edgekd.device.tabular import Schema
+from edgekd.data.table_schema import Schema
 
 STUDENT_ARCHS = ("mlp", "resmlp")
 FEATURES = "features"  # the network's input: what the preprocessing outputs

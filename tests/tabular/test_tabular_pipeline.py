@@ -81,8 +81,9 @@ def test_bench_of_a_table_bundle_without_torch_or_scikit_learn(table_run, tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     row = report["rows"][0]
-    assert row["fidelity"]["top1_agreement"] == 1.0 and row["p50_ms"] > 0
-    assert row["top1"] == report["references"]["student_fp32"]["top1"]
+    assert row["p50_ms"] > 0 and row["top1"] > 0
+    # the shipped candidate is fp32 or int8 (whichever timed faster here): int8 may flip a few near-ties
+    assert row["fidelity"]["top1_agreement"] >= (1.0 if row["precision"] == "fp32" else 0.9)
 
 
 def test_table_configs_refuse_what_tables_do_not_take(tmp_path):

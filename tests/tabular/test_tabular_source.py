@@ -9,8 +9,8 @@ import pytest
 
 from edgekd.core.errors import DataError
 from edgekd.data.config import DataConfig
+from edgekd.data.table_schema import model_inputs
 from edgekd.data.tabular import load_tabular_dataset
-from edgekd.device.tabular import model_inputs
 from tests.tabular.conftest import table_rows
 
 

@@ -24,8 +24,8 @@ from edgekd.core.fileio import resolve_path
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.tabular_teachers import SPLITS, cached_logits, ensemble_probabilities, split_key, teacher_cache
 
-SPLITS = ("train", "val", "test")
 ORT_BACKENDS = ("ort", "ort-arm64")  # string inputs and ONNX-ML operators: onnxruntime runs them
 
 
@@ -57,44 +57,6 @@ def check_tabular_config(config, base_dir: Path) -> None:
         raise ConfigError(f"data.path '{config.data.path}': no such file ({path}); give a .csv or .parquet file")
 
 
-def _cache(ctx: RunContext):
-    from edgekd.train.distill.cache import TeacherLogitCache, resolve_cache_dir
-
-    return TeacherLogitCache(resolve_cache_dir(ctx.cfg.distill.cache_dir, ctx.base_dir, ctx.run_dir))
-
-
-def _key(identity: str, ctx: RunContext, split: str) -> str:
-    from edgekd.train.distill.cache import cache_key
-
-    return cache_key(identity, ctx.dataset.fingerprint, {"split": split, "outputs": "logits or log-probabilities"})
-
-
-def cached_logits(ctx: RunContext, split: str) -> list[np.ndarray]:
-    """Every teacher's cached outputs on a split, by the keys the teachers stage recorded."""
-    cache, out = _cache(ctx), []
-    for entry in ctx.manifest.metrics("teachers").get("teachers", []):
-        found = cache.load(entry["cache_keys"][split])
-        if found is None:
-            raise StageError(f"teachers[{entry['index']}]: its cached outputs are gone from {cache.root}; rerun with --force "
-                             "--only teachers (or without --resume)")
-        out.append(np.asarray(found.logits, dtype=np.float32))
-    return out
-
-
-def ensemble_probabilities(ctx: RunContext, logits: list[np.ndarray]) -> np.ndarray:
-    import torch
-
-    from edgekd.train.distill.losses import ensemble_soft_targets
-
-    weights = [t.weight for t in ctx.cfg.teachers]
-    return ensemble_soft_targets([torch.from_numpy(z) for z in logits], 1.0, weights, ctx.cfg.distill.ensemble).numpy()
-
-
-def teacher_reference(ctx: RunContext, rows: int) -> np.ndarray:
-    """The ensemble's probabilities on the first `rows` test rows (the bench stage's eval set), from the cache."""
-    return ensemble_probabilities(ctx, [z[:rows] for z in cached_logits(ctx, "test")])
-
-
 class TabularTeachersStage(Stage):
     """Stage 1 (tables): each teacher fitted on the training split (or loaded from its file), its outputs on every
     split cached, scored on validation and test, and converted to ONNX; the ensemble as one ONNX graph, timed."""
@@ -116,18 +78,18 @@ class TabularTeachersStage(Stage):
         from edgekd.tabular import baseline
 
         ctx, data, folder = self.ctx, self.ctx.dataset, self.ctx.stage_dir("teachers")
-        cache, entries, members, outputs, inputs = _cache(ctx), [], [], [], []
+        cache, entries, members, outputs, inputs = teacher_cache(ctx), [], [], [], []
         for index, spec in progress(list(enumerate(ctx.cfg.teachers)), desc="teachers", unit="teacher"):
             teacher = _teacher(ctx, index, spec)
             logits = {}
             for split in SPLITS:
                 describe = {"teacher": f"{teacher.where} {teacher.name}", "split": split}
-                found = cache.get_or_compute(_key(teacher.identity, ctx, split), lambda s=split, t=teacher: t.logits(getattr(data, s).x),
+                found = cache.get_or_compute(split_key(teacher.identity, ctx, split), lambda s=split, t=teacher: t.logits(getattr(data, s).x),
                                              describe)
                 logits[split] = np.asarray(found.logits, dtype=np.float32)
             entry = {"index": index, "kind": teacher.kind, "name": teacher.name, "weight": spec.weight,
                      "val_top1": ctx.task.score(logits["val"], data.val.y), "top1": ctx.task.score(logits["test"], data.test.y),
-                     "cache_keys": {s: _key(teacher.identity, ctx, s) for s in SPLITS}}
+                     "cache_keys": {s: split_key(teacher.identity, ctx, s) for s in SPLITS}}
             onnx_file, reason = baseline.teacher_file(teacher, data.schema, folder / f"teacher-{index}.onnx")
             entry.update(baseline.describe_file(onnx_file, reason))
             outputs += [onnx_file] if onnx_file is not None and teacher.onnx_path is None else []
@@ -143,8 +105,8 @@ class TabularTeachersStage(Stage):
         from edgekd.tabular import baseline
 
         ctx, data = self.ctx, self.ctx.dataset
-        test = ensemble_probabilities(ctx, cached_logits_from(entries, _cache(ctx), "test"))
-        val = ensemble_probabilities(ctx, cached_logits_from(entries, _cache(ctx), "val"))
+        test = ensemble_probabilities(ctx, cached_logits_from(entries, teacher_cache(ctx), "test"))
+        val = ensemble_probabilities(ctx, cached_logits_from(entries, teacher_cache(ctx), "val"))
         out = {"top1": ctx.task.score(test, data.test.y), "val_top1": ctx.task.score(val, data.val.y),
                "best_member_top1": max(e["top1"] for e in entries)}
         return {**out, **baseline.ensemble_file(members, [t.weight for t in ctx.cfg.teachers], folder / baseline.ENSEMBLE_FILE,
