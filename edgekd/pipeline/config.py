@@ -27,7 +27,9 @@ class PipelineConfig(Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
                         description="where teachers and distillation (every mode) train: auto (the GPU when there is one), cpu, cuda, cuda:N")
     data: DataConfig = Field(default_factory=DataConfig)
-    teachers: list[TeacherConfig] = Field(default_factory=list, description="at least one, except with distill.mode: online")
+    teachers: list[TeacherConfig] = Field(default_factory=list, description="the ensemble: at least one, except with distill.mode: "
+                                          "online; each of one kind: arch (PyTorch), sklearn, lightgbm, xgboost (fitted by edgekd), "
+                                          "onnx or skops (fitted files; the last four kinds on tables)")
     student: StudentConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)

@@ -70,8 +70,9 @@ class TeacherConfig(ModelConfig):
                                                                  "sklearn.ensemble._forest.RandomForestClassifier)")
     params: dict[str, Any] = Field(default_factory=dict, description="sklearn/lightgbm/xgboost: the estimator's keyword arguments")
     preprocess: Literal["auto", "onehot", "ordinal", "none"] = Field(
-        "auto", description="tables, fitted teachers: how they see the raw columns: ordinal (category codes, NaN kept: trees), "
-                            "onehot (imputed, standardized, one-hot: other models), none (the raw columns); auto picks by kind")
+        "auto", description="tables, fitted teachers: how they see the raw columns: ordinal (category codes; NaN kept for LightGBM and "
+                            "XGBoost, the median for scikit-learn's trees), onehot (imputed, standardized, one-hot), none (the raw "
+                            "columns); auto: ordinal for trees, onehot for the rest")
     outputs: Literal["auto", "probabilities", "logits"] = Field(
         "auto", description="onnx: what the model's (batch, classes) output holds; auto: probabilities when rows sum to 1")
     weight: float = Field(1.0, gt=0, description="weight of this teacher in the ensemble")
