@@ -122,8 +122,6 @@ def table_front(estimator, schema, preprocess: str, kind: str = "sklearn"):
 def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, seed: int, schema=None) -> Teacher:
     """Fit a sklearn/lightgbm/xgboost teacher on the training split. x_train: a table's {column: (n, 1)} (with
     `schema`) or a sequence of raw texts."""
-    from sklearn.base import clone  # noqa: F401  (scikit-learn must be there: a clear error below if not)
-
     estimator = build_estimator(spec, index, seed)
     model = table_front(estimator, schema, spec.preprocess, spec.kind) if schema is not None else estimator
     view = _view(schema)
@@ -209,8 +207,8 @@ def _probability_output(session, classes: int, where: str) -> str:
     """The output holding (batch, classes) floats: skl2onnx's 'probabilities' (zipmap off), or a network's logits."""
     for output in session.get_outputs():
         shape = output.shape or []
-        if output.type == "tensor(float)" and len(shape) == 2 and shape[1] in (classes, None) or (
-                output.type == "tensor(float)" and len(shape) == 2 and isinstance(shape[1], str)):
+        fixed = len(shape) == 2 and isinstance(shape[1], int)
+        if output.type == "tensor(float)" and len(shape) == 2 and (not fixed or shape[1] == classes):
             return output.name
     described = ", ".join(f"{o.name} {o.type} {o.shape}" for o in session.get_outputs())
     raise ConfigError(f"{where}: no (batch, {classes}) float output among {described}; convert a classifier with "

@@ -100,3 +100,21 @@ def test_table_configs_refuse_what_tables_do_not_take(tmp_path):
     with pytest.raises(ConfigError, match=r"student.arch: tables take mlp or resmlp"):
         check_tabular_config(validate_config(config), tmp_path)
     assert yaml.safe_dump(table_config())  # the shared config stays untouched
+
+
+def test_a_network_given_as_onnx_is_a_teacher_with_logits(table_run):
+    """A third-party network as ONNX (here the run's own student: raw columns in, logits out) serves as a teacher; its
+    outputs do not sum to 1, so they are taken as logits, as they are."""
+    from edgekd.data.config import DataConfig
+    from edgekd.data.tabular import load_tabular_dataset
+    from edgekd.tabular.runtime import run_onnx
+    from edgekd.train.config import TeacherConfig
+    from edgekd.train.teacher_kinds import load_teacher
+
+    run, folder = table_run
+    data = load_tabular_dataset(DataConfig(source="csv", path="table.csv", target="grade"), 0, folder)
+    from edgekd.pipeline.layout import RunLayout
+
+    network = RunLayout(run).fp32_onnx
+    teacher = load_teacher(TeacherConfig(onnx=str(network)), 0, 3, folder, data.schema)
+    assert np.allclose(teacher.logits(data.val.x), run_onnx(str(network), data.val.x), atol=1e-6)

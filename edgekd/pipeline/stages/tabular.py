@@ -13,7 +13,6 @@ Compile, bench and gate are the shared stages: they read what these write.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -205,5 +204,4 @@ class TabularQuantizeStage(Stage):
             used[profile.quantization.name] = {**profile.quantization.model_dump(), **choice.record(), "bytes": path.stat().st_size,
                                                "quantized": "the network (MatMul/Gemm); preprocessing stays float"}
         made_from = {"recipe": recipe.model_dump(), "rows": int(len(calibration))}
-        shutil.rmtree(ctx.stage_dir("quantize") / ".scratch", ignore_errors=True)
         return StageOutput(outputs, inputs=[ctx.layout.fp32_onnx], record=QuantizeRecord("ptq", used, made_from))
