@@ -148,3 +148,18 @@ def test_no_ensemble_graph_when_a_member_has_no_converter(table, tmp_path):
 
     out = ensemble_file([None, tmp_path / "x.onnx"], [1.0, 1.0], tmp_path / "e.onnx", table, BenchConfig())
     assert out == {"onnx_bytes": None, "onnx_reason": "teachers[0] has no ONNX converter (see its onnx_reason)"}
+
+
+def test_a_given_file_no_better_than_chance_stops_the_run(table, tmp_path):
+    import onnx
+
+    from edgekd.pipeline.stages.tabular import given_teacher_fits
+    from edgekd.tabular.onnx_convert import teacher_onnx
+
+    fitted = _fit({"sklearn": "LogisticRegression"}, table)
+    onnx.save(teacher_onnx(fitted.model, table.schema)[0], str(tmp_path / "m.onnx"))
+    teacher = load_teacher(TeacherConfig(onnx="m.onnx"), 0, 3, tmp_path, table.schema)
+    logits = teacher.logits(table.val.x)
+    given_teacher_fits(teacher, logits, table)  # right class order: passes
+    with pytest.raises(ModelError, match=r"teachers\[0\].onnx 'm.onnx': validation top-1 .* no better than chance .*class order \(high, low, mid\)"):
+        given_teacher_fits(teacher, logits[:, [1, 2, 0]], table)  # the classes in another order

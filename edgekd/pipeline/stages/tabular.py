@@ -86,6 +86,8 @@ class TabularTeachersStage(Stage):
                 found = cache.get_or_compute(split_key(teacher.identity, ctx, split), lambda s=split, t=teacher: t.logits(getattr(data, s).x),
                                              describe)
                 logits[split] = np.asarray(found.logits, dtype=np.float32)
+            if teacher.kind in ("onnx", "skops"):  # trained elsewhere: scored on validation before anything learns from it
+                given_teacher_fits(teacher, logits["val"], data)
             entry = {"index": index, "kind": teacher.kind, "name": teacher.name, "weight": spec.weight,
                      "val_top1": ctx.task.score(logits["val"], data.val.y), "top1": ctx.task.score(logits["test"], data.test.y),
                      "cache_keys": {s: split_key(teacher.identity, ctx, s) for s in SPLITS}}
@@ -114,6 +116,24 @@ class TabularTeachersStage(Stage):
 
 def cached_logits_from(entries: list[dict], cache, split: str) -> list[np.ndarray]:
     return [np.asarray(cache.load(e["cache_keys"][split]).logits, dtype=np.float32) for e in entries]
+
+
+def given_teacher_fits(teacher, val_logits: np.ndarray, data) -> None:
+    """A fitted file's validation top-1, printed; the run stops when it is no better than chance (columns or classes in
+    another order than this data's, or another dataset)."""
+    import math
+    import sys
+
+    from edgekd.core.errors import ModelError
+    from edgekd.pipeline.teacher_check import CHANCE_SIGMAS
+
+    y = data.val.y
+    chance = float(np.bincount(y).max() / len(y))
+    top1 = float((val_logits.argmax(1) == y).mean())
+    print(f"[teachers] {teacher.where} {teacher.name}: validation top-1 {top1:.1%} (chance {chance:.1%})", file=sys.stderr)
+    if top1 <= chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / len(y)):
+        raise ModelError(f"{teacher.where}.{teacher.kind} '{teacher.name}': validation top-1 {top1:.1%}, no better than chance "
+                         f"({chance:.1%}); its outputs must follow this data's class order ({', '.join(data.classes)})")
 
 
 def _teacher(ctx: RunContext, index: int, spec):
