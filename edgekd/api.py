@@ -13,10 +13,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
-from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
+from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error, threshold_problem
 from edgekd.device.config import BENCH_DEFAULTS as _BENCH
 from edgekd.device.gate import GateResult, gate_report
 from edgekd.device.lm_bench import Decoding
+from edgekd.device.lm_gate import lm_report_schema
 from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
@@ -43,18 +44,19 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
 
 def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = None, targets: Sequence[str] | None = None,
          max_drop: float | None = None, out: str | Path | None = None, resume: bool = False, force: bool = False, log=print,
-         calibration: str | Path | None = None, labels: bool = True):
+         calibration: str | Path | None = None, labels: bool = True, metric: str | None = None):
     """Ship a trained model as given (no distillation), like `edgekd ship`: `model` is an .onnx file, or a
     torchvision:NAME / module:function / file.py:function factory with its `checkpoint`; `data` is an image
     folder (labeled by class sub-folders, or unlabeled: judged by fidelity to the model), an .npz file, or
     digits / fashion-mnist; `calibration` an optional folder of unlabeled images for int8 calibration; `labels` False
-    ignores the data's class folders or y (judged by fidelity to the model).
+    ignores the data's class folders or y (judged by fidelity to the model); `metric` a task metric (top1, ctc_accuracy,
+    mask_iou, box_f1, speech_f1) for a model that is not a classifier: every output compared with fp32's, scored by it.
     Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
     from edgekd.pipeline.runner import prepare_run_dir
     from edgekd.pipeline.ship import ship_config, write_ship_config
 
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
-                         calibration=None if calibration is None else str(calibration), labels=labels)
+                         calibration=None if calibration is None else str(calibration), labels=labels, metric=metric)
     run_dir = Path(out) if out else Path("runs") / config["name"]
     prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
     path = write_ship_config(config, run_dir)
@@ -93,12 +95,21 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
 
     overrides: any Thresholds field (reference, max_drop, drop_type, min_speedup, max_size_kb,
     allow_empty); None leaves it as is. The caller's `thresholds` object is never modified.
+    A language model's lm-report.json (from edgekd bench, or the pipeline) is gated on perplexity instead: the
+    override max_increase (else the limit each row was benched under) and allow_empty only.
     baseline: another report.json to take the reference accuracy from (refused unless both were
     measured on the same evaluation set).
     Returns the list of checks; its `.passed` and `.summary` are the CLI's verdict (skipped checks are
     not passes, and a gate with no check evaluated fails unless allow_empty).
     """
-    data = _read_report(report)
+    max_increase = overrides.pop("max_increase", None)
+    raw = _read_json(report)
+    if lm_report_schema(raw):
+        return _gate_language_model(report, raw, thresholds, baseline, overrides, max_increase)
+    if max_increase is not None:
+        raise ConfigError(f"max_increase (--max-increase): gates a language model's lm-report.json on perplexity; {report} is "
+                          "a classifier's report, gated on top-1 (--max-drop)")
+    data = _checked_report(raw, report)
     thresholds = _effective_thresholds(report, data, thresholds, overrides)
     other = _read_report(baseline) if baseline else None
     try:
@@ -107,6 +118,22 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
         raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
         raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None
+
+
+def _gate_language_model(report, data: dict[str, Any], thresholds: Thresholds | None, baseline, overrides: dict[str, Any],
+                         max_increase: float | None) -> GateResult:
+    """An lm-report.json: perplexity against its reference (device/lm_gate.py); the classifiers' top-1, speed and size
+    thresholds mean nothing for it and are refused rather than ignored."""
+    from edgekd.device.lm_gate import gate_lm_report
+
+    given = [k for k, v in overrides.items() if v is not None and k != "allow_empty"]
+    if thresholds is not None or baseline is not None or given:
+        what = ", ".join(given) or ("baseline" if baseline is not None else "thresholds")
+        raise ConfigError(f"{what}: a classifier's gate setting; {report} is a language model's report, gated on perplexity "
+                          "(max_increase, --max-increase)")
+    if problem := threshold_problem("max_increase", max_increase):
+        raise ConfigError(f"gate threshold max_increase: {problem}")
+    return gate_lm_report(data, report, max_increase, bool(overrides.get("allow_empty")))
 
 
 def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: Thresholds | None,
@@ -134,10 +161,19 @@ def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: 
 
 def _read_report(path: str | Path) -> dict[str, Any]:
     """A report.json, refused (ArtifactError naming the file and the field) unless its numbers can be real."""
+    return _checked_report(_read_json(path), path)
+
+
+def _read_json(path: str | Path) -> Any:
     from edgekd.core.fileio import read_json
+
+    return read_json(path)
+
+
+def _checked_report(data: Any, path: str | Path) -> dict[str, Any]:
     from edgekd.device.report.schema import check_report
 
-    return check_report(read_json(path), path)
+    return check_report(data, path)
 
 
 def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:

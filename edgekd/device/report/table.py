@@ -10,7 +10,8 @@ from edgekd.core.metrics import accuracy_drop, measured_note
 from edgekd.device.gate import reference_top1
 from edgekd.device.report.reasons import short_reason
 
-COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop",
+# cosine: the mean cosine between each artifact's outputs and the reference logits (fp32), the fidelity beyond top-1.
+COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop", "cosine",
            "p50 (ms)", "p99 (ms)", "cv", "first (ms)", "load (ms)", "threads", "peak RSS (MB)", "gate", "why"]
 
 
@@ -58,6 +59,7 @@ def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -
         rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"], row["precision"], files_label(row),
                      _fmt(row["bytes"], "{:.1f}", 1 / 1024), _fmt(row.get("gzip_bytes"), "{:.1f}", 1 / 1024),
                      _fmt(row.get("parameters"), "{:,}"), _fmt(top1, "{:.2f}", 100), _fmt(drop, "{:+.2f}"),
+                     _fmt((row.get("fidelity") or {}).get("cosine"), "{:.4f}"),
                      _fmt(batch1.get("p50_ms"), "{:.3f}"), _fmt(batch1.get("p99_ms"), "{:.3f}"),
                      _fmt(batch1.get("cv"), "{:.0%}"), _fmt(_cold(row, "first_inference_ms"), "{:.2f}"),
                      _fmt(_cold(row, "session_create_ms"), "{:.1f}"), _fmt(row.get("threads", {}).get("runtime"), "{}"),
@@ -73,6 +75,19 @@ def median_length_lines(report: dict[str, Any]) -> list[str]:
         return []
     return ["", f"Batch 1 at the evaluation texts' median length, {timed[0][1]} tokens, unpadded (the table's latency is at "
             "the padded length every input has): " + ", ".join(f"`{name}` {p50:.3f} ms" for name, _tokens, p50 in timed) + "."]
+
+
+def output_fidelity_lines(report: dict[str, Any]) -> list[str]:
+    """A fidelity task's numbers per output of each artifact against fp32 (report.json's fidelity.outputs)."""
+    rows = [row for row in report["rows"] if (row.get("fidelity") or {}).get("outputs")]
+    if not rows:
+        return []
+    lines = ["", "Each output against the fp32 model's (cosine, SQNR, largest absolute error):", ""]
+    for row in rows:
+        parts = [f"`{name}` cosine {o['cosine']:.5f}, SQNR {o['sqnr_db']:.1f} dB, max abs {o['max_abs_error']:.3g}"
+                 for name, o in row["fidelity"]["outputs"].items()]
+        lines.append(f"- `{row['artifact']}`: " + "; ".join(parts))
+    return lines
 
 
 def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
@@ -93,6 +108,7 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> 
               "bundle carries. Why each row is as it is, in full:", ""]
     lines += [f"- `{row['artifact']}`: {row['reason']}" for row in report["rows"] if row.get("reason")]
     lines += median_length_lines(report)
+    lines += output_fidelity_lines(report)
     if report.get("host_warnings"):
         lines += ["", "This machine is not the device:", ""] + [f"- Warning: {w}" for w in report["host_warnings"]]
     if report.get("warnings"):
