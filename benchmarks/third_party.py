@@ -465,9 +465,12 @@ def markdown(data: dict) -> str:
              "arm64-cpu is timed on this x86 machine: its accuracy holds, its speed does not transfer.", "",
              "Command: `" + data["command"] + "`", ""]
     for entry in data["models"]:
-        lines += [f"## {entry['model']} ({entry['task_metric']})", "",
-                  f"Source: {entry['source'].get('wheel')} sha256 `{entry['source']['sha256']}`. edgekd ship: "
-                  f"{entry['edgekd_seconds']:.0f} s for its {len(entry['targets'])} targets in one run.", ""]
+        lines += [f"## {entry['model']} ({entry['task_metric']})", "", f"Source: {entry['source'].get('wheel')} sha256 `{entry['source']['sha256']}`."]
+        if "crashed" in entry:  # an exception other than edgekd's one-line refusals: its last line
+            lines += ["", f"**Crashed:** `{entry['crashed'].strip().splitlines()[-1]}`", ""]
+            continue
+        lines[-1] += f" edgekd ship: {entry['edgekd_seconds']:.0f} s for its {len(entry['targets'])} targets in one run."
+        lines.append("")
         if entry.get("refused"):
             lines += [f"**Refused by edgekd:** {entry['refused']}", ""]
             continue

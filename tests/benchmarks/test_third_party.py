@@ -89,3 +89,12 @@ def test_vad_data_is_fed_as_the_model_takes_it(bench, tmp_path):
     frames = len(data["input"])
     assert data["state"].shape[1] == frames and data["sr"].shape == (frames,) and len(data["y"]) == frames
     assert np.isin(data["y"], [0, 1]).all()
+
+
+def test_a_model_that_crashed_is_written_with_its_last_line(bench):
+    crashed = {"model": "cls.onnx", "key": "cls", "task_metric": "top1", "targets": [], "source": {"wheel": "w==1", "sha256": "ab"},
+               "crashed": "Traceback (most recent call last):\n  ...\nonnxruntime...Fail: invalid model (Conv@16_bias_dq)\n"}
+    data = {"smoke": False, "models": [crashed], "machine": {"model": "cpu", "cores": 2, "flags": ["avx2"]},
+            "load_average_before": [1.0], "total_seconds": 60.0, "command": "python benchmarks/third_party.py", "checks": []}
+    text = bench.markdown(data)
+    assert "**Crashed:** `onnxruntime...Fail: invalid model (Conv@16_bias_dq)`" in text
