@@ -34,6 +34,9 @@ class ArrayReader:
     def rewind(self) -> None:
         self._iter = iter(self._batches)
 
+    def __iter__(self):  # onnxruntime's qdq_loss_debug.collect_activations iterates over its reader
+        return iter(self._batches)
+
 
 def _quant_type(name: str):
     from onnxruntime.quantization import QuantType
@@ -73,9 +76,8 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
 
         return quantize_nncf(Path(fp32_onnx), Path(out_path), recipe, calibration, nodes_to_exclude)
     from onnxruntime.quantization import QuantFormat, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    input_name = _input_name(fp32_onnx)
+    input_name = input_name_of(fp32_onnx)
     # Entropy and percentile calibration keep histograms per tensor; smaller batches bound memory.
     reader = ArrayReader(input_name, calibration.astype(np.float32), batch_size=32)
     extra = {**recipe.extra_options, "ActivationSymmetric": recipe.symmetric_activations,
@@ -91,9 +93,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
         extra["CalibPercentile"] = 99.99
     logging.getLogger("root").setLevel(logging.ERROR)  # quantize_static logs each tensor at INFO
     with tempfile.TemporaryDirectory(prefix="edgekd-ptq-") as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        # Shape inference and graph clean-up first, as onnxruntime recommends before quantizing.
-        quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+        prepared = prepare_for_quantization(fp32_onnx, Path(scratch) / "prepared.onnx")
         if method == "entropy":
             calibration_cache = calibration_cache or Path(scratch) / "entropy.json"
             if not calibration_cache.is_file():
@@ -111,6 +111,15 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
             except (ValueError, RuntimeError) as exc:
                 raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
             strip_node_debug_metadata(tmp)
+    return out_path
+
+
+def prepare_for_quantization(fp32_onnx: Path, out_path: Path) -> Path:
+    """Shape inference and graph clean-up, as onnxruntime recommends before quantizing: the graph quantize_static
+    sees, so the fallback ranking (quant/sensitivity.py) compares the int8 model with this one, tensor by tensor."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(fp32_onnx), str(out_path), skip_symbolic_shape=True)
     return out_path
 
 
@@ -155,7 +164,7 @@ def quantized_nodes(qdq_onnx: Path) -> list[str]:
             if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear") and dequantized.intersection(n.input)]
 
 
-def _input_name(onnx_path: Path) -> str:
+def input_name_of(onnx_path: Path) -> str:
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)

@@ -1,0 +1,217 @@
+"""Which quantized nodes to keep in float first: one instrumented pass over both models, as onnxruntime's
+qdq_loss_debug does, instead of one quantization per node.
+
+onnxruntime's tools (modify_model_output_intermediate_tensors, collect_activations, create_activation_matching,
+compute_activation_error) give every activation of the int8 QDQ model beside the same tensor of the float model.
+Their error at a tensor is cumulative: everything upstream adds to it, and one badly quantized early layer makes
+every later tensor equally wrong, hiding a second bad layer behind it. So a node is scored on its own: its int8
+output against the float node run on the very inputs the int8 model gave it (before their Q/DQ), as a noise-to-
+signal power ratio ||int8 - float||^2 / ||float||^2. That difference is what keeping the node in float removes (its
+inputs' Q/DQ and its weights' int8). The float node is the float graph's node alone (onnx.utils.Extractor), run
+with onnxruntime on the activations the instrumented pass collected: no quantization per node. A node that cannot
+be run alone (an input the pass does not collect, such as an int64 shape) is scored by the cumulative error it adds
+(its output's minus its inputs'). The ranking is a heuristic; the search that uses it (quant/fallback.py) judges
+every candidate on the validation metric.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.core.progress import progress
+from edgekd.quant.ptq import ArrayReader, input_name_of
+
+# Activations of both models are held for one chunk of samples at a time: bounded memory whatever the model.
+CHUNK_BYTES = 256 * 2**20
+
+
+@dataclass
+class Energy:
+    """Squared norms of a float tensor and of its int8 error, summed over samples: additive across chunks (the
+    SQNR qdq_loss_debug computes on all samples at once is 10 log10(signal / noise))."""
+
+    signal: float = 0.0
+    noise: float = 0.0
+
+    def __add__(self, other: Energy) -> Energy:
+        return Energy(self.signal + other.signal, self.noise + other.noise)
+
+    @property
+    def noise_ratio(self) -> float:
+        return self.noise / self.signal if self.signal > 0 else (0.0 if self.noise == 0 else float("inf"))
+
+
+def energy(reference, other) -> Energy:
+    """err_func for compute_activation_error: the squared norms instead of its SQNR, so that chunks add up."""
+    ref = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in _listed(reference)])
+    diff = ref - np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in _listed(other)])
+    return Energy(float(ref @ ref), float(diff @ diff))
+
+
+def _listed(values):
+    return [values] if isinstance(values, np.ndarray) else values
+
+
+@dataclass
+class _Node:
+    """A quantized node: where its inputs and outputs are in the int8 graph (raw: before any Q/DQ) and in the float
+    graph, and the float node alone as an onnxruntime session (None when it cannot run alone)."""
+
+    inputs: list[tuple[str, str]]  # (int8 raw name, float name) of its non-constant inputs
+    outputs: list[tuple[str, str]]
+    alone: object = None
+    # Per input: its shape after the batch dimension (the instrumented models give every tensor flattened).
+    shapes: list[tuple[int, ...]] = field(default_factory=list)
+    local: Energy = field(default_factory=Energy)
+
+
+def rank_nodes(prepared_fp32: Path, int8_qdq: Path, samples: np.ndarray, nodes: list[str] | None = None) -> list[dict]:
+    """Quantized nodes of `int8_qdq` (or `nodes`), the one adding the most int8 noise first. `prepared_fp32`: the
+    float graph quantize_static quantized (ptq.prepare_for_quantization), so that node and tensor names match."""
+    from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
+
+    graph_nodes = _quantized_nodes(int8_qdq)
+    _attach_float_nodes(prepared_fp32, graph_nodes)
+    with tempfile.TemporaryDirectory(prefix="edgekd-ranking-") as scratch:
+        float_aug, int8_aug = Path(scratch) / "float.onnx", Path(scratch) / "int8.onnx"
+        modify_model_output_intermediate_tensors(str(prepared_fp32), str(float_aug))
+        modify_model_output_intermediate_tensors(str(int8_qdq), str(int8_aug))
+        cumulative = _one_pass(float_aug, int8_aug, samples, input_name_of(prepared_fp32), graph_nodes)
+    return _rank(graph_nodes, cumulative, nodes)
+
+
+def _one_pass(float_aug: Path, int8_aug: Path, samples: np.ndarray, input_name: str,
+              graph_nodes: dict[str, _Node]) -> dict[str, Energy]:
+    """Accumulate each node's own error (_Node.local) and return {float tensor: Energy of the int8 model's value,
+    after its Q/DQ as the next node reads it} (qdq_loss_debug's cross-model error)."""
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+    )
+
+    totals: dict[str, Energy] = {}
+    for chunk in progress(_chunks(float_aug, samples, input_name), desc="int8 error per node (one pass)", unit="chunk"):
+        float_acts = collect_activations(str(float_aug), ArrayReader(input_name, chunk))
+        int8_acts = collect_activations(str(int8_aug), ArrayReader(input_name, chunk))
+        matching = {name: m for name, m in create_activation_matching(int8_acts, float_acts).items() if "float" in m}
+        found = {name: errors["xmodel_err"] for name, errors in compute_activation_error(matching, energy).items()}
+        # Tensors with no Q/DQ after them (a Gemm's output that onnxruntime leaves float, the logits): compared as is.
+        found.update({name: energy(float_acts[name], values) for name, values in int8_acts.items()
+                      if name in float_acts and name not in matching})
+        for name, value in found.items():
+            totals[name] = totals.get(name, Energy()) + value
+        for node in graph_nodes.values():
+            _add_local_error(node, int8_acts)
+    return totals
+
+
+def _add_local_error(node: _Node, int8_acts: dict[str, list[np.ndarray]]) -> None:
+    if node.alone is None:
+        return
+    if any(raw not in int8_acts for raw, _ in node.inputs + node.outputs):
+        node.alone = None
+        return
+    feeds = {name: np.concatenate([batch.reshape(-1, *shape) for batch in int8_acts[raw]])
+             for (raw, name), shape in zip(node.inputs, node.shapes, strict=True)}
+    floats = node.alone.run([name for _, name in node.outputs], feeds)
+    for (raw, _), reference in zip(node.outputs, floats, strict=True):
+        node.local = node.local + energy(reference, np.concatenate(int8_acts[raw]))
+
+
+def _chunks(float_aug: Path, samples: np.ndarray, input_name: str) -> list[np.ndarray]:
+    """Samples in chunks whose activations (both models, int8 ones twice: before and after Q/DQ) fit CHUNK_BYTES,
+    judged from the float model's activations on one sample."""
+    from onnxruntime.quantization.qdq_loss_debug import collect_activations
+
+    one = collect_activations(str(float_aug), ArrayReader(input_name, samples[:1]))
+    per_sample = 3 * sum(a.nbytes for values in one.values() for a in values)
+    size = int(max(1, min(len(samples), CHUNK_BYTES // max(per_sample, 1))))
+    return [samples[i:i + size] for i in range(0, len(samples), size)]
+
+
+def _quantized_nodes(int8_qdq: Path) -> dict[str, _Node]:
+    """Per node fed by a DequantizeLinear: its non-constant inputs and its outputs, as (int8 raw name, float name).
+    An input read through Q/DQ is the tensor that went into the QuantizeLinear; weights (initializers, constants)
+    are left out."""
+    import onnx
+    from onnxruntime.quantization.quant_utils import QUANT_INPUT_SUFFIX
+
+    graph = onnx.load(str(int8_qdq), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    constant = {t.name for t in graph.initializer} | {out for n in graph.node if n.op_type == "Constant" for out in n.output}
+
+    def raw(tensor: str) -> str | None:
+        node = producer.get(tensor)
+        if node is not None and node.op_type == "DequantizeLinear":
+            quantize = producer.get(node.input[0])
+            if quantize is None or quantize.op_type != "QuantizeLinear":
+                return None  # an int8 weight stored as such
+            tensor = quantize.input[0]
+        return None if tensor in constant else tensor
+
+    out = {}
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not node.name:
+            continue
+        if not any((p := producer.get(t)) is not None and p.op_type == "DequantizeLinear" for t in node.input):
+            continue
+        inputs = [(r, r.removesuffix(QUANT_INPUT_SUFFIX)) for r in (raw(t) for t in node.input if t) if r]
+        outputs = [(t, t.removesuffix(QUANT_INPUT_SUFFIX)) for t in node.output if t]
+        out[node.name] = _Node(list(dict.fromkeys(inputs)), outputs)
+    return out
+
+
+def _attach_float_nodes(prepared_fp32: Path, graph_nodes: dict[str, _Node]) -> None:
+    """Each node's float version alone: the float graph between its inputs and outputs (onnx.utils.Extractor, which
+    keeps the float weights), as an onnxruntime session."""
+    import onnx
+    import onnxruntime as ort
+    from onnx.utils import Extractor
+
+    extractor = Extractor(onnx.load(str(prepared_fp32)))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    for node in graph_nodes.values():
+        try:
+            alone = extractor.extract_model([name for _, name in node.inputs], [name for _, name in node.outputs])
+            if len(alone.graph.node) > 4:  # reached back past its inputs (e.g. a computed shape): not one node
+                continue
+            node.shapes = [_shape_after_batch(alone, name) for _, name in node.inputs]
+            if any(shape is None for shape in node.shapes):
+                continue
+            node.alone = ort.InferenceSession(alone.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception:  # noqa: BLE001 - onnx and onnxruntime raise many types; such a node falls back (module doc)
+            node.alone = None
+
+
+def _shape_after_batch(model, name: str) -> tuple[int, ...] | None:
+    """The known dimensions after the first (batch) one of input `name`, or None when one is not known."""
+    info = next((i for i in model.graph.input if i.name == name), None)
+    dims = info.type.tensor_type.shape.dim if info is not None and info.type.tensor_type.HasField("shape") else None
+    if not dims:
+        return None
+    rest = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in list(dims)[1:])
+    return None if any(d <= 0 for d in rest) else rest
+
+
+def _rank(graph_nodes: dict[str, _Node], cumulative: dict[str, Energy], nodes: list[str] | None) -> list[dict]:
+    rows = []
+    for name in nodes if nodes is not None else list(graph_nodes):
+        node = graph_nodes.get(name)
+        if node is None:
+            rows.append({"node": name, "noise_added": 0.0, "measured": "unknown node"})
+            continue
+        out_noise = max((cumulative[f].noise_ratio for _, f in node.outputs if f in cumulative), default=None)
+        in_noise = max((cumulative[f].noise_ratio for _, f in node.inputs if f in cumulative), default=0.0)
+        if node.alone is not None and node.local.signal + node.local.noise > 0:
+            score, how = node.local.noise_ratio, "alone"
+        else:
+            score, how = (max(0.0, out_noise - in_noise) if out_noise is not None else 0.0), "cumulative"
+        rows.append({"node": name, "noise_added": score, "measured": how, "output_noise": out_noise,
+                     "input_noise": in_noise})
+    # Stable sort: equal scores keep the graph's order.
+    return sorted(rows, key=lambda row: -row["noise_added"])
