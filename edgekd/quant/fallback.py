@@ -4,8 +4,8 @@ The search costs O(log n) quantizations, not O(n):
 1. Rank. One instrumented pass of the int8 and float models over validation samples (onnxruntime's
    qdq_loss_debug; quant/sensitivity.py) ranks the quantized nodes by the int8 noise each adds.
 2. Bisect. Quantize with the top k of that ranking kept in float (onnxruntime's nodes_to_exclude, or NNCF's
-   ignored scope for OpenVINO recipes) and judge the validation metric; k = max_nodes first (if that misses the
-   budget, fewer nodes will not meet it), then halving down to the fewest nodes that pass.
+   ignored scope for OpenVINO recipes) and judge the validation metric, halving on k between 1 and max_nodes
+   (bisect_fewest): 1 + log2(max_nodes) quantize-and-evaluate rounds at most.
 The search stops at `max_seconds` and keeps the best passing candidate found by then, saying so.
 
 Before issue 34 each quantized node was measured alone in float, one quantization each (rank_sensitivity below,
@@ -33,7 +33,6 @@ from edgekd.quant.config import FALLBACK_MAX_SECONDS
 from edgekd.quant.ptq import prepare_for_quantization, quantize_qdq, quantized_nodes
 from edgekd.runtimes.ort import OrtSession
 from edgekd.runtimes.profiles import QuantRecipe
-
 
 
 @dataclass
@@ -87,18 +86,23 @@ def evaluations_needed(max_nodes: int) -> int:
 
 
 def bisect_fewest(upper: int, passes: Callable[[int], bool | None]) -> int | None:
-    """The fewest nodes in float (1..upper) for which `passes`, assuming that more nodes in float do not make int8
-    worse: `upper` first (if it fails, no count will pass), then halving. `passes` answers None when the time
-    budget is spent: the fewest passing count found so far is kept. None: no count passed (or none was tried)."""
-    if upper < 1 or not passes(upper):
-        return None
-    failing, passing = 0, upper
-    while passing - failing > 1:
-        middle = (failing + passing) // 2
+    """The fewest nodes in float (1..upper) for which `passes`, by halving: a count that passes ends the search above
+    it, one that fails below it. `upper` itself is tried only when no smaller count passed. Assumes that more nodes
+    in float do not make int8 worse; validation metrics are not quite monotone, so no count is taken on faith: the
+    answer is always one that was tried and passed. `passes` answers None when the time budget is spent: the fewest
+    passing count found so far is kept. None: no count passed (or none was tried)."""
+    failing, untried_top, passing = 0, upper, None
+    while untried_top - failing > 1:
+        middle = (failing + untried_top) // 2
         verdict = passes(middle)
         if verdict is None:
-            break
-        failing, passing = (failing, middle) if verdict else (middle, passing)
+            return passing
+        if verdict:
+            passing = untried_top = middle
+        else:
+            failing = middle
+    if passing is None and upper >= 1 and failing < upper:
+        return upper if passes(upper) else None
     return passing
 
 
