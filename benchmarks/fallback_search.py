@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -232,7 +233,9 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="edgekd-fallback-search-"))
     if args.smoke:
         work = smoke.folder("fallback_search")
-        args.out = work / "fallback_search"
+        shutil.rmtree(scratch)
+        scratch, args.out = work / "scratch", work / "fallback_search"
+        scratch.mkdir()
         model, calibration, x, y = tiny_model(work)
         source, recipe_targets, args.max_drop, args.wide_nodes = None, ["x86-cpu"], 1.0, 8
     else:
@@ -281,6 +284,8 @@ def main() -> None:
     write_json_atomic(args.out.with_suffix(".json"), result)
     write_text_atomic(args.out.with_suffix(".md"), markdown(result))
     print(markdown(result))
+    if not args.smoke:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
