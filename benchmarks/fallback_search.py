@@ -208,8 +208,12 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['search']} | {r['recipe']} | {r['max_nodes']} | {r['seconds']:.0f} | {r['quantizations']} | "
                      f"{r.get('evaluations', '-')} | {'yes' if r['passed'] else 'no'} | {found} | {top1} | {drop} |")
     lines += ["", "Rows that did not pass:"] + [f"- {r['search']}: {r['error']}" for r in rows if not r["passed"]]
-    lines += ["", f"Speed-up of the ranked search over the per-node one (whole quantize_with_fallback, same limit): "
-              f"**{result['speedup']:.1f}x**{' (target: >= 5x)' if not result['smoke'] else ''}."]
+    if result.get("speedup"):
+        lines += ["", f"Time of the per-node search over the ranked one (whole quantize_with_fallback, same limit): "
+                  f"**{result['speedup']:.1f}x** with the same max nodes, {result['speedup_wide']:.1f}x over the wider "
+                  f"ranked search{' (target: >= 5x)' if not result['smoke'] else ''}."]
+    if not result.get("complete"):
+        lines += ["", "**Incomplete run**: the searches not listed did not finish."]
     if result.get("nncf_per_node_estimate"):
         e = result["nncf_per_node_estimate"]
         lines += ["", f"intel-cpu (NNCF) per-node search, estimated, not run: at least {e['calls_at_least']} NNCF "
@@ -218,6 +222,15 @@ def markdown(result: dict) -> str:
                   "evaluations not counted."]
     lines += ["", *result["notes"]]
     return "\n".join(lines) + "\n"
+
+
+NOTES = ["Each search is one quantize_with_fallback call on the same fp32 model, calibration set and validation split, run "
+         "one after the other on this machine (niced, other work on it); its seconds include the fp32 and first int8 "
+         "evaluations, which every search does alike.",
+         "per-node: the search before issue 34 (FallbackBudget.strategy 'per-node'): one quantization per node with it "
+         "alone in float, logit MSE on 512 samples, then 1, 2, ... nodes until the limit holds.",
+         "ranked: one instrumented pass over 64 validation samples (onnxruntime qdq_loss_debug; quant/sensitivity.py), "
+         "then a bisection on the count kept float."]
 
 
 def main() -> None:
@@ -246,43 +259,38 @@ def main() -> None:
         recipe_targets = ["x86-cpu", "intel-cpu"]
     recipes = {t: recipe_for_host(load_profile(t).quantization).recipe for t in recipe_targets}
     x86 = recipes["x86-cpu"]
-    rows = []
-    if not args.skip_per_node:
-        rows.append(search("per-node", model, x86, calibration, x, y, FallbackBudget(
-            args.max_drop, strategy="per-node", sensitivity_samples=512, max_seconds=math.inf), scratch))
-    rows.append(search("ranked", model, x86, calibration, x, y, FallbackBudget(args.max_drop), scratch))
-    rows.append(search(f"ranked, {args.wide_nodes} nodes", model, x86, calibration, x, y,
-                       FallbackBudget(args.max_drop, max_nodes=args.wide_nodes), scratch))
-    nodes = len(quantized_nodes(scratch / "ranked.onnx")) if (scratch / "ranked.onnx").is_file() else None
-    estimate = None
-    if "intel-cpu" in recipes:
-        nncf_row = search("ranked (intel-cpu)", model, recipes["intel-cpu"], calibration, x, y,
-                          FallbackBudget(args.max_drop), scratch)
-        rows.append(nncf_row)
-        estimate = nncf_per_node_estimate(list(_CALLS), 145 if nodes is None else nodes)
     from edgekd.quant.fallback import logits_of
     from edgekd.quant.ptq import quantize_qdq
 
     quantize_qdq(model, scratch / "full.onnx", x86, calibration)
-    by_name = {r["search"]: r for r in rows}
-    speedup = by_name["per-node"]["seconds"] / by_name["ranked"]["seconds"] if "per-node" in by_name else float("nan")
     result = {
-        "smoke": args.smoke, "command": " ".join(sys.argv[1:]) or "no options",
+        "smoke": args.smoke, "command": " ".join(sys.argv[1:]) or "no options", "complete": False,
         "model": {"name": Path(MODEL).name if source else "tiny 8-layer MLP (onnx.helper)", "source": source,
                   "quantized_nodes": len(quantized_nodes(scratch / "full.onnx"))},
         "data": {"validation": len(y), "calibration": len(calibration), "classes": {"0": "upright", "1": "turned 180"}},
         "fp32_val_top1": float((logits_of(model, x).argmax(1) == y).mean()), "max_drop": args.max_drop,
-        "searches": rows, "speedup": speedup, "nncf_per_node_estimate": estimate, "environment": describe(),
-        "notes": ["Each search is one quantize_with_fallback call on the same fp32 model, calibration set and validation "
-                  "split, run one after the other on this machine (niced, other work on it); its seconds include the "
-                  "fp32 and first int8 evaluations, which every search does alike.",
-                  "per-node: the search before issue 34 (FallbackBudget.strategy 'per-node'): one quantization per "
-                  "node with it alone in float, logit MSE on 512 samples, then 1, 2, ... nodes until the limit holds.",
-                  "ranked: one instrumented pass over 64 validation samples (onnxruntime qdq_loss_debug, each node's "
-                  "int8 output against the float node on the same inputs), then a bisection on the count kept float."],
-    }
-    write_json_atomic(args.out.with_suffix(".json"), result)
-    write_text_atomic(args.out.with_suffix(".md"), markdown(result))
+        "searches": [], "speedup": None, "speedup_wide": None, "nncf_per_node_estimate": None, "environment": describe(),
+        "notes": NOTES}
+    # Written after every search, so that a run stopped early keeps what it measured ("complete": false).
+    plan = [("ranked", x86, FallbackBudget(args.max_drop)),
+            (f"ranked, {args.wide_nodes} nodes", x86, FallbackBudget(args.max_drop, max_nodes=args.wide_nodes))]
+    if not args.skip_per_node:
+        plan.append(("per-node", x86, FallbackBudget(args.max_drop, strategy="per-node", sensitivity_samples=512,
+                                                    max_seconds=math.inf)))
+    if "intel-cpu" in recipes:
+        plan.append(("ranked (intel-cpu)", recipes["intel-cpu"], FallbackBudget(args.max_drop)))
+    for name, recipe, budget in plan:
+        result["searches"].append(search(name, model, recipe, calibration, x, y, budget, scratch))
+        by_name = {r["search"]: r for r in result["searches"]}
+        if "per-node" in by_name:
+            result["speedup"] = by_name["per-node"]["seconds"] / by_name["ranked"]["seconds"]
+            wide = by_name.get(f"ranked, {args.wide_nodes} nodes")
+            result["speedup_wide"] = by_name["per-node"]["seconds"] / wide["seconds"] if wide else None
+        if name == "ranked (intel-cpu)":
+            result["nncf_per_node_estimate"] = nncf_per_node_estimate(list(_CALLS), result["model"]["quantized_nodes"])
+        result["complete"] = name == plan[-1][0]
+        write_json_atomic(args.out.with_suffix(".json"), result)
+        write_text_atomic(args.out.with_suffix(".md"), markdown(result))
     print(markdown(result))
     if not args.smoke:
         shutil.rmtree(scratch, ignore_errors=True)

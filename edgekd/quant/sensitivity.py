@@ -62,6 +62,8 @@ class _Node:
 
     inputs: list[tuple[str, str]]  # (int8 raw name, float name) of its non-constant inputs
     outputs: list[tuple[str, str]]
+    quantized: bool = True  # fed by a DequantizeLinear; other nodes are kept for the propagation estimate only
+    producers: list[str] = field(default_factory=list)  # op type making each input in the int8 graph
     alone: object = None
     # Per input: its shape after the batch dimension (the instrumented models give every tensor flattened).
     shapes: list[tuple[int, ...]] = field(default_factory=list)
@@ -79,47 +81,69 @@ def rank_nodes(prepared_fp32: Path, int8_qdq: Path, samples: np.ndarray, nodes: 
         float_aug, int8_aug = Path(scratch) / "float.onnx", Path(scratch) / "int8.onnx"
         modify_model_output_intermediate_tensors(str(prepared_fp32), str(float_aug))
         modify_model_output_intermediate_tensors(str(int8_qdq), str(int8_aug))
-        cumulative = _one_pass(float_aug, int8_aug, samples, input_name_of(prepared_fp32), graph_nodes)
-    return _rank(graph_nodes, cumulative, nodes)
+        seen = _one_pass(float_aug, int8_aug, samples, input_name_of(prepared_fp32), graph_nodes)
+    own = _own_noise(graph_nodes, seen)
+    reach = _reach(graph_nodes, seen, own, _graph_outputs(int8_qdq))
+    return _rank(graph_nodes, own, reach, seen, nodes)
 
 
 def _one_pass(float_aug: Path, int8_aug: Path, samples: np.ndarray, input_name: str,
               graph_nodes: dict[str, _Node]) -> dict[str, Energy]:
-    """Accumulate each node's own error (_Node.local) and return {float tensor: Energy of the int8 model's value,
-    after its Q/DQ as the next node reads it} (qdq_loss_debug's cross-model error)."""
+    """Accumulate each node's own error (_Node.local) and return, per float tensor, the Energy of the int8 model's
+    value after its Q/DQ, as the next node reads it (qdq_loss_debug's cross-model error)."""
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
         compute_activation_error,
         create_activation_matching,
     )
 
-    totals: dict[str, Energy] = {}
+    seen: dict[str, Energy] = {}
     for chunk in progress(_chunks(float_aug, samples, input_name), desc="int8 error per node (one pass)", unit="chunk"):
         float_acts = collect_activations(str(float_aug), ArrayReader(input_name, chunk))
         int8_acts = collect_activations(str(int8_aug), ArrayReader(input_name, chunk))
         matching = {name: m for name, m in create_activation_matching(int8_acts, float_acts).items() if "float" in m}
         found = {name: errors["xmodel_err"] for name, errors in compute_activation_error(matching, energy).items()}
         # Tensors with no Q/DQ after them (a Gemm's output that onnxruntime leaves float, the logits): compared as is.
-        found.update({name: energy(float_acts[name], values) for name, values in int8_acts.items()
-                      if name in float_acts and name not in matching})
-        for name, value in found.items():
-            totals[name] = totals.get(name, Energy()) + value
+        plain = {name: energy(float_acts[name], values) for name, values in int8_acts.items()
+                 if name in float_acts and name not in matching}
+        for name, value in {**found, **plain}.items():
+            seen[name] = seen.get(name, Energy()) + value
         for node in graph_nodes.values():
-            _add_local_error(node, int8_acts)
-    return totals
+            if node.quantized:
+                _add_local_error(node, int8_acts)
+    return seen
 
 
 def _add_local_error(node: _Node, int8_acts: dict[str, list[np.ndarray]]) -> None:
     if node.alone is None:
         return
-    if any(raw not in int8_acts for raw, _ in node.inputs + node.outputs):
+    if any(_input_as_fed(r, n, int8_acts) not in int8_acts for r, n in node.inputs) or any(_as_read(r, n, int8_acts) not in int8_acts
+                                                                   for r, n in node.outputs):
         node.alone = None
         return
-    feeds = {name: np.concatenate([batch.reshape(-1, *shape) for batch in int8_acts[raw]])
+    feeds = {name: np.concatenate([batch.reshape(-1, *shape) for batch in int8_acts[_input_as_fed(raw, name, int8_acts)]])
              for (raw, name), shape in zip(node.inputs, node.shapes, strict=True)}
     floats = node.alone.run([name for _, name in node.outputs], feeds)
-    for (raw, _), reference in zip(node.outputs, floats, strict=True):
-        node.local = node.local + energy(reference, np.concatenate(int8_acts[raw]))
+    for (raw, name), reference in zip(node.outputs, floats, strict=True):
+        node.local = node.local + energy(reference, np.concatenate(int8_acts[_as_read(raw, name, int8_acts)]))
+
+
+_READ = "\0read:"  # marks an input to feed after its Q/DQ (see _attach_float_nodes)
+
+
+def _as_read(raw: str, name: str, int8_acts: dict) -> str:
+    """The int8 tensor as the next node reads it: after its Q/DQ when it has one. Not the node's raw output: onnxruntime
+    drops a Relu (or Clip) after a quantized node and lets the Q/DQ's range do the clamping, so the raw output is the
+    pre-activation one, unlike the float graph's tensor of the same name."""
+    from onnxruntime.quantization.quant_utils import DEQUANT_OUTPUT_SUFFIX
+
+    if name + DEQUANT_OUTPUT_SUFFIX in int8_acts:
+        return name + DEQUANT_OUTPUT_SUFFIX
+    return name if raw != name and name in int8_acts else raw
+
+
+def _input_as_fed(raw: str, name: str, int8_acts: dict) -> str:
+    return _as_read(name, name, int8_acts) if raw.startswith(_READ) else raw
 
 
 def _chunks(float_aug: Path, samples: np.ndarray, input_name: str) -> list[np.ndarray]:
@@ -154,15 +178,24 @@ def _quantized_nodes(int8_qdq: Path) -> dict[str, _Node]:
         return None if tensor in constant else tensor
 
     out = {}
-    for node in graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not node.name:
+    for index, node in enumerate(graph.node):  # ONNX keeps nodes in topological order; so does this dict
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        if not any((p := producer.get(t)) is not None and p.op_type == "DequantizeLinear" for t in node.input):
-            continue
+        quantized = bool(node.name) and any((p := producer.get(t)) is not None and p.op_type == "DequantizeLinear"
+                                            for t in node.input)
         inputs = [(r, r.removesuffix(QUANT_INPUT_SUFFIX)) for r in (raw(t) for t in node.input if t) if r]
         outputs = [(t, t.removesuffix(QUANT_INPUT_SUFFIX)) for t in node.output if t]
-        out[node.name] = _Node(list(dict.fromkeys(inputs)), outputs)
+        inputs = list(dict.fromkeys(inputs))
+        ops = [producer[r].op_type if r in producer else "" for r, _ in inputs]
+        out[node.name if quantized else f"#{index}"] = _Node(inputs, outputs, quantized, ops)
     return out
+
+
+def _graph_outputs(int8_qdq: Path) -> list[str]:
+    import onnx
+    from onnxruntime.quantization.quant_utils import QUANT_INPUT_SUFFIX
+
+    return [o.name.removesuffix(QUANT_INPUT_SUFFIX) for o in onnx.load(str(int8_qdq), load_external_data=False).graph.output]
 
 
 def _attach_float_nodes(prepared_fp32: Path, graph_nodes: dict[str, _Node]) -> None:
@@ -172,10 +205,16 @@ def _attach_float_nodes(prepared_fp32: Path, graph_nodes: dict[str, _Node]) -> N
     import onnxruntime as ort
     from onnx.utils import Extractor
 
-    extractor = Extractor(onnx.load(str(prepared_fp32)))
+    model = onnx.load(str(prepared_fp32))
+    float_producer = {out: n.op_type for n in model.graph.node for out in n.output}
+    extractor = Extractor(model)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    for node in graph_nodes.values():
+    for node in (n for n in graph_nodes.values() if n.quantized):
+        # An input whose int8 producer is not the float one (a Conv whose Relu onnxruntime dropped, letting the Q/DQ
+        # clamp) is fed as the node reads it, after its Q/DQ: its raw value is the pre-activation one.
+        node.inputs = [(raw if op == float_producer.get(name, "") else _READ + name, name)
+                       for (raw, name), op in zip(node.inputs, node.producers, strict=True)]
         try:
             alone = extractor.extract_model([name for _, name in node.inputs], [name for _, name in node.outputs])
             if len(alone.graph.node) > 4:  # reached back past its inputs (e.g. a computed shape): not one node
@@ -198,20 +237,60 @@ def _shape_after_batch(model, name: str) -> tuple[int, ...] | None:
     return None if any(d <= 0 for d in rest) else rest
 
 
-def _rank(graph_nodes: dict[str, _Node], cumulative: dict[str, Energy], nodes: list[str] | None) -> list[dict]:
-    rows = []
-    for name in nodes if nodes is not None else list(graph_nodes):
-        node = graph_nodes.get(name)
-        if node is None:
-            rows.append({"node": name, "noise_added": 0.0, "measured": "unknown node"})
+def _own_noise(graph_nodes: dict[str, _Node], seen: dict[str, Energy]) -> dict[str, tuple[float, str]]:
+    """Per quantized node: (its own noise-to-signal ratio, how it was measured), see the module doc."""
+    out = {}
+    for name, node in graph_nodes.items():
+        if not node.quantized:
             continue
-        out_noise = max((cumulative[f].noise_ratio for _, f in node.outputs if f in cumulative), default=None)
-        in_noise = max((cumulative[f].noise_ratio for _, f in node.inputs if f in cumulative), default=0.0)
         if node.alone is not None and node.local.signal + node.local.noise > 0:
-            score, how = node.local.noise_ratio, "alone"
-        else:
-            score, how = (max(0.0, out_noise - in_noise) if out_noise is not None else 0.0), "cumulative"
-        rows.append({"node": name, "noise_added": score, "measured": how, "output_noise": out_noise,
-                     "input_noise": in_noise})
+            out[name] = (node.local.noise_ratio, "alone")
+            continue
+        out_noise = max((seen[f].noise_ratio for _, f in node.outputs if f in seen), default=0.0)
+        in_noise = max((seen[f].noise_ratio for _, f in node.inputs if f in seen), default=0.0)
+        out[name] = (max(0.0, out_noise - in_noise), "cumulative")
+    return out
+
+
+# A node's measured gain (its output's noise ratio over its input's) is capped: a near-exact input makes the
+# quotient meaningless, and one wild quotient would otherwise decide the order of everything upstream.
+MAX_GAIN = 4.0
+
+
+def _reach(graph_nodes: dict[str, _Node], seen: dict[str, Energy], own: dict[str, tuple[float, str]],
+           outputs: list[str]) -> dict[str, float]:
+    """Per tensor: how much of a unit noise-to-signal ratio there reaches the model's outputs, by the pass's own
+    numbers. A node turns the noise ratio it reads into its output's plus its own noise (both after Q/DQ),
+    so its gain is (output ratio - own) / input ratio; noise at a tensor reaches the outputs through every node
+    that reads it. Walked from the outputs back (the graph is in topological order). Why: the same own noise in the
+    first convolution reaches the logits through every later layer; ranking by own noise alone picked late layers
+    whose float versions fixed little (benchmarks/results/fallback_search.md)."""
+    reach = {name: 1.0 for name in outputs}
+    for name, node in reversed(list(graph_nodes.items())):
+        downstream = sum(reach.get(f, 0.0) for _, f in node.outputs)
+        if downstream == 0:
+            continue
+        in_ratio = max((seen[f].noise_ratio for _, f in node.inputs if f in seen), default=0.0)
+        out_ratio = max((seen[f].noise_ratio for _, f in node.outputs if f in seen), default=0.0)
+        if in_ratio <= 0:
+            continue
+        gain = min(MAX_GAIN, max(0.0, out_ratio - own.get(name, (0.0, ""))[0]) / in_ratio)
+        for _, f in node.inputs:
+            reach[f] = reach.get(f, 0.0) + gain * downstream
+    return reach
+
+
+def _rank(graph_nodes: dict[str, _Node], own: dict[str, tuple[float, str]], reach: dict[str, float],
+          seen: dict[str, Energy], nodes: list[str] | None) -> list[dict]:
+    rows = []
+    for name in nodes if nodes is not None else [n for n, node in graph_nodes.items() if node.quantized]:
+        if name not in own:
+            rows.append({"node": name, "score": 0.0, "noise_added": 0.0, "measured": "unknown node"})
+            continue
+        noise, how = own[name]
+        downstream = sum(reach.get(f, 0.0) for _, f in graph_nodes[name].outputs)
+        output_noise = max((seen[f].noise_ratio for _, f in graph_nodes[name].outputs if f in seen), default=None)
+        rows.append({"node": name, "score": noise * downstream, "noise_added": noise, "reach": downstream,
+                     "measured": how, "output_noise": output_noise})
     # Stable sort: equal scores keep the graph's order.
-    return sorted(rows, key=lambda row: -row["noise_added"])
+    return sorted(rows, key=lambda row: -row["score"])
