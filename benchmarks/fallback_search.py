@@ -272,11 +272,11 @@ def main() -> None:
         "searches": [], "speedup": None, "speedup_wide": None, "nncf_per_node_estimate": None, "environment": describe(),
         "notes": NOTES}
     # Written after every search, so that a run stopped early keeps what it measured ("complete": false).
-    plan = [("ranked", x86, FallbackBudget(args.max_drop)),
-            (f"ranked, {args.wide_nodes} nodes", x86, FallbackBudget(args.max_drop, max_nodes=args.wide_nodes))]
+    plan = [("ranked", x86, FallbackBudget(args.max_drop))]
     if not args.skip_per_node:
         plan.append(("per-node", x86, FallbackBudget(args.max_drop, strategy="per-node", sensitivity_samples=512,
                                                     max_seconds=math.inf)))
+    plan.append((f"ranked, {args.wide_nodes} nodes", x86, FallbackBudget(args.max_drop, max_nodes=args.wide_nodes)))
     if "intel-cpu" in recipes:
         plan.append(("ranked (intel-cpu)", recipes["intel-cpu"], FallbackBudget(args.max_drop)))
     for name, recipe, budget in plan:

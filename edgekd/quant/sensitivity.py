@@ -76,7 +76,7 @@ def rank_nodes(prepared_fp32: Path, int8_qdq: Path, samples: np.ndarray, nodes: 
     from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
 
     graph_nodes = _quantized_nodes(int8_qdq)
-    _attach_float_nodes(prepared_fp32, graph_nodes)
+    _attach_float_nodes(prepared_fp32, graph_nodes, samples.shape[1:])
     with tempfile.TemporaryDirectory(prefix="edgekd-ranking-") as scratch:
         float_aug, int8_aug = Path(scratch) / "float.onnx", Path(scratch) / "int8.onnx"
         modify_model_output_intermediate_tensors(str(prepared_fp32), str(float_aug))
@@ -198,14 +198,14 @@ def _graph_outputs(int8_qdq: Path) -> list[str]:
     return [o.name.removesuffix(QUANT_INPUT_SUFFIX) for o in onnx.load(str(int8_qdq), load_external_data=False).graph.output]
 
 
-def _attach_float_nodes(prepared_fp32: Path, graph_nodes: dict[str, _Node]) -> None:
+def _attach_float_nodes(prepared_fp32: Path, graph_nodes: dict[str, _Node], sample_shape: tuple[int, ...]) -> None:
     """Each node's float version alone: the float graph between its inputs and outputs (onnx.utils.Extractor, which
     keeps the float weights), as an onnxruntime session."""
     import onnx
     import onnxruntime as ort
     from onnx.utils import Extractor
 
-    model = onnx.load(str(prepared_fp32))
+    model = _with_sample_shape(onnx.load(str(prepared_fp32)), sample_shape)
     float_producer = {out: n.op_type for n in model.graph.node for out in n.output}
     extractor = Extractor(model)
     options = ort.SessionOptions()
@@ -225,6 +225,27 @@ def _attach_float_nodes(prepared_fp32: Path, graph_nodes: dict[str, _Node]) -> N
             node.alone = ort.InferenceSession(alone.SerializeToString(), options, providers=["CPUExecutionProvider"])
         except Exception:  # noqa: BLE001 - onnx and onnxruntime raise many types; such a node falls back (module doc)
             node.alone = None
+
+
+def _with_sample_shape(model, sample_shape: tuple[int, ...]):
+    """The float graph with its input's dimensions after the batch set to the samples' and shapes inferred again: the
+    instrumented pass flattens every tensor, and a model with free height and width (an OCR model) says nothing
+    about its tensors' shapes otherwise."""
+    import onnx
+
+    initializers = {t.name for t in model.graph.initializer}
+    first = next(i for i in model.graph.input if i.name not in initializers)
+    dims = first.type.tensor_type.shape.dim
+    if len(dims) == len(sample_shape) + 1:
+        for dim, size in zip(list(dims)[1:], sample_shape, strict=True):
+            dim.Clear()
+            dim.dim_value = int(size)
+        del model.graph.value_info[:]
+        try:
+            model = onnx.shape_inference.infer_shapes(model)
+        except Exception:  # noqa: BLE001 - onnx raises several types; the nodes it cannot shape fall back (module doc)
+            pass
+    return model
 
 
 def _shape_after_batch(model, name: str) -> tuple[int, ...] | None:
