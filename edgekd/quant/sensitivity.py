@@ -4,14 +4,17 @@ qdq_loss_debug does, instead of one quantization per node.
 onnxruntime's tools (modify_model_output_intermediate_tensors, collect_activations, create_activation_matching,
 compute_activation_error) give every activation of the int8 QDQ model beside the same tensor of the float model.
 Their error at a tensor is cumulative: everything upstream adds to it, and one badly quantized early layer makes
-every later tensor equally wrong, hiding a second bad layer behind it. So a node is scored on its own: its int8
-output against the float node run on the very inputs the int8 model gave it (before their Q/DQ), as a noise-to-
-signal power ratio ||int8 - float||^2 / ||float||^2. That difference is what keeping the node in float removes (its
-inputs' Q/DQ and its weights' int8). The float node is the float graph's node alone (onnx.utils.Extractor), run
-with onnxruntime on the activations the instrumented pass collected: no quantization per node. A node that cannot
-be run alone (an input the pass does not collect, such as an int64 shape) is scored by the cumulative error it adds
-(its output's minus its inputs'). The ranking is a heuristic; the search that uses it (quant/fallback.py) judges
-every candidate on the validation metric.
+every later tensor equally wrong, hiding a second bad layer behind it. So a node is scored in two parts:
+- its own noise: its int8 output against the float node run on the very inputs the int8 model gave it, as a
+  noise-to-signal power ratio ||int8 - float||^2 / ||float||^2. That is what keeping the node in float removes (its
+  inputs' Q/DQ and its weights' int8). The float node is the float graph's node alone (onnx.utils.Extractor), run
+  with onnxruntime on the activations the pass collected: no quantization per node;
+- its reach: how much of a noise ratio at its output arrives at the model's outputs, from the gains the same pass
+  measured at every node downstream (_reach). The same own noise in the first convolution passes through every later
+  layer; own noise alone ranked late layers first on PP-OCR's classifier, whose float versions fixed little.
+The score is their product. A node that cannot be run alone (an input the pass does not collect, such as an int64
+shape) is scored by the cumulative error it adds (its output's minus its inputs'). The ranking is a heuristic; the
+search that uses it (quant/fallback.py) judges every candidate on the validation metric.
 """
 from __future__ import annotations
 
@@ -71,8 +74,9 @@ class _Node:
 
 
 def rank_nodes(prepared_fp32: Path, int8_qdq: Path, samples: np.ndarray, nodes: list[str] | None = None) -> list[dict]:
-    """Quantized nodes of `int8_qdq` (or `nodes`), the one adding the most int8 noise first. `prepared_fp32`: the
-    float graph quantize_static quantized (ptq.prepare_for_quantization), so that node and tensor names match."""
+    """Quantized nodes of `int8_qdq` (or `nodes`), highest score first (own noise times reach, see the module doc).
+    `prepared_fp32`: the float graph quantize_static quantized (ptq.prepare_for_quantization), so that node and tensor
+    names match."""
     from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
 
     graph_nodes = _quantized_nodes(int8_qdq)
@@ -117,15 +121,16 @@ def _one_pass(float_aug: Path, int8_aug: Path, samples: np.ndarray, input_name: 
 def _add_local_error(node: _Node, int8_acts: dict[str, list[np.ndarray]]) -> None:
     if node.alone is None:
         return
-    if any(_input_as_fed(r, n, int8_acts) not in int8_acts for r, n in node.inputs) or any(_as_read(r, n, int8_acts) not in int8_acts
-                                                                   for r, n in node.outputs):
+    fed = [_input_as_fed(raw, name, int8_acts) for raw, name in node.inputs]
+    read = [_as_read(raw, name, int8_acts) for raw, name in node.outputs]
+    if any(name not in int8_acts for name in fed + read):
         node.alone = None
         return
-    feeds = {name: np.concatenate([batch.reshape(-1, *shape) for batch in int8_acts[_input_as_fed(raw, name, int8_acts)]])
-             for (raw, name), shape in zip(node.inputs, node.shapes, strict=True)}
+    feeds = {name: np.concatenate([batch.reshape(-1, *shape) for batch in int8_acts[source]])
+             for (_, name), source, shape in zip(node.inputs, fed, node.shapes, strict=True)}
     floats = node.alone.run([name for _, name in node.outputs], feeds)
-    for (raw, name), reference in zip(node.outputs, floats, strict=True):
-        node.local = node.local + energy(reference, np.concatenate(int8_acts[_as_read(raw, name, int8_acts)]))
+    for tensor, reference in zip(read, floats, strict=True):
+        node.local = node.local + energy(reference, np.concatenate(int8_acts[tensor]))
 
 
 _READ = "\0read:"  # marks an input to feed after its Q/DQ (see _attach_float_nodes)
