@@ -19,9 +19,9 @@ class QatConfig(Strict):
 
 
 # quantize.fallback.max_seconds's default. The ranked search (quant/fallback.py) needs one instrumented pass and
-# 1 + log2(max_fallback_nodes) quantize-and-evaluate rounds, 4 with the default 6 nodes: about 3 minutes for PP-OCR's
-# 145-node text-direction classifier on 2 busy cores (benchmarks/results/fallback_search.md). Ten minutes leaves room
-# for models a few times bigger; beyond that the search keeps the best passing candidate found and says so.
+# 1 + log2(max_fallback_nodes) quantize-and-evaluate rounds: 34 s with 6 nodes and 162 s with 32 for PP-OCR's 145-node
+# text-direction classifier on 2 cores (benchmarks/results/fallback_search.md). Ten minutes leaves room for models
+# several times bigger; beyond that the search keeps the best passing candidate found and says so.
 FALLBACK_MAX_SECONDS = 600.0
 
 
