@@ -45,6 +45,8 @@ class FallbackBudget:
     # "ranked": one instrumented pass, then bisection. "per-node": the search before issue 34 (one quantization
     # per node, then one evaluation per count), kept for benchmarks/fallback_search.py's comparison only.
     strategy: Literal["ranked", "per-node"] = "ranked"
+    # The task's score of outputs against labels (higher is better): top-1 for classifiers, a task metric otherwise.
+    score: Callable[[np.ndarray, np.ndarray], float] = topk
 
 
 @dataclass
@@ -128,7 +130,7 @@ class _Trials:
         began, kept = time.monotonic(), ranked[:count]
         path = self.quantize(self.scratch / f"trial-{count}.onnx", kept)
         logits = logits_of(path, self.val_x)
-        top1 = topk(logits, self.val_y)
+        top1 = self.budget.score(logits, self.val_y)
         drop = accuracy_drop(self.fp32_top1, top1, self.budget.drop_type, len(self.val_y))
         self.report.tried.append({"nodes_in_float": kept, "val_top1": top1, "val_drop": drop})
         self.report.evaluations += 1
@@ -159,7 +161,7 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
     `budget.max_seconds` ran out before any candidate passed.
     """
     fp32_logits = logits_of(fp32_onnx, val_x)
-    fp32_top1 = topk(fp32_logits, val_y)
+    fp32_top1 = budget.score(fp32_logits, val_y)
     with tempfile.TemporaryDirectory(prefix="edgekd-fallback-") as scratch:
         cache = Path(scratch) / "calibration.json"
         quantize = lambda path, exclude: quantize_qdq(fp32_onnx, path, recipe, calibration, nodes_to_exclude=exclude,  # noqa: E731
@@ -167,7 +169,7 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         began = time.monotonic()
         quantize(out_path, [])
         int8_logits = logits_of(out_path, val_x)
-        top1 = topk(int8_logits, val_y)
+        top1 = budget.score(int8_logits, val_y)
         drop = accuracy_drop(fp32_top1, top1, budget.drop_type, len(val_y))
         report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=not within_limit(drop, budget.max_drop),
                                 val_top1=top1, val_drop=drop, strategy=budget.strategy)
@@ -293,6 +295,9 @@ def rank_sensitivity(full_int8: Path, fp32_logits: np.ndarray, x: np.ndarray, qu
 
 
 def _with_fidelity(report: FallbackReport, fp32_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray) -> FallbackReport:
+    if fp32_logits.ndim != 2 or labels.ndim != 1:  # not a classifier's logits: the outputs' error ranks calibrations
+        report.val_kl = _mse(int8_logits, fp32_logits)
+        return report
     report.val_kl = mean_kl(fp32_logits, int8_logits)
     report.val_correct = np.argmax(int8_logits, axis=1) == labels
     return report

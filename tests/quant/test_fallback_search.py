@@ -215,8 +215,11 @@ def test_the_quantize_stage_gives_the_search_its_configured_time_budget(tiny_con
         return stage.FallbackReport(1.0, 1.0, 0.0, budget.max_drop, triggered=False)
 
     monkeypatch.setattr(stage, "quantize_with_fallback", fake_search)
+    from edgekd.core.metrics import topk
+
     ctx = SimpleNamespace(cfg=cfg, layout=SimpleNamespace(fp32_onnx=tmp_path / "m.onnx", int8_onnx=lambda name: tmp_path / name),
-                          dataset=SimpleNamespace(val=SimpleNamespace(x=np.zeros((2, 3)), y=np.zeros(2))))
+                          dataset=SimpleNamespace(val=SimpleNamespace(x=np.zeros((2, 3)), y=np.zeros(2))),
+                          task=SimpleNamespace(score=topk))
     stage._ptq(ctx, RECIPE, np.zeros((2, 3)))
     budget = seen["budget"]
     assert (budget.max_seconds, budget.max_nodes, budget.max_drop, budget.strategy) == (42, 9, 0.3, "ranked")
