@@ -14,11 +14,11 @@ from edgekd.core.errors import DataError
 
 
 def onnx_perplexity(decoder, blocks: np.ndarray) -> float:
-    """Perplexity of a decoder (generate.Decoder: OnnxDecoder, or OpenVinoDecoder) over (n, length) token blocks."""
+    """Perplexity of a decoder (decoder.Decoder: OnnxDecoder, or OpenVinoDecoder) over (n, length) token blocks."""
     total, count = 0.0, 0
     for block in _checked(blocks):
         logits, _ = decoder.step(block, decoder.empty_cache())
-        total += float(_next_token_nll(logits[:-1].astype(np.float64), block[1:]).sum())
+        total += float(next_token_nll(logits, block).sum())
         count += len(block) - 1
     return math.exp(total / count)
 
@@ -38,10 +38,14 @@ def torch_perplexity(model, blocks: np.ndarray, batch_size: int = 16) -> float:
     return math.exp(total / (blocks.shape[0] * (blocks.shape[1] - 1)))
 
 
-def _next_token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_norm = np.log(np.exp(shifted).sum(axis=-1))
-    return log_norm - shifted[np.arange(len(targets)), targets]
+def next_token_nll(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """The cross-entropy (float64) of each next token: logits (..., length, vocab) computed from token ids (...,
+    length) score tokens[..., 1:] from positions [..., :-1], giving (..., length - 1). The one definition of
+    perplexity, exp(mean), on the device (onnx_perplexity) and in the pipeline's task (pipeline/task.py)."""
+    shifted = np.asarray(logits, dtype=np.float64)[..., :-1, :]
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
+    targets = np.asarray(tokens)[..., 1:, None]
+    return np.log(np.exp(shifted).sum(axis=-1)) - np.take_along_axis(shifted, targets, axis=-1)[..., 0]
 
 
 def _checked(blocks: np.ndarray) -> np.ndarray:
