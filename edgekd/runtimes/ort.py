@@ -57,6 +57,19 @@ class OrtSession:
         """Logits for one batch: an array for the model's one input, or {input name: array} for several."""
         return self._session.run(None, batch if isinstance(batch, dict) else {self._input: batch})[0]
 
+    def run_outputs(self, batch: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of one batch, by name: a fidelity task compares each with the fp32 model's."""
+        names = [output.name for output in self._session.get_outputs()]
+        return dict(zip(names, self._session.run(None, batch if isinstance(batch, dict) else {self._input: batch})))
+
+    def output_batch_axes(self) -> dict[str, int]:
+        """Per output, the axis that holds the samples: where the first input's named batch dimension appears in the
+        output's shape (a recurrent state [2, batch, H] has it at 1); 0 where the graph does not say."""
+        shape = self._session.get_inputs()[0].shape
+        batch = shape[0] if shape and isinstance(shape[0], str) else None
+        return {output.name: output.shape.index(batch) if batch in (output.shape or []) else 0
+                for output in self._session.get_outputs()}
+
     def threads_used(self) -> int | None:
         try:
             return int(self._session.get_session_options().intra_op_num_threads)

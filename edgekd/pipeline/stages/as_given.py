@@ -31,7 +31,7 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     written, upgrade = bring_in(source, ctx.layout.given_onnx, ctx.dataset.val.x, "student.onnx")
     out = written[0]
     logits = onnx_logits(out, shown_as=source)
-    check_classes(logits(take_rows(ctx.dataset.val.x, slice(0, 2))), ctx.dataset.num_classes, "student.onnx")
+    check_outputs(ctx, logits(take_rows(ctx.dataset.val.x, slice(0, 2))))
     field = f"student.onnx '{ctx.cfg.student.onnx}'"
     metadata = onnx_scaling(out, ctx.dataset.input_shape[0]) if len(ctx.dataset.input_shape) == 3 else None
     carried = {"external_data": [file_record(p, source.parent) for p in _user_data_files(source)]} if len(written) > 1 else {}
@@ -44,6 +44,22 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
 def _user_data_files(source):
     """The user's own external-data files (their sha256 is recorded beside the model's)."""
     return [source.parent / location for location in external_data_files(source, "student.onnx")]
+
+
+def check_outputs(ctx: RunContext, outputs: np.ndarray) -> None:
+    """The given model's output can be judged as the task says: a classifier's (batch, classes) logits, or for a
+    fidelity task an output its metric can score against the data's labels."""
+    if ctx.task.name != "fidelity":
+        check_classes(outputs, ctx.dataset.num_classes, "student.onnx")
+        return
+    from edgekd.core.task_metrics import task_metric
+
+    metric = task_metric(ctx.task.metric)
+    try:
+        metric.score(outputs, ctx.dataset.val.y[:len(outputs)])
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"student.onnx: its output {tuple(outputs.shape)} cannot be scored by task.metric {metric.name} "
+                          f"against the data's y ({exc}); y must be {metric.labels}, or choose another task.metric") from None
 
 
 def _ship_checkpoint(ctx: RunContext) -> StageOutput:
@@ -69,6 +85,11 @@ def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
         return {"measured": data.measured, "val_samples": len(val), "test_samples": len(test)}
     val_logits = logits(val.x)
     metrics = {"val_top1": ctx.task.score(val_logits, val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
+    if ctx.task.name == "fidelity":  # no chance level, scaling or class order to judge a task metric by: said, not judged
+        import sys
+
+        print(f"student (as given): validation {ctx.task.metric} {metrics['val_top1']:.1%} on {len(val)} samples", file=sys.stderr)
+        return {**metrics, "task_metric": ctx.task.metric}
     predictions = val_logits.argmax(1)
 
     def sanity() -> None:
@@ -104,7 +125,8 @@ class AsGivenStage(Stage):
     """Stage 2 with distill.mode none: the user's trained model taken as it is, checked against the data."""
 
     name = "distill"
-    sections = ("student", "distill")
+    # task: what the given model is judged by (every later stage's key includes this stage's sections)
+    sections = ("student", "distill", "task")
 
     def run(self) -> StageOutput:
         ctx = self.ctx
