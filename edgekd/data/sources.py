@@ -67,6 +67,9 @@ def data_path(source: str, path: Optional[str], base_dir: Optional[Path]) -> Pat
     return found
 
 
+DIGITS_SAMPLES = 1797  # scikit-learn's load_digits: 8x8 images, no official test split
+
+
 def _digits() -> RawData:
     # scikit-learn ships this 8x8 dataset inside the wheel: no download, the embedded default.
     from sklearn.datasets import load_digits
