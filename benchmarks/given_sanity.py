@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import re
 import time
 from pathlib import Path
@@ -36,8 +35,7 @@ from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 
 RESULTS = byom.RESULTS
-# ../shared/models beside the checkout; EDGEKD_SHARED_MODELS names the folder from elsewhere (a git worktree).
-MODEL = Path(os.environ.get("EDGEKD_SHARED_MODELS", byom.MODELS)) / "mobilenet_v3_small.pt"
+MODEL = byom.MODELS / "mobilenet_v3_small.pt"  # ../shared/models beside the checkout, or $EDGEKD_SHARED_MODELS
 OWN = {"mean": [byom.MEAN] * 3, "std": [byom.STD] * 3}
 
 

@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from edgekd.core.errors import ConfigError
-from edgekd.core.metrics import mcnemar_exact
+from edgekd.core.metrics import batch_rows, mcnemar_exact
 from edgekd.pipeline.teacher_check import rescaled, standard_scalings
 
 # The matching is tested on images it was not fitted on (below), so chance alone refuses no run; a strict level
@@ -42,7 +42,9 @@ MOVED_SHOWN = 4  # classes named in the message; the rest are counted
 # The matching needs a classes x classes matrix and cubic time: beyond this many classes (32 MB, about a second) the
 # order is not checked, and the run says so.
 LABEL_ORDER_MAX_CLASSES = 2000
-_BATCH = 64  # images decoded (or rescaled) at once for the other scalings: one batch rules out a far worse scaling
+# Images decoded (and rescaled) at once for the other scalings, fewer for large images (core.metrics.batch_rows' byte
+# budget): one batch rules out a far worse scaling.
+_BATCH = 64
 
 
 def check_label_order(predictions: np.ndarray, labels: np.ndarray, classes: list[str], where: str, folders: bool) -> None:
@@ -151,8 +153,9 @@ def _correct_per_scaling(data, logits, choices: dict, labels: np.ndarray, config
     then rescaled for every scaling still in the running), until the probe ends or the scaling is ruled out."""
     correct: dict[str, list] = {name: [] for name in choices}
     running = dict(choices)
-    for start in range(0, len(labels), _BATCH):
-        stop = min(start + _BATCH, len(labels))
+    size = batch_rows(data.val.x, limit=_BATCH)
+    for start in range(0, len(labels), size):
+        stop = min(start + size, len(labels))
         x = np.asarray(data.val.x[start:stop])
         for name, (mean, std) in running.items():
             correct[name].append(logits(rescaled(data, x, mean, std)).argmax(1) == labels[start:stop])
