@@ -9,16 +9,33 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
 from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model, validate_model
+from edgekd.core.task_metrics import METRICS
 from edgekd.core.thresholds import Thresholds
 from edgekd.data.config import DataConfig
 from edgekd.device.config import BenchConfig
 from edgekd.quant.config import QuantizeConfig
 from edgekd.train.config import OFFLINE_ONLY, DistillConfig, ExportConfig, StudentConfig, TeacherConfig
+
+
+class TaskSection(Strict):
+    """`task: {kind: fidelity, metric: mask_iou}`: a model given as ONNX that is not (only) a classifier. Each candidate's
+    output is compared with the fp32 model's on the same samples (cosine, SQNR, max abs error) and judged by the named
+    task metric (edgekd/core/task_metrics.py), against the npz's y where given, else against the fp32 model's outputs."""
+
+    kind: Literal["fidelity"] = Field("fidelity", description="fidelity: judged output by output against the fp32 model")
+    metric: str = Field("top1", description="the task metric (edgekd/core/task_metrics.py): " + ", ".join(METRICS))
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown task metric {value!r}; known: {', '.join(METRICS)}")
+        return value
 
 
 class PipelineConfig(Strict):
@@ -35,6 +52,8 @@ class PipelineConfig(Strict):
     targets: list[str] = Field(default_factory=lambda: ["x86-cpu"], min_length=1)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     gate: Thresholds = Field(default_factory=Thresholds)
+    task: Optional[TaskSection] = Field(None, description="unset: a classifier (top-1); {kind: fidelity, metric: ...} for "
+                                                          "any other ONNX model shipped as given")
 
     @model_validator(mode="before")
     @classmethod
@@ -65,6 +84,13 @@ class PipelineConfig(Strict):
         elif self.ships_onnx:
             raise ValueError(f"student.onnx: distill.mode {self.distill.mode} trains the student in PyTorch; give student.arch "
                              "instead, or remove teachers and the distill section to ship the ONNX file as given")
+        return self
+
+    @model_validator(mode="after")
+    def _fidelity_ships_onnx_from_npz(self) -> PipelineConfig:
+        if self.task is not None and not (self.ships_onnx and self.data.source == "npz"):
+            raise ValueError("task: kind fidelity ships a model given as ONNX (student.onnx) on data from an .npz "
+                             "(data.source npz) of its inputs; give both, or remove the task section")
         return self
 
     @model_validator(mode="after")
