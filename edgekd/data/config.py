@@ -39,10 +39,12 @@ class FitHeight(Strict):
 # ImageNet's statistics, the convention of torchvision's pretrained models (and many checkpoints trained elsewhere).
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 NORMALIZE_MODES = ("dataset", "none", "imagenet")
+TABLE_SOURCES = ("csv", "parquet")  # tables: typed columns and a target column (edgekd/data/tabular.py)
 
 
 class DataConfig(Strict):
-    source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | text | module:function | file.py:function")
+    source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | text | csv | parquet | module:function | "
+                                                  "file.py:function")
     path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder; for text a .jsonl or "
                                                   ".csv (optionally .gz) of text,label (optional split, group)")
     max_length: Optional[int] = Field(None, ge=8, le=512, description="text: tokens per text the models take (cut and padded "
@@ -61,6 +63,11 @@ class DataConfig(Strict):
     labels: Literal["auto", "none"] = Field(
         "auto", description="imagefolder, npz: none ignores class sub-folders (a folder of images at any depth) and y: the "
                             "data has no labels and a model shipped as given is judged by fidelity to its fp32 outputs")
+    target: Optional[str] = Field(None, description="csv, parquet: the column to predict (its values are the classes)")
+    features: Optional[list[str]] = Field(None, min_length=1, description="csv, parquet: the input columns (default: every "
+                                                                          "column but the target)")
+    categorical: Optional[list[str]] = Field(None, description="csv, parquet: columns read as categories even when they hold "
+                                                               "numbers (default: the columns holding text)")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
     train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
@@ -79,6 +86,12 @@ class DataConfig(Strict):
         text_only = [k for k in ("max_length", "vocab_size") if k in self.model_fields_set]
         if text_only and self.source != "text":
             raise ValueError(f"data.{text_only[0]}: applies to data.source text, not to '{self.source}'; remove it")
+        table_only = [k for k in ("target", "features", "categorical") if k in self.model_fields_set]
+        if table_only and self.source not in TABLE_SOURCES:
+            raise ValueError(f"data.{table_only[0]}: applies to data.source csv or parquet, not to '{self.source}'; remove it")
+        if self.source in TABLE_SOURCES and (not self.path or not self.target):
+            raise ValueError(f"data.{'path' if not self.path else 'target'}: data.source {self.source} needs data.path (the "
+                             "file) and data.target (the column to predict); give both")
         if self.source == "text" and not self.path:
             raise ValueError("data.path: data.source text needs a .jsonl or .csv file of text,label; give its path")
         if self.labels == "none" and self.source not in ("imagefolder", "npz"):

@@ -19,7 +19,8 @@ from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetErro
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
-from edgekd.device.bundle import REFERENCE_OUTPUTS, load_bundle, shipped_variant
+from edgekd.data.table_schema import model_inputs, schema_of
+from edgekd.device.bundle import REFERENCE_OUTPUTS, eval_key, load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.lm_bundle import is_lm_bundle
@@ -45,12 +46,15 @@ def _load_eval(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, 
     path = bundle_dir / "eval.npz"
     data = read_npz(path, "rebuild the bundle", ArtifactError)
     inputs = _named_inputs(manifest)
-    missing = [k for k in ([i["name"] for i in inputs] if inputs else ["x"]) + ["y", "reference_logits"] if k not in data]
+    missing = [k for k in ([eval_key(i["name"]) for i in inputs] if inputs else ["x"]) + ["y", "reference_logits"] if k not in data]
     if missing:
         raise ArtifactError(f"{path}: no array {', '.join(missing)}; rebuild the bundle")
     y, logits = data["y"], data["reference_logits"]
     if inputs:  # a model with several inputs: one array per input, named as the input
-        x = {spec["name"]: data[spec["name"]] for spec in inputs}
+        x = {spec["name"]: data[eval_key(spec["name"])] for spec in inputs}
+        schema = schema_of(manifest)
+        if schema is not None:  # a table: every column there, numbers where numbers belong, no unseen category
+            x = model_inputs(schema, {name: array[:, 0] if array.ndim == 2 else array for name, array in x.items()}, str(path))
         _check_named_arrays(path, x, y, logits, inputs)
         return x, y, logits
     x = data["x"]
@@ -93,7 +97,7 @@ def _check_named_arrays(path: Path, x: dict[str, np.ndarray], y: np.ndarray, log
     for spec in inputs:
         array, shape = x[spec["name"]], spec.get("shape") or []
         fits = array.ndim == len(shape) and all(not isinstance(d, int) or d == n for d, n in zip(shape, array.shape))
-        if not fits or array.dtype.name != spec.get("dtype"):
+        if not fits or not _dtype_fits(array, spec.get("dtype")):
             dims = "(" + ", ".join(str(d) for d in shape) + ")"
             raise ArtifactError(f"{path}: array '{spec['name']}' is {array.dtype.name} {tuple(array.shape)} but the model's input "
                                 f"'{spec['name']}' is {spec.get('dtype')} {dims}; rebuild the bundle")
@@ -101,6 +105,11 @@ def _check_named_arrays(path: Path, x: dict[str, np.ndarray], y: np.ndarray, log
     if len(set(counts.values())) > 1 or len(y) != len(logits) or len(y) not in counts.values():
         raise ArtifactError(f"{path}: arrays hold different numbers of samples ({counts}, y {len(y)}, "
                             f"reference_logits {len(logits)}); rebuild the bundle")
+
+
+def _dtype_fits(array: np.ndarray, dtype: str | None) -> bool:
+    """An ONNX string input (numpy's 'object' in the manifest) takes an array of str; the rest by dtype name."""
+    return array.dtype.kind == "U" if dtype == "object" else array.dtype.name == dtype
 
 
 def _check_eval_arrays(path: Path, x: np.ndarray, y: np.ndarray, logits: np.ndarray, manifest: dict[str, Any]) -> None:

@@ -36,6 +36,15 @@ with: pixels scaled to [0, 1], then (pixel - mean[c]) / std[c] per channel with 
 """
 
 
+EVAL_ARRAYS = ("y", "reference_logits")  # eval.npz's own arrays beside the inputs'
+
+
+def eval_key(input_name: str) -> str:
+    """The eval.npz array of a model input: its name, or input.NAME where the name is one of eval.npz's own arrays (a
+    table with a column named y)."""
+    return f"input.{input_name}" if input_name in EVAL_ARRAYS else input_name
+
+
 def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_y: np.ndarray,
                  reference_logits: np.ndarray, info: dict[str, Any], extra_files: dict[str, Path] | None = None,
                  reference_outputs: dict[str, np.ndarray] | None = None) -> Path:
@@ -44,9 +53,7 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
     tokenizer.json), listed with their sha256 like every other file. `reference_outputs`: a fidelity task's fp32
     outputs by name, stored as eval.npz's reference_outputs/<name> (edgekd bench compares every output with them)."""
     # A model with several inputs: one array per input, named as the input (bench/device.py reads them by name).
-    named = dict(eval_x) if isinstance(eval_x, dict) else {"x": eval_x.astype(np.float32)}
-    if {"y", "reference_logits"} & set(named):
-        raise ArtifactError(f"{bundle_dir}: a model input named 'y' or 'reference_logits' collides with eval.npz's own arrays")
+    named = {eval_key(k): v for k, v in eval_x.items()} if isinstance(eval_x, dict) else {"x": eval_x.astype(np.float32)}
     staging = bundle_dir.with_name(f".{bundle_dir.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model, validate_model
 from edgekd.core.task_metrics import METRICS
 from edgekd.core.thresholds import Thresholds
-from edgekd.data.config import DataConfig
+from edgekd.data.config import TABLE_SOURCES, DataConfig
 from edgekd.device.config import BenchConfig
 from edgekd.quant.config import QuantizeConfig
 from edgekd.train.config import OFFLINE_ONLY, DistillConfig, ExportConfig, StudentConfig, TeacherConfig
@@ -44,7 +44,9 @@ class PipelineConfig(Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
                         description="where teachers and distillation (every mode) train: auto (the GPU when there is one), cpu, cuda, cuda:N")
     data: DataConfig = Field(default_factory=DataConfig)
-    teachers: list[TeacherConfig] = Field(default_factory=list, description="at least one, except with distill.mode: online")
+    teachers: list[TeacherConfig] = Field(default_factory=list, description="the ensemble: at least one, except with distill.mode: "
+                                          "online; each of one kind: arch (PyTorch), sklearn, lightgbm, xgboost (fitted by edgekd), "
+                                          "onnx or skops (fitted files; the last four kinds on tables)")
     student: StudentConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
@@ -97,6 +99,10 @@ class PipelineConfig(Strict):
     def _teachers_for_mode(self) -> PipelineConfig:
         if not self.teachers and self.distill.mode not in ("online", "none"):
             raise ValueError(f"teachers: at least one teacher is needed with distill.mode '{self.distill.mode}'")
+        for index, teacher in enumerate(self.teachers):
+            if teacher.kind != "torch" and self.data.source not in TABLE_SOURCES:
+                raise ValueError(f"teachers[{index}].{teacher.kind}: in a pipeline, teachers of this kind run on tables (data.source "
+                                 f"csv or parquet), and data.source is '{self.data.source}'; give arch (a PyTorch network)")
         if not self.teachers and self.quantize.method == "qat" and self.distill.mode == "online":
             raise ValueError("quantize.method: qat fine-tunes on the teachers' soft targets and this config has no teachers "
                              "(distill.mode online): add a teacher, or use quantize.method: ptq")

@@ -91,7 +91,7 @@ def student_outputs(ctx: RunContext, x) -> dict[str, np.ndarray] | None:
 def student_logits(ctx: RunContext, x: np.ndarray) -> np.ndarray:
     """The fp32 student's logits on `x`: what every candidate is compared with. From PyTorch when the student
     is a PyTorch model (the exported file is checked against it), from onnxruntime when it was given as ONNX."""
-    if ctx.cfg.ships_onnx or ctx.task.name == "text-classification":  # text: the export stage checked it against PyTorch
+    if ctx.cfg.ships_onnx or ctx.task.name in ("text-classification", "tabular-classification"):  # checked at export
         from edgekd.core.metrics import predict
         from edgekd.runtimes.ort import OrtSession
 

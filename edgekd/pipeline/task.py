@@ -75,6 +75,28 @@ class TextClassification(Classification):
 
 
 @dataclass(frozen=True)
+class TabularClassification(Classification):
+    """data.source csv or parquet: raw columns in, one (batch, 1) input per column named as it (edgekd/data/table_schema.py),
+    one label per row, top-1."""
+
+    name: str = "tabular-classification"
+
+    def input_spec(self, dataset: Any, name: str = "columns", batch: int | str = "batch") -> dict[str, Any]:
+        return {"name": name, "shape": [batch, 1], "dtype": "mixed: float32 (numeric) and string (categorical) columns",
+                "columns": [c.name for c in dataset.schema.columns]}
+
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        test = dataset.test
+        n = min(samples, len(test))
+        return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
+
+    def load_dataset(self, config, base_dir):
+        from edgekd.data.tabular import load_tabular_dataset
+
+        return load_tabular_dataset(config.data, config.seed, base_dir)
+
+
+@dataclass(frozen=True)
 class LanguageModel:
     """Next-token prediction (`task: language-model`): token blocks in, logits over the vocabulary out; perplexity
     (lower is better) is the metric, so score() gives 1 / perplexity to keep 'higher is better'."""
@@ -135,7 +157,8 @@ class Fidelity:
 
 # A new task: a class like ImageClassification, and one line here (and the config key that picks it).
 TASKS: dict[str, Task] = {"image-classification": ImageClassification(), "text-classification": TextClassification(),
-                          "language-model": LanguageModel(), "fidelity": Fidelity()}
+                          "language-model": LanguageModel(), "fidelity": Fidelity(),
+                          "tabular-classification": TabularClassification()}
 
 
 def task_for(config) -> Task:
@@ -146,4 +169,6 @@ def task_for(config) -> Task:
         return TASKS["language-model"]
     if getattr(task, "kind", None) == "fidelity":
         return Fidelity(metric=task.metric)
+    if config.data.source in ("csv", "parquet"):
+        return TASKS["tabular-classification"]
     return TASKS["text-classification" if config.data.source == "text" else "image-classification"]

@@ -31,6 +31,10 @@ def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str,
         from edgekd.pipeline.text_models import teacher_logits
 
         refs["teacher"] = accuracy_metrics(teacher_logits(ctx, x), y)
+    elif ctx.cfg.teachers and ctx.task.name == "tabular-classification":  # teachers of any kind: their cached outputs
+        from edgekd.pipeline.tabular_teachers import teacher_reference
+
+        refs["teacher"] = accuracy_metrics(teacher_reference(ctx, len(y)), y)
     elif ctx.cfg.teachers:  # teachers are PyTorch models: torch only here
         import torch
 
