@@ -47,7 +47,8 @@ REPORT = {
         _row("intel-cpu/fp32", "fp32", True, "chosen (the fp32 baseline: no passing candidate faster beyond noise)", 0.9916, 0.051,
              files=[{"name": "model.xml", "bytes": 9_000, "role": "OpenVINO IR graph", "loaded": True},
                     {"name": "model.bin", "bytes": 30_000, "role": "OpenVINO IR weights", "loaded": True}]),
-        _row("intel-cpu/bf16", "bf16", False, "slower than the chosen fp32 (0.57x its speed, median of 5 paired rounds, faster in 0 of 5; band 3%)", 0.9916, 0.09),
+        _row("intel-cpu/bf16", "bf16", False, "slower than the chosen fp32 (0.57x its speed, median of 5 paired rounds, faster in 0 of 5; "
+             "band 3%)", 0.9916, 0.09),
         _row("intel-cpu/int8", "int8", False, "accuracy drop 2.31 > max_drop 2.0", 0.9694, 0.045),
     ],
     "host_warnings": ["x86-cpu: this CPU has no VNNI (avx512_vnni / avx_vnni / amx_int8), which the device's int8 kernels "
