@@ -137,3 +137,12 @@ def test_the_latency_reason_quotes_the_tables_own_p50s_and_the_paired_rounds():
     assert "this measurement (test split): 0.128 ms vs x86-cpu/fp32 0.165 ms (the table's p50s)" in reason
     assert "(the table's p50s); within noise of x86-cpu/fp32 (1.00x its speed, median of 5 paired rounds" in reason
     assert report["rows"][1]["vs_fp32"]["outcome"] == "within noise"
+
+
+def test_the_drop_column_and_the_reasons_name_their_split():
+    """Issue 32 item 13: a reason quoted validation figures while the table's drop column was on test; neither said so."""
+    report = quickstart_report()
+    assert "drop (test)" in COLUMNS
+    md = markdown(report)
+    assert "| drop (test) |" in md and "samples of the test split" in md
+    assert "- `intel-cpu/int8`: not shipped (compile stage, on the validation split): accuracy drop 2.31 > max_drop 2.0" in md
