@@ -13,7 +13,7 @@ from edgekd.pipeline.stage import Stage, StageOutput
 def report_rows(config, base_dir) -> list[str]:
     """Every row name the bench stage's report will have for this config, references first (stages/bench.py):
     any of them can be the gate's reference."""
-    from edgekd.pipeline.stages.compile import INT8_NAMES
+    from edgekd.pipeline.records import INT8_NAMES
     from edgekd.runtimes import load_profile
 
     rows = ["student_fp32"] + (["teacher"] if config.teachers else [])
