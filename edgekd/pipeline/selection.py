@@ -169,7 +169,7 @@ def _how(row: Candidate, eligible: list[int], baseline: Candidate | None) -> str
     if "p50_ms" not in row:
         return " (first passing in profile order)"
     if row is baseline:
-        return f" (the {BASELINE} baseline: no passing candidate faster beyond noise)"
+        return f" ({BASELINE} baseline; no passing candidate faster beyond noise)"
     comparison = compare_speed(row, baseline) if baseline is not None else None
     return f" (fastest passing; {comparison.describe(BASELINE)})" if comparison else " (fastest passing)"
 

@@ -127,7 +127,7 @@ def test_the_latency_reason_quotes_the_tables_own_p50s_and_the_paired_rounds():
 
     from .report_fixture import REPORT, _latency, _row
 
-    rows = [_row("x86-cpu/fp32", "fp32", True, "chosen (the fp32 baseline: ...)", 0.99, 0.165),
+    rows = [_row("x86-cpu/fp32", "fp32", True, "chosen (fp32 baseline; ...)", 0.99, 0.165),
             _row("x86-cpu/int8", "int8", False, "within noise of fp32 (...)", 0.99, 0.128)]
     rows[0]["latency"]["batch1"] = _latency(0.165, rounds=[0.10, 0.17, 0.165, 0.14, 0.17])
     rows[1]["latency"]["batch1"] = _latency(0.128, rounds=[0.13, 0.12, 0.17, 0.128, 0.17])
@@ -146,3 +146,7 @@ def test_the_drop_column_and_the_reasons_name_their_split():
     md = markdown(report)
     assert "| drop (test) |" in md and "samples of the test split" in md
     assert "- `intel-cpu/int8`: not shipped (compile stage, on the validation split): accuracy drop 2.31 > max_drop 2.0" in md
+
+
+def test_a_shipped_fp32_reads_fp32_baseline_in_the_table():
+    assert short_verdict("chosen (fp32 baseline; no passing candidate faster beyond noise)") == "fp32 baseline"
