@@ -5,11 +5,14 @@ The fallback search (quant/fallback.py) measures with onnxruntime. A target that
 for intel-cpu) can lose more: efficientnet_b0's int8 dropped 0.0 points under onnxruntime, so no node was kept in
 float, and 0.83 under OpenVINO, so the compile stage then refused int8 for intel-cpu. Here each such target builds
 the int8 model as the compile stage will and scores it on the validation split; when its drop breaks the budget,
-the search runs again against a budget tightened by that runtime's extra drop.
+more nodes are kept in float, in the search's own sensitivity order, until every target's runtime meets it.
+(quant/fallback.py's search scores with onnxruntime only; this loop reuses its ranking and quantizer and scores
+on the targets' runtimes, rather than teaching that module about every runtime.)
 """
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +51,15 @@ def runtime_drops(ctx, profiles: list, int8_onnx: Path, fp32_val_top1: float, in
     return out
 
 
-def tightened_budget(max_drop: float, search_drop: float, drops: dict[str, Any]) -> float | None:
-    """The budget a second onnxruntime search must meet so that every target's own runtime meets `max_drop`: less
-    the largest extra drop a runtime showed over the search's own (`search_drop`). None when every runtime is
-    within the budget already, or when no onnxruntime budget can make up the gap (then selection refuses int8
-    for that target, as before, and says why)."""
-    if all(within_limit(d["val_drop"], max_drop) for d in drops.values()):
-        return None
-    gap = max(d["val_drop"] - search_drop for d in drops.values())
-    tighter = max_drop - gap
-    return tighter if tighter >= 0 and gap > 0 else None
+def within_budget(drops: dict[str, Any], max_drop: float) -> bool:
+    return all(within_limit(d["val_drop"], max_drop) for d in drops.values())
+
+
+def first_passing(ranked: list[str], start: int, max_nodes: int, measure: Callable[[list[str]], tuple[bool, Any]]):
+    """(nodes kept in float, what `measure` returned) for the fewest of the `ranked` nodes, more than `start` and at
+    most `max_nodes`, whose model `measure` passes; None when none does."""
+    for count in range(start + 1, min(max_nodes, len(ranked)) + 1):
+        passed, result = measure(ranked[:count])
+        if passed:
+            return ranked[:count], result
+    return None
