@@ -3,6 +3,7 @@
     flock /tmp/edgekd-heavy.lock env PYTHONPATH=$PWD python benchmarks/byom.py
     python benchmarks/byom.py --smoke          # seconds, into a temporary folder: does it still run?
     python benchmarks/byom.py --loader-only    # part 3 again (minutes), kept beside the committed parts 1-2
+    flock /tmp/edgekd-heavy.lock python benchmarks/byom.py --ship-only   # part 4 again, kept beside parts 1-3
 
 1. The Fashion-MNIST IDX files (Debian's dataset-fashion-mnist) are written out as PNG folders, one
    sub-folder per class (cached under ~/.cache/edgekd/fashion-mnist-png).
@@ -14,6 +15,12 @@
 3. The data loader alone: edgekd's image folder (decoded per batch) over the 60,000-image training folder
    with the same preprocessing, its peak RSS (a fresh process) and images/s, beside torchvision's
    ImageFolder + DataLoader (2 workers) on the same folder and transforms.
+4. `edgekd ship` end to end, as a user types it, for resnet18 and mobilenet_v3_small, each from its checkpoint and
+   from its ONNX export, on a folder of 2,000 PNG files at 3x224x224 (the first 2,000 test images, upscaled
+   bilinearly and saved as RGB; normalize: dataset), targets x86-cpu and intel-cpu: the peak RSS of the whole
+   command with every process it starts (its process tree sampled every 50 ms, and wait4's maximum of every
+   process that ended), its seconds and each stage's peak from the run's manifest. Target: <= 2 GB each.
+   `--ship-only` runs this part alone and keeps the committed parts 1-3.
 
 Writes benchmarks/results/byom.json and byom.md.
 """
@@ -22,9 +29,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -39,13 +48,21 @@ from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-MODELS = REPO.parent / "shared" / "models" / "fashion-mnist-224"
+# ../shared beside the checkout; EDGEKD_SHARED_MODELS names it for a checkout elsewhere (a git worktree)
+MODELS = Path(os.environ.get("EDGEKD_SHARED_MODELS", REPO.parent / "shared" / "models" / "fashion-mnist-224"))
 IDX = Path("/usr/share/datasets/fashion-mnist")
 CACHE = Path.home() / ".cache" / "edgekd" / "fashion-mnist-png-v2"  # v2: folders named in label order
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 MEAN, STD = 0.2860, 0.3530
 TARGETS = ["x86-cpu", "intel-cpu"]
 MAX_DROP = 0.5
+# Part 4: the shared models' weight files, 2,000 PNGs, and the memory every ship must stay within.
+SHIP_MODELS = {"resnet18": ("resnet18_a.pt", "resnet18_b.pt"), "mobilenet_v3_small": ("mobilenet_v3_small.pt",)}
+SHIP_IMAGES, SHIP_SIZE, PEAK_TARGET_MB = 2000, 224, 2048
+# 2 points: the int8 budget on 240 validation images is then ~5 images. At the default 1.0, mobilenet_v3_small's 7-bit
+# int8 (AVX2) started the accuracy-aware fallback search (89 nodes, ~15 minutes here): its time is not what this
+# part measures (issue 32 item 16 bounds it).
+SHIP_MAX_DROP = 2.0
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -77,25 +94,115 @@ def png_folder(split: str, limit: int | None = None) -> Path:
     return root
 
 
-def resnet18_files(work: Path) -> tuple[Path, Path]:
-    """One fp32 state_dict (the shared weights come as two fp16 halves) and its ONNX export with a dynamic batch."""
+def rgb_folder(count: int, size: int) -> Path:
+    """The first `count` test images at size x size RGB, as a user's folder of photos would be: upscaled
+    (bilinear) from 28x28 and saved with three channels, one sub-folder per class in label order."""
+    from PIL import Image
+
+    root = CACHE / f"test-{count}-rgb{size}"
+    if (root / ".complete").is_file():
+        return root
+    images, labels = read_idx(IDX / "t10k-images-idx3-ubyte.gz"), read_idx(IDX / "t10k-labels-idx1-ubyte.gz")
+    for index in range(count):
+        folder = root / f"{labels[index]}-{CLASSES[labels[index]]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(images[index], mode="L").resize((size, size), Image.BILINEAR).convert("RGB")
+        image.save(folder / f"{index:05d}.png")
+    (root / ".complete").write_text(str(count))
+    return root
+
+
+def model_files(name: str, work: Path) -> tuple[Path, Path]:
+    """One fp32 state_dict of a shared model (stored as fp16 files) and its ONNX export with a dynamic batch."""
     import torch
     import torchvision
 
     from edgekd.train.config import ExportConfig
     from edgekd.train.onnx_export import export_onnx
 
-    checkpoint, onnx_path = work / "resnet18.pt", work / "resnet18.onnx"
+    checkpoint, onnx_path = work / f"{name}.pt", work / f"{name}.onnx"
     if checkpoint.is_file() and onnx_path.is_file():
         return checkpoint, onnx_path
-    state = {**torch.load(MODELS / "resnet18_a.pt", weights_only=True), **torch.load(MODELS / "resnet18_b.pt", weights_only=True)}
+    state = {k: v for part in SHIP_MODELS[name] for k, v in torch.load(MODELS / part, weights_only=True).items()}
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     torch.save(state, checkpoint)
-    model = torchvision.models.resnet18(num_classes=10)
+    model = getattr(torchvision.models, name)(num_classes=10)
     model.load_state_dict(state)
-    example = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    example = np.random.default_rng(0).standard_normal((2, 3, SHIP_SIZE, SHIP_SIZE)).astype(np.float32)
     export_onnx(model.eval(), example, onnx_path, ExportConfig(), {"source": "benchmarks/byom.py"})
     return checkpoint, onnx_path
+
+
+class TreePeak:
+    """Peak RSS of a process and all its descendants: their RSS summed, sampled every 50 ms (psutil)."""
+
+    def __init__(self, pid: int):
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(pid,), daemon=True)
+        self._thread.start()
+
+    def _sample(self, pid: int) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(pid)
+        except psutil.Error:
+            return
+        while not self._stop.is_set():
+            total = 0
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:  # ended between the listing and the reading
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.05)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 2**20
+
+
+def edgekd_ship(args: list[str], label: str) -> dict:
+    """`python -m edgekd ship ARGS` in a fresh process: exit code, seconds and peak RSS in MB of the whole command,
+    the larger of the sampled tree sum and wait4's ru_maxrss (the largest single process, children reaped included,
+    which catches a peak shorter than the sampling interval)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGEKD_PROGRESS_SECONDS": "60"}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "edgekd", "ship", *args], env=env, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    tree = TreePeak(process.pid)
+    for line in process.stderr:
+        print(f"[{label}] {line.rstrip()}", flush=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    peak = max(tree.stop(), usage.ru_maxrss / 1024)
+    return {"exit_code": process.returncode, "seconds": round(seconds, 1), "peak_rss_mb": round(peak, 1),
+            "largest_process_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def ship_benchmark(work: Path, smoke_run: bool) -> list[dict]:
+    """Part 4: every model from its checkpoint and from ONNX, one fresh `edgekd ship` each."""
+    count, models = (100, ["mobilenet_v3_small"]) if smoke_run else (SHIP_IMAGES, list(SHIP_MODELS))
+    folder = rgb_folder(count, SHIP_SIZE)
+    entries = []
+    for name in models:
+        checkpoint, onnx_path = model_files(name, work)
+        sources = {"checkpoint": [f"torchvision:{name}", "--checkpoint", str(checkpoint)], "onnx": [str(onnx_path)]}
+        for source in ["onnx"] if smoke_run else ["checkpoint", "onnx"]:
+            run_dir = work / f"ship-{name}-{source}"
+            args = [*sources[source], "--data", str(folder), "--targets", ",".join(TARGETS[:1] if smoke_run else TARGETS),
+                    "--max-drop", str(50.0 if smoke_run else SHIP_MAX_DROP), "--out", str(run_dir), "--force"]
+            result = edgekd_ship(args, f"{name} {source}")
+            manifest = json.loads((run_dir / "manifest.json").read_text())
+            stages = {stage: entry["memory"] for stage, entry in manifest["stages"].items() if "memory" in entry}
+            entries.append({"model": name, "source": source, "images": count, "image_size": [3, SHIP_SIZE, SHIP_SIZE],
+                            "targets": TARGETS[:1] if smoke_run else TARGETS, **result,
+                            "within_target": result["peak_rss_mb"] <= PEAK_TARGET_MB, "stages": stages,
+                            "command": "edgekd ship " + " ".join(a.replace(str(work), "WORK") for a in args)})
+    return entries
 
 
 def pipeline(student: dict, folder: Path, size: int, bench: dict, targets: list[str]) -> dict:
@@ -189,6 +296,31 @@ def remeasure_loader() -> None:
     print(markdown(result))
 
 
+def remeasure_ship() -> None:
+    """Part 4 alone, kept beside the committed parts 1-3."""
+    result = json.loads((RESULTS / "byom.json").read_text())
+    work = Path.home() / ".cache" / "edgekd" / "byom-work"
+    work.mkdir(parents=True, exist_ok=True)
+    result["ship"] = ship_benchmark(work, smoke_run=False)
+    result["ship_measured"] = {"machine": describe(), "command": "python benchmarks/byom.py --ship-only",
+                               "peak_target_mb": PEAK_TARGET_MB}
+    write_json_atomic(RESULTS / "byom.json", result)
+    write_text_atomic(RESULTS / "byom.md", markdown(result))
+    print(markdown(result))
+
+
+def ship_markdown(entries: list[dict]) -> list[str]:
+    lines = ["", "`edgekd ship` end to end (a fresh process each; peak RSS of the whole command, every process it starts):", "",
+             "| model | source | images | targets | exit | seconds | peak RSS MB | <= 2 GB | largest stage peaks (MB) |",
+             "|---|---|---:|---|---:|---:|---:|---|---|"]
+    for e in entries:
+        top = sorted(e["stages"].items(), key=lambda kv: -kv[1]["peak_rss_mb"])[:3]
+        stages = ", ".join(f"{name} {m['peak_rss_mb']:.0f}" for name, m in top)
+        lines.append(f"| {e['model']} | {e['source']} | {e['images']:,} | {', '.join(e['targets'])} | {e['exit_code']} | "
+                     f"{e['seconds']:.0f} | {e['peak_rss_mb']:.0f} | {'yes' if e['within_target'] else 'NO'} | {stages} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     lines = ["# Bring your own model: trained ResNet-18 shipped as given", "",
              f"{smoke.machine_line(result['machine'])}. Generated by `benchmarks/byom.py`"
@@ -205,6 +337,10 @@ def markdown(result: dict) -> str:
               f"{loader['torchvision_images_per_second']:.0f} images/s ({loader['torchvision']})."
               + (" Measured separately (`--loader-only`)." if "measured_separately" in loader else ""),
               "", f"Total {result['total_seconds']:.0f} s."]
+    if result.get("ship"):
+        lines += ship_markdown(result["ship"])
+        if "ship_measured" in result:
+            lines += ["", "Measured separately (`--ship-only`)."]
     return "\n".join(lines) + "\n"
 
 
@@ -213,9 +349,13 @@ def main() -> None:
     smoke.add_option(parser)
     parser.add_argument("--loader-only", action="store_true",
                         help="measure the data loader again and replace only that part of benchmarks/results/byom.json")
+    parser.add_argument("--ship-only", action="store_true",
+                        help="run part 4 (edgekd ship's peak memory) again and replace only that part of benchmarks/results/byom.json")
     args = parser.parse_args()
     if args.loader_only:
         return remeasure_loader()
+    if args.ship_only:
+        return remeasure_ship()
     started = time.perf_counter()
     out = smoke.folder("byom") if args.smoke else RESULTS
     work = (out if args.smoke else Path.home() / ".cache" / "edgekd") / "byom-work"
@@ -223,14 +363,16 @@ def main() -> None:
     # Smoke: 200 test images (the model's input is 224x224 all the same), one target, the loader on those too.
     size, folder = 224, png_folder("test", 200) if args.smoke else png_folder("test")
     bench = smoke.BENCH if args.smoke else {"eval_samples": 2000, "runs": 30, "min_seconds": 1.0, "rounds": 5, "memory": False}
-    checkpoint, onnx_path = resnet18_files(work)
+    checkpoint, onnx_path = model_files("resnet18", work)
     runs = []
     for name, student in (("checkpoint", {"arch": "torchvision:resnet18", "checkpoint": str(checkpoint)}),
                           ("onnx", {"onnx": str(onnx_path)})):
         runs += ship(name, pipeline(student, folder, size, bench, TARGETS[:1] if args.smoke else TARGETS), work)
     loader = loader_benchmark(folder if args.smoke else png_folder("train"), size)
+    shipped = ship_benchmark(work, args.smoke)
     result = {"smoke": args.smoke, "machine": describe(), "model": "torchvision resnet18, Fashion-MNIST 3x224x224 (shared/models)",
-              "max_drop_points": MAX_DROP, "runs": runs, "loader": loader, "total_seconds": round(time.perf_counter() - started, 1),
+              "max_drop_points": MAX_DROP, "runs": runs, "loader": loader, "ship": shipped,
+              "total_seconds": round(time.perf_counter() - started, 1),
               "peak_rss_mb_this_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     write_json_atomic(out / "byom.json", result)
     write_text_atomic(out / "byom.md", markdown(result))

@@ -18,7 +18,8 @@ import numpy as np
 ACCURACY = "top-1 against the labels"
 FIDELITY = "fidelity to fp32 (no labels)"
 FIDELITY_NOTE = ("measured: fidelity to fp32 (no labels): top-1 is the share of images where the model's top-1 agrees with "
-                 "the fp32 model's, and drop is the disagreement in points; the fidelity column has the output cosine")
+                 "the fp32 model's, and drop is the disagreement in points; the cosine column is the mean cosine of the "
+                 "model's outputs with the fp32 model's")
 
 
 def measured_note(report: dict) -> str | None:
@@ -36,8 +37,29 @@ def take_rows(x, index):
     return {name: array[index] for name, array in x.items()} if isinstance(x, dict) else x[index]
 
 
-def predict(run, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    return np.concatenate([run(take_rows(x, slice(i, i + batch_size))) for i in range(0, sample_count(x), batch_size)])
+# Input bytes per inference call. A runtime's activations grow with the batch, and onnxruntime's and torch's
+# allocators keep the largest batch's: at 256 images of 3x224x224 (154 MB of input) a CNN's first layers alone held
+# gigabytes, so a mid-size model's ship peaked at ~11 GB. 16 MB is 27 such images, or the whole 256 of small inputs.
+BATCH_BYTES = 16 << 20
+
+
+def sample_bytes(x) -> int:
+    """Bytes of one sample's inputs (an image folder's LazyImages has shape and dtype, like an array)."""
+    arrays = x.values() if isinstance(x, dict) else [x]
+    # numpy arrays and torch tensors have itemsize; LazyImages has a numpy dtype
+    return sum(int(np.prod(tuple(a.shape[1:]), dtype=np.int64)) * (a.itemsize if hasattr(a, "itemsize") else np.dtype(a.dtype).itemsize)
+               for a in arrays)
+
+
+def batch_rows(x, limit: int = 256, budget: int = BATCH_BYTES) -> int:
+    """Rows per inference call: at most `limit`, and no more than `budget` bytes of input."""
+    return max(1, min(limit, budget // max(1, sample_bytes(x))))
+
+
+def predict(run, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    """`run` over `x` in batches (batch_rows(x) unless given), each sliced before it is decoded or converted."""
+    size = batch_size or batch_rows(x)
+    return np.concatenate([run(take_rows(x, slice(i, i + size))) for i in range(0, sample_count(x), size)])
 
 
 def topk(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
@@ -120,3 +142,18 @@ def within_limit(value: float, limit: float) -> bool:
 def at_least(value: float, limit: float) -> bool:
     """value >= limit, up to float rounding (a speedup computed from two latencies)."""
     return value >= limit - DROP_TOLERANCE * max(1.0, abs(limit))
+
+
+def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray, alternative: str = "two-sided") -> tuple[int, int, float]:
+    """Exact McNemar test on paired per-sample correctness of two models (or two ways of feeding one model) on the same
+    samples: (samples only a gets right, samples only b gets right, p-value). Only the discordant pairs carry
+    information, and under "equally accurate" each falls either way with probability 1/2: a binomial test.
+    `alternative` "greater" asks whether a is more accurate than b. scipy is imported here only, for `edgekd bench`'s
+    lean imports."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(b & ~a))
+    if only_a + only_b == 0:
+        return 0, 0, 1.0
+    return only_a, only_b, float(binomtest(only_a, only_a + only_b, 0.5, alternative=alternative).pvalue)

@@ -24,6 +24,18 @@ class NormalizeStats(Strict):
         return self
 
 
+class FitHeight(Strict):
+    """Images of any aspect (text lines): resize to `height` keeping the aspect ratio, the width capped at `max_width`,
+    then zero-padded on the right to `max_width` after normalisation (PaddleOCR's recipe for its recognisers and
+    direction classifier: height 48, width at most 192)."""
+
+    height: int = Field(..., ge=4, le=4096, description="every image is resized to this height (bilinear)")
+    max_width: int = Field(..., ge=4, le=16384, description="the width after resizing is at most this; narrower images "
+                                                            "are padded to it")
+    pad: Literal["right"] = Field("right", description="where the padding goes: right (the model input's value 0, after "
+                                                       "normalisation, as PaddleOCR pads)")
+
+
 # ImageNet's statistics, the convention of torchvision's pretrained models (and many checkpoints trained elsewhere).
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 NORMALIZE_MODES = ("dataset", "none", "imagenet")
@@ -39,8 +51,10 @@ class DataConfig(Strict):
                                                                            "split (default 2000)")
     image_size: Optional[int] = Field(None, ge=4, le=1024, description="imagefolder: squash every image to this square size "
                                                                        "(changes the aspect ratio; resize + center_crop keep it)")
-    resize: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: resize the shorter side to this many pixels "
-                                                                   "(bilinear), keeping the aspect ratio")
+    resize: Union[None, int, FitHeight] = Field(
+        None, description="imagefolder: resize the shorter side to this many pixels (bilinear), keeping the aspect ratio; "
+                          "or {height: 48, max_width: 192, pad: right}: a fixed height keeping the aspect ratio, the width "
+                          "capped and zero-padded (text lines, PaddleOCR's recipe)")
     center_crop: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: then cut the central square of this size")
     color: Literal["rgb", "bgr", "gray", "gray3"] = Field("rgb", description="imagefolder: channel order, or grayscale as one "
                                                                              "channel (gray) or repeated to three (gray3)")
@@ -69,6 +83,30 @@ class DataConfig(Strict):
             raise ValueError("data.path: data.source text needs a .jsonl or .csv file of text,label; give its path")
         if self.labels == "none" and self.source not in ("imagefolder", "npz"):
             raise ValueError(f"data.labels: none applies to data.source imagefolder or npz, not to '{self.source}'; remove it")
+        return self
+
+    @field_validator("resize", mode="before")
+    @classmethod
+    def _resize_choice(cls, value: Any) -> Any:
+        # One line for either form, not one per member of the Union.
+        if isinstance(value, dict):
+            try:
+                return FitHeight.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(describe_validation_error(exc, FitHeight)) from None
+        if value is not None and not isinstance(value, FitHeight) and (
+                isinstance(value, bool) or not isinstance(value, int) or not 4 <= value <= 4096):
+            raise ValueError(f"{value!r}: give the shorter side's size in pixels (4 to 4096), or "
+                             "{height: H, max_width: W, pad: right} for images of any aspect")
+        return value
+
+    @model_validator(mode="after")
+    def _fit_height_alone(self) -> DataConfig:
+        if isinstance(self.resize, FitHeight):
+            other = [k for k in ("center_crop", "image_size") if getattr(self, k) is not None]
+            if other:
+                raise ValueError(f"data.{other[0]}: not with data.resize {{height, max_width}}, which already gives every "
+                                 "image one shape; remove it")
         return self
 
     @field_validator("normalize", mode="before")

@@ -31,6 +31,7 @@ class Preprocess:
     resize: Optional[int] = None
     center_crop: Optional[int] = None
     square: Optional[int] = None  # data.image_size: squash to a square (the older, aspect-changing option)
+    fit_height: Optional[tuple[int, int]] = None  # data.resize {height, max_width}: (height, max_width), padded right
     mean: Optional[tuple[float, ...]] = None
     std: Optional[tuple[float, ...]] = None
 
@@ -39,8 +40,12 @@ class Preprocess:
         return 1 if self.color == "gray" else 3
 
     def to_json(self) -> dict:
-        return {"color": self.color, "resize_shorter_side": self.resize, "center_crop": self.center_crop,
-                "resize_square": self.square, "interpolation": "bilinear (Pillow)"}
+        steps = {"color": self.color, "resize_shorter_side": self.resize, "center_crop": self.center_crop,
+                 "resize_square": self.square, "interpolation": "bilinear (Pillow)"}
+        if self.fit_height:  # only when used: manifests without it keep the keys they always had
+            steps["resize_height"] = {"height": self.fit_height[0], "max_width": self.fit_height[1], "pad": "right",
+                                      "pad_value": "0 after normalisation"}
+        return steps
 
     @classmethod
     def from_manifest(cls, preprocessing: Any, where: str) -> Preprocess:
@@ -52,8 +57,10 @@ class Preprocess:
                             "decoding steps (preprocessing.image); bench it on its eval.npz (leave out --images)")
         try:
             mean, std = preprocessing["mean"], preprocessing["std"]
+            fit = image.get("resize_height")
             made = cls(color=image["color"], resize=image.get("resize_shorter_side"), center_crop=image.get("center_crop"),
-                       square=image.get("resize_square"), mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+                       square=image.get("resize_square"), mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
+                       fit_height=(int(fit["height"]), int(fit["max_width"])) if fit is not None else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{where}: preprocessing is incomplete or malformed ({type(exc).__name__}: {exc}); "
                             "bundle it again") from None
@@ -67,10 +74,11 @@ class Preprocess:
 
         try:
             with Image.open(file) as img:
-                pixels = self._pixels(img)
+                x = self._pixels(img)
+        except Image.DecompressionBombError as exc:
+            raise DataError(oversized_message(file, exc)) from None
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
-        x = pixels.astype(np.float32) / 255.0
         x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
         if self.color == "gray3":
             x = np.repeat(x, 3, axis=0)
@@ -78,12 +86,23 @@ class Preprocess:
             x = x[::-1]
         if self.mean is not None:
             x = (x - np.asarray(self.mean, np.float32)[:, None, None]) / np.asarray(self.std, np.float32)[:, None, None]
+        if self.fit_height:
+            x = pad_right(x, self.fit_height[1])
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def _pixels(self, img) -> np.ndarray:
+        """(H, W) or (H, W, 3) float32 pixels in [0, 1], resized and cropped. 16-bit greyscale (a PNG's I;16 modes, or I)
+        is kept at its depth: Pillow's convert("L"/"RGB") clips those values at 255 instead of scaling them. Pillow
+        itself decodes 16-bit colour PNG files to 8-bit RGB (the high byte), which is scaled right already."""
         from PIL import Image
 
-        img = img.convert("L" if self.color in ("gray", "gray3") else "RGB")
+        deep = img.mode in SIXTEEN_BIT_MODES
+        if deep:  # Pillow resizes and crops 32-bit float images ("F") as it does 8-bit ones
+            img = Image.fromarray(np.clip(np.asarray(img, np.float32) / 65535.0, 0.0, 1.0))  # float32: mode "F"
+        else:
+            img = img.convert("L" if self.color in ("gray", "gray3") else "RGB")
+        if self.fit_height:
+            img = resize_to_height(img, *self.fit_height)
         if self.square:
             img = img.resize((self.square, self.square), Image.BILINEAR)
         if self.resize:
@@ -92,7 +111,39 @@ class Preprocess:
             img = img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
         if self.center_crop:
             img = _center_crop(img, self.center_crop)
-        return np.asarray(img)
+        if not deep:
+            return np.asarray(img).astype(np.float32) / 255.0
+        grey = np.asarray(img, np.float32)
+        return grey if self.color in ("gray", "gray3") else np.repeat(grey[:, :, None], 3, axis=2)
+
+
+# Pillow's modes for 16-bit greyscale (little-, big-, native-endian) and its 32-bit integer mode, which is how it may
+# open a 16-bit PNG too: values 0..65535, scaled by 65535 (a 32-bit image beyond that range is clipped at 1).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def oversized_message(file: Path, exc: Exception) -> str:
+    """The line for a file whose header claims more pixels than Pillow decodes safely (a decompression bomb, or a damaged
+    header): Pillow refuses it before decoding, and the run must name the file rather than crash."""
+    found = str(exc).split(",")[0].strip().rstrip(".")  # Pillow's "Image size (N pixels) exceeds limit of M pixels"
+    return f"{file}: {found}, too large to decode safely (a decompression bomb or a damaged header); remove it or shrink it"
+
+
+def resize_to_height(img, height: int, max_width: int):
+    """PaddleOCR's text-line resize (resize_norm_img): `height` rows, the width that keeps the aspect ratio rounded up,
+    at most `max_width` (a longer line is squeezed, as PaddleOCR does)."""
+    from PIL import Image
+
+    width = min(max_width, max(1, int(np.ceil(height * img.size[0] / max(1, img.size[1])))))
+    return img.resize((width, height), Image.BILINEAR)
+
+
+def pad_right(x: np.ndarray, width: int) -> np.ndarray:
+    """(C, H, w) model input padded with zeros on the right to (C, H, width): zeros of the normalised input, as
+    PaddleOCR pads after (x / 255 - 0.5) / 0.5."""
+    padded = np.zeros((*x.shape[:2], width), np.float32)
+    padded[:, :, :x.shape[2]] = x
+    return padded
 
 
 def _center_crop(img, size: int):

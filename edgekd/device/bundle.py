@@ -49,6 +49,7 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for name in artifact.files:
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)  # an ONNX file's external data may sit in a sub-folder
         shutil.copyfile(artifact.root / name, staging / name)
     for name, source in (extra_files or {}).items():
         shutil.copyfile(source, staging / name)

@@ -132,6 +132,19 @@ def _data_section(data: str | None) -> dict[str, Any]:
     raise ConfigError(f"--data {data}: not digits, fashion-mnist, module:function, a .npz file or an existing image folder")
 
 
+def _eval_samples(section: dict[str, Any], defaults: dict[str, Any]) -> int:
+    """bench.eval_samples for the starter file: the default, or for digits its whole test split (359 images),
+    so the first run does not warn that the split is smaller than asked."""
+    if section.get("source") != "digits":
+        return defaults["bench.eval_samples"]
+    from edgekd.data.config import DataConfig
+    from edgekd.data.datasets import test_split_size
+    from edgekd.data.sources import DIGITS_SAMPLES
+
+    return min(int(defaults["bench.eval_samples"]),
+               test_split_size(DIGITS_SAMPLES, DataConfig.model_fields["test_fraction"].default))
+
+
 def starter_config(name: str = "my-model", data: str | None = None, filename: str = "edgekd.yaml") -> str:
     """A small, commented pipeline file; the values shown as defaults are read from the config models."""
     d = key_defaults()
@@ -163,7 +176,7 @@ quantize:
   max_drop: 1.0               # int8 may lose at most this many top-1 points against the fp32 student
 targets: [x86-cpu]            # `edgekd targets` lists the profiles
 bench:
-  eval_samples: {d['bench.eval_samples']}
+  eval_samples: {_eval_samples(section, d)}
 gate:
   reference: teacher          # the teachers' ensemble: a student far under it fails. Any report row may be named:
                               # student_fp32 (int8 against its own fp32 only), x86-cpu/fp32, student_scratch (with

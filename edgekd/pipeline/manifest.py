@@ -54,9 +54,10 @@ class RunManifest:
         return True
 
     def record(self, name: str, key: str, inputs: list[Path], outputs: list[Path], metrics: dict[str, Any],
-               seconds: float) -> None:
+               seconds: float, memory: Optional[dict[str, Any]] = None) -> None:
+        """`memory`: the stage's peak RSS (core.peak_memory.measure_peak), kept as the stage entry's `memory`."""
         self.data["stages"][name] = {
-            "status": "done", "key": key, "seconds": round(seconds, 3),
+            "status": "done", "key": key, "seconds": round(seconds, 3), **({"memory": memory} if memory else {}),
             "inputs": [file_record(p, self.run_dir) for p in inputs],
             "outputs": [file_record(p, self.run_dir) for p in outputs],
             "metrics": metrics,

@@ -10,6 +10,7 @@ from typing import Optional
 
 from edgekd.core.errors import ConfigError, EdgeKDError, StageError
 from edgekd.core.fileio import writable_folder, write_text_atomic
+from edgekd.core.peak_memory import measure_peak
 from edgekd.device.latency import CV_WARNING
 from edgekd.pipeline.config import PipelineConfig, load_config
 from edgekd.pipeline.context import RunContext
@@ -156,7 +157,8 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
     log(f"[{label}] running")
     started = time.perf_counter()
     try:
-        result = runner.run()
+        with measure_peak() as memory:
+            result = runner.run()
     except EdgeKDError as exc:
         ctx.manifest.mark_failed(stage, str(exc))
         raise
@@ -167,7 +169,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
     if trains:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     metrics = result.manifest_metrics()
-    ctx.manifest.record(stage, key, result.inputs, result.outputs, metrics, seconds)
+    ctx.manifest.record(stage, key, result.inputs, result.outputs, metrics, seconds, memory=memory)
     ctx.outcomes[stage] = "ran"
     if not ctx.manifest.read_only:
         _clear_progress(ctx.stage_dir(stage))

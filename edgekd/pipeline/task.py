@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgekd.core.metrics import topk
+from edgekd.core.metrics import take_rows, topk
 
 
 class Task(Protocol):
@@ -48,7 +48,7 @@ class ImageClassification(Classification):
     def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
         test = dataset.test
         n = min(samples, len(test))
-        return test.x[:n], test.y[:n]
+        return take_rows(test.x, slice(0, n)), test.y[:n]  # one array, or a model with several inputs' {name: array}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from torch import nn
 from edgekd.core.environment import has_cpu_flag
 from edgekd.core.errors import StageError
 from edgekd.core.fileio import atomic_path
+from edgekd.core.metrics import batch_rows
 from edgekd.core.progress import progress
 from edgekd.train import distributed
 from edgekd.train.config import TrainConfig
@@ -170,10 +171,14 @@ def _resume(checkpoint: Optional[Path], tag: str, model, optimizer, schedule) ->
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor | np.ndarray, batch_size: int = 1024,
+def predict_logits(model: nn.Module, x: torch.Tensor | np.ndarray, batch_size: Optional[int] = None,
                    autocast: Optional[torch.dtype] = None) -> np.ndarray:
+    """Logits in batches of at most 1024 samples and core.metrics.BATCH_BYTES of input (unless `batch_size` is
+    given): activations scale with the batch, and 1024 images of 3x224x224 made a mid-size CNN's forward pass
+    hold gigabytes."""
     model.eval()
     device = distributed.model_device(model)
+    batch_size = batch_size or batch_rows(x, limit=1024)
     outputs = []
     for i in range(0, len(x), batch_size):  # sliced before conversion: `x` may be a lazy image folder
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):

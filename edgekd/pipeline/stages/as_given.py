@@ -6,17 +6,18 @@ torch, so a machine with numpy, onnx and onnxruntime alone can ship it.
 """
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 
 from edgekd.core.errors import ConfigError
-from edgekd.core.fileio import atomic_path, resolve_path, sha256_of
+from edgekd.core.fileio import file_record, resolve_path, sha256_of
+from edgekd.core.metrics import take_rows
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.given_model import check_classes, check_input_matches, onnx_input_spec, onnx_inputs, onnx_logits
+from edgekd.pipeline.given_check import check_label_order, check_scaling
+from edgekd.pipeline.given_model import check_classes, given_input_spec, onnx_inputs, onnx_logits, onnx_scaling
+from edgekd.pipeline.onnx_intake import bring_in
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
-from edgekd.runtimes.onnx_graph import onnx_parameters
+from edgekd.runtimes.onnx_graph import external_data_files, onnx_parameters
 
 
 def _ship_onnx(ctx: RunContext) -> StageOutput:
@@ -24,16 +25,25 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     if not source.is_file():
         raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': file not found ({source}); give the path of the "
                           "model's .onnx file, absolute or relative to the config file")
-    spec = onnx_input_spec(source)
-    check_input_matches(spec, ctx.dataset.input_shape, "student.onnx")
-    out = ctx.layout.given_onnx
-    with atomic_path(out) as tmp:
-        shutil.copyfile(source, tmp)
-    logits = onnx_logits(out)
-    check_classes(logits(ctx.dataset.val.x[:2]), ctx.dataset.num_classes, "student.onnx")
-    return StageOutput([out], {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
-                               "source_sha256": sha256_of(source), **_accuracy(ctx, logits)}, inputs=[source],
-                       record=StudentRecord(input=spec, inputs=onnx_inputs(out)))
+    where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
+    spec = given_input_spec(source, ctx.dataset, "student.onnx", where)
+    # The run's copy: with the file's external data, at an opset int8 can be written in (upgraded and checked).
+    written, upgrade = bring_in(source, ctx.layout.given_onnx, ctx.dataset.val.x, "student.onnx")
+    out = written[0]
+    logits = onnx_logits(out, shown_as=source)
+    check_classes(logits(take_rows(ctx.dataset.val.x, slice(0, 2))), ctx.dataset.num_classes, "student.onnx")
+    field = f"student.onnx '{ctx.cfg.student.onnx}'"
+    metadata = onnx_scaling(out, ctx.dataset.input_shape[0]) if len(ctx.dataset.input_shape) == 3 else None
+    carried = {"external_data": [file_record(p, source.parent) for p in _user_data_files(source)]} if len(written) > 1 else {}
+    return StageOutput(written, {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
+                                 "source_sha256": sha256_of(source), **carried,
+                                 **({"opset_upgrade": upgrade} if upgrade else {}), **_accuracy(ctx, logits, field, metadata)},
+                       inputs=[source, *_user_data_files(source)], record=StudentRecord(input=spec, inputs=onnx_inputs(out)))
+
+
+def _user_data_files(source):
+    """The user's own external-data files (their sha256 is recorded beside the model's)."""
+    return [source.parent / location for location in external_data_files(source, "student.onnx")]
 
 
 def _ship_checkpoint(ctx: RunContext) -> StageOutput:
@@ -45,22 +55,36 @@ def _ship_checkpoint(ctx: RunContext) -> StageOutput:
     out = save_checkpoint(model, ctx.layout.student_checkpoint)
     checkpoint = resolve_path(ctx.cfg.student.checkpoint, ctx.base_dir)
     logits = lambda x: predict_logits(model, x)  # noqa: E731
+    field = f"student.checkpoint '{ctx.cfg.student.checkpoint}'"
     return StageOutput([out], {"mode": "none", "source": "checkpoint", "params": count_parameters(model),
-                               **_accuracy(ctx, logits)}, inputs=[checkpoint], record=StudentRecord())
+                               **_accuracy(ctx, logits, field)}, inputs=[checkpoint], record=StudentRecord())
 
 
-def _accuracy(ctx: RunContext, logits) -> dict:
-    val, test = ctx.dataset.val, ctx.dataset.test
-    if ctx.dataset.reference_labels:  # its own predictions: nothing to measure against, and nothing to judge
-        return {"measured": ctx.dataset.measured, "val_samples": len(val), "test_samples": len(test)}
-    metrics = {"val_top1": ctx.task.score(logits(val.x), val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
-    _judge_given(metrics["val_top1"], val.y)
+def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
+    """Top-1 on validation and test, and the sanity floor on validation (given_check.py): the configured input scaling
+    against the other standard ones (and the model's metadata), the classes' order against the model's outputs."""
+    data = ctx.dataset
+    val, test = data.val, data.test
+    if data.reference_labels:  # its own predictions: nothing to measure against, and nothing to judge
+        return {"measured": data.measured, "val_samples": len(val), "test_samples": len(test)}
+    val_logits = logits(val.x)
+    metrics = {"val_top1": ctx.task.score(val_logits, val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
+    predictions = val_logits.argmax(1)
+
+    def sanity() -> None:
+        if not isinstance(val.x, dict):  # named inputs (an npz per input) are fed as they are: no scaling to try
+            metrics["val_top1_other_scalings"] = check_scaling(data, logits, predictions, field, metadata)
+        where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
+        check_label_order(predictions, val.y, data.classes, where, folders=ctx.cfg.data.source == "imagefolder")
+
+    _judge_given(metrics["val_top1"], val.y, sanity)
     return metrics
 
 
-def _judge_given(top1: float, labels: np.ndarray) -> None:
-    """Print the given model's validation top-1, and stop when it is no better than chance: the data does not reach
-    it as it was trained (scaling, size, colour, or class folders that sort in another order than its labels)."""
+def _judge_given(top1: float, labels: np.ndarray, sanity=None) -> None:
+    """Print the given model's validation top-1, run the `sanity` checks (wrong input scaling, classes out of the
+    model's order: they name the fix), and stop when it is no better than chance: the data does not reach it as it
+    was trained (scaling, size, colour, or class folders that sort in another order than its labels)."""
     import math
     import sys
 
@@ -68,6 +92,8 @@ def _judge_given(top1: float, labels: np.ndarray) -> None:
 
     chance = float(np.bincount(labels).max() / len(labels))
     print(f"student (as given): validation top-1 {top1:.1%} on {len(labels)} images (chance {chance:.1%})", file=sys.stderr)
+    if sanity is not None:
+        sanity()
     if top1 <= chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / len(labels)):
         raise ConfigError(f"student: the given model scores {top1:.1%} on the validation split, no better than chance "
                           f"({chance:.1%}); give it the inputs it was trained on: data.normalize, data.resize / center_crop / "

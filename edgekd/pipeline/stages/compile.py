@@ -128,7 +128,16 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
             "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "val_agreement", "p50_ms",
                                                  "round_p50_ms", "verdict")}
                           for r in rows],
-            "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint}
+            "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint,
+            **_given_model_notes(ctx)}
+
+
+def _given_model_notes(ctx: RunContext) -> dict[str, Any]:
+    """What became of an ONNX file shipped as given: its opset upgrade (onnx.version_converter, checked on the data)
+    and its own external-data files (sha256 as the user has them); nothing for a model made by the run."""
+    given = ctx.manifest.metrics("distill")
+    notes = {key: given[key] for key in ("source_sha256", "opset_upgrade", "external_data") if given.get(key)}
+    return {"given_onnx": notes} if given.get("source") == "onnx" else {}
 
 
 def _preprocessing_files(ctx: RunContext) -> dict[str, Path]:

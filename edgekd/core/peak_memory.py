@@ -1,0 +1,63 @@
+"""Peak resident memory (RSS) of a piece of work in this process, and of the child processes it waited for.
+
+A process's peak RSS (VmHWM, ru_maxrss) only grows, so per stage it says nothing after the first large stage.
+On Linux writing "5" to /proc/self/clear_refs resets VmHWM to the current RSS: each stage then reports its own peak.
+Where that is refused (another OS, a locked-down /proc) the peak is the process's since it started, and the record
+says so. Children: getrusage(RUSAGE_CHILDREN) gives the largest child process waited for so far, which cannot be
+reset; it is recorded for a stage that waited for a child, as the largest child of the run up to that stage's end.
+Plain standard library: the lean device side may use it too.
+"""
+from __future__ import annotations
+
+import resource
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+# ru_maxrss is in kilobytes on Linux, in bytes on macOS
+_MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
+
+
+def reset_peak() -> bool:
+    """Reset this process's peak RSS to its current RSS; False where the OS does not allow it."""
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM (since the last reset_peak), else ru_maxrss (since the process started)."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT / 2**20
+
+
+def _children() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_maxrss * _MAXRSS_UNIT / 2**20, usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def measure_peak() -> Iterator[dict[str, Any]]:
+    """Fills the yielded dict, on exit, with `peak_rss_mb` (this process during the block), `peak_since`
+    ("stage", or "process start" where the peak cannot be reset) and, when the block waited for child
+    processes, `children_peak_rss_mb`."""
+    record: dict[str, Any] = {}
+    since = "stage" if reset_peak() else "process start"
+    before = _children()
+    try:
+        yield record
+    finally:
+        record.update(peak_rss_mb=round(peak_rss_mb(), 1), peak_since=since)
+        after = _children()
+        if after != before:  # a child process ended in the block (its CPU time or its peak was added)
+            record["children_peak_rss_mb"] = round(after[0], 1)
