@@ -44,6 +44,9 @@ class StudentRecord:
     student_spec: dict[str, Any] | None = None  # online distillation's chosen peer; None: config.student
     input: dict[str, Any] | None = None  # an ONNX student's input spec (name, dtype, shape)
     inputs: list[dict[str, Any]] | None = None  # every input of an ONNX student
+    # An ONNX file shipped as given: its sha256, opset upgrade and external data as the stage recorded them (the stage
+    # writes those keys itself); None for a model the run made.
+    given_onnx: dict[str, Any] | None = None
 
     def to_metrics(self) -> dict[str, Any]:
         # Absent keys stay absent: a distilled student's record never had them.
@@ -52,7 +55,9 @@ class StudentRecord:
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any]) -> StudentRecord:
-        return cls(metrics.get("student_spec"), metrics.get("input"), metrics.get("inputs"))
+        given = ({k: metrics[k] for k in ("source_sha256", "opset_upgrade", "external_data") if metrics.get(k)}
+                 if metrics.get("source") == "onnx" else None)
+        return cls(metrics.get("student_spec"), metrics.get("input"), metrics.get("inputs"), given)
 
 
 @dataclass(frozen=True)
