@@ -42,7 +42,8 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
     `extra_files` ({name in the bundle: source}): what the device needs beside the model to feed it (a text model's
     tokenizer.json), listed with their sha256 like every other file."""
     # A model with several inputs: one array per input, named as the input (bench/device.py reads them by name).
-    named = dict(eval_x) if isinstance(eval_x, dict) else {"x": eval_x.astype(np.float32)}
+    # asarray, not astype: float32 images (most) are written as they are, not copied first (500 at 3x224x224: 300 MB)
+    named = dict(eval_x) if isinstance(eval_x, dict) else {"x": np.asarray(eval_x, dtype=np.float32)}
     if {"y", "reference_logits"} & set(named):
         raise ArtifactError(f"{bundle_dir}: a model input named 'y' or 'reference_logits' collides with eval.npz's own arrays")
     staging = bundle_dir.with_name(f".{bundle_dir.name}.staging")
