@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import shlex
 import sys
+import textwrap
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 import click
 
 from edgekd.core.errors import EdgeKDError
+from edgekd.core.quiet import silence_cuda_home_warning
 from edgekd.device.config import BENCH_DEFAULTS
 from edgekd.device.lm_bench import LM_DEVICE_REPORT
 from edgekd.pipeline.registry import STAGE_NAMES
@@ -48,11 +50,15 @@ class _ThresholdFlag(click.ParamType):
     def convert(self, value, param, ctx):
         from pydantic import ValidationError
 
-        from edgekd.core.thresholds import Thresholds, threshold_error
+        from edgekd.core.thresholds import LM_NUMBERS, Thresholds, threshold_error, threshold_problem
 
         try:
             number = float(value)
-            Thresholds.model_validate({self.field: number})
+            if self.field in LM_NUMBERS:  # a language model's threshold: the same rules, outside the classifiers' model
+                if problem := threshold_problem(self.field, number):
+                    self.fail(f"{self.field}: {problem}", param, ctx)
+            else:
+                Thresholds.model_validate({self.field: number})
         except ValueError as exc:  # pydantic's ValidationError is a ValueError too
             why = threshold_error(exc) if isinstance(exc, ValidationError) else f"{value!r} is not a number"
             self.fail(why, param, ctx)
@@ -95,12 +101,22 @@ def _show_edgekd_warnings_as_one_line() -> None:
 
     def show(message, category, filename, lineno, file=None, line=None):
         if str(Path(filename).resolve()).startswith(package_dir):
-            click.echo(f"edgekd: warning: {message}", err=True)
+            click.echo(warning_lines(str(message)), err=True)
         else:
             default(message, category, filename, lineno, file, line)
 
     show.edgekd_hook = True
     warnings.showwarning = show
+
+
+WARNING_WIDTH = 120  # a log's width: edgekd's warnings wrap within it, continued on indented lines
+
+
+def warning_lines(message: str, width: int = WARNING_WIDTH, prefix: str = "edgekd: warning: ") -> str:
+    """`edgekd: warning: ...` wrapped at `width` columns (a log has no terminal to wrap it), long words and paths
+    kept whole."""
+    return textwrap.fill(f"{prefix}{message}", width, subsequent_indent="  ", break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def _check_outputs(folders: dict[str, Path | None] | None = None, files: dict[str, Path | None] | None = None) -> None:
@@ -150,6 +166,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.obj = {"debug": debug}
     _show_edgekd_warnings_as_one_line()
+    silence_cuda_home_warning()  # torch's CUDA_HOME note, logged when NNCF or transformers import its C++ extension builder
 
 
 @main.command("run")
@@ -309,7 +326,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
 
     click.echo(terminal_table(report))
     for warning in report["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(warning_lines(warning, prefix="warning: "), err=True)
     if out:
         from edgekd.device.report.build import write_reports
 
@@ -340,7 +357,7 @@ def _print_lm_bench(report: dict, out: Path | None, json_out: Path | None) -> No
 
     click.echo(lm_terminal_table(report))
     for warning in report["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(warning_lines(warning, prefix="warning: "), err=True)
     if out:
         paths = [write_json_atomic(out / "lm-report.json", report), write_text_atomic(out / "report.md", lm_markdown(report))]
         click.echo(f"wrote {', '.join(str(p) for p in paths)}")
@@ -361,15 +378,21 @@ def _print_lm_bench(report: dict, out: Path | None, json_out: Path | None) -> No
               help="Take the reference accuracy from this report.json (must use the same evaluation set).")
 @click.option("--min-speedup", type=_ThresholdFlag("min_speedup"), help="Smallest allowed speedup over the target's fp32 baseline.")
 @click.option("--max-size-kb", type=_ThresholdFlag("max_size_kb"), help="Largest allowed model size.")
+@click.option("--max-increase", type=_ThresholdFlag("max_increase"),
+              help="A language model's lm-report.json: largest allowed perplexity increase over the reference (0.03: 3%%); "
+                   "default: the limit each bundle was benched under.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JUnit XML: one test case per artifact and threshold.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).")
 @click.option("--allow-empty", is_flag=True,
               help="Pass even when no check could be evaluated (every shipped artifact skipped as not measured here).")
-def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, min_speedup, max_size_kb, junit, summary,
-             allow_empty) -> None:
+def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, min_speedup, max_size_kb, max_increase, junit,
+             summary, allow_empty) -> None:
     """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL, 2 on bad input.
+
+    A language model's lm-report.json (edgekd bench on its bundles, or its pipeline) is gated on perplexity:
+    --max-increase, else the limit each bundle was benched under.
 
     Thresholds default to the gate section of the config that produced the report; flags override them.
     Skipped checks (artifacts without a measured top-1 here) are counted apart, not as passes; a gate
@@ -385,7 +408,7 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
     _check_outputs(files={"--junit": junit, "--summary": summary})
     drop_type = "relative" if relative else ("absolute" if absolute else None)  # None: the report's own
     checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type=drop_type,
-                      reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb,
+                      reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb, max_increase=max_increase,
                       allow_empty=True if allow_empty else None)
     for check in checks:
         status = "FAIL" if not check.passed else ("SKIP" if check.skipped else "PASS")

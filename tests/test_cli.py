@@ -113,7 +113,9 @@ def test_run_with_the_gate_stage_exits_1_on_its_failure(monkeypatch, tmp_path):
     assert result.exit_code == 1 and "gate: FAIL (1 failed)" in result.output
 
 
-def test_edgekd_warnings_print_as_one_line(monkeypatch):
+def test_edgekd_warnings_print_as_one_warning_within_120_columns(monkeypatch):
+    """One `edgekd: warning:` per warning, wrapped within a log's 120 columns (three quickstart warnings once ran past
+    them), continued on indented lines."""
     from edgekd.data import calibration
 
     recipe = calibration.CalibrationRecipe(name="cli-warning-1024", count=1024)
@@ -121,7 +123,11 @@ def test_edgekd_warnings_print_as_one_line(monkeypatch):
     monkeypatch.setattr("warnings.showwarning", __import__("warnings").showwarning)  # restored after the test
     result = CliRunner().invoke(main, ["targets"])
     assert result.exit_code == 0
-    lines = [line for line in result.stderr.splitlines() if "cli-warning-1024" in line]
-    assert lines == ["edgekd: warning: calibration recipe 'cli-warning-1024' asks for 1024 samples but the train split "
-                     "holds 400: using all 400 with the split's own class mix (not balanced); choose a recipe with at "
-                     "most 400 samples (e.g. train-256)"]
+    lines = result.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if "cli-warning-1024" in line)
+    block = [lines[start]] + [line for line in lines[start + 1:] if line.startswith("  ")]
+    assert block[0].startswith("edgekd: warning: ") and len(block) > 1 and all(len(line) <= 120 for line in block)
+    assert " ".join(line.strip() for line in block) == (
+        "edgekd: warning: calibration recipe 'cli-warning-1024' asks for 1024 samples but the train split "
+        "holds 400: using all 400 with the split's own class mix (not balanced); choose a recipe with at "
+        "most 400 samples (e.g. train-256)")

@@ -18,7 +18,8 @@ import numpy as np
 ACCURACY = "top-1 against the labels"
 FIDELITY = "fidelity to fp32 (no labels)"
 FIDELITY_NOTE = ("measured: fidelity to fp32 (no labels): top-1 is the share of images where the model's top-1 agrees with "
-                 "the fp32 model's, and drop is the disagreement in points; the fidelity column has the output cosine")
+                 "the fp32 model's, and drop is the disagreement in points; the cosine column is the mean cosine of the "
+                 "model's outputs with the fp32 model's")
 
 
 def measured_note(report: dict) -> str | None:
@@ -141,3 +142,18 @@ def within_limit(value: float, limit: float) -> bool:
 def at_least(value: float, limit: float) -> bool:
     """value >= limit, up to float rounding (a speedup computed from two latencies)."""
     return value >= limit - DROP_TOLERANCE * max(1.0, abs(limit))
+
+
+def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray, alternative: str = "two-sided") -> tuple[int, int, float]:
+    """Exact McNemar test on paired per-sample correctness of two models (or two ways of feeding one model) on the same
+    samples: (samples only a gets right, samples only b gets right, p-value). Only the discordant pairs carry
+    information, and under "equally accurate" each falls either way with probability 1/2: a binomial test.
+    `alternative` "greater" asks whether a is more accurate than b. scipy is imported here only, for `edgekd bench`'s
+    lean imports."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(b & ~a))
+    if only_a + only_b == 0:
+        return 0, 0, 1.0
+    return only_a, only_b, float(binomtest(only_a, only_a + only_b, 0.5, alternative=alternative).pvalue)

@@ -37,23 +37,36 @@ def validate_model(raw: dict[str, Any], model: type[Model], source: str) -> Mode
 
 
 def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
-    """One line for the first problem: the dotted key, what is wrong, and a fix."""
+    """One line: every unknown key when there are any (a file with two typos is fixed in one go, not two runs),
+    else the first problem: the dotted key, what is wrong, and a fix."""
+    unknown = [error for error in exc.errors() if error["type"] == "extra_forbidden"]
+    if len(unknown) == 1:
+        return f"unknown key '{_dotted(unknown[0])}'; {_unknown_key_hint(unknown[0], root)}"
+    if unknown:
+        return "unknown keys " + ", ".join(f"'{_dotted(e)}' ({_unknown_key_hint(e, root)})" for e in unknown)
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
-    key = ".".join(loc) or "(top level)"
+    key = _dotted(error)
     if error["type"] == "value_error":
         message = error["msg"].removeprefix("Value error, ")
         return message if not loc else f"{key}: {message}"
-    if error["type"] == "extra_forbidden":
-        valid = _fields_at(root, error["loc"][:-1])
-        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(sorted(valid))}"
-        return f"unknown key '{key}'; {hint}"
     if error["type"] == "missing":
         return f"missing required key '{key}'"
     given = error.get("input")
     shown = repr(given)[:80] if not isinstance(given, (dict, list)) else type(given).__name__
     return f"invalid value for '{key}': {error['msg']} (got {shown})"
+
+
+def _dotted(error: dict[str, Any]) -> str:
+    """The key's path, a control character in it escaped (a key "\n" must not break the one-line message)."""
+    parts = [str(part) if str(part).isprintable() else repr(str(part))[1:-1] for part in error["loc"]]
+    return ".".join(parts) or "(top level)"
+
+
+def _unknown_key_hint(error: dict[str, Any], root: type[BaseModel]) -> str:
+    valid = _fields_at(root, error["loc"][:-1])
+    close = difflib.get_close_matches(str(error["loc"][-1]), valid, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(sorted(valid))}"
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

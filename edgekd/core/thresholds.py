@@ -16,6 +16,10 @@ from edgekd.core.metrics import DROP_TYPES
 from edgekd.core.sections import Strict
 
 _NUMBERS = ("max_drop", "min_speedup", "max_size_kb")
+# A language model's gate (pipeline/lm/config.py's LMGateConfig, a bundle's manifest.gate, `edgekd gate` on its report)
+# has thresholds of its own; they are checked by the same rules, so nan or inf is refused wherever one is read.
+LM_NUMBERS = ("max_increase", "min_greedy_agreement")
+_MAY_BE_ZERO = ("max_drop", "max_increase", "min_greedy_agreement")
 
 
 class Thresholds(Strict):
@@ -51,15 +55,17 @@ THRESHOLD_NAMES = tuple(Thresholds.model_fields)
 
 def threshold_problem(name: str, value: Any) -> str | None:
     """What is wrong with one threshold value (None: nothing). The model's validator; callers build Thresholds."""
-    if name in _NUMBERS:
+    if name in _NUMBERS or name in LM_NUMBERS:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number, not {type(value).__name__} {value!r}"
         if not math.isfinite(value):  # nan compares false with everything: it would pass or fail every check
             return f"must be a finite number, got {value!r}"
-        if value < 0 or (value == 0 and name != "max_drop"):
-            return f"must be {'>= 0' if name == 'max_drop' else '> 0'}, got {value!r}"
+        if value < 0 or (value == 0 and name not in _MAY_BE_ZERO):
+            return f"must be {'>= 0' if name in _MAY_BE_ZERO else '> 0'}, got {value!r}"
+        if name == "min_greedy_agreement" and value > 1:
+            return f"must be a fraction between 0 and 1, got {value!r}"
     elif name == "drop_type" and value not in DROP_TYPES:
         return f"must be one of {', '.join(DROP_TYPES)}, got {value!r}"
     elif name == "reference" and (not isinstance(value, str) or not value):

@@ -149,13 +149,18 @@ def _check_classes(raw: RawData, where: str) -> None:
                         "renumber the labels, or fix the stray one")
 
 
+def test_split_size(samples: int, test_fraction: float) -> int:
+    """The test split of a source without an official one (digits, npz, image folders): `test_fraction` of it."""
+    return max(1, int(round(samples * test_fraction)))
+
+
 def _split(raw: RawData, cfg: DataConfig, rng: np.random.Generator) -> tuple[Split, Split, Split]:
     order = rng.permutation(len(raw.y))
     pool = Split(raw.x, raw.y).take(order)
     if raw.test_x is not None:
         test = Split(raw.test_x, raw.test_y)
     else:
-        n_test = max(1, int(round(len(pool) * cfg.test_fraction)))
+        n_test = test_split_size(len(pool), cfg.test_fraction)
         test, pool = pool.take(np.arange(n_test)), pool.take(np.arange(n_test, len(pool)))
     n_val = max(1, int(round(len(pool) * cfg.val_fraction)))
     val, train = pool.take(np.arange(n_val)), pool.take(np.arange(n_val, len(pool)))

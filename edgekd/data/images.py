@@ -67,10 +67,11 @@ class Preprocess:
 
         try:
             with Image.open(file) as img:
-                pixels = self._pixels(img)
+                x = self._pixels(img)
+        except Image.DecompressionBombError as exc:
+            raise DataError(oversized_message(file, exc)) from None
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
-        x = pixels.astype(np.float32) / 255.0
         x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
         if self.color == "gray3":
             x = np.repeat(x, 3, axis=0)
@@ -81,9 +82,16 @@ class Preprocess:
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def _pixels(self, img) -> np.ndarray:
+        """(H, W) or (H, W, 3) float32 pixels in [0, 1], resized and cropped. 16-bit greyscale (a PNG's I;16 modes, or I)
+        is kept at its depth: Pillow's convert("L"/"RGB") clips those values at 255 instead of scaling them. Pillow
+        itself decodes 16-bit colour PNG files to 8-bit RGB (the high byte), which is scaled right already."""
         from PIL import Image
 
-        img = img.convert("L" if self.color in ("gray", "gray3") else "RGB")
+        deep = img.mode in SIXTEEN_BIT_MODES
+        if deep:  # Pillow resizes and crops 32-bit float images ("F") as it does 8-bit ones
+            img = Image.fromarray(np.clip(np.asarray(img, np.float32) / 65535.0, 0.0, 1.0))  # float32: mode "F"
+        else:
+            img = img.convert("L" if self.color in ("gray", "gray3") else "RGB")
         if self.square:
             img = img.resize((self.square, self.square), Image.BILINEAR)
         if self.resize:
@@ -92,7 +100,22 @@ class Preprocess:
             img = img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
         if self.center_crop:
             img = _center_crop(img, self.center_crop)
-        return np.asarray(img)
+        if not deep:
+            return np.asarray(img).astype(np.float32) / 255.0
+        grey = np.asarray(img, np.float32)
+        return grey if self.color in ("gray", "gray3") else np.repeat(grey[:, :, None], 3, axis=2)
+
+
+# Pillow's modes for 16-bit greyscale (little-, big-, native-endian) and its 32-bit integer mode, which is how it may
+# open a 16-bit PNG too: values 0..65535, scaled by 65535 (a 32-bit image beyond that range is clipped at 1).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def oversized_message(file: Path, exc: Exception) -> str:
+    """The line for a file whose header claims more pixels than Pillow decodes safely (a decompression bomb, or a damaged
+    header): Pillow refuses it before decoding, and the run must name the file rather than crash."""
+    found = str(exc).split(",")[0].strip().rstrip(".")  # Pillow's "Image size (N pixels) exceeds limit of M pixels"
+    return f"{file}: {found}, too large to decode safely (a decompression bomb or a damaged header); remove it or shrink it"
 
 
 def _center_crop(img, size: int):

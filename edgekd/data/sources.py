@@ -12,7 +12,7 @@ import numpy as np
 from edgekd.core.errors import DataError
 from edgekd.core.fileio import read_npz, resolve_path, searched
 from edgekd.core.user_code import call, is_reference
-from edgekd.data.images import LazyImages, Preprocess
+from edgekd.data.images import LazyImages, Preprocess, oversized_message
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
@@ -65,6 +65,9 @@ def data_path(source: str, path: Optional[str], base_dir: Optional[Path]) -> Pat
         raise DataError(f"data.path '{path}': not found ({searched(path, base_dir)}); give the {source} "
                         f"{'file' if source == 'npz' else 'folder'}'s path, absolute or relative to the config file")
     return found
+
+
+DIGITS_SAMPLES = 1797  # scikit-learn's load_digits: 8x8 images, no official test split
 
 
 def _digits() -> RawData:
@@ -236,6 +239,8 @@ def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
             with Image.open(file) as img:
                 img.verify()  # the header and, for PNG, the chunk checksums, without decoding the pixels
                 sizes.add(img.size)
+        except Image.DecompressionBombError as exc:
+            raise DataError(oversized_message(file, exc)) from None
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
     if len(sizes) > 1 and not (preprocess.square or preprocess.center_crop):

@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetError
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
-from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds
+from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.device.bundle import load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.lm_bundle import is_lm_bundle
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report
+from edgekd.device.token_ids import check_token_ids
 from edgekd.runtimes.host_fit import host_warnings
 from edgekd.runtimes.registry import get_backend
 
@@ -97,17 +99,22 @@ def _check_eval_arrays(path: Path, x: np.ndarray, y: np.ndarray, logits: np.ndar
         raise ArtifactError(f"{path}: {problem}; rebuild the bundle")
 
 
-def _gate_section(manifest: dict[str, Any]) -> dict[str, Any]:
+def _gate_section(manifest: dict[str, Any], bundle_dir: Path) -> dict[str, Any]:
     """The thresholds the pipeline's gate applied (recorded in the bundle), so a gate on the device
     judges by the same limits. Bundles from before that record: the profile's thresholds where set,
-    edgekd's defaults otherwise."""
+    edgekd's defaults otherwise. Checked by the one Thresholds model: a nan or inf limit is refused here, naming
+    the key, rather than written into a report that would pass or fail everything."""
     recorded = manifest.get("gate")
     if isinstance(recorded, dict):
-        given = {k: v for k, v in recorded.items() if k in THRESHOLD_NAMES}
+        given, section = {k: v for k, v in recorded.items() if k in THRESHOLD_NAMES}, "gate"
     else:
         profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
         given = {k: v for k, v in profile_gate.items() if k in THRESHOLD_NAMES and v is not None}
-    return Thresholds().model_dump() | given
+        section = "profile.gate"
+    try:
+        return Thresholds.model_validate(Thresholds().model_dump() | given).model_dump()
+    except ValidationError as exc:
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: {section}.{threshold_error(exc)}; rebuild the bundle") from None
 
 
 def _require_a_runtime(loaded: list) -> None:
@@ -138,10 +145,10 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     first_manifest = loaded[0][1]
     if texts is not None:
         x, y, reference, references, eval_set = _on_texts(Path(texts), loaded, candidates)
-        measured, gate = ACCURACY, _gate_section(first_manifest)
+        measured, gate = ACCURACY, _gate_section(first_manifest, loaded[0][0])
     elif images is None:
         x, y, reference, references, eval_set = _on_eval_npz(loaded)
-        measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest)
+        measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest, loaded[0][0])
     else:
         x, y, reference, references, eval_set, measured, gate = _on_images(Path(images), loaded, candidates)
     rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory)
@@ -207,7 +214,7 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
                                                                                 candidates[index].threads).run, x)
     measured = ACCURACY if y is not None else FIDELITY
     y = reference.argmax(1).astype(np.int64) if y is None else y
-    gate = _gate_section(first)
+    gate = _gate_section(first, first_dir)
     references = {}
     if candidates[index].artifact.precision == "fp32":
         references["student_fp32"] = {**accuracy_metrics(reference, y), "source": f"{candidates[index].name} on {folder}"}
@@ -219,6 +226,10 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
                 # the reference tells nothing about the others: no fp32 bundle among them, or no other bundle at all
                 "reference_is_a_candidate": candidates[index].artifact.precision != "fp32" or len(candidates) == 1}
     return x, y, reference, references, eval_set, measured, gate
+
+
+# On the device the model is fixed: a label it was not trained on can only be dropped from the file or renamed.
+_DEVICE_LABEL_ADVICE = "the bundle's model cannot predict them: drop those examples or name them by the bundle's labels"
 
 
 def _on_texts(path: Path, loaded: list, candidates: list[Candidate]) -> tuple:
@@ -238,8 +249,10 @@ def _on_texts(path: Path, loaded: list, candidates: list[Candidate]) -> tuple:
     tok = tokenizer.load(first_dir / text["tokenizer"], int(text["max_length"]))
     examples = corpus.load(path)
     labels = [str(label) for label in loaded[0][1].get("labels") or []]
-    y = corpus.label_ids(examples, labels)
+    y = corpus.label_ids(examples, labels, f"--texts {path}", _DEVICE_LABEL_ADVICE, "labels of the bundle")
     x = tokenizer.encode(tok, [e.text for e in examples])
+    check_token_ids(x["input_ids"], text.get("vocab_size"), str(first_dir / text["tokenizer"]),
+                    f" for the texts of {path}, so it is not the tokenizer the model was built with")
     index = next((i for i, c in enumerate(candidates) if c.artifact.precision == "fp32"), 0)
     reference = predict(get_backend(candidates[index].artifact.backend).session(candidates[index].artifact,
                                                                                 candidates[index].threads).run, x)

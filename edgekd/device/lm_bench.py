@@ -16,9 +16,11 @@ import numpy as np
 
 from edgekd.core.environment import describe
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
-from edgekd.device.lm_bundle import TOKENIZER, model_bytes, model_file, read_eval_blocks, verify_lm_bundle
+from edgekd.core.thresholds import threshold_problem
+from edgekd.device.lm_bundle import TOKENIZER, model_bytes, model_file, read_eval_blocks, verify_lm_bundle, vocab_size
+from edgekd.device.lm_gate import LM_DEVICE_REPORT
+from edgekd.device.token_ids import check_token_ids
 
-LM_DEVICE_REPORT = "edgekd.lm-device-report/1"
 # Used only for a bundle that records no bench settings (made before it did); the pipeline's own defaults.
 FALLBACK_BENCH = {"prompts": 20, "prompt_tokens": 32, "new_tokens": 64, "rounds": 1}
 
@@ -59,7 +61,9 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     rows = [_row(name, d, m, decoders[name], blocks[name], speed[name]) for name, (d, m) in zip(names, bundles, strict=True)]
     warnings = [f"{row['artifact']}: the bundle carries no held-out blocks; perplexity and the gate need a bundle rebuilt "
                 "by this edgekd" for row in rows if row["perplexity"] is None]
-    return {"format": LM_DEVICE_REPORT, "prompts": {"count": len(prompts), "source": source, "tokens": [int(len(p)) for p in prompts]},
+    # schema: what `edgekd gate` reads (as report.json's); format: the key reports carried before, kept for their readers
+    return {"schema": LM_DEVICE_REPORT, "format": LM_DEVICE_REPORT,
+            "prompts": {"count": len(prompts), "source": source, "tokens": [int(len(p)) for p in prompts]},
             "new_tokens": new_tokens, "rounds": int(settings["rounds"]), "decoding": decoding.describe(),
             "threads": threads, "rows": rows, "gate": _verdict(rows), "environment": describe(),
             "warnings": warnings}
@@ -88,6 +92,8 @@ def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], 
     context = int(manifest.get("context") or 0)
     if texts is not None:
         prompts = _text_prompts(Path(texts), bundle_dir / TOKENIZER, context, new_tokens)
+        check_token_ids(np.concatenate(prompts), vocab_size(manifest), str(bundle_dir / TOKENIZER),
+                        f" for the prompts of {texts}, so it is not the tokenizer the model was built with")
         return prompts[: decoding.prompts or None], str(texts)
     if blocks is None:
         raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (eval_blocks.npy: built "
@@ -137,9 +143,8 @@ def _gate_check(bundle_dir: Path, manifest: dict, perplexity: Optional[float]) -
     """The bundle's gate on this machine's perplexity: PASS, FAIL, or n/a with why."""
     gate = manifest.get("gate") or {}
     max_increase, reference = gate.get("max_increase"), gate.get("reference", "student_fp32")
-    if max_increase is not None and (not isinstance(max_increase, (int, float)) or max_increase < 0):
-        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: gate.max_increase {max_increase!r} is not a number >= 0; "
-                            "rebuild the bundle")
+    if problem := threshold_problem("max_increase", max_increase):  # the rules of every threshold: no nan, no inf
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: gate.max_increase {problem}; rebuild the bundle")
     known = ((manifest.get("eval") or {}).get("reference_perplexity") or {}).get(reference)
     if perplexity is None:
         return {"gate": "n/a", "why": "perplexity not measured (no held-out blocks in the bundle)"}
@@ -149,6 +154,7 @@ def _gate_check(bundle_dir: Path, manifest: dict, perplexity: Optional[float]) -
         return {"gate": "n/a", "why": f"the manifest has no {reference} perplexity on these blocks"}
     increase = perplexity / known - 1
     return {"reference": {"name": reference, "perplexity": known}, "perplexity_increase": round(increase, 6),
+            "max_increase": max_increase,  # the limit, so that `edgekd gate` on this report judges by it
             "gate": "PASS" if increase <= max_increase else "FAIL",
             "why": f"perplexity {perplexity:.3f} vs {reference} {known:.3f}: {increase:+.2%} (limit +{max_increase * 100:g}%)"}
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgekd.core.errors import ArtifactError
 from edgekd.core.fileio import atomic_path, read_json, sha256_of, write_json_atomic
+from edgekd.device.token_ids import check_token_ids
 
 LM_BUNDLE_FORMAT = "edgekd.lm-bundle/1"
 MODEL, TOKENIZER, EVAL_BLOCKS = "model.onnx", "tokenizer.json", "eval_blocks.npy"
@@ -92,6 +93,12 @@ def model_file(manifest: dict[str, Any]) -> str:
     return name if isinstance(name, str) else MODEL
 
 
+def vocab_size(manifest: dict[str, Any]) -> int | None:
+    """The ids the decoder takes (0..vocab_size-1), as the build machine recorded them; None if not recorded."""
+    size = manifest.get("vocab_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
 def model_bytes(bundle_dir: Path, manifest: dict[str, Any]) -> int:
     """The decoder's size on disk: its file, plus the weights file beside an OpenVINO .xml."""
     path = Path(bundle_dir) / model_file(manifest)
@@ -108,12 +115,11 @@ def read_eval_blocks(bundle_dir: Path, manifest: dict[str, Any]) -> np.ndarray |
         blocks = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:  # an object array (pickle), a truncated or non-.npy file
         raise ArtifactError(f"{path}: not a plain .npy array ({exc}); rebuild the bundle") from None
-    vocab, context = manifest.get("vocab_size"), manifest.get("context")
+    vocab, context = vocab_size(manifest), manifest.get("context")
     if blocks.ndim != 2 or not np.issubdtype(blocks.dtype, np.integer) or blocks.shape[0] == 0 or blocks.shape[1] < 2:
         raise ArtifactError(f"{path}: {blocks.dtype} {blocks.shape}, expected (n >= 1, length >= 2) integer token ids; "
                             "rebuild the bundle")
     if isinstance(context, int) and blocks.shape[1] > context:
         raise ArtifactError(f"{path}: blocks of {blocks.shape[1]} tokens exceed the model's context {context}; rebuild the bundle")
-    if isinstance(vocab, int) and (blocks.min() < 0 or blocks.max() >= vocab):
-        raise ArtifactError(f"{path}: token ids outside 0..{vocab - 1} (the tokenizer's vocabulary); rebuild the bundle")
+    check_token_ids(blocks, vocab, str(path))
     return blocks.astype(np.int64)

@@ -89,11 +89,15 @@ def summary(corpus: Corpus, count_tokens: Optional[Callable[[str], int]] = None)
 
 def read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); convert it to UTF-8 or remove it from the corpus") from None
+        data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); convert it to "
+                        "UTF-8 or remove it from the corpus") from None
 
 
 def _split(root: Path, source: str, names: list[str], fractions: Sequence[float]) -> Corpus:

@@ -87,11 +87,15 @@ def default_group_size(source: Path) -> int:
 def _compressed(model, method: str, compression: Compression):
     import nncf
 
+    from edgekd.core.quiet import quiet_nncf
+
     if method == "ov_int8":
-        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        with quiet_nncf():  # NNCF's progress bars and INFO lines stay out of edgekd's log
+            return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     mode = nncf.CompressWeightsMode.INT4_SYM if compression.int4_mode == "sym" else nncf.CompressWeightsMode.INT4_ASYM
     try:
-        return nncf.compress_weights(model, mode=mode, group_size=compression.group_size, ratio=compression.ratio)
+        with quiet_nncf():
+            return nncf.compress_weights(model, mode=mode, group_size=compression.group_size, ratio=compression.ratio)
     except nncf.errors.InvalidGroupSizeError as exc:  # a width the group size does not divide
         raise ConfigError(f"quantize.openvino.group_size {compression.group_size}: NNCF cannot group this model's "
                           f"weights by it ({str(exc).splitlines()[0][:160]}); use a divisor of the model's width") from None

@@ -132,6 +132,19 @@ def _data_section(data: str | None) -> dict[str, Any]:
     raise ConfigError(f"--data {data}: not digits, fashion-mnist, module:function, a .npz file or an existing image folder")
 
 
+def _eval_samples(section: dict[str, Any], defaults: dict[str, Any]) -> int:
+    """bench.eval_samples for the starter file: the default, or for digits its whole test split (359 images),
+    so the first run does not warn that the split is smaller than asked."""
+    if section.get("source") != "digits":
+        return defaults["bench.eval_samples"]
+    from edgekd.data.config import DataConfig
+    from edgekd.data.datasets import test_split_size
+    from edgekd.data.sources import DIGITS_SAMPLES
+
+    return min(int(defaults["bench.eval_samples"]),
+               test_split_size(DIGITS_SAMPLES, DataConfig.model_fields["test_fraction"].default))
+
+
 def starter_config(name: str = "my-model", data: str | None = None, filename: str = "edgekd.yaml") -> str:
     """A small, commented pipeline file; the values shown as defaults are read from the config models."""
     d = key_defaults()
@@ -162,7 +175,7 @@ quantize:
   calibration: {json.loads(d['quantize.calibration'])}       # a recipe in calibration/
 targets: [x86-cpu]            # `edgekd targets` lists the profiles
 bench:
-  eval_samples: {d['bench.eval_samples']}
+  eval_samples: {_eval_samples(section, d)}
 gate:
   reference: {json.loads(d['gate.reference'])}
   max_drop: {d['gate.max_drop']}                # top-1 points

@@ -104,3 +104,20 @@ def check_classes(logits: np.ndarray, classes: int, field: str) -> None:
     if logits.ndim != 2 or logits.shape[1] != classes:
         raise ConfigError(f"{field}: the model's output has shape {_shape(logits.shape)} but the data has {classes} classes; "
                           "edgekd ships classifiers whose output is (batch, classes) logits: check data.source")
+
+
+def onnx_scaling(path: Path, channels: int) -> tuple[list[float], list[float]] | None:
+    """The input scaling an ONNX model's own metadata records, if any: edgekd's exports carry `preprocessing` (JSON with
+    per-channel `mean` and `std`), and some exporters write `mean` and `std` keys. None when absent or not per channel."""
+    import json
+
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    try:
+        found = json.loads(props["preprocessing"]) if "preprocessing" in props else \
+            {"mean": json.loads(props["mean"]), "std": json.loads(props["std"])}
+        mean, std = [float(v) for v in found["mean"]], [float(v) for v in found["std"]]
+    except (KeyError, TypeError, ValueError):  # no scaling recorded, or not as numbers: nothing to try
+        return None
+    return (mean, std) if len(mean) == len(std) == channels and min(std) > 0 else None

@@ -76,15 +76,21 @@ def _judge(where: str, top1: float, others: dict[str, float], chance: float, n: 
 
 def _other_scalings(data, x: np.ndarray) -> dict[str, np.ndarray]:
     """`x` as the other standard data.normalize choices would have given it to the model."""
-    pixels = data.raw(x)
-    channels = x.shape[1]
+    return {mode: rescaled(data, x, mean, std) for mode, (mean, std) in standard_scalings(data, x.shape[1]).items()}
+
+
+def standard_scalings(data, channels: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(mean, std) of every standard data.normalize choice other than the configured one: the training split's own
+    statistics, raw [0, 1] pixels, and ImageNet's (three channels only)."""
     stats = {"dataset": (data.pixel_mean, data.pixel_std), "none": ([0.0] * channels, [1.0] * channels)}
     if channels == 3:
         stats["imagenet"] = (IMAGENET_MEAN, IMAGENET_STD)
-    out = {}
-    for mode, (mean, std) in stats.items():
-        if mode == data.normalize:
-            continue
-        m, s = np.asarray(mean, np.float32)[None, :, None, None], np.asarray(std, np.float32)[None, :, None, None]
-        out[mode] = ((pixels - m) / s).astype(np.float32)
-    return out
+    return {mode: (np.asarray(mean, np.float32), np.asarray(std, np.float32))
+            for mode, (mean, std) in stats.items() if mode != data.normalize}
+
+
+def rescaled(data, x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Model inputs `x` (normalised as data.normalize says) as (pixel - mean) / std would have made them."""
+    pixels = data.raw(x)
+    m, s = np.asarray(mean, np.float32)[None, :, None, None], np.asarray(std, np.float32)[None, :, None, None]
+    return ((pixels - m) / s).astype(np.float32)

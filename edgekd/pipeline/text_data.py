@@ -58,8 +58,11 @@ class TextDataset:
 
     def preprocessing(self) -> dict:
         """What the device does to a raw text before the model: the bundle's tokenizer.json, cut and padded."""
+        # vocab_size: the ids the model takes (its tokenizer's vocabulary), so the device refuses a tokenizer that
+        # makes others before onnxruntime fails on them (device/token_ids.py).
         return {"text": {"tokenizer": TOKENIZER_FILE, "max_length": self.max_length,
-                         "inputs": ["input_ids", "attention_mask"], "lowercase": True}}
+                         "inputs": ["input_ids", "attention_mask"], "lowercase": True,
+                         "vocab_size": self.tokenizer().get_vocab_size()}}
 
 
 def given_model_key(config) -> str | None:
@@ -103,7 +106,7 @@ def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
         names, tok = _given_labels_and_tokenizer(given, names, max_length)
     else:
         tok = tokenizer.train([e.text for e in parts["train"]], vocab_size=cfg.vocab_size or DEFAULT_VOCAB, max_length=max_length)
-    splits = {name: _encode(tok, part, names) for name, part in parts.items()}
+    splits = {name: _encode(tok, part, names, f"{path} ({name} split)") for name, part in parts.items()}
     # A given tokenizer and label order change every encoded split and label id: they are part of the dataset.
     model_side = [hashlib.sha256(given.tokenizer_json.encode()).hexdigest(), names] if given else None
     digest = hashlib.sha256(json.dumps([sha256_of(path), seed, cfg.val_fraction, cfg.test_fraction, cfg.train_limit,
@@ -130,6 +133,6 @@ def _given_labels_and_tokenizer(given: pretrained.PretrainedFolder, names: list[
     return list(given.labels), tok
 
 
-def _encode(tok, examples: list[corpus.Example], names: list[str]) -> TextSplit:
+def _encode(tok, examples: list[corpus.Example], names: list[str], where: str) -> TextSplit:
     texts = [e.text for e in examples]
-    return TextSplit(tokenizer.encode(tok, texts), corpus.label_ids(examples, names), texts)
+    return TextSplit(tokenizer.encode(tok, texts), corpus.label_ids(examples, names, where), texts)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.core.errors import StageError
-from edgekd.core.metrics import accuracy_drop, predict, topk, within_limit
+from edgekd.core.metrics import accuracy_drop, mcnemar_exact, predict, topk, within_limit
 from edgekd.core.progress import progress
 from edgekd.quant.ptq import quantize_qdq, quantized_nodes
 from edgekd.runtimes.ort import OrtSession
@@ -121,10 +121,7 @@ def pick_calibration(reports: dict[str, FallbackReport]) -> str:
 def _significantly_more_accurate(a: FallbackReport, b: FallbackReport) -> bool:
     if a.val_correct is None or b.val_correct is None or a.val_top1 <= b.val_top1:
         return False
-    from scipy.stats import binomtest  # scipy arrives with scikit-learn; imported late to keep `edgekd bench` lean
-
-    only_a, only_b = int(np.sum(a.val_correct & ~b.val_correct)), int(np.sum(b.val_correct & ~a.val_correct))
-    return binomtest(only_a, only_a + only_b, 0.5).pvalue < SIGNIFICANCE
+    return mcnemar_exact(a.val_correct, b.val_correct)[2] < SIGNIFICANCE
 
 
 def quantize_auto(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,

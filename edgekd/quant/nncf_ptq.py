@@ -9,13 +9,13 @@ evaluation and compile treat it like onnxruntime's.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from edgekd.core.errors import StageError
 from edgekd.core.fileio import atomic_path
+from edgekd.core.quiet import quiet_nncf
 from edgekd.runtimes.profiles import QuantRecipe
 
 
@@ -38,11 +38,11 @@ def quantize_nncf(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrat
     overflow = OverflowFix.ENABLE if recipe.reduce_range else OverflowFix.FIRST_LAYER
     advanced = AdvancedQuantizationParameters(overflow_fix=overflow, disable_bias_correction=recipe.bias_correction == "none")
     ignored = nncf.IgnoredScope(names=list(nodes_to_exclude or []), validate=False)
-    logging.getLogger("nncf").setLevel(logging.WARNING)  # NNCF logs every statistics pass at INFO
     try:
-        quantized = nncf.quantize(model, nncf.Dataset(feeds), preset=preset, subset_size=len(feeds), ignored_scope=ignored,
-                                  fast_bias_correction=recipe.bias_correction != "full", advanced_parameters=advanced,
-                                  model_type=nncf.ModelType.TRANSFORMER if transformer else None)
+        with quiet_nncf():  # its INFO lines and progress bars stay out of edgekd's log
+            quantized = nncf.quantize(model, nncf.Dataset(feeds), preset=preset, subset_size=len(feeds), ignored_scope=ignored,
+                                      fast_bias_correction=recipe.bias_correction != "full", advanced_parameters=advanced,
+                                      model_type=nncf.ModelType.TRANSFORMER if transformer else None)
     except Exception as exc:  # NNCF raises many types; the first line says which node or statistic failed
         raise StageError(f"quantize: NNCF failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
     with atomic_path(out_path) as tmp:

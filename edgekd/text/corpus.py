@@ -108,25 +108,36 @@ def load(path: str | Path) -> list[Example]:
     if kind not in (".jsonl", ".csv"):
         raise DataError(f"{path}: unknown text corpus format; name it .jsonl or .csv (optionally .gz)")
     try:
-        with _open_text(path) as handle:
-            rows = _jsonl_rows(handle, path) if kind == ".jsonl" else _csv_rows(handle, path)
+        with _open_bytes(path) as raw:
+            lines = _decoded_lines(raw, path)
+            rows = _jsonl_rows(lines, path) if kind == ".jsonl" else _csv_rows(lines, path)
             examples = [_example(row, path, line) for line, row in rows]
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; build it with benchmarks/text_corpus.py or give a path that exists") from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {str(exc)[:120]}); the file is damaged or not UTF-8 text") from None
     if not examples:
         raise DataError(f"{path}: no examples; give at least one line with text and label")
     return examples
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _jsonl_rows(handle: io.TextIOBase, path: Path) -> Iterator[tuple[int, dict]]:
+def _decoded_lines(raw: io.BufferedIOBase, path: Path) -> Iterator[str]:
+    """The file's lines as text, decoded one line at a time so that a byte that is not UTF-8 is reported by line and
+    column (a text-mode file reports only its offset in an internal 8 KiB buffer). Lines keep their endings: the csv
+    module needs them to read a quoted cell across lines."""
+    for number, line in enumerate(raw, start=1):
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}:{number}: byte 0x{line[exc.start]:02x} at column {exc.start + 1} is not UTF-8; "
+                            "save the file as UTF-8 text") from None
+
+
+def _jsonl_rows(handle: Iterable[str], path: Path) -> Iterator[tuple[int, dict]]:
     for line, raw in enumerate(handle, start=1):
         if not raw.strip():
             continue
@@ -139,7 +150,7 @@ def _jsonl_rows(handle: io.TextIOBase, path: Path) -> Iterator[tuple[int, dict]]
         yield line, row
 
 
-def _csv_rows(handle: io.TextIOBase, path: Path) -> Iterator[tuple[int, dict]]:
+def _csv_rows(handle: Iterable[str], path: Path) -> Iterator[tuple[int, dict]]:
     reader = csv.DictReader(handle)
     missing = {"text", "label"} - set(reader.fieldnames or [])
     if missing:
@@ -198,12 +209,19 @@ def label_names(examples: Iterable[Example]) -> list[str]:
     return sorted({example.label for example in examples})
 
 
-def label_ids(examples: Iterable[Example], names: list[str]) -> np.ndarray:
-    """Each example's class index in `names` (from the training split), as int64."""
+TRAINING_LABEL_ADVICE = "every label needs training examples: add some to the train split, or drop these examples"
+
+
+def label_ids(examples: Iterable[Example], names: list[str], where: str = "", advice: str = TRAINING_LABEL_ADVICE,
+              known_as: str = "training labels") -> np.ndarray:
+    """Each example's class index in `names` (from the training split), as int64. `where` names the file and split
+    the examples come from, `advice` what to do there (the pipeline can add training examples, a device cannot)."""
     index = {name: i for i, name in enumerate(names)}
     examples = list(examples)
     unknown = sorted({e.label for e in examples} - index.keys())
     if unknown:
-        raise DataError(f"labels {', '.join(map(repr, unknown[:5]))} are not among the {len(names)} training labels; "
-                        "every label must have training examples")
+        shown = ", ".join(map(repr, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        known = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise DataError(f"{where + ': ' if where else ''}labels {shown} are not among the {len(names)} {known_as} "
+                        f"({known}); {advice}")
     return np.array([index[e.label] for e in examples], dtype=np.int64)

@@ -53,3 +53,16 @@ def test_a_profile_gate_counts_only_the_keys_it_sets(tmp_path):
     bad.write_text("name: bad\nbackend: ort\nprecisions: [fp32]\ngate: {max_drop: -2}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: gate.max_drop: must be >= 0"):
         load_profile(str(bad))
+
+
+@pytest.mark.parametrize("values", [{"max_increase": float("nan")}, {"max_increase": float("inf")},
+                                    {"min_greedy_agreement": float("nan")}])
+def test_a_language_models_gate_refuses_non_finite_limits_naming_the_key(tmp_path, values):
+    from edgekd.core.sections import load_yaml_model
+    from edgekd.pipeline.lm.config import LanguageModelConfig
+
+    path = tmp_path / "lm.yaml"
+    key, value = next(iter(values.items()))
+    path.write_text(f"task: language-model\ngate: {{{key}: {'.nan' if value != value else '.inf'}}}\n")
+    with pytest.raises(ConfigError, match=rf"lm.yaml: gate.{key}: must be a finite number"):
+        load_yaml_model(path, LanguageModelConfig, "run config")

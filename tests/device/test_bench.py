@@ -32,9 +32,23 @@ def test_device_report_uses_the_pipelines_thresholds_not_the_profiles(tiny_bundl
     assert "(limit 2 points)" in check.reason
 
 
-def test_bundles_without_a_recorded_gate_keep_the_profiles_thresholds():
-    assert _gate_section({"profile": {"gate": {"max_drop": 0.5}}})["max_drop"] == 0.5
-    assert _gate_section({"gate": {"max_drop": 2.0}, "profile": {"gate": {"max_drop": 0.5}}})["max_drop"] == 2.0
+def test_bundles_without_a_recorded_gate_keep_the_profiles_thresholds(tmp_path):
+    assert _gate_section({"profile": {"gate": {"max_drop": 0.5}}}, tmp_path)["max_drop"] == 0.5
+    assert _gate_section({"gate": {"max_drop": 2.0}, "profile": {"gate": {"max_drop": 0.5}}}, tmp_path)["max_drop"] == 2.0
+
+
+@pytest.mark.parametrize("key", ["max_drop", "min_speedup", "max_size_kb"])
+def test_a_non_finite_limit_in_a_bundles_gate_is_refused_naming_the_key(tiny_bundle, key):
+    """Every threshold a bundle carries is checked by the one Thresholds model: nan would pass or fail everything."""
+    from click.testing import CliRunner
+
+    from edgekd.cli import main
+    from tests.faults.helpers import assert_one_line_error
+
+    bundle = _with_recorded_gate(tiny_bundle, {"reference": "student_fp32", key: float("nan")})
+    assert "NaN" in (bundle / "manifest.json").read_text()
+    result = CliRunner().invoke(main, ["bench", str(bundle), "--runs", "1", "--no-memory"])
+    assert_one_line_error(result, str(bundle / "manifest.json"), f"gate.{key}: must be a finite number")
 
 
 def test_a_bundle_shipping_int8_with_nodes_in_float_is_named_so_in_the_report(tiny_bundle):

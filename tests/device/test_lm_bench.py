@@ -172,3 +172,75 @@ def test_bad_lm_options_are_one_line_errors(lm_run, args, message):
 
 def test_lm_options_on_an_image_bundle_are_refused(tiny_bundle):
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(tiny_bundle), "--top-k", "5"]), "language models")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity"])
+def test_a_non_finite_gate_limit_in_the_manifest_is_refused_naming_the_key(run_copy, value):
+    """gate.max_increase NaN once gave `gate: FAIL ... (limit +nan%)`: every threshold is checked by one rule set."""
+    bundle = run_copy / "bundle" / "x86-cpu"
+    manifest = read_json(bundle / "manifest.json")
+    manifest["gate"]["max_increase"] = float(value.lower().replace("infinity", "inf"))
+    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")  # json writes NaN / Infinity as given
+    assert value in (bundle / "manifest.json").read_text()
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "manifest.json"),
+                          "gate.max_increase must be a finite number")
+
+
+def test_edgekd_gate_reads_the_lm_report_that_bench_wrote(lm_run, tmp_path):
+    """`edgekd gate lm-report.json` once answered `not an edgekd report (schema None ...)` though bench wrote it."""
+    out = tmp_path / "out"
+    bench = CliRunner().invoke(main, ["bench", str(lm_run), "--out", str(out)])
+    assert bench.exit_code == 0, bench.output
+    report = read_json(out / "lm-report.json")
+    assert report["schema"] == report["format"] == "edgekd.lm-device-report/1"
+    assert all(row["max_increase"] == 0.05 for row in report["rows"])
+    result = CliRunner().invoke(main, ["gate", str(out / "lm-report.json"), "--junit", str(tmp_path / "junit.xml")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("PASS")]
+    assert len(lines) == len(report["rows"]) and all("max_increase" in line and "(limit +5%)" in line for line in lines)
+    assert "gate: PASS (2 passed)" in result.output and "testcase" in (tmp_path / "junit.xml").read_text()
+    # --max-increase overrides the recorded limit: no model comes out 100% below its reference
+    failed = CliRunner().invoke(main, ["gate", str(out / "lm-report.json"), "--max-increase", "0.0"])
+    fp32 = next(row for row in report["rows"] if row["precision"] == "fp32")
+    assert failed.exit_code in (0, 1) and f"{fp32['artifact']}" in failed.output
+    # classifiers' thresholds are refused, not ignored
+    assert_one_line_error(CliRunner().invoke(main, ["gate", str(out / "lm-report.json"), "--max-drop", "1"]),
+                          "max_drop", "language model's report", "--max-increase")
+    refused = CliRunner().invoke(main, ["gate", str(out / "lm-report.json"), "--max-increase", "nan"])
+    assert refused.exit_code == 2 and "max_increase: must be a finite number" in refused.output, refused.output
+
+
+def test_edgekd_gate_keeps_the_verdict_of_a_report_written_before_lm_reports_had_a_schema(lm_run, tmp_path):
+    report = api.bench(lm_run / "bundle" / "x86-cpu")
+    del report["schema"]
+    for row in report["rows"]:
+        del row["max_increase"]
+    write_json_atomic(tmp_path / "old.json", report)
+    result = CliRunner().invoke(main, ["gate", str(tmp_path / "old.json")])
+    assert result.exit_code == 0 and "(as benched)" in result.output and "gate: PASS (1 passed)" in result.output, result.output
+    result = CliRunner().invoke(main, ["gate", str(tmp_path / "old.json"), "--max-increase", "10"])
+    assert result.exit_code == 0 and "(limit +1000%)" in result.output, result.output
+
+
+def test_a_language_models_limit_is_refused_for_a_classifiers_report(tiny_bundle, tmp_path):
+    report = api.bench(tiny_bundle, runs=3, min_seconds=0, warmup_runs=1, warmup_seconds=0, rounds=1, memory=False)
+    write_json_atomic(tmp_path / "report.json", report)
+    assert_one_line_error(CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), "--max-increase", "0.1"]),
+                          "max_increase", "gated on top-1")
+
+
+def test_prompts_from_a_swapped_tokenizer_past_the_vocabulary_are_refused_naming_it(run_copy, tmp_path):
+    """The same check as the held-out blocks' (device/token_ids.py), for --texts prompts: no onnxruntime crash."""
+    from tokenizers import Tokenizer
+
+    bundle = run_copy / "bundle" / "x86-cpu"
+    swapped = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    swapped.add_tokens(["zebra_crossing"])  # one id past the model's vocabulary
+    swapped.save(str(bundle / "tokenizer.json"))
+    manifest = read_json(bundle / "manifest.json")
+    manifest["files"]["tokenizer.json"] = sha256_of(bundle / "tokenizer.json")
+    write_json_atomic(bundle / "manifest.json", manifest)
+    texts = tmp_path / "p.txt"
+    texts.write_text("def zebra_crossing(x):\n", encoding="utf-8")
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle), "--texts", str(texts)]),
+                          str(bundle / "tokenizer.json"), f"outside 0..{manifest['vocab_size'] - 1}", str(texts))

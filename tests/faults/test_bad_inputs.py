@@ -28,6 +28,13 @@ def test_misspelled_nested_key_suggests_the_nearest(tmp_path):
     assert_one_line_error(invoke("run", config), "unknown key 'distill.temprature'", "did you mean 'temperature'?")
 
 
+def test_every_unknown_key_is_named_in_the_one_error_line(tmp_path):
+    """Two typos once needed two runs: only the first unknown key was reported."""
+    config = write_config(tmp_path, distill={"temprature": 2.0}, bench={"runz": 5})
+    assert_one_line_error(invoke("run", config), str(config), "unknown keys", "'distill.temprature' (did you mean 'temperature'?)",
+                          "'bench.runz' (did you mean 'runs'?)")
+
+
 def test_wrong_type_names_the_field_and_the_value(tmp_path):
     config = write_config(tmp_path, distill={"train": {"epochs": "many"}})
     assert_one_line_error(invoke("run", config), str(config), "invalid value for 'distill.train.epochs'", "integer", "'many'")

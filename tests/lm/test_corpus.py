@@ -78,8 +78,8 @@ def test_too_few_files_for_every_split_is_refused(tmp_path):
 def test_non_utf8_file_is_named(text_folder):
     corpus = folder_corpus(text_folder)
     victim = corpus.paths("train")[0]
-    victim.write_bytes(b"caf\xe9\n")
-    with pytest.raises(DataError, match=f"{victim.name}: not UTF-8"):
+    victim.write_bytes(b"ok\ncaf\xe9\n")
+    with pytest.raises(DataError, match=rf"{victim.name}:2: not UTF-8 text \(byte 0xe9 at offset 6\)"):
         list(corpus.texts("train"))
 
 

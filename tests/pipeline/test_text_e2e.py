@@ -4,6 +4,7 @@ blocked, as on a device that has only tokenizers, numpy and onnxruntime."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ pytest.importorskip("tokenizers")
 from edgekd.core.fileio import read_json  # noqa: E402
 from edgekd.text import corpus  # noqa: E402
 from tests.blocking import CLI_WITHOUT_TORCH  # noqa: E402
-from tests.faults.helpers import invoke, subprocess_env  # noqa: E402
+from tests.faults.helpers import assert_one_line_error, invoke, subprocess_env  # noqa: E402
 from tests.text import tiny_corpus  # noqa: E402
 
 pytestmark = pytest.mark.slow  # two ONNX exports (fused for onnxruntime) and int8 twice: about a minute on 2 cores
@@ -130,6 +131,45 @@ def test_device_bench_texts_refuses_an_unknown_label(run, tmp_path):
     texts = tiny_corpus.write(tmp_path / "odd.jsonl", [corpus.Example("a game of python", "nonsense", "test")])
     result = invoke("bench", folder / "run" / "bundle" / "x86-cpu", "--texts", texts, "--no-memory", "--runs", "1")
     assert result.exit_code == 2 and "'nonsense'" in result.output and "labels" in result.output, result.output
+
+
+def test_device_bench_texts_gives_advice_that_applies_on_the_device(run, tmp_path):
+    """The pipeline's advice (add training examples) means nothing for a bundle: name the file and what can be done."""
+    folder, _ = run
+    texts = tiny_corpus.write(tmp_path / "odd.jsonl", [corpus.Example("a game of python", "nonsense", "test")])
+    result = invoke("bench", folder / "run" / "bundle" / "x86-cpu", "--texts", texts, "--no-memory", "--runs", "1")
+    assert_one_line_error(result, f"--texts {texts}", "'nonsense'", "labels of the bundle", "drop those examples")
+    assert "training" not in result.output
+
+
+def test_a_tokenizer_making_ids_past_the_models_vocabulary_is_refused_naming_it(run, tmp_path):
+    """A bundle whose tokenizer.json was swapped (manifest re-hashed) once crashed onnxruntime's embedding lookup with
+    exit 3 (`InvalidArgument ... input index out of range`); the ids are checked against the recorded vocabulary."""
+    from edgekd.core.fileio import file_record, sha256_of, write_json_atomic
+
+    folder, _ = run
+    bundle = Path(shutil.copytree(folder / "run" / "bundle" / "x86-cpu", tmp_path / "bundle"))
+    swapped = json.loads((bundle / "tokenizer.json").read_text(encoding="utf-8"))
+    vocabulary = swapped["model"]["vocab"]
+    vocabulary["game"] = len(vocabulary) + 100  # a word of the games texts, now an id past the model's embedding table
+    (bundle / "tokenizer.json").write_text(json.dumps(swapped), encoding="utf-8")
+    manifest = read_json(bundle / "manifest.json")
+    manifest["files"] = [file_record(bundle / e["path"], bundle) if e["path"] == "tokenizer.json" else e for e in manifest["files"]]
+    write_json_atomic(bundle / "manifest.json", manifest)
+    assert next(e for e in manifest["files"] if e["path"] == "tokenizer.json")["sha256"] == sha256_of(bundle / "tokenizer.json")
+    texts = folder / "test-texts-vocab.jsonl"
+    corpus.write_snapshot([e for e in tiny_corpus.examples() if e.split == "test"], texts)
+    result = invoke("bench", bundle, "--texts", texts, "--no-memory", "--runs", "1")
+    assert_one_line_error(result, str(bundle / "tokenizer.json"), "token ids outside 0..", "not the tokenizer the model was built with")
+
+
+def test_a_label_only_in_the_test_split_names_the_file_and_split(tmp_path):
+    rows = [*tiny_corpus.examples(), corpus.Example("a man page of man pages", "man4", "test", "g-man")]
+    path = tiny_corpus.write(tmp_path / "corpus.jsonl", rows)
+    config = tmp_path / "text.yaml"
+    config.write_text(yaml.safe_dump(text_config(path)), encoding="utf-8")
+    result = invoke("run", config, "--out", tmp_path / "run")
+    assert_one_line_error(result, f"{path} (test split)", "'man4'", "training labels", "add some to the train split")
 
 
 def test_openvino_targets_get_nncf_int8_of_the_unfused_graph(tmp_path):

@@ -101,8 +101,19 @@ def test_missing_damaged_and_non_utf8_files_are_one_line(tmp_path):
     with pytest.raises(DataError, match=r"cut.jsonl.gz: cannot read .*damaged"):
         corpus.load(tmp_path / "cut.jsonl.gz")
     (tmp_path / "latin1.csv").write_bytes("text,label\ncaf\xe9,x\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin1.csv: cannot read .*UTF-8"):
+    with pytest.raises(DataError, match=r"latin1.csv:2: byte 0xe9 at column 4 is not UTF-8"):
         corpus.load(tmp_path / "latin1.csv")
+
+
+@pytest.mark.parametrize("name", ["big.jsonl", "big.jsonl.gz"])
+def test_a_non_utf8_byte_deep_in_a_jsonl_names_its_line_and_column(tmp_path, name):
+    """Past the first 8 KiB a text-mode read once said `position 8100`: neither the line nor the file offset."""
+    good = b'{"text": "a package of tools for the shell", "label": "utils"}\n'
+    data = good * 300 + b'{"text": "caf\xe9 au lait", "label": "food"}\n' + good
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(DataError, match=rf"{name}:301: byte 0xe9 at column 14 is not UTF-8; save the file as UTF-8"):
+        corpus.load(path)
 
 
 def test_counts_table_is_per_label_and_split():
@@ -131,3 +142,11 @@ def test_stratified_keeps_the_class_proportions_and_all_when_not_smaller():
     assert len(kept) == 100 and sum(e.label == "small" for e in kept) == 25
     assert kept == corpus.stratified(examples, 100, seed=0)  # the same subset on a rerun
     assert corpus.stratified(examples, None, 0) is examples and corpus.stratified(examples, 400, 0) is examples
+
+
+def test_an_unseen_label_names_where_it_came_from_and_what_to_do_there():
+    """A label only in test once said `labels 'man4' are not among the 6 training labels`, naming no file or split."""
+    names = ["games", "net"]
+    with pytest.raises(DataError, match=r"^corpus.jsonl \(test split\): labels 'perl' are not among the 2 training labels "
+                                        r"\(games, net\); every label needs training examples: add some to the train split"):
+        corpus.label_ids([Example("d", "perl", "test")], names, "corpus.jsonl (test split)")

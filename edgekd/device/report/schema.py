@@ -65,7 +65,7 @@ def check_report(data: Any, path: Any) -> dict[str, Any]:
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema != REPORT_SCHEMA:
         raise ArtifactError(f"{path}: not an edgekd report (schema {schema!r}, expected {REPORT_SCHEMA!r}); "
-                            "give the report.json written by edgekd run or edgekd bench")
+                            "give the report.json (a language model: lm-report.json) written by edgekd run or edgekd bench")
     try:
         _Report.model_validate(data)
     except ValidationError as exc:

@@ -10,7 +10,8 @@ from edgekd.core.metrics import accuracy_drop, measured_note
 from edgekd.device.gate import reference_top1
 from edgekd.device.report.reasons import short_reason
 
-COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop",
+# cosine: the mean cosine between each artifact's outputs and the reference logits (fp32), the fidelity beyond top-1.
+COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop", "cosine",
            "p50 (ms)", "p99 (ms)", "cv", "first (ms)", "load (ms)", "threads", "peak RSS (MB)", "gate", "why"]
 
 
@@ -58,6 +59,7 @@ def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -
         rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"], row["precision"], files_label(row),
                      _fmt(row["bytes"], "{:.1f}", 1 / 1024), _fmt(row.get("gzip_bytes"), "{:.1f}", 1 / 1024),
                      _fmt(row.get("parameters"), "{:,}"), _fmt(top1, "{:.2f}", 100), _fmt(drop, "{:+.2f}"),
+                     _fmt((row.get("fidelity") or {}).get("cosine"), "{:.4f}"),
                      _fmt(batch1.get("p50_ms"), "{:.3f}"), _fmt(batch1.get("p99_ms"), "{:.3f}"),
                      _fmt(batch1.get("cv"), "{:.0%}"), _fmt(_cold(row, "first_inference_ms"), "{:.2f}"),
                      _fmt(_cold(row, "session_create_ms"), "{:.1f}"), _fmt(row.get("threads", {}).get("runtime"), "{}"),

@@ -21,10 +21,11 @@ import hashlib
 import json
 from typing import ClassVar, Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.sections import MAX_SEED, Strict
+from edgekd.core.thresholds import LM_NUMBERS, threshold_problem
 
 TASK = "language-model"
 ORT_METHODS = ("dynamic", "nbits8", "nbits4")  # onnxruntime targets (edgekd.lm.quantize)
@@ -183,6 +184,14 @@ class LMGateConfig(Strict):
     reference: Literal["student_fp32", "teacher"] = "student_fp32"
     min_greedy_agreement: Optional[float] = Field(None, ge=0, le=1, description="greedy tokens equal to the fp32 student's "
                                                                                 "(a fraction); null: reported only")
+
+    @field_validator(*LM_NUMBERS, mode="before")
+    @classmethod
+    def _finite(cls, value, info):
+        """The rules of every gate threshold (core/thresholds.py): nan or inf would pass or fail every check."""
+        if problem := threshold_problem(info.field_name, value):
+            raise ValueError(problem)
+        return value
 
 
 class LanguageModelConfig(Strict):

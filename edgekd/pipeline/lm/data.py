@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.errors import DataError
 from edgekd.core.fileio import resolve_path
 from edgekd.lm.bench import held_out_prompts
-from edgekd.lm.corpus import Corpus, folder_corpus, stdlib_corpus
+from edgekd.lm.corpus import SPLITS, Corpus, folder_corpus, stdlib_corpus
 from edgekd.lm.tokenizer import LMTokenizer, blocks
 
 
@@ -34,9 +35,26 @@ class LMDataset:
         """(n, context) token blocks of `split`, encoded with the run's tokenizer (once per tokenizer file)."""
         key = (str(tokenizer_path), split)
         if key not in self._blocks:
-            tokenizer = LMTokenizer(tokenizer_path)
-            self._blocks[key] = blocks(tokenizer.encode_documents(self.corpus.texts(split)), self.context)
+            stream = LMTokenizer(tokenizer_path).encode_documents(self.corpus.texts(split))
+            if len(stream) < self.context:
+                raise DataError(too_small(self.corpus, split, len(stream), self.context))
+            self._blocks[key] = blocks(stream, self.context)
         return self._blocks[key]
+
+    def check_splits(self, tokenizer_path: Path) -> None:
+        """Every split makes at least one block: checked once the tokenizer exists and before any training, so a
+        split too small for data.context stops the run in seconds, not after the teacher has trained."""
+        for split in SPLITS:
+            self.blocks(tokenizer_path, split)
+
+
+def too_small(corpus: Corpus, split: str, tokens: int, context: int) -> str:
+    """Which files of which split are too short for one block, and the two ways out (keys a user can set)."""
+    files = corpus.files[split]
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return (f"{corpus.root} ({split} split: {len(files)} file{'s' if len(files) != 1 else ''}, {shown}): {tokens} tokens "
+            f"make no block of data.context {context}; add text to the corpus (a file's split is a hash of its path) "
+            "or lower data.context")
 
 
 def load_lm_dataset(data_config, base_dir: Path) -> LMDataset:

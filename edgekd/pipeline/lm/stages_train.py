@@ -54,6 +54,7 @@ class LMTeachersStage(Stage):
 
         ctx, cfg = self.ctx, self.ctx.cfg
         tokenizer = self._tokenizer()
+        ctx.dataset.check_splits(tokenizer)  # a split too small for one block stops the run before the teacher trains
         teacher, trained = self._teacher(tokenizer)
         outputs = [tokenizer, *save_model(teacher, teacher_dir(ctx))]
         val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]

@@ -13,7 +13,8 @@ import numpy as np
 from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import atomic_path, resolve_path, sha256_of
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.given_model import check_classes, check_input_matches, onnx_input_spec, onnx_inputs, onnx_logits
+from edgekd.pipeline.given_check import check_label_order, check_scaling
+from edgekd.pipeline.given_model import check_classes, check_input_matches, onnx_input_spec, onnx_inputs, onnx_logits, onnx_scaling
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes.onnx_graph import onnx_parameters
@@ -31,8 +32,10 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
         shutil.copyfile(source, tmp)
     logits = onnx_logits(out)
     check_classes(logits(ctx.dataset.val.x[:2]), ctx.dataset.num_classes, "student.onnx")
+    field = f"student.onnx '{ctx.cfg.student.onnx}'"
+    metadata = onnx_scaling(out, ctx.dataset.input_shape[0]) if len(ctx.dataset.input_shape) == 3 else None
     return StageOutput([out], {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
-                               "source_sha256": sha256_of(source), **_accuracy(ctx, logits)}, inputs=[source],
+                               "source_sha256": sha256_of(source), **_accuracy(ctx, logits, field, metadata)}, inputs=[source],
                        record=StudentRecord(input=spec, inputs=onnx_inputs(out)))
 
 
@@ -45,22 +48,35 @@ def _ship_checkpoint(ctx: RunContext) -> StageOutput:
     out = save_checkpoint(model, ctx.layout.student_checkpoint)
     checkpoint = resolve_path(ctx.cfg.student.checkpoint, ctx.base_dir)
     logits = lambda x: predict_logits(model, x)  # noqa: E731
+    field = f"student.checkpoint '{ctx.cfg.student.checkpoint}'"
     return StageOutput([out], {"mode": "none", "source": "checkpoint", "params": count_parameters(model),
-                               **_accuracy(ctx, logits)}, inputs=[checkpoint], record=StudentRecord())
+                               **_accuracy(ctx, logits, field)}, inputs=[checkpoint], record=StudentRecord())
 
 
-def _accuracy(ctx: RunContext, logits) -> dict:
-    val, test = ctx.dataset.val, ctx.dataset.test
-    if ctx.dataset.reference_labels:  # its own predictions: nothing to measure against, and nothing to judge
-        return {"measured": ctx.dataset.measured, "val_samples": len(val), "test_samples": len(test)}
-    metrics = {"val_top1": ctx.task.score(logits(val.x), val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
-    _judge_given(metrics["val_top1"], val.y)
+def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
+    """Top-1 on validation and test, and the sanity floor on validation (given_check.py): the configured input scaling
+    against the other standard ones (and the model's metadata), the classes' order against the model's outputs."""
+    data = ctx.dataset
+    val, test = data.val, data.test
+    if data.reference_labels:  # its own predictions: nothing to measure against, and nothing to judge
+        return {"measured": data.measured, "val_samples": len(val), "test_samples": len(test)}
+    val_logits = logits(val.x)
+    metrics = {"val_top1": ctx.task.score(val_logits, val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
+    predictions = val_logits.argmax(1)
+
+    def sanity() -> None:
+        metrics["val_top1_other_scalings"] = check_scaling(data, logits, predictions, field, metadata)
+        where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
+        check_label_order(predictions, val.y, data.classes, where, folders=ctx.cfg.data.source == "imagefolder")
+
+    _judge_given(metrics["val_top1"], val.y, sanity)
     return metrics
 
 
-def _judge_given(top1: float, labels: np.ndarray) -> None:
-    """Print the given model's validation top-1, and stop when it is no better than chance: the data does not reach
-    it as it was trained (scaling, size, colour, or class folders that sort in another order than its labels)."""
+def _judge_given(top1: float, labels: np.ndarray, sanity=None) -> None:
+    """Print the given model's validation top-1, run the `sanity` checks (wrong input scaling, classes out of the
+    model's order: they name the fix), and stop when it is no better than chance: the data does not reach it as it
+    was trained (scaling, size, colour, or class folders that sort in another order than its labels)."""
     import math
     import sys
 
@@ -68,6 +84,8 @@ def _judge_given(top1: float, labels: np.ndarray) -> None:
 
     chance = float(np.bincount(labels).max() / len(labels))
     print(f"student (as given): validation top-1 {top1:.1%} on {len(labels)} images (chance {chance:.1%})", file=sys.stderr)
+    if sanity is not None:
+        sanity()
     if top1 <= chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / len(labels)):
         raise ConfigError(f"student: the given model scores {top1:.1%} on the validation split, no better than chance "
                           f"({chance:.1%}); give it the inputs it was trained on: data.normalize, data.resize / center_crop / "

@@ -115,3 +115,22 @@ def test_edgekd_bench_of_an_arm64_bundle_on_x86_warns_in_the_report(tmp_path, bu
     report = api.bench(bundle, runs=5, min_seconds=0, warmup_runs=1, warmup_seconds=0, rounds=1, memory=False)
     assert any("for aarch64 CPUs and this machine is x86_64" in w for w in report["host_warnings"])
     assert "This machine is not the device" in markdown(report)
+
+
+def test_the_fidelity_note_promises_a_cosine_column_that_every_table_has():
+    """The note said `the fidelity column has the output cosine`, and neither the terminal table nor report.md had one."""
+    from edgekd.core.metrics import FIDELITY, measured_note
+
+    report = quickstart_report(measured=FIDELITY)
+    for index, row in enumerate(report["rows"]):
+        row["fidelity"] = {"top1_agreement": 0.99, "cosine": 0.99871 - index / 1000, "max_abs_error": 0.1, "mean_abs_error": 0.01}
+    assert "the cosine column" in measured_note(report)
+    assert _by_artifact(report)["x86-cpu/int8"]["cosine"] == "0.9977"
+    md = markdown(report)
+    assert "| cosine |" in md and "| 0.9987 |" in md
+    for width in (200, 120, 80):  # on a narrow terminal it moves to a second table, but it is there
+        text = terminal_table(report, width=width)
+        assert "cosine" in text.split("\n")[0] or any(line.startswith("artifact") and "cosine" in line
+                                                      for line in text.splitlines()), (width, text)
+        assert "0.9977" in text and all(len(line) <= width for line in text.splitlines())
+    assert "cosine" in render_html(report)

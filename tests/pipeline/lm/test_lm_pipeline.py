@@ -294,3 +294,29 @@ def test_the_score_is_one_over_perplexity():
     logits = np.zeros((2, 5, 7))  # uniform over 7 tokens: perplexity 7
     assert TASKS["language-model"].score(logits, np.ones((2, 5), dtype=int)) == pytest.approx(1 / 7)
     assert json.dumps(TASKS["language-model"].input_spec(None))
+
+
+def test_a_split_too_small_for_one_block_is_refused_before_the_teacher_trains(tmp_path, monkeypatch):
+    """It once said `25 tokens make no block of 32; ... a shorter block_length` (no file, no split, no such key), and
+    only after the teacher had trained on the other splits."""
+    import edgekd.lm.training
+    from edgekd.core.errors import DataError
+    from edgekd.lm.corpus import split_of
+
+    config = _config(tmp_path)
+    test_files = sorted(p for p in (tmp_path / "corpus").rglob("*.py")
+                        if split_of(p.relative_to(tmp_path / "corpus").as_posix()) == "test")
+    assert test_files
+    for path in test_files:
+        path.write_text("x = 1\n", encoding="utf-8")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the teacher trained before the corpus was checked")
+
+    monkeypatch.setattr(edgekd.lm.training, "train_lm", no_training)
+    with pytest.raises(DataError) as raised:
+        run_from_file(config, str(tmp_path / "run"))
+    message = str(raised.value)
+    assert str(tmp_path / "corpus") in message and "(test split:" in message and test_files[0].name in message
+    assert "make no block of data.context 32" in message and "lower data.context" in message
+    assert "block_length" not in message and "\n" not in message

@@ -1,0 +1,175 @@
+"""The sanity floor for a model shipped as given with labels: is the data reaching it as it was trained?
+
+Two ordinary mistakes leave a trained model merely worse, not broken, so a "no better than chance" check lets them
+through to a PASSing gate (its reference is the same wrongly fed model):
+
+- Class folders that sort in another order than the model's labels. Folder i is read as label i, so a model that is
+  right maps folder i's images to another output: the validation confusion matrix is a (near-)permutation of a good
+  one. The Hungarian assignment (scipy's linear_sum_assignment) finds the folder -> output matching with the most
+  images right; when such a matching, fitted on one half of the split, is significantly better than the identity on
+  the other half, the folders are out of order.
+- Input scaling other than the one the model was trained on (data.normalize). The model's validation predictions
+  under each standard scaling (dataset, none, imagenet, and the mean/std in the model's own metadata) are compared
+  with the configured one's, image by image.
+
+"Significantly" is an exact McNemar test on the paired per-image correctness (edgekd.core.metrics.mcnemar_exact),
+one-sided, so a few images of noise never refuse a run while a 4-point gap on a few hundred images does.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Optional
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError
+from edgekd.core.metrics import mcnemar_exact
+from edgekd.pipeline.teacher_check import rescaled, standard_scalings
+
+# The matching is tested on images it was not fitted on (below), so chance alone refuses no run; a strict level
+# on top keeps a mediocre but correctly ordered model (whose errors pile up on some look-alike class) shipping.
+LABEL_ORDER_SIGNIFICANCE = 0.001
+# On the classes it moves, the matching must also be right at least this many times as often as the folder order:
+# a real mix-up is right most of the time one way and rarely the other, two confusable classes are not.
+LABEL_ORDER_MIN_RATIO = 2.0
+# For the best of the other scalings, Bonferroni-corrected for how many were tried.
+SCALING_SIGNIFICANCE = 0.01
+# Validation images each other scaling is tried on (the split is shuffled): a 4-point gap on 1,000 images is some forty
+# images one way against a few the other, far beyond noise, and the check costs at most three passes over them.
+SCALING_PROBE = 1000
+MOVED_SHOWN = 4  # classes named in the message; the rest are counted
+# The matching needs a classes x classes matrix and cubic time: beyond this many classes (32 MB, about a second) the
+# order is not checked, and the run says so.
+LABEL_ORDER_MAX_CLASSES = 2000
+_BATCH = 256  # images decoded (or rescaled) at once for the other scalings: the memory of one batch
+
+
+def check_label_order(predictions: np.ndarray, labels: np.ndarray, classes: list[str], where: str, folders: bool) -> None:
+    """ConfigError naming the mapping when matching classes to outputs otherwise than label i -> output i is
+    significantly more accurate on the validation split."""
+    k = len(classes)
+    if k > LABEL_ORDER_MAX_CLASSES:
+        print(f"student (as given): {k} classes: their order against the model's outputs is not checked (over "
+              f"{LABEL_ORDER_MAX_CLASSES})", file=sys.stderr, flush=True)
+        return
+    confusion = _confusion(labels, predictions, k)
+    mapping = _matching(confusion)
+    moved = np.flatnonzero(mapping != np.arange(k))
+    if not len(moved):
+        return
+    identity_correct, mapped_correct = predictions == labels, predictions == mapping[labels]
+    _gain, _loss, p_value = mcnemar_exact(_cross_fitted(predictions, labels, k), identity_correct, alternative="greater")
+    on_moved = np.isin(labels, moved)
+    if p_value >= LABEL_ORDER_SIGNIFICANCE or mapped_correct[on_moved].sum() < LABEL_ORDER_MIN_RATIO * identity_correct[on_moved].sum():
+        return
+    named = [f"{_class_name(classes, i, folders)} looks like model output {mapping[i]} ({confusion[i, mapping[i]]} of "
+             f"{confusion[i].sum()} validation images)" for i in moved[:MOVED_SHOWN]]
+    more = f" and {len(moved) - MOVED_SHOWN} more" if len(moved) > MOVED_SHOWN else ""
+    fix = ("rename the class folders so that they sort in the model's label order (the first in sorted order is output 0)"
+           if folders else "number the labels in the model's output order")
+    raise ConfigError(f"{where}: {', '.join(named)}{more}: validation top-1 {identity_correct.mean():.1%} as the classes are "
+                      f"ordered, {mapped_correct.mean():.1%} with them matched to the model's outputs (exact McNemar "
+                      f"p={p_value:.1g}); {fix}")
+
+
+def _confusion(labels: np.ndarray, predictions: np.ndarray, k: int) -> np.ndarray:
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    return confusion
+
+
+def _matching(confusion: np.ndarray) -> np.ndarray:
+    """The output each class is matched to by the Hungarian assignment (most images right in total)."""
+    from scipy.optimize import linear_sum_assignment
+
+    k = len(confusion)
+    # A bonus under one image in total on the diagonal: ties go to the identity, any real gain still wins.
+    _rows, mapping = linear_sum_assignment(confusion + np.eye(k) / (k + 1), maximize=True)
+    return mapping
+
+
+def _cross_fitted(predictions: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per image, whether the matching fitted on the other half of the split (each class alternately split) gets it
+    right. The matching fitted on all images is the best of k! on those very images: with many classes and few images
+    each (1,000 classes, 2 images), chance alone lets it beat the identity by dozens of images. Fitted on the other
+    half, a chance matching is no better than the identity on this half, while a real mix-up is found in both."""
+    half = np.empty(len(labels), np.int64)
+    half[np.argsort(labels, kind="stable")] = np.arange(len(labels)) % 2
+    correct = np.empty(len(labels), bool)
+    for h in (0, 1):
+        fit, test = half != h, half == h
+        correct[test] = predictions[test] == _matching(_confusion(labels[fit], predictions[fit], k))[labels[test]]
+    return correct
+
+
+def _class_name(classes: list[str], index: int, folders: bool) -> str:
+    return f"class folder '{classes[index]}'" if folders else f"label {index} ('{classes[index]}')"
+
+
+def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions: np.ndarray, field: str,
+                  metadata: Optional[tuple[list[float], list[float]]] = None,
+                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, float]:
+    """Validation top-1 (on up to SCALING_PROBE images) under every other standard input scaling; ConfigError naming
+    data.normalize and the better value when one is significantly more accurate than the configured one.
+    `predictions` are the model's top-1 on the whole validation split as configured (already computed)."""
+    channels = data.val.x.shape[1]
+    choices = {_normalize_value(mode): stats for mode, stats in standard_scalings(data, channels).items()}
+    if metadata is not None:
+        choices[_normalize_value(None, metadata)] = tuple(np.asarray(v, np.float32) for v in metadata)
+    choices = {name: stats for name, stats in choices.items() if not _same_scaling(stats, (data.mean, data.std))}
+    if not choices:
+        return {}
+    n = min(len(data.val), SCALING_PROBE)
+    labels, configured = data.val.y[:n], predictions[:n] == data.val.y[:n]
+    correct = _correct_per_scaling(data, logits, choices, labels, configured)
+    tops = {name: float(c.mean()) for name, c in correct.items()}
+    log("student (as given): validation top-1 with other input scalings: " + ", ".join(
+        f"data.normalize {name} {tops[name]:.1%} on {len(c)} images" for name, c in correct.items()))
+    tests = {name: mcnemar_exact(c, configured[:len(c)], alternative="greater")[2] for name, c in correct.items()}
+    best = min(tests, key=lambda name: (tests[name], -tops[name]))
+    if tops[best] > configured[:len(correct[best])].mean() and tests[best] * len(tests) < SCALING_SIGNIFICANCE:
+        current = _normalize_value(data.normalize, (data.mean, data.std))
+        shown = len(correct[best])
+        raise ConfigError(f"{field}: validation top-1 {configured[:shown].mean():.1%} with data.normalize {current}, but "
+                          f"{tops[best]:.1%} with {best} on the same {shown} images (exact McNemar p={tests[best]:.1g}): it "
+                          f"was likely trained on that input scaling; set data.normalize: {best} (or the mean/std it was "
+                          "trained with)")
+    return tops
+
+
+# A scaling that is already this clearly worse than the configured one (one-sided exact McNemar) is not tried further:
+# with the right scaling configured, one batch usually rules out every other, so the check costs about one batch each.
+_RULED_OUT = 1e-4
+
+
+def _correct_per_scaling(data, logits, choices: dict, labels: np.ndarray, configured: np.ndarray) -> dict[str, np.ndarray]:
+    """Per scaling, whether each of the first validation images is right: batch by batch (each batch decoded once,
+    then rescaled for every scaling still in the running), until the probe ends or the scaling is ruled out."""
+    correct: dict[str, list] = {name: [] for name in choices}
+    running = dict(choices)
+    for start in range(0, len(labels), _BATCH):
+        stop = min(start + _BATCH, len(labels))
+        x = np.asarray(data.val.x[start:stop])
+        for name, (mean, std) in running.items():
+            correct[name].append(logits(rescaled(data, x, mean, std)).argmax(1) == labels[start:stop])
+        running = {name: stats for name, stats in running.items()
+                   if mcnemar_exact(configured[:stop], np.concatenate(correct[name]), alternative="greater")[2] >= _RULED_OUT}
+        if not running:
+            break
+    return {name: np.concatenate(c) for name, c in correct.items()}
+
+
+def _normalize_value(mode: Optional[str], stats=None) -> str:
+    """How data.normalize spells a choice in a message: its name, or the {mean, std} mapping for custom statistics."""
+    if mode not in (None, "custom"):
+        return mode
+    mean, std = ([round(float(v), 4) for v in values] for values in stats)
+    return f"{{mean: {mean}, std: {std}}}"
+
+
+def _same_scaling(a, b) -> bool:
+    """Whether two (mean, std) feed the model inputs within 1% of a standard deviation of each other (the data's own
+    statistics recomputed on a sample, say, against the same numbers typed into the config): not worth a pass."""
+    (mean_a, std_a), (mean_b, std_b) = ((np.asarray(m, np.float64), np.asarray(s, np.float64)) for m, s in (a, b))
+    return bool(np.all(np.abs(mean_a - mean_b) <= 0.01 * std_b) and np.all(np.abs(std_a / std_b - 1) <= 0.01))
