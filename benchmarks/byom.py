@@ -193,8 +193,9 @@ def edgekd_ship(args: list[str], label: str) -> dict:
             "largest_process_hwm_mb": round(one_process, 1)}
 
 
-def ship_benchmark(work: Path, smoke_run: bool) -> list[dict]:
-    """Part 4: every model from its checkpoint and from ONNX, one fresh `edgekd ship` each."""
+def ship_benchmark(work: Path, smoke_run: bool, on_entry=None) -> list[dict]:
+    """Part 4: every model from its checkpoint and from ONNX, one fresh `edgekd ship` each; `on_entry(entries)` after
+    each (the results so far are written, so a long run stopped midway keeps what it measured)."""
     count, models = (100, ["mobilenet_v3_small"]) if smoke_run else (SHIP_IMAGES, list(SHIP_MODELS))
     folder = rgb_folder(count, SHIP_SIZE)
     entries = []
@@ -216,6 +217,8 @@ def ship_benchmark(work: Path, smoke_run: bool) -> list[dict]:
                             "targets": TARGETS[:1] if smoke_run else TARGETS, "peak_rss_mb": peak, **result,
                             "within_target": peak <= PEAK_TARGET_MB, "stages": stages,
                             "command": "edgekd ship " + " ".join(a.replace(str(work), "WORK") for a in args)})
+            if on_entry:
+                on_entry(entries)
     return entries
 
 
@@ -315,11 +318,17 @@ def remeasure_ship() -> None:
     result = json.loads((RESULTS / "byom.json").read_text())
     work = Path.home() / ".cache" / "edgekd" / "byom-work"
     work.mkdir(parents=True, exist_ok=True)
-    result["ship"] = ship_benchmark(work, smoke_run=False)
     result["ship_measured"] = {"machine": describe(), "command": "python benchmarks/byom.py --ship-only",
-                               "peak_target_mb": PEAK_TARGET_MB}
-    write_json_atomic(RESULTS / "byom.json", result)
-    write_text_atomic(RESULTS / "byom.md", markdown(result))
+                               "peak_target_mb": PEAK_TARGET_MB, "complete": False}
+
+    def save(entries: list[dict]) -> None:
+        result["ship"] = entries
+        write_json_atomic(RESULTS / "byom.json", result)
+        write_text_atomic(RESULTS / "byom.md", markdown(result))
+
+    save(ship_benchmark(work, smoke_run=False, on_entry=save))
+    result["ship_measured"]["complete"] = True
+    save(result["ship"])
     print(markdown(result))
 
 
@@ -354,7 +363,8 @@ def markdown(result: dict) -> str:
     if result.get("ship"):
         lines += ship_markdown(result["ship"])
         if "ship_measured" in result:
-            lines += ["", "Measured separately (`--ship-only`)."]
+            lines += ["", "Measured separately (`--ship-only`)" + ("." if result["ship_measured"].get("complete", True) else
+                                                                 ": INCOMPLETE, the run was stopped before every ship ran.")]
     return "\n".join(lines) + "\n"
 
 
