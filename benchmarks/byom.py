@@ -198,27 +198,29 @@ def ship_benchmark(work: Path, smoke_run: bool, on_entry=None) -> list[dict]:
     each (the results so far are written, so a long run stopped midway keeps what it measured)."""
     count, models = (100, ["mobilenet_v3_small"]) if smoke_run else (SHIP_IMAGES, list(SHIP_MODELS))
     folder = rgb_folder(count, SHIP_SIZE)
-    entries = []
-    for name in models:
-        checkpoint, onnx_path = model_files(name, work)
+    entries, files = [], {name: model_files(name, work) for name in models}
+    # Both models and both sources in the first two ships, so a run stopped midway has measured each kind once.
+    order = [("mobilenet_v3_small", "onnx")] if smoke_run else [
+        ("resnet18", "checkpoint"), ("mobilenet_v3_small", "onnx"), ("resnet18", "onnx"), ("mobilenet_v3_small", "checkpoint")]
+    for name, source in order:
+        checkpoint, onnx_path = files[name]
         sources = {"checkpoint": [f"torchvision:{name}", "--checkpoint", str(checkpoint)], "onnx": [str(onnx_path)]}
-        for source in ["onnx"] if smoke_run else ["checkpoint", "onnx"]:
-            run_dir = work / f"ship-{name}-{source}"
-            args = [*sources[source], "--data", str(folder), "--targets", ",".join(TARGETS[:1] if smoke_run else TARGETS),
-                    "--max-drop", str(50.0 if smoke_run else SHIP_MAX_DROP), "--out", str(run_dir), "--force"]
-            result = edgekd_ship(args, f"{name} {source}")
-            manifest = json.loads((run_dir / "manifest.json").read_text())
-            stages = {stage: entry["memory"] for stage, entry in manifest["stages"].items() if "memory" in entry}
-            # The whole command: the sampled tree, any one process's high-water mark, and each stage's own peak
-            # (VmHWM reset per stage, read when it ends: exact where sampling may fall between two spikes).
-            peak = max(result["tree_rss_sum_mb"], result["largest_process_hwm_mb"],
-                       *(m["peak_rss_mb"] for m in stages.values()))
-            entries.append({"model": name, "source": source, "images": count, "image_size": [3, SHIP_SIZE, SHIP_SIZE],
-                            "targets": TARGETS[:1] if smoke_run else TARGETS, "peak_rss_mb": peak, **result,
-                            "within_target": peak <= PEAK_TARGET_MB, "stages": stages,
-                            "command": "edgekd ship " + " ".join(a.replace(str(work), "WORK") for a in args)})
-            if on_entry:
-                on_entry(entries)
+        run_dir = work / f"ship-{name}-{source}"
+        args = [*sources[source], "--data", str(folder), "--targets", ",".join(TARGETS[:1] if smoke_run else TARGETS),
+                "--max-drop", str(50.0 if smoke_run else SHIP_MAX_DROP), "--out", str(run_dir), "--force"]
+        result = edgekd_ship(args, f"{name} {source}")
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        stages = {stage: entry["memory"] for stage, entry in manifest["stages"].items() if "memory" in entry}
+        # The whole command: the sampled tree, any one process's high-water mark, and each stage's own peak
+        # (VmHWM reset per stage, read when it ends: exact where sampling may fall between two spikes).
+        peak = max(result["tree_rss_sum_mb"], result["largest_process_hwm_mb"],
+                   *(m["peak_rss_mb"] for m in stages.values()))
+        entries.append({"model": name, "source": source, "images": count, "image_size": [3, SHIP_SIZE, SHIP_SIZE],
+                        "targets": TARGETS[:1] if smoke_run else TARGETS, "peak_rss_mb": peak, **result,
+                        "within_target": peak <= PEAK_TARGET_MB, "stages": stages,
+                        "command": "edgekd ship " + " ".join(a.replace(str(work), "WORK") for a in args)})
+        if on_entry:
+            on_entry(entries)
     return entries
 
 
