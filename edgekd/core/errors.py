@@ -52,3 +52,13 @@ def openvino_reason(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     telling = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
     return (telling or lines or [type(exc).__name__])[-1][:200]
+
+
+def clip_words(text: str, limit: int = 240) -> str:
+    """`text` on one line, cut at a word boundary to about `limit` characters, with an ellipsis when cut: a runtime's
+    message quoted inside edgekd's own line stays readable (no word or path cut in half)."""
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    cut = line.rfind(" ", 0, limit)
+    return line[:cut if cut > limit // 2 else limit].rstrip(" ,;:") + " ..."

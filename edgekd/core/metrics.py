@@ -23,7 +23,13 @@ FIDELITY_NOTE = ("measured: fidelity to fp32 (no labels): top-1 is the share of 
 
 
 def measured_note(report: dict) -> str | None:
-    """The line a report, table or gate shows when its top-1 is fidelity to fp32 rather than accuracy."""
+    """The line a report, table or gate shows when its top-1 is fidelity to fp32 rather than accuracy, or a task metric."""
+    metric = report.get("task_metric") or "top1"
+    if metric != "top1":
+        against = "the fp32 model's outputs as labels (no labels)" if report.get("measured") == FIDELITY else "the labels"
+        return (f"measured: {metric} against {against}: the top-1 column holds {metric} and drop is in its points; "
+                "the cosine column is the worst output's cosine with fp32's (report.md and report.json's fidelity: "
+                "each output's cosine and SQNR)")
     return FIDELITY_NOTE if report.get("measured") == FIDELITY else None
 
 
@@ -62,6 +68,35 @@ def predict(run, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
     return np.concatenate([run(take_rows(x, slice(i, i + size))) for i in range(0, sample_count(x), size)])
 
 
+def predict_outputs(session, x, batch_axes: dict[str, int] | None = None, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Every output of a session (runtimes' run_outputs) on x, batch by batch, joined along each output's batch axis:
+    `batch_axes`, else the session's own (OrtSession.output_batch_axes: a recurrent state may hold the samples on
+    another axis than the first), else 0."""
+    axes = batch_axes if batch_axes is not None else (session.output_batch_axes() if hasattr(session, "output_batch_axes") else {})
+    parts = [session.run_outputs(take_rows(x, slice(i, i + batch_size))) for i in range(0, sample_count(x), batch_size)]
+    return {name: np.concatenate([part[name] for part in parts], axis=axes.get(name, 0)) for name in parts[0]}
+
+
+def batch_axes_of(references: dict[str, np.ndarray], samples: int) -> dict[str, int]:
+    """Each reference output's batch axis, read from the arrays (a bundle's eval.npz): the first axis of `samples` rows
+    (axis 0 when it has them)."""
+    return {name: next((axis for axis, size in enumerate(array.shape) if size == samples), 0)
+            for name, array in references.items()}
+
+
+def outputs_fidelity(outputs: dict[str, np.ndarray], references: dict[str, np.ndarray],
+                     batch_axes: dict[str, int] | None = None) -> dict:
+    """tensor_fidelity of each output against the reference model's output of that name (samples moved to the first
+    axis), and their worst (worst_fidelity) at the top level, where the gate and selection read it."""
+    axes = batch_axes or {}
+    missing = sorted(set(references) - set(outputs))
+    if missing:
+        raise ValueError(f"outputs {', '.join(missing)} of the reference model are missing from the model compared with it")
+    per_output = {name: tensor_fidelity(np.moveaxis(outputs[name], axes.get(name, 0), 0),
+                                        np.moveaxis(references[name], axes.get(name, 0), 0)) for name in references}
+    return {**worst_fidelity(per_output), "outputs": per_output}
+
+
 def topk(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     if k == 1:
         return float((logits.argmax(1) == labels).mean())
@@ -70,15 +105,55 @@ def topk(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
 
 
 def fidelity(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    diff = np.abs(logits.astype(np.float64) - reference)
-    a, b = logits.reshape(len(logits), -1).astype(np.float64), reference.reshape(len(reference), -1)
-    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return {"top1_agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
-            "max_abs_error": float(diff.max()), "mean_abs_error": float(diff.mean()),
-            "cosine": float(cosine.mean())}
+    """How close a model's outputs are to the reference (fp32) model's on the same samples: tensor_fidelity, and for
+    (batch, classes) logits the share of samples whose top-1 agrees."""
+    numbers = tensor_fidelity(logits, reference)
+    if np.ndim(logits) == 2:
+        numbers["top1_agreement"] = float((logits.argmax(1) == reference.argmax(1)).mean())
+    return numbers
 
 
-def accuracy_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+# SQNR of outputs identical to the reference is infinite; reports are JSON, which has no infinity, so it is capped
+# here (float32 rounding alone gives ~140 dB, so a real difference never reaches the cap).
+MAX_SQNR_DB = 300.0
+
+
+def tensor_fidelity(output: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """The numbers that hold for any pair of tensors of one shape, batch first: cosine (mean over samples of the
+    flattened samples' cosine; two all-zero samples agree, 1.0), SQNR in dB (10 log10 of the reference's energy over
+    the error's, over the whole tensor, capped at MAX_SQNR_DB), and the largest and mean absolute errors."""
+    a = np.asarray(output, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"outputs of shape {a.shape} compared with a reference of shape {b.shape}")
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    both_zero = (np.abs(a).sum(1) == 0) & (np.abs(b).sum(1) == 0)
+    cosine = np.where(both_zero, 1.0, (a * b).sum(1) / np.maximum(norms, 1e-300))
+    error = a - b
+    noise, signal = float((error ** 2).sum()), float((b ** 2).sum())
+    sqnr = MAX_SQNR_DB if noise == 0 else min(MAX_SQNR_DB, 10 * np.log10(max(signal, 1e-300) / noise))
+    return {"cosine": float(cosine.mean()), "sqnr_db": float(sqnr), "max_abs_error": float(np.abs(error).max(initial=0.0)),
+            "mean_abs_error": float(np.abs(error).mean()) if error.size else 0.0}
+
+
+def worst_fidelity(per_output: dict[str, dict[str, float]]) -> dict[str, float]:
+    """One summary of several outputs' tensor_fidelity: the lowest cosine and SQNR, the largest errors (a gate on
+    the summary holds for every output)."""
+    values = list(per_output.values())
+    return {"cosine": min(v["cosine"] for v in values), "sqnr_db": min(v["sqnr_db"] for v in values),
+            "max_abs_error": max(v["max_abs_error"] for v in values),
+            "mean_abs_error": max(v["mean_abs_error"] for v in values)}
+
+
+def accuracy_metrics(logits: np.ndarray, labels: np.ndarray, metric: str = "top1") -> dict[str, float]:
+    """top-1 (and top-5 over 5 classes) of a classifier's logits; for a named task metric (core/task_metrics.py), its
+    score, kept under `top1` where reports, the gate and selection read the task's score (the report's task_metric
+    says which metric it is)."""
+    if metric != "top1":
+        from edgekd.core.task_metrics import task_metric  # it imports this module
+
+        return {"top1": task_metric(metric).score(logits, labels)}
     metrics = {"top1": topk(logits, labels, 1)}
     if logits.shape[1] > 5:
         metrics["top5"] = topk(logits, labels, 5)
@@ -94,7 +169,8 @@ def eval_set_hash(x: np.ndarray, y: np.ndarray) -> str:
             digest.update(name.encode() + np.ascontiguousarray(x[name]).tobytes())
     else:
         digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
-    digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    # class indices as int64 (as always); a task metric's float labels (box coordinates) in float32, not truncated
+    digest.update(np.ascontiguousarray(y, dtype=np.float32 if np.asarray(y).dtype.kind == "f" else np.int64).tobytes())
     return digest.hexdigest()
 
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_serializer
 
 from edgekd.core.metrics import DROP_TYPES
 from edgekd.core.sections import Strict
 
-_NUMBERS = ("max_drop", "min_speedup", "max_size_kb")
+_NUMBERS = ("max_drop", "min_speedup", "max_size_kb", "max_metric_drop", "min_cosine", "min_sqnr_db")
+# Limits on how far each output departs from the fp32 model's (a fidelity task's outputs, or a classifier's logits).
+# Left out of dumps while unset, so that configs and bundles that do not use them dump as before (stage keys, --resume).
+FIDELITY_LIMITS = ("max_metric_drop", "min_cosine", "min_sqnr_db")
 # A language model's gate (pipeline/lm/config.py's LMGateConfig, a bundle's manifest.gate, `edgekd gate` on its report)
 # has thresholds of its own; they are checked by the same rules, so nan or inf is refused wherever one is read.
 LM_NUMBERS = ("max_increase", "min_greedy_agreement")
-_MAY_BE_ZERO = ("max_drop", "max_increase", "min_greedy_agreement")
+_MAY_BE_ZERO = ("max_drop", "max_metric_drop", "max_increase", "min_greedy_agreement")
 
 
 class Thresholds(Strict):
@@ -35,6 +38,10 @@ class Thresholds(Strict):
     drop_type: str = Field("absolute", description="absolute or relative")
     min_speedup: Optional[float] = Field(None, description="over the fp32 baseline on the same target")
     max_size_kb: Optional[float] = None
+    max_metric_drop: Optional[float] = Field(None, description="points of a named task metric (task.metric, e.g. mask_iou) "
+                                                              "that int8 may lose; unset: max_drop applies to it")
+    min_cosine: Optional[float] = Field(None, description="lowest cosine of any output with the fp32 model's (-1..1)")
+    min_sqnr_db: Optional[float] = Field(None, description="lowest SQNR in dB of any output against the fp32 model's")
     allow_empty: bool = Field(False, description="pass when no check could be evaluated on this machine (e.g. only "
                                                  "TensorRT targets built on a workstation); otherwise that fails the gate")
 
@@ -44,6 +51,15 @@ class Thresholds(Strict):
         if problem := threshold_problem(info.field_name, value):
             raise ValueError(problem)
         return value
+
+    @model_serializer(mode="wrap")
+    def _unset_fidelity_limits_left_out(self, handler) -> dict[str, Any]:
+        dumped = handler(self)
+        return {k: v for k, v in dumped.items() if k not in FIDELITY_LIMITS or v is not None}
+
+    def metric_drop_limit(self, metric: str = "top1") -> float | None:
+        """The drop limit of a task metric: max_metric_drop for a named metric other than top-1 when set, else max_drop."""
+        return self.max_metric_drop if metric != "top1" and self.max_metric_drop is not None else self.max_drop
 
     def given(self) -> dict[str, Any]:
         """The keys set explicitly (a target profile's gate section: only these override the pipeline's)."""
@@ -62,6 +78,10 @@ def threshold_problem(name: str, value: Any) -> str | None:
             return f"must be a number, not {type(value).__name__} {value!r}"
         if not math.isfinite(value):  # nan compares false with everything: it would pass or fail every check
             return f"must be a finite number, got {value!r}"
+        if name == "min_cosine" and not -1 <= value <= 1:
+            return f"must be between -1 and 1, got {value!r}"
+        if name in ("min_cosine", "min_sqnr_db"):  # a cosine or a dB figure may be 0 or below
+            return None
         if value < 0 or (value == 0 and name not in _MAY_BE_ZERO):
             return f"must be {'>= 0' if name in _MAY_BE_ZERO else '> 0'}, got {value!r}"
         if name == "min_greedy_agreement" and value > 1:

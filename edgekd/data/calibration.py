@@ -12,7 +12,7 @@ from edgekd.core.errors import ConfigError, DataError
 from edgekd.core.fileio import resolve_path
 from edgekd.core.resources import builtin_dir
 from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model
-from edgekd.data.datasets import Dataset, Split, split_hash
+from edgekd.data.datasets import Dataset, Split, all_finite, split_hash
 
 
 class CalibrationRecipe(Strict):
@@ -50,7 +50,7 @@ def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = 
     else:
         indices = rng.choice(len(pool), size=count, replace=False)
     chosen = pool.take(np.sort(indices)).in_memory()  # a calibration set is small: decoded once, here
-    if not np.isfinite(chosen.x).all():
+    if not all_finite(chosen.x):
         raise DataError(f"calibration recipe '{recipe.name}': samples contain NaN or Inf; clean the data")
     digest = split_hash(chosen.x, chosen.y)
     if recipe.expected_sha256 and recipe.expected_sha256 != digest:

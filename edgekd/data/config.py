@@ -24,13 +24,27 @@ class NormalizeStats(Strict):
         return self
 
 
+class FitHeight(Strict):
+    """Images of any aspect (text lines): resize to `height` keeping the aspect ratio, the width capped at `max_width`,
+    then zero-padded on the right to `max_width` after normalisation (PaddleOCR's recipe for its recognisers and
+    direction classifier: height 48, width at most 192)."""
+
+    height: int = Field(..., ge=4, le=4096, description="every image is resized to this height (bilinear)")
+    max_width: int = Field(..., ge=4, le=16384, description="the width after resizing is at most this; narrower images "
+                                                            "are padded to it")
+    pad: Literal["right"] = Field("right", description="where the padding goes: right (the model input's value 0, after "
+                                                       "normalisation, as PaddleOCR pads)")
+
+
 # ImageNet's statistics, the convention of torchvision's pretrained models (and many checkpoints trained elsewhere).
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 NORMALIZE_MODES = ("dataset", "none", "imagenet")
+TABLE_SOURCES = ("csv", "parquet")  # tables: typed columns and a target column (edgekd/data/tabular.py)
 
 
 class DataConfig(Strict):
-    source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | text | module:function | file.py:function")
+    source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | text | csv | parquet | module:function | "
+                                                  "file.py:function")
     path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder; for text a .jsonl or "
                                                   ".csv (optionally .gz) of text,label (optional split, group)")
     max_length: Optional[int] = Field(None, ge=8, le=512, description="text: tokens per text the models take (cut and padded "
@@ -39,14 +53,21 @@ class DataConfig(Strict):
                                                                            "split (default 2000)")
     image_size: Optional[int] = Field(None, ge=4, le=1024, description="imagefolder: squash every image to this square size "
                                                                        "(changes the aspect ratio; resize + center_crop keep it)")
-    resize: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: resize the shorter side to this many pixels "
-                                                                   "(bilinear), keeping the aspect ratio")
+    resize: Union[None, int, FitHeight] = Field(
+        None, description="imagefolder: resize the shorter side to this many pixels (bilinear), keeping the aspect ratio; "
+                          "or {height: 48, max_width: 192, pad: right}: a fixed height keeping the aspect ratio, the width "
+                          "capped and zero-padded (text lines, PaddleOCR's recipe)")
     center_crop: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: then cut the central square of this size")
     color: Literal["rgb", "bgr", "gray", "gray3"] = Field("rgb", description="imagefolder: channel order, or grayscale as one "
                                                                              "channel (gray) or repeated to three (gray3)")
     labels: Literal["auto", "none"] = Field(
         "auto", description="imagefolder, npz: none ignores class sub-folders (a folder of images at any depth) and y: the "
                             "data has no labels and a model shipped as given is judged by fidelity to its fp32 outputs")
+    target: Optional[str] = Field(None, description="csv, parquet: the column to predict (its values are the classes)")
+    features: Optional[list[str]] = Field(None, min_length=1, description="csv, parquet: the input columns (default: every "
+                                                                          "column but the target)")
+    categorical: Optional[list[str]] = Field(None, description="csv, parquet: columns read as categories even when they hold "
+                                                               "numbers (default: the columns holding text)")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
     train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
@@ -65,10 +86,40 @@ class DataConfig(Strict):
         text_only = [k for k in ("max_length", "vocab_size") if k in self.model_fields_set]
         if text_only and self.source != "text":
             raise ValueError(f"data.{text_only[0]}: applies to data.source text, not to '{self.source}'; remove it")
+        table_only = [k for k in ("target", "features", "categorical") if k in self.model_fields_set]
+        if table_only and self.source not in TABLE_SOURCES:
+            raise ValueError(f"data.{table_only[0]}: applies to data.source csv or parquet, not to '{self.source}'; remove it")
+        if self.source in TABLE_SOURCES and (not self.path or not self.target):
+            raise ValueError(f"data.{'path' if not self.path else 'target'}: data.source {self.source} needs data.path (the "
+                             "file) and data.target (the column to predict); give both")
         if self.source == "text" and not self.path:
             raise ValueError("data.path: data.source text needs a .jsonl or .csv file of text,label; give its path")
         if self.labels == "none" and self.source not in ("imagefolder", "npz"):
             raise ValueError(f"data.labels: none applies to data.source imagefolder or npz, not to '{self.source}'; remove it")
+        return self
+
+    @field_validator("resize", mode="before")
+    @classmethod
+    def _resize_choice(cls, value: Any) -> Any:
+        # One line for either form, not one per member of the Union.
+        if isinstance(value, dict):
+            try:
+                return FitHeight.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(describe_validation_error(exc, FitHeight)) from None
+        if value is not None and not isinstance(value, FitHeight) and (
+                isinstance(value, bool) or not isinstance(value, int) or not 4 <= value <= 4096):
+            raise ValueError(f"{value!r}: give the shorter side's size in pixels (4 to 4096), or "
+                             "{height: H, max_width: W, pad: right} for images of any aspect")
+        return value
+
+    @model_validator(mode="after")
+    def _fit_height_alone(self) -> DataConfig:
+        if isinstance(self.resize, FitHeight):
+            other = [k for k in ("center_crop", "image_size") if getattr(self, k) is not None]
+            if other:
+                raise ValueError(f"data.{other[0]}: not with data.resize {{height, max_width}}, which already gives every "
+                                 "image one shape; remove it")
         return self
 
     @field_validator("normalize", mode="before")

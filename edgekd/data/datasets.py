@@ -9,8 +9,8 @@ from typing import Optional
 import numpy as np
 
 from edgekd.core.errors import DataError
-from edgekd.core.metrics import ACCURACY, FIDELITY
-from edgekd.data.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, NormalizeStats
+from edgekd.core.metrics import ACCURACY, FIDELITY, take_rows
+from edgekd.data.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, FitHeight, NormalizeStats
 from edgekd.data.images import LazyImages, Preprocess, channel_stats
 from edgekd.data.sources import RawData, load_raw
 
@@ -24,7 +24,7 @@ class Split:
         return len(self.y)
 
     def take(self, indices: np.ndarray) -> Split:
-        x = self.x.subset(indices) if isinstance(self.x, LazyImages) else self.x[indices]
+        x = self.x.subset(indices) if isinstance(self.x, LazyImages) else take_rows(self.x, indices)
         return Split(x, self.y[indices])
 
     def in_memory(self) -> Split:
@@ -54,7 +54,15 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
+        """One sample's shape; for several named inputs, the first one's (input_shapes has each)."""
+        return next(iter(self.input_shapes.values()))
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """{input name: one sample's shape} for named inputs; {"x": shape} for images."""
+        if isinstance(self.train.x, dict):
+            return {name: tuple(array.shape[1:]) for name, array in self.train.x.items()}
+        return {"x": tuple(self.train.x.shape[1:])}
 
     @property
     def num_classes(self) -> int:
@@ -84,6 +92,8 @@ class Dataset:
 
 
 def preprocess_of(cfg: DataConfig) -> Preprocess:
+    if isinstance(cfg.resize, FitHeight):
+        return Preprocess(color=cfg.color, fit_height=(cfg.resize.height, cfg.resize.max_width))
     return Preprocess(color=cfg.color, resize=cfg.resize, center_crop=cfg.center_crop, square=cfg.image_size)
 
 
@@ -101,6 +111,8 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, la
         _check_unlabeled(raw, where)
     rng = np.random.default_rng(seed)
     train, val, test = _split(raw, cfg, rng)
+    if isinstance(raw.x, dict):
+        return _named_inputs_dataset(cfg, raw, train, val, test)
     pixel_mean, pixel_std = _channel_stats(train.x)
     mean, std = (pixel_mean, pixel_std) if cfg.normalize == "dataset" else input_scaling(cfg.normalize, train.x)
     train, val, test = (Split(_normalise(s.x, mean, std), s.y) for s in (train, val, test))
@@ -115,13 +127,24 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, la
     return dataset
 
 
+def _named_inputs_dataset(cfg: DataConfig, raw: RawData, train: Split, val: Split, test: Split) -> Dataset:
+    """Several named inputs (an npz with one array per input): fed as they are, without normalisation, which is
+    defined per image channel; data.normalize other than none is refused rather than silently ignored."""
+    if "normalize" in cfg.model_fields_set and cfg.normalize != "none":
+        raise DataError(f"data.normalize: the npz '{cfg.path}' holds one array per model input, fed as they are; "
+                        "scale them before saving and set data.normalize: none (or leave it out)")
+    dataset = Dataset(cfg.source, train, val, test, raw.classes, [], [], normalize="none", labeled=raw.labeled)
+    dataset.fingerprint = fingerprint(dataset)
+    return dataset
+
+
 def _check(x: np.ndarray, y: np.ndarray, n_classes: int, where: str) -> None:
     if len(y) == 0:
         raise DataError(f"{where}: the dataset is empty; check data.path and data.source")
     if y.min() < 0 or y.max() >= n_classes:
         raise DataError(f"{where}: labels out of range: found {int(y.min())}..{int(y.max())}, expected 0..{n_classes - 1}; "
                         "fix the labels or list every class name")
-    if not isinstance(x, LazyImages) and not np.isfinite(x).all():  # decoded pixels are finite by construction
+    if not isinstance(x, LazyImages) and not all_finite(x):  # decoded pixels are finite by construction
         raise DataError(f"{where}: images contain NaN or Inf values; clean the data first")
 
 
@@ -215,7 +238,15 @@ def fingerprint(dataset: Dataset) -> str:
 
 
 def _pixels_digest(x) -> bytes:
+    if isinstance(x, dict):  # named inputs: each by name, in name order
+        return b"".join(name.encode() + np.ascontiguousarray(x[name]).tobytes() for name in sorted(x))
     return x.fingerprint().encode() if isinstance(x, LazyImages) else np.ascontiguousarray(x).tobytes()
+
+
+def all_finite(x) -> bool:
+    """No NaN or Inf in the samples: one array, or every float array of named inputs (integers are finite)."""
+    arrays = x.values() if isinstance(x, dict) else [x]
+    return all(np.isfinite(a).all() for a in arrays if np.issubdtype(np.asarray(a).dtype, np.floating))
 
 
 def split_hash(x: np.ndarray, y: np.ndarray) -> str:

@@ -31,6 +31,7 @@ class Preprocess:
     resize: Optional[int] = None
     center_crop: Optional[int] = None
     square: Optional[int] = None  # data.image_size: squash to a square (the older, aspect-changing option)
+    fit_height: Optional[tuple[int, int]] = None  # data.resize {height, max_width}: (height, max_width), padded right
     mean: Optional[tuple[float, ...]] = None
     std: Optional[tuple[float, ...]] = None
 
@@ -39,8 +40,12 @@ class Preprocess:
         return 1 if self.color == "gray" else 3
 
     def to_json(self) -> dict:
-        return {"color": self.color, "resize_shorter_side": self.resize, "center_crop": self.center_crop,
-                "resize_square": self.square, "interpolation": "bilinear (Pillow)"}
+        steps = {"color": self.color, "resize_shorter_side": self.resize, "center_crop": self.center_crop,
+                 "resize_square": self.square, "interpolation": "bilinear (Pillow)"}
+        if self.fit_height:  # only when used: manifests without it keep the keys they always had
+            steps["resize_height"] = {"height": self.fit_height[0], "max_width": self.fit_height[1], "pad": "right",
+                                      "pad_value": "0 after normalisation"}
+        return steps
 
     @classmethod
     def from_manifest(cls, preprocessing: Any, where: str) -> Preprocess:
@@ -52,8 +57,10 @@ class Preprocess:
                             "decoding steps (preprocessing.image); bench it on its eval.npz (leave out --images)")
         try:
             mean, std = preprocessing["mean"], preprocessing["std"]
+            fit = image.get("resize_height")
             made = cls(color=image["color"], resize=image.get("resize_shorter_side"), center_crop=image.get("center_crop"),
-                       square=image.get("resize_square"), mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+                       square=image.get("resize_square"), mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
+                       fit_height=(int(fit["height"]), int(fit["max_width"])) if fit is not None else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{where}: preprocessing is incomplete or malformed ({type(exc).__name__}: {exc}); "
                             "bundle it again") from None
@@ -79,6 +86,8 @@ class Preprocess:
             x = x[::-1]
         if self.mean is not None:
             x = (x - np.asarray(self.mean, np.float32)[:, None, None]) / np.asarray(self.std, np.float32)[:, None, None]
+        if self.fit_height:
+            x = pad_right(x, self.fit_height[1])
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def _pixels(self, img) -> np.ndarray:
@@ -92,6 +101,8 @@ class Preprocess:
             img = Image.fromarray(np.clip(np.asarray(img, np.float32) / 65535.0, 0.0, 1.0))  # float32: mode "F"
         else:
             img = img.convert("L" if self.color in ("gray", "gray3") else "RGB")
+        if self.fit_height:
+            img = resize_to_height(img, *self.fit_height)
         if self.square:
             img = img.resize((self.square, self.square), Image.BILINEAR)
         if self.resize:
@@ -116,6 +127,23 @@ def oversized_message(file: Path, exc: Exception) -> str:
     header): Pillow refuses it before decoding, and the run must name the file rather than crash."""
     found = str(exc).split(",")[0].strip().rstrip(".")  # Pillow's "Image size (N pixels) exceeds limit of M pixels"
     return f"{file}: {found}, too large to decode safely (a decompression bomb or a damaged header); remove it or shrink it"
+
+
+def resize_to_height(img, height: int, max_width: int):
+    """PaddleOCR's text-line resize (resize_norm_img): `height` rows, the width that keeps the aspect ratio rounded up,
+    at most `max_width` (a longer line is squeezed, as PaddleOCR does)."""
+    from PIL import Image
+
+    width = min(max_width, max(1, int(np.ceil(height * img.size[0] / max(1, img.size[1])))))
+    return img.resize((width, height), Image.BILINEAR)
+
+
+def pad_right(x: np.ndarray, width: int) -> np.ndarray:
+    """(C, H, w) model input padded with zeros on the right to (C, H, width): zeros of the normalised input, as
+    PaddleOCR pads after (x / 255 - 0.5) / 0.5."""
+    padded = np.zeros((*x.shape[:2], width), np.float32)
+    padded[:, :, :x.shape[2]] = x
+    return padded
 
 
 def _center_crop(img, size: int):

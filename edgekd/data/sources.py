@@ -114,6 +114,9 @@ def _npz(path: Path, labeled: bool = True) -> RawData:
     if not path.is_file():
         raise DataError(f"data.path '{path}': npz file not found")
     found = read_npz(path, "save it with numpy.savez(x=..., y=...)", DataError)
+    named = {k: v for k, v in found.items() if k not in NPZ_KEYS}
+    if "x" not in found and named:  # a model with several inputs: one array per input, named as the input
+        return _named_inputs(path, named, None if not labeled else found.get("y"), found.get("classes"))
     if "x" not in found:
         raise DataError(f"{path}: npz needs arrays 'x' (N,C,H,W or N,H,W) and 'y' (N,), or 'x' alone for unlabeled "
                         f"images (judged by fidelity to the fp32 model); found {sorted(found)}")
@@ -125,6 +128,29 @@ def _npz(path: Path, labeled: bool = True) -> RawData:
         if "test_x" in found and "test_y" not in found:
             found["test_y"] = np.full(len(found["test_x"]), UNLABELED, np.int64)
     return _from_arrays(found["x"], found["y"], found.get("test_x"), found.get("test_y"), str(path), found.get("classes"))
+
+
+# The arrays an npz of images holds; any other name is a model input's (several inputs, no 'x').
+NPZ_KEYS = ("x", "y", "test_x", "test_y", "classes")
+
+
+def _named_inputs(path: Path, named: dict[str, np.ndarray], y, classes) -> RawData:
+    """{input name: array}, each fed to the model as it is (its own dtype, no scaling); the ONNX file's inputs are
+    checked against them by name, dtype and fixed dimensions when the model is read (pipeline/given_model.py)."""
+    lengths = {name: len(array) if array.ndim else 0 for name, array in named.items()}
+    if len(set(lengths.values())) != 1 or not next(iter(lengths.values())):
+        raise DataError(f"{path}: the arrays {', '.join(f'{n} ({c} rows)' for n, c in lengths.items())} must have one row "
+                        "per sample each, the same number; save one array per model input, samples first")
+    for name, array in named.items():
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise DataError(f"{path}: array '{name}' is {array.dtype}; model inputs are numeric arrays")
+    count = next(iter(lengths.values()))
+    labels = _as_labels(y, str(path)) if y is not None else np.full(count, UNLABELED, np.int64)
+    if len(labels) != count:
+        raise DataError(f"{path}: {count} samples but {len(labels)} labels in y; give one label per sample")
+    n_classes = int(labels.max(initial=-1)) + 1
+    names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n_classes)]
+    return RawData(dict(named), labels, names)
 
 
 def _from_arrays(x, y, tx, ty, where: str, classes=None) -> RawData:
@@ -243,7 +269,7 @@ def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
             raise DataError(oversized_message(file, exc)) from None
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
-    if len(sizes) > 1 and not (preprocess.square or preprocess.center_crop):
+    if len(sizes) > 1 and not (preprocess.square or preprocess.center_crop or preprocess.fit_height):
         raise DataError(f"data.path: images have different sizes {sorted(sizes)[:3]}; set data.resize and data.center_crop "
                         "(or data.image_size) so that every image becomes the same shape")
 

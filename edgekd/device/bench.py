@@ -19,7 +19,8 @@ from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetErro
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
-from edgekd.device.bundle import load_bundle, shipped_variant
+from edgekd.data.table_schema import model_inputs, schema_of
+from edgekd.device.bundle import REFERENCE_OUTPUTS, eval_key, load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.lm_bundle import is_lm_bundle
@@ -45,17 +46,41 @@ def _load_eval(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, 
     path = bundle_dir / "eval.npz"
     data = read_npz(path, "rebuild the bundle", ArtifactError)
     inputs = _named_inputs(manifest)
-    missing = [k for k in ([i["name"] for i in inputs] if inputs else ["x"]) + ["y", "reference_logits"] if k not in data]
+    missing = [k for k in ([eval_key(i["name"]) for i in inputs] if inputs else ["x"]) + ["y", "reference_logits"] if k not in data]
     if missing:
         raise ArtifactError(f"{path}: no array {', '.join(missing)}; rebuild the bundle")
     y, logits = data["y"], data["reference_logits"]
     if inputs:  # a model with several inputs: one array per input, named as the input
-        x = {spec["name"]: data[spec["name"]] for spec in inputs}
+        x = {spec["name"]: data[eval_key(spec["name"])] for spec in inputs}
+        schema = schema_of(manifest)
+        if schema is not None:  # a table: every column there, numbers where numbers belong, no unseen category
+            x = model_inputs(schema, {name: array[:, 0] if array.ndim == 2 else array for name, array in x.items()}, str(path))
         _check_named_arrays(path, x, y, logits, inputs)
         return x, y, logits
     x = data["x"]
-    _check_eval_arrays(path, x, y, logits, manifest)
+    if manifest.get("task") == "fidelity" or task_metric_of(manifest) != "top1":  # any model's input and output
+        _check_task_arrays(path, x, y, logits)
+    else:
+        _check_eval_arrays(path, x, y, logits, manifest)
     return x, y, logits
+
+
+def task_metric_of(manifest: dict[str, Any]) -> str:
+    """What the bundle's eval.npz y is scored by: its manifest's task_metric (core/task_metrics.py), else top-1."""
+    from edgekd.core.task_metrics import METRICS
+
+    metric = manifest.get("task_metric") or "top1"
+    if metric not in METRICS:
+        raise ArtifactError(f"manifest task_metric {metric!r}: unknown to this edgekd (known: {', '.join(METRICS)}); "
+                            "upgrade edgekd on the device")
+    return metric
+
+
+def _check_task_arrays(path: Path, x: np.ndarray, y: np.ndarray, outputs: np.ndarray) -> None:
+    """A fidelity task's eval.npz: any shapes, one row of each per sample."""
+    if not (len(x) == len(y) == len(outputs)) or x.ndim < 2:
+        raise ArtifactError(f"{path}: x {x.shape}, y {y.shape} and reference_logits {outputs.shape} must hold one row per "
+                            "sample; rebuild the bundle")
 
 
 def _named_inputs(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -72,7 +97,7 @@ def _check_named_arrays(path: Path, x: dict[str, np.ndarray], y: np.ndarray, log
     for spec in inputs:
         array, shape = x[spec["name"]], spec.get("shape") or []
         fits = array.ndim == len(shape) and all(not isinstance(d, int) or d == n for d, n in zip(shape, array.shape))
-        if not fits or array.dtype.name != spec.get("dtype"):
+        if not fits or not _dtype_fits(array, spec.get("dtype")):
             dims = "(" + ", ".join(str(d) for d in shape) + ")"
             raise ArtifactError(f"{path}: array '{spec['name']}' is {array.dtype.name} {tuple(array.shape)} but the model's input "
                                 f"'{spec['name']}' is {spec.get('dtype')} {dims}; rebuild the bundle")
@@ -80,6 +105,11 @@ def _check_named_arrays(path: Path, x: dict[str, np.ndarray], y: np.ndarray, log
     if len(set(counts.values())) > 1 or len(y) != len(logits) or len(y) not in counts.values():
         raise ArtifactError(f"{path}: arrays hold different numbers of samples ({counts}, y {len(y)}, "
                             f"reference_logits {len(logits)}); rebuild the bundle")
+
+
+def _dtype_fits(array: np.ndarray, dtype: str | None) -> bool:
+    """An ONNX string input (numpy's 'object' in the manifest) takes an array of str; the rest by dtype name."""
+    return array.dtype.kind == "U" if dtype == "object" else array.dtype.name == dtype
 
 
 def _check_eval_arrays(path: Path, x: np.ndarray, y: np.ndarray, logits: np.ndarray, manifest: dict[str, Any]) -> None:
@@ -143,21 +173,27 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     candidates = [Candidate(artifact_name(m.get("target", d.name), shipped_variant(m, a.precision)), m.get("target", d.name), a, threads,
                             verdict="bundle") for d, m, a in loaded]
     first_manifest = loaded[0][1]
+    metric = task_metric_of(first_manifest)
+    if metric != "top1" and (texts is not None or images is not None):
+        raise ConfigError(f"--images/--texts: {paths[0]} is judged by {metric}, which needs its labels in eval.npz; "
+                          "bench it on its eval.npz (no --images, no --texts)")
+    outputs = None  # a fidelity task's fp32 outputs by name: only eval.npz has them
     if texts is not None:
         x, y, reference, references, eval_set = _on_texts(Path(texts), loaded, candidates)
         measured, gate = ACCURACY, _gate_section(first_manifest, loaded[0][0])
     elif images is None:
-        x, y, reference, references, eval_set = _on_eval_npz(loaded)
+        x, y, reference, references, eval_set, outputs = _on_eval_npz(loaded)
         measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest, loaded[0][0])
     else:
         x, y, reference, references, eval_set, measured, gate = _on_images(Path(images), loaded, candidates)
-    rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory)
+    rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory, metric=metric,
+                        reference_outputs=outputs)
     for row, (bundle_dir, *_rest) in zip(rows, loaded, strict=True):
         row["bundle"] = str(bundle_dir)
     run_name = first_manifest.get("run") or Path(path).resolve().name
     notes = [w for _d, m, _a in loaded for w in host_warnings(m.get("profile") or {})]
     report = build_report(run_name, rows, references, eval_set, gate, spec, batch_sizes, memory, host_warnings=notes,
-                          measured=measured)
+                          measured=measured, task_metric=metric)
     if eval_set.get("reference_is_a_candidate") and measured == FIDELITY:
         report["warnings"].insert(0, f"no labels: fidelity is measured against {eval_set['reference']}, one of the bundles "
                                      "benched, whose agreement with itself is 1 by construction; bench a run folder holding "
@@ -182,12 +218,21 @@ def _on_language_models(paths: list[Path], threads: int | None, images: Path | N
 def _on_eval_npz(loaded: list) -> tuple:
     evals = [_load_eval(bundle_dir, manifest) for bundle_dir, manifest, _a in loaded]
     x, y, reference = evals[0]
+    outputs = reference_outputs(loaded[0][0])
+    metric = task_metric_of(loaded[0][1])
     digest = eval_set_hash(x, y)
     for (bundle_dir, *_rest), (bx, by, _ref) in zip(loaded[1:], evals[1:], strict=True):
         if eval_set_hash(bx, by) != digest:
             raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
-    references = {"student_fp32": {**accuracy_metrics(reference, y), "source": "bundle eval.npz reference_logits"}}
-    return x, y, reference, references, {"samples": len(y), "sha256": digest}
+    references = {"student_fp32": {**accuracy_metrics(reference, y, metric), "source": "bundle eval.npz reference_logits"}}
+    return x, y, reference, references, {"samples": len(y), "sha256": digest}, outputs
+
+
+def reference_outputs(bundle_dir: Path) -> dict[str, np.ndarray] | None:
+    """A fidelity task's fp32 outputs by name from eval.npz (bundle.REFERENCE_OUTPUTS), or None (other bundles)."""
+    data = read_npz(bundle_dir / "eval.npz", "rebuild the bundle", ArtifactError)
+    found = {key.removeprefix(REFERENCE_OUTPUTS): array for key, array in data.items() if key.startswith(REFERENCE_OUTPUTS)}
+    return found or None
 
 
 def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple:

@@ -36,25 +36,38 @@ with: pixels scaled to [0, 1], then (pixel - mean[c]) / std[c] per channel with 
 """
 
 
+EVAL_ARRAYS = ("y", "reference_logits")  # eval.npz's own arrays beside the inputs'
+
+
+def eval_key(input_name: str) -> str:
+    """The eval.npz array of a model input: its name, or input.NAME where the name is one of eval.npz's own arrays (a
+    table with a column named y)."""
+    return f"input.{input_name}" if input_name in EVAL_ARRAYS else input_name
+
+
 def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_y: np.ndarray,
-                 reference_logits: np.ndarray, info: dict[str, Any], extra_files: dict[str, Path] | None = None) -> Path:
+                 reference_logits: np.ndarray, info: dict[str, Any], extra_files: dict[str, Path] | None = None,
+                 reference_outputs: dict[str, np.ndarray] | None = None) -> Path:
     """Assemble the bundle in a temporary folder, then swap it into place: a crash leaves the old one.
     `extra_files` ({name in the bundle: source}): what the device needs beside the model to feed it (a text model's
-    tokenizer.json), listed with their sha256 like every other file."""
+    tokenizer.json), listed with their sha256 like every other file. `reference_outputs`: a fidelity task's fp32
+    outputs by name, stored as eval.npz's reference_outputs/<name> (edgekd bench compares every output with them)."""
     # A model with several inputs: one array per input, named as the input (bench/device.py reads them by name).
     # asarray, not astype: float32 images (most) are written as they are, not copied first (500 at 3x224x224: 300 MB)
-    named = dict(eval_x) if isinstance(eval_x, dict) else {"x": np.asarray(eval_x, dtype=np.float32)}
-    if {"y", "reference_logits"} & set(named):
-        raise ArtifactError(f"{bundle_dir}: a model input named 'y' or 'reference_logits' collides with eval.npz's own arrays")
+    named = {eval_key(k): v for k, v in eval_x.items()} if isinstance(eval_x, dict) else {"x": np.asarray(eval_x, dtype=np.float32)}
     staging = bundle_dir.with_name(f".{bundle_dir.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for name in artifact.files:
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)  # an ONNX file's external data may sit in a sub-folder
         shutil.copyfile(artifact.root / name, staging / name)
     for name, source in (extra_files or {}).items():
         shutil.copyfile(source, staging / name)
-    np.savez_compressed(staging / "eval.npz", **named, y=eval_y.astype(np.int64),
-                        reference_logits=reference_logits.astype(np.float32))
+    # Labels: class indices, or a task metric's (edgekd/core/task_metrics.py), whose boxes have float coordinates.
+    labels = eval_y.astype(np.float32) if np.asarray(eval_y).dtype.kind == "f" else eval_y.astype(np.int64)
+    np.savez_compressed(staging / "eval.npz", **named, y=labels,
+                        reference_logits=reference_logits.astype(np.float32),
+                        **{f"{REFERENCE_OUTPUTS}{name}": array for name, array in (reference_outputs or {}).items()})
     backend = get_backend(artifact.backend)
     write_text_atomic(staging / "README.md", _README.format(
         target=info["target"], backend=artifact.backend, precision=shipped_variant(info, artifact.precision), version=info.get("edgekd_version", "?"),
@@ -66,6 +79,10 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
     write_json_atomic(staging / "manifest.json", manifest)
     _swap_into_place(staging, bundle_dir)
     return bundle_dir
+
+
+# eval.npz's arrays of a fidelity task's fp32 outputs: this prefix and the output's name.
+REFERENCE_OUTPUTS = "reference_outputs/"
 
 
 def shipped_variant(manifest: dict[str, Any], precision: str) -> str:

@@ -1,4 +1,7 @@
-"""The release gate: thresholds on accuracy drop, speedup and size; a failure is exit code 1.
+"""The release gate: thresholds on accuracy drop, speedup, size and fidelity to fp32; a failure is exit code 1.
+
+A report whose `task_metric` is not top1 holds that metric in its `top1` fields: its drop is checked against
+max_metric_drop when set, else max_drop. min_cosine and min_sqnr_db check each row's `fidelity` (the worst output).
 
 Drops (absolute points or relative percent, from counts of correct samples): edgekd.core.metrics.accuracy_drop.
 Speedup: p50 at batch 1 of the same target's fp32 artifact / p50 of the artifact (same report, same machine).
@@ -48,24 +51,44 @@ def reference_top1(report: dict[str, Any], name: str, baseline: dict[str, Any] |
 
 
 def check_row(row: dict[str, Any], reference_top1: float, baseline_p50: float | None, limits: Thresholds,
-              samples: int | None = None) -> list[Check]:
-    """The checks of one artifact; `samples`: the size of the evaluation set, so drops come from counts."""
+              samples: int | None = None, metric: str = "top1") -> list[Check]:
+    """The checks of one artifact; `samples`: the size of the evaluation set, so drops come from counts. `metric`: what
+    the row's `top1` holds (the report's task_metric: top-1, or a task metric such as mask_iou)."""
     name = row["artifact"]
     if row.get("top1") is None:
         return [Check(name, "measured", True, "skipped: not measurable on this machine; gate the report from the device",
                       skipped=True)]
     checks = []
-    if limits.max_drop is not None:
+    drop_limit = limits.metric_drop_limit(metric)
+    if drop_limit is not None:
         drop = accuracy_drop(reference_top1, row["top1"], limits.drop_type, samples)
         unit = "points" if limits.drop_type == "absolute" else "%"
-        checks.append(Check(name, "max_drop", within_limit(drop, limits.max_drop),
-                            f"top-1 drop {drop:.2f} {unit} vs {limits.reference} (limit {limits.max_drop:g} {unit})"))
+        key = "max_metric_drop" if drop_limit is not limits.max_drop else "max_drop"
+        what = "top-1" if metric == "top1" else metric
+        checks.append(Check(name, key, within_limit(drop, drop_limit),
+                            f"{what} drop {drop:.2f} {unit} vs {limits.reference} (limit {drop_limit:g} {unit})"))
+    checks += fidelity_checks(name, row.get("fidelity") or {}, limits)
     if limits.min_speedup is not None:
         checks.append(_speedup_check(name, row.get("p50_ms"), baseline_p50, limits.min_speedup))
     if limits.max_size_kb is not None:
         size_kb = row["bytes"] / 1024
         checks.append(Check(name, "max_size_kb", size_kb <= limits.max_size_kb,
                             f"size {size_kb:.1f} KB (limit {limits.max_size_kb:g} KB)"))
+    return checks
+
+
+def fidelity_checks(name: str, numbers: dict[str, Any], limits: Thresholds) -> list[Check]:
+    """min_cosine and min_sqnr_db on a row's fidelity to the fp32 reference (its worst output)."""
+    checks = []
+    for key, field, unit in (("min_cosine", "cosine", ""), ("min_sqnr_db", "sqnr_db", " dB")):
+        limit = getattr(limits, key)
+        if limit is None:
+            continue
+        value = numbers.get(field)
+        if value is None:  # unverifiable is not a pass
+            checks.append(Check(name, key, False, f"no {field} against fp32 in the report; bench it with this edgekd"))
+        else:
+            checks.append(Check(name, key, at_least(value, limit), f"{field} {value:.4g}{unit} vs fp32 (limit {limit:g}{unit})"))
     return checks
 
 
@@ -88,10 +111,11 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
             continue
         fp32_p50 = next((r.get("p50_ms") for r in report["rows"]
                          if r["target"] == row["target"] and r["precision"] == "fp32"), None)
-        row_checks = check_row(row, top1, fp32_p50, limits, samples)
+        row_checks = check_row(row, top1, fp32_p50, limits, samples, report.get("task_metric") or "top1")
         for check in row_checks if fidelity else ():
-            if check.threshold == "max_drop":
-                check.reason = f"{check.reason}; no labels: this is disagreement with the fp32 model's top-1"
+            if check.threshold in ("max_drop", "max_metric_drop"):
+                what = "top-1" if report.get("task_metric", "top1") == "top1" else report["task_metric"]
+                check.reason = f"{check.reason}; no labels: this is disagreement with the fp32 model's {what}"
         checks.extend(row_checks)
     return checks
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.core.metrics import accuracy_metrics, fidelity, predict
+from edgekd.core.metrics import accuracy_metrics, batch_axes_of, fidelity, outputs_fidelity, predict, predict_outputs
 from edgekd.core.progress import progress
+from edgekd.core.task_metrics import task_metric
 from edgekd.device.latency import LatencySpec, measure_interleaved
 from edgekd.device.memory import measure_memory
 from edgekd.device.sizes import file_set, gzip_size, parameter_count, size_on_disk
@@ -59,7 +60,11 @@ def as_batch(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, reference_logits: np.ndarray,
-                 spec: LatencySpec, batch_sizes: Sequence[int] = (1,), memory: bool = True) -> list[dict[str, Any]]:
+                 spec: LatencySpec, batch_sizes: Sequence[int] = (1,), memory: bool = True,
+                 metric: str = "top1", reference_outputs: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """`metric`: what `y` is scored by, top1 or a task metric (core/task_metrics.py; kept under the row's top1).
+    `reference_outputs`: a fidelity task's fp32 outputs by name: each artifact's outputs are compared with them
+    (row fidelity: the worst output's numbers, and each output's under fidelity.outputs)."""
     rows, runners, clocks = [], {}, {}
     for candidate in progress(candidates, desc="load, first inference, accuracy", unit="artifact"):
         row = describe(candidate)
@@ -76,7 +81,10 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         row["first_inference_ms"] = (time.perf_counter() - started) * 1000
         row["threads"] = {"requested": candidate.threads, "runtime": session.threads_used()}
         logits = predict(session.run, x)
-        row.update(accuracy_metrics(logits, y), fidelity=fidelity(logits, reference_logits))
+        row.update(accuracy_metrics(logits, y, metric), fidelity=output_fidelity(session, x, logits, reference_logits,
+                                                                                   reference_outputs))
+        if metric != "top1" or reference_outputs:  # a fidelity task's metric against fp32 too, beside the labels
+            row["fidelity"]["task_metric_agreement"] = metric_agreement(metric, logits, reference_logits)
         if candidate.time_latency:
             runners[candidate.name] = session.run
             if backend.runtime_clock:
@@ -89,6 +97,22 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
     if memory:
         _add_memory(rows, candidates, x)
     return rows
+
+
+def metric_agreement(metric: str, outputs: np.ndarray, reference: np.ndarray) -> float:
+    """A task metric of `outputs` with the reference model's outputs as the labels (task_metrics' labels_of)."""
+    scorer = task_metric(metric)
+    return scorer.score(outputs, scorer.labels_of(reference))
+
+
+def output_fidelity(session, x, logits: np.ndarray, reference_logits: np.ndarray,
+                    reference_outputs: dict[str, np.ndarray] | None) -> dict[str, Any]:
+    """Fidelity to the reference: of every output where the reference's are given and the session returns them all
+    (run_outputs: onnxruntime, OpenVINO), else of the first output (the logits)."""
+    if not reference_outputs or not hasattr(session, "run_outputs"):
+        return fidelity(logits, reference_logits)
+    axes = batch_axes_of(reference_outputs, len(logits))
+    return outputs_fidelity(predict_outputs(session, x, axes), reference_outputs, axes)
 
 
 def _add_latency(rows: list[dict], runners: dict, clocks: dict, x: np.ndarray, spec: LatencySpec,

@@ -9,16 +9,33 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
 from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model, validate_model
+from edgekd.core.task_metrics import METRICS
 from edgekd.core.thresholds import Thresholds
-from edgekd.data.config import DataConfig
+from edgekd.data.config import TABLE_SOURCES, DataConfig
 from edgekd.device.config import BenchConfig
 from edgekd.quant.config import QuantizeConfig
 from edgekd.train.config import OFFLINE_ONLY, DistillConfig, ExportConfig, StudentConfig, TeacherConfig
+
+
+class TaskSection(Strict):
+    """`task: {kind: fidelity, metric: mask_iou}`: a model given as ONNX that is not (only) a classifier. Each candidate's
+    output is compared with the fp32 model's on the same samples (cosine, SQNR, max abs error) and judged by the named
+    task metric (edgekd/core/task_metrics.py), against the npz's y where given, else against the fp32 model's outputs."""
+
+    kind: Literal["fidelity"] = Field("fidelity", description="fidelity: judged output by output against the fp32 model")
+    metric: str = Field("top1", description="the task metric (edgekd/core/task_metrics.py): " + ", ".join(METRICS))
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown task metric {value!r}; known: {', '.join(METRICS)}")
+        return value
 
 
 class PipelineConfig(Strict):
@@ -27,7 +44,9 @@ class PipelineConfig(Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
                         description="where teachers and distillation (every mode) train: auto (the GPU when there is one), cpu, cuda, cuda:N")
     data: DataConfig = Field(default_factory=DataConfig)
-    teachers: list[TeacherConfig] = Field(default_factory=list, description="at least one, except with distill.mode: online")
+    teachers: list[TeacherConfig] = Field(default_factory=list, description="the ensemble: at least one, except with distill.mode: "
+                                          "online; each of one kind: arch (PyTorch), sklearn, lightgbm, xgboost (fitted by edgekd), "
+                                          "onnx or skops (fitted files; the last four kinds on tables)")
     student: StudentConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
@@ -35,6 +54,8 @@ class PipelineConfig(Strict):
     targets: list[str] = Field(default_factory=lambda: ["x86-cpu"], min_length=1)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     gate: Thresholds = Field(default_factory=Thresholds)
+    task: Optional[TaskSection] = Field(None, description="unset: a classifier (top-1); {kind: fidelity, metric: ...} for "
+                                                          "any other ONNX model shipped as given")
 
     @model_validator(mode="before")
     @classmethod
@@ -68,9 +89,20 @@ class PipelineConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _fidelity_ships_onnx_from_npz(self) -> PipelineConfig:
+        if self.task is not None and not (self.ships_onnx and self.data.source == "npz"):
+            raise ValueError("task: kind fidelity ships a model given as ONNX (student.onnx) on data from an .npz "
+                             "(data.source npz) of its inputs; give both, or remove the task section")
+        return self
+
+    @model_validator(mode="after")
     def _teachers_for_mode(self) -> PipelineConfig:
         if not self.teachers and self.distill.mode not in ("online", "none"):
             raise ValueError(f"teachers: at least one teacher is needed with distill.mode '{self.distill.mode}'")
+        for index, teacher in enumerate(self.teachers):
+            if teacher.kind != "torch" and self.data.source not in TABLE_SOURCES:
+                raise ValueError(f"teachers[{index}].{teacher.kind}: in a pipeline, teachers of this kind run on tables (data.source "
+                                 f"csv or parquet), and data.source is '{self.data.source}'; give arch (a PyTorch network)")
         if not self.teachers and self.quantize.method == "qat" and self.distill.mode == "online":
             raise ValueError("quantize.method: qat fine-tunes on the teachers' soft targets and this config has no teachers "
                              "(distill.mode online): add a teacher, or use quantize.method: ptq")

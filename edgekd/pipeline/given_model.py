@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekd.core.errors import ConfigError, DataError
+from edgekd.core.errors import ConfigError, DataError, clip_words
 from edgekd.core.fileio import resolve_path
 from edgekd.core.metrics import predict
 
@@ -34,7 +34,7 @@ def with_reference_labels(ctx: RunContext, dataset):
     if not source.is_file():
         raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': file not found ({source}); give the path of the "
                           "model's .onnx file, absolute or relative to the config file")
-    check_input_matches(onnx_input_spec(source), dataset.input_shape, "student.onnx")
+    given_input_spec(source, dataset, "student.onnx", where)
     logits = onnx_logits(source)
     val_logits = logits(dataset.val.x)
     if val_logits.ndim != 2:
@@ -45,10 +45,11 @@ def with_reference_labels(ctx: RunContext, dataset):
     return dataset.with_reference_labels(val_logits, logits(dataset.test.x))
 
 
-def onnx_logits(path: Path):
+def onnx_logits(path: Path, shown_as: Path | None = None):
+    """`shown_as`: the user's file to name in a load error, when `path` is the run's copy of it."""
     from edgekd.runtimes.ort import OrtSession
 
-    session = OrtSession(path, threads=None)
+    session = OrtSession(path, threads=None, shown_as=shown_as)
     return lambda x: predict(session.run, x)
 
 
@@ -60,15 +61,24 @@ def onnx_inputs(path: Path) -> list[dict]:
     try:
         graph = onnx.load(str(path), load_external_data=False).graph
     except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX file
-        raise ConfigError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:120]}); export it again") from None
+        raise ConfigError(f"{path}: not a readable ONNX model ({clip_words(exc, 160)}); export it again") from None
     initializers = {init.name for init in graph.initializer}
     specs = []
     for value in (i for i in graph.input if i.name not in initializers):
         tensor = value.type.tensor_type
-        shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
+        shape = [_dimension(d) for d in tensor.shape.dim]
         specs.append({"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
                       "shape": shape, "dynamic_axes": {str(i): d for i, d in enumerate(shape) if not isinstance(d, int)}})
     return specs
+
+
+def _dimension(dim) -> int | str:
+    """One dimension of an ONNX shape: its size when fixed, else its name, "?" when it has none. Exporters write a
+    dynamic axis as a name, as no value at all, or (Paddle2ONNX, tf2onnx) as -1 or 0; onnxruntime runs all of them at
+    any size, so only a positive dim_value is fixed."""
+    if dim.dim_param:
+        return dim.dim_param
+    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else "?"
 
 
 def onnx_input_spec(path: Path) -> dict:
@@ -81,12 +91,54 @@ def onnx_input_spec(path: Path) -> dict:
     return {k: inputs[0][k] for k in ("name", "shape", "dtype")}
 
 
-def check_input_matches(spec: dict, sample_shape: tuple, field: str) -> None:
-    """One line naming both shapes when the data's samples cannot feed the model's input."""
+def given_input_spec(source: Path, dataset, field: str, where: str) -> dict:
+    """The given model's main input (name, shape, dtype), once the data is checked to feed it: one image tensor, or
+    (an npz with one array per input) every input by name, dtype and fixed dimensions."""
+    from edgekd.runtimes.onnx_graph import external_data_files
+
+    external_data_files(source, field)  # its weights beside it, inside its folder: refused in one line before loading
+    if not isinstance(dataset.train.x, dict):
+        spec = onnx_input_spec(source)
+        check_input_matches(spec, dataset.input_shape, field)
+        return spec
+    inputs = onnx_inputs(source)
+    check_named_inputs(inputs, dataset.train.x, field, where)
+    return {k: inputs[0][k] for k in ("name", "shape", "dtype")}
+
+
+def check_named_inputs(inputs: list[dict], arrays: dict[str, np.ndarray], field: str, where: str) -> None:
+    """Each model input has its array, in its dtype, with its fixed dimensions; one line naming the input, what it
+    expects and what the array is, at the first mismatch."""
+    names = [spec["name"] for spec in inputs]
+    extra = [name for name in arrays if name not in names]
+    if extra:
+        raise ConfigError(f"{where}: array '{extra[0]}' is not an input of the model in {field} (its inputs: "
+                          f"{', '.join(names)}); name each array as the input it feeds")
+    for spec in inputs:
+        expected = f"{spec['dtype']} {_shape(spec['shape'])}"
+        if spec["name"] not in arrays:
+            raise ConfigError(f"{where}: no array for the model's input '{spec['name']}' ({expected}); the npz holds "
+                              f"{', '.join(sorted(arrays))}: save one array per input, named as the input")
+        _check_batch_axis(spec, field)
+        array = arrays[spec["name"]]
+        dims = spec["shape"][1:]
+        fits = len(dims) == array.ndim - 1 and all(not isinstance(d, int) or d == s for d, s in zip(dims, array.shape[1:]))
+        if array.dtype.name != spec["dtype"] or not fits:
+            raise ConfigError(f"{where}: the model's input '{spec['name']}' is {expected} but its array is "
+                              f"{array.dtype.name} {_shape(['batch', *array.shape[1:]])}; save it in the input's dtype "
+                              "and shape (samples first)")
+
+
+def _check_batch_axis(spec: dict, field: str) -> None:
     if isinstance(spec["shape"][0], int) if spec["shape"] else True:
         raise ConfigError(f"{field}: the model's input '{spec['name']}' has the fixed shape {_shape(spec['shape'])}; edgekd "
                           "measures batches of several sizes: export it with a dynamic batch axis (torch.onnx.export(..., "
                           "dynamic_axes={'input': {0: 'batch'}}), or dynamo=True with dynamic_shapes)")
+
+
+def check_input_matches(spec: dict, sample_shape: tuple, field: str) -> None:
+    """One line naming both shapes when the data's samples cannot feed the model's input."""
+    _check_batch_axis(spec, field)
     model_shape = spec["shape"][1:]
     fits = len(model_shape) == len(sample_shape) and all(
         not isinstance(m, int) or m == s for m, s in zip(model_shape, sample_shape))

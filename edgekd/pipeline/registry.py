@@ -23,6 +23,9 @@ TEXT_STAGES = {name: f"edgekd.pipeline.stages.text:Text{name.capitalize()}Stage"
 # kept by stage 1, which then trains nothing).
 TEXT_AS_GIVEN = {"teachers": "edgekd.pipeline.stages.text:TextGivenTokenizerStage",
                  "distill": "edgekd.pipeline.stages.text:TextAsGivenStage"}
+# data.source csv or parquet: tables, with teachers of any kind (pipeline/stages/tabular.py); compile, bench, gate shared.
+TABULAR_STAGES = {name: f"edgekd.pipeline.stages.tabular:Tabular{name.capitalize()}Stage"
+                  for name in ("teachers", "distill", "export", "quantize")}
 STAGE_NAMES = tuple(STAGES)
 # task: language-model runs the same stages with its own classes (pipeline/lm/).
 LANGUAGE_MODEL_STAGES = {
@@ -40,6 +43,8 @@ def stage_class(config, name: str):
     """The Stage subclass that runs `name` for this config."""
     if getattr(config, "task", None) == "language-model":
         where = LANGUAGE_MODEL_STAGES[name]
+    elif config.data.source in ("csv", "parquet") and name in TABULAR_STAGES:
+        where = TABULAR_STAGES[name]
     elif config.data.source == "text" and name in TEXT_STAGES:
         shipped_as_given = config.distill.mode == "none" and name in TEXT_AS_GIVEN
         where = TEXT_AS_GIVEN[name] if shipped_as_given else TEXT_STAGES[name]

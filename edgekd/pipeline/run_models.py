@@ -77,10 +77,21 @@ def teacher_soft_targets(ctx: RunContext, temperature: float) -> torch.Tensor:
     return targets.soft_targets(0, torch.device("cpu"))
 
 
+def student_outputs(ctx: RunContext, x) -> dict[str, np.ndarray] | None:
+    """A fidelity task's fp32 model: every output on `x` by name (each candidate's outputs are compared with these);
+    None for the other tasks, which compare the logits (student_logits)."""
+    if ctx.task.name != "fidelity":
+        return None
+    from edgekd.core.metrics import predict_outputs
+    from edgekd.runtimes.ort import OrtSession
+
+    return predict_outputs(OrtSession(ctx.layout.fp32_onnx, threads=None), x)
+
+
 def student_logits(ctx: RunContext, x: np.ndarray) -> np.ndarray:
     """The fp32 student's logits on `x`: what every candidate is compared with. From PyTorch when the student
     is a PyTorch model (the exported file is checked against it), from onnxruntime when it was given as ONNX."""
-    if ctx.cfg.ships_onnx or ctx.task.name == "text-classification":  # text: the export stage checked it against PyTorch
+    if ctx.cfg.ships_onnx or ctx.task.name in ("text-classification", "tabular-classification"):  # checked at export
         from edgekd.core.metrics import predict
         from edgekd.runtimes.ort import OrtSession
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from edgekd.core.metrics import within_limit
+from edgekd.core.metrics import at_least, within_limit
 
 Candidate = dict[str, Any]
 Rule = Callable[[Candidate], "str | None"]  # None: passes; otherwise why it fails
@@ -46,7 +46,7 @@ class AccuracyLimit(NamedTuple):
     source: str  # where the number comes from, for the verdicts and errors that quote it
 
 
-def accuracy_limit(gate, profile) -> AccuracyLimit:
+def accuracy_limit(gate, profile, metric: str = "top1") -> AccuracyLimit:
     """How far a target's int8 or reduced-precision candidate may drop: THE rule, used by candidate selection
     (compile stage) and by the int8 budget (quantize stage).
 
@@ -54,11 +54,13 @@ def accuracy_limit(gate, profile) -> AccuracyLimit:
     than the gate, so selection cannot ship a candidate the gate stage then fails for its drop; and a looser
     gate does loosen it, unless the target's own profile demands less (the built-in profiles do not).
     `gate`: the config's gate section (max_drop); `profile`: the target's TargetProfile.
+    `metric`: the task's (a named task metric's drop has gate.max_metric_drop when set: Thresholds.metric_drop_limit).
     """
-    own, ours = profile.gate.given().get("max_drop"), gate_drop_budget(gate.max_drop)
+    key = "gate.max_metric_drop" if gate.metric_drop_limit(metric) is not gate.max_drop else "gate.max_drop"
+    own, ours = profile.gate.given().get("max_drop"), gate_drop_budget(gate.metric_drop_limit(metric))
     if own is not None and own < ours:
-        return AccuracyLimit(own, f"target {profile.name}'s gate.max_drop, stricter than gate.max_drop {ours:g}")
-    return AccuracyLimit(ours, "gate.max_drop")
+        return AccuracyLimit(own, f"target {profile.name}'s gate.max_drop, stricter than {key} {ours:g}")
+    return AccuracyLimit(ours, key)
 
 
 def gate_drop_budget(max_drop: float | None) -> float:
@@ -80,6 +82,25 @@ def fidelity_rule(min_agreement: float, key: str = "top1_agreement") -> Rule:
     """Fails candidates whose top-1 agreement with the fp32 reference is below `min_agreement`."""
     def rule(row: Candidate) -> str | None:
         return f"top-1 agreement {row[key]:.3f} < {min_agreement}" if row[key] < min_agreement else None
+    return rule
+
+
+def fidelity_limits_rule(gate) -> Rule:
+    """Fails candidates whose validation outputs depart from fp32's beyond gate.min_cosine or gate.min_sqnr_db (the
+    limits the gate applies to the bench's numbers, so selection cannot ship a candidate the gate then fails)."""
+    def rule(row: Candidate) -> str | None:
+        for key, field in (("min_cosine", "val_cosine"), ("min_sqnr_db", "val_sqnr_db")):
+            limit = getattr(gate, key, None)
+            if limit is not None and row.get(field) is not None and not at_least(row[field], limit):
+                return f"{field.removeprefix('val_')} {row[field]:.4g} < gate.{key} {limit:g}"
+        return None
+    return rule
+
+
+def all_of(*rules: Rule) -> Rule:
+    """The first failure of several rules, or None when all pass."""
+    def rule(row: Candidate) -> str | None:
+        return next((failure for failure in (r(row) for r in rules) if failure), None)
     return rule
 
 

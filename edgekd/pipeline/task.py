@@ -1,6 +1,7 @@
 """The task seam: what a model takes (its input spec) and what counts as right (the metric), as one object the
-stages ask, so a new kind of model (text, next) plugs in here instead of in every stage. Image classification,
-top-1, is the one task today."""
+stages ask, so a new kind of model plugs in here instead of in every stage. Three tasks: classification (images,
+text; top-1), language models (perplexity), and fidelity (any ONNX model shipped as given, judged output by output
+against its fp32 self and by a named task metric, edgekd/core/task_metrics.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +9,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgekd.core.metrics import topk
+from edgekd.core.metrics import take_rows, topk
+from edgekd.core.task_metrics import task_metric
 
 
 class Task(Protocol):
@@ -48,7 +50,7 @@ class ImageClassification(Classification):
     def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
         test = dataset.test
         n = min(samples, len(test))
-        return test.x[:n], test.y[:n]
+        return take_rows(test.x, slice(0, n)), test.y[:n]  # one array, or a model with several inputs' {name: array}
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,28 @@ class TextClassification(Classification):
 
         # A given model (save_pretrained folder) brings its tokenizer and label order: the data must be encoded with them.
         return load_text_dataset(config.data, config.seed, base_dir, given_model(config, base_dir))
+
+
+@dataclass(frozen=True)
+class TabularClassification(Classification):
+    """data.source csv or parquet: raw columns in, one (batch, 1) input per column named as it (edgekd/data/table_schema.py),
+    one label per row, top-1."""
+
+    name: str = "tabular-classification"
+
+    def input_spec(self, dataset: Any, name: str = "columns", batch: int | str = "batch") -> dict[str, Any]:
+        return {"name": name, "shape": [batch, 1], "dtype": "mixed: float32 (numeric) and string (categorical) columns",
+                "columns": [c.name for c in dataset.schema.columns]}
+
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        test = dataset.test
+        n = min(samples, len(test))
+        return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
+
+    def load_dataset(self, config, base_dir):
+        from edgekd.data.tabular import load_tabular_dataset
+
+        return load_tabular_dataset(config.data, config.seed, base_dir)
 
 
 @dataclass(frozen=True)
@@ -100,14 +124,51 @@ class LanguageModel:
         return load_lm_dataset(config.data, base_dir)
 
 
+@dataclass(frozen=True)
+class Fidelity:
+    """`task: {kind: fidelity, metric: NAME}`: an ONNX model of any outputs, shipped as given. Every candidate's output
+    is compared with the fp32 model's (cosine, SQNR, max abs error: core.metrics.fidelity) and scored by the task
+    metric NAME, against the npz's labels, or without them against the fp32 model's outputs as labels
+    (pipeline/fidelity_data.py). The metric's score plays top-1's part everywhere (budget, selection, gate), so its
+    drops are in its points."""
+
+    metric: str = "top1"
+    name: str = "fidelity"
+
+    def score(self, outputs: np.ndarray, labels: np.ndarray) -> float:
+        return task_metric(self.metric).score(outputs, labels)
+
+    def input_spec(self, dataset: Any, name: str, batch: int | str = "batch") -> dict[str, Any]:
+        return {"name": name, "shape": [batch, *dataset.input_shape], "dtype": dataset.first_input.dtype.name}
+
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
+        test = dataset.test
+        n = min(samples, len(test))
+        return take_rows(test.x, slice(0, n)), test.y[:n]
+
+    def output_spec(self, outputs: np.ndarray) -> dict[str, Any]:
+        return {"name": "output", "shape": ["batch", *outputs.shape[1:]], "dtype": outputs.dtype.name, "task_metric": self.metric}
+
+    def load_dataset(self, config, base_dir):
+        from edgekd.pipeline.fidelity_data import load_fidelity_dataset
+
+        return load_fidelity_dataset(config, base_dir)
+
+
 # A new task: a class like ImageClassification, and one line here (and the config key that picks it).
 TASKS: dict[str, Task] = {"image-classification": ImageClassification(), "text-classification": TextClassification(),
-                          "language-model": LanguageModel()}
+                          "language-model": LanguageModel(), "fidelity": Fidelity(),
+                          "tabular-classification": TabularClassification()}
 
 
 def task_for(config) -> Task:
-    """The task of a pipeline config: `task: language-model`, text classification for data.source text, else
-    image classification."""
-    if getattr(config, "task", None) == "language-model":
+    """The task of a pipeline config: `task: language-model`, `task: {kind: fidelity, metric: ...}`, text classification
+    for data.source text, else image classification."""
+    task = getattr(config, "task", None)
+    if task == "language-model":
         return TASKS["language-model"]
+    if getattr(task, "kind", None) == "fidelity":
+        return Fidelity(metric=task.metric)
+    if config.data.source in ("csv", "parquet"):
+        return TASKS["tabular-classification"]
     return TASKS["text-classification" if config.data.source == "text" else "image-classification"]

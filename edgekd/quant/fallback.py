@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class FallbackBudget:
     drop_type: str = "absolute"
     max_nodes: int = 6
     sensitivity_samples: int = 512
+    # The task's score of outputs against labels (higher is better): top-1 for classifiers, a task metric otherwise.
+    score: Callable[[np.ndarray, np.ndarray], float] = topk
 
 
 @dataclass
@@ -67,14 +70,14 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
     Raises StageError naming the nodes tried when `budget.max_nodes` nodes in float are not enough.
     """
     fp32_logits = logits_of(fp32_onnx, val_x)
-    fp32_top1 = topk(fp32_logits, val_y)
+    fp32_top1 = budget.score(fp32_logits, val_y)
     with tempfile.TemporaryDirectory(prefix="edgekd-fallback-") as scratch:
         cache = Path(scratch) / "calibration.json"
         quantize = lambda path, exclude: quantize_qdq(fp32_onnx, path, recipe, calibration, nodes_to_exclude=exclude,  # noqa: E731
                                                       calibrate_method=calibrate_method, calibration_cache=cache)
         quantize(out_path, [])
         int8_logits = logits_of(out_path, val_x)
-        top1 = topk(int8_logits, val_y)
+        top1 = budget.score(int8_logits, val_y)
         drop = accuracy_drop(fp32_top1, top1, budget.drop_type, len(val_y))
         report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=not within_limit(drop, budget.max_drop),
                                 val_top1=top1, val_drop=drop)
@@ -87,7 +90,7 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
             kept = ranked[:count]
             quantize(out_path, kept)
             int8_logits = logits_of(out_path, val_x)
-            top1 = topk(int8_logits, val_y)
+            top1 = budget.score(int8_logits, val_y)
             drop = accuracy_drop(fp32_top1, top1, budget.drop_type, len(val_y))
             report.tried.append({"nodes_in_float": kept, "val_top1": top1, "val_drop": drop})
             if within_limit(drop, budget.max_drop):
@@ -157,6 +160,9 @@ def rank_sensitivity(full_int8: Path, fp32_logits: np.ndarray, x: np.ndarray, qu
 
 
 def _with_fidelity(report: FallbackReport, fp32_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray) -> FallbackReport:
+    if fp32_logits.ndim != 2 or labels.ndim != 1:  # not a classifier's logits: the outputs' error ranks calibrations
+        report.val_kl = _mse(int8_logits, fp32_logits)
+        return report
     report.val_kl = mean_kl(fp32_logits, int8_logits)
     report.val_correct = np.argmax(int8_logits, axis=1) == labels
     return report

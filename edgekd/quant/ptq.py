@@ -13,9 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from edgekd.core.errors import DataError, StageError
+from edgekd.core.errors import DataError, StageError, clip_words
 from edgekd.core.fileio import atomic_path
-from edgekd.core.metrics import batch_rows
+from edgekd.core.metrics import batch_rows, sample_count, take_rows
 from edgekd.runtimes.profiles import QuantRecipe
 
 
@@ -27,10 +27,12 @@ class ArrayReader:
     3x224x224 was gigabytes (all of a mid-size CNN's activations, 256 times); one batch at a time, it merges each
     batch's ranges or histograms and frees its tensors."""
 
-    def __init__(self, input_name: str, samples: np.ndarray, batch_size: int = 32):
-        if not np.isfinite(samples).all():
+    def __init__(self, input_name: str, samples: np.ndarray | dict[str, np.ndarray], batch_size: int = 32):
+        """`samples`: the one input's array, or {input name: array} for a model with several inputs."""
+        named = samples if isinstance(samples, dict) else {input_name: samples}
+        if not all(np.isfinite(a).all() for a in named.values() if np.issubdtype(a.dtype, np.floating)):
             raise DataError("calibration data contains NaN or Inf; check the dataset and the calibration recipe")
-        self._batches = [{input_name: samples[i:i + batch_size]} for i in range(0, len(samples), batch_size)]
+        self._batches = [take_rows(named, slice(i, i + batch_size)) for i in range(0, sample_count(named), batch_size)]
         self._iter: Optional[Iterator] = None
         self.rewind()
 
@@ -97,7 +99,8 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     input_name = _input_name(fp32_onnx)
-    samples = np.asarray(calibration, dtype=np.float32)  # no copy of float32 samples
+    # several inputs: each array in its own dtype; one array: float32, without a copy when it is float32 already
+    samples = calibration if isinstance(calibration, dict) else np.asarray(calibration, dtype=np.float32)
     reader = ArrayReader(input_name, samples, batch_size=batch_rows(samples, limit=32, budget=CALIBRATION_BYTES))
     extra = {**recipe.extra_options, **STRIDED, "ActivationSymmetric": recipe.symmetric_activations,
              "WeightSymmetric": recipe.symmetric_weights}
@@ -114,7 +117,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
     with tempfile.TemporaryDirectory(prefix="edgekd-ptq-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # Shape inference and graph clean-up first, as onnxruntime recommends before quantizing.
-        quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(_weights_inside(fp32_onnx, Path(scratch))), str(prepared), skip_symbolic_shape=True)
         if method == "entropy":
             calibration_cache = calibration_cache or Path(scratch) / "entropy.json"
             if not calibration_cache.is_file():
@@ -130,9 +133,29 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
                     calibration_cache_path=str(calibration_cache) if calibration_cache else None,
                 )
             except (ValueError, RuntimeError) as exc:
-                raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
+                raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({clip_words(exc, 200)})") from None
             strip_node_debug_metadata(tmp)
+            check_written(tmp, out_path, fp32_onnx, recipe.name)
     return out_path
+
+
+def check_written(written: Path, out_path: Path, fp32_onnx: Path, recipe_name: str) -> None:
+    """ONNX's checker on the int8 model the quantizer wrote, before anything loads it. A failure here is the
+    quantizer's (e.g. per-channel DequantizeLinear with `axis` in an opset-11 graph), not the user's model: the
+    message says so instead of calling the model corrupt."""
+    import onnx
+
+    from edgekd.runtimes.onnx_graph import MIN_QUANT_OPSET, opset_of
+
+    try:
+        onnx.checker.check_model(str(written))
+    except Exception as exc:  # onnx.checker.ValidationError, and protobuf errors of a half-written file
+        opset = opset_of(fp32_onnx)
+        hint = (f"the fp32 model is at opset {opset}: upgrade it to {MIN_QUANT_OPSET} or later "
+                "(onnx.version_converter.convert_version)" if opset and opset < MIN_QUANT_OPSET
+                else "the fp32 model itself is fine: report this with the model's opset and the recipe")
+        raise StageError(f"quantize: recipe '{recipe_name}' wrote {out_path.name}, an int8 model that is not valid ONNX "
+                         f"({clip_words(exc, 200)}); {hint}") from None
 
 
 # quantize_static cannot set the entropy calibrator's histogram sizes, and with its defaults (128 bins
@@ -176,6 +199,21 @@ def quantized_nodes(qdq_onnx: Path) -> list[str]:
     dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
     return [n.name for n in graph.node
             if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear") and dequantized.intersection(n.input)]
+
+
+def _weights_inside(fp32_onnx: Path, scratch: Path) -> Path:
+    """`fp32_onnx` with its external data (model.onnx.data) read back into the file, in `scratch`; the file itself when
+    it has none. quant_pre_process runs onnxruntime's optimizer into a temporary folder that lacks the .data file, then
+    fails to load its own output ("should be stored in .../pre.quant.*/model.onnx.data")."""
+    import onnx
+
+    from edgekd.runtimes.onnx_graph import external_data_files
+
+    if not external_data_files(Path(fp32_onnx), "quantize"):
+        return Path(fp32_onnx)
+    inline = scratch / "fp32-inline.onnx"
+    onnx.save_model(onnx.load(str(fp32_onnx)), str(inline))  # over 2 GB protobuf refuses: onnx's ValueError says so
+    return inline
 
 
 def _input_name(onnx_path: Path) -> str:

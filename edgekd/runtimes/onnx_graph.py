@@ -19,3 +19,104 @@ def onnx_parameters(path: Path) -> int:
         if tensor.data_type != onnx.TensorProto.INT64 and tensor.name not in quant_params:
             total += int(np.prod(tensor.dims, dtype=np.int64))
     return total
+
+
+# The lowest opset of the default domain whose QuantizeLinear/DequantizeLinear take the `axis` attribute that
+# per-channel int8 needs: onnxruntime's quantizer (QDQ) and NNCF write it whatever the model's opset says.
+MIN_QUANT_OPSET = 13
+
+
+def opset_of(path: Path) -> int | None:
+    """The model's opset for the default ONNX domain, None when it imports none."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def external_data_files(path: Path, field: str) -> list[str]:
+    """The files (relative to the model's folder) holding the weights of an ONNX file saved with external data
+    (torch.onnx.export's default from torch 2.14: model.onnx + model.onnx.data), each checked to exist inside the
+    model's folder. A location that leaves that folder (absolute, `..`, a link out of it) is refused, as onnxruntime
+    refuses it, but in one line naming the file."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
+
+    from edgekd.core.errors import ArtifactError
+
+    model = onnx.load(str(path), load_external_data=False)
+    folder = path.resolve().parent
+    found: list[str] = []
+    # _get_all_tensors: onnx's own walk over initializers and attribute tensors (subgraphs included), the one that
+    # load_external_data_for_model uses; onnx exports no public name for it.
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = ExternalDataInfo(tensor).location
+        resolved = (folder / location).resolve()
+        if Path(location).is_absolute() or folder not in resolved.parents:
+            raise ArtifactError(f"{field} '{path}': weight '{tensor.name}' is stored at '{location}', outside the model's "
+                                "folder; refused: save the model with its external data beside it (a relative file name)")
+        if not resolved.is_file():
+            raise ArtifactError(f"{field} '{path}': weight '{tensor.name}' is stored in '{location}', which is not in "
+                                f"{folder}; copy the model's .data file(s) beside the .onnx")
+        if location not in found:
+            found.append(location)
+    return found
+
+
+def copy_onnx(source: Path, target: Path, field: str = "model") -> list[Path]:
+    """Copy an ONNX file with its external-data files (kept at their relative locations beside `target`), each
+    written atomically; the paths written, the model first. Without external data this is one file copy."""
+    import shutil
+
+    from edgekd.core.errors import ArtifactError
+    from edgekd.core.fileio import atomic_path
+
+    locations = _external_locations(source, field)
+    if target.name in locations:
+        raise ArtifactError(f"{field} '{source}': its external data is named '{target.name}', as the model copy must be; "
+                            "save the weights under another name (e.g. model.onnx.data)")
+    written = [target]
+    for location in locations:
+        destination = target.parent / location
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(destination) as tmp:
+            shutil.copyfile(source.parent / location, tmp)
+        written.append(destination)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return written
+
+
+def _external_locations(source: Path, field: str) -> list[str]:
+    """external_data_files, or none for a file the onnx package cannot parse (or without the package): the file is
+    copied as it is, and the runtime that loads it says what is wrong. A location that escapes is still refused."""
+    from edgekd.core.errors import EdgeKDError
+
+    try:
+        return external_data_files(source, field)
+    except EdgeKDError:
+        raise
+    except Exception:  # ImportError, protobuf's DecodeError: not ours to judge here
+        return []
+
+
+def upgrade_opset(source: Path, target: Path, opset: int = MIN_QUANT_OPSET) -> list[Path]:
+    """`source` converted to `opset` by onnx's version converter, saved at `target` (weights beside it in
+    `<target>.data` when the source keeps them outside); the paths written, the model first."""
+    import onnx
+    from onnx import version_converter
+
+    from edgekd.core.fileio import atomic_path
+
+    model = version_converter.convert_version(onnx.load(str(source)), opset)
+    has_external = bool(external_data_files(source, "model"))
+    data = target.with_name(f"{target.name}.data")
+    with atomic_path(target) as tmp:
+        if has_external:
+            onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data.name)
+        else:
+            onnx.save_model(model, str(tmp))
+    return [target, data] if has_external else [target]

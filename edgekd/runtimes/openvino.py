@@ -49,6 +49,12 @@ class OpenVinoSession:
         self._request.infer()
         return self._request.get_output_tensor(0).data.copy()
 
+    def run_outputs(self, batch: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of one batch, by the name the ONNX file gave it (a fidelity task compares each)."""
+        self.run(batch)
+        return {output.get_any_name(): self._request.get_output_tensor(index).data.copy()
+                for index, output in enumerate(self._request.model_outputs)}
+
     def runtime_latency_ms(self) -> float:
         """OpenVINO's own timing of the last infer() (InferRequest.latency, ms): what benchmark_app reports.
         The bench records it beside the wall-clock time, which also counts the Python call and copies."""

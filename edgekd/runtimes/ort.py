@@ -1,14 +1,14 @@
 """onnxruntime targets: x86 CPU (`ort`) and ARM CPUs (`ort-arm64`, which also ships an .ort file)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import ArtifactError
+from edgekd.core.errors import ArtifactError, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.runtimes.base import Artifact, Backend
+from edgekd.runtimes.onnx_graph import copy_onnx
 
 
 def session_options(threads: int | None, level: str = "ORT_ENABLE_ALL") -> dict:
@@ -28,8 +28,20 @@ def _ort_options(settings: dict):
     return options
 
 
+def load_failure(model_path: Path, exc: Exception, shown_as: Path | str | None = None) -> str:
+    """One line for a file onnxruntime cannot load, naming `shown_as` (the user's own file, when `model_path` is the
+    run's copy of it) both in edgekd's words and in onnxruntime's quoted text."""
+    reason = str(exc)
+    if shown_as is not None:
+        reason = reason.replace(str(model_path), str(shown_as))
+    return (f"{shown_as or model_path}: onnxruntime cannot load it ({clip_words(reason, 300)}); check that it runs "
+            "with onnxruntime.InferenceSession, or export or bundle it again")
+
+
 class OrtSession:
-    def __init__(self, model_path: Path, threads: int | None, providers: list[str] | None = None):
+    def __init__(self, model_path: Path, threads: int | None, providers: list[str] | None = None,
+                 shown_as: Path | str | None = None):
+        """`shown_as`: the file to name in a load error, when `model_path` is the run's copy of the user's file."""
         import onnxruntime as ort
 
         self.options = session_options(threads)
@@ -37,14 +49,26 @@ class OrtSession:
             self._session = ort.InferenceSession(str(model_path), _ort_options(self.options),
                                                  providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
-            raise ArtifactError(f"{model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:160]}); "
-                                "the file is corrupt or not ONNX: export or bundle it again") from None
+            raise ArtifactError(load_failure(model_path, exc, shown_as)) from None
         self._input = self._session.get_inputs()[0].name
         self.options["providers"] = self._session.get_providers()
 
     def run(self, batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         """Logits for one batch: an array for the model's one input, or {input name: array} for several."""
         return self._session.run(None, batch if isinstance(batch, dict) else {self._input: batch})[0]
+
+    def run_outputs(self, batch: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of one batch, by name: a fidelity task compares each with the fp32 model's."""
+        names = [output.name for output in self._session.get_outputs()]
+        return dict(zip(names, self._session.run(None, batch if isinstance(batch, dict) else {self._input: batch})))
+
+    def output_batch_axes(self) -> dict[str, int]:
+        """Per output, the axis that holds the samples: where the first input's named batch dimension appears in the
+        output's shape (a recurrent state [2, batch, H] has it at 1); 0 where the graph does not say."""
+        shape = self._session.get_inputs()[0].shape
+        batch = shape[0] if shape and isinstance(shape[0], str) else None
+        return {output.name: output.shape.index(batch) if batch in (output.shape or []) else 0
+                for output in self._session.get_outputs()}
 
     def threads_used(self) -> int | None:
         try:
@@ -67,11 +91,15 @@ class OrtBackend(Backend):
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
         self.require()
         out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out_dir / "model.onnx") as tmp:
-            shutil.copyfile(onnx_path, tmp)
-        return Artifact(self.name, precision, out_dir, "model.onnx", ["model.onnx"],
+        # A model saved with external data brings its .data file(s): the bundle lists and hashes them with the model.
+        written = copy_onnx(Path(onnx_path), out_dir / "model.onnx")
+        return Artifact(self.name, precision, out_dir, "model.onnx", [p.relative_to(out_dir).as_posix() for p in written],
                         runtime_options={"threads": profile.threads, "providers": ["CPUExecutionProvider"],
                                          "session_options": session_options(profile.threads)})
+
+    def loaded_files(self, artifact: Artifact) -> list[Path]:
+        """The model and its external-data file(s), if any (an .ort file is another way to load the same model)."""
+        return [artifact.root / name for name in artifact.files if name not in self.built_files]
 
     def session(self, artifact: Artifact, threads: int | None = None) -> OrtSession:
         self.require()

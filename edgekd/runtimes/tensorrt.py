@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 from edgekd.core.errors import ArtifactError, TargetError
 from edgekd.core.fileio import atomic_path, write_json_atomic, write_text_atomic
 from edgekd.runtimes.base import Artifact, Backend
+from edgekd.runtimes.onnx_graph import copy_onnx
 
 
 @dataclass
@@ -203,13 +203,12 @@ class TensorRTBackend(Backend):
         if input_spec is None:
             raise TargetError("tensorrt compile needs the model's input spec (name and shape)")
         out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out_dir / "model.onnx") as tmp:
-            shutil.copyfile(onnx_path, tmp)
+        written = copy_onnx(Path(onnx_path), out_dir / "model.onnx")  # with its external-data file(s), if any
         batch = input_spec["shape"][0]
         settings = settings_from_profile(profile, precision, input_spec["name"], input_spec["shape"][1:],
                                          fixed_batch=batch if isinstance(batch, int) else None)
         self._write_recipe(out_dir, settings, profile.name)
-        files = ["model.onnx", "build_settings.json", "build_engine.sh"]
+        files = [*(p.relative_to(out_dir).as_posix() for p in written), "build_settings.json", "build_engine.sh"]
         artifact = Artifact(self.name, precision, out_dir, "model.onnx", files, rebuild_on_device=True,
                             runtime_options={"build_settings": asdict(settings), "trtexec": trtexec_command(settings),
                                              "edgekd_compile": f"edgekd compile . --target {profile.name}"})

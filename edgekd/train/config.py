@@ -1,7 +1,7 @@
 """Section models of training: models (teachers, student), the training loop, distillation, ONNX export."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -46,9 +46,55 @@ class StudentConfig(ModelConfig):
         return self
 
 
+# The kinds of teacher, one key each (edgekd/train/teacher_kinds.py fits and runs those other than arch).
+TEACHER_KINDS = ("arch", "sklearn", "lightgbm", "xgboost", "onnx", "skops")
+
+
 class TeacherConfig(ModelConfig):
+    """One teacher of the ensemble, of any kind: a PyTorch network (arch), a scikit-learn estimator or pipeline,
+    LightGBM or XGBoost (fitted by edgekd on the training split), or a fitted model as an ONNX or skops file."""
+
+    arch: Optional[str] = Field(None, description="kind PyTorch: built-in name (convnet, resnet or mlp), torchvision:NAME, "
+                                                  "module:function or file.py:function")
+    sklearn: Optional[Union[str, list[dict[str, dict[str, Any]]]]] = Field(
+        None, description="kind scikit-learn, fitted on the training split: an estimator class name (HistGradientBoostingClassifier, "
+                          "RandomForestClassifier, MLPClassifier, ...) with `params`, or a pipeline as a list of steps "
+                          "[{TfidfVectorizer: {...}}, {LogisticRegression: {...}}]")
+    lightgbm: Optional[str] = Field(None, description="kind LightGBM, fitted on the training split: LGBMClassifier, with `params`")
+    xgboost: Optional[str] = Field(None, description="kind XGBoost, fitted on the training split: XGBClassifier, with `params`")
+    onnx: Optional[str] = Field(None, description="kind ONNX: a fitted model of any origin (skl2onnx, onnxmltools, a network) run "
+                                                  "with onnxruntime; it takes the data's raw inputs by name")
+    skops: Optional[str] = Field(None, description="kind skops: a fitted scikit-learn model file, loaded with skops.io and the "
+                                                   "types in `trusted` only (nothing is unpickled)")
+    trusted: list[str] = Field(default_factory=list, description="skops: the type names the file may hold (e.g. "
+                                                                 "sklearn.ensemble._forest.RandomForestClassifier)")
+    params: dict[str, Any] = Field(default_factory=dict, description="sklearn/lightgbm/xgboost: the estimator's keyword arguments")
+    preprocess: Literal["auto", "onehot", "ordinal", "none"] = Field(
+        "auto", description="tables, fitted teachers: how they see the raw columns: ordinal (category codes; NaN kept for LightGBM and "
+                            "XGBoost, the median for scikit-learn's trees), onehot (imputed, standardized, one-hot), none (the raw "
+                            "columns); auto: ordinal for trees, onehot for the rest")
+    outputs: Literal["auto", "probabilities", "logits"] = Field(
+        "auto", description="onnx: what the model's (batch, classes) output holds; auto: probabilities when rows sum to 1")
     weight: float = Field(1.0, gt=0, description="weight of this teacher in the ensemble")
     train: TrainConfig = Field(default_factory=TrainConfig, description="used only when no checkpoint is given")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TeacherConfig:
+        given = [k for k in TEACHER_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            kinds = ", ".join(TEACHER_KINDS)
+            raise ValueError(f"give exactly one teacher kind of {kinds}; got {', '.join(given) or 'none'}")
+        if self.skops is not None and not self.trusted:
+            raise ValueError("skops: list the types the file may hold in `trusted` (skops.io.get_untrusted_types shows them); "
+                             "nothing is loaded without that list")
+        if self.arch is None and self.checkpoint:
+            raise ValueError(f"checkpoint: a {given[0]} teacher is fitted or given as a file, not a state_dict; remove it")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """torch, sklearn, lightgbm, xgboost, onnx or skops."""
+        return next("torch" if k == "arch" else k for k in TEACHER_KINDS if getattr(self, k) is not None)
 
 
 class HintConfig(Strict):

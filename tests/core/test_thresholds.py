@@ -17,7 +17,8 @@ def test_the_config_gate_section_profiles_and_device_gate_share_the_model():
     assert TargetProfile.model_fields["gate"].annotation is Thresholds
     from edgekd.device import gate
     assert gate.Thresholds is Thresholds
-    assert THRESHOLD_NAMES == ("reference", "max_drop", "drop_type", "min_speedup", "max_size_kb", "allow_empty")
+    assert THRESHOLD_NAMES == ("reference", "max_drop", "drop_type", "min_speedup", "max_size_kb", "max_metric_drop",
+                               "min_cosine", "min_sqnr_db", "allow_empty")
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -27,6 +28,10 @@ def test_the_config_gate_section_profiles_and_device_gate_share_the_model():
     ({"max_drop": True}, "max_drop\n.*must be a number, not bool"),
     ({"allow_empty": "yes"}, "allow_empty\n.*must be true or false"),
     ({"reference": ""}, "reference\n.*must be a reference name"),
+    ({"min_cosine": 1.5}, "min_cosine\n.*must be between -1 and 1, got 1.5"),
+    ({"min_sqnr_db": float("nan")}, "min_sqnr_db\n.*must be a finite number"),
+    ({"max_metric_drop": -0.5}, "max_metric_drop\n.*must be >= 0, got -0.5"),
+    ({"min_sqnr_db": "20"}, "min_sqnr_db\n.*must be a number, not str"),
 ])
 def test_bad_values_are_refused_naming_the_field(values, message):
     with pytest.raises(ValueError, match=message):
@@ -53,6 +58,20 @@ def test_a_profile_gate_counts_only_the_keys_it_sets(tmp_path):
     bad.write_text("name: bad\nbackend: ort\nprecisions: [fp32]\ngate: {max_drop: -2}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: gate.max_drop: must be >= 0"):
         load_profile(str(bad))
+
+
+def test_fidelity_limits_are_left_out_of_dumps_until_set():
+    """Configs and bundles that do not use them dump as before: their stage keys (--resume) do not change."""
+    assert set(Thresholds().model_dump()) == {"reference", "max_drop", "drop_type", "min_speedup", "max_size_kb", "allow_empty"}
+    limits = Thresholds(min_sqnr_db=-3, min_cosine=0, max_metric_drop=0)
+    assert limits.model_dump()["min_sqnr_db"] == -3 and limits.model_dump()["min_cosine"] == 0
+    assert Thresholds.model_validate(limits.model_dump()) == limits
+
+
+def test_metric_drop_limit():
+    assert Thresholds(max_drop=2).metric_drop_limit("mask_iou") == 2
+    assert Thresholds(max_drop=2, max_metric_drop=0.5).metric_drop_limit("mask_iou") == 0.5
+    assert Thresholds(max_drop=2, max_metric_drop=0.5).metric_drop_limit("top1") == 2
 
 
 @pytest.mark.parametrize("values", [{"max_increase": float("nan")}, {"max_increase": float("inf")},

@@ -27,3 +27,23 @@ def test_gate_checks_only_shipped_artifacts_and_names_failures():
 def test_reference_teacher():
     checks = evaluate_report(_report(0.90), Thresholds(reference="teacher", max_drop=4.0))
     assert not checks[0].passed and "vs teacher" in checks[0].reason
+
+
+def test_task_metric_drop_uses_max_metric_drop_and_names_the_metric():
+    report = {**_report(0.885), "task_metric": "mask_iou"}
+    checks = evaluate_report(report, Thresholds(max_drop=2.0))  # unset max_metric_drop: max_drop applies
+    assert [(c.threshold, c.passed) for c in checks] == [("max_drop", True)]
+    assert checks[0].reason.startswith("mask_iou drop 1.50 points")
+    checks = evaluate_report(report, Thresholds(max_drop=2.0, max_metric_drop=1.0))
+    assert [(c.threshold, c.passed) for c in checks] == [("max_metric_drop", False)]
+
+
+def test_min_cosine_and_min_sqnr_read_the_rows_fidelity():
+    report = _report(0.90)
+    report["rows"][1]["fidelity"] = {"cosine": 0.995, "sqnr_db": 18.0}
+    checks = evaluate_report(report, Thresholds(max_drop=None, min_cosine=0.99, min_sqnr_db=20))
+    assert [(c.threshold, c.passed) for c in checks] == [("min_cosine", True), ("min_sqnr_db", False)]
+    assert checks[1].reason == "sqnr_db 18 dB vs fp32 (limit 20 dB)"
+    del report["rows"][1]["fidelity"]
+    checks = evaluate_report(report, Thresholds(max_drop=None, min_cosine=0.99))
+    assert not checks[0].passed and "no cosine" in checks[0].reason

@@ -31,7 +31,8 @@ def test_a_model_shipped_as_given_takes_the_distill_stages_place_with_its_sectio
     given = validate_config({"student": {"arch": "convnet", "checkpoint": "s.pt"}})
     cls = stage_class(given, "distill")
     assert cls.__name__ == "AsGivenStage" and cls.name == "distill"
-    assert cls.sections == stage_class(_config(), "distill").sections
+    # and the task section too: what a model given as is gets judged by (top-1, or a fidelity task's metric)
+    assert cls.sections == (*stage_class(_config(), "distill").sections, "task")
 
 
 def test_the_run_folder_is_numbered_in_registry_order(tmp_path):

@@ -125,3 +125,18 @@ def test_a_gain_over_fp32_that_is_only_noise_says_within_noise():
     rows = [fp32, int8]
     assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
     assert int8["verdict"].startswith("faster than fp32 in only 3 of 5 rounds") and int8["verdict"].endswith("within noise")
+
+
+def test_task_metric_limits_and_fidelity_limits():
+    from edgekd.core.thresholds import Thresholds
+    from edgekd.pipeline.selection import accuracy_limit, all_of, fidelity_limits_rule
+    from edgekd.runtimes.profiles import load_profile
+
+    profile = load_profile("x86-cpu")
+    gate = Thresholds(max_drop=2.0, max_metric_drop=0.5, min_sqnr_db=25)
+    assert accuracy_limit(gate, profile, "mask_iou") == (0.5, "gate.max_metric_drop")
+    assert accuracy_limit(gate, profile) == (2.0, "gate.max_drop")  # a classifier's top-1 keeps max_drop
+    rule = all_of(accuracy_rule(0.5), fidelity_limits_rule(gate))
+    assert rule({"val_drop": 0.4, "val_sqnr_db": 30.0, "val_cosine": 0.99}) is None
+    assert rule({"val_drop": 0.4, "val_sqnr_db": 20.0}) == "sqnr_db 20 < gate.min_sqnr_db 25"
+    assert rule({"val_drop": 0.6, "val_sqnr_db": 20.0}).startswith("accuracy drop 0.60 > max_drop 0.5")

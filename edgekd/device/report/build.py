@@ -10,7 +10,9 @@ latency {batchN: stats; first_ms there is the first timed call at that batch siz
 yet done but after the accuracy pass}, p50_ms, memory {peak_rss_mb, baseline_rss_mb, model_rss_mb,
 cold_session_create_ms, cold_first_inference_ms, method} or {error}),
 host_warnings (where this machine differs from the targets' devices), warnings (noise, a short eval set),
-quantize {fallback: {recipe: {sensitivity, nodes_in_float, max_drop}}} when the pipeline's fallback search ran.
+quantize {fallback: {recipe: {sensitivity, nodes_in_float, max_drop}}} when the pipeline's fallback search ran,
+task_metric (a fidelity task's metric, e.g. mask_iou: the top1 fields hold it; absent for top-1). fidelity per row:
+cosine, sqnr_db, max_abs_error, mean_abs_error (and top1_agreement for a classifier's logits).
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ REPORT_SCHEMA = "edgekd.report/1"
 def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any], eval_set: dict[str, Any],
                  gate: dict[str, Any], spec: LatencySpec, batch_sizes, memory: bool,
                  host_warnings: list[str] | None = None, quantize: dict[str, Any] | None = None,
-                 measured: str = ACCURACY) -> dict[str, Any]:
+                 measured: str = ACCURACY, task_metric: str = "top1") -> dict[str, Any]:
+    """`task_metric`: what the rows' and references' top1 fields hold when not top-1 (recorded in the report)."""
     _second_opinion(rows)
     for row in rows:
         row["reason"] = full_reason(row)
@@ -48,6 +51,8 @@ def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any
               "rows": rows, "host_warnings": list(host_warnings or []), "warnings": noise_warnings(rows)}
     if quantize:
         report["quantize"] = quantize
+    if task_metric != "top1":  # absent: top-1, as in every report before task metrics
+        report["task_metric"] = task_metric
     return report
 
 

@@ -77,6 +77,19 @@ def median_length_lines(report: dict[str, Any]) -> list[str]:
             "the padded length every input has): " + ", ".join(f"`{name}` {p50:.3f} ms" for name, _tokens, p50 in timed) + "."]
 
 
+def output_fidelity_lines(report: dict[str, Any]) -> list[str]:
+    """A fidelity task's numbers per output of each artifact against fp32 (report.json's fidelity.outputs)."""
+    rows = [row for row in report["rows"] if (row.get("fidelity") or {}).get("outputs")]
+    if not rows:
+        return []
+    lines = ["", "Each output against the fp32 model's (cosine, SQNR, largest absolute error):", ""]
+    for row in rows:
+        parts = [f"`{name}` cosine {o['cosine']:.5f}, SQNR {o['sqnr_db']:.1f} dB, max abs {o['max_abs_error']:.3g}"
+                 for name, o in row["fidelity"]["outputs"].items()]
+        lines.append(f"- `{row['artifact']}`: " + "; ".join(parts))
+    return lines
+
+
 def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
     env = report.get("environment", {})
     lines = [f"# edgekd report: {report['run']}", "",
@@ -95,6 +108,7 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> 
               "bundle carries. Why each row is as it is, in full:", ""]
     lines += [f"- `{row['artifact']}`: {row['reason']}" for row in report["rows"] if row.get("reason")]
     lines += median_length_lines(report)
+    lines += output_fidelity_lines(report)
     if report.get("host_warnings"):
         lines += ["", "This machine is not the device:", ""] + [f"- Warning: {w}" for w in report["host_warnings"]]
     if report.get("warnings"):

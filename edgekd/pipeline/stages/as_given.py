@@ -6,18 +6,18 @@ torch, so a machine with numpy, onnx and onnxruntime alone can ship it.
 """
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 
 from edgekd.core.errors import ConfigError
-from edgekd.core.fileio import atomic_path, resolve_path, sha256_of
+from edgekd.core.fileio import file_record, resolve_path, sha256_of
+from edgekd.core.metrics import take_rows
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.given_check import check_label_order, check_scaling
-from edgekd.pipeline.given_model import check_classes, check_input_matches, onnx_input_spec, onnx_inputs, onnx_logits, onnx_scaling
+from edgekd.pipeline.given_model import check_classes, given_input_spec, onnx_inputs, onnx_logits, onnx_scaling
+from edgekd.pipeline.onnx_intake import bring_in
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
-from edgekd.runtimes.onnx_graph import onnx_parameters
+from edgekd.runtimes.onnx_graph import external_data_files, onnx_parameters
 
 
 def _ship_onnx(ctx: RunContext) -> StageOutput:
@@ -25,18 +25,41 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     if not source.is_file():
         raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': file not found ({source}); give the path of the "
                           "model's .onnx file, absolute or relative to the config file")
-    spec = onnx_input_spec(source)
-    check_input_matches(spec, ctx.dataset.input_shape, "student.onnx")
-    out = ctx.layout.given_onnx
-    with atomic_path(out) as tmp:
-        shutil.copyfile(source, tmp)
-    logits = onnx_logits(out)
-    check_classes(logits(ctx.dataset.val.x[:2]), ctx.dataset.num_classes, "student.onnx")
+    where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
+    spec = given_input_spec(source, ctx.dataset, "student.onnx", where)
+    # The run's copy: with the file's external data, at an opset int8 can be written in (upgraded and checked).
+    written, upgrade = bring_in(source, ctx.layout.given_onnx, ctx.dataset.val.x, "student.onnx")
+    out = written[0]
+    logits = onnx_logits(out, shown_as=source)
+    check_outputs(ctx, logits(take_rows(ctx.dataset.val.x, slice(0, 2))))
     field = f"student.onnx '{ctx.cfg.student.onnx}'"
     metadata = onnx_scaling(out, ctx.dataset.input_shape[0]) if len(ctx.dataset.input_shape) == 3 else None
-    return StageOutput([out], {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
-                               "source_sha256": sha256_of(source), **_accuracy(ctx, logits, field, metadata)}, inputs=[source],
-                       record=StudentRecord(input=spec, inputs=onnx_inputs(out)))
+    carried = {"external_data": [file_record(p, source.parent) for p in _user_data_files(source)]} if len(written) > 1 else {}
+    return StageOutput(written, {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
+                                 "source_sha256": sha256_of(source), **carried,
+                                 **({"opset_upgrade": upgrade} if upgrade else {}), **_accuracy(ctx, logits, field, metadata)},
+                       inputs=[source, *_user_data_files(source)], record=StudentRecord(input=spec, inputs=onnx_inputs(out)))
+
+
+def _user_data_files(source):
+    """The user's own external-data files (their sha256 is recorded beside the model's)."""
+    return [source.parent / location for location in external_data_files(source, "student.onnx")]
+
+
+def check_outputs(ctx: RunContext, outputs: np.ndarray) -> None:
+    """The given model's output can be judged as the task says: a classifier's (batch, classes) logits, or for a
+    fidelity task an output its metric can score against the data's labels."""
+    if ctx.task.name != "fidelity":
+        check_classes(outputs, ctx.dataset.num_classes, "student.onnx")
+        return
+    from edgekd.core.task_metrics import task_metric
+
+    metric = task_metric(ctx.task.metric)
+    try:
+        metric.score(outputs, ctx.dataset.val.y[:len(outputs)])
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"student.onnx: its output {tuple(outputs.shape)} cannot be scored by task.metric {metric.name} "
+                          f"against the data's y ({exc}); y must be {metric.labels}, or choose another task.metric") from None
 
 
 def _ship_checkpoint(ctx: RunContext) -> StageOutput:
@@ -62,10 +85,16 @@ def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
         return {"measured": data.measured, "val_samples": len(val), "test_samples": len(test)}
     val_logits = logits(val.x)
     metrics = {"val_top1": ctx.task.score(val_logits, val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
+    if ctx.task.name == "fidelity":  # no chance level, scaling or class order to judge a task metric by: said, not judged
+        import sys
+
+        print(f"student (as given): validation {ctx.task.metric} {metrics['val_top1']:.1%} on {len(val)} samples", file=sys.stderr)
+        return {**metrics, "task_metric": ctx.task.metric}
     predictions = val_logits.argmax(1)
 
     def sanity() -> None:
-        metrics["val_top1_other_scalings"] = check_scaling(data, logits, predictions, field, metadata)
+        if not isinstance(val.x, dict):  # named inputs (an npz per input) are fed as they are: no scaling to try
+            metrics["val_top1_other_scalings"] = check_scaling(data, logits, predictions, field, metadata)
         where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
         check_label_order(predictions, val.y, data.classes, where, folders=ctx.cfg.data.source == "imagefolder")
 
@@ -96,7 +125,8 @@ class AsGivenStage(Stage):
     """Stage 2 with distill.mode none: the user's trained model taken as it is, checked against the data."""
 
     name = "distill"
-    sections = ("student", "distill")
+    # task: what the given model is judged by (every later stage's key includes this stage's sections)
+    sections = ("student", "distill", "task")
 
     def run(self) -> StageOutput:
         ctx = self.ctx

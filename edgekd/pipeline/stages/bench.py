@@ -17,6 +17,7 @@ from edgekd.device.report.build import build_report, write_reports
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import CompileRecord, QuantizeRecord, read_record
 from edgekd.pipeline.run_models import student_logits as fp32_student_logits
+from edgekd.pipeline.run_models import student_outputs
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes import load_profile
 from edgekd.runtimes.base import Artifact
@@ -25,11 +26,15 @@ from edgekd.runtimes.host_fit import host_warnings
 
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
     student_logits = fp32_student_logits(ctx, x)
-    refs = {"student_fp32": accuracy_metrics(student_logits, y)}
+    refs = {"student_fp32": accuracy_metrics(student_logits, y, ctx.task.metric)}
     if ctx.cfg.teachers and ctx.task.name == "text-classification":
         from edgekd.pipeline.text_models import teacher_logits
 
         refs["teacher"] = accuracy_metrics(teacher_logits(ctx, x), y)
+    elif ctx.cfg.teachers and ctx.task.name == "tabular-classification":  # teachers of any kind: their cached outputs
+        from edgekd.pipeline.tabular_teachers import teacher_reference
+
+        refs["teacher"] = accuracy_metrics(teacher_reference(ctx, len(y)), y)
     elif ctx.cfg.teachers:  # teachers are PyTorch models: torch only here
         import torch
 
@@ -97,11 +102,12 @@ class BenchStage(Stage):
         refs, student_logits = references(ctx, x, y)
         bench_cfg = ctx.cfg.bench
         batch_sizes = (1, bench_cfg.batch_size)
-        rows = measure_rows(candidates(ctx), x, y, student_logits, ctx.cfg.bench.latency_spec(), batch_sizes, memory=bench_cfg.memory)
+        rows = measure_rows(candidates(ctx), x, y, student_logits, ctx.cfg.bench.latency_spec(), batch_sizes, memory=bench_cfg.memory,
+                            metric=ctx.task.metric, reference_outputs=student_outputs(ctx, x))
         report = build_report(ctx.cfg.name, rows, refs, {"samples": len(y), "sha256": eval_set_hash(x, y)},
                               ctx.cfg.gate.model_dump(), ctx.cfg.bench.latency_spec(), batch_sizes, bench_cfg.memory,
                               host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)},
-                              measured=ctx.dataset.measured)
+                              measured=ctx.dataset.measured, task_metric=ctx.task.metric)
         noisy = len(report["warnings"])
         if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently
             short = (f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "

@@ -12,14 +12,15 @@ import numpy as np
 from edgekd import __version__
 from edgekd.core.environment import cpu_info, library_versions
 from edgekd.core.errors import EdgeKDError, StageError, TargetError
-from edgekd.core.metrics import accuracy_drop, fidelity, predict, take_rows
+from edgekd.core.metrics import accuracy_drop, predict, take_rows
 from edgekd.core.progress import progress
 from edgekd.device.bundle import write_bundle
 from edgekd.device.latency import measure_interleaved
+from edgekd.device.measure import output_fidelity
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import CompileRecord, ExportRecord, QuantizeRecord, TargetBuild, read_record
-from edgekd.pipeline.run_models import student_logits
-from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, choose, plan
+from edgekd.pipeline.run_models import student_logits, student_outputs
+from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, all_of, choose, fidelity_limits_rule, plan
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes import get_backend, load_profile
 from edgekd.runtimes.base import Artifact
@@ -59,13 +60,14 @@ def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
 def selection_rule(ctx: RunContext, profile):
     """The accuracy rule this target's candidates must pass: pipeline.selection.accuracy_limit, the same limit the
     quantize stage's int8 budget uses."""
-    limit = accuracy_limit(ctx.cfg.gate, profile)
-    return accuracy_rule(limit.max_drop, source=limit.source)
+    limit = accuracy_limit(ctx.cfg.gate, profile, ctx.task.metric)
+    return all_of(accuracy_rule(limit.max_drop, source=limit.source), fidelity_limits_rule(ctx.cfg.gate))
 
 
-def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference: np.ndarray) -> list[dict[str, Any]]:
-    """Validation accuracy, agreement with the fp32 student (`reference` logits) and, where meaningful
-    here, latency of each candidate."""
+def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference: np.ndarray,
+             reference_outputs: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """Validation accuracy, agreement with the fp32 student (`reference` logits; a fidelity task's every output,
+    `reference_outputs`) and, where meaningful here, latency of each candidate."""
     backend = get_backend(profile.backend)
     val = ctx.dataset.val
     rows, runners = [], {}
@@ -78,8 +80,10 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
             logits = predict(session.run, val.x)
             row["val_top1"] = ctx.task.score(logits, val.y)
             row["val_drop"] = accuracy_drop(ctx.task.score(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type, len(val.y))
-            agreement = fidelity(logits, reference)
-            row["val_agreement"], row["val_cosine"] = agreement["top1_agreement"], agreement["cosine"]
+            agreement = output_fidelity(session, val.x, logits, reference, reference_outputs)
+            row["val_cosine"], row["val_sqnr_db"] = agreement["cosine"], agreement["sqnr_db"]
+            if "top1_agreement" in agreement:  # a classifier's logits
+                row["val_agreement"] = agreement["top1_agreement"]
             if profile.latency_measurable_off_device:
                 runners[name] = session.run
         rows.append(row)
@@ -108,7 +112,14 @@ def remove_stale_candidates(stage_dir: Path, built: dict[str, set[str]]) -> list
     return removed
 
 
-def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int) -> dict[str, Any]:
+def _output_spec(ctx: RunContext, reference: np.ndarray) -> dict[str, Any]:
+    """The model's output as the manifest records it: a classifier's logits, or a fidelity task's output and metric."""
+    if ctx.task.name == "fidelity":
+        return ctx.task.output_spec(reference)
+    return {"name": "logits", "shape": ["batch", ctx.dataset.num_classes], "dtype": "float32"}
+
+
+def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int, reference: np.ndarray) -> dict[str, Any]:
     data, row = ctx.dataset, rows[best]
     quant, exported = read_record(ctx.manifest, QuantizeRecord), read_record(ctx.manifest, ExportRecord)
     recipe = quant.recipes.get(profile.quantization.name) if row["precision"] == "int8" else None
@@ -119,18 +130,29 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
             "built_on": cpu_info()["model"], "input": exported.input,
             # Every input of the ONNX file as it is: names, dtypes, shapes and dynamic axes.
             "inputs": exported.inputs,
-            "output": {"name": "logits", "shape": ["batch", data.num_classes], "dtype": "float32"},
-            "preprocessing": data.preprocessing(), "labels": data.classes,
+            "output": _output_spec(ctx, reference),
+            # What eval.npz's y is scored by (core/task_metrics.py), so edgekd bench on the device scores the same way.
+            "task": ctx.task.name, "task_metric": ctx.task.metric,
+            "preprocessing": data.preprocessing(), "labels": list(data.classes),
             # Without labels, eval.npz's y is the fp32 model's top-1 and every top-1 measured on it is fidelity.
             "measured": data.measured,
             "quantization": {"recipe": recipe, "variant": row["name"], "calibration": quant.calibration}
             if recipe else None,
             "runtime_options": row["artifact"]["runtime_options"], "library_versions": library_versions(),
-            "build_machine_metrics": {k: row.get(k) for k in ("val_top1", "val_drop", "p50_ms")},
-            "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "val_agreement", "p50_ms",
-                                                 "round_p50_ms", "verdict")}
+            "build_machine_metrics": {k: row.get(k) for k in ("val_top1", "val_drop", "val_cosine", "val_sqnr_db", "p50_ms")},
+            "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "val_agreement", "val_cosine",
+                                                 "val_sqnr_db", "p50_ms", "round_p50_ms", "verdict")}
                           for r in rows],
-            "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint}
+            "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint,
+            **_given_model_notes(ctx)}
+
+
+def _given_model_notes(ctx: RunContext) -> dict[str, Any]:
+    """What became of an ONNX file shipped as given: its opset upgrade (onnx.version_converter, checked on the data)
+    and its own external-data files (sha256 as the user has them); nothing for a model made by the run."""
+    given = ctx.manifest.metrics("distill")
+    notes = {key: given[key] for key in ("source_sha256", "opset_upgrade", "external_data") if given.get(key)}
+    return {"given_onnx": notes} if given.get("source") == "onnx" else {}
 
 
 def _preprocessing_files(ctx: RunContext) -> dict[str, Path]:
@@ -164,6 +186,7 @@ class CompileStage(Stage):
         val_logits = student_logits(ctx, ctx.dataset.val.x)
         eval_x, eval_y = ctx.task.evaluation_set(ctx.dataset, ctx.cfg.bench.eval_samples)
         reference_logits = student_logits(ctx, eval_x)
+        val_outputs, eval_outputs = student_outputs(ctx, ctx.dataset.val.x), student_outputs(ctx, eval_x)
         targets, outputs, built = {}, [], {}
         for name in ctx.cfg.targets:
             profile = load_profile(name, ctx.base_dir)
@@ -174,11 +197,11 @@ class CompileStage(Stage):
             if not candidates:
                 raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
                                  f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
-            rows = evaluate(ctx, profile, candidates, val_logits)
+            rows = evaluate(ctx, profile, candidates, val_logits, val_outputs)
             best = choose(rows, selection_rule(ctx, profile))
-            info = _bundle_info(ctx, profile, rows, best)
+            info = _bundle_info(ctx, profile, rows, best, reference_logits)
             bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info,
-                                  extra_files=_preprocessing_files(ctx))
+                                  extra_files=_preprocessing_files(ctx), reference_outputs=eval_outputs)
             outputs.append(bundle / "manifest.json")
             targets[profile.name] = TargetBuild(profile.backend, rows[best]["name"], rows[best]["precision"], rows,
                                                 str(bundle.relative_to(ctx.run_dir)))

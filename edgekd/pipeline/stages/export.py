@@ -5,21 +5,18 @@ torch is imported only on the PyTorch path.
 """
 from __future__ import annotations
 
-import shutil
-
-from edgekd.core.fileio import atomic_path
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, StudentRecord, read_record
 from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.runtimes.onnx_graph import copy_onnx
 
 
 def _copy_given_onnx(ctx: RunContext) -> StageOutput:
-    source, out = ctx.layout.given_onnx, ctx.layout.fp32_onnx
-    with atomic_path(out) as tmp:
-        shutil.copyfile(source, tmp)
+    source = ctx.layout.given_onnx
+    written = copy_onnx(source, ctx.layout.fp32_onnx)  # with its external-data file(s), if any
     given = read_record(ctx.manifest, StudentRecord)
     input_spec = {**ctx.task.input_spec(ctx.dataset, given.input["name"]), "dtype": given.input["dtype"]}
-    return StageOutput([out], {"parity": {"skipped": "the student was given as ONNX: it is the reference"}, "given": True},
+    return StageOutput(written, {"parity": {"skipped": "the student was given as ONNX: it is the reference"}, "given": True},
                        inputs=[source], record=ExportRecord(input_spec, given.inputs))
 
 

@@ -48,8 +48,10 @@ def int8_budget(ctx: RunContext, recipe_name: str) -> float:
     if ctx.cfg.quantize.max_drop is not None:
         return ctx.cfg.quantize.max_drop
     profiles = [load_profile(name, ctx.base_dir) for name in ctx.cfg.targets]
-    limits = [accuracy_limit(ctx.cfg.gate, p).max_drop for p in profiles if p.quantization and p.quantization.name == recipe_name]
-    return min(limits, default=gate_drop_budget(ctx.cfg.gate.max_drop))
+    metric = ctx.task.metric
+    limits = [accuracy_limit(ctx.cfg.gate, p, metric).max_drop for p in profiles
+              if p.quantization and p.quantization.name == recipe_name]
+    return min(limits, default=gate_drop_budget(ctx.cfg.gate.metric_drop_limit(metric)))
 
 
 def synthetic_split(ctx: RunContext):
@@ -85,7 +87,7 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
         quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=method)
         return out, {"calibrate_method": method, "nodes_in_float": []}
     budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes if cfg.fallback else 0,
-                            cfg.sensitivity_samples)
+                            cfg.sensitivity_samples, score=ctx.task.score)
     val = ctx.dataset.val
     if method == "auto":
         method, tried = quantize_auto(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget)

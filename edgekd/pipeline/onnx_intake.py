@@ -1,0 +1,68 @@
+"""An ONNX file made elsewhere, brought into the run as onnxruntime itself would take it: its external-data files
+carried with it, and an opset below what int8 needs upgraded by onnx's own version converter, then checked against
+the original on the data (every output close) and recorded. Torch-free, like the rest of the as-given ONNX path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError, clip_words
+from edgekd.core.metrics import sample_count, take_rows
+from edgekd.runtimes.onnx_graph import MIN_QUANT_OPSET, copy_onnx, opset_of, upgrade_opset
+
+# The upgraded model must compute what the original does: the converter rewrites operator signatures (Squeeze's axes
+# as an input, ...), not arithmetic, so only float reordering by the runtime's fusions separates the two.
+UPGRADE_RTOL, UPGRADE_ATOL = 1e-4, 1e-5
+CHECK_SAMPLES = 64
+
+
+def bring_in(source: Path, target: Path, samples, field: str) -> tuple[list[Path], dict | None]:
+    """Copy `source` to `target` (with its external data), upgraded to MIN_QUANT_OPSET when its opset is lower.
+    Returns the files written (model first) and the upgrade's record for the manifest (None: no upgrade)."""
+    opset = opset_of(source)
+    if opset is None or opset >= MIN_QUANT_OPSET:
+        return copy_onnx(source, target, field), None
+    try:
+        written = upgrade_opset(source, target, MIN_QUANT_OPSET)
+    except Exception as exc:  # the converter raises plain Exceptions and checker errors for ops it cannot adapt
+        raise ConfigError(f"{field} '{source}': opset {opset} is below the {MIN_QUANT_OPSET} that int8 needs (per-channel "
+                          f"QuantizeLinear/DequantizeLinear), and onnx's version converter cannot upgrade it "
+                          f"({clip_words(exc, 200)}); export the model at opset {MIN_QUANT_OPSET} or later") from None
+    check = compare_outputs(source, target, take_rows(samples, slice(0, CHECK_SAMPLES)))
+    if not check["close"]:
+        raise ConfigError(f"{field} '{source}': upgrading opset {opset} to {MIN_QUANT_OPSET} with onnx's version converter "
+                          f"changed the outputs (max abs error {check['max_abs_error']:.3g} on {check['samples']} samples); "
+                          f"export the model at opset {MIN_QUANT_OPSET} or later")
+    return written, {"from": opset, "to": MIN_QUANT_OPSET, "tool": "onnx.version_converter", "check": check}
+
+
+def compare_outputs(original: Path, upgraded: Path, x) -> dict:
+    """Every output of both models on the same samples: the largest absolute error, the least cosine, and whether
+    all are within UPGRADE_RTOL/ATOL of the original's scale."""
+    expected, got = _outputs(original, x), _outputs(upgraded, x, shown_as=f"{original} (upgraded)")
+    worst, cosine, close = 0.0, 1.0, True
+    for a, b in zip(expected, got):
+        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a64.shape != b64.shape:
+            return {"close": False, "max_abs_error": float("inf"), "min_cosine": None, "samples": sample_count(x)}
+        scale = max(1.0, float(np.abs(a64).max(initial=0.0)))
+        worst = max(worst, float(np.abs(a64 - b64).max(initial=0.0)))
+        close = close and bool(np.allclose(b64, a64, rtol=UPGRADE_RTOL, atol=UPGRADE_ATOL * scale))
+        norm = np.linalg.norm(a64) * np.linalg.norm(b64)
+        cosine = min(cosine, float((a64 * b64).sum() / norm) if norm else 1.0)
+    return {"close": close, "max_abs_error": worst, "min_cosine": cosine, "outputs": len(expected), "samples": sample_count(x)}
+
+
+def _outputs(path: Path, x, shown_as=None) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    from edgekd.core.errors import ArtifactError
+    from edgekd.runtimes.ort import load_failure
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception types
+        raise ArtifactError(load_failure(path, exc, shown_as)) from None
+    feed = x if isinstance(x, dict) else {session.get_inputs()[0].name: np.asarray(x, np.float32)}
+    return session.run(None, feed)

@@ -1,0 +1,227 @@
+"""Stages 1-4 for tables (data.source csv or parquet): teachers of any kind fitted or loaded, their outputs on every
+split cached, each scored on validation, and the ensemble exported to ONNX as the baseline; the student (preprocessing
++ MLP or residual MLP) distilled from the cached outputs; one ONNX graph taking raw columns; int8 of its network part.
+Compile, bench and gate are the shared stages: they read what these write.
+
+    data: {source: parquet, path: diamonds.parquet, target: cut}
+    teachers:
+      - {lightgbm: LGBMClassifier, params: {n_estimators: 300}}
+      - {sklearn: RandomForestClassifier, params: {n_estimators: 300}}
+      - {sklearn: MLPClassifier, params: {hidden_layer_sizes: [64, 32]}}
+      - {onnx: my-model.onnx}              # a fitted model of any origin, inputs named as the columns
+    student: {arch: resmlp, width: 32, kwargs: {depth: 2}}
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError, StageError
+from edgekd.core.fileio import resolve_path
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
+from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.tabular_teachers import SPLITS, cached_logits, ensemble_probabilities, split_key, teacher_cache
+
+ORT_BACKENDS = ("ort", "ort-arm64")  # string inputs and ONNX-ML operators: onnxruntime runs them
+
+
+def check_tabular_config(config, base_dir: Path) -> None:
+    """What the table path supports, refused with the key before anything loads."""
+    from edgekd.runtimes import load_profile
+    from edgekd.tabular.student import STUDENT_ARCHS
+
+    for index, teacher in enumerate(config.teachers):
+        if teacher.kind == "torch":
+            raise ConfigError(f"teachers[{index}].arch: a table's teachers are fitted or given as files: sklearn, lightgbm, "
+                              "xgboost, onnx (a network exported with inputs named as the columns) or skops")
+    if config.ships_onnx or config.distill.mode not in ("offline",):
+        raise ConfigError(f"distill.mode: tables distill offline from teachers (got {config.distill.mode}); give teachers")
+    if config.student.arch not in STUDENT_ARCHS or config.student.checkpoint:
+        raise ConfigError(f"student.arch: tables take {' or '.join(STUDENT_ARCHS)} (with width and kwargs.depth, no "
+                          f"checkpoint); got {config.student.arch!r}")
+    if config.distill.hints or config.distill.augment or config.distill.dkd or config.distill.finetune_epochs:
+        raise ConfigError("distill: tables distill with Hinton's loss on the cached outputs; remove hints, augment, dkd and "
+                          "finetune_epochs")
+    if config.quantize.method == "qat":
+        raise ConfigError("quantize.method: qat is for images; tables quantize after training (ptq) or not at all (none)")
+    for index, name in enumerate(config.targets):
+        if load_profile(name, base_dir).backend not in ORT_BACKENDS:
+            raise ConfigError(f"targets[{index}] '{name}': a table model takes string columns and ONNX-ML operators, which "
+                              "onnxruntime runs; use an onnxruntime target (x86-cpu, arm64-cpu)")
+    path = resolve_path(Path(config.data.path).expanduser(), base_dir)
+    if not path.is_file():
+        raise ConfigError(f"data.path '{config.data.path}': no such file ({path}); give a .csv or .parquet file")
+
+
+class TabularTeachersStage(Stage):
+    """Stage 1 (tables): each teacher fitted on the training split (or loaded from its file), its outputs on every
+    split cached, scored on validation and test, and converted to ONNX; the ensemble as one ONNX graph, timed."""
+
+    name = "teachers"
+    sections = ("seed", "data", "teachers")
+    trains = True
+
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        check_tabular_config(config, base_dir)
+
+    def check_inputs(self) -> list[dict]:
+        self.ctx.dataset  # noqa: B018  (loaded for its checks: columns, target, categories)
+        return []
+
+    def run(self) -> StageOutput:
+        from edgekd.core.progress import progress
+        from edgekd.tabular import baseline
+
+        ctx, data, folder = self.ctx, self.ctx.dataset, self.ctx.stage_dir("teachers")
+        cache, entries, members, outputs, inputs = teacher_cache(ctx), [], [], [], []
+        for index, spec in progress(list(enumerate(ctx.cfg.teachers)), desc="teachers", unit="teacher"):
+            teacher = _teacher(ctx, index, spec)
+            logits = {}
+            for split in SPLITS:
+                describe = {"teacher": f"{teacher.where} {teacher.name}", "split": split}
+                found = cache.get_or_compute(split_key(teacher.identity, ctx, split), lambda s=split, t=teacher: t.logits(getattr(data, s).x),
+                                             describe)
+                logits[split] = np.asarray(found.logits, dtype=np.float32)
+            if teacher.kind in ("onnx", "skops"):  # trained elsewhere: scored on validation before anything learns from it
+                given_teacher_fits(teacher, logits["val"], data)
+            entry = {"index": index, "kind": teacher.kind, "name": teacher.name, "weight": spec.weight,
+                     "val_top1": ctx.task.score(logits["val"], data.val.y), "top1": ctx.task.score(logits["test"], data.test.y),
+                     "cache_keys": {s: split_key(teacher.identity, ctx, s) for s in SPLITS}}
+            onnx_file, reason = baseline.teacher_file(teacher, data.schema, folder / f"teacher-{index}.onnx")
+            entry.update(baseline.describe_file(onnx_file, reason))
+            outputs += [onnx_file] if onnx_file is not None and teacher.onnx_path is None else []
+            inputs += [teacher.onnx_path] if teacher.onnx_path is not None else []
+            members.append(onnx_file)
+            entries.append(entry)
+        ensemble = self._ensemble(entries, members, folder)
+        outputs += [folder / baseline.ENSEMBLE_FILE] if ensemble.get("onnx_bytes") else []
+        return StageOutput(outputs, {"teachers": entries, "ensemble": ensemble, "preprocessing": data.preprocessing()},
+                           inputs=inputs)
+
+    def _ensemble(self, entries: list[dict], members: list, folder: Path) -> dict[str, Any]:
+        from edgekd.tabular import baseline
+
+        ctx, data = self.ctx, self.ctx.dataset
+        test = ensemble_probabilities(ctx, cached_logits_from(entries, teacher_cache(ctx), "test"))
+        val = ensemble_probabilities(ctx, cached_logits_from(entries, teacher_cache(ctx), "val"))
+        out = {"top1": ctx.task.score(test, data.test.y), "val_top1": ctx.task.score(val, data.val.y),
+               "best_member_top1": max(e["top1"] for e in entries)}
+        return {**out, **baseline.ensemble_file(members, [t.weight for t in ctx.cfg.teachers], folder / baseline.ENSEMBLE_FILE,
+                                                data, ctx.cfg.bench)}
+
+
+def cached_logits_from(entries: list[dict], cache, split: str) -> list[np.ndarray]:
+    return [np.asarray(cache.load(e["cache_keys"][split]).logits, dtype=np.float32) for e in entries]
+
+
+def given_teacher_fits(teacher, val_logits: np.ndarray, data) -> None:
+    """A fitted file's validation top-1, printed; the run stops when it is no better than chance (columns or classes in
+    another order than this data's, or another dataset)."""
+    import math
+    import sys
+
+    from edgekd.core.errors import ModelError
+    from edgekd.pipeline.teacher_check import CHANCE_SIGMAS
+
+    y = data.val.y
+    chance = float(np.bincount(y).max() / len(y))
+    top1 = float((val_logits.argmax(1) == y).mean())
+    print(f"[teachers] {teacher.where} {teacher.name}: validation top-1 {top1:.1%} (chance {chance:.1%})", file=sys.stderr)
+    if top1 <= chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / len(y)):
+        raise ModelError(f"{teacher.where}.{teacher.kind} '{teacher.name}': validation top-1 {top1:.1%}, no better than chance "
+                         f"({chance:.1%}); its outputs must follow this data's class order ({', '.join(data.classes)})")
+
+
+def _teacher(ctx: RunContext, index: int, spec):
+    from edgekd.train.teacher_kinds import fit_teacher, load_teacher
+
+    data = ctx.dataset
+    if spec.kind in ("onnx", "skops"):
+        return load_teacher(spec, index, data.num_classes, ctx.base_dir, data.schema)
+    return fit_teacher(spec, index, data.train.x, data.train.y, data.num_classes, ctx.cfg.seed, data.schema)
+
+
+class TabularDistillStage(Stage):
+    """Stage 2 (tables): the student's preprocessing fitted on the training split (and converted to ONNX, checked
+    against scikit-learn), the network trained on the ensemble's cached outputs (Hinton KD; alpha 0: labels only)."""
+
+    name = "distill"
+    sections = ("student", "distill")
+    trains = True
+
+    def run(self) -> StageOutput:
+        from edgekd.tabular import distill
+        from edgekd.train.models import save_checkpoint
+
+        ctx, folder = self.ctx, self.ctx.stage_dir("distill")
+        seed = ctx.cfg.seed if ctx.cfg.distill.seed is None else ctx.cfg.distill.seed
+        soft = distill.soft_targets(cached_logits(ctx, "train"), ctx.cfg.teachers, ctx.cfg.distill) if ctx.cfg.distill.alpha > 0 else None
+        trained, metrics = distill.train_student(ctx.dataset, ctx.cfg.student, ctx.cfg.distill, soft, seed)
+        preprocessing = distill.save_preprocessing(trained.front, ctx.dataset, folder / distill.PREPROCESSING_FILE)
+        checkpoint = save_checkpoint(trained.network, folder / "student.pt")  # read back with weights_only=True
+        return StageOutput([checkpoint, preprocessing], {**metrics, "seed": seed}, record=StudentRecord())
+
+
+class TabularExportStage(Stage):
+    """Stage 3 (tables): the network exported, joined behind the preprocessing graph: raw columns in, logits out,
+    checked against PyTorch on validation rows."""
+
+    name = "export"
+    sections = ("export", "targets")
+
+    def run(self) -> StageOutput:
+        from edgekd.pipeline.given_model import onnx_inputs
+        from edgekd.tabular import distill
+
+        ctx = self.ctx
+        network_path = ctx.stage_dir("export") / distill.NETWORK_FILE
+        parity = distill.export(ctx, network_path, ctx.layout.fp32_onnx)
+        cfg = ctx.cfg.export
+        if parity["max_abs_error"] > cfg.parity_atol or parity["top1_agreement"] < cfg.min_top1_agreement:
+            raise StageError(f"export: the ONNX file disagrees with PyTorch ({parity}); export.parity_atol is {cfg.parity_atol}")
+        inputs = onnx_inputs(ctx.layout.fp32_onnx)
+        record = ExportRecord(ctx.task.input_spec(ctx.dataset, inputs[0]["name"]), inputs)
+        return StageOutput([network_path, ctx.layout.fp32_onnx], {"parity": parity, "opset": cfg.opset}, record=record)
+
+
+class TabularQuantizeStage(Stage):
+    """Stage 4 (tables): per target recipe, the network part quantized (QDQ, calibrated on training rows' features),
+    joined behind the same float preprocessing graph (one-hot and scaling stay exact)."""
+
+    name = "quantize"
+    sections = ("quantize", "targets", "gate.max_drop", "gate.drop_type")
+
+    def run(self) -> StageOutput:
+        ctx = self.ctx
+        if ctx.cfg.quantize.method == "none":
+            return StageOutput([], record=QuantizeRecord("none"))
+        from edgekd.data.calibration import load_recipe
+        from edgekd.quant.host import recipe_for_host
+        from edgekd.quant.ptq import quantize_qdq
+        from edgekd.runtimes import load_profile
+        from edgekd.tabular import distill
+
+        recipe = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
+        if recipe.source not in ("train", "val"):
+            raise ConfigError(f"quantize.calibration '{recipe.name}': a table model calibrates on train or val rows; use train-256")
+        calibration = distill.calibration_features(ctx, recipe)
+        network = ctx.stage_dir("export") / distill.NETWORK_FILE
+        outputs, used = [], {}
+        for target in ctx.cfg.targets:
+            profile = load_profile(target, ctx.base_dir)
+            if "int8" not in profile.precisions or not profile.quantization or profile.quantization.name in used:
+                continue
+            choice = recipe_for_host(profile.quantization, ctx.cfg.quantize.adapt_to_host, profile.name)
+            scratch = ctx.stage_dir("quantize") / f".{profile.quantization.name}-network.onnx"
+            quantize_qdq(network, scratch, choice.recipe, calibration)
+            path = distill.join_front(ctx, scratch, ctx.layout.int8_onnx(profile.quantization.name))
+            scratch.unlink(missing_ok=True)
+            outputs.append(path)
+            used[profile.quantization.name] = {**profile.quantization.model_dump(), **choice.record(), "bytes": path.stat().st_size,
+                                               "quantized": "the network (MatMul/Gemm); preprocessing stays float"}
+        made_from = {"recipe": recipe.model_dump(), "rows": int(len(calibration))}
+        return StageOutput(outputs, inputs=[ctx.layout.fp32_onnx], record=QuantizeRecord("ptq", used, made_from))

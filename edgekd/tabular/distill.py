@@ -1,0 +1,118 @@
+"""Training, export and int8 joining of the table student (edgekd/tabular/student.py), as the tabular stages and the
+benchmark call them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgekd.core.errors import StageError
+from edgekd.core.fileio import atomic_path
+from edgekd.tabular import student as st
+
+PREPROCESSING_FILE = "preprocessing.onnx"
+NETWORK_FILE = "network.onnx"
+FRONT_ATOL = 1e-4  # the converted preprocessing against scikit-learn's (float32 arithmetic on both sides)
+
+
+def soft_targets(train_logits: list[np.ndarray], teachers, cfg) -> torch.Tensor:
+    """The ensemble's temperature-softened distribution on the training rows (distill.ensemble, teachers' weights)."""
+    from edgekd.train.distill.losses import ensemble_soft_targets
+
+    return ensemble_soft_targets([torch.from_numpy(z) for z in train_logits], cfg.temperature, [t.weight for t in teachers],
+                                 cfg.ensemble)
+
+
+def kd_objective(soft: torch.Tensor | None, cfg):
+    """Hinton's loss on the cached soft targets of the batch's rows; labels alone without them (the scratch baseline)."""
+    from edgekd.train.distill.losses import kd_loss
+    from edgekd.train.trainer import cross_entropy_loss
+
+    if soft is None:
+        return cross_entropy_loss()
+    return lambda logits, idx, labels: kd_loss(logits, soft[idx.cpu()].to(logits.device), labels, cfg.temperature, cfg.alpha)
+
+
+def train_student(data, student_cfg, distill_cfg, soft: torch.Tensor | None, seed: int, log_desc: str = "") -> tuple[st.TrainedStudent, dict]:
+    """Preprocessing fitted on the training rows, then the network trained on its features; metrics on val and test."""
+    from edgekd.train.trainer import predict_logits, train
+
+    front = st.fit_preprocessing(data.schema, data.train.x)
+    x = torch.from_numpy(st.features(front, data.train.x))
+    y = torch.from_numpy(data.train.y)
+    torch.manual_seed(seed)
+    network = st.build_network(student_cfg.arch, student_cfg.width, student_cfg.kwargs, x.shape[1], data.num_classes)
+    phase = "distill" if soft is not None else "scratch"
+    result = train(network, x, y, distill_cfg.train, kd_objective(soft, distill_cfg), seed=seed, desc=log_desc or phase)
+    network = network.eval()
+    score = lambda split: float((predict_logits(network, st.features(front, split.x)).argmax(1) == split.y).mean())  # noqa: E731
+    metrics = {"params": st.parameters(network), "features": int(x.shape[1]), "arch": student_cfg.arch,
+               "width": student_cfg.width, "depth": int(student_cfg.kwargs.get("depth", 2)),
+               "loss": {"kind": "hinton" if soft is not None else "cross_entropy", "temperature": distill_cfg.temperature,
+                        "alpha": distill_cfg.alpha if soft is not None else 0.0},
+               "phases": {phase: result.summary()}, "val_top1": score(data.val), "test_top1": score(data.test)}
+    return st.TrainedStudent(network, front), metrics
+
+
+def save_preprocessing(front, data, path: Path) -> Path:
+    """The fitted preprocessing as ONNX, checked against scikit-learn on validation rows before it is kept."""
+    import onnx
+
+    from edgekd.tabular.onnx_convert import preprocessing_onnx
+    from edgekd.tabular.runtime import run_onnx
+
+    model = preprocessing_onnx(front, data.schema)
+    got = run_onnx(model.SerializeToString(), data.val.x)
+    want = st.features(front, data.val.x)
+    if got.shape != want.shape or not np.allclose(got, want, atol=FRONT_ATOL):
+        raise StageError(f"distill: the preprocessing converted by skl2onnx differs from scikit-learn's (max error "
+                         f"{np.abs(got - want).max() if got.shape == want.shape else got.shape}); report this with the data's schema")
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    return path
+
+
+def _network(ctx):
+    from edgekd.train.models import load_checkpoint
+
+    metrics = ctx.manifest.metrics("distill")
+    network = st.build_network(ctx.cfg.student.arch, ctx.cfg.student.width, ctx.cfg.student.kwargs, metrics["features"],
+                               ctx.dataset.num_classes)
+    return load_checkpoint(network, ctx.stage_dir("distill") / "student.pt", "student").eval()
+
+
+def join_front(ctx, network_onnx: Path, out: Path) -> Path:
+    import onnx
+
+    front = onnx.load(str(ctx.stage_dir("distill") / PREPROCESSING_FILE))
+    with atomic_path(out) as tmp:
+        st.join(front, network_onnx, Path(tmp))
+    return out
+
+
+def export(ctx, network_path: Path, out: Path) -> dict[str, Any]:
+    """The network as ONNX, joined behind the preprocessing; parity against PyTorch on validation rows."""
+    from edgekd.core.metrics import fidelity
+    from edgekd.tabular.runtime import run_onnx
+
+    network = _network(ctx)
+    inputs = ctx.manifest.metrics("distill")["features"]
+    with atomic_path(network_path) as tmp:
+        st.export_network(network, inputs, Path(tmp), ctx.cfg.export.opset)
+    join_front(ctx, network_path, out)
+    rows = {name: array[:ctx.cfg.export.parity_samples] for name, array in ctx.dataset.val.x.items()}
+    front = run_onnx(str(ctx.stage_dir("distill") / PREPROCESSING_FILE), rows)
+    with torch.no_grad():
+        expected = network(torch.from_numpy(front)).numpy()
+    return {k: v for k, v in fidelity(run_onnx(str(out), rows), expected).items() if k in ("max_abs_error", "top1_agreement")}
+
+
+def calibration_features(ctx, recipe) -> np.ndarray:
+    """quantize.calibration's count of rows (drawn with its seed) from its split, as the network's features."""
+    from edgekd.tabular.runtime import run_onnx
+
+    split = getattr(ctx.dataset, recipe.source)
+    rows = np.sort(np.random.default_rng(recipe.seed).permutation(len(split))[:recipe.count])
+    return run_onnx(str(ctx.stage_dir("distill") / PREPROCESSING_FILE), {k: v[rows] for k, v in split.x.items()})

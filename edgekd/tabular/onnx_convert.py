@@ -1,0 +1,122 @@
+"""Fitted scikit-learn objects (teachers, and the student's preprocessing) as ONNX with skl2onnx, LightGBM and XGBoost
+through onnxmltools' converters, and the teachers joined into one ensemble graph: the baseline a user would deploy
+instead of the student (TreeEnsemble operators), timed on onnxruntime beside it.
+
+Every graph takes the table's raw columns, one (batch, 1) input per column named as it (float for numbers, string
+for categories), so the ensemble, each teacher and the student are fed the same eval rows.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data.table_schema import NUMERIC, Schema
+from edgekd.train.teacher_kinds import ONNX_OPSET
+
+PROBABILITIES = "probabilities"
+
+
+def initial_types(schema: Schema) -> list:
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    return [(c.name, FloatTensorType([None, 1]) if c.kind == NUMERIC else StringTensorType([None, 1])) for c in schema.columns]
+
+
+def _register_boosters() -> None:
+    """LightGBM's and XGBoost's converters (onnxmltools) registered with skl2onnx, so a pipeline ending in one converts."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+
+    try:
+        from lightgbm import LGBMClassifier
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+        update_registered_converter(LGBMClassifier, "LightGbmLGBMClassifier", calculate_linear_classifier_output_shapes,
+                                    convert_lightgbm, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    except ImportError:
+        pass
+    try:
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+        from xgboost import XGBClassifier
+
+        update_registered_converter(XGBClassifier, "XGBoostXGBClassifier", calculate_linear_classifier_output_shapes,
+                                    convert_xgboost, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    except ImportError:
+        pass
+
+
+def teacher_onnx(model, schema: Schema):
+    """A fitted classifier (its table front included) as ONNX: raw columns in, 'probabilities' (batch, classes) out.
+    Returns (onnx.ModelProto, None), or (None, the converter's reason) when no converter fits a member."""
+    try:
+        from skl2onnx import to_onnx
+    except ImportError:
+        return None, "skl2onnx is not installed (pip install 'edgekd[tabular]')"
+    _register_boosters()
+    try:
+        onx = to_onnx(model, initial_types=initial_types(schema), target_opset=dict(ONNX_OPSET),
+                      options={"zipmap": False})
+    except Exception as exc:  # skl2onnx raises RuntimeError/NotImplementedError/MissingShapeCalculator for unsupported models
+        cause = exc.__cause__ or exc  # skl2onnx wraps the converter's own error, which says what went wrong
+        return None, f"skl2onnx cannot convert {type(model).__name__}: {type(cause).__name__}: {str(cause).splitlines()[0][:160]}"
+    names = [o.name for o in onx.graph.output]
+    if PROBABILITIES not in names:
+        return None, f"the converted graph has no '{PROBABILITIES}' output ({', '.join(names)})"
+    return onx, None
+
+
+def ensemble_onnx(members: list, weights: list[float], path: Path) -> Path:
+    """One graph: every member's nodes side by side on the shared raw-column inputs, their probabilities averaged
+    with the ensemble weights (prob_mean) into 'probabilities'. Written by hand with onnx.helper because
+    onnx.compose.merge_models joins graphs in series (one's outputs into the other's inputs), not side by side."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, initializers, inputs, outputs_to_mix = [], [], {}, []
+    opsets: dict[str, int] = {}
+    for number, member in enumerate(members):
+        graph, prefix = member.graph, f"m{number}_"
+        keep = {i.name for i in graph.input}
+        rename = lambda name, keep=keep, prefix=prefix: name if (name in keep or not name) else prefix + name  # noqa: E731
+        for value in graph.input:
+            inputs.setdefault(value.name, value)
+        for init in graph.initializer:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(init)
+            copy.name = rename(init.name)
+            initializers.append(copy)
+        for node in graph.node:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.name = prefix + (node.name or f"node{len(nodes)}")
+            copy.input[:] = [rename(n) for n in node.input]
+            copy.output[:] = [rename(n) for n in node.output]
+            nodes.append(copy)
+        outputs_to_mix.append(rename(PROBABILITIES))
+        for opset in member.opset_import:
+            opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
+    total = float(sum(weights))
+    scaled = []
+    for number, (name, weight) in enumerate(zip(outputs_to_mix, weights)):
+        initializers.append(numpy_helper.from_array(np.array(weight / total, dtype=np.float32), f"weight{number}"))
+        nodes.append(helper.make_node("Mul", [name, f"weight{number}"], [f"weighted{number}"], name=f"weigh{number}"))
+        scaled.append(f"weighted{number}")
+    nodes.append(helper.make_node("Sum", scaled, [PROBABILITIES], name="ensemble_mean"))
+    output = helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, ["batch", None])
+    graph = helper.make_graph(nodes, "ensemble", list(inputs.values()), [output], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+    model.ir_version = max(m.ir_version for m in members)
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def preprocessing_onnx(front, schema: Schema):
+    """The student's fitted ColumnTransformer as ONNX: raw columns in, its 'features' (batch, F) float out."""
+    from skl2onnx import to_onnx
+
+    onx = to_onnx(front, initial_types=initial_types(schema), target_opset=dict(ONNX_OPSET),
+                  final_types=None)
+    return onx

@@ -1,0 +1,264 @@
+"""Teachers that are not PyTorch networks: scikit-learn estimators and pipelines, LightGBM and XGBoost (fitted here on
+the training split), and fitted models given as files: ONNX (run with onnxruntime) or skops (loaded with an explicit
+list of trusted types; nothing is unpickled).
+
+Each sees the data in its own form: a table's raw columns (a DataFrame; trees get category codes with NaN kept, other
+models imputed, standardized, one-hot columns, both fitted on the training split inside the teacher's pipeline), raw
+texts for a text pipeline (TfidfVectorizer + LogisticRegression), or the named raw columns for an ONNX file. What
+every kind gives is the same: (n, classes) float32 logits; for a model that outputs probabilities, their logarithm
+(softmax(log p) = p, so they mix with networks' logits in the ensemble and the teacher-logit cache).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.core.errors import ConfigError, DataError, ModelError
+from edgekd.core.fileio import resolve_path
+
+TREE_WORDS = ("Tree", "Forest", "Boosting", "LGBM", "XGB")  # preprocess auto: these get category codes, NaN kept
+PROBABILITY_FLOOR = 1e-7  # log(0) would be -inf: a class a tree never predicts gets this probability instead
+ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}  # one opset for every converted member (onnxmltools writes ai.onnx.ml 3 at most), so they merge
+
+
+@dataclass
+class Teacher:
+    """One teacher ready to predict: logits(x) -> (n, classes); identity: what the cache keys it by."""
+
+    index: int
+    kind: str
+    name: str
+    logits: Callable[[Any], np.ndarray]
+    identity: str
+    model: Any = None  # the fitted scikit-learn object, for the ONNX export
+    onnx_path: Path | None = None  # an ONNX teacher's file
+
+    @property
+    def where(self) -> str:
+        return f"teachers[{self.index}]"
+
+
+def estimator_class(kind: str, name: str, where: str):
+    """The class a config names, from the library's own list of estimators (no import of arbitrary paths)."""
+    if kind == "lightgbm":
+        import lightgbm
+
+        found = {"LGBMClassifier": lightgbm.LGBMClassifier}
+    elif kind == "xgboost":
+        import xgboost
+
+        found = {"XGBClassifier": xgboost.XGBClassifier}
+    else:
+        from sklearn.utils import all_estimators
+
+        found = dict(all_estimators())
+    if name not in found:
+        close = sorted(n for n in found if n.lower().startswith(name.lower()[:4]))[:6]
+        raise ConfigError(f"{where}.{kind}: unknown estimator '{name}'; " +
+                          (f"did you mean {', '.join(close)}?" if close else f"use one of {', '.join(sorted(found)[:8])}, ..."))
+    return found[name]
+
+
+def build_estimator(spec, index: int, seed: int):
+    """The configured estimator (or pipeline of steps), not fitted; random_state from the seed where it takes one."""
+    where = f"teachers[{index}]"
+    kind = spec.kind
+    steps = spec.sklearn if isinstance(spec.sklearn, list) else [{getattr(spec, kind): spec.params}]
+    if isinstance(spec.sklearn, list) and spec.params:
+        raise ConfigError(f"{where}.params: a pipeline gives each step's parameters in its step ({{Step: {{...}}}}); remove params")
+    made = []
+    for number, step in enumerate(steps):
+        if len(step) != 1:
+            raise ConfigError(f"{where}.sklearn[{number}]: a step is one {{EstimatorName: {{params}}}}; got {sorted(step)}")
+        (name, params), = step.items()
+        cls = estimator_class(kind, name, where)
+        defaults = cls().get_params()
+        # YAML has lists, not tuples: a parameter whose default is a tuple (ngram_range) gets one
+        params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v for k, v in (params or {}).items()}
+        if "random_state" in defaults and "random_state" not in params:
+            params["random_state"] = seed + index
+        try:
+            made.append(cls(**params))
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {name}: {str(exc)[:160]}; see its documentation for the parameters it takes") from None
+    if len(made) == 1:
+        return made[0]
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(*made)
+
+
+def table_front(estimator, schema, preprocess: str, kind: str = "sklearn"):
+    """The teacher's own view of a table's raw columns, fitted with it: codes for trees, one-hot for the rest.
+    LightGBM and XGBoost keep NaN (their ONNX converters route missing values as they do); scikit-learn's trees get
+    the median instead, because skl2onnx's tree converter ignores the side a forest learned for missing values, and
+    the ensemble's ONNX file would then disagree with it on every row with a gap."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    if preprocess == "none":
+        return estimator
+    if preprocess == "auto":
+        name = type(estimator[-1] if hasattr(estimator, "steps") else estimator).__name__
+        preprocess = "ordinal" if any(word in name for word in TREE_WORDS) else "onehot"
+    if preprocess == "ordinal":
+        numeric = "passthrough" if kind in ("lightgbm", "xgboost") else SimpleImputer(strategy="median")
+        categorical = OrdinalEncoder(dtype=np.float32)
+    else:
+        numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+        categorical = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)
+    parts = [p for p in (("numeric", numeric, schema.numeric), ("categorical", categorical, schema.categorical)) if p[2]]
+    return make_pipeline(ColumnTransformer(parts, sparse_threshold=0), estimator)
+
+
+def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, seed: int, schema=None) -> Teacher:
+    """Fit a sklearn/lightgbm/xgboost teacher on the training split. x_train: a table's {column: (n, 1)} (with
+    `schema`) or a sequence of raw texts."""
+    estimator = build_estimator(spec, index, seed)
+    model = table_front(estimator, schema, spec.preprocess, spec.kind) if schema is not None else estimator
+    view = _view(schema)
+    try:
+        model.fit(view(x_train), y_train)
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"teachers[{index}]: fitting {_describe(spec)} failed: {str(exc).splitlines()[0][:200]}") from None
+    identity = _digest({"kind": spec.kind, "spec": spec.model_dump(mode="json", exclude={"weight"}), "seed": seed,
+                        "versions": _versions(spec.kind)})
+    return Teacher(index, spec.kind, _describe(spec), lambda x: _model_logits(model, view(x), classes), identity, model=model)
+
+
+def load_teacher(spec, index: int, classes: int, base_dir: Path, schema=None) -> Teacher:
+    """A fitted model given as a file: ONNX (onnxruntime) or skops (the trusted types only)."""
+    where = f"teachers[{index}].{spec.kind}"
+    path = resolve_path(Path(getattr(spec, spec.kind)).expanduser(), base_dir)
+    if not path.is_file():
+        raise ConfigError(f"{where} '{getattr(spec, spec.kind)}': no such file ({path}); give the path, absolute or relative to "
+                          "the config file")
+    identity = _digest({"kind": spec.kind, "file": _file_sha256(path), "outputs": spec.outputs, "trusted": spec.trusted})
+    if spec.kind == "onnx":
+        return Teacher(index, "onnx", path.name, onnx_logits(path, spec.outputs, classes, where), identity, onnx_path=path)
+    model = _load_skops(path, spec.trusted, where)
+    view = _view(schema)
+    return Teacher(index, "skops", path.name, lambda x: _model_logits(model, view(x), classes), identity, model=model)
+
+
+def _view(schema):
+    """How a fitted teacher is given the data: a table as a DataFrame of its raw columns, anything else as it is."""
+    if schema is None:
+        return lambda x: x
+    from edgekd.data.tabular import frame
+
+    return frame
+
+
+def _model_logits(model, x, classes: int) -> np.ndarray:
+    """log of predict_proba spread over all `classes` (a class absent from training gets the floor), or
+    decision_function for models without probabilities."""
+    fitted = np.asarray(model.classes_).astype(np.int64)
+    if hasattr(model, "predict_proba"):
+        scores = np.log(np.clip(np.asarray(model.predict_proba(x), dtype=np.float64), PROBABILITY_FLOOR, 1.0))
+        floor = np.log(PROBABILITY_FLOOR)
+    else:
+        scores = np.asarray(model.decision_function(x), dtype=np.float64)
+        scores = np.stack([-scores, scores], 1) if scores.ndim == 1 else scores
+        floor = scores.min() - 10.0
+    out = np.full((scores.shape[0], classes), floor, dtype=np.float32)
+    out[:, fitted] = scores
+    return out
+
+
+def onnx_logits(path: Path, outputs: str, classes: int, where: str) -> Callable[[Any], np.ndarray]:
+    """Run an ONNX teacher: the data's arrays fed to its inputs by name (one unnamed input gets the one array), its
+    (batch, classes) float output taken as logits, or as probabilities (then their log)."""
+    from edgekd.core.metrics import predict
+    from edgekd.runtimes.ort import OrtSession
+
+    session = OrtSession(path, threads=None)
+    inputs = [i.name for i in session._session.get_inputs()]
+    chosen = _probability_output(session._session, classes, where)
+
+    def run(batch):
+        feed = batch if isinstance(batch, dict) else {inputs[0]: batch}
+        missing = [name for name in inputs if name not in feed]
+        if missing:
+            raise ConfigError(f"{where}: the model's input '{missing[0]}' is not a column of the data ({', '.join(sorted(feed))}); "
+                              "convert the model with inputs named as the data's columns")
+        return session._session.run([chosen], {name: feed[name] for name in inputs})[0]
+
+    def logits(x):
+        raw = np.asarray(predict(run, x), dtype=np.float64)
+        if raw.ndim != 2 or raw.shape[1] != classes:
+            raise ConfigError(f"{where}: output '{chosen}' has shape {raw.shape}, the data has {classes} classes")
+        probabilities = outputs == "probabilities" or (
+            outputs == "auto" and raw.min() >= 0 and np.allclose(raw.sum(1), 1.0, atol=1e-3))
+        return (np.log(np.clip(raw, PROBABILITY_FLOOR, 1.0)) if probabilities else raw).astype(np.float32)
+
+    return logits
+
+
+def _probability_output(session, classes: int, where: str) -> str:
+    """The output holding (batch, classes) floats: skl2onnx's 'probabilities' (zipmap off), or a network's logits."""
+    for output in session.get_outputs():
+        shape = output.shape or []
+        fixed = len(shape) == 2 and isinstance(shape[1], int)
+        if output.type == "tensor(float)" and len(shape) == 2 and (not fixed or shape[1] == classes):
+            return output.name
+    described = ", ".join(f"{o.name} {o.type} {o.shape}" for o in session.get_outputs())
+    raise ConfigError(f"{where}: no (batch, {classes}) float output among {described}; convert a classifier with "
+                      "options={'zipmap': False} (skl2onnx) so it outputs a probability tensor")
+
+
+def _load_skops(path: Path, trusted: list[str], where: str):
+    try:
+        import skops.io as sio
+    except ImportError:
+        raise ConfigError(f"{where}: needs skops; pip install 'edgekd[tabular]'") from None
+    try:
+        untrusted = sio.get_untrusted_types(file=str(path))
+    except Exception as exc:
+        raise ModelError(f"{where} '{path}': not a skops file ({str(exc).splitlines()[0][:120]})") from None
+    refused = sorted(set(untrusted) - set(trusted))
+    if refused:
+        raise ModelError(f"{where} '{path}': holds types not in `trusted`: {', '.join(refused[:4])}; add them only if you trust "
+                         "the file's origin")
+    return sio.load(str(path), trusted=list(trusted))
+
+
+def _describe(spec) -> str:
+    if isinstance(spec.sklearn, list):
+        return " + ".join(next(iter(step)) for step in spec.sklearn)
+    return str(getattr(spec, spec.kind))
+
+
+def _versions(kind: str) -> dict[str, str]:
+    import sklearn
+
+    out = {"sklearn": sklearn.__version__}
+    if kind in ("lightgbm", "xgboost"):
+        out[kind] = __import__(kind).__version__
+    return out
+
+
+def _digest(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_outputs(teacher: Teacher, logits: np.ndarray) -> np.ndarray:
+    if not np.isfinite(logits).all():
+        raise DataError(f"{teacher.where} ({teacher.name}): outputs contain NaN or Inf; check the model and the data")
+    return logits

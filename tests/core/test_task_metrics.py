@@ -1,0 +1,172 @@
+"""Task metrics and tensor fidelity on hand-made arrays whose answers are known."""
+import math
+
+import numpy as np
+import pytest
+
+from edgekd.core.metrics import MAX_SQNR_DB, fidelity, tensor_fidelity, worst_fidelity
+from edgekd.core.task_metrics import METRICS, PAD, ctc_greedy_decode, decode_boxes, nms, task_metric
+
+
+def test_tensor_fidelity_known_values():
+    reference = np.array([[3.0, 4.0], [1.0, 0.0]])
+    output = np.array([[3.0, 4.0], [0.0, 1.0]])  # sample 0 identical, sample 1 orthogonal
+    numbers = tensor_fidelity(output, reference)
+    assert numbers["cosine"] == pytest.approx(0.5)
+    # signal 9 + 16 + 1 = 26, noise 1 + 1 = 2
+    assert numbers["sqnr_db"] == pytest.approx(10 * math.log10(26 / 2))
+    assert numbers["max_abs_error"] == 1.0
+    assert numbers["mean_abs_error"] == pytest.approx(0.5)
+
+
+def test_tensor_fidelity_identical_and_zero():
+    x = np.zeros((2, 1, 3, 3), np.float32)
+    numbers = tensor_fidelity(x, x)
+    assert numbers == {"cosine": 1.0, "sqnr_db": MAX_SQNR_DB, "max_abs_error": 0.0, "mean_abs_error": 0.0}
+    with pytest.raises(ValueError, match="shape"):
+        tensor_fidelity(x, np.zeros((2, 3)))
+
+
+def test_sqnr_of_scaled_noise():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(8, 100))
+    noise = rng.normal(size=(8, 100))
+    noise *= np.linalg.norm(reference) / np.linalg.norm(noise) / 10  # noise energy 1/100 of the signal's: 20 dB
+    assert tensor_fidelity(reference + noise, reference)["sqnr_db"] == pytest.approx(20.0)
+
+
+def test_fidelity_keeps_top1_agreement_for_logits_only():
+    logits = np.array([[1.0, 2.0], [2.0, 1.0]])
+    assert fidelity(logits, np.array([[0.0, 1.0], [0.0, 1.0]]))["top1_agreement"] == 0.5
+    assert "top1_agreement" not in fidelity(np.ones((2, 1, 2, 2)), np.ones((2, 1, 2, 2)))
+
+
+def test_worst_fidelity():
+    worst = worst_fidelity({"a": {"cosine": 0.9, "sqnr_db": 30, "max_abs_error": 0.1, "mean_abs_error": 0.01},
+                            "b": {"cosine": 0.99, "sqnr_db": 20, "max_abs_error": 0.5, "mean_abs_error": 0.001}})
+    assert worst == {"cosine": 0.9, "sqnr_db": 20, "max_abs_error": 0.5, "mean_abs_error": 0.01}
+
+
+def test_top1():
+    metric = task_metric("top1")
+    logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    assert metric.score(logits, np.array([1, 0, 0])) == pytest.approx(2 / 3)
+    assert metric.score(logits, metric.labels_of(logits)) == 1.0
+
+
+def _steps(classes, sequence):
+    """(T, C) one-hot step scores of a class sequence."""
+    return np.eye(classes)[sequence]
+
+
+def test_ctc_greedy_decode_merges_repeats_and_drops_blanks():
+    outputs = np.stack([_steps(5, [1, 1, 0, 1, 2, 2, 0]), _steps(5, [0, 0, 0, 0, 0, 0, 0]), _steps(5, [3, 0, 3, 3, 4, 0, 0])])
+    assert ctc_greedy_decode(outputs) == [(1, 1, 2), (), (3, 3, 4)]
+
+
+def test_ctc_accuracy_against_labels_and_fp32():
+    metric = task_metric("ctc_accuracy")
+    outputs = np.stack([_steps(5, [1, 1, 0, 1, 2]), _steps(5, [3, 3, 3, 0, 0])])
+    labels = np.array([[1, 1, 2], [3, 4, PAD]])  # second string is wrong: the model read (3,)
+    assert metric.score(outputs, labels) == 0.5
+    as_labels = metric.labels_of(outputs)
+    assert as_labels.tolist() == [[1, 1, 2], [3, PAD, PAD]]
+    assert metric.score(outputs, as_labels) == 1.0
+    other = np.stack([_steps(5, [1, 0, 0, 0, 2]), _steps(5, [3, 3, 3, 0, 0])])  # reads (1, 2): one of two differs
+    assert metric.score(other, as_labels) == 0.5
+
+
+def test_mask_iou():
+    metric = task_metric("mask_iou")
+    prob = np.zeros((2, 1, 4, 4), np.float32)
+    prob[0, 0, :2, :2] = 0.9      # 4 pixels predicted
+    prob[0, 0, 3, 3] = 0.29       # below the 0.3 threshold: not predicted
+    truth = np.zeros((2, 4, 4), np.uint8)
+    truth[0, :2, :1] = 1          # 2 pixels, both inside the prediction: IoU 2/4
+    # sample 1: nothing predicted, nothing true: IoU 1
+    assert metric.score(prob, truth) == pytest.approx((0.5 + 1.0) / 2)
+    assert metric.score(prob, metric.labels_of(prob)) == 1.0
+    with pytest.raises(ValueError, match="shape"):
+        metric.score(prob, np.zeros((2, 3, 3)))
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], float)
+    assert nms(boxes, np.array([0.8, 0.9, 0.5])) == [1, 2]
+
+
+def _yolo(boxes_and_scores, classes=2, slots=4):
+    """(1, 4 + classes, slots) output from [(cx, cy, w, h, class, score)], other slots empty."""
+    out = np.zeros((1, 4 + classes, slots), np.float32)
+    for i, (cx, cy, w, h, c, s) in enumerate(boxes_and_scores):
+        out[0, :4, i] = cx, cy, w, h
+        out[0, 4 + c, i] = s
+    return out
+
+
+def test_decode_boxes():
+    out = _yolo([(5, 5, 10, 10, 0, 0.9), (5, 5, 10, 10, 0, 0.8), (5, 5, 10, 10, 1, 0.7), (50, 50, 2, 2, 0, 0.1)])
+    rows = decode_boxes(out)[0]
+    # the 0.8 duplicate is suppressed, the class-1 box is kept (NMS is per class), the 0.1 one is below confidence
+    assert rows[:, 0].tolist() == [0, 1]
+    assert rows[0, 1:5].tolist() == [0, 0, 10, 10]
+
+
+def test_box_f1():
+    metric = task_metric("box_f1")
+    out = _yolo([(5, 5, 10, 10, 0, 0.9), (30, 30, 10, 10, 1, 0.8), (60, 60, 10, 10, 0, 0.7)])
+    labels = np.full((1, 3, 5), PAD, np.float32)
+    labels[0, 0] = [0, 0, 0, 10, 10]      # found (IoU 1)
+    labels[0, 1] = [0, 25, 25, 35, 35]    # the box there is class 1: not found
+    # 3 predicted, 2 true, 1 match: F1 = 2 * 1 / (3 + 2)
+    assert metric.score(out, labels) == pytest.approx(0.4)
+    assert metric.score(out, metric.labels_of(out)) == 1.0
+    shifted = labels.copy()
+    shifted[0, 0] = [0, 6, 0, 16, 10]     # IoU 4/16 with the prediction: below 0.5
+    assert metric.score(out, shifted) == 0.0
+    empty = np.zeros((1, 6, 4), np.float32)
+    assert metric.score(empty, np.full((1, 1, 5), PAD, np.float32)) == 1.0
+
+
+def test_speech_f1():
+    metric = task_metric("speech_f1")
+    probability = np.array([[0.9], [0.6], [0.2], [0.5], [0.8]])  # called speech: frames 0, 1, 4 (0.5 is not above)
+    labels = np.array([1, 0, 0, 1, 1])                           # speech: 0, 3, 4 -> 2 found of 3 called, 3 true
+    assert metric.score(probability, labels) == pytest.approx(2 * 2 / 6)
+    assert metric.labels_of(probability).tolist() == [1, 1, 0, 0, 1]
+    assert metric.score(np.zeros(4), np.zeros(4)) == 1.0
+    with pytest.raises(ValueError, match="speech_f1: expected"):
+        metric.score(np.zeros((4, 2)), np.zeros(4))
+
+
+def test_registry_names_and_unknown():
+    assert set(METRICS) == {"top1", "ctc_accuracy", "mask_iou", "box_f1", "speech_f1"}
+    with pytest.raises(ValueError, match="unknown task metric 'iou'; known: top1"):
+        task_metric("iou")
+
+
+class _TwoOutputs:
+    """A session whose second output holds the samples on axis 1, as a recurrent state [2, batch, H] does."""
+
+    def run_outputs(self, batch):
+        return {"score": batch[:, :1] * 2, "state": np.stack([batch, batch + 1])}
+
+    def output_batch_axes(self):
+        return {"score": 0, "state": 1}
+
+
+def test_predict_outputs_joins_each_output_on_its_batch_axis():
+    from edgekd.core.metrics import batch_axes_of, outputs_fidelity, predict_outputs
+
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    outputs = predict_outputs(_TwoOutputs(), x, batch_size=4)  # two batches: 4 and 2 samples
+    assert outputs["score"].shape == (6, 1) and outputs["state"].shape == (2, 6, 2)
+    assert np.array_equal(outputs["state"][1], x + 1)
+    assert batch_axes_of(outputs, 6) == {"score": 0, "state": 1}
+    drifted = {"score": outputs["score"], "state": outputs["state"] + np.float32(0.5)}
+    numbers = outputs_fidelity(drifted, outputs, {"score": 0, "state": 1})
+    assert numbers["outputs"]["score"]["sqnr_db"] == MAX_SQNR_DB
+    assert numbers["outputs"]["state"]["max_abs_error"] == 0.5
+    assert numbers["sqnr_db"] == numbers["outputs"]["state"]["sqnr_db"] < 40  # the worst output's, at the top
+    with pytest.raises(ValueError, match="outputs state of the reference model are missing"):
+        outputs_fidelity({"score": outputs["score"]}, outputs)

@@ -1,0 +1,109 @@
+"""data.source csv/parquet: typed columns, missing values, a stratified split, and one line naming the column for
+each kind of bad input."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekd.core.errors import DataError
+from edgekd.data.config import DataConfig
+from edgekd.data.table_schema import model_inputs
+from edgekd.data.tabular import load_tabular_dataset
+from tests.tabular.conftest import table_rows
+
+
+def _load(path: Path, **extra):
+    source = "parquet" if path.suffix == ".parquet" else "csv"
+    return load_tabular_dataset(DataConfig(source=source, path=str(path), target="grade", **extra), 0, path.parent)
+
+
+def test_columns_are_typed_and_missing_values_kept(table_csv):
+    data = _load(table_csv)
+    kinds = {c.name: c.kind for c in data.schema.columns}
+    assert kinds == {"size": "numeric", "price": "numeric", "color": "categorical", "shape": "categorical", "y": "numeric",
+                     "tier": "numeric"}
+    assert data.classes == ["high", "low", "mid"]
+    color = next(c for c in data.schema.columns if c.name == "color")
+    assert color.categories == ("", "blue", "green", "red")  # a missing category is its own: ''
+    assert data.train.x["size"].dtype == np.float32 and np.isnan(data.train.x["size"]).any()
+    assert data.train.x["color"].dtype.kind == "U" and data.train.x["color"].shape[1] == 1
+    assert len(data.train) + len(data.val) + len(data.test) == 600 and len(data.test) == 120
+
+
+def test_split_is_stratified_and_seeded(table_csv):
+    first, again = _load(table_csv), _load(table_csv)
+    assert np.array_equal(first.test.y, again.test.y) and first.fingerprint == again.fingerprint
+    share = lambda y: np.bincount(y, minlength=3) / len(y)  # noqa: E731
+    assert np.allclose(share(first.test.y), share(first.train.y), atol=0.03)
+
+
+def test_parquet_reads_like_csv(tmp_path, table_csv):
+    path = tmp_path / "table.parquet"
+    table_rows().to_parquet(path, index=False)
+    assert _load(path).fingerprint == _load(table_csv).fingerprint
+
+
+def test_declared_categorical_column_of_numbers(table_csv):
+    data = _load(table_csv, categorical=["tier"], features=["tier", "color"])
+    assert [c.kind for c in data.schema.columns] == ["categorical", "categorical"]
+    assert data.schema.columns[0].categories == ("1", "2", "3")
+
+
+def test_target_with_one_class_is_refused(tmp_path):
+    frame = table_rows()
+    frame["grade"] = "only"
+    frame.to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(DataError, match=r"data.target 'grade': holds one class \('only'\) only"):
+        _load(tmp_path / "one.csv")
+
+
+def test_text_in_a_numeric_column_names_it(tmp_path):
+    frame = table_rows()
+    frame["price"] = frame["price"].astype(object)
+    frame.loc[7, "price"] = "n/a?"
+    frame.to_csv(tmp_path / "typo.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'price' holds text \('n/a\?', row 7\) where the model takes numbers") as err:
+        _load(tmp_path / "typo.csv")
+    assert "\n" not in str(err.value)
+
+
+def test_missing_feature_column_and_target(table_csv):
+    with pytest.raises(DataError, match=r"column 'weight' \(data.features / data.categorical\) is not in the file"):
+        _load(table_csv, features=["size", "weight"])
+    with pytest.raises(DataError, match=r"data.target 'nope': no such column"):
+        load_tabular_dataset(DataConfig(source="csv", path=str(table_csv), target="nope"), 0, table_csv.parent)
+
+
+def test_rows_at_inference_are_checked_against_the_schema(table_csv):
+    schema = _load(table_csv).schema
+    good = {"size": [1.0], "price": ["1200"], "color": [""], "shape": ["round"], "y": [np.nan], "tier": [2]}
+    assert model_inputs(schema, good, "rows")["price"].dtype == np.float32
+    with pytest.raises(DataError, match=r"rows: column 'color' holds the category 'purple' \(row 0\), unseen in training"):
+        model_inputs(schema, {**good, "color": ["purple"]}, "rows")
+    with pytest.raises(DataError, match=r"rows: column 'shape' is missing; the model takes size, price, color, shape, y, tier"):
+        model_inputs(schema, {k: v for k, v in good.items() if k != "shape"}, "rows")
+    with pytest.raises(DataError, match=r"rows: column 'size' holds text \('big', row 0\)"):
+        model_inputs(schema, {**good, "size": ["big"]}, "rows")
+
+
+def test_a_category_unseen_in_training_in_the_test_split_is_refused(tmp_path):
+    frame = table_rows()
+    frame.loc[frame.index[-1], "shape"] = "oval"  # one row: it lands in one split only
+    frame.to_csv(tmp_path / "rare.csv", index=False)
+    try:
+        data = _load(tmp_path / "rare.csv")
+    except DataError as err:
+        assert "column 'shape' holds the category 'oval'" in str(err) and "unseen in training" in str(err)
+    else:  # the row fell in the training split: then it is a known category
+        assert "oval" in next(c for c in data.schema.columns if c.name == "shape").categories
+
+
+def test_table_keys_need_a_table_source():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="data.target: applies to data.source csv or parquet"):
+        DataConfig(source="digits", target="cut")
+    with pytest.raises(ValidationError, match="data.target: data.source csv needs data.path"):
+        DataConfig(source="csv", path="x.csv")

@@ -1,0 +1,165 @@
+"""Teachers of every kind: scikit-learn estimators and pipelines (tables and raw text), LightGBM, XGBoost, ONNX files
+and skops files (trusted types only), their outputs as logits, and the ensemble as one ONNX graph."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from edgekd.core.errors import ConfigError, ModelError
+from edgekd.data.config import DataConfig
+from edgekd.data.tabular import load_tabular_dataset
+from edgekd.train.config import TeacherConfig
+from edgekd.train.teacher_kinds import fit_teacher, load_teacher
+
+
+@pytest.fixture
+def table(table_csv):
+    return load_tabular_dataset(DataConfig(source="csv", path=str(table_csv), target="grade"), 0, table_csv.parent)
+
+
+def _fit(spec: dict, data, index: int = 0):
+    return fit_teacher(TeacherConfig(**spec), index, data.train.x, data.train.y, data.num_classes, 0, data.schema)
+
+
+def _top1(teacher, split) -> float:
+    return float((teacher.logits(split.x).argmax(1) == split.y).mean())
+
+
+@pytest.mark.parametrize("spec", [
+    {"sklearn": "RandomForestClassifier", "params": {"n_estimators": 20}},
+    {"sklearn": "HistGradientBoostingClassifier", "params": {"max_iter": 20}},
+    {"sklearn": "MLPClassifier", "params": {"hidden_layer_sizes": [16], "max_iter": 100}},
+    {"sklearn": "LogisticRegression"},
+    {"lightgbm": "LGBMClassifier", "params": {"n_estimators": 20, "verbose": -1}},
+    {"xgboost": "XGBClassifier", "params": {"n_estimators": 20}},
+])
+def test_fitted_kinds_learn_the_table(spec, table):
+    teacher = _fit(spec, table)
+    logits = teacher.logits(table.val.x)
+    assert logits.shape == (len(table.val), 3) and logits.dtype == np.float32 and np.isfinite(logits).all()
+    assert _top1(teacher, table.val) > 0.6  # chance is about 0.33
+    # probabilities arrive as their log: softmax gives them back
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert np.allclose(probabilities.sum(1), 1.0)
+
+
+def test_trees_get_codes_and_other_models_one_hot(table):
+    tree = _fit({"sklearn": "RandomForestClassifier", "params": {"n_estimators": 5}}, table).model
+    linear = _fit({"sklearn": "LogisticRegression"}, table).model
+    assert type(tree[0].named_transformers_["categorical"]).__name__ == "OrdinalEncoder"
+    assert type(linear[0].named_transformers_["categorical"]).__name__ == "OneHotEncoder"
+
+
+def test_a_text_pipeline_teacher_on_raw_texts():
+    texts = [f"{word} {filler}" for word in ("editor text vim", "network socket http") for filler in ("a", "b", "c", "d", "e")] * 4
+    labels = np.array(([0] * 5 + [1] * 5) * 4)
+    spec = TeacherConfig(sklearn=[{"TfidfVectorizer": {"ngram_range": [1, 2]}}, {"LogisticRegression": {"C": 10.0}}])
+    teacher = fit_teacher(spec, 0, texts, labels, 2, 0)
+    assert teacher.name == "TfidfVectorizer + LogisticRegression"
+    assert (teacher.logits(["vim editor", "http socket"]).argmax(1) == [0, 1]).all()
+
+
+def test_an_onnx_teacher_runs_the_converted_model(table, tmp_path):
+    import onnx
+
+    from edgekd.tabular.onnx_convert import teacher_onnx
+
+    fitted = _fit({"sklearn": "RandomForestClassifier", "params": {"n_estimators": 10}}, table)
+    model, reason = teacher_onnx(fitted.model, table.schema)
+    assert reason is None
+    onnx.save(model, str(tmp_path / "forest.onnx"))
+    teacher = load_teacher(TeacherConfig(onnx="forest.onnx"), 1, 3, tmp_path, table.schema)
+    ours, theirs = teacher.logits(table.test.x), fitted.logits(table.test.x)
+    # rows with missing values included (the forest's front imputes them, so the converted trees see what it saw)
+    assert np.isnan(table.test.x["size"]).any()
+    assert np.allclose(np.exp(ours), np.exp(theirs), atol=1e-4)
+
+
+def test_an_onnx_teacher_whose_inputs_are_not_the_columns(table, tmp_path):
+    import onnx
+
+    from edgekd.tabular.onnx_convert import teacher_onnx
+
+    model, _ = teacher_onnx(_fit({"sklearn": "LogisticRegression"}, table).model, table.schema)
+    model.graph.input[0].name = "weight"
+    for node in model.graph.node:
+        node.input[:] = ["weight" if name == "size" else name for name in node.input]
+    onnx.save(model, str(tmp_path / "other.onnx"))
+    teacher = load_teacher(TeacherConfig(onnx="other.onnx"), 2, 3, tmp_path, table.schema)
+    with pytest.raises(ConfigError, match=r"teachers\[2\].onnx: the model's input 'weight' is not a column of the data"):
+        teacher.logits(table.test.x)
+
+
+def test_skops_loads_only_trusted_types(table, tmp_path):
+    import skops.io as sio
+
+    fitted = _fit({"sklearn": "LogisticRegression"}, table)
+    sio.dump(fitted.model, tmp_path / "model.skops")
+    needed = sio.get_untrusted_types(file=str(tmp_path / "model.skops"))
+    with pytest.raises(ModelError, match=r"holds types not in `trusted`"):
+        load_teacher(TeacherConfig(skops="model.skops", trusted=needed[1:] or ["collections.OrderedDict"]), 0, 3, tmp_path, table.schema)
+    teacher = load_teacher(TeacherConfig(skops="model.skops", trusted=needed), 0, 3, tmp_path, table.schema)
+    assert np.allclose(teacher.logits(table.val.x), fitted.logits(table.val.x))
+
+
+def test_config_refusals():
+    with pytest.raises(ValidationError, match="give exactly one teacher kind of arch, sklearn, lightgbm, xgboost, onnx, skops"):
+        TeacherConfig(sklearn="RandomForestClassifier", lightgbm="LGBMClassifier")
+    with pytest.raises(ValidationError, match="skops: list the types the file may hold in `trusted`"):
+        TeacherConfig(skops="model.skops")
+    with pytest.raises(ValidationError, match="checkpoint: a sklearn teacher is fitted"):
+        TeacherConfig(sklearn="RandomForestClassifier", checkpoint="x.pt")
+    assert TeacherConfig(arch="mlp").kind == "torch" and TeacherConfig(onnx="m.onnx").kind == "onnx"
+
+
+def test_unknown_estimator_names_the_key(table):
+    with pytest.raises(ConfigError, match=r"teachers\[0\].sklearn: unknown estimator 'RandomForest'; did you mean .*RandomForestClassifier"):
+        _fit({"sklearn": "RandomForest"}, table)
+    with pytest.raises(ConfigError, match=r"teachers\[0\]: RandomForestClassifier: .*see its documentation"):
+        _fit({"sklearn": "RandomForestClassifier", "params": {"trees": 3}}, table)
+
+
+def test_pipeline_refuses_fitted_kinds_on_images():
+    from edgekd.pipeline.config import validate_config
+
+    with pytest.raises(ConfigError, match=r"teachers\[0\].sklearn: in a pipeline, teachers of this kind run on tables"):
+        validate_config({"teachers": [{"sklearn": "RandomForestClassifier"}], "student": {"arch": "convnet"}})
+
+
+def test_the_ensemble_graph_averages_its_members(table, tmp_path):
+    import onnx
+
+    from edgekd.tabular.onnx_convert import ensemble_onnx, teacher_onnx
+    from edgekd.tabular.runtime import run_onnx
+
+    fitted = [_fit({"sklearn": "RandomForestClassifier", "params": {"n_estimators": 5}}, table),
+              _fit({"lightgbm": "LGBMClassifier", "params": {"n_estimators": 5, "verbose": -1}}, table, 1)]
+    members = [teacher_onnx(t.model, table.schema)[0] for t in fitted]
+    path = ensemble_onnx(members, [1.0, 3.0], tmp_path / "ensemble.onnx")
+    expected = sum(w * np.exp(t.logits(table.test.x)) for w, t in zip((0.25, 0.75), fitted))
+    assert np.allclose(run_onnx(str(path), table.test.x), expected, atol=1e-4)
+    assert onnx.load(str(path)).graph.output[0].name == "probabilities"
+
+
+def test_no_ensemble_graph_when_a_member_has_no_converter(table, tmp_path):
+    from edgekd.device.config import BenchConfig
+    from edgekd.tabular.baseline import ensemble_file
+
+    out = ensemble_file([None, tmp_path / "x.onnx"], [1.0, 1.0], tmp_path / "e.onnx", table, BenchConfig())
+    assert out == {"onnx_bytes": None, "onnx_reason": "teachers[0] has no ONNX converter (see its onnx_reason)"}
+
+
+def test_a_given_file_no_better_than_chance_stops_the_run(table, tmp_path):
+    import onnx
+
+    from edgekd.pipeline.stages.tabular import given_teacher_fits
+    from edgekd.tabular.onnx_convert import teacher_onnx
+
+    fitted = _fit({"sklearn": "LogisticRegression"}, table)
+    onnx.save(teacher_onnx(fitted.model, table.schema)[0], str(tmp_path / "m.onnx"))
+    teacher = load_teacher(TeacherConfig(onnx="m.onnx"), 0, 3, tmp_path, table.schema)
+    logits = teacher.logits(table.val.x)
+    given_teacher_fits(teacher, logits, table)  # right class order: passes
+    with pytest.raises(ModelError, match=r"teachers\[0\].onnx 'm.onnx': validation top-1 .* no better than chance .*class order \(high, low, mid\)"):
+        given_teacher_fits(teacher, logits[:, [1, 2, 0]], table)  # the classes in another order
