@@ -233,9 +233,10 @@ class LMCompileStage(Stage):
     def _held_out(self, tokenizer) -> dict:
         """The test blocks every bundle carries (bench.device_blocks, spread over those bench measures) and the
         references' perplexities on exactly those blocks, so the device's gate compares like with like."""
-        from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity
+        from edgekd.lm.evaluate import onnx_perplexity
         from edgekd.lm.generate import OnnxDecoder
         from edgekd.lm.models import load_pretrained
+        from edgekd.lm.training import torch_perplexity
         from edgekd.pipeline.lm.data import device_blocks
 
         ctx, count = self.ctx, self.ctx.cfg.bench.device_blocks

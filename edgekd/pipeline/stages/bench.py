@@ -69,13 +69,17 @@ def _latency_note(profile) -> str:
 
 
 def host_notes(ctx: RunContext) -> list[str]:
-    """Where this machine differs from the targets' devices, and what the quantize stage adapted to it."""
+    """Where this machine differs from the targets' devices, what the quantize stage adapted to it, and a fallback
+    search that this machine's time budget (quantize.fallback.max_seconds) cut short."""
     notes = []
     for target in read_record(ctx.manifest, CompileRecord).targets:
         notes += host_warnings(load_profile(target, ctx.base_dir).model_dump())
-    for recipe in read_record(ctx.manifest, QuantizeRecord).recipes.values():
+    for name, recipe in read_record(ctx.manifest, QuantizeRecord).recipes.items():
         if recipe.get("host_note") and recipe["host_note"] not in notes:
             notes.append(recipe["host_note"])
+        stopped = (recipe.get("fallback") or {}).get("stopped")
+        if stopped:
+            notes.append(f"{name}: the int8 fallback search stopped early: {stopped}")
     return notes
 
 

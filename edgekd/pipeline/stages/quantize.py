@@ -83,11 +83,12 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
     cfg, out = ctx.cfg.quantize, ctx.layout.int8_onnx(recipe.name)
     # NNCF calibrates by its own rules: no onnxruntime calibration method to choose or search.
     method = "nncf" if recipe.tool == "nncf" else cfg.calibrate_method or recipe.calibrate_method
-    if not cfg.fallback and method != "auto":
+    if not cfg.fallback.enabled and method != "auto":
         quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=method)
         return out, {"calibrate_method": method, "nodes_in_float": []}
-    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes if cfg.fallback else 0,
-                            cfg.sensitivity_samples, score=ctx.task.score)
+    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type,
+                            cfg.max_fallback_nodes if cfg.fallback.enabled else 0, cfg.sensitivity_samples,
+                            cfg.fallback.max_seconds, score=ctx.task.score)
     val = ctx.dataset.val
     if method == "auto":
         method, tried = quantize_auto(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget)
