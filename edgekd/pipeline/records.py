@@ -31,6 +31,9 @@ def read_record(manifest, record: type[Record]) -> Record:
     """The `record` an earlier stage wrote into `manifest` (a RunManifest)."""
     return record.from_metrics(manifest.metrics(record.stage))
 
+# How the quantize stage's int8 model can have been made, as its candidate is named (QuantizeRecord.int8_label).
+INT8_NAMES = ("int8", "int8-qat", "int8-fallback")
+
 
 @dataclass(frozen=True)
 class StudentRecord:
@@ -92,7 +95,7 @@ class QuantizeRecord:
         """quantize.method none: int8 files in 04-quantize are an earlier run's, not this one's."""
         return self.method == "none"
 
-    def int8_label(self, recipe_name: str) -> str:
+    def int8_label(self, recipe_name: str) -> str:  # one of INT8_NAMES
         """The candidate name of the recipe's int8 model, by how it was made: int8 (PTQ), int8-qat, int8-fallback."""
         if self.method == "qat":
             return "int8-qat"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.device.noise import separated
+from edgekd.device.noise import WITHIN_NOISE, separated
 
 MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
 # The y axis spans at least this many top-1 points: 98.9 to 99.4 drawn full height makes noise look dramatic.
@@ -129,8 +129,10 @@ def speedups(report: dict[str, Any]) -> list[dict[str, Any]]:
         base = fp32.get(row["target"])
         if base is None or not row.get("p50_ms"):
             continue
+        versus = row.get("vs_fp32") or {}  # the reasons' comparison (report.build._against_fp32): bars and words agree
+        within = versus["outcome"] == WITHIN_NOISE if versus else separated(_batch1(row), _batch1(base)) is False
         out.append({"artifact": row["artifact"], "target": row["target"], "speedup": base["p50_ms"] / row["p50_ms"],
-                    "within_noise": row is not base and separated(_batch1(row), _batch1(base)) is False,
+                    "within_noise": row is not base and within,
                     "shipped": bool(row.get("shipped"))})
     return out
 

@@ -198,6 +198,12 @@ class TextDistillStage(Stage):
     sections = ("student", "distill")
     trains = True
 
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        if config.distill.compare_scratch:  # text runs get a cheaper reference row: tfidf_logreg
+            raise ConfigError("distill.compare_scratch: image runs only; a text run's report has the tfidf_logreg baseline "
+                              "row instead: remove distill.compare_scratch")
+
     def run(self) -> StageOutput:
         from edgekd.text import models, training
 
