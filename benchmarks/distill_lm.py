@@ -50,7 +50,7 @@ from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import read_json, sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.lm.bench import greedy_agreement, speed_at_fastest_threads  # noqa: E402
 from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
-from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity  # noqa: E402
+from edgekd.lm.evaluate import onnx_perplexity  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
 from edgekd.lm.generate import OnnxDecoder, generate  # noqa: E402
 from edgekd.lm.losses import TopKTargets, distill_loss, lm_cross_entropy  # noqa: E402
@@ -58,7 +58,7 @@ from edgekd.lm.models import LMShape, build_lm, gpt2_config, load_pretrained, pa
 from edgekd.lm.quantize import quantize_decoder  # noqa: E402
 from edgekd.lm.teacher import cached_targets  # noqa: E402
 from edgekd.lm.tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
-from edgekd.lm.training import block_batches, train_lm  # noqa: E402
+from edgekd.lm.training import block_batches, torch_perplexity, train_lm  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

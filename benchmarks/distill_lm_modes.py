@@ -38,10 +38,9 @@ import torch  # noqa: E402
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
-from edgekd.lm.evaluate import torch_perplexity  # noqa: E402
 from edgekd.lm.losses import lm_cross_entropy  # noqa: E402
 from edgekd.lm.models import build_lm, parameter_count, student_config  # noqa: E402
-from edgekd.lm.training import block_batches, train_lm  # noqa: E402
+from edgekd.lm.training import block_batches, torch_perplexity, train_lm  # noqa: E402
 from edgekd.pipeline.lm.config import LMDistillConfig, LMSequenceConfig, LMTrainConfig  # noqa: E402
 from edgekd.pipeline.lm.distill_steps import DistillSteps  # noqa: E402
 

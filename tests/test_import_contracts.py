@@ -4,7 +4,9 @@
     core <- data <- train <- quant          (runtimes too, for the ONNX sessions)
     core, train <- text, lm                 (model families, plugged into the pipeline later, never the reverse)
     all of them <- pipeline <- api, cli      (lm: task language-model, pipeline/lm/)
-and no stage module imports another one (what stages share lives in pipeline/, below stages/).
+and no stage module imports another one (what stages share lives in pipeline/, below stages/; the language model's
+stages, pipeline/lm/stages_*.py, count as stage modules). Over the whole package: no import circle, and no module
+under device/ reaches a module that imports torch, following every import (issue 33's contracts that hold today).
 import-linter is not installed here; these few rules need nothing but the standard library."""
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ ALLOWED = {
     # layer's interleaved timer; like text and lm, below the pipeline
     "tabular": {"core", "data", "runtimes", "train", "device"},
 }
+# The front: the commands over the Python API over every layer above; no layer imports either (the sets above).
+ALLOWED["api"] = set(ALLOWED)
+ALLOWED["cli"] = set(ALLOWED) | {"api"}
 HEAVY = ("torch", "torchvision", "matplotlib")
 
 
@@ -60,12 +65,86 @@ def imports_in(source: str, package: str) -> list[tuple[int, str]]:
             else:
                 name = node.module or ""
             found.append((node.lineno, name))
-            found += [(node.lineno, f"{name}.{alias.name}") for alias in node.names if name == "edgekd"]
+            # `from edgekd.lm import generate` imports the module edgekd.lm.generate (or a name of edgekd.lm)
+            found += [(node.lineno, f"{name}.{alias.name}") for alias in node.names if name.split(".")[0] == "edgekd"]
     return found
 
 
 def layer_files(layer: str) -> list[Path]:
-    return sorted((PACKAGE / layer).rglob("*.py"))
+    """The files of a layer: its folder, or the one module edgekd/<layer>.py (cli, api)."""
+    single = PACKAGE / f"{layer}.py"
+    return [single] if single.is_file() else sorted((PACKAGE / layer).rglob("*.py"))
+
+
+def module_of(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+
+
+MODULES = {module_of(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def edgekd_module(name: str) -> str | None:
+    """The module of the package that an imported name loads: the name itself, or the module it is taken from."""
+    parts = name.split(".")
+    while parts and ".".join(parts) not in MODULES:
+        parts.pop()
+    return ".".join(parts) or None
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package's modules it imports, every import counted (inside functions, under TYPE_CHECKING)."""
+    return {module: {m for _, name in imports_of(path) if (m := edgekd_module(name)) not in (None, module)}
+            for module, path in MODULES.items()}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles: strongly connected groups of two or more modules (Tarjan's algorithm), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in graph.get(module, ()):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while not group or group[-1] != module:
+                group.append(stack.pop())
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(found)
+
+
+def imports_torch(path: Path) -> bool:
+    return any(name.split(".")[0] in ("torch", "torchvision") for _, name in imports_of(path))
+
+
+def chain_to(graph: dict[str, set[str]], start: str, wanted) -> list[str] | None:
+    """The shortest chain of imports from `start` to a module for which `wanted(module)` holds, None if none is
+    reached. Importing a module also runs its packages' __init__.py, so those count as imported too."""
+    chains = {start: [start]}
+    queue = [start]
+    while queue:
+        module = queue.pop(0)
+        if wanted(module):
+            return chains[module]
+        parents = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
+        for target in sorted(graph.get(module, set()) | (parents & set(MODULES))):
+            if target not in chains:
+                chains[target] = chains[module] + [target]
+                queue.append(target)
+    return None
 
 
 def edgekd_layer(module: str) -> str | None:
@@ -101,20 +180,60 @@ def test_the_device_path_never_imports_torch_or_matplotlib_at_module_level_and_d
     assert not broken, "\n".join(broken)
 
 
+def stage_modules() -> dict[str, Path]:
+    """Every module that holds stage classes: pipeline/stages/*.py and the language model's pipeline/lm/stages_*.py."""
+    paths = [*(PACKAGE / "pipeline" / "stages").glob("*.py"), *(PACKAGE / "pipeline" / "lm").glob("stages_*.py")]
+    return {module_of(path): path for path in sorted(paths) if path.name != "__init__.py"}
+
+
 def test_stages_never_import_each_other():
-    stages = {p.stem for p in (PACKAGE / "pipeline" / "stages").glob("*.py") if p.stem != "__init__"}
+    stages = stage_modules()
+    assert "edgekd.pipeline.lm.stages_ship" in stages and "edgekd.pipeline.stages.text" in stages
     broken = []
-    for path in sorted((PACKAGE / "pipeline" / "stages").glob("*.py")):
+    for own, path in stages.items():
         for line, module in imports_of(path):
-            parts = module.split(".")
-            if parts[:3] == ["edgekd", "pipeline", "stages"] and len(parts) > 3 and parts[3] in stages and parts[3] != path.stem:
+            if edgekd_module(module) in stages and edgekd_module(module) != own:
                 broken.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}")
     assert not broken, "\n".join(broken)
 
 
+def test_only_the_registry_names_stage_modules_and_no_module_imports_one():
+    """The registry names each stage class by its dotted path (imported when asked for); what stages share lives
+    below them, so no other module imports a stage module."""
+    stages = stage_modules()
+    broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}" for own, path in MODULES.items()
+              if own not in stages for line, module in imports_of(path) if edgekd_module(module) in stages]
+    assert not broken, "\n".join(broken)
+
+
+def test_no_import_circles_counting_imports_inside_functions():
+    found = circles(import_graph())
+    assert not found, "import circles: " + "; ".join(" <-> ".join(group) for group in found)
+
+
+def test_no_device_module_reaches_a_module_that_imports_torch():
+    """Every import followed, those inside functions too: a device module that reaches one importing torch would
+    load torch on the board as soon as that path runs."""
+    graph = import_graph()
+    broken = []
+    for module in sorted(m for m in MODULES if m.startswith("edgekd.device")):
+        chain = chain_to(graph, module, lambda m: imports_torch(MODULES[m]))
+        if chain:
+            broken.append(" -> ".join(chain) + " imports torch")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_graph_checks_see_circles_and_chains():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a", "e"}, "e": set()}
+    assert circles(graph) == [["a", "b", "c"]]
+    assert chain_to(graph, "d", lambda m: m == "c") == ["d", "a", "b", "c"] and chain_to(graph, "e", lambda m: m == "a") is None
+    assert edgekd_module("edgekd.lm.generate.OnnxDecoder") == "edgekd.lm.generate" and edgekd_module("numpy") is None
+
+
 def test_the_checker_sees_imports_inside_functions_and_relative_ones():
     source = "def f():\n    import torch\n    from ..pipeline import runner\n    from edgekd import api\n"
-    assert imports_in(source, "edgekd.device") == [(2, "torch"), (3, "edgekd.pipeline"), (4, "edgekd"), (4, "edgekd.api")]
+    assert imports_in(source, "edgekd.device") == [(2, "torch"), (3, "edgekd.pipeline"), (3, "edgekd.pipeline.runner"),
+                                                   (4, "edgekd"), (4, "edgekd.api")]
     assert edgekd_layer("edgekd.pipeline.runner") == "pipeline" and edgekd_layer("torch") is None
 
 
@@ -123,7 +242,7 @@ def test_the_device_takes_only_the_torch_free_text_modules():
     edgekd.text (models, training, export) needs torch."""
     allowed = {"edgekd.text", "edgekd.text.corpus", "edgekd.text.tokenizer"}
     broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}" for path in layer_files("device")
-              for line, module in imports_of(path) if edgekd_layer(module) == "text" and module not in allowed]
+              for line, module in imports_of(path) if edgekd_layer(module) == "text" and edgekd_module(module) not in allowed]
     assert not broken, "\n".join(broken)
 
 
@@ -132,5 +251,5 @@ def test_the_device_takes_only_the_torch_free_lm_modules():
     rest of edgekd.lm (models, training, export, the logit cache) needs torch or transformers."""
     allowed = {"edgekd.lm", "edgekd.lm.generate", "edgekd.lm.bench", "edgekd.lm.evaluate", "edgekd.lm.tokenizer"}
     broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}" for path in layer_files("device")
-              for line, module in imports_of(path) if edgekd_layer(module) == "lm" and module not in allowed]
+              for line, module in imports_of(path) if edgekd_layer(module) == "lm" and edgekd_module(module) not in allowed]
     assert not broken, "\n".join(broken)

@@ -14,6 +14,8 @@ import hashlib
 
 import numpy as np
 
+from edgekd.core.task_metrics import task_metric
+
 # What a report's top-1 measured: against labels, or (data without labels) against the fp32 model's own top-1.
 ACCURACY = "top-1 against the labels"
 FIDELITY = "fidelity to fp32 (no labels)"
@@ -151,8 +153,6 @@ def accuracy_metrics(logits: np.ndarray, labels: np.ndarray, metric: str = "top1
     score, kept under `top1` where reports, the gate and selection read the task's score (the report's task_metric
     says which metric it is)."""
     if metric != "top1":
-        from edgekd.core.task_metrics import task_metric  # it imports this module
-
         return {"top1": task_metric(metric).score(logits, labels)}
     metrics = {"top1": topk(logits, labels, 1)}
     if logits.shape[1] > 5:

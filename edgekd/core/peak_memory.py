@@ -5,6 +5,9 @@ On Linux writing "5" to /proc/self/clear_refs resets VmHWM to the current RSS: e
 Where that is refused (another OS, a locked-down /proc) the peak is the process's since it started, and the record
 says so. Children: getrusage(RUSAGE_CHILDREN) gives the largest child process waited for so far, which cannot be
 reset; it is recorded for a stage that waited for a child, as the largest child of the run up to that stage's end.
+It is an upper bound: Linux's execve keeps the parent's high-water mark in the child's ru_maxrss, so a child counts
+at least what this process held (since its stage began) when the child started. The bench stage's rows have each
+memory probe's own peak (VmHWM, device/memory.py).
 Plain standard library: the lean device side may use it too.
 """
 from __future__ import annotations

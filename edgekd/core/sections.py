@@ -3,6 +3,8 @@ loader of a YAML file into such a model, whose errors name the file, the dotted 
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Optional, TypeVar, Union, get_args, get_origin
 
@@ -34,6 +36,13 @@ def validate_model(raw: dict[str, Any], model: type[Model], source: str) -> Mode
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe_validation_error(exc, model)}") from None
+
+
+def model_digest(model: BaseModel) -> str:
+    """Stable hash of a validated config (its JSON dump, keys sorted): the run manifest compares it to decide what
+    to rerun. One definition for every kind of pipeline config (image and text, language model)."""
+    canonical = json.dumps(model.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:

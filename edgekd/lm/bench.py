@@ -16,9 +16,11 @@ from edgekd.lm.generate import Decoder, generate, load_decoder
 
 
 def generation_speed(decoders: dict[str, Decoder], prompts: list[np.ndarray], new_tokens: int, rounds: int = 1,
-                     top_k: Optional[int] = None, temperature: float = 1.0, seed: int = 0) -> dict:
+                     top_k: Optional[int] = None, temperature: float = 1.0, seed: int = 0, per_generation: bool = False) -> dict:
     """Greedy by default; with `top_k`, sampling at `temperature`. Each generation of a prompt draws from the same
-    seed in every model, so the models are timed on the same kind of choices."""
+    seed in every model, so the models are timed on the same kind of choices. `per_generation`: each model's result
+    also lists the tokens/s of every generation in order ("tokens_per_second_each"), the i-th of every model timed
+    back to back on the same prompt: the pairs device.noise.compare_rates compares."""
     sampling = {"top_k": top_k, "temperature": temperature}
     for decoder in decoders.values():
         generate(decoder, prompts[0], new_tokens, **sampling, seed=seed)
@@ -28,7 +30,11 @@ def generation_speed(decoders: dict[str, Decoder], prompts: list[np.ndarray], ne
             for name, decoder in decoders.items():
                 draw = seed + round_index * len(prompts) + index
                 timings[name].append(generate(decoder, prompt, new_tokens, **sampling, seed=draw).timing())
-    return {name: _medians(rows) for name, rows in timings.items()}
+    out = {name: _medians(rows) for name, rows in timings.items()}
+    if per_generation:
+        for name, rows in timings.items():
+            out[name]["tokens_per_second_each"] = [row["tokens_per_second"] for row in rows]
+    return out
 
 
 def held_out_prompts(blocks: np.ndarray, count: int, tokens: int) -> list[np.ndarray]:

@@ -21,7 +21,7 @@ import torch
 
 from edgekd.core.errors import ArtifactError, StageError
 from edgekd.core.fileio import atomic_path
-from edgekd.lm.generate import CONTEXT_KEY
+from edgekd.lm.decoder import CONTEXT_KEY
 
 OPSET = 18
 CHECK_TOLERANCE = 1e-3  # max |logit difference|, fp32 ONNX against PyTorch

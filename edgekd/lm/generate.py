@@ -11,13 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Optional
 
 import numpy as np
 
 from edgekd.core.errors import ArtifactError, ConfigError
-
-CONTEXT_KEY = "edgekd.lm.context"  # ONNX metadata: the longest sequence the model was built for
+from edgekd.lm.decoder import CONTEXT_KEY, Decoder, empty_kv_cache, step_inputs
 
 
 @dataclass
@@ -32,18 +31,6 @@ class Generation:
         return {"new_tokens": len(self.tokens), "time_to_first_token_ms": self.first_token_seconds * 1e3,
                 "per_token_ms": {"p50": p50, "p99": p99},
                 "tokens_per_second": float(later.size / later.sum()) if later.size and later.sum() > 0 else None}
-
-
-class Decoder(Protocol):
-    """What generate(), bench and onnx_perplexity() need of a decoder: OnnxDecoder here, or
-    edgekd.lm.openvino.OpenVinoDecoder for an OpenVINO IR."""
-
-    path: Path
-    context: Optional[int]  # the longest prompt + generation, or None when the file does not say
-
-    def empty_cache(self) -> list[np.ndarray]: ...
-
-    def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]: ...
 
 
 def load_decoder(path: str | Path, threads: Optional[int] = None) -> Decoder:
@@ -86,21 +73,6 @@ class OnnxDecoder:
         """Logits for each new token (batch 1) and the cache grown by them."""
         logits, *present = self.session.run(self.output_names, step_inputs(new_ids, cache, self.past_names))
         return logits[0], present
-
-
-def empty_kv_cache(entries: int, heads: int, head_size: int) -> list[np.ndarray]:
-    """A KV cache holding no tokens: `entries` arrays (a key and a value per layer) of shape (1, heads, 0, head_size)."""
-    return [np.zeros((1, heads, 0, head_size), dtype=np.float32) for _ in range(entries)]
-
-
-def step_inputs(new_ids: np.ndarray, cache: list[np.ndarray], past_names: list[str]) -> dict[str, np.ndarray]:
-    """One decoding step's inputs at batch 1, the same for every runtime: the new tokens, a mask over the cached and
-    new positions, their positions, and the cache under its input names."""
-    past, seq = cache[0].shape[2], len(new_ids)
-    return {"input_ids": np.asarray(new_ids, dtype=np.int64).reshape(1, seq),
-            "attention_mask": np.ones((1, past + seq), dtype=np.int64),
-            "position_ids": np.arange(past, past + seq, dtype=np.int64).reshape(1, seq),
-            **dict(zip(past_names, cache))}
 
 
 def generate(decoder: Decoder, prompt_ids, new_tokens: int, top_k: Optional[int] = None, temperature: float = 1.0,

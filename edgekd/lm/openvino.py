@@ -11,7 +11,7 @@ Compression: nncf.compress_weights, weight-only and data-free (activations and t
   layers; NNCF keeps the embeddings and the last linear layer (here the tied output layer) at 8 bits.
 The CPU plugin decompresses the weights inside its FullyConnected kernels.
 
-The runner (OpenVinoDecoder) has OnnxDecoder's interface (generate.Decoder), so generate(), bench and
+The runner (OpenVinoDecoder) has OnnxDecoder's interface (decoder.Decoder), so generate(), bench and
 onnx_perplexity() run it unchanged; like OnnxDecoder it needs numpy and the runtime only, no torch.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from edgekd.core.errors import ArtifactError, ConfigError, openvino_reason
 from edgekd.core.fileio import atomic_files
-from edgekd.lm.generate import empty_kv_cache, step_inputs
+from edgekd.lm.decoder import CONTEXT_KEY, empty_kv_cache, step_inputs
 
 OV_METHODS = ("ov_int8", "ov_int4")
 CONTEXT_INFO = ["edgekd", "lm_context"]  # rt_info path of the context length in the IR
@@ -112,14 +112,12 @@ def _onnx_context(source: Path) -> Optional[int]:
     """The context length export.py recorded in the ONNX metadata (load_external_data=False: only the header is needed)."""
     import onnx
 
-    from edgekd.lm.generate import CONTEXT_KEY
-
     props = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
     return int(props[CONTEXT_KEY]) if CONTEXT_KEY in props else None
 
 
 class OpenVinoDecoder:
-    """One step of an IR decoder on OpenVINO's CPU plugin, with OnnxDecoder's interface (generate.Decoder).
+    """One step of an IR decoder on OpenVINO's CPU plugin, with OnnxDecoder's interface (decoder.Decoder).
 
     INFERENCE_PRECISION_HINT f32 is set explicitly: on CPUs with AMX or AVX512-BF16 OpenVINO otherwise runs
     float layers in bf16 (edgekd/runtimes/openvino.py), and the fp32 candidate would not be fp32."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from edgekd.core.progress import progress
+from edgekd.lm.evaluate import checked_blocks
 
 LOG_EVERY = 25
 
@@ -73,3 +74,18 @@ def train_lm(model: torch.nn.Module, batches: Callable[[int], torch.Tensor], ste
         bar.close()
     model.eval()
     return {"steps": steps, "seconds": round(time.perf_counter() - started, 1), "final_loss": round(statistics.fmean(losses[-LOG_EVERY:]), 4)}
+
+
+def torch_perplexity(model, blocks: np.ndarray, batch_size: int = 16) -> float:
+    """Perplexity of a PyTorch causal LM over (n, length) token blocks, exp(mean next-token cross-entropy) as
+    lm/evaluate.onnx_perplexity computes it for an exported decoder (batched: each row is independent)."""
+    import torch.nn.functional as F
+
+    blocks = checked_blocks(blocks)
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(blocks), batch_size):
+            ids = torch.from_numpy(blocks[start:start + batch_size].astype(np.int64))
+            logits = model(input_ids=ids).logits[:, :-1].double()
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum"))
+    return math.exp(total / (blocks.shape[0] * (blocks.shape[1] - 1)))

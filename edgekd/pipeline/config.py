@@ -6,14 +6,12 @@ file the user wrote (see core/user_code.py); nothing in a config is evaluated.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model, validate_model
+from edgekd.core.sections import MAX_SEED, Strict, model_digest, validate_model
 from edgekd.core.task_metrics import METRICS
 from edgekd.core.thresholds import Thresholds
 from edgekd.data.config import TABLE_SOURCES, DataConfig
@@ -133,15 +131,14 @@ class PipelineConfig(Strict):
 
     def digest(self) -> str:
         """Stable hash of the validated config: stages compare it to decide what to rerun."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return model_digest(self)
 
 
 def load_config(path: str | Path) -> PipelineConfig:
     from edgekd.core.yamlio import read_yaml_mapping
 
-    model = config_model(read_yaml_mapping(Path(path), "config file", "sections (data, teachers, student, ...)"))
-    return load_yaml_model(path, model, "config file", "sections (data, teachers, student, ...)")
+    raw = read_yaml_mapping(Path(path), "config file", "sections (data, teachers, student, ...)")
+    return validate_model(raw, config_model(raw), str(path))  # parsed once: the mapping picks the config class too
 
 
 def validate_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:

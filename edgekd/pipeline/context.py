@@ -50,7 +50,7 @@ class RunContext:
             return dataset
         from edgekd.pipeline.given_model import with_reference_labels
 
-        return with_reference_labels(self, dataset)
+        return with_reference_labels(self.cfg, self.base_dir, dataset)
 
     @cached_property
     def layout(self) -> RunLayout:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,26 +12,24 @@ from edgekd.core.errors import ConfigError, DataError, clip_words
 from edgekd.core.fileio import resolve_path
 from edgekd.core.metrics import predict
 
-if TYPE_CHECKING:
-    from edgekd.pipeline.context import RunContext
 
-
-def with_reference_labels(ctx: RunContext, dataset):
+def with_reference_labels(cfg, base_dir: Path, dataset):
     """Unlabeled data: label val and test with the given model's own top-1, so that every later top-1 (quantize budget,
     candidate selection, bench, gate, the device's bench) is top-1 agreement with the fp32 model. Only a model shipped
-    as given can be judged that way: training needs labels."""
-    where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
-    if ctx.cfg.distill.mode != "none":
-        raise DataError(f"{where}: the images have no labels, and distill.mode {ctx.cfg.distill.mode} trains on labels; give "
+    as given can be judged that way: training needs labels. `cfg`: the run's PipelineConfig, `base_dir`: its folder
+    (taken apart rather than the run context, which loads the dataset through here)."""
+    where = f"data.path '{cfg.data.path}'" if cfg.data.path else f"data.source '{cfg.data.source}'"
+    if cfg.distill.mode != "none":
+        raise DataError(f"{where}: the images have no labels, and distill.mode {cfg.distill.mode} trains on labels; give "
                         "class sub-folders (or y in the npz), or ship a trained model (no teachers, no distill section)")
-    if ctx.cfg.quantize.method == "qat":
+    if cfg.quantize.method == "qat":
         raise ConfigError(f"quantize.method: qat fine-tunes with labels and {where} has none; use quantize.method: ptq")
-    if not ctx.cfg.ships_onnx:
+    if not cfg.ships_onnx:
         raise ConfigError(f"{where}: the images have no labels, and a PyTorch student's class count comes from them; give "
                           "class sub-folders (or y in the npz), or ship the model's ONNX export (student.onnx)")
-    source = resolve_path(ctx.cfg.student.onnx, ctx.base_dir)
+    source = resolve_path(cfg.student.onnx, base_dir)
     if not source.is_file():
-        raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': file not found ({source}); give the path of the "
+        raise ConfigError(f"student.onnx '{cfg.student.onnx}': file not found ({source}); give the path of the "
                           "model's .onnx file, absolute or relative to the config file")
     given_input_spec(source, dataset, "student.onnx", where)
     logits = onnx_logits(source)

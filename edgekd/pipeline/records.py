@@ -31,6 +31,9 @@ def read_record(manifest, record: type[Record]) -> Record:
     """The `record` an earlier stage wrote into `manifest` (a RunManifest)."""
     return record.from_metrics(manifest.metrics(record.stage))
 
+# How the quantize stage's int8 model can have been made, as its candidate is named (QuantizeRecord.int8_label).
+INT8_NAMES = ("int8", "int8-qat", "int8-fallback")
+
 
 @dataclass(frozen=True)
 class StudentRecord:
@@ -41,6 +44,9 @@ class StudentRecord:
     student_spec: dict[str, Any] | None = None  # online distillation's chosen peer; None: config.student
     input: dict[str, Any] | None = None  # an ONNX student's input spec (name, dtype, shape)
     inputs: list[dict[str, Any]] | None = None  # every input of an ONNX student
+    # An ONNX file shipped as given: its sha256, opset upgrade and external data as the stage recorded them (the stage
+    # writes those keys itself); None for a model the run made.
+    given_onnx: dict[str, Any] | None = None
 
     def to_metrics(self) -> dict[str, Any]:
         # Absent keys stay absent: a distilled student's record never had them.
@@ -49,7 +55,9 @@ class StudentRecord:
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any]) -> StudentRecord:
-        return cls(metrics.get("student_spec"), metrics.get("input"), metrics.get("inputs"))
+        given = ({k: metrics[k] for k in ("source_sha256", "opset_upgrade", "external_data") if metrics.get(k)}
+                 if metrics.get("source") == "onnx" else None)
+        return cls(metrics.get("student_spec"), metrics.get("input"), metrics.get("inputs"), given)
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ class QuantizeRecord:
         """quantize.method none: int8 files in 04-quantize are an earlier run's, not this one's."""
         return self.method == "none"
 
-    def int8_label(self, recipe_name: str) -> str:
+    def int8_label(self, recipe_name: str) -> str:  # one of INT8_NAMES
         """The candidate name of the recipe's int8 model, by how it was made: int8 (PTQ), int8-qat, int8-fallback."""
         if self.method == "qat":
             return "int8-qat"

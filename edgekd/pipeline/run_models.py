@@ -42,13 +42,14 @@ def student_spec(ctx: RunContext):
     return type(ctx.cfg.student).model_validate(recorded) if recorded else ctx.cfg.student
 
 
-def build_student(ctx: RunContext, with_weights: bool = True) -> torch.nn.Module:
+def build_student(ctx: RunContext, with_weights: bool = True, checkpoint=None) -> torch.nn.Module:
+    """The run's student with its distilled weights (or `checkpoint`'s: distill.compare_scratch's scratch student)."""
     from edgekd.train.models import build_model
 
     data = ctx.dataset
     spec = student_spec(ctx)
     if with_weights:
-        spec = spec.model_copy(update={"checkpoint": str(ctx.layout.student_checkpoint)})
+        spec = spec.model_copy(update={"checkpoint": str(checkpoint or ctx.layout.student_checkpoint)})
     return build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where="student").eval()
 
 

@@ -6,19 +6,20 @@ here, and whatever metrics the rule reads. choose() writes a `verdict` into each
 """
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from edgekd.core.metrics import at_least, within_limit
+from edgekd.device.noise import FASTER, NOISE_BAND, compare_speed
 
 Candidate = dict[str, Any]
 Rule = Callable[[Candidate], "str | None"]  # None: passes; otherwise why it fails
 
-# A candidate must beat fp32 by this margin to replace it: smaller gaps are within timing noise on a
-# shared machine, and fp32 is the more accurate choice at equal speed.
-MIN_GAIN_OVER_FP32 = 0.03
-MIN_ROUNDS_FASTER = 0.8
+# A candidate must beat fp32 beyond timing noise to replace it (device.noise.compare_speed, the one rule for
+# "faster"): fp32 is the more accurate choice at equal speed.
+MIN_GAIN_OVER_FP32 = NOISE_BAND
 BASELINE = "fp32"
 # Simplest first: when the timings do not separate two passing candidates, the simpler one ships
 # (fewer numerics to go wrong on the device, the more accurate model at equal speed).
@@ -114,17 +115,24 @@ def choose(rows: list[Candidate], rule: Rule, measured_key: str = "measured") ->
     eligible = [i for i, r in enumerate(rows) if r["verdict"] == "eligible"]
     timed = [i for i in eligible if "p50_ms" in rows[i]]
     if timed and len(timed) == len(eligible):
-        best = _simplest_within_noise(rows, timed, min(timed, key=lambda i: rows[i]["p50_ms"]))
+        best = _simplest_within_noise(rows, timed, min(timed, key=lambda i: _typical_ms(rows[i])))
     elif eligible:  # latency not measurable here (an ARM board, a GPU): the profile's order decides
         best = eligible[0]
     else:  # nothing passed: ship fp32 (the gate stage will fail the run if fp32 fails too)
         best = next((i for i, r in enumerate(rows) if r is baseline), 0)
     for i, row in enumerate(rows):
         if i == best:
-            row["verdict"] = "chosen" + _how(row, eligible)
+            row["verdict"] = "chosen" + _how(row, eligible, baseline)
         elif row["verdict"] == "eligible":
             row["verdict"] = _lost_to(row, rows[best])
     return best
+
+
+def _typical_ms(row: Candidate) -> float:
+    """The time the paired comparison works from: the median of the per-round medians when rounds were timed (a
+    pooled p50 can fall in another machine state than most rounds), else the p50."""
+    rounds = row.get("round_p50_ms") or []
+    return statistics.median(rounds) if rounds else row["p50_ms"]
 
 
 def _complexity(row: Candidate) -> int:
@@ -132,15 +140,15 @@ def _complexity(row: Candidate) -> int:
 
 
 def _simplest_within_noise(rows: list[Candidate], timed: list[int], fastest: int) -> int:
-    """The simplest timed candidate that the fastest one does not beat beyond timing noise (the same test as
-    against fp32: MIN_GAIN_OVER_FP32 in the median and MIN_ROUNDS_FASTER of the interleaved rounds)."""
+    """The simplest timed candidate that the fastest one does not beat beyond timing noise (device.noise.compare_speed,
+    the same rule as against fp32)."""
     for i in sorted(timed, key=lambda i: _complexity(rows[i])):
         if _complexity(rows[i]) >= _complexity(rows[fastest]):
             break
-        noise = _not_faster(rows[fastest], rows[i])
-        if noise:
+        comparison = compare_speed(rows[fastest], rows[i])
+        if comparison is not None and comparison.outcome != FASTER:
             rows[i]["within_noise_of"] = rows[fastest]["name"]
-            rows[fastest]["within_noise"] = f"within noise of the simpler {rows[i]['name']}: {noise}"
+            rows[fastest]["within_noise"] = f"{comparison.describe(rows[i]['name'])}: the simpler ships"
             return i
     return fastest
 
@@ -166,32 +174,31 @@ def _screen(row: Candidate, baseline: Candidate | None, rule: Rule, measured_key
 
 
 def _not_faster(row: Candidate, baseline: Candidate) -> str | None:
-    """Why `row` does not beat `baseline` (fp32, or a simpler candidate), or None when it does: by MIN_GAIN_OVER_FP32
-    in the median, and, when per-round medians were measured, in at least MIN_ROUNDS_FASTER of the rounds. A tiny
-    model's medians can differ by a few percent by chance; a real gain shows in (nearly) every interleaved round."""
-    other = baseline["name"]
-    if row["p50_ms"] > baseline["p50_ms"] * (1 - MIN_GAIN_OVER_FP32):
-        return f"not faster than {other} by {MIN_GAIN_OVER_FP32:.0%} ({row['p50_ms']:.3f} ms vs {baseline['p50_ms']:.3f} ms)"
-    mine, theirs = row.get("round_p50_ms") or [], baseline.get("round_p50_ms") or []
-    if len(mine) == len(theirs) >= 3:
-        faster = sum(a < b for a, b in zip(mine, theirs))
-        if faster < MIN_ROUNDS_FASTER * len(mine):
-            return (f"faster than {other} in only {faster} of {len(mine)} rounds ({row['p50_ms']:.3f} ms vs "
-                    f"{baseline['p50_ms']:.3f} ms median): within noise")
-    return None
+    """Why `row` does not beat `baseline` (fp32) beyond timing noise, or None when it does (device.noise.compare_speed:
+    the paired per-round speed-up outside the noise band, in most rounds)."""
+    comparison = compare_speed(row, baseline)
+    if comparison is None or comparison.outcome == FASTER:
+        return None
+    return comparison.describe(baseline["name"])
 
 
-def _how(row: Candidate, eligible: list[int]) -> str:
+def _how(row: Candidate, eligible: list[int], baseline: Candidate | None) -> str:
     if not eligible:
         return " (no candidate passed; fp32 shipped)"
     if row.get("within_noise_of"):
-        return f" (simplest within noise of the fastest, {row['within_noise_of']}; {row['p50_ms']:.3f} ms)"
-    return f" (fastest passing, {row['p50_ms']:.3f} ms)" if "p50_ms" in row else " (first passing in profile order)"
+        return f" (simplest within noise of the fastest, {row['within_noise_of']})"
+    if "p50_ms" not in row:
+        return " (first passing in profile order)"
+    if row is baseline:
+        return f" ({BASELINE} baseline; no passing candidate faster beyond noise)"
+    comparison = compare_speed(row, baseline) if baseline is not None else None
+    return f" (fastest passing; {comparison.describe(BASELINE)})" if comparison else " (fastest passing)"
 
 
 def _lost_to(row: Candidate, best: Candidate) -> str:
     if row.get("within_noise"):
         return row["within_noise"]
-    if "p50_ms" in row and "p50_ms" in best:
-        return f"slower than the chosen {best['name']} ({row['p50_ms']:.3f} ms vs {best['p50_ms']:.3f} ms)"
+    comparison = compare_speed(row, best)
+    if comparison is not None:
+        return comparison.describe(f"the chosen {best['name']}")
     return f"later in profile order than the chosen {best['name']}"

@@ -106,11 +106,9 @@ class LanguageModel:
 
     def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
         """1 / perplexity of (n, length, vocab) logits against the (n, length) token blocks they were computed from."""
-        logits = np.asarray(logits, dtype=np.float64)[:, :-1]
-        targets = np.asarray(labels)[:, 1:]
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        nll = np.log(np.exp(shifted).sum(axis=-1)) - np.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]
-        return float(np.exp(-nll.mean()))
+        from edgekd.lm.evaluate import next_token_nll
+
+        return float(np.exp(-next_token_nll(logits, labels).mean()))
 
     def input_spec(self, dataset: Any, name: str = "input_ids", batch: int | str = "batch_size") -> dict[str, Any]:
         return {"name": "input_ids", "shape": [batch, "sequence_length"], "dtype": "int64"}

@@ -1,26 +1,36 @@
 """Accuracy-aware fallback: keep the most quantization-sensitive nodes in float until int8 meets its budget.
 
-Sensitivity is measured, not guessed: each quantized node is dequantized in turn (quantized again
-with onnxruntime's `nodes_to_exclude=[node]`, calibration ranges reused from onnxruntime's cache)
-and the error of the model's logits against the fp32 model on validation samples is recorded.
-The nodes whose exclusion removes the most error are kept in float first. onnxruntime ships
-per-tensor error tools (qdq_loss_debug), but they report activation error, not which node to keep
-in float, so this search is written here.
+The search costs O(log n) quantizations, not O(n):
+1. Rank. One instrumented pass of the int8 and float models over validation samples (onnxruntime's
+   qdq_loss_debug; quant/sensitivity.py) ranks the quantized nodes by the int8 noise each adds.
+2. Bisect. Quantize with the top k of that ranking kept in float (onnxruntime's nodes_to_exclude, or NNCF's
+   ignored scope for OpenVINO recipes) and judge the validation metric, halving on k between 1 and max_nodes
+   (bisect_fewest): 1 + log2(max_nodes) quantize-and-evaluate rounds at most.
+The search stops at `max_seconds` and keeps the best passing candidate found by then, saying so.
+
+Before issue 34 each quantized node was measured alone in float, one quantization each (rank_sensitivity below,
+then one evaluation per count): 20 minutes for a 145-node model. That search stays callable
+(FallbackBudget.strategy "per-node") so that benchmarks/fallback_search.py can time the two on the same data.
 """
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from edgekd.core.errors import StageError
 from edgekd.core.metrics import accuracy_drop, mcnemar_exact, predict, topk, within_limit
 from edgekd.core.progress import progress
-from edgekd.quant.ptq import quantize_qdq, quantized_nodes
+from edgekd.quant.config import FALLBACK_MAX_SECONDS
+from edgekd.quant.ptq import prepare_for_quantization, quantize_qdq, quantized_nodes
 from edgekd.runtimes.ort import OrtSession
 from edgekd.runtimes.profiles import QuantRecipe
 
@@ -30,7 +40,11 @@ class FallbackBudget:
     max_drop: float
     drop_type: str = "absolute"
     max_nodes: int = 6
-    sensitivity_samples: int = 512
+    sensitivity_samples: int = 64  # of the ranking pass (512 were the per-node search's)
+    max_seconds: float = FALLBACK_MAX_SECONDS  # quantize.fallback.max_seconds
+    # "ranked": one instrumented pass, then bisection. "per-node": the search before issue 34 (one quantization
+    # per node, then one evaluation per count), kept for benchmarks/fallback_search.py's comparison only.
+    strategy: Literal["ranked", "per-node"] = "ranked"
     # The task's score of outputs against labels (higher is better): top-1 for classifiers, a task metric otherwise.
     score: Callable[[np.ndarray, np.ndarray], float] = topk
 
@@ -51,6 +65,12 @@ class FallbackReport:
     tried: list[dict] = field(default_factory=list)
     # Mean KL divergence (nats) of the final int8 model's softmax from the fp32 model's, on the validation split.
     val_kl: float = 0.0
+    # How the search went: its strategy, quantize-and-evaluate rounds, seconds (ranking included), and why it
+    # stopped early ("" when it ran to its end).
+    strategy: str = "ranked"
+    evaluations: int = 0
+    search_seconds: float = 0.0
+    stopped: str = ""
     # Per validation sample: did the final int8 model predict the label? Kept for paired tests, not for the manifest.
     val_correct: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -62,12 +82,83 @@ def logits_of(onnx_path: Path, x: np.ndarray) -> np.ndarray:
     return predict(OrtSession(onnx_path, threads=None).run, x)
 
 
+def evaluations_needed(max_nodes: int) -> int:
+    """Quantize-and-evaluate rounds of a bisection over 1..max_nodes nodes in float: max_nodes, then halving."""
+    return 0 if max_nodes < 1 else 1 + math.ceil(math.log2(max_nodes))
+
+
+def bisect_fewest(upper: int, passes: Callable[[int], bool | None]) -> int | None:
+    """The fewest nodes in float (1..upper) for which `passes`, by halving: a count that passes ends the search above
+    it, one that fails below it. `upper` itself is tried only when no smaller count passed. Assumes that more nodes
+    in float do not make int8 worse; validation metrics are not quite monotone, so no count is taken on faith: the
+    answer is always one that was tried and passed. `passes` answers None when the time budget is spent: the fewest
+    passing count found so far is kept. None: no count passed (or none was tried)."""
+    failing, untried_top, passing = 0, upper, None
+    while untried_top - failing > 1:
+        middle = (failing + untried_top) // 2
+        verdict = passes(middle)
+        if verdict is None:
+            return passing
+        if verdict:
+            passing = untried_top = middle
+        else:
+            failing = middle
+    if passing is None and upper >= 1 and failing < upper:
+        return upper if passes(upper) else None
+    return passing
+
+
+class _Trials:
+    """Quantize with some nodes in float, judge on the validation split, keep the best passing model; refuses a
+    trial that would end after the deadline, judged by the longest trial so far."""
+
+    def __init__(self, quantize, val_x, val_y, fp32_top1: float, budget: FallbackBudget, report: FallbackReport,
+                 scratch: Path, first_seconds: float):
+        self.quantize, self.val_x, self.val_y, self.fp32_top1 = quantize, val_x, val_y, fp32_top1
+        self.budget, self.report, self.scratch = budget, report, scratch
+        self.started, self.longest = time.monotonic(), first_seconds
+        self.best: tuple[int, Path, np.ndarray] | None = None
+        self.bar = None
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() - self.started + self.longest > self.budget.max_seconds
+
+    def passes(self, ranked: list[str], count: int) -> bool | None:
+        if self.out_of_time():
+            self._stop()
+            return None
+        began, kept = time.monotonic(), ranked[:count]
+        path = self.quantize(self.scratch / f"trial-{count}.onnx", kept)
+        logits = logits_of(path, self.val_x)
+        top1 = self.budget.score(logits, self.val_y)
+        drop = accuracy_drop(self.fp32_top1, top1, self.budget.drop_type, len(self.val_y))
+        self.report.tried.append({"nodes_in_float": kept, "val_top1": top1, "val_drop": drop})
+        self.report.evaluations += 1
+        self.longest = max(self.longest, time.monotonic() - began)
+        if self.bar is not None:
+            self.bar.update(1)
+        passed = within_limit(drop, self.budget.max_drop)
+        if passed and (self.best is None or count < self.best[0]):
+            self.best = (count, path, logits)
+            self.report.nodes_in_float, self.report.val_top1, self.report.val_drop = kept, top1, drop
+        return passed
+
+    def _stop(self) -> None:
+        elapsed = time.monotonic() - self.started
+        self.report.stopped = (f"quantize.fallback.max_seconds {self.budget.max_seconds:g} reached after "
+                               f"{self.report.evaluations} evaluation(s) in {elapsed:.0f} s (the next would take about "
+                               f"{self.longest:.0f} s); " + ("kept the best passing candidate so far"
+                                                            if self.best else "no passing candidate yet"))
+        warnings.warn(f"int8 fallback search: {self.report.stopped}", stacklevel=2)
+
+
 def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray,
                            val_x: np.ndarray, val_y: np.ndarray, budget: FallbackBudget,
                            calibrate_method: str | None = None) -> FallbackReport:
-    """Quantize; if the validation drop exceeds the budget, keep sensitive nodes in float.
+    """Quantize; if the validation drop exceeds the budget, keep sensitive nodes in float (the module's search).
 
-    Raises StageError naming the nodes tried when `budget.max_nodes` nodes in float are not enough.
+    Raises StageError naming what was tried when `budget.max_nodes` nodes in float are not enough, or when
+    `budget.max_seconds` ran out before any candidate passed.
     """
     fp32_logits = logits_of(fp32_onnx, val_x)
     fp32_top1 = budget.score(fp32_logits, val_y)
@@ -75,28 +166,71 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         cache = Path(scratch) / "calibration.json"
         quantize = lambda path, exclude: quantize_qdq(fp32_onnx, path, recipe, calibration, nodes_to_exclude=exclude,  # noqa: E731
                                                       calibrate_method=calibrate_method, calibration_cache=cache)
+        began = time.monotonic()
         quantize(out_path, [])
         int8_logits = logits_of(out_path, val_x)
         top1 = budget.score(int8_logits, val_y)
         drop = accuracy_drop(fp32_top1, top1, budget.drop_type, len(val_y))
         report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=not within_limit(drop, budget.max_drop),
-                                val_top1=top1, val_drop=drop)
+                                val_top1=top1, val_drop=drop, strategy=budget.strategy)
         if not report.triggered:
             return _with_fidelity(report, fp32_logits, int8_logits, val_y)
+        trials = _Trials(quantize, val_x, val_y, fp32_top1, budget, report, Path(scratch), time.monotonic() - began)
         subset = slice(0, budget.sensitivity_samples)
-        report.sensitivity = rank_sensitivity(out_path, fp32_logits[subset], val_x[subset], quantize, Path(scratch))
-        ranked = [entry["node"] for entry in report.sensitivity]
-        for count in progress(range(1, min(budget.max_nodes, len(ranked)) + 1), desc="fallback search", unit="node"):
-            kept = ranked[:count]
-            quantize(out_path, kept)
-            int8_logits = logits_of(out_path, val_x)
-            top1 = budget.score(int8_logits, val_y)
-            drop = accuracy_drop(fp32_top1, top1, budget.drop_type, len(val_y))
-            report.tried.append({"nodes_in_float": kept, "val_top1": top1, "val_drop": drop})
-            if within_limit(drop, budget.max_drop):
-                report.nodes_in_float, report.val_top1, report.val_drop = kept, top1, drop
-                return _with_fidelity(report, fp32_logits, int8_logits, val_y)
+        if budget.strategy == "per-node":
+            report.sensitivity = rank_sensitivity(out_path, fp32_logits[subset], val_x[subset], quantize, Path(scratch))
+            _linear_search([row["node"] for row in report.sensitivity], budget, trials)
+        else:
+            report.sensitivity = rank_for_fallback(fp32_onnx, out_path, recipe, calibration, val_x[subset], Path(scratch),
+                                                   calibrate_method)
+            _bisection([row["node"] for row in report.sensitivity], budget, trials)
+        report.search_seconds = round(time.monotonic() - trials.started, 2)
+        if trials.best is not None:
+            shutil.copyfile(trials.best[1], out_path)
+            return _with_fidelity(report, fp32_logits, trials.best[2], val_y)
     raise StageError(_give_up_message(recipe, report, budget))
+
+
+def _bisection(ranked: list[str], budget: FallbackBudget, trials: _Trials) -> None:
+    upper = min(budget.max_nodes, len(ranked))
+    with progress(total=evaluations_needed(upper), desc=f"fallback search over {upper} of {len(ranked)} ranked nodes",
+                  unit="evaluation") as bar:
+        trials.bar = bar
+        bisect_fewest(upper, lambda count: trials.passes(ranked, count))
+
+
+def _linear_search(ranked: list[str], budget: FallbackBudget, trials: _Trials) -> None:
+    """The search before issue 34: 1, 2, ... nodes in float until one passes (for benchmarks/fallback_search.py)."""
+    for count in progress(range(1, min(budget.max_nodes, len(ranked)) + 1), desc="fallback search", unit="node"):
+        if trials.passes(ranked, count):
+            return
+
+
+def rank_for_fallback(fp32_onnx: Path, int8_onnx: Path, recipe: QuantRecipe, calibration: np.ndarray, x: np.ndarray,
+                      scratch: Path, calibrate_method: str | None = None) -> list[dict]:
+    """The quantized nodes of `int8_onnx`, ranked by quant/sensitivity.py on samples `x`. An NNCF model is ranked
+    through onnxruntime's quantization of the same graph (qdq_loss_debug reads onnxruntime's Q/DQ naming): the same
+    nodes, quantized by comparable rules; NNCF's nodes that this ranking does not know come last."""
+    from edgekd.quant.sensitivity import rank_nodes
+
+    prepared = prepare_for_quantization(fp32_onnx, scratch / "prepared.onnx")
+    ranked_model = int8_onnx
+    if recipe.tool == "nncf":
+        ranked_model = quantize_qdq(fp32_onnx, scratch / "ranking.onnx", ort_stand_in(recipe), calibration,
+                                    calibrate_method="minmax")
+    rows = rank_nodes(prepared, ranked_model, x)
+    wanted = quantized_nodes(int8_onnx)
+    known = [row for row in rows if row["node"] in set(wanted)]
+    seen = {row["node"] for row in known}
+    return known + [{"node": n, "noise_added": None, "output_noise": None, "input_noise": None} for n in wanted
+                    if n not in seen]
+
+
+def ort_stand_in(recipe: QuantRecipe) -> QuantRecipe:
+    """onnxruntime settings close to an NNCF recipe's: per-channel symmetric int8 weights (7-bit with reduce_range),
+    activations symmetric under NNCF's performance preset, asymmetric under mixed."""
+    return QuantRecipe(name=f"{recipe.name} (onnxruntime stand-in for ranking)", reduce_range=recipe.reduce_range,
+                       symmetric_activations=recipe.preset == "performance")
 
 
 # Cheapest first: on equal standing the earlier one is kept.
@@ -149,7 +283,8 @@ def quantize_auto(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrat
 
 
 def rank_sensitivity(full_int8: Path, fp32_logits: np.ndarray, x: np.ndarray, quantize, scratch: Path) -> list[dict]:
-    """Quantized nodes, most sensitive first: the logits' mean squared error vs fp32 with that node in float."""
+    """Quantized nodes, most sensitive first: the logits' mean squared error vs fp32 with that node alone in float.
+    One quantization per node: the search before issue 34, kept for FallbackBudget.strategy "per-node" only."""
     base_error = _mse(logits_of(full_int8, x), fp32_logits)
     rows = []
     for node in progress(quantized_nodes(full_int8), desc="int8 sensitivity per node", unit="node"):
@@ -183,7 +318,13 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
 def _give_up_message(recipe: QuantRecipe, report: FallbackReport, budget: FallbackBudget) -> str:
     last = report.tried[-1] if report.tried else {"nodes_in_float": [], "val_drop": report.int8_val_drop}
     kept = ", ".join(last["nodes_in_float"]) or "none"
-    return (f"quantize: int8 recipe '{recipe.name}' drops {report.int8_val_drop:.2f} > max_drop {budget.max_drop:g} on the "
-            f"validation split; kept up to {len(last['nodes_in_float'])} most sensitive nodes in float ({kept}) and it still "
+    head = (f"quantize: int8 recipe '{recipe.name}' drops {report.int8_val_drop:.2f} > max_drop {budget.max_drop:g} on the "
+            f"validation split")
+    if report.stopped:
+        return (f"{head}; the fallback search stopped at quantize.fallback.max_seconds {budget.max_seconds:g} after "
+                f"{report.evaluations} evaluation(s) with no candidate within the budget (last: {len(last['nodes_in_float'])} "
+                f"nodes in float, drop {last['val_drop']:.2f}); raise quantize.fallback.max_seconds, or try "
+                "quantize.calibrate_method entropy or percentile, or quantize.method: qat")
+    return (f"{head}; kept up to {len(last['nodes_in_float'])} most sensitive nodes in float ({kept}) and it still "
             f"drops {last['val_drop']:.2f}; raise quantize.max_fallback_nodes, try quantize.calibrate_method entropy or "
             f"percentile, or quantize.method: qat")

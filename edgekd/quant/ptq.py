@@ -49,6 +49,9 @@ class ArrayReader:
     def rewind(self) -> None:
         self._iter = iter(self._batches)
 
+    def __iter__(self):  # onnxruntime's qdq_loss_debug.collect_activations iterates over its reader
+        return iter(self._batches)
+
 
 # Batches per calibrator call (onnxruntime's CalibStridedMinMax, which applies to every calibration method): one.
 STRIDED = {"CalibStridedMinMax": 1}
@@ -96,9 +99,8 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
 
         return quantize_nncf(Path(fp32_onnx), Path(out_path), recipe, calibration, nodes_to_exclude)
     from onnxruntime.quantization import QuantFormat, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    input_name = _input_name(fp32_onnx)
+    input_name = input_name_of(fp32_onnx)
     # several inputs: each array in its own dtype; one array: float32, without a copy when it is float32 already
     samples = calibration if isinstance(calibration, dict) else np.asarray(calibration, dtype=np.float32)
     reader = ArrayReader(input_name, samples, batch_size=batch_rows(samples, limit=32, budget=CALIBRATION_BYTES))
@@ -115,9 +117,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
         extra["CalibPercentile"] = 99.99
     logging.getLogger("root").setLevel(logging.ERROR)  # quantize_static logs each tensor at INFO
     with tempfile.TemporaryDirectory(prefix="edgekd-ptq-") as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        # Shape inference and graph clean-up first, as onnxruntime recommends before quantizing.
-        quant_pre_process(str(_weights_inside(fp32_onnx, Path(scratch))), str(prepared), skip_symbolic_shape=True)
+        prepared = prepare_for_quantization(fp32_onnx, Path(scratch) / "prepared.onnx")
         if method == "entropy":
             calibration_cache = calibration_cache or Path(scratch) / "entropy.json"
             if not calibration_cache.is_file():
@@ -136,6 +136,15 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
                 raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({clip_words(exc, 200)})") from None
             strip_node_debug_metadata(tmp)
             check_written(tmp, out_path, fp32_onnx, recipe.name)
+    return out_path
+
+
+def prepare_for_quantization(fp32_onnx: Path, out_path: Path) -> Path:
+    """Shape inference and graph clean-up, as onnxruntime recommends before quantizing: the graph quantize_static
+    sees, so the fallback ranking (quant/sensitivity.py) compares the int8 model with this one, tensor by tensor."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(_weights_inside(fp32_onnx, Path(out_path).parent)), str(out_path), skip_symbolic_shape=True)
     return out_path
 
 
@@ -216,7 +225,7 @@ def _weights_inside(fp32_onnx: Path, scratch: Path) -> Path:
     return inline
 
 
-def _input_name(onnx_path: Path) -> str:
+def input_name_of(onnx_path: Path) -> str:
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)

@@ -182,6 +182,8 @@ class DistillConfig(Strict):
                                                          "defaults, or target_weight / nontarget_weight")
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=10))
     finetune_epochs: int = Field(0, ge=0, le=1000, description="last phase on labels only")
+    compare_scratch: bool = Field(False, description="also train the student from scratch (labels only, same settings) and "
+                                                     "report it as the reference row student_scratch: does distillation help?")
     use_labels: bool = Field(True, description="false: treat the transfer set as unlabeled (soft targets and hints only)")
     hints: list[HintConfig] = Field(default_factory=list, description="feature distillation terms")
     augment: Optional[AugmentConfig] = Field(None, description="random shift/flip of the transfer images")
@@ -196,6 +198,9 @@ class DistillConfig(Strict):
         if not value and info.data.get("alpha") == 0:
             raise ValueError("with alpha 0 and use_labels false the student has nothing to learn from: "
                              "set alpha > 0 (soft targets), or use_labels true")
+        if not value and info.data.get("compare_scratch"):
+            raise ValueError("distill.compare_scratch trains the student on labels, and use_labels is false: "
+                             "set use_labels true, or remove distill.compare_scratch")
         if not value and info.data.get("dkd") is not None:
             raise ValueError("distill.dkd splits the soft term at each image's label, and use_labels is false: "
                              "set use_labels true, or remove distill.dkd")

@@ -26,7 +26,7 @@ SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name != "smoke.py"
 # even a smoke run (the pipeline refuses a model that scores at chance, and int8 of random weights breaks), so a
 # checkout without that folder (a clone elsewhere) skips them, saying why.
 SHARED_MODELS = REPO.parent / "shared" / "models" / "fashion-mnist-224"
-NEEDS_SHARED_MODELS = {"byom.py", "targets_architectures.py"}
+NEEDS_SHARED_MODELS = {"byom.py", "given_sanity.py", "targets_architectures.py"}
 
 
 def _snapshot(folder: Path) -> dict[str, str]:

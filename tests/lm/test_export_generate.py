@@ -16,11 +16,12 @@ pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity  # noqa: E402
+from edgekd.lm.evaluate import onnx_perplexity  # noqa: E402
 from edgekd.lm.export import check_against_torch, export_decoder, input_names, output_names  # noqa: E402
 from edgekd.lm.generate import OnnxDecoder, generate  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, torch_greedy  # noqa: E402
 from edgekd.lm.quantize import quantize_decoder  # noqa: E402
+from edgekd.lm.training import torch_perplexity  # noqa: E402
 
 PROMPTS = [[1, 2, 3], [17], [250, 4, 99, 123, 7, 7, 8], [42, 42]]
 

@@ -18,11 +18,12 @@ pytest.importorskip("nncf")
 ov = pytest.importorskip("openvino")
 torch = pytest.importorskip("torch")
 
-from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity  # noqa: E402
+from edgekd.lm.evaluate import onnx_perplexity  # noqa: E402
 from edgekd.lm.export import _FlatCacheDecoder, example_inputs, export_decoder  # noqa: E402
 from edgekd.lm.generate import OnnxDecoder, generate, load_decoder  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, torch_greedy  # noqa: E402
 from edgekd.lm.openvino import Compression, OpenVinoDecoder, convert_decoder  # noqa: E402
+from edgekd.lm.training import torch_perplexity  # noqa: E402
 
 PROMPTS = [[1, 2, 3], [17], [250, 4, 99, 123, 7, 7, 8]]
 

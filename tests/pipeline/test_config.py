@@ -105,6 +105,6 @@ def test_ptq_options_under_qat_are_refused(tiny_config):
 
 def test_a_plain_qat_config_keeps_the_ptq_defaults_without_complaint(tiny_config):
     tiny_config["quantize"] = {"method": "qat", "calibration": "train-64"}
-    assert validate_config(tiny_config).quantize.fallback is True
+    assert validate_config(tiny_config).quantize.fallback.enabled is True
     tiny_config["quantize"] = {"method": "ptq", "qat": {"alpha": 0.5}}  # switching methods keeps the qat section valid
     assert validate_config(tiny_config).quantize.qat.alpha == 0.5

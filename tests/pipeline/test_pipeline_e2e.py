@@ -68,7 +68,7 @@ def test_report_and_gate_agree(finished_run):
         check = next(c for c in gate["checks"] if c["artifact"] == row["artifact"] and c["threshold"] == "max_drop")
         assert check["passed"] == (drop <= 100.0)
     assert "gate: PASS" in result.stdout
-    for column in ("artifact", "precision", "size (KB)", "top-1", "drop", "p50 (ms)", "gate", "why"):
+    for column in ("artifact", "precision", "size (KB)", "top-1", "drop (test)", "p50 (ms)", "gate", "why"):
         assert column in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 120  # not a terminal: 120 columns
     for number, stage in enumerate(["teachers", "distill", "export", "quantize", "compile", "bench", "gate"], 1):

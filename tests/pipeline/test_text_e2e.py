@@ -219,3 +219,13 @@ def test_the_example_config_loads_and_runs_the_text_stages():
     assert task_for(config).name == "text-classification"
     assert [stage_class(config, s).__name__ for s in ("teachers", "distill", "export", "quantize", "compile")] == [
         "TextTeachersStage", "TextDistillStage", "TextExportStage", "TextQuantizeStage", "CompileStage"]
+
+
+def test_the_report_has_a_tfidf_logistic_regression_baseline_row(run):
+    """Issue 32 item 4: a text run's teacher was 25 points under a TF-IDF baseline and nothing said so. The report
+    carries the baseline as a reference row, scored on the same test samples, and it can be the gate's reference."""
+    folder, result = run
+    report = read_json(folder / "run" / "report.json")
+    baseline = report["references"]["tfidf_logreg"]
+    assert 0.5 < baseline["top1"] <= 1.0  # four labels with their own words: word counts alone get most of them
+    assert "tfidf_logreg (reference)" in (folder / "run" / "report.md").read_text()

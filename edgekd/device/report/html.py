@@ -110,8 +110,8 @@ def _plots(report: dict[str, Any]) -> str:
                (plots.speedup_bars(plt, report), "Speed-up over each target's fp32; hatched bars are within noise "
                 "(the interleaved rounds do not separate them from fp32)."),
                (plots.size_bars(plt, report), "Size of the files the device loads, and gzip-compressed."),
-               (plots.sensitivity_bars(plt, report), "Per quantized node: how much of the int8 model's error against "
-                "fp32 goes away with that node alone in float (the fallback search keeps the top ones).")]
+               (plots.sensitivity_bars(plt, report), "Per quantized node: its int8 sensitivity as the fallback search "
+                "ranked it (the noise it adds against fp32); the search keeps the top ones in float.")]
     return "".join(f"<figure><img alt='plot' src='data:image/png;base64,{_png(plt, fig)}'><figcaption>"
                    f"{html.escape(caption)}</figcaption></figure>" for fig, caption in figures if fig is not None)
 

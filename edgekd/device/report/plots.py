@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.device.noise import separated
+from edgekd.device.noise import WITHIN_NOISE, separated
 
 MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
 # The y axis spans at least this many top-1 points: 98.9 to 99.4 drawn full height makes noise look dramatic.
@@ -129,8 +129,10 @@ def speedups(report: dict[str, Any]) -> list[dict[str, Any]]:
         base = fp32.get(row["target"])
         if base is None or not row.get("p50_ms"):
             continue
+        versus = row.get("vs_fp32") or {}  # the reasons' comparison (report.build._against_fp32): bars and words agree
+        within = versus["outcome"] == WITHIN_NOISE if versus else separated(_batch1(row), _batch1(base)) is False
         out.append({"artifact": row["artifact"], "target": row["target"], "speedup": base["p50_ms"] / row["p50_ms"],
-                    "within_noise": row is not base and separated(_batch1(row), _batch1(base)) is False,
+                    "within_noise": row is not base and within,
                     "shipped": bool(row.get("shipped"))})
     return out
 
@@ -171,19 +173,23 @@ def size_bars(plt, report: dict[str, Any]):
 
 
 def sensitivity_bars(plt, report: dict[str, Any]):
-    """Per node, how much the int8 model's logit error (MSE vs fp32) falls with that node alone in float."""
+    """Per node, its int8 sensitivity as the fallback search ranked it: the relative noise power the node adds
+    (quant/sensitivity.py), or in reports made before that ranking, the logit MSE its float version removed."""
     searches = (report.get("quantize") or {}).get("fallback") or {}
     if not searches:
         return None
     recipe, search = next(iter(searches.items()))
     entries = search["sensitivity"][:15]
+    ranked = any("noise_added" in e for e in entries)
+    key, label = (("noise_added", "int8 noise power the node adds (relative to the signal)") if ranked
+                  else ("mse_removed", "logit MSE removed by keeping the node in float"))
     kept = set(search.get("nodes_in_float", []))
     fig, ax = plt.subplots(figsize=(7.6, 0.35 * len(entries) + 1.4), layout="constrained")
-    ax.barh(range(len(entries)), [e["mse_removed"] for e in entries],
+    ax.barh(range(len(entries)), [e.get(key) or 0.0 for e in entries],
             color=["#d62728" if e["node"] in kept else "#7f7f7f" for e in entries])
     ax.set_yticks(range(len(entries)), [e["node"] for e in entries], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("logit MSE removed by keeping the node in float")
+    ax.set_xlabel(label)
     ax.set_title(f"int8 sensitivity per node ({recipe}; red: kept in float)")
     ax.margins(x=0.1)
     ax.grid(True, axis="x", alpha=0.3)

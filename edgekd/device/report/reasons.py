@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from edgekd.device.noise import FASTER, WITHIN_NOISE
+
 
 def row_reasons(row: dict[str, Any]) -> list[dict[str, str]]:
     """[{"about", "short", "full"}] for one report row, most important first."""
@@ -12,9 +14,11 @@ def row_reasons(row: dict[str, Any]) -> list[dict[str, str]]:
     verdict = row.get("verdict") or ""
     if verdict and verdict != "bundle":
         about = "shipped" if row.get("shipped") else "not shipped"
-        out.append({"about": about, "short": short_verdict(verdict), "full": f"{about}: {verdict}"})
-    if row.get("noise_note"):
-        out.append({"about": "latency", "short": "gain over fp32 within noise here", "full": row["noise_note"]})
+        out.append({"about": about, "short": short_verdict(verdict),
+                    "full": f"{about} (compile stage, on the validation split): {verdict}"})
+    latency = latency_reason(row)
+    if latency:
+        out.append(latency)
     if row.get("not_measured"):
         out.append({"about": "not measured", "short": short_not_measured(row["not_measured"]),
                     "full": f"not measured here: {row['not_measured']}"})
@@ -27,8 +31,23 @@ def row_reasons(row: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def latency_reason(row: dict[str, Any]) -> dict[str, str] | None:
+    """This measurement's comparison with the target's fp32 (report.build._against_fp32), quoting the table's p50s.
+    In the table's short column only where it contradicts shipping the row: a shipped row not faster than fp32."""
+    versus = row.get("vs_fp32")
+    if not versus:
+        return None
+    full = (f"this measurement (test split): {versus['p50_ms']:.3f} ms vs {versus['fp32_artifact']} "
+            f"{versus['fp32_p50_ms']:.3f} ms (the table's p50s); {versus['text']}")
+    if not row.get("shipped") or versus["outcome"] == FASTER:
+        return {"about": "latency", "short": "", "full": full}
+    short = "gain over fp32 within noise here" if versus["outcome"] == WITHIN_NOISE else "slower than fp32 here"
+    return {"about": "latency", "short": short,
+            "full": f"{full}: does not confirm the gain over {versus['fp32_artifact']} the compile stage timed"}
+
+
 def short_reason(row: dict[str, Any]) -> str:
-    return "; ".join(r["short"] for r in row_reasons(row))
+    return "; ".join(r["short"] for r in row_reasons(row) if r["short"])
 
 
 def full_reason(row: dict[str, Any]) -> str:

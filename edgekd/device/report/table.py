@@ -11,7 +11,7 @@ from edgekd.device.gate import reference_top1
 from edgekd.device.report.reasons import short_reason
 
 # cosine: the mean cosine between each artifact's outputs and the reference logits (fp32), the fidelity beyond top-1.
-COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop", "cosine",
+COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop (test)", "cosine",
            "p50 (ms)", "p99 (ms)", "cv", "first (ms)", "load (ms)", "threads", "peak RSS (MB)", "gate", "why"]
 
 
@@ -93,7 +93,9 @@ def output_fidelity_lines(report: dict[str, Any]) -> list[str]:
 def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
     env = report.get("environment", {})
     lines = [f"# edgekd report: {report['run']}", "",
-             f"Evaluation set: {report['eval_set']['samples']} samples (sha256 {report['eval_set']['sha256'][:12]}). "
+             f"Evaluation set: {report['eval_set']['samples']} samples of the test split (sha256 "
+             f"{report['eval_set']['sha256'][:12]}); top-1, drop and latency are measured on it, while the compile "
+             "stage's choices (the reasons below) were made on the validation split. "
              f"Drop is in top-1 {'points' if report['gate'].get('drop_type', 'absolute') == 'absolute' else 'percent'} "
              f"vs `{report['gate']['reference']}`; `*` marks the artifact shipped per target. "
              "Latency at batch 1; first = the first inference and load = session creation, both in a fresh process "

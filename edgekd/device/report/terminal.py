@@ -15,9 +15,9 @@ from edgekd.core.metrics import measured_note
 from edgekd.device.report.table import COLUMNS, table_rows
 
 # The terminal shows these first; the others go to a second table when the terminal is too narrow for all.
-PRIMARY = ["artifact", "precision", "size (KB)", "top-1", "drop", "cosine", "p50 (ms)", "cv", "gate", "why"]
+PRIMARY = ["artifact", "precision", "size (KB)", "top-1", "drop (test)", "cosine", "p50 (ms)", "cv", "gate", "why"]
 MIN_WHY_WIDTH = 24
-MOVABLE = ["cv", "cosine", "size (KB)", "drop", "precision"]  # leave the first table, in this order, on a narrow terminal
+MOVABLE = ["cv", "cosine", "size (KB)", "drop (test)", "precision"]  # leave the first table, in this order, on a narrow terminal
 
 
 def terminal_table(report: dict[str, Any], verdicts: dict[str, str] | None = None, width: int | None = None) -> str:

@@ -17,14 +17,12 @@ A model is a GPT-2-style decoder (edgekd.lm.models); the student shares the teac
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
 from edgekd.core.errors import ConfigError
-from edgekd.core.sections import MAX_SEED, Strict
+from edgekd.core.sections import MAX_SEED, Strict, model_digest
 from edgekd.core.thresholds import LM_NUMBERS, threshold_problem
 
 TASK = "language-model"
@@ -232,5 +230,4 @@ class LanguageModelConfig(Strict):
         return self
 
     def digest(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return model_digest(self)

@@ -169,15 +169,16 @@ class LMCompileStage(Stage):
             candidates = {kind: {"path": path, "val_perplexity": val_perplexity[path]} for kind, path in files[name].items()}
             if "int8" in candidates and _measurable(cfg, ctx.base_dir, name) and all(p in speed for p in files[name].values()):
                 for kind, path in files[name].items():
-                    candidates[kind]["tokens_per_second"] = speed[path]
+                    candidates[kind].update(speed[path])
             limit = _limit(candidates["fp32"]["val_perplexity"], cfg.gate.max_increase)
-            chosen = "int8" if "int8" in candidates and _acceptable(candidates, limit) else "fp32"
+            chosen, reason = choose_lm(candidates, limit)
             outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer, held_out)
             targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}", "runtime": _runtime(files[name]["fp32"]),
                              "candidates": {c: {"file": str(v["path"].relative_to(ctx.run_dir)), "val_perplexity": round(v["val_perplexity"], 4),
-                                                **({"val_tokens_per_second": v["tokens_per_second"]} if "tokens_per_second" in v else {})}
+                                                **({"val_tokens_per_second": v["tokens_per_second"]} if "tokens_per_second" in v else {}),
+                                                **({"speed_vs_fp32": v["vs_fp32"]} if "vs_fp32" in v else {})}
                                             for c, v in candidates.items()},
-                             "reason": self._reason(chosen, candidates, limit)}
+                             "reason": reason}
         return StageOutput(outputs, {"fp32_val_perplexity": round(val_perplexity[fp32_onnx(ctx)], 4)}, record=LMCompileRecord(targets))
 
     def _files(self, quantized: LMQuantizeRecord, target: str) -> dict[str, Path]:
@@ -186,7 +187,7 @@ class LMCompileStage(Stage):
         fp32 = folder / quantized.fp32_file(target) if quantized.fp32_file(target) else fp32_onnx(self.ctx)
         return {"fp32": fp32} | ({"int8": folder / quantized.int8_file(target)} if quantized.int8_file(target) else {})
 
-    def _speeds(self, files: dict[str, dict[str, Path]], val) -> dict[Path, float]:
+    def _speeds(self, files: dict[str, dict[str, Path]], val) -> dict[Path, dict]:
         """Decode tokens/s of the candidates of each target this machine can time and that has a choice to make, on a
         few validation prompts, all interleaved (edgekd.lm.bench)."""
         from edgekd.lm.bench import generation_speed
@@ -199,21 +200,10 @@ class LMCompileStage(Stage):
         if not timed:
             return {}
         new_tokens = min(SPEED_TOKENS, cfg.data.context - cfg.bench.prompt_tokens)
-        measured = generation_speed({p.name: load_decoder(p) for p in timed}, prompts(val, SPEED_PROMPTS, cfg.bench.prompt_tokens), new_tokens)
-        return {path: measured[path.name]["tokens_per_second"] for path in timed}
-
-    @staticmethod
-    def _reason(chosen: str, candidates: dict, limit: float) -> str:
-        if "int8" not in candidates:
-            return "fp32: no int8 model for this target (quantize.method none, or the profile has no int8)"
-        int8, fp32 = candidates["int8"], candidates["fp32"]
-        if int8["val_perplexity"] > limit:
-            return f"fp32: int8 val perplexity {int8['val_perplexity']:.3f} over the limit {limit:.3f}"
-        if chosen == "fp32":
-            return f"fp32: int8 decodes slower here ({int8['tokens_per_second']} vs {fp32['tokens_per_second']} tokens/s on val prompts)"
-        speed = f", {int8['tokens_per_second']} vs fp32 {fp32['tokens_per_second']} tokens/s" if "tokens_per_second" in int8 else \
-            " (speed: time it on the device)"
-        return f"int8: val perplexity {int8['val_perplexity']:.3f} within the limit {limit:.3f}{speed}"
+        measured = generation_speed({p.name: load_decoder(p) for p in timed}, prompts(val, SPEED_PROMPTS, cfg.bench.prompt_tokens),
+                                    new_tokens, per_generation=True)
+        return {path: {"tokens_per_second": measured[path.name]["tokens_per_second"],
+                       "tokens_per_second_each": measured[path.name]["tokens_per_second_each"]} for path in timed}
 
     def _bundle(self, target: str, precision: str, candidate: dict, quantized: dict, tokenizer, held_out: dict) -> list[Path]:
         from edgekd.device.lm_bundle import write_lm_bundle
@@ -233,9 +223,10 @@ class LMCompileStage(Stage):
     def _held_out(self, tokenizer) -> dict:
         """The test blocks every bundle carries (bench.device_blocks, spread over those bench measures) and the
         references' perplexities on exactly those blocks, so the device's gate compares like with like."""
-        from edgekd.lm.evaluate import onnx_perplexity, torch_perplexity
+        from edgekd.lm.evaluate import onnx_perplexity
         from edgekd.lm.generate import OnnxDecoder
         from edgekd.lm.models import load_pretrained
+        from edgekd.lm.training import torch_perplexity
         from edgekd.pipeline.lm.data import device_blocks
 
         ctx, count = self.ctx, self.ctx.cfg.bench.device_blocks
@@ -311,9 +302,30 @@ def _row(target: str, chosen: str, model: str, runtime: str, perplexity: dict, s
             **({"greedy_agreement_with_fp32": agreement[model]} if model in agreement else {})}
 
 
-def _acceptable(candidates: dict, limit: float) -> bool:
+def choose_lm(candidates: dict, limit: float) -> tuple[str, str]:
+    """(chosen, reason) for one target (the speed comparison, when made, lands in candidates["int8"]["vs_fp32"]):
+    int8 when its val perplexity is within `limit` and, where both were timed here, it decodes faster than fp32
+    beyond noise (device.noise.compare_rates on the prompt-by-prompt pairs: the one rule for "faster" the image
+    pipeline's selection uses). Inside the noise band fp32, the simpler model, ships
+    and the reason says "within noise". The reason quotes the medians the record keeps (val_tokens_per_second)."""
+    from edgekd.device.noise import FASTER, compare_rates, compare_speed
+
+    if "int8" not in candidates:
+        return "fp32", "fp32: no int8 model for this target (quantize.method none, or the profile has no int8)"
     int8, fp32 = candidates["int8"], candidates["fp32"]
-    return int8["val_perplexity"] <= limit and int8.get("tokens_per_second", 1.0) >= fp32.get("tokens_per_second", 0.0)
+    if int8["val_perplexity"] > limit:
+        return "fp32", f"fp32: int8 val perplexity {int8['val_perplexity']:.3f} over the limit {limit:.3f}"
+    quality = f"int8 val perplexity {int8['val_perplexity']:.3f} within the limit {limit:.3f}"
+    if not int8.get("tokens_per_second") or not fp32.get("tokens_per_second"):
+        return "int8", f"int8: {quality} (speed: time it on the device)"
+    comparison = compare_rates(int8.get("tokens_per_second_each") or [], fp32.get("tokens_per_second_each") or []) or \
+        compare_speed({"p50_ms": 1 / int8["tokens_per_second"]}, {"p50_ms": 1 / fp32["tokens_per_second"]})  # no pairs
+    int8["vs_fp32"] = comparison.to_json()
+    rates = f"{int8['tokens_per_second']} vs fp32 {fp32['tokens_per_second']} tokens/s on val prompts"
+    how = f"{rates}; int8 {comparison.describe('fp32')}"
+    if comparison.outcome == FASTER:
+        return "int8", f"int8: {quality}, {how}"
+    return "fp32", f"fp32: {quality}, but not faster: {how}"
 
 
 def _measurable(cfg, base_dir: Path, target: str) -> bool:

@@ -49,8 +49,8 @@ class LMTeachersStage(Stage):
         return None
 
     def run(self) -> StageOutput:
-        from edgekd.lm.evaluate import torch_perplexity
         from edgekd.lm.models import parameter_count
+        from edgekd.lm.training import torch_perplexity
 
         ctx, cfg = self.ctx, self.ctx.cfg
         tokenizer = self._tokenizer()
@@ -112,9 +112,8 @@ class LMDistillStage(Stage):
     trains = True
 
     def run(self) -> StageOutput:
-        from edgekd.lm.evaluate import torch_perplexity
         from edgekd.lm.models import build_lm, load_pretrained, parameter_count, student_config
-        from edgekd.lm.training import train_lm
+        from edgekd.lm.training import torch_perplexity, train_lm
         from edgekd.pipeline.lm.distill_steps import DistillSteps
 
         ctx, cfg = self.ctx, self.ctx.cfg

@@ -5,13 +5,14 @@ code `edgekd bench BUNDLE` runs on a device (edgekd.device.measure).
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
 import numpy as np
 
 from edgekd.core.environment import cpu_info
-from edgekd.core.metrics import accuracy_metrics, eval_set_hash
+from edgekd.core.metrics import ACCURACY, accuracy_metrics, eval_set_hash
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report, write_reports
 from edgekd.pipeline.context import RunContext
@@ -22,6 +23,10 @@ from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes import load_profile
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
+
+SCRATCH = "student_scratch"  # distill.compare_scratch's reference row (its checkpoint: stages/distill.SCRATCH_CHECKPOINT)
+BASELINE_ADVICE = {"tfidf_logreg": "train the teacher longer or on more text, or start from a pretrained model",
+                   SCRATCH: "distillation did not help this student: try another distill.temperature / distill.alpha"}
 
 
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
@@ -35,17 +40,58 @@ def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str,
         from edgekd.pipeline.tabular_teachers import teacher_reference
 
         refs["teacher"] = accuracy_metrics(teacher_reference(ctx, len(y)), y)
-    elif ctx.cfg.teachers:  # teachers are PyTorch models: torch only here
-        import torch
+    elif ctx.cfg.teachers:
+        refs["teacher"] = _teacher_ensemble(ctx, x, y)
+    return {**refs, **baselines(ctx, x, y)}, student_logits
 
-        from edgekd.pipeline.run_models import build_teachers
-        from edgekd.train.distill.losses import ensemble_soft_targets
+
+def baselines(ctx: RunContext, x, y: np.ndarray) -> dict[str, Any]:
+    """The cheap baselines of this run, scored on the same samples: TF-IDF + logistic regression for a labelled text
+    run, the student trained from scratch (labels only) with distill.compare_scratch."""
+    out = {}
+    if ctx.task.name == "text-classification" and ctx.dataset.measured == ACCURACY:
+        from edgekd.text.baseline import NAME, tfidf_logreg_logits
+
+        data = ctx.dataset
+        texts = data.test.texts[: len(y)]  # the evaluation set is the test split's first samples (task.evaluation_set)
+        out[NAME] = accuracy_metrics(tfidf_logreg_logits(data.train.texts, data.train.y, texts, data.num_classes, ctx.cfg.seed), y)
+    scratch = ctx.stage_dir("distill") / "student-scratch.pt"  # stages/distill.SCRATCH_CHECKPOINT (a torch module)
+    if getattr(ctx.cfg.distill, "compare_scratch", False) and scratch.is_file():
+        from edgekd.pipeline.run_models import build_student
         from edgekd.train.trainer import predict_logits
 
-        teacher_logits = [torch.from_numpy(predict_logits(t, x)) for t in build_teachers(ctx)]
-        ensemble = ensemble_soft_targets(teacher_logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
-        refs["teacher"] = accuracy_metrics(ensemble.numpy(), y)
-    return refs, student_logits
+        out[SCRATCH] = accuracy_metrics(predict_logits(build_student(ctx, checkpoint=scratch), x), y)
+    return out
+
+
+def baseline_warnings(refs: dict[str, Any], samples: int) -> list[str]:
+    """A teacher or a distilled student that a cheap baseline beats beyond chance on `samples` test samples: the run
+    passes its gate and is still worse than what the baseline gets for free, which nobody would guess from a PASS."""
+    out = []
+    for model, name in (("teacher", "tfidf_logreg"), ("student_fp32", "tfidf_logreg"), ("student_fp32", SCRATCH)):
+        if model in refs and name in refs and _beats(refs[name]["top1"], refs[model]["top1"], samples):
+            out.append(f"{model} top-1 {refs[model]['top1']:.2%} is under the {name} baseline's {refs[name]['top1']:.2%} "
+                       f"on the same test samples: {BASELINE_ADVICE[name]}")
+    return out
+
+
+def _beats(a: float, b: float, samples: int) -> bool:
+    """Top-1 `a` above `b` by more than two standard errors of their difference (unpaired, so conservative for two
+    models scored on the same samples): a 2-point gap on 100 samples is chance, 25 points is not."""
+    return a - b > 2 * math.sqrt((a * (1 - a) + b * (1 - b)) / max(samples, 1))
+
+
+def _teacher_ensemble(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """The teachers' ensemble, as the student was distilled from it."""
+    import torch  # teachers are PyTorch models: torch only here
+
+    from edgekd.pipeline.run_models import build_teachers
+    from edgekd.train.distill.losses import ensemble_soft_targets
+    from edgekd.train.trainer import predict_logits
+
+    teacher_logits = [torch.from_numpy(predict_logits(t, x)) for t in build_teachers(ctx)]
+    ensemble = ensemble_soft_targets(teacher_logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
+    return accuracy_metrics(ensemble.numpy(), y)
 
 
 def candidates(ctx: RunContext) -> list[Candidate]:
@@ -69,13 +115,17 @@ def _latency_note(profile) -> str:
 
 
 def host_notes(ctx: RunContext) -> list[str]:
-    """Where this machine differs from the targets' devices, and what the quantize stage adapted to it."""
+    """Where this machine differs from the targets' devices, what the quantize stage adapted to it, and a fallback
+    search that this machine's time budget (quantize.fallback.max_seconds) cut short."""
     notes = []
     for target in read_record(ctx.manifest, CompileRecord).targets:
         notes += host_warnings(load_profile(target, ctx.base_dir).model_dump())
-    for recipe in read_record(ctx.manifest, QuantizeRecord).recipes.values():
+    for name, recipe in read_record(ctx.manifest, QuantizeRecord).recipes.items():
         if recipe.get("host_note") and recipe["host_note"] not in notes:
             notes.append(recipe["host_note"])
+        stopped = (recipe.get("fallback") or {}).get("stopped")
+        if stopped:
+            notes.append(f"{name}: the int8 fallback search stopped early: {stopped}")
     return notes
 
 
@@ -109,6 +159,9 @@ class BenchStage(Stage):
                               host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)},
                               measured=ctx.dataset.measured, task_metric=ctx.task.metric)
         noisy = len(report["warnings"])
+        for note in baseline_warnings(refs, len(y)):
+            report["warnings"].append(note)
+            warnings.warn(note, stacklevel=2)
         if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently
             short = (f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "
                      f"the test split has only {len(ctx.dataset.test)}")

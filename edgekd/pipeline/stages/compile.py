@@ -18,7 +18,7 @@ from edgekd.device.bundle import write_bundle
 from edgekd.device.latency import measure_interleaved
 from edgekd.device.measure import output_fidelity
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.records import CompileRecord, ExportRecord, QuantizeRecord, TargetBuild, read_record
+from edgekd.pipeline.records import INT8_NAMES, CompileRecord, ExportRecord, QuantizeRecord, StudentRecord, TargetBuild, read_record
 from edgekd.pipeline.run_models import student_logits, student_outputs
 from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, all_of, choose, fidelity_limits_rule, plan
 from edgekd.pipeline.stage import Stage, StageOutput
@@ -27,8 +27,6 @@ from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
 from edgekd.runtimes.profiles import Precision
 
-# How the quantize stage's int8 model can have been made, as its candidate is named (pipeline.records.QuantizeRecord.int8_label).
-INT8_NAMES = ("int8", "int8-qat", "int8-fallback")
 # Every name a candidate folder (05-compile/<target>/<name>) can have: the only folders a rerun removes.
 CANDIDATE_NAMES = frozenset(get_args(Precision)) | frozenset(INT8_NAMES)
 
@@ -150,9 +148,8 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
 def _given_model_notes(ctx: RunContext) -> dict[str, Any]:
     """What became of an ONNX file shipped as given: its opset upgrade (onnx.version_converter, checked on the data)
     and its own external-data files (sha256 as the user has them); nothing for a model made by the run."""
-    given = ctx.manifest.metrics("distill")
-    notes = {key: given[key] for key in ("source_sha256", "opset_upgrade", "external_data") if given.get(key)}
-    return {"given_onnx": notes} if given.get("source") == "onnx" else {}
+    notes = read_record(ctx.manifest, StudentRecord).given_onnx
+    return {"given_onnx": notes} if notes is not None else {}
 
 
 def _preprocessing_files(ctx: RunContext) -> dict[str, Path]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from edgekd.core.errors import ConfigError
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.run_models import build_teachers, ensemble_targets, teacher_checkpoints
@@ -18,11 +19,13 @@ from edgekd.train.models import build_model, count_parameters, save_checkpoint
 from edgekd.train.trainer import cross_entropy_loss, predict_logits, train
 
 PROGRESS_FILES = ("distill.progress.pt", "finetune.progress.pt")
+SCRATCH_CHECKPOINT = "student-scratch.pt"  # distill.compare_scratch's student (pipeline/stages/bench.py reads it)
 
 
-def distill_student(ctx: RunContext, folder: Path) -> tuple[torch.nn.Module, dict]:
-    """Train the configured student in `folder` (progress checkpoints there); returns it with its metrics."""
-    cfg, data = ctx.cfg.distill, ctx.dataset
+def distill_student(ctx: RunContext, folder: Path, cfg=None) -> tuple[torch.nn.Module, dict]:
+    """Train the configured student in `folder` (progress checkpoints there); returns it with its metrics.
+    `cfg`: a distill section other than the config's (the scratch baseline's)."""
+    cfg, data = cfg or ctx.cfg.distill, ctx.dataset
     seed = ctx.cfg.seed if cfg.seed is None else cfg.seed
     device = distributed.device(ctx.cfg.device)
     _clear_stale_progress(ctx, folder)
@@ -84,6 +87,12 @@ class DistillStage(Stage):
     sections = ("student", "distill")
     trains = True
 
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        if config.distill.compare_scratch and config.distill.mode != "offline":
+            raise ConfigError(f"distill.compare_scratch: trained beside offline distillation only (distill.mode is "
+                              f"'{config.distill.mode}'); remove distill.compare_scratch or use distill.mode offline")
+
     def run(self) -> StageOutput:
         ctx = self.ctx
         if ctx.cfg.distill.mode != "offline":
@@ -95,4 +104,19 @@ class DistillStage(Stage):
         path = folder / "student.pt"
         if distributed.is_main():
             save_checkpoint(student, path)
-        return StageOutput([path], metrics, inputs=teacher_checkpoints(ctx), record=StudentRecord())
+        outputs = [path]
+        if ctx.cfg.distill.compare_scratch:
+            metrics["scratch"] = self._scratch(folder)
+            outputs.append(folder / SCRATCH_CHECKPOINT)
+        return StageOutput(outputs, metrics, inputs=teacher_checkpoints(ctx), record=StudentRecord())
+
+    def _scratch(self, folder: Path) -> dict:
+        """distill.compare_scratch: the same student, seed and training settings on labels alone (no teachers, hints
+        or fine-tuning); the bench stage reports it as the reference row student_scratch."""
+        scratch_cfg = self.ctx.cfg.distill.model_copy(update={"alpha": 0.0, "hints": [], "dkd": None, "finetune_epochs": 0,
+                                                              "logit_standardize": False, "use_labels": True})
+        (folder / "scratch").mkdir(exist_ok=True)
+        student, metrics = distill_student(self.ctx, folder / "scratch", scratch_cfg)
+        if distributed.is_main():
+            save_checkpoint(student, folder / SCRATCH_CHECKPOINT)
+        return {k: metrics[k] for k in ("params", "val_top1", "test_top1", "phases")}

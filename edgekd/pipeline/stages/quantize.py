@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -83,11 +85,12 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
     cfg, out = ctx.cfg.quantize, ctx.layout.int8_onnx(recipe.name)
     # NNCF calibrates by its own rules: no onnxruntime calibration method to choose or search.
     method = "nncf" if recipe.tool == "nncf" else cfg.calibrate_method or recipe.calibrate_method
-    if not cfg.fallback and method != "auto":
+    if not cfg.fallback.enabled and method != "auto":
         quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=method)
         return out, {"calibrate_method": method, "nodes_in_float": []}
-    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes if cfg.fallback else 0,
-                            cfg.sensitivity_samples, score=ctx.task.score)
+    budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type,
+                            cfg.max_fallback_nodes if cfg.fallback.enabled else 0, cfg.sensitivity_samples,
+                            cfg.fallback.max_seconds, score=ctx.task.score)
     val = ctx.dataset.val
     if method == "auto":
         method, tried = quantize_auto(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget)
@@ -95,9 +98,73 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
         search = {m: r.to_json() if isinstance(r, FallbackReport) else {"failed": r} for m, r in tried.items()}
     else:
         report, search = quantize_with_fallback(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget, method), None
+    report, on_targets = _on_target_runtimes(ctx, recipe, out, report, budget, calibration_x, method)
     info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    info = {**info, "target_runtimes": on_targets} if on_targets else info
     return out, {**info, "calibration_search": search} if search else info
 
+
+def _on_target_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, budget: FallbackBudget, calibration_x,
+                        method: str) -> tuple[FallbackReport, dict]:
+    """The int8 model measured on the validation split on each target's own runtime (pipeline/target_accuracy.py)
+    before the fallback decision stands; where one breaks the budget, more nodes kept in float until all pass."""
+    from edgekd.pipeline.records import ExportRecord, read_record
+    from edgekd.pipeline.target_accuracy import own_runtime_targets, runtime_drops, within_budget
+
+    profiles = own_runtime_targets(ctx, recipe.name)
+    if not profiles:
+        return report, {}
+    spec = read_record(ctx.manifest, ExportRecord).input
+    drops = runtime_drops(ctx, profiles, out, report.fp32_val_top1, spec)
+    if within_budget(drops, budget.max_drop):
+        return report, {"measured": drops}
+    found = _search_on_runtimes(ctx, recipe, out, report, budget, calibration_x, method, profiles, spec) \
+        if ctx.cfg.quantize.fallback else None
+    if found is None:
+        for target, drop in drops.items():  # said now, not only in the compile stage's table
+            warnings.warn(f"quantize: the int8 model ({recipe.name}) drops {drop['val_drop']:.2f} top-1 on the validation split "
+                          f"under {target}'s runtime ({drop['runtime']}; {report.val_drop:.2f} under onnxruntime) > budget "
+                          f"{budget.max_drop:g}, and keeping up to quantize.max_fallback_nodes in float did not fix it: "
+                          f"the compile stage will ship {target}'s fp32", stacklevel=2)
+        return report, {"measured": drops}
+    kept, measured = found
+    top1 = ctx.task.score(logits_of(out, ctx.dataset.val.x), ctx.dataset.val.y)  # the kept model under onnxruntime too
+    drop = accuracy_drop(report.fp32_val_top1, top1, budget.drop_type, len(ctx.dataset.val.y))
+    report = replace(report, nodes_in_float=kept, val_top1=top1, val_drop=drop, triggered=True)
+    return report, {"first_model": drops, "measured": measured, "nodes_in_float_for_runtimes": kept}
+
+
+def _search_on_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, budget: FallbackBudget, calibration_x,
+                        method: str, profiles: list, spec) -> tuple[list[str], dict] | None:
+    """Nodes kept in float in the fallback's sensitivity order (computed here when the onnxruntime search did not
+    need it), scored on the targets' runtimes; the passing model replaces `out`."""
+    import tempfile
+    from pathlib import Path
+
+    from edgekd.pipeline.target_accuracy import first_passing, runtime_drops, within_budget
+    from edgekd.quant.fallback import rank_sensitivity
+
+    val = ctx.dataset.val
+    with tempfile.TemporaryDirectory(prefix="edgekd-runtime-fallback-") as scratch:
+        cache = Path(scratch) / "calibration.json"
+        quantize = lambda path, exclude: quantize_qdq(ctx.layout.fp32_onnx, path, recipe, calibration_x,  # noqa: E731
+                                                      nodes_to_exclude=exclude, calibrate_method=method, calibration_cache=cache)
+        ranked = [entry["node"] for entry in report.sensitivity]
+        if not ranked:
+            subset = slice(0, budget.sensitivity_samples)
+            fp32_logits = logits_of(ctx.layout.fp32_onnx, val.x[subset])
+            ranked = [e["node"] for e in rank_sensitivity(out, fp32_logits, val.x[subset], quantize, Path(scratch))]
+        candidate = Path(scratch) / "candidate.onnx"
+
+        def measure(kept: list[str]):
+            drops = runtime_drops(ctx, profiles, quantize(candidate, kept), report.fp32_val_top1, spec)
+            return within_budget(drops, budget.max_drop), drops
+
+        found = first_passing(ranked, len(report.nodes_in_float), budget.max_nodes, measure)
+        if found is not None:
+            with atomic_path(out) as tmp:
+                shutil.copyfile(candidate, tmp)
+    return found
 
 
 def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):

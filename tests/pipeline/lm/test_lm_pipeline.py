@@ -61,10 +61,10 @@ def test_a_language_model_runs_end_to_end(tmp_path):
 
     compiled = ctx.manifest.metrics("compile")["targets"]
     x86 = compiled["x86-cpu"]["candidates"]
-    if compiled["x86-cpu"]["chosen"] == "int8":  # never slower than fp32 where this machine can time the target
-        assert x86["int8"]["val_tokens_per_second"] >= x86["fp32"]["val_tokens_per_second"]
+    if compiled["x86-cpu"]["chosen"] == "int8":  # faster than fp32 beyond noise where this machine can time the target
+        assert x86["int8"]["speed_vs_fp32"]["outcome"] == "faster"
     else:
-        assert "slower" in compiled["x86-cpu"]["reason"] or "over the limit" in compiled["x86-cpu"]["reason"]
+        assert "not faster" in compiled["x86-cpu"]["reason"] or "over the limit" in compiled["x86-cpu"]["reason"]
     assert "val_tokens_per_second" not in compiled["arm64-cpu"]["candidates"]["int8"]  # an ARM board is timed on the board
 
     for target in ("x86-cpu", "arm64-cpu"):
@@ -144,7 +144,7 @@ def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
     fp32, int8 = compiled["candidates"]["fp32"], compiled["candidates"]["int8"]
     assert compiled["runtime"] == "openvino" and fp32["file"].endswith("student-fp32-ov.xml") and int8["file"].endswith(".xml")
     within = int8["val_perplexity"] <= fp32["val_perplexity"] * 1.05
-    faster = int8["val_tokens_per_second"] >= fp32["val_tokens_per_second"]  # intel-cpu is timed here (OpenVINO's CPU plugin)
+    faster = int8.get("speed_vs_fp32", {}).get("outcome") == "faster"  # intel-cpu is timed here (OpenVINO's CPU plugin)
     assert compiled["chosen"] == ("int8" if within and faster else "fp32"), compiled["reason"]
 
     bundle = run_dir / "bundle" / "intel-cpu"

@@ -213,7 +213,7 @@ def test_a_scaling_a_few_points_off_is_refused_and_noise_is_not(tmp_path, offset
         tops = check_scaling(data, lambda x: seen.append(len(x)) or model(x), predictions, "student.onnx 'm.onnx'")
         if offset == 0:  # the configured numbers are the data's own statistics: no second pass with them
             assert "dataset" not in tops and set(tops) == {"none", "imagenet"}
-            assert sum(seen) == 2 * 256 < 2 * len(data.val)  # both far worse after one batch: not tried further
+            assert sum(seen) == 2 * 64 < 2 * len(data.val)  # both far worse after one batch: not tried further
         else:
             assert 0 < tops["dataset"] - float((predictions == data.val.y).mean()) < 0.03
         return
@@ -223,6 +223,18 @@ def test_a_scaling_a_few_points_off_is_refused_and_noise_is_not(tmp_path, offset
     assert message.startswith("student.onnx 'm.onnx': validation top-1 ") and "set data.normalize: dataset" in message
     gap = float((model(own.val.x).argmax(1) == own.val.y).mean() - (predictions == data.val.y).mean())
     assert 0.03 < gap < 0.08, gap  # a few points, under the 10 that teachers' checkpoints are refused at
+
+
+def test_a_scaling_with_no_lead_after_256_images_is_not_tried_further():
+    from edgekd.pipeline.given_check import _still_running
+
+    rng = np.random.default_rng(0)
+    same = rng.random(256) < 0.9
+    assert _still_running(same[:192], same[:192])  # too early to tell
+    assert not _still_running(same, same)  # as good, no better: a full pass would not change the verdict
+    ahead = same.copy()
+    ahead[np.flatnonzero(~same)[:5]] = True
+    assert _still_running(ahead, same)  # ahead: tried on, up to the probe's end
 
 
 def _brightness_onnx(path, mean: float, std: float, metadata: dict):

@@ -1,0 +1,105 @@
+"""Reference rows beyond the model itself (issue 32 item 4): the gate may name any row of the report, checked before
+anything trains; the starter file gates against the teachers; cheap baselines say when they beat the run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+
+from edgekd.core.errors import ConfigError  # noqa: E402
+from edgekd.core.thresholds import Thresholds  # noqa: E402
+from edgekd.device.gate import gate_report  # noqa: E402
+from edgekd.pipeline.config import PipelineConfig  # noqa: E402
+from edgekd.pipeline.config_help import starter_config  # noqa: E402
+from edgekd.pipeline.stages.bench import baseline_warnings  # noqa: E402
+from edgekd.pipeline.stages.gate import GateStage, report_rows  # noqa: E402
+from tests.conftest import TINY_CONFIG, run_cli  # noqa: E402
+
+
+def _config(**changes) -> PipelineConfig:
+    return PipelineConfig.model_validate({**yaml.safe_load(yaml.safe_dump(TINY_CONFIG)), **changes})
+
+
+def test_gate_reference_may_name_any_row_of_the_report(tmp_path):
+    rows = report_rows(_config(distill={"compare_scratch": True}), tmp_path)
+    assert rows[:3] == ["student_fp32", "teacher", "student_scratch"]
+    assert {"x86-cpu/fp32", "x86-cpu/int8", "x86-cpu/int8-fallback", "intel-cpu/bf16", "arm64-cpu/fp32"} <= set(rows)
+    for name in ("teacher", "student_scratch", "intel-cpu/fp32"):
+        GateStage.check(_config(distill={"compare_scratch": True}, gate={"reference": name}), tmp_path)
+
+
+def test_an_unknown_gate_reference_is_refused_in_one_line_listing_the_rows(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        GateStage.check(_config(gate={"reference": "teacher_ensmble"}), tmp_path)
+    message = str(error.value)
+    assert message.startswith("gate.reference 'teacher_ensmble': not a row of this run's report; use one of: student_fp32, "
+                              "teacher, x86-cpu/fp32") and "\n" not in message
+    with pytest.raises(ConfigError, match="'student_scratch'"):  # only with distill.compare_scratch
+        GateStage.check(_config(gate={"reference": "student_scratch"}), tmp_path)
+
+
+def test_the_cli_refuses_an_unknown_reference_with_exit_2_before_training(tmp_path, tiny_config, write_config):
+    tiny_config["gate"]["reference"] = "x86-cpu/fp16"  # x86-cpu builds fp32 and int8 only
+    result = run_cli("run", str(write_config(tiny_config)), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    assert "gate.reference 'x86-cpu/fp16': not a row of this run's report" in result.stderr
+    assert not (tmp_path / "run" / "01-teachers").exists()
+
+
+def _report(teacher: float, student: float) -> dict:
+    return {"references": {"teacher": {"top1": teacher}, "student_fp32": {"top1": student}}, "eval_set": {"samples": 900},
+            "rows": [{"artifact": "x86-cpu/int8", "target": "x86-cpu", "precision": "int8", "shipped": True,
+                      "top1": student, "bytes": 1000, "p50_ms": 1.0}]}
+
+
+def test_the_starter_file_gates_against_the_teachers_so_a_student_far_under_them_fails():
+    """The starter distilled a student to 88.86% from a 98.89% teacher and PASSed: its reference was student_fp32."""
+    starter = yaml.safe_load(starter_config())
+    assert starter["gate"]["reference"] == "teacher"
+    limits = Thresholds(**starter["gate"])
+    assert gate_report(_report(0.9889, 0.8886), limits).failed == 1
+    assert gate_report(_report(0.9889, 0.9800), limits).failed == 0
+    PipelineConfig.model_validate(starter)  # and the file is a valid pipeline config
+
+
+def test_a_baseline_that_beats_the_run_is_a_warning():
+    refs = {"teacher": {"top1": 0.60}, "student_fp32": {"top1": 0.58}, "tfidf_logreg": {"top1": 0.85},
+            "student_scratch": {"top1": 0.59}}
+    notes = baseline_warnings(refs, samples=1000)
+    assert len(notes) == 2  # the scratch student's 1 point is chance on 1000 samples
+    assert baseline_warnings({"student_fp32": {"top1": 0.58}, "student_scratch": {"top1": 0.66}}, samples=1000)
+    assert notes[0].startswith("teacher top-1 60.00% is under the tfidf_logreg baseline's 85.00% on the same test samples")
+    assert "train the teacher longer" in notes[0] and notes[1].startswith("student_fp32 top-1 58.00% is under the tfidf")
+    assert "distillation did not help" in baseline_warnings({"student_fp32": {"top1": 0.5}, "student_scratch": {"top1": 0.6}}, 1000)[0]
+    assert baseline_warnings({"teacher": {"top1": 0.9}, "student_fp32": {"top1": 0.9}, "tfidf_logreg": {"top1": 0.8}}, 1000) == []
+
+
+def test_the_tfidf_baseline_learns_words_and_scores_every_class():
+    from edgekd.text.baseline import tfidf_logreg_logits
+
+    train = ["red apple", "green apple", "red cherry", "blue sky", "grey sky", "blue sea"] * 5
+    labels = np.array([0, 0, 0, 1, 1, 1] * 5)
+    logits = tfidf_logreg_logits(train, labels, ["apple pie", "sky high"], num_classes=3)
+    assert logits.shape == (2, 3) and list(logits.argmax(1)) == [0, 1]
+    assert logits[:, 2].max() < -1e20  # a class absent from training is never predicted
+
+
+def test_compare_scratch_trains_a_scratch_student_and_reports_it_as_a_gateable_row(tmp_path, tiny_config, write_config):
+    """distill.compare_scratch: true trains the student on labels alone beside the distilled one; the report carries
+    it as the reference row student_scratch, which the gate can name."""
+    from edgekd.core.fileio import read_json
+    from edgekd.pipeline.runner import run_from_file
+
+    tiny_config.update(targets=["x86-cpu"], distill={**tiny_config["distill"], "compare_scratch": True},
+                       gate={"reference": "student_scratch", "max_drop": 100.0})
+    run_dir = tmp_path / "run"
+    run_from_file(str(write_config(tiny_config)), str(run_dir))
+    scratch = read_json(run_dir / "manifest.json")["stages"]["distill"]["metrics"]["scratch"]
+    assert scratch["phases"].keys() == {"scratch"} and 0.0 < scratch["test_top1"] <= 1.0
+    report = read_json(run_dir / "report.json")
+    assert set(report["references"]) == {"student_fp32", "teacher", "student_scratch"}
+    assert "student_scratch (reference)" in (run_dir / "report.md").read_text()
+    assert read_json(run_dir / "gate.json")["passed"]
+    assert "vs student_scratch" in read_json(run_dir / "gate.json")["checks"][0]["reason"]
