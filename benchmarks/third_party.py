@@ -405,6 +405,9 @@ def _why(run_dir: Path, target: str) -> str | None:
 def checks(models: list[dict], total_seconds: float, smoke_run: bool) -> list[dict]:
     out = []
     for entry in models:
+        if "crashed" in entry:  # no target's artifact exists: the model did not ship anywhere
+            out.append(_check(f"{entry['key']}: ships", False, entry["crashed"].strip().splitlines()[-1]))
+            continue
         for t in entry["targets"]:
             where = f"{entry['key']} {t['target']}"
             out.append(_check(f"{where}: ships", t["chosen"] is not None, t.get("refused") or t.get("why") or ""))
@@ -419,7 +422,8 @@ def checks(models: list[dict], total_seconds: float, smoke_run: bool) -> list[di
                 out.append(_check(f"{where}: int8 at >= {MIN_SPEEDUP}x fp32", fast,
                                   f"{chosen['precision']} at {_fmt(chosen.get('speedup'))}x"))
             out.append(_peer_check(where, entry, t, chosen))
-    out.append(_check(f"whole benchmark <= {MAX_MINUTES} minutes", total_seconds <= MAX_MINUTES * 60 and not smoke_run,
+    complete = not smoke_run and all("crashed" not in m for m in models)  # an unfinished run's minutes say nothing
+    out.append(_check(f"whole benchmark <= {MAX_MINUTES} minutes", total_seconds <= MAX_MINUTES * 60 and complete,
                       f"{total_seconds / 60:.1f} minutes" + (" (smoke run: not a measurement)" if smoke_run else "")))
     return out
 
@@ -525,7 +529,7 @@ def main() -> int:
             "total_seconds": total, "machine": machine(), "library_versions": library_versions(),
             "load_average_before": load_before, "load_average_after": [round(v, 2) for v in os.getloadavg()],
             "latency_spec": spec.__dict__, "command": "python benchmarks/third_party.py " + " ".join(sys.argv[1:])}
-    data["checks"] = checks([m for m in models if "crashed" not in m], total, args.smoke)
+    data["checks"] = checks(models, total, args.smoke)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "third_party.json", data)
     write_text_atomic(args.out / "third_party.md", markdown(data))

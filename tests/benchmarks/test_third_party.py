@@ -96,5 +96,8 @@ def test_a_model_that_crashed_is_written_with_its_last_line(bench):
                "crashed": "Traceback (most recent call last):\n  ...\nonnxruntime...Fail: invalid model (Conv@16_bias_dq)\n"}
     data = {"smoke": False, "models": [crashed], "machine": {"model": "cpu", "cores": 2, "flags": ["avx2"]},
             "load_average_before": [1.0], "total_seconds": 60.0, "command": "python benchmarks/third_party.py", "checks": []}
+    ships, total = bench.checks([crashed], 60.0, False)
+    assert ships == {"check": "cls: ships", "passed": False, "detail": "onnxruntime...Fail: invalid model (Conv@16_bias_dq)"}
+    assert not total["passed"]  # the minutes of a run that did not finish are no result
     text = bench.markdown(data)
     assert "**Crashed:** `onnxruntime...Fail: invalid model (Conv@16_bias_dq)`" in text
