@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Optional, Union
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from edgekd.core.sections import Strict, describe_validation_error
 
@@ -103,10 +103,7 @@ class DataConfig(Strict):
     def _resize_choice(cls, value: Any) -> Any:
         # One line for either form, not one per member of the Union.
         if isinstance(value, dict):
-            try:
-                return FitHeight.model_validate(value)
-            except ValidationError as exc:
-                raise ValueError(describe_validation_error(exc, FitHeight)) from None
+            return _one_line(FitHeight, value)
         if value is not None and not isinstance(value, FitHeight) and (
                 isinstance(value, bool) or not isinstance(value, int) or not 4 <= value <= 4096):
             raise ValueError(f"{value!r}: give the shorter side's size in pixels (4 to 4096), or "
@@ -127,10 +124,15 @@ class DataConfig(Strict):
     def _normalize_choice(cls, value: Any) -> Any:
         # Checked here so that a mistake gives one line, not one per member of the Union.
         if isinstance(value, dict):
-            try:
-                return NormalizeStats.model_validate(value)
-            except ValidationError as exc:
-                raise ValueError(describe_validation_error(exc, NormalizeStats)) from None
+            return _one_line(NormalizeStats, value)
         if value not in NORMALIZE_MODES and not isinstance(value, NormalizeStats):
             raise ValueError(f"{value!r}: use one of {', '.join(NORMALIZE_MODES)}, or {{mean: [...], std: [...]}} per channel")
         return value
+
+
+def _one_line(model: type[BaseModel], value: dict) -> BaseModel:
+    """`value` as `model`, its mistakes as one ValueError line (not one per member of the field's Union)."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc, model)) from None
