@@ -11,6 +11,7 @@ pytest.importorskip("torch")
 from edgekd.pipeline.config import PipelineConfig  # noqa: E402
 from edgekd.pipeline.stages.compile import selection_rule  # noqa: E402
 from edgekd.pipeline.stages.quantize import int8_budget  # noqa: E402
+from edgekd.pipeline.task import ImageClassification  # noqa: E402
 from edgekd.runtimes import load_profile  # noqa: E402
 
 BOARD = """name: my-board
@@ -24,7 +25,7 @@ gate: {max_drop: %s}
 def _ctx(tmp_path, gate: dict, targets=("x86-cpu",), quantize: dict | None = None):
     cfg = PipelineConfig.model_validate({"teachers": [{"arch": "mlp"}], "student": {"arch": "mlp"}, "targets": list(targets),
                                          "gate": gate, "quantize": quantize or {}})
-    return SimpleNamespace(cfg=cfg, base_dir=tmp_path)
+    return SimpleNamespace(cfg=cfg, base_dir=tmp_path, task=ImageClassification())  # the int8 budget is in its metric
 
 
 def _verdict(ctx, target: str, drop: float) -> str | None:
