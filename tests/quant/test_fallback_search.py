@@ -217,7 +217,7 @@ def test_the_quantize_stage_gives_the_search_its_configured_time_budget(tiny_con
     monkeypatch.setattr(stage, "quantize_with_fallback", fake_search)
     from edgekd.core.metrics import topk
 
-    ctx = SimpleNamespace(cfg=cfg, layout=SimpleNamespace(fp32_onnx=tmp_path / "m.onnx", int8_onnx=lambda name: tmp_path / name),
+    ctx = SimpleNamespace(cfg=cfg, base_dir=tmp_path, layout=SimpleNamespace(fp32_onnx=tmp_path / "m.onnx", int8_onnx=lambda name: tmp_path / name),
                           dataset=SimpleNamespace(val=SimpleNamespace(x=np.zeros((2, 3)), y=np.zeros(2))),
                           task=SimpleNamespace(score=topk))
     stage._ptq(ctx, RECIPE, np.zeros((2, 3)))
