@@ -92,14 +92,20 @@ def _ctc_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
 
 # --- IoU of the thresholded probability map (segmentation, text detection) ---------------------------------------
 
+def _without_unit_axis(array: np.ndarray, ndim: int, what: str) -> np.ndarray:
+    """`array` with `ndim` dimensions, its axis 1 dropped when it has one more and that axis has size 1 (a channel or
+    output axis of one); otherwise a ValueError saying `what` was expected."""
+    array = np.asarray(array)
+    if array.ndim == ndim + 1 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != ndim:
+        raise ValueError(f"{what}, got shape {array.shape}")
+    return array
+
+
 def _as_maps(array: np.ndarray) -> np.ndarray:
     """(N, H, W) from (N, 1, H, W) or (N, H, W)."""
-    array = np.asarray(array)
-    if array.ndim == 4 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 3:
-        raise ValueError(f"mask_iou: expected (N, 1, H, W) or (N, H, W) maps, got shape {array.shape}")
-    return array
+    return _without_unit_axis(array, 3, "mask_iou: expected (N, 1, H, W) or (N, H, W) maps")
 
 
 def _mask_labels(outputs: np.ndarray) -> np.ndarray:
@@ -198,12 +204,8 @@ def _box_f1(outputs: np.ndarray, labels: np.ndarray) -> float:
 # --- speech F1 (voice activity detection): outputs (N,) or (N, 1) speech probability per frame, labels (N,) 0 or 1 --
 
 def _speech_frames(outputs: np.ndarray) -> np.ndarray:
-    outputs = np.asarray(outputs)
-    if outputs.ndim == 2 and outputs.shape[1] == 1:
-        outputs = outputs[:, 0]
-    if outputs.ndim != 1:
-        raise ValueError(f"speech_f1: expected (N,) or (N, 1) speech probabilities, got shape {outputs.shape}")
-    return outputs > SPEECH_THRESHOLD
+    probabilities = _without_unit_axis(outputs, 1, "speech_f1: expected (N,) or (N, 1) speech probabilities")
+    return probabilities > SPEECH_THRESHOLD
 
 
 def _speech_labels(outputs: np.ndarray) -> np.ndarray:
