@@ -101,6 +101,9 @@ class PipelineConfig(Strict):
             if teacher.kind != "torch" and self.data.source not in TABLE_SOURCES:
                 raise ValueError(f"teachers[{index}].{teacher.kind}: in a pipeline, teachers of this kind run on tables (data.source "
                                  f"csv or parquet), and data.source is '{self.data.source}'; give arch (a PyTorch network)")
+        if self.distill.transfer_set is not None and self.data.source not in TABLE_SOURCES:
+            raise ValueError(f"distill.transfer_set: synthetic rows are made for tables (data.source csv or parquet), and "
+                             f"data.source is '{self.data.source}'; remove distill.transfer_set")
         if not self.teachers and self.quantize.method == "qat" and self.distill.mode == "online":
             raise ValueError("quantize.method: qat fine-tunes on the teachers' soft targets and this config has no teachers "
                              "(distill.mode online): add a teacher, or use quantize.method: ptq")

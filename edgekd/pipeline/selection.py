@@ -202,3 +202,17 @@ def _lost_to(row: Candidate, best: Candidate) -> str:
     if comparison is not None:
         return comparison.describe(f"the chosen {best['name']}")
     return f"later in profile order than the chosen {best['name']}"
+
+
+def int8_budget(ctx, recipe_name: str) -> float:
+    """quantize.max_drop, else the strictest accuracy limit (pipeline.selection.accuracy_limit, the rule candidate
+    selection applies) among the targets sharing this recipe: the int8 model is made to pass their selection."""
+    if ctx.cfg.quantize.max_drop is not None:
+        return ctx.cfg.quantize.max_drop
+    from edgekd.runtimes import load_profile
+
+    profiles = [load_profile(name, ctx.base_dir) for name in ctx.cfg.targets]
+    metric = ctx.task.metric
+    limits = [accuracy_limit(ctx.cfg.gate, p, metric).max_drop for p in profiles
+              if p.quantization and p.quantization.name == recipe_name]
+    return min(limits, default=gate_drop_budget(ctx.cfg.gate.metric_drop_limit(metric)))

@@ -7,6 +7,7 @@ import numpy as np
 from edgekd.core.errors import StageError
 
 SPLITS = ("train", "val", "test")
+TRANSFER_FILE = "transfer.npz"  # distill.transfer_set's rows, in the teachers stage's folder
 
 
 def teacher_cache(ctx):
@@ -21,10 +22,61 @@ def split_key(identity: str, ctx, split: str) -> str:
     return cache_key(identity, ctx.dataset.fingerprint, {"split": split, "outputs": "logits or log-probabilities"})
 
 
+def transfer_key(identity: str, ctx) -> str:
+    """The cache key of a teacher's outputs on the transfer set: the rows follow from the data, its config and seed."""
+    from edgekd.train.distill.cache import cache_key
+
+    return cache_key(identity, ctx.dataset.fingerprint, {"split": "transfer", "transfer_set": transfer_recipe(ctx),
+                                                         "outputs": "logits or log-probabilities"})
+
+
+def transfer_recipe(ctx) -> dict | None:
+    cfg = ctx.cfg.distill.transfer_set
+    if cfg is None:
+        return None
+    return {**cfg.model_dump(mode="json"), "seed": ctx.cfg.seed if cfg.seed is None else cfg.seed}
+
+
+def make_transfer_rows(ctx) -> dict[str, np.ndarray]:
+    """distill.transfer_set's synthetic rows, made from the training split (edgekd/tabular/transfer.py)."""
+    from edgekd.tabular.transfer import munge
+
+    recipe = transfer_recipe(ctx)
+    return munge(ctx.dataset.schema, ctx.dataset.train.x, recipe["size"], recipe["p"], recipe["s"], recipe["seed"])
+
+
+def transfer_rows(ctx) -> dict[str, np.ndarray] | None:
+    """The rows the teachers stage made and labelled (None without distill.transfer_set)."""
+    if ctx.cfg.distill.transfer_set is None:
+        return None
+    path = ctx.stage_dir("teachers") / TRANSFER_FILE
+    if not path.is_file():
+        raise StageError(f"distill.transfer_set: {path} is gone; rerun with --force --only teachers (or without --resume)")
+    with np.load(path, allow_pickle=False) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
+def train_soft_targets(ctx):
+    """The ensemble's soft targets (a torch tensor) on the training rows, followed by those on the transfer set's rows
+    when there is one."""
+    import torch
+
+    from edgekd.tabular.distill import soft_targets
+
+    cfg = ctx.cfg
+    soft = soft_targets(cached_logits(ctx, "train"), cfg.teachers, cfg.distill)
+    if cfg.distill.transfer_set is None:
+        return soft
+    return torch.cat([soft, soft_targets(cached_logits(ctx, "transfer"), cfg.teachers, cfg.distill)])
+
+
 def cached_logits(ctx, split: str) -> list[np.ndarray]:
     """Every teacher's cached outputs on a split, by the keys the teachers stage recorded."""
     cache, out = teacher_cache(ctx), []
     for entry in ctx.manifest.metrics("teachers").get("teachers", []):
+        if split not in entry["cache_keys"]:
+            raise StageError(f"teachers[{entry['index']}]: no outputs on the {split} rows were cached (distill.transfer_set "
+                             "changed since the teachers ran?); rerun with --force --only teachers")
         found = cache.load(entry["cache_keys"][split])
         if found is None:
             raise StageError(f"teachers[{entry['index']}]: its cached outputs are gone from {cache.root}; rerun with --force "

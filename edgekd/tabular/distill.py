@@ -26,22 +26,40 @@ def soft_targets(train_logits: list[np.ndarray], teachers, cfg) -> torch.Tensor:
 
 
 def kd_objective(soft: torch.Tensor | None, cfg):
-    """Hinton's loss on the cached soft targets of the batch's rows; labels alone without them (the scratch baseline)."""
+    """Hinton's loss on the cached soft targets of the batch's rows; labels alone without them (the scratch baseline).
+    Rows labelled -1 (the transfer set's synthetic rows) have the teachers' soft targets only: the soft term alone."""
     from edgekd.train.distill.losses import kd_loss
     from edgekd.train.trainer import cross_entropy_loss
 
     if soft is None:
         return cross_entropy_loss()
-    return lambda logits, idx, labels: kd_loss(logits, soft[idx.cpu()].to(logits.device), labels, cfg.temperature, cfg.alpha)
+
+    def loss(logits, idx, labels):
+        targets = soft[idx.cpu()].to(logits.device)
+        real = labels >= 0
+        if bool(real.all()):
+            return kd_loss(logits, targets, labels, cfg.temperature, cfg.alpha)
+        total = kd_loss(logits[~real], targets[~real], None, cfg.temperature, cfg.alpha) * (~real).sum()
+        if bool(real.any()):
+            total = total + kd_loss(logits[real], targets[real], labels[real], cfg.temperature, cfg.alpha) * real.sum()
+        return total / len(labels)
+
+    return loss
 
 
-def train_student(data, student_cfg, distill_cfg, soft: torch.Tensor | None, seed: int, log_desc: str = "") -> tuple[st.TrainedStudent, dict]:
-    """Preprocessing fitted on the training rows, then the network trained on its features; metrics on val and test."""
+def train_student(data, student_cfg, distill_cfg, soft: torch.Tensor | None, seed: int, log_desc: str = "",
+                  transfer: dict[str, np.ndarray] | None = None) -> tuple[st.TrainedStudent, dict]:
+    """Preprocessing fitted on the training rows, then the network trained on its features; metrics on val and test.
+    transfer: synthetic rows (distill.transfer_set) appended to the training rows, without labels; `soft` then holds
+    the ensemble's targets for the training rows followed by theirs."""
     from edgekd.train.trainer import predict_logits, train
 
     front = st.fit_preprocessing(data.schema, data.train.x)
-    x = torch.from_numpy(st.features(front, data.train.x))
-    y = torch.from_numpy(data.train.y)
+    x, y = st.features(front, data.train.x), data.train.y
+    if transfer is not None and soft is not None:
+        x = np.concatenate([x, st.features(front, transfer)])
+        y = np.concatenate([y, np.full(len(x) - len(y), -1, dtype=y.dtype)])
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
     torch.manual_seed(seed)
     network = st.build_network(student_cfg.arch, student_cfg.width, student_cfg.kwargs, x.shape[1], data.num_classes)
     phase = "distill" if soft is not None else "scratch"
@@ -52,6 +70,7 @@ def train_student(data, student_cfg, distill_cfg, soft: torch.Tensor | None, see
                "width": student_cfg.width, "depth": int(student_cfg.kwargs.get("depth", 2)),
                "loss": {"kind": "hinton" if soft is not None else "cross_entropy", "temperature": distill_cfg.temperature,
                         "alpha": distill_cfg.alpha if soft is not None else 0.0},
+               "rows": {"train": len(data.train), "transfer": int(len(y) - len(data.train))},
                "phases": {phase: result.summary()}, "val_top1": score(data.val), "test_top1": score(data.test)}
     return st.TrainedStudent(network, front), metrics
 
@@ -109,10 +128,15 @@ def export(ctx, network_path: Path, out: Path) -> dict[str, Any]:
     return {k: v for k, v in fidelity(run_onnx(str(out), rows), expected).items() if k in ("max_abs_error", "top1_agreement")}
 
 
-def calibration_features(ctx, recipe) -> np.ndarray:
-    """quantize.calibration's count of rows (drawn with its seed) from its split, as the network's features."""
+def front_features(ctx, rows: dict[str, np.ndarray]) -> np.ndarray:
+    """Raw rows through the run's preprocessing graph: the network's input."""
     from edgekd.tabular.runtime import run_onnx
 
+    return run_onnx(str(ctx.stage_dir("distill") / PREPROCESSING_FILE), rows)
+
+
+def calibration_features(ctx, recipe) -> np.ndarray:
+    """quantize.calibration's count of rows (drawn with its seed) from its split, as the network's features."""
     split = getattr(ctx.dataset, recipe.source)
     rows = np.sort(np.random.default_rng(recipe.seed).permutation(len(split))[:recipe.count])
-    return run_onnx(str(ctx.stage_dir("distill") / PREPROCESSING_FILE), {k: v[rows] for k, v in split.x.items()})
+    return front_features(ctx, {k: v[rows] for k, v in split.x.items()})

@@ -165,6 +165,18 @@ class DKDConfig(Strict):
                                                                     "beta): raise it for many classes")
 
 
+class TransferSetConfig(Strict):
+    """Synthetic rows the teachers label and the student learns from beside the training rows (tables only)."""
+
+    method: Literal["munge"] = Field("munge", description="munge (Bucila et al. 2006): each training row with features "
+                                     "swapped in from its nearest neighbour, numbers perturbed")
+    size: int = Field(4, ge=1, le=50, description="synthetic rows as a multiple of the training rows")
+    p: float = Field(0.5, gt=0, le=1, description="the chance that each feature takes the neighbour's value")
+    s: float = Field(1.0, gt=0, le=1000, description="a swapped number gets gaussian noise of sd |a - b| / s "
+                     "(a and b: the row's and the neighbour's values); larger s, less noise")
+    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="the draws' seed (default: the pipeline seed)")
+
+
 class DistillConfig(Strict):
     mode: Literal["offline", "online", "data_free", "none"] = Field(
         "offline", description="offline: fixed teachers; online: mutual learning; data_free: no real training images; none: "
@@ -187,6 +199,8 @@ class DistillConfig(Strict):
     use_labels: bool = Field(True, description="false: treat the transfer set as unlabeled (soft targets and hints only)")
     hints: list[HintConfig] = Field(default_factory=list, description="feature distillation terms")
     augment: Optional[AugmentConfig] = Field(None, description="random shift/flip of the transfer images")
+    transfer_set: Optional[TransferSetConfig] = Field(None, description="tables: synthetic rows labelled by the teachers' "
+                                                      "ensemble, added to the training rows ({method: munge, size: 4, p: 0.5, s: 1})")
     seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="student init and shuffling seed (default: the pipeline seed); "
                                                   "does not change the data split, so teacher caches stay valid")
     cache_dir: Optional[str] = Field(None, description="teacher-logit cache folder shared across runs "
@@ -222,4 +236,4 @@ class ExportConfig(Strict):
 
 
 # Options the online and data-free modes have no use for (QAT still reads alpha, ensemble and temperature).
-OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels", "logit_standardize", "dkd"}
+OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels", "logit_standardize", "dkd", "transfer_set"}

@@ -21,7 +21,7 @@ from edgekd.core.progress import progress
 from edgekd.data.calibration import describe, draw, load_recipe
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import QuantizeRecord
-from edgekd.pipeline.selection import accuracy_limit, gate_drop_budget
+from edgekd.pipeline.selection import int8_budget
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
@@ -42,18 +42,6 @@ def recipes_for(ctx: RunContext) -> dict[str, HostChoice]:
             warn_once(choice)
             recipes[profile.quantization.name] = choice
     return recipes
-
-
-def int8_budget(ctx: RunContext, recipe_name: str) -> float:
-    """quantize.max_drop, else the strictest accuracy limit (pipeline.selection.accuracy_limit, the rule candidate
-    selection applies) among the targets sharing this recipe: the int8 model is made to pass their selection."""
-    if ctx.cfg.quantize.max_drop is not None:
-        return ctx.cfg.quantize.max_drop
-    profiles = [load_profile(name, ctx.base_dir) for name in ctx.cfg.targets]
-    metric = ctx.task.metric
-    limits = [accuracy_limit(ctx.cfg.gate, p, metric).max_drop for p in profiles
-              if p.quantization and p.quantization.name == recipe_name]
-    return min(limits, default=gate_drop_budget(ctx.cfg.gate.metric_drop_limit(metric)))
 
 
 def synthetic_split(ctx: RunContext):

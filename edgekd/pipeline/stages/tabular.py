@@ -23,7 +23,18 @@ from edgekd.core.fileio import resolve_path
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
-from edgekd.pipeline.tabular_teachers import SPLITS, cached_logits, ensemble_probabilities, split_key, teacher_cache
+from edgekd.pipeline.tabular_teachers import (
+    SPLITS,
+    TRANSFER_FILE,
+    ensemble_probabilities,
+    make_transfer_rows,
+    split_key,
+    teacher_cache,
+    train_soft_targets,
+    transfer_key,
+    transfer_recipe,
+    transfer_rows,
+)
 
 ORT_BACKENDS = ("ort", "ort-arm64")  # string inputs and ONNX-ML operators: onnxruntime runs them
 
@@ -61,7 +72,7 @@ class TabularTeachersStage(Stage):
     split cached, scored on validation and test, and converted to ONNX; the ensemble as one ONNX graph, timed."""
 
     name = "teachers"
-    sections = ("seed", "data", "teachers")
+    sections = ("seed", "data", "teachers", "distill.transfer_set")
     trains = True
 
     @classmethod
@@ -78,19 +89,22 @@ class TabularTeachersStage(Stage):
 
         ctx, data, folder = self.ctx, self.ctx.dataset, self.ctx.stage_dir("teachers")
         cache, entries, members, outputs, inputs = teacher_cache(ctx), [], [], [], []
+        transfer = self._transfer_set(folder, outputs)
         for index, spec in progress(list(enumerate(ctx.cfg.teachers)), desc="teachers", unit="teacher"):
             teacher = _teacher(ctx, index, spec)
-            logits = {}
-            for split in SPLITS:
+            logits, keys = {}, {s: split_key(teacher.identity, ctx, s) for s in SPLITS}
+            rows = {s: getattr(data, s).x for s in SPLITS}
+            if transfer is not None:  # the synthetic rows, labelled through the teacher's own logits() like a real split
+                keys["transfer"], rows["transfer"] = transfer_key(teacher.identity, ctx), transfer
+            for split, key in keys.items():
                 describe = {"teacher": f"{teacher.where} {teacher.name}", "split": split}
-                found = cache.get_or_compute(split_key(teacher.identity, ctx, split), lambda s=split, t=teacher: t.logits(getattr(data, s).x),
-                                             describe)
+                found = cache.get_or_compute(key, lambda r=rows[split], t=teacher: t.logits(r), describe)
                 logits[split] = np.asarray(found.logits, dtype=np.float32)
             if teacher.kind in ("onnx", "skops"):  # trained elsewhere: scored on validation before anything learns from it
                 given_teacher_fits(teacher, logits["val"], data)
             entry = {"index": index, "kind": teacher.kind, "name": teacher.name, "weight": spec.weight,
                      "val_top1": ctx.task.score(logits["val"], data.val.y), "top1": ctx.task.score(logits["test"], data.test.y),
-                     "cache_keys": {s: split_key(teacher.identity, ctx, s) for s in SPLITS}}
+                     "cache_keys": keys}
             onnx_file, reason = baseline.teacher_file(teacher, data.schema, folder / f"teacher-{index}.onnx")
             entry.update(baseline.describe_file(onnx_file, reason))
             outputs += [onnx_file] if onnx_file is not None and teacher.onnx_path is None else []
@@ -99,8 +113,23 @@ class TabularTeachersStage(Stage):
             entries.append(entry)
         ensemble = self._ensemble(entries, members, folder)
         outputs += [folder / baseline.ENSEMBLE_FILE] if ensemble.get("onnx_bytes") else []
-        return StageOutput(outputs, {"teachers": entries, "ensemble": ensemble, "preprocessing": data.preprocessing()},
-                           inputs=inputs)
+        metrics = {"teachers": entries, "ensemble": ensemble, "preprocessing": data.preprocessing()}
+        if transfer is not None:
+            metrics["transfer_set"] = {"rows": int(len(next(iter(transfer.values())))), "recipe": transfer_recipe(ctx)}
+        return StageOutput(outputs, metrics, inputs=inputs)
+
+    def _transfer_set(self, folder: Path, outputs: list) -> dict[str, np.ndarray] | None:
+        """distill.transfer_set's rows, made once and kept beside the teachers for the distill stage."""
+        from edgekd.core.fileio import atomic_path
+
+        if self.ctx.cfg.distill.transfer_set is None:
+            return None
+        rows = make_transfer_rows(self.ctx)
+        path = folder / TRANSFER_FILE
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **rows)
+        outputs.append(path)
+        return rows
 
     def _ensemble(self, entries: list[dict], members: list, folder: Path) -> dict[str, Any]:
         from edgekd.tabular import baseline
@@ -159,8 +188,9 @@ class TabularDistillStage(Stage):
 
         ctx, folder = self.ctx, self.ctx.stage_dir("distill")
         seed = ctx.cfg.seed if ctx.cfg.distill.seed is None else ctx.cfg.distill.seed
-        soft = distill.soft_targets(cached_logits(ctx, "train"), ctx.cfg.teachers, ctx.cfg.distill) if ctx.cfg.distill.alpha > 0 else None
-        trained, metrics = distill.train_student(ctx.dataset, ctx.cfg.student, ctx.cfg.distill, soft, seed)
+        soft = train_soft_targets(ctx) if ctx.cfg.distill.alpha > 0 else None
+        trained, metrics = distill.train_student(ctx.dataset, ctx.cfg.student, ctx.cfg.distill, soft, seed,
+                                                 transfer=transfer_rows(ctx) if soft is not None else None)
         preprocessing = distill.save_preprocessing(trained.front, ctx.dataset, folder / distill.PREPROCESSING_FILE)
         checkpoint = save_checkpoint(trained.network, folder / "student.pt")  # read back with weights_only=True
         return StageOutput([checkpoint, preprocessing], {**metrics, "seed": seed}, record=StudentRecord())
@@ -201,7 +231,6 @@ class TabularQuantizeStage(Stage):
             return StageOutput([], record=QuantizeRecord("none"))
         from edgekd.data.calibration import load_recipe
         from edgekd.quant.host import recipe_for_host
-        from edgekd.quant.ptq import quantize_qdq
         from edgekd.runtimes import load_profile
         from edgekd.tabular import distill
 
@@ -217,11 +246,32 @@ class TabularQuantizeStage(Stage):
                 continue
             choice = recipe_for_host(profile.quantization, ctx.cfg.quantize.adapt_to_host, profile.name)
             scratch = ctx.stage_dir("quantize") / f".{profile.quantization.name}-network.onnx"
-            quantize_qdq(network, scratch, choice.recipe, calibration)
+            fallback = _quantize_network(ctx, network, scratch, choice.recipe, profile.quantization.name, calibration)
             path = distill.join_front(ctx, scratch, ctx.layout.int8_onnx(profile.quantization.name))
             scratch.unlink(missing_ok=True)
             outputs.append(path)
             used[profile.quantization.name] = {**profile.quantization.model_dump(), **choice.record(), "bytes": path.stat().st_size,
-                                               "quantized": "the network (MatMul/Gemm); preprocessing stays float"}
+                                               "quantized": "the network (MatMul/Gemm); preprocessing stays float", **fallback}
         made_from = {"recipe": recipe.model_dump(), "rows": int(len(calibration))}
         return StageOutput(outputs, inputs=[ctx.layout.fp32_onnx], record=QuantizeRecord("ptq", used, made_from))
+
+
+def _quantize_network(ctx: RunContext, network: Path, out: Path, recipe, recipe_name: str, calibration: np.ndarray) -> dict:
+    """The network part quantized; with quantize.fallback on (the default), the accuracy-aware fallback keeps its most
+    sensitive nodes in float until the validation drop is within the int8 budget (quant/fallback.py), as for images.
+    The drop is measured on the network's features, which the float preprocessing computes exactly."""
+    from edgekd.pipeline.selection import int8_budget
+    from edgekd.quant.fallback import FallbackBudget, quantize_with_fallback
+    from edgekd.quant.ptq import quantize_qdq
+    from edgekd.tabular import distill
+
+    cfg = ctx.cfg.quantize
+    method = cfg.calibrate_method if cfg.calibrate_method not in (None, "auto") else recipe.calibrate_method
+    if not cfg.fallback.enabled:
+        quantize_qdq(network, out, recipe, calibration, calibrate_method=method)
+        return {"calibrate_method": method, "nodes_in_float": []}
+    budget = FallbackBudget(int8_budget(ctx, recipe_name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes,
+                            cfg.sensitivity_samples, cfg.fallback.max_seconds, score=ctx.task.score)
+    val = ctx.dataset.val
+    report = quantize_with_fallback(network, out, recipe, calibration, distill.front_features(ctx, val.x), val.y, budget, method)
+    return {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
