@@ -102,16 +102,6 @@ def features(front, x: dict[str, np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(front.transform(frame(x)), dtype=np.float32)
 
 
-def split_first_layer(network: nn.Module) -> tuple[np.ndarray, np.ndarray, nn.Module]:
-    """The network's first Linear (weight, bias as numpy) and the rest of it as a module taking that layer's output:
-    the first layer is folded into the preprocessing (lean_graph.py), the rest exported and quantized on its own."""
-    if isinstance(network, ResidualMLP):
-        first, tail = network.stem[0], nn.Sequential(*network.stem[1:], network.blocks, network.head)
-    else:
-        first, tail = network.net[0], nn.Sequential(*network.net[1:])
-    return first.weight.detach().numpy().copy(), first.bias.detach().numpy().copy(), tail.eval()
-
-
 @dataclass
 class TrainedStudent:
     network: nn.Module
@@ -127,7 +117,7 @@ def export_network(network: nn.Module, inputs: int, path: Path, opset: int) -> P
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(network, (sample,), str(path), input_names=[FEATURES], output_names=["logits"], opset_version=opset,
-                          dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},), dynamo=True,
+                          dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=65536)}}, dynamo=True,
                           external_data=False, verbose=False)
     return path
 
