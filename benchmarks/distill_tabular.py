@@ -73,15 +73,16 @@ def run_pipeline(folder: Path, smoke_run: bool):
 
 def seeds(ctx, smoke_run: bool) -> dict:
     """Scratch and KD students over the seeds, on the cached teacher outputs the pipeline made."""
-    from edgekd.pipeline.tabular_teachers import cached_logits
+    from edgekd.pipeline.tabular_teachers import train_soft_targets, transfer_rows
     from edgekd.tabular import distill
 
     cfg = ctx.cfg
-    soft = distill.soft_targets(cached_logits(ctx, "train"), cfg.teachers, cfg.distill)
+    soft, transfer = train_soft_targets(ctx), transfer_rows(ctx)
     out = {"scratch": {"top1": [], "val_top1": []}, "kd": {"top1": [], "val_top1": []}}
     for seed in SEEDS[:1] if smoke_run else SEEDS:
-        for mode, targets in (("scratch", None), ("kd", soft)):
-            _trained, metrics = distill.train_student(ctx.dataset, cfg.student, cfg.distill, targets, seed, f"{mode} seed {seed}")
+        for mode, targets in (("scratch", None), ("kd", soft)):  # scratch: the training rows and their labels alone
+            _trained, metrics = distill.train_student(ctx.dataset, cfg.student, cfg.distill, targets, seed, f"{mode} seed {seed}",
+                                                      transfer=transfer if targets is not None else None)
             out[mode]["top1"].append(metrics["test_top1"])
             out[mode]["val_top1"].append(metrics["val_top1"])
     return out
@@ -98,6 +99,8 @@ def timings(ctx, teachers: list[dict]) -> dict:
         probabilities = run_onnx(str(path), data.test.x)
         out[name] = {"onnx_bytes": path.stat().st_size, "top1": float((probabilities.argmax(1) == data.test.y).mean()),
                      **best_latency(str(path), data.test.x, spec, desc=f"student {name} latency")}
+    out["floor"] = best_latency(str(_empty_graph(ctx.stage_dir("export") / "floor.onnx")), data.test.x, spec,
+                                desc="onnxruntime floor")
     for entry in teachers:
         if entry.get("onnx_file"):
             entry.update(best_latency(str(ctx.stage_dir("teachers") / entry["onnx_file"]), data.test.x, spec,
@@ -105,6 +108,19 @@ def timings(ctx, teachers: list[dict]) -> dict:
         else:
             entry["p50_ms"] = None
     return out
+
+
+def _empty_graph(path: Path) -> Path:
+    """One Identity node on the first column: what a call to onnxruntime costs at batch 1 before any work (the floor
+    under both sides' times)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info(FEATURES[0], TensorProto.FLOAT, ["batch", 1])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 1])
+    graph = helper.make_graph([helper.make_node("Identity", [FEATURES[0]], ["out"])], "floor", [value], [out])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
 
 
 def _recipe(ctx) -> str:
@@ -141,10 +157,21 @@ def results(ctx, started: float, smoke_run: bool) -> dict:
                     "threads": student_files["fp32"]["threads"], "p50_ms_by_threads": student_files["fp32"]["p50_ms_by_threads"]},
         "scratch": runs["scratch"], "kd": runs["kd"],
         "int8": {"top1": student_files["int8"]["top1"], "onnx_bytes": student_files["int8"]["onnx_bytes"],
-                 "p50_ms": student_files["int8"]["p50_ms"], "threads": student_files["int8"]["threads"]},
+                 "p50_ms": student_files["int8"]["p50_ms"], "threads": student_files["int8"]["threads"],
+                 **_int8_record(ctx)},
+        "onnxruntime_floor": {k: student_files["floor"][k] for k in ("p50_ms", "threads")},
+        "transfer_set": ctx.manifest.metrics("teachers").get("transfer_set"),
         "config": yaml.safe_load(CONFIG.read_text(encoding="utf-8")),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _int8_record(ctx) -> dict:
+    """The quantize stage's validation drop and what its fallback kept in float."""
+    used = (ctx.manifest.metrics("quantize").get("recipes") or {}).get(_recipe(ctx), {})
+    fallback = used.get("fallback") or {}
+    return {"val_drop_points": fallback.get("int8_val_drop"), "nodes_in_float": used.get("nodes_in_float"),
+            "max_drop": fallback.get("max_drop")}
 
 
 def _mlp_parameters(ctx, spec) -> int:
@@ -192,7 +219,16 @@ def markdown(r: dict) -> str:
               f"{kb(s['onnx_bytes'])} | {ms(s['p50_ms'])} |",
               f"| student int8 | int8 | {pct(r['int8']['top1'])} | {kb(r['int8']['onnx_bytes'])} | {ms(r['int8']['p50_ms'])} |", "",
               f"Scratch over seeds {list(SEEDS)}: {', '.join(pct(x) for x in r['scratch']['top1'])}; KD: "
-              f"{', '.join(pct(x) for x in r['kd']['top1'])}. KD - scratch: {v['kd_minus_scratch_points']:+.2f} points.", "",
+              f"{', '.join(pct(x) for x in r['kd']['top1'])}. KD - scratch: {v['kd_minus_scratch_points']:+.2f} points. "
+              f"Validation: scratch {', '.join(pct(x) for x in r['scratch']['val_top1'])}; KD "
+              f"{', '.join(pct(x) for x in r['kd']['val_top1'])}.", "",
+              _transfer_line(r),
+              f"int8: validation drop {_points(r['int8'].get('val_drop_points'))} (budget {_points(r['int8'].get('max_drop'))}, the "
+              f"fallback kept {len(r['int8'].get('nodes_in_float') or [])} node(s) in float); test drop "
+              f"{v['int8_drop_points']:+.2f} points.", "",
+              f"onnxruntime's floor at batch 1 (an Identity graph, same timer, best threads): "
+              f"{ms(r['onnxruntime_floor']['p50_ms'])} ms, so no model can be timed faster than "
+              f"{e['p50_ms'] / r['onnxruntime_floor']['p50_ms']:.1f}x the ensemble here." if e.get("p50_ms") else "", "",
               "| target | met |", "|---|---|",
               f"| ensemble beats its best member | {v['ensemble_beats_best_member']} |",
               f"| student >= best single teacher | {v['student_at_or_above_best_teacher']} |",
@@ -209,6 +245,20 @@ def markdown(r: dict) -> str:
         lines.append(f"- ensemble ONNX: {e['reason']}")
     lines += ["", f"{smoke.machine_line(r['machine'])}. Generated by `benchmarks/distill_tabular.py`.", ""]
     return "\n".join(lines)
+
+
+def _points(x) -> str:
+    return "-" if x is None else f"{x:.2f} points"
+
+
+def _transfer_line(r: dict) -> str:
+    t = r.get("transfer_set")
+    if not t:
+        return "No transfer set: the student learns from the teachers' outputs on the training rows."
+    recipe = t["recipe"]
+    return (f"Transfer set: {t['rows']} synthetic rows ({recipe['method']}, size {recipe['size']}, p {recipe['p']}, s {recipe['s']}), "
+            "labelled by the ensemble; the KD students train on them beside the training rows, the scratch ones on the "
+            "training rows alone.")
 
 
 def main() -> None:

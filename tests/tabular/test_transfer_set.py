@@ -99,7 +99,8 @@ def test_a_transfer_set_needs_a_table():
 
 @pytest.mark.slow
 def test_the_pipeline_labels_the_transfer_set_with_every_teacher(tmp_path):
-    """The teachers stage makes the rows, labels them through each teacher (cached), and the student trains on them."""
+    """The teachers stage makes the rows, labels them through each teacher (cached), and the student trains on them;
+    its int8 network is held to quantize.max_drop by the fallback."""
     from edgekd.core.fileio import read_json
     from edgekd.pipeline.runner import run_from_file
     from edgekd.pipeline.tabular_teachers import TRANSFER_FILE
@@ -108,9 +109,10 @@ def test_the_pipeline_labels_the_transfer_set_with_every_teacher(tmp_path):
     table_rows().to_csv(tmp_path / "table.csv", index=False)
     config = table_config()
     config["distill"]["transfer_set"] = {"method": "munge", "size": 2, "p": 0.5, "s": 1.0}
+    config["quantize"]["max_drop"] = 0.0  # the int8 network goes through the accuracy-aware fallback
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     run = tmp_path / "run"
-    run_from_file(tmp_path / "config.yaml", out=str(run), only=["teachers", "distill"], log=lambda _m: None)
+    run_from_file(tmp_path / "config.yaml", out=str(run), only=["teachers", "distill", "export", "quantize"], log=lambda _m: None)
     stages = read_json(run / "manifest.json")["stages"]
     teachers, distilled = stages["teachers"]["metrics"], stages["distill"]["metrics"]
     train_rows = distilled["rows"]["train"]
@@ -122,3 +124,7 @@ def test_the_pipeline_labels_the_transfer_set_with_every_teacher(tmp_path):
         logits = np.asarray(cache.load(entry["cache_keys"]["transfer"]).logits)
         assert logits.shape == (2 * train_rows, 3) and np.isfinite(logits).all()
     assert distilled["val_top1"] > 0.5
+    # the int8 network met the budget on validation, keeping in float what the fallback had to
+    (recipe,) = stages["quantize"]["metrics"]["recipes"].values()
+    assert recipe["fallback"]["max_drop"] == 0.0 and recipe["fallback"]["int8_val_drop"] <= 0.0
+    assert isinstance(recipe["nodes_in_float"], list)
