@@ -55,6 +55,7 @@ def smoke_config(raw: dict) -> dict:
             if key in params:
                 params[key] = small
     raw["distill"]["train"].pop("amp", None)
+    raw.get("quantize", {}).pop("max_drop", None)  # the smoke budget (smoke.shrink's gate) is for code, not accuracy
     return raw
 
 
