@@ -171,7 +171,7 @@ def _int8_record(ctx) -> dict:
     """The quantize stage's validation drop and what its fallback kept in float."""
     used = (ctx.manifest.metrics("quantize").get("recipes") or {}).get(_recipe(ctx), {})
     fallback = used.get("fallback") or {}
-    return {"val_drop_points": fallback.get("int8_val_drop"), "nodes_in_float": used.get("nodes_in_float"),
+    return {"val_drop_points": fallback.get("val_drop"), "nodes_in_float": used.get("nodes_in_float"),
             "max_drop": fallback.get("max_drop")}
 
 

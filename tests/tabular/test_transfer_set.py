@@ -126,5 +126,5 @@ def test_the_pipeline_labels_the_transfer_set_with_every_teacher(tmp_path):
     assert distilled["val_top1"] > 0.5
     # the int8 network met the budget on validation, keeping in float what the fallback had to
     (recipe,) = stages["quantize"]["metrics"]["recipes"].values()
-    assert recipe["fallback"]["max_drop"] == 0.0 and recipe["fallback"]["int8_val_drop"] <= 0.0
+    assert recipe["fallback"]["max_drop"] == 0.0 and recipe["fallback"]["val_drop"] <= 0.0
     assert isinstance(recipe["nodes_in_float"], list)
