@@ -52,10 +52,14 @@ def test_the_api_returns_the_same_lines():
 def _config_with_one_of_everything() -> PipelineConfig:
     """A validated config with the defaults everywhere, one default item in every list and the optional
     sections switched on with their defaults: what a user gets for each key they leave out."""
-    return PipelineConfig.model_validate({
+    from edgekd.train.config import TransferSetConfig
+
+    config = PipelineConfig.model_validate({
         "student": {"arch": "convnet"}, "teachers": [{"arch": "resnet"}],
         "data": {"source": "imagefolder", "path": "images", "resize": {"height": 48, "max_width": 192}},
         "distill": {"hints": [{"student": "a", "teacher": "b"}], "augment": {}, "dkd": {}, "online": {"peers": [{"arch": "mlp"}]}}})
+    config.distill.transfer_set = TransferSetConfig()  # tables only: switched on here for its defaults alone
+    return config
 
 
 def _lookup(config, dotted: str):
