@@ -223,6 +223,8 @@ def markdown(r: dict) -> str:
               f"{', '.join(pct(x) for x in r['kd']['top1'])}. KD - scratch: {v['kd_minus_scratch_points']:+.2f} points. "
               f"Validation: scratch {', '.join(pct(x) for x in r['scratch']['val_top1'])}; KD "
               f"{', '.join(pct(x) for x in r['kd']['val_top1'])}.", "",
+              f"Both train with the config's distill.train ({_train_line(r)}); its settings and T, alpha were picked on the "
+              "validation split for KD (benchmarks/distill_tabular.yaml says which).",
               _transfer_line(r),
               f"int8: validation drop {_points(r['int8'].get('val_drop_points'))} (budget {_points(r['int8'].get('max_drop'))}, the "
               f"fallback kept {len(r['int8'].get('nodes_in_float') or [])} node(s) in float); test drop "
@@ -250,6 +252,12 @@ def markdown(r: dict) -> str:
 
 def _points(x) -> str:
     return "-" if x is None else f"{x:.2f} points"
+
+
+def _train_line(r: dict) -> str:
+    d = r["config"]["distill"]
+    t = d["train"]
+    return f"{t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']}, {t['optimizer']}; T {d['temperature']}, alpha {d['alpha']}"
 
 
 def _transfer_line(r: dict) -> str:
