@@ -89,9 +89,9 @@ def export_decoder(model: torch.nn.Module, path: str | Path, opset: int = OPSET)
 def check_against_torch(model: torch.nn.Module, onnx_path: str | Path, tolerance: float = CHECK_TOLERANCE) -> float:
     """Run the ONNX file and PyTorch on the same inputs, with an empty and a filled cache; the largest difference
     of any output (logits and cache). Raises ArtifactError beyond `tolerance`."""
-    import onnxruntime as ort
+    from edgekd.runtimes.ort import open_session
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = open_session(onnx_path)
     wrapper = _FlatCacheDecoder(model.eval())
     names = input_names(model.config.n_layer)
     worst = 0.0

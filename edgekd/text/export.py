@@ -93,12 +93,10 @@ def fused_operators(path: str | Path) -> dict[str, int]:
 
 
 def session(path: str | Path, threads: int = 1):
-    import onnxruntime as ort
+    from edgekd.runtimes.ort import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return open_session(path, threads, 1)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types for a bad file
         raise ArtifactError(f"{path}: onnxruntime cannot load it ({str(exc)[:160]}); re-export it") from None
 
