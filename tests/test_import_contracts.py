@@ -311,6 +311,12 @@ def test_runtime_sessions_are_opened_only_under_runtimes():
     assert not broken, "open them through edgekd.runtimes (ort.open_session, openvino.openvino_core):\n" + "\n".join(broken)
 
 
+def test_torch_onnx_export_is_called_only_by_the_one_exporter():
+    broken = calls_outside(TORCH_EXPORTERS, lambda module: module == THE_EXPORTER)
+    assert not broken, f"give {THE_EXPORTER} an ExportSpec instead:\n" + "\n".join(broken)
+    assert [name for _, name in calls_in(MODULES[THE_EXPORTER].read_text(encoding="utf-8"))].count("torch.onnx.export") == 1
+
+
 def test_the_call_checker_resolves_aliases():
     source = ("import onnxruntime as ort\nimport openvino as ov\nimport torch\nfrom torch import onnx\n"
               "from onnxruntime import InferenceSession as Session\n"
