@@ -44,16 +44,13 @@ def load_decoder(path: str | Path, threads: Optional[int] = None) -> Decoder:
 
 class OnnxDecoder:
     def __init__(self, path: str | Path, threads: Optional[int] = None):
-        import onnxruntime as ort
+        from edgekd.runtimes.ort import open_session
 
         self.path = Path(path)
         if not self.path.is_file():
             raise ArtifactError(f"{self.path}: decoder ONNX file not found; export one with edgekd.lm.export.export_decoder")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = open_session(self.path, threads)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types for damaged files
             raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:160]})") from None
         inputs = {item.name: item for item in self.session.get_inputs()}

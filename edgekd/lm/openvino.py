@@ -123,7 +123,7 @@ class OpenVinoDecoder:
     float layers in bf16 (edgekd/runtimes/openvino.py), and the fp32 candidate would not be fp32."""
 
     def __init__(self, path: str | Path, threads: Optional[int] = None):
-        import openvino as ov
+        from edgekd.runtimes.openvino import openvino_core
 
         self.path = Path(path)
         if not self.path.is_file() or not self.path.with_suffix(".bin").is_file():
@@ -132,7 +132,7 @@ class OpenVinoDecoder:
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        core = ov.Core()
+        core = openvino_core()
         try:
             model = core.read_model(str(self.path))
             compiled = core.compile_model(model, "CPU", config)

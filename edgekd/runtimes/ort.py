@@ -28,6 +28,23 @@ def _ort_options(settings: dict):
     return options
 
 
+def open_session(model: str | Path | bytes, threads: int | None = None, inter_threads: int | None = None,
+                 providers: list[str] | None = None):
+    """A plain onnxruntime InferenceSession for a file (or serialized model bytes), on the CPU unless `providers`
+    says otherwise. Only the thread counts given are set, the rest is onnxruntime's default. The one door by which
+    code outside runtimes/ opens a session (tests/test_import_contracts.py): errors are onnxruntime's own, for the
+    caller to put in its words."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    if inter_threads:
+        options.inter_op_num_threads = int(inter_threads)
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                providers=providers or ["CPUExecutionProvider"])
+
+
 def load_failure(model_path: Path, exc: Exception, shown_as: Path | str | None = None) -> str:
     """One line for a file onnxruntime cannot load, naming `shown_as` (the user's own file, when `model_path` is the
     run's copy of it) both in edgekd's words and in onnxruntime's quoted text."""

@@ -16,6 +16,7 @@ from torch import nn
 
 from edgekd.core.errors import ArtifactError, StageError
 from edgekd.core.fileio import atomic_path
+from edgekd.train.exporter import ExportSpec, compare_with_torch, write_onnx
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAME = "logits"
@@ -46,16 +47,13 @@ def export(model: nn.Module, path: str | Path, max_length: int, opset: int = OPS
     example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
     dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES} | {OUTPUT_NAME: {0: "batch"}}
     path = Path(path)
+    # The TorchScript exporter (dynamo=False), not dynamo: onnxruntime's BERT optimizer recognises its attention
+    # subgraph (3 Attention + 1 EmbedLayerNormalization on a 3-layer student) and not the dynamo graph's (no
+    # Attention fused), and fused attention is what int8 needs to pay off at hidden 128.
+    spec = ExportSpec(INPUT_NAMES, [OUTPUT_NAME], example, opset, dynamo=False, dynamic_axes=dynamic, verbose=False)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            # The TorchScript exporter (dynamo=False), not dynamo: onnxruntime's BERT optimizer recognises its
-            # attention subgraph (3 Attention + 1 EmbedLayerNormalization on a 3-layer student) and not the dynamo
-            # graph's (no Attention fused), and fused attention is what int8 needs to pay off at hidden 128.
-            torch.onnx.export(wrapped, example, str(tmp), input_names=INPUT_NAMES, output_names=[OUTPUT_NAME],
-                              dynamic_axes=dynamic, opset_version=opset, dynamo=False, verbose=False)
-        except Exception as exc:  # the exporter raises many internal types; all mean "cannot export"
-            raise StageError(f"export: torch.onnx.export failed ({str(exc).splitlines()[0][:200]})") from None
+        write_onnx(wrapped, spec, tmp, failure="export: torch.onnx.export failed")
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
         if fuse:
             fuse_for_onnxruntime(tmp, tmp, model.config.num_attention_heads, model.config.hidden_size)
@@ -93,12 +91,10 @@ def fused_operators(path: str | Path) -> dict[str, int]:
 
 
 def session(path: str | Path, threads: int = 1):
-    import onnxruntime as ort
+    from edgekd.runtimes.ort import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return open_session(path, threads, 1)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types for a bad file
         raise ArtifactError(f"{path}: onnxruntime cannot load it ({str(exc)[:160]}); re-export it") from None
 
@@ -109,16 +105,15 @@ def run(path_or_session, inputs: dict[str, np.ndarray]) -> np.ndarray:
     return ort_session.run([OUTPUT_NAME], {name: inputs[name].astype(np.int64) for name in INPUT_NAMES})[0]
 
 
-def torch_logits(model: nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    with torch.inference_mode():
-        return LogitsOnly(model).eval()(*(torch.from_numpy(inputs[name].astype(np.int64)) for name in INPUT_NAMES)).numpy()
+def _feed(inputs: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(inputs[name].astype(np.int64)) for name in INPUT_NAMES)
 
 
 def compare(model: nn.Module, path: str | Path, inputs: dict[str, np.ndarray]) -> dict[str, float]:
-    """How far the ONNX file's logits are from PyTorch's, and how often their top-1 agrees."""
-    expected, got = torch_logits(model, inputs), run(path, inputs)
-    return {"max_abs_error": float(np.abs(expected - got).max()),
-            "top1_agreement": float((expected.argmax(-1) == got.argmax(-1)).mean())}
+    """How far the ONNX file's logits are from PyTorch's, and how often their top-1 agrees (the one check,
+    train/exporter.py, on a one-thread session as `run` opens)."""
+    agreement = compare_with_torch(LogitsOnly(model), path, [_feed(inputs)], INPUT_NAMES, threads=1, inter_threads=1)
+    return {"max_abs_error": agreement.max_abs_diff, "top1_agreement": agreement.top1_agreement}
 
 
 def quantize_dynamic_int8(fp32_path: str | Path, int8_path: str | Path, reduce_range: bool) -> Path:
