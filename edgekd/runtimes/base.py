@@ -81,6 +81,9 @@ class Backend:
     float_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     # Files build() makes on the device; `edgekd compile` does not require them to be intact beforehand.
     built_files: ClassVar[tuple[str, ...]] = ()
+    # A language model's decoder (edgekd.lm) on this backend: the weight quantization methods it owns, its default
+    # first (what quantize.method may name for such a target); empty: the backend does not run the decoder.
+    decoder_methods: ClassVar[tuple[str, ...]] = ()
 
     def available(self) -> bool:
         return _import_problem(self.runtime_module) is None

@@ -78,6 +78,8 @@ class OpenVinoSession:
 class OpenVinoBackend(Backend):
     name = "openvino"
     runtime_module = "openvino"
+    # NNCF weight compression of the decoder's IR (edgekd.lm.openvino, openvino_convert.py)
+    decoder_methods = ("ov_int8", "ov_int4")
     extra = "openvino"
     pip_packages = "openvino"
     file_roles = {".xml": "OpenVINO IR graph", ".bin": "OpenVINO IR weights"}

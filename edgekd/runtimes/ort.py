@@ -100,6 +100,8 @@ class OrtSession:
 class OrtBackend(Backend):
     name = "ort"
     runtime_module = "onnxruntime"
+    # dynamic int8 (MatMulInteger) or weight-only MatMulNBits, 8 or 4 bits (edgekd.lm.quantize, ort_quantize.py)
+    decoder_methods = ("dynamic", "nbits8", "nbits4")
     extra = "ort"
     pip_packages = "onnxruntime"
     # The CPU provider has no fast fp16/bf16 kernels: such models only add casts.

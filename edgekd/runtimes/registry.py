@@ -21,6 +21,22 @@ def backend_names() -> list[str]:
     return list(BACKENDS)
 
 
+def runtime_of(name: str) -> str:
+    """The runtime backend `name` runs on, by its import name ('onnxruntime' for ort and ort-arm64, 'openvino',
+    'tensorrt'): what code asks instead of listing backend names ("does this target run onnxruntime?")."""
+    return get_backend(name).runtime_module
+
+
+def backends_on(runtime: str) -> list[str]:
+    """The backends that run on `runtime` (runtime_of), in the table's order."""
+    return [name for name in BACKENDS if runtime_of(name) == runtime]
+
+
+def decoder_backends() -> list[str]:
+    """The backends that run a language model's decoder (Backend.decoder_methods), in the table's order."""
+    return [name for name in BACKENDS if get_backend(name).decoder_methods]
+
+
 def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise TargetError(f"unknown backend '{name}'; known: {', '.join(BACKENDS)}")
