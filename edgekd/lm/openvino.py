@@ -9,8 +9,8 @@ Compression: nncf.compress_weights, weight-only and data-free (ov_int8, ov_int4;
 which converts, compresses and saves: lm/ imports no runtime). The CPU plugin decompresses the weights inside its
 FullyConnected kernels.
 
-The runner (OpenVinoDecoder) has OnnxDecoder's interface (decoder.Decoder), so generate(), bench and
-onnx_perplexity() run it unchanged; like OnnxDecoder it needs numpy and the runtime only, no torch.
+The runner (OpenVinoDecoder, edgekd/runtimes/openvino.py) has OnnxDecoder's interface (Decoder), so generate(), bench
+and onnx_perplexity() run it unchanged; like OnnxDecoder it needs numpy and the runtime only, no torch.
 """
 from __future__ import annotations
 
@@ -18,15 +18,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
-from edgekd.core.errors import ArtifactError, ConfigError, openvino_reason
-from edgekd.lm.decoder import CONTEXT_KEY, empty_kv_cache, step_inputs
-from edgekd.runtimes.openvino import OpenVinoBackend
+from edgekd.core.errors import ArtifactError, ConfigError
+from edgekd.runtimes.decoder import CONTEXT_INFO, CONTEXT_KEY
+from edgekd.runtimes.openvino import OpenVinoBackend, OpenVinoDecoder  # noqa: F401  (edgekd.lm's name for it too)
 from edgekd.runtimes.openvino_convert import Compression, compress_weights, convert_onnx, save_ir
 
 OV_METHODS = OpenVinoBackend.decoder_methods  # ov_int8, ov_int4: the OpenVINO backend's
-CONTEXT_INFO = ["edgekd", "lm_context"]  # rt_info path of the context length in the IR
 GROUP_SIZES = (128, 64, 32, 16)  # NNCF's usual int4 group sizes, largest (fewest scales) first
 
 
@@ -78,49 +75,3 @@ def _onnx_context(source: Path) -> Optional[int]:
 
     props = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
     return int(props[CONTEXT_KEY]) if CONTEXT_KEY in props else None
-
-
-class OpenVinoDecoder:
-    """One step of an IR decoder on OpenVINO's CPU plugin, with OnnxDecoder's interface (decoder.Decoder).
-
-    INFERENCE_PRECISION_HINT f32 is set explicitly: on CPUs with AMX or AVX512-BF16 OpenVINO otherwise runs
-    float layers in bf16 (edgekd/runtimes/openvino.py), and the fp32 candidate would not be fp32."""
-
-    def __init__(self, path: str | Path, threads: Optional[int] = None):
-        from edgekd.runtimes.openvino import openvino_core
-
-        self.path = Path(path)
-        if not self.path.is_file() or not self.path.with_suffix(".bin").is_file():
-            raise ArtifactError(f"{self.path}: OpenVINO IR (.xml with its .bin beside it) not found; make one with "
-                                "edgekd.lm.openvino.convert_decoder")
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        core = openvino_core()
-        try:
-            model = core.read_model(str(self.path))
-            compiled = core.compile_model(model, "CPU", config)
-        except Exception as exc:  # OpenVINO raises RuntimeErrors for damaged IR and for missing kernels alike
-            raise ArtifactError(f"{self.path}: OpenVINO cannot load it ({openvino_reason(exc)})") from None
-        inputs = {port.get_any_name(): port for port in model.inputs}
-        past = sorted(name for name in inputs if name.startswith("past_key_values."))
-        if "input_ids" not in inputs or not past:
-            raise ArtifactError(f"{self.path}: not a decoder with a KV cache (needs input_ids and past_key_values.N.key/value inputs)")
-        self.past_names = [f"past_key_values.{i}.{kv}" for i in range(len(past) // 2) for kv in ("key", "value")]
-        shape = inputs[self.past_names[0]].get_partial_shape()
-        self.heads, self.head_size = shape[1].get_length(), shape[3].get_length()
-        self.context = int(model.get_rt_info(CONTEXT_INFO).astype(int)) if model.has_rt_info(CONTEXT_INFO) else None
-        self.output_names = [port.get_any_name() for port in compiled.outputs]
-        self._request = compiled.create_infer_request()
-
-    def empty_cache(self) -> list[np.ndarray]:
-        return empty_kv_cache(len(self.past_names), self.heads, self.head_size)
-
-    def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Logits for each new token (batch 1) and the cache grown by them."""
-        feed = step_inputs(new_ids, cache, self.past_names)
-        # share_inputs: no copy of the cache going in; outputs are copied (the default), since the request
-        # reuses its output buffers on the next step while the caller still holds this step's cache.
-        result = self._request.infer(feed, share_inputs=True)
-        logits, *present = (result[name] for name in self.output_names)
-        return logits[0], present

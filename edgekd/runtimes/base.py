@@ -103,6 +103,12 @@ class Backend:
     def session(self, artifact: Artifact, threads: int | None = None) -> Session:
         raise NotImplementedError
 
+    def decoder(self, path: Path, threads: int | None = None):
+        """A language model's decoder session on `path` (runtimes/decoder.py), stepped token by token with its KV
+        cache; only backends with decoder_methods run one."""
+        raise TargetError(f"{path}: the {self.name} backend runs no language model decoder; use one of the onnxruntime "
+                          "or OpenVINO targets")
+
     def loaded_files(self, artifact: Artifact) -> list[Path]:
         """The files a session opens on the device: the size compared across targets."""
         return [artifact.root / artifact.main]
