@@ -111,7 +111,7 @@ class LMQuantizeStage(Stage):
 
         ctx, cfg = self.ctx, self.ctx.cfg
         if method == "none":
-            return {"method": "none", "runtime": "onnxruntime"}
+            return {"method": "none", "runtime": _runtime(profile)}
         reduce_range, note = False, None
         if method == "dynamic":
             choice = recipe_for_host(profile.quantization, cfg.quantize.adapt_to_host, name)
@@ -119,7 +119,7 @@ class LMQuantizeStage(Stage):
         path = ctx.stage_dir("quantize") / f"student-{method}{'-7bit' if reduce_range else ''}.onnx"
         if path not in made:
             made[path] = [quantize_decoder(fp32_onnx(ctx), path, method, reduce_range=reduce_range, block_size=cfg.quantize.block_size)]
-        return {"method": method, "runtime": "onnxruntime", "reduce_range": reduce_range, "file": path.name,
+        return {"method": method, "runtime": _runtime(profile), "reduce_range": reduce_range, "file": path.name,
                 "bytes": path.stat().st_size, **({"host_note": note} if note else {})}
 
     def _openvino(self, name: str, method: str, profile, made: dict) -> dict:
@@ -129,7 +129,7 @@ class LMQuantizeStage(Stage):
         fp32 = ctx.stage_dir("quantize") / "student-fp32-ov.xml"
         if fp32 not in made:
             made[fp32] = [convert_decoder(fp32_onnx(ctx), fp32), fp32.with_suffix(".bin")]
-        entry = {"method": method, "runtime": "openvino", "fp32_file": fp32.name}
+        entry = {"method": method, "runtime": _runtime(profile), "fp32_file": fp32.name}
         if method == "none":
             return entry
         path = ctx.stage_dir("quantize") / f"student-{method}.xml"
