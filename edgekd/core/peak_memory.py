@@ -38,24 +38,24 @@ def reset_peak() -> bool:
 
 def peak_rss_mb() -> float:
     """This process's peak RSS in MB: VmHWM (since the last reset_peak), else ru_maxrss (since the process started)."""
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT / 2**20
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT / 2**20
 
 
 def _rss_mb() -> float:
     """This process's resident set now (VmRSS), 0 where /proc has none."""
+    return _status_mb("VmRSS") or 0.0
+
+
+def _status_mb(field: str) -> float | None:
+    """A kB field of /proc/self/status in MB; None where there is none (not Linux)."""
     try:
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
-    return 0.0
+    return None
 
 
 def _children() -> tuple[float, float]:
