@@ -109,6 +109,10 @@ class Backend:
         raise TargetError(f"{path}: the {self.name} backend runs no language model decoder; use one of the onnxruntime "
                           "or OpenVINO targets")
 
+    def decoder_files(self, model_file: Path) -> list[Path]:
+        """The files a decoder session on `model_file` loads (what a bundle copies and a size counts): the file itself."""
+        return [Path(model_file)]
+
     def loaded_files(self, artifact: Artifact) -> list[Path]:
         """The files a session opens on the device: the size compared across targets."""
         return [artifact.root / artifact.main]

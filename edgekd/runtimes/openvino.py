@@ -90,6 +90,10 @@ class OpenVinoBackend(Backend):
     def decoder(self, path: Path, threads: int | None = None):
         return OpenVinoDecoder(path, threads)
 
+    def decoder_files(self, model_file: Path) -> list[Path]:
+        """The IR's graph and its weights beside it under the same name (where OpenVINO looks for them)."""
+        return [Path(model_file), Path(model_file).with_suffix(".bin")]
+
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
         self.require()
         import openvino as ov

@@ -45,3 +45,9 @@ def test_a_runtime_that_runs_no_decoder_is_refused_in_one_line():
         decoder_backend_for(Path("model.plan"), "tensorrt")
     with pytest.raises(TargetError, match="the tensorrt backend runs no language model decoder"):
         get_backend("tensorrt").decoder(Path("model.onnx"))
+
+
+def test_a_decoders_files_are_named_by_its_backend(tmp_path):
+    """What a bundle copies and a size counts: an IR's .bin beside its .xml, an ONNX decoder alone."""
+    assert get_backend("openvino").decoder_files(tmp_path / "m.xml") == [tmp_path / "m.xml", tmp_path / "m.bin"]
+    assert get_backend("ort").decoder_files(tmp_path / "m.onnx") == [tmp_path / "m.onnx"]

@@ -124,18 +124,19 @@ class LMQuantizeStage(Stage):
 
     def _openvino(self, name: str, method: str, profile, made: dict) -> dict:
         from edgekd.lm.openvino import Compression, convert_decoder
+        from edgekd.runtimes import get_backend
 
-        ctx, options = self.ctx, self.ctx.cfg.quantize.openvino
+        ctx, options, backend = self.ctx, self.ctx.cfg.quantize.openvino, get_backend(profile.backend)
         fp32 = ctx.stage_dir("quantize") / "student-fp32-ov.xml"
         if fp32 not in made:
-            made[fp32] = [convert_decoder(fp32_onnx(ctx), fp32), fp32.with_suffix(".bin")]
+            made[fp32] = backend.decoder_files(convert_decoder(fp32_onnx(ctx), fp32))
         entry = {"method": method, "runtime": _runtime(profile), "fp32_file": fp32.name}
         if method == "none":
             return entry
         path = ctx.stage_dir("quantize") / f"student-{method}.xml"
         compression = Compression(options.int4_mode, options.group_size, options.ratio)
         if path not in made:
-            made[path] = [convert_decoder(fp32_onnx(ctx), path, method, compression), path.with_suffix(".bin")]
+            made[path] = backend.decoder_files(convert_decoder(fp32_onnx(ctx), path, method, compression))
         settings = {"mode": "int8_asym"} if method == "ov_int8" else \
             {"mode": f"int4_{options.int4_mode}", "group_size": options.group_size, "ratio": options.ratio}
         return {**entry, **settings, "file": path.name, "bytes": sum(p.stat().st_size for p in made[path])}
