@@ -341,7 +341,7 @@ def remeasure_ship() -> None:
 def ship_markdown(entries: list[dict]) -> list[str]:
     lines = ["", "`edgekd ship` end to end (a fresh process each; peak memory of the whole command with every process it starts: the "
              "largest of their summed PSS, any one process's peak RSS and any stage's own peak RSS):", "",
-             "| model | source | images | targets | exit | seconds | peak RSS MB | <= 2 GB | largest stage peaks (MB) |",
+             "| model | source | images | targets | exit | seconds | peak MB | <= 2 GB | largest stage peaks (RSS MB) |",
              "|---|---|---:|---|---:|---:|---:|---|---|"]
     for e in entries:
         top = sorted(e["stages"].items(), key=lambda kv: -kv[1]["peak_rss_mb"])[:3]
