@@ -194,7 +194,8 @@ def edgekd_ship(args: list[str], label: str) -> dict:
     seconds = time.perf_counter() - started
     tree_sum, one_process = tree.stop()
     return {"exit_code": process.returncode, "seconds": round(seconds, 1), "tree_pss_sum_mb": round(tree_sum, 1),
-            "largest_process_hwm_mb": round(one_process, 1)}
+            "largest_process_hwm_mb": round(one_process, 1),
+            "load_average_1m": round(os.getloadavg()[0], 2)}  # its seconds depend on what else the machine ran
 
 
 def ship_benchmark(work: Path, smoke_run: bool, on_entry=None) -> list[dict]:
