@@ -7,8 +7,9 @@
 and no stage module imports another one (what stages share lives in pipeline/, below stages/; the language model's
 stages, pipeline/lm/stages_*.py, count as stage modules). Over the whole package: no import circle, and no module
 under device/ reaches a module that imports torch, following every import; onnxruntime.InferenceSession and
-openvino.Core are created only under runtimes/, and torch.onnx.export is called only in edgekd/train/exporter.py
-(issue 33's contracts).
+openvino.Core are created only under runtimes/, text/ and lm/ import no runtime (onnxruntime, openvino, nncf: their
+quantizers and converters are the backends', under runtimes/), and torch.onnx.export is called only in
+edgekd/train/exporter.py (issue 33's contracts).
 import-linter is not installed here; these few rules need nothing but the standard library."""
 from __future__ import annotations
 
@@ -309,6 +310,17 @@ def calls_outside(wanted: set[str], allowed) -> list[str]:
 def test_runtime_sessions_are_opened_only_under_runtimes():
     broken = calls_outside(RUNTIME_DOORS, lambda module: module.startswith("edgekd.runtimes"))
     assert not broken, "open them through edgekd.runtimes (ort.open_session, openvino.openvino_core):\n" + "\n".join(broken)
+
+
+# The model families reach a runtime only through runtimes/ (sessions, quantizers, converters): no import of these.
+RUNTIME_PACKAGES = ("onnxruntime", "openvino", "nncf")
+
+
+@pytest.mark.parametrize("layer", ["text", "lm"])
+def test_the_model_families_never_import_a_runtime(layer):
+    broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}" for path in layer_files(layer)
+              for line, name in imports_of(path) if name.split(".")[0] in RUNTIME_PACKAGES]
+    assert broken == [], "call edgekd.runtimes (ort_quantize, openvino_convert, ort.open_session) instead:\n" + "\n".join(broken)
 
 
 def test_torch_onnx_export_is_called_only_by_the_one_exporter():

@@ -20,7 +20,7 @@ import torch
 
 from edgekd.core.errors import ArtifactError
 from edgekd.core.fileio import atomic_path
-from edgekd.lm.decoder import CONTEXT_KEY
+from edgekd.runtimes.decoder import CONTEXT_KEY
 from edgekd.train.exporter import ExportSpec, compare_with_torch, write_onnx
 
 OPSET = 18
