@@ -159,5 +159,13 @@ def _save_ort(ort, onnx_path: Path, ort_path: Path) -> None:
     # on an x86 build machine they are off by default, and the .ort file then replays only QGemm; its
     # convolutions run as DequantizeLinear + float Conv on the device (seen on aarch64, make arm64-check).
     options.add_session_config_entry("session.qdqisint8allowed", "1")
-    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"],
-                         disabled_optimizers=["NchwcTransformer"])
+    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"], disabled_optimizers=ORT_FORMAT_OFF)
+
+
+# Graph transformers left out of the .ort file. NchwcTransformer: x86-specific layout. WeightBiasQuantization: it
+# quantizes the float weight and bias of a Conv/Gemm that sits between Q/DQ pairs, i.e. a node that quantize_static
+# kept in float (nodes_to_exclude: the accuracy-aware fallback's choice). In the "save" mode of minimal-build
+# optimizations it writes a bias DequantizeLinear whose input count onnxruntime's own loader rejects ("The sum of input
+# arg count is not equal to size of input defs in node (Conv@16_bias_dq)", onnxruntime 1.32, PP-OCR's mobile cls), and
+# on the device the node would run in int8 with per-tensor weights anyway, not in the float the fallback chose.
+ORT_FORMAT_OFF = ["NchwcTransformer", "WeightBiasQuantization"]
