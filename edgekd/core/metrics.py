@@ -74,9 +74,24 @@ def predict_outputs(session, x, batch_axes: dict[str, int] | None = None, batch_
     """Every output of a session (runtimes' run_outputs) on x, batch by batch, joined along each output's batch axis:
     `batch_axes`, else the session's own (OrtSession.output_batch_axes: a recurrent state may hold the samples on
     another axis than the first), else 0."""
-    axes = batch_axes if batch_axes is not None else (session.output_batch_axes() if hasattr(session, "output_batch_axes") else {})
+    axes = batch_axes if batch_axes is not None else probe_output_axes(session, x)
     parts = [session.run_outputs(take_rows(x, slice(i, i + batch_size))) for i in range(0, sample_count(x), batch_size)]
     return {name: np.concatenate([part[name] for part in parts], axis=axes.get(name, 0)) for name in parts[0]}
+
+
+def probe_output_axes(session, x) -> dict[str, int]:
+    """Each output's batch axis, as the session declares it (a named batch dimension) or else as it behaves: the one
+    axis whose size follows the batch between a call on one sample and a call on two. Silero VAD declares its next
+    state as [?, ?, ?] and returns [2, batch, 128]; only running it says where the samples are."""
+    declared = session.output_batch_axes() if hasattr(session, "output_batch_axes") else {}
+    if sample_count(x) < 2:
+        return declared
+    one, two = (session.run_outputs(take_rows(x, slice(0, n))) for n in (1, 2))
+    found = {}
+    for name, array in one.items():
+        moved = [axis for axis, (a, b) in enumerate(zip(array.shape, two[name].shape)) if (a, b) == (1, 2)]
+        found[name] = moved[0] if len(moved) == 1 else declared.get(name, 0)
+    return found
 
 
 def batch_axes_of(references: dict[str, np.ndarray], samples: int) -> dict[str, int]:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.batch_layout import batch_axes, to_model
 from edgekd.core.errors import ArtifactError, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.runtimes.base import Artifact, Backend
@@ -51,16 +52,21 @@ class OrtSession:
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
             raise ArtifactError(load_failure(model_path, exc, shown_as)) from None
         self._input = self._session.get_inputs()[0].name
+        # samples first inside edgekd, each input's own batch axis here (a recurrent state's, a 0-d shared input)
+        self._axes = batch_axes({i.name: i.shape for i in self._session.get_inputs()})
         self.options["providers"] = self._session.get_providers()
 
     def run(self, batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         """Logits for one batch: an array for the model's one input, or {input name: array} for several."""
-        return self._session.run(None, batch if isinstance(batch, dict) else {self._input: batch})[0]
+        return self._session.run(None, self._feed(batch))[0]
 
     def run_outputs(self, batch: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every output of one batch, by name: a fidelity task compares each with the fp32 model's."""
         names = [output.name for output in self._session.get_outputs()]
-        return dict(zip(names, self._session.run(None, batch if isinstance(batch, dict) else {self._input: batch})))
+        return dict(zip(names, self._session.run(None, self._feed(batch))))
+
+    def _feed(self, batch) -> dict[str, np.ndarray]:
+        return to_model(batch, self._axes) if isinstance(batch, dict) else {self._input: batch}
 
     def output_batch_axes(self) -> dict[str, int]:
         """Per output, the axis that holds the samples: where the first input's named batch dimension appears in the
