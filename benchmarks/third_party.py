@@ -448,7 +448,7 @@ def _why(run_dir: Path, target: str) -> str | None:
 
 # --- the targets -----------------------------------------------------------------------------------------------
 
-def checks(models: list[dict], total_seconds: float, smoke_run: bool) -> list[dict]:
+def checks(models: list[dict], total_seconds: float, smoke_run: bool, finished: bool = True) -> list[dict]:
     out = []
     for entry in models:
         if "crashed" in entry:  # no target's artifact exists: the model did not ship anywhere
@@ -468,7 +468,7 @@ def checks(models: list[dict], total_seconds: float, smoke_run: bool) -> list[di
                 out.append(_check(f"{where}: int8 at >= {MIN_SPEEDUP}x fp32", fast,
                                   f"{chosen['precision']} at {_fmt(chosen.get('speedup'))}x"))
             out.append(_peer_check(where, entry, t, chosen))
-    complete = not smoke_run and all("crashed" not in m for m in models)  # an unfinished run's minutes say nothing
+    complete = finished and not smoke_run and all("crashed" not in m for m in models)  # an unfinished run's minutes say nothing
     out.append(_check(f"whole benchmark <= {MAX_MINUTES} minutes", total_seconds <= MAX_MINUTES * 60 and complete,
                       f"{total_seconds / 60:.1f} minutes" + (" (smoke run: not a measurement)" if smoke_run else "")))
     return out
@@ -510,6 +510,7 @@ def machine() -> dict:
 def markdown(data: dict) -> str:
     cpu = data["machine"]
     lines = [f"# Third-party models shipped by edgekd{' (SMOKE RUN: numbers mean nothing)' if data['smoke'] else ''}", "",
+             *([f"**{data['incomplete']}** (results so far; the run did not finish)", ""] if data.get("incomplete") else []),
              f"Machine: {cpu['model']}, {cpu['cores']} cores, flags {', '.join(cpu['flags']) or 'none of note'}; "
              f"load average before {data['load_average_before']}. Total {data['total_seconds'] / 60:.1f} minutes. "
              "arm64-cpu is timed on this x86 machine: its accuracy holds, its speed does not transfer.", "",
@@ -543,6 +544,21 @@ def markdown(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(args, models: list[dict], not_reached: list[str], total: float, load_before, spec) -> dict:
+    data = {"smoke": args.smoke, "complete": not not_reached and all("crashed" not in m for m in models),
+            "incomplete": f"INCOMPLETE: stopped before {', '.join(not_reached)}" if not_reached else None, "models": models,
+            "fallback_seconds": sum(t.get("fallback_seconds") or 0 for m in models for t in m["targets"]),
+            "total_seconds": total, "machine": machine(), "library_versions": library_versions(),
+            "load_average_before": load_before, "load_average_after": [round(v, 2) for v in os.getloadavg()],
+            "latency_spec": spec.__dict__, "command": "python benchmarks/third_party.py " + " ".join(sys.argv[1:])}
+    data["checks"] = checks(models, total, args.smoke, not not_reached) + [_check(f"{key}: ships", False, "INCOMPLETE: not reached")
+                                                          for key in not_reached]
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out / "third_party.json", data)
+    write_text_atomic(args.out / "third_party.md", markdown(data))
+    return data
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -570,19 +586,13 @@ def main() -> int:
                 traceback.print_exc()
                 models.append({"model": path.name, "key": key, "task_metric": model.metric, "crashed": traceback.format_exc(limit=3),
                                "targets": [], "source": source_of(model, path, args.smoke)})
-    total = time.perf_counter() - started
-    data = {"smoke": args.smoke, "complete": all("crashed" not in m for m in models), "models": models,
-            "fallback_seconds": sum(t.get("fallback_seconds") or 0 for m in models for t in m["targets"]),
-            "total_seconds": total, "machine": machine(), "library_versions": library_versions(),
-            "load_average_before": load_before, "load_average_after": [round(v, 2) for v in os.getloadavg()],
-            "latency_spec": spec.__dict__, "command": "python benchmarks/third_party.py " + " ".join(sys.argv[1:])}
-    data["checks"] = checks(models, total, args.smoke)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "third_party.json", data)
-    write_text_atomic(args.out / "third_party.md", markdown(data))
+            # written after every model: a run stopped before the end (a deadline, a crash of the process) leaves
+            # what it measured, marked INCOMPLETE with the models it did not reach
+            data = write_results(args, models, [k for k in args.models if k not in {m["key"] for m in models}],
+                                 time.perf_counter() - started, load_before, spec)
     for c in data["checks"]:
         print(f"{'PASS' if c['passed'] else 'FAIL'}: {c['check']} ({c['detail']})")
-    print(f"wrote {args.out / 'third_party.json'} in {total:.0f} s")
+    print(f"wrote {args.out / 'third_party.json'} in {data['total_seconds']:.0f} s")
     return 0 if data["complete"] else 1
 
 
