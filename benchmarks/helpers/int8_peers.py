@@ -48,7 +48,7 @@ def nncf_default_openvino(fp32_onnx: Path, out_dir: Path, calibration: np.ndarra
     import nncf
     import openvino as ov
 
-    quantized = nncf.quantize(ov.convert_model(str(fp32_onnx)), _dataset(calibration, None))
+    quantized = nncf.quantize(ov.convert_model(str(fp32_onnx)), _dataset(calibration, None, model_axes(fp32_onnx, calibration)))
     out_dir.mkdir(parents=True, exist_ok=True)
     ov.save_model(quantized, str(out_dir / "model.xml"), compress_to_fp16=False)
     return Artifact("openvino", "int8", out_dir, "model.xml", ["model.xml", "model.bin"], runtime_options=dict(runtime_options))
