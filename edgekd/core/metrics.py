@@ -70,10 +70,11 @@ def predict(run, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
     return np.concatenate([run(take_rows(x, slice(i, i + size))) for i in range(0, sample_count(x), size)])
 
 
-def predict_outputs(session, x, batch_axes: dict[str, int] | None = None, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Every output of a session (runtimes' run_outputs) on x, batch by batch, joined along each output's batch axis:
-    `batch_axes`, else the session's own (OrtSession.output_batch_axes: a recurrent state may hold the samples on
-    another axis than the first), else 0."""
+def predict_outputs(session, x, batch_axes: dict[str, int] | None = None, batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Every output of a session (runtimes' run_outputs) on x, batch by batch (batch_rows(x) unless given, as predict),
+    joined along each output's batch axis: `batch_axes`, else probe_output_axes (a recurrent state may hold the
+    samples on another axis than the first)."""
+    batch_size = batch_size or batch_rows(x)
     axes = batch_axes if batch_axes is not None else probe_output_axes(session, x)
     parts = [session.run_outputs(take_rows(x, slice(i, i + batch_size))) for i in range(0, sample_count(x), batch_size)]
     return {name: np.concatenate([part[name] for part in parts], axis=axes.get(name, 0)) for name in parts[0]}

@@ -155,6 +155,28 @@ class _TwoOutputs:
         return {"score": 0, "state": 1}
 
 
+class _BatchRecorder:
+    """A session that records how many rows each call received."""
+
+    def __init__(self):
+        self.rows = []
+
+    def run_outputs(self, batch):
+        self.rows.append(len(batch))
+        return {"out": batch.reshape(len(batch), -1)[:, :2]}
+
+
+def test_predict_outputs_bounds_input_bytes_per_call():
+    """A detector's pages at 3x960x960 (11 MB each): 256 of them per call made the fidelity pass hold gigabytes of
+    activations; calls take at most BATCH_BYTES of input, as predict's do."""
+    from edgekd.core.metrics import BATCH_BYTES, predict_outputs, sample_bytes
+
+    x = np.zeros((6, 3, 960, 960), np.float32)
+    session = _BatchRecorder()
+    assert predict_outputs(session, x)["out"].shape == (6, 2)
+    assert sum(session.rows) == 6 and max(session.rows) * sample_bytes(x) <= BATCH_BYTES
+
+
 def test_predict_outputs_joins_each_output_on_its_batch_axis():
     from edgekd.core.metrics import batch_axes_of, outputs_fidelity, predict_outputs
 
