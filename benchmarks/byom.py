@@ -18,7 +18,7 @@
 4. `edgekd ship` end to end, as a user types it, for resnet18 and mobilenet_v3_small, each from its checkpoint and
    from its ONNX export, on a folder of 2,000 PNG files at 3x224x224 (the first 2,000 test images, upscaled
    bilinearly and saved as RGB; normalize: dataset), targets x86-cpu and intel-cpu: the peak RSS of the whole
-   command with every process it starts (its process tree sampled every 50 ms: summed RSS and each process's
+   command with every process it starts (its process tree sampled every 100 ms: summed PSS and each process's
    high-water mark; and each stage's own peak from the run's manifest), its seconds. Target: <= 2 GB each.
    `--ship-only` runs this part alone and keeps the committed parts 1-3.
 
@@ -134,8 +134,12 @@ def model_files(name: str, work: Path) -> tuple[Path, Path]:
 
 
 class TreePeak:
-    """Peak memory of a process and all its descendants, sampled every 50 ms (psutil): the largest sum of their RSS,
-    and the largest high-water mark (VmHWM) any one of them reached, which catches a peak between two samples.
+    """Peak memory of a process and all its descendants, sampled every 100 ms: the largest sum of their proportional
+    set sizes (PSS, /proc/PID/smaps_rollup), and the largest high-water mark (VmHWM) any one of them reached, which
+    catches a peak between two samples.
+    PSS, not RSS, for the sum: a page shared by several processes (the libraries they map, and every page of a
+    parent that a forked child has not yet replaced by exec) is counted once, split between them. Summed RSS counted
+    a 1.8 GB parent twice whenever a sample fell between a child's fork and its exec.
     Not getrusage's ru_maxrss: Linux's execve keeps the parent's high-water mark, so a child started from this
     (torch-importing) script would report this script's peak."""
 
@@ -155,25 +159,25 @@ class TreePeak:
             total = 0
             for process in [root, *root.children(recursive=True)]:
                 try:
-                    total += process.memory_info().rss
-                    self.one_process = max(self.one_process, _high_water(process.pid))
+                    total += _proc_kb(process.pid, "smaps_rollup", "Pss:")
+                    self.one_process = max(self.one_process, _proc_kb(process.pid, "status", "VmHWM:"))
                 except (psutil.Error, OSError):  # ended between the listing and the reading
                     pass
             self.tree_sum = max(self.tree_sum, total)
-            self._stop.wait(0.05)
+            self._stop.wait(0.1)
 
     def stop(self) -> tuple[float, float]:
-        """(largest sum of the tree's RSS, largest one-process high-water mark), in MB."""
+        """(largest sum of the tree's PSS, largest one-process high-water mark), in MB."""
         self._stop.set()
         self._thread.join()
-        return self.tree_sum / 2**20, self.one_process / 2**20
+        return self.tree_sum / 1024, self.one_process / 1024
 
 
-def _high_water(pid: int) -> int:
-    """VmHWM of a process in bytes (0 where /proc has none)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
+def _proc_kb(pid: int, name: str, field: str) -> int:
+    """A kB field of /proc/PID/NAME (0 where it has none)."""
+    for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1])
     return 0
 
 
@@ -189,7 +193,7 @@ def edgekd_ship(args: list[str], label: str) -> dict:
     process.wait()
     seconds = time.perf_counter() - started
     tree_sum, one_process = tree.stop()
-    return {"exit_code": process.returncode, "seconds": round(seconds, 1), "tree_rss_sum_mb": round(tree_sum, 1),
+    return {"exit_code": process.returncode, "seconds": round(seconds, 1), "tree_pss_sum_mb": round(tree_sum, 1),
             "largest_process_hwm_mb": round(one_process, 1)}
 
 
@@ -213,7 +217,7 @@ def ship_benchmark(work: Path, smoke_run: bool, on_entry=None) -> list[dict]:
         stages = {stage: entry["memory"] for stage, entry in manifest["stages"].items() if "memory" in entry}
         # The whole command: the sampled tree, any one process's high-water mark, and each stage's own peak
         # (VmHWM reset per stage, read when it ends: exact where sampling may fall between two spikes).
-        peak = max(result["tree_rss_sum_mb"], result["largest_process_hwm_mb"],
+        peak = max(result["tree_pss_sum_mb"], result["largest_process_hwm_mb"],
                    *(m["peak_rss_mb"] for m in stages.values()))
         entries.append({"model": name, "source": source, "images": count, "image_size": [3, SHIP_SIZE, SHIP_SIZE],
                         "targets": TARGETS[:1] if smoke_run else TARGETS, "peak_rss_mb": peak, **result,
@@ -335,7 +339,8 @@ def remeasure_ship() -> None:
 
 
 def ship_markdown(entries: list[dict]) -> list[str]:
-    lines = ["", "`edgekd ship` end to end (a fresh process each; peak RSS of the whole command, every process it starts):", "",
+    lines = ["", "`edgekd ship` end to end (a fresh process each; peak memory of the whole command with every process it starts: the "
+             "largest of their summed PSS, any one process's peak RSS and any stage's own peak RSS):", "",
              "| model | source | images | targets | exit | seconds | peak RSS MB | <= 2 GB | largest stage peaks (MB) |",
              "|---|---|---:|---|---:|---:|---:|---|---|"]
     for e in entries:

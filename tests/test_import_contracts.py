@@ -2,11 +2,14 @@
 
     core <- runtimes, data <- device        (the device path: no torch, no pipeline)
     core <- data <- train <- quant          (runtimes too, for the ONNX sessions)
-    core, train <- text, lm                 (model families, plugged into the pipeline later, never the reverse)
+    core, runtimes, train <- text, lm       (model families, plugged into the pipeline later, never the reverse)
     all of them <- pipeline <- api, cli      (lm: task language-model, pipeline/lm/)
 and no stage module imports another one (what stages share lives in pipeline/, below stages/; the language model's
 stages, pipeline/lm/stages_*.py, count as stage modules). Over the whole package: no import circle, and no module
-under device/ reaches a module that imports torch, following every import (issue 33's contracts that hold today).
+under device/ reaches a module that imports torch, following every import; onnxruntime.InferenceSession and
+openvino.Core are created only under runtimes/, text/ and lm/ import no runtime (onnxruntime, openvino, nncf: their
+quantizers and converters are the backends', under runtimes/), and torch.onnx.export is called only in
+edgekd/train/exporter.py (issue 33's contracts).
 import-linter is not installed here; these few rules need nothing but the standard library."""
 from __future__ import annotations
 
@@ -33,9 +36,10 @@ ALLOWED = {
     "quant": {"core", "data", "runtimes", "train"},
     "pipeline": {"core", "runtimes", "device", "data", "train", "quant", "text", "lm", "tabular"},
     # text classifiers and language models (issues 15, 16): their corpus, tokenizer, models, losses and export;
-    # they reuse the distillation losses and know nothing of the pipeline, the device layer or each other
-    "text": {"core", "train"},
-    "lm": {"core", "train"},
+    # they reuse the distillation losses and know nothing of the pipeline, the device layer or each other; they open
+    # onnxruntime and OpenVINO through runtimes/ (the only door to a runtime)
+    "text": {"core", "runtimes", "train"},
+    "lm": {"core", "runtimes", "train"},
     # tables (issue 35): the student's preprocessing and network, the ensemble's ONNX baseline, timed with the device
     # layer's interleaved timer; like text and lm, below the pipeline
     "tabular": {"core", "data", "runtimes", "train", "device"},
@@ -253,3 +257,82 @@ def test_the_device_takes_only_the_torch_free_lm_modules():
     broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}" for path in layer_files("device")
               for line, module in imports_of(path) if edgekd_layer(module) == "lm" and edgekd_module(module) not in allowed]
     assert not broken, "\n".join(broken)
+
+
+# Calls that only one part of the package may make (issue 33): a runtime is opened only under runtimes/, and
+# torch.onnx.export is called only by the one exporter, which every model family feeds an ExportSpec.
+RUNTIME_DOORS = {"onnxruntime.InferenceSession", "openvino.Core", "openvino.runtime.Core"}
+TORCH_EXPORTERS = {"torch.onnx.export", "torch.onnx.dynamo_export"}
+THE_EXPORTER = "edgekd.train.exporter"
+
+
+def import_aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name -> the dotted name it stands for, from every import in the file (`import onnxruntime as ort`:
+    ort -> onnxruntime; `from torch import onnx`: onnx -> torch.onnx)."""
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                # `import torch.onnx` binds `torch`; `import openvino.runtime as ov` binds ov to the submodule
+                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            aliases.update({alias.asname or alias.name: f"{node.module}.{alias.name}" for alias in node.names})
+    return aliases
+
+
+def dotted(node: ast.AST) -> str | None:
+    """`a.b.c` for a Name or a chain of Attributes ending in a Name, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and (base := dotted(node.value)) is not None:
+        return f"{base}.{node.attr}"
+    return None
+
+
+def calls_in(source: str) -> list[tuple[int, str]]:
+    """(line, full dotted name) of every call whose target is an imported name, the aliases resolved."""
+    tree = ast.parse(source)
+    aliases = import_aliases(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and (name := dotted(node.func)) is not None:
+            head, _, rest = name.partition(".")
+            if head in aliases:
+                found.append((node.lineno, aliases[head] + (f".{rest}" if rest else "")))
+    return found
+
+
+def calls_outside(wanted: set[str], allowed) -> list[str]:
+    return [f"{path.relative_to(PACKAGE.parent)}:{line} calls {name}" for module, path in sorted(MODULES.items())
+            if not allowed(module) for line, name in calls_in(path.read_text(encoding="utf-8")) if name in wanted]
+
+
+def test_runtime_sessions_are_opened_only_under_runtimes():
+    broken = calls_outside(RUNTIME_DOORS, lambda module: module.startswith("edgekd.runtimes"))
+    assert not broken, "open them through edgekd.runtimes (ort.open_session, openvino.openvino_core):\n" + "\n".join(broken)
+
+
+# The model families reach a runtime only through runtimes/ (sessions, quantizers, converters): no import of these.
+RUNTIME_PACKAGES = ("onnxruntime", "openvino", "nncf")
+
+
+@pytest.mark.parametrize("layer", ["text", "lm"])
+def test_the_model_families_never_import_a_runtime(layer):
+    broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}" for path in layer_files(layer)
+              for line, name in imports_of(path) if name.split(".")[0] in RUNTIME_PACKAGES]
+    assert broken == [], "call edgekd.runtimes (ort_quantize, openvino_convert, ort.open_session) instead:\n" + "\n".join(broken)
+
+
+def test_torch_onnx_export_is_called_only_by_the_one_exporter():
+    broken = calls_outside(TORCH_EXPORTERS, lambda module: module == THE_EXPORTER)
+    assert not broken, f"give {THE_EXPORTER} an ExportSpec instead:\n" + "\n".join(broken)
+    assert [name for _, name in calls_in(MODULES[THE_EXPORTER].read_text(encoding="utf-8"))].count("torch.onnx.export") == 1
+
+
+def test_the_call_checker_resolves_aliases():
+    source = ("import onnxruntime as ort\nimport openvino as ov\nimport torch\nfrom torch import onnx\n"
+              "from onnxruntime import InferenceSession as Session\n"
+              "def f():\n    ort.InferenceSession('m')\n    ov.Core()\n    torch.onnx.export(1)\n    onnx.export(2)\n"
+              "    Session('m')\n    other.InferenceSession('m')\n")
+    assert calls_in(source) == [(7, "onnxruntime.InferenceSession"), (8, "openvino.Core"), (9, "torch.onnx.export"),
+                                (10, "torch.onnx.export"), (11, "onnxruntime.InferenceSession")]

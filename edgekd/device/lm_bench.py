@@ -55,7 +55,8 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     settings = {**FALLBACK_BENCH, **(bundles[0][1].get("bench") or {})}
     new_tokens = decoding.new_tokens or int(settings["new_tokens"])
     prompts, source = _prompts(bundles[0], blocks[names[0]], texts, settings, decoding, new_tokens)
-    decoders = {name: load_decoder(d / model_file(m), threads) for name, (d, m) in zip(names, bundles, strict=True)}
+    # each by the runtime its bundle records (the target's backend's; by the file's suffix in bundles without one)
+    decoders = {name: load_decoder(d / model_file(m), threads, m.get("runtime")) for name, (d, m) in zip(names, bundles, strict=True)}
     speed = generation_speed(decoders, prompts, new_tokens, int(settings["rounds"]), decoding.top_k, decoding.temperature,
                              decoding.seed)
     rows = [_row(name, d, m, decoders[name], blocks[name], speed[name]) for name, (d, m) in zip(names, bundles, strict=True)]

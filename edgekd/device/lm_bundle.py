@@ -44,11 +44,9 @@ def write_lm_bundle(folder: Path, model: Path, tokenizer: Path, info: dict[str, 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     written = []
-    model = Path(model)
-    model_name = f"model{model.suffix}"  # model.onnx, or model.xml for an OpenVINO IR
-    copies = [(model, model_name), (tokenizer, TOKENIZER)]
-    if model.suffix == ".xml":  # the IR's weights: OpenVINO finds them beside the .xml under the same name
-        copies.append((model.with_suffix(".bin"), "model.bin"))
+    model, *beside = decoder_files(Path(model), info.get("runtime"))
+    model_name = f"model{model.suffix}"  # model.onnx, or model.xml for an OpenVINO IR (its model.bin beside it)
+    copies = [(model, model_name), (tokenizer, TOKENIZER), *((path, f"model{path.suffix}") for path in beside)]
     for source, name in copies:
         with atomic_path(folder / name) as tmp:
             shutil.copyfile(source, tmp)
@@ -100,9 +98,17 @@ def vocab_size(manifest: dict[str, Any]) -> int | None:
 
 
 def model_bytes(bundle_dir: Path, manifest: dict[str, Any]) -> int:
-    """The decoder's size on disk: its file, plus the weights file beside an OpenVINO .xml."""
-    path = Path(bundle_dir) / model_file(manifest)
-    return path.stat().st_size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0)
+    """The decoder's size on disk: every file its session loads (an OpenVINO .xml's .bin too)."""
+    return sum(path.stat().st_size for path in decoder_files(Path(bundle_dir) / model_file(manifest), manifest.get("runtime")))
+
+
+def decoder_files(model: Path, runtime: str | None) -> list[Path]:
+    """The files of decoder `model`, as its backend names them: the one the bundle's recorded runtime names, else
+    the one whose files these are (runtimes.registry.decoder_backend_for)."""
+    from edgekd.runtimes import get_backend
+    from edgekd.runtimes.registry import decoder_backend_for
+
+    return get_backend(decoder_backend_for(model, runtime)).decoder_files(model)
 
 
 def read_eval_blocks(bundle_dir: Path, manifest: dict[str, Any]) -> np.ndarray | None:

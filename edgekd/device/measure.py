@@ -86,6 +86,11 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         if metric != "top1" or reference_outputs:  # a fidelity task's metric against fp32 too, beside the labels
             row["fidelity"]["task_metric_agreement"] = metric_agreement(metric, logits, reference_logits)
         if candidate.time_latency:
+            # The accuracy pass ran batches of up to core.metrics.BATCH_BYTES, and a runtime's allocator keeps the
+            # largest batch's activations for the session's life: every candidate held open for interleaved timing
+            # kept hundreds of MB it never needs at the timing batches. A fresh session grows only to those.
+            session = None  # released before its replacement exists
+            session = backend.session(candidate.artifact, candidate.threads)
             runners[candidate.name] = session.run
             if backend.runtime_clock:
                 clocks[candidate.name] = session.runtime_latency_ms

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from edgekd.core.errors import ArtifactError, StageError
+from edgekd.core.errors import ArtifactError
 from edgekd.core.fileio import atomic_path
-from edgekd.lm.decoder import CONTEXT_KEY
+from edgekd.runtimes.decoder import CONTEXT_KEY
+from edgekd.train.exporter import ExportSpec, compare_with_torch, write_onnx
 
 OPSET = 18
 CHECK_TOLERANCE = 1e-3  # max |logit difference|, fp32 ONNX against PyTorch
@@ -74,13 +74,12 @@ def export_decoder(model: torch.nn.Module, path: str | Path, opset: int = OPSET)
     total = torch.export.Dim("total_sequence_length")
     shapes = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: total}, "position_ids": {0: batch, 1: seq},
               "past": tuple({0: batch, 2: past} for _ in range(2 * layers))}
+    spec = ExportSpec(input_names(layers), output_names(layers), example_inputs(config), opset, dynamo=True,
+                      dynamic_shapes=shapes, external_data=False, verbose=False, tolerance=CHECK_TOLERANCE)
     path = Path(path)
     with atomic_path(path) as tmp:
-        try:
-            torch.onnx.export(wrapper, example_inputs(config), str(tmp), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
-                              input_names=input_names(layers), output_names=output_names(layers), external_data=False, verbose=False)
-        except Exception as exc:  # the exporter raises many types; the first line says which operator or shape failed
-            raise StageError(f"{path}: ONNX export of the decoder failed ({str(exc).splitlines()[0][:200]})") from None
+        # the exporter's first line says which operator or shape failed
+        write_onnx(wrapper, spec, tmp, failure=f"{path}: ONNX export of the decoder failed")
         _record_metadata(tmp, {CONTEXT_KEY: config.n_positions, "edgekd.lm.vocab_size": config.vocab_size})
         check_against_torch(model, tmp)
     return path
@@ -89,21 +88,13 @@ def export_decoder(model: torch.nn.Module, path: str | Path, opset: int = OPSET)
 def check_against_torch(model: torch.nn.Module, onnx_path: str | Path, tolerance: float = CHECK_TOLERANCE) -> float:
     """Run the ONNX file and PyTorch on the same inputs, with an empty and a filled cache; the largest difference
     of any output (logits and cache). Raises ArtifactError beyond `tolerance`."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    wrapper = _FlatCacheDecoder(model.eval())
-    names = input_names(model.config.n_layer)
-    worst = 0.0
     context = model.config.n_positions
+    feeds = []
     for batch, seq, past in ((1, 4, 0), (2, 3, 6), (1, 1, 9)):
         seq = min(seq, context)
         past = min(past, context - seq)  # positions beyond the context have no embedding
-        inputs = example_inputs(model.config, batch, seq, past, seed=past)
-        with torch.no_grad():
-            expected = [tensor.numpy() for tensor in wrapper(*inputs)]
-        got = session.run(None, {name: tensor.numpy() for name, tensor in zip(names, inputs)})
-        worst = max(worst, max(float(np.abs(a - b).max()) for a, b in zip(got, expected)))
+        feeds.append(example_inputs(model.config, batch, seq, past, seed=past))
+    worst = compare_with_torch(_FlatCacheDecoder(model), onnx_path, feeds, input_names(model.config.n_layer)).max_abs_diff
     if not worst <= tolerance:
         raise ArtifactError(f"{onnx_path}: ONNX outputs differ from PyTorch's by {worst:.2e} (> {tolerance:.0e}); the export is wrong")
     return worst

@@ -1,5 +1,5 @@
 """Text generation from an exported decoder (export.py) with onnxruntime (or OpenVINO, openvino.py) and numpy
-only: what a device runs.
+only: what a device runs. The decoder sessions are the backends' (Backend.decoder: runtimes/ort.py, openvino.py).
 
 One step feeds the new tokens and the cache of everything before them, and gets the next-token logits and
 the grown cache back: the prompt in one step, then one token per step. Timing per call: the time to the first
@@ -15,8 +15,9 @@ from typing import Optional
 
 import numpy as np
 
-from edgekd.core.errors import ArtifactError, ConfigError
-from edgekd.lm.decoder import CONTEXT_KEY, Decoder, empty_kv_cache, step_inputs
+from edgekd.core.errors import ConfigError
+from edgekd.runtimes.decoder import Decoder
+from edgekd.runtimes.ort import OnnxDecoder  # noqa: F401  (edgekd.lm's name for it too)
 
 
 @dataclass
@@ -33,46 +34,14 @@ class Generation:
                 "tokens_per_second": float(later.size / later.sum()) if later.size and later.sum() > 0 else None}
 
 
-def load_decoder(path: str | Path, threads: Optional[int] = None) -> Decoder:
-    """The decoder for a model file: an OpenVINO IR (.xml) or an ONNX file (anything else)."""
-    if Path(path).suffix == ".xml":
-        from edgekd.lm.openvino import OpenVinoDecoder
+def load_decoder(path: str | Path, threads: Optional[int] = None, runtime: Optional[str] = None) -> Decoder:
+    """The decoder for a model file, opened by its backend (Backend.decoder): the one that runs on `runtime` (e.g. the
+    'runtime' a bundle records), else the one whose files these are (Backend.file_roles: an OpenVINO IR .xml,
+    an ONNX file otherwise)."""
+    from edgekd.runtimes import get_backend
+    from edgekd.runtimes.registry import decoder_backend_for
 
-        return OpenVinoDecoder(path, threads)
-    return OnnxDecoder(path, threads)
-
-
-class OnnxDecoder:
-    def __init__(self, path: str | Path, threads: Optional[int] = None):
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ArtifactError(f"{self.path}: decoder ONNX file not found; export one with edgekd.lm.export.export_decoder")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types for damaged files
-            raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:160]})") from None
-        inputs = {item.name: item for item in self.session.get_inputs()}
-        past = sorted(name for name in inputs if name.startswith("past_key_values."))
-        if "input_ids" not in inputs or not past:
-            raise ArtifactError(f"{self.path}: not a decoder with a KV cache (needs input_ids and past_key_values.N.key/value inputs)")
-        self.past_names = [f"past_key_values.{i}.{kv}" for i in range(len(past) // 2) for kv in ("key", "value")]
-        _, self.heads, _, self.head_size = inputs[self.past_names[0]].shape
-        self.output_names = [item.name for item in self.session.get_outputs()]
-        context = self.session.get_modelmeta().custom_metadata_map.get(CONTEXT_KEY)
-        self.context = int(context) if context else None
-
-    def empty_cache(self) -> list[np.ndarray]:
-        return empty_kv_cache(len(self.past_names), self.heads, self.head_size)
-
-    def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Logits for each new token (batch 1) and the cache grown by them."""
-        logits, *present = self.session.run(self.output_names, step_inputs(new_ids, cache, self.past_names))
-        return logits[0], present
+    return get_backend(decoder_backend_for(Path(path), runtime)).decoder(Path(path), threads)
 
 
 def generate(decoder: Decoder, prompt_ids, new_tokens: int, top_k: Optional[int] = None, temperature: float = 1.0,

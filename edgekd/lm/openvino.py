@@ -5,40 +5,25 @@ past_key_values.{i}.key/value in; logits and present.{i}.key/value out, names ke
 one-graph loop as onnxruntime: the cache stays explicit inputs and outputs (not OpenVINO's stateful form).
 The context length, ONNX metadata in the export, goes into the IR's rt_info.
 
-Compression: nncf.compress_weights, weight-only and data-free (activations and the KV cache stay float):
-* `ov_int8`: INT8_ASYM, per output channel, every linear layer and the embeddings (NNCF's default).
-* `ov_int4`: INT4_SYM (or INT4_ASYM) in groups of `group_size` input channels for `ratio` of the linear
-  layers; NNCF keeps the embeddings and the last linear layer (here the tied output layer) at 8 bits.
-The CPU plugin decompresses the weights inside its FullyConnected kernels.
+Compression: nncf.compress_weights, weight-only and data-free (ov_int8, ov_int4; edgekd/runtimes/openvino_convert.py,
+which converts, compresses and saves: lm/ imports no runtime). The CPU plugin decompresses the weights inside its
+FullyConnected kernels.
 
-The runner (OpenVinoDecoder) has OnnxDecoder's interface (decoder.Decoder), so generate(), bench and
-onnx_perplexity() run it unchanged; like OnnxDecoder it needs numpy and the runtime only, no torch.
+The runner (OpenVinoDecoder, edgekd/runtimes/openvino.py) has OnnxDecoder's interface (Decoder), so generate(), bench
+and onnx_perplexity() run it unchanged; like OnnxDecoder it needs numpy and the runtime only, no torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
-import numpy as np
+from edgekd.core.errors import ArtifactError, ConfigError
+from edgekd.runtimes.decoder import CONTEXT_INFO, CONTEXT_KEY
+from edgekd.runtimes.openvino import OpenVinoBackend, OpenVinoDecoder  # noqa: F401  (edgekd.lm's name for it too)
+from edgekd.runtimes.openvino_convert import Compression, compress_weights, convert_onnx, save_ir
 
-from edgekd.core.errors import ArtifactError, ConfigError, openvino_reason
-from edgekd.core.fileio import atomic_files
-from edgekd.lm.decoder import CONTEXT_KEY, empty_kv_cache, step_inputs
-
-OV_METHODS = ("ov_int8", "ov_int4")
-CONTEXT_INFO = ["edgekd", "lm_context"]  # rt_info path of the context length in the IR
-
-
-@dataclass(frozen=True)
-class Compression:
-    """How ov_int4 compresses (ov_int8 has no options: INT8_ASYM per channel)."""
-
-    int4_mode: Literal["sym", "asym"] = "sym"
-    group_size: Optional[int] = None  # None: the largest of GROUP_SIZES that divides the model's width
-    ratio: float = 1.0  # the share of linear layers at 4 bits; the rest at 8
-
-
+OV_METHODS = OpenVinoBackend.decoder_methods  # ov_int8, ov_int4: the OpenVINO backend's
 GROUP_SIZES = (128, 64, 32, 16)  # NNCF's usual int4 group sizes, largest (fewest scales) first
 
 
@@ -46,8 +31,6 @@ def convert_decoder(source: str | Path, target: str | Path, method: Optional[str
                     compression: Compression = Compression()) -> Path:
     """Write `source` (an exported decoder .onnx) as IR `target` (.xml, with the .bin beside it), fp32 when
     `method` is None, else compressed with `method` (OV_METHODS). Both files appear only when both are written."""
-    import openvino as ov
-
     source, target = Path(source), Path(target)
     if method is not None and method not in OV_METHODS:
         raise ConfigError(f"lm openvino: unknown method {method!r}; use one of {', '.join(OV_METHODS)}")
@@ -55,10 +38,7 @@ def convert_decoder(source: str | Path, target: str | Path, method: Optional[str
         raise ConfigError(f"{target}: an OpenVINO IR is named .xml (its weights go beside it as .bin); give a .xml path")
     if not source.is_file():
         raise ArtifactError(f"{source}: decoder ONNX file not found; export one with edgekd.lm.export.export_decoder")
-    try:
-        model = ov.convert_model(str(source))
-    except Exception as exc:  # OpenVINO's frontend raises plain RuntimeErrors (GeneralFailure, OpConversionFailure)
-        raise ArtifactError(f"{source}: OpenVINO cannot convert it ({openvino_reason(exc)})") from None
+    model = convert_onnx(source)
     _check_decoder_inputs(model, source)
     context = _onnx_context(source)
     if context is not None:
@@ -66,10 +46,8 @@ def convert_decoder(source: str | Path, target: str | Path, method: Optional[str
     if method is not None:
         if compression.group_size is None:
             compression = replace(compression, group_size=default_group_size(source))
-        model = _compressed(model, method, compression)
-    with atomic_files(target.parent) as scratch:
-        ov.save_model(model, str(scratch / target.name), compress_to_fp16=False)  # fp32 stays fp32
-    return target
+        model = compress_weights(model, method, compression)
+    return save_ir(model, target)
 
 
 def default_group_size(source: Path) -> int:
@@ -82,23 +60,6 @@ def default_group_size(source: Path) -> int:
     if not widths:
         raise ArtifactError(f"{source}: no position embedding (wpe.weight) to read the width from; set quantize.openvino.group_size")
     return next((size for size in GROUP_SIZES if widths[0] % size == 0), 8)
-
-
-def _compressed(model, method: str, compression: Compression):
-    import nncf
-
-    from edgekd.core.quiet import quiet_nncf
-
-    if method == "ov_int8":
-        with quiet_nncf():  # NNCF's progress bars and INFO lines stay out of edgekd's log
-            return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
-    mode = nncf.CompressWeightsMode.INT4_SYM if compression.int4_mode == "sym" else nncf.CompressWeightsMode.INT4_ASYM
-    try:
-        with quiet_nncf():
-            return nncf.compress_weights(model, mode=mode, group_size=compression.group_size, ratio=compression.ratio)
-    except nncf.errors.InvalidGroupSizeError as exc:  # a width the group size does not divide
-        raise ConfigError(f"quantize.openvino.group_size {compression.group_size}: NNCF cannot group this model's "
-                          f"weights by it ({str(exc).splitlines()[0][:160]}); use a divisor of the model's width") from None
 
 
 def _check_decoder_inputs(model, source: Path) -> None:
@@ -114,49 +75,3 @@ def _onnx_context(source: Path) -> Optional[int]:
 
     props = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
     return int(props[CONTEXT_KEY]) if CONTEXT_KEY in props else None
-
-
-class OpenVinoDecoder:
-    """One step of an IR decoder on OpenVINO's CPU plugin, with OnnxDecoder's interface (decoder.Decoder).
-
-    INFERENCE_PRECISION_HINT f32 is set explicitly: on CPUs with AMX or AVX512-BF16 OpenVINO otherwise runs
-    float layers in bf16 (edgekd/runtimes/openvino.py), and the fp32 candidate would not be fp32."""
-
-    def __init__(self, path: str | Path, threads: Optional[int] = None):
-        import openvino as ov
-
-        self.path = Path(path)
-        if not self.path.is_file() or not self.path.with_suffix(".bin").is_file():
-            raise ArtifactError(f"{self.path}: OpenVINO IR (.xml with its .bin beside it) not found; make one with "
-                                "edgekd.lm.openvino.convert_decoder")
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        core = ov.Core()
-        try:
-            model = core.read_model(str(self.path))
-            compiled = core.compile_model(model, "CPU", config)
-        except Exception as exc:  # OpenVINO raises RuntimeErrors for damaged IR and for missing kernels alike
-            raise ArtifactError(f"{self.path}: OpenVINO cannot load it ({openvino_reason(exc)})") from None
-        inputs = {port.get_any_name(): port for port in model.inputs}
-        past = sorted(name for name in inputs if name.startswith("past_key_values."))
-        if "input_ids" not in inputs or not past:
-            raise ArtifactError(f"{self.path}: not a decoder with a KV cache (needs input_ids and past_key_values.N.key/value inputs)")
-        self.past_names = [f"past_key_values.{i}.{kv}" for i in range(len(past) // 2) for kv in ("key", "value")]
-        shape = inputs[self.past_names[0]].get_partial_shape()
-        self.heads, self.head_size = shape[1].get_length(), shape[3].get_length()
-        self.context = int(model.get_rt_info(CONTEXT_INFO).astype(int)) if model.has_rt_info(CONTEXT_INFO) else None
-        self.output_names = [port.get_any_name() for port in compiled.outputs]
-        self._request = compiled.create_infer_request()
-
-    def empty_cache(self) -> list[np.ndarray]:
-        return empty_kv_cache(len(self.past_names), self.heads, self.head_size)
-
-    def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Logits for each new token (batch 1) and the cache grown by them."""
-        feed = step_inputs(new_ids, cache, self.past_names)
-        # share_inputs: no copy of the cache going in; outputs are copied (the default), since the request
-        # reuses its output buffers on the next step while the caller still holds this step's cache.
-        result = self._request.infer(feed, share_inputs=True)
-        logits, *present = (result[name] for name in self.output_names)
-        return logits[0], present

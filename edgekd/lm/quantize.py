@@ -1,4 +1,5 @@
-"""int8 (or 4-bit) weights for an exported decoder with onnxruntime's quantization tools; no torch.
+"""int8 (or 4-bit) weights for an exported decoder with onnxruntime's quantization tools (called in
+edgekd/runtimes/ort_quantize.py: lm/ imports no runtime); no torch.
 
 Two kinds; in both, only products with a stored weight change (attention and the KV cache stay float):
 * `dynamic`: quantize_dynamic, MatMulInteger with int8 weights and activations quantized per call.
@@ -21,8 +22,10 @@ from pathlib import Path
 
 from edgekd.core.errors import ArtifactError, ConfigError
 from edgekd.core.fileio import atomic_path
+from edgekd.runtimes.ort import OrtBackend
+from edgekd.runtimes.ort_quantize import dynamic_int8_constant_matmuls, matmul_nbits
 
-METHODS = ("dynamic", "nbits8", "nbits4")
+METHODS = OrtBackend.decoder_methods  # dynamic, nbits8, nbits4: the onnxruntime backend's
 
 
 def quantize_decoder(source: str | Path, target: str | Path, method: str = "dynamic", reduce_range: bool = True,
@@ -42,25 +45,10 @@ def quantize_decoder(source: str | Path, target: str | Path, method: str = "dyna
     target = Path(target)
     with atomic_path(target) as tmp:
         if method == "dynamic":
-            _dynamic(model, tmp, reduce_range)
+            dynamic_int8_constant_matmuls(model, tmp, reduce_range)
         else:
-            _nbits(model, tmp, int(method[len("nbits"):]), block_size, accuracy_level)
+            matmul_nbits(model, tmp, int(method[len("nbits"):]), block_size, accuracy_level)
     return target
-
-
-def _dynamic(model, out: Path, reduce_range: bool) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(model, str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], reduce_range=reduce_range,
-                     per_channel=True, extra_options={"MatMulConstBOnly": True})
-
-
-def _nbits(model, out: Path, bits: int, block_size: int, accuracy_level: int | None) -> None:
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level)
-    quantizer.process()
-    quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
 
 
 def gemm_as_matmul(model):

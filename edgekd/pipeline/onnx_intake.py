@@ -87,13 +87,11 @@ def compare_outputs(original: Path, upgraded: Path, x) -> dict:
 
 
 def _outputs(path: Path, x, shown_as=None) -> list[np.ndarray]:
-    import onnxruntime as ort
-
     from edgekd.core.errors import ArtifactError
-    from edgekd.runtimes.ort import load_failure
+    from edgekd.runtimes.ort import load_failure, open_session
 
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = open_session(path)
     except Exception as exc:  # onnxruntime's own exception types
         raise ArtifactError(load_failure(path, exc, shown_as)) from None
     from edgekd.core.batch_layout import batch_axes, to_model

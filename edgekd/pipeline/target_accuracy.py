@@ -21,7 +21,7 @@ from edgekd.core.metrics import accuracy_drop, predict, within_limit
 from edgekd.runtimes import get_backend, load_profile
 
 # The runtime the fallback search measures with: targets on it need no second measurement.
-SEARCH_BACKENDS = ("ort", "ort-arm64")
+SEARCH_RUNTIME = "onnxruntime"
 
 
 def own_runtime_targets(ctx, recipe_name: str) -> list:
@@ -31,7 +31,7 @@ def own_runtime_targets(ctx, recipe_name: str) -> list:
         profile = load_profile(name, ctx.base_dir)
         backend = get_backend(profile.backend)
         if (profile.quantization and profile.quantization.name == recipe_name and "int8" in profile.precisions
-                and profile.backend not in SEARCH_BACKENDS and backend.available()):
+                and backend.runtime_module != SEARCH_RUNTIME and backend.available()):
             out.append(profile)
     return out
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgekd.core.errors import StageError
 from edgekd.core.fileio import atomic_path
+from edgekd.train.exporter import ExportSpec, write_onnx
 from edgekd.train.onnx_export import INPUT_NAME, OUTPUT_NAME
 
 
@@ -26,17 +26,18 @@ def export_qdq(qat_model: torch.nn.Module, example: np.ndarray, out_path: Path, 
     sample = torch.as_tensor(example[:2]).float()
     with atomic_path(out_path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(qat_model, (sample,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
-        except Exception as exc:  # the exporter raises many internal types; all mean "cannot export"
-            raise StageError(f"quantize: QAT export to QDQ ONNX failed ({str(exc).splitlines()[0][:200]})") from None
+        write_onnx(qat_model, qdq_spec(sample, opset), tmp, failure="quantize: QAT export to QDQ ONNX failed")
         model = onnx.load(str(tmp))
         fold_weight_quantization(model)
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, str(tmp))
     return out_path
+
+
+def qdq_spec(sample: torch.Tensor, opset: int) -> ExportSpec:
+    """The image classifier's names and dynamic batch, through the TorchScript exporter (module doc)."""
+    return ExportSpec([INPUT_NAME], [OUTPUT_NAME], (sample,), opset, dynamo=False,
+                      dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
 
 
 def _constants(graph) -> dict[str, np.ndarray]:

@@ -212,14 +212,13 @@ def _attach_float_nodes(prepared_fp32: Path, graph_nodes: dict[str, _Node], samp
     """Each node's float version alone: the float graph between its inputs and outputs (onnx.utils.Extractor, which
     keeps the float weights), as an onnxruntime session."""
     import onnx
-    import onnxruntime as ort
     from onnx.utils import Extractor
+
+    from edgekd.runtimes.ort import open_session
 
     model = _with_sample_shape(onnx.load(str(prepared_fp32)), sample_shape)
     float_producer = {out: n.op_type for n in model.graph.node for out in n.output}
     extractor = Extractor(model)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
     for node in (n for n in graph_nodes.values() if n.quantized):
         # An input whose int8 producer is not the float one (a Conv whose Relu onnxruntime dropped, letting the Q/DQ
         # clamp) is fed as the node reads it, after its Q/DQ: its raw value is the pre-activation one.
@@ -232,7 +231,7 @@ def _attach_float_nodes(prepared_fp32: Path, graph_nodes: dict[str, _Node], samp
             node.shapes = [_shape_after_batch(alone, name) for _, name in node.inputs]
             if any(shape is None for shape in node.shapes):
                 continue
-            node.alone = ort.InferenceSession(alone.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            node.alone = open_session(alone.SerializeToString(), threads=1)
         except Exception:  # noqa: BLE001 - onnx and onnxruntime raise many types; such a node falls back (module doc)
             node.alone = None
 

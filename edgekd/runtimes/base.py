@@ -81,6 +81,9 @@ class Backend:
     float_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     # Files build() makes on the device; `edgekd compile` does not require them to be intact beforehand.
     built_files: ClassVar[tuple[str, ...]] = ()
+    # A language model's decoder (edgekd.lm) on this backend: the weight quantization methods it owns, its default
+    # first (what quantize.method may name for such a target); empty: the backend does not run the decoder.
+    decoder_methods: ClassVar[tuple[str, ...]] = ()
 
     def available(self) -> bool:
         return _import_problem(self.runtime_module) is None
@@ -99,6 +102,16 @@ class Backend:
 
     def session(self, artifact: Artifact, threads: int | None = None) -> Session:
         raise NotImplementedError
+
+    def decoder(self, path: Path, threads: int | None = None):
+        """A language model's decoder session on `path` (runtimes/decoder.py), stepped token by token with its KV
+        cache; only backends with decoder_methods run one."""
+        raise TargetError(f"{path}: the {self.name} backend runs no language model decoder; use one of the onnxruntime "
+                          "or OpenVINO targets")
+
+    def decoder_files(self, model_file: Path) -> list[Path]:
+        """The files a decoder session on `model_file` loads (what a bundle copies and a size counts): the file itself."""
+        return [Path(model_file)]
 
     def loaded_files(self, artifact: Artifact) -> list[Path]:
         """The files a session opens on the device: the size compared across targets."""

@@ -13,6 +13,7 @@ from edgekd.core.batch_layout import batch_axes, to_model
 from edgekd.core.errors import ArtifactError, openvino_reason
 from edgekd.core.fileio import atomic_files
 from edgekd.runtimes.base import Artifact, Backend
+from edgekd.runtimes.decoder import CONTEXT_INFO, empty_kv_cache, step_inputs
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -24,12 +25,20 @@ def precision_hint(precision: str, profile) -> str:
     return _HINTS[precision]
 
 
+def openvino_core():
+    """A new openvino.Core: the one door by which code outside runtimes/ reaches OpenVINO's runtime
+    (tests/test_import_contracts.py)."""
+    import openvino as ov
+
+    return ov.Core()
+
+
 class OpenVinoSession:
     def __init__(self, xml_path: Path, config: dict, device: str = "CPU"):
         import openvino as ov
 
         try:
-            compiled = ov.Core().compile_model(str(xml_path), device, config)
+            compiled = openvino_core().compile_model(str(xml_path), device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses, for bad IR and for missing kernels alike
             hint = config.get("INFERENCE_PRECISION_HINT", "default")
             raise ArtifactError(f"{xml_path}: OpenVINO cannot compile it for {device} at precision hint {hint} "
@@ -75,11 +84,20 @@ class OpenVinoSession:
 class OpenVinoBackend(Backend):
     name = "openvino"
     runtime_module = "openvino"
+    # NNCF weight compression of the decoder's IR (edgekd.lm.openvino, openvino_convert.py)
+    decoder_methods = ("ov_int8", "ov_int4")
     extra = "openvino"
     pip_packages = "openvino"
     file_roles = {".xml": "OpenVINO IR graph", ".bin": "OpenVINO IR weights"}
     runtime_clock = True
     float_precisions = ("fp32", "fp16", "bf16")  # via INFERENCE_PRECISION_HINT
+
+    def decoder(self, path: Path, threads: int | None = None):
+        return OpenVinoDecoder(path, threads)
+
+    def decoder_files(self, model_file: Path) -> list[Path]:
+        """The IR's graph and its weights beside it under the same name (where OpenVINO looks for them)."""
+        return [Path(model_file), Path(model_file).with_suffix(".bin")]
 
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
         self.require()
@@ -117,9 +135,7 @@ class OpenVinoBackend(Backend):
 
 
 def _openvino_parameters(path: Path) -> int:
-    import openvino as ov
-
-    model = ov.Core().read_model(str(path))
+    model = openvino_core().read_model(str(path))
     total = 0
     for op in model.get_ordered_ops():
         if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() != "i64" \
@@ -138,3 +154,47 @@ def _is_quant_param(target) -> bool:
         source = node.input_value(0).get_node()
         return source.get_type_name() in ("Convert", "Subtract")
     return False
+
+
+class OpenVinoDecoder:
+    """One step of an IR decoder on OpenVINO's CPU plugin, with OnnxDecoder's interface (decoder.Decoder).
+
+    INFERENCE_PRECISION_HINT f32 is set explicitly: on CPUs with AMX or AVX512-BF16 OpenVINO otherwise runs
+    float layers in bf16 (see this module's docstring), and the fp32 candidate would not be fp32."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        self.path = Path(path)
+        if not self.path.is_file() or not self.path.with_suffix(".bin").is_file():
+            raise ArtifactError(f"{self.path}: OpenVINO IR (.xml with its .bin beside it) not found; make one with "
+                                "edgekd.lm.openvino.convert_decoder")
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        core = openvino_core()
+        try:
+            model = core.read_model(str(self.path))
+            compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeErrors for damaged IR and for missing kernels alike
+            raise ArtifactError(f"{self.path}: OpenVINO cannot load it ({openvino_reason(exc)})") from None
+        inputs = {port.get_any_name(): port for port in model.inputs}
+        past = sorted(name for name in inputs if name.startswith("past_key_values."))
+        if "input_ids" not in inputs or not past:
+            raise ArtifactError(f"{self.path}: not a decoder with a KV cache (needs input_ids and past_key_values.N.key/value inputs)")
+        self.past_names = [f"past_key_values.{i}.{kv}" for i in range(len(past) // 2) for kv in ("key", "value")]
+        shape = inputs[self.past_names[0]].get_partial_shape()
+        self.heads, self.head_size = shape[1].get_length(), shape[3].get_length()
+        self.context = int(model.get_rt_info(CONTEXT_INFO).astype(int)) if model.has_rt_info(CONTEXT_INFO) else None
+        self.output_names = [port.get_any_name() for port in compiled.outputs]
+        self._request = compiled.create_infer_request()
+
+    def empty_cache(self) -> list[np.ndarray]:
+        return empty_kv_cache(len(self.past_names), self.heads, self.head_size)
+
+    def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Logits for each new token (batch 1) and the cache grown by them."""
+        feed = step_inputs(new_ids, cache, self.past_names)
+        # share_inputs: no copy of the cache going in; outputs are copied (the default), since the request
+        # reuses its output buffers on the next step while the caller still holds this step's cache.
+        result = self._request.infer(feed, share_inputs=True)
+        logits, *present = (result[name] for name in self.output_names)
+        return logits[0], present

@@ -9,6 +9,7 @@ from edgekd.core.batch_layout import batch_axes, to_model
 from edgekd.core.errors import ArtifactError, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.runtimes.base import Artifact, Backend
+from edgekd.runtimes.decoder import CONTEXT_KEY, empty_kv_cache, step_inputs
 from edgekd.runtimes.onnx_graph import copy_onnx
 
 
@@ -27,6 +28,23 @@ def _ort_options(settings: dict):
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, settings["graph_optimization_level"])
     options.execution_mode = getattr(ort.ExecutionMode, settings["execution_mode"])
     return options
+
+
+def open_session(model: str | Path | bytes, threads: int | None = None, inter_threads: int | None = None,
+                 providers: list[str] | None = None):
+    """A plain onnxruntime InferenceSession for a file (or serialized model bytes), on the CPU unless `providers`
+    says otherwise. Only the thread counts given are set, the rest is onnxruntime's default. The one door by which
+    code outside runtimes/ opens a session (tests/test_import_contracts.py): errors are onnxruntime's own, for the
+    caller to put in its words."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    if inter_threads:
+        options.inter_op_num_threads = int(inter_threads)
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                providers=providers or ["CPUExecutionProvider"])
 
 
 def load_failure(model_path: Path, exc: Exception, shown_as: Path | str | None = None) -> str:
@@ -89,6 +107,8 @@ class OrtSession:
 class OrtBackend(Backend):
     name = "ort"
     runtime_module = "onnxruntime"
+    # dynamic int8 (MatMulInteger) or weight-only MatMulNBits, 8 or 4 bits (edgekd.lm.quantize, ort_quantize.py)
+    decoder_methods = ("dynamic", "nbits8", "nbits4")
     extra = "ort"
     pip_packages = "onnxruntime"
     # The CPU provider has no fast fp16/bf16 kernels: such models only add casts.
@@ -102,6 +122,9 @@ class OrtBackend(Backend):
         return Artifact(self.name, precision, out_dir, "model.onnx", [p.relative_to(out_dir).as_posix() for p in written],
                         runtime_options={"threads": profile.threads, "providers": ["CPUExecutionProvider"],
                                          "session_options": session_options(profile.threads)})
+
+    def decoder(self, path: Path, threads: int | None = None):
+        return OnnxDecoder(path, threads)
 
     def loaded_files(self, artifact: Artifact) -> list[Path]:
         """The model and its external-data file(s), if any (an .ort file is another way to load the same model)."""
@@ -175,3 +198,33 @@ def _save_ort(ort, onnx_path: Path, ort_path: Path) -> None:
 # arg count is not equal to size of input defs in node (Conv@16_bias_dq)", onnxruntime 1.32, PP-OCR's mobile cls), and
 # on the device the node would run in int8 with per-tensor weights anyway, not in the float the fallback chose.
 ORT_FORMAT_OFF = ["NchwcTransformer", "WeightBiasQuantization"]
+
+
+class OnnxDecoder:
+    """One step of an exported decoder (edgekd.lm.export) on onnxruntime."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ArtifactError(f"{self.path}: decoder ONNX file not found; export one with edgekd.lm.export.export_decoder")
+        try:
+            self.session = open_session(self.path, threads)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types for damaged files
+            raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:160]})") from None
+        inputs = {item.name: item for item in self.session.get_inputs()}
+        past = sorted(name for name in inputs if name.startswith("past_key_values."))
+        if "input_ids" not in inputs or not past:
+            raise ArtifactError(f"{self.path}: not a decoder with a KV cache (needs input_ids and past_key_values.N.key/value inputs)")
+        self.past_names = [f"past_key_values.{i}.{kv}" for i in range(len(past) // 2) for kv in ("key", "value")]
+        _, self.heads, _, self.head_size = inputs[self.past_names[0]].shape
+        self.output_names = [item.name for item in self.session.get_outputs()]
+        context = self.session.get_modelmeta().custom_metadata_map.get(CONTEXT_KEY)
+        self.context = int(context) if context else None
+
+    def empty_cache(self) -> list[np.ndarray]:
+        return empty_kv_cache(len(self.past_names), self.heads, self.head_size)
+
+    def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Logits for each new token (batch 1) and the cache grown by them."""
+        logits, *present = self.session.run(self.output_names, step_inputs(new_ids, cache, self.past_names))
+        return logits[0], present

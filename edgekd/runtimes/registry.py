@@ -4,8 +4,9 @@ asked for. A new backend: one module with a Backend subclass, and one line here.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
-from edgekd.core.errors import TargetError
+from edgekd.core.errors import ArtifactError, TargetError
 from edgekd.runtimes.base import Backend
 
 BACKENDS = {
@@ -19,6 +20,36 @@ BACKEND_NAMES = tuple(BACKENDS)
 
 def backend_names() -> list[str]:
     return list(BACKENDS)
+
+
+def runtime_of(name: str) -> str:
+    """The runtime backend `name` runs on, by its import name ('onnxruntime' for ort and ort-arm64, 'openvino',
+    'tensorrt'): what code asks instead of listing backend names ("does this target run onnxruntime?")."""
+    return get_backend(name).runtime_module
+
+
+def backends_on(runtime: str) -> list[str]:
+    """The backends that run on `runtime` (runtime_of), in the table's order."""
+    return [name for name in BACKENDS if runtime_of(name) == runtime]
+
+
+def decoder_backends() -> list[str]:
+    """The backends that run a language model's decoder (Backend.decoder_methods), in the table's order."""
+    return [name for name in BACKENDS if get_backend(name).decoder_methods]
+
+
+def decoder_backend_for(model_file: Path, runtime: str | None = None) -> str:
+    """The backend that opens a language model's decoder file: the first decoder backend on `runtime` when given (what a
+    bundle records), else the first whose file_roles name the file's suffix (.xml: openvino), else the first decoder
+    backend (onnxruntime, which reads an ONNX file whatever its name)."""
+    backends = decoder_backends()
+    if runtime:
+        chosen = [n for n in backends if runtime_of(n) == runtime]
+        if not chosen:
+            raise ArtifactError(f"{model_file}: recorded runtime '{runtime}' runs no language model decoder; known: "
+                                f"{', '.join(dict.fromkeys(runtime_of(n) for n in backends))}")
+        return chosen[0]
+    return next((n for n in backends if Path(model_file).suffix in get_backend(n).file_roles), backends[0])
 
 
 def get_backend(name: str) -> Backend:

@@ -7,12 +7,9 @@ import numpy as np
 
 
 def session(model: str | bytes, threads: int | None = None):
-    import onnxruntime as ort
+    from edgekd.runtimes.ort import open_session
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return open_session(model, threads, 1 if threads else None)
 
 
 def run_onnx(model: str | bytes, rows: dict[str, np.ndarray], batch: int = 4096) -> np.ndarray:

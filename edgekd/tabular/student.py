@@ -112,13 +112,15 @@ def export_network(network: nn.Module, inputs: int, path: Path, opset: int) -> P
     """The network alone as ONNX: 'features' (batch, F) in, 'logits' (batch, classes) out."""
     import warnings
 
+    from edgekd.train.exporter import ExportSpec, write_onnx
+
     network = network.eval()
     sample = torch.zeros(2, inputs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(network, (sample,), str(path), input_names=[FEATURES], output_names=["logits"], opset_version=opset,
-                          dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=65536)}}, dynamo=True,
-                          external_data=False, verbose=False)
+        write_onnx(network, ExportSpec([FEATURES], ["logits"], (sample,), opset, dynamo=True,
+                                       dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=65536)}},
+                                       external_data=False, verbose=False), path)
     return path
 
 

@@ -1,12 +1,9 @@
 """ONNX export of a BERT-style classifier with dynamic batch and sequence axes (inputs `input_ids` and
 `attention_mask`, output `logits`, as Optimum names them), checked against PyTorch through onnxruntime, and
-onnxruntime's dynamic int8 quantization of it.
+onnxruntime's fusion and int8 quantization of it (called in edgekd/runtimes/ort_quantize.py: text/ imports no runtime).
 """
 from __future__ import annotations
 
-import contextlib
-import logging
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +13,7 @@ from torch import nn
 
 from edgekd.core.errors import ArtifactError, StageError
 from edgekd.core.fileio import atomic_path
+from edgekd.train.exporter import ExportSpec, compare_with_torch, write_onnx
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAME = "logits"
@@ -46,16 +44,13 @@ def export(model: nn.Module, path: str | Path, max_length: int, opset: int = OPS
     example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
     dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES} | {OUTPUT_NAME: {0: "batch"}}
     path = Path(path)
+    # The TorchScript exporter (dynamo=False), not dynamo: onnxruntime's BERT optimizer recognises its attention
+    # subgraph (3 Attention + 1 EmbedLayerNormalization on a 3-layer student) and not the dynamo graph's (no
+    # Attention fused), and fused attention is what int8 needs to pay off at hidden 128.
+    spec = ExportSpec(INPUT_NAMES, [OUTPUT_NAME], example, opset, dynamo=False, dynamic_axes=dynamic, verbose=False)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            # The TorchScript exporter (dynamo=False), not dynamo: onnxruntime's BERT optimizer recognises its
-            # attention subgraph (3 Attention + 1 EmbedLayerNormalization on a 3-layer student) and not the dynamo
-            # graph's (no Attention fused), and fused attention is what int8 needs to pay off at hidden 128.
-            torch.onnx.export(wrapped, example, str(tmp), input_names=INPUT_NAMES, output_names=[OUTPUT_NAME],
-                              dynamic_axes=dynamic, opset_version=opset, dynamo=False, verbose=False)
-        except Exception as exc:  # the exporter raises many internal types; all mean "cannot export"
-            raise StageError(f"export: torch.onnx.export failed ({str(exc).splitlines()[0][:200]})") from None
+        write_onnx(wrapped, spec, tmp, failure="export: torch.onnx.export failed")
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
         if fuse:
             fuse_for_onnxruntime(tmp, tmp, model.config.num_attention_heads, model.config.hidden_size)
@@ -69,15 +64,11 @@ FUSED_OPERATORS = ("Attention", "EmbedLayerNormalization", "SkipLayerNormalizati
 
 
 def fuse_for_onnxruntime(source: str | Path, target: str | Path, num_heads: int, hidden_size: int) -> dict[str, int]:
-    """Rewrite an exported BERT graph into onnxruntime's fused operators (onnxruntime.transformers.optimizer,
-    model_type "bert"; opt_level 0: only its own fusions, nothing tied to this machine's CPU). Returns the count
-    of each fused operator; a graph it could not fuse is still written, and still correct, only not faster."""
-    from onnxruntime.transformers import optimizer
+    """Rewrite an exported BERT graph into onnxruntime's fused operators (runtimes/ort_quantize.fuse_bert). Returns
+    the count of each fused operator; a graph it could not fuse is still written, and still correct, only not faster."""
+    from edgekd.runtimes.ort_quantize import fuse_bert
 
-    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)  # it logs every fusion at INFO
-    optimized = optimizer.optimize_model(str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
-                                         opt_level=0, use_gpu=False)
-    optimized.save_model_to_file(str(target))
+    fuse_bert(source, target, num_heads, hidden_size)
     return fused_operators(target)
 
 
@@ -93,12 +84,10 @@ def fused_operators(path: str | Path) -> dict[str, int]:
 
 
 def session(path: str | Path, threads: int = 1):
-    import onnxruntime as ort
+    from edgekd.runtimes.ort import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return open_session(path, threads, 1)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types for a bad file
         raise ArtifactError(f"{path}: onnxruntime cannot load it ({str(exc)[:160]}); re-export it") from None
 
@@ -109,79 +98,35 @@ def run(path_or_session, inputs: dict[str, np.ndarray]) -> np.ndarray:
     return ort_session.run([OUTPUT_NAME], {name: inputs[name].astype(np.int64) for name in INPUT_NAMES})[0]
 
 
-def torch_logits(model: nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    with torch.inference_mode():
-        return LogitsOnly(model).eval()(*(torch.from_numpy(inputs[name].astype(np.int64)) for name in INPUT_NAMES)).numpy()
+def _feed(inputs: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(inputs[name].astype(np.int64)) for name in INPUT_NAMES)
 
 
 def compare(model: nn.Module, path: str | Path, inputs: dict[str, np.ndarray]) -> dict[str, float]:
-    """How far the ONNX file's logits are from PyTorch's, and how often their top-1 agrees."""
-    expected, got = torch_logits(model, inputs), run(path, inputs)
-    return {"max_abs_error": float(np.abs(expected - got).max()),
-            "top1_agreement": float((expected.argmax(-1) == got.argmax(-1)).mean())}
+    """How far the ONNX file's logits are from PyTorch's, and how often their top-1 agrees (the one check,
+    train/exporter.py, on a one-thread session as `run` opens)."""
+    agreement = compare_with_torch(LogitsOnly(model), path, [_feed(inputs)], INPUT_NAMES, threads=1, inter_threads=1)
+    return {"max_abs_error": agreement.max_abs_diff, "top1_agreement": agreement.top1_agreement}
 
 
 def quantize_dynamic_int8(fp32_path: str | Path, int8_path: str | Path, reduce_range: bool) -> Path:
-    """onnxruntime dynamic int8: weights of MatMul (and Gather: the embedding tables) stored as int8, activations
-    quantized per batch at run time, no calibration data. `reduce_range`: 7-bit weights, which x86 CPUs without
-    VNNI need (their 8-bit products saturate; see edgekd/quant/host.py)."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+    """onnxruntime dynamic int8 (runtimes/ort_quantize.dynamic_int8_bert): weights of MatMul (and Gather: the
+    embedding tables; Attention and EmbedLayerNormalization where fused) stored as int8, activations quantized per
+    batch at run time, no calibration data. `reduce_range`: 7-bit weights, which x86 CPUs without VNNI need (their
+    8-bit products saturate; see edgekd/quant/host.py)."""
+    from edgekd.runtimes.ort_quantize import dynamic_int8_bert
 
-    int8_path = Path(int8_path)
-    logging.getLogger("root").setLevel(logging.ERROR)  # quantize_dynamic logs each tensor at INFO
-    with tempfile.TemporaryDirectory(prefix="edgekd-text-int8-") as scratch, atomic_path(int8_path) as tmp:
-        # ONNX shape inference and graph clean-up first, as onnxruntime recommends. Not its symbolic shape inference:
-        # it stops on the attention-mask ops ("Incomplete symbolic shape inference").
-        prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        # Attention (fused: onnxruntime's QAttention) and EmbedLayerNormalization (QEmbedLayerNormalization) where
-        # the graph has them; MatMul and Gather (the embedding tables) otherwise. DefaultTensorType: the fused
-        # operators' outputs carry no type information, which the quantizer otherwise stops on.
-        quantize_dynamic(str(prepared), str(tmp), op_types_to_quantize=["MatMul", "Gather", "Attention", "EmbedLayerNormalization"],
-                         weight_type=QuantType.QInt8, per_channel=False, reduce_range=reduce_range,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    return int8_path
-
-
-class _Batches:
-    """onnxruntime's CalibrationDataReader protocol over a list of {input name: array} batches."""
-
-    def __init__(self, batches: list[dict[str, np.ndarray]]):
-        self._batches = iter(batches)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._batches, None)
-        return None if batch is None else {name: batch[name].astype(np.int64) for name in INPUT_NAMES}
+    return dynamic_int8_bert(fp32_path, int8_path, reduce_range)
 
 
 def quantize_static_int8(fp32_path: str | Path, int8_path: str | Path, calibration: list[dict[str, np.ndarray]],
                          reduce_range: bool, per_channel: bool = False) -> Path:
-    """onnxruntime static int8 in QDQ format: MatMul weights int8 and their activations uint8 with ranges calibrated
-    (min-max) on `calibration`, a list of input batches from the training split; weight scales per output channel
-    with `per_channel`. No per-batch quantizing of activations at run time, which is what dynamic int8 pays for on
-    small matrices. `reduce_range` as above."""
-    import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+    """onnxruntime static int8 in QDQ format (runtimes/ort_quantize.static_int8_bert): MatMul weights int8 and their
+    activations uint8 with ranges calibrated (min-max) on `calibration`, a list of input batches from the training
+    split; weight scales per output channel with `per_channel`. No per-batch quantizing of activations at run time,
+    which is what dynamic int8 pays for on small matrices. `reduce_range` as above."""
+    from edgekd.runtimes.ort_quantize import static_int8_bert
 
     if not calibration:
         raise StageError("static int8 needs calibration batches; give at least one batch of training texts")
-    int8_path = Path(int8_path)
-    logging.getLogger("root").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="edgekd-text-qdq-") as scratch, atomic_path(int8_path) as tmp:
-        prepared = Path(scratch) / "prepared.onnx"
-        # onnxruntime's symbolic shape inference here (merging unknown dimensions, guessing the fused operators'
-        # output ranks): without the activation types it gives, the calibrator quantizes no activation of the fused
-        # graph (a weight-only QDQ file).
-        # In the scratch folder: when its inference is incomplete, onnxruntime dumps sym_shape_infer_temp.onnx and a
-        # data file into the working directory (symbolic_shape_infer.infer_shapes), i.e. the user's project.
-        with contextlib.chdir(scratch):
-            quant_pre_process(str(Path(fp32_path).resolve()), str(prepared), skip_symbolic_shape=False, auto_merge=True,
-                              guess_output_rank=True)
-        # MatMul only: the rest (softmax, layer norm, GELU, the embedding sums) stays fp32, where int8 would cost
-        # a quantize/dequantize pair per op and buys nothing on the CPU provider.
-        quantize_static(str(prepared), str(tmp), _Batches(calibration), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=["MatMul"], activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=per_channel, reduce_range=reduce_range,
-                        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # as in quantize_dynamic_int8
-    return int8_path
+    return static_int8_bert(fp32_path, int8_path, calibration, INPUT_NAMES, reduce_range, per_channel)

@@ -1,4 +1,5 @@
-"""torch -> ONNX with checks, metadata and a parity test against onnxruntime."""
+"""An image classifier to ONNX: its ExportSpec for the one exporter (train/exporter.py), then checks, metadata and
+a parity test against onnxruntime."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ import torch
 from edgekd.core.errors import ArtifactError, StageError
 from edgekd.core.fileio import atomic_path
 from edgekd.train.config import ExportConfig
+from edgekd.train.exporter import ExportSpec, compare_with_torch, write_onnx
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -39,10 +41,7 @@ def export_onnx(model: torch.nn.Module, example: np.ndarray, out_path: Path, cfg
     model = model.eval()
     with atomic_path(out_path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            _torch_export(model, torch.as_tensor(example[:2]), tmp, cfg)
-        except Exception as exc:  # the exporters raise many internal types; all mean "cannot export"
-            raise StageError(f"export: torch.onnx.export failed ({str(exc).splitlines()[0][:200]})") from None
+        write_onnx(model, export_spec(model, torch.as_tensor(example[:2]), cfg), tmp, failure="export: torch.onnx.export failed")
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto, full_check=True)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
@@ -57,16 +56,15 @@ def export_onnx(model: torch.nn.Module, example: np.ndarray, out_path: Path, cfg
     return out_path
 
 
-def _torch_export(model: torch.nn.Module, sample: torch.Tensor, path: Path, cfg: ExportConfig) -> None:
-    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "opset_version": cfg.opset,
-             "external_data": False, "verbose": False}
+def export_spec(model: torch.nn.Module, sample: torch.Tensor, cfg: ExportConfig) -> ExportSpec:
+    """An image classifier's graph: one input, one output, the batch axis dynamic when export.dynamic_batch says."""
+    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "dummy_inputs": (sample,), "opset": cfg.opset,
+             "verbose": False, "tolerance": cfg.parity_atol}
     if cfg.opset >= DYNAMO_MIN_OPSET:
         dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if cfg.dynamic_batch else None
-        torch.onnx.export(model, (sample,), str(path), dynamic_shapes=_named(model, dynamic), dynamo=True, **names)
-    else:
-        dynamic = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if cfg.dynamic_batch else None
-        names.pop("external_data")
-        torch.onnx.export(model, (sample,), str(path), dynamic_axes=dynamic, dynamo=False, **names)
+        return ExportSpec(**names, dynamo=True, dynamic_shapes=_named(model, dynamic), external_data=False)
+    dynamic = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if cfg.dynamic_batch else None
+    return ExportSpec(**names, dynamo=False, dynamic_axes=dynamic)
 
 
 def _named(model: torch.nn.Module, dynamic: dict | None) -> dict | None:
@@ -106,14 +104,9 @@ def check_onnx_file(onnx_path: Path) -> None:
 
 
 def parity(model: torch.nn.Module, onnx_path: Path, samples: np.ndarray, cfg: ExportConfig) -> Parity:
-    """Compare PyTorch and onnxruntime logits; fail past the tolerance."""
-    from edgekd.runtimes.ort import OrtSession
-
-    with torch.no_grad():
-        reference = model.eval()(torch.as_tensor(samples)).float().numpy()
-    got = OrtSession(onnx_path, threads=None).run(samples)
-    result = Parity(len(samples), float(np.abs(reference - got).max()),
-                    float((reference.argmax(1) == got.argmax(1)).mean()))
+    """Compare PyTorch and onnxruntime logits (top-1 over the class axis, 1); fail past the tolerance."""
+    agreement = compare_with_torch(model, onnx_path, [(torch.as_tensor(samples),)], [INPUT_NAME], top1_axis=1)
+    result = Parity(len(samples), agreement.max_abs_diff, agreement.top1_agreement)
     if result.max_abs_diff > cfg.parity_atol or result.top1_agreement < cfg.min_top1_agreement:
         raise StageError(f"export: ONNX output differs from PyTorch (max |diff| {result.max_abs_diff:.2e} > "
                          f"export.parity_atol {cfg.parity_atol:g} or top-1 agreement {result.top1_agreement:.3f} < "

@@ -2,6 +2,8 @@
 artifacts that cannot take that shape left out with the reason in their row."""
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from edgekd.device.latency import LatencySpec
@@ -58,3 +60,54 @@ def test_image_inputs_get_no_median_length_timing():
     rows = [{"artifact": "ort/fp32"}]
     _add_median_text_latency(rows, {"ort/fp32": lambda b: b}, {}, np.zeros((2, 1, 8, 8), np.float32), FAST)
     assert rows == [{"artifact": "ort/fp32"}] and median_length_lines({"rows": rows}) == []
+
+
+class _TrackedSession:
+    """A runtime session that records the largest batch it ran; `alive` holds the live ones."""
+
+    alive = weakref.WeakSet()
+
+    def __init__(self):
+        self.largest = 0
+        _TrackedSession.alive.add(self)
+
+    def run(self, x):
+        self.largest = max(self.largest, len(x))
+        return np.zeros((len(x), 3), np.float32)
+
+    def threads_used(self):
+        return 1
+
+
+class _TrackedBackend:
+    runtime_clock = False
+
+    def __init__(self, log):
+        self.log = log
+
+    def available(self):
+        return True
+
+    def session(self, artifact, threads):
+        # sessions still holding an accuracy pass's batch when another is created: what a ship's peak is made of
+        self.log.append(sum(s.largest > 8 for s in _TrackedSession.alive))
+        return _TrackedSession()
+
+
+def test_candidates_are_timed_on_fresh_sessions_not_the_ones_that_ran_the_accuracy_pass(monkeypatch):
+    """Each candidate's accuracy pass runs large batches, and runtimes keep the largest batch's activations while the
+    session lives: holding those sessions open for interleaved timing made a 224x224 ResNet-18's bench peak at 2.5 GB.
+    No session that ran a large batch may still be alive when the next one opens."""
+    from types import SimpleNamespace
+
+    from edgekd.device import measure
+
+    log = []
+    monkeypatch.setattr(measure, "get_backend", lambda name: _TrackedBackend(log))
+    monkeypatch.setattr(measure, "describe", lambda candidate: {"artifact": candidate.name})
+    artifact = SimpleNamespace(backend="tracked", rebuild_on_device=False)
+    candidates = [measure.Candidate(f"t/{name}", "t", artifact) for name in ("fp32", "int8", "bf16")]
+    x, y = np.zeros((64, 4), np.float32), np.zeros(64, np.int64)
+    rows = measure.measure_rows(candidates, x, y, np.zeros((64, 3), np.float32), FAST, (1, 8), memory=False)
+    assert all(row["top1"] == 1.0 and row["p50_ms"] >= 0 for row in rows), rows
+    assert len(log) == 6 and max(log) == 0, log  # an accuracy and a timing session per candidate, never overlapping

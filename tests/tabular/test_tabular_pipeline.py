@@ -99,6 +99,10 @@ def test_table_configs_refuse_what_tables_do_not_take(tmp_path):
     config["student"] = {"arch": "convnet"}
     with pytest.raises(ConfigError, match=r"student.arch: tables take mlp or resmlp"):
         check_tabular_config(validate_config(config), tmp_path)
+    config = table_config()
+    config["targets"] = ["arm64-cpu", "intel-cpu"]  # onnxruntime's (ort-arm64) passes, OpenVINO's is refused
+    with pytest.raises(ConfigError, match=r"targets\[1\] 'intel-cpu': a table model takes string columns"):
+        check_tabular_config(validate_config(config), tmp_path)
     assert yaml.safe_dump(table_config())  # the shared config stays untouched
 
 

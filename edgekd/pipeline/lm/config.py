@@ -26,9 +26,8 @@ from edgekd.core.sections import MAX_SEED, Strict, model_digest
 from edgekd.core.thresholds import LM_NUMBERS, threshold_problem
 
 TASK = "language-model"
-ORT_METHODS = ("dynamic", "nbits8", "nbits4")  # onnxruntime targets (edgekd.lm.quantize)
-OV_METHODS = ("ov_int8", "ov_int4")  # OpenVINO targets: NNCF weight compression (edgekd.lm.openvino)
-QUANT_METHODS = ORT_METHODS + OV_METHODS
+# Every backend's decoder_methods (edgekd/runtimes/: onnxruntime's dynamic, nbits8, nbits4; OpenVINO's ov_int8, ov_int4)
+# and none, spelled out for the schema; tests/pipeline/lm/test_lm_pipeline.py checks that they agree.
 Method = Literal["dynamic", "nbits8", "nbits4", "ov_int8", "ov_int4", "none"]
 
 
@@ -153,7 +152,9 @@ class LMQuantizeConfig(Strict):
     def method_for(self, target: str, backend: str) -> str:
         """The method for `target`, whose profile's backend is `backend`: per_target's (which must be one for that
         runtime), else `method` where it is one for that runtime, else that runtime's default."""
-        family = OV_METHODS if backend == "openvino" else ORT_METHODS
+        from edgekd.runtimes import get_backend
+
+        family = get_backend(backend).decoder_methods
         if target in self.per_target:
             chosen = self.per_target[target]
             if chosen != "none" and chosen not in family:

@@ -22,19 +22,19 @@ from edgekd.pipeline.lm.records import LMCompileRecord, LMQuantizeRecord, LMTeac
 from edgekd.pipeline.records import read_record
 from edgekd.pipeline.stage import Stage, StageOutput
 
-ORT_BACKENDS = ("ort", "ort-arm64")
-OV_BACKEND = "openvino"
 REPORT = "lm-report.json"  # not report.json: that name is the image report's schema (edgekd.report/1)
 
 
 def _profiles(config: LanguageModelConfig, base_dir: Path) -> dict:
-    from edgekd.runtimes import load_profile
+    """The targets' profiles; a target whose backend runs no decoder (Backend.decoder_methods) is refused."""
+    from edgekd.runtimes import get_backend, load_profile
+    from edgekd.runtimes.registry import decoder_backends
 
     profiles = {name: load_profile(name, base_dir) for name in config.targets}
     for name, profile in profiles.items():
-        if profile.backend not in ORT_BACKENDS + (OV_BACKEND,):
+        if not get_backend(profile.backend).decoder_methods:
             raise TargetError(f"target {name}: language models run on onnxruntime or OpenVINO here (backends "
-                              f"{', '.join(ORT_BACKENDS + (OV_BACKEND,))}), and this profile's backend is {profile.backend}; "
+                              f"{', '.join(decoder_backends())}), and this profile's backend is {profile.backend}; "
                               "use x86-cpu, arm64-cpu or intel-cpu")
     return profiles
 
@@ -42,19 +42,23 @@ def _profiles(config: LanguageModelConfig, base_dir: Path) -> dict:
 def _methods(config: LanguageModelConfig, base_dir: Path) -> dict[str, tuple[str, object]]:
     """Per target, its quantize method and profile; a method for no listed target's runtime, or OpenVINO or NNCF
     missing for an OpenVINO target, is a one-line error before any training."""
-    from edgekd.pipeline.lm.config import ORT_METHODS, OV_METHODS
     from edgekd.runtimes import get_backend
+    from edgekd.runtimes.registry import decoder_backends, runtime_of
 
     profiles = _profiles(config, base_dir)
     methods = {name: (config.quantize.method_for(name, profile.backend), profile) for name, profile in profiles.items()}
     method = config.quantize.method
-    if method != "none" and not any(method in (OV_METHODS if p.backend == OV_BACKEND else ORT_METHODS) for p in profiles.values()):
+    if method != "none" and not any(method in get_backend(p.backend).decoder_methods for p in profiles.values()):
+        offers: dict[str, tuple[str, ...]] = {}  # runtime -> its methods (ort and ort-arm64 share onnxruntime's)
+        for name in decoder_backends():
+            offers.setdefault(runtime_of(name), get_backend(name).decoder_methods)
         raise ConfigError(f"quantize.method {method}: not a method for any of the targets' runtimes "
-                          f"({', '.join(sorted({p.backend for p in profiles.values()}))}); use {', '.join(ORT_METHODS)} for "
-                          f"onnxruntime targets, {', '.join(OV_METHODS)} for OpenVINO ones")
-    if any(p.backend == OV_BACKEND for p in profiles.values()):
-        get_backend(OV_BACKEND).require()
-        if any(m in OV_METHODS for m, _ in methods.values()) and importlib.util.find_spec("nncf") is None:
+                          f"({', '.join(sorted({p.backend for p in profiles.values()}))}); use "
+                          + "; ".join(f"{', '.join(m)} for {runtime} targets" for runtime, m in offers.items()))
+    openvino = {name: (m, p) for name, (m, p) in methods.items() if runtime_of(p.backend) == "openvino"}
+    if openvino:
+        get_backend(next(iter(openvino.values()))[1].backend).require()
+        if any(m != "none" for m, _ in openvino.values()) and importlib.util.find_spec("nncf") is None:
             raise TargetError("quantize: ov_int8 / ov_int4 compress weights with NNCF, which is not installed; "
                               "pip install nncf, or use quantize.method none for the OpenVINO targets")
     return methods
@@ -96,7 +100,7 @@ class LMQuantizeStage(Stage):
         for name, (method, profile) in _methods(self.ctx.cfg, self.ctx.base_dir).items():
             if method != "none" and "int8" not in profile.precisions:
                 method = "none"
-            make = self._openvino if profile.backend == OV_BACKEND else self._onnxruntime
+            make = self._openvino if _runtime(profile) == "openvino" else self._onnxruntime
             per_target[name] = make(name, method, profile, made)
         outputs = [path for files in made.values() for path in files]
         return StageOutput(outputs, inputs=[fp32_onnx(self.ctx)], record=LMQuantizeRecord(per_target))
@@ -107,7 +111,7 @@ class LMQuantizeStage(Stage):
 
         ctx, cfg = self.ctx, self.ctx.cfg
         if method == "none":
-            return {"method": "none", "runtime": "onnxruntime"}
+            return {"method": "none", "runtime": _runtime(profile)}
         reduce_range, note = False, None
         if method == "dynamic":
             choice = recipe_for_host(profile.quantization, cfg.quantize.adapt_to_host, name)
@@ -115,23 +119,24 @@ class LMQuantizeStage(Stage):
         path = ctx.stage_dir("quantize") / f"student-{method}{'-7bit' if reduce_range else ''}.onnx"
         if path not in made:
             made[path] = [quantize_decoder(fp32_onnx(ctx), path, method, reduce_range=reduce_range, block_size=cfg.quantize.block_size)]
-        return {"method": method, "runtime": "onnxruntime", "reduce_range": reduce_range, "file": path.name,
+        return {"method": method, "runtime": _runtime(profile), "reduce_range": reduce_range, "file": path.name,
                 "bytes": path.stat().st_size, **({"host_note": note} if note else {})}
 
     def _openvino(self, name: str, method: str, profile, made: dict) -> dict:
         from edgekd.lm.openvino import Compression, convert_decoder
+        from edgekd.runtimes import get_backend
 
-        ctx, options = self.ctx, self.ctx.cfg.quantize.openvino
+        ctx, options, backend = self.ctx, self.ctx.cfg.quantize.openvino, get_backend(profile.backend)
         fp32 = ctx.stage_dir("quantize") / "student-fp32-ov.xml"
         if fp32 not in made:
-            made[fp32] = [convert_decoder(fp32_onnx(ctx), fp32), fp32.with_suffix(".bin")]
-        entry = {"method": method, "runtime": "openvino", "fp32_file": fp32.name}
+            made[fp32] = backend.decoder_files(convert_decoder(fp32_onnx(ctx), fp32))
+        entry = {"method": method, "runtime": _runtime(profile), "fp32_file": fp32.name}
         if method == "none":
             return entry
         path = ctx.stage_dir("quantize") / f"student-{method}.xml"
         compression = Compression(options.int4_mode, options.group_size, options.ratio)
         if path not in made:
-            made[path] = [convert_decoder(fp32_onnx(ctx), path, method, compression), path.with_suffix(".bin")]
+            made[path] = backend.decoder_files(convert_decoder(fp32_onnx(ctx), path, method, compression))
         settings = {"mode": "int8_asym"} if method == "ov_int8" else \
             {"mode": f"int4_{options.int4_mode}", "group_size": options.group_size, "ratio": options.ratio}
         return {**entry, **settings, "file": path.name, "bytes": sum(p.stat().st_size for p in made[path])}
@@ -173,7 +178,7 @@ class LMCompileStage(Stage):
             limit = _limit(candidates["fp32"]["val_perplexity"], cfg.gate.max_increase)
             chosen, reason = choose_lm(candidates, limit)
             outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer, held_out)
-            targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}", "runtime": _runtime(files[name]["fp32"]),
+            targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}", "runtime": _target_runtime(cfg, ctx.base_dir, name),
                              "candidates": {c: {"file": str(v["path"].relative_to(ctx.run_dir)), "val_perplexity": round(v["val_perplexity"], 4),
                                                 **({"val_tokens_per_second": v["tokens_per_second"]} if "tokens_per_second" in v else {}),
                                                 **({"speed_vs_fp32": v["vs_fp32"]} if "vs_fp32" in v else {})}
@@ -209,7 +214,7 @@ class LMCompileStage(Stage):
         from edgekd.device.lm_bundle import write_lm_bundle
 
         cfg = self.ctx.cfg
-        info = {"task": "language-model", "target": target, "precision": precision, "runtime": _runtime(candidate["path"]),
+        info = {"task": "language-model", "target": target, "precision": precision, "runtime": _target_runtime(cfg, self.ctx.base_dir, target),
                 "quantization": quantized if precision == "int8" else {"method": "none"},
                 "context": cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
                 "val_perplexity": round(candidate["val_perplexity"], 4),
@@ -244,8 +249,17 @@ def _limit(fp32_perplexity: float, max_increase) -> float:
     return fp32_perplexity * (1 + max_increase) if max_increase is not None else float("inf")
 
 
-def _runtime(model_file: Path) -> str:
-    return "openvino" if Path(model_file).suffix == ".xml" else "onnxruntime"
+def _runtime(profile) -> str:
+    """The runtime a target's models run on ('onnxruntime', 'openvino'): its backend's, from the one table."""
+    from edgekd.runtimes.registry import runtime_of
+
+    return runtime_of(profile.backend)
+
+
+def _target_runtime(cfg, base_dir: Path, target: str) -> str:
+    from edgekd.runtimes import load_profile
+
+    return _runtime(load_profile(target, base_dir))
 
 
 class LMBenchStage(Stage):

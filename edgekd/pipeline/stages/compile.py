@@ -92,8 +92,9 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
             row["val_cosine"], row["val_sqnr_db"] = agreement["cosine"], agreement["sqnr_db"]
             if "top1_agreement" in agreement:  # a classifier's logits
                 row["val_agreement"] = agreement["top1_agreement"]
-            if profile.latency_measurable_off_device:
-                runners[name] = session.run
+            if profile.latency_measurable_off_device:  # timed on a fresh session, as device/measure.measure_rows
+                session = None
+                runners[name] = backend.session(artifact, ctx.cfg.bench.threads or profile.threads).run
         rows.append(row)
     if runners:
         batch = take_rows(val.x, slice(0, 1))  # one sample of every input (text models take two)

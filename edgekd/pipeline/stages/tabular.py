@@ -25,12 +25,11 @@ from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.tabular_teachers import SPLITS, cached_logits, ensemble_probabilities, split_key, teacher_cache
 
-ORT_BACKENDS = ("ort", "ort-arm64")  # string inputs and ONNX-ML operators: onnxruntime runs them
-
 
 def check_tabular_config(config, base_dir: Path) -> None:
     """What the table path supports, refused with the key before anything loads."""
     from edgekd.runtimes import load_profile
+    from edgekd.runtimes.registry import runtime_of
     from edgekd.tabular.student import STUDENT_ARCHS
 
     for index, teacher in enumerate(config.teachers):
@@ -48,7 +47,8 @@ def check_tabular_config(config, base_dir: Path) -> None:
     if config.quantize.method == "qat":
         raise ConfigError("quantize.method: qat is for images; tables quantize after training (ptq) or not at all (none)")
     for index, name in enumerate(config.targets):
-        if load_profile(name, base_dir).backend not in ORT_BACKENDS:
+        # string inputs and ONNX-ML operators: onnxruntime runs them
+        if runtime_of(load_profile(name, base_dir).backend) != "onnxruntime":
             raise ConfigError(f"targets[{index}] '{name}': a table model takes string columns and ONNX-ML operators, which "
                               "onnxruntime runs; use an onnxruntime target (x86-cpu, arm64-cpu)")
     path = resolve_path(Path(config.data.path).expanduser(), base_dir)

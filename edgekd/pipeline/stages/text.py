@@ -255,8 +255,9 @@ class TextExportStage(Stage):
 def _all_onnxruntime(ctx: RunContext) -> bool:
     """Whether every target runs onnxruntime, the only runtime with the fused BERT operators."""
     from edgekd.runtimes import load_profile
+    from edgekd.runtimes.registry import runtime_of
 
-    return all(load_profile(target, ctx.base_dir).backend in ("ort", "ort-arm64") for target in ctx.cfg.targets)
+    return all(runtime_of(load_profile(target, ctx.base_dir).backend) == "onnxruntime" for target in ctx.cfg.targets)
 
 
 class TextQuantizeStage(Stage):
@@ -302,6 +303,7 @@ class TextQuantizeStage(Stage):
 
         from edgekd.pipeline.selection import accuracy_limit
         from edgekd.quant.host import recipe_for_host
+        from edgekd.runtimes.registry import runtime_of
         from edgekd.text import export
 
         ctx = self.ctx
@@ -309,7 +311,7 @@ class TextQuantizeStage(Stage):
         scratch = ctx.stage_dir("quantize") / f".{profile.quantization.name}"
         scratch.mkdir(exist_ok=True)
         made = {"static": _static_int8(ctx.layout.fp32_onnx, scratch / "static.onnx", calibration, choice.recipe)}
-        if profile.backend in ("ort", "ort-arm64"):  # dynamic int8 (MatMulInteger) is onnxruntime's own
+        if runtime_of(profile.backend) == "onnxruntime":  # dynamic int8 (MatMulInteger) is onnxruntime's own
             made["dynamic"] = export.quantize_dynamic_int8(ctx.layout.fp32_onnx, scratch / "dynamic.onnx", choice.recipe.reduce_range)
         rows = _measure(ctx, made, profile.threads)
         limit = accuracy_limit(ctx.cfg.gate, profile).max_drop

@@ -1,6 +1,8 @@
-"""What every decoder runner shares (OnnxDecoder in generate.py, OpenVinoDecoder in openvino.py): the Decoder
-interface, the ONNX metadata key of the context length, the empty KV cache and one step's inputs. numpy only, and
-below both runners, so that each imports it rather than the other."""
+"""What a language model's decoder sessions share (ort.OnnxDecoder, openvino.OpenVinoDecoder, each opened by its
+backend's Backend.decoder and stepped one token at a time with an explicit KV cache): the Decoder interface, the
+metadata keys of the context length, the empty KV cache and one step's inputs. numpy only, below both runners.
+edgekd.lm.generate, bench and evaluate drive them; no torch, as on a device.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,11 +11,12 @@ from typing import Optional, Protocol
 import numpy as np
 
 CONTEXT_KEY = "edgekd.lm.context"  # ONNX metadata: the longest sequence the model was built for
+CONTEXT_INFO = ["edgekd", "lm_context"]  # rt_info path of the context length in an OpenVINO IR (edgekd.lm.openvino)
 
 
 class Decoder(Protocol):
-    """What generate(), bench and onnx_perplexity() need of a decoder: generate.OnnxDecoder, or
-    edgekd.lm.openvino.OpenVinoDecoder for an OpenVINO IR."""
+    """What edgekd.lm's generate(), bench and onnx_perplexity() need of a decoder: OnnxDecoder, or OpenVinoDecoder
+    for an OpenVINO IR (each backend's Backend.decoder opens its own)."""
 
     path: Path
     context: Optional[int]  # the longest prompt + generation, or None when the file does not say
