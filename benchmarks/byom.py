@@ -194,7 +194,8 @@ def edgekd_ship(args: list[str], label: str) -> dict:
     seconds = time.perf_counter() - started
     tree_sum, one_process = tree.stop()
     return {"exit_code": process.returncode, "seconds": round(seconds, 1), "tree_pss_sum_mb": round(tree_sum, 1),
-            "largest_process_hwm_mb": round(one_process, 1)}
+            "largest_process_hwm_mb": round(one_process, 1),
+            "load_average_1m": round(os.getloadavg()[0], 2)}  # its seconds depend on what else the machine ran
 
 
 def ship_benchmark(work: Path, smoke_run: bool, on_entry=None) -> list[dict]:
@@ -341,7 +342,7 @@ def remeasure_ship() -> None:
 def ship_markdown(entries: list[dict]) -> list[str]:
     lines = ["", "`edgekd ship` end to end (a fresh process each; peak memory of the whole command with every process it starts: the "
              "largest of their summed PSS, any one process's peak RSS and any stage's own peak RSS):", "",
-             "| model | source | images | targets | exit | seconds | peak RSS MB | <= 2 GB | largest stage peaks (MB) |",
+             "| model | source | images | targets | exit | seconds | peak MB | <= 2 GB | largest stage peaks (RSS MB) |",
              "|---|---|---:|---|---:|---:|---:|---|---|"]
     for e in entries:
         top = sorted(e["stages"].items(), key=lambda kv: -kv[1]["peak_rss_mb"])[:3]
