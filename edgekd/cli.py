@@ -218,11 +218,13 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
 @click.option("--metric", type=click.Choice(list(TASK_METRICS)),
               help="A model that is not a classifier (.onnx MODEL, .npz --data of its input x and optional labels y): every "
               "output compared with the fp32 model's (cosine, SQNR) and judged by this task metric.")
+@click.option("--output", "output_name", metavar="NAME", help="With --metric: the model output it scores (default the first).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default runs/<model name>).")
 @click.option("--resume", is_flag=True, help="Continue a run of the same command in --out.")
 @click.option("--force", is_flag=True, help="Redo every stage in an existing run folder.")
 def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path | None, no_labels: bool, targets: str | None,
-             max_drop: float | None, metric: str | None, out: Path | None, resume: bool, force: bool) -> None:
+             max_drop: float | None, metric: str | None, output_name: str | None, out: Path | None, resume: bool,
+             force: bool) -> None:
     """Ship a model you already trained: int8 per target, compile, bench and gate, no distillation.
 
     \b
@@ -245,7 +247,7 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
         with _sigterm_as_interrupt():
             ctx = api.ship(model, data, checkpoint, target_list, max_drop, out, resume=resume, force=force,
                            log=lambda m: click.echo(m, err=True), calibration=calibration, labels=not no_labels,
-                           metric=metric)
+                           metric=metric, output=output_name)
     except GateFailed as failure:
         ctx = failure.context
     except KeyboardInterrupt as interrupted:

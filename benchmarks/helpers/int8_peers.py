@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.quant.ptq import ArrayReader
+from edgekd.core.batch_layout import to_model
+from edgekd.core.metrics import sample_count, take_rows
+from edgekd.quant.ptq import ArrayReader, model_axes
 from edgekd.runtimes.base import Artifact
 
 
@@ -27,7 +29,8 @@ def ort_default(fp32_onnx: Path, out: Path, calibration: np.ndarray | dict[str, 
     from onnxruntime.quantization import quantize_static
 
     logging.getLogger("root").setLevel(logging.ERROR)
-    quantize_static(str(fp32_onnx), str(out), ArrayReader(input_name, calibration))
+    # several inputs: each batch in the model's layout (a recurrent state's batch axis), as edgekd feeds it
+    quantize_static(str(fp32_onnx), str(out), ArrayReader(input_name, calibration, axes=model_axes(fp32_onnx, calibration)))
     return out
 
 
@@ -35,7 +38,7 @@ def nncf_default_onnx(fp32_onnx: Path, out: Path, calibration: np.ndarray, input
     import nncf
     import onnx
 
-    quantized = nncf.quantize(onnx.load(str(fp32_onnx)), _dataset(calibration, input_name))
+    quantized = nncf.quantize(onnx.load(str(fp32_onnx)), _dataset(calibration, input_name, model_axes(fp32_onnx, calibration)))
     onnx.save(quantized, str(out))
     return out
 
@@ -45,16 +48,19 @@ def nncf_default_openvino(fp32_onnx: Path, out_dir: Path, calibration: np.ndarra
     import nncf
     import openvino as ov
 
-    quantized = nncf.quantize(ov.convert_model(str(fp32_onnx)), _dataset(calibration, None))
+    quantized = nncf.quantize(ov.convert_model(str(fp32_onnx)), _dataset(calibration, None, model_axes(fp32_onnx, calibration)))
     out_dir.mkdir(parents=True, exist_ok=True)
     ov.save_model(quantized, str(out_dir / "model.xml"), compress_to_fp16=False)
     return Artifact("openvino", "int8", out_dir, "model.xml", ["model.xml", "model.bin"], runtime_options=dict(runtime_options))
 
 
-def _dataset(calibration: np.ndarray, input_name: str | None):
+def _dataset(calibration: np.ndarray, input_name: str | None, axes: dict | None = None):
     import nncf
 
-    # One image per item, as NNCF's examples feed it; the default subset_size (300) takes them all.
+    # One image per item, as NNCF's examples feed it; the default subset_size (300) takes them all. Several inputs:
+    # one {name: sample} feed each, in the model's layout.
+    if isinstance(calibration, dict):
+        return nncf.Dataset([to_model(take_rows(calibration, slice(i, i + 1)), axes) for i in range(sample_count(calibration))])
     items = [calibration[i:i + 1] for i in range(len(calibration))]
     return nncf.Dataset(items, (lambda x: {input_name: x}) if input_name else None)
 

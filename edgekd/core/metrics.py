@@ -72,12 +72,27 @@ def predict(run, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
 
 def predict_outputs(session, x, batch_axes: dict[str, int] | None = None, batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Every output of a session (runtimes' run_outputs) on x, batch by batch (batch_rows(x) unless given, as predict),
-    joined along each output's batch axis: `batch_axes`, else the session's own (OrtSession.output_batch_axes: a
-    recurrent state may hold the samples on another axis than the first), else 0."""
+    joined along each output's batch axis: `batch_axes`, else found_output_axes (a recurrent state may hold the
+    samples on another axis than the first)."""
     batch_size = batch_size or batch_rows(x)
-    axes = batch_axes if batch_axes is not None else (session.output_batch_axes() if hasattr(session, "output_batch_axes") else {})
-    parts = [session.run_outputs(take_rows(x, slice(i, i + batch_size))) for i in range(0, sample_count(x), batch_size)]
+    starts = range(0, sample_count(x), batch_size)
+    parts = [session.run_outputs(take_rows(x, slice(i, i + batch_size))) for i in starts]
+    rows = [min(batch_size, sample_count(x) - i) for i in starts]
+    axes = batch_axes if batch_axes is not None else found_output_axes(session, parts, rows)
     return {name: np.concatenate([part[name] for part in parts], axis=axes.get(name, 0)) for name in parts[0]}
+
+
+def found_output_axes(session, parts: list[dict[str, np.ndarray]], rows: list[int]) -> dict[str, int]:
+    """Each output's batch axis: the one axis whose size is every call's row count, else as the session declares it (a
+    named batch dimension), else 0. Silero VAD declares its next state [?, ?, ?] and returns [2, batch, 128]: only
+    its arrays say where the samples are."""
+    declared = session.output_batch_axes() if hasattr(session, "output_batch_axes") else {}
+    found = {}
+    for name in parts[0]:
+        fits = [axis for axis in range(parts[0][name].ndim)
+                if all(part[name].ndim > axis and part[name].shape[axis] == n for part, n in zip(parts, rows))]
+        found[name] = fits[0] if len(fits) == 1 else declared.get(name, fits[0] if fits else 0)
+    return found
 
 
 def batch_axes_of(references: dict[str, np.ndarray], samples: int) -> dict[str, int]:

@@ -27,6 +27,8 @@ class TaskSection(Strict):
 
     kind: Literal["fidelity"] = Field("fidelity", description="fidelity: judged output by output against the fp32 model")
     metric: str = Field("top1", description="the task metric (edgekd/core/task_metrics.py): " + ", ".join(METRICS))
+    output: Optional[str] = Field(None, description="the model output the task metric scores, by name (unset: the "
+                                  "model's first output); every output is still compared with fp32's")
 
     @field_validator("metric")
     @classmethod

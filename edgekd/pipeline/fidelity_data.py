@@ -86,6 +86,8 @@ def load_fidelity_dataset(config, base_dir: Path | None) -> FidelityDataset:
     inputs = {"x": arrays["x"]} if "x" in arrays else {k: v for k, v in arrays.items() if k != "y"}
     if not inputs:
         raise DataError(f"{path}: no array 'x' (the model's input, batch first) and no array per input name; {FIX}")
+    if "x" not in arrays:  # several inputs: each in the model's layout (batch_layout), samples first from here on
+        inputs = _samples_first(config, base_dir, path, inputs)
     for name, array in inputs.items():
         _check_input(path, name, array)
     counts = {name: len(array) for name, array in inputs.items()}
@@ -107,6 +109,17 @@ def load_fidelity_dataset(config, base_dir: Path | None) -> FidelityDataset:
         dataset = _labelled_by_fp32(config, base_dir, dataset)
     dataset.fingerprint = _fingerprint(dataset)
     return dataset
+
+
+def _samples_first(config, base_dir: Path | None, path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each input's samples moved to the first axis from the model's batch axis (Silero VAD's state [2, batch, 128]),
+    a 0-d input's one value repeated per sample (its `sr`)."""
+    from edgekd.core.batch_layout import from_file, onnx_input_shapes
+
+    source = resolve_path(config.student.onnx, base_dir) if config.student.onnx else None
+    if source is None or not source.is_file():
+        return inputs  # the model's own checks name a missing file
+    return from_file(inputs, onnx_input_shapes(source), str(path), DataError)
 
 
 def _check_input(path: Path, name: str, array: np.ndarray) -> None:
@@ -135,6 +148,7 @@ def _split(pool: FidelitySplit, data, rng: np.random.Generator) -> tuple[Fidelit
 def _labelled_by_fp32(config, base_dir: Path | None, dataset: FidelityDataset) -> FidelityDataset:
     from edgekd.core.errors import ConfigError
     from edgekd.pipeline.given_model import given_input_spec, onnx_logits
+    from edgekd.pipeline.onnx_intake import check_output_name
 
     source = resolve_path(config.student.onnx, base_dir)
     if not source.is_file():
@@ -142,7 +156,8 @@ def _labelled_by_fp32(config, base_dir: Path | None, dataset: FidelityDataset) -
                           "model's .onnx file, absolute or relative to the config file")
     # as for an unlabeled classifier (given_model.with_reference_labels): its data files and inputs checked first
     given_input_spec(source, dataset, "student.onnx", f"data.path '{config.data.path}'")
-    outputs = onnx_logits(source)
+    check_output_name(source, config.task.output)
+    outputs = onnx_logits(source, output=config.task.output)
     metric = task_metric(dataset.metric)
     print(f"data.path '{config.data.path}': no labels; every {metric.name} below is agreement with the fp32 model's outputs "
           "(fidelity, not accuracy)", file=sys.stderr)

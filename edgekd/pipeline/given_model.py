@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.batch_layout import SHARED, batch_axes
 from edgekd.core.errors import ConfigError, DataError, clip_words
 from edgekd.core.fileio import resolve_path
 from edgekd.core.metrics import predict
@@ -42,11 +43,14 @@ def with_reference_labels(cfg, base_dir: Path, dataset):
     return dataset.with_reference_labels(val_logits, logits(dataset.test.x))
 
 
-def onnx_logits(path: Path, shown_as: Path | None = None):
-    """`shown_as`: the user's file to name in a load error, when `path` is the run's copy of it."""
+def onnx_logits(path: Path, shown_as: Path | None = None, output: str | None = None):
+    """`shown_as`: the user's file to name in a load error, when `path` is the run's copy of it; `output`: the output
+    to return by name (task.output), else the first."""
     from edgekd.runtimes.ort import OrtSession
 
     session = OrtSession(path, threads=None, shown_as=shown_as)
+    if output is not None:
+        return lambda x: predict(lambda batch: session.run_outputs(batch)[output], x)
     return lambda x: predict(session.run, x)
 
 
@@ -116,18 +120,22 @@ def check_named_inputs(inputs: list[dict], arrays: dict[str, np.ndarray], field:
         if spec["name"] not in arrays:
             raise ConfigError(f"{where}: no array for the model's input '{spec['name']}' ({expected}); the npz holds "
                               f"{', '.join(sorted(arrays))}: save one array per input, named as the input")
-        _check_batch_axis(spec, field)
         array = arrays[spec["name"]]
-        dims = spec["shape"][1:]
-        fits = len(dims) == array.ndim - 1 and all(not isinstance(d, int) or d == s for d, s in zip(dims, array.shape[1:]))
+        axis = batch_axes({spec["name"]: spec["shape"]})[spec["name"]]
+        if axis is SHARED:  # a 0-d input: one value per sample row inside edgekd (batch_layout.from_file)
+            dims, fits, shown = [], array.ndim == 1, _shape(array.shape[1:])
+        else:
+            _check_batch_axis(spec, field, axis)
+            dims = [d for i, d in enumerate(spec["shape"]) if i != axis]
+            fits = len(dims) == array.ndim - 1 and all(not isinstance(d, int) or d == s for d, s in zip(dims, array.shape[1:]))
+            shown = _shape([*array.shape[1:axis + 1], "batch", *array.shape[axis + 1:]])
         if array.dtype.name != spec["dtype"] or not fits:
             raise ConfigError(f"{where}: the model's input '{spec['name']}' is {expected} but its array is "
-                              f"{array.dtype.name} {_shape(['batch', *array.shape[1:]])}; save it in the input's dtype "
-                              "and shape (samples first)")
+                              f"{array.dtype.name} {shown}; save it in the input's dtype and shape")
 
 
-def _check_batch_axis(spec: dict, field: str) -> None:
-    if isinstance(spec["shape"][0], int) if spec["shape"] else True:
+def _check_batch_axis(spec: dict, field: str, axis: int = 0) -> None:
+    if isinstance(spec["shape"][axis], int) if spec["shape"] else True:
         raise ConfigError(f"{field}: the model's input '{spec['name']}' has the fixed shape {_shape(spec['shape'])}; edgekd "
                           "measures batches of several sizes: export it with a dynamic batch axis (torch.onnx.export(..., "
                           "dynamic_axes={'input': {0: 'batch'}}), or dynamo=True with dynamic_shapes)")

@@ -37,6 +37,38 @@ def bring_in(source: Path, target: Path, samples, field: str) -> tuple[list[Path
     return written, {"from": opset, "to": MIN_QUANT_OPSET, "tool": "onnx.version_converter", "check": check}
 
 
+def output_names(path: Path) -> list[str]:
+    import onnx
+
+    return [value.name for value in onnx.load(str(path), load_external_data=False).graph.output]
+
+
+def check_output_name(path: Path, name: str | None) -> None:
+    """task.output names one of the model's outputs; one line listing them otherwise."""
+    names = output_names(path)
+    if name is not None and name not in names:
+        raise ConfigError(f"task.output '{name}': the model {path} has no output of that name (its outputs: "
+                          f"{', '.join(names)}); name the output the task metric scores, or leave task.output out for "
+                          "the first")
+
+
+def scored_output_first(path: Path, name: str | None) -> bool:
+    """Put the output the task metric scores (task.output) first in the run's copy of the model: every stage, the
+    bundles and the device's bench score the first output, so naming it once here reaches all of them. Only the
+    order of graph.output changes; runtimes return outputs by name. Returns whether the order changed."""
+    import onnx
+
+    check_output_name(path, name)
+    if name is None or output_names(path)[0] == name:
+        return False
+    model = onnx.load(str(path), load_external_data=False)  # external data stays where copy_onnx put it
+    outputs = sorted(model.graph.output, key=lambda value: value.name != name)
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+    onnx.save(model, str(path))
+    return True
+
+
 def compare_outputs(original: Path, upgraded: Path, x) -> dict:
     """Every output of both models on the same samples: the largest absolute error, the least cosine, and whether
     all are within UPGRADE_RTOL/ATOL of the original's scale."""
@@ -62,5 +94,8 @@ def _outputs(path: Path, x, shown_as=None) -> list[np.ndarray]:
         session = open_session(path)
     except Exception as exc:  # onnxruntime's own exception types
         raise ArtifactError(load_failure(path, exc, shown_as)) from None
-    feed = x if isinstance(x, dict) else {session.get_inputs()[0].name: np.asarray(x, np.float32)}
+    from edgekd.core.batch_layout import batch_axes, to_model
+
+    axes = batch_axes({i.name: i.shape for i in session.get_inputs()})
+    feed = to_model(x, axes) if isinstance(x, dict) else {session.get_inputs()[0].name: np.asarray(x, np.float32)}
     return session.run(None, feed)

@@ -23,11 +23,12 @@ CONFIG_NAME = "edgekd.yaml"
 
 def ship_config(model: str, data: str, checkpoint: Optional[str] = None, targets: Optional[Sequence[str]] = None,
                 max_drop: Optional[float] = None, name: Optional[str] = None,
-                calibration: Optional[str] = None, labels: bool = True, metric: Optional[str] = None) -> dict[str, Any]:
+                calibration: Optional[str] = None, labels: bool = True, metric: Optional[str] = None,
+                output: Optional[str] = None) -> dict[str, Any]:
     """The pipeline (as plain data) that ships `model` as given: no teachers, no distill section. `labels` False: the
     data's class folders (or y) are ignored and the model is judged by fidelity to its fp32 outputs. `metric`: a task
     metric (core/task_metrics.py): the model is a fidelity task's (`task: {kind: fidelity, metric: ...}`), an .onnx
-    file fed an .npz of its inputs."""
+    file fed an .npz of its inputs; `output`: the output it scores, by name (task.output; default the first)."""
     config: dict[str, Any] = {"name": name or _name_of(model), "data": _data_section(data), "student": _student(model, checkpoint)}
     if not labels:
         if config["data"]["source"] not in ("imagefolder", "npz"):
@@ -37,7 +38,9 @@ def ship_config(model: str, data: str, checkpoint: Optional[str] = None, targets
         if not model.endswith(".onnx") or config["data"]["source"] != "npz":
             raise ConfigError(f"--metric {metric}: judges an .onnx MODEL on an .npz of its inputs (x, and y in the metric's "
                               f"label format); got MODEL '{model}' and --data '{data}'")
-        config["task"] = {"kind": "fidelity", "metric": metric}
+        config["task"] = {"kind": "fidelity", "metric": metric, **({"output": output} if output else {})}
+    elif output:
+        raise ConfigError(f"--output {output}: names the output a task metric scores; give --metric too")
     if calibration:
         config["quantize"] = {"calibration_images": _folder(calibration, "--calibration")}
     if targets:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgekd.core.errors import ArtifactError
 from edgekd.core.metrics import accuracy_drop, predict, within_limit
 from edgekd.runtimes import get_backend, load_profile
 
@@ -42,7 +43,10 @@ def runtime_drops(ctx, profiles: list, int8_onnx: Path, fp32_val_top1: float, in
     for profile in profiles:
         backend = get_backend(profile.backend)
         with tempfile.TemporaryDirectory(prefix="edgekd-target-int8-") as scratch:
-            artifact = backend.compile(int8_onnx, "int8", profile, Path(scratch) / "int8", input_spec=input_spec)
+            try:
+                artifact = backend.compile(int8_onnx, "int8", profile, Path(scratch) / "int8", input_spec=input_spec)
+            except ArtifactError:  # this runtime cannot take the int8 model: the compile stage says so and ships float
+                continue
             if artifact.rebuild_on_device:
                 continue
             top1 = ctx.task.score(predict(backend.session(artifact, ctx.cfg.bench.threads or profile.threads).run, val.x), val.y)

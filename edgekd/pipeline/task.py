@@ -132,6 +132,7 @@ class Fidelity:
 
     metric: str = "top1"
     name: str = "fidelity"
+    output: str | None = None  # the output the metric scores (task.output); the run's copy of the model has it first
 
     def score(self, outputs: np.ndarray, labels: np.ndarray) -> float:
         return task_metric(self.metric).score(outputs, labels)
@@ -166,7 +167,7 @@ def task_for(config) -> Task:
     if task == "language-model":
         return TASKS["language-model"]
     if getattr(task, "kind", None) == "fidelity":
-        return Fidelity(metric=task.metric)
+        return Fidelity(metric=task.metric, output=task.output)
     if config.data.source in ("csv", "parquet"):
         return TASKS["tabular-classification"]
     return TASKS["text-classification" if config.data.source == "text" else "image-classification"]

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from edgekd.core.errors import StageError
-from edgekd.core.metrics import accuracy_drop, mcnemar_exact, predict, topk, within_limit
+from edgekd.core.metrics import accuracy_drop, mcnemar_exact, predict, take_rows, topk, within_limit
 from edgekd.core.progress import progress
 from edgekd.quant.config import FALLBACK_MAX_SECONDS
 from edgekd.quant.ptq import prepare_for_quantization, quantize_qdq, quantized_nodes
@@ -178,10 +178,10 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         trials = _Trials(quantize, val_x, val_y, fp32_top1, budget, report, Path(scratch), time.monotonic() - began)
         subset = slice(0, budget.sensitivity_samples)
         if budget.strategy == "per-node":
-            report.sensitivity = rank_sensitivity(out_path, fp32_logits[subset], val_x[subset], quantize, Path(scratch))
+            report.sensitivity = rank_sensitivity(out_path, fp32_logits[subset], take_rows(val_x, subset), quantize, Path(scratch))
             _linear_search([row["node"] for row in report.sensitivity], budget, trials)
         else:
-            report.sensitivity = rank_for_fallback(fp32_onnx, out_path, recipe, calibration, val_x[subset], Path(scratch),
+            report.sensitivity = rank_for_fallback(fp32_onnx, out_path, recipe, calibration, take_rows(val_x, subset), Path(scratch),
                                                    calibrate_method)
             _bisection([row["node"] for row in report.sensitivity], budget, trials)
         report.search_seconds = round(time.monotonic() - trials.started, 2)

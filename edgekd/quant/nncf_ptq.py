@@ -55,5 +55,8 @@ def _one_sample_feeds(model, calibration: np.ndarray | dict[str, np.ndarray]) ->
     sample. Images are cast to float32 (an npz may hold float64); a text model's token ids keep their integer type."""
     if not isinstance(calibration, dict):
         calibration = {model.graph.input[0].name: np.asarray(calibration).astype(np.float32)}
+    from edgekd.core.batch_layout import batch_axes, to_model
+
+    axes = batch_axes({v.name: [d.dim_value or None for d in v.type.tensor_type.shape.dim] for v in model.graph.input})
     count = len(next(iter(calibration.values())))
-    return [{name: array[i:i + 1] for name, array in calibration.items()} for i in range(count)]
+    return [to_model({name: array[i:i + 1] for name, array in calibration.items()}, axes) for i in range(count)]

@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from edgekd.core.batch_layout import batch_axes, onnx_input_shapes, to_model
 from edgekd.core.errors import DataError, StageError, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.core.metrics import batch_rows, sample_count, take_rows
@@ -27,12 +28,15 @@ class ArrayReader:
     3x224x224 was gigabytes (all of a mid-size CNN's activations, 256 times); one batch at a time, it merges each
     batch's ranges or histograms and frees its tensors."""
 
-    def __init__(self, input_name: str, samples: np.ndarray | dict[str, np.ndarray], batch_size: int = 32):
-        """`samples`: the one input's array, or {input name: array} for a model with several inputs."""
+    def __init__(self, input_name: str, samples: np.ndarray | dict[str, np.ndarray], batch_size: int = 32,
+                 axes: dict[str, int | None] | None = None):
+        """`samples`: the one input's array, or {input name: array} for a model with several inputs, samples first;
+        `axes`: each input's batch axis in the model (core/batch_layout.py), where each batch is moved to."""
         named = samples if isinstance(samples, dict) else {input_name: samples}
         if not all(np.isfinite(a).all() for a in named.values() if np.issubdtype(a.dtype, np.floating)):
             raise DataError("calibration data contains NaN or Inf; check the dataset and the calibration recipe")
-        self._batches = [take_rows(named, slice(i, i + batch_size)) for i in range(0, sample_count(named), batch_size)]
+        self._batches = [to_model(take_rows(named, slice(i, i + batch_size)), axes)
+                         for i in range(0, sample_count(named), batch_size)]
         self._iter: Optional[Iterator] = None
         self.rewind()
 
@@ -103,7 +107,8 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
     input_name = input_name_of(fp32_onnx)
     # several inputs: each array in its own dtype; one array: float32, without a copy when it is float32 already
     samples = calibration if isinstance(calibration, dict) else np.asarray(calibration, dtype=np.float32)
-    reader = ArrayReader(input_name, samples, batch_size=batch_rows(samples, limit=32, budget=CALIBRATION_BYTES))
+    reader = ArrayReader(input_name, samples, batch_size=batch_rows(samples, limit=32, budget=CALIBRATION_BYTES),
+                         axes=model_axes(fp32_onnx, samples))
     extra = {**recipe.extra_options, **STRIDED, "ActivationSymmetric": recipe.symmetric_activations,
              "WeightSymmetric": recipe.symmetric_weights}
     if recipe.signed_input:
@@ -223,6 +228,11 @@ def _weights_inside(fp32_onnx: Path, scratch: Path) -> Path:
     inline = scratch / "fp32-inline.onnx"
     onnx.save_model(onnx.load(str(fp32_onnx)), str(inline))  # over 2 GB protobuf refuses: onnx's ValueError says so
     return inline
+
+
+def model_axes(onnx_path: Path, samples) -> dict[str, int | None] | None:
+    """Each input's batch axis (core/batch_layout.py) for samples of several inputs; None for one input's array."""
+    return batch_axes(onnx_input_shapes(onnx_path)) if isinstance(samples, dict) else None
 
 
 def input_name_of(onnx_path: Path) -> str:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.metrics import sample_count, take_rows
 from edgekd.core.progress import progress
-from edgekd.quant.ptq import ArrayReader, input_name_of
+from edgekd.quant.ptq import ArrayReader, input_name_of, model_axes
 
 # Activations of both models are held for one chunk of samples at a time: bounded memory whatever the model.
 CHUNK_BYTES = 256 * 2**20
@@ -80,19 +81,21 @@ def rank_nodes(prepared_fp32: Path, int8_qdq: Path, samples: np.ndarray, nodes: 
     from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
 
     graph_nodes = _quantized_nodes(int8_qdq)
-    _attach_float_nodes(prepared_fp32, graph_nodes, samples.shape[1:])
+    first = next(iter(samples.values())) if isinstance(samples, dict) else samples  # several inputs: the first's
+    _attach_float_nodes(prepared_fp32, graph_nodes, first.shape[1:])
     with tempfile.TemporaryDirectory(prefix="edgekd-ranking-") as scratch:
         float_aug, int8_aug = Path(scratch) / "float.onnx", Path(scratch) / "int8.onnx"
         modify_model_output_intermediate_tensors(str(prepared_fp32), str(float_aug))
         modify_model_output_intermediate_tensors(str(int8_qdq), str(int8_aug))
-        seen = _one_pass(float_aug, int8_aug, samples, input_name_of(prepared_fp32), graph_nodes)
+        seen = _one_pass(float_aug, int8_aug, samples, input_name_of(prepared_fp32), graph_nodes,
+                         model_axes(prepared_fp32, samples))
     own = _own_noise(graph_nodes, seen)
     reach = _reach(graph_nodes, seen, own, _graph_outputs(int8_qdq))
     return _rank(graph_nodes, own, reach, seen, nodes)
 
 
 def _one_pass(float_aug: Path, int8_aug: Path, samples: np.ndarray, input_name: str,
-              graph_nodes: dict[str, _Node]) -> dict[str, Energy]:
+              graph_nodes: dict[str, _Node], axes: dict | None = None) -> dict[str, Energy]:
     """Accumulate each node's own error (_Node.local) and return, per float tensor, the Energy of the int8 model's
     value after its Q/DQ, as the next node reads it (qdq_loss_debug's cross-model error)."""
     from onnxruntime.quantization.qdq_loss_debug import (
@@ -102,9 +105,10 @@ def _one_pass(float_aug: Path, int8_aug: Path, samples: np.ndarray, input_name: 
     )
 
     seen: dict[str, Energy] = {}
-    for chunk in progress(_chunks(float_aug, samples, input_name), desc="int8 error per node (one pass)", unit="chunk"):
-        float_acts = collect_activations(str(float_aug), ArrayReader(input_name, chunk))
-        int8_acts = collect_activations(str(int8_aug), ArrayReader(input_name, chunk))
+    chunks = _chunks(float_aug, samples, input_name, axes)
+    for chunk in progress(chunks, desc="int8 error per node (one pass)", unit="chunk"):
+        float_acts = collect_activations(str(float_aug), ArrayReader(input_name, chunk, axes=axes))
+        int8_acts = collect_activations(str(int8_aug), ArrayReader(input_name, chunk, axes=axes))
         matching = {name: m for name, m in create_activation_matching(int8_acts, float_acts).items() if "float" in m}
         found = {name: errors["xmodel_err"] for name, errors in compute_activation_error(matching, energy).items()}
         # Tensors with no Q/DQ after them (a Gemm's output that onnxruntime leaves float, the logits): compared as is.
@@ -151,15 +155,16 @@ def _input_as_fed(raw: str, name: str, int8_acts: dict) -> str:
     return _as_read(name, name, int8_acts) if raw.startswith(_READ) else raw
 
 
-def _chunks(float_aug: Path, samples: np.ndarray, input_name: str) -> list[np.ndarray]:
+def _chunks(float_aug: Path, samples: np.ndarray, input_name: str, axes: dict | None = None) -> list[np.ndarray]:
     """Samples in chunks whose activations (both models, int8 ones twice: before and after Q/DQ) fit CHUNK_BYTES,
     judged from the float model's activations on one sample."""
     from onnxruntime.quantization.qdq_loss_debug import collect_activations
 
-    one = collect_activations(str(float_aug), ArrayReader(input_name, samples[:1]))
+    one = collect_activations(str(float_aug), ArrayReader(input_name, take_rows(samples, slice(0, 1)), axes=axes))
     per_sample = 3 * sum(a.nbytes for values in one.values() for a in values)
-    size = int(max(1, min(len(samples), CHUNK_BYTES // max(per_sample, 1))))
-    return [samples[i:i + size] for i in range(0, len(samples), size)]
+    count = sample_count(samples)
+    size = int(max(1, min(count, CHUNK_BYTES // max(per_sample, 1))))
+    return [take_rows(samples, slice(i, i + size)) for i in range(0, count, size)]
 
 
 def _quantized_nodes(int8_qdq: Path) -> dict[str, _Node]:

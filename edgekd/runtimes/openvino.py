@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.batch_layout import batch_axes, to_model
 from edgekd.core.errors import ArtifactError, openvino_reason
 from edgekd.core.fileio import atomic_files
 from edgekd.runtimes.base import Artifact, Backend
@@ -44,6 +45,9 @@ class OpenVinoSession:
                                 f"({openvino_reason(exc)}); if the file is corrupt or from another OpenVINO, bundle it "
                                 "again, otherwise try another precision") from None
         self._request = compiled.create_infer_request()
+        # samples first inside edgekd, each input's own batch axis here (core/batch_layout.py)
+        self._axes = batch_axes({i.get_any_name(): [None if d.is_dynamic else d.get_length() for d in i.get_partial_shape()]
+                                 for i in compiled.inputs})
         self._tensor = ov.Tensor
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -51,8 +55,9 @@ class OpenVinoSession:
         # call, ~35 us on a 2-core Xeon, which is most of a small model's latency (benchmark_app does not
         # pay it either). The output is copied because the request reuses its buffer on the next call.
         if isinstance(batch, dict):  # several named inputs
-            for name, array in batch.items():
-                self._request.set_tensor(name, self._tensor(np.ascontiguousarray(array), shared_memory=True))
+            for name, array in to_model(batch, self._axes).items():
+                # np.require, not ascontiguousarray: that one turns a 0-d input (Silero VAD's sr) into shape (1,)
+                self._request.set_tensor(name, self._tensor(np.require(array, requirements="C"), shared_memory=True))
         else:
             self._request.set_input_tensor(0, self._tensor(np.ascontiguousarray(batch), shared_memory=True))
         self._request.infer()

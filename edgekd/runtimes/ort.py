@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.batch_layout import batch_axes, to_model
 from edgekd.core.errors import ArtifactError, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.runtimes.base import Artifact, Backend
@@ -69,16 +70,21 @@ class OrtSession:
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
             raise ArtifactError(load_failure(model_path, exc, shown_as)) from None
         self._input = self._session.get_inputs()[0].name
+        # samples first inside edgekd, each input's own batch axis here (a recurrent state's, a 0-d shared input)
+        self._axes = batch_axes({i.name: i.shape for i in self._session.get_inputs()})
         self.options["providers"] = self._session.get_providers()
 
     def run(self, batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         """Logits for one batch: an array for the model's one input, or {input name: array} for several."""
-        return self._session.run(None, batch if isinstance(batch, dict) else {self._input: batch})[0]
+        return self._session.run(None, self._feed(batch))[0]
 
     def run_outputs(self, batch: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every output of one batch, by name: a fidelity task compares each with the fp32 model's."""
         names = [output.name for output in self._session.get_outputs()]
-        return dict(zip(names, self._session.run(None, batch if isinstance(batch, dict) else {self._input: batch})))
+        return dict(zip(names, self._session.run(None, self._feed(batch))))
+
+    def _feed(self, batch) -> dict[str, np.ndarray]:
+        return to_model(batch, self._axes) if isinstance(batch, dict) else {self._input: batch}
 
     def output_batch_axes(self) -> dict[str, int]:
         """Per output, the axis that holds the samples: where the first input's named batch dimension appears in the
@@ -182,8 +188,16 @@ def _save_ort(ort, onnx_path: Path, ort_path: Path) -> None:
     # on an x86 build machine they are off by default, and the .ort file then replays only QGemm; its
     # convolutions run as DequantizeLinear + float Conv on the device (seen on aarch64, make arm64-check).
     options.add_session_config_entry("session.qdqisint8allowed", "1")
-    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"],
-                         disabled_optimizers=["NchwcTransformer"])
+    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"], disabled_optimizers=ORT_FORMAT_OFF)
+
+
+# Graph transformers left out of the .ort file. NchwcTransformer: x86-specific layout. WeightBiasQuantization: it
+# quantizes the float weight and bias of a Conv/Gemm that sits between Q/DQ pairs, i.e. a node that quantize_static
+# kept in float (nodes_to_exclude: the accuracy-aware fallback's choice). In the "save" mode of minimal-build
+# optimizations it writes a bias DequantizeLinear whose input count onnxruntime's own loader rejects ("The sum of input
+# arg count is not equal to size of input defs in node (Conv@16_bias_dq)", onnxruntime 1.32, PP-OCR's mobile cls), and
+# on the device the node would run in int8 with per-tensor weights anyway, not in the float the fallback chose.
+ORT_FORMAT_OFF = ["NchwcTransformer", "WeightBiasQuantization"]
 
 
 class OnnxDecoder:

@@ -14,7 +14,7 @@ from edgekd.core.metrics import take_rows
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.given_check import check_label_order, check_scaling
 from edgekd.pipeline.given_model import check_classes, given_input_spec, onnx_inputs, onnx_logits, onnx_scaling
-from edgekd.pipeline.onnx_intake import bring_in
+from edgekd.pipeline.onnx_intake import bring_in, scored_output_first
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes.onnx_graph import external_data_files, onnx_parameters
@@ -30,6 +30,7 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     # The run's copy: with the file's external data, at an opset int8 can be written in (upgraded and checked).
     written, upgrade = bring_in(source, ctx.layout.given_onnx, ctx.dataset.val.x, "student.onnx")
     out = written[0]
+    reordered = scored_output_first(out, getattr(ctx.task, "output", None))
     logits = onnx_logits(out, shown_as=source)
     check_outputs(ctx, logits(take_rows(ctx.dataset.val.x, slice(0, 2))))
     field = f"student.onnx '{ctx.cfg.student.onnx}'"
@@ -37,7 +38,9 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     carried = {"external_data": [file_record(p, source.parent) for p in _user_data_files(source)]} if len(written) > 1 else {}
     return StageOutput(written, {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
                                  "source_sha256": sha256_of(source), **carried,
-                                 **({"opset_upgrade": upgrade} if upgrade else {}), **_accuracy(ctx, logits, field, metadata)},
+                                 **({"opset_upgrade": upgrade} if upgrade else {}),
+                                 **({"scored_output_moved_first": ctx.task.output} if reordered else {}),
+                                 **_accuracy(ctx, logits, field, metadata)},
                        inputs=[source, *_user_data_files(source)], record=StudentRecord(input=spec, inputs=onnx_inputs(out)))
 
 

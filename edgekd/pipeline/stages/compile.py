@@ -11,7 +11,7 @@ import numpy as np
 
 from edgekd import __version__
 from edgekd.core.environment import cpu_info, library_versions
-from edgekd.core.errors import EdgeKDError, StageError, TargetError
+from edgekd.core.errors import ArtifactError, EdgeKDError, StageError, TargetError, clip_words
 from edgekd.core.metrics import accuracy_drop, predict, take_rows
 from edgekd.core.progress import progress
 from edgekd.device.bundle import write_bundle
@@ -51,8 +51,18 @@ def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
     input_spec = read_record(ctx.manifest, ExportRecord).input
     folder = ctx.layout.candidates_dir(profile.name)
     sources = candidate_sources(ctx, profile)
-    return [(name, backend.compile(source, precision, profile, folder / name, input_spec=input_spec))
-            for name, precision, source in progress(sources, desc=f"compile {profile.name}", unit="candidate")]
+    built = []
+    for name, precision, source in progress(sources, desc=f"compile {profile.name}", unit="candidate"):
+        try:
+            built.append((name, backend.compile(source, precision, profile, folder / name, input_spec=input_spec)))
+        except ArtifactError as exc:
+            if precision != "int8":  # the model itself does not build for this runtime: nothing to ship
+                raise
+            # An int8 model this runtime cannot take (OpenVINO on NNCF's Q/DQ inside Silero VAD's If branches) is
+            # no reason to ship nothing: the target's float candidates still compete, and the reason is said.
+            warnings.warn(f"compile: {profile.name}: its int8 model ({name}) does not build for {profile.backend} "
+                          f"({clip_words(exc, 200)}); its float candidates compete without it", stacklevel=2)
+    return built
 
 
 def selection_rule(ctx: RunContext, profile):
