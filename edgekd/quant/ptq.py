@@ -140,6 +140,8 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
             except (ValueError, RuntimeError) as exc:
                 raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({clip_words(exc, 200)})") from None
             strip_node_debug_metadata(tmp)
+            if nodes_to_exclude:
+                mark_float_nodes(tmp, nodes_to_exclude)
             check_written(tmp, out_path, fp32_onnx, recipe.name)
     return out_path
 
@@ -203,6 +205,18 @@ def strip_node_debug_metadata(onnx_path: Path) -> None:
         for node in model.graph.node:
             del node.metadata_props[:]
         onnx.save(model, str(onnx_path))
+
+
+def mark_float_nodes(onnx_path: Path, names: list[str]) -> None:
+    """Record the nodes kept in float in the model's metadata (runtimes/ort.FLOAT_NODES_KEY): onnxruntime sessions of
+    the file then keep them in float (see there), on this machine and on the device alike."""
+    import onnx
+
+    from edgekd.runtimes.ort import FLOAT_NODES_KEY
+
+    model = onnx.load(str(onnx_path))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, FLOAT_NODES_KEY: ",".join(names)})
+    onnx.save(model, str(onnx_path))
 
 
 def quantized_nodes(qdq_onnx: Path) -> list[str]:

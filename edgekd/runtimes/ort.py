@@ -64,9 +64,15 @@ class OrtSession:
         import onnxruntime as ort
 
         self.options = session_options(threads)
+        providers = providers or ["CPUExecutionProvider"]
         try:
-            self._session = ort.InferenceSession(str(model_path), _ort_options(self.options),
-                                                 providers=providers or ["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(model_path), _ort_options(self.options), providers=providers)
+            if FLOAT_NODES_KEY in self._session.get_modelmeta().custom_metadata_map:
+                # Read only once the file is open (the device has no onnx package to read it before): open it again
+                # without the transformer that would quantize the nodes the fallback kept in float.
+                self._session = ort.InferenceSession(str(model_path), _ort_options(self.options), providers=providers,
+                                                     disabled_optimizers=KEEP_FLOAT_OFF)
+                self.options["disabled_optimizers"] = list(KEEP_FLOAT_OFF)
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
             raise ArtifactError(load_failure(model_path, exc, shown_as)) from None
         self._input = self._session.get_inputs()[0].name
@@ -198,6 +204,13 @@ def _save_ort(ort, onnx_path: Path, ort_path: Path) -> None:
 # arg count is not equal to size of input defs in node (Conv@16_bias_dq)", onnxruntime 1.32, PP-OCR's mobile cls), and
 # on the device the node would run in int8 with per-tensor weights anyway, not in the float the fallback chose.
 ORT_FORMAT_OFF = ["NchwcTransformer", "WeightBiasQuantization"]
+# In a session too, WeightBiasQuantization turns a Conv that the fallback kept in float back into an int8 QLinearConv
+# with per-tensor weights: the fallback's measured accuracy was then that of a model it did not mean to build, and
+# "kept N nodes in float" was not true on onnxruntime. quant/ptq.py marks such a model (FLOAT_NODES_KEY in the
+# model's metadata); its sessions leave the transformer out. Not for every model: NNCF's leave biases in float and
+# rely on it to fuse QLinearConv.
+FLOAT_NODES_KEY = "edgekd.float_nodes"
+KEEP_FLOAT_OFF = ["WeightBiasQuantization"]
 
 
 class OnnxDecoder:

@@ -47,3 +47,31 @@ def test_arm64_ort_file_of_an_int8_model_with_a_conv_kept_in_float(tmp_path):
     session = ort.InferenceSession(str(artifact.root / "model.ort"), options, providers=["CPUExecutionProvider"])
     out = session.run(None, {"x": calibration[:2]})[0]
     assert out.shape == (2, 4, 8, 8) and np.isfinite(out).all()
+
+
+def test_a_conv_kept_in_float_stays_float_in_an_onnxruntime_session(tmp_path):
+    """On x86 too, onnxruntime's WeightBiasQuantization turned the Conv the fallback kept in float into an int8
+    QLinearConv inside the session: the fallback scored a model it did not mean to build. The file records the kept
+    nodes and OrtSession opens it without that transformer."""
+    import onnxruntime as ort
+
+    from edgekd.runtimes.ort import FLOAT_NODES_KEY, OrtSession
+
+    fp32 = tmp_path / "chain.onnx"
+    _conv_chain(fp32)
+    x = np.random.default_rng(1).normal(size=(8, 3, 8, 8)).astype(np.float32)
+    recipe = load_profile("x86-cpu").quantization
+    int8 = quantize_qdq(fp32, tmp_path / "int8.onnx", recipe, x, nodes_to_exclude=["conv1"])
+
+    def plain(**kwargs):
+        session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"], **kwargs)
+        return session, session.run(None, {"x": x})[0]
+
+    opened, requantized = plain()
+    assert opened.get_modelmeta().custom_metadata_map[FLOAT_NODES_KEY] == "conv1"
+    _, kept_float = plain(disabled_optimizers=["WeightBiasQuantization"])
+    assert not np.array_equal(requantized, kept_float)  # the transformer changes what conv1 computes
+    ours = OrtSession(int8, threads=1)
+    assert np.array_equal(ours.run(x), kept_float) and ours.options["disabled_optimizers"] == ["WeightBiasQuantization"]
+    whole = quantize_qdq(fp32, tmp_path / "whole.onnx", recipe, x)  # nothing kept in float: onnxruntime's defaults
+    assert "disabled_optimizers" not in OrtSession(whole, threads=1).options
