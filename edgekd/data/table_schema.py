@@ -1,8 +1,10 @@
 """A table's schema and the check of raw rows against it: what a tabular bundle takes, torch- and scikit-learn-free so
 `edgekd bench` on the device runs it.
 
-A tabular model takes one named ONNX input per column, each (batch, 1): a float32 for a numeric column (NaN where a
-value is missing) and a string for a categorical one (the empty string where a value is missing: its own category).
+A tabular model takes one named ONNX input per column, each (batch, 1) (layout "columns"), or one input per type
+(layout "types", data.inputs): 'numeric' (batch, k) float32 and 'categorical' (batch, m) string, the columns of each
+kind in the schema's order. Numbers are float32 (NaN where a value is missing), categories strings (the empty string
+where a value is missing: its own category).
 The schema (in the manifest's preprocessing.tabular) lists the columns in that order with each one's kind and, for
 categories, the values seen in training. Rows that do not fit it are refused with one line naming the column,
 rather than scored silently wrong (an unseen category would one-hot to all zeros).
@@ -18,6 +20,8 @@ from edgekd.core.errors import DataError
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 MISSING_CATEGORY = ""  # a missing categorical value: its own category, the empty string
+COLUMNS, TYPES = "columns", "types"  # input layouts: one input per column, or one per type
+NUMERIC_INPUT, CATEGORICAL_INPUT = "numeric", "categorical"  # the inputs' names in the types layout
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Schema:
     target: str
     classes: tuple[str, ...]
     columns: tuple[Column, ...] = field(default_factory=tuple)
+    layout: str = COLUMNS
 
     @property
     def numeric(self) -> list[str]:
@@ -45,14 +50,17 @@ class Schema:
         return [c.name for c in self.columns if c.kind == CATEGORICAL]
 
     def to_json(self) -> dict[str, Any]:
+        inputs = ("one (batch, 1) input per column, named as it" if self.layout == COLUMNS else
+                  f"'{NUMERIC_INPUT}' (batch, {len(self.numeric)}) and '{CATEGORICAL_INPUT}' (batch, {len(self.categorical)}), "
+                  "the columns of each kind in this order")
         return {"target": self.target, "classes": list(self.classes), "columns": [c.to_json() for c in self.columns],
-                "inputs": "one (batch, 1) input per column, named as it: float32 for numeric (NaN: missing), string for "
-                          "categorical ('': missing)"}
+                "layout": self.layout,
+                "inputs": f"{inputs}: float32 for numeric (NaN: missing), string for categorical ('': missing)"}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Schema:
         columns = tuple(Column(c["name"], c["kind"], tuple(c.get("categories", ()))) for c in data["columns"])
-        return cls(data["target"], tuple(data["classes"]), columns)
+        return cls(data["target"], tuple(data["classes"]), columns, data.get("layout", COLUMNS))
 
 
 def model_inputs(schema: Schema, rows: dict[str, Any], where: str) -> dict[str, np.ndarray]:
@@ -62,6 +70,45 @@ def model_inputs(schema: Schema, rows: dict[str, Any], where: str) -> dict[str, 
         raise DataError(f"{where}: column '{missing[0]}' is missing; the model takes {', '.join(c.name for c in schema.columns)}")
     return {column.name: _column(column, np.asarray(rows[column.name]).reshape(-1), where).reshape(-1, 1)
             for column in schema.columns}
+
+
+def layout_arrays(schema: Schema, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's inputs from {column: (n, 1) array} (model_inputs' output): as they are for the columns layout,
+    stacked by kind for the types layout."""
+    if schema.layout == COLUMNS:
+        return {c.name: columns[c.name] for c in schema.columns}
+    out = {}
+    for name, kind in ((NUMERIC_INPUT, schema.numeric), (CATEGORICAL_INPUT, schema.categorical)):
+        if kind:
+            out[name] = np.concatenate([np.asarray(columns[c]).reshape(-1, 1) for c in kind], axis=1)
+    return out
+
+
+def columns_of(schema: Schema, arrays: dict[str, Any], where: str) -> dict[str, Any]:
+    """{column: values} from the model's inputs in the schema's layout (the inverse of layout_arrays), or one line
+    naming the input that is missing or the wrong width."""
+    if schema.layout == COLUMNS:
+        return arrays
+    out = {}
+    for name, kind in ((NUMERIC_INPUT, schema.numeric), (CATEGORICAL_INPUT, schema.categorical)):
+        if not kind:
+            continue
+        if name not in arrays:
+            raise DataError(f"{where}: input '{name}' is missing; it holds the columns {', '.join(kind)}")
+        array = np.asarray(arrays[name])
+        if array.ndim != 2 or array.shape[1] != len(kind):
+            raise DataError(f"{where}: input '{name}' is {tuple(array.shape)}, but holds {len(kind)} columns "
+                            f"({', '.join(kind)}): give a (rows, {len(kind)}) array")
+        out.update({column: array[:, i] for i, column in enumerate(kind)})
+    return out
+
+
+def model_feed(schema: Schema, arrays: dict[str, Any], where: str) -> dict[str, np.ndarray]:
+    """The model's inputs (in its layout) checked column by column: every column there, numbers where numbers
+    belong, no unseen category; bad input gets one line naming the column."""
+    columns = columns_of(schema, arrays, where)
+    flat = {name: np.asarray(values)[:, 0] if np.asarray(values).ndim == 2 else values for name, values in columns.items()}
+    return layout_arrays(schema, model_inputs(schema, flat, where))
 
 
 def _column(column: Column, values: np.ndarray, where: str) -> np.ndarray:

@@ -18,7 +18,7 @@ from edgekd.core.errors import ConfigError, DataError
 from edgekd.core.fileio import resolve_path
 from edgekd.core.metrics import ACCURACY
 from edgekd.data.datasets import Split
-from edgekd.data.table_schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Column, Schema, model_inputs, numeric_values
+from edgekd.data.table_schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Column, Schema, layout_arrays, model_inputs, numeric_values
 
 # A text column is numeric with a typo when at least this share of its values are numbers: refused, not read as categories.
 NUMERIC_SHARE = 0.95
@@ -48,6 +48,10 @@ class TabularDataset:
     def input_shape(self) -> tuple[int, ...]:
         return (len(self.schema.columns),)
 
+    def model_x(self, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A split's columns as the student's ONNX graph takes them (data.inputs: per column, or per type)."""
+        return layout_arrays(self.schema, x)
+
     def preprocessing(self) -> dict[str, Any]:
         """What the device feeds: raw columns as the schema says (imputation, scaling and encoding are in the graph)."""
         return {"tabular": self.schema.to_json(), "formula": "raw columns; preprocessing is inside the ONNX graph"}
@@ -73,7 +77,7 @@ def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
     splits = _split(len(table), labels, cfg, seed, where)
     train_rows = splits[0]
     columns = tuple(_column(table[name], str(name), name in (cfg.categorical or []), train_rows, where) for name in features)
-    schema = Schema(str(cfg.target), tuple(classes), columns)
+    schema = Schema(str(cfg.target), tuple(classes), columns, cfg.inputs)
     raw = {c.name: table[c.name].to_numpy() for c in columns}
     made = []
     for split_name, rows in zip(("training", "validation", "test"), splits):

@@ -19,7 +19,7 @@ from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetErro
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
-from edgekd.data.table_schema import model_inputs, schema_of
+from edgekd.data.table_schema import model_feed, schema_of
 from edgekd.device.bundle import REFERENCE_OUTPUTS, eval_key, load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
@@ -54,7 +54,7 @@ def _load_eval(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, 
         x = {spec["name"]: data[eval_key(spec["name"])] for spec in inputs}
         schema = schema_of(manifest)
         if schema is not None:  # a table: every column there, numbers where numbers belong, no unseen category
-            x = model_inputs(schema, {name: array[:, 0] if array.ndim == 2 else array for name, array in x.items()}, str(path))
+            x = model_feed(schema, x, str(path))
         _check_named_arrays(path, x, y, logits, inputs)
         return x, y, logits
     x = data["x"]

@@ -76,8 +76,8 @@ class TextClassification(Classification):
 
 @dataclass(frozen=True)
 class TabularClassification(Classification):
-    """data.source csv or parquet: raw columns in, one (batch, 1) input per column named as it (edgekd/data/table_schema.py),
-    one label per row, top-1."""
+    """data.source csv or parquet: raw columns in, one (batch, 1) input per column named as it, or one per type
+    (data.inputs; edgekd/data/table_schema.py), one label per row, top-1."""
 
     name: str = "tabular-classification"
 
@@ -88,7 +88,7 @@ class TabularClassification(Classification):
     def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         test = dataset.test
         n = min(samples, len(test))
-        return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
+        return dataset.model_x({name: array[:n] for name, array in test.x.items()}), test.y[:n]
 
     def load_dataset(self, config, base_dir):
         from edgekd.data.tabular import load_tabular_dataset

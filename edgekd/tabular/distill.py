@@ -76,17 +76,18 @@ def train_student(data, student_cfg, distill_cfg, soft: torch.Tensor | None, see
 
 
 def save_preprocessing(front, data, path: Path) -> Path:
-    """The fitted preprocessing as ONNX, checked against scikit-learn on validation rows before it is kept."""
+    """The fitted preprocessing as ONNX in the data's input layout (tabular/front.py), checked against scikit-learn on
+    validation rows before it is kept."""
     import onnx
 
-    from edgekd.tabular.onnx_convert import preprocessing_onnx
+    from edgekd.tabular.front import front_graph, plan_of
     from edgekd.tabular.runtime import run_onnx
 
-    model = preprocessing_onnx(front, data.schema)
-    got = run_onnx(model.SerializeToString(), data.val.x)
+    model = front_graph(plan_of(front, data.schema), data.schema)
+    got = run_onnx(model.SerializeToString(), data.model_x(data.val.x))
     want = st.features(front, data.val.x)
     if got.shape != want.shape or not np.allclose(got, want, atol=FRONT_ATOL):
-        raise StageError(f"distill: the preprocessing converted by skl2onnx differs from scikit-learn's (max error "
+        raise StageError(f"distill: the preprocessing written as ONNX differs from scikit-learn's (max error "
                          f"{np.abs(got - want).max() if got.shape == want.shape else got.shape}); report this with the data's schema")
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
@@ -111,8 +112,26 @@ def join_front(ctx, network_onnx: Path, out: Path) -> Path:
     return out
 
 
+def fold_front(ctx, network_onnx: Path, out: Path) -> bool:
+    """The fp32 student with standardization and one-hot slots folded into its first layer (tabular/front.py): fewer
+    nodes at batch 1. False (nothing written) when the network's first node is not a plain Gemm."""
+    import onnx
+
+    from edgekd.tabular.front import folded_graph, plan_from_graph
+
+    schema = ctx.dataset.schema
+    plan = plan_from_graph(onnx.load(str(ctx.stage_dir("distill") / PREPROCESSING_FILE)), schema)
+    model = folded_graph(plan, schema, onnx.load(str(network_onnx)))
+    if model is None:
+        return False
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+    return True
+
+
 def export(ctx, network_path: Path, out: Path) -> dict[str, Any]:
-    """The network as ONNX, joined behind the preprocessing; parity against PyTorch on validation rows."""
+    """The network as ONNX, its first layer folded with the preprocessing (else joined behind it); parity against
+    PyTorch on validation rows."""
     from edgekd.core.metrics import fidelity
     from edgekd.tabular.runtime import run_onnx
 
@@ -120,8 +139,9 @@ def export(ctx, network_path: Path, out: Path) -> dict[str, Any]:
     inputs = ctx.manifest.metrics("distill")["features"]
     with atomic_path(network_path) as tmp:
         st.export_network(network, inputs, Path(tmp), ctx.cfg.export.opset)
-    join_front(ctx, network_path, out)
-    rows = {name: array[:ctx.cfg.export.parity_samples] for name, array in ctx.dataset.val.x.items()}
+    if not fold_front(ctx, network_path, out):
+        join_front(ctx, network_path, out)
+    rows = ctx.dataset.model_x({name: array[:ctx.cfg.export.parity_samples] for name, array in ctx.dataset.val.x.items()})
     front = run_onnx(str(ctx.stage_dir("distill") / PREPROCESSING_FILE), rows)
     with torch.no_grad():
         expected = network(torch.from_numpy(front)).numpy()
@@ -132,7 +152,7 @@ def front_features(ctx, rows: dict[str, np.ndarray]) -> np.ndarray:
     """Raw rows through the run's preprocessing graph: the network's input."""
     from edgekd.tabular.runtime import run_onnx
 
-    return run_onnx(str(ctx.stage_dir("distill") / PREPROCESSING_FILE), rows)
+    return run_onnx(str(ctx.stage_dir("distill") / PREPROCESSING_FILE), ctx.dataset.model_x(rows))
 
 
 def calibration_features(ctx, recipe) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Fitted scikit-learn objects (teachers, and the student's preprocessing) as ONNX with skl2onnx, LightGBM and XGBoost
+"""Fitted scikit-learn teachers as ONNX with skl2onnx, LightGBM and XGBoost
 through onnxmltools' converters, and the teachers joined into one ensemble graph: the baseline a user would deploy
 instead of the student (TreeEnsemble operators), timed on onnxruntime beside it.
 
@@ -111,12 +111,3 @@ def ensemble_onnx(members: list, weights: list[float], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
-
-
-def preprocessing_onnx(front, schema: Schema):
-    """The student's fitted ColumnTransformer as ONNX: raw columns in, its 'features' (batch, F) float out."""
-    from skl2onnx import to_onnx
-
-    onx = to_onnx(front, initial_types=initial_types(schema), target_opset=dict(ONNX_OPSET),
-                  final_types=None)
-    return onx

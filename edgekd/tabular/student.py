@@ -2,11 +2,10 @@
 the training split, then a small network (an MLP, or a residual MLP) on the features it makes, trained with Hinton's
 KD on the ensemble's cached outputs (or labels alone: the scratch baseline).
 
-One ONNX file holds both: the preprocessing is converted with skl2onnx and joined in front of the network's export
-(onnx.compose.merge_models). Why skl2onnx and not torch ops: categories arrive as strings, and torch has no string
-tensors, so the one-hot encoding of raw categories can only be ONNX-ML operators; skl2onnx writes exactly the fitted
-ColumnTransformer's arithmetic with tested converters, so the bundle takes raw columns and does what training did.
-int8 quantizes the network part alone (calibrated on its features), then the same front is joined again.
+One ONNX file holds both: the preprocessing is written as ONNX-ML operators (tabular/front.py; categories arrive as
+strings, and torch has no string tensors) and joined in front of the network's export (onnx.compose.merge_models),
+its one-hot slot selection folded into the network's first layer for fp32. int8 quantizes the network part alone
+(calibrated on its features), then the same front is joined again.
 """
 from __future__ import annotations
 

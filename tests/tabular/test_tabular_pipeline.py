@@ -65,8 +65,39 @@ def test_student_and_int8_are_recorded(table_run):
     assert (run / "04-quantize").glob("*.onnx")
 
 
-def test_bench_of_a_table_bundle_without_torch_or_scikit_learn(table_run, tmp_path):
-    run, _ = table_run
+@pytest.fixture(scope="module")
+def types_run(tmp_path_factory):
+    """The pipeline on the same table with data.inputs: types (one 'numeric' and one 'categorical' input)."""
+    from edgekd.pipeline.runner import run_from_file
+
+    folder = tmp_path_factory.mktemp("table-types-run")
+    table_rows().to_csv(folder / "table.csv", index=False)
+    config = table_config()
+    config["data"]["inputs"] = "types"
+    (folder / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    run_from_file(folder / "config.yaml", out=str(folder / "run"), log=lambda _m: None)
+    return folder / "run"
+
+
+def test_a_types_bundle_takes_one_input_per_type_and_folds_its_front(types_run):
+    import onnx
+    import onnxruntime as ort
+
+    bundle = types_run / "bundle" / "x86-cpu"
+    manifest = read_json(bundle / "manifest.json")
+    assert manifest["preprocessing"]["tabular"]["layout"] == "types"
+    assert {i["name"]: (i["dtype"], i["shape"][1]) for i in manifest["inputs"]} == {"numeric": ("float32", 4), "categorical": ("object", 2)}
+    fp32 = onnx.load(str(types_run / "03-export" / "student-fp32.onnx"))
+    assert not {n.op_type for n in fp32.graph.node} & {"Gather"}  # the one-hot slot selection folded into the first Gemm
+    assert _metrics(types_run, "export")["parity"]["max_abs_error"] < 1e-3
+    session = ort.InferenceSession(str(bundle / manifest["artifact"]["main"]))
+    feed = {"numeric": np.array([[1.2, 1300.0, np.nan, 2.0]], dtype=np.float32), "categorical": np.array([["red", ""]])}
+    assert session.run(None, feed)[0].shape == (1, 3)
+
+
+@pytest.mark.parametrize("layout", ["columns", "types"])
+def test_bench_of_a_table_bundle_without_torch_or_scikit_learn(layout, request, tmp_path):
+    run = request.getfixturevalue("table_run")[0] if layout == "columns" else request.getfixturevalue("types_run")
     blocked = ("torch", "transformers", "sklearn", "pandas", "lightgbm", "xgboost", "skl2onnx", "onnxmltools")
     block = ("import sys\nfrom importlib.machinery import ModuleSpec\nclass Refuse:\n"
              "    def create_module(self, spec): raise ImportError(spec.name + ' is blocked: the device path must not import it')\n"

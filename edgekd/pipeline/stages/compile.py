@@ -77,7 +77,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
     """Validation accuracy, agreement with the fp32 student (`reference` logits; a fidelity task's every output,
     `reference_outputs`) and, where meaningful here, latency of each candidate."""
     backend = get_backend(profile.backend)
-    val = ctx.dataset.val
+    val = model_split(ctx.dataset, ctx.dataset.val)
     rows, runners = [], {}
     for name, artifact in progress(candidates, desc=f"{profile.name} validation accuracy", unit="candidate"):
         row: dict[str, Any] = {"name": name, "precision": artifact.precision, "artifact": artifact.to_json(),
@@ -119,6 +119,12 @@ def remove_stale_candidates(stage_dir: Path, built: dict[str, set[str]]) -> list
         if target_dir.name not in built and not any(target_dir.iterdir()):
             target_dir.rmdir()
     return removed
+
+
+def model_split(dataset, split):
+    """A table's split in its model's input layout (data.inputs: per column or per type); other data as it is."""
+    as_model_takes = getattr(dataset, "model_x", None)
+    return type(split)(as_model_takes(split.x), split.y) if as_model_takes else split
 
 
 def _output_spec(ctx: RunContext, reference: np.ndarray) -> dict[str, Any]:
@@ -191,10 +197,11 @@ class CompileStage(Stage):
 
     def run(self) -> StageOutput:
         ctx = self.ctx
-        val_logits = student_logits(ctx, ctx.dataset.val.x)
+        val_x = model_split(ctx.dataset, ctx.dataset.val).x
+        val_logits = student_logits(ctx, val_x)
         eval_x, eval_y = ctx.task.evaluation_set(ctx.dataset, ctx.cfg.bench.eval_samples)
         reference_logits = student_logits(ctx, eval_x)
-        val_outputs, eval_outputs = student_outputs(ctx, ctx.dataset.val.x), student_outputs(ctx, eval_x)
+        val_outputs, eval_outputs = student_outputs(ctx, val_x), student_outputs(ctx, eval_x)
         targets, outputs, built = {}, [], {}
         for name in ctx.cfg.targets:
             profile = load_profile(name, ctx.base_dir)
