@@ -99,7 +99,14 @@ class PipelineConfig(Strict):
     def _teachers_for_mode(self) -> PipelineConfig:
         if not self.teachers and self.distill.mode not in ("online", "none"):
             raise ValueError(f"teachers: at least one teacher is needed with distill.mode '{self.distill.mode}'")
+        from edgekd.text.fitted_teachers import text_teacher_refusal
+
         for index, teacher in enumerate(self.teachers):
+            refusal = text_teacher_refusal(teacher, index, self.data.source) if self.data.source != "text" else None
+            if refusal:
+                raise ValueError(refusal)
+            if teacher.kind == "sklearn" and self.data.source == "text":
+                continue  # a pipeline reading the raw texts, beside the BERT teacher (checked by the text stages)
             if teacher.kind != "torch" and self.data.source not in TABLE_SOURCES:
                 raise ValueError(f"teachers[{index}].{teacher.kind}: in a pipeline, teachers of this kind run on tables (data.source "
                                  f"csv or parquet), and data.source is '{self.data.source}'; give arch (a PyTorch network)")

@@ -128,10 +128,16 @@ def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, se
     try:
         model.fit(view(x_train), y_train)
     except (ValueError, TypeError) as exc:
-        raise ModelError(f"teachers[{index}]: fitting {_describe(spec)} failed: {str(exc).splitlines()[0][:200]}") from None
-    identity = _digest({"kind": spec.kind, "spec": spec.model_dump(mode="json", exclude={"weight"}), "seed": seed,
-                        "versions": _versions(spec.kind)})
-    return Teacher(index, spec.kind, _describe(spec), lambda x: _model_logits(model, view(x), classes), identity, model=model)
+        raise ModelError(f"teachers[{index}]: fitting {describe(spec)} failed: {str(exc).splitlines()[0][:200]}") from None
+    return Teacher(index, spec.kind, describe(spec), lambda x: _model_logits(model, view(x), classes),
+                   fitted_identity(spec, seed), model=model)
+
+
+def fitted_identity(spec, seed: int) -> str:
+    """What a fitted teacher's cached outputs are keyed by (with the data's fingerprint): its config, the seed and the
+    library versions; known before fitting, so a cache hit skips the fit."""
+    return _digest({"kind": spec.kind, "spec": spec.model_dump(mode="json", exclude={"weight"}), "seed": seed,
+                    "versions": _versions(spec.kind)})
 
 
 def load_teacher(spec, index: int, classes: int, base_dir: Path, schema=None) -> Teacher:
@@ -231,7 +237,8 @@ def _load_skops(path: Path, trusted: list[str], where: str):
     return sio.load(str(path), trusted=list(trusted))
 
 
-def _describe(spec) -> str:
+def describe(spec) -> str:
+    """A fitted teacher's name: its estimator, or its pipeline's steps joined by ' + '."""
     if isinstance(spec.sklearn, list):
         return " + ".join(next(iter(step)) for step in spec.sklearn)
     return str(getattr(spec, spec.kind))

@@ -5,6 +5,8 @@ bench and gate are the image stages, unchanged: they read what these write.
 
     teachers: [{arch: bert, kwargs: {hidden: 128, layers: 6, heads: 4, intermediate: 512}, train: {...}}]
     teachers: [{arch: bert, checkpoint: my-bert/}]   # a save_pretrained folder with its tokenizer.json: not trained
+    teachers: [{arch: bert, ...}, {sklearn: [{TfidfVectorizer: {}}, {LogisticRegression: {}}]}]  # and a pipeline fitted
+                                          # on the raw training texts; weights picked on validation
     student: {arch: bert-half}            # the teacher's width, every other teacher layer (DistilBERT)
     student: {arch: bert, kwargs: {...}}  # a narrower student, fresh, with a learned projection for the cosine
     student: {arch: bert, checkpoint: my-bert/}      # without teachers and distill: shipped as given (distill.mode none)
@@ -29,6 +31,7 @@ from edgekd.pipeline.text_data import TOKENIZER_FILE, given_model, given_model_k
 from edgekd.pipeline.text_models import load_model, save_model
 
 TEACHER_ARCH, STUDENT_ARCHS = "bert", ("bert-half", "bert")
+FITTED_FILE = "fitted-teachers.npz"  # the scikit-learn text teachers' outputs on the training texts (teachers stage)
 SIZE_KEYS = ("hidden", "layers", "heads", "intermediate")
 CALIBRATION_BATCH = 32
 
@@ -61,9 +64,15 @@ def check_text_config(config, base_dir: Path) -> None:
 
 
 def _check_distillation(config) -> None:
-    """One BERT teacher (trained by the run, or a save_pretrained folder) and a student distilled from it."""
-    if len(config.teachers) != 1 or config.teachers[0].arch != TEACHER_ARCH:
-        raise ConfigError(f"teachers: data.source text distills from one teacher with arch '{TEACHER_ARCH}'; give exactly that")
+    """One BERT teacher (trained by the run, or a save_pretrained folder), optionally beside scikit-learn pipelines
+    reading the raw texts (fitted on the training split), and a student distilled from them."""
+    from edgekd.text.fitted_teachers import check_text_teacher
+
+    if not config.teachers or config.teachers[0].arch != TEACHER_ARCH:
+        raise ConfigError(f"teachers: data.source text distills from a teacher with arch '{TEACHER_ARCH}' first (teachers[0]), "
+                          "optionally followed by scikit-learn pipelines reading the raw texts; give that")
+    for index, spec in enumerate(config.teachers[1:], start=1):
+        check_text_teacher(spec, index)
     teacher = config.teachers[0]
     if teacher.checkpoint and teacher.kwargs:
         raise ConfigError("teachers[0].kwargs: the teacher's sizes come from teachers[0].checkpoint (its config.json); remove kwargs")
@@ -89,6 +98,19 @@ def _check_shipped_as_given(config) -> None:
     if config.student.arch != TEACHER_ARCH or config.student.kwargs:
         raise ConfigError(f"student.arch: data.source text ships a save_pretrained folder as given with "
                           f"student: {{arch: {TEACHER_ARCH}, checkpoint: FOLDER}} (no kwargs); got {config.student.arch!r}")
+
+
+def ensemble_train_logits(ctx: RunContext, bert_logits: np.ndarray) -> np.ndarray:
+    """The ensemble's outputs on the training texts: BERT's beside the fitted teachers' the teachers stage kept, mixed
+    with the weights it picked on validation."""
+    from edgekd.text.fitted_teachers import mix
+
+    path = ctx.stage_dir("teachers") / FITTED_FILE
+    if not path.is_file():
+        raise StageError(f"distill: {path} is gone; rerun with --force --only teachers (or without --resume)")
+    with np.load(path, allow_pickle=False) as saved:
+        members = [saved[f"teacher-{index}"] for index in range(1, len(ctx.cfg.teachers))]
+    return mix([bert_logits, *members], ctx.manifest.metrics("teachers")["ensemble"]["weights"])
 
 
 def _recipe(train_cfg, seed: int):
@@ -134,11 +156,47 @@ class TextTeachersStage(Stage):
 
         teacher, measured = self._given() if ctx.cfg.teachers[0].checkpoint else self._trained()
         read = measured.pop("read", [])  # a given folder's files, recorded with their sha256
-        entry = {"name": "teacher-0", "arch": TEACHER_ARCH, "params": models.parameters(teacher), "top1": measured["val_top1"],
-                 "test_top1": training.top1(teacher, _encoded(data.test)), **measured}
+        entry = {"name": "teacher-0", "kind": "torch", "arch": TEACHER_ARCH, "params": models.parameters(teacher),
+                 "top1": measured["val_top1"], "test_top1": training.top1(teacher, _encoded(data.test)), **measured}
         outputs = [tokenizer_path, *save_model(teacher, folder, "teacher-0")]
-        return StageOutput(outputs, {"teachers": [entry], "ensemble": {"params": entry["params"], "top1": entry["top1"]},
-                                     **shared}, inputs=read)
+        ensemble = {"params": entry["params"], "top1": entry["top1"]}
+        teachers = [entry]
+        if len(ctx.cfg.teachers) > 1:
+            fitted, ensemble = self._fitted(teacher)
+            teachers += fitted
+            outputs.append(folder / FITTED_FILE)
+        return StageOutput(outputs, {"teachers": teachers, "ensemble": ensemble, **shared}, inputs=read)
+
+    def _fitted(self, teacher) -> tuple[list[dict], dict]:
+        """The scikit-learn text teachers (fitted on the training texts, outputs cached), scored on validation and test;
+        the ensemble's weights picked on validation; their training outputs kept for the distill stage."""
+        from edgekd.pipeline.tabular_teachers import teacher_cache
+        from edgekd.text import fitted_teachers as ft
+        from edgekd.text import training
+
+        ctx, data = self.ctx, self.ctx.dataset
+        texts = {"train": data.train.texts, "val": data.val.texts, "test": data.test.texts}
+        bert = {split: training.outputs(teacher, _encoded(getattr(data, split)))["logits"] for split in ("val", "test")}
+        entries, members = [], []
+        for index, spec in enumerate(ctx.cfg.teachers[1:], start=1):
+            out = ft.fitted_outputs(spec, index, texts, data.train.y, data.num_classes, ctx.cfg.seed, teacher_cache(ctx),
+                                    data.fingerprint)
+            val_top1 = ft.top1(out.logits["val"], data.val.y)
+            if val_top1 <= 1.0 / data.num_classes:
+                raise StageError(f"teachers[{index}] ({out.name}): validation top-1 {val_top1:.1%}, no better than chance; "
+                                 "check its steps and parameters")
+            entries.append({"index": index, "name": f"teacher-{index}", "kind": "sklearn", "estimator": out.name,
+                            "top1": val_top1, "test_top1": ft.top1(out.logits["test"], data.test.y), "cache_hit": out.cached,
+                            "cache_keys": out.keys})
+            members.append(out.logits)
+        weights, how = ft.pick_weights([bert["val"], *(m["val"] for m in members)], data.val.y,
+                                       [t.weight for t in ctx.cfg.teachers])
+        mixed = {split: ft.mix([bert[split], *(m[split] for m in members)], weights) for split in ("val", "test")}
+        with atomic_path(ctx.stage_dir("teachers") / FITTED_FILE) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **{f"teacher-{e['index']}": m["train"] for e, m in zip(entries, members)})
+        ensemble = {"top1": ft.top1(mixed["val"], data.val.y), "test_top1": ft.top1(mixed["test"], data.test.y),
+                    "weights": weights, "weights_from": how, "mode": "log of the weighted mean of probabilities"}
+        return entries, ensemble
 
     def _trained(self):
         import torch
@@ -218,11 +276,15 @@ class TextDistillStage(Stage):
         train = _encoded(data.train)
         kd = training.KD(cfg.temperature, cfg.alpha) if cfg.alpha > 0 else None
         cached = training.outputs(teacher, train, hidden=True) if kd else None
+        if cached is not None and len(ctx.cfg.teachers) > 1:  # soft targets from the ensemble, the [CLS] state from BERT
+            cached["logits"] = ensemble_train_logits(ctx, cached["logits"])
         fitted = training.fit(student, train, _encoded(data.val), _recipe(cfg.train, seed), kd=kd, teacher=cached,
                               projection=projection, log=lambda m: None, name="student")
         metrics = {"params": models.parameters(student), "seed": seed, "arch": ctx.cfg.student.arch,
                    "loss": {"kind": "distilbert" if kd else "cross_entropy", "temperature": cfg.temperature, "alpha": cfg.alpha,
-                            "cosine": "last [CLS] state" if kd else None},
+                            "cosine": "last [CLS] state" if kd else None,
+                            "soft_targets": (f"ensemble of {len(ctx.cfg.teachers)} teachers" if len(ctx.cfg.teachers) > 1
+                                             else "teacher-0") if kd else None},
                    "test_top1": training.top1(student, _encoded(data.test)), **fitted}
         return StageOutput(save_model(student, ctx.stage_dir("distill"), "student"), metrics, record=StudentRecord())
 
