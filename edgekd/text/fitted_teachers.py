@@ -62,10 +62,10 @@ class FittedOutputs:
     keys: dict[str, str] = field(default_factory=dict)
 
 
-def fitted_outputs(spec, index: int, texts: dict[str, list[str]], y_train: np.ndarray, classes: int, seed: int,
+def fitted_outputs(spec, index: int, fit: tuple[list[str], np.ndarray], texts: dict[str, list[str]], classes: int, seed: int,
                    cache, fingerprint: str) -> FittedOutputs:
-    """The teacher's outputs on texts[split] for every split, from the cache, else fitted on texts['train'] and
-    y_train, run and cached."""
+    """The teacher's outputs on texts[split] for every split: from the cache, else fitted on `fit` (texts, labels: the
+    training split), run and cached. `fingerprint` names the data (the fit texts and every split's)."""
     from edgekd.train.distill.cache import cache_key
     from edgekd.train.teacher_kinds import check_outputs, describe, fit_teacher, fitted_identity
 
@@ -75,7 +75,7 @@ def fitted_outputs(spec, index: int, texts: dict[str, list[str]], y_train: np.nd
     found = {split: cache.load(key) for split, key in keys.items()}
     if all(entry is not None for entry in found.values()):
         return FittedOutputs(describe(spec), {s: np.asarray(e.logits, dtype=np.float32) for s, e in found.items()}, True, keys)
-    teacher = fit_teacher(spec, index, texts["train"], np.asarray(y_train), classes, seed)
+    teacher = fit_teacher(spec, index, fit[0], np.asarray(fit[1]), classes, seed)
     logits = {}
     for split, rows in texts.items():
         entry = cache.get_or_compute(keys[split], lambda rows=rows: check_outputs(teacher, teacher.logits(rows)),

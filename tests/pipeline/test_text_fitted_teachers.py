@@ -45,10 +45,10 @@ def test_a_fitted_text_teachers_outputs_are_cached_and_not_refitted(tmp_path, mo
              "test": ["green apple", "grey sky"]}
     labels = np.array([0, 0, 1, 1] * 5)
     cache, spec = TeacherLogitCache(tmp_path), TeacherConfig(**TFIDF)
-    first = ft.fitted_outputs(spec, 1, texts, labels, 2, 0, cache, "data-1")
+    first = ft.fitted_outputs(spec, 1, (texts["train"], labels), texts, 2, 0, cache, "data-1")
     assert not first.cached and first.logits["val"].shape == (2, 2) and ft.top1(first.logits["test"], np.array([0, 1])) == 1.0
     monkeypatch.setattr(teacher_kinds, "fit_teacher", lambda *a, **k: pytest.fail("refitted despite the cache"))
-    again = ft.fitted_outputs(spec, 1, texts, labels, 2, 0, cache, "data-1")
+    again = ft.fitted_outputs(spec, 1, (texts["train"], labels), texts, 2, 0, cache, "data-1")
     assert again.cached and np.allclose(again.logits["val"], first.logits["val"], atol=1e-2)  # float16 in the cache
 
 

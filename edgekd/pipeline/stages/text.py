@@ -179,8 +179,8 @@ class TextTeachersStage(Stage):
         bert = {split: training.outputs(teacher, _encoded(getattr(data, split)))["logits"] for split in ("val", "test")}
         entries, members = [], []
         for index, spec in enumerate(ctx.cfg.teachers[1:], start=1):
-            out = ft.fitted_outputs(spec, index, texts, data.train.y, data.num_classes, ctx.cfg.seed, teacher_cache(ctx),
-                                    data.fingerprint)
+            out = ft.fitted_outputs(spec, index, (data.train.texts, data.train.y), texts, data.num_classes, ctx.cfg.seed,
+                                    teacher_cache(ctx), data.fingerprint)
             val_top1 = ft.top1(out.logits["val"], data.val.y)
             if val_top1 <= 1.0 / data.num_classes:
                 raise StageError(f"teachers[{index}] ({out.name}): validation top-1 {val_top1:.1%}, no better than chance; "
