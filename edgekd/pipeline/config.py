@@ -46,7 +46,8 @@ class PipelineConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     teachers: list[TeacherConfig] = Field(default_factory=list, description="the ensemble: at least one, except with distill.mode: "
                                           "online; each of one kind: arch (PyTorch), sklearn, lightgbm, xgboost (fitted by edgekd), "
-                                          "onnx or skops (fitted files; the last four kinds on tables)")
+                                          "onnx or skops (fitted files; the last four kinds on tables; on data.source text, sklearn "
+                                          "pipelines reading raw texts beside one arch: bert)")
     student: StudentConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
