@@ -29,13 +29,26 @@ def thread_counts() -> list[int]:
 def best_latency(path: str, rows: dict[str, np.ndarray], spec, desc: str = "latency") -> dict:
     """p50 at batch 1 of one real row, at each thread count; the best with the count that gave it (edgekd's
     interleaved timer, device/latency.py)."""
+    return best_latencies({"model": (path, rows)}, spec, desc)["model"]
+
+
+def best_latencies(models: dict[str, tuple[str, dict[str, np.ndarray]]], spec, desc: str = "latency") -> dict[str, dict]:
+    """best_latency for several models ({name: (path, rows)}) timed in the same interleaved rounds, so a ratio of two
+    of them is measured under the same machine load (a shared machine's load moves a 200 MB ensemble's time far more
+    than a small network's)."""
     from edgekd.device.latency import measure_interleaved
 
-    sessions = {threads: session(path, threads) for threads in thread_counts()}
-    runners = {f"threads{t}": (lambda batch, s=s: s.run(None, batch)) for t, s in sessions.items()}
-    names = [i.name for i in sessions[1].get_inputs()]
-    one = {k: rows[k][:1] for k in names}
-    stats = measure_interleaved(runners, one, spec, desc=desc)
-    by_threads = {int(name[7:]): s.p50_ms for name, s in stats.items()}
-    best = min(by_threads, key=by_threads.get)
-    return {"p50_ms": by_threads[best], "threads": best, "p50_ms_by_threads": by_threads}
+    runners, feeds = {}, {}
+    for name, (path, rows) in models.items():
+        for threads in thread_counts():
+            sess = session(path, threads)
+            feeds[name] = {i.name: rows[i.name][:1] for i in sess.get_inputs()}
+            runners[(name, threads)] = lambda _batch, s=sess, feed=feeds[name]: s.run(None, feed)
+    keyed = {f"{name}@{threads}": run for (name, threads), run in runners.items()}
+    stats = measure_interleaved(keyed, next(iter(feeds.values())), spec, desc=desc)
+    out = {}
+    for name in models:
+        by_threads = {threads: stats[f"{name}@{threads}"].p50_ms for threads in thread_counts()}
+        best = min(by_threads, key=by_threads.get)
+        out[name] = {"p50_ms": by_threads[best], "threads": best, "p50_ms_by_threads": by_threads}
+    return out
