@@ -115,3 +115,25 @@ def test_rows_given_per_type_are_checked_column_by_column(table):
     with pytest.raises(DataError) as caught:
         model_feed(schema, {**good, "categorical": categories}, "rows")
     assert "\n" not in str(caught.value)  # one line
+
+
+def test_models_timed_together_each_get_their_best_thread_count(table, tmp_path):
+    """The benchmark's speed-up comes from one interleaved measurement of the student and the ensemble."""
+    from edgekd.device.latency import LatencySpec
+    from edgekd.tabular.front import front_graph, plan_of
+    from edgekd.tabular.runtime import best_latencies, thread_counts
+
+    data, front = table
+    per_type = front_graph(plan_of(front, data.schema), data.schema)
+    per_column = front_graph(plan_of(front, _schema(data, COLUMNS)), _schema(data, COLUMNS))
+    paths = {}
+    for name, model in (("types", per_type), ("columns", per_column)):
+        paths[name] = tmp_path / f"{name}.onnx"
+        paths[name].write_bytes(model.SerializeToString())
+    spec = LatencySpec(warmup_runs=1, warmup_seconds=0.0, runs=3, min_seconds=0.0, rounds=2)
+    timed = best_latencies({"types": (str(paths["types"]), layout_arrays(data.schema, data.test.x)),
+                            "columns": (str(paths["columns"]), data.test.x)}, spec)
+    assert set(timed) == {"types", "columns"}
+    for entry in timed.values():
+        assert entry["p50_ms"] > 0 and set(entry["p50_ms_by_threads"]) == set(thread_counts())
+        assert entry["p50_ms"] == entry["p50_ms_by_threads"][entry["threads"]]
