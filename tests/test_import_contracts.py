@@ -8,8 +8,9 @@ and no stage module imports another one (what stages share lives in pipeline/, b
 stages, pipeline/lm/stages_*.py, count as stage modules). Over the whole package: no import circle, and no module
 under device/ reaches a module that imports torch, following every import; onnxruntime.InferenceSession and
 openvino.Core are created only under runtimes/, text/ and lm/ import no runtime (onnxruntime, openvino, nncf: their
-quantizers and converters are the backends', under runtimes/), and torch.onnx.export is called only in
-edgekd/train/exporter.py (issue 33's contracts).
+quantizers and converters are the backends', under runtimes/), no module outside runtimes/ imports
+onnxruntime.quantization or nncf, and torch.onnx.export is called only in edgekd/train/exporter.py (issue 33's
+contracts).
 import-linter is not installed here; these few rules need nothing but the standard library."""
 from __future__ import annotations
 
@@ -321,6 +322,43 @@ def test_the_model_families_never_import_a_runtime(layer):
     broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}" for path in layer_files(layer)
               for line, name in imports_of(path) if name.split(".")[0] in RUNTIME_PACKAGES]
     assert broken == [], "call edgekd.runtimes (ort_quantize, openvino_convert, ort.open_session) instead:\n" + "\n".join(broken)
+
+
+# The backends own their quantizers (issue 33): onnxruntime's quantization tools and NNCF are imported only under
+# runtimes/ (runtimes/ptq.py, nncf_ptq.py, sensitivity.py, ort_quantize.py, openvino_convert.py); quant/ searches and
+# trains over them, the families and the pipeline call them.
+QUANTIZERS = ("onnxruntime.quantization", "nncf")
+
+
+def full_imports_in(source: str) -> list[tuple[int, str]]:
+    """(line, dotted name) of every absolute import, `from a import b` counted as a.b too (so that
+    `from onnxruntime import quantization` is seen as importing onnxruntime.quantization)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found += [(node.lineno, node.module)] + [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return found
+
+
+def is_quantizer(name: str) -> bool:
+    return any(name == q or name.startswith(q + ".") for q in QUANTIZERS)
+
+
+def test_quantizers_are_imported_only_under_runtimes():
+    found = {f"{path.relative_to(PACKAGE.parent)}:{line}": name for module, path in sorted(MODULES.items())
+             if not module.startswith("edgekd.runtimes")
+             for line, name in reversed(full_imports_in(path.read_text(encoding="utf-8"))) if is_quantizer(name)}
+    broken = [f"{where} imports {name}" for where, name in sorted(found.items())]
+    assert broken == [], "the backend owns its quantizers: call edgekd.runtimes (ptq, nncf_ptq, ort_quantize) instead:\n" + \
+        "\n".join(broken)
+
+
+def test_the_quantizer_checker_sees_every_form_of_import():
+    source = ("import nncf\nfrom onnxruntime import quantization\nimport onnxruntime.quantization.calibrate\n"
+              "def f():\n    from nncf.quantization import advanced_parameters\n    import onnxruntime\n")
+    assert [line for line, name in full_imports_in(source) if is_quantizer(name)] == [1, 2, 3, 5, 5]
 
 
 def test_torch_onnx_export_is_called_only_by_the_one_exporter():

@@ -74,7 +74,7 @@ def quantize(model: Any, config: Int8Config):
 
 def _ptq(model: Any, config: Int8Config) -> Path:
     from edgekd.quant.fallback import quantize_auto, quantize_with_fallback
-    from edgekd.quant.ptq import quantize_qdq
+    from edgekd.runtimes.ptq import quantize_qdq
 
     if not isinstance(model, (str, Path)) or not Path(model).is_file():
         raise ConfigError("Int8Config(step='ptq') quantizes an fp32 ONNX file: pass its path (export torch models first)")

@@ -2,7 +2,7 @@
 
 The search costs O(log n) quantizations, not O(n):
 1. Rank. One instrumented pass of the int8 and float models over validation samples (onnxruntime's
-   qdq_loss_debug; quant/sensitivity.py) ranks the quantized nodes by the int8 noise each adds.
+   qdq_loss_debug; runtimes/sensitivity.py) ranks the quantized nodes by the int8 noise each adds.
 2. Bisect. Quantize with the top k of that ranking kept in float (onnxruntime's nodes_to_exclude, or NNCF's
    ignored scope for OpenVINO recipes) and judge the validation metric, halving on k between 1 and max_nodes
    (bisect_fewest): 1 + log2(max_nodes) quantize-and-evaluate rounds at most.
@@ -30,9 +30,9 @@ from edgekd.core.errors import StageError
 from edgekd.core.metrics import accuracy_drop, mcnemar_exact, predict, take_rows, topk, within_limit
 from edgekd.core.progress import progress
 from edgekd.quant.config import FALLBACK_MAX_SECONDS
-from edgekd.quant.ptq import prepare_for_quantization, quantize_qdq, quantized_nodes
 from edgekd.runtimes.ort import OrtSession
 from edgekd.runtimes.profiles import QuantRecipe
+from edgekd.runtimes.ptq import prepare_for_quantization, quantize_qdq, quantized_nodes
 
 
 @dataclass
@@ -208,10 +208,10 @@ def _linear_search(ranked: list[str], budget: FallbackBudget, trials: _Trials) -
 
 def rank_for_fallback(fp32_onnx: Path, int8_onnx: Path, recipe: QuantRecipe, calibration: np.ndarray, x: np.ndarray,
                       scratch: Path, calibrate_method: str | None = None) -> list[dict]:
-    """The quantized nodes of `int8_onnx`, ranked by quant/sensitivity.py on samples `x`. An NNCF model is ranked
+    """The quantized nodes of `int8_onnx`, ranked by runtimes/sensitivity.py on samples `x`. An NNCF model is ranked
     through onnxruntime's quantization of the same graph (qdq_loss_debug reads onnxruntime's Q/DQ naming): the same
     nodes, quantized by comparable rules; NNCF's nodes that this ranking does not know come last."""
-    from edgekd.quant.sensitivity import rank_nodes
+    from edgekd.runtimes.sensitivity import rank_nodes
 
     prepared = prepare_for_quantization(fp32_onnx, scratch / "prepared.onnx")
     ranked_model = int8_onnx

@@ -4,8 +4,8 @@ import pytest
 from edgekd.core.errors import StageError
 from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, mean_kl, pick_calibration, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import recipe_for_host
-from edgekd.quant.ptq import quantized_nodes
 from edgekd.runtimes import load_profile
+from edgekd.runtimes.ptq import quantized_nodes
 
 # As the pipeline quantizes on this CPU: without VNNI, 7-bit weights (quant/host.py), else saturation adds its own drop.
 RECIPE = recipe_for_host(load_profile("x86-cpu").quantization).recipe

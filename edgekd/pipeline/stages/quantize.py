@@ -25,8 +25,8 @@ from edgekd.pipeline.selection import int8_budget
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
-from edgekd.quant.ptq import quantize_qdq
 from edgekd.runtimes import load_profile
+from edgekd.runtimes.ptq import quantize_qdq
 
 # torch is imported inside the QAT functions only: PTQ of an ONNX student runs without it.
 

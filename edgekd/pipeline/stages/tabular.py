@@ -262,7 +262,7 @@ def _quantize_network(ctx: RunContext, network: Path, out: Path, recipe, recipe_
     The drop is measured on the network's features, which the float preprocessing computes exactly."""
     from edgekd.pipeline.selection import int8_budget
     from edgekd.quant.fallback import FallbackBudget, quantize_with_fallback
-    from edgekd.quant.ptq import quantize_qdq
+    from edgekd.runtimes.ptq import quantize_qdq
     from edgekd.tabular import distill
 
     cfg = ctx.cfg.quantize

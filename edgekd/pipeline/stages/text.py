@@ -340,7 +340,7 @@ def _static_int8(fp32_onnx: Path, out: Path, calibration: list[dict[str, np.ndar
     from edgekd.text import export
 
     if recipe.tool == "nncf":
-        from edgekd.quant.nncf_ptq import quantize_nncf
+        from edgekd.runtimes.nncf_ptq import quantize_nncf
 
         joined = {name: np.concatenate([batch[name] for batch in calibration]) for name in export.INPUT_NAMES}
         return quantize_nncf(fp32_onnx, out, recipe, joined, transformer=True)

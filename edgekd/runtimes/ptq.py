@@ -96,10 +96,10 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
 
     `calibration_cache`: onnxruntime's JSON cache of tensor ranges. The first call fills it, later
     calls (the fallback search quantizes the same model many times) skip calibration.
-    A recipe with tool nncf goes to NNCF (quant/nncf_ptq.py), which calibrates by its own rules.
+    A recipe with tool nncf goes to NNCF (runtimes/nncf_ptq.py), which calibrates by its own rules.
     """
     if recipe.tool == "nncf":
-        from edgekd.quant.nncf_ptq import quantize_nncf
+        from edgekd.runtimes.nncf_ptq import quantize_nncf
 
         return quantize_nncf(Path(fp32_onnx), Path(out_path), recipe, calibration, nodes_to_exclude)
     from onnxruntime.quantization import QuantFormat, quantize_static
@@ -148,7 +148,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
 
 def prepare_for_quantization(fp32_onnx: Path, out_path: Path) -> Path:
     """Shape inference and graph clean-up, as onnxruntime recommends before quantizing: the graph quantize_static
-    sees, so the fallback ranking (quant/sensitivity.py) compares the int8 model with this one, tensor by tensor."""
+    sees, so the fallback ranking (runtimes/sensitivity.py) compares the int8 model with this one, tensor by tensor."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     quant_pre_process(str(_weights_inside(fp32_onnx, Path(out_path).parent)), str(out_path), skip_symbolic_shape=True)
