@@ -66,7 +66,7 @@ class RunContext:
 
     def stage_key(self, stage: str) -> str:
         dump = self.cfg.model_dump(mode="json")
-        sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections]
+        sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections_for(self.cfg)]
         files = {s: external_inputs(self.cfg, s, self.base_dir) for s in sections}
         # The int8 recipe depends on the host's CPU when quantize.adapt_to_host (quant/host.py): a run
         # resumed on another kind of CPU quantizes again.

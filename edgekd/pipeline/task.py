@@ -29,6 +29,15 @@ class Task(Protocol):
         """The held-out samples bench and gate measure on (shipped as each bundle's eval.npz)."""
         ...
 
+    def steps(self, config) -> dict[str, str]:
+        """The stages whose work this task does its own way: {stage name: "module:TaskStep class"}, the steps in the
+        task's module under edgekd/tasks/ (named by path: imported only when that stage runs, and the pipeline never
+        imports them); the seven stages (pipeline/stages/) do the rest and hand these over."""
+        ...
+
+
+NO_STEPS: dict[str, str] = {}  # a task whose every stage is the generic one (images, a model shipped as given)
+
 
 @dataclass(frozen=True)
 class Classification:
@@ -38,6 +47,9 @@ class Classification:
 
     def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
         return topk(logits, labels, 1)
+
+    def steps(self, config) -> dict[str, str]:
+        return NO_STEPS
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,9 @@ class TextClassification(Classification):
         n = min(samples, len(test))
         return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
 
+    def steps(self, config) -> dict[str, str]:
+        return TEXT_AS_GIVEN_STEPS if config.distill.mode == "none" else TEXT_STEPS
+
     def load_dataset(self, config, base_dir):
         from edgekd.pipeline.text_data import given_model, load_text_dataset
 
@@ -89,6 +104,9 @@ class TabularClassification(Classification):
         test = dataset.test
         n = min(samples, len(test))
         return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
+
+    def steps(self, config) -> dict[str, str]:
+        return TABULAR_STEPS
 
     def load_dataset(self, config, base_dir):
         from edgekd.data.tabular import load_tabular_dataset
@@ -114,7 +132,10 @@ class LanguageModel:
         return {"name": "input_ids", "shape": [batch, "sequence_length"], "dtype": "int64"}
 
     def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError("language models are measured on token blocks of the run's tokenizer (pipeline/lm/stages_ship.py)")
+        raise NotImplementedError("language models are measured on token blocks of the run's tokenizer (edgekd/tasks/lm_ship.py)")
+
+    def steps(self, config) -> dict[str, str]:
+        return LANGUAGE_MODEL_STEPS
 
     def load_dataset(self, config, base_dir):
         from edgekd.pipeline.lm.data import load_lm_dataset
@@ -145,6 +166,9 @@ class Fidelity:
         n = min(samples, len(test))
         return take_rows(test.x, slice(0, n)), test.y[:n]
 
+    def steps(self, config) -> dict[str, str]:
+        return NO_STEPS
+
     def output_spec(self, outputs: np.ndarray) -> dict[str, Any]:
         return {"name": "output", "shape": ["batch", *outputs.shape[1:]], "dtype": outputs.dtype.name, "task_metric": self.metric}
 
@@ -153,6 +177,22 @@ class Fidelity:
 
         return load_fidelity_dataset(config, base_dir)
 
+
+# Tables fit or load their teachers, distill from cached outputs, export one graph taking raw columns and quantize its
+# network part (edgekd/tasks/tabular.py); compile, bench and gate are the generic stages.
+TABULAR_STEPS = {name: f"edgekd.tasks.tabular:Tabular{name.capitalize()}Step" for name in ("teachers", "distill", "export", "quantize")}
+
+# Text classifiers train a BERT teacher and a DistilBERT-recipe student, export token ids and mask in and quantize their
+# own way (edgekd/tasks/text.py); with distill.mode none the user's save_pretrained folder is shipped as given, its
+# tokenizer kept by stage 1. Compile, bench and gate are the generic stages.
+TEXT_STEPS = {name: f"edgekd.tasks.text:Text{name.capitalize()}Step" for name in ("teachers", "distill", "export", "quantize")}
+TEXT_AS_GIVEN_STEPS = {**TEXT_STEPS, "teachers": "edgekd.tasks.text:TextGivenTokenizerStep",
+                       "distill": "edgekd.tasks.text:TextAsGivenStep"}
+# Language models do every stage their own way (edgekd/tasks/lm_train.py: teacher, student; lm_ship.py: decoder
+# export, quantization, bundles, bench, gate).
+LANGUAGE_MODEL_STEPS = {**{name: f"edgekd.tasks.lm_train:LM{name.capitalize()}Step" for name in ("teachers", "distill")},
+                        **{name: f"edgekd.tasks.lm_ship:LM{name.capitalize()}Step"
+                           for name in ("export", "quantize", "compile", "bench", "gate")}}
 
 # A new task: a class like ImageClassification, and one line here (and the config key that picks it).
 TASKS: dict[str, Task] = {"image-classification": ImageClassification(), "text-classification": TextClassification(),

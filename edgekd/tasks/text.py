@@ -24,7 +24,7 @@ from edgekd.core.metrics import within_limit
 from edgekd.core.progress import progress
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
-from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.stage import StageOutput, TaskStep
 from edgekd.pipeline.text_data import TOKENIZER_FILE, given_model, given_model_key
 from edgekd.pipeline.text_models import load_model, save_model
 
@@ -104,7 +104,7 @@ def _encoded(split):
     return Encoded(split.x["input_ids"], split.x["attention_mask"], split.y)
 
 
-class TextTeachersStage(Stage):
+class TextTeachersStep(TaskStep):
     """Stage 1 (text): the tokenizer (the WordPiece one learned on the training split, or the given model's), and the
     BERT-style teacher: trained on the corpus, or a save_pretrained folder taken as it is and measured."""
 
@@ -164,14 +164,14 @@ class TextTeachersStage(Stage):
                          "read": pretrained.files(given)}
 
 
-class TextGivenTokenizerStage(TextTeachersStage):
+class TextGivenTokenizerStep(TextTeachersStep):
     """Stage 1 (text) with distill.mode none: no teacher, only the shipped folder's tokenizer.json kept for the
     bundles. Its key covers `student` too: that folder brings the tokenizer, and --resume must see it change."""
 
     sections = ("seed", "data", "teachers", "student")
 
 
-class TextAsGivenStage(Stage):
+class TextAsGivenStep(TaskStep):
     """Stage 2 (text) with distill.mode none: the user's classifier, a save_pretrained folder, taken as it is,
     measured, and saved where the export stage reads the student."""
 
@@ -190,7 +190,7 @@ class TextAsGivenStage(Stage):
                            record=StudentRecord())
 
 
-class TextDistillStage(Stage):
+class TextDistillStep(TaskStep):
     """Stage 2 (text): the student, from the teacher's layers (bert-half) or fresh and narrower (bert), trained on the
     teacher's cached logits and last [CLS] state with the labels (alpha 0: labels only)."""
 
@@ -227,7 +227,7 @@ class TextDistillStage(Stage):
         return StageOutput(save_model(student, ctx.stage_dir("distill"), "student"), metrics, record=StudentRecord())
 
 
-class TextExportStage(Stage):
+class TextExportStep(TaskStep):
     """Stage 3 (text): the student as ONNX (input_ids, attention_mask; batch and sequence dynamic), checked against
     PyTorch on validation texts. When every target runs onnxruntime, the graph is fused into onnxruntime's BERT
     operators (edgekd.text.export.fuse_for_onnxruntime): faster, and what lets int8 quantize attention."""
@@ -260,7 +260,7 @@ def _all_onnxruntime(ctx: RunContext) -> bool:
     return all(runtime_of(load_profile(target, ctx.base_dir).backend) == "onnxruntime" for target in ctx.cfg.targets)
 
 
-class TextQuantizeStage(Stage):
+class TextQuantizeStep(TaskStep):
     """Stage 4 (text): per target recipe, static int8 (QDQ, calibrated on training texts) and, for onnxruntime,
     dynamic int8 too; the faster of those within the accuracy limit on the validation split is the recipe's model."""
 

@@ -22,7 +22,7 @@ from edgekd.core.errors import ConfigError, StageError
 from edgekd.core.fileio import resolve_path
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
-from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.stage import StageOutput, TaskStep
 from edgekd.pipeline.tabular_teachers import (
     SPLITS,
     TRANSFER_FILE,
@@ -67,7 +67,7 @@ def check_tabular_config(config, base_dir: Path) -> None:
         raise ConfigError(f"data.path '{config.data.path}': no such file ({path}); give a .csv or .parquet file")
 
 
-class TabularTeachersStage(Stage):
+class TabularTeachersStep(TaskStep):
     """Stage 1 (tables): each teacher fitted on the training split (or loaded from its file), its outputs on every
     split cached, scored on validation and test, and converted to ONNX; the ensemble as one ONNX graph, timed."""
 
@@ -174,7 +174,7 @@ def _teacher(ctx: RunContext, index: int, spec):
     return fit_teacher(spec, index, data.train.x, data.train.y, data.num_classes, ctx.cfg.seed, data.schema)
 
 
-class TabularDistillStage(Stage):
+class TabularDistillStep(TaskStep):
     """Stage 2 (tables): the student's preprocessing fitted on the training split (and converted to ONNX, checked
     against scikit-learn), the network trained on the ensemble's cached outputs (Hinton KD; alpha 0: labels only)."""
 
@@ -196,7 +196,7 @@ class TabularDistillStage(Stage):
         return StageOutput([checkpoint, preprocessing], {**metrics, "seed": seed}, record=StudentRecord())
 
 
-class TabularExportStage(Stage):
+class TabularExportStep(TaskStep):
     """Stage 3 (tables): the network exported, joined behind the preprocessing graph: raw columns in, logits out,
     checked against PyTorch on validation rows."""
 
@@ -218,7 +218,7 @@ class TabularExportStage(Stage):
         return StageOutput([network_path, ctx.layout.fp32_onnx], {"parity": parity, "opset": cfg.opset}, record=record)
 
 
-class TabularQuantizeStage(Stage):
+class TabularQuantizeStep(TaskStep):
     """Stage 4 (tables): per target recipe, the network part quantized (QDQ, calibrated on training rows' features),
     joined behind the same float preprocessing graph (one-hot and scaling stay exact)."""
 
