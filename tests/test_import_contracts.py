@@ -244,6 +244,21 @@ def test_no_module_under_pipeline_is_named_for_one_tasks_stage():
     assert stage_classes_outside_stages() == []
 
 
+def task_name_questions(source: str) -> list[int]:
+    """Lines that compare a task's name (`ctx.task.name == "fidelity"`, `task.name in (...)`)."""
+    return [node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Compare)
+            and any((dotted(side) or "").endswith("task.name") for side in [node.left, *node.comparators])]
+
+
+def test_the_pipeline_never_asks_which_task_it_runs():
+    """The stages, the runner and what they share ask the task (its hooks and attributes: Task in pipeline/task.py),
+    never its name: a new task then changes no pipeline module (issue 33)."""
+    assert task_name_questions("if ctx.task.name == 'fidelity' or x.task.name in ('a',):\n    pass\n") == [1, 1]
+    broken = [f"{path.relative_to(PACKAGE.parent)}:{line}" for module, path in sorted(MODULES.items())
+              if module.startswith("edgekd.pipeline.") for line in task_name_questions(path.read_text(encoding="utf-8"))]
+    assert broken == [], "ask a Task hook or attribute instead of its name:\n" + "\n".join(broken)
+
+
 def test_no_import_circles_counting_imports_inside_functions():
     found = circles(import_graph())
     assert not found, "import circles: " + "; ".join(" <-> ".join(group) for group in found)

@@ -13,8 +13,9 @@ Compile, bench and gate are the shared stages: they read what these write.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from edgekd.pipeline.tabular_teachers import (
     transfer_recipe,
     transfer_rows,
 )
+from edgekd.pipeline.task import Classification
 
 
 def check_tabular_config(config, base_dir: Path) -> None:
@@ -275,3 +277,40 @@ def _quantize_network(ctx: RunContext, network: Path, out: Path, recipe, recipe_
     val = ctx.dataset.val
     report = quantize_with_fallback(network, out, recipe, calibration, distill.front_features(ctx, val.x), val.y, budget, method)
     return {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+
+
+# Tables fit or load their teachers, distill from cached outputs, export one graph taking raw columns and quantize its
+# network part (the steps above); compile, bench and gate are the generic stages.
+TABULAR_STEPS = {name: f"edgekd.tasks.tabular:Tabular{name.capitalize()}Step" for name in ("teachers", "distill", "export", "quantize")}
+
+
+@dataclass(frozen=True)
+class TabularClassification(Classification):
+    """data.source csv or parquet: raw columns in, one (batch, 1) input per column named as it (edgekd/data/table_schema.py),
+    one label per row, top-1."""
+
+    name: str = "tabular-classification"
+    fp32_from_onnx: ClassVar[bool] = True
+
+    def input_spec(self, dataset: Any, name: str = "columns", batch: int | str = "batch") -> dict[str, Any]:
+        return {"name": name, "shape": [batch, 1], "dtype": "mixed: float32 (numeric) and string (categorical) columns",
+                "columns": [c.name for c in dataset.schema.columns]}
+
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        test = dataset.test
+        n = min(samples, len(test))
+        return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
+
+    def steps(self, config) -> dict[str, str]:
+        return TABULAR_STEPS
+
+    def teacher_outputs(self, ctx, x: dict[str, np.ndarray], samples: int) -> np.ndarray:
+        """Teachers of any kind: the ensemble's probabilities from their cached outputs."""
+        from edgekd.pipeline.tabular_teachers import teacher_reference
+
+        return teacher_reference(ctx, samples)
+
+    def load_dataset(self, config, base_dir):
+        from edgekd.data.tabular import load_tabular_dataset
+
+        return load_tabular_dataset(config.data, config.seed, base_dir)

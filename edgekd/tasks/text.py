@@ -13,8 +13,9 @@ Weights are saved with safetensors (nothing is unpickled when read back) beside 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from edgekd.core.progress import progress
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
 from edgekd.pipeline.stage import StageOutput, TaskStep
+from edgekd.pipeline.task import Classification
 from edgekd.pipeline.text_data import TOKENIZER_FILE, given_model, given_model_key
 from edgekd.pipeline.text_models import load_model, save_model
 
@@ -366,3 +368,53 @@ def _measure(ctx: RunContext, files: dict[str, Path], threads: int | None) -> di
     for name in rows:
         rows[name]["p50_ms"] = stats[name].p50_ms
     return rows
+
+
+# Text classifiers train a BERT teacher and a DistilBERT-recipe student, export token ids and mask in and quantize their
+# own way (the steps above); with distill.mode none the user's save_pretrained folder is shipped as given, its
+# tokenizer kept by stage 1. Compile, bench and gate are the generic stages.
+TEXT_STEPS = {name: f"edgekd.tasks.text:Text{name.capitalize()}Step" for name in ("teachers", "distill", "export", "quantize")}
+TEXT_AS_GIVEN_STEPS = {**TEXT_STEPS, "teachers": "edgekd.tasks.text:TextGivenTokenizerStep",
+                       "distill": "edgekd.tasks.text:TextAsGivenStep"}
+
+
+@dataclass(frozen=True)
+class TextClassification(Classification):
+    """data.source text: token ids and their mask in (edgekd.pipeline.text_data), one label per text, top-1."""
+
+    name: str = "text-classification"
+    fp32_from_onnx: ClassVar[bool] = True
+
+    def input_spec(self, dataset: Any, name: str = "input_ids", batch: int | str = "batch") -> dict[str, Any]:
+        return {"name": "input_ids", "shape": [batch, "sequence"], "dtype": "int64"}
+
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        test = dataset.test
+        n = min(samples, len(test))
+        return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
+
+    def steps(self, config) -> dict[str, str]:
+        return TEXT_AS_GIVEN_STEPS if config.distill.mode == "none" else TEXT_STEPS
+
+    def teacher_outputs(self, ctx, x: dict[str, np.ndarray], samples: int) -> np.ndarray:
+        from edgekd.pipeline.text_models import teacher_logits
+
+        return teacher_logits(ctx, x)
+
+    def baselines(self, ctx, y: np.ndarray) -> dict[str, dict[str, float]]:
+        """TF-IDF + logistic regression, for a labelled run: what word counts alone get on the same test texts."""
+        from edgekd.core.metrics import ACCURACY, accuracy_metrics
+
+        if ctx.dataset.measured != ACCURACY:
+            return {}
+        from edgekd.text.baseline import NAME, tfidf_logreg_logits
+
+        data = ctx.dataset
+        texts = data.test.texts[: len(y)]  # the evaluation set is the test split's first samples (evaluation_set)
+        return {NAME: accuracy_metrics(tfidf_logreg_logits(data.train.texts, data.train.y, texts, data.num_classes, ctx.cfg.seed), y)}
+
+    def load_dataset(self, config, base_dir):
+        from edgekd.pipeline.text_data import given_model, load_text_dataset
+
+        # A given model (save_pretrained folder) brings its tokenizer and label order: the data must be encoded with them.
+        return load_text_dataset(config.data, config.seed, base_dir, given_model(config, base_dir))

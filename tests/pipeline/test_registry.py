@@ -9,7 +9,8 @@ from edgekd.pipeline.config import PipelineConfig, validate_config
 from edgekd.pipeline.layout import RunLayout
 from edgekd.pipeline.registry import STAGE_NAMES, stage_class
 from edgekd.pipeline.stage import Stage
-from edgekd.pipeline.task import ImageClassification, task_for
+from edgekd.pipeline.task import task_for
+from edgekd.tasks.image import ImageClassification
 
 pytest.importorskip("torch")  # the distill stage module trains: importing it needs torch
 
