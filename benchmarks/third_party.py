@@ -163,7 +163,7 @@ MODELS = {
                  "mask_iou", 1.0, _det_data, 150, lambda p: tiny_graphs.tiny_det(p), 30,
                  lambda n, seed, p: _det_data(n, seed, p, (96, 96))),
     "rec": Model("rec", "ch_PP-OCRv4_rec_infer.onnx", "rapidocr", "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
-                 "ctc_accuracy", 1.0, _rec_data, 500, lambda p: tiny_graphs.tiny_rec(p), 40),
+                 "ctc_accuracy", 1.0, _rec_data, 1000, lambda p: tiny_graphs.tiny_rec(p), 40),
     "cls": Model("cls", "ch_ppocr_mobile_v2.0_cls_infer.onnx", "rapidocr",
                  "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c", "top1", 0.5, _cls_data, 1500,
                  lambda p: tiny_graphs.tiny_cls(p), 40),
