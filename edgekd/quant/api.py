@@ -39,7 +39,7 @@ class Int8Config:
     target: Union[str, QuantRecipe] = "x86-cpu"
     step: Literal["ptq", "prepare", "convert"] = "ptq"
     calibration: Optional[np.ndarray] = None
-    calibrate_method: Optional[Literal["minmax", "entropy", "percentile", "auto"]] = None
+    calibrate_method: Optional[Literal["minmax", "moving-average", "entropy", "percentile", "auto"]] = None
     output: Optional[Union[str, Path]] = None
     fallback: Optional[FallbackBudget] = None
     validation: Optional[tuple[np.ndarray, np.ndarray]] = None

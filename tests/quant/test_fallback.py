@@ -80,7 +80,7 @@ def test_mean_kl_is_zero_for_equal_logits_and_positive_otherwise():
 def test_auto_calibration_records_every_method(planted_sensitive_model, tmp_path):
     model, calib, val_x, val_y = planted_sensitive_model
     chosen, tried = quantize_auto(model, tmp_path / "int8.onnx", RECIPE, calib, val_x, val_y, FallbackBudget(max_drop=2.0))
-    assert set(tried) == {"minmax", "percentile", "entropy"} and chosen in tried
+    assert set(tried) == {"minmax", "moving-average", "percentile", "entropy"} and chosen in tried
     assert all(isinstance(r, FallbackReport) and r.val_drop <= 2.0 and r.val_kl >= 0 for r in tried.values())
     assert all(len(r.val_correct) == len(val_y) and "val_correct" not in r.to_json() for r in tried.values())
     assert quantized_nodes(tmp_path / "int8.onnx")
