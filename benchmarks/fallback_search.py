@@ -45,8 +45,8 @@ from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E40
 from edgekd.quant import fallback  # noqa: E402
 from edgekd.quant.fallback import FallbackBudget, quantize_with_fallback  # noqa: E402
 from edgekd.quant.host import recipe_for_host  # noqa: E402
-from edgekd.quant.ptq import quantized_nodes  # noqa: E402
 from edgekd.runtimes import load_profile  # noqa: E402
+from edgekd.runtimes.ptq import quantized_nodes  # noqa: E402
 
 WHEEL = "rapidocr-onnxruntime==1.4.4"
 WHEEL_FILE = "rapidocr_onnxruntime-1.4.4-py3-none-any.whl"
@@ -269,7 +269,7 @@ NOTES = ["Each search is one quantize_with_fallback call on the same fp32 model,
          "evaluations, which every search does alike.",
          "per-node: the search before issue 34 (FallbackBudget.strategy 'per-node'): one quantization per node with it "
          "alone in float, logit MSE on 512 samples, then 1, 2, ... nodes until the limit holds.",
-         "ranked: one instrumented pass over 64 validation samples (onnxruntime qdq_loss_debug; quant/sensitivity.py), "
+         "ranked: one instrumented pass over 64 validation samples (onnxruntime qdq_loss_debug; runtimes/sensitivity.py), "
          "then a bisection on the count kept float."]
 
 
@@ -302,7 +302,7 @@ def main() -> None:
     recipes = {t: recipe_for_host(load_profile(t).quantization).recipe for t in recipe_targets}
     x86 = recipes["x86-cpu"]
     from edgekd.quant.fallback import logits_of
-    from edgekd.quant.ptq import quantize_qdq
+    from edgekd.runtimes.ptq import quantize_qdq
 
     quantize_qdq(model, scratch / "full.onnx", x86, calibration)
     result = {

@@ -44,10 +44,10 @@ from edgekd.pipeline.manifest import RunManifest  # noqa: E402
 from edgekd.pipeline.stages.quantize import qat_int8  # noqa: E402
 from edgekd.quant.fallback import FallbackBudget, pick_calibration, quantize_with_fallback  # noqa: E402
 from edgekd.quant.host import recipe_for_host  # noqa: E402
-from edgekd.quant.ptq import ArrayReader, quantized_nodes, strip_node_debug_metadata  # noqa: E402
 from edgekd.runtimes import load_profile  # noqa: E402
 from edgekd.runtimes.openvino import OpenVinoSession  # noqa: E402
 from edgekd.runtimes.ort import OrtSession  # noqa: E402
+from edgekd.runtimes.ptq import ArrayReader, quantized_nodes, strip_node_debug_metadata  # noqa: E402
 
 RUNTIMES = ("ort", "openvino_f32", "openvino_bf16")
 # edgekd quantizes per target: each target's recipe (targets/<name>.yaml) is judged on its own runtime's

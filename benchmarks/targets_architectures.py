@@ -52,8 +52,8 @@ from edgekd.data.sources import FASHION_MNIST_DIR, load_raw  # noqa: E402
 from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
 from edgekd.pipeline.selection import choose, fidelity_rule, plan  # noqa: E402
 from edgekd.quant.host import recipe_for_host, saturates_8bit_products  # noqa: E402
-from edgekd.quant.ptq import quantize_qdq  # noqa: E402
 from edgekd.runtimes import get_backend, load_profile  # noqa: E402
+from edgekd.runtimes.ptq import quantize_qdq  # noqa: E402
 from edgekd.train.config import ExportConfig  # noqa: E402
 from edgekd.train.onnx_export import export_onnx, parity  # noqa: E402
 

@@ -55,6 +55,7 @@ from edgekd.core.metrics import tensor_fidelity  # noqa: E402
 from edgekd.core.task_metrics import task_metric  # noqa: E402
 from edgekd.device.bundle import load_bundle  # noqa: E402
 from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
+from edgekd.device.noise import SLOWER, compare_speed  # noqa: E402
 from edgekd.runtimes import get_backend, load_profile  # noqa: E402
 
 CACHE = Path(os.environ.get("EDGEKD_THIRD_PARTY_CACHE", Path.home() / ".cache" / "edgekd" / "third_party"))
@@ -65,6 +66,9 @@ TARGETS = ["x86-cpu", "intel-cpu", "arm64-cpu"]
 SMOKE_TARGETS = {"det": ["arm64-cpu"], "rec": ["x86-cpu"], "cls": ["intel-cpu"], "vad": TARGETS}
 SPEEDUP_TARGETS, MIN_SPEEDUP = ("x86-cpu", "intel-cpu"), 1.3  # det and rec must ship int8 this much faster than fp32
 PEER_WITHIN = 0.05      # edgekd's int8 p50 within 5% of the fastest peer that passes the same bar
+# Targets whose artifacts this x86 machine runs but cannot time as their device would (an ARM board): their speed
+# checks are reported as not measured, neither passed nor failed.
+TIMED_ELSEWHERE = ("arm64-cpu",)
 MAX_MINUTES = 60
 INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "amx_bf16")
 WHEELS = {"rapidocr": ("rapidocr-onnxruntime", "1.4.4", "rapidocr-1.4.4"), "silero": ("silero-vad", "6.2.3", "silero-vad-6.2.3")}
@@ -159,7 +163,7 @@ MODELS = {
                  "mask_iou", 1.0, _det_data, 150, lambda p: tiny_graphs.tiny_det(p), 30,
                  lambda n, seed, p: _det_data(n, seed, p, (96, 96))),
     "rec": Model("rec", "ch_PP-OCRv4_rec_infer.onnx", "rapidocr", "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
-                 "ctc_accuracy", 1.0, _rec_data, 500, lambda p: tiny_graphs.tiny_rec(p), 40),
+                 "ctc_accuracy", 1.0, _rec_data, 1000, lambda p: tiny_graphs.tiny_rec(p), 40),
     "cls": Model("cls", "ch_ppocr_mobile_v2.0_cls_infer.onnx", "rapidocr",
                  "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c", "top1", 0.5, _cls_data, 1500,
                  lambda p: tiny_graphs.tiny_cls(p), 40),
@@ -310,12 +314,15 @@ class TargetBench:
     def time(self, x, spec: LatencySpec) -> None:
         batch = _rows(x, slice(0, 1))
         stats = measure_interleaved({n: s.run for n, s in self.sessions.items()}, batch, spec, desc=f"{self.target} latency")
-        fp32 = stats.get("fp32")
         for row in self.rows:
             if row["name"] in stats:
-                row["p50_ms"] = stats[row["name"]].p50_ms
-                row["cv"] = stats[row["name"]].cv
-                row["speedup"] = fp32.p50_ms / row["p50_ms"] if fp32 else None
+                mine = stats[row["name"]]
+                row.update(p50_ms=mine.p50_ms, cv=mine.cv, round_p50_ms=mine.round_p50_ms)
+        fp32 = next((r for r in self.rows if r["name"] == "fp32" and r.get("p50_ms")), None)
+        for row in self.rows:
+            # paired: the median over rounds of each round's fp32/candidate ratio (both timed back to back)
+            paired = compare_speed(row, fp32) if fp32 and row.get("p50_ms") else None
+            row["speedup"] = paired.speedup if paired else None
 
 
 def _needed(path: Path | None) -> Path:
@@ -454,6 +461,10 @@ def checks(models: list[dict], total_seconds: float, smoke_run: bool, finished: 
             drop = _points(t["fp32"].get("task_metric_truth"), chosen.get("task_metric_truth"))
             out.append(_check(f"{where}: shipped {entry['task_metric']} within {entry['max_drop_points']} points of fp32",
                               drop is not None and drop <= entry["max_drop_points"] + 1e-9, f"drop {_fmt(drop)} points"))
+            if t["target"] in TIMED_ELSEWHERE:
+                out.append(_check(f"{where}: within {PEER_WITHIN:.0%} of the fastest passing peer", None,
+                                  "not measured: arm64 artifacts run here on x86 (accuracy holds, speed does not transfer)"))
+                continue
             if entry["key"] in ("det", "rec") and t["target"] in SPEEDUP_TARGETS:
                 fast = chosen["precision"] == "int8" and (chosen.get("speedup") or 0) >= MIN_SPEEDUP
                 out.append(_check(f"{where}: int8 at >= {MIN_SPEEDUP}x fp32", fast,
@@ -474,9 +485,13 @@ def _peer_check(where: str, entry: dict, t: dict, chosen: dict) -> dict:
     if not passing:
         return _check(f"{where}: within {PEER_WITHIN:.0%} of the fastest passing peer", True, "no peer passes the bar")
     fastest = min(passing, key=lambda r: r["p50_ms"])
-    ok = chosen.get("p50_ms") is not None and chosen["p50_ms"] <= fastest["p50_ms"] * (1 + PEER_WITHIN)
+    # Judged as the pipeline judges speed (device/noise.compare_speed, paired rounds): edgekd misses only when it is
+    # slower than the peer by more than PEER_WITHIN in most rounds; a gap the rounds do not separate is within noise.
+    versus = compare_speed(chosen, fastest, band=PEER_WITHIN)
+    ok = versus is not None and versus.outcome != SLOWER
+    how = versus.describe(fastest["name"]) if versus else "not timed"
     return _check(f"{where}: within {PEER_WITHIN:.0%} of the fastest passing peer", ok,
-                  f"{chosen['name']} {_fmt(chosen.get('p50_ms'))} ms vs {fastest['name']} {_fmt(fastest['p50_ms'])} ms")
+                  f"{chosen['name']} {_fmt(chosen.get('p50_ms'))} ms vs {fastest['name']} {_fmt(fastest['p50_ms'])} ms: {how}")
 
 
 def _points(reference, value):
@@ -487,8 +502,13 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _check(name: str, passed: bool, detail: str) -> dict:
-    return {"check": name, "passed": bool(passed), "detail": detail}
+def _check(name: str, passed: bool | None, detail: str) -> dict:
+    """passed None: the check cannot be measured on this machine (said, and counted neither way)."""
+    return {"check": name, "passed": None if passed is None else bool(passed), "detail": detail}
+
+
+def _verdict(passed: bool | None) -> str:
+    return "NOT MEASURED" if passed is None else "PASS" if passed else "FAIL"
 
 
 # --- report ------------------------------------------------------------------------------------------------------------
@@ -531,7 +551,7 @@ def markdown(data: dict) -> str:
                              f"| {_fmt(r.get('task_metric_fp32'))} | {r.get('cosine', float('nan')):.4f} | {_fmt(r.get('sqnr_db'))} "
                              f"| {_fmt(r.get('p50_ms'))} | {_fmt(r.get('speedup'))} |")
         lines.append("")
-    lines += ["## Targets (issue 34)", ""] + [f"- {'PASS' if c['passed'] else 'FAIL'}: {c['check']} ({c['detail']})" for c in data["checks"]]
+    lines += ["## Targets (issue 34)", ""] + [f"- {_verdict(c['passed'])}: {c['check']} ({c['detail']})" for c in data["checks"]]
     return "\n".join(lines) + "\n"
 
 
@@ -582,7 +602,7 @@ def main() -> int:
             data = write_results(args, models, [k for k in args.models if k not in {m["key"] for m in models}],
                                  time.perf_counter() - started, load_before, spec)
     for c in data["checks"]:
-        print(f"{'PASS' if c['passed'] else 'FAIL'}: {c['check']} ({c['detail']})")
+        print(f"{_verdict(c['passed'])}: {c['check']} ({c['detail']})")
     print(f"wrote {args.out / 'third_party.json'} in {data['total_seconds']:.0f} s")
     return 0 if data["complete"] else 1
 

@@ -3,13 +3,14 @@
     core <- runtimes, data <- device        (the device path: no torch, no pipeline)
     core <- data <- train <- quant          (runtimes too, for the ONNX sessions)
     core, runtimes, train <- text, lm       (model families, plugged into the pipeline later, never the reverse)
-    all of them <- pipeline <- api, cli      (lm: task language-model, pipeline/lm/)
+    all of them <- pipeline <- tasks <- api, cli   (tasks: each kind of model's own steps, named by the pipeline)
 and no stage module imports another one (what stages share lives in pipeline/, below stages/; the language model's
 stages, pipeline/lm/stages_*.py, count as stage modules). Over the whole package: no import circle, and no module
 under device/ reaches a module that imports torch, following every import; onnxruntime.InferenceSession and
 openvino.Core are created only under runtimes/, text/ and lm/ import no runtime (onnxruntime, openvino, nncf: their
-quantizers and converters are the backends', under runtimes/), and torch.onnx.export is called only in
-edgekd/train/exporter.py (issue 33's contracts).
+quantizers and converters are the backends', under runtimes/), no module outside runtimes/ imports
+onnxruntime.quantization or nncf, and torch.onnx.export is called only in edgekd/train/exporter.py (issue 33's
+contracts).
 import-linter is not installed here; these few rules need nothing but the standard library."""
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ ALLOWED = {
     # tables (issue 35): the student's preprocessing and network, the ensemble's ONNX baseline, timed with the device
     # layer's interleaved timer; like text and lm, below the pipeline
     "tabular": {"core", "data", "runtimes", "train", "device"},
+    # the tasks' own steps inside the seven stages (issue 33): above the pipeline, whose context, records and shared
+    # helpers they use; the pipeline names them by dotted path (pipeline/task.py) and never imports them
+    "tasks": {"core", "data", "runtimes", "device", "train", "quant", "text", "lm", "tabular", "pipeline"},
 }
 # The front: the commands over the Python API over every layer above; no layer imports either (the sets above).
 ALLOWED["api"] = set(ALLOWED)
@@ -185,14 +189,16 @@ def test_the_device_path_never_imports_torch_or_matplotlib_at_module_level_and_d
 
 
 def stage_modules() -> dict[str, Path]:
-    """Every module that holds stage classes: pipeline/stages/*.py and the language model's pipeline/lm/stages_*.py."""
-    paths = [*(PACKAGE / "pipeline" / "stages").glob("*.py"), *(PACKAGE / "pipeline" / "lm").glob("stages_*.py")]
+    """Every module that holds stage classes or a task's steps: pipeline/stages/*.py, edgekd/tasks/*.py and the
+    language model's pipeline/lm/stages_*.py."""
+    paths = [*(PACKAGE / "pipeline" / "stages").glob("*.py"), *(PACKAGE / "tasks").glob("*.py"),
+             *(PACKAGE / "pipeline" / "lm").glob("stages_*.py")]
     return {module_of(path): path for path in sorted(paths) if path.name != "__init__.py"}
 
 
 def test_stages_never_import_each_other():
     stages = stage_modules()
-    assert "edgekd.pipeline.lm.stages_ship" in stages and "edgekd.pipeline.stages.text" in stages
+    assert "edgekd.tasks.lm_ship" in stages and "edgekd.tasks.text" in stages
     broken = []
     for own, path in stages.items():
         for line, module in imports_of(path):
@@ -208,6 +214,49 @@ def test_only_the_registry_names_stage_modules_and_no_module_imports_one():
     broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}" for own, path in MODULES.items()
               if own not in stages for line, module in imports_of(path) if edgekd_module(module) in stages]
     assert not broken, "\n".join(broken)
+
+
+def registered_stage_names() -> set[str]:
+    """The keys of pipeline/registry.py STAGES, read from the source."""
+    tree = ast.parse((PACKAGE / "pipeline" / "registry.py").read_text(encoding="utf-8"))
+    found = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                 and any(isinstance(t, ast.Name) and t.id == "STAGES" for t in node.targets))
+    return set(ast.literal_eval(found))
+
+
+def stage_classes_outside_stages() -> list[str]:
+    """Classes deriving from a stage class (a base named ...Stage) outside pipeline/stages/."""
+    return [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} class {node.name}" for module, path in sorted(MODULES.items())
+            if not module.startswith("edgekd.pipeline.stages.") for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.ClassDef) and any((dotted(b) or "").split(".")[-1].endswith("Stage") for b in node.bases)]
+
+
+def test_no_module_under_pipeline_is_named_for_one_tasks_stage():
+    """One pipeline for every task (issue 33): pipeline/stages/ holds the seven stages of the registry (and as_given,
+    distill.mode none's distill stage), no stages_*.py sits anywhere in pipeline/ (pipeline/lm/stages_ship.py,
+    stages/text.py and stages/tabular.py were such), and no class outside pipeline/stages/ derives from a stage: what a
+    task does its own way is a TaskStep in its module under edgekd/tasks/, which the stage of that name hands the run to."""
+    names = registered_stage_names()
+    assert len(names) == 7
+    stage_files = sorted(p.stem for p in (PACKAGE / "pipeline" / "stages").glob("*.py") if p.stem != "__init__")
+    assert set(stage_files) <= names | {"as_given"}, stage_files
+    assert sorted(p.relative_to(PACKAGE) for p in (PACKAGE / "pipeline").rglob("stages_*.py")) == []
+    assert stage_classes_outside_stages() == []
+
+
+def task_name_questions(source: str) -> list[int]:
+    """Lines that compare a task's name (`ctx.task.name == "fidelity"`, `task.name in (...)`)."""
+    return [node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Compare)
+            and any((dotted(side) or "").endswith("task.name") for side in [node.left, *node.comparators])]
+
+
+def test_the_pipeline_never_asks_which_task_it_runs():
+    """The stages, the runner and what they share ask the task (its hooks and attributes: Task in pipeline/task.py),
+    never its name: a new task then changes no pipeline module (issue 33)."""
+    assert task_name_questions("if ctx.task.name == 'fidelity' or x.task.name in ('a',):\n    pass\n") == [1, 1]
+    broken = [f"{path.relative_to(PACKAGE.parent)}:{line}" for module, path in sorted(MODULES.items())
+              if module.startswith("edgekd.pipeline.") for line in task_name_questions(path.read_text(encoding="utf-8"))]
+    assert broken == [], "ask a Task hook or attribute instead of its name:\n" + "\n".join(broken)
 
 
 def test_no_import_circles_counting_imports_inside_functions():
@@ -321,6 +370,43 @@ def test_the_model_families_never_import_a_runtime(layer):
     broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}" for path in layer_files(layer)
               for line, name in imports_of(path) if name.split(".")[0] in RUNTIME_PACKAGES]
     assert broken == [], "call edgekd.runtimes (ort_quantize, openvino_convert, ort.open_session) instead:\n" + "\n".join(broken)
+
+
+# The backends own their quantizers (issue 33): onnxruntime's quantization tools and NNCF are imported only under
+# runtimes/ (runtimes/ptq.py, nncf_ptq.py, sensitivity.py, ort_quantize.py, openvino_convert.py); quant/ searches and
+# trains over them, the families and the pipeline call them.
+QUANTIZERS = ("onnxruntime.quantization", "nncf")
+
+
+def full_imports_in(source: str) -> list[tuple[int, str]]:
+    """(line, dotted name) of every absolute import, `from a import b` counted as a.b too (so that
+    `from onnxruntime import quantization` is seen as importing onnxruntime.quantization)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found += [(node.lineno, node.module)] + [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return found
+
+
+def is_quantizer(name: str) -> bool:
+    return any(name == q or name.startswith(q + ".") for q in QUANTIZERS)
+
+
+def test_quantizers_are_imported_only_under_runtimes():
+    found = {f"{path.relative_to(PACKAGE.parent)}:{line}": name for module, path in sorted(MODULES.items())
+             if not module.startswith("edgekd.runtimes")
+             for line, name in reversed(full_imports_in(path.read_text(encoding="utf-8"))) if is_quantizer(name)}
+    broken = [f"{where} imports {name}" for where, name in sorted(found.items())]
+    assert broken == [], "the backend owns its quantizers: call edgekd.runtimes (ptq, nncf_ptq, ort_quantize) instead:\n" + \
+        "\n".join(broken)
+
+
+def test_the_quantizer_checker_sees_every_form_of_import():
+    source = ("import nncf\nfrom onnxruntime import quantization\nimport onnxruntime.quantization.calibrate\n"
+              "def f():\n    from nncf.quantization import advanced_parameters\n    import onnxruntime\n")
+    assert [line for line, name in full_imports_in(source) if is_quantizer(name)] == [1, 2, 3, 5, 5]
 
 
 def test_torch_onnx_export_is_called_only_by_the_one_exporter():

@@ -20,8 +20,8 @@ import numpy as np
 
 from edgekd.core.batch_layout import to_model
 from edgekd.core.metrics import sample_count, take_rows
-from edgekd.quant.ptq import ArrayReader, model_axes
 from edgekd.runtimes.base import Artifact
+from edgekd.runtimes.ptq import ArrayReader, model_axes
 
 
 def ort_default(fp32_onnx: Path, out: Path, calibration: np.ndarray | dict[str, np.ndarray], input_name: str = "input") -> Path:

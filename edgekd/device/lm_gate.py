@@ -18,7 +18,7 @@ from edgekd.core.thresholds import threshold_problem
 from edgekd.device.gate import Check, GateResult
 
 LM_DEVICE_REPORT = "edgekd.lm-device-report/1"  # `edgekd bench` on LM bundles (device/lm_bench.py)
-LM_PIPELINE_REPORT = "edgekd.lm-report/1"       # the pipeline's LM bench stage (pipeline/lm/stages_ship.py)
+LM_PIPELINE_REPORT = "edgekd.lm-report/1"       # the pipeline's LM bench stage (edgekd/tasks/lm_ship.py)
 LM_REPORTS = (LM_DEVICE_REPORT, LM_PIPELINE_REPORT)
 
 

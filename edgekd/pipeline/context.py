@@ -36,21 +36,8 @@ class RunContext:
 
     @cached_property
     def dataset(self):
-        loader = getattr(self.task, "load_dataset", None)  # a task with data of its own kind (language models)
-        if loader is not None:
-            return loader(self.cfg, self.base_dir)
-        from edgekd.data import load_dataset
-
-        if hasattr(self.task, "load_dataset"):  # a task with its own data (text): its loader, not the image sources
-            return self.task.load_dataset(self.cfg, self.base_dir)
-        # Shipping a trained model only evaluates and calibrates: an image folder can then stay on disk.
-        lazy = self.cfg.distill.mode == "none" and self.cfg.quantize.method != "qat"
-        dataset = load_dataset(self.cfg.data, self.cfg.seed, self.base_dir, lazy=lazy)
-        if dataset.labeled:
-            return dataset
-        from edgekd.pipeline.given_model import with_reference_labels
-
-        return with_reference_labels(self.cfg, self.base_dir, dataset)
+        """The run's data, read and split by its task (Task.load_dataset)."""
+        return self.task.load_dataset(self.cfg, self.base_dir)
 
     @cached_property
     def layout(self) -> RunLayout:
@@ -66,7 +53,7 @@ class RunContext:
 
     def stage_key(self, stage: str) -> str:
         dump = self.cfg.model_dump(mode="json")
-        sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections]
+        sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections_for(self.cfg)]
         files = {s: external_inputs(self.cfg, s, self.base_dir) for s in sections}
         # The int8 recipe depends on the host's CPU when quantize.adapt_to_host (quant/host.py): a run
         # resumed on another kind of CPU quantizes again.

@@ -78,10 +78,22 @@ def teacher_soft_targets(ctx: RunContext, temperature: float) -> torch.Tensor:
     return targets.soft_targets(0, torch.device("cpu"))
 
 
+def teacher_ensemble_outputs(ctx: RunContext, x) -> np.ndarray:
+    """The teachers' ensemble (PyTorch models) on `x`, as the student was distilled from it."""
+    import torch  # teachers are PyTorch models: torch only here
+
+    from edgekd.train.distill.losses import ensemble_soft_targets
+    from edgekd.train.trainer import predict_logits
+
+    teacher_logits = [torch.from_numpy(predict_logits(t, x)) for t in build_teachers(ctx)]
+    ensemble = ensemble_soft_targets(teacher_logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
+    return ensemble.numpy()
+
+
 def student_outputs(ctx: RunContext, x) -> dict[str, np.ndarray] | None:
-    """A fidelity task's fp32 model: every output on `x` by name (each candidate's outputs are compared with these);
-    None for the other tasks, which compare the logits (student_logits)."""
-    if ctx.task.name != "fidelity":
+    """The fp32 model of a task without classes (fidelity): every output on `x` by name (each candidate's outputs are
+    compared with these); None for classifiers, which compare the logits (student_logits)."""
+    if ctx.task.has_classes:
         return None
     from edgekd.core.metrics import predict_outputs
     from edgekd.runtimes.ort import OrtSession
@@ -92,7 +104,7 @@ def student_outputs(ctx: RunContext, x) -> dict[str, np.ndarray] | None:
 def student_logits(ctx: RunContext, x: np.ndarray) -> np.ndarray:
     """The fp32 student's logits on `x`: what every candidate is compared with. From PyTorch when the student
     is a PyTorch model (the exported file is checked against it), from onnxruntime when it was given as ONNX."""
-    if ctx.cfg.ships_onnx or ctx.task.name in ("text-classification", "tabular-classification"):  # checked at export
+    if ctx.cfg.ships_onnx or ctx.task.fp32_from_onnx:  # checked at export
         from edgekd.core.metrics import predict
         from edgekd.runtimes.ort import OrtSession
 

@@ -41,7 +41,7 @@ def preflight(config: PipelineConfig, base_dir: Path) -> None:
     """Check what later stages will need before the first one trains for an hour: each stage's check()
     (every target profile and its runtime, the calibration recipe, the data path), latest stage first."""
     for name in reversed(STAGE_NAMES):
-        stage_class(config, name).check(config, base_dir)
+        stage_class(config, name).check_for(config, base_dir)
 
 
 def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
@@ -67,7 +67,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
             ctx.__dict__["dataset"], ctx.checked_teachers = checked
         planned = [stage for stage in STAGE_NAMES if not only or stage in only]
         for number, stage in enumerate(planned, 1):
-            if not distributed.is_main() and not stage_class(config, stage).trains:
+            if not distributed.is_main() and not stage_class(config, stage).trains_for(config):
                 continue  # the other ranks help only where there is training to share
             _run_stage(ctx, stage, resume=resume and not force, force=force,
                        log=log if distributed.is_main() else _quiet, label=f"{number}/{len(planned)} {stage}")
@@ -85,7 +85,7 @@ def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path
     preview = RunContext(config, config_path, run_dir, RunManifest.open(run_dir, config.digest(), str(config_path)))
     if resume and preview.manifest.is_fresh("teachers", preview.stage_key("teachers")):
         return None
-    checked = stage_class(config, "teachers")(preview).check_inputs()
+    checked = stage_class(config, "teachers")(preview).work().check_inputs()
     return preview.dataset, checked
 
 
@@ -148,7 +148,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
         ctx.outcomes[stage] = "up to date"
         return
     _require_earlier(ctx, stage)
-    runner = stage_class(ctx.cfg, stage)(ctx)
+    runner = stage_class(ctx.cfg, stage)(ctx).work()
     trains = runner.trains and not ctx.cfg.ships_onnx
     if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
         _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)

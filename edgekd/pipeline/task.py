@@ -1,21 +1,30 @@
-"""The task seam: what a model takes (its input spec) and what counts as right (the metric), as one object the
-stages ask, so a new kind of model plugs in here instead of in every stage. Three tasks: classification (images,
-text; top-1), language models (perplexity), and fidelity (any ONNX model shipped as given, judged output by output
-against its fp32 self and by a named task metric, edgekd/core/task_metrics.py)."""
+"""The task seam: what differs between kinds of model, as one object the stages ask, so a new kind of model plugs in
+here instead of in every stage. A Task says how its data is read and split, what a model takes (its input spec), what
+counts as right (its metric and score), which references the report carries, and which stages it does its own way
+(TaskSteps). Each task is one module under edgekd/tasks/ (image, text, tabular, lm, fidelity), named below by dotted
+path and imported when a run asks for it: the pipeline never imports a task's module, the tasks build on the
+pipeline."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import cache
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from edgekd.core.metrics import take_rows, topk
-from edgekd.core.task_metrics import task_metric
+from edgekd.core.metrics import topk
 
 
 class Task(Protocol):
     name: str
     metric: str  # the name its score goes by in metrics and reports
+    # The fp32 student's reference outputs come from its ONNX file, which the export stage checked against PyTorch
+    # (text, tables: their torch models are not the image student run_models.build_student rebuilds).
+    fp32_from_onnx: ClassVar[bool]
+    # Its outputs are one score per class: a chance level, a class order and an input scaling to check a given model by
+    # (stages/as_given.py). A fidelity task's outputs are anything its metric scores.
+    has_classes: ClassVar[bool]
 
     def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
         """The metric of the outputs against the labels, as a fraction (higher is better)."""
@@ -25,149 +34,90 @@ class Task(Protocol):
         """The model's input: name, shape (batch first) and dtype, as the manifest and the bundles record it."""
         ...
 
+    def load_dataset(self, config, base_dir) -> Any:
+        """The run's data, read and split (RunContext.dataset)."""
+        ...
+
     def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
         """The held-out samples bench and gate measure on (shipped as each bundle's eval.npz)."""
         ...
 
+    def teacher_outputs(self, ctx, x: Any, samples: int) -> np.ndarray:
+        """The teachers' outputs on the evaluation set `x` (its `samples` first test samples), as the student learned
+        from them: the report's teacher row (asked by the bench stage when the run has teachers)."""
+        ...
+
+    def baselines(self, ctx, y: np.ndarray) -> dict[str, dict[str, float]]:
+        """Cheap baselines of this kind of model scored on the evaluation set's labels `y`: reference rows of the
+        report, by name (the bench stage adds the student trained from scratch)."""
+        ...
+
+    def output_spec(self, dataset: Any, outputs: np.ndarray) -> dict[str, Any]:
+        """The model's output as the manifest and the bundles record it, from the fp32 model's `outputs`."""
+        ...
+
+    def steps(self, config) -> dict[str, str]:
+        """The stages whose work this task does its own way: {stage name: "module:TaskStep class"}, the steps in the
+        task's module under edgekd/tasks/ (named by path: imported only when that stage runs, and the pipeline never
+        imports them); the seven stages (pipeline/stages/) do the rest and hand these over."""
+        ...
+
+
+NO_STEPS: dict[str, str] = {}  # a task whose every stage is the generic one (images, a model shipped as given)
+
 
 @dataclass(frozen=True)
 class Classification:
-    """One label per sample, scored by top-1: what image and text classifiers share."""
+    """One label per sample, scored by top-1: what image, text and table classifiers share."""
 
     metric: str = "top1"
+    fp32_from_onnx: ClassVar[bool] = False
+    has_classes: ClassVar[bool] = True
 
     def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
         return topk(logits, labels, 1)
 
+    def output_spec(self, dataset: Any, outputs: np.ndarray) -> dict[str, Any]:
+        return {"name": "logits", "shape": ["batch", dataset.num_classes], "dtype": "float32"}
 
-@dataclass(frozen=True)
-class ImageClassification(Classification):
-    name: str = "image-classification"
+    def steps(self, config) -> dict[str, str]:
+        return NO_STEPS
 
-    def input_spec(self, dataset: Any, name: str, batch: int | str = "batch") -> dict[str, Any]:
-        return {"name": name, "shape": [batch, *dataset.input_shape], "dtype": "float32"}
-
-    def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
-        test = dataset.test
-        n = min(samples, len(test))
-        return take_rows(test.x, slice(0, n)), test.y[:n]  # one array, or a model with several inputs' {name: array}
+    def baselines(self, ctx, y: np.ndarray) -> dict[str, dict[str, float]]:
+        return {}
 
 
-@dataclass(frozen=True)
-class TextClassification(Classification):
-    """data.source text: token ids and their mask in (edgekd.pipeline.text_data), one label per text, top-1."""
-
-    name: str = "text-classification"
-
-    def input_spec(self, dataset: Any, name: str = "input_ids", batch: int | str = "batch") -> dict[str, Any]:
-        return {"name": "input_ids", "shape": [batch, "sequence"], "dtype": "int64"}
-
-    def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        test = dataset.test
-        n = min(samples, len(test))
-        return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
-
-    def load_dataset(self, config, base_dir):
-        from edgekd.pipeline.text_data import given_model, load_text_dataset
-
-        # A given model (save_pretrained folder) brings its tokenizer and label order: the data must be encoded with them.
-        return load_text_dataset(config.data, config.seed, base_dir, given_model(config, base_dir))
+# A new task: one module under edgekd/tasks/ with its Task class (and its TaskSteps, if it does a stage its own way),
+# one line here, and the config key that picks it (task_for below).
+TASKS: dict[str, str] = {
+    "image-classification": "edgekd.tasks.image:ImageClassification",
+    "text-classification": "edgekd.tasks.text:TextClassification",
+    "tabular-classification": "edgekd.tasks.tabular:TabularClassification",
+    "language-model": "edgekd.tasks.lm:LanguageModel",
+    "fidelity": "edgekd.tasks.fidelity:Fidelity",
+}
 
 
-@dataclass(frozen=True)
-class TabularClassification(Classification):
-    """data.source csv or parquet: raw columns in, one (batch, 1) input per column named as it, or one per type
-    (data.inputs; edgekd/data/table_schema.py), one label per row, top-1."""
-
-    name: str = "tabular-classification"
-
-    def input_spec(self, dataset: Any, name: str = "columns", batch: int | str = "batch") -> dict[str, Any]:
-        return {"name": name, "shape": [batch, 1], "dtype": "mixed: float32 (numeric) and string (categorical) columns",
-                "columns": [c.name for c in dataset.schema.columns]}
-
-    def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        test = dataset.test
-        n = min(samples, len(test))
-        return dataset.model_x({name: array[:n] for name, array in test.x.items()}), test.y[:n]
-
-    def load_dataset(self, config, base_dir):
-        from edgekd.data.tabular import load_tabular_dataset
-
-        return load_tabular_dataset(config.data, config.seed, base_dir)
+def task_class(name: str) -> type:
+    """The Task class registered as `name`, its module imported now."""
+    module, _, cls = TASKS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
-@dataclass(frozen=True)
-class LanguageModel:
-    """Next-token prediction (`task: language-model`): token blocks in, logits over the vocabulary out; perplexity
-    (lower is better) is the metric, so score() gives 1 / perplexity to keep 'higher is better'."""
-
-    name: str = "language-model"
-    metric: str = "perplexity"
-
-    def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
-        """1 / perplexity of (n, length, vocab) logits against the (n, length) token blocks they were computed from."""
-        from edgekd.lm.evaluate import next_token_nll
-
-        return float(np.exp(-next_token_nll(logits, labels).mean()))
-
-    def input_spec(self, dataset: Any, name: str = "input_ids", batch: int | str = "batch_size") -> dict[str, Any]:
-        return {"name": "input_ids", "shape": [batch, "sequence_length"], "dtype": "int64"}
-
-    def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError("language models are measured on token blocks of the run's tokenizer (pipeline/lm/stages_ship.py)")
-
-    def load_dataset(self, config, base_dir):
-        from edgekd.pipeline.lm.data import load_lm_dataset
-
-        return load_lm_dataset(config.data, base_dir)
-
-
-@dataclass(frozen=True)
-class Fidelity:
-    """`task: {kind: fidelity, metric: NAME}`: an ONNX model of any outputs, shipped as given. Every candidate's output
-    is compared with the fp32 model's (cosine, SQNR, max abs error: core.metrics.fidelity) and scored by the task
-    metric NAME, against the npz's labels, or without them against the fp32 model's outputs as labels
-    (pipeline/fidelity_data.py). The metric's score plays top-1's part everywhere (budget, selection, gate), so its
-    drops are in its points."""
-
-    metric: str = "top1"
-    name: str = "fidelity"
-    output: str | None = None  # the output the metric scores (task.output); the run's copy of the model has it first
-
-    def score(self, outputs: np.ndarray, labels: np.ndarray) -> float:
-        return task_metric(self.metric).score(outputs, labels)
-
-    def input_spec(self, dataset: Any, name: str, batch: int | str = "batch") -> dict[str, Any]:
-        return {"name": name, "shape": [batch, *dataset.input_shape], "dtype": dataset.first_input.dtype.name}
-
-    def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
-        test = dataset.test
-        n = min(samples, len(test))
-        return take_rows(test.x, slice(0, n)), test.y[:n]
-
-    def output_spec(self, outputs: np.ndarray) -> dict[str, Any]:
-        return {"name": "output", "shape": ["batch", *outputs.shape[1:]], "dtype": outputs.dtype.name, "task_metric": self.metric}
-
-    def load_dataset(self, config, base_dir):
-        from edgekd.pipeline.fidelity_data import load_fidelity_dataset
-
-        return load_fidelity_dataset(config, base_dir)
-
-
-# A new task: a class like ImageClassification, and one line here (and the config key that picks it).
-TASKS: dict[str, Task] = {"image-classification": ImageClassification(), "text-classification": TextClassification(),
-                          "language-model": LanguageModel(), "fidelity": Fidelity(),
-                          "tabular-classification": TabularClassification()}
+@cache
+def task_named(name: str) -> Task:
+    """The task `name` with its defaults (one object per name)."""
+    return task_class(name)()
 
 
 def task_for(config) -> Task:
-    """The task of a pipeline config: `task: language-model`, `task: {kind: fidelity, metric: ...}`, text classification
-    for data.source text, else image classification."""
+    """The task of a pipeline config: `task: language-model`, `task: {kind: fidelity, metric: ...}`, tables for
+    data.source csv or parquet, text classification for data.source text, else image classification."""
     task = getattr(config, "task", None)
     if task == "language-model":
-        return TASKS["language-model"]
+        return task_named("language-model")
     if getattr(task, "kind", None) == "fidelity":
-        return Fidelity(metric=task.metric, output=task.output)
+        return task_class("fidelity")(metric=task.metric, output=task.output)
     if config.data.source in ("csv", "parquet"):
-        return TASKS["tabular-classification"]
-    return TASKS["text-classification" if config.data.source == "text" else "image-classification"]
+        return task_named("tabular-classification")
+    return task_named("text-classification" if config.data.source == "text" else "image-classification")

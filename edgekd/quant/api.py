@@ -39,7 +39,7 @@ class Int8Config:
     target: Union[str, QuantRecipe] = "x86-cpu"
     step: Literal["ptq", "prepare", "convert"] = "ptq"
     calibration: Optional[np.ndarray] = None
-    calibrate_method: Optional[Literal["minmax", "entropy", "percentile", "auto"]] = None
+    calibrate_method: Optional[Literal["minmax", "moving-average", "entropy", "percentile", "auto"]] = None
     output: Optional[Union[str, Path]] = None
     fallback: Optional[FallbackBudget] = None
     validation: Optional[tuple[np.ndarray, np.ndarray]] = None
@@ -74,7 +74,7 @@ def quantize(model: Any, config: Int8Config):
 
 def _ptq(model: Any, config: Int8Config) -> Path:
     from edgekd.quant.fallback import quantize_auto, quantize_with_fallback
-    from edgekd.quant.ptq import quantize_qdq
+    from edgekd.runtimes.ptq import quantize_qdq
 
     if not isinstance(model, (str, Path)) or not Path(model).is_file():
         raise ConfigError("Int8Config(step='ptq') quantizes an fp32 ONNX file: pass its path (export torch models first)")

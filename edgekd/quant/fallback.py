@@ -2,7 +2,7 @@
 
 The search costs O(log n) quantizations, not O(n):
 1. Rank. One instrumented pass of the int8 and float models over validation samples (onnxruntime's
-   qdq_loss_debug; quant/sensitivity.py) ranks the quantized nodes by the int8 noise each adds.
+   qdq_loss_debug; runtimes/sensitivity.py) ranks the quantized nodes by the int8 noise each adds.
 2. Bisect. Quantize with the top k of that ranking kept in float (onnxruntime's nodes_to_exclude, or NNCF's
    ignored scope for OpenVINO recipes) and judge the validation metric, halving on k between 1 and max_nodes
    (bisect_fewest): 1 + log2(max_nodes) quantize-and-evaluate rounds at most.
@@ -30,9 +30,9 @@ from edgekd.core.errors import StageError
 from edgekd.core.metrics import accuracy_drop, mcnemar_exact, predict, take_rows, topk, within_limit
 from edgekd.core.progress import progress
 from edgekd.quant.config import FALLBACK_MAX_SECONDS
-from edgekd.quant.ptq import prepare_for_quantization, quantize_qdq, quantized_nodes
 from edgekd.runtimes.ort import OrtSession
 from edgekd.runtimes.profiles import QuantRecipe
+from edgekd.runtimes.ptq import prepare_for_quantization, quantize_qdq, quantized_nodes
 
 
 @dataclass
@@ -47,6 +47,10 @@ class FallbackBudget:
     strategy: Literal["ranked", "per-node"] = "ranked"
     # The task's score of outputs against labels (higher is better): top-1 for classifiers, a task metric otherwise.
     score: Callable[[np.ndarray, np.ndarray], float] = topk
+    # Calibration methods tried, in order, when the first int8 model breaks the budget, before any node is kept in
+    # float: the one that drops least is searched from. A calibration that ignores an outlier batch can fix a
+    # whole model at one quantization's cost, where the node search costs a ranking pass and several.
+    retry_calibrations: tuple[str, ...] = ()
 
 
 @dataclass
@@ -71,6 +75,9 @@ class FallbackReport:
     evaluations: int = 0
     search_seconds: float = 0.0
     stopped: str = ""
+    # The calibration method the model was made with ("" when the recipe's), and what each retried one dropped.
+    calibrate_method: str = ""
+    calibrations_tried: dict[str, dict] = field(default_factory=dict)
     # Per validation sample: did the final int8 model predict the label? Kept for paired tests, not for the manifest.
     val_correct: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -163,16 +170,27 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
     fp32_logits = logits_of(fp32_onnx, val_x)
     fp32_top1 = budget.score(fp32_logits, val_y)
     with tempfile.TemporaryDirectory(prefix="edgekd-fallback-") as scratch:
-        cache = Path(scratch) / "calibration.json"
-        quantize = lambda path, exclude: quantize_qdq(fp32_onnx, path, recipe, calibration, nodes_to_exclude=exclude,  # noqa: E731
-                                                      calibrate_method=calibrate_method, calibration_cache=cache)
+        def quantizer(method: str | None):
+            cache = Path(scratch) / f"calibration-{method or 'recipe'}.json"
+            return lambda path, exclude: quantize_qdq(fp32_onnx, path, recipe, calibration, nodes_to_exclude=exclude,
+                                                      calibrate_method=method, calibration_cache=cache)
         began = time.monotonic()
-        quantize(out_path, [])
-        int8_logits = logits_of(out_path, val_x)
-        top1 = budget.score(int8_logits, val_y)
-        drop = accuracy_drop(fp32_top1, top1, budget.drop_type, len(val_y))
+        plain = _PlainInt8(val_x, val_y, fp32_top1, budget)
+        method, quantize = calibrate_method, quantizer(calibrate_method)
+        int8_logits, top1, drop = plain.make(quantize, out_path)
+        tried = {}
+        for other in budget.retry_calibrations:
+            if within_limit(drop, budget.max_drop):
+                break
+            retry, path = quantizer(other), Path(scratch) / f"plain-{other}.onnx"
+            logits, other_top1, other_drop = plain.make(retry, path)
+            tried[other] = {"val_top1": other_top1, "val_drop": other_drop}
+            if other_drop < drop:
+                method, quantize, int8_logits, top1, drop = other, retry, logits, other_top1, other_drop
+                shutil.copyfile(path, out_path)
         report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=not within_limit(drop, budget.max_drop),
-                                val_top1=top1, val_drop=drop, strategy=budget.strategy)
+                                val_top1=top1, val_drop=drop, strategy=budget.strategy, calibrate_method=method or "",
+                                calibrations_tried=tried)
         if not report.triggered:
             return _with_fidelity(report, fp32_logits, int8_logits, val_y)
         trials = _Trials(quantize, val_x, val_y, fp32_top1, budget, report, Path(scratch), time.monotonic() - began)
@@ -182,13 +200,29 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
             _linear_search([row["node"] for row in report.sensitivity], budget, trials)
         else:
             report.sensitivity = rank_for_fallback(fp32_onnx, out_path, recipe, calibration, take_rows(val_x, subset), Path(scratch),
-                                                   calibrate_method)
+                                                   method)
             _bisection([row["node"] for row in report.sensitivity], budget, trials)
         report.search_seconds = round(time.monotonic() - trials.started, 2)
         if trials.best is not None:
             shutil.copyfile(trials.best[1], out_path)
             return _with_fidelity(report, fp32_logits, trials.best[2], val_y)
     raise StageError(_give_up_message(recipe, report, budget))
+
+
+@dataclass
+class _PlainInt8:
+    """An int8 model with no node in float, made and scored on the validation split."""
+
+    val_x: np.ndarray
+    val_y: np.ndarray
+    fp32_top1: float
+    budget: FallbackBudget
+
+    def make(self, quantize, path: Path) -> tuple[np.ndarray, float, float]:
+        quantize(path, [])
+        logits = logits_of(path, self.val_x)
+        top1 = self.budget.score(logits, self.val_y)
+        return logits, top1, accuracy_drop(self.fp32_top1, top1, self.budget.drop_type, len(self.val_y))
 
 
 def _bisection(ranked: list[str], budget: FallbackBudget, trials: _Trials) -> None:
@@ -208,10 +242,10 @@ def _linear_search(ranked: list[str], budget: FallbackBudget, trials: _Trials) -
 
 def rank_for_fallback(fp32_onnx: Path, int8_onnx: Path, recipe: QuantRecipe, calibration: np.ndarray, x: np.ndarray,
                       scratch: Path, calibrate_method: str | None = None) -> list[dict]:
-    """The quantized nodes of `int8_onnx`, ranked by quant/sensitivity.py on samples `x`. An NNCF model is ranked
+    """The quantized nodes of `int8_onnx`, ranked by runtimes/sensitivity.py on samples `x`. An NNCF model is ranked
     through onnxruntime's quantization of the same graph (qdq_loss_debug reads onnxruntime's Q/DQ naming): the same
     nodes, quantized by comparable rules; NNCF's nodes that this ranking does not know come last."""
-    from edgekd.quant.sensitivity import rank_nodes
+    from edgekd.runtimes.sensitivity import rank_nodes
 
     prepared = prepare_for_quantization(fp32_onnx, scratch / "prepared.onnx")
     ranked_model = int8_onnx
@@ -234,7 +268,7 @@ def ort_stand_in(recipe: QuantRecipe) -> QuantRecipe:
 
 
 # Cheapest first: on equal standing the earlier one is kept.
-CALIBRATION_ORDER = ("minmax", "percentile", "entropy")
+CALIBRATION_ORDER = ("minmax", "moving-average", "percentile", "entropy")
 # A calibration method beats the one closest to fp32 on labels only when its gain in validation top-1 is
 # unlikely to be chance: exact McNemar test on the paired predictions, two-sided.
 SIGNIFICANCE = 0.05
@@ -319,7 +353,7 @@ def _give_up_message(recipe: QuantRecipe, report: FallbackReport, budget: Fallba
     last = report.tried[-1] if report.tried else {"nodes_in_float": [], "val_drop": report.int8_val_drop}
     kept = ", ".join(last["nodes_in_float"]) or "none"
     head = (f"quantize: int8 recipe '{recipe.name}' drops {report.int8_val_drop:.2f} > max_drop {budget.max_drop:g} on the "
-            f"validation split")
+            f"validation split" + "".join(f" ({m} calibration: {r['val_drop']:.2f})" for m, r in report.calibrations_tried.items()))
     if report.stopped:
         return (f"{head}; the fallback search stopped at quantize.fallback.max_seconds {budget.max_seconds:g} after "
                 f"{report.evaluations} evaluation(s) with no candidate within the budget (last: {len(last['nodes_in_float'])} "

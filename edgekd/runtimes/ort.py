@@ -206,7 +206,7 @@ def _save_ort(ort, onnx_path: Path, ort_path: Path) -> None:
 ORT_FORMAT_OFF = ["NchwcTransformer", "WeightBiasQuantization"]
 # In a session too, WeightBiasQuantization turns a Conv that the fallback kept in float back into an int8 QLinearConv
 # with per-tensor weights: the fallback's measured accuracy was then that of a model it did not mean to build, and
-# "kept N nodes in float" was not true on onnxruntime. quant/ptq.py marks such a model (FLOAT_NODES_KEY in the
+# "kept N nodes in float" was not true on onnxruntime. runtimes/ptq.py marks such a model (FLOAT_NODES_KEY in the
 # model's metadata); its sessions leave the transformer out. Not for every model: NNCF's leave biases in float and
 # rely on it to fuse QLinearConv.
 FLOAT_NODES_KEY = "edgekd.float_nodes"

@@ -3,7 +3,7 @@ its quantizers (dynamic int8, static int8 in QDQ, MatMulNBits), owned here so th
 onnxruntime (tests/test_import_contracts.py). The families choose what to quantize and why (their docstrings);
 these functions only call onnxruntime with those choices.
 
-Why not quant/ptq.quantize_qdq for the text model's static int8: that one is the image recipe's (one input cast to
+Why not runtimes/ptq.quantize_qdq for the text model's static int8: that one is the image recipe's (one input cast to
 float32 or fixed-size batches cut from arrays, onnxruntime's plain shape inference, the recipe's extra options); the
 BERT graph needs symbolic shape inference to type its fused operators' outputs and is calibrated on ready-made
 batches of padded token ids, so its call differs in every argument but the format.

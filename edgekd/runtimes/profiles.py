@@ -47,7 +47,7 @@ class QuantRecipe(Strict):
     symmetric_weights: bool = True
     signed_input: bool = Field(False, description="the model input as symmetric int8 (zero point 0) whatever "
                                "activation_type: normalized inputs are signed, and a zero point costs the first layer")
-    calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibrate_method: Literal["minmax", "moving-average", "entropy", "percentile"] = "minmax"
     op_types: list[str] | None = Field(None, description="restrict quantization to these op types")
     extra_op_types: list[str] = Field(default_factory=list, description="op types to quantize on top of op_types "
                                       "(or of onnxruntime's defaults), e.g. ReduceMean, which onnxruntime leaves in float")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekd.lm.evaluate import next_token_nll, onnx_perplexity
-from edgekd.pipeline.task import LanguageModel
+from edgekd.tasks.lm import LanguageModel
 
 
 def _log_softmax(row: np.ndarray) -> np.ndarray:

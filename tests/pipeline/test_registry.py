@@ -9,7 +9,8 @@ from edgekd.pipeline.config import PipelineConfig, validate_config
 from edgekd.pipeline.layout import RunLayout
 from edgekd.pipeline.registry import STAGE_NAMES, stage_class
 from edgekd.pipeline.stage import Stage
-from edgekd.pipeline.task import ImageClassification, task_for
+from edgekd.pipeline.task import task_for
+from edgekd.tasks.image import ImageClassification
 
 pytest.importorskip("torch")  # the distill stage module trains: importing it needs torch
 
@@ -33,6 +34,33 @@ def test_a_model_shipped_as_given_takes_the_distill_stages_place_with_its_sectio
     assert cls.__name__ == "AsGivenStage" and cls.name == "distill"
     # and the task section too: what a model given as is gets judged by (top-1, or a fidelity task's metric)
     assert cls.sections == (*stage_class(_config(), "distill").sections, "task")
+
+
+TASK_CONFIGS = {  # one pipeline file of each task (validated only: nothing here is read or trained)
+    "image-classification": {"student": {"arch": "convnet", "width": 4}, "teachers": [{"arch": "mlp"}]},
+    "text-classification": {"data": {"source": "text", "path": "c.jsonl"}, "teachers": [{"arch": "bert"}],
+                            "student": {"arch": "bert-half"}},
+    "tabular-classification": {"data": {"source": "csv", "path": "t.csv", "target": "y"},
+                               "teachers": [{"sklearn": "RandomForestClassifier"}], "student": {"arch": "mlp"}},
+    "language-model": {"task": "language-model"},
+}
+# What each task does its own way (edgekd/tasks/); every other stage is the generic one.
+OWN_STEPS = {"image-classification": {},
+             "text-classification": {s: f"Text{s.capitalize()}Step" for s in ("teachers", "distill", "export", "quantize")},
+             "tabular-classification": {s: f"Tabular{s.capitalize()}Step" for s in ("teachers", "distill", "export", "quantize")},
+             "language-model": {s: f"LM{s.capitalize()}Step" for s in STAGE_NAMES}}
+
+
+def test_every_task_runs_the_same_stage_classes_and_hands_its_own_steps_over():
+    """Issue 33: the registry no longer swaps stage classes per task; the stage asks the task (Task.steps)."""
+    generic = [stage_class(_config(), name) for name in STAGE_NAMES]
+    for task, raw in TASK_CONFIGS.items():
+        config = validate_config(raw)
+        assert task_for(config).name == task
+        assert [stage_class(config, name) for name in STAGE_NAMES] == generic, task
+        doers = {name: stage_class(config, name).doer(config) for name in STAGE_NAMES}
+        assert {name: cls.__name__ for name, cls in doers.items() if cls not in generic} == OWN_STEPS[task], task
+        assert all(cls.name == name for name, cls in doers.items()), task
 
 
 def test_the_run_folder_is_numbered_in_registry_order(tmp_path):

@@ -217,8 +217,10 @@ def test_the_example_config_loads_and_runs_the_text_stages():
 
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "text.yaml")
     assert task_for(config).name == "text-classification"
-    assert [stage_class(config, s).__name__ for s in ("teachers", "distill", "export", "quantize", "compile")] == [
-        "TextTeachersStage", "TextDistillStage", "TextExportStage", "TextQuantizeStage", "CompileStage"]
+    stages = [stage_class(config, s) for s in ("teachers", "distill", "export", "quantize", "compile")]
+    assert [cls.__name__ for cls in stages] == ["TeachersStage", "DistillStage", "ExportStage", "QuantizeStage", "CompileStage"]
+    assert [cls.doer(config).__name__ for cls in stages] == [  # the text task's own steps, edgekd/tasks/text.py
+        "TextTeachersStep", "TextDistillStep", "TextExportStep", "TextQuantizeStep", "CompileStage"]
 
 
 def test_the_report_has_a_tfidf_logistic_regression_baseline_row(run):

@@ -221,6 +221,9 @@ def test_shipped_as_given_runs_the_text_stages_and_stage_1_depends_on_the_folder
 
     config = load_config(_shipped_as_given(given))
     assert config.distill.mode == "none"
-    assert [stage_class(config, s).__name__ for s in ("teachers", "distill", "export", "quantize")] == [
-        "TextGivenTokenizerStage", "TextAsGivenStage", "TextExportStage", "TextQuantizeStage"]
-    assert "student" in stage_class(config, "teachers").sections  # the folder brings the tokenizer: --resume sees it
+    stages = [stage_class(config, s) for s in ("teachers", "distill", "export", "quantize")]
+    assert [cls.__name__ for cls in stages] == ["TeachersStage", "AsGivenStage", "ExportStage", "QuantizeStage"]
+    assert [cls.doer(config).__name__ for cls in stages] == [
+        "TextGivenTokenizerStep", "TextAsGivenStep", "TextExportStep", "TextQuantizeStep"]
+    # the folder brings the tokenizer: --resume sees it
+    assert "student" in stage_class(config, "teachers").sections_for(config)

@@ -7,8 +7,8 @@ import pytest
 from onnx import numpy_helper
 from onnxruntime.quantization import calibrate
 
-from edgekd.quant.ptq import quantize_qdq
 from edgekd.runtimes.profiles import QuantRecipe
+from edgekd.runtimes.ptq import quantize_qdq
 
 from .conftest import gemm_mlp
 
@@ -68,7 +68,7 @@ def _scales(path) -> dict[str, float]:
 
 def test_batch_by_batch_ranges_equal_one_pass_ranges(mlp, tmp_path, monkeypatch):
     """Min/max merged over batches is the min/max of all: the int8 model is the one a single pass makes."""
-    from edgekd.quant import ptq
+    from edgekd.runtimes import ptq
 
     model, samples = mlp
     streamed = quantize_qdq(model, tmp_path / "streamed.onnx", QuantRecipe(name="r"), samples, calibrate_method="minmax")
@@ -99,7 +99,7 @@ def _pooling_model(path, size: int):
 def test_calibration_batches_of_large_images_are_small(tmp_path, monkeypatch):
     """The calibrator's model outputs every intermediate tensor: a batch of 224x224 images holds all of a CNN's
     activations at once, so such batches are a few images (ptq.CALIBRATION_BYTES), not 32."""
-    from edgekd.quant.ptq import CALIBRATION_BYTES
+    from edgekd.runtimes.ptq import CALIBRATION_BYTES
 
     model = _pooling_model(tmp_path / "pool.onnx", 224)
     samples = np.random.default_rng(0).uniform(0, 1, (24, 3, 224, 224)).astype(np.float32)

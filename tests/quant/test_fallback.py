@@ -4,8 +4,8 @@ import pytest
 from edgekd.core.errors import StageError
 from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, mean_kl, pick_calibration, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import recipe_for_host
-from edgekd.quant.ptq import quantized_nodes
 from edgekd.runtimes import load_profile
+from edgekd.runtimes.ptq import quantized_nodes
 
 # As the pipeline quantizes on this CPU: without VNNI, 7-bit weights (quant/host.py), else saturation adds its own drop.
 RECIPE = recipe_for_host(load_profile("x86-cpu").quantization).recipe
@@ -80,7 +80,7 @@ def test_mean_kl_is_zero_for_equal_logits_and_positive_otherwise():
 def test_auto_calibration_records_every_method(planted_sensitive_model, tmp_path):
     model, calib, val_x, val_y = planted_sensitive_model
     chosen, tried = quantize_auto(model, tmp_path / "int8.onnx", RECIPE, calib, val_x, val_y, FallbackBudget(max_drop=2.0))
-    assert set(tried) == {"minmax", "percentile", "entropy"} and chosen in tried
+    assert set(tried) == {"minmax", "moving-average", "percentile", "entropy"} and chosen in tried
     assert all(isinstance(r, FallbackReport) and r.val_drop <= 2.0 and r.val_kl >= 0 for r in tried.values())
     assert all(len(r.val_correct) == len(val_y) and "val_correct" not in r.to_json() for r in tried.values())
     assert quantized_nodes(tmp_path / "int8.onnx")

@@ -9,13 +9,13 @@ import warnings
 import numpy as np
 import pytest
 
-import edgekd.quant.nncf_ptq as nncf_ptq
+import edgekd.runtimes.nncf_ptq as nncf_ptq
 from edgekd.core.errors import StageError
 from edgekd.quant.fallback import FallbackBudget, bisect_fewest, evaluations_needed, quantize_with_fallback
 from edgekd.quant.host import recipe_for_host
-from edgekd.quant.ptq import prepare_for_quantization, quantize_qdq, quantized_nodes
-from edgekd.quant.sensitivity import rank_nodes
 from edgekd.runtimes import load_profile
+from edgekd.runtimes.ptq import prepare_for_quantization, quantize_qdq, quantized_nodes
+from edgekd.runtimes.sensitivity import rank_nodes
 
 from .conftest import gemm_mlp
 

@@ -6,9 +6,9 @@ import torch
 from edgekd.api import Int8Config, quantize
 from edgekd.core.errors import ConfigError, TargetError
 from edgekd.quant.fallback import FallbackBudget
-from edgekd.quant.ptq import quantized_nodes
 from edgekd.quant.qat import ActivationFakeQuant, QatModel
 from edgekd.runtimes.ort import OrtSession
+from edgekd.runtimes.ptq import quantized_nodes
 
 
 def test_prepare_then_convert(trained_digits_cnn, tmp_path):
@@ -59,6 +59,6 @@ def test_ptq_fallback_and_api_import_without_torch():
     import subprocess
     import sys
 
-    code = "import sys, edgekd.api, edgekd.quant.api, edgekd.quant.fallback, edgekd.quant.ptq; print('torch' in sys.modules)"
+    code = "import sys, edgekd.api, edgekd.quant.api, edgekd.quant.fallback, edgekd.runtimes.ptq; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -26,7 +26,7 @@ model.ir_version = 9
 folder = Path(sys.argv[1])
 onnx.save(model, str(folder / "tiny.onnx"))
 logging.basicConfig(level=logging.INFO)  # an application that logs at INFO: NNCF's lines would show
-from edgekd.quant.nncf_ptq import quantize_nncf
+from edgekd.runtimes.nncf_ptq import quantize_nncf
 from edgekd.runtimes.profiles import QuantRecipe
 quantize_nncf(folder / "tiny.onnx", folder / "int8.onnx", QuantRecipe(name="t", tool="nncf"),
               np.random.default_rng(1).normal(size=(12, 3, 8, 8)))

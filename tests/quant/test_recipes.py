@@ -5,9 +5,9 @@ import pytest
 from onnx import numpy_helper
 
 from edgekd.core.errors import ConfigError
-from edgekd.quant.ptq import quantize_qdq
 from edgekd.runtimes import load_profile
 from edgekd.runtimes.profiles import QuantRecipe
+from edgekd.runtimes.ptq import quantize_qdq
 
 from .conftest import gemm_mlp
 
@@ -117,7 +117,7 @@ def test_cpu_placement_keeps_pooling_int8_and_logits_float(tmp_path, recipe):
 def test_extra_op_types_extend_onnxruntime_defaults():
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-    from edgekd.quant.ptq import op_types_of
+    from edgekd.runtimes.ptq import op_types_of
 
     recipe = OPENVINO_BY_HAND
     assert set(op_types_of(recipe)) == set(QLinearOpsRegistry) | set(QDQRegistry) | {"ReduceMean"}

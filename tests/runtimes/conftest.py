@@ -71,7 +71,7 @@ def tiny_model(tmp_path_factory) -> TinyModel:
     import onnx
     from sklearn.datasets import load_digits
 
-    from edgekd.quant.ptq import quantize_qdq
+    from edgekd.runtimes.ptq import quantize_qdq
 
     digits = load_digits()
     x = (digits.images[:, None] / 16.0).astype(np.float32)

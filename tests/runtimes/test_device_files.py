@@ -70,7 +70,7 @@ def test_ort_file_saved_on_x86_replays_the_int8_convolutions_arm_runs(tiny_model
     import onnxruntime as ort
 
     from edgekd.quant.host import recipe_for_host
-    from edgekd.quant.ptq import quantize_qdq
+    from edgekd.runtimes.ptq import quantize_qdq
 
     profile = load_profile("arm64-cpu")
     s8s8 = quantize_qdq(tiny_model.fp32, tmp_path / "s8s8.onnx", recipe_for_host(profile.quantization).recipe,

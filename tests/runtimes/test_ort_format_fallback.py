@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekd.quant.ptq import quantize_qdq
 from edgekd.runtimes import get_backend, load_profile
+from edgekd.runtimes.ptq import quantize_qdq
 
 
 def _conv_chain(path, channels: int = 4) -> None:

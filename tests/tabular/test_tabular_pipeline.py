@@ -119,7 +119,7 @@ def test_bench_of_a_table_bundle_without_torch_or_scikit_learn(layout, request, 
 
 def test_table_configs_refuse_what_tables_do_not_take(tmp_path):
     from edgekd.pipeline.config import validate_config
-    from edgekd.pipeline.stages.tabular import check_tabular_config
+    from edgekd.tasks.tabular import check_tabular_config
 
     table_rows().to_csv(tmp_path / "table.csv", index=False)
     config = table_config()

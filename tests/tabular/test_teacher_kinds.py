@@ -153,8 +153,8 @@ def test_no_ensemble_graph_when_a_member_has_no_converter(table, tmp_path):
 def test_a_given_file_no_better_than_chance_stops_the_run(table, tmp_path):
     import onnx
 
-    from edgekd.pipeline.stages.tabular import given_teacher_fits
     from edgekd.tabular.onnx_convert import teacher_onnx
+    from edgekd.tasks.tabular import given_teacher_fits
 
     fitted = _fit({"sklearn": "LogisticRegression"}, table)
     onnx.save(teacher_onnx(fitted.model, table.schema)[0], str(tmp_path / "m.onnx"))

@@ -174,7 +174,7 @@ def size_bars(plt, report: dict[str, Any]):
 
 def sensitivity_bars(plt, report: dict[str, Any]):
     """Per node, its int8 sensitivity as the fallback search ranked it: the relative noise power the node adds
-    (quant/sensitivity.py), or in reports made before that ranking, the logit MSE its float version removed."""
+    (runtimes/sensitivity.py), or in reports made before that ranking, the logit MSE its float version removed."""
     searches = (report.get("quantize") or {}).get("fallback") or {}
     if not searches:
         return None

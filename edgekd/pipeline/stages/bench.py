@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.core.environment import cpu_info
-from edgekd.core.metrics import ACCURACY, accuracy_metrics, eval_set_hash
+from edgekd.core.metrics import accuracy_metrics, eval_set_hash
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report, write_reports
 from edgekd.pipeline.context import RunContext
@@ -32,29 +32,15 @@ BASELINE_ADVICE = {"tfidf_logreg": "train the teacher longer or on more text, or
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
     student_logits = fp32_student_logits(ctx, x)
     refs = {"student_fp32": accuracy_metrics(student_logits, y, ctx.task.metric)}
-    if ctx.cfg.teachers and ctx.task.name == "text-classification":
-        from edgekd.pipeline.text_models import teacher_logits
-
-        refs["teacher"] = accuracy_metrics(teacher_logits(ctx, x), y)
-    elif ctx.cfg.teachers and ctx.task.name == "tabular-classification":  # teachers of any kind: their cached outputs
-        from edgekd.pipeline.tabular_teachers import teacher_reference
-
-        refs["teacher"] = accuracy_metrics(teacher_reference(ctx, len(y)), y)
-    elif ctx.cfg.teachers:
-        refs["teacher"] = _teacher_ensemble(ctx, x, y)
+    if ctx.cfg.teachers:  # the teachers as the student learned from them: the task knows how they are run
+        refs["teacher"] = accuracy_metrics(ctx.task.teacher_outputs(ctx, x, len(y)), y)
     return {**refs, **baselines(ctx, x, y)}, student_logits
 
 
 def baselines(ctx: RunContext, x, y: np.ndarray) -> dict[str, Any]:
-    """The cheap baselines of this run, scored on the same samples: TF-IDF + logistic regression for a labelled text
-    run, the student trained from scratch (labels only) with distill.compare_scratch."""
-    out = {}
-    if ctx.task.name == "text-classification" and ctx.dataset.measured == ACCURACY:
-        from edgekd.text.baseline import NAME, tfidf_logreg_logits
-
-        data = ctx.dataset
-        texts = data.test.texts[: len(y)]  # the evaluation set is the test split's first samples (task.evaluation_set)
-        out[NAME] = accuracy_metrics(tfidf_logreg_logits(data.train.texts, data.train.y, texts, data.num_classes, ctx.cfg.seed), y)
+    """The cheap baselines of this run, scored on the same samples: the task's (TF-IDF + logistic regression for a
+    labelled text run), the student trained from scratch (labels only) with distill.compare_scratch."""
+    out = dict(ctx.task.baselines(ctx, y))
     scratch = ctx.stage_dir("distill") / "student-scratch.pt"  # stages/distill.SCRATCH_CHECKPOINT (a torch module)
     if getattr(ctx.cfg.distill, "compare_scratch", False) and scratch.is_file():
         from edgekd.pipeline.run_models import build_student
@@ -79,19 +65,6 @@ def _beats(a: float, b: float, samples: int) -> bool:
     """Top-1 `a` above `b` by more than two standard errors of their difference (unpaired, so conservative for two
     models scored on the same samples): a 2-point gap on 100 samples is chance, 25 points is not."""
     return a - b > 2 * math.sqrt((a * (1 - a) + b * (1 - b)) / max(samples, 1))
-
-
-def _teacher_ensemble(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """The teachers' ensemble, as the student was distilled from it."""
-    import torch  # teachers are PyTorch models: torch only here
-
-    from edgekd.pipeline.run_models import build_teachers
-    from edgekd.train.distill.losses import ensemble_soft_targets
-    from edgekd.train.trainer import predict_logits
-
-    teacher_logits = [torch.from_numpy(predict_logits(t, x)) for t in build_teachers(ctx)]
-    ensemble = ensemble_soft_targets(teacher_logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
-    return accuracy_metrics(ensemble.numpy(), y)
 
 
 def candidates(ctx: RunContext) -> list[Candidate]:

@@ -129,9 +129,7 @@ def model_split(dataset, split):
 
 def _output_spec(ctx: RunContext, reference: np.ndarray) -> dict[str, Any]:
     """The model's output as the manifest records it: a classifier's logits, or a fidelity task's output and metric."""
-    if ctx.task.name == "fidelity":
-        return ctx.task.output_spec(reference)
-    return {"name": "logits", "shape": ["batch", ctx.dataset.num_classes], "dtype": "float32"}
+    return ctx.task.output_spec(ctx.dataset, reference)
 
 
 def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int, reference: np.ndarray) -> dict[str, Any]:

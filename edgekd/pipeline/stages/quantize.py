@@ -25,8 +25,8 @@ from edgekd.pipeline.selection import int8_budget
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
-from edgekd.quant.ptq import quantize_qdq
 from edgekd.runtimes import load_profile
+from edgekd.runtimes.ptq import quantize_qdq
 
 # torch is imported inside the QAT functions only: PTQ of an ONNX student runs without it.
 
@@ -76,9 +76,11 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
     if not cfg.fallback.enabled and method != "auto":
         quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=method)
         return out, {"calibrate_method": method, "nodes_in_float": []}
+    # The recipe's minmax, not one the user chose: an average over batches is tried before nodes are kept in float.
+    retry = ("moving-average",) if method == "minmax" and not cfg.calibrate_method else ()
     budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type,
                             cfg.max_fallback_nodes if cfg.fallback.enabled else 0, cfg.sensitivity_samples,
-                            cfg.fallback.max_seconds, score=ctx.task.score)
+                            cfg.fallback.max_seconds, score=ctx.task.score, retry_calibrations=retry)
     val = ctx.dataset.val
     try:
         if method == "auto":
@@ -88,6 +90,7 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
         else:
             report, search = quantize_with_fallback(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget,
                                                     method), None
+            method = report.calibrate_method or method
     except StageError as missed:
         return _int8_over_budget(ctx, recipe, out, calibration_x, method, missed)
     report, on_targets = _on_target_runtimes(ctx, recipe, out, report, budget, calibration_x, method)

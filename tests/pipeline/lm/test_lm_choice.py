@@ -1,7 +1,7 @@
 """The language-model pipeline's int8-or-fp32 choice uses the one rule for "faster" (device.noise.compare_rates)."""
 from __future__ import annotations
 
-from edgekd.pipeline.lm.stages_ship import choose_lm
+from edgekd.tasks.lm_ship import choose_lm
 
 
 def _candidates(int8_rates, fp32_rates, int8_perplexity=10.0):

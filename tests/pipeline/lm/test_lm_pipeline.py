@@ -289,11 +289,11 @@ def test_too_many_sequence_prompts_stop_the_distill_stage_with_the_key(tmp_path)
 
 
 def test_the_score_is_one_over_perplexity():
-    from edgekd.pipeline.task import TASKS
+    from edgekd.pipeline.task import task_named
 
     logits = np.zeros((2, 5, 7))  # uniform over 7 tokens: perplexity 7
-    assert TASKS["language-model"].score(logits, np.ones((2, 5), dtype=int)) == pytest.approx(1 / 7)
-    assert json.dumps(TASKS["language-model"].input_spec(None))
+    assert task_named("language-model").score(logits, np.ones((2, 5), dtype=int)) == pytest.approx(1 / 7)
+    assert json.dumps(task_named("language-model").input_spec(None))
 
 
 def test_a_split_too_small_for_one_block_is_refused_before_the_teacher_trains(tmp_path, monkeypatch):

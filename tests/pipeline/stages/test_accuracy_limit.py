@@ -11,8 +11,8 @@ pytest.importorskip("torch")
 from edgekd.pipeline.config import PipelineConfig  # noqa: E402
 from edgekd.pipeline.stages.compile import selection_rule  # noqa: E402
 from edgekd.pipeline.stages.quantize import int8_budget  # noqa: E402
-from edgekd.pipeline.task import ImageClassification  # noqa: E402
 from edgekd.runtimes import load_profile  # noqa: E402
+from edgekd.tasks.image import ImageClassification  # noqa: E402
 
 BOARD = """name: my-board
 backend: ort

@@ -2,7 +2,7 @@
 tolerance as every other accuracy budget (core.metrics.within_limit), not a bare `<=`."""
 from __future__ import annotations
 
-from edgekd.pipeline.stages.text import _pick_int8
+from edgekd.tasks.text import _pick_int8
 
 
 def test_a_drop_equal_to_the_limit_up_to_float_noise_is_within_it():

@@ -90,8 +90,8 @@ def test_an_invalid_int8_file_from_the_quantizer_is_not_blamed_on_the_model(digi
     """quantize_static writes per-channel DequantizeLinear(axis) even into an opset-11 graph: ONNX's checker stops it
     with a line that names edgekd's output and the way out, not 'the file is corrupt'."""
     from edgekd.core.errors import StageError
-    from edgekd.quant.ptq import quantize_qdq
     from edgekd.runtimes.profiles import QuantRecipe
+    from edgekd.runtimes.ptq import quantize_qdq
 
     path = tmp_path / "lr11.onnx"
     onnx.save(classifier(digits_weights, "batch", opset=11), str(path))

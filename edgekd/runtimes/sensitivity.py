@@ -26,7 +26,7 @@ import numpy as np
 
 from edgekd.core.metrics import sample_count, take_rows
 from edgekd.core.progress import progress
-from edgekd.quant.ptq import ArrayReader, input_name_of, model_axes
+from edgekd.runtimes.ptq import ArrayReader, input_name_of, model_axes
 
 # Activations of both models are held for one chunk of samples at a time: bounded memory whatever the model.
 CHUNK_BYTES = 256 * 2**20

@@ -15,8 +15,9 @@ Weights are saved with safetensors (nothing is unpickled when read back) beside 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,7 +27,8 @@ from edgekd.core.metrics import within_limit
 from edgekd.core.progress import progress
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
-from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.stage import StageOutput, TaskStep
+from edgekd.pipeline.task import Classification
 from edgekd.pipeline.text_data import TOKENIZER_FILE, given_model, given_model_key
 from edgekd.pipeline.text_models import load_model, save_model
 
@@ -126,7 +128,7 @@ def _encoded(split):
     return Encoded(split.x["input_ids"], split.x["attention_mask"], split.y)
 
 
-class TextTeachersStage(Stage):
+class TextTeachersStep(TaskStep):
     """Stage 1 (text): the tokenizer (the WordPiece one learned on the training split, or the given model's), and the
     BERT-style teacher: trained on the corpus, or a save_pretrained folder taken as it is and measured."""
 
@@ -222,14 +224,14 @@ class TextTeachersStage(Stage):
                          "read": pretrained.files(given)}
 
 
-class TextGivenTokenizerStage(TextTeachersStage):
+class TextGivenTokenizerStep(TextTeachersStep):
     """Stage 1 (text) with distill.mode none: no teacher, only the shipped folder's tokenizer.json kept for the
     bundles. Its key covers `student` too: that folder brings the tokenizer, and --resume must see it change."""
 
     sections = ("seed", "data", "teachers", "student")
 
 
-class TextAsGivenStage(Stage):
+class TextAsGivenStep(TaskStep):
     """Stage 2 (text) with distill.mode none: the user's classifier, a save_pretrained folder, taken as it is,
     measured, and saved where the export stage reads the student."""
 
@@ -248,7 +250,7 @@ class TextAsGivenStage(Stage):
                            record=StudentRecord())
 
 
-class TextDistillStage(Stage):
+class TextDistillStep(TaskStep):
     """Stage 2 (text): the student, from the teacher's layers (bert-half) or fresh and narrower (bert), trained on the
     teacher's cached logits and last [CLS] state with the labels (alpha 0: labels only)."""
 
@@ -289,7 +291,7 @@ class TextDistillStage(Stage):
         return StageOutput(save_model(student, ctx.stage_dir("distill"), "student"), metrics, record=StudentRecord())
 
 
-class TextExportStage(Stage):
+class TextExportStep(TaskStep):
     """Stage 3 (text): the student as ONNX (input_ids, attention_mask; batch and sequence dynamic), checked against
     PyTorch on validation texts. When every target runs onnxruntime, the graph is fused into onnxruntime's BERT
     operators (edgekd.text.export.fuse_for_onnxruntime): faster, and what lets int8 quantize attention."""
@@ -322,7 +324,7 @@ def _all_onnxruntime(ctx: RunContext) -> bool:
     return all(runtime_of(load_profile(target, ctx.base_dir).backend) == "onnxruntime" for target in ctx.cfg.targets)
 
 
-class TextQuantizeStage(Stage):
+class TextQuantizeStep(TaskStep):
     """Stage 4 (text): per target recipe, static int8 (QDQ, calibrated on training texts) and, for onnxruntime,
     dynamic int8 too; the faster of those within the accuracy limit on the validation split is the recipe's model."""
 
@@ -402,7 +404,7 @@ def _static_int8(fp32_onnx: Path, out: Path, calibration: list[dict[str, np.ndar
     from edgekd.text import export
 
     if recipe.tool == "nncf":
-        from edgekd.quant.nncf_ptq import quantize_nncf
+        from edgekd.runtimes.nncf_ptq import quantize_nncf
 
         joined = {name: np.concatenate([batch[name] for batch in calibration]) for name in export.INPUT_NAMES}
         return quantize_nncf(fp32_onnx, out, recipe, joined, transformer=True)
@@ -428,3 +430,53 @@ def _measure(ctx: RunContext, files: dict[str, Path], threads: int | None) -> di
     for name in rows:
         rows[name]["p50_ms"] = stats[name].p50_ms
     return rows
+
+
+# Text classifiers train a BERT teacher and a DistilBERT-recipe student, export token ids and mask in and quantize their
+# own way (the steps above); with distill.mode none the user's save_pretrained folder is shipped as given, its
+# tokenizer kept by stage 1. Compile, bench and gate are the generic stages.
+TEXT_STEPS = {name: f"edgekd.tasks.text:Text{name.capitalize()}Step" for name in ("teachers", "distill", "export", "quantize")}
+TEXT_AS_GIVEN_STEPS = {**TEXT_STEPS, "teachers": "edgekd.tasks.text:TextGivenTokenizerStep",
+                       "distill": "edgekd.tasks.text:TextAsGivenStep"}
+
+
+@dataclass(frozen=True)
+class TextClassification(Classification):
+    """data.source text: token ids and their mask in (edgekd.pipeline.text_data), one label per text, top-1."""
+
+    name: str = "text-classification"
+    fp32_from_onnx: ClassVar[bool] = True
+
+    def input_spec(self, dataset: Any, name: str = "input_ids", batch: int | str = "batch") -> dict[str, Any]:
+        return {"name": "input_ids", "shape": [batch, "sequence"], "dtype": "int64"}
+
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        test = dataset.test
+        n = min(samples, len(test))
+        return {name: array[:n] for name, array in test.x.items()}, test.y[:n]
+
+    def steps(self, config) -> dict[str, str]:
+        return TEXT_AS_GIVEN_STEPS if config.distill.mode == "none" else TEXT_STEPS
+
+    def teacher_outputs(self, ctx, x: dict[str, np.ndarray], samples: int) -> np.ndarray:
+        from edgekd.pipeline.text_models import teacher_logits
+
+        return teacher_logits(ctx, x)
+
+    def baselines(self, ctx, y: np.ndarray) -> dict[str, dict[str, float]]:
+        """TF-IDF + logistic regression, for a labelled run: what word counts alone get on the same test texts."""
+        from edgekd.core.metrics import ACCURACY, accuracy_metrics
+
+        if ctx.dataset.measured != ACCURACY:
+            return {}
+        from edgekd.text.baseline import NAME, tfidf_logreg_logits
+
+        data = ctx.dataset
+        texts = data.test.texts[: len(y)]  # the evaluation set is the test split's first samples (evaluation_set)
+        return {NAME: accuracy_metrics(tfidf_logreg_logits(data.train.texts, data.train.y, texts, data.num_classes, ctx.cfg.seed), y)}
+
+    def load_dataset(self, config, base_dir):
+        from edgekd.pipeline.text_data import given_model, load_text_dataset
+
+        # A given model (save_pretrained folder) brings its tokenizer and label order: the data must be encoded with them.
+        return load_text_dataset(config.data, config.seed, base_dir, given_model(config, base_dir))

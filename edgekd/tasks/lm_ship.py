@@ -20,7 +20,7 @@ from edgekd.pipeline.lm.config import LanguageModelConfig
 from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, teacher_dir, tokenizer_path
 from edgekd.pipeline.lm.records import LMCompileRecord, LMQuantizeRecord, LMTeacherRecord
 from edgekd.pipeline.records import read_record
-from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.stage import StageOutput, TaskStep
 
 REPORT = "lm-report.json"  # not report.json: that name is the image report's schema (edgekd.report/1)
 
@@ -64,7 +64,7 @@ def _methods(config: LanguageModelConfig, base_dir: Path) -> dict[str, tuple[str
     return methods
 
 
-class LMExportStage(Stage):
+class LMExportStep(TaskStep):
     """Stage 3: the student as one ONNX decoder with past_key_values in and present out, checked against PyTorch."""
 
     name = "export"
@@ -82,7 +82,7 @@ class LMExportStage(Stage):
                            inputs=sorted(student_dir(self.ctx).iterdir()))
 
 
-class LMQuantizeStage(Stage):
+class LMQuantizeStep(TaskStep):
     """Stage 4: per target, the quantized decoder quantize.method / quantize.per_target ask for. onnxruntime targets:
     dynamic int8 (7-bit weights where this CPU's int8 kernels saturate, quant/host.py) or MatMulNBits. OpenVINO
     targets: the decoder as fp32 IR (their fp32 candidate, made even with method none) and NNCF-compressed IR."""
@@ -145,7 +145,7 @@ class LMQuantizeStage(Stage):
 SPEED_PROMPTS, SPEED_TOKENS = 5, 32  # the compile stage's quick speed check on validation prompts
 
 
-class LMCompileStage(Stage):
+class LMCompileStep(TaskStep):
     """Stage 5: per target, the model to ship in bundle/<target>/ with tokenizer.json: int8 when its val perplexity
     is within gate.max_increase of the target's fp32 model's (the ONNX decoder, or for OpenVINO its fp32 IR) and,
     where this machine can time the target, it decodes no slower than that fp32 model (as for images: never slower
@@ -262,7 +262,7 @@ def _target_runtime(cfg, base_dir: Path, target: str) -> str:
     return _runtime(load_profile(target, base_dir))
 
 
-class LMBenchStage(Stage):
+class LMBenchStep(TaskStep):
     """Stage 6: test perplexity of every model, torch-free greedy generation (TTFT, p50/p99, tokens/s) and greedy
     agreement with the fp32 student; lm-report.json and report.md."""
 
@@ -366,7 +366,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-class LMGateStage(Stage):
+class LMGateStep(TaskStep):
     """Stage 7: each target's shipped model against the reference: perplexity at most (1 + gate.max_increase) x
     the reference's (and greedy agreement at least gate.min_greedy_agreement when set)."""
 

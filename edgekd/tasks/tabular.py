@@ -13,8 +13,9 @@ Compile, bench and gate are the shared stages: they read what these write.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from edgekd.core.errors import ConfigError, StageError
 from edgekd.core.fileio import resolve_path
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
-from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.stage import StageOutput, TaskStep
 from edgekd.pipeline.tabular_teachers import (
     SPLITS,
     TRANSFER_FILE,
@@ -35,6 +36,7 @@ from edgekd.pipeline.tabular_teachers import (
     transfer_recipe,
     transfer_rows,
 )
+from edgekd.pipeline.task import Classification
 
 
 def check_tabular_config(config, base_dir: Path) -> None:
@@ -67,7 +69,7 @@ def check_tabular_config(config, base_dir: Path) -> None:
         raise ConfigError(f"data.path '{config.data.path}': no such file ({path}); give a .csv or .parquet file")
 
 
-class TabularTeachersStage(Stage):
+class TabularTeachersStep(TaskStep):
     """Stage 1 (tables): each teacher fitted on the training split (or loaded from its file), its outputs on every
     split cached, scored on validation and test, and converted to ONNX; the ensemble as one ONNX graph, timed."""
 
@@ -174,7 +176,7 @@ def _teacher(ctx: RunContext, index: int, spec):
     return fit_teacher(spec, index, data.train.x, data.train.y, data.num_classes, ctx.cfg.seed, data.schema)
 
 
-class TabularDistillStage(Stage):
+class TabularDistillStep(TaskStep):
     """Stage 2 (tables): the student's preprocessing fitted on the training split (and converted to ONNX, checked
     against scikit-learn), the network trained on the ensemble's cached outputs (Hinton KD; alpha 0: labels only)."""
 
@@ -196,7 +198,7 @@ class TabularDistillStage(Stage):
         return StageOutput([checkpoint, preprocessing], {**metrics, "seed": seed}, record=StudentRecord())
 
 
-class TabularExportStage(Stage):
+class TabularExportStep(TaskStep):
     """Stage 3 (tables): the network exported, joined behind the preprocessing graph: raw columns in, logits out,
     checked against PyTorch on validation rows."""
 
@@ -218,7 +220,7 @@ class TabularExportStage(Stage):
         return StageOutput([network_path, ctx.layout.fp32_onnx], {"parity": parity, "opset": cfg.opset}, record=record)
 
 
-class TabularQuantizeStage(Stage):
+class TabularQuantizeStep(TaskStep):
     """Stage 4 (tables): per target recipe, the network part quantized (QDQ, calibrated on training rows' features),
     joined behind the same float preprocessing graph (one-hot and scaling stay exact)."""
 
@@ -262,7 +264,7 @@ def _quantize_network(ctx: RunContext, network: Path, out: Path, recipe, recipe_
     The drop is measured on the network's features, which the float preprocessing computes exactly."""
     from edgekd.pipeline.selection import int8_budget
     from edgekd.quant.fallback import FallbackBudget, quantize_with_fallback
-    from edgekd.quant.ptq import quantize_qdq
+    from edgekd.runtimes.ptq import quantize_qdq
     from edgekd.tabular import distill
 
     cfg = ctx.cfg.quantize
@@ -275,3 +277,40 @@ def _quantize_network(ctx: RunContext, network: Path, out: Path, recipe, recipe_
     val = ctx.dataset.val
     report = quantize_with_fallback(network, out, recipe, calibration, distill.front_features(ctx, val.x), val.y, budget, method)
     return {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+
+
+# Tables fit or load their teachers, distill from cached outputs, export one graph taking raw columns and quantize its
+# network part (the steps above); compile, bench and gate are the generic stages.
+TABULAR_STEPS = {name: f"edgekd.tasks.tabular:Tabular{name.capitalize()}Step" for name in ("teachers", "distill", "export", "quantize")}
+
+
+@dataclass(frozen=True)
+class TabularClassification(Classification):
+    """data.source csv or parquet: raw columns in, one (batch, 1) input per column named as it, or one per type
+    (data.inputs; edgekd/data/table_schema.py), one label per row, top-1."""
+
+    name: str = "tabular-classification"
+    fp32_from_onnx: ClassVar[bool] = True
+
+    def input_spec(self, dataset: Any, name: str = "columns", batch: int | str = "batch") -> dict[str, Any]:
+        return {"name": name, "shape": [batch, 1], "dtype": "mixed: float32 (numeric) and string (categorical) columns",
+                "columns": [c.name for c in dataset.schema.columns]}
+
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        test = dataset.test
+        n = min(samples, len(test))
+        return dataset.model_x({name: array[:n] for name, array in test.x.items()}), test.y[:n]  # data.inputs' layout
+
+    def steps(self, config) -> dict[str, str]:
+        return TABULAR_STEPS
+
+    def teacher_outputs(self, ctx, x: dict[str, np.ndarray], samples: int) -> np.ndarray:
+        """Teachers of any kind: the ensemble's probabilities from their cached outputs."""
+        from edgekd.pipeline.tabular_teachers import teacher_reference
+
+        return teacher_reference(ctx, samples)
+
+    def load_dataset(self, config, base_dir):
+        from edgekd.data.tabular import load_tabular_dataset
+
+        return load_tabular_dataset(config.data, config.seed, base_dir)

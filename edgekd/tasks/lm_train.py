@@ -12,7 +12,7 @@ from edgekd.core.fileio import atomic_path, resolve_path, searched
 from edgekd.pipeline.lm.config import LanguageModelConfig
 from edgekd.pipeline.lm.layout import student_dir, teacher_dir, tokenizer_path
 from edgekd.pipeline.lm.records import LMTeacherRecord
-from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.stage import StageOutput, TaskStep
 
 
 def save_model(model, folder: Path) -> list[Path]:
@@ -29,7 +29,7 @@ def train_order(count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(count)
 
 
-class LMTeachersStage(Stage):
+class LMTeachersStep(TaskStep):
     """Stage 1: the byte-level BPE tokenizer (trained on the train split) and the teacher decoder."""
 
     name = "teachers"
@@ -103,7 +103,7 @@ class LMTeachersStage(Stage):
         return model, {"training": stats}
 
 
-class LMDistillStage(Stage):
+class LMDistillStep(TaskStep):
     """Stage 2: the student (fewer layers, narrower) trained on the teacher's cached top-k logits and the text
     (distill.mode token), on the teacher's own continuations (sequence), or on both interleaved."""
 
