@@ -16,7 +16,7 @@ the train split. Teacher 4 x 256, students 2 x 224 (4 heads), context 128, batch
   student: dynamic int8 (7-bit weights where this CPU's int8 kernels saturate, edgekd/quant/host.py) or
   MatMulNBits 8-bit: of those whose validation perplexity is within 1.03 x the fp32 student's, the one that
   decodes faster on validation prompts; chosen on val, reported on test (both candidates' test speeds are shown).
-* Speed: torch-free greedy generation (edgekd.lm.generate) at batch 1, 20 held-out test prompts of 32 tokens x
+* Speed: torch-free greedy generation (edgekd.lang.generate) at batch 1, 20 held-out test prompts of 32 tokens x
   64 new tokens, models interleaved per prompt, several rounds; tokens/s is the median decode rate.
 * generation_match: ONNX greedy against PyTorch greedy (the model's own KV cache) on the same 20 prompts.
 
@@ -48,16 +48,16 @@ import torch  # noqa: E402
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import read_json, sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.lm.bench import greedy_agreement, speed_at_fastest_threads  # noqa: E402
+from edgekd.lang.generate import OnnxDecoder, generate  # noqa: E402
+from edgekd.lang.generation_bench import greedy_agreement, speed_at_fastest_threads  # noqa: E402
+from edgekd.lang.lm_tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
+from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
 from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
-from edgekd.lm.evaluate import onnx_perplexity  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
-from edgekd.lm.generate import OnnxDecoder, generate  # noqa: E402
 from edgekd.lm.losses import TopKTargets, distill_loss, lm_cross_entropy  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, load_pretrained, parameter_count, student_config, torch_greedy  # noqa: E402
 from edgekd.lm.quantize import quantize_decoder  # noqa: E402
 from edgekd.lm.teacher import cached_targets  # noqa: E402
-from edgekd.lm.tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
 from edgekd.lm.training import block_batches, torch_perplexity, train_lm  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
 

@@ -48,8 +48,10 @@ from edgekd.core.errors import DataError  # noqa: E402
 from edgekd.core.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
 from edgekd.device.noise import paired_speedup  # noqa: E402
+from edgekd.lang import corpus  # noqa: E402
+from edgekd.lang import text_tokenizer as tokenizer  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
-from edgekd.text import corpus, export, models, tokenizer, training  # noqa: E402
+from edgekd.text import export, models, training  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 CACHE = Path.home() / ".cache" / "edgekd" / "text"

@@ -8,8 +8,8 @@ its tokenizer (<work>/tokenizer-*-4096.json); run distill_lm.py first. Its sha25
 the standard library's files, split and cut into 128-token blocks as distill_lm.py does (edgekd.lm.corpus).
 
 * Every model is converted / quantized here from that one ONNX file, into a temporary folder.
-* Perplexity: all test blocks, each from an empty cache (edgekd.lm.evaluate.onnx_perplexity).
-* Speed: torch-free greedy generation at batch 1 (edgekd.lm.bench.generation_speed), 20 test prompts of 32 tokens
+* Perplexity: all test blocks, each from an empty cache (edgekd.lang.perplexity.onnx_perplexity).
+* Speed: torch-free greedy generation at batch 1 (edgekd.lang.generation_bench.generation_speed), 20 test prompts of 32 tokens
   x 64 new tokens, the five models interleaved per prompt, 3 rounds; tokens/s is the median decode rate. Each
   model is timed at 1 and 2 threads and reported at its faster setting, as distill_lm.py does (2 threads halved the
   fp32 student's rate there); OpenVINO with PERFORMANCE_HINT LATENCY, precision f32.
@@ -37,13 +37,13 @@ import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.lm.bench import greedy_agreement, speed_at_fastest_threads  # noqa: E402
+from edgekd.lang.generate import load_decoder  # noqa: E402
+from edgekd.lang.generation_bench import greedy_agreement, speed_at_fastest_threads  # noqa: E402
+from edgekd.lang.lm_tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
+from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
 from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
-from edgekd.lm.evaluate import onnx_perplexity  # noqa: E402
-from edgekd.lm.generate import load_decoder  # noqa: E402
 from edgekd.lm.openvino import Compression, convert_decoder, default_group_size  # noqa: E402
 from edgekd.lm.quantize import quantize_decoder  # noqa: E402
-from edgekd.lm.tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

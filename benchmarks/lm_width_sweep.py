@@ -7,7 +7,7 @@ untrained: no corpus, no training, minutes instead of an hour. Perplexity is not
 nothing); benchmarks/distill_lm.py measures the trained student it picks.
 
 Each shape: edgekd.lm.export.export_decoder (checked against PyTorch), edgekd.lm.quantize.quantize_decoder with
-both methods, then edgekd.lm.bench.generation_speed on the three files interleaved per prompt (random prompts,
+both methods, then edgekd.lang.generation_bench.generation_speed on the three files interleaved per prompt (random prompts,
 greedy, batch 1, 1 onnxruntime thread, median decode tokens/s). The whole sweep runs `--repeats` times, each
 pass after the last, because fp32 speeds of memory-bound shapes vary between passes on a shared machine.
 
@@ -34,9 +34,9 @@ import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.lm.bench import generation_speed  # noqa: E402
+from edgekd.lang.generate import OnnxDecoder  # noqa: E402
+from edgekd.lang.generation_bench import generation_speed  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
-from edgekd.lm.generate import OnnxDecoder  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, parameter_count  # noqa: E402
 from edgekd.lm.quantize import quantize_decoder  # noqa: E402
 

@@ -7,7 +7,7 @@
    Acquire::Languages=en, because the long descriptions are only in Translation-en files, which this
    machine's apt is set not to fetch. `--no-update` reuses the folder as it is.
 2. `apt-cache dumpavail` over those lists, joined with Translation-en by Description-md5
-   (edgekd/text/debian.py), becomes the corpus (edgekd/text/corpus.py): package and source names removed
+   (edgekd/lang/debian.py), becomes the corpus (edgekd/lang/corpus.py): package and source names removed
    from the text, deduplicated, the 20 largest sections, split train/val/test 80/10/10 by source package.
 3. Snapshot CACHE/debian-corpus.jsonl.gz with its sha256; a WordPiece tokenizer (8,000 tokens) trained on the
    training split only, saved as CACHE/tokenizer.json, gives the token lengths.
@@ -38,7 +38,8 @@ import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.errors import DataError  # noqa: E402
 from edgekd.core.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.text import corpus, debian, tokenizer  # noqa: E402
+from edgekd.lang import corpus, debian  # noqa: E402
+from edgekd.lang import text_tokenizer as tokenizer  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 CACHE = Path.home() / ".cache" / "edgekd" / "text"

@@ -281,7 +281,8 @@ def _on_texts(path: Path, loaded: list, candidates: list[Candidate]) -> tuple:
     """Raw texts with labels (a .jsonl or .csv of text,label, as the pipeline reads them) tokenized with the bundle's
     own tokenizer.json (Hugging Face tokenizers, no torch), judged against the bundle's labels; the reference is the
     fp32 bundle among those benched (else the first), as for --images."""
-    from edgekd.text import corpus, tokenizer
+    from edgekd.lang import corpus
+    from edgekd.lang import text_tokenizer as tokenizer
 
     texts = [(d, (m.get("preprocessing") or {}).get("text")) for d, m, _a in loaded]
     if any(not isinstance(text, dict) or not isinstance(text.get("tokenizer"), str) for _d, text in texts):

@@ -1,6 +1,6 @@
 """`edgekd bench` on language-model bundles (device/lm_bundle.py), with numpy, onnxruntime and tokenizers only.
 
-Per bundle: generation speed at batch 1 (time to first token, per-token p50/p99, tokens/s; edgekd.lm.bench, the
+Per bundle: generation speed at batch 1 (time to first token, per-token p50/p99, tokens/s; edgekd.lang.generation_bench, the
 code the pipeline's bench stage runs), greedy or top-k sampling, from held-out prompts (the bundle's
 eval_blocks.npy) or the user's (`--texts`, one per line, tokenized with the bundle's tokenizer.json); perplexity on
 the bundle's held-out blocks, and the bundle's gate: perplexity at most (1 + max_increase) x the reference's, the
@@ -45,8 +45,8 @@ class Decoding:
 def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, texts: Optional[Path] = None,
                      decoding: Decoding = Decoding()) -> dict[str, Any]:
     """One report (format edgekd.lm-device-report/1) for the bundles, every file verified before anything loads."""
-    from edgekd.lm.bench import generation_speed
-    from edgekd.lm.generate import load_decoder
+    from edgekd.lang.generate import load_decoder
+    from edgekd.lang.generation_bench import generation_speed
 
     bundles = [(Path(d), verify_lm_bundle(d)) for d in bundle_dirs]
     _one_tokenizer(bundles)
@@ -87,7 +87,7 @@ def _one_tokenizer(bundles: list) -> None:
 
 def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], settings: dict, decoding: Decoding,
              new_tokens: int) -> tuple[list[np.ndarray], str]:
-    from edgekd.lm.bench import held_out_prompts
+    from edgekd.lang.generation_bench import held_out_prompts
 
     bundle_dir, manifest = first
     context = int(manifest.get("context") or 0)
@@ -109,7 +109,7 @@ def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], 
 
 def _text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: int) -> list[np.ndarray]:
     """One prompt per non-blank line, tokenized with the bundle's tokenizer (no special tokens added)."""
-    from edgekd.lm.tokenizer import LMTokenizer
+    from edgekd.lang.lm_tokenizer import LMTokenizer
 
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -130,7 +130,7 @@ def _text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: in
 
 
 def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[np.ndarray], speed: dict) -> dict:
-    from edgekd.lm.evaluate import onnx_perplexity
+    from edgekd.lang.perplexity import onnx_perplexity
 
     perplexity = None if blocks is None else round(onnx_perplexity(decoder, blocks), 4)
     row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"),

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from edgekd.core.progress import progress
-from edgekd.lm.evaluate import checked_blocks
+from edgekd.lang.perplexity import checked_blocks
 
 LOG_EVERY = 25
 

@@ -1,5 +1,5 @@
 """`data.source: text`: a corpus file of text,label as the pipeline's dataset. Splits are the file's `split` column
-when it has one, else drawn by group (edgekd.text.corpus.split_by_group); the WordPiece tokenizer is learned on the
+when it has one, else drawn by group (edgekd.lang.corpus.split_by_group); the WordPiece tokenizer is learned on the
 training split, or is the given model's own (a save_pretrained folder, edgekd.text.pretrained); every split is held
 tokenized (input_ids, attention_mask), with its texts kept for the bundle.
 
@@ -18,7 +18,9 @@ import numpy as np
 from edgekd.core.errors import DataError
 from edgekd.core.fileio import resolve_path, sha256_of
 from edgekd.core.metrics import ACCURACY
-from edgekd.text import corpus, pretrained, tokenizer
+from edgekd.lang import corpus
+from edgekd.lang import text_tokenizer as tokenizer
+from edgekd.text import pretrained
 
 DEFAULT_MAX_LENGTH, DEFAULT_VOCAB = 64, 2000
 TOKENIZER_FILE = "tokenizer.json"  # its name in the teachers stage's folder and in every bundle

@@ -1,7 +1,7 @@
 """What a language model's decoder sessions share (ort.OnnxDecoder, openvino.OpenVinoDecoder, each opened by its
 backend's Backend.decoder and stepped one token at a time with an explicit KV cache): the Decoder interface, the
 metadata keys of the context length, the empty KV cache and one step's inputs. numpy only, below both runners.
-edgekd.lm.generate, bench and evaluate drive them; no torch, as on a device.
+edgekd.lang.generate, bench and evaluate drive them; no torch, as on a device.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ class LanguageModel:
 
     def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
         """1 / perplexity of (n, length, vocab) logits against the (n, length) token blocks they were computed from."""
-        from edgekd.lm.evaluate import next_token_nll
+        from edgekd.lang.perplexity import next_token_nll
 
         return float(np.exp(-next_token_nll(logits, labels).mean()))
 

@@ -155,9 +155,9 @@ class LMCompileStep(TaskStep):
     sections = ("targets", "gate", "bench")  # bench: the bundle records the bench settings and carries device_blocks
 
     def run(self) -> StageOutput:
-        from edgekd.lm.evaluate import onnx_perplexity
-        from edgekd.lm.generate import load_decoder
-        from edgekd.lm.tokenizer import LMTokenizer
+        from edgekd.lang.generate import load_decoder
+        from edgekd.lang.lm_tokenizer import LMTokenizer
+        from edgekd.lang.perplexity import onnx_perplexity
 
         ctx, cfg = self.ctx, self.ctx.cfg
         tokenizer = LMTokenizer(tokenizer_path(ctx))
@@ -194,9 +194,9 @@ class LMCompileStep(TaskStep):
 
     def _speeds(self, files: dict[str, dict[str, Path]], val) -> dict[Path, dict]:
         """Decode tokens/s of the candidates of each target this machine can time and that has a choice to make, on a
-        few validation prompts, all interleaved (edgekd.lm.bench)."""
-        from edgekd.lm.bench import generation_speed
-        from edgekd.lm.generate import load_decoder
+        few validation prompts, all interleaved (edgekd.lang.generation_bench)."""
+        from edgekd.lang.generate import load_decoder
+        from edgekd.lang.generation_bench import generation_speed
         from edgekd.pipeline.lm.data import prompts
 
         cfg = self.ctx.cfg
@@ -228,8 +228,8 @@ class LMCompileStep(TaskStep):
     def _held_out(self, tokenizer) -> dict:
         """The test blocks every bundle carries (bench.device_blocks, spread over those bench measures) and the
         references' perplexities on exactly those blocks, so the device's gate compares like with like."""
-        from edgekd.lm.evaluate import onnx_perplexity
-        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.lang.generate import OnnxDecoder
+        from edgekd.lang.perplexity import onnx_perplexity
         from edgekd.lm.models import load_pretrained
         from edgekd.lm.training import torch_perplexity
         from edgekd.pipeline.lm.data import device_blocks
@@ -271,9 +271,9 @@ class LMBenchStep(TaskStep):
 
     def run(self) -> StageOutput:
         from edgekd.core.environment import describe
-        from edgekd.lm.bench import generation_speed, greedy_agreement
-        from edgekd.lm.evaluate import onnx_perplexity
-        from edgekd.lm.generate import load_decoder
+        from edgekd.lang.generate import load_decoder
+        from edgekd.lang.generation_bench import generation_speed, greedy_agreement
+        from edgekd.lang.perplexity import onnx_perplexity
         from edgekd.pipeline.lm.data import prompts
 
         ctx, cfg = self.ctx, self.ctx.cfg

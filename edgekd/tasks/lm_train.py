@@ -66,7 +66,7 @@ class LMTeachersStep(TaskStep):
         return StageOutput(outputs, metrics, record=reference)
 
     def _tokenizer(self) -> Path:
-        from edgekd.lm.tokenizer import LMTokenizer, train_on_corpus
+        from edgekd.lang.lm_tokenizer import LMTokenizer, train_on_corpus
 
         ctx, given = self.ctx, self.ctx.cfg.teacher.tokenizer
         out = tokenizer_path(ctx)
@@ -78,9 +78,9 @@ class LMTeachersStep(TaskStep):
         return train_on_corpus(ctx.dataset.corpus, ctx.cfg.data.vocab_size, out)
 
     def _teacher(self, tokenizer: Path):
+        from edgekd.lang.lm_tokenizer import LMTokenizer
         from edgekd.lm.losses import lm_cross_entropy
         from edgekd.lm.models import LMShape, build_lm, gpt2_config, load_pretrained
-        from edgekd.lm.tokenizer import LMTokenizer
         from edgekd.lm.training import block_batches, train_lm
 
         ctx, cfg = self.ctx, self.ctx.cfg

@@ -35,7 +35,7 @@ class Size:
 
 def config(vocab_size: int, num_labels: int, size: Size = Size(), max_length: int = 128, dropout: float = 0.1):
     """A BertConfig for a classifier of `size` over the tokenizer's vocabulary; [PAD] is id 0 as in
-    edgekd.text.tokenizer. Eager attention: the same kernels in training and in the exported graph."""
+    edgekd.lang.text_tokenizer. Eager attention: the same kernels in training and in the exported graph."""
     if size.hidden % size.heads:
         raise ModelError(f"hidden size {size.hidden} is not a multiple of {size.heads} attention heads; pick sizes that divide")
     return _transformers().BertConfig(

@@ -16,12 +16,12 @@ BENCH = {"prompts": 3, "prompt_tokens": 8, "new_tokens": 8, "rounds": 1}
 
 def build_lm_run(root: Path) -> Path:
     from edgekd.device.lm_bundle import write_lm_bundle
-    from edgekd.lm.evaluate import onnx_perplexity
+    from edgekd.lang.generate import OnnxDecoder
+    from edgekd.lang.lm_tokenizer import LMTokenizer, blocks, train_tokenizer
+    from edgekd.lang.perplexity import onnx_perplexity
     from edgekd.lm.export import export_decoder
-    from edgekd.lm.generate import OnnxDecoder
     from edgekd.lm.models import LMShape, build_lm, gpt2_config
     from edgekd.lm.quantize import quantize_decoder
-    from edgekd.lm.tokenizer import LMTokenizer, blocks, train_tokenizer
 
     corpus = write_corpus(root / "corpus", files=40)
     files = sorted(corpus.rglob("*.py"))

@@ -1,4 +1,4 @@
-"""Generation speed and greedy agreement (edgekd.lm.bench), what the pipeline's bench stage runs, torch-free."""
+"""Generation speed and greedy agreement (edgekd.lang.generation_bench), what the pipeline's bench stage runs, torch-free."""
 from __future__ import annotations
 
 import json
@@ -15,9 +15,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-from edgekd.lm.bench import generation_speed, greedy_agreement, speed_at_fastest_threads  # noqa: E402
+from edgekd.lang.generate import OnnxDecoder, generate  # noqa: E402
+from edgekd.lang.generation_bench import generation_speed, greedy_agreement, speed_at_fastest_threads  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
-from edgekd.lm.generate import OnnxDecoder, generate  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config  # noqa: E402
 
 PROMPTS = [np.array([1, 2, 3]), np.array([17, 5]), np.array([250, 4, 99])]
@@ -58,8 +58,8 @@ def test_bench_runs_with_torch_blocked(two_decoders):
     code = BLOCK_TORCH + textwrap.dedent(f"""
         import json
         import numpy as np
-        from edgekd.lm.bench import generation_speed, greedy_agreement
-        from edgekd.lm.generate import OnnxDecoder
+        from edgekd.lang.generation_bench import generation_speed, greedy_agreement
+        from edgekd.lang.generate import OnnxDecoder
         decoder = OnnxDecoder({str(two_decoders[0])!r})
         prompts = [np.array([1, 2, 3])]
         print(json.dumps(greedy_agreement(decoder, decoder, prompts, 4)), generation_speed({{"a": decoder}}, prompts, 4)["a"]["generations"])

@@ -9,11 +9,11 @@ import pytest
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+from edgekd.lang.lm_tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
 from edgekd.lm.corpus import folder_corpus  # noqa: E402
 from edgekd.lm.losses import TopKTargets, distill_loss, forward_kl, lm_cross_entropy  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, student_config  # noqa: E402
 from edgekd.lm.teacher import cached_targets  # noqa: E402
-from edgekd.lm.tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
 
 
 def _train(model, steps, loss_fn):

@@ -16,9 +16,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from edgekd.lm.evaluate import onnx_perplexity  # noqa: E402
+from edgekd.lang.generate import OnnxDecoder, generate  # noqa: E402
+from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
 from edgekd.lm.export import check_against_torch, export_decoder, input_names, output_names  # noqa: E402
-from edgekd.lm.generate import OnnxDecoder, generate  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, torch_greedy  # noqa: E402
 from edgekd.lm.quantize import quantize_decoder  # noqa: E402
 from edgekd.lm.training import torch_perplexity  # noqa: E402
@@ -136,8 +136,8 @@ def test_generation_runs_with_torch_blocked(exported):
     """The device loop imports neither torch nor transformers: both fail to import in this child."""
     _, path = exported
     code = BLOCK_TORCH + textwrap.dedent(f"""
-        from edgekd.lm.generate import OnnxDecoder, generate
-        from edgekd.lm.evaluate import onnx_perplexity
+        from edgekd.lang.generate import OnnxDecoder, generate
+        from edgekd.lang.perplexity import onnx_perplexity
         print(generate(OnnxDecoder({str(path)!r}), [1, 2, 3], 16).tokens)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

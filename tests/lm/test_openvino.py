@@ -18,9 +18,9 @@ pytest.importorskip("nncf")
 ov = pytest.importorskip("openvino")
 torch = pytest.importorskip("torch")
 
-from edgekd.lm.evaluate import onnx_perplexity  # noqa: E402
+from edgekd.lang.generate import OnnxDecoder, generate, load_decoder  # noqa: E402
+from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
 from edgekd.lm.export import _FlatCacheDecoder, example_inputs, export_decoder  # noqa: E402
-from edgekd.lm.generate import OnnxDecoder, generate, load_decoder  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, torch_greedy  # noqa: E402
 from edgekd.lm.openvino import Compression, OpenVinoDecoder, convert_decoder  # noqa: E402
 from edgekd.lm.training import torch_perplexity  # noqa: E402
@@ -130,7 +130,7 @@ def test_a_model_without_a_cache_is_refused(tmp_path):
 def test_ir_generation_runs_with_torch_blocked(exported):
     _, _, xml = exported
     code = BLOCK_TORCH + textwrap.dedent(f"""
-        from edgekd.lm.generate import generate, load_decoder
+        from edgekd.lang.generate import generate, load_decoder
         print(generate(load_decoder({str(xml)!r}), [1, 2, 3], 16).tokens)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

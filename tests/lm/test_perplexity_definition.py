@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edgekd.lm.evaluate import next_token_nll, onnx_perplexity
+from edgekd.lang.perplexity import next_token_nll, onnx_perplexity
 from edgekd.tasks.lm import LanguageModel
 
 

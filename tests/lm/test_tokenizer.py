@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
+from edgekd.lang.lm_tokenizer import END_OF_TEXT, LMTokenizer, blocks, train_on_corpus, train_tokenizer
 from edgekd.lm.corpus import folder_corpus
-from edgekd.lm.tokenizer import END_OF_TEXT, LMTokenizer, blocks, train_on_corpus, train_tokenizer
 from tests.blocking import BLOCK_TORCH
 
 pytest.importorskip("tokenizers")
@@ -78,8 +78,8 @@ def test_bad_tokenizer_files_and_sizes(tmp_path):
 def test_tokenizer_works_with_torch_blocked(tokenizer):
     """The device side tokenizes prompts without torch or transformers: importing either fails in this child."""
     code = BLOCK_TORCH + textwrap.dedent(f"""
-        from edgekd.lm.tokenizer import LMTokenizer
-        import edgekd.lm.generate, edgekd.lm.cache, edgekd.lm.corpus
+        from edgekd.lang.lm_tokenizer import LMTokenizer
+        import edgekd.lang.generate, edgekd.lm.cache, edgekd.lm.corpus
         tok = LMTokenizer({str(tokenizer.path)!r})
         assert tok.decode(tok.encode("return a + b")) == "return a + b"
         try:

@@ -16,7 +16,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 from edgekd.core.fileio import read_json  # noqa: E402
-from edgekd.text import corpus  # noqa: E402
+from edgekd.lang import corpus  # noqa: E402
 from tests.blocking import CLI_WITHOUT_TORCH  # noqa: E402
 from tests.faults.helpers import assert_one_line_error, invoke, subprocess_env  # noqa: E402
 from tests.text import tiny_corpus  # noqa: E402

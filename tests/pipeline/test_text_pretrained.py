@@ -15,7 +15,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 from edgekd.core.fileio import read_json  # noqa: E402
-from edgekd.text import corpus  # noqa: E402
+from edgekd.lang import corpus  # noqa: E402
 from tests.faults.helpers import assert_one_line_error, invoke  # noqa: E402
 from tests.pipeline.test_text_e2e import FAST_BENCH, TINY  # noqa: E402
 from tests.text import tiny_corpus  # noqa: E402
@@ -31,7 +31,8 @@ def _train_tiny_classifier(folder: Path) -> Path:
     a user would: save_pretrained (safetensors) and the tokenizers file beside it."""
     import torch
 
-    from edgekd.text import models, tokenizer, training
+    from edgekd.lang import text_tokenizer as tokenizer
+    from edgekd.text import models, training
 
     train = [e for e in tiny_corpus.examples() if e.split == "train"]
     tok = tokenizer.train([e.text for e in train], vocab_size=200, max_length=MAX_LENGTH)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from edgekd.core.errors import DataError
-from edgekd.text import corpus
-from edgekd.text.corpus import Example
-from edgekd.text.debian import DebianPackage
+from edgekd.lang import corpus
+from edgekd.lang.corpus import Example
+from edgekd.lang.debian import DebianPackage
 
 
 def _examples(groups: int = 200) -> list[Example]:

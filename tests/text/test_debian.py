@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("debian.deb822")  # python-debian, in the text extra
 
 from edgekd.core.errors import DataError  # noqa: E402
-from edgekd.text import debian  # noqa: E402
+from edgekd.lang import debian  # noqa: E402
 
 DUMPAVAIL = """\
 Package: python3-frobnicate

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("tokenizers")
 
 from edgekd.core.errors import ArtifactError, DataError  # noqa: E402
-from edgekd.text import tokenizer  # noqa: E402
+from edgekd.lang import text_tokenizer as tokenizer  # noqa: E402
 
 TRAIN = ["a library for parsing configuration files", "a game of cards for two players",
          "documentation for the parsing library", "command line tools for files"] * 5
@@ -79,7 +79,7 @@ def _torchless_env(tmp_path: Path) -> dict[str, str]:
 def test_corpus_and_tokenizer_run_with_torch_blocked(trained, tmp_path):
     saved = tokenizer.save(trained, tmp_path / "tokenizer.json")
     code = ("import sys\n"
-            "from edgekd.text import corpus, tokenizer\n"
+            "from edgekd.lang import corpus, text_tokenizer as tokenizer\n"
             f"tok = tokenizer.load({str(saved)!r})\n"
             "out = tokenizer.encode(tok, ['parsing files', 'a game'])\n"
             "corpus.write_snapshot([corpus.Example('t', 'l')], sys.argv[1])\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.text import corpus
+from edgekd.lang import corpus
 
 WORDS = {"libs": "library shared runtime symbols linker", "python": "python module import package interpreter",
          "games": "game player level arcade puzzle", "doc": "documentation manual html reference guide"}

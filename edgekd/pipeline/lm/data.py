@@ -12,9 +12,9 @@ import numpy as np
 
 from edgekd.core.errors import DataError
 from edgekd.core.fileio import resolve_path
-from edgekd.lm.bench import held_out_prompts
+from edgekd.lang.generation_bench import held_out_prompts
+from edgekd.lang.lm_tokenizer import LMTokenizer, blocks
 from edgekd.lm.corpus import SPLITS, Corpus, folder_corpus, stdlib_corpus
-from edgekd.lm.tokenizer import LMTokenizer, blocks
 
 
 @dataclass

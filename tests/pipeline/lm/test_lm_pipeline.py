@@ -43,9 +43,9 @@ def _config(tmp_path, corpus=True, **changes) -> str:
 
 
 def test_a_language_model_runs_end_to_end(tmp_path):
-    from edgekd.lm.evaluate import onnx_perplexity
-    from edgekd.lm.generate import OnnxDecoder, generate
-    from edgekd.lm.tokenizer import LMTokenizer
+    from edgekd.lang.generate import OnnxDecoder, generate
+    from edgekd.lang.lm_tokenizer import LMTokenizer
+    from edgekd.lang.perplexity import onnx_perplexity
 
     run_dir = tmp_path / "run"
     ctx = run_from_file(_config(tmp_path), str(run_dir))
@@ -126,9 +126,9 @@ def test_a_gate_that_cannot_pass_fails_on_perplexity(tmp_path):
 
 
 def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
-    from edgekd.lm.generate import generate, load_decoder
+    from edgekd.lang.generate import generate, load_decoder
+    from edgekd.lang.lm_tokenizer import LMTokenizer
     from edgekd.lm.openvino import OpenVinoDecoder
-    from edgekd.lm.tokenizer import LMTokenizer
 
     run_dir = tmp_path / "run"
     quantize = {"method": "dynamic", "per_target": {"intel-cpu": "ov_int4"}, "openvino": {"group_size": 16}}
@@ -158,7 +158,7 @@ def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
     assert len(generate(decoder, tokenizer.encode("def function_1"), 6).tokens) == 6
     # the device's `edgekd bench` runs the IR too, and scores it as the build machine did on the same blocks
     from edgekd.device.lm_bench import bench_lm_bundles
-    from edgekd.lm.evaluate import onnx_perplexity
+    from edgekd.lang.perplexity import onnx_perplexity
 
     device_row = bench_lm_bundles([bundle])["rows"][0]
     eval_blocks = np.load(bundle / "eval_blocks.npy", allow_pickle=False)

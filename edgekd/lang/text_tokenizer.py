@@ -63,13 +63,13 @@ def load(path: str | Path, max_length: int | None = None):
         raise _missing_tokenizers() from None
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path}: tokenizer file not found; train one with edgekd.text.tokenizer.train and save it")
+        raise ArtifactError(f"{path}: tokenizer file not found; train one with edgekd.lang.text_tokenizer.train and save it")
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # the Rust side raises a bare Exception for every parse error
         raise ArtifactError(f"{path}: not a tokenizers JSON file ({str(exc)[:120]}); regenerate it") from None
     if tokenizer.token_to_id("[PAD]") is None:
-        raise ArtifactError(f"{path}: the vocabulary has no [PAD] token; train it with edgekd.text.tokenizer.train")
+        raise ArtifactError(f"{path}: the vocabulary has no [PAD] token; train it with edgekd.lang.text_tokenizer.train")
     length = max_length or (tokenizer.padding or {}).get("length") or (tokenizer.truncation or {}).get("max_length")
     if not length:
         raise ArtifactError(f"{path}: saved without a fixed length; pass max_length")

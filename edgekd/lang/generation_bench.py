@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgekd.lm.generate import Decoder, generate, load_decoder
+from edgekd.lang.generate import Decoder, generate, load_decoder
 
 
 def generation_speed(decoders: dict[str, Decoder], prompts: list[np.ndarray], new_tokens: int, rounds: int = 1,

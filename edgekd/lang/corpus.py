@@ -17,7 +17,7 @@ import numpy as np
 
 from edgekd.core.errors import DataError
 from edgekd.core.fileio import atomic_path, sha256_of
-from edgekd.text.debian import DebianPackage, package_text
+from edgekd.lang.debian import DebianPackage, package_text
 
 SPLITS = ("train", "val", "test")
 FORMAT = "edgekd.text-corpus/1"
