@@ -123,9 +123,9 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
     if method == "moving-average":
         # onnxruntime's MinMax as a moving average of each batch's extremes, the rule of PyTorch's
         # MovingAverageMinMaxObserver: the first batch sets the range, each later one (one per call, STRIDED) moves it
-        # by 1% of the difference, so an outlier batch no longer sets a tensor's whole range (PP-OCRv4 rec from
-        # edgekd's 256-sample draw: 33% -> 91% ctc_accuracy, fp32 93%) at minmax's cost, where percentile's
-        # histograms took over 10 minutes and 6 GB on the same samples. The first batch weighs most: it is a
+        # by 1% of the difference, so an outlier batch no longer sets a tensor's whole range (PP-OCRv4 rec in
+        # benchmarks/third_party.py: minmax dropped 53 points on validation, moving-average stays within 1), at
+        # minmax's cost, where percentile keeps a histogram of every tensor. The first batch weighs most: it is a
         # retry after minmax (quant/fallback.py), judged on the validation split like any candidate.
         extra["CalibMovingAverage"] = True
     logging.getLogger("root").setLevel(logging.ERROR)  # quantize_static logs each tensor at INFO

@@ -1,5 +1,5 @@
-"""One outlier batch in the calibration draw sets minmax's ranges for the whole model (PP-OCRv4 rec: ctc_accuracy 93%
-fp32, 33% int8 from edgekd's 256-sample draw, 84-91% from other draws). Before any node is kept in float, the
+"""One outlier batch in the calibration draw sets minmax's ranges for the whole model (PP-OCRv4 rec in
+benchmarks/third_party.py: minmax int8 dropped 53 points of ctc_accuracy on validation). Before any node is kept in float, the
 fallback tries onnxruntime's moving-average minmax, a moving average of each batch's extremes as PyTorch's
 MovingAverageMinMaxObserver keeps (quantize.calibrate_method moving-average), and searches from whichever calibration drops less."""
 from __future__ import annotations
