@@ -104,4 +104,38 @@ def tiny_vad(path: Path, seed: int = 0, hidden: int = 16, window: int = 512) -> 
     return _save(helper.make_graph(nodes, "tiny_vad", inputs, outputs, inits), path)
 
 
+def tiny_vad_branching(path: Path, seed: int = 0, hidden: int = 16, window: int = 512, channels: int = 4) -> Path:
+    """Silero VAD's I/O and the pattern of its graph that OpenVINO 2025-2026 cannot convert ("Conversion is failed
+    for: Conv-16, ReduceMean-16"), while onnxruntime runs it: an If on `sr` (16000: the frame as [N, 1, window];
+    else as it is) whose branches differ in rank, so the Conv after it has an input of unknown rank.
+    h = tanh(mean over time of Conv(frame) + state[0] W2); output = sigmoid(h w3); stateN = [tanh(h W4)] * 2."""
+    rng = np.random.default_rng(seed)
+    inits = [_weights(rng, "conv_w", (channels, 1, 8), 4.0), _weights(rng, "w2", (hidden, channels)),
+             _weights(rng, "w3", (channels, 1), 4.0), _weights(rng, "w4", (channels, hidden), 2.0),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"), numpy_helper.from_array(np.array([1], np.int64), "one"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes"), numpy_helper.from_array(np.array(16000, np.int64), "rate")]
+
+    def branch(name: str, node) -> onnx.GraphProto:
+        return helper.make_graph([node], name, [], [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)])
+
+    nodes = [helper.make_node("Equal", ["sr", "rate"], ["is_16k"]),
+             helper.make_node("If", ["is_16k"], ["frame"],
+                              then_branch=branch("as_channels", helper.make_node("Unsqueeze", ["input", "one"], ["framed"])),
+                              else_branch=branch("as_given", helper.make_node("Identity", ["input"], ["unframed"]))),
+             helper.make_node("Conv", ["frame", "conv_w"], ["features"], strides=[8]),
+             helper.make_node("ReduceMean", ["features"], ["pooled"], axes=[2], keepdims=0),
+             helper.make_node("Gather", ["state", "zero"], ["previous"], axis=0),
+             helper.make_node("MatMul", ["previous", "w2"], ["b"]), helper.make_node("Add", ["pooled", "b"], ["ab"]),
+             helper.make_node("Tanh", ["ab"], ["h"]), helper.make_node("MatMul", ["h", "w3"], ["score"]),
+             helper.make_node("Sigmoid", ["score"], ["output"]), helper.make_node("MatMul", ["h", "w4"], ["next"]),
+             helper.make_node("Tanh", ["next"], ["next_h"]), helper.make_node("Unsqueeze", ["next_h", "axes"], ["h0"]),
+             helper.make_node("Concat", ["h0", "h0"], ["stateN"], axis=0)]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", window]),
+              helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", hidden]),
+              helper.make_tensor_value_info("sr", TensorProto.INT64, [])]
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1]),
+               helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "batch", hidden])]
+    return _save(helper.make_graph(nodes, "tiny_vad_branching", inputs, outputs, inits), path)
+
+
 GRAPHS = {"det": tiny_det, "rec": tiny_rec, "cls": tiny_cls, "vad": tiny_vad}

@@ -30,6 +30,16 @@ def batch_axes(shapes: Mapping[str, Sequence[Any]]) -> dict[str, int | None]:
             for name, shape in shapes.items()}
 
 
+def samples_first_shape(shape: Sequence[Any]) -> list[Any]:
+    """An input's shape as edgekd holds its arrays (samples on the first axis): its batch axis moved first; a shared
+    0-d input becomes one value per sample, [None]. Silero's state [2, batch, 128] -> [batch, 2, 128]."""
+    axis = batch_axes({"_": shape})["_"]
+    if axis is SHARED:
+        return [None]
+    shape = list(shape)
+    return [shape[axis], *shape[:axis], *shape[axis + 1:]]
+
+
 def batch_first(axes: Mapping[str, int | None]) -> bool:
     """True when every input already holds its samples on axis 0: nothing to convert."""
     return all(axis == 0 for axis in axes.values())

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from edgekd.core.batch_layout import samples_first_shape
 from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetError
 from edgekd.core.fileio import read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
@@ -24,7 +25,7 @@ from edgekd.device.bundle import REFERENCE_OUTPUTS, eval_key, load_bundle, shipp
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.lm_bundle import is_lm_bundle
-from edgekd.device.measure import Candidate, artifact_name, measure_rows
+from edgekd.device.measure import Candidate, artifact_name, measure_rows, runtime_note
 from edgekd.device.report.build import build_report
 from edgekd.device.token_ids import check_token_ids
 from edgekd.runtimes.host_fit import host_warnings
@@ -93,12 +94,15 @@ def _named_inputs(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def _check_named_arrays(path: Path, x: dict[str, np.ndarray], y: np.ndarray, logits: np.ndarray, inputs: list) -> None:
-    """Each named array against its input's spec (dtype, fixed dimensions), and one sample count throughout."""
+    """Each named array against its input's spec (dtype, fixed dimensions), and one sample count throughout. eval.npz
+    holds samples first, as edgekd does inside (a recurrent state [2, batch, H] as [batch, 2, H], core/batch_layout)."""
     for spec in inputs:
-        array, shape = x[spec["name"]], spec.get("shape") or []
-        fits = array.ndim == len(shape) and all(not isinstance(d, int) or d == n for d, n in zip(shape, array.shape))
+        array, given = x[spec["name"]], spec.get("shape")
+        shape = samples_first_shape(given) if isinstance(given, list) else None  # None: the manifest does not say
+        fits = shape is None or (array.ndim == len(shape) and all(not isinstance(d, int) or d == n
+                                                                  for d, n in zip(shape, array.shape)))
         if not fits or not _dtype_fits(array, spec.get("dtype")):
-            dims = "(" + ", ".join(str(d) for d in shape) + ")"
+            dims = "(" + ", ".join(str(d) for d in given or []) + ")"
             raise ArtifactError(f"{path}: array '{spec['name']}' is {array.dtype.name} {tuple(array.shape)} but the model's input "
                                 f"'{spec['name']}' is {spec.get('dtype')} {dims}; rebuild the bundle")
     counts = {name: len(array) for name, array in x.items()}
@@ -171,7 +175,7 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     loaded = [(bundle_dir, *load_bundle(bundle_dir)) for bundle_dir in paths]  # sha256 checked first
     _require_a_runtime(loaded)
     candidates = [Candidate(artifact_name(m.get("target", d.name), shipped_variant(m, a.precision)), m.get("target", d.name), a, threads,
-                            verdict="bundle") for d, m, a in loaded]
+                            verdict="bundle", runtime_note=runtime_note(m.get("runtime_fallback"))) for d, m, a in loaded]
     first_manifest = loaded[0][1]
     metric = task_metric_of(first_manifest)
     if metric != "top1" and (texts is not None or images is not None):

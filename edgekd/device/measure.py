@@ -41,6 +41,7 @@ class Candidate:
     verdict: str = ""
     time_latency: bool = True      # False where latency here says nothing about the device (e.g. arm64 on x86)
     latency_note: str = ""         # why latency is not timed here, for the report's reason column
+    runtime_note: str = ""         # why the target runs another runtime than its profile's (runtime_note())
 
 
 def describe(candidate: Candidate) -> dict[str, Any]:
@@ -48,7 +49,13 @@ def describe(candidate: Candidate) -> dict[str, Any]:
     return {"artifact": candidate.name, "target": candidate.target, "backend": artifact.backend,
             "precision": artifact.precision, "shipped": candidate.shipped, "verdict": candidate.verdict,
             "bytes": size_on_disk(artifact), "gzip_bytes": gzip_size(artifact), "files": file_set(artifact),
-            "parameters": parameter_count(artifact)}
+            "parameters": parameter_count(artifact), **({"runtime_fallback": candidate.runtime_note} if candidate.runtime_note else {})}
+
+
+def runtime_note(fallback: dict[str, Any] | None) -> str:
+    """The report row's runtime_fallback: the line a bundle manifest's (or compile record's) runtime_fallback says,
+    e.g. "intel-cpu: OpenVINO cannot convert this model (...); shipping onnxruntime instead"; "" for none."""
+    return str(fallback.get("line", "")) if isinstance(fallback, dict) else ""
 
 
 def as_batch(x: np.ndarray, size: int) -> np.ndarray:

@@ -117,14 +117,18 @@ class TargetBuild:
     chosen_precision: str
     candidates: list[dict[str, Any]]
     bundle: str  # relative to the run folder
+    # pipeline/target_runtime.RuntimeFallback.to_json(): the target ships its profile's fallback runtime, and why
+    runtime_fallback: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        fallback = {"runtime_fallback": self.runtime_fallback} if self.runtime_fallback else {}
         return {"backend": self.backend, "chosen": self.chosen, "chosen_precision": self.chosen_precision,
-                "candidates": self.candidates, "bundle": self.bundle}
+                "candidates": self.candidates, "bundle": self.bundle, **fallback}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TargetBuild:
-        return cls(data["backend"], data["chosen"], data["chosen_precision"], data["candidates"], data["bundle"])
+        return cls(data["backend"], data["chosen"], data["chosen_precision"], data["candidates"], data["bundle"],
+                   data.get("runtime_fallback"))
 
 
 @dataclass(frozen=True)

@@ -209,9 +209,9 @@ def int8_budget(ctx, recipe_name: str) -> float:
     selection applies) among the targets sharing this recipe: the int8 model is made to pass their selection."""
     if ctx.cfg.quantize.max_drop is not None:
         return ctx.cfg.quantize.max_drop
-    from edgekd.runtimes import load_profile
+    from edgekd.pipeline.target_runtime import run_profile
 
-    profiles = [load_profile(name, ctx.base_dir) for name in ctx.cfg.targets]
+    profiles = [run_profile(ctx, name) for name in ctx.cfg.targets]
     metric = ctx.task.metric
     limits = [accuracy_limit(ctx.cfg.gate, p, metric).max_drop for p in profiles
               if p.quantization and p.quantization.name == recipe_name]

@@ -18,7 +18,8 @@ from typing import Any
 
 from edgekd.core.errors import ArtifactError
 from edgekd.core.metrics import accuracy_drop, predict, within_limit
-from edgekd.runtimes import get_backend, load_profile
+from edgekd.pipeline.target_runtime import run_profile
+from edgekd.runtimes import get_backend
 
 # The runtime the fallback search measures with: targets on it need no second measurement.
 SEARCH_RUNTIME = "onnxruntime"
@@ -28,7 +29,7 @@ def own_runtime_targets(ctx, recipe_name: str) -> list:
     """Profiles of the configured targets using this int8 recipe that run another runtime, buildable and runnable here."""
     out = []
     for name in ctx.cfg.targets:
-        profile = load_profile(name, ctx.base_dir)
+        profile = run_profile(ctx, name)
         backend = get_backend(profile.backend)
         if (profile.quantization and profile.quantization.name == recipe_name and "int8" in profile.precisions
                 and backend.runtime_module != SEARCH_RUNTIME and backend.available()):

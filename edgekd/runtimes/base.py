@@ -103,6 +103,12 @@ class Backend:
     def session(self, artifact: Artifact, threads: int | None = None) -> Session:
         raise NotImplementedError
 
+    def conversion_refusal(self, onnx_path: Path) -> str | None:
+        """Why this runtime cannot read or convert the float ONNX file at all (a short reason), else None. Only such
+        a refusal lets a target ship its profile's `fallback` runtime instead (pipeline/target_runtime.py), never a
+        slower or less accurate result. None here: onnxruntime runs every file edgekd accepts (given_check.py)."""
+        return None
+
     def decoder(self, path: Path, threads: int | None = None):
         """A language model's decoder session on `path` (runtimes/decoder.py), stepped token by token with its KV
         cache; only backends with decoder_methods run one."""

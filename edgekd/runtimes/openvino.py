@@ -5,6 +5,7 @@ OpenVINO otherwise silently runs "fp32" models in bf16.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,14 @@ class OpenVinoBackend(Backend):
         return Artifact(self.name, precision, out_dir, "model.xml", ["model.xml", "model.bin"],
                         runtime_options={"device": "CPU", "config": config, "compress_to_fp16": compress})
 
+    def conversion_refusal(self, onnx_path: Path) -> str | None:
+        """openvino.convert_model's reason for refusing the file (Silero VAD's nested If: "-- Conversion is failed for:
+        Conv-16, ReduceMean-16"), or None; None too without OpenVINO here (CompileStage.check says so)."""
+        if not self.available():
+            return None
+        stat = Path(onnx_path).stat()
+        return _conversion_refusal(str(onnx_path), stat.st_size, stat.st_mtime_ns)
+
     def loaded_files(self, artifact: Artifact) -> list[Path]:
         main = artifact.root / artifact.main
         return [main, main.with_suffix(".bin")]  # the IR's graph and its weights
@@ -132,6 +141,19 @@ class OpenVinoBackend(Backend):
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         return OpenVinoSession(artifact.root / artifact.main, config, artifact.runtime_options.get("device", "CPU"))
+
+
+@functools.lru_cache(maxsize=8)
+def _conversion_refusal(path: str, size: int, mtime_ns: int) -> str | None:
+    """Cached by the file's size and time: every stage asks which runtime a target builds with, and a conversion
+    takes seconds on a large model."""
+    import openvino as ov
+
+    try:
+        ov.convert_model(path)
+    except Exception as exc:  # OpenVINO's frontend raises plain RuntimeErrors (GeneralFailure, OpConversionFailure)
+        return openvino_reason(exc)
+    return None
 
 
 def _openvino_parameters(path: Path) -> int:

@@ -82,6 +82,9 @@ class TargetProfile(Strict):
     latency_measurable_off_device: bool = Field(
         True, description="false when timings on the build machine say nothing about the device")
     runtime_options: dict = Field(default_factory=dict, description="backend-specific options (hints, workspace, ...)")
+    fallback: str | None = Field(None, description="the target (name or profile path) whose runtime, precisions and "
+                                 "int8 recipe this one ships with when its own runtime cannot read or convert the model "
+                                 "(OpenVINO on Silero VAD's nested If); said in one line and recorded in the bundle")
     gate: Thresholds = Field(default_factory=Thresholds, description="only the keys set here count (Thresholds.given): "
                             "max_drop stricter than the pipeline's, min_speedup, max_size_kb")
     source: str = Field("", exclude=True)

@@ -16,6 +16,9 @@ def row_reasons(row: dict[str, Any]) -> list[dict[str, str]]:
         about = "shipped" if row.get("shipped") else "not shipped"
         out.append({"about": about, "short": short_verdict(verdict),
                     "full": f"{about} (compile stage, on the validation split): {verdict}"})
+    if row.get("runtime_fallback"):  # the target ships another runtime than its profile's (pipeline/target_runtime.py)
+        out.append({"about": "runtime", "short": short_runtime_fallback(row["runtime_fallback"]),
+                    "full": row["runtime_fallback"]})
     latency = latency_reason(row)
     if latency:
         out.append(latency)
@@ -63,6 +66,16 @@ def short_verdict(verdict: str) -> str:
     if "within noise" in verdict and "within noise" not in head:
         head += ", within noise"
     return head
+
+
+def short_runtime_fallback(line: str) -> str:
+    """'intel-cpu: OpenVINO cannot convert this model (...); shipping onnxruntime instead (...)' ->
+    'OpenVINO cannot convert it: onnxruntime instead'."""
+    refused = re.search(r": (\S+) cannot convert", line)
+    used = re.search(r"shipping (\S+) instead", line)
+    if not (refused and used):
+        return "another runtime than the profile's"
+    return f"{refused.group(1)} cannot convert it: {used.group(1)} instead"
 
 
 def short_not_measured(text: str) -> str:

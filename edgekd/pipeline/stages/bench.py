@@ -13,14 +13,14 @@ import numpy as np
 
 from edgekd.core.environment import cpu_info
 from edgekd.core.metrics import accuracy_metrics, eval_set_hash
-from edgekd.device.measure import Candidate, artifact_name, measure_rows
+from edgekd.device.measure import Candidate, artifact_name, measure_rows, runtime_note
 from edgekd.device.report.build import build_report, write_reports
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import CompileRecord, QuantizeRecord, read_record
 from edgekd.pipeline.run_models import student_logits as fp32_student_logits
 from edgekd.pipeline.run_models import student_outputs
 from edgekd.pipeline.stage import Stage, StageOutput
-from edgekd.runtimes import load_profile
+from edgekd.pipeline.target_runtime import run_profile
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
 
@@ -70,13 +70,13 @@ def _beats(a: float, b: float, samples: int) -> bool:
 def candidates(ctx: RunContext) -> list[Candidate]:
     out = []
     for target, build in read_record(ctx.manifest, CompileRecord).targets.items():
-        profile = load_profile(target, ctx.base_dir)
+        profile = run_profile(ctx, target)
         for candidate in build.candidates:
             artifact = Artifact.from_json(candidate["artifact"], ctx.run_dir / candidate["path"])
             out.append(Candidate(artifact_name(target, candidate["name"]), target, artifact, ctx.cfg.bench.threads or profile.threads,
                                  shipped=candidate["verdict"].startswith("chosen"), verdict=candidate["verdict"],
                                  time_latency=profile.latency_measurable_off_device,
-                                 latency_note=_latency_note(profile)))
+                                 latency_note=_latency_note(profile), runtime_note=runtime_note(build.runtime_fallback)))
     return out
 
 
@@ -92,7 +92,7 @@ def host_notes(ctx: RunContext) -> list[str]:
     search that this machine's time budget (quantize.fallback.max_seconds) cut short."""
     notes = []
     for target in read_record(ctx.manifest, CompileRecord).targets:
-        notes += host_warnings(load_profile(target, ctx.base_dir).model_dump())
+        notes += host_warnings(run_profile(ctx, target).model_dump())
     for name, recipe in read_record(ctx.manifest, QuantizeRecord).recipes.items():
         if recipe.get("host_note") and recipe["host_note"] not in notes:
             notes.append(recipe["host_note"])

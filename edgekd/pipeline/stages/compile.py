@@ -22,6 +22,7 @@ from edgekd.pipeline.records import INT8_NAMES, CompileRecord, ExportRecord, Qua
 from edgekd.pipeline.run_models import student_logits, student_outputs
 from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, all_of, choose, fidelity_limits_rule, plan
 from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.target_runtime import run_fallback, run_profile
 from edgekd.runtimes import get_backend, load_profile
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
@@ -202,7 +203,7 @@ class CompileStage(Stage):
         val_outputs, eval_outputs = student_outputs(ctx, val_x), student_outputs(ctx, eval_x)
         targets, outputs, built = {}, [], {}
         for name in ctx.cfg.targets:
-            profile = load_profile(name, ctx.base_dir)
+            profile, fallback = run_profile(ctx, name), run_fallback(ctx, name)
             for note in host_warnings(profile.model_dump()):  # said before the timings it puts in doubt
                 warnings.warn(note, stacklevel=2)
             candidates = build_candidates(ctx, profile)
@@ -213,11 +214,14 @@ class CompileStage(Stage):
             rows = evaluate(ctx, profile, candidates, val_logits, val_outputs)
             best = choose(rows, selection_rule(ctx, profile))
             info = _bundle_info(ctx, profile, rows, best, reference_logits)
+            if fallback is not None:  # why this target ships another runtime than its profile's
+                info["runtime_fallback"] = fallback.to_json()
             bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info,
                                   extra_files=_preprocessing_files(ctx), reference_outputs=eval_outputs)
             outputs.append(bundle / "manifest.json")
             targets[profile.name] = TargetBuild(profile.backend, rows[best]["name"], rows[best]["precision"], rows,
-                                                str(bundle.relative_to(ctx.run_dir)))
+                                                str(bundle.relative_to(ctx.run_dir)),
+                                                fallback.to_json() if fallback is not None else None)
         removed = remove_stale_candidates(ctx.stage_dir("compile"), built)
         return StageOutput(outputs, {"val_reference_top1": ctx.task.score(val_logits, ctx.dataset.val.y),
                                      "removed_stale": [str(path.relative_to(ctx.run_dir)) for path in removed]},

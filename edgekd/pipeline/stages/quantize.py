@@ -23,9 +23,9 @@ from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import QuantizeRecord
 from edgekd.pipeline.selection import int8_budget
 from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.target_runtime import run_profile
 from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
-from edgekd.runtimes import load_profile
 from edgekd.runtimes.ptq import quantize_qdq
 
 # torch is imported inside the QAT functions only: PTQ of an ONNX student runs without it.
@@ -36,7 +36,7 @@ def recipes_for(ctx: RunContext) -> dict[str, HostChoice]:
     measure it (quant/host.py: 7-bit weights on x86 CPUs without VNNI, with a warning)."""
     recipes = {}
     for name in ctx.cfg.targets:
-        profile = load_profile(name, ctx.base_dir)
+        profile = run_profile(ctx, name)  # a target on its fallback runtime quantizes by that target's recipe
         if "int8" in profile.precisions and profile.quantization.name not in recipes:
             choice = recipe_for_host(profile.quantization, ctx.cfg.quantize.adapt_to_host, profile.name)
             warn_once(choice)
