@@ -53,7 +53,7 @@ from edgekd.core.errors import EdgeKDError, GateFailed  # noqa: E402
 from edgekd.core.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.core.metrics import tensor_fidelity  # noqa: E402
 from edgekd.core.task_metrics import task_metric  # noqa: E402
-from edgekd.device.bundle import load_bundle  # noqa: E402
+from edgekd.device.bundle import load_bundle, shipped_profile  # noqa: E402
 from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
 from edgekd.device.noise import SLOWER, compare_speed  # noqa: E402
 from edgekd.runtimes import get_backend, load_profile  # noqa: E402
@@ -168,7 +168,7 @@ MODELS = {
                  "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c", "top1", 0.5, _cls_data, 1500,
                  lambda p: tiny_graphs.tiny_cls(p), 40),
     "vad": Model("vad", "silero_vad.onnx", "silero", "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
-                 "speech_f1", 1.0, _vad_data, 12, lambda p: tiny_graphs.tiny_vad(p), 2,
+                 "speech_f1", 1.0, _vad_data, 12, lambda p: tiny_graphs.tiny_vad_branching(p), 2,
                  lambda n, seed, p: _vad_data(n, seed, p, _tone)),
 }
 
@@ -263,9 +263,11 @@ def fallback_seconds(run_dir: Path, recipe: str | None) -> float | None:
 class TargetBench:
     """fp32, the shipped bundle and the two peers for one target: run on the same samples, timed together."""
 
-    def __init__(self, target: str, folder: Path, input_name: str):
+    def __init__(self, target: str, folder: Path, input_name: str, profile=None):
+        """`profile`: the one the bundle shipped with (its target's fallback, when the target's own runtime cannot
+        convert the model: intel-cpu as onnxruntime for Silero VAD); fp32 and the peers are built with it too."""
         self.target, self.folder, self.input_name = target, folder / target, input_name
-        self.profile = load_profile(target)
+        self.profile = profile or load_profile(target)
         self.backend = get_backend(self.profile.backend)
         self.rows: list[dict] = []
         self.sessions: dict[str, Any] = {}
@@ -417,9 +419,10 @@ def _refused(target: str, reason: str, seconds: float) -> dict[str, Any]:
 
 def bench_target(target: str, model: Model, path: Path, run_dir: Path, folder: Path, x, y, calibration,
                  ort_file, nncf_file, spec: LatencySpec, ship_seconds: float) -> dict[str, Any]:
-    bench = TargetBench(target, folder / model.key, graph_io(path)[0][0]["name"])
-    bench.add("fp32", "fp32", "fp32", lambda: bench.compile(path, "fp32", "fp32"))
     manifest, artifact = load_bundle(run_dir / "bundle" / target)
+    fallback = manifest.get("runtime_fallback")
+    bench = TargetBench(target, folder / model.key, graph_io(path)[0][0]["name"], shipped_profile(load_profile(target), fallback))
+    bench.add("fp32", "fp32", "fp32", lambda: bench.compile(path, "fp32", "fp32"))
     shipped = f"edgekd-{artifact.precision}"
     bench.shipped = artifact
     bench.add(shipped, "edgekd", artifact.precision, lambda: artifact)
@@ -428,8 +431,8 @@ def bench_target(target: str, model: Model, path: Path, run_dir: Path, folder: P
     bench.time(x, spec)
     fp32 = next(r for r in bench.rows if r["name"] == "fp32")
     recipe = ((manifest.get("quantization") or {}).get("recipe") or {}).get("name")
-    out = {"target": target, "chosen": shipped, "chosen_precision": artifact.precision,
-           "why": _why(run_dir, target), "fp32": {k: fp32.get(k) for k in ("task_metric_truth", "p50_ms")},
+    out = {"target": target, "chosen": shipped, "chosen_precision": artifact.precision, "backend": artifact.backend,
+           "runtime_fallback": (fallback or {}).get("line"), "why": _why(run_dir, target), "fp32": {k: fp32.get(k) for k in ("task_metric_truth", "p50_ms")},
            "candidates": [r for r in bench.rows if r["name"] != "fp32"],
            "fallback_seconds": fallback_seconds(run_dir, recipe) if artifact.precision == "int8" else None,
            "total_seconds": ship_seconds}
@@ -535,6 +538,8 @@ def markdown(data: dict) -> str:
         lines.append("")
         if entry.get("refused"):
             lines += [f"**Refused by edgekd:** {entry['refused']}", ""]
+        lines += [f"**Runtime fallback:** {t['runtime_fallback']}" for t in entry["targets"] if t.get("runtime_fallback")]
+        lines += [""] if any(t.get("runtime_fallback") for t in entry["targets"]) else []
         if all(t["chosen"] is None for t in entry["targets"]):
             continue
         lines += ["| target | candidate | tool | precision | metric vs truth | vs fp32 | cosine | SQNR dB | p50 ms | speed-up |",

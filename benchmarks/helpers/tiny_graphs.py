@@ -6,6 +6,7 @@ its --smoke mode and for tests: no download, a few KB each, deterministic by see
     cls:  x [N, 3, 48, W] float -> softmax over 2 classes [N, 2]                 (PP-OCR cls's I/O: 0 or 180 degrees)
     vad:  input [N, 512] float, state [2, N, H] float, sr [] int64
           -> output [N, 1] speech probability, stateN [2, N, H]                   (Silero VAD v5's I/O)
+    vad_branching: the same I/O behind an If on sr that OpenVINO cannot convert, as Silero VAD's file (--smoke's VAD)
 Written with onnx.helper, opset 13 (the version onnxruntime's quantizer needs at least), named dynamic axes.
 """
 from __future__ import annotations

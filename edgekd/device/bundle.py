@@ -101,6 +101,7 @@ def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
     """`edgekd compile BUNDLE`: finish the artifact on this machine (a TensorRT engine, an .ort file),
     then record the new files, their hashes and the settings in manifest.json."""
     manifest, artifact = load_bundle(bundle_dir, before_rebuild=True)
+    profile = shipped_profile(profile, manifest.get("runtime_fallback"))
     if profile is not None and profile.backend != artifact.backend:
         raise ArtifactError(f"{bundle_dir}: the bundle holds a {artifact.backend} model; target '{profile.name}' "
                             f"uses {profile.backend}; pick a profile with backend {artifact.backend}")
@@ -116,6 +117,17 @@ def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
         manifest["profile"] = profile.model_dump(mode="json")
     write_json_atomic(Path(bundle_dir) / "manifest.json", manifest)
     return manifest
+
+
+def shipped_profile(profile, fallback: dict[str, Any] | None):
+    """The profile the bundle was built with: its target's fallback (pipeline/target_runtime.py) when the bundle says
+    the target shipped that one because its own runtime could not convert the model (intel-cpu as onnxruntime)."""
+    if profile is None or not isinstance(fallback, dict) or fallback.get("target") != profile.name \
+            or fallback.get("refused_backend") != profile.backend or not isinstance(fallback.get("profile"), str):
+        return profile
+    from edgekd.runtimes.profiles import load_profile
+
+    return load_profile(fallback["profile"]).model_copy(update={"name": profile.name})
 
 
 def _swap_into_place(staging: Path, final: Path) -> None:

@@ -65,3 +65,5 @@ def test_intel_cpu_ships_onnxruntime_with_the_reason_and_the_device_bench_reads_
     assert "OpenVINO cannot convert" in device["rows"][0]["runtime_fallback"]
     (tmp_path / "device.json").write_text(json.dumps(device))
     assert api.gate(tmp_path / "device.json", max_drop=100.0).passed
+    # `edgekd compile BUNDLE --target intel-cpu` rebuilds it with the profile it shipped with, not OpenVINO's
+    assert api.compile(tmp_path / "run" / "bundle" / "intel-cpu", "intel-cpu")["profile"]["backend"] == "ort"

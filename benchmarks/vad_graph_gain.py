@@ -1,0 +1,161 @@
+"""Where does NNCF's "int8" Silero VAD get its speed? (issue 34: benchmarks/results/third_party.md timed NNCF's ONNX
+at 0.19 ms against edgekd's fp32 at 0.21 ms on x86-cpu, with outputs identical to fp32, SQNR 300 dB.)
+
+    make third-party-models     # the pinned silero-vad wheel, as for benchmarks/third_party.py
+    nice env PYTHONPATH=$PWD python benchmarks/vad_graph_gain.py [--rounds 10]
+
+Builds from the pinned silero_vad.onnx, on speech frames made as third_party.py makes them (espeak-ng):
+- given:          the file as it is (what edgekd ships as fp32 on x86-cpu: a byte copy);
+- given-again:    the same file in a second session: the control, how far two identical models time apart here;
+- nncf-default:   nncf.quantize at its defaults on the ONNX model (benchmarks/helpers/int8_peers.py);
+- shape-inferred: onnx.shape_inference.infer_shapes of the given file (what NNCF's ONNX backend does to the graph);
+- ort-extended:   onnxruntime's own offline graph optimization (ORT_ENABLE_EXTENDED) saved as a file.
+For each: node counts by op type (If branches included), value_info entries, the node count of onnxruntime's
+optimized graph, the largest output difference from the given file on every frame, and p50 latency at batch 1 with
+edgekd's onnxruntime session settings (threads of the x86-cpu profile), all timed in the same interleaved rounds
+(edgekd.device.latency.measure_interleaved) and compared with the given file by edgekd.device.noise.compare_speed.
+
+Writes benchmarks/results/vad_graph_gain.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+sys.path.insert(0, str(Path(__file__).parent))
+import int8_peers  # noqa: E402  (benchmarks/helpers/)
+import third_party  # noqa: E402  (benchmarks/third_party.py: the pinned file and its data)
+
+from edgekd.core.batch_layout import from_file  # noqa: E402
+from edgekd.core.environment import cpu_info, library_versions  # noqa: E402
+from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.metrics import predict_outputs, take_rows  # noqa: E402
+from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
+from edgekd.device.noise import compare_speed  # noqa: E402
+from edgekd.runtimes import load_profile  # noqa: E402
+from edgekd.runtimes.ort import OrtSession  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def op_counts(path: Path) -> tuple[dict[str, int], int]:
+    """Nodes by op type, If branches included, and value_info entries (shape annotations) in all graphs."""
+    import onnx
+
+    counts, annotated = collections.Counter(), 0
+
+    def walk(graph) -> None:
+        nonlocal annotated
+        annotated += len(graph.value_info)
+        for node in graph.node:
+            counts[node.op_type] += 1
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    walk(attribute.g)
+    walk(onnx.load(str(path)).graph)
+    return dict(sorted(counts.items())), annotated
+
+
+def ort_optimized(source: Path, out: Path, level: str, threads: int) -> Path:
+    """onnxruntime's optimized graph of `source` at `level`, saved by onnxruntime itself."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    options.intra_op_num_threads, options.optimized_model_filepath = threads, str(out)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    return out
+
+
+def variants(given: Path, folder: Path, calibration: dict, threads: int) -> dict[str, Path]:
+    import onnx
+
+    inferred = folder / "shape-inferred.onnx"
+    onnx.save(onnx.shape_inference.infer_shapes(onnx.load(str(given))), str(inferred))
+    return {"given": given, "given-again": given,
+            "nncf-default": int8_peers.nncf_default_onnx(given, folder / "nncf-default.onnx", calibration, input_name="input"),
+            "shape-inferred": inferred,
+            "ort-extended": ort_optimized(given, folder / "ort-extended.onnx", "ORT_ENABLE_EXTENDED", threads)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=third_party.CACHE)
+    parser.add_argument("--clips", type=int, default=2, help="espeak-ng clips to make frames from")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    model = third_party.MODELS["vad"]
+    given = third_party.pinned_model(model, args.cache)
+    threads = load_profile("x86-cpu").threads
+    load_before, started = [round(v, 2) for v in os.getloadavg()], time.perf_counter()
+    raw = model.make_data(args.clips, 0, given)
+    raw.pop("y")
+    import onnxruntime as ort
+
+    shapes = {i.name: i.shape for i in ort.InferenceSession(str(given), providers=["CPUExecutionProvider"]).get_inputs()}
+    frames = from_file(raw, shapes, "vad frames")  # samples first, as edgekd holds them
+    with tempfile.TemporaryDirectory(prefix="edgekd-vad-gain-") as scratch:
+        files = variants(given, Path(scratch), frames, threads)  # every frame calibrates NNCF
+        sessions = {name: OrtSession(path, threads) for name, path in files.items()}
+        reference = predict_outputs(sessions["given"], frames)
+        rows = {}
+        for name, path in files.items():
+            ops, annotated = op_counts(path)
+            optimized, _ = op_counts(ort_optimized(path, Path(scratch) / f"{name}.opt.onnx", "ORT_ENABLE_ALL", threads))
+            outputs = predict_outputs(sessions[name], frames)
+            rows[name] = {"nodes": sum(ops.values()), "ops": ops, "value_info": annotated,
+                          "ort_optimized_nodes": sum(optimized.values()), "bytes": path.stat().st_size,
+                          "max_abs_diff": max(float(np.abs(outputs[k] - reference[k]).max()) for k in reference)}
+        spec = LatencySpec(warmup_runs=20, warmup_seconds=1.0, runs=300 * args.rounds // 5, min_seconds=args.rounds * 0.6,
+                           rounds=args.rounds)
+        stats = measure_interleaved({n: s.run for n, s in sessions.items()}, take_rows(frames, slice(0, 1)), spec,
+                                    desc="vad variants")
+    base = stats["given"].to_json()
+    for name, row in rows.items():
+        mine = stats[name].to_json()
+        versus = compare_speed(mine, base)
+        row.update(p50_ms=mine["p50_ms"], round_p50_ms=mine["round_p50_ms"], vs_given=versus.describe("given") if versus else None,
+                   speedup=versus.speedup if versus else None)
+    data = {"model": given.name, "source": third_party.source_of(model, given, False), "frames": len(frames["input"]),
+            "threads": threads, "latency_spec": spec.__dict__, "rows": rows, "machine": cpu_info()["model"],
+            "cores": os.cpu_count(), "load_average_before": load_before,
+            "load_average_after": [round(v, 2) for v in os.getloadavg()], "seconds": time.perf_counter() - started,
+            "library_versions": library_versions(), "command": "python benchmarks/vad_graph_gain.py " + " ".join(sys.argv[1:])}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out / "vad_graph_gain.json", data)
+    write_text_atomic(args.out / "vad_graph_gain.md", markdown(data))
+    print(markdown(data))
+    return 0
+
+
+def markdown(data: dict) -> str:
+    lines = ["# Silero VAD: which graph change makes NNCF's file faster", "",
+             f"`{data['command']}`; {data['machine']}, {data['cores']} cores, load average before {data['load_average_before']}, "
+             f"after {data['load_average_after']}; onnxruntime {data['library_versions'].get('onnxruntime')}, "
+             f"{data['threads']} threads (x86-cpu), {data['frames']} speech frames, {data['latency_spec']['rounds']} "
+             f"interleaved rounds.", "",
+             "| variant | nodes | value_info | onnxruntime-optimized nodes | bytes | max abs diff vs given | p50 ms | vs given |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in data["rows"].items():
+        lines.append(f"| {name} | {row['nodes']} | {row['value_info']} | {row['ort_optimized_nodes']} | {row['bytes']} | "
+                     f"{row['max_abs_diff']:.2g} | {row['p50_ms']:.4f} | {row['vs_given'] or ''} |")
+    ops = {name: row["ops"] for name, row in data["rows"].items()}
+    same = all(o == ops["given"] for o in ops.values())
+    lines += ["", "Node counts by op type are " + ("the same in every variant." if same else "not all the same:"), ""]
+    if not same:
+        lines += [f"- {name}: {o}" for name, o in ops.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
