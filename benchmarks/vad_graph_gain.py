@@ -8,6 +8,7 @@ Builds from the pinned silero_vad.onnx, on speech frames made as third_party.py 
 - given:          the file as it is (what edgekd ships as fp32 on x86-cpu: a byte copy);
 - given-again:    the same file in a second session: the control, how far two identical models time apart here;
 - nncf-default:   nncf.quantize at its defaults on the ONNX model (benchmarks/helpers/int8_peers.py);
+- onnxruntime-default: quantize_static at its defaults (the other peer; it too timed faster than fp32 there);
 - shape-inferred: onnx.shape_inference.infer_shapes of the given file (what NNCF's ONNX backend does to the graph);
 - ort-extended:   onnxruntime's own offline graph optimization (ORT_ENABLE_EXTENDED) saved as a file.
 For each: node counts by op type (If branches included), value_info entries, the node count of onnxruntime's
@@ -37,7 +38,7 @@ import third_party  # noqa: E402  (benchmarks/third_party.py: the pinned file an
 
 from edgekd.core.batch_layout import from_file  # noqa: E402
 from edgekd.core.environment import cpu_info, library_versions  # noqa: E402
-from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.core.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.core.metrics import predict_outputs, take_rows  # noqa: E402
 from edgekd.device.latency import LatencySpec, measure_interleaved  # noqa: E402
 from edgekd.device.noise import compare_speed  # noqa: E402
@@ -83,6 +84,7 @@ def variants(given: Path, folder: Path, calibration: dict, threads: int) -> dict
     onnx.save(onnx.shape_inference.infer_shapes(onnx.load(str(given))), str(inferred))
     return {"given": given, "given-again": given,
             "nncf-default": int8_peers.nncf_default_onnx(given, folder / "nncf-default.onnx", calibration, input_name="input"),
+            "onnxruntime-default": int8_peers.ort_default(given, folder / "onnxruntime-default.onnx", calibration, input_name="input"),
             "shape-inferred": inferred,
             "ort-extended": ort_optimized(given, folder / "ort-extended.onnx", "ORT_ENABLE_EXTENDED", threads)}
 
@@ -115,6 +117,7 @@ def main() -> int:
             outputs = predict_outputs(sessions[name], frames)
             rows[name] = {"nodes": sum(ops.values()), "ops": ops, "value_info": annotated,
                           "ort_optimized_nodes": sum(optimized.values()), "bytes": path.stat().st_size,
+                          "sha256": sha256_of(path),
                           "max_abs_diff": max(float(np.abs(outputs[k] - reference[k]).max()) for k in reference)}
         spec = LatencySpec(warmup_runs=20, warmup_seconds=1.0, runs=300 * args.rounds // 5, min_seconds=args.rounds * 0.6,
                            rounds=args.rounds)
@@ -144,16 +147,18 @@ def markdown(data: dict) -> str:
              f"after {data['load_average_after']}; onnxruntime {data['library_versions'].get('onnxruntime')}, "
              f"{data['threads']} threads (x86-cpu), {data['frames']} speech frames, {data['latency_spec']['rounds']} "
              f"interleaved rounds.", "",
-             "| variant | nodes | value_info | onnxruntime-optimized nodes | bytes | max abs diff vs given | p50 ms | vs given |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| variant | nodes | value_info | onnxruntime-optimized nodes | bytes | sha256 | max abs diff vs given | p50 ms | vs given |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, row in data["rows"].items():
         lines.append(f"| {name} | {row['nodes']} | {row['value_info']} | {row['ort_optimized_nodes']} | {row['bytes']} | "
+                     f"`{row['sha256'][:12]}` | "
                      f"{row['max_abs_diff']:.2g} | {row['p50_ms']:.4f} | {row['vs_given'] or ''} |")
-    ops = {name: row["ops"] for name, row in data["rows"].items()}
-    same = all(o == ops["given"] for o in ops.values())
-    lines += ["", "Node counts by op type are " + ("the same in every variant." if same else "not all the same:"), ""]
-    if not same:
-        lines += [f"- {name}: {o}" for name, o in ops.items()]
+    given = data["rows"]["given"]["ops"]
+    lines += ["", "Node counts by op type (If branches included) that differ from the given file's, as given -> variant:", ""]
+    for name, row in data["rows"].items():
+        changed = {op: f"{given.get(op, 0)} -> {row['ops'].get(op, 0)}" for op in sorted({*given, *row["ops"]})
+                   if given.get(op, 0) != row["ops"].get(op, 0)}
+        lines.append(f"- {name}: " + (", ".join(f"{op} {change}" for op, change in changed.items()) or "none"))
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,8 @@ Schema edgekd.report/1, top level: schema, run, created, environment, eval_set {
 references {name: {top1[, top5]}}, gate (thresholds), bench (how latency and memory were measured),
 rows (one per artifact: artifact, target, backend, precision, shipped, verdict, reason (why it was or was not
 shipped and why a value is missing, in full), bytes and gzip_bytes (of the files the device's session loads),
-files [{name, bytes, role, loaded}] (every model file), not_measured / not_timed (why not), parameters,
+files [{name, bytes, role, loaded}] (every model file), not_measured / not_timed (why not), runtime_fallback (the one
+line saying why the target runs another runtime than its profile's, pipeline/target_runtime.py), parameters,
 session_create_ms, first_inference_ms, threads {requested, runtime}, top1[, top5], fidelity,
 latency {batchN: stats; first_ms there is the first timed call at that batch size, after warm-up is not
 yet done but after the accuracy pass}, p50_ms, memory {peak_rss_mb, baseline_rss_mb, model_rss_mb,
