@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekd.core.batch_layout import SHARED, batch_axes, from_file, to_model
+from edgekd.core.batch_layout import SHARED, batch_axes, from_file, samples_first_shape, to_model
 
 
 def test_the_batch_axis_is_the_first_dynamic_one_and_a_0d_input_is_shared():
@@ -39,3 +39,10 @@ def test_every_output_is_joined_on_its_own_batch_axis():
     outputs = predict_outputs(_StateSession(), x, batch_size=128)
     assert outputs["output"].shape == (300, 1) and outputs["stateN"].shape == (2, 300, 3)
     assert np.array_equal(outputs["stateN"][1], x["input"][:, :3])
+
+
+def test_an_inputs_shape_as_edgekd_holds_it_has_the_samples_first():
+    assert samples_first_shape([2, "batch", 128]) == ["batch", 2, 128]  # Silero VAD's recurrent state
+    assert samples_first_shape([None, 512]) == [None, 512]
+    assert samples_first_shape([]) == [None]  # a 0-d input shared by a call: one value per sample in eval.npz
+    assert samples_first_shape([1, 3]) == [1, 3]  # all fixed: samples on the first axis
