@@ -3,6 +3,7 @@ at 0.19 ms against edgekd's fp32 at 0.21 ms on x86-cpu, with outputs identical t
 
     make third-party-models     # the pinned silero-vad wheel, as for benchmarks/third_party.py
     nice env PYTHONPATH=$PWD python benchmarks/vad_graph_gain.py [--rounds 10]
+    python benchmarks/vad_graph_gain.py --smoke       # third_party.py's tiny VAD graph, no download
 
 Builds from the pinned silero_vad.onnx, on speech frames made as third_party.py makes them (espeak-ng):
 - given:          the file as it is (what edgekd ships as fp32 on x86-cpu: a byte copy);
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 sys.path.insert(0, str(Path(__file__).parent))
 import int8_peers  # noqa: E402  (benchmarks/helpers/)
+import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 import third_party  # noqa: E402  (benchmarks/third_party.py: the pinned file and its data)
 
 from edgekd.core.batch_layout import from_file  # noqa: E402
@@ -66,6 +68,12 @@ def op_counts(path: Path) -> tuple[dict[str, int], int]:
     return dict(sorted(counts.items())), annotated
 
 
+def input_shapes(path: Path) -> dict[str, list]:
+    import onnxruntime as ort
+
+    return {i.name: i.shape for i in ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()}
+
+
 def ort_optimized(source: Path, out: Path, level: str, threads: int) -> Path:
     """onnxruntime's optimized graph of `source` at `level`, saved by onnxruntime itself."""
     import onnxruntime as ort
@@ -95,18 +103,19 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=2, help="espeak-ng clips to make frames from")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    smoke.add_option(parser)
     args = parser.parse_args()
     model = third_party.MODELS["vad"]
-    given = third_party.pinned_model(model, args.cache)
+    if args.smoke:  # third_party.py --smoke's tiny VAD graph and tone "speech": the code runs, the numbers mean nothing
+        args.out, args.rounds = smoke.folder("vad_graph_gain"), 2
     threads = load_profile("x86-cpu").threads
     load_before, started = [round(v, 2) for v in os.getloadavg()], time.perf_counter()
-    raw = model.make_data(args.clips, 0, given)
-    raw.pop("y")
-    import onnxruntime as ort
-
-    shapes = {i.name: i.shape for i in ort.InferenceSession(str(given), providers=["CPUExecutionProvider"]).get_inputs()}
-    frames = from_file(raw, shapes, "vad frames")  # samples first, as edgekd holds them
     with tempfile.TemporaryDirectory(prefix="edgekd-vad-gain-") as scratch:
+        given = model.tiny(Path(scratch) / "tiny_vad.onnx") if args.smoke else third_party.pinned_model(model, args.cache)
+        raw = (model.tiny_data if args.smoke else model.make_data)(model.tiny_samples if args.smoke else args.clips, 0, given)
+        raw.pop("y")
+        frames = from_file(raw, input_shapes(given), "vad frames")  # samples first, as edgekd holds them
+        source = third_party.source_of(model, given, args.smoke)
         files = variants(given, Path(scratch), frames, threads)  # every frame calibrates NNCF
         sessions = {name: OrtSession(path, threads) for name, path in files.items()}
         reference = predict_outputs(sessions["given"], frames)
@@ -129,7 +138,8 @@ def main() -> int:
         versus = compare_speed(mine, base)
         row.update(p50_ms=mine["p50_ms"], round_p50_ms=mine["round_p50_ms"], vs_given=versus.describe("given") if versus else None,
                    speedup=versus.speedup if versus else None)
-    data = {"model": given.name, "source": third_party.source_of(model, given, False), "frames": len(frames["input"]),
+    data = {"smoke": args.smoke, "model": given.name, "source": source,
+            "frames": len(frames["input"]),
             "threads": threads, "latency_spec": spec.__dict__, "rows": rows, "machine": cpu_info()["model"],
             "cores": os.cpu_count(), "load_average_before": load_before,
             "load_average_after": [round(v, 2) for v in os.getloadavg()], "seconds": time.perf_counter() - started,
@@ -142,7 +152,8 @@ def main() -> int:
 
 
 def markdown(data: dict) -> str:
-    lines = ["# Silero VAD: which graph change makes NNCF's file faster", "",
+    lines = ["# Silero VAD: what NNCF's ONNX file changes, and whether onnxruntime runs it faster"
+             + (" (SMOKE RUN: numbers mean nothing)" if data.get("smoke") else ""), "",
              f"`{data['command']}`; {data['machine']}, {data['cores']} cores, load average before {data['load_average_before']}, "
              f"after {data['load_average_after']}; onnxruntime {data['library_versions'].get('onnxruntime')}, "
              f"{data['threads']} threads (x86-cpu), {data['frames']} speech frames, {data['latency_spec']['rounds']} "
@@ -153,6 +164,13 @@ def markdown(data: dict) -> str:
         lines.append(f"| {name} | {row['nodes']} | {row['value_info']} | {row['ort_optimized_nodes']} | {row['bytes']} | "
                      f"`{row['sha256'][:12]}` | "
                      f"{row['max_abs_diff']:.2g} | {row['p50_ms']:.4f} | {row['vs_given'] or ''} |")
+    by_file = collections.defaultdict(list)
+    for name, row in data["rows"].items():
+        by_file[row["sha256"]].append(name)
+    same = [names for names in by_file.values() if len(names) > 1]
+    if same:  # byte-identical files timed apart: how far this machine's noise reaches in this very run
+        lines += ["", "Byte-identical files (same sha256), timed as separate sessions: " + "; ".join(
+            " = ".join(f"{n} {data['rows'][n]['p50_ms']:.4f} ms" for n in names) for names in same) + "."]
     given = data["rows"]["given"]["ops"]
     lines += ["", "Node counts by op type (If branches included) that differ from the given file's, as given -> variant:", ""]
     for name, row in data["rows"].items():
