@@ -119,15 +119,16 @@ def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
     return manifest
 
 
-def shipped_profile(profile, fallback: dict[str, Any] | None):
+def shipped_profile(profile, fallback: dict[str, Any] | None, base_dir: Path | None = None):
     """The profile the bundle was built with: its target's fallback (pipeline/target_runtime.py) when the bundle says
-    the target shipped that one because its own runtime could not convert the model (intel-cpu as onnxruntime)."""
+    the target shipped that one because its own runtime could not convert the model (intel-cpu as onnxruntime).
+    `base_dir`: where a fallback given as a profile path is found (the run's config folder)."""
     if profile is None or not isinstance(fallback, dict) or fallback.get("target") != profile.name \
-            or fallback.get("refused_backend") != profile.backend or not isinstance(fallback.get("profile"), str):
+            or fallback.get("refused_backend") != profile.backend or not isinstance(fallback.get("given_as"), str):
         return profile
     from edgekd.runtimes.profiles import load_profile
 
-    return load_profile(fallback["profile"]).model_copy(update={"name": profile.name})
+    return load_profile(fallback["given_as"], base_dir).model_copy(update={"name": profile.name})
 
 
 def _swap_into_place(staging: Path, final: Path) -> None:

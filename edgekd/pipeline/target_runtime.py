@@ -30,6 +30,7 @@ class RuntimeFallback:
     backend: str
     profile: str
     reason: str
+    given_as: str  # the profile's fallback key as written (a target name or a profile path): what loads it again
 
     def line(self) -> str:
         refused, used = (_title(b) for b in (self.refused_backend, self.backend))
@@ -57,7 +58,7 @@ def resolve(profile, onnx_path: Path, base_dir: Path | None = None):
     if fallback.fallback or fallback.backend == profile.backend:
         raise TargetError(f"{profile.source}: fallback '{profile.fallback}' must name a target on another runtime "
                           "with no fallback of its own; fix the profile's fallback key")
-    note = RuntimeFallback(profile.name, profile.backend, fallback.backend, fallback.name, reason)
+    note = RuntimeFallback(profile.name, profile.backend, fallback.backend, fallback.name, reason, profile.fallback)
     built = fallback.model_copy(update={"name": profile.name, "description": f"{profile.description} ({note.line()})"})
     built.source = fallback.source
     return built, note

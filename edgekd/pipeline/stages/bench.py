@@ -13,6 +13,7 @@ import numpy as np
 
 from edgekd.core.environment import cpu_info
 from edgekd.core.metrics import accuracy_metrics, eval_set_hash
+from edgekd.device.bundle import shipped_profile
 from edgekd.device.measure import Candidate, artifact_name, measure_rows, runtime_note
 from edgekd.device.report.build import build_report, write_reports
 from edgekd.pipeline.context import RunContext
@@ -20,7 +21,7 @@ from edgekd.pipeline.records import CompileRecord, QuantizeRecord, read_record
 from edgekd.pipeline.run_models import student_logits as fp32_student_logits
 from edgekd.pipeline.run_models import student_outputs
 from edgekd.pipeline.stage import Stage, StageOutput
-from edgekd.pipeline.target_runtime import run_profile
+from edgekd.runtimes import load_profile
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
 
@@ -70,7 +71,7 @@ def _beats(a: float, b: float, samples: int) -> bool:
 def candidates(ctx: RunContext) -> list[Candidate]:
     out = []
     for target, build in read_record(ctx.manifest, CompileRecord).targets.items():
-        profile = run_profile(ctx, target)
+        profile = built_profile(ctx, target, build)
         for candidate in build.candidates:
             artifact = Artifact.from_json(candidate["artifact"], ctx.run_dir / candidate["path"])
             out.append(Candidate(artifact_name(target, candidate["name"]), target, artifact, ctx.cfg.bench.threads or profile.threads,
@@ -78,6 +79,12 @@ def candidates(ctx: RunContext) -> list[Candidate]:
                                  time_latency=profile.latency_measurable_off_device,
                                  latency_note=_latency_note(profile), runtime_note=runtime_note(build.runtime_fallback)))
     return out
+
+
+def built_profile(ctx: RunContext, target: str, build):
+    """The profile the compile stage built `target` with: its own, or its fallback's where the compile record says the
+    target's runtime could not convert the model (pipeline/target_runtime.py)."""
+    return shipped_profile(load_profile(target, ctx.base_dir), build.runtime_fallback, ctx.base_dir)
 
 
 def _latency_note(profile) -> str:
@@ -91,8 +98,8 @@ def host_notes(ctx: RunContext) -> list[str]:
     """Where this machine differs from the targets' devices, what the quantize stage adapted to it, and a fallback
     search that this machine's time budget (quantize.fallback.max_seconds) cut short."""
     notes = []
-    for target in read_record(ctx.manifest, CompileRecord).targets:
-        notes += host_warnings(run_profile(ctx, target).model_dump())
+    for target, build in read_record(ctx.manifest, CompileRecord).targets.items():
+        notes += host_warnings(built_profile(ctx, target, build).model_dump())
     for name, recipe in read_record(ctx.manifest, QuantizeRecord).recipes.items():
         if recipe.get("host_note") and recipe["host_note"] not in notes:
             notes.append(recipe["host_note"])
