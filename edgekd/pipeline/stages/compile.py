@@ -14,6 +14,7 @@ from edgekd.core.environment import cpu_info, library_versions
 from edgekd.core.errors import ArtifactError, EdgeKDError, StageError, TargetError, clip_words
 from edgekd.core.metrics import accuracy_drop, predict, take_rows
 from edgekd.core.progress import progress
+from edgekd.core.task_metrics import METRICS, drop_bound
 from edgekd.device.bundle import write_bundle
 from edgekd.device.latency import measure_interleaved
 from edgekd.device.measure import output_fidelity
@@ -78,6 +79,8 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
     `reference_outputs`) and, where meaningful here, latency of each candidate."""
     backend = get_backend(profile.backend)
     val = model_split(ctx.dataset, ctx.dataset.val)
+    metric = METRICS.get(ctx.task.metric)
+    reference_parts = metric.parts(reference, val.y) if metric else None
     rows, runners = [], {}
     for name, artifact in progress(candidates, desc=f"{profile.name} validation accuracy", unit="candidate"):
         row: dict[str, Any] = {"name": name, "precision": artifact.precision, "artifact": artifact.to_json(),
@@ -88,6 +91,8 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
             logits = predict(session.run, val.x)
             row["val_top1"] = ctx.task.score(logits, val.y)
             row["val_drop"] = accuracy_drop(ctx.task.score(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type, len(val.y))
+            if metric:
+                row["val_drop_bound"] = drop_bound(metric, reference_parts, metric.parts(logits, val.y), ctx.cfg.gate.drop_type)
             agreement = output_fidelity(session, val.x, logits, reference, reference_outputs)
             row["val_cosine"], row["val_sqnr_db"] = agreement["cosine"], agreement["sqnr_db"]
             if "top1_agreement" in agreement:  # a classifier's logits
@@ -103,6 +108,20 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
             if row["name"] in stats:
                 row["p50_ms"], row["round_p50_ms"] = stats[row["name"]].p50_ms, stats[row["name"]].round_p50_ms
     return rows
+
+
+def warn_unconfirmed_drop(ctx: RunContext, profile, row: dict[str, Any], samples: int) -> None:
+    """Say so when the shipped candidate meets its accuracy limit on the validation split but the split is too small
+    to confirm it: its drop's 95% bound (core.task_metrics.drop_bound) is past the limit. The choice stands (the
+    limit is the user's, on the data they gave); the test split and the gate judge it again, and the user learns
+    that more validation data is what would make the choice reliable."""
+    limit, bound = accuracy_limit(ctx.cfg.gate, profile, ctx.task.metric).max_drop, row.get("val_drop_bound")
+    if bound is None or row.get("val_drop") is None or bound <= limit or row["precision"] == "fp32":
+        return
+    warnings.warn(f"compile: {profile.name}: {row['name']} drops {row['val_drop']:.2f} points of {ctx.task.metric} on "
+                  f"{samples} validation samples (limit {limit:g}), but that many samples cannot confirm the limit: its drop "
+                  f"may be up to {bound:.2f} points (95% bound, paired bootstrap); give more validation data "
+                  "(more samples, or a larger data.val_fraction) for a choice the test split will bear out", stacklevel=2)
 
 
 def remove_stale_candidates(stage_dir: Path, built: dict[str, set[str]]) -> list[Path]:
@@ -152,9 +171,10 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
             "quantization": {"recipe": recipe, "variant": row["name"], "calibration": quant.calibration}
             if recipe else None,
             "runtime_options": row["artifact"]["runtime_options"], "library_versions": library_versions(),
-            "build_machine_metrics": {k: row.get(k) for k in ("val_top1", "val_drop", "val_cosine", "val_sqnr_db", "p50_ms")},
-            "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "val_agreement", "val_cosine",
-                                                 "val_sqnr_db", "p50_ms", "round_p50_ms", "verdict")}
+            "build_machine_metrics": {k: row.get(k) for k in ("val_top1", "val_drop", "val_drop_bound", "val_cosine",
+                                                               "val_sqnr_db", "p50_ms")},
+            "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "val_drop_bound", "val_agreement",
+                                                 "val_cosine", "val_sqnr_db", "p50_ms", "round_p50_ms", "verdict")}
                           for r in rows],
             "rebuild_on_device": row["artifact"]["rebuild_on_device"], "dataset_fingerprint": data.fingerprint,
             **_given_model_notes(ctx)}
@@ -212,6 +232,7 @@ class CompileStage(Stage):
                                  f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
             rows = evaluate(ctx, profile, candidates, val_logits, val_outputs)
             best = choose(rows, selection_rule(ctx, profile))
+            warn_unconfirmed_drop(ctx, profile, rows[best], len(ctx.dataset.val.y))
             info = _bundle_info(ctx, profile, rows, best, reference_logits)
             bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info,
                                   extra_files=_preprocessing_files(ctx), reference_outputs=eval_outputs)
