@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.pipeline.config import PipelineConfig
-from edgekd.pipeline.inputs import external_inputs
 from edgekd.pipeline.layout import RunLayout
 from edgekd.pipeline.manifest import RunManifest
 from edgekd.pipeline.registry import STAGE_NAMES, stage_class
@@ -54,7 +53,7 @@ class RunContext:
     def stage_key(self, stage: str) -> str:
         dump = self.cfg.model_dump(mode="json")
         sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections_for(self.cfg)]
-        files = {s: external_inputs(self.cfg, s, self.base_dir) for s in sections}
+        files = {s: self.cfg.external_inputs(s, self.base_dir) for s in sections}
         # The int8 recipe depends on the host's CPU when quantize.adapt_to_host (quant/host.py): a run
         # resumed on another kind of CPU quantizes again.
         host = {"saturates_8bit": saturates_8bit_products()} if "quantize" in sections else {}
