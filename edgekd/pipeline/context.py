@@ -57,7 +57,10 @@ class RunContext:
         # The int8 recipe depends on the host's CPU when quantize.adapt_to_host (quant/host.py): a run
         # resumed on another kind of CPU quantizes again.
         host = {"saturates_8bit": saturates_8bit_products()} if "quantize" in sections else {}
-        canonical = json.dumps({"config": {s: _pick(dump, s) for s in sections}, "files": files, **host}, sort_keys=True)
+        picked = {s: _pick(dump, s) for s in sections}
+        # a key the config leaves out of its dump while unset (distill.out_of_fold) keys nothing: keys stay as before it
+        canonical = json.dumps({"config": {s: v for s, v in picked.items() if v is not _ABSENT}, "files": files, **host},
+                               sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def gate_verdict(self) -> dict[str, Any] | None:
@@ -76,7 +79,12 @@ def saturates_8bit_products() -> bool:
     return host_saturates()
 
 
+_ABSENT = object()
+
+
 def _pick(dump: dict, dotted: str) -> Any:
     for part in dotted.split("."):
+        if part not in dump:
+            return _ABSENT
         dump = dump[part]
     return dump
