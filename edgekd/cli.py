@@ -51,15 +51,11 @@ class _ThresholdFlag(click.ParamType):
     def convert(self, value, param, ctx):
         from pydantic import ValidationError
 
-        from edgekd.core.thresholds import LM_NUMBERS, Thresholds, threshold_error, threshold_problem
+        from edgekd.core.thresholds import Thresholds, threshold_error
 
         try:
             number = float(value)
-            if self.field in LM_NUMBERS:  # a language model's threshold: the same rules, outside the classifiers' model
-                if problem := threshold_problem(self.field, number):
-                    self.fail(f"{self.field}: {problem}", param, ctx)
-            else:
-                Thresholds.model_validate({self.field: number})
+            Thresholds.model_validate({self.field: number})
         except ValueError as exc:  # pydantic's ValidationError is a ValueError too
             why = threshold_error(exc) if isinstance(exc, ValidationError) else f"{value!r} is not a number"
             self.fail(why, param, ctx)

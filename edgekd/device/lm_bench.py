@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+from pydantic import ValidationError
 
 from edgekd.core.environment import describe
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
-from edgekd.core.thresholds import threshold_problem
+from edgekd.core.thresholds import threshold_error
+from edgekd.device.gate import Check, GateResult, Thresholds, check_row
 from edgekd.device.lm_bundle import TOKENIZER, model_bytes, model_file, read_eval_blocks, verify_lm_bundle, vocab_size
-from edgekd.device.lm_gate import LM_DEVICE_REPORT
+from edgekd.device.lm_legacy import LM_DEVICE_REPORT
 from edgekd.device.token_ids import check_token_ids
 
 # Used only for a bundle that records no bench settings (made before it did); the pipeline's own defaults.
@@ -137,35 +139,34 @@ def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[
            "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
            "bytes": model_bytes(bundle_dir, manifest), "perplexity": perplexity,
            "eval_blocks": None if blocks is None else int(len(blocks)), **speed}
-    return row | _gate_check(bundle_dir, manifest, perplexity)
+    return row | _gate_check(bundle_dir, manifest, row)
 
 
-def _gate_check(bundle_dir: Path, manifest: dict, perplexity: Optional[float]) -> dict:
-    """The bundle's gate on this machine's perplexity: PASS, FAIL, or n/a with why."""
+def _gate_check(bundle_dir: Path, manifest: dict, row: dict) -> dict:
+    """The bundle's gate (device/gate.py on perplexity) on this machine's perplexity: PASS, FAIL, or n/a with why."""
     gate = manifest.get("gate") or {}
-    max_increase, reference = gate.get("max_increase"), gate.get("reference", "student_fp32")
-    if problem := threshold_problem("max_increase", max_increase):  # the rules of every threshold: no nan, no inf
-        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: gate.max_increase {problem}; rebuild the bundle")
-    known = ((manifest.get("eval") or {}).get("reference_perplexity") or {}).get(reference)
-    if perplexity is None:
+    try:  # the rules of every threshold: no nan, no inf
+        limits = Thresholds(max_drop=None, **{k: gate[k] for k in ("max_increase", "reference") if k in gate})
+    except ValidationError as exc:
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: gate.{threshold_error(exc).replace(':', '', 1)}; "
+                            "rebuild the bundle") from None
+    known = ((manifest.get("eval") or {}).get("reference_perplexity") or {}).get(limits.reference)
+    if row["perplexity"] is None:
         return {"gate": "n/a", "why": "perplexity not measured (no held-out blocks in the bundle)"}
-    if max_increase is None:
+    if limits.max_increase is None:
         return {"gate": "n/a", "why": "the bundle's gate sets no max_increase"}
     if not isinstance(known, (int, float)) or known <= 0:
-        return {"gate": "n/a", "why": f"the manifest has no {reference} perplexity on these blocks"}
-    increase = perplexity / known - 1
-    return {"reference": {"name": reference, "perplexity": known}, "perplexity_increase": round(increase, 6),
-            "max_increase": max_increase,  # the limit, so that `edgekd gate` on this report judges by it
-            "gate": "PASS" if increase <= max_increase else "FAIL",
-            "why": f"perplexity {perplexity:.3f} vs {reference} {known:.3f}: {increase:+.2%} (limit +{max_increase * 100:g}%)"}
+        return {"gate": "n/a", "why": f"the manifest has no {limits.reference} perplexity on these blocks"}
+    check, = check_row(row, known, None, limits, metric="perplexity")
+    return {"reference": {"name": limits.reference, "perplexity": known}, "perplexity_increase": round(row["perplexity"] / known - 1, 6),
+            "max_increase": limits.max_increase,  # the limit, so that `edgekd gate` on this report judges by it
+            "gate": "PASS" if check.passed else "FAIL", "why": check.reason}
 
 
 def _verdict(rows: list[dict]) -> dict:
     """Failed when any bundle fails; not evaluated (passed None) when no bundle could be checked."""
-    checked = [row for row in rows if row["gate"] in ("PASS", "FAIL")]
-    failed = sum(row["gate"] == "FAIL" for row in checked)
-    if not checked:
+    result = GateResult([Check(row["artifact"], "max_increase", row["gate"] != "FAIL", row["why"], row["gate"] == "n/a")
+                         for row in rows])
+    if not result.evaluated:
         return {"passed": None, "summary": "gate: not evaluated (no bundle with held-out blocks and a gate)"}
-    passed = failed == 0
-    return {"passed": passed, "summary": f"gate: {'PASS' if passed else 'FAIL'} ({failed} failed, "
-                                         f"{len(checked) - failed} passed, {len(rows) - len(checked)} not evaluated)"}
+    return {"passed": result.passed, "summary": result.summary}

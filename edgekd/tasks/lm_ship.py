@@ -374,6 +374,8 @@ class LMGateStep(TaskStep):
     sections = ("gate",)
 
     def run(self) -> StageOutput:
+        from edgekd.device.gate import GateResult, check_row
+
         ctx, gate = self.ctx, self.ctx.cfg.gate
         report = read_json(ctx.run_dir / REPORT)
         reference = report["references"][gate.reference]["perplexity"]
@@ -381,29 +383,14 @@ class LMGateStep(TaskStep):
             raise ConfigError(f"gate.reference {gate.reference}: no perplexity of it in {REPORT}; use student_fp32")
         checks = []
         for row in report["rows"]:
-            checks += _checks(row, reference, gate)
-            row["gate"] = "PASS" if all(c["passed"] for c in checks if c["artifact"] == row["artifact"]) else "FAIL"
-        failed = sum(not c["passed"] for c in checks)
-        passed = bool(checks) and failed == 0  # no check at all (max_increase null and no agreement limit) is no pass
-        verdict = {"passed": passed, "summary": f"gate: {'PASS' if passed else 'FAIL'} ({failed} failed, {len(checks) - failed} passed)",
-                   "checks": checks}
+            flat = {**row, "token_agreement": row.get("greedy_agreement_with_fp32", {}).get("token_agreement")}
+            checks += (own := check_row(flat, reference, None, gate, metric="perplexity"))
+            row["gate"] = "PASS" if all(c.passed for c in own) else "FAIL"
+        result = GateResult(checks, gate.allow_empty)  # no check at all (max_increase null, no agreement limit) is no pass
+        verdict = {"passed": result.passed, "summary": result.summary, "checks": [c.__dict__ for c in checks]}
         # bench's lm-report.json and report.md stay as bench wrote them (--resume compares them); the report with the
         # gate column is gate-summary.md.
-        summary = markdown(report) + "\n" + "\n".join(f"- {c['artifact']} {c['threshold']}: {'PASS' if c['passed'] else 'FAIL'}, "
-                                                      f"{c['reason']}" for c in checks) + "\n"
+        summary = markdown(report) + "\n" + "\n".join(f"- {c.artifact} {c.threshold}: {'PASS' if c.passed else 'FAIL'}, "
+                                                      f"{c.reason}" for c in checks) + "\n"
         outputs = [write_json_atomic(ctx.layout.gate_json, verdict), write_text_atomic(ctx.layout.gate_summary, summary)]
         return StageOutput(outputs, verdict, inputs=[ctx.run_dir / REPORT])
-
-
-def _checks(row: dict, reference: float, gate) -> list[dict]:
-    checks = []
-    if gate.max_increase is not None:
-        increase = row["perplexity"] / reference - 1
-        checks.append({"artifact": row["artifact"], "threshold": "max_increase", "passed": increase <= gate.max_increase, "skipped": False,
-                       "reason": f"perplexity {row['perplexity']:.3f} vs {gate.reference} {reference:.3f}: {increase:+.2%} "
-                                 f"(limit +{gate.max_increase:.0%})"})
-    agreement = row.get("greedy_agreement_with_fp32", {}).get("token_agreement")
-    if gate.min_greedy_agreement is not None and agreement is not None:
-        checks.append({"artifact": row["artifact"], "threshold": "min_greedy_agreement", "passed": agreement >= gate.min_greedy_agreement,
-                       "skipped": False, "reason": f"greedy agreement with fp32 {agreement:.3f} (limit {gate.min_greedy_agreement:g})"})
-    return checks

@@ -1,0 +1,93 @@
+"""What edgekd wrote for language models before they shared the pipeline's formats, read (never written) so that old
+runs and reports still gate: the lm-report.json `edgekd bench` wrote for LM bundles (edgekd.lm-device-report/1) or
+the pipeline's bench stage wrote (edgekd.lm-report/1), upgraded to an edgekd.report/1 dict judged by the one gate
+(device/gate.py, on perplexity). A device report from before rows recorded their limit keeps the verdict bench gave
+it while no limit is given. Delete this module one release after nothing writes these formats. Lean: no torch.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from edgekd.core.errors import ArtifactError
+from edgekd.core.thresholds import threshold_problem
+from edgekd.device.gate import Check, GateResult, Thresholds, evaluate_report
+from edgekd.device.report.build import REPORT_SCHEMA
+
+LM_DEVICE_REPORT = "edgekd.lm-device-report/1"  # `edgekd bench` on LM bundles, before edgekd.report/1
+LM_PIPELINE_REPORT = "edgekd.lm-report/1"       # the pipeline's LM bench stage, before edgekd.report/1
+LM_REPORTS = (LM_DEVICE_REPORT, LM_PIPELINE_REPORT)
+
+
+def lm_report_schema(data: Any) -> Optional[str]:
+    """The old LM report's schema; reports written before they carried `schema` are known by their `format`."""
+    if not isinstance(data, dict):
+        return None
+    for key in ("schema", "format"):
+        if data.get(key) in LM_REPORTS:
+            return data[key]
+    return None
+
+
+def upgrade_lm_report(data: dict[str, Any], path: Path | str) -> dict[str, Any]:
+    """The report as edgekd.report/1 (task_metric perplexity): its references, its rows (each its own reference where
+    bench recorded one), and gate.max_increase the limit the rows were benched under (the strictest, with a warning,
+    when they differ). ArtifactError naming the file and field for a malformed one."""
+    rows = data.get("rows")
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ArtifactError(f"{path}: malformed report: rows must be a list of objects; regenerate it with edgekd bench")
+    gate = data.get("gate") if isinstance(data.get("gate"), dict) else {}
+    reference = str(gate.get("reference", "student_fp32"))
+    references = {name: {"perplexity": _positive(known.get("perplexity"), f"references.{name}.perplexity", path)}
+                  for name, known in (data.get("references") or {}).items() if isinstance(known, dict)}
+    limits = {_limit(row.get("max_increase"), f"rows[{index}].max_increase", path) for index, row in enumerate(rows)}
+    limits = {value for value in limits | {_limit(gate.get("max_increase"), "gate.max_increase", path)} if value is not None}
+    warnings = [f"the rows were benched under different limits ({', '.join(f'{v:g}' for v in sorted(limits))}); "
+                f"gated by the strictest"] if len(limits) > 1 else []
+    return {"schema": REPORT_SCHEMA, "task_metric": "perplexity", "references": references,
+            "rows": [_row(row, index, path) for index, row in enumerate(rows)],
+            "gate": {"reference": reference, "max_drop": None, "max_increase": min(limits, default=None)}, "warnings": warnings}
+
+
+def gate_old_lm_report(report: dict[str, Any], limits: Thresholds, path: Path | str) -> GateResult:
+    """The one gate on an upgraded report; with no limit at all, rows keep the verdict bench gave them."""
+    benched = [row for row in report["rows"] if "as_benched" in row] if limits.max_increase is None else []
+    for row in report["rows"]:
+        if limits.max_increase is None and row not in benched and row["perplexity"] is not None:
+            raise ArtifactError(f"{path}: {row['artifact']} records no gate limit; pass --max-increase")
+    checks = [Check(row["artifact"], "max_increase", row["as_benched"]["passed"], row["as_benched"]["reason"]) for row in benched]
+    rest = {**report, "rows": [row for row in report["rows"] if row not in benched]}
+    return GateResult(checks + evaluate_report(rest, limits), limits.allow_empty)
+
+
+def _row(row: dict[str, Any], index: int, path) -> dict[str, Any]:
+    name = str(row.get("artifact") or f"rows[{index}]")
+    out = {"artifact": name, "target": row.get("target"), "precision": row.get("precision"), "shipped": True,
+           "perplexity": _positive(row.get("perplexity"), f"rows[{index}].perplexity", path), "bytes": row.get("bytes")}
+    own = row.get("reference")
+    if isinstance(own, dict):
+        out["reference"] = {"name": own.get("name"),
+                            "perplexity": _positive(own.get("perplexity"), f"rows[{index}].reference.perplexity", path)}
+    agreement = (row.get("greedy_agreement_with_fp32") or {}).get("token_agreement")
+    if agreement is not None:
+        out["token_agreement"] = agreement
+    if row.get("max_increase") is None and row.get("gate") in ("PASS", "FAIL"):  # before rows recorded their limit
+        out["as_benched"] = {"passed": row["gate"] == "PASS", "reason": f"{row.get('why', '')} (as benched)".strip()}
+    return out
+
+
+def _limit(value: Any, key: str, path) -> Optional[float]:
+    if value is not None and (problem := threshold_problem("max_increase", value)):
+        raise ArtifactError(f"{path}: {key} {problem}; regenerate the report or pass --max-increase")
+    return None if value is None else float(value)
+
+
+def _positive(value: Any, key: str, path) -> Optional[float]:
+    """A perplexity: None when not measured, else a finite number > 0 (a hand-edited one is refused, naming it)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ArtifactError(f"{path}: malformed report: {key} is {value!r}, expected a perplexity > 0; "
+                            "regenerate it with edgekd bench")
+    return float(value)
