@@ -14,20 +14,23 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from edgekd.core.errors import ConfigError, TargetError
+from edgekd.core.errors import ConfigError, StageError, TargetError
 from edgekd.core.fileio import read_json, write_json_atomic, write_text_atomic
 from edgekd.pipeline.lm.config import LanguageModelConfig
 from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, teacher_dir, tokenizer_path
-from edgekd.pipeline.lm.records import LMCompileRecord, LMQuantizeRecord, LMTeacherRecord
-from edgekd.pipeline.records import read_record
+from edgekd.pipeline.lm.records import LMQuantizeRecord, LMTeacherRecord
+from edgekd.pipeline.records import CompileRecord, TargetBuild, read_record
+from edgekd.pipeline.selection import choose, increase_rule
 from edgekd.pipeline.stage import StageOutput, TaskStep
+from edgekd.runtimes import load_profile
+from edgekd.runtimes.registry import runtime_of
 
 REPORT = "lm-report.json"  # not report.json: that name is the image report's schema (edgekd.report/1)
 
 
 def _profiles(config: LanguageModelConfig, base_dir: Path) -> dict:
     """The targets' profiles; a target whose backend runs no decoder (Backend.decoder_methods) is refused."""
-    from edgekd.runtimes import get_backend, load_profile
+    from edgekd.runtimes import get_backend
     from edgekd.runtimes.registry import decoder_backends
 
     profiles = {name: load_profile(name, base_dir) for name in config.targets}
@@ -43,7 +46,7 @@ def _methods(config: LanguageModelConfig, base_dir: Path) -> dict[str, tuple[str
     """Per target, its quantize method and profile; a method for no listed target's runtime, or OpenVINO or NNCF
     missing for an OpenVINO target, is a one-line error before any training."""
     from edgekd.runtimes import get_backend
-    from edgekd.runtimes.registry import decoder_backends, runtime_of
+    from edgekd.runtimes.registry import decoder_backends
 
     profiles = _profiles(config, base_dir)
     methods = {name: (config.quantize.method_for(name, profile.backend), profile) for name, profile in profiles.items()}
@@ -171,20 +174,19 @@ class LMCompileStep(TaskStep):
         outputs, targets = [], {}
         held_out = self._held_out(tokenizer)
         for name in cfg.targets:
-            candidates = {kind: {"path": path, "val_perplexity": val_perplexity[path]} for kind, path in files[name].items()}
-            if "int8" in candidates and _measurable(cfg, ctx.base_dir, name) and all(p in speed for p in files[name].values()):
-                for kind, path in files[name].items():
-                    candidates[kind].update(speed[path])
-            limit = _limit(candidates["fp32"]["val_perplexity"], cfg.gate.max_increase)
-            chosen, reason = choose_lm(candidates, limit)
-            outputs += self._bundle(name, chosen, candidates[chosen], quantized.targets[name], tokenizer, held_out)
-            targets[name] = {"chosen": chosen, "bundle": f"bundle/{name}", "runtime": _target_runtime(cfg, ctx.base_dir, name),
-                             "candidates": {c: {"file": str(v["path"].relative_to(ctx.run_dir)), "val_perplexity": round(v["val_perplexity"], 4),
-                                                **({"val_tokens_per_second": v["tokens_per_second"]} if "tokens_per_second" in v else {}),
-                                                **({"speed_vs_fp32": v["vs_fp32"]} if "vs_fp32" in v else {})}
-                                            for c, v in candidates.items()},
-                             "reason": reason}
-        return StageOutput(outputs, {"fp32_val_perplexity": round(val_perplexity[fp32_onnx(ctx)], 4)}, record=LMCompileRecord(targets))
+            # int8 first: an untimed target ships the first candidate within the limit (pipeline/selection.choose)
+            timed = _measurable(cfg, ctx.base_dir, name) and all(p in speed for p in files[name].values())
+            rows = [{"name": kind, "precision": kind, "path": str(path.relative_to(ctx.run_dir)),
+                     "val_perplexity": round(val_perplexity[path], 4), **(speed[path] if timed else {})}
+                    for kind, path in sorted(files[name].items(), key=lambda item: item[0] != "int8")]
+            max_increase = cfg.gate.max_increase
+            limit = val_perplexity[files[name]["fp32"]] * (1 + max_increase) if max_increase is not None else float("inf")
+            chosen = rows[choose(rows, increase_rule(limit, source="gate.max_increase"))]
+            outputs += self._bundle(name, chosen["name"], files[name][chosen["name"]], chosen["val_perplexity"],
+                                    quantized.targets[name], tokenizer, held_out)
+            backend = load_profile(name, ctx.base_dir).backend
+            targets[name] = TargetBuild(backend, chosen["name"], chosen["precision"], rows, f"bundle/{name}")
+        return StageOutput(outputs, {"fp32_val_perplexity": round(val_perplexity[fp32_onnx(ctx)], 4)}, record=CompileRecord(targets))
 
     def _files(self, quantized: LMQuantizeRecord, target: str) -> dict[str, Path]:
         """The target's candidates: fp32 (the ONNX decoder, or OpenVINO's fp32 IR) and int8 where it has one."""
@@ -207,23 +209,26 @@ class LMCompileStep(TaskStep):
         new_tokens = min(SPEED_TOKENS, cfg.data.context - cfg.bench.prompt_tokens)
         measured = generation_speed({p.name: load_decoder(p) for p in timed}, prompts(val, SPEED_PROMPTS, cfg.bench.prompt_tokens),
                                     new_tokens, per_generation=True)
-        return {path: {"tokens_per_second": measured[path.name]["tokens_per_second"],
-                       "tokens_per_second_each": measured[path.name]["tokens_per_second_each"]} for path in timed}
+        # as latencies per token, so that selection's one rule for "faster" (device.noise.compare_speed) pairs them
+        return {path: {"val_tokens_per_second": measured[path.name]["tokens_per_second"],
+                       "p50_ms": round(1000 / measured[path.name]["tokens_per_second"], 4),
+                       "round_p50_ms": [1000 / rate for rate in measured[path.name]["tokens_per_second_each"]]} for path in timed}
 
-    def _bundle(self, target: str, precision: str, candidate: dict, quantized: dict, tokenizer, held_out: dict) -> list[Path]:
+    def _bundle(self, target: str, precision: str, model: Path, val_perplexity: float, quantized: dict, tokenizer,
+                held_out: dict) -> list[Path]:
         from edgekd.device.lm_bundle import write_lm_bundle
 
         cfg = self.ctx.cfg
         info = {"task": "language-model", "target": target, "precision": precision, "runtime": _target_runtime(cfg, self.ctx.base_dir, target),
                 "quantization": quantized if precision == "int8" else {"method": "none"},
                 "context": cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
-                "val_perplexity": round(candidate["val_perplexity"], 4),
+                "val_perplexity": val_perplexity,
                 # what `edgekd bench` on the device measures and gates by: the pipeline's own settings
                 "gate": {"max_increase": cfg.gate.max_increase, "reference": cfg.gate.reference},
                 "bench": {"prompts": cfg.bench.prompts, "prompt_tokens": cfg.bench.prompt_tokens,
                           "new_tokens": cfg.bench.new_tokens, "rounds": cfg.bench.rounds},
                 **({"eval": held_out["eval"]} if held_out["blocks"] is not None else {})}
-        return write_lm_bundle(self.ctx.layout.bundle_dir(target), candidate["path"], tokenizer.path, info, held_out["blocks"])
+        return write_lm_bundle(self.ctx.layout.bundle_dir(target), model, tokenizer.path, info, held_out["blocks"])
 
     def _held_out(self, tokenizer) -> dict:
         """The test blocks every bundle carries (bench.device_blocks, spread over those bench measures) and the
@@ -245,20 +250,12 @@ class LMCompileStep(TaskStep):
                                            "block_tokens": int(blocks.shape[1]), "reference_perplexity": references}}
 
 
-def _limit(fp32_perplexity: float, max_increase) -> float:
-    return fp32_perplexity * (1 + max_increase) if max_increase is not None else float("inf")
-
-
 def _runtime(profile) -> str:
     """The runtime a target's models run on ('onnxruntime', 'openvino'): its backend's, from the one table."""
-    from edgekd.runtimes.registry import runtime_of
-
     return runtime_of(profile.backend)
 
 
 def _target_runtime(cfg, base_dir: Path, target: str) -> str:
-    from edgekd.runtimes import load_profile
-
     return _runtime(load_profile(target, base_dir))
 
 
@@ -279,11 +276,11 @@ class LMBenchStep(TaskStep):
         ctx, cfg = self.ctx, self.ctx.cfg
         test = ctx.dataset.blocks(tokenizer_path(ctx), "test")[: cfg.data.test_blocks or None]
         held_out = prompts(test, cfg.bench.prompts, cfg.bench.prompt_tokens)
-        compiled = read_record(ctx.manifest, LMCompileRecord)
+        compiled = _compiled(ctx)
         # One decoder per file: targets sharing a file are measured once; timed where a target is measurable here. Every
         # int8 file is scored (also where fp32 ships), and each shipped file (OpenVINO's fp32 IR among them).
-        shipped = {t: compiled.file(t, compiled.chosen(t)) for t in cfg.targets}
-        files = [compiled.int8_file(t) for t in cfg.targets if compiled.int8_file(t)] + list(shipped.values())
+        shipped = {t: _path_of(build, build.chosen) for t, build in compiled.items()}
+        files = [_path_of(build, "int8") for build in compiled.values() if _path_of(build, "int8")] + list(shipped.values())
         paths = {"fp32": fp32_onnx(ctx)} | {self._model_name(file): ctx.run_dir / file for file in files}
         model_of = {t: self._model_name(shipped[t]) for t in cfg.targets}
         decoders = {name: load_decoder(path) for name, path in paths.items()}
@@ -297,7 +294,7 @@ class LMBenchStep(TaskStep):
                   "prompts": len(held_out), "new_tokens": cfg.bench.new_tokens,
                   "references": {"teacher": {"perplexity": teacher.test_perplexity, "params": teacher.params},
                                  "student_fp32": {"perplexity": round(perplexity["fp32"], 4), **speed["fp32"]}},
-                  "rows": [_row(t, compiled.chosen(t), model_of[t], compiled.targets[t]["runtime"], perplexity, speed if measurable[t] else {}, agreement)
+                  "rows": [_row(t, compiled[t].chosen, model_of[t], runtime_of(compiled[t].backend), perplexity, speed if measurable[t] else {}, agreement)
                            for t in cfg.targets],
                   "environment": describe()}
         outputs = [write_json_atomic(ctx.run_dir / REPORT, report), write_text_atomic(ctx.run_dir / "report.md", markdown(report))]
@@ -316,35 +313,21 @@ def _row(target: str, chosen: str, model: str, runtime: str, perplexity: dict, s
             **({"greedy_agreement_with_fp32": agreement[model]} if model in agreement else {})}
 
 
-def choose_lm(candidates: dict, limit: float) -> tuple[str, str]:
-    """(chosen, reason) for one target (the speed comparison, when made, lands in candidates["int8"]["vs_fp32"]):
-    int8 when its val perplexity is within `limit` and, where both were timed here, it decodes faster than fp32
-    beyond noise (device.noise.compare_rates on the prompt-by-prompt pairs: the one rule for "faster" the image
-    pipeline's selection uses). Inside the noise band fp32, the simpler model, ships
-    and the reason says "within noise". The reason quotes the medians the record keeps (val_tokens_per_second)."""
-    from edgekd.device.noise import FASTER, compare_rates, compare_speed
+def _compiled(ctx) -> dict:
+    """Per target, its TargetBuild (pipeline/records.py); a compile record from before the LM's was one is refused."""
+    try:
+        return read_record(ctx.manifest, CompileRecord).targets
+    except (KeyError, TypeError):
+        raise StageError("the compile stage's record predates this edgekd's (its candidates as selection rows); "
+                         "run it again: edgekd run CONFIG --resume --force compile") from None
 
-    if "int8" not in candidates:
-        return "fp32", "fp32: no int8 model for this target (quantize.method none, or the profile has no int8)"
-    int8, fp32 = candidates["int8"], candidates["fp32"]
-    if int8["val_perplexity"] > limit:
-        return "fp32", f"fp32: int8 val perplexity {int8['val_perplexity']:.3f} over the limit {limit:.3f}"
-    quality = f"int8 val perplexity {int8['val_perplexity']:.3f} within the limit {limit:.3f}"
-    if not int8.get("tokens_per_second") or not fp32.get("tokens_per_second"):
-        return "int8", f"int8: {quality} (speed: time it on the device)"
-    comparison = compare_rates(int8.get("tokens_per_second_each") or [], fp32.get("tokens_per_second_each") or []) or \
-        compare_speed({"p50_ms": 1 / int8["tokens_per_second"]}, {"p50_ms": 1 / fp32["tokens_per_second"]})  # no pairs
-    int8["vs_fp32"] = comparison.to_json()
-    rates = f"{int8['tokens_per_second']} vs fp32 {fp32['tokens_per_second']} tokens/s on val prompts"
-    how = f"{rates}; int8 {comparison.describe('fp32')}"
-    if comparison.outcome == FASTER:
-        return "int8", f"int8: {quality}, {how}"
-    return "fp32", f"fp32: {quality}, but not faster: {how}"
+
+def _path_of(build, name: str) -> str | None:
+    """The file (relative to the run folder) of a target's candidate fp32 or int8, or None."""
+    return next((row["path"] for row in build.candidates if row["name"] == name), None)
 
 
 def _measurable(cfg, base_dir: Path, target: str) -> bool:
-    from edgekd.runtimes import load_profile
-
     return load_profile(target, base_dir).latency_measurable_off_device
 
 

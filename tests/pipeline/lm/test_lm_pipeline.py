@@ -60,12 +60,15 @@ def test_a_language_model_runs_end_to_end(tmp_path):
     assert quantized["x86-cpu"]["method"] == "dynamic" and quantized["arm64-cpu"]["method"] == "nbits8"
 
     compiled = ctx.manifest.metrics("compile")["targets"]
-    x86 = compiled["x86-cpu"]["candidates"]
+    # the image pipeline's selection rows (pipeline/selection.choose), int8 first
+    x86 = {row["name"]: row for row in compiled["x86-cpu"]["candidates"]}
+    assert [row["name"] for row in compiled["x86-cpu"]["candidates"]] == ["int8", "fp32"]
     if compiled["x86-cpu"]["chosen"] == "int8":  # faster than fp32 beyond noise where this machine can time the target
-        assert x86["int8"]["speed_vs_fp32"]["outcome"] == "faster"
+        assert "faster than fp32" in x86["int8"]["verdict"]
     else:
-        assert "not faster" in compiled["x86-cpu"]["reason"] or "over the limit" in compiled["x86-cpu"]["reason"]
-    assert "val_tokens_per_second" not in compiled["arm64-cpu"]["candidates"]["int8"]  # an ARM board is timed on the board
+        assert x86["int8"]["verdict"].startswith(("within noise of fp32", "slower than fp32", "val perplexity"))
+    arm = {row["name"]: row for row in compiled["arm64-cpu"]["candidates"]}
+    assert "p50_ms" not in arm["int8"] and "val_tokens_per_second" not in arm["int8"]  # an ARM board is timed on the board
 
     for target in ("x86-cpu", "arm64-cpu"):
         bundle = run_dir / "bundle" / target
@@ -141,11 +144,11 @@ def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
     assert ctx.manifest.metrics("quantize")["targets"]["x86-cpu"]["method"] == "dynamic"
 
     compiled = ctx.manifest.metrics("compile")["targets"]["intel-cpu"]
-    fp32, int8 = compiled["candidates"]["fp32"], compiled["candidates"]["int8"]
-    assert compiled["runtime"] == "openvino" and fp32["file"].endswith("student-fp32-ov.xml") and int8["file"].endswith(".xml")
+    int8, fp32 = compiled["candidates"]
+    assert compiled["backend"] == "openvino" and fp32["path"].endswith("student-fp32-ov.xml") and int8["path"].endswith(".xml")
     within = int8["val_perplexity"] <= fp32["val_perplexity"] * 1.05
-    faster = int8.get("speed_vs_fp32", {}).get("outcome") == "faster"  # intel-cpu is timed here (OpenVINO's CPU plugin)
-    assert compiled["chosen"] == ("int8" if within and faster else "fp32"), compiled["reason"]
+    faster = "faster than fp32" in int8["verdict"]  # intel-cpu is timed here (OpenVINO's CPU plugin)
+    assert "p50_ms" in int8 and compiled["chosen"] == ("int8" if within and faster else "fp32"), int8["verdict"]
 
     bundle = run_dir / "bundle" / "intel-cpu"
     manifest = read_json(bundle / "manifest.json")
