@@ -16,14 +16,13 @@ import numpy as np
 from pydantic import ValidationError
 
 from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetError
-from edgekd.core.fileio import read_npz
+from edgekd.core.fileio import read_json, read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.data.table_schema import model_feed, schema_of
 from edgekd.device.bundle import REFERENCE_OUTPUTS, eval_key, load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
-from edgekd.device.lm_bundle import is_lm_bundle
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report
 from edgekd.device.token_ids import check_token_ids
@@ -199,6 +198,15 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
                                      "benched, whose agreement with itself is 1 by construction; bench a run folder holding "
                                      "the fp32 bundle and others to compare them")
     return report
+
+
+def is_lm_bundle(bundle_dir: Path) -> bool:
+    """True when the folder's manifest.json names a language model (read, not verified; an edgekd.lm-bundle/1 one is)."""
+    try:
+        manifest = read_json(Path(bundle_dir) / "manifest.json")
+    except ArtifactError:  # unreadable: reported by the verifier that reads it next, with its own message
+        return False
+    return isinstance(manifest, dict) and (manifest.get("task") == "language-model" or manifest.get("format") == "edgekd.lm-bundle/1")
 
 
 def _on_language_models(paths: list[Path], threads: int | None, images: Path | None, texts: Path | None,

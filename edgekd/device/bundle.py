@@ -46,7 +46,7 @@ def eval_key(input_name: str) -> str:
 
 
 def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_y: np.ndarray,
-                 reference_logits: np.ndarray, info: dict[str, Any], extra_files: dict[str, Path] | None = None,
+                 reference_logits: np.ndarray | None, info: dict[str, Any], extra_files: dict[str, Path] | None = None,
                  reference_outputs: dict[str, np.ndarray] | None = None) -> Path:
     """Assemble the bundle in a temporary folder, then swap it into place: a crash leaves the old one.
     `extra_files` ({name in the bundle: source}): what the device needs beside the model to feed it (a text model's
@@ -65,8 +65,8 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
         shutil.copyfile(source, staging / name)
     # Labels: class indices, or a task metric's (edgekd/core/task_metrics.py), whose boxes have float coordinates.
     labels = eval_y.astype(np.float32) if np.asarray(eval_y).dtype.kind == "f" else eval_y.astype(np.int64)
-    np.savez_compressed(staging / "eval.npz", **named, y=labels,
-                        reference_logits=reference_logits.astype(np.float32),
+    np.savez_compressed(staging / "eval.npz", **named, y=labels,  # no reference logits: a language model's bundle
+                        **({} if reference_logits is None else {"reference_logits": reference_logits.astype(np.float32)}),
                         **{f"{REFERENCE_OUTPUTS}{name}": array for name, array in (reference_outputs or {}).items()})
     backend = get_backend(artifact.backend)
     write_text_atomic(staging / "README.md", _README.format(
@@ -142,6 +142,10 @@ def verify_bundle(bundle_dir: Path, before_rebuild: bool = False) -> dict[str, A
     if not manifest_path.is_file():
         raise ArtifactError(f"{bundle_dir}: not a bundle (no manifest.json); point at runs/<name>/bundle/<target>")
     manifest = read_json(manifest_path)
+    if isinstance(manifest, dict) and manifest.get("format") == "edgekd.lm-bundle/1":  # an old LM bundle
+        from edgekd.device.lm_legacy import upgrade_lm_manifest
+
+        manifest = upgrade_lm_manifest(manifest, manifest_path)
     artifact = _artifact_section(manifest, manifest_path)
     root = bundle_dir.resolve()
     rebuilt = {_inside(root, name, manifest_path)

@@ -1,13 +1,15 @@
-"""`edgekd bench` on language-model bundles (device/lm_bundle.py), with numpy, onnxruntime and tokenizers only.
+"""`edgekd bench` on language-model bundles (edgekd.bundle/1, device/bundle.py; older edgekd.lm-bundle/1 ones through
+device/lm_legacy.py), with numpy, onnxruntime and tokenizers only.
 
 Per bundle: generation speed at batch 1 (time to first token, per-token p50/p99, tokens/s; edgekd.lang.generation_bench, the
 code the pipeline's bench stage runs), greedy or top-k sampling, from held-out prompts (the bundle's
-eval_blocks.npy) or the user's (`--texts`, one per line, tokenized with the bundle's tokenizer.json); perplexity on
+eval.npz input_ids) or the user's (`--texts`, one per line, tokenized with the bundle's tokenizer.json); perplexity on
 the bundle's held-out blocks, and the bundle's gate: perplexity at most (1 + max_increase) x the reference's, the
 reference measured on the same blocks on the build machine.
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -18,12 +20,13 @@ from pydantic import ValidationError
 from edgekd.core.environment import describe
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
 from edgekd.core.thresholds import threshold_error
+from edgekd.device.bundle import verify_bundle
 from edgekd.device.gate import Check, GateResult, Thresholds, check_row
-from edgekd.device.lm_bundle import TOKENIZER, model_bytes, model_file, read_eval_blocks, verify_lm_bundle, vocab_size
 from edgekd.device.lm_legacy import LM_DEVICE_REPORT
 from edgekd.device.token_ids import check_token_ids
 
 # Used only for a bundle that records no bench settings (made before it did); the pipeline's own defaults.
+TOKENIZER = "tokenizer.json"
 FALLBACK_BENCH = {"prompts": 20, "prompt_tokens": 32, "new_tokens": 64, "rounds": 1}
 
 
@@ -50,15 +53,15 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     from edgekd.lang.generate import load_decoder
     from edgekd.lang.generation_bench import generation_speed
 
-    bundles = [(Path(d), verify_lm_bundle(d)) for d in bundle_dirs]
+    bundles = [(Path(d), _verified(Path(d))) for d in bundle_dirs]
     _one_tokenizer(bundles)
     names = _artifact_names(bundles)
-    blocks = {name: read_eval_blocks(d, m) for name, (d, m) in zip(names, bundles, strict=True)}
+    blocks = {name: _eval_blocks(d, m) for name, (d, m) in zip(names, bundles, strict=True)}
     settings = {**FALLBACK_BENCH, **(bundles[0][1].get("bench") or {})}
     new_tokens = decoding.new_tokens or int(settings["new_tokens"])
     prompts, source = _prompts(bundles[0], blocks[names[0]], texts, settings, decoding, new_tokens)
     # each by the runtime its bundle records (the target's backend's; by the file's suffix in bundles without one)
-    decoders = {name: load_decoder(d / model_file(m), threads, m.get("runtime")) for name, (d, m) in zip(names, bundles, strict=True)}
+    decoders = {name: load_decoder(d / m["artifact"]["main"], threads, m.get("runtime")) for name, (d, m) in zip(names, bundles, strict=True)}
     speed = generation_speed(decoders, prompts, new_tokens, int(settings["rounds"]), decoding.top_k, decoding.temperature,
                              decoding.seed)
     rows = [_row(name, d, m, decoders[name], blocks[name], speed[name]) for name, (d, m) in zip(names, bundles, strict=True)]
@@ -79,9 +82,57 @@ def _artifact_names(bundles: list) -> list[str]:
     return names
 
 
+def _verified(bundle_dir: Path) -> dict[str, Any]:
+    """The manifest once every file matches its sha256 (device/bundle.verify_bundle; an edgekd.lm-bundle/1 one upgraded
+    by device/lm_legacy.py) and the tokenizer is among them: nothing is loaded from a bundle that was modified."""
+    manifest = verify_bundle(bundle_dir)
+    if TOKENIZER not in _listed(manifest):
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: lists no {TOKENIZER}; a language model's bundle needs its "
+                            "decoder and tokenizer, rebuild the bundle")
+    return manifest
+
+
+def _listed(manifest: dict[str, Any]) -> dict[str, str]:
+    return {entry["path"]: entry["sha256"] for entry in manifest["files"]}
+
+
+def _eval_blocks(bundle_dir: Path, manifest: dict[str, Any]) -> Optional[np.ndarray]:
+    """The held-out blocks the bundle carries (eval.npz's input_ids; eval_blocks.npy in edgekd.lm-bundle/1 bundles),
+    verified already, checked to be token ids the model takes; None for a bundle that carries none."""
+    name = _eval_file(manifest)
+    if name is None:
+        return None
+    path = bundle_dir / name
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        blocks = loaded["input_ids"] if name == "eval.npz" else loaded
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # pickled, truncated, not .npy/.npz
+        raise ArtifactError(f"{path}: not a plain .npy/.npz array of input_ids ({exc}); rebuild the bundle") from None
+    vocab, context = vocab_size(manifest), manifest.get("context")
+    if blocks.ndim == 2 and blocks.shape[0] == 0:  # bench.device_blocks 0
+        return None
+    if blocks.ndim != 2 or not np.issubdtype(blocks.dtype, np.integer) or blocks.shape[1] < 2:
+        raise ArtifactError(f"{path}: {blocks.dtype} {blocks.shape}, expected (n >= 1, length >= 2) integer token ids; "
+                            "rebuild the bundle")
+    if isinstance(context, int) and blocks.shape[1] > context:
+        raise ArtifactError(f"{path}: blocks of {blocks.shape[1]} tokens exceed the model's context {context}; rebuild the bundle")
+    check_token_ids(blocks, vocab, str(path))
+    return blocks.astype(np.int64)
+
+
+def _eval_file(manifest: dict[str, Any]) -> Optional[str]:
+    return next((name for name in ("eval.npz", "eval_blocks.npy") if name in _listed(manifest)), None)
+
+
+def vocab_size(manifest: dict[str, Any]) -> Optional[int]:
+    """The ids the decoder takes (0..vocab_size-1), as the build machine recorded them; None if not recorded."""
+    size = manifest.get("vocab_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
 def _one_tokenizer(bundles: list) -> None:
     """Prompts are tokenized once, so every bundle benched together must carry the same tokenizer.json."""
-    digests = {m["files"][TOKENIZER] for _d, m in bundles}
+    digests = {_listed(m)[TOKENIZER] for _d, m in bundles}
     if len(digests) > 1:
         raise ArtifactError(f"{', '.join(str(d) for d, _m in bundles)}: the bundles carry different tokenizers; "
                             "bench them one at a time")
@@ -99,14 +150,14 @@ def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], 
                         f" for the prompts of {texts}, so it is not the tokenizer the model was built with")
         return prompts[: decoding.prompts or None], str(texts)
     if blocks is None:
-        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (eval_blocks.npy: built "
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (built "
                             "before bundles did); give prompts with --texts FILE, one per line")
     prompt_tokens = int(settings["prompt_tokens"])
     if context and prompt_tokens + new_tokens > context:
         raise ConfigError(f"--new-tokens {new_tokens}: with the bundle's prompts of {prompt_tokens} tokens that exceeds the "
                           f"model's context of {context}; ask for at most {context - prompt_tokens}")
     count = decoding.prompts or int(settings["prompts"])
-    return held_out_prompts(blocks, count, prompt_tokens), f"{bundle_dir / 'eval_blocks.npy'} (held-out test blocks)"
+    return held_out_prompts(blocks, count, prompt_tokens), f"{bundle_dir / _eval_file(manifest)} (held-out test blocks)"
 
 
 def _text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: int) -> list[np.ndarray]:
@@ -137,7 +188,7 @@ def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[
     perplexity = None if blocks is None else round(onnx_perplexity(decoder, blocks), 4)
     row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"),
            "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
-           "bytes": model_bytes(bundle_dir, manifest), "perplexity": perplexity,
+           "bytes": sum((bundle_dir / name).stat().st_size for name in manifest["artifact"]["files"]), "perplexity": perplexity,
            "eval_blocks": None if blocks is None else int(len(blocks)), **speed}
     return row | _gate_check(bundle_dir, manifest, row)
 

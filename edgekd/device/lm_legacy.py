@@ -1,8 +1,12 @@
 """What edgekd wrote for language models before they shared the pipeline's formats, read (never written) so that old
-runs and reports still gate: the lm-report.json `edgekd bench` wrote for LM bundles (edgekd.lm-device-report/1) or
-the pipeline's bench stage wrote (edgekd.lm-report/1), upgraded to an edgekd.report/1 dict judged by the one gate
-(device/gate.py, on perplexity). A device report from before rows recorded their limit keeps the verdict bench gave
-it while no limit is given. Delete this module one release after nothing writes these formats. Lean: no torch.
+bundles still bench and old reports still gate:
+- edgekd.lm-bundle/1 bundles (`files` a {name: sha256} mapping, `model` the decoder's name): upgraded to an
+  edgekd.bundle/1 manifest for device/bundle.verify_bundle;
+- the lm-report.json `edgekd bench` wrote for LM bundles (edgekd.lm-device-report/1) or the pipeline's bench stage
+  wrote (edgekd.lm-report/1): upgraded to an edgekd.report/1 dict judged by the one gate (device/gate.py, on
+  perplexity). A device report from before rows recorded their limit keeps the verdict bench gave it while no limit
+  is given.
+Delete this module one release after nothing writes these formats. Lean: no torch.
 """
 from __future__ import annotations
 
@@ -18,6 +22,23 @@ from edgekd.device.report.build import REPORT_SCHEMA
 LM_DEVICE_REPORT = "edgekd.lm-device-report/1"  # `edgekd bench` on LM bundles, before edgekd.report/1
 LM_PIPELINE_REPORT = "edgekd.lm-report/1"       # the pipeline's LM bench stage, before edgekd.report/1
 LM_REPORTS = (LM_DEVICE_REPORT, LM_PIPELINE_REPORT)
+
+
+def upgrade_lm_manifest(manifest: dict[str, Any], manifest_path: Path) -> dict[str, Any]:
+    """An edgekd.lm-bundle/1 manifest as edgekd.bundle/1: `files` as a list, `artifact` from `model` and `runtime`
+    (the decoder backend that opens it), judged on perplexity and gated by bench as before."""
+    from edgekd.runtimes import get_backend
+    from edgekd.runtimes.registry import decoder_backend_for
+
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise ArtifactError(f"{manifest_path}: 'files' must map each file name to its sha256; rebuild the bundle")
+    model = manifest.get("model") if isinstance(manifest.get("model"), str) else "model.onnx"
+    backend = decoder_backend_for(Path(model), manifest.get("runtime"))
+    artifact = {"backend": backend, "precision": manifest.get("precision") or "fp32", "main": model,
+                "files": [str(p) for p in get_backend(backend).decoder_files(Path(model))]}
+    return {**manifest, "schema": "edgekd.bundle/1", "task_metric": "perplexity", "gate_on_bench": True, "artifact": artifact,
+            "files": [{"path": name, "sha256": digest} for name, digest in files.items()]}
 
 
 def lm_report_schema(data: Any) -> Optional[str]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+
 from edgekd.core.errors import ConfigError, StageError, TargetError
 from edgekd.core.fileio import read_json, write_json_atomic, write_text_atomic
 from edgekd.pipeline.lm.config import LanguageModelConfig
@@ -216,19 +218,35 @@ class LMCompileStep(TaskStep):
 
     def _bundle(self, target: str, precision: str, model: Path, val_perplexity: float, quantized: dict, tokenizer,
                 held_out: dict) -> list[Path]:
-        from edgekd.device.lm_bundle import write_lm_bundle
+        """The image pipeline's bundle (edgekd.bundle/1, device/bundle.write_bundle): the decoder as model.onnx (or its
+        IR, model.xml + model.bin), tokenizer.json, and eval.npz's input_ids the held-out blocks."""
+        import shutil
 
-        cfg = self.ctx.cfg
-        info = {"task": "language-model", "target": target, "precision": precision, "runtime": _target_runtime(cfg, self.ctx.base_dir, target),
-                "quantization": quantized if precision == "int8" else {"method": "none"},
+        from edgekd.device.bundle import write_bundle
+        from edgekd.runtimes import get_backend
+        from edgekd.runtimes.base import Artifact
+
+        ctx, cfg = self.ctx, self.ctx.cfg
+        name = load_profile(target, ctx.base_dir).backend
+        backend = get_backend(name)
+        root = ctx.stage_dir("compile") / target / precision
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        for source in backend.decoder_files(model):  # as a bundle names them (the .bin beside its .xml)
+            shutil.copyfile(source, root / f"model{source.suffix}")
+        artifact = Artifact(name, precision, root, f"model{model.suffix}", [p.name for p in sorted(root.iterdir())])
+        info = {"task": "language-model", "task_metric": "perplexity", "target": target, "precision": precision,
+                "runtime": runtime_of(name), "quantization": quantized if precision == "int8" else {"method": "none"},
                 "context": cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
                 "val_perplexity": val_perplexity,
-                # what `edgekd bench` on the device measures and gates by: the pipeline's own settings
-                "gate": {"max_increase": cfg.gate.max_increase, "reference": cfg.gate.reference},
+                # what `edgekd bench` on the device measures and gates by (gate_on_bench): the pipeline's own settings
+                "gate": cfg.gate.model_dump(mode="json"), "gate_on_bench": True,
                 "bench": {"prompts": cfg.bench.prompts, "prompt_tokens": cfg.bench.prompt_tokens,
                           "new_tokens": cfg.bench.new_tokens, "rounds": cfg.bench.rounds},
-                **({"eval": held_out["eval"]} if held_out["blocks"] is not None else {})}
-        return write_lm_bundle(self.ctx.layout.bundle_dir(target), model, tokenizer.path, info, held_out["blocks"])
+                **({"eval": held_out["eval"]} if held_out["eval"] else {})}
+        bundle = write_bundle(ctx.layout.bundle_dir(target), artifact, {"input_ids": held_out["blocks"]}, held_out["blocks"],
+                              None, info, extra_files={"tokenizer.json": tokenizer.path})
+        return [bundle / "manifest.json"]
 
     def _held_out(self, tokenizer) -> dict:
         """The test blocks every bundle carries (bench.device_blocks, spread over those bench measures) and the
@@ -240,13 +258,13 @@ class LMCompileStep(TaskStep):
         from edgekd.pipeline.lm.data import device_blocks
 
         ctx, count = self.ctx, self.ctx.cfg.bench.device_blocks
-        if count == 0:
-            return {"blocks": None}
+        if count == 0:  # no rows: the bundle carries no held-out blocks
+            return {"blocks": np.zeros((0, ctx.cfg.data.context), np.int64), "eval": None}
         # among the blocks bench measures (data.test_blocks): a bundle covering them all reproduces bench's perplexity
         blocks = device_blocks(ctx.dataset.blocks(tokenizer.path, "test")[: ctx.cfg.data.test_blocks or None], count)
         references = {"student_fp32": round(onnx_perplexity(OnnxDecoder(fp32_onnx(ctx)), blocks), 4),
                       "teacher": round(torch_perplexity(load_pretrained(teacher_dir(ctx)), blocks), 4)}
-        return {"blocks": blocks, "eval": {"file": "eval_blocks.npy", "split": "test", "blocks": int(len(blocks)),
+        return {"blocks": blocks, "eval": {"file": "eval.npz", "split": "test", "blocks": int(len(blocks)),
                                            "block_tokens": int(blocks.shape[1]), "reference_perplexity": references}}
 
 

@@ -48,7 +48,7 @@ def test_a_run_folder_of_lm_bundles_is_benched_and_gated_with_torch_blocked(lm_r
     assert report == read_json(out / "lm-report.json") and "| x86-cpu/fp32 |" in (out / "report.md").read_text()
     assert report["format"] == "edgekd.lm-device-report/1" and report["decoding"] == {"mode": "greedy"}
     assert report["prompts"]["count"] == BENCH["prompts"] and report["prompts"]["tokens"] == [BENCH["prompt_tokens"]] * 3
-    blocks = np.load(lm_run / "bundle" / "x86-cpu" / "eval_blocks.npy", allow_pickle=False)
+    blocks = np.load(lm_run / "bundle" / "x86-cpu" / "eval.npz", allow_pickle=False)["input_ids"]
     for row in report["rows"]:
         # every timing of a batch-1 generation, measured here
         assert row["generations"] == BENCH["prompts"] * BENCH["rounds"] and row["tokens_per_second"] > 0
@@ -101,13 +101,13 @@ def test_a_failed_gate_exits_1_after_writing_the_report(run_copy, tmp_path):
 def test_a_bundle_missing_its_tokenizer_is_one_line_naming_it(run_copy):
     bundle = run_copy / "bundle" / "x86-cpu"
     (bundle / "tokenizer.json").unlink()
-    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "tokenizer.json"), "missing")
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), f"{bundle}: 'tokenizer.json'", "missing")
 
 
 def test_a_manifest_without_a_tokenizer_entry_is_refused(run_copy):
     bundle = run_copy / "bundle" / "x86-cpu"
     manifest = read_json(bundle / "manifest.json")
-    del manifest["files"]["tokenizer.json"]
+    manifest["files"] = [entry for entry in manifest["files"] if entry["path"] != "tokenizer.json"]
     write_json_atomic(bundle / "manifest.json", manifest)
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), "manifest.json", "lists no tokenizer.json")
 
@@ -116,7 +116,7 @@ def test_a_modified_model_is_refused_before_loading(run_copy):
     bundle = run_copy / "bundle" / "x86-cpu"
     with open(bundle / "model.onnx", "ab") as handle:
         handle.write(b"\0")
-    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "model.onnx"), "sha256")
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), f"{bundle}: 'model.onnx'", "sha256")
 
 
 def test_an_empty_prompts_file_is_one_line_naming_it(lm_run, tmp_path):
@@ -134,12 +134,13 @@ def test_a_prompt_longer_than_the_context_names_its_line(lm_run, tmp_path):
 
 
 def test_a_bundle_without_held_out_blocks_needs_prompts_and_is_not_gated(run_copy, tmp_path):
-    """A bundle made before bundles carried eval_blocks.npy: prompts from --texts work, the gate is not evaluated."""
+    """A bundle that carries no held-out blocks (bench.device_blocks 0: eval.npz's input_ids hold none): prompts from
+    --texts work, the gate is not evaluated."""
     bundle = run_copy / "bundle" / "x86-cpu"
+    _replace_eval(bundle, np.zeros((0, 32), np.int64))
     manifest = read_json(bundle / "manifest.json")
-    del manifest["files"]["eval_blocks.npy"], manifest["eval"]
+    del manifest["eval"]
     write_json_atomic(bundle / "manifest.json", manifest)
-    (bundle / "eval_blocks.npy").unlink()
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), "no held-out blocks", "--texts")
     texts = tmp_path / "p.txt"
     texts.write_text("def f(x):\n", encoding="utf-8")
@@ -148,13 +149,19 @@ def test_a_bundle_without_held_out_blocks_needs_prompts_and_is_not_gated(run_cop
     assert "gate: not evaluated" in result.output and "n/a" in result.output
 
 
+def _replace_eval(bundle, input_ids):
+    """eval.npz's held-out blocks replaced, listed with their sha256 as the bundle lists every file."""
+    np.savez_compressed(bundle / "eval.npz", input_ids=input_ids, y=np.zeros(1))
+    manifest = read_json(bundle / "manifest.json")
+    manifest["files"] = [entry | ({"sha256": sha256_of(bundle / "eval.npz")} if entry["path"] == "eval.npz" else {})
+                         for entry in manifest["files"]]
+    write_json_atomic(bundle / "manifest.json", manifest)
+
+
 def test_a_pickled_eval_file_is_refused(run_copy):
     bundle = run_copy / "bundle" / "x86-cpu"
-    np.save(bundle / "eval_blocks.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    manifest = read_json(bundle / "manifest.json")
-    manifest["files"]["eval_blocks.npy"] = sha256_of(bundle / "eval_blocks.npy")  # even with a matching sha256
-    write_json_atomic(bundle / "manifest.json", manifest)
-    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "eval_blocks.npy"), "not a plain .npy")
+    _replace_eval(bundle, np.array([{"a": 1}], dtype=object))  # even with a matching sha256
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "eval.npz"), "not a plain .npy")
 
 
 def test_a_temperature_without_top_k_is_a_usage_error(lm_run):
@@ -238,7 +245,8 @@ def test_prompts_from_a_swapped_tokenizer_past_the_vocabulary_are_refused_naming
     swapped.add_tokens(["zebra_crossing"])  # one id past the model's vocabulary
     swapped.save(str(bundle / "tokenizer.json"))
     manifest = read_json(bundle / "manifest.json")
-    manifest["files"]["tokenizer.json"] = sha256_of(bundle / "tokenizer.json")
+    manifest["files"] = [entry | ({"sha256": sha256_of(bundle / "tokenizer.json")} if entry["path"] == "tokenizer.json" else {})
+                         for entry in manifest["files"]]
     write_json_atomic(bundle / "manifest.json", manifest)
     texts = tmp_path / "p.txt"
     texts.write_text("def zebra_crossing(x):\n", encoding="utf-8")

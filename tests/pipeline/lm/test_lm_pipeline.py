@@ -73,19 +73,19 @@ def test_a_language_model_runs_end_to_end(tmp_path):
     for target in ("x86-cpu", "arm64-cpu"):
         bundle = run_dir / "bundle" / target
         manifest = read_json(bundle / "manifest.json")
-        assert manifest["task"] == "language-model" and manifest["context"] == 32
-        assert all(sha256_of(bundle / name) == digest for name, digest in manifest["files"].items())
+        assert manifest["schema"] == "edgekd.bundle/1" and manifest["task"] == "language-model" and manifest["context"] == 32
+        assert all(sha256_of(bundle / entry["path"]) == entry["sha256"] for entry in manifest["files"])
         # The bundle alone generates text: its model and tokenizer, no torch needed for these two.
         tokenizer, decoder = LMTokenizer(bundle / "tokenizer.json"), OnnxDecoder(bundle / "model.onnx")
         tokens = generate(decoder, tokenizer.encode("def function_1"), 6).tokens
         assert len(tokens) == 6 and isinstance(tokenizer.decode(tokens), str)
         # Held-out test blocks for the device, with the gate and its reference measured on exactly those blocks.
-        assert manifest["files"]["eval_blocks.npy"] == sha256_of(bundle / "eval_blocks.npy")
-        eval_blocks = np.load(bundle / "eval_blocks.npy", allow_pickle=False)
-        assert eval_blocks.dtype == np.int32 and eval_blocks.shape[1] == 32 and manifest["eval"]["blocks"] == len(eval_blocks)
+        eval_blocks = np.load(bundle / "eval.npz", allow_pickle=False)["input_ids"]
+        assert eval_blocks.shape[1] == 32 and manifest["eval"]["blocks"] == len(eval_blocks)
         fp32_ppl = onnx_perplexity(OnnxDecoder(run_dir / "03-export" / "student-fp32.onnx"), eval_blocks)
         assert manifest["eval"]["reference_perplexity"]["student_fp32"] == pytest.approx(fp32_ppl, abs=1e-3)
-        assert manifest["gate"] == {"max_increase": 0.05, "reference": "student_fp32"} and manifest["bench"]["new_tokens"] == 8
+        assert manifest["gate"] == {"max_increase": 0.05, "reference": "student_fp32", "min_greedy_agreement": None}
+        assert manifest["bench"]["new_tokens"] == 8 and manifest["gate_on_bench"] and manifest["task_metric"] == "perplexity"
 
     report = read_json(run_dir / "lm-report.json")
     rows = {row["target"]: row for row in report["rows"]}
@@ -152,9 +152,9 @@ def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
 
     bundle = run_dir / "bundle" / "intel-cpu"
     manifest = read_json(bundle / "manifest.json")
-    assert manifest["runtime"] == "openvino" and manifest["model"] == "model.xml"
-    assert set(manifest["files"]) == {"model.xml", "model.bin", "tokenizer.json", "eval_blocks.npy"}
-    assert all(sha256_of(bundle / name) == digest for name, digest in manifest["files"].items())
+    assert manifest["runtime"] == "openvino" and manifest["artifact"]["main"] == "model.xml"
+    assert {e["path"] for e in manifest["files"]} == {"model.xml", "model.bin", "tokenizer.json", "eval.npz", "README.md"}
+    assert all(sha256_of(bundle / entry["path"]) == entry["sha256"] for entry in manifest["files"])
     decoder = load_decoder(bundle / "model.xml")
     assert isinstance(decoder, OpenVinoDecoder) and decoder.context == 32
     tokenizer = LMTokenizer(bundle / "tokenizer.json")
@@ -164,7 +164,7 @@ def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
     from edgekd.lang.perplexity import onnx_perplexity
 
     device_row = bench_lm_bundles([bundle])["rows"][0]
-    eval_blocks = np.load(bundle / "eval_blocks.npy", allow_pickle=False)
+    eval_blocks = np.load(bundle / "eval.npz", allow_pickle=False)["input_ids"]
     assert device_row["perplexity"] == pytest.approx(onnx_perplexity(decoder, eval_blocks), rel=1e-4)
     assert device_row["tokens_per_second"] > 0 and device_row["gate"] in ("PASS", "FAIL")
     assert device_row["bytes"] == (bundle / "model.xml").stat().st_size + (bundle / "model.bin").stat().st_size
