@@ -81,9 +81,10 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
     on instead of eval.npz, decoded with the manifest's preprocessing (class sub-folders named as its labels give
     top-1; without them, fidelity to the fp32 bundle). `texts`: a .jsonl or .csv of text,label to measure a text
     model's bundle on, tokenized with the bundle's tokenizer.json.
-    A language model's bundle (or run folder of them) gets a report of format edgekd.lm-device-report/1 instead:
-    perplexity on its held-out blocks, generation speed at batch 1 (`decoding`: greedy unless top_k; prompts from
-    `texts`, one per line, else the bundle's held-out blocks) and the bundle's gate (`report["gate"]["passed"]`)."""
+    A language model's bundle (or run folder of them) is measured its own way, in the same report schema
+    (task_metric perplexity): perplexity on its held-out blocks, generation speed at batch 1 (`decoding`: greedy
+    unless top_k; prompts from `texts`, one per line, else the bundle's held-out blocks) and the bundle's gate
+    (`report["verdict"]["passed"]`: None when no bundle could be gated)."""
     from edgekd.device.bench import bench_bundles
     from edgekd.device.latency import LatencySpec
 

@@ -28,6 +28,8 @@ FIDELITY_NOTE = ("measured: fidelity to fp32 (no labels): top-1 is the share of 
 def measured_note(report: dict) -> str | None:
     """The line a report, table or gate shows when its top-1 is fidelity to fp32 rather than accuracy, or a task metric."""
     metric = report.get("task_metric") or "top1"
+    if metric == PERPLEXITY.key:  # its own columns and words (device/report/table.intro): no top-1 to explain
+        return None
     if metric != "top1":
         against = "the fp32 model's outputs as labels (no labels)" if report.get("measured") == FIDELITY else "the labels"
         return (f"measured: {metric} against {against}: the top-1 column holds {metric} and drop is in its points; "

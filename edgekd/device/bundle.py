@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from edgekd.core.environment import cpu_info, library_versions
 from edgekd.core.errors import ArtifactError
 from edgekd.core.fileio import file_record, read_json, sha256_of, write_json_atomic, write_text_atomic
+from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.registry import get_backend
 
@@ -204,3 +206,22 @@ def _check_hash(bundle_dir: Path, path: Path, name: str, digest: str) -> None:
 def load_bundle(bundle_dir: Path, before_rebuild: bool = False) -> tuple[dict[str, Any], Artifact]:
     manifest = verify_bundle(bundle_dir, before_rebuild)
     return manifest, Artifact.from_json(manifest["artifact"], Path(bundle_dir))
+
+
+def bundle_thresholds(manifest: dict[str, Any], bundle_dir: Path) -> dict[str, Any]:
+    """The thresholds the pipeline's gate applied (recorded in the bundle), so a gate on the device
+    judges by the same limits. Bundles from before that record: the profile's thresholds where set,
+    edgekd's defaults otherwise. Checked by the one Thresholds model: a nan or inf limit is refused here, naming
+    the key, rather than written into a report that would pass or fail everything."""
+    recorded = manifest.get("gate")
+    if isinstance(recorded, dict):
+        given, section = {k: v for k, v in recorded.items() if k in THRESHOLD_NAMES}, "gate"
+    else:
+        profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
+        given = {k: v for k, v in profile_gate.items() if k in THRESHOLD_NAMES and v is not None}
+        section = "profile.gate"
+    base = Thresholds(max_drop=None) if manifest.get("task_metric") == "perplexity" else Thresholds()  # a drop means nothing there
+    try:
+        return Thresholds.model_validate(base.model_dump() | given).model_dump()
+    except ValidationError as exc:
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: {section}.{threshold_error(exc)}; rebuild the bundle") from None

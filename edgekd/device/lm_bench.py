@@ -15,18 +15,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from pydantic import ValidationError
 
-from edgekd.core.environment import describe
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
-from edgekd.core.thresholds import threshold_error
-from edgekd.device.bundle import verify_bundle
-from edgekd.device.gate import Check, GateResult, Thresholds, check_row
-from edgekd.device.lm_legacy import LM_DEVICE_REPORT
+from edgekd.core.metrics import eval_set_hash
+from edgekd.device.bundle import bundle_thresholds, verify_bundle
+from edgekd.device.gate import GateResult, Thresholds, gate_report, verdicts
+from edgekd.device.latency import LatencySpec
 from edgekd.device.token_ids import check_token_ids
 
-# Used only for a bundle that records no bench settings (made before it did); the pipeline's own defaults.
 TOKENIZER = "tokenizer.json"
+# Used only for a bundle that records no bench settings (made before it did); the pipeline's own defaults.
 FALLBACK_BENCH = {"prompts": 20, "prompt_tokens": 32, "new_tokens": 64, "rounds": 1}
 
 
@@ -49,7 +47,9 @@ class Decoding:
 
 def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, texts: Optional[Path] = None,
                      decoding: Decoding = Decoding()) -> dict[str, Any]:
-    """One report (format edgekd.lm-device-report/1) for the bundles, every file verified before anything loads."""
+    """One report (edgekd.report/1, task_metric perplexity: device/report/build.build_report) for the bundles, every
+    file verified before anything loads, and with the bundles' gate_on_bench their verdict (device/gate.gate_report)."""
+    from edgekd.device.report.build import build_report
     from edgekd.lang.generate import load_decoder
     from edgekd.lang.generation_bench import generation_speed
 
@@ -64,15 +64,19 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     decoders = {name: load_decoder(d / m["artifact"]["main"], threads, m.get("runtime")) for name, (d, m) in zip(names, bundles, strict=True)}
     speed = generation_speed(decoders, prompts, new_tokens, int(settings["rounds"]), decoding.top_k, decoding.temperature,
                              decoding.seed)
-    rows = [_row(name, d, m, decoders[name], blocks[name], speed[name]) for name, (d, m) in zip(names, bundles, strict=True)]
-    warnings = [f"{row['artifact']}: the bundle carries no held-out blocks; perplexity and the gate need a bundle rebuilt "
-                "by this edgekd" for row in rows if row["perplexity"] is None]
-    # schema: what `edgekd gate` reads (as report.json's); format: the key reports carried before, kept for their readers
-    return {"schema": LM_DEVICE_REPORT, "format": LM_DEVICE_REPORT,
-            "prompts": {"count": len(prompts), "source": source, "tokens": [int(len(p)) for p in prompts]},
-            "new_tokens": new_tokens, "rounds": int(settings["rounds"]), "decoding": decoding.describe(),
-            "threads": threads, "rows": rows, "gate": _verdict(rows), "environment": describe(),
-            "warnings": warnings}
+    gate = bundle_thresholds(bundles[0][1], bundles[0][0])
+    rows = [_row(name, d, m, decoders[name], blocks[name], speed[name], gate["reference"]) for name, (d, m) in zip(names, bundles, strict=True)]
+    first = blocks[names[0]]
+    eval_set = {} if first is None else {"samples": int(len(first)), "sha256": eval_set_hash({"input_ids": first}, first)}
+    report = build_report(bundles[0][1].get("run") or Path(bundle_dirs[0]).resolve().parent.parent.name, rows, {}, eval_set,
+                          gate, LatencySpec(), (1,), False, task_metric="perplexity")
+    del report["bench"]  # latency settings of the classifiers' bench; a generation's are these:
+    report.update(prompts={"count": len(prompts), "source": source, "tokens": [int(len(p)) for p in prompts]},
+                  new_tokens=new_tokens, rounds=int(settings["rounds"]), decoding=decoding.describe(), threads=threads)
+    report["warnings"] += [f"{row['artifact']}: {row['not_measured']}" for row in rows if row["perplexity"] is None]
+    if bundles[0][1].get("gate_on_bench"):
+        report["verdict"] = _verdict(gate_report(report, Thresholds.model_validate(gate)))
+    return report
 
 
 def _artifact_names(bundles: list) -> list[str]:
@@ -182,42 +186,27 @@ def _text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: in
     return prompts
 
 
-def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[np.ndarray], speed: dict) -> dict:
+def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[np.ndarray], speed: dict, reference: str) -> dict:
+    """One bundle: its perplexity on its held-out blocks and the reference's on the same blocks (the build machine's),
+    which the gate judges it against."""
     from edgekd.lang.perplexity import onnx_perplexity
 
-    perplexity = None if blocks is None else round(onnx_perplexity(decoder, blocks), 4)
-    row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"),
+    known = ((manifest.get("eval") or {}).get("reference_perplexity") or {}).get(reference)
+    valid = isinstance(known, (int, float)) and not isinstance(known, bool) and known > 0
+    row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"), "shipped": True,
            "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
-           "bytes": sum((bundle_dir / name).stat().st_size for name in manifest["artifact"]["files"]), "perplexity": perplexity,
-           "eval_blocks": None if blocks is None else int(len(blocks)), **speed}
-    return row | _gate_check(bundle_dir, manifest, row)
+           "bytes": sum((bundle_dir / name).stat().st_size for name in manifest["artifact"]["files"]),
+           "perplexity": None if blocks is None else round(onnx_perplexity(decoder, blocks), 4),
+           "eval_blocks": None if blocks is None else int(len(blocks)),
+           "reference": {"name": reference, "perplexity": known if valid else None}, **speed}
+    if blocks is None:
+        row["not_measured"] = "perplexity: the bundle carries no held-out blocks (rebuild it with this edgekd); not gated"
+    return row
 
 
-def _gate_check(bundle_dir: Path, manifest: dict, row: dict) -> dict:
-    """The bundle's gate (device/gate.py on perplexity) on this machine's perplexity: PASS, FAIL, or n/a with why."""
-    gate = manifest.get("gate") or {}
-    try:  # the rules of every threshold: no nan, no inf
-        limits = Thresholds(max_drop=None, **{k: gate[k] for k in ("max_increase", "reference") if k in gate})
-    except ValidationError as exc:
-        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: gate.{threshold_error(exc).replace(':', '', 1)}; "
-                            "rebuild the bundle") from None
-    known = ((manifest.get("eval") or {}).get("reference_perplexity") or {}).get(limits.reference)
-    if row["perplexity"] is None:
-        return {"gate": "n/a", "why": "perplexity not measured (no held-out blocks in the bundle)"}
-    if limits.max_increase is None:
-        return {"gate": "n/a", "why": "the bundle's gate sets no max_increase"}
-    if not isinstance(known, (int, float)) or known <= 0:
-        return {"gate": "n/a", "why": f"the manifest has no {limits.reference} perplexity on these blocks"}
-    check, = check_row(row, known, None, limits, metric="perplexity")
-    return {"reference": {"name": limits.reference, "perplexity": known}, "perplexity_increase": round(row["perplexity"] / known - 1, 6),
-            "max_increase": limits.max_increase,  # the limit, so that `edgekd gate` on this report judges by it
-            "gate": "PASS" if check.passed else "FAIL", "why": check.reason}
-
-
-def _verdict(rows: list[dict]) -> dict:
-    """Failed when any bundle fails; not evaluated (passed None) when no bundle could be checked."""
-    result = GateResult([Check(row["artifact"], "max_increase", row["gate"] != "FAIL", row["why"], row["gate"] == "n/a")
-                         for row in rows])
-    if not result.evaluated:
+def _verdict(checks: GateResult) -> dict[str, Any]:
+    """The gate's verdict, as gate.json records one; not evaluated (passed None, exit 0) when no bundle could be checked."""
+    if not checks.evaluated:
         return {"passed": None, "summary": "gate: not evaluated (no bundle with held-out blocks and a gate)"}
-    return {"passed": result.passed, "summary": result.summary}
+    return {"passed": checks.passed, "summary": checks.summary, "artifacts": verdicts(checks),
+            "checks": [check.__dict__ for check in checks]}

@@ -37,6 +37,11 @@ class Fidelity:
         n = min(samples, len(test))
         return take_rows(test.x, slice(0, n)), test.y[:n]
 
+    def report_rows(self, config, base_dir) -> list[str]:
+        from edgekd.pipeline.task import report_rows
+
+        return report_rows(config, base_dir)
+
     def steps(self, config) -> dict[str, str]:
         return NO_STEPS
 

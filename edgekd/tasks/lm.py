@@ -1,5 +1,6 @@
-"""Language models (`task: language-model`): next-token prediction, perplexity; every stage is the task's own step
-(lm_train.py: tokenizer, teacher, student; lm_ship.py: decoder export, quantization, bundles, bench, gate)."""
+"""Language models (`task: language-model`): next-token prediction, perplexity (lower is better: core.metrics.PERPLEXITY).
+Six stages are the task's own steps (lm_train.py: tokenizer, teacher, student; lm_ship.py: decoder export, quantization,
+bundles, bench); the gate is the generic one, on the bench step's report.json."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ import numpy as np
 
 LANGUAGE_MODEL_STEPS = {**{name: f"edgekd.tasks.lm_train:LM{name.capitalize()}Step" for name in ("teachers", "distill")},
                         **{name: f"edgekd.tasks.lm_ship:LM{name.capitalize()}Step"
-                           for name in ("export", "quantize", "compile", "bench", "gate")}}
+                           for name in ("export", "quantize", "compile", "bench")}}  # the gate is the generic one
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class LanguageModel:
 
     def steps(self, config) -> dict[str, str]:
         return LANGUAGE_MODEL_STEPS
+
+    def report_rows(self, config, base_dir) -> list[str]:
+        return ["student_fp32", "teacher"]  # the bench step's references; gate.reference takes one of them
 
     def load_dataset(self, config, base_dir):
         from edgekd.pipeline.lm.data import load_lm_dataset

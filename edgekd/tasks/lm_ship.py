@@ -1,13 +1,13 @@
-"""Stages 3-7 of a language model: export the student as one decoder with a KV cache, int8 per target, the
-bundle per target (model, tokenizer.json, manifest), bench (perplexity, torch-free generation), and the gate on
-perplexity.
+"""Stages 3-6 of a language model: export the student as one decoder with a KV cache, int8 per target, the
+bundle per target (edgekd.bundle/1: model, tokenizer.json, eval.npz, manifest) and bench (perplexity, torch-free
+generation) into report.json (edgekd.report/1), which the generic gate stage judges on perplexity.
 
 Targets are onnxruntime's (x86-cpu, arm64-cpu and profiles with backend ort / ort-arm64), which ship the ONNX
 decoder (int8: dynamic or MatMulNBits), and OpenVINO's (intel-cpu, backend openvino), which ship it as IR
 (.xml + .bin; int8: NNCF weight compression ov_int8 / ov_int4). Which model a target ships is chosen on the
 validation split (the quantized one when its perplexity is within gate.max_increase of the target's fp32 model's
-and, where this machine can time the target, it decodes no slower; else fp32); bench and the gate then measure
-on the test split. "int8" names the quantized candidate whatever its bits, as in the image pipeline's records.
+and, where this machine can time the target, it decodes faster beyond noise: pipeline/selection.choose; else fp32);
+bench and the gate then measure on the test split. "int8" names the quantized candidate whatever its bits, as in the image pipeline's records.
 """
 from __future__ import annotations
 
@@ -17,22 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.core.errors import ConfigError, StageError, TargetError
-from edgekd.core.fileio import read_json, write_json_atomic, write_text_atomic
 from edgekd.pipeline.lm.config import LanguageModelConfig
 from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, teacher_dir, tokenizer_path
 from edgekd.pipeline.lm.records import LMQuantizeRecord, LMTeacherRecord
 from edgekd.pipeline.records import CompileRecord, TargetBuild, read_record
 from edgekd.pipeline.selection import choose, increase_rule
 from edgekd.pipeline.stage import StageOutput, TaskStep
-from edgekd.runtimes import load_profile
+from edgekd.runtimes import get_backend, load_profile
 from edgekd.runtimes.registry import runtime_of
-
-REPORT = "lm-report.json"  # not report.json: that name is the image report's schema (edgekd.report/1)
 
 
 def _profiles(config: LanguageModelConfig, base_dir: Path) -> dict:
     """The targets' profiles; a target whose backend runs no decoder (Backend.decoder_methods) is refused."""
-    from edgekd.runtimes import get_backend
     from edgekd.runtimes.registry import decoder_backends
 
     profiles = {name: load_profile(name, base_dir) for name in config.targets}
@@ -47,7 +43,6 @@ def _profiles(config: LanguageModelConfig, base_dir: Path) -> dict:
 def _methods(config: LanguageModelConfig, base_dir: Path) -> dict[str, tuple[str, object]]:
     """Per target, its quantize method and profile; a method for no listed target's runtime, or OpenVINO or NNCF
     missing for an OpenVINO target, is a one-line error before any training."""
-    from edgekd.runtimes import get_backend
     from edgekd.runtimes.registry import decoder_backends
 
     profiles = _profiles(config, base_dir)
@@ -129,7 +124,6 @@ class LMQuantizeStep(TaskStep):
 
     def _openvino(self, name: str, method: str, profile, made: dict) -> dict:
         from edgekd.lm.openvino import Compression, convert_decoder
-        from edgekd.runtimes import get_backend
 
         ctx, options, backend = self.ctx, self.ctx.cfg.quantize.openvino, get_backend(profile.backend)
         fp32 = ctx.stage_dir("quantize") / "student-fp32-ov.xml"
@@ -223,7 +217,6 @@ class LMCompileStep(TaskStep):
         import shutil
 
         from edgekd.device.bundle import write_bundle
-        from edgekd.runtimes import get_backend
         from edgekd.runtimes.base import Artifact
 
         ctx, cfg = self.ctx, self.ctx.cfg
@@ -279,13 +272,16 @@ def _target_runtime(cfg, base_dir: Path, target: str) -> str:
 
 class LMBenchStep(TaskStep):
     """Stage 6: test perplexity of every model, torch-free greedy generation (TTFT, p50/p99, tokens/s) and greedy
-    agreement with the fp32 student; lm-report.json and report.md."""
+    agreement with the fp32 student; report.json (edgekd.report/1, task_metric perplexity), which the generic gate
+    stage judges."""
 
     name = "bench"
     sections = ("bench",)
 
     def run(self) -> StageOutput:
-        from edgekd.core.environment import describe
+        from edgekd.core.metrics import eval_set_hash
+        from edgekd.device.latency import LatencySpec
+        from edgekd.device.report.build import build_report, write_reports
         from edgekd.lang.generate import load_decoder
         from edgekd.lang.generation_bench import generation_speed, greedy_agreement
         from edgekd.lang.perplexity import onnx_perplexity
@@ -302,33 +298,33 @@ class LMBenchStep(TaskStep):
         paths = {"fp32": fp32_onnx(ctx)} | {self._model_name(file): ctx.run_dir / file for file in files}
         model_of = {t: self._model_name(shipped[t]) for t in cfg.targets}
         decoders = {name: load_decoder(path) for name, path in paths.items()}
-        perplexity = {name: onnx_perplexity(decoder, test) for name, decoder in decoders.items()}
-        measurable = {t: _measurable(cfg, ctx.base_dir, t) for t in cfg.targets}
-        timed = {"fp32"} | {model_of[t] for t in cfg.targets if measurable[t]}
+        perplexity = {name: round(onnx_perplexity(decoder, test), 4) for name, decoder in decoders.items()}
+        timed = {"fp32"} | {model_of[t] for t in cfg.targets if _measurable(cfg, ctx.base_dir, t)}
         speed = generation_speed({n: d for n, d in decoders.items() if n in timed}, held_out, cfg.bench.new_tokens, cfg.bench.rounds)
         agreement = {n: greedy_agreement(decoders["fp32"], d, held_out, cfg.bench.new_tokens) for n, d in decoders.items() if n != "fp32"}
         teacher = read_record(ctx.manifest, LMTeacherRecord)
-        report = {"format": "edgekd.lm-report/1", "test_blocks": len(test), "test_tokens": int(test.size),
-                  "prompts": len(held_out), "new_tokens": cfg.bench.new_tokens,
-                  "references": {"teacher": {"perplexity": teacher.test_perplexity, "params": teacher.params},
-                                 "student_fp32": {"perplexity": round(perplexity["fp32"], 4), **speed["fp32"]}},
-                  "rows": [_row(t, compiled[t].chosen, model_of[t], runtime_of(compiled[t].backend), perplexity, speed if measurable[t] else {}, agreement)
-                           for t in cfg.targets],
-                  "environment": describe()}
-        outputs = [write_json_atomic(ctx.run_dir / REPORT, report), write_text_atomic(ctx.run_dir / "report.md", markdown(report))]
-        return StageOutput(outputs, {"rows": report["rows"], "references": report["references"]})
+        rows = []
+        for t, build in compiled.items():
+            model = model_of[t]
+            rows.append({"artifact": f"{t}/{build.chosen}", "target": t, "precision": build.chosen, "shipped": True, "model": model,
+                         "runtime": runtime_of(build.backend), "perplexity": perplexity[model],
+                         "bytes": sum(p.stat().st_size for p in get_backend(build.backend).decoder_files(paths[model])),
+                         **(speed.get(model) or {"tokens_per_second": None, "not_timed": "time it on the device (edgekd bench)"}),
+                         **({"token_agreement": agreement[model]["token_agreement"], "greedy_agreement_with_fp32": agreement[model]}
+                            if model in agreement else {})})
+        references = {"teacher": {"perplexity": teacher.test_perplexity, "params": teacher.params},
+                      "student_fp32": {"perplexity": perplexity["fp32"], **speed["fp32"]}}
+        eval_set = {"samples": len(test), "sha256": eval_set_hash({"input_ids": test}, test), "tokens": int(test.size)}
+        report = build_report(cfg.name, rows, references, eval_set, dict(cfg.gate), LatencySpec(), (1,), False, task_metric="perplexity")
+        del report["bench"]  # the classifiers' latency settings; a generation's are these:
+        report.update(prompts={"count": len(held_out), "source": "the test split", "tokens": [int(len(p)) for p in held_out]},
+                      new_tokens=cfg.bench.new_tokens, rounds=cfg.bench.rounds, decoding={"mode": "greedy"}, threads=None)
+        # report.json only: the gate stage writes report.md and report.html with its verdicts (as for images)
+        return StageOutput(write_reports(ctx.run_dir, report)[:1], {"rows": rows, "references": references})
 
     def _model_name(self, file: str) -> str:
         """A file's name in the report: fp32 for the exported decoder, else its stem (student-ov_int8, ...)."""
         return "fp32" if self.ctx.run_dir / file == fp32_onnx(self.ctx) else Path(file).stem
-
-
-def _row(target: str, chosen: str, model: str, runtime: str, perplexity: dict, speed: dict, agreement: dict) -> dict:
-    return {"target": target, "artifact": f"{target}/{chosen}", "precision": chosen, "model": model,
-            "runtime": runtime,
-            "perplexity": round(perplexity[model], 4),
-            **(speed.get(model) or {"tokens_per_second": None, "speed_note": "time it on the device (latency not measurable here)"}),
-            **({"greedy_agreement_with_fp32": agreement[model]} if model in agreement else {})}
 
 
 def _compiled(ctx) -> dict:
@@ -347,51 +343,3 @@ def _path_of(build, name: str) -> str | None:
 
 def _measurable(cfg, base_dir: Path, target: str) -> bool:
     return load_profile(target, base_dir).latency_measurable_off_device
-
-
-def markdown(report: dict) -> str:
-    refs = report["references"]
-    lines = ["# Language model report", "", f"Test perplexity on {report['test_blocks']} blocks ({report['test_tokens']} tokens); "
-             f"greedy generation of {report['new_tokens']} tokens from {report['prompts']} held-out prompts, on this machine's CPU "
-             "(each target's runtime: onnxruntime or OpenVINO), batch 1.", "",
-             "| artifact | perplexity | tokens/s | TTFT ms | p50 / p99 ms | greedy agreement with fp32 | gate |", "|---|---|---|---|---|---|---|",
-             f"| teacher (PyTorch) | {refs['teacher']['perplexity']} | | | | | |",
-             f"| student fp32 (ONNX) | {refs['student_fp32']['perplexity']} | {refs['student_fp32'].get('tokens_per_second')} | "
-             f"{refs['student_fp32'].get('time_to_first_token_ms')} | {refs['student_fp32'].get('per_token_p50_ms')} / "
-             f"{refs['student_fp32'].get('per_token_p99_ms')} | | |"]
-    for row in report["rows"]:
-        agree = row.get("greedy_agreement_with_fp32", {}).get("token_agreement", "")
-        lines.append(f"| {row['artifact']} | {row['perplexity']} | {row.get('tokens_per_second') or row.get('speed_note')} | "
-                     f"{row.get('time_to_first_token_ms', '')} | {row.get('per_token_p50_ms', '')} / {row.get('per_token_p99_ms', '')} | "
-                     f"{agree} | {row.get('gate', '')} |")
-    return "\n".join(lines) + "\n"
-
-
-class LMGateStep(TaskStep):
-    """Stage 7: each target's shipped model against the reference: perplexity at most (1 + gate.max_increase) x
-    the reference's (and greedy agreement at least gate.min_greedy_agreement when set)."""
-
-    name = "gate"
-    sections = ("gate",)
-
-    def run(self) -> StageOutput:
-        from edgekd.device.gate import GateResult, check_row
-
-        ctx, gate = self.ctx, self.ctx.cfg.gate
-        report = read_json(ctx.run_dir / REPORT)
-        reference = report["references"][gate.reference]["perplexity"]
-        if reference is None:
-            raise ConfigError(f"gate.reference {gate.reference}: no perplexity of it in {REPORT}; use student_fp32")
-        checks = []
-        for row in report["rows"]:
-            flat = {**row, "token_agreement": row.get("greedy_agreement_with_fp32", {}).get("token_agreement")}
-            checks += (own := check_row(flat, reference, None, gate, metric="perplexity"))
-            row["gate"] = "PASS" if all(c.passed for c in own) else "FAIL"
-        result = GateResult(checks, gate.allow_empty)  # no check at all (max_increase null, no agreement limit) is no pass
-        verdict = {"passed": result.passed, "summary": result.summary, "checks": [c.__dict__ for c in checks]}
-        # bench's lm-report.json and report.md stay as bench wrote them (--resume compares them); the report with the
-        # gate column is gate-summary.md.
-        summary = markdown(report) + "\n" + "\n".join(f"- {c.artifact} {c.threshold}: {'PASS' if c.passed else 'FAIL'}, "
-                                                      f"{c.reason}" for c in checks) + "\n"
-        outputs = [write_json_atomic(ctx.layout.gate_json, verdict), write_text_atomic(ctx.layout.gate_summary, summary)]
-        return StageOutput(outputs, verdict, inputs=[ctx.run_dir / REPORT])

@@ -9,7 +9,7 @@ import pytest
 
 from edgekd.core.errors import ArtifactError
 from edgekd.core.fileio import read_json, sha256_of, write_json_atomic
-from edgekd.device.bench import is_lm_bundle
+from edgekd.device.bench import bundle_task
 from edgekd.device.bundle import verify_bundle
 from edgekd.device.lm_bench import _eval_blocks
 from tests.device.tiny_lm import write_lm_bundle, write_old_lm_bundle
@@ -29,7 +29,7 @@ def bundle(request, tmp_path):
 
 def test_written_bundles_verify_and_give_their_blocks_back(bundle):
     manifest = verify_bundle(bundle)
-    assert is_lm_bundle(bundle) and manifest["schema"] == "edgekd.bundle/1" and manifest["task_metric"] == "perplexity"
+    assert bundle_task(bundle) == "language-model" and manifest["schema"] == "edgekd.bundle/1" and manifest["task_metric"] == "perplexity"
     assert manifest["artifact"] == {**manifest["artifact"], "backend": "ort", "main": "model.onnx", "files": ["model.onnx"]}
     listed = {entry["path"]: entry["sha256"] for entry in manifest["files"]}
     assert {"model.onnx", "tokenizer.json"} <= set(listed) and all(sha256_of(bundle / n) == d for n, d in listed.items())
@@ -90,7 +90,7 @@ def test_blocks_that_do_not_fit_the_model_are_refused(bundle, blocks, message):
 
 
 def test_other_folders_are_not_lm_bundles(tmp_path, tiny_bundle):
-    assert not is_lm_bundle(tiny_bundle)  # an image bundle
+    assert bundle_task(tiny_bundle) != "language-model"  # an image bundle
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "manifest.json").write_text("{not json")
-    assert not is_lm_bundle(tmp_path / "broken")
+    assert bundle_task(tmp_path / "broken") is None

@@ -34,7 +34,7 @@ def test_an_old_lm_bundle_benches_and_keeps_its_gate(tmp_path):
     assert {row["artifact"] for row in report["rows"]} == {"x86-cpu/fp32", "arm64-cpu/int8"}
     fp32 = next(row for row in report["rows"] if row["artifact"] == "x86-cpu/fp32")
     assert fp32["perplexity"] > 1 and fp32["tokens_per_second"] > 0
-    assert report["gate"]["passed"] is True
+    assert report["verdict"]["passed"] is True
 
 
 def test_an_old_device_report_gates_by_its_recorded_limits(tmp_path):
@@ -46,6 +46,9 @@ def test_an_old_device_report_gates_by_its_recorded_limits(tmp_path):
 def test_an_old_device_report_without_limits_keeps_the_verdict_bench_gave(tmp_path):
     checks = api.gate(_write(tmp_path, _device_report(recorded=False)))
     assert [c.passed for c in checks] == [True, False] and all("(as benched)" in c.reason for c in checks)
+    # a limit given now judges the rows again
+    checks = api.gate(_write(tmp_path, _device_report(recorded=False)), max_increase=10)
+    assert checks.passed and "(limit +1000%)" in checks[1].reason
 
 
 def test_an_old_pipeline_report_gates_against_its_reference(tmp_path):
