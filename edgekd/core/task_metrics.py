@@ -2,13 +2,17 @@
 task names by string (`task: {kind: fidelity, metric: mask_iou}`). Used by the pipeline and by `edgekd bench` on
 the device alike, so both judge by the same code (numpy only: no torch here).
 
-Each metric has one label format and two functions:
+Each metric has one label format and three functions:
     labels_of(outputs)       -> labels: the model's outputs turned into labels of that format. Data without labels
                                 is labelled with the fp32 model's own outputs this way, so every score measured on
                                 it is agreement with fp32 (as top-1 agreement is for an unlabeled classifier).
-    score(outputs, labels)   -> a fraction in [0, 1], higher is better. Drops are in points of it, as top-1's are.
+    parts(outputs, labels)   -> (N, k) per-sample counts whose column sums the metric is a function of (correct and
+                                1 for a mean; true positives and predicted + actual for an F1);
+    combine(sums)            -> that function: a fraction in [0, 1], higher is better, over the last axis.
+    score(outputs, labels) is combine(parts(...).sum(0)). Drops are in points of it, as top-1's are. Writing every
+    metric as sums of per-sample parts is what lets drop_bound resample samples without rerunning a metric.
 
-Adding a metric: two functions and one line in METRICS (and a line in the README's list of task metrics).
+Adding a metric: its label and parts functions and one line in METRICS (and a line in the README's list).
 """
 from __future__ import annotations
 
@@ -32,12 +36,34 @@ NMS_IOU = 0.45
 MATCH_IOU = 0.5
 
 
+def mean_of(sums: np.ndarray) -> np.ndarray:
+    """Parts (value, 1): the mean of the values."""
+    sums = np.asarray(sums, dtype=np.float64)
+    return sums[..., 0] / np.maximum(sums[..., 1], 1)
+
+
+def f1_of(sums: np.ndarray) -> np.ndarray:
+    """Parts (true positives, predicted + actual): 2 TP / (predicted + actual); 1.0 when nothing was to be found and
+    nothing was found."""
+    sums = np.asarray(sums, dtype=np.float64)
+    return np.where(sums[..., 1] == 0, 1.0, 2 * sums[..., 0] / np.maximum(sums[..., 1], 1))
+
+
+def _means(values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    return np.stack([values, np.ones_like(values)], 1)
+
+
 @dataclass(frozen=True)
 class TaskMetric:
     name: str
     labels_of: Callable[[np.ndarray], np.ndarray]
-    score: Callable[[np.ndarray, np.ndarray], float]
+    parts: Callable[[np.ndarray, np.ndarray], np.ndarray]
     labels: str  # the label format, for error messages and the README
+    combine: Callable[[np.ndarray], np.ndarray] = mean_of
+
+    def score(self, outputs: np.ndarray, labels: np.ndarray) -> float:
+        return float(self.combine(self.parts(outputs, labels).sum(0)))
 
 
 # --- top-1 (classification): outputs (N, classes), labels (N,) class indices -------------------------------------
@@ -46,10 +72,10 @@ def _top1_labels(outputs: np.ndarray) -> np.ndarray:
     return np.asarray(outputs).argmax(1).astype(np.int64)
 
 
-def _top1(outputs: np.ndarray, labels: np.ndarray) -> float:
+def _top1(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     # metrics.topk(..., 1) written out: core/metrics.py imports this module (accuracy_metrics), so this one does not
     # import it back (tests/test_import_contracts.py: no import circles)
-    return float((np.asarray(outputs).argmax(1) == np.asarray(labels)).mean())
+    return _means(np.asarray(outputs).argmax(1) == np.asarray(labels))
 
 
 # --- greedy CTC string accuracy (recognizers): outputs (N, T, C) per-step class scores, labels (N, L) -----------
@@ -83,11 +109,11 @@ def _label_strings(labels: np.ndarray) -> list[tuple[int, ...]]:
     return [tuple(int(c) for c in row if c != PAD and c != CTC_BLANK) for row in np.asarray(labels)]
 
 
-def _ctc_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+def _ctc_accuracy(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The share of samples whose greedy-decoded string equals the label string exactly."""
     decoded, truth = ctc_greedy_decode(outputs), _label_strings(labels)
     _same_count(len(decoded), len(truth), "ctc_accuracy")
-    return float(np.mean([a == b for a, b in zip(decoded, truth)]))
+    return _means([a == b for a, b in zip(decoded, truth)])
 
 
 # --- IoU of the thresholded probability map (segmentation, text detection) ---------------------------------------
@@ -112,7 +138,7 @@ def _mask_labels(outputs: np.ndarray) -> np.ndarray:
     return (_as_maps(outputs) > MASK_THRESHOLD).astype(np.uint8)
 
 
-def _mask_iou(outputs: np.ndarray, labels: np.ndarray) -> float:
+def _mask_iou(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Mean over samples of |predicted & true| / |predicted | true|, the prediction thresholded at MASK_THRESHOLD
     and labels true where nonzero; a sample where both are empty counts 1 (nothing to find, nothing found)."""
     predicted, truth = _as_maps(outputs) > MASK_THRESHOLD, _as_maps(labels) != 0
@@ -120,7 +146,7 @@ def _mask_iou(outputs: np.ndarray, labels: np.ndarray) -> float:
         raise ValueError(f"mask_iou: maps of shape {predicted.shape[1:]} against labels of shape {truth.shape[1:]}")
     inter = (predicted & truth).reshape(len(truth), -1).sum(1)
     union = (predicted | truth).reshape(len(truth), -1).sum(1)
-    return float(np.where(union == 0, 1.0, inter / np.maximum(union, 1)).mean())
+    return _means(np.where(union == 0, 1.0, inter / np.maximum(union, 1)))
 
 
 # --- box F1 (YOLO-style detectors): outputs (N, 4 + classes, boxes) as cx, cy, w, h, class scores ----------------
@@ -179,17 +205,17 @@ def _box_labels(outputs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _box_f1(outputs: np.ndarray, labels: np.ndarray) -> float:
+def _box_f1(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """F1 over all samples: a predicted box is a true positive when it overlaps a not yet matched true box of its class
     by IoU >= MATCH_IOU (predictions matched best score first); 1.0 when there is nothing to find and nothing found."""
     decoded, labels = decode_boxes(outputs), np.asarray(labels, dtype=np.float64)
     if labels.ndim != 3 or labels.shape[2] != 5:
         raise ValueError(f"box_f1: labels must be (N, M, 5) rows of class, x1, y1, x2, y2, got shape {labels.shape}")
     _same_count(len(decoded), len(labels), "box_f1")
-    true_pos = predicted = actual = 0
-    for found, truth in zip(decoded, labels):
+    parts = np.zeros((len(decoded), 2))
+    for part, found, truth in zip(parts, decoded, labels):
         truth = truth[truth[:, 0] != PAD]
-        predicted, actual = predicted + len(found), actual + len(truth)
+        part[1] = len(found) + len(truth)
         matched = np.zeros(len(truth), bool)
         for row in found:
             candidates = np.flatnonzero((truth[:, 0] == row[0]) & ~matched)
@@ -197,8 +223,8 @@ def _box_f1(outputs: np.ndarray, labels: np.ndarray) -> float:
                 overlaps = box_iou(row[1:5], truth[candidates, 1:5])
                 if overlaps.max() >= MATCH_IOU:
                     matched[candidates[overlaps.argmax()]] = True
-                    true_pos += 1
-    return 1.0 if predicted + actual == 0 else 2 * true_pos / (predicted + actual)
+                    part[0] += 1
+    return parts
 
 
 # --- speech F1 (voice activity detection): outputs (N,) or (N, 1) speech probability per frame, labels (N,) 0 or 1 --
@@ -212,13 +238,12 @@ def _speech_labels(outputs: np.ndarray) -> np.ndarray:
     return _speech_frames(outputs).astype(np.int64)
 
 
-def _speech_f1(outputs: np.ndarray, labels: np.ndarray) -> float:
+def _speech_f1(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """F1 of the frames called speech (probability > SPEECH_THRESHOLD) against the labelled ones; 1.0 when there is no
     speech and none is called (F1 rather than accuracy: most frames of a recording are often silence)."""
     called, truth = _speech_frames(outputs), np.asarray(labels).reshape(-1) != 0
     _same_count(len(called), len(truth), "speech_f1")
-    found, total = int((called & truth).sum()), int(called.sum() + truth.sum())
-    return 1.0 if total == 0 else 2 * found / total
+    return np.stack([called & truth, called.astype(np.int64) + truth], 1).astype(np.float64)
 
 
 def _same_count(outputs: int, labels: int, name: str) -> None:
@@ -230,9 +255,34 @@ METRICS: dict[str, TaskMetric] = {m.name: m for m in (
     TaskMetric("top1", _top1_labels, _top1, "(N,) class indices"),
     TaskMetric("ctc_accuracy", _ctc_labels, _ctc_accuracy, "(N, L) character indices (1..classes-1), padded with -1"),
     TaskMetric("mask_iou", _mask_labels, _mask_iou, "(N, H, W) or (N, 1, H, W) masks, nonzero where true"),
-    TaskMetric("box_f1", _box_labels, _box_f1, "(N, M, 5) rows of class, x1, y1, x2, y2, padded with class -1"),
-    TaskMetric("speech_f1", _speech_labels, _speech_f1, "(N,) 1 for a frame of speech, 0 for none"),
+    TaskMetric("box_f1", _box_labels, _box_f1, "(N, M, 5) rows of class, x1, y1, x2, y2, padded with class -1", f1_of),
+    TaskMetric("speech_f1", _speech_labels, _speech_f1, "(N,) 1 for a frame of speech, 0 for none", f1_of),
 )}
+
+
+# One-sided confidence of drop_bound, and its bootstrap rounds: 1,000 resamples put the 95th percentile within one
+# sample's worth (100/n points) of where 100,000 do on 300 samples (tests/core/test_drop_bound.py checks 20,000).
+DROP_CONFIDENCE, BOOTSTRAP_ROUNDS = 0.95, 1000
+
+
+def drop_bound(metric: TaskMetric, reference_parts: np.ndarray, parts: np.ndarray, drop_type: str = "absolute",
+               confidence: float = DROP_CONFIDENCE, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> float:
+    """The drop (points, as core.metrics.accuracy_drop) that the candidate's true drop stays under with `confidence`:
+    a paired bootstrap over the samples both were measured on (the same resampled samples score both, so what they
+    agree on cancels). A drop measured on a few hundred samples is a noisy number: a candidate that changes one answer
+    in ten moves the metric by +-3 points from one set of 120 samples to the next, and a 1-point limit met on 120
+    validation samples says little about the test split. This bound says how little."""
+    reference_parts, parts = np.asarray(reference_parts, np.float64), np.asarray(parts, np.float64)
+    n = len(parts)
+    if n == 0 or len(reference_parts) != n:
+        raise ValueError(f"drop_bound: {len(reference_parts)} reference samples against {n}")
+    rng, drops = np.random.default_rng(seed), []
+    for start in range(0, rounds, 250):  # 250 resamples at a time: weights of (250, n) stay small on large sets
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=min(250, rounds - start)).astype(np.float64)
+        reference, value = metric.combine(weights @ reference_parts), metric.combine(weights @ parts)
+        drops.append((reference - value) * 100 if drop_type == "absolute"
+                     else np.where(reference > 0, (1 - value / np.maximum(reference, 1e-12)) * 100, 0.0))
+    return float(np.quantile(np.concatenate(drops), confidence))
 
 
 def task_metric(name: str) -> TaskMetric:

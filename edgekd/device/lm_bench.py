@@ -19,13 +19,12 @@ import numpy as np
 from edgekd.core.errors import ArtifactError, ConfigError, DataError
 from edgekd.core.metrics import eval_set_hash
 from edgekd.device.bundle import bundle_thresholds, verify_bundle
+from edgekd.device.config import GenerationBenchConfig
 from edgekd.device.gate import GateResult, Thresholds, gate_report, verdicts
 from edgekd.device.latency import LatencySpec
 from edgekd.device.token_ids import check_token_ids
 
 TOKENIZER = "tokenizer.json"
-# Used only for a bundle that records no bench settings (made before it did); the pipeline's own defaults.
-FALLBACK_BENCH = {"prompts": 20, "prompt_tokens": 32, "new_tokens": 64, "rounds": 1}
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,8 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     _one_tokenizer(bundles)
     names = _artifact_names(bundles)
     blocks = {name: _eval_blocks(d, m) for name, (d, m) in zip(names, bundles, strict=True)}
-    settings = {**FALLBACK_BENCH, **(bundles[0][1].get("bench") or {})}
+    # a bundle that records no bench settings (made before it did): the pipeline's own defaults
+    settings = {**GenerationBenchConfig().model_dump(), **(bundles[0][1].get("bench") or {})}
     new_tokens = decoding.new_tokens or int(settings["new_tokens"])
     prompts, source = _prompts(bundles[0], blocks[names[0]], texts, settings, decoding, new_tokens)
     # each by the runtime its bundle records (the target's backend's; by the file's suffix in bundles without one)

@@ -42,6 +42,6 @@ class LanguageModel:
         return ["student_fp32", "teacher"]  # the bench step's references; gate.reference takes one of them
 
     def load_dataset(self, config, base_dir):
-        from edgekd.pipeline.lm.data import load_lm_dataset
+        from edgekd.lm.dataset import load_lm_dataset
 
         return load_lm_dataset(config.data, base_dir)

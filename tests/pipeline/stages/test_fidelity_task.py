@@ -71,6 +71,8 @@ def test_ship_without_labels_is_judged_by_mask_iou_against_fp32(unlabeled_run):
     manifest = json.loads((out / "bundle" / "x86-cpu" / "manifest.json").read_text())
     assert manifest["task_metric"] == "mask_iou" and manifest["output"]["shape"] == ["batch", 1, 32, 32]
     assert all("val_sqnr_db" in row for row in manifest["selection"])
+    # every candidate's drop comes with its 95% bound over the validation samples (core.task_metrics.drop_bound)
+    assert all(row["val_drop_bound"] >= row["val_drop"] - 1e-9 for row in manifest["selection"])
     with np.load(out / "bundle" / "x86-cpu" / "eval.npz") as arrays:  # y: the fp32 maps thresholded, as mask labels
         assert arrays["y"].shape == (len(arrays["x"]), 32, 32)
         assert (arrays["y"] == (arrays["reference_logits"][:, 0] > 0.3)).all()
