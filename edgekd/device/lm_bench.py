@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgekd.core.errors import ArtifactError, ConfigError, DataError
+from edgekd.core.errors import ArtifactError, ConfigError
 from edgekd.core.metrics import eval_set_hash
 from edgekd.device.bundle import bundle_thresholds, verify_bundle
 from edgekd.device.config import GenerationBenchConfig
@@ -144,12 +144,12 @@ def _one_tokenizer(bundles: list) -> None:
 
 def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], settings: dict, decoding: Decoding,
              new_tokens: int) -> tuple[list[np.ndarray], str]:
-    from edgekd.lang.generation_bench import held_out_prompts
+    from edgekd.lang.generation_bench import held_out_prompts, text_prompts
 
     bundle_dir, manifest = first
     context = int(manifest.get("context") or 0)
     if texts is not None:
-        prompts = _text_prompts(Path(texts), bundle_dir / TOKENIZER, context, new_tokens)
+        prompts = text_prompts(Path(texts), bundle_dir / TOKENIZER, context, new_tokens)
         check_token_ids(np.concatenate(prompts), vocab_size(manifest), str(bundle_dir / TOKENIZER),
                         f" for the prompts of {texts}, so it is not the tokenizer the model was built with")
         return prompts[: decoding.prompts or None], str(texts)
@@ -162,28 +162,6 @@ def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], 
                           f"model's context of {context}; ask for at most {context - prompt_tokens}")
     count = decoding.prompts or int(settings["prompts"])
     return held_out_prompts(blocks, count, prompt_tokens), f"{bundle_dir / _eval_file(manifest)} (held-out test blocks)"
-
-
-def _text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: int) -> list[np.ndarray]:
-    """One prompt per non-blank line, tokenized with the bundle's tokenizer (no special tokens added)."""
-    from edgekd.lang.lm_tokenizer import LMTokenizer
-
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(f"--texts {path}: not UTF-8 text (byte {exc.start}); give one prompt per line in UTF-8") from None
-    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
-    if not numbered:
-        raise DataError(f"--texts {path}: no prompt in it; write one prompt per line")
-    tokenizer = LMTokenizer(tokenizer_path)
-    prompts = []
-    for number, line in numbered:
-        ids = tokenizer.encode(line).astype(np.int64)
-        if context and len(ids) + new_tokens > context:
-            raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, and with {new_tokens} new tokens that "
-                            f"exceeds the model's context of {context}; shorten it or pass a smaller --new-tokens")
-        prompts.append(ids)
-    return prompts
 
 
 def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[np.ndarray], speed: dict, reference: str) -> dict:

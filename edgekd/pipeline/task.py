@@ -34,8 +34,9 @@ class Task(Protocol):
         """The model's input: name, shape (batch first) and dtype, as the manifest and the bundles record it."""
         ...
 
-    def load_dataset(self, config, base_dir) -> Any:
-        """The run's data, read and split (RunContext.dataset)."""
+    def load_dataset(self, config, base_dir, layout=None) -> Any:
+        """The run's data, read and split (RunContext.dataset); `layout`: the run folder's, where a task's data needs a
+        file the run makes (a language model's blocks, its tokenizer)."""
         ...
 
     def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:

@@ -254,7 +254,7 @@ class LMCompileStep(TaskStep):
         if count == 0:  # no rows: the bundle carries no held-out blocks
             return {"blocks": np.zeros((0, ctx.cfg.data.context), np.int64), "eval": None}
         # among the blocks bench measures (data.test_blocks): a bundle covering them all reproduces bench's perplexity
-        blocks = device_blocks(ctx.dataset.blocks(tokenizer.path, "test")[: ctx.cfg.data.test_blocks or None], count)
+        blocks = device_blocks(ctx.task.evaluation_set(ctx.dataset, ctx.cfg.data.test_blocks)[1], count)
         references = {"student_fp32": round(onnx_perplexity(OnnxDecoder(fp32_onnx(ctx)), blocks), 4),
                       "teacher": round(torch_perplexity(load_pretrained(teacher_dir(ctx)), blocks), 4)}
         return {"blocks": blocks, "eval": {"file": "eval.npz", "split": "test", "blocks": int(len(blocks)),
@@ -288,7 +288,7 @@ class LMBenchStep(TaskStep):
         from edgekd.lm.dataset import prompts
 
         ctx, cfg = self.ctx, self.ctx.cfg
-        test = ctx.dataset.blocks(tokenizer_path(ctx), "test")[: cfg.data.test_blocks or None]
+        _, test = ctx.task.evaluation_set(ctx.dataset, cfg.data.test_blocks)
         held_out = prompts(test, cfg.bench.prompts, cfg.bench.prompt_tokens)
         compiled = _compiled(ctx)
         # One decoder per file: targets sharing a file are measured once; timed where a target is measurable here. Every

@@ -62,3 +62,24 @@ def test_a_compile_record_from_before_is_refused_naming_force_compile():
     ctx = SimpleNamespace(manifest=SimpleNamespace(metrics=lambda stage: old))
     with pytest.raises(StageError, match="--force compile"):
         _compiled(ctx)
+
+
+def test_a_language_models_evaluation_set_is_its_test_blocks_in_the_runs_tokenizer(tmp_path):
+    """LanguageModel.evaluation_set raised NotImplementedError; the bench step and the bundles' eval.npz now ask it."""
+    from edgekd.lang.lm_tokenizer import train_tokenizer
+    from edgekd.pipeline.layout import RunLayout
+    from edgekd.pipeline.lm.config import LanguageModelConfig
+    from edgekd.pipeline.task import task_named
+    from tests.lm.conftest import write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus", files=40)
+    config = LanguageModelConfig.model_validate({"data": {"source": "folder", "path": str(corpus), "vocab_size": 300,
+                                                          "context": 16}, "bench": {"prompt_tokens": 4, "new_tokens": 4}})
+    layout = RunLayout(tmp_path / "run")
+    layout.stage_dir("teachers").mkdir(parents=True, exist_ok=True)
+    train_tokenizer((p.read_text() for p in sorted(corpus.rglob("*.py"))), 300, layout.stage_dir("teachers") / "tokenizer.json")
+    task = task_named("language-model")
+    dataset = task.load_dataset(config, tmp_path, layout)
+    x, y = task.evaluation_set(dataset, 3)
+    assert set(x) == {"input_ids"} and x["input_ids"] is y and y.shape == (3, 16)
+    assert (y == dataset.blocks(layout.stage_dir("teachers") / "tokenizer.json", "test")[:3]).all()
