@@ -116,7 +116,7 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
                           "against its own reference (--max-increase)")
     other = _read_report(baseline) if baseline else None
     try:
-        return gate_old_lm_report(data, thresholds, report) if old_lm else gate_report(data, thresholds, other)
+        return gate_old_lm_report(data, thresholds) if old_lm else gate_report(data, thresholds, other)
     except ArtifactError as exc:
         raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short

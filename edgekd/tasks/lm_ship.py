@@ -332,8 +332,8 @@ def _compiled(ctx) -> dict:
     try:
         return read_record(ctx.manifest, CompileRecord).targets
     except (KeyError, TypeError):
-        raise StageError("the compile stage's record predates this edgekd's (its candidates as selection rows); "
-                         "run it again: edgekd run CONFIG --resume --force compile") from None
+        raise StageError("the compile stage's record predates this edgekd's (its candidates as selection rows); run the "
+                         "last stages again: edgekd run CONFIG --out RUN --force --only compile --only bench --only gate") from None
 
 
 def _path_of(build, name: str) -> str | None:

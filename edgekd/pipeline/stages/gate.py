@@ -1,7 +1,7 @@
 """Stage 7: apply the release gate to each target's shipped artifact; put the verdicts in the reports."""
 from __future__ import annotations
 
-from edgekd.core.errors import ConfigError
+from edgekd.core.errors import ConfigError, StageError
 from edgekd.core.fileio import read_json, write_json_atomic
 from edgekd.device.ci_outputs import write_ci_outputs
 from edgekd.device.gate import gate_report, verdicts
@@ -29,6 +29,10 @@ class GateStage(Stage):
     def run(self) -> StageOutput:
         ctx = self.ctx
         report_path = ctx.layout.report_json
+        if not report_path.exists() and (ctx.run_dir / "lm-report.json").exists():  # a language model's, from before
+            raise StageError(f"{ctx.run_dir / 'lm-report.json'}: written by an older edgekd's bench stage; gate it with edgekd "
+                             "gate, or run the last stages again: edgekd run CONFIG --out RUN --force --only compile --only "
+                             "bench --only gate")
         report = check_report(read_json(report_path), report_path)  # report.json may have been edited since bench wrote it
         checks = gate_report(report, ctx.cfg.gate)
         verdict = {"passed": checks.passed, "summary": checks.summary, "checks": [c.__dict__ for c in checks]}

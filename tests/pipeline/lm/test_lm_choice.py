@@ -60,7 +60,7 @@ def test_a_compile_record_from_before_is_refused_naming_force_compile():
     old = {"targets": {"x86-cpu": {"chosen": "int8", "bundle": "bundle/x86-cpu", "runtime": "onnxruntime", "reason": "int8: ...",
                                    "candidates": {"int8": {"file": "04-quantize/student-dynamic.onnx", "val_perplexity": 9.1}}}}}
     ctx = SimpleNamespace(manifest=SimpleNamespace(metrics=lambda stage: old))
-    with pytest.raises(StageError, match="--force compile"):
+    with pytest.raises(StageError, match="--force --only compile --only bench --only gate"):
         _compiled(ctx)
 
 
@@ -83,3 +83,17 @@ def test_a_language_models_evaluation_set_is_its_test_blocks_in_the_runs_tokeniz
     x, y = task.evaluation_set(dataset, 3)
     assert set(x) == {"input_ids"} and x["input_ids"] is y and y.shape == (3, 16)
     assert (y == dataset.blocks(layout.stage_dir("teachers") / "tokenizer.json", "test")[:3]).all()
+
+
+def test_gating_a_run_whose_bench_wrote_the_old_lm_report_says_how_to_redo_it(tmp_path):
+    """A run folder from before keeps lm-report.json when resumed; a gate forced on it names the file and the way out."""
+    from types import SimpleNamespace
+
+    from edgekd.core.errors import StageError
+    from edgekd.pipeline.layout import RunLayout
+    from edgekd.pipeline.stages.gate import GateStage
+
+    (tmp_path / "lm-report.json").write_text("{}")
+    stage = GateStage(SimpleNamespace(layout=RunLayout(tmp_path), run_dir=tmp_path))
+    with pytest.raises(StageError, match=r"lm-report.json: written by an older edgekd's bench stage; gate it with edgekd gate"):
+        stage.run()
