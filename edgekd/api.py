@@ -110,13 +110,16 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
     raw = _read_json(report)
     old_lm = lm_report_schema(raw)  # an lm-report.json from before language models' reports were edgekd.report/1
     data = upgrade_lm_report(raw, report) if old_lm else _checked_report(raw, report)
+    given_thresholds = thresholds is not None
     thresholds = _effective_thresholds(report, data, thresholds, overrides)
     if baseline is not None and data.get("task_metric") == "perplexity":
         raise ConfigError(f"baseline: a classifier's gate setting; {report} is a language model's report, gated on perplexity "
                           "against its own reference (--max-increase)")
     other = _read_report(baseline) if baseline else None
     try:
-        return gate_old_lm_report(data, thresholds) if old_lm else gate_report(data, thresholds, other)
+        if old_lm:  # each row by the limit it was benched under, unless one is given
+            return gate_old_lm_report(data, thresholds, given=given_thresholds or overrides.get("max_increase") is not None)
+        return gate_report(data, thresholds, other)
     except ArtifactError as exc:
         raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short

@@ -52,9 +52,9 @@ def lm_report_schema(data: Any) -> Optional[str]:
 
 
 def upgrade_lm_report(data: dict[str, Any], path: Path | str) -> dict[str, Any]:
-    """The report as edgekd.report/1 (task_metric perplexity): its references, its rows (each its own reference where
-    bench recorded one), and gate.max_increase the limit the rows were benched under (the strictest, with a warning,
-    when they differ). ArtifactError naming the file and field for a malformed one."""
+    """The report as edgekd.report/1 (task_metric perplexity): its references, its rows (each with its own reference and
+    the limit it was benched under where bench recorded them). ArtifactError naming the file and field for a malformed
+    one."""
     rows = data.get("rows")
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise ArtifactError(f"{path}: malformed report: rows must be a list of objects; regenerate it with edgekd bench")
@@ -62,30 +62,34 @@ def upgrade_lm_report(data: dict[str, Any], path: Path | str) -> dict[str, Any]:
     reference = str(gate.get("reference", "student_fp32"))
     references = {name: {"perplexity": _positive(known.get("perplexity"), f"references.{name}.perplexity", path)}
                   for name, known in (data.get("references") or {}).items() if isinstance(known, dict)}
-    limits = {_limit(row.get("max_increase"), f"rows[{index}].max_increase", path) for index, row in enumerate(rows)}
-    limits = {value for value in limits | {_limit(gate.get("max_increase"), "gate.max_increase", path)} if value is not None}
-    warnings = [f"the rows were benched under different limits ({', '.join(f'{v:g}' for v in sorted(limits))}); "
-                f"gated by the strictest"] if len(limits) > 1 else []
-    return {"schema": REPORT_SCHEMA, "task_metric": "perplexity", "references": references,
-            "rows": [_row(row, index, path) for index, row in enumerate(rows)],
-            "gate": {"reference": reference, "max_drop": None, "max_increase": min(limits, default=None)}, "warnings": warnings}
+    recorded = _limit(gate.get("max_increase"), "gate.max_increase", path)  # the pipeline's report: one for all rows
+    rows = [_row(row, index, path, recorded) for index, row in enumerate(rows)]
+    return {"schema": REPORT_SCHEMA, "task_metric": "perplexity", "references": references, "rows": rows,
+            "gate": {"reference": reference, "max_drop": None,
+                     "max_increase": min((r["max_increase"] for r in rows if r["max_increase"] is not None), default=None)}}
 
 
-def gate_old_lm_report(report: dict[str, Any], limits: Thresholds) -> GateResult:
-    """The one gate on an upgraded report; with no limit at all, rows keep the verdict bench gave them."""
-    benched = [row for row in report["rows"] if "as_benched" in row] if limits.max_increase is None else []
+def gate_old_lm_report(report: dict[str, Any], limits: Thresholds, given: bool) -> GateResult:
+    """The one gate, each row by the limit it was benched under unless one is `given` (--max-increase, thresholds); a
+    row benched before rows recorded their limit keeps the verdict bench gave it."""
+    checks = []
     for row in report["rows"]:
-        if limits.max_increase is None and row not in benched and row["perplexity"] is not None:
+        limit = limits.max_increase if given else row["max_increase"]
+        if limit is None and "as_benched" in row:
+            checks.append(Check(row["artifact"], "max_increase", row["as_benched"]["passed"], row["as_benched"]["reason"]))
+        elif limit is None and row["perplexity"] is not None:
             raise ArtifactError(f"{row['artifact']} records no gate limit; pass --max-increase")  # api.gate names the file
-    checks = [Check(row["artifact"], "max_increase", row["as_benched"]["passed"], row["as_benched"]["reason"]) for row in benched]
-    rest = {**report, "rows": [row for row in report["rows"] if row not in benched]}
-    return GateResult(checks + evaluate_report(rest, limits), limits.allow_empty)
+        else:
+            checks += evaluate_report({**report, "rows": [row]}, limits.model_copy(update={"max_increase": limit}))
+    return GateResult(checks, limits.allow_empty)
 
 
-def _row(row: dict[str, Any], index: int, path) -> dict[str, Any]:
+def _row(row: dict[str, Any], index: int, path, recorded: Optional[float]) -> dict[str, Any]:
     name = str(row.get("artifact") or f"rows[{index}]")
+    own = _limit(row.get("max_increase"), f"rows[{index}].max_increase", path)
     out = {"artifact": name, "target": row.get("target"), "precision": row.get("precision"), "shipped": True,
-           "perplexity": _positive(row.get("perplexity"), f"rows[{index}].perplexity", path), "bytes": row.get("bytes")}
+           "perplexity": _positive(row.get("perplexity"), f"rows[{index}].perplexity", path), "bytes": row.get("bytes"),
+           "max_increase": own if own is not None else recorded}
     own = row.get("reference")
     if isinstance(own, dict):
         out["reference"] = {"name": own.get("name"),

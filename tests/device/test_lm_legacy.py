@@ -57,3 +57,13 @@ def test_an_old_pipeline_report_gates_against_its_reference(tmp_path):
     assert [c.passed for c in checks] == [True, False]
     assert "perplexity 8.400 vs student_fp32 8.000: +5.00%" in checks[1].reason
     assert api.gate(path, max_increase=0.06).passed
+
+
+def test_each_row_of_an_old_device_report_keeps_the_limit_it_was_benched_under(tmp_path):
+    """Bundles of two runs benched together: +9% passes the bundle benched under +10% and fails the one under +5%, as
+    bench judged them; a limit given now applies to both."""
+    report = _device_report(perplexities=(10.9, 10.9))
+    report["rows"][1]["max_increase"] = 0.10
+    checks = api.gate(_write(tmp_path, report))
+    assert [c.passed for c in checks] == [False, True] and "(limit +10%)" in checks[1].reason
+    assert [c.passed for c in api.gate(_write(tmp_path, report), max_increase=0.2)] == [True, True]
