@@ -154,8 +154,8 @@ def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], 
                         f" for the prompts of {texts}, so it is not the tokenizer the model was built with")
         return prompts[: decoding.prompts or None], str(texts)
     if blocks is None:
-        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (built "
-                            "before bundles did); give prompts with --texts FILE, one per line")
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (bench.device_blocks 0, "
+                            "or built before bundles did); give prompts with --texts FILE, one per line")
     prompt_tokens = int(settings["prompt_tokens"])
     if context and prompt_tokens + new_tokens > context:
         raise ConfigError(f"--new-tokens {new_tokens}: with the bundle's prompts of {prompt_tokens} tokens that exceeds the "
