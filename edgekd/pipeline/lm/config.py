@@ -17,7 +17,8 @@ A model is a GPT-2-style decoder (edgekd.lm.models); the student shares the teac
 """
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field, model_serializer, model_validator
 
@@ -97,6 +98,18 @@ class LanguageModelConfig(Strict):
         if unknown:
             raise ValueError(f"quantize.per_target: {', '.join(unknown)} not in targets {self.targets}; name listed targets")
         return self
+
+    def external_inputs(self, section: str, base_dir: Path) -> Any:
+        """Its files, fingerprinted for the stage keys (pipeline/inputs.py): the text folder, a given teacher and its
+        tokenizer, the target profiles."""
+        from edgekd.pipeline.inputs import fingerprint, target_profiles
+
+        if section == "data":
+            return fingerprint(self.data.path, base_dir)
+        if section == "teacher":
+            return {"checkpoint": fingerprint(self.teacher.checkpoint, base_dir),
+                    "tokenizer": fingerprint(self.teacher.tokenizer, base_dir)}
+        return target_profiles(self.targets, base_dir) if section == "targets" else None
 
     def digest(self) -> str:
         return model_digest(self)
