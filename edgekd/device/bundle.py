@@ -128,9 +128,9 @@ def shipped_profile(profile, fallback: dict[str, Any] | None, base_dir: Path | N
     if profile is None or not isinstance(fallback, dict) or fallback.get("target") != profile.name \
             or fallback.get("refused_backend") != profile.backend or not isinstance(fallback.get("given_as"), str):
         return profile
-    from edgekd.runtimes.profiles import load_profile
+    from edgekd.runtimes.profiles import load_profile, on_fallback
 
-    return load_profile(fallback["given_as"], base_dir).model_copy(update={"name": profile.name})
+    return on_fallback(profile, load_profile(fallback["given_as"], base_dir), str(fallback.get("line", "")))
 
 
 def _swap_into_place(staging: Path, final: Path) -> None:

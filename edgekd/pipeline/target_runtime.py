@@ -16,6 +16,7 @@ from typing import Any
 
 from edgekd.core.errors import TargetError
 from edgekd.runtimes import get_backend, load_profile
+from edgekd.runtimes.profiles import on_fallback
 
 # How users know the runtimes (Backend.runtime_module is their import name).
 RUNTIME_TITLES = {"openvino": "OpenVINO", "onnxruntime": "onnxruntime", "tensorrt": "TensorRT"}
@@ -59,9 +60,7 @@ def resolve(profile, onnx_path: Path, base_dir: Path | None = None):
         raise TargetError(f"{profile.source}: fallback '{profile.fallback}' must name a target on another runtime "
                           "with no fallback of its own; fix the profile's fallback key")
     note = RuntimeFallback(profile.name, profile.backend, fallback.backend, fallback.name, reason, profile.fallback)
-    built = fallback.model_copy(update={"name": profile.name, "description": f"{profile.description} ({note.line()})"})
-    built.source = fallback.source
-    return built, note
+    return on_fallback(profile, fallback, note.line()), note
 
 
 def run_profile(ctx, name: str):

@@ -97,6 +97,19 @@ class TargetProfile(Strict):
         return {**dict.fromkeys(PROFILE_LIMITS), **gate.given()}
 
 
+# What a target keeps of its own when it ships its fallback's runtime (TargetProfile.fallback): the device's name,
+# threads, batch sizes and accuracy limits; the runtime, precisions, recipe and runtime options are the fallback's.
+DEVICE_KEYS = ("name", "threads", "batch_sizes", "gate", "latency_measurable_off_device")
+
+
+def on_fallback(profile: TargetProfile, fallback: TargetProfile, note: str = "") -> TargetProfile:
+    """`profile`'s device on `fallback`'s runtime (pipeline/target_runtime.py; device/bundle.shipped_profile)."""
+    own = {key: getattr(profile, key) for key in DEVICE_KEYS}
+    built = fallback.model_copy(update={**own, "description": f"{profile.description} ({note})" if note else profile.description})
+    built.source = fallback.source
+    return built
+
+
 def _profile_paths() -> dict[str, Path]:
     return {p.stem: p for p in sorted(builtin_dir("targets").glob("*.yaml"))}
 

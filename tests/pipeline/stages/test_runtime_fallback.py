@@ -33,6 +33,7 @@ def test_only_a_model_openvino_cannot_convert_moves_intel_cpu_to_onnxruntime(tmp
     x86 = load_profile("x86-cpu")
     assert (profile.name, profile.backend, profile.precisions, profile.quantization) == \
            ("intel-cpu", "ort", x86.precisions, x86.quantization)
+    assert (profile.threads, profile.batch_sizes, profile.gate) == (intel.threads, intel.batch_sizes, intel.gate)  # the device's
     assert note.reason == "-- Conversion is failed for: Conv-13, ReduceMean-13" and note.refused_backend == "openvino"
     assert resolve(x86, tmp_path / "branching.onnx") == (x86, None)  # a profile without fallback is left as it is
 
