@@ -114,7 +114,7 @@ def model_feed(schema: Schema, arrays: dict[str, Any], where: str) -> dict[str, 
 def _column(column: Column, values: np.ndarray, where: str) -> np.ndarray:
     if column.kind == NUMERIC:
         return numeric_values(values, column.name, where)
-    text = np.array(["" if _is_missing(v) else str(v) for v in values.tolist()], dtype=str) if values.dtype.kind != "U" else values
+    text = np.array([category_text(v) for v in values.tolist()], dtype=str) if values.dtype.kind != "U" else values
     known = set(column.categories)
     unknown = [i for i, v in enumerate(text.tolist()) if v not in known]
     if unknown:
@@ -140,6 +140,16 @@ def numeric_values(values: np.ndarray, name: str, where: str) -> np.ndarray:
             raise DataError(f"{where}: column '{name}' holds text ({value!r}, row {row}) where the model takes numbers; fix the "
                             "value, or leave it empty for a missing one (or list the column in data.categorical)") from None
     return out
+
+
+def category_text(value: Any) -> str:
+    """A category's text: '' when missing, a whole number without its '.0'. An integer-coded column with a gap is
+    read as floats (3.0), and the device then gives the code as an integer (3): both are category '3'."""
+    if _is_missing(value):
+        return MISSING_CATEGORY
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _is_missing(value: Any) -> bool:

@@ -18,7 +18,7 @@ from edgekd.core.errors import ConfigError, DataError
 from edgekd.core.fileio import resolve_path
 from edgekd.core.metrics import ACCURACY
 from edgekd.data.datasets import Split
-from edgekd.data.table_schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Column, Schema, layout_arrays, model_inputs, numeric_values
+from edgekd.data.table_schema import CATEGORICAL, NUMERIC, Column, Schema, category_text, layout_arrays, model_inputs, numeric_values
 
 # A text column is numeric with a typo when at least this share of its values are numbers: refused, not read as categories.
 NUMERIC_SHARE = 0.95
@@ -110,10 +110,10 @@ def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise DataError(f"data.target '{target}': row {row} of {where} has no value; every row needs its class")
-    text = values.astype(str).to_numpy()
+    text = np.array([category_text(v) for v in values.tolist()], dtype=str)  # numbers as classes: 3.0 and 3 are '3'
     classes, labels = np.unique(text, return_inverse=True)
     if len(classes) < 2:
-        raise DataError(f"data.target '{target}': holds one class ({classes[0]!r}) only; a classifier needs rows of two "
+        raise DataError(f"data.target '{target}': holds one class ({str(classes[0])!r}) only; a classifier needs rows of two "
                         "classes or more")
     return labels.astype(np.int64), [str(c) for c in classes]
 
@@ -135,7 +135,12 @@ def _split(n: int, labels: np.ndarray, cfg, seed: int, where: str) -> tuple[np.n
 
 
 def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarray, where: str) -> Column:
-    """The kind of one column: categorical when declared or holding text, else numeric; categories from training."""
+    """The kind of one column: categorical when declared or holding text, else numeric. A category's values are those
+    of the whole file, not of the training split alone: a rare value that falls in validation or test only is a known
+    category (its one-hot slot stays as initialized), not a reason to stop the run or to refuse the bundle's eval rows."""
+    if values.iloc[train_rows].isna().all():
+        raise DataError(f"{where}: column '{name}' has no value in the training split (all missing): it can teach nothing; "
+                        "leave it out with data.features, or fill it")
     if not declared_categorical and values.dtype.kind in "biuf":
         return Column(name, NUMERIC)
     if not declared_categorical and values.dtype.kind == "O":
@@ -143,8 +148,7 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
         numbers = present.map(_is_number)
         if len(present) and numbers.mean() >= NUMERIC_SHARE:
             numeric_values(values.to_numpy(), name, where)  # raises, naming the first text among the numbers
-    text = values.astype(str).where(values.notna(), MISSING_CATEGORY).to_numpy()[train_rows]
-    return Column(name, CATEGORICAL, tuple(sorted(set(text.tolist()))))
+    return Column(name, CATEGORICAL, tuple(sorted({category_text(v) for v in values.tolist()})))
 
 
 def _is_number(value: Any) -> bool:
