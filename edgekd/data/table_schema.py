@@ -120,8 +120,12 @@ def _column(column: Column, values: np.ndarray, where: str) -> np.ndarray:
     if unknown:
         row = unknown[0]
         shown = ", ".join(repr(c) for c in column.categories[:12]) + (", ..." if len(column.categories) > 12 else "")
-        raise DataError(f"{where}: column '{column.name}' holds the category {str(text[row])!r} (row {row}), unseen in training "
-                        f"(known: {shown}); map it to a known category, or to '' (missing)")
+        if text[row] == MISSING_CATEGORY:  # '' is a category only where the file had gaps in this column
+            raise DataError(f"{where}: column '{column.name}' has a missing value (row {row}), but had none in the data the model "
+                            f"was built from (known: {shown}); give one of the known categories")
+        fallback = ", or to '' (missing)" if MISSING_CATEGORY in known else ""
+        raise DataError(f"{where}: column '{column.name}' holds the category {str(text[row])!r} (row {row}), unseen in the data "
+                        f"the model was built from (known: {shown}); map it to a known category{fallback}")
     return text
 
 

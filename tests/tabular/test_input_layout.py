@@ -102,7 +102,7 @@ def test_rows_given_per_type_are_checked_column_by_column(table):
     assert model_feed(schema, good, "rows")["numeric"].dtype == np.float32
     categories = good["categorical"].copy()
     categories[1, schema.categorical.index("color")] = "purple"
-    with pytest.raises(DataError, match=r"^rows: column 'color' holds the category 'purple' \(row 1\), unseen in training"):
+    with pytest.raises(DataError, match=r"^rows: column 'color' holds the category 'purple' \(row 1\), unseen in the data the model was built from"):
         model_feed(schema, {**good, "categorical": categories}, "rows")
     numbers = good["numeric"].astype(object)
     numbers[0, schema.numeric.index("price")] = "cheap"

@@ -80,7 +80,7 @@ def test_rows_at_inference_are_checked_against_the_schema(table_csv):
     schema = _load(table_csv).schema
     good = {"size": [1.0], "price": ["1200"], "color": [""], "shape": ["round"], "y": [np.nan], "tier": [2]}
     assert model_inputs(schema, good, "rows")["price"].dtype == np.float32
-    with pytest.raises(DataError, match=r"rows: column 'color' holds the category 'purple' \(row 0\), unseen in training"):
+    with pytest.raises(DataError, match=r"rows: column 'color' holds the category 'purple' \(row 0\), unseen in the data the model was built from"):
         model_inputs(schema, {**good, "color": ["purple"]}, "rows")
     with pytest.raises(DataError, match=r"rows: column 'shape' is missing; the model takes size, price, color, shape, y, tier"):
         model_inputs(schema, {k: v for k, v in good.items() if k != "shape"}, "rows")
