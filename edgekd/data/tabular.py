@@ -70,6 +70,9 @@ def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
     table = read_table(cfg.source, resolve_path(Path(cfg.path).expanduser(), base_dir), where)
     labels, classes = _target(table, cfg.target, where)
     features = cfg.features or [c for c in table.columns if c != cfg.target]
+    if cfg.target in [*features, *(cfg.categorical or [])]:  # the answer among the inputs: a perfect, useless model
+        raise ConfigError(f"data.features / data.categorical: '{cfg.target}' is data.target, the column the model predicts; "
+                          "remove it from the model's inputs")
     absent = [c for c in [*features, *(cfg.categorical or [])] if c not in table.columns]
     if absent:
         raise DataError(f"{where}: column '{absent[0]}' (data.features / data.categorical) is not in the file; its columns are "

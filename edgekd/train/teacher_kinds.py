@@ -83,6 +83,8 @@ def build_estimator(spec, index: int, seed: int):
         params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v for k, v in (params or {}).items()}
         if "random_state" in defaults and "random_state" not in params:
             params["random_state"] = seed + index
+        if kind == "lightgbm" and "verbose" not in params:  # else a dozen [LightGBM] [Info] lines bury the run's progress
+            params["verbose"] = -1
         try:
             made.append(cls(**params))
         except TypeError as exc:

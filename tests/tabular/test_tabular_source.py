@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.core.errors import DataError
+from edgekd.core.errors import ConfigError, DataError
 from edgekd.data.config import DataConfig
 from edgekd.data.table_schema import model_inputs
 from edgekd.data.tabular import load_tabular_dataset
@@ -74,6 +74,14 @@ def test_missing_feature_column_and_target(table_csv):
         _load(table_csv, features=["size", "weight"])
     with pytest.raises(DataError, match=r"data.target 'nope': no such column"):
         load_tabular_dataset(DataConfig(source="csv", path=str(table_csv), target="nope"), 0, table_csv.parent)
+
+
+def test_the_target_among_the_features_is_refused(table_csv):
+    """The answer given as an input would score 100% and predict nothing on the device."""
+    with pytest.raises(ConfigError, match=r"data.features / data.categorical: 'grade' is data.target.*remove it"):
+        _load(table_csv, features=["size", "grade"])
+    with pytest.raises(ConfigError, match=r"'grade' is data.target"):
+        _load(table_csv, categorical=["grade"])
 
 
 def test_rows_at_inference_are_checked_against_the_schema(table_csv):

@@ -246,3 +246,10 @@ def test_an_onnx_teacher_with_the_target_coded_otherwise_is_reordered(table, tmp
     expected = model.predict_proba(frame(table.val.x))  # back in the data's order
     assert np.allclose(np.exp(teacher.logits(table.val.x)), expected, atol=1e-4)
     assert _top1(teacher, table.val) > 0.6
+
+
+def test_lightgbm_fits_quietly_unless_asked(table, capfd):
+    _fit({"lightgbm": "LGBMClassifier", "params": {"n_estimators": 5, "num_leaves": 63}}, table)
+    assert "[LightGBM]" not in "".join(capfd.readouterr())
+    _fit({"lightgbm": "LGBMClassifier", "params": {"n_estimators": 5, "verbose": 1}}, table)
+    assert "[LightGBM] [Info]" in "".join(capfd.readouterr())
