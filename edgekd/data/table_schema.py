@@ -129,8 +129,10 @@ def _column(column: Column, values: np.ndarray, where: str) -> np.ndarray:
     return text
 
 
-def numeric_values(values: np.ndarray, name: str, where: str) -> np.ndarray:
-    """float32 values of a numeric column (None/NaN/'' as NaN), or one line naming the column and the first text."""
+def numeric_values(values: np.ndarray, name: str, where: str, building: bool = False) -> np.ndarray:
+    """float32 values of a numeric column (None/NaN/'' as NaN), or one line naming the column and the first text.
+    `building`: reading the file a model is built from, where the column may still be declared categorical (on the
+    device its kind is fixed)."""
     if values.dtype.kind in "biuf":
         return values.astype(np.float32)
     out = np.empty(len(values), dtype=np.float32)
@@ -141,8 +143,9 @@ def numeric_values(values: np.ndarray, name: str, where: str) -> np.ndarray:
         try:
             out[row] = float(value)
         except (TypeError, ValueError):
+            declare = " (or list the column in data.categorical)" if building else ""
             raise DataError(f"{where}: column '{name}' holds text ({value!r}, row {row}) where the model takes numbers; fix the "
-                            "value, or leave it empty for a missing one (or list the column in data.categorical)") from None
+                            f"value, or leave it empty for a missing one{declare}") from None
     return out
 
 

@@ -150,7 +150,7 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
         present = values.dropna()
         numbers = present.map(_is_number)
         if len(present) and numbers.mean() >= NUMERIC_SHARE:
-            numeric_values(values.to_numpy(), name, where)  # raises, naming the first text among the numbers
+            numeric_values(values.to_numpy(), name, where, building=True)  # raises, naming the first text among the numbers
     return Column(name, CATEGORICAL, tuple(sorted({category_text(v) for v in values.tolist()})))
 
 

@@ -66,7 +66,7 @@ def test_text_in_a_numeric_column_names_it(tmp_path):
     frame.to_csv(tmp_path / "typo.csv", index=False)
     with pytest.raises(DataError, match=r"column 'price' holds text \('n/a\?', row 7\) where the model takes numbers") as err:
         _load(tmp_path / "typo.csv")
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "or list the column in data.categorical" in str(err.value)
 
 
 def test_missing_feature_column_and_target(table_csv):
@@ -92,8 +92,10 @@ def test_rows_at_inference_are_checked_against_the_schema(table_csv):
         model_inputs(schema, {**good, "color": ["purple"]}, "rows")
     with pytest.raises(DataError, match=r"rows: column 'shape' is missing; the model takes size, price, color, shape, y, tier"):
         model_inputs(schema, {k: v for k, v in good.items() if k != "shape"}, "rows")
-    with pytest.raises(DataError, match=r"rows: column 'size' holds text \('big', row 0\)"):
+    with pytest.raises(DataError, match=r"rows: column 'size' holds text \('big', row 0\)") as err:
         model_inputs(schema, {**good, "size": ["big"]}, "rows")
+    assert "data.categorical" not in str(err.value)  # the device cannot change the model's columns
+
 
 
 def test_a_category_in_one_split_only_is_known(tmp_path):
