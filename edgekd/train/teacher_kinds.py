@@ -145,7 +145,9 @@ def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, se
     try:
         model.fit(view(x_train), y_train)
     except (ValueError, TypeError) as exc:
-        raise ModelError(f"teachers[{index}]: fitting {describe(spec)} failed: {str(exc).splitlines()[0][:200]}") from None
+        raw = (f"; with preprocess: none it gets the raw columns (categories as text: {', '.join(schema.categorical)}): use "
+               "preprocess: auto, or a pipeline that encodes them") if schema is not None and spec.preprocess == "none" else ""
+        raise ModelError(f"teachers[{index}]: fitting {describe(spec)} failed: {str(exc).splitlines()[0][:200]}{raw}") from None
     return Teacher(index, spec.kind, describe(spec), lambda x: _model_logits(model, view(x), classes),
                    fitted_identity(spec, seed), model=model)
 

@@ -253,3 +253,8 @@ def test_lightgbm_fits_quietly_unless_asked(table, capfd):
     assert "[LightGBM]" not in "".join(capfd.readouterr())
     _fit({"lightgbm": "LGBMClassifier", "params": {"n_estimators": 5, "verbose": 1}}, table)
     assert "[LightGBM] [Info]" in "".join(capfd.readouterr())
+
+
+def test_raw_columns_a_model_cannot_read_say_why(table):
+    with pytest.raises(ModelError, match=r"teachers\[0\]: fitting LogisticRegression failed: .*preprocess: none .*color, shape"):
+        _fit({"sklearn": "LogisticRegression", "preprocess": "none"}, table)
