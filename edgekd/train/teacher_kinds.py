@@ -38,10 +38,18 @@ class Teacher:
     identity: str
     model: Any = None  # the fitted scikit-learn object, for the ONNX export
     onnx_path: Path | None = None  # an ONNX teacher's file
+    fit: Callable[[], Any] | None = None  # fit_teacher(lazy=True): fits the model when first needed
 
     @property
     def where(self) -> str:
         return f"teachers[{self.index}]"
+
+    def fitted_model(self):
+        """The scikit-learn object, fitted now if it was not yet (a lazy teacher whose outputs were all cached is never
+        fitted unless its ONNX file must be made)."""
+        if self.model is None and self.fit is not None:
+            self.model = self.fit()
+        return self.model
 
 
 def estimator_class(kind: str, name: str, where: str):
@@ -136,20 +144,29 @@ def table_front(estimator, schema, preprocess: str, kind: str = "sklearn"):
     return make_pipeline(ColumnTransformer(parts, sparse_threshold=0), estimator)
 
 
-def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, seed: int, schema=None) -> Teacher:
+def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, seed: int, schema=None,
+                lazy: bool = False) -> Teacher:
     """Fit a sklearn/lightgbm/xgboost teacher on the training split. x_train: a table's {column: (n, 1)} (with
-    `schema`) or a sequence of raw texts."""
-    estimator = build_estimator(spec, index, seed)
+    `schema`) or a sequence of raw texts. lazy: fit when its outputs or model are first asked for, so a run whose
+    outputs of this teacher are all cached (--resume after another teacher changed) does not refit it."""
+    estimator = build_estimator(spec, index, seed)  # config errors show before anything is fitted
     model = table_front(estimator, schema, spec.preprocess, spec.kind) if schema is not None else estimator
     view = _view(schema)
-    try:
-        model.fit(view(x_train), y_train)
-    except (ValueError, TypeError) as exc:
-        raw = (f"; with preprocess: none it gets the raw columns (categories as text: {', '.join(schema.categorical)}): use "
-               "preprocess: auto, or a pipeline that encodes them") if schema is not None and spec.preprocess == "none" else ""
-        raise ModelError(f"teachers[{index}]: fitting {describe(spec)} failed: {str(exc).splitlines()[0][:200]}{raw}") from None
-    return Teacher(index, spec.kind, describe(spec), lambda x: _model_logits(model, view(x), classes),
-                   fitted_identity(spec, seed), model=model)
+
+    def fit():
+        try:
+            model.fit(view(x_train), y_train)
+        except (ValueError, TypeError) as exc:
+            raw = (f"; with preprocess: none it gets the raw columns (categories as text: {', '.join(schema.categorical)}): "
+                   "use preprocess: auto, or a pipeline that encodes them") if schema is not None and spec.preprocess == "none" else ""
+            raise ModelError(f"teachers[{index}]: fitting {describe(spec)} failed: {str(exc).splitlines()[0][:200]}{raw}") from None
+        return model
+
+    teacher = Teacher(index, spec.kind, describe(spec), lambda x: _model_logits(teacher.fitted_model(), view(x), classes),
+                      fitted_identity(spec, seed), fit=fit)
+    if not lazy:
+        teacher.fitted_model()
+    return teacher
 
 
 def fitted_identity(spec, seed: int) -> str:
