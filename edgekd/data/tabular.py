@@ -22,6 +22,9 @@ from edgekd.data.table_schema import CATEGORICAL, NUMERIC, Column, Schema, categ
 
 # A text column is numeric with a typo when at least this share of its values are numbers: refused, not read as categories.
 NUMERIC_SHARE = 0.95
+# A category column with more distinct values than this share of its rows (and more than IDENTIFIER_MIN) is an
+# identifier or free text: refused rather than one-hot encoded.
+IDENTIFIER_SHARE, IDENTIFIER_MIN = 0.5, 50
 
 
 @dataclass
@@ -151,7 +154,13 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
         numbers = present.map(_is_number)
         if len(present) and numbers.mean() >= NUMERIC_SHARE:
             numeric_values(values.to_numpy(), name, where, building=True)  # raises, naming the first text among the numbers
-    return Column(name, CATEGORICAL, tuple(sorted({category_text(v) for v in values.tolist()})))
+    categories = tuple(sorted({category_text(v) for v in values.tolist()}))
+    present = int(values.notna().sum())
+    if len(categories) > max(IDENTIFIER_MIN, IDENTIFIER_SHARE * present):
+        raise DataError(f"{where}: column '{name}' has {len(categories)} distinct values in {present} rows: an identifier or free "
+                        "text, not a category (one-hot, it would bloat the model, and the device would refuse every new value); "
+                        "leave it out with data.features")
+    return Column(name, CATEGORICAL, categories)
 
 
 def _is_number(value: Any) -> bool:

@@ -149,3 +149,13 @@ def test_table_keys_need_a_table_source():
         DataConfig(source="digits", target="cut")
     with pytest.raises(ValidationError, match="data.target: data.source csv needs data.path"):
         DataConfig(source="csv", path="x.csv")
+
+
+def test_an_identifier_column_is_not_a_category(tmp_path):
+    """Row ids read as categories: one one-hot slot per row, and every new row refused on the device."""
+    frame = table_rows()
+    frame["order_id"] = [f"A{i:05d}" for i in range(len(frame))]
+    frame.to_csv(tmp_path / "ids.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'order_id' has 600 distinct values in 600 rows: an identifier .*data.features"):
+        _load(tmp_path / "ids.csv")
+    assert [c.name for c in _load(tmp_path / "ids.csv", features=["size", "color"]).schema.columns] == ["size", "color"]
