@@ -21,7 +21,9 @@ from edgekd.data.datasets import Split
 from edgekd.data.table_schema import CATEGORICAL, NUMERIC, Column, Schema, category_text, layout_arrays, model_inputs, numeric_values
 
 # A text column is numeric with a typo when at least this share of its values are numbers: refused, not read as categories.
-NUMERIC_SHARE = 0.95
+# Half, not nearly all: a missing-value marker ('?', '-') on 10% of a number column's rows would otherwise turn it into
+# hundreds of categories, silently; a true category column of number-like codes is declared in data.categorical.
+NUMERIC_SHARE = 0.5
 # A category column with more distinct values than this share of its rows (and more than IDENTIFIER_MIN) is an
 # identifier or free text: refused rather than one-hot encoded.
 IDENTIFIER_SHARE, IDENTIFIER_MIN = 0.5, 50

@@ -159,3 +159,15 @@ def test_an_identifier_column_is_not_a_category(tmp_path):
     with pytest.raises(DataError, match=r"column 'order_id' has 600 distinct values in 600 rows: an identifier .*data.features"):
         _load(tmp_path / "ids.csv")
     assert [c.name for c in _load(tmp_path / "ids.csv", features=["size", "color"]).schema.columns] == ["size", "color"]
+
+
+def test_a_missing_value_marker_in_a_number_column_is_named(tmp_path):
+    """'?' on a tenth of a number column's rows (as in many UCI tables) does not make it a column of categories."""
+    frame = table_rows()
+    frame["tier"] = frame["tier"].astype(object)
+    frame.loc[frame.index[::10], "tier"] = "?"
+    frame.to_csv(tmp_path / "marker.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'tier' holds text \('\?', row 0\) where the model takes numbers; .*leave it empty"):
+        _load(tmp_path / "marker.csv")
+    declared = _load(tmp_path / "marker.csv", categorical=["tier"])  # codes with a marker, declared: categories
+    assert next(c for c in declared.schema.columns if c.name == "tier").categories == ("1", "2", "3", "?")
