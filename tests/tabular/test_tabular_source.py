@@ -171,3 +171,10 @@ def test_a_missing_value_marker_in_a_number_column_is_named(tmp_path):
         _load(tmp_path / "marker.csv")
     declared = _load(tmp_path / "marker.csv", categorical=["tier"])  # codes with a marker, declared: categories
     assert next(c for c in declared.schema.columns if c.name == "tier").categories == ("1", "2", "3", "?")
+
+
+def test_keys_data_says_what_data_path_is_for_a_table():
+    from edgekd.pipeline.config_help import key_lines
+
+    (line,) = [text for text in key_lines("data") if text.startswith("data.path ")]
+    assert "for csv and parquet the table" in line
