@@ -160,7 +160,10 @@ def category_text(value: Any) -> str:
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and value.strip() == "")
+    """None, NaN, '' and pandas' own markers (pd.NA of string and nullable columns, NaT), recognised by type name
+    because this module runs on the device, where pandas is not installed."""
+    return (value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and value.strip() == "")
+            or type(value).__name__ in ("NAType", "NaTType"))
 
 
 def schema_of(manifest: dict[str, Any]) -> Schema | None:

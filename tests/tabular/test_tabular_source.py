@@ -178,3 +178,19 @@ def test_keys_data_says_what_data_path_is_for_a_table():
 
     (line,) = [text for text in key_lines("data") if text.startswith("data.path ")]
     assert "for csv and parquet the table" in line
+
+
+def test_pandas_missing_markers_are_missing(tmp_path):
+    """A parquet file of pandas' string and nullable integer columns holds pd.NA: a missing value, not the category
+    '<NA>' nor text in a number column."""
+    import pandas as pd
+
+    frame = table_rows()
+    frame["color"] = frame["color"].astype("string")
+    frame["tier"] = frame["tier"].astype("Int64")
+    frame.loc[5, "tier"] = pd.NA
+    frame.to_parquet(tmp_path / "nullable.parquet", index=False)
+    data = _load(tmp_path / "nullable.parquet")
+    assert next(c for c in data.schema.columns if c.name == "color").categories == ("", "blue", "green", "red")
+    assert next(c for c in data.schema.columns if c.name == "tier").kind == "numeric"
+    assert model_inputs(data.schema, {**{k: v[:1, 0] for k, v in data.test.x.items()}, "color": [pd.NA]}, "rows")["color"][0, 0] == ""
