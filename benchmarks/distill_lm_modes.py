@@ -2,7 +2,7 @@
 own greedy continuations) help the student's perplexity, alone or interleaved with token-level KD?
 
 Four students of the same size, initial weights, steps, batch and schedule, through the distill stage's own code
-(edgekd.pipeline.lm.distill_steps, as `distill.mode` selects it):
+(edgekd.lm.distill_steps, as `distill.mode` selects it):
 
 * scratch: next-token cross-entropy on corpus blocks;
 * token: alpha x T^2 forward KL to the teacher's cached top-k logits (+ tail bucket) + (1 - alpha) x CE, same blocks;
@@ -37,12 +37,12 @@ import torch  # noqa: E402
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from edgekd.lm.config import LMDistillConfig, LMSequenceConfig, LMTrainConfig  # noqa: E402
 from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
+from edgekd.lm.distill_steps import DistillSteps  # noqa: E402
 from edgekd.lm.losses import lm_cross_entropy  # noqa: E402
 from edgekd.lm.models import build_lm, parameter_count, student_config  # noqa: E402
 from edgekd.lm.training import block_batches, torch_perplexity, train_lm  # noqa: E402
-from edgekd.pipeline.lm.config import LMDistillConfig, LMSequenceConfig, LMTrainConfig  # noqa: E402
-from edgekd.pipeline.lm.distill_steps import DistillSteps  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / ".work" / "distill_lm_modes"

@@ -155,7 +155,8 @@ def _recipe(ctx) -> str:
 
 def results(ctx, started: float, smoke_run: bool) -> dict:
     metrics = ctx.manifest.metrics("teachers")
-    teachers = [{k: e.get(k) for k in ("index", "kind", "name", "top1", "val_top1", "onnx_bytes", "onnx_file", "onnx_reason")}
+    teachers = [{k: e.get(k) for k in ("index", "kind", "name", "top1", "val_top1", "onnx_bytes", "onnx_file", "onnx_reason",
+                                       "out_of_fold")}
                 for e in metrics["teachers"]]
     distilled = ctx.manifest.metrics("distill")
     student_files = timings(ctx, teachers)
@@ -300,9 +301,11 @@ def _train_line(r: dict) -> str:
 
 
 def _transfer_line(r: dict) -> str:
-    t = r.get("transfer_set")
+    t, folds = r.get("transfer_set"), r["config"]["distill"].get("out_of_fold")
+    outputs = (f"out of fold ({folds} stratified folds: each row's outputs from fits on the other folds; validation "
+               "and test from the fit on every training row)" if folds else "in sample (the fit that saw them)")
     if not t:
-        return "No transfer set: the student learns from the teachers' outputs on the training rows."
+        return f"No transfer set: the student learns from the teachers' outputs on the training rows, {outputs}."
     recipe = t["recipe"]
     return (f"Transfer set: {t['rows']} synthetic rows ({recipe['method']}, size {recipe['size']}, p {recipe['p']}, s {recipe['s']}), "
             "labelled by the ensemble; the KD students train on them beside the training rows, the scratch ones on the "

@@ -26,3 +26,12 @@ class BenchConfig(Strict):
 
 
 BENCH_DEFAULTS = BenchConfig()
+
+
+class GenerationBenchConfig(Strict):
+    prompts: int = Field(20, ge=1, description="held-out prompts (test split) for generation")
+    prompt_tokens: int = Field(32, ge=1)
+    new_tokens: int = Field(64, ge=1)
+    rounds: int = Field(1, ge=1, description="generations per prompt and model, interleaved")
+    device_blocks: int = Field(64, ge=0, description="test blocks each bundle carries (eval_blocks.npy) for perplexity and "
+                                                     "prompts in `edgekd bench` on the device; 0: none")

@@ -6,6 +6,7 @@ tokenizer (same vocabulary), which token-level distillation needs.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -80,6 +81,18 @@ def load_pretrained(folder: str | Path):
     return model.eval()
 
 
+def load_given_teacher(folder: Path, vocab_size: int, context: int):
+    """teacher.checkpoint: load_pretrained, then refused when it does not fit the run's tokenizer or context."""
+    model = load_pretrained(folder)
+    if model.config.vocab_size != vocab_size:
+        raise ModelError(f"teacher.checkpoint: the model has {model.config.vocab_size} tokens and teacher.tokenizer "
+                         f"{vocab_size}; give the tokenizer the model was trained with")
+    if model.config.n_positions < context:
+        raise ModelError(f"teacher.checkpoint: the model's context is {model.config.n_positions} tokens, shorter "
+                         f"than data.context {context}; lower data.context")
+    return model
+
+
 def parameter_count(model) -> int:
     """Distinct parameters: GPT-2 ties the output layer to the token embedding, counted once."""
     seen = {id(p): p.numel() for p in model.parameters()}
@@ -107,3 +120,13 @@ def _heads_for(width: int, teacher_config) -> int:
     """Keep the teacher's head size (width / heads) when the student is narrower."""
     head_size = teacher_config.n_embd // teacher_config.n_head
     return max(1, width // head_size) if width % head_size == 0 else 1
+
+
+def save_pretrained(model, folder: Path) -> list[Path]:
+    """save_pretrained (safetensors) into `folder`, replacing it whole only once the new one is written."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(str(partial), safe_serialization=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file())

@@ -142,6 +142,12 @@ class PipelineConfig(Strict):
             raise ValueError("each target may appear once")
         return value
 
+    def external_inputs(self, section: str, base_dir: Path) -> Any:
+        """The files `section` names outside the config, fingerprinted (pipeline/inputs.py): part of a stage's key."""
+        from edgekd.pipeline.inputs import external_inputs
+
+        return external_inputs(self, section, base_dir)
+
     def digest(self) -> str:
         """Stable hash of the validated config: stages compare it to decide what to rerun."""
         return model_digest(self)
@@ -158,10 +164,20 @@ def validate_config(raw: dict[str, Any], source: str = "<config>") -> PipelineCo
     return validate_model(raw, config_model(raw), source)
 
 
-def config_model(raw: Any) -> type:
-    """The config class of a pipeline file: `task: language-model` has its own sections (pipeline/lm/config.py)."""
-    if isinstance(raw, dict) and raw.get("task") == "language-model":
-        from edgekd.pipeline.lm.config import LanguageModelConfig
+# A task whose pipeline file has sections of its own, by the `task:` name that picks it (a dotted path: the config
+# layer imports no task's module until a file asks for it). Every other file is a PipelineConfig.
+OWN_SECTIONS: dict[str, str] = {"language-model": "edgekd.pipeline.lm.config:LanguageModelConfig"}
 
-        return LanguageModelConfig
-    return PipelineConfig
+
+def config_model(raw: Any) -> type:
+    """The config class of a pipeline file: its `task:` name's in OWN_SECTIONS, else PipelineConfig."""
+    task = raw.get("task") if isinstance(raw, dict) else None
+    return sections_of(task) if isinstance(task, str) and task in OWN_SECTIONS else PipelineConfig
+
+
+def sections_of(task: str) -> type:
+    """The config class OWN_SECTIONS names for `task`, its module imported now."""
+    import importlib
+
+    module, _, name = OWN_SECTIONS[task].partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.sections import model_inside
-from edgekd.pipeline.config import PipelineConfig
+from edgekd.pipeline.config import OWN_SECTIONS, PipelineConfig, sections_of
 
 
 def key_lines(section: str | None = None, task: str | None = None) -> list[str]:
@@ -35,11 +35,9 @@ def key_lines(section: str | None = None, task: str | None = None) -> list[str]:
 def _task_model(task: str | None) -> type[BaseModel]:
     if task in (None, "image"):
         return PipelineConfig
-    if task == "language-model":
-        from edgekd.pipeline.lm.config import LanguageModelConfig
-
-        return LanguageModelConfig
-    raise ConfigError(f"--task {task}: unknown task; use image (the default) or language-model")
+    if task in OWN_SECTIONS:
+        return sections_of(task)
+    raise ConfigError(f"--task {task}: unknown task; use image (the default) or {' or '.join(OWN_SECTIONS)}")
 
 
 def key_defaults() -> dict[str, Any]:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.pipeline.config import PipelineConfig
-from edgekd.pipeline.inputs import external_inputs
 from edgekd.pipeline.layout import RunLayout
 from edgekd.pipeline.manifest import RunManifest
 from edgekd.pipeline.registry import STAGE_NAMES, stage_class
@@ -54,11 +53,14 @@ class RunContext:
     def stage_key(self, stage: str) -> str:
         dump = self.cfg.model_dump(mode="json")
         sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections_for(self.cfg)]
-        files = {s: external_inputs(self.cfg, s, self.base_dir) for s in sections}
+        files = {s: self.cfg.external_inputs(s, self.base_dir) for s in sections}
         # The int8 recipe depends on the host's CPU when quantize.adapt_to_host (quant/host.py): a run
         # resumed on another kind of CPU quantizes again.
         host = {"saturates_8bit": saturates_8bit_products()} if "quantize" in sections else {}
-        canonical = json.dumps({"config": {s: _pick(dump, s) for s in sections}, "files": files, **host}, sort_keys=True)
+        picked = {s: _pick(dump, s) for s in sections}
+        # a key the config leaves out of its dump while unset (distill.out_of_fold) keys nothing: keys stay as before it
+        canonical = json.dumps({"config": {s: v for s, v in picked.items() if v is not _ABSENT}, "files": files, **host},
+                               sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def gate_verdict(self) -> dict[str, Any] | None:
@@ -77,7 +79,12 @@ def saturates_8bit_products() -> bool:
     return host_saturates()
 
 
+_ABSENT = object()
+
+
 def _pick(dump: dict, dotted: str) -> Any:
     for part in dotted.split("."):
+        if part not in dump:
+            return _ABSENT
         dump = dump[part]
     return dump

@@ -14,16 +14,14 @@ from typing import Any
 
 from edgekd.core.fileio import resolve_path, sha256_of
 from edgekd.core.user_code import is_reference
-from edgekd.pipeline.config import PipelineConfig
 from edgekd.train.config import ModelConfig
 
 
-def external_inputs(cfg: PipelineConfig, section: str, base_dir: Path) -> Any:
-    """The content fingerprint of what `section` names outside the config, or None when it names nothing."""
-    if getattr(cfg, "task", None) == "language-model":
-        return _language_model_inputs(cfg, section, base_dir)
+def external_inputs(cfg, section: str, base_dir: Path) -> Any:
+    """The content fingerprint of what `section` of a PipelineConfig names outside the config, or None when it names
+    nothing. (Untyped: pipeline/config.py calls this, so this module does not import it back.)"""
     if section == "data":
-        return {"path": _fingerprint(cfg.data.path, base_dir), "source": _reference_file(cfg.data.source, base_dir)}
+        return {"path": fingerprint(cfg.data.path, base_dir), "source": _reference_file(cfg.data.source, base_dir)}
     if section == "teachers":
         return [_model_files(teacher, base_dir) for teacher in cfg.teachers]
     if section == "student":
@@ -31,45 +29,37 @@ def external_inputs(cfg: PipelineConfig, section: str, base_dir: Path) -> Any:
     if section == "distill":
         return [_model_files(peer, base_dir) for peer in cfg.distill.online.peers]
     if section == "targets":
-        from edgekd.runtimes import load_profile
-
-        return [load_profile(name, base_dir).model_dump(mode="json") for name in cfg.targets]
+        return target_profiles(cfg.targets, base_dir)
     if section == "quantize" and cfg.quantize.method != "none":
         from edgekd.data.calibration import load_recipe
 
         recipe = load_recipe(cfg.quantize.calibration, base_dir).model_dump(mode="json")
         folder = cfg.quantize.calibration_images
-        return {**recipe, "calibration_images": _fingerprint(folder, base_dir)} if folder else recipe
+        return {**recipe, "calibration_images": fingerprint(folder, base_dir)} if folder else recipe
     return None
 
 
-def _language_model_inputs(cfg, section: str, base_dir: Path) -> Any:
-    """A language model's files: its text folder, a given teacher and its tokenizer, the target profiles."""
-    if section == "data":
-        return _fingerprint(cfg.data.path, base_dir)
-    if section == "teacher":
-        return {"checkpoint": _fingerprint(cfg.teacher.checkpoint, base_dir), "tokenizer": _fingerprint(cfg.teacher.tokenizer, base_dir)}
-    if section == "targets":
-        from edgekd.runtimes import load_profile
+def target_profiles(targets: list[str], base_dir: Path) -> list[dict]:
+    """The target profiles as loaded: a profile file edited in place changes the key of every stage reading targets."""
+    from edgekd.runtimes import load_profile
 
-        return [load_profile(name, base_dir).model_dump(mode="json") for name in cfg.targets]
-    return None
+    return [load_profile(name, base_dir).model_dump(mode="json") for name in targets]
 
 
 def _model_files(spec: ModelConfig, base_dir: Path) -> dict:
-    files = {"checkpoint": _fingerprint(spec.checkpoint, base_dir),
+    files = {"checkpoint": fingerprint(spec.checkpoint, base_dir),
              "arch": _reference_file(spec.arch, base_dir) if spec.arch else None}
     onnx = getattr(spec, "onnx", None)  # a student may be an ONNX file
-    return {**files, "onnx": _fingerprint(onnx, base_dir)} if onnx else files
+    return {**files, "onnx": fingerprint(onnx, base_dir)} if onnx else files
 
 
 def _reference_file(reference: str, base_dir: Path) -> str | None:
     """A `file.py:function` reference's file content; a `module:function` is the environment's, not hashed."""
     module_part = reference.rpartition(":")[0]
-    return _fingerprint(module_part, base_dir) if is_reference(reference) and module_part.endswith(".py") else None
+    return fingerprint(module_part, base_dir) if is_reference(reference) and module_part.endswith(".py") else None
 
 
-def _fingerprint(path: str | None, base_dir: Path) -> str | None:
+def fingerprint(path: str | None, base_dir: Path) -> str | None:
     if not path:
         return None
     found = resolve_path(Path(path).expanduser(), base_dir)

@@ -64,6 +64,20 @@ def accuracy_limit(gate, profile, metric: str = "top1") -> AccuracyLimit:
     return AccuracyLimit(ours, key)
 
 
+def unconfirmed_drop(gate, profile, metric: str, row: Candidate, samples: int) -> str | None:
+    """What to say when the chosen candidate `row` meets its accuracy limit on the validation split but the split is
+    too small to confirm it: its drop's 95% bound (core.task_metrics.drop_bound, `val_drop_bound`) is past the limit.
+    The choice stands (the limit is the user's, on the data they gave); the test split and the gate judge it again,
+    and the user learns that more validation data is what would make the choice reliable. None: nothing to say."""
+    limit, bound = accuracy_limit(gate, profile, metric).max_drop, row.get("val_drop_bound")
+    if bound is None or row.get("val_drop") is None or bound <= limit or row["precision"] == "fp32":
+        return None
+    return (f"{profile.name}: {row['name']} drops {row['val_drop']:.2f} points of {metric} on {samples} validation "
+            f"samples (limit {limit:g}), but that many samples cannot confirm the limit: its drop may be up to "
+            f"{bound:.2f} points (95% bound, paired bootstrap); give more validation data (more samples, or a larger "
+            "data.val_fraction) for a choice the test split will bear out")
+
+
 def gate_drop_budget(max_drop: float | None) -> float:
     """gate.max_drop: null switches the drop check off; as a budget that is an infinite one."""
     return float("inf") if max_drop is None else max_drop

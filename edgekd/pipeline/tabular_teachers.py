@@ -18,10 +18,12 @@ def teacher_cache(ctx):
     return TeacherLogitCache(resolve_cache_dir(ctx.cfg.distill.cache_dir, ctx.base_dir, ctx.run_dir))
 
 
-def split_key(identity: str, ctx, split: str) -> str:
+def split_key(identity: str, ctx, split: str, folds: int | None = None) -> str:
+    """A teacher's cached outputs on a split; `folds`: made out of fold (distill.out_of_fold), keyed apart from in-sample."""
     from edgekd.train.distill.cache import cache_key
 
-    return cache_key(identity, ctx.dataset.fingerprint, {"split": split, "outputs": "logits or log-probabilities"})
+    settings = {"split": split, "outputs": "logits or log-probabilities", **({"out_of_fold": folds} if folds else {})}
+    return cache_key(identity, ctx.dataset.fingerprint, settings)
 
 
 def teacher_onnx_file(ctx, teacher, path: Path) -> tuple[Path | None, str | None]:

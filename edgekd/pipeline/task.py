@@ -114,8 +114,8 @@ def task_for(config) -> Task:
     """The task of a pipeline config: `task: language-model`, `task: {kind: fidelity, metric: ...}`, tables for
     data.source csv or parquet, text classification for data.source text, else image classification."""
     task = getattr(config, "task", None)
-    if task == "language-model":
-        return task_named("language-model")
+    if isinstance(task, str):  # a file with sections of its own names its task (pipeline/config.OWN_SECTIONS)
+        return task_named(task)
     if getattr(task, "kind", None) == "fidelity":
         return task_class("fidelity")(metric=task.metric, output=task.output)
     if config.data.source in ("csv", "parquet"):

@@ -1,10 +1,12 @@
-"""The quantize section: PTQ (calibration, fallback, host adaptation) or QAT fine-tuning."""
+"""The quantize section: PTQ (calibration, fallback, host adaptation) or QAT fine-tuning; and a language model's
+(decoder's) quantize section, DecoderQuantizeConfig."""
 from __future__ import annotations
 
 from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
+from edgekd.core.errors import ConfigError
 from edgekd.core.sections import Strict
 from edgekd.train.config import TrainConfig
 
@@ -78,3 +80,41 @@ class QuantizeConfig(Strict):
 
 
 PTQ_ONLY = {"calibrate_method", "fallback", "max_fallback_nodes", "sensitivity_samples"}
+
+
+# Every backend's decoder_methods (edgekd/runtimes/: onnxruntime's dynamic, nbits8, nbits4; OpenVINO's ov_int8, ov_int4)
+# and none, spelled out for the schema; tests/pipeline/lm/test_lm_pipeline.py checks that they agree.
+DecoderMethod = Literal["dynamic", "nbits8", "nbits4", "ov_int8", "ov_int4", "none"]
+
+
+class DecoderOpenVinoConfig(Strict):
+    int4_mode: Literal["sym", "asym"] = Field("sym", description="ov_int4: NNCF INT4_SYM or INT4_ASYM (a zero point per group)")
+    group_size: Optional[int] = Field(None, ge=8, description="ov_int4: input channels per scale; must divide the model's "
+                                      "width (default: the largest of 128, 64, 32, 16 that does)")
+    ratio: float = Field(1.0, gt=0, le=1, description="ov_int4: share of linear layers at 4 bits, the rest at 8 "
+                                                      "(NNCF keeps the embeddings and the output layer at 8 bits)")
+
+
+class DecoderQuantizeConfig(Strict):
+    method: DecoderMethod = Field("dynamic", description="onnxruntime targets: dynamic int8 (MatMulInteger) or weight-only MatMulNBits "
+                                                  "8/4-bit; OpenVINO targets: ov_int8 / ov_int4 (NNCF weight compression); "
+                                                  "none: fp32 only. A target whose runtime the method is not for gets "
+                                                  "its runtime's default (dynamic, ov_int8)")
+    per_target: dict[str, DecoderMethod] = Field(default_factory=dict, description="a method per target name")
+    adapt_to_host: bool = Field(True, description="7-bit weights (dynamic) where this CPU's int8 kernels saturate")
+    block_size: int = Field(32, ge=16, description="MatMulNBits block size")
+    openvino: DecoderOpenVinoConfig = Field(default_factory=DecoderOpenVinoConfig, description="options of ov_int4")
+
+    def method_for(self, target: str, backend: str) -> str:
+        """The method for `target`, whose profile's backend is `backend`: per_target's (which must be one for that
+        runtime), else `method` where it is one for that runtime, else that runtime's default."""
+        from edgekd.runtimes import get_backend
+
+        family = get_backend(backend).decoder_methods
+        if target in self.per_target:
+            chosen = self.per_target[target]
+            if chosen != "none" and chosen not in family:
+                raise ConfigError(f"quantize.per_target.{target}: {chosen} is not for this target's runtime ({backend}); "
+                                  f"use one of {', '.join(family)} or none")
+            return chosen
+        return self.method if self.method == "none" or self.method in family else family[0]

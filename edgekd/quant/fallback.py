@@ -206,7 +206,9 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         if trials.best is not None:
             shutil.copyfile(trials.best[1], out_path)
             return _with_fidelity(report, fp32_logits, trials.best[2], val_y)
-    raise StageError(_give_up_message(recipe, report, budget))
+    failed = StageError(_give_up_message(recipe, report, budget))
+    failed.fallback_report = report  # what the search tried, for callers that compare searches (benchmarks/fallback_search.py)
+    raise failed
 
 
 @dataclass

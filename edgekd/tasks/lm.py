@@ -38,6 +38,6 @@ class LanguageModel:
         return LANGUAGE_MODEL_STEPS
 
     def load_dataset(self, config, base_dir):
-        from edgekd.pipeline.lm.data import load_lm_dataset
+        from edgekd.lm.dataset import load_lm_dataset
 
         return load_lm_dataset(config.data, base_dir)

@@ -197,7 +197,7 @@ class LMCompileStep(TaskStep):
         few validation prompts, all interleaved (edgekd.lang.generation_bench)."""
         from edgekd.lang.generate import load_decoder
         from edgekd.lang.generation_bench import generation_speed
-        from edgekd.pipeline.lm.data import prompts
+        from edgekd.lm.dataset import prompts
 
         cfg = self.ctx.cfg
         timed = list(dict.fromkeys(path for name, pair in files.items() if "int8" in pair and _measurable(cfg, self.ctx.base_dir, name)
@@ -232,7 +232,7 @@ class LMCompileStep(TaskStep):
         from edgekd.lang.perplexity import onnx_perplexity
         from edgekd.lm.models import load_pretrained
         from edgekd.lm.training import torch_perplexity
-        from edgekd.pipeline.lm.data import device_blocks
+        from edgekd.lm.dataset import device_blocks
 
         ctx, count = self.ctx, self.ctx.cfg.bench.device_blocks
         if count == 0:
@@ -274,7 +274,7 @@ class LMBenchStep(TaskStep):
         from edgekd.lang.generate import load_decoder
         from edgekd.lang.generation_bench import generation_speed, greedy_agreement
         from edgekd.lang.perplexity import onnx_perplexity
-        from edgekd.pipeline.lm.data import prompts
+        from edgekd.lm.dataset import prompts
 
         ctx, cfg = self.ctx, self.ctx.cfg
         test = ctx.dataset.blocks(tokenizer_path(ctx), "test")[: cfg.data.test_blocks or None]

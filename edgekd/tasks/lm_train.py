@@ -7,22 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import ConfigError, ModelError
+from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import atomic_path, resolve_path, searched
+from edgekd.lm.models import save_pretrained
 from edgekd.pipeline.lm.config import LanguageModelConfig
 from edgekd.pipeline.lm.layout import student_dir, teacher_dir, tokenizer_path
 from edgekd.pipeline.lm.records import LMTeacherRecord
 from edgekd.pipeline.stage import StageOutput, TaskStep
-
-
-def save_model(model, folder: Path) -> list[Path]:
-    """save_pretrained (safetensors) into `folder`, replacing it whole only once the new one is written."""
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(str(partial), safe_serialization=True)
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file())
 
 
 def train_order(count: int, seed: int) -> np.ndarray:
@@ -56,7 +47,7 @@ class LMTeachersStep(TaskStep):
         tokenizer = self._tokenizer()
         ctx.dataset.check_splits(tokenizer)  # a split too small for one block stops the run before the teacher trains
         teacher, trained = self._teacher(tokenizer)
-        outputs = [tokenizer, *save_model(teacher, teacher_dir(ctx))]
+        outputs = [tokenizer, *save_pretrained(teacher, teacher_dir(ctx))]
         val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]
         test = ctx.dataset.blocks(tokenizer, "test")[: cfg.data.test_blocks or None]  # the reference bench reports beside the student
         reference = LMTeacherRecord(parameter_count(teacher), round(torch_perplexity(teacher, test), 4))
@@ -80,20 +71,13 @@ class LMTeachersStep(TaskStep):
     def _teacher(self, tokenizer: Path):
         from edgekd.lang.lm_tokenizer import LMTokenizer
         from edgekd.lm.losses import lm_cross_entropy
-        from edgekd.lm.models import LMShape, build_lm, gpt2_config, load_pretrained
+        from edgekd.lm.models import LMShape, build_lm, gpt2_config, load_given_teacher
         from edgekd.lm.training import block_batches, train_lm
 
         ctx, cfg = self.ctx, self.ctx.cfg
         vocab = LMTokenizer(tokenizer)
         if cfg.teacher.checkpoint:
-            model = load_pretrained(resolve_path(cfg.teacher.checkpoint, ctx.base_dir))
-            if model.config.vocab_size != vocab.vocab_size:
-                raise ModelError(f"teacher.checkpoint: the model has {model.config.vocab_size} tokens and teacher.tokenizer "
-                                 f"{vocab.vocab_size}; give the tokenizer the model was trained with")
-            if model.config.n_positions < cfg.data.context:
-                raise ModelError(f"teacher.checkpoint: the model's context is {model.config.n_positions} tokens, shorter "
-                                 f"than data.context {cfg.data.context}; lower data.context")
-            return model, None
+            return load_given_teacher(resolve_path(cfg.teacher.checkpoint, ctx.base_dir), vocab.vocab_size, cfg.data.context), None
         shape = LMShape(cfg.teacher.layers, cfg.teacher.width, cfg.teacher.heads, cfg.data.context).check("teacher")
         model = build_lm(gpt2_config(vocab.vocab_size, shape, vocab.eos_id), seed=cfg.seed)
         train = ctx.dataset.blocks(tokenizer, "train")
@@ -112,9 +96,9 @@ class LMDistillStep(TaskStep):
     trains = True
 
     def run(self) -> StageOutput:
+        from edgekd.lm.distill_steps import DistillSteps
         from edgekd.lm.models import build_lm, load_pretrained, parameter_count, student_config
         from edgekd.lm.training import torch_perplexity, train_lm
-        from edgekd.pipeline.lm.distill_steps import DistillSteps
 
         ctx, cfg = self.ctx, self.ctx.cfg
         settings, tokenizer = cfg.distill, tokenizer_path(ctx)
@@ -129,4 +113,4 @@ class LMDistillStep(TaskStep):
                                "layers": student.config.n_layer, "width": student.config.n_embd, "heads": student.config.n_head,
                                "training": stats},
                    **steps.metrics()}
-        return StageOutput(save_model(student, student_dir(ctx)), metrics, inputs=[tokenizer])
+        return StageOutput(save_pretrained(student, student_dir(ctx)), metrics, inputs=[tokenizer])

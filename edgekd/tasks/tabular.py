@@ -38,6 +38,7 @@ from edgekd.pipeline.tabular_teachers import (
     transfer_rows,
 )
 from edgekd.pipeline.task import Classification
+from edgekd.train.config import FITTED_KINDS
 
 
 def check_tabular_config(config, base_dir: Path) -> None:
@@ -75,7 +76,7 @@ class TabularTeachersStep(TaskStep):
     split cached, scored on validation and test, and converted to ONNX; the ensemble as one ONNX graph, timed."""
 
     name = "teachers"
-    sections = ("seed", "data", "teachers", "distill.transfer_set")
+    sections = ("seed", "data", "teachers", "distill.transfer_set", "distill.out_of_fold")
     trains = True
 
     @classmethod
@@ -89,23 +90,29 @@ class TabularTeachersStep(TaskStep):
     def run(self) -> StageOutput:
         from edgekd.core.progress import progress
         from edgekd.tabular import baseline
+        from edgekd.train.teacher_kinds import out_of_fold_logits
 
         ctx, data, folder = self.ctx, self.ctx.dataset, self.ctx.stage_dir("teachers")
         cache, entries, members, outputs, inputs = teacher_cache(ctx), [], [], [], []
         transfer = self._transfer_set(folder, outputs)
         for index, spec in progress(list(enumerate(ctx.cfg.teachers)), desc="teachers", unit="teacher"):
             teacher = _teacher(ctx, index, spec)
-            logits, keys = {}, {s: split_key(teacher.identity, ctx, s) for s in SPLITS}
-            rows = {s: getattr(data, s).x for s in SPLITS}
+            folds = ctx.cfg.distill.out_of_fold if spec.kind in FITTED_KINDS else None
+            logits, keys = {}, {s: split_key(teacher.identity, ctx, s, folds if s == "train" else None) for s in SPLITS}
+            compute = {s: lambda r=getattr(data, s).x, t=teacher: t.logits(r) for s in SPLITS}
+            if folds:  # its training rows' outputs from fits that did not see them (distill.out_of_fold)
+                compute["train"] = lambda spec=spec, index=index, folds=folds: out_of_fold_logits(
+                    spec, index, data.train.x, data.train.y, data.num_classes, ctx.cfg.seed, folds, data.schema)
             if transfer is not None:  # the synthetic rows, labelled through the teacher's own logits() like a real split
-                keys["transfer"], rows["transfer"] = transfer_key(teacher.identity, ctx), transfer
+                keys["transfer"] = transfer_key(teacher.identity, ctx)
+                compute["transfer"] = lambda t=teacher: t.logits(transfer)
             for split, key in keys.items():
                 describe = {"teacher": f"{teacher.where} {teacher.name}", "split": split}
-                found = cache.get_or_compute(key, lambda r=rows[split], t=teacher: t.logits(r), describe)
+                found = cache.get_or_compute(key, compute[split], describe)
                 logits[split] = np.asarray(found.logits, dtype=np.float32)
             if teacher.kind in ("onnx", "skops"):  # trained elsewhere: scored on validation before anything learns from it
                 given_teacher_fits(teacher, logits["val"], data)
-            entry = {"index": index, "kind": teacher.kind, "name": teacher.name, "weight": spec.weight,
+            entry = {"index": index, "kind": teacher.kind, "name": teacher.name, "weight": spec.weight, "out_of_fold": folds,
                      "val_top1": ctx.task.score(logits["val"], data.val.y), "top1": ctx.task.score(logits["test"], data.test.y),
                      "cache_keys": keys}
             onnx_file, reason = teacher_onnx_file(ctx, teacher, folder / f"teacher-{index}.onnx")

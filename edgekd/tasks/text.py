@@ -133,7 +133,7 @@ class TextTeachersStep(TaskStep):
     BERT-style teacher: trained on the corpus, or a save_pretrained folder taken as it is and measured."""
 
     name = "teachers"
-    sections = ("seed", "data", "teachers")
+    sections = ("seed", "data", "teachers", "distill.out_of_fold")  # the last keys nothing while unset
     trains = True
 
     @classmethod
@@ -182,7 +182,7 @@ class TextTeachersStep(TaskStep):
         entries, members = [], []
         for index, spec in enumerate(ctx.cfg.teachers[1:], start=1):
             out = ft.fitted_outputs(spec, index, (data.train.texts, data.train.y), texts, data.num_classes, ctx.cfg.seed,
-                                    teacher_cache(ctx), data.fingerprint)
+                                    teacher_cache(ctx), data.fingerprint, ctx.cfg.distill.out_of_fold)
             val_top1 = ft.top1(out.logits["val"], data.val.y)
             if val_top1 <= 1.0 / data.num_classes:
                 raise StageError(f"teachers[{index}] ({out.name}): validation top-1 {val_top1:.1%}, no better than chance; "

@@ -63,14 +63,18 @@ class FittedOutputs:
 
 
 def fitted_outputs(spec, index: int, fit: tuple[list[str], np.ndarray], texts: dict[str, list[str]], classes: int, seed: int,
-                   cache, fingerprint: str) -> FittedOutputs:
+                   cache, fingerprint: str, out_of_fold: int | None = None) -> FittedOutputs:
     """The teacher's outputs on texts[split] for every split: from the cache, else fitted on `fit` (texts, labels: the
-    training split), run and cached. `fingerprint` names the data (the fit texts and every split's)."""
+    training split), run and cached. `fingerprint` names the data (the fit texts and every split's). `out_of_fold`
+    (distill.out_of_fold): texts["train"], which must be the fit texts, get outputs from fits on the other folds."""
     from edgekd.train.distill.cache import cache_key
-    from edgekd.train.teacher_kinds import check_outputs, describe, fit_teacher, fitted_identity
+    from edgekd.train.teacher_kinds import check_outputs, describe, fit_teacher, fitted_identity, out_of_fold_logits
 
+    if out_of_fold and list(texts.get("train", [])) != list(fit[0]):
+        raise ValueError("fitted_outputs: out_of_fold needs texts['train'] to be the texts the teacher is fitted on")
     identity = fitted_identity(spec, seed)
-    keys = {split: cache_key(identity, fingerprint, {"split": split, "outputs": "logits or log-probabilities", "rows": len(rows)})
+    keys = {split: cache_key(identity, fingerprint, {"split": split, "outputs": "logits or log-probabilities", "rows": len(rows),
+                                                     **({"out_of_fold": out_of_fold} if out_of_fold and split == "train" else {})})
             for split, rows in texts.items()}
     found = {split: cache.load(key) for split, key in keys.items()}
     if all(entry is not None for entry in found.values()):
@@ -78,7 +82,9 @@ def fitted_outputs(spec, index: int, fit: tuple[list[str], np.ndarray], texts: d
     teacher = fit_teacher(spec, index, fit[0], np.asarray(fit[1]), classes, seed)
     logits = {}
     for split, rows in texts.items():
-        entry = cache.get_or_compute(keys[split], lambda rows=rows: check_outputs(teacher, teacher.logits(rows)),
+        outputs = (lambda: out_of_fold_logits(spec, index, fit[0], np.asarray(fit[1]), classes, seed, out_of_fold)
+                   ) if out_of_fold and split == "train" else (lambda rows=rows: teacher.logits(rows))
+        entry = cache.get_or_compute(keys[split], lambda outputs=outputs: check_outputs(teacher, outputs()),
                                      {"teacher": f"teachers[{index}] ({teacher.name})", "split": split})
         logits[split] = np.asarray(entry.logits, dtype=np.float32)
     return FittedOutputs(teacher.name, logits, False, keys)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from edgekd.core.sections import MAX_SEED, Strict
 
@@ -48,6 +48,8 @@ class StudentConfig(ModelConfig):
 
 # The kinds of teacher, one key each (edgekd/train/teacher_kinds.py fits and runs those other than arch).
 TEACHER_KINDS = ("arch", "sklearn", "lightgbm", "xgboost", "onnx", "skops")
+# The kinds edgekd fits itself on the training split (the others arrive trained).
+FITTED_KINDS = ("sklearn", "lightgbm", "xgboost")
 
 
 class TeacherConfig(ModelConfig):
@@ -201,6 +203,9 @@ class DistillConfig(Strict):
     augment: Optional[AugmentConfig] = Field(None, description="random shift/flip of the transfer images")
     transfer_set: Optional[TransferSetConfig] = Field(None, description="tables: synthetic rows labelled by the teachers' "
                                                       "ensemble, added to the training rows ({method: munge, size: 4, p: 0.5, s: 1})")
+    out_of_fold: Optional[int] = Field(None, ge=2, le=20, description="teachers edgekd fits (scikit-learn, LightGBM, XGBoost): "
+                                       "their outputs on the training rows come from K fits each on the other folds "
+                                       "(stratified), as stacking does, not from the fit that saw those rows; null: that fit")
     seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="student init and shuffling seed (default: the pipeline seed); "
                                                   "does not change the data split, so teacher caches stay valid")
     cache_dir: Optional[str] = Field(None, description="teacher-logit cache folder shared across runs "
@@ -226,6 +231,12 @@ class DistillConfig(Strict):
             raise ValueError("distill.dkd and distill.logit_standardize: choose one of the two soft losses")
         return self
 
+    @model_serializer(mode="wrap")
+    def _unset_out_of_fold_left_out(self, handler) -> dict[str, Any]:
+        """Left out of the dump while unset, so that every config without it dumps, and keys its stages, as before."""
+        dumped = handler(self)
+        return {k: v for k, v in dumped.items() if k != "out_of_fold" or v is not None}
+
 
 class ExportConfig(Strict):
     opset: int = Field(18, ge=17, le=23, description="ONNX opset; the torch.export-based exporter needs 18 or newer for some ops")
@@ -236,4 +247,4 @@ class ExportConfig(Strict):
 
 
 # Options the online and data-free modes have no use for (QAT still reads alpha, ensemble and temperature).
-OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels", "logit_standardize", "dkd", "transfer_set"}
+OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels", "logit_standardize", "dkd", "transfer_set", "out_of_fold"}

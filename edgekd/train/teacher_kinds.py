@@ -169,6 +169,33 @@ def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, se
     return teacher
 
 
+def out_of_fold_logits(spec, index: int, x_train, y_train: np.ndarray, classes: int, seed: int, folds: int,
+                       schema=None) -> np.ndarray:
+    """The teacher's outputs on its own training rows, each row's from a fit on the other folds (stratified K-fold, as
+    stacking makes its level-one data; distill.out_of_fold). A random forest or boosted trees fitted on a row are
+    nearly certain of its label, so their in-sample outputs teach a student little beyond the label itself; held-out
+    outputs carry what the teacher believes about rows it has not seen, which is what the student is to learn."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y_train = np.asarray(y_train)
+    counts = np.bincount(y_train, minlength=classes)
+    if counts[counts > 0].min() < folds:
+        raise ConfigError(f"distill.out_of_fold: {folds} folds need at least {folds} training rows of every class; one "
+                          f"class has {int(counts[counts > 0].min())}; lower distill.out_of_fold or set it to null")
+    out = np.empty((len(y_train), classes), dtype=np.float32)
+    for rest, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y_train)), y_train):
+        fold = fit_teacher(spec, index, _rows(x_train, rest), y_train[rest], classes, seed, schema)
+        out[held] = fold.logits(_rows(x_train, held))
+    return out
+
+
+def _rows(x, index: np.ndarray):
+    """Rows `index` of a table's {column: array} or of a sequence of texts."""
+    if isinstance(x, dict):
+        return {name: column[index] for name, column in x.items()}
+    return [x[i] for i in index]
+
+
 def fitted_identity(spec, seed: int) -> str:
     """What a fitted teacher's cached outputs are keyed by (with the data's fingerprint): its config, the seed and the
     library versions; known before fitting, so a cache hit skips the fit."""

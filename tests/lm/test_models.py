@@ -9,7 +9,17 @@ from edgekd.core.errors import ConfigError, ModelError
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from edgekd.lm.models import LMShape, build_lm, gpt2_config, load_pretrained, parameter_count, student_config, torch_greedy  # noqa: E402
+from edgekd.lm.models import (  # noqa: E402
+    LMShape,
+    build_lm,
+    gpt2_config,
+    load_given_teacher,
+    load_pretrained,
+    parameter_count,
+    save_pretrained,
+    student_config,
+    torch_greedy,
+)
 
 TEACHER = LMShape(layers=4, width=64, heads=4, context=32)
 
@@ -71,3 +81,13 @@ def test_torch_greedy_matches_a_full_recompute():
         for _ in range(6):
             expected.append(int(model(input_ids=torch.tensor([expected])).logits[0, -1].argmax()))
     assert torch_greedy(model, ids, 6) == expected[3:]
+
+
+def test_a_given_teacher_must_fit_the_tokenizer_and_the_context(tmp_path):
+    files = save_pretrained(build_lm(gpt2_config(300, TEACHER, eos_id=0), seed=1), tmp_path / "teacher")
+    assert any(f.suffix == ".safetensors" for f in files) and not (tmp_path / "teacher.partial").exists()
+    assert load_given_teacher(tmp_path / "teacher", 300, 32).config.n_layer == 4
+    with pytest.raises(ModelError, match="the model has 300 tokens and teacher.tokenizer 500; give the tokenizer"):
+        load_given_teacher(tmp_path / "teacher", 500, 32)
+    with pytest.raises(ModelError, match="context is 32 tokens, shorter than data.context 64; lower data.context"):
+        load_given_teacher(tmp_path / "teacher", 300, 64)

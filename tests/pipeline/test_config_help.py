@@ -31,7 +31,7 @@ def test_a_section_narrows_the_list_and_an_unknown_one_is_one_line():
 
 
 def test_a_language_models_keys_are_listed_with_task_language_model():
-    from edgekd.pipeline.lm.config import LMSequenceConfig
+    from edgekd.lm.config import LMSequenceConfig
 
     result = CliRunner().invoke(main, ["keys", "distill.sequence", "--task", "language-model"])
     lines = result.output.splitlines()

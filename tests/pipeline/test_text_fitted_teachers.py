@@ -97,3 +97,21 @@ def test_the_text_pipeline_distills_bert_and_tfidf_mixed_with_weights_picked_on_
     best_member = max(t["top1"] for t in teachers["teachers"])
     assert ensemble["top1"] >= best_member - 1e-9  # the grid holds each member alone, so validation never gets worse
     assert stages["distill"]["metrics"]["loss"]["soft_targets"] == "ensemble of 2 teachers"
+
+
+def test_out_of_fold_training_outputs_are_keyed_apart_and_not_the_in_sample_ones(tmp_path):
+    from edgekd.train.distill.cache import TeacherLogitCache
+
+    texts = {"train": [f"{w} {f}" for w in ("red apple", "blue sky") for f in "abcdefgh"] * 2, "val": ["red apple"],
+             "test": ["blue sky"]}
+    labels = np.array(([0] * 8 + [1] * 8) * 2)
+    cache, spec = TeacherLogitCache(tmp_path), TeacherConfig(**TFIDF)
+    in_sample = ft.fitted_outputs(spec, 1, (texts["train"], labels), texts, 2, 0, cache, "data-1")
+    held_out = ft.fitted_outputs(spec, 1, (texts["train"], labels), texts, 2, 0, cache, "data-1", out_of_fold=4)
+    assert not held_out.cached and held_out.keys["train"] != in_sample.keys["train"]
+    assert held_out.keys["val"] == in_sample.keys["val"]  # validation and test: the fit on every training text
+    # each training text scored by a fit that did not see it is less sure of its label than the fit that did
+    sure = lambda logits: np.exp(logits)[np.arange(len(labels)), labels].mean()  # noqa: E731
+    assert sure(held_out.logits["train"]) < sure(in_sample.logits["train"])
+    with pytest.raises(ValueError, match="out_of_fold needs texts"):
+        ft.fitted_outputs(spec, 1, (texts["train"][:-1], labels[:-1]), texts, 2, 0, cache, "data-2", out_of_fold=4)

@@ -36,9 +36,12 @@ def test_fallback_not_triggered_within_budget(planted_sensitive_model, tmp_path)
 
 def test_fallback_gives_up_naming_what_it_tried(planted_sensitive_model, tmp_path):
     model, calib, val_x, val_y = planted_sensitive_model
-    with pytest.raises(StageError, match=r"x86-vnni-u8s8.*max_drop 0\.001.*\(fc0\).*max_fallback_nodes"):
+    with pytest.raises(StageError, match=r"x86-vnni-u8s8.*max_drop 0\.001.*\(fc0\).*max_fallback_nodes") as gave_up:
         quantize_with_fallback(model, tmp_path / "int8.onnx", RECIPE, calib, val_x, val_y,
                                FallbackBudget(max_drop=0.001, max_nodes=1))
+    # what it tried travels with the error, for a caller comparing searches that both fail (benchmarks/fallback_search.py)
+    tried = gave_up.value.fallback_report.tried
+    assert tried[-1]["nodes_in_float"] == ["fc0"] and f"drops {tried[-1]['val_drop']:.2f}" in str(gave_up.value)
 
 
 def _report(correct, kl=0.01, nodes=()):

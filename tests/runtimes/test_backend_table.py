@@ -26,8 +26,8 @@ def test_the_decoder_backends_and_their_methods_come_from_the_backends():
 
 
 def test_the_lm_config_schema_names_every_decoder_method():
-    """pipeline/lm/config.Method spells the methods out for the schema: it must be the backends' methods and none."""
-    from edgekd.pipeline.lm.config import Method
+    """quant/config.DecoderMethod spells the methods out for the schema: it must be the backends' methods and none."""
+    from edgekd.quant.config import DecoderMethod as Method
 
     methods = {m for name in decoder_backends() for m in get_backend(name).decoder_methods}
     assert set(typing.get_args(Method)) == methods | {"none"}

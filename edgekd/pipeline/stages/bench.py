@@ -19,6 +19,7 @@ from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import CompileRecord, QuantizeRecord, read_record
 from edgekd.pipeline.run_models import student_logits as fp32_student_logits
 from edgekd.pipeline.run_models import student_outputs
+from edgekd.pipeline.selection import unconfirmed_drop
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes import load_profile
 from edgekd.runtimes.base import Artifact
@@ -87,6 +88,17 @@ def _latency_note(profile) -> str:
             f"{cpu_info()['arch']} here); run edgekd bench on the device")
 
 
+def unconfirmed_choices(ctx: RunContext) -> list[str]:
+    """Per target: a shipped candidate whose validation drop met the limit without the samples to confirm it."""
+    notes = []
+    for target, build in read_record(ctx.manifest, CompileRecord).targets.items():
+        chosen = next((row for row in build.candidates if row.get("name") == build.chosen), None)
+        note = chosen and unconfirmed_drop(ctx.cfg.gate, load_profile(target, ctx.base_dir), ctx.task.metric, chosen,
+                                           len(ctx.dataset.val.y))
+        notes += [note] if note else []
+    return notes
+
+
 def host_notes(ctx: RunContext) -> list[str]:
     """Where this machine differs from the targets' devices, what the quantize stage adapted to it, and a fallback
     search that this machine's time budget (quantize.fallback.max_seconds) cut short."""
@@ -132,6 +144,7 @@ class BenchStage(Stage):
                               host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)},
                               measured=ctx.dataset.measured, task_metric=ctx.task.metric)
         noisy = len(report["warnings"])
+        report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         for note in baseline_warnings(refs, len(y)):
             report["warnings"].append(note)
             warnings.warn(note, stacklevel=2)

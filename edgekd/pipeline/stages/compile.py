@@ -21,7 +21,7 @@ from edgekd.device.measure import output_fidelity
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import INT8_NAMES, CompileRecord, ExportRecord, QuantizeRecord, StudentRecord, TargetBuild, read_record
 from edgekd.pipeline.run_models import student_logits, student_outputs
-from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, all_of, choose, fidelity_limits_rule, plan
+from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, all_of, choose, fidelity_limits_rule, plan, unconfirmed_drop
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes import get_backend, load_profile
 from edgekd.runtimes.base import Artifact
@@ -108,20 +108,6 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
             if row["name"] in stats:
                 row["p50_ms"], row["round_p50_ms"] = stats[row["name"]].p50_ms, stats[row["name"]].round_p50_ms
     return rows
-
-
-def warn_unconfirmed_drop(ctx: RunContext, profile, row: dict[str, Any], samples: int) -> None:
-    """Say so when the shipped candidate meets its accuracy limit on the validation split but the split is too small
-    to confirm it: its drop's 95% bound (core.task_metrics.drop_bound) is past the limit. The choice stands (the
-    limit is the user's, on the data they gave); the test split and the gate judge it again, and the user learns
-    that more validation data is what would make the choice reliable."""
-    limit, bound = accuracy_limit(ctx.cfg.gate, profile, ctx.task.metric).max_drop, row.get("val_drop_bound")
-    if bound is None or row.get("val_drop") is None or bound <= limit or row["precision"] == "fp32":
-        return
-    warnings.warn(f"compile: {profile.name}: {row['name']} drops {row['val_drop']:.2f} points of {ctx.task.metric} on "
-                  f"{samples} validation samples (limit {limit:g}), but that many samples cannot confirm the limit: its drop "
-                  f"may be up to {bound:.2f} points (95% bound, paired bootstrap); give more validation data "
-                  "(more samples, or a larger data.val_fraction) for a choice the test split will bear out", stacklevel=2)
 
 
 def remove_stale_candidates(stage_dir: Path, built: dict[str, set[str]]) -> list[Path]:
@@ -232,7 +218,8 @@ class CompileStage(Stage):
                                  f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
             rows = evaluate(ctx, profile, candidates, val_logits, val_outputs)
             best = choose(rows, selection_rule(ctx, profile))
-            warn_unconfirmed_drop(ctx, profile, rows[best], len(ctx.dataset.val.y))
+            if unconfirmed := unconfirmed_drop(ctx.cfg.gate, profile, ctx.task.metric, rows[best], len(ctx.dataset.val.y)):
+                warnings.warn(f"compile: {unconfirmed}", stacklevel=2)
             info = _bundle_info(ctx, profile, rows, best, reference_logits)
             bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info,
                                   extra_files=_preprocessing_files(ctx), reference_outputs=eval_outputs)

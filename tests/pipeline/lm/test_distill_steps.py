@@ -1,4 +1,4 @@
-"""What each distill step trains on (edgekd/pipeline/lm/distill_steps.py), with a tiny random teacher."""
+"""What each distill step trains on (edgekd/lm/distill_steps.py), with a tiny random teacher."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,10 +7,10 @@ import pytest
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+from edgekd.lm.config import LMDistillConfig, LMSequenceConfig, LMTrainConfig  # noqa: E402
+from edgekd.lm.distill_steps import DistillSteps  # noqa: E402
 from edgekd.lm.losses import continuation_cross_entropy, lm_cross_entropy  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config  # noqa: E402
-from edgekd.pipeline.lm.config import LMDistillConfig, LMSequenceConfig, LMTrainConfig  # noqa: E402
-from edgekd.pipeline.lm.distill_steps import DistillSteps  # noqa: E402
 
 
 def _setup(mode, steps=6, share=0.5):

@@ -245,7 +245,7 @@ def test_compression_without_nncf_is_refused_before_training(tmp_path, monkeypat
 
 
 def test_each_target_gets_a_method_for_its_runtime():
-    from edgekd.pipeline.lm.config import LMQuantizeConfig
+    from edgekd.quant.config import DecoderQuantizeConfig as LMQuantizeConfig
 
     mixed = LMQuantizeConfig(method="nbits4", per_target={"intel-cpu": "ov_int4"})
     assert mixed.method_for("x86-cpu", "ort") == "nbits4" and mixed.method_for("intel-cpu", "openvino") == "ov_int4"
