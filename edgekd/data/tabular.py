@@ -75,6 +75,9 @@ def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
     table = read_table(cfg.source, resolve_path(Path(cfg.path).expanduser(), base_dir), where)
     labels, classes = _target(table, cfg.target, where)
     features = cfg.features or [c for c in table.columns if c != cfg.target]
+    twice = sorted({c for c in features if features.count(c) > 1})
+    if twice:  # each column is one named input of the model
+        raise ConfigError(f"data.features: '{twice[0]}' is listed twice; list each column once")
     if cfg.target in [*features, *(cfg.categorical or [])]:  # the answer among the inputs: a perfect, useless model
         raise ConfigError(f"data.features / data.categorical: '{cfg.target}' is data.target, the column the model predicts; "
                           "remove it from the model's inputs")

@@ -84,6 +84,11 @@ def test_the_target_among_the_features_is_refused(table_csv):
         _load(table_csv, categorical=["grade"])
 
 
+def test_a_feature_listed_twice_is_named(table_csv):
+    with pytest.raises(ConfigError, match=r"^data.features: 'size' is listed twice; list each column once$"):
+        _load(table_csv, features=["size", "color", "size"])
+
+
 def test_rows_at_inference_are_checked_against_the_schema(table_csv):
     schema = _load(table_csv).schema
     good = {"size": [1.0], "price": ["1200"], "color": [""], "shape": ["round"], "y": [np.nan], "tier": [2]}
