@@ -118,6 +118,8 @@ def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
     if target not in table.columns:
         raise DataError(f"data.target '{target}': no such column in {where}; its columns are {', '.join(map(str, table.columns))}")
     values = table[target]
+    if not len(values):
+        raise DataError(f"{where}: holds no rows (a header only); give a table with rows of every class")
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise DataError(f"data.target '{target}': row {row} of {where} has no value; every row needs its class")

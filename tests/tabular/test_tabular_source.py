@@ -84,6 +84,12 @@ def test_the_target_among_the_features_is_refused(table_csv):
         _load(table_csv, categorical=["grade"])
 
 
+def test_a_table_without_rows_is_named(tmp_path):
+    table_rows().head(0).to_csv(tmp_path / "header.csv", index=False)
+    with pytest.raises(DataError, match=r"data.path '.*header.csv': holds no rows \(a header only\)"):
+        _load(tmp_path / "header.csv")
+
+
 def test_a_feature_listed_twice_is_named(table_csv):
     with pytest.raises(ConfigError, match=r"^data.features: 'size' is listed twice; list each column once$"):
         _load(table_csv, features=["size", "color", "size"])
