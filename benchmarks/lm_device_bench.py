@@ -58,8 +58,8 @@ def main() -> None:
     pipeline_seconds = round(time.perf_counter() - started, 1)
     device = {mode: device_bench(run_dir, work / f"device-{mode}.json", extra) for mode, extra in (("greedy", []), ("top_k", TOP_K))}
     result = {"smoke": args.smoke, "config": {**CONFIG, **(SMOKE if args.smoke else SHORT)}, "pipeline_seconds": pipeline_seconds,
-              "pipeline": read_json(run_dir / "lm-report.json"), "device": device,
-              "perplexity_equal": all(same_perplexity(read_json(run_dir / "lm-report.json"), d["report"]) for d in device.values()),
+              "pipeline": read_json(run_dir / "report.json"), "device": device,
+              "perplexity_equal": all(same_perplexity(read_json(run_dir / "report.json"), d["report"]) for d in device.values()),
               "environment": describe(), "load_average_1min_end": round(os.getloadavg()[0], 2),
               "total_seconds": round(time.perf_counter() - started, 1)}
     write_json_atomic(results / "lm_device_bench.json", result)
@@ -97,18 +97,20 @@ def markdown(r: dict) -> str:
              f"). Pipeline {r['pipeline_seconds']} s, total {r['total_seconds']} s. " + smoke.machine_line(r["environment"]) +
              f"; 1-min load average at the end {r['load_average_1min_end']}.", "",
              f"Student {r['config']['student']['layers']} x {r['config']['student']['width']}, context {r['config']['data']['context']}; "
-             f"{r['pipeline']['prompts']} held-out prompts x {r['pipeline']['new_tokens']} new tokens, batch 1. Device perplexity "
-             f"equal to the bench stage's on the same {r['pipeline']['test_blocks']} blocks: **{r['perplexity_equal']}**. "
+             f"{r['pipeline']['prompts']['count']} held-out prompts x {r['pipeline']['new_tokens']} new tokens, batch 1. Device "
+             f"perplexity equal to the bench stage's on the same {r['pipeline']['eval_set']['samples']} blocks: "
+             f"**{r['perplexity_equal']}**. "
              "arm64-cpu's speeds are this x86 machine's.", "",
              "| bundle | decoding | perplexity (device / pipeline) | gate | TTFT ms | p50 / p99 ms | tokens/s (device / pipeline) |",
              "|---|---|---|---|---|---|---|"]
     for mode, device in r["device"].items():
         for row in device["report"]["rows"]:
             stage = pipeline_rows[row["target"]]
-            lines.append(f"| {row['artifact']} | {mode} | {row['perplexity']} / {stage['perplexity']} | {row['gate']} | "
+            gate = (device["report"].get("verdict") or {}).get("artifacts", {}).get(row["artifact"], "n/a")
+            lines.append(f"| {row['artifact']} | {mode} | {row['perplexity']} / {stage['perplexity']} | {gate} | "
                          f"{row['time_to_first_token_ms']} | {row['per_token_p50_ms']} / {row['per_token_p99_ms']} | "
                          f"{row['tokens_per_second']} / {stage.get('tokens_per_second')} |")
-    lines += ["", "Device gate: " + "; ".join(f"{m}: {d['report']['gate']['summary']} (exit {d['exit_code']})"
+    lines += ["", "Device gate: " + "; ".join(f"{m}: {d['report']['verdict']['summary']} (exit {d['exit_code']})"
                                              for m, d in r["device"].items())]
     return "\n".join(lines) + "\n"
 

@@ -13,11 +13,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
-from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error, threshold_problem
+from edgekd.core.metrics import PERPLEXITY, metric_spec
+from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.device.config import BENCH_DEFAULTS as _BENCH
 from edgekd.device.gate import GateResult, gate_report
 from edgekd.device.lm_bench import Decoding
-from edgekd.device.lm_gate import lm_report_schema
+from edgekd.device.lm_legacy import gate_old_lm_report, lm_report_schema, upgrade_lm_report
 from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
@@ -80,9 +81,10 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
     on instead of eval.npz, decoded with the manifest's preprocessing (class sub-folders named as its labels give
     top-1; without them, fidelity to the fp32 bundle). `texts`: a .jsonl or .csv of text,label to measure a text
     model's bundle on, tokenized with the bundle's tokenizer.json.
-    A language model's bundle (or run folder of them) gets a report of format edgekd.lm-device-report/1 instead:
-    perplexity on its held-out blocks, generation speed at batch 1 (`decoding`: greedy unless top_k; prompts from
-    `texts`, one per line, else the bundle's held-out blocks) and the bundle's gate (`report["gate"]["passed"]`)."""
+    A language model's bundle (or run folder of them) is measured its own way, in the same report schema
+    (task_metric perplexity): perplexity on its held-out blocks, generation speed at batch 1 (`decoding`: greedy
+    unless top_k; prompts from `texts`, one per line, else the bundle's held-out blocks) and the bundle's gate
+    (`report["verdict"]["passed"]`: None when no bundle could be gated)."""
     from edgekd.device.bench import bench_bundles
     from edgekd.device.latency import LatencySpec
 
@@ -97,45 +99,31 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
 
     overrides: any Thresholds field (reference, max_drop, drop_type, min_speedup, max_size_kb,
     allow_empty); None leaves it as is. The caller's `thresholds` object is never modified.
-    A language model's lm-report.json (from edgekd bench, or the pipeline) is gated on perplexity instead: the
-    override max_increase (else the limit each row was benched under) and allow_empty only.
+    A language model's report (task_metric perplexity; or an old lm-report.json, read by device/lm_legacy.py) is gated
+    on perplexity instead: the overrides max_increase, min_greedy_agreement (else the limits it was benched under)
+    and allow_empty only.
     baseline: another report.json to take the reference accuracy from (refused unless both were
     measured on the same evaluation set).
     Returns the list of checks; its `.passed` and `.summary` are the CLI's verdict (skipped checks are
     not passes, and a gate with no check evaluated fails unless allow_empty).
     """
-    max_increase = overrides.pop("max_increase", None)
     raw = _read_json(report)
-    if lm_report_schema(raw):
-        return _gate_language_model(report, raw, thresholds, baseline, overrides, max_increase)
-    if max_increase is not None:
-        raise ConfigError(f"max_increase (--max-increase): gates a language model's lm-report.json on perplexity; {report} is "
-                          "a classifier's report, gated on top-1 (--max-drop)")
-    data = _checked_report(raw, report)
+    old_lm = lm_report_schema(raw)  # an lm-report.json from before language models' reports were edgekd.report/1
+    data = upgrade_lm_report(raw, report) if old_lm else _checked_report(raw, report)
+    given_thresholds = thresholds is not None
     thresholds = _effective_thresholds(report, data, thresholds, overrides)
+    if baseline is not None and data.get("task_metric") == "perplexity":
+        raise ConfigError(f"baseline: a classifier's gate setting; {report} is a language model's report, gated on perplexity "
+                          "against its own reference (--max-increase)")
     other = _read_report(baseline) if baseline else None
     try:
+        if old_lm:  # each row by the limit it was benched under, unless one is given
+            return gate_old_lm_report(data, thresholds, given=given_thresholds or overrides.get("max_increase") is not None)
         return gate_report(data, thresholds, other)
     except ArtifactError as exc:
         raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
         raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None
-
-
-def _gate_language_model(report, data: dict[str, Any], thresholds: Thresholds | None, baseline, overrides: dict[str, Any],
-                         max_increase: float | None) -> GateResult:
-    """An lm-report.json: perplexity against its reference (device/lm_gate.py); the classifiers' top-1, speed and size
-    thresholds mean nothing for it and are refused rather than ignored."""
-    from edgekd.device.lm_gate import gate_lm_report
-
-    given = [k for k, v in overrides.items() if v is not None and k != "allow_empty"]
-    if thresholds is not None or baseline is not None or given:
-        what = ", ".join(given) or ("baseline" if baseline is not None else "thresholds")
-        raise ConfigError(f"{what}: a classifier's gate setting; {report} is a language model's report, gated on perplexity "
-                          "(max_increase, --max-increase)")
-    if problem := threshold_problem("max_increase", max_increase):
-        raise ConfigError(f"gate threshold max_increase: {problem}")
-    return gate_lm_report(data, report, max_increase, bool(overrides.get("allow_empty")))
 
 
 def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: Thresholds | None,
@@ -145,6 +133,14 @@ def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: 
     unknown = [k for k in overrides if k not in THRESHOLD_NAMES]
     if unknown:
         raise ConfigError(f"gate(): unknown keyword '{unknown[0]}'; valid: {', '.join(THRESHOLD_NAMES)}")
+    spec = metric_spec(data.get("task_metric"))  # the thresholds that judge the report's metric (allow_empty: any)
+    alien = [k for k, v in overrides.items() if v is not None and k not in (*spec.limits, "allow_empty")]
+    if alien and spec is PERPLEXITY:
+        raise ConfigError(f"{alien[0]}: a classifier's gate setting; {report} is a language model's report, gated on "
+                          "perplexity (max_increase, --max-increase)")
+    if alien:
+        raise ConfigError(f"{alien[0]} (--{alien[0].replace('_', '-')}): gates a language model's report on perplexity; "
+                          f"{report} is gated on top-1 (--max-drop)")
     if thresholds is None:
         saved = data.get("gate") if isinstance(data.get("gate"), dict) else {}
         try:

@@ -21,7 +21,6 @@ from edgekd.core.errors import EdgeKDError
 from edgekd.core.quiet import silence_cuda_home_warning
 from edgekd.core.task_metrics import METRICS as TASK_METRICS
 from edgekd.device.config import BENCH_DEFAULTS
-from edgekd.device.lm_bench import LM_DEVICE_REPORT
 from edgekd.pipeline.registry import STAGE_NAMES
 
 INTERNAL_ERROR = 3
@@ -51,15 +50,11 @@ class _ThresholdFlag(click.ParamType):
     def convert(self, value, param, ctx):
         from pydantic import ValidationError
 
-        from edgekd.core.thresholds import LM_NUMBERS, Thresholds, threshold_error, threshold_problem
+        from edgekd.core.thresholds import Thresholds, threshold_error
 
         try:
             number = float(value)
-            if self.field in LM_NUMBERS:  # a language model's threshold: the same rules, outside the classifiers' model
-                if problem := threshold_problem(self.field, number):
-                    self.fail(f"{self.field}: {problem}", param, ctx)
-            else:
-                Thresholds.model_validate({self.field: number})
+            Thresholds.model_validate({self.field: number})
         except ValueError as exc:  # pydantic's ValidationError is a ValueError too
             why = threshold_error(exc) if isinstance(exc, ValidationError) else f"{value!r} is not a number"
             self.fail(why, param, ctx)
@@ -304,7 +299,7 @@ def _print_run_result(ctx):
 @click.option("--prompts", "prompt_count", type=click.IntRange(min=1),
               help="Language models: at most this many prompts (default: the bundle's bench setting, or every line of --texts).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Write report.json, report.md and report.html into this folder (a language model: lm-report.json, report.md).")
+              help="Write report.json, report.md and report.html into this folder.")
 @click.option("--json", "--json-out", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write only the JSON report here.")
 def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_seconds, rounds, batch_sizes, no_memory,
               images, texts, top_k, temperature, seed, new_tokens, prompt_count, out, json_out) -> None:
@@ -315,7 +310,8 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     Needs only numpy and the bundle's runtime: no torch. Gate the result with `edgekd gate OUT/report.json`.
 
     A language model's bundle: perplexity on its held-out blocks, generation at batch 1 (time to first token,
-    per-token p50/p99, tokens/s; greedy, or --top-k sampling) and the bundle's perplexity gate: exit 1 when it fails.
+    per-token p50/p99, tokens/s; greedy, or --top-k sampling) and the bundle's perplexity gate: exit 1 when it fails
+    (after the reports are written).
     """
     from edgekd import api
 
@@ -328,23 +324,25 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
                        warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory,
                        images=images, texts=texts, decoding=decoding)
-    if report.get("format") == LM_DEVICE_REPORT:
-        _print_lm_bench(report, out, json_out)
-        return
     from edgekd.device.report.terminal import terminal_table
 
-    click.echo(terminal_table(report))
+    verdict = report.get("verdict") or {}  # bundles gated as they are benched (a language model's: gate_on_bench)
+    click.echo(terminal_table(report, verdict.get("artifacts")))
     for warning in report["warnings"]:
         click.echo(warning_lines(warning, prefix="warning: "), err=True)
+    if verdict:
+        click.echo(verdict["summary"])
     if out:
         from edgekd.device.report.build import write_reports
 
-        paths = write_reports(out, report)
+        paths = write_reports(out, report, verdict.get("artifacts"))
         click.echo(f"wrote {', '.join(str(p) for p in paths)}")
     if json_out:
         from edgekd.core.fileio import write_json_atomic
 
         write_json_atomic(json_out, report)
+    if verdict.get("passed") is False:  # after everything is written
+        sys.exit(1)
 
 
 def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
@@ -357,23 +355,6 @@ def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
             and source == click.core.ParameterSource.DEFAULT:
         return None
     return Decoding(top_k=top_k, temperature=temperature or 1.0, seed=seed, new_tokens=new_tokens, prompts=prompt_count)
-
-
-def _print_lm_bench(report: dict, out: Path | None, json_out: Path | None) -> None:
-    """The language model's table, its reports, and exit 1 when its gate failed (after everything is written)."""
-    from edgekd.core.fileio import write_json_atomic, write_text_atomic
-    from edgekd.device.report.lm import lm_markdown, lm_terminal_table
-
-    click.echo(lm_terminal_table(report))
-    for warning in report["warnings"]:
-        click.echo(warning_lines(warning, prefix="warning: "), err=True)
-    if out:
-        paths = [write_json_atomic(out / "lm-report.json", report), write_text_atomic(out / "report.md", lm_markdown(report))]
-        click.echo(f"wrote {', '.join(str(p) for p in paths)}")
-    if json_out:
-        write_json_atomic(json_out, report)
-    if report["gate"]["passed"] is False:
-        sys.exit(1)
 
 
 @main.command("gate")
@@ -392,7 +373,7 @@ def _print_lm_bench(report: dict, out: Path | None, json_out: Path | None) -> No
 @click.option("--min-cosine", type=_ThresholdFlag("min_cosine"), help="Lowest allowed cosine of any output with fp32's.")
 @click.option("--min-sqnr-db", type=_ThresholdFlag("min_sqnr_db"), help="Lowest allowed SQNR (dB) of any output against fp32's.")
 @click.option("--max-increase", type=_ThresholdFlag("max_increase"),
-              help="A language model's lm-report.json: largest allowed perplexity increase over the reference (0.03: 3%%); "
+              help="A language model's report: largest allowed perplexity increase over the reference (0.03: 3%%); "
                    "default: the limit each bundle was benched under.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JUnit XML: one test case per artifact and threshold.")
@@ -404,8 +385,8 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
              min_cosine, min_sqnr_db, max_increase, junit, summary, allow_empty) -> None:
     """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL, 2 on bad input.
 
-    A language model's lm-report.json (edgekd bench on its bundles, or its pipeline) is gated on perplexity:
-    --max-increase, else the limit each bundle was benched under.
+    A language model's report is gated on perplexity: --max-increase, else the limit it was benched under (an
+    old lm-report.json too).
 
     Thresholds default to the gate section of the config that produced the report; flags override them.
     Skipped checks (artifacts without a measured top-1 here) are counted apart, not as passes; a gate

@@ -11,6 +11,7 @@ When the number of evaluation samples is known, drops are computed from the coun
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,12 +28,37 @@ FIDELITY_NOTE = ("measured: fidelity to fp32 (no labels): top-1 is the share of 
 def measured_note(report: dict) -> str | None:
     """The line a report, table or gate shows when its top-1 is fidelity to fp32 rather than accuracy, or a task metric."""
     metric = report.get("task_metric") or "top1"
+    if metric == PERPLEXITY.key:  # its own columns and words (device/report/table.intro): no top-1 to explain
+        return None
     if metric != "top1":
         against = "the fp32 model's outputs as labels (no labels)" if report.get("measured") == FIDELITY else "the labels"
         return (f"measured: {metric} against {against}: the top-1 column holds {metric} and drop is in its points; "
                 "the cosine column is the worst output's cosine with fp32's (report.md and report.json's fidelity: "
                 "each output's cosine and SQNR)")
     return FIDELITY_NOTE if report.get("measured") == FIDELITY else None
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How a report's metric is read and judged: the row and reference key that holds it, its direction, its unit,
+    and the gate thresholds that judge it (others are refused for its reports rather than ignored)."""
+
+    key: str
+    higher_is_better: bool
+    unit: str
+    limits: tuple[str, ...]
+
+
+# top-1, and every task metric (core/task_metrics.py: a fraction, higher is better, held under `top1`)
+TOP1 = MetricSpec("top1", True, "fraction", ("reference", "max_drop", "drop_type", "max_metric_drop", "min_cosine",
+                                             "min_sqnr_db", "min_speedup", "max_size_kb"))
+# a language model's: lower is better, judged as an increase over the reference (and greedy agreement with fp32)
+PERPLEXITY = MetricSpec("perplexity", False, "ratio", ("max_increase", "min_greedy_agreement"))
+
+
+def metric_spec(name: str | None) -> MetricSpec:
+    """The spec of a report's task_metric (a task's `metric`): perplexity, else top-1's."""
+    return PERPLEXITY if name == PERPLEXITY.key else TOP1
 
 
 def sample_count(x) -> int:

@@ -15,13 +15,12 @@ from pydantic import Field, ValidationError, field_validator, model_serializer
 from edgekd.core.metrics import DROP_TYPES
 from edgekd.core.sections import Strict
 
-_NUMBERS = ("max_drop", "min_speedup", "max_size_kb", "max_metric_drop", "min_cosine", "min_sqnr_db")
-# Limits on how far each output departs from the fp32 model's (a fidelity task's outputs, or a classifier's logits).
-# Left out of dumps while unset, so that configs and bundles that do not use them dump as before (stage keys, --resume).
-FIDELITY_LIMITS = ("max_metric_drop", "min_cosine", "min_sqnr_db")
-# A language model's gate (pipeline/lm/config.py's LMGateConfig, a bundle's manifest.gate, `edgekd gate` on its report)
-# has thresholds of its own; they are checked by the same rules, so nan or inf is refused wherever one is read.
-LM_NUMBERS = ("max_increase", "min_greedy_agreement")
+_NUMBERS = ("max_drop", "min_speedup", "max_size_kb", "max_metric_drop", "min_cosine", "min_sqnr_db", "max_increase",
+            "min_greedy_agreement")
+# Limits on how far each output departs from the fp32 model's (a fidelity task's outputs, or a classifier's logits), and
+# a language model's on perplexity (core.metrics.PERPLEXITY). Left out of dumps while unset, so that configs and bundles
+# that do not use them dump as before (stage keys, --resume).
+LEFT_OUT_UNSET = ("max_metric_drop", "min_cosine", "min_sqnr_db", "max_increase", "min_greedy_agreement")
 _MAY_BE_ZERO = ("max_drop", "max_metric_drop", "max_increase", "min_greedy_agreement")
 
 
@@ -42,6 +41,10 @@ class Thresholds(Strict):
                                                               "that int8 may lose; unset: max_drop applies to it")
     min_cosine: Optional[float] = Field(None, description="lowest cosine of any output with the fp32 model's (-1..1)")
     min_sqnr_db: Optional[float] = Field(None, description="lowest SQNR in dB of any output against the fp32 model's")
+    max_increase: Optional[float] = Field(None, description="a language model's test perplexity at most (1 + this) x the "
+                                                            "reference's (0.03: 3%)")
+    min_greedy_agreement: Optional[float] = Field(None, description="a language model's greedy tokens equal to the fp32 "
+                                                                    "student's, at least this fraction")
     allow_empty: bool = Field(False, description="pass when no check could be evaluated on this machine (e.g. only "
                                                  "TensorRT targets built on a workstation); otherwise that fails the gate")
 
@@ -53,9 +56,9 @@ class Thresholds(Strict):
         return value
 
     @model_serializer(mode="wrap")
-    def _unset_fidelity_limits_left_out(self, handler) -> dict[str, Any]:
+    def _dumped(self, handler) -> dict[str, Any]:
         dumped = handler(self)
-        return {k: v for k, v in dumped.items() if k not in FIDELITY_LIMITS or v is not None}
+        return {k: v for k, v in dumped.items() if k not in LEFT_OUT_UNSET or v is not None}
 
     def metric_drop_limit(self, metric: str = "top1") -> float | None:
         """The drop limit of a task metric: max_metric_drop for a named metric other than top-1 when set, else max_drop."""
@@ -71,7 +74,7 @@ THRESHOLD_NAMES = tuple(Thresholds.model_fields)
 
 def threshold_problem(name: str, value: Any) -> str | None:
     """What is wrong with one threshold value (None: nothing). The model's validator; callers build Thresholds."""
-    if name in _NUMBERS or name in LM_NUMBERS:
+    if name in _NUMBERS:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):

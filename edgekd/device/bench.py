@@ -7,23 +7,21 @@ same report schema as the pipeline's bench stage.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetError
-from edgekd.core.fileio import read_npz
+from edgekd.core.fileio import read_json, read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
-from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.data.table_schema import model_feed, schema_of
-from edgekd.device.bundle import REFERENCE_OUTPUTS, eval_key, load_bundle, shipped_variant
+from edgekd.device.bundle import REFERENCE_OUTPUTS, bundle_thresholds, eval_key, load_bundle, shipped_variant
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
-from edgekd.device.lm_bundle import is_lm_bundle
 from edgekd.device.measure import Candidate, artifact_name, measure_rows
 from edgekd.device.report.build import build_report
 from edgekd.device.token_ids import check_token_ids
@@ -129,24 +127,6 @@ def _check_eval_arrays(path: Path, x: np.ndarray, y: np.ndarray, logits: np.ndar
         raise ArtifactError(f"{path}: {problem}; rebuild the bundle")
 
 
-def _gate_section(manifest: dict[str, Any], bundle_dir: Path) -> dict[str, Any]:
-    """The thresholds the pipeline's gate applied (recorded in the bundle), so a gate on the device
-    judges by the same limits. Bundles from before that record: the profile's thresholds where set,
-    edgekd's defaults otherwise. Checked by the one Thresholds model: a nan or inf limit is refused here, naming
-    the key, rather than written into a report that would pass or fail everything."""
-    recorded = manifest.get("gate")
-    if isinstance(recorded, dict):
-        given, section = {k: v for k, v in recorded.items() if k in THRESHOLD_NAMES}, "gate"
-    else:
-        profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
-        given = {k: v for k, v in profile_gate.items() if k in THRESHOLD_NAMES and v is not None}
-        section = "profile.gate"
-    try:
-        return Thresholds.model_validate(Thresholds().model_dump() | given).model_dump()
-    except ValidationError as exc:
-        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: {section}.{threshold_error(exc)}; rebuild the bundle") from None
-
-
 def _require_a_runtime(loaded: list) -> None:
     """Benching a bundle that cannot run here is an error with the install hint, not an empty report."""
     backends = [(bundle_dir, get_backend(artifact.backend)) for bundle_dir, _m, artifact, *_ in loaded]
@@ -155,16 +135,21 @@ def _require_a_runtime(loaded: list) -> None:
         raise TargetError(f"{bundle_dir}: cannot run this {backend.name} bundle here; {backend.unavailable_reason()}")
 
 
+# Tasks whose bundles are measured their own way (by the manifest's task), each returning an edgekd.report/1 report.
+MEASURES = {"language-model": "edgekd.device.lm_bench:bench_lm_bundles"}
+
+
 def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, batch_sizes: Sequence[int] = (1,),
                   memory: bool = True, images: Path | None = None, texts: Path | None = None,
                   decoding: Decoding | None = None) -> dict[str, Any]:
     """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine: on the
     bundles' eval.npz, or on a folder of raw image files (`images`) decoded as the manifest's preprocessing says.
-    Language models' bundles get their own report (edgekd.lm-device-report/1, device/lm_bench.py): perplexity,
-    generation speed and their gate, with prompts from `texts` (one per line) or the bundle's held-out blocks."""
+    Language models' bundles are measured their own way (MEASURES: device/lm_bench.py): perplexity, generation speed
+    and their gate (report["verdict"]), with prompts from `texts` (one per line) or the bundle's held-out blocks."""
     paths = bundle_paths(path)
-    if any(is_lm_bundle(p) for p in paths):
-        return _on_language_models(paths, threads, images, texts, decoding)
+    own = _own_measure(paths, images)
+    if own is not None:
+        return own(paths, threads, texts, decoding or Decoding())
     if decoding is not None:
         raise ConfigError(f"{path}: --top-k, --temperature, --new-tokens and --prompts are for language models' bundles; "
                           "this one is not")
@@ -180,10 +165,10 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     outputs = None  # a fidelity task's fp32 outputs by name: only eval.npz has them
     if texts is not None:
         x, y, reference, references, eval_set = _on_texts(Path(texts), loaded, candidates)
-        measured, gate = ACCURACY, _gate_section(first_manifest, loaded[0][0])
+        measured, gate = ACCURACY, bundle_thresholds(first_manifest, loaded[0][0])
     elif images is None:
         x, y, reference, references, eval_set, outputs = _on_eval_npz(loaded)
-        measured, gate = first_manifest.get("measured") or ACCURACY, _gate_section(first_manifest, loaded[0][0])
+        measured, gate = first_manifest.get("measured") or ACCURACY, bundle_thresholds(first_manifest, loaded[0][0])
     else:
         x, y, reference, references, eval_set, measured, gate = _on_images(Path(images), loaded, candidates)
     rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory, metric=metric,
@@ -201,18 +186,31 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     return report
 
 
-def _on_language_models(paths: list[Path], threads: int | None, images: Path | None, texts: Path | None,
-                        decoding: Decoding | None) -> dict[str, Any]:
-    """A language model generates and is scored on token blocks: its own bench (lm_bench.py), its own report."""
-    from edgekd.device.lm_bench import bench_lm_bundles
+def bundle_task(bundle_dir: Path) -> str | None:
+    """The task a bundle's manifest.json names (read, not verified: the verifier that reads it next reports a bad one);
+    an edgekd.lm-bundle/1 one, from before manifests named it, is a language model's."""
+    try:
+        manifest = read_json(Path(bundle_dir) / "manifest.json")
+    except ArtifactError:
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    return "language-model" if manifest.get("format") == "edgekd.lm-bundle/1" else manifest.get("task")
 
-    others = [p for p in paths if not is_lm_bundle(p)]
-    if others:
-        raise ArtifactError(f"{others[0]}: not a language model's bundle, benched with language models' ones; "
+
+def _own_measure(paths: list[Path], images: Path | None):
+    """The bench of the bundles' task where it measures its own way (MEASURES), else None: the classifiers' bench."""
+    tasks = {bundle_task(p) for p in paths}
+    own = [MEASURES[t] for t in tasks if t in MEASURES]
+    if not own:
+        return None
+    if len(tasks) > 1:
+        raise ArtifactError(f"{paths[0].parent}: bundles of different kinds of model ({', '.join(sorted(map(str, tasks)))}); "
                             "bench them separately")
     if images is not None:
         raise ConfigError(f"--images: {paths[0]} is a language model's bundle; give prompts with --texts FILE (one per line)")
-    return bench_lm_bundles(paths, threads, texts, decoding or Decoding())
+    module, _, name = own[0].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _on_eval_npz(loaded: list) -> tuple:
@@ -259,7 +257,7 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
                                                                                 candidates[index].threads).run, x)
     measured = ACCURACY if y is not None else FIDELITY
     y = reference.argmax(1).astype(np.int64) if y is None else y
-    gate = _gate_section(first, first_dir)
+    gate = bundle_thresholds(first, first_dir)
     references = {}
     if candidates[index].artifact.precision == "fp32":
         references["student_fp32"] = {**accuracy_metrics(reference, y), "source": f"{candidates[index].name} on {folder}"}

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from edgekd.core.environment import cpu_info, library_versions
 from edgekd.core.errors import ArtifactError
 from edgekd.core.fileio import file_record, read_json, sha256_of, write_json_atomic, write_text_atomic
+from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.registry import get_backend
 
@@ -62,7 +64,7 @@ def eval_key(input_name: str) -> str:
 
 
 def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_y: np.ndarray,
-                 reference_logits: np.ndarray, info: dict[str, Any], extra_files: dict[str, Path] | None = None,
+                 reference_logits: np.ndarray | None, info: dict[str, Any], extra_files: dict[str, Path] | None = None,
                  reference_outputs: dict[str, np.ndarray] | None = None) -> Path:
     """Assemble the bundle in a temporary folder, then swap it into place: a crash leaves the old one.
     `extra_files` ({name in the bundle: source}): what the device needs beside the model to feed it (a text model's
@@ -81,8 +83,8 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
         shutil.copyfile(source, staging / name)
     # Labels: class indices, or a task metric's (edgekd/core/task_metrics.py), whose boxes have float coordinates.
     labels = eval_y.astype(np.float32) if np.asarray(eval_y).dtype.kind == "f" else eval_y.astype(np.int64)
-    np.savez_compressed(staging / "eval.npz", **named, y=labels,
-                        reference_logits=reference_logits.astype(np.float32),
+    np.savez_compressed(staging / "eval.npz", **named, y=labels,  # no reference logits: a language model's bundle
+                        **({} if reference_logits is None else {"reference_logits": reference_logits.astype(np.float32)}),
                         **{f"{REFERENCE_OUTPUTS}{name}": array for name, array in (reference_outputs or {}).items()})
     backend = get_backend(artifact.backend)
     write_text_atomic(staging / "README.md", _README.format(
@@ -158,6 +160,10 @@ def verify_bundle(bundle_dir: Path, before_rebuild: bool = False) -> dict[str, A
     if not manifest_path.is_file():
         raise ArtifactError(f"{bundle_dir}: not a bundle (no manifest.json); point at runs/<name>/bundle/<target>")
     manifest = read_json(manifest_path)
+    if isinstance(manifest, dict) and manifest.get("format") == "edgekd.lm-bundle/1":  # an old LM bundle
+        from edgekd.device.lm_legacy import upgrade_lm_manifest
+
+        manifest = upgrade_lm_manifest(manifest, manifest_path)
     artifact = _artifact_section(manifest, manifest_path)
     root = bundle_dir.resolve()
     rebuilt = {_inside(root, name, manifest_path)
@@ -216,3 +222,22 @@ def _check_hash(bundle_dir: Path, path: Path, name: str, digest: str) -> None:
 def load_bundle(bundle_dir: Path, before_rebuild: bool = False) -> tuple[dict[str, Any], Artifact]:
     manifest = verify_bundle(bundle_dir, before_rebuild)
     return manifest, Artifact.from_json(manifest["artifact"], Path(bundle_dir))
+
+
+def bundle_thresholds(manifest: dict[str, Any], bundle_dir: Path) -> dict[str, Any]:
+    """The thresholds the pipeline's gate applied (recorded in the bundle), so a gate on the device
+    judges by the same limits. Bundles from before that record: the profile's thresholds where set,
+    edgekd's defaults otherwise. Checked by the one Thresholds model: a nan or inf limit is refused here, naming
+    the key, rather than written into a report that would pass or fail everything."""
+    recorded = manifest.get("gate")
+    if isinstance(recorded, dict):
+        given, section = {k: v for k, v in recorded.items() if k in THRESHOLD_NAMES}, "gate"
+    else:
+        profile_gate = manifest.get("profile", {}).get("gate", {}) or {}
+        given = {k: v for k, v in profile_gate.items() if k in THRESHOLD_NAMES and v is not None}
+        section = "profile.gate"
+    base = Thresholds(max_drop=None) if manifest.get("task_metric") == "perplexity" else Thresholds()  # a drop means nothing there
+    try:
+        return Thresholds.model_validate(base.model_dump() | given).model_dump()
+    except ValidationError as exc:
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: {section}.{threshold_error(exc)}; rebuild the bundle") from None

@@ -33,5 +33,5 @@ class GenerationBenchConfig(Strict):
     prompt_tokens: int = Field(32, ge=1)
     new_tokens: int = Field(64, ge=1)
     rounds: int = Field(1, ge=1, description="generations per prompt and model, interleaved")
-    device_blocks: int = Field(64, ge=0, description="test blocks each bundle carries (eval_blocks.npy) for perplexity and "
+    device_blocks: int = Field(64, ge=0, description="test blocks each bundle carries (eval.npz input_ids) for perplexity and "
                                                      "prompts in `edgekd bench` on the device; 0: none")

@@ -2,6 +2,8 @@
 
 A report whose `task_metric` is not top1 holds that metric in its `top1` fields: its drop is checked against
 max_metric_drop when set, else max_drop. min_cosine and min_sqnr_db check each row's `fidelity` (the worst output).
+A language model's (task_metric perplexity, lower is better: core.metrics.PERPLEXITY) is checked against max_increase
+(perplexity at most (1 + it) x the reference's) and min_greedy_agreement (rows' token_agreement with fp32).
 
 Drops (absolute points or relative percent, from counts of correct samples): edgekd.core.metrics.accuracy_drop.
 Speedup: p50 at batch 1 of the same target's fp32 artifact / p50 of the artifact (same report, same machine).
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekd.core.errors import ArtifactError
-from edgekd.core.metrics import FIDELITY, accuracy_drop, at_least, within_limit
+from edgekd.core.metrics import FIDELITY, accuracy_drop, at_least, metric_spec, within_limit
 from edgekd.core.thresholds import Thresholds  # the one model (core: profiles use it too); re-exported here
 
 
@@ -32,8 +34,9 @@ class Check:
     skipped: bool = False
 
 
-def reference_top1(report: dict[str, Any], name: str, baseline: dict[str, Any] | None = None) -> float:
-    """Top-1 of the named reference, from the baseline report when given (same evaluation set only)."""
+def reference_value(report: dict[str, Any], name: str, key: str = "top1", baseline: dict[str, Any] | None = None) -> float:
+    """The named reference's metric (`key`: top1, perplexity), from the baseline report when given (same evaluation set
+    only)."""
     source = report if baseline is None else baseline
     if baseline is not None:
         ours, theirs = report.get("eval_set", {}).get("sha256"), baseline.get("eval_set", {}).get("sha256")
@@ -41,39 +44,70 @@ def reference_top1(report: dict[str, Any], name: str, baseline: dict[str, Any] |
             raise ArtifactError(f"baseline report was measured on a different evaluation set (sha256 {str(theirs)[:12]} "
                                 f"vs {str(ours)[:12]}); accuracy drops between them mean nothing. "
                                 "Bench both on the same eval.npz")
-    if name in source.get("references", {}):
-        return source["references"][name]["top1"]
-    row = next((r for r in source.get("rows", []) if r["artifact"] == name and r.get("top1") is not None), None)
+    if source.get("references", {}).get(name, {}).get(key) is not None:
+        return source["references"][name][key]
+    row = next((r for r in source.get("rows", []) if r["artifact"] == name and r.get(key) is not None), None)
     if row is None:
         known = [*source.get("references", {}), *(r["artifact"] for r in source.get("rows", []))]
-        raise ArtifactError(f"report has no reference '{name}' with a top-1; available: {', '.join(known)}")
-    return row["top1"]
+        what = "top-1" if key == "top1" else key
+        raise ArtifactError(f"report has no reference '{name}' with a {what}; available: {', '.join(known)}")
+    return row[key]
 
 
-def check_row(row: dict[str, Any], reference_top1: float, baseline_p50: float | None, limits: Thresholds,
+def reference_top1(report: dict[str, Any], name: str, baseline: dict[str, Any] | None = None) -> float:
+    return reference_value(report, name, "top1", baseline)
+
+
+def check_row(row: dict[str, Any], reference: float | None, baseline_p50: float | None, limits: Thresholds,
               samples: int | None = None, metric: str = "top1") -> list[Check]:
-    """The checks of one artifact; `samples`: the size of the evaluation set, so drops come from counts. `metric`: what
-    the row's `top1` holds (the report's task_metric: top-1, or a task metric such as mask_iou)."""
-    name = row["artifact"]
-    if row.get("top1") is None:
+    """The checks of one artifact; `samples`: the size of the evaluation set, so drops come from counts. `metric`: the
+    report's task_metric: top-1, a task metric (held in `top1`) or perplexity (core.metrics.metric_spec)."""
+    name, spec = row["artifact"], metric_spec(metric)
+    if row.get(spec.key) is None:
         return [Check(name, "measured", True, "skipped: not measurable on this machine; gate the report from the device",
                       skipped=True)]
-    checks = []
-    drop_limit = limits.metric_drop_limit(metric)
-    if drop_limit is not None:
-        drop = accuracy_drop(reference_top1, row["top1"], limits.drop_type, samples)
-        unit = "points" if limits.drop_type == "absolute" else "%"
-        key = "max_metric_drop" if drop_limit is not limits.max_drop else "max_drop"
-        what = "top-1" if metric == "top1" else metric
-        checks.append(Check(name, key, within_limit(drop, drop_limit),
-                            f"{what} drop {drop:.2f} {unit} vs {limits.reference} (limit {drop_limit:g} {unit})"))
-    checks += fidelity_checks(name, row.get("fidelity") or {}, limits)
+    if spec.higher_is_better:
+        checks = _drop_checks(row, reference, limits, samples, metric) + fidelity_checks(name, row.get("fidelity") or {}, limits)
+    else:
+        checks = _increase_checks(row, reference, limits)
     if limits.min_speedup is not None:
         checks.append(_speedup_check(name, row.get("p50_ms"), baseline_p50, limits.min_speedup))
     if limits.max_size_kb is not None:
         size_kb = row["bytes"] / 1024
         checks.append(Check(name, "max_size_kb", size_kb <= limits.max_size_kb,
                             f"size {size_kb:.1f} KB (limit {limits.max_size_kb:g} KB)"))
+    return checks
+
+
+def _drop_checks(row: dict[str, Any], reference: float, limits: Thresholds, samples: int | None, metric: str) -> list[Check]:
+    drop_limit = limits.metric_drop_limit(metric)
+    if drop_limit is None:
+        return []
+    drop = accuracy_drop(reference, row["top1"], limits.drop_type, samples)
+    unit = "points" if limits.drop_type == "absolute" else "%"
+    key = "max_metric_drop" if drop_limit is not limits.max_drop else "max_drop"
+    what = "top-1" if metric == "top1" else metric
+    return [Check(row["artifact"], key, within_limit(drop, drop_limit),
+                  f"{what} drop {drop:.2f} {unit} vs {limits.reference} (limit {drop_limit:g} {unit})")]
+
+
+def _increase_checks(row: dict[str, Any], reference: float | None, limits: Thresholds) -> list[Check]:
+    """A lower-is-better metric (perplexity): at most (1 + max_increase) x the reference's; greedy agreement with the
+    fp32 model (row token_agreement) at least min_greedy_agreement where it was measured."""
+    name, value, checks = row["artifact"], row["perplexity"], []
+    if limits.max_increase is not None:
+        if reference is None:
+            checks.append(Check(name, "max_increase", True, f"skipped: no {limits.reference} perplexity to compare with",
+                                skipped=True))
+        else:
+            increase = value / reference - 1
+            checks.append(Check(name, "max_increase", within_limit(increase, limits.max_increase),
+                                f"perplexity {value:.3f} vs {limits.reference} {reference:.3f}: {increase:+.2%} "
+                                f"(limit +{limits.max_increase * 100:g}%)"))
+    agreement = row.get("token_agreement")
+    if limits.min_greedy_agreement is not None and agreement is not None:
+        checks.append(Check(name, "min_greedy_agreement", at_least(agreement, limits.min_greedy_agreement),
+                            f"greedy agreement with fp32 {agreement:.3f} (limit {limits.min_greedy_agreement:g})"))
     return checks
 
 
@@ -101,20 +135,25 @@ def _speedup_check(name: str, p50: float | None, baseline_p50: float | None, min
 
 
 def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[str, Any] | None = None) -> list[Check]:
-    """Checks for every shipped artifact in a report."""
-    top1 = reference_top1(report, limits.reference, baseline)
+    """Checks for every shipped artifact in a report. A row that carries its own reference (measured on its own bundle's
+    evaluation set: a language model's bundles) is judged against it, else against the report's."""
+    metric = report.get("task_metric") or "top1"
+    key = metric_spec(metric).key
+    carried = [isinstance(row.get("reference"), dict) for row in report["rows"]]
+    shared = None if all(carried) else reference_value(report, limits.reference, key, baseline)
     samples = report.get("eval_set", {}).get("samples")  # a baseline is only accepted on the same evaluation set
     checks = []
     fidelity = report.get("measured") == FIDELITY  # top-1 against the fp32 model's own top-1: the drop is disagreement
-    for row in report["rows"]:
+    for row, own in zip(report["rows"], carried, strict=True):
         if not row.get("shipped"):
             continue
+        reference = row["reference"].get(key) if own else shared
         fp32_p50 = next((r.get("p50_ms") for r in report["rows"]
                          if r["target"] == row["target"] and r["precision"] == "fp32"), None)
-        row_checks = check_row(row, top1, fp32_p50, limits, samples, report.get("task_metric") or "top1")
+        row_checks = check_row(row, reference, fp32_p50, limits, samples, metric)
         for check in row_checks if fidelity else ():
             if check.threshold in ("max_drop", "max_metric_drop"):
-                what = "top-1" if report.get("task_metric", "top1") == "top1" else report["task_metric"]
+                what = "top-1" if metric == "top1" else metric
                 check.reason = f"{check.reason}; no labels: this is disagreement with the fp32 model's {what}"
         checks.extend(row_checks)
     return checks

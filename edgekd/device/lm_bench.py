@@ -1,28 +1,30 @@
-"""`edgekd bench` on language-model bundles (device/lm_bundle.py), with numpy, onnxruntime and tokenizers only.
+"""`edgekd bench` on language-model bundles (edgekd.bundle/1, device/bundle.py; older edgekd.lm-bundle/1 ones through
+device/lm_legacy.py), with numpy, onnxruntime and tokenizers only.
 
 Per bundle: generation speed at batch 1 (time to first token, per-token p50/p99, tokens/s; edgekd.lang.generation_bench, the
 code the pipeline's bench stage runs), greedy or top-k sampling, from held-out prompts (the bundle's
-eval_blocks.npy) or the user's (`--texts`, one per line, tokenized with the bundle's tokenizer.json); perplexity on
+eval.npz input_ids) or the user's (`--texts`, one per line, tokenized with the bundle's tokenizer.json); perplexity on
 the bundle's held-out blocks, and the bundle's gate: perplexity at most (1 + max_increase) x the reference's, the
 reference measured on the same blocks on the build machine.
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from edgekd.core.environment import describe
-from edgekd.core.errors import ArtifactError, ConfigError, DataError
-from edgekd.core.thresholds import threshold_problem
-from edgekd.device.lm_bundle import TOKENIZER, model_bytes, model_file, read_eval_blocks, verify_lm_bundle, vocab_size
-from edgekd.device.lm_gate import LM_DEVICE_REPORT
+from edgekd.core.errors import ArtifactError, ConfigError
+from edgekd.core.metrics import eval_set_hash
+from edgekd.device.bundle import bundle_thresholds, verify_bundle
+from edgekd.device.config import GenerationBenchConfig
+from edgekd.device.gate import GateResult, Thresholds, gate_report, verdicts
+from edgekd.device.latency import LatencySpec
 from edgekd.device.token_ids import check_token_ids
 
-# Used only for a bundle that records no bench settings (made before it did); the pipeline's own defaults.
-FALLBACK_BENCH = {"prompts": 20, "prompt_tokens": 32, "new_tokens": 64, "rounds": 1}
+TOKENIZER = "tokenizer.json"
 
 
 @dataclass(frozen=True)
@@ -44,30 +46,37 @@ class Decoding:
 
 def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, texts: Optional[Path] = None,
                      decoding: Decoding = Decoding()) -> dict[str, Any]:
-    """One report (format edgekd.lm-device-report/1) for the bundles, every file verified before anything loads."""
+    """One report (edgekd.report/1, task_metric perplexity: device/report/build.build_report) for the bundles, every
+    file verified before anything loads, and with the bundles' gate_on_bench their verdict (device/gate.gate_report)."""
+    from edgekd.device.report.build import build_report
     from edgekd.lang.generate import load_decoder
     from edgekd.lang.generation_bench import generation_speed
 
-    bundles = [(Path(d), verify_lm_bundle(d)) for d in bundle_dirs]
+    bundles = [(Path(d), _verified(Path(d))) for d in bundle_dirs]
     _one_tokenizer(bundles)
     names = _artifact_names(bundles)
-    blocks = {name: read_eval_blocks(d, m) for name, (d, m) in zip(names, bundles, strict=True)}
-    settings = {**FALLBACK_BENCH, **(bundles[0][1].get("bench") or {})}
+    blocks = {name: _eval_blocks(d, m) for name, (d, m) in zip(names, bundles, strict=True)}
+    # a bundle that records no bench settings (made before it did): the pipeline's own defaults
+    settings = {**GenerationBenchConfig().model_dump(), **(bundles[0][1].get("bench") or {})}
     new_tokens = decoding.new_tokens or int(settings["new_tokens"])
     prompts, source = _prompts(bundles[0], blocks[names[0]], texts, settings, decoding, new_tokens)
     # each by the runtime its bundle records (the target's backend's; by the file's suffix in bundles without one)
-    decoders = {name: load_decoder(d / model_file(m), threads, m.get("runtime")) for name, (d, m) in zip(names, bundles, strict=True)}
+    decoders = {name: load_decoder(d / m["artifact"]["main"], threads, m.get("runtime")) for name, (d, m) in zip(names, bundles, strict=True)}
     speed = generation_speed(decoders, prompts, new_tokens, int(settings["rounds"]), decoding.top_k, decoding.temperature,
                              decoding.seed)
-    rows = [_row(name, d, m, decoders[name], blocks[name], speed[name]) for name, (d, m) in zip(names, bundles, strict=True)]
-    warnings = [f"{row['artifact']}: the bundle carries no held-out blocks; perplexity and the gate need a bundle rebuilt "
-                "by this edgekd" for row in rows if row["perplexity"] is None]
-    # schema: what `edgekd gate` reads (as report.json's); format: the key reports carried before, kept for their readers
-    return {"schema": LM_DEVICE_REPORT, "format": LM_DEVICE_REPORT,
-            "prompts": {"count": len(prompts), "source": source, "tokens": [int(len(p)) for p in prompts]},
-            "new_tokens": new_tokens, "rounds": int(settings["rounds"]), "decoding": decoding.describe(),
-            "threads": threads, "rows": rows, "gate": _verdict(rows), "environment": describe(),
-            "warnings": warnings}
+    gate = bundle_thresholds(bundles[0][1], bundles[0][0])
+    rows = [_row(name, d, m, decoders[name], blocks[name], speed[name], gate["reference"]) for name, (d, m) in zip(names, bundles, strict=True)]
+    first = blocks[names[0]]
+    eval_set = {} if first is None else {"samples": int(len(first)), "sha256": eval_set_hash({"input_ids": first}, first)}
+    report = build_report(bundles[0][1].get("run") or Path(bundle_dirs[0]).resolve().parent.parent.name, rows, {}, eval_set,
+                          gate, LatencySpec(), (1,), False, task_metric="perplexity")
+    del report["bench"]  # latency settings of the classifiers' bench; a generation's are these:
+    report.update(prompts={"count": len(prompts), "source": source, "tokens": [int(len(p)) for p in prompts]},
+                  new_tokens=new_tokens, rounds=int(settings["rounds"]), decoding=decoding.describe(), threads=threads)
+    report["warnings"] += [f"{row['artifact']}: {row['not_measured']}" for row in rows if row["perplexity"] is None]
+    if bundles[0][1].get("gate_on_bench"):
+        report["verdict"] = _verdict(gate_report(report, Thresholds.model_validate(gate)))
+    return report
 
 
 def _artifact_names(bundles: list) -> list[str]:
@@ -77,9 +86,57 @@ def _artifact_names(bundles: list) -> list[str]:
     return names
 
 
+def _verified(bundle_dir: Path) -> dict[str, Any]:
+    """The manifest once every file matches its sha256 (device/bundle.verify_bundle; an edgekd.lm-bundle/1 one upgraded
+    by device/lm_legacy.py) and the tokenizer is among them: nothing is loaded from a bundle that was modified."""
+    manifest = verify_bundle(bundle_dir)
+    if TOKENIZER not in _listed(manifest):
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: lists no {TOKENIZER}; a language model's bundle needs its "
+                            "decoder and tokenizer, rebuild the bundle")
+    return manifest
+
+
+def _listed(manifest: dict[str, Any]) -> dict[str, str]:
+    return {entry["path"]: entry["sha256"] for entry in manifest["files"]}
+
+
+def _eval_blocks(bundle_dir: Path, manifest: dict[str, Any]) -> Optional[np.ndarray]:
+    """The held-out blocks the bundle carries (eval.npz's input_ids; eval_blocks.npy in edgekd.lm-bundle/1 bundles),
+    verified already, checked to be token ids the model takes; None for a bundle that carries none."""
+    name = _eval_file(manifest)
+    if name is None:
+        return None
+    path = bundle_dir / name
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        blocks = loaded["input_ids"] if name == "eval.npz" else loaded
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # pickled, truncated, not .npy/.npz
+        raise ArtifactError(f"{path}: not a plain .npy/.npz array of input_ids ({exc}); rebuild the bundle") from None
+    vocab, context = vocab_size(manifest), manifest.get("context")
+    if blocks.ndim == 2 and blocks.shape[0] == 0:  # bench.device_blocks 0
+        return None
+    if blocks.ndim != 2 or not np.issubdtype(blocks.dtype, np.integer) or blocks.shape[1] < 2:
+        raise ArtifactError(f"{path}: {blocks.dtype} {blocks.shape}, expected (n >= 1, length >= 2) integer token ids; "
+                            "rebuild the bundle")
+    if isinstance(context, int) and blocks.shape[1] > context:
+        raise ArtifactError(f"{path}: blocks of {blocks.shape[1]} tokens exceed the model's context {context}; rebuild the bundle")
+    check_token_ids(blocks, vocab, str(path))
+    return blocks.astype(np.int64)
+
+
+def _eval_file(manifest: dict[str, Any]) -> Optional[str]:
+    return next((name for name in ("eval.npz", "eval_blocks.npy") if name in _listed(manifest)), None)
+
+
+def vocab_size(manifest: dict[str, Any]) -> Optional[int]:
+    """The ids the decoder takes (0..vocab_size-1), as the build machine recorded them; None if not recorded."""
+    size = manifest.get("vocab_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
 def _one_tokenizer(bundles: list) -> None:
     """Prompts are tokenized once, so every bundle benched together must carry the same tokenizer.json."""
-    digests = {m["files"][TOKENIZER] for _d, m in bundles}
+    digests = {_listed(m)[TOKENIZER] for _d, m in bundles}
     if len(digests) > 1:
         raise ArtifactError(f"{', '.join(str(d) for d, _m in bundles)}: the bundles carry different tokenizers; "
                             "bench them one at a time")
@@ -87,85 +144,47 @@ def _one_tokenizer(bundles: list) -> None:
 
 def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], settings: dict, decoding: Decoding,
              new_tokens: int) -> tuple[list[np.ndarray], str]:
-    from edgekd.lang.generation_bench import held_out_prompts
+    from edgekd.lang.generation_bench import held_out_prompts, text_prompts
 
     bundle_dir, manifest = first
     context = int(manifest.get("context") or 0)
     if texts is not None:
-        prompts = _text_prompts(Path(texts), bundle_dir / TOKENIZER, context, new_tokens)
+        prompts = text_prompts(Path(texts), bundle_dir / TOKENIZER, context, new_tokens)
         check_token_ids(np.concatenate(prompts), vocab_size(manifest), str(bundle_dir / TOKENIZER),
                         f" for the prompts of {texts}, so it is not the tokenizer the model was built with")
         return prompts[: decoding.prompts or None], str(texts)
     if blocks is None:
-        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (eval_blocks.npy: built "
-                            "before bundles did); give prompts with --texts FILE, one per line")
+        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (bench.device_blocks 0, "
+                            "or built before bundles did); give prompts with --texts FILE, one per line")
     prompt_tokens = int(settings["prompt_tokens"])
     if context and prompt_tokens + new_tokens > context:
         raise ConfigError(f"--new-tokens {new_tokens}: with the bundle's prompts of {prompt_tokens} tokens that exceeds the "
                           f"model's context of {context}; ask for at most {context - prompt_tokens}")
     count = decoding.prompts or int(settings["prompts"])
-    return held_out_prompts(blocks, count, prompt_tokens), f"{bundle_dir / 'eval_blocks.npy'} (held-out test blocks)"
+    return held_out_prompts(blocks, count, prompt_tokens), f"{bundle_dir / _eval_file(manifest)} (held-out test blocks)"
 
 
-def _text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: int) -> list[np.ndarray]:
-    """One prompt per non-blank line, tokenized with the bundle's tokenizer (no special tokens added)."""
-    from edgekd.lang.lm_tokenizer import LMTokenizer
-
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(f"--texts {path}: not UTF-8 text (byte {exc.start}); give one prompt per line in UTF-8") from None
-    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
-    if not numbered:
-        raise DataError(f"--texts {path}: no prompt in it; write one prompt per line")
-    tokenizer = LMTokenizer(tokenizer_path)
-    prompts = []
-    for number, line in numbered:
-        ids = tokenizer.encode(line).astype(np.int64)
-        if context and len(ids) + new_tokens > context:
-            raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, and with {new_tokens} new tokens that "
-                            f"exceeds the model's context of {context}; shorten it or pass a smaller --new-tokens")
-        prompts.append(ids)
-    return prompts
-
-
-def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[np.ndarray], speed: dict) -> dict:
+def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[np.ndarray], speed: dict, reference: str) -> dict:
+    """One bundle: its perplexity on its held-out blocks and the reference's on the same blocks (the build machine's),
+    which the gate judges it against."""
     from edgekd.lang.perplexity import onnx_perplexity
 
-    perplexity = None if blocks is None else round(onnx_perplexity(decoder, blocks), 4)
-    row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"),
-           "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
-           "bytes": model_bytes(bundle_dir, manifest), "perplexity": perplexity,
-           "eval_blocks": None if blocks is None else int(len(blocks)), **speed}
-    return row | _gate_check(bundle_dir, manifest, perplexity)
-
-
-def _gate_check(bundle_dir: Path, manifest: dict, perplexity: Optional[float]) -> dict:
-    """The bundle's gate on this machine's perplexity: PASS, FAIL, or n/a with why."""
-    gate = manifest.get("gate") or {}
-    max_increase, reference = gate.get("max_increase"), gate.get("reference", "student_fp32")
-    if problem := threshold_problem("max_increase", max_increase):  # the rules of every threshold: no nan, no inf
-        raise ArtifactError(f"{bundle_dir / 'manifest.json'}: gate.max_increase {problem}; rebuild the bundle")
     known = ((manifest.get("eval") or {}).get("reference_perplexity") or {}).get(reference)
-    if perplexity is None:
-        return {"gate": "n/a", "why": "perplexity not measured (no held-out blocks in the bundle)"}
-    if max_increase is None:
-        return {"gate": "n/a", "why": "the bundle's gate sets no max_increase"}
-    if not isinstance(known, (int, float)) or known <= 0:
-        return {"gate": "n/a", "why": f"the manifest has no {reference} perplexity on these blocks"}
-    increase = perplexity / known - 1
-    return {"reference": {"name": reference, "perplexity": known}, "perplexity_increase": round(increase, 6),
-            "max_increase": max_increase,  # the limit, so that `edgekd gate` on this report judges by it
-            "gate": "PASS" if increase <= max_increase else "FAIL",
-            "why": f"perplexity {perplexity:.3f} vs {reference} {known:.3f}: {increase:+.2%} (limit +{max_increase * 100:g}%)"}
+    valid = isinstance(known, (int, float)) and not isinstance(known, bool) and known > 0
+    row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"), "shipped": True,
+           "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
+           "bytes": sum((bundle_dir / name).stat().st_size for name in manifest["artifact"]["files"]),
+           "perplexity": None if blocks is None else round(onnx_perplexity(decoder, blocks), 4),
+           "eval_blocks": None if blocks is None else int(len(blocks)),
+           "reference": {"name": reference, "perplexity": known if valid else None}, **speed}
+    if blocks is None:
+        row["not_measured"] = "perplexity: the bundle carries no held-out blocks (rebuild it with this edgekd); not gated"
+    return row
 
 
-def _verdict(rows: list[dict]) -> dict:
-    """Failed when any bundle fails; not evaluated (passed None) when no bundle could be checked."""
-    checked = [row for row in rows if row["gate"] in ("PASS", "FAIL")]
-    failed = sum(row["gate"] == "FAIL" for row in checked)
-    if not checked:
+def _verdict(checks: GateResult) -> dict[str, Any]:
+    """The gate's verdict, as gate.json records one; not evaluated (passed None, exit 0) when no bundle could be checked."""
+    if not checks.evaluated:
         return {"passed": None, "summary": "gate: not evaluated (no bundle with held-out blocks and a gate)"}
-    passed = failed == 0
-    return {"passed": passed, "summary": f"gate: {'PASS' if passed else 'FAIL'} ({failed} failed, "
-                                         f"{len(checked) - failed} passed, {len(rows) - len(checked)} not evaluated)"}
+    return {"passed": checks.passed, "summary": checks.summary, "artifacts": verdicts(checks),
+            "checks": [check.__dict__ for check in checks]}

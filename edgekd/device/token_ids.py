@@ -1,5 +1,5 @@
 """Token ids against the model's vocabulary, before any runtime sees them: one check for a language model's
-held-out blocks and prompts (device/lm_bundle.py, device/lm_bench.py) and a text classifier's texts
+held-out blocks and prompts (device/lm_bench.py) and a text classifier's texts
 (device/bench.py --texts). An id past the embedding table is no error to numpy, and onnxruntime's Gather (or
 BERT's fused EmbedLayerNormalization) then fails mid-run with 'input index out of range', naming no file."""
 from __future__ import annotations

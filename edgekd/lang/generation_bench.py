@@ -8,10 +8,12 @@ Agreement: greedy tokens of a model equal to a reference model's, position by po
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from edgekd.core.errors import DataError
 from edgekd.lang.generate import Decoder, generate, load_decoder
 
 
@@ -81,3 +83,26 @@ def greedy_agreement(reference: Decoder, other: Decoder, prompts: list[np.ndarra
         same_sequences += a == b
     return {"token_agreement": round(same_tokens / (len(prompts) * new_tokens), 4), "equal_sequences": int(same_sequences),
             "prompts": len(prompts), "new_tokens": new_tokens}
+
+
+def text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: int) -> list[np.ndarray]:
+    """One prompt per non-blank line of a UTF-8 file (`edgekd bench --texts`), tokenized with the model's tokenizer (no
+    special tokens added); a line that does not fit `context` with `new_tokens` more is one line naming it."""
+    from edgekd.lang.lm_tokenizer import LMTokenizer
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"--texts {path}: not UTF-8 text (byte {exc.start}); give one prompt per line in UTF-8") from None
+    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not numbered:
+        raise DataError(f"--texts {path}: no prompt in it; write one prompt per line")
+    tokenizer = LMTokenizer(tokenizer_path)
+    prompts = []
+    for number, line in numbered:
+        ids = tokenizer.encode(line).astype(np.int64)
+        if context and len(ids) + new_tokens > context:
+            raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, and with {new_tokens} new tokens that "
+                            f"exceeds the model's context of {context}; shorten it or pass a smaller --new-tokens")
+        prompts.append(ids)
+    return prompts

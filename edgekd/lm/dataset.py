@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from edgekd.lm.corpus import SPLITS, Corpus, folder_corpus, stdlib_corpus
 class LMDataset:
     corpus: Corpus
     context: int
+    tokenizer_path: Optional[Path] = None  # the run's tokenizer.json (made by its first stage), for Task.evaluation_set
     _blocks: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -57,12 +59,12 @@ def too_small(corpus: Corpus, split: str, tokens: int, context: int) -> str:
             "or lower data.context")
 
 
-def load_lm_dataset(data_config, base_dir: Path) -> LMDataset:
+def load_lm_dataset(data_config, base_dir: Path, tokenizer_path: Optional[Path] = None) -> LMDataset:
     if data_config.source == "code":
         corpus = stdlib_corpus(data_config.fractions)
     else:
         corpus = folder_corpus(resolve_path(data_config.path, base_dir), data_config.fractions)
-    return LMDataset(corpus, data_config.context)
+    return LMDataset(corpus, data_config.context, tokenizer_path)
 
 
 def prompts(test_blocks: np.ndarray, count: int, tokens: int) -> list[np.ndarray]:

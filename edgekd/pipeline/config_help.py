@@ -58,7 +58,10 @@ def _defaults() -> PipelineConfig:
 
 
 def _walk(model: type[BaseModel], instance: BaseModel | None, prefix: str):
+    keys = getattr(model, "config_keys", None)  # a section that takes only some of its model's fields (LMThresholds)
     for name, field in model.model_fields.items():
+        if keys is not None and name not in keys:
+            continue
         key = f"{prefix}{name}"
         inner = model_inside(field.annotation)
         value = instance.__dict__.get(name) if instance is not None else None

@@ -36,7 +36,7 @@ class RunContext:
     @cached_property
     def dataset(self):
         """The run's data, read and split by its task (Task.load_dataset)."""
-        return self.task.load_dataset(self.cfg, self.base_dir)
+        return self.task.load_dataset(self.cfg, self.base_dir, self.layout)
 
     @cached_property
     def layout(self) -> RunLayout:

@@ -93,6 +93,16 @@ def accuracy_rule(max_drop: float, key: str = "val_drop", source: str | None = N
     return rule
 
 
+def increase_rule(limit: float, key: str = "val_perplexity", source: str | None = None) -> Rule:
+    """Fails candidates whose lower-is-better metric (a language model's perplexity) exceeds `limit` (a value at the
+    limit passes); `source`: where the limit comes from, quoted in the verdict."""
+    where = f" ({source})" if source else ""
+
+    def rule(row: Candidate) -> str | None:
+        return None if within_limit(row[key], limit) else f"{key.replace('_', ' ')} {row[key]:.3f} over the limit {limit:.3f}{where}"
+    return rule
+
+
 def fidelity_rule(min_agreement: float, key: str = "top1_agreement") -> Rule:
     """Fails candidates whose top-1 agreement with the fp32 reference is below `min_agreement`."""
     def rule(row: Candidate) -> str | None:

@@ -34,8 +34,9 @@ class Task(Protocol):
         """The model's input: name, shape (batch first) and dtype, as the manifest and the bundles record it."""
         ...
 
-    def load_dataset(self, config, base_dir) -> Any:
-        """The run's data, read and split (RunContext.dataset)."""
+    def load_dataset(self, config, base_dir, layout=None) -> Any:
+        """The run's data, read and split (RunContext.dataset); `layout`: the run folder's, where a task's data needs a
+        file the run makes (a language model's blocks, its tokenizer)."""
         ...
 
     def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +55,11 @@ class Task(Protocol):
 
     def output_spec(self, dataset: Any, outputs: np.ndarray) -> dict[str, Any]:
         """The model's output as the manifest and the bundles record it, from the fp32 model's `outputs`."""
+        ...
+
+    def report_rows(self, config, base_dir) -> list[str]:
+        """Every row name the bench stage's report will have for this config, references first: what gate.reference
+        may name (GateStage.check)."""
         ...
 
     def steps(self, config) -> dict[str, str]:
@@ -85,6 +91,29 @@ class Classification:
 
     def baselines(self, ctx, y: np.ndarray) -> dict[str, dict[str, float]]:
         return {}
+
+    def report_rows(self, config, base_dir) -> list[str]:
+        return report_rows(config, base_dir)
+
+
+def report_rows(config, base_dir) -> list[str]:
+    """Every row name the bench stage's report will have for this config, references first (stages/bench.py):
+    any of them can be the gate's reference: the classifiers' and fidelity tasks' Task.report_rows."""
+    from edgekd.core.errors import EdgeKDError
+    from edgekd.pipeline.records import INT8_NAMES
+    from edgekd.runtimes import load_profile
+
+    rows = ["student_fp32"] + (["teacher"] if config.teachers else [])
+    rows += ["tfidf_logreg"] if config.data.source == "text" else []
+    rows += ["student_scratch"] if config.distill.compare_scratch else []
+    for name in config.targets:
+        try:
+            profile = load_profile(name, base_dir)
+        except EdgeKDError:
+            continue  # the compile stage's check names the target at fault
+        rows += [f"{profile.name}/{p}" for p in profile.precisions if p != "int8"]
+        rows += [f"{profile.name}/{n}" for n in INT8_NAMES] if "int8" in profile.precisions else []
+    return rows
 
 
 # A new task: one module under edgekd/tasks/ with its Task class (and its TaskSteps, if it does a stage its own way),

@@ -37,6 +37,11 @@ class Fidelity:
         n = min(samples, len(test))
         return take_rows(test.x, slice(0, n)), test.y[:n]
 
+    def report_rows(self, config, base_dir) -> list[str]:
+        from edgekd.pipeline.task import report_rows
+
+        return report_rows(config, base_dir)
+
     def steps(self, config) -> dict[str, str]:
         return NO_STEPS
 
@@ -51,7 +56,7 @@ class Fidelity:
     def output_spec(self, dataset: Any, outputs: np.ndarray) -> dict[str, Any]:
         return {"name": "output", "shape": ["batch", *outputs.shape[1:]], "dtype": outputs.dtype.name, "task_metric": self.metric}
 
-    def load_dataset(self, config, base_dir):
+    def load_dataset(self, config, base_dir, layout=None):
         from edgekd.pipeline.fidelity_data import load_fidelity_dataset
 
         return load_fidelity_dataset(config, base_dir)

@@ -23,7 +23,7 @@ class ImageClassification(Classification):
         n = min(samples, len(test))
         return take_rows(test.x, slice(0, n)), test.y[:n]  # one array, or a model with several inputs' {name: array}
 
-    def load_dataset(self, config, base_dir):
+    def load_dataset(self, config, base_dir, layout=None):
         from edgekd.data import load_dataset
 
         # Shipping a trained model only evaluates and calibrates: an image folder can then stay on disk.

@@ -1,5 +1,6 @@
-"""Language models (`task: language-model`): next-token prediction, perplexity; every stage is the task's own step
-(lm_train.py: tokenizer, teacher, student; lm_ship.py: decoder export, quantization, bundles, bench, gate)."""
+"""Language models (`task: language-model`): next-token prediction, perplexity (lower is better: core.metrics.PERPLEXITY).
+Six stages are the task's own steps (lm_train.py: tokenizer, teacher, student; lm_ship.py: decoder export, quantization,
+bundles, bench); the gate is the generic one, on the bench step's report.json."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ import numpy as np
 
 LANGUAGE_MODEL_STEPS = {**{name: f"edgekd.tasks.lm_train:LM{name.capitalize()}Step" for name in ("teachers", "distill")},
                         **{name: f"edgekd.tasks.lm_ship:LM{name.capitalize()}Step"
-                           for name in ("export", "quantize", "compile", "bench", "gate")}}
+                           for name in ("export", "quantize", "compile", "bench")}}  # the gate is the generic one
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,20 @@ class LanguageModel:
     def input_spec(self, dataset: Any, name: str = "input_ids", batch: int | str = "batch_size") -> dict[str, Any]:
         return {"name": "input_ids", "shape": [batch, "sequence_length"], "dtype": "int64"}
 
-    def evaluation_set(self, dataset: Any, samples: int) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError("language models are measured on token blocks of the run's tokenizer (edgekd/tasks/lm_ship.py)")
+    def evaluation_set(self, dataset: Any, samples: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The first `samples` test blocks (all with 0) in the run's tokenizer: the model's input_ids, and the tokens
+        its next-token predictions are scored against (a bundle's eval.npz)."""
+        blocks = dataset.blocks(dataset.tokenizer_path, "test")[: samples or None]
+        return {"input_ids": blocks}, blocks
 
     def steps(self, config) -> dict[str, str]:
         return LANGUAGE_MODEL_STEPS
 
-    def load_dataset(self, config, base_dir):
-        from edgekd.lm.dataset import load_lm_dataset
+    def report_rows(self, config, base_dir) -> list[str]:
+        return ["student_fp32", "teacher"]  # the bench step's references; gate.reference takes one of them
 
-        return load_lm_dataset(config.data, base_dir)
+    def load_dataset(self, config, base_dir, layout=None):
+        from edgekd.lm.dataset import load_lm_dataset
+        from edgekd.pipeline.lm.layout import tokenizer_path
+
+        return load_lm_dataset(config.data, base_dir, tokenizer_path(layout) if layout is not None else None)

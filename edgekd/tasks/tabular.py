@@ -318,7 +318,7 @@ class TabularClassification(Classification):
 
         return teacher_reference(ctx, samples)
 
-    def load_dataset(self, config, base_dir):
+    def load_dataset(self, config, base_dir, layout=None):
         from edgekd.data.tabular import load_tabular_dataset
 
         return load_tabular_dataset(config.data, config.seed, base_dir)

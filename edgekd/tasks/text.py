@@ -475,7 +475,7 @@ class TextClassification(Classification):
         texts = data.test.texts[: len(y)]  # the evaluation set is the test split's first samples (evaluation_set)
         return {NAME: accuracy_metrics(tfidf_logreg_logits(data.train.texts, data.train.y, texts, data.num_classes, ctx.cfg.seed), y)}
 
-    def load_dataset(self, config, base_dir):
+    def load_dataset(self, config, base_dir, layout=None):
         from edgekd.pipeline.text_data import given_model, load_text_dataset
 
         # A given model (save_pretrained folder) brings its tokenizer and label order: the data must be encoded with them.

@@ -18,7 +18,19 @@ def test_the_config_gate_section_profiles_and_device_gate_share_the_model():
     from edgekd.device import gate
     assert gate.Thresholds is Thresholds
     assert THRESHOLD_NAMES == ("reference", "max_drop", "drop_type", "min_speedup", "max_size_kb", "max_metric_drop",
-                               "min_cosine", "min_sqnr_db", "allow_empty")
+                               "min_cosine", "min_sqnr_db", "max_increase", "min_greedy_agreement", "allow_empty")
+
+
+def test_the_language_models_gate_is_a_thresholds_dumped_as_before():
+    """LMGateConfig was a second gate model; LMThresholds is the one Thresholds, with the same dump (stage keys)."""
+    from edgekd.pipeline.lm.config import LanguageModelConfig
+
+    gate = LanguageModelConfig().gate
+    assert isinstance(gate, Thresholds) and gate.max_drop is None and gate.max_increase == 0.03
+    assert gate.model_dump(mode="json") == {"max_increase": 0.03, "reference": "student_fp32", "min_greedy_agreement": None}
+    with pytest.raises(ValueError, match="max_drop: not a language model's gate key; use max_increase"):
+        LanguageModelConfig.model_validate({"gate": {"max_drop": 1}})
+    assert "max_increase" not in Thresholds().model_dump() and Thresholds(max_increase=0.1).model_dump()["max_increase"] == 0.1
 
 
 @pytest.mark.parametrize(("values", "message"), [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekd import api
-from edgekd.device.bench import _gate_section
+from edgekd.device.bundle import bundle_thresholds
 
 
 def _with_recorded_gate(bundle, gate: dict):
@@ -33,8 +33,8 @@ def test_device_report_uses_the_pipelines_thresholds_not_the_profiles(tiny_bundl
 
 
 def test_bundles_without_a_recorded_gate_keep_the_profiles_thresholds(tmp_path):
-    assert _gate_section({"profile": {"gate": {"max_drop": 0.5}}}, tmp_path)["max_drop"] == 0.5
-    assert _gate_section({"gate": {"max_drop": 2.0}, "profile": {"gate": {"max_drop": 0.5}}}, tmp_path)["max_drop"] == 2.0
+    assert bundle_thresholds({"profile": {"gate": {"max_drop": 0.5}}}, tmp_path)["max_drop"] == 0.5
+    assert bundle_thresholds({"gate": {"max_drop": 2.0}, "profile": {"gate": {"max_drop": 0.5}}}, tmp_path)["max_drop"] == 2.0
 
 
 @pytest.mark.parametrize("key", ["max_drop", "min_speedup", "max_size_kb"])

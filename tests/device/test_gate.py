@@ -201,3 +201,20 @@ def test_a_speedup_exactly_at_the_limit_passes():
     checks = {c.threshold: c for c in evaluate_report(report, Thresholds(max_drop=None, min_speedup=1.5))
               if c.artifact == "x86-cpu/int8"}
     assert checks["min_speedup"].passed, checks["min_speedup"].reason
+
+
+def test_a_perplexity_report_is_judged_on_the_shared_gate_lower_being_better():
+    """Perplexity goes down: the one gate checks (1 + max_increase) x the reference's and greedy agreement, where it
+    once knew only top-1 drops (a language model had gates of its own)."""
+    report = {"schema": "edgekd.report/1", "task_metric": "perplexity",
+              "references": {"student_fp32": {"perplexity": 10.0}},
+              "rows": [{"artifact": "x86-cpu/int8", "target": "x86-cpu", "precision": "int8", "shipped": True, "bytes": 1,
+                        "perplexity": 10.3, "token_agreement": 0.9},
+                       {"artifact": "arm64-cpu/int8", "target": "arm64-cpu", "precision": "int8", "shipped": True, "bytes": 1,
+                        "perplexity": 10.31, "token_agreement": 0.7}]}
+    checks = gate_report(report, Thresholds(max_drop=None, max_increase=0.03, min_greedy_agreement=0.8))
+    assert [(c.artifact, c.threshold, c.passed) for c in checks] == [
+        ("x86-cpu/int8", "max_increase", True), ("x86-cpu/int8", "min_greedy_agreement", True),
+        ("arm64-cpu/int8", "max_increase", False), ("arm64-cpu/int8", "min_greedy_agreement", False)]
+    assert checks[0].reason == "perplexity 10.300 vs student_fp32 10.000: +3.00% (limit +3%)"  # at the limit: within it
+    assert checks.summary == "gate: FAIL (2 failed, 2 passed)"

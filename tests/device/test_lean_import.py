@@ -9,8 +9,8 @@ LEAN_MODULES = ["edgekd", "edgekd.cli", "edgekd.api", "edgekd.device.gate", "edg
                 "edgekd.device.bundle", "edgekd.device.bench", "edgekd.device.measure", "edgekd.device.latency",
                 "edgekd.core.metrics", "edgekd.device.sizes", "edgekd.device.memory", "edgekd.device.report.build",
                 "edgekd.device.report.html", "edgekd.device.report.compare", "edgekd.runtimes", "edgekd.runtimes.registry",
-                "edgekd.runtimes.ort", "edgekd.runtimes.openvino", "edgekd.device.lm_bench", "edgekd.device.lm_bundle",
-                "edgekd.device.report.lm", "edgekd.lang.generate", "edgekd.lang.generation_bench", "edgekd.lang.perplexity", "edgekd.lang.lm_tokenizer"]
+                "edgekd.runtimes.ort", "edgekd.runtimes.openvino", "edgekd.device.lm_bench", "edgekd.device.lm_legacy",
+                "edgekd.lang.generate", "edgekd.lang.generation_bench", "edgekd.lang.perplexity", "edgekd.lang.lm_tokenizer"]
 
 
 def test_bench_and_gate_modules_do_not_import_torch_or_matplotlib():

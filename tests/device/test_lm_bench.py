@@ -45,10 +45,11 @@ def test_a_run_folder_of_lm_bundles_is_benched_and_gated_with_torch_blocked(lm_r
     assert done.returncode == 0, done.stderr[-3000:]
     assert "x86-cpu/fp32" in done.stdout and "arm64-cpu/int8" in done.stdout and "gate: PASS" in done.stdout
     report = json.loads(json_out.read_text())
-    assert report == read_json(out / "lm-report.json") and "| x86-cpu/fp32 |" in (out / "report.md").read_text()
-    assert report["format"] == "edgekd.lm-device-report/1" and report["decoding"] == {"mode": "greedy"}
+    assert report == read_json(out / "report.json") and "| x86-cpu/fp32 * | x86-cpu |" in (out / "report.md").read_text()
+    assert report["schema"] == "edgekd.report/1" and report["task_metric"] == "perplexity"  # one schema, edgekd gate reads it
+    assert report["decoding"] == {"mode": "greedy"}
     assert report["prompts"]["count"] == BENCH["prompts"] and report["prompts"]["tokens"] == [BENCH["prompt_tokens"]] * 3
-    blocks = np.load(lm_run / "bundle" / "x86-cpu" / "eval_blocks.npy", allow_pickle=False)
+    blocks = np.load(lm_run / "bundle" / "x86-cpu" / "eval.npz", allow_pickle=False)["input_ids"]
     for row in report["rows"]:
         # every timing of a batch-1 generation, measured here
         assert row["generations"] == BENCH["prompts"] * BENCH["rounds"] and row["tokens_per_second"] > 0
@@ -57,10 +58,10 @@ def test_a_run_folder_of_lm_bundles_is_benched_and_gated_with_torch_blocked(lm_r
         expected = onnx_perplexity(OnnxDecoder(lm_run / "bundle" / row["target"] / "model.onnx"), blocks)
         assert row["perplexity"] == pytest.approx(expected, abs=1e-3) and row["eval_blocks"] == len(blocks)
         reference = read_json(lm_run / "bundle" / row["target"] / "manifest.json")["eval"]["reference_perplexity"]["student_fp32"]
-        assert row["gate"] == ("PASS" if row["perplexity"] / reference - 1 <= 0.05 else "FAIL")
+        assert report["verdict"]["artifacts"][row["artifact"]] == ("PASS" if row["perplexity"] / reference - 1 <= 0.05 else "FAIL")
     fp32 = next(row for row in report["rows"] if row["precision"] == "fp32")
     assert fp32["perplexity"] == pytest.approx(fp32["reference"]["perplexity"], abs=1e-3)  # the reference's own model
-    assert report["gate"]["passed"] is True
+    assert report["verdict"]["passed"] is True
     assert {"cpu", "libraries"} <= set(report["environment"]) and "flags" in report["environment"]["cpu"]
 
 
@@ -92,22 +93,22 @@ def test_a_failed_gate_exits_1_after_writing_the_report(run_copy, tmp_path):
     result = CliRunner().invoke(main, ["bench", str(bundle), "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 1, result.output
     report = read_json(tmp_path / "r.json")
-    assert report["rows"][0]["gate"] == "FAIL" and report["gate"]["passed"] is False
-    assert report["rows"][0]["perplexity_increase"] == pytest.approx(1.0, abs=1e-3)  # twice the halved reference
-    assert "(limit +5%)" in report["rows"][0]["why"]
+    (check,) = report["verdict"]["checks"]
+    assert report["verdict"]["artifacts"] == {"x86-cpu/fp32": "FAIL"} and report["verdict"]["passed"] is False
+    assert ": +100.0" in check["reason"] and "(limit +5%)" in check["reason"]  # twice the halved reference
     assert "gate: FAIL (1 failed" in result.output
 
 
 def test_a_bundle_missing_its_tokenizer_is_one_line_naming_it(run_copy):
     bundle = run_copy / "bundle" / "x86-cpu"
     (bundle / "tokenizer.json").unlink()
-    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "tokenizer.json"), "missing")
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), f"{bundle}: 'tokenizer.json'", "missing")
 
 
 def test_a_manifest_without_a_tokenizer_entry_is_refused(run_copy):
     bundle = run_copy / "bundle" / "x86-cpu"
     manifest = read_json(bundle / "manifest.json")
-    del manifest["files"]["tokenizer.json"]
+    manifest["files"] = [entry for entry in manifest["files"] if entry["path"] != "tokenizer.json"]
     write_json_atomic(bundle / "manifest.json", manifest)
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), "manifest.json", "lists no tokenizer.json")
 
@@ -116,7 +117,7 @@ def test_a_modified_model_is_refused_before_loading(run_copy):
     bundle = run_copy / "bundle" / "x86-cpu"
     with open(bundle / "model.onnx", "ab") as handle:
         handle.write(b"\0")
-    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "model.onnx"), "sha256")
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), f"{bundle}: 'model.onnx'", "sha256")
 
 
 def test_an_empty_prompts_file_is_one_line_naming_it(lm_run, tmp_path):
@@ -134,12 +135,13 @@ def test_a_prompt_longer_than_the_context_names_its_line(lm_run, tmp_path):
 
 
 def test_a_bundle_without_held_out_blocks_needs_prompts_and_is_not_gated(run_copy, tmp_path):
-    """A bundle made before bundles carried eval_blocks.npy: prompts from --texts work, the gate is not evaluated."""
+    """A bundle that carries no held-out blocks (bench.device_blocks 0: eval.npz's input_ids hold none): prompts from
+    --texts work, the gate is not evaluated."""
     bundle = run_copy / "bundle" / "x86-cpu"
+    _replace_eval(bundle, np.zeros((0, 32), np.int64))
     manifest = read_json(bundle / "manifest.json")
-    del manifest["files"]["eval_blocks.npy"], manifest["eval"]
+    del manifest["eval"]
     write_json_atomic(bundle / "manifest.json", manifest)
-    (bundle / "eval_blocks.npy").unlink()
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), "no held-out blocks", "--texts")
     texts = tmp_path / "p.txt"
     texts.write_text("def f(x):\n", encoding="utf-8")
@@ -148,13 +150,19 @@ def test_a_bundle_without_held_out_blocks_needs_prompts_and_is_not_gated(run_cop
     assert "gate: not evaluated" in result.output and "n/a" in result.output
 
 
+def _replace_eval(bundle, input_ids):
+    """eval.npz's held-out blocks replaced, listed with their sha256 as the bundle lists every file."""
+    np.savez_compressed(bundle / "eval.npz", input_ids=input_ids, y=np.zeros(1))
+    manifest = read_json(bundle / "manifest.json")
+    manifest["files"] = [entry | ({"sha256": sha256_of(bundle / "eval.npz")} if entry["path"] == "eval.npz" else {})
+                         for entry in manifest["files"]]
+    write_json_atomic(bundle / "manifest.json", manifest)
+
+
 def test_a_pickled_eval_file_is_refused(run_copy):
     bundle = run_copy / "bundle" / "x86-cpu"
-    np.save(bundle / "eval_blocks.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    manifest = read_json(bundle / "manifest.json")
-    manifest["files"]["eval_blocks.npy"] = sha256_of(bundle / "eval_blocks.npy")  # even with a matching sha256
-    write_json_atomic(bundle / "manifest.json", manifest)
-    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "eval_blocks.npy"), "not a plain .npy")
+    _replace_eval(bundle, np.array([{"a": 1}], dtype=object))  # even with a matching sha256
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "eval.npz"), "not a plain .npy")
 
 
 def test_a_temperature_without_top_k_is_a_usage_error(lm_run):
@@ -183,7 +191,7 @@ def test_a_non_finite_gate_limit_in_the_manifest_is_refused_naming_the_key(run_c
     (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")  # json writes NaN / Infinity as given
     assert value in (bundle / "manifest.json").read_text()
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "manifest.json"),
-                          "gate.max_increase must be a finite number")
+                          "gate.max_increase: must be a finite number")
 
 
 def test_edgekd_gate_reads_the_lm_report_that_bench_wrote(lm_run, tmp_path):
@@ -191,35 +199,22 @@ def test_edgekd_gate_reads_the_lm_report_that_bench_wrote(lm_run, tmp_path):
     out = tmp_path / "out"
     bench = CliRunner().invoke(main, ["bench", str(lm_run), "--out", str(out)])
     assert bench.exit_code == 0, bench.output
-    report = read_json(out / "lm-report.json")
-    assert report["schema"] == report["format"] == "edgekd.lm-device-report/1"
-    assert all(row["max_increase"] == 0.05 for row in report["rows"])
-    result = CliRunner().invoke(main, ["gate", str(out / "lm-report.json"), "--junit", str(tmp_path / "junit.xml")])
+    report = read_json(out / "report.json")
+    assert report["schema"] == "edgekd.report/1" and report["gate"]["max_increase"] == 0.05
+    result = CliRunner().invoke(main, ["gate", str(out / "report.json"), "--junit", str(tmp_path / "junit.xml")])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("PASS")]
     assert len(lines) == len(report["rows"]) and all("max_increase" in line and "(limit +5%)" in line for line in lines)
     assert "gate: PASS (2 passed)" in result.output and "testcase" in (tmp_path / "junit.xml").read_text()
     # --max-increase overrides the recorded limit: no model comes out 100% below its reference
-    failed = CliRunner().invoke(main, ["gate", str(out / "lm-report.json"), "--max-increase", "0.0"])
+    failed = CliRunner().invoke(main, ["gate", str(out / "report.json"), "--max-increase", "0.0"])
     fp32 = next(row for row in report["rows"] if row["precision"] == "fp32")
     assert failed.exit_code in (0, 1) and f"{fp32['artifact']}" in failed.output
     # classifiers' thresholds are refused, not ignored
-    assert_one_line_error(CliRunner().invoke(main, ["gate", str(out / "lm-report.json"), "--max-drop", "1"]),
+    assert_one_line_error(CliRunner().invoke(main, ["gate", str(out / "report.json"), "--max-drop", "1"]),
                           "max_drop", "language model's report", "--max-increase")
-    refused = CliRunner().invoke(main, ["gate", str(out / "lm-report.json"), "--max-increase", "nan"])
+    refused = CliRunner().invoke(main, ["gate", str(out / "report.json"), "--max-increase", "nan"])
     assert refused.exit_code == 2 and "max_increase: must be a finite number" in refused.output, refused.output
-
-
-def test_edgekd_gate_keeps_the_verdict_of_a_report_written_before_lm_reports_had_a_schema(lm_run, tmp_path):
-    report = api.bench(lm_run / "bundle" / "x86-cpu")
-    del report["schema"]
-    for row in report["rows"]:
-        del row["max_increase"]
-    write_json_atomic(tmp_path / "old.json", report)
-    result = CliRunner().invoke(main, ["gate", str(tmp_path / "old.json")])
-    assert result.exit_code == 0 and "(as benched)" in result.output and "gate: PASS (1 passed)" in result.output, result.output
-    result = CliRunner().invoke(main, ["gate", str(tmp_path / "old.json"), "--max-increase", "10"])
-    assert result.exit_code == 0 and "(limit +1000%)" in result.output, result.output
 
 
 def test_a_language_models_limit_is_refused_for_a_classifiers_report(tiny_bundle, tmp_path):
@@ -238,7 +233,8 @@ def test_prompts_from_a_swapped_tokenizer_past_the_vocabulary_are_refused_naming
     swapped.add_tokens(["zebra_crossing"])  # one id past the model's vocabulary
     swapped.save(str(bundle / "tokenizer.json"))
     manifest = read_json(bundle / "manifest.json")
-    manifest["files"]["tokenizer.json"] = sha256_of(bundle / "tokenizer.json")
+    manifest["files"] = [entry | ({"sha256": sha256_of(bundle / "tokenizer.json")} if entry["path"] == "tokenizer.json" else {})
+                         for entry in manifest["files"]]
     write_json_atomic(bundle / "manifest.json", manifest)
     texts = tmp_path / "p.txt"
     texts.write_text("def zebra_crossing(x):\n", encoding="utf-8")

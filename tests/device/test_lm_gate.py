@@ -1,4 +1,4 @@
-"""`edgekd gate` on language models' reports (device/lm_gate.py), on report dicts: the device's (edgekd bench, with or
+"""`edgekd gate` on language models' reports (device/lm_legacy.py), on report dicts: the device's (edgekd bench, with or
 without the limits it records now), the pipeline's (edgekd.lm-report/1), and malformed ones refused naming the field."""
 from __future__ import annotations
 

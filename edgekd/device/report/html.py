@@ -10,9 +10,9 @@ import html
 import io
 from typing import Any
 
-from edgekd.core.metrics import measured_note
+from edgekd.core.metrics import measured_note, metric_spec
 from edgekd.device.latency import CV_WARNING
-from edgekd.device.report.table import COLUMNS, table_rows
+from edgekd.device.report.table import columns, intro, table_rows
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:16px;color:#222}table{border-collapse:collapse;font-size:12px}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{white-space:normal}
@@ -29,10 +29,7 @@ def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) 
     cpu = env.get("cpu", {})
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>edgekd report: {esc(report['run'])}</title>",
              f"<style>{_CSS}</style></head><body><h1>edgekd report: {esc(report['run'])}</h1>",
-             f"<p>Evaluation set: {report['eval_set']['samples']} samples, "
-             f"sha256 <code>{esc(report['eval_set']['sha256'][:16])}</code>. "
-             f"Reference for the drop: <code>{esc(report['gate'].get('reference', ''))}</code>. "
-             f"Created {esc(report.get('created', ''))}.</p>",
+             f"<p>{_evaluation_set(report)} Created {esc(report.get('created', ''))}.</p>",
              f"<p><strong>{esc(measured_note(report))}</strong></p>" if measured_note(report) else "",
              f"<p>Machine: {esc(str(cpu.get('model', '?')))}, {cpu.get('cores', '?')} cores, "
              f"flags {esc(' '.join(cpu.get('flags', [])))}; "
@@ -46,6 +43,14 @@ def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) 
     return "\n".join(parts) + "\n"
 
 
+def _evaluation_set(report: dict[str, Any]) -> str:
+    if not metric_spec(report.get("task_metric")).higher_is_better:  # a language model's: held-out blocks, generation
+        return html.escape(intro(report))
+    return (f"Evaluation set: {report['eval_set']['samples']} samples, "
+            f"sha256 <code>{html.escape(report['eval_set']['sha256'][:16])}</code>. "
+            f"Reference for the drop: <code>{html.escape(report['gate'].get('reference', ''))}</code>.")
+
+
 def _noise_note(report: dict[str, Any]) -> str:
     """One line, not one per warning: on a busy machine every artifact and batch size trips the check."""
     noisy = [f"{row['artifact']} {batch} {stats['cv']:.0%}" for row in report["rows"]
@@ -57,7 +62,7 @@ def _noise_note(report: dict[str, Any]) -> str:
 
 
 def _method(bench: dict[str, Any] | None) -> str:
-    if not bench:
+    if not bench or "latency" not in bench:  # a language model's: its generation settings are in the intro
         return ""
     spec = bench["latency"]
     return (f"<p>Latency: warm-up of at least {spec['warmup_runs']} runs and {spec['warmup_seconds']} s, then at least "
@@ -67,8 +72,9 @@ def _method(bench: dict[str, Any] | None) -> str:
 
 
 def _table(report: dict[str, Any], verdicts: dict[str, str] | None) -> str:
-    head = "".join(f"<th class='why'>{c}</th>" if c == "why" else f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    gate, why = COLUMNS.index("gate"), COLUMNS.index("why")
+    names = columns(report)
+    head = "".join(f"<th class='why'>{c}</th>" if c == "why" else f"<th>{html.escape(c)}</th>" for c in names)
+    gate, why = names.index("gate"), names.index("why")
     full = [""] * len(report["references"]) + [row.get("reason") or "" for row in report["rows"]]
     body = []
     for row, reason in zip(table_rows(report, verdicts), full, strict=True):

@@ -43,6 +43,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def accuracy_vs_latency(plt, report: dict[str, Any]):
     rows = [r for r in report["rows"] if r.get("top1") is not None]
+    if not rows:  # a report on another metric (a language model's perplexity): no top-1 to draw
+        return None
     timed = [r for r in rows if r.get("p50_ms")]
     untimed = [r for r in rows if not r.get("p50_ms")]
     fig, axes = plt.subplots(1, 2 if untimed else 1, figsize=(8.4 if untimed else 7.6, 4.2), layout="constrained",

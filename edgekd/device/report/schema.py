@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgekd.core.errors import ArtifactError
+from edgekd.core.metrics import metric_spec
 from edgekd.device.report.build import REPORT_SCHEMA
 
 # Fields a user is likely to get wrong, with what the value should look like.
 _HINTS = {"top1": "a fraction of the evaluation samples between 0 and 1 (0.94, not 94.0)",
           "top5": "a fraction of the evaluation samples between 0 and 1 (0.94, not 94.0)",
           "p50_ms": "a latency in milliseconds greater than 0", "bytes": "a size in bytes (a whole number >= 0)",
-          "gzip_bytes": "a size in bytes (a whole number >= 0)", "samples": "the number of evaluation samples (a whole number > 0)"}
+          "gzip_bytes": "a size in bytes (a whole number >= 0)", "perplexity": "a perplexity greater than 0",
+          "samples": "the number of evaluation samples (a whole number > 0)"}
 
 
 def _fraction(required: bool = False):
@@ -35,9 +37,14 @@ class _EvalSet(_Lenient):
     sha256: Optional[str] = Field(None, min_length=1)
 
 
+def _perplexity():
+    return Field(None, gt=0, allow_inf_nan=False)
+
+
 class _Reference(_Lenient):
-    top1: float = _fraction(required=True)
+    top1: Optional[float] = _fraction()  # required of a top-1 report's references (_Report._metric_in_references)
     top5: Optional[float] = _fraction()
+    perplexity: Optional[float] = _perplexity()
 
 
 class _Row(_Lenient):
@@ -47,6 +54,7 @@ class _Row(_Lenient):
     shipped: bool = False
     top1: Optional[float] = _fraction()
     top5: Optional[float] = _fraction()
+    perplexity: Optional[float] = _perplexity()
     bytes: int = Field(ge=0)
     gzip_bytes: Optional[int] = Field(None, ge=0)
     p50_ms: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
@@ -58,6 +66,16 @@ class _Report(_Lenient):
     references: Optional[dict[str, _Reference]] = None
     rows: list[_Row]
     gate: Optional[dict[str, Any]] = None  # its thresholds are checked where they are read (api._effective_thresholds)
+    task_metric: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _metric_in_references(self) -> _Report:
+        """Every reference holds the report's metric (top-1, or a language model's perplexity)."""
+        key = metric_spec(self.task_metric).key
+        for name, reference in (self.references or {}).items():
+            if getattr(reference, key) is None:
+                raise ValueError(f"references.{name}.{key} is missing")
+        return self
 
 
 def check_report(data: Any, path: Any) -> dict[str, Any]:
@@ -65,7 +83,7 @@ def check_report(data: Any, path: Any) -> dict[str, Any]:
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema != REPORT_SCHEMA:
         raise ArtifactError(f"{path}: not an edgekd report (schema {schema!r}, expected {REPORT_SCHEMA!r}); "
-                            "give the report.json (a language model: lm-report.json) written by edgekd run or edgekd bench")
+                            "give the report.json written by edgekd run or edgekd bench")
     try:
         _Report.model_validate(data)
     except ValidationError as exc:
@@ -76,6 +94,8 @@ def check_report(data: Any, path: Any) -> dict[str, Any]:
 
 def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
     where = _field_name(error["loc"], data)
+    if error["type"] == "value_error":  # the report's own checks (_metric_in_references) name the field themselves
+        return error["msg"].removeprefix("Value error, ")
     if error["type"] == "missing":
         return f"{where} is missing"
     hint = _HINTS.get(str(error["loc"][-1]))

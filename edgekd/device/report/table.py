@@ -6,13 +6,24 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.core.errors import ArtifactError
-from edgekd.core.metrics import accuracy_drop, measured_note
+from edgekd.core.metrics import accuracy_drop, measured_note, metric_spec
 from edgekd.device.gate import reference_top1
 from edgekd.device.report.reasons import short_reason
 
 # cosine: the mean cosine between each artifact's outputs and the reference logits (fp32), the fidelity beyond top-1.
 COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop (test)", "cosine",
            "p50 (ms)", "p99 (ms)", "cv", "first (ms)", "load (ms)", "threads", "peak RSS (MB)", "gate", "why"]
+
+
+# A lower-is-better metric's table (a language model's, core.metrics.PERPLEXITY): perplexity and its increase over the
+# reference, generation at batch 1 (per-token p50/p99 after the first token), greedy agreement with the fp32 model.
+PERPLEXITY_COLUMNS = ["artifact", "target", "precision", "size (KB)", "perplexity", "vs ref", "tokens/s", "TTFT (ms)",
+                      "p50 (ms)", "p99 (ms)", "token agreement", "gate", "why"]
+
+
+def columns(report: dict[str, Any]) -> list[str]:
+    """The table's columns for the report's metric (core.metrics.metric_spec)."""
+    return COLUMNS if metric_spec(report.get("task_metric")).higher_is_better else PERPLEXITY_COLUMNS
 
 
 def _reference_top1(report: dict[str, Any]) -> float | None:
@@ -48,7 +59,27 @@ def gate_cell(row: dict[str, Any], verdicts: dict[str, str] | None) -> str:
     return (verdicts or {}).get(row["artifact"], "") or "shipped"
 
 
+def _perplexity_rows(report: dict[str, Any], verdicts: dict[str, str] | None) -> list[list[str]]:
+    """vs ref: the increase over the gate's reference, each row's own where it carries one (a bundle's, measured on its
+    held-out blocks)."""
+    shared = (report.get("references", {}).get(report.get("gate", {}).get("reference", "student_fp32")) or {}).get("perplexity")
+    speed = lambda r: [_fmt(r.get("tokens_per_second"), "{:.1f}"), _fmt(r.get("time_to_first_token_ms"), "{:.2f}"),  # noqa: E731
+                       _fmt(r.get("per_token_p50_ms"), "{:.3f}"), _fmt(r.get("per_token_p99_ms"), "{:.3f}")]
+    rows = [[f"{name} (reference)", "", "fp32", "", _fmt(ref.get("perplexity"), "{:.3f}"), "", *speed(ref), "", "", ""]
+            for name, ref in report["references"].items()]
+    for row in report["rows"]:
+        reference = (row.get("reference") or {}).get("perplexity", shared)
+        increase = row["perplexity"] / reference - 1 if None not in (row.get("perplexity"), reference) else None
+        rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"] or "", row["precision"] or "",
+                     _fmt(row.get("bytes"), "{:.1f}", 1 / 1024), _fmt(row.get("perplexity"), "{:.3f}"),
+                     _fmt(increase, "{:+.2%}"), *speed(row), _fmt(row.get("token_agreement"), "{:.3f}"),
+                     gate_cell(row, verdicts), short_reason(row)])
+    return rows
+
+
 def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[list[str]]:
+    if not metric_spec(report.get("task_metric")).higher_is_better:
+        return _perplexity_rows(report, verdicts)
     gate, reference = report.get("gate", {}), _reference_top1(report)
     samples = report.get("eval_set", {}).get("samples")  # drops from counts, as the gate computes them
     rows = [[f"{name} (reference)", "", "fp32", "", "", "", "", _fmt(ref.get("top1"), "{:.2f}", 100)] + [""] * (len(COLUMNS) - 8)
@@ -92,23 +123,18 @@ def output_fidelity_lines(report: dict[str, Any]) -> list[str]:
 
 def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
     env = report.get("environment", {})
-    lines = [f"# edgekd report: {report['run']}", "",
-             f"Evaluation set: {report['eval_set']['samples']} samples of the test split (sha256 "
-             f"{report['eval_set']['sha256'][:12]}); top-1, drop and latency are measured on it, while the compile "
-             "stage's choices (the reasons below) were made on the validation split. "
-             f"Drop is in top-1 {'points' if report['gate'].get('drop_type', 'absolute') == 'absolute' else 'percent'} "
-             f"vs `{report['gate']['reference']}`; `*` marks the artifact shipped per target. "
-             "Latency at batch 1; first = the first inference and load = session creation, both in a fresh process "
-             "when memory was measured; threads as the runtime reports them (0: onnxruntime's default); "
-             "peak RSS from a fresh process per artifact.", "",
+    lines = [f"# edgekd report: {report['run']}", "", intro(report), "",
              f"Machine: {env.get('cpu', {}).get('model', '?')} ({env.get('cpu', {}).get('cores', '?')} cores, "
              f"{' '.join(env.get('cpu', {}).get('flags', []))}), {env.get('os', '?')}.", "",
              *([f"**{measured_note(report)}**", ""] if measured_note(report) else []),
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+             "| " + " | ".join(columns(report)) + " |", "|" + "---|" * len(columns(report))]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report, verdicts)]
-    lines += ["", "`files`: what the device's session loads (its size is `size`), then in parentheses what else the "
-              "bundle carries. Why each row is as it is, in full:", ""]
-    lines += [f"- `{row['artifact']}`: {row['reason']}" for row in report["rows"] if row.get("reason")]
+    reasons = [f"- `{row['artifact']}`: {row['reason']}" for row in report["rows"] if row.get("reason")]
+    if "files" in columns(report):
+        lines += ["", "`files`: what the device's session loads (its size is `size`), then in parentheses what else the "
+                  "bundle carries. Why each row is as it is, in full:", "", *reasons]
+    elif reasons:
+        lines += ["", "Why each row is as it is, in full:", "", *reasons]
     lines += median_length_lines(report)
     lines += output_fidelity_lines(report)
     if report.get("host_warnings"):
@@ -116,3 +142,26 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> 
     if report.get("warnings"):
         lines += [""] + [f"- Warning: {w}" for w in report["warnings"]]
     return "\n".join(lines) + "\n"
+
+
+def intro(report: dict[str, Any]) -> str:
+    """What the table measured, on what: a classifier's evaluation set and latency, or a language model's held-out
+    blocks and generation (a report of format edgekd.report/1 with task_metric perplexity)."""
+    if not metric_spec(report.get("task_metric")).higher_is_better:
+        decoding, prompts, eval_set = report.get("decoding") or {"mode": "greedy"}, report.get("prompts") or {}, report["eval_set"]
+        mode = "greedy" if decoding["mode"] == "greedy" else \
+            f"top-{decoding['top_k']} sampling at temperature {decoding['temperature']:g} (seed {decoding['seed']})"
+        return (f"Perplexity on {eval_set.get('samples') or 'no'} held-out token blocks (sha256 {str(eval_set.get('sha256'))[:12]}); "
+                f"`vs ref` is its increase over `{report['gate'].get('reference')}` (a bundle's own, measured on its blocks on "
+                f"the build machine, where it carries one). Generation at batch 1: {mode}, {report.get('new_tokens')} tokens "
+                f"from {prompts.get('count')} prompts ({prompts.get('source', 'the test split')}), threads "
+                f"{report.get('threads') or 'default'}; TTFT is the time to the first token, p50/p99 per token after it. "
+                "`*` marks the artifact shipped per target.")
+    return (f"Evaluation set: {report['eval_set']['samples']} samples of the test split (sha256 "
+             f"{report['eval_set']['sha256'][:12]}); top-1, drop and latency are measured on it, while the compile "
+             "stage's choices (the reasons below) were made on the validation split. "
+             f"Drop is in top-1 {'points' if report['gate'].get('drop_type', 'absolute') == 'absolute' else 'percent'} "
+             f"vs `{report['gate']['reference']}`; `*` marks the artifact shipped per target. "
+             "Latency at batch 1; first = the first inference and load = session creation, both in a fresh process "
+             "when memory was measured; threads as the runtime reports them (0: onnxruntime's default); "
+             "peak RSS from a fresh process per artifact.")

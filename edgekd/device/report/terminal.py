@@ -12,10 +12,11 @@ import textwrap
 from typing import Any
 
 from edgekd.core.metrics import measured_note
-from edgekd.device.report.table import COLUMNS, table_rows
+from edgekd.device.report.table import COLUMNS, columns, intro, table_rows
 
 # The terminal shows these first; the others go to a second table when the terminal is too narrow for all.
-PRIMARY = ["artifact", "precision", "size (KB)", "top-1", "drop (test)", "cosine", "p50 (ms)", "cv", "gate", "why"]
+PRIMARY = ["artifact", "precision", "size (KB)", "top-1", "drop (test)", "cosine", "perplexity", "vs ref", "tokens/s",
+           "p50 (ms)", "cv", "gate", "why"]
 MIN_WHY_WIDTH = 24
 MOVABLE = ["cv", "cosine", "size (KB)", "drop (test)", "precision"]  # leave the first table, in this order, on a narrow terminal
 
@@ -25,36 +26,38 @@ def terminal_table(report: dict[str, Any], verdicts: dict[str, str] | None = Non
     do not fit, the primary ones come first, the reason wrapped within its column, and the others follow in more
     tables keyed by artifact, each as wide as fits. report.md and report.json have every column and the full text."""
     width = width or shutil.get_terminal_size((120, 24)).columns
-    rows = table_rows(report, verdicts)
-    everything = list(range(len(COLUMNS)))
-    if _table_width([COLUMNS] + rows, everything) <= width:
+    rows, names = table_rows(report, verdicts), columns(report)
+    everything = list(range(len(names)))
+    if _table_width([names] + rows, everything) <= width:
         groups = [everything]
     else:
-        groups = [_primary(rows, width)]
-        rest = [i for i in everything if i not in groups[0] and COLUMNS[i] != "target"]  # the artifact names the target
-        groups += _pack([r for r in rows if any(r[i] for i in rest)], rest, width)
-    parts = [_text_table(rows, group, width) for group in groups]
+        groups = [_primary(rows, width, names)]
+        rest = [i for i in everything if i not in groups[0] and names[i] != "target"]  # the artifact names the target
+        groups += _pack([r for r in rows if any(r[i] for i in rest)], rest, width, names)
+    parts = [_text_table(rows, group, width, names) for group in groups]
     notes = [textwrap.fill(f"warning: {w}", width, subsequent_indent="  ") for w in report.get("host_warnings", [])]
     if measured_note(report):  # said first: every top-1 in the table means something else than accuracy
         notes.insert(0, textwrap.fill(measured_note(report), width, subsequent_indent="  "))
+    if names is not COLUMNS:  # another metric's table (a language model's): what it measured, on what, first
+        parts.insert(0, textwrap.fill(intro(report), width))
     return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
 
 
-def _primary(rows: list[list[str]], width: int) -> list[int]:
+def _primary(rows: list[list[str]], width: int, names: list[str]) -> list[int]:
     """PRIMARY's columns, less those that must move on for the reason to keep MIN_WHY_WIDTH on a narrow terminal."""
-    columns = [COLUMNS.index(c) for c in PRIMARY]
-    for name in MOVABLE:
-        if _table_width([COLUMNS] + rows, columns[:-1]) + 2 + MIN_WHY_WIDTH <= width:
+    chosen = [names.index(c) for c in PRIMARY if c in names]
+    for name in (m for m in MOVABLE if m in names):
+        if _table_width([names] + rows, chosen[:-1]) + 2 + MIN_WHY_WIDTH <= width:
             break
-        columns.remove(COLUMNS.index(name))
-    return columns
+        chosen.remove(names.index(name))
+    return chosen
 
 
-def _pack(rows: list[list[str]], columns: list[int], width: int) -> list[list[int]]:
+def _pack(rows: list[list[str]], columns: list[int], width: int, names: list[str]) -> list[list[int]]:
     """Columns into groups, each led by the artifact column and no wider than `width`."""
     groups, current = [], [0]
     for column in columns:
-        if len(current) > 1 and _table_width([COLUMNS] + rows, current + [column]) > width:
+        if len(current) > 1 and _table_width([names] + rows, current + [column]) > width:
             groups.append(current)
             current = [0]
         current.append(column)
@@ -66,7 +69,7 @@ def _table_width(rows: list[list[str]], columns) -> int:
     return sum(max(len(r[i]) for r in rows) for i in columns) + 2 * (len(columns) - 1)
 
 
-def _text_table(rows: list[list[str]], columns: list[int], width: int, names: list[str] = COLUMNS) -> str:
+def _text_table(rows: list[list[str]], columns: list[int], width: int, names: list[str]) -> str:
     head = [names[i] for i in columns]
     body = [[r[i] for i in columns] for r in rows if any(r[i] for i in columns[1:])]  # no empty reference rows
     widths = [max(len(r[k]) for r in [head] + body) for k in range(len(columns))]
@@ -80,9 +83,3 @@ def _text_table(rows: list[list[str]], columns: list[int], width: int, names: li
         lines.append(fmt(row[:-1] + [wrapped[0]]))
         lines += [fmt([""] * (len(row) - 1) + [more]) for more in wrapped[1:]]
     return "\n".join(lines)
-
-
-def fitted_table(names: list[str], rows: list[list[str]], width: int | None = None) -> str:
-    """Any table whose last column is free text ('why'), fitted to the terminal as the report's is: the numbers keep
-    their width, the text wraps (the language-model bench's table, device/report/lm.py)."""
-    return _text_table(rows, list(range(len(names))), width or shutil.get_terminal_size((120, 24)).columns, names)

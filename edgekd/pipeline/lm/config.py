@@ -20,10 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from edgekd.core.sections import MAX_SEED, Strict, model_digest
-from edgekd.core.thresholds import LM_NUMBERS, threshold_problem
+from edgekd.core.thresholds import Thresholds
 from edgekd.device.config import GenerationBenchConfig
 from edgekd.lm.config import LMDataConfig, LMDistillConfig, LMStudentConfig, LMTeacherConfig
 from edgekd.quant.config import DecoderQuantizeConfig
@@ -35,20 +35,31 @@ class LMExportConfig(Strict):
     opset: int = Field(18, ge=18)
 
 
-class LMGateConfig(Strict):
-    max_increase: Optional[float] = Field(0.03, ge=0, description="the shipped model's test perplexity at most (1 + this) x "
-                                                                  "the reference's; null: no check")
-    reference: Literal["student_fp32", "teacher"] = "student_fp32"
-    min_greedy_agreement: Optional[float] = Field(None, ge=0, le=1, description="greedy tokens equal to the fp32 student's "
-                                                                                "(a fraction); null: reported only")
+class LMThresholds(Thresholds):
+    """The language model's gate: the one Thresholds model (core/thresholds.py), judged on perplexity
+    (core.metrics.PERPLEXITY). Only its three keys are a language model's (top-1 drop, speed and size limits are
+    refused), and only they are dumped, as before (the stage keys of earlier runs hold)."""
 
-    @field_validator(*LM_NUMBERS, mode="before")
+    config_keys: ClassVar[tuple[str, ...]] = ("max_increase", "reference", "min_greedy_agreement")
+    max_drop: Optional[float] = None
+    max_increase: Optional[float] = Field(0.03, description="the shipped model's test perplexity at most (1 + this) x "
+                                                            "the reference's; null: no check")
+    reference: Literal["student_fp32", "teacher"] = "student_fp32"
+    min_greedy_agreement: Optional[float] = Field(None, description="greedy tokens equal to the fp32 student's "
+                                                                    "(a fraction); null: reported only")
+
+    @model_validator(mode="before")
     @classmethod
-    def _finite(cls, value, info):
-        """The rules of every gate threshold (core/thresholds.py): nan or inf would pass or fail every check."""
-        if problem := threshold_problem(info.field_name, value):
-            raise ValueError(problem)
-        return value
+    def _only_its_keys(cls, data):
+        other = [key for key in data if key not in cls.config_keys] if isinstance(data, dict) else []
+        if other:
+            raise ValueError(f"{other[0]}: not a language model's gate key; use {', '.join(cls.config_keys)}")
+        return data
+
+    @model_serializer(mode="wrap")
+    def _dumped(self, handler) -> dict:  # replaces Thresholds' own: these three keys, set or not
+        dumped = handler(self)
+        return {key: dumped[key] for key in self.config_keys}
 
 
 class LanguageModelConfig(Strict):
@@ -64,7 +75,7 @@ class LanguageModelConfig(Strict):
     export: LMExportConfig = Field(default_factory=LMExportConfig)
     targets: list[str] = Field(default_factory=lambda: ["x86-cpu"], min_length=1)
     bench: GenerationBenchConfig = Field(default_factory=GenerationBenchConfig)
-    gate: LMGateConfig = Field(default_factory=LMGateConfig)
+    gate: LMThresholds = Field(default_factory=LMThresholds)
 
     ships_onnx: ClassVar[bool] = False  # the student is trained here (the runner asks)
 

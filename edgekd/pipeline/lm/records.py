@@ -1,5 +1,6 @@
 """What a language model's later stages read of its earlier ones, typed (as pipeline/records.py does for images):
-the teacher's reference perplexity, the int8 file each target got, and the model each target ships."""
+the teacher's reference perplexity and the int8 file each target got (the compile stage writes the image pipeline's
+CompileRecord: pipeline/records.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,29 +47,3 @@ class LMQuantizeRecord:
         """The fp32 file in 04-quantize that `target` ships when not quantized (OpenVINO's IR), or None: the
         exported ONNX decoder."""
         return self.targets.get(target, {}).get("fp32_file")
-
-
-@dataclass(frozen=True)
-class LMCompileRecord:
-    """Compile stage, per target: the candidate shipped (fp32 or int8) and each candidate's file (relative to the run
-    folder) and validation perplexity."""
-
-    stage: ClassVar[str] = "compile"
-    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def to_metrics(self) -> dict[str, Any]:
-        return {"targets": self.targets}
-
-    @classmethod
-    def from_metrics(cls, metrics: dict[str, Any]) -> LMCompileRecord:
-        return cls(metrics.get("targets") or {})
-
-    def chosen(self, target: str) -> str:
-        return self.targets[target]["chosen"]
-
-    def int8_file(self, target: str) -> Optional[str]:
-        return self.targets[target]["candidates"].get("int8", {}).get("file")
-
-    def file(self, target: str, candidate: str) -> str:
-        """The file (relative to the run folder) of `target`'s candidate fp32 or int8."""
-        return self.targets[target]["candidates"][candidate]["file"]

@@ -1,32 +1,13 @@
 """Stage 7: apply the release gate to each target's shipped artifact; put the verdicts in the reports."""
 from __future__ import annotations
 
-from edgekd.core.errors import ConfigError, EdgeKDError
+from edgekd.core.errors import ConfigError, StageError
 from edgekd.core.fileio import read_json, write_json_atomic
 from edgekd.device.ci_outputs import write_ci_outputs
 from edgekd.device.gate import gate_report, verdicts
 from edgekd.device.report.build import write_reports
 from edgekd.device.report.schema import check_report
 from edgekd.pipeline.stage import Stage, StageOutput
-
-
-def report_rows(config, base_dir) -> list[str]:
-    """Every row name the bench stage's report will have for this config, references first (stages/bench.py):
-    any of them can be the gate's reference."""
-    from edgekd.pipeline.records import INT8_NAMES
-    from edgekd.runtimes import load_profile
-
-    rows = ["student_fp32"] + (["teacher"] if config.teachers else [])
-    rows += ["tfidf_logreg"] if config.data.source == "text" else []
-    rows += ["student_scratch"] if config.distill.compare_scratch else []
-    for name in config.targets:
-        try:
-            profile = load_profile(name, base_dir)
-        except EdgeKDError:
-            continue  # the compile stage's check names the target at fault
-        rows += [f"{profile.name}/{p}" for p in profile.precisions if p != "int8"]
-        rows += [f"{profile.name}/{n}" for n in INT8_NAMES] if "int8" in profile.precisions else []
-    return rows
 
 
 class GateStage(Stage):
@@ -38,7 +19,9 @@ class GateStage(Stage):
     @classmethod
     def check(cls, config, base_dir) -> None:
         """gate.reference names a row this run's report will have: checked before anything trains."""
-        rows = report_rows(config, base_dir)
+        from edgekd.pipeline.task import task_for
+
+        rows = task_for(config).report_rows(config, base_dir)
         if config.gate.reference not in rows:
             raise ConfigError(f"gate.reference '{config.gate.reference}': not a row of this run's report; "
                               f"use one of: {', '.join(rows)}")
@@ -46,6 +29,10 @@ class GateStage(Stage):
     def run(self) -> StageOutput:
         ctx = self.ctx
         report_path = ctx.layout.report_json
+        if not report_path.exists() and (ctx.run_dir / "lm-report.json").exists():  # a language model's, from before
+            raise StageError(f"{ctx.run_dir / 'lm-report.json'}: written by an older edgekd's bench stage; gate it with edgekd "
+                             "gate, or run the last stages again: edgekd run CONFIG --out RUN --force --only compile --only "
+                             "bench --only gate")
         report = check_report(read_json(report_path), report_path)  # report.json may have been edited since bench wrote it
         checks = gate_report(report, ctx.cfg.gate)
         verdict = {"passed": checks.passed, "summary": checks.summary, "checks": [c.__dict__ for c in checks]}

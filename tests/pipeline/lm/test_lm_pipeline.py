@@ -60,31 +60,35 @@ def test_a_language_model_runs_end_to_end(tmp_path):
     assert quantized["x86-cpu"]["method"] == "dynamic" and quantized["arm64-cpu"]["method"] == "nbits8"
 
     compiled = ctx.manifest.metrics("compile")["targets"]
-    x86 = compiled["x86-cpu"]["candidates"]
+    # the image pipeline's selection rows (pipeline/selection.choose), int8 first
+    x86 = {row["name"]: row for row in compiled["x86-cpu"]["candidates"]}
+    assert [row["name"] for row in compiled["x86-cpu"]["candidates"]] == ["int8", "fp32"]
     if compiled["x86-cpu"]["chosen"] == "int8":  # faster than fp32 beyond noise where this machine can time the target
-        assert x86["int8"]["speed_vs_fp32"]["outcome"] == "faster"
+        assert "faster than fp32" in x86["int8"]["verdict"]
     else:
-        assert "not faster" in compiled["x86-cpu"]["reason"] or "over the limit" in compiled["x86-cpu"]["reason"]
-    assert "val_tokens_per_second" not in compiled["arm64-cpu"]["candidates"]["int8"]  # an ARM board is timed on the board
+        assert x86["int8"]["verdict"].startswith(("within noise of fp32", "slower than fp32", "val perplexity"))
+    arm = {row["name"]: row for row in compiled["arm64-cpu"]["candidates"]}
+    assert "p50_ms" not in arm["int8"] and "val_tokens_per_second" not in arm["int8"]  # an ARM board is timed on the board
 
     for target in ("x86-cpu", "arm64-cpu"):
         bundle = run_dir / "bundle" / target
         manifest = read_json(bundle / "manifest.json")
-        assert manifest["task"] == "language-model" and manifest["context"] == 32
-        assert all(sha256_of(bundle / name) == digest for name, digest in manifest["files"].items())
+        assert manifest["schema"] == "edgekd.bundle/1" and manifest["task"] == "language-model" and manifest["context"] == 32
+        assert all(sha256_of(bundle / entry["path"]) == entry["sha256"] for entry in manifest["files"])
         # The bundle alone generates text: its model and tokenizer, no torch needed for these two.
         tokenizer, decoder = LMTokenizer(bundle / "tokenizer.json"), OnnxDecoder(bundle / "model.onnx")
         tokens = generate(decoder, tokenizer.encode("def function_1"), 6).tokens
         assert len(tokens) == 6 and isinstance(tokenizer.decode(tokens), str)
         # Held-out test blocks for the device, with the gate and its reference measured on exactly those blocks.
-        assert manifest["files"]["eval_blocks.npy"] == sha256_of(bundle / "eval_blocks.npy")
-        eval_blocks = np.load(bundle / "eval_blocks.npy", allow_pickle=False)
-        assert eval_blocks.dtype == np.int32 and eval_blocks.shape[1] == 32 and manifest["eval"]["blocks"] == len(eval_blocks)
+        eval_blocks = np.load(bundle / "eval.npz", allow_pickle=False)["input_ids"]
+        assert eval_blocks.shape[1] == 32 and manifest["eval"]["blocks"] == len(eval_blocks)
         fp32_ppl = onnx_perplexity(OnnxDecoder(run_dir / "03-export" / "student-fp32.onnx"), eval_blocks)
         assert manifest["eval"]["reference_perplexity"]["student_fp32"] == pytest.approx(fp32_ppl, abs=1e-3)
-        assert manifest["gate"] == {"max_increase": 0.05, "reference": "student_fp32"} and manifest["bench"]["new_tokens"] == 8
+        assert manifest["gate"] == {"max_increase": 0.05, "reference": "student_fp32", "min_greedy_agreement": None}
+        assert manifest["bench"]["new_tokens"] == 8 and manifest["gate_on_bench"] and manifest["task_metric"] == "perplexity"
 
-    report = read_json(run_dir / "lm-report.json")
+    report = read_json(run_dir / "report.json")  # edgekd.report/1, as the classifiers' (one schema)
+    assert report["schema"] == "edgekd.report/1" and report["task_metric"] == "perplexity"
     rows = {row["target"]: row for row in report["rows"]}
     assert rows["x86-cpu"]["tokens_per_second"] > 0 and rows["x86-cpu"]["time_to_first_token_ms"] > 0
     assert rows["arm64-cpu"]["tokens_per_second"] is None  # an ARM board's speed is not measured on this machine
@@ -95,7 +99,8 @@ def test_a_language_model_runs_end_to_end(tmp_path):
         row = next(r for r in report["rows"] if r["artifact"] == check["artifact"])
         assert check["passed"] == (row["perplexity"] / reference - 1 <= 0.05)
     assert verdict["passed"] == all(c["passed"] for c in verdict["checks"])
-    assert "| x86-cpu/" in (run_dir / "report.md").read_text() and "max_increase: " in (run_dir / "gate-summary.md").read_text()
+    assert "| x86-cpu/" in (run_dir / "report.md").read_text() and "| max_increase |" in (run_dir / "gate-summary.md").read_text()
+    assert "testcase" in (run_dir / "gate-junit.xml").read_text()  # the generic gate stage: JUnit too
 
     again = run_from_file(str(tmp_path / "lm.yaml"), str(run_dir), resume=True)
     assert set(again.outcomes.values()) == {"up to date"}
@@ -104,10 +109,11 @@ def test_a_language_model_runs_end_to_end(tmp_path):
     done = subprocess.run([sys.executable, "-c", CLI_WITHOUT_TORCH, "bench", str(run_dir), "--json", str(tmp_path / "device.json")],
                           capture_output=True, text=True, timeout=300)
     device = read_json(tmp_path / "device.json")
-    assert done.returncode == (0 if device["gate"]["passed"] else 1), done.stderr[-2000:]
+    assert done.returncode == (0 if device["verdict"]["passed"] else 1), done.stderr[-2000:]
     assert {row["target"] for row in device["rows"]} == {"x86-cpu", "arm64-cpu"}
     for row in device["rows"]:
-        assert row["tokens_per_second"] > 0 and row["gate"] in ("PASS", "FAIL") and row["eval_blocks"] == report["test_blocks"]
+        assert row["tokens_per_second"] > 0 and row["eval_blocks"] == report["eval_set"]["samples"]
+        assert device["verdict"]["artifacts"][row["artifact"]] in ("PASS", "FAIL")
         # the bundles carry every test block bench measured (at most 8 here): the device finds the pipeline's perplexity
         assert row["perplexity"] == pytest.approx(rows[row["target"]]["perplexity"], abs=1e-3)
         if row["precision"] == "fp32":  # the shipped fp32 model is the reference's own: no increase
@@ -120,7 +126,7 @@ def test_a_gate_that_cannot_pass_fails_on_perplexity(tmp_path):
     config = _config(tmp_path, targets=["x86-cpu"], quantize={"method": "none"}, gate={"max_increase": 0.0, "reference": "teacher"})
     ctx = run_from_file(config, str(run_dir))
     verdict = ctx.gate_verdict()
-    report = read_json(run_dir / "lm-report.json")
+    report = read_json(run_dir / "report.json")
     assert report["rows"][0]["perplexity"] > report["references"]["teacher"]["perplexity"]
     assert verdict["passed"] is False and "FAIL" in verdict["summary"]
 
@@ -141,17 +147,17 @@ def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
     assert ctx.manifest.metrics("quantize")["targets"]["x86-cpu"]["method"] == "dynamic"
 
     compiled = ctx.manifest.metrics("compile")["targets"]["intel-cpu"]
-    fp32, int8 = compiled["candidates"]["fp32"], compiled["candidates"]["int8"]
-    assert compiled["runtime"] == "openvino" and fp32["file"].endswith("student-fp32-ov.xml") and int8["file"].endswith(".xml")
+    int8, fp32 = compiled["candidates"]
+    assert compiled["backend"] == "openvino" and fp32["path"].endswith("student-fp32-ov.xml") and int8["path"].endswith(".xml")
     within = int8["val_perplexity"] <= fp32["val_perplexity"] * 1.05
-    faster = int8.get("speed_vs_fp32", {}).get("outcome") == "faster"  # intel-cpu is timed here (OpenVINO's CPU plugin)
-    assert compiled["chosen"] == ("int8" if within and faster else "fp32"), compiled["reason"]
+    faster = "faster than fp32" in int8["verdict"]  # intel-cpu is timed here (OpenVINO's CPU plugin)
+    assert "p50_ms" in int8 and compiled["chosen"] == ("int8" if within and faster else "fp32"), int8["verdict"]
 
     bundle = run_dir / "bundle" / "intel-cpu"
     manifest = read_json(bundle / "manifest.json")
-    assert manifest["runtime"] == "openvino" and manifest["model"] == "model.xml"
-    assert set(manifest["files"]) == {"model.xml", "model.bin", "tokenizer.json", "eval_blocks.npy"}
-    assert all(sha256_of(bundle / name) == digest for name, digest in manifest["files"].items())
+    assert manifest["runtime"] == "openvino" and manifest["artifact"]["main"] == "model.xml"
+    assert {e["path"] for e in manifest["files"]} == {"model.xml", "model.bin", "tokenizer.json", "eval.npz", "README.md"}
+    assert all(sha256_of(bundle / entry["path"]) == entry["sha256"] for entry in manifest["files"])
     decoder = load_decoder(bundle / "model.xml")
     assert isinstance(decoder, OpenVinoDecoder) and decoder.context == 32
     tokenizer = LMTokenizer(bundle / "tokenizer.json")
@@ -161,12 +167,12 @@ def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
     from edgekd.lang.perplexity import onnx_perplexity
 
     device_row = bench_lm_bundles([bundle])["rows"][0]
-    eval_blocks = np.load(bundle / "eval_blocks.npy", allow_pickle=False)
+    eval_blocks = np.load(bundle / "eval.npz", allow_pickle=False)["input_ids"]
     assert device_row["perplexity"] == pytest.approx(onnx_perplexity(decoder, eval_blocks), rel=1e-4)
-    assert device_row["tokens_per_second"] > 0 and device_row["gate"] in ("PASS", "FAIL")
+    assert device_row["tokens_per_second"] > 0 and device_row["reference"]["perplexity"] > 1
     assert device_row["bytes"] == (bundle / "model.xml").stat().st_size + (bundle / "model.bin").stat().st_size
 
-    rows = {row["target"]: row for row in read_json(run_dir / "lm-report.json")["rows"]}
+    rows = {row["target"]: row for row in read_json(run_dir / "report.json")["rows"]}
     assert rows["intel-cpu"]["runtime"] == "openvino" and rows["x86-cpu"]["runtime"] == "onnxruntime"
     assert rows["intel-cpu"]["tokens_per_second"] > 0 and rows["intel-cpu"]["perplexity"] > 1
     assert rows["intel-cpu"]["model"] == ("student-ov_int4" if compiled["chosen"] == "int8" else "student-fp32-ov")

@@ -14,7 +14,8 @@ from edgekd.device.gate import gate_report  # noqa: E402
 from edgekd.pipeline.config import PipelineConfig  # noqa: E402
 from edgekd.pipeline.config_help import starter_config  # noqa: E402
 from edgekd.pipeline.stages.bench import baseline_warnings  # noqa: E402
-from edgekd.pipeline.stages.gate import GateStage, report_rows  # noqa: E402
+from edgekd.pipeline.stages.gate import GateStage  # noqa: E402
+from edgekd.pipeline.task import report_rows  # noqa: E402
 from tests.conftest import TINY_CONFIG, run_cli  # noqa: E402
 
 
