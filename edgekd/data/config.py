@@ -46,7 +46,8 @@ class DataConfig(Strict):
     source: str = Field("digits", description="digits | fashion-mnist | npz | imagefolder | text | csv | parquet | module:function | "
                                                   "file.py:function")
     path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder; for text a .jsonl or "
-                                                  ".csv (optionally .gz) of text,label (optional split, group)")
+                                                  ".csv (optionally .gz) of text,label (optional split, group); for csv and "
+                                                  "parquet the table (relative to the config file)")
     max_length: Optional[int] = Field(None, ge=8, le=512, description="text: tokens per text the models take (cut and padded "
                                                                       "to it; default 64)")
     vocab_size: Optional[int] = Field(None, ge=100, le=100_000, description="text: WordPiece vocabulary learned on the training "

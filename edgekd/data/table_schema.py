@@ -114,19 +114,25 @@ def model_feed(schema: Schema, arrays: dict[str, Any], where: str) -> dict[str, 
 def _column(column: Column, values: np.ndarray, where: str) -> np.ndarray:
     if column.kind == NUMERIC:
         return numeric_values(values, column.name, where)
-    text = np.array(["" if _is_missing(v) else str(v) for v in values.tolist()], dtype=str) if values.dtype.kind != "U" else values
+    text = np.array([category_text(v) for v in values.tolist()], dtype=str) if values.dtype.kind != "U" else values
     known = set(column.categories)
     unknown = [i for i, v in enumerate(text.tolist()) if v not in known]
     if unknown:
         row = unknown[0]
         shown = ", ".join(repr(c) for c in column.categories[:12]) + (", ..." if len(column.categories) > 12 else "")
-        raise DataError(f"{where}: column '{column.name}' holds the category {str(text[row])!r} (row {row}), unseen in training "
-                        f"(known: {shown}); map it to a known category, or to '' (missing)")
+        if text[row] == MISSING_CATEGORY:  # '' is a category only where the file had gaps in this column
+            raise DataError(f"{where}: column '{column.name}' has a missing value (row {row}), but had none in the data the model "
+                            f"was built from (known: {shown}); give one of the known categories")
+        fallback = ", or to '' (missing)" if MISSING_CATEGORY in known else ""
+        raise DataError(f"{where}: column '{column.name}' holds the category {str(text[row])!r} (row {row}), unseen in the data "
+                        f"the model was built from (known: {shown}); map it to a known category{fallback}")
     return text
 
 
-def numeric_values(values: np.ndarray, name: str, where: str) -> np.ndarray:
-    """float32 values of a numeric column (None/NaN/'' as NaN), or one line naming the column and the first text."""
+def numeric_values(values: np.ndarray, name: str, where: str, building: bool = False) -> np.ndarray:
+    """float32 values of a numeric column (None/NaN/'' as NaN), or one line naming the column and the first text.
+    `building`: reading the file a model is built from, where the column may still be declared categorical (on the
+    device its kind is fixed)."""
     if values.dtype.kind in "biuf":
         return values.astype(np.float32)
     out = np.empty(len(values), dtype=np.float32)
@@ -137,13 +143,27 @@ def numeric_values(values: np.ndarray, name: str, where: str) -> np.ndarray:
         try:
             out[row] = float(value)
         except (TypeError, ValueError):
+            declare = " (or list the column in data.categorical)" if building else ""
             raise DataError(f"{where}: column '{name}' holds text ({value!r}, row {row}) where the model takes numbers; fix the "
-                            "value, or leave it empty for a missing one (or list the column in data.categorical)") from None
+                            f"value, or leave it empty for a missing one{declare}") from None
     return out
 
 
+def category_text(value: Any) -> str:
+    """A category's text: '' when missing, a whole number without its '.0'. An integer-coded column with a gap is
+    read as floats (3.0), and the device then gives the code as an integer (3): both are category '3'."""
+    if _is_missing(value):
+        return MISSING_CATEGORY
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and value.strip() == "")
+    """None, NaN, '' and pandas' own markers (pd.NA of string and nullable columns, NaT), recognised by type name
+    because this module runs on the device, where pandas is not installed."""
+    return (value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and value.strip() == "")
+            or type(value).__name__ in ("NAType", "NaTType"))
 
 
 def schema_of(manifest: dict[str, Any]) -> Schema | None:

@@ -18,10 +18,15 @@ from edgekd.core.errors import ConfigError, DataError
 from edgekd.core.fileio import resolve_path
 from edgekd.core.metrics import ACCURACY
 from edgekd.data.datasets import Split
-from edgekd.data.table_schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Column, Schema, layout_arrays, model_inputs, numeric_values
+from edgekd.data.table_schema import CATEGORICAL, NUMERIC, Column, Schema, category_text, layout_arrays, model_inputs, numeric_values
 
 # A text column is numeric with a typo when at least this share of its values are numbers: refused, not read as categories.
-NUMERIC_SHARE = 0.95
+# Half, not nearly all: a missing-value marker ('?', '-') on 10% of a number column's rows would otherwise turn it into
+# hundreds of categories, silently; a true category column of number-like codes is declared in data.categorical.
+NUMERIC_SHARE = 0.5
+# A category column with more distinct values than this share of its rows (and more than IDENTIFIER_MIN) is an
+# identifier or free text: refused rather than one-hot encoded.
+IDENTIFIER_SHARE, IDENTIFIER_MIN = 0.5, 50
 
 
 @dataclass
@@ -70,6 +75,12 @@ def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
     table = read_table(cfg.source, resolve_path(Path(cfg.path).expanduser(), base_dir), where)
     labels, classes = _target(table, cfg.target, where)
     features = cfg.features or [c for c in table.columns if c != cfg.target]
+    twice = sorted({c for c in features if features.count(c) > 1})
+    if twice:  # each column is one named input of the model
+        raise ConfigError(f"data.features: '{twice[0]}' is listed twice; list each column once")
+    if cfg.target in [*features, *(cfg.categorical or [])]:  # the answer among the inputs: a perfect, useless model
+        raise ConfigError(f"data.features / data.categorical: '{cfg.target}' is data.target, the column the model predicts; "
+                          "remove it from the model's inputs")
     absent = [c for c in [*features, *(cfg.categorical or [])] if c not in table.columns]
     if absent:
         raise DataError(f"{where}: column '{absent[0]}' (data.features / data.categorical) is not in the file; its columns are "
@@ -107,13 +118,15 @@ def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
     if target not in table.columns:
         raise DataError(f"data.target '{target}': no such column in {where}; its columns are {', '.join(map(str, table.columns))}")
     values = table[target]
+    if not len(values):
+        raise DataError(f"{where}: holds no rows (a header only); give a table with rows of every class")
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise DataError(f"data.target '{target}': row {row} of {where} has no value; every row needs its class")
-    text = values.astype(str).to_numpy()
+    text = np.array([category_text(v) for v in values.tolist()], dtype=str)  # numbers as classes: 3.0 and 3 are '3'
     classes, labels = np.unique(text, return_inverse=True)
     if len(classes) < 2:
-        raise DataError(f"data.target '{target}': holds one class ({classes[0]!r}) only; a classifier needs rows of two "
+        raise DataError(f"data.target '{target}': holds one class ({str(classes[0])!r}) only; a classifier needs rows of two "
                         "classes or more")
     return labels.astype(np.int64), [str(c) for c in classes]
 
@@ -135,16 +148,26 @@ def _split(n: int, labels: np.ndarray, cfg, seed: int, where: str) -> tuple[np.n
 
 
 def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarray, where: str) -> Column:
-    """The kind of one column: categorical when declared or holding text, else numeric; categories from training."""
+    """The kind of one column: categorical when declared or holding text, else numeric. A category's values are those
+    of the whole file, not of the training split alone: a rare value that falls in validation or test only is a known
+    category (its one-hot slot stays as initialized), not a reason to stop the run or to refuse the bundle's eval rows."""
+    if values.iloc[train_rows].isna().all():
+        raise DataError(f"{where}: column '{name}' has no value in the training split (all missing): it can teach nothing; "
+                        "leave it out with data.features, or fill it")
     if not declared_categorical and values.dtype.kind in "biuf":
         return Column(name, NUMERIC)
     if not declared_categorical and values.dtype.kind == "O":
         present = values.dropna()
         numbers = present.map(_is_number)
         if len(present) and numbers.mean() >= NUMERIC_SHARE:
-            numeric_values(values.to_numpy(), name, where)  # raises, naming the first text among the numbers
-    text = values.astype(str).where(values.notna(), MISSING_CATEGORY).to_numpy()[train_rows]
-    return Column(name, CATEGORICAL, tuple(sorted(set(text.tolist()))))
+            numeric_values(values.to_numpy(), name, where, building=True)  # raises, naming the first text among the numbers
+    categories = tuple(sorted({category_text(v) for v in values.tolist()}))
+    present = int(values.notna().sum())
+    if len(categories) > max(IDENTIFIER_MIN, IDENTIFIER_SHARE * present):
+        raise DataError(f"{where}: column '{name}' has {len(categories)} distinct values in {present} rows: an identifier or free "
+                        "text, not a category (one-hot, it would bloat the model, and the device would refuse every new value); "
+                        "leave it out with data.features")
+    return Column(name, CATEGORICAL, categories)
 
 
 def _is_number(value: Any) -> bool:

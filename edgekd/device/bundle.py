@@ -32,10 +32,26 @@ edgekd bench .          # verifies sha256 sums, measures accuracy on eval.npz an
 ```
 {rebuild}
 `manifest.json` lists every file with its sha256, the input spec, preprocessing, labels,
-the quantization recipe and the metrics measured on the build machine. Feed the model what it was built
-with: pixels scaled to [0, 1], then (pixel - mean[c]) / std[c] per channel with `preprocessing.mean` and
-`preprocessing.std` (`preprocessing.normalize` names the config's choice; `eval.npz` is already scaled).
+the quantization recipe and the metrics measured on the build machine. {feed}
 """
+_FEED_IMAGES = """Feed the model what it was built
+with: pixels scaled to [0, 1], then (pixel - mean[c]) / std[c] per channel with `preprocessing.mean` and
+`preprocessing.std` (`preprocessing.normalize` names the config's choice; `eval.npz` is already scaled)."""
+_FEED_TABLE = """Feed the model raw columns as
+`preprocessing.tabular` says (its `inputs`): numbers as float32 (NaN: missing), categories as strings ('': missing);
+imputation, scaling and one-hot encoding are inside the graph. The graph does not check rows: a category it was not
+built with one-hots to zeros and is scored silently. Check rows first with
+`edgekd.data.table_schema.model_feed(schema_of(manifest), rows, where)` (numpy only), as `edgekd bench` does: it
+names the column of a missing input, text in a number or an unknown category."""
+_FEED_OTHER = "Feed the model what `preprocessing` in manifest.json describes (`eval.npz` holds inputs in that form)."
+
+
+def _feed_note(preprocessing: Any) -> str:
+    """How the device feeds the model, in the bundle README: a table's raw columns, an image's scaled pixels."""
+    preprocessing = preprocessing if isinstance(preprocessing, dict) else {}
+    if "tabular" in preprocessing:
+        return _FEED_TABLE
+    return _FEED_IMAGES if "mean" in preprocessing else _FEED_OTHER
 
 
 EVAL_ARRAYS = ("y", "reference_logits")  # eval.npz's own arrays beside the inputs'
@@ -74,7 +90,7 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
     write_text_atomic(staging / "README.md", _README.format(
         target=info["target"], backend=artifact.backend, precision=shipped_variant(info, artifact.precision), version=info.get("edgekd_version", "?"),
         built_on=info.get("built_on", "?"), runtime_pip=backend.pip_packages,
-        rebuild=f"\n{backend.rebuild_note}\n" if artifact.rebuild_on_device else ""))
+        rebuild=f"\n{backend.rebuild_note}\n" if artifact.rebuild_on_device else "", feed=_feed_note(info.get("preprocessing"))))
     manifest = {"schema": BUNDLE_SCHEMA, **info, "artifact": artifact.to_json(),
                 "files": _file_records(staging, artifact, list(extra_files or {})),
                 "eval_set_sha256": sha256_of(staging / "eval.npz")}

@@ -2,6 +2,8 @@
 (below stages/, which never import each other)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from edgekd.core.errors import StageError
@@ -22,6 +24,48 @@ def split_key(identity: str, ctx, split: str, folds: int | None = None) -> str:
 
     settings = {"split": split, "outputs": "logits or log-probabilities", **({"out_of_fold": folds} if folds else {})}
     return cache_key(identity, ctx.dataset.fingerprint, settings)
+
+
+def teacher_onnx_file(ctx, teacher, path: Path) -> tuple[Path | None, str | None]:
+    """The teacher's ONNX file at `path` (or the converter's reason there is none), converted once per teacher and data
+    and kept in the teacher cache beside its outputs: a rerun whose outputs of this teacher are cached neither refits
+    nor reconverts it (baseline.teacher_file fits a lazy teacher)."""
+    import shutil
+
+    from edgekd.core.fileio import atomic_path, read_json, write_json_atomic
+    from edgekd.tabular import baseline
+    from edgekd.train.distill.cache import cache_key
+
+    if teacher.onnx_path is not None:
+        return teacher.onnx_path, None
+    cache = teacher_cache(ctx)
+    key = cache_key(teacher.identity, ctx.dataset.fingerprint, {"split": "onnx", "converters": _converter_versions()})
+    stored, note = cache.root / f"{key}.onnx", cache.root / f"{key}.onnx.json"
+    if note.is_file():  # written last: the conversion finished (its file, or its reason)
+        reason = read_json(note).get("reason")
+        if reason is not None or stored.is_file():
+            if reason is None:
+                shutil.copyfile(stored, path)
+            return (None, reason) if reason is not None else (path, None)
+    made, reason = baseline.teacher_file(teacher, ctx.dataset.schema, path)
+    cache.root.mkdir(parents=True, exist_ok=True)
+    if made is not None:
+        with atomic_path(stored) as tmp:
+            shutil.copyfile(made, tmp)
+    write_json_atomic(note, {"reason": reason})
+    return made, reason
+
+
+def _converter_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("skl2onnx", "onnxmltools", "onnx"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
 
 
 def transfer_key(identity: str, ctx) -> str:

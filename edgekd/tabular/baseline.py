@@ -18,7 +18,7 @@ def teacher_file(teacher, schema, path: Path) -> tuple[Path | None, str | None]:
 
     if teacher.onnx_path is not None:
         return teacher.onnx_path, None
-    model, reason = teacher_onnx(teacher.model, schema)
+    model, reason = teacher_onnx(teacher.fitted_model(), schema)
     if model is None:
         return None, reason
     onnx.save(model, str(path))

@@ -72,13 +72,14 @@ def front_graph(plan: FrontPlan, schema: Schema):
     """Raw inputs (schema.layout) in, scikit-learn's 'features' (batch, F) float out."""
     from onnx import helper
 
+    name = _namer(schema)
     inputs, nodes, inits, parts = _gather_inputs(plan, schema)
     if plan.categorical:
-        inits.append(_tensor(plan.picks(), "picks"))
-        nodes.append(helper.make_node("Gather", ["one_hot_flat", "picks"], ["one_hot_picked"], axis=1, name="pick"))
-        parts[-1] = "one_hot_picked"
-    nodes.append(_concat(parts, FEATURES))
-    return _model(nodes, inputs, [_value(FEATURES, "float", plan_width(plan))], inits, "preprocessing")
+        inits.append(_tensor(plan.picks(), name("picks")))
+        nodes.append(helper.make_node("Gather", [parts[-1], name("picks")], [name("one_hot_picked")], axis=1, name="pick"))
+        parts[-1] = name("one_hot_picked")
+    nodes.append(_concat(parts, name(FEATURES)))
+    return _model(nodes, inputs, [_value(name(FEATURES), "float", plan_width(plan))], inits, "preprocessing")
 
 
 def plan_width(plan: FrontPlan) -> int:
@@ -102,16 +103,22 @@ def folded_graph(plan: FrontPlan, schema: Schema, network):
     w = w if trans_b else w.T  # (out, F)
     b = numpy_helper.to_array(weights[gemm.input[2]]).astype(np.float64) if len(gemm.input) > 2 and gemm.input[2] else np.zeros(len(w))
     w_new, b_new = fold_weights(plan, w, b)
+    name = _namer(schema)
     inputs, nodes, inits, parts = _gather_inputs(plan, schema)
-    nodes.append(_concat(parts, "raw_features"))
+    nodes.append(_concat(parts, name("raw_features")))
+    renamed = _network_names(graph, schema)
     kept = [i for i in graph.initializer if i.name not in set(gemm.input[1:])]
-    inits += [numpy_helper.from_array(w_new.astype(np.float32), "folded_weight"),
-              numpy_helper.from_array(b_new.astype(np.float32), "folded_bias"), *kept]
+    for init in kept:
+        init.name = renamed.get(init.name, init.name)
+    inits += [numpy_helper.from_array(w_new.astype(np.float32), name("folded_weight")),
+              numpy_helper.from_array(b_new.astype(np.float32), name("folded_bias")), *kept]
     for node in graph.node:
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
+        copy.input[:] = [renamed.get(i, i) for i in copy.input]
+        copy.output[:] = [renamed.get(o, o) for o in copy.output]
         if node is gemm:
-            copy.input[:] = ["raw_features", "folded_weight", "folded_bias"]
+            copy.input[:] = [name("raw_features"), name("folded_weight"), name("folded_bias")]
             del copy.attribute[:]
             copy.attribute.extend([onnx.helper.make_attribute("transB", 1)])
         nodes.append(copy)
@@ -140,10 +147,38 @@ def _plain_gemm(node, weights: dict) -> bool:
     return (attrs["transA"].i == 0 if "transA" in attrs else True) and all(attrs[k].f == 1.0 for k in ("alpha", "beta") if k in attrs)
 
 
+def _namer(schema: Schema):
+    """The graph's own tensor names, kept clear of the columns': with one input per column, a column called 'numbers'
+    or 'relu' would otherwise name two tensors, which ONNX refuses."""
+    taken = {c.name for c in schema.columns}
+
+    def name(base: str) -> str:
+        while base in taken:
+            base += "_"
+        return base
+
+    return name
+
+
+def _network_names(graph, schema: Schema) -> dict[str, str]:
+    """The network's tensors (the exporter's 'linear', 'relu', 'net.2.weight') that share a column's name, renamed;
+    its output keeps its name (the bundle's), so a column called as it is refused."""
+    from edgekd.core.errors import ConfigError
+
+    columns, name = {c.name for c in schema.columns}, _namer(schema)
+    outputs = {o.name for o in graph.output}
+    if outputs & columns:
+        raise ConfigError(f"data: column '{sorted(outputs & columns)[0]}' has the name of the model's output; rename the column "
+                          "(or use data.inputs: types)")
+    inner = {o for node in graph.node for o in node.output} | {i.name for i in graph.initializer}
+    return {tensor: name(tensor) for tensor in inner & columns}
+
+
 def _gather_inputs(plan: FrontPlan, schema: Schema):
     """The layout's inputs and the nodes up to [standardized numbers (batch, k), flattened one-hot (batch, m * union)]."""
     from onnx import helper
 
+    name = _namer(schema)
     inputs, nodes, parts = [], [], []
     if schema.layout == TYPES:
         inputs += [_value(NUMERIC_INPUT, "float", len(plan.numeric))] if plan.numeric else []
@@ -151,23 +186,23 @@ def _gather_inputs(plan: FrontPlan, schema: Schema):
         numbers, categories = NUMERIC_INPUT, CATEGORICAL_INPUT
     else:  # one (batch, 1) input per column, in the schema's order
         inputs = [_value(c.name, "float" if c.name in plan.numeric else "string", 1) for c in schema.columns]
-        numbers, categories = "numbers", "categories"
+        numbers, categories = name("numbers"), name("categories")
         if plan.numeric:
             nodes.append(_concat(plan.numeric, numbers))
         if plan.categorical:
             nodes.append(_concat(plan.categorical, categories))
     if plan.numeric:
-        nodes.append(helper.make_node("Imputer", [numbers], ["imputed"], domain="ai.onnx.ml", name="impute",
+        nodes.append(helper.make_node("Imputer", [numbers], [name("imputed")], domain="ai.onnx.ml", name="impute",
                                       imputed_value_floats=plan.medians.tolist(),
                                       replaced_value_float=float("nan")))
-        nodes.append(helper.make_node("Scaler", ["imputed"], ["standardized"], domain="ai.onnx.ml", name="standardize",
-                                      offset=plan.means.tolist(), scale=plan.multipliers.tolist()))
-        parts.append("standardized")
+        nodes.append(helper.make_node("Scaler", [name("imputed")], [name("standardized")], domain="ai.onnx.ml",
+                                      name="standardize", offset=plan.means.tolist(), scale=plan.multipliers.tolist()))
+        parts.append(name("standardized"))
     if plan.categorical:
-        nodes.append(helper.make_node("OneHotEncoder", [categories], ["one_hot"], domain="ai.onnx.ml", name="one_hot",
+        nodes.append(helper.make_node("OneHotEncoder", [categories], [name("one_hot")], domain="ai.onnx.ml", name="one_hot",
                                       cats_strings=plan.union, zeros=1))
-        nodes.append(helper.make_node("Flatten", ["one_hot"], ["one_hot_flat"], axis=1, name="flatten"))
-        parts.append("one_hot_flat")
+        nodes.append(helper.make_node("Flatten", [name("one_hot")], [name("one_hot_flat")], axis=1, name="flatten"))
+        parts.append(name("one_hot_flat"))
     return inputs, nodes, [], parts
 
 

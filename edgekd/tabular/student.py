@@ -130,6 +130,10 @@ def join(front_onnx, network_path: Path, out: Path) -> Path:
 
     network = onnx.load(str(network_path))
     front_out = front_onnx.graph.output[0].name
+    clash = {i.name for i in front_onnx.graph.input} & {o.name for o in network.graph.output}
+    if clash:  # one name for a column and the model's output: ONNX refuses the graph
+        raise ConfigError(f"data: column '{sorted(clash)[0]}' has the name of the model's output; rename the column "
+                          "(or use data.inputs: types)")
     domains = {o.domain: o.version for o in network.opset_import}
     for opset in front_onnx.opset_import:  # both sides must import the same version of a shared domain
         if opset.domain in domains:

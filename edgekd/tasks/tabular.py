@@ -31,6 +31,7 @@ from edgekd.pipeline.tabular_teachers import (
     make_transfer_rows,
     split_key,
     teacher_cache,
+    teacher_onnx_file,
     train_soft_targets,
     transfer_key,
     transfer_recipe,
@@ -114,7 +115,7 @@ class TabularTeachersStep(TaskStep):
             entry = {"index": index, "kind": teacher.kind, "name": teacher.name, "weight": spec.weight, "out_of_fold": folds,
                      "val_top1": ctx.task.score(logits["val"], data.val.y), "top1": ctx.task.score(logits["test"], data.test.y),
                      "cache_keys": keys}
-            onnx_file, reason = baseline.teacher_file(teacher, data.schema, folder / f"teacher-{index}.onnx")
+            onnx_file, reason = teacher_onnx_file(ctx, teacher, folder / f"teacher-{index}.onnx")
             entry.update(baseline.describe_file(onnx_file, reason))
             outputs += [onnx_file] if onnx_file is not None and teacher.onnx_path is None else []
             inputs += [teacher.onnx_path] if teacher.onnx_path is not None else []
@@ -180,7 +181,7 @@ def _teacher(ctx: RunContext, index: int, spec):
     data = ctx.dataset
     if spec.kind in ("onnx", "skops"):
         return load_teacher(spec, index, data.num_classes, ctx.base_dir, data.schema)
-    return fit_teacher(spec, index, data.train.x, data.train.y, data.num_classes, ctx.cfg.seed, data.schema)
+    return fit_teacher(spec, index, data.train.x, data.train.y, data.num_classes, ctx.cfg.seed, data.schema, lazy=True)
 
 
 class TabularDistillStep(TaskStep):

@@ -38,10 +38,18 @@ class Teacher:
     identity: str
     model: Any = None  # the fitted scikit-learn object, for the ONNX export
     onnx_path: Path | None = None  # an ONNX teacher's file
+    fit: Callable[[], Any] | None = None  # fit_teacher(lazy=True): fits the model when first needed
 
     @property
     def where(self) -> str:
         return f"teachers[{self.index}]"
+
+    def fitted_model(self):
+        """The scikit-learn object, fitted now if it was not yet (a lazy teacher whose outputs were all cached is never
+        fitted unless its ONNX file must be made)."""
+        if self.model is None and self.fit is not None:
+            self.model = self.fit()
+        return self.model
 
 
 def estimator_class(kind: str, name: str, where: str):
@@ -83,15 +91,30 @@ def build_estimator(spec, index: int, seed: int):
         params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v for k, v in (params or {}).items()}
         if "random_state" in defaults and "random_state" not in params:
             params["random_state"] = seed + index
+        if kind == "lightgbm" and "verbose" not in params:  # else a dozen [LightGBM] [Info] lines bury the run's progress
+            params["verbose"] = -1
         try:
             made.append(cls(**params))
         except TypeError as exc:
             raise ConfigError(f"{where}: {name}: {str(exc)[:160]}; see its documentation for the parameters it takes") from None
+    _check_classifier(made[-1], kind, where, isinstance(spec.sklearn, list))
     if len(made) == 1:
         return made[0]
     from sklearn.pipeline import make_pipeline
 
     return make_pipeline(*made)
+
+
+def _check_classifier(estimator, kind: str, where: str, pipeline: bool) -> None:
+    """A teacher predicts data.target's classes: a regressor or a transformer in its place would fail later, deep in
+    the run, on a missing classes_."""
+    from sklearn.base import is_classifier
+
+    if not is_classifier(estimator):
+        name = type(estimator).__name__
+        place = "the pipeline's last step " if pipeline else ""
+        raise ConfigError(f"{where}.{kind}: {place}{name} is not a classifier; a teacher predicts data.target's classes: name a "
+                          "classifier (RandomForestClassifier, LogisticRegression, ...)")
 
 
 def table_front(estimator, schema, preprocess: str, kind: str = "sklearn"):
@@ -109,28 +132,41 @@ def table_front(estimator, schema, preprocess: str, kind: str = "sklearn"):
     if preprocess == "auto":
         name = type(estimator[-1] if hasattr(estimator, "steps") else estimator).__name__
         preprocess = "ordinal" if any(word in name for word in TREE_WORDS) else "onehot"
+    # the schema's categories (every value in the file): a value that falls in validation or test only is known
+    categories = [list(c.categories) for c in schema.columns if c.name in schema.categorical]
     if preprocess == "ordinal":
         numeric = "passthrough" if kind in ("lightgbm", "xgboost") else SimpleImputer(strategy="median")
-        categorical = OrdinalEncoder(dtype=np.float32)
+        categorical = OrdinalEncoder(categories=categories, dtype=np.float32)
     else:
         numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-        categorical = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)
+        categorical = OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False, dtype=np.float32)
     parts = [p for p in (("numeric", numeric, schema.numeric), ("categorical", categorical, schema.categorical)) if p[2]]
     return make_pipeline(ColumnTransformer(parts, sparse_threshold=0), estimator)
 
 
-def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, seed: int, schema=None) -> Teacher:
+def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, seed: int, schema=None,
+                lazy: bool = False) -> Teacher:
     """Fit a sklearn/lightgbm/xgboost teacher on the training split. x_train: a table's {column: (n, 1)} (with
-    `schema`) or a sequence of raw texts."""
-    estimator = build_estimator(spec, index, seed)
+    `schema`) or a sequence of raw texts. lazy: fit when its outputs or model are first asked for, so a run whose
+    outputs of this teacher are all cached (--resume after another teacher changed) does not refit it."""
+    estimator = build_estimator(spec, index, seed)  # config errors show before anything is fitted
     model = table_front(estimator, schema, spec.preprocess, spec.kind) if schema is not None else estimator
     view = _view(schema)
-    try:
-        model.fit(view(x_train), y_train)
-    except (ValueError, TypeError) as exc:
-        raise ModelError(f"teachers[{index}]: fitting {describe(spec)} failed: {str(exc).splitlines()[0][:200]}") from None
-    return Teacher(index, spec.kind, describe(spec), lambda x: _model_logits(model, view(x), classes),
-                   fitted_identity(spec, seed), model=model)
+
+    def fit():
+        try:
+            model.fit(view(x_train), y_train)
+        except (ValueError, TypeError) as exc:
+            raw = (f"; with preprocess: none it gets the raw columns (categories as text: {', '.join(schema.categorical)}): "
+                   "use preprocess: auto, or a pipeline that encodes them") if schema is not None and spec.preprocess == "none" else ""
+            raise ModelError(f"teachers[{index}]: fitting {describe(spec)} failed: {str(exc).splitlines()[0][:200]}{raw}") from None
+        return model
+
+    teacher = Teacher(index, spec.kind, describe(spec), lambda x: _model_logits(teacher.fitted_model(), view(x), classes),
+                      fitted_identity(spec, seed), fit=fit)
+    if not lazy:
+        teacher.fitted_model()
+    return teacher
 
 
 def out_of_fold_logits(spec, index: int, x_train, y_train: np.ndarray, classes: int, seed: int, folds: int,
@@ -176,10 +212,12 @@ def load_teacher(spec, index: int, classes: int, base_dir: Path, schema=None) ->
                           "the config file")
     identity = _digest({"kind": spec.kind, "file": sha256_of(path), "outputs": spec.outputs, "trusted": spec.trusted})
     if spec.kind == "onnx":
-        return Teacher(index, "onnx", path.name, onnx_logits(path, spec.outputs, classes, where), identity, onnx_path=path)
+        names = list(schema.classes) if schema is not None else None
+        return Teacher(index, "onnx", path.name, onnx_logits(path, spec.outputs, classes, where, names), identity, onnx_path=path)
     model = _load_skops(path, spec.trusted, where)
-    view = _view(schema)
-    return Teacher(index, "skops", path.name, lambda x: _model_logits(model, view(x), classes), identity, model=model)
+    view, names = _view(schema), list(schema.classes) if schema is not None else None
+    return Teacher(index, "skops", path.name, lambda x: _model_logits(model, view(x), classes, names, where), identity,
+                   model=model)
 
 
 def _view(schema):
@@ -191,10 +229,11 @@ def _view(schema):
     return frame
 
 
-def _model_logits(model, x, classes: int) -> np.ndarray:
+def _model_logits(model, x, classes: int, names: list[str] | None = None, where: str = "teacher") -> np.ndarray:
     """log of predict_proba spread over all `classes` (a class absent from training gets the floor), or
-    decision_function for models without probabilities."""
-    fitted = np.asarray(model.classes_).astype(np.int64)
+    decision_function for models without probabilities. `names`: the data's class names, for a model fitted
+    elsewhere (skops) on the raw target, whose classes_ are those names rather than edgekd's class indices."""
+    fitted = _class_columns(model, classes, names, where)
     if hasattr(model, "predict_proba"):
         scores = np.log(np.clip(np.asarray(model.predict_proba(x), dtype=np.float64), PROBABILITY_FLOOR, 1.0))
         floor = np.log(PROBABILITY_FLOOR)
@@ -207,15 +246,35 @@ def _model_logits(model, x, classes: int) -> np.ndarray:
     return out
 
 
-def onnx_logits(path: Path, outputs: str, classes: int, where: str) -> Callable[[Any], np.ndarray]:
+def _class_columns(model, classes: int, names: list[str] | None, where: str) -> np.ndarray:
+    """Where each of the model's classes_ goes among the data's classes: by name when they are the data's class
+    names, else as class indices (what edgekd fits teachers on); one line when neither fits."""
+    from edgekd.data.table_schema import category_text
+
+    if not hasattr(model, "classes_"):
+        raise ModelError(f"{where}: {type(model).__name__} has no classes_; a teacher must be a fitted classifier")
+    given = np.asarray(model.classes_).tolist()
+    if names is not None and all(category_text(c) in names for c in given):
+        return np.array([names.index(category_text(c)) for c in given], dtype=np.int64)
+    if all(isinstance(c, (int, np.integer)) and 0 <= c < classes for c in given):
+        return np.asarray(given, dtype=np.int64)
+    shown = ", ".join(map(repr, given[:6]))
+    raise ModelError(f"{where}: the model's classes ({shown}) are not data.target's ({', '.join(map(repr, (names or [])[:6]))}); "
+                     "give a model fitted on the same target")
+
+
+def onnx_logits(path: Path, outputs: str, classes: int, where: str, names: list[str] | None = None) -> Callable[[Any], np.ndarray]:
     """Run an ONNX teacher: the data's arrays fed to its inputs by name (one unnamed input gets the one array), its
-    (batch, classes) float output taken as logits, or as probabilities (then their log)."""
+    (batch, classes) float output taken as logits, or as probabilities (then their log). With `names` (the data's
+    classes) and class labels in the graph (skl2onnx and onnxmltools write them), the columns are put in the data's
+    order, or a model of other classes is refused."""
     from edgekd.core.metrics import predict
     from edgekd.runtimes.ort import OrtSession
 
     session = OrtSession(path, threads=None)
     inputs = [i.name for i in session._session.get_inputs()]
     chosen = _probability_output(session._session, classes, where)
+    order = _label_order(path, names, where)
 
     def run(batch):
         feed = batch if isinstance(batch, dict) else {inputs[0]: batch}
@@ -227,6 +286,7 @@ def onnx_logits(path: Path, outputs: str, classes: int, where: str) -> Callable[
 
     def logits(x):
         raw = np.asarray(predict(run, x), dtype=np.float64)
+        raw = raw[:, order] if order is not None and raw.ndim == 2 and raw.shape[1] == len(order) else raw
         if raw.ndim != 2 or raw.shape[1] != classes:
             raise ConfigError(f"{where}: output '{chosen}' has shape {raw.shape}, the data has {classes} classes")
         probabilities = outputs == "probabilities" or (
@@ -236,6 +296,30 @@ def onnx_logits(path: Path, outputs: str, classes: int, where: str) -> Callable[
     return logits
 
 
+def _label_order(path: Path, names: list[str] | None, where: str) -> np.ndarray | None:
+    """The model's output column of each of the data's classes, from the class labels a converted classifier holds
+    (classlabels_strings / classlabels_int64s); None when the graph has none (a network) or they are the data's order.
+    A model trained with the target coded otherwise would otherwise be scored against the wrong classes, silently."""
+    import onnx
+
+    if names is None:
+        return None
+    labels = None
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        for attr in node.attribute:
+            if attr.name == "classlabels_strings" and attr.strings:
+                labels = [v.decode() for v in attr.strings]
+            elif attr.name == "classlabels_int64s" and attr.ints:
+                labels = [str(v) for v in attr.ints]
+    indices = [str(i) for i in range(len(names))]  # a model fitted on class indices, as edgekd fits its own
+    if labels is None or labels == names or (labels == indices and sorted(names) != indices):
+        return None
+    if sorted(labels) != sorted(names):
+        raise ConfigError(f"{where}: the model's classes ({', '.join(map(repr, labels[:6]))}) are not data.target's "
+                          f"({', '.join(map(repr, names[:6]))}); give a model trained on the same target")
+    return np.array([labels.index(name) for name in names])
+
+
 def _probability_output(session, classes: int, where: str) -> str:
     """The output holding (batch, classes) floats: skl2onnx's 'probabilities' (zipmap off), or a network's logits."""
     for output in session.get_outputs():
@@ -243,6 +327,10 @@ def _probability_output(session, classes: int, where: str) -> str:
         fixed = len(shape) == 2 and isinstance(shape[1], int)
         if output.type == "tensor(float)" and len(shape) == 2 and (not fixed or shape[1] == classes):
             return output.name
+    other = [o for o in session.get_outputs() if o.type == "tensor(float)" and len(o.shape or []) == 2]
+    if other:
+        raise ConfigError(f"{where}: output '{other[0].name}' gives {other[0].shape[1]} classes, but data.target has {classes}; "
+                          "give a model trained on the same classes")
     described = ", ".join(f"{o.name} {o.type} {o.shape}" for o in session.get_outputs())
     raise ConfigError(f"{where}: no (batch, {classes}) float output among {described}; convert a classifier with "
                       "options={'zipmap': False} (skl2onnx) so it outputs a probability tensor")

@@ -102,7 +102,7 @@ def test_rows_given_per_type_are_checked_column_by_column(table):
     assert model_feed(schema, good, "rows")["numeric"].dtype == np.float32
     categories = good["categorical"].copy()
     categories[1, schema.categorical.index("color")] = "purple"
-    with pytest.raises(DataError, match=r"^rows: column 'color' holds the category 'purple' \(row 1\), unseen in training"):
+    with pytest.raises(DataError, match=r"^rows: column 'color' holds the category 'purple' \(row 1\), unseen in the data the model was built from"):
         model_feed(schema, {**good, "categorical": categories}, "rows")
     numbers = good["numeric"].astype(object)
     numbers[0, schema.numeric.index("price")] = "cheap"
@@ -137,3 +137,38 @@ def test_models_timed_together_each_get_their_best_thread_count(table, tmp_path)
     for entry in timed.values():
         assert entry["p50_ms"] > 0 and set(entry["p50_ms_by_threads"]) == set(thread_counts())
         assert entry["p50_ms"] == entry["p50_ms_by_threads"][entry["threads"]]
+
+
+def test_columns_named_as_the_graphs_own_tensors(tmp_path):
+    """Columns called as the front's tensors ('numbers', 'features', 'one_hot', 'imputed') or the network's ('h', 'r')
+    are the graph's inputs; its own tensors take other names, so the graph stays valid and computes the same. A column
+    called as the model's output is refused in one line."""
+    import onnx
+
+    from edgekd.core.errors import ConfigError
+    from edgekd.data.config import DataConfig
+    from edgekd.data.tabular import load_tabular_dataset
+    from edgekd.tabular import student as st
+    from edgekd.tabular.front import folded_graph, front_graph, plan_from_graph, plan_of
+    from edgekd.tabular.runtime import run_onnx
+
+    renamed = {"size": "numbers", "price": "features", "color": "one_hot", "shape": "r", "y": "h", "tier": "imputed"}
+    table_rows().rename(columns=renamed).to_csv(tmp_path / "names.csv", index=False)
+    data = load_tabular_dataset(DataConfig(source="csv", path="names.csv", target="grade"), 0, tmp_path)
+    front = st.fit_preprocessing(data.schema, data.train.x)
+    pre = front_graph(plan_of(front, data.schema), data.schema)
+    assert [i.name for i in pre.graph.input] == list(renamed.values())
+    assert np.allclose(run_onnx(pre.SerializeToString(), data.test.x), st.features(front, data.test.x), atol=1e-5)
+    network = _network(pre.graph.output[0].type.tensor_type.shape.dim[1].dim_value, data.num_classes)
+    onnx.save(network, str(tmp_path / "net.onnx"))
+    joined = st.join(pre, tmp_path / "net.onnx", tmp_path / "joined.onnx")
+    folded = folded_graph(plan_from_graph(pre, data.schema), data.schema, network)
+    assert np.allclose(run_onnx(folded.SerializeToString(), data.test.x), run_onnx(str(joined), data.test.x), atol=1e-4)
+
+    table_rows().rename(columns={"size": "logits"}).to_csv(tmp_path / "out.csv", index=False)
+    data = load_tabular_dataset(DataConfig(source="csv", path="out.csv", target="grade"), 0, tmp_path)
+    pre = front_graph(plan_of(st.fit_preprocessing(data.schema, data.train.x), data.schema), data.schema)
+    with pytest.raises(ConfigError, match=r"^data: column 'logits' has the name of the model's output; rename the column"):
+        folded_graph(plan_from_graph(pre, data.schema), data.schema, network)
+    with pytest.raises(ConfigError, match=r"^data: column 'logits' has the name of the model's output"):
+        st.join(pre, tmp_path / "net.onnx", tmp_path / "joined.onnx")

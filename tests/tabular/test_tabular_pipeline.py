@@ -57,6 +57,26 @@ def test_the_bundle_takes_raw_columns(table_run):
     assert session.run(None, feed)[0].shape == (1, 3)
 
 
+def test_the_bundle_readme_says_how_to_feed_a_table(table_run):
+    """The bundle's README tells the device to feed raw columns (not pixels), and the row check it names works."""
+    from edgekd.core.errors import DataError
+    from edgekd.data.table_schema import model_feed, schema_of
+
+    bundle = table_run[0] / "bundle" / "x86-cpu"
+    readme = (bundle / "README.md").read_text()
+    assert "pixel" not in readme and "raw columns" in readme and "model_feed(schema_of(manifest), rows, where)" in readme
+    schema = schema_of(read_json(bundle / "manifest.json"))
+    rows = {"size": [1.2], "price": [1300.0], "color": [""], "shape": ["round"], "y": [np.nan], "tier": [2.0]}
+    assert model_feed(schema, rows, "rows")["color"].shape == (1, 1)
+    with pytest.raises(DataError, match=r"rows: column 'color' holds the category 'purple'.*known category, or to '' \(missing\)$"):
+        model_feed(schema, {**rows, "color": ["purple"]}, "rows")
+    # shape had no gap in the file: '' is not one of its categories, and the line does not suggest it
+    with pytest.raises(DataError, match=r"rows: column 'shape' has a missing value \(row 0\), but had none in the data"):
+        model_feed(schema, {**rows, "shape": [""]}, "rows")
+    with pytest.raises(DataError, match=r"rows: column 'shape' holds the category 'oval'.*map it to a known category$"):
+        model_feed(schema, {**rows, "shape": ["oval"]}, "rows")
+
+
 def test_student_and_int8_are_recorded(table_run):
     run, _ = table_run
     distill = _metrics(run, "distill")

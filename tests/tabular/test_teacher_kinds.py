@@ -163,3 +163,98 @@ def test_a_given_file_no_better_than_chance_stops_the_run(table, tmp_path):
     given_teacher_fits(teacher, logits, table)  # right class order: passes
     with pytest.raises(ModelError, match=r"teachers\[0\].onnx 'm.onnx': validation top-1 .* no better than chance .*class order \(high, low, mid\)"):
         given_teacher_fits(teacher, logits[:, [1, 2, 0]], table)  # the classes in another order
+
+
+@pytest.mark.parametrize("name", ["RandomForestRegressor", "StandardScaler"])
+def test_a_teacher_that_is_not_a_classifier_is_named(table, name):
+    with pytest.raises(ConfigError, match=rf"teachers\[0\].sklearn: {name} is not a classifier; .*name a classifier") as err:
+        _fit({"sklearn": name}, table)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"teachers\[0\].sklearn: the pipeline's last step StandardScaler is not a classifier"):
+        _fit({"sklearn": [{"LogisticRegression": {}}, {"StandardScaler": {}}]}, table)
+
+
+def _users_pipeline(table, labels):
+    """A model fitted outside edgekd on the raw table, as a user saves it: its classes_ are the target's names."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from edgekd.data.tabular import frame
+
+    front = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), table.schema.categorical),
+                                    (make_pipeline(SimpleImputer(), StandardScaler()), table.schema.numeric))
+    return make_pipeline(front, LogisticRegression(max_iter=500)).fit(frame(table.train.x), labels)
+
+
+def test_a_skops_model_fitted_on_the_target_names(table, tmp_path):
+    import skops.io as sio
+
+    from edgekd.data.tabular import frame
+
+    names = np.array(table.classes)[table.train.y]  # 'high', 'low', 'mid' as in the file
+    model = _users_pipeline(table, names)
+    sio.dump(model, tmp_path / "user.skops")
+    trusted = sio.get_untrusted_types(file=str(tmp_path / "user.skops"))
+    teacher = load_teacher(TeacherConfig(skops="user.skops", trusted=trusted), 1, 3, tmp_path, table.schema)
+    expected = np.log(np.clip(model.predict_proba(frame(table.val.x)), 1e-7, 1.0))
+    assert np.allclose(teacher.logits(table.val.x), expected, atol=1e-5)
+    assert _top1(teacher, table.val) > 0.6
+    other = _users_pipeline(table, np.array(["a", "b", "c"])[table.train.y])  # another target's classes
+    sio.dump(other, tmp_path / "other.skops")
+    teacher = load_teacher(TeacherConfig(skops="other.skops", trusted=trusted), 1, 3, tmp_path, table.schema)
+    with pytest.raises(ModelError, match=r"teachers\[1\].skops: the model's classes \('a', 'b', 'c'\) are not data.target's"):
+        teacher.logits(table.val.x)
+
+
+def test_an_onnx_teacher_with_other_classes_says_so(table, tmp_path):
+    import onnx
+
+    from edgekd.tabular.onnx_convert import teacher_onnx
+
+    two = table.train.y.clip(max=1)  # two classes, not the data's three
+    fitted = fit_teacher(TeacherConfig(sklearn="LogisticRegression"), 0, table.train.x, two, 2, 0, table.schema)
+    model, _ = teacher_onnx(fitted.model, table.schema)
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    with pytest.raises(ConfigError, match=r"teachers\[0\].onnx: output '\w+' gives 2 classes, but data.target has 3; give a model"):
+        load_teacher(TeacherConfig(onnx="two.onnx"), 0, 3, tmp_path, table.schema)
+
+
+def test_an_onnx_teacher_with_the_target_coded_otherwise_is_reordered(table, tmp_path):
+    """A user's classifier trained on the target's names in another order ('mid', 'low', 'high'): its output columns
+    are put in the data's order by the labels the converted graph holds, not scored against the wrong classes."""
+    import onnx
+    from skl2onnx import to_onnx
+
+    from edgekd.data.tabular import frame
+    from edgekd.tabular.onnx_convert import initial_types
+
+    names = np.array(table.classes)[table.train.y]
+    model = _users_pipeline(table, names)
+    model.steps[-1][1].classes_ = model.steps[-1][1].classes_.astype(object)
+    # the same model with its classes listed in another order: columns of coef_ and classes_ permuted together
+    permuted = [2, 1, 0]
+    head = model.steps[-1][1]
+    head.classes_, head.coef_, head.intercept_ = head.classes_[permuted], head.coef_[permuted], head.intercept_[permuted]
+    onx = to_onnx(model, initial_types=initial_types(table.schema), options={"zipmap": False},
+                  target_opset={"": 17, "ai.onnx.ml": 3})
+    onnx.save(onx, str(tmp_path / "mine.onnx"))
+    teacher = load_teacher(TeacherConfig(onnx="mine.onnx"), 0, 3, tmp_path, table.schema)
+    head.classes_, head.coef_, head.intercept_ = head.classes_[permuted], head.coef_[permuted], head.intercept_[permuted]
+    expected = model.predict_proba(frame(table.val.x))  # back in the data's order
+    assert np.allclose(np.exp(teacher.logits(table.val.x)), expected, atol=1e-4)
+    assert _top1(teacher, table.val) > 0.6
+
+
+def test_lightgbm_fits_quietly_unless_asked(table, capfd):
+    _fit({"lightgbm": "LGBMClassifier", "params": {"n_estimators": 5, "num_leaves": 63}}, table)
+    assert "[LightGBM]" not in "".join(capfd.readouterr())
+    _fit({"lightgbm": "LGBMClassifier", "params": {"n_estimators": 5, "verbose": 1}}, table)
+    assert "[LightGBM] [Info]" in "".join(capfd.readouterr())
+
+
+def test_raw_columns_a_model_cannot_read_say_why(table):
+    with pytest.raises(ModelError, match=r"teachers\[0\]: fitting LogisticRegression failed: .*preprocess: none .*color, shape"):
+        _fit({"sklearn": "LogisticRegression", "preprocess": "none"}, table)

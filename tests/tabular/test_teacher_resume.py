@@ -1,0 +1,40 @@
+"""--resume after one teacher's params changed: only that teacher is fitted again; the others' outputs and ONNX files
+come from the teacher cache."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from edgekd.core.fileio import read_json
+from tests.tabular.conftest import table_config, table_rows
+
+pytestmark = pytest.mark.slow  # fits the teachers twice: about 15 s on 2 cores
+
+
+def test_resume_refits_only_the_teacher_that_changed(tmp_path, monkeypatch):
+    from sklearn.pipeline import Pipeline
+
+    from edgekd.pipeline.runner import run_from_file
+
+    table_rows().to_csv(tmp_path / "table.csv", index=False)
+    config = table_config()
+    config["teachers"] = [{"sklearn": "RandomForestClassifier", "params": {"n_estimators": 10, "max_depth": 6}},
+                          {"sklearn": "LogisticRegression", "params": {"max_iter": 200}}]
+    path, run = tmp_path / "config.yaml", tmp_path / "run"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    run_from_file(path, out=str(run), only=["teachers"], log=lambda _m: None)
+    first = read_json(run / "manifest.json")["stages"]["teachers"]["metrics"]
+
+    fitted = []
+    real_fit = Pipeline.fit
+    monkeypatch.setattr(Pipeline, "fit", lambda self, *a, **k: fitted.append(type(self.steps[-1][1]).__name__) or real_fit(self, *a, **k))
+    config["teachers"][1]["params"]["C"] = 0.5
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    run_from_file(path, out=str(run), only=["teachers"], resume=True, log=lambda _m: None)
+    second = read_json(run / "manifest.json")["stages"]["teachers"]["metrics"]
+
+    assert fitted == ["LogisticRegression"]  # the forest's outputs and ONNX file were cached: not fitted again
+    assert second["teachers"][0]["cache_keys"] == first["teachers"][0]["cache_keys"]
+    assert second["teachers"][1]["cache_keys"] != first["teachers"][1]["cache_keys"]
+    assert second["teachers"][0]["onnx_bytes"] == first["teachers"][0]["onnx_bytes"] > 0
+    assert (run / "01-teachers" / "teacher-0.onnx").is_file() and second["ensemble"]["onnx_bytes"] > 0
