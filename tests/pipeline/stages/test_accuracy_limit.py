@@ -25,7 +25,9 @@ gate: {max_drop: %s}
 def _ctx(tmp_path, gate: dict, targets=("x86-cpu",), quantize: dict | None = None):
     cfg = PipelineConfig.model_validate({"teachers": [{"arch": "mlp"}], "student": {"arch": "mlp"}, "targets": list(targets),
                                          "gate": gate, "quantize": quantize or {}})
-    return SimpleNamespace(cfg=cfg, base_dir=tmp_path, task=ImageClassification())  # the int8 budget is in its metric
+    # the int8 budget is in the task's metric; no fp32 file yet, so every target builds with its own profile
+    return SimpleNamespace(cfg=cfg, base_dir=tmp_path, task=ImageClassification(),
+                           layout=SimpleNamespace(fp32_onnx=tmp_path / "not-exported-yet.onnx"))
 
 
 def _verdict(ctx, target: str, drop: float) -> str | None:
