@@ -97,12 +97,18 @@ def tiny_vad(path: Path, seed: int = 0, hidden: int = 16, window: int = 512) -> 
              helper.make_node("MatMul", ["h", "w3"], ["score"]), helper.make_node("Sigmoid", ["score"], ["output"]),
              helper.make_node("Unsqueeze", ["h", "axes"], ["h0"]), helper.make_node("Concat", ["h0", "h0"], ["stateN"], axis=0)]
     inits.append(numpy_helper.from_array(np.array([0], np.int64), "axes"))
+    inputs, outputs = _vad_io(window, hidden)
+    return _save(helper.make_graph(nodes, "tiny_vad", inputs, outputs, inits), path)
+
+
+def _vad_io(window: int, hidden: int) -> tuple[list, list]:
+    """Silero VAD's inputs (a frame, the recurrent state [2, batch, hidden], a 0-d sample rate) and outputs."""
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", window]),
               helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", hidden]),
               helper.make_tensor_value_info("sr", TensorProto.INT64, [])]
     outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1]),
                helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "batch", hidden])]
-    return _save(helper.make_graph(nodes, "tiny_vad", inputs, outputs, inits), path)
+    return inputs, outputs
 
 
 def tiny_vad_branching(path: Path, seed: int = 0, hidden: int = 16, window: int = 512, channels: int = 4) -> Path:
@@ -131,11 +137,7 @@ def tiny_vad_branching(path: Path, seed: int = 0, hidden: int = 16, window: int 
              helper.make_node("Sigmoid", ["score"], ["output"]), helper.make_node("MatMul", ["h", "w4"], ["next"]),
              helper.make_node("Tanh", ["next"], ["next_h"]), helper.make_node("Unsqueeze", ["next_h", "axes"], ["h0"]),
              helper.make_node("Concat", ["h0", "h0"], ["stateN"], axis=0)]
-    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", window]),
-              helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", hidden]),
-              helper.make_tensor_value_info("sr", TensorProto.INT64, [])]
-    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1]),
-               helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "batch", hidden])]
+    inputs, outputs = _vad_io(window, hidden)
     return _save(helper.make_graph(nodes, "tiny_vad_branching", inputs, outputs, inits), path)
 
 
