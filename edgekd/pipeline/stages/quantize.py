@@ -24,7 +24,8 @@ from edgekd.pipeline.records import QuantizeRecord
 from edgekd.pipeline.selection import int8_budget
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import run_profile
-from edgekd.quant.fallback import FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback
+from edgekd.quant.fallback import (WEIGHTED_OP_TYPES, FallbackBudget, FallbackReport, logits_of, quantize_auto,
+                                   quantize_with_fallback, with_op_types)
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
 from edgekd.runtimes.ptq import quantize_qdq
 
@@ -78,9 +79,12 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
         return out, {"calibrate_method": method, "nodes_in_float": []}
     # The recipe's minmax, not one the user chose: an average over batches is tried before nodes are kept in float.
     retry = ("moving-average",) if method == "minmax" and not cfg.calibrate_method else ()
+    # onnxruntime's whole default op set, not one the recipe chose: its weighted layers alone are tried next.
+    op_types = WEIGHTED_OP_TYPES if recipe.tool != "nncf" and recipe.op_types is None else ()
     budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type,
                             cfg.max_fallback_nodes if cfg.fallback.enabled else 0, cfg.sensitivity_samples,
-                            cfg.fallback.max_seconds, score=ctx.task.score, retry_calibrations=retry)
+                            cfg.fallback.max_seconds, score=ctx.task.score, retry_calibrations=retry,
+                            retry_op_types=op_types)
     val = ctx.dataset.val
     try:
         if method == "auto":
@@ -93,8 +97,10 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
             method = report.calibrate_method or method
     except StageError as missed:
         return _int8_over_budget(ctx, recipe, out, calibration_x, method, missed)
+    recipe = with_op_types(recipe, report.op_types)  # the op set the kept model was made with, for any further search
     report, on_targets = _on_target_runtimes(ctx, recipe, out, report, budget, calibration_x, method)
     info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    info = {**info, "op_types": report.op_types} if report.op_types else info
     info = {**info, "target_runtimes": on_targets} if on_targets else info
     return out, {**info, "calibration_search": search} if search else info
 
