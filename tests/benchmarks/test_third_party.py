@@ -124,3 +124,21 @@ def test_arm64_speed_is_not_measured_here_and_counts_neither_way(bench):
     assert results["cls arm64-cpu: within 5% of the fastest passing peer"] is None
     assert results["cls arm64-cpu: shipped mask_iou within 1.0 points of fp32"] is True
     assert "NOT MEASURED" in bench._verdict(None)
+
+
+def test_a_drop_the_test_split_cannot_tell_from_the_limit_says_so(bench):
+    """rec intel-cpu at 2688dec: -2.25 points on 400 test lines where validation said +2.50; the check stays judged on
+    the drop, and its detail gives the test split's own 95% interval."""
+    metric = bench.task_metric("top1")
+    reference = np.zeros((400, 2))
+    reference[:, 1] = 1.0
+    labels = np.ones(400, dtype=np.int64)
+    candidate = reference.copy()
+    candidate[:9, 1] = -1.0  # 9 of 400 flipped: a 2.25-point drop
+    low, high = bench.drop_interval(metric, metric.parts(reference, labels), metric.parts(candidate, labels))
+    assert low < 2.25 < high and low >= 0.0
+    chosen = {"name": "edgekd-int8", "tool": "edgekd", "precision": "int8", "task_metric_truth": 0.8775, "p50_ms": 7.0,
+              "speedup": 1.5, "test_drop_interval": [0.75, 3.75]}
+    check = next(c for c in bench.checks([_entry("det", _target(chosen, []))], 100.0, False) if "within 1.0 points" in c["check"])
+    assert check["passed"] is False
+    assert "95% interval [0.75, 3.75] (within the test split's noise of the limit)" in check["detail"]
