@@ -100,6 +100,10 @@ class QuantizeRecord:
         """quantize.method none: int8 files in 04-quantize are an earlier run's, not this one's."""
         return self.method == "none"
 
+    def searched(self, recipe_name: str) -> bool:
+        """Did an int8 search choose the recipe's model among several (pipeline/validation_split.py)?"""
+        return bool(self.recipes.get(recipe_name, {}).get("searched"))
+
     def int8_label(self, recipe_name: str) -> str:  # one of INT8_NAMES
         """The candidate name of the recipe's int8 model, by how it was made: int8 (PTQ), int8-qat, int8-fallback."""
         if self.method == "qat":

@@ -37,10 +37,10 @@ def own_runtime_targets(ctx, recipe_name: str) -> list:
     return out
 
 
-def runtime_drops(ctx, profiles: list, int8_onnx: Path, fp32_val_top1: float, input_spec: dict | None) -> dict[str, Any]:
-    """Per target: {runtime, split, val_top1, val_drop} of `int8_onnx` built for it, against the fp32 model's
-    validation top-1 (the same drop the compile stage's selection reads)."""
-    val, out = ctx.dataset.val, {}
+def runtime_drops(ctx, profiles: list, int8_onnx: Path, fp32_val_top1: float, input_spec: dict | None, val) -> dict[str, Any]:
+    """Per target: {runtime, split, val_top1, val_drop} of `int8_onnx` built for it on `val` (the search's part of the
+    validation split), against the fp32 model's top-1 there (the same drop the compile stage's selection reads)."""
+    out = {}
     for profile in profiles:
         backend = get_backend(profile.backend)
         with tempfile.TemporaryDirectory(prefix="edgekd-target-int8-") as scratch:
@@ -52,7 +52,8 @@ def runtime_drops(ctx, profiles: list, int8_onnx: Path, fp32_val_top1: float, in
                 continue
             top1 = ctx.task.score(predict(backend.session(artifact, ctx.cfg.bench.threads or profile.threads).run, val.x), val.y)
         drop = accuracy_drop(fp32_val_top1, top1, ctx.cfg.gate.drop_type, len(val.y))
-        out[profile.name] = {"runtime": profile.backend, "split": "validation", "val_top1": top1, "val_drop": drop}
+        out[profile.name] = {"runtime": profile.backend, "split": "validation", "samples": len(val.y), "val_top1": top1,
+                             "val_drop": drop}
     return out
 
 

@@ -59,6 +59,10 @@ class QuantizeConfig(Strict):
                                     "between 1 and this, 1 + log2 of it evaluations)")
     max_drop: Optional[float] = Field(None, ge=0, description="int8 accuracy budget on the validation split, in gate.drop_type "
                                                               "units (default: the strictest target or gate max_drop)")
+    confirm_fraction: float = Field(0.5, ge=0, lt=1, description="share of the validation split that the int8 search "
+                                    "(calibration and op-type retries, calibrate_method auto, the node fallback) never sees: "
+                                    "when a search chose the int8 model, its targets' candidates are judged on these samples "
+                                    "alone, so the winner is not judged on the samples it won on; 0 judges on the whole split")
     sensitivity_samples: int = Field(64, ge=16, le=100_000, description="validation samples of the fallback's ranking pass, "
                                      "which compares every activation of the int8 and float models on them")
     adapt_to_host: bool = Field(True, description="on an x86 CPU without VNNI/AMX, whose int8 kernels saturate 8-bit products, "

@@ -101,7 +101,7 @@ def unconfirmed_choices(ctx: RunContext) -> list[str]:
     for target, build in read_record(ctx.manifest, CompileRecord).targets.items():
         chosen = next((row for row in build.candidates if row.get("name") == build.chosen), None)
         note = chosen and unconfirmed_drop(ctx.cfg.gate, load_profile(target, ctx.base_dir), ctx.task.metric, chosen,
-                                           len(ctx.dataset.val.y))
+                                           chosen.get("val_samples") or len(ctx.dataset.val.y))
         notes += [note] if note else []
     return notes
 

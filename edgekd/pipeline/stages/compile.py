@@ -24,6 +24,7 @@ from edgekd.pipeline.run_models import student_logits, student_outputs
 from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, all_of, choose, fidelity_limits_rule, plan, unconfirmed_drop
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import run_fallback, run_profile
+from edgekd.pipeline.validation_split import confirm_indices, part
 from edgekd.runtimes import get_backend, load_profile
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
@@ -74,12 +75,22 @@ def selection_rule(ctx: RunContext, profile):
     return all_of(accuracy_rule(limit.max_drop, source=limit.source), fidelity_limits_rule(ctx.cfg.gate))
 
 
-def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], reference: np.ndarray,
-             reference_outputs: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
-    """Validation accuracy, agreement with the fp32 student (`reference` logits; a fidelity task's every output,
-    `reference_outputs`) and, where meaningful here, latency of each candidate."""
-    backend = get_backend(profile.backend)
+def judged_split(ctx: RunContext, profile) -> tuple[Any, bool]:
+    """The validation samples a target's candidates are judged on, and whether they are the part held back from the
+    int8 search: those when a search chose the target's int8 model (pipeline/validation_split.py), else all."""
     val = model_split(ctx.dataset, ctx.dataset.val)
+    held_back = confirm_indices(ctx)
+    recipe = profile.quantization.name if profile.quantization else None
+    if held_back is None or recipe is None or not read_record(ctx.manifest, QuantizeRecord).searched(recipe):
+        return val, False
+    return part(val, held_back), True
+
+
+def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], val, reference: np.ndarray,
+             reference_outputs: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """Accuracy on `val` (judged_split), agreement with the fp32 student there (`reference` logits; a fidelity task's
+    every output, `reference_outputs`) and, where meaningful here, latency of each candidate."""
+    backend = get_backend(profile.backend)
     metric = METRICS.get(ctx.task.metric)
     reference_parts = metric.parts(reference, val.y) if metric else None
     rows, runners = [], {}
@@ -90,7 +101,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], r
         if row["measured"]:
             session = backend.session(artifact, ctx.cfg.bench.threads or profile.threads)
             logits = predict(session.run, val.x)
-            row["val_top1"] = ctx.task.score(logits, val.y)
+            row["val_top1"], row["val_samples"] = ctx.task.score(logits, val.y), len(val.y)
             row["val_drop"] = accuracy_drop(ctx.task.score(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type, len(val.y))
             if metric:
                 row["val_drop_bound"] = drop_bound(metric, reference_parts, metric.parts(logits, val.y), ctx.cfg.gate.drop_type)
@@ -159,7 +170,7 @@ def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int
             if recipe else None,
             "runtime_options": row["artifact"]["runtime_options"], "library_versions": library_versions(),
             "build_machine_metrics": {k: row.get(k) for k in ("val_top1", "val_drop", "val_drop_bound", "val_cosine",
-                                                               "val_sqnr_db", "p50_ms")},
+                                                               "val_sqnr_db", "p50_ms", "val_samples")},
             "selection": [{k: r.get(k) for k in ("name", "precision", "val_top1", "val_drop", "val_drop_bound", "val_agreement",
                                                  "val_cosine", "val_sqnr_db", "p50_ms", "round_p50_ms", "verdict")}
                           for r in rows],
@@ -217,11 +228,15 @@ class CompileStage(Stage):
             if not candidates:
                 raise StageError(f"compile: target '{profile.name}' has no candidate to build from precisions "
                                  f"{profile.precisions}; run the quantize stage (quantize.method: ptq) for int8")
-            rows = evaluate(ctx, profile, candidates, val_logits, val_outputs)
+            judged, held_back = judged_split(ctx, profile)
+            if held_back:  # the fp32 reference on the same held-back samples
+                rows = evaluate(ctx, profile, candidates, judged, student_logits(ctx, judged.x), student_outputs(ctx, judged.x))
+            else:
+                rows = evaluate(ctx, profile, candidates, judged, val_logits, val_outputs)
             best = choose(rows, selection_rule(ctx, profile))
-            if unconfirmed := unconfirmed_drop(ctx.cfg.gate, profile, ctx.task.metric, rows[best], len(ctx.dataset.val.y)):
+            if unconfirmed := unconfirmed_drop(ctx.cfg.gate, profile, ctx.task.metric, rows[best], len(judged.y)):
                 warnings.warn(f"compile: {unconfirmed}", stacklevel=2)
-            info = _bundle_info(ctx, profile, rows, best, reference_logits)
+            info = {**_bundle_info(ctx, profile, rows, best, reference_logits), "judged_on_held_back": held_back}
             if fallback is not None:  # why this target ships another runtime than its profile's
                 info["runtime_fallback"] = fallback.to_json()
             bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info,

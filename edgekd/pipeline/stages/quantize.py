@@ -24,6 +24,7 @@ from edgekd.pipeline.records import QuantizeRecord
 from edgekd.pipeline.selection import int8_budget
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import run_profile
+from edgekd.pipeline.validation_split import search_part, split_record
 from edgekd.quant.fallback import (WEIGHTED_OP_TYPES, FallbackBudget, FallbackReport, logits_of, quantize_auto,
                                    quantize_with_fallback, with_op_types)
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
@@ -85,7 +86,7 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
                             cfg.max_fallback_nodes if cfg.fallback.enabled else 0, cfg.sensitivity_samples,
                             cfg.fallback.max_seconds, score=ctx.task.score, retry_calibrations=retry,
                             retry_op_types=op_types)
-    val = ctx.dataset.val
+    val = search_part(ctx)  # the held-back samples judge what the search keeps (pipeline/validation_split.py)
     try:
         if method == "auto":
             method, tried = quantize_auto(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget)
@@ -101,8 +102,17 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
     report, on_targets = _on_target_runtimes(ctx, recipe, out, report, budget, calibration_x, method)
     info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
     info = {**info, "op_types": report.op_types} if report.op_types else info
+    if searched(report, search, on_targets):  # its targets' candidates are judged on the held-back samples
+        info = {**info, "searched": True, "validation_split": split_record(ctx)}
     info = {**info, "target_runtimes": on_targets} if on_targets else info
     return out, {**info, "calibration_search": search} if search else info
+
+
+def searched(report: FallbackReport, calibration_search: dict | None, on_targets: dict) -> bool:
+    """Did the search choose among int8 models (so that the kept one must be judged on samples it has not seen)?
+    Not when the first model passed: then nothing was picked for how it did on the search's samples."""
+    return bool(report.triggered or report.calibrations_tried or report.op_types_tried or calibration_search
+                or on_targets.get("nodes_in_float_for_runtimes"))
 
 
 def _int8_over_budget(ctx: RunContext, recipe, out, calibration_x, method: str, missed: StageError):
@@ -127,7 +137,7 @@ def _on_target_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, bu
     if not profiles:
         return report, {}
     spec = read_record(ctx.manifest, ExportRecord).input
-    drops = runtime_drops(ctx, profiles, out, report.fp32_val_top1, spec)
+    drops = runtime_drops(ctx, profiles, out, report.fp32_val_top1, spec, search_part(ctx))
     if within_budget(drops, budget.max_drop):
         return report, {"measured": drops}
     found = _search_on_runtimes(ctx, recipe, out, report, budget, calibration_x, method, profiles, spec) \
@@ -140,8 +150,9 @@ def _on_target_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, bu
                           f"the compile stage will ship {target}'s fp32", stacklevel=2)
         return report, {"measured": drops}
     kept, measured = found
-    top1 = ctx.task.score(logits_of(out, ctx.dataset.val.x), ctx.dataset.val.y)  # the kept model under onnxruntime too
-    drop = accuracy_drop(report.fp32_val_top1, top1, budget.drop_type, len(ctx.dataset.val.y))
+    val = search_part(ctx)
+    top1 = ctx.task.score(logits_of(out, val.x), val.y)  # the kept model under onnxruntime too
+    drop = accuracy_drop(report.fp32_val_top1, top1, budget.drop_type, len(val.y))
     report = replace(report, nodes_in_float=kept, val_top1=top1, val_drop=drop, triggered=True)
     return report, {"first_model": drops, "measured": measured, "nodes_in_float_for_runtimes": kept}
 
@@ -156,7 +167,7 @@ def _search_on_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, bu
     from edgekd.pipeline.target_accuracy import first_passing, runtime_drops, within_budget
     from edgekd.quant.fallback import rank_sensitivity
 
-    val = ctx.dataset.val
+    val = search_part(ctx)
     with tempfile.TemporaryDirectory(prefix="edgekd-runtime-fallback-") as scratch:
         cache = Path(scratch) / "calibration.json"
         quantize = lambda path, exclude: quantize_qdq(ctx.layout.fp32_onnx, path, recipe, calibration_x,  # noqa: E731
@@ -169,7 +180,7 @@ def _search_on_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, bu
         candidate = Path(scratch) / "candidate.onnx"
 
         def measure(kept: list[str]):
-            drops = runtime_drops(ctx, profiles, quantize(candidate, kept), report.fp32_val_top1, spec)
+            drops = runtime_drops(ctx, profiles, quantize(candidate, kept), report.fp32_val_top1, spec, val)
             return within_budget(drops, budget.max_drop), drops
 
         found = first_passing(ranked, len(report.nodes_in_float), budget.max_nodes, measure)

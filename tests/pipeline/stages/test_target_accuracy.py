@@ -40,7 +40,8 @@ def test_the_quantize_stage_measures_int8_on_openvino_as_the_compile_stage_will(
     from edgekd.pipeline.records import CompileRecord, QuantizeRecord, read_record
     from edgekd.pipeline.runner import run_from_file
 
-    tiny_config.update(targets=["x86-cpu", "intel-cpu"])
+    # The whole validation split for the search too: its first model passes, so the compile stage judges on all of it.
+    tiny_config.update(targets=["x86-cpu", "intel-cpu"], quantize={**tiny_config.get("quantize", {}), "confirm_fraction": 0})
     ctx = run_from_file(str(write_config(tiny_config)), str(tmp_path / "run"),
                         only=["teachers", "distill", "export", "quantize", "compile"])
     recipes = read_record(ctx.manifest, QuantizeRecord).recipes
@@ -64,7 +65,7 @@ def test_a_target_runtime_over_the_budget_keeps_nodes_in_float_before_compile(tm
 
     calls = []
 
-    def fake_drops(ctx, profiles, int8_onnx, fp32_val_top1, input_spec):
+    def fake_drops(ctx, profiles, int8_onnx, fp32_val_top1, input_spec, val):
         calls.append(int8_onnx)
         return {"intel-cpu": {"runtime": "openvino", "split": "validation", "val_top1": 0.5,
                               "val_drop": 5.0 if len(calls) == 1 else 0.0}}
