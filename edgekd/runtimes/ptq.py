@@ -237,6 +237,19 @@ def quantized_nodes(qdq_onnx: Path) -> list[str]:
             if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear") and dequantized.intersection(n.input)]
 
 
+def dequantize_count(qdq_onnx: Path) -> int:
+    """DequantizeLinear nodes anywhere in the model, subgraphs (If, Loop, Scan branches) included: 0 when the quantizer
+    left every node in float (NNCF on Silero VAD's graph), a file that int8 names but fp32 runs."""
+    import onnx
+
+    def count(graph) -> int:
+        own = sum(n.op_type == "DequantizeLinear" for n in graph.node)
+        return own + sum(count(a.g) for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH) \
+            + sum(count(g) for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPHS for g in a.graphs)
+
+    return count(onnx.load(str(qdq_onnx), load_external_data=False).graph)
+
+
 def _weights_inside(fp32_onnx: Path, scratch: Path) -> Path:
     """`fp32_onnx` with its external data (model.onnx.data) read back into the file, in `scratch`; the file itself when
     it has none. quant_pre_process runs onnxruntime's optimizer into a temporary folder that lacks the .data file, then

@@ -44,6 +44,8 @@ def int8_files(ctx: RunContext, recipe_name: str) -> list[tuple[str, Path]]:
     quantized = read_record(ctx.manifest, QuantizeRecord)
     if quantized.made_none:
         return []  # int8 files in 04-quantize are an earlier run's (before --force with quantize.method: none)
+    if quantized.recipes.get(recipe_name, {}).get("dequantize_nodes") == 0:
+        return []  # the quantizer left every node in float (said by the quantize stage): not an int8 model
     # The quantize stage makes one int8 model per recipe; its candidate is named by how it was made.
     main = ctx.layout.int8_onnx(recipe_name)
     return [(quantized.int8_label(recipe_name), main)] if main.is_file() else []

@@ -28,7 +28,7 @@ from edgekd.pipeline.validation_split import search_part, split_record
 from edgekd.quant.fallback import (WEIGHTED_OP_TYPES, FallbackBudget, FallbackReport, logits_of, quantize_auto,
                                    quantize_with_fallback, with_op_types)
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
-from edgekd.runtimes.ptq import quantize_qdq
+from edgekd.runtimes.ptq import dequantize_count, quantize_qdq
 
 # torch is imported inside the QAT functions only: PTQ of an ONNX student runs without it.
 
@@ -304,7 +304,11 @@ class QuantizeStage(Stage):
                 path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
                 made[flavour] = (path, info, name)
             outputs.append(path)
-            used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size}
+            used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size,
+                          "dequantize_nodes": dequantize_count(path)}
+            if used[name]["dequantize_nodes"] == 0:
+                warnings.warn(f"quantize: recipe '{name}' quantized no node of the model ({recipe.tool}); its targets get no "
+                              "int8 candidate (a float file under an int8 name would mislead)", stacklevel=2)
         made_from = {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration), "sha256": digest,
                      "folder": ctx.cfg.quantize.calibration_images}
         return StageOutput(outputs, inputs=[fp32], record=QuantizeRecord(method, used, made_from))
