@@ -216,7 +216,8 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
             logits, other_top1, other_drop = plain.make(retry, path)
             op_types_tried["+".join(budget.retry_op_types)] = {"val_top1": other_top1, "val_drop": other_drop}
             if other_drop < drop:
-                recipe, op_types, quantize, int8_logits, top1, drop = narrowed, list(budget.retry_op_types), retry, logits, other_top1, other_drop
+                recipe, op_types, quantize = narrowed, list(budget.retry_op_types), retry
+                int8_logits, top1, drop = logits, other_top1, other_drop
                 shutil.copyfile(path, out_path)
         report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=not within_limit(drop, budget.max_drop),
                                 val_top1=top1, val_drop=drop, strategy=budget.strategy, calibrate_method=method or "",

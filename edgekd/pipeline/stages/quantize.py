@@ -25,8 +25,7 @@ from edgekd.pipeline.selection import int8_budget
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import run_profile
 from edgekd.pipeline.validation_split import search_part, split_record
-from edgekd.quant.fallback import (WEIGHTED_OP_TYPES, FallbackBudget, FallbackReport, logits_of, quantize_auto,
-                                   quantize_with_fallback, with_op_types)
+from edgekd.quant.fallback import WEIGHTED_OP_TYPES, FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback, with_op_types
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
 from edgekd.runtimes.ptq import dequantize_count, quantize_qdq
 
