@@ -60,7 +60,7 @@ class FallbackBudget:
 # The op types with weights, where int8 saves the most time (QLinearConv, MatMulInteger). onnxruntime's default set
 # also quantizes every Add, Mul, Div, Clip and Sigmoid between them, which puts each elementwise step of a LayerNorm
 # or a hard-swish on an 8-bit grid: PP-OCRv4 rec lost 14 points of CTC accuracy that way (160 lines, minmax) and none
-# with its Conv and MatMul layers alone, on the same calibration. Keeping up to max_nodes nodes in float cannot undo
+# with its Conv and MatMul layers alone, on the same calibration (benchmarks/results/op_type_retry.md). Keeping up to max_nodes nodes in float cannot undo
 # a loss spread over a hundred elementwise nodes; one quantization with this set can.
 WEIGHTED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 

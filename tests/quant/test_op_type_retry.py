@@ -1,5 +1,5 @@
 """onnxruntime's default op set quantizes every Add, Mul, Clip and Sigmoid between the layers with weights. PP-OCRv4
-rec (benchmarks/third_party.py) lost 14 points of CTC accuracy that way and none with only its Conv and MatMul layers
+rec (benchmarks/results/op_type_retry.md) lost 14 points of CTC accuracy that way and none with only its Conv and MatMul layers
 quantized; keeping six nodes in float could not undo a loss spread over a hundred elementwise nodes. So before the
 node search, the fallback tries the same calibration with the weighted op types alone (quant/fallback.py)."""
 from __future__ import annotations
