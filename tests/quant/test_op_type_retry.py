@@ -59,7 +59,7 @@ def test_the_weighted_op_types_alone_meet_it_and_are_recorded(offset_model, tmp_
     report = quantize_with_fallback(path, tmp_path / "int8.onnx", RECIPE, calibration, val_x, val_y, budget, "minmax")
     assert report.val_drop <= 2.0 and not report.triggered and report.nodes_in_float == []
     assert report.op_types == list(WEIGHTED_OP_TYPES)
-    assert report.op_types_tried["+".join(WEIGHTED_OP_TYPES)]["val_drop"] == report.val_drop
+    assert report.op_types_tried["only Conv+ConvTranspose+Gemm+MatMul quantized, minmax calibration"]["val_drop"] == report.val_drop
     assert report.int8_val_drop == report.val_drop  # the drop the kept model makes, not the first one's
     kept = set(quantized_nodes(tmp_path / "int8.onnx"))
     assert {"fc0", "fc1"} <= kept and not kept & {"shift_up", "shift_down"}
@@ -79,3 +79,13 @@ def test_a_model_within_budget_tries_no_other_op_set(offset_model, tmp_path):
     report = quantize_with_fallback(path, tmp_path / "int8.onnx", RECIPE, calibration, val_x, val_y, budget, "minmax")
     assert report.op_types is None and report.op_types_tried == {}
     assert {"shift_up", "shift_down"} & set(quantized_nodes(tmp_path / "int8.onnx"))
+
+
+def test_the_op_type_retry_tries_every_calibration_tried(offset_model, tmp_path):
+    """The calibration that won over the whole op set is tried first, then the others, until one passes."""
+    path, calibration, val_x, val_y = offset_model
+    budget = FallbackBudget(max_drop=-50.0, max_nodes=0, retry_calibrations=("moving-average",), retry_op_types=WEIGHTED_OP_TYPES)
+    with pytest.raises(StageError) as gave_up:  # nothing can pass: every combination is tried and named
+        quantize_with_fallback(path, tmp_path / "int8.onnx", RECIPE, calibration, val_x, val_y, budget, "minmax")
+    tried = gave_up.value.fallback_report.op_types_tried
+    assert {label.rsplit(", ", 1)[1] for label in tried} == {"minmax calibration", "moving-average calibration"}
