@@ -56,10 +56,10 @@ from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
 from edgekd.lm.losses import TopKTargets, distill_loss, lm_cross_entropy  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, load_pretrained, parameter_count, student_config, torch_greedy  # noqa: E402
-from edgekd.lm.quantize import quantize_decoder  # noqa: E402
 from edgekd.lm.teacher import cached_targets  # noqa: E402
 from edgekd.lm.training import block_batches, torch_perplexity, train_lm  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
+from edgekd.runtimes.decoder_quantize import quantize_decoder  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / ".work" / "distill_lm"

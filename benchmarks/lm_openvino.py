@@ -42,9 +42,9 @@ from edgekd.lang.generation_bench import greedy_agreement, speed_at_fastest_thre
 from edgekd.lang.lm_tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
 from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
 from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
-from edgekd.lm.openvino import Compression, convert_decoder, default_group_size  # noqa: E402
-from edgekd.lm.quantize import quantize_decoder  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
+from edgekd.runtimes.decoder_quantize import quantize_decoder  # noqa: E402
+from edgekd.runtimes.openvino_convert import Compression, convert_decoder, default_group_size  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / ".work" / "distill_lm"

@@ -6,7 +6,7 @@ Speed does not depend on what the weights learned, so the decoders here are rand
 untrained: no corpus, no training, minutes instead of an hour. Perplexity is not measured (it would mean
 nothing); benchmarks/distill_lm.py measures the trained student it picks.
 
-Each shape: edgekd.lm.export.export_decoder (checked against PyTorch), edgekd.lm.quantize.quantize_decoder with
+Each shape: edgekd.lm.export.export_decoder (checked against PyTorch), edgekd.runtimes.decoder_quantize.quantize_decoder with
 both methods, then edgekd.lang.generation_bench.generation_speed on the three files interleaved per prompt (random prompts,
 greedy, batch 1, 1 onnxruntime thread, median decode tokens/s). The whole sweep runs `--repeats` times, each
 pass after the last, because fp32 speeds of memory-bound shapes vary between passes on a shared machine.
@@ -38,7 +38,7 @@ from edgekd.lang.generate import OnnxDecoder  # noqa: E402
 from edgekd.lang.generation_bench import generation_speed  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, parameter_count  # noqa: E402
-from edgekd.lm.quantize import quantize_decoder  # noqa: E402
+from edgekd.runtimes.decoder_quantize import quantize_decoder  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TEACHER = "4x256"  # benchmarks/distill_lm.py's teacher: the students' speed is compared with it

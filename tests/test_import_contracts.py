@@ -5,7 +5,7 @@
     core, runtimes, train <- text, lm       (model families, plugged into the pipeline later, never the reverse)
     all of them <- pipeline <- tasks <- api, cli   (tasks: each kind of model's own steps, named by the pipeline)
 and no stage module imports another one (what stages share lives in pipeline/, below stages/; the language model's
-stages, pipeline/lm/stages_*.py, count as stage modules). Over the whole package: no import circle, and no module
+stages are edgekd/tasks/lm_*.py, named by the task). Over the whole package: no import circle, and no module
 under device/ reaches a module that imports torch, following every import; onnxruntime.InferenceSession and
 openvino.Core are created only under runtimes/, text/ and lm/ import no runtime (onnxruntime, openvino, nncf: their
 quantizers and converters are the backends', under runtimes/), no module outside runtimes/ imports
@@ -189,12 +189,29 @@ def test_the_device_path_never_imports_torch_or_matplotlib_at_module_level_and_d
     assert not broken, "\n".join(broken)
 
 
+def defines_steps(path: Path) -> bool:
+    """Does the module define a stage's work: a class deriving from a base named ...Stage or TaskStep?"""
+    return any(isinstance(node, ast.ClassDef) and any((dotted(b) or "").split(".")[-1] in ("Stage", "TaskStep") for b in node.bases)
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+
+
 def stage_modules() -> dict[str, Path]:
-    """Every module that holds stage classes or a task's steps: pipeline/stages/*.py, edgekd/tasks/*.py and the
-    language model's pipeline/lm/stages_*.py."""
-    paths = [*(PACKAGE / "pipeline" / "stages").glob("*.py"), *(PACKAGE / "tasks").glob("*.py"),
-             *(PACKAGE / "pipeline" / "lm").glob("stages_*.py")]
+    """Every module that holds stage classes or a task's steps: pipeline/stages/*.py and the modules under
+    edgekd/tasks/ that define TaskSteps. A task module without steps (tasks/lm.py: the Task, its config and run-folder
+    layout) is what its steps share, as pipeline/ is what the stages share."""
+    paths = [*(PACKAGE / "pipeline" / "stages").glob("*.py"), *(p for p in (PACKAGE / "tasks").glob("*.py") if defines_steps(p))]
     return {module_of(path): path for path in sorted(paths) if path.name != "__init__.py"}
+
+
+def test_a_tasks_steps_import_only_their_own_tasks_module_of_the_tasks_layer():
+    """lm_train.py and lm_ship.py may import tasks/lm.py (what they share), and no other task's module."""
+    stages = stage_modules()
+    assert "edgekd.tasks.lm_ship" in stages and "edgekd.tasks.lm" not in stages
+    broken = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}" for own, path in stages.items()
+              if own.startswith("edgekd.tasks.") for line, module in imports_of(path)
+              if (edgekd_module(module) or "").startswith("edgekd.tasks.") and edgekd_module(module) != own
+              and own.split(".")[-1].split("_")[0] != edgekd_module(module).split(".")[-1]]
+    assert not broken, "\n".join(broken)
 
 
 def test_stages_never_import_each_other():

@@ -48,7 +48,7 @@ class GateFailed(EdgeKDError):
 def openvino_reason(exc: Exception) -> str:
     """The line of an OpenVINO exception that says what went wrong: its first lines only name source files
     ("Exception from src/inference/src/cpp/core.cpp:132:"), the cause comes last. Here in core because both the
-    OpenVINO backend (runtimes/) and the language models' IR (lm/openvino.py) word their errors with it."""
+    OpenVINO backend (runtimes/) and the language models' IR (runtimes/openvino_convert.py) word their errors with it."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     telling = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
     return (telling or lines or [type(exc).__name__])[-1][:200]

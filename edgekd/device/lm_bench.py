@@ -21,7 +21,6 @@ from edgekd.core.metrics import eval_set_hash
 from edgekd.device.bundle import bundle_thresholds, verify_bundle
 from edgekd.device.config import GenerationBenchConfig
 from edgekd.device.gate import GateResult, Thresholds, gate_report, verdicts
-from edgekd.device.latency import LatencySpec
 from edgekd.device.token_ids import check_token_ids
 
 TOKENIZER = "tokenizer.json"
@@ -48,7 +47,7 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
                      decoding: Decoding = Decoding()) -> dict[str, Any]:
     """One report (edgekd.report/1, task_metric perplexity: device/report/build.build_report) for the bundles, every
     file verified before anything loads, and with the bundles' gate_on_bench their verdict (device/gate.gate_report)."""
-    from edgekd.device.report.build import build_report
+    from edgekd.device.report.build import generation_report
     from edgekd.lang.generate import load_decoder
     from edgekd.lang.generation_bench import generation_speed
 
@@ -68,11 +67,8 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     rows = [_row(name, d, m, decoders[name], blocks[name], speed[name], gate["reference"]) for name, (d, m) in zip(names, bundles, strict=True)]
     first = blocks[names[0]]
     eval_set = {} if first is None else {"samples": int(len(first)), "sha256": eval_set_hash({"input_ids": first}, first)}
-    report = build_report(bundles[0][1].get("run") or Path(bundle_dirs[0]).resolve().parent.parent.name, rows, {}, eval_set,
-                          gate, LatencySpec(), (1,), False, task_metric="perplexity")
-    del report["bench"]  # latency settings of the classifiers' bench; a generation's are these:
-    report.update(prompts={"count": len(prompts), "source": source, "tokens": [int(len(p)) for p in prompts]},
-                  new_tokens=new_tokens, rounds=int(settings["rounds"]), decoding=decoding.describe(), threads=threads)
+    report = generation_report(bundles[0][1].get("run") or Path(bundle_dirs[0]).resolve().parent.parent.name, rows, {},
+                               eval_set, gate, prompts, source, new_tokens, int(settings["rounds"]), decoding.describe(), threads)
     report["warnings"] += [f"{row['artifact']}: {row['not_measured']}" for row in rows if row["perplexity"] is None]
     if bundles[0][1].get("gate_on_bench"):
         report["verdict"] = _verdict(gate_report(report, Thresholds.model_validate(gate)))

@@ -166,7 +166,7 @@ def validate_config(raw: dict[str, Any], source: str = "<config>") -> PipelineCo
 
 # A task whose pipeline file has sections of its own, by the `task:` name that picks it (a dotted path: the config
 # layer imports no task's module until a file asks for it). Every other file is a PipelineConfig.
-OWN_SECTIONS: dict[str, str] = {"language-model": "edgekd.pipeline.lm.config:LanguageModelConfig"}
+OWN_SECTIONS: dict[str, str] = {"language-model": "edgekd.tasks.lm:LanguageModelConfig"}
 
 
 def config_model(raw: Any) -> type:

@@ -20,7 +20,7 @@ from edgekd.pipeline.config import OWN_SECTIONS, PipelineConfig, sections_of
 
 def key_lines(section: str | None = None, task: str | None = None) -> list[str]:
     """`key = default  # description` for every key (under `section`, a dotted prefix such as distill.data_free);
-    task "language-model" walks that task's own sections (pipeline/lm/config.py) instead."""
+    task "language-model" walks that task's own sections (tasks/lm.LanguageModelConfig) instead."""
     model = _task_model(task)
     lines = list(_walk(model, _defaults() if model is PipelineConfig else model.model_construct(), ""))
     if section:

@@ -2,11 +2,12 @@
 (decoder's) quantize section, DecoderQuantizeConfig."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from pathlib import Path
+from typing import Any, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from edgekd.core.errors import ConfigError
+from edgekd.core.errors import ConfigError, TargetError
 from edgekd.core.sections import Strict
 from edgekd.train.config import TrainConfig
 
@@ -122,3 +123,47 @@ class DecoderQuantizeConfig(Strict):
                                   f"use one of {', '.join(family)} or none")
             return chosen
         return self.method if self.method == "none" or self.method in family else family[0]
+
+    def plan(self, targets: list[str], base_dir: Path) -> dict[str, tuple[str, Any]]:
+        """Per target, its method (none where its profile lists no int8) and profile. One-line errors before any
+        training: a target whose backend runs no decoder, a method for none of the targets' runtimes, OpenVINO or
+        NNCF missing for an OpenVINO target."""
+        import importlib.util
+
+        from edgekd.runtimes import get_backend, load_profile
+        from edgekd.runtimes.registry import decoder_backends, runtime_of
+
+        profiles = {name: load_profile(name, base_dir) for name in targets}
+        for name, profile in profiles.items():
+            if not get_backend(profile.backend).decoder_methods:
+                raise TargetError(f"target {name}: language models run on onnxruntime or OpenVINO here (backends "
+                                  f"{', '.join(decoder_backends())}), and this profile's backend is {profile.backend}; "
+                                  "use x86-cpu, arm64-cpu or intel-cpu")
+        methods = {name: self.method_for(name, profile.backend) for name, profile in profiles.items()}
+        if self.method != "none" and not any(self.method in get_backend(p.backend).decoder_methods for p in profiles.values()):
+            offers: dict[str, tuple[str, ...]] = {}  # runtime -> its methods (ort and ort-arm64 share onnxruntime's)
+            for name in decoder_backends():
+                offers.setdefault(runtime_of(name), get_backend(name).decoder_methods)
+            raise ConfigError(f"quantize.method {self.method}: not a method for any of the targets' runtimes "
+                              f"({', '.join(sorted({p.backend for p in profiles.values()}))}); use "
+                              + "; ".join(f"{', '.join(m)} for {runtime} targets" for runtime, m in offers.items()))
+        openvino = [name for name, profile in profiles.items() if runtime_of(profile.backend) == "openvino"]
+        if openvino:
+            get_backend(profiles[openvino[0]].backend).require()
+            if any(methods[name] != "none" for name in openvino) and importlib.util.find_spec("nncf") is None:
+                raise TargetError("quantize: ov_int8 / ov_int4 compress weights with NNCF, which is not installed; "
+                                  "pip install nncf, or use quantize.method none for the OpenVINO targets")
+        return {name: (methods[name] if "int8" in profile.precisions else "none", profile) for name, profile in profiles.items()}
+
+    def options_for(self, target: str, profile, method: str) -> tuple[Any, Optional[str]]:
+        """The DecoderOptions (runtimes/decoder.py) of `target` and why they differ from its profile's recipe, if
+        they do: dynamic int8 gets 7-bit weights where this host's int8 kernels saturate (quant/host.py)."""
+        from edgekd.quant.host import recipe_for_host
+        from edgekd.runtimes.decoder import DecoderOptions
+
+        reduce_range, note = False, None
+        if method == "dynamic":
+            choice = recipe_for_host(profile.quantization, self.adapt_to_host, target)
+            reduce_range, note = choice.recipe.reduce_range, choice.note
+        return DecoderOptions(reduce_range, self.block_size, self.openvino.int4_mode, self.openvino.group_size,
+                              self.openvino.ratio), note

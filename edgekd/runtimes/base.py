@@ -119,6 +119,14 @@ class Backend:
         """The files a decoder session on `model_file` loads (what a bundle copies and a size counts): the file itself."""
         return [Path(model_file)]
 
+    def quantize_decoder(self, fp32_onnx: Path, folder: Path, method: str, options, made: dict[Path, list[Path]]) -> dict:
+        """A language model's exported decoder quantized by `method` (one of decoder_methods, or none) for a target on
+        this backend (options: runtimes.decoder.DecoderOptions), written into `folder` once whichever targets share the
+        file (`made`: main file -> its files): the target's entry of the quantize record (method, runtime, file, bytes,
+        the settings; OpenVINO: its fp32 IR, fp32_file)."""
+        raise TargetError(f"the {self.name} backend runs no language model decoder; use one of the onnxruntime or "
+                          "OpenVINO targets")
+
     def loaded_files(self, artifact: Artifact) -> list[Path]:
         """The files a session opens on the device: the size compared across targets."""
         return [artifact.root / artifact.main]

@@ -5,13 +5,27 @@ edgekd.lang.generate, bench and evaluate drive them; no torch, as on a device.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
 
 import numpy as np
 
 CONTEXT_KEY = "edgekd.lm.context"  # ONNX metadata: the longest sequence the model was built for
-CONTEXT_INFO = ["edgekd", "lm_context"]  # rt_info path of the context length in an OpenVINO IR (edgekd.lm.openvino)
+CONTEXT_INFO = ["edgekd", "lm_context"]  # rt_info path of the context length in an OpenVINO IR (openvino_convert.py)
+
+
+@dataclass(frozen=True)
+class DecoderOptions:
+    """How a decoder is quantized besides its method (Backend.quantize_decoder): onnxruntime's dynamic int8 with 7-bit
+    weights where the host's int8 kernels saturate (quant/host.py decides), MatMulNBits' block size, ov_int4's
+    settings (openvino_convert.Compression)."""
+
+    reduce_range: bool = False
+    block_size: int = 32
+    int4_mode: str = "sym"
+    group_size: Optional[int] = None
+    ratio: float = 1.0
 
 
 class Decoder(Protocol):

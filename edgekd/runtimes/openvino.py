@@ -15,6 +15,7 @@ from edgekd.core.errors import ArtifactError, openvino_reason
 from edgekd.core.fileio import atomic_files
 from edgekd.runtimes.base import Artifact, Backend
 from edgekd.runtimes.decoder import CONTEXT_INFO, empty_kv_cache, step_inputs
+from edgekd.runtimes.openvino_convert import OV_METHODS
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -85,8 +86,8 @@ class OpenVinoSession:
 class OpenVinoBackend(Backend):
     name = "openvino"
     runtime_module = "openvino"
-    # NNCF weight compression of the decoder's IR (edgekd.lm.openvino, openvino_convert.py)
-    decoder_methods = ("ov_int8", "ov_int4")
+    # NNCF weight compression of the decoder's IR (openvino_convert.py)
+    decoder_methods = OV_METHODS
     extra = "openvino"
     pip_packages = "openvino"
     file_roles = {".xml": "OpenVINO IR graph", ".bin": "OpenVINO IR weights"}
@@ -99,6 +100,25 @@ class OpenVinoBackend(Backend):
     def decoder_files(self, model_file: Path) -> list[Path]:
         """The IR's graph and its weights beside it under the same name (where OpenVINO looks for them)."""
         return [Path(model_file), Path(model_file).with_suffix(".bin")]
+
+    def quantize_decoder(self, fp32_onnx: Path, folder: Path, method: str, options, made: dict[Path, list[Path]]) -> dict:
+        """The decoder as fp32 IR (the target's fp32 candidate, made even with method none) and, unless none, as IR
+        with NNCF's weight compression."""
+        from edgekd.runtimes.openvino_convert import Compression, convert_decoder
+
+        fp32 = folder / "student-fp32-ov.xml"
+        if fp32 not in made:
+            made[fp32] = self.decoder_files(convert_decoder(fp32_onnx, fp32))
+        entry = {"method": method, "runtime": self.runtime_module, "fp32_file": fp32.name}
+        if method == "none":
+            return entry
+        path = folder / f"student-{method}.xml"
+        if path not in made:
+            compression = Compression(options.int4_mode, options.group_size, options.ratio)
+            made[path] = self.decoder_files(convert_decoder(fp32_onnx, path, method, compression))
+        settings = {"mode": "int8_asym"} if method == "ov_int8" else \
+            {"mode": f"int4_{options.int4_mode}", "group_size": options.group_size, "ratio": options.ratio}
+        return {**entry, **settings, "file": path.name, "bytes": sum(p.stat().st_size for p in made[path])}
 
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:
         self.require()
@@ -188,7 +208,7 @@ class OpenVinoDecoder:
         self.path = Path(path)
         if not self.path.is_file() or not self.path.with_suffix(".bin").is_file():
             raise ArtifactError(f"{self.path}: OpenVINO IR (.xml with its .bin beside it) not found; make one with "
-                                "edgekd.lm.openvino.convert_decoder")
+                                "edgekd.runtimes.openvino_convert.convert_decoder")
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)

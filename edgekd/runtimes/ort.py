@@ -10,6 +10,7 @@ from edgekd.core.errors import ArtifactError, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.runtimes.base import Artifact, Backend
 from edgekd.runtimes.decoder import CONTEXT_KEY, empty_kv_cache, step_inputs
+from edgekd.runtimes.decoder_quantize import METHODS as DECODER_METHODS
 from edgekd.runtimes.onnx_graph import copy_onnx
 
 
@@ -113,8 +114,8 @@ class OrtSession:
 class OrtBackend(Backend):
     name = "ort"
     runtime_module = "onnxruntime"
-    # dynamic int8 (MatMulInteger) or weight-only MatMulNBits, 8 or 4 bits (edgekd.lm.quantize, ort_quantize.py)
-    decoder_methods = ("dynamic", "nbits8", "nbits4")
+    # dynamic int8 (MatMulInteger) or weight-only MatMulNBits, 8 or 4 bits (decoder_quantize.py)
+    decoder_methods = DECODER_METHODS
     extra = "ort"
     pip_packages = "onnxruntime"
     # The CPU provider has no fast fp16/bf16 kernels: such models only add casts.
@@ -131,6 +132,18 @@ class OrtBackend(Backend):
 
     def decoder(self, path: Path, threads: int | None = None):
         return OnnxDecoder(path, threads)
+
+    def quantize_decoder(self, fp32_onnx: Path, folder: Path, method: str, options, made: dict[Path, list[Path]]) -> dict:
+        from edgekd.runtimes.decoder_quantize import quantize_decoder
+
+        if method == "none":
+            return {"method": "none", "runtime": self.runtime_module}
+        reduce_range = options.reduce_range and method == "dynamic"
+        path = folder / f"student-{method}{'-7bit' if reduce_range else ''}.onnx"
+        if path not in made:
+            made[path] = [quantize_decoder(fp32_onnx, path, method, reduce_range=reduce_range, block_size=options.block_size)]
+        return {"method": method, "runtime": self.runtime_module, "reduce_range": reduce_range, "file": path.name,
+                "bytes": path.stat().st_size}
 
     def loaded_files(self, artifact: Artifact) -> list[Path]:
         """The model and its external-data file(s), if any (an .ort file is another way to load the same model)."""

@@ -11,57 +11,17 @@ bench and the gate then measure on the test split. "int8" names the quantized ca
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import ConfigError, StageError, TargetError
-from edgekd.pipeline.lm.config import LanguageModelConfig
-from edgekd.pipeline.lm.layout import fp32_onnx, student_dir, teacher_dir, tokenizer_path
-from edgekd.pipeline.lm.records import LMQuantizeRecord, LMTeacherRecord
+from edgekd.core.errors import StageError
 from edgekd.pipeline.records import CompileRecord, TargetBuild, read_record
 from edgekd.pipeline.selection import choose, increase_rule
 from edgekd.pipeline.stage import StageOutput, TaskStep
 from edgekd.runtimes import get_backend, load_profile
 from edgekd.runtimes.registry import runtime_of
-
-
-def _profiles(config: LanguageModelConfig, base_dir: Path) -> dict:
-    """The targets' profiles; a target whose backend runs no decoder (Backend.decoder_methods) is refused."""
-    from edgekd.runtimes.registry import decoder_backends
-
-    profiles = {name: load_profile(name, base_dir) for name in config.targets}
-    for name, profile in profiles.items():
-        if not get_backend(profile.backend).decoder_methods:
-            raise TargetError(f"target {name}: language models run on onnxruntime or OpenVINO here (backends "
-                              f"{', '.join(decoder_backends())}), and this profile's backend is {profile.backend}; "
-                              "use x86-cpu, arm64-cpu or intel-cpu")
-    return profiles
-
-
-def _methods(config: LanguageModelConfig, base_dir: Path) -> dict[str, tuple[str, object]]:
-    """Per target, its quantize method and profile; a method for no listed target's runtime, or OpenVINO or NNCF
-    missing for an OpenVINO target, is a one-line error before any training."""
-    from edgekd.runtimes.registry import decoder_backends
-
-    profiles = _profiles(config, base_dir)
-    methods = {name: (config.quantize.method_for(name, profile.backend), profile) for name, profile in profiles.items()}
-    method = config.quantize.method
-    if method != "none" and not any(method in get_backend(p.backend).decoder_methods for p in profiles.values()):
-        offers: dict[str, tuple[str, ...]] = {}  # runtime -> its methods (ort and ort-arm64 share onnxruntime's)
-        for name in decoder_backends():
-            offers.setdefault(runtime_of(name), get_backend(name).decoder_methods)
-        raise ConfigError(f"quantize.method {method}: not a method for any of the targets' runtimes "
-                          f"({', '.join(sorted({p.backend for p in profiles.values()}))}); use "
-                          + "; ".join(f"{', '.join(m)} for {runtime} targets" for runtime, m in offers.items()))
-    openvino = {name: (m, p) for name, (m, p) in methods.items() if runtime_of(p.backend) == "openvino"}
-    if openvino:
-        get_backend(next(iter(openvino.values()))[1].backend).require()
-        if any(m != "none" for m, _ in openvino.values()) and importlib.util.find_spec("nncf") is None:
-            raise TargetError("quantize: ov_int8 / ov_int4 compress weights with NNCF, which is not installed; "
-                              "pip install nncf, or use quantize.method none for the OpenVINO targets")
-    return methods
+from edgekd.tasks.lm import LanguageModelConfig, student_dir, teacher_dir, tokenizer_path
 
 
 class LMExportStep(TaskStep):
@@ -75,7 +35,7 @@ class LMExportStep(TaskStep):
         from edgekd.lm.models import load_pretrained
 
         student = load_pretrained(student_dir(self.ctx))
-        path = export_decoder(student, fp32_onnx(self.ctx), opset=self.ctx.cfg.export.opset)
+        path = export_decoder(student, self.ctx.layout.fp32_onnx, opset=self.ctx.cfg.export.opset)
         worst = check_against_torch(student, path)
         return StageOutput([path], {"parity_max_abs_diff": worst, "opset": self.ctx.cfg.export.opset,
                                     "input": {"name": "input_ids", "shape": ["batch_size", "sequence_length"], "dtype": "int64"}},
@@ -92,53 +52,18 @@ class LMQuantizeStep(TaskStep):
 
     @classmethod
     def check(cls, config: LanguageModelConfig, base_dir: Path) -> None:
-        _methods(config, base_dir)
+        config.quantize.plan(config.targets, base_dir)
 
     def run(self) -> StageOutput:
         made: dict[Path, list[Path]] = {}  # each file made once, whichever targets share it: main file -> its files
         per_target = {}
-        for name, (method, profile) in _methods(self.ctx.cfg, self.ctx.base_dir).items():
-            if method != "none" and "int8" not in profile.precisions:
-                method = "none"
-            make = self._openvino if _runtime(profile) == "openvino" else self._onnxruntime
-            per_target[name] = make(name, method, profile, made)
+        for name, (method, profile) in self.ctx.cfg.quantize.plan(self.ctx.cfg.targets, self.ctx.base_dir).items():
+            options, note = self.ctx.cfg.quantize.options_for(name, profile, method)
+            entry = get_backend(profile.backend).quantize_decoder(self.ctx.layout.fp32_onnx, self.ctx.stage_dir("quantize"),
+                                                                 method, options, made)
+            per_target[name] = {**entry, **({"host_note": note} if note and entry.get("file") else {})}
         outputs = [path for files in made.values() for path in files]
-        return StageOutput(outputs, inputs=[fp32_onnx(self.ctx)], record=LMQuantizeRecord(per_target))
-
-    def _onnxruntime(self, name: str, method: str, profile, made: dict) -> dict:
-        from edgekd.lm.quantize import quantize_decoder
-        from edgekd.quant.host import recipe_for_host
-
-        ctx, cfg = self.ctx, self.ctx.cfg
-        if method == "none":
-            return {"method": "none", "runtime": _runtime(profile)}
-        reduce_range, note = False, None
-        if method == "dynamic":
-            choice = recipe_for_host(profile.quantization, cfg.quantize.adapt_to_host, name)
-            reduce_range, note = choice.recipe.reduce_range, choice.note
-        path = ctx.stage_dir("quantize") / f"student-{method}{'-7bit' if reduce_range else ''}.onnx"
-        if path not in made:
-            made[path] = [quantize_decoder(fp32_onnx(ctx), path, method, reduce_range=reduce_range, block_size=cfg.quantize.block_size)]
-        return {"method": method, "runtime": _runtime(profile), "reduce_range": reduce_range, "file": path.name,
-                "bytes": path.stat().st_size, **({"host_note": note} if note else {})}
-
-    def _openvino(self, name: str, method: str, profile, made: dict) -> dict:
-        from edgekd.lm.openvino import Compression, convert_decoder
-
-        ctx, options, backend = self.ctx, self.ctx.cfg.quantize.openvino, get_backend(profile.backend)
-        fp32 = ctx.stage_dir("quantize") / "student-fp32-ov.xml"
-        if fp32 not in made:
-            made[fp32] = backend.decoder_files(convert_decoder(fp32_onnx(ctx), fp32))
-        entry = {"method": method, "runtime": _runtime(profile), "fp32_file": fp32.name}
-        if method == "none":
-            return entry
-        path = ctx.stage_dir("quantize") / f"student-{method}.xml"
-        compression = Compression(options.int4_mode, options.group_size, options.ratio)
-        if path not in made:
-            made[path] = backend.decoder_files(convert_decoder(fp32_onnx(ctx), path, method, compression))
-        settings = {"mode": "int8_asym"} if method == "ov_int8" else \
-            {"mode": f"int4_{options.int4_mode}", "group_size": options.group_size, "ratio": options.ratio}
-        return {**entry, **settings, "file": path.name, "bytes": sum(p.stat().st_size for p in made[path])}
+        return StageOutput(outputs, {"targets": per_target}, inputs=[self.ctx.layout.fp32_onnx])  # read by compile (_files)
 
 
 SPEED_PROMPTS, SPEED_TOKENS = 5, 32  # the compile stage's quick speed check on validation prompts
@@ -161,11 +86,11 @@ class LMCompileStep(TaskStep):
         ctx, cfg = self.ctx, self.ctx.cfg
         tokenizer = LMTokenizer(tokenizer_path(ctx))
         val = ctx.dataset.blocks(tokenizer.path, "val")[: cfg.data.val_blocks]
-        quantized = read_record(ctx.manifest, LMQuantizeRecord)
+        quantized = ctx.manifest.metrics("quantize").get("targets") or {}
         files = {name: self._files(quantized, name) for name in cfg.targets}
         # The exported fp32 decoder always: the run's reference, whatever the targets ship.
         val_perplexity = {path: onnx_perplexity(load_decoder(path), val)
-                          for path in dict.fromkeys([fp32_onnx(ctx), *(p for pair in files.values() for p in pair.values())])}
+                          for path in dict.fromkeys([ctx.layout.fp32_onnx, *(p for pair in files.values() for p in pair.values())])}
         speed = self._speeds(files, val)
         outputs, targets = [], {}
         held_out = self._held_out(tokenizer)
@@ -179,16 +104,17 @@ class LMCompileStep(TaskStep):
             limit = val_perplexity[files[name]["fp32"]] * (1 + max_increase) if max_increase is not None else float("inf")
             chosen = rows[choose(rows, increase_rule(limit, source="gate.max_increase"))]
             outputs += self._bundle(name, chosen["name"], files[name][chosen["name"]], chosen["val_perplexity"],
-                                    quantized.targets[name], tokenizer, held_out)
+                                    quantized[name], tokenizer, held_out)
             backend = load_profile(name, ctx.base_dir).backend
             targets[name] = TargetBuild(backend, chosen["name"], chosen["precision"], rows, f"bundle/{name}")
-        return StageOutput(outputs, {"fp32_val_perplexity": round(val_perplexity[fp32_onnx(ctx)], 4)}, record=CompileRecord(targets))
+        return StageOutput(outputs, {"fp32_val_perplexity": round(val_perplexity[ctx.layout.fp32_onnx], 4)}, record=CompileRecord(targets))
 
-    def _files(self, quantized: LMQuantizeRecord, target: str) -> dict[str, Path]:
-        """The target's candidates: fp32 (the ONNX decoder, or OpenVINO's fp32 IR) and int8 where it has one."""
-        folder = self.ctx.stage_dir("quantize")
-        fp32 = folder / quantized.fp32_file(target) if quantized.fp32_file(target) else fp32_onnx(self.ctx)
-        return {"fp32": fp32} | ({"int8": folder / quantized.int8_file(target)} if quantized.int8_file(target) else {})
+    def _files(self, quantized: dict, target: str) -> dict[str, Path]:
+        """The target's candidates: fp32 (the ONNX decoder, or OpenVINO's fp32 IR, fp32_file) and int8 where it has one
+        (the quantize stage's entry for the target: Backend.quantize_decoder)."""
+        folder, entry = self.ctx.stage_dir("quantize"), quantized.get(target, {})
+        fp32 = folder / entry["fp32_file"] if entry.get("fp32_file") else self.ctx.layout.fp32_onnx
+        return {"fp32": fp32} | ({"int8": folder / entry["file"]} if entry.get("method", "none") != "none" else {})
 
     def _speeds(self, files: dict[str, dict[str, Path]], val) -> dict[Path, dict]:
         """Decode tokens/s of the candidates of each target this machine can time and that has a choice to make, on a
@@ -255,19 +181,10 @@ class LMCompileStep(TaskStep):
             return {"blocks": np.zeros((0, ctx.cfg.data.context), np.int64), "eval": None}
         # among the blocks bench measures (data.test_blocks): a bundle covering them all reproduces bench's perplexity
         blocks = device_blocks(ctx.task.evaluation_set(ctx.dataset, ctx.cfg.data.test_blocks)[1], count)
-        references = {"student_fp32": round(onnx_perplexity(OnnxDecoder(fp32_onnx(ctx)), blocks), 4),
+        references = {"student_fp32": round(onnx_perplexity(OnnxDecoder(ctx.layout.fp32_onnx), blocks), 4),
                       "teacher": round(torch_perplexity(load_pretrained(teacher_dir(ctx)), blocks), 4)}
         return {"blocks": blocks, "eval": {"file": "eval.npz", "split": "test", "blocks": int(len(blocks)),
                                            "block_tokens": int(blocks.shape[1]), "reference_perplexity": references}}
-
-
-def _runtime(profile) -> str:
-    """The runtime a target's models run on ('onnxruntime', 'openvino'): its backend's, from the one table."""
-    return runtime_of(profile.backend)
-
-
-def _target_runtime(cfg, base_dir: Path, target: str) -> str:
-    return _runtime(load_profile(target, base_dir))
 
 
 class LMBenchStep(TaskStep):
@@ -280,8 +197,7 @@ class LMBenchStep(TaskStep):
 
     def run(self) -> StageOutput:
         from edgekd.core.metrics import eval_set_hash
-        from edgekd.device.latency import LatencySpec
-        from edgekd.device.report.build import build_report, write_reports
+        from edgekd.device.report.build import generation_report, write_reports
         from edgekd.lang.generate import load_decoder
         from edgekd.lang.generation_bench import generation_speed, greedy_agreement
         from edgekd.lang.perplexity import onnx_perplexity
@@ -291,18 +207,17 @@ class LMBenchStep(TaskStep):
         _, test = ctx.task.evaluation_set(ctx.dataset, cfg.data.test_blocks)
         held_out = prompts(test, cfg.bench.prompts, cfg.bench.prompt_tokens)
         compiled = _compiled(ctx)
-        # One decoder per file: targets sharing a file are measured once; timed where a target is measurable here. Every
-        # int8 file is scored (also where fp32 ships), and each shipped file (OpenVINO's fp32 IR among them).
+        # One decoder per shipped file (OpenVINO's fp32 IR among them): targets sharing a file are measured once, timed
+        # where a target is measurable here; the report has a row per target (the compile stage scored the rest).
         shipped = {t: _path_of(build, build.chosen) for t, build in compiled.items()}
-        files = [_path_of(build, "int8") for build in compiled.values() if _path_of(build, "int8")] + list(shipped.values())
-        paths = {"fp32": fp32_onnx(ctx)} | {self._model_name(file): ctx.run_dir / file for file in files}
+        paths = {"fp32": ctx.layout.fp32_onnx} | {self._model_name(file): ctx.run_dir / file for file in shipped.values()}
         model_of = {t: self._model_name(shipped[t]) for t in cfg.targets}
         decoders = {name: load_decoder(path) for name, path in paths.items()}
         perplexity = {name: round(onnx_perplexity(decoder, test), 4) for name, decoder in decoders.items()}
         timed = {"fp32"} | {model_of[t] for t in cfg.targets if _measurable(cfg, ctx.base_dir, t)}
         speed = generation_speed({n: d for n, d in decoders.items() if n in timed}, held_out, cfg.bench.new_tokens, cfg.bench.rounds)
         agreement = {n: greedy_agreement(decoders["fp32"], d, held_out, cfg.bench.new_tokens) for n, d in decoders.items() if n != "fp32"}
-        teacher = read_record(ctx.manifest, LMTeacherRecord)
+        teacher = ctx.manifest.metrics("teachers")["teacher"]  # its size and test perplexity (lm_train.py)
         rows = []
         for t, build in compiled.items():
             model = model_of[t]
@@ -312,19 +227,17 @@ class LMBenchStep(TaskStep):
                          **(speed.get(model) or {"tokens_per_second": None, "not_timed": "time it on the device (edgekd bench)"}),
                          **({"token_agreement": agreement[model]["token_agreement"], "greedy_agreement_with_fp32": agreement[model]}
                             if model in agreement else {})})
-        references = {"teacher": {"perplexity": teacher.test_perplexity, "params": teacher.params},
+        references = {"teacher": {"perplexity": teacher["test_perplexity"], "params": teacher["params"]},
                       "student_fp32": {"perplexity": perplexity["fp32"], **speed["fp32"]}}
         eval_set = {"samples": len(test), "sha256": eval_set_hash({"input_ids": test}, test), "tokens": int(test.size)}
-        report = build_report(cfg.name, rows, references, eval_set, dict(cfg.gate), LatencySpec(), (1,), False, task_metric="perplexity")
-        del report["bench"]  # the classifiers' latency settings; a generation's are these:
-        report.update(prompts={"count": len(held_out), "source": "the test split", "tokens": [int(len(p)) for p in held_out]},
-                      new_tokens=cfg.bench.new_tokens, rounds=cfg.bench.rounds, decoding={"mode": "greedy"}, threads=None)
+        report = generation_report(cfg.name, rows, references, eval_set, dict(cfg.gate), held_out, "the test split",
+                                   cfg.bench.new_tokens, cfg.bench.rounds, {"mode": "greedy"}, None)
         # report.json only: the gate stage writes report.md and report.html with its verdicts (as for images)
         return StageOutput(write_reports(ctx.run_dir, report)[:1], {"rows": rows, "references": references})
 
     def _model_name(self, file: str) -> str:
         """A file's name in the report: fp32 for the exported decoder, else its stem (student-ov_int8, ...)."""
-        return "fp32" if self.ctx.run_dir / file == fp32_onnx(self.ctx) else Path(file).stem
+        return "fp32" if self.ctx.run_dir / file == self.ctx.layout.fp32_onnx else Path(file).stem
 
 
 def _compiled(ctx) -> dict:

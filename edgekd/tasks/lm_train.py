@@ -10,10 +10,8 @@ import numpy as np
 from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import atomic_path, resolve_path, searched
 from edgekd.lm.models import save_pretrained
-from edgekd.pipeline.lm.config import LanguageModelConfig
-from edgekd.pipeline.lm.layout import student_dir, teacher_dir, tokenizer_path
-from edgekd.pipeline.lm.records import LMTeacherRecord
 from edgekd.pipeline.stage import StageOutput, TaskStep
+from edgekd.tasks.lm import LanguageModelConfig, student_dir, teacher_dir, tokenizer_path
 
 
 def train_order(count: int, seed: int) -> np.ndarray:
@@ -50,11 +48,12 @@ class LMTeachersStep(TaskStep):
         outputs = [tokenizer, *save_pretrained(teacher, teacher_dir(ctx))]
         val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]
         test = ctx.dataset.blocks(tokenizer, "test")[: cfg.data.test_blocks or None]  # the reference bench reports beside the student
-        reference = LMTeacherRecord(parameter_count(teacher), round(torch_perplexity(teacher, test), 4))
         metrics = {"corpus": ctx.dataset.corpus.describe(), "tokenizer": {"vocab_size": teacher.config.vocab_size},
-                   "teacher": {"params": reference.params, "val_perplexity": round(torch_perplexity(teacher, val), 4),
-                               "test_perplexity": reference.test_perplexity, "given": trained is None, **(trained or {})}}
-        return StageOutput(outputs, metrics, record=reference)
+                   # params and test_perplexity: bench's teacher reference
+                   "teacher": {"params": parameter_count(teacher), "val_perplexity": round(torch_perplexity(teacher, val), 4),
+                               "test_perplexity": round(torch_perplexity(teacher, test), 4), "given": trained is None,
+                               **(trained or {})}}
+        return StageOutput(outputs, metrics)
 
     def _tokenizer(self) -> Path:
         from edgekd.lang.lm_tokenizer import LMTokenizer, train_on_corpus

@@ -23,7 +23,7 @@ def test_the_config_gate_section_profiles_and_device_gate_share_the_model():
 
 def test_the_language_models_gate_is_a_thresholds_dumped_as_before():
     """LMGateConfig was a second gate model; LMThresholds is the one Thresholds, with the same dump (stage keys)."""
-    from edgekd.pipeline.lm.config import LanguageModelConfig
+    from edgekd.tasks.lm import LanguageModelConfig
 
     gate = LanguageModelConfig().gate
     assert isinstance(gate, Thresholds) and gate.max_drop is None and gate.max_increase == 0.03
@@ -90,7 +90,7 @@ def test_metric_drop_limit():
                                     {"min_greedy_agreement": float("nan")}])
 def test_a_language_models_gate_refuses_non_finite_limits_naming_the_key(tmp_path, values):
     from edgekd.core.sections import load_yaml_model
-    from edgekd.pipeline.lm.config import LanguageModelConfig
+    from edgekd.tasks.lm import LanguageModelConfig
 
     path = tmp_path / "lm.yaml"
     key, value = next(iter(values.items()))

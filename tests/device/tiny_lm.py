@@ -64,7 +64,7 @@ def build_lm_run(root: Path, old: bool = False) -> Path:
     from edgekd.lang.perplexity import onnx_perplexity
     from edgekd.lm.export import export_decoder
     from edgekd.lm.models import LMShape, build_lm, gpt2_config
-    from edgekd.lm.quantize import quantize_decoder
+    from edgekd.runtimes.decoder_quantize import quantize_decoder
 
     corpus = write_corpus(root / "corpus", files=40)
     files = sorted(corpus.rglob("*.py"))

@@ -20,8 +20,8 @@ from edgekd.lang.generate import OnnxDecoder, generate  # noqa: E402
 from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
 from edgekd.lm.export import check_against_torch, export_decoder, input_names, output_names  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, torch_greedy  # noqa: E402
-from edgekd.lm.quantize import quantize_decoder  # noqa: E402
 from edgekd.lm.training import torch_perplexity  # noqa: E402
+from edgekd.runtimes.decoder_quantize import quantize_decoder  # noqa: E402
 
 PROMPTS = [[1, 2, 3], [17], [250, 4, 99, 123, 7, 7, 8], [42, 42]]
 
@@ -143,3 +143,31 @@ def test_generation_runs_with_torch_blocked(exported):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(generate(OnnxDecoder(path), [1, 2, 3], 16).tokens)
+
+
+def test_the_onnxruntime_backend_quantizes_a_decoder_once_for_every_target_that_shares_the_file(exported, tmp_path):
+    """Backend.quantize_decoder (issue 33: runtimes/ owns every quantizer): two targets on onnxruntime with the same
+    method and options share one file, made once; 7-bit weights are named in the file; none writes nothing."""
+    from edgekd.runtimes import get_backend
+    from edgekd.runtimes.decoder import DecoderOptions
+
+    _, path = exported
+    made: dict = {}
+    first = get_backend("ort").quantize_decoder(path, tmp_path, "dynamic", DecoderOptions(reduce_range=True), made)
+    stamp = (tmp_path / first["file"]).stat().st_mtime_ns
+    second = get_backend("ort-arm64").quantize_decoder(path, tmp_path, "dynamic", DecoderOptions(reduce_range=True), made)
+    assert first == second and first["file"] == "student-dynamic-7bit.onnx" and first["reduce_range"] is True
+    assert (tmp_path / first["file"]).stat().st_mtime_ns == stamp and list(made) == [tmp_path / first["file"]]
+    nbits = get_backend("ort").quantize_decoder(path, tmp_path, "nbits8", DecoderOptions(reduce_range=True), made)
+    assert nbits["file"] == "student-nbits8.onnx" and nbits["reduce_range"] is False  # 7-bit is dynamic int8's
+    assert get_backend("ort").quantize_decoder(path, tmp_path, "none", DecoderOptions(), made) == \
+        {"method": "none", "runtime": "onnxruntime"} and len(made) == 2
+
+
+def test_a_backend_that_runs_no_decoder_refuses_to_quantize_one(exported, tmp_path):
+    from edgekd.core.errors import TargetError
+    from edgekd.runtimes import get_backend
+    from edgekd.runtimes.decoder import DecoderOptions
+
+    with pytest.raises(TargetError, match="tensorrt backend runs no language model decoder"):
+        get_backend("tensorrt").quantize_decoder(exported[1], tmp_path, "dynamic", DecoderOptions(), {})

@@ -22,8 +22,9 @@ from edgekd.lang.generate import OnnxDecoder, generate, load_decoder  # noqa: E4
 from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
 from edgekd.lm.export import _FlatCacheDecoder, example_inputs, export_decoder  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, torch_greedy  # noqa: E402
-from edgekd.lm.openvino import Compression, OpenVinoDecoder, convert_decoder  # noqa: E402
 from edgekd.lm.training import torch_perplexity  # noqa: E402
+from edgekd.runtimes.openvino import OpenVinoDecoder  # noqa: E402
+from edgekd.runtimes.openvino_convert import Compression, convert_decoder  # noqa: E402
 
 PROMPTS = [[1, 2, 3], [17], [250, 4, 99, 123, 7, 7, 8]]
 
@@ -143,7 +144,7 @@ def test_default_group_size_is_the_largest_usual_one_dividing_the_width(tmp_path
     import onnx
     from onnx import helper, numpy_helper
 
-    from edgekd.lm.openvino import default_group_size
+    from edgekd.runtimes.openvino_convert import default_group_size
 
     wpe = numpy_helper.from_array(np.zeros((8, width), np.float32), "model.transformer.wpe.weight")
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",

@@ -8,7 +8,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgekd.lm.quantize import gemm_as_matmul  # noqa: E402
+from edgekd.runtimes.decoder_quantize import gemm_as_matmul  # noqa: E402
 
 
 def _graph(trans_b: int, bias: bool):

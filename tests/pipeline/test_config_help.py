@@ -168,7 +168,7 @@ def _flatten(mapping: dict, prefix: str) -> dict:
 
 
 def test_language_model_schema_describes_that_tasks_file_and_the_cli_writes_it(tmp_path):
-    from edgekd.pipeline.lm.config import LanguageModelConfig
+    from edgekd.tasks.lm import LanguageModelConfig
 
     schema = json_schema("language-model")
     assert set(schema["properties"]) == set(LanguageModelConfig.model_fields)

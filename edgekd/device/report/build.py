@@ -57,6 +57,18 @@ def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any
     return report
 
 
+def generation_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any], eval_set: dict[str, Any],
+                      gate: dict[str, Any], prompts: list, source: str, new_tokens: int, rounds: int,
+                      decoding: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """A language model's report (task_metric perplexity), from the pipeline's bench step or `edgekd bench`: the
+    classifiers' latency settings give way to the generation's (its prompts, new tokens, rounds, decoding)."""
+    report = build_report(run, rows, references, eval_set, gate, LatencySpec(), (1,), False, task_metric="perplexity")
+    del report["bench"]
+    report.update(prompts={"count": len(prompts), "source": source, "tokens": [int(len(p)) for p in prompts]},
+                  new_tokens=new_tokens, rounds=rounds, decoding=decoding, threads=threads)
+    return report
+
+
 def _against_fp32(rows: list[dict[str, Any]]) -> None:
     """Every timed row beside its target's fp32 row, by the one rule for "faster" (device.noise.compare_speed) on
     this measurement's batch-1 rounds: `vs_fp32` quotes the table's own p50s beside the paired speed-up, so a

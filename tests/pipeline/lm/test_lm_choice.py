@@ -68,8 +68,8 @@ def test_a_language_models_evaluation_set_is_its_test_blocks_in_the_runs_tokeniz
     """LanguageModel.evaluation_set raised NotImplementedError; the bench step and the bundles' eval.npz now ask it."""
     from edgekd.lang.lm_tokenizer import train_tokenizer
     from edgekd.pipeline.layout import RunLayout
-    from edgekd.pipeline.lm.config import LanguageModelConfig
     from edgekd.pipeline.task import task_named
+    from edgekd.tasks.lm import LanguageModelConfig
     from tests.lm.conftest import write_corpus
 
     corpus = write_corpus(tmp_path / "corpus", files=40)

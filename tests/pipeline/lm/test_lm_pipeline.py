@@ -134,7 +134,7 @@ def test_a_gate_that_cannot_pass_fails_on_perplexity(tmp_path):
 def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
     from edgekd.lang.generate import generate, load_decoder
     from edgekd.lang.lm_tokenizer import LMTokenizer
-    from edgekd.lm.openvino import OpenVinoDecoder
+    from edgekd.runtimes.openvino import OpenVinoDecoder
 
     run_dir = tmp_path / "run"
     quantize = {"method": "dynamic", "per_target": {"intel-cpu": "ov_int4"}, "openvino": {"group_size": 16}}
@@ -194,7 +194,7 @@ def test_the_distill_stage_trains_on_teacher_sequences_alone_then_mixed_with_tok
     """mode sequence: every step on the teacher's greedy continuations; then mode both on the same run folder:
     the teacher is up to date, its continuations are read back from the cache, and half the steps are token KD."""
     from edgekd.lm.models import load_pretrained, torch_greedy
-    from edgekd.pipeline.lm.layout import teacher_dir
+    from edgekd.tasks.lm import teacher_dir
 
     run_dir, only = tmp_path / "run", ["teachers", "distill"]
     ctx = run_from_file(_config(tmp_path, distill={"mode": "sequence", "sequence": SEQUENCE,

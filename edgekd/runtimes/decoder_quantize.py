@@ -1,5 +1,6 @@
-"""int8 (or 4-bit) weights for an exported decoder with onnxruntime's quantization tools (called in
-edgekd/runtimes/ort_quantize.py: lm/ imports no runtime); no torch.
+"""int8 (or 4-bit) weights for a language model's exported decoder (edgekd.lm.export) with onnxruntime's
+quantization tools (ort_quantize.py): the onnxruntime backend's decoder quantizer (OrtBackend.quantize_decoder, issue
+33: runtimes/ owns every quantizer); no torch.
 
 Two kinds; in both, only products with a stored weight change (attention and the KV cache stay float):
 * `dynamic`: quantize_dynamic, MatMulInteger with int8 weights and activations quantized per call.
@@ -22,10 +23,9 @@ from pathlib import Path
 
 from edgekd.core.errors import ArtifactError, ConfigError
 from edgekd.core.fileio import atomic_path
-from edgekd.runtimes.ort import OrtBackend
 from edgekd.runtimes.ort_quantize import dynamic_int8_constant_matmuls, matmul_nbits
 
-METHODS = OrtBackend.decoder_methods  # dynamic, nbits8, nbits4: the onnxruntime backend's
+METHODS = ("dynamic", "nbits8", "nbits4")  # OrtBackend.decoder_methods
 
 
 def quantize_decoder(source: str | Path, target: str | Path, method: str = "dynamic", reduce_range: bool = True,
