@@ -25,7 +25,16 @@ from edgekd.pipeline.selection import int8_budget
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import run_profile
 from edgekd.pipeline.validation_split import search_part, split_record
-from edgekd.quant.fallback import WEIGHTED_OP_TYPES, FallbackBudget, FallbackReport, logits_of, quantize_auto, quantize_with_fallback, with_op_types
+from edgekd.quant.fallback import (
+    WEIGHTED_OP_TYPES,
+    FallbackBudget,
+    FallbackReport,
+    logits_of,
+    quantize_auto,
+    quantize_with_fallback,
+    with_op_types,
+    with_preset,
+)
 from edgekd.quant.host import HostChoice, recipe_for_host, warn_once
 from edgekd.runtimes.ptq import dequantize_count, quantize_qdq
 
@@ -81,10 +90,12 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
     retry = ("moving-average",) if method == "minmax" and not cfg.calibrate_method else ()
     # onnxruntime's whole default op set, not one the recipe chose: its weighted layers alone are tried next.
     op_types = WEIGHTED_OP_TYPES if recipe.tool != "nncf" and recipe.op_types is None else ()
+    # NNCF's performance preset (symmetric activations): its mixed preset is tried next.
+    presets = ("mixed",) if recipe.tool == "nncf" and recipe.preset == "performance" else ()
     budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type,
                             cfg.max_fallback_nodes if cfg.fallback.enabled else 0, cfg.sensitivity_samples,
                             cfg.fallback.max_seconds, score=ctx.task.score, retry_calibrations=retry,
-                            retry_op_types=op_types)
+                            retry_op_types=op_types, retry_presets=presets)
     val = search_part(ctx)  # the held-back samples judge what the search keeps (pipeline/validation_split.py)
     try:
         if method == "auto":
@@ -97,10 +108,12 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
             method = report.calibrate_method or method
     except StageError as missed:
         return _int8_over_budget(ctx, recipe, out, calibration_x, method, missed)
-    recipe = with_op_types(recipe, report.op_types)  # the op set the kept model was made with, for any further search
+    # the op set and preset the kept model was made with, for any further search
+    recipe = with_preset(with_op_types(recipe, report.op_types), report.preset)
     report, on_targets = _on_target_runtimes(ctx, recipe, out, report, budget, calibration_x, method)
     info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
     info = {**info, "op_types": report.op_types} if report.op_types else info
+    info = {**info, "preset": report.preset} if report.preset else info
     if searched(report, search, on_targets):  # its targets' candidates are judged on the held-back samples
         info = {**info, "searched": True, "validation_split": split_record(ctx)}
     info = {**info, "target_runtimes": on_targets} if on_targets else info
@@ -110,7 +123,7 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
 def searched(report: FallbackReport, calibration_search: dict | None, on_targets: dict) -> bool:
     """Did the search choose among int8 models (so that the kept one must be judged on samples it has not seen)?
     Not when the first model passed: then nothing was picked for how it did on the search's samples."""
-    return bool(report.triggered or report.calibrations_tried or report.op_types_tried or calibration_search
+    return bool(report.triggered or report.calibrations_tried or report.op_types_tried or report.presets_tried or calibration_search
                 or on_targets.get("nodes_in_float_for_runtimes"))
 
 
