@@ -58,7 +58,7 @@ class FallbackBudget:
     # NNCF recipes: its presets tried, in order, when the first int8 model breaks the budget (before the op types and
     # the node search): "mixed" (asymmetric activations) is NNCF's own advice for activations that are not centred
     # on zero, after hard-swish, GELU or a LayerNorm's shift. PP-OCRv4 rec on OpenVINO (160 lines, 100 calibrating):
-    # performance 88.1% CTC accuracy, mixed 95.0%, fp32 94.4% (README, issue 34).
+    # performance 88.1% CTC accuracy, mixed 95.0%, fp32 94.4% (benchmarks/results/nncf_preset.md).
     retry_presets: tuple[str, ...] = ()
 
 

@@ -1,9 +1,9 @@
 """NNCF's performance preset quantizes activations symmetrically. Where a layer's inputs are not centred on zero
 (after a hard-swish, a GELU, a LayerNorm's shift) half the int8 grid is wasted: PP-OCRv4 rec on OpenVINO scored 88.1%
-CTC accuracy with it, 95.0% with NNCF's mixed preset (asymmetric activations) and 94.4% in fp32 (160 lines, README
-"Models from elsewhere"). Neither preset wins everywhere (on small random hard-swish MLPs mixed lost more), so for
-an NNCF recipe the fallback tries mixed only when the first model breaks the budget, keeps it when it drops less, and
-starts the node search from it (quant/fallback.py). NNCF's own numbers are the benchmark's; these tests give the
+CTC accuracy with it, 95.0% with NNCF's mixed preset (asymmetric activations) and 94.4% in fp32 (160 lines,
+benchmarks/results/nncf_preset.md). intel-cpu's other results were measured with performance, so for an NNCF
+recipe the fallback tries mixed only when the first model breaks the budget, keeps it when it drops less, and starts
+the node search from it (quant/fallback.py). NNCF's own numbers are the benchmark's; these tests give the
 search a stand-in quantizer whose quality depends on the preset alone, so they check the search, not NNCF."""
 from __future__ import annotations
 
