@@ -27,3 +27,29 @@ def test_int8_over_budget_ships_float_with_the_drop_as_the_reason(planted_sensit
     assert artifact.precision == "fp32"
     rows = json.loads((run / "report.json").read_text())["rows"]
     assert any(r["precision"] == "int8" and "drop" in (r.get("verdict") or "") for r in rows)
+
+
+def test_the_over_budget_candidate_is_made_as_the_search_found_best(tmp_path, monkeypatch):
+    """The plain int8 candidate shown beside fp32 is made with the calibration, op set and NNCF preset that dropped
+    least in the search (its give-up report), not with the recipe as given: its drop is then the smallest the
+    search saw, and a target's own runtime (compile stage) judges that model."""
+    from types import SimpleNamespace
+
+    from edgekd.core.errors import StageError
+    from edgekd.pipeline.stages import quantize as stage
+    from edgekd.quant.fallback import FallbackReport
+    from edgekd.runtimes.profiles import QuantRecipe
+
+    made = []
+    monkeypatch.setattr(stage, "quantize_qdq", lambda source, out, recipe, x, calibrate_method=None: made.append((recipe, calibrate_method)))
+    missed = StageError("quantize: int8 recipe 'r' drops 4.44 > max_drop 1")
+    missed.fallback_report = FallbackReport(0.9, 0.8, 4.44, 1.0, True, preset="mixed", op_types=None)
+    ctx = SimpleNamespace(layout=SimpleNamespace(fp32_onnx=tmp_path / "fp32.onnx"))
+    recipe = QuantRecipe(name="r", tool="nncf", preset="performance")
+    _, info = stage._int8_over_budget(ctx, recipe, tmp_path / "int8.onnx", np.zeros((2, 3)), "nncf", missed)
+    assert made[0][0].preset == "mixed" and made[0][1] is None and info["preset"] == "mixed" and "op_types" not in info
+
+    made.clear()
+    missed.fallback_report = FallbackReport(0.9, 0.8, 4.0, 1.0, True, calibrate_method="moving-average", op_types=["Conv", "MatMul"])
+    _, info = stage._int8_over_budget(ctx, QuantRecipe(name="o"), tmp_path / "int8.onnx", np.zeros((2, 3)), "minmax", missed)
+    assert made[0][0].op_types == ["Conv", "MatMul"] and made[0][1] == "moving-average" and info["op_types"] == ["Conv", "MatMul"]

@@ -132,10 +132,15 @@ def _int8_over_budget(ctx: RunContext, recipe, out, calibration_x, method: str, 
     (its drop measured and shown as a candidate), so the compile stage ships its targets' float candidates with that
     drop as the reason, as the issue asks (every model ships on every target), instead of the whole run failing."""
     plain = "minmax" if method in ("auto", "nncf") else method
+    searched = getattr(missed, "fallback_report", None)  # the search's own: the calibration, op set and preset that dropped least
+    if searched is not None:
+        recipe = with_preset(with_op_types(recipe, searched.op_types), searched.preset)
+        plain = searched.calibrate_method or plain
     quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=None if recipe.tool == "nncf" else plain)
     warnings.warn(f"{missed}; the targets of recipe '{recipe.name}' ship a float candidate", stacklevel=2)
+    made_with = {"op_types": searched.op_types, "preset": searched.preset} if searched is not None else {}
     return out, {"calibrate_method": method if method != "auto" else plain, "nodes_in_float": [],
-                 "over_budget": str(missed)}
+                 "over_budget": str(missed), **{k: v for k, v in made_with.items() if v}}
 
 
 def _on_target_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, budget: FallbackBudget, calibration_x,
