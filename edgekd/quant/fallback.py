@@ -228,10 +228,11 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
             if within_limit(drop, budget.max_drop):
                 break
             variant, path = with_preset(recipe, preset), Path(scratch) / f"plain-{preset}.onnx"
-            logits, other_top1, other_drop = plain.make(quantizer(method, variant), path)
+            retry = quantizer(method, variant)
+            logits, other_top1, other_drop = plain.make(retry, path)
             presets_tried[preset] = {"val_top1": other_top1, "val_drop": other_drop}
             if other_drop < drop:
-                recipe, quantize, int8_logits, top1, drop = variant, quantizer(method, variant), logits, other_top1, other_drop
+                recipe, quantize, int8_logits, top1, drop = variant, retry, logits, other_top1, other_drop
                 shutil.copyfile(path, out_path)
         narrowed = with_op_types(recipe, budget.retry_op_types or None)
         # With every calibration tried, the winner over the whole op set first: it need not win over the narrower set
