@@ -48,7 +48,7 @@ import torch  # noqa: E402
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import read_json, sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.lang.generate import OnnxDecoder, generate  # noqa: E402
+from edgekd.lang.generate import generate  # noqa: E402
 from edgekd.lang.generation_bench import greedy_agreement, speed_at_fastest_threads  # noqa: E402
 from edgekd.lang.lm_tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
 from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
@@ -60,6 +60,8 @@ from edgekd.lm.teacher import cached_targets  # noqa: E402
 from edgekd.lm.training import block_batches, torch_perplexity, train_lm  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
 from edgekd.runtimes.decoder_quantize import quantize_decoder  # noqa: E402
+from edgekd.runtimes.ort import OnnxDecoder  # noqa: E402
+from edgekd.runtimes.registry import load_decoder  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / ".work" / "distill_lm"
@@ -257,7 +259,8 @@ def int8_choice(student_onnx: Path, val: np.ndarray, val_prompts: list[np.ndarra
 
 
 def fastest_setting(paths: dict[str, Path], prompts: list[np.ndarray], sizes: Sizes, rounds: int) -> tuple[dict, dict]:
-    return speed_at_fastest_threads(paths, prompts, sizes.new_tokens, rounds, sizes.threads)
+    return speed_at_fastest_threads(lambda threads: {name: load_decoder(path, threads) for name, path in paths.items()},
+                                    prompts, sizes.new_tokens, rounds, sizes.threads)
 
 
 def greedy_match(model, onnx_path: Path, prompts: list[np.ndarray], new_tokens: int) -> dict:

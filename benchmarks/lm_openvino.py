@@ -37,7 +37,6 @@ import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.lang.generate import load_decoder  # noqa: E402
 from edgekd.lang.generation_bench import greedy_agreement, speed_at_fastest_threads  # noqa: E402
 from edgekd.lang.lm_tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
 from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
@@ -45,6 +44,7 @@ from edgekd.lm.corpus import Corpus, stdlib_corpus  # noqa: E402
 from edgekd.quant.host import saturates_8bit_products  # noqa: E402
 from edgekd.runtimes.decoder_quantize import quantize_decoder  # noqa: E402
 from edgekd.runtimes.openvino_convert import Compression, convert_decoder, default_group_size  # noqa: E402
+from edgekd.runtimes.registry import load_decoder  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / ".work" / "distill_lm"
@@ -115,7 +115,8 @@ def measure(student: Path, tokenizer: LMTokenizer, corpus: Corpus, folder: Path)
     started = time.perf_counter()
     perplexity = {name: onnx_perplexity(decoder, test) for name, decoder in decoders.items()}
     perplexity_seconds = time.perf_counter() - started
-    speed, by_threads = speed_at_fastest_threads(paths, prompts, NEW_TOKENS, ROUNDS)
+    speed, by_threads = speed_at_fastest_threads(lambda threads: {name: load_decoder(path, threads) for name, path in paths.items()},
+                                                 prompts, NEW_TOKENS, ROUNDS)
     agreement = {name: greedy_agreement(decoders["ort_fp32"], decoder, prompts, NEW_TOKENS) for name, decoder in decoders.items()
                  if name != "ort_fp32"}
     reference = perplexity["ort_fp32"]

@@ -33,13 +33,14 @@ import torch  # noqa: E402
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.lang.generate import OnnxDecoder, generate  # noqa: E402
+from edgekd.lang.generate import generate  # noqa: E402
 from edgekd.lang.lm_tokenizer import LMTokenizer, blocks, train_on_corpus  # noqa: E402
 from edgekd.lm.corpus import Corpus, stdlib_corpus, summary  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
 from edgekd.lm.losses import TopKTargets, distill_loss, lm_cross_entropy  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, parameter_count  # noqa: E402
 from edgekd.runtimes.decoder_quantize import quantize_decoder  # noqa: E402
+from edgekd.runtimes.ort import OnnxDecoder  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 VOCAB, CONTEXT, BATCH, TOP_K, TEMPERATURE = 4096, 128, 16, 32, 2.0

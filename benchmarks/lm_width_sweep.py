@@ -34,11 +34,11 @@ import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 
 from edgekd.core.environment import describe  # noqa: E402
 from edgekd.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.lang.generate import OnnxDecoder  # noqa: E402
 from edgekd.lang.generation_bench import generation_speed  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, parameter_count  # noqa: E402
 from edgekd.runtimes.decoder_quantize import quantize_decoder  # noqa: E402
+from edgekd.runtimes.ort import OnnxDecoder  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TEACHER = "4x256"  # benchmarks/distill_lm.py's teacher: the students' speed is compared with it

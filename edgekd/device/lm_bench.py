@@ -48,8 +48,8 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     """One report (edgekd.report/1, task_metric perplexity: device/report/build.build_report) for the bundles, every
     file verified before anything loads, and with the bundles' gate_on_bench their verdict (device/gate.gate_report)."""
     from edgekd.device.report.build import generation_report
-    from edgekd.lang.generate import load_decoder
     from edgekd.lang.generation_bench import generation_speed
+    from edgekd.runtimes.registry import load_decoder
 
     bundles = [(Path(d), _verified(Path(d))) for d in bundle_dirs]
     _one_tokenizer(bundles)

@@ -1,5 +1,7 @@
-"""Text generation from an exported decoder (export.py) with onnxruntime (or OpenVINO, openvino.py) and numpy
-only: what a device runs. The decoder sessions are the backends' (Backend.decoder: runtimes/ort.py, openvino.py).
+"""Text generation from an exported decoder with numpy only: what a device runs. The decoder sessions are the
+backends' (Backend.decoder, opened by edgekd.runtimes.registry.load_decoder: runtimes/ort.py, openvino.py); this
+module declares the interface it steps (Decoder) and imports no runtime, so the torch-free task code stands on
+core/ alone and device/ above it.
 
 One step feeds the new tokens and the cache of everything before them, and gets the next-token logits and
 the grown cache back: the prompt in one step, then one token per step. Timing per call: the time to the first
@@ -11,13 +13,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Protocol
 
 import numpy as np
 
 from edgekd.core.errors import ConfigError
-from edgekd.runtimes.decoder import Decoder
-from edgekd.runtimes.ort import OnnxDecoder  # noqa: F401  (edgekd.lm's name for it too)
+
+
+class Decoder(Protocol):
+    """What generate(), generation_bench and perplexity.onnx_perplexity need of a decoder: runtimes.ort.OnnxDecoder,
+    or runtimes.openvino.OpenVinoDecoder for an OpenVINO IR (each backend's Backend.decoder opens its own)."""
+
+    path: Path
+    context: Optional[int]  # the longest prompt + generation, or None when the file does not say
+
+    def empty_cache(self) -> list[np.ndarray]: ...
+
+    def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]: ...
 
 
 @dataclass
@@ -32,16 +44,6 @@ class Generation:
         return {"new_tokens": len(self.tokens), "time_to_first_token_ms": self.first_token_seconds * 1e3,
                 "per_token_ms": {"p50": p50, "p99": p99},
                 "tokens_per_second": float(later.size / later.sum()) if later.size and later.sum() > 0 else None}
-
-
-def load_decoder(path: str | Path, threads: Optional[int] = None, runtime: Optional[str] = None) -> Decoder:
-    """The decoder for a model file, opened by its backend (Backend.decoder): the one that runs on `runtime` (e.g. the
-    'runtime' a bundle records), else the one whose files these are (Backend.file_roles: an OpenVINO IR .xml,
-    an ONNX file otherwise)."""
-    from edgekd.runtimes import get_backend
-    from edgekd.runtimes.registry import decoder_backend_for
-
-    return get_backend(decoder_backend_for(Path(path), runtime)).decoder(Path(path), threads)
 
 
 def generate(decoder: Decoder, prompt_ids, new_tokens: int, top_k: Optional[int] = None, temperature: float = 1.0,

@@ -8,13 +8,14 @@ Agreement: greedy tokens of a model equal to a reference model's, position by po
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from edgekd.core.errors import DataError
-from edgekd.lang.generate import Decoder, generate, load_decoder
+from edgekd.lang.generate import Decoder, generate
 
 
 def generation_speed(decoders: dict[str, Decoder], prompts: list[np.ndarray], new_tokens: int, rounds: int = 1,
@@ -45,16 +46,16 @@ def held_out_prompts(blocks: np.ndarray, count: int, tokens: int) -> list[np.nda
     return [blocks[row, :tokens] for row in rows]
 
 
-def speed_at_fastest_threads(paths: dict, prompts: list[np.ndarray], new_tokens: int, rounds: int = 1,
-                             thread_counts: tuple[int, ...] = (1, 2)) -> tuple[dict, dict]:
-    """generation_speed of each model file at each intra-op thread count (models interleaved per prompt), and per
-    model the count with the most tokens/s (its row gains "threads"). At batch 1 a small decoder's products are too
+def speed_at_fastest_threads(decoders_at: Callable[[int], dict[str, Decoder]], prompts: list[np.ndarray],
+                             new_tokens: int, rounds: int = 1, thread_counts: tuple[int, ...] = (1, 2)) -> tuple[dict, dict]:
+    """generation_speed of each model at each intra-op thread count (models interleaved per prompt), and per model
+    the count with the most tokens/s (its row gains "threads"). `decoders_at(threads)` opens the models at that
+    count, name -> decoder (e.g. with runtimes.registry.load_decoder). At batch 1 a small decoder's products are too
     small to split: on a 2-core machine 2 threads halved a 2 x 128 student's decode rate, so a fair comparison of
     two files puts each at its own faster setting."""
-    by_threads = {threads: generation_speed({name: load_decoder(path, threads) for name, path in paths.items()}, prompts,
-                                            new_tokens, rounds) for threads in thread_counts}
+    by_threads = {threads: generation_speed(decoders_at(threads), prompts, new_tokens, rounds) for threads in thread_counts}
     best = {}
-    for name in paths:
+    for name in by_threads[thread_counts[0]]:
         threads = max(by_threads, key=lambda t: by_threads[t][name]["tokens_per_second"] or 0.0)
         best[name] = {**by_threads[threads][name], "threads": threads}
     return best, by_threads

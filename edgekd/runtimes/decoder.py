@@ -1,13 +1,12 @@
 """What a language model's decoder sessions share (ort.OnnxDecoder, openvino.OpenVinoDecoder, each opened by its
-backend's Backend.decoder and stepped one token at a time with an explicit KV cache): the Decoder interface, the
-metadata keys of the context length, the empty KV cache and one step's inputs. numpy only, below both runners.
-edgekd.lang.generate, bench and evaluate drive them; no torch, as on a device.
+backend's Backend.decoder and stepped one token at a time with an explicit KV cache): the metadata keys of the
+context length, the empty KV cache and one step's inputs. numpy only, below both runners. The interface they meet
+is edgekd.lang.generate.Decoder, declared where it is used (the generation loop, which imports no runtime).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional, Protocol
+from typing import Optional
 
 import numpy as np
 
@@ -26,18 +25,6 @@ class DecoderOptions:
     int4_mode: str = "sym"
     group_size: Optional[int] = None
     ratio: float = 1.0
-
-
-class Decoder(Protocol):
-    """What edgekd.lm's generate(), bench and onnx_perplexity() need of a decoder: OnnxDecoder, or OpenVinoDecoder
-    for an OpenVINO IR (each backend's Backend.decoder opens its own)."""
-
-    path: Path
-    context: Optional[int]  # the longest prompt + generation, or None when the file does not say
-
-    def empty_cache(self) -> list[np.ndarray]: ...
-
-    def step(self, new_ids: np.ndarray, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]: ...
 
 
 def empty_kv_cache(entries: int, heads: int, head_size: int) -> list[np.ndarray]:

@@ -52,6 +52,13 @@ def decoder_backend_for(model_file: Path, runtime: str | None = None) -> str:
     return next((n for n in backends if Path(model_file).suffix in get_backend(n).file_roles), backends[0])
 
 
+def load_decoder(path: str | Path, threads: int | None = None, runtime: str | None = None):
+    """The decoder session for a language model's file (edgekd.lang.generate.Decoder), opened by its backend
+    (Backend.decoder): the one that runs on `runtime` (e.g. the 'runtime' a bundle records), else the one whose
+    files these are (an OpenVINO IR .xml, an ONNX file otherwise)."""
+    return get_backend(decoder_backend_for(Path(path), runtime)).decoder(Path(path), threads)
+
+
 def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise TargetError(f"unknown backend '{name}'; known: {', '.join(BACKENDS)}")

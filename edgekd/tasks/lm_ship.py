@@ -79,9 +79,9 @@ class LMCompileStep(TaskStep):
     sections = ("targets", "gate", "bench")  # bench: the bundle records the bench settings and carries device_blocks
 
     def run(self) -> StageOutput:
-        from edgekd.lang.generate import load_decoder
         from edgekd.lang.lm_tokenizer import LMTokenizer
         from edgekd.lang.perplexity import onnx_perplexity
+        from edgekd.runtimes.registry import load_decoder
 
         ctx, cfg = self.ctx, self.ctx.cfg
         tokenizer = LMTokenizer(tokenizer_path(ctx))
@@ -119,9 +119,9 @@ class LMCompileStep(TaskStep):
     def _speeds(self, files: dict[str, dict[str, Path]], val) -> dict[Path, dict]:
         """Decode tokens/s of the candidates of each target this machine can time and that has a choice to make, on a
         few validation prompts, all interleaved (edgekd.lang.generation_bench)."""
-        from edgekd.lang.generate import load_decoder
         from edgekd.lang.generation_bench import generation_speed
         from edgekd.lm.dataset import prompts
+        from edgekd.runtimes.registry import load_decoder
 
         cfg = self.ctx.cfg
         timed = list(dict.fromkeys(path for name, pair in files.items() if "int8" in pair and _measurable(cfg, self.ctx.base_dir, name)
@@ -170,11 +170,11 @@ class LMCompileStep(TaskStep):
     def _held_out(self, tokenizer) -> dict:
         """The test blocks every bundle carries (bench.device_blocks, spread over those bench measures) and the
         references' perplexities on exactly those blocks, so the device's gate compares like with like."""
-        from edgekd.lang.generate import OnnxDecoder
         from edgekd.lang.perplexity import onnx_perplexity
         from edgekd.lm.dataset import device_blocks
         from edgekd.lm.models import load_pretrained
         from edgekd.lm.training import torch_perplexity
+        from edgekd.runtimes.ort import OnnxDecoder
 
         ctx, count = self.ctx, self.ctx.cfg.bench.device_blocks
         if count == 0:  # no rows: the bundle carries no held-out blocks
@@ -198,10 +198,10 @@ class LMBenchStep(TaskStep):
     def run(self) -> StageOutput:
         from edgekd.core.metrics import eval_set_hash
         from edgekd.device.report.build import generation_report, write_reports
-        from edgekd.lang.generate import load_decoder
         from edgekd.lang.generation_bench import generation_speed, greedy_agreement
         from edgekd.lang.perplexity import onnx_perplexity
         from edgekd.lm.dataset import prompts
+        from edgekd.runtimes.registry import load_decoder
 
         ctx, cfg = self.ctx, self.ctx.cfg
         _, test = ctx.task.evaluation_set(ctx.dataset, cfg.data.test_blocks)

@@ -22,9 +22,9 @@ from edgekd import api  # noqa: E402
 from edgekd.cli import main  # noqa: E402
 from edgekd.core.fileio import read_json, sha256_of, write_json_atomic  # noqa: E402
 from edgekd.device.lm_bench import Decoding  # noqa: E402
-from edgekd.lang.generate import OnnxDecoder  # noqa: E402
 from edgekd.lang.lm_tokenizer import LMTokenizer  # noqa: E402
 from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
+from edgekd.runtimes.ort import OnnxDecoder  # noqa: E402
 from tests.device.tiny_lm import BENCH, build_lm_run  # noqa: E402
 
 

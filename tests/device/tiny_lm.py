@@ -59,12 +59,12 @@ def write_lm_bundle(folder: Path, model: Path, tokenizer: Path, info: dict[str, 
 
 def build_lm_run(root: Path, old: bool = False) -> Path:
     """`old`: the bundles in the edgekd.lm-bundle/1 format (write_old_lm_bundle)."""
-    from edgekd.lang.generate import OnnxDecoder
     from edgekd.lang.lm_tokenizer import LMTokenizer, blocks, train_tokenizer
     from edgekd.lang.perplexity import onnx_perplexity
     from edgekd.lm.export import export_decoder
     from edgekd.lm.models import LMShape, build_lm, gpt2_config
     from edgekd.runtimes.decoder_quantize import quantize_decoder
+    from edgekd.runtimes.ort import OnnxDecoder
 
     corpus = write_corpus(root / "corpus", files=40)
     files = sorted(corpus.rglob("*.py"))

@@ -15,10 +15,12 @@ pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-from edgekd.lang.generate import OnnxDecoder, generate  # noqa: E402
+from edgekd.lang.generate import generate  # noqa: E402
 from edgekd.lang.generation_bench import generation_speed, greedy_agreement, speed_at_fastest_threads  # noqa: E402
 from edgekd.lm.export import export_decoder  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config  # noqa: E402
+from edgekd.runtimes.ort import OnnxDecoder  # noqa: E402
+from edgekd.runtimes.registry import load_decoder  # noqa: E402
 
 PROMPTS = [np.array([1, 2, 3]), np.array([17, 5]), np.array([250, 4, 99])]
 
@@ -40,7 +42,8 @@ def test_speed_has_every_timing_per_model(two_decoders):
 
 def test_each_model_is_reported_at_its_faster_thread_count(two_decoders):
     paths = {"a": two_decoders[0], "b": two_decoders[1]}
-    best, by_threads = speed_at_fastest_threads(paths, PROMPTS, new_tokens=4, rounds=1, thread_counts=(1, 2))
+    best, by_threads = speed_at_fastest_threads(lambda threads: {name: load_decoder(path, threads) for name, path in paths.items()},
+                                                PROMPTS, new_tokens=4, rounds=1, thread_counts=(1, 2))
     assert set(by_threads) == {1, 2} and set(best) == {"a", "b"}
     for name, row in best.items():
         assert row["tokens_per_second"] == max(by_threads[t][name]["tokens_per_second"] for t in (1, 2))
@@ -59,7 +62,7 @@ def test_bench_runs_with_torch_blocked(two_decoders):
         import json
         import numpy as np
         from edgekd.lang.generation_bench import generation_speed, greedy_agreement
-        from edgekd.lang.generate import OnnxDecoder
+        from edgekd.runtimes.ort import OnnxDecoder
         decoder = OnnxDecoder({str(two_decoders[0])!r})
         prompts = [np.array([1, 2, 3])]
         print(json.dumps(greedy_agreement(decoder, decoder, prompts, 4)), generation_speed({{"a": decoder}}, prompts, 4)["a"]["generations"])

@@ -16,12 +16,13 @@ pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from edgekd.lang.generate import OnnxDecoder, generate  # noqa: E402
+from edgekd.lang.generate import generate  # noqa: E402
 from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
 from edgekd.lm.export import check_against_torch, export_decoder, input_names, output_names  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, torch_greedy  # noqa: E402
 from edgekd.lm.training import torch_perplexity  # noqa: E402
 from edgekd.runtimes.decoder_quantize import quantize_decoder  # noqa: E402
+from edgekd.runtimes.ort import OnnxDecoder  # noqa: E402
 
 PROMPTS = [[1, 2, 3], [17], [250, 4, 99, 123, 7, 7, 8], [42, 42]]
 
@@ -136,7 +137,8 @@ def test_generation_runs_with_torch_blocked(exported):
     """The device loop imports neither torch nor transformers: both fail to import in this child."""
     _, path = exported
     code = BLOCK_TORCH + textwrap.dedent(f"""
-        from edgekd.lang.generate import OnnxDecoder, generate
+        from edgekd.lang.generate import generate
+        from edgekd.runtimes.ort import OnnxDecoder
         from edgekd.lang.perplexity import onnx_perplexity
         print(generate(OnnxDecoder({str(path)!r}), [1, 2, 3], 16).tokens)
     """)

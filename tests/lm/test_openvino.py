@@ -18,13 +18,15 @@ pytest.importorskip("nncf")
 ov = pytest.importorskip("openvino")
 torch = pytest.importorskip("torch")
 
-from edgekd.lang.generate import OnnxDecoder, generate, load_decoder  # noqa: E402
+from edgekd.lang.generate import generate  # noqa: E402
 from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
 from edgekd.lm.export import _FlatCacheDecoder, example_inputs, export_decoder  # noqa: E402
 from edgekd.lm.models import LMShape, build_lm, gpt2_config, torch_greedy  # noqa: E402
 from edgekd.lm.training import torch_perplexity  # noqa: E402
 from edgekd.runtimes.openvino import OpenVinoDecoder  # noqa: E402
 from edgekd.runtimes.openvino_convert import Compression, convert_decoder  # noqa: E402
+from edgekd.runtimes.ort import OnnxDecoder  # noqa: E402
+from edgekd.runtimes.registry import load_decoder  # noqa: E402
 
 PROMPTS = [[1, 2, 3], [17], [250, 4, 99, 123, 7, 7, 8]]
 
@@ -131,7 +133,8 @@ def test_a_model_without_a_cache_is_refused(tmp_path):
 def test_ir_generation_runs_with_torch_blocked(exported):
     _, _, xml = exported
     code = BLOCK_TORCH + textwrap.dedent(f"""
-        from edgekd.lang.generate import generate, load_decoder
+        from edgekd.lang.generate import generate
+        from edgekd.runtimes.registry import load_decoder
         print(generate(load_decoder({str(xml)!r}), [1, 2, 3], 16).tokens)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

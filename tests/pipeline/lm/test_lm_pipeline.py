@@ -43,9 +43,10 @@ def _config(tmp_path, corpus=True, **changes) -> str:
 
 
 def test_a_language_model_runs_end_to_end(tmp_path):
-    from edgekd.lang.generate import OnnxDecoder, generate
+    from edgekd.lang.generate import generate
     from edgekd.lang.lm_tokenizer import LMTokenizer
     from edgekd.lang.perplexity import onnx_perplexity
+    from edgekd.runtimes.ort import OnnxDecoder
 
     run_dir = tmp_path / "run"
     ctx = run_from_file(_config(tmp_path), str(run_dir))
@@ -132,9 +133,10 @@ def test_a_gate_that_cannot_pass_fails_on_perplexity(tmp_path):
 
 
 def test_an_openvino_target_ships_ir_chosen_on_validation_perplexity(tmp_path):
-    from edgekd.lang.generate import generate, load_decoder
+    from edgekd.lang.generate import generate
     from edgekd.lang.lm_tokenizer import LMTokenizer
     from edgekd.runtimes.openvino import OpenVinoDecoder
+    from edgekd.runtimes.registry import load_decoder
 
     run_dir = tmp_path / "run"
     quantize = {"method": "dynamic", "per_target": {"intel-cpu": "ov_int4"}, "openvino": {"group_size": 16}}
