@@ -74,8 +74,8 @@ def run_pipeline(folder: Path, smoke_run: bool):
 
 def seeds(ctx, smoke_run: bool) -> dict:
     """Scratch and KD students over the seeds, on the cached teacher outputs the pipeline made."""
-    from edgekd.pipeline.tabular_teachers import train_soft_targets, transfer_rows
     from edgekd.tabular import distill
+    from edgekd.tasks.tabular_teachers import train_soft_targets, transfer_rows
 
     cfg = ctx.cfg
     soft, transfer = train_soft_targets(ctx), transfer_rows(ctx)

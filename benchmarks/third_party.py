@@ -256,7 +256,7 @@ def run_samples(run_dir: Path) -> tuple[Any, np.ndarray, Any]:
     """The run's test split (x, y) and its calibration draw, rebuilt with edgekd's own loaders from RUN/edgekd.yaml."""
     from edgekd.data.calibration import draw, load_recipe
     from edgekd.pipeline.config import load_config
-    from edgekd.pipeline.fidelity_data import load_fidelity_dataset
+    from edgekd.tasks.fidelity_data import load_fidelity_dataset
 
     config_path = run_dir / "edgekd.yaml"
     cfg = load_config(config_path)

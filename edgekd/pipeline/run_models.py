@@ -53,15 +53,21 @@ def build_student(ctx: RunContext, with_weights: bool = True, checkpoint=None) -
     return build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where="student").eval()
 
 
+def teacher_cache(ctx: RunContext):
+    """The shared teacher-logit cache (distill.cache_dir; train/distill/cache.py), which every task's teachers fill."""
+    from edgekd.train.distill.cache import TeacherLogitCache, resolve_cache_dir
+
+    return TeacherLogitCache(resolve_cache_dir(ctx.cfg.distill.cache_dir, ctx.base_dir, ctx.run_dir))
+
+
 def ensemble_targets(ctx: RunContext, cfg, teachers, x: torch.Tensor, augment=None):
     """The ensemble's soft targets over the training split, backed by the shared teacher-logit cache."""
     from edgekd.data.datasets import split_hash
     from edgekd.train import distributed
-    from edgekd.train.distill.cache import TeacherLogitCache, resolve_cache_dir
     from edgekd.train.distill.ensemble import EnsembleTargets
     from edgekd.train.trainer import autocast_dtype
 
-    cache = TeacherLogitCache(resolve_cache_dir(cfg.cache_dir, ctx.base_dir, ctx.run_dir))
+    cache = teacher_cache(ctx)  # cfg is ctx.cfg.distill or a copy of it with other T / augment: the same cache_dir
     data = ctx.dataset
     return EnsembleTargets(teachers, [t.weight for t in ctx.cfg.teachers], cfg, x, split_hash(data.train.x, data.train.y),
                            cache, augment, cfg.train.epochs, autocast_dtype(cfg.train.amp, distributed.model_device(teachers[0])))

@@ -17,7 +17,7 @@ class Fidelity:
     """`task: {kind: fidelity, metric: NAME}`: an ONNX model of any outputs, shipped as given. Every candidate's output
     is compared with the fp32 model's (cosine, SQNR, max abs error: core.metrics.fidelity) and scored by the task
     metric NAME, against the npz's labels, or without them against the fp32 model's outputs as labels
-    (pipeline/fidelity_data.py). The metric's score plays top-1's part everywhere (budget, selection, gate), so its
+    (tasks/fidelity_data.py). The metric's score plays top-1's part everywhere (budget, selection, gate), so its
     drops are in its points."""
 
     metric: str = "top1"
@@ -57,6 +57,6 @@ class Fidelity:
         return {"name": "output", "shape": ["batch", *outputs.shape[1:]], "dtype": outputs.dtype.name, "task_metric": self.metric}
 
     def load_dataset(self, config, base_dir, layout=None):
-        from edgekd.pipeline.fidelity_data import load_fidelity_dataset
+        from edgekd.tasks.fidelity_data import load_fidelity_dataset
 
         return load_fidelity_dataset(config, base_dir)

@@ -23,21 +23,21 @@ from edgekd.core.errors import ConfigError, StageError
 from edgekd.core.fileio import resolve_path
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
+from edgekd.pipeline.run_models import teacher_cache
 from edgekd.pipeline.stage import StageOutput, TaskStep
-from edgekd.pipeline.tabular_teachers import (
+from edgekd.pipeline.task import Classification
+from edgekd.tasks.tabular_teachers import (
     SPLITS,
     TRANSFER_FILE,
     ensemble_probabilities,
     make_transfer_rows,
     split_key,
-    teacher_cache,
     teacher_onnx_file,
     train_soft_targets,
     transfer_key,
     transfer_recipe,
     transfer_rows,
 )
-from edgekd.pipeline.task import Classification
 from edgekd.train.config import FITTED_KINDS
 
 
@@ -314,7 +314,7 @@ class TabularClassification(Classification):
 
     def teacher_outputs(self, ctx, x: dict[str, np.ndarray], samples: int) -> np.ndarray:
         """Teachers of any kind: the ensemble's probabilities from their cached outputs."""
-        from edgekd.pipeline.tabular_teachers import teacher_reference
+        from edgekd.tasks.tabular_teachers import teacher_reference
 
         return teacher_reference(ctx, samples)
 

@@ -29,8 +29,8 @@ from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
 from edgekd.pipeline.stage import StageOutput, TaskStep
 from edgekd.pipeline.task import Classification
-from edgekd.pipeline.text_data import TOKENIZER_FILE, given_model, given_model_key
-from edgekd.pipeline.text_models import load_model, save_model
+from edgekd.tasks.text_data import TOKENIZER_FILE, given_model, given_model_key
+from edgekd.tasks.text_models import load_model, save_model
 
 TEACHER_ARCH, STUDENT_ARCHS = "bert", ("bert-half", "bert")
 FITTED_FILE = "fitted-teachers.npz"  # the scikit-learn text teachers' outputs on the training texts (teachers stage)
@@ -172,7 +172,7 @@ class TextTeachersStep(TaskStep):
     def _fitted(self, teacher) -> tuple[list[dict], dict]:
         """The scikit-learn text teachers (fitted on the training texts, outputs cached), scored on validation and test;
         the ensemble's weights picked on validation; their training outputs kept for the distill stage."""
-        from edgekd.pipeline.tabular_teachers import teacher_cache
+        from edgekd.pipeline.run_models import teacher_cache
         from edgekd.text import fitted_teachers as ft
         from edgekd.text import training
 
@@ -442,7 +442,7 @@ TEXT_AS_GIVEN_STEPS = {**TEXT_STEPS, "teachers": "edgekd.tasks.text:TextGivenTok
 
 @dataclass(frozen=True)
 class TextClassification(Classification):
-    """data.source text: token ids and their mask in (edgekd.pipeline.text_data), one label per text, top-1."""
+    """data.source text: token ids and their mask in (edgekd.tasks.text_data), one label per text, top-1."""
 
     name: str = "text-classification"
     fp32_from_onnx: ClassVar[bool] = True
@@ -459,7 +459,7 @@ class TextClassification(Classification):
         return TEXT_AS_GIVEN_STEPS if config.distill.mode == "none" else TEXT_STEPS
 
     def teacher_outputs(self, ctx, x: dict[str, np.ndarray], samples: int) -> np.ndarray:
-        from edgekd.pipeline.text_models import teacher_logits
+        from edgekd.tasks.text_models import teacher_logits
 
         return teacher_logits(ctx, x)
 
@@ -476,7 +476,7 @@ class TextClassification(Classification):
         return {NAME: accuracy_metrics(tfidf_logreg_logits(data.train.texts, data.train.y, texts, data.num_classes, ctx.cfg.seed), y)}
 
     def load_dataset(self, config, base_dir, layout=None):
-        from edgekd.pipeline.text_data import given_model, load_text_dataset
+        from edgekd.tasks.text_data import given_model, load_text_dataset
 
         # A given model (save_pretrained folder) brings its tokenizer and label order: the data must be encoded with them.
         return load_text_dataset(config.data, config.seed, base_dir, given_model(config, base_dir))

@@ -6,7 +6,7 @@ import pytest
 
 from edgekd.core.errors import DataError
 from edgekd.pipeline.config import validate_config
-from edgekd.pipeline.fidelity_data import load_fidelity_dataset
+from edgekd.tasks.fidelity_data import load_fidelity_dataset
 
 
 def _config(path, metric="mask_iou"):

@@ -103,7 +103,7 @@ def test_the_pipeline_labels_the_transfer_set_with_every_teacher(tmp_path):
     its int8 network is held to quantize.max_drop by the fallback."""
     from edgekd.core.fileio import read_json
     from edgekd.pipeline.runner import run_from_file
-    from edgekd.pipeline.tabular_teachers import TRANSFER_FILE
+    from edgekd.tasks.tabular_teachers import TRANSFER_FILE
     from edgekd.train.distill.cache import TeacherLogitCache, resolve_cache_dir
 
     table_rows().to_csv(tmp_path / "table.csv", index=False)

@@ -1,5 +1,5 @@
-"""The table teachers' cached outputs, as the tabular stages, the bench stage's reference and the benchmark read them
-(below stages/, which never import each other)."""
+"""The table teachers' cached outputs, as the tabular task's steps (tasks/tabular.py), its bench reference and the
+benchmark read them: the tabular task's own module, beside its steps."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,15 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.core.errors import StageError
+from edgekd.pipeline.run_models import teacher_cache
 
 SPLITS = ("train", "val", "test")
 TRANSFER_FILE = "transfer.npz"  # distill.transfer_set's rows, in the teachers stage's folder
-
-
-def teacher_cache(ctx):
-    from edgekd.train.distill.cache import TeacherLogitCache, resolve_cache_dir
-
-    return TeacherLogitCache(resolve_cache_dir(ctx.cfg.distill.cache_dir, ctx.base_dir, ctx.run_dir))
 
 
 def split_key(identity: str, ctx, split: str, folds: int | None = None) -> str:
