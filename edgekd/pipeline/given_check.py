@@ -25,7 +25,7 @@ import numpy as np
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.metrics import batch_rows, mcnemar_exact
-from edgekd.pipeline.teacher_check import rescaled, standard_scalings
+from edgekd.pipeline.teacher_check import CHANCE_SIGMAS, rescaled, standard_scalings
 
 # The matching is tested on images it was not fitted on (below), so chance alone refuses no run; a strict level
 # on top keeps a mediocre but correctly ordered model (whose errors pile up on some look-alike class) shipping.
@@ -130,7 +130,11 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
         f"data.normalize {name} {tops[name]:.1%} on {len(c)} images" for name, c in correct.items()))
     tests = {name: mcnemar_exact(c, configured[:len(c)], alternative="greater")[2] for name, c in correct.items()}
     best = min(tests, key=lambda name: (tests[name], -tops[name]))
-    if tops[best] > configured[:len(correct[best])].mean() and tests[best] * len(tests) < SCALING_SIGNIFICANCE:
+    # Only a scaling that makes the model clearly better than chance explains its score: with labels out of the
+    # model's order every scaling is near chance or below, and one merely less wrong than the configured one would
+    # send the user to the wrong fix (check_label_order, which runs next, names the right one).
+    if (tops[best] > configured[:len(correct[best])].mean() and tests[best] * len(tests) < SCALING_SIGNIFICANCE
+            and tops[best] > above_chance(labels[:len(correct[best])])):
         current = _normalize_value(data.normalize, (data.mean, data.std))
         shown = len(correct[best])
         raise ConfigError(f"{field}: validation top-1 {configured[:shown].mean():.1%} with data.normalize {current}, but "
@@ -138,6 +142,13 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
                           f"was likely trained on that input scaling; set data.normalize: {best} (or the mean/std it was "
                           "trained with)")
     return tops
+
+
+def above_chance(labels: np.ndarray) -> float:
+    """The top-1 above which a model is better than chance on these labels: the majority class's rate plus
+    CHANCE_SIGMAS of its standard error (the rule the teachers' and the given model's checks use)."""
+    chance = float(np.bincount(labels).max() / len(labels))
+    return chance + CHANCE_SIGMAS * float(np.sqrt(chance * (1 - chance) / len(labels)))
 
 
 # A scaling is not tried further once it is this clearly worse than the configured one (one-sided exact McNemar; one

@@ -6,6 +6,33 @@ from pathlib import Path
 import numpy as np
 
 
+def read_onnx_header(path: Path, field: str = "model"):
+    """The ModelProto of a user's file, weights left where they are (external data not loaded): a file that is not
+    ONNX (a pickle, a truncated download, a .pt renamed) is one line naming it, never protobuf's DecodeError."""
+    import onnx
+
+    from edgekd.core.errors import ArtifactError, clip_words
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # google.protobuf's DecodeError and friends: not an ONNX file
+        raise ArtifactError(f"{field} '{path}': not a readable ONNX model ({_looks_like(path) or clip_words(str(exc), 120)}); "
+                            "give the .onnx file the exporter wrote (torch.onnx.export, tf2onnx, skl2onnx, paddle2onnx), "
+                            "or export it again") from None
+
+
+def _looks_like(path: Path) -> str | None:
+    """What a file that failed to parse as ONNX starts like, from its first bytes (nothing is loaded): the two
+    mistakes people make most are a pickle and a PyTorch checkpoint (a zip) given where an .onnx belongs."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "it is a Python pickle, which edgekd never loads"
+    if head == b"PK\x03\x04":
+        return "it is a zip archive, such as a PyTorch .pt checkpoint; export the model to ONNX first"
+    return None
+
+
 def onnx_parameters(path: Path) -> int:
     """Stored weights and biases, counted so that an int8 model and its fp32 source agree: shape tensors and
     quantization parameters (scales, zero points) are not weights. No runtime API offers this count."""
@@ -44,7 +71,7 @@ def external_data_files(path: Path, field: str) -> list[str]:
 
     from edgekd.core.errors import ArtifactError
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_onnx_header(path, field)  # the first read of a given model: a file that is not ONNX stops here
     folder = path.resolve().parent
     found: list[str] = []
     # _get_all_tensors: onnx's own walk over initializers and attribute tensors (subgraphs included), the one that

@@ -57,6 +57,27 @@ def test_the_trap_is_real_when_loaded_unsafely(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.parametrize("kind", ["pickle", "checkpoint", "garbage"])
+def test_a_model_file_that_is_not_onnx_is_refused_at_the_door_without_loading_it(tmp_path, kind):
+    """`edgekd ship` of a pickle, a PyTorch checkpoint or random bytes named .onnx: one line naming the file and what it
+    looks like, before any stage runs (it used to reach the distill stage and end in 'internal error: DecodeError')."""
+    import pickle
+
+    marker, model = tmp_path / "code-ran.txt", tmp_path / "model.onnx"
+    if kind == "pickle":
+        model.write_bytes(pickle.dumps(_CreatesMarker(marker)))
+    elif kind == "checkpoint":
+        torch.save({"w": torch.zeros(2)}, model)
+    else:
+        model.write_bytes(bytes(range(7, 250)))
+    np.savez(tmp_path / "data.npz", x=np.zeros((40, 1, 8, 8), np.float32), y=np.arange(40) % 4)
+    result = run_cli("ship", model, "--data", tmp_path / "data.npz", "--out", tmp_path / "run")
+    expected = {"pickle": "it is a Python pickle, which edgekd never loads", "checkpoint": "PyTorch .pt checkpoint",
+                "garbage": "not a readable ONNX model"}[kind]
+    assert_one_line_error(result, f"'{model}'", "not a readable ONNX model", expected)
+    assert not marker.exists() and "[1/7" not in result.stderr  # refused before the first stage
+
+
 def test_npz_with_pickled_objects_is_refused(tmp_path):
     x = np.empty(30, dtype=object)
     x[:] = [np.zeros((1, 8, 8))] * 30

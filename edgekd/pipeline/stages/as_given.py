@@ -12,12 +12,12 @@ from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import file_record, resolve_path, sha256_of
 from edgekd.core.metrics import take_rows
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.given_check import check_label_order, check_scaling
+from edgekd.pipeline.given_check import above_chance, check_label_order, check_scaling
 from edgekd.pipeline.given_model import check_classes, given_input_spec, onnx_inputs, onnx_logits, onnx_scaling
 from edgekd.pipeline.onnx_intake import bring_in, scored_output_first
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
-from edgekd.runtimes.onnx_graph import external_data_files, onnx_parameters
+from edgekd.runtimes.onnx_graph import external_data_files, onnx_parameters, read_onnx_header
 
 
 def _ship_onnx(ctx: RunContext) -> StageOutput:
@@ -109,16 +109,13 @@ def _judge_given(top1: float, labels: np.ndarray, sanity=None) -> None:
     """Print the given model's validation top-1, run the `sanity` checks (wrong input scaling, classes out of the
     model's order: they name the fix), and stop when it is no better than chance: the data does not reach it as it
     was trained (scaling, size, colour, or class folders that sort in another order than its labels)."""
-    import math
     import sys
-
-    from edgekd.pipeline.teacher_check import CHANCE_SIGMAS
 
     chance = float(np.bincount(labels).max() / len(labels))
     print(f"student (as given): validation top-1 {top1:.1%} on {len(labels)} images (chance {chance:.1%})", file=sys.stderr)
     if sanity is not None:
         sanity()
-    if top1 <= chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / len(labels)):
+    if top1 <= above_chance(labels):
         raise ConfigError(f"student: the given model scores {top1:.1%} on the validation split, no better than chance "
                           f"({chance:.1%}); give it the inputs it was trained on: data.normalize, data.resize / center_crop / "
                           "color, and class folders that sort in the model's label order")
@@ -130,6 +127,14 @@ class AsGivenStage(Stage):
     name = "distill"
     # task: what the given model is judged by (every later stage's key includes this stage's sections)
     sections = ("student", "distill", "task")
+
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        """A given .onnx that is not ONNX (a pickle, a .pt checkpoint renamed) is refused before any stage runs."""
+        if config.ships_onnx:
+            source = resolve_path(config.student.onnx, base_dir)
+            if source.is_file():
+                read_onnx_header(source, "student.onnx")
 
     def run(self) -> StageOutput:
         ctx = self.ctx

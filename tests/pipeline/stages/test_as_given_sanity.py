@@ -170,6 +170,18 @@ def test_a_cnn_shipped_with_other_scaling_than_its_own_is_refused(standardised_c
     assert "other input scalings" in result.stderr  # every scaling's top-1 is shown before the verdict
 
 
+def test_labels_out_of_order_are_named_not_blamed_on_the_scaling(standardised_cnn, tmp_path):
+    """Every label one off the model's (a user's `(y + 1) % 10`): the configured scaling scores about 0%, and another
+    one, merely near chance, is significantly less wrong. The scaling check used to name it as the fix (the trial's
+    `set data.normalize: none`, which then failed as no better than chance); only a scaling clearly above chance
+    explains a score, so the label-order check names the real fix."""
+    shifted = _digit_folders(tmp_path / "shifted", [str((i + 1) % 10) for i in range(10)])
+    result = _until_distill(tmp_path, {**CNN, "checkpoint": str(standardised_cnn)}, {"path": str(shifted)})
+    message = assert_one_line_error(result, f"data.path '{shifted}'", "class folder '1' looks like model output 0",
+                                    "rename the class folders")
+    assert "set data.normalize" not in message
+
+
 def test_the_same_cnn_with_its_own_scaling_ships(standardised_cnn, folders, tmp_path):
     result = _until_distill(tmp_path, {**CNN, "checkpoint": str(standardised_cnn)}, {"path": str(folders["right"])})
     assert result.exit_code == 0, result.output[-3000:]
