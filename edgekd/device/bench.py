@@ -223,9 +223,15 @@ def _on_eval_npz(loaded: list) -> tuple:
     outputs = reference_outputs(loaded[0][0])
     metric = task_metric_of(loaded[0][1])
     digest = eval_set_hash(x, y)
-    for (bundle_dir, *_rest), (bx, by, _ref) in zip(loaded[1:], evals[1:], strict=True):
+    for (bundle_dir, *_rest), (bx, by, own) in zip(loaded[1:], evals[1:], strict=True):
         if eval_set_hash(bx, by) != digest:
             raise ArtifactError(f"{bundle_dir}/eval.npz: a different evaluation set than {loaded[0][0]}; bench them separately")
+        # Every bundle is judged against the first one's fp32 outputs: bundles of one run carry the same ones. Other
+        # outputs mean another model (a folder rerun with another model and fewer targets kept an old bundle), whose
+        # fidelity to this reference would be a number about two different models.
+        if own.shape != reference.shape or not np.allclose(own, reference, rtol=1e-4, atol=1e-5):
+            raise ArtifactError(f"{bundle_dir}: built from another model than {loaded[0][0]} (the fp32 reference outputs "
+                                "in their eval.npz differ); bench them separately, or rebuild the run")
     references = {"student_fp32": {**accuracy_metrics(reference, y, metric), "source": "bundle eval.npz reference_logits"}}
     return x, y, reference, references, {"samples": len(y), "sha256": digest}, outputs
 

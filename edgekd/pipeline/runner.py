@@ -26,15 +26,45 @@ def distributed_barrier() -> None:
     distributed.barrier()
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
-    refuse_existing_run(run_dir, resume, force)
+def prepare_run_dir(run_dir: Path, resume: bool, force: bool, config_path: Optional[Path] = None) -> None:
+    refuse_existing_run(run_dir, resume, force, config_path)
     writable_folder(run_dir, "--out")
 
 
-def refuse_existing_run(run_dir: Path, resume: bool, force: bool) -> None:
-    if (run_dir / "manifest.json").exists() and not (resume or force):
-        raise ConfigError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
-                          "--force to redo its stages, or --out for a new folder")
+# What may sit in a run folder before its first stage: the file `edgekd ship` writes there first, the write probe.
+RUN_FOLDER_OWN = ("edgekd.yaml", ".edgekd")  # .edgekd.lock, .edgekd-write-test-*
+
+
+def refuse_existing_run(run_dir: Path, resume: bool, force: bool, config_path: Optional[Path] = None) -> None:
+    """An existing run needs --resume or --force; so does a folder holding other files (a run writes bundle/,
+    report.json and stage folders beside them, and a later `edgekd bench` of the folder would read what it finds)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "manifest.json").exists():
+        if not (resume or force):
+            raise ConfigError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
+                              "--force to redo its stages, or --out for a new folder")
+        return
+    foreign = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(RUN_FOLDER_OWN)
+                     and (config_path is None or p.resolve() != Path(config_path).resolve())) if run_dir.is_dir() else []
+    if foreign and not force:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(f"{run_dir}: not empty and holds no edgekd run ({shown}); give a new or empty folder with --out, "
+                          "or pass --force to write the run beside those files")
+
+
+def prune_stale_bundles(run_dir: Path, targets: Sequence[str], log: Log) -> None:
+    """bundle/<target> folders of targets this run no longer has (an earlier config of the folder, rerun with other
+    targets): removed before the compile stage writes the run's own, so that bundle/ and `edgekd bench RUN` hold only
+    this run's models. Only edgekd bundles (a manifest.json) are touched."""
+    import shutil
+
+    root = Path(run_dir) / "bundle"
+    stale = sorted(d for d in root.iterdir() if d.is_dir() and d.name not in targets and (d / "manifest.json").is_file()) \
+        if root.is_dir() else []
+    for folder in stale:
+        shutil.rmtree(folder)
+        log(f"bundle/{folder.name}: removed, {folder.name} is not among this run's targets ({', '.join(targets)}); "
+            "it was built by an earlier config of this folder")
 
 
 def preflight(config: PipelineConfig, base_dir: Path) -> None:
@@ -52,11 +82,11 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     preflight(config, Path(config_path).parent)
     distributed = _process_group(config)
     distributed.init_from_env(config.device)
-    refuse_existing_run(Path(run_dir), resume, force)  # before minutes of checks, the one-second refusal
+    refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
     checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     with distributed.main_first():
         if distributed.is_main():
-            prepare_run_dir(run_dir, resume, force)
+            prepare_run_dir(run_dir, resume, force, config_path)
     with exclusive(run_dir, distributed.is_main()):
         manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
         manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
@@ -66,6 +96,8 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
         if checked is not None:  # the dataset is loaded once, and the checks are not repeated by the stage
             ctx.__dict__["dataset"], ctx.checked_teachers = checked
         planned = [stage for stage in STAGE_NAMES if not only or stage in only]
+        if "compile" in planned and distributed.is_main():
+            prune_stale_bundles(run_dir, config.targets, log)
         for number, stage in enumerate(planned, 1):
             if not distributed.is_main() and not stage_class(config, stage).trains_for(config):
                 continue  # the other ranks help only where there is training to share
