@@ -45,21 +45,28 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
 
 def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = None, targets: Sequence[str] | None = None,
          max_drop: float | None = None, out: str | Path | None = None, resume: bool = False, force: bool = False, log=print,
-         calibration: str | Path | None = None, labels: bool = True, metric: str | None = None, output: str | None = None):
+         calibration: str | Path | None = None, labels: bool = True, metric: str | None = None, output: str | None = None,
+         color: str | None = None, scale: str | None = None, normalize: str | None = None):
     """Ship a trained model as given (no distillation), like `edgekd ship`: `model` is an .onnx file, or a
     torchvision:NAME / module:function / file.py:function factory with its `checkpoint`; `data` is an image
     folder (labeled by class sub-folders, or unlabeled: judged by fidelity to the model), an .npz file, or
     digits / fashion-mnist; `calibration` an optional folder of unlabeled images for int8 calibration; `labels` False
     ignores the data's class folders or y (judged by fidelity to the model); `metric` a task metric (top1, ctc_accuracy,
     mask_iou, box_f1, speech_f1) for a model that is not a classifier: every output compared with fp32's, scored by it
-    (`output`: the one it scores, by name; default the first).
+    (`output`: the one it scores, by name; default the first). `color` (rgb, bgr, gray, gray3: an image folder's
+    data.color), `scale` (auto, 255, none: an .npz's data.scale) and `normalize` (dataset, none, imagenet) set those
+    data keys.
     Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
     from edgekd.pipeline.runner import prepare_run_dir
     from edgekd.pipeline.ship import ship_config, write_ship_config
+    from edgekd.pipeline.ship_options import check_model, check_targets, data_options
 
+    check_model(str(model))
+    check_targets(targets)
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
                          calibration=None if calibration is None else str(calibration), labels=labels, metric=metric,
                          output=output)
+    config = data_options(config, str(data), color=color, scale=scale, normalize=normalize)
     run_dir = Path(out) if out else Path("runs") / config["name"]
     prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
     path = write_ship_config(config, run_dir)

@@ -210,6 +210,12 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
 @click.option("--targets", help="Comma-separated device profiles (default x86-cpu; see `edgekd targets`).")
 @click.option("--max-drop", type=click.FloatRange(min=0), help="Largest top-1 (or --metric) drop allowed against the model, in "
               "points (default 1.0).")
+@click.option("--color", type=click.Choice(["rgb", "bgr", "gray", "gray3"]), help="Image folder --data: channel order, "
+              "or grayscale as one channel (gray) or repeated to three (gray3), as the model takes it (default rgb).")
+@click.option("--scale", type=click.Choice(["auto", "255", "none"]), help=".npz --data: divide x by 255 when its values "
+              "are 0..255 (auto, the default), always (255), or feed them as given (none).")
+@click.option("--normalize", type=click.Choice(["dataset", "none", "imagenet"]), help="Then (x - mean) / std per channel "
+              "with the data's own statistics (dataset, the default), none, or ImageNet's.")
 @click.option("--metric", type=click.Choice(list(TASK_METRICS)),
               help="A model that is not a classifier (.onnx MODEL, .npz --data of its input x and optional labels y): every "
               "output compared with the fp32 model's (cosine, SQNR) and judged by this task metric.")
@@ -218,8 +224,8 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
 @click.option("--resume", is_flag=True, help="Continue a run of the same command in --out.")
 @click.option("--force", is_flag=True, help="Redo every stage in an existing run folder.")
 def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path | None, no_labels: bool, targets: str | None,
-             max_drop: float | None, metric: str | None, output_name: str | None, out: Path | None, resume: bool,
-             force: bool) -> None:
+             max_drop: float | None, color: str | None, scale: str | None, normalize: str | None, metric: str | None,
+             output_name: str | None, out: Path | None, resume: bool, force: bool) -> None:
     """Ship a model you already trained: int8 per target, compile, bench and gate, no distillation.
 
     \b
@@ -237,12 +243,13 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
     from edgekd import api
     from edgekd.core.errors import GateFailed
 
-    target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
+    # `--targets ""` is a list naming nothing (refused), not the default
+    target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets is not None else None
     try:
         with _sigterm_as_interrupt():
             ctx = api.ship(model, data, checkpoint, target_list, max_drop, out, resume=resume, force=force,
                            log=lambda m: click.echo(m, err=True), calibration=calibration, labels=not no_labels,
-                           metric=metric, output=output_name)
+                           metric=metric, output=output_name, color=color, scale=scale, normalize=normalize)
     except GateFailed as failure:
         ctx = failure.context
     except KeyboardInterrupt as interrupted:

@@ -7,6 +7,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from edgekd.core.sections import Strict, describe_validation_error
+from edgekd.core.user_code import is_reference
 
 
 class NormalizeStats(Strict):
@@ -39,6 +40,10 @@ class FitHeight(Strict):
 # ImageNet's statistics, the convention of torchvision's pretrained models (and many checkpoints trained elsewhere).
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 NORMALIZE_MODES = ("dataset", "none", "imagenet")
+# data.scale: what an array source's values (an .npz's x, a factory's) are divided by to become the pixels data.normalize
+# starts from. auto keeps what edgekd always did for 8-bit arrays; none is for a model that takes the values as they are.
+SCALES = ("auto", "255", "none")
+ARRAY_SOURCES = ("npz",)  # and module:function / file.py:function factories (is_reference)
 TABLE_SOURCES = ("csv", "parquet")  # tables: typed columns and a target column (edgekd/data/tabular.py)
 
 
@@ -82,6 +87,12 @@ class DataConfig(Strict):
                                "split's per-channel statistics; none: the [0, 1] pixels; imagenet: ImageNet's mean/std; "
                                "{mean: [...], std: [...]}: your own. A checkpoint must be given what it was trained on")
 
+    scale: Literal["auto", "255", "none"] = Field(
+        "auto", description="npz, module:function: what the array's values are divided by before data.normalize: auto "
+                            "(the default): by 255 when they lie in 0..255 and some exceed 1 (8-bit pixels), else taken "
+                            "as they are; 255: always; none: the values as given (with data.normalize: none the model "
+                            "sees the array exactly as saved)")
+
     @model_validator(mode="after")
     def _image_steps_need_a_folder(self) -> DataConfig:
         given = [k for k in ("image_size", "resize", "center_crop", "color") if k in self.model_fields_set]
@@ -99,9 +110,23 @@ class DataConfig(Strict):
                              "file) and data.target (the column to predict); give both")
         if self.source == "text" and not self.path:
             raise ValueError("data.path: data.source text needs a .jsonl or .csv file of text,label; give its path")
+        if "scale" in self.model_fields_set and self.source not in ARRAY_SOURCES and not is_reference(self.source):
+            raise ValueError(f"data.scale: applies to arrays (data.source npz or module:function), not to "
+                             f"'{self.source}', whose pixels are decoded to [0, 1]; remove it")
         if self.labels == "none" and self.source not in ("imagefolder", "npz"):
             raise ValueError(f"data.labels: none applies to data.source imagefolder or npz, not to '{self.source}'; remove it")
         return self
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _scale_choice(cls, value: Any) -> Any:
+        # YAML reads `scale: 255` as a number; the choice is a name either way.
+        if isinstance(value, int) and not isinstance(value, bool) and str(value) in SCALES:
+            return str(value)
+        if value not in SCALES:
+            raise ValueError(f"{value!r}: use auto (divide by 255 only 0..255 values), 255 (always divide) or none "
+                             "(the values as given)")
+        return value
 
     @field_validator("resize", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -47,6 +48,7 @@ class Dataset:
     pixel_mean: list[float] = field(default_factory=list)
     pixel_std: list[float] = field(default_factory=list)
     image_steps: Optional[dict] = None  # an image folder's decoding steps (color, resize, crop), for the device
+    divisor: float = 255.0  # what the source's values were divided by before normalisation (1: as given, data.scale none)
     # False: the data has no labels. The pipeline then labels val and test with the fp32 model's top-1
     # (with_reference_labels), so every top-1 it measures is agreement with fp32: fidelity, not accuracy.
     labeled: bool = True
@@ -69,9 +71,14 @@ class Dataset:
         return len(self.classes)
 
     def preprocessing(self) -> dict:
-        """What a device must do to a [0, 1] NCHW image before feeding the model."""
-        return {"layout": "NCHW", "scale": "divide by 255 (pixel values in [0, 1])", "normalize": self.normalize,
-                "formula": "(pixel / 255 - mean[c]) / std[c]", "mean": self.mean, "std": self.std,
+        """What a device must do to a NCHW image before feeding the model: divide by `divisor` (pixels in [0, 1]), or
+        nothing for values the model takes as they are (data.scale none), then normalise per channel."""
+        if self.divisor == 1:
+            scale, formula = "none (the values as given, not divided)", "(x - mean[c]) / std[c]"
+        else:
+            scale, formula = f"divide by {self.divisor:g} (pixel values in [0, 1])", f"(pixel / {self.divisor:g} - mean[c]) / std[c]"
+        return {"layout": "NCHW", "scale": scale, "normalize": self.normalize,
+                "formula": formula, "mean": self.mean, "std": self.std,
                 "input_shape": list(self.input_shape), **({"image": self.image_steps} if self.image_steps else {})}
 
     @property
@@ -100,7 +107,9 @@ def preprocess_of(cfg: DataConfig) -> Preprocess:
 def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, lazy: bool = False) -> Dataset:
     """The splits, normalised. An image folder stays on disk and is decoded batch by batch when `lazy` (shipping a
     trained model: evaluation and calibration only); training needs its images in memory."""
-    raw = load_raw(cfg.source, cfg.path, preprocess_of(cfg), base_dir, labeled=cfg.labels != "none")
+    raw = load_raw(cfg.source, cfg.path, preprocess_of(cfg), base_dir, labeled=cfg.labels != "none", scale=cfg.scale)
+    if raw.scale_note:  # data.scale auto decided for the user: said once, with the key that overrides it
+        print(raw.scale_note, file=sys.stderr)
     where = f"data.path '{cfg.path}'" if cfg.path else f"data.source '{cfg.source}'"
     if raw.labeled:
         _check(raw.x, raw.y, len(raw.classes), where)
@@ -122,7 +131,7 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, la
     dataset = Dataset(cfg.source, train, val, test, raw.classes, mean.tolist(), std.tolist(), normalize=mode,
                       pixel_mean=pixel_mean.tolist(), pixel_std=pixel_std.tolist(),
                       image_steps=raw.x.preprocess.to_json() if isinstance(raw.x, LazyImages) else None,
-                      labeled=raw.labeled)
+                      labeled=raw.labeled, divisor=raw.divisor)
     dataset.fingerprint = fingerprint(dataset)
     return dataset
 
@@ -133,6 +142,9 @@ def _named_inputs_dataset(cfg: DataConfig, raw: RawData, train: Split, val: Spli
     if "normalize" in cfg.model_fields_set and cfg.normalize != "none":
         raise DataError(f"data.normalize: the npz '{cfg.path}' holds one array per model input, fed as they are; "
                         "scale them before saving and set data.normalize: none (or leave it out)")
+    if "scale" in cfg.model_fields_set and cfg.scale != "none":
+        raise DataError(f"data.scale: the npz '{cfg.path}' holds one array per model input, fed as they are; "
+                        "scale them before saving and set data.scale: none (or leave it out)")
     dataset = Dataset(cfg.source, train, val, test, raw.classes, [], [], normalize="none", labeled=raw.labeled)
     dataset.fingerprint = fingerprint(dataset)
     return dataset

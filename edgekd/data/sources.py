@@ -27,6 +27,10 @@ class RawData:
     classes: list[str]
     test_x: Optional[np.ndarray] = None
     test_y: Optional[np.ndarray] = None
+    # What the source's values were divided by to give x (1: taken as given), for the manifest's preprocessing, and
+    # the line that says so when data.scale auto chose it (None: nothing to say).
+    divisor: float = 255.0
+    scale_note: Optional[str] = None
 
     @property
     def labeled(self) -> bool:
@@ -40,18 +44,19 @@ UNLABELED = -1
 
 
 def load_raw(source: str, path: Optional[str], preprocess: Preprocess, base_dir: Optional[Path],
-             labeled: bool = True) -> RawData:
-    """`labeled` False (data.labels: none): an image folder's sub-folders and an npz's y are not read as labels."""
+             labeled: bool = True, scale: str = "auto") -> RawData:
+    """`labeled` False (data.labels: none): an image folder's sub-folders and an npz's y are not read as labels.
+    `scale` (data.scale: auto, 255 or none): what an npz's or a factory's image array is divided by (scale_array)."""
     if source == "digits":
         return _digits()
     if source == "fashion-mnist":
         return _fashion_mnist(resolve_path(path, base_dir) if path else FASHION_MNIST_DIR)
     if source == "npz":
-        return _npz(data_path(source, path, base_dir), labeled)
+        return _npz(data_path(source, path, base_dir), labeled, scale)
     if source == "imagefolder":
         return _imagefolder(data_path(source, path, base_dir), preprocess, labeled)
     if is_reference(source):
-        return _factory(source, base_dir)
+        return _factory(source, base_dir, scale)
     raise DataError(f"data.source '{source}': unknown; use digits, fashion-mnist, npz, imagefolder or module:function")
 
 
@@ -75,8 +80,8 @@ def _digits() -> RawData:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
-    return RawData(x, bunch.target.astype(np.int64), [str(i) for i in range(10)])
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]  # its pixels are 0..16
+    return RawData(x, bunch.target.astype(np.int64), [str(i) for i in range(10)], divisor=16.0)
 
 
 def _fashion_mnist(folder: Path) -> RawData:
@@ -110,7 +115,7 @@ def _read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a valid IDX file ({exc})") from None
 
 
-def _npz(path: Path, labeled: bool = True) -> RawData:
+def _npz(path: Path, labeled: bool = True, scale: str = "auto") -> RawData:
     if not path.is_file():
         raise DataError(f"data.path '{path}': npz file not found")
     found = read_npz(path, "save it with numpy.savez(x=..., y=...)", DataError)
@@ -127,7 +132,8 @@ def _npz(path: Path, labeled: bool = True) -> RawData:
         found["y"] = np.full(len(found["x"]), UNLABELED, np.int64)
         if "test_x" in found and "test_y" not in found:
             found["test_y"] = np.full(len(found["test_x"]), UNLABELED, np.int64)
-    return _from_arrays(found["x"], found["y"], found.get("test_x"), found.get("test_y"), str(path), found.get("classes"))
+    return _from_arrays(found["x"], found["y"], found.get("test_x"), found.get("test_y"), str(path), found.get("classes"),
+                        scale, f"data.path '{path}'")
 
 
 # The arrays an npz of images holds; any other name is a model input's (several inputs, no 'x').
@@ -153,12 +159,16 @@ def _named_inputs(path: Path, named: dict[str, np.ndarray], y, classes) -> RawDa
     return RawData(dict(named), labels, names)
 
 
-def _from_arrays(x, y, tx, ty, where: str, classes=None) -> RawData:
+def _from_arrays(x, y, tx, ty, where: str, classes=None, scale: str = "auto", named: str = "") -> RawData:
+    """`named`: how a log line names the source (data.path '...', data.source '...')."""
     if x is None or y is None:
         raise DataError(f"{where}: needs both images 'x' and labels 'y'")
     x, y = _as_images(x, where), _as_labels(y, where)
     if tx is not None:
         tx, ty = _as_images(tx, where), _as_labels(ty if ty is not None else [], where)
+    divisor, note = scale_array([x] if tx is None else [x, tx], scale, named or where)
+    if divisor != 1:
+        x, tx = x / divisor, None if tx is None else tx / divisor
     if len(x) != len(y):
         raise DataError(f"{where}: {len(x)} images but {len(y)} labels; give one label per image")
     if tx is not None and (ty is None or len(tx) != len(ty) or tx.shape[1:] != x.shape[1:]):
@@ -168,7 +178,30 @@ def _from_arrays(x, y, tx, ty, where: str, classes=None) -> RawData:
     if (y == UNLABELED).all() and (ty is None or (ty == UNLABELED).all()):
         n_classes = 0  # unlabeled: the model's outputs will say how many classes there are
     names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n_classes)]
-    return RawData(x, y, names, tx, ty)
+    return RawData(x, y, names, tx, ty, divisor=divisor, scale_note=note)
+
+
+PIXEL_MAX = 255.0  # an 8-bit pixel's largest value
+
+
+def scale_array(arrays: list[np.ndarray], scale: str, named: str) -> tuple[float, Optional[str]]:
+    """What data.scale divides the image arrays by (one divisor for x and test_x alike), and, for auto, the line that
+    says what it chose. auto divides by 255 only values that look like 8-bit pixels (0..255, some above 1): values
+    already in [0, 1] are pixels as they are, and negative or larger values (an array normalised before saving, 16-bit
+    or raw sensor values) are not 8-bit pixels, which a division by 255 would only shrink."""
+    if scale == "none":
+        return 1.0, None
+    if scale == "255":
+        return PIXEL_MAX, None
+    low = min(float(a.min(initial=0)) for a in arrays)
+    high = max(float(a.max(initial=0)) for a in arrays)
+    if high <= 1.0 and low >= 0.0:
+        return 1.0, None
+    if low >= 0.0 and high <= PIXEL_MAX:
+        return PIXEL_MAX, (f"{named}: values 0..{high:g} read as 8-bit pixels and divided by 255 (data.scale: auto); "
+                           "set data.scale: none to feed the values as given")
+    return 1.0, (f"{named}: values {low:.3g}..{high:.3g} are not 8-bit pixels: taken as given, not divided by 255 "
+                 "(data.scale: auto); set data.scale: 255 to divide them")
 
 
 def _as_labels(y, where: str) -> np.ndarray:
@@ -188,7 +221,7 @@ def _as_images(x, where: str) -> np.ndarray:
         x = x.astype(np.float32)
     except (TypeError, ValueError):
         raise DataError(f"{where}: images must be numeric arrays, got dtype {x.dtype}") from None
-    return x / 255.0 if x.max(initial=0) > 1.0 else x
+    return x
 
 
 def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> RawData:
@@ -274,10 +307,12 @@ def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
                         "(or data.image_size) so that every image becomes the same shape")
 
 
-def _factory(reference: str, base_dir: Optional[Path]) -> RawData:
+def _factory(reference: str, base_dir: Optional[Path], scale: str = "auto") -> RawData:
     result = call(reference, base_dir, what="data.source")
+    named = f"data.source '{reference}'"
     if isinstance(result, dict):
-        return _from_arrays(result.get("x"), result.get("y"), result.get("test_x"), result.get("test_y"), reference, result.get("classes"))
+        return _from_arrays(result.get("x"), result.get("y"), result.get("test_x"), result.get("test_y"), reference,
+                            result.get("classes"), scale, named)
     if isinstance(result, (tuple, list)) and len(result) == 2:
-        return _from_arrays(result[0], result[1], None, None, reference)
+        return _from_arrays(result[0], result[1], None, None, reference, scale=scale, named=named)
     raise DataError(f"data.source '{reference}': the factory must return (x, y) or a dict with x, y[, test_x, test_y, classes]")

@@ -36,7 +36,7 @@ def with_reference_labels(cfg, base_dir: Path, dataset):
     logits = onnx_logits(source)
     val_logits = logits(dataset.val.x)
     if val_logits.ndim != 2:
-        raise ConfigError(f"student.onnx: the model's output has shape {_shape(val_logits.shape)}; edgekd ships classifiers "
+        raise ConfigError(f"student.onnx '{source}': the model's output has shape {_shape(val_logits.shape)}; edgekd ships classifiers "
                           "whose output is (batch, classes) logits")
     print(f"{where}: no labels; every top-1 below is agreement with the fp32 model's top-1 (fidelity, not accuracy)",
           file=sys.stderr)
@@ -98,13 +98,25 @@ def given_input_spec(source: Path, dataset, field: str, where: str) -> dict:
     from edgekd.runtimes.onnx_graph import external_data_files
 
     external_data_files(source, field)  # its weights beside it, inside its folder: refused in one line before loading
-    if not isinstance(dataset.train.x, dict):
-        spec = onnx_input_spec(source)
-        check_input_matches(spec, dataset.input_shape, field)
-        return spec
+    named = f"{field} '{source}'"  # the user's file, not only the config key
     inputs = onnx_inputs(source)
-    check_named_inputs(inputs, dataset.train.x, field, where)
+    if not isinstance(dataset.train.x, dict):
+        if len(inputs) > 1:
+            raise ConfigError(_one_tensor_for_several(inputs, named, where, npz=getattr(dataset, "name", "") == "npz"))
+        spec = onnx_input_spec(source)
+        check_input_matches(spec, dataset.input_shape, named, getattr(dataset, "image_steps", None) is not None)
+        return spec
+    check_named_inputs(inputs, dataset.train.x, named, where)
     return {k: inputs[0][k] for k in ("name", "shape", "dtype")}
+
+
+def _one_tensor_for_several(inputs: list[dict], named: str, where: str, npz: bool) -> str:
+    """The data gives one tensor and the model takes several: the arrays an .npz must hold instead, one per input."""
+    described = ", ".join(f"{i['name']} {i['dtype']} {_shape(i['shape'])}" for i in inputs)
+    arrays = ", ".join(f"{i['name']}=..." for i in inputs)
+    given = "one array x" if npz else "one image tensor"
+    return (f"{where}: the model in {named} takes {len(inputs)} inputs ({described}) but the data gives {given}; give an "
+            f".npz with one array per input, named as it, and y for labels: numpy.savez(path, {arrays}, y=...)")
 
 
 def check_named_inputs(inputs: list[dict], arrays: dict[str, np.ndarray], field: str, where: str) -> None:
@@ -138,19 +150,30 @@ def _check_batch_axis(spec: dict, field: str, axis: int = 0) -> None:
     if isinstance(spec["shape"][axis], int) if spec["shape"] else True:
         raise ConfigError(f"{field}: the model's input '{spec['name']}' has the fixed shape {_shape(spec['shape'])}; edgekd "
                           "measures batches of several sizes: export it with a dynamic batch axis (torch.onnx.export(..., "
-                          "dynamic_axes={'input': {0: 'batch'}}), or dynamo=True with dynamic_shapes)")
+                          f"dynamic_axes={{'{spec['name']}': {{{axis}: 'batch'}}}}), or dynamo=True with dynamic_shapes)")
 
 
-def check_input_matches(spec: dict, sample_shape: tuple, field: str) -> None:
-    """One line naming both shapes when the data's samples cannot feed the model's input."""
+def check_input_matches(spec: dict, sample_shape: tuple, field: str, image_files: bool = False) -> None:
+    """One line naming both shapes when the data's samples cannot feed the model's input. `image_files`: the data is
+    decoded from image files, whose channels data.color sets (the likely fix when only the channels differ)."""
     _check_batch_axis(spec, field)
     model_shape = spec["shape"][1:]
     fits = len(model_shape) == len(sample_shape) and all(
         not isinstance(m, int) or m == s for m, s in zip(model_shape, sample_shape))
     if spec["dtype"] != "float32" or not fits:
         raise ConfigError(f"{field}: the model's input '{spec['name']}' is {spec['dtype']} {_shape(spec['shape'])} but the data's "
-                          f"samples are float32 {_shape(['batch', *sample_shape])}; check data.* (source, image_size) or "
-                          "export the model for this input")
+                          f"samples are float32 {_shape(['batch', *sample_shape])}; "
+                          f"{_color_fix(model_shape, sample_shape) if image_files else ''}"
+                          "check data.* (source, image_size) or export the model for this input")
+
+
+def _color_fix(model_shape: list, sample_shape: tuple) -> str:
+    """The data.color that gives an image folder's samples the model's channels, when the channels are what differs."""
+    channels = model_shape[0] if len(model_shape) == len(sample_shape) == 3 else None
+    if not isinstance(channels, int) or channels == sample_shape[0] or channels not in (1, 3):
+        return ""
+    color = "gray" if channels == 1 else "rgb (or gray3 for grayscale images)"
+    return f"the model takes {channels} channel(s): set data.color: {color} (edgekd ship: --color {color.split()[0]}); else "
 
 
 def _shape(shape) -> str:

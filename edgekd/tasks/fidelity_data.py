@@ -78,6 +78,9 @@ class FidelityDataset:
 def load_fidelity_dataset(config, base_dir: Path | None) -> FidelityDataset:
     """config: the pipeline config (data.path, data.labels, fractions, seed, task.metric, student.onnx)."""
     data = config.data
+    if "scale" in data.model_fields_set and data.scale != "none":  # the file is the model's input: nothing is divided
+        raise DataError(f"data.scale: a fidelity task feeds the npz '{data.path}' as it is; scale x before "
+                        "saving and set data.scale: none (or leave it out)")
     path = resolve_path(data.path, base_dir)
     if not path.is_file():
         raise DataError(f"data.path '{data.path}': npz file not found ({path})")

@@ -65,3 +65,50 @@ def test_calibration_comes_from_train_and_is_balanced():
     train_rows = {row.tobytes() for row in data.train.x}
     assert all(row.tobytes() in train_rows for row in samples.x)
     assert draw(data, recipe)[1] == digest
+
+
+def _saved(tmp_path, x, name="d.npz"):
+    path = tmp_path / name
+    np.savez(path, x=x.astype(np.float32), y=np.arange(len(x)) % 3)
+    return str(path)
+
+
+def test_npz_scale_is_said_and_can_feed_the_values_as_given(tmp_path, capsys):
+    """data.scale: auto divides 0..255 values by 255 and says so; none feeds them as saved (a model taking 0..255)."""
+    x = np.random.default_rng(0).integers(0, 256, (60, 1, 4, 4)).astype(np.float32)
+    path = _saved(tmp_path, x)
+    auto = load_dataset(DataConfig(source="npz", path=path, normalize="none"), seed=0)
+    assert float(auto.train.x.max()) <= 1.0 and auto.preprocessing()["formula"] == "(pixel / 255 - mean[c]) / std[c]"
+    assert "divided by 255 (data.scale: auto); set data.scale: none" in capsys.readouterr().err
+    given = load_dataset(DataConfig(source="npz", path=path, normalize="none", scale="none"), seed=0)
+    assert float(given.train.x.max()) == float(x.max()) and capsys.readouterr().err == ""
+    assert given.preprocessing()["formula"] == "(x - mean[c]) / std[c]" and given.preprocessing()["scale"].startswith("none")
+    assert DataConfig.model_validate({"source": "npz", "path": path, "scale": 255}).scale == "255"  # YAML's number
+
+
+def test_a_normalised_npz_is_not_divided_by_255(tmp_path, capsys):
+    """Values outside 0..255 are not 8-bit pixels: auto takes them as they are (the manifest's mean is theirs)."""
+    x = np.random.default_rng(0).normal(0.5, 2.0, (60, 1, 4, 4))
+    data = load_dataset(DataConfig(source="npz", path=_saved(tmp_path, x)), seed=0)
+    assert 1.5 < data.std[0] < 2.5 and data.preprocessing()["formula"] == "(x - mean[c]) / std[c]"
+    assert "not 8-bit pixels: taken as given" in capsys.readouterr().err
+    forced = load_dataset(DataConfig(source="npz", path=_saved(tmp_path, x), scale="255"), seed=0)
+    assert forced.std[0] < 0.01
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"source": "digits", "scale": "none"}, "data.scale: applies to arrays"),
+    ({"source": "npz", "path": "d.npz", "scale": "raw"}, "use auto"),
+])
+def test_a_misplaced_or_unknown_scale_is_one_line(config, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        DataConfig.model_validate(config)
+
+
+def test_named_input_arrays_refuse_a_scale(tmp_path):
+    path = tmp_path / "two.npz"
+    np.savez(path, img=np.zeros((30, 1, 4, 4), np.float32), meta=np.zeros((30, 3), np.float32), y=np.arange(30) % 2)
+    with pytest.raises(DataError, match="data.scale: the npz .* fed as they are"):
+        load_dataset(DataConfig(source="npz", path=str(path), scale="255"), seed=0)

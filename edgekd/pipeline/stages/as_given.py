@@ -53,7 +53,7 @@ def check_outputs(ctx: RunContext, outputs: np.ndarray) -> None:
     """The given model's output can be judged as the task says: a classifier's (batch, classes) logits, or for a
     fidelity task an output its metric can score against the data's labels."""
     if ctx.task.has_classes:
-        check_classes(outputs, ctx.dataset.num_classes, "student.onnx")
+        check_classes(outputs, ctx.dataset.num_classes, f"student.onnx '{ctx.cfg.student.onnx}'")
         return
     from edgekd.core.task_metrics import task_metric
 
@@ -61,7 +61,7 @@ def check_outputs(ctx: RunContext, outputs: np.ndarray) -> None:
     try:
         metric.score(outputs, ctx.dataset.val.y[:len(outputs)])
     except (ValueError, IndexError) as exc:
-        raise ConfigError(f"student.onnx: its output {tuple(outputs.shape)} cannot be scored by task.metric {metric.name} "
+        raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': its output {tuple(outputs.shape)} cannot be scored by task.metric {metric.name} "
                           f"against the data's y ({exc}); y must be {metric.labels}, or choose another task.metric") from None
 
 
@@ -117,8 +117,9 @@ def _judge_given(top1: float, labels: np.ndarray, sanity=None) -> None:
         sanity()
     if top1 <= above_chance(labels):
         raise ConfigError(f"student: the given model scores {top1:.1%} on the validation split, no better than chance "
-                          f"({chance:.1%}); give it the inputs it was trained on: data.normalize, data.resize / center_crop / "
-                          "color, and class folders that sort in the model's label order")
+                          f"({chance:.1%}); give it the inputs it was trained on: data.normalize (and data.scale for an npz's "
+                          "values), data.resize / center_crop / color, and class folders that sort in the model's label "
+                          "order")
 
 
 class AsGivenStage(Stage):

@@ -135,7 +135,8 @@ def test_ship_with_labels_scores_against_them(det, tmp_path):
 def test_a_metric_that_cannot_read_the_output_is_one_line(det, tmp_path):
     result = invoke("ship", det["model"], "--data", det["labeled"], "--metric", "box_f1", "--out", tmp_path / "run")
     assert result.exit_code == 2, result.output
-    assert "student.onnx: its output (2, 1, 32, 32) cannot be scored by task.metric box_f1" in result.output
+    assert f"student.onnx '{Path(det['model']).resolve()}': its output (2, 1, 32, 32) cannot be scored by task.metric " \
+           "box_f1" in result.output  # the user's file, not only the config key
 
 
 def test_metric_needs_an_onnx_model_and_an_npz(det, tmp_path):

@@ -1,0 +1,43 @@
+"""`edgekd ship` options checked before its pipeline file is written (pipeline/ship.py writes it): the MODEL is not a
+pickle, --targets names at least one profile, and the data options (--color, --scale, --normalize) become data keys,
+each refused in one line naming the option where --data is not of its kind (the data section's own check would name
+the config key, which the user did not type)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from edgekd.core.errors import ConfigError
+
+# Files that hold a pickle: loading one runs whatever code it names, so edgekd never opens one as a model.
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+
+# The --data each option applies to: (data.source, how the message names it); others apply to any --data.
+_OPTION_SOURCES = {"color": ("imagefolder", "an image folder"), "scale": ("npz", "an .npz file")}
+
+
+def check_model(model: str) -> None:
+    """A pickle given as MODEL is refused, never loaded (as a name without ':' it would be read as a factory)."""
+    if model.lower().endswith(PICKLE_SUFFIXES):
+        raise ConfigError(f"MODEL '{model}': a pickle, which edgekd never loads (unpickling runs any code it names); "
+                          "export the model to ONNX and give the .onnx file, or give its factory (module:function) with "
+                          "--checkpoint and its state_dict")
+
+
+def check_targets(targets: Optional[Sequence[str]]) -> None:
+    """None: the default target; an empty list (`--targets ""`, `--targets ,`) names none and is refused, not defaulted."""
+    if targets is not None and not [t for t in targets if str(t).strip()]:
+        raise ConfigError("--targets: no target named; give device profiles separated by commas (see `edgekd targets`), "
+                          "or leave --targets out for x86-cpu")
+
+
+def data_options(config: dict[str, Any], data: str, **options: Optional[str]) -> dict[str, Any]:
+    """`config` (ship_config's) with the given options as data keys."""
+    source = config["data"]["source"]
+    given = {key: value for key, value in options.items() if value is not None}
+    for key in given:
+        needed, kind = _OPTION_SOURCES.get(key, (source, ""))
+        if source != needed:
+            raise ConfigError(f"--{key}: applies to {kind} --data, not to '{data}'; remove it")
+    config["data"].update(given)
+    return config
