@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from edgekd.core.sections import Strict, describe_validation_error
 from edgekd.core.user_code import is_reference
@@ -116,6 +116,13 @@ class DataConfig(Strict):
         if self.labels == "none" and self.source not in ("imagefolder", "npz"):
             raise ValueError(f"data.labels: none applies to data.source imagefolder or npz, not to '{self.source}'; remove it")
         return self
+
+    @model_serializer(mode="wrap")
+    def _default_scale_left_out(self, handler) -> dict[str, Any]:
+        """data.scale auto is left out of the dump, so that every config without it dumps, and keys its stages (and so
+        an old run folder resumes), as before the key existed."""
+        dumped = handler(self)
+        return {k: v for k, v in dumped.items() if k != "scale" or v != "auto"}
 
     @field_validator("scale", mode="before")
     @classmethod

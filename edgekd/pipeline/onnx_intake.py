@@ -9,7 +9,7 @@ import numpy as np
 
 from edgekd.core.errors import ConfigError, clip_words
 from edgekd.core.metrics import sample_count, take_rows
-from edgekd.runtimes.onnx_graph import MIN_QUANT_OPSET, copy_onnx, opset_of, upgrade_opset
+from edgekd.runtimes.onnx_graph import MIN_QUANT_OPSET, copy_onnx, dedupe_opset_imports, opset_of, upgrade_opset
 
 # The upgraded model must compute what the original does: the converter rewrites operator signatures (Squeeze's axes
 # as an input, ...), not arithmetic, so only float reordering by the runtime's fusions separates the two.
@@ -22,7 +22,10 @@ def bring_in(source: Path, target: Path, samples, field: str) -> tuple[list[Path
     Returns the files written (model first) and the upgrade's record for the manifest (None: no upgrade)."""
     opset = opset_of(source)
     if opset is None or opset >= MIN_QUANT_OPSET:
-        return copy_onnx(source, target, field), None
+        written = copy_onnx(source, target, field)
+        merged = dedupe_opset_imports(target, field)  # the run's copy; the user's file is never changed
+        return written, ({"from": opset, "to": opset, "tool": "one opset_import per domain", "removed": merged}
+                         if merged else None)
     try:
         written = upgrade_opset(source, target, MIN_QUANT_OPSET)
     except Exception as exc:  # the converter raises plain Exceptions and checker errors for ops it cannot adapt

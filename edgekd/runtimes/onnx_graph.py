@@ -53,6 +53,34 @@ def onnx_parameters(path: Path) -> int:
 MIN_QUANT_OPSET = 13
 
 
+def dedupe_opset_imports(path: Path, field: str = "model") -> list[dict] | None:
+    """Rewrite the model at `path` in place with one opset_import per domain when it lists one twice at the same
+    version (onnx.compose.merge_models writes the default domain once per merged model): onnxruntime runs such a file,
+    but its quantizer stops at "Failed to find proper ai.onnx domain". Returns the entries removed (None: none), for
+    the manifest; two versions of one domain are one line naming them, as no tool can tell which one the graph needs."""
+    import onnx
+
+    from edgekd.core.errors import ArtifactError
+
+    model = onnx.load(str(path), load_external_data=False)  # external data stays where it is, referenced as before
+    seen: dict[str, int] = {}
+    removed = []
+    for entry in model.opset_import:
+        domain = "" if entry.domain == "ai.onnx" else entry.domain
+        if domain in seen and seen[domain] != entry.version:
+            raise ArtifactError(f"{field} '{path}': it imports domain '{entry.domain or 'ai.onnx'}' at two opsets "
+                                f"({seen[domain]} and {entry.version}); export or merge it again with one opset per domain")
+        if domain in seen:
+            removed.append({"domain": entry.domain or "ai.onnx", "version": entry.version})
+        seen[domain] = entry.version
+    if not removed:
+        return None
+    del model.opset_import[:]
+    model.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in seen.items())
+    onnx.save(model, str(path))
+    return removed
+
+
 def opset_of(path: Path) -> int | None:
     """The model's opset for the default ONNX domain, None when it imports none."""
     import onnx

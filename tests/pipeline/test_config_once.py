@@ -43,3 +43,14 @@ def test_both_configs_digest_as_before(tiny_config, write_config):
     for config in (load_config(write_config(tiny_config)), load_config(REPO / "configs" / "language_model.yaml")):
         earlier = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
         assert config.digest() == model_digest(config) == earlier
+
+
+def test_keys_added_with_their_default_leave_the_dump_as_before(tiny_config, write_config):
+    """data.scale (auto) and distill.out_of_fold (null) are left out of the dump while at their default: a config
+    without them keys its stages as before they existed, so an old run folder resumes with every stage up to date."""
+    config = load_config(write_config(tiny_config))
+    dump = config.model_dump(mode="json")
+    assert "scale" not in dump["data"] and "out_of_fold" not in dump["distill"]
+    scaled = load_config(write_config({**tiny_config, "data": {**tiny_config["data"], "source": "npz", "path": "x.npz",
+                                                                 "scale": "none"}}))
+    assert scaled.model_dump(mode="json")["data"]["scale"] == "none"

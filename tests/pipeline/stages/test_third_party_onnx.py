@@ -12,7 +12,7 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.faults.helpers import invoke
+from tests.faults.helpers import assert_one_line_error, invoke
 
 FAST_BENCH = {"eval_samples": 60, "runs": 5, "min_seconds": 0, "warmup_runs": 1, "warmup_seconds": 0, "rounds": 1,
               "memory": False}
@@ -84,6 +84,31 @@ def test_an_opset_11_model_ships_int8_upgraded_checked_and_recorded(digits_weigh
     assert bundle["given_onnx"]["opset_upgrade"]["from"] == 11
     fp32 = onnx.load(str(tmp_path / "run" / "03-export" / "student-fp32.onnx"))
     assert [o.version for o in fp32.opset_import if o.domain in ("", "ai.onnx")] == [13]
+
+
+def test_a_model_importing_its_opset_twice_ships_int8_with_one_entry_recorded(digits_weights, tmp_path):
+    """onnx.compose.merge_models lists the default domain once per merged model: onnxruntime runs the file, but its
+    quantizer stopped at "Failed to find proper ai.onnx domain" (new-user trial). The run's copy keeps one entry."""
+    model = classifier(digits_weights, -1, opset=17)
+    model.opset_import.append(helper.make_opsetid("", 17))
+    path = tmp_path / "merged.onnx"
+    onnx.save(model, str(path))
+    result = invoke("run", str(_config(tmp_path, path)), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output[-3000:]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["stages"]["distill"]["metrics"]["opset_upgrade"]["removed"] == [{"domain": "ai.onnx", "version": 17}]
+    rows = {row["name"]: row for row in manifest["stages"]["compile"]["metrics"]["targets"]["x86-cpu"]["candidates"]}
+    assert "int8" in rows and rows["int8"].get("verdict") != "failed", rows
+    assert len(onnx.load(str(path)).opset_import) == 2  # the user's file is never changed
+
+
+def test_two_versions_of_one_domain_are_one_line(digits_weights, tmp_path):
+    model = classifier(digits_weights, -1, opset=17)
+    model.opset_import.append(helper.make_opsetid("ai.onnx", 13))
+    path = tmp_path / "two.onnx"
+    onnx.save(model, str(path))
+    assert_one_line_error(invoke("run", str(_config(tmp_path, path)), "--out", str(tmp_path / "run")),
+                          "imports domain 'ai.onnx' at two opsets (17 and 13)", "one opset per domain")
 
 
 def test_an_invalid_int8_file_from_the_quantizer_is_not_blamed_on_the_model(digits_weights, tmp_path):
