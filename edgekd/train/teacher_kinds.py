@@ -21,6 +21,7 @@ import numpy as np
 
 from edgekd.core.errors import ConfigError, DataError, ModelError
 from edgekd.core.fileio import resolve_path, sha256_of
+from edgekd.train.booster_params import check_booster_params
 
 TREE_WORDS = ("Tree", "Forest", "Boosting", "LGBM", "XGB")  # preprocess auto: these get category codes, NaN kept
 PROBABILITY_FLOOR = 1e-7  # log(0) would be -inf: a class a tree never predicts gets this probability instead
@@ -91,6 +92,8 @@ def build_estimator(spec, index: int, seed: int):
         params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v for k, v in (params or {}).items()}
         if "random_state" in defaults and "random_state" not in params:
             params["random_state"] = seed + index
+        if kind in ("lightgbm", "xgboost"):
+            check_booster_params(kind, cls, params, where)
         if kind == "lightgbm" and "verbose" not in params:  # else a dozen [LightGBM] [Info] lines bury the run's progress
             params["verbose"] = -1
         try:

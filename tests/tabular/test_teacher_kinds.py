@@ -120,6 +120,20 @@ def test_unknown_estimator_names_the_key(table):
         _fit({"sklearn": "RandomForestClassifier", "params": {"trees": 3}}, table)
 
 
+@pytest.mark.parametrize("kind, name", [("lightgbm", "LGBMClassifier"), ("xgboost", "XGBClassifier")])
+def test_booster_param_typos_are_refused_like_sklearns(kind, name):
+    """LGBMClassifier and XGBClassifier pass unknown keywords to the booster, which ignored them (the default 100
+    trees were fitted): each typo is named, with the parameter meant."""
+    from edgekd.train.teacher_kinds import build_estimator
+
+    with pytest.raises(ConfigError, match=rf"teachers\[1\].params: {name} has no parameter 'n_estimator' \(did you mean "
+                                          r"n_estimators\?\), 'max_dept' \(did you mean max_depth\?\)"):
+        build_estimator(TeacherConfig(**{kind: name, "params": {"n_estimator": 20, "max_dept": 3}}), 1, 0)
+    # the booster's own names and aliases, beyond the wrapper's keywords, still pass
+    booster_names = {"lightgbm": {"min_data_in_leaf": 3, "feature_fraction": 0.8}, "xgboost": {"eta": 0.1, "max_bin": 64}}
+    assert type(build_estimator(TeacherConfig(**{kind: name, "params": booster_names[kind]}), 1, 0)).__name__ == name
+
+
 def test_pipeline_refuses_fitted_kinds_on_images():
     from edgekd.pipeline.config import validate_config
 
