@@ -93,21 +93,45 @@ def test_an_onnx_teacher_whose_inputs_are_not_the_columns(table, tmp_path):
 
 def test_skops_loads_only_trusted_types(table, tmp_path):
     import skops.io as sio
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    fitted = _fit({"sklearn": "LogisticRegression"}, table)
-    sio.dump(fitted.model, tmp_path / "model.skops")
-    needed = sio.get_untrusted_types(file=str(tmp_path / "model.skops"))
-    with pytest.raises(ModelError, match=r"holds types not in `trusted`"):
-        load_teacher(TeacherConfig(skops="model.skops", trusted=needed[1:] or ["collections.OrderedDict"]), 0, 3, tmp_path, table.schema)
-    teacher = load_teacher(TeacherConfig(skops="model.skops", trusted=needed), 0, 3, tmp_path, table.schema)
-    assert np.allclose(teacher.logits(table.val.x), fitted.logits(table.val.x))
+    from edgekd.data.tabular import frame
+
+    numbers = make_column_transformer((StandardScaler(), ["price"]))  # a column without gaps: no imputer (which holds a numpy.dtype)
+    model = make_pipeline(numbers, LogisticRegression(max_iter=500)).fit(frame(table.train.x), table.train.y)
+    sio.dump(model, tmp_path / "model.skops")
+    # a plain scikit-learn pipeline holds only types skops trusts by default: nothing to list, and `trusted: []` loads it
+    assert sio.get_untrusted_types(file=str(tmp_path / "model.skops")) == []
+    teacher = load_teacher(TeacherConfig(skops="model.skops", trusted=[]), 0, 3, tmp_path, table.schema)
+    assert np.allclose(np.exp(teacher.logits(table.val.x)), model.predict_proba(frame(table.val.x)), atol=1e-5)
+    # a type skops does not trust by default loads only when listed; listing another type does not unlock it
+    sio.dump({"model": model, "note": _Note()}, tmp_path / "custom.skops")
+    needed = sio.get_untrusted_types(file=str(tmp_path / "custom.skops"))
+    assert needed == [f"{__name__}._Note"]
+    with pytest.raises(ModelError, match=rf"holds types skops does not trust by default and `trusted` does not list: {needed[0]}; "):
+        load_teacher(TeacherConfig(skops="custom.skops", trusted=["sklearn.pipeline.Pipeline"]), 0, 3, tmp_path, table.schema)
+
+
+class _Note:
+    """A type of the user's own, which skops does not trust by default."""
+
+
+def test_a_pickle_named_skops_is_not_a_skops_file(table, tmp_path):
+    import pickle
+
+    (tmp_path / "model.skops").write_bytes(pickle.dumps({"not": "a skops file"}))
+    with pytest.raises(ModelError, match=r"teachers\[0\].skops '.*model.skops': not a skops file \(skops.io.dump writes a zip "
+                                         r"archive; .*\); edgekd never unpickles"):
+        load_teacher(TeacherConfig(skops="model.skops"), 0, 3, tmp_path, table.schema)
 
 
 def test_config_refusals():
     with pytest.raises(ValidationError, match="give exactly one teacher kind of arch, sklearn, lightgbm, xgboost, onnx, skops"):
         TeacherConfig(sklearn="RandomForestClassifier", lightgbm="LGBMClassifier")
-    with pytest.raises(ValidationError, match="skops: list the types the file may hold in `trusted`"):
-        TeacherConfig(skops="model.skops")
+    assert TeacherConfig(skops="model.skops").trusted == []  # skops' default trusted types only
     with pytest.raises(ValidationError, match="checkpoint: a sklearn teacher is fitted"):
         TeacherConfig(sklearn="RandomForestClassifier", checkpoint="x.pt")
     assert TeacherConfig(arch="mlp").kind == "torch" and TeacherConfig(onnx="m.onnx").kind == "onnx"
