@@ -47,9 +47,11 @@ LABEL_ORDER_MAX_CLASSES = 2000
 _BATCH = 64
 
 
-def check_label_order(predictions: np.ndarray, labels: np.ndarray, classes: list[str], where: str, folders: bool) -> None:
+def check_label_order(predictions: np.ndarray, labels: np.ndarray, classes: list[str], where: str, folders: bool,
+                      fix: Optional[str] = None, rows: str = "validation images") -> None:
     """ConfigError naming the mapping when matching classes to outputs otherwise than label i -> output i is
-    significantly more accurate on the validation split."""
+    significantly more accurate on the rows given (`rows` says which, e.g. "validation images"); `fix`: what to do
+    about it, when not the default for class folders or numbered labels."""
     k = len(classes)
     if k > LABEL_ORDER_MAX_CLASSES:
         print(f"student (as given): {k} classes: their order against the model's outputs is not checked (over "
@@ -66,11 +68,12 @@ def check_label_order(predictions: np.ndarray, labels: np.ndarray, classes: list
     if p_value >= LABEL_ORDER_SIGNIFICANCE or mapped_correct[on_moved].sum() < LABEL_ORDER_MIN_RATIO * identity_correct[on_moved].sum():
         return
     named = [f"{_class_name(classes, i, folders)} looks like model output {mapping[i]} ({confusion[i, mapping[i]]} of "
-             f"{confusion[i].sum()} validation images)" for i in moved[:MOVED_SHOWN]]
+             f"{confusion[i].sum()} {rows})" for i in moved[:MOVED_SHOWN]]
     more = f" and {len(moved) - MOVED_SHOWN} more" if len(moved) > MOVED_SHOWN else ""
-    fix = ("rename the class folders so that they sort in the model's label order (the first in sorted order is output 0)"
-           if folders else "number the labels in the model's output order")
-    raise ConfigError(f"{where}: {', '.join(named)}{more}: validation top-1 {identity_correct.mean():.1%} as the classes are "
+    fix = fix or ("rename the class folders so that they sort in the model's label order (the first in sorted order is "
+                  "output 0)" if folders else "number the labels in the model's output order")
+    scope = rows.rsplit(" ", 1)[0] if " " in rows else ""  # "validation images": validation top-1
+    raise ConfigError(f"{where}: {', '.join(named)}{more}: {scope} top-1 {identity_correct.mean():.1%} as the classes are "
                       f"ordered, {mapped_correct.mean():.1%} with them matched to the model's outputs (exact McNemar "
                       f"p={p_value:.1g}); {fix}")
 

@@ -188,7 +188,7 @@ def test_no_ensemble_graph_when_a_member_has_no_converter(table, tmp_path):
     assert out == {"onnx_bytes": None, "onnx_reason": "teachers[0] has no ONNX converter (see its onnx_reason)"}
 
 
-def test_a_given_file_no_better_than_chance_stops_the_run(table, tmp_path):
+def test_a_given_file_in_another_class_order_or_at_chance_stops_the_run(table, tmp_path):
     import onnx
 
     from edgekd.tabular.onnx_convert import teacher_onnx
@@ -197,10 +197,42 @@ def test_a_given_file_no_better_than_chance_stops_the_run(table, tmp_path):
     fitted = _fit({"sklearn": "LogisticRegression"}, table)
     onnx.save(teacher_onnx(fitted.model, table.schema)[0], str(tmp_path / "m.onnx"))
     teacher = load_teacher(TeacherConfig(onnx="m.onnx"), 0, 3, tmp_path, table.schema)
-    logits = teacher.logits(table.val.x)
+    logits = {split: teacher.logits(getattr(table, split).x) for split in ("train", "val")}
     given_teacher_fits(teacher, logits, table)  # right class order: passes
-    with pytest.raises(ModelError, match=r"teachers\[0\].onnx 'm.onnx': validation top-1 .* no better than chance .*class order \(high, low, mid\)"):
-        given_teacher_fits(teacher, logits[:, [1, 2, 0]], table)  # the classes in another order
+    with pytest.raises(ConfigError, match=r"teachers\[0\].onnx 'm.onnx': label 0 \('high'\) looks like model output 2 .*"
+                                          r"matched to this data's classes by position \(sorted: high, low, mid\): export it "
+                                          r"with the class names as its labels"):
+        given_teacher_fits(teacher, {split: z[:, [1, 2, 0]] for split, z in logits.items()}, table)  # classes in another order
+    # the same answer for every row (no order makes it right): the chance check, in words that match its rule
+    flat = {split: np.tile(z[:1], (len(z), 1)) for split, z in logits.items()}
+    with pytest.raises(ModelError, match=r"teachers\[0\].onnx 'm.onnx': top-1 \d+\.\d% on \d+ validation rows, not clearly above "
+                                         r"chance \(the largest class's \d+\.\d%; telling a model from guessing it takes over "
+                                         r"\d+\.\d% on \d+ validation rows\); its outputs must follow this data's class order"):
+        given_teacher_fits(teacher, flat, table)
+
+
+def test_integer_class_ids_swapped_between_two_small_classes_are_named():
+    """Trial item 2: a teacher well above chance whose ids for two small classes are swapped (its labels 0..k-1 are
+    matched to the sorted names by position) passed, teaching those classes each other's targets."""
+    from types import SimpleNamespace
+
+    from edgekd.tasks.tabular import given_teacher_fits
+
+    rng = np.random.default_rng(0)
+
+    def split(rows):
+        y = rng.choice(4, rows, p=[0.5, 0.3, 0.1, 0.1])
+        right = rng.random(rows) < 0.85
+        predicted = np.where(right, y, rng.integers(0, 4, rows))
+        return SimpleNamespace(y=y), np.eye(4, dtype=np.float32)[predicted][:, [0, 1, 3, 2]]  # outputs 2 and 3 swapped
+
+    (train, train_logits), (val, val_logits) = split(1000), split(300)
+    data = SimpleNamespace(train=train, val=val, classes=["Ideal", "Premium", "Fair", "Good"])
+    teacher = SimpleNamespace(where="teachers[0]", kind="onnx", name="swapped.onnx")
+    with pytest.raises(ConfigError, match=r"^teachers\[0\].onnx 'swapped.onnx': label 2 \('Fair'\) looks like model output 3 "
+                                          r".*label 3 \('Good'\) looks like model output 2 .*: training and validation top-1 "
+                                          r".* export it with the class names as its labels"):
+        given_teacher_fits(teacher, {"train": train_logits, "val": val_logits}, data)
 
 
 @pytest.mark.parametrize("name", ["RandomForestRegressor", "StandardScaler"])
