@@ -27,6 +27,8 @@ NUMERIC_SHARE = 0.5
 # A category column with more distinct values than this share of its rows (and more than IDENTIFIER_MIN) is an
 # identifier or free text: refused rather than one-hot encoded.
 IDENTIFIER_SHARE, IDENTIFIER_MIN = 0.5, 50
+# A stratified split into training, validation and test puts at least one row of every class in each.
+MIN_CLASS_ROWS = 3
 
 
 @dataclass
@@ -85,7 +87,7 @@ def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
     if absent:
         raise DataError(f"{where}: column '{absent[0]}' (data.features / data.categorical) is not in the file; its columns are "
                         f"{', '.join(map(str, table.columns))}")
-    splits = _split(len(table), labels, cfg, seed, where)
+    splits = _split(len(table), labels, classes, cfg, seed, where)
     train_rows = splits[0]
     columns = tuple(_column(table[name], str(name), name in (cfg.categorical or []), train_rows, where) for name in features)
     schema = Schema(str(cfg.target), tuple(classes), columns, cfg.inputs)
@@ -125,13 +127,26 @@ def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
         raise DataError(f"data.target '{target}': row {row} of {where} has no value; every row needs its class")
     text = np.array([category_text(v) for v in values.tolist()], dtype=str)  # numbers as classes: 3.0 and 3 are '3'
     classes, labels = np.unique(text, return_inverse=True)
+    if values.dtype.kind in "biuf" and _quantity(values.to_numpy(), np.bincount(labels)):
+        raise DataError(f"data.target '{target}': holds numbers with {len(classes)} distinct values, a quantity rather than "
+                        "classes; edgekd trains classifiers only: bin the column into classes (pandas.cut or qcut) and name "
+                        "the binned column as data.target")
     if len(classes) < 2:
         raise DataError(f"data.target '{target}': holds one class ({str(classes[0])!r}) only; a classifier needs rows of two "
                         "classes or more")
     return labels.astype(np.int64), [str(c) for c in classes]
 
 
-def _split(n: int, labels: np.ndarray, cfg, seed: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _quantity(values: np.ndarray, rows_per_class: np.ndarray) -> bool:
+    """Whether a numeric target is a measured quantity (a regression target) rather than class codes: it has fractional
+    values (class codes are whole numbers; 3.0 is class 3), or values on fewer rows than a stratified split into
+    training, validation and test needs of every class (price: 2,165 values on 3,000 rows). Whole-number class codes
+    with a class on one or two rows are refused with it: the split could not take them either."""
+    fractional = np.any(np.mod(values, 1) != 0)
+    return bool(fractional or rows_per_class.min() < MIN_CLASS_ROWS)
+
+
+def _split(n: int, labels: np.ndarray, classes: list[str], cfg, seed: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified: test_fraction held out, then val_fraction of the rest for validation."""
     from sklearn.model_selection import train_test_split
 
@@ -140,8 +155,12 @@ def _split(n: int, labels: np.ndarray, cfg, seed: int, where: str) -> tuple[np.n
         rest, test = train_test_split(rows, test_size=cfg.test_fraction, random_state=seed, stratify=labels)
         train, val = train_test_split(rest, test_size=cfg.val_fraction, random_state=seed, stratify=labels[rest])
     except ValueError as exc:  # a class with too few rows to stratify
-        raise DataError(f"data.target '{cfg.target}': {where} cannot be split stratified ({str(exc)[:140]}); every class needs "
-                        "a few rows") from None
+        counts = np.bincount(labels)
+        rarest = int(counts.argmin())
+        reason = (f"class '{classes[rarest]}' has {int(counts[rarest])} row(s)" if counts[rarest] < MIN_CLASS_ROWS
+                  else str(exc).splitlines()[0])  # the library's reason, whole
+        raise DataError(f"data.target '{cfg.target}': {where} cannot be split stratified into training, validation and test "
+                        f"({reason}); every class needs at least {MIN_CLASS_ROWS} rows: drop or merge the rare ones") from None
     train = train[:cfg.train_limit] if cfg.train_limit else train
     test = test[:cfg.test_limit] if cfg.test_limit else test
     return np.sort(train), np.sort(val), np.sort(test)

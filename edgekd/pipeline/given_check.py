@@ -25,7 +25,7 @@ import numpy as np
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.metrics import batch_rows, mcnemar_exact
-from edgekd.pipeline.teacher_check import CHANCE_SIGMAS, rescaled, standard_scalings
+from edgekd.pipeline.teacher_check import chance_bar, rescaled, standard_scalings
 
 # The matching is tested on images it was not fitted on (below), so chance alone refuses no run; a strict level
 # on top keeps a mediocre but correctly ordered model (whose errors pile up on some look-alike class) shipping.
@@ -47,9 +47,11 @@ LABEL_ORDER_MAX_CLASSES = 2000
 _BATCH = 64
 
 
-def check_label_order(predictions: np.ndarray, labels: np.ndarray, classes: list[str], where: str, folders: bool) -> None:
+def check_label_order(predictions: np.ndarray, labels: np.ndarray, classes: list[str], where: str, folders: bool,
+                      fix: Optional[str] = None, rows: str = "validation images") -> None:
     """ConfigError naming the mapping when matching classes to outputs otherwise than label i -> output i is
-    significantly more accurate on the validation split."""
+    significantly more accurate on the rows given (`rows` says which, e.g. "validation images"); `fix`: what to do
+    about it, when not the default for class folders or numbered labels."""
     k = len(classes)
     if k > LABEL_ORDER_MAX_CLASSES:
         print(f"student (as given): {k} classes: their order against the model's outputs is not checked (over "
@@ -66,11 +68,12 @@ def check_label_order(predictions: np.ndarray, labels: np.ndarray, classes: list
     if p_value >= LABEL_ORDER_SIGNIFICANCE or mapped_correct[on_moved].sum() < LABEL_ORDER_MIN_RATIO * identity_correct[on_moved].sum():
         return
     named = [f"{_class_name(classes, i, folders)} looks like model output {mapping[i]} ({confusion[i, mapping[i]]} of "
-             f"{confusion[i].sum()} validation images)" for i in moved[:MOVED_SHOWN]]
+             f"{confusion[i].sum()} {rows})" for i in moved[:MOVED_SHOWN]]
     more = f" and {len(moved) - MOVED_SHOWN} more" if len(moved) > MOVED_SHOWN else ""
-    fix = ("rename the class folders so that they sort in the model's label order (the first in sorted order is output 0)"
-           if folders else "number the labels in the model's output order")
-    raise ConfigError(f"{where}: {', '.join(named)}{more}: validation top-1 {identity_correct.mean():.1%} as the classes are "
+    fix = fix or ("rename the class folders so that they sort in the model's label order (the first in sorted order is "
+                  "output 0)" if folders else "number the labels in the model's output order")
+    scope = rows.rsplit(" ", 1)[0] if " " in rows else ""  # "validation images": validation top-1
+    raise ConfigError(f"{where}: {', '.join(named)}{more}: {scope} top-1 {identity_correct.mean():.1%} as the classes are "
                       f"ordered, {mapped_correct.mean():.1%} with them matched to the model's outputs (exact McNemar "
                       f"p={p_value:.1g}); {fix}")
 
@@ -134,7 +137,7 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
     # model's order every scaling is near chance or below, and one merely less wrong than the configured one would
     # send the user to the wrong fix (check_label_order, which runs next, names the right one).
     if (tops[best] > configured[:len(correct[best])].mean() and tests[best] * len(tests) < SCALING_SIGNIFICANCE
-            and tops[best] > above_chance(labels[:len(correct[best])])):
+            and tops[best] > _chance_bar_of(labels[:len(correct[best])])):
         current = _normalize_value(data.normalize, (data.mean, data.std))
         shown = len(correct[best])
         raise ConfigError(f"{field}: validation top-1 {configured[:shown].mean():.1%} with data.normalize {current}, but "
@@ -144,11 +147,8 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
     return tops
 
 
-def above_chance(labels: np.ndarray) -> float:
-    """The top-1 above which a model is better than chance on these labels: the majority class's rate plus
-    CHANCE_SIGMAS of its standard error (the rule the teachers' and the given model's checks use)."""
-    chance = float(np.bincount(labels).max() / len(labels))
-    return chance + CHANCE_SIGMAS * float(np.sqrt(chance * (1 - chance) / len(labels)))
+def _chance_bar_of(labels: np.ndarray) -> float:
+    return chance_bar(float(np.bincount(labels).max() / len(labels)), len(labels))
 
 
 # A scaling is not tried further once it is this clearly worse than the configured one (one-sided exact McNemar; one

@@ -4,7 +4,7 @@ A checkpoint trained elsewhere is only right if it sees inputs scaled as in its 
 every model (pixel - mean) / std per data.normalize; a model trained on raw [0, 1] pixels, or on ImageNet
 statistics, still gives answers, just worse ones (98% in its owner's evaluation, 38% here), and distillation
 would then copy them into a student that passes a gate measured against itself. So each given teacher's
-validation top-1 is printed, and the run stops when it is no better than chance, or when another standard
+validation top-1 is printed, and the run stops when it is not clearly above chance, or when another standard
 input scaling makes it much more accurate (then that is almost certainly how it was trained).
 """
 from __future__ import annotations
@@ -60,6 +60,22 @@ def check_given_teachers(ctx, build: Callable, log: Callable[[str], None] = _std
     return found
 
 
+def chance_bar(chance: float, n: int) -> float:
+    """The top-1 a model must beat on `n` samples to count as better than chance: the largest class's share plus
+    CHANCE_SIGMAS standard errors of a model that always answers that class."""
+    return chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / n)
+
+
+def not_above_chance(top1: float, chance: float, n: int, unit: str) -> str | None:
+    """None when `top1` on `n` samples is clearly above chance, else what to say: a model a little above the largest
+    class's share on a small sample is not "no better than chance", its lead is just within what guessing gets."""
+    bar = chance_bar(chance, n)
+    if top1 > bar:
+        return None
+    return (f"top-1 {top1:.1%} on {n} {unit}, not clearly above chance (the largest class's {chance:.1%}; telling a model "
+            f"from guessing it takes over {bar:.1%} on {n} {unit})")
+
+
 def _judge(where: str, top1: float, others: dict[str, float], chance: float, n: int, mode: str) -> None:
     best_mode = max(others, key=others.get) if others else None
     # On a small validation split 10 points can be noise: the gain must also be well beyond the sampling error.
@@ -68,10 +84,10 @@ def _judge(where: str, top1: float, others: dict[str, float], chance: float, n: 
         raise ModelError(f"{where}: validation top-1 {top1:.1%} with data.normalize {mode}, but {others[best_mode]:.1%} "
                          f"with {best_mode}: it was likely trained on other input scaling; set data.normalize: {best_mode} "
                          "(or the mean/std it was trained with)")
-    if top1 <= chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / n):
-        raise ModelError(f"{where}: validation top-1 {top1:.1%}, no better than chance ({chance:.1%}): it does not fit this "
-                         f"data as given; likely cause: input scaling (data.normalize is {mode}; use what it was trained "
-                         "with), else another class order or dataset")
+    low = not_above_chance(top1, chance, n, "images")
+    if low:
+        raise ModelError(f"{where}: validation {low}: it does not fit this data as given; likely cause: input scaling "
+                         f"(data.normalize is {mode}; use what it was trained with), else another class order or dataset")
 
 
 def _other_scalings(data, x: np.ndarray) -> dict[str, np.ndarray]:

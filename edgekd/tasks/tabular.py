@@ -111,7 +111,7 @@ class TabularTeachersStep(TaskStep):
                 found = cache.get_or_compute(key, compute[split], describe)
                 logits[split] = np.asarray(found.logits, dtype=np.float32)
             if teacher.kind in ("onnx", "skops"):  # trained elsewhere: scored on validation before anything learns from it
-                given_teacher_fits(teacher, logits["val"], data)
+                given_teacher_fits(teacher, logits, data)
             entry = {"index": index, "kind": teacher.kind, "name": teacher.name, "weight": spec.weight, "out_of_fold": folds,
                      "val_top1": ctx.task.score(logits["val"], data.val.y), "top1": ctx.task.score(logits["test"], data.test.y),
                      "cache_keys": keys}
@@ -157,22 +157,43 @@ def cached_logits_from(entries: list[dict], cache, split: str) -> list[np.ndarra
     return [np.asarray(cache.load(e["cache_keys"][split]).logits, dtype=np.float32) for e in entries]
 
 
-def given_teacher_fits(teacher, val_logits: np.ndarray, data) -> None:
-    """A fitted file's validation top-1, printed; the run stops when it is no better than chance (columns or classes in
-    another order than this data's, or another dataset)."""
-    import math
+def given_teacher_fits(teacher, logits: dict[str, np.ndarray], data) -> None:
+    """A fitted file's validation top-1, printed; the run stops when its outputs are not this data's classes in this
+    data's order, or when it is not clearly above chance (columns in another form, or another dataset).
+
+    A model whose classes are integer ids (classlabels_int64s, or classes_ 0..k-1) is matched to the data's sorted
+    class names by position, and one trained with another coding (Fair and Good swapped) is merely worse, often well
+    above chance: the label-order check `edgekd ship` runs on a given model (given_check.check_label_order) finds the
+    swap in its confusion matrix. It looks at the training rows too: the file was trained elsewhere, so they judge it
+    as fairly as validation does, and a swap of two small classes needs their number to be told from noise."""
     import sys
 
     from edgekd.core.errors import ModelError
-    from edgekd.pipeline.teacher_check import CHANCE_SIGMAS
+    from edgekd.pipeline.given_check import check_label_order
+    from edgekd.pipeline.teacher_check import not_above_chance
 
     y = data.val.y
     chance = float(np.bincount(y).max() / len(y))
-    top1 = float((val_logits.argmax(1) == y).mean())
+    top1 = float((logits["val"].argmax(1) == y).mean())
     print(f"[teachers] {teacher.where} {teacher.name}: validation top-1 {top1:.1%} (chance {chance:.1%})", file=sys.stderr)
-    if top1 <= chance + CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / len(y)):
-        raise ModelError(f"{teacher.where}.{teacher.kind} '{teacher.name}': validation top-1 {top1:.1%}, no better than chance "
-                         f"({chance:.1%}); its outputs must follow this data's class order ({', '.join(data.classes)})")
+    where = f"{teacher.where}.{teacher.kind} '{teacher.name}'"
+    order = ", ".join(data.classes)
+    judged = [split for split in ("train", "val") if split in logits]
+    check_label_order(np.concatenate([logits[s].argmax(1) for s in judged]), np.concatenate([getattr(data, s).y for s in judged]),
+                      data.classes, where, folders=False, rows=" and ".join(_SPLIT_NAMES[s] for s in judged) + " rows",
+                      fix=f"its class ids are matched to this data's classes by position (sorted: {order}): "
+                          f"{_RELABEL[teacher.kind]}, or reorder its outputs to that order")
+    low = not_above_chance(top1, chance, len(y), "validation rows")
+    if low:
+        raise ModelError(f"{where}: {low}; its outputs must follow this data's class order ({order}) and it must take "
+                         "this data's columns")
+
+
+_SPLIT_NAMES = {"train": "training", "val": "validation"}
+# How a given file comes to hold the class names, which are matched by name (train/teacher_kinds.py)
+_RELABEL = {"onnx": "export it with the class names as its labels (skl2onnx and onnxmltools write them when the model "
+                    "was fitted on the names)",
+            "skops": "fit it on the target's names (its classes_ are then matched by name)"}
 
 
 def _teacher(ctx: RunContext, index: int, spec):

@@ -66,10 +66,12 @@ class TeacherConfig(ModelConfig):
     xgboost: Optional[str] = Field(None, description="kind XGBoost, fitted on the training split: XGBClassifier, with `params`")
     onnx: Optional[str] = Field(None, description="kind ONNX: a fitted model of any origin (skl2onnx, onnxmltools, a network) run "
                                                   "with onnxruntime; it takes the data's raw inputs by name")
-    skops: Optional[str] = Field(None, description="kind skops: a fitted scikit-learn model file, loaded with skops.io and the "
-                                                   "types in `trusted` only (nothing is unpickled)")
-    trusted: list[str] = Field(default_factory=list, description="skops: the type names the file may hold (e.g. "
-                                                                 "sklearn.ensemble._forest.RandomForestClassifier)")
+    skops: Optional[str] = Field(None, description="kind skops: a fitted scikit-learn model file, loaded with skops.io: only the "
+                                                   "types skops trusts by default and those in `trusted` are built (nothing "
+                                                   "is unpickled)")
+    trusted: list[str] = Field(default_factory=list, description="skops: type names the file may hold beyond those skops "
+                                                                 "trusts by default (scikit-learn, NumPy, SciPy); "
+                                                                 "skops.io.get_untrusted_types(file=...) lists them, often none")
     params: dict[str, Any] = Field(default_factory=dict, description="sklearn/lightgbm/xgboost: the estimator's keyword arguments")
     preprocess: Literal["auto", "onehot", "ordinal", "none"] = Field(
         "auto", description="tables, fitted teachers: how they see the raw columns: ordinal (category codes; NaN kept for LightGBM and "
@@ -86,9 +88,6 @@ class TeacherConfig(ModelConfig):
         if len(given) != 1:
             kinds = ", ".join(TEACHER_KINDS)
             raise ValueError(f"give exactly one teacher kind of {kinds}; got {', '.join(given) or 'none'}")
-        if self.skops is not None and not self.trusted:
-            raise ValueError("skops: list the types the file may hold in `trusted` (skops.io.get_untrusted_types shows them); "
-                             "nothing is loaded without that list")
         if self.arch is None and self.checkpoint:
             raise ValueError(f"checkpoint: a {given[0]} teacher is fitted or given as a file, not a state_dict; remove it")
         return self

@@ -1,6 +1,6 @@
 """Teachers that are not PyTorch networks: scikit-learn estimators and pipelines, LightGBM and XGBoost (fitted here on
-the training split), and fitted models given as files: ONNX (run with onnxruntime) or skops (loaded with an explicit
-list of trusted types; nothing is unpickled).
+the training split), and fitted models given as files: ONNX (run with onnxruntime) or skops (loaded with
+skops.io, which builds only the types it trusts by default and those listed in `trusted`; nothing is unpickled).
 
 Each sees the data in its own form: a table's raw columns (a DataFrame; trees get category codes with NaN kept, other
 models imputed, standardized, one-hot columns, both fitted on the training split inside the teacher's pipeline), raw
@@ -21,6 +21,7 @@ import numpy as np
 
 from edgekd.core.errors import ConfigError, DataError, ModelError
 from edgekd.core.fileio import resolve_path, sha256_of
+from edgekd.train.booster_params import check_booster_params
 
 TREE_WORDS = ("Tree", "Forest", "Boosting", "LGBM", "XGB")  # preprocess auto: these get category codes, NaN kept
 PROBABILITY_FLOOR = 1e-7  # log(0) would be -inf: a class a tree never predicts gets this probability instead
@@ -91,6 +92,8 @@ def build_estimator(spec, index: int, seed: int):
         params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v for k, v in (params or {}).items()}
         if "random_state" in defaults and "random_state" not in params:
             params["random_state"] = seed + index
+        if kind in ("lightgbm", "xgboost"):
+            check_booster_params(kind, cls, params, where)
         if kind == "lightgbm" and "verbose" not in params:  # else a dozen [LightGBM] [Info] lines bury the run's progress
             params["verbose"] = -1
         try:
@@ -337,18 +340,28 @@ def _probability_output(session, classes: int, where: str) -> str:
 
 
 def _load_skops(path: Path, trusted: list[str], where: str):
+    """The model in a skops file. skops.io builds the types it trusts by default (scikit-learn's estimators, NumPy,
+    SciPy, builtins) and those listed in `trusted`, and nothing else; get_untrusted_types names the rest beforehand, so
+    the refusal is one line naming them rather than skops' exception."""
+    from zipfile import BadZipFile
+
     try:
         import skops.io as sio
     except ImportError:
         raise ConfigError(f"{where}: needs skops; pip install 'edgekd[tabular]'") from None
     try:
         untrusted = sio.get_untrusted_types(file=str(path))
+    except BadZipFile:  # skops.io.dump writes a zip archive
+        raise ModelError(f"{where} '{path}': not a skops file (skops.io.dump writes a zip archive; a pickle or joblib file "
+                         "renamed?); edgekd never unpickles: save the model with skops.io.dump, or convert it to ONNX") from None
     except Exception as exc:
-        raise ModelError(f"{where} '{path}': not a skops file ({str(exc).splitlines()[0][:120]})") from None
+        raise ModelError(f"{where} '{path}': skops cannot read it ({str(exc).splitlines()[0][:160]}); save the model again "
+                         "with skops.io.dump") from None
     refused = sorted(set(untrusted) - set(trusted))
     if refused:
-        raise ModelError(f"{where} '{path}': holds types not in `trusted`: {', '.join(refused[:4])}; add them only if you trust "
-                         "the file's origin")
+        raise ModelError(f"{where} '{path}': holds types skops does not trust by default and `trusted` does not list: "
+                         f"{', '.join(refused[:4])}{f' and {len(refused) - 4} more' if len(refused) > 4 else ''}; add them "
+                         "to `trusted` only if you trust the file's origin")
     return sio.load(str(path), trusted=list(trusted))
 
 

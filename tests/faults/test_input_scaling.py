@@ -65,7 +65,7 @@ def test_untrained_checkpoint_is_refused_as_no_better_than_chance(tmp_path):
     save_checkpoint(build_model(ModelConfig(arch="mlp", width=16), data.input_shape, data.num_classes), tmp_path / "random.pt")
     config = write_config(tmp_path, teachers=[{"arch": "mlp", "width": 16, "checkpoint": "random.pt"}])
     assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "teachers[0].checkpoint 'random.pt'",
-                          "no better than chance", "input scaling")
+                          "not clearly above chance", "input scaling")
     assert not (tmp_path / "run").exists()
 
 

@@ -59,6 +59,29 @@ def test_target_with_one_class_is_refused(tmp_path):
         _load(tmp_path / "one.csv")
 
 
+@pytest.mark.parametrize("target", ["price", "y"])
+def test_a_numeric_target_is_a_quantity_to_bin(table_csv, target):
+    """price (whole numbers, most on one row) and y (fractional): one whole line saying edgekd classifies and how
+    many values there are, not scikit-learn's stratification error cut short."""
+    data = DataConfig(source="csv", path=str(table_csv), target=target, features=["color", "shape"])
+    with pytest.raises(DataError, match=rf"^data.target '{target}': holds numbers with \d+ distinct values, a quantity rather "
+                                        r"than classes; edgekd trains classifiers only: bin the column into classes \(pandas.cut "
+                                        r"or qcut\) and name the binned column as data.target$"):
+        load_tabular_dataset(data, 0, table_csv.parent)
+    # whole-number class codes stay classes
+    tiers = load_tabular_dataset(DataConfig(source="csv", path=str(table_csv), target="tier", features=["color"]), 0, table_csv.parent)
+    assert tiers.classes == ["1", "2", "3"]
+
+
+def test_a_class_too_rare_to_split_is_named(tmp_path):
+    rows = table_rows()
+    rows.loc[0, "grade"] = "unique"
+    rows.to_csv(tmp_path / "rare.csv", index=False)
+    with pytest.raises(DataError, match=r"cannot be split stratified into training, validation and test \(class 'unique' has 1 "
+                                        r"row\(s\)\); every class needs at least 3 rows: drop or merge the rare ones$"):
+        _load(tmp_path / "rare.csv")
+
+
 def test_text_in_a_numeric_column_names_it(tmp_path):
     frame = table_rows()
     frame["price"] = frame["price"].astype(object)

@@ -93,21 +93,45 @@ def test_an_onnx_teacher_whose_inputs_are_not_the_columns(table, tmp_path):
 
 def test_skops_loads_only_trusted_types(table, tmp_path):
     import skops.io as sio
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    fitted = _fit({"sklearn": "LogisticRegression"}, table)
-    sio.dump(fitted.model, tmp_path / "model.skops")
-    needed = sio.get_untrusted_types(file=str(tmp_path / "model.skops"))
-    with pytest.raises(ModelError, match=r"holds types not in `trusted`"):
-        load_teacher(TeacherConfig(skops="model.skops", trusted=needed[1:] or ["collections.OrderedDict"]), 0, 3, tmp_path, table.schema)
-    teacher = load_teacher(TeacherConfig(skops="model.skops", trusted=needed), 0, 3, tmp_path, table.schema)
-    assert np.allclose(teacher.logits(table.val.x), fitted.logits(table.val.x))
+    from edgekd.data.tabular import frame
+
+    numbers = make_column_transformer((StandardScaler(), ["price"]))  # a column without gaps: no imputer (which holds a numpy.dtype)
+    model = make_pipeline(numbers, LogisticRegression(max_iter=500)).fit(frame(table.train.x), table.train.y)
+    sio.dump(model, tmp_path / "model.skops")
+    # a plain scikit-learn pipeline holds only types skops trusts by default: nothing to list, and `trusted: []` loads it
+    assert sio.get_untrusted_types(file=str(tmp_path / "model.skops")) == []
+    teacher = load_teacher(TeacherConfig(skops="model.skops", trusted=[]), 0, 3, tmp_path, table.schema)
+    assert np.allclose(np.exp(teacher.logits(table.val.x)), model.predict_proba(frame(table.val.x)), atol=1e-5)
+    # a type skops does not trust by default loads only when listed; listing another type does not unlock it
+    sio.dump({"model": model, "note": _Note()}, tmp_path / "custom.skops")
+    needed = sio.get_untrusted_types(file=str(tmp_path / "custom.skops"))
+    assert needed == [f"{__name__}._Note"]
+    with pytest.raises(ModelError, match=rf"holds types skops does not trust by default and `trusted` does not list: {needed[0]}; "):
+        load_teacher(TeacherConfig(skops="custom.skops", trusted=["sklearn.pipeline.Pipeline"]), 0, 3, tmp_path, table.schema)
+
+
+class _Note:
+    """A type of the user's own, which skops does not trust by default."""
+
+
+def test_a_pickle_named_skops_is_not_a_skops_file(table, tmp_path):
+    import pickle
+
+    (tmp_path / "model.skops").write_bytes(pickle.dumps({"not": "a skops file"}))
+    with pytest.raises(ModelError, match=r"teachers\[0\].skops '.*model.skops': not a skops file \(skops.io.dump writes a zip "
+                                         r"archive; .*\); edgekd never unpickles"):
+        load_teacher(TeacherConfig(skops="model.skops"), 0, 3, tmp_path, table.schema)
 
 
 def test_config_refusals():
     with pytest.raises(ValidationError, match="give exactly one teacher kind of arch, sklearn, lightgbm, xgboost, onnx, skops"):
         TeacherConfig(sklearn="RandomForestClassifier", lightgbm="LGBMClassifier")
-    with pytest.raises(ValidationError, match="skops: list the types the file may hold in `trusted`"):
-        TeacherConfig(skops="model.skops")
+    assert TeacherConfig(skops="model.skops").trusted == []  # skops' default trusted types only
     with pytest.raises(ValidationError, match="checkpoint: a sklearn teacher is fitted"):
         TeacherConfig(sklearn="RandomForestClassifier", checkpoint="x.pt")
     assert TeacherConfig(arch="mlp").kind == "torch" and TeacherConfig(onnx="m.onnx").kind == "onnx"
@@ -118,6 +142,20 @@ def test_unknown_estimator_names_the_key(table):
         _fit({"sklearn": "RandomForest"}, table)
     with pytest.raises(ConfigError, match=r"teachers\[0\]: RandomForestClassifier: .*see its documentation"):
         _fit({"sklearn": "RandomForestClassifier", "params": {"trees": 3}}, table)
+
+
+@pytest.mark.parametrize("kind, name", [("lightgbm", "LGBMClassifier"), ("xgboost", "XGBClassifier")])
+def test_booster_param_typos_are_refused_like_sklearns(kind, name):
+    """LGBMClassifier and XGBClassifier pass unknown keywords to the booster, which ignored them (the default 100
+    trees were fitted): each typo is named, with the parameter meant."""
+    from edgekd.train.teacher_kinds import build_estimator
+
+    with pytest.raises(ConfigError, match=rf"teachers\[1\].params: {name} has no parameter 'n_estimator' \(did you mean "
+                                          r"n_estimators\?\), 'max_dept' \(did you mean max_depth\?\)"):
+        build_estimator(TeacherConfig(**{kind: name, "params": {"n_estimator": 20, "max_dept": 3}}), 1, 0)
+    # the booster's own names and aliases, beyond the wrapper's keywords, still pass
+    booster_names = {"lightgbm": {"min_data_in_leaf": 3, "feature_fraction": 0.8}, "xgboost": {"eta": 0.1, "max_bin": 64}}
+    assert type(build_estimator(TeacherConfig(**{kind: name, "params": booster_names[kind]}), 1, 0)).__name__ == name
 
 
 def test_pipeline_refuses_fitted_kinds_on_images():
@@ -150,7 +188,7 @@ def test_no_ensemble_graph_when_a_member_has_no_converter(table, tmp_path):
     assert out == {"onnx_bytes": None, "onnx_reason": "teachers[0] has no ONNX converter (see its onnx_reason)"}
 
 
-def test_a_given_file_no_better_than_chance_stops_the_run(table, tmp_path):
+def test_a_given_file_in_another_class_order_or_at_chance_stops_the_run(table, tmp_path):
     import onnx
 
     from edgekd.tabular.onnx_convert import teacher_onnx
@@ -159,10 +197,42 @@ def test_a_given_file_no_better_than_chance_stops_the_run(table, tmp_path):
     fitted = _fit({"sklearn": "LogisticRegression"}, table)
     onnx.save(teacher_onnx(fitted.model, table.schema)[0], str(tmp_path / "m.onnx"))
     teacher = load_teacher(TeacherConfig(onnx="m.onnx"), 0, 3, tmp_path, table.schema)
-    logits = teacher.logits(table.val.x)
+    logits = {split: teacher.logits(getattr(table, split).x) for split in ("train", "val")}
     given_teacher_fits(teacher, logits, table)  # right class order: passes
-    with pytest.raises(ModelError, match=r"teachers\[0\].onnx 'm.onnx': validation top-1 .* no better than chance .*class order \(high, low, mid\)"):
-        given_teacher_fits(teacher, logits[:, [1, 2, 0]], table)  # the classes in another order
+    with pytest.raises(ConfigError, match=r"teachers\[0\].onnx 'm.onnx': label 0 \('high'\) looks like model output 2 .*"
+                                          r"matched to this data's classes by position \(sorted: high, low, mid\): export it "
+                                          r"with the class names as its labels"):
+        given_teacher_fits(teacher, {split: z[:, [1, 2, 0]] for split, z in logits.items()}, table)  # classes in another order
+    # the same answer for every row (no order makes it right): the chance check, in words that match its rule
+    flat = {split: np.tile(z[:1], (len(z), 1)) for split, z in logits.items()}
+    with pytest.raises(ModelError, match=r"teachers\[0\].onnx 'm.onnx': top-1 \d+\.\d% on \d+ validation rows, not clearly above "
+                                         r"chance \(the largest class's \d+\.\d%; telling a model from guessing it takes over "
+                                         r"\d+\.\d% on \d+ validation rows\); its outputs must follow this data's class order"):
+        given_teacher_fits(teacher, flat, table)
+
+
+def test_integer_class_ids_swapped_between_two_small_classes_are_named():
+    """Trial item 2: a teacher well above chance whose ids for two small classes are swapped (its labels 0..k-1 are
+    matched to the sorted names by position) passed, teaching those classes each other's targets."""
+    from types import SimpleNamespace
+
+    from edgekd.tasks.tabular import given_teacher_fits
+
+    rng = np.random.default_rng(0)
+
+    def split(rows):
+        y = rng.choice(4, rows, p=[0.5, 0.3, 0.1, 0.1])
+        right = rng.random(rows) < 0.85
+        predicted = np.where(right, y, rng.integers(0, 4, rows))
+        return SimpleNamespace(y=y), np.eye(4, dtype=np.float32)[predicted][:, [0, 1, 3, 2]]  # outputs 2 and 3 swapped
+
+    (train, train_logits), (val, val_logits) = split(1000), split(300)
+    data = SimpleNamespace(train=train, val=val, classes=["Ideal", "Premium", "Fair", "Good"])
+    teacher = SimpleNamespace(where="teachers[0]", kind="onnx", name="swapped.onnx")
+    with pytest.raises(ConfigError, match=r"^teachers\[0\].onnx 'swapped.onnx': label 2 \('Fair'\) looks like model output 3 "
+                                          r".*label 3 \('Good'\) looks like model output 2 .*: training and validation top-1 "
+                                          r".* export it with the class names as its labels"):
+        given_teacher_fits(teacher, {"train": train_logits, "val": val_logits}, data)
 
 
 @pytest.mark.parametrize("name", ["RandomForestRegressor", "StandardScaler"])

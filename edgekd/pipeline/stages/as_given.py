@@ -12,7 +12,7 @@ from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import file_record, resolve_path, sha256_of
 from edgekd.core.metrics import take_rows
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.given_check import above_chance, check_label_order, check_scaling
+from edgekd.pipeline.given_check import check_label_order, check_scaling
 from edgekd.pipeline.given_model import check_classes, given_input_spec, onnx_inputs, onnx_logits, onnx_scaling
 from edgekd.pipeline.onnx_intake import bring_in, scored_output_first
 from edgekd.pipeline.records import StudentRecord
@@ -107,19 +107,21 @@ def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
 
 def _judge_given(top1: float, labels: np.ndarray, sanity=None) -> None:
     """Print the given model's validation top-1, run the `sanity` checks (wrong input scaling, classes out of the
-    model's order: they name the fix), and stop when it is no better than chance: the data does not reach it as it
+    model's order: they name the fix), and stop when it is not clearly above chance: the data does not reach it as it
     was trained (scaling, size, colour, or class folders that sort in another order than its labels)."""
     import sys
+
+    from edgekd.pipeline.teacher_check import not_above_chance
 
     chance = float(np.bincount(labels).max() / len(labels))
     print(f"student (as given): validation top-1 {top1:.1%} on {len(labels)} images (chance {chance:.1%})", file=sys.stderr)
     if sanity is not None:
         sanity()
-    if top1 <= above_chance(labels):
-        raise ConfigError(f"student: the given model scores {top1:.1%} on the validation split, no better than chance "
-                          f"({chance:.1%}); give it the inputs it was trained on: data.normalize (and data.scale for an npz's "
-                          "values), data.resize / center_crop / color, and class folders that sort in the model's label "
-                          "order")
+    low = not_above_chance(top1, chance, len(labels), "validation images")
+    if low:
+        raise ConfigError(f"student: the given model's {low}; give it the inputs it was trained on: data.normalize (and "
+                          "data.scale for an npz's values), data.resize / center_crop / color, and class folders that sort "
+                          "in the model's label order")
 
 
 class AsGivenStage(Stage):

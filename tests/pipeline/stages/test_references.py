@@ -77,6 +77,22 @@ def test_a_baseline_that_beats_the_run_is_a_warning():
     assert baseline_warnings({"teacher": {"top1": 0.9}, "student_fp32": {"top1": 0.9}, "tfidf_logreg": {"top1": 0.8}}, 1000) == []
 
 
+def test_a_student_far_below_its_teachers_is_a_warning():
+    """Trial item 10: a student at chance (38.2%) under an ensemble of 73.0% shipped with gate PASS (its reference is the
+    student's own fp32) and no word; it keeps under half of the teachers' lead over chance (39.4%): a warning."""
+    at_chance = {"teacher": {"top1": 0.730}, "student_fp32": {"top1": 0.382}}
+    notes = baseline_warnings(at_chance, samples=500, chance=0.394)
+    assert notes == ["student_fp32 top-1 38.20% keeps under half of the teachers' lead over chance (teacher 73.00%, chance "
+                     "39.40%, on the same 500 test samples); the gate compares the shipped model with the student's own fp32 "
+                     "(gate.reference), not with the teachers: train the student longer (distill.train.epochs) or larger "
+                     "(student.width), or check distill.alpha and distill.temperature"]
+    # a student that keeps most of the lead (a small one, 10 points under a 95% teacher on ten classes) is no news,
+    # nor is a gap within noise on a few samples, nor a run without classes (no chance level)
+    assert baseline_warnings({"teacher": {"top1": 0.95}, "student_fp32": {"top1": 0.85}}, 1000, chance=0.1) == []
+    assert baseline_warnings({"teacher": {"top1": 0.70}, "student_fp32": {"top1": 0.50}}, 20, chance=0.4) == []
+    assert baseline_warnings(at_chance, samples=500) == []
+
+
 def test_the_tfidf_baseline_learns_words_and_scores_every_class():
     from edgekd.text.baseline import tfidf_logreg_logits
 
