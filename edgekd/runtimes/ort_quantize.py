@@ -74,6 +74,7 @@ def static_int8_bert(fp32_path: str | Path, int8_path: str | Path, calibration: 
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     int8_path = Path(int8_path)
+    source = Path(fp32_path).resolve()  # before the chdir below: a relative path (edgekd run's default runs/NAME) is the caller's
     logging.getLogger("root").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="edgekd-text-qdq-") as scratch, atomic_path(int8_path) as tmp:
         prepared = Path(scratch) / "prepared.onnx"
@@ -83,7 +84,7 @@ def static_int8_bert(fp32_path: str | Path, int8_path: str | Path, calibration: 
         # In the scratch folder: when its inference is incomplete, onnxruntime dumps sym_shape_infer_temp.onnx and a
         # data file into the working directory (symbolic_shape_infer.infer_shapes), i.e. the user's project.
         with contextlib.chdir(scratch):
-            quant_pre_process(str(Path(fp32_path).resolve()), str(prepared), skip_symbolic_shape=False, auto_merge=True,
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False, auto_merge=True,
                               guess_output_rank=True)
         # MatMul only: the rest (softmax, layer norm, GELU, the embedding sums) stays fp32, where int8 would cost
         # a quantize/dequantize pair per op and buys nothing on the CPU provider.
