@@ -19,6 +19,7 @@ from edgekd.device.config import BENCH_DEFAULTS as _BENCH
 from edgekd.device.gate import GateResult, gate_report
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.lm_legacy import gate_old_lm_report, lm_report_schema, upgrade_lm_report
+from edgekd.device.run_state import refuse_stale
 from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
@@ -115,6 +116,8 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
     not passes, and a gate with no check evaluated fails unless allow_empty).
     """
     raw = _read_json(report)
+    if Path(report).name == "report.json":  # a run folder's own report: still what its run ships?
+        refuse_stale(Path(report).parent, "bench", str(report))
     old_lm = lm_report_schema(raw)  # an lm-report.json from before language models' reports were edgekd.report/1
     data = upgrade_lm_report(raw, report) if old_lm else _checked_report(raw, report)
     given_thresholds = thresholds is not None

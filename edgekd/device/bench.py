@@ -25,6 +25,7 @@ from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.measure import Candidate, artifact_name, measure_rows, runtime_note
 from edgekd.device.report.build import build_report
+from edgekd.device.run_state import refuse_stale
 from edgekd.device.token_ids import check_token_ids
 from edgekd.runtimes.host_fit import host_warnings
 from edgekd.runtimes.registry import get_backend
@@ -34,10 +35,13 @@ def bundle_paths(path: Path) -> list[Path]:
     """A bundle folder, or every bundle of a run folder (runs/<name>/bundle/<target>)."""
     path = Path(path)
     if (path / "manifest.json").is_file() and not (path / "bundle").is_dir():
+        if path.parent.name == "bundle":  # runs/<name>/bundle/<target>: still what its run ships?
+            refuse_stale(path.parent.parent, "compile", f"bundle {path}")
         return [path]
     bundles = sorted(p.parent for p in (path / "bundle").glob("*/manifest.json"))
     if not bundles:
         raise ArtifactError(f"{path}: no bundle here; give a bundle folder or a run folder with bundle/<target>/")
+    refuse_stale(path, "compile", f"the bundles of {path}")
     return bundles
 
 

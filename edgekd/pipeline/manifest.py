@@ -64,6 +64,19 @@ class RunManifest:
         }
         self.save()
 
+    def mark_stale(self, names: list[str], because: str) -> None:
+        """The finished stages `names` no longer describe the run (an earlier stage is running again): their entries stay
+        for the record but count as not done, so --resume redoes them and `edgekd gate` / `bench` refuse the report and
+        bundles they wrote (device/run_state.py) until they have."""
+        changed = False
+        for name in names:
+            entry = self.data["stages"].get(name)
+            if entry and entry.get("status") == "done":
+                entry.update(status="stale", stale_because=because)
+                changed = True
+        if changed:
+            self.save()
+
     def mark_failed(self, name: str, reason: str) -> None:
         previous = self.data["stages"].get(name, {})
         if previous.get("status") == "done":

@@ -184,6 +184,10 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
     trains = runner.trains and not ctx.cfg.ships_onnx
     if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
         _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
+        # What later stages wrote (bundles, report.json) came from this stage's earlier outputs: from now on they are
+        # stale, also if this run is interrupted before it redoes them (a changed config resumed, then Ctrl-C).
+        later = list(STAGE_NAMES[STAGE_NAMES.index(stage) + 1:])
+        ctx.manifest.mark_stale(later, f"'{stage}' ran again at {time.strftime('%Y-%m-%d %H:%M:%S')}")
     if trains:
         distributed_barrier()  # stale progress is gone before any rank looks for it
     log(f"[{label}] running")
@@ -232,6 +236,9 @@ def _clear_progress(stage_dir: Path) -> None:
 def _require_earlier(ctx: RunContext, stage: str) -> None:
     for earlier in STAGE_NAMES[:STAGE_NAMES.index(stage)]:
         entry = ctx.manifest.stage(earlier)
+        if entry and entry.get("status") == "stale":
+            raise StageError(f"stage '{stage}' needs '{earlier}' redone: {entry.get('stale_because', 'an earlier stage ran again')} "
+                             f"since it ran; run with --resume (without --only) to redo what that changed")
         if not entry or entry.get("status") != "done":
             raise StageError(f"stage '{stage}' needs '{earlier}' first; run without --only, or add --only {earlier}")
         if not ctx.manifest.is_fresh(earlier, ctx.stage_key(earlier)):

@@ -1,0 +1,37 @@
+"""A stage that runs again makes what later stages wrote stale (new-user trial: a changed config resumed and then
+interrupted left the old bundles and report.json behind, with quantize..gate still marked done, and `edgekd gate`
+passed the old report). Until the run has redone them, `edgekd gate` and `edgekd bench` refuse those files in one
+line, --only on a later stage says what to redo, and --resume redoes them."""
+from __future__ import annotations
+
+import json
+import shutil
+
+from .helpers import assert_one_line_error, invoke
+
+
+def test_files_of_stages_after_a_rerun_are_refused_until_the_run_redoes_them(tmp_path, finished_run):
+    shutil.copyfile(finished_run.parent / "pipeline.yaml", tmp_path / "pipeline.yaml")
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    assert invoke("gate", run / "report.json").exit_code == 0  # the finished run's report gates
+
+    # The export stage runs again and the run stops there (as a Ctrl-C after it would).
+    redone = invoke("run", tmp_path / "pipeline.yaml", "--out", run, "--only", "export", "--force")
+    assert redone.exit_code == 0, redone.output[-3000:]
+    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    assert stages["export"]["status"] == "done"
+    assert {name: stages[name]["status"] for name in ("quantize", "compile", "bench", "gate")} == dict.fromkeys(
+        ("quantize", "compile", "bench", "gate"), "stale")
+    assert "'export' ran again" in stages["gate"]["stale_because"]
+
+    assert_one_line_error(invoke("gate", run / "report.json"), "report.json: stale", "'bench' stage has not run again "
+                          "since 'export' ran again", "--resume")
+    assert_one_line_error(invoke("bench", run), f"the bundles of {run}: stale", "'compile' stage", "--resume")
+    assert_one_line_error(invoke("bench", run / "bundle" / "x86-cpu"), "stale")
+    assert_one_line_error(invoke("run", tmp_path / "pipeline.yaml", "--out", run, "--only", "gate", "--resume"),
+                          "stage 'gate' needs 'quantize' redone", "'export' ran again", "--resume")
+
+    resumed = invoke("run", tmp_path / "pipeline.yaml", "--out", run, "--resume")
+    assert resumed.exit_code == 0, resumed.output[-3000:]
+    assert "[2/7 distill] up to date" in resumed.output and "[4/7 quantize] running" in resumed.output
+    assert invoke("gate", run / "report.json").exit_code == 0
