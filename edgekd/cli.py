@@ -348,6 +348,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
         from edgekd.core.fileio import write_json_atomic
 
         write_json_atomic(json_out, report)
+        click.echo(f"wrote {json_out}")
     if verdict.get("passed") is False:  # after everything is written
         sys.exit(1)
 
@@ -380,7 +381,7 @@ def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
 @click.option("--min-cosine", type=_ThresholdFlag("min_cosine"), help="Lowest allowed cosine of any output with fp32's.")
 @click.option("--min-sqnr-db", type=_ThresholdFlag("min_sqnr_db"), help="Lowest allowed SQNR (dB) of any output against fp32's.")
 @click.option("--max-increase", type=_ThresholdFlag("max_increase"),
-              help="A language model's report: largest allowed perplexity increase over the reference (0.03: 3%%); "
+              help="A language model's report: largest allowed perplexity increase over the reference (0.03: 3%); "
                    "default: the limit each bundle was benched under.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JUnit XML: one test case per artifact and threshold.")

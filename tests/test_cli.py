@@ -131,3 +131,15 @@ def test_edgekd_warnings_print_as_one_warning_within_120_columns(monkeypatch):
         "edgekd: warning: calibration recipe 'cli-warning-1024' asks for 1024 samples but the train split "
         "holds 400: using all 400 with the split's own class mix (not balanced); choose a recipe with at "
         "most 400 samples (e.g. train-256)")
+
+
+def test_gate_help_shows_a_single_percent_sign():
+    result = CliRunner().invoke(main, ["gate", "--help"])
+    assert "3%)" in " ".join(result.output.split()) and "%%" not in result.output
+
+
+def test_bench_json_says_where_it_wrote(monkeypatch, tmp_path):
+    monkeypatch.setattr(api, "bench", lambda *a, **k: {**make_report(), "warnings": []})
+    result = CliRunner().invoke(main, ["bench", str(tmp_path), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'r.json'}" in result.output and json.loads((tmp_path / "r.json").read_text())["run"] == "t"
