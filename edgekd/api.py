@@ -34,7 +34,8 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
     """
     from edgekd.pipeline.runner import run_from_file
 
-    ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=only, log=log)
+    _one_of_resume_force("run", resume, force)
+    ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=_stage_list(only), log=log)
     verdict = ctx.gate_verdict()
     if verdict is not None and not verdict["passed"]:
         failure = GateFailed(verdict_line(verdict))
@@ -61,6 +62,7 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     from edgekd.pipeline.ship import ship_config, write_ship_config
     from edgekd.pipeline.ship_options import check_model, check_targets, data_options
 
+    _one_of_resume_force("ship", resume, force)
     check_model(str(model))
     check_targets(targets)
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
@@ -71,6 +73,23 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
     path = write_ship_config(config, run_dir)
     return run(path, run_dir, resume=resume, force=force, log=log)
+
+
+def _one_of_resume_force(function: str, resume: bool, force: bool) -> None:
+    """`edgekd run/ship --resume --force` and the API's resume=True, force=True: refused, as --relative --absolute are."""
+    if resume and force:
+        raise ConfigError(f"{function}(): resume=True and force=True contradict each other (--resume keeps finished stages, "
+                          "--force redoes them); give one of them")
+
+
+def _stage_list(only: str | Sequence[str] | None) -> list[str] | None:
+    """`only` as a list of stage names: a single name given as a string is one stage, not its letters."""
+    if only is None or isinstance(only, str):
+        return None if only is None else [only]
+    if not isinstance(only, Sequence) and not isinstance(only, (set, frozenset)) \
+            or not all(isinstance(stage, str) for stage in only):
+        raise ConfigError(f"run(only={only!r}): expected a stage name or a list of them (--only)")
+    return list(only) or None
 
 
 def verdict_line(verdict: dict[str, Any]) -> str:

@@ -87,6 +87,14 @@ class _Group(click.Group):
             ctx.exit(INTERNAL_ERROR)
 
 
+def _one_of_resume_force(command: str, resume: bool, force: bool) -> None:
+    if resume and force:
+        from edgekd.core.errors import ConfigError
+
+        raise ConfigError(f"edgekd {command}: --resume and --force contradict each other (--resume keeps finished stages, "
+                          "--force redoes them); give one of them")
+
+
 def _show_edgekd_warnings_as_one_line() -> None:
     """edgekd's own warnings (a calibration recipe larger than its split...) as `edgekd: warning: ...` on
     stderr, like its errors; other libraries' warnings keep Python's format, which names their source."""
@@ -180,6 +188,7 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
     from edgekd import api
     from edgekd.core.errors import GateFailed
 
+    _one_of_resume_force("run", resume, force)
     resume_cmd = " ".join(["edgekd run", shlex.quote(str(config)), *(["--out", shlex.quote(str(out))] if out else []), "--resume"])
     try:
         with _sigterm_as_interrupt():
@@ -243,6 +252,7 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
     from edgekd import api
     from edgekd.core.errors import GateFailed
 
+    _one_of_resume_force("ship", resume, force)
     # `--targets ""` is a list naming nothing (refused), not the default
     target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets is not None else None
     try:

@@ -78,3 +78,22 @@ def test_run_ignores_a_gate_json_left_by_an_earlier_run(monkeypatch, tmp_path):
 def test_bench_defaults_match_the_cli():
     batch_option = next(p for p in cli.bench_cmd.params if p.name == "batch_sizes")
     assert tuple(inspect.signature(api.bench).parameters["batch_sizes"].default) == tuple(batch_option.default) == (1, 8)
+
+
+def test_run_takes_a_single_stage_given_as_a_string(monkeypatch, tmp_path):
+    seen = {}
+    ctx = RunContext(cfg=None, config_path=tmp_path / "c.yaml", run_dir=tmp_path, manifest=None, outcomes={})
+    monkeypatch.setattr("edgekd.pipeline.runner.run_from_file", lambda *a, **k: seen.update(k) or ctx)
+    api.run("c.yaml", only="gate")
+    assert seen["only"] == ["gate"]
+    with pytest.raises(ConfigError, match=r"run\(only=5\): expected a stage name or a list of them"):
+        api.run("c.yaml", only=5)
+
+
+@pytest.mark.parametrize("function", ["run", "ship"])
+def test_resume_and_force_together_are_refused(monkeypatch, function):
+    monkeypatch.setattr("edgekd.pipeline.runner.run_from_file", lambda *a, **k: pytest.fail("ran"))
+    call = (lambda: api.run("c.yaml", resume=True, force=True)) if function == "run" else \
+        (lambda: api.ship("m.onnx", data="digits", resume=True, force=True))
+    with pytest.raises(ConfigError, match=rf"^{function}\(\): resume=True and force=True contradict each other"):
+        call()

@@ -143,3 +143,10 @@ def test_bench_json_says_where_it_wrote(monkeypatch, tmp_path):
     result = CliRunner().invoke(main, ["bench", str(tmp_path), "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
     assert f"wrote {tmp_path / 'r.json'}" in result.output and json.loads((tmp_path / "r.json").read_text())["run"] == "t"
+
+
+@pytest.mark.parametrize("command", [["run", "c.yaml"], ["ship", "m.onnx", "--data", "digits"]])
+def test_resume_and_force_together_are_refused(monkeypatch, command):
+    monkeypatch.setattr(api, command[0], _not_called)
+    result = CliRunner().invoke(main, [*command, "--resume", "--force"])
+    assert_one_line_error(result, f"edgekd {command[0]}: --resume and --force contradict each other", "give one of them")
