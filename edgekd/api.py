@@ -112,10 +112,15 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
     unless top_k; prompts from `texts`, one per line, else the bundle's held-out blocks) and the bundle's gate
     (`report["verdict"]["passed"]`: None when no bundle could be gated)."""
     from edgekd.device.bench import bench_bundles
+    from edgekd.device.config import check_bench_arguments
     from edgekd.device.latency import LatencySpec
 
-    spec = LatencySpec(warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds, rounds=rounds)
-    return bench_bundles(Path(path), spec, threads, tuple(batch_sizes), memory, None if images is None else Path(images),
+    # the bounds of `edgekd bench`'s flags and of the config's bench section, from the one BenchConfig model
+    a = check_bench_arguments(threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
+                              warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=memory)
+    spec = LatencySpec(warmup_runs=a["warmup_runs"], warmup_seconds=a["warmup_seconds"], runs=a["runs"],
+                       min_seconds=a["min_seconds"], rounds=a["rounds"])
+    return bench_bundles(Path(path), spec, a["threads"], a["batch_sizes"], a["memory"], None if images is None else Path(images),
                          None if texts is None else Path(texts), decoding)
 
 
@@ -133,6 +138,9 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
     Returns the list of checks; its `.passed` and `.summary` are the CLI's verdict (skipped checks are
     not passes, and a gate with no check evaluated fails unless allow_empty).
     """
+    _not_a_folder("report", report)
+    if baseline is not None:
+        _not_a_folder("baseline", baseline)
     raw = _read_json(report)
     old_lm = lm_report_schema(raw)  # an lm-report.json from before language models' reports were edgekd.report/1
     data = upgrade_lm_report(raw, report) if old_lm else _checked_report(raw, report)
@@ -150,6 +158,15 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
         raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
         raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None
+
+
+def _not_a_folder(argument: str, path: str | Path) -> None:
+    """A run folder given where its report.json belongs: one line naming the file to give (the CLI's REPORT and
+    --baseline are files too)."""
+    if Path(path).is_dir():
+        inside = Path(path) / "report.json"
+        fix = f"give its report.json: {inside}" if inside.is_file() else "give a report.json file"
+        raise ConfigError(f"gate(): {argument} {path} is a folder; {fix}")
 
 
 def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: Thresholds | None,

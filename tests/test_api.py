@@ -97,3 +97,41 @@ def test_resume_and_force_together_are_refused(monkeypatch, function):
         (lambda: api.ship("m.onnx", data="digits", resume=True, force=True))
     with pytest.raises(ConfigError, match=rf"^{function}\(\): resume=True and force=True contradict each other"):
         call()
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"threads": -3}, "'threads' (--threads): -3; expected an integer in the range x>=1, or None"),
+    ({"threads": "2"}, "'threads' (--threads): '2'; expected an integer"),
+    ({"threads": 2.5}, "'threads' (--threads): 2.5; expected an integer"),
+    ({"runs": 0}, "'runs' (--runs): 0; expected an integer in the range x>=1"),
+    ({"rounds": 0}, "'rounds' (--rounds): 0; expected an integer in the range x>=1"),
+    ({"warmup_runs": -1}, "'warmup_runs' (--warmup-runs): -1; expected an integer in the range x>=0"),
+    ({"min_seconds": -1}, "'min_seconds' (--min-seconds): -1; expected a finite number in the range x>=0"),
+    ({"warmup_seconds": float("inf")}, "'warmup_seconds' (--warmup-seconds): inf; expected a finite number"),
+    ({"batch_sizes": [0]}, "'batch_sizes' (--batch): 0; expected an integer in the range x>=1"),
+    ({"batch_sizes": 8}, "'batch_sizes' (--batch): 8; expected a list of batch sizes"),
+    ({"memory": "no"}, "'memory' (--no-memory): 'no'; expected True or False"),
+])
+def test_bench_refuses_what_the_cli_refuses_naming_the_argument_and_range(monkeypatch, tmp_path, kwargs, fragment):
+    monkeypatch.setattr("edgekd.device.bench.bench_bundles", lambda *a, **k: pytest.fail("measured"))
+    with pytest.raises(ConfigError) as caught:
+        api.bench(tmp_path, **kwargs)
+    assert str(caught.value).startswith("bench(): invalid value for ") and fragment in str(caught.value), str(caught.value)
+
+
+def test_bench_passes_checked_numbers_on(monkeypatch, tmp_path):
+    import numpy as np
+
+    seen = []
+    monkeypatch.setattr("edgekd.device.bench.bench_bundles", lambda *a: seen.append(a) or {})
+    api.bench(tmp_path, threads=np.int64(2), batch_sizes=[1, 4], rounds=2)
+    _path, spec, threads, batch_sizes, *_ = seen[0]
+    assert threads == 2 and type(threads) is int and batch_sizes == (1, 4) and spec.rounds == 2
+
+
+def test_gate_of_a_folder_names_its_report_json(tmp_path, report_path):
+    with pytest.raises(ConfigError, match=rf"^gate\(\): report {tmp_path} is a folder; give its report.json: {report_path}$"):
+        api.gate(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"gate\(\): baseline .*empty is a folder; give a report.json file$"):
+        api.gate(report_path, baseline=tmp_path / "empty")

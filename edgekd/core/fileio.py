@@ -167,6 +167,8 @@ def read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ArtifactError(f"{path}: file not found") from exc
+    except IsADirectoryError as exc:
+        raise ArtifactError(f"{path}: is a folder, not a JSON file") from exc
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); regenerate it") from exc
 
