@@ -125,7 +125,7 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
 
 
 def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str | Path | None = None,
-         **overrides) -> GateResult:
+         junit: str | Path | None = None, summary: str | Path | None = None, **overrides) -> GateResult:
     """Check a report.json against thresholds (the report's own gate section unless given).
 
     overrides: any Thresholds field (reference, max_drop, drop_type, min_speedup, max_size_kb,
@@ -135,9 +135,15 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
     and allow_empty only.
     baseline: another report.json to take the reference accuracy from (refused unless both were
     measured on the same evaluation set).
+    junit, summary: write JUnit XML / a Markdown summary of the checks there (`--junit`, `--summary`); a path that is
+    the report or the baseline, or both the same, is refused before anything is read.
     Returns the list of checks; its `.passed` and `.summary` are the CLI's verdict (skipped checks are
     not passes, and a gate with no check evaluated fails unless allow_empty).
     """
+    from edgekd.core.fileio import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs("gate()", {"junit": junit, "summary": summary},
+                              {"report (the report being gated)": report, "baseline": baseline})
     _not_a_folder("report", report)
     if baseline is not None:
         _not_a_folder("baseline", baseline)
@@ -152,12 +158,19 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
     other = _read_report(baseline) if baseline else None
     try:
         if old_lm:  # each row by the limit it was benched under, unless one is given
-            return gate_old_lm_report(data, thresholds, given=given_thresholds or overrides.get("max_increase") is not None)
-        return gate_report(data, thresholds, other)
+            checks = gate_old_lm_report(data, thresholds, given=given_thresholds or overrides.get("max_increase") is not None)
+        else:
+            checks = gate_report(data, thresholds, other)
     except ArtifactError as exc:
         raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
         raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None
+    if junit or summary:
+        from edgekd.device.ci_outputs import write_ci_outputs
+
+        write_ci_outputs(checks, str(report), None if junit is None else Path(junit),
+                         None if summary is None else Path(summary), step_summary=False)
+    return checks
 
 
 def _not_a_folder(argument: str, path: str | Path) -> None:

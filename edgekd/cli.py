@@ -410,23 +410,29 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
     Skipped checks (artifacts without a measured top-1 here) are counted apart, not as passes; a gate
     that evaluated no check at all fails, unless --allow-empty.
     """
+    import os
+
     from edgekd import api
-    from edgekd.device.ci_outputs import write_ci_outputs
+    from edgekd.core.fileio import refuse_overwriting_inputs
+    from edgekd.device.ci_outputs import append_step_summary
 
     if relative and absolute:
         from edgekd.core.errors import ConfigError
 
         raise ConfigError("edgekd gate: --relative and --absolute contradict each other; give one of them")
+    inputs = {"REPORT (the report being gated)": report, "--baseline": baseline}
+    refuse_overwriting_inputs("edgekd gate", {"--junit": junit, "--summary": summary}, inputs)
+    refuse_overwriting_inputs("edgekd gate", {"$GITHUB_STEP_SUMMARY": os.environ.get("GITHUB_STEP_SUMMARY") or None}, inputs)
     _check_outputs(files={"--junit": junit, "--summary": summary})
     drop_type = "relative" if relative else ("absolute" if absolute else None)  # None: the report's own
     checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type=drop_type,
                       reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb,
                       max_metric_drop=max_metric_drop, min_cosine=min_cosine, min_sqnr_db=min_sqnr_db, max_increase=max_increase,
-                      allow_empty=True if allow_empty else None)
+                      allow_empty=True if allow_empty else None, junit=junit, summary=summary)
     for check in checks:
         status = "FAIL" if not check.passed else ("SKIP" if check.skipped else "PASS")
         click.echo(f"{status}  {check.artifact:<24} {check.threshold:<12} {check.reason}")
-    write_ci_outputs(checks, str(report), junit, summary)
+    append_step_summary(checks, str(report))
     click.echo(checks.summary)
     sys.exit(0 if checks.passed else 1)
 
@@ -459,9 +465,11 @@ def compile_cmd(bundle: Path, target: str | None) -> None:
 def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
     """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A."""
     from edgekd import api
-    from edgekd.core.fileio import write_json_atomic, write_text_atomic
+    from edgekd.core.fileio import refuse_overwriting_inputs, write_json_atomic, write_text_atomic
     from edgekd.device.report.compare import render_markdown, render_text
 
+    refuse_overwriting_inputs("edgekd compare", {"--markdown": markdown_out, "--json": json_out},
+                              {"REPORT_A": report_a, "REPORT_B": report_b})
     _check_outputs(files={"--markdown": markdown_out, "--json": json_out})
     comparison = api.compare(report_a, report_b)
     click.echo(render_text(comparison))

@@ -135,3 +135,16 @@ def test_gate_of_a_folder_names_its_report_json(tmp_path, report_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"gate\(\): baseline .*empty is a folder; give a report.json file$"):
         api.gate(report_path, baseline=tmp_path / "empty")
+
+
+def test_gate_writes_ci_outputs_but_never_over_its_inputs(tmp_path, report_path):
+    from edgekd.core.errors import OutputError
+
+    for output in ("junit", "summary"):
+        with pytest.raises(OutputError, match=rf"^gate\(\): {output} .* is report \(the report being gated\), which it would"):
+            api.gate(report_path, **{output: report_path})
+    with pytest.raises(OutputError, match=r"summary .*x.xml is junit, which it would overwrite"):
+        api.gate(report_path, junit=tmp_path / "x.xml", summary=tmp_path / "x.xml")
+    assert json.loads(report_path.read_text()) == make_report()
+    api.gate(report_path, junit=tmp_path / "gate.xml", summary=tmp_path / "gate.md")
+    assert "<testcase" in (tmp_path / "gate.xml").read_text() and "### edgekd gate" in (tmp_path / "gate.md").read_text()

@@ -150,3 +150,22 @@ def test_resume_and_force_together_are_refused(monkeypatch, command):
     monkeypatch.setattr(api, command[0], _not_called)
     result = CliRunner().invoke(main, [*command, "--resume", "--force"])
     assert_one_line_error(result, f"edgekd {command[0]}: --resume and --force contradict each other", "give one of them")
+
+
+@pytest.mark.parametrize("option", ["--summary", "--junit"])
+def test_gate_refuses_to_write_over_the_report_it_gates(monkeypatch, tmp_path, option):
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(make_report()))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["gate", str(report), option, "./sub/../report.json"])
+    assert_one_line_error(result, f"edgekd gate: {option} sub/../report.json is REPORT (the report being gated)",
+                          f"give {option} another path")
+    assert json.loads(report.read_text()) == make_report()
+
+
+def test_compare_refuses_to_write_over_a_report_it_compares(tmp_path):
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text(json.dumps(make_report()))
+    result = CliRunner().invoke(main, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json", str(tmp_path / "b.json")])
+    assert_one_line_error(result, "--json", "is REPORT_B, which it would overwrite")
+    assert json.loads((tmp_path / "b.json").read_text()) == make_report()
