@@ -169,3 +169,28 @@ def test_compare_refuses_to_write_over_a_report_it_compares(tmp_path):
     result = CliRunner().invoke(main, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json", str(tmp_path / "b.json")])
     assert_one_line_error(result, "--json", "is REPORT_B, which it would overwrite")
     assert json.loads((tmp_path / "b.json").read_text()) == make_report()
+
+
+@pytest.mark.parametrize("args", [["--out", "{run}"], ["--out", "{run}/"], ["--json", "{run}/report.json"]])
+@pytest.mark.parametrize("bench_input", ["{run}/bundle/x86-cpu", "{run}"])  # re-benching the run folder itself too
+def test_bench_refuses_to_replace_a_run_folders_reports(monkeypatch, tmp_path, args, bench_input):
+    """A bench report holds the bundles only: over a pipeline's report.json it would drop the teacher and the
+    candidates not shipped (and `gate --reference teacher` would then fail)."""
+    run = tmp_path / "run"
+    (run / "bundle" / "x86-cpu").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"schema": "edgekd.run/1", "stages": {}}))
+    (run / "report.json").write_text(json.dumps(make_report()))
+    monkeypatch.setattr(api, "bench", _not_called)
+    fill = [a.format(run=run) for a in (bench_input, *args)]
+    result = CliRunner().invoke(main, ["bench", *fill])
+    assert_one_line_error(result, f"{args[0]} ", f"would replace the pipeline's report.json of the run folder {run}",
+                          f"choose another {args[0]}, e.g. {run / 'device'}")
+    assert json.loads((run / "report.json").read_text()) == make_report()
+
+
+def test_bench_may_rewrite_its_own_earlier_report(monkeypatch, tmp_path):
+    (tmp_path / "report.json").write_text("{}")  # a device report folder: no run manifest
+    monkeypatch.setattr(api, "bench", lambda *a, **k: {**make_report(), "warnings": []})
+    result = CliRunner().invoke(main, ["bench", str(tmp_path), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "report.json").read_text())["run"] == "t"
