@@ -35,7 +35,8 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
     """
     from edgekd.pipeline.runner import run_from_file
 
-    ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=only, log=log)
+    _one_of_resume_force("run", resume, force)
+    ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=_stage_list(only), log=log)
     verdict = ctx.gate_verdict()
     if verdict is not None and not verdict["passed"]:
         failure = GateFailed(verdict_line(verdict))
@@ -62,6 +63,7 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     from edgekd.pipeline.ship import ship_config, write_ship_config
     from edgekd.pipeline.ship_options import check_model, check_targets, data_options
 
+    _one_of_resume_force("ship", resume, force)
     check_model(str(model))
     check_targets(targets)
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
@@ -72,6 +74,23 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
     path = write_ship_config(config, run_dir)
     return run(path, run_dir, resume=resume, force=force, log=log)
+
+
+def _one_of_resume_force(function: str, resume: bool, force: bool) -> None:
+    """`edgekd run/ship --resume --force` and the API's resume=True, force=True: refused, as --relative --absolute are."""
+    if resume and force:
+        raise ConfigError(f"{function}(): resume=True and force=True contradict each other (--resume keeps finished stages, "
+                          "--force redoes them); give one of them")
+
+
+def _stage_list(only: str | Sequence[str] | None) -> list[str] | None:
+    """`only` as a list of stage names: a single name given as a string is one stage, not its letters."""
+    if only is None or isinstance(only, str):
+        return None if only is None else [only]
+    if not isinstance(only, Sequence) and not isinstance(only, (set, frozenset)) \
+            or not all(isinstance(stage, str) for stage in only):
+        raise ConfigError(f"run(only={only!r}): expected a stage name or a list of them (--only)")
+    return list(only) or None
 
 
 def verdict_line(verdict: dict[str, Any]) -> str:
@@ -94,15 +113,20 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
     unless top_k; prompts from `texts`, one per line, else the bundle's held-out blocks) and the bundle's gate
     (`report["verdict"]["passed"]`: None when no bundle could be gated)."""
     from edgekd.device.bench import bench_bundles
+    from edgekd.device.config import check_bench_arguments
     from edgekd.device.latency import LatencySpec
 
-    spec = LatencySpec(warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds, rounds=rounds)
-    return bench_bundles(Path(path), spec, threads, tuple(batch_sizes), memory, None if images is None else Path(images),
+    # the bounds of `edgekd bench`'s flags and of the config's bench section, from the one BenchConfig model
+    a = check_bench_arguments(threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
+                              warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=memory)
+    spec = LatencySpec(warmup_runs=a["warmup_runs"], warmup_seconds=a["warmup_seconds"], runs=a["runs"],
+                       min_seconds=a["min_seconds"], rounds=a["rounds"])
+    return bench_bundles(Path(path), spec, a["threads"], a["batch_sizes"], a["memory"], None if images is None else Path(images),
                          None if texts is None else Path(texts), decoding)
 
 
 def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str | Path | None = None,
-         **overrides) -> GateResult:
+         junit: str | Path | None = None, summary: str | Path | None = None, **overrides) -> GateResult:
     """Check a report.json against thresholds (the report's own gate section unless given).
 
     overrides: any Thresholds field (reference, max_drop, drop_type, min_speedup, max_size_kb,
@@ -112,9 +136,18 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
     and allow_empty only.
     baseline: another report.json to take the reference accuracy from (refused unless both were
     measured on the same evaluation set).
+    junit, summary: write JUnit XML / a Markdown summary of the checks there (`--junit`, `--summary`); a path that is
+    the report or the baseline, or both the same, is refused before anything is read.
     Returns the list of checks; its `.passed` and `.summary` are the CLI's verdict (skipped checks are
     not passes, and a gate with no check evaluated fails unless allow_empty).
     """
+    from edgekd.core.fileio import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs("gate()", {"junit": junit, "summary": summary},
+                              {"report (the report being gated)": report, "baseline": baseline})
+    _not_a_folder("report", report)
+    if baseline is not None:
+        _not_a_folder("baseline", baseline)
     raw = _read_json(report)
     if Path(report).name == "report.json":  # a run folder's own report: still what its run ships?
         refuse_stale(Path(report).parent, "bench", str(report))
@@ -128,12 +161,28 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
     other = _read_report(baseline) if baseline else None
     try:
         if old_lm:  # each row by the limit it was benched under, unless one is given
-            return gate_old_lm_report(data, thresholds, given=given_thresholds or overrides.get("max_increase") is not None)
-        return gate_report(data, thresholds, other)
+            checks = gate_old_lm_report(data, thresholds, given=given_thresholds or overrides.get("max_increase") is not None)
+        else:
+            checks = gate_report(data, thresholds, other)
     except ArtifactError as exc:
         raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
         raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None
+    if junit or summary:
+        from edgekd.device.ci_outputs import write_ci_outputs
+
+        write_ci_outputs(checks, str(report), None if junit is None else Path(junit),
+                         None if summary is None else Path(summary), step_summary=False)
+    return checks
+
+
+def _not_a_folder(argument: str, path: str | Path) -> None:
+    """A run folder given where its report.json belongs: one line naming the file to give (the CLI's REPORT and
+    --baseline are files too)."""
+    if Path(path).is_dir():
+        inside = Path(path) / "report.json"
+        fix = f"give its report.json: {inside}" if inside.is_file() else "give a report.json file"
+        raise ConfigError(f"gate(): {argument} {path} is a folder; {fix}")
 
 
 def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: Thresholds | None,

@@ -87,6 +87,14 @@ class _Group(click.Group):
             ctx.exit(INTERNAL_ERROR)
 
 
+def _one_of_resume_force(command: str, resume: bool, force: bool) -> None:
+    if resume and force:
+        from edgekd.core.errors import ConfigError
+
+        raise ConfigError(f"edgekd {command}: --resume and --force contradict each other (--resume keeps finished stages, "
+                          "--force redoes them); give one of them")
+
+
 def _show_edgekd_warnings_as_one_line() -> None:
     """edgekd's own warnings (a calibration recipe larger than its split...) as `edgekd: warning: ...` on
     stderr, like its errors; other libraries' warnings keep Python's format, which names their source."""
@@ -180,6 +188,7 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
     from edgekd import api
     from edgekd.core.errors import GateFailed
 
+    _one_of_resume_force("run", resume, force)
     resume_cmd = " ".join(["edgekd run", shlex.quote(str(config)), *(["--out", shlex.quote(str(out))] if out else []), "--resume"])
     try:
         with _sigterm_as_interrupt():
@@ -243,6 +252,7 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
     from edgekd import api
     from edgekd.core.errors import GateFailed
 
+    _one_of_resume_force("ship", resume, force)
     # `--targets ""` is a list naming nothing (refused), not the default
     target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets is not None else None
     try:
@@ -321,7 +331,9 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     (after the reports are written).
     """
     from edgekd import api
+    from edgekd.device.report.build import refuse_replacing_a_runs_reports
 
+    refuse_replacing_a_runs_reports(out, json_out)  # a run folder's own reports are the pipeline's, not a bench's
     _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
     if images and texts:
         raise click.UsageError("--images and --texts: give one of them")
@@ -348,6 +360,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
         from edgekd.core.fileio import write_json_atomic
 
         write_json_atomic(json_out, report)
+        click.echo(f"wrote {json_out}")
     if verdict.get("passed") is False:  # after everything is written
         sys.exit(1)
 
@@ -380,7 +393,7 @@ def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
 @click.option("--min-cosine", type=_ThresholdFlag("min_cosine"), help="Lowest allowed cosine of any output with fp32's.")
 @click.option("--min-sqnr-db", type=_ThresholdFlag("min_sqnr_db"), help="Lowest allowed SQNR (dB) of any output against fp32's.")
 @click.option("--max-increase", type=_ThresholdFlag("max_increase"),
-              help="A language model's report: largest allowed perplexity increase over the reference (0.03: 3%%); "
+              help="A language model's report: largest allowed perplexity increase over the reference (0.03: 3%); "
                    "default: the limit each bundle was benched under.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JUnit XML: one test case per artifact and threshold.")
@@ -399,23 +412,29 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
     Skipped checks (artifacts without a measured top-1 here) are counted apart, not as passes; a gate
     that evaluated no check at all fails, unless --allow-empty.
     """
+    import os
+
     from edgekd import api
-    from edgekd.device.ci_outputs import write_ci_outputs
+    from edgekd.core.fileio import refuse_overwriting_inputs
+    from edgekd.device.ci_outputs import append_step_summary
 
     if relative and absolute:
         from edgekd.core.errors import ConfigError
 
         raise ConfigError("edgekd gate: --relative and --absolute contradict each other; give one of them")
+    inputs = {"REPORT (the report being gated)": report, "--baseline": baseline}
+    refuse_overwriting_inputs("edgekd gate", {"--junit": junit, "--summary": summary}, inputs)
+    refuse_overwriting_inputs("edgekd gate", {"$GITHUB_STEP_SUMMARY": os.environ.get("GITHUB_STEP_SUMMARY") or None}, inputs)
     _check_outputs(files={"--junit": junit, "--summary": summary})
     drop_type = "relative" if relative else ("absolute" if absolute else None)  # None: the report's own
     checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type=drop_type,
                       reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb,
                       max_metric_drop=max_metric_drop, min_cosine=min_cosine, min_sqnr_db=min_sqnr_db, max_increase=max_increase,
-                      allow_empty=True if allow_empty else None)
+                      allow_empty=True if allow_empty else None, junit=junit, summary=summary)
     for check in checks:
         status = "FAIL" if not check.passed else ("SKIP" if check.skipped else "PASS")
         click.echo(f"{status}  {check.artifact:<24} {check.threshold:<12} {check.reason}")
-    write_ci_outputs(checks, str(report), junit, summary)
+    append_step_summary(checks, str(report))
     click.echo(checks.summary)
     sys.exit(0 if checks.passed else 1)
 
@@ -448,9 +467,11 @@ def compile_cmd(bundle: Path, target: str | None) -> None:
 def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
     """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A."""
     from edgekd import api
-    from edgekd.core.fileio import write_json_atomic, write_text_atomic
+    from edgekd.core.fileio import refuse_overwriting_inputs, write_json_atomic, write_text_atomic
     from edgekd.device.report.compare import render_markdown, render_text
 
+    refuse_overwriting_inputs("edgekd compare", {"--markdown": markdown_out, "--json": json_out},
+                              {"REPORT_A": report_a, "REPORT_B": report_b})
     _check_outputs(files={"--markdown": markdown_out, "--json": json_out})
     comparison = api.compare(report_a, report_b)
     click.echo(render_text(comparison))

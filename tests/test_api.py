@@ -78,3 +78,73 @@ def test_run_ignores_a_gate_json_left_by_an_earlier_run(monkeypatch, tmp_path):
 def test_bench_defaults_match_the_cli():
     batch_option = next(p for p in cli.bench_cmd.params if p.name == "batch_sizes")
     assert tuple(inspect.signature(api.bench).parameters["batch_sizes"].default) == tuple(batch_option.default) == (1, 8)
+
+
+def test_run_takes_a_single_stage_given_as_a_string(monkeypatch, tmp_path):
+    seen = {}
+    ctx = RunContext(cfg=None, config_path=tmp_path / "c.yaml", run_dir=tmp_path, manifest=None, outcomes={})
+    monkeypatch.setattr("edgekd.pipeline.runner.run_from_file", lambda *a, **k: seen.update(k) or ctx)
+    api.run("c.yaml", only="gate")
+    assert seen["only"] == ["gate"]
+    with pytest.raises(ConfigError, match=r"run\(only=5\): expected a stage name or a list of them"):
+        api.run("c.yaml", only=5)
+
+
+@pytest.mark.parametrize("function", ["run", "ship"])
+def test_resume_and_force_together_are_refused(monkeypatch, function):
+    monkeypatch.setattr("edgekd.pipeline.runner.run_from_file", lambda *a, **k: pytest.fail("ran"))
+    call = (lambda: api.run("c.yaml", resume=True, force=True)) if function == "run" else \
+        (lambda: api.ship("m.onnx", data="digits", resume=True, force=True))
+    with pytest.raises(ConfigError, match=rf"^{function}\(\): resume=True and force=True contradict each other"):
+        call()
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"threads": -3}, "'threads' (--threads): -3; expected an integer in the range x>=1, or None"),
+    ({"threads": "2"}, "'threads' (--threads): '2'; expected an integer"),
+    ({"threads": 2.5}, "'threads' (--threads): 2.5; expected an integer"),
+    ({"runs": 0}, "'runs' (--runs): 0; expected an integer in the range x>=1"),
+    ({"rounds": 0}, "'rounds' (--rounds): 0; expected an integer in the range x>=1"),
+    ({"warmup_runs": -1}, "'warmup_runs' (--warmup-runs): -1; expected an integer in the range x>=0"),
+    ({"min_seconds": -1}, "'min_seconds' (--min-seconds): -1; expected a finite number in the range x>=0"),
+    ({"warmup_seconds": float("inf")}, "'warmup_seconds' (--warmup-seconds): inf; expected a finite number"),
+    ({"batch_sizes": [0]}, "'batch_sizes' (--batch): 0; expected an integer in the range x>=1"),
+    ({"batch_sizes": 8}, "'batch_sizes' (--batch): 8; expected a list of batch sizes"),
+    ({"memory": "no"}, "'memory' (--no-memory): 'no'; expected True or False"),
+])
+def test_bench_refuses_what_the_cli_refuses_naming_the_argument_and_range(monkeypatch, tmp_path, kwargs, fragment):
+    monkeypatch.setattr("edgekd.device.bench.bench_bundles", lambda *a, **k: pytest.fail("measured"))
+    with pytest.raises(ConfigError) as caught:
+        api.bench(tmp_path, **kwargs)
+    assert str(caught.value).startswith("bench(): invalid value for ") and fragment in str(caught.value), str(caught.value)
+
+
+def test_bench_passes_checked_numbers_on(monkeypatch, tmp_path):
+    import numpy as np
+
+    seen = []
+    monkeypatch.setattr("edgekd.device.bench.bench_bundles", lambda *a: seen.append(a) or {})
+    api.bench(tmp_path, threads=np.int64(2), batch_sizes=[1, 4], rounds=2)
+    _path, spec, threads, batch_sizes, *_ = seen[0]
+    assert threads == 2 and type(threads) is int and batch_sizes == (1, 4) and spec.rounds == 2
+
+
+def test_gate_of_a_folder_names_its_report_json(tmp_path, report_path):
+    with pytest.raises(ConfigError, match=rf"^gate\(\): report {tmp_path} is a folder; give its report.json: {report_path}$"):
+        api.gate(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"gate\(\): baseline .*empty is a folder; give a report.json file$"):
+        api.gate(report_path, baseline=tmp_path / "empty")
+
+
+def test_gate_writes_ci_outputs_but_never_over_its_inputs(tmp_path, report_path):
+    from edgekd.core.errors import OutputError
+
+    for output in ("junit", "summary"):
+        with pytest.raises(OutputError, match=rf"^gate\(\): {output} .* is report \(the report being gated\), which it would"):
+            api.gate(report_path, **{output: report_path})
+    with pytest.raises(OutputError, match=r"summary .*x.xml is junit, which it would overwrite"):
+        api.gate(report_path, junit=tmp_path / "x.xml", summary=tmp_path / "x.xml")
+    assert json.loads(report_path.read_text()) == make_report()
+    api.gate(report_path, junit=tmp_path / "gate.xml", summary=tmp_path / "gate.md")
+    assert "<testcase" in (tmp_path / "gate.xml").read_text() and "### edgekd gate" in (tmp_path / "gate.md").read_text()

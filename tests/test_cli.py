@@ -131,3 +131,66 @@ def test_edgekd_warnings_print_as_one_warning_within_120_columns(monkeypatch):
         "edgekd: warning: calibration recipe 'cli-warning-1024' asks for 1024 samples but the train split "
         "holds 400: using all 400 with the split's own class mix (not balanced); choose a recipe with at "
         "most 400 samples (e.g. train-256)")
+
+
+def test_gate_help_shows_a_single_percent_sign():
+    result = CliRunner().invoke(main, ["gate", "--help"])
+    assert "3%)" in " ".join(result.output.split()) and "%%" not in result.output
+
+
+def test_bench_json_says_where_it_wrote(monkeypatch, tmp_path):
+    monkeypatch.setattr(api, "bench", lambda *a, **k: {**make_report(), "warnings": []})
+    result = CliRunner().invoke(main, ["bench", str(tmp_path), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'r.json'}" in result.output and json.loads((tmp_path / "r.json").read_text())["run"] == "t"
+
+
+@pytest.mark.parametrize("command", [["run", "c.yaml"], ["ship", "m.onnx", "--data", "digits"]])
+def test_resume_and_force_together_are_refused(monkeypatch, command):
+    monkeypatch.setattr(api, command[0], _not_called)
+    result = CliRunner().invoke(main, [*command, "--resume", "--force"])
+    assert_one_line_error(result, f"edgekd {command[0]}: --resume and --force contradict each other", "give one of them")
+
+
+@pytest.mark.parametrize("option", ["--summary", "--junit"])
+def test_gate_refuses_to_write_over_the_report_it_gates(monkeypatch, tmp_path, option):
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(make_report()))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["gate", str(report), option, "./sub/../report.json"])
+    assert_one_line_error(result, f"edgekd gate: {option} sub/../report.json is REPORT (the report being gated)",
+                          f"give {option} another path")
+    assert json.loads(report.read_text()) == make_report()
+
+
+def test_compare_refuses_to_write_over_a_report_it_compares(tmp_path):
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text(json.dumps(make_report()))
+    result = CliRunner().invoke(main, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json", str(tmp_path / "b.json")])
+    assert_one_line_error(result, "--json", "is REPORT_B, which it would overwrite")
+    assert json.loads((tmp_path / "b.json").read_text()) == make_report()
+
+
+@pytest.mark.parametrize("args", [["--out", "{run}"], ["--out", "{run}/"], ["--json", "{run}/report.json"]])
+@pytest.mark.parametrize("bench_input", ["{run}/bundle/x86-cpu", "{run}"])  # re-benching the run folder itself too
+def test_bench_refuses_to_replace_a_run_folders_reports(monkeypatch, tmp_path, args, bench_input):
+    """A bench report holds the bundles only: over a pipeline's report.json it would drop the teacher and the
+    candidates not shipped (and `gate --reference teacher` would then fail)."""
+    run = tmp_path / "run"
+    (run / "bundle" / "x86-cpu").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"schema": "edgekd.run/1", "stages": {}}))
+    (run / "report.json").write_text(json.dumps(make_report()))
+    monkeypatch.setattr(api, "bench", _not_called)
+    fill = [a.format(run=run) for a in (bench_input, *args)]
+    result = CliRunner().invoke(main, ["bench", *fill])
+    assert_one_line_error(result, f"{args[0]} ", f"would replace the pipeline's report.json of the run folder {run}",
+                          f"choose another {args[0]}, e.g. {run / 'device'}")
+    assert json.loads((run / "report.json").read_text()) == make_report()
+
+
+def test_bench_may_rewrite_its_own_earlier_report(monkeypatch, tmp_path):
+    (tmp_path / "report.json").write_text("{}")  # a device report folder: no run manifest
+    monkeypatch.setattr(api, "bench", lambda *a, **k: {**make_report(), "warnings": []})
+    result = CliRunner().invoke(main, ["bench", str(tmp_path), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "report.json").read_text())["run"] == "t"

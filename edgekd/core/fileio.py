@@ -90,6 +90,23 @@ def _naming(target: Path, what: str = "cannot write") -> Iterator[None]:
         raise OutputError(f"{target}: {what} ({exc.strerror or exc}); pick a writable location") from None
 
 
+def refuse_overwriting_inputs(who: str, outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None]) -> None:
+    """An output path that is one of the inputs, or another output, by resolved path (`./r.json`, a symlink to it):
+    one OutputError line before any work, never an input silently replaced (`edgekd gate r.json --summary r.json`).
+    The keys name each path as the caller takes it (`--summary`, `REPORT`; or the API's `summary`, `report`)."""
+    def resolved(path):
+        return Path(os.path.abspath(Path(path).expanduser())).resolve()
+
+    seen = {resolved(path): name for name, path in inputs.items() if path is not None}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        key = resolved(path)
+        if key in seen:
+            raise OutputError(f"{who}: {name} {path} is {seen[key]}, which it would overwrite; give {name} another path")
+        seen[key] = name
+
+
 def writable_folder(folder: str | Path, option: str) -> Path:
     """Create `folder` and prove a file can be made in it, before the work whose results go there:
     a benchmark that ends in a failed write loses its numbers."""
@@ -167,6 +184,8 @@ def read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ArtifactError(f"{path}: file not found") from exc
+    except IsADirectoryError as exc:
+        raise ArtifactError(f"{path}: is a folder, not a JSON file") from exc
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); regenerate it") from exc
 

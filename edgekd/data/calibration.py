@@ -31,8 +31,12 @@ def load_recipe(name_or_path: str, base_dir: Path | None = None) -> CalibrationR
     if not path.is_file():
         path = builtin_dir("calibration") / f"{name_or_path}.yaml"
     if not path.is_file():
+        import difflib
+
         known = sorted(p.stem for p in builtin_dir("calibration").glob("*.yaml"))
-        raise ConfigError(f"quantize.calibration '{name_or_path}': no such recipe; built-in recipes: {', '.join(known)}")
+        close = difflib.get_close_matches(str(name_or_path), known, n=1)  # as target typos are answered
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"quantize.calibration '{name_or_path}': no such recipe; {hint}built-in recipes: {', '.join(known)}")
     return load_yaml_model(path, CalibrationRecipe, "calibration recipe")
 
 

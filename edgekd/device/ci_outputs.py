@@ -44,12 +44,20 @@ def summary_markdown(checks: list[Check], report_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_ci_outputs(checks: list[Check], report_name: str, junit: Path | None, summary: Path | None) -> None:
+def write_ci_outputs(checks: list[Check], report_name: str, junit: Path | None, summary: Path | None,
+                     step_summary: bool = True) -> None:
+    """JUnit XML to `junit`, the Markdown summary to `summary` and (`step_summary`) appended to $GITHUB_STEP_SUMMARY."""
     if junit:
         write_text_atomic(junit, junit_xml(checks))
-    text = summary_markdown(checks, report_name)
     if summary:
-        write_text_atomic(summary, text)
+        write_text_atomic(summary, summary_markdown(checks, report_name))
+    if step_summary:
+        append_step_summary(checks, report_name)
+
+
+def append_step_summary(checks: list[Check], report_name: str) -> None:
+    """The Markdown summary appended to $GITHUB_STEP_SUMMARY when set (GitHub Actions)."""
+    text = summary_markdown(checks, report_name)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:  # GitHub Actions renders this file on the run page; append, other steps write to it too
         with open(step_summary, "a", encoding="utf-8") as handle:

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
+from edgekd.core.errors import ConfigError
 from edgekd.data import load_dataset
 from edgekd.data.calibration import CalibrationRecipe, describe, draw, load_recipe
 from edgekd.data.config import DataConfig
@@ -71,3 +72,8 @@ def test_an_unlabeled_folder_at_any_depth_calibrates_with_the_data_preprocessing
     assert describe(recipe, chosen)["per_class"] is None
     with pytest.raises(DataError, match=r"calibration_images .*\(1, 12, 12\) after data's preprocessing but the model takes \(1, 9, 9\)"):
         draw_folder(tmp_path / "calibration", recipe, data, preprocess_of(cfg.model_copy(update={"resize": 12, "center_crop": 12})))
+
+
+def test_a_recipe_name_typo_names_the_nearest_builtin_recipe():
+    with pytest.raises(ConfigError, match=r"quantize.calibration 'trian-64': no such recipe; did you mean 'train-64'\? "):
+        load_recipe("trian-64")

@@ -95,6 +95,34 @@ def noise_warnings(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+def refuse_replacing_a_runs_reports(out_dir: Path | None = None, json_out: Path | None = None) -> None:
+    """`edgekd bench ... --out RUN` (or `--json RUN/report.json`) where RUN is a pipeline's run folder with its
+    reports: the bench's report (bundles only) would replace the pipeline's (teacher, student and every candidate
+    row, the gate's verdicts), even when re-benching that run folder itself; one line before measuring."""
+    from edgekd.core.errors import OutputError
+    from edgekd.core.fileio import read_json
+
+    targets = [(out_dir / name, "--out") for name in REPORT_FILES] if out_dir is not None else []
+    if json_out is not None:
+        targets.append((Path(json_out), "--json"))
+    for path, option in targets:
+        run_dir = path.parent
+        if not path.exists() or path.name not in REPORT_FILES or not (run_dir / "manifest.json").is_file():
+            continue
+        try:
+            manifest = read_json(run_dir / "manifest.json")
+        except Exception:  # an unreadable manifest is not evidence of a run
+            continue
+        if isinstance(manifest, dict) and (str(manifest.get("schema", "")).startswith("edgekd.run/") or "stages" in manifest):
+            shown = out_dir if option == "--out" else path
+            raise OutputError(f"{option} {shown}: would replace the pipeline's {path.name} of the run folder {run_dir} "
+                              f"(its teacher and student rows and gate verdicts); choose another {option}, e.g. "
+                              f"{run_dir / 'device'}" + (f"/{path.name}" if option == "--json" else ""))
+
+
 def write_reports(out_dir: Path, report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[Path]:
     return [write_json_atomic(out_dir / "report.json", report),
             write_text_atomic(out_dir / "report.md", markdown(report, verdicts)),
