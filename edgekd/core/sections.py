@@ -30,6 +30,9 @@ def _not_a_boolean(value: Any) -> Any:
 # Every whole-number key of a config section (seeds, counts, sizes): an int that refuses booleans. Only validation
 # changes: the dumped value (and so the config digest and stage keys) and the JSON schema stay those of an int.
 Integer = Annotated[int, BeforeValidator(_not_a_boolean)]
+# The same for a key that may be null. Not Optional[Integer]: pydantic cannot move a Field's ge/le into that nested
+# form, and would write them into the JSON schema as "ge"/"le" rather than minimum/maximum.
+OptionalInteger = Annotated[Optional[int], BeforeValidator(_not_a_boolean)]
 
 
 class Strict(BaseModel):

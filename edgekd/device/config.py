@@ -2,11 +2,9 @@
 (BENCH_DEFAULTS). The gate section is edgekd.core.thresholds.Thresholds, used as is."""
 from __future__ import annotations
 
-from typing import Optional
-
 from pydantic import Field
 
-from edgekd.core.sections import Integer, Strict
+from edgekd.core.sections import Integer, OptionalInteger, Strict
 from edgekd.device.latency import LatencySpec
 
 
@@ -18,7 +16,7 @@ class BenchConfig(Strict):
     min_seconds: float = Field(0.5, ge=0, description="...and at least this long")
     rounds: Integer = Field(5, ge=1, description="candidates are timed interleaved in this many rounds")
     batch_size: Integer = Field(8, ge=1)
-    threads: Optional[Integer] = Field(None, ge=1, description="overrides the target profile's threads")
+    threads: OptionalInteger = Field(None, ge=1, description="overrides the target profile's threads")
     memory: bool = Field(True, description="peak resident memory per artifact, from a fresh subprocess each (~1 s per artifact)")
 
     def latency_spec(self) -> LatencySpec:

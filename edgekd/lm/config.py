@@ -6,7 +6,7 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from edgekd.core.sections import Integer, Strict
+from edgekd.core.sections import Integer, OptionalInteger, Strict
 
 
 class LMDataConfig(Strict):
@@ -52,7 +52,7 @@ class LMTeacherConfig(Strict):
 class LMStudentConfig(Strict):
     layers: Integer = Field(2, ge=1)
     width: Integer = Field(128, ge=8)
-    heads: Optional[Integer] = Field(None, ge=1, description="default: the teacher's head size")
+    heads: OptionalInteger = Field(None, ge=1, description="default: the teacher's head size")
 
 
 class LMSequenceConfig(Strict):
@@ -62,7 +62,7 @@ class LMSequenceConfig(Strict):
     prompts: Integer = Field(256, ge=1, description="teacher continuations, each from the start of a different training block")
     prompt_tokens: Integer = Field(32, ge=1, description="corpus tokens the teacher continues (context for the student, not targets)")
     new_tokens: Integer = Field(96, ge=1, description="tokens the teacher generates per prompt; prompt_tokens + new_tokens <= data.context")
-    top_k: Optional[Integer] = Field(None, ge=1, description="null: the teacher's greedy continuation; K: sampled from its K most "
+    top_k: OptionalInteger = Field(None, ge=1, description="null: the teacher's greedy continuation; K: sampled from its K most "
                                                          "likely tokens (seeded by the run's seed)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature, with top_k only (greedy has none)")
     share: float = Field(0.5, gt=0, lt=1, description="mode both: the fraction of steps on teacher sequences, spread evenly; "

@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional
 from pydantic import Field, model_validator
 
 from edgekd.core.errors import ConfigError, TargetError
-from edgekd.core.sections import Integer, Strict
+from edgekd.core.sections import Integer, OptionalInteger, Strict
 from edgekd.train.config import TrainConfig
 
 
@@ -94,7 +94,7 @@ DecoderMethod = Literal["dynamic", "nbits8", "nbits4", "ov_int8", "ov_int4", "no
 
 class DecoderOpenVinoConfig(Strict):
     int4_mode: Literal["sym", "asym"] = Field("sym", description="ov_int4: NNCF INT4_SYM or INT4_ASYM (a zero point per group)")
-    group_size: Optional[Integer] = Field(None, ge=8, description="ov_int4: input channels per scale; must divide the model's "
+    group_size: OptionalInteger = Field(None, ge=8, description="ov_int4: input channels per scale; must divide the model's "
                                       "width (default: the largest of 128, 64, 32, 16 that does)")
     ratio: float = Field(1.0, gt=0, le=1, description="ov_int4: share of linear layers at 4 bits, the rest at 8 "
                                                       "(NNCF keeps the embeddings and the output layer at 8 bits)")

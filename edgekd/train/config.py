@@ -5,7 +5,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
-from edgekd.core.sections import MAX_SEED, Integer, Strict
+from edgekd.core.sections import MAX_SEED, Integer, OptionalInteger, Strict
 
 
 class TrainConfig(Strict):
@@ -20,7 +20,7 @@ class TrainConfig(Strict):
 
 class ModelConfig(Strict):
     arch: str = Field(..., description="built-in name (convnet, resnet or mlp), torchvision:NAME, module:function or file.py:function")
-    width: Optional[Integer] = Field(None, ge=1, le=4096, description="base channel count for built-in families")
+    width: OptionalInteger = Field(None, ge=1, le=4096, description="base channel count for built-in families")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the model factory")
     checkpoint: Optional[str] = Field(None, description="state_dict file, loaded with torch.load(weights_only=True); with "
                                       "data.source text, a save_pretrained folder (arch bert, safetensors, its tokenizer.json)")
@@ -175,7 +175,7 @@ class TransferSetConfig(Strict):
     p: float = Field(0.5, gt=0, le=1, description="the chance that each feature takes the neighbour's value")
     s: float = Field(1.0, gt=0, le=1000, description="a swapped number gets gaussian noise of sd |a - b| / s "
                      "(a and b: the row's and the neighbour's values); larger s, less noise")
-    seed: Optional[Integer] = Field(None, ge=0, le=MAX_SEED, description="the draws' seed (default: the pipeline seed)")
+    seed: OptionalInteger = Field(None, ge=0, le=MAX_SEED, description="the draws' seed (default: the pipeline seed)")
 
 
 class DistillConfig(Strict):
@@ -202,10 +202,10 @@ class DistillConfig(Strict):
     augment: Optional[AugmentConfig] = Field(None, description="random shift/flip of the transfer images")
     transfer_set: Optional[TransferSetConfig] = Field(None, description="tables: synthetic rows labelled by the teachers' "
                                                       "ensemble, added to the training rows ({method: munge, size: 4, p: 0.5, s: 1})")
-    out_of_fold: Optional[Integer] = Field(None, ge=2, le=20, description="teachers edgekd fits (scikit-learn, LightGBM, XGBoost): "
+    out_of_fold: OptionalInteger = Field(None, ge=2, le=20, description="teachers edgekd fits (scikit-learn, LightGBM, XGBoost): "
                                        "their outputs on the training rows come from K fits each on the other folds "
                                        "(stratified), as stacking does, not from the fit that saw those rows; null: that fit")
-    seed: Optional[Integer] = Field(None, ge=0, le=MAX_SEED, description="student init and shuffling seed (default: the pipeline seed); "
+    seed: OptionalInteger = Field(None, ge=0, le=MAX_SEED, description="student init and shuffling seed (default: the pipeline seed); "
                                                   "does not change the data split, so teacher caches stay valid")
     cache_dir: Optional[str] = Field(None, description="teacher-logit cache folder shared across runs "
                                                        "(default .cache/teacher-logits beside the run folder, or $EDGEKD_CACHE_DIR)")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Annotated, get_args
 
 import pytest
@@ -163,3 +164,13 @@ def test_every_whole_number_key_refuses_booleans():
             checked.append(f"{model.__name__}.{name}")
     assert {"PipelineConfig.seed", "TrainConfig.epochs", "TrainConfig.batch_size", "BenchConfig.eval_samples",
             "DataConfig.vocab_size", "TargetProfile.batch_sizes", "CalibrationRecipe.count"} <= set(checked)
+
+
+def test_refusing_booleans_leaves_the_json_schema_standard():
+    """Optional[Integer] with ge/le would put pydantic's own "ge"/"le" into the editor schema, not minimum/maximum."""
+    from edgekd.pipeline.config_help import json_schema
+
+    text = json.dumps([json_schema(), json_schema("language-model")])
+    assert '"ge"' not in text and '"le"' not in text
+    assert json_schema()["$defs"]["DataConfig"]["properties"]["vocab_size"]["anyOf"][0] == {
+        "type": "integer", "minimum": 100, "maximum": 100_000}
