@@ -174,3 +174,13 @@ def test_refusing_booleans_leaves_the_json_schema_standard():
     assert '"ge"' not in text and '"le"' not in text
     assert json_schema()["$defs"]["DataConfig"]["properties"]["vocab_size"]["anyOf"][0] == {
         "type": "integer", "minimum": 100, "maximum": 100_000}
+
+
+@pytest.mark.parametrize("key", ["min_seconds", "warmup_seconds"])
+def test_bench_seconds_have_an_upper_bound(tiny_config, key):
+    """A trial's bench.min_seconds 1e9 (31 years per artifact) was accepted; the bench stage would never end."""
+    tiny_config["bench"][key] = 1e9
+    with pytest.raises(ConfigError, match=rf"cfg.yaml: invalid value for 'bench.{key}': .*less than or equal to 600"):
+        validate_config(tiny_config, "cfg.yaml")
+    tiny_config["bench"][key] = 600
+    assert getattr(validate_config(tiny_config).bench, key) == 600
