@@ -20,7 +20,7 @@ import click
 from edgekd.core.errors import EdgeKDError
 from edgekd.core.quiet import silence_cuda_home_warning
 from edgekd.core.task_metrics import METRICS as TASK_METRICS
-from edgekd.device.config import BENCH_DEFAULTS
+from edgekd.device.config import BENCH_DEFAULTS, MAX_BENCH_SECONDS
 from edgekd.pipeline.registry import STAGE_NAMES
 
 INTERNAL_ERROR = 3
@@ -61,7 +61,7 @@ class _ThresholdFlag(click.ParamType):
         return number
 
 
-SECONDS = _FiniteRange(min=0)
+SECONDS = _FiniteRange(min=0, max=MAX_BENCH_SECONDS)
 
 
 class _Group(click.Group):

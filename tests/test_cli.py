@@ -67,7 +67,8 @@ def test_output_folder_for_bench_is_created(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--batch", "0"], ["--runs", "0"], ["--threads", "0"], ["--rounds", "0"],
-                                  ["--warmup-runs", "-1"], ["--min-seconds", "-1"], ["--warmup-seconds", "-0.5"]])
+                                  ["--warmup-runs", "-1"], ["--min-seconds", "-1"], ["--warmup-seconds", "-0.5"],
+                                  ["--min-seconds", "1e9"], ["--warmup-seconds", "601"]])
 def test_bench_refuses_out_of_range_numbers_before_any_work(monkeypatch, tmp_path, args):
     monkeypatch.setattr(api, "bench", _not_called)
     result = CliRunner().invoke(main, ["bench", str(tmp_path), *args])

@@ -6,9 +6,9 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Optional, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Optional, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.yamlio import read_yaml_mapping
@@ -16,6 +16,23 @@ from edgekd.core.yamlio import read_yaml_mapping
 # numpy's generators take seeds >= 0 and torch.manual_seed at most 2**64 - 1; derived seeds (seed + teacher index,
 # + epoch) must stay in range too, so seeds are capped well below both.
 MAX_SEED = 2**31 - 1
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """pydantic takes true as 1 for an int field, and YAML 1.1 reads yes, no, on and off as booleans: `seed: yes`
+    would silently be seed 1. Refused as a float field's validators refuse them (core/thresholds.py)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a whole number, not {str(value).lower()} (YAML reads yes, no, on, off as true "
+                         "or false); write a number")
+    return value
+
+
+# Every whole-number key of a config section (seeds, counts, sizes): an int that refuses booleans. Only validation
+# changes: the dumped value (and so the config digest and stage keys) and the JSON schema stay those of an int.
+Integer = Annotated[int, BeforeValidator(_not_a_boolean)]
+# The same for a key that may be null. Not Optional[Integer]: pydantic cannot move a Field's ge/le into that nested
+# form, and would write them into the JSON schema as "ge"/"le" rather than minimum/maximum.
+OptionalInteger = Annotated[Optional[int], BeforeValidator(_not_a_boolean)]
 
 
 class Strict(BaseModel):

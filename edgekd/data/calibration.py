@@ -11,7 +11,7 @@ from pydantic import Field
 from edgekd.core.errors import ConfigError, DataError
 from edgekd.core.fileio import resolve_path
 from edgekd.core.resources import builtin_dir
-from edgekd.core.sections import MAX_SEED, Strict, load_yaml_model
+from edgekd.core.sections import MAX_SEED, Integer, Strict, load_yaml_model
 from edgekd.data.datasets import Dataset, Split, all_finite, split_hash
 
 
@@ -20,9 +20,9 @@ class CalibrationRecipe(Strict):
     description: str = ""
     source: Literal["train", "val", "synthetic"] = Field(
         "train", description="split to draw from (test is never allowed); synthetic: the data-free distillation's generated set")
-    count: int = Field(256, ge=1, le=100_000)
+    count: Integer = Field(256, ge=1, le=100_000)
     class_balance: bool = Field(True, description="draw the same number per class")
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    seed: Integer = Field(0, ge=0, le=MAX_SEED)
     expected_sha256: Optional[str] = Field(None, description="refuse the set if it differs (pins the data)")
 
 

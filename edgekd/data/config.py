@@ -6,7 +6,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_serializer, model_validator
 
-from edgekd.core.sections import Strict, describe_validation_error
+from edgekd.core.sections import Integer, OptionalInteger, Strict, describe_validation_error
 from edgekd.core.user_code import is_reference
 
 
@@ -30,8 +30,8 @@ class FitHeight(Strict):
     then zero-padded on the right to `max_width` after normalisation (PaddleOCR's recipe for its recognisers and
     direction classifier: height 48, width at most 192)."""
 
-    height: int = Field(..., ge=4, le=4096, description="every image is resized to this height (bilinear)")
-    max_width: int = Field(..., ge=4, le=16384, description="the width after resizing is at most this; narrower images "
+    height: Integer = Field(..., ge=4, le=4096, description="every image is resized to this height (bilinear)")
+    max_width: Integer = Field(..., ge=4, le=16384, description="the width after resizing is at most this; narrower images "
                                                             "are padded to it")
     pad: Literal["right"] = Field("right", description="where the padding goes: right (the model input's value 0, after "
                                                        "normalisation, as PaddleOCR pads)")
@@ -53,17 +53,17 @@ class DataConfig(Strict):
     path: Optional[str] = Field(None, description="folder or file for fashion-mnist, npz and imagefolder; for text a .jsonl or "
                                                   ".csv (optionally .gz) of text,label (optional split, group); for csv and "
                                                   "parquet the table (relative to the config file)")
-    max_length: Optional[int] = Field(None, ge=8, le=512, description="text: tokens per text the models take (cut and padded "
+    max_length: OptionalInteger = Field(None, ge=8, le=512, description="text: tokens per text the models take (cut and padded "
                                                                       "to it; default 64)")
-    vocab_size: Optional[int] = Field(None, ge=100, le=100_000, description="text: WordPiece vocabulary learned on the training "
+    vocab_size: OptionalInteger = Field(None, ge=100, le=100_000, description="text: WordPiece vocabulary learned on the training "
                                                                            "split (default 2000)")
-    image_size: Optional[int] = Field(None, ge=4, le=1024, description="imagefolder: squash every image to this square size "
+    image_size: OptionalInteger = Field(None, ge=4, le=1024, description="imagefolder: squash every image to this square size "
                                                                        "(changes the aspect ratio; resize + center_crop keep it)")
-    resize: Union[None, int, FitHeight] = Field(
+    resize: Union[None, Integer, FitHeight] = Field(
         None, description="imagefolder: resize the shorter side to this many pixels (bilinear), keeping the aspect ratio; "
                           "or {height: 48, max_width: 192, pad: right}: a fixed height keeping the aspect ratio, the width "
                           "capped and zero-padded (text lines, PaddleOCR's recipe)")
-    center_crop: Optional[int] = Field(None, ge=4, le=4096, description="imagefolder: then cut the central square of this size")
+    center_crop: OptionalInteger = Field(None, ge=4, le=4096, description="imagefolder: then cut the central square of this size")
     color: Literal["rgb", "bgr", "gray", "gray3"] = Field("rgb", description="imagefolder: channel order, or grayscale as one "
                                                                              "channel (gray) or repeated to three (gray3)")
     labels: Literal["auto", "none"] = Field(
@@ -80,8 +80,8 @@ class DataConfig(Strict):
                                "(fewer inputs: faster at batch 1)")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="used when the source has no official test split")
-    train_limit: Optional[int] = Field(None, ge=1, description="use at most this many training samples")
-    test_limit: Optional[int] = Field(None, ge=1, description="use at most this many test samples")
+    train_limit: OptionalInteger = Field(None, ge=1, description="use at most this many training samples")
+    test_limit: OptionalInteger = Field(None, ge=1, description="use at most this many test samples")
     normalize: Union[Literal["dataset", "none", "imagenet"], NormalizeStats] = Field(
         "dataset", description="what every model sees, from pixels in [0, 1]: dataset: (x - mean) / std with the training "
                                "split's per-channel statistics; none: the [0, 1] pixels; imagenet: ImageNet's mean/std; "

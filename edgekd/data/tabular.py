@@ -109,7 +109,8 @@ def read_table(source: str, path: Path, where: str):
     if not path.is_file():
         raise DataError(f"{where}: no such file ({path}); give a .csv or .parquet file")
     try:
-        return pd.read_csv(path) if source == "csv" else pd.read_parquet(path)
+        # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first column's name.
+        return pd.read_csv(path, encoding="utf-8-sig") if source == "csv" else pd.read_parquet(path)
     except ImportError as exc:
         raise ConfigError(f"data.source parquet: {str(exc).splitlines()[0][:120]}; pip install 'edgekd[tabular]'") from None
     except Exception as exc:  # pandas/pyarrow parse errors come in many types

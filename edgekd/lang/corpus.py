@@ -3,6 +3,7 @@ back from any JSONL or CSV file of `text,label` (optional `split`, `group`). Tor
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -128,8 +129,11 @@ def _open_bytes(path: Path) -> io.BufferedIOBase:
 def _decoded_lines(raw: io.BufferedIOBase, path: Path) -> Iterator[str]:
     """The file's lines as text, decoded one line at a time so that a byte that is not UTF-8 is reported by line and
     column (a text-mode file reports only its offset in an internal 8 KiB buffer). Lines keep their endings: the csv
-    module needs them to read a quoted cell across lines."""
+    module needs them to read a quoted cell across lines. A UTF-8 byte order mark opening the file (Excel's "CSV UTF-8"
+    writes one) is dropped, as the utf-8-sig codec does: it would otherwise stick to the first column's name."""
     for number, line in enumerate(raw, start=1):
+        if number == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8):]
         try:
             yield line.decode("utf-8")
         except UnicodeDecodeError as exc:

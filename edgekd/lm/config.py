@@ -6,17 +6,17 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from edgekd.core.sections import Strict
+from edgekd.core.sections import Integer, OptionalInteger, Strict
 
 
 class LMDataConfig(Strict):
     source: Literal["code", "folder"] = Field("code", description="code: this Python's standard-library sources; folder: data.path")
     path: Optional[str] = Field(None, description="a folder of text files (.txt .md .rst .py), with source: folder")
     fractions: tuple[float, float, float] = Field((0.9, 0.05, 0.05), description="train, val, test shares, split by file")
-    vocab_size: int = Field(4096, ge=257, description="byte-level BPE trained on the train split")
-    context: int = Field(128, ge=8, description="tokens per training block, and the longest prompt + generation")
-    val_blocks: int = Field(256, ge=1, description="validation blocks for the int8 choice and training checks")
-    test_blocks: int = Field(0, ge=0, description="test blocks bench measures perplexity on (0: all)")
+    vocab_size: Integer = Field(4096, ge=257, description="byte-level BPE trained on the train split")
+    context: Integer = Field(128, ge=8, description="tokens per training block, and the longest prompt + generation")
+    val_blocks: Integer = Field(256, ge=1, description="validation blocks for the int8 choice and training checks")
+    test_blocks: Integer = Field(0, ge=0, description="test blocks bench measures perplexity on (0: all)")
 
     @model_validator(mode="after")
     def _path_for_folder(self) -> LMDataConfig:
@@ -28,15 +28,15 @@ class LMDataConfig(Strict):
 
 
 class LMTrainConfig(Strict):
-    steps: int = Field(300, ge=1, description="optimizer steps (AdamW, warm-up then cosine decay)")
+    steps: Integer = Field(300, ge=1, description="optimizer steps (AdamW, warm-up then cosine decay)")
     lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(16, ge=1, description="blocks per step")
+    batch_size: Integer = Field(16, ge=1, description="blocks per step")
 
 
 class LMTeacherConfig(Strict):
-    layers: int = Field(4, ge=1)
-    width: int = Field(256, ge=8)
-    heads: int = Field(4, ge=1)
+    layers: Integer = Field(4, ge=1)
+    width: Integer = Field(256, ge=8)
+    heads: Integer = Field(4, ge=1)
     checkpoint: Optional[str] = Field(None, description="a save_pretrained folder (safetensors) of a GPT-2 model: used as given")
     tokenizer: Optional[str] = Field(None, description="the given checkpoint's tokenizer.json (needed with checkpoint)")
     train: LMTrainConfig = Field(default_factory=lambda: LMTrainConfig(steps=600, lr=1.5e-3))
@@ -50,24 +50,24 @@ class LMTeacherConfig(Strict):
 
 
 class LMStudentConfig(Strict):
-    layers: int = Field(2, ge=1)
-    width: int = Field(128, ge=8)
-    heads: Optional[int] = Field(None, ge=1, description="default: the teacher's head size")
+    layers: Integer = Field(2, ge=1)
+    width: Integer = Field(128, ge=8)
+    heads: OptionalInteger = Field(None, ge=1, description="default: the teacher's head size")
 
 
 class LMSequenceConfig(Strict):
     """Sequence-level KD (Kim & Rush 2016): the teacher continues prompts from the training blocks once (cached),
     and the student trains with next-token cross-entropy on those continuations."""
 
-    prompts: int = Field(256, ge=1, description="teacher continuations, each from the start of a different training block")
-    prompt_tokens: int = Field(32, ge=1, description="corpus tokens the teacher continues (context for the student, not targets)")
-    new_tokens: int = Field(96, ge=1, description="tokens the teacher generates per prompt; prompt_tokens + new_tokens <= data.context")
-    top_k: Optional[int] = Field(None, ge=1, description="null: the teacher's greedy continuation; K: sampled from its K most "
+    prompts: Integer = Field(256, ge=1, description="teacher continuations, each from the start of a different training block")
+    prompt_tokens: Integer = Field(32, ge=1, description="corpus tokens the teacher continues (context for the student, not targets)")
+    new_tokens: Integer = Field(96, ge=1, description="tokens the teacher generates per prompt; prompt_tokens + new_tokens <= data.context")
+    top_k: OptionalInteger = Field(None, ge=1, description="null: the teacher's greedy continuation; K: sampled from its K most "
                                                          "likely tokens (seeded by the run's seed)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature, with top_k only (greedy has none)")
     share: float = Field(0.5, gt=0, lt=1, description="mode both: the fraction of steps on teacher sequences, spread evenly; "
                                                       "the others are token-level KD steps")
-    batch_size: int = Field(32, ge=1, description="prompts the teacher continues at once")
+    batch_size: Integer = Field(32, ge=1, description="prompts the teacher continues at once")
 
 
 class LMDistillConfig(Strict):
@@ -79,7 +79,7 @@ class LMDistillConfig(Strict):
     temperature: float = Field(1.0, gt=0, description="token-level KD (mode token or both): the KL's temperature "
                                "(1 distilled benchmarks/distill_lm.py's student; 2 made it worse than scratch)")
     alpha: float = Field(0.5, ge=0, le=1, description="token-level KD: weight of the KL term; 1 - alpha on next-token cross-entropy")
-    top_k: int = Field(32, ge=1, description="token-level KD: teacher logits cached per token (with a tail bucket)")
+    top_k: Integer = Field(32, ge=1, description="token-level KD: teacher logits cached per token (with a tail bucket)")
     direction: Literal["forward", "reverse"] = Field("forward", description="token-level KD: forward KL(teacher || student), or "
                                                                              "reverse KL(student || teacher) as MiniLLM")
     sequence: LMSequenceConfig = Field(default_factory=LMSequenceConfig, description="mode sequence or both: the teacher's "

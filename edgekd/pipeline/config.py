@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from edgekd.core.sections import MAX_SEED, Strict, model_digest, validate_model
+from edgekd.core.sections import MAX_SEED, Integer, Strict, model_digest, validate_model
 from edgekd.core.task_metrics import METRICS
 from edgekd.core.thresholds import Thresholds
 from edgekd.data.config import TABLE_SOURCES, DataConfig
@@ -40,7 +40,7 @@ class TaskSection(Strict):
 
 class PipelineConfig(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="data split, initialisation and shuffling seed")
+    seed: Integer = Field(0, ge=0, le=MAX_SEED, description="data split, initialisation and shuffling seed")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
                         description="where teachers and distillation (every mode) train: auto (the GPU when there is one), cpu, cuda, cuda:N")
     data: DataConfig = Field(default_factory=DataConfig)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,7 +119,19 @@ def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path
     if resume and preview.manifest.is_fresh("teachers", preview.stage_key("teachers")):
         return None
     checked = stage_class(config, "teachers")(preview).work().check_inputs()
+    _warn_evaluation_set_short(config, preview.dataset)
     return preview.dataset, checked
+
+
+def _warn_evaluation_set_short(config, dataset) -> None:
+    """bench.eval_samples beyond the test split, said once the data is loaded, before any training (the bench stage
+    says it again in the report, after it). A language model's bench section has no eval_samples."""
+    asked = getattr(getattr(config, "bench", None), "eval_samples", None)
+    test = getattr(dataset, "test", None)
+    if asked is None or test is None or len(test) >= asked:
+        return
+    warnings.warn(f"bench.eval_samples {asked}: the test split has only {len(test)} samples, so bench and gate will "
+                  f"measure on those {len(test)}; set bench.eval_samples to {len(test)} or less to say so", stacklevel=2)
 
 
 def _quiet(_message: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional
 from pydantic import Field, model_validator
 
 from edgekd.core.errors import ConfigError, TargetError
-from edgekd.core.sections import Strict
+from edgekd.core.sections import Integer, OptionalInteger, Strict
 from edgekd.train.config import TrainConfig
 
 
@@ -56,7 +56,7 @@ class QuantizeConfig(Strict):
     fallback: FallbackConfig = Field(default_factory=FallbackConfig, description="when int8 breaks max_drop on the "
                                      "validation split, keep the most sensitive nodes in float until it does not "
                                      "(`fallback: false` turns it off)")
-    max_fallback_nodes: int = Field(6, ge=0, le=1000, description="the most nodes the fallback keeps in float (it bisects "
+    max_fallback_nodes: Integer = Field(6, ge=0, le=1000, description="the most nodes the fallback keeps in float (it bisects "
                                     "between 1 and this, 1 + log2 of it evaluations)")
     max_drop: Optional[float] = Field(None, ge=0, description="int8 accuracy budget on the validation split, in gate.drop_type "
                                                               "units (default: the strictest target or gate max_drop)")
@@ -64,7 +64,7 @@ class QuantizeConfig(Strict):
                                     "(calibration and op-type retries, calibrate_method auto, the node fallback) never sees: "
                                     "when a search chose the int8 model, its targets' candidates are judged on these samples "
                                     "alone, so the winner is not judged on the samples it won on; 0 judges on the whole split")
-    sensitivity_samples: int = Field(64, ge=16, le=100_000, description="validation samples of the fallback's ranking pass, "
+    sensitivity_samples: Integer = Field(64, ge=16, le=100_000, description="validation samples of the fallback's ranking pass, "
                                      "which compares every activation of the int8 and float models on them")
     adapt_to_host: bool = Field(True, description="on an x86 CPU without VNNI/AMX, whose int8 kernels saturate 8-bit products, "
                                                  "quantize with 7-bit weights (reduce_range) so that accuracy measured here holds "
@@ -94,7 +94,7 @@ DecoderMethod = Literal["dynamic", "nbits8", "nbits4", "ov_int8", "ov_int4", "no
 
 class DecoderOpenVinoConfig(Strict):
     int4_mode: Literal["sym", "asym"] = Field("sym", description="ov_int4: NNCF INT4_SYM or INT4_ASYM (a zero point per group)")
-    group_size: Optional[int] = Field(None, ge=8, description="ov_int4: input channels per scale; must divide the model's "
+    group_size: OptionalInteger = Field(None, ge=8, description="ov_int4: input channels per scale; must divide the model's "
                                       "width (default: the largest of 128, 64, 32, 16 that does)")
     ratio: float = Field(1.0, gt=0, le=1, description="ov_int4: share of linear layers at 4 bits, the rest at 8 "
                                                       "(NNCF keeps the embeddings and the output layer at 8 bits)")
@@ -107,7 +107,7 @@ class DecoderQuantizeConfig(Strict):
                                                   "its runtime's default (dynamic, ov_int8)")
     per_target: dict[str, DecoderMethod] = Field(default_factory=dict, description="a method per target name")
     adapt_to_host: bool = Field(True, description="7-bit weights (dynamic) where this CPU's int8 kernels saturate")
-    block_size: int = Field(32, ge=16, description="MatMulNBits block size")
+    block_size: Integer = Field(32, ge=16, description="MatMulNBits block size")
     openvino: DecoderOpenVinoConfig = Field(default_factory=DecoderOpenVinoConfig, description="options of ov_int4")
 
     def method_for(self, target: str, backend: str) -> str:

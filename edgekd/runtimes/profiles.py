@@ -9,7 +9,7 @@ from pydantic import Field, field_serializer, model_validator
 from edgekd.core.errors import ConfigError, TargetError
 from edgekd.core.fileio import searched
 from edgekd.core.resources import builtin_dir
-from edgekd.core.sections import Strict, load_yaml_model
+from edgekd.core.sections import Integer, OptionalInteger, Strict, load_yaml_model
 from edgekd.core.thresholds import Thresholds
 from edgekd.runtimes.registry import BACKEND_NAMES
 
@@ -74,8 +74,8 @@ class TargetProfile(Strict):
     arch: Literal["x86_64", "aarch64", "any"] = "any"
     precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)
     quantization: QuantRecipe | None = None
-    batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
-    threads: int | None = Field(None, ge=1)
+    batch_sizes: list[Integer] = Field(default_factory=lambda: [1, 8], min_length=1)
+    threads: OptionalInteger = Field(None, ge=1)
     cpu_features: list[Literal["vnni", "amx", "bf16", "dotprod", "i8mm"]] = Field(
         default_factory=list, description="instruction sets the device has and its latency depends on; "
         "a machine without them gets a warning that its timings are not the device's")

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal, Optional
 import numpy as np
 from pydantic import Field, model_serializer, model_validator
 
-from edgekd.core.sections import MAX_SEED, Strict, model_digest
+from edgekd.core.sections import MAX_SEED, Integer, Strict, model_digest
 from edgekd.core.thresholds import Thresholds
 from edgekd.device.config import GenerationBenchConfig
 from edgekd.lm.config import LMDataConfig, LMDistillConfig, LMStudentConfig, LMTeacherConfig
@@ -81,7 +81,7 @@ TASK = "language-model"
 
 
 class LMExportConfig(Strict):
-    opset: int = Field(18, ge=18)
+    opset: Integer = Field(18, ge=18)
 
 
 class LMThresholds(Thresholds):
@@ -114,7 +114,7 @@ class LMThresholds(Thresholds):
 class LanguageModelConfig(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     task: Literal["language-model"] = TASK
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    seed: Integer = Field(0, ge=0, le=MAX_SEED)
     device: str = Field("cpu", pattern=r"^(auto|cpu)$", description="language models train on the CPU here")
     data: LMDataConfig = Field(default_factory=LMDataConfig)
     teacher: LMTeacherConfig = Field(default_factory=LMTeacherConfig)

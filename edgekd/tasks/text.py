@@ -151,7 +151,8 @@ class TextTeachersStep(TaskStep):
         folder = ctx.stage_dir("teachers")
         tokenizer_path = folder / TOKENIZER_FILE  # where the compile stage takes every bundle's tokenizer from
         write_text_atomic(tokenizer_path, data.tokenizer_json)
-        shared = {"preprocessing": data.preprocessing(), "vocabulary": data.tokenizer().get_vocab_size()}
+        shared = {"preprocessing": data.preprocessing(), "vocabulary": data.tokenizer().get_vocab_size(),
+                  **({"vocabulary_note": data.vocabulary_note} if data.vocabulary_note else {})}
         if not ctx.cfg.teachers:  # a classifier shipped as given: its tokenizer is all the bundles need from here
             return StageOutput([tokenizer_path], {"teachers": [], "ensemble": None, **shared})
         from edgekd.text import models, training

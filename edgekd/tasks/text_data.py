@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class TextDataset:
     fingerprint: str = ""
     labeled: bool = True
     measured: str = ACCURACY
+    vocabulary_note: str = ""  # why the learned vocabulary is smaller than data.vocab_size asked ("" when it is not)
 
     @property
     def num_classes(self) -> int:
@@ -107,13 +109,34 @@ def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
     if given:
         names, tok = _given_labels_and_tokenizer(given, names, max_length)
     else:
-        tok = tokenizer.train([e.text for e in parts["train"]], vocab_size=cfg.vocab_size or DEFAULT_VOCAB, max_length=max_length)
+        texts = [e.text for e in parts["train"]]
+        tok = tokenizer.train(texts, vocab_size=cfg.vocab_size or DEFAULT_VOCAB, max_length=max_length)
+        note = vocabulary_note(tok, texts, cfg.vocab_size)
+        if note and cfg.vocab_size:  # asked for by name: said now; the default's shortfall is only recorded
+            warnings.warn(note, stacklevel=1)
     splits = {name: _encode(tok, part, names, f"{path} ({name} split)") for name, part in parts.items()}
     # A given tokenizer and label order change every encoded split and label id: they are part of the dataset.
     model_side = [hashlib.sha256(given.tokenizer_json.encode()).hexdigest(), names] if given else None
     digest = hashlib.sha256(json.dumps([sha256_of(path), seed, cfg.val_fraction, cfg.test_fraction, cfg.train_limit,
                                         cfg.test_limit, max_length, cfg.vocab_size, model_side]).encode()).hexdigest()[:16]
-    return TextDataset(path.name, names, splits["train"], splits["val"], splits["test"], tok.to_str(), max_length, digest)
+    return TextDataset(path.name, names, splits["train"], splits["val"], splits["test"], tok.to_str(), max_length, digest,
+                       vocabulary_note="" if given else note)
+
+
+def vocabulary_note(tok, texts: list[str], asked: int | None) -> str:
+    """One line when the tokenizer learned fewer tokens than data.vocab_size asks (None: the default), and why:
+    WordPiece stops merging when no pair of pieces occurs twice (min_frequency 2) in the training texts, at the
+    latest when each of their words is a whole token. The models' embedding tables take the learned size."""
+    learned, wanted = tok.get_vocab_size(), asked or DEFAULT_VOCAB
+    if learned >= wanted:
+        return ""
+    words = {word for text in texts for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text))}
+    vocabulary = tok.get_vocab()
+    why = (f"each of their {len(words)} distinct words is a whole token already" if all(w in vocabulary for w in words)
+           else "no further word piece occurs twice or more in them")
+    key = f"data.vocab_size {asked}" if asked else f"data.vocab_size (default {DEFAULT_VOCAB})"
+    fix = f"set data.vocab_size to {learned} to say so, or give more training text" if learned >= 100 else "give more training text"
+    return f"{key}: the tokenizer learned {learned} tokens from the {len(texts)} training texts, as {why}; the models take {learned}: {fix}"
 
 
 def _given_labels_and_tokenizer(given: pretrained.PretrainedFolder, names: list[str], max_length: int):

@@ -5,12 +5,12 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
-from edgekd.core.sections import MAX_SEED, Strict
+from edgekd.core.sections import MAX_SEED, Integer, OptionalInteger, Strict
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(5, ge=0, le=10_000)
-    batch_size: int = Field(64, ge=1, le=65_536)
+    epochs: Integer = Field(5, ge=0, le=10_000)
+    batch_size: Integer = Field(64, ge=1, le=65_536)
     lr: float = Field(0.01, gt=0, le=10)
     weight_decay: float = Field(5e-4, ge=0, le=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -20,7 +20,7 @@ class TrainConfig(Strict):
 
 class ModelConfig(Strict):
     arch: str = Field(..., description="built-in name (convnet, resnet or mlp), torchvision:NAME, module:function or file.py:function")
-    width: Optional[int] = Field(None, ge=1, le=4096, description="base channel count for built-in families")
+    width: OptionalInteger = Field(None, ge=1, le=4096, description="base channel count for built-in families")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the model factory")
     checkpoint: Optional[str] = Field(None, description="state_dict file, loaded with torch.load(weights_only=True); with "
                                       "data.source text, a save_pretrained folder (arch bert, safetensors, its tokenizer.json)")
@@ -103,16 +103,16 @@ class HintConfig(Strict):
 
     student: str = Field(..., description="student module name, e.g. 'features.2' (see model.named_modules())")
     teacher: str = Field(..., description="teacher module name, e.g. 'features.3'")
-    teacher_index: int = Field(0, ge=0, description="which entry of `teachers` provides the feature")
+    teacher_index: Integer = Field(0, ge=0, description="which entry of `teachers` provides the feature")
     weight: float = Field(1.0, gt=0, description="weight of this MSE term in the loss")
 
 
 class AugmentConfig(Strict):
     """Random shift and flip of the transfer images, drawn per sample and epoch from a seed."""
 
-    shift: int = Field(2, ge=0, le=64, description="largest shift in pixels (zero padded)")
+    shift: Integer = Field(2, ge=0, le=64, description="largest shift in pixels (zero padded)")
     flip: bool = Field(True, description="random horizontal flip")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the per-epoch augmentation draws (independent of the student seed)")
+    seed: Integer = Field(0, ge=0, le=MAX_SEED, description="seed of the per-epoch augmentation draws (independent of the student seed)")
     teachers: Literal["replay", "live"] = Field(
         "replay", description="replay: cache teacher logits of each epoch's augmented images and replay the same draws; "
                               "live: run the teachers on every batch")
@@ -133,23 +133,23 @@ class DataFreeConfig(Strict):
     # Defaults measured on Fashion-MNIST (benchmarks/distill_modes_fashion_mnist.py, 2 CPU cores): a width-32
     # generator, bf16 autocast and student steps drawn from a replay bank reach ~80% in ~600 steps, ~0.3 s each;
     # width 64 costs ~1.5 s a step, width 16 learns slower per second.
-    steps: int = Field(800, ge=1, le=1_000_000, description="generator/student alternating steps")
+    steps: Integer = Field(800, ge=1, le=1_000_000, description="generator/student alternating steps")
     seconds: Optional[float] = Field(None, gt=0, description="stop after this long even if steps remain")
-    batch_size: int = Field(128, ge=2, le=4096)
-    latent_dim: int = Field(100, ge=2, le=4096)
-    generator_width: int = Field(32, ge=4, le=1024, description="generator channels at full resolution (twice that at half): "
+    batch_size: Integer = Field(128, ge=2, le=4096)
+    latent_dim: Integer = Field(100, ge=2, le=4096)
+    generator_width: Integer = Field(32, ge=4, le=1024, description="generator channels at full resolution (twice that at half): "
                                                                  "its convolutions dominate the cost of a step")
     generator_lr: float = Field(1e-3, gt=0, le=1)
     student_lr: float = Field(0.05, gt=0, le=10)
-    student_steps: int = Field(5, ge=1, le=100, description="student updates per generator update")
-    replay: int = Field(8192, ge=0, le=1_000_000, description="synthesized samples (with the teachers' soft targets) kept for "
+    student_steps: Integer = Field(5, ge=1, le=100, description="student updates per generator update")
+    replay: Integer = Field(8192, ge=0, le=1_000_000, description="synthesized samples (with the teachers' soft targets) kept for "
                                                               "the student steps; 0: generate a fresh batch for each student step")
     amp: Literal["auto", "off", "bf16"] = Field("auto", description="autocast: auto picks bf16 on CPUs with AMX/avx512_bf16")
     bn_weight: float = Field(1.0, ge=0)
     oh_weight: float = Field(0.5, ge=0)
     entropy_weight: float = Field(5.0, ge=0)
     adversarial_weight: float = Field(0.5, ge=0)
-    keep_samples: int = Field(2048, ge=16, le=1_000_000, description="synthetic images kept as an artifact (and for calibration)")
+    keep_samples: Integer = Field(2048, ge=16, le=1_000_000, description="synthetic images kept as an artifact (and for calibration)")
 
 
 class DKDConfig(Strict):
@@ -171,11 +171,11 @@ class TransferSetConfig(Strict):
 
     method: Literal["munge"] = Field("munge", description="munge (Bucila et al. 2006): each training row with features "
                                      "swapped in from its nearest neighbour, numbers perturbed")
-    size: int = Field(4, ge=1, le=50, description="synthetic rows as a multiple of the training rows")
+    size: Integer = Field(4, ge=1, le=50, description="synthetic rows as a multiple of the training rows")
     p: float = Field(0.5, gt=0, le=1, description="the chance that each feature takes the neighbour's value")
     s: float = Field(1.0, gt=0, le=1000, description="a swapped number gets gaussian noise of sd |a - b| / s "
                      "(a and b: the row's and the neighbour's values); larger s, less noise")
-    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="the draws' seed (default: the pipeline seed)")
+    seed: OptionalInteger = Field(None, ge=0, le=MAX_SEED, description="the draws' seed (default: the pipeline seed)")
 
 
 class DistillConfig(Strict):
@@ -194,7 +194,7 @@ class DistillConfig(Strict):
     dkd: Optional[DKDConfig] = Field(None, description="decoupled KD instead of Hinton's loss (needs labels): {} for the "
                                                          "defaults, or target_weight / nontarget_weight")
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=10))
-    finetune_epochs: int = Field(0, ge=0, le=1000, description="last phase on labels only")
+    finetune_epochs: Integer = Field(0, ge=0, le=1000, description="last phase on labels only")
     compare_scratch: bool = Field(False, description="also train the student from scratch (labels only, same settings) and "
                                                      "report it as the reference row student_scratch: does distillation help?")
     use_labels: bool = Field(True, description="false: treat the transfer set as unlabeled (soft targets and hints only)")
@@ -202,10 +202,10 @@ class DistillConfig(Strict):
     augment: Optional[AugmentConfig] = Field(None, description="random shift/flip of the transfer images")
     transfer_set: Optional[TransferSetConfig] = Field(None, description="tables: synthetic rows labelled by the teachers' "
                                                       "ensemble, added to the training rows ({method: munge, size: 4, p: 0.5, s: 1})")
-    out_of_fold: Optional[int] = Field(None, ge=2, le=20, description="teachers edgekd fits (scikit-learn, LightGBM, XGBoost): "
+    out_of_fold: OptionalInteger = Field(None, ge=2, le=20, description="teachers edgekd fits (scikit-learn, LightGBM, XGBoost): "
                                        "their outputs on the training rows come from K fits each on the other folds "
                                        "(stratified), as stacking does, not from the fit that saw those rows; null: that fit")
-    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="student init and shuffling seed (default: the pipeline seed); "
+    seed: OptionalInteger = Field(None, ge=0, le=MAX_SEED, description="student init and shuffling seed (default: the pipeline seed); "
                                                   "does not change the data split, so teacher caches stay valid")
     cache_dir: Optional[str] = Field(None, description="teacher-logit cache folder shared across runs "
                                                        "(default .cache/teacher-logits beside the run folder, or $EDGEKD_CACHE_DIR)")
@@ -238,9 +238,9 @@ class DistillConfig(Strict):
 
 
 class ExportConfig(Strict):
-    opset: int = Field(18, ge=17, le=23, description="ONNX opset; the torch.export-based exporter needs 18 or newer for some ops")
+    opset: Integer = Field(18, ge=17, le=23, description="ONNX opset; the torch.export-based exporter needs 18 or newer for some ops")
     dynamic_batch: bool = True
-    parity_samples: int = Field(64, ge=1, le=100_000)
+    parity_samples: Integer = Field(64, ge=1, le=100_000)
     parity_atol: float = Field(1e-3, gt=0)
     min_top1_agreement: float = Field(0.99, ge=0, le=1)
 

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import json
+from typing import Annotated, get_args
+
 import pytest
+import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from edgekd.core.errors import ConfigError
+from edgekd.core.sections import model_inside
 from edgekd.pipeline.config import PipelineConfig, load_config, validate_config
 
 
@@ -108,3 +114,73 @@ def test_a_plain_qat_config_keeps_the_ptq_defaults_without_complaint(tiny_config
     assert validate_config(tiny_config).quantize.fallback.enabled is True
     tiny_config["quantize"] = {"method": "ptq", "qat": {"alpha": 0.5}}  # switching methods keeps the qat section valid
     assert validate_config(tiny_config).quantize.qat.alpha == 0.5
+
+
+def test_yes_for_a_seed_is_refused_not_read_as_seed_1(tiny_config, tmp_path):
+    """YAML 1.1 reads `seed: yes` as true, and pydantic took true for 1: the run went on with seed 1, silently."""
+    path = tmp_path / "seed.yaml"
+    tiny_config.pop("seed", None)
+    path.write_text("seed: yes\n" + yaml.safe_dump(tiny_config), encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"{path}: seed: must be a whole number, not true .*; write a number"):
+        load_config(path)
+    tiny_config["distill"]["train"]["epochs"] = False
+    with pytest.raises(ConfigError, match=r"distill.train.epochs: must be a whole number, not false"):
+        validate_config(tiny_config, "cfg.yaml")
+
+
+def _config_models() -> list[type[BaseModel]]:
+    """Every section model a config file, target profile or calibration recipe is read into."""
+    from edgekd.data.calibration import CalibrationRecipe
+    from edgekd.runtimes.profiles import TargetProfile
+    from edgekd.tasks.lm import LanguageModelConfig
+
+    found: list[type[BaseModel]] = []
+    todo = [PipelineConfig, LanguageModelConfig, TargetProfile, CalibrationRecipe]
+    while todo:
+        model = todo.pop()
+        if model not in found:
+            found.append(model)
+            todo += [inner for field in model.model_fields.values() if (inner := model_inside(field.annotation))]
+    return found
+
+
+def _takes_whole_numbers(annotation) -> bool:
+    return annotation is int or any(_takes_whole_numbers(arg) for arg in get_args(annotation))
+
+
+def test_every_whole_number_key_refuses_booleans():
+    """Every int field of every config section is Integer (core/sections.py), so that no count, size or seed takes
+    true as 1; a field added later as a plain int fails here."""
+    checked = []
+    for model in _config_models():
+        for name, field in model.model_fields.items():
+            if not _takes_whole_numbers(field.annotation):
+                continue
+            annotated = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+            adapter = TypeAdapter(annotated)
+            given = [True] if "list[" in str(field.annotation) else True
+            with pytest.raises(ValidationError, match="must be (a whole number|the shorter side|.*pixels)"):
+                adapter.validate_python(given)
+            checked.append(f"{model.__name__}.{name}")
+    assert {"PipelineConfig.seed", "TrainConfig.epochs", "TrainConfig.batch_size", "BenchConfig.eval_samples",
+            "DataConfig.vocab_size", "TargetProfile.batch_sizes", "CalibrationRecipe.count"} <= set(checked)
+
+
+def test_refusing_booleans_leaves_the_json_schema_standard():
+    """Optional[Integer] with ge/le would put pydantic's own "ge"/"le" into the editor schema, not minimum/maximum."""
+    from edgekd.pipeline.config_help import json_schema
+
+    text = json.dumps([json_schema(), json_schema("language-model")])
+    assert '"ge"' not in text and '"le"' not in text
+    assert json_schema()["$defs"]["DataConfig"]["properties"]["vocab_size"]["anyOf"][0] == {
+        "type": "integer", "minimum": 100, "maximum": 100_000}
+
+
+@pytest.mark.parametrize("key", ["min_seconds", "warmup_seconds"])
+def test_bench_seconds_have_an_upper_bound(tiny_config, key):
+    """A trial's bench.min_seconds 1e9 (31 years per artifact) was accepted; the bench stage would never end."""
+    tiny_config["bench"][key] = 1e9
+    with pytest.raises(ConfigError, match=rf"cfg.yaml: invalid value for 'bench.{key}': .*less than or equal to 600"):
+        validate_config(tiny_config, "cfg.yaml")
+    tiny_config["bench"][key] = 600
+    assert getattr(validate_config(tiny_config).bench, key) == 600

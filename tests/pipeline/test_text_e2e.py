@@ -58,6 +58,9 @@ def test_every_stage_runs_and_the_gate_passes(run):
     teachers, distill = manifest["stages"]["teachers"]["metrics"], manifest["stages"]["distill"]["metrics"]
     assert distill["params"] < teachers["teachers"][0]["params"]
     assert distill["test_top1"] > 0.8  # four labels with their own words: far above chance (0.25) after training
+    # data.vocab_size 200 on a corpus of a few dozen words: the shortfall is said before training and recorded.
+    assert teachers["vocabulary"] < 200 and teachers["vocabulary_note"].startswith("data.vocab_size 200: the tokenizer learned")
+    assert "data.vocab_size 200: the tokenizer learned" in result.output
 
 
 def test_the_onnx_model_takes_ids_and_mask_with_dynamic_batch_and_sequence(run):

@@ -45,6 +45,16 @@ def test_parquet_reads_like_csv(tmp_path, table_csv):
     assert _load(path).fingerprint == _load(table_csv).fingerprint
 
 
+def test_a_csv_with_a_utf8_byte_order_mark_reads_like_one_without(tmp_path):
+    """Excel's "CSV UTF-8" opens the file with a BOM; with the target as the first column it must still be found."""
+    frame = table_rows()[["grade", "size", "color"]]
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "plain.csv").read_bytes())
+    with_bom = _load(tmp_path / "excel.csv")
+    assert [c.name for c in with_bom.schema.columns] == ["size", "color"]
+    assert with_bom.fingerprint == _load(tmp_path / "plain.csv").fingerprint
+
+
 def test_declared_categorical_column_of_numbers(table_csv):
     data = _load(table_csv, categorical=["tier"], features=["tier", "color"])
     assert [c.kind for c in data.schema.columns] == ["categorical", "categorical"]

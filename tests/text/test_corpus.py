@@ -70,6 +70,18 @@ def test_csv_with_text_and_label_loads_with_quoted_commas(tmp_path):
     assert corpus.load(path) == [Example("buy now, cheap", "spam"), Example("see you at 5", "ham")]
 
 
+@pytest.mark.parametrize("name", ["excel.csv", "excel.csv.gz", "excel.jsonl"])
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path, name):
+    """Excel's "CSV UTF-8" opens the file with a BOM: it was read into the first column's name ('\ufefftext'), and
+    the file refused with "the header row has no text column"."""
+    body = ("text,label\ncaf\u00e9 au lait,food\n" if ".csv" in name
+            else '{"text": "caf\u00e9 au lait", "label": "food"}\n').encode("utf-8")
+    data = b"\xef\xbb\xbf" + body
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    assert corpus.load(path) == [Example("caf\u00e9 au lait", "food")]
+
+
 BAD_FILES = [
     ("bad.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", label: "y"}\n', r"bad.jsonl:2: not valid JSON"),
     ("bad.jsonl", '{"text": "a", "label": "x"}\n\n["b", "y"]\n', r"bad.jsonl:3: a JSON list, not an object"),

@@ -80,3 +80,19 @@ def test_data_path_is_found_beside_the_config_and_a_wrong_one_stops_preflight(ti
 def test_a_missing_profile_file_says_file_not_found(tmp_path):
     with pytest.raises(TargetError, match=r"target profile 'missing.yaml': file not found"):
         load_profile("missing.yaml", tmp_path)
+
+
+def test_an_evaluation_set_larger_than_the_test_split_is_said_before_training(tiny_config, write_config, tmp_path, monkeypatch):
+    """A trial's bench.eval_samples 100000 was warned about only after the teachers and the student had trained."""
+    from edgekd.pipeline import runner
+
+    def no_stage(*_args, **_kwargs):
+        raise AssertionError("a stage started")
+
+    monkeypatch.setattr(runner, "_run_stage", no_stage)
+    tiny_config["bench"]["eval_samples"] = 100_000  # digits with test_limit 120
+    config = write_config(tiny_config)
+    with pytest.warns(UserWarning, match=r"^bench.eval_samples 100000: the test split has only 120 samples, so bench "
+                                         r"and gate will measure on those 120; set bench.eval_samples to 120 or less"), \
+            pytest.raises(AssertionError, match="a stage started"):
+        runner.run_pipeline(load_config(config), config, tmp_path / "run", log=lambda _line: None)

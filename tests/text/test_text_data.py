@@ -1,0 +1,31 @@
+"""The text task's dataset (edgekd/tasks/text_data.py): what it says when the tokenizer learns less than asked."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from edgekd.data.config import DataConfig
+from edgekd.tasks.text_data import load_text_dataset
+from tests.text import tiny_corpus
+
+
+def _load(path, **data):
+    return load_text_dataset(DataConfig(source="text", path=str(path), max_length=16, **data), 0)
+
+
+def test_a_vocabulary_smaller_than_data_vocab_size_is_said_and_recorded_with_why(tmp_path):
+    """A trial's data.vocab_size 300 became 200 silently: a small corpus has no more word pieces to learn."""
+    path = tiny_corpus.write(tmp_path / "corpus.jsonl")
+    with pytest.warns(UserWarning, match=r"^data.vocab_size 300: the tokenizer learned (\d+) tokens from the 240 training "
+                                         r"texts, as each of their \d+ distinct words is a whole token already; the models "
+                                         r"take \1: set data.vocab_size to \1 to say so, or give more training text$"):
+        data = _load(path, vocab_size=300)
+    learned = data.tokenizer().get_vocab_size()
+    assert learned < 300 and data.vocabulary_note.startswith("data.vocab_size 300:")
+    assert data.preprocessing()["text"]["vocab_size"] == learned
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _load(path, vocab_size=learned).vocabulary_note == ""  # as asked: nothing to say
+        default = _load(path)  # not asked for by name: recorded, not said
+    assert default.vocabulary_note.startswith("data.vocab_size (default 2000): the tokenizer learned")
