@@ -116,7 +116,9 @@ def test_the_edit_generator_also_produces_valid_configs():
             return False
         return True
 
-    found = find(edited_configs, valid, settings=settings(max_examples=2000, database=None))
+    # derandomize: the same search every run, so the suite cannot pass or fail by the draw (integer keys refuse
+    # booleans, which made valid edits rarer)
+    found = find(edited_configs, valid, settings=settings(max_examples=2000, database=None, derandomize=True))
     assert isinstance(validate_config(found), PipelineConfig)
 
 
