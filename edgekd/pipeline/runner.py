@@ -32,8 +32,9 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool, config_path: Optio
     writable_folder(run_dir, "--out")
 
 
-# What may sit in a run folder before its first stage: the file `edgekd ship` writes there first, the write probe.
-RUN_FOLDER_OWN = ("edgekd.yaml", ".edgekd")  # .edgekd.lock, .edgekd-write-test-*
+# What may sit in a run folder before its manifest: the file `edgekd ship` writes there first, the lock and write
+# probe, and the stage folders the input checks fill before the first stage (a run that stopped there left them).
+RUN_FOLDER_OWN = ("edgekd.yaml", ".edgekd", *(f"{number:02d}-{stage}" for number, stage in enumerate(STAGE_NAMES, 1)))
 
 
 def refuse_existing_run(run_dir: Path, resume: bool, force: bool, config_path: Optional[Path] = None) -> None:
