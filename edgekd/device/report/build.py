@@ -25,12 +25,12 @@ from typing import Any
 from edgekd.core.environment import describe
 from edgekd.core.fileio import write_json_atomic, write_text_atomic
 from edgekd.core.metrics import ACCURACY
-from edgekd.device.latency import CV_WARNING, LatencySpec
+from edgekd.device.latency import LatencySpec
 from edgekd.device.memory import METHOD as MEMORY_METHOD
 from edgekd.device.noise import compare_speed
 from edgekd.device.report.html import render_html
 from edgekd.device.report.reasons import full_reason
-from edgekd.device.report.table import markdown
+from edgekd.device.report.table import markdown, noise_warnings
 
 REPORT_SCHEMA = "edgekd.report/1"
 
@@ -83,16 +83,6 @@ def _against_fp32(rows: list[dict[str, Any]]) -> None:
         if comparison is not None:
             row["vs_fp32"] = {**comparison.to_json(), "fp32_artifact": base["artifact"], "p50_ms": row["p50_ms"],
                               "fp32_p50_ms": base["p50_ms"], "text": comparison.describe(base["artifact"])}
-
-
-def noise_warnings(rows: list[dict[str, Any]]) -> list[str]:
-    out = []
-    for row in rows:
-        for batch, stats in row.get("latency", {}).items():
-            if stats["cv"] > CV_WARNING:
-                out.append(f"{row['artifact']} {batch}: latency coefficient of variation {stats['cv']:.0%} > "
-                           f"{CV_WARNING:.0%}; the machine was noisy, repeat on an idle machine before trusting it")
-    return out
 
 
 REPORT_FILES = ("report.json", "report.md", "report.html")

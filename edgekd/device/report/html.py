@@ -12,7 +12,7 @@ from typing import Any
 
 from edgekd.core.metrics import measured_note, metric_spec
 from edgekd.device.latency import CV_WARNING
-from edgekd.device.report.table import columns, intro, table_rows
+from edgekd.device.report.table import columns, intro, other_warnings, table_rows
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:16px;color:#222}table{border-collapse:collapse;font-size:12px}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{white-space:normal}
@@ -88,7 +88,9 @@ def _table(report: dict[str, Any], verdicts: dict[str, str] | None) -> str:
 
 def _host_notes(report: dict[str, Any]) -> str:
     notes = "".join(f"<li>{html.escape(w)}</li>" for w in report.get("host_warnings", []))
-    return f"<div class='warn small'>This machine is not the device:<ul>{notes}</ul></div>" if notes else ""
+    others = "".join(f"<li>{html.escape(w)}</li>" for w in other_warnings(report))
+    return ((f"<div class='warn small'>This machine is not the device:<ul>{notes}</ul></div>" if notes else "")
+            + (f"<div class='warn small'>Warnings:<ul>{others}</ul></div>" if others else ""))
 
 
 def _why_in_full(report: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from edgekd.core.errors import ArtifactError
 from edgekd.core.metrics import accuracy_drop, measured_note, metric_spec
 from edgekd.device.gate import reference_top1
+from edgekd.device.latency import CV_WARNING
 from edgekd.device.report.reasons import short_reason
 
 # cosine: the mean cosine between each artifact's outputs and the reference logits (fp32), the fidelity beyond top-1.
@@ -165,3 +166,20 @@ def intro(report: dict[str, Any]) -> str:
              "Latency at batch 1; first = the first inference and load = session creation, both in a fresh process "
              "when memory was measured; threads as the runtime reports them (0: onnxruntime's default); "
              "peak RSS from a fresh process per artifact.")
+
+
+def noise_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for row in rows:
+        for batch, stats in row.get("latency", {}).items():
+            if stats["cv"] > CV_WARNING:
+                out.append(f"{row['artifact']} {batch}: latency coefficient of variation {stats['cv']:.0%} > "
+                           f"{CV_WARNING:.0%}; the machine was noisy, repeat on an idle machine before trusting it")
+    return out
+
+
+def other_warnings(report: dict[str, Any]) -> list[str]:
+    """The report's warnings but the latency-noise ones (said in one line of their own where they are many): a student
+    far below its teachers, a short evaluation set... what the terminal and report.html must not leave out."""
+    noisy = set(noise_warnings(report.get("rows", [])))
+    return [w for w in report.get("warnings", []) if w not in noisy]

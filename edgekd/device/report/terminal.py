@@ -12,7 +12,7 @@ import textwrap
 from typing import Any
 
 from edgekd.core.metrics import measured_note
-from edgekd.device.report.table import COLUMNS, columns, intro, table_rows
+from edgekd.device.report.table import COLUMNS, columns, intro, other_warnings, table_rows
 
 # The terminal shows these first; the others go to a second table when the terminal is too narrow for all.
 PRIMARY = ["artifact", "precision", "size (KB)", "top-1", "drop (test)", "cosine", "perplexity", "vs ref", "tokens/s",
@@ -35,7 +35,8 @@ def terminal_table(report: dict[str, Any], verdicts: dict[str, str] | None = Non
         rest = [i for i in everything if i not in groups[0] and names[i] != "target"]  # the artifact names the target
         groups += _pack([r for r in rows if any(r[i] for i in rest)], rest, width, names)
     parts = [_text_table(rows, group, width, names) for group in groups]
-    notes = [textwrap.fill(f"warning: {w}", width, subsequent_indent="  ") for w in report.get("host_warnings", [])]
+    notes = [textwrap.fill(f"warning: {w}", width, subsequent_indent="  ")
+             for w in [*report.get("host_warnings", []), *other_warnings(report)]]
     if measured_note(report):  # said first: every top-1 in the table means something else than accuracy
         notes.insert(0, textwrap.fill(measured_note(report), width, subsequent_indent="  "))
     if names is not COLUMNS:  # another metric's table (a language model's): what it measured, on what, first
