@@ -63,6 +63,18 @@ class RunContext:
                                sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    def stage_parts(self, stage: str) -> dict[str, str]:
+        """A short digest of each thing the stage key covers (each config section, each section's input files, the
+        host's int8 kind), recorded beside the key so that a resumed run can say which of them changed."""
+        dump = self.cfg.model_dump(mode="json")
+        sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections_for(self.cfg)]
+        parts = {s: _pick(dump, s) for s in sections}
+        parts |= {f"{s} files": self.cfg.external_inputs(s, self.base_dir) for s in sections}
+        if "quantize" in sections:
+            parts["host CPU"] = saturates_8bit_products()
+        return {name: hashlib.sha256(json.dumps(None if value is _ABSENT else value, sort_keys=True, default=str).encode())
+                .hexdigest()[:12] for name, value in parts.items()}
+
     def gate_verdict(self) -> dict[str, Any] | None:
         """gate.json when the gate stage ran (or was up to date) in this invocation, else None:
         a gate.json left over from an earlier run is no verdict on this one."""

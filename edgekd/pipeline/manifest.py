@@ -54,15 +54,32 @@ class RunManifest:
         return True
 
     def record(self, name: str, key: str, inputs: list[Path], outputs: list[Path], metrics: dict[str, Any],
-               seconds: float, memory: Optional[dict[str, Any]] = None) -> None:
-        """`memory`: the stage's peak RSS (core.peak_memory.measure_peak), kept as the stage entry's `memory`."""
+               seconds: float, memory: Optional[dict[str, Any]] = None, parts: Optional[dict[str, str]] = None) -> None:
+        """`memory`: the stage's peak RSS (core.peak_memory.measure_peak), kept as the stage entry's `memory`; `parts`:
+        what the key covers, digest by digest (RunContext.stage_parts), for why_not_fresh."""
         self.data["stages"][name] = {
             "status": "done", "key": key, "seconds": round(seconds, 3), **({"memory": memory} if memory else {}),
+            **({"key_parts": parts} if parts else {}),
             "inputs": [file_record(p, self.run_dir) for p in inputs],
             "outputs": [file_record(p, self.run_dir) for p in outputs],
             "metrics": metrics,
         }
         self.save()
+
+    def why_not_fresh(self, name: str, key: str, parts: dict[str, str]) -> str:
+        """Why --resume runs a stage that ran before: what changed since, in a few words for its progress line."""
+        entry = self.stage(name)
+        if not entry:
+            return "it has not run in this folder"
+        if entry.get("status") == "stale":
+            return entry.get("stale_because", "an earlier stage ran again")
+        if entry.get("status") != "done":
+            return f"it {entry.get('status')} last time" + (f" ({entry['reason']})" if entry.get("reason") else "")
+        if entry.get("key") != key:
+            before = entry.get("key_parts") or {}
+            changed = [part for part, digest in parts.items() if before.get(part) != digest] if before else []
+            return f"changed since it ran: {', '.join(changed)}" if changed else "its config or inputs changed since it ran"
+        return "its output files were modified or removed since it ran"
 
     def mark_stale(self, names: list[str], because: str) -> None:
         """The finished stages `names` no longer describe the run (an earlier stage is running again): their entries stay

@@ -194,6 +194,8 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
         ctx.outcomes[stage] = "up to date"
         return
     _require_earlier(ctx, stage)
+    parts = ctx.stage_parts(stage)
+    again = f" again: {ctx.manifest.why_not_fresh(stage, key, parts)}" if resume and ctx.manifest.stage(stage) else ""
     runner = stage_class(ctx.cfg, stage)(ctx).work()
     trains = runner.trains and not ctx.cfg.ships_onnx
     if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
@@ -204,7 +206,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
         ctx.manifest.mark_stale(later, f"'{stage}' ran again at {time.strftime('%Y-%m-%d %H:%M:%S')}")
     if trains:
         distributed_barrier()  # stale progress is gone before any rank looks for it
-    log(f"[{label}] running")
+    log(f"[{label}] running{again}")
     started = time.perf_counter()
     try:
         with measure_peak() as memory:
@@ -219,7 +221,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
     if trains:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     metrics = result.manifest_metrics()
-    ctx.manifest.record(stage, key, result.inputs, result.outputs, metrics, seconds, memory=memory)
+    ctx.manifest.record(stage, key, result.inputs, result.outputs, metrics, seconds, memory=memory, parts=parts)
     ctx.outcomes[stage] = "ran"
     if not ctx.manifest.read_only:
         _clear_progress(ctx.stage_dir(stage))

@@ -35,3 +35,20 @@ def test_files_of_stages_after_a_rerun_are_refused_until_the_run_redoes_them(tmp
     assert resumed.exit_code == 0, resumed.output[-3000:]
     assert "[2/7 distill] up to date" in resumed.output and "[4/7 quantize] running" in resumed.output
     assert invoke("gate", run / "report.json").exit_code == 0
+
+
+def test_resume_says_why_each_stage_runs_again(tmp_path, finished_run):
+    """A changed config resumed: the first stage it redoes names the key's part that changed, the later ones the
+    stage that ran again before them (new-user trial: only `[4/7 quantize] running`)."""
+    import yaml
+
+    config = yaml.safe_load((finished_run.parent / "pipeline.yaml").read_text())
+    config["gate"] = {**config.get("gate", {}), "max_drop": 7.5}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(config))
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    resumed = invoke("run", tmp_path / "pipeline.yaml", "--out", run, "--resume")
+    assert resumed.exit_code == 0, resumed.output[-3000:]
+    lines = [line for line in resumed.output.splitlines() if "] running" in line]
+    assert lines and "again: changed since it ran: gate" in lines[0], lines
+    assert all("again:" in line for line in lines), lines
+    assert "'" + lines[0].split()[1].rstrip("]") + "' ran again" in lines[1], lines
