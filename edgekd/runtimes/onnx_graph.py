@@ -5,18 +5,25 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.errors import ArtifactError
+
+
+class UnreadableOnnx(ArtifactError):
+    """The file does not parse as ONNX: a given model is refused with it; copy_onnx copies such a file as it is and
+    leaves the judgement to the runtime that loads it."""
+
 
 def read_onnx_header(path: Path, field: str = "model"):
     """The ModelProto of a user's file, weights left where they are (external data not loaded): a file that is not
     ONNX (a pickle, a truncated download, a .pt renamed) is one line naming it, never protobuf's DecodeError."""
     import onnx
 
-    from edgekd.core.errors import ArtifactError, clip_words
+    from edgekd.core.errors import clip_words
 
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # google.protobuf's DecodeError and friends: not an ONNX file
-        raise ArtifactError(f"{field} '{path}': not a readable ONNX model ({_looks_like(path) or clip_words(str(exc), 120)}); "
+        raise UnreadableOnnx(f"{field} '{path}': not a readable ONNX model ({_looks_like(path) or clip_words(str(exc), 120)}); "
                             "give the .onnx file the exporter wrote (torch.onnx.export, tf2onnx, skl2onnx, paddle2onnx), "
                             "or export it again") from None
 
@@ -151,9 +158,11 @@ def _external_locations(source: Path, field: str) -> list[str]:
 
     try:
         return external_data_files(source, field)
+    except UnreadableOnnx:  # not ours to judge here
+        return []
     except EdgeKDError:
         raise
-    except Exception:  # ImportError, protobuf's DecodeError: not ours to judge here
+    except Exception:  # ImportError: not ours to judge here
         return []
 
 
