@@ -51,13 +51,7 @@ class RunContext:
         return self.layout.stage_dir(stage)
 
     def stage_key(self, stage: str) -> str:
-        dump = self.cfg.model_dump(mode="json")
-        sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections_for(self.cfg)]
-        files = {s: self.cfg.external_inputs(s, self.base_dir) for s in sections}
-        # The int8 recipe depends on the host's CPU when quantize.adapt_to_host (quant/host.py): a run
-        # resumed on another kind of CPU quantizes again.
-        host = {"saturates_8bit": saturates_8bit_products()} if "quantize" in sections else {}
-        picked = {s: _pick(dump, s) for s in sections}
+        picked, files, host = self._key_inputs(stage)
         # a key the config leaves out of its dump while unset (distill.out_of_fold) keys nothing: keys stay as before it
         canonical = json.dumps({"config": {s: v for s, v in picked.items() if v is not _ABSENT}, "files": files, **host},
                                sort_keys=True)
@@ -66,14 +60,21 @@ class RunContext:
     def stage_parts(self, stage: str) -> dict[str, str]:
         """A short digest of each thing the stage key covers (each config section, each section's input files, the
         host's int8 kind), recorded beside the key so that a resumed run can say which of them changed."""
-        dump = self.cfg.model_dump(mode="json")
-        sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections_for(self.cfg)]
-        parts = {s: _pick(dump, s) for s in sections}
-        parts |= {f"{s} files": self.cfg.external_inputs(s, self.base_dir) for s in sections}
-        if "quantize" in sections:
-            parts["host CPU"] = saturates_8bit_products()
+        picked, files, host = self._key_inputs(stage)
+        parts = {**picked, **{f"{s} files": f for s, f in files.items()}, **({"host CPU": host} if host else {})}
         return {name: hashlib.sha256(json.dumps(None if value is _ABSENT else value, sort_keys=True, default=str).encode())
                 .hexdigest()[:12] for name, value in parts.items()}
+
+    def _key_inputs(self, stage: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, bool]]:
+        """What a stage's key covers: the config sections of every stage up to it (as dumped), their input files, and
+        the host's int8 kind where the quantize section is among them."""
+        dump = self.cfg.model_dump(mode="json")
+        sections = [s for name in STAGE_NAMES[:STAGE_NAMES.index(stage) + 1] for s in stage_class(self.cfg, name).sections_for(self.cfg)]
+        files = {s: self.cfg.external_inputs(s, self.base_dir) for s in sections}
+        # The int8 recipe depends on the host's CPU when quantize.adapt_to_host (quant/host.py): a run
+        # resumed on another kind of CPU quantizes again.
+        host = {"saturates_8bit": saturates_8bit_products()} if "quantize" in sections else {}
+        return {s: _pick(dump, s) for s in sections}, files, host
 
     def gate_verdict(self) -> dict[str, Any] | None:
         """gate.json when the gate stage ran (or was up to date) in this invocation, else None:
