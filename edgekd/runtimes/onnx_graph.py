@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import ArtifactError
+from edgekd.core.errors import ArtifactError, clip_words
 
 
 class UnreadableOnnx(ArtifactError):
@@ -17,8 +17,6 @@ def read_onnx_header(path: Path, field: str = "model"):
     """The ModelProto of a user's file, weights left where they are (external data not loaded): a file that is not
     ONNX (a pickle, a truncated download, a .pt renamed) is one line naming it, never protobuf's DecodeError."""
     import onnx
-
-    from edgekd.core.errors import clip_words
 
     try:
         return onnx.load(str(path), load_external_data=False)
@@ -67,8 +65,6 @@ def dedupe_opset_imports(path: Path, field: str = "model") -> list[dict] | None:
     the manifest; two versions of one domain are one line naming them, as no tool can tell which one the graph needs."""
     import onnx
 
-    from edgekd.core.errors import ArtifactError
-
     model = onnx.load(str(path), load_external_data=False)  # external data stays where it is, referenced as before
     seen: dict[str, int] = {}
     removed = []
@@ -104,7 +100,6 @@ def external_data_files(path: Path, field: str) -> list[str]:
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
 
-    from edgekd.core.errors import ArtifactError
 
     model = read_onnx_header(path, field)  # the first read of a given model: a file that is not ONNX stops here
     folder = path.resolve().parent
@@ -132,7 +127,6 @@ def copy_onnx(source: Path, target: Path, field: str = "model") -> list[Path]:
     written atomically; the paths written, the model first. Without external data this is one file copy."""
     import shutil
 
-    from edgekd.core.errors import ArtifactError
     from edgekd.core.fileio import atomic_path
 
     locations = _external_locations(source, field)
