@@ -73,9 +73,9 @@ THIRD_PARTY ?= $(HOME)/.cache/edgekd/third_party
 third-party-models: setup
 	mkdir -p $(THIRD_PARTY)
 	$(PIP) download --quiet --no-deps -d $(THIRD_PARTY) rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3
-	cd $(THIRD_PARTY) && $(PY) -m zipfile -e rapidocr_onnxruntime-1.4.4-py3-none-any.whl rapidocr-wheel \
+	cd $(THIRD_PARTY) && $(CURDIR)/$(PY) -m zipfile -e rapidocr_onnxruntime-1.4.4-py3-none-any.whl rapidocr-wheel \
 	  && mkdir -p rapidocr-1.4.4 && cp rapidocr-wheel/rapidocr_onnxruntime/models/*.onnx rapidocr-wheel/rapidocr_onnxruntime/config.yaml rapidocr-1.4.4/
-	cd $(THIRD_PARTY) && $(PY) -m zipfile -e silero_vad-6.2.3-py3-none-any.whl silero-wheel \
+	cd $(THIRD_PARTY) && $(CURDIR)/$(PY) -m zipfile -e silero_vad-6.2.3-py3-none-any.whl silero-wheel \
 	  && mkdir -p silero-vad-6.2.3 && cp silero-wheel/silero_vad/data/silero_vad.onnx silero-vad-6.2.3/
 
 # PP-OCRv4 det, rec, cls and Silero VAD shipped for three targets beside the peers (benchmarks/results/third_party.*).
