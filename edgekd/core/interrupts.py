@@ -11,6 +11,13 @@ for the handler to raise there:
 There the handler defers: it asks to be called again RETRY_SECONDS later (`_thread.interrupt_main`) until the
 main thread is back in ordinary code, at most MAX_DEFER_SECONDS. Once caught, `release` drops the frames the
 exception holds, so runtime sessions close while every module is still alive, not during interpreter shutdown.
+
+The signal itself never reaches the runtimes' worker threads. The kernel hands a process-directed SIGTERM to any
+thread that does not block it, and a worker of OpenVINO's (TBB) or onnxruntime's pool interrupted in a system call
+corrupted the heap: the interpreter crashed seconds later wherever the garbage collector or matplotlib next touched
+it (exit -11 when SIGTERM landed near the end of a bench stage, on a fast AVX-512 host). So within the block the
+signals are blocked in the main thread, which every thread started from it inherits, and one watcher thread takes
+them with sigwait and hands them to the main thread as Python-level interrupts (`_thread.interrupt_main`).
 """
 from __future__ import annotations
 
@@ -71,11 +78,42 @@ def interrupts_raised_safely(signals: tuple[signal.Signals, ...] = (signal.SIGTE
             signal.signal(sig, old)
         yield
         return
+    watcher = _SignalWatcher(set(previous))
     try:
         yield
     finally:
+        watcher.stop()
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+class _SignalWatcher:
+    """Blocks `signals` in the main thread (and so in every thread started from it meanwhile) and takes them in a
+    thread of its own with sigwait, handing each to the main thread's Python handler (module docstring)."""
+
+    def __init__(self, signals: set[int]):
+        self.signals, self.active = signals, True
+        self.unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if signals else set()
+        self.thread = threading.Thread(target=self._watch, name="edgekd-signals", daemon=True)
+        if signals:
+            self.thread.start()
+
+    def _watch(self) -> None:
+        while True:
+            sig = signal.sigwait(self.signals)
+            if not self.active:  # the block is over: the signal goes to the main thread's handler of now
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signals)  # this thread too, then it ends
+                signal.pthread_kill(threading.main_thread().ident, sig)
+                return
+            _thread.interrupt_main(sig)
+
+    def stop(self) -> None:
+        """Unblock the signals in the main thread; a signal still pending there arrives now, under the handler
+        of the block (restored by the caller only after this)."""
+        if not self.signals:
+            return
+        self.active = False
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.unblocked)
 
 
 def release(exc: BaseException) -> None:
