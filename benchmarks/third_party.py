@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,16 +48,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 import int8_peers  # noqa: E402  (benchmarks/helpers/)
 import smoke  # noqa: E402  (benchmarks/smoke.py, beside this script)
 import third_party_data as tpd  # noqa: E402
 import tiny_graphs  # noqa: E402
 
-from edgekd import api  # noqa: E402
 from edgekd.core.environment import cpu_info, library_versions  # noqa: E402
-from edgekd.core.errors import EdgeKDError, GateFailed  # noqa: E402
 from edgekd.core.fileio import sha256_of, write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.core.metrics import tensor_fidelity  # noqa: E402
 from edgekd.core.task_metrics import drop_bound, task_metric  # noqa: E402
@@ -224,27 +224,50 @@ def graph_io(path: Path) -> tuple[list[dict], list[dict]]:
 # --- shipping --------------------------------------------------------------------------------------------------------
 
 def ship(model_path: Path, data: Path, model: Model, run_dir: Path, smoke_run: bool, targets: list[str]) -> tuple[str | None, float]:
-    """`edgekd ship` as a user runs it (edgekd.api.ship); --smoke writes the same pipeline with a short bench.
-    Returns (None or the refusal's one line, seconds)."""
+    """`edgekd ship` as a user runs it: the CLI in a process of its own, so that the runtimes' threads and sessions of
+    one ship (OpenVINO's TBB pool, NNCF's models) never share the machine with the next ship's compile-stage timing
+    (in one process, the cls x86-cpu candidates were timed 1.23x apart one way after det and rec had shipped, and
+    0.70x the other way alone). --smoke writes the same pipeline with a short bench. Returns (None or the refusal's
+    one line, seconds)."""
     started = time.perf_counter()
-    try:
-        if smoke_run or model.split:  # the edgekd.yaml `edgekd ship` writes, edited, then run
-            from edgekd.pipeline.ship import ship_config, write_ship_config
+    if smoke_run or model.split:  # the edgekd.yaml `edgekd ship` writes, edited, then run
+        from edgekd.pipeline.ship import ship_config, write_ship_config
 
-            config = ship_config(str(model_path), str(data), targets=targets, max_drop=model.max_drop, metric=model.metric)
-            if model.split:
-                config["data"].update(val_fraction=model.split[0], test_fraction=model.split[1])
-            if smoke_run:
-                config["bench"] = dict(smoke.BENCH)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            api.run(write_ship_config(config, run_dir), run_dir, force=True, log=_quiet if smoke_run else print)
-        else:
-            api.ship(model_path, data, targets=targets, max_drop=model.max_drop, out=run_dir, force=True, metric=model.metric)
-    except GateFailed as failed:  # a model shipped fp32 everywhere may still fail the gate: the bundles exist
-        print(f"  {model.key}: {failed}", flush=True)
-    except EdgeKDError as refused:
-        return str(refused).splitlines()[0], time.perf_counter() - started
+        config = ship_config(str(model_path), str(data), targets=targets, max_drop=model.max_drop, metric=model.metric)
+        if model.split:
+            config["data"].update(val_fraction=model.split[0], test_fraction=model.split[1])
+        if smoke_run:
+            config["bench"] = dict(smoke.BENCH)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        argv = ["run", str(write_ship_config(config, run_dir)), "--out", str(run_dir), "--force"]
+    else:
+        argv = ["ship", str(model_path), "--data", str(data), "--targets", ",".join(targets), "--max-drop",
+                str(model.max_drop), "--out", str(run_dir), "--force", *(["--metric", model.metric] if model.metric else [])]
+    code, last = _edgekd(argv, _quiet if smoke_run else _echo)
+    if code == 130:
+        raise KeyboardInterrupt
+    if code == 1:  # the gate failed (a model shipped fp32 everywhere may): the bundles exist
+        print(f"  {model.key}: {last}", flush=True)
+    elif code != 0:
+        return last, time.perf_counter() - started
     return None, time.perf_counter() - started
+
+
+def _edgekd(argv: list[str], echo: Callable[[str], None]) -> tuple[int, str]:
+    """`python -m edgekd ARGV` with this checkout's edgekd; every line it writes goes to `echo`. Returns its exit code
+    and its last line (the one-line refusal, when it refused)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    process = subprocess.Popen([sys.executable, "-m", "edgekd", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env, cwd=REPO)
+    last = ""
+    for line in process.stdout:
+        echo(line.rstrip("\n"))
+        last = line.strip() or last
+    return process.wait(), last
+
+
+def _echo(message: str) -> None:
+    print(message, flush=True)
 
 
 def _quiet(message: str) -> None:
