@@ -18,6 +18,8 @@ corrupted the heap: the interpreter crashed seconds later wherever the garbage c
 it (exit -11 when SIGTERM landed near the end of a bench stage, on a fast AVX-512 host). So within the block the
 signals are blocked in the main thread, which every thread started from it inherits, and one watcher thread takes
 them with sigwait and hands them to the main thread as Python-level interrupts (`_thread.interrupt_main`).
+A child process started within the block inherits the blocked mask: edgekd's own (the memory probe, the
+screenshot's browser) are started by subprocess.run, which kills its child when the interrupt unwinds it.
 """
 from __future__ import annotations
 
