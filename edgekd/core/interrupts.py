@@ -95,7 +95,7 @@ class _SignalWatcher:
 
     def __init__(self, signals: set[int]):
         self.signals, self.active = signals, True
-        self.unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if signals else set()
+        self.mask_before = signal.pthread_sigmask(signal.SIG_BLOCK, signals) if signals else set()
         self.thread = threading.Thread(target=self._watch, name="edgekd-signals", daemon=True)
         if signals:
             self.thread.start()
@@ -115,7 +115,7 @@ class _SignalWatcher:
         if not self.signals:
             return
         self.active = False
-        signal.pthread_sigmask(signal.SIG_SETMASK, self.unblocked)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.mask_before)
 
 
 def release(exc: BaseException) -> None:
