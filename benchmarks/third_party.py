@@ -226,9 +226,10 @@ def graph_io(path: Path) -> tuple[list[dict], list[dict]]:
 def ship(model_path: Path, data: Path, model: Model, run_dir: Path, smoke_run: bool, targets: list[str]) -> tuple[str | None, float]:
     """`edgekd ship` as a user runs it: the CLI in a process of its own, so that the runtimes' threads and sessions of
     one ship (OpenVINO's TBB pool, NNCF's models) never share the machine with the next ship's compile-stage timing
-    (in one process, the cls x86-cpu candidates were timed 1.23x apart one way after det and rec had shipped, and
-    0.70x the other way alone). --smoke writes the same pipeline with a short bench. Returns (None or the refusal's
-    one line, seconds)."""
+    (in one process, cls x86-cpu's int8 was timed 1.23x faster than fp32 after det and rec had shipped; in a process
+    of its own, 0.72x). --smoke writes the same pipeline with a short bench. Returns (None or the refusal's one line,
+    seconds); an edgekd that crashed (its internal error, exit 3, or a signal) raises, and the model is reported as
+    crashed rather than refused."""
     started = time.perf_counter()
     if smoke_run or model.split:  # the edgekd.yaml `edgekd ship` writes, edited, then run
         from edgekd.pipeline.ship import ship_config, write_ship_config
@@ -246,11 +247,16 @@ def ship(model_path: Path, data: Path, model: Model, run_dir: Path, smoke_run: b
     code, last = _edgekd(argv, _quiet if smoke_run else _echo)
     if code == 130:
         raise KeyboardInterrupt
-    if code == 1:  # the gate failed (a model shipped fp32 everywhere may): the bundles exist
-        print(f"  {model.key}: {last}", flush=True)
-    elif code != 0:
+    if code == REFUSED:
         return last, time.perf_counter() - started
+    if code not in (0, GATE_FAILED):
+        raise RuntimeError(f"edgekd {argv[0]} exited {code}: {last}")
+    if code == GATE_FAILED:  # a model shipped fp32 everywhere may fail the gate: the bundles exist
+        print(f"  {model.key}: {last}", flush=True)
     return None, time.perf_counter() - started
+
+
+REFUSED, GATE_FAILED = 2, 1  # the CLI's exit codes: an EdgeKDError's one line, a failed gate (edgekd/core/errors.py)
 
 
 def _edgekd(argv: list[str], echo: Callable[[str], None]) -> tuple[int, str]:

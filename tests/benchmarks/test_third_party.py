@@ -142,3 +142,20 @@ def test_a_drop_the_test_split_cannot_tell_from_the_limit_says_so(bench):
     check = next(c for c in bench.checks([_entry("det", _target(chosen, []))], 100.0, False) if "within 1.0 points" in c["check"])
     assert check["passed"] is False
     assert "95% interval [0.75, 3.75] (within the test split's noise of the limit)" in check["detail"]
+
+
+def test_a_ship_the_cli_refuses_is_its_one_line_and_a_crash_is_raised(bench, tmp_path, monkeypatch):
+    # each ship runs the CLI in a process of its own: exit 2 is a refusal (reported per target), exit 1 a failed gate
+    # (the bundles exist), anything else edgekd crashing, which must not pass for a refusal nor for a ship
+    model = bench.MODELS["cls"]
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_bytes(b"\x80\x04 a pickle, not a graph")
+    np.savez(tmp_path / "data.npz", x=np.zeros((4, 3, 48, 192), np.float32))
+    refused, _seconds = bench.ship(not_onnx, tmp_path / "data.npz", model, tmp_path / "run", False, ["x86-cpu"])
+    assert refused.startswith("edgekd: error:") and str(not_onnx) in refused
+
+    monkeypatch.setattr(bench, "_edgekd", lambda argv, echo: (3, "edgekd: internal error: ValueError: boom"))
+    with pytest.raises(RuntimeError, match="exited 3: edgekd: internal error"):
+        bench.ship(not_onnx, tmp_path / "data.npz", model, tmp_path / "run", False, ["x86-cpu"])
+    monkeypatch.setattr(bench, "_edgekd", lambda argv, echo: (1, "gate: FAIL"))
+    assert bench.ship(not_onnx, tmp_path / "data.npz", model, tmp_path / "run", False, ["x86-cpu"])[0] is None
