@@ -49,9 +49,24 @@ def onnx_logits(path: Path, shown_as: Path | None = None, output: str | None = N
     from edgekd.runtimes.ort import OrtSession
 
     session = OrtSession(path, threads=None, shown_as=shown_as)
-    if output is not None:
-        return lambda x: predict(lambda batch: session.run_outputs(batch)[output], x)
-    return lambda x: predict(session.run, x)
+    run = (lambda batch: session.run_outputs(batch)[output]) if output is not None else session.run
+    return lambda x: predict(_one_row_per_sample(run, shown_as or path, output), x)
+
+
+def _one_row_per_sample(run, path: Path, output: str | None):
+    """`run`, refusing a batch whose scored output does not hold one row per sample: a model that returns, say, its
+    first row whatever the batch would otherwise be scored by numpy broadcasting one prediction against every label."""
+    from edgekd.core.metrics import sample_count
+
+    def checked(batch):
+        got, rows = np.asarray(run(batch)), sample_count(batch)
+        if got.ndim == 0 or got.shape[0] != rows:
+            name = f"output '{output}'" if output else "first output"
+            raise ConfigError(f"student.onnx '{path}': its {name} has shape {_shape(got.shape)} for a batch of {rows} "
+                              "samples; edgekd scores one row per sample (the batch first): export the model with its "
+                              "batch axis first in every output, or name the output to score with --output")
+        return got
+    return checked
 
 
 def onnx_inputs(path: Path) -> list[dict]:
