@@ -39,6 +39,11 @@ class StageError(EdgeKDError):
     """A pipeline stage failed for a reason the user can act on."""
 
 
+class QuantizerFailed(StageError):
+    """A quantizer (onnxruntime's, NNCF) could not make a valid int8 model of a model that is itself fine: that
+    recipe's targets ship a float candidate, as when no int8 model is within the accuracy budget."""
+
+
 class GateFailed(EdgeKDError):
     """The release gate failed: exit 1, not 2, because the input was fine."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import StageError
+from edgekd.core.errors import QuantizerFailed
 from edgekd.core.fileio import atomic_path
 from edgekd.core.quiet import quiet_nncf
 from edgekd.runtimes.profiles import QuantRecipe
@@ -44,7 +44,7 @@ def quantize_nncf(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrat
                                       fast_bias_correction=recipe.bias_correction != "full", advanced_parameters=advanced,
                                       model_type=nncf.ModelType.TRANSFORMER if transformer else None)
     except Exception as exc:  # NNCF raises many types; the first line says which node or statistic failed
-        raise StageError(f"quantize: NNCF failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
+        raise QuantizerFailed(f"quantize: NNCF failed with recipe '{recipe.name}' ({str(exc).splitlines()[0][:160]})") from None
     with atomic_path(out_path) as tmp:
         onnx.save(quantized, str(tmp))
     return out_path

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from edgekd.core.batch_layout import batch_axes, onnx_input_shapes, to_model
-from edgekd.core.errors import DataError, StageError, clip_words
+from edgekd.core.errors import DataError, QuantizerFailed, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.core.metrics import batch_rows, sample_count, take_rows
 from edgekd.runtimes.profiles import QuantRecipe
@@ -146,7 +146,7 @@ def quantize_qdq(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe, calibrati
                     calibration_cache_path=str(calibration_cache) if calibration_cache else None,
                 )
             except (ValueError, RuntimeError) as exc:
-                raise StageError(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({clip_words(exc, 200)})") from None
+                raise QuantizerFailed(f"quantize: onnxruntime failed with recipe '{recipe.name}' ({clip_words(exc, 200)})") from None
             strip_node_debug_metadata(tmp)
             if nodes_to_exclude:
                 mark_float_nodes(tmp, nodes_to_exclude)
@@ -178,7 +178,7 @@ def check_written(written: Path, out_path: Path, fp32_onnx: Path, recipe_name: s
         hint = (f"the fp32 model is at opset {opset}: upgrade it to {MIN_QUANT_OPSET} or later "
                 "(onnx.version_converter.convert_version)" if opset and opset < MIN_QUANT_OPSET
                 else "the fp32 model itself is fine: report this with the model's opset and the recipe")
-        raise StageError(f"quantize: recipe '{recipe_name}' wrote {out_path.name}, an int8 model that is not valid ONNX "
+        raise QuantizerFailed(f"quantize: recipe '{recipe_name}' wrote {out_path.name}, an int8 model that is not valid ONNX "
                          f"({clip_words(exc, 200)}); {hint}") from None
 
 

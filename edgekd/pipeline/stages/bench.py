@@ -133,6 +133,8 @@ def host_notes(ctx: RunContext) -> list[str]:
     for target, build in read_record(ctx.manifest, CompileRecord).targets.items():
         notes += host_warnings(built_profile(ctx, target, build).model_dump())
     for name, recipe in read_record(ctx.manifest, QuantizeRecord).recipes.items():
+        if recipe.get("failed"):
+            notes.append(f"{name}: no int8 model ({recipe['failed']}); its targets ship a float candidate")
         if recipe.get("host_note") and recipe["host_note"] not in notes:
             notes.append(recipe["host_note"])
         stopped = (recipe.get("fallback") or {}).get("stopped")

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from edgekd.core.errors import ConfigError, DataError, StageError
+from edgekd.core.errors import ConfigError, DataError, QuantizerFailed, StageError
 from edgekd.core.fileio import atomic_path
 from edgekd.core.metrics import accuracy_drop, within_limit
 from edgekd.core.progress import progress
@@ -313,12 +313,19 @@ class QuantizeStage(Stage):
         for name, choice in progress(list(recipes_for(ctx).items()), desc="int8 recipes (calibration)", unit="recipe"):
             recipe = choice.recipe
             flavour = json.dumps(recipe.model_dump(exclude={"name", "why"}), sort_keys=True)
+            if isinstance(made.get(flavour), QuantizerFailed):  # the same formats failed under another name
+                used[name] = _not_made(ctx, name, choice, made[flavour])
+                continue
             if flavour in made:  # same formats under another name (e.g. x86 VNNI and OpenVINO): reuse the model
                 path, info = ctx.layout.int8_onnx(name), {**made[flavour][1], "same_model_as": made[flavour][2]}
                 with atomic_path(path) as tmp:
                     shutil.copyfile(made[flavour][0], tmp)
             else:
-                path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
+                try:
+                    path, info = (qat_int8 if method == "qat" else _ptq)(ctx, recipe, calibration.x)
+                except QuantizerFailed as failed:
+                    made[flavour], used[name] = failed, _not_made(ctx, name, choice, failed)
+                    continue
                 made[flavour] = (path, info, name)
             outputs.append(path)
             used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size,
@@ -329,6 +336,16 @@ class QuantizeStage(Stage):
         made_from = {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration), "sha256": digest,
                      "folder": ctx.cfg.quantize.calibration_images}
         return StageOutput(outputs, inputs=[fp32], record=QuantizeRecord(method, used, made_from))
+
+
+def _not_made(ctx: RunContext, name: str, choice, failed: QuantizerFailed) -> dict:
+    """A recipe whose quantizer could not make a valid int8 model of this (itself fine) model, as onnxruntime's with a
+    classifier head inside an If node's branches: no int8 file (nor an earlier run's), the reason said, and
+    dequantize_nodes 0 so that its targets' float candidates compete alone (compile.int8_files), as when no int8
+    model is within the budget."""
+    ctx.layout.int8_onnx(name).unlink(missing_ok=True)
+    warnings.warn(f"{failed}; the targets of recipe '{name}' ship a float candidate", stacklevel=2)
+    return {**choice.recipe.model_dump(), **choice.record(), "failed": str(failed), "dequantize_nodes": 0}
 
 
 def _check_calibration_folder(config, base_dir) -> None:

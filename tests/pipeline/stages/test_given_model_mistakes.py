@@ -43,3 +43,47 @@ def test_a_model_returning_one_row_whatever_the_batch_is_refused_not_scored_by_b
     result = invoke("ship", model, "--data", data, "--normalize", "none", "--targets", "x86-cpu", *extra,
                     "--out", tmp_path / "run")
     assert_one_line_error(result, "first.onnx", "first output has shape (1, 10)", "one row per sample")
+
+
+def _head_inside_if() -> onnx.ModelProto:
+    """A small convolutional net whose Gemm head sits inside both branches of an If (a condition onnxruntime evaluates
+    at run time), reading the flattened features from the outer graph, as exporters write data-dependent heads."""
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])
+
+    def branch(name: str) -> onnx.GraphProto:
+        out = helper.make_tensor_value_info(f"{name}_logits", TensorProto.FLOAT, ["batch", 10])
+        return helper.make_graph([helper.make_node("Gemm", ["flat", "W", "b"], [f"{name}_logits"], transB=1)], name, [], [out])
+
+    nodes = [helper.make_node("Conv", ["x", "K", "kb"], ["conv"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["conv"], ["relu"]),
+             helper.make_node("MaxPool", ["relu"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["pool"], ["flat"]), helper.make_node("Size", ["x"], ["size"]),
+             helper.make_node("Greater", ["size", "zero"], ["nonempty"]),
+             helper.make_node("If", ["nonempty"], ["logits"], then_branch=branch("then"), else_branch=branch("other"))]
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "K"),
+             numpy_helper.from_array(np.zeros(4, np.float32), "kb"), numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(rng.standard_normal((10, 64)).astype(np.float32), "W"),
+             numpy_helper.from_array(np.zeros(10, np.float32), "b")]
+    model = helper.make_model(helper.make_graph(nodes, "if-head", [x], [logits], inits), opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_a_model_the_quantizer_cannot_take_ships_fp32_with_the_reason(tmp_path):
+    """onnxruntime's quantizer writes an invalid graph for a head inside an If's branches. Before: the whole ship
+    exited 2 at the quantize stage and the fp32 model, which passes, was not shipped."""
+    import json
+
+    model = tmp_path / "if.onnx"
+    onnx.save(_head_inside_if(), str(model))
+    result = invoke("ship", model, "--data", _digits_npz(tmp_path / "digits.npz", labels=False), "--normalize", "none",
+                    "--targets", "x86-cpu", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "not valid" in result.stderr and "ship a float candidate" in result.stderr, result.stderr
+    bundle = json.loads((tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").read_text())
+    assert bundle["artifact"]["precision"] == "fp32"
+    assert not list((tmp_path / "run" / "04-quantize").glob("*.onnx")), "no int8 file under an int8 name"
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert any("no int8 model" in note for note in report["host_warnings"]), report["host_warnings"]
