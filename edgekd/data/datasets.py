@@ -72,7 +72,13 @@ class Dataset:
 
     def preprocessing(self) -> dict:
         """What a device must do to a NCHW image before feeding the model: divide by `divisor` (pixels in [0, 1]), or
-        nothing for values the model takes as they are (data.scale none), then normalise per channel."""
+        nothing for values the model takes as they are (data.scale none), then normalise per channel. Several named
+        inputs (an npz with one array per input) are fed as they are: no image steps to describe."""
+        if isinstance(self.train.x, dict):
+            return {"inputs": "as given", "scale": "none (each input's array as given, not divided)", "normalize": "none",
+                    "formula": "none: each model input takes its array as it is",
+                    "arrays": {name: {"shape": list(array.shape[1:]), "dtype": str(array.dtype)}
+                               for name, array in self.train.x.items()}}
         if self.divisor == 1:
             scale, formula = "none (the values as given, not divided)", "(x - mean[c]) / std[c]"
         else:

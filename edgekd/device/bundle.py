@@ -43,6 +43,9 @@ imputation, scaling and one-hot encoding are inside the graph. The graph does no
 built with one-hots to zeros and is scored silently. Check rows first with
 `edgekd.data.table_schema.model_feed(schema_of(manifest), rows, where)` (numpy only), as `edgekd bench` does: it
 names the column of a missing input, text in a number or an unknown category."""
+_FEED_NAMED = """Feed each model input its array as it is,
+unscaled (`preprocessing.arrays` lists each input's sample shape and dtype; `eval.npz` holds them under the input
+names)."""
 _FEED_OTHER = "Feed the model what `preprocessing` in manifest.json describes (`eval.npz` holds inputs in that form)."
 
 
@@ -51,6 +54,8 @@ def _feed_note(preprocessing: Any) -> str:
     preprocessing = preprocessing if isinstance(preprocessing, dict) else {}
     if "tabular" in preprocessing:
         return _FEED_TABLE
+    if preprocessing.get("inputs") == "as given":
+        return _FEED_NAMED
     return _FEED_IMAGES if "mean" in preprocessing else _FEED_OTHER
 
 

@@ -87,3 +87,40 @@ def test_a_model_the_quantizer_cannot_take_ships_fp32_with_the_reason(tmp_path):
     assert not list((tmp_path / "run" / "04-quantize").glob("*.onnx")), "no int8 file under an int8 name"
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert any("no int8 model" in note for note in report["host_warnings"]), report["host_warnings"]
+
+
+def _ids_and_mask(weights) -> onnx.ModelProto:
+    """int64 `ids` (digits' pixel values 0..16) and a float `mask`: logits = (ids / 16 * mask) W + b."""
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 64])
+    mask = helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", 64])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])
+    nodes = [helper.make_node("Cast", ["ids"], ["values"], to=TensorProto.FLOAT), helper.make_node("Div", ["values", "sixteen"], ["scaled"]),
+             helper.make_node("Mul", ["scaled", "mask"], ["masked"]), helper.make_node("MatMul", ["masked", "W"], ["scores"]),
+             helper.make_node("Add", ["scores", "b"], ["logits"])]
+    inits = [numpy_helper.from_array(np.array(16, np.float32), "sixteen"), numpy_helper.from_array(weights[0], "W"),
+             numpy_helper.from_array(weights[1], "b")]
+    model = helper.make_model(helper.make_graph(nodes, "ids-mask", [ids, mask], [logits], inits), opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_bundle_of_named_arrays_tells_the_device_to_feed_them_as_given_not_as_scaled_pixels(digits_weights, tmp_path):
+    """Before: the manifest said layout NCHW, "divide by 255" and the bundle README "pixels scaled to [0, 1]" for a
+    model fed token ids and a mask as they are: a device integrator following it would feed wrong inputs."""
+    import json
+
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    onnx.save(_ids_and_mask(digits_weights), str(tmp_path / "ids.onnx"))
+    ids = digits.images.reshape(len(digits.images), -1).astype(np.int64)
+    np.savez(tmp_path / "ids.npz", ids=ids, mask=np.ones(ids.shape, np.float32), y=digits.target)
+    result = invoke("ship", tmp_path / "ids.onnx", "--data", tmp_path / "ids.npz", "--targets", "x86-cpu",
+                    "--max-drop", "3", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    bundle = tmp_path / "run" / "bundle" / "x86-cpu"
+    preprocessing = json.loads((bundle / "manifest.json").read_text())["preprocessing"]
+    assert preprocessing["inputs"] == "as given" and "255" not in json.dumps(preprocessing), preprocessing
+    assert preprocessing["arrays"] == {"ids": {"shape": [64], "dtype": "int64"}, "mask": {"shape": [64], "dtype": "float32"}}
+    readme = (bundle / "README.md").read_text()
+    assert "Feed each model input its array as it is" in readme and "pixels" not in readme
