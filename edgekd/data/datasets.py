@@ -53,6 +53,7 @@ class Dataset:
     # (with_reference_labels), so every top-1 it measures is agreement with fp32: fidelity, not accuracy.
     labeled: bool = True
     reference_labels: bool = False  # val/test labels are the fp32 model's predictions
+    layout: str = "NCHW"  # NHWC: channels-last images from an npz, fed as they are (_channels_last_dataset)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -83,7 +84,7 @@ class Dataset:
             scale, formula = "none (the values as given, not divided)", "(x - mean[c]) / std[c]"
         else:
             scale, formula = f"divide by {self.divisor:g} (pixel values in [0, 1])", f"(pixel / {self.divisor:g} - mean[c]) / std[c]"
-        return {"layout": "NCHW", "scale": scale, "normalize": self.normalize,
+        return {"layout": self.layout, "scale": scale, "normalize": self.normalize,
                 "formula": formula, "mean": self.mean, "std": self.std,
                 "input_shape": list(self.input_shape), **({"image": self.image_steps} if self.image_steps else {})}
 
@@ -128,6 +129,8 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, la
     train, val, test = _split(raw, cfg, rng)
     if isinstance(raw.x, dict):
         return _named_inputs_dataset(cfg, raw, train, val, test)
+    if channels_last(train.x):
+        return _channels_last_dataset(cfg, raw, train, val, test, where)
     pixel_mean, pixel_std = _channel_stats(train.x)
     mean, std = (pixel_mean, pixel_std) if cfg.normalize == "dataset" else input_scaling(cfg.normalize, train.x)
     train, val, test = (Split(_normalise(s.x, mean, std), s.y) for s in (train, val, test))
@@ -140,6 +143,34 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, la
                       labeled=raw.labeled, divisor=raw.divisor)
     dataset.fingerprint = fingerprint(dataset)
     return dataset
+
+
+def channels_last(x) -> bool:
+    """Images saved channels-last, (N, H, W, C) with C 1, 3 or 4, for a model that takes them so (a TensorFlow or
+    Keras export): told apart from (N, C, H, W) by where the 1, 3 or 4 stands; (N, 3, W, 3) reads as channels-first."""
+    shape = getattr(x, "shape", ())
+    return not isinstance(x, LazyImages) and len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
+
+
+def _channels_last_dataset(cfg: DataConfig, raw: RawData, train: Split, val: Split, test: Split, where: str) -> Dataset:
+    """Channels-last images are fed as scaled (data.scale) and not normalised: edgekd's per-channel statistics, and the
+    shipped model's scaling check, are written for channels-first images (axis 1). A data.normalize other than none
+    is refused rather than applied to the wrong axis (it made 32 'channels' of a 32x32x3 image)."""
+    if "normalize" in cfg.model_fields_set and cfg.normalize != "none":
+        raise DataError(f"data.normalize: {where} holds channels-last images {_shape_text(train.x.shape[1:])}, which "
+                        "edgekd feeds as they are; normalise them before saving and set data.normalize: none (edgekd "
+                        "ship: --normalize none), or save them as (N, C, H, W) for a channels-first model")
+    channels = int(train.x.shape[-1])
+    print(f"{where}: channels-last images {_shape_text(train.x.shape[1:])}: fed as they are (data.normalize none)",
+          file=sys.stderr)
+    dataset = Dataset(cfg.source, train.in_memory(), val.in_memory(), test.in_memory(), raw.classes, [0.0] * channels,
+                      [1.0] * channels, normalize="none", labeled=raw.labeled, divisor=raw.divisor, layout="NHWC")
+    dataset.fingerprint = fingerprint(dataset)
+    return dataset
+
+
+def _shape_text(sample_shape) -> str:
+    return "(N, " + ", ".join(str(d) for d in sample_shape) + ")"
 
 
 def _named_inputs_dataset(cfg: DataConfig, raw: RawData, train: Split, val: Split, test: Split) -> Dataset:

@@ -118,6 +118,8 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
     """Validation top-1 (on up to SCALING_PROBE images) under every other standard input scaling; ConfigError naming
     data.normalize and the better value when one is significantly more accurate than the configured one.
     `predictions` are the model's top-1 on the whole validation split as configured (already computed)."""
+    if getattr(data, "layout", "NCHW") != "NCHW":  # channels-last images come scaled by the user (data.normalize none)
+        return {}
     channels = data.val.x.shape[1]
     choices = {_normalize_value(mode): stats for mode, stats in standard_scalings(data, channels).items()}
     if metadata is not None:

@@ -34,7 +34,8 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     logits = onnx_logits(out, shown_as=source)
     check_outputs(ctx, logits(take_rows(ctx.dataset.val.x, slice(0, 2))))
     field = f"student.onnx '{ctx.cfg.student.onnx}'"
-    metadata = onnx_scaling(out, ctx.dataset.input_shape[0]) if len(ctx.dataset.input_shape) == 3 else None
+    channels_first = len(ctx.dataset.input_shape) == 3 and getattr(ctx.dataset, "layout", "NCHW") == "NCHW"
+    metadata = onnx_scaling(out, ctx.dataset.input_shape[0]) if channels_first else None
     carried = {"external_data": [file_record(p, source.parent) for p in _user_data_files(source)]} if len(written) > 1 else {}
     return StageOutput(written, {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
                                  "source_sha256": sha256_of(source), **carried,

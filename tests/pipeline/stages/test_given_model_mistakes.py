@@ -124,3 +124,48 @@ def test_a_bundle_of_named_arrays_tells_the_device_to_feed_them_as_given_not_as_
     assert preprocessing["arrays"] == {"ids": {"shape": [64], "dtype": "int64"}, "mask": {"shape": [64], "dtype": "float32"}}
     readme = (bundle / "README.md").read_text()
     assert "Feed each model input its array as it is" in readme and "pixels" not in readme
+
+
+def _channels_last(weights) -> onnx.ModelProto:
+    """x [batch, 8, 8, 3] (channels last, as Keras exports) -> mean over the channels -> the digits classifier."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8, 8, 3])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])
+    nodes = [helper.make_node("ReduceMean", ["x"], ["gray"], axes=[3], keepdims=0),
+             helper.make_node("Reshape", ["gray", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "W"], ["scores"]),
+             helper.make_node("Add", ["scores", "b"], ["logits"])]
+    inits = [numpy_helper.from_array(np.array([-1, 64], np.int64), "shape"), numpy_helper.from_array(weights[0], "W"),
+             numpy_helper.from_array(weights[1], "b")]
+    model = helper.make_model(helper.make_graph(nodes, "nhwc", [x], [logits], inits), opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture
+def channels_last_files(digits_weights, tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    onnx.save(_channels_last(digits_weights), str(tmp_path / "nhwc.onnx"))
+    x = np.repeat((digits.images / 16.0).astype(np.float32)[..., None], 3, axis=-1)
+    np.savez(tmp_path / "nhwc.npz", x=x, y=digits.target)
+    return tmp_path / "nhwc.onnx", tmp_path / "nhwc.npz"
+
+
+def test_channels_last_images_ship_as_they_are_and_the_manifest_says_nhwc(channels_last_files, tmp_path):
+    """Before: read as NCHW with 8 'channels' (the image rows): 8 mean/std values in the manifest, per-row statistics
+    under data.normalize dataset."""
+    import json
+
+    model, data = channels_last_files
+    result = invoke("ship", model, "--data", data, "--targets", "x86-cpu", "--max-drop", "3", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "channels-last images (N, 8, 8, 3)" in result.stderr
+    preprocessing = json.loads((tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").read_text())["preprocessing"]
+    assert (preprocessing["layout"], preprocessing["mean"], preprocessing["std"]) == ("NHWC", [0.0] * 3, [1.0] * 3)
+
+
+def test_a_normalization_asked_for_channels_last_images_is_refused_naming_the_layout(channels_last_files, tmp_path):
+    """Before: "3 channel statistics for images with 8 channel(s)", about a channel count the images do not have."""
+    model, data = channels_last_files
+    result = invoke("ship", model, "--data", data, "--normalize", "imagenet", "--targets", "x86-cpu", "--out", tmp_path / "run")
+    assert_one_line_error(result, "data.normalize", "channels-last images (N, 8, 8, 3)", "--normalize none")
