@@ -3,11 +3,12 @@ carried with it, and an opset below what int8 needs upgraded by onnx's own versi
 the original on the data (every output close) and recorded. Torch-free, like the rest of the as-given ONNX path."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import ConfigError, clip_words
+from edgekd.core.errors import ArtifactError, ConfigError, clip_words
 from edgekd.core.metrics import sample_count, take_rows
 from edgekd.runtimes.onnx_graph import MIN_QUANT_OPSET, copy_onnx, dedupe_opset_imports, opset_of, upgrade_opset
 
@@ -19,25 +20,33 @@ CHECK_SAMPLES = 64
 
 def bring_in(source: Path, target: Path, samples, field: str) -> tuple[list[Path], dict | None]:
     """Copy `source` to `target` (with its external data), upgraded to MIN_QUANT_OPSET when its opset is lower.
-    Returns the files written (model first) and the upgrade's record for the manifest (None: no upgrade)."""
+    Returns the files written (model first) and the upgrade's record for the manifest (None: no upgrade). Where the
+    converter cannot upgrade the file, or the upgraded file computes something else (Resize's semantics changed at
+    opset 11), the file is kept at its own opset, which onnxruntime runs: it ships without int8 (`kept_opset`), said
+    in one warning, rather than not at all."""
     opset = opset_of(source)
     if opset is None or opset >= MIN_QUANT_OPSET:
         written = copy_onnx(source, target, field)
         merged = dedupe_opset_imports(target, field)  # the run's copy; the user's file is never changed
         return written, ({"from": opset, "to": opset, "tool": "one opset_import per domain", "removed": merged}
                          if merged else None)
+    check = None
     try:
         written = upgrade_opset(source, target, MIN_QUANT_OPSET)
+        check = compare_outputs(source, target, take_rows(samples, slice(0, CHECK_SAMPLES)))
+        problem = None if check["close"] else (f"changed the outputs (max abs error {check['max_abs_error']:.3g} on "
+                                               f"{check['samples']} samples)")
+    except ArtifactError:  # the upgraded file does not load: the converter's fault, as below
+        raise
     except Exception as exc:  # the converter raises plain Exceptions and checker errors for ops it cannot adapt
-        raise ConfigError(f"{field} '{source}': opset {opset} is below the {MIN_QUANT_OPSET} that int8 needs (per-channel "
-                          f"QuantizeLinear/DequantizeLinear), and onnx's version converter cannot upgrade it "
-                          f"({clip_words(exc, 200)}); export the model at opset {MIN_QUANT_OPSET} or later") from None
-    check = compare_outputs(source, target, take_rows(samples, slice(0, CHECK_SAMPLES)))
-    if not check["close"]:
-        raise ConfigError(f"{field} '{source}': upgrading opset {opset} to {MIN_QUANT_OPSET} with onnx's version converter "
-                          f"changed the outputs (max abs error {check['max_abs_error']:.3g} on {check['samples']} samples); "
-                          f"export the model at opset {MIN_QUANT_OPSET} or later")
-    return written, {"from": opset, "to": MIN_QUANT_OPSET, "tool": "onnx.version_converter", "check": check}
+        problem = f"cannot upgrade it ({clip_words(exc, 200)})"
+    if problem is None:
+        return written, {"from": opset, "to": MIN_QUANT_OPSET, "tool": "onnx.version_converter", "check": check}
+    warnings.warn(f"{field} '{source}': opset {opset} is below the {MIN_QUANT_OPSET} that int8 needs, and onnx's version "
+                  f"converter {problem}; it ships at opset {opset} without an int8 candidate: export it at opset "
+                  f"{MIN_QUANT_OPSET} or later for int8", stacklevel=2)
+    return copy_onnx(source, target, field), {"from": opset, "to": opset, "tool": "onnx.version_converter",
+                                              "kept_opset": problem, **({"check": check} if check else {})}
 
 
 def output_names(path: Path) -> list[str]:
@@ -90,7 +99,6 @@ def compare_outputs(original: Path, upgraded: Path, x) -> dict:
 
 
 def _outputs(path: Path, x, shown_as=None) -> list[np.ndarray]:
-    from edgekd.core.errors import ArtifactError
     from edgekd.runtimes.ort import load_failure, open_session
 
     try:

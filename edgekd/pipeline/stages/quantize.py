@@ -310,9 +310,12 @@ class QuantizeStage(Stage):
         calibration, digest = _calibration_set(ctx, recipe_set)
         fp32 = ctx.layout.fp32_onnx
         outputs, used, made = [], {}, {}
+        below = _below_int8_opset(fp32)
         for name, choice in progress(list(recipes_for(ctx).items()), desc="int8 recipes (calibration)", unit="recipe"):
             recipe = choice.recipe
             flavour = json.dumps(recipe.model_dump(exclude={"name", "why"}), sort_keys=True)
+            if below is not None:
+                made.setdefault(flavour, below)
             if isinstance(made.get(flavour), QuantizerFailed):  # the same formats failed under another name
                 used[name] = _not_made(ctx, name, choice, made[flavour])
                 continue
@@ -336,6 +339,18 @@ class QuantizeStage(Stage):
         made_from = {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration), "sha256": digest,
                      "folder": ctx.cfg.quantize.calibration_images}
         return StageOutput(outputs, inputs=[fp32], record=QuantizeRecord(method, used, made_from))
+
+
+def _below_int8_opset(fp32) -> QuantizerFailed | None:
+    """A model shipped at an opset below int8's (its upgrade refused, pipeline/onnx_intake.bring_in): no quantizer is
+    tried, every recipe's targets ship a float candidate."""
+    from edgekd.runtimes.onnx_graph import MIN_QUANT_OPSET, opset_of
+
+    opset = opset_of(fp32)
+    if opset is None or opset >= MIN_QUANT_OPSET:
+        return None
+    return QuantizerFailed(f"quantize: the model is at opset {opset}, below the {MIN_QUANT_OPSET} that int8 needs "
+                           f"(its upgrade was refused: see the distill stage's opset_upgrade)")
 
 
 def _not_made(ctx: RunContext, name: str, choice, failed: QuantizerFailed) -> dict:
