@@ -199,6 +199,12 @@ def read_npz(path: Path, fix: str, error: type[Exception]) -> dict[str, np.ndarr
             raise error(f"{path}: a single .npy array, not an .npz archive of named arrays; {fix}")
         with loaded:
             return dict(loaded)
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # an array of Python objects (a list of arrays of several shapes, strings...)
+            raise error(f"{path}: holds an array of Python objects, which edgekd does not unpickle; save numeric arrays "
+                        "(numpy.stack the samples into one array of one dtype)") from None
+        raise error(f"{path}: cannot read npz ({type(exc).__name__}: {str(exc)[:120]}); the file is damaged or "
+                    f"not an npz: {fix}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise error(f"{path}: cannot read npz ({type(exc).__name__}: {str(exc)[:120]}); the file is damaged or "
                     f"not an npz: {fix}") from None

@@ -216,7 +216,8 @@ def _as_images(x, where: str) -> np.ndarray:
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4:
-        raise DataError(f"{where}: images must be (N,C,H,W) or (N,H,W), got shape {x.shape}")
+        raise DataError(f"{where}: x holds images, which must be (N,C,H,W) or (N,H,W), got shape {x.shape}; for a model "
+                        "whose input is not an image, save each array under the name of the input it feeds")
     try:
         x = x.astype(np.float32)
     except (TypeError, ValueError):

@@ -134,14 +134,18 @@ def _one_tensor_for_several(inputs: list[dict], named: str, where: str, npz: boo
             f".npz with one array per input, named as it, and y for labels: numpy.savez(path, {arrays}, y=...)")
 
 
+LABEL_NAMES = ("labels", "label", "target", "targets", "classes", "class")  # what else users call y
+
+
 def check_named_inputs(inputs: list[dict], arrays: dict[str, np.ndarray], field: str, where: str) -> None:
     """Each model input has its array, in its dtype, with its fixed dimensions; one line naming the input, what it
     expects and what the array is, at the first mismatch."""
     names = [spec["name"] for spec in inputs]
     extra = [name for name in arrays if name not in names]
     if extra:
+        labels = " (labels go under y)" if extra[0].lower() in LABEL_NAMES else ""
         raise ConfigError(f"{where}: array '{extra[0]}' is not an input of the model in {field} (its inputs: "
-                          f"{', '.join(names)}); name each array as the input it feeds")
+                          f"{', '.join(names)}); name each array as the input it feeds{labels}")
     for spec in inputs:
         expected = f"{spec['dtype']} {_shape(spec['shape'])}"
         if spec["name"] not in arrays:
@@ -175,6 +179,10 @@ def check_input_matches(spec: dict, sample_shape: tuple, field: str, image_files
     model_shape = spec["shape"][1:]
     fits = len(model_shape) == len(sample_shape) and all(
         not isinstance(m, int) or m == s for m, s in zip(model_shape, sample_shape))
+    if spec["dtype"] != "float32" and fits and not image_files:
+        raise ConfigError(f"{field}: the model's input '{spec['name']}' is {spec['dtype']} {_shape(spec['shape'])}, and an "
+                          "npz's x is read as images scaled to float32; save the array under the input's name instead "
+                          f"(numpy.savez(..., {spec['name']}=x, y=y)) to feed it as it is, in its own dtype")
     if spec["dtype"] != "float32" or not fits:
         raise ConfigError(f"{field}: the model's input '{spec['name']}' is {spec['dtype']} {_shape(spec['shape'])} but the data's "
                           f"samples are float32 {_shape(['batch', *sample_shape])}; "
@@ -195,10 +203,13 @@ def _shape(shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
-def check_classes(logits: np.ndarray, classes: int, field: str) -> None:
+def check_classes(logits: np.ndarray, classes: int, field: str, outputs: list[str] | None = None) -> None:
+    """`outputs`: the model's output names; with several, the message says how to score another one."""
     if logits.ndim != 2 or logits.shape[1] != classes:
-        raise ConfigError(f"{field}: the model's output has shape {_shape(logits.shape)} but the data has {classes} classes; "
-                          "edgekd ships classifiers whose output is (batch, classes) logits: check data.source")
+        other = (f"; if another output holds the logits, score it: --metric top1 --output NAME (task: {{kind: fidelity, metric: top1, "
+                 f"output: NAME}}; its outputs: {', '.join(outputs)})" if outputs and len(outputs) > 1 else "")
+        raise ConfigError(f"{field}: the model's first output has shape {_shape(logits.shape)} but the data has {classes} "
+                          f"classes; edgekd ships classifiers whose output is (batch, classes) logits: check data.source{other}")
 
 
 def onnx_scaling(path: Path, channels: int) -> tuple[list[float], list[float]] | None:

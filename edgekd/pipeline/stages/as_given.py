@@ -14,7 +14,7 @@ from edgekd.core.metrics import take_rows
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.given_check import check_label_order, check_scaling
 from edgekd.pipeline.given_model import check_classes, given_input_spec, onnx_inputs, onnx_logits, onnx_scaling
-from edgekd.pipeline.onnx_intake import bring_in, scored_output_first
+from edgekd.pipeline.onnx_intake import bring_in, output_names, scored_output_first
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.runtimes.onnx_graph import external_data_files, onnx_parameters, read_onnx_header
@@ -32,7 +32,7 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     out = written[0]
     reordered = scored_output_first(out, getattr(ctx.task, "output", None))
     logits = onnx_logits(out, shown_as=source)
-    check_outputs(ctx, logits(take_rows(ctx.dataset.val.x, slice(0, 2))))
+    check_outputs(ctx, logits(take_rows(ctx.dataset.val.x, slice(0, 2))), output_names(out))
     field = f"student.onnx '{ctx.cfg.student.onnx}'"
     channels_first = len(ctx.dataset.input_shape) == 3 and getattr(ctx.dataset, "layout", "NCHW") == "NCHW"
     metadata = onnx_scaling(out, ctx.dataset.input_shape[0]) if channels_first else None
@@ -50,11 +50,11 @@ def _user_data_files(source):
     return [source.parent / location for location in external_data_files(source, "student.onnx")]
 
 
-def check_outputs(ctx: RunContext, outputs: np.ndarray) -> None:
+def check_outputs(ctx: RunContext, outputs: np.ndarray, names: list[str] | None = None) -> None:
     """The given model's output can be judged as the task says: a classifier's (batch, classes) logits, or for a
-    fidelity task an output its metric can score against the data's labels."""
+    fidelity task an output its metric can score against the data's labels. `names`: the model's outputs."""
     if ctx.task.has_classes:
-        check_classes(outputs, ctx.dataset.num_classes, f"student.onnx '{ctx.cfg.student.onnx}'")
+        check_classes(outputs, ctx.dataset.num_classes, f"student.onnx '{ctx.cfg.student.onnx}'", names)
         return
     from edgekd.core.task_metrics import task_metric
 

@@ -169,3 +169,62 @@ def test_a_normalization_asked_for_channels_last_images_is_refused_naming_the_la
     model, data = channels_last_files
     result = invoke("ship", model, "--data", data, "--normalize", "imagenet", "--targets", "x86-cpu", "--out", tmp_path / "run")
     assert_one_line_error(result, "data.normalize", "channels-last images (N, 8, 8, 3)", "--normalize none")
+
+
+def _feature_output_first(weights) -> onnx.ModelProto:
+    """The classifier with its flattened input as a first output, `feat`, before `logits`."""
+    model = classifier(weights, "batch", opset=13)
+    feat = helper.make_tensor_value_info("flat", TensorProto.FLOAT, ["batch", 64])
+    outputs = [feat, *model.graph.output]
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+    return model
+
+
+def _float16_input(weights) -> onnx.ModelProto:
+    model = classifier(weights, "batch", opset=13)
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT16
+    model.graph.node[0].input[0] = "x32"
+    model.graph.node.insert(0, helper.make_node("Cast", ["x"], ["x32"], to=TensorProto.FLOAT))
+    return model
+
+
+def _mistakes(case: str, weights, folder):
+    """(model, npz) of one mistake a user makes with a model made elsewhere."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[:, None]
+    flat_ids = digits.images.reshape(len(digits.images), -1).astype(np.int64)
+    model, arrays = classifier(weights, "batch", opset=13), {"x": images, "y": digits.target}
+    if case == "first input saved as x":
+        model, arrays = _ids_and_mask(weights), {"x": flat_ids, "mask": np.ones(flat_ids.shape, np.float32), "y": digits.target}
+    elif case == "logits second":
+        model = _feature_output_first(weights)
+    elif case == "object array":
+        ragged = np.empty(len(images), dtype=object)  # images of two widths, as a list of crops becomes
+        ragged[:] = [image[:, : 8 - i % 2] for i, image in enumerate(images[:, 0])]
+        arrays = {"x": ragged, "y": digits.target}
+    elif case == "labels under another name":
+        model, arrays = _ids_and_mask(weights), {"ids": flat_ids, "mask": np.ones(flat_ids.shape, np.float32), "labels": digits.target}
+    elif case == "float16 model fed x":
+        model, arrays = _float16_input(weights), {"x": images.astype(np.float16), "y": digits.target}
+    onnx.save(model, str(folder / "model.onnx"))
+    np.savez(folder / "data.npz", **arrays)
+    return folder / "model.onnx", folder / "data.npz"
+
+
+@pytest.mark.parametrize("case, fragments", [
+    ("first input saved as x", ["x holds images", "save each array under the name of the input it feeds"]),
+    ("logits second", ["first output has shape (2, 64)", "--metric top1 --output NAME", "its outputs: flat, logits"]),
+    ("object array", ["array of Python objects", "numpy.stack"]),
+    ("labels under another name", ["array 'labels' is not an input", "(labels go under y)"]),
+    ("float16 model fed x", ["is float16", "numpy.savez(..., x=x, y=y)"]),
+])
+def test_each_data_mistake_is_one_line_that_says_what_to_do(digits_weights, tmp_path, case, fragments):
+    """Before, in the same order: "images must be (N,C,H,W) or (N,H,W)"; an output shape with only "check
+    data.source"; "the file is damaged or not an npz" for an npz numpy wrote; "name each array as the input it
+    feeds" with no word of y; "the data's samples are float32" about float16 data, with data.* as the fix."""
+    model, data = _mistakes(case, digits_weights, tmp_path)
+    result = invoke("ship", model, "--data", data, "--normalize", "none", "--targets", "x86-cpu", "--out", tmp_path / "run")
+    assert_one_line_error(result, *fragments)
