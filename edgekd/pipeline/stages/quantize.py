@@ -106,6 +106,8 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
             report, search = quantize_with_fallback(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget,
                                                     method), None
             method = report.calibrate_method or method
+    except QuantizerFailed:  # no int8 model at all (QuantizeStage.run's _not_made), not one over the budget
+        raise
     except StageError as missed:
         return _int8_over_budget(ctx, recipe, out, calibration_x, method, missed)
     # the op set and preset the kept model was made with, for any further search
