@@ -68,6 +68,12 @@ def model_inputs(schema: Schema, rows: dict[str, Any], where: str) -> dict[str, 
     missing = [c.name for c in schema.columns if c.name not in rows]
     if missing:
         raise DataError(f"{where}: column '{missing[0]}' is missing; the model takes {', '.join(c.name for c in schema.columns)}")
+    lengths = {c.name: len(np.asarray(rows[c.name]).reshape(-1)) for c in schema.columns}
+    if len(set(lengths.values())) > 1:
+        first, *_ = schema.columns
+        other = next(name for name, n in lengths.items() if n != lengths[first.name])
+        raise DataError(f"{where}: column '{other}' has {lengths[other]} rows but column '{first.name}' has "
+                        f"{lengths[first.name]}; give every column one value per row")
     return {column.name: _column(column, np.asarray(rows[column.name]).reshape(-1), where).reshape(-1, 1)
             for column in schema.columns}
 
@@ -133,8 +139,18 @@ def numeric_values(values: np.ndarray, name: str, where: str, building: bool = F
     """float32 values of a numeric column (None/NaN/'' as NaN), or one line naming the column and the first text.
     `building`: reading the file a model is built from, where the column may still be declared categorical (on the
     device its kind is fixed)."""
-    if values.dtype.kind in "biuf":
-        return values.astype(np.float32)
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below with its row
+        out = values.astype(np.float32) if values.dtype.kind in "biuf" else _parsed_numbers(values, name, where, building)
+    infinite = np.flatnonzero(np.isinf(out))
+    if len(infinite):  # inf (or a number beyond float32's range) turns every logit NaN: the model answers class 0
+        row = int(infinite[0])
+        shown = values[row].item() if isinstance(values[row], np.generic) else values[row]
+        raise DataError(f"{where}: column '{name}' holds an infinite or out-of-range value ({shown!r}, row {row}) "
+                        "where the model takes finite numbers; fix the value, or leave it empty for a missing one")
+    return out
+
+
+def _parsed_numbers(values: np.ndarray, name: str, where: str, building: bool) -> np.ndarray:
     out = np.empty(len(values), dtype=np.float32)
     for row, value in enumerate(values.tolist()):
         if _is_missing(value):

@@ -8,6 +8,7 @@ that want a DataFrame get one from frame().
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,11 +111,36 @@ def read_table(source: str, path: Path, where: str):
         raise DataError(f"{where}: no such file ({path}); give a .csv or .parquet file")
     try:
         # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first column's name.
-        return pd.read_csv(path, encoding="utf-8-sig") if source == "csv" else pd.read_parquet(path)
+        return _read_csv(pd, path, where) if source == "csv" else pd.read_parquet(path)
+    except DataError:
+        raise
     except ImportError as exc:
         raise ConfigError(f"data.source parquet: {str(exc).splitlines()[0][:120]}; pip install 'edgekd[tabular]'") from None
     except Exception as exc:  # pandas/pyarrow parse errors come in many types
         raise DataError(f"{where}: cannot be read as {source} ({str(exc).splitlines()[0][:160]})") from None
+
+
+CSV_SEPARATORS = (",", ";", "\t", "|")
+
+
+def _read_csv(pd, path: Path, where: str):
+    """The CSV with the separator its header uses (a spreadsheet in a comma-decimal locale writes ';'), said when it
+    is not a comma; a header naming one column twice is refused (pandas would quietly rename the second 'y.1')."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as file:
+        first = file.readline()
+    separator = max(CSV_SEPARATORS, key=first.count) if first else ","
+    header = next(csv.reader([first], delimiter=separator), [])
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise DataError(f"{where}: the header names column '{twice[0]}' twice; give each column its own name")
+    # ';' is the separator where ',' is the decimal mark; a '1.5' there still reads as a number (as text, then float())
+    decimal = "," if separator == ";" else "."
+    if separator != ",":
+        print(f"{where}: columns separated by {separator!r}" + (", decimal commas read as numbers" if decimal == "," else ""),
+              file=sys.stderr)
+    return pd.read_csv(path, encoding="utf-8-sig", sep=separator, decimal=decimal)
 
 
 def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
@@ -174,6 +200,10 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
     if values.iloc[train_rows].isna().all():
         raise DataError(f"{where}: column '{name}' has no value in the training split (all missing): it can teach nothing; "
                         "leave it out with data.features, or fill it")
+    if values.dtype.kind in "mM":  # a date or a duration: neither a number the graph takes nor a category that recurs
+        raise DataError(f"{where}: column '{name}' holds dates or times ({values.dtype}); the model takes numbers and "
+                        "categories: derive them before saving (days since a date, the day of the week...), or leave the "
+                        "column out with data.features")
     if not declared_categorical and values.dtype.kind in "biuf":
         return Column(name, NUMERIC)
     if not declared_categorical and values.dtype.kind == "O":

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.core.batch_layout import batch_axes, to_model
-from edgekd.core.errors import ArtifactError, clip_words
+from edgekd.core.errors import ArtifactError, ConfigError, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.runtimes.base import Artifact, Backend
 from edgekd.runtimes.decoder import CONTEXT_KEY, empty_kv_cache, step_inputs
@@ -254,3 +254,23 @@ class OnnxDecoder:
         """Logits for each new token (batch 1) and the cache grown by them."""
         logits, *present = self.session.run(self.output_names, step_inputs(new_ids, cache, self.past_names))
         return logits[0], present
+
+
+# The number types a model's inputs may declare, as onnxruntime names them: skl2onnx's to_onnx(model, DataFrame)
+# types a float64 column as double and an integer one as int64, where edgekd holds a table's numbers as float32.
+ORT_NUMBERS = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+def as_declared(values, ort_type: str, name: str, where: str) -> np.ndarray:
+    """`values` in the number type the model's input declares (as they are for strings and other types); an integer
+    input refuses a missing or fractional value in one line rather than casting it to a wrong number."""
+    values, kind = np.asarray(values), ORT_NUMBERS.get(ort_type)
+    if kind is None or values.dtype == kind:
+        return values
+    if np.issubdtype(kind, np.integer) and values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (np.mod(np.nan_to_num(values), 1) != 0)
+        if bad.any():
+            raise ConfigError(f"{where}: the model's input '{name}' takes {np.dtype(kind).name}, but the column holds "
+                              f"{values.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]} (missing or fractional); convert the "
+                              "model with a float input for it (skl2onnx: initial_types with FloatTensorType)")
+    return values.astype(kind)

@@ -48,10 +48,11 @@ def kd_objective(soft: torch.Tensor | None, cfg):
 
 
 def train_student(data, student_cfg, distill_cfg, soft: torch.Tensor | None, seed: int, log_desc: str = "",
-                  transfer: dict[str, np.ndarray] | None = None) -> tuple[st.TrainedStudent, dict]:
+                  transfer: dict[str, np.ndarray] | None = None, checkpoint: Path | None = None) -> tuple[st.TrainedStudent, dict]:
     """Preprocessing fitted on the training rows, then the network trained on its features; metrics on val and test.
     transfer: synthetic rows (distill.transfer_set) appended to the training rows, without labels; `soft` then holds
-    the ensemble's targets for the training rows followed by theirs."""
+    the ensemble's targets for the training rows followed by theirs. `checkpoint`: the per-epoch progress file that
+    `edgekd run --resume` continues from (train/trainer.train)."""
     from edgekd.train.trainer import predict_logits, train
 
     front = st.fit_preprocessing(data.schema, data.train.x)
@@ -63,7 +64,8 @@ def train_student(data, student_cfg, distill_cfg, soft: torch.Tensor | None, see
     torch.manual_seed(seed)
     network = st.build_network(student_cfg.arch, student_cfg.width, student_cfg.kwargs, x.shape[1], data.num_classes)
     phase = "distill" if soft is not None else "scratch"
-    result = train(network, x, y, distill_cfg.train, kd_objective(soft, distill_cfg), seed=seed, desc=log_desc or phase)
+    result = train(network, x, y, distill_cfg.train, kd_objective(soft, distill_cfg), seed=seed, desc=log_desc or phase,
+                   checkpoint=checkpoint)
     network = network.eval()
     score = lambda split: float((predict_logits(network, st.features(front, split.x)).argmax(1) == split.y).mean())  # noqa: E731
     metrics = {"params": st.parameters(network), "features": int(x.shape[1]), "arch": student_cfg.arch,

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.errors import DataError
 from edgekd.data.table_schema import NUMERIC, Schema
 from edgekd.train.teacher_kinds import ONNX_OPSET
 
 PROBABILITIES = "probabilities"
+# onnx TensorProto codes of numbers a member may take a column as, other than float: double, int64, int32. The
+# ensemble's shared input stays float (what edgekd feeds) and is cast for that member.
+OTHER_NUMBERS = (11, 7, 6)
 
 
 def initial_types(schema: Schema) -> list:
@@ -63,7 +67,39 @@ def teacher_onnx(model, schema: Schema):
     names = [o.name for o in onx.graph.output]
     if PROBABILITIES not in names:
         return None, f"the converted graph has no '{PROBABILITIES}' output ({', '.join(names)})"
-    return onx, None
+    return _inputs_named_as_columns(onx, schema), None
+
+
+def _inputs_named_as_columns(onx, schema: Schema):
+    """The graph's inputs renamed back to the table's column names: skl2onnx rewrites a name that is not an
+    identifier ('table (%)' -> 'table____', 'price.usd' -> 'price_usd'), and every graph here is fed by column name."""
+    renamed = {graph_input.name: column.name for graph_input, column in zip(onx.graph.input, schema.columns)
+               if graph_input.name != column.name}
+    if not renamed:
+        return onx
+    taken = {name for node in onx.graph.node for name in (*node.input, *node.output)} - set(renamed)
+    for graph_input in onx.graph.input:
+        if renamed.get(graph_input.name) in taken:  # the column's name is already a tensor of the converted graph
+            raise DataError(f"column '{renamed[graph_input.name]}': its name is taken inside the converted teacher graph; "
+                            "rename the column in the file")
+        graph_input.name = renamed.get(graph_input.name, graph_input.name)
+    for node in onx.graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+    return onx
+
+
+def _output_type(graph, name: str) -> int:
+    return next(o.type.tensor_type.elem_type for o in graph.output if o.name == name)
+
+
+def _as_float(value):
+    """A copy of a graph input's value info typed float: the ensemble's shared input for a numeric column."""
+    from onnx import TensorProto
+
+    copy = type(value)()
+    copy.CopyFrom(value)
+    copy.type.tensor_type.elem_type = TensorProto.FLOAT
+    return copy
 
 
 def ensemble_onnx(members: list, weights: list[float], path: Path) -> Path:
@@ -77,10 +113,14 @@ def ensemble_onnx(members: list, weights: list[float], path: Path) -> Path:
     opsets: dict[str, int] = {}
     for number, member in enumerate(members):
         graph, prefix = member.graph, f"m{number}_"
-        keep = {i.name for i in graph.input}
+        cast = {i.name for i in graph.input if i.type.tensor_type.elem_type in OTHER_NUMBERS}
+        keep = {i.name for i in graph.input} - cast
         rename = lambda name, keep=keep, prefix=prefix: name if (name in keep or not name) else prefix + name  # noqa: E731
         for value in graph.input:
-            inputs.setdefault(value.name, value)
+            inputs.setdefault(value.name, _as_float(value) if value.name in cast else value)
+            if value.name in cast:  # the shared float column, cast to the number type this member declares
+                nodes.append(helper.make_node("Cast", [value.name], [prefix + value.name], name=f"{prefix}cast_{value.name}",
+                                              to=value.type.tensor_type.elem_type))
         for init in graph.initializer:
             copy = onnx.TensorProto()
             copy.CopyFrom(init)
@@ -93,7 +133,11 @@ def ensemble_onnx(members: list, weights: list[float], path: Path) -> Path:
             copy.input[:] = [rename(n) for n in node.input]
             copy.output[:] = [rename(n) for n in node.output]
             nodes.append(copy)
-        outputs_to_mix.append(rename(PROBABILITIES))
+        mixed = rename(PROBABILITIES)
+        if _output_type(graph, PROBABILITIES) != TensorProto.FLOAT:  # skl2onnx's double probabilities of a float64 frame
+            nodes.append(helper.make_node("Cast", [mixed], [mixed + "_float"], name=f"{prefix}cast_probabilities", to=TensorProto.FLOAT))
+            mixed += "_float"
+        outputs_to_mix.append(mixed)
         for opset in member.opset_import:
             opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
     total = float(sum(weights))

@@ -15,9 +15,16 @@ def session(model: str | bytes, threads: int | None = None):
 def run_onnx(model: str | bytes, rows: dict[str, np.ndarray], batch: int = 4096) -> np.ndarray:
     """The first output of `model` on raw columns, in batches."""
     sess = session(model)
-    names = [i.name for i in sess.get_inputs()]
     n = len(next(iter(rows.values())))
-    return np.concatenate([sess.run(None, {k: rows[k][i:i + batch] for k in names})[0] for i in range(0, n, batch)])
+    return np.concatenate([sess.run(None, feed(sess, rows, slice(i, i + batch)))[0] for i in range(0, n, batch)])
+
+
+def feed(sess, rows: dict[str, np.ndarray], index: slice) -> dict[str, np.ndarray]:
+    """The rows `index` of each input's column, in the number type the input declares (a user's teacher converted from a
+    DataFrame takes double or int64 columns; edgekd holds numbers as float32)."""
+    from edgekd.runtimes.ort import as_declared
+
+    return {i.name: as_declared(rows[i.name][index], i.type, i.name, "teacher graph") for i in sess.get_inputs()}
 
 
 def thread_counts() -> list[int]:
@@ -42,7 +49,7 @@ def best_latencies(models: dict[str, tuple[str, dict[str, np.ndarray]]], spec, d
     for name, (path, rows) in models.items():
         for threads in thread_counts():
             sess = session(path, threads)
-            feeds[name] = {i.name: rows[i.name][:1] for i in sess.get_inputs()}
+            feeds[name] = feed(sess, rows, slice(0, 1))
             runners[(name, threads)] = lambda _batch, s=sess, feed=feeds[name]: s.run(None, feed)
     keyed = {f"{name}@{threads}": run for (name, threads), run in runners.items()}
     stats = measure_interleaved(keyed, next(iter(feeds.values())), spec, desc=desc)

@@ -214,14 +214,17 @@ class TabularDistillStep(TaskStep):
     trains = True
 
     def run(self) -> StageOutput:
+        from edgekd.pipeline.stages.distill import PROGRESS_FILES, clear_stale_progress
         from edgekd.tabular import distill
         from edgekd.train.models import save_checkpoint
 
         ctx, folder = self.ctx, self.ctx.stage_dir("distill")
+        clear_stale_progress(ctx, folder)  # kept only for --resume, which continues from its last epoch
         seed = ctx.cfg.seed if ctx.cfg.distill.seed is None else ctx.cfg.distill.seed
         soft = train_soft_targets(ctx) if ctx.cfg.distill.alpha > 0 else None
         trained, metrics = distill.train_student(ctx.dataset, ctx.cfg.student, ctx.cfg.distill, soft, seed,
-                                                 transfer=transfer_rows(ctx) if soft is not None else None)
+                                                 transfer=transfer_rows(ctx) if soft is not None else None,
+                                                 checkpoint=folder / PROGRESS_FILES[0])
         preprocessing = distill.save_preprocessing(trained.front, ctx.dataset, folder / distill.PREPROCESSING_FILE)
         checkpoint = save_checkpoint(trained.network, folder / "student.pt")  # read back with weights_only=True
         return StageOutput([checkpoint, preprocessing], {**metrics, "seed": seed}, record=StudentRecord())

@@ -34,7 +34,9 @@ def teacher_onnx_file(ctx, teacher, path: Path) -> tuple[Path | None, str | None
     if teacher.onnx_path is not None:
         return teacher.onnx_path, None
     cache = teacher_cache(ctx)
-    key = cache_key(teacher.identity, ctx.dataset.fingerprint, {"split": "onnx", "converters": _converter_versions()})
+    # inputs: conversions from before the graph's inputs were renamed back to the column names are not reused
+    key = cache_key(teacher.identity, ctx.dataset.fingerprint, {"split": "onnx", "converters": _converter_versions(),
+                                                                "inputs": "column names"})
     stored, note = cache.root / f"{key}.onnx", cache.root / f"{key}.onnx.json"
     if note.is_file():  # written last: the conversion finished (its file, or its reason)
         reason = read_json(note).get("reason")

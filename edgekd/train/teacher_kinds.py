@@ -272,10 +272,11 @@ def onnx_logits(path: Path, outputs: str, classes: int, where: str, names: list[
     classes) and class labels in the graph (skl2onnx and onnxmltools write them), the columns are put in the data's
     order, or a model of other classes is refused."""
     from edgekd.core.metrics import predict
-    from edgekd.runtimes.ort import OrtSession
+    from edgekd.runtimes.ort import OrtSession, as_declared
 
     session = OrtSession(path, threads=None)
     inputs = [i.name for i in session._session.get_inputs()]
+    kinds = {i.name: i.type for i in session._session.get_inputs()}
     chosen = _probability_output(session._session, classes, where)
     order = _label_order(path, names, where)
 
@@ -285,7 +286,7 @@ def onnx_logits(path: Path, outputs: str, classes: int, where: str, names: list[
         if missing:
             raise ConfigError(f"{where}: the model's input '{missing[0]}' is not a column of the data ({', '.join(sorted(feed))}); "
                               "convert the model with inputs named as the data's columns")
-        return session._session.run([chosen], {name: feed[name] for name in inputs})[0]
+        return session._session.run([chosen], {name: as_declared(feed[name], kinds[name], name, where) for name in inputs})[0]
 
     def logits(x):
         raw = np.asarray(predict(run, x), dtype=np.float64)
@@ -323,14 +324,17 @@ def _label_order(path: Path, names: list[str] | None, where: str) -> np.ndarray 
     return np.array([labels.index(name) for name in names])
 
 
+FLOAT_OUTPUTS = ("tensor(float)", "tensor(double)")  # skl2onnx writes double probabilities for a float64 DataFrame
+
+
 def _probability_output(session, classes: int, where: str) -> str:
     """The output holding (batch, classes) floats: skl2onnx's 'probabilities' (zipmap off), or a network's logits."""
     for output in session.get_outputs():
         shape = output.shape or []
         fixed = len(shape) == 2 and isinstance(shape[1], int)
-        if output.type == "tensor(float)" and len(shape) == 2 and (not fixed or shape[1] == classes):
+        if output.type in FLOAT_OUTPUTS and len(shape) == 2 and (not fixed or shape[1] == classes):
             return output.name
-    other = [o for o in session.get_outputs() if o.type == "tensor(float)" and len(o.shape or []) == 2]
+    other = [o for o in session.get_outputs() if o.type in FLOAT_OUTPUTS and len(o.shape or []) == 2]
     if other:
         raise ConfigError(f"{where}: output '{other[0].name}' gives {other[0].shape[1]} classes, but data.target has {classes}; "
                           "give a model trained on the same classes")

@@ -28,7 +28,7 @@ def distill_student(ctx: RunContext, folder: Path, cfg=None) -> tuple[torch.nn.M
     cfg, data = cfg or ctx.cfg.distill, ctx.dataset
     seed = ctx.cfg.seed if cfg.seed is None else cfg.seed
     device = distributed.device(ctx.cfg.device)
-    _clear_stale_progress(ctx, folder)
+    clear_stale_progress(ctx, folder)
     x, y = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
     teachers = [t.to(device) for t in build_teachers(ctx)] if cfg.alpha > 0 or cfg.hints else []
     augment = ShiftFlip(cfg.augment, len(y)) if cfg.augment else None
@@ -60,7 +60,7 @@ def distill_student(ctx: RunContext, folder: Path, cfg=None) -> tuple[torch.nn.M
     return student, metrics
 
 
-def _clear_stale_progress(ctx: RunContext, folder: Path) -> None:
+def clear_stale_progress(ctx: RunContext, folder: Path) -> None:
     """Without --resume a stage starts over: progress checkpoints of an earlier attempt are removed."""
     if ctx.resume:
         return
