@@ -232,22 +232,34 @@ def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> 
     at any depth)."""
     if not folder.is_dir():
         raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class, or images)")
+    classes = class_folders(folder)
+    if _images_in(folder) and labeled and any(_images_in(folder / name) for name in classes):
+        loose = sorted(f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES)
+        raise DataError(f"data.path '{folder}': holds images ({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}) beside "
+                        f"class sub-folders ({', '.join(classes[:5])}); move each loose image into its class folder or out, "
+                        "or read every image as unlabeled with --no-labels (data.labels: none)")
     if _images_in(folder) or not labeled:
         files = image_files(folder, "data.path")
         _check_headers(files, preprocess)
         return RawData(LazyImages(files, preprocess), np.full(len(files), UNLABELED, np.int64), [])
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     files, labels = [], []
     for label, name in enumerate(classes):
-        for file in sorted((folder / name).iterdir()):
-            if file.suffix.lower() in _IMAGE_SUFFIXES:
-                files.append(file)
-                labels.append(label)
+        found = [file for file in sorted((folder / name).iterdir()) if file.suffix.lower() in _IMAGE_SUFFIXES]
+        if not found and any(_images_in(folder / other) for other in classes):
+            raise DataError(f"data.path '{folder}': class folder '{name}' holds no image directly in it; fill it, or remove "
+                            "it if it is not a class of the model")
+        files += found
+        labels += [label] * len(found)
     if not files:
         raise DataError(f"data.path '{folder}': no images found (expected {folder}/<class>/<image>.png, or images "
                         "without labels directly in it)")
     _check_headers(files, preprocess)
     return RawData(LazyImages(files, preprocess), np.asarray(labels, dtype=np.int64), classes)
+
+
+def class_folders(folder: Path) -> list[str]:
+    """The sub-folders that name classes, sorted: hidden ones (.ipynb_checkpoints, .git) and macOS's __MACOSX are not."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
 
 
 def _images_in(folder: Path) -> bool:
@@ -261,7 +273,7 @@ def folder_by_labels(folder: Path, labels: list[str], field: str) -> tuple[list[
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{field} '{folder}': not a folder; give a folder of images (class sub-folders, or unlabeled images)")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    classes = class_folders(folder)
     if _images_in(folder) or not any(name in labels for name in classes):
         return image_files(folder, field), None
     unknown = [name for name in classes if name not in labels]

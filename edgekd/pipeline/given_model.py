@@ -203,8 +203,14 @@ def _shape(shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
-def check_classes(logits: np.ndarray, classes: int, field: str, outputs: list[str] | None = None) -> None:
-    """`outputs`: the model's output names; with several, the message says how to score another one."""
+def check_classes(logits: np.ndarray, classes: int, field: str, outputs: list[str] | None = None,
+                  folders: list[str] | None = None) -> None:
+    """`outputs`: the model's output names; with several, the message says how to score another one. `folders`: the
+    class folders the labels come from, named when the model has fewer classes than them."""
+    if logits.ndim == 2 and folders and logits.shape[1] < classes:
+        raise ConfigError(f"{field}: the model's first output has {logits.shape[1]} classes but the data has {classes} class "
+                          f"folders ({', '.join(folders[:8])}{', ...' if len(folders) > 8 else ''}); remove the folders of "
+                          "classes the model does not know, or ship with --no-labels (data.labels: none)")
     if logits.ndim != 2 or logits.shape[1] != classes:
         other = (f"; if another output holds the logits, score it: --metric top1 --output NAME (task: {{kind: fidelity, metric: top1, "
                  f"output: NAME}}; its outputs: {', '.join(outputs)})" if outputs and len(outputs) > 1 else "")

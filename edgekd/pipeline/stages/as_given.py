@@ -54,7 +54,8 @@ def check_outputs(ctx: RunContext, outputs: np.ndarray, names: list[str] | None 
     """The given model's output can be judged as the task says: a classifier's (batch, classes) logits, or for a
     fidelity task an output its metric can score against the data's labels. `names`: the model's outputs."""
     if ctx.task.has_classes:
-        check_classes(outputs, ctx.dataset.num_classes, f"student.onnx '{ctx.cfg.student.onnx}'", names)
+        check_classes(outputs, ctx.dataset.num_classes, f"student.onnx '{ctx.cfg.student.onnx}'", names,
+                      list(ctx.dataset.classes) if ctx.cfg.data.source == "imagefolder" else None)
         return
     from edgekd.core.task_metrics import task_metric
 

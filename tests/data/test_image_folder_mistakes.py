@@ -1,0 +1,61 @@
+"""Class folders as users leave them (found by trying `edgekd ship` as a new user): a stray image beside the class
+folders, an empty class folder, a notebook's or macOS's hidden folders, and more class folders than the model has."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgekd.core.errors import DataError
+from edgekd.data.config import DataConfig
+from edgekd.data.datasets import load_dataset
+from tests.faults.helpers import assert_one_line_error, invoke
+
+
+def _class_folders(root, classes=("0", "1"), per_class: int = 8):
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (8, 8)).astype(np.uint8), mode="L").save(root / name / f"{i}.png")
+    return root
+
+
+def _load(root, **extra):
+    return load_dataset(DataConfig(source="imagefolder", path=str(root), color="gray", **extra), 0)
+
+
+def test_a_stray_image_beside_class_folders_is_refused_naming_it(tmp_path):
+    """Before: the whole folder was read as unlabeled, so the label-order and scaling checks were skipped and a
+    forgotten --normalize shipped a PASS whose real top-1 was 0.4 where the model's is 1.0."""
+    root = _class_folders(tmp_path / "images")
+    Image.new("L", (8, 8)).save(root / "preview.png")
+    with pytest.raises(DataError, match=r"holds images \(preview.png\) beside class sub-folders \(0, 1\).*--no-labels"):
+        _load(root)
+    assert _load(root, labels="none").labeled is False  # said on purpose: every image unlabeled
+
+
+def test_an_empty_class_folder_is_named(tmp_path):
+    """Before: "no image has label 1 ('1'), though labels run to 2: renumber the labels", npz wording."""
+    root = _class_folders(tmp_path / "images", classes=("0", "2"))
+    (root / "1").mkdir()
+    with pytest.raises(DataError, match=r"class folder '1' holds no image directly in it"):
+        _load(root)
+
+
+def test_hidden_and_macos_folders_are_not_classes(tmp_path):
+    root = _class_folders(tmp_path / "images")
+    _class_folders(root / ".ipynb_checkpoints", classes=("x",))
+    _class_folders(root, classes=("__MACOSX",))
+    assert _load(root).classes == ["0", "1"]
+
+
+def test_more_class_folders_than_the_model_has_classes_names_them(tmp_path):
+    """Before: "the data has 11 classes ... check data.source", naming no folder."""
+    from tests.device.conftest import tiny_classifier
+
+    root = _class_folders(tmp_path / "images", classes=[str(i) for i in range(11)], per_class=4)
+    tiny_classifier(tmp_path / "model.onnx")
+    result = invoke("ship", tmp_path / "model.onnx", "--data", root, "--color", "gray", "--normalize", "none",
+                    "--out", tmp_path / "run")
+    assert_one_line_error(result, "has 10 classes but the data has 11 class folders (0, 1, 10, 2,", "--no-labels")
