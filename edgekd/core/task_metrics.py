@@ -61,6 +61,10 @@ class TaskMetric:
     parts: Callable[[np.ndarray, np.ndarray], np.ndarray]
     labels: str  # the label format, for error messages and the README
     combine: Callable[[np.ndarray], np.ndarray] = mean_of
+    # Raises ValueError naming what is wrong with labels the model's outputs cannot be scored against as meant (a
+    # 0-based CTC string whose 0s the blank would swallow, a box class beyond the model's); checked on every label
+    # at intake, where scoring would only quietly count them wrong.
+    check_labels: Callable[[np.ndarray, np.ndarray], None] = lambda labels, outputs: None
 
     def score(self, outputs: np.ndarray, labels: np.ndarray) -> float:
         return float(self.combine(self.parts(outputs, labels).sum(0)))
@@ -107,6 +111,20 @@ def _ctc_labels(outputs: np.ndarray) -> np.ndarray:
 def _label_strings(labels: np.ndarray) -> list[tuple[int, ...]]:
     """Label rows without their padding (PAD, and the blank, which no character can be)."""
     return [tuple(int(c) for c in row if c != PAD and c != CTC_BLANK) for row in np.asarray(labels)]
+
+
+def _check_ctc_labels(labels: np.ndarray, outputs: np.ndarray) -> None:
+    labels, classes = np.asarray(labels), np.asarray(outputs).shape[-1]
+    whole = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and bool(np.all(np.mod(labels, 1) == 0)))
+    if labels.ndim != 2 or not whole:
+        raise ValueError(f"labels are {labels.dtype} {labels.shape}, not (N, L) whole character indices")
+    characters = labels[labels != PAD]
+    if (characters == CTC_BLANK).any():
+        raise ValueError(f"a label holds {CTC_BLANK}, the CTC blank (PaddleOCR's class {CTC_BLANK}), which decoding drops: "
+                         f"characters are 1..{classes - 1}; shift 0-based labels up by one")
+    outside = characters[(characters < 0) | (characters >= classes)]
+    if len(outside):
+        raise ValueError(f"a label holds {int(outside[0])}, outside the model's characters 1..{classes - 1}")
 
 
 def _ctc_accuracy(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -205,6 +223,21 @@ def _box_labels(outputs: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_box_labels(labels: np.ndarray, outputs: np.ndarray) -> None:
+    labels, classes = np.asarray(labels, dtype=np.float64), np.asarray(outputs).shape[1] - 4
+    if labels.ndim != 3 or labels.shape[2] != 5:
+        raise ValueError(f"labels have shape {labels.shape}, not (N, M, 5) rows of class, x1, y1, x2, y2")
+    rows = labels[labels[..., 0] != PAD]
+    bad = rows[(rows[:, 0] < 0) | (rows[:, 0] >= classes) | (np.mod(rows[:, 0], 1) != 0), 0]
+    if len(bad):
+        raise ValueError(f"a box has class {bad[0]:g}, outside the model's classes 0..{classes - 1} (0-based)")
+    found = [boxes for boxes in decode_boxes(outputs) if len(boxes)]
+    largest = max((float(np.abs(boxes[:, 1:5]).max()) for boxes in found), default=0.0)
+    if len(rows) and np.abs(rows[:, 1:]).max() <= 1.0 < largest / 2:  # the model's boxes are in pixels
+        raise ValueError(f"the boxes' coordinates are within 0..1, but the model's reach {largest:.0f}: give x1, y1, x2, y2 "
+                         "in the model's input pixels")
+
+
 def _box_f1(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """F1 over all samples: a predicted box is a true positive when it overlaps a not yet matched true box of its class
     by IoU >= MATCH_IOU (predictions matched best score first); 1.0 when there is nothing to find and nothing found."""
@@ -253,9 +286,11 @@ def _same_count(outputs: int, labels: int, name: str) -> None:
 
 METRICS: dict[str, TaskMetric] = {m.name: m for m in (
     TaskMetric("top1", _top1_labels, _top1, "(N,) class indices"),
-    TaskMetric("ctc_accuracy", _ctc_labels, _ctc_accuracy, "(N, L) character indices (1..classes-1), padded with -1"),
+    TaskMetric("ctc_accuracy", _ctc_labels, _ctc_accuracy, "(N, L) character indices (1..classes-1), padded with -1",
+               check_labels=_check_ctc_labels),
     TaskMetric("mask_iou", _mask_labels, _mask_iou, "(N, H, W) or (N, 1, H, W) masks, nonzero where true"),
-    TaskMetric("box_f1", _box_labels, _box_f1, "(N, M, 5) rows of class, x1, y1, x2, y2, padded with class -1", f1_of),
+    TaskMetric("box_f1", _box_labels, _box_f1, "(N, M, 5) rows of class, x1, y1, x2, y2, padded with class -1", f1_of,
+               check_labels=_check_box_labels),
     TaskMetric("speech_f1", _speech_labels, _speech_f1, "(N,) 1 for a frame of speech, 0 for none", f1_of),
 )}
 

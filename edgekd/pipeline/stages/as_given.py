@@ -62,6 +62,8 @@ def check_outputs(ctx: RunContext, outputs: np.ndarray, names: list[str] | None 
     metric = task_metric(ctx.task.metric)
     try:
         metric.score(outputs, ctx.dataset.val.y[:len(outputs)])
+        for split in (ctx.dataset.val, ctx.dataset.test):
+            metric.check_labels(split.y, outputs)
     except (ValueError, IndexError) as exc:
         raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': its output {tuple(outputs.shape)} cannot be scored by task.metric {metric.name} "
                           f"against the data's y ({exc}); y must be {metric.labels}, or choose another task.metric") from None
