@@ -127,26 +127,32 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
     choices = {name: stats for name, stats in choices.items() if not _same_scaling(stats, (data.mean, data.std))}
     if not choices:
         return {}
-    n = min(len(data.val), SCALING_PROBE)
-    labels, configured = data.val.y[:n], predictions[:n] == data.val.y[:n]
-    correct = _correct_per_scaling(data, logits, choices, labels, configured)
+    parts = _probe_parts(data)
+    labels = np.concatenate([split.y[:n] for split, n in parts])
+    correct, configured = _correct_per_scaling(data, logits, choices, predictions, parts)
     tops = {name: float(c.mean()) for name, c in correct.items()}
-    log("student (as given): validation top-1 with other input scalings: " + ", ".join(
+    log("student (as given): top-1 with other input scalings (validation, then training images): " + ", ".join(
         f"data.normalize {name} {tops[name]:.1%} on {len(c)} images" for name, c in correct.items()))
     tests = {name: mcnemar_exact(c, configured[:len(c)], alternative="greater")[2] for name, c in correct.items()}
     best = min(tests, key=lambda name: (tests[name], -tops[name]))
-    # Only a scaling that makes the model clearly better than chance explains its score: with labels out of the
-    # model's order every scaling is near chance or below, and one merely less wrong than the configured one would
-    # send the user to the wrong fix (check_label_order, which runs next, names the right one).
+    # Only a scaling that makes the model clearly work explains its score: with labels out of the model's order every
+    # scaling is near chance or below, and one merely less wrong than the configured one (16% against 0.1% on 1,000
+    # digits, significant) would send the user to the wrong fix (check_label_order, which runs next, names the right
+    # one). Clearly working: above chance's bar and a quarter of the way from the largest class's share to 100%.
     if (tops[best] > configured[:len(correct[best])].mean() and tests[best] * len(tests) < SCALING_SIGNIFICANCE
-            and tops[best] > _chance_bar_of(labels[:len(correct[best])])):
+            and _clearly_working(tops[best], labels[:len(correct[best])])):
         current = _normalize_value(data.normalize, (data.mean, data.std))
         shown = len(correct[best])
-        raise ConfigError(f"{field}: validation top-1 {configured[:shown].mean():.1%} with data.normalize {current}, but "
+        raise ConfigError(f"{field}: top-1 {configured[:shown].mean():.1%} with data.normalize {current}, but "
                           f"{tops[best]:.1%} with {best} on the same {shown} images (exact McNemar p={tests[best]:.1g}): it "
                           f"was likely trained on that input scaling; set data.normalize: {best} (or the mean/std it was "
                           "trained with)")
     return tops
+
+
+def _clearly_working(top1: float, labels: np.ndarray) -> bool:
+    majority = float(np.bincount(labels).max() / len(labels))
+    return top1 > _chance_bar_of(labels) and top1 >= majority + (1 - majority) / 4
 
 
 def _chance_bar_of(labels: np.ndarray) -> float:
@@ -161,21 +167,36 @@ _RULED_OUT = 1e-4
 _NO_LEAD_AFTER = 256
 
 
-def _correct_per_scaling(data, logits, choices: dict, labels: np.ndarray, configured: np.ndarray) -> dict[str, np.ndarray]:
-    """Per scaling, whether each of the first validation images is right: batch by batch (each batch decoded once,
-    then rescaled for every scaling still in the running), until the probe ends or the scaling is ruled out."""
+def _probe_parts(data) -> list[tuple]:
+    """The images the other scalings are tried on, as (split, count): the validation split, then (a model shipped as
+    given was trained elsewhere: edgekd's training split only calibrates it) labelled training images up to
+    SCALING_PROBE. Validation alone, 108 images of a 900-image folder, left a 3-point worse scaling within noise."""
+    n_val = min(len(data.val), SCALING_PROBE)
+    n_train = min(len(data.train), SCALING_PROBE - n_val) if getattr(data, "labeled", True) else 0
+    return [(data.val, n_val)] + ([(data.train, n_train)] if n_train > 0 else [])
+
+
+def _correct_per_scaling(data, logits, choices: dict, predictions: np.ndarray,
+                         parts: list[tuple]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per scaling, whether each probe image (_probe_parts, in order) is right: batch by batch (each batch decoded once,
+    then rescaled for every scaling still in the running), until the probe ends or the scaling is ruled out; and
+    whether the configured scaling is right on those images (`predictions` on validation, computed here on the
+    training images the probe reaches)."""
     correct: dict[str, list] = {name: [] for name in choices}
-    running = dict(choices)
+    running, configured = dict(choices), []
     size = batch_rows(data.val.x, limit=_BATCH)
-    for start in range(0, len(labels), size):
-        stop = min(start + size, len(labels))
-        x = np.asarray(data.val.x[start:stop])
-        for name, (mean, std) in running.items():
-            correct[name].append(logits(rescaled(data, x, mean, std)).argmax(1) == labels[start:stop])
-        running = {name: stats for name, stats in running.items() if _still_running(np.concatenate(correct[name]), configured[:stop])}
-        if not running:
-            break
-    return {name: np.concatenate(c) for name, c in correct.items()}
+    for number, (split, count) in enumerate(parts):
+        for start in range(0, count, size):
+            stop = min(start + size, count)
+            x, truth = np.asarray(split.x[start:stop]), split.y[start:stop]
+            configured.append((predictions[start:stop] if number == 0 else logits(x).argmax(1)) == truth)
+            for name, (mean, std) in running.items():
+                correct[name].append(logits(rescaled(data, x, mean, std)).argmax(1) == truth)
+            so_far = np.concatenate(configured)
+            running = {name: stats for name, stats in running.items() if _still_running(np.concatenate(correct[name]), so_far)}
+            if not running:
+                return {name: np.concatenate(c) for name, c in correct.items()}, so_far
+    return {name: np.concatenate(c) for name, c in correct.items()}, np.concatenate(configured)
 
 
 def _still_running(other: np.ndarray, configured: np.ndarray) -> bool:

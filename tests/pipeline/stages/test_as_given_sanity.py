@@ -206,10 +206,11 @@ def _brightness_model(mean: float, std: float):
     return lambda x: -np.square(np.asarray(x).mean(axis=(1, 2, 3))[:, None] * std + mean - CENTRES[None, :])
 
 
-@pytest.mark.parametrize("offset, refused", [(0.01, True), (0.004, False), (0.0, False)])
+@pytest.mark.parametrize("offset, refused", [(0.01, True), (0.004, True), (0.003, False), (0.0, False)])
 def test_a_scaling_a_few_points_off_is_refused_and_noise_is_not(tmp_path, offset, refused):
-    """Fed the mean a little off, the model loses a few points on 360 validation images: 5 points is refused (the
-    teachers' rule asks for 10), a point or so is within noise there and passes."""
+    """Fed the mean a little off, the model loses a few points on the probe's 1,000 images (360 validation, then
+    training images): 5 points is refused (the teachers' rule asks for 10), and so is 1.5 (p 0.003 over 1,000 images;
+    on the 360 validation images alone it was within noise); half a point is within noise and passes."""
     from edgekd.data import load_dataset
     from edgekd.data.config import DataConfig
     from edgekd.pipeline.given_check import check_scaling
@@ -232,9 +233,9 @@ def test_a_scaling_a_few_points_off_is_refused_and_noise_is_not(tmp_path, offset
     with pytest.raises(ConfigError) as error:
         check_scaling(data, model, predictions, "student.onnx 'm.onnx'")
     message = str(error.value)
-    assert message.startswith("student.onnx 'm.onnx': validation top-1 ") and "set data.normalize: dataset" in message
+    assert message.startswith("student.onnx 'm.onnx': top-1 ") and "set data.normalize: dataset" in message
     gap = float((model(own.val.x).argmax(1) == own.val.y).mean() - (predictions == data.val.y).mean())
-    assert 0.03 < gap < 0.08, gap  # a few points, under the 10 that teachers' checkpoints are refused at
+    assert 0.005 < gap < 0.08, gap  # a few points, under the 10 that teachers' checkpoints are refused at
 
 
 def test_a_scaling_with_no_lead_after_256_images_is_not_tried_further():
