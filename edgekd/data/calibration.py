@@ -94,12 +94,22 @@ def describe(recipe: CalibrationRecipe, chosen: Split) -> dict:
 def _warn_pool_too_small(recipe: CalibrationRecipe, pool_size: int) -> None:
     balance = " with the split's own class mix (not balanced)" if recipe.class_balance else ""
     warnings.warn(f"calibration recipe '{recipe.name}' asks for {recipe.count} samples but the {recipe.source} split "
-                  f"holds {pool_size}: using all {pool_size}{balance}; choose a recipe with at most {pool_size} samples "
-                  f"{_EXAMPLES[recipe.source]}", UserWarning, stacklevel=3)
+                  f"holds {pool_size}: using all {pool_size}{balance}; to say so, choose a recipe with at most {pool_size} "
+                  f"samples ({_fitting_recipe(recipe.source, pool_size)}, in quantize.calibration of the run's edgekd.yaml)",
+                  UserWarning, stacklevel=3)
 
 
-_EXAMPLES = {"train": "(e.g. train-256)", "val": "(e.g. a copy of train-256 with source: val)",
-             "synthetic": "(e.g. a copy of synthetic-512 with a smaller count), or raise distill.data_free.keep_samples"}
+def _fitting_recipe(source: str, pool_size: int) -> str:
+    """The largest built-in recipe of `source` that the pool holds, else how to write one."""
+    fits = []
+    for path in builtin_dir("calibration").glob("*.yaml"):
+        recipe = load_yaml_model(path, CalibrationRecipe, "calibration recipe")
+        if recipe.source == source and recipe.count <= pool_size:
+            fits.append((recipe.count, path.stem))
+    if fits:
+        return f"e.g. {max(fits)[1]}"
+    extra = ", or raise distill.data_free.keep_samples" if source == "synthetic" else ""
+    return f"a copy of a built-in recipe with source: {source} and count: {pool_size}{extra}"
 
 
 def _balanced(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

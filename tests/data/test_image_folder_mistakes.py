@@ -59,3 +59,13 @@ def test_more_class_folders_than_the_model_has_classes_names_them(tmp_path):
     result = invoke("ship", tmp_path / "model.onnx", "--data", root, "--color", "gray", "--normalize", "none",
                     "--out", tmp_path / "run")
     assert_one_line_error(result, "has 10 classes but the data has 11 class folders (0, 1, 10, 2,", "--no-labels")
+
+
+@pytest.mark.parametrize("pool, named", [(204, "e.g. train-64"), (30, "a copy of a built-in recipe with source: train and count: 30")])
+def test_a_calibration_pool_too_small_names_a_recipe_that_fits(pool, named):
+    """Before: "choose a recipe with at most 204 samples (e.g. train-256)", the recipe that was too big."""
+    from edgekd.data import calibration
+
+    recipe = calibration.CalibrationRecipe(name="train-256", count=256)
+    with pytest.warns(UserWarning, match=rf"at most {pool} samples \({named}, in quantize.calibration"):
+        calibration._warn_pool_too_small(recipe, pool)
