@@ -305,19 +305,26 @@ def image_files(folder: Path, field: str) -> list[Path]:
 def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
     from PIL import Image, UnidentifiedImageError
 
-    sizes = set()
+    sizes: dict[tuple, Path] = {}  # each size with the first file of that size
     for file in files:
         try:
             with Image.open(file) as img:
                 img.verify()  # the header and, for PNG, the chunk checksums, without decoding the pixels
-                sizes.add(img.size)
+                sizes.setdefault(img.size, file)
         except Image.DecompressionBombError as exc:
             raise DataError(oversized_message(file, exc)) from None
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
     if len(sizes) > 1 and not (preprocess.square or preprocess.center_crop or preprocess.fit_height):
-        raise DataError(f"data.path: images have different sizes {sorted(sizes)[:3]}; set data.resize and data.center_crop "
-                        "(or data.image_size) so that every image becomes the same shape")
+        counts = {size: 0 for size in sizes}
+        for file in files:  # headers only: cheap beside the decoding to come
+            with Image.open(file) as img:
+                counts[img.size] += 1
+        odd = sorted(sizes, key=lambda size: counts[size])[:3]  # the rarest sizes first: likely the strays
+        shown = ", ".join(f"{w}x{h} ({counts[(w, h)]} image(s), e.g. {sizes[(w, h)]})" for w, h in odd)
+        raise DataError(f"data.path: images have different sizes: {shown}; resize or remove the odd ones, or set data.resize "
+                        "and data.center_crop (or data.image_size) in the run's edgekd.yaml and rerun it with edgekd run, so "
+                        "that every image becomes the same shape")
 
 
 def _factory(reference: str, base_dir: Optional[Path], scale: str = "auto") -> RawData:

@@ -69,3 +69,12 @@ def test_a_calibration_pool_too_small_names_a_recipe_that_fits(pool, named):
     recipe = calibration.CalibrationRecipe(name="train-256", count=256)
     with pytest.warns(UserWarning, match=rf"at most {pool} samples \({named}, in quantize.calibration"):
         calibration._warn_pool_too_small(recipe, pool)
+
+
+def test_an_image_of_another_size_is_named_with_how_many_share_each_size(tmp_path):
+    """Before: "images have different sizes [(8, 8), (9, 8)]", naming no file among hundreds."""
+    root = _class_folders(tmp_path / "images", per_class=20)
+    Image.new("L", (9, 8)).save(root / "1" / "stray.png")
+    with pytest.raises(DataError, match=r"different sizes: 9x8 \(1 image\(s\), e.g. .*1/stray.png\), 8x8 \(40 image\(s\).*"
+                                         r"resize or remove the odd ones.*edgekd.yaml"):
+        _load(root)
