@@ -125,6 +125,9 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
     if metadata is not None:
         choices[_normalize_value(None, metadata)] = tuple(np.asarray(v, np.float32) for v in metadata)
     choices = {name: stats for name, stats in choices.items() if not _same_scaling(stats, (data.mean, data.std))}
+    color = (getattr(data, "image_steps", None) or {}).get("color")
+    if channels == 3 and color in OTHER_ORDER and not _grey(data.val.x[:16]):  # RGB or BGR: a decoding choice
+        choices[CHANNELS_REVERSED] = lambda x: np.ascontiguousarray(x[:, ::-1])
     if not choices:
         return {}
     parts = _probe_parts(data)
@@ -132,7 +135,7 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
     correct, configured = _correct_per_scaling(data, logits, choices, predictions, parts)
     tops = {name: float(c.mean()) for name, c in correct.items()}
     log("student (as given): top-1 with other input scalings (validation, then training images): " + ", ".join(
-        f"data.normalize {name} {tops[name]:.1%} on {len(c)} images" for name, c in correct.items()))
+        f"{_as_said(name)} {tops[name]:.1%} on {len(c)} images" for name, c in correct.items()))
     tests = {name: mcnemar_exact(c, configured[:len(c)], alternative="greater")[2] for name, c in correct.items()}
     best = min(tests, key=lambda name: (tests[name], -tops[name]))
     # Only a scaling that makes the model clearly work explains its score: with labels out of the model's order every
@@ -143,11 +146,31 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
             and _clearly_working(tops[best], labels[:len(correct[best])])):
         current = _normalize_value(data.normalize, (data.mean, data.std))
         shown = len(correct[best])
+        if best == CHANNELS_REVERSED:
+            raise ConfigError(f"{field}: top-1 {configured[:shown].mean():.1%} with the images decoded as {color.upper()}, "
+                              f"but {tops[best]:.1%} with their channels reversed on the same {shown} images (exact McNemar "
+                              f"p={tests[best]:.1g}): it was likely trained on {OTHER_ORDER[color].upper()} images; set "
+                              f"data.color: {OTHER_ORDER[color]} (edgekd ship: --color {OTHER_ORDER[color]})")
         raise ConfigError(f"{field}: top-1 {configured[:shown].mean():.1%} with data.normalize {current}, but "
                           f"{tops[best]:.1%} with {best} on the same {shown} images (exact McNemar p={tests[best]:.1g}): it "
                           f"was likely trained on that input scaling; set data.normalize: {best} (or the mean/std it was "
                           "trained with)")
     return tops
+
+
+# An image file's channels decoded in the other order (OpenCV-trained models take BGR): tried beside the scalings.
+CHANNELS_REVERSED = "channels reversed"
+OTHER_ORDER = {"rgb": "bgr", "bgr": "rgb"}
+
+
+def _grey(x) -> bool:
+    """Images whose three channels hold the same values (grey saved as RGB): reversed, they are the same images."""
+    x = np.asarray(x)
+    return bool(np.allclose(x, x[:, ::-1]))
+
+
+def _as_said(choice: str) -> str:
+    return choice if choice == CHANNELS_REVERSED else f"data.normalize {choice}"
 
 
 def _clearly_working(top1: float, labels: np.ndarray) -> bool:
@@ -190,8 +213,9 @@ def _correct_per_scaling(data, logits, choices: dict, predictions: np.ndarray,
             stop = min(start + size, count)
             x, truth = np.asarray(split.x[start:stop]), split.y[start:stop]
             configured.append((predictions[start:stop] if number == 0 else logits(x).argmax(1)) == truth)
-            for name, (mean, std) in running.items():
-                correct[name].append(logits(rescaled(data, x, mean, std)).argmax(1) == truth)
+            for name, stats in running.items():
+                fed = stats(x) if callable(stats) else rescaled(data, x, *stats)
+                correct[name].append(logits(fed).argmax(1) == truth)
             so_far = np.concatenate(configured)
             running = {name: stats for name, stats in running.items() if _still_running(np.concatenate(correct[name]), so_far)}
             if not running:

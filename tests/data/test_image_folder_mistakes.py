@@ -78,3 +78,38 @@ def test_an_image_of_another_size_is_named_with_how_many_share_each_size(tmp_pat
     with pytest.raises(DataError, match=r"different sizes: 9x8 \(1 image\(s\), e.g. .*1/stray.png\), 8x8 \(40 image\(s\).*"
                                          r"resize or remove the odd ones.*edgekd.yaml"):
         _load(root)
+
+
+def _brightest_channel_model(path):
+    """x [N, 3, 8, 8] -> each channel's mean, x10, as logits: class c is 'channel c brightest' (B, G, R for a BGR model)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ReduceMean", ["x"], ["means"], axes=[2, 3], keepdims=0),
+             helper.make_node("Mul", ["means", "ten"], ["logits"])]
+    graph = helper.make_graph(nodes, "brightest", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+                              [numpy_helper.from_array(np.array(10, np.float32), "ten")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_a_model_trained_on_bgr_fed_rgb_is_told_to_decode_bgr_not_to_rename_folders(tmp_path):
+    """Before: the label-order check answered "rename the class folders", which were in the right order."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for label, name in enumerate(("0-blue", "1-green", "2-red")):
+        (root / name).mkdir(parents=True)
+        rgb_channel = 2 - label  # blue is RGB's channel 2
+        for i in range(40):
+            pixels = rng.integers(0, 90, (8, 8, 3)).astype(np.uint8)
+            pixels[..., rgb_channel] = rng.integers(160, 256, (8, 8))
+            Image.fromarray(pixels, mode="RGB").save(root / name / f"{i}.png")
+    _brightest_channel_model(tmp_path / "bgr.onnx")
+    result = invoke("ship", tmp_path / "bgr.onnx", "--data", root, "--normalize", "none", "--out", tmp_path / "run")
+    assert_one_line_error(result, "with the images decoded as RGB", "with their channels reversed",
+                          "set data.color: bgr (edgekd ship: --color bgr)")
+    fixed = invoke("ship", tmp_path / "bgr.onnx", "--data", root, "--normalize", "none", "--color", "bgr",
+                   "--out", tmp_path / "fixed")
+    assert fixed.exit_code == 0, fixed.output[-2000:]

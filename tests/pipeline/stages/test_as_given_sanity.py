@@ -65,7 +65,8 @@ def test_folders_in_the_model_order_ship(rgb_onnx, folders, tmp_path):  # noqa: 
     assert result.exit_code == 0, result.output[-3000:]
     metrics = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["distill"]["metrics"]
     assert metrics["val_top1"] > 0.85
-    assert set(metrics["val_top1_other_scalings"]) == {"none", "imagenet"}  # the data's own scaling is the configured one
+    # the data's own scaling is the configured one; grey digits saved as RGB are the same with their channels reversed
+    assert set(metrics["val_top1_other_scalings"]) == {"none", "imagenet"}
 
 
 def _mediocre(rng, per_class: int, right: float, neighbour: float, k: int = 10):
