@@ -245,3 +245,21 @@ def test_ctc_labels_counted_from_zero_are_refused_at_intake(tmp_path):
     result = invoke("ship", tmp_path / "rec.onnx", "--data", tmp_path / "lines.npz", "--metric", "ctc_accuracy",
                     "--targets", "x86-cpu", "--out", tmp_path / "run")
     assert_one_line_error(result, "rec.onnx", "the CTC blank", "shift 0-based labels up by one")
+
+
+def test_a_task_metrics_arrays_saved_as_8_bit_pixels_are_refused_with_the_fix(tmp_path):
+    """A segmenter that takes [0, 1] fed x saved as 0..255: before, a PASS at 25% mask IoU (99.97% scaled), no word."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])
+    maps = helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["batch", 1, 8, 8])
+    nodes = [helper.make_node("Sub", ["x", "half"], ["centred"]), helper.make_node("Mul", ["centred", "steep"], ["scores"]),
+             helper.make_node("Sigmoid", ["scores"], ["maps"])]
+    inits = [numpy_helper.from_array(np.array(0.5, np.float32), "half"), numpy_helper.from_array(np.array(20, np.float32), "steep")]
+    model = helper.make_model(helper.make_graph(nodes, "seg", [x], [maps], inits), opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "seg.onnx"))
+    pixels = np.random.default_rng(0).integers(0, 256, (120, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "x255.npz", x=pixels, y=(pixels / 255 > 0.5).astype(np.uint8)[:, 0])
+    result = invoke("ship", tmp_path / "seg.onnx", "--data", tmp_path / "x255.npz", "--metric", "mask_iou",
+                    "--targets", "x86-cpu", "--out", tmp_path / "run")
+    assert_one_line_error(result, "seg.onnx", "with x as saved (whole numbers 0..255)", "with x / 255",
+                          "save x divided by 255")
