@@ -184,13 +184,20 @@ def _split(n: int, labels: np.ndarray, classes: list[str], cfg, seed: int, where
     except ValueError as exc:  # a class with too few rows to stratify
         counts = np.bincount(labels)
         rarest = int(counts.argmin())
-        reason = (f"class '{classes[rarest]}' has {int(counts[rarest])} row(s)" if counts[rarest] < MIN_CLASS_ROWS
-                  else str(exc).splitlines()[0])  # the library's reason, whole
+        reason = (f"class '{classes[rarest]}' has {int(counts[rarest])} row(s){_same_but_case(classes, rarest)}"
+                  if counts[rarest] < MIN_CLASS_ROWS else str(exc).splitlines()[0])  # the library's reason, whole
         raise DataError(f"data.target '{cfg.target}': {where} cannot be split stratified into training, validation and test "
                         f"({reason}); every class needs at least {MIN_CLASS_ROWS} rows: drop or merge the rare ones") from None
     train = train[:cfg.train_limit] if cfg.train_limit else train
     test = test[:cfg.test_limit] if cfg.test_limit else test
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _same_but_case(classes: list[str], index: int) -> str:
+    """', like class 'Fair' but for case or spaces' where a rare class is another one typed differently."""
+    key = classes[index].strip().lower()
+    twin = next((c for i, c in enumerate(classes) if i != index and c.strip().lower() == key), None)
+    return f", like class '{twin}' but for case or spaces: write them the same" if twin else ""
 
 
 def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarray, where: str) -> Column:

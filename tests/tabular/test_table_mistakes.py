@@ -158,3 +158,11 @@ def test_resume_continues_a_tables_distill_from_its_last_epoch(tmp_path, monkeyp
     run_from_file(path, out=str(tmp_path / "run"), resume=True, log=lambda _m: None)
     phases = read_json(tmp_path / "run" / "manifest.json")["stages"]["distill"]["metrics"]["phases"]
     assert phases["distill"]["resumed_from_epoch"] == 3
+
+
+def test_a_rare_class_that_is_another_typed_differently_is_named_as_such(tmp_path):
+    frame = table_rows()
+    frame.loc[3, "grade"] = "High "  # one row typed with a capital and a trailing space
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    with pytest.raises(DataError, match=r"class 'High ' has 1 row\(s\), like class 'high' but for case or spaces"):
+        _load(tmp_path / "table.csv")
