@@ -29,6 +29,19 @@ class StageOutput:
         return {**self.metrics, **(self.record.to_metrics() if self.record is not None else {})}
 
 
+def fresh_progress(ctx: RunContext, path: Path) -> Path:
+    """A training progress checkpoint (train/trainer.train's `checkpoint`), removed first without --resume (the stage
+    starts over) and kept with it (training killed mid-stage continues from its last epoch). Every stage that trains
+    and every task's training step use it."""
+    if not ctx.resume:
+        from edgekd.train import distributed
+
+        with distributed.main_first():
+            if distributed.is_main():
+                path.unlink(missing_ok=True)
+    return path
+
+
 class StageWork:
     """What runs a stage: it names the config sections its result depends on, may refuse the config before anything
     runs (check), and runs (run) into its stage's folder. Stage (below) is the one class per stage name; a task that

@@ -24,7 +24,7 @@ from edgekd.core.fileio import resolve_path
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
 from edgekd.pipeline.run_models import teacher_cache
-from edgekd.pipeline.stage import StageOutput, TaskStep
+from edgekd.pipeline.stage import StageOutput, TaskStep, fresh_progress
 from edgekd.pipeline.task import Classification
 from edgekd.tasks.tabular_teachers import (
     SPLITS,
@@ -214,17 +214,15 @@ class TabularDistillStep(TaskStep):
     trains = True
 
     def run(self) -> StageOutput:
-        from edgekd.pipeline.stages.distill import PROGRESS_FILES, clear_stale_progress
         from edgekd.tabular import distill
         from edgekd.train.models import save_checkpoint
 
         ctx, folder = self.ctx, self.ctx.stage_dir("distill")
-        clear_stale_progress(ctx, folder)  # kept only for --resume, which continues from its last epoch
         seed = ctx.cfg.seed if ctx.cfg.distill.seed is None else ctx.cfg.distill.seed
         soft = train_soft_targets(ctx) if ctx.cfg.distill.alpha > 0 else None
         trained, metrics = distill.train_student(ctx.dataset, ctx.cfg.student, ctx.cfg.distill, soft, seed,
                                                  transfer=transfer_rows(ctx) if soft is not None else None,
-                                                 checkpoint=folder / PROGRESS_FILES[0])
+                                                 checkpoint=fresh_progress(ctx, folder / "distill.progress.pt"))
         preprocessing = distill.save_preprocessing(trained.front, ctx.dataset, folder / distill.PREPROCESSING_FILE)
         checkpoint = save_checkpoint(trained.network, folder / "student.pt")  # read back with weights_only=True
         return StageOutput([checkpoint, preprocessing], {**metrics, "seed": seed}, record=StudentRecord())

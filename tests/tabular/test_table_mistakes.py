@@ -106,11 +106,11 @@ def test_an_onnx_teacher_converted_from_a_dataframe_takes_its_double_and_int64_c
     """skl2onnx's to_onnx(model, X_train[:1]) on a DataFrame: float64 columns as double inputs, integers as int64,
     probabilities as double. Before: refused with the wrong advice (zipmap), or an internal onnxruntime error."""
     import onnx
-    from sklearn.ensemble import RandomForestClassifier
+    from skl2onnx import to_onnx
     from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder
-    from skl2onnx import to_onnx
 
     from edgekd.core.fileio import read_json
 

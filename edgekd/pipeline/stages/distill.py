@@ -10,7 +10,7 @@ from edgekd.core.errors import ConfigError
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.run_models import build_teachers, ensemble_targets, teacher_checkpoints
-from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.stage import Stage, StageOutput, fresh_progress
 from edgekd.train import distributed
 from edgekd.train.distill.augment import ShiftFlip
 from edgekd.train.distill.hints import StudentWithHints, TeacherFeatures
@@ -28,7 +28,8 @@ def distill_student(ctx: RunContext, folder: Path, cfg=None) -> tuple[torch.nn.M
     cfg, data = cfg or ctx.cfg.distill, ctx.dataset
     seed = ctx.cfg.seed if cfg.seed is None else cfg.seed
     device = distributed.device(ctx.cfg.device)
-    clear_stale_progress(ctx, folder)
+    for name in PROGRESS_FILES:
+        fresh_progress(ctx, folder / name)
     x, y = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
     teachers = [t.to(device) for t in build_teachers(ctx)] if cfg.alpha > 0 or cfg.hints else []
     augment = ShiftFlip(cfg.augment, len(y)) if cfg.augment else None
@@ -58,16 +59,6 @@ def distill_student(ctx: RunContext, folder: Path, cfg=None) -> tuple[torch.nn.M
                "val_top1": ctx.task.score(predict_logits(student, data.val.x), data.val.y),
                "test_top1": ctx.task.score(predict_logits(student, data.test.x), data.test.y)}
     return student, metrics
-
-
-def clear_stale_progress(ctx: RunContext, folder: Path) -> None:
-    """Without --resume a stage starts over: progress checkpoints of an earlier attempt are removed."""
-    if ctx.resume:
-        return
-    with distributed.main_first():
-        if distributed.is_main():
-            for name in PROGRESS_FILES:
-                (folder / name).unlink(missing_ok=True)
 
 
 def _describe_loss(cfg, phase: str) -> dict:

@@ -3,11 +3,10 @@ under torchrun), and measure each teacher and the ensemble. Their logits are cac
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.stage import Stage, StageOutput
+from edgekd.pipeline.stage import Stage, StageOutput, fresh_progress
 from edgekd.pipeline.teacher_check import check_given_teachers
 
 if TYPE_CHECKING:
@@ -67,17 +66,6 @@ def check_inputs(ctx: RunContext) -> list[dict]:
                                 **({} if distributed.is_main() else {"log": lambda _m: None}))
 
 
-def _clear_stale_progress(ctx: RunContext, progress: Path) -> None:
-    """Without --resume training starts over; with it, a teacher killed mid-training continues."""
-    from edgekd.train import distributed
-
-    if ctx.resume:
-        return
-    with distributed.main_first():
-        if distributed.is_main():
-            progress.unlink(missing_ok=True)
-
-
 def _metrics(ctx: RunContext, report: list) -> dict:
     import torch
 
@@ -135,8 +123,7 @@ class TeachersStage(Stage):
             model = build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=where).to(device)
             entry = {"name": f"teacher-{index}", "arch": spec.arch, "width": spec.width, "params": count_parameters(model)}
             if not spec.checkpoint:
-                progress = folder / f"teacher-{index}.progress.pt"
-                _clear_stale_progress(ctx, progress)
+                progress = fresh_progress(ctx, folder / f"teacher-{index}.progress.pt")
                 result = train(model, x_train, y_train, spec.train, cross_entropy_loss(), seed=ctx.cfg.seed + index,
                                desc=f"teacher {index}", checkpoint=progress, tag=f"{ctx.stage_key('teachers')}|{index}")
                 if distributed.is_main():

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.faults.helpers import assert_one_line_error, invoke
-from tests.pipeline.stages.test_third_party_onnx import classifier, digits_weights  # noqa: F401 (a fixture)
+from tests.pipeline.stages.test_third_party_onnx import classifier
 
 
 def _digits_npz(path, labels: bool = True):

@@ -29,10 +29,10 @@ def test_a_model_the_quantizer_leaves_in_float_gets_no_int8_candidate(tmp_path):
 
     model = _float_only_model(tmp_path / "m.onnx")
     x = np.random.default_rng(0).normal(0, 1, (90, 4, 1, 1)).astype(np.float32)
-    np.savez(tmp_path / "d.npz", x=x, y=(-x[:, :, 0, 0]).argmax(1))
+    np.savez(tmp_path / "d.npz", x=x, y=(-x[:, :, 0, 0]).argmax(1))  # labels of x as it is: data.normalize none
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        api.ship(model, tmp_path / "d.npz", targets=["x86-cpu"], out=tmp_path / "run", log=lambda _: None)
+        api.ship(model, tmp_path / "d.npz", targets=["x86-cpu"], out=tmp_path / "run", log=lambda _: None, normalize="none")
     assert any("quantized no node of the model" in str(w.message) for w in caught)
     manifest = (tmp_path / "run" / "manifest.json").read_text()
     assert '"dequantize_nodes": 0' in manifest

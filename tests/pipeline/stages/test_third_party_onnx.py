@@ -18,18 +18,6 @@ FAST_BENCH = {"eval_samples": 60, "runs": 5, "min_seconds": 0, "warmup_runs": 1,
               "memory": False}
 
 
-@pytest.fixture(scope="module")
-def digits_weights():
-    """A logistic regression on scikit-learn's digits (pixels / 16): a real classifier, as two initializers."""
-    from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
-
-    digits = load_digits()
-    x = (digits.images / 16.0).reshape(len(digits.images), -1)
-    fit = LogisticRegression(max_iter=300).fit(x, digits.target)
-    return fit.coef_.T.astype(np.float32), fit.intercept_.astype(np.float32)
-
-
 def classifier(weights, batch_dim=-1, opset: int = 11) -> onnx.ModelProto:
     """x [batch, 1, 8, 8] -> Reshape -> MatMul -> Add -> logits [batch, 10], as Paddle2ONNX and tf2onnx write it:
     the batch axis as `batch_dim` (-1, 0, None for no value, or a name)."""
