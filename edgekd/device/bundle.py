@@ -231,10 +231,12 @@ def _inside(root: Path, name: str, manifest_path: Path) -> Path:
 
 def _check_hash(bundle_dir: Path, path: Path, name: str, digest: str) -> None:
     if not path.is_file():
-        raise ArtifactError(f"{bundle_dir}: '{name}' is listed in manifest.json but missing")
+        raise ArtifactError(f"{bundle_dir}: '{name}' is listed in manifest.json but missing; copy the whole bundle folder "
+                            "again from the build machine (RUN/bundle/TARGET)")
     if sha256_of(path) != digest:
         raise ArtifactError(f"{bundle_dir}: '{name}' does not match its recorded sha256; "
-                            "the bundle was modified or corrupted, refused before loading")
+                            "the bundle was modified or corrupted, refused before loading; copy the whole bundle folder again "
+                            "from the build machine (RUN/bundle/TARGET)")
 
 
 def load_bundle(bundle_dir: Path, before_rebuild: bool = False) -> tuple[dict[str, Any], Artifact]:

@@ -303,7 +303,15 @@ def test_bundle_file_not_matching_its_sha256_is_refused_before_loading(bundle):
     with open(bundle / "model.onnx", "ab") as handle:
         handle.write(b"\0")
     assert_one_line_error(invoke("bench", bundle, "--runs", "5", "--min-seconds", "0"), "'model.onnx'",
-                          "does not match its recorded sha256", "refused before loading")
+                          "does not match its recorded sha256", "refused before loading",
+                          "copy the whole bundle folder again from the build machine")
+
+
+def test_a_bundle_file_missing_on_the_device_says_to_copy_the_bundle_again(bundle):
+    """Before: "'eval.npz' is listed in manifest.json but missing", with nothing to do."""
+    (bundle / "eval.npz").unlink()
+    assert_one_line_error(invoke("bench", bundle, "--runs", "5", "--min-seconds", "0"), "'eval.npz' is listed in "
+                          "manifest.json but missing", "copy the whole bundle folder again from the build machine")
 
 
 def test_bundle_path_escaping_its_folder_is_refused(bundle):
