@@ -16,9 +16,9 @@ from edgekd.data.table_schema import NUMERIC, Schema
 from edgekd.train.teacher_kinds import ONNX_OPSET
 
 PROBABILITIES = "probabilities"
-# onnx TensorProto codes of numbers a member may take a column as, other than float: double, int64, int32. The
-# ensemble's shared input stays float (what edgekd feeds) and is cast for that member.
-OTHER_NUMBERS = (11, 7, 6)
+# Numbers a member may take a column as, other than float (onnx.TensorProto's names). The ensemble's shared input
+# stays float (what edgekd feeds) and is cast for that member.
+OTHER_NUMBERS = ("DOUBLE", "INT64", "INT32")
 
 
 def initial_types(schema: Schema) -> list:
@@ -113,7 +113,7 @@ def ensemble_onnx(members: list, weights: list[float], path: Path) -> Path:
     opsets: dict[str, int] = {}
     for number, member in enumerate(members):
         graph, prefix = member.graph, f"m{number}_"
-        cast = {i.name for i in graph.input if i.type.tensor_type.elem_type in OTHER_NUMBERS}
+        cast = {i.name for i in graph.input if TensorProto.DataType.Name(i.type.tensor_type.elem_type) in OTHER_NUMBERS}
         keep = {i.name for i in graph.input} - cast
         rename = lambda name, keep=keep, prefix=prefix: name if (name in keep or not name) else prefix + name  # noqa: E731
         for value in graph.input:
