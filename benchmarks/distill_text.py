@@ -91,6 +91,11 @@ class Plan:
     # outputs with weights picked on the validation split; the KD students learn from the mix.
     tfidf: tuple = ({"TfidfVectorizer": {"ngram_range": [1, 2], "min_df": 2, "sublinear_tf": True, "max_features": 200_000}},
                     {"LogisticRegression": {"C": 10.0, "max_iter": 300}})
+    # Its outputs on the students' training texts come from fits on the other folds (distill.out_of_fold, as
+    # benchmarks/distill_tabular.py does): fitted on every training text, a C=10 logistic regression is nearly certain
+    # of each one's label, so in-sample outputs would teach the students the labels again and nothing of what TF-IDF
+    # knows about texts it has not seen (the run before this setting mixed those in-sample outputs).
+    tfidf_folds: int = 5
     seeds: tuple[int, ...] = (0, 1, 2)  # issue 35: each KD-minus-scratch figure over 3 seeds
     calibration_batches: int = 8     # of 32 training texts, for static int8
     # LatencySpec's fields. 12 rounds of >= 1 s per file: this shared VM's CPU swings between two states for tens of
@@ -205,24 +210,37 @@ def ensemble(plan: Plan, teacher, splits: dict, data: dict, names: list[str], ke
     from edgekd.train.distill.cache import TeacherLogitCache
 
     spec = TeacherConfig(sklearn=[dict(step) for step in plan.tfidf])
-    texts = {split: [e.text for e in splits[split]] for split in ("train", "val", "test")}
     fit = ([e.text for e in splits["teacher_train"]], corpus.label_ids(splits["teacher_train"], names))
+    # "train": the fit texts themselves, out of fold; the students' training texts are rows of them
+    texts = {"train": fit[0], **{split: [e.text for e in splits[split]] for split in ("val", "test")}}
     started = time.perf_counter()
     tfidf = ft.fitted_outputs(spec, 1, fit, texts, len(names), plan.teacher_recipe.seed, TeacherLogitCache(cache / "teacher-logits"),
-                              digest(key, [len(t) for t in texts.values()], [t[:3] for t in texts.values()]))
+                              digest(key, [len(t) for t in texts.values()], [t[:3] for t in texts.values()]),
+                              out_of_fold=plan.tfidf_folds)
     seconds = time.perf_counter() - started
+    tfidf_train = tfidf.logits["train"][rows_within(splits["train"], splits["teacher_train"])]
     bert = {split: training.outputs(teacher, data[split])["logits"] for split in ("val", "test")}
     weights, how = ft.pick_weights([bert["val"], tfidf.logits["val"]], data["val"].labels, [1.0, 1.0])
     members = [("torch", "BERT teacher", bert), ("sklearn", tfidf.name, tfidf.logits)]
     scored = [{"kind": kind, "name": name, "top1": round(ft.top1(z["test"], data["test"].labels), 4),
                "val_top1": round(ft.top1(z["val"], data["val"].labels), 4)} for kind, name, z in members]
-    scored[1].update({"cache_hit": tfidf.cached, "seconds": round(seconds, 1), "steps": list(plan.tfidf)})
+    scored[1].update({"cache_hit": tfidf.cached, "seconds": round(seconds, 1), "steps": list(plan.tfidf),
+                      "train_outputs": f"out of fold ({plan.tfidf_folds} folds)" if plan.tfidf_folds else "in-sample"})
     mix = {split: ft.mix([bert[split], tfidf.logits[split]], weights) for split in ("val", "test")}
     result = {"teachers": scored, "top1": round(ft.top1(mix["test"], data["test"].labels), 4),
               "val_top1": round(ft.top1(mix["val"], data["val"].labels), 4), "weights": weights, "weights_from": how,
-              "train_logits": ft.mix([bert_train, tfidf.logits["train"]], weights)}
+              "train_logits": ft.mix([bert_train, tfidf_train], weights)}
     log(f"teachers {scored}; ensemble weights {weights} ({how}): val {result['val_top1']}, test {result['top1']}")
     return result
+
+
+def rows_within(subset: list, whole: list) -> np.ndarray:
+    """Where each example of `subset` stands in `whole` (corpus.stratified keeps the corpus' Example objects)."""
+    position = {id(example): i for i, example in enumerate(whole)}
+    missing = sum(id(example) not in position for example in subset)
+    if missing:
+        raise ValueError(f"rows_within: {missing} of the students' training texts are not among the teacher's")
+    return np.array([position[id(example)] for example in subset], dtype=np.int64)
 
 
 def onnx_top1(path: Path, data: training.Encoded) -> float:
@@ -318,10 +336,14 @@ def main() -> None:
     parser.add_argument("--kd-sweep", metavar="ALPHA:T,...",
                         help="instead of the benchmark: seed-0 KD students for these alpha:temperature pairs, compared on "
                              "the validation split only (needs the cached teacher)")
+    parser.add_argument("--train-examples", type=int, metavar="N",
+                        help=f"the students' training texts (default {Plan.train_examples:,}; 0: the whole training split)")
     args = parser.parse_args()
     started, load_at_start = time.perf_counter(), os.getloadavg()
     torch.set_num_threads(args.torch_threads)
     plan = SMOKE_PLAN if args.smoke else Plan()
+    if args.train_examples is not None:
+        plan = replace(plan, train_examples=args.train_examples)
     out = smoke.folder("distill_text") if args.smoke else RESULTS
     if args.smoke:
         args.corpus, args.cache = smoke_corpus(out), out / "cache"
@@ -500,7 +522,8 @@ def markdown(r: dict) -> str:
                                                    for m in r["teachers"])
               + f"; ensemble (log of the weighted mean of probabilities, weights {r['ensemble']['weights']}, "
               f"{r['ensemble']['weights_from']}) test {pct(r['ensemble']['top1'])}, val {pct(r['ensemble']['val_top1'])}. "
-              "The KD students learn from the ensemble's outputs (and BERT's last [CLS] state)",
+              "The KD students learn from the ensemble's outputs (and BERT's last [CLS] state); TF-IDF's outputs on their "
+              f"training texts: {r['teachers'][1].get('train_outputs', 'in-sample')}",
               "", "## Checks", ""]
     lines += [f"- {'PASS' if ok else 'FAIL'} {name}" for name, ok in r["checks"].items()]
     lines += ["", f"{smoke.machine_line(r['machine'])}. Generated by `benchmarks/distill_text.py`.", ""]

@@ -163,6 +163,14 @@ def write_json_atomic(target: str | Path, payload: Any) -> Path:
     return write_text_atomic(target, text + "\n")
 
 
+def json_digest(payload: Any) -> str:
+    """sha256 of `payload` as write_json_atomic writes it, in one canonical form (keys sorted, no spaces), so the same
+    content read back from the file gives the same digest however it was indented."""
+    as_written = json.loads(json.dumps(_finite(payload), default=str, allow_nan=False))
+    canonical = json.dumps(as_written, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
 def _finite(value: Any) -> Any:
     """`value` with every NaN or infinite float (at any depth) replaced by None, and numpy scalars and arrays
     as plain Python values (default=str would write a float32 as the string "0.5")."""

@@ -119,7 +119,8 @@ def _npz(path: Path, labeled: bool = True, scale: str = "auto") -> RawData:
     if not path.is_file():
         raise DataError(f"data.path '{path}': npz file not found")
     found = read_npz(path, "save it with numpy.savez(x=..., y=...)", DataError)
-    named = {k: v for k, v in found.items() if k not in NPZ_KEYS}
+    # input.NAME: the input called NAME where NAME is one of NPZ_KEYS (a feature model's one input named x)
+    named = {k.removeprefix(INPUT_PREFIX): v for k, v in found.items() if k not in NPZ_KEYS}
     if "x" not in found and named:  # a model with several inputs: one array per input, named as the input
         return _named_inputs(path, named, None if not labeled else found.get("y"), found.get("classes"))
     if "x" not in found:
@@ -136,8 +137,10 @@ def _npz(path: Path, labeled: bool = True, scale: str = "auto") -> RawData:
                         scale, f"data.path '{path}'")
 
 
-# The arrays an npz of images holds; any other name is a model input's (several inputs, no 'x').
+# The arrays an npz of images holds; any other name is a model input's (several inputs, no 'x'), and input.NAME is the
+# input NAME where that is one of these (as in a bundle's eval.npz, device/bundle.eval_key).
 NPZ_KEYS = ("x", "y", "test_x", "test_y", "classes")
+INPUT_PREFIX = "input."
 
 
 def _named_inputs(path: Path, named: dict[str, np.ndarray], y, classes) -> RawData:
@@ -217,7 +220,7 @@ def _as_images(x, where: str) -> np.ndarray:
         x = x[:, None]
     if x.ndim != 4:
         raise DataError(f"{where}: x holds images, which must be (N,C,H,W) or (N,H,W), got shape {x.shape}; for a model "
-                        "whose input is not an image, save each array under the name of the input it feeds")
+                        "whose input is not an image, save each array under the name of the input it feeds (input.x for an input named x)")
     try:
         x = x.astype(np.float32)
     except (TypeError, ValueError):

@@ -113,8 +113,20 @@ def model_feed(schema: Schema, arrays: dict[str, Any], where: str) -> dict[str, 
     """The model's inputs (in its layout) checked column by column: every column there, numbers where numbers
     belong, no unseen category; bad input gets one line naming the column."""
     columns = columns_of(schema, arrays, where)
-    flat = {name: np.asarray(values)[:, 0] if np.asarray(values).ndim == 2 else values for name, values in columns.items()}
+    flat = {name: _one_column(name, values, where) for name, values in columns.items()}
     return layout_arrays(schema, model_inputs(schema, flat, where))
+
+
+def _one_column(name: str, values: Any, where: str) -> Any:
+    """A column's values as (rows,): a model input per column is (rows, 1). Anything wider would lose rows or
+    values without a word (a (1, 3) list is one row, not three), so it is refused naming the column."""
+    array = np.asarray(values, dtype=object) if isinstance(values, (list, tuple)) else np.asarray(values)
+    if array.ndim <= 1:
+        return values
+    if array.ndim == 2 and array.shape[1] == 1:
+        return np.asarray(values)[:, 0]
+    raise DataError(f"{where}: column '{name}' is {tuple(array.shape)}, but a column is one value per row: give a (rows,) "
+                    "or (rows, 1) array")
 
 
 def _column(column: Column, values: np.ndarray, where: str) -> np.ndarray:

@@ -48,13 +48,14 @@ def bundle_paths(path: Path) -> list[Path]:
 def _load_eval(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     path = bundle_dir / "eval.npz"
     data = read_npz(path, "rebuild the bundle", ArtifactError)
-    inputs = _named_inputs(manifest)
-    missing = [k for k in ([eval_key(i["name"]) for i in inputs] if inputs else ["x"]) + ["y", "reference_logits"] if k not in data]
+    inputs = _named_inputs(manifest, data)
+    missing = [k for k in ([_stored_as(i["name"], data) for i in inputs] if inputs else ["x"]) + ["y", "reference_logits"]
+               if k not in data]
     if missing:
         raise ArtifactError(f"{path}: no array {', '.join(missing)}; rebuild the bundle")
     y, logits = data["y"], data["reference_logits"]
-    if inputs:  # a model with several inputs: one array per input, named as the input
-        x = {spec["name"]: data[eval_key(spec["name"])] for spec in inputs}
+    if inputs:  # one array per input, named as the input
+        x = {spec["name"]: data[_stored_as(spec["name"], data)] for spec in inputs}
         schema = schema_of(manifest)
         if schema is not None:  # a table: every column there, numbers where numbers belong, no unseen category
             x = model_feed(schema, x, str(path))
@@ -86,13 +87,24 @@ def _check_task_arrays(path: Path, x: np.ndarray, y: np.ndarray, outputs: np.nda
                             "sample; rebuild the bundle")
 
 
-def _named_inputs(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The manifest's `inputs` when the model has several (eval.npz then holds one array per input name)."""
+def _named_inputs(manifest: dict[str, Any], data: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]] | None:
+    """The manifest's `inputs` when eval.npz holds one array per input name: a model with several inputs, or one
+    whose single input was given by its own name (`edgekd ship --data` with `features=...`); None for the one array
+    `x` of an image model."""
     inputs = manifest.get("inputs")
-    if isinstance(inputs, list) and len(inputs) > 1 and all(isinstance(i, dict) and isinstance(i.get("name"), str)
-                                                            for i in inputs):
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, dict) and isinstance(i.get("name"), str)
+                                                             for i in inputs):
+        return None
+    if len(inputs) > 1:
         return inputs
-    return None
+    return inputs if data is not None and "x" not in data and eval_key(inputs[0]["name"]) in data else None
+
+
+def _stored_as(input_name: str, data: dict[str, np.ndarray]) -> str:
+    """The eval.npz array of a named input: eval_key's, or the bare name in bundles from before an input named x went
+    under input.x."""
+    key = eval_key(input_name)
+    return key if key in data or input_name not in data else input_name
 
 
 def _check_named_arrays(path: Path, x: dict[str, np.ndarray], y: np.ndarray, logits: np.ndarray, inputs: list) -> None:
@@ -133,6 +145,15 @@ def _check_eval_arrays(path: Path, x: np.ndarray, y: np.ndarray, logits: np.ndar
         problem = f"'reference_logits' must be ({len(x)}, classes), got {logits.shape}"
     if problem:
         raise ArtifactError(f"{path}: {problem}; rebuild the bundle")
+
+
+def _require_pillow() -> None:
+    """--images decodes files with Pillow, which a device install (edgekd, numpy, a runtime) need not have."""
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise ConfigError("--images: decoding image files needs Pillow, which is not installed here; pip install pillow "
+                          "(or bench the bundle's own eval.npz: leave out --images)") from None
 
 
 def _require_a_runtime(loaded: list) -> None:
@@ -254,6 +275,7 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
     from edgekd.data.images import LazyImages, Preprocess
     from edgekd.data.sources import folder_by_labels
 
+    _require_pillow()
     manifest_of = {d: m for d, m, _a in loaded}
     steps = {d: Preprocess.from_manifest(m.get("preprocessing"), f"{d}/manifest.json") for d, m in manifest_of.items()}
     if len(set(steps.values())) > 1:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from edgekd.core.environment import cpu_info, library_versions
 from edgekd.core.errors import ArtifactError
-from edgekd.core.fileio import file_record, read_json, sha256_of, write_json_atomic, write_text_atomic
+from edgekd.core.fileio import file_record, json_digest, read_json, sha256_of, write_json_atomic, write_text_atomic
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.registry import get_backend
@@ -59,12 +59,12 @@ def _feed_note(preprocessing: Any) -> str:
     return _FEED_IMAGES if "mean" in preprocessing else _FEED_OTHER
 
 
-EVAL_ARRAYS = ("y", "reference_logits")  # eval.npz's own arrays beside the inputs'
+EVAL_ARRAYS = ("x", "y", "reference_logits")  # eval.npz's own arrays beside the inputs' (x: an image model's one array)
 
 
 def eval_key(input_name: str) -> str:
-    """The eval.npz array of a model input: its name, or input.NAME where the name is one of eval.npz's own arrays (a
-    table with a column named y)."""
+    """The eval.npz array of a model input given by name: its name, or input.NAME where the name is one of eval.npz's
+    own arrays (a table with a column named y, a feature model whose one input is named x)."""
     return f"input.{input_name}" if input_name in EVAL_ARRAYS else input_name
 
 
@@ -99,13 +99,37 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
     manifest = {"schema": BUNDLE_SCHEMA, **info, "artifact": artifact.to_json(),
                 "files": _file_records(staging, artifact, list(extra_files or {})),
                 "eval_set_sha256": sha256_of(staging / "eval.npz")}
-    write_json_atomic(staging / "manifest.json", manifest)
+    write_json_atomic(staging / "manifest.json", sealed(manifest))
     _swap_into_place(staging, bundle_dir)
     return bundle_dir
 
 
 # eval.npz's arrays of a fidelity task's fp32 outputs: this prefix and the output's name.
 REFERENCE_OUTPUTS = "reference_outputs/"
+
+
+# The digest of manifest.json's own content. The files' sha256 catch a changed model or eval set, but not a hand
+# edit of the manifest itself: a loosened gate limit, other preprocessing or labels would be read as the build
+# machine's and a PASS on the device would no longer mean the build machine's gate. Not a defence against someone
+# who recomputes it (they could rebuild the bundle): a check that what the device reads is what was built.
+SEAL = "manifest_sha256"
+
+
+def sealed(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with SEAL, the digest of everything else in it (core.fileio.json_digest)."""
+    content = {key: value for key, value in manifest.items() if key != SEAL}
+    return {**content, SEAL: json_digest(content)}
+
+
+def check_seal(manifest: dict[str, Any], manifest_path: Path) -> None:
+    """Refuse a manifest edited since it was written; one written before manifests were sealed has no SEAL."""
+    recorded = manifest.get(SEAL)
+    if recorded is None:
+        return
+    if recorded != json_digest({key: value for key, value in manifest.items() if key != SEAL}):
+        raise ArtifactError(f"{manifest_path}: edited after the bundle was built (its content no longer matches "
+                            f"{SEAL}), refused before loading; copy the whole bundle folder again from the build machine "
+                            "(RUN/bundle/TARGET); other gate limits go to edgekd gate REPORT as flags (--max-drop ...), not into the manifest")
 
 
 def shipped_variant(manifest: dict[str, Any], precision: str) -> str:
@@ -138,6 +162,7 @@ def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
                     rebuilt_with=library_versions())
     if profile is not None:
         manifest["profile"] = profile.model_dump(mode="json")
+    manifest = sealed(manifest)
     write_json_atomic(Path(bundle_dir) / "manifest.json", manifest)
     return manifest
 
@@ -178,6 +203,8 @@ def verify_bundle(bundle_dir: Path, before_rebuild: bool = False) -> dict[str, A
     if not manifest_path.is_file():
         raise ArtifactError(f"{bundle_dir}: not a bundle (no manifest.json); point at runs/<name>/bundle/<target>")
     manifest = read_json(manifest_path)
+    if isinstance(manifest, dict):
+        check_seal(manifest, manifest_path)
     if isinstance(manifest, dict) and manifest.get("format") == "edgekd.lm-bundle/1":  # an old LM bundle
         from edgekd.device.lm_legacy import upgrade_lm_manifest
 

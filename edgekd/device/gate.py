@@ -151,12 +151,28 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
         fp32_p50 = next((r.get("p50_ms") for r in report["rows"]
                          if r["target"] == row["target"] and r["precision"] == "fp32"), None)
         row_checks = check_row(row, reference, fp32_p50, limits, samples, metric)
+        if fidelity and _its_own_reference(report, row):
+            row_checks = [_compared_with_itself(c) if c.threshold in ("max_drop", "max_metric_drop") else c for c in row_checks]
         for check in row_checks if fidelity else ():
             if check.threshold in ("max_drop", "max_metric_drop"):
                 what = "top-1" if metric == "top1" else metric
                 check.reason = f"{check.reason}; no labels: this is disagreement with the fp32 model's {what}"
         checks.extend(row_checks)
     return checks
+
+
+def _its_own_reference(report: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Without labels, the bundle whose own top-1 served as the labels (`edgekd bench --images` of a folder without
+    label names on one bundle, or on bundles without an fp32 one): its drop is 0 by construction."""
+    eval_set = report.get("eval_set") or {}
+    return bool(eval_set.get("reference_is_a_candidate")) and eval_set.get("reference") == row.get("artifact")
+
+
+def _compared_with_itself(check: Check) -> Check:
+    """A drop measured against the artifact itself checks nothing: counted as skipped, never as a pass."""
+    return Check(check.artifact, check.threshold, True, "skipped: no labels, and this artifact is its own reference (agreement "
+                 "1 by construction); bench it beside the fp32 bundle (a run folder), or give images in folders named as "
+                 "the labels", skipped=True)
 
 
 NOTHING_TO_CHECK = ("nothing to check: no shipped artifact has a measured accuracy; "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekd import api
-from edgekd.device.bundle import bundle_thresholds
+from edgekd.device.bundle import bundle_thresholds, sealed
 
 
 def _with_recorded_gate(bundle, gate: dict):
@@ -16,7 +16,7 @@ def _with_recorded_gate(bundle, gate: dict):
     manifest_path = bundle / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["gate"] = gate
-    manifest_path.write_text(json.dumps(manifest))
+    manifest_path.write_text(json.dumps(sealed(manifest)))
     return bundle
 
 
@@ -57,7 +57,7 @@ def test_a_bundle_shipping_int8_with_nodes_in_float_is_named_so_in_the_report(ti
     manifest_path = tiny_bundle / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["quantization"] = {"recipe": {"name": "x86-vnni-u8s8", "nodes_in_float": ["fc0"]}, "variant": "int8-fallback"}
-    manifest_path.write_text(json.dumps(manifest))
+    manifest_path.write_text(json.dumps(sealed(manifest)))
     report = api.bench(tiny_bundle, runs=3, min_seconds=0, warmup_runs=1, warmup_seconds=0, rounds=1, batch_sizes=(1,),
                        memory=False)
     assert [row["artifact"] for row in report["rows"]] == ["x86-cpu/int8-fallback"]
@@ -124,7 +124,7 @@ def test_named_arrays_that_do_not_fit_the_inputs_are_one_line(tmp_path):
     for record in manifest["files"]:
         if record["path"] == "eval.npz":
             record["sha256"] = sha256_of(bundle / "eval.npz")
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    (bundle / "manifest.json").write_text(json.dumps(sealed(manifest)))
     with pytest.raises(ArtifactError, match=r"array 'pixels' is float32 \(40, 12\) but the model's input 'pixels' is float32 "
                                             r"\(batch, 16\)"):
         bench_bundles(bundle, LatencySpec(warmup_runs=1, warmup_seconds=0, runs=5, min_seconds=0, rounds=1), memory=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgekd.core.errors import ArtifactError
-from edgekd.device.bundle import verify_bundle
+from edgekd.device.bundle import SEAL, verify_bundle
 from tests.faults.helpers import assert_one_line_error, invoke
 
 from .conftest import tiny_classifier
@@ -18,9 +18,38 @@ FAST = ("--runs", "2", "--min-seconds", "0", "--warmup-runs", "1", "--warmup-sec
 
 
 def _edit_manifest(bundle: Path, edit) -> None:
+    """Edit manifest.json and drop its seal, as someone who knows to remove it would (or a bundle from before manifests
+    were sealed): the checks below must hold without the seal."""
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest = edit(manifest) or manifest
+    if isinstance(manifest, dict):
+        manifest.pop(SEAL, None)
     (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_hand_edited_gate_limit_is_refused_before_loading(tiny_bundle):
+    """Loosening the gate in manifest.json (or changing its labels or preprocessing) would make the device's PASS mean
+    something the build machine never checked: the seal names the file and says to copy the bundle again."""
+    path = tiny_bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest[SEAL] and verify_bundle(tiny_bundle)
+    manifest["gate"] = {**(manifest.get("gate") or {}), "max_drop": 50.0}
+    path.write_text(json.dumps(manifest, indent=2))
+    assert_one_line_error(invoke("bench", tiny_bundle, *FAST), str(path), "edited after the bundle was built",
+                          "copy the whole bundle folder again", "edgekd gate REPORT")
+
+
+def test_the_seal_ignores_how_the_manifest_is_indented(tiny_bundle):
+    """Only the content counts: a manifest re-indented by an editor or a JSON tool with its content unchanged verifies."""
+    path = tiny_bundle / "manifest.json"
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=None, sort_keys=True))
+    assert verify_bundle(tiny_bundle)["artifact"]["main"] == "model.onnx"
+
+
+def test_a_bundle_from_before_seals_still_verifies(tiny_bundle):
+    _edit_manifest(tiny_bundle, lambda m: None)
+    assert SEAL not in json.loads((tiny_bundle / "manifest.json").read_text())
+    assert verify_bundle(tiny_bundle)["artifact"]["main"] == "model.onnx"
 
 
 def test_model_dropped_from_the_hash_list_and_swapped_is_refused(tiny_bundle):
@@ -97,3 +126,21 @@ def test_files_beside_the_model_are_hashed_checked_and_kept_by_a_rebuild(tmp_pat
     (bundle / "tokenizer.json").write_text('{"model": "edited"}')
     with pytest.raises(ArtifactError, match="tokenizer.json"):
         verify_bundle(bundle)
+
+
+def test_images_on_a_device_without_pillow_is_one_line(tiny_bundle, tmp_path):
+    """A device install (edgekd, numpy, onnxruntime) has no Pillow: --images said "internal error: ModuleNotFoundError"."""
+    import subprocess
+    import sys
+
+    from tests.blocking import BLOCK_TORCH
+    from tests.faults.helpers import subprocess_env
+
+    without_pillow = BLOCK_TORCH.replace('("torch", "transformers")', '("torch", "transformers", "PIL")')
+    assert without_pillow != BLOCK_TORCH
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.png").write_bytes(b"not decoded: refused before")
+    done = subprocess.run([sys.executable, "-c", without_pillow + "\nfrom edgekd.cli import main\nmain(sys.argv[1:])", "bench",
+                           str(tiny_bundle), "--images", str(tmp_path / "photos"), *FAST], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=300)
+    assert_one_line_error(done, "--images", "needs Pillow", "pip install pillow")

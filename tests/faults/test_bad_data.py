@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgekd.core.fileio import sha256_of, write_json_atomic
+from edgekd.device.bundle import sealed
 
 from .helpers import assert_one_line_error, invoke, write_config
 
@@ -88,7 +89,7 @@ def _replace_eval(bundle: Path, **changes) -> None:
     for entry in manifest["files"]:
         if entry["path"] == "eval.npz":
             entry.update(sha256=sha256_of(bundle / "eval.npz"), bytes=(bundle / "eval.npz").stat().st_size)
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
 
 
 def _bench(bundle: Path):
@@ -116,7 +117,7 @@ def test_truncated_eval_npz_with_its_hash_updated(bundle):
     for entry in manifest["files"]:
         if entry["path"] == "eval.npz":
             entry.update(sha256=sha256_of(bundle / "eval.npz"))
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
     assert_one_line_error(_bench(bundle), "eval.npz", "cannot read npz")
 
 

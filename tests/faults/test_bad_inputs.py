@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from edgekd.core.fileio import sha256_of, write_json_atomic
+from edgekd.device.bundle import sealed
 from edgekd.train.models.zoo import MLP
 
 from .helpers import assert_one_line_error, invoke, run_cli, subprocess_env, write_config
@@ -296,7 +297,7 @@ def _rehash(bundle: Path) -> None:
         path = bundle / entry["path"]
         if path.is_file():
             entry.update(sha256=sha256_of(path), bytes=path.stat().st_size)
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
 
 
 def test_bundle_file_not_matching_its_sha256_is_refused_before_loading(bundle):
@@ -318,7 +319,7 @@ def test_bundle_path_escaping_its_folder_is_refused(bundle):
     (bundle.parent / "outside.onnx").write_bytes((bundle / "model.onnx").read_bytes())
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["files"][0]["path"] = "../outside.onnx"
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
     assert_one_line_error(invoke("bench", bundle), "'../outside.onnx'", "escapes the bundle folder", "refused")
 
 

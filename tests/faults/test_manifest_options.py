@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgekd.core.fileio import write_json_atomic
+from edgekd.device.bundle import sealed
 
 from .helpers import assert_one_line_error, invoke
 
@@ -17,7 +18,7 @@ def _edited_bundle(finished_run: Path, tmp_path: Path, target: str, edit) -> Pat
     bundle = shutil.copytree(finished_run / "bundle" / target, tmp_path / target)
     manifest = json.loads((bundle / "manifest.json").read_text())
     edit(manifest["artifact"]["runtime_options"])
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
     return bundle
 
 

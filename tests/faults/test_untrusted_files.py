@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from edgekd.core.fileio import write_json_atomic
+from edgekd.device.bundle import sealed
 
 from .helpers import REPO, assert_one_line_error, invoke, run_cli, subprocess_env, write_config
 
@@ -92,7 +93,7 @@ def test_bundle_naming_a_code_reference_as_backend_is_refused(tmp_path, finished
     bundle = shutil.copytree(finished_run / "bundle" / "x86-cpu", tmp_path / "x86-cpu")
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["artifact"]["backend"] = "os:system"
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
     assert_one_line_error(invoke("bench", bundle), "unknown backend 'os:system'")
 
 

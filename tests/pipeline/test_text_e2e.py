@@ -16,6 +16,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 from edgekd.core.fileio import read_json  # noqa: E402
+from edgekd.device.bundle import sealed  # noqa: E402
 from edgekd.lang import corpus  # noqa: E402
 from tests.blocking import CLI_WITHOUT_TORCH  # noqa: E402
 from tests.faults.helpers import assert_one_line_error, invoke, subprocess_env  # noqa: E402
@@ -158,7 +159,7 @@ def test_a_tokenizer_making_ids_past_the_models_vocabulary_is_refused_naming_it(
     (bundle / "tokenizer.json").write_text(json.dumps(swapped), encoding="utf-8")
     manifest = read_json(bundle / "manifest.json")
     manifest["files"] = [file_record(bundle / e["path"], bundle) if e["path"] == "tokenizer.json" else e for e in manifest["files"]]
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
     assert next(e for e in manifest["files"] if e["path"] == "tokenizer.json")["sha256"] == sha256_of(bundle / "tokenizer.json")
     texts = folder / "test-texts-vocab.jsonl"
     corpus.write_snapshot([e for e in tiny_corpus.examples() if e.split == "test"], texts)

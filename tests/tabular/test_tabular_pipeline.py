@@ -75,6 +75,12 @@ def test_the_bundle_readme_says_how_to_feed_a_table(table_run):
         model_feed(schema, {**rows, "shape": [""]}, "rows")
     with pytest.raises(DataError, match=r"rows: column 'shape' holds the category 'oval'.*map it to a known category$"):
         model_feed(schema, {**rows, "shape": ["oval"]}, "rows")
+    # a column given as one row of three values (or a second value per row) lost rows or values without a word
+    assert model_feed(schema, {**rows, "size": [[1.2]]}, "rows")["size"].shape == (1, 1)  # (rows, 1) is a column
+    with pytest.raises(DataError, match=r"rows: column 'size' is \(1, 3\), but a column is one value per row"):
+        model_feed(schema, {**rows, "size": [[1.2, 1.3, 1.4]]}, "rows")
+    with pytest.raises(DataError, match=r"rows: column 'color' is \(1, 2\)"):
+        model_feed(schema, {**rows, "color": np.array([["red", "blue"]])}, "rows")
 
 
 def test_student_and_int8_are_recorded(table_run):

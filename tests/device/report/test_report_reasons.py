@@ -1,6 +1,7 @@
 """Every table (terminal, Markdown, HTML) says why a candidate was not shipped and why a cell is n/a."""
 from __future__ import annotations
 
+from edgekd.device.bundle import sealed
 from edgekd.device.report.html import render_html
 from edgekd.device.report.reasons import short_verdict
 from edgekd.device.report.table import COLUMNS, markdown, table_rows
@@ -112,7 +113,7 @@ def test_edgekd_bench_of_an_arm64_bundle_on_x86_warns_in_the_report(tmp_path, bu
     bundle = bundle_factory(tmp_path, "arm64-cpu")
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["profile"] = {**load_profile("arm64-cpu").model_dump(mode="json"), "gate": {"max_drop": 1.0}}
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    (bundle / "manifest.json").write_text(json.dumps(sealed(manifest)))
     report = api.bench(bundle, runs=5, min_seconds=0, warmup_runs=1, warmup_seconds=0, rounds=1, memory=False)
     assert any("for aarch64 CPUs and this machine is x86_64" in w for w in report["host_warnings"])
     assert "This machine is not the device" in markdown(report)

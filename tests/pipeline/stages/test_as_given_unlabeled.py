@@ -135,6 +135,9 @@ def test_bench_on_raw_images_without_torch_measures_fidelity_or_top1(unlabeled_r
     report = json.loads((root / "raw-unlabeled" / "report.json").read_text())
     assert report["measured"] == "fidelity to fp32 (no labels)" and report["eval_set"]["samples"] == 100
     assert "agreement with itself is 1 by construction" in report["warnings"][0]  # one bundle: said, not hidden
+    # and its gate counts that drop as skipped, not as a pass (before: "gate: PASS (1 passed)", exit 0)
+    gated = invoke("gate", root / "raw-unlabeled" / "report.json")
+    assert gated.exit_code == 1 and "its own reference" in gated.output and "1 passed" not in gated.output, gated.output
     # Class folders named as the bundle's labels ("0".."9": the model's outputs) give top-1 against them.
     from sklearn.datasets import load_digits
 
