@@ -101,7 +101,8 @@ def verdict_line(verdict: dict[str, Any]) -> str:
 def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs, min_seconds: float = _BENCH.min_seconds,
           batch_sizes: Sequence[int] = (1, _BENCH.batch_size), warmup_runs: int = _BENCH.warmup_runs,
           warmup_seconds: float = _BENCH.warmup_seconds, rounds: int = _BENCH.rounds, memory: bool = _BENCH.memory,
-          images: str | Path | None = None, texts: str | Path | None = None, decoding: Decoding | None = None) -> dict[str, Any]:
+          images: str | Path | None = None, texts: str | Path | None = None, decoding: Decoding | None = None,
+          out: str | Path | None = None) -> dict[str, Any]:
     """Benchmark one bundle, or every bundle of a run folder, on this machine; returns a report
     (schema edgekd.report/1, the same as the pipeline's). Needs no torch.
     Defaults are those of `edgekd bench` (batch sizes 1 and 8). `images`: a folder of raw image files to measure
@@ -111,23 +112,33 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
     A language model's bundle (or run folder of them) is measured its own way, in the same report schema
     (task_metric perplexity): perplexity on its held-out blocks, generation speed at batch 1 (`decoding`: greedy
     unless top_k; prompts from `texts`, one per line, else the bundle's held-out blocks) and the bundle's gate
-    (`report["verdict"]["passed"]`: None when no bundle could be gated)."""
+    (`report["verdict"]["passed"]`: None when no bundle could be gated).
+    `out`: also write report.json, report.md and report.html there (`--out`; the same folders are refused)."""
     from edgekd.device.bench import bench_bundles
     from edgekd.device.config import check_bench_arguments
     from edgekd.device.latency import LatencySpec
+    from edgekd.device.report.build import refuse_replacing_a_runs_reports, refuse_replacing_other_files, write_reports
 
     # the bounds of `edgekd bench`'s flags and of the config's bench section, from the one BenchConfig model
     a = check_bench_arguments(threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
                               warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=memory)
     spec = LatencySpec(warmup_runs=a["warmup_runs"], warmup_seconds=a["warmup_seconds"], runs=a["runs"],
                        min_seconds=a["min_seconds"], rounds=a["rounds"])
-    return bench_bundles(Path(path), spec, a["threads"], a["batch_sizes"], a["memory"], None if images is None else Path(images),
-                         None if texts is None else Path(texts), decoding)
+    if out is not None:  # before minutes of measuring, not after
+        refuse_replacing_a_runs_reports(Path(out))
+        refuse_replacing_other_files(Path(out))
+    report = bench_bundles(Path(path), spec, a["threads"], a["batch_sizes"], a["memory"], None if images is None else Path(images),
+                           None if texts is None else Path(texts), decoding)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_reports(Path(out), report, (report.get("verdict") or {}).get("artifacts"))
+    return report
 
 
-def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str | Path | None = None,
+def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = None, baseline: str | Path | None = None,
          junit: str | Path | None = None, summary: str | Path | None = None, **overrides) -> GateResult:
-    """Check a report.json against thresholds (the report's own gate section unless given).
+    """Check a report.json (or the report dict bench() returns) against thresholds (the report's own gate section
+    unless given).
 
     overrides: any Thresholds field (reference, max_drop, drop_type, min_speedup, max_size_kb,
     allow_empty); None leaves it as is. The caller's `thresholds` object is never modified.
@@ -143,14 +154,20 @@ def gate(report: str | Path, thresholds: Thresholds | None = None, baseline: str
     """
     from edgekd.core.fileio import refuse_overwriting_inputs
 
+    in_memory = isinstance(report, dict)  # what bench() returns, gated as it is
+    if not in_memory and not isinstance(report, (str, Path)):
+        raise ConfigError(f"gate(): report must be a report.json path or the dict bench() returns, not {type(report).__name__}")
     refuse_overwriting_inputs("gate()", {"junit": junit, "summary": summary},
-                              {"report (the report being gated)": report, "baseline": baseline})
-    _not_a_folder("report", report)
+                              {"report (the report being gated)": None if in_memory else report, "baseline": baseline})
     if baseline is not None:
         _not_a_folder("baseline", baseline)
-    raw = _read_json(report)
-    if Path(report).name == "report.json":  # a run folder's own report: still what its run ships?
-        refuse_stale(Path(report).parent, "bench", str(report))
+    if in_memory:
+        raw, report = report, "the report given to gate() (from bench())"
+    else:
+        _not_a_folder("report", report)
+        raw = _read_json(report)
+        if Path(report).name == "report.json":  # a run folder's own report: still what its run ships?
+            refuse_stale(Path(report).parent, "bench", str(report))
     old_lm = lm_report_schema(raw)  # an lm-report.json from before language models' reports were edgekd.report/1
     data = upgrade_lm_report(raw, report) if old_lm else _checked_report(raw, report)
     given_thresholds = thresholds is not None
@@ -238,6 +255,10 @@ def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
     from edgekd.device.report.compare import compare_reports
 
     a, b = _read_report(report_a), _read_report(report_b)
+    metrics = [report.get("task_metric") or "top1" for report in (a, b)]
+    if metrics[0] != metrics[1]:
+        raise ConfigError(f"{report_a} is judged by {metrics[0]} and {report_b} by {metrics[1]}: reports of two kinds of "
+                          "model; compare reports of the same model (two machines or two versions)")
     try:
         return compare_reports(a, b)
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short

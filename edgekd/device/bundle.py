@@ -227,6 +227,11 @@ def verify_bundle(bundle_dir: Path, before_rebuild: bool = False) -> dict[str, A
 
 def _artifact_section(manifest: Any, manifest_path: Path) -> dict[str, Any]:
     """The manifest's shape, checked before any key is read: a hand-edited file fails with one line."""
+    if isinstance(manifest, dict) and "stages" in manifest and "artifact" not in manifest:  # a run folder's manifest
+        bundles = sorted(p.name for p in (manifest_path.parent / "bundle").glob("*") if (p / "manifest.json").is_file())
+        listed = f" ({', '.join(bundles)})" if bundles else ""
+        raise ArtifactError(f"{manifest_path.parent}: is a run folder, not a bundle; give one of its bundles: "
+                            f"{manifest_path.parent / 'bundle'}/<target>{listed}")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artifact"), dict):
         raise ArtifactError(f"{manifest_path}: not an edgekd bundle manifest (missing 'artifact'); bundle it again")
     if manifest.get("schema") != BUNDLE_SCHEMA:

@@ -144,3 +144,48 @@ def test_images_on_a_device_without_pillow_is_one_line(tiny_bundle, tmp_path):
                            str(tiny_bundle), "--images", str(tmp_path / "photos"), *FAST], capture_output=True, text=True,
                           env=subprocess_env(), timeout=300)
     assert_one_line_error(done, "--images", "needs Pillow", "pip install pillow")
+
+
+def test_bench_out_never_replaces_a_users_own_report_or_writes_into_the_bundle(tiny_bundle, tmp_path):
+    """--out into a folder of the user's (their own report.md) replaced it without a word, and --out BUNDLE wrote the
+    reports among the model's files; a folder of an earlier bench's reports is still rewritten, as a rerun expects."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "report.md").write_text("my own notes")
+    assert_one_line_error(invoke("bench", tiny_bundle, *FAST, "--out", notes), f"--out {notes}", "report.md",
+                          "an edgekd bench did not write", "give a new or empty folder")
+    assert (notes / "report.md").read_text() == "my own notes" and not (notes / "report.json").exists()
+    assert_one_line_error(invoke("bench", tiny_bundle, *FAST, "--out", tiny_bundle), "is a bundle folder", "-report")
+    assert not (tiny_bundle / "report.json").exists()
+    again = tmp_path / "device"
+    for _ in range(2):
+        done = invoke("bench", tiny_bundle, *FAST, "--out", again)
+        assert done.exit_code == 0, done.output
+    assert json.loads((again / "report.json").read_text())["schema"] == "edgekd.report/1"
+
+
+def test_more_threads_than_cores_is_a_host_warning(tiny_bundle):
+    """--threads 64 on a 2-core machine: host_warnings was [] (it read the profile's threads), and the only hint was
+    "the machine was noisy", which blames the machine for the flag."""
+    import os
+
+    from edgekd import api
+
+    many = 8 * (os.cpu_count() or 1)
+    report = api.bench(tiny_bundle, threads=many, runs=2, min_seconds=0, warmup_runs=1, warmup_seconds=0, rounds=1, memory=False)
+    assert any(f"runs {many} threads" in warning for warning in report["host_warnings"]), report["host_warnings"]
+
+
+def test_the_api_gates_what_its_bench_returns_and_writes_where_out_says(tiny_bundle, tmp_path):
+    """api.gate(api.bench(...)) raised a raw TypeError, and api.bench had no `out` though the CLI has --out."""
+    from edgekd import api
+    from edgekd.core.errors import ConfigError
+
+    report = api.bench(tiny_bundle, runs=2, min_seconds=0, warmup_runs=1, warmup_seconds=0, rounds=1, memory=False,
+                       out=tmp_path / "device")
+    written = json.loads((tmp_path / "device" / "report.json").read_text())
+    assert written["rows"][0]["top1"] == report["rows"][0]["top1"] and (tmp_path / "device" / "report.html").is_file()
+    from_dict, from_file = api.gate(report), api.gate(tmp_path / "device" / "report.json")
+    assert from_dict.passed == from_file.passed and from_dict.summary == from_file.summary
+    with pytest.raises(ConfigError, match="report must be a report.json path or the dict bench"):
+        api.gate(42)

@@ -388,6 +388,13 @@ def test_compile_a_folder_that_is_not_a_bundle(tmp_path):
     assert_one_line_error(invoke("compile", tmp_path), str(tmp_path), "not a bundle")
 
 
+def test_compile_of_a_run_folder_names_its_bundles(finished_run):
+    """Was "RUN/manifest.json: not an edgekd bundle manifest (missing 'artifact'); bundle it again": advice that fits
+    no run folder."""
+    assert_one_line_error(invoke("compile", finished_run), f"{finished_run}: is a run folder, not a bundle",
+                          f"{finished_run / 'bundle'}/<target> (intel-cpu, x86-cpu)")
+
+
 def test_debug_flag_shows_the_traceback_as_well(tmp_path):
     config = write_config(tmp_path, distil={"temperature": 2.0})
     result = invoke("--debug", "run", config)

@@ -113,6 +113,39 @@ def refuse_replacing_a_runs_reports(out_dir: Path | None = None, json_out: Path 
                               f"{run_dir / 'device'}" + (f"/{path.name}" if option == "--json" else ""))
 
 
+def refuse_replacing_other_files(out_dir: Path | None) -> None:
+    """`edgekd bench --out DIR` replaces DIR's report.json, .md and .html: only when they are an earlier bench's (its
+    report.json an edgekd report), never a user's own report.md; and never inside a bundle, whose folder is the model's."""
+    from edgekd.core.errors import OutputError
+    from edgekd.core.fileio import read_json
+
+    if out_dir is None or not Path(out_dir).is_dir():
+        return
+    out_dir = Path(out_dir)
+    if (out_dir / "manifest.json").is_file() and not (out_dir / "stages").exists():
+        try:
+            schema = (read_json(out_dir / "manifest.json") or {}).get("schema")
+        except Exception:  # an unreadable manifest is not evidence of a bundle
+            schema = None
+        if schema == "edgekd.bundle/1":
+            raise OutputError(f"--out {out_dir}: is a bundle folder (the model, its manifest and eval set); write the "
+                              f"report elsewhere, e.g. --out {out_dir.parent / (out_dir.name + '-report')}")
+    present = [name for name in REPORT_FILES if (out_dir / name).exists()]
+    if present and not _an_edgekd_report(out_dir / "report.json"):
+        raise OutputError(f"--out {out_dir}: holds {', '.join(present)} that an edgekd bench did not write (no edgekd "
+                          "report.json beside them), which would be replaced; give a new or empty folder")
+
+
+def _an_edgekd_report(path: Path) -> bool:
+    from edgekd.core.fileio import read_json
+
+    try:
+        data = read_json(path)
+    except Exception:  # missing or unreadable: not a report edgekd wrote
+        return False
+    return isinstance(data, dict) and any(str(data.get(key, "")).startswith("edgekd.") for key in ("schema", "format"))
+
+
 def write_reports(out_dir: Path, report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[Path]:
     return [write_json_atomic(out_dir / "report.json", report),
             write_text_atomic(out_dir / "report.md", markdown(report, verdicts)),

@@ -33,7 +33,8 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
                      "size_ratio": _ratio(ra["bytes"], rb["bytes"]), "top1_a": ra.get("top1"), "top1_b": rb.get("top1"),
                      "top1_delta_points": top1_delta})
     only = sorted(set(r["artifact"] for r in a["rows"]) ^ set(rows_b))
-    return {"a": _label(a), "b": _label(b), "same_eval_set": same_eval, "rows": rows, "unmatched": only}
+    return {"a": _label(a), "b": _label(b), "same_eval_set": same_eval, "same_run": a.get("run") == b.get("run"),
+            "rows": rows, "unmatched": only}
 
 
 def _batch1(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -84,7 +85,10 @@ def render_markdown(comparison: dict[str, Any]) -> str:
 
 def _notes(comparison: dict[str, Any]) -> list[str]:
     notes = []
-    if not comparison["same_eval_set"]:
+    if not comparison["same_eval_set"] and not comparison.get("same_run", True):
+        notes.append("warning: different runs measured on different evaluation sets: most likely two different models, "
+                     "so the ratios compare those models, not one model on two machines; top-1 deltas are not shown")
+    elif not comparison["same_eval_set"]:
         notes.append("note: the reports used different evaluation sets (sha256); top-1 deltas are not shown")
     if comparison["unmatched"]:
         notes.append(f"note: only in one report: {', '.join(comparison['unmatched'])}")

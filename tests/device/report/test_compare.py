@@ -74,3 +74,20 @@ def test_without_rounds_the_spread_or_cv_decides():
     assert separated({"p50_ms": 1.0, "p10_ms": 0.5, "p90_ms": 3.0}, {"p50_ms": 1.3, "p10_ms": 0.6, "p90_ms": 4.0}) is False
     assert separated({"p50_ms": 1.0, "cv": 6.0}, {"p50_ms": 1.3, "cv": 5.0}) is False
     assert separated({"p50_ms": 1.0}, {"p50_ms": 1.3}) is None
+
+
+def test_two_different_runs_on_different_evaluation_sets_are_called_two_models():
+    """compare printed ratios for two unrelated models with only "different evaluation sets" as a note."""
+    other = {**_report("b", 1.0, 1, 0.5, sha="t" * 64), "run": "another-model"}
+    assert "most likely two different models" in render_markdown(compare_reports(_report("a", 1.0, 1, 0.9), other))
+
+
+def test_reports_of_two_kinds_of_model_are_refused(tmp_path):
+    from edgekd import api
+    from edgekd.core.errors import ConfigError
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_report("laptop", 2.0, 40, 0.90)))
+    b.write_text(json.dumps({**_report("laptop", 2.0, 40, 0.90), "task_metric": "mask_iou"}))
+    with pytest.raises(ConfigError, match="judged by top1 .* by mask_iou: reports of two kinds of model"):
+        api.compare(a, b)
