@@ -21,6 +21,7 @@ pytest.importorskip("torch")
 from edgekd import api  # noqa: E402
 from edgekd.cli import main  # noqa: E402
 from edgekd.core.fileio import read_json, sha256_of, write_json_atomic  # noqa: E402
+from edgekd.device.bundle import sealed  # noqa: E402
 from edgekd.device.lm_bench import Decoding  # noqa: E402
 from edgekd.lang.lm_tokenizer import LMTokenizer  # noqa: E402
 from edgekd.lang.perplexity import onnx_perplexity  # noqa: E402
@@ -89,7 +90,7 @@ def test_a_failed_gate_exits_1_after_writing_the_report(run_copy, tmp_path):
     bundle = run_copy / "bundle" / "x86-cpu"
     manifest = read_json(bundle / "manifest.json")
     manifest["eval"]["reference_perplexity"]["student_fp32"] /= 2
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
     result = CliRunner().invoke(main, ["bench", str(bundle), "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 1, result.output
     report = read_json(tmp_path / "r.json")
@@ -109,7 +110,7 @@ def test_a_manifest_without_a_tokenizer_entry_is_refused(run_copy):
     bundle = run_copy / "bundle" / "x86-cpu"
     manifest = read_json(bundle / "manifest.json")
     manifest["files"] = [entry for entry in manifest["files"] if entry["path"] != "tokenizer.json"]
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), "manifest.json", "lists no tokenizer.json")
 
 
@@ -141,7 +142,7 @@ def test_a_bundle_without_held_out_blocks_needs_prompts_and_is_not_gated(run_cop
     _replace_eval(bundle, np.zeros((0, 32), np.int64))
     manifest = read_json(bundle / "manifest.json")
     del manifest["eval"]
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), "no held-out blocks", "--texts")
     texts = tmp_path / "p.txt"
     texts.write_text("def f(x):\n", encoding="utf-8")
@@ -156,7 +157,7 @@ def _replace_eval(bundle, input_ids):
     manifest = read_json(bundle / "manifest.json")
     manifest["files"] = [entry | ({"sha256": sha256_of(bundle / "eval.npz")} if entry["path"] == "eval.npz" else {})
                          for entry in manifest["files"]]
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
 
 
 def test_a_pickled_eval_file_is_refused(run_copy):
@@ -188,7 +189,7 @@ def test_a_non_finite_gate_limit_in_the_manifest_is_refused_naming_the_key(run_c
     bundle = run_copy / "bundle" / "x86-cpu"
     manifest = read_json(bundle / "manifest.json")
     manifest["gate"]["max_increase"] = float(value.lower().replace("infinity", "inf"))
-    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")  # json writes NaN / Infinity as given
+    (bundle / "manifest.json").write_text(json.dumps(sealed(manifest)), encoding="utf-8")  # json writes NaN / Infinity as given
     assert value in (bundle / "manifest.json").read_text()
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle)]), str(bundle / "manifest.json"),
                           "gate.max_increase: must be a finite number")
@@ -235,7 +236,7 @@ def test_prompts_from_a_swapped_tokenizer_past_the_vocabulary_are_refused_naming
     manifest = read_json(bundle / "manifest.json")
     manifest["files"] = [entry | ({"sha256": sha256_of(bundle / "tokenizer.json")} if entry["path"] == "tokenizer.json" else {})
                          for entry in manifest["files"]]
-    write_json_atomic(bundle / "manifest.json", manifest)
+    write_json_atomic(bundle / "manifest.json", sealed(manifest))
     texts = tmp_path / "p.txt"
     texts.write_text("def zebra_crossing(x):\n", encoding="utf-8")
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle), "--texts", str(texts)]),

@@ -10,7 +10,7 @@ import pytest
 from edgekd.core.errors import ArtifactError
 from edgekd.core.fileio import read_json, sha256_of, write_json_atomic
 from edgekd.device.bench import bundle_task
-from edgekd.device.bundle import verify_bundle
+from edgekd.device.bundle import sealed, verify_bundle
 from edgekd.device.lm_bench import _eval_blocks
 from tests.device.tiny_lm import write_lm_bundle, write_old_lm_bundle
 
@@ -47,7 +47,8 @@ def test_a_bundle_without_blocks_reads_none(tmp_path):
 def _edit(bundle, change):
     manifest = read_json(bundle / "manifest.json")
     change(manifest)
-    write_json_atomic(bundle / "manifest.json", manifest)
+    # a bundle as the compile stage would have written it (sealed: device/bundle.SEAL); an old one as it was
+    write_json_atomic(bundle / "manifest.json", sealed(manifest) if manifest.get("schema") else manifest)
 
 
 def _list(manifest, name, digest):
