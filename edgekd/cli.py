@@ -331,10 +331,13 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     (after the reports are written).
     """
     from edgekd import api
-    from edgekd.device.report.build import refuse_replacing_a_runs_reports, refuse_replacing_other_files
+    from edgekd.core.fileio import refuse_overwriting_inputs
+    from edgekd.device.report.build import refuse_replacing_a_runs_reports, refuse_replacing_other_files, refuse_replacing_other_json
 
     refuse_replacing_a_runs_reports(out, json_out)  # a run folder's own reports are the pipeline's, not a bench's
     refuse_replacing_other_files(out)  # nor a user's own report.md, nor a bundle's folder
+    refuse_overwriting_inputs("bench", {"--json": json_out}, {"--texts": texts})
+    refuse_replacing_other_json(json_out)  # nor any other file of the user's: a bundle's manifest.json
     _check_outputs(folders={"--out": out}, files={"--json": json_out})  # before minutes of measuring, not after
     if images and texts:
         raise click.UsageError("--images and --texts: give one of them")

@@ -95,6 +95,9 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _image_steps_need_a_folder(self) -> DataConfig:
+        if self.source in ("code", "folder"):  # a language model's corpus in a file without `task: language-model`
+            raise ValueError(f"data.source '{self.source}': a language model's corpus; add task: language-model at the top "
+                             "of the file (its data, teacher, student sections: configs/language_model.yaml)")
         given = [k for k in ("image_size", "resize", "center_crop", "color") if k in self.model_fields_set]
         if given and self.source != "imagefolder":
             raise ValueError(f"data.{given[0]}: applies to image files (data.source imagefolder), not to '{self.source}'; "

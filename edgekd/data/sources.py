@@ -57,7 +57,9 @@ def load_raw(source: str, path: Optional[str], preprocess: Preprocess, base_dir:
         return _imagefolder(data_path(source, path, base_dir), preprocess, labeled)
     if is_reference(source):
         return _factory(source, base_dir, scale)
-    raise DataError(f"data.source '{source}': unknown; use digits, fashion-mnist, npz, imagefolder or module:function")
+    hint = "; a language model's corpus (code, folder) needs task: language-model" if source in ("code", "folder") else ""
+    raise DataError(f"data.source '{source}': unknown; use digits, fashion-mnist, npz, imagefolder, csv, parquet, text or "
+                    f"module:function{hint}")
 
 
 def data_path(source: str, path: Optional[str], base_dir: Optional[Path]) -> Path:

@@ -37,6 +37,11 @@ class Decoding:
     new_tokens: Optional[int] = None
     prompts: Optional[int] = None
 
+    def __post_init__(self) -> None:  # the CLI's --temperature rule, for the API's Decoding too
+        if self.top_k is None and self.temperature != 1.0:
+            raise ConfigError(f"Decoding(temperature={self.temperature}): temperature applies to sampling; give top_k too "
+                              "(greedy decoding has no temperature)")
+
     def describe(self) -> dict[str, Any]:
         if self.top_k is None:
             return {"mode": "greedy"}

@@ -102,8 +102,12 @@ def text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: int
     prompts = []
     for number, line in numbered:
         ids = tokenizer.encode(line).astype(np.int64)
+        if context and len(ids) >= context:  # no --new-tokens can help: the prompt alone fills the context
+            raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, and the model's context is {context}: "
+                            f"shorten it to under {context} tokens, leaving room for the new ones")
         if context and len(ids) + new_tokens > context:
             raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, and with {new_tokens} new tokens that "
-                            f"exceeds the model's context of {context}; shorten it or pass a smaller --new-tokens")
+                            f"exceeds the model's context of {context}; shorten it or pass --new-tokens {context - len(ids)} "
+                            "or less")
         prompts.append(ids)
     return prompts

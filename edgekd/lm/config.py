@@ -46,6 +46,10 @@ class LMTeacherConfig(Strict):
         if bool(self.checkpoint) != bool(self.tokenizer):
             raise ValueError("teacher.tokenizer: a given teacher (checkpoint) needs the tokenizer it was trained with, and a "
                              "tokenizer is only taken with a checkpoint; give both or neither")
+        unused = [key for key in ("layers", "width", "heads", "train") if key in self.model_fields_set]
+        if self.checkpoint and unused:  # a given teacher is used as it is: its sizes come from its config.json
+            raise ValueError(f"teacher.{unused[0]}: the teacher's sizes come from teacher.checkpoint (its config.json) and "
+                             "it is not trained; remove " + ", ".join(unused))
         return self
 
 

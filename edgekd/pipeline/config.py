@@ -73,6 +73,17 @@ class PipelineConfig(Strict):
         return self.student.onnx is not None
 
     @model_validator(mode="after")
+    def _no_language_model_gate_keys(self) -> PipelineConfig:
+        """gate.max_increase and gate.min_greedy_agreement judge a language model's perplexity and greedy tokens: a
+        classifier's gate would keep them unused (and gate on max_drop's default), so they are refused."""
+        given = [key for key in ("max_increase", "min_greedy_agreement") if getattr(self.gate, key) is not None]
+        if given:
+            raise ValueError(f"gate.{given[0]}: a language model's gate key (task: language-model); this run is judged by "
+                             f"{'its task metric' if self.task else 'top-1'}: use gate.max_drop (and max_metric_drop, "
+                             "min_cosine, min_sqnr_db)")
+        return self
+
+    @model_validator(mode="after")
     def _student_as_given(self) -> PipelineConfig:
         if self.distill.mode == "none":
             if self.teachers:

@@ -139,6 +139,9 @@ class LanguageModelConfig(Strict):
         refused = self.distill.refused_keys()
         if refused:
             raise ValueError(refused)
+        if not self.teacher.tokenizer and self.distill.mode != "sequence" and self.distill.top_k > self.data.vocab_size:
+            raise ValueError(f"distill.top_k {self.distill.top_k} exceeds data.vocab_size {self.data.vocab_size}: the teacher "
+                             "has no more tokens to rank; give at most the vocabulary size")
         sequence = self.distill.sequence
         if self.distill.mode != "token" and sequence.prompt_tokens + sequence.new_tokens > self.data.context:
             raise ValueError(f"distill.sequence: prompt_tokens {sequence.prompt_tokens} + new_tokens {sequence.new_tokens} "

@@ -44,6 +44,7 @@ class LMTeachersStep(TaskStep):
         ctx, cfg = self.ctx, self.ctx.cfg
         tokenizer = self._tokenizer()
         ctx.dataset.check_splits(tokenizer)  # a split too small for one block stops the run before the teacher trains
+        self._check_vocabulary(tokenizer)  # before the teacher trains, not after
         teacher, trained = self._teacher(tokenizer)
         outputs = [tokenizer, *save_pretrained(teacher, teacher_dir(ctx))]
         val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]
@@ -54,6 +55,22 @@ class LMTeachersStep(TaskStep):
                                "test_perplexity": round(torch_perplexity(teacher, test), 4), "given": trained is None,
                                **(trained or {})}}
         return StageOutput(outputs, metrics)
+
+    def _check_vocabulary(self, tokenizer: Path) -> None:
+        """distill.top_k within the vocabulary the tokenizer has; a learned vocabulary smaller than data.vocab_size
+        said (the BPE trainer stops when the corpus gives no more merges), as text classifiers say it."""
+        import warnings
+
+        from edgekd.lang.lm_tokenizer import LMTokenizer
+
+        cfg, size = self.ctx.cfg, LMTokenizer(tokenizer).vocab_size
+        if cfg.distill.mode != "sequence" and cfg.distill.top_k > size:
+            raise ConfigError(f"distill.top_k {cfg.distill.top_k}: the vocabulary has {size} tokens (the run's tokenizer); "
+                              f"give at most {size}")
+        if not cfg.teacher.tokenizer and size < cfg.data.vocab_size:
+            warnings.warn(f"data.vocab_size {cfg.data.vocab_size}: the tokenizer learned {size} tokens from the training "
+                          f"split (no further merges in it); the models take {size}: set data.vocab_size to {size} to say "
+                          "so, or give more text", stacklevel=2)
 
     def _tokenizer(self) -> Path:
         from edgekd.lang.lm_tokenizer import LMTokenizer, train_on_corpus

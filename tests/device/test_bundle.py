@@ -189,3 +189,18 @@ def test_the_api_gates_what_its_bench_returns_and_writes_where_out_says(tiny_bun
     assert from_dict.passed == from_file.passed and from_dict.summary == from_file.summary
     with pytest.raises(ConfigError, match="report must be a report.json path or the dict bench"):
         api.gate(42)
+
+
+def test_bench_json_never_replaces_a_file_that_is_not_a_report(tiny_bundle, tmp_path):
+    """--json FILE replaced whatever FILE was: the --texts file being read, or the bundle's own manifest.json."""
+    before = (tiny_bundle / "manifest.json").read_bytes()
+    assert_one_line_error(invoke("bench", tiny_bundle, *FAST, "--json", tiny_bundle / "manifest.json"),
+                          "manifest.json: exists and is not an edgekd report", "give a new file name")
+    assert (tiny_bundle / "manifest.json").read_bytes() == before
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "a", "label": "b"}\n')
+    assert_one_line_error(invoke("bench", tiny_bundle, *FAST, "--texts", texts, "--json", texts), "--json", "is --texts")
+    report = tmp_path / "r.json"
+    for _ in range(2):  # an earlier report is replaced, as a rerun expects
+        done = invoke("bench", tiny_bundle, *FAST, "--json", report)
+        assert done.exit_code == 0, done.output

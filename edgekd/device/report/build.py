@@ -136,6 +136,18 @@ def refuse_replacing_other_files(out_dir: Path | None) -> None:
                           "report.json beside them), which would be replaced; give a new or empty folder")
 
 
+def refuse_replacing_other_json(json_out: Path | None) -> None:
+    """`edgekd bench --json FILE` replaces FILE only when it is an earlier report (or new), never another file of the
+    user's (a --texts file, a bundle's manifest.json)."""
+    from edgekd.core.errors import OutputError
+
+    if json_out is None or not Path(json_out).exists():
+        return
+    if not _an_edgekd_report(Path(json_out)):
+        raise OutputError(f"--json {json_out}: exists and is not an edgekd report, which it would replace; give a new "
+                          "file name (or delete it first)")
+
+
 def _an_edgekd_report(path: Path) -> bool:
     from edgekd.core.fileio import read_json
 
@@ -143,7 +155,9 @@ def _an_edgekd_report(path: Path) -> bool:
         data = read_json(path)
     except Exception:  # missing or unreadable: not a report edgekd wrote
         return False
-    return isinstance(data, dict) and any(str(data.get(key, "")).startswith("edgekd.") for key in ("schema", "format"))
+    # edgekd.report/1, or a language model's report from before it (edgekd.lm-report/1, edgekd.lm-device-report/1)
+    return isinstance(data, dict) and any(str(data.get(key, "")).startswith("edgekd.") and "report/" in str(data.get(key))
+                                          for key in ("schema", "format"))
 
 
 def write_reports(out_dir: Path, report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[Path]:
