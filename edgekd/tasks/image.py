@@ -29,6 +29,11 @@ class ImageClassification(Classification):
         # Shipping a trained model only evaluates and calibrates: an image folder can then stay on disk.
         lazy = config.distill.mode == "none" and config.quantize.method != "qat"
         dataset = load_dataset(config.data, config.seed, base_dir, lazy=lazy)
+        if dataset.layout == "NHWC" and not lazy:  # fed as they are to a given model; training takes (N, C, H, W)
+            from edgekd.core.errors import DataError
+
+            raise DataError(f"data.path '{config.data.path}': channels-last images {tuple(dataset.input_shape)}, and the "
+                            "models this run trains take (N, C, H, W); save x as numpy.transpose(x, (0, 3, 1, 2))")
         if dataset.labeled:
             return dataset
         from edgekd.pipeline.given_model import with_reference_labels

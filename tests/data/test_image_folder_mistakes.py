@@ -113,3 +113,19 @@ def test_a_model_trained_on_bgr_fed_rgb_is_told_to_decode_bgr_not_to_rename_fold
     fixed = invoke("ship", tmp_path / "bgr.onnx", "--data", root, "--normalize", "none", "--color", "bgr",
                    "--out", tmp_path / "fixed")
     assert fixed.exit_code == 0, fixed.output[-2000:]
+
+
+def test_channels_last_arrays_for_a_run_that_trains_are_one_line(tmp_path):
+    """A trial: an (N, 8, 8, 3) npz in a run with teachers crashed (internal error: operands could not be broadcast)."""
+    from sklearn.datasets import load_digits
+
+    from edgekd.pipeline.config import validate_config
+    from edgekd.pipeline.task import task_for
+
+    digits = load_digits()
+    x = np.repeat((digits.images[:300] * 255 / 16).astype(np.uint8)[..., None], 3, axis=3)
+    np.savez(tmp_path / "nhwc.npz", x=x, y=digits.target[:300])
+    config = validate_config({"data": {"source": "npz", "path": str(tmp_path / "nhwc.npz")}, "teachers": [{"arch": "mlp"}],
+                              "student": {"arch": "mlp"}})
+    with pytest.raises(DataError, match=r"channels-last images \(8, 8, 3\).*numpy.transpose\(x, \(0, 3, 1, 2\)\)"):
+        task_for(config).load_dataset(config, tmp_path)

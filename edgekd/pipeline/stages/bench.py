@@ -29,6 +29,8 @@ from edgekd.runtimes.host_fit import host_warnings
 SCRATCH = "student_scratch"  # distill.compare_scratch's reference row (its checkpoint: stages/distill.SCRATCH_CHECKPOINT)
 BASELINE_ADVICE = {"tfidf_logreg": "train the teacher longer or on more text, or start from a pretrained model",
                    SCRATCH: "distillation did not help this student: try another distill.temperature / distill.alpha"}
+WEAK_TEACHER = ("the teachers are weaker than the student trained on labels alone, so they have little to teach: train "
+                "them longer or larger (teachers[].train), or check data.normalize")
 
 
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
@@ -56,12 +58,31 @@ def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None =
     """A teacher or a distilled student that a cheap baseline beats beyond chance on `samples` test samples: the run
     passes its gate and is still worse than what the baseline gets for free, which nobody would guess from a PASS.
     With `chance` (the largest class's share of the samples), also a student far below its teachers."""
-    out = []
-    for model, name in (("teacher", "tfidf_logreg"), ("student_fp32", "tfidf_logreg"), ("student_fp32", SCRATCH)):
+    out = _at_chance(refs, samples, chance)
+    for model, name in (("teacher", "tfidf_logreg"), ("student_fp32", "tfidf_logreg"), ("teacher", SCRATCH),
+                        ("student_fp32", SCRATCH)):
         if model in refs and name in refs and _beats(refs[name]["top1"], refs[model]["top1"], samples):
+            advice = WEAK_TEACHER if (model, name) == ("teacher", SCRATCH) else BASELINE_ADVICE[name]
             out.append(f"{model} top-1 {refs[model]['top1']:.2%} is under the {name} baseline's {refs[name]['top1']:.2%} "
-                       f"on the same test samples: {BASELINE_ADVICE[name]}")
+                       f"on the same test samples: {advice}")
     return out + _student_shortfall(refs, samples, chance)
+
+
+def _at_chance(refs: dict[str, Any], samples: int, chance: float | None) -> list[str]:
+    """The teachers or the student no better than guessing (pipeline/teacher_check's bar): a gate against either then
+    passes whatever ships, so the report says it first. Checkpoint teachers are refused before training; one trained
+    in the run (too few epochs, a wrong data.normalize) reaches the gate."""
+    from edgekd.pipeline.teacher_check import not_above_chance
+
+    if chance is None:
+        return []
+    out = []
+    for model, fix in (("teacher", "train the teachers longer (teachers[].train.epochs) or check data.normalize"),
+                       ("student_fp32", "train the student longer (distill.train.epochs) or check data.normalize")):
+        problem = not_above_chance(refs[model]["top1"], chance, samples, "test samples") if model in refs else None
+        if problem:
+            out.append(f"{model}: {problem}; a gate that compares with it passes whatever ships: {fix}")
+    return out
 
 
 # A distilled student is expected to lose some of its teachers' accuracy (it is far smaller), not most of it: one that
