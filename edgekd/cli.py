@@ -545,7 +545,7 @@ def init_cmd(path: Path, data: str | None, force: bool) -> None:
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists; pass --force to overwrite it, or give another path")
     _check_outputs(files={"PATH": path})
-    write_text_atomic(path, starter_config(path.stem if path.stem != "edgekd" else "my-model", data, path.name))
+    write_text_atomic(path, starter_config(path.stem if path.stem != "edgekd" else "my-model", data, path.name, path.parent))
     click.echo(f"wrote {path}; run it with: edgekd run {shlex.quote(str(path))}")
 
 

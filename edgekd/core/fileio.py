@@ -31,18 +31,23 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def resolve_path(path: str | Path, base_dir: str | Path | None) -> Path:
-    """A path from the config: as given if it exists, else relative to the config file's folder."""
+    """A path from the config: relative to the config file's folder, as `edgekd keys` says; as given (from the
+    working directory) only where the config's folder has no such path. The config's folder first: the same file run
+    from another folder must not quietly read that folder's `img/` (a trial found exactly that)."""
     candidate = Path(path)
-    if not candidate.is_absolute() and base_dir is not None and not candidate.exists():
-        candidate = Path(base_dir) / candidate
-    return candidate
+    if candidate.is_absolute() or base_dir is None:
+        return candidate
+    beside_config = Path(base_dir) / candidate
+    return beside_config if beside_config.exists() or not candidate.exists() else candidate
 
 
 def searched(path: str | Path, base_dir: str | Path | None) -> str:
     """Where resolve_path looked, for a 'not found' message."""
-    places = [str(Path.cwd())] if not Path(path).is_absolute() else []
-    if base_dir is not None and not Path(path).is_absolute() and Path(base_dir).resolve() != Path.cwd():
+    places = []
+    if base_dir is not None and not Path(path).is_absolute():
         places.append(str(Path(base_dir).resolve()))
+    if not Path(path).is_absolute() and str(Path.cwd()) not in places:
+        places.append(str(Path.cwd()))
     return f"looked in {' and '.join(places)}" if places else "absolute path"
 
 

@@ -115,6 +115,18 @@ def _factory_defaults(model: type[BaseModel], node: dict[str, Any], root: dict[s
             _factory_defaults(inner, root["$defs"][ref.rsplit("/", 1)[1]], root)
 
 
+def _relative_to(data: str, config_dir) -> str:
+    """`--data` as given on the command line (from the working directory), rewritten relative to the folder of the file
+    init writes, where the run will look for it: `edgekd init sub/c.yaml --data ../img` wrote ../img, which from sub/
+    is another folder."""
+    import os
+    from pathlib import Path
+
+    if Path(data).is_absolute():
+        return data
+    return Path(os.path.relpath(Path(data).resolve(), Path(config_dir).resolve())).as_posix()
+
+
 def _data_section(data: str | None) -> dict[str, Any]:
     """data.source (and data.path) for `edgekd init --data X`: a built-in name, a .npz file or an image folder."""
     if data in (None, "digits"):
@@ -146,10 +158,13 @@ def _eval_samples(section: dict[str, Any], defaults: dict[str, Any]) -> int:
                test_split_size(DIGITS_SAMPLES, DataConfig.model_fields["test_fraction"].default))
 
 
-def starter_config(name: str = "my-model", data: str | None = None, filename: str = "edgekd.yaml") -> str:
+def starter_config(name: str = "my-model", data: str | None = None, filename: str = "edgekd.yaml",
+                   config_dir: Any = None) -> str:
     """A small, commented pipeline file; the values shown as defaults are read from the config models."""
     d = key_defaults()
     section = _data_section(data)
+    if "path" in section and config_dir is not None:  # data.path is read relative to the config file (core.fileio.resolve_path)
+        section["path"] = _relative_to(section["path"], config_dir)
     data_lines = "\n".join(f"  {k}: {json.dumps(v)}" for k, v in section.items())
     return f"""# edgekd pipeline: `edgekd run {filename}`. Every key: `edgekd keys`; editor completion:
 # `edgekd schema --out edgekd.schema.json` and keep the next line.

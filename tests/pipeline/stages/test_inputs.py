@@ -1,5 +1,6 @@
 """--resume notices edited files the config names (profiles, recipes, data, checkpoints), not only an edited config."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def test_data_path_is_found_beside_the_config_and_a_wrong_one_stops_preflight(ti
     monkeypatch.chdir(tmp_path)  # the run starts elsewhere: `edgekd run project/config.yaml`
     assert data_path("npz", "data.npz", project) == project / "data.npz"
     tiny_config["data"] = {"source": "npz", "path": "missing.npz"}
-    with pytest.raises(DataError, match=r"data.path 'missing.npz': not found \(looked in .* and .*project\)"):
+    with pytest.raises(DataError, match=r"data.path 'missing.npz': not found \(looked in .*project and .*\)"):
         preflight(load_config(write_config(tiny_config)), project)
 
 
@@ -96,3 +97,32 @@ def test_an_evaluation_set_larger_than_the_test_split_is_said_before_training(ti
                                          r"and gate will measure on those 120; set bench.eval_samples to 120 or less"), \
             pytest.raises(AssertionError, match="a stage started"):
         runner.run_pipeline(load_config(config), config, tmp_path / "run", log=lambda _line: None)
+
+
+def test_data_beside_the_config_wins_over_a_same_named_folder_where_the_run_starts(tmp_path, monkeypatch):
+    """A trial: `cd other && edgekd run ../proj/edgekd.yaml` trained on other/img (3 classes) instead of proj/img, with no
+    word, though `edgekd keys data` says paths are relative to the config file."""
+    from edgekd.core.fileio import resolve_path
+
+    (tmp_path / "proj" / "img").mkdir(parents=True)
+    (tmp_path / "other" / "img").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "other")
+    assert resolve_path("img", tmp_path / "proj") == tmp_path / "proj" / "img"
+    assert resolve_path("only-here", tmp_path / "proj") == tmp_path / "proj" / "only-here"  # not found: named beside the config
+    (tmp_path / "other" / "only-here").mkdir()
+    assert resolve_path("only-here", tmp_path / "proj") == Path("only-here")  # only where the run starts: still found
+
+
+def test_init_writes_data_relative_to_the_file_it_writes(tmp_path, monkeypatch):
+    """`edgekd init sub/c.yaml --data ../img` wrote ../img, which from sub/ is another folder."""
+    import yaml
+
+    from edgekd.core.fileio import resolve_path
+    from tests.faults.helpers import invoke
+
+    (tmp_path / "img" / "a").mkdir(parents=True)
+    (tmp_path / "work" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work")
+    assert invoke("init", "sub/c.yaml", "--data", "../img").exit_code == 0
+    written = yaml.safe_load((tmp_path / "work" / "sub" / "c.yaml").read_text())["data"]["path"]
+    assert written == "../../img" and resolve_path(written, tmp_path / "work" / "sub").resolve() == tmp_path / "img"
