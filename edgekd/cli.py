@@ -527,9 +527,21 @@ def schema_cmd(out: Path | None, task: str) -> None:
         return
     from edgekd.core.fileio import write_text_atomic
 
+    if out.exists() and not _a_json_schema(out):  # a rerun replaces its schema; never a pipeline file or other file
+        raise click.UsageError(f"--out {out}: exists and is not a JSON Schema, which it would replace; give another path")
     _check_outputs(files={"--out": out})
     write_text_atomic(out, text)
     click.echo(f"wrote {out}")
+
+
+def _a_json_schema(path: Path) -> bool:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "properties" in data and "type" in data
 
 
 @main.command("init")

@@ -94,8 +94,9 @@ class Preprocess:
         """(H, W) or (H, W, 3) float32 pixels in [0, 1], resized and cropped. 16-bit greyscale (a PNG's I;16 modes, or I)
         is kept at its depth: Pillow's convert("L"/"RGB") clips those values at 255 instead of scaling them. Pillow
         itself decodes 16-bit colour PNG files to 8-bit RGB (the high byte), which is scaled right already."""
-        from PIL import Image
+        from PIL import Image, ImageOps
 
+        img = ImageOps.exif_transpose(img)  # as viewers show it: a phone's JPEG is often stored sideways with a tag
         deep = img.mode in SIXTEEN_BIT_MODES
         if deep:  # Pillow resizes and crops 32-bit float images ("F") as it does 8-bit ones
             img = Image.fromarray(np.clip(np.asarray(img, np.float32) / 65535.0, 0.0, 1.0))  # float32: mode "F"
@@ -127,6 +128,16 @@ def oversized_message(file: Path, exc: Exception) -> str:
     header): Pillow refuses it before decoding, and the run must name the file rather than crash."""
     found = str(exc).split(",")[0].strip().rstrip(".")  # Pillow's "Image size (N pixels) exceeds limit of M pixels"
     return f"{file}: {found}, too large to decode safely (a decompression bomb or a damaged header); remove it or shrink it"
+
+
+EXIF_ORIENTATION, SWAPPED = 0x0112, (5, 6, 7, 8)  # the EXIF tag, and its values that turn the image a quarter
+
+
+def shown_size(img) -> tuple[int, int]:
+    """(width, height) as viewers show the image (and Preprocess.load decodes it): with an EXIF orientation that turns
+    it a quarter, the stored size swapped."""
+    width, height = img.size
+    return (height, width) if img.getexif().get(EXIF_ORIENTATION) in SWAPPED else (width, height)
 
 
 def resize_to_height(img, height: int, max_width: int):

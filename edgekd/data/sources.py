@@ -12,7 +12,7 @@ import numpy as np
 from edgekd.core.errors import DataError
 from edgekd.core.fileio import read_npz, resolve_path, searched
 from edgekd.core.user_code import call, is_reference
-from edgekd.data.images import LazyImages, Preprocess, oversized_message
+from edgekd.data.images import LazyImages, Preprocess, oversized_message, shown_size
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
@@ -314,8 +314,9 @@ def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
     for file in files:
         try:
             with Image.open(file) as img:
+                size = shown_size(img)  # read before verify(), which leaves the image unusable
                 img.verify()  # the header and, for PNG, the chunk checksums, without decoding the pixels
-                sizes.setdefault(img.size, file)
+                sizes.setdefault(size, file)
         except Image.DecompressionBombError as exc:
             raise DataError(oversized_message(file, exc)) from None
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
@@ -324,7 +325,7 @@ def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
         counts = {size: 0 for size in sizes}
         for file in files:  # headers only: cheap beside the decoding to come
             with Image.open(file) as img:
-                counts[img.size] += 1
+                counts[shown_size(img)] += 1
         odd = sorted(sizes, key=lambda size: counts[size])[:3]  # the rarest sizes first: likely the strays
         shown = ", ".join(f"{w}x{h} ({counts[(w, h)]} image(s), e.g. {sizes[(w, h)]})" for w, h in odd)
         raise DataError(f"data.path: images have different sizes: {shown}; resize or remove the odd ones, or set data.resize "

@@ -112,7 +112,9 @@ def report_rows(config, base_dir) -> list[str]:
         except EdgeKDError:
             continue  # the compile stage's check names the target at fault
         rows += [f"{profile.name}/{p}" for p in profile.precisions if p != "int8"]
-        rows += [f"{profile.name}/{n}" for n in INT8_NAMES] if "int8" in profile.precisions else []
+        if "int8" in profile.precisions and config.quantize.method != "none":  # the names the method can make
+            made = ("int8-qat",) if config.quantize.method == "qat" else tuple(n for n in INT8_NAMES if n != "int8-qat")
+            rows += [f"{profile.name}/{n}" for n in made]
     return rows
 
 

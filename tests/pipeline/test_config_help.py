@@ -180,3 +180,15 @@ def test_language_model_schema_describes_that_tasks_file_and_the_cli_writes_it(t
     from edgekd import api
 
     assert api.schema("language-model") == schema and api.schema() == json_schema()
+
+
+def test_schema_out_never_replaces_a_file_that_is_not_a_schema(tmp_path):
+    """A trial: `edgekd schema --out v/pipeline.yaml` replaced the user's pipeline file with the JSON Schema."""
+    from tests.faults.helpers import invoke
+
+    (tmp_path / "pipeline.yaml").write_text("name: mine\n")
+    refused = invoke("schema", "--out", tmp_path / "pipeline.yaml")
+    assert refused.exit_code == 2 and "is not a JSON Schema" in refused.output
+    assert (tmp_path / "pipeline.yaml").read_text() == "name: mine\n"
+    for _ in range(2):  # a rerun replaces its own schema
+        assert invoke("schema", "--out", tmp_path / "edgekd.schema.json").exit_code == 0

@@ -203,11 +203,17 @@ class CompileStage(Stage):
     @classmethod
     def check(cls, config, base_dir) -> None:
         """Every target profile loads, and its runtime is here where building needs it."""
+        named: dict[str, int] = {}  # profile name -> the target that has it: each ships as bundle/<name>
         for index, name in enumerate(config.targets):
             try:
                 profile = load_profile(name, base_dir)
             except EdgeKDError as exc:
                 raise type(exc)(f"targets[{index}]: {exc}") from None
+            if profile.name in named:
+                raise TargetError(f"targets[{index}] '{name}': its profile is named '{profile.name}', as targets"
+                                  f"[{named[profile.name]}] is; each target ships as bundle/<name>, so one would replace "
+                                  "the other: give the profile file its own name: key")
+            named[profile.name] = index
             backend = get_backend(profile.backend)
             if backend.build_needs_runtime and not backend.available():
                 raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "

@@ -3,6 +3,7 @@ one never slower than fp32, and bundles that carry what a device needs, TensorRT
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -99,3 +100,18 @@ def test_users_own_profile_gets_a_bundle_with_its_recipe(run_dir):
     assert manifest["profile"]["name"] == "my-board" and manifest["profile"]["threads"] == 1
     assert manifest["artifact"]["precision"] == "int8"  # first in its profile order, within its gate
     assert manifest["quantization"]["recipe"]["name"] == "my-u8s8" and manifest["quantization"]["recipe"]["reduce_range"]
+
+
+def test_a_profile_file_named_as_another_target_is_refused(tmp_path):
+    """A trial: targets [x86-cpu, prof/samename.yaml] (a profile file whose name is x86-cpu) ran, and one bundle
+    silently replaced the other."""
+    import shutil
+
+    from edgekd.core.errors import TargetError
+    from edgekd.core.resources import builtin_dir
+    from edgekd.pipeline.stages.compile import CompileStage
+
+    shutil.copyfile(builtin_dir("targets") / "x86-cpu.yaml", tmp_path / "mine.yaml")
+    config = SimpleNamespace(targets=["x86-cpu", "mine.yaml"])
+    with pytest.raises(TargetError, match=r"targets\[1\] 'mine.yaml': its profile is named 'x86-cpu', as targets\[0\] is"):
+        CompileStage.check(config, tmp_path)

@@ -31,6 +31,17 @@ def test_gate_reference_may_name_any_row_of_the_report(tmp_path):
         GateStage.check(_config(distill={"compare_scratch": True}, gate={"reference": name}), tmp_path)
 
 
+def test_the_int8_rows_are_those_the_quantize_method_makes(tmp_path):
+    """A trial: reference x86-cpu/int8-qat with method ptq passed the check, trained and benched everything, then the gate
+    stopped with "report has no reference 'x86-cpu/int8-qat'"."""
+    ptq = set(report_rows(_config(), tmp_path))
+    assert "x86-cpu/int8" in ptq and "x86-cpu/int8-qat" not in ptq
+    with pytest.raises(ConfigError, match="'x86-cpu/int8-qat': not a row of this run's report"):
+        GateStage.check(_config(gate={"reference": "x86-cpu/int8-qat"}), tmp_path)
+    qat = set(report_rows(_config(quantize={"method": "qat"}), tmp_path))
+    assert "x86-cpu/int8-qat" in qat and "x86-cpu/int8" not in qat
+
+
 def test_an_unknown_gate_reference_is_refused_in_one_line_listing_the_rows(tmp_path):
     with pytest.raises(ConfigError) as error:
         GateStage.check(_config(gate={"reference": "teacher_ensmble"}), tmp_path)
