@@ -102,6 +102,10 @@ class DataConfig(Strict):
         if given and self.source != "imagefolder":
             raise ValueError(f"data.{given[0]}: applies to image files (data.source imagefolder), not to '{self.source}'; "
                              "remove it")
+        pixels_only = [k for k in ("normalize", "scale") if k in self.model_fields_set]
+        if pixels_only and self.source == "text":  # token ids are not scaled or normalised: the key would do nothing
+            raise ValueError(f"data.{pixels_only[0]}: applies to images and arrays, not to data.source text (token ids); "
+                             "remove it")
         text_only = [k for k in ("max_length", "vocab_size") if k in self.model_fields_set]
         if text_only and self.source != "text":
             raise ValueError(f"data.{text_only[0]}: applies to data.source text, not to '{self.source}'; remove it")

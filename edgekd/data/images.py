@@ -52,6 +52,9 @@ class Preprocess:
         """The steps a bundle's manifest.json records (`preprocessing`: `image` steps, `mean`, `std`), so a device decodes
         image files exactly as the build machine did; one line when the manifest does not record them."""
         image = preprocessing.get("image") if isinstance(preprocessing, dict) else None
+        if not isinstance(image, dict) and isinstance(preprocessing, dict) and preprocessing.get("text"):
+            raise DataError(f"{where}: a text model's bundle, which takes text, not images; bench it on texts with "
+                            "--texts FILE (.jsonl or .csv of text,label), or on its eval.npz (leave out --images)")
         if not isinstance(image, dict):
             raise DataError(f"{where}: the model was built from arrays, not image files, so the manifest records no image "
                             "decoding steps (preprocessing.image); bench it on its eval.npz (leave out --images)")

@@ -18,6 +18,10 @@ from edgekd.core.sections import model_inside
 from edgekd.pipeline.config import OWN_SECTIONS, PipelineConfig, sections_of
 
 
+def _walk_all(model) -> list[str]:
+    return list(_walk(model, _defaults() if model is PipelineConfig else model.model_construct(), ""))
+
+
 def key_lines(section: str | None = None, task: str | None = None) -> list[str]:
     """`key = default  # description` for every key (under `section`, a dotted prefix such as distill.data_free);
     task "language-model" walks that task's own sections (tasks/lm.LanguageModelConfig) instead."""
@@ -27,8 +31,13 @@ def key_lines(section: str | None = None, task: str | None = None) -> list[str]:
         prefix = section.rstrip(".")
         lines = [line for line in lines if line.startswith((prefix + ".", prefix + "[", prefix + " ", prefix + ":"))]
         if not lines:
+            import difflib
+
             top = sorted(model.model_fields)
-            raise ConfigError(f"edgekd keys {section}: no such section; top-level sections: {', '.join(top)}")
+            keys = sorted({line.split(" ")[0].split(":")[0] for line in _walk_all(model)})
+            near = difflib.get_close_matches(prefix, keys, n=1)
+            hint = f"did you mean '{near[0]}'? " if near else ""
+            raise ConfigError(f"edgekd keys {section}: no such section or key; {hint}top-level sections: {', '.join(top)}")
     return lines
 
 

@@ -17,6 +17,7 @@ from edgekd.pipeline.config import PipelineConfig, load_config
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.manifest import RunManifest
 from edgekd.pipeline.registry import STAGE_NAMES, stage_class
+from edgekd.pipeline.stale_outputs import mark_gate_outputs_stale
 
 Log = Callable[[str], None]
 
@@ -85,6 +86,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     distributed = _process_group(config)
     distributed.init_from_env(config.device)
     refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
+    _refuse_only_without_a_run(Path(run_dir), only)
     checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     with distributed.main_first():
         if distributed.is_main():
@@ -107,6 +109,16 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
                        log=log if distributed.is_main() else _quiet, label=f"{number}/{len(planned)} {stage}")
     distributed.finish()
     return ctx
+
+
+def _refuse_only_without_a_run(run_dir: Path, only: Optional[Sequence[str]]) -> None:
+    """--only a later stage where no run exists yet: refused before the folder is made (it left a run folder with no
+    stage in it, which the next plain run then refused as an existing run)."""
+    if not only or STAGE_NAMES[0] in only or (run_dir / "manifest.json").is_file():
+        return
+    first = next(stage for stage in STAGE_NAMES if stage in only)
+    raise StageError(f"--only {first}: {run_dir} holds no run yet, and '{first}' needs the stages before it; run them "
+                     f"first (leave out --only), or give --out a run folder that has them")
 
 
 def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool,
@@ -203,7 +215,10 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
         # What later stages wrote (bundles, report.json) came from this stage's earlier outputs: from now on they are
         # stale, also if this run is interrupted before it redoes them (a changed config resumed, then Ctrl-C).
         later = list(STAGE_NAMES[STAGE_NAMES.index(stage) + 1:])
-        ctx.manifest.mark_stale(later, f"'{stage}' ran again at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        because = f"'{stage}' ran again at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        ctx.manifest.mark_stale(later, because)
+        if "gate" in later:  # its CI files must not keep saying PASS of the model made before
+            mark_gate_outputs_stale(ctx.layout, ctx.cfg.name, because)
     if trains:
         distributed_barrier()  # stale progress is gone before any rank looks for it
     log(f"[{label}] running{again}")

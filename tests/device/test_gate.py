@@ -203,6 +203,16 @@ def test_a_speedup_exactly_at_the_limit_passes():
     assert checks["min_speedup"].passed, checks["min_speedup"].reason
 
 
+def test_min_speedup_of_an_artifact_not_timed_here_is_skipped_not_failed():
+    """A trial: targets [arm64-cpu] with gate.min_speedup on an x86 machine FAILed with "no fp32 latency on this machine
+    ...; bench fp32 too", advice that cannot be followed (the profile's latency is the device's to measure)."""
+    report = make_report()
+    for row in report["rows"]:
+        row["p50_ms"], row["not_timed"] = None, "arm64-cpu: timings on this machine say nothing about the device"
+    checks = [c for c in evaluate_report(report, Thresholds(max_drop=None, min_speedup=1.5)) if c.threshold == "min_speedup"]
+    assert checks and all(c.skipped and c.passed for c in checks) and "gate the report from the device" in checks[0].reason
+
+
 def test_a_perplexity_report_is_judged_on_the_shared_gate_lower_being_better():
     """Perplexity goes down: the one gate checks (1 + max_increase) x the reference's and greedy agreement, where it
     once knew only top-1 drops (a language model had gates of its own)."""

@@ -23,6 +23,11 @@ def test_files_of_stages_after_a_rerun_are_refused_until_the_run_redoes_them(tmp
     assert {name: stages[name]["status"] for name in ("quantize", "compile", "bench", "gate")} == dict.fromkeys(
         ("quantize", "compile", "bench", "gate"), "stale")
     assert "'export' ran again" in stages["gate"]["stale_because"]
+    # the gate's CI files said PASS of the model made before: now stale, a failed check naming the stage (a trial)
+    verdict = json.loads((run / "gate.json").read_text())
+    assert verdict["passed"] is False and verdict["stale"] is True and "'export' ran again" in verdict["summary"]
+    assert "stale" in (run / "gate-summary.md").read_text() and "PASS" not in (run / "gate-summary.md").read_text()
+    assert "<failure" in (run / "gate-junit.xml").read_text()
 
     assert_one_line_error(invoke("gate", run / "report.json"), "report.json: stale", "'bench' stage has not run again "
                           "since 'export' ran again", "--resume")
@@ -35,6 +40,7 @@ def test_files_of_stages_after_a_rerun_are_refused_until_the_run_redoes_them(tmp
     assert resumed.exit_code == 0, resumed.output[-3000:]
     assert "[2/7 distill] up to date" in resumed.output and "[4/7 quantize] running" in resumed.output
     assert invoke("gate", run / "report.json").exit_code == 0
+    assert json.loads((run / "gate.json").read_text())["passed"] is True  # the gate stage's own verdict again
 
 
 def test_resume_says_why_each_stage_runs_again(tmp_path, finished_run):
@@ -52,3 +58,12 @@ def test_resume_says_why_each_stage_runs_again(tmp_path, finished_run):
     assert lines and "again: changed since it ran: gate" in lines[0], lines
     assert all("again:" in line for line in lines), lines
     assert "'" + lines[0].split()[1].rstrip("]") + "' ran again" in lines[1], lines
+
+
+def test_only_a_later_stage_without_a_run_leaves_no_folder(tmp_path, finished_run):
+    """A trial: `edgekd run CONFIG --out NEW --only gate` was refused but left NEW/manifest.json with no stage, and the
+    next plain run then said "a run already exists here"."""
+    shutil.copyfile(finished_run.parent / "pipeline.yaml", tmp_path / "pipeline.yaml")
+    assert_one_line_error(invoke("run", tmp_path / "pipeline.yaml", "--out", tmp_path / "new", "--only", "gate"),
+                          "--only gate", "holds no run yet", "leave out --only")
+    assert not (tmp_path / "new").exists()

@@ -44,7 +44,9 @@ def test_checkpoint_carrying_code_is_refused_without_running_it(tmp_path):
 
     result = run_cli("run", config, "--out", tmp_path / "run")
 
-    assert_one_line_error(result, "teachers[0].checkpoint", "trap.pt", "refused", "weights_only=True")
+    # what it wants to import, whole (torch's refusal was cut at 160 characters, mid-word), and what to save instead
+    assert_one_line_error(result, "teachers[0].checkpoint", "trap.pt", "refused", "weights_only=True",
+                          "it wants io.open", "torch.save(model.state_dict(), path)")
     assert not marker.exists()
 
 

@@ -27,7 +27,11 @@ def test_a_section_narrows_the_list_and_an_unknown_one_is_one_line():
     assert result.exit_code == 0 and result.output.splitlines()[0].startswith("quantize.qat")
     assert all(line.startswith("quantize.qat") for line in result.output.splitlines())
     result = CliRunner().invoke(main, ["keys", "distil"])
-    assert result.exit_code == 2 and "edgekd keys distil: no such section; top-level sections:" in result.output
+    assert result.exit_code == 2 and "edgekd keys distil: no such section or key; did you mean 'distill" in result.output
+    assert "top-level sections:" in result.output
+    # a trial: a misspelled key got no suggestion here, though config files get one
+    result = CliRunner().invoke(main, ["keys", "distill.temprature"])
+    assert result.exit_code == 2 and "did you mean 'distill.temperature'?" in result.output
 
 
 def test_a_language_models_keys_are_listed_with_task_language_model():

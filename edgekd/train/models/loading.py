@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -93,7 +94,8 @@ def load_checkpoint(model: nn.Module, path: Path, where: str = "checkpoint") -> 
     except pickle.UnpicklingError as exc:
         if _CODE_REFUSAL in str(exc):
             raise ModelError(f"{where} '{path}': refused: the file carries pickled code or objects, not plain tensors "
-                             f"(loaded with weights_only=True; {_unsupported(exc)})") from None
+                             f"({_unsupported(exc)}; loaded with weights_only=True, nothing in it was run); save the "
+                             "weights alone with torch.save(model.state_dict(), path)") from None
         raise ModelError(f"{where} '{path}': not a PyTorch checkpoint (its bytes are neither torch.save's format nor a "
                          "pickle: damaged or another kind of file); download it again, or save it with "
                          "torch.save(model.state_dict(), path)") from None
@@ -115,9 +117,10 @@ _CODE_REFUSAL = "Unsupported global"
 
 
 def _unsupported(exc: Exception) -> str:
-    """The line of torch's long refusal that names what the file wanted to import."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return next((line for line in lines if _CODE_REFUSAL in line), lines[0])[:160]
+    """What the file wanted to import, from torch's long refusal ("Unsupported global: GLOBAL module.Name was not an
+    allowed global ..."): `wants module.Name`, cut at no word (torch's advice to allow it is not ours to give)."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return f"it wants {found.group(1)}" if found else "it wants a Python object"
 
 
 def _check_state(model: nn.Module, state: dict, path: Path, where: str) -> None:

@@ -47,3 +47,21 @@ def test_a_language_models_corpus_without_its_task_says_to_add_it(data):
     """Was "unknown; use digits, ..." (a list without text, csv, parquet), or "data.max_length: ... remove it"."""
     with pytest.raises(ConfigError, match=r"data.source 'code': a language model's corpus; add task: language-model"):
         validate_config({"data": data, "teachers": [{"arch": "mlp"}], "student": {"arch": "mlp"}})
+
+
+@pytest.mark.parametrize("key, value", [("normalize", "imagenet"), ("scale", "255")])
+def test_pixel_keys_on_a_text_source_are_refused(key, value):
+    """A trial: data.normalize imagenet on data.source text was accepted and did nothing (resize and color are refused)."""
+    raw = {"data": {"source": "text", "path": "texts.jsonl", key: value}, "teachers": [{"arch": "bert"}],
+           "student": {"arch": "bert-half"}}
+    with pytest.raises(ConfigError, match=rf"data.{key}: applies to images and arrays, not to data.source text"):
+        validate_config(raw)
+
+
+def test_images_on_a_text_bundle_says_it_takes_texts():
+    """A trial: --images on a text model's bundle said "the model was built from arrays, not image files"."""
+    from edgekd.core.errors import DataError
+    from edgekd.data.images import Preprocess
+
+    with pytest.raises(DataError, match=r"a text model's bundle, which takes text, not images; bench it on texts with --texts"):
+        Preprocess.from_manifest({"text": {"tokenizer": "tokenizer.json"}, "mean": [], "std": []}, "b/manifest.json")

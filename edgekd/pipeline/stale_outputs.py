@@ -1,0 +1,21 @@
+"""What the gate stage wrote for CI (gate.json, gate-summary.md, gate-junit.xml) said PASS or FAIL of the model the
+run made before; once an earlier stage runs again that model is no longer the one the config makes. edgekd gate and
+edgekd bench refuse the stale run folder, but a CI step reading those files would still see the old PASS: they are
+rewritten to say stale (a failed check naming the stage), until the gate stage runs again and replaces them."""
+from __future__ import annotations
+
+from edgekd.core.fileio import write_json_atomic
+from edgekd.device.ci_outputs import write_ci_outputs
+from edgekd.device.gate import Check
+
+
+def mark_gate_outputs_stale(layout, run_name: str, because: str) -> None:
+    """Rewrite the gate's CI files as stale, where the gate stage wrote them; nothing when it never ran."""
+    if not layout.gate_json.is_file():
+        return
+    reason = (f"stale: {because}; the model these checks judged is no longer the one the config makes: finish the run "
+              "(edgekd run CONFIG --out RUN --resume) to gate the new one")
+    stale = Check(run_name, "stale", False, reason)
+    write_json_atomic(layout.gate_json, {"passed": False, "stale": True, "summary": f"gate: {reason}",
+                                         "checks": [stale.__dict__]})
+    write_ci_outputs([stale], run_name, layout.gate_junit, layout.gate_summary, step_summary=False)
