@@ -185,9 +185,7 @@ class TextTeachersStep(TaskStep):
             out = ft.fitted_outputs(spec, index, (data.train.texts, data.train.y), texts, data.num_classes, ctx.cfg.seed,
                                     teacher_cache(ctx), data.fingerprint, ctx.cfg.distill.out_of_fold)
             val_top1 = ft.top1(out.logits["val"], data.val.y)
-            if val_top1 <= 1.0 / data.num_classes:
-                raise StageError(f"teachers[{index}] ({out.name}): validation top-1 {val_top1:.1%}, no better than chance; "
-                                 "check its steps and parameters")
+            _clearly_above_chance(f"teachers[{index}] ({out.name})", val_top1, data.val.y, "check its steps and parameters")
             entries.append({"index": index, "name": f"teacher-{index}", "kind": "sklearn", "estimator": out.name,
                             "top1": val_top1, "test_top1": ft.top1(out.logits["test"], data.test.y), "cache_hit": out.cached,
                             "cache_keys": out.keys})
@@ -221,8 +219,21 @@ class TextTeachersStep(TaskStep):
 
         given = given_model(self.ctx.cfg, self.ctx.base_dir)
         teacher = pretrained.load_classifier(given)
-        return teacher, {"val_top1": training.top1(teacher, _encoded(self.ctx.dataset.val)), "given": str(given.folder),
-                         "read": pretrained.files(given)}
+        val_top1 = training.top1(teacher, _encoded(self.ctx.dataset.val))
+        _clearly_above_chance("teachers[0]", val_top1, self.ctx.dataset.val.y, f"{given.folder}: an untrained model, or "
+                              "one trained with another tokenizer or labels, teaches nothing")
+        return teacher, {"val_top1": val_top1, "given": str(given.folder), "read": pretrained.files(given)}
+
+
+def _clearly_above_chance(where: str, val_top1: float, labels: np.ndarray, why: str) -> None:
+    """A teacher the run did not train, judged before anything learns from it (pipeline/teacher_check's bar: the
+    largest class's share plus its standard errors, as checkpoint teachers of images are)."""
+    from edgekd.pipeline.teacher_check import not_above_chance
+
+    counts = np.bincount(np.asarray(labels))
+    problem = not_above_chance(val_top1, float(counts.max() / counts.sum()), int(counts.sum()), "validation samples")
+    if problem:
+        raise StageError(f"{where}: {problem}; {why}")
 
 
 class TextGivenTokenizerStep(TextTeachersStep):
