@@ -1,5 +1,5 @@
 """Settings a new user gave that a text or language-model run accepted and then ignored, or refused with the wrong words
-(trials of text and language-model runs): each is refused in one line naming the key.
+(trials of text and language-model runs): each is refused in one line naming the key."""
 from __future__ import annotations
 
 import pytest
