@@ -222,11 +222,13 @@ class LMBenchStep(TaskStep):
         for t, build in compiled.items():
             model = model_of[t]
             rows.append({"artifact": f"{t}/{build.chosen}", "target": t, "precision": build.chosen, "shipped": True, "model": model,
+                         "verdict": _candidate(build, build.chosen).get("verdict", ""),
                          "runtime": runtime_of(build.backend), "perplexity": perplexity[model],
                          "bytes": sum(p.stat().st_size for p in get_backend(build.backend).decoder_files(paths[model])),
                          **(speed.get(model) or {"tokens_per_second": None, "not_timed": "time it on the device (edgekd bench)"}),
                          **({"token_agreement": agreement[model]["token_agreement"], "greedy_agreement_with_fp32": agreement[model]}
                             if model in agreement else {})})
+            rows += [_not_shipped(t, build, row, ctx.run_dir) for row in build.candidates if row["name"] != build.chosen]
         references = {"teacher": {"perplexity": teacher["test_perplexity"], "params": teacher["params"]},
                       "student_fp32": {"perplexity": perplexity["fp32"], **speed["fp32"]}}
         eval_set = {"samples": len(test), "sha256": eval_set_hash({"input_ids": test}, test), "tokens": int(test.size)}
@@ -251,7 +253,22 @@ def _compiled(ctx) -> dict:
 
 def _path_of(build, name: str) -> str | None:
     """The file (relative to the run folder) of a target's candidate fp32 or int8, or None."""
-    return next((row["path"] for row in build.candidates if row["name"] == name), None)
+    return _candidate(build, name).get("path")
+
+
+def _candidate(build, name: str) -> dict:
+    """A target's candidate row of the compile stage (with selection's verdict: why it was or was not shipped)."""
+    return next((row for row in build.candidates if row["name"] == name), {})
+
+
+def _not_shipped(target: str, build, candidate: dict, run_dir: Path) -> dict:
+    """A candidate the compile stage did not ship, as a report row: its verdict says why (every candidate has a row, as
+    in the classifiers' reports); only shipped models are measured on the test split."""
+    return {"artifact": f"{target}/{candidate['name']}", "target": target, "precision": candidate["precision"],
+            "shipped": False, "runtime": runtime_of(build.backend), "perplexity": None, "tokens_per_second": None,
+            "bytes": sum(p.stat().st_size for p in get_backend(build.backend).decoder_files(run_dir / candidate["path"])),
+            "verdict": candidate.get("verdict", ""),
+            "not_measured": f"on the test split only shipped models are (validation perplexity {candidate['val_perplexity']})"}
 
 
 def _measurable(cfg, base_dir: Path, target: str) -> bool:
