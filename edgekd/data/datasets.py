@@ -127,6 +127,8 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, la
         _check_unlabeled(raw, where)
     rng = np.random.default_rng(seed)
     train, val, test = _split(raw, cfg, rng)
+    if raw.labeled:
+        _warn_classes_missing({"validation": val.y, "test": test.y}, raw.classes, raw.y, where)
     if isinstance(raw.x, dict):
         return _named_inputs_dataset(cfg, raw, train, val, test)
     if channels_last(train.x):
@@ -224,6 +226,20 @@ def _check_classes(raw: RawData, where: str) -> None:
 def test_split_size(samples: int, test_fraction: float) -> int:
     """The test split of a source without an official one (digits, npz, image folders): `test_fraction` of it."""
     return max(1, int(round(samples * test_fraction)))
+
+
+def _warn_classes_missing(splits: dict[str, np.ndarray], classes: list[str], all_y: np.ndarray, where: str) -> None:
+    """A class too small to reach the validation or test split (the split is random, not stratified): its accuracy is
+    then never measured, and the gate passes whatever the model does on it. Said once, naming the class."""
+    for split, y in splits.items():
+        present = np.bincount(np.asarray(y, np.int64)[np.asarray(y) >= 0], minlength=len(classes))
+        absent = [i for i in range(len(classes)) if present[i] == 0]
+        if absent:
+            total = np.bincount(np.asarray(all_y, np.int64)[np.asarray(all_y) >= 0], minlength=len(classes))
+            shown = ", ".join(f"'{classes[i]}' ({int(total[i])} samples)" for i in absent[:3])
+            print(f"{where}: no {split} samples of class {shown}{' and others' if len(absent) > 3 else ''}: its accuracy is "
+                  f"not measured there; add samples of it, or a larger data.{'val' if split == 'validation' else 'test'}_fraction",
+                  file=sys.stderr)
 
 
 def _split(raw: RawData, cfg: DataConfig, rng: np.random.Generator) -> tuple[Split, Split, Split]:
