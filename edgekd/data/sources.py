@@ -314,9 +314,9 @@ def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
     for file in files:
         try:
             with Image.open(file) as img:
-                size = shown_size(img)  # read before verify(), which leaves the image unusable
                 img.verify()  # the header and, for PNG, the chunk checksums, without decoding the pixels
-                sizes.setdefault(size, file)
+            with Image.open(file) as img:  # verify() must come first and leaves the image unusable: opened again
+                sizes.setdefault(shown_size(img), file)
         except Image.DecompressionBombError as exc:
             raise DataError(oversized_message(file, exc)) from None
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
