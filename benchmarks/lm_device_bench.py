@@ -86,12 +86,12 @@ def device_bench(run_dir: Path, json_out: Path, extra: list[str]) -> dict:
 
 
 def same_perplexity(pipeline_report: dict, device_report: dict) -> bool:
-    by_target = {row["target"]: row["perplexity"] for row in pipeline_report["rows"]}
+    by_target = {row["target"]: row["perplexity"] for row in pipeline_report["rows"] if row["shipped"]}
     return all(abs(row["perplexity"] - by_target[row["target"]]) <= 1e-3 for row in device_report["rows"])
 
 
 def markdown(r: dict) -> str:
-    pipeline_rows = {row["target"]: row for row in r["pipeline"]["rows"]}
+    pipeline_rows = {row["target"]: row for row in r["pipeline"]["rows"] if row["shipped"]}
     lines = ["# edgekd bench on language-model bundles, torch blocked" + (" (SMOKE: numbers mean nothing)" if r["smoke"] else ""),
              "", "`python benchmarks/lm_device_bench.py` (" + ("--smoke" if r["smoke"] else "under the heavy lock") +
              f"). Pipeline {r['pipeline_seconds']} s, total {r['total_seconds']} s. " + smoke.machine_line(r["environment"]) +
