@@ -117,8 +117,10 @@ def _refuse_only_without_a_run(run_dir: Path, only: Optional[Sequence[str]]) -> 
     if not only or STAGE_NAMES[0] in only or (run_dir / "manifest.json").is_file():
         return
     first = next(stage for stage in STAGE_NAMES if stage in only)
-    raise StageError(f"--only {first}: {run_dir} holds no run yet, and '{first}' needs the stages before it; run them "
-                     f"first (leave out --only), or give --out a run folder that has them")
+    before = STAGE_NAMES[:STAGE_NAMES.index(first)]
+    raise StageError(f"--only {first}: {run_dir} holds no run yet, and '{first}' needs '{before[0]}' and the stages up to "
+                     f"it first: leave out --only (or add {' '.join(f'--only {s}' for s in before)}), or give --out a "
+                     "run folder that has them")
 
 
 def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool,
