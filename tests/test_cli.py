@@ -190,7 +190,7 @@ def test_bench_refuses_to_replace_a_run_folders_reports(monkeypatch, tmp_path, a
 
 
 def test_bench_may_rewrite_its_own_earlier_report(monkeypatch, tmp_path):
-    (tmp_path / "report.json").write_text("{}")  # a device report folder: no run manifest
+    (tmp_path / "report.json").write_text('{"schema": "edgekd.report/1"}')  # an earlier bench's report: no run manifest
     monkeypatch.setattr(api, "bench", lambda *a, **k: {**make_report(), "warnings": []})
     result = CliRunner().invoke(main, ["bench", str(tmp_path), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output

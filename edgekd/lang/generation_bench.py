@@ -103,7 +103,7 @@ def text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: int
     for number, line in numbered:
         ids = tokenizer.encode(line).astype(np.int64)
         if context and len(ids) >= context:  # no --new-tokens can help: the prompt alone fills the context
-            raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, and the model's context is {context}: "
+            raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, more than the model's context of {context}: "
                             f"shorten it to under {context} tokens, leaving room for the new ones")
         if context and len(ids) + new_tokens > context:
             raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, and with {new_tokens} new tokens that "
