@@ -122,7 +122,7 @@ def refuse_replacing_other_files(out_dir: Path | None) -> None:
     if out_dir is None or not Path(out_dir).is_dir():
         return
     out_dir = Path(out_dir)
-    if (out_dir / "manifest.json").is_file() and not (out_dir / "stages").exists():
+    if (out_dir / "manifest.json").is_file():  # a bundle's (a run folder's is refuse_replacing_a_runs_reports' concern)
         try:
             schema = (read_json(out_dir / "manifest.json") or {}).get("schema")
         except Exception:  # an unreadable manifest is not evidence of a bundle
