@@ -20,6 +20,7 @@ from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.registry import get_backend
 
 BUNDLE_SCHEMA = "edgekd.bundle/1"
+README = "README.md"  # documentation for whoever unpacks the bundle: nothing loads it, so a copy may leave it behind
 _README = """# edgekd bundle: {target}
 
 Model for **{target}** ({backend}, {precision}). Built by edgekd {version} on {built_on}.
@@ -92,7 +93,7 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
                         **({} if reference_logits is None else {"reference_logits": reference_logits.astype(np.float32)}),
                         **{f"{REFERENCE_OUTPUTS}{name}": array for name, array in (reference_outputs or {}).items()})
     backend = get_backend(artifact.backend)
-    write_text_atomic(staging / "README.md", _README.format(
+    write_text_atomic(staging / README, _README.format(
         target=info["target"], backend=artifact.backend, precision=shipped_variant(info, artifact.precision), version=info.get("edgekd_version", "?"),
         built_on=info.get("built_on", "?"), runtime_pip=backend.pip_packages,
         rebuild=f"\n{backend.rebuild_note}\n" if artifact.rebuild_on_device else "", feed=_feed_note(info.get("preprocessing"))))
@@ -141,7 +142,7 @@ def shipped_variant(manifest: dict[str, Any], precision: str) -> str:
 
 
 def _file_records(bundle_dir: Path, artifact: Artifact, extra: list[str] | None = None) -> list[dict[str, Any]]:
-    return [file_record(bundle_dir / name, bundle_dir) for name in [*artifact.files, *(extra or []), "eval.npz", "README.md"]]
+    return [file_record(bundle_dir / name, bundle_dir) for name in [*artifact.files, *(extra or []), "eval.npz", README]]
 
 
 def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
@@ -155,7 +156,7 @@ def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
     # Files beside the model (a tokenizer.json) stay listed: only the artifact's own files change.
     beside = [entry["path"] for entry in manifest["files"]
               if entry["path"] not in {*artifact.files, artifact.main, *get_backend(artifact.backend).built_files,
-                                       "eval.npz", "README.md"}]
+                                       "eval.npz", README}]
     artifact = get_backend(artifact.backend).build(artifact, profile)
     manifest.update(artifact=artifact.to_json(), files=_file_records(Path(bundle_dir), artifact, beside),
                     rebuild_on_device=artifact.rebuild_on_device, rebuilt_on=cpu_info()["model"],
@@ -189,7 +190,8 @@ def _swap_into_place(staging: Path, final: Path) -> None:
 
 
 def verify_bundle(bundle_dir: Path, before_rebuild: bool = False) -> dict[str, Any]:
-    """Read the manifest and check every file before anything is loaded.
+    """Read the manifest and check every file before anything is loaded (README.md may be left behind: nothing loads
+    it; copied, it must be the one written).
 
     Every file the artifact loads (`main` and `files`) must lie inside the bundle folder and be
     listed in `manifest["files"]` with a matching sha256: hashing only what the list names would let
@@ -215,7 +217,7 @@ def verify_bundle(bundle_dir: Path, before_rebuild: bool = False) -> dict[str, A
                for name in (get_backend(artifact["backend"]).built_files if before_rebuild else ())}
     recorded = _recorded_hashes(manifest, root, manifest_path)
     for path, (name, digest) in recorded.items():
-        if path not in rebuilt:
+        if path not in rebuilt and not (name == README and not path.exists()):
             _check_hash(bundle_dir, path, name, digest)
     for name in [artifact["main"], *artifact["files"]]:
         path = _inside(root, name, manifest_path)

@@ -88,6 +88,16 @@ def given_model(config, base_dir: Path | None) -> pretrained.PretrainedFolder | 
     return pretrained.inspect(resolve_path(Path(value).expanduser(), base_dir), key)
 
 
+def _how_to_fill(examples: list) -> str:
+    """What gives every split examples: with a group column, the splits are drawn by group (every example of a group
+    in one split), so a corpus of few groups needs more groups, not more examples of those groups."""
+    groups = {e.group for e in examples if e.group}
+    if groups and len(groups) < 10:
+        return (f"the splits are drawn by its group column, and it has {len(groups)} group(s), each wholly in one split: "
+                "give more groups (10 or more), or a split column with train, val and test")
+    return "give more examples, or a split column with train, val and test"
+
+
 def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
                       given: pretrained.PretrainedFolder | None = None) -> TextDataset:
     """The corpus at data.path, split, tokenized; data.train_limit / test_limit keep a stratified subset. With a
@@ -99,7 +109,7 @@ def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
     parts = {name: corpus.split(examples, name) for name in corpus.SPLITS}
     empty = [name for name, part in parts.items() if not part]
     if empty:
-        raise DataError(f"{path}: no {' or '.join(empty)} examples; give more examples, or a split column with train, val and test")
+        raise DataError(f"{path}: no {' or '.join(empty)} examples; {_how_to_fill(examples)}")
     parts["train"] = corpus.stratified(parts["train"], cfg.train_limit, seed)
     parts["test"] = corpus.stratified(parts["test"], cfg.test_limit, seed)
     names = corpus.label_names(parts["train"])

@@ -83,6 +83,22 @@ def test_symlinked_model_leaving_the_bundle_is_refused(tiny_bundle, tmp_path):
         verify_bundle(tiny_bundle)
 
 
+def test_a_bundle_copied_without_its_readme_still_verifies_but_an_edited_readme_does_not(tiny_bundle):
+    """Trial defect (session 10): a bundle copied to the device without README.md (documentation nothing loads) was
+    refused as 'missing'; an edited README is still a modified bundle."""
+    readme = tiny_bundle / "README.md"
+    text = readme.read_text()
+    readme.unlink()
+    assert verify_bundle(tiny_bundle)["artifact"]
+    readme.write_text(text + "edited\n")
+    with pytest.raises(ArtifactError, match="'README.md' does not match its recorded sha256"):
+        verify_bundle(tiny_bundle)
+    (tiny_bundle / "eval.npz").unlink()
+    with pytest.raises(ArtifactError, match="'eval.npz' is listed in manifest.json but missing"):
+        readme.write_text(text)
+        verify_bundle(tiny_bundle)
+
+
 def test_an_untouched_bundle_still_verifies(tiny_bundle):
     assert verify_bundle(tiny_bundle)["artifact"]["main"] == "model.onnx"
 

@@ -29,3 +29,19 @@ def test_a_vocabulary_smaller_than_data_vocab_size_is_said_and_recorded_with_why
         assert _load(path, vocab_size=learned).vocabulary_note == ""  # as asked: nothing to say
         default = _load(path)  # not asked for by name: recorded, not said
     assert default.vocabulary_note.startswith("data.vocab_size (default 2000): the tokenizer learned")
+
+
+def test_a_corpus_of_two_groups_is_told_to_give_more_groups_not_more_examples(tmp_path):
+    """Trial defect (session 10): a corpus with a group column of two groups said "no test examples; give more
+    examples", and more examples of those two groups could never fill a third split."""
+    import json
+
+    from edgekd.core.errors import DataError
+
+    path = tmp_path / "two-groups.jsonl"
+    rows = [{"text": f"text {i} about {'cats' if i % 2 else 'dogs'}", "label": "ab"[i % 2], "group": f"g{i % 2}"}
+            for i in range(200)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(DataError, match=r"two-groups.jsonl: no .* examples; the splits are drawn by its group column, "
+                                        r"and it has 2 group\(s\), each wholly in one split: give more groups"):
+        _load(path)

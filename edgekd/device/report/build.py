@@ -41,7 +41,7 @@ def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any
                  host_warnings: list[str] | None = None, quantize: dict[str, Any] | None = None,
                  measured: str = ACCURACY, task_metric: str = "top1") -> dict[str, Any]:
     """`task_metric`: what the rows' and references' top1 fields hold when not top-1 (recorded in the report)."""
-    _against_fp32(rows)
+    _against_fp32(rows, next((str(eval_set[k]) for k in ("images", "texts") if eval_set.get(k)), "test split"))
     for row in rows:
         row["reason"] = full_reason(row)
     report = {"schema": REPORT_SCHEMA, "run": run, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -69,7 +69,7 @@ def generation_report(run: str, rows: list[dict[str, Any]], references: dict[str
     return report
 
 
-def _against_fp32(rows: list[dict[str, Any]]) -> None:
+def _against_fp32(rows: list[dict[str, Any]], measured_on: str) -> None:
     """Every timed row beside its target's fp32 row, by the one rule for "faster" (device.noise.compare_speed) on
     this measurement's batch-1 rounds: `vs_fp32` quotes the table's own p50s beside the paired speed-up, so a
     reason never quotes another stage's numbers. The compile stage chose on its own timing (validation split);
@@ -81,7 +81,7 @@ def _against_fp32(rows: list[dict[str, Any]]) -> None:
             continue
         comparison = compare_speed(*[(r.get("latency") or {}).get("batch1") for r in (row, base)])
         if comparison is not None:
-            row["vs_fp32"] = {**comparison.to_json(), "fp32_artifact": base["artifact"], "p50_ms": row["p50_ms"],
+            row["vs_fp32"] = {**comparison.to_json(), "fp32_artifact": base["artifact"], "p50_ms": row["p50_ms"], "on": measured_on,
                               "fp32_p50_ms": base["p50_ms"], "text": comparison.describe(base["artifact"])}
 
 

@@ -40,7 +40,7 @@ def latency_reason(row: dict[str, Any]) -> dict[str, str] | None:
     versus = row.get("vs_fp32")
     if not versus:
         return None
-    full = (f"this measurement (test split): {versus['p50_ms']:.3f} ms vs {versus['fp32_artifact']} "
+    full = (f"this measurement ({versus.get('on', 'test split')}): {versus['p50_ms']:.3f} ms vs {versus['fp32_artifact']} "
             f"{versus['fp32_p50_ms']:.3f} ms (the table's p50s); {versus['text']}")
     if not row.get("shipped") or versus["outcome"] == FASTER:
         return {"about": "latency", "short": "", "full": full}

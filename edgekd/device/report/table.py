@@ -12,7 +12,8 @@ from edgekd.device.latency import CV_WARNING
 from edgekd.device.report.reasons import short_reason
 
 # cosine: the mean cosine between each artifact's outputs and the reference logits (fp32), the fidelity beyond top-1.
-COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", "drop (test)", "cosine",
+TEST_DROP, USER_DROP = "drop (test)", "drop"
+COLUMNS = ["artifact", "target", "precision", "files", "size (KB)", "gzip (KB)", "params", "top-1", TEST_DROP, "cosine",
            "p50 (ms)", "p99 (ms)", "cv", "first (ms)", "load (ms)", "threads", "peak RSS (MB)", "gate", "why"]
 
 
@@ -23,8 +24,18 @@ PERPLEXITY_COLUMNS = ["artifact", "target", "precision", "size (KB)", "perplexit
 
 
 def columns(report: dict[str, Any]) -> list[str]:
-    """The table's columns for the report's metric (core.metrics.metric_spec)."""
-    return COLUMNS if metric_spec(report.get("task_metric")).higher_is_better else PERPLEXITY_COLUMNS
+    """The table's columns for the report's metric (core.metrics.metric_spec); the drop is "(test)" only where it was
+    measured on the test split (not on the user's --images or --texts)."""
+    if not metric_spec(report.get("task_metric")).higher_is_better:
+        return PERPLEXITY_COLUMNS
+    return COLUMNS if user_eval_data(report) is None else [USER_DROP if c == TEST_DROP else c for c in COLUMNS]
+
+
+def user_eval_data(report: dict[str, Any]) -> str | None:
+    """The folder or file of the user's own evaluation data (`edgekd bench --images / --texts`), or None: the test
+    split the run held out (a bundle's eval.npz)."""
+    eval_set = report.get("eval_set") or {}
+    return next((str(eval_set[key]) for key in ("images", "texts") if eval_set.get(key)), None)
 
 
 def _reference_top1(report: dict[str, Any]) -> float | None:
@@ -158,9 +169,10 @@ def intro(report: dict[str, Any]) -> str:
                 f"from {prompts.get('count')} prompts ({prompts.get('source', 'the test split')}), threads "
                 f"{report.get('threads') or 'default'}; TTFT is the time to the first token, p50/p99 per token after it. "
                 "`*` marks the artifact shipped per target.")
-    return (f"Evaluation set: {report['eval_set']['samples']} samples of the test split (sha256 "
+    source = user_eval_data(report)
+    return (f"Evaluation set: {report['eval_set']['samples']} samples of {source or 'the test split'} (sha256 "
              f"{report['eval_set']['sha256'][:12]}); top-1, drop and latency are measured on it, while the compile "
-             "stage's choices (the reasons below) were made on the validation split. "
+             "stage's choices (the reasons below) were made on the run's validation split. "
              f"Drop is in top-1 {'points' if report['gate'].get('drop_type', 'absolute') == 'absolute' else 'percent'} "
              f"vs `{report['gate']['reference']}`; `*` marks the artifact shipped per target. "
              "Latency at batch 1; first = the first inference and load = session creation, both in a fresh process "

@@ -12,13 +12,13 @@ import textwrap
 from typing import Any
 
 from edgekd.core.metrics import measured_note
-from edgekd.device.report.table import COLUMNS, columns, intro, other_warnings, table_rows
+from edgekd.device.report.table import PERPLEXITY_COLUMNS, TEST_DROP, USER_DROP, columns, intro, other_warnings, table_rows
 
 # The terminal shows these first; the others go to a second table when the terminal is too narrow for all.
-PRIMARY = ["artifact", "precision", "size (KB)", "top-1", "drop (test)", "cosine", "perplexity", "vs ref", "tokens/s",
+PRIMARY = ["artifact", "precision", "size (KB)", "top-1", TEST_DROP, USER_DROP, "cosine", "perplexity", "vs ref", "tokens/s",
            "p50 (ms)", "cv", "gate", "why"]
 MIN_WHY_WIDTH = 24
-MOVABLE = ["cv", "cosine", "size (KB)", "drop (test)", "precision"]  # leave the first table, in this order, on a narrow terminal
+MOVABLE = ["cv", "cosine", "size (KB)", TEST_DROP, USER_DROP, "precision"]  # leave the first table, in this order, on a narrow terminal
 
 
 def terminal_table(report: dict[str, Any], verdicts: dict[str, str] | None = None, width: int | None = None) -> str:
@@ -39,7 +39,7 @@ def terminal_table(report: dict[str, Any], verdicts: dict[str, str] | None = Non
              for w in [*report.get("host_warnings", []), *other_warnings(report)]]
     if measured_note(report):  # said first: every top-1 in the table means something else than accuracy
         notes.insert(0, textwrap.fill(measured_note(report), width, subsequent_indent="  "))
-    if names is not COLUMNS:  # another metric's table (a language model's): what it measured, on what, first
+    if names is PERPLEXITY_COLUMNS:  # another metric's table (a language model's): what it measured, on what, first
         parts.insert(0, textwrap.fill(intro(report), width))
     return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
 

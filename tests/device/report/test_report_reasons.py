@@ -149,6 +149,21 @@ def test_the_drop_column_and_the_reasons_name_their_split():
     assert "- `intel-cpu/int8`: not shipped (compile stage, on the validation split): accuracy drop 2.31 > max_drop 2.0" in md
 
 
+def test_a_bench_on_the_users_images_names_them_not_the_test_split():
+    """Trial defect (session 10): `edgekd bench --images DIR` headed its drop column "drop (test)" and its markdown said
+    "samples of the test split" of images the run never held out."""
+    from edgekd.device.report.table import columns, intro
+    from edgekd.device.report.terminal import terminal_table
+
+    report = quickstart_report()
+    report["eval_set"] = {**report["eval_set"], "images": "/data/shop-photos", "reference": "x86-cpu/fp32"}
+    assert "drop" in columns(report) and "drop (test)" not in columns(report)
+    assert "samples of /data/shop-photos" in intro(report) and "test split" not in intro(report).split(";")[0]
+    head = terminal_table(report, width=400).splitlines()[0]
+    assert " drop " in f"{head} " and "drop (test)" not in head
+    assert "| drop (test) |" not in markdown(report)
+
+
 def test_a_shipped_fp32_reads_fp32_baseline_in_the_table():
     assert short_verdict("chosen (fp32 baseline; no passing candidate faster beyond noise)") == "fp32 baseline"
 
