@@ -210,13 +210,15 @@ class LMBenchStep(TaskStep):
         # One decoder per shipped file (OpenVINO's fp32 IR among them): targets sharing a file are measured once, timed
         # where a target is measurable here; the report has a row per target (the compile stage scored the rest).
         shipped = {t: _path_of(build, build.chosen) for t, build in compiled.items()}
-        paths = {"fp32": ctx.layout.fp32_onnx} | {self._model_name(file): ctx.run_dir / file for file in shipped.values()}
+        every = [row["path"] for build in compiled.values() for row in build.candidates]  # the shipped and the others
+        paths = {"fp32": ctx.layout.fp32_onnx} | {self._model_name(file): ctx.run_dir / file for file in every}
         model_of = {t: self._model_name(shipped[t]) for t in cfg.targets}
         decoders = {name: load_decoder(path) for name, path in paths.items()}
         perplexity = {name: round(onnx_perplexity(decoder, test), 4) for name, decoder in decoders.items()}
         timed = {"fp32"} | {model_of[t] for t in cfg.targets if _measurable(cfg, ctx.base_dir, t)}
         speed = generation_speed({n: d for n, d in decoders.items() if n in timed}, held_out, cfg.bench.new_tokens, cfg.bench.rounds)
-        agreement = {n: greedy_agreement(decoders["fp32"], d, held_out, cfg.bench.new_tokens) for n, d in decoders.items() if n != "fp32"}
+        agreement = {n: greedy_agreement(decoders["fp32"], decoders[n], held_out, cfg.bench.new_tokens)
+                     for n in set(model_of.values()) - {"fp32"}}
         teacher = ctx.manifest.metrics("teachers")["teacher"]  # its size and test perplexity (lm_train.py)
         rows = []
         for t, build in compiled.items():
@@ -228,7 +230,8 @@ class LMBenchStep(TaskStep):
                          **(speed.get(model) or {"tokens_per_second": None, "not_timed": "time it on the device (edgekd bench)"}),
                          **({"token_agreement": agreement[model]["token_agreement"], "greedy_agreement_with_fp32": agreement[model]}
                             if model in agreement else {})})
-            rows += [_not_shipped(t, build, row, ctx.run_dir) for row in build.candidates if row["name"] != build.chosen]
+            rows += [_not_shipped(t, build, row, ctx.run_dir, perplexity[self._model_name(row["path"])])
+                     for row in build.candidates if row["name"] != build.chosen]
         references = {"teacher": {"perplexity": teacher["test_perplexity"], "params": teacher["params"]},
                       "student_fp32": {"perplexity": perplexity["fp32"], **speed["fp32"]}}
         eval_set = {"samples": len(test), "sha256": eval_set_hash({"input_ids": test}, test), "tokens": int(test.size)}
@@ -261,14 +264,15 @@ def _candidate(build, name: str) -> dict:
     return next((row for row in build.candidates if row["name"] == name), {})
 
 
-def _not_shipped(target: str, build, candidate: dict, run_dir: Path) -> dict:
+def _not_shipped(target: str, build, candidate: dict, run_dir: Path, perplexity: float) -> dict:
     """A candidate the compile stage did not ship, as a report row: its verdict says why (every candidate has a row, as
-    in the classifiers' reports); only shipped models are measured on the test split."""
+    in the classifiers' reports), with its test perplexity; generation is timed for the shipped models only."""
     return {"artifact": f"{target}/{candidate['name']}", "target": target, "precision": candidate["precision"],
-            "shipped": False, "runtime": runtime_of(build.backend), "perplexity": None, "tokens_per_second": None,
+            "shipped": False, "runtime": runtime_of(build.backend), "perplexity": perplexity, "tokens_per_second": None,
             "bytes": sum(p.stat().st_size for p in get_backend(build.backend).decoder_files(run_dir / candidate["path"])),
             "verdict": candidate.get("verdict", ""),
-            "not_measured": f"on the test split only shipped models are (validation perplexity {candidate['val_perplexity']})"}
+            "not_timed": f"not shipped (validation perplexity {candidate['val_perplexity']}): generation is timed for "
+                         "the shipped models"}
 
 
 def _measurable(cfg, base_dir: Path, target: str) -> bool:

@@ -25,8 +25,8 @@ def row_reasons(row: dict[str, Any]) -> list[dict[str, str]]:
     if row.get("not_measured"):
         out.append({"about": "not measured", "short": short_not_measured(row["not_measured"]),
                     "full": f"not measured here: {row['not_measured']}"})
-    elif row.get("not_timed"):
-        out.append({"about": "latency n/a", "short": "latency: time it on the device",
+    elif row.get("not_timed"):  # a candidate not shipped: its verdict is the reason to read, the n/a needs no advice
+        out.append({"about": "latency n/a", "short": "latency: time it on the device" if row.get("shipped", True) else "",
                     "full": f"latency not measured here: {row['not_timed']}"})
     error = (row.get("memory") or {}).get("error")
     if error:

@@ -98,6 +98,8 @@ def test_a_language_model_runs_end_to_end(tmp_path):
     assert {c["artifact"] for c in verdict["checks"]} == {row["artifact"] for row in report["rows"] if row["shipped"]}
     # every candidate has a row, the one not shipped too, each with the compile stage's verdict (a trial: missing)
     assert all(row["verdict"] for row in report["rows"]) and any(not row["shipped"] for row in report["rows"])
+    # ... and its test perplexity (a trial: None, "only shipped models are measured")
+    assert all(row["perplexity"] > 1 for row in report["rows"])
     for check in verdict["checks"]:  # each verdict follows from the measured perplexities
         row = next(r for r in report["rows"] if r["artifact"] == check["artifact"])
         assert check["passed"] == (row["perplexity"] / reference - 1 <= 0.05)
