@@ -1,10 +1,13 @@
 """What the gate stage wrote for CI (gate.json, gate-summary.md, gate-junit.xml) said PASS or FAIL of the model the
 run made before; once an earlier stage runs again that model is no longer the one the config makes. edgekd gate and
 edgekd bench refuse the stale run folder, but a CI step reading those files would still see the old PASS: they are
-rewritten to say stale (a failed check naming the stage), until the gate stage runs again and replaces them."""
+rewritten to say stale (a failed check naming the stage), until the gate stage runs again and replaces them. The
+run's report.md and report.html, which people read, get the same line at their top."""
 from __future__ import annotations
 
-from edgekd.core.fileio import write_json_atomic
+from html import escape
+
+from edgekd.core.fileio import write_json_atomic, write_text_atomic
 from edgekd.device.ci_outputs import write_ci_outputs
 from edgekd.device.gate import Check
 
@@ -19,3 +22,16 @@ def mark_gate_outputs_stale(layout, run_name: str, because: str) -> None:
     write_json_atomic(layout.gate_json, {"passed": False, "stale": True, "summary": f"gate: {reason}",
                                          "checks": [stale.__dict__]})
     write_ci_outputs([stale], run_name, layout.gate_junit, layout.gate_summary, step_summary=False)
+    mark_reports_stale(layout.run_dir, reason)
+
+
+STALE_MD, STALE_HTML = "> **STALE**: ", '<p class="stale"><b>STALE</b>: '
+
+
+def mark_reports_stale(run_dir, reason: str) -> None:
+    """The line at the top of report.md and report.html (once: a second rerun says nothing more)."""
+    md, page = run_dir / "report.md", run_dir / "report.html"
+    if md.is_file() and not md.read_text(encoding="utf-8").startswith(STALE_MD):
+        write_text_atomic(md, f"{STALE_MD}{reason}\n\n{md.read_text(encoding='utf-8')}")
+    if page.is_file() and STALE_HTML not in (text := page.read_text(encoding="utf-8")) and "<body>" in text:
+        write_text_atomic(page, text.replace("<body>", f"<body>{STALE_HTML}{escape(reason)}</p>", 1))

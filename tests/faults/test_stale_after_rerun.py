@@ -28,6 +28,9 @@ def test_files_of_stages_after_a_rerun_are_refused_until_the_run_redoes_them(tmp
     assert verdict["passed"] is False and verdict["stale"] is True and "'export' ran again" in verdict["summary"]
     assert "stale" in (run / "gate-summary.md").read_text() and "PASS" not in (run / "gate-summary.md").read_text()
     assert "<failure" in (run / "gate-junit.xml").read_text()
+    # ... and the reports people read say so at their top (a trial: they kept the old run's numbers without a word)
+    assert (run / "report.md").read_text().startswith("> **STALE**: stale: 'export' ran again")
+    assert '<body><p class="stale"><b>STALE</b>: stale: &#x27;export&#x27; ran again' in (run / "report.html").read_text()
 
     assert_one_line_error(invoke("gate", run / "report.json"), "report.json: stale", "'bench' stage has not run again "
                           "since 'export' ran again", "--resume")
@@ -41,6 +44,7 @@ def test_files_of_stages_after_a_rerun_are_refused_until_the_run_redoes_them(tmp
     assert "[2/7 distill] up to date" in resumed.output and "[4/7 quantize] running" in resumed.output
     assert invoke("gate", run / "report.json").exit_code == 0
     assert json.loads((run / "gate.json").read_text())["passed"] is True  # the gate stage's own verdict again
+    assert "STALE" not in (run / "report.md").read_text() + (run / "report.html").read_text()
 
 
 def test_resume_says_why_each_stage_runs_again(tmp_path, finished_run):
