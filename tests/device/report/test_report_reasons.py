@@ -164,6 +164,18 @@ def test_a_bench_on_the_users_images_names_them_not_the_test_split():
     assert "| drop (test) |" not in markdown(report)
 
 
+def test_the_latency_reason_names_the_users_images_it_was_timed_on():
+    from edgekd.device.latency import LatencySpec
+    from edgekd.device.report.build import build_report
+
+    from .report_fixture import REPORT, _row
+
+    rows = [_row("x86-cpu/fp32", "fp32", True, "bundle", 0.99, 0.165), _row("x86-cpu/int8", "int8", True, "bundle", 0.99, 0.128)]
+    eval_set = {**REPORT["eval_set"], "images": "/data/shop-photos"}
+    report = build_report("r", rows, REPORT["references"], eval_set, REPORT["gate"], LatencySpec(), (1,), False)
+    assert "this measurement (/data/shop-photos): 0.128 ms vs x86-cpu/fp32" in report["rows"][1]["reason"]
+
+
 def test_a_shipped_fp32_reads_fp32_baseline_in_the_table():
     assert short_verdict("chosen (fp32 baseline; no passing candidate faster beyond noise)") == "fp32 baseline"
 
