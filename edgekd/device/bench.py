@@ -20,10 +20,10 @@ from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetErro
 from edgekd.core.fileio import read_json, read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.data.table_schema import model_feed, schema_of
-from edgekd.device.bundle import REFERENCE_OUTPUTS, bundle_thresholds, eval_key, load_bundle, shipped_variant
+from edgekd.device.bundle import REFERENCE_OUTPUTS, bundle_thresholds, eval_key, load_bundle
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
-from edgekd.device.measure import Candidate, artifact_name, measure_rows, runtime_note
+from edgekd.device.measure import Candidate, bundle_row_names, measure_rows, runtime_note
 from edgekd.device.report.build import build_report
 from edgekd.device.run_state import refuse_stale
 from edgekd.device.token_ids import check_token_ids
@@ -184,8 +184,9 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
                           "this one is not")
     loaded = [(bundle_dir, *load_bundle(bundle_dir)) for bundle_dir in paths]  # sha256 checked first
     _require_a_runtime(loaded)
-    candidates = [Candidate(artifact_name(m.get("target", d.name), shipped_variant(m, a.precision)), m.get("target", d.name), a, threads,
-                            verdict="bundle", runtime_note=runtime_note(m.get("runtime_fallback"))) for d, m, a in loaded]
+    names = bundle_row_names([(d, m, a.precision) for d, m, a in loaded])
+    candidates = [Candidate(name, m.get("target", d.name), a, threads, verdict="bundle",
+                            runtime_note=runtime_note(m.get("runtime_fallback"))) for name, (d, m, a) in zip(names, loaded, strict=True)]
     first_manifest = loaded[0][1]
     metric = task_metric_of(first_manifest)
     if metric != "top1" and (texts is not None or images is not None):

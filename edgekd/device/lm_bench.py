@@ -21,6 +21,7 @@ from edgekd.core.metrics import eval_set_hash
 from edgekd.device.bundle import bundle_thresholds, verify_bundle
 from edgekd.device.config import GenerationBenchConfig
 from edgekd.device.gate import GateResult, Thresholds, gate_report, verdicts
+from edgekd.device.measure import bundle_row_names
 from edgekd.device.token_ids import check_token_ids
 
 TOKENIZER = "tokenizer.json"
@@ -58,7 +59,7 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
 
     bundles = [(Path(d), _verified(Path(d))) for d in bundle_dirs]
     _one_tokenizer(bundles)
-    names = _artifact_names(bundles)
+    names = bundle_row_names([(d, m, m.get("precision") or "fp32") for d, m in bundles])
     blocks = {name: _eval_blocks(d, m) for name, (d, m) in zip(names, bundles, strict=True)}
     # a bundle that records no bench settings (made before it did): the pipeline's own defaults
     settings = {**GenerationBenchConfig().model_dump(), **(bundles[0][1].get("bench") or {})}
@@ -78,13 +79,6 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     if bundles[0][1].get("gate_on_bench"):
         report["verdict"] = _verdict(gate_report(report, Thresholds.model_validate(gate)))
     return report
-
-
-def _artifact_names(bundles: list) -> list[str]:
-    names = [f"{m.get('target') or d.name}/{m.get('precision') or 'fp32'}" for d, m in bundles]
-    if len(set(names)) < len(names):  # two copies of one target's bundle: name them by folder instead
-        names = [f"{d.name}/{m.get('precision') or 'fp32'}" for d, m in bundles]
-    return names
 
 
 def _verified(bundle_dir: Path) -> dict[str, Any]:

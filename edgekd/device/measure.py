@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from edgekd.core.metrics import accuracy_metrics, batch_axes_of, fidelity, outputs_fidelity, predict, predict_outputs
 from edgekd.core.progress import progress
 from edgekd.core.task_metrics import task_metric
+from edgekd.device.bundle import shipped_variant
 from edgekd.device.latency import LatencySpec, measure_interleaved
 from edgekd.device.memory import measure_memory
 from edgekd.device.sizes import file_set, gzip_size, parameter_count, size_on_disk
@@ -29,6 +31,17 @@ def artifact_name(target: str, candidate: str) -> str:
     stage names it (fp32, bf16, int8, int8-qat, or int8-fallback: int8 with some nodes kept in float), so that two
     int8 variants never share a row and the user sees which one shipped."""
     return f"{target}/{candidate}"
+
+
+def bundle_row_names(bundles: list[tuple[Path, dict[str, Any], str]]) -> list[str]:
+    """Each benched bundle's row name (bundle dir, manifest, its artifact's precision): `<target>/<variant>` as the
+    build machine's report calls it; where two bundles would share one (a copy of a target's bundle beside it), every
+    row is named by its folder instead, so that no latency, row or verdict is keyed twice."""
+    variants = [shipped_variant(manifest, precision) for _d, manifest, precision in bundles]
+    names = [artifact_name(manifest.get("target") or d.name, v) for (d, manifest, _p), v in zip(bundles, variants, strict=True)]
+    if len(set(names)) < len(names):
+        names = [artifact_name(d.name, v) for (d, _m, _p), v in zip(bundles, variants, strict=True)]
+    return names
 
 
 @dataclass

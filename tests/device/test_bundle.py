@@ -220,3 +220,23 @@ def test_bench_json_never_replaces_a_file_that_is_not_a_report(tiny_bundle, tmp_
     for _ in range(2):  # an earlier report is replaced, as a rerun expects
         done = invoke("bench", tiny_bundle, *FAST, "--json", report)
         assert done.exit_code == 0, done.output
+
+
+def test_two_bundles_of_one_target_get_a_row_each_timed_on_its_own(tmp_path):
+    """A run folder holding a copy of a target's bundle beside it (bundle/x86-cpu and bundle/x86-cpu-old): both rows
+    were named x86-cpu/fp32, and one name keyed both latencies and verdicts (one bundle's timing shown for both)."""
+    import shutil
+
+    from edgekd.device.bench import bench_bundles
+    from edgekd.device.latency import LatencySpec
+
+    from .conftest import make_bundle
+
+    source = make_bundle(tmp_path / "built")
+    for name in ("x86-cpu", "x86-cpu-old"):
+        shutil.copytree(source, tmp_path / "run" / "bundle" / name)
+    report = bench_bundles(tmp_path / "run", LatencySpec(warmup_runs=1, warmup_seconds=0, runs=5, min_seconds=0, rounds=2), memory=False)
+    rows = {row["artifact"]: row for row in report["rows"]}
+    assert set(rows) == {"x86-cpu/fp32", "x86-cpu-old/fp32"}
+    assert rows["x86-cpu/fp32"]["latency"]["batch1"] is not rows["x86-cpu-old/fp32"]["latency"]["batch1"]
+    assert all(row["latency"]["batch1"]["p50_ms"] > 0 for row in rows.values())
