@@ -164,13 +164,15 @@ MAX_SQNR_DB = 300.0
 
 def tensor_fidelity(output: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """The numbers that hold for any pair of tensors of one shape, batch first: cosine (mean over samples of the
-    flattened samples' cosine; two all-zero samples agree, 1.0), SQNR in dB (10 log10 of the reference's energy over
+    flattened samples' cosine; two all-zero samples agree, 1.0; one value per sample: the cosine of all samples' values), SQNR in dB (10 log10 of the reference's energy over
     the error's, over the whole tensor, capped at MAX_SQNR_DB), and the largest and mean absolute errors."""
     a = np.asarray(output, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"outputs of shape {a.shape} compared with a reference of shape {b.shape}")
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    if a.shape[1] == 1:  # one value per sample: its own cosine is only its sign; the samples' values are the vector
+        a, b = a.reshape(1, -1), b.reshape(1, -1)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     both_zero = (np.abs(a).sum(1) == 0) & (np.abs(b).sum(1) == 0)
     cosine = np.where(both_zero, 1.0, (a * b).sum(1) / np.maximum(norms, 1e-300))

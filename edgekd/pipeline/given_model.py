@@ -35,6 +35,8 @@ def with_reference_labels(cfg, base_dir: Path, dataset):
     given_input_spec(source, dataset, "student.onnx", where)
     logits = onnx_logits(source)
     val_logits = logits(dataset.val.x)
+    if val_logits.ndim == 2 and val_logits.shape[1] == 1:
+        raise ConfigError(one_score_refusal(f"student.onnx '{source}'"))
     if val_logits.ndim != 2:
         raise ConfigError(f"student.onnx '{source}': the model's output has shape {_shape(val_logits.shape)}; edgekd ships classifiers "
                           "whose output is (batch, classes) logits")
@@ -203,10 +205,20 @@ def _shape(shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
+def one_score_refusal(field: str) -> str:
+    """A (batch, 1) output (one sigmoid or logit score per sample): its top-1 is class 0 whatever it says, so top-1,
+    agreement and the gate on them would compare nothing."""
+    return (f"{field}: the model's first output has one column (one score per sample, e.g. a sigmoid); its top-1 is "
+            "always class 0, so top-1 and agreement with fp32 would judge nothing: edgekd ships classifiers with one "
+            "output per class; export it with two (torch.cat([-z, z], 1) for a logit z, or [1 - p, p] for a probability p)")
+
+
 def check_classes(logits: np.ndarray, classes: int, field: str, outputs: list[str] | None = None,
                   folders: list[str] | None = None) -> None:
     """`outputs`: the model's output names; with several, the message says how to score another one. `folders`: the
     class folders the labels come from, named when the model has fewer classes than them."""
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        raise ConfigError(one_score_refusal(field))
     if logits.ndim == 2 and folders and logits.shape[1] < classes:
         raise ConfigError(f"{field}: the model's first output has {logits.shape[1]} classes but the data has {classes} class "
                           f"folders ({', '.join(folders[:8])}{', ...' if len(folders) > 8 else ''}); remove the folders of "

@@ -175,7 +175,7 @@ def given_teacher_fits(teacher, logits: dict[str, np.ndarray], data) -> None:
     y = data.val.y
     chance = float(np.bincount(y).max() / len(y))
     top1 = float((logits["val"].argmax(1) == y).mean())
-    print(f"[teachers] {teacher.where} {teacher.name}: validation top-1 {top1:.1%} (chance {chance:.1%})", file=sys.stderr)
+    print(f"[teachers] {teacher.where} {teacher.name}: validation top-1 {top1:.1%} (largest class {chance:.1%})", file=sys.stderr)
     where = f"{teacher.where}.{teacher.kind} '{teacher.name}'"
     order = ", ".join(data.classes)
     judged = [split for split in ("train", "val") if split in logits]

@@ -160,3 +160,43 @@ def test_a_class_too_small_to_reach_validation_or_test_is_named(tmp_path, capsys
     load_dataset(DataConfig(source="npz", path=str(tmp_path / "few.npz")), seed=0, base_dir=tmp_path)
     said = capsys.readouterr().err
     assert "class '4' (2 samples)" in said and "its accuracy is not measured there" in said
+
+
+def _one_score_model(path):
+    """x [N,1,8,8] -> Flatten -> Gemm -> Sigmoid -> [N,1]: a binary classifier with one probability per sample."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["flat"], axis=1), helper.make_node("Gemm", ["flat", "W", "b"], ["z"]),
+         helper.make_node("Sigmoid", ["z"], ["p"])],
+        "one-score", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(rng.normal(size=(64, 1)).astype(np.float32) / 64, "W"),
+                     numpy_helper.from_array(np.zeros(1, np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("labels", [[], ["--no-labels"]], ids=["class-folders", "no-labels"])
+def test_a_model_with_one_score_per_sample_is_refused_not_judged_on_nothing(tmp_path, labels):
+    """Trial defect (session 11): a (N, 1) sigmoid model shipped --no-labels gated PASS with top-1 100% and cosine 1.0
+    while its int8 output one constant for every image (top-1 of one column is always 0; a one-value cosine is its
+    sign); with class folders it was told to remove a folder."""
+    root = _class_folders(tmp_path / "images", per_class=12)
+    _one_score_model(tmp_path / "binary.onnx")
+    result = invoke("ship", tmp_path / "binary.onnx", "--data", root, "--color", "gray", "--normalize", "none",
+                    "--out", tmp_path / "run", *labels)
+    assert_one_line_error(result, "the model's first output has one column", "top-1 is always class 0",
+                          "torch.cat([-z, z], 1)")
+
+
+def test_the_cosine_of_one_value_per_sample_is_taken_over_the_samples():
+    from edgekd.core.metrics import tensor_fidelity
+
+    reference = np.array([[0.9], [0.1], [0.8], [0.05]])
+    constant = np.full_like(reference, 0.3)
+    assert tensor_fidelity(constant, reference)["cosine"] < 0.8  # was 1.0: every one-value cosine is its sign
+    assert tensor_fidelity(reference, reference)["cosine"] == pytest.approx(1.0)

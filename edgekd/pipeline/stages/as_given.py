@@ -12,7 +12,7 @@ from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import file_record, resolve_path, sha256_of
 from edgekd.core.metrics import take_rows
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.given_check import check_label_order, check_scaling
+from edgekd.pipeline.given_check import check_label_order, check_scaling, given_probe
 from edgekd.pipeline.given_model import check_classes, given_input_spec, onnx_inputs, onnx_logits, onnx_scaling
 from edgekd.pipeline.onnx_intake import bring_in, output_names, scored_output_first
 from edgekd.pipeline.records import StudentRecord
@@ -120,30 +120,38 @@ def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
         check_pixel_scale(val, logits, ctx.task, metrics["val_top1"], field)
         return {**metrics, "task_metric": ctx.task.metric}
     predictions = val_logits.argmax(1)
+    probe = None if isinstance(val.x, dict) else given_probe(data, logits, predictions)  # named inputs: validation only
 
     def sanity() -> None:
         if not isinstance(val.x, dict):  # named inputs (an npz per input) are fed as they are: no scaling to try
             metrics["val_top1_other_scalings"] = check_scaling(data, logits, predictions, field, metadata)
         where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
-        check_label_order(predictions, val.y, data.classes, where, folders=ctx.cfg.data.source == "imagefolder")
+        on, labels, rows = probe or (predictions, val.y, "validation images")
+        check_label_order(on, labels, data.classes, where, folders=ctx.cfg.data.source == "imagefolder", rows=rows)
 
-    _judge_given(metrics["val_top1"], val.y, sanity)
+    _judge_given(metrics["val_top1"], val.y, sanity, probe)
     return metrics
 
 
-def _judge_given(top1: float, labels: np.ndarray, sanity=None) -> None:
+def _judge_given(top1: float, labels: np.ndarray, sanity=None, probe=None) -> None:
     """Print the given model's validation top-1, run the `sanity` checks (wrong input scaling, classes out of the
-    model's order: they name the fix), and stop when it is not clearly above chance: the data does not reach it as it
-    was trained (scaling, size, colour, or class folders that sort in another order than its labels)."""
+    model's order: they name the fix), and stop when it is not clearly above chance, on the `probe` images where given
+    (given_check.given_probe: validation and training images): the data does not reach it as it was trained (scaling,
+    size, colour, or class folders that sort in another order than its labels)."""
     import sys
 
     from edgekd.pipeline.teacher_check import not_above_chance
 
     chance = float(np.bincount(labels).max() / len(labels))
-    print(f"student (as given): validation top-1 {top1:.1%} on {len(labels)} images (chance {chance:.1%})", file=sys.stderr)
+    print(f"student (as given): validation top-1 {top1:.1%} on {len(labels)} images (largest class {chance:.1%})",
+          file=sys.stderr)
     if sanity is not None:
         sanity()
-    low = not_above_chance(top1, chance, len(labels), "validation images")
+    rows = "validation images"
+    if probe is not None:
+        predictions, labels, rows = probe
+        top1, chance = float((predictions == labels).mean()), float(np.bincount(labels).max() / len(labels))
+    low = not_above_chance(top1, chance, len(labels), rows)
     if low:
         raise ConfigError(f"student: the given model's {low}; give it the inputs it was trained on: data.normalize (and "
                           "data.scale for an npz's values), data.resize / center_crop / color, and class folders that sort "

@@ -183,7 +183,7 @@ def test_a_given_model_no_better_than_chance_is_refused_with_the_likely_causes(c
 
     labels = np.repeat(np.arange(10), 50)
     _judge_given(0.92, labels)
-    assert "student (as given): validation top-1 92.0% on 500 images (chance 10.0%)" in capsys.readouterr().err
+    assert "student (as given): validation top-1 92.0% on 500 images (largest class 10.0%)" in capsys.readouterr().err
     # 11% on 500 images with ten classes is above chance (10%) but within what guessing gets: said in those words
     with pytest.raises(ConfigError, match=r"the given model's top-1 11\.0% on 500 validation images, not clearly above chance "
                                           r"\(the largest class's 10\.0%; telling a model from guessing it takes over 14\.0% "
