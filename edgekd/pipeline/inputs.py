@@ -49,8 +49,10 @@ def target_profiles(targets: list[str], base_dir: Path) -> list[dict]:
 def _model_files(spec: ModelConfig, base_dir: Path) -> dict:
     files = {"checkpoint": fingerprint(spec.checkpoint, base_dir),
              "arch": _reference_file(spec.arch, base_dir) if spec.arch else None}
-    onnx = getattr(spec, "onnx", None)  # a student may be an ONNX file
-    return {**files, "onnx": fingerprint(onnx, base_dir)} if onnx else files
+    # Fitted files (a student or teacher as ONNX, a teacher as skops): each keyed only when given, so that the keys of
+    # configs without one stay as they were (--resume)
+    given = {kind: getattr(spec, kind, None) for kind in ("onnx", "skops")}
+    return files | {kind: fingerprint(path, base_dir) for kind, path in given.items() if path}
 
 
 def _reference_file(reference: str, base_dir: Path) -> str | None:

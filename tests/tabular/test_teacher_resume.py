@@ -38,3 +38,17 @@ def test_resume_refits_only_the_teacher_that_changed(tmp_path, monkeypatch):
     assert second["teachers"][1]["cache_keys"] != first["teachers"][1]["cache_keys"]
     assert second["teachers"][0]["onnx_bytes"] == first["teachers"][0]["onnx_bytes"] > 0
     assert (run / "01-teachers" / "teacher-0.onnx").is_file() and second["ensemble"]["onnx_bytes"] > 0
+
+
+def test_a_skops_teacher_file_replaced_in_place_is_noticed_by_resume(tmp_path):
+    """Trial defect (session 11): a teacher's .skops file overwritten with another model kept every stage 'up to date'
+    under --resume (ONNX teacher files were fingerprinted, skops ones not): the bundle came from the old teacher."""
+    from edgekd.pipeline.inputs import _model_files
+    from edgekd.train.config import TeacherConfig
+
+    teacher = TeacherConfig(skops="teacher.skops")
+    (tmp_path / "teacher.skops").write_bytes(b"the first model")
+    before = _model_files(teacher, tmp_path)
+    (tmp_path / "teacher.skops").write_bytes(b"another model")
+    assert _model_files(teacher, tmp_path) != before
+    assert "skops" not in _model_files(TeacherConfig(onnx="teacher.onnx"), tmp_path)  # others' keys as they were
