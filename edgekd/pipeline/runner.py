@@ -55,6 +55,21 @@ def refuse_existing_run(run_dir: Path, resume: bool, force: bool, config_path: O
                           "or pass --force to write the run beside those files")
 
 
+def bundle_names(targets: Sequence[str], base_dir: Path) -> list[str]:
+    """The bundle/<name> folders this run's targets ship as: a profile's own name (a file given by path ships under
+    its name: ./boards/pi.yaml as bundle/pi-zero), and the target as written."""
+    from edgekd.core.errors import EdgeKDError
+    from edgekd.runtimes import load_profile
+
+    names = list(targets)
+    for target in targets:
+        try:
+            names.append(load_profile(target, base_dir).name)
+        except EdgeKDError:
+            continue  # the compile stage's check names the target at fault
+    return list(dict.fromkeys(names))
+
+
 def prune_stale_bundles(run_dir: Path, targets: Sequence[str], log: Log) -> None:
     """bundle/<target> folders of targets this run no longer has (an earlier config of the folder, rerun with other
     targets): removed before the compile stage writes the run's own, so that bundle/ and `edgekd bench RUN` hold only
@@ -100,8 +115,6 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
         if checked is not None:  # the dataset is loaded once, and the checks are not repeated by the stage
             ctx.__dict__["dataset"], ctx.checked_teachers = checked
         planned = [stage for stage in STAGE_NAMES if not only or stage in only]
-        if "compile" in planned and distributed.is_main():
-            prune_stale_bundles(run_dir, config.targets, log)
         for number, stage in enumerate(planned, 1):
             if not distributed.is_main() and not stage_class(config, stage).trains_for(config):
                 continue  # the other ranks help only where there is training to share
@@ -208,6 +221,8 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
         ctx.outcomes[stage] = "up to date"
         return
     _require_earlier(ctx, stage)
+    if stage == "compile" and not ctx.manifest.read_only:  # now that it runs, not before a refusal: nothing else lost
+        prune_stale_bundles(ctx.run_dir, bundle_names(ctx.cfg.targets, ctx.base_dir), log)
     parts = ctx.stage_parts(stage)
     again = f" again: {ctx.manifest.why_not_fresh(stage, key, parts)}" if resume and ctx.manifest.stage(stage) else ""
     runner = stage_class(ctx.cfg, stage)(ctx).work()

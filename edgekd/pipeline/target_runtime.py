@@ -75,3 +75,14 @@ def run_profile(ctx, name: str):
 def run_fallback(ctx, name: str) -> RuntimeFallback | None:
     """The RuntimeFallback target `name` ships with in this run, or None."""
     return resolve(load_profile(name, ctx.base_dir), ctx.layout.fp32_onnx, ctx.base_dir)[1]
+
+
+def profile_named(ctx, name: str):
+    """The profile a compile record's target `name` (the profile's own name, which bundle/<name> and the report rows
+    carry) was built from: the config's target that loads as it, a file given by path included, so that every stage
+    after compile reads the user's file (never a built-in profile of the same name, nor an unknown target)."""
+    for target in ctx.cfg.targets:
+        profile = load_profile(target, ctx.base_dir)
+        if profile.name == name:
+            return profile
+    return load_profile(name, ctx.base_dir)

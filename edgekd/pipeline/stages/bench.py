@@ -22,7 +22,7 @@ from edgekd.pipeline.run_models import student_logits as fp32_student_logits
 from edgekd.pipeline.run_models import student_outputs
 from edgekd.pipeline.selection import unconfirmed_drop
 from edgekd.pipeline.stage import Stage, StageOutput
-from edgekd.runtimes import load_profile
+from edgekd.pipeline.target_runtime import profile_named
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings
 
@@ -126,7 +126,7 @@ def candidates(ctx: RunContext) -> list[Candidate]:
 def built_profile(ctx: RunContext, target: str, build):
     """The profile the compile stage built `target` with: its own, or its fallback's where the compile record says the
     target's runtime could not convert the model (pipeline/target_runtime.py)."""
-    return shipped_profile(load_profile(target, ctx.base_dir), build.runtime_fallback, ctx.base_dir)
+    return shipped_profile(profile_named(ctx, target), build.runtime_fallback, ctx.base_dir)
 
 
 def _latency_note(profile) -> str:
@@ -141,7 +141,7 @@ def unconfirmed_choices(ctx: RunContext) -> list[str]:
     notes = []
     for target, build in read_record(ctx.manifest, CompileRecord).targets.items():
         chosen = next((row for row in build.candidates if row.get("name") == build.chosen), None)
-        note = chosen and unconfirmed_drop(ctx.cfg.gate, load_profile(target, ctx.base_dir), ctx.task.metric, chosen,
+        note = chosen and unconfirmed_drop(ctx.cfg.gate, profile_named(ctx, target), ctx.task.metric, chosen,
                                            chosen.get("val_samples") or len(ctx.dataset.val.y))
         notes += [note] if note else []
     return notes

@@ -1,0 +1,36 @@
+"""Target profiles given as files (found by trying edgekd's targets as a new user, session 11): a profile with a name of
+its own stopped the run at the bench stage ("unknown target 'my-board'"), one copied from a built-in with the name
+kept was read from the user's file by compile and from the built-in by bench, and every run that compiled removed the
+bundles of targets given by path (their folder is the profile's name, not the path)."""
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.faults.helpers import REPO, invoke, write_config
+
+
+def _profile(path, **changes):
+    profile = yaml.safe_load((REPO / "targets" / "x86-cpu.yaml").read_text())
+    path.write_text(yaml.safe_dump({**profile, **changes}, sort_keys=False))
+    return path
+
+
+def test_profiles_given_by_path_run_end_to_end_each_read_from_the_users_file(tmp_path):
+    _profile(tmp_path / "my-board.yaml", name="my-board")
+    _profile(tmp_path / "copied.yaml", threads=1)  # the built-in's name kept, one thread
+    config = write_config(tmp_path, targets=["./my-board.yaml", "./copied.yaml"])
+    result = invoke("run", config, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output[-3000:]
+    rows = {row["artifact"]: row for row in json.loads((tmp_path / "run" / "report.json").read_text())["rows"]}
+    assert {"my-board/fp32", "x86-cpu/fp32"} <= set(rows)
+    assert rows["x86-cpu/fp32"]["threads"]["requested"] == 1  # the user's file's, not the built-in's 2
+    assert rows["my-board/fp32"]["threads"]["requested"] == 2
+
+    again = invoke("run", config, "--out", tmp_path / "run", "--only", "compile", "--only", "bench", "--only", "gate",
+                   "--force")
+    assert again.exit_code == 0, again.output[-3000:]
+    assert "removed" not in again.output
+    assert (tmp_path / "run" / "bundle" / "my-board" / "manifest.json").is_file()
+    assert (tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").is_file()
