@@ -164,7 +164,8 @@ MAX_SQNR_DB = 300.0
 
 def tensor_fidelity(output: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """The numbers that hold for any pair of tensors of one shape, batch first: cosine (mean over samples of the
-    flattened samples' cosine; two all-zero samples agree, 1.0; with one value per sample, the cosine of all of them), SQNR in dB (10 log10 of the reference's energy over
+    flattened samples' cosine; two all-zero samples agree, 1.0; with one value per sample, the cosine of all of them),
+    SQNR in dB (10 log10 of the reference's energy over
     the error's, over the whole tensor, capped at MAX_SQNR_DB), and the largest and mean absolute errors."""
     a = np.asarray(output, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
