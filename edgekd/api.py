@@ -153,12 +153,14 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     not passes, and a gate with no check evaluated fails unless allow_empty).
     """
     from edgekd.core.fileio import refuse_overwriting_inputs
+    from edgekd.device.ci_outputs import refuse_replacing_other_files
 
     in_memory = isinstance(report, dict)  # what bench() returns, gated as it is
     if not in_memory and not isinstance(report, (str, Path)):
         raise ConfigError(f"gate(): report must be a report.json path or the dict bench() returns, not {type(report).__name__}")
     refuse_overwriting_inputs("gate()", {"junit": junit, "summary": summary},
                               {"report (the report being gated)": None if in_memory else report, "baseline": baseline})
+    refuse_replacing_other_files(junit, summary)
     if baseline is not None:
         _not_a_folder("baseline", baseline)
     if in_memory:

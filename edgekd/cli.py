@@ -420,7 +420,7 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
 
     from edgekd import api
     from edgekd.core.fileio import refuse_overwriting_inputs
-    from edgekd.device.ci_outputs import append_step_summary
+    from edgekd.device.ci_outputs import append_step_summary, refuse_replacing_other_files
 
     if relative and absolute:
         from edgekd.core.errors import ConfigError
@@ -428,6 +428,7 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
         raise ConfigError("edgekd gate: --relative and --absolute contradict each other; give one of them")
     inputs = {"REPORT (the report being gated)": report, "--baseline": baseline}
     refuse_overwriting_inputs("edgekd gate", {"--junit": junit, "--summary": summary}, inputs)
+    refuse_replacing_other_files(junit, summary, ("--junit", "--summary"))
     refuse_overwriting_inputs("edgekd gate", {"$GITHUB_STEP_SUMMARY": os.environ.get("GITHUB_STEP_SUMMARY") or None}, inputs)
     _check_outputs(files={"--junit": junit, "--summary": summary})
     drop_type = "relative" if relative else ("absolute" if absolute else None)  # None: the report's own

@@ -62,3 +62,26 @@ def append_step_summary(checks: list[Check], report_name: str) -> None:
     if step_summary:  # GitHub Actions renders this file on the run page; append, other steps write to it too
         with open(step_summary, "a", encoding="utf-8") as handle:
             handle.write(text + "\n")
+
+
+def refuse_replacing_other_files(junit: Path | None, summary: Path | None, names: tuple[str, str] = ("junit", "summary")) -> None:
+    """`junit` and `summary` replace only what the gate wrote there before (or nothing): never a file of the user's, a
+    bundle's manifest.json, notes. OutputError naming the option (`names`: as the caller spells them) otherwise."""
+    from edgekd.core.errors import OutputError
+
+    for option, path, ours in ((names[0], junit, _JUNIT_MARK), (names[1], summary, _SUMMARY_MARK)):
+        if path is not None and Path(path).is_file() and not _starts_with(Path(path), ours):
+            raise OutputError(f"{option} {path}: exists and is not a gate's {'JUnit XML' if ours == _JUNIT_MARK else 'summary'}, "
+                              "which it would replace; give a new file name (or delete it first)")
+
+
+_JUNIT_MARK, _SUMMARY_MARK = "<testsuites name=", "### edgekd gate:"
+
+
+def _starts_with(path: Path, mark: str) -> bool:
+    """Whether the file's first 200 characters hold `mark` (after the XML declaration, for JUnit)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return mark in handle.read(200)
+    except (OSError, UnicodeDecodeError):
+        return False
