@@ -228,3 +228,14 @@ def test_a_perplexity_report_is_judged_on_the_shared_gate_lower_being_better():
         ("arm64-cpu/int8", "max_increase", False), ("arm64-cpu/int8", "min_greedy_agreement", False)]
     assert checks[0].reason == "perplexity 10.300 vs student_fp32 10.000: +3.00% (limit +3%)"  # at the limit: within it
     assert checks.summary == "gate: FAIL (2 failed, 2 passed)"
+
+
+def test_an_artifact_whose_every_check_was_skipped_reads_skip_not_pass():
+    """Trial defect (session 11): a TensorRT candidate never measured on the workstation read PASS in the table and
+    report.md while gate.json had it skipped."""
+    from edgekd.device.gate import Check, verdicts
+
+    checks = [Check("jetson-orin/int8", "max_drop", True, "not measurable here", skipped=True),
+              Check("x86-cpu/int8", "max_drop", True, "drop 0.2 <= 1.0"), Check("x86-cpu/int8", "min_speedup", True, "", skipped=True),
+              Check("x86-cpu/fp32", "max_drop", False, "drop 3.0 > 1.0")]
+    assert verdicts(checks) == {"jetson-orin/int8": "SKIP", "x86-cpu/int8": "PASS", "x86-cpu/fp32": "FAIL"}

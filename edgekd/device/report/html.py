@@ -17,7 +17,7 @@ from edgekd.device.report.table import columns, intro, other_warnings, table_row
 _CSS = """body{font-family:system-ui,sans-serif;margin:16px;color:#222}table{border-collapse:collapse;font-size:12px}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{white-space:normal}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
-.pass{color:#176b2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}.warn{color:#8a5a00}
+.pass{color:#176b2c;font-weight:bold}.fail{color:#b00020;font-weight:bold}.skip{color:#666;font-weight:bold}.warn{color:#8a5a00}
 figure{display:inline-block;margin:12px 16px 12px 0;vertical-align:top}figcaption{font-size:13px;color:#555;max-width:560px}
 code{background:#f4f4f4;padding:1px 4px}td.why,th.why{text-align:left;white-space:normal;min-width:170px;max-width:250px}
 .small{font-size:12px}.small ul{margin:2px 0}details{margin:8px 0}"""
@@ -79,7 +79,7 @@ def _table(report: dict[str, Any], verdicts: dict[str, str] | None) -> str:
     body = []
     for row, reason in zip(table_rows(report, verdicts), full, strict=True):
         cells = [f"<td>{html.escape(c)}</td>" for c in row[:gate]]
-        css = {"PASS": "pass", "FAIL": "fail"}.get(row[gate], "")
+        css = {"PASS": "pass", "FAIL": "fail", "SKIP": "skip"}.get(row[gate], "")
         cells.append(f"<td class='{css}'>{html.escape(row[gate])}</td>")
         cells.append(f"<td class='why' title='{html.escape(reason, quote=True)}'>{html.escape(row[why])}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
