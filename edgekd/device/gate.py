@@ -178,8 +178,9 @@ def _compared_with_itself(check: Check) -> Check:
                  "the labels", skipped=True)
 
 
-NOTHING_TO_CHECK = ("nothing to check: no shipped artifact has a measured accuracy; "
-                    "run edgekd bench on the device (or allow it: --allow-empty, gate.allow_empty)")
+NOTHING_TO_CHECK = ("nothing to check: no shipped artifact has a measured accuracy, or every limit is null; run edgekd "
+                    "bench on the device, or set a limit (or allow it: edgekd gate --allow-empty, or gate.allow_empty: "
+                    "true in the pipeline file; edgekd ship writes RUN/edgekd.yaml)")
 
 
 class GateResult(list):

@@ -130,7 +130,7 @@ def test_skipped_checks_are_counted_apart_and_an_empty_gate_fails():
     assert result.passed and result.summary == "gate: PASS (1 passed, 1 skipped)"
     skipped_only = gate_report(_unmeasured(make_report()), Thresholds(max_drop=2.0))
     assert not skipped_only.passed and skipped_only.evaluated == 0
-    assert skipped_only.summary.startswith("gate: FAIL (nothing to check: no shipped artifact has a measured accuracy; "
+    assert skipped_only.summary.startswith("gate: FAIL (nothing to check: no shipped artifact has a measured accuracy, or every limit is null; "
                                            "run edgekd bench on the device")
     assert "2 skipped" in skipped_only.summary
     nothing_shipped = make_report()
