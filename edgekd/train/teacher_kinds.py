@@ -218,9 +218,38 @@ def load_teacher(spec, index: int, classes: int, base_dir: Path, schema=None) ->
         names = list(schema.classes) if schema is not None else None
         return Teacher(index, "onnx", path.name, onnx_logits(path, spec.outputs, classes, where, names), identity, onnx_path=path)
     model = _load_skops(path, spec.trusted, where)
+    where = f"{where} '{getattr(spec, spec.kind)}'"
     view, names = _view(schema), list(schema.classes) if schema is not None else None
-    return Teacher(index, "skops", path.name, lambda x: _model_logits(model, view(x), classes, names, where), identity,
-                   model=model)
+    _knows_every_class(model, classes, names, where)
+    final = model.steps[-1][1] if hasattr(model, "steps") else model  # a Pipeline's classifier
+    if not hasattr(model, "predict_proba") and getattr(final, "decision_function_shape", "ovr") == "ovo":
+        raise ModelError(f"{where}: its decision_function gives one-vs-one scores (decision_function_shape='ovo'), one per "
+                         "pair of classes, not per class; fit it with decision_function_shape='ovr' or probability=True")
+    return Teacher(index, "skops", path.name, lambda x: _model_logits(model, _its_columns(model, view(x), where), classes,
+                                                                      names, where), identity, model=model)
+
+
+def _knows_every_class(model, classes: int, names: list[str] | None, where: str) -> None:
+    """A model given as a file was fitted elsewhere, on the whole target: one that never saw a class of the data would
+    teach that class never happens (a trial's 2-class model taught a 3-class student, and the run passed)."""
+    missing = sorted(set(range(classes)) - set(_class_columns(model, classes, names, where).tolist()))
+    if missing:
+        shown = ", ".join(repr(names[i]) if names else str(i) for i in missing[:6])
+        raise ModelError(f"{where}: the model knows no class {shown} of data.target; give a model fitted on every class")
+
+
+def _its_columns(model, x, where: str):
+    """A DataFrame's columns as the model was fitted on them (scikit-learn's feature_names_in_: by name, in its
+    order), so that a model fitted on another column order or a subset reads its own; one line naming a column the
+    data lacks."""
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is None or not hasattr(x, "columns"):
+        return x
+    missing = [str(name) for name in fitted if name not in x.columns]
+    if missing:
+        raise ModelError(f"{where}: the model was fitted on column(s) {', '.join(missing[:6])}, which the data does not give "
+                         f"({', '.join(map(str, list(x.columns)[:8]))}); add them to data.features, or give a model fitted on these")
+    return x[list(fitted)]
 
 
 def _view(schema):
@@ -237,13 +266,25 @@ def _model_logits(model, x, classes: int, names: list[str] | None = None, where:
     decision_function for models without probabilities. `names`: the data's class names, for a model fitted
     elsewhere (skops) on the raw target, whose classes_ are those names rather than edgekd's class indices."""
     fitted = _class_columns(model, classes, names, where)
-    if hasattr(model, "predict_proba"):
-        scores = np.log(np.clip(np.asarray(model.predict_proba(x), dtype=np.float64), PROBABILITY_FLOOR, 1.0))
+    probabilities = hasattr(model, "predict_proba")
+    try:
+        raw = model.predict_proba(x) if probabilities else model.decision_function(x)
+    except Exception as exc:  # the user's model: any error of its own, said as one line naming the teacher
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(f"{where}: its {'predict_proba' if probabilities else 'decision_function'} failed on the data's "
+                         f"rows ({type(exc).__name__}: {first}); give a classifier fitted on data.path's columns as edgekd "
+                         "reads them (missing values as NaN)") from None
+    if probabilities:
+        scores = np.log(np.clip(np.asarray(raw, dtype=np.float64), PROBABILITY_FLOOR, 1.0))
         floor = np.log(PROBABILITY_FLOOR)
     else:
-        scores = np.asarray(model.decision_function(x), dtype=np.float64)
+        scores = np.asarray(raw, dtype=np.float64)
         scores = np.stack([-scores, scores], 1) if scores.ndim == 1 else scores
         floor = scores.min() - 10.0
+    if scores.ndim != 2 or scores.shape[1] != len(fitted):
+        raise ModelError(f"{where}: its {'predict_proba' if probabilities else 'decision_function'} gives {scores.shape[-1]} "
+                         f"columns for its {len(fitted)} classes (a one-vs-one SVC?); fit it with "
+                         "decision_function_shape='ovr' or probability=True")
     out = np.full((scores.shape[0], classes), floor, dtype=np.float32)
     out[:, fitted] = scores
     return out

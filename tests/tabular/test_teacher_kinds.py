@@ -274,9 +274,56 @@ def test_a_skops_model_fitted_on_the_target_names(table, tmp_path):
     assert _top1(teacher, table.val) > 0.6
     other = _users_pipeline(table, np.array(["a", "b", "c"])[table.train.y])  # another target's classes
     sio.dump(other, tmp_path / "other.skops")
-    teacher = load_teacher(TeacherConfig(skops="other.skops", trusted=trusted), 1, 3, tmp_path, table.schema)
-    with pytest.raises(ModelError, match=r"teachers\[1\].skops: the model's classes \('a', 'b', 'c'\) are not data.target's"):
-        teacher.logits(table.val.x)
+    with pytest.raises(ModelError, match=r"teachers\[1\].skops 'other.skops': the model's classes \('a', 'b', 'c'\) are not "
+                                         "data.target's"):  # refused as it loads, naming the file (a trial: at first use)
+        load_teacher(TeacherConfig(skops="other.skops", trusted=trusted), 1, 3, tmp_path, table.schema)
+
+
+def test_a_skops_model_fitted_on_other_columns_a_class_short_or_one_vs_one_is_one_line(table, tmp_path):
+    """Trial defects (session 11): a model fitted on the columns in another order crashed (feature names must match),
+    one fitted on two of three classes taught the student, an SVC's one-vs-one scores were read as class logits."""
+    import skops.io as sio
+    from sklearn.svm import SVC
+
+    from edgekd.data.tabular import frame
+
+    names = np.array(table.classes)[table.train.y]
+    columns = frame(table.train.x)
+    reordered = _users_pipeline(table, names)
+    reordered.fit(columns[list(reversed(columns.columns))], names)  # the same model, fitted on the columns reversed
+    sio.dump(reordered, tmp_path / "reordered.skops")
+    trusted = sio.get_untrusted_types(file=str(tmp_path / "reordered.skops"))
+    teacher = load_teacher(TeacherConfig(skops="reordered.skops", trusted=trusted), 0, 3, tmp_path, table.schema)
+    assert _top1(teacher, table.val) > 0.6  # each column by its name
+
+    two = table.train.y < 2
+    short = _users_pipeline(table, names).fit(columns[two], names[two])
+    sio.dump(short, tmp_path / "short.skops")
+    with pytest.raises(ModelError, match=r"teachers\[0\].skops 'short.skops': the model knows no class 'mid' of data.target"):
+        load_teacher(TeacherConfig(skops="short.skops", trusted=trusted), 0, 3, tmp_path, table.schema)
+
+    numeric = columns.select_dtypes("number").fillna(0)
+    ovo = SVC(decision_function_shape="ovo").fit(numeric, names)
+    sio.dump(ovo, tmp_path / "ovo.skops")
+    trusted_ovo = sio.get_untrusted_types(file=str(tmp_path / "ovo.skops"))
+    with pytest.raises(ModelError, match=r"'ovo.skops': its decision_function gives one-vs-one scores"):
+        load_teacher(TeacherConfig(skops="ovo.skops", trusted=trusted_ovo), 0, 3, tmp_path, table.schema)
+
+
+def test_an_error_of_the_users_model_is_one_line_naming_the_teacher():
+    """Trial defect (session 11): an unknown category raised inside a skops pipeline's predict_proba came out as
+    'internal error ... a bug in edgekd', naming no teacher."""
+    from edgekd.train.teacher_kinds import _model_logits
+
+    class Fitted:
+        classes_ = np.array([0, 1, 2])
+
+        def predict_proba(self, x):
+            raise ValueError("Found unknown categories ['XX'] in column 1 during transform")
+
+    with pytest.raises(ModelError, match=r"^teachers\[0\].skops 'user.skops': its predict_proba failed on the data's rows "
+                                         r"\(ValueError: Found unknown categories \['XX'\]"):
+        _model_logits(Fitted(), np.zeros((2, 2)), 3, None, "teachers[0].skops 'user.skops'")
 
 
 def test_an_onnx_teacher_with_other_classes_says_so(table, tmp_path):
