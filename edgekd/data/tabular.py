@@ -8,6 +8,7 @@ that want a DataFrame get one from frame().
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +154,7 @@ def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise DataError(f"data.target '{target}': row {row} of {where} has no value; every row needs its class")
     text = np.array([category_text(v) for v in values.tolist()], dtype=str)  # numbers as classes: 3.0 and 3 are '3'
-    classes, labels = np.unique(text, return_inverse=True)
+    classes, labels = _ordered_classes(text)
     if values.dtype.kind in "biuf" and _quantity(values.to_numpy(), np.bincount(labels)):
         raise DataError(f"data.target '{target}': holds numbers with {len(classes)} distinct values, a quantity rather than "
                         "classes; edgekd trains classifiers only: bin the column into classes (pandas.cut or qcut) and name "
@@ -161,7 +162,21 @@ def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
     if len(classes) < 2:
         raise DataError(f"data.target '{target}': holds one class ({str(classes[0])!r}) only; a classifier needs rows of two "
                         "classes or more")
+    twins = [(a, b) for i, a in enumerate(classes) for b in classes[i + 1:] if a.strip().lower() == b.strip().lower()]
+    if twins:  # 'barbera' and 'barbera ': two classes to the model, one to the user
+        raise DataError(f"data.target '{target}': classes {twins[0][0]!r} and {twins[0][1]!r} of {where} differ only by case "
+                        "or spaces, and would be two classes; write them the same (e.g. strip the spaces)")
     return labels.astype(np.int64), [str(c) for c in classes]
+
+
+def _ordered_classes(text: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The classes and each row's class index: whole numbers in numeric order (class 10 after 9, so that the model's
+    output i is class i where the classes are 0..k-1: a device reading argmax as the class id is right), else sorted."""
+    names = np.unique(text).tolist()
+    if all(re.fullmatch(r"-?\d+", name) for name in names):
+        names.sort(key=int)
+    index = {name: i for i, name in enumerate(names)}
+    return names, np.array([index[t] for t in text.tolist()], dtype=np.int64)
 
 
 def _quantity(values: np.ndarray, rows_per_class: np.ndarray) -> bool:
@@ -184,7 +199,7 @@ def _split(n: int, labels: np.ndarray, classes: list[str], cfg, seed: int, where
     except ValueError as exc:  # a class with too few rows to stratify
         counts = np.bincount(labels)
         rarest = int(counts.argmin())
-        reason = (f"class '{classes[rarest]}' has {int(counts[rarest])} row(s){_same_but_case(classes, rarest)}"
+        reason = (f"class '{classes[rarest]}' has {int(counts[rarest])} row(s)"
                   if counts[rarest] < MIN_CLASS_ROWS else str(exc).splitlines()[0])  # the library's reason, whole
         raise DataError(f"data.target '{cfg.target}': {where} cannot be split stratified into training, validation and test "
                         f"({reason}); every class needs at least {MIN_CLASS_ROWS} rows: drop or merge the rare ones") from None
@@ -192,12 +207,6 @@ def _split(n: int, labels: np.ndarray, classes: list[str], cfg, seed: int, where
     test = test[:cfg.test_limit] if cfg.test_limit else test
     return np.sort(train), np.sort(val), np.sort(test)
 
-
-def _same_but_case(classes: list[str], index: int) -> str:
-    """', like class 'Fair' but for case or spaces' where a rare class is another one typed differently."""
-    key = classes[index].strip().lower()
-    twin = next((c for i, c in enumerate(classes) if i != index and c.strip().lower() == key), None)
-    return f", like class '{twin}' but for case or spaces: write them the same" if twin else ""
 
 
 def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarray, where: str) -> Column:

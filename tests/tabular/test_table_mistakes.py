@@ -164,5 +164,18 @@ def test_a_rare_class_that_is_another_typed_differently_is_named_as_such(tmp_pat
     frame = table_rows()
     frame.loc[3, "grade"] = "High "  # one row typed with a capital and a trailing space
     frame.to_csv(tmp_path / "table.csv", index=False)
-    with pytest.raises(DataError, match=r"class 'High ' has 1 row\(s\), like class 'high' but for case or spaces"):
+    with pytest.raises(DataError, match=r"classes 'High ' and 'high' of .* differ only by case or spaces"):
         _load(tmp_path / "table.csv")
+
+
+def test_whole_number_classes_keep_numeric_order(tmp_path):
+    """Trial defect (session 11): classes 0..11 were ordered as text (0, 1, 10, 11, 2, ...), so the bundle's output 2
+    was class 10 and a device reading argmax as the class id was wrong on most rows."""
+    frame = table_rows()
+    counts = [20 + 4 * k for k in range(12)]  # class k on 20 + 4k rows: its index is known by its count
+    frame = frame.iloc[:sum(counts)].assign(grade=np.repeat(np.arange(12), counts))
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    data = _load(tmp_path / "table.csv")
+    assert data.classes == [str(k) for k in range(12)]
+    labels = np.concatenate([data.train.y, data.val.y, data.test.y])
+    assert np.bincount(labels).tolist() == counts  # index k holds the rows of class k
