@@ -35,6 +35,10 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool, config_path: Optio
 
 # What may sit in a run folder before its manifest: the file `edgekd ship` writes there first, the lock and write
 # probe, and the stage folders the input checks fill before the first stage (a run that stopped there left them).
+# What a run writes at the top of its folder beside RUN_FOLDER_OWN's (pipeline/layout.py): a user's file of one of these
+# names in a folder given to --out is never replaced, --force or not.
+RUN_WRITES = ("manifest.json", "report.json", "report.md", "report.html", "gate.json", "gate-junit.xml", "gate-summary.md",
+              "bundle")
 RUN_FOLDER_OWN = ("edgekd.yaml", ".edgekd", *(f"{number:02d}-{stage}" for number, stage in enumerate(STAGE_NAMES, 1)))
 
 
@@ -49,6 +53,10 @@ def refuse_existing_run(run_dir: Path, resume: bool, force: bool, config_path: O
         return
     foreign = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(RUN_FOLDER_OWN)
                      and (config_path is None or p.resolve() != Path(config_path).resolve())) if run_dir.is_dir() else []
+    clashing = [name for name in foreign if name in RUN_WRITES]
+    if clashing:  # --force writes beside the user's files, never over them
+        raise ConfigError(f"{run_dir}: holds no edgekd run but has {', '.join(clashing)}, which a run writes and would "
+                          "replace; give a new or empty folder with --out (or move them)")
     if foreign and not force:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise ConfigError(f"{run_dir}: not empty and holds no edgekd run ({shown}); give a new or empty folder with --out, "

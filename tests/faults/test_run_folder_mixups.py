@@ -71,3 +71,14 @@ def test_out_into_a_folder_of_other_files_needs_force(two_models, tmp_path):
     forced = _ship(two_models / "a.onnx", two_models, out, "--force")
     assert forced.exit_code == 0, forced.output[-3000:]
     assert (out / "notes.txt").read_text() == "mine" and (out / "bundle" / "x86-cpu" / "manifest.json").is_file()
+
+
+def test_force_never_replaces_a_users_file_of_a_name_the_run_writes(two_models, tmp_path):
+    """Trial defect (session 11): the refusal promised --force would write the run "beside" the user's files, and
+    --force then replaced their report.json and wrote into their bundle/ folder."""
+    out = tmp_path / "results"
+    (out / "bundle").mkdir(parents=True)
+    (out / "report.json").write_text("keep")
+    assert_one_line_error(_ship(two_models / "a.onnx", two_models, out, "--force"), "has bundle, report.json",
+                          "which a run writes and would replace", "--out")
+    assert (out / "report.json").read_text() == "keep" and not any((out / "bundle").iterdir())
