@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_serializer, model_validator
 
 from edgekd.core.errors import ConfigError, TargetError
-from edgekd.core.fileio import searched
+from edgekd.core.fileio import resolve_path, searched
 from edgekd.core.resources import builtin_dir
 from edgekd.core.sections import Integer, OptionalInteger, Strict, load_yaml_model
 from edgekd.core.thresholds import Thresholds
@@ -129,9 +129,8 @@ def load_profile(name_or_path: str, base_dir: Path | None = None) -> TargetProfi
 
 def _find(name_or_path: str, base_dir: Path | None) -> Path:
     as_path = Path(name_or_path)
-    candidates = [as_path] if as_path.suffix in (".yaml", ".yml") else []
-    if base_dir is not None and candidates:
-        candidates.append(Path(base_dir) / as_path)
+    # a file: beside the config first, as every path of a config (core.fileio.resolve_path), then as given
+    candidates = [resolve_path(as_path, base_dir)] if as_path.suffix in (".yaml", ".yml") else []
     candidates.append(builtin_dir("targets") / f"{name_or_path}.yaml")
     for candidate in candidates:
         if candidate.is_file():

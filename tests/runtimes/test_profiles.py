@@ -1,6 +1,8 @@
 """Device profiles: the built-in ones are complete, `edgekd targets` lists them, users add their own."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -94,3 +96,19 @@ def test_arm64_recipe_is_onnxruntimes_arm_format_and_says_why():
     assert (recipe.activation_type, recipe.weight_type, recipe.per_channel, recipe.reduce_range) == ("int8", "int8", True, False)
     recorded = load_profile("arm64-cpu").model_dump(mode="json")["quantization"]
     assert "S8S8" in recorded["why"] and "onnxruntime" in recorded["why"]
+
+
+def test_a_profile_path_is_read_beside_the_config_before_the_working_directory(tmp_path, monkeypatch):
+    """Trial defect (session 11): `targets: [./board.yaml]` in proj/cfg.yaml read ./board.yaml of the folder the run was
+    started from, while calibration recipes and data are read beside the config."""
+    import yaml as _yaml
+
+    from edgekd.runtimes.profiles import load_profile
+
+    builtin = _yaml.safe_load((Path(__file__).resolve().parents[2] / "targets" / "x86-cpu.yaml").read_text())
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "board.yaml").write_text(_yaml.safe_dump({**builtin, "name": "from-the-working-directory"}))
+    (tmp_path / "proj" / "board.yaml").write_text(_yaml.safe_dump({**builtin, "name": "beside-the-config"}))
+    monkeypatch.chdir(tmp_path)
+    assert load_profile("./board.yaml", tmp_path / "proj").name == "beside-the-config"
+    assert load_profile("./board.yaml", tmp_path / "elsewhere").name == "from-the-working-directory"
