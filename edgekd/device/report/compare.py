@@ -31,10 +31,16 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
                      "latency_ratio": _ratio(ra.get("p50_ms"), rb.get("p50_ms")),
                      "latency_separated": separated(_batch1(ra), _batch1(rb)), "bytes_a": ra["bytes"], "bytes_b": rb["bytes"],
                      "size_ratio": _ratio(ra["bytes"], rb["bytes"]), "top1_a": ra.get("top1"), "top1_b": rb.get("top1"),
-                     "top1_delta_points": top1_delta})
+                     "top1_delta_points": top1_delta, "threads_a": _threads(ra), "threads_b": _threads(rb)})
     only = sorted(set(r["artifact"] for r in a["rows"]) ^ set(rows_b))
     return {"a": _label(a), "b": _label(b), "same_eval_set": same_eval, "same_run": a.get("run") == b.get("run"),
             "rows": rows, "unmatched": only}
+
+
+def _threads(row: dict[str, Any]) -> Any:
+    """The threads a row was timed with, as the runtime reports them (else as requested); None when not recorded."""
+    threads = row.get("threads")
+    return threads.get("runtime", threads.get("requested")) if isinstance(threads, dict) else threads
 
 
 def _batch1(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -90,6 +96,12 @@ def _notes(comparison: dict[str, Any]) -> list[str]:
                      "so the ratios compare those models, not one model on two machines; top-1 deltas are not shown")
     elif not comparison["same_eval_set"]:
         notes.append("note: the reports used different evaluation sets (sha256); top-1 deltas are not shown")
+    other_threads = [r for r in comparison["rows"] if None not in (r.get("threads_a"), r.get("threads_b"))
+                     and r["threads_a"] != r["threads_b"]]
+    if other_threads:
+        shown = ", ".join(f"{r['artifact']} ({r['threads_a']} vs {r['threads_b']})" for r in other_threads[:4])
+        notes.append(f"warning: timed with other thread counts in A and B: {shown}; the latency ratios compare thread "
+                     "counts as well as machines: bench both with the same --threads")
     if comparison["unmatched"]:
         notes.append(f"note: only in one report: {', '.join(comparison['unmatched'])}")
     if any(r.get("latency_separated") is False for r in comparison["rows"]):

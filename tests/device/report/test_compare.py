@@ -32,6 +32,15 @@ def test_different_eval_sets_hide_the_top1_delta():
     assert "different evaluation sets" in render_markdown(result)
 
 
+def test_other_thread_counts_are_said():
+    """Trial defect (session 11): two runs differing only in bench.threads (2 vs 1) compared as 0.90x, no word."""
+    a, b = _report("a", 1.0, 1, 0.9), _report("a", 1.1, 1, 0.9)
+    a["rows"][0]["threads"], b["rows"][0]["threads"] = {"requested": 2, "runtime": 2}, {"requested": 1, "runtime": 1}
+    assert "timed with other thread counts in A and B: x86-cpu/int8 (2 vs 1)" in render_markdown(compare_reports(a, b))
+    b["rows"][0]["threads"] = {"requested": 2, "runtime": 2}
+    assert "thread counts" not in render_markdown(compare_reports(a, b))
+
+
 def test_compare_cli(tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(_report("laptop", 2.0, 40, 0.90)))
