@@ -58,7 +58,8 @@ def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = 
         raise DataError(f"calibration recipe '{recipe.name}': samples contain NaN or Inf; clean the data")
     digest = split_hash(chosen.x, chosen.y)
     if recipe.expected_sha256 and recipe.expected_sha256 != digest:
-        raise DataError(f"calibration recipe '{recipe.name}': set sha256 {digest[:12]} != expected {recipe.expected_sha256[:12]}; the data changed")
+        raise DataError(f"calibration recipe '{recipe.name}': set sha256 {digest} != expected_sha256 {recipe.expected_sha256}; "
+                        "the data changed since the recipe was pinned: pin the new set (its sha256 is the first) or restore the data")
     return chosen, digest
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgekd.core.errors import ConfigError, TargetError
 from edgekd.core.sections import Integer, OptionalInteger, Strict
@@ -19,6 +19,13 @@ class QatConfig(Strict):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2, lr=0.002, amp="off"))
     temperature: Optional[float] = Field(None, gt=0, le=100, description="distillation temperature (default: distill's)")
     alpha: Optional[float] = Field(None, ge=0, le=1, description="weight of the teacher loss (default: distill.alpha)")
+
+    @field_validator("train")
+    @classmethod
+    def _trains(cls, train: TrainConfig) -> TrainConfig:
+        if train.epochs < 1:  # 0 epochs made a model named int8-qat that no training had made
+            raise ValueError("qat.train.epochs: 0 fine-tunes nothing; give 1 or more, or use quantize.method: ptq")
+        return train
 
 
 # quantize.fallback.max_seconds's default. The ranked search (quant/fallback.py) needs one instrumented pass and

@@ -24,3 +24,13 @@ def test_ptq_and_qat_runs_record_recipes(tiny_config, write_config, tmp_path):
     assert info["torch_onnx_top1_agreement"] >= 0.99 and info["unfolded_batch_norms"] == []
     compiled = read_json(qat.run_dir / "manifest.json")["stages"]["compile"]["metrics"]["targets"]["x86-cpu"]
     assert any(row["precision"] == "int8" for row in compiled["candidates"])
+
+
+def test_qat_of_zero_epochs_is_refused():
+    """Trial defect (session 11): qat.train.epochs 0 was accepted, and its untrained model was labelled int8-qat."""
+    from pydantic import ValidationError
+
+    from edgekd.quant.config import QatConfig
+
+    with pytest.raises(ValidationError, match="qat.train.epochs: 0 fine-tunes nothing"):
+        QatConfig.model_validate({"train": {"epochs": 0}})
