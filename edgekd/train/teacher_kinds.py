@@ -219,7 +219,7 @@ def load_teacher(spec, index: int, classes: int, base_dir: Path, schema=None) ->
         return Teacher(index, "onnx", path.name, onnx_logits(path, spec.outputs, classes, where, names), identity, onnx_path=path)
     model = _load_skops(path, spec.trusted, where)
     where = f"{where} '{getattr(spec, spec.kind)}'"
-    view, names = _view(schema), list(schema.classes) if schema is not None else None
+    view, names = _users_view(schema), list(schema.classes) if schema is not None else None
     _knows_every_class(model, classes, names, where)
     final = model.steps[-1][1] if hasattr(model, "steps") else model  # a Pipeline's classifier
     if not hasattr(model, "predict_proba") and getattr(final, "decision_function_shape", "ovr") == "ovo":
@@ -250,6 +250,23 @@ def _its_columns(model, x, where: str):
         raise ModelError(f"{where}: the model was fitted on column(s) {', '.join(missing[:6])}, which the data does not give "
                          f"({', '.join(map(str, list(x.columns)[:8]))}); add them to data.features, or give a model fitted on these")
     return x[list(fitted)]
+
+
+def _users_view(schema):
+    """_view for a model fitted elsewhere on the user's file: a missing category (edgekd keeps it as '', a category of
+    its own for the models it fits) is NaN, as pandas read it for them (their imputer saw NaN, never '')."""
+    view = _view(schema)
+    if schema is None:
+        return view
+
+    def with_nan(x):
+        table = view(x)
+        from pandas.api.types import is_object_dtype, is_string_dtype
+
+        text = [name for name in table.columns if is_string_dtype(table[name]) or is_object_dtype(table[name])]
+        return table.assign(**{name: table[name].mask(table[name] == "") for name in text}) if text else table
+
+    return with_nan
 
 
 def _view(schema):

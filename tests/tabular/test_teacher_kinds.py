@@ -256,7 +256,12 @@ def _users_pipeline(table, labels):
 
     front = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), table.schema.categorical),
                                     (make_pipeline(SimpleImputer(), StandardScaler()), table.schema.numeric))
-    return make_pipeline(front, LogisticRegression(max_iter=500)).fit(frame(table.train.x), labels)
+    return make_pipeline(front, LogisticRegression(max_iter=500)).fit(_as_the_user_reads(frame(table.train.x)), labels)
+
+
+def _as_the_user_reads(columns):
+    """A split's columns as pandas reads them from the file: a missing category NaN (edgekd keeps it as '')."""
+    return columns.assign(color=columns["color"].mask(columns["color"] == ""))
 
 
 def test_a_skops_model_fitted_on_the_target_names(table, tmp_path):
@@ -269,7 +274,7 @@ def test_a_skops_model_fitted_on_the_target_names(table, tmp_path):
     sio.dump(model, tmp_path / "user.skops")
     trusted = sio.get_untrusted_types(file=str(tmp_path / "user.skops"))
     teacher = load_teacher(TeacherConfig(skops="user.skops", trusted=trusted), 1, 3, tmp_path, table.schema)
-    expected = np.log(np.clip(model.predict_proba(frame(table.val.x)), 1e-7, 1.0))
+    expected = np.log(np.clip(model.predict_proba(_as_the_user_reads(frame(table.val.x))), 1e-7, 1.0))
     assert np.allclose(teacher.logits(table.val.x), expected, atol=1e-5)
     assert _top1(teacher, table.val) > 0.6
     other = _users_pipeline(table, np.array(["a", "b", "c"])[table.train.y])  # another target's classes
@@ -375,3 +380,24 @@ def test_lightgbm_fits_quietly_unless_asked(table, capfd):
 def test_raw_columns_a_model_cannot_read_say_why(table):
     with pytest.raises(ModelError, match=r"teachers\[0\]: fitting LogisticRegression failed: .*preprocess: none .*color, shape"):
         _fit({"sklearn": "LogisticRegression", "preprocess": "none"}, table)
+
+
+def test_a_skops_pipeline_fitted_on_the_raw_file_sees_missing_categories_as_nan(table, table_csv, tmp_path):
+    """Trial defect (session 11): a pipeline fitted on the user's CSV (missing colours NaN, imputed) was fed '' for them,
+    a category it never saw: an internal error with handle_unknown='error', other predictions than the user's otherwise."""
+    import pandas as pd
+    import skops.io as sio
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    raw = pd.read_csv(table_csv)
+    categorical = make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="error"))
+    front = make_column_transformer((categorical, ["color", "shape"]), (SimpleImputer(), ["size", "price"]))
+    model = make_pipeline(front, LogisticRegression(max_iter=500)).fit(raw.drop(columns="grade"), raw["grade"])
+    sio.dump(model, tmp_path / "raw.skops")
+    trusted = sio.get_untrusted_types(file=str(tmp_path / "raw.skops"))
+    teacher = load_teacher(TeacherConfig(skops="raw.skops", trusted=trusted), 0, 3, tmp_path, table.schema)
+    assert _top1(teacher, table.val) > 0.6
