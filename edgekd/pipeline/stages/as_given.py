@@ -118,6 +118,10 @@ def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
 
         print(f"student (as given): validation {ctx.task.metric} {metrics['val_top1']:.1%} on {len(val)} samples", file=sys.stderr)
         check_pixel_scale(val, logits, ctx.task, metrics["val_top1"], field)
+        if metrics["val_top1"] == 0 and metrics["test_top1"] == 0:  # a reference of 0: any int8 would pass against it
+            raise ConfigError(f"{field}: {ctx.task.metric} 0.0% on the validation and test samples: as given, the model "
+                              "finds nothing the labels hold, so a gate against it would pass any model; check the inputs "
+                              "(scaling, layout) and the labels (y), or judge it without labels")
         return {**metrics, "task_metric": ctx.task.metric}
     predictions = val_logits.argmax(1)
     probe = None if isinstance(val.x, dict) else given_probe(data, logits, predictions)  # named inputs: validation only

@@ -18,7 +18,7 @@ import yaml
 from benchmarks.helpers.tiny_graphs import tiny_det
 from edgekd.core.task_metrics import task_metric
 from tests.blocking import CLI_WITHOUT_TORCH
-from tests.faults.helpers import invoke, subprocess_env
+from tests.faults.helpers import assert_one_line_error, invoke, subprocess_env
 
 FIDELITY = "fidelity to fp32 (no labels)"
 
@@ -243,3 +243,13 @@ def test_a_model_with_several_inputs_and_outputs_ships_judged_by_speech_f1(tmp_p
     for name, row in theirs.items():
         assert row["top1"] == pytest.approx(rows[name]["top1"])
         assert set(row["fidelity"]["outputs"]) == {"output", "hN"}
+
+
+def test_a_model_that_scores_0_against_the_labels_is_refused(det, tmp_path):
+    """Trial defect (session 11): a task-metric model scoring 0 (speech_f1 0.0% on 24 samples) shipped PASS: the gate
+    compared every candidate with a reference of 0, which nothing can fall below."""
+    with np.load(det["labeled"]) as arrays:
+        x, truth = arrays["x"], arrays["y"]
+    np.savez(tmp_path / "inverted.npz", x=x, y=np.zeros_like(truth))  # masks the model never draws: IoU 0 everywhere
+    result = invoke("ship", det["model"], "--data", tmp_path / "inverted.npz", "--metric", "mask_iou", "--out", tmp_path / "run")
+    assert_one_line_error(result, "mask_iou 0.0% on the validation and test samples", "a gate against it would pass any model")
