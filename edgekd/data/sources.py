@@ -279,7 +279,17 @@ def folder_by_labels(folder: Path, labels: list[str], field: str) -> tuple[list[
     if not folder.is_dir():
         raise DataError(f"{field} '{folder}': not a folder; give a folder of images (class sub-folders, or unlabeled images)")
     classes = class_folders(folder)
-    if _images_in(folder) or not any(name in labels for name in classes):
+    named = [name for name in classes if name in labels]
+    if named and _images_in(folder):  # as the build machine refuses it (data/datasets.py): not quietly unlabeled
+        raise DataError(f"{field} '{folder}': holds images beside class sub-folders named as the model's labels "
+                        f"({', '.join(named[:5])}); move the loose images into their class folders, or give unlabeled "
+                        "images in a folder of their own")
+    if not named:
+        alike = _like_labels(classes, labels)
+        if alike:  # misnamed class folders, not a camera's folders by day: top-1 would quietly become fidelity
+            raise DataError(f"{field} '{folder}': sub-folder(s) {', '.join(alike[:5])} look like the model's labels "
+                            f"({', '.join(labels[:12])}) but are not named as them; name the class folders exactly as the "
+                            "labels for top-1, or give the images without class folders to measure fidelity to fp32")
         return image_files(folder, field), None
     unknown = [name for name in classes if name not in labels]
     if unknown:
@@ -293,6 +303,21 @@ def folder_by_labels(folder: Path, labels: list[str], field: str) -> tuple[list[
     if not files:
         raise DataError(f"{field} '{folder}': no images found in its class sub-folders")
     return files, np.asarray(y, np.int64)
+
+
+def _like_labels(folders: list[str], labels: list[str]) -> list[str]:
+    """The sub-folders named like one of the labels, but for case, spaces, a prefix or a typo ('bag' for '8-bag'),
+    when at least half of them are: a model's classes misnamed rather than unlabeled folders of images."""
+    import difflib
+
+    def like(name: str) -> bool:
+        key, keys = name.strip().lower(), [label.strip().lower() for label in labels]
+        # a substring of three characters or more ('bag' in '8-bag'), never a short one ('0' in a date's '2024-05-01')
+        return any((key in k or k in key) and min(len(key), len(k)) >= 3 for k in keys) or \
+            bool(difflib.get_close_matches(key, keys, n=1, cutoff=0.75))
+
+    alike = [name for name in folders if like(name)]
+    return alike if folders and 2 * len(alike) >= len(folders) else []
 
 
 def image_files(folder: Path, field: str) -> list[Path]:

@@ -246,3 +246,23 @@ def test_two_swapped_class_folders_are_caught_on_a_small_folder(tmp_path):
     in_order = _quadrant_images(tmp_path / "ordered", ["a", "b", "c", "d"], per_class=30)
     assert invoke("ship", tmp_path / "model.onnx", "--data", in_order, "--color", "gray", "--normalize", "none",
                   "--out", tmp_path / "run2").exit_code == 0
+
+
+def test_bench_images_in_misnamed_class_folders_or_beside_them_are_not_quietly_unlabeled(tmp_path):
+    """Trial defects (session 11): `edgekd bench --images` of folders bag/, boot/ for labels 8-bag, 9-boot, or of label
+    folders with loose images beside them, fell back to fidelity (no labels) without a word; day folders still do."""
+    from edgekd.data.sources import folder_by_labels
+
+    labels = ["0-tshirt", "8-bag", "9-boot"]
+    misnamed = _class_folders(tmp_path / "misnamed", classes=("bag", "boot"), per_class=2)
+    with pytest.raises(DataError, match=r"sub-folder\(s\) bag, boot look like the model's labels .* not named as them"):
+        folder_by_labels(misnamed, labels, "--images")
+    mixed = _class_folders(tmp_path / "mixed", classes=("8-bag",), per_class=2)
+    Image.new("L", (8, 8)).save(mixed / "loose.png")
+    with pytest.raises(DataError, match=r"holds images beside class sub-folders named as the model's labels \(8-bag\)"):
+        folder_by_labels(mixed, labels, "--images")
+    days = _class_folders(tmp_path / "days", classes=("2024-05-01", "2024-05-02"), per_class=2)
+    files, y = folder_by_labels(days, [str(k) for k in range(10)], "--images")
+    assert len(files) == 4 and y is None
+    named = _class_folders(tmp_path / "named", classes=("8-bag", "9-boot"), per_class=2)
+    assert folder_by_labels(named, labels, "--images")[1].tolist() == [1, 1, 2, 2]
