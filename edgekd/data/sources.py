@@ -202,11 +202,17 @@ def scale_array(arrays: list[np.ndarray], scale: str, named: str) -> tuple[float
     high = max(float(a.max(initial=0)) for a in arrays)
     if high <= 1.0 and low >= 0.0:
         return 1.0, None
-    if low >= 0.0 and high <= PIXEL_MAX:
+    if low >= 0.0 and high <= PIXEL_MAX and _whole_numbers(arrays):
         return PIXEL_MAX, (f"{named}: values 0..{high:g} read as 8-bit pixels and divided by 255 (data.scale: auto); "
                            "set data.scale: none to feed the values as given")
     return 1.0, (f"{named}: values {low:.3g}..{high:.3g} are not 8-bit pixels: taken as given, not divided by 255 "
                  "(data.scale: auto); set data.scale: 255 to divide them")
+
+
+def _whole_numbers(arrays: list[np.ndarray], probe: int = 1_000_000) -> bool:
+    """Whether the values are whole numbers, as 8-bit pixels are (0..2.83 with fractions is an array scaled before
+    saving, which a division by 255 would only shrink); checked on the first `probe` values of each array."""
+    return all(a.dtype.kind in "biu" or bool(np.all(np.mod(a.reshape(-1)[:probe], 1) == 0)) for a in arrays)
 
 
 def _as_labels(y, where: str) -> np.ndarray:

@@ -96,6 +96,13 @@ def test_a_normalised_npz_is_not_divided_by_255(tmp_path, capsys):
     assert forced.std[0] < 0.01
 
 
+def test_fractional_values_within_0_255_are_not_taken_for_8_bit_pixels(tmp_path, capsys):
+    """Trial defect (session 11): float values 0..2.83 (scaled before saving) were divided by 255 as 8-bit pixels."""
+    x = np.random.default_rng(0).random((60, 1, 4, 4)) * 2.83
+    data = load_dataset(DataConfig(source="npz", path=_saved(tmp_path, x), normalize="none"), seed=0)
+    assert float(data.train.x.max()) > 1.0 and "not 8-bit pixels: taken as given" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("config, message", [
     ({"source": "digits", "scale": "none"}, "data.scale: applies to arrays"),
     ({"source": "npz", "path": "d.npz", "scale": "raw"}, "use auto"),
