@@ -192,17 +192,23 @@ def _split(n: int, labels: np.ndarray, classes: list[str], cfg, seed: int, where
     """Stratified: test_fraction held out, then val_fraction of the rest for validation."""
     from sklearn.model_selection import train_test_split
 
-    rows = np.arange(n)
+    rows, counts = np.arange(n), np.bincount(labels, minlength=len(classes))
     try:
+        if counts.min() < MIN_CLASS_ROWS:  # scikit-learn may put all of such a class in training, without a word
+            raise ValueError("too few rows")
         rest, test = train_test_split(rows, test_size=cfg.test_fraction, random_state=seed, stratify=labels)
         train, val = train_test_split(rest, test_size=cfg.val_fraction, random_state=seed, stratify=labels[rest])
     except ValueError as exc:  # a class with too few rows to stratify
-        counts = np.bincount(labels)
         rarest = int(counts.argmin())
         reason = (f"class '{classes[rarest]}' has {int(counts[rarest])} row(s)"
                   if counts[rarest] < MIN_CLASS_ROWS else str(exc).splitlines()[0])  # the library's reason, whole
         raise DataError(f"data.target '{cfg.target}': {where} cannot be split stratified into training, validation and test "
                         f"({reason}); every class needs at least {MIN_CLASS_ROWS} rows: drop or merge the rare ones") from None
+    unmeasured = [k for k in range(len(classes)) if not ((labels[val] == k).any() and (labels[test] == k).any())]
+    if unmeasured:  # its accuracy would never be measured, and the gate would pass whatever the model does on it
+        k = unmeasured[0]
+        raise DataError(f"data.target '{cfg.target}': class '{classes[k]}' of {where} has {int(counts[k])} rows, none in the "
+                        "validation or test split; give more rows of it, or raise data.val_fraction / data.test_fraction")
     train = train[:cfg.train_limit] if cfg.train_limit else train
     test = test[:cfg.test_limit] if cfg.test_limit else test
     return np.sort(train), np.sort(val), np.sort(test)

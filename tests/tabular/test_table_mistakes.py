@@ -179,3 +179,13 @@ def test_whole_number_classes_keep_numeric_order(tmp_path):
     assert data.classes == [str(k) for k in range(12)]
     labels = np.concatenate([data.train.y, data.val.y, data.test.y])
     assert np.bincount(labels).tolist() == counts  # index k holds the rows of class k
+
+
+def test_a_class_of_two_rows_is_refused_not_put_in_training_only(tmp_path):
+    """Trial defect (session 11): a class of 2 rows went wholly to training (validation and test had none of it), and
+    the run passed without a word: its accuracy was never measured."""
+    frame = table_rows()
+    frame.loc[[5, 9], "grade"] = "rare"
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    with pytest.raises(DataError, match=r"class 'rare' has 2 row\(s\)\); every class needs at least 3 rows"):
+        _load(tmp_path / "table.csv")
