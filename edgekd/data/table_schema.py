@@ -93,6 +93,9 @@ def layout_arrays(schema: Schema, columns: dict[str, np.ndarray]) -> dict[str, n
 def columns_of(schema: Schema, arrays: dict[str, Any], where: str) -> dict[str, Any]:
     """{column: values} from the model's inputs in the schema's layout (the inverse of layout_arrays), or one line
     naming the input that is missing or the wrong width."""
+    if not hasattr(arrays, "items"):  # one array of every column: which column is which is not known
+        raise DataError(f"{where}: give the rows as {{column name: values}} (a dict, or a pandas DataFrame's columns), not "
+                        f"one {type(arrays).__name__}; the model's columns are {', '.join(c.name for c in schema.columns)}")
     if schema.layout == COLUMNS:
         return arrays
     out = {}

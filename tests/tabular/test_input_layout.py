@@ -172,3 +172,10 @@ def test_columns_named_as_the_graphs_own_tensors(tmp_path):
         folded_graph(plan_from_graph(pre, data.schema), data.schema, network)
     with pytest.raises(ConfigError, match=r"^data: column 'logits' has the name of the model's output"):
         st.join(pre, tmp_path / "net.onnx", tmp_path / "joined.onnx")
+
+
+def test_model_feed_given_one_array_is_one_line_naming_the_columns(table):
+    """Trial defect (session 11): model_feed(schema, a 2-D array) raised AttributeError ('ndarray' has no 'items')."""
+    data, _front = table
+    with pytest.raises(DataError, match=r"rows.csv: give the rows as \{column name: values\}.*not one ndarray; the model's columns"):
+        model_feed(data.schema, np.zeros((3, len(data.schema.columns))), "rows.csv")
