@@ -185,8 +185,8 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     loaded = [(bundle_dir, *load_bundle(bundle_dir)) for bundle_dir in paths]  # sha256 checked first
     _require_a_runtime(loaded)
     names = bundle_row_names([(d, m, a.precision) for d, m, a in loaded])
-    candidates = [Candidate(name, m.get("target", d.name), a, threads, verdict="bundle",
-                            runtime_note=runtime_note(m.get("runtime_fallback"))) for name, (d, m, a) in zip(names, loaded, strict=True)]
+    candidates = [Candidate(name, m.get("target", d.name), a, threads, verdict="bundle", runtime_note=runtime_note(m.get("runtime_fallback")),
+                            profile_gate=profile_limits(m)) for name, (d, m, a) in zip(names, loaded, strict=True)]
     first_manifest = loaded[0][1]
     metric = task_metric_of(first_manifest)
     if metric != "top1" and (texts is not None or images is not None):
@@ -214,6 +214,12 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
                                      "benched, whose agreement with itself is 1 by construction; bench a run folder holding "
                                      "the fp32 bundle and others to compare them")
     return report
+
+
+def profile_limits(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The limits the bundle's target profile set (its gate section as the manifest records it, unset ones null)."""
+    gate = (manifest.get("profile") or {}).get("gate") if isinstance(manifest.get("profile"), dict) else None
+    return {key: value for key, value in gate.items() if value is not None} if isinstance(gate, dict) else {}
 
 
 def _as_benched(profile: dict[str, Any], threads: int | None) -> dict[str, Any]:

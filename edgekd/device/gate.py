@@ -153,7 +153,7 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
         reference = row["reference"].get(key) if own else shared
         fp32_p50 = next((r.get("p50_ms") for r in report["rows"]
                          if r["target"] == row["target"] and r["precision"] == "fp32"), None)
-        row_checks = check_row(row, reference, fp32_p50, limits, samples, metric)
+        row_checks = check_row(row, reference, fp32_p50, stricter(limits, row.get("profile_gate")), samples, metric)
         if fidelity and _its_own_reference(report, row):
             row_checks = [_compared_with_itself(c) if c.threshold in ("max_drop", "max_metric_drop") else c for c in row_checks]
         for check in row_checks if fidelity else ():
@@ -162,6 +162,18 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
                 check.reason = f"{check.reason}; no labels: this is disagreement with the fp32 model's {what}"
         checks.extend(row_checks)
     return checks
+
+
+def stricter(limits: Thresholds, profile_gate: dict[str, Any] | None) -> Thresholds:
+    """`limits` with a row's target profile's own limits where they are stricter (a lower max_drop or max_size_kb, a
+    higher min_speedup): a profile's gate section counts for its device's rows, never loosens the gate."""
+    picks = {"max_drop": min, "max_size_kb": min, "min_speedup": max}
+    update = {}
+    for key, value in (profile_gate or {}).items():
+        if key in picks and isinstance(value, (int, float)) and not isinstance(value, bool):
+            current = getattr(limits, key)
+            update[key] = value if current is None else picks[key](current, value)
+    return limits.model_copy(update=update) if update else limits
 
 
 def _its_own_reference(report: dict[str, Any], row: dict[str, Any]) -> bool:

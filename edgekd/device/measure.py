@@ -55,6 +55,7 @@ class Candidate:
     time_latency: bool = True      # False where latency here says nothing about the device (e.g. arm64 on x86)
     latency_note: str = ""         # why latency is not timed here, for the report's reason column
     runtime_note: str = ""         # why the target runs another runtime than its profile's (runtime_note())
+    profile_gate: dict[str, Any] | None = None  # the limits the target's profile sets (TargetProfile.gate.given())
 
 
 def describe(candidate: Candidate) -> dict[str, Any]:
@@ -62,7 +63,8 @@ def describe(candidate: Candidate) -> dict[str, Any]:
     return {"artifact": candidate.name, "target": candidate.target, "backend": artifact.backend,
             "precision": artifact.precision, "shipped": candidate.shipped, "verdict": candidate.verdict,
             "bytes": size_on_disk(artifact), "gzip_bytes": gzip_size(artifact), "files": file_set(artifact),
-            "parameters": parameter_count(artifact), **({"runtime_fallback": candidate.runtime_note} if candidate.runtime_note else {})}
+            "parameters": parameter_count(artifact), **({"runtime_fallback": candidate.runtime_note} if candidate.runtime_note else {}),
+            **({"profile_gate": candidate.profile_gate} if candidate.profile_gate else {})}
 
 
 def runtime_note(fallback: dict[str, Any] | None) -> str:

@@ -34,3 +34,19 @@ def test_profiles_given_by_path_run_end_to_end_each_read_from_the_users_file(tmp
     assert "removed" not in again.output
     assert (tmp_path / "run" / "bundle" / "my-board" / "manifest.json").is_file()
     assert (tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").is_file()
+
+
+def test_a_profiles_own_size_and_speed_limits_are_gated(tmp_path):
+    """Trial defect (session 11): a profile's gate {max_size_kb: 10, min_speedup: 3} was recorded in the bundle and never
+    checked: a 37 KB fp32 model shipped PASS."""
+    _profile(tmp_path / "small-board.yaml", name="small-board", gate={"max_size_kb": 1})
+    config = write_config(tmp_path, targets=["./small-board.yaml", "x86-cpu"])
+    result = invoke("run", config, "--out", tmp_path / "run")
+    assert result.exit_code == 1, result.output[-3000:]
+    checks = json.loads((tmp_path / "run" / "gate.json").read_text())["checks"]
+    size = {c["artifact"].split("/")[0]: c["passed"] for c in checks if c["threshold"] == "max_size_kb"}
+    assert size == {"small-board": False}  # the built-in x86-cpu sets no size limit
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    from edgekd.device.gate import Thresholds, gate_report
+
+    assert not gate_report(report, Thresholds()).passed  # `edgekd gate` of the report judges the same way

@@ -119,7 +119,8 @@ def candidates(ctx: RunContext) -> list[Candidate]:
             out.append(Candidate(artifact_name(target, candidate["name"]), target, artifact, ctx.cfg.bench.threads or profile.threads,
                                  shipped=candidate["verdict"].startswith("chosen"), verdict=candidate["verdict"],
                                  time_latency=profile.latency_measurable_off_device,
-                                 latency_note=_latency_note(profile), runtime_note=runtime_note(build.runtime_fallback)))
+                                 latency_note=_latency_note(profile), runtime_note=runtime_note(build.runtime_fallback),
+                                 profile_gate=profile.gate.given()))
     return out
 
 
