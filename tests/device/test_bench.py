@@ -29,7 +29,10 @@ def test_device_report_uses_the_pipelines_thresholds_not_the_profiles(tiny_bundl
     assert report["gate"] == pipeline_gate
     (tmp_path / "report.json").write_text(json.dumps(report))
     [check] = api.gate(tmp_path / "report.json")
-    assert "(limit 2 points)" in check.reason
+    # the report's limits are the pipeline's; the row's own profile, stricter (1.0), still counts for its device, as in
+    # the pipeline's selection and gate (session 11: a profile's limits were recorded and never checked)
+    assert "(limit 1 points)" in check.reason
+    assert "(limit 0.5 points)" in api.gate(tmp_path / "report.json", max_drop=0.5)[0].reason  # stricter still: the flag's
 
 
 def test_bundles_without_a_recorded_gate_keep_the_profiles_thresholds(tmp_path):
