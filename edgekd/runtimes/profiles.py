@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_serializer, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
 from edgekd.core.errors import ConfigError, TargetError
 from edgekd.core.fileio import resolve_path, searched
@@ -82,6 +82,17 @@ class TargetProfile(Strict):
     latency_measurable_off_device: bool = Field(
         True, description="false when timings on the build machine say nothing about the device")
     runtime_options: dict = Field(default_factory=dict, description="backend-specific options (hints, workspace, ...)")
+
+    @field_validator("precisions", "batch_sizes")
+    @classmethod
+    def _each_once(cls, values: list, info) -> list:
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:  # two rows of one candidate, one of them "within noise of" itself
+            raise ValueError(f"{info.field_name}: {twice[0]} is listed twice; list each once")
+        if info.field_name == "batch_sizes" and min(values) < 1:
+            raise ValueError(f"batch_sizes: {min(values)} is no batch size; give sizes of 1 or more")
+        return values
+
     fallback: str | None = Field(None, description="the target (name or profile path) whose runtime, precisions and "
                                  "int8 recipe this one ships with when its own runtime cannot read or convert the model "
                                  "(OpenVINO on Silero VAD's nested If); said in one line and recorded in the bundle")

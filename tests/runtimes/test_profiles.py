@@ -112,3 +112,21 @@ def test_a_profile_path_is_read_beside_the_config_before_the_working_directory(t
     monkeypatch.chdir(tmp_path)
     assert load_profile("./board.yaml", tmp_path / "proj").name == "beside-the-config"
     assert load_profile("./board.yaml", tmp_path / "elsewhere").name == "from-the-working-directory"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"precisions": ["fp32", "int8", "int8"]}, "precisions: int8 is listed twice"),
+    ({"batch_sizes": [0, 8]}, "batch_sizes: 0 is no batch size"),
+])
+def test_a_profiles_lists_are_checked(tmp_path, changes, message):
+    """Trial defects (session 11): duplicate precisions gave duplicate rows (fp32 'within noise of fp32', itself), and
+    batch size 0 was accepted."""
+    import yaml as _yaml
+
+    from edgekd.core.errors import EdgeKDError
+    from edgekd.runtimes.profiles import load_profile
+
+    builtin = _yaml.safe_load((Path(__file__).resolve().parents[2] / "targets" / "x86-cpu.yaml").read_text())
+    (tmp_path / "board.yaml").write_text(_yaml.safe_dump({**builtin, **changes}))
+    with pytest.raises(EdgeKDError, match=message):
+        load_profile("board.yaml", tmp_path)
