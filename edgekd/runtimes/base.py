@@ -66,6 +66,8 @@ class Backend:
     name: ClassVar[str]
     runtime_module: ClassVar[str]
     extra: ClassVar[str]
+    # The keys a target profile's runtime_options may set for this backend (others are refused, naming them)
+    profile_options: ClassVar[tuple[str, ...]] = ()
     # What a device installs to run the artifacts (the bundle README's pip line).
     pip_packages: ClassVar[str]
     # The model files the backend's artifacts hold, by suffix, with what each is (the report's file-set column);

@@ -86,6 +86,7 @@ class OpenVinoSession:
 class OpenVinoBackend(Backend):
     name = "openvino"
     runtime_module = "openvino"
+    profile_options = ("performance_hint", "int8_inference_precision", "compress_to_fp16")
     # NNCF weight compression of the decoder's IR (openvino_convert.py)
     decoder_methods = OV_METHODS
     extra = "openvino"

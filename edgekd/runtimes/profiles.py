@@ -135,7 +135,24 @@ def load_profile(name_or_path: str, base_dir: Path | None = None) -> TargetProfi
     profile.source = str(path)
     if "int8" in profile.precisions and profile.quantization is None:
         raise ConfigError(f"{path}: precisions include int8 but no 'quantization' recipe is given")
+    _known_runtime_options(profile, path)
     return profile
+
+
+def _known_runtime_options(profile: TargetProfile, path: Path) -> None:
+    """Every runtime_options key one its backend reads (a typo such as performance_hnt was ignored, and the manifest
+    recorded it as if applied)."""
+    import difflib
+
+    from edgekd.runtimes.registry import get_backend
+
+    known = get_backend(profile.backend).profile_options
+    for key in profile.runtime_options:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"{path}: runtime_options.{key}: not an option of backend {profile.backend}; {hint}"
+                              f"it takes {', '.join(known) or 'none'}")
 
 
 def _find(name_or_path: str, base_dir: Path | None) -> Path:

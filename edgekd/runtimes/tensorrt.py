@@ -187,6 +187,7 @@ class TensorRTSession:
 class TensorRTBackend(Backend):
     name = "tensorrt"
     runtime_module = "tensorrt"
+    profile_options = ("workspace_mb", "builder_optimization_level", "opt_batch", "strongly_typed")
     extra = "tensorrt"
     pip_packages = "tensorrt cuda-python"
     rebuild_note = "The TensorRT engine must be built on the device first: `edgekd compile .` (or the trtexec line in `build_engine.sh`)"

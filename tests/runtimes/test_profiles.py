@@ -130,3 +130,18 @@ def test_a_profiles_lists_are_checked(tmp_path, changes, message):
     (tmp_path / "board.yaml").write_text(_yaml.safe_dump({**builtin, **changes}))
     with pytest.raises(EdgeKDError, match=message):
         load_profile("board.yaml", tmp_path)
+
+
+def test_a_mistyped_runtime_option_is_refused_naming_it(tmp_path):
+    """Trial defect (session 11): performance_hnt and workspace_megabytes were ignored (LATENCY and 1024 MB applied),
+    and the manifest stored the typo as if it had been."""
+    import yaml as _yaml
+
+    from edgekd.core.errors import EdgeKDError
+    from edgekd.runtimes.profiles import load_profile
+
+    builtin = _yaml.safe_load((Path(__file__).resolve().parents[2] / "targets" / "intel-cpu.yaml").read_text())
+    (tmp_path / "ov.yaml").write_text(_yaml.safe_dump({**builtin, "runtime_options": {"performance_hnt": "THROUGHPUT"}}))
+    with pytest.raises(EdgeKDError, match=r"ov.yaml: runtime_options.performance_hnt: not an option of backend openvino; "
+                                          r"did you mean 'performance_hint'\?"):
+        load_profile("ov.yaml", tmp_path)
