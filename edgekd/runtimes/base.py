@@ -68,6 +68,8 @@ class Backend:
     extra: ClassVar[str]
     # The keys a target profile's runtime_options may set for this backend (others are refused, naming them)
     profile_options: ClassVar[tuple[str, ...]] = ()
+    # int8 as signed and symmetric only (zero point 0), activations and weights: TensorRT's explicit quantization
+    symmetric_int8_only: ClassVar[bool] = False
     # What a device installs to run the artifacts (the bundle README's pip line).
     pip_packages: ClassVar[str]
     # The model files the backend's artifacts hold, by suffix, with what each is (the report's file-set column);

@@ -146,7 +146,14 @@ def _known_runtime_options(profile: TargetProfile, path: Path) -> None:
 
     from edgekd.runtimes.registry import get_backend
 
-    known = get_backend(profile.backend).profile_options
+    backend = get_backend(profile.backend)
+    recipe = profile.quantization
+    if backend.symmetric_int8_only and recipe is not None and recipe.tool == "onnxruntime" and (
+            "uint8" in (recipe.activation_type, recipe.weight_type) or not (recipe.symmetric_activations and recipe.symmetric_weights)):
+        raise ConfigError(f"{path}: quantization '{recipe.name}': backend {profile.backend} builds int8 as signed and symmetric "
+                          "only (zero point 0); set activation_type: int8, weight_type: int8, symmetric_activations: true, "
+                          "symmetric_weights: true")
+    known = backend.profile_options
     for key in profile.runtime_options:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)

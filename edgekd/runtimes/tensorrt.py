@@ -188,6 +188,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     runtime_module = "tensorrt"
     profile_options = ("workspace_mb", "builder_optimization_level", "opt_batch", "strongly_typed")
+    symmetric_int8_only = True
     extra = "tensorrt"
     pip_packages = "tensorrt cuda-python"
     rebuild_note = "The TensorRT engine must be built on the device first: `edgekd compile .` (or the trtexec line in `build_engine.sh`)"

@@ -145,3 +145,18 @@ def test_a_mistyped_runtime_option_is_refused_naming_it(tmp_path):
     with pytest.raises(EdgeKDError, match=r"ov.yaml: runtime_options.performance_hnt: not an option of backend openvino; "
                                           r"did you mean 'performance_hint'\?"):
         load_profile("ov.yaml", tmp_path)
+
+
+def test_a_tensorrt_profile_with_an_asymmetric_uint8_recipe_is_refused(tmp_path):
+    """Trial defect (session 11): a Jetson profile with activation_type uint8 and asymmetric activations shipped a
+    QuantizeLinear UINT8 model that TensorRT's explicit quantization cannot build."""
+    import yaml as _yaml
+
+    from edgekd.core.errors import EdgeKDError
+    from edgekd.runtimes.profiles import load_profile
+
+    builtin = _yaml.safe_load((Path(__file__).resolve().parents[2] / "targets" / "jetson-orin.yaml").read_text())
+    recipe = {**builtin["quantization"], "activation_type": "uint8", "symmetric_activations": False}
+    (tmp_path / "jetson-u8.yaml").write_text(_yaml.safe_dump({**builtin, "quantization": recipe}))
+    with pytest.raises(EdgeKDError, match=r"backend tensorrt builds int8 as signed and symmetric only"):
+        load_profile("jetson-u8.yaml", tmp_path)
