@@ -50,3 +50,21 @@ def test_a_profiles_own_size_and_speed_limits_are_gated(tmp_path):
     from edgekd.device.gate import Thresholds, gate_report
 
     assert not gate_report(report, Thresholds()).passed  # `edgekd gate` of the report judges the same way
+
+
+def test_a_reference_that_cannot_be_measured_here_is_refused_before_anything_trains(tmp_path):
+    """Trial defect (session 11): gate.reference jetson-orin/fp32 (TensorRT, not installed here) was accepted, every
+    stage ran, and the gate then refused it while listing it as available."""
+    import pytest
+
+    from edgekd.runtimes import get_backend
+    from tests.faults.helpers import assert_one_line_error
+
+    if get_backend("tensorrt").available():
+        pytest.skip("TensorRT is installed here: jetson-orin's rows are measured")
+    config = write_config(tmp_path, targets=["x86-cpu", "jetson-orin"], gate={"reference": "jetson-orin/fp32", "max_drop": 1.0})
+    result = invoke("run", config, "--out", tmp_path / "run")
+    message = assert_one_line_error(result, "gate.reference 'jetson-orin/fp32': target jetson-orin's models are not "
+                                            "measured on this machine", "use one of: student_fp32")
+    assert "jetson-orin/fp32" not in message.split("use one of:")[1]
+    assert not (tmp_path / "run" / "01-teachers").exists()

@@ -22,9 +22,16 @@ class GateStage(Stage):
         from edgekd.pipeline.task import task_for
 
         rows = task_for(config).report_rows(config, base_dir)
-        if config.gate.reference not in rows:
-            raise ConfigError(f"gate.reference '{config.gate.reference}': not a row of this run's report; "
-                              f"use one of: {', '.join(rows)}")
+        unmeasured = _not_measured_here(config, base_dir)
+        usable = [row for row in rows if row.partition("/")[0] not in unmeasured]
+        reference = config.gate.reference
+        if reference in rows and reference not in usable:
+            target = reference.partition("/")[0]
+            raise ConfigError(f"gate.reference '{reference}': target {target}'s models are not measured on this machine "
+                              f"({unmeasured[target]}), so the row has no {task_for(config).metric} to compare with; use "
+                              f"one of: {', '.join(usable)}")
+        if reference not in rows:
+            raise ConfigError(f"gate.reference '{reference}': not a row of this run's report; use one of: {', '.join(usable)}")
 
     def run(self) -> StageOutput:
         ctx = self.ctx
@@ -42,3 +49,21 @@ class GateStage(Stage):
         # report.md / report.html were written before the gate ran: redo them with the PASS/FAIL column filled.
         outputs += write_reports(ctx.run_dir, report, verdicts(checks))[1:] + [junit, summary]
         return StageOutput(outputs, verdict, inputs=[report_path])
+
+
+def _not_measured_here(config, base_dir) -> dict[str, str]:
+    """The targets whose runtime cannot run here (TensorRT on a workstation), with why: their report rows carry no
+    accuracy, so none can be the gate's reference."""
+    from edgekd.core.errors import EdgeKDError
+    from edgekd.runtimes import get_backend, load_profile
+
+    out = {}
+    for name in config.targets:
+        try:
+            profile = load_profile(name, base_dir)
+        except EdgeKDError:
+            continue  # the compile stage's check names the target at fault
+        backend = get_backend(profile.backend)
+        if not backend.available():
+            out[profile.name] = backend.unavailable_reason()
+    return out
