@@ -367,12 +367,15 @@ def _label_order(path: Path, names: list[str] | None, where: str) -> np.ndarray 
     if names is None:
         return None
     labels = None
-    for node in onnx.load(str(path), load_external_data=False).graph.node:
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for node in graph.node:
         for attr in node.attribute:
             if attr.name == "classlabels_strings" and attr.strings:
                 labels = [v.decode() for v in attr.strings]
             elif attr.name == "classlabels_int64s" and attr.ints:
                 labels = [str(v) for v in attr.ints]
+    if labels is None:  # skl2onnx's float64 converters keep them in an initializer `classes` (ArrayFeatureExtractor)
+        labels = _classes_initializer(graph)
     indices = [str(i) for i in range(len(names))]  # a model fitted on class indices, as edgekd fits its own
     if labels is None or labels == names or (labels == indices and sorted(names) != indices):
         return None
@@ -380,6 +383,15 @@ def _label_order(path: Path, names: list[str] | None, where: str) -> np.ndarray 
         raise ConfigError(f"{where}: the model's classes ({', '.join(map(repr, labels[:6]))}) are not data.target's "
                           f"({', '.join(map(repr, names[:6]))}); give a model trained on the same target")
     return np.array([labels.index(name) for name in names])
+
+
+def _classes_initializer(graph) -> list[str] | None:
+    from onnx import TensorProto, numpy_helper
+
+    for init in graph.initializer:
+        if init.name == "classes" and init.data_type in (TensorProto.STRING, TensorProto.INT64, TensorProto.INT32):
+            return [v.decode() if isinstance(v, bytes) else str(v) for v in numpy_helper.to_array(init).reshape(-1).tolist()]
+    return None
 
 
 FLOAT_OUTPUTS = ("tensor(float)", "tensor(double)")  # skl2onnx writes double probabilities for a float64 DataFrame

@@ -401,3 +401,20 @@ def test_a_skops_pipeline_fitted_on_the_raw_file_sees_missing_categories_as_nan(
     trusted = sio.get_untrusted_types(file=str(tmp_path / "raw.skops"))
     teacher = load_teacher(TeacherConfig(skops="raw.skops", trusted=trusted), 0, 3, tmp_path, table.schema)
     assert _top1(teacher, table.val) > 0.6
+
+
+def test_an_onnx_teacher_converted_from_float64_has_its_class_labels_checked(table, tmp_path):
+    """Trial defect (session 11): skl2onnx's float64 export keeps the class labels in an initializer `classes`, not in
+    classlabels_* attributes: a model of other classes ('a', 'b', 'c') was matched by position and passed."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from edgekd.data.tabular import frame
+
+    numeric = frame(table.train.x)[["size", "price"]].fillna(0).to_numpy(np.float64)
+    other = LogisticRegression().fit(numeric, np.array(["a", "b", "c"])[table.train.y])
+    onnx_model = to_onnx(other, numeric[:1], options={"zipmap": False})
+    (tmp_path / "other.onnx").write_bytes(onnx_model.SerializeToString())
+    with pytest.raises(ConfigError, match=r"the model's classes \('a', 'b', 'c'\) are not data.target's"):
+        teacher = load_teacher(TeacherConfig(onnx="other.onnx"), 0, 3, tmp_path, table.schema)
+        teacher.logits(table.val.x)
