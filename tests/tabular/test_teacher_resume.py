@@ -52,3 +52,23 @@ def test_a_skops_teacher_file_replaced_in_place_is_noticed_by_resume(tmp_path):
     (tmp_path / "teacher.skops").write_bytes(b"another model")
     assert _model_files(teacher, tmp_path) != before
     assert "skops" not in _model_files(TeacherConfig(onnx="teacher.onnx"), tmp_path)  # others' keys as they were
+
+
+def test_a_member_that_pulls_the_ensemble_down_is_named():
+    """Trial defect (session 11): a GaussianNB at 10.6% beside a LightGBM at 75.8% made an ensemble of 21.4%; only the
+    fitted file teachers' top-1 was printed, and the warning advised training longer."""
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from edgekd.tasks.tabular import _say_weak_members
+
+    y = np.repeat(np.arange(3), 100)
+    entries = [{"index": 0, "name": "LGBMClassifier", "val_top1": 0.758}, {"index": 1, "name": "GaussianNB", "val_top1": 0.106}]
+    with pytest.warns(UserWarning, match=r"^teachers\[1\] GaussianNB: top-1 10.6% on 300 validation rows, not clearly above "
+                                         r"chance.*it pulls the ensemble down: remove it, or lower its weight"):
+        _say_weak_members(entries, 0.214, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _say_weak_members([entries[0], {**entries[1], "val_top1": 0.75}], 0.77, y)  # two sound members: nothing said
