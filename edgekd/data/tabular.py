@@ -124,6 +124,16 @@ def read_table(source: str, path: Path, where: str):
 CSV_SEPARATORS = (",", ";", "\t", "|")
 
 
+def _decimal_mark(rows) -> str:
+    """',' or '.', as the numbers of a ';'-separated file's first rows write it. ';' is the separator where ',' is the
+    decimal mark, but not always: a file of '1.36' values read with decimal ',' kept them as text, and every
+    number column became categories."""
+    fields = [field.strip() for row in rows for field in row]
+    commas = sum(bool(re.fullmatch(r"-?\d+,\d+", f)) for f in fields)
+    points = sum(bool(re.fullmatch(r"-?\d+\.\d+", f)) for f in fields)
+    return "." if points > commas else ","
+
+
 def _read_csv(pd, path: Path, where: str):
     """The CSV with the separator its header uses (a spreadsheet in a comma-decimal locale writes ';'), said when it
     is not a comma; a header naming one column twice is refused (pandas would quietly rename the second 'y.1')."""
@@ -131,13 +141,13 @@ def _read_csv(pd, path: Path, where: str):
 
     with open(path, encoding="utf-8-sig", newline="") as file:
         first = file.readline()
+        sample = [file.readline() for _ in range(200)]
     separator = max(CSV_SEPARATORS, key=first.count) if first else ","
     header = next(csv.reader([first], delimiter=separator), [])
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
         raise DataError(f"{where}: the header names column '{twice[0]}' twice; give each column its own name")
-    # ';' is the separator where ',' is the decimal mark; a '1.5' there still reads as a number (as text, then float())
-    decimal = "," if separator == ";" else "."
+    decimal = _decimal_mark(csv.reader([line for line in sample if line], delimiter=separator)) if separator == ";" else "."
     if separator != ",":
         print(f"{where}: columns separated by {separator!r}" + (", decimal commas read as numbers" if decimal == "," else ""),
               file=sys.stderr)

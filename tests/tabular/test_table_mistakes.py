@@ -66,6 +66,17 @@ def test_a_semicolon_csv_with_decimal_commas_reads_like_the_comma_one(tmp_path, 
     np.testing.assert_allclose(ours.train.x["size"], theirs.train.x["size"], rtol=1e-6)
 
 
+def test_a_semicolon_csv_with_decimal_points_reads_its_numbers_as_numbers(tmp_path, table_csv, capsys):
+    """Trial defect (session 11): a ';' file writing 1.36 was read with decimal ',', so every number column became
+    categories (student 63.9% against 86.1% from the comma file) and the device would refuse any new value."""
+    path = tmp_path / "semicolon-points.csv"
+    table_rows().to_csv(path, index=False, sep=";")
+    ours, theirs = _load(path), _load(table_csv)
+    assert "decimal commas" not in capsys.readouterr().err
+    assert [c.kind for c in ours.schema.columns] == [c.kind for c in theirs.schema.columns]
+    np.testing.assert_allclose(ours.train.x["size"], theirs.train.x["size"], rtol=1e-6)
+
+
 def test_a_date_column_is_refused_naming_it(tmp_path):
     """Before: taken as a category of the training dates, so the device refused every new date."""
     import pandas as pd
