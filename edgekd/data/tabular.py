@@ -92,6 +92,7 @@ def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
     splits = _split(len(table), labels, classes, cfg, seed, where)
     train_rows = splits[0]
     columns = tuple(_column(table[name], str(name), name in (cfg.categorical or []), train_rows, where) for name in features)
+    _say_uninformative(table, features, where, given=bool(cfg.features))
     schema = Schema(str(cfg.target), tuple(classes), columns, cfg.inputs)
     raw = {c.name: table[c.name].to_numpy() for c in columns}
     made = []
@@ -101,6 +102,28 @@ def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
     dataset = TabularDataset(Path(cfg.path).stem, *made, schema=schema, source={"path": str(cfg.path), "rows": len(table)})
     dataset.fingerprint = _fingerprint(dataset)
     return dataset
+
+
+def _say_uninformative(table, features: list, where: str, given: bool) -> None:
+    """A column that tells the model nothing but that every device must still feed: a saved pandas index ('Unnamed: 0'),
+    a row number or id (a distinct whole number on every row), one value on every row. Said, not refused (the columns
+    are the user's to choose); not said of columns the user listed in data.features."""
+    import warnings
+
+    if given:
+        return
+    for name in features:
+        values = table[name]
+        why = None
+        if str(name).startswith("Unnamed: "):
+            why = "looks like a saved pandas index (to_csv without index=False)"
+        elif values.nunique(dropna=False) <= 1:
+            why = "holds one value on every row"
+        elif values.dtype.kind in "iu" and values.is_unique and len(values) > 20:
+            why = "holds a distinct whole number on every row, like a row number or an id"
+        if why:
+            warnings.warn(f"{where}: column '{name}' {why}: it tells the model nothing, and every device would have to feed "
+                          "it; list the columns to use in data.features", stacklevel=3)
 
 
 def read_table(source: str, path: Path, where: str):

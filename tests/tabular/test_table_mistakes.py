@@ -200,3 +200,16 @@ def test_a_class_of_two_rows_is_refused_not_put_in_training_only(tmp_path):
     frame.to_csv(tmp_path / "table.csv", index=False)
     with pytest.raises(DataError, match=r"class 'rare' has 2 row\(s\)\); every class needs at least 3 rows"):
         _load(tmp_path / "table.csv")
+
+
+def test_an_index_an_id_and_a_constant_column_are_said(tmp_path):
+    """Trial defect (session 11): a saved pandas index ('Unnamed: 0'), an id column and a constant column became model
+    inputs without a word; every device must then feed them."""
+    frame = table_rows().assign(id=np.arange(600) + 1000, source="shop")
+    frame.to_csv(tmp_path / "table.csv")  # with pandas' index as the first, unnamed column
+    with pytest.warns(UserWarning) as said:
+        _load(tmp_path / "table.csv")
+    lines = [str(w.message) for w in said]
+    assert any("column 'Unnamed: 0' looks like a saved pandas index" in line for line in lines)
+    assert any("column 'id' holds a distinct whole number on every row" in line for line in lines)
+    assert any("column 'source' holds one value on every row" in line and "data.features" in line for line in lines)
