@@ -47,10 +47,13 @@ def reference_value(report: dict[str, Any], name: str, key: str = "top1", baseli
     if source.get("references", {}).get(name, {}).get(key) is not None:
         return source["references"][name][key]
     row = next((r for r in source.get("rows", []) if r["artifact"] == name and r.get(key) is not None), None)
-    if row is None:
-        known = [*source.get("references", {}), *(r["artifact"] for r in source.get("rows", []))]
+    if row is None:  # only the names that hold the metric are offered (a TensorRT row on a workstation holds none)
+        known = [*(n for n, ref in source.get("references", {}).items() if isinstance(ref, dict) and ref.get(key) is not None),
+                 *(r["artifact"] for r in source.get("rows", []) if r.get(key) is not None)]
         what = "top-1" if key == "top1" else key
-        raise ArtifactError(f"report has no reference '{name}' with a {what}; available: {', '.join(known)}")
+        hint = "" if baseline is not None else (f"; a device's report holds its bundles only: give the build machine's "
+                                                f"report.json (which has '{name}') as --baseline, or --reference one of these")
+        raise ArtifactError(f"report has no reference '{name}' with a {what}; available: {', '.join(known)}{hint}")
     return row[key]
 
 

@@ -239,3 +239,18 @@ def test_an_artifact_whose_every_check_was_skipped_reads_skip_not_pass():
               Check("x86-cpu/int8", "max_drop", True, "drop 0.2 <= 1.0"), Check("x86-cpu/int8", "min_speedup", True, "", skipped=True),
               Check("x86-cpu/fp32", "max_drop", False, "drop 3.0 > 1.0")]
     assert verdicts(checks) == {"jetson-orin/int8": "SKIP", "x86-cpu/int8": "PASS", "x86-cpu/fp32": "FAIL"}
+
+
+def test_a_device_report_without_the_bundles_reference_says_how_to_gate_it():
+    """Trial defect (session 11): a bundle gated on `teacher` (the starter file's) benched on the device, then `edgekd
+    gate` of that report: "no reference 'teacher'", with no way forward named; rows without a top-1 were offered."""
+    import pytest
+
+    from edgekd.core.errors import ArtifactError
+    from edgekd.device.gate import reference_value
+
+    report = {"references": {"student_fp32": {"top1": 0.9}},
+              "rows": [{"artifact": "x86-cpu/int8", "top1": 0.89}, {"artifact": "jetson-orin/int8", "top1": None}]}
+    with pytest.raises(ArtifactError, match=r"no reference 'teacher' with a top-1; available: student_fp32, x86-cpu/int8; "
+                                            r"a device's report .* as --baseline, or --reference one of these"):
+        reference_value(report, "teacher")
