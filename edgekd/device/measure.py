@@ -116,8 +116,9 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
             runners[candidate.name] = session.run
             if backend.runtime_clock:
                 clocks[candidate.name] = session.runtime_latency_ms
-        else:
+        else:  # nor do its load and first-inference times and peak memory (not probed): this machine's, not the device's
             row["not_timed"] = candidate.latency_note or "timings on this machine say nothing about the device"
+            del row["session_create_ms"], row["first_inference_ms"]
         rows.append(row)
     _add_latency(rows, runners, clocks, x, spec, batch_sizes)
     _add_median_text_latency(rows, runners, clocks, x, spec)

@@ -42,11 +42,26 @@ def host_warnings(profile: dict[str, Any], cpu: dict[str, Any] | None = None) ->
     for feature in missing:
         out.append(f"{name}: this CPU has no {feature.upper()} ({' / '.join(FEATURE_FLAGS[feature])}), which the device's "
                    f"{_uses(feature)} use: timings here do not rank candidates as the device would")
+    extra = [f for f in profile.get("cpu_lacks", []) if flags & set(FEATURE_FLAGS.get(f, ()))]
+    if extra:
+        out.append(f"{name}: this CPU has {' and '.join(f.upper() for f in extra)}, which the device lacks: "
+                   f"{' and '.join(_uses(f) for f in extra)} run faster here than there, so a choice of int8 for speed "
+                   "may not hold on the device")
     threads, cores = profile.get("threads"), cpu.get("cores")
     if threads and cores and threads > cores:
         out.append(f"{name}: the profile runs {threads} threads and this machine has {cores} cores: latency here is "
                    "slower and noisier than on the device")
     return out
+
+
+def timings_transfer(profile, cpu: dict[str, Any] | None = None) -> bool:
+    """Whether latency measured on this machine says something about the device `profile` (a TargetProfile) describes:
+    the profile does not deny it (latency_measurable_off_device) and the device is this machine's architecture (an
+    aarch64 board's int8 choice made on x86 timings would rank candidates by another CPU)."""
+    if not profile.latency_measurable_off_device:
+        return False
+    cpu = cpu or cpu_info()
+    return profile.device != "cpu" or profile.arch in ("any", _ARCH_ALIASES.get(str(cpu.get("arch", "")).lower(), cpu.get("arch")))
 
 
 def _uses(feature: str) -> str:

@@ -79,6 +79,10 @@ class TargetProfile(Strict):
     cpu_features: list[Literal["vnni", "amx", "bf16", "dotprod", "i8mm"]] = Field(
         default_factory=list, description="instruction sets the device has and its latency depends on; "
         "a machine without them gets a warning that its timings are not the device's")
+    cpu_lacks: list[Literal["vnni", "amx", "bf16", "dotprod", "i8mm"]] = Field(
+        default_factory=list, exclude_if=lambda lacks: not lacks,  # unset: dumped as before (stage keys, --resume)
+        description="instruction sets the device does not have: a machine with them gets a warning that its int8 (or "
+        "bf16) timings are faster than the device's")
     latency_measurable_off_device: bool = Field(
         True, description="false when timings on the build machine say nothing about the device")
     runtime_options: dict = Field(default_factory=dict, description="backend-specific options (hints, workspace, ...)")

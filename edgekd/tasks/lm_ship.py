@@ -276,4 +276,6 @@ def _not_shipped(target: str, build, candidate: dict, run_dir: Path, perplexity:
 
 
 def _measurable(cfg, base_dir: Path, target: str) -> bool:
-    return load_profile(target, base_dir).latency_measurable_off_device
+    from edgekd.runtimes.host_fit import timings_transfer
+
+    return timings_transfer(load_profile(target, base_dir))

@@ -40,3 +40,22 @@ def test_fewer_cores_than_the_profile_threads_warns():
 
 def test_gpu_profiles_are_not_judged_by_the_cpu():
     assert host_warnings(_profile("jetson-orin"), AVX2_ONLY) == []
+
+
+def test_a_device_without_vnni_timed_on_a_vnni_cpu_warns():
+    """Trial defect (session 11): x86-cpu-novnni was timed with VNNI kernels and its int8 chosen for speed, no word."""
+    [warning] = host_warnings(_profile("x86-cpu-novnni"), SAPPHIRE_RAPIDS)
+    assert warning.startswith("x86-cpu-novnni: this CPU has VNNI and AMX, which the device lacks")
+    [warning] = host_warnings(_profile("x86-cpu-novnni"), {"arch": "x86_64", "cores": 2, "flags": ["avx2", "avx512_vnni"]})
+    assert warning.startswith("x86-cpu-novnni: this CPU has VNNI, which the device lacks")
+
+
+def test_timings_transfer_only_to_a_device_of_this_architecture():
+    """Trial defect (session 11): an aarch64 profile on the ort backend (latency_measurable_off_device left true) shipped
+    int8 or fp32 on x86 timings."""
+    from edgekd.runtimes.host_fit import timings_transfer
+
+    arm = load_profile("arm64-cpu").model_copy(update={"backend": "ort", "latency_measurable_off_device": True})
+    assert not timings_transfer(arm, AVX2_ONLY) and timings_transfer(arm, {"arch": "aarch64", "flags": []})
+    assert timings_transfer(load_profile("x86-cpu"), AVX2_ONLY)
+    assert not timings_transfer(load_profile("arm64-cpu"), {"arch": "aarch64", "flags": []})  # the profile says no

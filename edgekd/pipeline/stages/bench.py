@@ -24,7 +24,7 @@ from edgekd.pipeline.selection import unconfirmed_drop
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import profile_named
 from edgekd.runtimes.base import Artifact
-from edgekd.runtimes.host_fit import host_warnings
+from edgekd.runtimes.host_fit import host_warnings, timings_transfer
 
 SCRATCH = "student_scratch"  # distill.compare_scratch's reference row (its checkpoint: stages/distill.SCRATCH_CHECKPOINT)
 BASELINE_ADVICE = {"tfidf_logreg": "train the teacher longer or on more text, or start from a pretrained model",
@@ -118,7 +118,7 @@ def candidates(ctx: RunContext) -> list[Candidate]:
             artifact = Artifact.from_json(candidate["artifact"], ctx.run_dir / candidate["path"])
             out.append(Candidate(artifact_name(target, candidate["name"]), target, artifact, ctx.cfg.bench.threads or profile.threads,
                                  shipped=candidate["verdict"].startswith("chosen"), verdict=candidate["verdict"],
-                                 time_latency=profile.latency_measurable_off_device,
+                                 time_latency=timings_transfer(profile),
                                  latency_note=_latency_note(profile), runtime_note=runtime_note(build.runtime_fallback),
                                  profile_gate=profile.gate.given()))
     return out
@@ -131,8 +131,11 @@ def built_profile(ctx: RunContext, target: str, build):
 
 
 def _latency_note(profile) -> str:
-    if profile.latency_measurable_off_device:
+    if timings_transfer(profile):
         return ""
+    if profile.latency_measurable_off_device:  # the profile allows it, the architecture does not
+        return (f"the {profile.name} profile is for {profile.arch} CPUs and this machine is {cpu_info()['arch']}: its "
+                "timings here say nothing about the device; run edgekd bench on the device")
     return (f"the {profile.name} profile says timings off the device mean nothing for it ({profile.arch} device, "
             f"{cpu_info()['arch']} here); run edgekd bench on the device")
 

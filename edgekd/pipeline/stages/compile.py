@@ -27,7 +27,7 @@ from edgekd.pipeline.target_runtime import run_fallback, run_profile
 from edgekd.pipeline.validation_split import confirm_indices, part
 from edgekd.runtimes import get_backend, load_profile
 from edgekd.runtimes.base import Artifact
-from edgekd.runtimes.host_fit import host_warnings
+from edgekd.runtimes.host_fit import host_warnings, timings_transfer
 from edgekd.runtimes.profiles import Precision
 
 # Every name a candidate folder (05-compile/<target>/<name>) can have: the only folders a rerun removes.
@@ -111,7 +111,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], v
             row["val_cosine"], row["val_sqnr_db"] = agreement["cosine"], agreement["sqnr_db"]
             if "top1_agreement" in agreement:  # a classifier's logits
                 row["val_agreement"] = agreement["top1_agreement"]
-            if profile.latency_measurable_off_device:  # timed on a fresh session, as device/measure.measure_rows
+            if timings_transfer(profile):  # timed on a fresh session, as device/measure.measure_rows
                 session = None
                 runners[name] = backend.session(artifact, ctx.cfg.bench.threads or profile.threads).run
         rows.append(row)
