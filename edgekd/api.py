@@ -71,6 +71,10 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
                          output=output)
     config = data_options(config, str(data), color=color, scale=scale, normalize=normalize)
     run_dir = Path(out) if out else Path("runs") / config["name"]
+    data_folder = config["data"].get("path") if config["data"].get("source") == "imagefolder" else None
+    if data_folder and Path(run_dir).resolve().is_relative_to(Path(data_folder).resolve()):
+        raise ConfigError(f"--out '{run_dir}': inside --data '{data}', whose sub-folders are read as classes (the run's own "
+                          "folders among them); give --out outside the data folder")
     prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
     path = write_ship_config(config, run_dir)
     return run(path, run_dir, resume=resume, force=force, log=log)

@@ -38,6 +38,8 @@ def bundle_paths(path: Path) -> list[Path]:
         if path.parent.name == "bundle":  # runs/<name>/bundle/<target>: still what its run ships?
             refuse_stale(path.parent.parent, "compile", f"bundle {path}")
         return [path]
+    if not (path / "bundle").is_dir() and path.name == "bundle":  # RUN/bundle itself: the run's bundles
+        path = path.parent
     bundles = sorted(p.parent for p in (path / "bundle").glob("*/manifest.json"))
     if not bundles:
         raise ArtifactError(f"{path}: no bundle here; give a bundle folder or a run folder with bundle/<target>/")

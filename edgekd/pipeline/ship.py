@@ -78,8 +78,9 @@ def _data_section(data: str) -> dict[str, Any]:
         return {"source": "imagefolder", "path": str(path.resolve())}
     if path.suffix == ".npz":
         return {"source": "npz", "path": _absolute(data, "--data")}
-    raise ConfigError(f"--data '{data}': give a folder of images (one sub-folder per class, or unlabeled images), an .npz "
-                      f"file with x and y (or x alone), or one of {', '.join(BUILTIN_SOURCES)}")
+    missing = "" if path.exists() else f"no such file or folder ({path.resolve()}); "
+    raise ConfigError(f"--data '{data}': {missing}give a folder of images (one sub-folder per class, or unlabeled images), "
+                      f"an .npz file with x and y (or x alone), or one of {', '.join(BUILTIN_SOURCES)}")
 
 
 def _folder(path: str, option: str) -> str:

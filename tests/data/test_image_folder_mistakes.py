@@ -266,3 +266,17 @@ def test_bench_images_in_misnamed_class_folders_or_beside_them_are_not_quietly_u
     assert len(files) == 4 and y is None
     named = _class_folders(tmp_path / "named", classes=("8-bag", "9-boot"), per_class=2)
     assert folder_by_labels(named, labels, "--images")[1].tolist() == [1, 1, 2, 2]
+
+
+def test_ship_out_inside_data_and_a_mistyped_data_path_are_one_line(tmp_path):
+    """Trial defects (session 11): --out inside --data made the run's folder a 'class folder holding no image' (and was
+    left behind); a mistyped --data got the generic 'give a folder of images' without saying it does not exist."""
+    from tests.device.conftest import tiny_classifier
+
+    root = _class_folders(tmp_path / "images")
+    tiny_classifier(tmp_path / "model.onnx")
+    inside = invoke("ship", tmp_path / "model.onnx", "--data", root, "--out", root / "run")
+    assert_one_line_error(inside, "inside --data", "give --out outside the data folder")
+    assert sorted(p.name for p in root.iterdir()) == ["0", "1"]  # nothing left behind
+    typo = invoke("ship", tmp_path / "model.onnx", "--data", tmp_path / "imgaes", "--out", tmp_path / "run")
+    assert_one_line_error(typo, "imgaes': no such file or folder")

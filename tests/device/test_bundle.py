@@ -240,3 +240,17 @@ def test_two_bundles_of_one_target_get_a_row_each_timed_on_its_own(tmp_path):
     assert set(rows) == {"x86-cpu/fp32", "x86-cpu-old/fp32"}
     assert rows["x86-cpu/fp32"]["latency"]["batch1"] is not rows["x86-cpu-old/fp32"]["latency"]["batch1"]
     assert all(row["latency"]["batch1"]["p50_ms"] > 0 for row in rows.values())
+
+
+def test_bench_of_a_runs_bundle_folder_benches_its_bundles(tmp_path):
+    """Trial defect (session 11): `edgekd bench RUN/bundle`, the obvious folder to give, was refused: no bundle here."""
+    import shutil
+
+    from edgekd.device.bench import bundle_paths
+
+    from .conftest import make_bundle
+
+    source = make_bundle(tmp_path / "built")
+    for name in ("x86-cpu", "intel-cpu"):
+        shutil.copytree(source, tmp_path / "run" / "bundle" / name)
+    assert [p.name for p in bundle_paths(tmp_path / "run" / "bundle")] == ["intel-cpu", "x86-cpu"]
