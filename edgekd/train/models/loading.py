@@ -123,12 +123,19 @@ def _unsupported(exc: Exception) -> str:
     return f"it wants {found.group(1)}" if found else "it wants a Python object"
 
 
+def _listed(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
 def _check_state(model: nn.Module, state: dict, path: Path, where: str) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
+    if missing and not unexpected:  # every key it has is the model's: a part of the state_dict (split, cut short)
+        raise ModelError(f"{where} '{path}': holds {len(state)} of the model's {len(expected)} weights, and lacks "
+                         f"{_listed(missing)}: an incomplete state_dict; give the whole file saved from this model")
     if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        detail = f"missing {_listed(missing)}" if missing else f"unexpected {_listed(unexpected)}"
         raise ModelError(f"{where} '{path}': keys do not match the model ({detail}); check the arch and width")
     for key, tensor in expected.items():
         got = state[key]

@@ -45,3 +45,21 @@ def test_unknown_arch():
 def test_kwargs_the_model_does_not_take_are_a_config_error(arch, kwargs):
     with pytest.raises(ConfigError, match=rf"student.kwargs .*: {arch} does not accept them .*num_classes and the input size are set"):
         build_model(ModelConfig(arch=arch, kwargs=kwargs), (1, 8, 8), 10, where="student")
+
+
+def test_an_incomplete_state_dict_is_named_as_such(tmp_path):
+    """Trial defect (session 11): half of a split state_dict was "keys do not match the model (missing [3 names])" with
+    "check the arch and width", pointing the wrong way and hiding how many were missing."""
+    import pytest
+    import torch
+    from torch import nn
+
+    from edgekd.core.errors import ModelError
+    from edgekd.train.models.loading import load_checkpoint
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    half = dict(list(model.state_dict().items())[:2])
+    torch.save(half, tmp_path / "half.pt")
+    with pytest.raises(ModelError, match=r"holds 2 of the model's 6 weights, and lacks 2.weight, 2.bias, 4.weight and 1 more: "
+                                         r"an incomplete state_dict"):
+        load_checkpoint(model, tmp_path / "half.pt")
