@@ -111,7 +111,10 @@ class DataConfig(Strict):
             raise ValueError(f"data.{text_only[0]}: applies to data.source text, not to '{self.source}'; remove it")
         table_only = [k for k in ("target", "features", "categorical", "inputs") if k in self.model_fields_set]
         if table_only and self.source not in TABLE_SOURCES:
-            raise ValueError(f"data.{table_only[0]}: applies to data.source csv or parquet, not to '{self.source}'; remove it")
+            kind = "source" not in self.model_fields_set and str(self.path or "").lower().rsplit(".", 1)[-1]
+            fix = (f"set data.source: {kind} (unset, it is '{self.source}')" if kind in TABLE_SOURCES
+                   else "set data.source: csv or parquet for a table, or remove it")
+            raise ValueError(f"data.{table_only[0]}: applies to data.source csv or parquet, not to '{self.source}'; {fix}")
         if self.source in TABLE_SOURCES and (not self.path or not self.target):
             raise ValueError(f"data.{'path' if not self.path else 'target'}: data.source {self.source} needs data.path (the "
                              "file) and data.target (the column to predict); give both")

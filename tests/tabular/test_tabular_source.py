@@ -193,6 +193,9 @@ def test_table_keys_need_a_table_source():
         DataConfig(source="digits", target="cut")
     with pytest.raises(ValidationError, match="data.target: data.source csv needs data.path"):
         DataConfig(source="csv", path="x.csv")
+    # data.source forgotten (a trial, session 11: told to remove data.target)
+    with pytest.raises(ValidationError, match=r"not to 'digits'; set data.source: csv \(unset, it is 'digits'\)"):
+        DataConfig(path="wine.csv", target="cultivar")
 
 
 def test_an_identifier_column_is_not_a_category(tmp_path):
