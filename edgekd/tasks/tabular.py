@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgekd.core.errors import ConfigError, StageError
+from edgekd.core.errors import ConfigError, DataError, StageError
 from edgekd.core.fileio import resolve_path
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
@@ -99,7 +99,7 @@ class TabularTeachersStep(TaskStep):
             teacher = _teacher(ctx, index, spec)
             folds = ctx.cfg.distill.out_of_fold if spec.kind in FITTED_KINDS else None
             logits, keys = {}, {s: split_key(teacher.identity, ctx, s, folds if s == "train" else None) for s in SPLITS}
-            compute = {s: lambda r=getattr(data, s).x, t=teacher: t.logits(r) for s in SPLITS}
+            compute = {s: lambda r=getattr(data, s).x, t=teacher: _finite(t, t.logits(r), r) for s in SPLITS}
             if folds:  # its training rows' outputs from fits that did not see them (distill.out_of_fold)
                 compute["train"] = lambda spec=spec, index=index, folds=folds: out_of_fold_logits(
                     spec, index, data.train.x, data.train.y, data.num_classes, ctx.cfg.seed, folds, data.schema)
@@ -152,6 +152,20 @@ class TabularTeachersStep(TaskStep):
         _say_weak_members(entries, out["val_top1"], data.val.y)
         return {**out, **baseline.ensemble_file(members, [t.weight for t in ctx.cfg.teachers], folder / baseline.ENSEMBLE_FILE,
                                                 data, ctx.cfg.bench)}
+
+
+def _finite(teacher, logits: np.ndarray, rows: dict[str, np.ndarray]) -> np.ndarray:
+    """A table teacher's outputs, or one line naming the columns whose missing values gave it NaN (a model fitted without
+    an imputer, an ONNX file that takes no NaN): the cache's own check could only advise data normalisation."""
+    bad = ~np.isfinite(np.asarray(logits, dtype=np.float64)).all(axis=1)
+    if not bad.any():
+        return logits
+    missing = [name for name, values in rows.items()
+               if values.dtype.kind == "f" and np.isnan(values[bad].astype(np.float64)).any()]
+    cause = (f"rows with a missing value in column(s) {', '.join(missing[:6])}: the model takes no missing values; "
+             "fill them in the file, or give a model fitted with an imputer" if missing else "check the model and the data")
+    raise DataError(f"{teacher.where}.{teacher.kind} '{teacher.name}': outputs NaN or Inf on {int(bad.sum())} of "
+                    f"{len(bad)} rows, {cause}")
 
 
 def _say_weak_members(entries: list[dict], ensemble_val_top1: float, y: np.ndarray) -> None:

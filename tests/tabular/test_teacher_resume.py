@@ -72,3 +72,23 @@ def test_a_member_that_pulls_the_ensemble_down_is_named():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _say_weak_members([entries[0], {**entries[1], "val_top1": 0.75}], 0.77, y)  # two sound members: nothing said
+
+
+def test_a_teachers_nan_outputs_name_the_columns_with_missing_values():
+    """Trial defect (session 11): an ONNX teacher fed a NaN carat answered NaN, and the message advised checking "the
+    checkpoint and the data normalisation"."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pytest
+
+    from edgekd.core.errors import DataError
+    from edgekd.tasks.tabular import _finite
+
+    rows = {"carat": np.array([[0.3], [np.nan], [0.5]]), "cut": np.array([["Ideal"], ["Good"], ["Fair"]])}
+    logits = np.array([[0.1, 0.9], [np.nan, np.nan], [0.4, 0.6]])
+    teacher = SimpleNamespace(where="teachers[1]", kind="onnx", name="lr.onnx")
+    with pytest.raises(DataError, match=r"^teachers\[1\].onnx 'lr.onnx': outputs NaN or Inf on 1 of 3 rows, rows with a "
+                                        r"missing value in column\(s\) carat: the model takes no missing values"):
+        _finite(teacher, logits, rows)
+    assert _finite(teacher, logits[[0, 2]], {"carat": rows["carat"][[0, 2]]}) is not None
