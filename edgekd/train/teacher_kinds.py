@@ -342,8 +342,9 @@ def onnx_logits(path: Path, outputs: str, classes: int, where: str, names: list[
         feed = batch if isinstance(batch, dict) else {inputs[0]: batch}
         missing = [name for name in inputs if name not in feed]
         if missing:
-            raise ConfigError(f"{where}: the model's input '{missing[0]}' is not a column of the data ({', '.join(sorted(feed))}); "
-                              "convert the model with inputs named as the data's columns")
+            raise ConfigError(f"{where}: the model's input '{missing[0]}' is not among the data's columns ({', '.join(sorted(feed))}); "
+                              "if data.path has it, add it to data.features; else convert the model with inputs named as "
+                              "the data's columns")
         return session._session.run([chosen], {name: as_declared(feed[name], kinds[name], name, where) for name in inputs})[0]
 
     def logits(x):

@@ -87,7 +87,8 @@ def test_an_onnx_teacher_whose_inputs_are_not_the_columns(table, tmp_path):
         node.input[:] = ["weight" if name == "size" else name for name in node.input]
     onnx.save(model, str(tmp_path / "other.onnx"))
     teacher = load_teacher(TeacherConfig(onnx="other.onnx"), 2, 3, tmp_path, table.schema)
-    with pytest.raises(ConfigError, match=r"teachers\[2\].onnx: the model's input 'weight' is not a column of the data"):
+    with pytest.raises(ConfigError, match=r"teachers\[2\].onnx: the model's input 'weight' is not among the data's columns .*if "
+                                         r"data.path has it, add it to data.features"):
         teacher.logits(table.test.x)
 
 
