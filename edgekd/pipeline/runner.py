@@ -299,7 +299,7 @@ def _require_earlier(ctx: RunContext, stage: str) -> None:
             raise StageError(f"stage '{stage}' needs '{earlier}' first; run without --only, or add --only {earlier}")
         if not ctx.manifest.is_fresh(earlier, ctx.stage_key(earlier)):
             raise StageError(f"stage '{stage}' needs '{earlier}' redone: its config changed or its files were modified "
-                             f"since it ran; run with --resume (or add --only {earlier})")
+                             f"since it ran; run with --resume and without --only (or add --only {earlier})")
 
 
 def run_from_file(config_path: str | os.PathLike, out: Optional[str] = None, **kwargs) -> RunContext:
