@@ -48,8 +48,8 @@ def refuse_existing_run(run_dir: Path, resume: bool, force: bool, config_path: O
     run_dir = Path(run_dir)
     if (run_dir / "manifest.json").exists():
         if not (resume or force):
-            raise ConfigError(f"{run_dir}: a run already exists here; pass --resume to continue it, "
-                              "--force to redo its stages, or --out for a new folder")
+            raise ConfigError(f"{run_dir}: a run already exists here; pass --resume (resume=True in Python) to continue it, "
+                              "--force (force=True) to redo its stages, or --out (out=) for a new folder")
         return
     foreign = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(RUN_FOLDER_OWN)
                      and (config_path is None or p.resolve() != Path(config_path).resolve())) if run_dir.is_dir() else []
