@@ -68,3 +68,13 @@ def test_a_reference_that_cannot_be_measured_here_is_refused_before_anything_tra
                                             "measured on this machine", "use one of: student_fp32")
     assert "jetson-orin/fp32" not in message.split("use one of:")[1]
     assert not (tmp_path / "run" / "01-teachers").exists()
+
+
+def test_an_int8_only_profile_with_quantize_method_none_is_refused_before_training(tmp_path):
+    """Trial defect (session 11): it failed at the compile stage, after the teachers and the student had trained."""
+    from tests.faults.helpers import assert_one_line_error
+
+    _profile(tmp_path / "int8-only.yaml", name="int8-only", precisions=["int8"])
+    config = write_config(tmp_path, targets=["./int8-only.yaml"], quantize={"method": "none"})
+    assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "builds int8 only", "quantize.method is none")
+    assert not (tmp_path / "run" / "01-teachers").exists()

@@ -214,6 +214,9 @@ class CompileStage(Stage):
                                   f"[{named[profile.name]}] is; each target ships as bundle/<name>, so one would replace "
                                   "the other: give the profile file its own name: key")
             named[profile.name] = index
+            if config.quantize.method == "none" and set(profile.precisions) == {"int8"}:  # said before training, not after
+                raise TargetError(f"targets[{index}] '{name}': its profile builds int8 only (precisions: [int8]) and "
+                                  "quantize.method is none; use quantize.method: ptq, or add fp32 to its precisions")
             backend = get_backend(profile.backend)
             if backend.build_needs_runtime and not backend.available():
                 raise TargetError(f"targets[{index}] '{name}': cannot be built on this machine: {backend.unavailable_reason()}; "
