@@ -131,7 +131,7 @@ def test_edgekd_warnings_print_as_one_warning_within_120_columns(monkeypatch):
     assert " ".join(line.strip() for line in block) == (
         "edgekd: warning: calibration recipe 'cli-warning-1024' asks for 1024 samples but the train split "
         "holds 400: using all 400 with the split's own class mix (not balanced); to say so, choose a recipe with at "
-        "most 400 samples (e.g. train-256, in quantize.calibration of the run's edgekd.yaml)")
+        "most 400 samples (e.g. train-256, in quantize.calibration of the pipeline file; edgekd ship writes RUN/edgekd.yaml)")
 
 
 def test_gate_help_shows_a_single_percent_sign():

@@ -96,7 +96,7 @@ def _warn_pool_too_small(recipe: CalibrationRecipe, pool_size: int) -> None:
     balance = " with the split's own class mix (not balanced)" if recipe.class_balance else ""
     warnings.warn(f"calibration recipe '{recipe.name}' asks for {recipe.count} samples but the {recipe.source} split "
                   f"holds {pool_size}: using all {pool_size}{balance}; to say so, choose a recipe with at most {pool_size} "
-                  f"samples ({_fitting_recipe(recipe.source, pool_size)}, in quantize.calibration of the run's edgekd.yaml)",
+                  f"samples ({_fitting_recipe(recipe.source, pool_size)}, in quantize.calibration of the pipeline file; edgekd ship writes RUN/edgekd.yaml)",
                   UserWarning, stacklevel=3)
 
 
