@@ -103,7 +103,7 @@ def check_cost(data_config: dict, model: Path) -> dict:
     """Seconds of the validation pass the as-given stage makes anyway, and of the sanity checks on top of it."""
     from edgekd.data import load_dataset
     from edgekd.data.config import DataConfig
-    from edgekd.pipeline.given_check import check_label_order, check_scaling
+    from edgekd.pipeline.given_check import check_label_order, check_scaling, given_probe
     from edgekd.train.config import ModelConfig
     from edgekd.train.models import build_model
     from edgekd.train.trainer import predict_logits
@@ -116,9 +116,11 @@ def check_cost(data_config: dict, model: Path) -> dict:
     predictions = logits(data.val.x).argmax(1)
     validation = time.perf_counter() - started
     seen = []
-    started = time.perf_counter()
-    tops = check_scaling(data, lambda x: seen.append(len(x)) or logits(x), predictions, "student", log=lambda m: None)
-    check_label_order(predictions, data.val.y, data.classes, "data.path", folders=True)
+    counted = lambda x: seen.append(len(x)) or logits(x)  # noqa: E731
+    started = time.perf_counter()  # as the as-given stage runs them: the probe's training images, then the checks
+    probe, labels, rows = given_probe(data, counted, predictions)
+    tops = check_scaling(data, counted, predictions, "student", log=lambda m: None)
+    check_label_order(probe, labels, data.classes, "data.path", folders=True, rows=rows)
     checks = time.perf_counter() - started
     return {"val_images": len(data.val), "val_pass_seconds": round(validation, 2), "checks_seconds": round(checks, 2),
             "extra_images_inferred": int(sum(seen)), "other_scalings_top1": tops}
