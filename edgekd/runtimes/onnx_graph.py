@@ -117,6 +117,11 @@ def external_data_files(path: Path, field: str) -> list[str]:
         if not resolved.is_file():
             raise ArtifactError(f"{field} '{path}': weight '{tensor.name}' is stored in '{location}', which is not in "
                                 f"{folder}; copy the model's .data file(s) beside the .onnx")
+        info = ExternalDataInfo(tensor)
+        end = (info.offset or 0) + (info.length or 0)
+        if info.length and resolved.stat().st_size < end:  # a copy cut short: onnxruntime names only the weight
+            raise ArtifactError(f"{field} '{path}': its data file '{location}' holds {resolved.stat().st_size:,} bytes, but "
+                                f"weight '{tensor.name}' ends at byte {end:,}: the file is truncated; copy it again")
         if location not in found:
             found.append(location)
     return found

@@ -188,6 +188,19 @@ def test_external_data_outside_the_models_folder_is_refused(digits_weights, tmp_
         assert f"'{folder / 'model.onnx'}'" in line and message in line, line
 
 
+def test_a_truncated_external_data_file_is_named(digits_weights, tmp_path):
+    """Trial defect (session 11): a .data file cut short gave onnxruntime's 'Initializer ...' text, naming no file."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    _save_external(classifier(digits_weights, "batch", opset=13), folder / "model.onnx", "model.onnx.data")
+    data = folder / "model.onnx.data"
+    data.write_bytes(data.read_bytes()[:100])
+    result = invoke("run", str(_config(tmp_path, folder / "model.onnx")), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert "its data file 'model.onnx.data' holds 100 bytes" in line and "the file is truncated; copy it again" in line, line
+
+
 def load_digits_x() -> np.ndarray:
     from sklearn.datasets import load_digits
 
