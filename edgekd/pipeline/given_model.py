@@ -224,7 +224,8 @@ def check_classes(logits: np.ndarray, classes: int, field: str, outputs: list[st
                           f"folders ({', '.join(folders[:8])}{', ...' if len(folders) > 8 else ''}); remove the folders of "
                           "classes the model does not know, or ship with --no-labels (data.labels: none)")
     if logits.ndim != 2 or logits.shape[1] != classes:
-        other = (f"; if another output holds the logits, score it: --metric top1 --output NAME (task: {{kind: fidelity, metric: top1, "
+        other = (f"; if another output holds the logits, score it on an .npz of the inputs as the model takes them "
+                 f"(np.savez(FILE, x=..., y=labels)): --data FILE --metric top1 --output NAME (task: {{kind: fidelity, metric: top1, "
                  f"output: NAME}}; its outputs: {', '.join(outputs)})" if outputs and len(outputs) > 1 else "")
         raise ConfigError(f"{field}: the model's first output has shape {_shape(logits.shape)} but the data has {classes} "
                           f"classes; edgekd ships classifiers whose output is (batch, classes) logits: check data.source{other}")
