@@ -216,7 +216,8 @@ def _mistakes(case: str, weights, folder):
 
 @pytest.mark.parametrize("case, fragments", [
     ("first input saved as x", ["x holds images", "save each array under the name of the input it feeds"]),
-    ("logits second", ["first output has shape (2, 64)", "score it on an .npz of the inputs as the model takes them", "--data FILE --metric top1 --output NAME", "its outputs: flat, logits"]),
+    ("logits second", ["first output has shape (2, 64)", "score it on an .npz of the inputs as the model takes them",
+                       "--data FILE --metric top1 --output NAME", "its outputs: flat, logits"]),
     ("object array", ["array of Python objects", "numpy.stack"]),
     ("labels under another name", ["array 'labels' is not an input", "(labels go under y)"]),
     ("float16 model fed x", ["is float16", "numpy.savez(..., x=x, y=y)"]),
