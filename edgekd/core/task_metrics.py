@@ -113,6 +113,16 @@ def _label_strings(labels: np.ndarray) -> list[tuple[int, ...]]:
     return [tuple(int(c) for c in row if c != PAD and c != CTC_BLANK) for row in np.asarray(labels)]
 
 
+def _zeros_only_trail(labels: np.ndarray) -> bool:
+    """Whether every 0 in every row comes after the row's last non-zero (padding at the end, not a character)."""
+    for row in labels:
+        nonzero = np.flatnonzero(row != CTC_BLANK)
+        last = nonzero[-1] if len(nonzero) else -1
+        if (row[: last + 1] == CTC_BLANK).any():
+            return False
+    return True
+
+
 def _check_ctc_labels(labels: np.ndarray, outputs: np.ndarray) -> None:
     labels, classes = np.asarray(labels), np.asarray(outputs).shape[-1]
     whole = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and bool(np.all(np.mod(labels, 1) == 0)))
@@ -120,6 +130,9 @@ def _check_ctc_labels(labels: np.ndarray, outputs: np.ndarray) -> None:
         raise ValueError(f"labels are {labels.dtype} {labels.shape}, not (N, L) whole character indices")
     characters = labels[labels != PAD]
     if (characters == CTC_BLANK).any():
+        if _zeros_only_trail(labels):  # 1-based strings padded with 0 at their ends: the padding, not characters
+            raise ValueError(f"labels are padded with {CTC_BLANK} (the CTC blank, PaddleOCR's class {CTC_BLANK}); pad them "
+                             f"with {PAD} instead (characters are 1..{classes - 1}, as they are)")
         raise ValueError(f"a label holds {CTC_BLANK}, the CTC blank (PaddleOCR's class {CTC_BLANK}), which decoding drops: "
                          f"characters are 1..{classes - 1}; shift 0-based labels up by one")
     outside = characters[(characters < 0) | (characters >= classes)]

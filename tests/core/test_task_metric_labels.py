@@ -14,6 +14,8 @@ def _ctc_outputs(classes: int = 11, steps: int = 12, samples: int = 2) -> np.nda
 
 @pytest.mark.parametrize("labels, message", [
     (np.array([[0, 3, PAD], [2, 0, 1]]), r"holds 0, the CTC blank .*shift 0-based labels up by one"),
+    # 1-based strings padded with 0 (a trial, session 11: told to shift every character)
+    (np.array([[4, 3, 0, 0], [2, 7, 1, 0]]), r"labels are padded with 0 \(the CTC blank.*pad them with -1 instead"),
     (np.array([[11, 3, PAD], [2, 5, 1]]), r"holds 11, outside the model's characters 1..10"),
     (np.array(["12", "345"]), r"labels are <U3 \(2,\), not \(N, L\) whole character indices"),
     (np.array([[1.5, 2.5], [3.5, PAD]]), r"labels are float64 \(2, 2\), not \(N, L\) whole character indices"),
