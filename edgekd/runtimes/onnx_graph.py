@@ -43,12 +43,18 @@ def onnx_parameters(path: Path) -> int:
     quantization parameters (scales, zero points) are not weights. No runtime API offers this count."""
     import onnx
 
+    from onnx.external_data_helper import _get_all_tensors  # onnx's walk: initializers, Constant values, subgraphs
+
     model = onnx.load(str(path), load_external_data=False)
     quant_params = {name for node in model.graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")
                     for name in node.input[1:]}
+    constants = {node.output[0]: node for node in model.graph.node if node.op_type == "Constant"}
+    quant_constants = {id(attr.t) for name in quant_params if name in constants for attr in constants[name].attribute}
     total = 0
-    for tensor in model.graph.initializer:
-        if tensor.data_type != onnx.TensorProto.INT64 and tensor.name not in quant_params:
+    # Paddle2ONNX and recurrent exports keep weights in Constant nodes and in If/Loop branches, not as initializers:
+    # counted too (a PP-OCR detector read 0 parameters)
+    for tensor in _get_all_tensors(model):
+        if tensor.data_type != onnx.TensorProto.INT64 and tensor.name not in quant_params and id(tensor) not in quant_constants:
             total += int(np.prod(tensor.dims, dtype=np.int64))
     return total
 

@@ -59,3 +59,26 @@ def test_the_files_column_names_the_loaded_set_then_the_rest():
 
     assert files_label({"files": [{"name": "model.onnx", "loaded": True}, {"name": "model.ort", "loaded": False}]}) == ".onnx (+.ort)"
     assert files_label({"files": [{"name": "model.xml", "loaded": True}, {"name": "model.bin", "loaded": True}]}) == ".xml+.bin"
+
+
+def test_weights_in_constant_nodes_and_subgraphs_are_counted(tmp_path):
+    """Trial defect (session 11): the params column read 0 for PP-OCR's detector and Silero VAD, whose weights are
+    Constant nodes and If branches rather than initializers."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekd.runtimes.onnx_graph import onnx_parameters
+
+    weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    constant = helper.make_node("Constant", [], ["w_out"], value=weight)
+    branch = helper.make_graph([helper.make_node("Constant", [], ["b"], value=numpy_helper.from_array(np.ones(5, np.float32)))],
+                               "branch", [], [helper.make_tensor_value_info("b", TensorProto.FLOAT, [5])])
+    cond = helper.make_node("If", ["flag"], ["picked"], then_branch=branch, else_branch=branch)
+    graph = helper.make_graph([constant, helper.make_node("MatMul", ["x", "w_out"], ["y"]), cond], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+                               helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]),
+                               helper.make_tensor_value_info("picked", TensorProto.FLOAT, [5])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    assert onnx_parameters(tmp_path / "m.onnx") == 12 + 5 + 5
