@@ -42,7 +42,6 @@ def onnx_parameters(path: Path) -> int:
     """Stored weights and biases, counted so that an int8 model and its fp32 source agree: shape tensors and
     quantization parameters (scales, zero points) are not weights. No runtime API offers this count."""
     import onnx
-
     from onnx.external_data_helper import _get_all_tensors  # onnx's walk: initializers, Constant values, subgraphs
 
     model = onnx.load(str(path), load_external_data=False)
