@@ -11,6 +11,7 @@ rather than scored silently wrong (an unseen category would one-hot to all zeros
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +175,9 @@ def _parsed_numbers(values: np.ndarray, name: str, where: str, building: bool) -
         try:
             out[row] = float(value)
         except (TypeError, ValueError):
+            if isinstance(value, str) and re.fullmatch(r"-?\d{1,3}([,.' ]\d{3})+([.,]\d+)?", value.strip()):
+                raise DataError(f"{where}: column '{name}' writes numbers with thousands separators ({value!r}, row {row}); "
+                                "save the file without them (a spreadsheet's number format: no grouping)") from None
             declare = " (or list the column in data.categorical)" if building else ""
             raise DataError(f"{where}: column '{name}' holds text ({value!r}, row {row}) where the model takes numbers; fix the "
                             f"value, or leave it empty for a missing one{declare}") from None

@@ -269,6 +269,10 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
     categories = tuple(sorted({category_text(v) for v in values.tolist()}))
     present = int(values.notna().sum())
     if len(categories) > max(IDENTIFIER_MIN, IDENTIFIER_SHARE * present):
+        grouped = [c for c in categories if re.fullmatch(r"-?\d{1,3}([,.' ]\d{3})+([.,]\d+)?", c)]
+        if len(grouped) * 2 > len(categories):  # '1.065,0': numbers with thousands separators, read as text
+            raise DataError(f"{where}: column '{name}' writes numbers with thousands separators ({grouped[0]!r}); save the "
+                            "file without them (a spreadsheet's number format: no grouping)")
         raise DataError(f"{where}: column '{name}' has {len(categories)} distinct values in {present} rows: an identifier or free "
                         "text, not a category (one-hot, it would bloat the model, and the device would refuse every new value); "
                         "leave it out with data.features")

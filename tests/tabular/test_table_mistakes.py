@@ -213,3 +213,16 @@ def test_an_index_an_id_and_a_constant_column_are_said(tmp_path):
     assert any("column 'Unnamed: 0' looks like a saved pandas index" in line for line in lines)
     assert any("column 'id' holds a distinct whole number on every row" in line for line in lines)
     assert any("column 'source' holds one value on every row" in line and "data.features" in line for line in lines)
+
+
+@pytest.mark.parametrize("separator, written", [(",", "{:,.0f}"), (";", "{:,.1f}")], ids=["1,065", "1.065,0"])
+def test_numbers_with_thousands_separators_are_named_as_such(tmp_path, separator, written):
+    """Trial defect (session 11): '1,065' was "text where the model takes numbers (or list it in data.categorical)",
+    '1.065,0' in a ';' file "an identifier or free text": neither said thousands separators."""
+    frame = table_rows()
+    frame["price"] = [written.format(1000 + 7 * i) for i in range(len(frame))]
+    if separator == ";":
+        frame["price"] = frame["price"].str.replace(",", "_").str.replace(".", ",").str.replace("_", ".")
+    frame.to_csv(tmp_path / "table.csv", index=False, sep=separator)
+    with pytest.raises(DataError, match=r"column 'price' writes numbers with thousands separators"):
+        _load(tmp_path / "table.csv")
