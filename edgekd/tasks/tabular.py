@@ -220,12 +220,25 @@ def given_teacher_fits(teacher, logits: dict[str, np.ndarray], data) -> None:
     judged = [split for split in ("train", "val") if split in logits]
     check_label_order(np.concatenate([logits[s].argmax(1) for s in judged]), np.concatenate([getattr(data, s).y for s in judged]),
                       data.classes, where, folders=False, rows=" and ".join(_SPLIT_NAMES[s] for s in judged) + " rows",
-                      fix=f"its class ids are matched to this data's classes by position (sorted: {order}): "
-                          f"{_RELABEL[teacher.kind]}, or reorder its outputs to that order")
+                      fix=_order_fix(teacher, data.classes))
     low = not_above_chance(top1, chance, len(y), "validation rows")
     if low:
         raise ModelError(f"{where}: {low}; its outputs must follow this data's class order ({order}) and it must take "
                          "this data's columns")
+
+
+def _order_fix(teacher, classes: list[str]) -> str:
+    """What to do when a given teacher's classes look swapped: a model holding the class names is matched by name, so
+    its confusion is another target's or other rows' (a trial was told to fit it on the names it was fitted on)."""
+    from edgekd.data.table_schema import category_text
+
+    order = ", ".join(classes)
+    known = [category_text(c) for c in getattr(teacher.model, "classes_", [])]
+    if known and all(name in classes for name in known) and not all(name.isdigit() for name in known):
+        return (f"its classes ({', '.join(known[:6])}) are matched to this data's by name, so it predicts them from other "
+                "rows or another target column: give a model fitted on data.target of this file")
+    return (f"its class ids are matched to this data's classes by position (sorted: {order}): {_RELABEL[teacher.kind]}, or "
+            "reorder its outputs to that order")
 
 
 _SPLIT_NAMES = {"train": "training", "val": "validation"}

@@ -92,3 +92,18 @@ def test_a_teachers_nan_outputs_name_the_columns_with_missing_values():
                                         r"missing value in column\(s\) carat: the model takes no missing values"):
         _finite(teacher, logits, rows)
     assert _finite(teacher, logits[[0, 2]], {"carat": rows["carat"][[0, 2]]}) is not None
+
+
+def test_a_name_matched_teacher_that_looks_swapped_is_not_told_to_fit_on_the_names():
+    """Trial defect (session 11): a skops model fitted on the names (of another column) was told its class ids were
+    matched by position and to fit it on the target's names, which it was."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from edgekd.tasks.tabular import _order_fix
+
+    by_name = SimpleNamespace(kind="skops", model=SimpleNamespace(classes_=np.array(["high", "low", "mid"], dtype=object)))
+    assert "matched to this data's by name" in _order_fix(by_name, ["high", "low", "mid"])
+    by_id = SimpleNamespace(kind="skops", model=SimpleNamespace(classes_=np.array([0, 1, 2])))
+    assert "by position (sorted: high, low, mid)" in _order_fix(by_id, ["high", "low", "mid"])
