@@ -233,7 +233,7 @@ def _order_fix(teacher, classes: list[str]) -> str:
     from edgekd.data.table_schema import category_text
 
     order = ", ".join(classes)
-    known = [category_text(c) for c in getattr(teacher.model, "classes_", [])]
+    known = [category_text(c) for c in getattr(getattr(teacher, "model", None), "classes_", [])]
     if known and all(name in classes for name in known) and not all(name.isdigit() for name in known):
         return (f"its classes ({', '.join(known[:6])}) are matched to this data's by name, so it predicts them from other "
                 "rows or another target column: give a model fitted on data.target of this file")
