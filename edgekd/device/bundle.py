@@ -43,10 +43,12 @@ _FEED_TABLE = """Feed the model raw columns as
 imputation, scaling and one-hot encoding are inside the graph. The graph does not check rows: a category it was not
 built with one-hots to zeros and is scored silently. Check rows first with
 `edgekd.data.table_schema.model_feed(schema_of(manifest), rows, where)` (numpy only), as `edgekd bench` does: it
-names the column of a missing input, text in a number or an unknown category."""
+names the column of a missing input, text in a number or an unknown category. `eval.npz` holds each input under its
+name, and a column named x, y or reference_logits under input.x, input.y, input.reference_logits (its own `y` is the
+labels)."""
 _FEED_NAMED = """Feed each model input its array as it is,
 unscaled (`preprocessing.arrays` lists each input's sample shape and dtype; `eval.npz` holds them under the input
-names)."""
+names, an input named x or y under input.x or input.y)."""
 _FEED_OTHER = "Feed the model what `preprocessing` in manifest.json describes (`eval.npz` holds inputs in that form)."
 
 
