@@ -54,6 +54,22 @@ def baselines(ctx: RunContext, x, y: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def shipped_at_chance(rows: list[dict[str, Any]], samples: int, chance: float | None) -> list[str]:
+    """A shipped model no better than guessing while the fp32 student is (a loose gate.max_drop lets int8 ship at chance
+    level, a PASS that says nothing): said beside the verdict, naming the row."""
+    from edgekd.pipeline.teacher_check import not_above_chance
+
+    if chance is None:
+        return []
+    out = []
+    for row in rows:
+        low = row.get("shipped") and row.get("top1") is not None and not_above_chance(row["top1"], chance, samples, "test samples")
+        if low:
+            out.append(f"{row['artifact']} ships with {low}; a gate that passes it (gate.max_drop) lets a model that "
+                       "guesses ship: tighten gate.max_drop, or look at why it lost its accuracy")
+    return out
+
+
 def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None = None) -> list[str]:
     """A teacher or a distilled student that a cheap baseline beats beyond chance on `samples` test samples: the run
     passes its gate and is still worse than what the baseline gets for free, which nobody would guess from a PASS.
@@ -200,7 +216,7 @@ class BenchStage(Stage):
         noisy = len(report["warnings"])
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
-        for note in baseline_warnings(refs, len(y), chance):
+        for note in baseline_warnings(refs, len(y), chance) + shipped_at_chance(rows, len(y), chance):
             report["warnings"].append(note)
             warnings.warn(note, stacklevel=2)
         if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently

@@ -146,3 +146,14 @@ def test_teachers_at_chance_or_under_the_scratch_student_are_warnings():
     assert len(weak) == 1 and weak[0].startswith("teacher top-1 30.00% is under the student_scratch baseline's 73.00%")
     assert "the teachers are weaker than the student trained on labels alone" in weak[0]
     assert baseline_warnings({"teacher": {"top1": 0.9}, "student_fp32": {"top1": 0.88}}, 100, chance=0.12) == []
+
+
+def test_a_shipped_model_at_chance_level_is_said():
+    """Trial defect (session 11): gate.max_drop 100 shipped an int8-qat model at 10.6% (chance on ten classes) beside an
+    fp32 at 93.3%, PASS, no warning."""
+    from edgekd.pipeline.stages.bench import shipped_at_chance
+
+    rows = [{"artifact": "arm64-cpu/int8-qat", "shipped": True, "top1": 0.106}, {"artifact": "arm64-cpu/fp32", "shipped": False, "top1": 0.933},
+            {"artifact": "x86-cpu/fp32", "shipped": True, "top1": 0.933}]
+    [note] = shipped_at_chance(rows, 360, chance=0.11)
+    assert note.startswith("arm64-cpu/int8-qat ships with top-1 10.6% on 360 test samples, not clearly above chance")
