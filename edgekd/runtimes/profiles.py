@@ -66,6 +66,31 @@ class QuantRecipe(Strict):
         return self
 
 
+def unknown_op_type(op_types: list[str]) -> str | None:
+    """What to say of the first name that is no ONNX operator ('Convolution', 'Relu6x'), with the nearest one; None
+    when all are, or when the onnx package is not here to tell (a device)."""
+    try:
+        from onnx import defs
+    except ImportError:
+        return None
+    import difflib
+
+    known = {schema.name for schema in defs.get_all_schemas_with_history()}
+    try:  # onnxruntime's own kernels too (com.microsoft: EmbedLayerNormalization, QGemm, ...)
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+        known |= {kernel.op_name for kernel in ort_state.get_all_opkernel_def()}
+    except (ImportError, AttributeError):
+        pass
+    known = sorted(known)
+    for name in op_types:
+        if name not in known:
+            prefixes = sorted((k for k in known if len(k) >= 3 and name.lower().startswith(k.lower())), key=len)
+            close = difflib.get_close_matches(name, known, n=1) or prefixes[-1:]  # 'Convolution': Conv
+            return f"'{name}' is not an ONNX operator" + (f"; did you mean '{close[0]}'?" if close else "")
+    return None
+
+
 class TargetProfile(Strict):
     name: str
     description: str = ""
@@ -140,6 +165,10 @@ def load_profile(name_or_path: str, base_dir: Path | None = None) -> TargetProfi
     if "int8" in profile.precisions and profile.quantization is None:
         raise ConfigError(f"{path}: precisions include int8 but no 'quantization' recipe is given")
     _known_runtime_options(profile, path)
+    recipe = profile.quantization
+    problem = recipe and unknown_op_type([*(recipe.op_types or []), *recipe.extra_op_types])
+    if problem:  # an op type nothing has is quantized nowhere, without a word
+        raise ConfigError(f"{path}: quantization '{recipe.name}': {problem} (op_types / extra_op_types name ONNX node types)")
     return profile
 
 

@@ -160,3 +160,17 @@ def test_a_tensorrt_profile_with_an_asymmetric_uint8_recipe_is_refused(tmp_path)
     (tmp_path / "jetson-u8.yaml").write_text(_yaml.safe_dump({**builtin, "quantization": recipe}))
     with pytest.raises(EdgeKDError, match=r"backend tensorrt builds int8 as signed and symmetric only"):
         load_profile("jetson-u8.yaml", tmp_path)
+
+
+def test_an_op_type_that_is_no_onnx_operator_is_refused(tmp_path):
+    """Trial defect (session 11): extra_op_types [ReduceMean, Convolution, Relu6x] passed silently (nothing has them)."""
+    import yaml as _yaml
+
+    from edgekd.core.errors import EdgeKDError
+    from edgekd.runtimes.profiles import load_profile
+
+    builtin = _yaml.safe_load((Path(__file__).resolve().parents[2] / "targets" / "x86-cpu.yaml").read_text())
+    recipe = {**builtin["quantization"], "extra_op_types": ["ReduceMean", "Convolution"]}
+    (tmp_path / "ops.yaml").write_text(_yaml.safe_dump({**builtin, "quantization": recipe}))
+    with pytest.raises(EdgeKDError, match=r"'Convolution' is not an ONNX operator; did you mean '\w+'\?"):
+        load_profile("ops.yaml", tmp_path)
