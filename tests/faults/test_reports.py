@@ -63,7 +63,10 @@ def _edit(report: dict, edit: dict) -> dict:
 def test_gate_refuses_an_impossible_report_naming_the_file_and_the_field(tmp_path, case):
     edit, flags, field = IMPOSSIBLE[case]
     path = _write(tmp_path, _edit(sound_report(), edit))
-    junit = _write(tmp_path, {"earlier": True}, "gate.xml")  # an earlier CI output: a refused report leaves it alone
+    from edgekd.device.ci_outputs import junit_xml
+
+    junit = tmp_path / "gate.xml"  # an earlier CI output: a refused report leaves it alone
+    junit.write_text(junit_xml([]), encoding="utf-8")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     message = assert_one_line_error(invoke("gate", path, *flags, "--junit", junit), str(path), field, "regenerate")
     assert "malformed report" in message
