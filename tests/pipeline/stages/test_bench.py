@@ -25,7 +25,7 @@ def _ctx(tmp_path: Path, names: list[str], chosen: str):
     metrics = CompileRecord({"x86-cpu": built}).to_metrics()  # as the compile stage records it
     manifest = SimpleNamespace(metrics=lambda stage: metrics if stage == "compile" else {})
     return SimpleNamespace(manifest=manifest, run_dir=tmp_path, base_dir=tmp_path,
-                           cfg=SimpleNamespace(bench=SimpleNamespace(threads=None)))
+                           cfg=SimpleNamespace(bench=SimpleNamespace(threads=None), targets=["x86-cpu"]))
 
 
 def test_rows_are_named_after_the_candidate_that_was_built(tmp_path):

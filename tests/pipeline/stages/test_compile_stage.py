@@ -112,6 +112,6 @@ def test_a_profile_file_named_as_another_target_is_refused(tmp_path):
     from edgekd.pipeline.stages.compile import CompileStage
 
     shutil.copyfile(builtin_dir("targets") / "x86-cpu.yaml", tmp_path / "mine.yaml")
-    config = SimpleNamespace(targets=["x86-cpu", "mine.yaml"])
+    config = SimpleNamespace(targets=["x86-cpu", "mine.yaml"], quantize=SimpleNamespace(method="ptq"))
     with pytest.raises(TargetError, match=r"targets\[1\] 'mine.yaml': its profile is named 'x86-cpu', as targets\[0\] is"):
         CompileStage.check(config, tmp_path)
