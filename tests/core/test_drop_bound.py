@@ -115,7 +115,7 @@ def test_the_bench_report_repeats_what_compile_could_not_confirm(tmp_path):
                             "arm64-cpu": TargetBuild("ort-arm64", "fp32", "fp32", rows, "bundle/arm64-cpu")})
     metrics = {"compile": record.to_metrics()}
     ctx = SimpleNamespace(manifest=SimpleNamespace(metrics=lambda stage: metrics.get(stage, {})), base_dir=tmp_path,
-                          cfg=SimpleNamespace(gate=_gate(1.0)), task=SimpleNamespace(metric="ctc_accuracy"),
+                          cfg=SimpleNamespace(gate=_gate(1.0), targets=["intel-cpu"]), task=SimpleNamespace(metric="ctc_accuracy"),
                           dataset=SimpleNamespace(val=SimpleNamespace(y=[0] * 120)))
     notes = unconfirmed_choices(ctx)
     assert len(notes) == 1 and notes[0].startswith("x86-cpu: int8 drops 0.50 points of ctc_accuracy on 120 validation")
