@@ -119,7 +119,7 @@ def check_cost(data_config: dict, model: Path) -> dict:
     counted = lambda x: seen.append(len(x)) or logits(x)  # noqa: E731
     started = time.perf_counter()  # as the as-given stage runs them: the probe's training images, then the checks
     probe, labels, rows = given_probe(data, counted, predictions)
-    tops = check_scaling(data, counted, predictions, "student", log=lambda m: None)
+    tops = check_scaling(data, counted, probe, "student", log=lambda m: None)
     check_label_order(probe, labels, data.classes, "data.path", folders=True, rows=rows)
     checks = time.perf_counter() - started
     return {"val_images": len(data.val), "val_pass_seconds": round(validation, 2), "checks_seconds": round(checks, 2),

@@ -117,6 +117,8 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
                   log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, float]:
     """Validation top-1 (on up to SCALING_PROBE images) under every other standard input scaling; ConfigError naming
     data.normalize and the better value when one is significantly more accurate than the configured one.
+    `predictions`: the configured scaling's top-1 on the validation split, or on given_probe's images (validation, then
+    training), which are then not inferred again.
     `predictions` are the model's top-1 on the whole validation split as configured (already computed)."""
     if getattr(data, "layout", "NCHW") != "NCHW":  # channels-last images come scaled by the user (data.normalize none)
         return {}
@@ -226,7 +228,9 @@ def _correct_per_scaling(data, logits, choices: dict, predictions: np.ndarray,
         for start in range(0, count, size):
             stop = min(start + size, count)
             x, truth = np.asarray(split.x[start:stop]), split.y[start:stop]
-            configured.append((predictions[start:stop] if number == 0 else logits(x).argmax(1)) == truth)
+            offset = 0 if number == 0 else len(data.val)  # given_probe's predictions hold the training images' too
+            known = offset + stop <= len(predictions)
+            configured.append((predictions[offset + start:offset + stop] if known else logits(x).argmax(1)) == truth)
             for name, stats in running.items():
                 fed = stats(x) if callable(stats) else rescaled(data, x, *stats)
                 correct[name].append(logits(fed).argmax(1) == truth)

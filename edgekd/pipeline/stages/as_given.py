@@ -128,7 +128,7 @@ def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
 
     def sanity() -> None:
         if not isinstance(val.x, dict):  # named inputs (an npz per input) are fed as they are: no scaling to try
-            metrics["val_top1_other_scalings"] = check_scaling(data, logits, predictions, field, metadata)
+            metrics["val_top1_other_scalings"] = check_scaling(data, logits, probe[0], field, metadata)
         where = f"data.path '{ctx.cfg.data.path}'" if ctx.cfg.data.path else f"data.source '{ctx.cfg.data.source}'"
         on, labels, rows = probe or (predictions, val.y, "validation images")
         check_label_order(on, labels, data.classes, where, folders=ctx.cfg.data.source == "imagefolder", rows=rows)
