@@ -1,6 +1,7 @@
 """Device profiles: what a target allows and how to quantize for it. Data, not code."""
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,15 +67,13 @@ class QuantRecipe(Strict):
         return self
 
 
-def unknown_op_type(op_types: list[str]) -> str | None:
-    """What to say of the first name that is no ONNX operator ('Convolution', 'Relu6x'), with the nearest one; None
-    when all are, or when the onnx package is not here to tell (a device)."""
+@cache
+def _operator_names() -> list[str] | None:
+    """Every ONNX operator and onnxruntime kernel name, read once a process (profiles load many times a run)."""
     try:
         from onnx import defs
     except ImportError:
         return None
-    import difflib
-
     known = {schema.name for schema in defs.get_all_schemas_with_history()}
     try:  # onnxruntime's own kernels too (com.microsoft: EmbedLayerNormalization, QGemm, ...)
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
@@ -82,7 +81,17 @@ def unknown_op_type(op_types: list[str]) -> str | None:
         known |= {kernel.op_name for kernel in ort_state.get_all_opkernel_def()}
     except (ImportError, AttributeError):
         pass
-    known = sorted(known)
+    return sorted(known)
+
+
+def unknown_op_type(op_types: list[str]) -> str | None:
+    """What to say of the first name that is no ONNX operator ('Convolution', 'Relu6x'), with the nearest one; None
+    when all are, or when the onnx package is not here to tell (a device)."""
+    import difflib
+
+    known = _operator_names()
+    if known is None:
+        return None
     for name in op_types:
         if name not in known:
             prefixes = sorted((k for k in known if len(k) >= 3 and name.lower().startswith(k.lower())), key=len)
