@@ -48,7 +48,7 @@ def run(config: str | Path, out: str | Path | None = None, resume: bool = False,
 def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = None, targets: Sequence[str] | None = None,
          max_drop: float | None = None, out: str | Path | None = None, resume: bool = False, force: bool = False, log=print,
          calibration: str | Path | None = None, labels: bool = True, metric: str | None = None, output: str | None = None,
-         color: str | None = None, scale: str | None = None, normalize: str | None = None):
+         color: str | None = None, scale: str | None = None, normalize: str | dict | None = None):
     """Ship a trained model as given (no distillation), like `edgekd ship`: `model` is an .onnx file, or a
     torchvision:NAME / module:function / file.py:function factory with its `checkpoint`; `data` is an image
     folder (labeled by class sub-folders, or unlabeled: judged by fidelity to the model), an .npz file, or
@@ -56,8 +56,8 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     ignores the data's class folders or y (judged by fidelity to the model); `metric` a task metric (top1, ctc_accuracy,
     mask_iou, box_f1, speech_f1) for a model that is not a classifier: every output compared with fp32's, scored by it
     (`output`: the one it scores, by name; default the first). `color` (rgb, bgr, gray, gray3: an image folder's
-    data.color), `scale` (auto, 255, none: an .npz's data.scale) and `normalize` (dataset, none, imagenet) set those
-    data keys.
+    data.color), `scale` (auto, 255, none: an .npz's data.scale) and `normalize` (dataset, none, imagenet, "MEAN/STD"
+    as --normalize takes it, or {"mean": [...], "std": [...]}) set those data keys.
     Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
     from edgekd.pipeline.runner import prepare_run_dir
     from edgekd.pipeline.ship import ship_config, write_ship_config

@@ -223,8 +223,9 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
               "or grayscale as one channel (gray) or repeated to three (gray3), as the model takes it (default rgb).")
 @click.option("--scale", type=click.Choice(["auto", "255", "none"]), help=".npz --data: divide x by 255 when its values "
               "are 0..255 (auto, the default), always (255), or feed them as given (none).")
-@click.option("--normalize", type=click.Choice(["dataset", "none", "imagenet"]), help="Then (x - mean) / std per channel "
-              "with the data's own statistics (dataset, the default), none, or ImageNet's.")
+@click.option("--normalize", metavar="dataset|none|imagenet|MEAN/STD", help="Then (x - mean) / std per channel with the "
+              "data's own statistics (dataset, the default), none, ImageNet's, or the model's own: MEAN/STD, one value for "
+              "every channel or one per channel (0.5/0.5 for pixels in [-1, 1]; 0.485,0.456,0.406/0.229,0.224,0.225).")
 @click.option("--metric", type=click.Choice(list(TASK_METRICS)),
               help="A model that is not a classifier (.onnx MODEL, .npz --data of its input x and optional labels y): every "
               "output compared with the fp32 model's (cosine, SQNR) and judged by this task metric.")

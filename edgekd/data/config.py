@@ -11,7 +11,8 @@ from edgekd.core.user_code import is_reference
 
 
 class NormalizeStats(Strict):
-    """Explicit per-channel statistics: the model sees (pixel - mean) / std, pixels in [0, 1]."""
+    """Explicit per-channel statistics: the model sees (pixel - mean) / std, pixels in [0, 1]; one mean and one std
+    apply to every channel."""
 
     mean: list[float] = Field(..., min_length=1, max_length=64)
     std: list[float] = Field(..., min_length=1, max_length=64)

@@ -273,6 +273,8 @@ def input_scaling(normalize, train_x: np.ndarray) -> tuple[np.ndarray, np.ndarra
     else:
         assert isinstance(normalize, NormalizeStats)
         mean, std = normalize.mean, normalize.std
+        if len(mean) == 1:  # one value for every channel (0.5/0.5: pixels in [-1, 1])
+            mean, std = mean * channels, std * channels
     if len(mean) != channels:
         raise DataError(f"data.normalize: {len(mean)} channel statistics for images with {channels} channel(s); "
                         f"give {channels} mean and std values, or use dataset or none")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from edgekd.core.errors import ConfigError
+from edgekd.data.config import NORMALIZE_MODES
 
 # Files that hold a pickle: loading one runs whatever code it names, so edgekd never opens one as a model.
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
@@ -31,9 +32,28 @@ def check_targets(targets: Optional[Sequence[str]]) -> None:
                           "or leave --targets out for x86-cpu")
 
 
+def normalize_option(value: Any) -> Any:
+    """--normalize as data.normalize: dataset, none, imagenet, or MEAN/STD (one value for every channel, or one per
+    channel separated by commas: 0.5/0.5 for a model that takes pixels in [-1, 1], as PaddleOCR's do); a dict
+    {mean, std} from the API as it is (the data section checks it)."""
+    if value is None or isinstance(value, dict) or value in NORMALIZE_MODES:
+        return value
+    mean, slash, std = str(value).partition("/")
+    try:
+        stats = {"mean": [float(v) for v in mean.split(",")], "std": [float(v) for v in std.split(",")]}
+    except ValueError:
+        stats = None
+    if not slash or stats is None:
+        raise ConfigError(f"--normalize '{value}': give {', '.join(NORMALIZE_MODES)}, or MEAN/STD as the model was trained "
+                          "with, one value for every channel or one per channel (0.5/0.5, or "
+                          "0.485,0.456,0.406/0.229,0.224,0.225)")
+    return stats
+
+
 def data_options(config: dict[str, Any], data: str, **options: Optional[str]) -> dict[str, Any]:
     """`config` (ship_config's) with the given options as data keys."""
     source = config["data"]["source"]
+    options["normalize"] = normalize_option(options.get("normalize"))
     given = {key: value for key, value in options.items() if value is not None}
     for key in given:
         needed, kind = _OPTION_SOURCES.get(key, (source, ""))

@@ -95,10 +95,15 @@ def _other_scalings(data, x: np.ndarray) -> dict[str, np.ndarray]:
     return {mode: rescaled(data, x, mean, std) for mode, (mean, std) in standard_scalings(data, x.shape[1]).items()}
 
 
+# Pixels in [-1, 1], as data.normalize spells it: PaddleOCR's and many Keras/TF models' input (edgekd ship: 0.5/0.5).
+SYMMETRIC = "{mean: [0.5], std: [0.5]}"
+
+
 def standard_scalings(data, channels: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(mean, std) of every standard data.normalize choice other than the configured one: the training split's own
-    statistics, raw [0, 1] pixels, and ImageNet's (three channels only)."""
-    stats = {"dataset": (data.pixel_mean, data.pixel_std), "none": ([0.0] * channels, [1.0] * channels)}
+    statistics, raw [0, 1] pixels, pixels in [-1, 1] (SYMMETRIC) and ImageNet's (three channels only)."""
+    stats = {"dataset": (data.pixel_mean, data.pixel_std), "none": ([0.0] * channels, [1.0] * channels),
+             SYMMETRIC: ([0.5] * channels, [0.5] * channels)}
     if channels == 3:
         stats["imagenet"] = (IMAGENET_MEAN, IMAGENET_STD)
     return {mode: (np.asarray(mean, np.float32), np.asarray(std, np.float32))

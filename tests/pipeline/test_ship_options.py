@@ -48,3 +48,21 @@ def test_the_api_takes_the_same_options(files):
         api.ship(files / "m.onnx", files / "d.npz", color="gray", out=files / "run")
     with pytest.raises(ConfigError, match="--targets: no target named"):
         api.ship(files / "m.onnx", files / "d.npz", targets=[], out=files / "run")
+
+
+@pytest.mark.parametrize("given, expected", [("0.5/0.5", {"mean": [0.5], "std": [0.5]}),
+                                             ("0.485,0.456,0.406/0.229,0.224,0.225",
+                                              {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}),
+                                             ("imagenet", "imagenet"), (None, None)])
+def test_normalize_takes_a_name_or_the_models_own_mean_and_std(given, expected):
+    from edgekd.pipeline.ship_options import normalize_option
+
+    assert normalize_option(given) == expected
+
+
+@pytest.mark.parametrize("given", ["0.5", "0.5/a", "imagenett", "/"])
+def test_a_normalize_that_is_neither_is_one_line_naming_the_forms(given):
+    from edgekd.pipeline.ship_options import normalize_option
+
+    with pytest.raises(ConfigError, match=r"--normalize .*give dataset, none, imagenet, or MEAN/STD .*0\.5/0\.5"):
+        normalize_option(given)
