@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -115,14 +116,15 @@ def _class_name(classes: list[str], index: int, folders: bool) -> str:
 
 def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions: np.ndarray, field: str,
                   metadata: Optional[tuple[list[float], list[float]]] = None,
-                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, float]:
+                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+                  saved_channels_last: bool = False) -> dict[str, float]:
     """Validation top-1 (on up to SCALING_PROBE images) under every other standard input scaling; ConfigError naming
     data.normalize and the better value when one is significantly more accurate than the configured one.
     `predictions`: the configured scaling's top-1 on the validation split, or on given_probe's images (validation, then
     training), which are then not inferred again.
     `predictions` are the model's top-1 on the whole validation split as configured (already computed)."""
-    if getattr(data, "layout", "NCHW") != "NCHW":  # channels-last images come scaled by the user (data.normalize none)
-        return {}
+    if getattr(data, "layout", "NCHW") != "NCHW":
+        return _check_channels_last(data, logits, predictions, field, log)
     channels = data.val.x.shape[1]
     choices = {_normalize_value(mode): stats for mode, stats in standard_scalings(data, channels).items()}
     if metadata is not None:
@@ -154,11 +156,37 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
                               f"but {tops[best]:.1%} with their channels reversed on the same {shown} images (exact McNemar "
                               f"p={tests[best]:.1g}): it was likely trained on {OTHER_ORDER[color].upper()} images; set "
                               f"data.color: {OTHER_ORDER[color]} (edgekd ship: --color {OTHER_ORDER[color]})")
+        fix = (_saved_as(data, best, choices[best]) if saved_channels_last else
+               f"set data.normalize: {best} (edgekd ship: --normalize {_ship_spelling(best, choices[best])}; or the "
+               "mean/std it was trained with)")
         raise ConfigError(f"{field}: top-1 {configured[:shown].mean():.1%} with data.normalize {current}, but "
                           f"{tops[best]:.1%} with {best} on the same {shown} images (exact McNemar p={tests[best]:.1g}): it "
-                          f"was likely trained on that input scaling; set data.normalize: {best} (edgekd ship: --normalize "
-                          f"{_ship_spelling(best, choices[best])}; or the mean/std it was trained with)")
+                          f"was likely trained on that input scaling; {fix}")
     return tops
+
+
+def _check_channels_last(data, logits: Callable[[np.ndarray], np.ndarray], predictions: np.ndarray, field: str,
+                         log: Callable[[str], None]) -> dict[str, float]:
+    """check_scaling for channels-last images, which are fed as saved (data.normalize none: datasets.py normalises on
+    axis 1 only): tried on a channels-first view of them, fed back channels-last. A 98% NHWC model fed raw [0, 1] pixels
+    shipped PASS at 51% when this check skipped them."""
+    def first(split, rows: Optional[int] = None):  # the probe reads at most SCALING_PROBE training images
+        return type(split)(np.ascontiguousarray(np.moveaxis(np.asarray(split.x[:rows]), -1, 1)), split.y[:rows])
+
+    pixels = np.asarray(data.train.x)  # the training split's own statistics, channel by channel (the last axis)
+    view = replace(data, train=first(data.train, SCALING_PROBE), val=first(data.val), layout="NCHW", image_steps=None,
+                   pixel_mean=pixels.mean(axis=(0, 1, 2), dtype=np.float64).tolist(),
+                   pixel_std=np.maximum(pixels.std(axis=(0, 1, 2), dtype=np.float64), 1e-6).tolist())
+    return check_scaling(view, lambda x: logits(np.ascontiguousarray(np.moveaxis(x, 1, -1))), predictions, field, None,
+                         log, saved_channels_last=True)
+
+
+def _saved_as(data, name: str, stats) -> str:
+    """The fix for channels-last arrays, which edgekd feeds as saved: save them as the better scaling makes them."""
+    mean, std = ([round(float(v), 4) for v in values] for values in stats)
+    pixels = "x" if data.divisor == 1 else f"x / {data.divisor:g}"
+    return (f"channels-last arrays are fed as saved, so save x as the model takes it: ({pixels} - mean) / std on its last "
+            f"axis, mean {mean} and std {std} ({name})")
 
 
 # An image file's channels decoded in the other order (OpenCV-trained models take BGR): tried beside the scalings.

@@ -126,15 +126,18 @@ def test_a_bundle_of_named_arrays_tells_the_device_to_feed_them_as_given_not_as_
     assert "Feed each model input its array as it is" in readme and "pixels" not in readme
 
 
-def _channels_last(weights) -> onnx.ModelProto:
-    """x [batch, 8, 8, 3] (channels last, as Keras exports) -> mean over the channels -> the digits classifier."""
+def _channels_last(weights, symmetric: bool = False) -> onnx.ModelProto:
+    """x [batch, 8, 8, 3] (channels last, as Keras exports) -> mean over the channels -> the digits classifier;
+    `symmetric`: it takes pixels in [-1, 1] (x -> (x + 1) / 2 first), as many Keras models do."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8, 8, 3])
     logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])
-    nodes = [helper.make_node("ReduceMean", ["x"], ["gray"], axes=[3], keepdims=0),
+    shift = [helper.make_node("Add", ["x", "one"], ["x1"]), helper.make_node("Mul", ["x1", "half"], ["x01"])]
+    nodes = [*(shift if symmetric else []), helper.make_node("ReduceMean", ["x01" if symmetric else "x"], ["gray"], axes=[3], keepdims=0),
              helper.make_node("Reshape", ["gray", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "W"], ["scores"]),
              helper.make_node("Add", ["scores", "b"], ["logits"])]
     inits = [numpy_helper.from_array(np.array([-1, 64], np.int64), "shape"), numpy_helper.from_array(weights[0], "W"),
-             numpy_helper.from_array(weights[1], "b")]
+             numpy_helper.from_array(weights[1], "b"), numpy_helper.from_array(np.float32(1), "one"),
+             numpy_helper.from_array(np.float32(0.5), "half")]
     model = helper.make_model(helper.make_graph(nodes, "nhwc", [x], [logits], inits), opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model
@@ -169,6 +172,23 @@ def test_a_normalization_asked_for_channels_last_images_is_refused_naming_the_la
     model, data = channels_last_files
     result = invoke("ship", model, "--data", data, "--normalize", "imagenet", "--targets", "x86-cpu", "--out", tmp_path / "run")
     assert_one_line_error(result, "data.normalize", "channels-last images (N, 8, 8, 3)", "--normalize none")
+
+
+def test_channels_last_images_saved_at_another_scaling_than_the_models_are_refused(digits_weights, channels_last_files,
+                                                                                   tmp_path):
+    """Trial defect (session 12): an NHWC model taking pixels in [-1, 1], fed [0, 1] arrays, shipped PASS at half its
+    top-1: the scaling check skipped channels-last images. It now tries the scalings on them too, and names what to
+    save the arrays as (edgekd feeds channels-last arrays as saved)."""
+    _model, data = channels_last_files
+    onnx.save(_channels_last(digits_weights, symmetric=True), str(tmp_path / "nhwc-sym.onnx"))
+    result = invoke("ship", tmp_path / "nhwc-sym.onnx", "--data", data, "--targets", "x86-cpu", "--out", tmp_path / "run")
+    assert_one_line_error(result, "with data.normalize none, but", "{mean: [0.5], std: [0.5]} on the same", "McNemar",
+                          "channels-last arrays are fed as saved", "save x as the model takes it: (x - mean) / std on its "
+                          "last axis, mean [0.5, 0.5, 0.5] and std [0.5, 0.5, 0.5]")
+    np.savez(tmp_path / "sym.npz", **{"x": np.load(data)["x"] * 2 - 1, "y": np.load(data)["y"]})  # as the message says
+    result = invoke("ship", tmp_path / "nhwc-sym.onnx", "--data", tmp_path / "sym.npz", "--targets", "x86-cpu",
+                    "--out", tmp_path / "fixed", "--max-drop", "3")
+    assert result.exit_code == 0, result.output[-3000:]
 
 
 def _feature_output_first(weights) -> onnx.ModelProto:
