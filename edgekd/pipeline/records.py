@@ -44,9 +44,14 @@ class StudentRecord:
     student_spec: dict[str, Any] | None = None  # online distillation's chosen peer; None: config.student
     input: dict[str, Any] | None = None  # an ONNX student's input spec (name, dtype, shape)
     inputs: list[dict[str, Any]] | None = None  # every input of an ONNX student
-    # An ONNX file shipped as given: its sha256, opset upgrade and external data as the stage recorded them (the stage
-    # writes those keys itself); None for a model the run made.
+    # An ONNX file shipped as given: its sha256, opset upgrade, external data and quantized operators as the stage
+    # recorded them (the stage writes those keys itself); None for a model the run made.
     given_onnx: dict[str, Any] | None = None
+
+    @property
+    def already_quantized(self) -> dict[str, int]:
+        """The given ONNX file's quantized operators by type (runtimes/ptq.QUANTIZED_OPS); empty for a float model."""
+        return (self.given_onnx or {}).get("already_quantized") or {}
 
     def to_metrics(self) -> dict[str, Any]:
         # Absent keys stay absent: a distilled student's record never had them.
@@ -55,7 +60,8 @@ class StudentRecord:
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any]) -> StudentRecord:
-        given = ({k: metrics[k] for k in ("source_sha256", "opset_upgrade", "external_data") if metrics.get(k)}
+        given = ({k: metrics[k] for k in ("source_sha256", "opset_upgrade", "external_data", "already_quantized")
+                  if metrics.get(k)}
                  if metrics.get("source") == "onnx" else None)
         return cls(metrics.get("student_spec"), metrics.get("input"), metrics.get("inputs"), given)
 

@@ -188,3 +188,28 @@ def upgrade_opset(source: Path, target: Path, opset: int = MIN_QUANT_OPSET) -> l
         else:
             onnx.save_model(model, str(tmp))
     return [target, data] if has_external else [target]
+
+
+# Operators that only a quantized model has: Q/DQ pairs, onnxruntime's QOperator and integer kernels, n-bit weights.
+QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+                           "MatMulInteger", "ConvInteger", "MatMulNBits", "QLinearAdd", "QLinearMul", "QGemm",
+                           "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu"})
+
+
+def op_counts(path: Path, op_types: frozenset[str] | set[str]) -> dict[str, int]:
+    """How many nodes of each of `op_types` the model has, subgraphs (If, Loop, Scan branches) included."""
+    import onnx
+
+    counts: dict[str, int] = {}
+
+    def walk(graph) -> None:
+        for node in graph.node:
+            if node.op_type in op_types:
+                counts[node.op_type] = counts.get(node.op_type, 0) + 1
+            for attribute in node.attribute:
+                for sub in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else
+                            attribute.graphs if attribute.type == onnx.AttributeProto.GRAPHS else []):
+                    walk(sub)
+
+    walk(onnx.load(str(path), load_external_data=False).graph)
+    return counts

@@ -17,6 +17,7 @@ from edgekd.core.batch_layout import batch_axes, onnx_input_shapes, to_model
 from edgekd.core.errors import DataError, QuantizerFailed, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.core.metrics import batch_rows, sample_count, take_rows
+from edgekd.runtimes.onnx_graph import op_counts
 from edgekd.runtimes.profiles import QuantRecipe
 
 
@@ -240,14 +241,9 @@ def quantized_nodes(qdq_onnx: Path) -> list[str]:
 def dequantize_count(qdq_onnx: Path) -> int:
     """DequantizeLinear nodes anywhere in the model, subgraphs (If, Loop, Scan branches) included: 0 when the quantizer
     left every node in float (NNCF on Silero VAD's graph), a file that int8 names but fp32 runs."""
-    import onnx
+    return op_counts(qdq_onnx, {"DequantizeLinear"}).get("DequantizeLinear", 0)
 
-    def count(graph) -> int:
-        own = sum(n.op_type == "DequantizeLinear" for n in graph.node)
-        return own + sum(count(a.g) for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH) \
-            + sum(count(g) for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPHS for g in a.graphs)
 
-    return count(onnx.load(str(qdq_onnx), load_external_data=False).graph)
 
 
 def _weights_inside(fp32_onnx: Path, scratch: Path) -> Path:

@@ -6,6 +6,8 @@ torch, so a machine with numpy, onnx and onnxruntime alone can ship it.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from edgekd.core.errors import ConfigError
@@ -17,7 +19,7 @@ from edgekd.pipeline.given_model import check_classes, given_input_spec, onnx_in
 from edgekd.pipeline.onnx_intake import bring_in, output_names, scored_output_first
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
-from edgekd.runtimes.onnx_graph import external_data_files, onnx_parameters, read_onnx_header
+from edgekd.runtimes.onnx_graph import QUANTIZED_OPS, external_data_files, onnx_parameters, op_counts, read_onnx_header
 
 
 def _ship_onnx(ctx: RunContext) -> StageOutput:
@@ -37,8 +39,14 @@ def _ship_onnx(ctx: RunContext) -> StageOutput:
     channels_first = len(ctx.dataset.input_shape) == 3 and getattr(ctx.dataset, "layout", "NCHW") == "NCHW"
     metadata = onnx_scaling(out, ctx.dataset.input_shape[0]) if channels_first else None
     carried = {"external_data": [file_record(p, source.parent) for p in _user_data_files(source)]} if len(written) > 1 else {}
+    quantized = op_counts(out, QUANTIZED_OPS)
+    if quantized:  # said here, where the model is read; the quantize stage then leaves it as it is
+        print(f"{field}: already quantized ({', '.join(f'{n} {op}' for op, n in sorted(quantized.items()))}): shipped as "
+              "given, not quantized again; its candidates are named fp32 (the model as brought) though it computes in "
+              "int8; give the float model it was made from to have edgekd quantize it per target", file=sys.stderr)
     return StageOutput(written, {"mode": "none", "source": "onnx", "params": onnx_parameters(out),
                                  "source_sha256": sha256_of(source), **carried,
+                                 **({"already_quantized": quantized} if quantized else {}),
                                  **({"opset_upgrade": upgrade} if upgrade else {}),
                                  **({"scored_output_moved_first": ctx.task.output} if reordered else {}),
                                  **_accuracy(ctx, logits, field, metadata)},

@@ -20,7 +20,7 @@ from edgekd.core.metrics import accuracy_drop, within_limit
 from edgekd.core.progress import progress
 from edgekd.data.calibration import describe, draw, load_recipe
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.records import QuantizeRecord
+from edgekd.pipeline.records import QuantizeRecord, StudentRecord, read_record
 from edgekd.pipeline.selection import int8_budget
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import run_profile
@@ -306,7 +306,7 @@ class QuantizeStage(Stage):
     def run(self) -> StageOutput:
         ctx = self.ctx
         method = ctx.cfg.quantize.method
-        if method == "none":
+        if method == "none" or read_record(ctx.manifest, StudentRecord).already_quantized:  # said by the distill stage
             return StageOutput([], record=QuantizeRecord("none"))
         recipe_set = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
         calibration, digest = _calibration_set(ctx, recipe_set)

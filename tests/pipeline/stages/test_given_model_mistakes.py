@@ -284,3 +284,35 @@ def test_a_task_metrics_arrays_saved_as_8_bit_pixels_are_refused_with_the_fix(tm
                     "--targets", "x86-cpu", "--out", tmp_path / "run")
     assert_one_line_error(result, "seg.onnx", "with x as saved (whole numbers 0..255)", "with x / 255",
                           "save x divided by 255")
+
+
+class _Digits:
+    """onnxruntime's CalibrationDataReader over a few digit images."""
+
+    def __init__(self, x):
+        self.rows = iter([{"x": x[i:i + 1]} for i in range(len(x))])
+
+    def get_next(self):
+        return next(self.rows, None)
+
+
+def test_an_already_quantized_model_ships_as_given_and_is_said_not_quantized_again(digits_weights, tmp_path):
+    """Trial defect (session 12): a QDQ model (onnxruntime quantize_static) was quantized again: the quantizer wrote an
+    invalid file and the warning asked the user to report a bug. It is now said at intake and not quantized again."""
+    import json
+
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    onnx.save(classifier(digits_weights, "batch", opset=13), str(tmp_path / "float.onnx"))
+    data = _digits_npz(tmp_path / "digits.npz")
+    quantize_static(str(tmp_path / "float.onnx"), str(tmp_path / "qdq.onnx"), _Digits(np.load(data)["x"][:32]),
+                    quant_format=QuantFormat.QDQ)
+    result = invoke("ship", tmp_path / "qdq.onnx", "--data", data, "--normalize", "none", "--targets", "x86-cpu",
+                    "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "already quantized (" in result.stderr and "DequantizeLinear" in result.stderr
+    assert "not quantized again" in result.stderr and "report this" not in result.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["stages"]["quantize"]["metrics"]["method"] == "none"
+    bundle = json.loads((tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").read_text())
+    assert bundle["given_onnx"]["already_quantized"]["DequantizeLinear"] > 0
