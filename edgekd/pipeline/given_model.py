@@ -181,15 +181,26 @@ def check_input_matches(spec: dict, sample_shape: tuple, field: str, image_files
     model_shape = spec["shape"][1:]
     fits = len(model_shape) == len(sample_shape) and all(
         not isinstance(m, int) or m == s for m, s in zip(model_shape, sample_shape))
-    if spec["dtype"] != "float32" and fits and not image_files:
-        raise ConfigError(f"{field}: the model's input '{spec['name']}' is {spec['dtype']} {_shape(spec['shape'])}, and an "
-                          "npz's x is read as images scaled to float32; save the array under the input's name instead "
-                          f"(numpy.savez(..., {spec['name']}=x, y=y)) to feed it as it is, in its own dtype")
+    if spec["dtype"] != "float32" and fits:
+        read = "an image folder is decoded to" if image_files else "an npz's x is read as"
+        raise ConfigError(f"{field}: the model's input '{spec['name']}' is {spec['dtype']} {_shape(spec['shape'])}, and "
+                          f"{read} images scaled to float32; save the arrays in an npz under the input's name instead "
+                          f"({_savez_named(spec['name'])}) to feed them as they are, in their own dtype")
     if spec["dtype"] != "float32" or not fits:
         raise ConfigError(f"{field}: the model's input '{spec['name']}' is {spec['dtype']} {_shape(spec['shape'])} but the data's "
                           f"samples are float32 {_shape(['batch', *sample_shape])}; "
                           f"{_color_fix(model_shape, sample_shape) if image_files else ''}"
                           "check data.* (source, image_size) or export the model for this input")
+
+
+def _savez_named(name: str) -> str:
+    """How to save an npz whose array feeds the input `name` as it is: under its name, or input.NAME where the name is
+    one of an npz of images' own keys (x, y, ...: data/sources.NPZ_KEYS)."""
+    from edgekd.data.sources import INPUT_PREFIX, NPZ_KEYS
+
+    if name in NPZ_KEYS:
+        return f"numpy.savez(FILE, **{{'{INPUT_PREFIX}{name}': x, 'y': y}})"
+    return f"numpy.savez(FILE, {name}=x, y=y)" if name.isidentifier() else f"numpy.savez(FILE, **{{'{name}': x, 'y': y}})"
 
 
 def _color_fix(model_shape: list, sample_shape: tuple) -> str:
@@ -219,6 +230,11 @@ def check_classes(logits: np.ndarray, classes: int, field: str, outputs: list[st
     class folders the labels come from, named when the model has fewer classes than them."""
     if logits.ndim == 2 and logits.shape[1] == 1:
         raise ConfigError(one_score_refusal(field))
+    if logits.ndim == 1:  # (batch,): an ArgMax's class labels, or one score per sample
+        kind = "class labels (as an ArgMax gives)" if np.issubdtype(logits.dtype, np.integer) else "one value per sample"
+        raise ConfigError(f"{field}: the model's first output is {logits.dtype} (batch,), {kind}, not one score per class: "
+                          "top-1 and agreement with fp32 need the scores; export the model without its ArgMax, with the "
+                          "(batch, classes) logits or probabilities as its output")
     if logits.ndim == 2 and folders and logits.shape[1] < classes:
         raise ConfigError(f"{field}: the model's first output has {logits.shape[1]} classes but the data has {classes} class "
                           f"folders ({', '.join(folders[:8])}{', ...' if len(folders) > 8 else ''}); remove the folders of "

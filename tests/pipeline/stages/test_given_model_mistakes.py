@@ -240,7 +240,7 @@ def _mistakes(case: str, weights, folder):
                        "--data FILE --metric top1 --output NAME", "its outputs: flat, logits"]),
     ("object array", ["array of Python objects", "numpy.stack"]),
     ("labels under another name", ["array 'labels' is not an input", "(labels go under y)"]),
-    ("float16 model fed x", ["is float16", "numpy.savez(..., x=x, y=y)"]),
+    ("float16 model fed x", ["is float16", "numpy.savez(FILE, **{'input.x': x, 'y': y})"]),
 ])
 def test_each_data_mistake_is_one_line_that_says_what_to_do(digits_weights, tmp_path, case, fragments):
     """Before, in the same order: "images must be (N,C,H,W) or (N,H,W)"; an output shape with only "check
@@ -316,3 +316,48 @@ def test_an_already_quantized_model_ships_as_given_and_is_said_not_quantized_aga
     assert manifest["stages"]["quantize"]["metrics"]["method"] == "none"
     bundle = json.loads((tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").read_text())
     assert bundle["given_onnx"]["already_quantized"]["DequantizeLinear"] > 0
+
+
+def _uint8_input(weights) -> onnx.ModelProto:
+    """The classifier taking uint8 pixels 0..16 under the name x (torch.onnx.export's default), cast and scaled inside."""
+    model = classifier(weights, "batch", opset=13)
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.UINT8
+    model.graph.node[0].input[0] = "pixels"
+    model.graph.initializer.append(numpy_helper.from_array(np.float32(1 / 16), "sixteenth"))
+    model.graph.node.insert(0, helper.make_node("Cast", ["x"], ["whole"], to=TensorProto.FLOAT))
+    model.graph.node.insert(1, helper.make_node("Mul", ["whole", "sixteenth"], ["pixels"]))
+    return model
+
+
+def test_a_uint8_input_named_x_gets_advice_that_works(digits_weights, tmp_path):
+    """Trial defect (session 12): a uint8 model whose input is named x, fed an npz saved with x (uint8), was told to save
+    the array under the input's name, numpy.savez(..., x=x, y=y): what it had done. The advice now names input.x, the
+    key that feeds the input x as it is, and following it ships the model."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    onnx.save(_uint8_input(digits_weights), str(tmp_path / "u8.onnx"))
+    pixels = digits.images.astype(np.uint8)[:, None]
+    np.savez(tmp_path / "u8.npz", x=pixels, y=digits.target)
+    result = invoke("ship", tmp_path / "u8.onnx", "--data", tmp_path / "u8.npz", "--targets", "x86-cpu", "--out", tmp_path / "a")
+    assert_one_line_error(result, "input 'x' is uint8", "numpy.savez(FILE, **{'input.x': x, 'y': y})")
+    np.savez(tmp_path / "named.npz", **{"input.x": pixels, "y": digits.target})
+    result = invoke("ship", tmp_path / "u8.onnx", "--data", tmp_path / "named.npz", "--targets", "x86-cpu",
+                    "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output[-3000:]
+
+
+def test_a_model_ending_in_argmax_is_refused_naming_the_labels_output(digits_weights, tmp_path):
+    """Trial defect (session 12): a model whose output is ArgMax's int64 (batch,) labels was told its output 'has shape
+    (2)' (the probe's batch) and to check data.source, which was right."""
+    model = classifier(digits_weights, "batch", opset=13)
+    model.graph.node[-1].output[0] = "all_logits"
+    model.graph.node.append(helper.make_node("ArgMax", ["all_logits"], ["labels"], axis=1, keepdims=0))
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("labels", TensorProto.INT64, ["batch"]))
+    onnx.save(model, str(tmp_path / "argmax.onnx"))
+    result = invoke("ship", tmp_path / "argmax.onnx", "--data", _digits_npz(tmp_path / "d.npz"), "--normalize", "none",
+                    "--targets", "x86-cpu", "--out", tmp_path / "run")
+    message = assert_one_line_error(result, "first output is int64 (batch,), class labels (as an ArgMax gives)",
+                                    "export the model without its ArgMax")
+    assert "data.source" not in message
