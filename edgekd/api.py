@@ -6,13 +6,14 @@
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from edgekd.core.errors import ArtifactError, ConfigError, GateFailed
+from edgekd.core.errors import ArtifactError, ConfigError, EdgeKDError, GateFailed
 from edgekd.core.metrics import PERPLEXITY, metric_spec
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.device.config import BENCH_DEFAULTS as _BENCH
@@ -59,11 +60,14 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     data.color), `scale` (auto, 255, none: an .npz's data.scale) and `normalize` (dataset, none, imagenet, "MEAN/STD"
     as --normalize takes it, or {"mean": [...], "std": [...]}) set those data keys.
     Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
-    from edgekd.pipeline.runner import prepare_run_dir
-    from edgekd.pipeline.ship import ship_config, write_ship_config
+    from edgekd.pipeline.config import validate_config
+    from edgekd.pipeline.runner import preflight, prepare_run_dir
+    from edgekd.pipeline.ship import refuse_users_config, ship_config, write_ship_config
     from edgekd.pipeline.ship_options import check_model, check_targets, data_options
 
     _one_of_resume_force("ship", resume, force)
+    if isinstance(targets, str):  # "x86-cpu,intel-cpu" as --targets takes it, not one target per character
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
     check_model(str(model))
     check_targets(targets)
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
@@ -75,6 +79,12 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     if data_folder and Path(run_dir).resolve().is_relative_to(Path(data_folder).resolve()):
         raise ConfigError(f"--out '{run_dir}': inside --data '{data}', whose sub-folders are read as classes (the run's own "
                           "folders among them); give --out outside the data folder")
+    refuse_users_config(run_dir)
+    # before anything is written: a mistyped target leaves no folder, or the run's file as it was
+    try:
+        preflight(validate_config(config, source="edgekd ship"), run_dir)
+    except EdgeKDError as exc:  # named as the user typed it: --targets, not the file's targets[0]
+        raise type(exc)(re.sub(r"^targets\[\d+\]", "--targets", str(exc))) from None
     prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
     path = write_ship_config(config, run_dir)
     return run(path, run_dir, resume=resume, force=force, log=log)

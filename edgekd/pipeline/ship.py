@@ -50,11 +50,23 @@ def ship_config(model: str, data: str, checkpoint: Optional[str] = None, targets
     return config
 
 
+SHIP_HEADER = "# Written by `edgekd ship`"
+
+
+def refuse_users_config(run_dir: Path) -> None:
+    """An edgekd.yaml in --out that edgekd ship did not write (`edgekd init`'s, the user's own pipeline) is never
+    replaced, --force or not: a run folder's pipeline file is the one name a run writes that a user writes too."""
+    path = Path(run_dir) / CONFIG_NAME
+    if path.is_file() and not path.read_text(encoding="utf-8", errors="replace").startswith(SHIP_HEADER):
+        raise ConfigError(f"--out '{run_dir}': holds {CONFIG_NAME}, a pipeline file edgekd ship did not write, which it "
+                          f"would replace; give another --out, or run that file: edgekd run {path}")
+
+
 def write_ship_config(config: dict[str, Any], run_dir: Path) -> Path:
     """Validate, then write the pipeline file into the run folder (nothing is written for a bad config)."""
     path = Path(run_dir) / CONFIG_NAME
     validate_config(config, source="edgekd ship")
-    header = "# Written by `edgekd ship`; rerun or edit it: edgekd run " + str(path) + " --out " + str(run_dir) + " --force\n"
+    header = SHIP_HEADER + "; rerun or edit it: edgekd run " + str(path) + " --out " + str(run_dir) + " --force\n"
     write_text_atomic(path, header + yaml.safe_dump(config, sort_keys=False))
     return path
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.core.errors import ConfigError
+from edgekd.core.errors import ConfigError, EdgeKDError
 from edgekd.pipeline.ship import ship_config
 from edgekd.pipeline.ship_options import data_options
 from tests.faults.helpers import invoke
@@ -26,6 +26,7 @@ def files(tmp_path):
     (["m.onnx", "--data", "d.npz", "--targets", " , "], "--targets: no target named"),
     (["m.onnx", "--data", "d.npz", "--color", "gray"], "--color: applies to an image folder --data, not to 'd.npz'"),
     (["m.onnx", "--data", "images", "--scale", "none"], "--scale: applies to an .npz file --data, not to 'images'"),
+    (["m.onnx", "--data", "d.npz", "--targets", "x86cpu"], "--targets: unknown target 'x86cpu'; did you mean 'x86-cpu'"),
 ])
 def test_bad_ship_options_are_one_line_before_the_run_folder(files, monkeypatch, args, message):
     monkeypatch.chdir(files)
@@ -66,3 +67,38 @@ def test_a_normalize_that_is_neither_is_one_line_naming_the_forms(given):
 
     with pytest.raises(ConfigError, match=r"--normalize .*give dataset, none, imagenet, or MEAN/STD .*0\.5/0\.5"):
         normalize_option(given)
+
+
+def test_a_users_own_edgekd_yaml_in_out_is_never_replaced(files, monkeypatch):
+    """Trial defect (session 12): `edgekd init` then `edgekd ship ... --out .` replaced the user's edgekd.yaml, --force or
+    not. Only a file edgekd ship wrote is rewritten."""
+    monkeypatch.chdir(files)
+    (files / "proj").mkdir()
+    mine = "name: mine\ndata: {source: digits}\n"
+    (files / "proj" / "edgekd.yaml").write_text(mine)
+    for extra in ([], ["--force"]):
+        result = invoke("ship", "m.onnx", "--data", "d.npz", "--out", "proj", *extra)
+        assert result.exit_code == 2 and "holds edgekd.yaml, a pipeline file edgekd ship did not write" in result.output
+        assert (files / "proj" / "edgekd.yaml").read_text() == mine
+
+
+def test_a_failed_ship_into_a_run_keeps_its_pipeline_file(files, monkeypatch):
+    """Trial defect (session 12): `ship ... --targets x86cpu --force` into a finished run rewrote its edgekd.yaml with
+    the mistyped target before refusing it, so the run's own rerun command failed."""
+    from edgekd.pipeline.ship import write_ship_config
+
+    monkeypatch.chdir(files)
+    written = write_ship_config(ship_config(str(files / "m.onnx"), str(files / "d.npz")), files / "run")
+    before = written.read_text()
+    result = invoke("ship", "m.onnx", "--data", "d.npz", "--out", "run", "--targets", "x86cpu", "--force")
+    assert result.exit_code == 2 and "unknown target 'x86cpu'" in result.output
+    assert written.read_text() == before
+
+
+def test_the_api_takes_targets_as_the_command_line_writes_them(files):
+    """Trial defect (session 12): api.ship(targets="x86-cpu") was read one character per target ('x')."""
+    from edgekd import api
+
+    with pytest.raises(EdgeKDError, match="--targets: unknown target 'x86cpu'"):
+        api.ship(files / "m.onnx", files / "d.npz", targets="x86-cpu,x86cpu", out=files / "run")
+    assert not (files / "run").exists()
