@@ -474,10 +474,11 @@ def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
     """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A."""
     from edgekd import api
     from edgekd.core.fileio import refuse_overwriting_inputs, write_json_atomic, write_text_atomic
-    from edgekd.device.report.compare import render_markdown, render_text
+    from edgekd.device.report.compare import refuse_replacing_other_files, render_markdown, render_text
 
     refuse_overwriting_inputs("edgekd compare", {"--markdown": markdown_out, "--json": json_out},
                               {"REPORT_A": report_a, "REPORT_B": report_b})
+    refuse_replacing_other_files(markdown_out, json_out)  # nor a user's notes, a pipeline file, a bundle's manifest
     _check_outputs(files={"--markdown": markdown_out, "--json": json_out})
     comparison = api.compare(report_a, report_b)
     click.echo(render_text(comparison))

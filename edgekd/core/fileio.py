@@ -201,6 +201,9 @@ def read_json(path: str | Path) -> Any:
         raise ArtifactError(f"{path}: is a folder, not a JSON file") from exc
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); regenerate it") from exc
+    except UnicodeDecodeError:  # a picture, a UTF-16 file: not a JSON file edgekd wrote
+        raise ArtifactError(f"{path}: not a UTF-8 text file, so not JSON edgekd wrote; give the report.json (or "
+                            "manifest.json) edgekd wrote") from None
 
 
 def read_npz(path: Path, fix: str, error: type[Exception]) -> dict[str, np.ndarray]:

@@ -6,10 +6,13 @@ measurements do not separate (edgekd.device.noise) reads "within noise", not as 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from edgekd.device.noise import separated
 
+COMPARE_SCHEMA = "edgekd.compare/1"
+MARKDOWN_TITLE = "# edgekd compare"
 COLUMNS = ["artifact", "p50 A (ms)", "p50 B (ms)", "B/A", "size A (KB)", "size B (KB)", "B/A ",
            "top-1 A", "top-1 B", "delta (pts)"]
 
@@ -33,7 +36,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
                      "size_ratio": _ratio(ra["bytes"], rb["bytes"]), "top1_a": ra.get("top1"), "top1_b": rb.get("top1"),
                      "top1_delta_points": top1_delta, "threads_a": _threads(ra), "threads_b": _threads(rb)})
     only = sorted(set(r["artifact"] for r in a["rows"]) ^ set(rows_b))
-    return {"a": _label(a), "b": _label(b), "same_eval_set": same_eval, "same_run": a.get("run") == b.get("run"),
+    return {"schema": COMPARE_SCHEMA, "a": _label(a), "b": _label(b), "same_eval_set": same_eval, "same_run": a.get("run") == b.get("run"),
             "rows": rows, "unmatched": only}
 
 
@@ -82,7 +85,7 @@ def render_text(comparison: dict[str, Any]) -> str:
 
 
 def render_markdown(comparison: dict[str, Any]) -> str:
-    lines = ["# edgekd compare", "", f"- A: {comparison['a']['run']} on {comparison['a']['cpu']} ({comparison['a']['created']})",
+    lines = [MARKDOWN_TITLE, "", f"- A: {comparison['a']['run']} on {comparison['a']['cpu']} ({comparison['a']['created']})",
              f"- B: {comparison['b']['run']} on {comparison['b']['cpu']} ({comparison['b']['created']})", "",
              "| " + " | ".join(c.strip() for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in table(comparison)]
@@ -110,3 +113,33 @@ def _notes(comparison: dict[str, Any]) -> list[str]:
     if not comparison["rows"]:
         notes.append("note: no artifact appears in both reports")
     return notes
+
+
+def refuse_replacing_other_files(markdown: Path | None, json_out: Path | None) -> None:
+    """--markdown and --json replace only what an earlier compare wrote there (or nothing): never a user's notes, a
+    pipeline file or a bundle's manifest.json. OutputError naming the option otherwise."""
+    from edgekd.core.errors import OutputError
+
+    for option, path, ours in (("--markdown", markdown, _earlier_markdown), ("--json", json_out, _earlier_json)):
+        if path is not None and Path(path).exists() and not ours(Path(path)):
+            raise OutputError(f"{option} {path}: exists and is not an earlier edgekd compare's, which it would replace; "
+                              "give a new file name (or delete it first)")
+
+
+def _earlier_markdown(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(len(MARKDOWN_TITLE)) == MARKDOWN_TITLE
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _earlier_json(path: Path) -> bool:
+    from edgekd.core.fileio import read_json
+
+    try:
+        data = read_json(path)
+    except Exception:  # unreadable or not JSON: not a comparison edgekd wrote
+        return False
+    # edgekd.compare/1; one written before comparisons carried a schema has its three keys
+    return isinstance(data, dict) and (data.get("schema") == COMPARE_SCHEMA or {"a", "b", "same_eval_set"} <= set(data))

@@ -100,3 +100,27 @@ def test_reports_of_two_kinds_of_model_are_refused(tmp_path):
     b.write_text(json.dumps({**_report("laptop", 2.0, 40, 0.90), "task_metric": "mask_iou"}))
     with pytest.raises(ConfigError, match="judged by top1 .* by mask_iou: reports of two kinds of model"):
         api.compare(a, b)
+
+
+def test_compare_never_replaces_a_users_file_but_replaces_its_own(tmp_path):
+    """Trial defect (session 12): --json and --markdown overwrote any file (a bundle's manifest.json, notes, a pipeline
+    file); a non-UTF-8 file given as a report was an internal error (exit 3)."""
+    from tests.faults.helpers import assert_one_line_error, invoke
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_report("laptop", 2.0, 40, 0.90)))
+    b.write_text(json.dumps(_report("jetson", 1.0, 20, 0.91)))
+    notes, manifest = tmp_path / "notes.txt", tmp_path / "manifest.json"
+    notes.write_text("my notes\n")
+    manifest.write_text('{"schema": "edgekd.bundle/1"}')
+    assert_one_line_error(invoke("compare", a, b, "--markdown", notes), f"--markdown {notes}: exists and is not an "
+                          "earlier edgekd compare's")
+    assert_one_line_error(invoke("compare", a, b, "--json", manifest), f"--json {manifest}: exists and is not")
+    assert notes.read_text() == "my notes\n" and manifest.read_text() == '{"schema": "edgekd.bundle/1"}'
+    for _ in range(2):  # its own outputs are replaced on a rerun
+        done = invoke("compare", a, b, "--markdown", tmp_path / "c.md", "--json", tmp_path / "c.json")
+        assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "c.json").read_text())["schema"] == "edgekd.compare/1"
+    (tmp_path / "pic.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    assert_one_line_error(invoke("compare", a, tmp_path / "pic.png"), "pic.png: not a UTF-8 text file")
+    assert_one_line_error(invoke("gate", tmp_path / "pic.png"), "pic.png: not a UTF-8 text file")
