@@ -17,7 +17,7 @@ from edgekd.core.errors import ArtifactError, ConfigError, EdgeKDError, GateFail
 from edgekd.core.metrics import PERPLEXITY, metric_spec
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
 from edgekd.device.config import BENCH_DEFAULTS as _BENCH
-from edgekd.device.gate import GateResult, gate_report
+from edgekd.device.gate import GateResult, failed_reasons, gate_report
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.lm_legacy import gate_old_lm_report, lm_report_schema, upgrade_lm_report
 from edgekd.device.run_state import refuse_stale
@@ -145,7 +145,8 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
                            None if texts is None else Path(texts), decoding)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        write_reports(Path(out), report, (report.get("verdict") or {}).get("artifacts"))
+        verdict = report.get("verdict") or {}
+        write_reports(Path(out), report, verdict.get("artifacts"), failed_reasons(verdict.get("checks")))
     return report
 
 

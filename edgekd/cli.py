@@ -278,7 +278,7 @@ def _print_run_result(ctx):
     (say `--only bench --force` after a full run) is not shown as this run's verdict."""
     from edgekd.api import verdict_line
     from edgekd.core.fileio import read_json
-    from edgekd.device.gate import Check, verdicts
+    from edgekd.device.gate import Check, failed_reasons, verdicts
     from edgekd.device.report.terminal import terminal_table
 
     verdict = ctx.gate_verdict()
@@ -287,6 +287,8 @@ def _print_run_result(ctx):
         marks = verdicts([Check(**c) for c in verdict["checks"]]) if verdict else None
         click.echo(terminal_table(read_json(report_path), marks))
     line = verdict_line(verdict) if verdict else "gate: not run (use --only gate or a full run)"
+    for artifact, why in failed_reasons((verdict or {}).get("checks")):  # the table says FAIL; this says why
+        click.echo(f"FAIL {artifact}: {why}")
     click.echo(f"\nrun folder: {ctx.run_dir}   {line}")
     return verdict
 
@@ -348,6 +350,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
                        warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory,
                        images=images, texts=texts, decoding=decoding)
+    from edgekd.device.gate import failed_reasons
     from edgekd.device.report.terminal import terminal_table
 
     verdict = report.get("verdict") or {}  # bundles gated as they are benched (a language model's: gate_on_bench)
@@ -355,11 +358,13 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     for warning in report["warnings"]:
         click.echo(warning_lines(warning, prefix="warning: "), err=True)
     if verdict:
+        for artifact, why in failed_reasons(verdict.get("checks")):
+            click.echo(f"FAIL {artifact}: {why}")
         click.echo(verdict["summary"])
     if out:
         from edgekd.device.report.build import write_reports
 
-        paths = write_reports(out, report, verdict.get("artifacts"))
+        paths = write_reports(out, report, verdict.get("artifacts"), failed_reasons(verdict.get("checks")))
         click.echo(f"wrote {', '.join(str(p) for p in paths)}")
     if json_out:
         from edgekd.core.fileio import write_json_atomic

@@ -236,6 +236,13 @@ def gate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[str, 
     return GateResult(evaluate_report(report, limits, baseline), limits.allow_empty)
 
 
+def failed_reasons(checks: list) -> list[tuple[str, str]]:
+    """(artifact, why) of every failed check, Check objects or their dicts as gate.json and a bench verdict record
+    them: what the terminal, report.md and report.html say under a FAIL."""
+    as_dicts = [c if isinstance(c, dict) else c.__dict__ for c in checks or []]
+    return [(c["artifact"], c["reason"]) for c in as_dicts if not c.get("passed", True) and not c.get("skipped")]
+
+
 def verdicts(checks: list[Check]) -> dict[str, str]:
     """Per artifact: FAIL if any of its checks failed, SKIP if every one was skipped (not measurable here: a TensorRT
     engine on a workstation; a table cell PASS for it claimed what no check measured), else PASS."""

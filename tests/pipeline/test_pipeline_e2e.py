@@ -133,6 +133,13 @@ def test_run_with_impossible_gate_exits_1(finished_run, tmp_path):
     assert result.returncode == 1, result.stderr[-2000:]
     assert "gate: FAIL" in result.stdout
     assert "up to date, skipped" in result.stderr
+    # Trial defect (session 12): a FAIL said why only in gate.json; the terminal and both reports now say it too
+    failures = [line for line in result.stdout.splitlines() if line.startswith("FAIL x86-cpu/")]
+    assert failures and "size" in failures[0] and "limit" in failures[0]
+    why = failures[0].removeprefix("FAIL ").partition(": ")[2]
+    for report in ("report.md", "report.html"):
+        text = (folder / "run" / report).read_text()
+        assert "Why the gate failed" in text and why.split(" (")[0] in text
 
 
 def test_existing_run_folder_needs_resume_or_force(finished_run):

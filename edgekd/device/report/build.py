@@ -160,7 +160,9 @@ def _an_edgekd_report(path: Path) -> bool:
                                           for key in ("schema", "format"))
 
 
-def write_reports(out_dir: Path, report: dict[str, Any], verdicts: dict[str, str] | None = None) -> list[Path]:
+def write_reports(out_dir: Path, report: dict[str, Any], verdicts: dict[str, str] | None = None,
+                  failed: list[tuple[str, str]] | None = None) -> list[Path]:
+    """report.json, .md and .html; `verdicts` fill the gate column and `failed` (device/gate.failed_reasons) say why."""
     return [write_json_atomic(out_dir / "report.json", report),
-            write_text_atomic(out_dir / "report.md", markdown(report, verdicts)),
-            write_text_atomic(out_dir / "report.html", render_html(report, verdicts))]
+            write_text_atomic(out_dir / "report.md", markdown(report, verdicts, failed)),
+            write_text_atomic(out_dir / "report.html", render_html(report, verdicts, failed))]

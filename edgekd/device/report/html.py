@@ -23,7 +23,8 @@ code{background:#f4f4f4;padding:1px 4px}td.why,th.why{text-align:left;white-spac
 .small{font-size:12px}.small ul{margin:2px 0}details{margin:8px 0}"""
 
 
-def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
+def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None,
+                failed: list[tuple[str, str]] | None = None) -> str:
     esc = html.escape
     env = report.get("environment", {})
     cpu = env.get("cpu", {})
@@ -35,7 +36,7 @@ def render_html(report: dict[str, Any], verdicts: dict[str, str] | None = None) 
              f"flags {esc(' '.join(cpu.get('flags', [])))}; "
              f"GPU {esc(str((env.get('gpu') or {}).get('name', 'none')))}; {esc(env.get('os', '?'))}; "
              f"{esc(', '.join(f'{k} {v}' for k, v in env.get('libraries', {}).items()))}.</p>",
-             _table(report, verdicts), _host_notes(report)]
+             _table(report, verdicts), _gate_failures(failed), _host_notes(report)]
     parts.append(_plots(report))
     parts.append(_why_in_full(report))
     parts.append(_noise_note(report))
@@ -84,6 +85,11 @@ def _table(report: dict[str, Any], verdicts: dict[str, str] | None) -> str:
         cells.append(f"<td class='why' title='{html.escape(reason, quote=True)}'>{html.escape(row[why])}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _gate_failures(failed: list[tuple[str, str]] | None) -> str:
+    items = "".join(f"<li><code>{html.escape(artifact)}</code>: {html.escape(why)}</li>" for artifact, why in failed or [])
+    return f"<div class='warn'><strong>Why the gate failed:</strong><ul>{items}</ul></div>" if items else ""
 
 
 def _host_notes(report: dict[str, Any]) -> str:

@@ -133,7 +133,8 @@ def output_fidelity_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> str:
+def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None,
+             failed: list[tuple[str, str]] | None = None) -> str:
     env = report.get("environment", {})
     lines = [f"# edgekd report: {report['run']}", "", intro(report), "",
              f"Machine: {env.get('cpu', {}).get('model', '?')} ({env.get('cpu', {}).get('cores', '?')} cores, "
@@ -141,6 +142,8 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None) -> 
              *([f"**{measured_note(report)}**", ""] if measured_note(report) else []),
              "| " + " | ".join(columns(report)) + " |", "|" + "---|" * len(columns(report))]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(report, verdicts)]
+    if failed:
+        lines += ["", "**Why the gate failed:**", "", *(f"- `{artifact}`: {why}" for artifact, why in failed)]
     reasons = [f"- `{row['artifact']}`: {row['reason']}" for row in report["rows"] if row.get("reason")]
     if "files" in columns(report):
         lines += ["", "`files`: what the device's session loads (its size is `size`), then in parentheses what else the "

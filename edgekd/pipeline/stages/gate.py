@@ -4,7 +4,7 @@ from __future__ import annotations
 from edgekd.core.errors import ConfigError, StageError
 from edgekd.core.fileio import read_json, write_json_atomic
 from edgekd.device.ci_outputs import write_ci_outputs
-from edgekd.device.gate import gate_report, verdicts
+from edgekd.device.gate import failed_reasons, gate_report, verdicts
 from edgekd.device.report.build import write_reports
 from edgekd.device.report.schema import check_report
 from edgekd.pipeline.stage import Stage, StageOutput
@@ -47,7 +47,7 @@ class GateStage(Stage):
         junit, summary = ctx.layout.gate_junit, ctx.layout.gate_summary
         write_ci_outputs(checks, ctx.cfg.name, junit, summary)
         # report.md / report.html were written before the gate ran: redo them with the PASS/FAIL column filled.
-        outputs += write_reports(ctx.run_dir, report, verdicts(checks))[1:] + [junit, summary]
+        outputs += write_reports(ctx.run_dir, report, verdicts(checks), failed_reasons(checks))[1:] + [junit, summary]
         return StageOutput(outputs, verdict, inputs=[report_path])
 
 
