@@ -148,6 +148,8 @@ def _data_section(data: str | None) -> dict[str, Any]:
 
     path = Path(data)
     if path.suffix == ".npz":
+        if not path.is_file():  # refused as a missing folder is, not written into a file that cannot run
+            raise ConfigError(f"--data {data}: no such .npz file; give an existing one (numpy.savez(FILE, x=..., y=...))")
         return {"source": "npz", "path": data}
     if path.is_dir():
         return {"source": "imagefolder", "path": data}
@@ -194,7 +196,7 @@ student:
 distill:
   temperature: {d['distill.temperature']}
   alpha: {d['distill.alpha']}                  # weight of the teacher loss; 0 = labels only
-  train: {{epochs: {d['distill.train.epochs']}, lr: {d['distill.train.lr']}}}   # the defaults
+  train: {{epochs: 30, lr: 0.05}}   # defaults: epochs {d['distill.train.epochs']}, lr {d['distill.train.lr']} (too few to reach the teacher here)
 quantize:
   method: {json.loads(d['quantize.method'])}                 # ptq | qat | none
   calibration: {json.loads(d['quantize.calibration'])}       # a recipe in calibration/
