@@ -277,19 +277,22 @@ def _print_run_result(ctx):
     """The report table and the gate verdict of this invocation; a gate.json left by an earlier run
     (say `--only bench --force` after a full run) is not shown as this run's verdict."""
     from edgekd.api import verdict_line
+    from edgekd.core import run_log
     from edgekd.core.fileio import read_json
     from edgekd.device.gate import Check, failed_reasons, verdicts
     from edgekd.device.report.terminal import terminal_table
 
-    verdict = ctx.gate_verdict()
+    verdict, shown = ctx.gate_verdict(), []
     report_path = ctx.run_dir / "report.json"
     if report_path.is_file() and ({"bench", "gate"} & set(ctx.outcomes)):
         marks = verdicts([Check(**c) for c in verdict["checks"]]) if verdict else None
-        click.echo(terminal_table(read_json(report_path), marks))
+        shown.append(terminal_table(read_json(report_path), marks))
     line = verdict_line(verdict) if verdict else "gate: not run (use --only gate or a full run)"
-    for artifact, why in failed_reasons((verdict or {}).get("checks")):  # the table says FAIL; this says why
-        click.echo(f"FAIL {artifact}: {why}")
-    click.echo(f"\nrun folder: {ctx.run_dir}   {line}")
+    # the table says FAIL; these say why
+    shown += [f"FAIL {artifact}: {why}" for artifact, why in failed_reasons((verdict or {}).get("checks"))]
+    shown.append(f"\nrun folder: {ctx.run_dir}   {line}")
+    click.echo("\n".join(shown))
+    run_log.append(ctx.run_dir, "\n".join(shown))  # the table and the verdict close the run's log (RUN/edgekd.log)
     return verdict
 
 

@@ -1,6 +1,7 @@
 """Progress for long work. In a terminal: tqdm bars (elapsed, ETA), cleared when done. Elsewhere (a log
 file, a pipe, CI): one plain line at most every LOG_INTERVAL seconds, so a ten-minute stage still says
-where it is without filling the log with carriage returns."""
+where it is without filling the log with carriage returns. The run's own log file (core/run_log.py) gets the
+plain lines either way."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,8 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from tqdm.auto import tqdm
+
+from edgekd.core import run_log
 
 # Seconds between plain progress lines when stderr is not a terminal; EDGEKD_PROGRESS_SECONDS overrides.
 LOG_INTERVAL = 15.0
@@ -56,6 +59,23 @@ class LogLines(tqdm):
         return text
 
 
+class LoggedBar(tqdm):
+    """A terminal's bar that also writes LogLines' plain line into the run's log file (core/run_log.py) at most every
+    log_interval() seconds: the bar itself is redrawn in place, which a log cannot hold."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self._logged_at = time.time()
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg: Optional[str] = None, pos: Optional[int] = None) -> Any:
+        shown = super().display(msg, pos)
+        now = time.time()
+        if msg != "" and now - self._logged_at >= log_interval():
+            self._logged_at = now
+            run_log.write_line(LogLines.line(self))
+        return shown
+
+
 def _seconds(value: float) -> str:
     if value < 10:
         return f"{value:.1f} s"
@@ -69,7 +89,7 @@ def progress(iterable: Optional[Iterable] = None, **kwargs: Any) -> tqdm:
         return tqdm(iterable, **kwargs)
     if _is_terminal(stream):
         kwargs.setdefault("mininterval", 0.5)
-        return tqdm(iterable, **kwargs)
+        return (LoggedBar if run_log.active() else tqdm)(iterable, **kwargs)
     kwargs.pop("disable", None)
     interval = log_interval()
     return LogLines(iterable, interval=interval, mininterval=min(interval, 1.0), **kwargs)

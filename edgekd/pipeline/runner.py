@@ -12,6 +12,7 @@ from typing import Optional
 from edgekd.core.errors import ConfigError, EdgeKDError, StageError
 from edgekd.core.fileio import writable_folder, write_text_atomic
 from edgekd.core.peak_memory import measure_peak
+from edgekd.core.run_log import LOG_NAME, run_log
 from edgekd.device.latency import CV_WARNING
 from edgekd.pipeline.config import PipelineConfig, load_config
 from edgekd.pipeline.context import RunContext
@@ -38,7 +39,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool, config_path: Optio
 # What a run writes at the top of its folder beside RUN_FOLDER_OWN's (pipeline/layout.py): a user's file of one of these
 # names in a folder given to --out is never replaced, --force or not.
 RUN_WRITES = ("manifest.json", "report.json", "report.md", "report.html", "gate.json", "gate-junit.xml", "gate-summary.md",
-              "bundle")
+              "bundle", LOG_NAME)
 RUN_FOLDER_OWN = ("edgekd.yaml", ".edgekd", *(f"{number:02d}-{stage}" for number, stage in enumerate(STAGE_NAMES, 1)))
 
 
@@ -114,7 +115,8 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     with distributed.main_first():
         if distributed.is_main():
             prepare_run_dir(run_dir, resume, force, config_path)
-    with exclusive(run_dir, distributed.is_main()):
+    with exclusive(run_dir, distributed.is_main()), run_log(Path(run_dir), _command(config_path, run_dir, resume, force, only),
+                                                            enabled=distributed.is_main()):
         manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
         manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
         if distributed.is_main():
@@ -130,6 +132,12 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
                        log=log if distributed.is_main() else _quiet, label=f"{number}/{len(planned)} {stage}")
     distributed.finish()
     return ctx
+
+
+def _command(config_path: Path, run_dir: Path, resume: bool, force: bool, only: Optional[Sequence[str]]) -> str:
+    """The run as the log's header names it: the edgekd run command that does it (edgekd ship writes its file first)."""
+    flags = ["--resume"] * resume + ["--force"] * force + [f"--only {stage}" for stage in only or []]
+    return " ".join(["edgekd run", str(config_path), "--out", str(run_dir), *flags])
 
 
 def _refuse_only_without_a_run(run_dir: Path, only: Optional[Sequence[str]]) -> None:

@@ -105,6 +105,18 @@ def test_gate_on_the_device_uses_the_pipelines_thresholds(finished_run, tmp_path
     assert check.passed == pipeline_check["passed"]
 
 
+def test_the_run_keeps_its_log_in_its_folder(finished_run):
+    """Trial defect (session 12): progress, warnings and the verdict went to the terminal only; RUN/edgekd.log keeps
+    them as plain timed lines (no carriage returns or colours), one header per command."""
+    folder, result = finished_run
+    log = (folder / "run" / "edgekd.log").read_text()
+    assert log.count("\n=== ") >= 1 and f"edgekd run {folder / 'tiny.yaml'} --out {folder / 'run'}" in log
+    for line in ("[1/7 teachers] running", "[7/7 gate]", "gate: PASS"):
+        assert line in log
+    assert all(line in log for line in result.stderr.splitlines() if line.startswith("[") and "running" in line)
+    assert "\r" not in log and "\x1b" not in log
+
+
 def test_only_bench_does_not_report_an_earlier_gate(finished_run):
     folder, _ = finished_run
     gate_path = folder / "run" / "gate.json"
