@@ -42,20 +42,32 @@ def onnx_parameters(path: Path) -> int:
     """Stored weights and biases, counted so that an int8 model and its fp32 source agree: shape tensors and
     quantization parameters (scales, zero points) are not weights. No runtime API offers this count."""
     import onnx
-    from onnx.external_data_helper import _get_all_tensors  # onnx's walk: initializers, Constant values, subgraphs
 
     model = onnx.load(str(path), load_external_data=False)
-    quant_params = {name for node in model.graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")
+    graphs = list(_graphs(model.graph))
+    quant_params = {name for graph in graphs for node in graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")
                     for name in node.input[1:]}
-    constants = {node.output[0]: node for node in model.graph.node if node.op_type == "Constant"}
-    quant_constants = {id(attr.t) for name in quant_params if name in constants for attr in constants[name].attribute}
-    total = 0
     # Paddle2ONNX and recurrent exports keep weights in Constant nodes and in If/Loop branches, not as initializers:
-    # counted too (a PP-OCR detector read 0 parameters)
-    for tensor in _get_all_tensors(model):
-        if tensor.data_type != onnx.TensorProto.INT64 and tensor.name not in quant_params and id(tensor) not in quant_constants:
-            total += int(np.prod(tensor.dims, dtype=np.int64))
-    return total
+    # counted too (a PP-OCR detector read 0 parameters). A QAT export keeps its scales in Constant nodes: left out by
+    # their output's name (telling them apart by id() of protobuf wrappers, which are made afresh on each access,
+    # counted 439 of a QAT model's 1,158 weights).
+    tensors = [t for graph in graphs for t in graph.initializer if t.name not in quant_params]
+    tensors += [t for graph in graphs for node in graph.node if not (node.op_type == "Constant" and node.output[0] in quant_params)
+                for attr in node.attribute for t in ([attr.t] if attr.type == onnx.AttributeProto.TENSOR else
+                                                     attr.tensors if attr.type == onnx.AttributeProto.TENSORS else [])]
+    return sum(int(np.prod(t.dims, dtype=np.int64)) for t in tensors if t.data_type != onnx.TensorProto.INT64)
+
+
+def _graphs(graph):
+    """The graph and every subgraph of its nodes (If, Loop, Scan branches), at any depth."""
+    import onnx
+
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else
+                        attr.graphs if attr.type == onnx.AttributeProto.GRAPHS else []):
+                yield from _graphs(sub)
 
 
 # The lowest opset of the default domain whose QuantizeLinear/DequantizeLinear take the `axis` attribute that
@@ -201,15 +213,8 @@ def op_counts(path: Path, op_types: frozenset[str] | set[str]) -> dict[str, int]
     import onnx
 
     counts: dict[str, int] = {}
-
-    def walk(graph) -> None:
+    for graph in _graphs(onnx.load(str(path), load_external_data=False).graph):
         for node in graph.node:
             if node.op_type in op_types:
                 counts[node.op_type] = counts.get(node.op_type, 0) + 1
-            for attribute in node.attribute:
-                for sub in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else
-                            attribute.graphs if attribute.type == onnx.AttributeProto.GRAPHS else []):
-                    walk(sub)
-
-    walk(onnx.load(str(path), load_external_data=False).graph)
     return counts

@@ -82,3 +82,24 @@ def test_weights_in_constant_nodes_and_subgraphs_are_counted(tmp_path):
                                helper.make_tensor_value_info("picked", TensorProto.FLOAT, [5])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
     assert onnx_parameters(tmp_path / "m.onnx") == 12 + 5 + 5
+
+
+def test_quantization_scales_in_constant_nodes_are_not_weights_and_weights_are(tmp_path):
+    """Trial defect (session 12): the int8-qat row read 439 parameters for a 1,158-weight model: the QAT export's scales
+    sit in Constant nodes, told apart by id() of protobuf wrappers, which are made afresh on each access."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekd.runtimes.onnx_graph import onnx_parameters
+
+    def constant(name, array):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(array, name + "_value"))
+
+    nodes = [constant(f"w{i}", np.ones((8, 8), np.int8)) for i in range(20)]  # int8 weights kept in Constant nodes
+    nodes += [constant(f"s{i}", np.float32(0.1)) for i in range(20)] + [constant(f"z{i}", np.int8(0)) for i in range(20)]
+    nodes += [helper.make_node("DequantizeLinear", [f"w{i}", f"s{i}", f"z{i}"], [f"d{i}"]) for i in range(20)]
+    nodes += [helper.make_node("Sum", [f"d{i}" for i in range(20)], ["y"])]
+    graph = helper.make_graph(nodes, "qat", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 8])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "q.onnx"))
+    assert onnx_parameters(tmp_path / "q.onnx") == 20 * 64
