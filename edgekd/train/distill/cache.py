@@ -1,13 +1,15 @@
 """Teacher-output cache: each teacher runs once over the transfer set; later epochs and later runs reuse it.
 
 An entry is one teacher's float16 logits over the whole transfer set, a .npy opened memory-mapped, under
-    key = sha256(teacher weights, dataset fingerprint, transform description)
-so editing a weight, the data or the augmentation changes the key and misses. Files are written atomically
+    key = sha256(teacher weights and code, dataset fingerprint, transform description)
+so editing a weight, the model's code, the data or the augmentation changes the key and misses. Files are written atomically
 (temp file + rename), so two runs filling the same entry at once both end with a complete, identical file.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -40,13 +42,42 @@ def resolve_cache_dir(configured: Optional[str], base_dir: Optional[Path] = None
 
 
 def weights_digest(model: nn.Module) -> str:
-    """sha256 of every parameter and buffer (name, dtype, shape, bytes): the model's identity for the cache."""
+    """sha256 of every parameter and buffer (name, dtype, shape, bytes) and of the code that runs them (code_digest):
+    the model's identity for the cache."""
     digest = hashlib.sha256(type(model).__qualname__.encode())
+    digest.update(code_digest(model).encode())
     for name, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def code_digest(model: nn.Module) -> str:
+    """sha256 of the source files that define the model's classes, its own and its submodules' (a user's factory
+    file, torchvision's, edgekd's zoo): a forward() edited in the user's file, with the same weights, computes other
+    outputs, and read an earlier run's cached ones (a teacher with two classes swapped taught as before)."""
+    digest = hashlib.sha256()
+    for path in sorted({_source_file(type(module)) for module in model.modules()} - {None}):
+        digest.update(f"{path}|{_file_sha256(path, *_stamp(path))}".encode())
+    return digest.hexdigest()
+
+
+def _source_file(cls: type) -> Optional[str]:
+    try:
+        return inspect.getsourcefile(cls)
+    except (TypeError, OSError):  # a class defined in C or at the prompt: no file to read
+        return None
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=512)
+def _file_sha256(path: str, _mtime_ns: int, _size: int) -> str:  # read once a process while the file is unchanged
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def cache_key(weights: str, dataset: str, transform: dict) -> str:

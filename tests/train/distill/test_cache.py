@@ -72,3 +72,23 @@ def test_cache_dir_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEKD_CACHE_DIR", str(tmp_path))
     assert resolve_cache_dir(None) == tmp_path
     assert resolve_cache_dir("c", tmp_path) == tmp_path / "c"
+
+
+def test_the_same_weights_under_edited_code_miss(tmp_path, monkeypatch):
+    """Trial defect (session 12): a teacher factory file edited to swap two classes in forward() (same checkpoint) read
+    the earlier run's cached outputs, and the student learned from a teacher the report no longer measured."""
+    import importlib
+    import sys
+
+    source = ("import torch\nPERM = {perm}\nclass Teacher(torch.nn.Linear):\n"
+              "    def forward(self, x):\n        return super().forward(x)[:, PERM]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    digests = []
+    for perm in ([0, 1, 2], [0, 2, 1], [0, 1, 2]):
+        (tmp_path / "user_teacher.py").write_text(source.format(perm=perm) + f"# {len(digests)}\n" * (perm == [0, 2, 1]))
+        sys.modules.pop("user_teacher", None)
+        module = importlib.import_module("user_teacher")
+        torch.manual_seed(0)
+        digests.append(weights_digest(module.Teacher(4, 3)))
+    sys.modules.pop("user_teacher", None)
+    assert digests[0] != digests[1] and digests[0] == digests[2]  # edited: a miss; edited back: the entry again
