@@ -22,9 +22,9 @@ PROGRESS_FILES = ("distill.progress.pt", "finetune.progress.pt")
 SCRATCH_CHECKPOINT = "student-scratch.pt"  # distill.compare_scratch's student (pipeline/stages/bench.py reads it)
 
 
-def distill_student(ctx: RunContext, folder: Path, cfg=None) -> tuple[torch.nn.Module, dict]:
+def distill_student(ctx: RunContext, folder: Path, cfg=None, spec=None) -> tuple[torch.nn.Module, dict]:
     """Train the configured student in `folder` (progress checkpoints there); returns it with its metrics.
-    `cfg`: a distill section other than the config's (the scratch baseline's)."""
+    `cfg`, `spec`: a distill section and a student other than the config's (the scratch baseline's)."""
     cfg, data = cfg or ctx.cfg.distill, ctx.dataset
     seed = ctx.cfg.seed if cfg.seed is None else cfg.seed
     device = distributed.device(ctx.cfg.device)
@@ -38,7 +38,7 @@ def distill_student(ctx: RunContext, folder: Path, cfg=None) -> tuple[torch.nn.M
         targets = ensemble_targets(ctx, cfg, teachers, x, augment)
         report["teacher_cache"] = targets.prepare()
     torch.manual_seed(seed)
-    student = build_model(ctx.cfg.student, data.input_shape, data.num_classes, ctx.base_dir, where="student").to(device)
+    student = build_model(spec or ctx.cfg.student, data.input_shape, data.num_classes, ctx.base_dir, where="student").to(device)
     module = StudentWithHints(student, cfg.hints, teachers, x[:8].to(device)) if cfg.hints else None
     objective = DistillObjective(cfg, x, targets, augment, module, TeacherFeatures(teachers, cfg.hints) if cfg.hints else None)
     phase = "distill" if teachers else "scratch"
@@ -107,7 +107,9 @@ class DistillStage(Stage):
         scratch_cfg = self.ctx.cfg.distill.model_copy(update={"alpha": 0.0, "hints": [], "dkd": None, "finetune_epochs": 0,
                                                               "logit_standardize": False, "use_labels": True})
         (folder / "scratch").mkdir(exist_ok=True)
-        student, metrics = distill_student(self.ctx, folder / "scratch", scratch_cfg)
+        # from random weights even where student.checkpoint starts the distilled one: "from scratch" is what the row says
+        fresh = self.ctx.cfg.student.model_copy(update={"checkpoint": None})
+        student, metrics = distill_student(self.ctx, folder / "scratch", scratch_cfg, fresh)
         if distributed.is_main():
             save_checkpoint(student, folder / SCRATCH_CHECKPOINT)
         return {k: metrics[k] for k in ("params", "val_top1", "test_top1", "phases")}
