@@ -70,7 +70,8 @@ def shipped_at_chance(rows: list[dict[str, Any]], samples: int, chance: float | 
     return out
 
 
-def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None = None) -> list[str]:
+def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None = None,
+                      reference: str = "student_fp32") -> list[str]:
     """A teacher or a distilled student that a cheap baseline beats beyond chance on `samples` test samples: the run
     passes its gate and is still worse than what the baseline gets for free, which nobody would guess from a PASS.
     With `chance` (the largest class's share of the samples), also a student far below its teachers."""
@@ -81,7 +82,7 @@ def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None =
             advice = WEAK_TEACHER if (model, name) == ("teacher", SCRATCH) else BASELINE_ADVICE[name]
             out.append(f"{model} top-1 {refs[model]['top1']:.2%} is under the {name} baseline's {refs[name]['top1']:.2%} "
                        f"on the same test samples: {advice}")
-    return out + _student_shortfall(refs, samples, chance)
+    return out + _student_shortfall(refs, samples, chance, reference)
 
 
 def _at_chance(refs: dict[str, Any], samples: int, chance: float | None) -> list[str]:
@@ -108,16 +109,18 @@ def _at_chance(refs: dict[str, Any], samples: int, chance: float | None) -> list
 STUDENT_KEEPS = 0.5
 
 
-def _student_shortfall(refs: dict[str, Any], samples: int, chance: float | None) -> list[str]:
+def _student_shortfall(refs: dict[str, Any], samples: int, chance: float | None, reference: str) -> list[str]:
     if chance is None or "teacher" not in refs or "student_fp32" not in refs:
         return []
     teacher, student = refs["teacher"]["top1"], refs["student_fp32"]["top1"]
     if teacher <= chance or student - chance >= STUDENT_KEEPS * (teacher - chance) or not _beats(teacher, student, samples):
         return []
+    # said of the gate only where it does not see the teachers (gate.reference teacher fails such a student itself)
+    gate = ("" if reference == "teacher" else f"the gate compares the shipped model with {reference} (gate.reference), not "
+            "with the teachers: ")
     return [f"student_fp32 top-1 {student:.2%} keeps under half of the teachers' lead over chance (teacher {teacher:.2%}, "
-            f"chance {chance:.2%}, on the same {samples} test samples); the gate compares the shipped model with the "
-            "student's own fp32 (gate.reference), not with the teachers: train the student longer (distill.train.epochs) "
-            "or larger (student.width), or check distill.alpha and distill.temperature"]
+            f"chance {chance:.2%}, on the same {samples} test samples); {gate}train the student longer "
+            "(distill.train.epochs) or larger (student.width), or check distill.alpha and distill.temperature"]
 
 
 def _beats(a: float, b: float, samples: int) -> bool:
@@ -216,7 +219,7 @@ class BenchStage(Stage):
         noisy = len(report["warnings"])
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
-        for note in baseline_warnings(refs, len(y), chance) + shipped_at_chance(rows, len(y), chance):
+        for note in baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference) + shipped_at_chance(rows, len(y), chance):
             report["warnings"].append(note)
             warnings.warn(note, stacklevel=2)
         if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently

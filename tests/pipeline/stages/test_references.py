@@ -95,9 +95,12 @@ def test_a_student_far_below_its_teachers_is_a_warning():
     notes = baseline_warnings(at_chance, samples=500, chance=0.394)
     assert notes[0].startswith("student_fp32: top-1 38.2% on 500 test samples, not clearly above chance")
     assert notes[1:] == ["student_fp32 top-1 38.20% keeps under half of the teachers' lead over chance (teacher 73.00%, chance "
-                     "39.40%, on the same 500 test samples); the gate compares the shipped model with the student's own fp32 "
+                     "39.40%, on the same 500 test samples); the gate compares the shipped model with student_fp32 "
                      "(gate.reference), not with the teachers: train the student longer (distill.train.epochs) or larger "
                      "(student.width), or check distill.alpha and distill.temperature"]
+    # trial defect (session 12): with gate.reference teacher the gate does see the teachers, and the note says nothing of it
+    gated = baseline_warnings(at_chance, samples=500, chance=0.394, reference="teacher")[1]
+    assert "keeps under half" in gated and "gate" not in gated
     # a student that keeps most of the lead (a small one, 10 points under a 95% teacher on ten classes) is no news,
     # nor is a gap within noise on a few samples, nor a run without classes (no chance level)
     assert baseline_warnings({"teacher": {"top1": 0.95}, "student_fp32": {"top1": 0.85}}, 1000, chance=0.1) == []
