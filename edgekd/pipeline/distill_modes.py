@@ -5,9 +5,12 @@ and gate run unchanged.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
+from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import atomic_path
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import StudentRecord
@@ -36,6 +39,11 @@ def run_online(ctx: RunContext) -> StageOutput:
     torch.manual_seed(ctx.cfg.seed)
     peers = [build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=f"distill.online.peers[{i}]")
              for i, spec in enumerate(specs)]
+    frozen = [i for i, peer in enumerate(peers) if not any(w.requires_grad for w in peer.parameters())]
+    if frozen:  # it would take part in every step and teach the others whatever it guesses
+        where = "student" if frozen[0] == 0 else f"distill.online.peers[{frozen[0] - 1}]"
+        raise ConfigError(f"{where}: no trainable parameters (requires_grad is False for all), so it cannot learn in "
+                          "mutual training; unfreeze it, or train it first and give it as a teacher (distill.mode offline)")
     device = distributed.device(ctx.cfg.device)
     group = PeerGroup(peers).to(device)
     x, y = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
@@ -44,6 +52,10 @@ def run_online(ctx: RunContext) -> StageOutput:
     group.cpu()
     val_top1 = [ctx.task.score(predict_logits(p, data.val.x), data.val.y) for p in peers]
     chosen = 0 if cfg.online.select == "student" else int(np.argmax(val_top1))
+    if chosen:  # the model that ships is not the configured student: said, not only recorded as chosen_peer
+        warnings.warn(f"distill.online.select best: distill.online.peers[{chosen - 1}] ({_described(specs[chosen], peers[chosen])}, "
+                      f"validation top-1 {val_top1[chosen]:.1%}) ships instead of the student ({_described(specs[0], peers[0])}, "
+                      f"{val_top1[0]:.1%}); set distill.online.select: student to ship the configured student", stacklevel=2)
     outputs = [save_checkpoint(peer, folder / f"peer-{i}.pt") for i, peer in enumerate(peers)]
     outputs.append(save_checkpoint(peers[chosen], folder / "student.pt"))
     metrics = {**_metrics(ctx, peers[chosen]), "mode": "online",
@@ -54,6 +66,10 @@ def run_online(ctx: RunContext) -> StageOutput:
                "phases": {"mutual": {"seconds": round(result.seconds, 2), "images_per_second": round(result.images_per_second, 1),
                                      "autocast": result.autocast}}}
     return StageOutput(outputs, metrics, record=StudentRecord(student_spec=specs[chosen].model_dump(mode="json")))
+
+
+def _described(spec, model) -> str:
+    return f"{spec.arch}{f' width {spec.width}' if spec.width else ''}, {count_parameters(model):,} parameters"
 
 
 def run_data_free(ctx: RunContext) -> StageOutput:
