@@ -128,14 +128,14 @@ class PipelineConfig(Strict):
         if not self.teachers and self.quantize.method == "qat" and self.distill.mode == "online":
             raise ValueError("quantize.method: qat fine-tunes on the teachers' soft targets and this config has no teachers "
                              "(distill.mode online): add a teacher, or use quantize.method: ptq")
+        unused = sorted(OFFLINE_ONLY & self.distill.model_fields_set) if self.distill.mode != "offline" else []
+        if unused:  # before the hints' teacher index: an online config with hints is told the mode takes none
+            raise ValueError(f"{', '.join('distill.' + f for f in unused)}: used only with distill.mode offline, and this config "
+                             f"uses {self.distill.mode}; remove {'it' if len(unused) == 1 else 'them'}")
         for index, hint in enumerate(self.distill.hints):
             if hint.teacher_index >= len(self.teachers):
                 raise ValueError(f"distill.hints[{index}].teacher_index {hint.teacher_index}: there are {len(self.teachers)} "
                                  f"teachers (indices 0..{len(self.teachers) - 1}); use one of those")
-        unused = sorted(OFFLINE_ONLY & self.distill.model_fields_set) if self.distill.mode != "offline" else []
-        if unused:
-            raise ValueError(f"{', '.join('distill.' + f for f in unused)}: used only with distill.mode offline, and this config "
-                             f"uses {self.distill.mode}; remove {'it' if len(unused) == 1 else 'them'}")
         return self
 
     @model_validator(mode="after")

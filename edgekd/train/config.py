@@ -228,6 +228,14 @@ class DistillConfig(Strict):
     def _dkd_alone(self) -> DistillConfig:
         if self.dkd is not None and self.logit_standardize:
             raise ValueError("distill.dkd and distill.logit_standardize: choose one of the two soft losses")
+        if not self.use_labels and "alpha" in self.model_fields_set and self.alpha != 1:  # refused, not silently 1
+            raise ValueError(f"distill.alpha {self.alpha}: with use_labels false the loss is the teachers' soft targets "
+                             "alone (alpha counts as 1); remove alpha, or set use_labels true to weigh the labels in")
+        unused = sorted(ONLINE_UNUSED & self.model_fields_set) if self.mode == "online" else []
+        if unused:
+            raise ValueError(f"{', '.join('distill.' + k for k in unused)}: not used with distill.mode online, whose peers "
+                             "learn from each other at distill.online.temperature; remove "
+                             f"{'it' if len(unused) == 1 else 'them'}")
         return self
 
     @model_serializer(mode="wrap")
@@ -247,3 +255,5 @@ class ExportConfig(Strict):
 
 # Options the online and data-free modes have no use for (QAT still reads alpha, ensemble and temperature).
 OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels", "logit_standardize", "dkd", "transfer_set", "out_of_fold"}
+# What online distillation has no use for beside them: its peers have no teachers' soft targets to weigh or soften.
+ONLINE_UNUSED = {"alpha", "temperature"}

@@ -71,11 +71,27 @@ def test_a_hint_from_a_teacher_that_does_not_exist_is_refused_at_load(tiny_confi
 @pytest.mark.parametrize("mode, extra", [("data_free", {"hints": [{"student": "a", "teacher": "b"}]}),
                                          ("online", {"augment": {"shift": 2}, "finetune_epochs": 3}),
                                          ("online", {"logit_standardize": True}),
-                                         ("data_free", {"dkd": {"nontarget_weight": 8.0}})])
+                                         ("data_free", {"dkd": {"nontarget_weight": 8.0}}),
+                                         # trial defect (session 12): online hints were told "there are 0 teachers"
+                                         ("online", {"hints": [{"student": "a", "teacher": "b"}]})])
 def test_offline_only_options_are_refused_in_other_modes(tiny_config, mode, extra):
     tiny_config["distill"] = {"mode": mode, **extra}
     names = ", ".join(f"distill.{key}" for key in sorted(extra))
     with pytest.raises(ConfigError, match=rf"{names}: used only with distill.mode offline, and this config uses {mode}"):
+        validate_config(tiny_config)
+
+
+@pytest.mark.parametrize("distill, message", [
+    ({"mode": "online", "alpha": 0.2, "temperature": 9.0}, "distill.alpha, distill.temperature: not used with distill.mode online"),
+    ({"alpha": 0.5, "use_labels": False}, "distill.alpha 0.5: with use_labels false the loss is the teachers' soft targets alone"),
+])
+def test_settings_a_mode_would_ignore_are_refused(tiny_config, distill, message):
+    """Trial defect (session 12): alpha and temperature in online mode, and alpha with use_labels false (taken as 1),
+    ran without a word and were recorded as if they applied."""
+    if distill.get("mode") == "online":
+        tiny_config.pop("teachers")
+    tiny_config["distill"] = distill
+    with pytest.raises(ConfigError, match=message):
         validate_config(tiny_config)
 
 
@@ -184,3 +200,14 @@ def test_bench_seconds_have_an_upper_bound(tiny_config, key):
         validate_config(tiny_config, "cfg.yaml")
     tiny_config["bench"][key] = 600
     assert getattr(validate_config(tiny_config).bench, key) == 600
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_before_training(tiny_config, write_config, tmp_path):
+    """Trial defect (session 12): the teachers trained, then "afile.txt/<key>.json: cannot write (File exists)"."""
+    from tests.faults.helpers import assert_one_line_error, invoke
+
+    (tmp_path / "afile.txt").write_text("hi")
+    tiny_config["distill"]["cache_dir"] = "afile.txt"
+    result = invoke("run", write_config(tiny_config), "--out", tmp_path / "run")
+    assert_one_line_error(result, "distill.cache_dir 'afile.txt'", "is a file, not a folder")
+    assert not (tmp_path / "run").exists()

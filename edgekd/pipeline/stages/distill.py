@@ -80,6 +80,12 @@ class DistillStage(Stage):
 
     @classmethod
     def check(cls, config, base_dir) -> None:
+        from edgekd.train.distill.cache import resolve_cache_dir
+
+        cache = resolve_cache_dir(config.distill.cache_dir, base_dir) if config.distill.cache_dir else None
+        if cache is not None and cache.exists() and not cache.is_dir():  # said before the teachers train, not after
+            raise ConfigError(f"distill.cache_dir '{config.distill.cache_dir}': {cache} is a file, not a folder; give a "
+                              "folder (made if missing) for the teachers' cached outputs")
         if config.distill.compare_scratch and config.distill.mode != "offline":
             raise ConfigError(f"distill.compare_scratch: trained beside offline distillation only (distill.mode is "
                               f"'{config.distill.mode}'); remove distill.compare_scratch or use distill.mode offline")

@@ -37,7 +37,7 @@ def test_alpha_zero_trains_from_scratch_without_teachers(distill_config, tmp_pat
 
 
 def test_unlabeled_transfer_with_hints_and_replayed_augmentation(distill_config, tmp_path, trained_teachers):
-    path = distill_config(use_labels=False, hints=[{"student": "features.1", "teacher": "features.1", "teacher_index": 0}],
+    path = distill_config(use_labels=False, alpha=1.0, hints=[{"student": "features.1", "teacher": "features.1", "teacher_index": 0}],
                         augment={"shift": 1, "flip": False, "teachers": "replay"})
     metrics = _distill(_run(path, tmp_path / "h", trained_teachers))
     assert metrics["loss"]["labels"] is False and metrics["loss"]["hints"]
