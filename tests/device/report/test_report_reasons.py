@@ -99,6 +99,23 @@ def test_a_shipped_candidate_this_measurement_finds_no_faster_than_fp32_says_wit
     assert "noise_note" not in report["rows"][0]
 
 
+def test_a_candidate_compile_timed_slower_and_this_measurement_faster_says_both():
+    """Trial defect (session 12): 'not shipped: slower than fp32' sat beside a p50 half the fp32's, and only report.json
+    held the bench's own verdict (faster in 5 of 5 rounds)."""
+    from edgekd.device.latency import LatencySpec
+    from edgekd.device.report.build import build_report
+
+    from .report_fixture import REPORT, _latency, _row
+
+    rows = [_row("x86-cpu/fp32", "fp32", True, "chosen (fp32 baseline)", 0.99, 0.021),
+            _row("x86-cpu/int8", "int8", False, "slower than fp32 (0.84x its speed, faster in 0 of 5 rounds)", 0.99, 0.014)]
+    rows[0]["latency"]["batch1"] = _latency(0.021, rounds=[0.021, 0.022, 0.021, 0.020, 0.021])
+    rows[1]["latency"]["batch1"] = _latency(0.014, rounds=[0.014, 0.013, 0.014, 0.015, 0.014])
+    report = build_report("r", rows, REPORT["references"], REPORT["eval_set"], REPORT["gate"], LatencySpec(), (1,), False)
+    assert "faster here than compile timed it" in _by_artifact(report)["x86-cpu/int8"]["why"]
+    assert "the compile stage timed it slower" in report["rows"][1]["reason"] and "--only compile" in report["rows"][1]["reason"]
+
+
 def test_edgekd_bench_of_an_arm64_bundle_on_x86_warns_in_the_report(tmp_path, bundle_factory):
     import json
     import platform
