@@ -65,6 +65,12 @@ SECONDS = _FiniteRange(min=0, max=MAX_BENCH_SECONDS)
 
 
 class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --debug after the command (`edgekd gate r.json --debug`, where the error's advice sends people) is the group's
+        if "--debug" in args[1:] and args[:1] != ["--debug"]:
+            args = ["--debug", *(a for a in args if a != "--debug")]
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

@@ -195,3 +195,13 @@ def test_bench_may_rewrite_its_own_earlier_report(monkeypatch, tmp_path):
     result = CliRunner().invoke(main, ["bench", str(tmp_path), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "report.json").read_text())["run"] == "t"
+
+
+def test_debug_may_follow_the_command(tmp_path):
+    """Trial defect (session 12): `edgekd gate FILE --debug`, where the error's advice sends people, was 'No such
+    option'; only `edgekd --debug gate FILE` worked."""
+    (tmp_path / "r.json").write_text("{}")
+    after = CliRunner().invoke(main, ["gate", str(tmp_path / "r.json"), "--debug"])
+    before = CliRunner().invoke(main, ["--debug", "gate", str(tmp_path / "r.json")])
+    assert after.exit_code == before.exit_code == 2 and "No such option" not in after.output
+    assert "Traceback" in after.output and "Traceback" in before.output

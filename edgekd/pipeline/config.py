@@ -11,6 +11,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from edgekd.core.errors import ConfigError
 from edgekd.core.sections import MAX_SEED, Integer, Strict, model_digest, validate_model
 from edgekd.core.task_metrics import METRICS
 from edgekd.core.thresholds import Thresholds
@@ -168,6 +169,10 @@ def load_config(path: str | Path) -> PipelineConfig:
     from edgekd.core.yamlio import read_yaml_mapping
 
     raw = read_yaml_mapping(Path(path), "config file", "sections (data, teachers, student, ...)")
+    written = raw.get("schema") or raw.get("format")
+    if isinstance(written, str) and written.startswith("edgekd."):  # JSON is YAML: a report read as a pipeline file
+        raise ConfigError(f"{path}: an edgekd output ({written}), not a pipeline file; give the pipeline's YAML (a run's "
+                          "own is RUN/edgekd.yaml), or read this one with edgekd gate / edgekd bench")
     return validate_model(raw, config_model(raw), str(path))  # parsed once: the mapping picks the config class too
 
 

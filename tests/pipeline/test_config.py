@@ -211,3 +211,10 @@ def test_a_cache_dir_that_is_a_file_is_refused_before_training(tiny_config, writ
     result = invoke("run", write_config(tiny_config), "--out", tmp_path / "run")
     assert_one_line_error(result, "distill.cache_dir 'afile.txt'", "is a file, not a folder")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_report_given_as_the_pipeline_file_is_named_as_such(tmp_path):
+    """Trial defect (session 12): `edgekd run RUN/report.json` printed one 2,000-character line of 13 unknown keys."""
+    (tmp_path / "report.json").write_text(json.dumps({"schema": "edgekd.report/1", "run": "r", "rows": []}))
+    with pytest.raises(ConfigError, match=r"report.json: an edgekd output \(edgekd.report/1\), not a pipeline file"):
+        load_config(tmp_path / "report.json")
