@@ -293,7 +293,9 @@ def _print_run_result(ctx):
     if report_path.is_file() and ({"bench", "gate"} & set(ctx.outcomes)):
         marks = verdicts([Check(**c) for c in verdict["checks"]]) if verdict else None
         shown.append(terminal_table(read_json(report_path), marks))
-    line = verdict_line(verdict) if verdict else "gate: not run (use --only gate or a full run)"
+    # the command that finishes the run, whatever --only left undone (a bare --only gate is refused without --resume)
+    line = verdict_line(verdict) if verdict else \
+        f"gate: not run (finish the run: edgekd run {ctx.config_path} --out {ctx.run_dir} --resume)"
     # the table says FAIL; these say why
     shown += [f"FAIL {artifact}: {why}" for artifact, why in failed_reasons((verdict or {}).get("checks"))]
     shown.append(f"\nrun folder: {ctx.run_dir}   {line}")

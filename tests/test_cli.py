@@ -105,7 +105,7 @@ def _run_with(monkeypatch, tmp_path, outcomes: dict, passed: bool):
 def test_run_without_the_gate_stage_reports_no_verdict(monkeypatch, tmp_path):
     result = _run_with(monkeypatch, tmp_path, {"bench": "ran"}, passed=False)  # gate.json from an earlier, failed run
     assert result.exit_code == 0, result.output
-    assert "gate: not run (use --only gate or a full run)" in result.output and "FAIL" not in result.output
+    assert "gate: not run (finish the run: edgekd run " in result.output and "FAIL" not in result.output
     assert "x86-cpu/int8" in result.output  # the fresh bench table is still shown
 
 

@@ -127,7 +127,7 @@ def test_only_bench_does_not_report_an_earlier_gate(finished_run):
     finally:
         gate_path.write_text(json.dumps(earlier))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "gate: not run (use --only gate or a full run)" in result.stdout and "gate: FAIL" not in result.stdout
+    assert "gate: not run (finish the run: edgekd run " in result.stdout and "gate: FAIL" not in result.stdout
 
 
 def test_run_with_impossible_gate_exits_1(finished_run, tmp_path):
