@@ -189,8 +189,18 @@ def check_input_matches(spec: dict, sample_shape: tuple, field: str, image_files
     if spec["dtype"] != "float32" or not fits:
         raise ConfigError(f"{field}: the model's input '{spec['name']}' is {spec['dtype']} {_shape(spec['shape'])} but the data's "
                           f"samples are float32 {_shape(['batch', *sample_shape])}; "
-                          f"{_color_fix(model_shape, sample_shape) if image_files else ''}"
+                          f"{_color_fix(model_shape, sample_shape) if image_files else ''}{_layout_fix(model_shape, sample_shape)}"
                           "check data.* (source, image_size) or export the model for this input")
+
+
+def _layout_fix(model_shape: list, sample_shape: tuple) -> str:
+    """A model taking channels-last images (a Keras export) fed channels-first samples: the npz that feeds it."""
+    if len(model_shape) != 3 or len(sample_shape) != 3 or model_shape[-1] not in (1, 3, 4):
+        return ""
+    if model_shape[-1] != sample_shape[0] or any(isinstance(m, int) and m != s for m, s in zip(model_shape[:2], sample_shape[1:])):
+        return ""
+    return ("the model takes channels-last images (batch, H, W, C), which edgekd feeds from an npz as saved: "
+            "numpy.savez(FILE, x=images, y=labels) with images (N, H, W, C); else ")
 
 
 def _savez_named(name: str) -> str:

@@ -361,3 +361,17 @@ def test_a_model_ending_in_argmax_is_refused_naming_the_labels_output(digits_wei
     message = assert_one_line_error(result, "first output is int64 (batch,), class labels (as an ArgMax gives)",
                                     "export the model without its ArgMax")
     assert "data.source" not in message
+
+
+def test_a_channels_last_model_fed_an_image_folder_is_told_the_npz_that_feeds_it(digits_weights, tmp_path):
+    """Trial defect (session 12): an NHWC model given an image folder got only the generic shape message."""
+    from PIL import Image
+
+    onnx.save(_channels_last(digits_weights), str(tmp_path / "nhwc.onnx"))
+    for label in range(3):
+        (tmp_path / "images" / str(label)).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8, 3), 40 * label + i, np.uint8)).save(tmp_path / "images" / str(label) / f"{i}.png")
+    result = invoke("ship", tmp_path / "nhwc.onnx", "--data", tmp_path / "images", "--out", tmp_path / "run")
+    assert_one_line_error(result, "the model takes channels-last images (batch, H, W, C)",
+                          "numpy.savez(FILE, x=images, y=labels) with images (N, H, W, C)")
