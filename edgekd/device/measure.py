@@ -104,7 +104,7 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         row["threads"] = {"requested": candidate.threads, "runtime": session.threads_used()}
         logits = predict(session.run, x)
         row.update(accuracy_metrics(logits, y, metric), fidelity=output_fidelity(session, x, logits, reference_logits,
-                                                                                   reference_outputs))
+                                                                                   reference_outputs, metric == "top1"))
         if metric != "top1" or reference_outputs:  # a fidelity task's metric against fp32 too, beside the labels
             row["fidelity"]["task_metric_agreement"] = metric_agreement(metric, logits, reference_logits)
         if candidate.time_latency:
@@ -134,13 +134,17 @@ def metric_agreement(metric: str, outputs: np.ndarray, reference: np.ndarray) ->
 
 
 def output_fidelity(session, x, logits: np.ndarray, reference_logits: np.ndarray,
-                    reference_outputs: dict[str, np.ndarray] | None) -> dict[str, Any]:
+                    reference_outputs: dict[str, np.ndarray] | None, top1: bool = False) -> dict[str, Any]:
     """Fidelity to the reference: of every output where the reference's are given and the session returns them all
-    (run_outputs: onnxruntime, OpenVINO), else of the first output (the logits)."""
+    (run_outputs: onnxruntime, OpenVINO), else of the first output (the logits). `top1`: the first output is a
+    classifier's logits, whose top-1 agreement is kept beside every output's numbers."""
     if not reference_outputs or not hasattr(session, "run_outputs"):
         return fidelity(logits, reference_logits)
     axes = batch_axes_of(reference_outputs, len(logits))
-    return outputs_fidelity(predict_outputs(session, x, axes), reference_outputs, axes)
+    numbers = outputs_fidelity(predict_outputs(session, x, axes), reference_outputs, axes)
+    if top1 and np.ndim(logits) == 2:
+        numbers["top1_agreement"] = fidelity(logits, reference_logits)["top1_agreement"]
+    return numbers
 
 
 def _add_latency(rows: list[dict], runners: dict, clocks: dict, x: np.ndarray, spec: LatencySpec,

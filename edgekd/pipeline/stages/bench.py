@@ -70,6 +70,24 @@ def shipped_at_chance(rows: list[dict[str, Any]], samples: int, chance: float | 
     return out
 
 
+# A classifier's other outputs (an embedding) closer than this to the fp32 model's pass without a word.
+OTHER_OUTPUT_COSINE = 0.99
+
+
+def other_outputs_drift(rows: list[dict[str, Any]]) -> list[str]:
+    """A shipped classifier's outputs beside its logits that moved from the fp32 model's: the gate judges top-1 of the
+    first output only, so an embedding int8 damaged would pass unseen unless gate.min_cosine (every output) is set."""
+    out = []
+    for row in rows:
+        per_output = list(((row.get("fidelity") or {}).get("outputs") or {}).items()) if row.get("shipped") else []
+        for name, numbers in per_output[1:]:
+            if numbers["cosine"] < OTHER_OUTPUT_COSINE:
+                out.append(f"{row['artifact']}: output '{name}' has cosine {numbers['cosine']:.4f} with the fp32 model's, "
+                           f"while the gate judges top-1 of '{per_output[0][0]}' only; if your application reads '{name}', "
+                           "set gate.min_cosine (edgekd gate --min-cosine), which judges every output")
+    return out
+
+
 def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None = None,
                       reference: str = "student_fp32") -> list[str]:
     """A teacher or a distilled student that a cheap baseline beats beyond chance on `samples` test samples: the run
@@ -219,7 +237,8 @@ class BenchStage(Stage):
         noisy = len(report["warnings"])
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
-        for note in baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference) + shipped_at_chance(rows, len(y), chance):
+        notes = baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference) + shipped_at_chance(rows, len(y), chance)
+        for note in notes + (other_outputs_drift(rows) if ctx.task.has_classes else []):
             report["warnings"].append(note)
             warnings.warn(note, stacklevel=2)
         if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently

@@ -107,7 +107,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], v
             row["val_drop"] = accuracy_drop(ctx.task.score(reference, val.y), row["val_top1"], ctx.cfg.gate.drop_type, len(val.y))
             if metric:
                 row["val_drop_bound"] = drop_bound(metric, reference_parts, metric.parts(logits, val.y), ctx.cfg.gate.drop_type)
-            agreement = output_fidelity(session, val.x, logits, reference, reference_outputs)
+            agreement = output_fidelity(session, val.x, logits, reference, reference_outputs, ctx.task.metric == "top1")
             row["val_cosine"], row["val_sqnr_db"] = agreement["cosine"], agreement["sqnr_db"]
             if "top1_agreement" in agreement:  # a classifier's logits
                 row["val_agreement"] = agreement["top1_agreement"]

@@ -375,3 +375,30 @@ def test_a_channels_last_model_fed_an_image_folder_is_told_the_npz_that_feeds_it
     result = invoke("ship", tmp_path / "nhwc.onnx", "--data", tmp_path / "images", "--out", tmp_path / "run")
     assert_one_line_error(result, "the model takes channels-last images (batch, H, W, C)",
                           "numpy.savez(FILE, x=images, y=labels) with images (N, H, W, C)")
+
+
+def test_a_classifier_with_a_second_output_has_every_output_compared_with_fp32(digits_weights, tmp_path):
+    """Trial defect (session 12): a classifier shipping logits and an embedding had only its logits compared with fp32;
+    an embedding int8 damaged would pass unseen. Every output is now compared (the worst in the cosine column, each
+    under fidelity.outputs, in the bundle's eval.npz for the device), top-1 agreement kept, and a drifted one said."""
+    import json
+
+    from edgekd.pipeline.stages.bench import other_outputs_drift
+
+    model = classifier(digits_weights, "batch", opset=13)
+    model.graph.output.append(helper.make_tensor_value_info("flat", TensorProto.FLOAT, ["batch", 64]))  # logits first
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    result = invoke("ship", tmp_path / "two.onnx", "--data", _digits_npz(tmp_path / "d.npz"), "--normalize", "none",
+                    "--targets", "x86-cpu", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output[-3000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    for row in report["rows"]:
+        assert set(row["fidelity"]["outputs"]) == {"logits", "flat"} and "top1_agreement" in row["fidelity"]
+    with np.load(tmp_path / "run" / "bundle" / "x86-cpu" / "eval.npz") as carried:
+        assert "reference_outputs/flat" in carried.files
+    rows = [{"artifact": "x86-cpu/int8", "shipped": True,
+             "fidelity": {"outputs": {"logits": {"cosine": 0.999}, "embedding": {"cosine": 0.62}}}}]
+    assert other_outputs_drift(rows) == ["x86-cpu/int8: output 'embedding' has cosine 0.6200 with the fp32 model's, while "
+                                         "the gate judges top-1 of 'logits' only; if your application reads 'embedding', "
+                                         "set gate.min_cosine (edgekd gate --min-cosine), which judges every output"]
+    assert other_outputs_drift([{**rows[0], "shipped": False}]) == []
