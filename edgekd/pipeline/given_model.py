@@ -55,13 +55,28 @@ def onnx_logits(path: Path, shown_as: Path | None = None, output: str | None = N
     return lambda x: predict(_one_row_per_sample(run, shown_as or path, output), x)
 
 
+def _fed(batch) -> str:
+    """The inputs of a batch as a message names them: name, dtype and shape per sample (batch first)."""
+    arrays = batch if isinstance(batch, dict) else {"x": batch}
+    return ", ".join(f"{name} {np.asarray(a).dtype.name} (batch, {', '.join(str(d) for d in np.shape(a)[1:])})"
+                     for name, a in arrays.items())
+
+
 def _one_row_per_sample(run, path: Path, output: str | None):
     """`run`, refusing a batch whose scored output does not hold one row per sample: a model that returns, say, its
     first row whatever the batch would otherwise be scored by numpy broadcasting one prediction against every label."""
     from edgekd.core.metrics import sample_count
 
     def checked(batch):
-        got, rows = np.asarray(run(batch)), sample_count(batch)
+        try:
+            got = np.asarray(run(batch))
+        except Exception as exc:  # onnxruntime's InvalidArgument, Fail: the model refused these inputs' values or shapes
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise
+            raise ConfigError(f"student.onnx '{path}': the model refused the data's inputs ({_fed(batch)}): "
+                              f"{clip_words(str(exc).replace(chr(10), ' '), 240)}; save the arrays as the model takes "
+                              "them (sample rate, lengths, state shapes)") from None
+        rows = sample_count(batch)
         if got.ndim == 0 or got.shape[0] != rows:
             name = f"output '{output}'" if output else "first output"
             raise ConfigError(f"student.onnx '{path}': its {name} has shape {_shape(got.shape)} for a batch of {rows} "

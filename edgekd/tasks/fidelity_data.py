@@ -75,12 +75,21 @@ class FidelityDataset:
                          "produced it", "input_shape": list(self.input_shape), "dtype": self.first_input.dtype.name}
 
 
+# data keys that shape images decoded from files or scaled by edgekd: none applies to an npz fed as it is
+IMAGE_STEPS = ("normalize", "color", "resize", "image_size", "center_crop")
+
+
 def load_fidelity_dataset(config, base_dir: Path | None) -> FidelityDataset:
     """config: the pipeline config (data.path, data.labels, fractions, seed, task.metric, student.onnx)."""
     data = config.data
     if "scale" in data.model_fields_set and data.scale != "none":  # the file is the model's input: nothing is divided
         raise DataError(f"data.scale: a fidelity task feeds the npz '{data.path}' as it is; scale x before "
                         "saving and set data.scale: none (or leave it out)")
+    ignored = [k for k in IMAGE_STEPS if k in data.model_fields_set and getattr(data, k) not in (None, "none")]
+    if ignored:  # refused as data.scale is, not recorded and then not applied
+        raise DataError(f"data.{ignored[0]}: a fidelity task feeds the npz '{data.path}' as it is, with no image steps "
+                        f"(edgekd ship: no --{ignored[0]}); save x as the model takes it (normalised, resized) and "
+                        f"remove data.{ignored[0]}")
     path = resolve_path(data.path, base_dir)
     if not path.is_file():
         raise DataError(f"data.path '{data.path}': npz file not found ({path})")

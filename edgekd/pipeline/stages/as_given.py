@@ -15,7 +15,7 @@ from edgekd.core.fileio import file_record, resolve_path, sha256_of
 from edgekd.core.metrics import take_rows
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.given_check import check_label_order, check_scaling, given_probe
-from edgekd.pipeline.given_model import check_classes, given_input_spec, onnx_inputs, onnx_logits, onnx_scaling
+from edgekd.pipeline.given_model import check_classes, given_input_spec, one_score_refusal, onnx_inputs, onnx_logits, onnx_scaling
 from edgekd.pipeline.onnx_intake import bring_in, output_names, scored_output_first
 from edgekd.pipeline.records import StudentRecord
 from edgekd.pipeline.stage import Stage, StageOutput
@@ -88,14 +88,17 @@ def check_outputs(ctx: RunContext, outputs: np.ndarray, names: list[str] | None 
         return
     from edgekd.core.task_metrics import task_metric
 
-    metric = task_metric(ctx.task.metric)
+    metric, field = task_metric(ctx.task.metric), f"student.onnx '{ctx.cfg.student.onnx}'"
+    if metric.name == "top1" and outputs.ndim == 2 and outputs.shape[1] == 1:  # its top-1 is class 0 whatever it says
+        raise ConfigError(one_score_refusal(field))
+    shape = "(batch, " + ", ".join(str(d) for d in outputs.shape[1:]) + ")"  # not the probe's batch of two
     try:
-        metric.score(outputs, ctx.dataset.val.y[:len(outputs)])
-        for split in (ctx.dataset.val, ctx.dataset.test):
+        for split in (ctx.dataset.val, ctx.dataset.test):  # the labels' own shape first: their message names it
             metric.check_labels(split.y, outputs)
-    except (ValueError, IndexError) as exc:
-        raise ConfigError(f"student.onnx '{ctx.cfg.student.onnx}': its output {tuple(outputs.shape)} cannot be scored by task.metric {metric.name} "
-                          f"against the data's y ({exc}); y must be {metric.labels}, or choose another task.metric") from None
+        metric.score(outputs, ctx.dataset.val.y[:len(outputs)])
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ConfigError(f"{field}: its output {shape} cannot be scored by task.metric {metric.name} against the data's y "
+                          f"({exc}); y must be {metric.labels}, or choose another task.metric") from None
 
 
 def _ship_checkpoint(ctx: RunContext) -> StageOutput:
@@ -126,10 +129,11 @@ def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
 
         print(f"student (as given): validation {ctx.task.metric} {metrics['val_top1']:.1%} on {len(val)} samples", file=sys.stderr)
         check_pixel_scale(val, logits, ctx.task, metrics["val_top1"], field)
-        if metrics["val_top1"] == 0 and metrics["test_top1"] == 0:  # a reference of 0: any int8 would pass against it
-            raise ConfigError(f"{field}: {ctx.task.metric} 0.0% on the validation and test samples: as given, the model "
-                              "finds nothing the labels hold, so a gate against it would pass any model; check the inputs "
-                              "(scaling, layout) and the labels (y), or judge it without labels")
+        if metrics["test_top1"] == 0:  # the gate's reference (test) of 0: any int8 would pass against it
+            raise ConfigError(f"{field}: {ctx.task.metric} 0.0% on the test samples (validation {metrics['val_top1']:.1%}): "
+                              "as given, the model finds nothing the labels hold, so a gate against it would pass any model; "
+                              "check the inputs (scaling, layout) and the labels (y: their format and order), or judge it "
+                              "without labels")
         return {**metrics, "task_metric": ctx.task.metric}
     predictions = val_logits.argmax(1)
     probe = None if isinstance(val.x, dict) else given_probe(data, logits, predictions)  # named inputs: validation only

@@ -147,8 +147,12 @@ def model_split(dataset, split):
 
 
 def _output_spec(ctx: RunContext, reference: np.ndarray) -> dict[str, Any]:
-    """The model's output as the manifest records it: a classifier's logits, or a fidelity task's output and metric."""
-    return ctx.task.output_spec(ctx.dataset, reference)
+    """The model's output as the manifest records it: a classifier's logits, or a fidelity task's output and metric,
+    under the name the ONNX file gives it (a given model's scored output is its first: pipeline/onnx_intake.py), which
+    a device app reads it by."""
+    from edgekd.pipeline.onnx_intake import output_names
+
+    return {**ctx.task.output_spec(ctx.dataset, reference), "name": output_names(ctx.layout.fp32_onnx)[0]}
 
 
 def _bundle_info(ctx: RunContext, profile, rows: list[dict[str, Any]], best: int, reference: np.ndarray) -> dict[str, Any]:

@@ -135,7 +135,7 @@ def test_ship_with_labels_scores_against_them(det, tmp_path):
 def test_a_metric_that_cannot_read_the_output_is_one_line(det, tmp_path):
     result = invoke("ship", det["model"], "--data", det["labeled"], "--metric", "box_f1", "--out", tmp_path / "run")
     assert result.exit_code == 2, result.output
-    assert f"student.onnx '{Path(det['model']).resolve()}': its output (2, 1, 32, 32) cannot be scored by task.metric " \
+    assert f"student.onnx '{Path(det['model']).resolve()}': its output (batch, 1, 32, 32) cannot be scored by task.metric " \
            "box_f1" in result.output  # the user's file, not only the config key
 
 
@@ -252,4 +252,25 @@ def test_a_model_that_scores_0_against_the_labels_is_refused(det, tmp_path):
         x, truth = arrays["x"], arrays["y"]
     np.savez(tmp_path / "inverted.npz", x=x, y=np.zeros_like(truth))  # masks the model never draws: IoU 0 everywhere
     result = invoke("ship", det["model"], "--data", tmp_path / "inverted.npz", "--metric", "mask_iou", "--out", tmp_path / "run")
-    assert_one_line_error(result, "mask_iou 0.0% on the validation and test samples", "a gate against it would pass any model")
+    assert_one_line_error(result, "mask_iou 0.0% on the test samples", "a gate against it would pass any model")
+
+
+def test_task_metric_mistakes_found_in_the_trial_are_one_line(tmp_path):
+    """Trial defects (session 12), a task metric's: a one-column output scored by --metric top1 (its top-1 is always
+    class 0) shipped PASS; --normalize was recorded and not applied."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    score = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1])
+    one = helper.make_model(helper.make_graph([helper.make_node("ReduceMean", ["x"], ["score"], axes=[1], keepdims=1)], "one",
+                                              [x], [score]), opset_imports=[helper.make_opsetid("", 13)])
+    one.ir_version = 8
+    onnx.save(one, str(tmp_path / "one.onnx"))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "one.npz", x=rng.normal(size=(60, 4)).astype(np.float32), y=rng.integers(0, 2, 60))
+    result = invoke("ship", tmp_path / "one.onnx", "--data", tmp_path / "one.npz", "--metric", "top1", "--out", tmp_path / "a")
+    assert_one_line_error(result, "first output has one column", "its top-1 is always class 0")
+    result = invoke("ship", tmp_path / "one.onnx", "--data", tmp_path / "one.npz", "--metric", "top1", "--normalize", "0.5/0.5",
+                    "--out", tmp_path / "b")
+    assert_one_line_error(result, "data.normalize: a fidelity task feeds the npz", "(edgekd ship: no --normalize)")

@@ -268,6 +268,23 @@ def test_ctc_labels_counted_from_zero_are_refused_at_intake(tmp_path):
     assert_one_line_error(result, "rec.onnx", "the CTC blank", "shift 0-based labels up by one")
 
 
+def test_ctc_labels_of_one_value_per_line_are_refused_naming_their_shape(tmp_path):
+    """Trial defect (session 12): (N,) labels for a recognizer were an internal TypeError (exit 3): the metric scored
+    them before their shape was checked."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 12, 11])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 12, 11])
+    model = helper.make_model(helper.make_graph([helper.make_node("Softmax", ["x"], ["scores"], axis=-1)], "ctc", [x], [scores]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "rec.onnx"))
+    steps = np.random.default_rng(0).normal(size=(120, 12, 11)).astype(np.float32)
+    np.savez(tmp_path / "lines.npz", x=steps, y=steps.argmax(-1)[:, 0])
+    result = invoke("ship", tmp_path / "rec.onnx", "--data", tmp_path / "lines.npz", "--metric", "ctc_accuracy",
+                    "--targets", "x86-cpu", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "internal error" not in result.output, result.output[-2000:]
+    assert_one_line_error(result, "rec.onnx", "(N, L)")
+
+
 def test_a_task_metrics_arrays_saved_as_8_bit_pixels_are_refused_with_the_fix(tmp_path):
     """A segmenter that takes [0, 1] fed x saved as 0..255: before, a PASS at 25% mask IoU (99.97% scaled), no word."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])
