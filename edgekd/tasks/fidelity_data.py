@@ -68,7 +68,8 @@ class FidelityDataset:
 
     @property
     def measured(self) -> str:
-        return FIDELITY if self.reference_labels else ACCURACY
+        # its task metric, not top-1, against the labels (report.json and the bundle say what the terminal says)
+        return FIDELITY if self.reference_labels else ACCURACY.replace("top-1", self.metric)
 
     def preprocessing(self) -> dict[str, Any]:
         return {"given": "x of the .npz as the model takes it: edgekd applied no preprocessing; do on the device what "

@@ -25,7 +25,7 @@ def test_several_inputs_are_split_row_by_row_and_fed_as_they_are(tmp_path):
         rows = split.x["ids"][:, 0]
         assert np.array_equal(split.x["frames"], frames[rows]) and np.array_equal(split.y, labels[rows])
     assert (data.train.y == -1).all()  # the calibration split carries no labels
-    assert data.input_shape == (4,) and data.measured == "top-1 against the labels"
+    assert data.input_shape == (4,) and data.measured == "mask_iou against the labels"
     assert load_fidelity_dataset(_config(tmp_path / "d.npz"), None).fingerprint == data.fingerprint
 
 
