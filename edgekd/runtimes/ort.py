@@ -13,6 +13,10 @@ from edgekd.runtimes.decoder import CONTEXT_KEY, empty_kv_cache, step_inputs
 from edgekd.runtimes.decoder_quantize import METHODS as DECODER_METHODS
 from edgekd.runtimes.onnx_graph import copy_onnx
 
+# onnxruntime's own log at errors and worse: its warnings (unused initializers, a model's own graph notes) are not the
+# user's to act on, and what edgekd must say it says in its own words.
+QUIET = 3
+
 
 def session_options(threads: int | None, level: str = "ORT_ENABLE_ALL") -> dict:
     """The onnxruntime session settings edgekd uses, as plain data for the bundle manifest."""
@@ -28,6 +32,7 @@ def _ort_options(settings: dict):
     options.inter_op_num_threads = settings["inter_op_num_threads"]
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, settings["graph_optimization_level"])
     options.execution_mode = getattr(ort.ExecutionMode, settings["execution_mode"])
+    options.log_severity_level = QUIET
     return options
 
 
@@ -40,6 +45,7 @@ def open_session(model: str | Path | bytes, threads: int | None = None, inter_th
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.log_severity_level = QUIET
     if threads:
         options.intra_op_num_threads = int(threads)
     if inter_threads:
