@@ -218,3 +218,14 @@ def test_a_report_given_as_the_pipeline_file_is_named_as_such(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps({"schema": "edgekd.report/1", "run": "r", "rows": []}))
     with pytest.raises(ConfigError, match=r"report.json: an edgekd output \(edgekd.report/1\), not a pipeline file"):
         load_config(tmp_path / "report.json")
+
+
+def test_max_fallback_nodes_zero_is_refused_naming_the_switch(tiny_config):
+    """Trial note (sessions 11, 12): 0 was accepted though the fallback bisects between 1 and it; `fallback: false`
+    is how to keep no node in float."""
+    tiny_config["quantize"]["max_fallback_nodes"] = 0
+    with pytest.raises(ConfigError, match="quantize.max_fallback_nodes"):
+        validate_config(tiny_config)
+    tiny_config["quantize"].pop("max_fallback_nodes")
+    assert "fallback: false" in PipelineConfig.model_json_schema()["$defs"]["QuantizeConfig"]["properties"][
+        "max_fallback_nodes"]["description"]

@@ -16,7 +16,7 @@ def test_int8_over_budget_ships_float_with_the_drop_as_the_reason(planted_sensit
     model, _calib, val_x, val_y = planted_sensitive_model
     np.savez(tmp_path / "d.npz", x=val_x.astype(np.float32), y=val_y.astype(np.int64))
     config = ship_config(str(model), str(tmp_path / "d.npz"), targets=["x86-cpu"], max_drop=0.001, metric="top1")
-    config["quantize"] = {"max_fallback_nodes": 0}  # the fallback may keep no node in float: int8 stays over budget
+    config["quantize"] = {"fallback": False}  # no node kept in float: int8 stays over budget
     run = tmp_path / "run"
     run.mkdir()
     try:
