@@ -133,6 +133,8 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
     from edgekd.device.latency import LatencySpec
     from edgekd.device.report.build import refuse_replacing_a_runs_reports, refuse_replacing_other_files, write_reports
 
+    if images is not None and texts is not None:  # as `edgekd bench --images --texts` says it
+        raise ConfigError("images and texts (--images and --texts): give one of them")
     # the bounds of `edgekd bench`'s flags and of the config's bench section, from the one BenchConfig model
     a = check_bench_arguments(threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
                               warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=memory)

@@ -148,3 +148,9 @@ def test_gate_writes_ci_outputs_but_never_over_its_inputs(tmp_path, report_path)
     assert json.loads(report_path.read_text()) == make_report()
     api.gate(report_path, junit=tmp_path / "gate.xml", summary=tmp_path / "gate.md")
     assert "<testcase" in (tmp_path / "gate.xml").read_text() and "### edgekd gate" in (tmp_path / "gate.md").read_text()
+
+
+def test_bench_with_images_and_texts_is_refused_as_the_cli_refuses_it(tmp_path):
+    """Trial defect (session 12): api.bench(images=..., texts=...) raised an error about --texts alone."""
+    with pytest.raises(ConfigError, match=r"images and texts \(--images and --texts\): give one of them"):
+        api.bench(tmp_path, images=tmp_path, texts=tmp_path / "t.txt")
