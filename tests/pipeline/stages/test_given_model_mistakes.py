@@ -251,15 +251,20 @@ def test_each_data_mistake_is_one_line_that_says_what_to_do(digits_weights, tmp_
     assert_one_line_error(result, *fragments)
 
 
-def test_ctc_labels_counted_from_zero_are_refused_at_intake(tmp_path):
-    """A recognizer whose labels start at 0, the CTC blank: before, every 0 was dropped by decoding and the model
-    shipped with a PASS at a score that meant nothing."""
+def _ctc_recognizer(path):
+    """A recognizer's shape: (batch, 12 steps, 11 classes) scores, class 0 the CTC blank."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 12, 11])
     scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 12, 11])
     model = helper.make_model(helper.make_graph([helper.make_node("Softmax", ["x"], ["scores"], axis=-1)], "ctc", [x], [scores]),
                               opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    onnx.save(model, str(tmp_path / "rec.onnx"))
+    onnx.save(model, str(path))
+
+
+def test_ctc_labels_counted_from_zero_are_refused_at_intake(tmp_path):
+    """A recognizer whose labels start at 0, the CTC blank: before, every 0 was dropped by decoding and the model
+    shipped with a PASS at a score that meant nothing."""
+    _ctc_recognizer(tmp_path / "rec.onnx")
     rng = np.random.default_rng(0)
     steps = rng.normal(size=(120, 12, 11)).astype(np.float32)
     np.savez(tmp_path / "lines.npz", x=steps, y=steps.argmax(-1)[:, :4] - 1)  # 0-based: the model's classes minus one
@@ -271,12 +276,7 @@ def test_ctc_labels_counted_from_zero_are_refused_at_intake(tmp_path):
 def test_ctc_labels_of_one_value_per_line_are_refused_naming_their_shape(tmp_path):
     """Trial defect (session 12): (N,) labels for a recognizer were an internal TypeError (exit 3): the metric scored
     them before their shape was checked."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 12, 11])
-    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 12, 11])
-    model = helper.make_model(helper.make_graph([helper.make_node("Softmax", ["x"], ["scores"], axis=-1)], "ctc", [x], [scores]),
-                              opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "rec.onnx"))
+    _ctc_recognizer(tmp_path / "rec.onnx")
     steps = np.random.default_rng(0).normal(size=(120, 12, 11)).astype(np.float32)
     np.savez(tmp_path / "lines.npz", x=steps, y=steps.argmax(-1)[:, 0])
     result = invoke("ship", tmp_path / "rec.onnx", "--data", tmp_path / "lines.npz", "--metric", "ctc_accuracy",
