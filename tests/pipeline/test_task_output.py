@@ -46,7 +46,7 @@ def test_without_a_name_the_first_output_is_scored_and_says_why_it_cannot_be(tmp
     from edgekd import api
 
     model, data = _state_first(tmp_path / "m.onnx"), _data(tmp_path)
-    with pytest.raises(ConfigError, match=r"its output \(2, 2, 16\) cannot be scored by task.metric speech_f1"):
+    with pytest.raises(ConfigError, match=r"its output \(batch, 2, 16\) cannot be scored by task.metric speech_f1"):
         api.ship(model, data, targets=["x86-cpu"], out=tmp_path / "run", metric="speech_f1", max_drop=100.0)
 
 
