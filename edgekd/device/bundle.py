@@ -297,3 +297,14 @@ def bundle_thresholds(manifest: dict[str, Any], bundle_dir: Path) -> dict[str, A
         return Thresholds.model_validate(base.model_dump() | given).model_dump()
     except ValidationError as exc:
         raise ArtifactError(f"{bundle_dir / 'manifest.json'}: {section}.{threshold_error(exc)}; rebuild the bundle") from None
+
+
+def bundle_files(bundle_dir: Path) -> list[Path]:
+    """Every file of a bundle as its manifest lists them, and the manifest: what a run records as the compile stage's
+    outputs, so that --resume redoes the stage when any of them was modified or removed (recording the manifest
+    alone, a truncated model.onnx resumed as up to date and gated PASS)."""
+    import json
+
+    manifest = Path(bundle_dir) / "manifest.json"
+    listed = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+    return [Path(bundle_dir) / entry["path"] for entry in listed] + [manifest]

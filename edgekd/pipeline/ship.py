@@ -54,21 +54,40 @@ SHIP_HEADER = "# Written by `edgekd ship`"
 
 
 def refuse_users_config(run_dir: Path) -> None:
-    """An edgekd.yaml in --out that edgekd ship did not write (`edgekd init`'s, the user's own pipeline) is never
-    replaced, --force or not: a run folder's pipeline file is the one name a run writes that a user writes too."""
+    """An edgekd.yaml in --out that edgekd ship did not write (`edgekd init`'s, the user's own pipeline), or that the
+    user edited since (its header invites it), is never replaced, --force or not: a run folder's pipeline file is the
+    one name a run writes that a user writes too."""
     path = Path(run_dir) / CONFIG_NAME
-    if path.is_file() and not path.read_text(encoding="utf-8", errors="replace").startswith(SHIP_HEADER):
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith(SHIP_HEADER):
         raise ConfigError(f"--out '{run_dir}': holds {CONFIG_NAME}, a pipeline file edgekd ship did not write, which it "
                           f"would replace; give another --out, or run that file: edgekd run {path}")
+    header, _, body = text.partition("\n")
+    written = re.search(r"content sha256 ([0-9a-f]{16})", header)  # files from before the header carried it: no check
+    if written and _digest(body) != written.group(1):
+        raise ConfigError(f"--out '{run_dir}': its {CONFIG_NAME} was edited since edgekd ship wrote it, and shipping again "
+                          f"would undo the edits; run it as edited: edgekd run {path} --out {run_dir} --resume (or move "
+                          "it away to ship anew)")
 
 
 def write_ship_config(config: dict[str, Any], run_dir: Path) -> Path:
-    """Validate, then write the pipeline file into the run folder (nothing is written for a bad config)."""
+    """Validate, then write the pipeline file into the run folder (nothing is written for a bad config); its header
+    carries the content's digest, so an edit made since is told apart from ship's own file (refuse_users_config)."""
     path = Path(run_dir) / CONFIG_NAME
     validate_config(config, source="edgekd ship")
-    header = SHIP_HEADER + "; rerun or edit it: edgekd run " + str(path) + " --out " + str(run_dir) + " --force\n"
-    write_text_atomic(path, header + yaml.safe_dump(config, sort_keys=False))
+    body = yaml.safe_dump(config, sort_keys=False)
+    header = (f"{SHIP_HEADER} (content sha256 {_digest(body)}); rerun or edit it: edgekd run {path} --out {run_dir} "
+              "--force\n")
+    write_text_atomic(path, header + body)
     return path
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _student(model: str, checkpoint: Optional[str]) -> dict[str, Any]:

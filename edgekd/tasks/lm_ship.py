@@ -142,7 +142,7 @@ class LMCompileStep(TaskStep):
         IR, model.xml + model.bin), tokenizer.json, and eval.npz's input_ids the held-out blocks."""
         import shutil
 
-        from edgekd.device.bundle import write_bundle
+        from edgekd.device.bundle import bundle_files, write_bundle
         from edgekd.runtimes.base import Artifact
 
         ctx, cfg = self.ctx, self.ctx.cfg
@@ -165,7 +165,7 @@ class LMCompileStep(TaskStep):
                 **({"eval": held_out["eval"]} if held_out["eval"] else {})}
         bundle = write_bundle(ctx.layout.bundle_dir(target), artifact, {"input_ids": held_out["blocks"]}, held_out["blocks"],
                               None, info, extra_files={"tokenizer.json": tokenizer.path})
-        return [bundle / "manifest.json"]
+        return bundle_files(bundle)
 
     def _held_out(self, tokenizer) -> dict:
         """The test blocks every bundle carries (bench.device_blocks, spread over those bench measures) and the

@@ -117,6 +117,24 @@ def test_the_run_keeps_its_log_in_its_folder(finished_run):
     assert "\r" not in log and "\x1b" not in log
 
 
+def test_a_damaged_bundle_is_rebuilt_on_resume_not_passed_as_up_to_date(finished_run, tmp_path):
+    """Trial defect (session 12): with bundle/x86-cpu/model.onnx truncated, --resume skipped every stage as up to date
+    and said gate: PASS (the compile stage recorded the bundle's manifest.json alone as its output)."""
+    import shutil
+
+    folder, _ = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(folder / "run", run)
+    model = run / "bundle" / "x86-cpu" / "model.onnx"
+    model.write_bytes(model.read_bytes()[:100])
+    result = run_cli("run", str(folder / "tiny.yaml"), "--out", str(run), "--resume", "--only", "compile")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "[1/1 compile] up to date" not in result.stderr and len(model.read_bytes()) > 100
+    from edgekd.device.bundle import verify_bundle
+
+    verify_bundle(run / "bundle" / "x86-cpu")  # whole again: every file matches its recorded sha256
+
+
 def test_only_bench_does_not_report_an_earlier_gate(finished_run):
     folder, _ = finished_run
     gate_path = folder / "run" / "gate.json"

@@ -102,3 +102,19 @@ def test_the_api_takes_targets_as_the_command_line_writes_them(files):
     with pytest.raises(EdgeKDError, match="--targets: unknown target 'x86cpu'"):
         api.ship(files / "m.onnx", files / "d.npz", targets="x86-cpu,x86cpu", out=files / "run")
     assert not (files / "run").exists()
+
+
+def test_an_edited_ship_file_is_not_undone_by_shipping_again(files, monkeypatch):
+    """Trial defect (session 12): `ship ... --resume` rewrote RUN/edgekd.yaml the user had edited (its header invites
+    it), undoing the edit without a word. Ship's own file, unedited, is rewritten as before."""
+    from edgekd.pipeline.ship import refuse_users_config, write_ship_config
+
+    monkeypatch.chdir(files)
+    written = write_ship_config(ship_config(str(files / "m.onnx"), str(files / "d.npz")), files / "run")
+    refuse_users_config(files / "run")  # as ship wrote it: may be replaced
+    written.write_text(written.read_text() + "gate: {max_drop: 3.0}   # my edit\n")
+    for flag in ("--resume", "--force"):
+        result = invoke("ship", "m.onnx", "--data", "d.npz", "--out", "run", flag)
+        assert result.exit_code == 2 and "was edited since edgekd ship wrote it" in result.output, result.output
+        assert "edgekd run run/edgekd.yaml --out run --resume" in result.output
+        assert written.read_text().endswith("# my edit\n")

@@ -15,7 +15,7 @@ from edgekd.core.errors import ArtifactError, EdgeKDError, StageError, TargetErr
 from edgekd.core.metrics import accuracy_drop, predict, take_rows
 from edgekd.core.progress import progress
 from edgekd.core.task_metrics import METRICS, drop_bound
-from edgekd.device.bundle import write_bundle
+from edgekd.device.bundle import bundle_files, write_bundle
 from edgekd.device.latency import measure_interleaved
 from edgekd.device.measure import output_fidelity
 from edgekd.pipeline.context import RunContext
@@ -256,7 +256,7 @@ class CompileStage(Stage):
                 info["runtime_fallback"] = fallback.to_json()
             bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info,
                                   extra_files=_preprocessing_files(ctx), reference_outputs=eval_outputs)
-            outputs.append(bundle / "manifest.json")
+            outputs += bundle_files(bundle) + [c.root / name for _, c in candidates for name in c.files]
             targets[profile.name] = TargetBuild(profile.backend, rows[best]["name"], rows[best]["precision"], rows,
                                                 str(bundle.relative_to(ctx.run_dir)),
                                                 fallback.to_json() if fallback is not None else None)
