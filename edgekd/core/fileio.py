@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -83,6 +84,20 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# atomic_path's temporary names: `.` + the target's name + `.` + mkstemp's 8 characters + `.tmp`
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_stray_temporaries(folder: str | Path) -> list[Path]:
+    """atomic_path's temporary files a killed process left in `folder` (kill -9 skips the cleanup): removed by the
+    next run while it holds the folder's lock, so no writer of its own is mid-write. The files they were to replace
+    were never touched."""
+    stray = [p for p in Path(folder).rglob(".*.tmp") if p.is_file() and _TEMPORARY.match(p.name)]
+    for path in stray:
+        path.unlink(missing_ok=True)
+    return stray
 
 
 @contextmanager

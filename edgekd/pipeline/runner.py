@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from edgekd.core.errors import ConfigError, EdgeKDError, StageError
-from edgekd.core.fileio import writable_folder, write_text_atomic
+from edgekd.core.fileio import remove_stray_temporaries, writable_folder, write_text_atomic
 from edgekd.core.peak_memory import measure_peak
 from edgekd.core.run_log import LOG_NAME, run_log
 from edgekd.device.latency import CV_WARNING
@@ -117,6 +117,8 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
             prepare_run_dir(run_dir, resume, force, config_path)
     with exclusive(run_dir, distributed.is_main()), run_log(Path(run_dir), _command(config_path, run_dir, resume, force, only),
                                                             enabled=distributed.is_main()):
+        if distributed.is_main():  # under the folder's lock: no writer of this run is mid-write
+            remove_stray_temporaries(run_dir)
         manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
         manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
         if distributed.is_main():

@@ -1,6 +1,8 @@
 """fileio: atomic writes name the file they could not write; JSON written is strict JSON."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgekd.core.errors import OutputError
@@ -50,3 +52,20 @@ def test_numpy_values_are_written_as_json_numbers(tmp_path):
     payload = {"top1": np.float32(0.5), "n": np.int64(3), "nan": np.float32("nan"), "v": np.array([1.0, np.inf])}
     assert json.loads(write_json_atomic(tmp_path / "m.json", payload).read_text()) == \
         {"top1": 0.5, "n": 3, "nan": None, "v": [1.0, None]}
+
+
+def test_a_killed_writers_temporary_files_are_removed_and_nothing_else(tmp_path):
+    """Trial defect (session 12): kill -9 mid-write left .student-fp32.onnx.kwvcx6as.tmp beside the model for good;
+    the next run, holding the folder's lock, removes atomic_path's leftovers and only them."""
+    import tempfile
+
+    from edgekd.core.fileio import remove_stray_temporaries
+
+    (tmp_path / "03-export").mkdir()
+    # named as atomic_path names them (mkstemp beside the target), left by a process killed mid-write
+    stray = Path(tempfile.mkstemp(prefix=".student-fp32.onnx.", suffix=".tmp", dir=tmp_path / "03-export")[1])
+    kept = [tmp_path / "notes.tmp", tmp_path / ".hidden", tmp_path / "03-export" / "student-fp32.onnx"]
+    for path in kept:
+        path.write_text("mine")
+    assert remove_stray_temporaries(tmp_path) == [stray]
+    assert not stray.exists() and all(path.exists() for path in kept)

@@ -44,3 +44,4 @@ def test_the_error_that_stops_a_run_is_its_last_line_and_a_rerun_appends(tmp_pat
     stopped = next(i for i, line in enumerate(lines) if "stopped: ValueError: data.path 'x': not found" in line)
     assert lines.index("=== " + lines[stopped + 2].split("=== ")[-1]) == stopped + 2 and "second --resume" in lines[stopped + 2]
     assert lines[-1].endswith("gate: PASS (1 passed)") and any(line.endswith("resumed") for line in lines)
+
