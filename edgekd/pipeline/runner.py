@@ -137,9 +137,15 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
 
 
 def _command(config_path: Path, run_dir: Path, resume: bool, force: bool, only: Optional[Sequence[str]]) -> str:
-    """The run as the log's header names it: the edgekd run command that does it (edgekd ship writes its file first)."""
+    """The run as the log's header names it: the command typed (`edgekd ship ...` writes the file the run reads), and
+    the edgekd run command that does it (all there is from the Python API)."""
+    import shlex
+    import sys
+
     flags = ["--resume"] * resume + ["--force"] * force + [f"--only {stage}" for stage in only or []]
-    return " ".join(["edgekd run", str(config_path), "--out", str(run_dir), *flags])
+    run = " ".join(["edgekd run", str(config_path), "--out", str(run_dir), *flags])
+    typed = Path(sys.argv[0]).name in ("edgekd", "__main__.py") and sys.argv[1:2] != ["run"]
+    return f"{shlex.join(['edgekd', *sys.argv[1:]])} (as {run})" if typed else run
 
 
 def _refuse_only_without_a_run(run_dir: Path, only: Optional[Sequence[str]]) -> None:

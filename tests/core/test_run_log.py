@@ -45,3 +45,16 @@ def test_the_error_that_stops_a_run_is_its_last_line_and_a_rerun_appends(tmp_pat
     assert lines.index("=== " + lines[stopped + 2].split("=== ")[-1]) == stopped + 2 and "second --resume" in lines[stopped + 2]
     assert lines[-1].endswith("gate: PASS (1 passed)") and any(line.endswith("resumed") for line in lines)
 
+
+
+def test_the_header_names_the_command_typed_and_the_run_it_does(monkeypatch, tmp_path):
+    """Trial defect (session 12): a ship's log named `edgekd run RUN/edgekd.yaml --out RUN`, never typed by the user."""
+    from pathlib import Path
+
+    from edgekd.pipeline.runner import _command
+
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/edgekd", "ship", "model.onnx", "--data", "my images", "--out", "r"])
+    assert _command(Path("r/edgekd.yaml"), Path("r"), True, False, None) == \
+        "edgekd ship model.onnx --data 'my images' --out r (as edgekd run r/edgekd.yaml --out r --resume)"
+    monkeypatch.setattr(sys, "argv", ["script.py"])  # the Python API: the run it does
+    assert _command(Path("c.yaml"), Path("r"), False, True, ["gate"]) == "edgekd run c.yaml --out r --force --only gate"
