@@ -14,8 +14,8 @@ from edgekd.device.gate import Check
 
 def mark_gate_outputs_stale(layout, run_name: str, because: str) -> None:
     """Rewrite the gate's CI files as stale, where the gate stage wrote them; nothing when it never ran."""
-    if not layout.gate_json.is_file():
-        return
+    if not layout.gate_json.is_file() or _already_stale(layout.gate_json):  # the first stage that ran again is the cause
+        return  # said once, as report.md's line is: later stages of the same rerun name no other cause
     reason = (f"stale: {because}; the model these checks judged is no longer the one the config makes: finish the run "
               "(edgekd run CONFIG --out RUN --resume) to gate the new one")
     stale = Check(run_name, "stale", False, reason)
@@ -23,6 +23,15 @@ def mark_gate_outputs_stale(layout, run_name: str, because: str) -> None:
                                          "checks": [stale.__dict__]})
     write_ci_outputs([stale], run_name, layout.gate_junit, layout.gate_summary, step_summary=False)
     mark_reports_stale(layout.run_dir, reason)
+
+
+def _already_stale(gate_json) -> bool:
+    from edgekd.core.fileio import read_json
+
+    try:
+        return bool((read_json(gate_json) or {}).get("stale"))
+    except Exception:  # unreadable: rewritten as stale
+        return False
 
 
 STALE_MD, STALE_HTML = "> **STALE**: ", '<p class="stale"><b>STALE</b>: '

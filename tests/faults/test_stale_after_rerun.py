@@ -71,3 +71,21 @@ def test_only_a_later_stage_without_a_run_leaves_no_folder(tmp_path, finished_ru
     assert_one_line_error(invoke("run", tmp_path / "pipeline.yaml", "--out", tmp_path / "new", "--only", "gate"),
                           "--only gate", "holds no run yet", "leave out --only")
     assert not (tmp_path / "new").exists()
+
+
+def test_the_ci_files_and_the_reports_name_one_cause_the_first_stage_that_ran_again(tmp_path):
+    """Trial defect (session 12): after a --force rerun killed in bench, gate.json said 'bench' ran again (rewritten at
+    each stage) while report.md and edgekd bench said 'teachers' (the first)."""
+    from types import SimpleNamespace
+
+    from edgekd.pipeline.stale_outputs import mark_gate_outputs_stale
+
+    layout = SimpleNamespace(run_dir=tmp_path, gate_json=tmp_path / "gate.json", gate_junit=tmp_path / "gate-junit.xml",
+                             gate_summary=tmp_path / "gate-summary.md")
+    layout.gate_json.write_text(json.dumps({"passed": True, "summary": "gate: PASS", "checks": []}))
+    (tmp_path / "report.md").write_text("# edgekd report: r\n")
+    for stage in ("teachers", "distill", "bench"):
+        mark_gate_outputs_stale(layout, "r", f"'{stage}' ran again at 17:46")
+    summary = json.loads(layout.gate_json.read_text())["summary"]
+    assert "'teachers' ran again" in summary and "'bench'" not in summary
+    assert (tmp_path / "report.md").read_text().startswith("> **STALE**: stale: 'teachers' ran again")
