@@ -256,7 +256,7 @@ class CompileStage(Stage):
                 info["runtime_fallback"] = fallback.to_json()
             bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info,
                                   extra_files=_preprocessing_files(ctx), reference_outputs=eval_outputs)
-            outputs += bundle_files(bundle) + [c.root / name for _, c in candidates for name in c.files]
+            outputs += bundle_files(bundle) + [c.root / name for _, c in candidates for name in c.files if (c.root / name).is_file()]
             targets[profile.name] = TargetBuild(profile.backend, rows[best]["name"], rows[best]["precision"], rows,
                                                 str(bundle.relative_to(ctx.run_dir)),
                                                 fallback.to_json() if fallback is not None else None)
