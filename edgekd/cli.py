@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a failed gate, 2 bad input (one line, no traceback; --d
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import sys
 import textwrap
@@ -295,12 +296,13 @@ def _print_run_result(ctx):
         shown.append(terminal_table(read_json(report_path), marks))
     # the command that finishes the run, whatever --only left undone (a bare --only gate is refused without --resume)
     line = verdict_line(verdict) if verdict else \
-        f"gate: not run (finish the run: edgekd run {ctx.config_path} --out {ctx.run_dir} --resume)"
+        f"gate: not run (finish the run: edgekd run {shlex.quote(str(ctx.config_path))} --out {shlex.quote(str(ctx.run_dir))} --resume)"
     # the table says FAIL; these say why
     shown += [f"FAIL {artifact}: {why}" for artifact, why in failed_reasons((verdict or {}).get("checks"))]
     shown.append(f"\nrun folder: {ctx.run_dir}   {line}")
     click.echo("\n".join(shown))
-    run_log.append(ctx.run_dir, "\n".join(shown))  # the table and the verdict close the run's log (RUN/edgekd.log)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0's verdict alone closes the run's log
+        run_log.append(ctx.run_dir, "\n".join(shown))  # the table and the verdict (RUN/edgekd.log)
     return verdict
 
 

@@ -92,8 +92,8 @@ _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 def remove_stray_temporaries(folder: str | Path) -> list[Path]:
     """atomic_path's temporary files a killed process left in `folder` (kill -9 skips the cleanup): removed by the
-    next run while it holds the folder's lock, so no writer of its own is mid-write. The files they were to replace
-    were never touched."""
+    next run while it holds the folder's lock, so no writer of its own is mid-write, in the run's own folders only
+    (pipeline/runner.py). The files they were to replace were never touched."""
     stray = [p for p in Path(folder).rglob(".*.tmp") if p.is_file() and _TEMPORARY.match(p.name)]
     for path in stray:
         path.unlink(missing_ok=True)

@@ -70,8 +70,8 @@ def _one_row_per_sample(run, path: Path, output: str | None):
     def checked(batch):
         try:
             got = np.asarray(run(batch))
-        except Exception as exc:  # onnxruntime's InvalidArgument, Fail: the model refused these inputs' values or shapes
-            if not type(exc).__module__.startswith("onnxruntime"):
+        except Exception as exc:  # onnxruntime's InvalidArgument: the model refused these inputs' values or shapes
+            if not (type(exc).__module__.startswith("onnxruntime") and type(exc).__name__ == "InvalidArgument"):
                 raise
             raise ConfigError(f"student.onnx '{path}': the model refused the data's inputs ({_fed(batch)}): "
                               f"{clip_words(str(exc).replace(chr(10), ' '), 240)}; save the arrays as the model takes "

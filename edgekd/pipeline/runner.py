@@ -39,8 +39,9 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool, config_path: Optio
 # What a run writes at the top of its folder beside RUN_FOLDER_OWN's (pipeline/layout.py): a user's file of one of these
 # names in a folder given to --out is never replaced, --force or not.
 RUN_WRITES = ("manifest.json", "report.json", "report.md", "report.html", "gate.json", "gate-junit.xml", "gate-summary.md",
-              "bundle", LOG_NAME)
-RUN_FOLDER_OWN = ("edgekd.yaml", ".edgekd", *(f"{number:02d}-{stage}" for number, stage in enumerate(STAGE_NAMES, 1)))
+              "bundle")
+# The log is only appended to: a run stopped before its manifest left one, which is no reason to refuse the folder.
+RUN_FOLDER_OWN = ("edgekd.yaml", ".edgekd", LOG_NAME, *(f"{number:02d}-{stage}" for number, stage in enumerate(STAGE_NAMES, 1)))
 
 
 def refuse_existing_run(run_dir: Path, resume: bool, force: bool, config_path: Optional[Path] = None) -> None:
@@ -118,7 +119,9 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     with exclusive(run_dir, distributed.is_main()), run_log(Path(run_dir), _command(config_path, run_dir, resume, force, only),
                                                             enabled=distributed.is_main()):
         if distributed.is_main():  # under the folder's lock: no writer of this run is mid-write
-            remove_stray_temporaries(run_dir)
+            for place in (Path(run_dir) / name for name in (*RUN_FOLDER_OWN[3:], "bundle")):  # the run's own folders only
+                if place.is_dir():
+                    remove_stray_temporaries(place)
         manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
         manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
         if distributed.is_main():
@@ -144,7 +147,9 @@ def _command(config_path: Path, run_dir: Path, resume: bool, force: bool, only: 
 
     flags = ["--resume"] * resume + ["--force"] * force + [f"--only {stage}" for stage in only or []]
     run = " ".join(["edgekd run", str(config_path), "--out", str(run_dir), *flags])
-    typed = Path(sys.argv[0]).name in ("edgekd", "__main__.py") and sys.argv[1:2] != ["run"]
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)  # `python -m edgekd`, or the edgekd script
+    cli = Path(sys.argv[0]).name == "edgekd" or getattr(main, "name", "") == "edgekd.__main__"
+    typed = cli and sys.argv[1:2] != ["run"]
     return f"{shlex.join(['edgekd', *sys.argv[1:]])} (as {run})" if typed else run
 
 

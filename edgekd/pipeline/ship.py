@@ -7,6 +7,7 @@ it lives in the run folder, not beside the model.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -68,7 +69,8 @@ def refuse_users_config(run_dir: Path) -> None:
     written = re.search(r"content sha256 ([0-9a-f]{16})", header)  # files from before the header carried it: no check
     if written and _digest(body) != written.group(1):
         raise ConfigError(f"--out '{run_dir}': its {CONFIG_NAME} was edited since edgekd ship wrote it, and shipping again "
-                          f"would undo the edits; run it as edited: edgekd run {path} --out {run_dir} --resume (or move "
+                          f"would undo the edits; run it as edited: edgekd run {shlex.quote(str(path))} --out "
+                          f"{shlex.quote(str(run_dir))} --resume (or move "
                           "it away to ship anew)")
 
 

@@ -63,8 +63,8 @@ class QuantizeConfig(Strict):
     fallback: FallbackConfig = Field(default_factory=FallbackConfig, description="when int8 breaks max_drop on the "
                                      "validation split, keep the most sensitive nodes in float until it does not "
                                      "(`fallback: false` turns it off)")
-    max_fallback_nodes: Integer = Field(6, ge=1, le=1000, description="the most nodes the fallback keeps in float (it bisects "
-                                    "between 1 and this, 1 + log2 of it evaluations); to keep none, `fallback: false`")
+    max_fallback_nodes: Integer = Field(6, ge=0, le=1000, description="the most nodes the fallback keeps in float (it bisects "
+                                    "between 1 and this, 1 + log2 of it evaluations); 0 keeps none, as `fallback: false`")
     max_drop: Optional[float] = Field(None, ge=0, description="int8 accuracy budget on the validation split, in gate.drop_type "
                                                               "units (default: the strictest target or gate max_drop)")
     confirm_fraction: float = Field(0.5, ge=0, lt=1, description="share of the validation split that the int8 search "

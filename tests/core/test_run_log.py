@@ -58,3 +58,27 @@ def test_the_header_names_the_command_typed_and_the_run_it_does(monkeypatch, tmp
         "edgekd ship model.onnx --data 'my images' --out r (as edgekd run r/edgekd.yaml --out r --resume)"
     monkeypatch.setattr(sys, "argv", ["script.py"])  # the Python API: the run it does
     assert _command(Path("c.yaml"), Path("r"), False, True, ["gate"]) == "edgekd run c.yaml --out r --force --only gate"
+
+
+def test_the_log_never_breaks_the_output_it_copies(tmp_path, monkeypatch):
+    """Review (session 12): a line of undecodable bytes (a Latin-1 file name) stopped the run with UnicodeEncodeError,
+    no stderr at all (2>&-) raised AttributeError, and a redrawn bar's buffer grew without end."""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    with run_log.run_log(tmp_path, "edgekd run c.yaml"):
+        print("data/img/" + b"caf\xe9.jpg".decode("utf-8", "surrogateescape"), file=sys.stderr)
+        for i in range(10_000):
+            sys.stderr.write(f"\r  bar {i}")
+        assert len(sys.stderr._pending) < 100
+    assert "caf\\udce9.jpg" in (tmp_path / run_log.LOG_NAME).read_text()
+    monkeypatch.setattr(sys, "stderr", None)
+    with run_log.run_log(tmp_path, "no stderr"):
+        assert sys.stderr is None and not run_log.active()
+
+
+def test_a_folder_holding_only_a_log_is_a_run_folder_not_a_users(tmp_path):
+    """Review (session 12): a run stopped before its manifest left edgekd.log, and every later run into the folder was
+    refused as one holding a user's file, --force or not."""
+    from edgekd.pipeline.runner import refuse_existing_run
+
+    (tmp_path / run_log.LOG_NAME).write_text("\n=== 2026-12-07 edgekd run c.yaml --out run\n")
+    refuse_existing_run(tmp_path, resume=False, force=False)

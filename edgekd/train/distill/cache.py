@@ -57,22 +57,22 @@ def code_digest(model: nn.Module) -> str:
     """sha256 of the source files that define the model's classes, its own and its submodules' (a user's factory
     file, torchvision's, edgekd's zoo): a forward() edited in the user's file, with the same weights, computes other
     outputs, and read an earlier run's cached ones (a teacher with two classes swapped taught as before)."""
+    # by module name and content, not path: a cache shared by two checkouts (EDGEKD_CACHE_DIR) still hits
     digest = hashlib.sha256()
-    for path in sorted({_source_file(type(module)) for module in model.modules()} - {None}):
-        digest.update(f"{path}|{_file_sha256(path, *_stamp(path))}".encode())
+    for module, source in sorted({(type(m).__module__, _source_digest(type(m))) for m in model.modules()}):
+        digest.update(f"{module}|{source}".encode())
     return digest.hexdigest()
 
 
-def _source_file(cls: type) -> Optional[str]:
+def _source_digest(cls: type) -> str:
+    """sha256 of the file defining `cls`; its module's name alone where there is no file to read (a class defined in
+    C, at the prompt, in a zip or a sourceless install)."""
     try:
-        return inspect.getsourcefile(cls)
-    except (TypeError, OSError):  # a class defined in C or at the prompt: no file to read
-        return None
-
-
-def _stamp(path: str) -> tuple[int, int]:
-    stat = os.stat(path)
-    return stat.st_mtime_ns, stat.st_size
+        path = inspect.getsourcefile(cls)
+        stat = os.stat(path) if path else None
+    except (TypeError, OSError):
+        return ""
+    return _file_sha256(path, stat.st_mtime_ns, stat.st_size) if stat else ""
 
 
 @functools.lru_cache(maxsize=512)
