@@ -183,7 +183,7 @@ def _check_channels_last(data, logits: Callable[[np.ndarray], np.ndarray], predi
 
 def _saved_as(data, name: str, stats) -> str:
     """The fix for channels-last arrays, which edgekd feeds as saved: save them as the better scaling makes them."""
-    mean, std = ([round(float(v), 4) for v in values] for values in stats)
+    mean, std = _rounded(stats)
     pixels = "x" if data.divisor == 1 else f"x / {data.divisor:g}"
     return (f"channels-last arrays are fed as saved, so save x as the model takes it: ({pixels} - mean) / std on its last "
             f"axis, mean {mean} and std {std} ({name})")
@@ -289,8 +289,14 @@ def _normalize_value(mode: Optional[str], stats=None) -> str:
     """How data.normalize spells a choice in a message: its name, or the {mean, std} mapping for custom statistics."""
     if mode not in (None, "custom"):
         return mode
-    mean, std = ([round(float(v), 4) for v in values] for values in stats)
+    mean, std = _rounded(stats)
     return f"{{mean: {mean}, std: {std}}}"
+
+
+def _rounded(stats) -> tuple[list[float], list[float]]:
+    """(mean, std) as a message shows them: four decimals."""
+    mean, std = ([round(float(v), 4) for v in values] for values in stats)
+    return mean, std
 
 
 def _ship_spelling(name: str, stats) -> str:
@@ -298,7 +304,7 @@ def _ship_spelling(name: str, stats) -> str:
     channel has the same)."""
     if name in NORMALIZE_MODES:
         return name
-    mean, std = ([round(float(v), 4) for v in values] for values in stats)
+    mean, std = _rounded(stats)
     return "/".join(",".join(f"{v:g}" for v in (values[:1] if len(set(values)) == 1 else values)) for values in (mean, std))
 
 
