@@ -3,6 +3,7 @@ carried with it, and an opset below what int8 needs upgraded by onnx's own versi
 the original on the data (every output close) and recorded. Torch-free, like the rest of the as-given ONNX path."""
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -50,9 +51,17 @@ def bring_in(source: Path, target: Path, samples, field: str) -> tuple[list[Path
 
 
 def output_names(path: Path) -> list[str]:
+    """The model's output names, in order; read once a process while the file is unchanged (the compile and bench
+    stages ask for each evaluation split, and parsing the file parses its weights)."""
+    stat = Path(path).stat()
+    return list(_output_names(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _output_names(path: str, _mtime_ns: int, _size: int) -> tuple[str, ...]:
     import onnx
 
-    return [value.name for value in onnx.load(str(path), load_external_data=False).graph.output]
+    return tuple(value.name for value in onnx.load(path, load_external_data=False).graph.output)
 
 
 def check_output_name(path: Path, name: str | None) -> None:

@@ -100,9 +100,9 @@ def student_outputs(ctx: RunContext, x) -> dict[str, np.ndarray] | None:
     """Every output of the fp32 model on `x` by name, which each candidate's outputs are compared with: a task without
     classes (fidelity), or a classifier with outputs beside its logits (an embedding a user's app reads, which int8
     may damage while top-1 holds); None for a classifier of one output, which compares its logits (student_logits)."""
-    from edgekd.runtimes.onnx_graph import read_onnx_header
+    from edgekd.pipeline.onnx_intake import output_names
 
-    if ctx.task.has_classes and len(read_onnx_header(ctx.layout.fp32_onnx).graph.output) < 2:
+    if ctx.task.has_classes and len(output_names(ctx.layout.fp32_onnx)) < 2:
         return None
     from edgekd.core.metrics import predict_outputs
     from edgekd.runtimes.ort import OrtSession
