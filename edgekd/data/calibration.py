@@ -50,17 +50,21 @@ def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = 
     if count < recipe.count:
         _warn_pool_too_small(recipe, len(pool))
     if recipe.class_balance:
-        indices = _balanced(pool.y, count, rng)
+        indices = _balanced(pool.y, count, rng, recipe.name)
     else:
         indices = rng.choice(len(pool), size=count, replace=False)
     chosen = pool.take(np.sort(indices)).in_memory()  # a calibration set is small: decoded once, here
     if not all_finite(chosen.x):
         raise DataError(f"calibration recipe '{recipe.name}': samples contain NaN or Inf; clean the data")
-    digest = split_hash(chosen.x, chosen.y)
+    return chosen, _pinned(recipe, split_hash(chosen.x, chosen.y))
+
+
+def _pinned(recipe: CalibrationRecipe, digest: str) -> str:
+    """The set's sha256, refused when the recipe pins another (expected_sha256)."""
     if recipe.expected_sha256 and recipe.expected_sha256 != digest:
         raise DataError(f"calibration recipe '{recipe.name}': set sha256 {digest} != expected_sha256 {recipe.expected_sha256}; "
                         "the data changed since the recipe was pinned: pin the new set (its sha256 is the first) or restore the data")
-    return chosen, digest
+    return digest
 
 
 def draw_folder(folder: Path, recipe: CalibrationRecipe, dataset: Dataset, preprocess) -> tuple[Split, str]:
@@ -77,7 +81,7 @@ def draw_folder(folder: Path, recipe: CalibrationRecipe, dataset: Dataset, prepr
         raise DataError(f"quantize.calibration_images '{folder}': images are {images.shape[1:]} after data's preprocessing "
                         f"but the model takes {dataset.input_shape}; set data.resize and data.center_crop so both match")
     chosen = Split(np.asarray(images), np.full(len(images), UNLABELED, np.int64))
-    return chosen, split_hash(chosen.x, chosen.y)
+    return chosen, _pinned(recipe, split_hash(chosen.x, chosen.y))
 
 
 def describe(recipe: CalibrationRecipe, chosen: Split) -> dict:
@@ -113,8 +117,14 @@ def _fitting_recipe(source: str, pool_size: int) -> str:
     return f"a copy of a built-in recipe with source: {source} and count: {pool_size}{extra}"
 
 
-def _balanced(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+def _balanced(labels: np.ndarray, count: int, rng: np.random.Generator, name: str) -> np.ndarray:
     classes = np.unique(labels)
+    if count < len(classes):
+        warnings.warn(f"calibration recipe '{name}': count {count} cannot balance {len(classes)} classes, so the set holds "
+                      f"{count} of them; give count at least {len(classes)} (class_balance: true asks for every class)",
+                      UserWarning, stacklevel=3)
+        # Which classes make up a too-small set is drawn, not the lowest labels.
+        classes = np.sort(rng.choice(classes, size=count, replace=False))
     per_class = max(1, count // len(classes))
     picked = []
     for label in classes:

@@ -177,6 +177,9 @@ def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path
         return None
     checked = stage_class(config, "teachers")(preview).work().check_inputs()
     _warn_evaluation_set_short(config, preview.dataset)
+    from edgekd.pipeline.stages.quantize import check_pinned_calibration  # stage modules load when asked for
+
+    check_pinned_calibration(preview)
     return preview.dataset, checked
 
 

@@ -77,3 +77,38 @@ def test_an_unlabeled_folder_at_any_depth_calibrates_with_the_data_preprocessing
 def test_a_recipe_name_typo_names_the_nearest_builtin_recipe():
     with pytest.raises(ConfigError, match=r"quantize.calibration 'trian-64': no such recipe; did you mean 'train-64'\? "):
         load_recipe("trian-64")
+
+
+def test_a_balanced_recipe_smaller_than_the_classes_warns_and_draws_which_classes(small_digits):
+    """Trial defect (session 12): count 1 with class_balance drew class 0 and was recorded as balanced, unsaid."""
+    recipe = CalibrationRecipe(name="one", count=3, class_balance=True, seed=5)
+    with pytest.warns(UserWarning, match=r"'one': count 3 cannot balance 10 classes.*give count at least 10"):
+        samples, _ = draw(small_digits, recipe)
+    assert len(samples) == 3 and len(set(samples.y.tolist())) == 3
+    seeds = [draw(small_digits, recipe.model_copy(update={"seed": s}))[0].y.tolist() for s in range(6)]
+    assert len({tuple(labels) for labels in seeds}) > 1 and any(labels != [0, 1, 2] for labels in seeds)
+
+
+def test_a_pinned_recipe_is_checked_on_a_calibration_folder_too(tmp_path):
+    """A recipe's expected_sha256 held for a split only: quantize.calibration_images ignored the pin."""
+    from PIL import Image
+
+    from edgekd.core.errors import DataError
+    from edgekd.data.calibration import draw_folder
+    from edgekd.data.datasets import preprocess_of
+
+    for folder in ("data/a", "data/b", "calib"):
+        (tmp_path / folder).mkdir(parents=True)
+        for i in range(5):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / folder / f"{i}.png")
+    cfg = DataConfig(source="imagefolder", path=str(tmp_path / "data"), color="gray", resize=8, center_crop=8)
+    data = load_dataset(cfg, seed=0, lazy=True)
+    recipe = CalibrationRecipe(name="pinned", count=5)
+
+    def drawn(pin):
+        return draw_folder(tmp_path / "calib", recipe.model_copy(update={"expected_sha256": pin}), data, preprocess_of(cfg))[1]
+
+    digest = drawn(None)
+    assert drawn(digest) == digest
+    with pytest.raises(DataError, match="'pinned': set sha256 .* != expected_sha256 0+; the data changed"):
+        drawn("0" * 64)

@@ -73,6 +73,16 @@ def test_out_of_range_seeds_are_refused(tmp_path, section, value):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_pinned_calibration_set_that_changed_is_refused_before_training(tmp_path):
+    """Trial defect (session 12, carried): a recipe's expected_sha256 was checked in the quantize stage, after the
+    teachers and the student had trained on data that had changed since the recipe was pinned."""
+    recipe = tmp_path / "pinned.yaml"
+    recipe.write_text(f"name: pinned\nsource: train\ncount: 32\nexpected_sha256: '{'0' * 64}'\n", encoding="utf-8")
+    config = write_config(tmp_path, quantize={"calibration": str(recipe)})
+    assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "calibration recipe 'pinned'", "the data changed")
+    assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()], "nothing trained, nothing written"
+
+
 # ---- a bundle's eval.npz (as an attacker or a bad copy would leave it, hashes updated) --------------------
 
 
