@@ -113,13 +113,14 @@ def verdict_line(verdict: dict[str, Any]) -> str:
 
 
 def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs, min_seconds: float = _BENCH.min_seconds,
-          batch_sizes: Sequence[int] = (1, _BENCH.batch_size), warmup_runs: int = _BENCH.warmup_runs,
+          batch_sizes: Sequence[int] | None = None, warmup_runs: int = _BENCH.warmup_runs,
           warmup_seconds: float = _BENCH.warmup_seconds, rounds: int = _BENCH.rounds, memory: bool = _BENCH.memory,
           images: str | Path | None = None, texts: str | Path | None = None, decoding: Decoding | None = None,
           out: str | Path | None = None) -> dict[str, Any]:
     """Benchmark one bundle, or every bundle of a run folder, on this machine; returns a report
     (schema edgekd.report/1, the same as the pipeline's). Needs no torch.
-    Defaults are those of `edgekd bench` (batch sizes 1 and 8). `images`: a folder of raw image files to measure
+    Defaults are those of `edgekd bench` (batch sizes: those of the bundles' profiles, 1 and 4 for arm64-cpu, 1 and 8
+    for x86-cpu). `images`: a folder of raw image files to measure
     on instead of eval.npz, decoded with the manifest's preprocessing (class sub-folders named as its labels give
     top-1; without them, fidelity to the fp32 bundle). `texts`: a .jsonl or .csv of text,label to measure a text
     model's bundle on, tokenized with the bundle's tokenizer.json.

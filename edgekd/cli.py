@@ -315,8 +315,9 @@ def _print_run_result(ctx):
 @click.option("--warmup-seconds", type=SECONDS, default=BENCH_DEFAULTS.warmup_seconds, show_default=True, help="...and at least this long.")
 @click.option("--rounds", type=click.IntRange(min=1), default=BENCH_DEFAULTS.rounds, show_default=True,
               help="Timed runs are split into rounds, artifacts interleaved.")
-@click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True, default=(1, BENCH_DEFAULTS.batch_size), show_default=True,
-              help="Batch sizes (repeatable); batch 1 is always measured.")
+@click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True,
+              help="Batch sizes (repeatable; default: the bundle's profile's, e.g. 1 and 4 for arm64-cpu, 1 and 8 for x86-cpu); "
+                   "batch 1 is always measured.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory subprocess per artifact.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Measure on this folder of raw image files instead of eval.npz, decoded with the manifest's preprocessing "
@@ -360,7 +361,7 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     if temperature is not None and top_k is None:
         raise click.UsageError("--temperature: applies to sampling; give --top-k K too (greedy has no temperature)")
     decoding = _decoding(top_k, temperature, seed, new_tokens, prompt_count)
-    report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes,
+    report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes or None,
                        warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory,
                        images=images, texts=texts, decoding=decoding)
     from edgekd.device.gate import failed_reasons

@@ -21,6 +21,7 @@ from edgekd.core.fileio import read_json, read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.data.table_schema import model_feed, schema_of
 from edgekd.device.bundle import REFERENCE_OUTPUTS, bundle_thresholds, eval_key, load_bundle
+from edgekd.device.config import BenchConfig
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
 from edgekd.device.measure import Candidate, bundle_row_names, measure_rows, runtime_note
@@ -170,7 +171,19 @@ def _require_a_runtime(loaded: list) -> None:
 MEASURES = {"language-model": "edgekd.device.lm_bench:bench_lm_bundles"}
 
 
-def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, batch_sizes: Sequence[int] = (1,),
+def profiles_batch_sizes(manifests: Sequence[dict[str, Any]]) -> tuple[int, ...]:
+    """The batch sizes the bundles' target profiles name (a bundle without its profile: 1 and the bench section's
+    default), so a board is timed at the batches its profile says it runs."""
+    sizes = {1}
+    for manifest in manifests:
+        listed = (manifest.get("profile") or {}).get("batch_sizes")
+        ok = isinstance(listed, list) and listed and all(isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 4096
+                                                        for b in listed)
+        sizes.update(listed if ok else (BenchConfig().batch_size,))
+    return tuple(sorted(sizes))
+
+
+def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, batch_sizes: Sequence[int] | None = (1,),
                   memory: bool = True, images: Path | None = None, texts: Path | None = None,
                   decoding: Decoding | None = None) -> dict[str, Any]:
     """One report (schema edgekd.report/1) for the bundle, or all bundles of a run folder, on this machine: on the
@@ -203,6 +216,7 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
         measured, gate = first_manifest.get("measured") or ACCURACY, bundle_thresholds(first_manifest, loaded[0][0])
     else:
         x, y, reference, references, eval_set, measured, gate = _on_images(Path(images), loaded, candidates)
+    batch_sizes = batch_sizes or profiles_batch_sizes([m for _d, m, _a in loaded])
     rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory, metric=metric,
                         reference_outputs=outputs)
     for row, (bundle_dir, *_rest) in zip(rows, loaded, strict=True):

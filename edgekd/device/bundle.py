@@ -159,7 +159,11 @@ def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
     beside = [entry["path"] for entry in manifest["files"]
               if entry["path"] not in {*artifact.files, artifact.main, *get_backend(artifact.backend).built_files,
                                        "eval.npz", README}]
-    artifact = get_backend(artifact.backend).build(artifact, profile)
+    backend = get_backend(artifact.backend)
+    if profile is not None:  # another device of the same backend: its threads and session settings, its name
+        artifact = backend.retarget(artifact, profile)
+        manifest["target"] = profile.name
+    artifact = backend.build(artifact, profile)
     manifest.update(artifact=artifact.to_json(), files=_file_records(Path(bundle_dir), artifact, beside),
                     rebuild_on_device=artifact.rebuild_on_device, rebuilt_on=cpu_info()["model"],
                     rebuilt_with=library_versions())

@@ -48,6 +48,9 @@ def check_bench_arguments(function: str = "bench", **given: Any) -> dict[str, An
     for name, value in given.items():
         field, flag = BENCH_ARGUMENTS[name]
         if name == "batch_sizes":
+            if value is None:  # the bundles' own profiles' batch sizes (device/bench.py)
+                checked[name] = None
+                continue
             if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, set, frozenset)):
                 raise _bench_error(function, name, value, flag, "expected a list of batch sizes, e.g. [1, 8]")
             checked[name] = tuple(_checked_value(function, name, field, flag, size) for size in value)

@@ -144,6 +144,11 @@ class Backend:
             return onnx_parameters(model_file)
         return None
 
+    def retarget(self, artifact: Artifact, profile) -> Artifact:
+        """The session settings another profile of this backend gives (`edgekd compile BUNDLE --target T`): its
+        threads and runtime options; the model files stay as they are."""
+        return artifact
+
     def build(self, artifact: Artifact, profile=None) -> Artifact:
         """Finish the artifact on the machine that will run it (`edgekd compile BUNDLE`).
 

@@ -20,6 +20,15 @@ from edgekd.runtimes.openvino_convert import OV_METHODS
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
+def _session_config(precision: str, profile) -> dict:
+    """The compiled model's settings a profile gives: precision hint, performance hint and threads."""
+    config = {"INFERENCE_PRECISION_HINT": precision_hint(precision, profile),
+              "PERFORMANCE_HINT": profile.runtime_options.get("performance_hint", "LATENCY")}
+    if profile.threads:
+        config["INFERENCE_NUM_THREADS"] = profile.threads
+    return config
+
+
 def precision_hint(precision: str, profile) -> str:
     if precision == "int8":
         # Layers left in float inside a QDQ model run at this precision.
@@ -134,12 +143,13 @@ class OpenVinoBackend(Backend):
             raise ArtifactError(f"{onnx_path}: OpenVINO cannot convert it ({openvino_reason(exc)})") from None
         with atomic_files(out_dir) as scratch:
             ov.save_model(model, str(scratch / "model.xml"), compress_to_fp16=compress)
-        config = {"INFERENCE_PRECISION_HINT": precision_hint(precision, profile),
-                  "PERFORMANCE_HINT": profile.runtime_options.get("performance_hint", "LATENCY")}
-        if profile.threads:
-            config["INFERENCE_NUM_THREADS"] = profile.threads
         return Artifact(self.name, precision, out_dir, "model.xml", ["model.xml", "model.bin"],
-                        runtime_options={"device": "CPU", "config": config, "compress_to_fp16": compress})
+                        runtime_options={"device": "CPU", "config": _session_config(precision, profile),
+                                         "compress_to_fp16": compress})
+
+    def retarget(self, artifact: Artifact, profile) -> Artifact:
+        artifact.runtime_options["config"] = _session_config(artifact.precision, profile)
+        return artifact
 
     def conversion_refusal(self, onnx_path: Path) -> str | None:
         """openvino.convert_model's reason for refusing the file (Silero VAD's nested If: "-- Conversion is failed for:

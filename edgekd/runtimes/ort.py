@@ -139,6 +139,10 @@ class OrtBackend(Backend):
     def decoder(self, path: Path, threads: int | None = None):
         return OnnxDecoder(path, threads)
 
+    def retarget(self, artifact: Artifact, profile) -> Artifact:
+        artifact.runtime_options.update(threads=profile.threads, session_options=session_options(profile.threads))
+        return artifact
+
     def quantize_decoder(self, fp32_onnx: Path, folder: Path, method: str, options, made: dict[Path, list[Path]]) -> dict:
         from edgekd.runtimes.decoder_quantize import quantize_decoder
 

@@ -57,6 +57,22 @@ def test_edgekd_compile_rewrites_the_ort_file_and_its_hash(arm64_bundle):
     assert "onnxruntime" in manifest["artifact"]["notes"]["ort_format"] and manifest["rebuilt_with"]["onnxruntime"]
 
 
+def test_edgekd_compile_for_another_profile_takes_its_name_and_threads(arm64_bundle, tmp_path):
+    """Trial defect (session 11, carried): `edgekd compile BUNDLE --target pi5.yaml` recorded pi5's profile but kept
+    arm64-cpu's name and its 4 threads, so the device ran and reported as the old target."""
+    from edgekd.core.resources import builtin_dir
+
+    profile = tmp_path / "pi5.yaml"
+    text = (builtin_dir("targets") / "arm64-cpu.yaml").read_text(encoding="utf-8")
+    profile.write_text(text.replace("name: arm64-cpu", "name: pi5").replace("threads: 4", "threads: 2"), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["compile", str(arm64_bundle), "--target", str(profile)])
+    assert result.exit_code == 0, result.output
+    manifest = verify_bundle(arm64_bundle)
+    options = manifest["artifact"]["runtime_options"]
+    assert manifest["target"] == manifest["profile"]["name"] == "pi5"
+    assert options["threads"] == 2 and options["session_options"]["intra_op_num_threads"] == 2
+
+
 def test_rewriting_a_bundle_replaces_it_whole(arm64_bundle, tiny_model, reference, tmp_path):
     (arm64_bundle / "stale.txt").write_text("left from an older bundle")
     artifact = get_backend("ort").compile(tiny_model.fp32, "fp32", load_profile("x86-cpu"), tmp_path / "fp32",
@@ -64,3 +80,28 @@ def test_rewriting_a_bundle_replaces_it_whole(arm64_bundle, tiny_model, referenc
     write_bundle(arm64_bundle, artifact, tiny_model.eval_x[:10], tiny_model.eval_y[:10], reference[:10], INFO)
     assert not (arm64_bundle / "stale.txt").exists() and not (arm64_bundle / "model.ort").exists()
     assert verify_bundle(arm64_bundle)["artifact"]["precision"] == "fp32"
+
+
+def test_an_openvino_artifact_retargeted_takes_the_profiles_threads_and_hints(tmp_path):
+    from edgekd.runtimes.base import Artifact
+
+    profile = load_profile("intel-cpu").model_copy(update={"threads": 3})
+    artifact = Artifact("openvino", "int8", tmp_path, "model.xml", ["model.xml", "model.bin"],
+                        runtime_options={"device": "CPU", "config": {"INFERENCE_NUM_THREADS": 8}, "compress_to_fp16": False})
+    config = get_backend("openvino").retarget(artifact, profile).runtime_options["config"]
+    assert config["INFERENCE_NUM_THREADS"] == 3 and config["PERFORMANCE_HINT"] == "LATENCY"
+    assert "INFERENCE_PRECISION_HINT" in config
+
+
+def test_bench_times_the_batch_sizes_of_the_bundles_profile(tiny_model, reference, tmp_path):
+    """Trial defect (session 11, carried): `edgekd bench` timed batch 8 on an arm64-cpu bundle whose profile says 1 and 4."""
+    from edgekd import api
+
+    profile = load_profile("arm64-cpu")
+    artifact = get_backend("ort-arm64").compile(tiny_model.int8, "int8", profile, tmp_path / "build", tiny_model.input_spec)
+    arm64_bundle = write_bundle(tmp_path / "bundle" / "arm64-cpu", artifact, tiny_model.eval_x[:50], tiny_model.eval_y[:50],
+                                reference[:50], {**INFO, "profile": profile.model_dump(mode="json")})
+    report = api.bench(arm64_bundle, runs=2, min_seconds=0, warmup_runs=0, warmup_seconds=0, rounds=1, memory=False)
+    assert report["bench"]["batch_sizes"] == [1, 4]
+    assert api.bench(arm64_bundle, runs=2, min_seconds=0, warmup_runs=0, warmup_seconds=0, rounds=1, memory=False,
+                     batch_sizes=[2])["bench"]["batch_sizes"] == [1, 2]
