@@ -122,6 +122,27 @@ def fidelity_limits_rule(gate) -> Rule:
     return rule
 
 
+def size_rule(max_kb: float | None, source: str) -> Rule:
+    """Fails candidates whose files on disk (row["bytes"], the size the gate checks) exceed `max_kb`; None: no limit."""
+    def rule(row: Candidate) -> str | None:
+        if max_kb is None or row.get("bytes") is None or row["bytes"] / 1024 <= max_kb:
+            return None
+        return f"size {row['bytes'] / 1024:.1f} KB > max_size_kb {max_kb:g} ({source})"
+    return rule
+
+
+def speedup_rule(min_speedup: float | None, source: str) -> Rule:
+    """Fails timed candidates whose p50 is not `min_speedup` times fp32's (row["fp32_p50_ms"], set by choose()); fp32
+    itself is 1x. Untimed candidates pass: the gate skips the check and the device's bench decides."""
+    def rule(row: Candidate) -> str | None:
+        base = row.get("fp32_p50_ms")
+        if min_speedup is None or base is None or "p50_ms" not in row:
+            return None
+        speedup = base / row["p50_ms"] if row["p50_ms"] > 0 else float("inf")
+        return None if at_least(speedup, min_speedup) else f"speedup {speedup:.2f}x < min_speedup {min_speedup:g}x ({source})"
+    return rule
+
+
 def all_of(*rules: Rule) -> Rule:
     """The first failure of several rules, or None when all pass."""
     def rule(row: Candidate) -> str | None:
@@ -132,8 +153,15 @@ def all_of(*rules: Rule) -> Rule:
 def choose(rows: list[Candidate], rule: Rule, measured_key: str = "measured") -> int:
     """Index of the candidate to ship, in the order the profile lists them; fills in every verdict."""
     baseline = next((r for r in rows if r["name"] == BASELINE), None)
+    if baseline is not None and "p50_ms" in baseline:
+        for row in rows:  # what a speed-up rule compares with
+            row.setdefault("fp32_p50_ms", baseline["p50_ms"])
+    # fp32 that fails the rule itself (over a size limit) is no bar to clear: a passing candidate ships even when it is
+    # not faster than fp32.
+    fp32_fails = rule(baseline) if baseline is not None and baseline.get(measured_key, True) else None
+    bar = baseline if not fp32_fails else None
     for row in rows:
-        row["verdict"] = _screen(row, baseline, rule, measured_key)
+        row["verdict"] = _screen(row, bar, rule, measured_key)
     if not any(row.get(measured_key, True) for row in rows):
         return _profile_order(rows)
     eligible = [i for i, r in enumerate(rows) if r["verdict"] == "eligible"]
@@ -146,7 +174,7 @@ def choose(rows: list[Candidate], rule: Rule, measured_key: str = "measured") ->
         best = next((i for i, r in enumerate(rows) if r is baseline), 0)
     for i, row in enumerate(rows):
         if i == best:
-            row["verdict"] = "chosen" + _how(row, eligible, baseline)
+            row["verdict"] = "chosen" + _how(row, eligible, baseline, fp32_fails)
         elif row["verdict"] == "eligible":
             row["verdict"] = _lost_to(row, rows[best])
     return best
@@ -206,7 +234,7 @@ def _not_faster(row: Candidate, baseline: Candidate) -> str | None:
     return comparison.describe(baseline["name"])
 
 
-def _how(row: Candidate, eligible: list[int], baseline: Candidate | None) -> str:
+def _how(row: Candidate, eligible: list[int], baseline: Candidate | None, fp32_fails: str | None) -> str:
     if not eligible:
         return " (no candidate passed; fp32 shipped)"
     if row.get("within_noise_of"):
@@ -215,6 +243,8 @@ def _how(row: Candidate, eligible: list[int], baseline: Candidate | None) -> str
         return " (first passing in profile order)"
     if row is baseline:
         return f" ({BASELINE} baseline; no passing candidate faster beyond noise)"
+    if fp32_fails:  # fp32 is no bar to clear (over a size limit)
+        return f" (fastest passing; {BASELINE} fails: {fp32_fails})"
     comparison = compare_speed(row, baseline) if baseline is not None else None
     return f" (fastest passing; {comparison.describe(BASELINE)})" if comparison else " (fastest passing)"
 

@@ -164,3 +164,47 @@ def test_a_paired_gain_inside_the_band_ships_the_simpler_and_says_within_noise()
     assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp32"
     assert int8["verdict"] == ("within noise of fp32 (1.02x its speed, median of 5 paired rounds, faster in 5 of 5; "
                                "band 3%)")
+
+
+def test_a_size_limit_fp32_fails_ships_the_passing_int8_even_when_slower():
+    """Trial defect (session 13): a profile's gate.max_size_kb 6 shipped fp32 (9.6 KB, FAIL at the gate) because the
+    int8 model (4.8 KB, drop 0) was slower than fp32, and selection knew no size rule."""
+    from edgekd.pipeline.selection import all_of, size_rule
+
+    rows = [_row("fp32", 10.0), _row("int8", 12.0)]
+    rows[0]["bytes"], rows[1]["bytes"] = 9830, 4915
+    best = choose(rows, all_of(accuracy_rule(1.0), size_rule(6, "target my-x86's gate")))
+    assert rows[best]["name"] == "int8"
+    assert rows[0]["verdict"] == "size 9.6 KB > max_size_kb 6 (target my-x86's gate)"
+    assert rows[best]["verdict"].startswith("chosen (fastest passing; fp32 fails: size 9.6 KB")
+    # Without the limit, the slower int8 still loses to fp32.
+    assert rows[choose(rows, all_of(accuracy_rule(1.0), size_rule(None, "gate")))]["name"] == "fp32"
+
+
+def test_a_speedup_limit_fails_candidates_not_that_much_faster_than_fp32():
+    from edgekd.pipeline.selection import all_of, speedup_rule
+
+    rows = [_row("fp32", 10.0), _row("fp16", 8.0), _row("int8", 4.0, drop=0.5)]
+    best = choose(rows, all_of(accuracy_rule(1.0), speedup_rule(2.0, "gate")))
+    assert rows[best]["name"] == "int8" and rows[1]["verdict"] == "speedup 1.25x < min_speedup 2x (gate)"
+    untimed = [_row("fp32"), _row("int8", drop=0.5)]  # latency not measurable here: the device's bench decides
+    assert untimed[choose(untimed, speedup_rule(2.0, "gate"))]["name"] == "fp32"
+
+
+def test_the_compile_stage_rule_takes_the_profiles_size_and_speedup_limits_where_stricter():
+    from types import SimpleNamespace
+
+    from edgekd.core.thresholds import Thresholds
+    from edgekd.pipeline.stages.compile import selection_rule
+    from edgekd.runtimes import load_profile
+
+    profile = load_profile("x86-cpu")
+    profile = profile.model_copy(update={"name": "my-x86", "gate": Thresholds(max_size_kb=6, min_speedup=1.1)})
+    ctx = SimpleNamespace(cfg=SimpleNamespace(gate=Thresholds(max_drop=1.0, max_size_kb=100, min_speedup=1.5)),
+                          task=SimpleNamespace(metric="top1"))
+    rule = selection_rule(ctx, profile)
+    big = {**_row("int8", 4.0), "bytes": 9830, "fp32_p50_ms": 10.0}
+    assert rule(big) == "size 9.6 KB > max_size_kb 6 (target my-x86's gate)"
+    slow = {**_row("int8", 8.0), "bytes": 100, "fp32_p50_ms": 10.0}
+    assert rule(slow) == "speedup 1.25x < min_speedup 1.5x (gate)"
+    assert rule({**slow, "p50_ms": 5.0}) is None

@@ -16,12 +16,24 @@ from edgekd.core.metrics import accuracy_drop, predict, take_rows
 from edgekd.core.progress import progress
 from edgekd.core.task_metrics import METRICS, drop_bound
 from edgekd.device.bundle import bundle_files, write_bundle
+from edgekd.device.gate import stricter
 from edgekd.device.latency import measure_interleaved
 from edgekd.device.measure import output_fidelity
+from edgekd.device.sizes import size_on_disk
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import INT8_NAMES, CompileRecord, ExportRecord, QuantizeRecord, StudentRecord, TargetBuild, read_record
 from edgekd.pipeline.run_models import student_logits, student_outputs
-from edgekd.pipeline.selection import accuracy_limit, accuracy_rule, all_of, choose, fidelity_limits_rule, plan, unconfirmed_drop
+from edgekd.pipeline.selection import (
+    accuracy_limit,
+    accuracy_rule,
+    all_of,
+    choose,
+    fidelity_limits_rule,
+    plan,
+    size_rule,
+    speedup_rule,
+    unconfirmed_drop,
+)
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import run_fallback, run_profile
 from edgekd.pipeline.validation_split import confirm_indices, part
@@ -71,10 +83,16 @@ def build_candidates(ctx: RunContext, profile) -> list[tuple[str, Artifact]]:
 
 
 def selection_rule(ctx: RunContext, profile):
-    """The accuracy rule this target's candidates must pass: pipeline.selection.accuracy_limit, the same limit the
-    quantize stage's int8 budget uses."""
+    """The rule this target's candidates must pass: the accuracy limit (pipeline.selection.accuracy_limit, the same
+    limit the quantize stage's int8 budget uses), the fidelity limits, and the size and speed-up limits the gate will
+    apply to the shipped artifact (the pipeline's, or the profile's own where stricter: device.gate.stricter)."""
     limit = accuracy_limit(ctx.cfg.gate, profile, ctx.task.metric)
-    return all_of(accuracy_rule(limit.max_drop, source=limit.source), fidelity_limits_rule(ctx.cfg.gate))
+    limits = stricter(ctx.cfg.gate, profile.gate.given())
+
+    def source(key: str) -> str:
+        return f"target {profile.name}'s gate" if getattr(limits, key) != getattr(ctx.cfg.gate, key) else "gate"
+    return all_of(accuracy_rule(limit.max_drop, source=limit.source), fidelity_limits_rule(ctx.cfg.gate),
+                  size_rule(limits.max_size_kb, source("max_size_kb")), speedup_rule(limits.min_speedup, source("min_speedup")))
 
 
 def judged_split(ctx: RunContext, profile) -> tuple[Any, bool]:
@@ -98,6 +116,7 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], v
     rows, runners = [], {}
     for name, artifact in progress(candidates, desc=f"{profile.name} validation accuracy", unit="candidate"):
         row: dict[str, Any] = {"name": name, "precision": artifact.precision, "artifact": artifact.to_json(),
+                               "bytes": size_on_disk(artifact),
                                "path": str(artifact.root.relative_to(ctx.run_dir)),
                                "measured": backend.available() and not artifact.rebuild_on_device}
         if row["measured"]:
