@@ -25,7 +25,7 @@ class RunManifest:
         return self.run_dir / "manifest.json"
 
     @classmethod
-    def open(cls, run_dir: Path, config_hash: str, config_path: str) -> RunManifest:
+    def open(cls, run_dir: Path, config_hash: str, config_path: str, task: str | None = None) -> RunManifest:
         path = Path(run_dir) / "manifest.json"
         if path.is_file():
             data = read_json(path)
@@ -33,6 +33,8 @@ class RunManifest:
             data = {"schema": RUN_SCHEMA, "stages": {}}
         data.update({"edgekd_version": __version__, "config_hash": config_hash, "config_path": config_path,
                      "environment": describe(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        if task is not None:  # what kind of model the folder holds: --resume with another task's file is refused
+            data["task"] = task
         return cls(run_dir, data)
 
     def stage(self, name: str) -> Optional[dict[str, Any]]:

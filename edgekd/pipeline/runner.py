@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from edgekd.core.errors import ConfigError, EdgeKDError, StageError
-from edgekd.core.fileio import remove_stray_temporaries, writable_folder, write_text_atomic
+from edgekd.core.fileio import read_json, remove_stray_temporaries, writable_folder, write_text_atomic
 from edgekd.core.peak_memory import measure_peak
 from edgekd.core.run_log import LOG_NAME, run_log
 from edgekd.device.latency import CV_WARNING
@@ -19,6 +19,7 @@ from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.manifest import RunManifest
 from edgekd.pipeline.registry import STAGE_NAMES, stage_class
 from edgekd.pipeline.stale_outputs import mark_gate_outputs_stale
+from edgekd.pipeline.task import task_name
 
 Log = Callable[[str], None]
 
@@ -111,6 +112,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     distributed = _process_group(config)
     distributed.init_from_env(config.device)
     refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
+    _refuse_another_task(Path(run_dir), config, config_path, resume and not force)
     _refuse_only_without_a_run(Path(run_dir), only)
     checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     with distributed.main_first():
@@ -122,7 +124,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
             for place in (Path(run_dir) / name for name in (*RUN_FOLDER_OWN[3:], "bundle")):  # the run's own folders only
                 if place.is_dir():
                     remove_stray_temporaries(place)
-        manifest = RunManifest.open(run_dir, config.digest(), str(config_path))
+        manifest = RunManifest.open(run_dir, config.digest(), str(config_path), task_name(config))
         manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
         if distributed.is_main():
             manifest.save()  # from now on the folder holds a run: a rerun needs --resume or --force, even after a crash
@@ -151,6 +153,16 @@ def _command(config_path: Path, run_dir: Path, resume: bool, force: bool, only: 
     cli = Path(sys.argv[0]).name == "edgekd" or getattr(main, "name", "") == "edgekd.__main__"
     typed = cli and sys.argv[1:2] != ["run"]
     return f"{shlex.join(['edgekd', *sys.argv[1:]])} (as {run})" if typed else run
+
+
+def _refuse_another_task(run_dir: Path, config: PipelineConfig, config_path: Path, resume: bool) -> None:
+    """--resume of a folder that holds another kind of model (a text classifier's run resumed with a language model's
+    file) would replace its bundle and report and mix two runs' files in the stage folders: refused, --force aside."""
+    recorded = read_json(run_dir / "manifest.json").get("task") if resume and (run_dir / "manifest.json").is_file() else None
+    asked = task_name(config)
+    if recorded is not None and recorded != asked:
+        raise ConfigError(f"{run_dir}: holds a run of task {recorded}, and {config_path} is for {asked}; give --out a new "
+                          "folder for it (or --force to replace that run)")
 
 
 def _refuse_only_without_a_run(run_dir: Path, only: Optional[Sequence[str]]) -> None:

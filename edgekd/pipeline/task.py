@@ -152,3 +152,9 @@ def task_for(config) -> Task:
     if config.data.source in ("csv", "parquet"):
         return task_named("tabular-classification")
     return task_named("text-classification" if config.data.source == "text" else "image-classification")
+
+
+def task_name(config) -> str:
+    """The registry name (TASKS) of a config's task, as run folders record it."""
+    cls = type(task_for(config))
+    return next(name for name, where in TASKS.items() if where.endswith(f":{cls.__name__}"))

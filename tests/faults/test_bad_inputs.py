@@ -401,3 +401,17 @@ def test_debug_flag_shows_the_traceback_as_well(tmp_path):
     assert result.exit_code == 2
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("edgekd: error: ")
+
+
+def test_resume_with_another_tasks_pipeline_file_is_refused(tmp_path, finished_run):
+    """Trial defect (session 13): `edgekd run lm.yaml --out RUN --resume` on a finished text classifier's folder
+    replaced its bundle and report and left both runs' files mixed in the stage folders, exit 0."""
+    assert json.loads((finished_run / "manifest.json").read_text())["task"] == "image-classification"
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    manifest = json.loads((run / "manifest.json").read_text())
+    write_json_atomic(run / "manifest.json", {**manifest, "task": "text-classification"})
+    before = sha256_of(run / "report.json")
+    config = write_config(tmp_path)
+    assert_one_line_error(invoke("run", config, "--out", run, "--resume"),
+                          f"{run}: holds a run of task text-classification", "is for image-classification", "new folder")
+    assert sha256_of(run / "report.json") == before
