@@ -36,8 +36,12 @@ edgekd bench .          # verifies sha256 sums, measures accuracy on eval.npz an
 the quantization recipe and the metrics measured on the build machine. {feed}
 """
 _FEED_IMAGES = """Feed the model what it was built
-with: pixels scaled to [0, 1], then (pixel - mean[c]) / std[c] per channel with `preprocessing.mean` and
-`preprocessing.std` (`preprocessing.normalize` names the config's choice; `eval.npz` is already scaled)."""
+with, {layout}: {scale}, then {formula} per channel with mean {mean} and std {std} (`preprocessing` in manifest.json;
+`eval.npz` is already in that form)."""
+_FEED_TEXT = """Feed the model texts tokenized with the bundled
+`{tokenizer}` (Hugging Face `tokenizers`: `pip install tokenizers`), padded or cut to {max_length} tokens, as the
+inputs {inputs} (`preprocessing.text` in manifest.json). `edgekd bench . --texts FILE.jsonl` measures the bundle on
+your own texts (lines of {{"text": ..., "label": ...}})."""
 _FEED_TABLE = """Feed the model raw columns as
 `preprocessing.tabular` says (its `inputs`): numbers as float32 (NaN: missing), categories as strings ('': missing);
 imputation, scaling and one-hot encoding are inside the graph. The graph does not check rows: a category it was not
@@ -59,7 +63,21 @@ def _feed_note(preprocessing: Any) -> str:
         return _FEED_TABLE
     if preprocessing.get("inputs") == "as given":
         return _FEED_NAMED
-    return _FEED_IMAGES if "mean" in preprocessing else _FEED_OTHER
+    if isinstance(preprocessing.get("text"), dict):
+        text = preprocessing["text"]
+        return _FEED_TEXT.format(tokenizer=text.get("tokenizer", "tokenizer.json"), max_length=text.get("max_length", "?"),
+                                 inputs=" and ".join(map(str, text.get("inputs", []))) or "?")
+    if "mean" not in preprocessing:
+        return _FEED_OTHER
+    return _FEED_IMAGES.format(layout=preprocessing.get("layout", "NCHW"), scale=preprocessing.get("scale", "?"),
+                               formula=preprocessing.get("formula", "(x - mean[c]) / std[c]"),
+                               mean=preprocessing["mean"], std=preprocessing.get("std"))
+
+
+def _device_packages(runtime: str, preprocessing: Any) -> str:
+    """What the README's pip line installs beside edgekd: the runtime, and tokenizers for a text model."""
+    text = isinstance(preprocessing, dict) and isinstance(preprocessing.get("text"), dict)
+    return f"{runtime} tokenizers" if text else runtime
 
 
 EVAL_ARRAYS = ("x", "y", "reference_logits")  # eval.npz's own arrays beside the inputs' (x: an image model's one array)
@@ -97,7 +115,7 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
     backend = get_backend(artifact.backend)
     write_text_atomic(staging / README, _README.format(
         target=info["target"], backend=artifact.backend, precision=shipped_variant(info, artifact.precision), version=info.get("edgekd_version", "?"),
-        built_on=info.get("built_on", "?"), runtime_pip=backend.pip_packages,
+        built_on=info.get("built_on", "?"), runtime_pip=_device_packages(backend.pip_packages, info.get("preprocessing")),
         rebuild=f"\n{backend.rebuild_note}\n" if artifact.rebuild_on_device else "", feed=_feed_note(info.get("preprocessing"))))
     manifest = {"schema": BUNDLE_SCHEMA, **info, "artifact": artifact.to_json(),
                 "files": _file_records(staging, artifact, list(extra_files or {})),

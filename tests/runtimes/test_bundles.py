@@ -105,3 +105,22 @@ def test_bench_times_the_batch_sizes_of_the_bundles_profile(tiny_model, referenc
     assert report["bench"]["batch_sizes"] == [1, 4]
     assert api.bench(arm64_bundle, runs=2, min_seconds=0, warmup_runs=0, warmup_seconds=0, rounds=1, memory=False,
                      batch_sizes=[2])["bench"]["batch_sizes"] == [1, 2]
+
+
+def test_the_bundle_readme_says_how_this_model_is_fed():
+    """Trial defect (session 13): the README of a bundle built with data.scale none said "pixels scaled to [0, 1]", and
+    a text bundle's said neither tokenizer.json nor tokenizers."""
+    from edgekd.device.bundle import _device_packages, _feed_note
+
+    as_given = {"layout": "NCHW", "scale": "none (the values as given, not divided)", "normalize": "none",
+                "formula": "(x - mean[c]) / std[c]", "mean": [0.0], "std": [1.0]}
+    note = _feed_note(as_given)
+    assert "none (the values as given, not divided)" in note and "[0, 1]" not in note
+    divided = {**as_given, "scale": "divide by 255 (pixel values in [0, 1])", "formula": "(pixel / 255 - mean[c]) / std[c]",
+               "mean": [0.5], "std": [0.25]}
+    assert "divide by 255" in _feed_note(divided) and "(pixel / 255 - mean[c]) / std[c]" in _feed_note(divided)
+    text = {"text": {"tokenizer": "tokenizer.json", "max_length": 16, "inputs": ["input_ids", "attention_mask"]}}
+    assert "`tokenizer.json`" in _feed_note(text) and "pip install tokenizers" in _feed_note(text)
+    assert "input_ids and attention_mask" in _feed_note(text) and "--texts" in _feed_note(text)
+    assert _device_packages("onnxruntime", text) == "onnxruntime tokenizers"
+    assert _device_packages("onnxruntime", as_given) == "onnxruntime"
