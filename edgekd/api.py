@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,11 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
         raise ConfigError(f"baseline: a classifier's gate setting; {report} is a language model's report, gated on perplexity "
                           "against its own reference (--max-increase)")
     other = _read_report(baseline) if baseline else None
+    from edgekd.device.gate import changed_since_benched
+
+    for folder in changed_since_benched(data):
+        warnings.warn(f"{report}: bundle {folder} has changed since this report measured it (its model files differ): the "
+                      f"verdict is about the model that was benched; bench it again (edgekd bench {folder})", stacklevel=2)
     try:
         if old_lm:  # each row by the limit it was benched under, unless one is given
             checks = gate_old_lm_report(data, thresholds, given=given_thresholds or overrides.get("max_increase") is not None)

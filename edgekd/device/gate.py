@@ -18,11 +18,14 @@ Lean: no torch, so CI can gate a report on any machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edgekd.core.errors import ArtifactError
 from edgekd.core.metrics import FIDELITY, accuracy_drop, at_least, metric_spec, within_limit
 from edgekd.core.thresholds import Thresholds  # the one model (core: profiles use it too); re-exported here
+from edgekd.device.bundle import load_bundle
+from edgekd.device.sizes import model_digest
 
 
 @dataclass
@@ -44,6 +47,7 @@ def reference_value(report: dict[str, Any], name: str, key: str = "top1", baseli
             raise ArtifactError(f"baseline report was measured on a different evaluation set (sha256 {str(theirs)[:12]} "
                                 f"vs {str(ours)[:12]}); accuracy drops between them mean nothing. "
                                 "Bench both on the same eval.npz")
+        _same_models(report, baseline)
     if source.get("references", {}).get(name, {}).get(key) is not None:
         return source["references"][name][key]
     row = next((r for r in source.get("rows", []) if r["artifact"] == name and r.get(key) is not None), None)
@@ -55,6 +59,41 @@ def reference_value(report: dict[str, Any], name: str, key: str = "top1", baseli
                                                 f"report.json (which has '{name}') as --baseline, or --reference one of these")
         raise ArtifactError(f"report has no reference '{name}' with a {what}; available: {', '.join(known)}{hint}")
     return row[key]
+
+
+def _models(report: dict[str, Any], shipped_only: bool) -> set[str]:
+    return {row["model_sha256"] for row in report.get("rows", [])
+            if isinstance(row.get("model_sha256"), str) and (row.get("shipped") or not shipped_only)}
+
+
+def _same_models(report: dict[str, Any], baseline: dict[str, Any]) -> None:
+    """A baseline from a run that built other models (another ship on the same data) would lend its reference to
+    these: the drop would be measured against a model the report never measured. Reports from before rows named
+    their model (model_sha256) are not checked."""
+    ours, theirs = _models(report, shipped_only=True), _models(baseline, shipped_only=False)
+    if ours and theirs and not ours & theirs:
+        raise ArtifactError("the baseline report measured none of the models this report ships (their model_sha256 "
+                            "differ): its reference belongs to another model; give the report.json of the run that "
+                            "built these bundles")
+
+
+def changed_since_benched(report: dict[str, Any]) -> list[str]:
+    """The bundles a report measured whose model files have changed since (a model.onnx replaced after the bench): the
+    report no longer describes them. Bundles not found from here, or benched before rows named their model, are
+    not checked."""
+    changed = []
+    for row in report.get("rows", []):
+        folder, recorded = row.get("bundle"), row.get("model_sha256")
+        if not (isinstance(folder, str) and isinstance(recorded, str) and (Path(folder) / "manifest.json").is_file()):
+            continue
+        try:
+            _manifest, artifact = load_bundle(Path(folder))
+        except ArtifactError:  # a file no longer matches the manifest's sha256
+            changed.append(folder)
+            continue
+        if model_digest(artifact) != recorded:
+            changed.append(folder)
+    return changed
 
 
 def reference_top1(report: dict[str, Any], name: str, baseline: dict[str, Any] | None = None) -> float:
@@ -77,7 +116,7 @@ def check_row(row: dict[str, Any], reference: float | None, baseline_p50: float 
         checks.append(Check(name, "min_speedup", True, f"skipped: latency not timed here ({row['not_timed']}); gate the "
                             "report from the device (edgekd bench there)", skipped=True))
     elif limits.min_speedup is not None:
-        checks.append(_speedup_check(name, row.get("p50_ms"), baseline_p50, limits.min_speedup))
+        checks.append(_speedup_check(name, row.get("p50_ms"), baseline_p50, limits.min_speedup, "bundle" in row))
     if limits.max_size_kb is not None:
         size_kb = row["bytes"] / 1024
         checks.append(Check(name, "max_size_kb", size_kb <= limits.max_size_kb,
@@ -132,10 +171,14 @@ def fidelity_checks(name: str, numbers: dict[str, Any], limits: Thresholds) -> l
     return checks
 
 
-def _speedup_check(name: str, p50: float | None, baseline_p50: float | None, min_speedup: float) -> Check:
+def _speedup_check(name: str, p50: float | None, baseline_p50: float | None, min_speedup: float,
+                   from_a_bundle: bool = False) -> Check:
     if p50 is None or baseline_p50 is None:
         # Unverifiable is not a pass: the gate must be able to show the speedup it promises.
-        return Check(name, "min_speedup", False, "no fp32 latency on this machine to compare with; bench fp32 too")
+        why = ("no fp32 latency in this report: a bundle holds the shipped model only, with no fp32 model to time beside "
+               "it; gate the speed-up on the run's report.json, where the target's candidates were timed, or leave "
+               "--min-speedup out here") if from_a_bundle else "no fp32 latency in this report to compare with"
+        return Check(name, "min_speedup", False, why)
     speedup = baseline_p50 / p50
     return Check(name, "min_speedup", at_least(speedup, min_speedup), f"speedup {speedup:.2f}x over fp32 (limit {min_speedup:g}x)")
 

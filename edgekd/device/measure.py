@@ -21,7 +21,7 @@ from edgekd.core.task_metrics import task_metric
 from edgekd.device.bundle import shipped_variant
 from edgekd.device.latency import LatencySpec, measure_interleaved
 from edgekd.device.memory import measure_memory
-from edgekd.device.sizes import file_set, gzip_size, parameter_count, size_on_disk
+from edgekd.device.sizes import file_set, gzip_size, model_digest, parameter_count, size_on_disk
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.registry import get_backend
 
@@ -63,6 +63,7 @@ def describe(candidate: Candidate) -> dict[str, Any]:
     return {"artifact": candidate.name, "target": candidate.target, "backend": artifact.backend,
             "precision": artifact.precision, "shipped": candidate.shipped, "verdict": candidate.verdict,
             "bytes": size_on_disk(artifact), "gzip_bytes": gzip_size(artifact), "files": file_set(artifact),
+            "model_sha256": model_digest(artifact),
             "parameters": parameter_count(artifact), **({"runtime_fallback": candidate.runtime_note} if candidate.runtime_note else {}),
             **({"profile_gate": candidate.profile_gate} if candidate.profile_gate else {})}
 

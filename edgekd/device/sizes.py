@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 from pathlib import Path
 
 from edgekd.core.errors import ArtifactError
+from edgekd.core.fileio import sha256_of
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.registry import get_backend
 
@@ -29,6 +31,16 @@ def file_set(artifact: Artifact) -> list[dict]:
     loaded, roles = set(loaded_files(artifact)), get_backend(artifact.backend).file_roles
     return [{"name": path.name, "bytes": path.stat().st_size, "role": roles.get(path.suffix, path.suffix),
              "loaded": path in loaded} for path in model_files(artifact)]
+
+
+def model_digest(artifact: Artifact) -> str:
+    """One sha256 over the model files the build machine wrote (not those built on the device: an engine, an .ort
+    file): the same for a candidate in a run folder and its copy in a bundle, so a report says which model it measured."""
+    built = set(get_backend(artifact.backend).built_files)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_files(artifact) if p.name not in built and p.is_file()):
+        digest.update(f"{path.name}:{sha256_of(path)};".encode())
+    return digest.hexdigest()
 
 
 def size_on_disk(artifact: Artifact) -> int:

@@ -254,3 +254,13 @@ def test_a_device_report_without_the_bundles_reference_says_how_to_gate_it():
     with pytest.raises(ArtifactError, match=r"no reference 'teacher' with a top-1; available: student_fp32, x86-cpu/int8; "
                                             r"a device's report .* as --baseline, or --reference one of these"):
         reference_value(report, "teacher")
+
+
+def test_min_speedup_on_a_bundles_report_says_why_it_cannot_be_shown():
+    """Trial defect (session 13): on a device report of an int8 bundle, min_speedup FAILed with "bench fp32 too",
+    which cannot be done: a bundle holds the shipped model only."""
+    report = make_report()
+    report["rows"] = [{**row, "bundle": "model"} for row in report["rows"] if row["precision"] != "fp32"]
+    checks = [c for c in evaluate_report(report, Thresholds(max_drop=None, min_speedup=1.5)) if c.threshold == "min_speedup"]
+    assert checks and not checks[0].passed and "a bundle holds the shipped model only" in checks[0].reason
+    assert "bench fp32 too" not in checks[0].reason

@@ -139,3 +139,27 @@ def test_bad_data_under_resume_leaves_the_earlier_run_untouched(tmp_path, finish
     assert_one_line_error(invoke("run", config, "--out", run, "--resume"), "at least two classes")
     after = {str(p.relative_to(run)): sha256_of(p) for p in run.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_reports_name_the_model_they_measured_and_gate_holds_them_to_it(tmp_path, bundle, finished_run):
+    """Trial defect (session 13): a --baseline from another ship on the same data lent its reference to these bundles
+    (PASS at a drop of -54.6 points), and a report gated PASS after its bundle's model.onnx was replaced."""
+    from edgekd import api
+
+    device = tmp_path / "device.json"
+    assert invoke("bench", bundle, "--no-memory", "--runs", "1", "--min-seconds", "0", "--rounds", "1",
+                  "--json", device).exit_code == 0
+    built = json.loads((finished_run / "report.json").read_text())
+    shipped = next(r for r in built["rows"] if r["target"] == "x86-cpu" and r["shipped"])
+    measured = json.loads(device.read_text())["rows"][0]
+    assert measured["model_sha256"] == shipped["model_sha256"] and len(shipped["model_sha256"]) == 64
+    assert api.gate(device, baseline=finished_run / "report.json", max_drop=100).passed
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**built, "rows": [{**r, "model_sha256": "0" * 64} for r in built["rows"]]}))
+    assert_one_line_error(invoke("gate", device, "--baseline", other, "--max-drop", "100"),
+                          "measured none of the models this report ships", "the run that built these bundles")
+
+    (bundle / "model.onnx").write_bytes((bundle / "model.onnx").read_bytes() + b"\0")
+    with pytest.warns(UserWarning, match=rf"bundle {bundle} has changed since this report measured it.*bench it again"):
+        api.gate(device, max_drop=100)
