@@ -215,7 +215,8 @@ def read_json(path: str | Path) -> Any:
     except IsADirectoryError as exc:
         raise ArtifactError(f"{path}: is a folder, not a JSON file") from exc
     except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); regenerate it") from exc
+        raise ArtifactError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}): cut short or edited; copy it again "
+                            "from where it was made, or regenerate it") from exc
     except UnicodeDecodeError:  # a picture, a UTF-16 file: not a JSON file edgekd wrote
         raise ArtifactError(f"{path}: not a UTF-8 text file, so not JSON edgekd wrote; give the report.json (or "
                             "manifest.json) edgekd wrote") from None

@@ -241,7 +241,7 @@ def profile_limits(manifest: dict[str, Any]) -> dict[str, Any]:
 def _as_benched(profile: dict[str, Any], threads: int | None) -> dict[str, Any]:
     """The profile with --threads in place of its own: more threads than this machine's cores is what the host warning
     must say (the latency's noise is then the flag's, not the machine's)."""
-    return {**profile, "threads": threads} if threads else profile
+    return {**profile, "threads": threads, "threads_from": "--threads"} if threads else profile
 
 
 def bundle_task(bundle_dir: Path) -> str | None:
@@ -304,9 +304,10 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
     from edgekd.data.images import LazyImages, Preprocess
     from edgekd.data.sources import folder_by_labels
 
-    _require_pillow()
     manifest_of = {d: m for d, m, _a in loaded}
+    # Whether the bundle takes images at all first: Pillow is only worth installing for one that does.
     steps = {d: Preprocess.from_manifest(m.get("preprocessing"), f"{d}/manifest.json") for d, m in manifest_of.items()}
+    _require_pillow()
     if len(set(steps.values())) > 1:
         raise ArtifactError(f"--images: the bundles decode images differently ({', '.join(str(d) for d in steps)}); "
                             "bench them one at a time")

@@ -49,8 +49,9 @@ def host_warnings(profile: dict[str, Any], cpu: dict[str, Any] | None = None) ->
                    "may not hold on the device")
     threads, cores = profile.get("threads"), cpu.get("cores")
     if threads and cores and threads > cores:
-        out.append(f"{name}: the profile runs {threads} threads and this machine has {cores} cores: latency here is "
-                   "slower and noisier than on the device")
+        asked = "--threads asks for" if profile.get("threads_from") == "--threads" else "the profile runs"
+        out.append(f"{name}: {asked} {threads} threads and this machine has {cores} cores: latency here is slower and "
+                   f"noisier than with {cores} threads or fewer")
     return out
 
 

@@ -145,10 +145,15 @@ def test_files_beside_the_model_are_hashed_checked_and_kept_by_a_rebuild(tmp_pat
 
 
 def test_images_on_a_device_without_pillow_is_one_line(tiny_bundle, tmp_path):
-    """A device install (edgekd, numpy, onnxruntime) has no Pillow: --images said "internal error: ModuleNotFoundError"."""
+    """A device install (edgekd, numpy, onnxruntime) has no Pillow: --images said "internal error: ModuleNotFoundError".
+    Trial defect (session 13): a bundle built from arrays was told to install Pillow first, and only then that it takes
+    no image files."""
+    import json
+    import shutil
     import subprocess
     import sys
 
+    from edgekd.device.bundle import sealed
     from tests.blocking import BLOCK_TORCH
     from tests.faults.helpers import subprocess_env
 
@@ -156,10 +161,18 @@ def test_images_on_a_device_without_pillow_is_one_line(tiny_bundle, tmp_path):
     assert without_pillow != BLOCK_TORCH
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.png").write_bytes(b"not decoded: refused before")
-    done = subprocess.run([sys.executable, "-c", without_pillow + "\nfrom edgekd.cli import main\nmain(sys.argv[1:])", "bench",
-                           str(tiny_bundle), "--images", str(tmp_path / "photos"), *FAST], capture_output=True, text=True,
-                          env=subprocess_env(), timeout=300)
-    assert_one_line_error(done, "--images", "needs Pillow", "pip install pillow")
+
+    def bench_images(bundle):
+        return subprocess.run([sys.executable, "-c", without_pillow + "\nfrom edgekd.cli import main\nmain(sys.argv[1:])",
+                               "bench", str(bundle), "--images", str(tmp_path / "photos"), *FAST], capture_output=True,
+                              text=True, env=subprocess_env(), timeout=300)
+
+    assert_one_line_error(bench_images(tiny_bundle), "built from arrays, not image files", "leave out --images")
+    images = shutil.copytree(tiny_bundle, tmp_path / "images")
+    manifest = json.loads((images / "manifest.json").read_text())
+    manifest["preprocessing"] = {"mean": [0.5], "std": [0.5], "image": {"color": "gray", "resize_shorter_side": 8, "center_crop": 8}}
+    (images / "manifest.json").write_text(json.dumps(sealed({k: v for k, v in manifest.items() if k != "manifest_sha256"})))
+    assert_one_line_error(bench_images(images), "--images", "needs Pillow", "pip install pillow")
 
 
 def test_bench_out_never_replaces_a_users_own_report_or_writes_into_the_bundle(tiny_bundle, tmp_path):

@@ -59,3 +59,11 @@ def test_timings_transfer_only_to_a_device_of_this_architecture():
     assert not timings_transfer(arm, AVX2_ONLY) and timings_transfer(arm, {"arch": "aarch64", "flags": []})
     assert timings_transfer(load_profile("x86-cpu"), AVX2_ONLY)
     assert not timings_transfer(load_profile("arm64-cpu"), {"arch": "aarch64", "flags": []})  # the profile says no
+
+
+def test_too_many_threads_asked_by_the_flag_blame_the_flag_not_the_profile():
+    """Trial defect (session 13): `edgekd bench --threads 8` on a 2-core board said "the profile runs 8 threads ...
+    slower and noisier than on the device", run on the device."""
+    profile = {**_profile("x86-cpu-novnni"), "threads": 8, "threads_from": "--threads"}
+    [warning] = host_warnings(profile, AVX2_ONLY)
+    assert "--threads asks for 8 threads and this machine has 2 cores" in warning and "than on the device" not in warning
