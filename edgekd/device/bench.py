@@ -33,7 +33,8 @@ from edgekd.runtimes.registry import get_backend
 
 
 def bundle_paths(path: Path) -> list[Path]:
-    """A bundle folder, or every bundle of a run folder (runs/<name>/bundle/<target>)."""
+    """A bundle folder, every bundle of a run folder (runs/<name>/bundle/<target>), or every bundle of a folder of them
+    (a run's bundle/ copied to the device under another name)."""
     path = Path(path)
     if (path / "manifest.json").is_file() and not (path / "bundle").is_dir():
         if path.parent.name == "bundle":  # runs/<name>/bundle/<target>: still what its run ships?
@@ -43,7 +44,11 @@ def bundle_paths(path: Path) -> list[Path]:
         path = path.parent
     bundles = sorted(p.parent for p in (path / "bundle").glob("*/manifest.json"))
     if not bundles:
-        raise ArtifactError(f"{path}: no bundle here; give a bundle folder or a run folder with bundle/<target>/")
+        copied = sorted(p.parent for p in path.glob("*/manifest.json"))  # a run's bundle/ folder copied under another name
+        if copied:
+            return copied
+        raise ArtifactError(f"{path}: no bundle here; give a bundle folder, a folder of bundles, or a run folder with "
+                            "bundle/<target>/")
     refuse_stale(path, "compile", f"the bundles of {path}")
     return bundles
 

@@ -267,3 +267,6 @@ def test_bench_of_a_runs_bundle_folder_benches_its_bundles(tmp_path):
     for name in ("x86-cpu", "intel-cpu"):
         shutil.copytree(source, tmp_path / "run" / "bundle" / name)
     assert [p.name for p in bundle_paths(tmp_path / "run" / "bundle")] == ["intel-cpu", "x86-cpu"]
+    # Trial defect (session 13): that folder copied to the device as ~/models was refused as holding no bundle.
+    shutil.copytree(tmp_path / "run" / "bundle", tmp_path / "models")
+    assert [p.name for p in bundle_paths(tmp_path / "models")] == ["intel-cpu", "x86-cpu"]
