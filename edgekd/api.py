@@ -86,9 +86,25 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
         preflight(validate_config(config, source="edgekd ship"), run_dir)
     except EdgeKDError as exc:  # named as the user typed it: --targets, not the file's targets[0]
         raise type(exc)(re.sub(r"^targets\[\d+\]", "--targets", str(exc))) from None
+    # A ship that stopped at its intake checks (a wrong --normalize) shipped nothing: the same command with the fix the
+    # refusal gave starts it again, without --force.
+    force = force or (not resume and _stopped_before_shipping(run_dir))
     prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
     path = write_ship_config(config, run_dir)
     return run(path, run_dir, resume=resume, force=force, log=log)
+
+
+def _stopped_before_shipping(run_dir: Path) -> bool:
+    """A run folder whose record shows nothing done beyond the teachers stage (a model shipped as given has none):
+    edgekd ship stopped at its intake checks there, and nothing in it is worth keeping."""
+    from edgekd.core.fileio import read_json
+
+    try:
+        stages = read_json(Path(run_dir) / "manifest.json").get("stages", {})
+    except (ArtifactError, FileNotFoundError):
+        return False
+    done = [name for name, entry in stages.items() if isinstance(entry, dict) and entry.get("status") == "done"]
+    return bool(stages) and set(done) <= {"teachers"} and not (Path(run_dir) / "bundle").exists()
 
 
 def _one_of_resume_force(function: str, resume: bool, force: bool) -> None:

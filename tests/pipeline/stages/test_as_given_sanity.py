@@ -222,6 +222,11 @@ def test_a_model_taking_pixels_in_minus_one_to_one_is_refused_naming_the_ship_op
     result = invoke("ship", str(symmetric_onnx), "--data", str(folders["right"]), "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "with data.normalize dataset, but", f"with {SYMMETRIC} on the same", "McNemar",
                           "edgekd ship: --normalize 0.5/0.5")
+    # Trial defect (session 13): the same command with the fix the refusal gave was refused: "a run already exists here".
+    again = invoke("ship", str(symmetric_onnx), "--data", str(folders["right"]), "--out", str(tmp_path / "run"),
+                   "--normalize", "0.5/0.5", "--targets", "x86-cpu")
+    assert again.exit_code in (0, 1), again.output[-3000:]
+    assert (tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").is_file()
 
 
 def test_the_same_model_told_its_scaling_on_the_command_line_ships(symmetric_onnx, folders, tmp_path):
