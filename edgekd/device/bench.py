@@ -20,11 +20,11 @@ from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetErro
 from edgekd.core.fileio import read_json, read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
 from edgekd.data.table_schema import model_feed, schema_of
-from edgekd.device.bundle import REFERENCE_OUTPUTS, bundle_thresholds, eval_key, load_bundle
+from edgekd.device.bundle import REFERENCE_OUTPUTS, bundle_thresholds, eval_key, load_bundle, speed_reference
 from edgekd.device.config import BenchConfig
 from edgekd.device.latency import LatencySpec
 from edgekd.device.lm_bench import Decoding
-from edgekd.device.measure import Candidate, bundle_row_names, measure_rows, runtime_note
+from edgekd.device.measure import Candidate, artifact_name, bundle_row_names, measure_rows, runtime_note
 from edgekd.device.report.build import build_report
 from edgekd.device.run_state import refuse_stale
 from edgekd.device.token_ids import check_token_ids
@@ -207,6 +207,15 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     names = bundle_row_names([(d, m, a.precision) for d, m, a in loaded])
     candidates = [Candidate(name, m.get("target", d.name), a, threads, verdict="bundle", runtime_note=runtime_note(m.get("runtime_fallback")),
                             profile_gate=profile_limits(m)) for name, (d, m, a) in zip(names, loaded, strict=True)]
+    folders = [d for d, _m, _a in loaded]
+    for d, m, _a in loaded:  # the fp32 model a bundle carries so that its speed-up over fp32 is timed here too
+        reference = speed_reference(d, m)
+        if reference is not None:
+            name = artifact_name(m.get("target", d.name), "fp32")
+            name = artifact_name(d.name, "fp32") if any(c.name == name for c in candidates) else name
+            candidates.append(Candidate(name, m.get("target", d.name), reference,
+                                        threads, shipped=False, verdict="fp32 speed-up reference carried by the bundle"))
+            folders.append(d)
     first_manifest = loaded[0][1]
     metric = task_metric_of(first_manifest)
     if metric != "top1" and (texts is not None or images is not None):
@@ -224,7 +233,7 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     batch_sizes = batch_sizes or profiles_batch_sizes([m for _d, m, _a in loaded])
     rows = measure_rows(candidates, x, y, reference, spec, batch_sizes, memory=memory, metric=metric,
                         reference_outputs=outputs)
-    for row, (bundle_dir, *_rest) in zip(rows, loaded, strict=True):
+    for row, bundle_dir in zip(rows, folders, strict=True):
         row["bundle"] = str(bundle_dir)
     run_name = first_manifest.get("run") or Path(path).resolve().name
     notes = [w for _d, m, _a in loaded for w in host_warnings(_as_benched(m.get("profile") or {}, threads))]

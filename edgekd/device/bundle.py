@@ -106,6 +106,7 @@ def write_bundle(bundle_dir: Path, artifact: Artifact, eval_x: np.ndarray, eval_
         (staging / name).parent.mkdir(parents=True, exist_ok=True)  # an ONNX file's external data may sit in a sub-folder
         shutil.copyfile(artifact.root / name, staging / name)
     for name, source in (extra_files or {}).items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)  # the fp32 speed-up reference's sub-folder
         shutil.copyfile(source, staging / name)
     # Labels: class indices, or a task metric's (edgekd/core/task_metrics.py), whose boxes have float coordinates.
     labels = eval_y.astype(np.float32) if np.asarray(eval_y).dtype.kind == "f" else eval_y.astype(np.int64)
@@ -295,6 +296,29 @@ def _check_hash(bundle_dir: Path, path: Path, name: str, digest: str) -> None:
         raise ArtifactError(f"{bundle_dir}: '{name}' does not match its recorded sha256; "
                             "the bundle was modified or corrupted, refused before loading; copy the whole bundle folder again "
                             "from the build machine (RUN/bundle/TARGET)")
+
+
+# The fp32 model a bundle carries when its gate asks a speed-up over fp32 (pipeline/stages/compile._speed_reference):
+# the manifest's key, and the sub-folder that holds its files.
+SPEED_REFERENCE, SPEED_REFERENCE_FOLDER = "speed_reference", "fp32-reference"
+
+
+def speed_reference(bundle_dir: Path, manifest: dict[str, Any]) -> Artifact | None:
+    """The bundle's fp32 speed-up reference, None when it carries none; its files must be among those the manifest
+    hashes (verify_bundle checked them), as the shipped model's are."""
+    entry = manifest.get(SPEED_REFERENCE)
+    if entry is None:
+        return None
+    manifest_path = Path(bundle_dir) / "manifest.json"
+    if not isinstance(entry, dict) or entry.get("folder") != SPEED_REFERENCE_FOLDER:
+        raise ArtifactError(f"{manifest_path}: '{SPEED_REFERENCE}' is malformed; bundle it again")
+    artifact = Artifact.from_json(entry, Path(bundle_dir) / SPEED_REFERENCE_FOLDER)
+    listed = {e["path"] for e in manifest.get("files", [])}
+    unlisted = [name for name in [artifact.main, *artifact.files] if f"{SPEED_REFERENCE_FOLDER}/{name}" not in listed]
+    if unlisted:
+        raise ArtifactError(f"{manifest_path}: '{SPEED_REFERENCE_FOLDER}/{unlisted[0]}' is not covered by the manifest's "
+                            "sha256 list; the bundle was modified, bundle it again")
+    return artifact
 
 
 def load_bundle(bundle_dir: Path, before_rebuild: bool = False) -> tuple[dict[str, Any], Artifact]:

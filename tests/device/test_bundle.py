@@ -270,3 +270,38 @@ def test_bench_of_a_runs_bundle_folder_benches_its_bundles(tmp_path):
     # Trial defect (session 13): that folder copied to the device as ~/models was refused as holding no bundle.
     shutil.copytree(tmp_path / "run" / "bundle", tmp_path / "models")
     assert [p.name for p in bundle_paths(tmp_path / "models")] == ["intel-cpu", "x86-cpu"]
+
+
+def test_a_bundle_carrying_its_fp32_model_shows_its_speedup_on_the_device(tmp_path):
+    """Trial defect (session 13): gate.min_speedup (a profile's, carried in the bundle) failed every int8 bundle's
+    device report with "no fp32 latency ...; bench fp32 too", which a bundle holding one model cannot do. A bundle whose
+    gate asks a speed-up now carries the fp32 model, timed beside the shipped one and never gated itself."""
+    import numpy as np
+
+    from edgekd import api
+    from edgekd.device.bundle import SPEED_REFERENCE, SPEED_REFERENCE_FOLDER, write_bundle
+    from edgekd.runtimes.base import Artifact
+
+    from .conftest import tiny_classifier
+
+    for name in ("int8", "fp32"):
+        (tmp_path / name).mkdir()
+        tiny_classifier(tmp_path / name / "model.onnx")
+    x = np.random.default_rng(0).normal(size=(32, 1, 8, 8)).astype(np.float32)
+    shipped = Artifact("ort", "int8", tmp_path / "int8", "model.onnx", ["model.onnx"], runtime_options={"threads": 1})
+    fp32 = Artifact("ort", "fp32", tmp_path / "fp32", "model.onnx", ["model.onnx"], runtime_options={"threads": 1})
+    info = {"target": "x86-cpu", "run": "tiny", "gate": {"max_drop": 100, "min_speedup": 0.01},
+            SPEED_REFERENCE: {**fp32.to_json(), "folder": SPEED_REFERENCE_FOLDER}}
+    bundle = write_bundle(tmp_path / "bundle" / "x86-cpu", shipped, x, np.zeros(32, np.int64), np.zeros((32, 10), np.float32),
+                          info, extra_files={f"{SPEED_REFERENCE_FOLDER}/model.onnx": fp32.root / "model.onnx"})
+    report = api.bench(bundle, runs=2, min_seconds=0, warmup_runs=0, warmup_seconds=0, rounds=1, memory=False, batch_sizes=[1])
+    rows = {row["artifact"]: row for row in report["rows"]}
+    assert rows["x86-cpu/int8"]["shipped"] and not rows["x86-cpu/fp32"]["shipped"]
+    checks = api.gate(report)
+    speedup = next(c for c in checks if c.threshold == "min_speedup")
+    assert speedup.artifact == "x86-cpu/int8" and speedup.passed and "over fp32" in speedup.reason
+    assert all(c.artifact == "x86-cpu/int8" for c in checks)
+
+    (bundle / SPEED_REFERENCE_FOLDER / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(ArtifactError, match="fp32-reference/model.onnx"):
+        api.bench(bundle, runs=2, min_seconds=0, warmup_runs=0, warmup_seconds=0, rounds=1, memory=False)

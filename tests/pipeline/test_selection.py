@@ -208,3 +208,27 @@ def test_the_compile_stage_rule_takes_the_profiles_size_and_speedup_limits_where
     slow = {**_row("int8", 8.0), "bytes": 100, "fp32_p50_ms": 10.0}
     assert rule(slow) == "speedup 1.25x < min_speedup 1.5x (gate)"
     assert rule({**slow, "p50_ms": 5.0}) is None
+
+
+def test_a_bundle_whose_gate_asks_a_speedup_carries_the_fp32_model(tmp_path):
+    from types import SimpleNamespace
+
+    from edgekd.core.thresholds import Thresholds
+    from edgekd.pipeline.stages.compile import _speed_reference
+    from edgekd.runtimes import load_profile
+    from edgekd.runtimes.base import Artifact
+
+    fp32 = Artifact("ort", "fp32", tmp_path / "fp32", "model.onnx", ["model.onnx"])
+    int8 = Artifact("ort", "int8", tmp_path / "int8", "model.onnx", ["model.onnx"])
+    candidates, profile = [("fp32", fp32), ("int8", int8)], load_profile("x86-cpu")
+
+    def carried(gate: Thresholds, best: int):
+        info = {}
+        ctx = SimpleNamespace(cfg=SimpleNamespace(gate=gate))
+        return _speed_reference(ctx, profile, candidates, best, info), info
+
+    files, info = carried(Thresholds(min_speedup=1.2), best=1)
+    assert files == {"fp32-reference/model.onnx": tmp_path / "fp32" / "model.onnx"}
+    assert info["speed_reference"]["precision"] == "fp32" and info["speed_reference"]["folder"] == "fp32-reference"
+    assert carried(Thresholds(min_speedup=1.2), best=0) == ({}, {})  # fp32 shipped: nothing to compare
+    assert carried(Thresholds(), best=1) == ({}, {})  # no speed-up asked: the bundle stays one model

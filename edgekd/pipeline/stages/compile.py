@@ -15,7 +15,7 @@ from edgekd.core.errors import ArtifactError, EdgeKDError, StageError, TargetErr
 from edgekd.core.metrics import accuracy_drop, predict, take_rows
 from edgekd.core.progress import progress
 from edgekd.core.task_metrics import METRICS, drop_bound
-from edgekd.device.bundle import bundle_files, write_bundle
+from edgekd.device.bundle import SPEED_REFERENCE, SPEED_REFERENCE_FOLDER, bundle_files, write_bundle
 from edgekd.device.gate import stricter
 from edgekd.device.latency import measure_interleaved
 from edgekd.device.measure import output_fidelity
@@ -210,6 +210,23 @@ def _given_model_notes(ctx: RunContext) -> dict[str, Any]:
     return {"given_onnx": notes} if notes is not None else {}
 
 
+def _speed_reference(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], best: int,
+                     info: dict[str, Any]) -> dict[str, Path]:
+    """The fp32 candidate's files, carried in the bundle when the gate asks a speed-up over fp32 (min_speedup, the
+    pipeline's or the target profile's) of a shipped model that is not fp32: a speed-up is only shown by timing both on
+    the same device, and a bundle otherwise holds the shipped model alone. Its manifest entry goes into `info`.
+    Not for a model built on the device (a TensorRT engine): the fp32 one would need building there too."""
+    shipped = candidates[best][1]
+    fp32 = next((artifact for name, artifact in candidates if name == "fp32"), None)
+    if stricter(ctx.cfg.gate, profile.gate.given()).min_speedup is None or shipped.precision == "fp32" or fp32 is None \
+            or fp32.rebuild_on_device:
+        return {}
+    built = get_backend(fp32.backend).built_files
+    files = [name for name in fp32.files if name not in built]
+    info[SPEED_REFERENCE] = {**fp32.to_json(), "files": files, "folder": SPEED_REFERENCE_FOLDER}
+    return {f"{SPEED_REFERENCE_FOLDER}/{name}": fp32.root / name for name in files}
+
+
 def _preprocessing_files(ctx: RunContext) -> dict[str, Path]:
     """Files the device needs to feed the model, which travel in every bundle: a text model's tokenizer.json."""
     text = ctx.dataset.preprocessing().get("text")
@@ -273,8 +290,9 @@ class CompileStage(Stage):
             info = {**_bundle_info(ctx, profile, rows, best, reference_logits), "judged_on_held_back": held_back}
             if fallback is not None:  # why this target ships another runtime than its profile's
                 info["runtime_fallback"] = fallback.to_json()
+            reference_files = _speed_reference(ctx, profile, candidates, best, info)
             bundle = write_bundle(ctx.layout.bundle_dir(profile.name), candidates[best][1], eval_x, eval_y, reference_logits, info,
-                                  extra_files=_preprocessing_files(ctx), reference_outputs=eval_outputs)
+                                  extra_files={**_preprocessing_files(ctx), **reference_files}, reference_outputs=eval_outputs)
             outputs += bundle_files(bundle) + [c.root / name for _, c in candidates for name in c.files if (c.root / name).is_file()]
             targets[profile.name] = TargetBuild(profile.backend, rows[best]["name"], rows[best]["precision"], rows,
                                                 str(bundle.relative_to(ctx.run_dir)),
