@@ -360,6 +360,8 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
         raise click.UsageError("--images and --texts: give one of them")
     if temperature is not None and top_k is None:
         raise click.UsageError("--temperature: applies to sampling; give --top-k K too (greedy has no temperature)")
+    if top_k is None and click.get_current_context().get_parameter_source("seed") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--seed: applies to sampling; give --top-k K too (greedy decoding draws nothing)")
     decoding = _decoding(top_k, temperature, seed, new_tokens, prompt_count)
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes or None,
                        warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory,
