@@ -421,6 +421,9 @@ def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
 @click.option("--max-increase", type=_ThresholdFlag("max_increase"),
               help="A language model's report: largest allowed perplexity increase over the reference (0.03: 3%); "
                    "default: the limit each bundle was benched under.")
+@click.option("--min-greedy-agreement", type=_ThresholdFlag("min_greedy_agreement"),
+              help="A language model's report: smallest allowed share of greedy tokens equal to the fp32 model's (0 to 1); "
+                   "rows without a measured agreement are skipped.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JUnit XML: one test case per artifact and threshold.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),
@@ -428,7 +431,7 @@ def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
 @click.option("--allow-empty", is_flag=True,
               help="Pass even when no check could be evaluated (every shipped artifact skipped as not measured here).")
 def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, min_speedup, max_size_kb, max_metric_drop,
-             min_cosine, min_sqnr_db, max_increase, junit, summary, allow_empty) -> None:
+             min_cosine, min_sqnr_db, max_increase, min_greedy_agreement, junit, summary, allow_empty) -> None:
     """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL, 2 on bad input.
 
     A language model's report is gated on perplexity: --max-increase, else the limit it was benched under (an
@@ -457,7 +460,7 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
     checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type=drop_type,
                       reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb,
                       max_metric_drop=max_metric_drop, min_cosine=min_cosine, min_sqnr_db=min_sqnr_db, max_increase=max_increase,
-                      allow_empty=True if allow_empty else None, junit=junit, summary=summary)
+                      min_greedy_agreement=min_greedy_agreement, allow_empty=True if allow_empty else None, junit=junit, summary=summary)
     for check in checks:
         status = "FAIL" if not check.passed else ("SKIP" if check.skipped else "PASS")
         click.echo(f"{status}  {check.artifact:<24} {check.threshold:<12} {check.reason}")

@@ -289,3 +289,16 @@ def test_a_seed_without_top_k_is_a_usage_error_and_more_prompts_than_blocks_are_
     used = report["rows"][0]["generations"]
     assert used < 100 and any(w.startswith(f"--prompts 100: {bundle / 'eval.npz'} (held-out test blocks) gives {used} "
                                            f"prompts, so {used} are used") for w in report["warnings"]), report["warnings"]
+
+
+def test_edgekd_gate_takes_min_greedy_agreement_as_the_api_does(lm_run, tmp_path):
+    """Trial defect (session 13): api.gate took min_greedy_agreement but `edgekd gate` had no flag for it, and a
+    report without the agreement passed without a word of the check."""
+    report = api.bench(lm_run / "bundle" / "x86-cpu", decoding=Decoding(new_tokens=2))
+    write_json_atomic(tmp_path / "report.json", report)
+    result = CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), "--min-greedy-agreement", "0.9"])
+    assert result.exit_code == 0, result.output
+    assert "SKIP  x86-cpu/fp32             min_greedy_agreement skipped: the fp32 model's greedy tokens" in result.output
+    assert "gate: PASS (1 passed, 1 skipped)" in result.output
+    refused = CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), "--min-greedy-agreement", "2"])
+    assert refused.exit_code == 2 and "min_greedy_agreement" in refused.output
