@@ -495,7 +495,8 @@ def compile_cmd(bundle: Path, target: str | None) -> None:
               help="Also write the table as Markdown.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the comparison as JSON.")
 def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
-    """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A."""
+    """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A
+    (language models: perplexity and generation speed)."""
     from edgekd import api
     from edgekd.core.fileio import refuse_overwriting_inputs, write_json_atomic, write_text_atomic
     from edgekd.device.report.compare import refuse_replacing_other_files, render_markdown, render_text
