@@ -166,7 +166,7 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
     for row, own in zip(report["rows"], carried, strict=True):
         if not row.get("shipped"):
             continue
-        reference = row["reference"].get(key) if own else shared
+        reference = _carried_reference(row, limits.reference, key) if own else shared
         fp32_p50 = next((r.get("p50_ms") for r in report["rows"]
                          if r["target"] == row["target"] and r["precision"] == "fp32"), None)
         row_checks = check_row(row, reference, fp32_p50, stricter(limits, row.get("profile_gate")), samples, metric)
@@ -178,6 +178,23 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
                 check.reason = f"{check.reason}; no labels: this is disagreement with the fp32 model's {what}"
         checks.extend(row_checks)
     return checks
+
+
+def _carried_reference(row: dict[str, Any], name: str, key: str) -> float | None:
+    """The reference value a language model's bundle row carries (measured on its own blocks on the build machine): its
+    gate.reference's, or another the bundle records (reference_perplexities) when the gate names another reference."""
+    carried = row["reference"]
+    if carried.get("name") in (None, name):
+        return carried.get(key)
+    known = row.get("reference_perplexities")
+    if isinstance(known, dict) and name in known:
+        return known[name]
+    if isinstance(known, dict):
+        raise ArtifactError(f"row {row['artifact']}: its bundle records the {key} of {', '.join(known) or 'no reference'} "
+                            f"only, not of {name}; give --reference one of them")
+    raise ArtifactError(f"row {row['artifact']} carries the {key} of {carried.get('name')} (its bundle's gate.reference) "
+                        f"only, not of {name}: give --reference {carried.get('name')}, or bench the bundle again with this "
+                        "edgekd (its report then carries every reference the bundle records)")
 
 
 def stricter(limits: Thresholds, profile_gate: dict[str, Any] | None) -> Thresholds:

@@ -202,14 +202,17 @@ def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[
     which the gate judges it against."""
     from edgekd.lang.perplexity import onnx_perplexity
 
-    known = ((manifest.get("eval") or {}).get("reference_perplexity") or {}).get(reference)
-    valid = isinstance(known, (int, float)) and not isinstance(known, bool) and known > 0
+    recorded = (manifest.get("eval") or {}).get("reference_perplexity") or {}
+    valid_of = {name: value for name, value in recorded.items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0}
+    known, valid = recorded.get(reference), reference in valid_of
     row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"), "shipped": True,
            "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
            "bytes": sum((bundle_dir / name).stat().st_size for name in manifest["artifact"]["files"]),
            "perplexity": None if blocks is None else round(onnx_perplexity(decoder, blocks), 4),
            "eval_blocks": None if blocks is None else int(len(blocks)),
-           "reference": {"name": reference, "perplexity": known if valid else None}, **speed}
+           "reference": {"name": reference, "perplexity": known if valid else None},
+           "reference_perplexities": valid_of, **speed}  # every reference the bundle records: `edgekd gate --reference`
     if blocks is None:
         row["not_measured"] = "perplexity: the bundle carries no held-out blocks (rebuild it with this edgekd); not gated"
     return row

@@ -302,3 +302,19 @@ def test_edgekd_gate_takes_min_greedy_agreement_as_the_api_does(lm_run, tmp_path
     assert "gate: PASS (1 passed, 1 skipped)" in result.output
     refused = CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), "--min-greedy-agreement", "2"])
     assert refused.exit_code == 2 and "min_greedy_agreement" in refused.output
+
+
+def test_edgekd_gate_takes_reference_for_a_language_models_report(lm_run, tmp_path):
+    """Trial defect (session 13): `edgekd gate report.json --reference teacher` was refused as "reference: a
+    classifier's gate setting", though gate.reference (student_fp32 or teacher) is a language model's config key."""
+    report = api.bench(lm_run / "bundle" / "x86-cpu", decoding=Decoding(new_tokens=2))
+    write_json_atomic(tmp_path / "report.json", report)
+    assert api.gate(tmp_path / "report.json", reference="student_fp32").evaluated == 1
+    # this bundle records the student's perplexity only: what is missing is said
+    assert_one_line_error(CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), "--reference", "teacher"]),
+                          "x86-cpu/fp32: its bundle records the perplexity of student_fp32 only, not of teacher; "
+                          "give --reference one of them")
+    report["rows"][0]["reference_perplexities"]["teacher"] = report["rows"][0]["perplexity"] / 2
+    write_json_atomic(tmp_path / "with-teacher.json", report)
+    checks = api.gate(tmp_path / "with-teacher.json", reference="teacher")
+    assert not checks.passed and "vs teacher" in checks[0].reason and "+100.00%" in checks[0].reason

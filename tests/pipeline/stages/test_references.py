@@ -179,3 +179,17 @@ def test_the_tfidf_baseline_is_left_out_with_a_warning_when_the_texts_have_no_wo
         with pytest.warns(UserWarning, match=r"^report: the tfidf_logreg baseline is left out: none of the 12 training"):
             assert TextClassification().baselines(ctx, split.y) == {}
     assert why_no_baseline(["red apple", "🐍"]) == ""
+
+
+def test_a_test_split_too_small_to_beat_a_dominant_class_says_so_not_an_impossible_top1():
+    """Trial defect (session 13): a 95/5 class balance said "telling a model from guessing it takes over 103.2% on 69
+    test samples": no top-1 reaches that; the test split is too small to tell a model from guessing the largest class."""
+    from edgekd.pipeline.teacher_check import not_above_chance
+
+    said = not_above_chance(1.0, 0.95, 69, "test samples")
+    assert said == ("top-1 100.0% on 69 test samples, not clearly above chance (the largest class's 95.0%); 69 test "
+                    "samples are too few to tell a model from guessing the largest class (even 100% is within what "
+                    "guessing gets)")
+    notes = baseline_warnings({"teacher": {"top1": 0.97}, "student_fp32": {"top1": 0.96}}, samples=69, chance=0.95)
+    assert notes and not any("103." in note or "takes over" in note for note in notes)
+    assert "takes over 14.0%" in not_above_chance(0.1, 0.1, 500, "images")  # a bar under 100%: as before
