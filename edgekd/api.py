@@ -252,7 +252,8 @@ def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: 
     if unknown:
         raise ConfigError(f"gate(): unknown keyword '{unknown[0]}'; valid: {', '.join(THRESHOLD_NAMES)}")
     spec = metric_spec(data.get("task_metric"))  # the thresholds that judge the report's metric (allow_empty: any)
-    alien = [k for k, v in overrides.items() if v is not None and k not in (*spec.limits, "allow_empty")]
+    # reference (student_fp32 or teacher) names what either kind of report is judged against: a language model's too
+    alien = [k for k, v in overrides.items() if v is not None and k not in (*spec.limits, "allow_empty", "reference")]
     if alien and spec is PERPLEXITY:
         raise ConfigError(f"{alien[0]}: a classifier's gate setting; {report} is a language model's report, gated on "
                           "perplexity (max_increase, --max-increase)")

@@ -360,6 +360,8 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
         raise click.UsageError("--images and --texts: give one of them")
     if temperature is not None and top_k is None:
         raise click.UsageError("--temperature: applies to sampling; give --top-k K too (greedy has no temperature)")
+    if top_k is None and click.get_current_context().get_parameter_source("seed") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--seed: applies to sampling; give --top-k K too (greedy decoding draws nothing)")
     decoding = _decoding(top_k, temperature, seed, new_tokens, prompt_count)
     report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes or None,
                        warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory,
@@ -419,6 +421,9 @@ def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
 @click.option("--max-increase", type=_ThresholdFlag("max_increase"),
               help="A language model's report: largest allowed perplexity increase over the reference (0.03: 3%); "
                    "default: the limit each bundle was benched under.")
+@click.option("--min-greedy-agreement", type=_ThresholdFlag("min_greedy_agreement"),
+              help="A language model's report: smallest allowed share of greedy tokens equal to the fp32 model's (0 to 1); "
+                   "rows without a measured agreement are skipped.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
               help="Write JUnit XML: one test case per artifact and threshold.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),
@@ -426,7 +431,7 @@ def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
 @click.option("--allow-empty", is_flag=True,
               help="Pass even when no check could be evaluated (every shipped artifact skipped as not measured here).")
 def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, min_speedup, max_size_kb, max_metric_drop,
-             min_cosine, min_sqnr_db, max_increase, junit, summary, allow_empty) -> None:
+             min_cosine, min_sqnr_db, max_increase, min_greedy_agreement, junit, summary, allow_empty) -> None:
     """Check REPORT (report.json) against thresholds; exit 0 on PASS, 1 on FAIL, 2 on bad input.
 
     A language model's report is gated on perplexity: --max-increase, else the limit it was benched under (an
@@ -455,7 +460,7 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
     checks = api.gate(report, baseline=baseline, max_drop=max_drop, drop_type=drop_type,
                       reference=reference, min_speedup=min_speedup, max_size_kb=max_size_kb,
                       max_metric_drop=max_metric_drop, min_cosine=min_cosine, min_sqnr_db=min_sqnr_db, max_increase=max_increase,
-                      allow_empty=True if allow_empty else None, junit=junit, summary=summary)
+                      min_greedy_agreement=min_greedy_agreement, allow_empty=True if allow_empty else None, junit=junit, summary=summary)
     for check in checks:
         status = "FAIL" if not check.passed else ("SKIP" if check.skipped else "PASS")
         click.echo(f"{status}  {check.artifact:<24} {check.threshold:<12} {check.reason}")
@@ -490,7 +495,8 @@ def compile_cmd(bundle: Path, target: str | None) -> None:
               help="Also write the table as Markdown.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the comparison as JSON.")
 def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
-    """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A."""
+    """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A
+    (language models: perplexity and generation speed)."""
     from edgekd import api
     from edgekd.core.fileio import refuse_overwriting_inputs, write_json_atomic, write_text_atomic
     from edgekd.device.report.compare import refuse_replacing_other_files, render_markdown, render_text

@@ -151,11 +151,24 @@ def _increase_checks(row: dict[str, Any], reference: float | None, limits: Thres
             checks.append(Check(name, "max_increase", within_limit(increase, limits.max_increase),
                                 f"perplexity {value:.3f} vs {limits.reference} {reference:.3f}: {increase:+.2%} "
                                 f"(limit +{limits.max_increase * 100:g}%)"))
-    agreement = row.get("token_agreement")
-    if limits.min_greedy_agreement is not None and agreement is not None:
-        checks.append(Check(name, "min_greedy_agreement", at_least(agreement, limits.min_greedy_agreement),
-                            f"greedy agreement with fp32 {agreement:.3f} (limit {limits.min_greedy_agreement:g})"))
+    if limits.min_greedy_agreement is not None:
+        checks.append(_greedy_agreement_check(row, limits.min_greedy_agreement))
     return checks
+
+
+def _greedy_agreement_check(row: dict[str, Any], limit: float) -> Check:
+    """min_greedy_agreement on the row's token_agreement with fp32. A row without one is listed as skipped (never a
+    silent pass, never left out): the fp32 model is its own reference, and only the pipeline's bench stage compares a
+    quantized model's greedy tokens with fp32's (a device's `edgekd bench` of one bundle has no fp32 to compare with)."""
+    name, agreement = row["artifact"], row.get("token_agreement")
+    if agreement is not None:
+        return Check(name, "min_greedy_agreement", at_least(agreement, limit),
+                     f"greedy agreement with fp32 {agreement:.3f} (limit {limit:g})")
+    if row.get("precision") == "fp32":
+        why = "the fp32 model's greedy tokens are fp32's by construction"
+    else:
+        why = "no greedy agreement with fp32 in the report (the pipeline's bench stage measures it); gate the run's report.json"
+    return Check(name, "min_greedy_agreement", True, f"skipped: {why}", skipped=True)
 
 
 def fidelity_checks(name: str, numbers: dict[str, Any], limits: Thresholds) -> list[Check]:
@@ -199,7 +212,7 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
     for row, own in zip(report["rows"], carried, strict=True):
         if not row.get("shipped"):
             continue
-        reference = row["reference"].get(key) if own else shared
+        reference = _carried_reference(row, limits.reference, key) if own else shared
         fp32_p50 = next((r.get("p50_ms") for r in report["rows"]
                          if r["target"] == row["target"] and r["precision"] == "fp32"), None)
         row_checks = check_row(row, reference, fp32_p50, stricter(limits, row.get("profile_gate")), samples, metric)
@@ -211,6 +224,23 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
                 check.reason = f"{check.reason}; no labels: this is disagreement with the fp32 model's {what}"
         checks.extend(row_checks)
     return checks
+
+
+def _carried_reference(row: dict[str, Any], name: str, key: str) -> float | None:
+    """The reference value a language model's bundle row carries (measured on its own blocks on the build machine): its
+    gate.reference's, or another the bundle records (reference_perplexities) when the gate names another reference."""
+    carried = row["reference"]
+    if carried.get("name") in (None, name):
+        return carried.get(key)
+    known = row.get("reference_perplexities")
+    if isinstance(known, dict) and name in known:
+        return known[name]
+    if isinstance(known, dict):
+        raise ArtifactError(f"row {row['artifact']}: its bundle records the {key} of {', '.join(known) or 'no reference'} "
+                            f"only, not of {name}; give --reference one of them")
+    raise ArtifactError(f"row {row['artifact']} carries the {key} of {carried.get('name')} (its bundle's gate.reference) "
+                        f"only, not of {name}: give --reference {carried.get('name')}, or bench the bundle again with this "
+                        "edgekd (its report then carries every reference the bundle records)")
 
 
 def stricter(limits: Thresholds, profile_gate: dict[str, Any] | None) -> Thresholds:

@@ -38,15 +38,41 @@ class Decoding:
     new_tokens: Optional[int] = None
     prompts: Optional[int] = None
 
-    def __post_init__(self) -> None:  # the CLI's --temperature rule, for the API's Decoding too
+    def __post_init__(self) -> None:  # the CLI's option bounds and rules, for the API's Decoding too
+        none_means = {"top_k": "greedy decoding", "new_tokens": "the bundle's bench setting",
+                      "prompts": "the bundle's bench setting"}
+        for key, default in none_means.items():  # 0 is no count to use, not "the default" (the CLI refuses it too)
+            value = getattr(self, key)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ConfigError(f"Decoding({key}={value!r}): give a whole number of 1 or more, or None for {default}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ConfigError(f"Decoding(seed={self.seed!r}): give a whole number of 0 or more (numpy's generators take no "
+                              "negative seed)")
+        if not isinstance(self.temperature, (int, float)) or not 0 < self.temperature < float("inf"):
+            raise ConfigError(f"Decoding(temperature={self.temperature!r}): give a finite number above 0")
         if self.top_k is None and self.temperature != 1.0:
             raise ConfigError(f"Decoding(temperature={self.temperature}): temperature applies to sampling; give top_k too "
                               "(greedy decoding has no temperature)")
+        if self.top_k is None and self.seed != 0:  # greedy draws nothing: a seed would be silently ignored
+            raise ConfigError(f"Decoding(seed={self.seed}): the seed applies to sampling; give top_k too "
+                              "(greedy decoding draws nothing)")
 
     def describe(self) -> dict[str, Any]:
         if self.top_k is None:
             return {"mode": "greedy"}
         return {"mode": "top-k sampling", "top_k": self.top_k, "temperature": self.temperature, "seed": self.seed}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_top_k(top_k: Optional[int], manifest: dict[str, Any], bundle_dir: Path) -> None:
+    """Sampling among more tokens than the model has is no choice numpy can make (argpartition's kth out of
+    bounds): refused with the model's vocabulary size, before anything is loaded."""
+    vocab = vocab_size(manifest)
+    if top_k is not None and vocab is not None and top_k > vocab:
+        raise ConfigError(f"--top-k {top_k}: the model has {vocab} tokens ({bundle_dir}); give at most {vocab}")
 
 
 def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, texts: Optional[Path] = None,
@@ -59,12 +85,15 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
 
     bundles = [(Path(d), _verified(Path(d))) for d in bundle_dirs]
     _one_tokenizer(bundles)
+    for bundle_dir, manifest in bundles:
+        _check_top_k(decoding.top_k, manifest, bundle_dir)
     names = bundle_row_names([(d, m, m.get("precision") or "fp32") for d, m in bundles])
     blocks = {name: _eval_blocks(d, m) for name, (d, m) in zip(names, bundles, strict=True)}
     # a bundle that records no bench settings (made before it did): the pipeline's own defaults
     settings = {**GenerationBenchConfig().model_dump(), **(bundles[0][1].get("bench") or {})}
-    new_tokens = decoding.new_tokens or int(settings["new_tokens"])
+    new_tokens = int(settings["new_tokens"]) if decoding.new_tokens is None else decoding.new_tokens
     prompts, source = _prompts(bundles[0], blocks[names[0]], texts, settings, decoding, new_tokens)
+    fewer = _fewer_prompts_note(decoding.prompts, len(prompts), source)
     # each by the runtime its bundle records (the target's backend's; by the file's suffix in bundles without one)
     decoders = {name: load_decoder(d / m["artifact"]["main"], threads, m.get("runtime")) for name, (d, m) in zip(names, bundles, strict=True)}
     speed = generation_speed(decoders, prompts, new_tokens, int(settings["rounds"]), decoding.top_k, decoding.temperature,
@@ -76,6 +105,7 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     report = generation_report(bundles[0][1].get("run") or Path(bundle_dirs[0]).resolve().parent.parent.name, rows, {},
                                eval_set, gate, prompts, source, new_tokens, int(settings["rounds"]), decoding.describe(), threads)
     report["warnings"] += [f"{row['artifact']}: {row['not_measured']}" for row in rows if row["perplexity"] is None]
+    report["warnings"] += [fewer] if fewer else []
     if bundles[0][1].get("gate_on_bench"):
         report["verdict"] = _verdict(gate_report(report, Thresholds.model_validate(gate)))
     return report
@@ -147,7 +177,7 @@ def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], 
         prompts = text_prompts(Path(texts), bundle_dir / TOKENIZER, context, new_tokens)
         check_token_ids(np.concatenate(prompts), vocab_size(manifest), str(bundle_dir / TOKENIZER),
                         f" for the prompts of {texts}, so it is not the tokenizer the model was built with")
-        return prompts[: decoding.prompts or None], str(texts)
+        return prompts[: decoding.prompts], str(texts)
     if blocks is None:
         raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (bench.device_blocks 0, "
                             "or built before bundles did); give prompts with --texts FILE, one per line")
@@ -155,8 +185,16 @@ def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], 
     if context and prompt_tokens + new_tokens > context:
         raise ConfigError(f"--new-tokens {new_tokens}: with the bundle's prompts of {prompt_tokens} tokens that exceeds the "
                           f"model's context of {context}; ask for at most {context - prompt_tokens}")
-    count = decoding.prompts or int(settings["prompts"])
+    count = int(settings["prompts"]) if decoding.prompts is None else decoding.prompts
     return held_out_prompts(blocks, count, prompt_tokens), f"{bundle_dir / _eval_file(manifest)} (held-out test blocks)"
+
+
+def _fewer_prompts_note(asked: Optional[int], used: int, source: str) -> str:
+    """Said when --prompts asks for more prompts than there are (as a classifier's bench says of too few samples):
+    the speeds are then measured on fewer prompts than the user believes."""
+    if asked is None or used >= asked:
+        return ""
+    return f"--prompts {asked}: {source} gives {used} prompts, so {used} are used; give --prompts {used} or less to say so"
 
 
 def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[np.ndarray], speed: dict, reference: str) -> dict:
@@ -164,14 +202,17 @@ def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[
     which the gate judges it against."""
     from edgekd.lang.perplexity import onnx_perplexity
 
-    known = ((manifest.get("eval") or {}).get("reference_perplexity") or {}).get(reference)
-    valid = isinstance(known, (int, float)) and not isinstance(known, bool) and known > 0
+    recorded = (manifest.get("eval") or {}).get("reference_perplexity") or {}
+    valid_of = {name: value for name, value in recorded.items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0}
+    known, valid = recorded.get(reference), reference in valid_of
     row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"), "shipped": True,
            "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
            "bytes": sum((bundle_dir / name).stat().st_size for name in manifest["artifact"]["files"]),
            "perplexity": None if blocks is None else round(onnx_perplexity(decoder, blocks), 4),
            "eval_blocks": None if blocks is None else int(len(blocks)),
-           "reference": {"name": reference, "perplexity": known if valid else None}, **speed}
+           "reference": {"name": reference, "perplexity": known if valid else None},
+           "reference_perplexities": valid_of, **speed}  # every reference the bundle records: `edgekd gate --reference`
     if blocks is None:
         row["not_measured"] = "perplexity: the bundle carries no held-out blocks (rebuild it with this edgekd); not gated"
     return row

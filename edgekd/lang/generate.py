@@ -68,6 +68,8 @@ def generate(decoder: Decoder, prompt_ids, new_tokens: int, top_k: Optional[int]
 def _choose(logits: np.ndarray, top_k: Optional[int], temperature: float, rng: np.random.Generator) -> int:
     if top_k is None:
         return int(np.argmax(logits))
+    if top_k > logits.size:  # argpartition's kth would be out of bounds (callers with the vocabulary check sooner)
+        raise ConfigError(f"top_k {top_k}: the model has {logits.size} tokens; give at most {logits.size}")
     candidates = np.argpartition(logits, -top_k)[-top_k:]
     scaled = logits[candidates].astype(np.float64) / temperature
     probabilities = np.exp(scaled - scaled.max())

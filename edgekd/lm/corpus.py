@@ -107,10 +107,19 @@ def _split(root: Path, source: str, names: list[str], fractions: Sequence[float]
         files[split_of(name, fractions)].append(name)
     empty = [split for split, fraction in zip(SPLITS, fractions) if fraction > 0 and not files[split]]
     if empty:
-        raise DataError(f"{root}: {len(names)} files leave the {' and '.join(empty)} split empty (files are split by a hash "
-                        f"of their path, fractions {list(fractions)}); add files or raise that split's fraction")
+        raise DataError(f"{root}: {len(names)} file{'s' if len(names) != 1 else ''} leave the {' and '.join(empty)} split "
+                        f"empty (files are split by a hash of their path, fractions {list(fractions)}); "
+                        f"{_how_to_fill(len(names), fractions)}")
     listing = "\n".join(names).encode("utf-8")
     return Corpus(root, source, files, fractions, hashlib.sha256(listing).hexdigest())
+
+
+def _how_to_fill(files: int, fractions: Sequence[float]) -> str:
+    """Each file goes wholly into one split: with fewer files than splits to fill, no fraction can fill them all."""
+    needed = sum(1 for fraction in fractions if fraction > 0)
+    if files < needed:
+        return f"add files: each file goes wholly into one split, so {needed} splits need at least {needed} files"
+    return "add files or raise that split's fraction"
 
 
 def _relative_files(root: Path, suffixes: tuple[str, ...]) -> list[str]:

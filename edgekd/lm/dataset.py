@@ -53,6 +53,10 @@ class LMDataset:
 def too_small(corpus: Corpus, split: str, tokens: int, context: int) -> str:
     """Which files of which split are too short for one block, and the two ways out (keys a user can set)."""
     files = corpus.files[split]
+    fraction = corpus.fractions[SPLITS.index(split)]
+    if not fraction:  # no file can land in it: more text or a shorter context would not help
+        return (f"{corpus.root}: data.fractions {list(corpus.fractions)} gives the {split} split nothing, and every split "
+                f"needs at least one block of data.context {context}; give it a fraction above 0 (e.g. [0.8, 0.1, 0.1])")
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     return (f"{corpus.root} ({split} split: {len(files)} file{'s' if len(files) != 1 else ''}, {shown}): {tokens} tokens "
             f"make no block of data.context {context}; add text to the corpus (a file's split is a hash of its path) "

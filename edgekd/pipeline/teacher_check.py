@@ -72,6 +72,9 @@ def not_above_chance(top1: float, chance: float, n: int, unit: str) -> str | Non
     bar = chance_bar(chance, n)
     if top1 > bar:
         return None
+    if bar >= 1:  # a dominant class on few samples: no top-1 can clear the bar, so a bar over 100% would be nonsense
+        return (f"top-1 {top1:.1%} on {n} {unit}, not clearly above chance (the largest class's {chance:.1%}); {n} {unit} "
+                "are too few to tell a model from guessing the largest class (even 100% is within what guessing gets)")
     return (f"top-1 {top1:.1%} on {n} {unit}, not clearly above chance (the largest class's {chance:.1%}; telling a model "
             f"from guessing it takes over {bar:.1%} on {n} {unit})")
 

@@ -25,10 +25,12 @@ def fuse_bert(source: str | Path, target: str | Path, num_heads: int, hidden_siz
     model_type "bert"; opt_level 0: only its own fusions, nothing tied to this machine's CPU)."""
     from onnxruntime.transformers import optimizer
 
-    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)  # it logs every fusion at INFO
-    optimized = optimizer.optimize_model(str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
-                                         opt_level=0, use_gpu=False)
-    optimized.save_model_to_file(str(target))
+    from edgekd.core.quiet import quiet_ort_transformers
+
+    with quiet_ort_transformers():  # it logs every fusion at INFO, and warns of small vocabularies
+        optimized = optimizer.optimize_model(str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                                             opt_level=0, use_gpu=False)
+        optimized.save_model_to_file(str(target))
 
 
 def dynamic_int8_bert(fp32_path: str | Path, int8_path: str | Path, reduce_range: bool) -> Path:

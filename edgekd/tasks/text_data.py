@@ -104,6 +104,7 @@ def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
     `given` model (a save_pretrained folder), its tokenizer encodes the texts and its label order is the classes'."""
     path = resolve_path(Path(cfg.path).expanduser(), base_dir)
     examples = corpus.load(path)
+    _check_split_column_is_whole(examples, path)
     if not all(e.split for e in examples):
         examples = corpus.split_by_group(examples, seed, cfg.val_fraction, cfg.test_fraction)
     parts = {name: corpus.split(examples, name) for name in corpus.SPLITS}
@@ -112,6 +113,8 @@ def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
         raise DataError(f"{path}: no {' or '.join(empty)} examples; {_how_to_fill(examples)}")
     parts["train"] = corpus.stratified(parts["train"], cfg.train_limit, seed)
     parts["test"] = corpus.stratified(parts["test"], cfg.test_limit, seed)
+    for name in ("val", "test"):
+        _warn_of_texts_seen_in_training(parts[name], parts["train"], name, path)
     names = corpus.label_names(parts["train"])
     if len(names) < 2:
         raise DataError(f"{path}: the training split has {len(names)} label; a classifier needs two or more")
@@ -131,6 +134,28 @@ def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
                                         cfg.test_limit, max_length, cfg.vocab_size, model_side]).encode()).hexdigest()[:16]
     return TextDataset(path.name, names, splits["train"], splits["val"], splits["test"], tok.to_str(), max_length, digest,
                        vocabulary_note="" if given else note)
+
+
+def _check_split_column_is_whole(examples: list[corpus.Example], path: Path) -> None:
+    """A split column given on some rows only is refused rather than thrown away: drawing every split anew would
+    move the rows the user put in test into training without a word."""
+    given = sum(1 for e in examples if e.split)
+    if 0 < given < len(examples):
+        first = next(number for number, e in enumerate(examples, start=1) if not e.split)
+        raise DataError(f"{path}: example {first} ({examples[first - 1].text[:40]!r}) has no split, while {given} of "
+                        f"{len(examples)} examples have one; give every example a split (train, val or test), "
+                        "or remove the split column to have the splits drawn")
+
+
+def _warn_of_texts_seen_in_training(part: list[corpus.Example], train: list[corpus.Example], name: str,
+                                    path: Path) -> None:
+    """Warn when a given split repeats training texts: the model has learned those answers, so its score on them
+    measures memory, not how it does on new texts. (Drawn splits cannot repeat: a text's split is its hash's.)"""
+    seen = {e.text for e in train}
+    repeated = sum(1 for e in part if e.text in seen)
+    if repeated:
+        warnings.warn(f"{path}: {repeated} of {len(part)} {name} texts are also in the train split: top-1 on them says "
+                      f"nothing about new texts; give the {name} split texts that training lacks", stacklevel=2)
 
 
 def vocabulary_note(tok, texts: list[str], asked: int | None) -> str:

@@ -241,3 +241,80 @@ def test_prompts_from_a_swapped_tokenizer_past_the_vocabulary_are_refused_naming
     texts.write_text("def zebra_crossing(x):\n", encoding="utf-8")
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle), "--texts", str(texts)]),
                           str(bundle / "tokenizer.json"), f"outside 0..{manifest['vocab_size'] - 1}", str(texts))
+
+
+def test_a_top_k_above_the_vocabulary_is_one_line_naming_the_vocabulary_size(lm_run):
+    """Trial defect (session 13): `bench --top-k 513` on a 512-token model stopped with numpy's "kth(=-1) out of
+    bounds (512)" as an internal error, from the CLI and from api.bench alike."""
+    from edgekd.core.errors import ConfigError
+    from edgekd.lang.generate import _choose
+
+    bundle = lm_run / "bundle" / "x86-cpu"
+    vocab = read_json(bundle / "manifest.json")["vocab_size"]
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle), "--top-k", str(vocab + 1)]),
+                          f"--top-k {vocab + 1}: the model has {vocab} tokens")
+    with pytest.raises(ConfigError, match=f"--top-k 100000: the model has {vocab} tokens .*; give at most {vocab}$"):
+        api.bench(bundle, decoding=Decoding(top_k=100000))
+    # a decoder whose bundle records no vocabulary size: generate's own check, before numpy's
+    with pytest.raises(ConfigError, match="^top_k 9: the model has 8 tokens; give at most 8$"):
+        _choose(np.zeros(8, dtype=np.float32), 9, 1.0, np.random.default_rng(0))
+    assert _choose(np.arange(8, dtype=np.float32), 8, 1.0, np.random.default_rng(0)) in range(8)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"new_tokens": 0}, r"Decoding\(new_tokens=0\): give a whole number of 1 or more, or None for the bundle's bench setting"),
+    ({"prompts": 0}, r"Decoding\(prompts=0\): give a whole number of 1 or more"),
+    ({"top_k": 0}, r"Decoding\(top_k=0\): give a whole number of 1 or more, or None for greedy decoding"),
+    ({"top_k": 5, "seed": -1}, r"Decoding\(seed=-1\): give a whole number of 0 or more"),
+    ({"top_k": 5, "temperature": 0.0}, r"Decoding\(temperature=0.0\): give a finite number above 0"),
+    ({"seed": 3}, r"Decoding\(seed=3\): the seed applies to sampling; give top_k too"),
+])
+def test_decoding_refuses_what_the_cli_refuses(kwargs, message):
+    """Trial defect (session 13): the API took Decoding(new_tokens=0) and Decoding(prompts=0) for the bundle's
+    defaults (the CLI refuses 0), and Decoding(top_k=5, seed=-1) stopped with numpy's bare ValueError; a seed
+    without top_k was taken and ignored."""
+    from edgekd.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        Decoding(**kwargs)
+
+
+def test_a_seed_without_top_k_is_a_usage_error_and_more_prompts_than_blocks_are_said(lm_run):
+    """Trial defect (session 13): `bench --seed 3` without --top-k was taken and ignored (--temperature without
+    --top-k is refused), and --prompts 100 on a bundle of fewer held-out blocks silently used fewer."""
+    bundle = lm_run / "bundle" / "x86-cpu"
+    result = CliRunner().invoke(main, ["bench", str(bundle), "--seed", "3"])
+    assert result.exit_code == 2 and "--seed: applies to sampling; give --top-k" in result.output
+    report = api.bench(bundle, decoding=Decoding(prompts=100, new_tokens=2))
+    used = report["rows"][0]["generations"]
+    assert used < 100 and any(w.startswith(f"--prompts 100: {bundle / 'eval.npz'} (held-out test blocks) gives {used} "
+                                           f"prompts, so {used} are used") for w in report["warnings"]), report["warnings"]
+
+
+def test_edgekd_gate_takes_min_greedy_agreement_as_the_api_does(lm_run, tmp_path):
+    """Trial defect (session 13): api.gate took min_greedy_agreement but `edgekd gate` had no flag for it, and a
+    report without the agreement passed without a word of the check."""
+    report = api.bench(lm_run / "bundle" / "x86-cpu", decoding=Decoding(new_tokens=2))
+    write_json_atomic(tmp_path / "report.json", report)
+    result = CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), "--min-greedy-agreement", "0.9"])
+    assert result.exit_code == 0, result.output
+    assert "SKIP  x86-cpu/fp32             min_greedy_agreement skipped: the fp32 model's greedy tokens" in result.output
+    assert "gate: PASS (1 passed, 1 skipped)" in result.output
+    refused = CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), "--min-greedy-agreement", "2"])
+    assert refused.exit_code == 2 and "min_greedy_agreement" in refused.output
+
+
+def test_edgekd_gate_takes_reference_for_a_language_models_report(lm_run, tmp_path):
+    """Trial defect (session 13): `edgekd gate report.json --reference teacher` was refused as "reference: a
+    classifier's gate setting", though gate.reference (student_fp32 or teacher) is a language model's config key."""
+    report = api.bench(lm_run / "bundle" / "x86-cpu", decoding=Decoding(new_tokens=2))
+    write_json_atomic(tmp_path / "report.json", report)
+    assert api.gate(tmp_path / "report.json", reference="student_fp32").evaluated == 1
+    # this bundle records the student's perplexity only: what is missing is said
+    assert_one_line_error(CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), "--reference", "teacher"]),
+                          "x86-cpu/fp32: its bundle records the perplexity of student_fp32 only, not of teacher; "
+                          "give --reference one of them")
+    report["rows"][0]["reference_perplexities"]["teacher"] = report["rows"][0]["perplexity"] / 2
+    write_json_atomic(tmp_path / "with-teacher.json", report)
+    checks = api.gate(tmp_path / "with-teacher.json", reference="teacher")
+    assert not checks.passed and "vs teacher" in checks[0].reason and "+100.00%" in checks[0].reason

@@ -74,3 +74,27 @@ def test_classifier_thresholds_are_refused_for_an_lm_report(tmp_path):
     with pytest.raises(ConfigError, match="min_speedup: a classifier's gate setting"):
         api.gate(path, min_speedup=1.5)
     assert_one_line_error(CliRunner().invoke(main, ["gate", str(path), "--baseline", str(path)]), "baseline", "perplexity")
+
+
+def test_min_greedy_agreement_is_checked_where_measured_and_listed_as_skipped_elsewhere():
+    """Trial defect (session 13): gate.min_greedy_agreement was never checked on a run shipping fp32 (its row has no
+    token_agreement): "gate: PASS (1 passed)", the check neither passed nor skipped."""
+    from edgekd.core.thresholds import Thresholds
+    from edgekd.device.gate import gate_report
+
+    def row(artifact, precision, **extra):
+        return {"artifact": artifact, "target": artifact.split("/")[0], "precision": precision, "shipped": True,
+                "perplexity": 10.0, "bytes": 1024, **extra}
+
+    report = {"task_metric": "perplexity", "references": {"student_fp32": {"perplexity": 10.0}},
+              "rows": [row("x86-cpu/fp32", "fp32"), row("arm64-cpu/int8", "int8", token_agreement=0.95),
+                       row("rpi-cpu/int8", "int8")]}
+    checks = gate_report(report, Thresholds(max_increase=0.03, min_greedy_agreement=0.99))
+    agreement = {c.artifact: c for c in checks if c.threshold == "min_greedy_agreement"}
+    assert agreement["x86-cpu/fp32"].skipped and "fp32's by construction" in agreement["x86-cpu/fp32"].reason
+    assert not agreement["arm64-cpu/int8"].passed and "greedy agreement with fp32 0.950 (limit 0.99)" == agreement["arm64-cpu/int8"].reason
+    assert agreement["rpi-cpu/int8"].skipped and "no greedy agreement with fp32 in the report" in agreement["rpi-cpu/int8"].reason
+    assert checks.summary == "gate: FAIL (1 failed, 3 passed, 2 skipped)"
+    shipping_fp32 = dict(report, rows=report["rows"][:1])
+    assert gate_report(shipping_fp32, Thresholds(max_increase=0.03, min_greedy_agreement=1.0)).summary == \
+        "gate: PASS (1 passed, 1 skipped)"

@@ -86,3 +86,23 @@ def test_non_utf8_file_is_named(text_folder):
 def test_bad_fractions_are_refused(text_folder):
     with pytest.raises(DataError, match="sum to 1"):
         folder_corpus(text_folder, fractions=(0.9, 0.2, 0.1))
+
+
+def test_one_file_is_told_to_add_files_not_to_raise_a_fraction(tmp_path):
+    """Trial defect (session 13): a one-file corpus was told to "add files or raise that split's fraction", and no
+    fraction can help: a file goes wholly into one split."""
+    (tmp_path / "only.txt").write_text("one file of text")
+    with pytest.raises(DataError, match=r"1 file leave the .* split empty .*; add files: each file goes wholly into one "
+                                        r"split, so 3 splits need at least 3 files$"):
+        folder_corpus(tmp_path)
+
+
+def test_a_zero_fraction_is_named_as_why_a_split_has_no_block(text_folder):
+    """Trial defect (session 13): data.fractions [1.0, 0, 0] said "(val split: 0 files, ): 0 tokens make no block of
+    data.context 32; add text ... or lower data.context": neither helps, the 0 fraction is the cause."""
+    from edgekd.lm.dataset import too_small
+
+    corpus = folder_corpus(text_folder, (1.0, 0.0, 0.0))
+    message = too_small(corpus, "val", 0, 32)
+    assert message == (f"{text_folder}: data.fractions [1.0, 0.0, 0.0] gives the val split nothing, and every split needs "
+                       "at least one block of data.context 32; give it a fraction above 0 (e.g. [0.8, 0.1, 0.1])")

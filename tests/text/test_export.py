@@ -108,3 +108,17 @@ def test_static_qdq_int8_is_calibrated_and_agrees_with_fp32(exported, tmp_path, 
     with pytest.raises(Exception, match="calibration batches"):
         export.quantize_static_int8(path, tmp_path / "none.onnx", [], reduce_range=True)
     assert list(workdir.iterdir()) == []
+
+
+def test_fusing_a_small_vocabulary_logs_nothing_of_onnxruntimes_own(tmp_path, caplog):
+    """Trial defect (session 13): a 9-token vocabulary printed onnxruntime's optimizer line "word_embedding_table ...
+    size 9 <= position_embedding_table ... size 24" into the run's output: its fusion modules log under top-level
+    names (fusion_embedlayer), which the quieting of `onnxruntime.transformers` missed."""
+    import logging
+
+    model = models.classifier(models.config(9, LABELS, models.Size(hidden=32, layers=1, heads=2, intermediate=64),
+                                            max_length=MAX_LENGTH, dropout=0.0)).eval()
+    with caplog.at_level(logging.INFO):
+        export.export(model, tmp_path / "small.onnx", max_length=MAX_LENGTH)
+    assert not [record.getMessage() for record in caplog.records if record.levelno < logging.ERROR]
+    assert logging.getLogger("fusion_embedlayer").level == logging.NOTSET  # restored afterwards

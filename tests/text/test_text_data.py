@@ -45,3 +45,48 @@ def test_a_corpus_of_two_groups_is_told_to_give_more_groups_not_more_examples(tm
     with pytest.raises(DataError, match=r"two-groups.jsonl: no .* examples; the splits are drawn by its group column, "
                                         r"and it has 2 group\(s\), each wholly in one split: give more groups"):
         _load(path)
+
+
+def _write_rows(path, rows):
+    import json
+
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _rows(count, split=None):
+    rows = [{"text": f"text {i} about {'cats' if i % 2 else 'dogs'} number {i}", "label": "ab"[i % 2]}
+            for i in range(count)]
+    return [dict(row, split=split(i)) if split else row for i, row in enumerate(rows)]
+
+
+def test_a_test_or_val_split_that_repeats_training_texts_is_warned_of(tmp_path):
+    """Trial defect (session 13): a split column whose 80 test rows were copies of training rows was taken as given:
+    the run scored 100% on texts it had trained on, and nothing said so."""
+    rows = _rows(120, lambda i: "train" if i < 100 else "val" if i < 110 else "test")
+    rows[110:] = [dict(rows[i], split="test") for i in range(10)]  # the test split: copies of training rows
+    rows[100:102] = [dict(rows[i], split="val") for i in (20, 21)]  # two val rows too
+    path = _write_rows(tmp_path / "leak.jsonl", rows)
+    with pytest.warns(UserWarning) as caught:
+        _load(path)
+    said = [str(w.message) for w in caught]
+    assert any(m.endswith("leak.jsonl: 10 of 10 test texts are also in the train split: top-1 on them says nothing "
+                          "about new texts; give the test split texts that training lacks") for m in said), said
+    assert any("leak.jsonl: 2 of 10 val texts are also in the train split" in m for m in said), said
+    fresh = _write_rows(tmp_path / "fresh.jsonl", _rows(120, lambda i: "train" if i < 100 else "val" if i < 110 else "test"))
+    with warnings.catch_warnings(record=True) as clean:
+        warnings.simplefilter("always")
+        _load(fresh)
+    assert not [w for w in clean if "also in the train split" in str(w.message)]
+
+
+def test_a_split_column_on_some_rows_only_is_refused_naming_the_first_row_without_one(tmp_path):
+    """Trial defect (session 13): a split column given on the first rows only was silently dropped and every split
+    drawn anew, so rows the user had put in test went into training."""
+    from edgekd.core.errors import DataError
+
+    rows = _rows(120, lambda i: "test" if i < 30 else "")
+    path = _write_rows(tmp_path / "part.jsonl", [{k: v for k, v in row.items() if v} for row in rows])
+    with pytest.raises(DataError, match=r"part.jsonl: example 31 \('text 30 about dogs number 30'\) has no split, while "
+                                        r"30 of 120 examples have one; give every example a split"):
+        _load(path)

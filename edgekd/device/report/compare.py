@@ -3,6 +3,10 @@
 Ratios are B / A (latency 0.5 = B twice as fast); the top-1 delta is B - A in points and is only
 shown when both reports used the same evaluation set (by sha256). A latency ratio between timings the
 measurements do not separate (edgekd.device.noise) reads "within noise", not as a speed-up.
+
+Language models' reports (task_metric perplexity) hold no batch latency nor top-1: their rows are compared on
+perplexity (lower is better; the delta B - A again only on the same evaluation set) and generation speed (tokens/s,
+ratio B / A, higher is faster; per-token p50).
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ COMPARE_SCHEMA = "edgekd.compare/1"
 MARKDOWN_TITLE = "# edgekd compare"
 COLUMNS = ["artifact", "p50 A (ms)", "p50 B (ms)", "B/A", "size A (KB)", "size B (KB)", "B/A ",
            "top-1 A", "top-1 B", "delta (pts)"]
+LM_COLUMNS = ["artifact", "perplexity A", "perplexity B", "delta", "tok/s A", "tok/s B", "B/A", "token p50 A (ms)",
+              "token p50 B (ms)", "size A (KB)", "size B (KB)", "B/A "]
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -35,9 +41,21 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
                      "latency_separated": separated(_batch1(ra), _batch1(rb)), "bytes_a": ra["bytes"], "bytes_b": rb["bytes"],
                      "size_ratio": _ratio(ra["bytes"], rb["bytes"]), "top1_a": ra.get("top1"), "top1_b": rb.get("top1"),
                      "top1_delta_points": top1_delta, "threads_a": _threads(ra), "threads_b": _threads(rb)})
+        if a.get("task_metric") == "perplexity":
+            rows[-1].update(_generation_columns(ra, rb, same_eval))
     only = sorted(set(r["artifact"] for r in a["rows"]) ^ set(rows_b))
     return {"schema": COMPARE_SCHEMA, "a": _label(a), "b": _label(b), "same_eval_set": same_eval, "same_run": a.get("run") == b.get("run"),
-            "rows": rows, "unmatched": only}
+            "task_metric": a.get("task_metric") or "top1", "rows": rows, "unmatched": only}
+
+
+def _generation_columns(ra: dict[str, Any], rb: dict[str, Any], same_eval: bool) -> dict[str, Any]:
+    """A language model's row: what its reports measure instead of batch latency and top-1 (both n/a there)."""
+    ppl_a, ppl_b = ra.get("perplexity"), rb.get("perplexity")
+    return {"perplexity_a": ppl_a, "perplexity_b": ppl_b,
+            "perplexity_delta": ppl_b - ppl_a if same_eval and None not in (ppl_a, ppl_b) else None,
+            "tokens_per_second_a": ra.get("tokens_per_second"), "tokens_per_second_b": rb.get("tokens_per_second"),
+            "tokens_per_second_ratio": _ratio(ra.get("tokens_per_second"), rb.get("tokens_per_second")),
+            "per_token_p50_ms_a": ra.get("per_token_p50_ms"), "per_token_p50_ms_b": rb.get("per_token_p50_ms")}
 
 
 def _threads(row: dict[str, Any]) -> Any:
@@ -66,7 +84,18 @@ def _f(value, pattern: str, scale: float = 1.0) -> str:
     return pattern.format(value * scale) if value is not None else "n/a"
 
 
+def _columns(comparison: dict[str, Any]) -> list[str]:
+    return LM_COLUMNS if comparison.get("task_metric") == "perplexity" else COLUMNS
+
+
 def table(comparison: dict[str, Any]) -> list[list[str]]:
+    if comparison.get("task_metric") == "perplexity":
+        return [[r["artifact"], _f(r["perplexity_a"], "{:.3f}"), _f(r["perplexity_b"], "{:.3f}"),
+                 _f(r["perplexity_delta"], "{:+.3f}"), _f(r["tokens_per_second_a"], "{:.1f}"),
+                 _f(r["tokens_per_second_b"], "{:.1f}"), _f(r["tokens_per_second_ratio"], "{:.2f}x"),
+                 _f(r["per_token_p50_ms_a"], "{:.3f}"), _f(r["per_token_p50_ms_b"], "{:.3f}"),
+                 _f(r["bytes_a"], "{:.1f}", 1 / 1024), _f(r["bytes_b"], "{:.1f}", 1 / 1024), _f(r["size_ratio"], "{:.2f}x")]
+                for r in comparison["rows"]]
     return [[r["artifact"], _f(r["p50_ms_a"], "{:.3f}"), _f(r["p50_ms_b"], "{:.3f}"), _latency_ratio(r),
              _f(r["bytes_a"], "{:.1f}", 1 / 1024), _f(r["bytes_b"], "{:.1f}", 1 / 1024), _f(r["size_ratio"], "{:.2f}x"),
              _f(r["top1_a"], "{:.2f}", 100), _f(r["top1_b"], "{:.2f}", 100), _f(r["top1_delta_points"], "{:+.2f}")]
@@ -74,8 +103,9 @@ def table(comparison: dict[str, Any]) -> list[list[str]]:
 
 
 def render_text(comparison: dict[str, Any]) -> str:
-    rows = [COLUMNS] + table(comparison)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    columns = _columns(comparison)
+    rows = [columns] + table(comparison)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
     fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     lines = [f"A: {comparison['a']['run']} on {comparison['a']['cpu']} ({comparison['a']['created']})",
              f"B: {comparison['b']['run']} on {comparison['b']['cpu']} ({comparison['b']['created']})", "",
@@ -87,18 +117,21 @@ def render_text(comparison: dict[str, Any]) -> str:
 def render_markdown(comparison: dict[str, Any]) -> str:
     lines = [MARKDOWN_TITLE, "", f"- A: {comparison['a']['run']} on {comparison['a']['cpu']} ({comparison['a']['created']})",
              f"- B: {comparison['b']['run']} on {comparison['b']['cpu']} ({comparison['b']['created']})", "",
-             "| " + " | ".join(c.strip() for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+             "| " + " | ".join(c.strip() for c in _columns(comparison)) + " |", "|" + "---|" * len(_columns(comparison))]
     lines += ["| " + " | ".join(r) + " |" for r in table(comparison)]
     return "\n".join(lines + [""] + _notes(comparison)) + "\n"
 
 
 def _notes(comparison: dict[str, Any]) -> list[str]:
     notes = []
+    measured = "perplexity" if comparison.get("task_metric") == "perplexity" else "top-1"
     if not comparison["same_eval_set"] and not comparison.get("same_run", True):
         notes.append("warning: different runs measured on different evaluation sets: most likely two different models, "
-                     "so the ratios compare those models, not one model on two machines; top-1 deltas are not shown")
+                     f"so the ratios compare those models, not one model on two machines; {measured} deltas are not shown")
     elif not comparison["same_eval_set"]:
-        notes.append("note: the reports used different evaluation sets (sha256); top-1 deltas are not shown")
+        notes.append(f"note: the reports used different evaluation sets (sha256); {measured} deltas are not shown")
+    if measured == "perplexity":
+        notes.append("note: perplexity: lower is better; tok/s B/A above 1 = B generates faster (batch 1, first token excluded)")
     other_threads = [r for r in comparison["rows"] if None not in (r.get("threads_a"), r.get("threads_b"))
                      and r["threads_a"] != r["threads_b"]]
     if other_threads:

@@ -124,3 +124,27 @@ def test_compare_never_replaces_a_users_file_but_replaces_its_own(tmp_path):
     (tmp_path / "pic.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
     assert_one_line_error(invoke("compare", a, tmp_path / "pic.png"), "pic.png: not a UTF-8 text file")
     assert_one_line_error(invoke("gate", tmp_path / "pic.png"), "pic.png: not a UTF-8 text file")
+
+
+def _lm_report(perplexity: float, tokens_per_second: float, p50: float, sha: str = "s" * 64) -> dict:
+    row = {"artifact": "x86-cpu/fp32", "bytes": 300 * 1024, "perplexity": perplexity, "tokens_per_second": tokens_per_second,
+           "per_token_p50_ms": p50}
+    return {"schema": "edgekd.report/1", "run": "lm", "created": "t", "environment": {"cpu": {"model": "c"}},
+            "task_metric": "perplexity", "eval_set": {"sha256": sha}, "rows": [row]}
+
+
+def test_language_model_reports_are_compared_on_perplexity_and_generation_speed():
+    """Trial defect (session 13): `edgekd compare` of two language models' reports showed only n/a (their rows hold no
+    batch latency nor top-1) instead of perplexity and tokens/s side by side."""
+    from edgekd.device.report.compare import render_text
+
+    result = compare_reports(_lm_report(350.0, 20000.0, 0.045), _lm_report(344.0, 22000.0, 0.044))
+    row = result["rows"][0]
+    assert row["perplexity_delta"] == pytest.approx(-6.0) and row["tokens_per_second_ratio"] == pytest.approx(1.1)
+    markdown = render_markdown(result)
+    assert "| artifact | perplexity A | perplexity B | delta | tok/s A | tok/s B | B/A | token p50 A (ms) |" in markdown
+    assert "| x86-cpu/fp32 | 350.000 | 344.000 | -6.000 | 20000.0 | 22000.0 | 1.10x | 0.045 | 0.044 | 300.0 | 300.0 | 1.00x |" in markdown
+    assert "perplexity: lower is better" in render_text(result)
+    other = compare_reports(_lm_report(350.0, 20000.0, 0.045), _lm_report(344.0, 22000.0, 0.044, sha="t" * 64))
+    assert other["rows"][0]["perplexity_delta"] is None
+    assert "perplexity deltas are not shown" in render_text(other)

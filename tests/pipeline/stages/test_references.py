@@ -160,3 +160,36 @@ def test_a_shipped_model_at_chance_level_is_said():
             {"artifact": "x86-cpu/fp32", "shipped": True, "top1": 0.933}]
     [note] = shipped_at_chance(rows, 360, chance=0.11)
     assert note.startswith("arm64-cpu/int8-qat ships with top-1 10.6% on 360 test samples, not clearly above chance")
+
+
+def test_the_tfidf_baseline_is_left_out_with_a_warning_when_the_texts_have_no_words_it_reads():
+    """Trial defect (session 13): a corpus of emoji-only texts stopped the run in bench, after all training, with
+    scikit-learn's "empty vocabulary" as an internal error: TF-IDF reads words of two or more letters or digits."""
+    from types import SimpleNamespace
+
+    from edgekd.core.metrics import ACCURACY
+    from edgekd.tasks.text import TextClassification
+    from edgekd.text.baseline import why_no_baseline
+
+    for texts in (["🐍", "🐍 🐍", "🦀"] * 4, ["a b", "c", "d e f"] * 4):
+        assert why_no_baseline(texts).startswith("none of the 12 training texts has a word TF-IDF reads")
+        split = SimpleNamespace(texts=texts, y=np.array([0, 0, 1] * 4))
+        ctx = SimpleNamespace(dataset=SimpleNamespace(measured=ACCURACY, train=split, test=split, num_classes=2),
+                              cfg=SimpleNamespace(seed=0))
+        with pytest.warns(UserWarning, match=r"^report: the tfidf_logreg baseline is left out: none of the 12 training"):
+            assert TextClassification().baselines(ctx, split.y) == {}
+    assert why_no_baseline(["red apple", "🐍"]) == ""
+
+
+def test_a_test_split_too_small_to_beat_a_dominant_class_says_so_not_an_impossible_top1():
+    """Trial defect (session 13): a 95/5 class balance said "telling a model from guessing it takes over 103.2% on 69
+    test samples": no top-1 reaches that; the test split is too small to tell a model from guessing the largest class."""
+    from edgekd.pipeline.teacher_check import not_above_chance
+
+    said = not_above_chance(1.0, 0.95, 69, "test samples")
+    assert said == ("top-1 100.0% on 69 test samples, not clearly above chance (the largest class's 95.0%); 69 test "
+                    "samples are too few to tell a model from guessing the largest class (even 100% is within what "
+                    "guessing gets)")
+    notes = baseline_warnings({"teacher": {"top1": 0.97}, "student_fp32": {"top1": 0.96}}, samples=69, chance=0.95)
+    assert notes and not any("103." in note or "takes over" in note for note in notes)
+    assert "takes over 14.0%" in not_above_chance(0.1, 0.1, 500, "images")  # a bar under 100%: as before
