@@ -370,8 +370,11 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     from edgekd.device.report.terminal import terminal_table
 
     verdict = report.get("verdict") or {}  # bundles gated as they are benched (a language model's: gate_on_bench)
+    from edgekd.device.report.table import other_warnings
+
     click.echo(terminal_table(report, verdict.get("artifacts")))
-    for warning in report["warnings"]:
+    in_table = set(other_warnings(report))
+    for warning in (w for w in report["warnings"] if w not in in_table):  # the table says the others already
         click.echo(warning_lines(warning, prefix="warning: "), err=True)
     if verdict:
         for artifact, why in failed_reasons(verdict.get("checks")):

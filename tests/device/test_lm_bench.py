@@ -289,6 +289,10 @@ def test_a_seed_without_top_k_is_a_usage_error_and_more_prompts_than_blocks_are_
     used = report["rows"][0]["generations"]
     assert used < 100 and any(w.startswith(f"--prompts 100: {bundle / 'eval.npz'} (held-out test blocks) gives {used} "
                                            f"prompts, so {used} are used") for w in report["warnings"]), report["warnings"]
+    # Said once in the terminal: the table's notes and then stderr printed every report warning twice.
+    shown = CliRunner().invoke(main, ["bench", str(bundle), "--prompts", "100", "--new-tokens", "2"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("warning: --prompts 100:") == 1, shown.output
 
 
 def test_edgekd_gate_takes_min_greedy_agreement_as_the_api_does(lm_run, tmp_path):
