@@ -64,13 +64,16 @@ def model_digest(model: BaseModel) -> str:
 
 def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
     """One line: every unknown key when there are any (a file with two typos is fixed in one go, not two runs),
-    else the first problem: the dotted key, what is wrong, and a fix."""
+    else the first problem (the dotted key, what is wrong, and a fix) and the other keys with one."""
     unknown = [error for error in exc.errors() if error["type"] == "extra_forbidden"]
     if len(unknown) == 1:
         return f"unknown key '{_dotted(unknown[0])}'; {_unknown_key_hint(unknown[0], root)}"
     if unknown:
         return "unknown keys " + ", ".join(f"'{_dotted(e)}' ({_unknown_key_hint(e, root)})" for e in unknown)
-    error = exc.errors()[0]
+    return _first_problem(exc.errors()[0]) + _other_keys(exc.errors())
+
+
+def _first_problem(error: dict[str, Any]) -> str:
     loc = [str(part) for part in error["loc"]]
     key = _dotted(error)
     if error["type"] == "value_error":
@@ -81,6 +84,17 @@ def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> st
     given = error.get("input")
     shown = repr(given)[:80] if not isinstance(given, (dict, list)) else type(given).__name__
     return f"invalid value for '{key}': {error['msg']} (got {shown})"
+
+
+def _other_keys(errors: list[dict[str, Any]], shown: int = 4) -> str:
+    """The other keys with a problem, named after the first one's full message: a file with two bad values is fixed
+    in one go, not two runs (a key pydantic reports twice, once per type of a union, is named once)."""
+    first = _dotted(errors[0])
+    others = list(dict.fromkeys(key for key in (_dotted(e) for e in errors[1:]) if key != first))
+    if not others:
+        return ""
+    more = f" and {len(others) - shown} more" if len(others) > shown else ""
+    return f"; also check {', '.join(repr(k) for k in others[:shown])}{more}"
 
 
 def _dotted(error: dict[str, Any]) -> str:

@@ -41,6 +41,13 @@ def test_wrong_type_names_the_field_and_the_value(tmp_path):
     assert_one_line_error(invoke("run", config), str(config), "invalid value for 'distill.train.epochs'", "integer", "'many'")
 
 
+def test_every_key_with_a_bad_value_is_named_in_the_one_error_line(tmp_path):
+    """Trial defect (session 12): QAT's temperature and alpha both out of range named only the first, so the file took
+    two runs to fix."""
+    config = write_config(tmp_path, quantize={"method": "qat", "qat": {"temperature": 0, "alpha": 3}})
+    assert_one_line_error(invoke("run", config), "invalid value for 'quantize.qat.", "also check 'quantize.qat.")
+
+
 def test_out_of_range_value_names_the_limit(tmp_path):
     config = write_config(tmp_path, distill={"alpha": 1.5})
     assert_one_line_error(invoke("run", config), "invalid value for 'distill.alpha'", "less than or equal to 1", "1.5")
