@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -12,7 +13,7 @@ from typing import Optional
 from edgekd.core.errors import ConfigError, EdgeKDError, StageError
 from edgekd.core.fileio import read_json, remove_stray_temporaries, writable_folder, write_text_atomic
 from edgekd.core.peak_memory import measure_peak
-from edgekd.core.run_log import LOG_NAME, run_log
+from edgekd.core.run_log import LOG_NAME, run_log, write_line
 from edgekd.device.latency import CV_WARNING
 from edgekd.pipeline.config import PipelineConfig, load_config
 from edgekd.pipeline.context import RunContext
@@ -132,11 +133,16 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
         if checked is not None:  # the dataset is loaded once, and the checks are not repeated by the stage
             ctx.__dict__["dataset"], ctx.checked_teachers = checked
         planned = [stage for stage in STAGE_NAMES if not only or stage in only]
-        for number, stage in enumerate(planned, 1):
-            if not distributed.is_main() and not stage_class(config, stage).trains_for(config):
-                continue  # the other ranks help only where there is training to share
-            _run_stage(ctx, stage, resume=resume and not force, force=force,
-                       log=log if distributed.is_main() else _quiet, label=f"{number}/{len(planned)} {stage}")
+        try:
+            for number, stage in enumerate(planned, 1):
+                if not distributed.is_main() and not stage_class(config, stage).trains_for(config):
+                    continue  # the other ranks help only where there is training to share
+                _run_stage(ctx, stage, resume=resume and not force, force=force,
+                           log=log if distributed.is_main() else _quiet, label=f"{number}/{len(planned)} {stage}")
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the log says how to go on, as the terminal does
+            write_line(f"interrupted: finished stages are kept; continue with: edgekd run {shlex.quote(str(config_path))} "
+                       f"--out {shlex.quote(str(run_dir))} --resume")
+            raise
     distributed.finish()
     return ctx
 

@@ -153,6 +153,9 @@ def test_interrupt_during_distillation_stops_cleanly_with_the_resume_command(tmp
     last = stopped.stderr.strip().splitlines()[-1]
     assert last.startswith("edgekd: interrupted;"), last
     assert f"Continue with: edgekd run {config} --out {run} --resume" in last
+    # Trial defect (session 12): the run log ended "stopped: KeyboardInterrupt" without the way on.
+    assert f"interrupted: finished stages are kept; continue with: edgekd run {config} --out {run} --resume" in \
+        (run / "edgekd.log").read_text()
     manifest = _manifest(run)
     assert manifest["stages"]["distill"] == {"status": "failed", "reason": "interrupted"}
     assert _outputs_intact(run, "teachers")
