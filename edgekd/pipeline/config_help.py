@@ -9,6 +9,7 @@ what a run actually uses.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -153,7 +154,8 @@ def _data_section(data: str | None) -> dict[str, Any]:
         return {"source": "npz", "path": data}
     if path.is_dir():
         return {"source": "imagefolder", "path": data}
-    raise ConfigError(f"--data {data}: not digits, fashion-mnist, module:function, a .npz file or an existing image folder")
+    raise ConfigError(f"--data {data}: not digits, fashion-mnist, module:function, a .npz file, a .csv or .parquet table "
+                      "or an existing image folder")
 
 
 def _eval_samples(section: dict[str, Any], defaults: dict[str, Any]) -> int:
@@ -169,9 +171,57 @@ def _eval_samples(section: dict[str, Any], defaults: dict[str, Any]) -> int:
                test_split_size(DIGITS_SAMPLES, DataConfig.model_fields["test_fraction"].default))
 
 
+TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
+# A column of one of these names is the label; otherwise the last column is, and the file says to change it.
+LABEL_NAMES = ("label", "labels", "target", "class", "y", "category")
+
+
+def table_starter(name: str, data: str, filename: str, config_dir: Any) -> str:
+    """The starter file for a table (`edgekd init --data wine.csv`): an ensemble of different algorithms distilled into
+    a small network, as README's "Ensembles of any kind" runs it; data.target guessed from the column names."""
+    from edgekd.data.tabular import read_table
+
+    source = TABLE_SUFFIXES[Path(data).suffix.lower()]
+    if not Path(data).is_file():
+        raise ConfigError(f"--data {data}: no such {source} file; give an existing one")
+    columns = [str(c) for c in read_table(source, Path(data), f"--data {data}").columns]
+    named = [c for c in columns if c.strip().lower() in LABEL_NAMES]
+    target = named[0] if named else columns[-1]
+    why = "its name says so" if named else "the last column: change it if another column is the label"
+    path = _relative_to(data, config_dir) if config_dir is not None else data
+    return f"""# edgekd pipeline for a table: `edgekd run {filename}`. Every key: `edgekd keys`; the README's "Ensembles of
+# any kind" says what each does.
+name: {name}
+seed: 0
+data:
+  source: {source}
+  path: {json.dumps(path)}
+  target: {json.dumps(target)}               # {why}
+  # features: [...]           # the input columns (default: every other column)
+teachers:                     # different algorithms, fitted on the training split; their ensemble teaches
+  - {{sklearn: RandomForestClassifier, params: {{n_estimators: 200, min_samples_leaf: 2}}}}
+  - {{sklearn: HistGradientBoostingClassifier, params: {{max_iter: 200}}}}
+  - {{sklearn: LogisticRegression, params: {{max_iter: 1000}}}}
+  # - {{lightgbm: LGBMClassifier}}  # or {{xgboost: XGBClassifier}}, {{onnx: my-model.onnx}}, {{skops: model.skops}}
+student: {{arch: resmlp, width: 32, kwargs: {{depth: 1}}}}
+distill:
+  out_of_fold: 5              # the teachers' outputs on the training rows from fits on the other folds
+  temperature: 1
+  alpha: 0.5
+  train: {{epochs: 100, batch_size: 256, lr: 0.01, optimizer: adamw}}
+quantize: {{max_drop: 0.5}}     # int8 may lose at most this many top-1 points against the fp32 student
+targets: [x86-cpu]            # `edgekd targets` lists the profiles
+gate:
+  reference: teacher          # the teachers' ensemble: a student far under it fails
+  max_drop: 3.0               # top-1 points under the reference
+"""
+
+
 def starter_config(name: str = "my-model", data: str | None = None, filename: str = "edgekd.yaml",
                    config_dir: Any = None) -> str:
     """A small, commented pipeline file; the values shown as defaults are read from the config models."""
+    if data is not None and Path(data).suffix.lower() in TABLE_SUFFIXES:
+        return table_starter(name, data, filename, config_dir)
     d = key_defaults()
     section = _data_section(data)
     if "path" in section and config_dir is not None:  # data.path is read relative to the config file (core.fileio.resolve_path)

@@ -111,6 +111,10 @@ def _data_section(data: str) -> dict[str, Any]:
         return {"source": "imagefolder", "path": str(path.resolve())}
     if path.suffix == ".npz":
         return {"source": "npz", "path": _absolute(data, "--data")}
+    if path.suffix.lower() in (".csv", ".parquet"):
+        raise ConfigError(f"--data '{data}': a table, which edgekd ship does not take (it ships a model exported "
+                          f"elsewhere, checked on images or arrays); for a table, write a pipeline that distils an "
+                          f"ensemble into a small network: edgekd init --data {data}, then edgekd run edgekd.yaml")
     missing = "" if path.exists() else f"no such file or folder ({path.resolve()}); "
     raise ConfigError(f"--data '{data}': {missing}give a folder of images (one sub-folder per class, or unlabeled images), "
                       f"an .npz file with x and y (or x alone), or one of {', '.join(BUILTIN_SOURCES)}")
