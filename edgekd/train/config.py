@@ -52,6 +52,10 @@ TEACHER_KINDS = ("arch", "sklearn", "lightgbm", "xgboost", "onnx", "skops")
 FITTED_KINDS = ("sklearn", "lightgbm", "xgboost")
 
 
+# The keys of a teacher that only some kinds read (the rest would accept them and do nothing).
+_KIND_KEYS = {"params": ("sklearn", "lightgbm", "xgboost"), "trusted": ("skops",), "outputs": ("onnx",)}
+
+
 class TeacherConfig(ModelConfig):
     """One teacher of the ensemble, of any kind: a PyTorch network (arch), a scikit-learn estimator or pipeline,
     LightGBM or XGBoost (fitted by edgekd on the training split), or a fitted model as an ONNX or skops file."""
@@ -90,6 +94,10 @@ class TeacherConfig(ModelConfig):
             raise ValueError(f"give exactly one teacher kind of {kinds}; got {', '.join(given) or 'none'}")
         if self.arch is None and self.checkpoint:
             raise ValueError(f"checkpoint: a {given[0]} teacher is fitted or given as a file, not a state_dict; remove it")
+        for key, kinds in _KIND_KEYS.items():  # a key another kind reads would be taken and ignored
+            if key in self.model_fields_set and self.kind not in kinds:
+                named = ", ".join(kinds[:-1]) + (" and " if len(kinds) > 1 else "") + kinds[-1]
+                raise ValueError(f"{key}: read for {named} teachers only, not a {self.kind} teacher; remove it")
         return self
 
     @property

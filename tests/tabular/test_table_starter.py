@@ -52,3 +52,18 @@ def test_ship_of_a_table_points_to_the_table_pipeline(wine_csv, tmp_path):
     model.write_bytes(b"")
     assert_one_line_error(invoke("ship", model, "--data", wine_csv, "--out", tmp_path / "run"),
                           "a table, which edgekd ship does not take", f"edgekd init --data {wine_csv}")
+
+
+@pytest.mark.parametrize("teacher, key", [({"skops": "m.skops", "params": {"n_estimators": 3}}, "params"),
+                                          ({"onnx": "m.onnx", "params": {"C": 1}}, "params"),
+                                          ({"sklearn": "LogisticRegression", "trusted": ["x"]}, "trusted"),
+                                          ({"skops": "m.skops", "outputs": "logits"}, "outputs")])
+def test_a_teacher_key_its_kind_does_not_read_is_refused(teacher, key):
+    """Trial defect (session 11, carried): a skops teacher's params and outputs were accepted and did nothing."""
+    from pydantic import ValidationError
+
+    from edgekd.train.config import TeacherConfig
+
+    with pytest.raises(ValidationError, match=f"{key}: read for .* teachers only, not a {next(iter(teacher))} teacher"):
+        TeacherConfig(**teacher)
+    TeacherConfig(**{k: v for k, v in teacher.items() if k != key})
