@@ -163,7 +163,7 @@ def choose(rows: list[Candidate], rule: Rule, measured_key: str = "measured") ->
     for row in rows:
         row["verdict"] = _screen(row, bar, rule, measured_key)
     if not any(row.get(measured_key, True) for row in rows):
-        return _profile_order(rows)
+        return _profile_order(rows, rule)
     eligible = [i for i, r in enumerate(rows) if r["verdict"] == "eligible"]
     timed = [i for i in eligible if "p50_ms" in rows[i]]
     if timed and len(timed) == len(eligible):
@@ -205,13 +205,27 @@ def _simplest_within_noise(rows: list[Candidate], timed: list[int], fastest: int
     return fastest
 
 
-def _profile_order(rows: list[Candidate]) -> int:
-    """Nothing runs here (a TensorRT engine is built on the device): ship the profile's first choice
-    and let `edgekd bench` on the device check it."""
-    rows[0]["verdict"] = "chosen (first in profile order; not measurable here, check with edgekd bench on the device)"
-    for row in rows[1:]:
-        row["verdict"] = f"later in profile order than {rows[0]['name']}; not measurable here"
-    return 0
+def _profile_order(rows: list[Candidate], rule: Rule) -> int:
+    """Nothing runs here (a TensorRT engine is built on the device): ship the profile's first choice and let `edgekd
+    bench` on the device check it. An int8 candidate's Q/DQ model was scored on validation with onnxruntime by the
+    quantize stage (`proxy_val_drop`): one that failed the rule there is passed over, and the chosen one's is quoted."""
+    best = None
+    for i, row in enumerate(rows):
+        proxy = row.get("proxy_val_drop")
+        failure = rule({**row, "val_drop": proxy}) if proxy is not None else None
+        if failure:
+            row["verdict"] = f"not shipped: its Q/DQ model, run with onnxruntime on validation: {failure}"
+        elif best is None:
+            best = i
+    best = 0 if best is None else best
+    for i, row in enumerate(rows):
+        proxy = row.get("proxy_val_drop")
+        quoted = (f"; its Q/DQ model dropped {proxy:.2f} points on validation with onnxruntime" if proxy is not None else "")
+        if i == best:
+            row["verdict"] = f"chosen (first in profile order; not measurable here{quoted}, check with edgekd bench on the device)"
+        elif "verdict" not in row or not row["verdict"].startswith("not shipped"):
+            row["verdict"] = f"later in profile order than {rows[best]['name']}; not measurable here"
+    return best
 
 
 def _screen(row: Candidate, baseline: Candidate | None, rule: Rule, measured_key: str) -> str:

@@ -232,3 +232,15 @@ def test_a_bundle_whose_gate_asks_a_speedup_carries_the_fp32_model(tmp_path):
     assert info["speed_reference"]["precision"] == "fp32" and info["speed_reference"]["folder"] == "fp32-reference"
     assert carried(Thresholds(min_speedup=1.2), best=0) == ({}, {})  # fp32 shipped: nothing to compare
     assert carried(Thresholds(), best=1) == ({}, {})  # no speed-up asked: the bundle stays one model
+
+
+def test_an_unmeasurable_int8_is_judged_by_its_quantize_stage_drop_and_quotes_it():
+    """Trial defect (session 11, carried): a TensorRT target shipped int8 first in profile order without a word of the
+    drop the quantize stage had measured for the same Q/DQ file, and shipped it even when that drop failed the limit."""
+    rows = [{**_row("int8", measured=False), "proxy_val_drop": 0.4}, _row("fp16", measured=False), _row("fp32", measured=False)]
+    assert choose(rows, accuracy_rule(1.0)) == 0
+    assert "its Q/DQ model dropped 0.40 points on validation with onnxruntime" in rows[0]["verdict"]
+    rows = [{**_row("int8", measured=False), "proxy_val_drop": 2.5}, _row("fp16", measured=False), _row("fp32", measured=False)]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp16"
+    assert rows[0]["verdict"] == ("not shipped: its Q/DQ model, run with onnxruntime on validation: accuracy drop 2.50 > "
+                                  "max_drop 1.0")

@@ -119,6 +119,8 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], v
                                "bytes": size_on_disk(artifact),
                                "path": str(artifact.root.relative_to(ctx.run_dir)),
                                "measured": backend.available() and not artifact.rebuild_on_device}
+        if not row["measured"] and artifact.precision == "int8":  # the quantize stage's score of the same Q/DQ file
+            row["proxy_val_drop"] = _quantize_stage_drop(ctx, profile)
         if row["measured"]:
             session = backend.session(artifact, ctx.cfg.bench.threads or profile.threads)
             logits = predict(session.run, val.x)
@@ -141,6 +143,15 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], v
             if row["name"] in stats:
                 row["p50_ms"], row["round_p50_ms"] = stats[row["name"]].p50_ms, stats[row["name"]].round_p50_ms
     return rows
+
+
+def _quantize_stage_drop(ctx: RunContext, profile) -> float | None:
+    """The validation drop the quantize stage measured, with onnxruntime, for the target's int8 recipe (its fallback
+    search's record): what is known of an int8 candidate this machine cannot run (a TensorRT engine). None: unknown."""
+    recipe = profile.quantization.name if profile.quantization else None
+    fallback = read_record(ctx.manifest, QuantizeRecord).recipes.get(recipe, {}).get("fallback") or {}
+    drop = fallback.get("val_drop")
+    return float(drop) if isinstance(drop, (int, float)) else None
 
 
 def remove_stale_candidates(stage_dir: Path, built: dict[str, set[str]]) -> list[Path]:
