@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from edgekd.core.errors import ConfigError, EdgeKDError, StageError
-from edgekd.core.fileio import remove_stray_temporaries, writable_folder, write_text_atomic
+from edgekd.core.fileio import read_json, remove_stray_temporaries, writable_folder, write_text_atomic
 from edgekd.core.peak_memory import measure_peak
 from edgekd.core.run_log import LOG_NAME, run_log
 from edgekd.device.latency import CV_WARNING
@@ -112,6 +112,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     distributed.init_from_env(config.device)
     refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
     _refuse_only_without_a_run(Path(run_dir), only)
+    _refuse_only_with_stages_missing(Path(run_dir), only)
     checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     with distributed.main_first():
         if distributed.is_main():
@@ -163,6 +164,24 @@ def _refuse_only_without_a_run(run_dir: Path, only: Optional[Sequence[str]]) -> 
     raise StageError(f"--only {first}: {run_dir} holds no run yet, and '{first}' needs '{before[0]}' and the stages up to "
                      f"it first: leave out --only (or add {' '.join(f'--only {s}' for s in before)}), or give --out a "
                      "run folder that has them")
+
+
+def _refuse_only_with_stages_missing(run_dir: Path, only: Optional[Sequence[str]]) -> None:
+    """--only on a run folder where stages it needs never finished: all of them named at once, before anything runs
+    (the check at each stage named only the first, and adding it to --only ran that stage for minutes, then stopped
+    at the next). Stale stages are left to _require_earlier, which says what made them stale."""
+    if not only or not (run_dir / "manifest.json").is_file():
+        return
+    stages = read_json(run_dir / "manifest.json").get("stages", {})
+    last = max(STAGE_NAMES.index(stage) for stage in only)
+    missing = [stage for stage in STAGE_NAMES[:last] if stage not in only
+               and stages.get(stage, {}).get("status") not in ("done", "stale")]
+    if not missing:
+        return
+    needs = next(stage for stage in STAGE_NAMES[STAGE_NAMES.index(missing[0]):] if stage in only)
+    names = ", ".join(f"'{stage}'" for stage in missing)
+    raise StageError(f"--only {needs}: {run_dir} has not done {names}, which '{needs}' needs first; run with --resume "
+                     f"and without --only (the stages done are skipped), or add {' '.join(f'--only {s}' for s in missing)}")
 
 
 def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool,
