@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,10 @@ from edgekd.device.run_state import refuse_stale
 from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
-def run(config: str | Path, out: str | Path | None = None, resume: bool = False, force: bool = False,
+def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, resume: bool = False, force: bool = False,
         only: Sequence[str] | None = None, log=print):
-    """Run the pipeline from a YAML file; returns the RunContext (run_dir, manifest, config).
+    """Run the pipeline from a YAML file, or from a dict of its contents (validated as the file would be; its relative
+    paths are read from the working directory); returns the RunContext (run_dir, manifest, config).
 
     Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.core.errors.GateFailed whose
     message is the verdict line (e.g. `gate: FAIL (1 failed, 2 passed)`) and whose `.context` is the
@@ -105,6 +106,8 @@ def _stage_list(only: str | Sequence[str] | None) -> list[str] | None:
             or not all(isinstance(stage, str) for stage in only):
         raise ConfigError(f"run(only={only!r}): expected a stage name or a list of them (--only)")
     return list(only) or None
+
+
 
 
 def verdict_line(verdict: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -14,7 +14,7 @@ from edgekd.core.fileio import read_json, remove_stray_temporaries, writable_fol
 from edgekd.core.peak_memory import measure_peak
 from edgekd.core.run_log import LOG_NAME, run_log
 from edgekd.device.latency import CV_WARNING
-from edgekd.pipeline.config import PipelineConfig, load_config
+from edgekd.pipeline.config import PipelineConfig, load_config, validate_config
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.manifest import RunManifest
 from edgekd.pipeline.registry import STAGE_NAMES, stage_class
@@ -146,6 +146,10 @@ def _command(config_path: Path, run_dir: Path, resume: bool, force: bool, only: 
     import shlex
     import sys
 
+    if Path(config_path).name == MAPPING_SOURCE:  # no file to name: the Python call, with its arguments
+        given = [f"out={str(run_dir)!r}", *["resume=True"] * resume, *["force=True"] * force,
+                 *([f"only={list(only)!r}"] if only else [])]
+        return f"edgekd.api.run(<a config dict>, {', '.join(given)}) in {Path(config_path).parent}"
     flags = ["--resume"] * resume + ["--force"] * force + [f"--only {stage}" for stage in only or []]
     run = " ".join(["edgekd run", str(config_path), "--out", str(run_dir), *flags])
     main = getattr(sys.modules.get("__main__"), "__spec__", None)  # `python -m edgekd`, or the edgekd script
@@ -346,7 +350,16 @@ def _require_earlier(ctx: RunContext, stage: str) -> None:
                              f"since it ran; run with --resume and without --only (or add --only {earlier})")
 
 
-def run_from_file(config_path: str | os.PathLike, out: Optional[str] = None, **kwargs) -> RunContext:
-    config = load_config(config_path)
+# A config given as a mapping (edgekd.api.run) has no file: its relative paths are read from the working directory, as
+# a file's are from its folder, and the manifest and the log name it by this stand-in file name there.
+MAPPING_SOURCE = "run(config)"
+
+
+def run_from_file(config_path: str | os.PathLike | Mapping, out: Optional[str] = None, **kwargs) -> RunContext:
+    """Run a pipeline file, or a config mapping validated as a file's contents would be (base folder: the cwd)."""
+    if isinstance(config_path, Mapping):
+        config, config_path = validate_config(dict(config_path), MAPPING_SOURCE), Path.cwd() / MAPPING_SOURCE
+    else:
+        config = load_config(config_path)
     run_dir = Path(out) if out else Path("runs") / config.name
     return run_pipeline(config, Path(config_path), run_dir, **kwargs)
