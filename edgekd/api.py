@@ -100,14 +100,25 @@ def _one_of_resume_force(function: str, resume: bool, force: bool) -> None:
 
 def _stage_list(only: str | Sequence[str] | None) -> list[str] | None:
     """`only` as a list of stage names: a single name given as a string is one stage, not its letters."""
-    if only is None or isinstance(only, str):
-        return None if only is None else [only]
+    if only is None:
+        return None
+    if isinstance(only, str):
+        _refuse_unknown_stages(only)
+        return [only]
     if not isinstance(only, Sequence) and not isinstance(only, (set, frozenset)) \
             or not all(isinstance(stage, str) for stage in only):
         raise ConfigError(f"run(only={only!r}): expected a stage name or a list of them (--only)")
+    _refuse_unknown_stages(only)
     return list(only) or None
 
 
+def _refuse_unknown_stages(only: str | Sequence[str]) -> None:
+    """Said here, naming run()'s argument: the runner's own check speaks of the CLI's --only flag."""
+    from edgekd.pipeline.registry import STAGE_NAMES
+
+    unknown = [stage for stage in ([only] if isinstance(only, str) else only) if stage not in STAGE_NAMES]
+    if unknown:
+        raise ConfigError(f"run(only={only!r}): unknown stage '{unknown[0]}'; stages are {', '.join(STAGE_NAMES)}")
 
 
 def verdict_line(verdict: dict[str, Any]) -> str:

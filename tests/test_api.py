@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,11 @@ def test_run_takes_a_config_dict_read_from_the_working_directory(monkeypatch, tm
     with pytest.raises(ConfigError, match=r"^run\(config\): unknown key 'distill.temprature'"):
         api.run(tiny_config, out="runs/x")
 
+
+@pytest.mark.parametrize("only", ["gat", ["teachers", "gat"]])
+def test_an_unknown_stage_is_blamed_on_the_only_argument(monkeypatch, only):
+    """Trial defect (session 13): api.run(only='gat') raised "--only gat: unknown stage", naming a CLI flag the
+    caller never used."""
+    monkeypatch.setattr("edgekd.pipeline.runner.run_from_file", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(ConfigError, match=rf"^run\(only={re.escape(repr(only))}\): unknown stage 'gat'; stages are teachers, "):
+        api.run("c.yaml", only=only)
