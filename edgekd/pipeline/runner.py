@@ -182,7 +182,7 @@ def _refuse_only_with_stages_missing(run_dir: Path, only: Optional[Sequence[str]
                and stages.get(stage, {}).get("status") not in ("done", "stale")]
     if not missing:
         return
-    needs = next(stage for stage in STAGE_NAMES[STAGE_NAMES.index(missing[0]):] if stage in only)
+    needs = STAGE_NAMES[last]  # the last stage asked for needs every one before it
     names = ", ".join(f"'{stage}'" for stage in missing)
     raise StageError(f"--only {needs}: {run_dir} has not done {names}, which '{needs}' needs first; run with --resume "
                      f"and without --only (the stages done are skipped), or add {' '.join(f'--only {s}' for s in missing)}")

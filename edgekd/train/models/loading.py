@@ -104,7 +104,8 @@ def _load_into_builtin(model: nn.Module, spec: ModelConfig, path: Path, input_sh
         if stages is None:
             raise
         height, width = input_shape[-2], input_shape[-1]
-        raise ModelError(f"{where} '{path}': made for another input size: it holds a {spec.arch} of {stages} stage{'s' if stages > 1 else ''}, "
+        held = f"{stages} stage{'s' if stages > 1 else ''}"
+        raise ModelError(f"{where} '{path}': made for another input size: it holds a {spec.arch} of {held}, "
                          f"which the arch builds for images {_sides_for(stages)}, while the data's {height}x{width} "
                          f"images give it {_stage_count((height, width))}; set data.image_size (or data.resize) to the "
                          "size the checkpoint was trained at, or give one trained at this size") from None
