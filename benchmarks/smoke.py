@@ -54,7 +54,8 @@ def shrink(config: dict[str, Any]) -> dict[str, Any]:
     for teacher in out.get("teachers", []):
         teacher["train"] = {**teacher.get("train", {}), **TRAIN}
     distill = out.setdefault("distill", {})
-    distill["train"] = {**distill.get("train", {}), **TRAIN}
+    if distill.get("mode") != "data_free":  # data_free trains its student in distill.data_free and refuses distill.train
+        distill["train"] = {**distill.get("train", {}), **TRAIN}
     if "data_free" in distill:
         distill["data_free"] = {**distill["data_free"], "steps": 2, "batch_size": 16, "replay": 64, "keep_samples": 64}
     quantize = out.setdefault("quantize", {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ from edgekd.device.run_state import refuse_stale
 from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: edgekd.api.quantize)
 
 
-def run(config: str | Path, out: str | Path | None = None, resume: bool = False, force: bool = False,
+def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, resume: bool = False, force: bool = False,
         only: Sequence[str] | None = None, log=print):
-    """Run the pipeline from a YAML file; returns the RunContext (run_dir, manifest, config).
+    """Run the pipeline from a YAML file, or from a dict of its contents (validated as the file would be; its relative
+    paths are read from the working directory); returns the RunContext (run_dir, manifest, config).
 
     Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.core.errors.GateFailed whose
     message is the verdict line (e.g. `gate: FAIL (1 failed, 2 passed)`) and whose `.context` is the
@@ -116,12 +117,25 @@ def _one_of_resume_force(function: str, resume: bool, force: bool) -> None:
 
 def _stage_list(only: str | Sequence[str] | None) -> list[str] | None:
     """`only` as a list of stage names: a single name given as a string is one stage, not its letters."""
-    if only is None or isinstance(only, str):
-        return None if only is None else [only]
+    if only is None:
+        return None
+    if isinstance(only, str):
+        _refuse_unknown_stages(only)
+        return [only]
     if not isinstance(only, Sequence) and not isinstance(only, (set, frozenset)) \
             or not all(isinstance(stage, str) for stage in only):
         raise ConfigError(f"run(only={only!r}): expected a stage name or a list of them (--only)")
+    _refuse_unknown_stages(only)
     return list(only) or None
+
+
+def _refuse_unknown_stages(only: str | Sequence[str]) -> None:
+    """Said here, naming run()'s argument: the runner's own check speaks of the CLI's --only flag."""
+    from edgekd.pipeline.registry import STAGE_NAMES
+
+    unknown = [stage for stage in ([only] if isinstance(only, str) else only) if stage not in STAGE_NAMES]
+    if unknown:
+        raise ConfigError(f"run(only={only!r}): unknown stage '{unknown[0]}'; stages are {', '.join(STAGE_NAMES)}")
 
 
 def verdict_line(verdict: dict[str, Any]) -> str:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +157,27 @@ def test_bench_with_images_and_texts_is_refused_as_the_cli_refuses_it(tmp_path):
     """Trial defect (session 12): api.bench(images=..., texts=...) raised an error about --texts alone."""
     with pytest.raises(ConfigError, match=r"images and texts \(--images and --texts\): give one of them"):
         api.bench(tmp_path, images=tmp_path, texts=tmp_path / "t.txt")
+
+
+def test_run_takes_a_config_dict_read_from_the_working_directory(monkeypatch, tmp_path, tiny_config):
+    """Trial defect (session 13): api.run(dict_config, out=...) raised a bare TypeError from pathlib; a dict is now
+    validated as a pipeline file's contents would be, its relative paths read from the working directory."""
+    seen = {}
+    ctx = RunContext(cfg=None, config_path=tmp_path / "c.yaml", run_dir=tmp_path, manifest=None, outcomes={})
+    monkeypatch.setattr("edgekd.pipeline.runner.run_pipeline",
+                        lambda config, config_path, run_dir, **k: seen.update(config=config, path=config_path, run=run_dir) or ctx)
+    monkeypatch.chdir(tmp_path)
+    assert api.run(tiny_config, out="runs/x") is ctx
+    assert seen["config"].name == "tiny" and seen["path"].parent == tmp_path and seen["run"] == Path("runs/x")
+    tiny_config["distill"]["temprature"] = 2
+    with pytest.raises(ConfigError, match=r"^run\(config\): unknown key 'distill.temprature'"):
+        api.run(tiny_config, out="runs/x")
+
+
+@pytest.mark.parametrize("only", ["gat", ["teachers", "gat"]])
+def test_an_unknown_stage_is_blamed_on_the_only_argument(monkeypatch, only):
+    """Trial defect (session 13): api.run(only='gat') raised "--only gat: unknown stage", naming a CLI flag the
+    caller never used."""
+    monkeypatch.setattr("edgekd.pipeline.runner.run_from_file", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(ConfigError, match=rf"^run\(only={re.escape(repr(only))}\): unknown stage 'gat'; stages are teachers, "):
+        api.run("c.yaml", only=only)

@@ -73,6 +73,7 @@ def _config(case: str) -> dict:
             cfg["distill"].pop(key)
     if distill.get("mode") == "data_free":
         cfg["teachers"] = cfg["teachers"][:1]
+        cfg["distill"].pop("train")  # its student trains in distill.data_free; distill.train is refused there
     cfg["distill"].update(distill)
     return cfg
 

@@ -26,18 +26,45 @@ class CalibrationRecipe(Strict):
     expected_sha256: Optional[str] = Field(None, description="refuse the set if it differs (pins the data)")
 
 
+# A recipe named without a path is looked for in this folder beside the pipeline file first (a project's own recipes),
+# then among the built-ins; a path (calibration/c0.yaml, ./mine.yaml) is read as given.
+RECIPE_FOLDER = "calibration"
+
+
 def load_recipe(name_or_path: str, base_dir: Path | None = None) -> CalibrationRecipe:
     path = resolve_path(name_or_path, base_dir)
     if not path.is_file():
-        path = builtin_dir("calibration") / f"{name_or_path}.yaml"
-    if not path.is_file():
-        import difflib
-
-        known = sorted(p.stem for p in builtin_dir("calibration").glob("*.yaml"))
-        close = difflib.get_close_matches(str(name_or_path), known, n=1)  # as target typos are answered
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"quantize.calibration '{name_or_path}': no such recipe; {hint}built-in recipes: {', '.join(known)}")
+        path = _recipe_by_name(str(name_or_path), base_dir)
     return load_yaml_model(path, CalibrationRecipe, "calibration recipe")
+
+
+def _recipe_by_name(name: str, base_dir: Path | None) -> Path:
+    """calibration/<name>.yaml beside the pipeline file, else the built-in recipe <name>; when both exist the local
+    one is used, and said (it was silently shadowed by the built-in before)."""
+    local = Path(base_dir or ".") / RECIPE_FOLDER / f"{name}.yaml"
+    builtin = builtin_dir("calibration") / f"{name}.yaml"
+    if local.is_file():
+        if builtin.is_file() and local.resolve() != builtin.resolve():
+            warnings.warn(f"quantize.calibration '{name}': using {local}, beside the pipeline file, not the built-in "
+                          f"recipe of that name; rename the file to use the built-in", UserWarning, stacklevel=3)
+        return local
+    if builtin.is_file():
+        return builtin
+    raise ConfigError(_no_such_recipe(name, base_dir))
+
+
+def _no_such_recipe(name: str, base_dir: Path | None) -> str:
+    import difflib
+
+    folder = Path(base_dir or ".") / RECIPE_FOLDER
+    own = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    known = sorted(p.stem for p in builtin_dir("calibration").glob("*.yaml"))
+    close = difflib.get_close_matches(name, own + known, n=1)  # as target typos are answered
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    yours = f"recipes in {folder}: {', '.join(own)}; " if own else ""
+    return (f"quantize.calibration '{name}': no such recipe; {hint}{yours}built-in recipes: {', '.join(known)} (a name is "
+            f"looked for as {folder / (name + '.yaml')} beside the pipeline file, then among the built-ins); or give a "
+            "recipe file's path, relative to the pipeline file (e.g. calibration/mine.yaml)")
 
 
 def draw(dataset: Dataset, recipe: CalibrationRecipe, synthetic: Split | None = None) -> tuple[Split, str]:
@@ -84,12 +111,13 @@ def draw_folder(folder: Path, recipe: CalibrationRecipe, dataset: Dataset, prepr
     return chosen, _pinned(recipe, split_hash(chosen.x, chosen.y))
 
 
-def describe(recipe: CalibrationRecipe, chosen: Split) -> dict:
+def describe(recipe: CalibrationRecipe, chosen: Split, num_classes: int = 0) -> dict:
     """What the set actually is, for the stage metrics: the requested and drawn counts may differ (a small
-    split), and a class-balanced recipe may not get equal classes (a class with too few samples)."""
+    split), and a class-balanced recipe may not get equal classes (a class with too few samples). `num_classes`, the
+    pool's, makes per_class one entry a class, 0 for those not drawn (np.bincount alone stops at the largest drawn)."""
     if (chosen.y < 0).any():  # unlabeled images: no classes to count
         return {"requested": recipe.count, "samples": len(chosen), "class_balanced": False, "per_class": None}
-    per_class = np.bincount(chosen.y)
+    per_class = np.bincount(chosen.y, minlength=num_classes)
     present = per_class[per_class > 0]
     balanced = bool(recipe.class_balance and len(present) == len(per_class) and present.max() - present.min() <= 1)
     return {"requested": recipe.count, "samples": len(chosen), "class_balanced": balanced,

@@ -215,7 +215,10 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
         reference = _carried_reference(row, limits.reference, key) if own else shared
         fp32_p50 = next((r.get("p50_ms") for r in report["rows"]
                          if r["target"] == row["target"] and r["precision"] == "fp32"), None)
-        row_checks = check_row(row, reference, fp32_p50, stricter(limits, row.get("profile_gate")), samples, metric)
+        tightened = _stricter_limits(limits, row.get("profile_gate"))
+        row_checks = check_row(row, reference, fp32_p50, limits.model_copy(update=tightened) if tightened else limits,
+                               samples, metric)
+        _name_profile_limits(row_checks, tightened, row.get("target"))
         if fidelity and _its_own_reference(report, row):
             row_checks = [_compared_with_itself(c) if c.threshold in ("max_drop", "max_metric_drop") else c for c in row_checks]
         for check in row_checks if fidelity else ():
@@ -246,13 +249,29 @@ def _carried_reference(row: dict[str, Any], name: str, key: str) -> float | None
 def stricter(limits: Thresholds, profile_gate: dict[str, Any] | None) -> Thresholds:
     """`limits` with a row's target profile's own limits where they are stricter (a lower max_drop or max_size_kb, a
     higher min_speedup): a profile's gate section counts for its device's rows, never loosens the gate."""
+    update = _stricter_limits(limits, profile_gate)
+    return limits.model_copy(update=update) if update else limits
+
+
+def _stricter_limits(limits: Thresholds, profile_gate: dict[str, Any] | None) -> dict[str, float]:
+    """The limits of a profile's gate section that are stricter than `limits`' (or set where they are not)."""
     picks = {"max_drop": min, "max_size_kb": min, "min_speedup": max}
     update = {}
     for key, value in (profile_gate or {}).items():
         if key in picks and isinstance(value, (int, float)) and not isinstance(value, bool):
             current = getattr(limits, key)
-            update[key] = value if current is None else picks[key](current, value)
-    return limits.model_copy(update=update) if update else limits
+            if current is None or picks[key](current, value) != current:
+                update[key] = value
+    return update
+
+
+def _name_profile_limits(checks: list[Check], tightened: dict[str, float], target: str | None) -> None:
+    """A check whose limit is the target profile's, not the one asked for (`edgekd gate --max-drop 10` failing on a
+    profile's 1 point), says so in its reason: "(limit 1 points, target myx86's gate.max_drop)"."""
+    for check in checks:
+        if check.threshold in tightened and not check.skipped:
+            source = f"target {target}'s gate.{check.threshold}"
+            check.reason = f"{check.reason[:-1]}, {source})" if check.reason.endswith(")") else f"{check.reason} ({source})"
 
 
 def _its_own_reference(report: dict[str, Any], row: dict[str, Any]) -> bool:

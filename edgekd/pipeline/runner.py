@@ -5,7 +5,7 @@ import os
 import shlex
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -15,7 +15,7 @@ from edgekd.core.fileio import read_json, remove_stray_temporaries, writable_fol
 from edgekd.core.peak_memory import measure_peak
 from edgekd.core.run_log import LOG_NAME, run_log, write_line
 from edgekd.device.latency import CV_WARNING
-from edgekd.pipeline.config import PipelineConfig, load_config
+from edgekd.pipeline.config import PipelineConfig, load_config, validate_config
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.manifest import RunManifest
 from edgekd.pipeline.registry import STAGE_NAMES, stage_class
@@ -115,6 +115,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
     _refuse_another_task(Path(run_dir), config, config_path, resume and not force)
     _refuse_only_without_a_run(Path(run_dir), only)
+    _refuse_only_with_stages_missing(Path(run_dir), only)
     checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     with distributed.main_first():
         if distributed.is_main():
@@ -153,6 +154,10 @@ def _command(config_path: Path, run_dir: Path, resume: bool, force: bool, only: 
     import shlex
     import sys
 
+    if Path(config_path).name == MAPPING_SOURCE:  # no file to name: the Python call, with its arguments
+        given = [f"out={str(run_dir)!r}", *["resume=True"] * resume, *["force=True"] * force,
+                 *([f"only={list(only)!r}"] if only else [])]
+        return f"edgekd.api.run(<a config dict>, {', '.join(given)}) in {Path(config_path).parent}"
     flags = ["--resume"] * resume + ["--force"] * force + [f"--only {stage}" for stage in only or []]
     run = " ".join(["edgekd run", str(config_path), "--out", str(run_dir), *flags])
     main = getattr(sys.modules.get("__main__"), "__spec__", None)  # `python -m edgekd`, or the edgekd script
@@ -181,6 +186,24 @@ def _refuse_only_without_a_run(run_dir: Path, only: Optional[Sequence[str]]) -> 
     raise StageError(f"--only {first}: {run_dir} holds no run yet, and '{first}' needs '{before[0]}' and the stages up to "
                      f"it first: leave out --only (or add {' '.join(f'--only {s}' for s in before)}), or give --out a "
                      "run folder that has them")
+
+
+def _refuse_only_with_stages_missing(run_dir: Path, only: Optional[Sequence[str]]) -> None:
+    """--only on a run folder where stages it needs never finished: all of them named at once, before anything runs
+    (the check at each stage named only the first, and adding it to --only ran that stage for minutes, then stopped
+    at the next). Stale stages are left to _require_earlier, which says what made them stale."""
+    if not only or not (run_dir / "manifest.json").is_file():
+        return
+    stages = read_json(run_dir / "manifest.json").get("stages", {})
+    last = max(STAGE_NAMES.index(stage) for stage in only)
+    missing = [stage for stage in STAGE_NAMES[:last] if stage not in only
+               and stages.get(stage, {}).get("status") not in ("done", "stale")]
+    if not missing:
+        return
+    needs = STAGE_NAMES[last]  # the last stage asked for needs every one before it
+    names = ", ".join(f"'{stage}'" for stage in missing)
+    raise StageError(f"--only {needs}: {run_dir} has not done {names}, which '{needs}' needs first; run with --resume "
+                     f"and without --only (the stages done are skipped), or add {' '.join(f'--only {s}' for s in missing)}")
 
 
 def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool,
@@ -345,7 +368,16 @@ def _require_earlier(ctx: RunContext, stage: str) -> None:
                              f"since it ran; run with --resume and without --only (or add --only {earlier})")
 
 
-def run_from_file(config_path: str | os.PathLike, out: Optional[str] = None, **kwargs) -> RunContext:
-    config = load_config(config_path)
+# A config given as a mapping (edgekd.api.run) has no file: its relative paths are read from the working directory, as
+# a file's are from its folder, and the manifest and the log name it by this stand-in file name there.
+MAPPING_SOURCE = "run(config)"
+
+
+def run_from_file(config_path: str | os.PathLike | Mapping, out: Optional[str] = None, **kwargs) -> RunContext:
+    """Run a pipeline file, or a config mapping validated as a file's contents would be (base folder: the cwd)."""
+    if isinstance(config_path, Mapping):
+        config, config_path = validate_config(dict(config_path), MAPPING_SOURCE), Path.cwd() / MAPPING_SOURCE
+    else:
+        config = load_config(config_path)
     run_dir = Path(out) if out else Path("runs") / config.name
     return run_pipeline(config, Path(config_path), run_dir, **kwargs)

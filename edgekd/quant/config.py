@@ -51,6 +51,14 @@ class FallbackConfig(Strict):
         return {"enabled": value} if isinstance(value, bool) else value
 
 
+def _fallback_schema_takes_a_boolean(schema: dict[str, Any]) -> None:
+    """`fallback: false` (and true) is accepted, as FallbackConfig._from_bool reads it: the JSON schema says so too,
+    as anyOf [boolean, FallbackConfig], or an editor would flag a documented setting as wrong."""
+    ref = schema.pop("$ref", None) or next((part["$ref"] for part in schema.pop("allOf", []) if "$ref" in part), None)
+    if ref is not None:
+        schema["anyOf"] = [{"type": "boolean"}, {"$ref": ref}]
+
+
 class QuantizeConfig(Strict):
     method: Literal["ptq", "qat", "none"] = "ptq"
     calibration: str = Field("train-256", description="recipe name in calibration/ or a path to a recipe YAML")
@@ -62,7 +70,8 @@ class QuantizeConfig(Strict):
                     "(fewest nodes in float, then lowest KL divergence) unless another is significantly more accurate there")
     fallback: FallbackConfig = Field(default_factory=FallbackConfig, description="when int8 breaks max_drop on the "
                                      "validation split, keep the most sensitive nodes in float until it does not "
-                                     "(`fallback: false` turns it off)")
+                                     "(`fallback: false` turns it off)",
+                                     json_schema_extra=_fallback_schema_takes_a_boolean)
     max_fallback_nodes: Integer = Field(6, ge=0, le=1000, description="the most nodes the fallback keeps in float (it bisects "
                                     "between 1 and this, 1 + log2 of it evaluations); 0 keeps none, as `fallback: false`")
     max_drop: Optional[float] = Field(None, ge=0, description="int8 accuracy budget on the validation split, in gate.drop_type "

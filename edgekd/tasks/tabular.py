@@ -169,27 +169,10 @@ def _finite(teacher, logits: np.ndarray, rows: dict[str, np.ndarray]) -> np.ndar
 
 
 def _say_weak_members(entries: list[dict], ensemble_val_top1: float, y: np.ndarray) -> None:
-    """Each teacher's validation top-1 beside the ensemble's, and a warning naming a member that is not clearly above
-    chance or that pulls the ensemble under its best member beyond noise (a trial's GaussianNB at 10.6% took a
-    LightGBM at 75.8% down to 21.4%, and the only advice was to train longer)."""
-    import sys
-    import warnings
+    """A table ensemble's members judged as pipeline/teacher_check.say_weak_members says (image teachers are too)."""
+    from edgekd.pipeline.teacher_check import say_weak_members
 
-    from edgekd.pipeline.teacher_check import not_above_chance
-
-    chance, n = float(np.bincount(y).max() / len(y)), len(y)
-    shown = ", ".join(f"teachers[{e['index']}] {e['name']} {e['val_top1']:.1%}" for e in entries)
-    print(f"[teachers] validation top-1: {shown}; their ensemble {ensemble_val_top1:.1%}", file=sys.stderr)
-    best = max(entries, key=lambda e: e["val_top1"])
-    noise = 2 * np.sqrt(max(best["val_top1"] * (1 - best["val_top1"]), 1e-12) / n)
-    for entry in entries:
-        low = not_above_chance(entry["val_top1"], chance, n, "validation rows")
-        pulls = ensemble_val_top1 < best["val_top1"] - noise and entry is not best and entry["val_top1"] < best["val_top1"] - noise
-        if low or pulls:
-            why = low or f"top-1 {entry['val_top1']:.1%}, and the ensemble ({ensemble_val_top1:.1%}) is under its best member " \
-                         f"(teachers[{best['index']}] {best['name']}, {best['val_top1']:.1%})"
-            warnings.warn(f"teachers[{entry['index']}] {entry['name']}: {why}; it pulls the ensemble down: remove it, or "
-                          "lower its weight (teachers[].weight)", stacklevel=2)
+    say_weak_members(entries, ensemble_val_top1, y, "validation rows")
 
 
 def cached_logits_from(entries: list[dict], cache, split: str) -> list[np.ndarray]:

@@ -244,6 +244,11 @@ class DistillConfig(Strict):
             raise ValueError(f"{', '.join('distill.' + k for k in unused)}: not used with distill.mode online, whose peers "
                              "learn from each other at distill.online.temperature; remove "
                              f"{'it' if len(unused) == 1 else 'them'}")
+        unused = sorted(DATA_FREE_UNUSED & self.model_fields_set) if self.mode == "data_free" else []
+        if unused:  # refused as the offline-only options are: accepted, it ran as if distill.train had not been given
+            raise ValueError(f"{', '.join('distill.' + k for k in unused)}: not used with distill.mode data_free, whose "
+                             "student learns in the generator's loop: set distill.data_free.steps, student_steps, "
+                             f"student_lr and batch_size instead; remove {'it' if len(unused) == 1 else 'them'}")
         return self
 
     @model_serializer(mode="wrap")
@@ -265,3 +270,6 @@ class ExportConfig(Strict):
 OFFLINE_ONLY = {"hints", "augment", "finetune_epochs", "use_labels", "logit_standardize", "dkd", "transfer_set", "out_of_fold"}
 # What online distillation has no use for beside them: its peers have no teachers' soft targets to weigh or soften.
 ONLINE_UNUSED = {"alpha", "temperature"}
+# What data-free distillation has no use for: its student steps are distill.data_free's (steps, student_steps,
+# student_lr, batch_size, amp); no key of distill.train is read in that mode.
+DATA_FREE_UNUSED = {"train"}

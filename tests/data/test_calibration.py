@@ -112,3 +112,35 @@ def test_a_pinned_recipe_is_checked_on_a_calibration_folder_too(tmp_path):
     assert drawn(digest) == digest
     with pytest.raises(DataError, match="'pinned': set sha256 .* != expected_sha256 0+; the data changed"):
         drawn("0" * 64)
+
+
+def test_a_recipe_name_is_looked_for_beside_the_pipeline_file_first(tmp_path):
+    """Trial defect (session 13): `calibration: c0` with calibration/c0.yaml beside the config got "no such recipe;
+    built-in recipes: ..." with no word that a path works, and a local calibration/train-64.yaml was silently
+    shadowed by the built-in of that name."""
+    (tmp_path / "calibration").mkdir()
+    (tmp_path / "calibration" / "c0.yaml").write_text("name: c0\ncount: 32\n", encoding="utf-8")
+    (tmp_path / "calibration" / "train-64.yaml").write_text("name: mine-64\ncount: 48\n", encoding="utf-8")
+    assert load_recipe("c0", tmp_path).count == 32
+    assert load_recipe("calibration/c0.yaml", tmp_path).count == 32  # a path, as before
+    with pytest.warns(UserWarning, match=r"quantize.calibration 'train-64': using .*calibration/train-64.yaml, beside the "
+                                         r"pipeline file, not the built-in recipe of that name"):
+        assert load_recipe("train-64", tmp_path).count == 48
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_recipe("train-256", tmp_path).count == 256  # only a built-in: nothing to say
+    with pytest.raises(ConfigError, match=r"quantize.calibration 'c0x': no such recipe; did you mean 'c0'\? recipes in "
+                                          r".*calibration: c0, train-64; built-in recipes: .*train-64 \(a name is looked for "
+                                          r"as .*calibration/c0x.yaml beside the pipeline file, then among the built-ins\); "
+                                          r"or give a recipe file's path, relative to the pipeline file"):
+        load_recipe("c0x", tmp_path)
+
+
+def test_per_class_counts_every_class_of_the_pool(small_digits):
+    """Trial defect (session 13): describe()'s per_class came from np.bincount of the drawn labels alone, so a set
+    without the largest labels listed 8 entries for 10 classes."""
+    recipe = CalibrationRecipe(name="low", count=16, class_balance=False)
+    low = small_digits.train.take(np.flatnonzero(small_digits.train.y < 8)[:16])
+    info = describe(recipe, low, small_digits.num_classes)
+    assert len(info["per_class"]) == 10 and info["per_class"][8:] == [0, 0] and sum(info["per_class"]) == 16
+    assert info["class_balanced"] is False

@@ -31,7 +31,7 @@ def test_device_report_uses_the_pipelines_thresholds_not_the_profiles(tiny_bundl
     [check] = api.gate(tmp_path / "report.json")
     # the report's limits are the pipeline's; the row's own profile, stricter (1.0), still counts for its device, as in
     # the pipeline's selection and gate (session 11: a profile's limits were recorded and never checked)
-    assert "(limit 1 points)" in check.reason
+    assert "(limit 1 points, target " in check.reason and "'s gate.max_drop)" in check.reason  # said whose it is
     assert "(limit 0.5 points)" in api.gate(tmp_path / "report.json", max_drop=0.5)[0].reason  # stricter still: the flag's
 
 

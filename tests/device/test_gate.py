@@ -264,3 +264,18 @@ def test_min_speedup_on_a_bundles_report_says_why_it_cannot_be_shown():
     checks = [c for c in evaluate_report(report, Thresholds(max_drop=None, min_speedup=1.5)) if c.threshold == "min_speedup"]
     assert checks and not checks[0].passed and "holds the shipped model only" in checks[0].reason
     assert "bench fp32 too" not in checks[0].reason
+
+
+def test_a_limit_from_the_target_profile_names_its_source():
+    """Trial defect (session 13): a target profile's stricter gate.max_drop silently overrode `edgekd gate --max-drop
+    10`: the FAIL line said "(limit 1 points)" with nothing saying where the 1 came from."""
+    report = make_report()
+    report["rows"][1]["profile_gate"] = {"max_drop": 1.0, "max_size_kb": 500, "min_speedup": 1.2}  # x86-cpu/int8
+    checks = {(c.artifact, c.threshold): c for c in evaluate_report(report, Thresholds(max_drop=10, max_size_kb=100,
+                                                                                        min_speedup=1.1))}
+    drop = checks[("x86-cpu/int8", "max_drop")]
+    assert not drop.passed and drop.reason == ("top-1 drop 1.50 points vs student_fp32 (limit 1 points, target x86-cpu's "
+                                               "gate.max_drop)")
+    assert checks[("x86-cpu/int8", "min_speedup")].reason.endswith("(limit 1.2x, target x86-cpu's gate.min_speedup)")
+    assert checks[("x86-cpu/int8", "max_size_kb")].reason.endswith("(limit 100 KB)")  # the profile's 500 is looser
+    assert checks[("intel-cpu/int8", "max_drop")].reason.endswith("(limit 10 points)")  # no profile limits on this row

@@ -95,6 +95,21 @@ def test_settings_a_mode_would_ignore_are_refused(tiny_config, distill, message)
         validate_config(tiny_config)
 
 
+def test_distill_train_is_refused_in_data_free_mode(tiny_config):
+    """Trial defect (session 13): distill.mode data_free took distill.train ({epochs: 50}) without a word and ran as if
+    it had not been given (its student trains in distill.data_free), while hints and augment were refused."""
+    from edgekd.pipeline.distill_modes import run_data_free  # noqa: F401  (the mode's code reads no train key)
+
+    tiny_config["distill"] = {"mode": "data_free", "train": {"epochs": 50}}
+    with pytest.raises(ConfigError, match=r"distill.train: not used with distill.mode data_free, whose student learns in "
+                                          r"the generator's loop: set distill.data_free.steps, student_steps, student_lr "
+                                          r"and batch_size instead; remove it"):
+        validate_config(tiny_config)
+    tiny_config["distill"] = {"mode": "online", "train": {"epochs": 3}}  # online trains its peers with distill.train
+    tiny_config.pop("teachers")
+    assert validate_config(tiny_config).distill.train.epochs == 3
+
+
 def test_data_free_calibrates_on_synthetic_images_unless_told_otherwise(tiny_config):
     tiny_config["distill"] = {"mode": "data_free"}
     del tiny_config["quantize"]

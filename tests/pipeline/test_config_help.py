@@ -115,6 +115,18 @@ def test_schema_covers_every_section_and_refuses_unknown_keys(tmp_path):
     assert json.loads((tmp_path / "s.json").read_text()) == schema
 
 
+def test_schema_takes_a_boolean_fallback_as_the_config_does():
+    """Trial defect (session 13): `edgekd schema` gave quantize.fallback as a FallbackConfig object only, while
+    `quantize: {fallback: false}` is accepted and documented, so an editor flagged a valid file."""
+    from edgekd.quant.config import QuantizeConfig
+
+    schema = json_schema()
+    fallback = schema["$defs"]["QuantizeConfig"]["properties"]["fallback"]
+    assert fallback["anyOf"] == [{"type": "boolean"}, {"$ref": "#/$defs/FallbackConfig"}] and "$ref" not in fallback
+    assert "FallbackConfig" in schema["$defs"] and fallback["default"] == {"enabled": True, "max_seconds": 600.0}
+    assert QuantizeConfig(fallback=False).fallback.enabled is False  # what the schema now allows, the config takes
+
+
 def test_init_writes_a_commented_config_that_loads_and_keeps_an_existing_file(tmp_path):
     path = tmp_path / "fm.yaml"
     result = CliRunner().invoke(main, ["init", str(path), "--data", "fashion-mnist"])

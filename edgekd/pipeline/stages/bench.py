@@ -89,21 +89,29 @@ def other_outputs_drift(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None = None,
-                      reference: str = "student_fp32") -> list[str]:
+                      reference: str = "student_fp32", mode: str = "offline") -> list[str]:
     """A teacher or a distilled student that a cheap baseline beats beyond chance on `samples` test samples: the run
     passes its gate and is still worse than what the baseline gets for free, which nobody would guess from a PASS.
-    With `chance` (the largest class's share of the samples), also a student far below its teachers."""
-    out = _at_chance(refs, samples, chance)
+    With `chance` (the largest class's share of the samples), also a student far below its teachers. `mode` is
+    distill.mode: the advice names the keys that train the student in it."""
+    out = _at_chance(refs, samples, chance, mode)
     for model, name in (("teacher", "tfidf_logreg"), ("student_fp32", "tfidf_logreg"), ("teacher", SCRATCH),
                         ("student_fp32", SCRATCH)):
         if model in refs and name in refs and _beats(refs[name]["top1"], refs[model]["top1"], samples):
             advice = WEAK_TEACHER if (model, name) == ("teacher", SCRATCH) else BASELINE_ADVICE[name]
             out.append(f"{model} top-1 {refs[model]['top1']:.2%} is under the {name} baseline's {refs[name]['top1']:.2%} "
                        f"on the same test samples: {advice}")
-    return out + _student_shortfall(refs, samples, chance, reference)
+    return out + _student_shortfall(refs, samples, chance, reference, mode)
 
 
-def _at_chance(refs: dict[str, Any], samples: int, chance: float | None) -> list[str]:
+def _train_student_longer(mode: str) -> str:
+    """The keys that give the student more training in this distill.mode: data_free reads none of distill.train."""
+    if mode == "data_free":
+        return "train the student longer (distill.data_free.steps, distill.data_free.student_steps)"
+    return "train the student longer (distill.train.epochs)"
+
+
+def _at_chance(refs: dict[str, Any], samples: int, chance: float | None, mode: str = "offline") -> list[str]:
     """The teachers or the student no better than guessing (pipeline/teacher_check's bar): a gate against either then
     passes whatever ships, so the report says it first. Checkpoint teachers are refused before training; one trained
     in the run (too few epochs, a wrong data.normalize) reaches the gate."""
@@ -113,7 +121,7 @@ def _at_chance(refs: dict[str, Any], samples: int, chance: float | None) -> list
         return []
     out = []
     for model, fix in (("teacher", "train the teachers longer (teachers[].train.epochs) or check data.normalize"),
-                       ("student_fp32", "train the student longer (distill.train.epochs) or check data.normalize")):
+                       ("student_fp32", f"{_train_student_longer(mode)} or check data.normalize")):
         problem = not_above_chance(refs[model]["top1"], chance, samples, "test samples") if model in refs else None
         if problem:
             out.append(f"{model}: {problem}; a gate that compares with it passes whatever ships: {fix}")
@@ -127,7 +135,8 @@ def _at_chance(refs: dict[str, Any], samples: int, chance: float | None) -> list
 STUDENT_KEEPS = 0.5
 
 
-def _student_shortfall(refs: dict[str, Any], samples: int, chance: float | None, reference: str) -> list[str]:
+def _student_shortfall(refs: dict[str, Any], samples: int, chance: float | None, reference: str,
+                       mode: str = "offline") -> list[str]:
     if chance is None or "teacher" not in refs or "student_fp32" not in refs:
         return []
     teacher, student = refs["teacher"]["top1"], refs["student_fp32"]["top1"]
@@ -136,9 +145,11 @@ def _student_shortfall(refs: dict[str, Any], samples: int, chance: float | None,
     # said of the gate only where it does not see the teachers (gate.reference teacher fails such a student itself)
     gate = ("" if reference == "teacher" else f"the gate compares the shipped model with {reference} (gate.reference), not "
             "with the teachers: ")
+    # data_free has no alpha (no labels reach the student): its soft loss is set by the temperature alone
+    losses = "distill.temperature" if mode == "data_free" else "distill.alpha and distill.temperature"
     return [f"student_fp32 top-1 {student:.2%} keeps under half of the teachers' lead over chance (teacher {teacher:.2%}, "
-            f"chance {chance:.2%}, on the same {samples} test samples); {gate}train the student longer "
-            "(distill.train.epochs) or larger (student.width), or check distill.alpha and distill.temperature"]
+            f"chance {chance:.2%}, on the same {samples} test samples); {gate}{_train_student_longer(mode)} or larger "
+            f"(student.width), or check {losses}"]
 
 
 def _beats(a: float, b: float, samples: int) -> bool:
@@ -237,7 +248,8 @@ class BenchStage(Stage):
         noisy = len(report["warnings"])
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
-        notes = baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference) + shipped_at_chance(rows, len(y), chance)
+        notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode)
+                 + shipped_at_chance(rows, len(y), chance))
         for note in notes + (other_outputs_drift(rows) if ctx.task.has_classes else []):
             report["warnings"].append(note)
             warnings.warn(note, stacklevel=2)

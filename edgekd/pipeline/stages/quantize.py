@@ -348,7 +348,8 @@ class QuantizeStage(Stage):
             if used[name]["dequantize_nodes"] == 0:
                 warnings.warn(f"quantize: recipe '{name}' quantized no node of the model ({recipe.tool}); its targets get no "
                               "int8 candidate (a float file under an int8 name would mislead)", stacklevel=2)
-        made_from = {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration), "sha256": digest,
+        classes = ctx.dataset.num_classes if ctx.task.has_classes else 0  # per_class counts the classes none drew too
+        made_from = {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration, classes), "sha256": digest,
                      "folder": ctx.cfg.quantize.calibration_images}
         return StageOutput(outputs, inputs=[fp32], record=QuantizeRecord(method, used, made_from))
 

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import pickle
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from edgekd.core.errors import ConfigError, ModelError
 from edgekd.core.fileio import atomic_path, resolve_path
 from edgekd.core.user_code import call, is_reference
 from edgekd.train.config import ModelConfig
-from edgekd.train.models.zoo import BUILTIN_MODELS
+from edgekd.train.models.zoo import BUILTIN_MODELS, _stage_count
 
 
 def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
@@ -35,7 +37,11 @@ def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: in
         raise ConfigError(f"{where}.arch '{spec.arch}': unknown; built-in: {', '.join(BUILTIN_MODELS)}, "
                           "or torchvision:NAME, module:function, file.py:function")
     if spec.checkpoint:
-        load_checkpoint(model, resolve_path(spec.checkpoint, base_dir), where=f"{where}.checkpoint")
+        path, where_checkpoint = resolve_path(spec.checkpoint, base_dir), f"{where}.checkpoint"
+        if spec.arch in BUILTIN_MODELS:
+            _load_into_builtin(model, spec, path, input_shape, num_classes, where_checkpoint)
+        else:
+            load_checkpoint(model, path, where=where_checkpoint)
     check_io(model, input_shape, num_classes, f"{where}.arch '{spec.arch}'")
     return model
 
@@ -86,7 +92,64 @@ def _kwargs_message(spec: ModelConfig, where: str, exc: TypeError) -> str:
             "remove the unknown keys (num_classes and the input size are set from the data)")
 
 
+def _load_into_builtin(model: nn.Module, spec: ModelConfig, path: Path, input_shape: tuple[int, ...],
+                       num_classes: int, where: str) -> None:
+    """A built-in arch grows a stage per halving of the input, so a checkpoint trained at 16x16 fed 8x8 data has a
+    block too many and the key check alone would say "check the arch and width"; when the file fits the same arch
+    built at another input size, the refusal says so (and what to set) instead."""
+    try:
+        load_checkpoint(model, path, where=where)
+    except ModelError:
+        stages = _stages_the_checkpoint_fits(spec, path, input_shape, num_classes, where)
+        if stages is None:
+            raise
+        height, width = input_shape[-2], input_shape[-1]
+        held = f"{stages} stage{'s' if stages > 1 else ''}"
+        raise ModelError(f"{where} '{path}': made for another input size: it holds a {spec.arch} of {held}, "
+                         f"which the arch builds for images {_sides_for(stages)}, while the data's {height}x{width} "
+                         f"images give it {_stage_count((height, width))}; set data.image_size (or data.resize) to the "
+                         "size the checkpoint was trained at, or give one trained at this size") from None
+
+
+def _stages_the_checkpoint_fits(spec: ModelConfig, path: Path, input_shape: tuple[int, ...], num_classes: int,
+                                where: str) -> Optional[int]:
+    """The stage count (1 to 3) at which the built-in arch has exactly the checkpoint's keys and shapes, if another."""
+    try:
+        state = read_state_dict(path, where)
+    except ModelError:
+        return None
+    factory, default_width, _ = BUILTIN_MODELS[spec.arch]
+    current = _stage_count((input_shape[-2], input_shape[-1]))
+    for stages in (1, 2, 3):
+        if stages == current:
+            continue
+        side = 2 ** (stages + 1)  # the smallest side that gives this many stages
+        try:
+            other = factory(input_shape[0], num_classes, side, width=spec.width or default_width, **spec.kwargs)
+        except TypeError:
+            return None
+        expected = other.state_dict()
+        state = _without_parallel_prefix(state, expected)
+        if expected.keys() == state.keys() and all(
+                isinstance(state[k], torch.Tensor) and state[k].shape == v.shape for k, v in expected.items()):
+            return stages
+    return None
+
+
+def _sides_for(stages: int) -> str:
+    """The image sides at which a built-in arch has this many stages (zoo._stage_count)."""
+    return {1: "smaller than 8x8", 2: "from 8x8 to 15x15", 3: "of 16x16 and larger"}[stages]
+
+
 def load_checkpoint(model: nn.Module, path: Path, where: str = "checkpoint") -> nn.Module:
+    state = _without_parallel_prefix(read_state_dict(path, where), model.state_dict())
+    _check_state(model, state, path, where)
+    model.load_state_dict(state)
+    return model
+
+
+def read_state_dict(path: Path, where: str = "checkpoint") -> dict:
+    """The state_dict in a checkpoint file, unwrapped from a training script's dict; plain tensors only."""
     if not Path(path).is_file():
         raise ModelError(f"{where} '{path}': file not found")
     try:
@@ -102,13 +165,38 @@ def load_checkpoint(model: nn.Module, path: Path, where: str = "checkpoint") -> 
     except Exception as exc:  # noqa: BLE001  garbage bytes reach torch's parsers and fail as any type (KeyError, ...)
         raise ModelError(f"{where} '{path}': not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
                          "download it again, or save it with torch.save(model.state_dict(), path)") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    state = _unwrapped(state)
     if not isinstance(state, dict):
         raise ModelError(f"{where} '{path}': expected a state_dict (dict of tensors), got {type(state).__name__}")
-    _check_state(model, state, path, where)
-    model.load_state_dict(state)
-    return model
+    return state
+
+
+# Training scripts save the weights beside their other state: {'state_dict': ...} (Lightning and many others),
+# {'model': ..., 'optimizer': ...} (torchvision's reference scripts, timm, fairseq); the weights are the inner dict.
+_WRAPPER_KEYS = ("state_dict", "model")
+
+
+def _unwrapped(state: object) -> object:
+    if isinstance(state, dict):
+        for key in _WRAPPER_KEYS:
+            if isinstance(state.get(key), dict):
+                return state[key]
+    return state
+
+
+def _without_parallel_prefix(state: dict, expected: dict) -> dict:
+    """nn.DataParallel and DistributedDataParallel save every key as 'module.<key>'; drop that prefix when every
+    key has it and the model's own keys do not (a model may have a submodule named 'module')."""
+    prefix = "module."
+    if not state or any(k.startswith(prefix) for k in expected):
+        return state
+    if not all(isinstance(k, str) and k.startswith(prefix) for k in state):
+        return state
+    stripped = OrderedDict(state)  # a copy: torch's helper renames the keys in place
+    if hasattr(state, "_metadata"):  # per-module versions load_state_dict reads (BatchNorm's); the helper renames them too
+        stripped._metadata = state._metadata
+    consume_prefix_in_state_dict_if_present(stripped, prefix)
+    return stripped
 
 
 # torch's weights-only unpickler names a global it will not import (code or an arbitrary object) this way;

@@ -109,6 +109,18 @@ def test_a_student_far_below_its_teachers_is_a_warning():
     assert baseline_warnings(at_chance, samples=500) == []
 
 
+def test_data_free_advice_names_the_data_free_keys():
+    """Trial defect (session 13): in distill.mode data_free the low-accuracy notes said "train the student longer
+    (distill.train.epochs)" and "check distill.alpha", keys that mode does not read (and now refuses)."""
+    at_chance = {"teacher": {"top1": 0.730}, "student_fp32": {"top1": 0.382}}
+    notes = baseline_warnings(at_chance, samples=500, chance=0.394, mode="data_free")
+    assert notes[0].endswith("train the student longer (distill.data_free.steps, distill.data_free.student_steps) or "
+                             "check data.normalize")
+    assert notes[1].endswith("train the student longer (distill.data_free.steps, distill.data_free.student_steps) or "
+                             "larger (student.width), or check distill.temperature")
+    assert not any("distill.train" in note or "alpha" in note for note in notes)
+
+
 def test_the_tfidf_baseline_learns_words_and_scores_every_class():
     from edgekd.text.baseline import tfidf_logreg_logits
 

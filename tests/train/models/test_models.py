@@ -63,3 +63,42 @@ def test_an_incomplete_state_dict_is_named_as_such(tmp_path):
     with pytest.raises(ModelError, match=r"holds 2 of the model's 6 weights, and lacks 2.weight, 2.bias, 4.weight and 1 more: "
                                          r"an incomplete state_dict"):
         load_checkpoint(model, tmp_path / "half.pt")
+
+
+@pytest.mark.parametrize("wrap", [lambda sd: {"module." + k: v for k, v in sd.items()},
+                                  lambda sd: {"model": sd, "optimizer": {}},
+                                  lambda sd: {"model": {"module." + k: v for k, v in sd.items()}, "epoch": 3}],
+                         ids=["data_parallel", "model_key", "both"])
+def test_data_parallel_and_model_wrapped_checkpoints_load(tmp_path, wrap):
+    """Trial defect (session 13): a DataParallel checkpoint ('module.' before every key) and {'model': sd,
+    'optimizer': {}} were refused as "keys do not match the model ...; check the arch and width", the wrong advice,
+    though {'state_dict': sd} loaded."""
+    spec = ModelConfig(arch="resnet", width=4)
+    model = build_model(spec, (1, 8, 8), 10)
+    torch.save(wrap(model.state_dict()), tmp_path / "m.pt")
+    again = build_model(spec.model_copy(update={"checkpoint": str(tmp_path / "m.pt")}), (1, 8, 8), 10)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_module_prefix_the_model_has_itself_is_kept(tmp_path):
+    """A model whose own submodule is named 'module' keeps its keys as saved."""
+    model = torch.nn.Sequential()
+    model.add_module("module", torch.nn.Linear(2, 2))
+    save_checkpoint(model, tmp_path / "m.pt")
+    load_checkpoint(model, tmp_path / "m.pt")
+
+
+@pytest.mark.parametrize("trained, fed, says", [
+    (16, 8, r"a resnet of 3 stages, which the arch builds for images of 16x16 and larger, while the data's 8x8 images "
+            r"give it 2; set data.image_size"),
+    (4, 16, r"a resnet of 1 stage, which the arch builds for images smaller than 8x8, while the data's 16x16 images "
+            r"give it 3; set data.image_size")])
+def test_a_checkpoint_from_another_input_size_says_so(tmp_path, trained, fed, says):
+    """Trial defect (session 13): a resnet teacher trained at 16x16 fed 8x8 data was refused with "unexpected
+    features.3.body.0.weight ...; check the arch and width" (and one trained at 4x4 fed 16x16 as "an incomplete
+    state_dict"): neither said that the input size was what differed."""
+    spec = ModelConfig(arch="resnet", width=4)
+    save_checkpoint(build_model(spec, (1, trained, trained), 10), tmp_path / "m.pt")
+    with pytest.raises(ModelError, match=r"teachers\[0\].checkpoint '.*m.pt': made for another input size: it holds " + says):
+        build_model(spec.model_copy(update={"checkpoint": str(tmp_path / "m.pt")}), (1, fed, fed), 10, where="teachers[0]")
