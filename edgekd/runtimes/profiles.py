@@ -138,6 +138,18 @@ class TargetProfile(Strict):
                             "max_drop stricter than the pipeline's, min_speedup, max_size_kb")
     source: str = Field("", exclude=True)
 
+    @field_validator("gate")
+    @classmethod
+    def _only_the_limits_a_profile_applies(cls, gate: Thresholds) -> Thresholds:
+        """A profile's gate applies max_drop, min_speedup and max_size_kb where stricter (device.gate.stricter,
+        pipeline.selection.accuracy_limit); another key (min_cosine, drop_type, reference) would be recorded in every
+        bundle and checked nowhere."""
+        ignored = sorted(set(gate.given()) - set(PROFILE_LIMITS))
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)}: a target profile's gate sets {', '.join(PROFILE_LIMITS)} only; put "
+                             "the others in the pipeline file's gate section")
+        return gate
+
     @field_serializer("gate")
     def _gate_as_written(self, gate: Thresholds) -> dict[str, Any]:
         """What the profile sets, never edgekd's defaults presented as the target's, in the form profiles were

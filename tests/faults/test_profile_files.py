@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
-from tests.faults.helpers import REPO, invoke, write_config
+from tests.faults.helpers import REPO, assert_one_line_error, invoke, write_config
 
 
 def _profile(path, **changes):
@@ -78,3 +79,33 @@ def test_an_int8_only_profile_with_quantize_method_none_is_refused_before_traini
     config = write_config(tmp_path, targets=["./int8-only.yaml"], quantize={"method": "none"})
     assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "builds int8 only", "quantize.method is none")
     assert not (tmp_path / "run" / "01-teachers").exists()
+
+
+def test_two_profiles_giving_different_recipes_under_one_name_are_refused(tmp_path):
+    """Trial defect (session 13): a copy of x86-cpu.yaml that kept the recipe name x86-vnni-u8s8 but set
+    activation_type int8 and per_channel false shipped the built-in recipe's model, its manifest claiming its own."""
+    from edgekd.core.resources import builtin_dir
+
+    text = (builtin_dir("targets") / "x86-cpu.yaml").read_text(encoding="utf-8")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(text.replace("name: x86-cpu", "name: mine").replace("per_channel: true", "per_channel: false"),
+                    encoding="utf-8")
+    assert "per_channel: false" in mine.read_text()
+    config = write_config(tmp_path, targets=["x86-cpu", str(mine)])
+    assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "'x86-cpu' and 'mine' give two different int8 "
+                          "recipes named 'x86-vnni-u8s8' (per_channel differ)", "another quantization.name")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("gate", ["{min_cosine: 0.99999}", "{drop_type: relative, max_drop: 0.1}", "{reference: teacher}"])
+def test_a_profile_gate_key_no_check_applies_is_refused(tmp_path, gate):
+    """Trial defect (session 13): a profile's gate took min_cosine, drop_type and reference, recorded them in every
+    bundle, and applied none (0.1 read as points under drop_type relative)."""
+    from edgekd.core.resources import builtin_dir
+
+    mine = tmp_path / "mine.yaml"
+    text = (builtin_dir("targets") / "x86-cpu.yaml").read_text(encoding="utf-8").replace("name: x86-cpu", "name: mine")
+    mine.write_text(text + f"gate: {gate}\n", encoding="utf-8")
+    config = write_config(tmp_path, targets=[str(mine)])
+    assert_one_line_error(invoke("run", config, "--out", tmp_path / "run"), "a target profile's gate sets max_drop, "
+                          "min_speedup, max_size_kb only")

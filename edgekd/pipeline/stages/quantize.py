@@ -54,6 +54,26 @@ def recipes_for(ctx: RunContext) -> dict[str, HostChoice]:
     return recipes
 
 
+def _refuse_two_recipes_of_one_name(config, base_dir) -> None:
+    """Targets share an int8 model by recipe name (recipes_for, the run layout's file names): two profiles giving
+    different settings under one name would get one of them, and the other's manifest would describe a model it does
+    not hold."""
+    from edgekd.runtimes import load_profile
+
+    seen: dict[str, tuple[str, dict]] = {}
+    for target in config.targets:
+        profile = load_profile(target, base_dir)
+        if "int8" not in profile.precisions or profile.quantization is None:
+            continue
+        recipe = profile.quantization.model_dump(mode="json", exclude={"why"})
+        first = seen.setdefault(profile.quantization.name, (profile.name, recipe))
+        if first[1] != recipe:
+            differ = sorted(k for k in recipe if recipe.get(k) != first[1].get(k))
+            raise ConfigError(f"targets: '{first[0]}' and '{profile.name}' give two different int8 recipes named "
+                              f"'{profile.quantization.name}' ({', '.join(differ)} differ), and targets share an int8 model "
+                              "by recipe name; give one of them another quantization.name")
+
+
 def synthetic_split(ctx: RunContext):
     """The data-free stage's generated set (labelled by the teachers), when there is one."""
     path = ctx.layout.synthetic_set
@@ -312,6 +332,7 @@ class QuantizeStage(Stage):
             raise ConfigError(f"quantize.calibration '{config.quantize.calibration}': a synthetic set exists only with "
                               "distill.mode: data_free; use a recipe that draws real images, such as train-256")
         _check_calibration_folder(config, base_dir)
+        _refuse_two_recipes_of_one_name(config, base_dir)
 
     def run(self) -> StageOutput:
         ctx = self.ctx
