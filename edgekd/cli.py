@@ -489,6 +489,9 @@ def compile_cmd(bundle: Path, target: str | None) -> None:
     artifact = manifest["artifact"]
     click.echo(f"{bundle}: {artifact['backend']} {artifact['precision']} -> {artifact['main']} "
                f"({len(manifest['files'])} files hashed in manifest.json)")
+    if target:
+        click.echo(f"{bundle}: now target {manifest['target']} (its threads, batch sizes and session settings); the int8 "
+                   "recipe, precisions and gate limits stay those the bundle was built and selected with")
 
 
 @main.command("compare")

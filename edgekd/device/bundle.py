@@ -166,6 +166,11 @@ def _file_records(bundle_dir: Path, artifact: Artifact, extra: list[str] | None 
     return [file_record(bundle_dir / name, bundle_dir) for name in [*artifact.files, *(extra or []), "eval.npz", README]]
 
 
+# What `edgekd compile BUNDLE --target OTHER` keeps of the profile the bundle was built with: the model was quantized by
+# its recipe among its precisions, and selected and gated by its limits; another profile cannot loosen them unbuilt.
+KEPT_ON_RETARGET = ("quantization", "precisions", "gate")
+
+
 def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
     """`edgekd compile BUNDLE`: finish the artifact on this machine (a TensorRT engine, an .ort file),
     then record the new files, their hashes and the settings in manifest.json."""
@@ -186,8 +191,10 @@ def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
     manifest.update(artifact=artifact.to_json(), files=_file_records(Path(bundle_dir), artifact, beside),
                     rebuild_on_device=artifact.rebuild_on_device, rebuilt_on=cpu_info()["model"],
                     rebuilt_with=library_versions())
-    if profile is not None:
-        manifest["profile"] = profile.model_dump(mode="json")
+    if profile is not None:  # the device's settings are the new profile's; what the model is and is held to stays
+        recorded = manifest.get("profile") if isinstance(manifest.get("profile"), dict) else {}
+        device = {key: value for key, value in profile.model_dump(mode="json").items() if key not in KEPT_ON_RETARGET}
+        manifest["profile"] = {**device, **{key: recorded[key] for key in KEPT_ON_RETARGET if key in recorded}}
     manifest = sealed(manifest)
     write_json_atomic(Path(bundle_dir) / "manifest.json", manifest)
     return manifest

@@ -64,13 +64,20 @@ def test_edgekd_compile_for_another_profile_takes_its_name_and_threads(arm64_bun
 
     profile = tmp_path / "pi5.yaml"
     text = (builtin_dir("targets") / "arm64-cpu.yaml").read_text(encoding="utf-8")
-    profile.write_text(text.replace("name: arm64-cpu", "name: pi5").replace("threads: 4", "threads: 2"), encoding="utf-8")
+    text = text.replace("name: arm64-cpu", "name: pi5").replace("threads: 4", "threads: 2").replace("per_channel: true",
+                                                                                                   "per_channel: false")
+    profile.write_text(text + "gate: {max_drop: 50}\n", encoding="utf-8")
+    before = verify_bundle(arm64_bundle).get("profile")
     result = CliRunner().invoke(cli, ["compile", str(arm64_bundle), "--target", str(profile)])
     assert result.exit_code == 0, result.output
     manifest = verify_bundle(arm64_bundle)
     options = manifest["artifact"]["runtime_options"]
     assert manifest["target"] == manifest["profile"]["name"] == "pi5"
     assert options["threads"] == 2 and options["session_options"]["intra_op_num_threads"] == 2
+    # Trial defect (session 13): the new profile's recipe and looser gate were written in, though nothing was rebuilt
+    # with them (a device gate FAIL became PASS).
+    kept = {key: (before or {}).get(key) for key in ("quantization", "precisions", "gate")}
+    assert {key: manifest["profile"].get(key) for key in kept} == kept and "stay those the bundle was built" in result.output
 
 
 def test_rewriting_a_bundle_replaces_it_whole(arm64_bundle, tiny_model, reference, tmp_path):
