@@ -578,16 +578,24 @@ def _a_json_schema(path: Path) -> bool:
     return isinstance(data, dict) and "properties" in data and "type" in data
 
 
+# Files edgekd init reads with --data, never writes.
+DATA_SUFFIXES = (".csv", ".parquet", ".npz", ".jsonl", ".tsv", ".txt")
+
+
 @main.command("init")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=Path("edgekd.yaml"))
-@click.option("--data", help="digits (default), fashion-mnist, module:function, a .npz file or an image folder.")
-@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+@click.option("--data", help="digits (default), fashion-mnist, module:function, a .npz file, an image folder, or a "
+                             ".csv/.parquet table (a pipeline that distils an ensemble of scikit-learn teachers).")
+@click.option("--force", is_flag=True, help="Overwrite PATH (a .yaml file) if it exists.")
 def init_cmd(path: Path, data: str | None, force: bool) -> None:
     """Write a commented starter pipeline file to PATH (default edgekd.yaml)."""
     from edgekd.core.errors import ConfigError
     from edgekd.core.fileio import write_text_atomic
     from edgekd.pipeline.config_help import starter_config
 
+    if path.suffix.lower() not in (".yaml", ".yml"):  # a data file given where the pipeline file goes: never replaced
+        hint = f"; did you mean: edgekd init --data {shlex.quote(str(path))}" if path.suffix.lower() in DATA_SUFFIXES else ""
+        raise ConfigError(f"{path}: edgekd init writes a pipeline file, which ends in .yaml{hint}")
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists; pass --force to overwrite it, or give another path")
     _check_outputs(files={"PATH": path})

@@ -67,3 +67,14 @@ def test_a_teacher_key_its_kind_does_not_read_is_refused(teacher, key):
     with pytest.raises(ValidationError, match=f"{key}: read for .* teachers only, not a {next(iter(teacher))} teacher"):
         TeacherConfig(**teacher)
     TeacherConfig(**{k: v for k, v in teacher.items() if k != key})
+
+
+def test_init_never_writes_over_a_data_file_given_as_its_path(wine_csv):
+    """Trial defect (session 13): `edgekd init wine.csv` said "already exists; pass --force", and `--force` replaced the
+    user's table with YAML."""
+    before = wine_csv.read_bytes()
+    for args in (["init", str(wine_csv)], ["init", str(wine_csv), "--force"], ["init", str(wine_csv), "--data", str(wine_csv), "--force"]):
+        result = CliRunner().invoke(main, args)
+        assert_one_line_error(result, "edgekd init writes a pipeline file, which ends in .yaml",
+                              f"did you mean: edgekd init --data {wine_csv}")
+    assert wine_csv.read_bytes() == before
