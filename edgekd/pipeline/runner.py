@@ -116,12 +116,19 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     _refuse_another_task(Path(run_dir), config, config_path, resume and not force)
     _refuse_only_without_a_run(Path(run_dir), only)
     _refuse_only_with_stages_missing(Path(run_dir), only)
-    checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
+    held: list[warnings.WarningMessage] = []
+    try:  # the checks' warnings (a constant column, an ID column) are said once the run log is open, so it keeps them
+        with warnings.catch_warnings(record=True) as held:
+            checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
+    except BaseException:
+        _say(held)
+        raise
     with distributed.main_first():
         if distributed.is_main():
             prepare_run_dir(run_dir, resume, force, config_path)
     with exclusive(run_dir, distributed.is_main()), run_log(Path(run_dir), _command(config_path, run_dir, resume, force, only),
                                                             enabled=distributed.is_main()):
+        _say(held)
         if distributed.is_main():  # under the folder's lock: no writer of this run is mid-write
             for place in (Path(run_dir) / name for name in (*RUN_FOLDER_OWN[3:], "bundle")):  # the run's own folders only
                 if place.is_dir():
@@ -164,6 +171,12 @@ def _command(config_path: Path, run_dir: Path, resume: bool, force: bool, only: 
     cli = Path(sys.argv[0]).name == "edgekd" or getattr(main, "name", "") == "edgekd.__main__"
     typed = cli and sys.argv[1:2] != ["run"]
     return f"{shlex.join(['edgekd', *sys.argv[1:]])} (as {run})" if typed else run
+
+
+def _say(held: list[warnings.WarningMessage]) -> None:
+    """Warnings recorded while they could not be logged, shown now as they would have been then."""
+    for warning in held:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _refuse_another_task(run_dir: Path, config: PipelineConfig, config_path: Path, resume: bool) -> None:

@@ -78,3 +78,20 @@ def test_init_never_writes_over_a_data_file_given_as_its_path(wine_csv):
         assert_one_line_error(result, "edgekd init writes a pipeline file, which ends in .yaml",
                               f"did you mean: edgekd init --data {wine_csv}")
     assert wine_csv.read_bytes() == before
+
+
+def test_the_input_checks_warnings_are_in_the_run_log(tmp_path):
+    """Trial defect (session 13): a data column's warning (one value on every row) was said before the run log opened,
+    so RUN/edgekd.log never held it."""
+    import yaml
+
+    from tests.tabular.conftest import table_config, table_rows
+
+    frame = table_rows()
+    frame["const"] = 7
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(table_config()), encoding="utf-8")
+    result = invoke("run", tmp_path / "p.yaml", "--out", tmp_path / "run", "--only", "teachers")
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "holds one value on every row" in result.output
+    assert "holds one value on every row" in (tmp_path / "run" / "edgekd.log").read_text()
