@@ -44,8 +44,9 @@ def ship_config(model: str, data: str, checkpoint: Optional[str] = None, targets
         raise ConfigError(f"--output {output}: names the output a task metric scores; give --metric too")
     if calibration:
         config["quantize"] = {"calibration_images": _folder(calibration, "--calibration")}
-    if targets:
-        config["targets"] = list(targets)
+    if targets:  # a profile file by its absolute path: the pipeline file lives in the run folder, rerun from anywhere
+        config["targets"] = [str(Path(t).resolve()) if Path(t).suffix.lower() in (".yaml", ".yml") and Path(t).is_file()
+                             else t for t in targets]
     if max_drop is not None:
         config["gate"] = {"max_drop": max_drop}
     return config

@@ -118,3 +118,12 @@ def test_an_edited_ship_file_is_not_undone_by_shipping_again(files, monkeypatch)
         assert result.exit_code == 2 and "was edited since edgekd ship wrote it" in result.output, result.output
         assert "edgekd run run/edgekd.yaml --out run --resume" in result.output
         assert written.read_text().endswith("# my edit\n")
+
+
+def test_a_profile_file_given_to_targets_is_written_by_its_absolute_path(files, monkeypatch):
+    """Trial defect (session 13): `--targets mycpu.yaml` was written as given into RUN/edgekd.yaml, so the advised rerun
+    from another folder failed, or read another folder's mycpu.yaml."""
+    monkeypatch.chdir(files)
+    (files / "mycpu.yaml").write_text("name: mycpu\n", encoding="utf-8")
+    config = ship_config("m.onnx", "d.npz", targets=["mycpu.yaml", "x86-cpu"])
+    assert config["targets"] == [str(files / "mycpu.yaml"), "x86-cpu"]
