@@ -70,6 +70,11 @@ def unconfirmed_drop(gate, profile, metric: str, row: Candidate, samples: int) -
     The choice stands (the limit is the user's, on the data they gave); the test split and the gate judge it again,
     and the user learns that more validation data is what would make the choice reliable. None: nothing to say."""
     limit, bound = accuracy_limit(gate, profile, metric).max_drop, row.get("val_drop_bound")
+    if row.get("val_drop") is not None and row["precision"] != "fp32" and not within_limit(row["val_drop"], limit):
+        return (f"{profile.name}: {row['name']} drops {row['val_drop']:.2f} points of {metric} on {samples} validation "
+                f"samples, over the limit {limit:g}, and its profile builds nothing else to ship (precisions "
+                f"{list(profile.precisions)}); shipped for the gate to judge on the test split: add fp32 to the "
+                "profile's precisions for a candidate that keeps the accuracy")
     if bound is None or row.get("val_drop") is None or bound <= limit or row["precision"] == "fp32":
         return None
     return (f"{profile.name}: {row['name']} drops {row['val_drop']:.2f} points of {metric} on {samples} validation "
@@ -250,7 +255,9 @@ def _not_faster(row: Candidate, baseline: Candidate) -> str | None:
 
 def _how(row: Candidate, eligible: list[int], baseline: Candidate | None, fp32_fails: str | None) -> str:
     if not eligible:
-        return " (no candidate passed; fp32 shipped)"
+        if row is baseline:
+            return " (no candidate passed; fp32 shipped)"
+        return " (no candidate passed, and the profile builds no fp32 to fall back on: the first in profile order shipped)"
     if row.get("within_noise_of"):
         return f" (simplest within noise of the fastest, {row['within_noise_of']})"
     if "p50_ms" not in row:

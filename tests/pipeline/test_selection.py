@@ -244,3 +244,22 @@ def test_an_unmeasurable_int8_is_judged_by_its_quantize_stage_drop_and_quotes_it
     assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp16"
     assert rows[0]["verdict"] == ("not shipped: its Q/DQ model, run with onnxruntime on validation: accuracy drop 2.50 > "
                                   "max_drop 1.0")
+
+
+def test_an_int8_only_profile_whose_one_candidate_fails_says_so_truly():
+    """Trial defect (session 13): precisions [int8] whose int8 failed max_drop 0.3 on validation read "no candidate
+    passed; fp32 shipped" (there was no fp32) under a warning that the drop "cannot confirm the limit"."""
+    from types import SimpleNamespace
+
+    from edgekd.core.thresholds import Thresholds
+    from edgekd.pipeline.selection import unconfirmed_drop
+
+    rows = [_row("int8", 2.0, drop=0.93)]
+    rows[0]["val_drop_bound"] = 2.78
+    best = choose(rows, accuracy_rule(0.3))
+    assert rows[best]["verdict"] == ("chosen (no candidate passed, and the profile builds no fp32 to fall back on: the "
+                                     "first in profile order shipped)")
+    profile = SimpleNamespace(name="only8", precisions=["int8"], gate=Thresholds())
+    said = unconfirmed_drop(Thresholds(max_drop=0.3), profile, "top1", rows[best], 108)
+    assert said.startswith("only8: int8 drops 0.93 points of top1 on 108 validation samples, over the limit 0.3")
+    assert "cannot confirm" not in said
