@@ -27,6 +27,10 @@ def test_int8_over_budget_ships_float_with_the_drop_as_the_reason(planted_sensit
     assert artifact.precision == "fp32"
     rows = json.loads((run / "report.json").read_text())["rows"]
     assert any(r["precision"] == "int8" and "drop" in (r.get("verdict") or "") for r in rows)
+    # Trial defect (session 13): with fallback false the quantize stage measured nothing ("ship int8 as calibrated, or
+    # not at all when it breaks max_drop" went unchecked there); it now records the miss as max_fallback_nodes 0 does.
+    recipes = json.loads((run / "manifest.json").read_text())["stages"]["quantize"]["metrics"]["recipes"]
+    assert all("over_budget" in recipe for recipe in recipes.values()), recipes
 
 
 def test_the_over_budget_candidate_is_made_as_the_search_found_best(tmp_path, monkeypatch):

@@ -113,15 +113,15 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
     cfg, out = ctx.cfg.quantize, ctx.layout.int8_onnx(recipe.name)
     # NNCF calibrates by its own rules: no onnxruntime calibration method to choose or search.
     method = "nncf" if recipe.tool == "nncf" else cfg.calibrate_method or recipe.calibrate_method
-    if not cfg.fallback.enabled and method != "auto":
-        quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=method)
-        return out, {"calibrate_method": method, "nodes_in_float": []}
+    # fallback: false ships int8 as calibrated, or not at all when it breaks max_drop: measured as the search measures
+    # it, with nothing else tried (no other calibration, op set, preset or node kept in float).
+    searching = cfg.fallback.enabled
     # The recipe's minmax, not one the user chose: an average over batches is tried before nodes are kept in float.
-    retry = ("moving-average",) if method == "minmax" and not cfg.calibrate_method else ()
+    retry = ("moving-average",) if searching and method == "minmax" and not cfg.calibrate_method else ()
     # onnxruntime's whole default op set, not one the recipe chose: its weighted layers alone are tried next.
-    op_types = WEIGHTED_OP_TYPES if recipe.tool != "nncf" and recipe.op_types is None else ()
+    op_types = WEIGHTED_OP_TYPES if searching and recipe.tool != "nncf" and recipe.op_types is None else ()
     # NNCF's performance preset (symmetric activations): its mixed preset is tried next.
-    presets = ("mixed",) if recipe.tool == "nncf" and recipe.preset == "performance" else ()
+    presets = ("mixed",) if searching and recipe.tool == "nncf" and recipe.preset == "performance" else ()
     budget = FallbackBudget(int8_budget(ctx, recipe.name), ctx.cfg.gate.drop_type,
                             cfg.max_fallback_nodes if cfg.fallback.enabled else 0, cfg.sensitivity_samples,
                             cfg.fallback.max_seconds, score=ctx.task.score, retry_calibrations=retry,
