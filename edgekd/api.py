@@ -212,10 +212,12 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     refuse_replacing_other_files(junit, summary)
     if baseline is not None:
         _not_a_folder("baseline", baseline)
+        _not_a_page("baseline", baseline)
     if in_memory:
         raw, report = report, "the report given to gate() (from bench())"
     else:
         _not_a_folder("report", report)
+        _not_a_page("report", report)
         raw = _read_json(report)
         if Path(report).name == "report.json":  # a run folder's own report: still what its run ships?
             refuse_stale(Path(report).parent, "bench", str(report))
@@ -247,6 +249,13 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
         write_ci_outputs(checks, str(report), None if junit is None else Path(junit),
                          None if summary is None else Path(summary), step_summary=False)
     return checks
+
+
+def _not_a_page(argument: str, path: str | Path) -> None:
+    """report.md or report.html given where its report.json belongs: one line naming the file to give."""
+    if Path(path).suffix.lower() in (".md", ".html"):
+        raise ConfigError(f"gate(): {argument} {path} is the report for people; give the report.json beside it: "
+                          f"{Path(path).with_suffix('.json')}")
 
 
 def _not_a_folder(argument: str, path: str | Path) -> None:

@@ -55,6 +55,9 @@ class Preprocess:
         if not isinstance(image, dict) and isinstance(preprocessing, dict) and preprocessing.get("text"):
             raise DataError(f"{where}: a text model's bundle, which takes text, not images; bench it on texts with "
                             "--texts FILE (.jsonl or .csv of text,label), or on its eval.npz (leave out --images)")
+        if not isinstance(image, dict) and isinstance(preprocessing, dict) and preprocessing.get("tabular"):
+            raise DataError(f"{where}: a table's bundle, which takes rows of columns, not images; bench it on its eval.npz "
+                            "(leave out --images), or feed rows as its README says (model_feed)")
         if not isinstance(image, dict):
             raise DataError(f"{where}: the model was built from arrays, not image files, so the manifest records no image "
                             "decoding steps (preprocessing.image); bench it on its eval.npz (leave out --images)")

@@ -163,3 +163,9 @@ def test_reports_name_the_model_they_measured_and_gate_holds_them_to_it(tmp_path
     (bundle / "model.onnx").write_bytes((bundle / "model.onnx").read_bytes() + b"\0")
     with pytest.warns(UserWarning, match=rf"bundle {bundle} has changed since this report measured it.*bench it again"):
         api.gate(device, max_drop=100)
+
+
+def test_gate_of_a_report_page_names_the_json_beside_it(tmp_path, finished_run):
+    """Trial defect (session 13): `edgekd gate RUN/report.md` said "not valid JSON ...: copy it again", not which file."""
+    assert_one_line_error(invoke("gate", finished_run / "report.md"), "is the report for people",
+                          f"give the report.json beside it: {finished_run / 'report.json'}")

@@ -95,3 +95,12 @@ def test_the_input_checks_warnings_are_in_the_run_log(tmp_path):
     assert result.exit_code == 0, result.output[-3000:]
     assert "holds one value on every row" in result.output
     assert "holds one value on every row" in (tmp_path / "run" / "edgekd.log").read_text()
+
+
+def test_images_on_a_table_bundle_say_it_takes_rows():
+    """Trial defect (session 13): `bench --images` on a table's bundle said "built from arrays, not image files"."""
+    from edgekd.core.errors import DataError
+    from edgekd.data.images import Preprocess
+
+    with pytest.raises(DataError, match="a table's bundle, which takes rows of columns, not images"):
+        Preprocess.from_manifest({"tabular": {"inputs": []}}, "b/manifest.json")
