@@ -33,10 +33,16 @@ def _metrics(ctx: RunContext, student: torch.nn.Module) -> dict:
             "test_top1": ctx.task.score(predict_logits(student, data.test.x), data.test.y)}
 
 
+def student_seed(ctx: RunContext) -> int:
+    """distill.seed, else the run's seed: the student's initial weights and its training draws, in every mode."""
+    return ctx.cfg.seed if ctx.cfg.distill.seed is None else ctx.cfg.distill.seed
+
+
 def run_online(ctx: RunContext) -> StageOutput:
     cfg, data, folder = ctx.cfg.distill, ctx.dataset, ctx.stage_dir("distill")
     specs = [ctx.cfg.student, *cfg.online.peers]
-    torch.manual_seed(ctx.cfg.seed)
+    seed = student_seed(ctx)
+    torch.manual_seed(seed)
     peers = [build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=f"distill.online.peers[{i}]")
              for i, spec in enumerate(specs)]
     frozen = [i for i, peer in enumerate(peers) if not any(w.requires_grad for w in peer.parameters())]
@@ -47,7 +53,7 @@ def run_online(ctx: RunContext) -> StageOutput:
     device = distributed.device(ctx.cfg.device)
     group = PeerGroup(peers).to(device)
     x, y = distributed.place(torch.from_numpy(data.train.x), device), torch.from_numpy(data.train.y)
-    result = train(group, x, y, cfg.train, mutual_loss_fn(cfg.online.temperature), seed=ctx.cfg.seed, desc="mutual",
+    result = train(group, x, y, cfg.train, mutual_loss_fn(cfg.online.temperature), seed=seed, desc="mutual",
                    checkpoint=folder / "online.progress.pt")
     group.cpu()
     val_top1 = [ctx.task.score(predict_logits(p, data.val.x), data.val.y) for p in peers]
@@ -58,7 +64,7 @@ def run_online(ctx: RunContext) -> StageOutput:
                       f"{val_top1[0]:.1%}); set distill.online.select: student to ship the configured student", stacklevel=2)
     outputs = [save_checkpoint(peer, folder / f"peer-{i}.pt") for i, peer in enumerate(peers)]
     outputs.append(save_checkpoint(peers[chosen], folder / "student.pt"))
-    metrics = {**_metrics(ctx, peers[chosen]), "mode": "online",
+    metrics = {**_metrics(ctx, peers[chosen]), "mode": "online", "seed": seed,
                "peers": [{"arch": s.arch, "width": s.width, "params": count_parameters(p), "val_top1": v,
                           "test_top1": ctx.task.score(predict_logits(p, data.test.x), data.test.y)}
                          for s, p, v in zip(specs, peers, val_top1)],
@@ -75,12 +81,13 @@ def _described(spec, model) -> str:
 def run_data_free(ctx: RunContext) -> StageOutput:
     cfg, data, folder = ctx.cfg.distill, ctx.dataset, ctx.stage_dir("distill")
     teachers = build_teachers(ctx)
-    torch.manual_seed(ctx.cfg.seed)
+    seed = student_seed(ctx)
+    torch.manual_seed(seed)
     student = build_model(ctx.cfg.student, data.input_shape, data.num_classes, ctx.base_dir, where="student")
     settings = DataFreeSettings(**cfg.data_free.model_dump(), temperature=cfg.temperature)
     # Only the teachers and the preprocessing statistics (which travel with a model) are used here:
     # no training image reaches the generator or the student.
-    result = synthesize_and_distill(teachers, student, data.input_shape, data.mean, data.std, settings, seed=ctx.cfg.seed,
+    result = synthesize_and_distill(teachers, student, data.input_shape, data.mean, data.std, settings, seed=seed,
                                     temperature_weights=[t.weight for t in ctx.cfg.teachers], device=distributed.device(ctx.cfg.device))
     student.cpu()
     synthetic = ctx.layout.synthetic_set
@@ -90,7 +97,7 @@ def run_data_free(ctx: RunContext) -> StageOutput:
     grid = save_sample_grid(result.samples, data.mean, data.std, folder / "synthetic.png")
     path = save_checkpoint(student, folder / "student.pt")
     trace = result.bn_loss
-    metrics = {**_metrics(ctx, student), "mode": "data_free", "steps": result.steps, "settings": settings.model_dump(),
+    metrics = {**_metrics(ctx, student), "mode": "data_free", "seed": seed, "steps": result.steps, "settings": settings.model_dump(),
                "bn_loss": {"first": trace[0], "last": float(np.mean(trace[-10:])), "trace_every_10": trace[::10]},
                "synthetic": {"samples": len(result.samples), "class_counts": np.bincount(labels, minlength=data.num_classes).tolist()},
                "phases": {"data_free": {"seconds": round(result.seconds, 2),

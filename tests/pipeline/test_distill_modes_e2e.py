@@ -14,13 +14,14 @@ pytestmark = pytest.mark.slow
 def test_online_mode_runs_every_stage(tiny_config, write_config, tmp_path):
     tiny_config.pop("teachers")
     tiny_config["distill"] = {"mode": "online", "online": {"peers": [{"arch": "resnet", "width": 4}], "select": "best"},
-                              "train": {"epochs": 2, "lr": 0.05}}
+                              "train": {"epochs": 2, "lr": 0.05}, "seed": 7}
     tiny_config["targets"] = ["x86-cpu"]
     result = run_cli("run", str(write_config(tiny_config)), "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     distill = manifest["stages"]["distill"]["metrics"]
     assert distill["mode"] == "online" and len(distill["peers"]) == 2
+    assert distill["seed"] == 7  # trial note (session 13): distill.seed was ignored in online and data-free modes
     best = max(range(2), key=lambda i: distill["peers"][i]["val_top1"])
     assert distill["chosen_peer"] == best
     assert manifest["stages"]["gate"]["metrics"]["passed"]
