@@ -80,6 +80,7 @@ def _ptq(model: Any, config: Int8Config) -> Path:
         raise ConfigError("Int8Config(step='ptq') quantizes an fp32 ONNX file: pass its path (export torch models first)")
     if config.calibration is None or config.output is None:
         raise ConfigError("Int8Config(step='ptq') needs calibration samples and an output path")
+    _refuse_output_over_input(Path(model), Path(config.output))
     recipe, output = config.recipe(), Path(config.output)
     auto = config.calibrate_method == "auto" and recipe.tool != "nncf"  # NNCF calibrates by its own rules
     if config.fallback is None and not auto:
@@ -96,6 +97,15 @@ def _ptq(model: Any, config: Int8Config) -> Path:
         return output
     quantize_with_fallback(Path(model), output, recipe, config.calibration, x, y, config.fallback, config.calibrate_method)
     return output
+
+
+def _refuse_output_over_input(model: Path, output: Path) -> None:
+    """The int8 file is written atomically over `output`: were it the fp32 model itself, the user's only float copy
+    would be replaced without a word (15793 -> 10642 bytes on the digits CNN)."""
+    same = output.resolve() == model.resolve() or (output.exists() and output.samefile(model))
+    if same:
+        raise ConfigError(f"Int8Config.output '{output}' is the model being quantized ('{model}'): writing there would "
+                          "overwrite the fp32 model; give another output path (e.g. model-int8.onnx)")
 
 
 def _convert(model: Any, config: Int8Config) -> Path:

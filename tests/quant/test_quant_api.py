@@ -62,3 +62,14 @@ def test_ptq_fallback_and_api_import_without_torch():
     code = "import sys, edgekd.api, edgekd.quant.api, edgekd.quant.fallback, edgekd.runtimes.ptq; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_ptq_refuses_to_write_over_its_input(planted_sensitive_model, tmp_path):
+    """Trial defect (session 13): Int8Config(output=) naming the fp32 model itself replaced the user's only float copy
+    with the int8 file (15793 -> 10642 bytes), without a word; it is refused, naming both, and the file is untouched."""
+    model, calib, _, _ = planted_sensitive_model
+    before = model.read_bytes()
+    for output in (model, tmp_path / "." / model.name):
+        with pytest.raises(ConfigError, match=r"Int8Config.output .* is the model being quantized .*another output path"):
+            quantize(model, Int8Config(target="x86-cpu", calibration=calib, output=output))
+    assert model.read_bytes() == before
