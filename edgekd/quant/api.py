@@ -107,6 +107,7 @@ def _ptq(model: Any, config: Int8Config) -> Path:
     if config.calibration is None or config.output is None:
         raise ConfigError("Int8Config(step='ptq') needs calibration samples and an output path")
     _refuse_output_over_input(Path(model), Path(config.output))
+    _refuse_quantized_model(Path(model))
     _check_samples_fit(Path(model), config.calibration, "calibration")
     if config.validation is not None:
         _check_samples_fit(Path(model), config.validation[0], "validation")
@@ -135,6 +136,19 @@ def _refuse_output_over_input(model: Path, output: Path) -> None:
     if same:
         raise ConfigError(f"Int8Config.output '{output}' is the model being quantized ('{model}'): writing there would "
                           "overwrite the fp32 model; give another output path (e.g. model-int8.onnx)")
+
+
+def _refuse_quantized_model(model: Path) -> None:
+    """A model that already holds quantized operators (the pipeline's student.onnx intake says so and ships it as
+    given): onnxruntime quantizes its Q/DQ pairs again and writes an invalid graph (tensor names used twice), which
+    check_written then blamed on the quantizer."""
+    from edgekd.runtimes.onnx_graph import QUANTIZED_OPS, op_counts
+
+    quantized = op_counts(model, QUANTIZED_OPS)
+    if quantized:
+        found = ", ".join(f"{n} {op}" for op, n in sorted(quantized.items()))
+        raise ConfigError(f"'{model}': the model is already quantized ({found} nodes); "
+                          "use it as it is, or quantize the fp32 model it was made from")
 
 
 def _check_samples_fit(model: Path, samples: Any, field: str) -> None:

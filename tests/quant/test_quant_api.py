@@ -107,3 +107,15 @@ def test_ptq_refuses_calibration_of_another_shape(planted_sensitive_model, tmp_p
         quantize(model, Int8Config(calibration=calib, output=tmp_path / "int8.onnx", fallback=FallbackBudget(max_drop=2.0),
                                    validation=(val_x[:, :8], val_y)))
     assert not (tmp_path / "int8.onnx").exists()
+
+
+def test_ptq_refuses_an_already_quantized_model(planted_sensitive_model, tmp_path):
+    """Trial defect (session 13): quantizing an int8 (QDQ) file again gave "QuantizerFailed: ... an int8 model that is
+    not valid ONNX (SSA form) ... report this", blaming the quantizer; the model's Q/DQ nodes are found first, as the
+    pipeline's student.onnx intake does, and it is refused in one line."""
+    model, calib, _, _ = planted_sensitive_model
+    int8 = quantize(model, Int8Config(calibration=calib, output=tmp_path / "int8.onnx"))
+    with pytest.raises(ConfigError, match=r"int8.onnx': the model is already quantized \(\d+ DequantizeLinear, "
+                                          r"\d+ QuantizeLinear nodes\); use it as it is, or quantize the fp32 model"):
+        quantize(int8, Int8Config(calibration=calib, output=tmp_path / "again.onnx"))
+    assert not (tmp_path / "again.onnx").exists()
