@@ -23,6 +23,39 @@ PROFILE_LIMITS = ("max_drop", "min_speedup", "max_size_kb")
 ORT_ONLY_KEYS = ("activation_type", "weight_type", "per_channel", "symmetric_activations", "symmetric_weights", "signed_input",
                  "calibrate_method", "op_types", "extra_op_types", "extra_options")
 
+# onnxruntime quantize_static's extra_options keys, as its docstring (and StaticQuantConfig's) lists them in
+# onnxruntime 1.32, with the few its code reads besides (CalibPercentile, CalibMaxIntermediateOutputs, BlockSize,
+# DefaultTensorType). quantize_static ignores any other key without a word: a typo (WeightSymetric) changed nothing while
+# the manifest recorded it as applied. Written out, not read from onnxruntime: profiles load where it is not installed.
+ORT_EXTRA_OPTIONS = ("extra.Sigmoid.nnapi", "ActivationSymmetric", "ActivationRestrictedAsymmetric", "WeightSymmetric",
+                     "EnableSubgraph", "ForceQuantizeNoInputCheck", "MatMulConstBOnly", "AddQDQPairToWeight",
+                     "OpTypesToExcludeOutputQuantization", "DedicatedQDQPair", "QDQOpTypePerChannelSupportToAxis",
+                     "CalibTensorRangeSymmetric", "CalibStridedMinMax", "CalibMovingAverage", "CalibMovingAverageConstant",
+                     "CalibMaxIntermediateOutputs", "CalibPercentile", "QuantizeBias", "SmoothQuant", "SmoothQuantAlpha",
+                     "SmoothQuantFolding", "UseQDQContribOps", "MinimumRealRange", "TensorQuantOverrides",
+                     "QDQKeepRemovableActivations", "QDQDisableWeightAdjustForInt32Bias", "BlockSize", "DefaultTensorType")
+# The extra_options that runtimes/ptq.quantize_qdq sets itself, from the recipe's own keys (a value given here was
+# overwritten): what to set instead.
+RECIPE_SETS = {"ActivationSymmetric": "symmetric_activations", "WeightSymmetric": "symmetric_weights",
+               "CalibMovingAverage": "calibrate_method: moving-average", "CalibPercentile": "calibrate_method: percentile "
+               "(edgekd uses the 99.99th)", "CalibStridedMinMax": "nothing: edgekd calibrates one batch at a time itself"}
+
+
+def check_extra_options(options: dict[str, Any]) -> None:
+    """Refuse an extra_options key the recipe has its own key for, or one onnxruntime does not read."""
+    import difflib
+
+    for key in options:
+        if key in RECIPE_SETS:
+            raise ValueError(f"{key}: edgekd sets it from the recipe; remove it and set {RECIPE_SETS[key]}")
+        if key not in ORT_EXTRA_OPTIONS:
+            close = difflib.get_close_matches(str(key), ORT_EXTRA_OPTIONS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            if close and close[0] in RECIPE_SETS:
+                hint = f"did you mean '{close[0]}'? edgekd sets it from the recipe: set {RECIPE_SETS[close[0]]}; "
+            raise ValueError(f"{key}: not an onnxruntime quantize_static extra option; {hint}its keys are listed in "
+                             "quantize_static's docstring (onnxruntime/quantization/quantize.py)")
+
 
 class QuantRecipe(Strict):
     """How to make the int8 QDQ model for a target: onnxruntime quantize_static settings, or NNCF's defaults."""
@@ -52,7 +85,14 @@ class QuantRecipe(Strict):
     op_types: list[str] | None = Field(None, description="restrict quantization to these op types")
     extra_op_types: list[str] = Field(default_factory=list, description="op types to quantize on top of op_types "
                                       "(or of onnxruntime's defaults), e.g. ReduceMean, which onnxruntime leaves in float")
-    extra_options: dict[str, Any] = Field(default_factory=dict, description="more onnxruntime quantize_static extra_options")
+    extra_options: dict[str, Any] = Field(default_factory=dict, description="more onnxruntime quantize_static extra_options "
+                                         "(its documented keys; not those this recipe's own keys set, e.g. ActivationSymmetric)")
+
+    @field_validator("extra_options")
+    @classmethod
+    def _known_extra_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        check_extra_options(options)
+        return options
 
     @model_validator(mode="after")
     def _keys_for_the_tool(self) -> QuantRecipe:
