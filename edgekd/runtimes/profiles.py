@@ -235,6 +235,7 @@ def _known_runtime_options(profile: TargetProfile, path: Path) -> None:
         raise ConfigError(f"{path}: quantization '{recipe.name}': backend {profile.backend} builds int8 as signed and symmetric "
                           "only (zero point 0); set activation_type: int8, weight_type: int8, symmetric_activations: true, "
                           "symmetric_weights: true")
+    _float_precisions_built(profile, backend, path)
     known = backend.profile_options
     for key in profile.runtime_options:
         if key not in known:
@@ -242,6 +243,20 @@ def _known_runtime_options(profile: TargetProfile, path: Path) -> None:
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(f"{path}: runtime_options.{key}: not an option of backend {profile.backend}; {hint}"
                               f"it takes {', '.join(known) or 'none'}")
+
+
+def _float_precisions_built(profile: TargetProfile, backend, path: Path) -> None:
+    """Every float precision listed is one the backend builds (Backend.float_precisions): the compile stage passes over
+    any other, so fp16 on onnxruntime was dropped without a word, and `precisions: [fp16]` alone failed at compile
+    with 'no candidate to build', sending the user to the quantize stage that had run."""
+    from edgekd.runtimes.registry import get_backend
+
+    for precision in profile.precisions:
+        if precision != "int8" and precision not in backend.float_precisions:
+            others = [name for name in BACKEND_NAMES if precision in get_backend(name).float_precisions]
+            raise ConfigError(f"{path}: precisions: {precision} is not built by backend {profile.backend} (its float "
+                              f"precisions: {', '.join(backend.float_precisions)}); remove it, or use a backend that "
+                              f"builds {precision} ({', '.join(others)})")
 
 
 def _find(name_or_path: str, base_dir: Path | None) -> Path:

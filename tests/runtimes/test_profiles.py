@@ -208,3 +208,23 @@ def test_a_recipes_extra_options_are_checked(tmp_path, options, message):
 
     documented = set(re.findall(r"^\s+([A-Z]\w+) = ", inspect.getdoc(quantize_static) or "", flags=re.M))
     assert documented and documented <= set(ORT_EXTRA_OPTIONS)
+
+
+@pytest.mark.parametrize("precisions", [["fp16", "int8"], ["fp16"], ["fp32", "bf16"]])
+def test_a_float_precision_its_backend_does_not_build_is_refused(tmp_path, precisions):
+    """Trial defect (session 13): `precisions: [fp16, int8]` on a copy of x86-cpu (onnxruntime, float kernels fp32
+    only) dropped fp16 without a word, and `precisions: [fp16]` failed at the compile stage with 'no candidate to build
+    ... run the quantize stage' though it had run. Refused when the profile loads, naming the profile file, the precision
+    and the backend's float precisions; the built-in profiles' fp16 (TensorRT) and bf16 (OpenVINO) still load."""
+    import yaml as _yaml
+
+    from edgekd.core.errors import EdgeKDError
+    from edgekd.runtimes.profiles import load_profile
+
+    builtin = _yaml.safe_load((Path(__file__).resolve().parents[2] / "targets" / "x86-cpu.yaml").read_text())
+    (tmp_path / "x16.yaml").write_text(_yaml.safe_dump({**builtin, "precisions": precisions}))
+    wrong = next(p for p in precisions if p in ("fp16", "bf16"))
+    with pytest.raises(EdgeKDError, match=rf"x16.yaml: precisions: {wrong} is not built by backend ort \(its float "
+                                          rf"precisions: fp32\); remove it, or use a backend that builds {wrong} \(.*openvino"):
+        load_profile("x16.yaml", tmp_path)
+    assert "bf16" in load_profile("intel-cpu").precisions and "fp16" in load_profile("jetson-orin").precisions
