@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import logging
 import typing
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -112,6 +113,9 @@ def _ptq(model: Any, config: Int8Config) -> Path:
     if config.validation is not None:
         _check_samples_fit(Path(model), config.validation[0], "validation")
     recipe, output = config.recipe(), Path(config.output)
+    if config.calibrate_method and recipe.tool == "nncf":  # said, as the pipeline's preflight says it
+        warnings.warn(f"Int8Config.calibrate_method '{config.calibrate_method}': not used: recipe '{recipe.name}' is "
+                      "NNCF's (tool: nncf), which calibrates by its own rules", stacklevel=3)
     auto = config.calibrate_method == "auto" and recipe.tool != "nncf"  # NNCF calibrates by its own rules
     if config.fallback is None and not auto:
         return quantize_qdq(Path(model), output, recipe, config.calibration, calibrate_method=config.calibrate_method)
