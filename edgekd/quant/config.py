@@ -66,7 +66,8 @@ class QuantizeConfig(Strict):
         None, description="a folder of images (no labels needed, any depth) to calibrate int8 on instead of the recipe's split: "
                           "the recipe's count and seed pick them, decoded with data's preprocessing (data.source imagefolder)")
     calibrate_method: Optional[Literal["minmax", "moving-average", "entropy", "percentile", "auto"]] = Field(
-        None, description="overrides the target recipe; auto tries each and keeps the one closest to fp32 on the validation split "
+        None, description="overrides the target recipe's, for onnxruntime recipes (an NNCF one, as intel-cpu's, calibrates "
+                    "by its own rules: a warning says so); auto tries each and keeps the one closest to fp32 on the validation split "
                     "(fewest nodes in float, then lowest KL divergence) unless another is significantly more accurate there")
     fallback: FallbackConfig = Field(default_factory=FallbackConfig, description="when int8 breaks max_drop on the "
                                      "validation split, keep the most sensitive nodes in float until it does not "

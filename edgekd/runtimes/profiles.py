@@ -23,6 +23,39 @@ PROFILE_LIMITS = ("max_drop", "min_speedup", "max_size_kb")
 ORT_ONLY_KEYS = ("activation_type", "weight_type", "per_channel", "symmetric_activations", "symmetric_weights", "signed_input",
                  "calibrate_method", "op_types", "extra_op_types", "extra_options")
 
+# onnxruntime quantize_static's extra_options keys, as its docstring (and StaticQuantConfig's) lists them in
+# onnxruntime 1.32, with the few its code reads besides (CalibPercentile, CalibMaxIntermediateOutputs, BlockSize,
+# DefaultTensorType). quantize_static ignores any other key without a word: a typo (WeightSymetric) changed nothing while
+# the manifest recorded it as applied. Written out, not read from onnxruntime: profiles load where it is not installed.
+ORT_EXTRA_OPTIONS = ("extra.Sigmoid.nnapi", "ActivationSymmetric", "ActivationRestrictedAsymmetric", "WeightSymmetric",
+                     "EnableSubgraph", "ForceQuantizeNoInputCheck", "MatMulConstBOnly", "AddQDQPairToWeight",
+                     "OpTypesToExcludeOutputQuantization", "DedicatedQDQPair", "QDQOpTypePerChannelSupportToAxis",
+                     "CalibTensorRangeSymmetric", "CalibStridedMinMax", "CalibMovingAverage", "CalibMovingAverageConstant",
+                     "CalibMaxIntermediateOutputs", "CalibPercentile", "QuantizeBias", "SmoothQuant", "SmoothQuantAlpha",
+                     "SmoothQuantFolding", "UseQDQContribOps", "MinimumRealRange", "TensorQuantOverrides",
+                     "QDQKeepRemovableActivations", "QDQDisableWeightAdjustForInt32Bias", "BlockSize", "DefaultTensorType")
+# The extra_options that runtimes/ptq.quantize_qdq sets itself, from the recipe's own keys (a value given here was
+# overwritten): what to set instead.
+RECIPE_SETS = {"ActivationSymmetric": "symmetric_activations", "WeightSymmetric": "symmetric_weights",
+               "CalibMovingAverage": "calibrate_method: moving-average", "CalibPercentile": "calibrate_method: percentile "
+               "(edgekd uses the 99.99th)", "CalibStridedMinMax": "nothing: edgekd calibrates one batch at a time itself"}
+
+
+def check_extra_options(options: dict[str, Any]) -> None:
+    """Refuse an extra_options key the recipe has its own key for, or one onnxruntime does not read."""
+    import difflib
+
+    for key in options:
+        if key in RECIPE_SETS:
+            raise ValueError(f"{key}: edgekd sets it from the recipe; remove it and set {RECIPE_SETS[key]}")
+        if key not in ORT_EXTRA_OPTIONS:
+            close = difflib.get_close_matches(str(key), ORT_EXTRA_OPTIONS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            if close and close[0] in RECIPE_SETS:
+                hint = f"did you mean '{close[0]}'? edgekd sets it from the recipe: set {RECIPE_SETS[close[0]]}; "
+            raise ValueError(f"{key}: not an onnxruntime quantize_static extra option; {hint}its keys are listed in "
+                             "quantize_static's docstring (onnxruntime/quantization/quantize.py)")
+
 
 class QuantRecipe(Strict):
     """How to make the int8 QDQ model for a target: onnxruntime quantize_static settings, or NNCF's defaults."""
@@ -52,7 +85,14 @@ class QuantRecipe(Strict):
     op_types: list[str] | None = Field(None, description="restrict quantization to these op types")
     extra_op_types: list[str] = Field(default_factory=list, description="op types to quantize on top of op_types "
                                       "(or of onnxruntime's defaults), e.g. ReduceMean, which onnxruntime leaves in float")
-    extra_options: dict[str, Any] = Field(default_factory=dict, description="more onnxruntime quantize_static extra_options")
+    extra_options: dict[str, Any] = Field(default_factory=dict, description="more onnxruntime quantize_static extra_options "
+                                         "(its documented keys; not those this recipe's own keys set, e.g. ActivationSymmetric)")
+
+    @field_validator("extra_options")
+    @classmethod
+    def _known_extra_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        check_extra_options(options)
+        return options
 
     @model_validator(mode="after")
     def _keys_for_the_tool(self) -> QuantRecipe:
@@ -207,6 +247,7 @@ def _known_runtime_options(profile: TargetProfile, path: Path) -> None:
         raise ConfigError(f"{path}: quantization '{recipe.name}': backend {profile.backend} builds int8 as signed and symmetric "
                           "only (zero point 0); set activation_type: int8, weight_type: int8, symmetric_activations: true, "
                           "symmetric_weights: true")
+    _float_precisions_built(profile, backend, path)
     known = backend.profile_options
     for key in profile.runtime_options:
         if key not in known:
@@ -214,6 +255,20 @@ def _known_runtime_options(profile: TargetProfile, path: Path) -> None:
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(f"{path}: runtime_options.{key}: not an option of backend {profile.backend}; {hint}"
                               f"it takes {', '.join(known) or 'none'}")
+
+
+def _float_precisions_built(profile: TargetProfile, backend, path: Path) -> None:
+    """Every float precision listed is one the backend builds (Backend.float_precisions): the compile stage passes over
+    any other, so fp16 on onnxruntime was dropped without a word, and `precisions: [fp16]` alone failed at compile
+    with 'no candidate to build', sending the user to the quantize stage that had run."""
+    from edgekd.runtimes.registry import get_backend
+
+    for precision in profile.precisions:
+        if precision != "int8" and precision not in backend.float_precisions:
+            others = [name for name in BACKEND_NAMES if precision in get_backend(name).float_precisions]
+            raise ConfigError(f"{path}: precisions: {precision} is not built by backend {profile.backend} (its float "
+                              f"precisions: {', '.join(backend.float_precisions)}); remove it, or use a backend that "
+                              f"builds {precision} ({', '.join(others)})")
 
 
 def _find(name_or_path: str, base_dir: Path | None) -> Path:

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from edgekd.core.batch_layout import batch_axes, onnx_input_shapes, to_model
-from edgekd.core.errors import DataError, QuantizerFailed, clip_words
+from edgekd.core.errors import ConfigError, DataError, QuantizerFailed, clip_words
 from edgekd.core.fileio import atomic_path
 from edgekd.core.metrics import batch_rows, sample_count, take_rows
 from edgekd.runtimes.onnx_graph import op_counts
@@ -75,8 +75,11 @@ def _quant_type(name: str):
 def _calibration_method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"minmax": CalibrationMethod.MinMax, "moving-average": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[name]
+    methods = {"minmax": CalibrationMethod.MinMax, "moving-average": CalibrationMethod.MinMax,
+               "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    if name not in methods:  # a caller of quantize_qdq past the config's checks: one line, not KeyError 'moving_average'
+        raise ConfigError(f"calibrate_method '{name}': not a calibration method; use one of {', '.join(methods)}")
+    return methods[name]
 
 
 def op_types_of(recipe: QuantRecipe) -> Optional[list[str]]:

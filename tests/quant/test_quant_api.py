@@ -62,3 +62,60 @@ def test_ptq_fallback_and_api_import_without_torch():
     code = "import sys, edgekd.api, edgekd.quant.api, edgekd.quant.fallback, edgekd.runtimes.ptq; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_ptq_refuses_to_write_over_its_input(planted_sensitive_model, tmp_path):
+    """Trial defect (session 13): Int8Config(output=) naming the fp32 model itself replaced the user's only float copy
+    with the int8 file (15793 -> 10642 bytes), without a word; it is refused, naming both, and the file is untouched."""
+    model, calib, _, _ = planted_sensitive_model
+    before = model.read_bytes()
+    for output in (model, tmp_path / "." / model.name):
+        with pytest.raises(ConfigError, match=r"Int8Config.output .* is the model being quantized .*another output path"):
+            quantize(model, Int8Config(target="x86-cpu", calibration=calib, output=output))
+    assert model.read_bytes() == before
+
+
+def test_int8config_refuses_values_outside_its_choices():
+    """Trial defect (session 13): Int8Config(calibrate_method="moving_average") was accepted and failed in onnxruntime's
+    table as KeyError 'moving_average'; a Literal field's value outside its choices is one ConfigError naming the field,
+    the closest value and all of them."""
+    with pytest.raises(ConfigError, match=r"Int8Config.calibrate_method 'moving_average'.*did you mean 'moving-average'\?"
+                                          r".*minmax, moving-average, entropy, percentile, auto"):
+        Int8Config(calibrate_method="moving_average")
+    with pytest.raises(ConfigError, match=r"Int8Config.step 'qat'.*use one of ptq, prepare, convert"):
+        Int8Config(step="qat")
+    config = Int8Config()
+    config.calibrate_method = "kl"  # set after the config was made: quantize checks again
+    with pytest.raises(ConfigError, match=r"Int8Config.calibrate_method 'kl'"):
+        quantize("unused.onnx", config)
+    from edgekd.runtimes.ptq import _calibration_method
+
+    with pytest.raises(ConfigError, match=r"calibrate_method 'moving_average'.*use one of minmax, moving-average"):
+        _calibration_method("moving_average")
+
+
+def test_ptq_refuses_calibration_of_another_shape(planted_sensitive_model, tmp_path):
+    """Trial defect (session 13): calibration arrays the model cannot take (a rank too few, 3 channels for a 1-channel
+    model) reached onnxruntime, whose "InvalidArgument ... Invalid rank for input: x Got: 3 Expected: 4" named neither
+    `calibration` nor the layout wanted; they are refused first, naming both shapes."""
+    model, calib, val_x, val_y = planted_sensitive_model
+    for bad in (calib[:, :8], calib[:, :, None]):
+        with pytest.raises(ConfigError, match=r"Int8Config.calibration: the array has shape \(256, .*\) but the model's "
+                                              r"input 'input' is \[\?, 16\]; give samples first, each of shape \[16\]"):
+            quantize(model, Int8Config(calibration=bad, output=tmp_path / "int8.onnx"))
+    with pytest.raises(ConfigError, match=r"Int8Config.validation: the array has shape \(1000, 8\)"):
+        quantize(model, Int8Config(calibration=calib, output=tmp_path / "int8.onnx", fallback=FallbackBudget(max_drop=2.0),
+                                   validation=(val_x[:, :8], val_y)))
+    assert not (tmp_path / "int8.onnx").exists()
+
+
+def test_ptq_refuses_an_already_quantized_model(planted_sensitive_model, tmp_path):
+    """Trial defect (session 13): quantizing an int8 (QDQ) file again gave "QuantizerFailed: ... an int8 model that is
+    not valid ONNX (SSA form) ... report this", blaming the quantizer; the model's Q/DQ nodes are found first, as the
+    pipeline's student.onnx intake does, and it is refused in one line."""
+    model, calib, _, _ = planted_sensitive_model
+    int8 = quantize(model, Int8Config(calibration=calib, output=tmp_path / "int8.onnx"))
+    with pytest.raises(ConfigError, match=r"int8.onnx': the model is already quantized \(\d+ DequantizeLinear, "
+                                          r"\d+ QuantizeLinear nodes\); use it as it is, or quantize the fp32 model"):
+        quantize(int8, Int8Config(calibration=calib, output=tmp_path / "again.onnx"))
+    assert not (tmp_path / "again.onnx").exists()

@@ -34,3 +34,28 @@ def test_qat_of_zero_epochs_is_refused():
 
     with pytest.raises(ValidationError, match="qat.train.epochs: 0 fine-tunes nothing"):
         QatConfig.model_validate({"train": {"epochs": 0}})
+
+
+def test_calibrate_method_for_an_nncf_target_is_warned_about(tiny_config, planted_sensitive_model, tmp_path):
+    """Trial defect (session 13): quantize.calibrate_method entropy with targets [intel-cpu] was ignored without a word
+    (NNCF's recipe calibrates by its own rules; the manifest recorded calibrate_method nncf) while `edgekd keys` said the
+    key overrides the target recipe. Preflight warns, naming the target and its NNCF recipe; the Python API too."""
+    import warnings
+
+    from edgekd.api import Int8Config
+    from edgekd.pipeline.config import validate_config
+    from edgekd.pipeline.stages.quantize import QuantizeStage
+
+    tiny_config["targets"] = ["x86-cpu", "intel-cpu"]
+    tiny_config["quantize"] = {"calibration": "train-64", "calibrate_method": "entropy"}
+    with pytest.warns(UserWarning, match=r"quantize.calibrate_method entropy: not used for target intel-cpu \(recipe "
+                                         r"'openvino-nncf'\): its recipe is NNCF's \(tool: nncf\), which calibrates by its own"):
+        QuantizeStage.check(validate_config(tiny_config), tmp_path)
+    for config in ({**tiny_config, "targets": ["x86-cpu"]}, {**tiny_config, "quantize": {"calibration": "train-64"}}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an onnxruntime target, or no calibrate_method: nothing to say
+            QuantizeStage.check(validate_config(config), tmp_path)
+    model, calib, _, _ = planted_sensitive_model
+    with pytest.warns(UserWarning, match=r"Int8Config.calibrate_method 'entropy': not used: recipe 'openvino-nncf' is NNCF's"):
+        api.quantize(model, Int8Config(target="intel-cpu", calibrate_method="entropy", calibration=calib,
+                                       output=tmp_path / "int8.onnx"))

@@ -1,6 +1,7 @@
 """Device profiles: the built-in ones are complete, `edgekd targets` lists them, users add their own."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,56 @@ def test_an_op_type_that_is_no_onnx_operator_is_refused(tmp_path):
     (tmp_path / "ops.yaml").write_text(_yaml.safe_dump({**builtin, "quantization": recipe}))
     with pytest.raises(EdgeKDError, match=r"'Convolution' is not an ONNX operator; did you mean '\w+'\?"):
         load_profile("ops.yaml", tmp_path)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"ActivationSymmetric": True}, r"ActivationSymmetric: edgekd sets it from the recipe; remove it and "
+                                    r"set symmetric_activations"),
+    ({"WeightSymmetric": False}, r"WeightSymmetric: .*set symmetric_weights"),
+    ({"CalibMovingAverage": True}, r"CalibMovingAverage: .*set calibrate_method: moving-average"),
+    ({"WeightSymetric": False}, r"WeightSymetric: not an onnxruntime quantize_static extra option; did you mean "
+                                r"'WeightSymmetric'\? edgekd sets it from the recipe: set symmetric_weights"),
+    ({"OpTypesToExcludeOutputQuant": ["Gemm"]}, r"did you mean 'OpTypesToExcludeOutputQuantization'\?"),
+])
+def test_a_recipes_extra_options_are_checked(tmp_path, options, message):
+    """Trial defect (session 13): `extra_options: {ActivationSymmetric: true, WeightSymetric: false}` was accepted:
+    ActivationSymmetric was overwritten by the recipe's symmetric_activations, the typo was ignored, and the manifest
+    recorded both as if used. A key the recipe sets itself names the recipe key to use; an unknown one the closest of
+    onnxruntime's documented keys."""
+    import yaml as _yaml
+
+    from edgekd.core.errors import EdgeKDError
+    from edgekd.runtimes.profiles import ORT_EXTRA_OPTIONS, load_profile
+
+    builtin = _yaml.safe_load((Path(__file__).resolve().parents[2] / "targets" / "x86-cpu.yaml").read_text())
+    recipe = {**builtin["quantization"], "extra_options": {**builtin["quantization"]["extra_options"], **options}}
+    (tmp_path / "xo.yaml").write_text(_yaml.safe_dump({**builtin, "quantization": recipe}))
+    with pytest.raises(EdgeKDError, match=r"xo.yaml: quantization.extra_options: .*" + message):
+        load_profile("xo.yaml", tmp_path)
+    # every key onnxruntime's quantize_static documents in the installed version is known here
+    import inspect
+
+    from onnxruntime.quantization import quantize_static
+
+    documented = set(re.findall(r"^\s+([A-Z]\w+) = ", inspect.getdoc(quantize_static) or "", flags=re.M))
+    assert documented and documented <= set(ORT_EXTRA_OPTIONS)
+
+
+@pytest.mark.parametrize("precisions", [["fp16", "int8"], ["fp16"], ["fp32", "bf16"]])
+def test_a_float_precision_its_backend_does_not_build_is_refused(tmp_path, precisions):
+    """Trial defect (session 13): `precisions: [fp16, int8]` on a copy of x86-cpu (onnxruntime, float kernels fp32
+    only) dropped fp16 without a word, and `precisions: [fp16]` failed at the compile stage with 'no candidate to build
+    ... run the quantize stage' though it had run. Refused when the profile loads, naming the profile file, the precision
+    and the backend's float precisions; the built-in profiles' fp16 (TensorRT) and bf16 (OpenVINO) still load."""
+    import yaml as _yaml
+
+    from edgekd.core.errors import EdgeKDError
+    from edgekd.runtimes.profiles import load_profile
+
+    builtin = _yaml.safe_load((Path(__file__).resolve().parents[2] / "targets" / "x86-cpu.yaml").read_text())
+    (tmp_path / "x16.yaml").write_text(_yaml.safe_dump({**builtin, "precisions": precisions}))
+    wrong = next(p for p in precisions if p in ("fp16", "bf16"))
+    with pytest.raises(EdgeKDError, match=rf"x16.yaml: precisions: {wrong} is not built by backend ort \(its float "
+                                          rf"precisions: fp32\); remove it, or use a backend that builds {wrong} \(.*openvino"):
+        load_profile("x16.yaml", tmp_path)
+    assert "bf16" in load_profile("intel-cpu").precisions and "fp16" in load_profile("jetson-orin").precisions

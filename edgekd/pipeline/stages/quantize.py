@@ -333,6 +333,7 @@ class QuantizeStage(Stage):
                               "distill.mode: data_free; use a recipe that draws real images, such as train-256")
         _check_calibration_folder(config, base_dir)
         _refuse_two_recipes_of_one_name(config, base_dir)
+        _warn_calibrate_method_unused(config, base_dir)
 
     def run(self) -> StageOutput:
         ctx = self.ctx
@@ -395,6 +396,23 @@ def _not_made(ctx: RunContext, name: str, choice, failed: QuantizerFailed) -> di
     ctx.layout.int8_onnx(name).unlink(missing_ok=True)
     warnings.warn(f"{failed}; the targets of recipe '{name}' ship a float candidate", stacklevel=2)
     return {**choice.recipe.model_dump(), **choice.record(), "failed": str(failed), "dequantize_nodes": 0}
+
+
+def _warn_calibrate_method_unused(config, base_dir) -> None:
+    """quantize.calibrate_method chooses onnxruntime's calibration; an NNCF recipe (intel-cpu's) calibrates by its own
+    rules (_ptq), so for its targets the key was ignored while the manifest recorded calibrate_method nncf. Said at
+    preflight, naming those targets: the key still applies to the run's onnxruntime targets."""
+    if config.quantize.method != "ptq" or config.quantize.calibrate_method is None:
+        return
+    from edgekd.runtimes.profiles import load_profile
+
+    profiles = [load_profile(name, base_dir) for name in config.targets]
+    nncf = [p for p in profiles if "int8" in p.precisions and p.quantization.tool == "nncf"]
+    if nncf:
+        named = ", ".join(f"{p.name} (recipe '{p.quantization.name}')" for p in nncf)
+        warnings.warn(f"quantize.calibrate_method {config.quantize.calibrate_method}: not used for target {named}: its "
+                      "recipe is NNCF's (tool: nncf), which calibrates by its own rules; the key applies to onnxruntime "
+                      "recipes only", stacklevel=2)
 
 
 def _check_calibration_folder(config, base_dir) -> None:
