@@ -229,7 +229,7 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
         raise ConfigError(f"baseline: a classifier's gate setting; {report} is a language model's report, gated on perplexity "
                           "against its own reference (--max-increase)")
     other = _read_report(baseline) if baseline else None
-    from edgekd.device.gate import changed_since_benched
+    from edgekd.device.bundle import changed_since_benched
 
     for folder in changed_since_benched(data):
         warnings.warn(f"{report}: bundle {folder} has changed since this report measured it (its model files differ): the "

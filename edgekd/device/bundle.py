@@ -16,6 +16,7 @@ from edgekd.core.environment import cpu_info, library_versions
 from edgekd.core.errors import ArtifactError
 from edgekd.core.fileio import file_record, json_digest, read_json, sha256_of, write_json_atomic, write_text_atomic
 from edgekd.core.thresholds import THRESHOLD_NAMES, Thresholds, threshold_error
+from edgekd.device.sizes import model_digest
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.registry import get_backend
 
@@ -361,3 +362,24 @@ def bundle_files(bundle_dir: Path) -> list[Path]:
     manifest = Path(bundle_dir) / "manifest.json"
     listed = json.loads(manifest.read_text(encoding="utf-8"))["files"]
     return [Path(bundle_dir) / entry["path"] for entry in listed] + [manifest]
+
+
+def changed_since_benched(report: dict[str, Any]) -> list[str]:
+    """The bundles a report measured whose model files have changed since (a model.onnx replaced after the bench): the
+    report no longer describes them. Bundles not found from here, or benched before rows named their model, are
+    not checked."""
+    changed = []
+    for row in report.get("rows", []):
+        if not row.get("shipped"):  # a bundle's fp32 speed-up reference: its files are checked with the bundle's
+            continue
+        folder, recorded = row.get("bundle"), row.get("model_sha256")
+        if not (isinstance(folder, str) and isinstance(recorded, str) and (Path(folder) / "manifest.json").is_file()):
+            continue
+        try:
+            _manifest, artifact = load_bundle(Path(folder))
+        except ArtifactError:  # a file no longer matches the manifest's sha256
+            changed.append(folder)
+            continue
+        if model_digest(artifact) != recorded:
+            changed.append(folder)
+    return changed

@@ -18,14 +18,11 @@ Lean: no torch, so CI can gate a report on any machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edgekd.core.errors import ArtifactError
 from edgekd.core.metrics import FIDELITY, accuracy_drop, at_least, metric_spec, within_limit
 from edgekd.core.thresholds import Thresholds  # the one model (core: profiles use it too); re-exported here
-from edgekd.device.bundle import load_bundle
-from edgekd.device.sizes import model_digest
 
 
 @dataclass
@@ -75,27 +72,6 @@ def _same_models(report: dict[str, Any], baseline: dict[str, Any]) -> None:
         raise ArtifactError("the baseline report measured none of the models this report ships (their model_sha256 "
                             "differ): its reference belongs to another model; give the report.json of the run that "
                             "built these bundles")
-
-
-def changed_since_benched(report: dict[str, Any]) -> list[str]:
-    """The bundles a report measured whose model files have changed since (a model.onnx replaced after the bench): the
-    report no longer describes them. Bundles not found from here, or benched before rows named their model, are
-    not checked."""
-    changed = []
-    for row in report.get("rows", []):
-        if not row.get("shipped"):  # a bundle's fp32 speed-up reference: its files are checked with the bundle's
-            continue
-        folder, recorded = row.get("bundle"), row.get("model_sha256")
-        if not (isinstance(folder, str) and isinstance(recorded, str) and (Path(folder) / "manifest.json").is_file()):
-            continue
-        try:
-            _manifest, artifact = load_bundle(Path(folder))
-        except ArtifactError:  # a file no longer matches the manifest's sha256
-            changed.append(folder)
-            continue
-        if model_digest(artifact) != recorded:
-            changed.append(folder)
-    return changed
 
 
 def reference_top1(report: dict[str, Any], name: str, baseline: dict[str, Any] | None = None) -> float:

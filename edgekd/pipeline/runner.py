@@ -231,9 +231,8 @@ def _check_inputs_first(config: PipelineConfig, config_path: Path, run_dir: Path
         return None
     checked = stage_class(config, "teachers")(preview).work().check_inputs()
     _warn_evaluation_set_short(config, preview.dataset)
-    from edgekd.pipeline.stages.quantize import check_pinned_calibration  # stage modules load when asked for
-
-    check_pinned_calibration(preview)
+    if not only or "quantize" in only:  # a pinned calibration set, drawn now that the data is loaded
+        stage_class(config, "quantize").check_data(preview)
     return preview.dataset, checked
 
 

@@ -62,6 +62,11 @@ class StageWork:
         """Before the first stage trains for an hour: refuse what this stage would fail on (a ConfigError or
         TargetError naming the key). Cheap: no data loaded, no model built."""
 
+    @classmethod
+    def check_data(cls, ctx: RunContext) -> None:
+        """Once the data is loaded, before the first stage trains: refuse what this stage would fail on that only the
+        data shows (a pinned calibration set that changed)."""
+
     def run(self) -> StageOutput:
         raise NotImplementedError
 

@@ -99,16 +99,6 @@ def _calibration_set(ctx: RunContext, recipe_set):
     return draw_folder(resolve_path(folder, ctx.base_dir), recipe_set, ctx.dataset, preprocess_of(ctx.cfg.data))
 
 
-def check_pinned_calibration(ctx: RunContext) -> None:
-    """A recipe pinned by expected_sha256 is drawn as soon as the data is loaded, so data that changed since it was
-    pinned is refused before the first stage trains, not after it. A synthetic set exists only after distillation."""
-    if ctx.cfg.quantize.method == "none" or QuantizeStage.task_step(ctx.cfg) is not None:
-        return
-    recipe_set = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
-    if recipe_set.expected_sha256 and recipe_set.source != "synthetic":
-        _calibration_set(ctx, recipe_set)
-
-
 def _ptq(ctx: RunContext, recipe, calibration_x):
     cfg, out = ctx.cfg.quantize, ctx.layout.int8_onnx(recipe.name)
     # NNCF calibrates by its own rules: no onnxruntime calibration method to choose or search.
@@ -334,6 +324,16 @@ class QuantizeStage(Stage):
         _check_calibration_folder(config, base_dir)
         _refuse_two_recipes_of_one_name(config, base_dir)
         _warn_calibrate_method_unused(config, base_dir)
+
+    @classmethod
+    def check_data(cls, ctx: RunContext) -> None:
+        """A recipe pinned by expected_sha256 is drawn as soon as the data is loaded, so data that changed since it was
+        pinned is refused before the first stage trains, not after it. A synthetic set exists only after distillation."""
+        if ctx.cfg.quantize.method == "none" or cls.task_step(ctx.cfg) is not None:
+            return
+        recipe_set = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
+        if recipe_set.expected_sha256 and recipe_set.source != "synthetic":
+            _calibration_set(ctx, recipe_set)
 
     def run(self) -> StageOutput:
         ctx = self.ctx
