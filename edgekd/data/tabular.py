@@ -76,7 +76,7 @@ def frame(x: dict[str, np.ndarray]):
 def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
     """data.source csv/parquet: read, type the columns, split stratified by the target with `seed`."""
     where = f"data.path '{cfg.path}'"
-    table = read_table(cfg.source, resolve_path(Path(cfg.path).expanduser(), base_dir), where)
+    table = read_table(cfg.source, resolve_path(Path(cfg.path).expanduser(), base_dir), where, target=cfg.target)
     labels, classes = _target(table, cfg.target, where)
     features = cfg.features or [c for c in table.columns if c != cfg.target]
     twice = sorted({c for c in features if features.count(c) > 1})
@@ -126,7 +126,7 @@ def _say_uninformative(table, features: list, where: str, given: bool) -> None:
                           "it; list the columns to use in data.features", stacklevel=3)
 
 
-def read_table(source: str, path: Path, where: str):
+def read_table(source: str, path: Path, where: str, target: str | None = None):
     try:
         import pandas as pd
     except ImportError:
@@ -135,7 +135,7 @@ def read_table(source: str, path: Path, where: str):
         raise DataError(f"{where}: no such file ({path}); give a .csv or .parquet file")
     try:
         # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first column's name.
-        return _read_csv(pd, path, where) if source == "csv" else pd.read_parquet(path)
+        return _read_csv(pd, path, where, target) if source == "csv" else pd.read_parquet(path)
     except DataError:
         raise
     except ImportError as exc:
@@ -157,9 +157,10 @@ def _decimal_mark(rows) -> str:
     return "." if points > commas else ","
 
 
-def _read_csv(pd, path: Path, where: str):
+def _read_csv(pd, path: Path, where: str, target: str | None = None):
     """The CSV with the separator its header uses (a spreadsheet in a comma-decimal locale writes ';'), said when it
-    is not a comma; a header naming one column twice is refused (pandas would quietly rename the second 'y.1')."""
+    is not a comma; a header naming one column twice is refused (pandas would quietly rename the second 'y.1'), as
+    is a target whose labels pandas would read as one number ('01' and '1')."""
     import csv
 
     with open(path, encoding="utf-8-sig", newline="") as file:
@@ -174,7 +175,27 @@ def _read_csv(pd, path: Path, where: str):
     if separator != ",":
         print(f"{where}: columns separated by {separator!r}" + (", decimal commas read as numbers" if decimal == "," else ""),
               file=sys.stderr)
-    return pd.read_csv(path, encoding="utf-8-sig", sep=separator, decimal=decimal)
+    table = pd.read_csv(path, encoding="utf-8-sig", sep=separator, decimal=decimal)
+    if target in table.columns and table[target].dtype.kind in "biuf":
+        as_written = pd.read_csv(path, encoding="utf-8-sig", sep=separator, usecols=[target], dtype=str)[target]
+        _refuse_merged_labels(as_written, table[target], target, where)
+    return table
+
+
+def _refuse_merged_labels(as_written, as_read, target: str, where: str) -> None:
+    """pandas reads a target of number-like labels as numbers, so '01' and '1' become the class 1 together, quietly
+    (a trial's three classes became two, and the model scored 100%). Two labels written differently that read as one
+    number are refused, naming them; '3.0' beside '3' is one class as before (a float column's way of writing 3)."""
+    import pandas as pd
+
+    texts = pd.DataFrame({"text": as_written.str.strip(), "number": as_read}).dropna().drop_duplicates()
+    texts = texts[~texts["text"].str.replace(r"\.0+$", "", regex=True).duplicated()]  # '3' and '3.0': one spelling
+    merged = texts[texts["number"].duplicated(keep=False)]
+    if len(merged):
+        first = merged[merged["number"] == merged["number"].iloc[0]]["text"].tolist()
+        raise DataError(f"data.target '{target}': labels {first[0]!r} and {first[1]!r} of {where} are the same number, and would "
+                        "be read as one class; write each class one way (all the same), or, if they are different classes, "
+                        "name them with text that is not a number")
 
 
 def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:

@@ -1,0 +1,39 @@
+"""Defects a new user's trials of tables and mixed ensembles brought out (session 13): each test failed before its fix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from edgekd.core.errors import ConfigError, DataError, ModelError
+from edgekd.data.config import DataConfig
+from edgekd.data.tabular import load_tabular_dataset
+
+
+def _load(path: Path, target: str = "target", **extra):
+    return load_tabular_dataset(DataConfig(source="csv", path=str(path), target=target, **extra), 0, path.parent)
+
+
+def _wine_like(rows: int = 90, seed: int = 0) -> pd.DataFrame:
+    """Two number columns and a text column that tell three classes apart, and the class as 0, 1, 2."""
+    rng = np.random.default_rng(seed)
+    target = np.arange(rows) % 3
+    return pd.DataFrame({"alcohol": (12 + target + rng.normal(0, 0.3, rows)).round(2),
+                         "hue": (1 + target / 2 + rng.normal(0, 0.1, rows)).round(2),
+                         "color": rng.choice(["red", "white", "rose"], rows), "target": target})
+
+
+def test_labels_01_and_1_are_not_merged_into_one_class(tmp_path):
+    """Trial defect (session 13): a target of labels '01', '1' and '2' was read by pandas as numbers, so '01' and '1'
+    became one class, quietly (the manifest's classes ['1', '2'], 100% top-1). Now refused, naming both labels."""
+    frame = _wine_like()
+    frame["target"] = frame["target"].map({0: "01", 1: "1", 2: "2"})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataError, match=r"labels '01' and '1' of data.path .* are the same number, and would be read as one "
+                                        r"class"):
+        _load(tmp_path / "t.csv")
+    frame["target"] = frame["target"].replace({"01": "1.0", "2": "2"})  # a float column's way of writing 1: one class
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    assert _load(tmp_path / "t.csv").classes == ["1", "2"]
