@@ -147,14 +147,21 @@ def read_table(source: str, path: Path, where: str, target: str | None = None):
 CSV_SEPARATORS = (",", ";", "\t", "|")
 
 
-def _decimal_mark(rows) -> str:
-    """',' or '.', as the numbers of a ';'-separated file's first rows write it. ';' is the separator where ',' is the
-    decimal mark, but not always: a file of '1.36' values read with decimal ',' kept them as text, and every
-    number column became categories."""
+# '1,065': a decimal comma or a thousands separator; such fields are no evidence of the decimal mark either way.
+AMBIGUOUS_COMMA = r"-?\d{1,3},\d{3}"
+
+
+def _decimal_mark(rows, separator: str) -> str:
+    """',' or '.', as the numbers of the file's first rows write it. Any separator may come with decimal commas (a
+    tab-separated export of a comma-decimal locale, or quoted "14,23" between commas): read with '.', every such
+    number column became categories. With no evidence, ',' for ';' (the separator where ',' is the decimal mark), but
+    not always: a ';' file of '1.36' values read with decimal ',' kept them as text."""
     fields = [field.strip() for row in rows for field in row]
-    commas = sum(bool(re.fullmatch(r"-?\d+,\d+", f)) for f in fields)
+    commas = sum(bool(re.fullmatch(r"-?\d+,\d+", f)) and not re.fullmatch(AMBIGUOUS_COMMA, f) for f in fields)
     points = sum(bool(re.fullmatch(r"-?\d+\.\d+", f)) for f in fields)
-    return "." if points > commas else ","
+    if separator == ";":
+        return "." if points > commas else ","
+    return "," if commas > points else "."
 
 
 def _read_csv(pd, path: Path, where: str, target: str | None = None):
@@ -171,8 +178,8 @@ def _read_csv(pd, path: Path, where: str, target: str | None = None):
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
         raise DataError(f"{where}: the header names column '{twice[0]}' twice; give each column its own name")
-    decimal = _decimal_mark(csv.reader([line for line in sample if line], delimiter=separator)) if separator == ";" else "."
-    if separator != ",":
+    decimal = _decimal_mark(csv.reader([line for line in sample if line], delimiter=separator), separator)
+    if separator != "," or decimal == ",":
         print(f"{where}: columns separated by {separator!r}" + (", decimal commas read as numbers" if decimal == "," else ""),
               file=sys.stderr)
     table = pd.read_csv(path, encoding="utf-8-sig", sep=separator, decimal=decimal)
@@ -289,6 +296,8 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
             numeric_values(values.to_numpy(), name, where, building=True)  # raises, naming the first text among the numbers
     categories = tuple(sorted({category_text(v) for v in values.tolist()}))
     present = int(values.notna().sum())
+    if not declared_categorical:
+        _refuse_decimal_commas(categories, name, where)
     if len(categories) > max(IDENTIFIER_MIN, IDENTIFIER_SHARE * present):
         grouped = [c for c in categories if re.fullmatch(r"-?\d{1,3}([,.' ]\d{3})+([.,]\d+)?", c)]
         if len(grouped) * 2 > len(categories):  # '1.065,0': numbers with thousands separators, read as text
@@ -298,6 +307,15 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
                         "text, not a category (one-hot, it would bloat the model, and the device would refuse every new value); "
                         "leave it out with data.features")
     return Column(name, CATEGORICAL, categories)
+
+
+def _refuse_decimal_commas(categories: tuple[str, ...], name: str, where: str) -> None:
+    """A text column whose values are mostly numbers written with a decimal comma ('0,86') where the file's other
+    numbers use points: one-hot, it would be a category per value (a trial's hue: 78 of them), or an 'identifier'."""
+    written = [c for c in categories if re.fullmatch(r"-?\d+,\d+", c)]
+    if written and len(written) * 2 > len(categories) and not all(re.fullmatch(AMBIGUOUS_COMMA, c) for c in written):
+        raise DataError(f"{where}: column '{name}' holds numbers written with decimal commas ({written[0]!r}) where the file's "
+                        "other numbers use points; save the file with one decimal mark (points, or commas throughout)")
 
 
 def _is_number(value: Any) -> bool:

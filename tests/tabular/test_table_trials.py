@@ -37,3 +37,25 @@ def test_labels_01_and_1_are_not_merged_into_one_class(tmp_path):
     frame["target"] = frame["target"].replace({"01": "1.0", "2": "2"})  # a float column's way of writing 1: one class
     frame.to_csv(tmp_path / "t.csv", index=False)
     assert _load(tmp_path / "t.csv").classes == ["1", "2"]
+
+
+@pytest.mark.parametrize("separator", ["\t", ",", "|"])
+def test_decimal_commas_are_read_as_numbers_whatever_the_separator(tmp_path, separator, capsys):
+    """Trial defect (session 13): a tab-separated file (or a ','-separated one with quoted fields) whose numbers have
+    decimal commas made every number column categories (hue: 78 of them), or an 'identifier or free text' refusal;
+    the decimal mark was looked for in ';'-separated files only."""
+    frame = _wine_like()
+    frame.to_csv(tmp_path / "t.csv", index=False, sep=separator, decimal=",")
+    dataset = _load(tmp_path / "t.csv")
+    assert [c.kind for c in dataset.schema.columns] == ["numeric", "numeric", "categorical"]
+    assert "decimal commas read as numbers" in capsys.readouterr().err
+
+
+def test_a_column_of_decimal_commas_among_decimal_points_is_named(tmp_path):
+    """Trial defect (session 13): one column of decimal commas in a file of decimal points became a category per value,
+    quietly; now one line naming the column and the decimal commas."""
+    frame = _wine_like()
+    frame["hue"] = frame["hue"].map(lambda v: f"{v:.2f}".replace(".", ","))
+    frame.to_csv(tmp_path / "t.csv", index=False, sep="\t")
+    with pytest.raises(DataError, match=r"column 'hue' holds numbers written with decimal commas \('\d,\d\d'\)"):
+        _load(tmp_path / "t.csv")
