@@ -289,6 +289,10 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
                         "column out with data.features")
     if not declared_categorical and values.dtype.kind in "biuf":
         return Column(name, NUMERIC)
+    if not declared_categorical and values.dtype.kind == "O" and _written_dates(values):
+        raise DataError(f"{where}: column '{name}' holds dates written as text ({values.dropna().iloc[0]!r}); the model takes "
+                        "numbers and categories: derive them before saving (day of the year, days since a date, the day of "
+                        "the week...), or leave the column out with data.features")
     if not declared_categorical and values.dtype.kind == "O":
         present = values.dropna()
         numbers = present.map(_is_number)
@@ -316,6 +320,24 @@ def _refuse_decimal_commas(categories: tuple[str, ...], name: str, where: str) -
     if written and len(written) * 2 > len(categories) and not all(re.fullmatch(AMBIGUOUS_COMMA, c) for c in written):
         raise DataError(f"{where}: column '{name}' holds numbers written with decimal commas ({written[0]!r}) where the file's "
                         "other numbers use points; save the file with one decimal mark (points, or commas throughout)")
+
+
+# How a CSV writes dates and times (pandas reads them all as text): a column whose sampled values all parse with one of
+# these is dates. Fixed formats, not pandas' guessing, which takes codes such as '3' or 'Q1' for dates.
+DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y",
+                "%d.%m.%Y", "%d-%m-%Y", "%Y%m%dT%H%M%S")
+DATE_SAMPLE = 200
+
+
+def _written_dates(values) -> bool:
+    """Whether a text column's values are dates (a sample of its distinct values, all of one format): one-hot, a
+    date column of a trial became a category per day, or was refused as 'an identifier or free text'."""
+    import pandas as pd
+
+    sample = pd.Series(values.dropna().astype(str).str.strip().unique()[:DATE_SAMPLE])
+    if not len(sample):
+        return False
+    return any(pd.to_datetime(sample, format=form, errors="coerce").notna().all() for form in DATE_FORMATS)
 
 
 def _is_number(value: Any) -> bool:

@@ -59,3 +59,17 @@ def test_a_column_of_decimal_commas_among_decimal_points_is_named(tmp_path):
     frame.to_csv(tmp_path / "t.csv", index=False, sep="\t")
     with pytest.raises(DataError, match=r"column 'hue' holds numbers written with decimal commas \('\d,\d\d'\)"):
         _load(tmp_path / "t.csv")
+
+
+@pytest.mark.parametrize("days", [12, 90])
+def test_dates_written_as_text_are_refused_as_dates(tmp_path, days):
+    """Trial defect (session 13): a column of dates written as text (YYYY-MM-DD) became a category per date (12 dates),
+    or with a date on every row was refused as 'an identifier or free text'; the README says a date column stops the
+    run, and only a column pandas had typed as dates did."""
+    frame = _wine_like()
+    frame["day"] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(frame)) % days, unit="D")).strftime("%Y-%m-%d")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'day' holds dates written as text \('2024-01-01'\).* derive them .* leave "
+                                        r"the column out with data.features"):
+        _load(tmp_path / "t.csv")
+    assert [c.name for c in _load(tmp_path / "t.csv", features=["alcohol", "color"]).schema.columns] == ["alcohol", "color"]
