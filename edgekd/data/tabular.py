@@ -182,10 +182,33 @@ def _read_csv(pd, path: Path, where: str, target: str | None = None):
     if separator != "," or decimal == ",":
         print(f"{where}: columns separated by {separator!r}" + (", decimal commas read as numbers" if decimal == "," else ""),
               file=sys.stderr)
-    table = pd.read_csv(path, encoding="utf-8-sig", sep=separator, decimal=decimal)
+    # Only an empty field is missing: pandas' default markers would read a class or category 'NA' (or 'None', 'null')
+    # as missing, and the device, fed the file's own 'NA', then refused it. In a column of numbers they are missing.
+    read = {"encoding": "utf-8-sig", "sep": separator, "keep_default_na": False, "na_values": [""]}
+    table = _markers_missing_among_numbers(pd, pd.read_csv(path, decimal=decimal, **read), decimal)
     if target in table.columns and table[target].dtype.kind in "biuf":
-        as_written = pd.read_csv(path, encoding="utf-8-sig", sep=separator, usecols=[target], dtype=str)[target]
+        as_written = pd.read_csv(path, usecols=[target], dtype=str, **read)[target]
         _refuse_merged_labels(as_written, table[target], target, where)
+    return table
+
+
+# pandas' default missing-value markers (read_csv's na_values), missing in a column of numbers only.
+NUMBER_MISSING_MARKERS = ("#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+                          "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def _markers_missing_among_numbers(pd, table, decimal: str):
+    """A text column of numbers and missing-value markers ('NA', as R writes a gap) as the numbers with NaN, as
+    pandas' defaults read it; a column with other text keeps its 'NA' as text (a class or a category)."""
+    for name in table.columns:
+        values = table[name]
+        if values.dtype.kind in "biufmM" or values.dtype == bool:
+            continue
+        markers = values.isin(NUMBER_MISSING_MARKERS)
+        rest = values[~markers & values.notna()].astype(str)
+        rest = rest.str.replace(",", ".", regex=False) if decimal == "," else rest
+        if markers.any() and len(rest) and pd.to_numeric(rest, errors="coerce").notna().all():
+            table[name] = pd.to_numeric(rest, errors="coerce").reindex(values.index)
     return table
 
 

@@ -73,3 +73,25 @@ def test_dates_written_as_text_are_refused_as_dates(tmp_path, days):
                                         r"the column out with data.features"):
         _load(tmp_path / "t.csv")
     assert [c.name for c in _load(tmp_path / "t.csv", features=["alcohol", "color"]).schema.columns] == ["alcohol", "color"]
+
+
+def test_the_text_NA_is_a_class_or_a_category_not_a_missing_value(tmp_path):
+    """Trial defect (session 13): pandas' default markers read the text 'NA' as missing: a target of NA/yes stopped
+    with 'row 0 ... has no value', and a color of blue/NA/green became ['', 'blue', 'green'] (the device then refused
+    the file's own 'NA'). Only an empty field is missing now; 'NA' in a column of numbers still is (as R writes gaps)."""
+    from edgekd.data.table_schema import model_feed  # what the device checks rows with
+
+    frame = _wine_like()
+    frame["color"] = np.where(np.arange(len(frame)) % 3 == 0, "NA", frame["color"])
+    frame["target"] = frame["target"].map({0: "NA", 1: "yes", 2: "no"})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    text = (tmp_path / "t.csv").read_text().splitlines()
+    text[1] = ",".join(["NA", *text[1].split(",")[1:]])  # a gap in a number column, written as R writes it
+    (tmp_path / "t.csv").write_text("\n".join(text) + "\n")
+    dataset = _load(tmp_path / "t.csv")
+    assert dataset.classes == ["NA", "no", "yes"]
+    columns = {c.name: c for c in dataset.schema.columns}
+    assert columns["color"].categories == ("NA", "red", "rose", "white") and columns["alcohol"].kind == "numeric"
+    assert np.isnan(np.concatenate([dataset.train.x["alcohol"], dataset.val.x["alcohol"], dataset.test.x["alcohol"]])).sum() == 1
+    fed = model_feed(dataset.schema, {"alcohol": [12.5], "hue": [1.0], "color": ["NA"]}, "a row of the file")
+    assert fed["color"].tolist() == [["NA"]]
