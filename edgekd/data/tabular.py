@@ -263,13 +263,19 @@ def _ordered_classes(text: np.ndarray) -> tuple[list[str], np.ndarray]:
     return names, np.array([index[t] for t in text.tolist()], dtype=np.int64)
 
 
+# A whole-number target with more distinct values than this, most of them on too few rows to split, is a quantity
+# (a price in whole dollars); with fewer, or with few rare values, it is class codes with a rare class.
+QUANTITY_MIN_VALUES = 10
+
+
 def _quantity(values: np.ndarray, rows_per_class: np.ndarray) -> bool:
     """Whether a numeric target is a measured quantity (a regression target) rather than class codes: it has fractional
-    values (class codes are whole numbers; 3.0 is class 3), or values on fewer rows than a stratified split into
-    training, validation and test needs of every class (price: 2,165 values on 3,000 rows). Whole-number class codes
-    with a class on one or two rows are refused with it: the split could not take them either."""
+    values (class codes are whole numbers; 3.0 is class 3), or many values, most on fewer rows than a stratified split
+    into training, validation and test needs of every class (price: 2,165 values on 3,000 rows). Class codes with one
+    rare class (a trial's class 3 on 2 rows) are not: the split names that class, and says to drop or merge it."""
     fractional = np.any(np.mod(values, 1) != 0)
-    return bool(fractional or rows_per_class.min() < MIN_CLASS_ROWS)
+    rare = int((rows_per_class < MIN_CLASS_ROWS).sum())
+    return bool(fractional or (len(rows_per_class) > QUANTITY_MIN_VALUES and rare * 2 > len(rows_per_class)))
 
 
 def _split(n: int, labels: np.ndarray, classes: list[str], cfg, seed: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -95,3 +95,14 @@ def test_the_text_NA_is_a_class_or_a_category_not_a_missing_value(tmp_path):
     assert np.isnan(np.concatenate([dataset.train.x["alcohol"], dataset.val.x["alcohol"], dataset.test.x["alcohol"]])).sum() == 1
     fed = model_feed(dataset.schema, {"alcohol": [12.5], "hue": [1.0], "color": ["NA"]}, "a row of the file")
     assert fed["color"].tolist() == [["NA"]]
+
+
+def test_a_rare_whole_number_class_is_named_as_rare_not_called_a_quantity(tmp_path):
+    """Trial defect (session 13): classes 0, 1, 2 and a class 3 on 2 rows were refused as 'numbers with 4 distinct
+    values, a quantity rather than classes ... bin the column'; the same rare class as text got the right advice."""
+    frame = _wine_like()
+    frame.loc[[0, 1], "target"] = 3
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DataError, match=r"\(class '3' has 2 row\(s\)\); every class needs at least 3 rows: drop or merge the "
+                                        r"rare ones"):
+        _load(tmp_path / "t.csv")
