@@ -153,6 +153,9 @@ def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, se
     `schema`) or a sequence of raw texts. lazy: fit when its outputs or model are first asked for, so a run whose
     outputs of this teacher are all cached (--resume after another teacher changed) does not refit it."""
     estimator = build_estimator(spec, index, seed)  # config errors show before anything is fitted
+    if _scores_one_vs_one(estimator):  # refused as a skops file's SVC is (load_teacher), before the fit
+        raise ConfigError(f"teachers[{index}].{spec.kind}: {ONE_VS_ONE}; set params decision_function_shape: ovr "
+                          "(SVC's default), one score per class")
     model = table_front(estimator, schema, spec.preprocess, spec.kind) if schema is not None else estimator
     view = _view(schema)
 
@@ -221,12 +224,21 @@ def load_teacher(spec, index: int, classes: int, base_dir: Path, schema=None) ->
     where = f"{where} '{getattr(spec, spec.kind)}'"
     view, names = _users_view(schema), list(schema.classes) if schema is not None else None
     _knows_every_class(model, classes, names, where)
-    final = model.steps[-1][1] if hasattr(model, "steps") else model  # a Pipeline's classifier
-    if not hasattr(model, "predict_proba") and getattr(final, "decision_function_shape", "ovr") == "ovo":
-        raise ModelError(f"{where}: its decision_function gives one-vs-one scores (decision_function_shape='ovo'), one per "
-                         "pair of classes, not per class; fit it with decision_function_shape='ovr' or probability=True")
+    if _scores_one_vs_one(model):
+        raise ModelError(f"{where}: {ONE_VS_ONE}; fit it with decision_function_shape='ovr' or probability=True")
     return Teacher(index, "skops", path.name, lambda x: _model_logits(model, _its_columns(model, view(x), where), classes,
                                                                       names, where), identity, model=model)
+
+
+ONE_VS_ONE = ("its decision_function gives one-vs-one scores (decision_function_shape='ovo'), one per pair of classes, "
+              "not per class")
+
+
+def _scores_one_vs_one(model) -> bool:
+    """Whether the teacher's scores would be an SVC's one-vs-one pair scores: with 3 classes there are 3 pairs, so they
+    pass for class logits unnoticed (a trial's teacher scored 18.2%)."""
+    final = model.steps[-1][1] if hasattr(model, "steps") else model  # a Pipeline's classifier
+    return not hasattr(model, "predict_proba") and getattr(final, "decision_function_shape", "ovr") == "ovo"
 
 
 def _knows_every_class(model, classes: int, names: list[str] | None, where: str) -> None:

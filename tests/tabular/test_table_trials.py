@@ -106,3 +106,31 @@ def test_a_rare_whole_number_class_is_named_as_rare_not_called_a_quantity(tmp_pa
     with pytest.raises(DataError, match=r"\(class '3' has 2 row\(s\)\); every class needs at least 3 rows: drop or merge the "
                                         r"rare ones"):
         _load(tmp_path / "t.csv")
+
+
+@pytest.fixture
+def wine(tmp_path):
+    _wine_like(150).to_csv(tmp_path / "wine.csv", index=False)
+    return _load(tmp_path / "wine.csv")
+
+
+def _fit(spec: dict, data, index: int = 0):
+    from edgekd.train.config import TeacherConfig
+    from edgekd.train.teacher_kinds import fit_teacher
+
+    return fit_teacher(TeacherConfig(**spec), index, data.train.x, data.train.y, data.num_classes, 0, data.schema)
+
+
+@pytest.mark.parametrize("spec", [
+    {"sklearn": "SVC", "params": {"decision_function_shape": "ovo"}},
+    {"sklearn": [{"StandardScaler": {}}, {"SVC": {"decision_function_shape": "ovo"}}]},
+])
+def test_a_one_vs_one_svc_edgekd_fits_is_refused_as_a_skops_one_is(wine, spec):
+    """Trial defect (session 13): an SVC fitted by edgekd with decision_function_shape ovo on 3 classes had its 3 pair
+    scores read as class logits (the teacher scored 18.2%), with only the generic chance warning; a skops SVC is
+    refused in one line. Now a fitted one is too, before the fit; with ovr it is a teacher."""
+    with pytest.raises(ConfigError, match=r"^teachers\[1\].sklearn: its decision_function gives one-vs-one scores "
+                                          r"\(decision_function_shape='ovo'\).*set params decision_function_shape: ovr"):
+        _fit(spec, wine, index=1)
+    assert _fit({"sklearn": "SVC", "params": {"decision_function_shape": "ovr"}}, wine).logits(
+        wine.val.x).shape == (len(wine.val.y), 3)
