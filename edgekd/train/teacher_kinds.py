@@ -158,11 +158,12 @@ def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, se
                           "(SVC's default), one score per class")
     model = table_front(estimator, schema, spec.preprocess, spec.kind) if schema is not None else estimator
     view = _view(schema)
+    refusals = (ValueError, TypeError, *_library_errors(spec.kind))
 
     def fit():
         try:
             model.fit(view(x_train), y_train)
-        except (ValueError, TypeError) as exc:
+        except refusals as exc:
             raw = (f"; with preprocess: none it gets the raw columns (categories as text: {', '.join(schema.categorical)}): "
                    "use preprocess: auto, or a pipeline that encodes them") if schema is not None and spec.preprocess == "none" else ""
             raise ModelError(f"teachers[{index}]: fitting {describe(spec)} failed: {str(exc).splitlines()[0][:200]}{raw}") from None
@@ -173,6 +174,20 @@ def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, se
     if not lazy:
         teacher.fitted_model()
     return teacher
+
+
+def _library_errors(kind: str) -> tuple[type[Exception], ...]:
+    """The errors LightGBM and XGBoost raise for a bad parameter value (num_leaves: -3), which are neither ValueError
+    nor TypeError: said as the one line a bad scikit-learn value gets, not as an internal error."""
+    if kind == "lightgbm":
+        from lightgbm.basic import LightGBMError
+
+        return (LightGBMError,)
+    if kind == "xgboost":
+        from xgboost.core import XGBoostError
+
+        return (XGBoostError,)
+    return ()
 
 
 def out_of_fold_logits(spec, index: int, x_train, y_train: np.ndarray, classes: int, seed: int, folds: int,

@@ -134,3 +134,14 @@ def test_a_one_vs_one_svc_edgekd_fits_is_refused_as_a_skops_one_is(wine, spec):
         _fit(spec, wine, index=1)
     assert _fit({"sklearn": "SVC", "params": {"decision_function_shape": "ovr"}}, wine).logits(
         wine.val.x).shape == (len(wine.val.y), 3)
+
+
+@pytest.mark.parametrize("spec", [
+    {"lightgbm": "LGBMClassifier", "params": {"n_estimators": 5, "num_leaves": -3}},
+    {"xgboost": "XGBClassifier", "params": {"n_estimators": 5, "max_bin": 1}},
+])
+def test_a_bad_booster_parameter_value_is_one_line_naming_the_teacher(wine, spec):
+    """Trial defect (session 13): LightGBM with num_leaves: -3 stopped with 'edgekd: internal error: LightGBMError:
+    Check failed...' (exit 3), where a bad scikit-learn or XGBoost value gets a clean 'fitting ... failed:' line."""
+    with pytest.raises(ModelError, match=r"^teachers\[0\]: fitting (LGBMClassifier|XGBClassifier) failed: "):
+        _fit(spec, wine)
