@@ -86,6 +86,27 @@ class TeacherConfig(ModelConfig):
     weight: float = Field(1.0, gt=0, description="weight of this teacher in the ensemble")
     train: TrainConfig = Field(default_factory=TrainConfig, description="used only when no checkpoint is given")
 
+    @field_validator("sklearn", mode="before")
+    @classmethod
+    def _pipeline_steps(cls, value: Any) -> Any:
+        """A pipeline's steps as {Name: {params}}: a bare name (`[StandardScaler, LogisticRegression]`) or a name with
+        nothing after its colon (YAML `- StandardScaler:` is {StandardScaler: None}) are natural YAML for a step with
+        its defaults, and got pydantic's raw union error; anything else is one line showing the step format."""
+        if not isinstance(value, list):
+            return value
+        steps = []
+        for number, step in enumerate(value):
+            if isinstance(step, str):
+                step = {step: {}}
+            elif isinstance(step, dict) and len(step) == 1 and next(iter(step.values())) is None:
+                step = {next(iter(step)): {}}
+            if not (isinstance(step, dict) and len(step) == 1 and isinstance(next(iter(step)), str)
+                    and isinstance(next(iter(step.values())), dict)):
+                raise ValueError(f"step {number} ({step!r}): a pipeline step is one estimator name with its parameters, as "
+                                 "in [{StandardScaler: {}}, {LogisticRegression: {C: 1}}] (a bare name takes the defaults)")
+            steps.append(step)
+        return steps
+
     @model_validator(mode="after")
     def _one_kind(self) -> TeacherConfig:
         given = [k for k in TEACHER_KINDS if getattr(self, k) is not None]

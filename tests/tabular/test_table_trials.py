@@ -145,3 +145,25 @@ def test_a_bad_booster_parameter_value_is_one_line_naming_the_teacher(wine, spec
     Check failed...' (exit 3), where a bad scikit-learn or XGBoost value gets a clean 'fitting ... failed:' line."""
     with pytest.raises(ModelError, match=r"^teachers\[0\]: fitting (LGBMClassifier|XGBClassifier) failed: "):
         _fit(spec, wine)
+
+
+def test_pipeline_steps_given_as_bare_names_or_null_params_take_the_defaults():
+    """Trial defect (session 13): `sklearn: [StandardScaler, LogisticRegression]`, or YAML `- StandardScaler:` (null
+    params), got pydantic's raw union error ("teachers.0.sklearn.str: Input should be a valid string (got list); also
+    check ..."). Both are now steps with their defaults; another shape is one line showing the step format."""
+    import yaml
+
+    from edgekd.train.config import TeacherConfig
+
+    assert TeacherConfig(sklearn=["StandardScaler", "LogisticRegression"]).sklearn == [{"StandardScaler": {}},
+                                                                                        {"LogisticRegression": {}}]
+    given = yaml.safe_load("sklearn:\n  - StandardScaler:\n  - LogisticRegression: {C: 2}\n")
+    assert TeacherConfig(**given).sklearn == [{"StandardScaler": {}}, {"LogisticRegression": {"C": 2}}]
+    from edgekd.pipeline.config import validate_config
+
+    with pytest.raises(ConfigError, match=r"teachers.0.sklearn: step 1 \(\{'LogisticRegression': 3\}\): a pipeline step is "
+                                          r"one estimator name with its parameters, as in \[\{StandardScaler: \{\}\}, "
+                                          r"\{LogisticRegression: \{C: 1\}\}\]") as caught:
+        validate_config({"name": "x", "data": {"source": "csv", "path": "t.csv", "target": "y"},
+                         "teachers": [{"sklearn": ["StandardScaler", {"LogisticRegression": 3}]}], "student": {"arch": "mlp"}})
+    assert "\n" not in str(caught.value) and "also check" not in str(caught.value)
