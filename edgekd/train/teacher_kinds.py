@@ -367,12 +367,9 @@ def onnx_logits(path: Path, outputs: str, classes: int, where: str, names: list[
 
     def run(batch):
         feed = batch if isinstance(batch, dict) else {inputs[0]: batch}
-        missing = [name for name in inputs if name not in feed]
-        if missing:
-            raise ConfigError(f"{where}: the model's input '{missing[0]}' is not among the data's columns ({', '.join(sorted(feed))}); "
-                              "if data.path has it, add it to data.features; else convert the model with inputs named as "
-                              "the data's columns")
-        return session._session.run([chosen], {name: as_declared(feed[name], kinds[name], name, where) for name in inputs})[0]
+        columns = columns_of_inputs(inputs, list(feed), where)
+        return session._session.run([chosen], {name: as_declared(feed[columns[name]], kinds[name], name, where)
+                                               for name in inputs})[0]
 
     def logits(x):
         raw = np.asarray(predict(run, x), dtype=np.float64)
@@ -384,6 +381,39 @@ def onnx_logits(path: Path, outputs: str, classes: int, where: str, names: list[
         return (np.log(np.clip(raw, PROBABILITY_FLOOR, 1.0)) if probabilities else raw).astype(np.float32)
 
     return logits
+
+
+def skl2onnx_name(column: str) -> str:
+    """The input name skl2onnx gives a DataFrame column (its Topology._generate_unique_name): every character that is
+    not a letter, digit, '_' or '+' becomes '_', and a leading digit gets a '_' before it ('mean radius' ->
+    'mean_radius', 'od280/od315' -> 'od280_od315')."""
+    import re
+
+    name = re.sub(r"[^\w+]", "_", str(column))
+    return "_" + name if re.match(r"[0-9]", name) else name
+
+
+def columns_of_inputs(inputs: list[str], columns: list[str], where: str) -> dict[str, str]:
+    """The data's column each input of an ONNX teacher takes: the column of its name, else the one column skl2onnx
+    would have renamed to it (a model converted from a DataFrame whose column names are not identifiers was refused,
+    with advice to add 'mean_radius' to data.features, which no file has); one line when none or several fit."""
+    out = {}
+    for name in inputs:
+        if name in columns:
+            out[name] = name
+            continue
+        derived = [c for c in columns if skl2onnx_name(c) == name]
+        if len(derived) == 1:
+            out[name] = derived[0]
+        elif derived:
+            raise ConfigError(f"{where}: the model's input '{name}' is what skl2onnx renamed each of the columns "
+                              f"{', '.join(map(repr, derived[:4]))} to; rename the columns so their names are identifiers "
+                              "(letters, digits, '_'), and convert the model again")
+        else:
+            raise ConfigError(f"{where}: the model's input '{name}' is not among the data's columns ({', '.join(sorted(columns))}), "
+                              "nor one skl2onnx would rename to it; if data.path has it, add it to data.features; else "
+                              "convert the model with inputs named as the data's columns")
+    return out
 
 
 def _label_order(path: Path, names: list[str] | None, where: str) -> np.ndarray | None:

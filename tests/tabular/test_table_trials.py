@@ -167,3 +167,36 @@ def test_pipeline_steps_given_as_bare_names_or_null_params_take_the_defaults():
         validate_config({"name": "x", "data": {"source": "csv", "path": "t.csv", "target": "y"},
                          "teachers": [{"sklearn": ["StandardScaler", {"LogisticRegression": 3}]}], "student": {"arch": "mlp"}})
     assert "\n" not in str(caught.value) and "also check" not in str(caught.value)
+
+
+def test_an_onnx_teacher_whose_inputs_skl2onnx_renamed_takes_their_columns(tmp_path):
+    """Trial defect (session 13): an ONNX teacher converted with skl2onnx from a DataFrame whose column names are not
+    identifiers ('mean radius' -> input 'mean_radius', 'od280/od315' -> 'od280_od315') was refused: "input
+    'mean_radius' is not among the data's columns ...; add it to data.features", advice no file could follow. Each input
+    now takes the one column skl2onnx would have renamed to it (the ensemble graph too); two such columns are named."""
+    import onnx
+    from skl2onnx import to_onnx
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from edgekd.tabular.baseline import _fed_by_column_name
+    from edgekd.train.config import TeacherConfig
+    from edgekd.train.teacher_kinds import columns_of_inputs, load_teacher
+
+    frame = _wine_like(150).drop(columns="color").rename(columns={"alcohol": "mean alcohol", "hue": "od280/od315 hue"})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    data = _load(tmp_path / "t.csv")
+    features = frame[["mean alcohol", "od280/od315 hue"]]
+    model = make_pipeline(make_column_transformer((StandardScaler(), list(features.columns))), LogisticRegression())
+    converted = to_onnx(model.fit(features, frame["target"]), features[:1], options={"zipmap": False})
+    assert [i.name for i in converted.graph.input] == ["mean_alcohol", "od280_od315_hue"]
+    onnx.save(converted, str(tmp_path / "frame.onnx"))
+    teacher = load_teacher(TeacherConfig(onnx="frame.onnx"), 0, data.num_classes, tmp_path, data.schema)
+    assert (teacher.logits(data.val.x).argmax(1) == data.val.y).mean() > 0.8
+    assert [i.name for i in _fed_by_column_name(converted, list(data.val.x), "teachers[0]").graph.input] == [
+        "mean alcohol", "od280/od315 hue"]
+    with pytest.raises(ConfigError, match=r"input 'a_b' is what skl2onnx renamed each of the columns 'a b', 'a-b' to; "
+                                          r"rename the columns"):
+        columns_of_inputs(["a_b"], ["a b", "a-b"], "teachers[0].onnx")
