@@ -200,3 +200,40 @@ def test_an_onnx_teacher_whose_inputs_skl2onnx_renamed_takes_their_columns(tmp_p
     with pytest.raises(ConfigError, match=r"input 'a_b' is what skl2onnx renamed each of the columns 'a b', 'a-b' to; "
                                           r"rename the columns"):
         columns_of_inputs(["a_b"], ["a b", "a-b"], "teachers[0].onnx")
+
+
+def _said(entries, ensemble, y, without=None) -> list[str]:
+    import warnings
+
+    from edgekd.tasks.tabular import _say_weak_members
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _say_weak_members(entries, ensemble, y, without)
+    return [str(w.message) for w in caught]
+
+
+def test_the_member_that_pulls_the_ensemble_down_is_the_one_whose_removal_raises_it():
+    """Trial defect (session 13): with RF 97.1%, LR 100% and a DummyClassifier at 50.7% (weight 5) making the ensemble
+    50.7%, the warning told RF it 'pulls the ensemble down: remove it' (the noise band 2*sqrt(p(1-p)/n) is 0 when the
+    best is 100%); two members at 100% with an ensemble at 100% were each told so; a best member at chance was told to
+    go. Now only a member whose removal raises the ensemble is named as pulling it down, beyond a noise floor of 1/n."""
+    y = np.repeat([0, 1, 2], [35, 20, 14])  # 69 rows, the largest class 50.7%
+    entries = [{"index": 0, "name": "RandomForestClassifier", "val_top1": 0.971},
+               {"index": 1, "name": "LogisticRegression", "val_top1": 1.0},
+               {"index": 2, "name": "DummyClassifier", "val_top1": 0.507}]
+    said = _said(entries, 0.507, y, without=[0.507, 0.507, 1.0])
+    assert len(said) == 1 and said[0].startswith("teachers[2] DummyClassifier: top-1 50.7% on 69 validation rows, not "
+                                                 "clearly above chance")
+    assert "the ensemble (50.7%, 100.0% without it) is under its best member" in said[0]
+    assert "it pulls the ensemble down: remove it, or lower its weight (teachers[2].weight)" in said[0]
+    assert not any("RandomForest" in s for s in _said(entries[:2], 0.986, y, without=[1.0, 0.971]))  # within 1/n
+    few = np.zeros(8, dtype=int)
+    few[0] = 1  # 8 rows, one of them of another class: even 100% is within what guessing gets
+    both = [{"index": 0, "name": "RandomForestClassifier", "val_top1": 1.0}, {"index": 1, "name": "LogisticRegression", "val_top1": 1.0}]
+    assert not any("pulls the ensemble down" in s or "remove it" in s for s in _said(both, 1.0, few, without=[1.0, 1.0]))
+    y = np.repeat([0, 1], [60, 48])  # a weak table: the best member at chance is not told to go
+    weak = [{"index": 0, "name": "RandomForestClassifier", "val_top1": 0.639}, {"index": 1, "name": "LogisticRegression", "val_top1": 0.52}]
+    said = _said(weak, 0.611, y, without=[0.52, 0.639])
+    assert not any("RandomForest" in s and "remove it" in s for s in said)
+    assert any(s.startswith("teachers[1] LogisticRegression") and "remove it" in s for s in said)
