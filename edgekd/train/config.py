@@ -115,6 +115,10 @@ class TeacherConfig(ModelConfig):
             raise ValueError(f"give exactly one teacher kind of {kinds}; got {', '.join(given) or 'none'}")
         if self.arch is None and self.checkpoint:
             raise ValueError(f"checkpoint: a {given[0]} teacher is fitted or given as a file, not a state_dict; remove it")
+        if self.arch is None and "train" in self.model_fields_set:  # only a network (arch) is trained in epochs: ignored
+            how = "fitted with their params" if given[0] in FITTED_KINDS else "given fitted, as a file"
+            raise ValueError(f"train: {given[0]} teachers are {how}, not trained in epochs (train is read for arch "
+                             "teachers only); remove it")
         for key, kinds in _KIND_KEYS.items():  # a key another kind reads would be taken and ignored
             if key in self.model_fields_set and self.kind not in kinds:
                 named = ", ".join(kinds[:-1]) + (" and " if len(kinds) > 1 else "") + kinds[-1]

@@ -237,3 +237,27 @@ def test_the_member_that_pulls_the_ensemble_down_is_the_one_whose_removal_raises
     said = _said(weak, 0.611, y, without=[0.52, 0.639])
     assert not any("RandomForest" in s and "remove it" in s for s in said)
     assert any(s.startswith("teachers[1] LogisticRegression") and "remove it" in s for s in said)
+
+
+def test_image_keys_on_a_table_are_refused_and_its_advice_names_table_keys():
+    """Trial defect (session 13): teachers[0].train on a sklearn teacher and data.normalize: imagenet on a csv source
+    were accepted and did nothing, and a table's teacher at chance was advised "train the teachers longer
+    (teachers[].train.epochs) or check data.normalize"."""
+    from pydantic import ValidationError
+
+    from edgekd.pipeline.stages.bench import baseline_warnings
+    from edgekd.train.config import TeacherConfig
+
+    with pytest.raises(ValidationError, match=r"train: sklearn teachers are fitted with their params, not trained in epochs"):
+        TeacherConfig(sklearn="RandomForestClassifier", train={"epochs": 3})
+    with pytest.raises(ValidationError, match=r"train: onnx teachers are given fitted, as a file"):
+        TeacherConfig(onnx="m.onnx", train={"epochs": 3})
+    assert TeacherConfig(arch="mlp", train={"epochs": 3}).train.epochs == 3  # a network reads it
+    with pytest.raises(ValidationError, match=r"data.normalize: applies to images and arrays, not to a table \(data.source "
+                                              r"csv\)"):
+        DataConfig(source="csv", path="t.csv", target="y", normalize="imagenet")
+    at_chance = {"teacher": {"top1": 0.40}, "student_fp32": {"top1": 0.40}}
+    table = " ".join(baseline_warnings(at_chance, 500, chance=0.394, table=True))
+    assert "teachers[i].weight" in table and "epochs" not in table.replace("distill.train.epochs", "")
+    assert "data.normalize" not in table
+    assert "teachers[].train.epochs" in " ".join(baseline_warnings(at_chance, 500, chance=0.394))  # images: as before
