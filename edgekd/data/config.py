@@ -107,6 +107,9 @@ class DataConfig(Strict):
         if pixels_only and self.source == "text":  # token ids are not scaled or normalised: the key would do nothing
             raise ValueError(f"data.{pixels_only[0]}: applies to images and arrays, not to data.source text (token ids); "
                              "remove it")
+        if "normalize" in self.model_fields_set and self.source in TABLE_SOURCES:  # accepted, it did nothing
+            raise ValueError(f"data.normalize: applies to images and arrays, not to a table (data.source {self.source}), "
+                             "whose number columns are standardized inside the model's graph; remove it")
         text_only = [k for k in ("max_length", "vocab_size") if k in self.model_fields_set]
         if text_only and self.source != "text":
             raise ValueError(f"data.{text_only[0]}: applies to data.source text, not to '{self.source}'; remove it")

@@ -76,7 +76,7 @@ def frame(x: dict[str, np.ndarray]):
 def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
     """data.source csv/parquet: read, type the columns, split stratified by the target with `seed`."""
     where = f"data.path '{cfg.path}'"
-    table = read_table(cfg.source, resolve_path(Path(cfg.path).expanduser(), base_dir), where)
+    table = read_table(cfg.source, resolve_path(Path(cfg.path).expanduser(), base_dir), where, target=cfg.target)
     labels, classes = _target(table, cfg.target, where)
     features = cfg.features or [c for c in table.columns if c != cfg.target]
     twice = sorted({c for c in features if features.count(c) > 1})
@@ -126,7 +126,7 @@ def _say_uninformative(table, features: list, where: str, given: bool) -> None:
                           "it; list the columns to use in data.features", stacklevel=3)
 
 
-def read_table(source: str, path: Path, where: str):
+def read_table(source: str, path: Path, where: str, target: str | None = None):
     try:
         import pandas as pd
     except ImportError:
@@ -135,7 +135,7 @@ def read_table(source: str, path: Path, where: str):
         raise DataError(f"{where}: no such file ({path}); give a .csv or .parquet file")
     try:
         # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first column's name.
-        return _read_csv(pd, path, where) if source == "csv" else pd.read_parquet(path)
+        return _read_csv(pd, path, where, target) if source == "csv" else pd.read_parquet(path)
     except DataError:
         raise
     except ImportError as exc:
@@ -147,19 +147,27 @@ def read_table(source: str, path: Path, where: str):
 CSV_SEPARATORS = (",", ";", "\t", "|")
 
 
-def _decimal_mark(rows) -> str:
-    """',' or '.', as the numbers of a ';'-separated file's first rows write it. ';' is the separator where ',' is the
-    decimal mark, but not always: a file of '1.36' values read with decimal ',' kept them as text, and every
-    number column became categories."""
+# '1,065': a decimal comma or a thousands separator; such fields are no evidence of the decimal mark either way.
+AMBIGUOUS_COMMA = r"-?\d{1,3},\d{3}"
+
+
+def _decimal_mark(rows, separator: str) -> str:
+    """',' or '.', as the numbers of the file's first rows write it. Any separator may come with decimal commas (a
+    tab-separated export of a comma-decimal locale, or quoted "14,23" between commas): read with '.', every such
+    number column became categories. With no evidence, ',' for ';' (the separator where ',' is the decimal mark), but
+    not always: a ';' file of '1.36' values read with decimal ',' kept them as text."""
     fields = [field.strip() for row in rows for field in row]
-    commas = sum(bool(re.fullmatch(r"-?\d+,\d+", f)) for f in fields)
+    commas = sum(bool(re.fullmatch(r"-?\d+,\d+", f)) and not re.fullmatch(AMBIGUOUS_COMMA, f) for f in fields)
     points = sum(bool(re.fullmatch(r"-?\d+\.\d+", f)) for f in fields)
-    return "." if points > commas else ","
+    if separator == ";":
+        return "." if points > commas else ","
+    return "," if commas > points else "."
 
 
-def _read_csv(pd, path: Path, where: str):
+def _read_csv(pd, path: Path, where: str, target: str | None = None):
     """The CSV with the separator its header uses (a spreadsheet in a comma-decimal locale writes ';'), said when it
-    is not a comma; a header naming one column twice is refused (pandas would quietly rename the second 'y.1')."""
+    is not a comma; a header naming one column twice is refused (pandas would quietly rename the second 'y.1'), as
+    is a target whose labels pandas would read as one number ('01' and '1')."""
     import csv
 
     with open(path, encoding="utf-8-sig", newline="") as file:
@@ -170,11 +178,54 @@ def _read_csv(pd, path: Path, where: str):
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
         raise DataError(f"{where}: the header names column '{twice[0]}' twice; give each column its own name")
-    decimal = _decimal_mark(csv.reader([line for line in sample if line], delimiter=separator)) if separator == ";" else "."
-    if separator != ",":
+    decimal = _decimal_mark(csv.reader([line for line in sample if line], delimiter=separator), separator)
+    if separator != "," or decimal == ",":
         print(f"{where}: columns separated by {separator!r}" + (", decimal commas read as numbers" if decimal == "," else ""),
               file=sys.stderr)
-    return pd.read_csv(path, encoding="utf-8-sig", sep=separator, decimal=decimal)
+    # Only an empty field is missing: pandas' default markers would read a class or category 'NA' (or 'None', 'null')
+    # as missing, and the device, fed the file's own 'NA', then refused it. In a column of numbers they are missing.
+    read = {"encoding": "utf-8-sig", "sep": separator, "keep_default_na": False, "na_values": [""]}
+    table = _markers_missing_among_numbers(pd, pd.read_csv(path, decimal=decimal, **read), decimal)
+    if target in table.columns and table[target].dtype.kind in "biuf":
+        as_written = pd.read_csv(path, usecols=[target], dtype=str, **read)[target]
+        _refuse_merged_labels(as_written, table[target], target, where)
+    return table
+
+
+# pandas' default missing-value markers (read_csv's na_values), missing in a column of numbers only.
+NUMBER_MISSING_MARKERS = ("#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+                          "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def _markers_missing_among_numbers(pd, table, decimal: str):
+    """A text column of numbers and missing-value markers ('NA', as R writes a gap) as the numbers with NaN, as
+    pandas' defaults read it; a column with other text keeps its 'NA' as text (a class or a category)."""
+    for name in table.columns:
+        values = table[name]
+        if values.dtype.kind in "biufmM" or values.dtype == bool:
+            continue
+        markers = values.isin(NUMBER_MISSING_MARKERS)
+        rest = values[~markers & values.notna()].astype(str)
+        rest = rest.str.replace(",", ".", regex=False) if decimal == "," else rest
+        if markers.any() and len(rest) and pd.to_numeric(rest, errors="coerce").notna().all():
+            table[name] = pd.to_numeric(rest, errors="coerce").reindex(values.index)
+    return table
+
+
+def _refuse_merged_labels(as_written, as_read, target: str, where: str) -> None:
+    """pandas reads a target of number-like labels as numbers, so '01' and '1' become the class 1 together, quietly
+    (a trial's three classes became two, and the model scored 100%). Two labels written differently that read as one
+    number are refused, naming them; '3.0' beside '3' is one class as before (a float column's way of writing 3)."""
+    import pandas as pd
+
+    texts = pd.DataFrame({"text": as_written.str.strip(), "number": as_read}).dropna().drop_duplicates()
+    texts = texts[~texts["text"].str.replace(r"\.0+$", "", regex=True).duplicated()]  # '3' and '3.0': one spelling
+    merged = texts[texts["number"].duplicated(keep=False)]
+    if len(merged):
+        first = merged[merged["number"] == merged["number"].iloc[0]]["text"].tolist()
+        raise DataError(f"data.target '{target}': labels {first[0]!r} and {first[1]!r} of {where} are the same number, and would "
+                        "be read as one class; write each class one way (all the same), or, if they are different classes, "
+                        "name them with text that is not a number")
 
 
 def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
@@ -212,13 +263,19 @@ def _ordered_classes(text: np.ndarray) -> tuple[list[str], np.ndarray]:
     return names, np.array([index[t] for t in text.tolist()], dtype=np.int64)
 
 
+# A whole-number target with more distinct values than this, most of them on too few rows to split, is a quantity
+# (a price in whole dollars); with fewer, or with few rare values, it is class codes with a rare class.
+QUANTITY_MIN_VALUES = 10
+
+
 def _quantity(values: np.ndarray, rows_per_class: np.ndarray) -> bool:
     """Whether a numeric target is a measured quantity (a regression target) rather than class codes: it has fractional
-    values (class codes are whole numbers; 3.0 is class 3), or values on fewer rows than a stratified split into
-    training, validation and test needs of every class (price: 2,165 values on 3,000 rows). Whole-number class codes
-    with a class on one or two rows are refused with it: the split could not take them either."""
+    values (class codes are whole numbers; 3.0 is class 3), or many values, most on fewer rows than a stratified split
+    into training, validation and test needs of every class (price: 2,165 values on 3,000 rows). Class codes with one
+    rare class (a trial's class 3 on 2 rows) are not: the split names that class, and says to drop or merge it."""
     fractional = np.any(np.mod(values, 1) != 0)
-    return bool(fractional or rows_per_class.min() < MIN_CLASS_ROWS)
+    rare = int((rows_per_class < MIN_CLASS_ROWS).sum())
+    return bool(fractional or (len(rows_per_class) > QUANTITY_MIN_VALUES and rare * 2 > len(rows_per_class)))
 
 
 def _split(n: int, labels: np.ndarray, classes: list[str], cfg, seed: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -261,6 +318,10 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
                         "column out with data.features")
     if not declared_categorical and values.dtype.kind in "biuf":
         return Column(name, NUMERIC)
+    if not declared_categorical and values.dtype.kind == "O" and _written_dates(values):
+        raise DataError(f"{where}: column '{name}' holds dates written as text ({values.dropna().iloc[0]!r}); the model takes "
+                        "numbers and categories: derive them before saving (day of the year, days since a date, the day of "
+                        "the week...), or leave the column out with data.features")
     if not declared_categorical and values.dtype.kind == "O":
         present = values.dropna()
         numbers = present.map(_is_number)
@@ -268,6 +329,8 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
             numeric_values(values.to_numpy(), name, where, building=True)  # raises, naming the first text among the numbers
     categories = tuple(sorted({category_text(v) for v in values.tolist()}))
     present = int(values.notna().sum())
+    if not declared_categorical:
+        _refuse_decimal_commas(categories, name, where)
     if len(categories) > max(IDENTIFIER_MIN, IDENTIFIER_SHARE * present):
         grouped = [c for c in categories if re.fullmatch(r"-?\d{1,3}([,.' ]\d{3})+([.,]\d+)?", c)]
         if len(grouped) * 2 > len(categories):  # '1.065,0': numbers with thousands separators, read as text
@@ -277,6 +340,33 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
                         "text, not a category (one-hot, it would bloat the model, and the device would refuse every new value); "
                         "leave it out with data.features")
     return Column(name, CATEGORICAL, categories)
+
+
+def _refuse_decimal_commas(categories: tuple[str, ...], name: str, where: str) -> None:
+    """A text column whose values are mostly numbers written with a decimal comma ('0,86') where the file's other
+    numbers use points: one-hot, it would be a category per value (a trial's hue: 78 of them), or an 'identifier'."""
+    written = [c for c in categories if re.fullmatch(r"-?\d+,\d+", c)]
+    if written and len(written) * 2 > len(categories) and not all(re.fullmatch(AMBIGUOUS_COMMA, c) for c in written):
+        raise DataError(f"{where}: column '{name}' holds numbers written with decimal commas ({written[0]!r}) where the file's "
+                        "other numbers use points; save the file with one decimal mark (points, or commas throughout)")
+
+
+# How a CSV writes dates and times (pandas reads them all as text): a column whose sampled values all parse with one of
+# these is dates. Fixed formats, not pandas' guessing, which takes codes such as '3' or 'Q1' for dates.
+DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y",
+                "%d.%m.%Y", "%d-%m-%Y", "%Y%m%dT%H%M%S")
+DATE_SAMPLE = 200
+
+
+def _written_dates(values) -> bool:
+    """Whether a text column's values are dates (a sample of its distinct values, all of one format): one-hot, a
+    date column of a trial became a category per day, or was refused as 'an identifier or free text'."""
+    import pandas as pd
+
+    sample = pd.Series(values.dropna().astype(str).str.strip().unique()[:DATE_SAMPLE])
+    if not len(sample):
+        return False
+    return any(pd.to_datetime(sample, format=form, errors="coerce").notna().all() for form in DATE_FORMATS)
 
 
 def _is_number(value: Any) -> bool:

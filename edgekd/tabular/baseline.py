@@ -31,6 +31,15 @@ def describe_file(path: Path | None, reason: str | None) -> dict[str, Any]:
     return {"onnx_bytes": Path(path).stat().st_size, "onnx_file": Path(path).name}
 
 
+def _fed_by_column_name(model, columns: list[str], where: str):
+    """A member graph whose inputs skl2onnx renamed ('mean radius' -> 'mean_radius': a user's ONNX teacher converted
+    from a DataFrame) with them named as the columns again: the ensemble graph is fed by column name."""
+    from edgekd.tabular.onnx_convert import inputs_renamed
+    from edgekd.train.teacher_kinds import columns_of_inputs
+
+    return inputs_renamed(model, columns_of_inputs([i.name for i in model.graph.input], columns, where))
+
+
 def ensemble_file(members: list[Path | None], weights: list[float], path: Path, data, bench_cfg) -> dict[str, Any]:
     """The ensemble graph, its test top-1 (through onnxruntime: what would ship) and batch-1 latency at its best thread
     count; or the reason no converter fits one of its members."""
@@ -41,7 +50,8 @@ def ensemble_file(members: list[Path | None], weights: list[float], path: Path, 
 
     if any(m is None for m in members):
         return {"onnx_bytes": None, "onnx_reason": f"teachers[{members.index(None)}] has no ONNX converter (see its onnx_reason)"}
-    loaded = [onnx.load(str(m)) for m in members]
+    loaded = [_fed_by_column_name(onnx.load(str(m)), list(data.test.x), f"teachers[{number}]")
+              for number, m in enumerate(members)]
     for number, model in enumerate(loaded):
         if PROBABILITIES not in [o.name for o in model.graph.output]:
             return {"onnx_bytes": None, "onnx_reason": f"teachers[{number}]'s ONNX file has no '{PROBABILITIES}' output to average"}

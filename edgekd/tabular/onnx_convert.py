@@ -73,8 +73,13 @@ def teacher_onnx(model, schema: Schema):
 def _inputs_named_as_columns(onx, schema: Schema):
     """The graph's inputs renamed back to the table's column names: skl2onnx rewrites a name that is not an
     identifier ('table (%)' -> 'table____', 'price.usd' -> 'price_usd'), and every graph here is fed by column name."""
-    renamed = {graph_input.name: column.name for graph_input, column in zip(onx.graph.input, schema.columns)
-               if graph_input.name != column.name}
+    renamed = {graph_input.name: column.name for graph_input, column in zip(onx.graph.input, schema.columns)}
+    return inputs_renamed(onx, renamed)
+
+
+def inputs_renamed(onx, renamed: dict[str, str]):
+    """The graph with its inputs renamed ({input: column}), in place: the inputs and the nodes that read them."""
+    renamed = {old: new for old, new in renamed.items() if old != new}
     if not renamed:
         return onx
     taken = {name for node in onx.graph.node for name in (*node.input, *node.output)} - set(renamed)

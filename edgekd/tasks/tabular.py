@@ -142,14 +142,18 @@ class TabularTeachersStep(TaskStep):
         return rows
 
     def _ensemble(self, entries: list[dict], members: list, folder: Path) -> dict[str, Any]:
+        from edgekd.pipeline.teacher_check import top1_without_each
         from edgekd.tabular import baseline
 
         ctx, data = self.ctx, self.ctx.dataset
         test = ensemble_probabilities(ctx, cached_logits_from(entries, teacher_cache(ctx), "test"))
-        val = ensemble_probabilities(ctx, cached_logits_from(entries, teacher_cache(ctx), "val"))
+        val_logits = cached_logits_from(entries, teacher_cache(ctx), "val")
+        val = ensemble_probabilities(ctx, val_logits)
         out = {"top1": ctx.task.score(test, data.test.y), "val_top1": ctx.task.score(val, data.val.y),
                "best_member_top1": max(e["top1"] for e in entries)}
-        _say_weak_members(entries, out["val_top1"], data.val.y)
+        without = top1_without_each(val_logits, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble,
+                                    ctx.task.score, data.val.y) if len(entries) > 1 else None
+        _say_weak_members(entries, out["val_top1"], data.val.y, without)
         return {**out, **baseline.ensemble_file(members, [t.weight for t in ctx.cfg.teachers], folder / baseline.ENSEMBLE_FILE,
                                                 data, ctx.cfg.bench)}
 
@@ -168,11 +172,12 @@ def _finite(teacher, logits: np.ndarray, rows: dict[str, np.ndarray]) -> np.ndar
                     f"{len(bad)} rows, {cause}")
 
 
-def _say_weak_members(entries: list[dict], ensemble_val_top1: float, y: np.ndarray) -> None:
-    """A table ensemble's members judged as pipeline/teacher_check.say_weak_members says (image teachers are too)."""
+def _say_weak_members(entries: list[dict], ensemble_val_top1: float, y: np.ndarray, without: list[float] | None = None) -> None:
+    """A table ensemble's members judged as pipeline/teacher_check.say_weak_members says (image teachers are too);
+    `without`: the ensemble's validation top-1 with each member left out."""
     from edgekd.pipeline.teacher_check import say_weak_members
 
-    say_weak_members(entries, ensemble_val_top1, y, "validation rows")
+    say_weak_members(entries, ensemble_val_top1, y, "validation rows", without)
 
 
 def cached_logits_from(entries: list[dict], cache, split: str) -> list[np.ndarray]:

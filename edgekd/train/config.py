@@ -86,6 +86,27 @@ class TeacherConfig(ModelConfig):
     weight: float = Field(1.0, gt=0, description="weight of this teacher in the ensemble")
     train: TrainConfig = Field(default_factory=TrainConfig, description="used only when no checkpoint is given")
 
+    @field_validator("sklearn", mode="before")
+    @classmethod
+    def _pipeline_steps(cls, value: Any) -> Any:
+        """A pipeline's steps as {Name: {params}}: a bare name (`[StandardScaler, LogisticRegression]`) or a name with
+        nothing after its colon (YAML `- StandardScaler:` is {StandardScaler: None}) are natural YAML for a step with
+        its defaults, and got pydantic's raw union error; anything else is one line showing the step format."""
+        if not isinstance(value, list):
+            return value
+        steps = []
+        for number, step in enumerate(value):
+            if isinstance(step, str):
+                step = {step: {}}
+            elif isinstance(step, dict) and len(step) == 1 and next(iter(step.values())) is None:
+                step = {next(iter(step)): {}}
+            if not (isinstance(step, dict) and len(step) == 1 and isinstance(next(iter(step)), str)
+                    and isinstance(next(iter(step.values())), dict)):
+                raise ValueError(f"step {number} ({step!r}): a pipeline step is one estimator name with its parameters, as "
+                                 "in [{StandardScaler: {}}, {LogisticRegression: {C: 1}}] (a bare name takes the defaults)")
+            steps.append(step)
+        return steps
+
     @model_validator(mode="after")
     def _one_kind(self) -> TeacherConfig:
         given = [k for k in TEACHER_KINDS if getattr(self, k) is not None]
@@ -94,6 +115,10 @@ class TeacherConfig(ModelConfig):
             raise ValueError(f"give exactly one teacher kind of {kinds}; got {', '.join(given) or 'none'}")
         if self.arch is None and self.checkpoint:
             raise ValueError(f"checkpoint: a {given[0]} teacher is fitted or given as a file, not a state_dict; remove it")
+        if self.arch is None and "train" in self.model_fields_set:  # only a network (arch) is trained in epochs: ignored
+            how = "fitted with their params" if given[0] in FITTED_KINDS else "given fitted, as a file"
+            raise ValueError(f"train: {given[0]} teachers are {how}, not trained in epochs (train is read for arch "
+                             "teachers only); remove it")
         for key, kinds in _KIND_KEYS.items():  # a key another kind reads would be taken and ignored
             if key in self.model_fields_set and self.kind not in kinds:
                 named = ", ".join(kinds[:-1]) + (" and " if len(kinds) > 1 else "") + kinds[-1]

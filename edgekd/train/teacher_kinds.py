@@ -153,13 +153,17 @@ def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, se
     `schema`) or a sequence of raw texts. lazy: fit when its outputs or model are first asked for, so a run whose
     outputs of this teacher are all cached (--resume after another teacher changed) does not refit it."""
     estimator = build_estimator(spec, index, seed)  # config errors show before anything is fitted
+    if _scores_one_vs_one(estimator):  # refused as a skops file's SVC is (load_teacher), before the fit
+        raise ConfigError(f"teachers[{index}].{spec.kind}: {ONE_VS_ONE}; set params decision_function_shape: ovr "
+                          "(SVC's default), one score per class")
     model = table_front(estimator, schema, spec.preprocess, spec.kind) if schema is not None else estimator
     view = _view(schema)
+    refusals = (ValueError, TypeError, *_library_errors(spec.kind))
 
     def fit():
         try:
             model.fit(view(x_train), y_train)
-        except (ValueError, TypeError) as exc:
+        except refusals as exc:
             raw = (f"; with preprocess: none it gets the raw columns (categories as text: {', '.join(schema.categorical)}): "
                    "use preprocess: auto, or a pipeline that encodes them") if schema is not None and spec.preprocess == "none" else ""
             raise ModelError(f"teachers[{index}]: fitting {describe(spec)} failed: {str(exc).splitlines()[0][:200]}{raw}") from None
@@ -170,6 +174,20 @@ def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, se
     if not lazy:
         teacher.fitted_model()
     return teacher
+
+
+def _library_errors(kind: str) -> tuple[type[Exception], ...]:
+    """The errors LightGBM and XGBoost raise for a bad parameter value (num_leaves: -3), which are neither ValueError
+    nor TypeError: said as the one line a bad scikit-learn value gets, not as an internal error."""
+    if kind == "lightgbm":
+        from lightgbm.basic import LightGBMError
+
+        return (LightGBMError,)
+    if kind == "xgboost":
+        from xgboost.core import XGBoostError
+
+        return (XGBoostError,)
+    return ()
 
 
 def out_of_fold_logits(spec, index: int, x_train, y_train: np.ndarray, classes: int, seed: int, folds: int,
@@ -221,12 +239,21 @@ def load_teacher(spec, index: int, classes: int, base_dir: Path, schema=None) ->
     where = f"{where} '{getattr(spec, spec.kind)}'"
     view, names = _users_view(schema), list(schema.classes) if schema is not None else None
     _knows_every_class(model, classes, names, where)
-    final = model.steps[-1][1] if hasattr(model, "steps") else model  # a Pipeline's classifier
-    if not hasattr(model, "predict_proba") and getattr(final, "decision_function_shape", "ovr") == "ovo":
-        raise ModelError(f"{where}: its decision_function gives one-vs-one scores (decision_function_shape='ovo'), one per "
-                         "pair of classes, not per class; fit it with decision_function_shape='ovr' or probability=True")
+    if _scores_one_vs_one(model):
+        raise ModelError(f"{where}: {ONE_VS_ONE}; fit it with decision_function_shape='ovr' or probability=True")
     return Teacher(index, "skops", path.name, lambda x: _model_logits(model, _its_columns(model, view(x), where), classes,
                                                                       names, where), identity, model=model)
+
+
+ONE_VS_ONE = ("its decision_function gives one-vs-one scores (decision_function_shape='ovo'), one per pair of classes, "
+              "not per class")
+
+
+def _scores_one_vs_one(model) -> bool:
+    """Whether the teacher's scores would be an SVC's one-vs-one pair scores: with 3 classes there are 3 pairs, so they
+    pass for class logits unnoticed (a trial's teacher scored 18.2%)."""
+    final = model.steps[-1][1] if hasattr(model, "steps") else model  # a Pipeline's classifier
+    return not hasattr(model, "predict_proba") and getattr(final, "decision_function_shape", "ovr") == "ovo"
 
 
 def _knows_every_class(model, classes: int, names: list[str] | None, where: str) -> None:
@@ -340,12 +367,9 @@ def onnx_logits(path: Path, outputs: str, classes: int, where: str, names: list[
 
     def run(batch):
         feed = batch if isinstance(batch, dict) else {inputs[0]: batch}
-        missing = [name for name in inputs if name not in feed]
-        if missing:
-            raise ConfigError(f"{where}: the model's input '{missing[0]}' is not among the data's columns ({', '.join(sorted(feed))}); "
-                              "if data.path has it, add it to data.features; else convert the model with inputs named as "
-                              "the data's columns")
-        return session._session.run([chosen], {name: as_declared(feed[name], kinds[name], name, where) for name in inputs})[0]
+        columns = columns_of_inputs(inputs, list(feed), where)
+        return session._session.run([chosen], {name: as_declared(feed[columns[name]], kinds[name], name, where)
+                                               for name in inputs})[0]
 
     def logits(x):
         raw = np.asarray(predict(run, x), dtype=np.float64)
@@ -357,6 +381,39 @@ def onnx_logits(path: Path, outputs: str, classes: int, where: str, names: list[
         return (np.log(np.clip(raw, PROBABILITY_FLOOR, 1.0)) if probabilities else raw).astype(np.float32)
 
     return logits
+
+
+def skl2onnx_name(column: str) -> str:
+    """The input name skl2onnx gives a DataFrame column (its Topology._generate_unique_name): every character that is
+    not a letter, digit, '_' or '+' becomes '_', and a leading digit gets a '_' before it ('mean radius' ->
+    'mean_radius', 'od280/od315' -> 'od280_od315')."""
+    import re
+
+    name = re.sub(r"[^\w+]", "_", str(column))
+    return "_" + name if re.match(r"[0-9]", name) else name
+
+
+def columns_of_inputs(inputs: list[str], columns: list[str], where: str) -> dict[str, str]:
+    """The data's column each input of an ONNX teacher takes: the column of its name, else the one column skl2onnx
+    would have renamed to it (a model converted from a DataFrame whose column names are not identifiers was refused,
+    with advice to add 'mean_radius' to data.features, which no file has); one line when none or several fit."""
+    out = {}
+    for name in inputs:
+        if name in columns:
+            out[name] = name
+            continue
+        derived = [c for c in columns if skl2onnx_name(c) == name]
+        if len(derived) == 1:
+            out[name] = derived[0]
+        elif derived:
+            raise ConfigError(f"{where}: the model's input '{name}' is what skl2onnx renamed each of the columns "
+                              f"{', '.join(map(repr, derived[:4]))} to; rename the columns so their names are identifiers "
+                              "(letters, digits, '_'), and convert the model again")
+        else:
+            raise ConfigError(f"{where}: the model's input '{name}' is not among the data's columns ({', '.join(sorted(columns))}), "
+                              "nor one skl2onnx would rename to it; if data.path has it, add it to data.features; else "
+                              "convert the model with inputs named as the data's columns")
+    return out
 
 
 def _label_order(path: Path, names: list[str] | None, where: str) -> np.ndarray | None:

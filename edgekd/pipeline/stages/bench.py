@@ -13,6 +13,7 @@ import numpy as np
 
 from edgekd.core.environment import cpu_info
 from edgekd.core.metrics import accuracy_metrics, eval_set_hash
+from edgekd.data.config import TABLE_SOURCES
 from edgekd.device.bundle import shipped_profile
 from edgekd.device.measure import Candidate, artifact_name, measure_rows, runtime_note
 from edgekd.device.report.build import build_report, write_reports
@@ -31,6 +32,12 @@ BASELINE_ADVICE = {"tfidf_logreg": "train the teacher longer or on more text, or
                    SCRATCH: "distillation did not help this student: try another distill.temperature / distill.alpha"}
 WEAK_TEACHER = ("the teachers are weaker than the student trained on labels alone, so they have little to teach: train "
                 "them longer or larger (teachers[].train), or check data.normalize")
+# A table's teachers are fitted or given as files, and its columns are not normalised: no epochs or normalize to advise.
+WEAK_TABLE_TEACHER = ("the teachers are weaker than the student trained on labels alone, so they have little to teach: "
+                      "remove or down-weight the weak ones (teachers[i].weight), or give them other params")
+TEACHER_AT_CHANCE = {False: "train the teachers longer (teachers[].train.epochs) or check data.normalize",
+                     True: "remove or down-weight the teachers at chance (teachers[i].weight; the teachers stage names "
+                           "them), or check data.target and data.features"}
 
 
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
@@ -89,16 +96,18 @@ def other_outputs_drift(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None = None,
-                      reference: str = "student_fp32", mode: str = "offline") -> list[str]:
+                      reference: str = "student_fp32", mode: str = "offline", table: bool = False) -> list[str]:
     """A teacher or a distilled student that a cheap baseline beats beyond chance on `samples` test samples: the run
     passes its gate and is still worse than what the baseline gets for free, which nobody would guess from a PASS.
     With `chance` (the largest class's share of the samples), also a student far below its teachers. `mode` is
-    distill.mode: the advice names the keys that train the student in it."""
-    out = _at_chance(refs, samples, chance, mode)
+    distill.mode: the advice names the keys that train the student in it; `table`: a table's run (data.source csv or
+    parquet), whose advice names the keys a table reads."""
+    out = _at_chance(refs, samples, chance, mode, table)
     for model, name in (("teacher", "tfidf_logreg"), ("student_fp32", "tfidf_logreg"), ("teacher", SCRATCH),
                         ("student_fp32", SCRATCH)):
         if model in refs and name in refs and _beats(refs[name]["top1"], refs[model]["top1"], samples):
-            advice = WEAK_TEACHER if (model, name) == ("teacher", SCRATCH) else BASELINE_ADVICE[name]
+            weak = WEAK_TABLE_TEACHER if table else WEAK_TEACHER
+            advice = weak if (model, name) == ("teacher", SCRATCH) else BASELINE_ADVICE[name]
             out.append(f"{model} top-1 {refs[model]['top1']:.2%} is under the {name} baseline's {refs[name]['top1']:.2%} "
                        f"on the same test samples: {advice}")
     return out + _student_shortfall(refs, samples, chance, reference, mode)
@@ -111,7 +120,8 @@ def _train_student_longer(mode: str) -> str:
     return "train the student longer (distill.train.epochs)"
 
 
-def _at_chance(refs: dict[str, Any], samples: int, chance: float | None, mode: str = "offline") -> list[str]:
+def _at_chance(refs: dict[str, Any], samples: int, chance: float | None, mode: str = "offline",
+               table: bool = False) -> list[str]:
     """The teachers or the student no better than guessing (pipeline/teacher_check's bar): a gate against either then
     passes whatever ships, so the report says it first. Checkpoint teachers are refused before training; one trained
     in the run (too few epochs, a wrong data.normalize) reaches the gate."""
@@ -120,8 +130,8 @@ def _at_chance(refs: dict[str, Any], samples: int, chance: float | None, mode: s
     if chance is None:
         return []
     out = []
-    for model, fix in (("teacher", "train the teachers longer (teachers[].train.epochs) or check data.normalize"),
-                       ("student_fp32", f"{_train_student_longer(mode)} or check data.normalize")):
+    data_key = "data.features" if table else "data.normalize"
+    for model, fix in (("teacher", TEACHER_AT_CHANCE[table]), ("student_fp32", f"{_train_student_longer(mode)} or check {data_key}")):
         problem = not_above_chance(refs[model]["top1"], chance, samples, "test samples") if model in refs else None
         if problem:
             out.append(f"{model}: {problem}; a gate that compares with it passes whatever ships: {fix}")
@@ -248,7 +258,8 @@ class BenchStage(Stage):
         noisy = len(report["warnings"])
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
-        notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode)
+        table = getattr(getattr(ctx.cfg, "data", None), "source", None) in TABLE_SOURCES
+        notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode, table)
                  + shipped_at_chance(rows, len(y), chance))
         for note in notes + (other_outputs_drift(rows) if ctx.task.has_classes else []):
             report["warnings"].append(note)

@@ -92,7 +92,7 @@ def _say_weak_members(ctx: RunContext, report: list) -> None:
     pull down: the bench stage says so of it."""
     import torch
 
-    from edgekd.pipeline.teacher_check import say_weak_members
+    from edgekd.pipeline.teacher_check import say_weak_members, top1_without_each
     from edgekd.train.distill.losses import ensemble_soft_targets
     from edgekd.train.trainer import predict_logits
 
@@ -104,8 +104,10 @@ def _say_weak_members(ctx: RunContext, report: list) -> None:
     for index, ((entry, _), z) in enumerate(zip(report, logits)):
         entry["val_top1"] = ctx.task.score(z.numpy(), val.y)  # recorded beside the test top-1
         members.append({"index": index, "name": entry["name"], "val_top1": entry["val_top1"]})
-    ensemble = ensemble_soft_targets(logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble).numpy()
-    say_weak_members(members, ctx.task.score(ensemble, val.y), val.y, "validation images")
+    weights, mode = [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble
+    ensemble = ensemble_soft_targets(logits, 1.0, weights, mode).numpy()
+    without = top1_without_each(logits, weights, mode, ctx.task.score, val.y)
+    say_weak_members(members, ctx.task.score(ensemble, val.y), val.y, "validation images", without)
 
 
 class TeachersStage(Stage):
