@@ -628,7 +628,7 @@ def markdown(data: dict) -> str:
         lines.append("")
         if entry.get("refused"):
             lines += [f"**Refused by edgekd:** {entry['refused']}", ""]
-        lines += [f"**Runtime fallback:** {t['runtime_fallback']}" for t in entry["targets"] if t.get("runtime_fallback")]
+        lines += list(dict.fromkeys(f"**Runtime fallback:** {t['runtime_fallback']}" for t in entry["targets"] if t.get("runtime_fallback")))
         lines += [""] if any(t.get("runtime_fallback") for t in entry["targets"]) else []
         if all(t["chosen"] is None for t in entry["targets"]):
             continue
