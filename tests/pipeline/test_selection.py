@@ -263,3 +263,24 @@ def test_an_int8_only_profile_whose_one_candidate_fails_says_so_truly():
     said = unconfirmed_drop(Thresholds(max_drop=0.3), profile, "top1", rows[best], 108)
     assert said.startswith("only8: int8 drops 0.93 points of top1 on 108 validation samples, over the limit 0.3")
     assert "cannot confirm" not in said
+
+
+def test_an_unmeasurable_targets_int8_over_the_quantize_budget_is_not_shipped():
+    """Review (session 13): an int8 model no fallback brought within the budget recorded no drop, so a TensorRT target
+    (not runnable here) shipped it first in profile order; and the Q/DQ file's size was held to the engine's limit."""
+    from types import SimpleNamespace
+
+    from edgekd.pipeline.selection import all_of, size_rule
+    from edgekd.pipeline.stages.compile import _quantize_stage_drop
+
+    def stage_drop(recipe: dict):
+        manifest = SimpleNamespace(metrics=lambda stage: {"method": "ptq", "recipes": {"trt": recipe}})
+        return _quantize_stage_drop(SimpleNamespace(manifest=manifest), SimpleNamespace(quantization=SimpleNamespace(name="trt")))
+
+    assert stage_drop({"fallback": {"val_drop": 0.3}}) == 0.3
+    assert stage_drop({"over_budget": "int8 drops 4.4", "over_budget_drop": 4.4}) == 4.4
+    assert stage_drop({"over_budget": "int8 drops 4.4"}) == float("inf")  # a record from before the drop was kept
+    rows = [{**_row("int8", measured=False), "proxy_val_drop": 4.4, "bytes": 10**7}, _row("fp16", measured=False)]
+    assert rows[choose(rows, accuracy_rule(1.0))]["name"] == "fp16"
+    rows = [{**_row("int8", measured=False), "proxy_val_drop": 0.2, "bytes": 10**7}, _row("fp16", measured=False)]
+    assert rows[choose(rows, all_of(accuracy_rule(1.0), size_rule(1000, "gate")))]["name"] == "int8"

@@ -149,8 +149,10 @@ def _quantize_stage_drop(ctx: RunContext, profile) -> float | None:
     """The validation drop the quantize stage measured, with onnxruntime, for the target's int8 recipe (its fallback
     search's record): what is known of an int8 candidate this machine cannot run (a TensorRT engine). None: unknown."""
     recipe = profile.quantization.name if profile.quantization else None
-    fallback = read_record(ctx.manifest, QuantizeRecord).recipes.get(recipe, {}).get("fallback") or {}
-    drop = fallback.get("val_drop")
+    made = read_record(ctx.manifest, QuantizeRecord).recipes.get(recipe, {})
+    drop = made.get("over_budget_drop") if "over_budget" in made else (made.get("fallback") or {}).get("val_drop")
+    if "over_budget" in made and not isinstance(drop, (int, float)):
+        return float("inf")  # over the budget, by an amount not recorded (a run folder from before it was)
     return float(drop) if isinstance(drop, (int, float)) else None
 
 

@@ -161,8 +161,10 @@ def _int8_over_budget(ctx: RunContext, recipe, out, calibration_x, method: str, 
     quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=None if recipe.tool == "nncf" else plain)
     warnings.warn(f"{missed}; the targets of recipe '{recipe.name}' ship a float candidate", stacklevel=2)
     made_with = {"op_types": searched.op_types, "preset": searched.preset} if searched is not None else {}
+    # the plain model's drop as the search measured it: what judges a target that cannot run it here (a TensorRT engine)
+    drop = {"over_budget_drop": searched.int8_val_drop} if searched is not None else {}
     return out, {"calibrate_method": method if method != "auto" else plain, "nodes_in_float": [],
-                 "over_budget": str(missed), **{k: v for k, v in made_with.items() if v}}
+                 "over_budget": str(missed), **drop, **{k: v for k, v in made_with.items() if v}}
 
 
 def _on_target_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, budget: FallbackBudget, calibration_x,
