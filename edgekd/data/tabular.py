@@ -327,6 +327,12 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
         numbers = present.map(_is_number)
         if len(present) and numbers.mean() >= NUMERIC_SHARE:
             numeric_values(values.to_numpy(), name, where, building=True)  # raises, naming the first text among the numbers
+            # Every value a number and still text: written with the other decimal mark than the one the file was read
+            # with (points in a file of decimal commas); one-hot, each value would become a category.
+            if present.astype(str).str.contains(r"[.,]").any():
+                raise DataError(f"{where}: column '{name}' holds numbers written with another decimal mark "
+                                f"({present.iloc[0]!r}) than the file's other numbers; save the file with one decimal mark "
+                                "(points, or commas throughout)")
     categories = tuple(sorted({category_text(v) for v in values.tolist()}))
     present = int(values.notna().sum())
     if not declared_categorical:

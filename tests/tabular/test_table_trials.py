@@ -261,3 +261,16 @@ def test_image_keys_on_a_table_are_refused_and_its_advice_names_table_keys():
     assert "teachers[i].weight" in table and "epochs" not in table.replace("distill.train.epochs", "")
     assert "data.normalize" not in table
     assert "teachers[].train.epochs" in " ".join(baseline_warnings(at_chance, 500, chance=0.394))  # images: as before
+
+
+def test_a_column_of_decimal_points_in_a_file_of_decimal_commas_is_named(tmp_path):
+    """Review (session 13): the file's decimal mark is voted from its first rows; a column written with points in a
+    file of decimal commas was read as text whose every value parsed as a number, and became a category per value."""
+    frame = _wine_like()
+    alcohol = frame["alcohol"].map(lambda v: f"{v:.2f}".replace(".", ","))
+    hue = frame["hue"].map(lambda v: f"{v:.2f}")
+    lines = ["alcohol\tash\thue\tcolor\ttarget"] + [f"{a}\t{a}\t{h}\t{c}\t{t}" for a, h, c, t in zip(
+        alcohol, hue, frame["color"], frame["target"])]  # two columns of commas, one of points: commas win the vote
+    (tmp_path / "t.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"column 'hue' holds numbers written with another decimal mark \('\d\.\d\d'\)"):
+        _load(tmp_path / "t.tsv")
