@@ -257,7 +257,9 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
             return _with_fidelity(report, fp32_logits, int8_logits, val_y)
         trials = _Trials(quantize, val_x, val_y, fp32_top1, budget, report, Path(scratch), time.monotonic() - began)
         subset = slice(0, budget.sensitivity_samples)
-        if budget.strategy == "per-node":
+        if budget.max_nodes == 0:  # no node may stay in float (fallback off): nothing to rank or search
+            pass
+        elif budget.strategy == "per-node":
             report.sensitivity = rank_sensitivity(out_path, fp32_logits[subset], take_rows(val_x, subset), quantize, Path(scratch))
             _linear_search([row["node"] for row in report.sensitivity], budget, trials)
         else:
@@ -424,6 +426,10 @@ def _give_up_message(recipe: QuantRecipe, report: FallbackReport, budget: Fallba
         return (f"{head}; the fallback search stopped at quantize.fallback.max_seconds {budget.max_seconds:g} after "
                 f"{report.evaluations} evaluation(s) with no candidate within the budget (last: {len(last['nodes_in_float'])} "
                 f"nodes in float, drop {last['val_drop']:.2f}); raise quantize.fallback.max_seconds, or try "
+                "quantize.calibrate_method entropy or percentile, or quantize.method: qat")
+    if budget.max_nodes == 0:  # quantize.fallback false, or max_fallback_nodes 0: no node was kept in float
+        return (f"{head}, and no node may stay in float (quantize.fallback false or max_fallback_nodes 0); set "
+                "quantize.fallback: true (and max_fallback_nodes above 0) to keep the most sensitive ones in float, try "
                 "quantize.calibrate_method entropy or percentile, or quantize.method: qat")
     return (f"{head}; kept up to {len(last['nodes_in_float'])} most sensitive nodes in float ({kept}) and it still "
             f"drops {last['val_drop']:.2f}; raise quantize.max_fallback_nodes, try quantize.calibrate_method entropy or "

@@ -31,6 +31,8 @@ def test_int8_over_budget_ships_float_with_the_drop_as_the_reason(planted_sensit
     # not at all when it breaks max_drop" went unchecked there); it now records the miss as max_fallback_nodes 0 does.
     recipes = json.loads((run / "manifest.json").read_text())["stages"]["quantize"]["metrics"]["recipes"]
     assert all("over_budget" in recipe for recipe in recipes.values()), recipes
+    # Review (session 13): its advice was "raise quantize.max_fallback_nodes", which fallback false ignores.
+    assert all("set quantize.fallback: true" in recipe["over_budget"] for recipe in recipes.values()), recipes
 
 
 def test_the_over_budget_candidate_is_made_as_the_search_found_best(tmp_path, monkeypatch):

@@ -182,7 +182,7 @@ def _on_target_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, bu
     if within_budget(drops, budget.max_drop):
         return report, {"measured": drops}
     found = _search_on_runtimes(ctx, recipe, out, report, budget, calibration_x, method, profiles, spec) \
-        if ctx.cfg.quantize.fallback else None
+        if ctx.cfg.quantize.fallback.enabled and ctx.cfg.quantize.max_fallback_nodes else None
     if found is None:
         for target, drop in drops.items():  # said now, not only in the compile stage's table
             warnings.warn(f"quantize: the int8 model ({recipe.name}) drops {drop['val_drop']:.2f} top-1 on the validation split "
