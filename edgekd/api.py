@@ -99,13 +99,20 @@ def _stopped_before_shipping(run_dir: Path) -> bool:
     """A run folder whose record shows nothing done beyond the teachers stage (a model shipped as given has none):
     edgekd ship stopped at its intake checks there, and nothing in it is worth keeping."""
     from edgekd.core.fileio import read_json
+    from edgekd.pipeline.ship import CONFIG_NAME, SHIP_HEADER
 
+    config = Path(run_dir) / CONFIG_NAME
     try:
-        stages = read_json(Path(run_dir) / "manifest.json").get("stages", {})
-    except (ArtifactError, FileNotFoundError):
+        manifest = read_json(Path(run_dir) / "manifest.json")
+        ships = config.read_text(encoding="utf-8", errors="replace").startswith(SHIP_HEADER)
+    except (ArtifactError, OSError):
         return False
+    # Only a run edgekd ship made (its pipeline file, which the record names): an `edgekd run` whose teachers trained
+    # for an hour before distillation failed is no ship to redo.
+    made_by_ship = ships and Path(str(manifest.get("config_path", ""))).resolve() == config.resolve()
+    stages = manifest.get("stages", {})
     done = [name for name, entry in stages.items() if isinstance(entry, dict) and entry.get("status") == "done"]
-    return bool(stages) and set(done) <= {"teachers"} and not (Path(run_dir) / "bundle").exists()
+    return made_by_ship and bool(stages) and set(done) <= {"teachers"} and not (Path(run_dir) / "bundle").exists()
 
 
 def _one_of_resume_force(function: str, resume: bool, force: bool) -> None:

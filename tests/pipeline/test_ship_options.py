@@ -127,3 +127,23 @@ def test_a_profile_file_given_to_targets_is_written_by_its_absolute_path(files, 
     (files / "mycpu.yaml").write_text("name: mycpu\n", encoding="utf-8")
     config = ship_config("m.onnx", "d.npz", targets=["mycpu.yaml", "x86-cpu"])
     assert config["targets"] == [str(files / "mycpu.yaml"), "x86-cpu"]
+
+
+def test_only_a_ship_that_stopped_at_intake_is_started_again_without_force(tmp_path):
+    """Review (session 13): any folder with only its teachers stage done was taken as a ship stopped at intake, so
+    `edgekd ship --out` over an `edgekd run` whose teachers trained for an hour would have replaced it."""
+    import json
+
+    from edgekd.api import _stopped_before_shipping
+    from edgekd.pipeline.ship import SHIP_HEADER
+
+    run = tmp_path / "run"
+    run.mkdir()
+    stages = {"teachers": {"status": "done"}, "distill": {"status": "failed"}}
+    (run / "manifest.json").write_text(json.dumps({"stages": stages, "config_path": str(tmp_path / "mine.yaml")}))
+    assert not _stopped_before_shipping(run)  # an edgekd run of the user's own file
+    (run / "edgekd.yaml").write_text(f"{SHIP_HEADER} (content sha256 0)\nname: x\n")
+    (run / "manifest.json").write_text(json.dumps({"stages": stages, "config_path": str(run / "edgekd.yaml")}))
+    assert _stopped_before_shipping(run)
+    (run / "bundle").mkdir()
+    assert not _stopped_before_shipping(run)
