@@ -188,6 +188,10 @@ def rebuild_bundle(bundle_dir: Path, profile=None) -> dict[str, Any]:
     if profile is not None:  # another device of the same backend: its threads and session settings, its name
         artifact = backend.retarget(artifact, profile)
         manifest["target"] = profile.name
+        reference = speed_reference(Path(bundle_dir), manifest)
+        if reference is not None:  # timed as the shipped model is, or the speed-up compares two thread counts
+            manifest[SPEED_REFERENCE] = {**manifest[SPEED_REFERENCE],
+                                         "runtime_options": backend.retarget(reference, profile).runtime_options}
     artifact = backend.build(artifact, profile)
     manifest.update(artifact=artifact.to_json(), files=_file_records(Path(bundle_dir), artifact, beside),
                     rebuild_on_device=artifact.rebuild_on_device, rebuilt_on=cpu_info()["model"],

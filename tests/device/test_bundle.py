@@ -302,6 +302,18 @@ def test_a_bundle_carrying_its_fp32_model_shows_its_speedup_on_the_device(tmp_pa
     assert speedup.artifact == "x86-cpu/int8" and speedup.passed and "over fp32" in speedup.reason
     assert all(c.artifact == "x86-cpu/int8" for c in checks)
 
+    # Review (session 13): `edgekd compile --target` gave the shipped model the new profile's threads and left the fp32
+    # reference at the old ones, so the speed-up compared two thread counts.
+    from edgekd.core.resources import builtin_dir
+    from edgekd.device.bundle import load_bundle
+
+    profile = tmp_path / "three.yaml"
+    profile.write_text((builtin_dir("targets") / "x86-cpu.yaml").read_text(encoding="utf-8").replace(
+        "name: x86-cpu", "name: three").replace("threads: 2", "threads: 3"), encoding="utf-8")
+    assert "threads: 3" in profile.read_text()
+    api.compile(bundle, str(profile))
+    manifest, artifact = load_bundle(bundle)
+    assert artifact.runtime_options["threads"] == manifest[SPEED_REFERENCE]["runtime_options"]["threads"] == 3
     (bundle / SPEED_REFERENCE_FOLDER / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(ArtifactError, match="fp32-reference/model.onnx"):
         api.bench(bundle, runs=2, min_seconds=0, warmup_runs=0, warmup_seconds=0, rounds=1, memory=False)
