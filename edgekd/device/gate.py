@@ -189,8 +189,7 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
         if not row.get("shipped"):
             continue
         reference = _carried_reference(row, limits.reference, key) if own else shared
-        fp32_p50 = next((r.get("p50_ms") for r in report["rows"]
-                         if r["target"] == row["target"] and r["precision"] == "fp32"), None)
+        fp32_p50 = _fp32_p50(report["rows"], row)
         tightened = _stricter_limits(limits, row.get("profile_gate"))
         row_checks = check_row(row, reference, fp32_p50, limits.model_copy(update=tightened) if tightened else limits,
                                samples, metric)
@@ -220,6 +219,14 @@ def _carried_reference(row: dict[str, Any], name: str, key: str) -> float | None
     raise ArtifactError(f"row {row['artifact']} carries the {key} of {carried.get('name')} (its bundle's gate.reference) "
                         f"only, not of {name}: give --reference {carried.get('name')}, or bench the bundle again with this "
                         "edgekd (its report then carries every reference the bundle records)")
+
+
+def _fp32_p50(rows: list[dict[str, Any]], row: dict[str, Any]) -> float | None:
+    """The p50 of the fp32 row `row`'s speed-up is measured against: its target's, and of its own bundle where rows name
+    one (two bundles of one target benched together, each carrying its fp32 reference)."""
+    same = [r for r in rows if r["target"] == row["target"] and r["precision"] == "fp32"]
+    own = [r for r in same if row.get("bundle") is not None and r.get("bundle") == row.get("bundle")]
+    return next((r.get("p50_ms") for r in own or same), None)
 
 
 def stricter(limits: Thresholds, profile_gate: dict[str, Any] | None) -> Thresholds:

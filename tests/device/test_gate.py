@@ -279,3 +279,18 @@ def test_a_limit_from_the_target_profile_names_its_source():
     assert checks[("x86-cpu/int8", "min_speedup")].reason.endswith("(limit 1.2x, target x86-cpu's gate.min_speedup)")
     assert checks[("x86-cpu/int8", "max_size_kb")].reason.endswith("(limit 100 KB)")  # the profile's 500 is looser
     assert checks[("intel-cpu/int8", "max_drop")].reason.endswith("(limit 10 points)")  # no profile limits on this row
+
+
+def test_each_bundles_speedup_is_against_its_own_fp32_reference():
+    """Review (session 13): two bundles of one target benched together, each with its fp32 reference: the second's
+    speed-up was computed against the first bundle's fp32."""
+    report = make_report()
+    int8 = next(r for r in report["rows"] if r["precision"] == "int8")
+    fp32 = next(r for r in report["rows"] if r["precision"] == "fp32")
+    rows = [{**fp32, "artifact": "a/fp32", "bundle": "a", "shipped": False, "p50_ms": 1.0},
+            {**int8, "artifact": "a/int8", "bundle": "a", "p50_ms": 0.5},
+            {**fp32, "artifact": "b/fp32", "bundle": "b", "shipped": False, "p50_ms": 4.0},
+            {**int8, "artifact": "b/int8", "bundle": "b", "p50_ms": 1.0}]
+    checks = {c.artifact: c for c in evaluate_report({**report, "rows": rows}, Thresholds(max_drop=None, min_speedup=3))
+              if c.threshold == "min_speedup"}
+    assert not checks["a/int8"].passed and checks["b/int8"].passed and "4.00x" in checks["b/int8"].reason
