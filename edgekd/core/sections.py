@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar, Union, get_args, get_origin
 
@@ -97,9 +98,15 @@ def _other_keys(errors: list[dict[str, Any]], shown: int = 4) -> str:
     return f"; also check {', '.join(repr(k) for k in others[:shown])}{more}"
 
 
+# pydantic's names for the members of a union in an error's location ('str', 'list[dict[str,any]]'): not keys.
+_UNION_TAG = re.compile(r"(str|int|float|bool|none|bytes|(list|dict|tuple|set|literal|union)\[.*\]|function-\w+(\[.*\])?)")
+
+
 def _dotted(error: dict[str, Any]) -> str:
-    """The key's path, a control character in it escaped (a key "\n" must not break the one-line message)."""
-    parts = [str(part) if str(part).isprintable() else repr(str(part))[1:-1] for part in error["loc"]]
+    """The key's path, a control character in it escaped (a key "\n" must not break the one-line message), without
+    the union members pydantic names in it (teachers.0.sklearn, not teachers.0.sklearn.str)."""
+    loc = [part for part in error["loc"] if not (isinstance(part, str) and _UNION_TAG.fullmatch(part))]
+    parts = [str(part) if str(part).isprintable() else repr(str(part))[1:-1] for part in loc]
     return ".".join(parts) or "(top level)"
 
 

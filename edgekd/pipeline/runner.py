@@ -148,8 +148,10 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
                 _run_stage(ctx, stage, resume=resume and not force, force=force,
                            log=log if distributed.is_main() else _quiet, label=f"{number}/{len(planned)} {stage}")
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the log says how to go on, as the terminal does
-            write_line(f"interrupted: finished stages are kept; continue with: edgekd run {shlex.quote(str(config_path))} "
-                       f"--out {shlex.quote(str(run_dir))} --resume")
+            how = (f"edgekd.api.run(<the same config dict>, out={str(run_dir)!r}, resume=True)"
+                   if Path(config_path).name == MAPPING_SOURCE else
+                   f"edgekd run {shlex.quote(str(config_path))} --out {shlex.quote(str(run_dir))} --resume")
+            write_line(f"interrupted: finished stages are kept; continue with: {how}")
             raise
     distributed.finish()
     return ctx

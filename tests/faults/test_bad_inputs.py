@@ -422,3 +422,11 @@ def test_resume_with_another_tasks_pipeline_file_is_refused(tmp_path, finished_r
     assert_one_line_error(invoke("run", config, "--out", run, "--resume"),
                           f"{run}: holds a run of task text-classification", "is for image-classification", "new folder")
     assert sha256_of(run / "report.json") == before
+
+
+def test_a_union_members_name_is_not_shown_as_a_key(tmp_path):
+    """Review (session 13): `teachers: [{sklearn: 5}]` named 'teachers.0.sklearn.str' and
+    'teachers.0.sklearn.list[dict[str,dict[str,any]]]', pydantic's names for the union's members."""
+    config = write_config(tmp_path, teachers=[{"sklearn": 5}])
+    message = assert_one_line_error(invoke("run", config), "teachers.0.sklearn")
+    assert ".str'" not in message and "list[" not in message, message
