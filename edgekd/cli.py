@@ -40,6 +40,20 @@ class _FiniteRange(click.FloatRange):
         return number
 
 
+class _OutputFile(click.Path):
+    """A file to write. click.Path makes `newdir/` the Path `newdir`, which would then be written as a file named
+    newdir; a trailing slash says the user meant a folder, so it is refused with the file name to give instead."""
+
+    def __init__(self):
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.endswith(("/", os.sep)):
+            self.fail(f"{value!r} names a folder; give a file path inside it, e.g. {value.rstrip('/' + os.sep)}/out.json",
+                      param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class _ThresholdFlag(click.ParamType):
     """A gate threshold flag, checked by the one Thresholds validator before any work (exit 2 naming the flag)."""
 
@@ -334,7 +348,7 @@ def _print_run_result(ctx):
               help="Language models: at most this many prompts (default: the bundle's bench setting, or every line of --texts).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Write report.json, report.md and report.html into this folder.")
-@click.option("--json", "--json-out", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write only the JSON report here.")
+@click.option("--json", "--json-out", "json_out", type=_OutputFile(), help="Write only the JSON report here.")
 def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_seconds, rounds, batch_sizes, no_memory,
               images, texts, top_k, temperature, seed, new_tokens, prompt_count, out, json_out) -> None:
     """Benchmark a bundle (or every bundle in a run folder) on this machine.
@@ -427,9 +441,9 @@ def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
 @click.option("--min-greedy-agreement", type=_ThresholdFlag("min_greedy_agreement"),
               help="A language model's report: smallest allowed share of greedy tokens equal to the fp32 model's (0 to 1); "
                    "rows without a measured agreement are skipped.")
-@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--junit", type=_OutputFile(),
               help="Write JUnit XML: one test case per artifact and threshold.")
-@click.option("--summary", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--summary", type=_OutputFile(),
               help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).")
 @click.option("--allow-empty", is_flag=True,
               help="Pass even when no check could be evaluated (every shipped artifact skipped as not measured here).")
@@ -497,9 +511,9 @@ def compile_cmd(bundle: Path, target: str | None) -> None:
 @main.command("compare")
 @click.argument("report_a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("report_b", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--markdown", "markdown_out", type=_OutputFile(),
               help="Also write the table as Markdown.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the comparison as JSON.")
+@click.option("--json", "json_out", type=_OutputFile(), help="Also write the comparison as JSON.")
 def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
     """Compare the same artifacts in two reports (two machines or two versions): latency, size and top-1, B/A
     (language models: perplexity and generation speed)."""
@@ -541,7 +555,7 @@ def keys_cmd(section: str | None, task: str) -> None:
 
 
 @main.command("schema")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the schema to this file (default: stdout).")
+@click.option("--out", type=_OutputFile(), help="Write the schema to this file (default: stdout).")
 @_task_option
 def schema_cmd(out: Path | None, task: str) -> None:
     """The JSON Schema of a pipeline file, for completion and checks in editors.
@@ -583,7 +597,7 @@ DATA_SUFFIXES = (".csv", ".parquet", ".npz", ".jsonl", ".tsv", ".txt")
 
 
 @main.command("init")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default=Path("edgekd.yaml"))
+@click.argument("path", type=_OutputFile(), default=Path("edgekd.yaml"))
 @click.option("--data", help="digits (default), fashion-mnist, module:function, a .npz file, an image folder, or a "
                              ".csv/.parquet table (a pipeline that distils an ensemble of scikit-learn teachers).")
 @click.option("--force", is_flag=True, help="Overwrite PATH (a .yaml file) if it exists.")

@@ -205,3 +205,16 @@ def test_debug_may_follow_the_command(tmp_path):
     before = CliRunner().invoke(main, ["--debug", "gate", str(tmp_path / "r.json")])
     assert after.exit_code == before.exit_code == 2 and "No such option" not in after.output
     assert "Traceback" in after.output and "Traceback" in before.output
+
+
+@pytest.mark.parametrize("command", [["bench", "BUNDLE", "--json", "newdir/"], ["schema", "--out", "newdir/"],
+                                     ["compare", "a.json", "b.json", "--markdown", "newdir/"],
+                                     ["gate", "report.json", "--junit", "newdir/"]])
+def test_an_output_file_given_as_a_folder_is_refused(tmp_path, monkeypatch, command):
+    """Carried defect (session 13): `edgekd bench --json newdir/` wrote a file named newdir (click's Path drops the
+    trailing slash); a file option ending in / is refused before any work, naming the option."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 2
+    assert "names a folder; give a file path inside it" in result.output
+    assert not (tmp_path / "newdir").exists()
