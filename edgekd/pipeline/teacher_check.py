@@ -25,6 +25,8 @@ PROBE_SAMPLES = 2000
 BETTER_BY = 0.10
 # Standard errors above the majority-class rate that count as "better than chance".
 CHANCE_SIGMAS = 3.0
+# The teachers stage's metrics key holding what say_weak_members said: the bench stage copies it into the report.
+MEMBER_WARNINGS = "member_warnings"
 
 
 def _stderr(message: str) -> None:
@@ -143,15 +145,18 @@ def top1_without_each(logits: list, weights: list[float], mode: str, score: Call
 
 
 def say_weak_members(entries: list[dict], ensemble_val_top1: float, y: np.ndarray, unit: str,
-                     without: list[float] | None = None) -> None:
+                     without: list[float] | None = None) -> list[str]:
     """Each teacher's validation top-1 beside the ensemble's, and a warning naming a member that is not clearly above
     chance or that pulls the ensemble under its best member beyond noise (a trial's GaussianNB at 10.6% took a
     LightGBM at 75.8% down to 21.4%, and the only advice was to train longer). `entries`: {index, name, val_top1}
     each; `unit`: what the validation samples are (rows, images); `without`: the ensemble's top-1 with each entry left
     out (top1_without_each). A member pulls the ensemble down when leaving it out raises the ensemble's top-1 (without
     `without`: the weakest member); naming by top-1 alone once told the right member to go (a 97.1% forest beside a
-    100% model, where a DummyClassifier of weight 5 made the ensemble 50.7%)."""
+    100% model, where a DummyClassifier of weight 5 made the ensemble 50.7%). Returns the warnings said, which the
+    teachers stage records so that the bench stage's report carries them (not the terminal and the run log only)."""
     import warnings
+
+    said: list[str] = []
 
     chance, n = float(np.bincount(y).max() / len(y)), len(y)
     shown = ", ".join(f"teachers[{e['index']}] {e['name']} {e['val_top1']:.1%}" for e in entries)
@@ -168,14 +173,17 @@ def say_weak_members(entries: list[dict], ensemble_val_top1: float, y: np.ndarra
         elif low and (chance_bar(chance, n) >= 1 or entry["val_top1"] >= best["val_top1"]):
             # too few samples to tell anything from guessing, or the best member at chance: removing it would not help
             ahead = "" if chance_bar(chance, n) >= 1 else "; the ensemble's best member: check data.target and data.features"
-            warnings.warn(f"teachers[{entry['index']}] {entry['name']}: {low}{ahead}", stacklevel=3)
+            said.append(f"teachers[{entry['index']}] {entry['name']}: {low}{ahead}")
+            warnings.warn(said[-1], stacklevel=3)
             continue
         elif low:
             why = f"{low}:"
         else:  # above chance and not pulling
             continue
-        warnings.warn(f"teachers[{entry['index']}] {entry['name']}: {why} remove it, or lower its weight "
-                      f"(teachers[{entry['index']}].weight)", stacklevel=3)
+        said.append(f"teachers[{entry['index']}] {entry['name']}: {why} remove it, or lower its weight "
+                    f"(teachers[{entry['index']}].weight)")
+        warnings.warn(said[-1], stacklevel=3)
+    return said
 
 
 def _pulling_down(entries: list[dict], ensemble_val_top1: float, n: int, without: list[float] | None) -> set[int]:

@@ -26,6 +26,7 @@ from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
 from edgekd.pipeline.run_models import teacher_cache
 from edgekd.pipeline.stage import StageOutput, TaskStep, fresh_progress
 from edgekd.pipeline.task import Classification
+from edgekd.pipeline.teacher_check import MEMBER_WARNINGS
 from edgekd.tasks.tabular_teachers import (
     SPLITS,
     TRANSFER_FILE,
@@ -123,7 +124,8 @@ class TabularTeachersStep(TaskStep):
             entries.append(entry)
         ensemble = self._ensemble(entries, members, folder)
         outputs += [folder / baseline.ENSEMBLE_FILE] if ensemble.get("onnx_bytes") else []
-        metrics = {"teachers": entries, "ensemble": ensemble, "preprocessing": data.preprocessing()}
+        said = ensemble.pop("member_warnings")
+        metrics = {"teachers": entries, "ensemble": ensemble, "preprocessing": data.preprocessing(), MEMBER_WARNINGS: said}
         if transfer is not None:
             metrics["transfer_set"] = {"rows": int(len(next(iter(transfer.values())))), "recipe": transfer_recipe(ctx)}
         return StageOutput(outputs, metrics, inputs=inputs)
@@ -153,7 +155,7 @@ class TabularTeachersStep(TaskStep):
                "best_member_top1": max(e["top1"] for e in entries)}
         without = top1_without_each(val_logits, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble,
                                     ctx.task.score, data.val.y) if len(entries) > 1 else None
-        _say_weak_members(entries, out["val_top1"], data.val.y, without)
+        out["member_warnings"] = _say_weak_members(entries, out["val_top1"], data.val.y, without)
         return {**out, **baseline.ensemble_file(members, [t.weight for t in ctx.cfg.teachers], folder / baseline.ENSEMBLE_FILE,
                                                 data, ctx.cfg.bench)}
 
@@ -172,12 +174,13 @@ def _finite(teacher, logits: np.ndarray, rows: dict[str, np.ndarray]) -> np.ndar
                     f"{len(bad)} rows, {cause}")
 
 
-def _say_weak_members(entries: list[dict], ensemble_val_top1: float, y: np.ndarray, without: list[float] | None = None) -> None:
+def _say_weak_members(entries: list[dict], ensemble_val_top1: float, y: np.ndarray,
+                      without: list[float] | None = None) -> list[str]:
     """A table ensemble's members judged as pipeline/teacher_check.say_weak_members says (image teachers are too);
     `without`: the ensemble's validation top-1 with each member left out."""
     from edgekd.pipeline.teacher_check import say_weak_members
 
-    say_weak_members(entries, ensemble_val_top1, y, "validation rows", without)
+    return say_weak_members(entries, ensemble_val_top1, y, "validation rows", without)
 
 
 def cached_logits_from(entries: list[dict], cache, split: str) -> list[np.ndarray]:

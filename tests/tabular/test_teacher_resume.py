@@ -107,3 +107,21 @@ def test_a_name_matched_teacher_that_looks_swapped_is_not_told_to_fit_on_the_nam
     assert "matched to this data's by name" in _order_fix(by_name, ["high", "low", "mid"])
     by_id = SimpleNamespace(kind="skops", model=SimpleNamespace(classes_=np.array([0, 1, 2])))
     assert "by position (sorted: high, low, mid)" in _order_fix(by_id, ["high", "low", "mid"])
+
+
+def test_a_weak_members_warning_reaches_the_report(tmp_path):
+    """Carried defect (session 13): a member named as pulling the ensemble down was said on the terminal and in
+    RUN/edgekd.log only; report.json and report.md, which people read later, carried no word of it."""
+    from edgekd.pipeline.runner import run_from_file
+
+    table_rows().to_csv(tmp_path / "table.csv", index=False)
+    config = table_config()
+    config["teachers"] = [{"sklearn": "RandomForestClassifier", "params": {"n_estimators": 10, "max_depth": 6}},
+                          {"sklearn": "DummyClassifier", "params": {"strategy": "uniform"}, "weight": 5}]
+    path, run = tmp_path / "config.yaml", tmp_path / "run"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"teachers\[1\] DummyClassifier"):
+        run_from_file(path, out=str(run), log=lambda _m: None)
+    said = [w for w in read_json(run / "report.json")["warnings"] if w.startswith("teachers[1] DummyClassifier")]
+    assert len(said) == 1 and "remove it, or lower its weight (teachers[1].weight)" in said[0]
+    assert said[0] in (run / "report.md").read_text(encoding="utf-8")

@@ -24,6 +24,7 @@ from edgekd.pipeline.run_models import student_outputs
 from edgekd.pipeline.selection import unconfirmed_drop
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import profile_named
+from edgekd.pipeline.teacher_check import MEMBER_WARNINGS
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings, timings_transfer
 
@@ -257,6 +258,7 @@ class BenchStage(Stage):
                               measured=ctx.dataset.measured, task_metric=ctx.task.metric)
         noisy = len(report["warnings"])
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
+        report["warnings"] += ctx.manifest.metrics("teachers").get(MEMBER_WARNINGS, [])  # a weak member, said at stage 1
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
         table = getattr(getattr(ctx.cfg, "data", None), "source", None) in TABLE_SOURCES
         notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode, table)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.stage import Stage, StageOutput, fresh_progress
-from edgekd.pipeline.teacher_check import check_given_teachers
+from edgekd.pipeline.teacher_check import MEMBER_WARNINGS, check_given_teachers
 
 if TYPE_CHECKING:
     pass
@@ -78,14 +78,13 @@ def _metrics(ctx: RunContext, report: list) -> dict:
     for (entry, _), z in zip(report, test_logits):
         entry["top1"] = ctx.task.score(z.numpy(), test.y)
     ensemble = ensemble_soft_targets(test_logits, 1.0, weights, ctx.cfg.distill.ensemble).numpy()
-    _say_weak_members(ctx, report)
-    return {"teachers": [entry for entry, _ in report],
+    return {"teachers": [entry for entry, _ in report], MEMBER_WARNINGS: _say_weak_members(ctx, report),
             "ensemble": {"params": sum(e["params"] for e, _ in report), "top1": ctx.task.score(ensemble, test.y)},
             "preprocessing": ctx.dataset.preprocessing(),  # what every model was fed (data.normalize)
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def _say_weak_members(ctx: RunContext, report: list) -> None:
+def _say_weak_members(ctx: RunContext, report: list) -> list[str]:
     """An ensemble's members on the validation split, and a warning naming one not clearly above chance or pulling the
     ensemble under its best member, as for tables (a trained teacher at 7.5% with 8 classes was averaged in unsaid:
     a checkpoint that low is refused before training, one trained in the run is not). One teacher has no ensemble to
@@ -98,7 +97,7 @@ def _say_weak_members(ctx: RunContext, report: list) -> None:
 
     val = ctx.dataset.val
     if len(report) < 2 or not ctx.task.has_classes or len(val) == 0:
-        return
+        return []
     logits = [torch.from_numpy(predict_logits(model, val.x)) for _, model in report]
     members = []
     for index, ((entry, _), z) in enumerate(zip(report, logits)):
@@ -107,7 +106,7 @@ def _say_weak_members(ctx: RunContext, report: list) -> None:
     weights, mode = [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble
     ensemble = ensemble_soft_targets(logits, 1.0, weights, mode).numpy()
     without = top1_without_each(logits, weights, mode, ctx.task.score, val.y)
-    say_weak_members(members, ctx.task.score(ensemble, val.y), val.y, "validation images", without)
+    return say_weak_members(members, ctx.task.score(ensemble, val.y), val.y, "validation images", without)
 
 
 class TeachersStage(Stage):
