@@ -44,12 +44,13 @@ class _OutputFile(click.Path):
     """A file to write. click.Path makes `newdir/` the Path `newdir`, which would then be written as a file named
     newdir; a trailing slash says the user meant a folder, so it is refused with the file name to give instead."""
 
-    def __init__(self):
+    def __init__(self, example: str = "out.json"):
         super().__init__(dir_okay=False, path_type=Path)
+        self.example = example  # the file name the advice offers: one the command takes (init writes .yaml)
 
     def convert(self, value, param, ctx):
         if isinstance(value, str) and value.endswith(("/", os.sep)):
-            self.fail(f"{value!r} names a folder; give a file path inside it, e.g. {value.rstrip('/' + os.sep)}/out.json",
+            self.fail(f"{value!r} names a folder; give a file path inside it, e.g. {value.rstrip('/' + os.sep)}/{self.example}",
                       param, ctx)
         return super().convert(value, param, ctx)
 
@@ -441,9 +442,9 @@ def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
 @click.option("--min-greedy-agreement", type=_ThresholdFlag("min_greedy_agreement"),
               help="A language model's report: smallest allowed share of greedy tokens equal to the fp32 model's (0 to 1); "
                    "rows without a measured agreement are skipped.")
-@click.option("--junit", type=_OutputFile(),
+@click.option("--junit", type=_OutputFile("junit.xml"),
               help="Write JUnit XML: one test case per artifact and threshold.")
-@click.option("--summary", type=_OutputFile(),
+@click.option("--summary", type=_OutputFile("summary.md"),
               help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).")
 @click.option("--allow-empty", is_flag=True,
               help="Pass even when no check could be evaluated (every shipped artifact skipped as not measured here).")
@@ -511,7 +512,7 @@ def compile_cmd(bundle: Path, target: str | None) -> None:
 @main.command("compare")
 @click.argument("report_a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("report_b", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--markdown", "markdown_out", type=_OutputFile(),
+@click.option("--markdown", "markdown_out", type=_OutputFile("comparison.md"),
               help="Also write the table as Markdown.")
 @click.option("--json", "json_out", type=_OutputFile(), help="Also write the comparison as JSON.")
 def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
@@ -597,7 +598,7 @@ DATA_SUFFIXES = (".csv", ".parquet", ".npz", ".jsonl", ".tsv", ".txt")
 
 
 @main.command("init")
-@click.argument("path", type=_OutputFile(), default=Path("edgekd.yaml"))
+@click.argument("path", type=_OutputFile("edgekd.yaml"), default=Path("edgekd.yaml"))
 @click.option("--data", help="digits (default), fashion-mnist, module:function, a .npz file, an image folder, or a "
                              ".csv/.parquet table (a pipeline that distils an ensemble of scikit-learn teachers).")
 @click.option("--force", is_flag=True, help="Overwrite PATH (a .yaml file) if it exists.")

@@ -218,3 +218,13 @@ def test_an_output_file_given_as_a_folder_is_refused(tmp_path, monkeypatch, comm
     assert result.exit_code == 2
     assert "names a folder; give a file path inside it" in result.output
     assert not (tmp_path / "newdir").exists()
+
+
+def test_init_given_a_folder_suggests_a_yaml_file_it_takes(tmp_path, monkeypatch):
+    """Trial defect (session 14): `edgekd init newdir/` suggested newdir/out.json, which init then refused (a
+    pipeline file ends in .yaml); the suggestion is a name the command takes, and following it works."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["init", "newdir/"])
+    assert result.exit_code == 2 and "e.g. newdir/edgekd.yaml" in result.output
+    assert CliRunner().invoke(main, ["init", "newdir/edgekd.yaml"]).exit_code == 0
+    assert (tmp_path / "newdir" / "edgekd.yaml").is_file()
