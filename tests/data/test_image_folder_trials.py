@@ -1,0 +1,57 @@
+"""Image and npz data as new users hand it over (trial session 14): TIFF files, images one folder deeper than the
+class folders, macOS's and notebooks' hidden files, zips and other files under an .npz name, sizes that data.resize
+makes equal, one folder of unlabeled images, and 16-bit files that hold 8-bit values."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgekd.data.config import DataConfig
+from edgekd.data.datasets import load_dataset
+from edgekd.data.sources import folder_by_labels, image_files
+
+
+def _image(path, size=(8, 8), value=0, suffix=".png"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(value)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0])).astype(np.uint8), mode="L").save(path.with_suffix(suffix))
+
+
+def _class_folders(root, classes=("0", "1"), per_class=6, suffix=".png"):
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            _image(root / name / f"img{i}", value=10 * c + i, suffix=suffix)
+    return root
+
+
+def _load(root, **extra):
+    return load_dataset(DataConfig(source="imagefolder", path=str(root), color="gray", **extra), 0)
+
+
+def _said(call):
+    """`call`'s result and the warnings it gave (each as its text)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [str(w.message) for w in caught]
+
+
+def test_tiff_images_are_read_and_files_of_other_suffixes_are_said(tmp_path):
+    """Trial defect (session 14): .tif/.tiff files were skipped without a word (210 of 240 images read, and a class
+    folder of TIFF only was "holds no image directly in it"); a file of any other suffix (.heic) was skipped silently."""
+    root = _class_folders(tmp_path / "images")
+    _class_folders(root, classes=("2",), suffix=".tif")
+    _image(root / "1" / "scan", suffix=".tiff")
+    (root / "1" / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    dataset, said = _said(lambda: _load(root))
+    assert dataset.classes == ["0", "1", "2"]
+    assert sum(len(s.y) for s in (dataset.train, dataset.val, dataset.test)) == 6 + 7 + 6
+    assert any("skipped 1 file(s) whose suffix is not an image's" in s and "phone.heic" in s for s in said), said
+    files, said = _said(lambda: image_files(root, "--images"))
+    assert len(files) == 19 and any("phone.heic" in s for s in said)
+    with pytest.warns(UserWarning, match="phone.heic"):
+        files, labels = folder_by_labels(root, ["0", "1", "2"], "--images")  # edgekd bench --images
+    assert np.bincount(labels).tolist() == [6, 7, 6]
