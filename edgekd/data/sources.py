@@ -249,7 +249,7 @@ def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> 
         raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class, or images)")
     classes = class_folders(folder)
     if _images_in(folder) and labeled and any(_images_in(folder / name) for name in classes):
-        loose = sorted(f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES)
+        loose = [f.name for f in _listing(folder)[0]]
         raise DataError(f"data.path '{folder}': holds images ({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}) beside "
                         f"class sub-folders ({', '.join(classes[:5])}); move each loose image into its class folder or out, "
                         "or read every image as unlabeled with --no-labels (data.labels: none)")
@@ -276,15 +276,22 @@ def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> 
 
 def class_folders(folder: Path) -> list[str]:
     """The sub-folders that name classes, sorted: hidden ones (.ipynb_checkpoints, .git) and macOS's __MACOSX are not."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not hidden(p.name))
+
+
+def hidden(name: str) -> bool:
+    """A name that no image folder's reader takes: a dot file or folder (.DS_Store, macOS's AppleDouble ._img.png,
+    .ipynb_checkpoints' copies, .git) or macOS's __MACOSX folder of a zip. A ._img.png is not an image, and a notebook's
+    checkpoint copies would count each image twice. Windows's thumbnail cache and folder settings are not images either."""
+    return name.startswith(".") or name == "__MACOSX" or name.lower() in ("thumbs.db", "desktop.ini")
 
 
 def _listing(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:
     """(image files, other files) in `folder`, at any depth when `recursive`, each sorted. A folder (even one named
-    album.png) or a broken link is neither."""
+    album.png) or a broken link is neither, and hidden names (and whatever is below a hidden folder) are left out."""
     images, others = [], []
     for path in folder.rglob("*") if recursive else folder.iterdir():
-        if path.is_file():
+        if path.is_file() and not any(hidden(part) for part in path.relative_to(folder).parts):
             (images if path.suffix.lower() in _IMAGE_SUFFIXES else others).append(path)
     return sorted(images), sorted(others)
 
@@ -299,7 +306,7 @@ def warn_skipped(others: list[Path], where: str) -> None:
 
 
 def _images_in(folder: Path) -> bool:
-    return any(f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES for f in folder.iterdir())
+    return any(f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES and not hidden(f.name) for f in folder.iterdir())
 
 
 def folder_by_labels(folder: Path, labels: list[str], field: str) -> tuple[list[Path], Optional[np.ndarray]]:

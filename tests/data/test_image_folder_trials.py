@@ -55,3 +55,23 @@ def test_tiff_images_are_read_and_files_of_other_suffixes_are_said(tmp_path):
     with pytest.warns(UserWarning, match="phone.heic"):
         files, labels = folder_by_labels(root, ["0", "1", "2"], "--images")  # edgekd bench --images
     assert np.bincount(labels).tolist() == [6, 7, 6]
+
+
+def test_hidden_files_and_macos_folders_are_skipped_everywhere(tmp_path):
+    """Trial defect (session 14): a macOS AppleDouble ._img0.png in a class folder stopped the run ("not a readable
+    image"), and unlabeled reading (--no-labels, --calibration, bench --images) walked __MACOSX/ and .ipynb_checkpoints/,
+    adding their files: the README says hidden and __MACOSX folders are not read."""
+    root = _class_folders(tmp_path / "images")
+    (root / "1" / "._img0.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "0" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" * 8)
+    _image(root / "__MACOSX" / "0" / "img0")
+    _image(root / "0" / ".ipynb_checkpoints" / "img0-checkpoint")
+    _image(root / "._stray")  # hidden beside the class folders: not a loose image
+    dataset, said = _said(lambda: _load(root))
+    assert dataset.classes == ["0", "1"] and said == []
+    assert sum(len(s.y) for s in (dataset.train, dataset.val, dataset.test)) == 12
+    files, said = _said(lambda: image_files(root, "quantize.calibration_images"))
+    assert len(files) == 12 and said == []
+    unlabeled = _load(root, labels="none")
+    assert sum(len(s.y) for s in (unlabeled.train, unlabeled.val, unlabeled.test)) == 12
