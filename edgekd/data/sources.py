@@ -243,12 +243,12 @@ def _as_images(x, where: str) -> np.ndarray:
 def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> RawData:
     """Files and labels only: pixels are decoded when a batch is asked for (data/images.py). Every file's header
     is read now, so a file that is not an image stops the run before any work. A folder of class sub-folders is
-    labeled by them; a folder holding image files itself, or any folder with data.labels none, is unlabeled (its files
+    labeled by them (each one's images at any depth below it); a folder holding image files itself, or any folder with data.labels none, is unlabeled (its files
     at any depth)."""
     if not folder.is_dir():
         raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class, or images)")
     classes = class_folders(folder)
-    if _images_in(folder) and labeled and any(_images_in(folder / name) for name in classes):
+    if _images_in(folder) and labeled and any(_holds_images(folder / name) for name in classes):
         loose = [f.name for f in _listing(folder)[0]]
         raise DataError(f"data.path '{folder}': holds images ({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}) beside "
                         f"class sub-folders ({', '.join(classes[:5])}); move each loose image into its class folder or out, "
@@ -259,11 +259,12 @@ def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> 
         return RawData(LazyImages(files, preprocess), np.full(len(files), UNLABELED, np.int64), [])
     files, labels, skipped = [], [], []
     for label, name in enumerate(classes):
-        found, others = _listing(folder / name)
+        # at any depth: a class's images sorted into batch1/, day2/... are its images, as in torchvision's ImageFolder
+        found, others = _listing(folder / name, recursive=True)
         skipped += others
-        if not found and any(_images_in(folder / other) for other in classes):
-            raise DataError(f"data.path '{folder}': class folder '{name}' holds no image directly in it; fill it, or remove "
-                            "it if it is not a class of the model")
+        if not found and any(_holds_images(folder / other) for other in classes):
+            raise DataError(f"data.path '{folder}': class folder '{name}' holds no image ({IMAGE_SUFFIXES_SHOWN}, at any "
+                            "depth); fill it, or remove it if it is not a class of the model")
         files += found
         labels += [label] * len(found)
     warn_skipped(skipped, f"data.path '{folder}'")
@@ -305,12 +306,18 @@ def warn_skipped(others: list[Path], where: str) -> None:
                       f"{IMAGE_SUFFIXES_SHOWN} files: convert any images among them to one of these", stacklevel=2)
 
 
+def _holds_images(folder: Path) -> bool:
+    """Whether a class folder holds an image at any depth."""
+    return bool(_listing(folder, recursive=True)[0])
+
+
 def _images_in(folder: Path) -> bool:
     return any(f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES and not hidden(f.name) for f in folder.iterdir())
 
 
 def folder_by_labels(folder: Path, labels: list[str], field: str) -> tuple[list[Path], Optional[np.ndarray]]:
-    """A device's image folder: (files, labels) with class sub-folders named as the model's labels (a bundle's `labels`),
+    """A device's image folder: (files, labels) with class sub-folders named as the model's labels (a bundle's `labels`;
+    their images at any depth),
     or (files, None) for images without labels: files in the folder itself, or sub-folders none of which is named as a
     label (a camera's folders by day), at any depth. Some sub-folders named as labels and some not is refused."""
     folder = Path(folder)
@@ -336,7 +343,7 @@ def folder_by_labels(folder: Path, labels: list[str], field: str) -> tuple[list[
     files, y = [], []
     skipped = []
     for name in classes:
-        found, others = _listing(folder / name)
+        found, others = _listing(folder / name, recursive=True)  # at any depth, as the build machine reads them
         skipped += others
         files += found
         y += [labels.index(name)] * len(found)

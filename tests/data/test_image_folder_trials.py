@@ -75,3 +75,19 @@ def test_hidden_files_and_macos_folders_are_skipped_everywhere(tmp_path):
     assert len(files) == 12 and said == []
     unlabeled = _load(root, labels="none")
     assert sum(len(s.y) for s in (unlabeled.train, unlabeled.val, unlabeled.test)) == 12
+
+
+def test_images_in_sub_folders_of_a_class_folder_are_that_class(tmp_path):
+    """Trial defect (session 14): a class folder's sub-folders were skipped silently (1/ with 2 images directly and 4
+    in 1/more/ gave 2), and class folders holding only batch sub-folders (<class>/batchN/*.png) were "no images found"."""
+    root = _class_folders(tmp_path / "images", per_class=2)
+    _class_folders(root / "1" / "more", classes=("a", "b"), per_class=2)
+    dataset = _load(root)
+    assert dataset.classes == ["0", "1"]
+    assert np.bincount(np.concatenate([s.y for s in (dataset.train, dataset.val, dataset.test)])).tolist() == [2, 6]
+    _files, labels = folder_by_labels(root, ["0", "1"], "--images")  # edgekd bench --images reads them alike
+    assert np.bincount(labels).tolist() == [2, 6]
+    batches = tmp_path / "batches"
+    for name in ("0-upright", "1-rot180"):
+        _class_folders(batches / name, classes=("batch0", "batch1"), per_class=3)
+    assert _load(batches).classes == ["0-upright", "1-rot180"]
