@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgekd.core.errors import DataError
 from edgekd.data.config import DataConfig
 from edgekd.data.datasets import load_dataset
 from edgekd.data.sources import folder_by_labels, image_files
@@ -91,3 +92,20 @@ def test_images_in_sub_folders_of_a_class_folder_are_that_class(tmp_path):
     for name in ("0-upright", "1-rot180"):
         _class_folders(batches / name, classes=("batch0", "batch1"), per_class=3)
     assert _load(batches).classes == ["0-upright", "1-rot180"]
+
+
+def _npz(path):
+    return load_dataset(DataConfig(source="npz", path=str(path)), 0)
+
+
+def test_a_zip_of_images_under_an_npz_name_is_one_line_naming_its_members(tmp_path):
+    """Trial defect (session 14): a zip of images renamed .npz (or given to data.source npz) crashed with exit 3,
+    "internal error: AttributeError: 'bytes' object has no attribute 'ndim'": numpy hands non-.npy members back as bytes."""
+    import shutil
+
+    root = _class_folders(tmp_path / "images", per_class=2)
+    archive = shutil.make_archive(str(tmp_path / "images"), "zip", root)
+    for path in (archive, shutil.copy(archive, tmp_path / "images.npz")):
+        with pytest.raises(DataError, match=r"a zip whose 4 member\(s\) 0/img0.png, 0/img1.png, 1/img0.png, \.\.\. are not "
+                                            r"numpy arrays \(\.npy\), so not an \.npz; .*unzip it and give the folder"):
+            _npz(path)
