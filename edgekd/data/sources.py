@@ -122,6 +122,9 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _npz(path: Path, labeled: bool = True, scale: str = "auto") -> RawData:
+    if path.is_dir():  # data_path found it: "not found" sent the user looking for a file that is there
+        raise DataError(f"data.path '{path}': a folder, but data.source npz reads one .npz file (numpy.savez(x=..., y=...)); "
+                        "for a folder of images set data.source: imagefolder")
     if not path.is_file():
         raise DataError(f"data.path '{path}': npz file not found")
     found = read_npz(path, "save it with numpy.savez(x=..., y=...)", DataError)
@@ -245,6 +248,8 @@ def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> 
     is read now, so a file that is not an image stops the run before any work. A folder of class sub-folders is
     labeled by them (each one's images at any depth below it); a folder holding image files itself, or any folder with data.labels none, is unlabeled (its files
     at any depth)."""
+    if folder.is_file():  # data_path found it: "not found" sent the user looking for a folder when the source is wrong
+        raise DataError(f"data.path '{folder}': {_file_source_fix(folder)}")
     if not folder.is_dir():
         raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class, or images)")
     classes = class_folders(folder)
@@ -273,6 +278,19 @@ def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> 
                         "without labels directly in it)")
     _check_headers(files, preprocess)
     return RawData(LazyImages(files, preprocess), np.asarray(labels, dtype=np.int64), classes)
+
+
+def _file_source_fix(file: Path) -> str:
+    """What to do with a file given to data.source imagefolder, which reads a folder."""
+    needs = "a file, but data.source imagefolder reads a folder (one sub-folder per class, or images)"
+    suffix = file.suffix.lower()
+    if suffix == ".npz":
+        return f"{needs}; for an .npz of arrays set data.source: npz"
+    if suffix == ".zip":
+        return f"{needs}; unzip it and give the folder"
+    if suffix in _IMAGE_SUFFIXES:
+        return f"{needs}; give the folder that holds this image and the others"
+    return f"{needs}; give the folder of images"
 
 
 def class_folders(folder: Path) -> list[str]:

@@ -109,3 +109,24 @@ def test_a_zip_of_images_under_an_npz_name_is_one_line_naming_its_members(tmp_pa
         with pytest.raises(DataError, match=r"a zip whose 4 member\(s\) 0/img0.png, 0/img1.png, 1/img0.png, \.\.\. are not "
                                             r"numpy arrays \(\.npy\), so not an \.npz; .*unzip it and give the folder"):
             _npz(path)
+
+
+def test_a_path_of_the_wrong_kind_says_what_it_is_and_what_the_source_needs(tmp_path):
+    """Trial defect (session 14): a PNG or a text file under an .npz name "holds an array of Python objects, which edgekd
+    does not unpickle"; data.source imagefolder given an existing zip, PNG or .npz said "imagefolder not found", and
+    data.source npz given a folder "npz file not found"."""
+    root = _class_folders(tmp_path / "images", per_class=2)
+    (tmp_path / "png.npz").write_bytes((root / "0" / "img0.png").read_bytes())
+    (tmp_path / "notes.npz").write_text("x,y\n1,2\n")
+    for name, kind in (("png.npz", "a PNG image"), ("notes.npz", "a text file")):
+        with pytest.raises(DataError, match=rf"{name}: not an \.npz file \(numpy\.savez writes a zip of \.npy arrays\) "
+                                            rf"but {kind}; save it with numpy\.savez"):
+            _npz(tmp_path / name)
+    with pytest.raises(DataError, match=r"'.*images': a folder, but data.source npz reads one \.npz file.*"
+                                        r"set data.source: imagefolder"):
+        _npz(root)
+    np.savez(tmp_path / "arrays.npz", x=np.zeros((4, 8, 8)), y=np.arange(4) % 2)
+    for path, fix in ((tmp_path / "arrays.npz", "set data.source: npz"), (root / "0" / "img0.png", "give the folder that holds"),
+                      (tmp_path / "png.npz", "set data.source: npz")):
+        with pytest.raises(DataError, match=rf"a file, but data.source imagefolder reads a folder .*{fix}"):
+            _load(path)
