@@ -113,9 +113,7 @@ class Preprocess:
         if self.square:
             img = img.resize((self.square, self.square), Image.BILINEAR)
         if self.resize:
-            width, height = img.size
-            scale = self.resize / min(width, height)
-            img = img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+            img = img.resize(shorter_side_resized(img.size, self.resize), Image.BILINEAR)
         if self.center_crop:
             img = _center_crop(img, self.center_crop)
         if not deep:
@@ -127,6 +125,14 @@ class Preprocess:
 # Pillow's modes for 16-bit greyscale (little-, big-, native-endian) and its 32-bit integer mode, which is how it may
 # open a 16-bit PNG too: values 0..65535, scaled by 65535 (a 32-bit image beyond that range is clipped at 1).
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def shorter_side_resized(size: tuple[int, int], resize: int) -> tuple[int, int]:
+    """(width, height) after data.resize: the shorter side `resize`, the aspect kept (rounded). One function for the
+    decoding and for the size check of the headers (sources.py), so both agree on which images end up alike."""
+    width, height = size
+    scale = resize / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def oversized_message(file: Path, exc: Exception) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 from edgekd.core.errors import DataError
 from edgekd.core.fileio import read_npz, resolve_path, searched
 from edgekd.core.user_code import call, is_reference
-from edgekd.data.images import LazyImages, Preprocess, oversized_message, shown_size
+from edgekd.data.images import LazyImages, Preprocess, oversized_message, shorter_side_resized, shown_size
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
@@ -413,16 +413,28 @@ def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
             raise DataError(oversized_message(file, exc)) from None
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
-    if len(sizes) > 1 and not (preprocess.square or preprocess.center_crop or preprocess.fit_height):
+    if len(sizes) > 1 and not (preprocess.square or preprocess.center_crop or preprocess.fit_height) \
+            and len({_decoded_size(size, preprocess) for size in sizes}) > 1:
         counts = {size: 0 for size in sizes}
         for file in files:  # headers only: cheap beside the decoding to come
             with Image.open(file) as img:
                 counts[shown_size(img)] += 1
-        odd = sorted(sizes, key=lambda size: counts[size])[:3]  # the rarest sizes first: likely the strays
+        alike = {}  # how many images decode to each size: with data.resize, 8x8 and 32x32 are one group
+        for size, count in counts.items():
+            alike[_decoded_size(size, preprocess)] = alike.get(_decoded_size(size, preprocess), 0) + count
+        # the rarest sizes once decoded first: likely the strays
+        odd = sorted(sizes, key=lambda size: (alike[_decoded_size(size, preprocess)], counts[size]))[:3]
         shown = ", ".join(f"{w}x{h} ({counts[(w, h)]} image(s), e.g. {sizes[(w, h)]})" for w, h in odd)
-        raise DataError(f"data.path: images have different sizes: {shown}; resize or remove the odd ones, or set data.resize "
+        after = f" (data.resize {preprocess.resize} keeps each aspect ratio, so they still differ)" if preprocess.resize else ""
+        raise DataError(f"data.path: images have different sizes{after}: {shown}; resize or remove the odd ones, or set data.resize "
                         "and data.center_crop (or data.image_size) in the run's edgekd.yaml and rerun it with edgekd run, so "
                         "that every image becomes the same shape")
+
+
+def _decoded_size(size: tuple[int, int], preprocess: Preprocess) -> tuple[int, int]:
+    """An image's size once decoded: data.resize alone makes 16x16 and 32x32 alike (the shorter side scaled, the
+    aspect kept), but not 16x16 and 16x24; without it, the size as shown."""
+    return shorter_side_resized(size, preprocess.resize) if preprocess.resize else size
 
 
 def _factory(reference: str, base_dir: Optional[Path], scale: str = "auto") -> RawData:

@@ -130,3 +130,19 @@ def test_a_path_of_the_wrong_kind_says_what_it_is_and_what_the_source_needs(tmp_
                       (tmp_path / "png.npz", "set data.source: npz")):
         with pytest.raises(DataError, match=rf"a file, but data.source imagefolder reads a folder .*{fix}"):
             _load(path)
+
+
+def test_data_resize_alone_accepts_images_it_makes_the_same_size(tmp_path):
+    """Trial defect (session 14): 16x16 and 32x32 images with data.resize 16 were refused ("images have different
+    sizes"): the header check ignored data.resize, which scales the shorter side and so makes them alike."""
+    root = _class_folders(tmp_path / "images", per_class=3)
+    _image(root / "0" / "big", size=(32, 32), value=99)
+    dataset = _load(root, resize=4)
+    assert dataset.input_shape == (1, 4, 4)
+    assert sum(len(s.y) for s in (dataset.train, dataset.val, dataset.test)) == 7
+    with pytest.raises(DataError, match=r"images have different sizes: 32x32 \(1 image"):
+        _load(root)  # without data.resize, still refused
+    _image(root / "1" / "wide", size=(16, 8), value=98)
+    with pytest.raises(DataError, match=r"different sizes \(data.resize 4 keeps each aspect ratio, so they still differ\): "
+                                        r"16x8 \(1 image"):
+        _load(root, resize=4)
