@@ -146,3 +146,16 @@ def test_data_resize_alone_accepts_images_it_makes_the_same_size(tmp_path):
     with pytest.raises(DataError, match=r"different sizes \(data.resize 4 keeps each aspect ratio, so they still differ\): "
                                         r"16x8 \(1 image"):
         _load(root, resize=4)
+
+
+def test_one_sub_folder_of_unlabeled_images_points_to_no_labels(tmp_path):
+    """Trial defect (session 14): a folder whose only sub-folder holds the images (unl/day1/*.png) said "every image has
+    label 0: ... add images of the other classes" and never named --no-labels (data.labels: none), the fix."""
+    root = _class_folders(tmp_path / "unl", classes=("day1",))
+    with pytest.raises(DataError, match=r"data.path '.*unl': its only sub-folder 'day1' was read as the one class of every "
+                                        r"image.*add a sub-folder per class; .*--no-labels \(data.labels: none\)"):
+        _load(root)
+    assert _load(root, labels="none").labeled is False
+    np.savez(tmp_path / "one.npz", x=np.zeros((12, 8, 8), np.uint8), y=np.zeros(12, np.int64))
+    with pytest.raises(DataError, match=r"every image has label 0: .*--no-labels \(data.labels: none\)"):
+        _npz(tmp_path / "one.npz")
