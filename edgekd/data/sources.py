@@ -13,7 +13,7 @@ import numpy as np
 from edgekd.core.errors import DataError
 from edgekd.core.fileio import read_npz, resolve_path, searched
 from edgekd.core.user_code import call, is_reference
-from edgekd.data.images import LazyImages, Preprocess, oversized_message, shorter_side_resized, shown_size
+from edgekd.data.images import SIXTEEN_BIT_MODES, LazyImages, Preprocess, oversized_message, shorter_side_resized, shown_size, warn_eight_bit_in_sixteen_bit
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
@@ -403,16 +403,20 @@ def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
     from PIL import Image, UnidentifiedImageError
 
     sizes: dict[tuple, Path] = {}  # each size with the first file of that size
+    deep = []  # 16-bit greyscale files, from their headers: checked below for 8-bit values
     for file in files:
         try:
             with Image.open(file) as img:
                 img.verify()  # the header and, for PNG, the chunk checksums, without decoding the pixels
             with Image.open(file) as img:  # verify() must come first and leaves the image unusable: opened again
                 sizes.setdefault(shown_size(img), file)
+                if img.mode in SIXTEEN_BIT_MODES:
+                    deep.append(file)
         except Image.DecompressionBombError as exc:
             raise DataError(oversized_message(file, exc)) from None
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
+    warn_eight_bit_in_sixteen_bit(deep, "data.path")
     if len(sizes) > 1 and not (preprocess.square or preprocess.center_crop or preprocess.fit_height) \
             and len({_decoded_size(size, preprocess) for size in sizes}) > 1:
         counts = {size: 0 for size in sizes}

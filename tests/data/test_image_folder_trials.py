@@ -159,3 +159,35 @@ def test_one_sub_folder_of_unlabeled_images_points_to_no_labels(tmp_path):
     np.savez(tmp_path / "one.npz", x=np.zeros((12, 8, 8), np.uint8), y=np.zeros(12, np.int64))
     with pytest.raises(DataError, match=r"every image has label 0: .*--no-labels \(data.labels: none\)"):
         _npz(tmp_path / "one.npz")
+
+
+def test_sixteen_bit_files_holding_eight_bit_values_are_warned_once(tmp_path):
+    """Trial defect (session 14): 16-bit PNGs (I;16) holding values 0..255 decoded almost black (scaled by 65535, as
+    their depth says) without a word, and the model's top-1 fell from 100% to 79%."""
+    root = _class_folders(tmp_path / "images")
+    for file in sorted((root / "0").iterdir()):
+        Image.fromarray(np.asarray(Image.open(file)).astype(np.uint16)).save(file)  # uint8 values in a 16-bit file
+    assert Image.open(root / "0" / "img0.png").mode.startswith("I;16")
+    _dataset, said = _said(lambda: _load(root))
+    eight_bit = [s for s in said if s.startswith("8-bit values in a 16-bit file")]
+    assert len(eight_bit) == 1 and "6 of 6 16-bit image(s) checked" in eight_bit[0] and "img0.png" in eight_bit[0], said
+    for file in sorted((root / "0").iterdir()):  # true 16-bit values: nothing to say
+        Image.fromarray(np.asarray(Image.open(file)).astype(np.uint16) * 257).save(file)
+    _dataset, said = _said(lambda: _load(root))
+    assert not [s for s in said if "16-bit" in s]
+
+
+def test_bench_images_warns_of_eight_bit_values_in_sixteen_bit_files(tmp_path):
+    """Trial defect (session 14): `edgekd bench --images` on 16-bit PNGs that hold 0..255 scored them almost black,
+    without a word, as the build machine did."""
+    from tests.faults.helpers import invoke
+    from tests.faults.test_image_files import BENCH, _image_bundle
+
+    bundle = _image_bundle(tmp_path)
+    for i in range(4):
+        _image(tmp_path / "photos" / f"img{i}", value=i)
+        file = tmp_path / "photos" / f"img{i}.png"
+        Image.fromarray(np.asarray(Image.open(file)).astype(np.uint16)).save(file)
+    result = invoke("bench", str(bundle), "--images", str(tmp_path / "photos"), *BENCH)
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "edgekd: warning: 8-bit values in a 16-bit file: --images" in result.stderr, result.stderr[-3000:]
