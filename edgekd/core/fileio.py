@@ -224,12 +224,16 @@ def read_json(path: str | Path) -> Any:
 
 def read_npz(path: Path, fix: str, error: type[Exception]) -> dict[str, np.ndarray]:
     """Every array of an .npz file (allow_pickle=False), or `error` with one line: truncated or damaged zips,
-    a plain .npy file under an .npz name, pickled objects."""
+    a plain .npy file under an .npz name, a zip of other files, another kind of file, pickled objects."""
+    kind = _not_numpy_file(path)
+    if kind:
+        raise error(f"{path}: not an .npz file (numpy.savez writes a zip of .npy arrays) but {kind}; {fix}")
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare ndarray: a .npy file under another name
             raise error(f"{path}: a single .npy array, not an .npz archive of named arrays; {fix}")
         with loaded:
+            _refuse_other_members(path, loaded.zip.namelist(), fix, error)
             return dict(loaded)
     except ValueError as exc:
         if "allow_pickle" in str(exc):  # an array of Python objects (a list of arrays of several shapes, strings...)
@@ -240,3 +244,42 @@ def read_npz(path: Path, fix: str, error: type[Exception]) -> dict[str, np.ndarr
     except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise error(f"{path}: cannot read npz ({type(exc).__name__}: {str(exc)[:120]}); the file is damaged or "
                     f"not an npz: {fix}") from None
+
+
+# The first bytes of the files most often given where an .npz belongs, and what to call them.
+_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+          (b"\x80", "a Python pickle"), (b"\x1f\x8b", "a gzip file"))
+
+
+def _not_numpy_file(path: Path) -> str | None:
+    """What the file is, when its first bytes are neither a zip's (an .npz) nor a .npy's: numpy reads anything else as
+    a pickle, so a PNG or a text file under an .npz name was "an array of Python objects". None when it may be one
+    (or cannot be read: np.load then says why)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return None
+    if not head or head.startswith((b"PK", b"\x93NUMPY")):
+        return None
+    named = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if named:
+        return named
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "neither a zip nor a .npy file"
+
+
+def _refuse_other_members(path: Path, members: list[str], fix: str, error: type[Exception]) -> None:
+    """A zip whose files are not all .npy arrays (a zip of images renamed .npz): numpy hands those back as bytes, which
+    then crashed as an array. Named, with the way to use a zip of images."""
+    others = sorted(name for name in members if not name.endswith(".npy") and not name.endswith("/"))  # folders: empty
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        images = any(Path(name).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+                     for name in others)
+        hint = "; to use its images, unzip it and give the folder (--data FOLDER, data.source imagefolder)" if images else ""
+        raise error(f"{path}: a zip whose {len(others)} member(s) {shown} are not numpy arrays (.npy), so not an .npz; "
+                    f"{fix}{hint}")

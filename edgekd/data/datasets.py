@@ -211,9 +211,13 @@ def _check_classes(raw: RawData, where: str) -> None:
     """A classifier needs two classes or more, each with images: one class trains a one-logit model that is
     always right; a label gap (11 among 0..9) silently makes a class nothing can teach."""
     counts = np.bincount(raw.y, minlength=len(raw.classes))
+    unlabeled = "; for images without labels (judged by fidelity to the fp32 model) use --no-labels (data.labels: none)"
+    if len(raw.classes) == 1 and isinstance(raw.x, LazyImages):  # a camera's dump in one sub-folder (day1/) reads as one class
+        raise DataError(f"{where}: its only sub-folder '{raw.classes[0]}' was read as the one class of every image, and a "
+                        f"classifier needs at least two; add a sub-folder per class{unlabeled}")
     if len(raw.classes) < 2 or np.count_nonzero(counts) < 2:
         raise DataError(f"{where}: every image has label {int(raw.y[0])}: a classifier needs at least two classes; "
-                        "check the labels, or add images of the other classes")
+                        f"check the labels, or add images of the other classes{unlabeled}")
     empty = [i for i, c in enumerate(counts) if c == 0]
     if empty:
         present = sorted(int(v) for v in np.unique(raw.y))

@@ -3,6 +3,7 @@ and optionally an official test split."""
 from __future__ import annotations
 
 import gzip
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -12,12 +13,15 @@ import numpy as np
 from edgekd.core.errors import DataError
 from edgekd.core.fileio import read_npz, resolve_path, searched
 from edgekd.core.user_code import call, is_reference
-from edgekd.data.images import LazyImages, Preprocess, oversized_message, shown_size
+from edgekd.data.images import SIXTEEN_BIT_MODES, LazyImages, Preprocess, oversized_message, shorter_side_resized, shown_size, warn_eight_bit_in_sixteen_bit
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 FASHION_MNIST_INSTALL = "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+# What Pillow decodes that cameras, scanners and exports write. TIFF is a microscope's and a scanner's usual format:
+# left out, a folder's .tif files were skipped without a word (a trial read 210 of 240 images and passed).
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES_SHOWN = ".png, .jpg, .jpeg, .bmp, .gif, .webp, .tif, .tiff"
 
 
 @dataclass
@@ -118,6 +122,9 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _npz(path: Path, labeled: bool = True, scale: str = "auto") -> RawData:
+    if path.is_dir():  # data_path found it: "not found" sent the user looking for a file that is there
+        raise DataError(f"data.path '{path}': a folder, but data.source npz reads one .npz file (numpy.savez(x=..., y=...)); "
+                        "for a folder of images set data.source: imagefolder")
     if not path.is_file():
         raise DataError(f"data.path '{path}': npz file not found")
     found = read_npz(path, "save it with numpy.savez(x=..., y=...)", DataError)
@@ -239,13 +246,15 @@ def _as_images(x, where: str) -> np.ndarray:
 def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> RawData:
     """Files and labels only: pixels are decoded when a batch is asked for (data/images.py). Every file's header
     is read now, so a file that is not an image stops the run before any work. A folder of class sub-folders is
-    labeled by them; a folder holding image files itself, or any folder with data.labels none, is unlabeled (its files
+    labeled by them (each one's images at any depth below it); a folder holding image files itself, or any folder with data.labels none, is unlabeled (its files
     at any depth)."""
+    if folder.is_file():  # data_path found it: "not found" sent the user looking for a folder when the source is wrong
+        raise DataError(f"data.path '{folder}': {_file_source_fix(folder)}")
     if not folder.is_dir():
         raise DataError(f"data.path '{folder}': imagefolder not found (expected one sub-folder per class, or images)")
     classes = class_folders(folder)
-    if _images_in(folder) and labeled and any(_images_in(folder / name) for name in classes):
-        loose = sorted(f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES)
+    if _images_in(folder) and labeled and any(_holds_images(folder / name) for name in classes):
+        loose = [f.name for f in _listing(folder)[0]]
         raise DataError(f"data.path '{folder}': holds images ({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}) beside "
                         f"class sub-folders ({', '.join(classes[:5])}); move each loose image into its class folder or out, "
                         "or read every image as unlabeled with --no-labels (data.labels: none)")
@@ -253,14 +262,17 @@ def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> 
         files = image_files(folder, "data.path")
         _check_headers(files, preprocess)
         return RawData(LazyImages(files, preprocess), np.full(len(files), UNLABELED, np.int64), [])
-    files, labels = [], []
+    files, labels, skipped = [], [], []
     for label, name in enumerate(classes):
-        found = [file for file in sorted((folder / name).iterdir()) if file.suffix.lower() in _IMAGE_SUFFIXES]
-        if not found and any(_images_in(folder / other) for other in classes):
-            raise DataError(f"data.path '{folder}': class folder '{name}' holds no image directly in it; fill it, or remove "
-                            "it if it is not a class of the model")
+        # at any depth: a class's images sorted into batch1/, day2/... are its images, as in torchvision's ImageFolder
+        found, others = _listing(folder / name, recursive=True)
+        skipped += others
+        if not found and any(_holds_images(folder / other) for other in classes):
+            raise DataError(f"data.path '{folder}': class folder '{name}' holds no image ({IMAGE_SUFFIXES_SHOWN}, at any "
+                            "depth); fill it, or remove it if it is not a class of the model")
         files += found
         labels += [label] * len(found)
+    warn_skipped(skipped, f"data.path '{folder}'")
     if not files:
         raise DataError(f"data.path '{folder}': no images found (expected {folder}/<class>/<image>.png, or images "
                         "without labels directly in it)")
@@ -268,17 +280,62 @@ def _imagefolder(folder: Path, preprocess: Preprocess, labeled: bool = True) -> 
     return RawData(LazyImages(files, preprocess), np.asarray(labels, dtype=np.int64), classes)
 
 
+def _file_source_fix(file: Path) -> str:
+    """What to do with a file given to data.source imagefolder, which reads a folder."""
+    needs = "a file, but data.source imagefolder reads a folder (one sub-folder per class, or images)"
+    suffix = file.suffix.lower()
+    if suffix == ".npz":
+        return f"{needs}; for an .npz of arrays set data.source: npz"
+    if suffix == ".zip":
+        return f"{needs}; unzip it and give the folder"
+    if suffix in _IMAGE_SUFFIXES:
+        return f"{needs}; give the folder that holds this image and the others"
+    return f"{needs}; give the folder of images"
+
+
 def class_folders(folder: Path) -> list[str]:
     """The sub-folders that name classes, sorted: hidden ones (.ipynb_checkpoints, .git) and macOS's __MACOSX are not."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not hidden(p.name))
+
+
+def hidden(name: str) -> bool:
+    """A name that no image folder's reader takes: a dot file or folder (.DS_Store, macOS's AppleDouble ._img.png,
+    .ipynb_checkpoints' copies, .git) or macOS's __MACOSX folder of a zip. A ._img.png is not an image, and a notebook's
+    checkpoint copies would count each image twice. Windows's thumbnail cache and folder settings are not images either."""
+    return name.startswith(".") or name == "__MACOSX" or name.lower() in ("thumbs.db", "desktop.ini")
+
+
+def _listing(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) in `folder`, at any depth when `recursive`, each sorted. A folder (even one named
+    album.png) or a broken link is neither, and hidden names (and whatever is below a hidden folder) are left out."""
+    images, others = [], []
+    for path in folder.rglob("*") if recursive else folder.iterdir():
+        if path.is_file() and not any(hidden(part) for part in path.relative_to(folder).parts):
+            (images if path.suffix.lower() in _IMAGE_SUFFIXES else others).append(path)
+    return sorted(images), sorted(others)
+
+
+def warn_skipped(others: list[Path], where: str) -> None:
+    """Files that are not read, said with their count and a few names: a class's .heic photos (or any format outside
+    _IMAGE_SUFFIXES) once went unread without a word, and the gate passed on the rest."""
+    if others:
+        shown = ", ".join(str(f) for f in others[:3]) + (", ..." if len(others) > 3 else "")
+        warnings.warn(f"{where}: skipped {len(others)} file(s) whose suffix is not an image's ({shown}); edgekd reads "
+                      f"{IMAGE_SUFFIXES_SHOWN} files: convert any images among them to one of these", stacklevel=2)
+
+
+def _holds_images(folder: Path) -> bool:
+    """Whether a class folder holds an image at any depth."""
+    return bool(_listing(folder, recursive=True)[0])
 
 
 def _images_in(folder: Path) -> bool:
-    return any(f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES for f in folder.iterdir())
+    return any(f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES and not hidden(f.name) for f in folder.iterdir())
 
 
 def folder_by_labels(folder: Path, labels: list[str], field: str) -> tuple[list[Path], Optional[np.ndarray]]:
-    """A device's image folder: (files, labels) with class sub-folders named as the model's labels (a bundle's `labels`),
+    """A device's image folder: (files, labels) with class sub-folders named as the model's labels (a bundle's `labels`;
+    their images at any depth),
     or (files, None) for images without labels: files in the folder itself, or sub-folders none of which is named as a
     label (a camera's folders by day), at any depth. Some sub-folders named as labels and some not is refused."""
     folder = Path(folder)
@@ -302,10 +359,13 @@ def folder_by_labels(folder: Path, labels: list[str], field: str) -> tuple[list[
         raise DataError(f"{field} '{folder}': sub-folder(s) {', '.join(unknown[:5])} are not among the model's labels "
                         f"({', '.join(labels[:12])}); name class folders by label, or give unlabeled images directly in it")
     files, y = [], []
+    skipped = []
     for name in classes:
-        found = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file())
+        found, others = _listing(folder / name, recursive=True)  # at any depth, as the build machine reads them
+        skipped += others
         files += found
         y += [labels.index(name)] * len(found)
+    warn_skipped(skipped, f"{field} '{folder}'")
     if not files:
         raise DataError(f"{field} '{folder}': no images found in its class sub-folders")
     return files, np.asarray(y, np.int64)
@@ -329,12 +389,13 @@ def _like_labels(folders: list[str], labels: list[str]) -> list[str]:
 def image_files(folder: Path, field: str) -> list[Path]:
     """Every image file below `folder`, at any depth, in a fixed order; one line when there is none."""
     try:
-        files = sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file())
+        files, others = _listing(Path(folder), recursive=True)
     except OSError as exc:
         raise DataError(f"{field} '{folder}': cannot be read ({exc.strerror}); check the path and its permissions") from None
     if not files:
-        raise DataError(f"{field} '{folder}': no images found (.png, .jpg, .jpeg, .bmp, .gif, .webp at any depth); "
+        raise DataError(f"{field} '{folder}': no images found ({IMAGE_SUFFIXES_SHOWN} at any depth); "
                         "give a folder of images")
+    warn_skipped(others, f"{field} '{folder}'")
     return files
 
 
@@ -342,26 +403,42 @@ def _check_headers(files: list[Path], preprocess: Preprocess) -> None:
     from PIL import Image, UnidentifiedImageError
 
     sizes: dict[tuple, Path] = {}  # each size with the first file of that size
+    deep = []  # 16-bit greyscale files, from their headers: checked below for 8-bit values
     for file in files:
         try:
             with Image.open(file) as img:
                 img.verify()  # the header and, for PNG, the chunk checksums, without decoding the pixels
             with Image.open(file) as img:  # verify() must come first and leaves the image unusable: opened again
                 sizes.setdefault(shown_size(img), file)
+                if img.mode in SIXTEEN_BIT_MODES:
+                    deep.append(file)
         except Image.DecompressionBombError as exc:
             raise DataError(oversized_message(file, exc)) from None
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             raise DataError(f"{file}: not a readable image ({exc}); remove or replace it") from None
-    if len(sizes) > 1 and not (preprocess.square or preprocess.center_crop or preprocess.fit_height):
+    warn_eight_bit_in_sixteen_bit(deep, "data.path")
+    if len(sizes) > 1 and not (preprocess.square or preprocess.center_crop or preprocess.fit_height) \
+            and len({_decoded_size(size, preprocess) for size in sizes}) > 1:
         counts = {size: 0 for size in sizes}
         for file in files:  # headers only: cheap beside the decoding to come
             with Image.open(file) as img:
                 counts[shown_size(img)] += 1
-        odd = sorted(sizes, key=lambda size: counts[size])[:3]  # the rarest sizes first: likely the strays
+        alike = {}  # how many images decode to each size: with data.resize, 8x8 and 32x32 are one group
+        for size, count in counts.items():
+            alike[_decoded_size(size, preprocess)] = alike.get(_decoded_size(size, preprocess), 0) + count
+        # the rarest sizes once decoded first: likely the strays
+        odd = sorted(sizes, key=lambda size: (alike[_decoded_size(size, preprocess)], counts[size]))[:3]
         shown = ", ".join(f"{w}x{h} ({counts[(w, h)]} image(s), e.g. {sizes[(w, h)]})" for w, h in odd)
-        raise DataError(f"data.path: images have different sizes: {shown}; resize or remove the odd ones, or set data.resize "
+        after = f" (data.resize {preprocess.resize} keeps each aspect ratio, so they still differ)" if preprocess.resize else ""
+        raise DataError(f"data.path: images have different sizes{after}: {shown}; resize or remove the odd ones, or set data.resize "
                         "and data.center_crop (or data.image_size) in the run's edgekd.yaml and rerun it with edgekd run, so "
                         "that every image becomes the same shape")
+
+
+def _decoded_size(size: tuple[int, int], preprocess: Preprocess) -> tuple[int, int]:
+    """An image's size once decoded: data.resize alone makes 16x16 and 32x32 alike (the shorter side scaled, the
+    aspect kept), but not 16x16 and 16x24; without it, the size as shown."""
+    return shorter_side_resized(size, preprocess.resize) if preprocess.resize else size
 
 
 def _factory(reference: str, base_dir: Optional[Path], scale: str = "auto") -> RawData:

@@ -315,7 +315,7 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
     """Raw image files decoded per batch with the bundles' own preprocessing (Pillow and numpy: data/images.py, the
     code the build machine used). Class sub-folders named as the bundle's labels give top-1; without them the
     bundles are judged by fidelity to the fp32 bundle (else the first one): their top-1 agreement with it."""
-    from edgekd.data.images import LazyImages, Preprocess
+    from edgekd.data.images import LazyImages, Preprocess, warn_eight_bit_in_sixteen_bit
     from edgekd.data.sources import folder_by_labels
 
     manifest_of = {d: m for d, m, _a in loaded}
@@ -327,6 +327,7 @@ def _on_images(folder: Path, loaded: list, candidates: list[Candidate]) -> tuple
                             "bench them one at a time")
     first_dir, first = loaded[0][0], loaded[0][1]
     files, y = folder_by_labels(folder, [str(label) for label in first.get("labels") or []], "--images")
+    warn_eight_bit_in_sixteen_bit(files, f"--images '{folder}'")
     x = LazyImages(files, steps[first_dir])
     expected = tuple((first.get("preprocessing") or {}).get("input_shape") or ())
     if expected and tuple(x.shape[1:]) != expected:
