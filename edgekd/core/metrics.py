@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekd.core.task_metrics import task_metric
+from edgekd.core.task_metrics import finite_rows, task_metric
 
 # What a report's top-1 measured: against labels, or (data without labels) against the fp32 model's own top-1.
 ACCURACY = "top-1 against the labels"
@@ -142,10 +142,18 @@ def outputs_fidelity(outputs: dict[str, np.ndarray], references: dict[str, np.nd
 
 
 def topk(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    """The share of samples whose label is among their k best classes; a sample with a non-finite output (NaN, inf)
+    is wrong whatever its label (argmax of an all-NaN row is 0: it would count as right on every label 0)."""
+    finite = finite_rows(logits)
     if k == 1:
-        return float((logits.argmax(1) == labels).mean())
+        return float(((logits.argmax(1) == labels) & finite).mean())
     best = np.argpartition(-logits, kth=min(k, logits.shape[1] - 1), axis=1)[:, :k]
-    return float((best == labels[:, None]).any(1).mean())
+    return float(((best == labels[:, None]).any(1) & finite).mean())
+
+
+def nonfinite_count(outputs: np.ndarray) -> int:
+    """How many samples (first axis) have a NaN or infinite value anywhere in their output."""
+    return int((~finite_rows(outputs)).sum())
 
 
 def fidelity(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -153,7 +161,8 @@ def fidelity(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     (batch, classes) logits the share of samples whose top-1 agrees."""
     numbers = tensor_fidelity(logits, reference)
     if np.ndim(logits) == 2:
-        numbers["top1_agreement"] = float((logits.argmax(1) == reference.argmax(1)).mean())
+        agree = (logits.argmax(1) == reference.argmax(1)) & finite_rows(logits) & finite_rows(reference)
+        numbers["top1_agreement"] = float(agree.mean())
     return numbers
 
 
@@ -166,31 +175,44 @@ def tensor_fidelity(output: np.ndarray, reference: np.ndarray) -> dict[str, floa
     """The numbers that hold for any pair of tensors of one shape, batch first: cosine (mean over samples of the
     flattened samples' cosine; two all-zero samples agree, 1.0; with one value per sample, the cosine of all of them),
     SQNR in dB (10 log10 of the reference's energy over
-    the error's, over the whole tensor, capped at MAX_SQNR_DB), and the largest and mean absolute errors."""
+    the error's, over the whole tensor, capped at MAX_SQNR_DB), and the largest and mean absolute errors.
+    Samples with a non-finite value (NaN, inf): one non-finite on one side only has cosine 0 (they disagree), one
+    non-finite on both sides is left out of the cosine (nothing to compare), and SQNR and errors are over the samples
+    finite on both sides; `nonfinite_rows` (only when some) counts the output's non-finite samples."""
     a = np.asarray(output, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"outputs of shape {a.shape} compared with a reference of shape {b.shape}")
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    broken = int((~finite_rows(a)).sum())
     if a.shape[1] == 1:  # one value per sample: its own cosine is only its sign; the samples' values are the vector
-        a, b = a.reshape(1, -1), b.reshape(1, -1)
+        keep = finite_rows(a) & finite_rows(b)  # the vector of the samples finite on both sides
+        a, b = a[keep].reshape(1, -1), b[keep].reshape(1, -1)
+    finite_a, finite_b = finite_rows(a), finite_rows(b)
+    both = finite_a & finite_b
+    a, b = np.where(both[:, None], a, 0.0), np.where(both[:, None], b, 0.0)  # errors and SQNR over `both` alone
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     both_zero = (np.abs(a).sum(1) == 0) & (np.abs(b).sum(1) == 0)
     cosine = np.where(both_zero, 1.0, (a * b).sum(1) / np.maximum(norms, 1e-300))
-    error = a - b
+    cosine = np.where(finite_a != finite_b, 0.0, cosine)[finite_a | finite_b]
+    error = (a - b)[both]
     noise, signal = float((error ** 2).sum()), float((b ** 2).sum())
     sqnr = MAX_SQNR_DB if noise == 0 else min(MAX_SQNR_DB, 10 * np.log10(max(signal, 1e-300) / noise))
-    return {"cosine": float(cosine.mean()), "sqnr_db": float(sqnr), "max_abs_error": float(np.abs(error).max(initial=0.0)),
-            "mean_abs_error": float(np.abs(error).mean()) if error.size else 0.0}
+    numbers = {"cosine": float(cosine.mean()) if cosine.size else float("nan"), "sqnr_db": float(sqnr),
+               "max_abs_error": float(np.abs(error).max(initial=0.0)),
+               "mean_abs_error": float(np.abs(error).mean()) if error.size else 0.0}
+    return {**numbers, "nonfinite_rows": broken} if broken else numbers
 
 
 def worst_fidelity(per_output: dict[str, dict[str, float]]) -> dict[str, float]:
     """One summary of several outputs' tensor_fidelity: the lowest cosine and SQNR, the largest errors (a gate on
     the summary holds for every output)."""
     values = list(per_output.values())
-    return {"cosine": min(v["cosine"] for v in values), "sqnr_db": min(v["sqnr_db"] for v in values),
-            "max_abs_error": max(v["max_abs_error"] for v in values),
-            "mean_abs_error": max(v["mean_abs_error"] for v in values)}
+    worst = {"cosine": min(v["cosine"] for v in values), "sqnr_db": min(v["sqnr_db"] for v in values),
+             "max_abs_error": max(v["max_abs_error"] for v in values),
+             "mean_abs_error": max(v["mean_abs_error"] for v in values)}
+    broken = max(v.get("nonfinite_rows", 0) for v in values)
+    return {**worst, "nonfinite_rows": broken} if broken else worst
 
 
 def accuracy_metrics(logits: np.ndarray, labels: np.ndarray, metric: str = "top1") -> dict[str, float]:
