@@ -81,8 +81,17 @@ def finite_rows(outputs: np.ndarray) -> np.ndarray:
     return np.isfinite(outputs.reshape(len(outputs), -1)).all(1)
 
 
-def _top1_labels(outputs: np.ndarray) -> np.ndarray:
+def _classifier_outputs(outputs: np.ndarray) -> np.ndarray:
+    """`outputs` as (N, classes) scores; a ValueError for any other shape: argmax(1) of a (t, n, classes) or
+    (n, t, classes) output takes a sequence axis for the classes, and agreement on it measures nothing."""
     outputs = np.asarray(outputs)
+    if outputs.ndim != 2:
+        raise ValueError(f"top1 scores (N, classes) outputs, not shape {outputs.shape}")
+    return outputs
+
+
+def _top1_labels(outputs: np.ndarray) -> np.ndarray:
+    outputs = _classifier_outputs(outputs)
     # a non-finite row has no class: PAD, which no row's argmax equals, so agreeing with it is never right
     return np.where(finite_rows(outputs), outputs.argmax(1), PAD).astype(np.int64)
 
@@ -90,7 +99,7 @@ def _top1_labels(outputs: np.ndarray) -> np.ndarray:
 def _top1(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     # metrics.topk(..., 1) written out: core/metrics.py imports this module (accuracy_metrics), so this one does not
     # import it back (tests/test_import_contracts.py: no import circles)
-    outputs = np.asarray(outputs)
+    outputs = _classifier_outputs(outputs)
     return _means((outputs.argmax(1) == np.asarray(labels)) & finite_rows(outputs))
 
 

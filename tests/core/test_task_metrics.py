@@ -86,6 +86,14 @@ def test_nonfinite_rows_are_warned_in_the_report():
         "overflow)"]
 
 
+def test_top1_refuses_outputs_that_are_not_classes():
+    """Trial defect (session 14): top1 of a (t, n, classes) output took argmax over axis 1, a sequence axis."""
+    metric, sequence = task_metric("top1"), np.zeros((4, 3, 5))
+    for call in (lambda: metric.labels_of(sequence), lambda: metric.score(sequence, np.zeros(4, int))):
+        with pytest.raises(ValueError, match=r"top1 scores \(N, classes\) outputs, not shape \(4, 3, 5\)"):
+            call()
+
+
 def _steps(classes, sequence):
     """(T, C) one-hot step scores of a class sequence."""
     return np.eye(classes)[sequence]
