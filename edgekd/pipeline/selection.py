@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edgekd.core.metrics import at_least, within_limit
-from edgekd.device.noise import FASTER, NOISE_BAND, compare_speed
+from edgekd.device.noise import FASTER, NOISE_BAND, compare_speed, judged_speedup
 
 Candidate = dict[str, Any]
 Rule = Callable[[Candidate], "str | None"]  # None: passes; otherwise why it fails
@@ -137,14 +137,18 @@ def size_rule(max_kb: float | None, source: str) -> Rule:
 
 
 def speedup_rule(min_speedup: float | None, source: str) -> Rule:
-    """Fails timed candidates whose p50 is not `min_speedup` times fp32's (row["fp32_p50_ms"], set by choose()); fp32
-    itself is 1x. Untimed candidates pass: the gate skips the check and the device's bench decides."""
+    """Fails timed candidates not `min_speedup` times as fast as fp32 (row["fp32_p50_ms"] and fp32_round_p50_ms, set
+    by choose()) by the gate's rule (device.noise.judged_speedup: the paired rounds' median, else the p50s' ratio);
+    fp32 itself is 1x. Untimed candidates pass: the gate skips the check and the device's bench decides."""
     def rule(row: Candidate) -> str | None:
         base = row.get("fp32_p50_ms")
         if min_speedup is None or base is None or "p50_ms" not in row:
             return None
-        speedup = base / row["p50_ms"] if row["p50_ms"] > 0 else float("inf")
-        return None if at_least(speedup, min_speedup) else f"speedup {speedup:.2f}x < min_speedup {min_speedup:g}x ({source})"
+        if row["p50_ms"] <= 0:
+            return None
+        speedup, how = judged_speedup(row, {"p50_ms": base, "round_p50_ms": row.get("fp32_round_p50_ms")})
+        return None if at_least(speedup, min_speedup) else \
+            f"speedup {speedup:.2f}x ({how}) < min_speedup {min_speedup:g}x ({source})"
     return rule
 
 
@@ -161,6 +165,8 @@ def choose(rows: list[Candidate], rule: Rule, measured_key: str = "measured") ->
     if baseline is not None and "p50_ms" in baseline:
         for row in rows:  # what a speed-up rule compares with
             row.setdefault("fp32_p50_ms", baseline["p50_ms"])
+            if baseline.get("round_p50_ms"):  # paired with the row's own rounds (speedup_rule), as the gate pairs them
+                row.setdefault("fp32_round_p50_ms", baseline["round_p50_ms"])
     # fp32 that fails the rule itself (over a size limit) is no bar to clear: a passing candidate ships even when it is
     # not faster than fp32.
     fp32_fails = rule(baseline) if baseline is not None and baseline.get(measured_key, True) else None
