@@ -299,6 +299,19 @@ def at_least(value: float, limit: float) -> bool:
     return value >= limit - DROP_TOLERANCE * max(1.0, abs(limit))
 
 
+def shown_against(value: float, limit: float, digits: int = 2, style: str = "f") -> str:
+    """`value` with `digits` (decimals for style f, significant digits for g), and more while it would read as the
+    limit it differs from: a failing speed-up of 1.098x shown "1.10x (limit 1.1x)" reads as meeting the limit; this
+    shows 1.098x. Every check that prints a value beside its limit (gate, selection) formats it so. A value equal to
+    the limit up to float rounding (DROP_TOLERANCE, as within_limit and at_least judge it) is shown as the limit."""
+    text = f"{value:.{digits}{style}}"
+    apart = abs(value - limit) > DROP_TOLERANCE * max(1.0, abs(limit))
+    while apart and text == f"{limit:.{digits}{style}}" and digits < 12:
+        digits += 1
+        text = f"{value:.{digits}{style}}"
+    return text
+
+
 def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray, alternative: str = "two-sided") -> tuple[int, int, float]:
     """Exact McNemar test on paired per-sample correctness of two models (or two ways of feeding one model) on the same
     samples: (samples only a gets right, samples only b gets right, p-value). Only the discordant pairs carry

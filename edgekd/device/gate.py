@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekd.core.errors import ArtifactError
-from edgekd.core.metrics import FIDELITY, accuracy_drop, at_least, metric_spec, within_limit
+from edgekd.core.metrics import FIDELITY, accuracy_drop, at_least, metric_spec, shown_against, within_limit
 from edgekd.core.thresholds import Thresholds  # the one model (core: profiles use it too); re-exported here
 from edgekd.device.noise import judged_speedup
 
@@ -104,7 +104,7 @@ def check_row(row: dict[str, Any], reference: float | None, baseline_p50: float 
     if limits.max_size_kb is not None:
         size_kb = row["bytes"] / 1024
         checks.append(Check(name, "max_size_kb", size_kb <= limits.max_size_kb,
-                            f"size {size_kb:.1f} KB (limit {limits.max_size_kb:g} KB)"))
+                            f"size {shown_against(size_kb, limits.max_size_kb, 1)} KB (limit {limits.max_size_kb:g} KB)"))
     return checks
 
 
@@ -117,7 +117,7 @@ def _drop_checks(row: dict[str, Any], reference: float, limits: Thresholds, samp
     key = "max_metric_drop" if drop_limit is not limits.max_drop else "max_drop"
     what = "top-1" if metric == "top1" else metric
     return [Check(row["artifact"], key, within_limit(drop, drop_limit),
-                  f"{what} drop {drop:.2f} {unit} vs {limits.reference} (limit {drop_limit:g} {unit})")]
+                  f"{what} drop {shown_against(drop, drop_limit)} {unit} vs {limits.reference} (limit {drop_limit:g} {unit})")]
 
 
 def _increase_checks(row: dict[str, Any], reference: float | None, limits: Thresholds) -> list[Check]:
@@ -130,8 +130,9 @@ def _increase_checks(row: dict[str, Any], reference: float | None, limits: Thres
                                 skipped=True))
         else:
             increase = value / reference - 1
+            shown = ("+" if increase >= 0 else "") + shown_against(increase * 100, limits.max_increase * 100)
             checks.append(Check(name, "max_increase", within_limit(increase, limits.max_increase),
-                                f"perplexity {value:.3f} vs {limits.reference} {reference:.3f}: {increase:+.2%} "
+                                f"perplexity {value:.3f} vs {limits.reference} {reference:.3f}: {shown}% "
                                 f"(limit +{limits.max_increase * 100:g}%)"))
     if limits.min_greedy_agreement is not None:
         checks.append(_greedy_agreement_check(row, limits.min_greedy_agreement))
@@ -145,7 +146,7 @@ def _greedy_agreement_check(row: dict[str, Any], limit: float) -> Check:
     name, agreement = row["artifact"], row.get("token_agreement")
     if agreement is not None:
         return Check(name, "min_greedy_agreement", at_least(agreement, limit),
-                     f"greedy agreement with fp32 {agreement:.3f} (limit {limit:g})")
+                     f"greedy agreement with fp32 {shown_against(agreement, limit, 3)} (limit {limit:g})")
     if row.get("precision") == "fp32":
         why = "the fp32 model's greedy tokens are fp32's by construction"
     else:
@@ -164,7 +165,8 @@ def fidelity_checks(name: str, numbers: dict[str, Any], limits: Thresholds) -> l
         if value is None:  # unverifiable is not a pass
             checks.append(Check(name, key, False, f"no {field} against fp32 in the report; bench it with this edgekd"))
         else:
-            checks.append(Check(name, key, at_least(value, limit), f"{field} {value:.4g}{unit} vs fp32 (limit {limit:g}{unit})"))
+            checks.append(Check(name, key, at_least(value, limit),
+                                f"{field} {shown_against(value, limit, 4, 'g')}{unit} vs fp32 (limit {limit:g}{unit})"))
     return checks
 
 
@@ -187,7 +189,7 @@ def _speedup_check(name: str, latency: dict[str, Any], baseline_latency: dict[st
         return Check(name, "min_speedup", False, why)
     speedup, how = judged
     return Check(name, "min_speedup", at_least(speedup, min_speedup),
-                 f"speedup {speedup:.2f}x over fp32, {how} (limit {min_speedup:g}x)")
+                 f"speedup {shown_against(speedup, min_speedup)}x over fp32, {how} (limit {min_speedup:g}x)")
 
 
 def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[str, Any] | None = None) -> list[Check]:

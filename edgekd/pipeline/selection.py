@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from edgekd.core.metrics import at_least, within_limit
+from edgekd.core.metrics import at_least, shown_against, within_limit
 from edgekd.device.noise import FASTER, NOISE_BAND, compare_speed, judged_speedup
 
 Candidate = dict[str, Any]
@@ -94,7 +94,7 @@ def accuracy_rule(max_drop: float, key: str = "val_drop", source: str | None = N
     where = f" ({source})" if source else ""
 
     def rule(row: Candidate) -> str | None:
-        return None if within_limit(row[key], max_drop) else f"accuracy drop {row[key]:.2f} > max_drop {max_drop}{where}"
+        return None if within_limit(row[key], max_drop) else f"accuracy drop {shown_against(row[key], max_drop)} > max_drop {max_drop}{where}"
     return rule
 
 
@@ -132,7 +132,7 @@ def size_rule(max_kb: float | None, source: str) -> Rule:
     def rule(row: Candidate) -> str | None:
         if max_kb is None or row.get("bytes") is None or row["bytes"] / 1024 <= max_kb:
             return None
-        return f"size {row['bytes'] / 1024:.1f} KB > max_size_kb {max_kb:g} ({source})"
+        return f"size {shown_against(row['bytes'] / 1024, max_kb, 1)} KB > max_size_kb {max_kb:g} ({source})"
     return rule
 
 
@@ -148,7 +148,7 @@ def speedup_rule(min_speedup: float | None, source: str) -> Rule:
             return None
         speedup, how = judged_speedup(row, {"p50_ms": base, "round_p50_ms": row.get("fp32_round_p50_ms")})
         return None if at_least(speedup, min_speedup) else \
-            f"speedup {speedup:.2f}x ({how}) < min_speedup {min_speedup:g}x ({source})"
+            f"speedup {shown_against(speedup, min_speedup)}x ({how}) < min_speedup {min_speedup:g}x ({source})"
     return rule
 
 

@@ -77,3 +77,21 @@ def test_selection_judges_min_speedup_by_the_same_rule():
            "fp32_round_p50_ms": fp32_rounds}
     assert rule(row) == "speedup 1.05x (median of 5 paired rounds) < min_speedup 1.1x (gate)"
     assert rule({"p50_ms": 1.0, "fp32_p50_ms": 1.14}) is None
+
+
+def test_a_failing_value_never_reads_as_its_limit():
+    """Trial defect (session 14): "FAIL ... min_speedup speedup 1.10x over fp32 (limit 1.1x)" (the real speed-up was
+    1.098): rounding made a failure read as meeting its limit. A value is now shown with the digits that tell it from
+    the limit, in every check that prints one beside its limit."""
+    from edgekd.core.metrics import shown_against
+
+    report = _report(0.90, p50=1.0, fp32_p50=1.098, size=102441)  # 100.04 KB
+    report["rows"][1]["fidelity"] = {"cosine": 0.94996, "sqnr_db": 19.9996}
+    checks = {c.threshold: c for c in evaluate_report(report, Thresholds(max_drop=None, min_speedup=1.1, max_size_kb=100,
+                                                                          min_cosine=0.95, min_sqnr_db=20))}
+    assert not any(c.passed for c in checks.values())
+    assert checks["min_speedup"].reason == "speedup 1.098x over fp32, ratio of p50s (limit 1.1x)"
+    assert checks["max_size_kb"].reason == "size 100.04 KB (limit 100 KB)"
+    assert checks["min_cosine"].reason == "cosine 0.94996 vs fp32 (limit 0.95)"
+    assert checks["min_sqnr_db"].reason == "sqnr_db 19.9996 dB vs fp32 (limit 20 dB)"
+    assert shown_against(1.0033, 1.0) == "1.003" and shown_against(1.25, 2) == "1.25"  # drops; unchanged when apart
