@@ -72,14 +72,35 @@ class TaskMetric:
 
 # --- top-1 (classification): outputs (N, classes), labels (N,) class indices -------------------------------------
 
+def finite_rows(outputs: np.ndarray) -> np.ndarray:
+    """Per sample (first axis): whether every value of its output is finite. numpy's argmax of an all-NaN row is 0,
+    so a model that gives NaN would otherwise "predict" class 0 and be scored right wherever the label is 0."""
+    outputs = np.asarray(outputs)
+    if outputs.dtype.kind not in "fc":  # integers and booleans are always finite
+        return np.ones(len(outputs), bool)
+    return np.isfinite(outputs.reshape(len(outputs), -1)).all(1)
+
+
+def _classifier_outputs(outputs: np.ndarray) -> np.ndarray:
+    """`outputs` as (N, classes) scores; a ValueError for any other shape: argmax(1) of a (t, n, classes) or
+    (n, t, classes) output takes a sequence axis for the classes, and agreement on it measures nothing."""
+    outputs = np.asarray(outputs)
+    if outputs.ndim != 2:
+        raise ValueError(f"top1 scores (N, classes) outputs, not shape {outputs.shape}")
+    return outputs
+
+
 def _top1_labels(outputs: np.ndarray) -> np.ndarray:
-    return np.asarray(outputs).argmax(1).astype(np.int64)
+    outputs = _classifier_outputs(outputs)
+    # a non-finite row has no class: PAD, which no row's argmax equals, so agreeing with it is never right
+    return np.where(finite_rows(outputs), outputs.argmax(1), PAD).astype(np.int64)
 
 
 def _top1(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     # metrics.topk(..., 1) written out: core/metrics.py imports this module (accuracy_metrics), so this one does not
     # import it back (tests/test_import_contracts.py: no import circles)
-    return _means(np.asarray(outputs).argmax(1) == np.asarray(labels))
+    outputs = _classifier_outputs(outputs)
+    return _means((outputs.argmax(1) == np.asarray(labels)) & finite_rows(outputs))
 
 
 # --- greedy CTC string accuracy (recognizers): outputs (N, T, C) per-step class scores, labels (N, L) -----------

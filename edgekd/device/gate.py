@@ -6,7 +6,9 @@ A language model's (task_metric perplexity, lower is better: core.metrics.PERPLE
 (perplexity at most (1 + it) x the reference's) and min_greedy_agreement (rows' token_agreement with fp32).
 
 Drops (absolute points or relative percent, from counts of correct samples): edgekd.core.metrics.accuracy_drop.
-Speedup: p50 at batch 1 of the same target's fp32 artifact / p50 of the artifact (same report, same machine).
+Speedup: at batch 1, over the same target's fp32 artifact (same report, same machine): the median of the paired
+rounds' ratios where both rows carry rounds (device.noise.judged_speedup, the number the rows' reasons quote), else
+fp32's p50 / the artifact's p50; the check's text says which.
 Size: bytes of the model files / 1024.
 The reference is a name in the report's `references` (teacher, student_fp32) or an artifact row
 (e.g. x86-cpu/fp32); with a baseline report it is taken from there, and only if both reports were
@@ -21,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekd.core.errors import ArtifactError
-from edgekd.core.metrics import FIDELITY, accuracy_drop, at_least, metric_spec, within_limit
+from edgekd.core.metrics import FIDELITY, accuracy_drop, at_least, metric_spec, shown_against, within_limit
 from edgekd.core.thresholds import Thresholds  # the one model (core: profiles use it too); re-exported here
+from edgekd.device.noise import judged_speedup
 
 
 @dataclass
@@ -79,9 +82,10 @@ def reference_top1(report: dict[str, Any], name: str, baseline: dict[str, Any] |
 
 
 def check_row(row: dict[str, Any], reference: float | None, baseline_p50: float | None, limits: Thresholds,
-              samples: int | None = None, metric: str = "top1") -> list[Check]:
+              samples: int | None = None, metric: str = "top1", baseline_latency: dict[str, Any] | None = None) -> list[Check]:
     """The checks of one artifact; `samples`: the size of the evaluation set, so drops come from counts. `metric`: the
-    report's task_metric: top-1, a task metric (held in `top1`) or perplexity (core.metrics.metric_spec)."""
+    report's task_metric: top-1, a task metric (held in `top1`) or perplexity (core.metrics.metric_spec).
+    `baseline_latency`: the fp32 row's batch-1 latency stats, whose rounds pair with the row's own."""
     name, spec = row["artifact"], metric_spec(metric)
     if row.get(spec.key) is None:
         return [Check(name, "measured", True, "skipped: not measurable on this machine; gate the report from the device",
@@ -94,11 +98,13 @@ def check_row(row: dict[str, Any], reference: float | None, baseline_p50: float 
         checks.append(Check(name, "min_speedup", True, f"skipped: latency not timed here ({row['not_timed']}); gate the "
                             "report from the device (edgekd bench there)", skipped=True))
     elif limits.min_speedup is not None:
-        checks.append(_speedup_check(name, row.get("p50_ms"), baseline_p50, limits.min_speedup, "bundle" in row))
+        own = _batch1(row) or {"p50_ms": row.get("p50_ms")}
+        fp32 = baseline_latency if baseline_latency and baseline_latency.get("p50_ms") == baseline_p50 else {"p50_ms": baseline_p50}
+        checks.append(_speedup_check(name, own, fp32, limits.min_speedup, "bundle" in row))
     if limits.max_size_kb is not None:
         size_kb = row["bytes"] / 1024
         checks.append(Check(name, "max_size_kb", size_kb <= limits.max_size_kb,
-                            f"size {size_kb:.1f} KB (limit {limits.max_size_kb:g} KB)"))
+                            f"size {shown_against(size_kb, limits.max_size_kb, 1)} KB (limit {limits.max_size_kb:g} KB)"))
     return checks
 
 
@@ -111,7 +117,7 @@ def _drop_checks(row: dict[str, Any], reference: float, limits: Thresholds, samp
     key = "max_metric_drop" if drop_limit is not limits.max_drop else "max_drop"
     what = "top-1" if metric == "top1" else metric
     return [Check(row["artifact"], key, within_limit(drop, drop_limit),
-                  f"{what} drop {drop:.2f} {unit} vs {limits.reference} (limit {drop_limit:g} {unit})")]
+                  f"{what} drop {shown_against(drop, drop_limit)} {unit} vs {limits.reference} (limit {drop_limit:g} {unit})")]
 
 
 def _increase_checks(row: dict[str, Any], reference: float | None, limits: Thresholds) -> list[Check]:
@@ -124,8 +130,9 @@ def _increase_checks(row: dict[str, Any], reference: float | None, limits: Thres
                                 skipped=True))
         else:
             increase = value / reference - 1
+            shown = ("+" if increase >= 0 else "") + shown_against(increase * 100, limits.max_increase * 100)
             checks.append(Check(name, "max_increase", within_limit(increase, limits.max_increase),
-                                f"perplexity {value:.3f} vs {limits.reference} {reference:.3f}: {increase:+.2%} "
+                                f"perplexity {value:.3f} vs {limits.reference} {reference:.3f}: {shown}% "
                                 f"(limit +{limits.max_increase * 100:g}%)"))
     if limits.min_greedy_agreement is not None:
         checks.append(_greedy_agreement_check(row, limits.min_greedy_agreement))
@@ -139,7 +146,7 @@ def _greedy_agreement_check(row: dict[str, Any], limit: float) -> Check:
     name, agreement = row["artifact"], row.get("token_agreement")
     if agreement is not None:
         return Check(name, "min_greedy_agreement", at_least(agreement, limit),
-                     f"greedy agreement with fp32 {agreement:.3f} (limit {limit:g})")
+                     f"greedy agreement with fp32 {shown_against(agreement, limit, 3)} (limit {limit:g})")
     if row.get("precision") == "fp32":
         why = "the fp32 model's greedy tokens are fp32's by construction"
     else:
@@ -158,21 +165,31 @@ def fidelity_checks(name: str, numbers: dict[str, Any], limits: Thresholds) -> l
         if value is None:  # unverifiable is not a pass
             checks.append(Check(name, key, False, f"no {field} against fp32 in the report; bench it with this edgekd"))
         else:
-            checks.append(Check(name, key, at_least(value, limit), f"{field} {value:.4g}{unit} vs fp32 (limit {limit:g}{unit})"))
+            checks.append(Check(name, key, at_least(value, limit),
+                                f"{field} {shown_against(value, limit, 4, 'g')}{unit} vs fp32 (limit {limit:g}{unit})"))
     return checks
 
 
-def _speedup_check(name: str, p50: float | None, baseline_p50: float | None, min_speedup: float,
+def _batch1(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A row's batch-1 latency stats (p50 and per-round p50s), None when it has none."""
+    return ((row or {}).get("latency") or {}).get("batch1")
+
+
+def _speedup_check(name: str, latency: dict[str, Any], baseline_latency: dict[str, Any], min_speedup: float,
                    from_a_bundle: bool = False) -> Check:
-    if p50 is None or baseline_p50 is None:
+    """min_speedup on device.noise.judged_speedup of the row's batch-1 latency over fp32's: the paired rounds' median
+    where both carry rounds, else the p50s' ratio."""
+    judged = judged_speedup(latency, baseline_latency)
+    if judged is None:
         # Unverifiable is not a pass: the gate must be able to show the speedup it promises.
         why = ("no fp32 latency in this report: this bundle holds the shipped model only (a bundle carries the fp32 model "
                "to time beside it when the pipeline's or the target profile's gate sets min_speedup: set it there and "
                "build the bundle again), or gate the speed-up on the run's report.json") if from_a_bundle \
             else "no fp32 latency in this report to compare with"
         return Check(name, "min_speedup", False, why)
-    speedup = baseline_p50 / p50
-    return Check(name, "min_speedup", at_least(speedup, min_speedup), f"speedup {speedup:.2f}x over fp32 (limit {min_speedup:g}x)")
+    speedup, how = judged
+    return Check(name, "min_speedup", at_least(speedup, min_speedup),
+                 f"speedup {shown_against(speedup, min_speedup)}x over fp32, {how} (limit {min_speedup:g}x)")
 
 
 def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[str, Any] | None = None) -> list[Check]:
@@ -192,7 +209,7 @@ def evaluate_report(report: dict[str, Any], limits: Thresholds, baseline: dict[s
         fp32_p50 = _fp32_p50(report["rows"], row)
         tightened = _stricter_limits(limits, row.get("profile_gate"))
         row_checks = check_row(row, reference, fp32_p50, limits.model_copy(update=tightened) if tightened else limits,
-                               samples, metric)
+                               samples, metric, _batch1(_fp32_row(report["rows"], row)))
         _name_profile_limits(row_checks, tightened, row.get("target"))
         if fidelity and _its_own_reference(report, row):
             row_checks = [_compared_with_itself(c) if c.threshold in ("max_drop", "max_metric_drop") else c for c in row_checks]
@@ -221,12 +238,18 @@ def _carried_reference(row: dict[str, Any], name: str, key: str) -> float | None
                         "edgekd (its report then carries every reference the bundle records)")
 
 
-def _fp32_p50(rows: list[dict[str, Any]], row: dict[str, Any]) -> float | None:
-    """The p50 of the fp32 row `row`'s speed-up is measured against: its target's, and of its own bundle where rows name
-    one (two bundles of one target benched together, each carrying its fp32 reference)."""
+def _fp32_row(rows: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The fp32 row `row`'s speed-up is measured against: its target's, and of its own bundle where rows name one (two
+    bundles of one target benched together, each carrying its fp32 reference)."""
     same = [r for r in rows if r["target"] == row["target"] and r["precision"] == "fp32"]
     own = [r for r in same if row.get("bundle") is not None and r.get("bundle") == row.get("bundle")]
-    return next((r.get("p50_ms") for r in own or same), None)
+    return next(iter(own or same), None)
+
+
+def _fp32_p50(rows: list[dict[str, Any]], row: dict[str, Any]) -> float | None:
+    """The p50 of _fp32_row."""
+    fp32 = _fp32_row(rows, row)
+    return fp32.get("p50_ms") if fp32 is not None else None
 
 
 def stricter(limits: Thresholds, profile_gate: dict[str, Any] | None) -> Thresholds:

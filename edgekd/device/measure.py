@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.core.metrics import accuracy_metrics, batch_axes_of, fidelity, outputs_fidelity, predict, predict_outputs
+from edgekd.core.metrics import accuracy_metrics, batch_axes_of, fidelity, nonfinite_count, outputs_fidelity, predict, predict_outputs
 from edgekd.core.progress import progress
 from edgekd.core.task_metrics import task_metric
 from edgekd.device.bundle import shipped_variant
@@ -106,6 +106,8 @@ def measure_rows(candidates: Sequence[Candidate], x: np.ndarray, y: np.ndarray, 
         logits = predict(session.run, x)
         row.update(accuracy_metrics(logits, y, metric), fidelity=output_fidelity(session, x, logits, reference_logits,
                                                                                    reference_outputs, metric == "top1"))
+        if nonfinite_count(logits):  # scored wrong; said in the report's warnings (report/table.nonfinite_warnings)
+            row["nonfinite_rows"] = nonfinite_count(logits)
         if metric != "top1" or reference_outputs:  # a fidelity task's metric against fp32 too, beside the labels
             row["fidelity"]["task_metric_agreement"] = metric_agreement(metric, logits, reference_logits)
         if candidate.time_latency:

@@ -87,6 +87,20 @@ def compare_speed(candidate: dict[str, Any] | None, baseline: dict[str, Any] | N
     return _judge(baseline["p50_ms"] / candidate["p50_ms"], [], band)
 
 
+def judged_speedup(candidate: dict[str, Any] | None, baseline: dict[str, Any] | None) -> tuple[float, str] | None:
+    """The speed-up of `candidate` over `baseline` (latency stats as compare_speed takes them) that a min_speedup limit
+    is judged by, and the words saying how it was measured: the median of the paired rounds' ratios where both carry
+    the same MIN_ROUNDS or more rounds (the number compare_speed calls "within noise" or not), else the ratio of the
+    p50s. The gate and the compile stage's selection both use it, so a limit never passes on the pooled p50s while
+    the same row's reason calls the gain within noise. None when either was not timed."""
+    if not candidate or not baseline or not candidate.get("p50_ms") or not baseline.get("p50_ms"):
+        return None
+    mine, theirs = candidate.get("round_p50_ms") or [], baseline.get("round_p50_ms") or []
+    if len(mine) == len(theirs) >= MIN_ROUNDS:
+        return statistics.median([b / a for a, b in zip(mine, theirs)]), f"median of {len(mine)} paired rounds"
+    return baseline["p50_ms"] / candidate["p50_ms"], "ratio of p50s"
+
+
 def compare_rates(candidate: list[float], baseline: list[float], band: float = NOISE_BAND) -> SpeedComparison | None:
     """compare_speed for throughputs (tokens/s, higher is faster) measured in pairs: candidate[i] and baseline[i]
     timed back to back (the same prompt, one after the other)."""

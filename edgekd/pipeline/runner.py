@@ -97,6 +97,32 @@ def prune_stale_bundles(run_dir: Path, targets: Sequence[str], log: Log) -> None
             "it was built by an earlier config of this folder")
 
 
+def prune_unmade_outputs(run_dir: Path, stage_dir: Path, previous: Sequence[str], made: Sequence[Path], log: Log) -> None:
+    """Files in `stage_dir` that the stage's earlier record listed as its outputs (`previous`, paths relative to the
+    run folder) and that it did not make this time (`made`): removed once the stage has run. A --force rerun of a
+    folder that held another model's run (or other targets) left the old model's int8 beside the new ones, a file no
+    stage records that `ls` and a later look at the folder take for this run's. Only the stage's own folder is
+    touched (bundle/ is prune_stale_bundles'; the reports at the top are rewritten by their stages), and only files an
+    edgekd record names; folders left empty go too."""
+    run_dir, stage_dir = Path(run_dir).resolve(), Path(stage_dir).resolve()
+    kept = {Path(path).resolve() for path in made}
+    for relative in previous:
+        path = (run_dir / relative).resolve()
+        if path in kept or stage_dir not in path.parents or not path.is_file():
+            continue
+        path.unlink()
+        log(f"{relative}: removed, made by an earlier run of this folder and not by this one")
+        for folder in path.parents:  # its folders, up to the stage's own, where nothing else is left in them
+            if folder == stage_dir or stage_dir not in folder.parents or any(folder.iterdir()):
+                break
+            folder.rmdir()
+
+
+def recorded_outputs(entry: Optional[dict]) -> list[str]:
+    """The output paths (relative to the run folder) a stage's manifest entry lists; none for a failed or new stage."""
+    return [output["path"] for output in (entry or {}).get("outputs", []) if isinstance(output, dict) and output.get("path")]
+
+
 def preflight(config: PipelineConfig, base_dir: Path) -> None:
     """Check what later stages will need before the first one trains for an hour: each stage's check()
     (every target profile and its runtime, the calibration recipe, the data path), latest stage first."""
@@ -312,6 +338,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
     if stage == "compile" and not ctx.manifest.read_only:  # now that it runs, not before a refusal: nothing else lost
         prune_stale_bundles(ctx.run_dir, bundle_names(ctx.cfg.targets, ctx.base_dir), log)
     parts = ctx.stage_parts(stage)
+    previous = recorded_outputs(ctx.manifest.stage(stage))  # before record() replaces them: pruned once it has run
     again = f" again: {ctx.manifest.why_not_fresh(stage, key, parts)}" if resume and ctx.manifest.stage(stage) else ""
     runner = stage_class(ctx.cfg, stage)(ctx).work()
     trains = runner.trains and not ctx.cfg.ships_onnx
@@ -345,6 +372,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
     ctx.outcomes[stage] = "ran"
     if not ctx.manifest.read_only:
         _clear_progress(ctx.stage_dir(stage))
+        prune_unmade_outputs(ctx.run_dir, ctx.stage_dir(stage), previous, result.outputs, log)
     warnings = metrics.get("warnings")
     noted = (f"; {warnings} latency measurements were noisy (coefficient of variation > {CV_WARNING:.0%}), see report.md"
              if warnings else "")

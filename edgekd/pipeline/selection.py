@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from edgekd.core.metrics import at_least, within_limit
-from edgekd.device.noise import FASTER, NOISE_BAND, compare_speed
+from edgekd.core.metrics import at_least, shown_against, within_limit
+from edgekd.device.noise import FASTER, NOISE_BAND, compare_speed, judged_speedup
 
 Candidate = dict[str, Any]
 Rule = Callable[[Candidate], "str | None"]  # None: passes; otherwise why it fails
@@ -94,7 +94,7 @@ def accuracy_rule(max_drop: float, key: str = "val_drop", source: str | None = N
     where = f" ({source})" if source else ""
 
     def rule(row: Candidate) -> str | None:
-        return None if within_limit(row[key], max_drop) else f"accuracy drop {row[key]:.2f} > max_drop {max_drop}{where}"
+        return None if within_limit(row[key], max_drop) else f"accuracy drop {shown_against(row[key], max_drop)} > max_drop {max_drop}{where}"
     return rule
 
 
@@ -132,19 +132,23 @@ def size_rule(max_kb: float | None, source: str) -> Rule:
     def rule(row: Candidate) -> str | None:
         if max_kb is None or row.get("bytes") is None or row["bytes"] / 1024 <= max_kb:
             return None
-        return f"size {row['bytes'] / 1024:.1f} KB > max_size_kb {max_kb:g} ({source})"
+        return f"size {shown_against(row['bytes'] / 1024, max_kb, 1)} KB > max_size_kb {max_kb:g} ({source})"
     return rule
 
 
 def speedup_rule(min_speedup: float | None, source: str) -> Rule:
-    """Fails timed candidates whose p50 is not `min_speedup` times fp32's (row["fp32_p50_ms"], set by choose()); fp32
-    itself is 1x. Untimed candidates pass: the gate skips the check and the device's bench decides."""
+    """Fails timed candidates not `min_speedup` times as fast as fp32 (row["fp32_p50_ms"] and fp32_round_p50_ms, set
+    by choose()) by the gate's rule (device.noise.judged_speedup: the paired rounds' median, else the p50s' ratio);
+    fp32 itself is 1x. Untimed candidates pass: the gate skips the check and the device's bench decides."""
     def rule(row: Candidate) -> str | None:
         base = row.get("fp32_p50_ms")
         if min_speedup is None or base is None or "p50_ms" not in row:
             return None
-        speedup = base / row["p50_ms"] if row["p50_ms"] > 0 else float("inf")
-        return None if at_least(speedup, min_speedup) else f"speedup {speedup:.2f}x < min_speedup {min_speedup:g}x ({source})"
+        if row["p50_ms"] <= 0:
+            return None
+        speedup, how = judged_speedup(row, {"p50_ms": base, "round_p50_ms": row.get("fp32_round_p50_ms")})
+        return None if at_least(speedup, min_speedup) else \
+            f"speedup {shown_against(speedup, min_speedup)}x ({how}) < min_speedup {min_speedup:g}x ({source})"
     return rule
 
 
@@ -161,6 +165,8 @@ def choose(rows: list[Candidate], rule: Rule, measured_key: str = "measured") ->
     if baseline is not None and "p50_ms" in baseline:
         for row in rows:  # what a speed-up rule compares with
             row.setdefault("fp32_p50_ms", baseline["p50_ms"])
+            if baseline.get("round_p50_ms"):  # paired with the row's own rounds (speedup_rule), as the gate pairs them
+                row.setdefault("fp32_round_p50_ms", baseline["round_p50_ms"])
     # fp32 that fails the rule itself (over a size limit) is no bar to clear: a passing candidate ships even when it is
     # not faster than fp32.
     fp32_fails = rule(baseline) if baseline is not None and baseline.get(measured_key, True) else None

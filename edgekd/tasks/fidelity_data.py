@@ -174,8 +174,22 @@ def _labelled_by_fp32(config, base_dir: Path | None, dataset: FidelityDataset) -
     metric = task_metric(dataset.metric)
     print(f"data.path '{config.data.path}': no labels; every {metric.name} below is agreement with the fp32 model's outputs "
           "(fidelity, not accuracy)", file=sys.stderr)
-    val, test = (FidelitySplit(s.x, metric.labels_of(outputs(s.x))) for s in (dataset.val, dataset.test))
+    val, test = (FidelitySplit(s.x, _reference_labels(metric, outputs(s.x), config)) for s in (dataset.val, dataset.test))
     return replace(dataset, val=val, test=test, reference_labels=True)
+
+
+def _reference_labels(metric, outputs: np.ndarray, config) -> np.ndarray:
+    """The fp32 model's outputs as labels of `metric`; a ConfigError naming the output's shape when the metric cannot
+    read them (top1 of a (t, n, classes) sequence output would take the sequence axis for the classes)."""
+    from edgekd.core.errors import ConfigError
+
+    try:
+        return metric.labels_of(outputs)
+    except ValueError as exc:
+        shape = "(batch, " + ", ".join(str(d) for d in np.shape(outputs)[1:]) + ")"
+        raise ConfigError(f"student.onnx '{config.student.onnx}': its output {shape} cannot be scored by task.metric "
+                          f"{metric.name} ({exc}); choose another task.metric (--metric), or --output NAME for an output "
+                          "the metric reads") from None
 
 
 def _fingerprint(dataset: FidelityDataset) -> str:

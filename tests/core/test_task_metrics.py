@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from edgekd.core.metrics import MAX_SQNR_DB, fidelity, tensor_fidelity, worst_fidelity
+from edgekd.core.metrics import MAX_SQNR_DB, accuracy_metrics, fidelity, tensor_fidelity, worst_fidelity
 from edgekd.core.task_metrics import METRICS, PAD, ctc_greedy_decode, decode_boxes, nms, task_metric
 
 
@@ -25,6 +25,19 @@ def test_tensor_fidelity_identical_and_zero():
     assert numbers == {"cosine": 1.0, "sqnr_db": MAX_SQNR_DB, "max_abs_error": 0.0, "mean_abs_error": 0.0}
     with pytest.raises(ValueError, match="shape"):
         tensor_fidelity(x, np.zeros((2, 3)))
+
+
+def test_blank_samples_agree_and_a_blank_against_a_map_does_not():
+    """Trial defect (session 14): PP-OCRv4 det on an empty page gave a map exactly 0 on onnxruntime and 2e-9 on
+    OpenVINO, whose cosine was 0, so one blank page of ten took the mean cosine of a model within 1e-6 of its
+    reference to 0.9 and `gate --min-cosine 0.95` failed it. Samples blank on both sides (norms at most 1e-6 x the
+    batch's largest) now agree; a blank sample against a real map still disagrees."""
+    reference = np.random.default_rng(0).random((10, 1, 16, 16))
+    output = reference + 1e-6
+    reference[9], output[9] = 0.0, 2e-9
+    assert tensor_fidelity(output, reference)["cosine"] == pytest.approx(1.0)
+    output[9] = np.random.default_rng(1).random((1, 16, 16))  # a map where the reference's page is blank
+    assert tensor_fidelity(output, reference)["cosine"] == pytest.approx(0.9)
 
 
 def test_sqnr_of_scaled_noise():
@@ -52,6 +65,46 @@ def test_top1():
     logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert metric.score(logits, np.array([1, 0, 0])) == pytest.approx(2 / 3)
     assert metric.score(logits, metric.labels_of(logits)) == 1.0
+
+
+def test_nonfinite_outputs_never_score_as_right():
+    """Trial defect (session 14): a model giving all-NaN rows for some inputs passed quietly: argmax of an all-NaN row
+    is 0, so each NaN row labelled 0 counted as right (top-1 87.5 instead of 86.25), its agreement with an fp32 model
+    that gave NaN there too was 1, and cosine was NaN (n/a) with no word. A non-finite row is now wrong everywhere, and
+    fidelity counts such rows (nonfinite_rows) and leaves them out of cosine and SQNR."""
+    nan = np.full(3, np.nan)
+    logits = np.array([[5.0, 1.0, 0.0], nan, [0.0, 1.0, 5.0], [0.0, np.inf, 1.0]])
+    labels = np.array([0, 0, 2, 1])
+    assert accuracy_metrics(logits, labels)["top1"] == 0.5
+    metric = task_metric("top1")
+    assert metric.score(logits, labels) == 0.5
+    assert metric.score(logits, metric.labels_of(logits)) == 0.5  # fidelity to itself: NaN rows agree with nothing
+    assert fidelity(logits, logits)["top1_agreement"] == 0.5
+    numbers = tensor_fidelity(logits, logits)
+    assert numbers["cosine"] == pytest.approx(1.0) and numbers["sqnr_db"] == MAX_SQNR_DB and numbers["nonfinite_rows"] == 2
+    finite = np.nan_to_num(logits, nan=1.0, posinf=1.0)  # an int8 model finite where fp32 gave NaN: they disagree there
+    numbers = tensor_fidelity(finite, logits)
+    assert numbers["cosine"] == pytest.approx(0.5) and "nonfinite_rows" not in numbers and math.isfinite(numbers["max_abs_error"])
+    assert worst_fidelity({"a": tensor_fidelity(logits, logits), "b": numbers})["nonfinite_rows"] == 2
+
+
+def test_nonfinite_rows_are_warned_in_the_report():
+    """Trial defect (session 14): the report said nothing of the NaN rows; now one warning per artifact counts them."""
+    from edgekd.device.report.table import nonfinite_warnings
+
+    rows = [{"artifact": "x86-cpu/fp32", "nonfinite_rows": 11}, {"artifact": "x86-cpu/int8"}]
+    assert nonfinite_warnings(rows, 80) == [
+        "x86-cpu/fp32: 11 of 80 evaluation samples gave non-finite outputs (NaN or inf): they count as wrong and are left "
+        "out of cosine and SQNR; check the model on those inputs (a log or sqrt of a negative, a division by zero, an "
+        "overflow)"]
+
+
+def test_top1_refuses_outputs_that_are_not_classes():
+    """Trial defect (session 14): top1 of a (t, n, classes) output took argmax over axis 1, a sequence axis."""
+    metric, sequence = task_metric("top1"), np.zeros((4, 3, 5))
+    for call in (lambda: metric.labels_of(sequence), lambda: metric.score(sequence, np.zeros(4, int))):
+        with pytest.raises(ValueError, match=r"top1 scores \(N, classes\) outputs, not shape \(4, 3, 5\)"):
+            call()
 
 
 def _steps(classes, sequence):

@@ -186,7 +186,7 @@ def test_a_speedup_limit_fails_candidates_not_that_much_faster_than_fp32():
 
     rows = [_row("fp32", 10.0), _row("fp16", 8.0), _row("int8", 4.0, drop=0.5)]
     best = choose(rows, all_of(accuracy_rule(1.0), speedup_rule(2.0, "gate")))
-    assert rows[best]["name"] == "int8" and rows[1]["verdict"] == "speedup 1.25x < min_speedup 2x (gate)"
+    assert rows[best]["name"] == "int8" and rows[1]["verdict"] == "speedup 1.25x (ratio of p50s) < min_speedup 2x (gate)"
     untimed = [_row("fp32"), _row("int8", drop=0.5)]  # latency not measurable here: the device's bench decides
     assert untimed[choose(untimed, speedup_rule(2.0, "gate"))]["name"] == "fp32"
 
@@ -206,7 +206,7 @@ def test_the_compile_stage_rule_takes_the_profiles_size_and_speedup_limits_where
     big = {**_row("int8", 4.0), "bytes": 9830, "fp32_p50_ms": 10.0}
     assert rule(big) == "size 9.6 KB > max_size_kb 6 (target my-x86's gate)"
     slow = {**_row("int8", 8.0), "bytes": 100, "fp32_p50_ms": 10.0}
-    assert rule(slow) == "speedup 1.25x < min_speedup 1.5x (gate)"
+    assert rule(slow) == "speedup 1.25x (ratio of p50s) < min_speedup 1.5x (gate)"
     assert rule({**slow, "p50_ms": 5.0}) is None
 
 

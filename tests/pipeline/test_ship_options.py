@@ -147,3 +147,41 @@ def test_only_a_ship_that_stopped_at_intake_is_started_again_without_force(tmp_p
     assert _stopped_before_shipping(run)
     (run / "bundle").mkdir()
     assert not _stopped_before_shipping(run)
+
+
+def test_force_removes_the_earlier_runs_outputs_this_run_does_not_make(tmp_path, monkeypatch):
+    """Trial defect (session 14): `ship other.onnx --out runs/det --force --targets arm64-cpu` into a folder that held
+    another model's run left 04-quantize/student-int8-x86-vnni-u8s8.onnx, the old model's int8, in no record of the new
+    run. A stage that runs again now removes the files its earlier record listed and it did not make this time."""
+    import numpy as np
+
+    from benchmarks.helpers.tiny_graphs import tiny_det
+
+    monkeypatch.chdir(tmp_path)
+    tiny_det(tmp_path / "a.onnx", seed=0)
+    tiny_det(tmp_path / "b.onnx", seed=1)
+    np.savez(tmp_path / "pages.npz", x=np.random.default_rng(0).random((40, 3, 32, 32)).astype(np.float32))
+    common = ["--data", "pages.npz", "--metric", "mask_iou", "--no-labels", "--max-drop", "100", "--out", "run"]
+    assert invoke("ship", "a.onnx", *common, "--targets", "x86-cpu").exit_code == 0
+    assert (tmp_path / "run" / "04-quantize" / "student-int8-x86-vnni-u8s8.onnx").is_file()
+    result = invoke("ship", "b.onnx", *common, "--targets", "arm64-cpu", "--force")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "run" / "04-quantize").iterdir()) == ["student-int8-arm-s8s8.onnx"]
+    assert "04-quantize/student-int8-x86-vnni-u8s8.onnx: removed" in result.output
+
+
+def test_pruning_touches_only_the_stage_folders_recorded_files(tmp_path):
+    """Trial defect (session 14): what is pruned is only what the stage's earlier record names, in its own folder."""
+    from edgekd.pipeline.runner import prune_unmade_outputs
+
+    stage = tmp_path / "05-compile"
+    for name in ("old/int8/model.onnx", "new/model.onnx", "users-notes.txt"):
+        (stage / name).parent.mkdir(parents=True, exist_ok=True)
+        (stage / name).write_text("x")
+    (tmp_path / "report.md").write_text("x")
+    said = []
+    prune_unmade_outputs(tmp_path, stage, ["05-compile/old/int8/model.onnx", "05-compile/new/model.onnx", "report.md"],
+                         [stage / "new" / "model.onnx"], said.append)
+    assert not (stage / "old").exists() and (stage / "new" / "model.onnx").is_file() and (stage / "users-notes.txt").is_file()
+    assert (tmp_path / "report.md").is_file() and said == [
+        "05-compile/old/int8/model.onnx: removed, made by an earlier run of this folder and not by this one"]

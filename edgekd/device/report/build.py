@@ -30,7 +30,7 @@ from edgekd.device.memory import METHOD as MEMORY_METHOD
 from edgekd.device.noise import compare_speed
 from edgekd.device.report.html import render_html
 from edgekd.device.report.reasons import full_reason
-from edgekd.device.report.table import markdown, noise_warnings
+from edgekd.device.report.table import markdown, noise_warnings, nonfinite_warnings
 
 REPORT_SCHEMA = "edgekd.report/1"
 
@@ -49,7 +49,8 @@ def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any
               "bench": {"latency": asdict(spec), "batch_sizes": sorted(set(batch_sizes) | {1}),
                         "interleaved": "all artifacts timed in rounds, order rotated each round",
                         "memory": MEMORY_METHOD.format(runs=20, batch=1) if memory else "not measured"},
-              "rows": rows, "host_warnings": list(host_warnings or []), "warnings": noise_warnings(rows)}
+              "rows": rows, "host_warnings": list(host_warnings or []),
+              "warnings": noise_warnings(rows) + nonfinite_warnings(rows, eval_set.get("samples", "?"))}
     if quantize:
         report["quantize"] = quantize
     if task_metric != "top1":  # absent: top-1, as in every report before task metrics

@@ -193,6 +193,15 @@ def noise_warnings(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def nonfinite_warnings(rows: list[dict[str, Any]], samples: int) -> list[str]:
+    """One line per artifact whose outputs held NaN or infinity on some evaluation samples (measure_rows'
+    nonfinite_rows): those samples are scored wrong and left out of cosine and SQNR, which would otherwise read as
+    a quiet n/a or a pass."""
+    return [f"{row['artifact']}: {row['nonfinite_rows']} of {samples} evaluation samples gave non-finite outputs (NaN or "
+            "inf): they count as wrong and are left out of cosine and SQNR; check the model on those inputs (a log or "
+            "sqrt of a negative, a division by zero, an overflow)" for row in rows if row.get("nonfinite_rows")]
+
+
 def other_warnings(report: dict[str, Any]) -> list[str]:
     """The report's warnings but the latency-noise ones (said in one line of their own where they are many): a student
     far below its teachers, a short evaluation set... what the terminal and report.html must not leave out."""

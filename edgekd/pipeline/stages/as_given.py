@@ -7,12 +7,13 @@ torch, so a machine with numpy, onnx and onnxruntime alone can ship it.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 
 from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import file_record, resolve_path, sha256_of
-from edgekd.core.metrics import take_rows
+from edgekd.core.metrics import nonfinite_count, take_rows
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.given_check import check_label_order, check_scaling, given_probe
 from edgekd.pipeline.given_model import check_classes, given_input_spec, one_score_refusal, onnx_inputs, onnx_logits, onnx_scaling
@@ -122,8 +123,9 @@ def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
     val, test = data.val, data.test
     if data.reference_labels:  # its own predictions: nothing to measure against, and nothing to judge
         return {"measured": data.measured, "val_samples": len(val), "test_samples": len(test)}
-    val_logits = logits(val.x)
-    metrics = {"val_top1": ctx.task.score(val_logits, val.y), "test_top1": ctx.task.score(logits(test.x), test.y)}
+    val_logits, test_logits = logits(val.x), logits(test.x)
+    metrics = {"val_top1": ctx.task.score(val_logits, val.y), "test_top1": ctx.task.score(test_logits, test.y)}
+    metrics.update(_say_nonfinite(field, val_logits, test_logits))
     if not ctx.task.has_classes:  # no chance level or class order to judge a task metric by: its score said
         import sys
 
@@ -147,6 +149,19 @@ def _accuracy(ctx: RunContext, logits, field: str, metadata=None) -> dict:
 
     _judge_given(metrics["val_top1"], val.y, sanity, probe)
     return metrics
+
+
+def _say_nonfinite(field: str, val_outputs: np.ndarray, test_outputs: np.ndarray) -> dict:
+    """A warning when the given model's outputs hold NaN or infinity on some samples (they are scored wrong), and
+    their counts for the distill stage's record; {} when every output is finite."""
+    counts = {"val": nonfinite_count(val_outputs), "test": nonfinite_count(test_outputs)}
+    if not any(counts.values()):
+        return {}
+    warnings.warn(f"{field}: non-finite outputs (NaN or inf) on {counts['val']} of {len(val_outputs)} validation and "
+                  f"{counts['test']} of {len(test_outputs)} test samples: they count as wrong; check the model on those "
+                  "inputs (a log or sqrt of a negative, a division by zero, an overflow) and the data's scaling",
+                  stacklevel=2)
+    return {"nonfinite_rows": counts}
 
 
 def _judge_given(top1: float, labels: np.ndarray, sanity=None, probe=None) -> None:

@@ -17,6 +17,7 @@ from edgekd.data.config import TABLE_SOURCES
 from edgekd.device.bundle import shipped_profile
 from edgekd.device.measure import Candidate, artifact_name, measure_rows, runtime_note
 from edgekd.device.report.build import build_report, write_reports
+from edgekd.device.report.table import noise_warnings, nonfinite_warnings
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.records import CompileRecord, QuantizeRecord, read_record
 from edgekd.pipeline.run_models import student_logits as fp32_student_logits
@@ -256,7 +257,9 @@ class BenchStage(Stage):
                               ctx.cfg.gate.model_dump(), ctx.cfg.bench.latency_spec(), batch_sizes, bench_cfg.memory,
                               host_warnings=host_notes(ctx), quantize={"fallback": sensitivity(ctx)},
                               measured=ctx.dataset.measured, task_metric=ctx.task.metric)
-        noisy = len(report["warnings"])
+        noisy = len(noise_warnings(rows))
+        for note in nonfinite_warnings(rows, len(y)):  # in report["warnings"] already (build_report); said now too
+            warnings.warn(note, stacklevel=2)
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         report["warnings"] += ctx.manifest.metrics("teachers").get(MEMBER_WARNINGS, [])  # a weak member, said at stage 1
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None

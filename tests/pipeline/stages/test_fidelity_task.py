@@ -279,3 +279,31 @@ def test_task_metric_mistakes_found_in_the_trial_are_one_line(tmp_path):
     result = invoke("ship", tmp_path / "one.onnx", "--data", tmp_path / "one.npz", "--metric", "top1", "--normalize", "0.5/0.5",
                     "--out", tmp_path / "b")
     assert_one_line_error(result, "data.normalize: a fidelity task feeds the npz", "(edgekd ship: no --normalize)")
+
+
+def test_top1_of_a_sequence_output_is_refused_with_or_without_labels(tmp_path):
+    """Trial defect (session 14): --metric top1 of a (n, t, classes) output without labels took argmax over axis 1 (the
+    sequence axis) for the fp32 model's "labels" and shipped PASS; with labels it was refused by numpy's broadcast
+    message. Both are now one line naming the output's shape and another task.metric."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 12, 8])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 12, 5])
+    weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["scores"])], "seq", [x], [scores], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "seq.onnx"))
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(60, 12, 8)).astype(np.float32)
+    np.savez(tmp_path / "seq.npz", x=inputs)
+    np.savez(tmp_path / "seq_y.npz", x=inputs, y=rng.integers(0, 5, 60))
+    result = invoke("ship", tmp_path / "seq.onnx", "--data", tmp_path / "seq.npz", "--metric", "top1", "--no-labels",
+                    "--out", tmp_path / "a")
+    assert_one_line_error(result, "its output (batch, 12, 5) cannot be scored by task.metric top1",
+                          "top1 scores (N, classes) outputs", "choose another task.metric")
+    result = invoke("ship", tmp_path / "seq.onnx", "--data", tmp_path / "seq_y.npz", "--metric", "top1", "--out", tmp_path / "b")
+    message = assert_one_line_error(result, "its output (batch, 12, 5) cannot be scored by task.metric top1",
+                                    "top1 scores (N, classes) outputs", "choose another task.metric")
+    assert "broadcast" not in message
