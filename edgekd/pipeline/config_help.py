@@ -105,6 +105,7 @@ def json_schema(task: str | None = None) -> dict[str, Any]:
     model = _task_model(task)
     schema = model.model_json_schema(mode="validation")
     _factory_defaults(model, schema, schema)
+    _only_config_keys(model, schema, schema)
     title = "edgekd pipeline" if model is PipelineConfig else f"edgekd {task} pipeline"
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": title}
 
@@ -123,6 +124,22 @@ def _factory_defaults(model: type[BaseModel], node: dict[str, Any], root: dict[s
         ref = prop.get("$ref", "")
         if inner is not None and inner is not model and ref.startswith("#/$defs/"):
             _factory_defaults(inner, root["$defs"][ref.rsplit("/", 1)[1]], root)
+
+
+def _only_config_keys(model: type[BaseModel], node: dict[str, Any], root: dict[str, Any]) -> None:
+    """A section that takes only some of its model's fields (LMThresholds.config_keys: a language model's gate) lists
+    only those, as `edgekd keys` does (_walk); pydantic's schema would offer the keys its validator refuses."""
+    keys = getattr(model, "config_keys", None)
+    if keys is not None:
+        node["properties"] = {name: prop for name, prop in node.get("properties", {}).items() if name in keys}
+        if "required" in node:
+            node["required"] = [name for name in node["required"] if name in keys]
+    for name, field in model.model_fields.items():
+        prop = node.get("properties", {}).get(name)
+        inner = model_inside(field.annotation)
+        ref = (prop or {}).get("$ref", "")
+        if inner is not None and inner is not model and ref.startswith("#/$defs/"):
+            _only_config_keys(inner, root["$defs"][ref.rsplit("/", 1)[1]], root)
 
 
 def _relative_to(data: str, config_dir) -> str:

@@ -221,3 +221,18 @@ def test_the_starter_distils_as_long_as_the_demo_so_its_own_gate_can_pass():
     demo = yaml.safe_load((Path(__file__).parents[2] / "configs" / "quickstart.yaml").read_text())
     assert {k: starter["distill"]["train"][k] for k in ("epochs", "lr")} == {k: demo["distill"]["train"][k] for k in ("epochs", "lr")}
     assert starter["student"] == demo["student"] and starter["gate"]["reference"] == "teacher"
+
+
+def test_language_model_schema_offers_only_the_gate_keys_its_config_takes():
+    """Trial defect (session 14): `edgekd schema --task language-model` listed gate keys (max_drop, min_speedup,
+    max_size_kb, ...) that a language-model config refuses ("not a language model's gate key"), while `edgekd keys gate
+    --task language-model` listed the three valid ones: an editor completed keys the run then refused."""
+    from edgekd.pipeline.config_help import key_lines
+    from edgekd.tasks.lm import LMThresholds
+
+    gate = json_schema("language-model")["$defs"]["LMThresholds"]
+    assert set(gate["properties"]) == set(LMThresholds.config_keys)
+    assert gate["additionalProperties"] is False
+    listed = {line.split(" = ")[0][len("gate."):] for line in key_lines("gate", task="language-model") if " = " in line}
+    assert listed == set(gate["properties"])
+    assert "min_speedup" in json_schema()["$defs"]["Thresholds"]["properties"]  # the image gate keeps every key
