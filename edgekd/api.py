@@ -217,14 +217,10 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     refuse_overwriting_inputs("gate()", {"junit": junit, "summary": summary},
                               {"report (the report being gated)": None if in_memory else report, "baseline": baseline})
     refuse_replacing_other_files(junit, summary)
-    if baseline is not None:
-        _not_a_folder("baseline", baseline)
-        _not_a_page("baseline", baseline)
+    check_report_paths({"report": None if in_memory else report, "baseline": baseline})
     if in_memory:
         raw, report = report, "the report given to gate() (from bench())"
     else:
-        _not_a_folder("report", report)
-        _not_a_page("report", report)
         raw = _read_json(report)
         if Path(report).name == "report.json":  # a run folder's own report: still what its run ships?
             refuse_stale(Path(report).parent, "bench", str(report))
@@ -258,20 +254,29 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     return checks
 
 
-def _not_a_page(argument: str, path: str | Path) -> None:
+def check_report_paths(paths: dict[str, str | Path | None], caller: str = "gate()") -> None:
+    """The report and baseline paths gate() reads, {argument: path} (None: not given), each refused if it is a folder
+    or a report page, naming the caller and the argument as the user wrote them: `edgekd gate` checks its REPORT and
+    --baseline here before calling gate(), so a CLI user is not told about gate() and its keywords."""
+    for argument, path in paths.items():
+        if path is not None:
+            _not_a_folder(argument, path, caller)
+            _not_a_page(argument, path, caller)
+
+
+def _not_a_page(argument: str, path: str | Path, caller: str = "gate()") -> None:
     """report.md or report.html given where its report.json belongs: one line naming the file to give."""
     if Path(path).suffix.lower() in (".md", ".html"):
-        raise ConfigError(f"gate(): {argument} {path} is the report for people; give the report.json beside it: "
+        raise ConfigError(f"{caller}: {argument} {path} is the report for people; give the report.json beside it: "
                           f"{Path(path).with_suffix('.json')}")
 
 
-def _not_a_folder(argument: str, path: str | Path) -> None:
-    """A run folder given where its report.json belongs: one line naming the file to give (the CLI's REPORT and
-    --baseline are files too)."""
+def _not_a_folder(argument: str, path: str | Path, caller: str = "gate()") -> None:
+    """A run folder given where its report.json belongs: one line naming the file to give."""
     if Path(path).is_dir():
         inside = Path(path) / "report.json"
         fix = f"give its report.json: {inside}" if inside.is_file() else "give a report.json file"
-        raise ConfigError(f"gate(): {argument} {path} is a folder; {fix}")
+        raise ConfigError(f"{caller}: {argument} {path} is a folder; {fix}")
 
 
 def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: Thresholds | None,

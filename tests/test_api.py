@@ -140,6 +140,24 @@ def test_gate_of_a_folder_names_its_report_json(tmp_path, report_path):
         api.gate(report_path, baseline=tmp_path / "empty")
 
 
+def test_the_cli_gate_of_a_folder_or_a_page_names_the_command_and_its_report_json(tmp_path, report_path):
+    """Trial defect (session 14): `edgekd gate runs/q` gave click's "File 'runs/q' is a directory." while api.gate("runs/q")
+    named its report.json, and `edgekd gate runs/q/report.md` said "gate(): report ... is the report for people",
+    telling a CLI user about a Python function. The CLI now reaches the same check, naming itself and its arguments."""
+    from tests.faults.helpers import assert_one_line_error, invoke
+
+    assert_one_line_error(invoke("gate", tmp_path), f"edgekd gate: REPORT {tmp_path} is a folder; give its report.json: "
+                                                    f"{report_path}")
+    page = tmp_path / "report.md"
+    page.write_text("# report\n")
+    message = assert_one_line_error(invoke("gate", page), f"edgekd gate: REPORT {page} is the report for people; give the "
+                                                          f"report.json beside it: {report_path}")
+    assert "gate()" not in message
+    assert_one_line_error(invoke("gate", report_path, "--baseline", tmp_path), f"edgekd gate: --baseline {tmp_path} is a folder")
+    with pytest.raises(ConfigError, match=r"^gate\(\): report .*report.md is the report for people"):
+        api.gate(page)  # from Python: the function and its argument
+
+
 def test_gate_writes_ci_outputs_but_never_over_its_inputs(tmp_path, report_path):
     from edgekd.core.errors import OutputError
 
