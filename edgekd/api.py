@@ -28,7 +28,8 @@ from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: e
 def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, resume: bool = False, force: bool = False,
         only: Sequence[str] | None = None, log=print):
     """Run the pipeline from a YAML file, or from a dict of its contents (validated as the file would be; its relative
-    paths are read from the working directory); returns the RunContext (run_dir, manifest, config).
+    paths are read from the working directory); returns the RunContext (run_dir, manifest, config: the validated
+    config, also as `cfg`).
 
     Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.core.errors.GateFailed whose
     message is the verdict line (e.g. `gate: FAIL (1 failed, 2 passed)`) and whose `.context` is the

@@ -199,3 +199,16 @@ def test_an_unknown_stage_is_blamed_on_the_only_argument(monkeypatch, only):
     monkeypatch.setattr("edgekd.pipeline.runner.run_from_file", lambda *a, **k: pytest.fail("ran"))
     with pytest.raises(ConfigError, match=rf"^run\(only={re.escape(repr(only))}\): unknown stage 'gat'; stages are teachers, "):
         api.run("c.yaml", only=only)
+
+
+def test_run_returns_a_context_whose_config_is_the_one_its_docstring_names(tmp_path):
+    """Trial defect (session 14): api.run's docstring promised a RunContext with (run_dir, manifest, config), but the
+    attribute was ctx.cfg and ctx.config raised AttributeError. `config` is now a read-only name for it."""
+    from edgekd.pipeline.config import PipelineConfig
+
+    cfg = PipelineConfig.model_construct()
+    ctx = RunContext(cfg=cfg, config_path=tmp_path / "c.yaml", run_dir=tmp_path, manifest=None)
+    assert ctx.config is ctx.cfg is cfg
+    with pytest.raises(AttributeError):
+        ctx.config = None
+    assert "config" in api.run.__doc__ and all(hasattr(ctx, name) for name in ("run_dir", "manifest", "config"))
