@@ -175,17 +175,21 @@ def _data_section(data: str | None) -> dict[str, Any]:
                       "or an existing image folder")
 
 
-def _eval_samples(section: dict[str, Any], defaults: dict[str, Any]) -> int:
-    """bench.eval_samples for the starter file: the default, or for digits its whole test split (359 images),
-    so the first run does not warn that the split is smaller than asked."""
+def _bench_section(section: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """The starter file's bench section: bench.eval_samples sized from the data where its test split is known (digits:
+    the whole split, 359 images), so the first run does not warn that the split is smaller than asked. Elsewhere
+    (an image folder of 36 test images) it is left unset, commented: the run measures the whole test split up to the
+    default, without a warning about a number the user never wrote."""
     if section.get("source") != "digits":
-        return defaults["bench.eval_samples"]
+        return (f"# bench:\n#   eval_samples: {defaults['bench.eval_samples']}   # test samples bench and gate measure "
+                "(default: the test split, up to this many)")
     from edgekd.data.config import DataConfig
     from edgekd.data.datasets import test_split_size
     from edgekd.data.sources import DIGITS_SAMPLES
 
-    return min(int(defaults["bench.eval_samples"]),
-               test_split_size(DIGITS_SAMPLES, DataConfig.model_fields["test_fraction"].default))
+    sized = min(int(defaults["bench.eval_samples"]),
+                test_split_size(DIGITS_SAMPLES, DataConfig.model_fields["test_fraction"].default))
+    return f"bench:\n  eval_samples: {sized}"
 
 
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
@@ -269,8 +273,7 @@ quantize:
   calibration: {json.loads(d['quantize.calibration'])}       # a recipe in calibration/
   max_drop: 1.0               # int8 may lose at most this many top-1 points against the fp32 student
 targets: [x86-cpu]            # `edgekd targets` lists the profiles
-bench:
-  eval_samples: {_eval_samples(section, d)}
+{_bench_section(section, d)}
 gate:
   reference: teacher          # the teachers' ensemble: a student far under it fails. Any report row may be named:
                               # student_fp32 (int8 against its own fp32 only), x86-cpu/fp32, student_scratch (with

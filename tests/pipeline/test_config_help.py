@@ -6,7 +6,7 @@ import yaml
 from click.testing import CliRunner
 
 from edgekd.cli import main
-from edgekd.pipeline.config import PipelineConfig, config_model, load_config
+from edgekd.pipeline.config import PipelineConfig, config_model, load_config, validate_config
 from edgekd.pipeline.config_help import json_schema, key_defaults, starter_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -236,3 +236,16 @@ def test_language_model_schema_offers_only_the_gate_keys_its_config_takes():
     listed = {line.split(" = ")[0][len("gate."):] for line in key_lines("gate", task="language-model") if " = " in line}
     assert listed == set(gate["properties"])
     assert "min_speedup" in json_schema()["$defs"]["Thresholds"]["properties"]  # the image gate keeps every key
+
+
+def test_the_starter_for_an_image_folder_leaves_eval_samples_unset(tmp_path):
+    """Trial defect (session 14): `edgekd init --data imgs` wrote bench.eval_samples: 500 whatever the folder held, so
+    every first run on a small folder warned "evaluation set: 36 samples, fewer than bench.eval_samples 500" about a
+    number the user never chose. Only a starter sized from its data (digits: its whole test split) sets it."""
+    for name in ("0-cat", "1-dog"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+    starter = starter_config(data=str(tmp_path / "imgs"))
+    assert "eval_samples" not in (yaml.safe_load(starter).get("bench") or {})
+    assert "#   eval_samples: 500" in starter  # still shown, as a comment, with the default
+    assert "eval_samples" not in validate_config(yaml.safe_load(starter), "edgekd init").bench.model_fields_set
+    assert yaml.safe_load(starter_config(data="digits"))["bench"]["eval_samples"] == 359
