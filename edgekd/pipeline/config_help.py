@@ -170,9 +170,24 @@ def _data_section(data: str | None) -> dict[str, Any]:
             raise ConfigError(f"--data {data}: no such .npz file; give an existing one (numpy.savez(FILE, x=..., y=...))")
         return {"source": "npz", "path": data}
     if path.is_dir():
+        _refuse_folder_without_classes(path, data)
         return {"source": "imagefolder", "path": data}
     raise ConfigError(f"--data {data}: not digits, fashion-mnist, module:function, a .npz file, a .csv or .parquet table "
                       "or an existing image folder")
+
+
+def _refuse_folder_without_classes(path: Path, data: str) -> None:
+    """The starter trains teachers on labels, which an image folder gives by its class sub-folders: a folder of images
+    alone (one class's folder, a camera's dump) was written into a file that `edgekd run` then refused ("the images
+    have no labels"). Read as the run reads it (data/sources.py: images in the folder itself mean no labels)."""
+    from edgekd.data.sources import _images_in, class_folders
+
+    loose = _images_in(path)
+    if loose or not class_folders(path):
+        what = "holds images without class sub-folders (no labels)" if loose else "has no class sub-folders"
+        raise ConfigError(f"--data {data}: {what}, and the starter file trains on "
+                          f"labels; give a folder with one sub-folder of images per class ({data}/<class>/<image>.png), "
+                          f"or ship a model you trained: edgekd ship MODEL --data {data} --no-labels")
 
 
 def _bench_section(section: dict[str, Any], defaults: dict[str, Any]) -> str:

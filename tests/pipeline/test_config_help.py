@@ -249,3 +249,22 @@ def test_the_starter_for_an_image_folder_leaves_eval_samples_unset(tmp_path):
     assert "#   eval_samples: 500" in starter  # still shown, as a comment, with the default
     assert "eval_samples" not in validate_config(yaml.safe_load(starter), "edgekd init").bench.model_fields_set
     assert yaml.safe_load(starter_config(data="digits"))["bench"]["eval_samples"] == 359
+
+
+def test_init_refuses_an_image_folder_without_class_sub_folders(tmp_path):
+    """Trial defect (session 14): `edgekd init --data imgs/0-d0 y.yaml` on one class's folder (images, no class
+    sub-folders) said "wrote y.yaml; run it with: edgekd run y.yaml", and the run then refused it ("the images have no
+    labels, and distill.mode offline trains on labels"). init refuses it, naming the folder, what it needs, and the
+    command that ships a trained model on unlabeled images; nothing is written."""
+    from tests.faults.helpers import assert_one_line_error, invoke
+
+    folder = tmp_path / "imgs" / "0-d0"
+    folder.mkdir(parents=True)
+    (folder / "0.png").write_bytes(b"")
+    for data in (folder, folder.parent / "empty"):
+        data.mkdir(exist_ok=True)
+        assert_one_line_error(invoke("init", "--data", data, tmp_path / "y.yaml"), f"--data {data}: ",
+                              "class sub-folders", f"{data}/<class>/<image>.png",
+                              f"edgekd ship MODEL --data {data} --no-labels")
+    assert not (tmp_path / "y.yaml").exists()
+    assert invoke("init", "--data", folder.parent, tmp_path / "y.yaml").exit_code == 0  # 0-d0 is a class sub-folder
