@@ -66,7 +66,7 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     from edgekd.pipeline.config import validate_config
     from edgekd.pipeline.runner import preflight, prepare_run_dir
     from edgekd.pipeline.ship import refuse_users_config, ship_config, write_ship_config
-    from edgekd.pipeline.ship_options import check_model, check_targets, data_options
+    from edgekd.pipeline.ship_options import check_model, check_targets, data_options, given
 
     _one_of_resume_force("ship", resume, force)
     if isinstance(targets, str):  # "x86-cpu,intel-cpu" as --targets takes it, not one target per character
@@ -80,14 +80,14 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     run_dir = Path(out) if out else Path("runs") / config["name"]
     data_folder = config["data"].get("path") if config["data"].get("source") == "imagefolder" else None
     if data_folder and Path(run_dir).resolve().is_relative_to(Path(data_folder).resolve()):
-        raise ConfigError(f"--out '{run_dir}': inside --data '{data}', whose sub-folders are read as classes (the run's own "
-                          "folders among them); give --out outside the data folder")
+        raise ConfigError(f"{given('--out', run_dir)}: inside {given('--data', data)}, whose sub-folders are read as classes "
+                          f"(the run's own folders among them); give {given('--out')} outside the data folder")
     refuse_users_config(run_dir)
     # before anything is written: a mistyped target leaves no folder, or the run's file as it was
     try:
         preflight(validate_config(config, source="edgekd ship"), run_dir)
-    except EdgeKDError as exc:  # named as the user typed it: --targets, not the file's targets[0]
-        raise type(exc)(re.sub(r"^targets\[\d+\]", "--targets", str(exc))) from None
+    except EdgeKDError as exc:  # named as the user typed it: --targets (targets=), not the file's targets[0]
+        raise type(exc)(re.sub(r"^targets\[\d+\]", given("--targets"), str(exc))) from None
     # A ship that stopped at its intake checks (a wrong --normalize) shipped nothing: the same command with the fix the
     # refusal gave starts it again, without --force.
     force = force or (not resume and _stopped_before_shipping(run_dir))

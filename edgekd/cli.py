@@ -278,8 +278,10 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
     _one_of_resume_force("ship", resume, force)
     # `--targets ""` is a list naming nothing (refused), not the default
     target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets is not None else None
+    from edgekd.pipeline.ship_options import typed_on_the_command_line
+
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), typed_on_the_command_line():  # messages name --data, not api.ship's data=
             ctx = api.ship(model, data, checkpoint, target_list, max_drop, out, resume=resume, force=force,
                            log=lambda m: click.echo(m, err=True), calibration=calibration, labels=not no_labels,
                            metric=metric, output=output_name, color=color, scale=scale, normalize=normalize)
