@@ -28,7 +28,8 @@ from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: e
 def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, resume: bool = False, force: bool = False,
         only: Sequence[str] | None = None, log=print):
     """Run the pipeline from a YAML file, or from a dict of its contents (validated as the file would be; its relative
-    paths are read from the working directory); returns the RunContext (run_dir, manifest, config).
+    paths are read from the working directory); returns the RunContext (run_dir, manifest, config: the validated
+    config, also as `cfg`).
 
     Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.core.errors.GateFailed whose
     message is the verdict line (e.g. `gate: FAIL (1 failed, 2 passed)`) and whose `.context` is the
@@ -65,7 +66,7 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     from edgekd.pipeline.config import validate_config
     from edgekd.pipeline.runner import preflight, prepare_run_dir
     from edgekd.pipeline.ship import refuse_users_config, ship_config, write_ship_config
-    from edgekd.pipeline.ship_options import check_model, check_targets, data_options
+    from edgekd.pipeline.ship_options import check_model, check_targets, data_options, given
 
     _one_of_resume_force("ship", resume, force)
     if isinstance(targets, str):  # "x86-cpu,intel-cpu" as --targets takes it, not one target per character
@@ -79,14 +80,14 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     run_dir = Path(out) if out else Path("runs") / config["name"]
     data_folder = config["data"].get("path") if config["data"].get("source") == "imagefolder" else None
     if data_folder and Path(run_dir).resolve().is_relative_to(Path(data_folder).resolve()):
-        raise ConfigError(f"--out '{run_dir}': inside --data '{data}', whose sub-folders are read as classes (the run's own "
-                          "folders among them); give --out outside the data folder")
+        raise ConfigError(f"{given('--out', run_dir)}: inside {given('--data', data)}, whose sub-folders are read as classes "
+                          f"(the run's own folders among them); give {given('--out')} outside the data folder")
     refuse_users_config(run_dir)
     # before anything is written: a mistyped target leaves no folder, or the run's file as it was
     try:
         preflight(validate_config(config, source="edgekd ship"), run_dir)
-    except EdgeKDError as exc:  # named as the user typed it: --targets, not the file's targets[0]
-        raise type(exc)(re.sub(r"^targets\[\d+\]", "--targets", str(exc))) from None
+    except EdgeKDError as exc:  # named as the user typed it: --targets (targets=), not the file's targets[0]
+        raise type(exc)(re.sub(r"^targets\[\d+\]", given("--targets"), str(exc))) from None
     # A ship that stopped at its intake checks (a wrong --normalize) shipped nothing: the same command with the fix the
     # refusal gave starts it again, without --force.
     force = force or (not resume and _stopped_before_shipping(run_dir))
@@ -217,14 +218,10 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     refuse_overwriting_inputs("gate()", {"junit": junit, "summary": summary},
                               {"report (the report being gated)": None if in_memory else report, "baseline": baseline})
     refuse_replacing_other_files(junit, summary)
-    if baseline is not None:
-        _not_a_folder("baseline", baseline)
-        _not_a_page("baseline", baseline)
+    check_report_paths({"report": None if in_memory else report, "baseline": baseline})
     if in_memory:
         raw, report = report, "the report given to gate() (from bench())"
     else:
-        _not_a_folder("report", report)
-        _not_a_page("report", report)
         raw = _read_json(report)
         if Path(report).name == "report.json":  # a run folder's own report: still what its run ships?
             refuse_stale(Path(report).parent, "bench", str(report))
@@ -258,20 +255,29 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     return checks
 
 
-def _not_a_page(argument: str, path: str | Path) -> None:
+def check_report_paths(paths: dict[str, str | Path | None], caller: str = "gate()") -> None:
+    """The report and baseline paths gate() reads, {argument: path} (None: not given), each refused if it is a folder
+    or a report page, naming the caller and the argument as the user wrote them: `edgekd gate` checks its REPORT and
+    --baseline here before calling gate(), so a CLI user is not told about gate() and its keywords."""
+    for argument, path in paths.items():
+        if path is not None:
+            _not_a_folder(argument, path, caller)
+            _not_a_page(argument, path, caller)
+
+
+def _not_a_page(argument: str, path: str | Path, caller: str = "gate()") -> None:
     """report.md or report.html given where its report.json belongs: one line naming the file to give."""
     if Path(path).suffix.lower() in (".md", ".html"):
-        raise ConfigError(f"gate(): {argument} {path} is the report for people; give the report.json beside it: "
+        raise ConfigError(f"{caller}: {argument} {path} is the report for people; give the report.json beside it: "
                           f"{Path(path).with_suffix('.json')}")
 
 
-def _not_a_folder(argument: str, path: str | Path) -> None:
-    """A run folder given where its report.json belongs: one line naming the file to give (the CLI's REPORT and
-    --baseline are files too)."""
+def _not_a_folder(argument: str, path: str | Path, caller: str = "gate()") -> None:
+    """A run folder given where its report.json belongs: one line naming the file to give."""
     if Path(path).is_dir():
         inside = Path(path) / "report.json"
         fix = f"give its report.json: {inside}" if inside.is_file() else "give a report.json file"
-        raise ConfigError(f"gate(): {argument} {path} is a folder; {fix}")
+        raise ConfigError(f"{caller}: {argument} {path} is a folder; {fix}")
 
 
 def _effective_thresholds(report: str | Path, data: dict[str, Any], thresholds: Thresholds | None,

@@ -278,8 +278,10 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
     _one_of_resume_force("ship", resume, force)
     # `--targets ""` is a list naming nothing (refused), not the default
     target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets is not None else None
+    from edgekd.pipeline.ship_options import typed_on_the_command_line
+
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), typed_on_the_command_line():  # messages name --data, not api.ship's data=
             ctx = api.ship(model, data, checkpoint, target_list, max_drop, out, resume=resume, force=force,
                            log=lambda m: click.echo(m, err=True), calibration=calibration, labels=not no_labels,
                            metric=metric, output=output_name, color=color, scale=scale, normalize=normalize)
@@ -422,13 +424,13 @@ def _decoding(top_k, temperature, seed, new_tokens, prompt_count):
 
 
 @main.command("gate")
-@click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("report", type=click.Path(path_type=Path))  # a folder: api.check_report_paths names its report.json
 @click.option("--max-drop", type=_ThresholdFlag("max_drop"), help="Largest allowed top-1 drop (points, or percent with --relative).")
 @click.option("--relative", is_flag=True, help="Measure the drop relative to the reference: (1 - value/reference) * 100.")
 @click.option("--absolute", is_flag=True, help="Measure the drop in top-1 points: (reference - value) * 100, "
               "whatever drop type the report recorded.")
 @click.option("--reference", help="What the drop is measured against: teacher, student_fp32 or an artifact such as x86-cpu/fp32.")
-@click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--baseline", type=click.Path(path_type=Path),
               help="Take the reference accuracy from this report.json (must use the same evaluation set).")
 @click.option("--min-speedup", type=_ThresholdFlag("min_speedup"), help="Smallest allowed speedup over the target's fp32 baseline.")
 @click.option("--max-size-kb", type=_ThresholdFlag("max_size_kb"), help="Largest allowed model size.")
@@ -469,6 +471,7 @@ def gate_cmd(report: Path, max_drop, relative, absolute, reference, baseline, mi
         from edgekd.core.errors import ConfigError
 
         raise ConfigError("edgekd gate: --relative and --absolute contradict each other; give one of them")
+    api.check_report_paths({"REPORT": report, "--baseline": baseline}, caller="edgekd gate")
     inputs = {"REPORT (the report being gated)": report, "--baseline": baseline}
     refuse_overwriting_inputs("edgekd gate", {"--junit": junit, "--summary": summary}, inputs)
     refuse_replacing_other_files(junit, summary, ("--junit", "--summary"))

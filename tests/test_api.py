@@ -140,6 +140,24 @@ def test_gate_of_a_folder_names_its_report_json(tmp_path, report_path):
         api.gate(report_path, baseline=tmp_path / "empty")
 
 
+def test_the_cli_gate_of_a_folder_or_a_page_names_the_command_and_its_report_json(tmp_path, report_path):
+    """Trial defect (session 14): `edgekd gate runs/q` gave click's "File 'runs/q' is a directory." while api.gate("runs/q")
+    named its report.json, and `edgekd gate runs/q/report.md` said "gate(): report ... is the report for people",
+    telling a CLI user about a Python function. The CLI now reaches the same check, naming itself and its arguments."""
+    from tests.faults.helpers import assert_one_line_error, invoke
+
+    assert_one_line_error(invoke("gate", tmp_path), f"edgekd gate: REPORT {tmp_path} is a folder; give its report.json: "
+                                                    f"{report_path}")
+    page = tmp_path / "report.md"
+    page.write_text("# report\n")
+    message = assert_one_line_error(invoke("gate", page), f"edgekd gate: REPORT {page} is the report for people; give the "
+                                                          f"report.json beside it: {report_path}")
+    assert "gate()" not in message
+    assert_one_line_error(invoke("gate", report_path, "--baseline", tmp_path), f"edgekd gate: --baseline {tmp_path} is a folder")
+    with pytest.raises(ConfigError, match=r"^gate\(\): report .*report.md is the report for people"):
+        api.gate(page)  # from Python: the function and its argument
+
+
 def test_gate_writes_ci_outputs_but_never_over_its_inputs(tmp_path, report_path):
     from edgekd.core.errors import OutputError
 
@@ -181,3 +199,16 @@ def test_an_unknown_stage_is_blamed_on_the_only_argument(monkeypatch, only):
     monkeypatch.setattr("edgekd.pipeline.runner.run_from_file", lambda *a, **k: pytest.fail("ran"))
     with pytest.raises(ConfigError, match=rf"^run\(only={re.escape(repr(only))}\): unknown stage 'gat'; stages are teachers, "):
         api.run("c.yaml", only=only)
+
+
+def test_run_returns_a_context_whose_config_is_the_one_its_docstring_names(tmp_path):
+    """Trial defect (session 14): api.run's docstring promised a RunContext with (run_dir, manifest, config), but the
+    attribute was ctx.cfg and ctx.config raised AttributeError. `config` is now a read-only name for it."""
+    from edgekd.pipeline.config import PipelineConfig
+
+    cfg = PipelineConfig.model_construct()
+    ctx = RunContext(cfg=cfg, config_path=tmp_path / "c.yaml", run_dir=tmp_path, manifest=None)
+    assert ctx.config is ctx.cfg is cfg
+    with pytest.raises(AttributeError):
+        ctx.config = None
+    assert "config" in api.run.__doc__ and all(hasattr(ctx, name) for name in ("run_dir", "manifest", "config"))

@@ -55,10 +55,20 @@ def reference_value(report: dict[str, Any], name: str, key: str = "top1", baseli
         known = [*(n for n, ref in source.get("references", {}).items() if isinstance(ref, dict) and ref.get(key) is not None),
                  *(r["artifact"] for r in source.get("rows", []) if r.get(key) is not None)]
         what = "top-1" if key == "top1" else key
-        hint = "" if baseline is not None else (f"; a device's report holds its bundles only: give the build machine's "
-                                                f"report.json (which has '{name}') as --baseline, or --reference one of these")
+        # Only a device's report lacks the build run's references; another report simply has no such name, and none
+        # is known to have it: the hint says where the build run's references are, not that '{name}' is among them.
+        hint = "" if baseline is not None or not _bench_of_bundles(source) else (
+            "; a device's report holds its bundles only: to measure against the build run's references, give the build "
+            "machine's report.json as --baseline, or --reference one of these")
         raise ArtifactError(f"report has no reference '{name}' with a {what}; available: {', '.join(known)}{hint}")
     return row[key]
+
+
+def _bench_of_bundles(report: dict[str, Any]) -> bool:
+    """A report `edgekd bench` made of bundles (on a device): each of its references was measured from a bundle and
+    says so (its `source`), or it has none; a run's bench stage records the teachers and the student it built,
+    without a source."""
+    return all(isinstance(ref, dict) and ref.get("source") for ref in (report.get("references") or {}).values())
 
 
 def _models(report: dict[str, Any], shipped_only: bool) -> set[str]:

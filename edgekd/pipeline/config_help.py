@@ -105,6 +105,7 @@ def json_schema(task: str | None = None) -> dict[str, Any]:
     model = _task_model(task)
     schema = model.model_json_schema(mode="validation")
     _factory_defaults(model, schema, schema)
+    _only_config_keys(model, schema, schema)
     title = "edgekd pipeline" if model is PipelineConfig else f"edgekd {task} pipeline"
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": title}
 
@@ -123,6 +124,22 @@ def _factory_defaults(model: type[BaseModel], node: dict[str, Any], root: dict[s
         ref = prop.get("$ref", "")
         if inner is not None and inner is not model and ref.startswith("#/$defs/"):
             _factory_defaults(inner, root["$defs"][ref.rsplit("/", 1)[1]], root)
+
+
+def _only_config_keys(model: type[BaseModel], node: dict[str, Any], root: dict[str, Any]) -> None:
+    """A section that takes only some of its model's fields (LMThresholds.config_keys: a language model's gate) lists
+    only those, as `edgekd keys` does (_walk); pydantic's schema would offer the keys its validator refuses."""
+    keys = getattr(model, "config_keys", None)
+    if keys is not None:
+        node["properties"] = {name: prop for name, prop in node.get("properties", {}).items() if name in keys}
+        if "required" in node:
+            node["required"] = [name for name in node["required"] if name in keys]
+    for name, field in model.model_fields.items():
+        prop = node.get("properties", {}).get(name)
+        inner = model_inside(field.annotation)
+        ref = (prop or {}).get("$ref", "")
+        if inner is not None and inner is not model and ref.startswith("#/$defs/"):
+            _only_config_keys(inner, root["$defs"][ref.rsplit("/", 1)[1]], root)
 
 
 def _relative_to(data: str, config_dir) -> str:
@@ -153,22 +170,41 @@ def _data_section(data: str | None) -> dict[str, Any]:
             raise ConfigError(f"--data {data}: no such .npz file; give an existing one (numpy.savez(FILE, x=..., y=...))")
         return {"source": "npz", "path": data}
     if path.is_dir():
+        _refuse_folder_without_classes(path, data)
         return {"source": "imagefolder", "path": data}
     raise ConfigError(f"--data {data}: not digits, fashion-mnist, module:function, a .npz file, a .csv or .parquet table "
                       "or an existing image folder")
 
 
-def _eval_samples(section: dict[str, Any], defaults: dict[str, Any]) -> int:
-    """bench.eval_samples for the starter file: the default, or for digits its whole test split (359 images),
-    so the first run does not warn that the split is smaller than asked."""
+def _refuse_folder_without_classes(path: Path, data: str) -> None:
+    """The starter trains teachers on labels, which an image folder gives by its class sub-folders: a folder of images
+    alone (one class's folder, a camera's dump) was written into a file that `edgekd run` then refused ("the images
+    have no labels"). Read as the run reads it (data/sources.py: images in the folder itself mean no labels)."""
+    from edgekd.data.sources import _images_in, class_folders
+
+    loose = _images_in(path)
+    if loose or not class_folders(path):
+        what = "holds images without class sub-folders (no labels)" if loose else "has no class sub-folders"
+        raise ConfigError(f"--data {data}: {what}, and the starter file trains on "
+                          f"labels; give a folder with one sub-folder of images per class ({data}/<class>/<image>.png), "
+                          f"or ship a model you trained: edgekd ship MODEL --data {data} --no-labels")
+
+
+def _bench_section(section: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """The starter file's bench section: bench.eval_samples sized from the data where its test split is known (digits:
+    the whole split, 359 images), so the first run does not warn that the split is smaller than asked. Elsewhere
+    (an image folder of 36 test images) it is left unset, commented: the run measures the whole test split up to the
+    default, without a warning about a number the user never wrote."""
     if section.get("source") != "digits":
-        return defaults["bench.eval_samples"]
+        return (f"# bench:\n#   eval_samples: {defaults['bench.eval_samples']}   # test samples bench and gate measure "
+                "(default: the test split, up to this many)")
     from edgekd.data.config import DataConfig
     from edgekd.data.datasets import test_split_size
     from edgekd.data.sources import DIGITS_SAMPLES
 
-    return min(int(defaults["bench.eval_samples"]),
-               test_split_size(DIGITS_SAMPLES, DataConfig.model_fields["test_fraction"].default))
+    sized = min(int(defaults["bench.eval_samples"]),
+                test_split_size(DIGITS_SAMPLES, DataConfig.model_fields["test_fraction"].default))
+    return f"bench:\n  eval_samples: {sized}"
 
 
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
@@ -252,8 +288,7 @@ quantize:
   calibration: {json.loads(d['quantize.calibration'])}       # a recipe in calibration/
   max_drop: 1.0               # int8 may lose at most this many top-1 points against the fp32 student
 targets: [x86-cpu]            # `edgekd targets` lists the profiles
-bench:
-  eval_samples: {_eval_samples(section, d)}
+{_bench_section(section, d)}
 gate:
   reference: teacher          # the teachers' ensemble: a student far under it fails. Any report row may be named:
                               # student_fp32 (int8 against its own fp32 only), x86-cpu/fp32, student_scratch (with

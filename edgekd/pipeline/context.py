@@ -30,6 +30,11 @@ class RunContext:
     checked_teachers: list | None = None
 
     @property
+    def config(self) -> PipelineConfig:
+        """The validated config, read-only: the name api.run's docstring and README give it (stages use `cfg`)."""
+        return self.cfg
+
+    @property
     def base_dir(self) -> Path:
         return self.config_path.parent
 

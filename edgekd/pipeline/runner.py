@@ -147,6 +147,12 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
         with warnings.catch_warnings(record=True) as held:
             checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     except BaseException:
+        if distributed.is_main() and _holds_a_run(Path(run_dir)):
+            # The attempt and its error go into the run's log, as a stage's would: a --resume stopped by data that
+            # changed since the teachers stage otherwise left no trace in the log of the run it was continuing.
+            with run_log(Path(run_dir), _command(config_path, run_dir, resume, force, only)):
+                _say(held)
+                raise
         _say(held)
         raise
     with distributed.main_first():
@@ -174,13 +180,36 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
                 _run_stage(ctx, stage, resume=resume and not force, force=force,
                            log=log if distributed.is_main() else _quiet, label=f"{number}/{len(planned)} {stage}")
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the log says how to go on, as the terminal does
-            how = (f"edgekd.api.run(<the same config dict>, out={str(run_dir)!r}, resume=True)"
-                   if Path(config_path).name == MAPPING_SOURCE else
-                   f"edgekd run {shlex.quote(str(config_path))} --out {shlex.quote(str(run_dir))} --resume")
-            write_line(f"interrupted: finished stages are kept; continue with: {how}")
+            write_line(f"interrupted: finished stages are kept; continue with: {resume_command(config_path, run_dir)}")
             raise
     distributed.finish()
     return ctx
+
+
+def resume_command(config_path: Path, run_dir: Path) -> str:
+    """The call that continues this run in its folder, keeping the stages done: a command, or the Python call for a
+    config given as a mapping (edgekd.api.run(dict))."""
+    if Path(config_path).name == MAPPING_SOURCE:
+        return f"edgekd.api.run(<the same config dict>, out={str(run_dir)!r}, resume=True)"
+    return f"edgekd run {shlex.quote(str(config_path))} --out {shlex.quote(str(run_dir))} --resume"
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    """A folder an earlier attempt made (its manifest or its log): one whose log may be written to without leaving a
+    trace where there was none."""
+    return (run_dir / "manifest.json").is_file() or (run_dir / LOG_NAME).is_file()
+
+
+def _say_how_to_continue(ctx: RunContext, stage: str, exc: EdgeKDError) -> None:
+    """A stage that failed after earlier ones finished: its one-line error (terminal, log, Python) ends with the
+    command that continues from them once the cause is fixed, as an interrupt's does; without it users reran from the
+    start. Only a message of one plain string is extended: an error carrying other arguments is left as it is."""
+    done = [earlier for earlier in STAGE_NAMES[:STAGE_NAMES.index(stage)]
+            if (ctx.manifest.stage(earlier) or {}).get("status") == "done"]
+    if not done or len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return
+    exc.args = (f"{exc.args[0]}; finished stages are kept: once that is fixed, continue with: "
+                f"{resume_command(ctx.config_path, ctx.run_dir)}",)
 
 
 def _command(config_path: Path, run_dir: Path, resume: bool, force: bool, only: Optional[Sequence[str]]) -> str:
@@ -360,6 +389,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
             result = runner.run()
     except EdgeKDError as exc:
         ctx.manifest.mark_failed(stage, str(exc))
+        _say_how_to_continue(ctx, stage, exc)
         raise
     except KeyboardInterrupt:
         ctx.manifest.mark_failed(stage, "interrupted")

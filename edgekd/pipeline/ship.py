@@ -17,6 +17,7 @@ import yaml
 from edgekd.core.errors import ConfigError
 from edgekd.core.fileio import write_text_atomic
 from edgekd.pipeline.config import validate_config
+from edgekd.pipeline.ship_options import given
 
 BUILTIN_SOURCES = ("digits", "fashion-mnist")
 CONFIG_NAME = "edgekd.yaml"
@@ -33,15 +34,16 @@ def ship_config(model: str, data: str, checkpoint: Optional[str] = None, targets
     config: dict[str, Any] = {"name": name or _name_of(model), "data": _data_section(data), "student": _student(model, checkpoint)}
     if not labels:
         if config["data"]["source"] not in ("imagefolder", "npz"):
-            raise ConfigError(f"--no-labels: applies to an image folder or an .npz file, not to '{data}'")
+            raise ConfigError(f"{given('--no-labels')}: applies to an image folder or an .npz file, not to '{data}'")
         config["data"]["labels"] = "none"
     if metric:
         if not model.endswith(".onnx") or config["data"]["source"] != "npz":
-            raise ConfigError(f"--metric {metric}: judges an .onnx MODEL on an .npz of its inputs (x, and y in the metric's "
-                              f"label format); got MODEL '{model}' and --data '{data}'")
+            raise ConfigError(f"{given('--metric', metric, quoted=False)}: judges an .onnx MODEL on an .npz of its inputs "
+                              f"(x, and y in the metric's label format); got {given('MODEL', model)} and {given('--data', data)}")
         config["task"] = {"kind": "fidelity", "metric": metric, **({"output": output} if output else {})}
     elif output:
-        raise ConfigError(f"--output {output}: names the output a task metric scores; give --metric too")
+        raise ConfigError(f"{given('--output', output, quoted=False)}: names the output a task metric scores; give "
+                          f"{given('--metric')} too")
     if calibration:
         config["quantize"] = {"calibration_images": _folder(calibration, "--calibration")}
     if targets:  # a profile file by its absolute path: the pipeline file lives in the run folder, rerun from anywhere
@@ -64,12 +66,12 @@ def refuse_users_config(run_dir: Path) -> None:
         return
     text = path.read_text(encoding="utf-8", errors="replace")
     if not text.startswith(SHIP_HEADER):
-        raise ConfigError(f"--out '{run_dir}': holds {CONFIG_NAME}, a pipeline file edgekd ship did not write, which it "
+        raise ConfigError(f"{given('--out', run_dir)}: holds {CONFIG_NAME}, a pipeline file edgekd ship did not write, which it "
                           f"would replace; give another --out, or run that file: edgekd run {path}")
     header, _, body = text.partition("\n")
     written = re.search(r"content sha256 ([0-9a-f]{16})", header)  # files from before the header carried it: no check
     if written and _digest(body) != written.group(1):
-        raise ConfigError(f"--out '{run_dir}': its {CONFIG_NAME} was edited since edgekd ship wrote it, and shipping again "
+        raise ConfigError(f"{given('--out', run_dir)}: its {CONFIG_NAME} was edited since edgekd ship wrote it, and shipping again "
                           f"would undo the edits; run it as edited: edgekd run {shlex.quote(str(path))} --out "
                           f"{shlex.quote(str(run_dir))} --resume (or move "
                           "it away to ship anew)")
@@ -96,11 +98,12 @@ def _digest(text: str) -> str:
 def _student(model: str, checkpoint: Optional[str]) -> dict[str, Any]:
     if model.endswith(".onnx"):
         if checkpoint:
-            raise ConfigError(f"--checkpoint: {model} is an ONNX file and holds its weights already; remove --checkpoint")
+            raise ConfigError(f"{given('--checkpoint')}: {model} is an ONNX file and holds its weights already; remove "
+                              f"{given('--checkpoint')}")
         return {"onnx": _absolute(model, "MODEL")}
     if not checkpoint:
-        raise ConfigError(f"--checkpoint: needed to ship the PyTorch model '{model}' as trained: give its state_dict file "
-                          "(or give MODEL as an .onnx file)")
+        raise ConfigError(f"{given('--checkpoint')}: needed to ship the PyTorch model '{model}' as trained: give its "
+                          f"state_dict file (or give {given('MODEL')} as an .onnx file)")
     return {"arch": _absolute_reference(model), "checkpoint": _absolute(checkpoint, "--checkpoint")}
 
 
@@ -113,25 +116,25 @@ def _data_section(data: str) -> dict[str, Any]:
     if path.suffix == ".npz":
         return {"source": "npz", "path": _absolute(data, "--data")}
     if path.suffix.lower() in (".csv", ".parquet"):
-        raise ConfigError(f"--data '{data}': a table, which edgekd ship does not take (it ships a model exported "
+        raise ConfigError(f"{given('--data', data)}: a table, which edgekd ship does not take (it ships a model exported "
                           f"elsewhere, checked on images or arrays); for a table, write a pipeline that distils an "
                           f"ensemble into a small network: edgekd init --data {data}, then edgekd run edgekd.yaml")
     missing = "" if path.exists() else f"no such file or folder ({path.resolve()}); "
-    raise ConfigError(f"--data '{data}': {missing}give a folder of images (one sub-folder per class, or unlabeled images), "
+    raise ConfigError(f"{given('--data', data)}: {missing}give a folder of images (one sub-folder per class, or unlabeled images), "
                       f"an .npz file with x and y (or x alone), or one of {', '.join(BUILTIN_SOURCES)}")
 
 
 def _folder(path: str, option: str) -> str:
     found = Path(path)
     if not found.is_dir():
-        raise ConfigError(f"{option} '{path}': not a folder; give a folder of images (any depth, no labels needed)")
+        raise ConfigError(f"{given(option, path)}: not a folder; give a folder of images (any depth, no labels needed)")
     return str(found.resolve())
 
 
 def _absolute(path: str, option: str) -> str:
     found = Path(path)
     if not found.is_file():
-        raise ConfigError(f"{option} '{path}': file not found")
+        raise ConfigError(f"{given(option, path)}: file not found")
     return str(found.resolve())
 
 

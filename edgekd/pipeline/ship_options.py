@@ -4,7 +4,9 @@ each refused in one line naming the option where --data is not of its kind (the 
 the config key, which the user did not type)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Optional
 
 from edgekd.core.errors import ConfigError
@@ -17,10 +19,40 @@ PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 _OPTION_SOURCES = {"color": ("imagefolder", "an image folder"), "scale": ("npz", "an .npz file")}
 
 
+# edgekd ship's options as api.ship names them: its messages name what the caller wrote, an argument from Python and an
+# option from the command line (whose ship_cmd calls api.ship inside typed_on_the_command_line()). The checks are one.
+API_NAMES = {"MODEL": "model", "--data": "data", "--checkpoint": "checkpoint", "--calibration": "calibration",
+             "--targets": "targets", "--max-drop": "max_drop", "--out": "out", "--no-labels": "labels=False",
+             "--metric": "metric", "--output": "output", "--color": "color", "--scale": "scale", "--normalize": "normalize"}
+_COMMAND_LINE: ContextVar[bool] = ContextVar("edgekd_ship_command_line", default=False)
+
+
+@contextmanager
+def typed_on_the_command_line() -> Iterator[None]:
+    """Inside: edgekd ship's messages name its options (--data), as the user typed them; outside, api.ship's arguments."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def given(option: str, value: Any = None, quoted: bool = True) -> str:
+    """An option as the caller wrote it, with its value when given: "--data 'x.npz'" on the command line,
+    "data='x.npz'" from Python (api.ship(data=...)); without a value the name alone ("--targets", "targets")."""
+    if _COMMAND_LINE.get():
+        name, joiner = option, " "
+    else:
+        name, joiner = API_NAMES[option], "="
+    if value is None:
+        return name
+    return f"{name}{joiner}'{value}'" if quoted else f"{name}{joiner}{value}"
+
+
 def check_model(model: str) -> None:
     """A pickle given as MODEL is refused, never loaded (as a name without ':' it would be read as a factory)."""
     if model.lower().endswith(PICKLE_SUFFIXES):
-        raise ConfigError(f"MODEL '{model}': a pickle, which edgekd never loads (unpickling runs any code it names); "
+        raise ConfigError(f"{given('MODEL', model)}: a pickle, which edgekd never loads (unpickling runs any code it names); "
                           "export the model to ONNX and give the .onnx file, or give its factory (module:function) with "
                           "--checkpoint and its state_dict")
 
@@ -28,7 +60,7 @@ def check_model(model: str) -> None:
 def check_targets(targets: Optional[Sequence[str]]) -> None:
     """None: the default target; an empty list (`--targets ""`, `--targets ,`) names none and is refused, not defaulted."""
     if targets is not None and not [t for t in targets if str(t).strip()]:
-        raise ConfigError("--targets: no target named; give device profiles separated by commas (see `edgekd targets`), "
+        raise ConfigError(f"{given('--targets')}: no target named; give device profiles separated by commas (see `edgekd targets`), "
                           "or leave --targets out for x86-cpu")
 
 
@@ -44,7 +76,7 @@ def normalize_option(value: Any) -> Any:
     except ValueError:
         stats = None
     if not slash or stats is None:
-        raise ConfigError(f"--normalize '{value}': give {', '.join(NORMALIZE_MODES)}, or MEAN/STD as the model was trained "
+        raise ConfigError(f"{given('--normalize', value)}: give {', '.join(NORMALIZE_MODES)}, or MEAN/STD as the model was trained "
                           "with, one value for every channel or one per channel (0.5/0.5, or "
                           "0.485,0.456,0.406/0.229,0.224,0.225)")
     return stats
@@ -54,10 +86,10 @@ def data_options(config: dict[str, Any], data: str, **options: Optional[str]) ->
     """`config` (ship_config's) with the given options as data keys."""
     source = config["data"]["source"]
     options["normalize"] = normalize_option(options.get("normalize"))
-    given = {key: value for key, value in options.items() if value is not None}
-    for key in given:
+    chosen = {key: value for key, value in options.items() if value is not None}
+    for key in chosen:
         needed, kind = _OPTION_SOURCES.get(key, (source, ""))
         if source != needed:
-            raise ConfigError(f"--{key}: applies to {kind} --data, not to '{data}'; remove it")
-    config["data"].update(given)
+            raise ConfigError(f"{given('--' + key)}: applies to {kind} {given('--data')}, not to '{data}'; remove it")
+    config["data"].update(chosen)
     return config

@@ -103,14 +103,14 @@ def _ptq(model: Any, config: Int8Config) -> Path:
     from edgekd.quant.fallback import quantize_auto, quantize_with_fallback
     from edgekd.runtimes.ptq import quantize_qdq
 
-    if not isinstance(model, (str, Path)) or not Path(model).is_file():
-        raise ConfigError("Int8Config(step='ptq') quantizes an fp32 ONNX file: pass its path (export torch models first)")
+    _check_model_file(model)
     if config.calibration is None or config.output is None:
         raise ConfigError("Int8Config(step='ptq') needs calibration samples and an output path")
     _refuse_output_over_input(Path(model), Path(config.output))
     _refuse_quantized_model(Path(model))
     _check_samples_fit(Path(model), config.calibration, "calibration")
     if config.validation is not None:
+        _check_validation_pair(config.validation)
         _check_samples_fit(Path(model), config.validation[0], "validation")
     recipe, output = config.recipe(), Path(config.output)
     if config.calibrate_method and recipe.tool == "nncf":  # said, as the pipeline's preflight says it
@@ -131,6 +131,32 @@ def _ptq(model: Any, config: Int8Config) -> Path:
         return output
     quantize_with_fallback(Path(model), output, recipe, config.calibration, x, y, config.fallback, config.calibrate_method)
     return output
+
+
+def _check_model_file(model: Any) -> None:
+    """A path that names no file (a typo) is said to be missing: "pass its path" alone read as if a path were the
+    wrong kind of argument."""
+    if not isinstance(model, (str, Path)):
+        raise ConfigError("Int8Config(step='ptq') quantizes an fp32 ONNX file: pass its path (export torch models first)")
+    if not Path(model).exists():
+        raise ConfigError(f"quantize(model='{model}'): no such file; check the path of the fp32 ONNX file")
+    if not Path(model).is_file():
+        raise ConfigError(f"quantize(model='{model}'): not a file; pass the path of the fp32 ONNX file")
+
+
+def _check_validation_pair(validation: Any) -> None:
+    """validation=(x, y) with as many labels as samples: otherwise numpy's broadcast error ("operands could not be
+    broadcast together") came from deep in the accuracy measurement."""
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        raise ConfigError("Int8Config.validation: give a pair (x, y) of samples and their labels")
+    x, y = validation
+    if isinstance(x, dict):  # several inputs: the reader checks them
+        return
+    if len(x) != len(y):
+        raise ConfigError(f"Int8Config.validation: x has {len(x)} samples but y has {len(y)} labels; "
+                          "give one label per sample")
+    if len(x) == 0:
+        raise ConfigError("Int8Config.validation: no samples (x is empty); give the samples to measure accuracy on")
 
 
 def _refuse_output_over_input(model: Path, output: Path) -> None:
@@ -162,6 +188,7 @@ def _check_samples_fit(model: Path, samples: Any, field: str) -> None:
     axis (one array is fed in the model's own layout), are left to the calibration reader."""
     from edgekd.core.batch_layout import batch_axes, is_dynamic, onnx_input_shapes
 
+    _refuse_no_samples(samples, field)
     shapes = onnx_input_shapes(model)
     if isinstance(samples, dict) or len(shapes) != 1 or batch_axes(shapes) != dict.fromkeys(shapes, 0):
         return
@@ -173,6 +200,15 @@ def _check_samples_fit(model: Path, samples: Any, field: str) -> None:
     if not fits:
         raise ConfigError(f"Int8Config.{field}: the array has shape {tuple(array_shape)} but the model's input '{name}' is "
                           f"{_dims(shape)}; give samples first, each of shape {_dims(wanted)}")
+
+
+def _refuse_no_samples(samples: Any, field: str) -> None:
+    """An empty array (x[:0]) gave onnxruntime's calibrator no ranges and its raw TypeError ("Unexpected type
+    <class 'NoneType'> for tensors_range")."""
+    arrays = samples.values() if isinstance(samples, dict) else [samples]
+    if any(np.ndim(a) > 0 and len(a) == 0 for a in arrays):
+        raise ConfigError(f"Int8Config.{field}: no samples (the array is empty); give at least one sample, "
+                          "samples first (N, ...)")
 
 
 def _dims(shape: list) -> str:

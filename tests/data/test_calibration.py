@@ -144,3 +144,23 @@ def test_per_class_counts_every_class_of_the_pool(small_digits):
     info = describe(recipe, low, small_digits.num_classes)
     assert len(info["per_class"]) == 10 and info["per_class"][8:] == [0, 0] and sum(info["per_class"]) == 16
     assert info["class_balanced"] is False
+
+
+def test_unknown_recipe_keys_get_a_did_you_mean_and_the_valid_keys_once(tmp_path):
+    """Trial defect (session 14): calibration/mycal.yaml with `samples: 5000` and `split: train` was refused with "unknown
+    keys 'samples' (valid keys here: class_balance, count, ...), 'split' (valid keys here: class_balance, count, ...)":
+    no did-you-mean, and the seven valid keys printed once per unknown key. Each key now gets its did-you-mean (a near
+    spelling, or the recipe's word for it: samples is count), and the valid keys are listed once for those without."""
+    recipe = tmp_path / "calibration" / "mycal.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text("name: mycal\nsamples: 5000\nsplit: train\n")
+    with pytest.raises(ConfigError, match=r"mycal.yaml: unknown keys 'samples' \(did you mean 'count'\?\), 'split' \(did "
+                                          r"you mean 'source'\?\)$"):
+        load_recipe("mycal", tmp_path)
+    recipe.write_text("name: mycal\nseeed: 1\nfoo: 1\nbar: 2\n")
+    with pytest.raises(ConfigError) as refused:
+        load_recipe("mycal", tmp_path)
+    message = str(refused.value)
+    assert message.endswith("unknown keys 'seeed' (did you mean 'seed'?), 'foo', 'bar'; valid keys here: class_balance, "
+                            "count, description, expected_sha256, name, seed, source")
+    assert message.count("valid keys") == 1

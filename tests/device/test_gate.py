@@ -249,11 +249,31 @@ def test_a_device_report_without_the_bundles_reference_says_how_to_gate_it():
     from edgekd.core.errors import ArtifactError
     from edgekd.device.gate import reference_value
 
-    report = {"references": {"student_fp32": {"top1": 0.9}},
+    report = {"references": {"student_fp32": {"top1": 0.9, "source": "bundle eval.npz reference_logits"}},
               "rows": [{"artifact": "x86-cpu/int8", "top1": 0.89}, {"artifact": "jetson-orin/int8", "top1": None}]}
     with pytest.raises(ArtifactError, match=r"no reference 'teacher' with a top-1; available: student_fp32, x86-cpu/int8; "
                                             r"a device's report .* as --baseline, or --reference one of these"):
         reference_value(report, "teacher")
+
+
+def test_an_unknown_reference_in_the_build_machines_report_is_not_sent_to_another_report():
+    """Trial defect (session 14): `edgekd gate runs/q/report.json --reference bogus` (a table run's `--reference
+    LGBMClassifier` too) on the build machine's own report said "a device's report holds its bundles only: give the
+    build machine's report.json (which has 'bogus') as --baseline": that is the report given, and nothing has 'bogus'.
+    The hint is for a device's report (its references measured from bundles) only, and claims no report has the name."""
+    import pytest
+
+    from edgekd.core.errors import ArtifactError
+    from edgekd.device.gate import reference_value
+
+    with pytest.raises(ArtifactError, match=r"^report has no reference 'bogus' with a top-1; available: teacher, "
+                                            r"student_fp32, x86-cpu/fp32, x86-cpu/int8, intel-cpu/int8$"):
+        reference_value(make_report(), "bogus")
+    device = {"references": {"student_fp32": {"top1": 0.9, "source": "x86-cpu/int8 on imgs"}},
+              "rows": [{"artifact": "x86-cpu/int8", "top1": 0.89}]}
+    with pytest.raises(ArtifactError, match=r"a device's report holds its bundles only") as refused:
+        reference_value(device, "LGBMClassifier")
+    assert "which has" not in str(refused.value) and "'LGBMClassifier') as" not in str(refused.value)
 
 
 def test_min_speedup_on_a_bundles_report_says_why_it_cannot_be_shown():

@@ -6,7 +6,7 @@ import yaml
 from click.testing import CliRunner
 
 from edgekd.cli import main
-from edgekd.pipeline.config import PipelineConfig, config_model, load_config
+from edgekd.pipeline.config import PipelineConfig, config_model, load_config, validate_config
 from edgekd.pipeline.config_help import json_schema, key_defaults, starter_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -221,3 +221,50 @@ def test_the_starter_distils_as_long_as_the_demo_so_its_own_gate_can_pass():
     demo = yaml.safe_load((Path(__file__).parents[2] / "configs" / "quickstart.yaml").read_text())
     assert {k: starter["distill"]["train"][k] for k in ("epochs", "lr")} == {k: demo["distill"]["train"][k] for k in ("epochs", "lr")}
     assert starter["student"] == demo["student"] and starter["gate"]["reference"] == "teacher"
+
+
+def test_language_model_schema_offers_only_the_gate_keys_its_config_takes():
+    """Trial defect (session 14): `edgekd schema --task language-model` listed gate keys (max_drop, min_speedup,
+    max_size_kb, ...) that a language-model config refuses ("not a language model's gate key"), while `edgekd keys gate
+    --task language-model` listed the three valid ones: an editor completed keys the run then refused."""
+    from edgekd.pipeline.config_help import key_lines
+    from edgekd.tasks.lm import LMThresholds
+
+    gate = json_schema("language-model")["$defs"]["LMThresholds"]
+    assert set(gate["properties"]) == set(LMThresholds.config_keys)
+    assert gate["additionalProperties"] is False
+    listed = {line.split(" = ")[0][len("gate."):] for line in key_lines("gate", task="language-model") if " = " in line}
+    assert listed == set(gate["properties"])
+    assert "min_speedup" in json_schema()["$defs"]["Thresholds"]["properties"]  # the image gate keeps every key
+
+
+def test_the_starter_for_an_image_folder_leaves_eval_samples_unset(tmp_path):
+    """Trial defect (session 14): `edgekd init --data imgs` wrote bench.eval_samples: 500 whatever the folder held, so
+    every first run on a small folder warned "evaluation set: 36 samples, fewer than bench.eval_samples 500" about a
+    number the user never chose. Only a starter sized from its data (digits: its whole test split) sets it."""
+    for name in ("0-cat", "1-dog"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+    starter = starter_config(data=str(tmp_path / "imgs"))
+    assert "eval_samples" not in (yaml.safe_load(starter).get("bench") or {})
+    assert "#   eval_samples: 500" in starter  # still shown, as a comment, with the default
+    assert "eval_samples" not in validate_config(yaml.safe_load(starter), "edgekd init").bench.model_fields_set
+    assert yaml.safe_load(starter_config(data="digits"))["bench"]["eval_samples"] == 359
+
+
+def test_init_refuses_an_image_folder_without_class_sub_folders(tmp_path):
+    """Trial defect (session 14): `edgekd init --data imgs/0-d0 y.yaml` on one class's folder (images, no class
+    sub-folders) said "wrote y.yaml; run it with: edgekd run y.yaml", and the run then refused it ("the images have no
+    labels, and distill.mode offline trains on labels"). init refuses it, naming the folder, what it needs, and the
+    command that ships a trained model on unlabeled images; nothing is written."""
+    from tests.faults.helpers import assert_one_line_error, invoke
+
+    folder = tmp_path / "imgs" / "0-d0"
+    folder.mkdir(parents=True)
+    (folder / "0.png").write_bytes(b"")
+    for data in (folder, folder.parent / "empty"):
+        data.mkdir(exist_ok=True)
+        assert_one_line_error(invoke("init", "--data", data, tmp_path / "y.yaml"), f"--data {data}: ",
+                              "class sub-folders", f"{data}/<class>/<image>.png",
+                              f"edgekd ship MODEL --data {data} --no-labels")
+    assert not (tmp_path / "y.yaml").exists()
+    assert invoke("init", "--data", folder.parent, tmp_path / "y.yaml").exit_code == 0  # 0-d0 is a class sub-folder

@@ -45,9 +45,9 @@ def test_data_options_become_data_keys(files):
 def test_the_api_takes_the_same_options(files):
     from edgekd import api
 
-    with pytest.raises(ConfigError, match="--color: applies to an image folder"):
+    with pytest.raises(ConfigError, match="^color: applies to an image folder data"):  # named as api.ship names them
         api.ship(files / "m.onnx", files / "d.npz", color="gray", out=files / "run")
-    with pytest.raises(ConfigError, match="--targets: no target named"):
+    with pytest.raises(ConfigError, match="^targets: no target named"):
         api.ship(files / "m.onnx", files / "d.npz", targets=[], out=files / "run")
 
 
@@ -63,9 +63,11 @@ def test_normalize_takes_a_name_or_the_models_own_mean_and_std(given, expected):
 
 @pytest.mark.parametrize("given", ["0.5", "0.5/a", "imagenett", "/"])
 def test_a_normalize_that_is_neither_is_one_line_naming_the_forms(given):
-    from edgekd.pipeline.ship_options import normalize_option
+    from edgekd.pipeline.ship_options import normalize_option, typed_on_the_command_line
 
-    with pytest.raises(ConfigError, match=r"--normalize .*give dataset, none, imagenet, or MEAN/STD .*0\.5/0\.5"):
+    with pytest.raises(ConfigError, match=r"^normalize='.*': give dataset, none, imagenet, or MEAN/STD .*0\.5/0\.5"):
+        normalize_option(given)  # from Python: api.ship's argument
+    with pytest.raises(ConfigError, match=r"^--normalize '.*': give dataset"), typed_on_the_command_line():
         normalize_option(given)
 
 
@@ -99,7 +101,7 @@ def test_the_api_takes_targets_as_the_command_line_writes_them(files):
     """Trial defect (session 12): api.ship(targets="x86-cpu") was read one character per target ('x')."""
     from edgekd import api
 
-    with pytest.raises(EdgeKDError, match="--targets: unknown target 'x86cpu'"):
+    with pytest.raises(EdgeKDError, match="^targets: unknown target 'x86cpu'"):
         api.ship(files / "m.onnx", files / "d.npz", targets="x86-cpu,x86cpu", out=files / "run")
     assert not (files / "run").exists()
 
@@ -185,3 +187,25 @@ def test_pruning_touches_only_the_stage_folders_recorded_files(tmp_path):
     assert not (stage / "old").exists() and (stage / "new" / "model.onnx").is_file() and (stage / "users-notes.txt").is_file()
     assert (tmp_path / "report.md").is_file() and said == [
         "05-compile/old/int8/model.onnx: removed, made by an earlier run of this folder and not by this one"]
+
+
+def test_api_ship_names_its_arguments_and_the_command_its_options(files, monkeypatch):
+    """Trial defect (session 14): api.ship's errors named the command line's options ("MODEL 'nope.onnx': file not
+    found", "--data 'nope.npz'", "--normalize 'nonee'") to a Python caller, who wrote model=, data=, normalize=. The one
+    set of checks now names what the caller wrote: api.ship's arguments from Python, edgekd ship's options from the CLI."""
+    from edgekd import api
+
+    monkeypatch.chdir(files)
+    for kwargs, python, typed in [({"model": "nope.onnx", "data": "d.npz"}, "model='nope.onnx': file not found",
+                                   ["nope.onnx", "--data", "d.npz"]),
+                                  ({"model": "m.onnx", "data": "nope.npz"}, "data='nope.npz': file not found",
+                                   ["m.onnx", "--data", "nope.npz"]),
+                                  ({"model": "m.onnx", "data": "d.npz", "normalize": "nonee"}, "normalize='nonee': give",
+                                   ["m.onnx", "--data", "d.npz", "--normalize", "nonee"])]:
+        with pytest.raises(ConfigError) as refused:
+            api.ship(out="run", log=lambda _m: None, **kwargs)
+        assert str(refused.value).startswith(python)
+        result = invoke("ship", *typed, "--out", "run")
+        cli = python.replace("model=", "MODEL ").replace("data=", "--data ").replace("normalize=", "--normalize ")
+        assert result.exit_code == 2 and f"edgekd: error: {cli}" in result.output, result.output
+    assert not (files / "run").exists()

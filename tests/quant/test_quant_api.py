@@ -119,3 +119,20 @@ def test_ptq_refuses_an_already_quantized_model(planted_sensitive_model, tmp_pat
                                           r"\d+ QuantizeLinear nodes\); use it as it is, or quantize the fp32 model"):
         quantize(int8, Int8Config(calibration=calib, output=tmp_path / "again.onnx"))
     assert not (tmp_path / "again.onnx").exists()
+
+
+def test_ptq_names_the_field_for_empty_calibration_unequal_validation_and_a_missing_model(planted_sensitive_model, tmp_path):
+    """Trial defect (session 14): an empty calibration array (x[:0]) reached onnxruntime's calibrator as a raw
+    TypeError ("Unexpected type <class 'NoneType'> for tensors_range"); validation=(x of 1000, y of 10) with
+    calibrate_method="auto" gave numpy's "operands could not be broadcast together"; a typo in the model path said
+    "quantizes an fp32 ONNX file: pass its path", never that the file does not exist. Each is one ConfigError naming
+    the field, and nothing is written."""
+    model, calib, val_x, val_y = planted_sensitive_model
+    out = tmp_path / "int8.onnx"
+    with pytest.raises(ConfigError, match=r"Int8Config.calibration: no samples \(the array is empty\)"):
+        quantize(model, Int8Config(calibration=calib[:0], output=out))
+    with pytest.raises(ConfigError, match=r"Int8Config.validation: x has 1000 samples but y has 10 labels"):
+        quantize(model, Int8Config(calibration=calib, calibrate_method="auto", validation=(val_x, val_y[:10]), output=out))
+    with pytest.raises(ConfigError, match=r"quantize\(model='.*plantde.onnx'\): no such file; check the path"):
+        quantize(model.with_name("plantde.onnx"), Int8Config(calibration=calib, output=out))
+    assert not out.exists()

@@ -40,6 +40,10 @@ WEAK_TABLE_TEACHER = ("the teachers are weaker than the student trained on label
 TEACHER_AT_CHANCE = {False: "train the teachers longer (teachers[].train.epochs) or check data.normalize",
                      True: "remove or down-weight the teachers at chance (teachers[i].weight; the teachers stage names "
                            "them), or check data.target and data.features"}
+# Text is token ids, never normalised (data.normalize is refused there): what makes text teachers guess is too little
+# training, labels that do not match the texts, or texts cut before what tells the classes apart.
+TEXT_TEACHER_AT_CHANCE = ("train the teachers longer (teachers[].train.epochs), or check the labels in data.path and "
+                          "data.max_length")
 
 
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
@@ -98,13 +102,14 @@ def other_outputs_drift(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None = None,
-                      reference: str = "student_fp32", mode: str = "offline", table: bool = False) -> list[str]:
+                      reference: str = "student_fp32", mode: str = "offline", table: bool = False,
+                      text: bool = False) -> list[str]:
     """A teacher or a distilled student that a cheap baseline beats beyond chance on `samples` test samples: the run
     passes its gate and is still worse than what the baseline gets for free, which nobody would guess from a PASS.
     With `chance` (the largest class's share of the samples), also a student far below its teachers. `mode` is
     distill.mode: the advice names the keys that train the student in it; `table`: a table's run (data.source csv or
-    parquet), whose advice names the keys a table reads."""
-    out = _at_chance(refs, samples, chance, mode, table)
+    parquet), whose advice names the keys a table reads; `text`: a text run's (data.source text), likewise."""
+    out = _at_chance(refs, samples, chance, mode, table, text)
     for model, name in (("teacher", "tfidf_logreg"), ("student_fp32", "tfidf_logreg"), ("teacher", SCRATCH),
                         ("student_fp32", SCRATCH)):
         if model in refs and name in refs and _beats(refs[name]["top1"], refs[model]["top1"], samples):
@@ -123,7 +128,7 @@ def _train_student_longer(mode: str) -> str:
 
 
 def _at_chance(refs: dict[str, Any], samples: int, chance: float | None, mode: str = "offline",
-               table: bool = False) -> list[str]:
+               table: bool = False, text: bool = False) -> list[str]:
     """The teachers or the student no better than guessing (pipeline/teacher_check's bar): a gate against either then
     passes whatever ships, so the report says it first. Checkpoint teachers are refused before training; one trained
     in the run (too few epochs, a wrong data.normalize) reaches the gate."""
@@ -132,8 +137,9 @@ def _at_chance(refs: dict[str, Any], samples: int, chance: float | None, mode: s
     if chance is None:
         return []
     out = []
-    data_key = "data.features" if table else "data.normalize"
-    for model, fix in (("teacher", TEACHER_AT_CHANCE[table]), ("student_fp32", f"{_train_student_longer(mode)} or check {data_key}")):
+    data_key = "data.features" if table else "data.max_length" if text else "data.normalize"
+    teacher_fix = TEXT_TEACHER_AT_CHANCE if text else TEACHER_AT_CHANCE[table]
+    for model, fix in (("teacher", teacher_fix), ("student_fp32", f"{_train_student_longer(mode)} or check {data_key}")):
         problem = not_above_chance(refs[model]["top1"], chance, samples, "test samples") if model in refs else None
         if problem:
             out.append(f"{model}: {problem}; a gate that compares with it passes whatever ships: {fix}")
@@ -263,13 +269,17 @@ class BenchStage(Stage):
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         report["warnings"] += ctx.manifest.metrics("teachers").get(MEMBER_WARNINGS, [])  # a weak member, said at stage 1
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
-        table = getattr(getattr(ctx.cfg, "data", None), "source", None) in TABLE_SOURCES
-        notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode, table)
+        source = getattr(getattr(ctx.cfg, "data", None), "source", None)
+        table = source in TABLE_SOURCES
+        notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode, table,
+                                   text=source == "text")
                  + shipped_at_chance(rows, len(y), chance))
         for note in notes + (other_outputs_drift(rows) if ctx.task.has_classes else []):
             report["warnings"].append(note)
             warnings.warn(note, stacklevel=2)
-        if len(y) < bench_cfg.eval_samples:  # the test split is smaller than asked: say so, do not round silently
+        # The test split is smaller than the user asked: say so, do not round silently. The default unasked (edgekd
+        # ship and init write none) is no request: report.json's eval_set says how many samples were measured.
+        if len(y) < bench_cfg.eval_samples and "eval_samples" in bench_cfg.model_fields_set:
             short = (f"evaluation set: {len(y)} samples, fewer than bench.eval_samples {bench_cfg.eval_samples}: "
                      f"the test split has only {len(ctx.dataset.test)}")
             report["warnings"].insert(0, short)

@@ -105,3 +105,29 @@ def test_the_sensitivity_plot_appears_only_when_fallback_ran(report):
     bars = fig.axes[0].patches
     assert len(bars) == 6 and bars[0].get_facecolor() != bars[1].get_facecolor()  # the node kept in float stands out
     plt.close(fig)
+
+
+def test_the_speedup_hatching_follows_the_verdict_the_tables_why_column_shows():
+    """Trial defect (session 14): report.html drew int8 at 0.755x solid while the table's why column said "within noise
+    of fp32" (the compile stage's verdict, on validation): the plot read this measurement's comparison on the test
+    split ("slower ... faster in 0 of 5") instead. The bar is now hatched exactly where the row's why column calls it
+    within noise; a row whose column says nothing of speed keeps this measurement's comparison."""
+    from edgekd.device.report.reasons import short_reason
+
+    def row(name, precision, p50, shipped, verdict, outcome=None):
+        versus = {"outcome": outcome, "speedup": 0.73, "rounds": 5, "faster_in": 0, "band": 0.03, "p50_ms": p50,
+                  "fp32_artifact": "x86-cpu/fp32", "fp32_p50_ms": 0.0103, "on": "test split",
+                  "text": f"{outcome} than x86-cpu/fp32"} if outcome else None
+        return {"artifact": name, "target": name.split("/")[0], "precision": precision, "p50_ms": p50,
+                "shipped": shipped, "verdict": verdict, **({"vs_fp32": versus} if versus else {})}
+
+    rows = [row("x86-cpu/fp32", "fp32", 0.0103, True, "chosen (fp32 baseline; no passing candidate faster beyond noise)"),
+            row("x86-cpu/int8", "int8", 0.0137, False, "within noise of fp32 (0.79x its speed, median of 5 paired rounds, "
+                                                        "faster in 2 of 5; band 3%)", "slower"),
+            row("x86-cpu/bf16", "bf16", 0.0137, False, "slower than fp32 (0.80x its speed)", "within noise"),
+            row("x86-cpu/fp16", "fp16", 0.0137, False, "bundle", "within noise")]
+    bars = {b["artifact"]: b["within_noise"] for b in plots.speedups({"rows": rows})}
+    assert "within noise" in short_reason(rows[1]) and bars["x86-cpu/int8"]  # the trial's row: hatched, as its why says
+    assert "slower than fp32" in short_reason(rows[2]) and not bars["x86-cpu/bf16"]
+    assert short_reason(rows[3]) == "" and bars["x86-cpu/fp16"]  # no verdict in the column: this measurement's
+    assert not bars["x86-cpu/fp32"]

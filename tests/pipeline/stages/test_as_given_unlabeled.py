@@ -215,5 +215,5 @@ def test_ship_no_labels_and_calibration_are_written_into_the_pipeline_file(rgb_o
     config = ship_config(str(rgb_onnx), str(tmp_path / "classes"), calibration=str(tmp_path / "calib"), labels=False)
     assert config["data"] == {"source": "imagefolder", "path": str((tmp_path / "classes").resolve()), "labels": "none"}
     assert config["quantize"] == {"calibration_images": str((tmp_path / "calib").resolve())}
-    with pytest.raises(ConfigError, match="--no-labels: applies to an image folder or an .npz file, not to 'digits'"):
+    with pytest.raises(ConfigError, match="labels=False: applies to an image folder or an .npz file, not to 'digits'"):
         ship_config(str(rgb_onnx), "digits", labels=False)

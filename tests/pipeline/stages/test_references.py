@@ -205,3 +205,16 @@ def test_a_test_split_too_small_to_beat_a_dominant_class_says_so_not_an_impossib
     notes = baseline_warnings({"teacher": {"top1": 0.97}, "student_fp32": {"top1": 0.96}}, samples=69, chance=0.95)
     assert notes and not any("103." in note or "takes over" in note for note in notes)
     assert "takes over 14.0%" in not_above_chance(0.1, 0.1, 500, "images")  # a bar under 100%: as before
+
+
+def test_text_at_chance_is_advised_with_keys_a_text_config_takes():
+    """Trial defect (session 14): a text run's teachers and student at chance were advised "train the teachers longer
+    (teachers[].train.epochs) or check data.normalize", a key a text config refuses (token ids are not normalised). The
+    advice now names what a text run has: its epochs, the labels in data.path and data.max_length."""
+    at_chance = {"teacher": {"top1": 0.40}, "student_fp32": {"top1": 0.40}}
+    text = baseline_warnings(at_chance, 500, chance=0.394, text=True)
+    assert len(text) == 2 and "data.normalize" not in " ".join(text)
+    assert text[0].endswith("train the teachers longer (teachers[].train.epochs), or check the labels in data.path and "
+                            "data.max_length")
+    assert text[1].endswith("train the student longer (distill.train.epochs) or check data.max_length")
+    assert all("data.normalize" in note for note in baseline_warnings(at_chance, 500, chance=0.394))  # images: as before
