@@ -70,8 +70,23 @@ def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> st
     if len(unknown) == 1:
         return f"unknown key '{_dotted(unknown[0])}'; {_unknown_key_hint(unknown[0], root)}"
     if unknown:
-        return "unknown keys " + ", ".join(f"'{_dotted(e)}' ({_unknown_key_hint(e, root)})" for e in unknown)
+        return _unknown_keys(unknown, root)
     return _first_problem(exc.errors()[0]) + _other_keys(exc.errors())
+
+
+def _unknown_keys(unknown: list[dict[str, Any]], root: type[BaseModel]) -> str:
+    """Several unknown keys: each with its did-you-mean where one is close, and the valid keys of each place where a
+    key had none listed once (a recipe with `samples` and `split` printed the same seven keys twice)."""
+    named, places = [], {}
+    for error in unknown:
+        close = _closest_key(error, root)
+        named.append(f"'{_dotted(error)}'" + (f" (did you mean '{close}'?)" if close else ""))
+        if not close:
+            parent = tuple(error["loc"][:-1])
+            places.setdefault(parent, _fields_at(root, parent))
+    lists = [f"valid keys {'in ' + '.'.join(map(str, parent)) if parent else 'here'}: {', '.join(sorted(valid))}"
+             for parent, valid in places.items() if valid]
+    return "unknown keys " + ", ".join(named) + "".join(f"; {line}" for line in lists)
 
 
 def _first_problem(error: dict[str, Any]) -> str:
@@ -111,22 +126,40 @@ def _dotted(error: dict[str, Any]) -> str:
 
 
 def _unknown_key_hint(error: dict[str, Any], root: type[BaseModel]) -> str:
+    close = _closest_key(error, root)
+    return f"did you mean '{close}'?" if close else f"valid keys here: {', '.join(sorted(_fields_at(root, error['loc'][:-1])))}"
+
+
+def _closest_key(error: dict[str, Any], root: type[BaseModel]) -> str | None:
+    """The valid key an unknown one most likely meant: a spelling near it (difflib), or the key a model names for a
+    word people write instead (a calibration recipe's `samples` is its `count`: a model's `key_synonyms`)."""
     valid = _fields_at(root, error["loc"][:-1])
-    close = difflib.get_close_matches(str(error["loc"][-1]), valid, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(sorted(valid))}"
+    given = str(error["loc"][-1])
+    close = difflib.get_close_matches(given, valid, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    synonyms = getattr(_model_at(root, error["loc"][:-1]), "key_synonyms", None) or {}
+    word = difflib.get_close_matches(given.lower(), list(synonyms), n=1, cutoff=0.8)  # 'sampels' too
+    return synonyms[word[0]] if word and synonyms[word[0]] in valid else None
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Walk the model classes along a validation location to list the keys valid there."""
+    """The keys valid at a validation location."""
+    current = _model_at(model, loc)
+    return list(current.model_fields) if current is not None else []
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """Walk the model classes along a validation location to the model there (None: not a model's place)."""
     current: Any = model
     for part in loc:
         if isinstance(part, int):
             continue
         field = current.model_fields.get(part) if _is_model(current) else None
         if field is None:
-            return []
+            return None
         current = model_inside(field.annotation)
-    return list(current.model_fields) if _is_model(current) else []
+    return current if _is_model(current) else None
 
 
 def _is_model(obj: Any) -> bool:

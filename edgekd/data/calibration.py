@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import numpy as np
 from pydantic import Field
@@ -16,6 +16,9 @@ from edgekd.data.datasets import Dataset, Split, all_finite, split_hash
 
 
 class CalibrationRecipe(Strict):
+    # Words people write for these keys (other tools' recipes): an unknown one is answered "did you mean" its key.
+    key_synonyms: ClassVar[dict[str, str]] = {"samples": "count", "num_samples": "count", "size": "count", "n": "count",
+                                              "split": "source", "balanced": "class_balance", "sha256": "expected_sha256"}
     name: str
     description: str = ""
     source: Literal["train", "val", "synthetic"] = Field(
