@@ -136,8 +136,8 @@ def _one_column(name: str, values: Any, where: str) -> Any:
 def _column(column: Column, values: np.ndarray, where: str) -> np.ndarray:
     if column.kind == NUMERIC:
         return numeric_values(values, column.name, where)
-    text = np.array([category_text(v) for v in values.tolist()], dtype=str) if values.dtype.kind != "U" else values
     known = set(column.categories)
+    text = _known_spellings(_category_texts(values), column.categories)
     unknown = [i for i, v in enumerate(text.tolist()) if v not in known]
     if unknown:
         row = unknown[0]
@@ -186,12 +186,57 @@ def _parsed_numbers(values: np.ndarray, name: str, where: str, building: bool) -
 
 def category_text(value: Any) -> str:
     """A category's text: '' when missing, a whole number without its '.0'. An integer-coded column with a gap is
-    read as floats (3.0), and the device then gives the code as an integer (3): both are category '3'."""
+    read as floats (3.0), and the device then gives the code as an integer (3): both are category '3'. A float32
+    is written as its own shortest text (1.1, not float64's 1.100000023841858), as the build wrote the float64 1.1."""
     if _is_missing(value):
         return MISSING_CATEGORY
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
+    if isinstance(value, np.floating):
+        return str(value)  # numpy's shortest text for the value's own precision
     return str(value)
+
+
+def _category_texts(values: np.ndarray) -> np.ndarray:
+    """A column's category texts. Float arrays narrower than float64 go value by value as numpy scalars: .tolist()
+    would widen a float32 1.1 to 1.100000023841858, a category the build never saw."""
+    if values.dtype.kind == "U":
+        return values
+    items = list(values) if values.dtype.kind == "f" and values.dtype.itemsize < 8 else values.tolist()
+    return np.array([category_text(v) for v in items], dtype=str)
+
+
+def _known_spellings(text: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
+    """Each text that is not a known category but is the same number as exactly one known category, as that category:
+    csv.DictReader gives the model's own CSV as written ('3.0' where pandas wrote integer codes with a gap as floats,
+    the category '3'), and a float32 array may read '1.1' where the build saw '1.10'. Texts already known, or that
+    match no number or several, are left for the check that names them."""
+    known = set(categories)
+    unknown = [i for i, v in enumerate(text.tolist()) if v not in known]
+    if not unknown:
+        return text
+    by_number: dict[float, list[str]] = {}
+    for category in categories:
+        number = _number(category)
+        if number is not None:
+            by_number.setdefault(number, []).append(category)
+    if not by_number:
+        return text
+    out = text.astype(object)
+    for i in unknown:
+        same = by_number.get(_number(str(text[i])), [])
+        if len(same) == 1:
+            out[i] = same[0]
+    return np.array(out.tolist(), dtype=str)
+
+
+def _number(text: str) -> float | None:
+    """The finite number a category's text writes, else None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if np.isfinite(number) else None
 
 
 def _is_missing(value: Any) -> bool:
