@@ -71,12 +71,23 @@ def model_inputs(schema: Schema, rows: dict[str, Any], where: str) -> dict[str, 
         raise DataError(f"{where}: column '{missing[0]}' is missing; the model takes {', '.join(c.name for c in schema.columns)}")
     lengths = {c.name: len(np.asarray(rows[c.name]).reshape(-1)) for c in schema.columns}
     if len(set(lengths.values())) > 1:
-        first, *_ = schema.columns
-        other = next(name for name, n in lengths.items() if n != lengths[first.name])
-        raise DataError(f"{where}: column '{other}' has {lengths[other]} rows but column '{first.name}' has "
-                        f"{lengths[first.name]}; give every column one value per row")
+        odd, usual = _odd_column(lengths)
+        raise DataError(f"{where}: column '{odd}' has {lengths[odd]} rows but column '{usual}' has "
+                        f"{lengths[usual]}; give every column one value per row")
     return {column.name: _column(column, np.asarray(rows[column.name]).reshape(-1), where).reshape(-1, 1)
             for column in schema.columns}
+
+
+def _odd_column(lengths: dict[str, int]) -> tuple[str, str]:
+    """(the first column whose length differs from the length most columns share, a column of that length): the
+    short column is the one to name, even when it comes first in the schema (ties: the first column's length)."""
+    counts: dict[int, int] = {}
+    for n in lengths.values():
+        counts[n] = counts.get(n, 0) + 1
+    expected = max(counts, key=lambda n: counts[n])  # dicts keep order: on a tie the first column's length wins
+    odd = next(name for name, n in lengths.items() if n != expected)
+    usual = next(name for name, n in lengths.items() if n == expected)
+    return odd, usual
 
 
 def layout_arrays(schema: Schema, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -28,3 +28,12 @@ def test_numbers_written_as_text_or_float32_are_the_categories_the_build_saw():
     assert fed["grade"][:, 0].tolist() == ["3", "", "8"]
     with pytest.raises(DataError, match=r"column 'grade' holds the category '4.0'"):  # a number no category is
         model_feed(_schema(), {**rows, "grade": ["4.0", "1", "2"]}, "rows")
+
+
+def test_columns_of_unequal_length_name_the_odd_one_out():
+    """Trial defect (session 14): with the schema's first column short (3 rows, the others 5) the error blamed a column
+    of the right length ("column 'grade' has 5 rows but column 'carat' has 3"); the length most columns share is the
+    expected one, and the column that differs from it is named."""
+    rows = {"carat": ["1.1", "0.3", "0.23"], "grade": ["1", "2", "3", "8", ""], "depth": [60.0, 61.0, 62.0, 63.0, 64.0]}
+    with pytest.raises(DataError, match=r"column 'carat' has 3 rows but column 'grade' has 5"):
+        model_feed(_schema(), rows, "rows")
