@@ -37,3 +37,37 @@ def test_columns_of_unequal_length_name_the_odd_one_out():
     rows = {"carat": ["1.1", "0.3", "0.23"], "grade": ["1", "2", "3", "8", ""], "depth": [60.0, 61.0, 62.0, 63.0, 64.0]}
     with pytest.raises(DataError, match=r"column 'carat' has 3 rows but column 'grade' has 5"):
         model_feed(_schema(), rows, "rows")
+
+
+def test_a_good_teacher_on_skewed_classes_is_above_chance_and_balanced_bars_stay():
+    """Trial defect (session 14): with the largest class 98.0% of 600 validation rows, a teacher right on 598 (it found
+    10 of the 12 minority rows) was called "not clearly above chance ... remove it, or lower its weight": the normal
+    approximation's bar (chance + 3 standard errors, 99.7%) overstates a guesser's spread near 100%; guessing gets 598
+    once in 2,000. The exact binomial tail judges skewed classes; balanced ones keep their bar."""
+    from edgekd.pipeline.teacher_check import chance_bar, not_above_chance
+
+    assert not_above_chance(598 / 600, 0.98, 600, "validation rows") is None
+    assert not_above_chance(597 / 600, 0.98, 600, "validation rows")  # 3 misses: guessing gets as many once in 470
+    assert chance_bar(0.5, 100) == pytest.approx(0.65) and chance_bar(0.1, 500) == pytest.approx(0.1402, abs=1e-4)
+    assert "too few" in not_above_chance(1.0, 0.95, 69, "test samples")
+
+
+def test_a_table_run_on_skewed_classes_reports_per_class_recall():
+    """Trial defect (session 14): a run with a 1% minority passed its gate at top-1 = chance while neither the teacher
+    nor the student ever predicted the minority, and nothing said so. On skewed classes (the largest over 80%) a
+    table's report now carries each reference's per-class recall and balanced accuracy (report.json references), a
+    note in report.md, and a warning naming a class a reference never predicts."""
+    from edgekd.pipeline.stages.bench import class_recall, imbalance_notes, imbalanced
+
+    y = np.array([0] * 95 + [1] * 5)
+    always_common = np.tile([2.0, 0.0], (100, 1))
+    finds_four = always_common.copy()
+    finds_four[95:99] = [0.0, 2.0]
+    refs = {"student_fp32": {"top1": 0.95, **class_recall(always_common, y, ["common", "rare"])},
+            "teacher": {"top1": 0.99, **class_recall(finds_four, y, ["common", "rare"])}}
+    assert imbalanced(y) and not imbalanced(np.array([0, 1] * 50))
+    assert refs["teacher"]["recall"] == {"common": 1.0, "rare": 0.8} and refs["teacher"]["balanced_accuracy"] == 0.9
+    note, missed = imbalance_notes(refs, y, ["common", "rare"])
+    assert "student_fp32 50.0% ('rare' recall 0.0%); teacher 90.0% ('rare' recall 80.0%)" in note[0]
+    assert len(missed) == 1 and missed[0].startswith("student_fp32 never predicts class 'rare' (5 of the 100 test samples)")
+    assert imbalance_notes({"teacher": {"top1": 0.9}}, y, ["common", "rare"]) == ([], [])  # balanced: nothing added
