@@ -312,8 +312,9 @@ class TabularQuantizeStep(TaskStep):
         recipe = load_recipe(ctx.cfg.quantize.calibration, ctx.base_dir)
         if recipe.source not in ("train", "val"):
             raise ConfigError(f"quantize.calibration '{recipe.name}': a table model calibrates on train or val rows; use train-256")
-        calibration = distill.calibration_features(ctx, recipe)
-        network = ctx.stage_dir("export") / distill.NETWORK_FILE
+        folded_scratch = ctx.stage_dir("quantize") / ".folded-network.onnx"
+        source = distill.int8_source(ctx, ctx.stage_dir("export") / distill.NETWORK_FILE, folded_scratch)
+        calibration = source.inputs(distill.calibration_features(ctx, recipe))
         outputs, used = [], {}
         for target in ctx.cfg.targets:
             profile = load_profile(target, ctx.base_dir)
@@ -321,20 +322,22 @@ class TabularQuantizeStep(TaskStep):
                 continue
             choice = recipe_for_host(profile.quantization, ctx.cfg.quantize.adapt_to_host, profile.name)
             scratch = ctx.stage_dir("quantize") / f".{profile.quantization.name}-network.onnx"
-            fallback = _quantize_network(ctx, network, scratch, choice.recipe, profile.quantization.name, calibration)
-            path = distill.join_front(ctx, scratch, ctx.layout.int8_onnx(profile.quantization.name))
+            fallback = _quantize_network(ctx, source, scratch, choice.recipe, profile.quantization.name, calibration)
+            path = distill.join_front(ctx, scratch, ctx.layout.int8_onnx(profile.quantization.name), folded=source.folded)
             scratch.unlink(missing_ok=True)
             outputs.append(path)
             used[profile.quantization.name] = {**profile.quantization.model_dump(), **choice.record(), "bytes": path.stat().st_size,
                                                "quantized": "the network (MatMul/Gemm); preprocessing stays float", **fallback}
+        folded_scratch.unlink(missing_ok=True)
         made_from = {"recipe": recipe.model_dump(), "rows": int(len(calibration))}
         return StageOutput(outputs, inputs=[ctx.layout.fp32_onnx], record=QuantizeRecord("ptq", used, made_from))
 
 
-def _quantize_network(ctx: RunContext, network: Path, out: Path, recipe, recipe_name: str, calibration: np.ndarray) -> dict:
-    """The network part quantized; with quantize.fallback on (the default), the accuracy-aware fallback keeps its most
-    sensitive nodes in float until the validation drop is within the int8 budget (quant/fallback.py), as for images.
-    The drop is measured on the network's features, which the float preprocessing computes exactly."""
+def _quantize_network(ctx: RunContext, source, out: Path, recipe, recipe_name: str, calibration: np.ndarray) -> dict:
+    """The network part (`source`: distill.Int8Source) quantized; with quantize.fallback on (the default), the
+    accuracy-aware fallback keeps its most sensitive nodes in float until the validation drop is within the int8 budget
+    (quant/fallback.py), as for images. The drop is measured on the network's features, which the float preprocessing
+    computes exactly."""
     from edgekd.pipeline.selection import int8_budget
     from edgekd.quant.fallback import FallbackBudget, quantize_with_fallback
     from edgekd.runtimes.ptq import quantize_qdq
@@ -342,13 +345,15 @@ def _quantize_network(ctx: RunContext, network: Path, out: Path, recipe, recipe_
 
     cfg = ctx.cfg.quantize
     method = cfg.calibrate_method if cfg.calibrate_method not in (None, "auto") else recipe.calibrate_method
+    network = source.path
     if not cfg.fallback.enabled:
         quantize_qdq(network, out, recipe, calibration, calibrate_method=method)
         return {"calibrate_method": method, "nodes_in_float": []}
     budget = FallbackBudget(int8_budget(ctx, recipe_name), ctx.cfg.gate.drop_type, cfg.max_fallback_nodes,
                             cfg.sensitivity_samples, cfg.fallback.max_seconds, score=ctx.task.score)
     val = ctx.dataset.val
-    report = quantize_with_fallback(network, out, recipe, calibration, distill.front_features(ctx, val.x), val.y, budget, method)
+    report = quantize_with_fallback(network, out, recipe, calibration, source.inputs(distill.front_features(ctx, val.x)), val.y,
+                                    budget, method)
     return {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
 
 

@@ -71,3 +71,36 @@ def test_a_table_run_on_skewed_classes_reports_per_class_recall():
     assert "student_fp32 50.0% ('rare' recall 0.0%); teacher 90.0% ('rare' recall 80.0%)" in note[0]
     assert len(missed) == 1 and missed[0].startswith("student_fp32 never predicts class 'rare' (5 of the 100 test samples)")
     assert imbalance_notes({"teacher": {"top1": 0.9}}, y, ["common", "rare"]) == ([], [])  # balanced: nothing added
+
+
+def test_the_int8_student_is_a_quantized_copy_of_the_fp32_graph_with_its_parameter_count(table_run):
+    """Trial defect (session 14): one tabular student with category columns read 2,437 parameters in fp32 and 1,957 in
+    int8: export folds the one-hot slot selection into the first layer (its weight spans every slot of the union),
+    while int8 quantized the unfolded network behind a Gather of the slots. The int8 model now quantizes the folded
+    network, behind the same preprocessing: the same graph as the fp32 one, quantized, and one parameter count."""
+    import json
+
+    import onnx
+
+    from edgekd.data.table_schema import layout_arrays
+    from edgekd.tabular.front import front_graph, plan_from_graph, unpicked_features
+    from edgekd.tabular.runtime import run_onnx
+
+    run, _folder = table_run
+    rows = {row["precision"]: row for row in json.loads((run / "report.json").read_text())["rows"]}
+    assert rows["fp32"]["parameters"] == rows["int8"]["parameters"]
+    fp32 = onnx.load(str(run / "03-export" / "student-fp32.onnx"))
+    int8 = onnx.load(str(next((run / "04-quantize").glob("student-int8-*.onnx"))))
+    # the same nodes but the quantization's own (onnxruntime folds a Relu into the QuantizeLinear it feeds)
+    plain = [n.op_type for n in int8.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear", "Relu")]
+    assert plain == [n.op_type for n in fp32.graph.node if n.op_type != "Relu"] and "Gather" not in plain
+
+    from edgekd.data.config import DataConfig
+    from edgekd.data.tabular import load_tabular_dataset
+
+    data = load_tabular_dataset(DataConfig(source="csv", path="table.csv", target="grade"), 0, _folder)
+    plan = plan_from_graph(onnx.load(str(run / "02-distill" / "preprocessing.onnx")), data.schema)
+    x = layout_arrays(data.schema, data.val.x)
+    picked = run_onnx(front_graph(plan, data.schema).SerializeToString(), x)
+    unpicked = run_onnx(front_graph(plan, data.schema, pick=False).SerializeToString(), x)
+    assert np.array_equal(unpicked_features(plan, picked), unpicked)  # the calibration rows are what the graph computes
