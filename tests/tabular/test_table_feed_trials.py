@@ -124,3 +124,20 @@ def test_a_bad_value_in_the_csv_is_named_by_its_row_and_its_line(tmp_path):
         load_tabular_dataset(DataConfig(source="csv", path="dia.csv", target="cut"), 0, tmp_path)
     with pytest.raises(DataError, match=r"holds text \('cheap', row 1\) where"):  # the device: the index, as before
         model_feed(_schema(), {"carat": ["1.1", "0.3"], "grade": ["1", "2"], "depth": ["60", "cheap"]}, "rows")
+
+
+def test_the_starter_file_does_not_pick_a_quantity_named_y_as_the_target(tmp_path):
+    """Trial defect (session 14): `edgekd init --data dia.csv` picked `y` (a diamond's width in mm) as data.target for
+    its name, and the run then stopped with "a quantity rather than classes". A column the name rule picks that holds a
+    quantity gives way to the first text column with few values; a label column of class codes stays picked."""
+    import pandas as pd
+
+    from edgekd.pipeline.config_help import table_starter
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"carat": rng.normal(1, 0.3, 200), "cut": rng.choice(["Ideal", "Good", "Fair"], 200),
+                          "color": rng.choice(list("DEFGHIJ"), 200), "y": rng.normal(5.7, 1.1, 200).round(2)})
+    frame.to_csv(tmp_path / "dia.csv", index=False)
+    assert 'target: "cut"' in table_starter("dia", str(tmp_path / "dia.csv"), "edgekd.yaml", None)
+    frame.assign(y=rng.integers(0, 3, 200)).to_csv(tmp_path / "codes.csv", index=False)
+    assert 'target: "y"' in table_starter("codes", str(tmp_path / "codes.csv"), "edgekd.yaml", None)
