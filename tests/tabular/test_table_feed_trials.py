@@ -2,6 +2,8 @@
 classes, one parameter count per student, and the table's smaller rough edges."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,28 @@ def test_the_starter_file_does_not_pick_a_quantity_named_y_as_the_target(tmp_pat
     assert 'target: "cut"' in table_starter("dia", str(tmp_path / "dia.csv"), "edgekd.yaml", None)
     frame.assign(y=rng.integers(0, 3, 200)).to_csv(tmp_path / "codes.csv", index=False)
     assert 'target: "y"' in table_starter("codes", str(tmp_path / "codes.csv"), "edgekd.yaml", None)
+
+
+def test_a_long_teacher_fit_says_it_is_still_fitting(monkeypatch, capsys):
+    """Trial defect (session 14): a LogisticRegression teacher took 55 s to fit and the run printed nothing meanwhile
+    (progress lines stopped: a scikit-learn fit reports no progress). A fit longer than the progress interval now
+    prints a heartbeat line naming the teacher and its rows."""
+    import time
+
+    from sklearn.linear_model import LogisticRegression
+
+    from edgekd.train.config import TeacherConfig
+    from edgekd.train.teacher_kinds import fit_teacher
+
+    fit = LogisticRegression.fit
+
+    def slow_fit(self, *args, **kwargs):
+        time.sleep(1.3)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", slow_fit)
+    monkeypatch.setenv("EDGEKD_PROGRESS_SECONDS", "0")  # every line: the heartbeat's shortest interval, 1 s
+    x, y = np.random.default_rng(0).normal(size=(40, 3)), np.array([0, 1] * 20)
+    fit_teacher(TeacherConfig(sklearn="LogisticRegression"), 1, x, y, 2, 0)
+    said = capsys.readouterr().err
+    assert re.search(r"^  fitting teachers\[1\] LogisticRegression on 40 rows: 1\.\d s elapsed$", said, re.M), said
