@@ -20,7 +20,17 @@ from edgekd.core.errors import ConfigError, DataError
 from edgekd.core.fileio import resolve_path
 from edgekd.core.metrics import ACCURACY
 from edgekd.data.datasets import Split
-from edgekd.data.table_schema import CATEGORICAL, NUMERIC, Column, Schema, category_text, layout_arrays, model_inputs, numeric_values
+from edgekd.data.table_schema import (
+    CATEGORICAL,
+    NUMERIC,
+    Column,
+    Schema,
+    category_text,
+    layout_arrays,
+    model_inputs,
+    numeric_values,
+    row_at,
+)
 
 # A text column is numeric with a typo when at least this share of its values are numbers: refused, not read as categories.
 # Half, not nearly all: a missing-value marker ('?', '-') on 10% of a number column's rows would otherwise turn it into
@@ -29,6 +39,9 @@ NUMERIC_SHARE = 0.5
 # A category column with more distinct values than this share of its rows (and more than IDENTIFIER_MIN) is an
 # identifier or free text: refused rather than one-hot encoded.
 IDENTIFIER_SHARE, IDENTIFIER_MIN = 0.5, 50
+# A CSV's row 0 is on line 2, under its header: said beside a row an error names (the file is read with the header on
+# line 1; blank lines, which pandas skips, would shift this).
+CSV_FIRST_LINE = 2
 # A stratified split into training, validation and test puts at least one row of every class in each.
 MIN_CLASS_ROWS = 3
 
@@ -77,7 +90,7 @@ def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
     """data.source csv/parquet: read, type the columns, split stratified by the target with `seed`."""
     where = f"data.path '{cfg.path}'"
     table = read_table(cfg.source, resolve_path(Path(cfg.path).expanduser(), base_dir), where, target=cfg.target)
-    labels, classes = _target(table, cfg.target, where)
+    labels, classes = _target(table, cfg.target, where, CSV_FIRST_LINE if cfg.source == "csv" else None)
     features = cfg.features or [c for c in table.columns if c != cfg.target]
     twice = sorted({c for c in features if features.count(c) > 1})
     if twice:  # each column is one named input of the model
@@ -91,14 +104,14 @@ def load_tabular_dataset(cfg, seed: int, base_dir: Path) -> TabularDataset:
                         f"{', '.join(map(str, table.columns))}")
     splits = _split(len(table), labels, classes, cfg, seed, where)
     train_rows = splits[0]
-    columns = tuple(_column(table[name], str(name), name in (cfg.categorical or []), train_rows, where) for name in features)
+    first_line = CSV_FIRST_LINE if cfg.source == "csv" else None
+    columns = tuple(_column(table[name], str(name), name in (cfg.categorical or []), train_rows, where, first_line)
+                    for name in features)
     _say_uninformative(table, features, where, given=bool(cfg.features))
     schema = Schema(str(cfg.target), tuple(classes), columns, cfg.inputs)
-    raw = {c.name: table[c.name].to_numpy() for c in columns}
-    made = []
-    for split_name, rows in zip(("training", "validation", "test"), splits):
-        x = model_inputs(schema, {name: values[rows] for name, values in raw.items()}, f"{where} ({split_name} split)")
-        made.append(Split(x, labels[rows]))
+    # The whole file at once, then split: an error names the row of the file (and its line), not of a split.
+    x = model_inputs(schema, {c.name: table[c.name].to_numpy() for c in columns}, where, first_line)
+    made = [Split({name: values[rows] for name, values in x.items()}, labels[rows]) for rows in splits]
     dataset = TabularDataset(Path(cfg.path).stem, *made, schema=schema, source={"path": str(cfg.path), "rows": len(table)})
     dataset.fingerprint = _fingerprint(dataset)
     return dataset
@@ -228,7 +241,7 @@ def _refuse_merged_labels(as_written, as_read, target: str, where: str) -> None:
                         "name them with text that is not a number")
 
 
-def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
+def _target(table, target: str, where: str, first_line: int | None = None) -> tuple[np.ndarray, list[str]]:
     if target not in table.columns:
         raise DataError(f"data.target '{target}': no such column in {where}; its columns are {', '.join(map(str, table.columns))}")
     values = table[target]
@@ -236,7 +249,8 @@ def _target(table, target: str, where: str) -> tuple[np.ndarray, list[str]]:
         raise DataError(f"{where}: holds no rows (a header only); give a table with rows of every class")
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise DataError(f"data.target '{target}': row {row} of {where} has no value; every row needs its class")
+        raise DataError(f"data.target '{target}': {row_at(row, first_line)} of {where} has no value; every row needs "
+                        "its class")
     text = np.array([category_text(v) for v in values.tolist()], dtype=str)  # numbers as classes: 3.0 and 3 are '3'
     classes, labels = _ordered_classes(text)
     if values.dtype.kind in "biuf" and _quantity(values.to_numpy(), np.bincount(labels)):
@@ -305,7 +319,8 @@ def _split(n: int, labels: np.ndarray, classes: list[str], cfg, seed: int, where
 
 
 
-def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarray, where: str) -> Column:
+def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarray, where: str,
+            first_line: int | None = None) -> Column:
     """The kind of one column: categorical when declared or holding text, else numeric. A category's values are those
     of the whole file, not of the training split alone: a rare value that falls in validation or test only is a known
     category (its one-hot slot stays as initialized), not a reason to stop the run or to refuse the bundle's eval rows."""
@@ -326,7 +341,7 @@ def _column(values, name: str, declared_categorical: bool, train_rows: np.ndarra
         present = values.dropna()
         numbers = present.map(_is_number)
         if len(present) and numbers.mean() >= NUMERIC_SHARE:
-            numeric_values(values.to_numpy(), name, where, building=True)  # raises, naming the first text among the numbers
+            numeric_values(values.to_numpy(), name, where, building=True, first_line=first_line)  # raises, naming the first text among the numbers
             # Every value a number and still text: written with the other decimal mark than the one the file was read
             # with (points in a file of decimal commas); one-hot, each value would become a category.
             if present.astype(str).str.contains(r"[.,]").any():

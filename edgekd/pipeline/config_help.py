@@ -212,6 +212,33 @@ TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
 LABEL_NAMES = ("label", "labels", "target", "class", "y", "category")
 
 
+# A text column with this many distinct values or fewer (and two at least) looks like classes.
+FEW_CLASSES = 20
+
+
+def _table_target(table) -> tuple[str, str]:
+    """data.target for a table's starter file, and why: a column named like a label, else the last column; but where
+    that column is a quantity (the run would stop: edgekd classifies), the first text column with few values. A trial's
+    diamonds file named `y` (a width in mm), and its run stopped with "a quantity rather than classes"."""
+    import numpy as np
+
+    from edgekd.data.tabular import _quantity
+
+    columns = [str(c) for c in table.columns]
+    named = [c for c in columns if c.strip().lower() in LABEL_NAMES]
+    target = named[0] if named else columns[-1]
+    values = table[table.columns[columns.index(target)]].dropna()
+    counts = values.value_counts().to_numpy()
+    if not (values.dtype.kind in "biuf" and len(values) and _quantity(values.to_numpy(np.float64), counts)):
+        return target, ("its name says so" if named else "the last column: change it if another column is the label")
+    few = [str(c) for c in table.columns if table[c].dtype.kind in "OSU" or str(table[c].dtype) in ("category", "string")]
+    few = [c for c in few if 2 <= table[c].nunique() <= FEW_CLASSES]
+    if not few:
+        return target, "its name says so: but it holds a quantity, and edgekd classifies: bin it, or name the label column"
+    return few[0], (f"'{target}' holds a quantity, not classes: the first text column with few values; change it if "
+                    "another column is the label")
+
+
 def table_starter(name: str, data: str, filename: str, config_dir: Any) -> str:
     """The starter file for a table (`edgekd init --data wine.csv`): an ensemble of different algorithms distilled into
     a small network, as README's "Ensembles of any kind" runs it; data.target guessed from the column names."""
@@ -220,10 +247,7 @@ def table_starter(name: str, data: str, filename: str, config_dir: Any) -> str:
     source = TABLE_SUFFIXES[Path(data).suffix.lower()]
     if not Path(data).is_file():
         raise ConfigError(f"--data {data}: no such {source} file; give an existing one")
-    columns = [str(c) for c in read_table(source, Path(data), f"--data {data}").columns]
-    named = [c for c in columns if c.strip().lower() in LABEL_NAMES]
-    target = named[0] if named else columns[-1]
-    why = "its name says so" if named else "the last column: change it if another column is the label"
+    target, why = _table_target(read_table(source, Path(data), f"--data {data}"))
     path = _relative_to(data, config_dir) if config_dir is not None else data
     return f"""# edgekd pipeline for a table: `edgekd run {filename}`. Every key: `edgekd keys`; the README's "Ensembles of
 # any kind" says what each does.

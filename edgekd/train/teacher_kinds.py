@@ -161,8 +161,11 @@ def fit_teacher(spec, index: int, x_train, y_train: np.ndarray, classes: int, se
     refusals = (ValueError, TypeError, *_library_errors(spec.kind))
 
     def fit():
+        from edgekd.core.progress import heartbeat
+
         try:
-            model.fit(view(x_train), y_train)
+            with heartbeat(f"fitting teachers[{index}] {describe(spec)} on {len(y_train):,} rows"):
+                model.fit(view(x_train), y_train)
         except refusals as exc:
             raw = (f"; with preprocess: none it gets the raw columns (categories as text: {', '.join(schema.categorical)}): "
                    "use preprocess: auto, or a pipeline that encodes them") if schema is not None and spec.preprocess == "none" else ""

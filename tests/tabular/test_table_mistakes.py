@@ -94,8 +94,8 @@ def test_an_infinite_value_is_refused_in_the_table_and_on_the_device(tmp_path, t
     frame = table_rows()
     frame.loc[5, "price"] = np.inf
     frame.to_csv(tmp_path / "inf.csv", index=False)
-    with pytest.raises(DataError, match=r"column 'price' holds an infinite or out-of-range value \(inf, row \d+\)"):
-        _load(tmp_path / "inf.csv")
+    with pytest.raises(DataError, match=r"column 'price' holds an infinite or out-of-range value \(inf, row 5, line 7 of the file\)"):
+        _load(tmp_path / "inf.csv")  # the file's row (and line), not a split's
     schema = _load(table_csv).schema
     rows = {c.name: table_rows().head(3)[c.name].to_numpy() for c in schema.columns}
     for bad in ("inf", "1e999", -np.inf):

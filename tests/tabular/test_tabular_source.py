@@ -97,7 +97,7 @@ def test_text_in_a_numeric_column_names_it(tmp_path):
     frame["price"] = frame["price"].astype(object)
     frame.loc[7, "price"] = "n/a?"
     frame.to_csv(tmp_path / "typo.csv", index=False)
-    with pytest.raises(DataError, match=r"column 'price' holds text \('n/a\?', row 7\) where the model takes numbers") as err:
+    with pytest.raises(DataError, match=r"column 'price' holds text \('n/a\?', row 7, line 9 of the file\) where the model takes numbers") as err:
         _load(tmp_path / "typo.csv")
     assert "\n" not in str(err.value) and "or list the column in data.categorical" in str(err.value)
 
@@ -214,7 +214,7 @@ def test_a_missing_value_marker_in_a_number_column_is_named(tmp_path):
     frame["tier"] = frame["tier"].astype(object)
     frame.loc[frame.index[::10], "tier"] = "?"
     frame.to_csv(tmp_path / "marker.csv", index=False)
-    with pytest.raises(DataError, match=r"column 'tier' holds text \('\?', row 0\) where the model takes numbers; .*leave it empty"):
+    with pytest.raises(DataError, match=r"column 'tier' holds text \('\?', row 0, line 2 of the file\) where the model takes numbers; .*leave it empty"):
         _load(tmp_path / "marker.csv")
     declared = _load(tmp_path / "marker.csv", categorical=["tier"])  # codes with a marker, declared: categories
     assert next(c for c in declared.schema.columns if c.name == "tier").categories == ("1", "2", "3", "?")

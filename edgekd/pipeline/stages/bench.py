@@ -48,10 +48,62 @@ TEXT_TEACHER_AT_CHANCE = ("train the teachers longer (teachers[].train.epochs), 
 
 def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
     student_logits = fp32_student_logits(ctx, x)
+    outputs = {"student_fp32": student_logits}
     refs = {"student_fp32": accuracy_metrics(student_logits, y, ctx.task.metric)}
     if ctx.cfg.teachers:  # the teachers as the student learned from them: the task knows how they are run
-        refs["teacher"] = accuracy_metrics(ctx.task.teacher_outputs(ctx, x, len(y)), y)
+        outputs["teacher"] = ctx.task.teacher_outputs(ctx, x, len(y))
+        refs["teacher"] = accuracy_metrics(outputs["teacher"], y)
+    if _table(ctx) and ctx.task.has_classes and imbalanced(y):
+        for name, logits in outputs.items():
+            refs[name].update(class_recall(logits, y, ctx.dataset.classes))
     return {**refs, **baselines(ctx, x, y)}, student_logits
+
+
+def _table(ctx: RunContext) -> bool:
+    """A table's run (data.source csv or parquet)."""
+    return getattr(getattr(ctx.cfg, "data", None), "source", None) in TABLE_SOURCES
+
+
+# Classes this skewed (the largest holding more than this share of the test samples) make top-1 say little: always
+# answering the largest class scores that share, so a run whose minority is never predicted passes a gate at top-1 =
+# chance (a trial: 1% minority). A table's report then carries each reference's per-class recall and balanced accuracy.
+IMBALANCED_SHARE = 0.8
+
+
+def imbalanced(y: np.ndarray) -> bool:
+    return len(y) > 0 and float(np.bincount(y).max() / len(y)) > IMBALANCED_SHARE
+
+
+def class_recall(logits: np.ndarray, y: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """{balanced_accuracy, recall: {class: share of its samples predicted as it}} over the classes present in `y`
+    (a class with no test sample has no recall, and is left out of the mean)."""
+    predicted = np.asarray(logits).argmax(1)
+    recall = {str(name): float((predicted[y == k] == k).mean()) for k, name in enumerate(classes) if (y == k).any()}
+    return {"balanced_accuracy": float(np.mean(list(recall.values()))), "recall": recall}
+
+
+def imbalance_notes(refs: dict[str, Any], y: np.ndarray, classes: list[str]) -> tuple[list[str], list[str]]:
+    """(the report's note on skewed classes: each reference's balanced accuracy and its rarest class's recall, warnings:
+    a reference that never predicts a class). Empty where the references carry no recall (balanced classes)."""
+    recalls = {name: ref for name, ref in refs.items() if isinstance(ref.get("recall"), dict)}
+    if not recalls:
+        return [], []
+    counts = np.bincount(y, minlength=len(classes))
+    largest = int(counts.argmax())
+    rarest = str(classes[min((k for k in range(len(classes)) if counts[k]), key=lambda k: counts[k])])
+    shown = "; ".join(f"{name} {ref['balanced_accuracy']:.1%} ('{rarest}' recall {ref['recall'][rarest]:.1%})"
+                      for name, ref in recalls.items())
+    note = (f"classes are imbalanced (the largest, '{classes[largest]}', is {counts[largest] / len(y):.1%} of the {len(y)} "
+            f"test samples, so top-1 says little): balanced accuracy (the mean of per-class recall): {shown}; each "
+            "class's recall is in report.json (references.<name>.recall)")
+    missed = [f"{name} never predicts class '{cls}' ({int(counts[classes.index(cls)])} of the {len(y)} test samples), "
+              f"though its top-1 is {ref['top1']:.2%}: the gate judges top-1 only; {NEVER_PREDICTED.get(name, '')}"
+              for name, ref in recalls.items() for cls, value in ref["recall"].items() if value == 0.0]
+    return [note], missed
+
+
+NEVER_PREDICTED = {"student_fp32": "train the student longer (distill.train.epochs) or larger (student.width)",
+                   "teacher": "give the teachers class weights (params: {class_weight: balanced}, where they take it)"}
 
 
 def baselines(ctx: RunContext, x, y: np.ndarray) -> dict[str, Any]:
@@ -269,12 +321,13 @@ class BenchStage(Stage):
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         report["warnings"] += ctx.manifest.metrics("teachers").get(MEMBER_WARNINGS, [])  # a weak member, said at stage 1
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
-        source = getattr(getattr(ctx.cfg, "data", None), "source", None)
-        table = source in TABLE_SOURCES
+        table = _table(ctx)
+        skewed, missed = imbalance_notes(refs, y, ctx.dataset.classes) if table else ([], [])
+        report["warnings"] += skewed  # in report.md and report.html; the terminal hears of a class never predicted
         notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode, table,
-                                   text=source == "text")
+                                   text=getattr(getattr(ctx.cfg, "data", None), "source", None) == "text")
                  + shipped_at_chance(rows, len(y), chance))
-        for note in notes + (other_outputs_drift(rows) if ctx.task.has_classes else []):
+        for note in notes + missed + (other_outputs_drift(rows) if ctx.task.has_classes else []):
             report["warnings"].append(note)
             warnings.warn(note, stacklevel=2)
         # The test split is smaller than the user asked: say so, do not round silently. The default unasked (edgekd
