@@ -2,6 +2,7 @@
 under torchrun), and measure each teacher and the ensemble. Their logits are cached by the distill stage."""
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -109,6 +110,24 @@ def _say_weak_members(ctx: RunContext, report: list) -> list[str]:
     return say_weak_members(members, ctx.task.score(ensemble, val.y), val.y, "validation images", without)
 
 
+def _outputs_probabilities(ctx: RunContext, index: int, spec, model) -> bool:
+    """teachers[].outputs on a PyTorch teacher: its log taken where it outputs probabilities (a network ending in
+    softmax, which distillation took as logits unsaid: a 97.7% teacher taught a student to 82.0%, the same teacher's
+    logits to 95.5%). Said in one line when found (auto), not when configured. True when its outputs are now their log."""
+    from edgekd.train import distributed
+    from edgekd.train.distill.teacher_outputs import PROBE_ROWS, outputs_as_logits, probe_inputs
+
+    probe = probe_inputs(ctx.dataset)
+    if not outputs_as_logits(model, probe, spec.outputs):
+        return False
+    if spec.outputs == "auto" and distributed.is_main():
+        split = "validation" if len(ctx.dataset.val) else "training"
+        print(f"[teachers] teachers[{index}] ({spec.arch}): its outputs are probabilities (non-negative rows summing to 1 "
+              f"on {min(PROBE_ROWS, len(probe))} {split} images), not logits: distillation takes their log as logits "
+              f"(set teachers[{index}].outputs: logits to take them as they are)", file=sys.stderr, flush=True)
+    return True
+
+
 class TeachersStage(Stage):
     """Stage 1: the teacher ensemble, checked, trained where it has no checkpoint, measured."""
 
@@ -154,6 +173,9 @@ class TeachersStage(Stage):
                 if distributed.is_main():
                     outputs.append(save_checkpoint(model.cpu(), ctx.layout.teacher_checkpoint(index)))
                 entry.update(result.summary())
-            report.append((entry, model.cpu().eval()))
+            model = model.cpu().eval()
+            if _outputs_probabilities(ctx, index, spec, model):
+                entry["outputs"] = "probabilities: their log taken as logits"
+            report.append((entry, model))
         distributed.barrier()  # the other ranks go on only once rank 0 has written every checkpoint
         return StageOutput(outputs, {**_metrics(ctx, report), "given_checkpoints": given} if distributed.is_main() else {})
