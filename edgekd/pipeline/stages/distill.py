@@ -2,6 +2,9 @@
 hints and augmentation), then optionally fine-tune on labels. alpha 0 without hints trains from scratch."""
 from __future__ import annotations
 
+import math
+import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -38,7 +41,9 @@ def distill_student(ctx: RunContext, folder: Path, cfg=None, spec=None) -> tuple
         targets = ensemble_targets(ctx, cfg, teachers, x, augment)
         report["teacher_cache"] = targets.prepare()
     torch.manual_seed(seed)
-    student = build_model(spec or ctx.cfg.student, data.input_shape, data.num_classes, ctx.base_dir, where="student").to(device)
+    spec = spec or ctx.cfg.student
+    student = build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where="student").to(device)
+    start = _checkpoint_top1(ctx, spec, student)
     module = StudentWithHints(student, cfg.hints, teachers, x[:8].to(device)) if cfg.hints else None
     objective = DistillObjective(cfg, x, targets, augment, module, TeacherFeatures(teachers, cfg.hints) if cfg.hints else None)
     phase = "distill" if teachers else "scratch"
@@ -58,7 +63,36 @@ def distill_student(ctx: RunContext, folder: Path, cfg=None, spec=None) -> tuple
                "loss": _describe_loss(cfg, phase), "world_size": distributed.world_size(),
                "val_top1": ctx.task.score(predict_logits(student, data.val.x), data.val.y),
                "test_top1": ctx.task.score(predict_logits(student, data.test.x), data.test.y)}
+    if start is not None:
+        metrics["checkpoint"] = start  # the student's starting point, beside where training took it
+        metrics["fell_from_checkpoint"] = _fell_from_checkpoint(start, metrics["val_top1"])
     return student, metrics
+
+
+def _checkpoint_top1(ctx: RunContext, spec, student: torch.nn.Module) -> dict | None:
+    """student.checkpoint's validation top-1 before any training, as teacher checkpoints are measured: fine-tuning
+    at too high a learning rate once took a 95.5% checkpoint to 10% and nothing showed where it had started."""
+    val = ctx.dataset.val
+    if not spec.checkpoint or not ctx.task.has_classes or len(val) == 0:
+        return None
+    top1 = ctx.task.score(predict_logits(student, val.x), val.y)
+    if distributed.is_main():
+        print(f"[distill] student.checkpoint '{spec.checkpoint}': validation top-1 {top1:.1%} on {len(val)} images "
+              "before training", file=sys.stderr, flush=True)
+    return {"path": spec.checkpoint, "val_top1": top1, "val_samples": len(val)}
+
+
+def _fell_from_checkpoint(start: dict, val_top1: float) -> list[str]:
+    """A warning (said and returned, for the report) when training left the student clearly under its checkpoint's
+    validation top-1: two standard errors of the difference, as the bench stage tells two top-1s apart."""
+    before, n = start["val_top1"], start["val_samples"]
+    if before - val_top1 <= 2 * math.sqrt((before * (1 - before) + val_top1 * (1 - val_top1)) / max(n, 1)):
+        return []
+    said = (f"student: the student ended {100 * (before - val_top1):.1f} points under its checkpoint's {before:.1%} "
+            f"(validation top-1 {val_top1:.1%} on {n} images; student.checkpoint '{start['path']}'): lower distill.train.lr")
+    if distributed.is_main():
+        warnings.warn(said, stacklevel=3)
+    return [said]
 
 
 def _describe_loss(cfg, phase: str) -> dict:
@@ -105,7 +139,8 @@ class DistillStage(Stage):
         if ctx.cfg.distill.compare_scratch:
             metrics["scratch"] = self._scratch(folder)
             outputs.append(folder / SCRATCH_CHECKPOINT)
-        return StageOutput(outputs, metrics, inputs=teacher_checkpoints(ctx), record=StudentRecord())
+        fell = metrics.pop("fell_from_checkpoint", None) or None  # the record keeps it, for the bench stage
+        return StageOutput(outputs, metrics, inputs=teacher_checkpoints(ctx), record=StudentRecord(student_warnings=fell))
 
     def _scratch(self, folder: Path) -> dict:
         """distill.compare_scratch: the same student, seed and training settings on labels alone (no teachers, hints
