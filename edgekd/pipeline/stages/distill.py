@@ -105,6 +105,15 @@ def _describe_loss(cfg, phase: str) -> dict:
             "augment": cfg.augment.model_dump() if cfg.augment else None}
 
 
+def online_teachers_note(config) -> str:
+    """What teachers do in distill.mode online, said at the config check: deep mutual learning trains the student and
+    its peers on labels and on each other only (pipeline/distill_modes.py run_online), and a trial's teachers sat in
+    the report's teacher row as if they had taught."""
+    qat = ", and as quantize.method qat's soft targets" if config.quantize.method == "qat" else ""
+    return (f"distill.mode online: teachers are not used for training, only as the report's reference{qat} (the student "
+            "and distill.online.peers learn from each other and the labels); use distill.mode offline to distill from them")
+
+
 class DistillStage(Stage):
     """Stage 2: the student, distilled from the teachers (offline here; online and data-free in distill_modes)."""
 
@@ -120,6 +129,8 @@ class DistillStage(Stage):
         if cache is not None and cache.exists() and not cache.is_dir():  # said before the teachers train, not after
             raise ConfigError(f"distill.cache_dir '{config.distill.cache_dir}': {cache} is a file, not a folder; give a "
                               "folder (made if missing) for the teachers' cached outputs")
+        if config.distill.mode == "online" and config.teachers:
+            warnings.warn(online_teachers_note(config), stacklevel=2)
         if config.distill.compare_scratch and config.distill.mode != "offline":
             raise ConfigError(f"distill.compare_scratch: trained beside offline distillation only (distill.mode is "
                               f"'{config.distill.mode}'); remove distill.compare_scratch or use distill.mode offline")
