@@ -105,6 +105,17 @@ def _describe_loss(cfg, phase: str) -> dict:
             "augment": cfg.augment.model_dump() if cfg.augment else None}
 
 
+def _untrained_student(config) -> str | None:
+    """The refusal of a config whose student no epoch would train and no checkpoint gives weights: it shipped at chance
+    with exit 0, and the gate (against the student's own fp32) passed it."""
+    cfg = config.distill
+    trains = cfg.train.epochs > 0 or (cfg.mode == "offline" and cfg.finetune_epochs > 0)
+    if cfg.mode not in ("offline", "online") or trains or config.student.checkpoint or config.student.arch is None:
+        return None
+    return ("distill.train.epochs 0 trains nothing and student.checkpoint is not given: the student would be untrained; "
+            "give epochs >= 1 or a checkpoint")
+
+
 def online_teachers_note(config) -> str:
     """What teachers do in distill.mode online, said at the config check: deep mutual learning trains the student and
     its peers on labels and on each other only (pipeline/distill_modes.py run_online), and a trial's teachers sat in
@@ -129,6 +140,9 @@ class DistillStage(Stage):
         if cache is not None and cache.exists() and not cache.is_dir():  # said before the teachers train, not after
             raise ConfigError(f"distill.cache_dir '{config.distill.cache_dir}': {cache} is a file, not a folder; give a "
                               "folder (made if missing) for the teachers' cached outputs")
+        untrained = _untrained_student(config)
+        if untrained:
+            raise ConfigError(untrained)
         if config.distill.mode == "online" and config.teachers:
             warnings.warn(online_teachers_note(config), stacklevel=2)
         if config.distill.compare_scratch and config.distill.mode != "offline":

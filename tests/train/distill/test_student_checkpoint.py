@@ -51,3 +51,23 @@ def test_the_chance_advice_says_lower_lr_when_training_fell_from_the_checkpoint(
     said = baseline_warnings(refs, 300, 0.117, fell=True)
     assert said and all("lower distill.train.lr" in s and "longer" not in s for s in said)
     assert all("train the student longer (distill.train.epochs)" in s for s in baseline_warnings(refs, 300, 0.117))
+
+
+def test_zero_epochs_without_a_checkpoint_is_refused(tmp_path):
+    """Trial defect (session 14): distill.train.epochs 0 with no student.checkpoint shipped a random student (exit 0,
+    gate PASS at chance); it is refused at the config check, in one line saying what to give."""
+    from edgekd.core.errors import ConfigError
+    from edgekd.pipeline.config import validate_config
+    from edgekd.pipeline.runner import preflight
+
+    def check(student=None, **distill):
+        cfg = tiny_distill_config(**distill)
+        cfg["distill"]["train"]["epochs"] = 0
+        cfg["student"].update(student or {})
+        preflight(validate_config(cfg), tmp_path)
+
+    with pytest.raises(ConfigError, match=r"^distill\.train\.epochs 0 trains nothing and student\.checkpoint is not given: "
+                                          r"the student would be untrained; give epochs >= 1 or a checkpoint$"):
+        check()
+    check(student={"checkpoint": "student.pt"})  # evaluated (and shipped) as trained elsewhere
+    check(finetune_epochs=1)  # the fine-tune phase trains it on labels
