@@ -234,8 +234,16 @@ def _check_state(model: nn.Module, state: dict, path: Path, where: str) -> None:
 
 
 def save_checkpoint(model: nn.Module, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        torch.save(model.state_dict(), tmp)
+    return save_torch(model.state_dict(), path)
+
+
+def save_torch(obj, path: Path) -> Path:
+    """torch.save `obj` to `path` atomically, in bytes that depend on `obj` alone. torch.save given a path names the
+    zip archive's records after the file's name, here atomic_path's random temporary one
+    ('.student.pt.3mwt6ud5/data.pkl'), so the same weights saved twice had different sha256s; given a file object it
+    names them 'archive' every time."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
     return path
 
 
