@@ -46,6 +46,9 @@ def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str,
     refs = {"student_fp32": accuracy_metrics(student_logits, y, ctx.task.metric)}
     if ctx.cfg.teachers:  # the teachers as the student learned from them: the task knows how they are run
         refs["teacher"] = accuracy_metrics(ctx.task.teacher_outputs(ctx, x, len(y)), y)
+        members = ctx.task.teacher_members(ctx, x, len(y))
+        if members:  # the row is their ensemble: each member's test top-1 on the same samples beside it
+            refs["teacher"]["members"] = [{"name": f"teacher-{i}", "top1": ctx.task.score(z, y)} for i, z in enumerate(members)]
     return {**refs, **baselines(ctx, x, y)}, student_logits
 
 
