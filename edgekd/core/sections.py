@@ -99,7 +99,19 @@ def _first_problem(error: dict[str, Any]) -> str:
         return f"missing required key '{key}'"
     given = error.get("input")
     shown = repr(given)[:80] if not isinstance(given, (dict, list)) else type(given).__name__
-    return f"invalid value for '{key}': {error['msg']} (got {shown})"
+    return f"invalid value for '{key}': {error['msg']} (got {shown}){_quote_hint(error)}"
+
+
+def _quote_hint(error: dict[str, Any]) -> str:
+    """A text key given a value YAML read as something else: `name: on` is the boolean True in YAML 1.1 (as are off,
+    yes, no, true, false), `name: 1.10` the number 1.1; quoting keeps the text."""
+    given, leaf = error.get("input"), str(error["loc"][-1]) if error["loc"] else "key"
+    if error["type"] != "string_type" or not isinstance(given, (bool, int, float)):
+        return ""
+    if isinstance(given, bool):
+        return (f"; YAML reads an unquoted on, off, yes, no, true or false as {given}: quote the value "
+                f"({leaf}: \"on\")")
+    return f"; YAML read it as a number: quote the value as written ({leaf}: \"...\") to keep it as text"
 
 
 def _other_keys(errors: list[dict[str, Any]], shown: int = 4) -> str:

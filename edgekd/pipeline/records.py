@@ -47,6 +47,9 @@ class StudentRecord:
     # An ONNX file shipped as given: its sha256, opset upgrade, external data and quantized operators as the stage
     # recorded them (the stage writes those keys itself); None for a model the run made.
     given_onnx: dict[str, Any] | None = None
+    # What the distill stage warned of the student (it ended clearly under its student.checkpoint): the bench stage
+    # carries it into the report, and advises a lower learning rate rather than more epochs.
+    student_warnings: list[str] | None = None
 
     @property
     def already_quantized(self) -> dict[str, int]:
@@ -55,15 +58,16 @@ class StudentRecord:
 
     def to_metrics(self) -> dict[str, Any]:
         # Absent keys stay absent: a distilled student's record never had them.
-        return {k: v for k, v in (("student_spec", self.student_spec), ("input", self.input), ("inputs", self.inputs))
-                if v is not None}
+        return {k: v for k, v in (("student_spec", self.student_spec), ("input", self.input), ("inputs", self.inputs),
+                                  ("student_warnings", self.student_warnings)) if v is not None}
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any]) -> StudentRecord:
         given = ({k: metrics[k] for k in ("source_sha256", "opset_upgrade", "external_data", "already_quantized")
                   if metrics.get(k)}
                  if metrics.get("source") == "onnx" else None)
-        return cls(metrics.get("student_spec"), metrics.get("input"), metrics.get("inputs"), given)
+        return cls(metrics.get("student_spec"), metrics.get("input"), metrics.get("inputs"), given,
+                   metrics.get("student_warnings"))
 
 
 @dataclass(frozen=True)

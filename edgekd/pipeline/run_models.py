@@ -23,7 +23,9 @@ def teacher_checkpoints(ctx: RunContext) -> list[Path]:
 
 
 def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
-    """Teacher modules with their weights: from the config's checkpoint or this run's trained one."""
+    """Teacher modules with their weights: from the config's checkpoint or this run's trained one; logits out, a
+    teacher that outputs probabilities giving their log (teachers[].outputs)."""
+    from edgekd.train.distill.teacher_outputs import outputs_as_logits, probe_inputs
     from edgekd.train.models import build_model
 
     data = ctx.dataset
@@ -32,7 +34,9 @@ def build_teachers(ctx: RunContext) -> list[torch.nn.Module]:
         trained = ctx.layout.teacher_checkpoint(index)
         if not spec.checkpoint and trained.is_file():
             spec = spec.model_copy(update={"checkpoint": str(trained)})
-        teachers.append(build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=f"teachers[{index}]").eval())
+        teacher = build_model(spec, data.input_shape, data.num_classes, ctx.base_dir, where=f"teachers[{index}]").eval()
+        outputs_as_logits(teacher, probe_inputs(data), spec.outputs)  # a softmax teacher's log: the teachers stage said so
+        teachers.append(teacher)
     return teachers
 
 

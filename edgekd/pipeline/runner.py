@@ -135,16 +135,16 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     unknown = [s for s in (only or []) if s not in STAGE_NAMES]
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGE_NAMES)}")
-    preflight(config, Path(config_path).parent)
-    distributed = _process_group(config)
-    distributed.init_from_env(config.device)
-    refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
-    _refuse_another_task(Path(run_dir), config, config_path, resume and not force)
-    _refuse_only_without_a_run(Path(run_dir), only)
-    _refuse_only_with_stages_missing(Path(run_dir), only)
     held: list[warnings.WarningMessage] = []
-    try:  # the checks' warnings (a constant column, an ID column) are said once the run log is open, so it keeps them
-        with warnings.catch_warnings(record=True) as held:
+    try:  # the checks' warnings (a constant column, an ID column, online teachers) are said once the run log is open,
+        with warnings.catch_warnings(record=True) as held:  # so it keeps them
+            preflight(config, Path(config_path).parent)
+            distributed = _process_group(config)
+            distributed.init_from_env(config.device)
+            refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
+            _refuse_another_task(Path(run_dir), config, config_path, resume and not force)
+            _refuse_only_without_a_run(Path(run_dir), only)
+            _refuse_only_with_stages_missing(Path(run_dir), only)
             checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     except BaseException:
         if distributed.is_main() and _holds_a_run(Path(run_dir)):

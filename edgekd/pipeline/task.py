@@ -48,6 +48,11 @@ class Task(Protocol):
         from them: the report's teacher row (asked by the bench stage when the run has teachers)."""
         ...
 
+    def teacher_members(self, ctx, x: Any, samples: int) -> list[np.ndarray]:
+        """Each teacher's own outputs on the evaluation set, in config order, when the teachers are an ensemble the task
+        runs one by one: the report's teacher row lists their scores beside the ensemble's (empty: not listed)."""
+        ...
+
     def baselines(self, ctx, y: np.ndarray) -> dict[str, dict[str, float]]:
         """Cheap baselines of this kind of model scored on the evaluation set's labels `y`: reference rows of the
         report, by name (the bench stage adds the student trained from scratch)."""
@@ -91,6 +96,9 @@ class Classification:
 
     def baselines(self, ctx, y: np.ndarray) -> dict[str, dict[str, float]]:
         return {}
+
+    def teacher_members(self, ctx, x: Any, samples: int) -> list[np.ndarray]:
+        return []
 
     def report_rows(self, config, base_dir) -> list[str]:
         return report_rows(config, base_dir)

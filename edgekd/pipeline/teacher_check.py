@@ -184,7 +184,7 @@ def say_weak_members(entries: list[dict], ensemble_val_top1: float, y: np.ndarra
         low = not_above_chance(entry["val_top1"], chance, n, unit)
         if position in pulling:
             gain = f", {without[position]:.1%} without it" if without is not None else ""
-            why = (f"{low or 'top-1 ' + format(entry['val_top1'], '.1%')}, and the ensemble ({ensemble_val_top1:.1%}{gain}) "
+            why = (f"{low or 'validation top-1 ' + format(entry['val_top1'], '.1%')}, and the ensemble ({ensemble_val_top1:.1%}{gain}) "
                    f"is under its best member (teachers[{best['index']}] {best['name']}, {best['val_top1']:.1%}); it pulls "
                    "the ensemble down:")
         elif low and (chance_bar(chance, n) >= 1 or entry["val_top1"] >= best["val_top1"]):

@@ -53,6 +53,9 @@ class Fidelity:
     def baselines(self, ctx, y: np.ndarray) -> dict[str, dict[str, float]]:
         return {}
 
+    def teacher_members(self, ctx, x, samples: int) -> list[np.ndarray]:
+        return []
+
     def output_spec(self, dataset: Any, outputs: np.ndarray) -> dict[str, Any]:
         return {"name": "output", "shape": ["batch", *outputs.shape[1:]], "dtype": outputs.dtype.name, "task_metric": self.metric}
 

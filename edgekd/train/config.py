@@ -53,7 +53,7 @@ FITTED_KINDS = ("sklearn", "lightgbm", "xgboost")
 
 
 # The keys of a teacher that only some kinds read (the rest would accept them and do nothing).
-_KIND_KEYS = {"params": ("sklearn", "lightgbm", "xgboost"), "trusted": ("skops",), "outputs": ("onnx",)}
+_KIND_KEYS = {"params": ("sklearn", "lightgbm", "xgboost"), "trusted": ("skops",), "outputs": ("onnx", "torch")}
 
 
 class TeacherConfig(ModelConfig):
@@ -82,7 +82,8 @@ class TeacherConfig(ModelConfig):
                             "XGBoost, the median for scikit-learn's trees), onehot (imputed, standardized, one-hot), none (the raw "
                             "columns); auto: ordinal for trees, onehot for the rest")
     outputs: Literal["auto", "probabilities", "logits"] = Field(
-        "auto", description="onnx: what the model's (batch, classes) output holds; auto: probabilities when rows sum to 1")
+        "auto", description="onnx and arch: what the model's (batch, classes) output holds; auto: probabilities when rows are "
+                            "non-negative and sum to 1 (a network ending in softmax); probabilities are taken as logits by their log")
     weight: float = Field(1.0, gt=0, description="weight of this teacher in the ensemble")
     train: TrainConfig = Field(default_factory=TrainConfig, description="used only when no checkpoint is given")
 

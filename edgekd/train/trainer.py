@@ -23,11 +23,11 @@ from torch import nn
 
 from edgekd.core.environment import has_cpu_flag
 from edgekd.core.errors import StageError
-from edgekd.core.fileio import atomic_path
 from edgekd.core.metrics import batch_rows
 from edgekd.core.progress import progress
 from edgekd.train import distributed
 from edgekd.train.config import TrainConfig
+from edgekd.train.models.loading import save_torch
 
 # loss(model_output, batch_indices, labels) -> scalar
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -146,8 +146,7 @@ def _save_progress(checkpoint: Optional[Path], tag: str, model, optimizer, sched
         return
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict(), "epoch": torch.tensor(epoch, device="cpu"), "tag": tag}
-    with atomic_path(checkpoint) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, checkpoint)  # its bytes depend on the state alone, not on a temporary file's name
 
 
 def _resume(checkpoint: Optional[Path], tag: str, model, optimizer, schedule) -> int:

@@ -242,3 +242,19 @@ def test_max_fallback_nodes_zero_is_documented_as_no_fallback(tiny_config):
     assert validate_config(tiny_config).quantize.max_fallback_nodes == 0
     assert "0 keeps none, as `fallback: false`" in PipelineConfig.model_json_schema()["$defs"]["QuantizeConfig"][
         "properties"]["max_fallback_nodes"]["description"]
+
+
+def test_a_yaml_boolean_for_a_text_key_is_told_to_be_quoted(tmp_path):
+    """Trial defect (session 14): `name: on` (YAML 1.1 reads it as True) said only "invalid value for 'name': Input
+    should be a valid string (got True)", with no word that quoting the value keeps it as text."""
+    path = tmp_path / "on.yaml"
+    path.write_text("name: on\ndata: {source: digits}\nteachers: [{arch: convnet}]\nstudent: {arch: convnet}\n")
+    with pytest.raises(ConfigError, match=r"invalid value for 'name': Input should be a valid string \(got True\); YAML "
+                                          r"reads an unquoted on, off, yes, no, true or false as True: quote the value "
+                                          r"\(name: \"on\"\)$"):
+        load_config(path)
+    path.write_text(path.read_text().replace("name: on", "name: 1.10"))
+    with pytest.raises(ConfigError, match=r"\(got 1\.1\); YAML read it as a number: quote the value as written"):
+        load_config(path)
+    path.write_text(path.read_text().replace("name: 1.10", 'name: "on"'))
+    assert load_config(path).name == "on"

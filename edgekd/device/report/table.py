@@ -94,7 +94,7 @@ def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -
         return _perplexity_rows(report, verdicts)
     gate, reference = report.get("gate", {}), _reference_top1(report)
     samples = report.get("eval_set", {}).get("samples")  # drops from counts, as the gate computes them
-    rows = [[f"{name} (reference)", "", "fp32", "", "", "", "", _fmt(ref.get("top1"), "{:.2f}", 100)] + [""] * (len(COLUMNS) - 8)
+    rows = [[reference_label(name, ref), "", "fp32", "", "", "", "", _fmt(ref.get("top1"), "{:.2f}", 100)] + [""] * (len(COLUMNS) - 8)
             for name, ref in report["references"].items()]
     for row in report["rows"]:
         top1, batch1 = row.get("top1"), row.get("latency", {}).get("batch1", {})
@@ -108,6 +108,23 @@ def table_rows(report: dict[str, Any], verdicts: dict[str, str] | None = None) -
                      _fmt(_cold(row, "session_create_ms"), "{:.1f}"), _fmt(row.get("threads", {}).get("runtime"), "{}"),
                      _fmt(row.get("memory", {}).get("peak_rss_mb"), "{:.0f}"), gate_cell(row, verdicts), short_reason(row)])
     return rows
+
+
+def reference_label(name: str, ref: dict[str, Any]) -> str:
+    """A reference row's label: the teachers' row says it is their ensemble (references.teacher.members)."""
+    members = ref.get("members") or []
+    return f"{name} (reference, ensemble of {len(members)})" if members else f"{name} (reference)"
+
+
+def member_lines(report: dict[str, Any]) -> list[str]:
+    """The ensemble reference rows' members with their top-1 on the same samples (it was on the terminal only)."""
+    lines = []
+    for name, ref in report.get("references", {}).items():
+        if ref.get("members"):
+            shown = ", ".join(f"`{m['name']}` {100 * m['top1']:.2f}" for m in ref["members"])
+            lines.append(f"`{name}` is the ensemble of {len(ref['members'])} teachers; each one's top-1 on the same "
+                         f"samples: {shown}.")
+    return ["", *lines] if lines else []
 
 
 def median_length_lines(report: dict[str, Any]) -> list[str]:
@@ -150,6 +167,7 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None,
                   "bundle carries. Why each row is as it is, in full:", "", *reasons]
     elif reasons:
         lines += ["", "Why each row is as it is, in full:", "", *reasons]
+    lines += member_lines(report)
     lines += median_length_lines(report)
     lines += output_fidelity_lines(report)
     if report.get("host_warnings"):

@@ -19,7 +19,7 @@ from edgekd.device.measure import Candidate, artifact_name, measure_rows, runtim
 from edgekd.device.report.build import build_report, write_reports
 from edgekd.device.report.table import noise_warnings, nonfinite_warnings
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.records import CompileRecord, QuantizeRecord, read_record
+from edgekd.pipeline.records import CompileRecord, QuantizeRecord, StudentRecord, read_record
 from edgekd.pipeline.run_models import student_logits as fp32_student_logits
 from edgekd.pipeline.run_models import student_outputs
 from edgekd.pipeline.selection import unconfirmed_drop
@@ -53,6 +53,9 @@ def references(ctx: RunContext, x: np.ndarray, y: np.ndarray) -> tuple[dict[str,
     if ctx.cfg.teachers:  # the teachers as the student learned from them: the task knows how they are run
         outputs["teacher"] = ctx.task.teacher_outputs(ctx, x, len(y))
         refs["teacher"] = accuracy_metrics(outputs["teacher"], y)
+        members = ctx.task.teacher_members(ctx, x, len(y))
+        if members:  # the row is their ensemble: each member's test top-1 on the same samples beside it
+            refs["teacher"]["members"] = [{"name": f"teacher-{i}", "top1": ctx.task.score(z, y)} for i, z in enumerate(members)]
     if _table(ctx) and ctx.task.has_classes and imbalanced(y):
         for name, logits in outputs.items():
             refs[name].update(class_recall(logits, y, ctx.dataset.classes))
@@ -155,13 +158,15 @@ def other_outputs_drift(rows: list[dict[str, Any]]) -> list[str]:
 
 def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None = None,
                       reference: str = "student_fp32", mode: str = "offline", table: bool = False,
-                      text: bool = False) -> list[str]:
+                      text: bool = False, fell: bool = False) -> list[str]:
     """A teacher or a distilled student that a cheap baseline beats beyond chance on `samples` test samples: the run
     passes its gate and is still worse than what the baseline gets for free, which nobody would guess from a PASS.
     With `chance` (the largest class's share of the samples), also a student far below its teachers. `mode` is
     distill.mode: the advice names the keys that train the student in it; `table`: a table's run (data.source csv or
-    parquet), whose advice names the keys a table reads; `text`: a text run's (data.source text), likewise."""
-    out = _at_chance(refs, samples, chance, mode, table, text)
+    parquet), whose advice names the keys a table reads; `text`: a text run's (data.source text), likewise; `fell`: the
+    student ended clearly under its student.checkpoint (the distill stage said so), and the advice is a lower learning
+    rate, not more training."""
+    out = _at_chance(refs, samples, chance, mode, table, text, fell)
     for model, name in (("teacher", "tfidf_logreg"), ("student_fp32", "tfidf_logreg"), ("teacher", SCRATCH),
                         ("student_fp32", SCRATCH)):
         if model in refs and name in refs and _beats(refs[name]["top1"], refs[model]["top1"], samples):
@@ -169,7 +174,7 @@ def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None =
             advice = weak if (model, name) == ("teacher", SCRATCH) else BASELINE_ADVICE[name]
             out.append(f"{model} top-1 {refs[model]['top1']:.2%} is under the {name} baseline's {refs[name]['top1']:.2%} "
                        f"on the same test samples: {advice}")
-    return out + _student_shortfall(refs, samples, chance, reference, mode)
+    return out + _student_shortfall(refs, samples, chance, reference, mode, fell)
 
 
 def _train_student_longer(mode: str) -> str:
@@ -179,8 +184,12 @@ def _train_student_longer(mode: str) -> str:
     return "train the student longer (distill.train.epochs)"
 
 
+# Where training took the student under its own checkpoint, more of the same training would take it further down.
+LOWER_LR = "lower distill.train.lr: training took the student under its student.checkpoint's top-1"
+
+
 def _at_chance(refs: dict[str, Any], samples: int, chance: float | None, mode: str = "offline",
-               table: bool = False, text: bool = False) -> list[str]:
+               table: bool = False, text: bool = False, fell: bool = False) -> list[str]:
     """The teachers or the student no better than guessing (pipeline/teacher_check's bar): a gate against either then
     passes whatever ships, so the report says it first. Checkpoint teachers are refused before training; one trained
     in the run (too few epochs, a wrong data.normalize) reaches the gate."""
@@ -191,7 +200,8 @@ def _at_chance(refs: dict[str, Any], samples: int, chance: float | None, mode: s
     out = []
     data_key = "data.features" if table else "data.max_length" if text else "data.normalize"
     teacher_fix = TEXT_TEACHER_AT_CHANCE if text else TEACHER_AT_CHANCE[table]
-    for model, fix in (("teacher", teacher_fix), ("student_fp32", f"{_train_student_longer(mode)} or check {data_key}")):
+    student_fix = LOWER_LR if fell else f"{_train_student_longer(mode)} or check {data_key}"
+    for model, fix in (("teacher", teacher_fix), ("student_fp32", student_fix)):
         problem = not_above_chance(refs[model]["top1"], chance, samples, "test samples") if model in refs else None
         if problem:
             out.append(f"{model}: {problem}; a gate that compares with it passes whatever ships: {fix}")
@@ -206,7 +216,7 @@ STUDENT_KEEPS = 0.5
 
 
 def _student_shortfall(refs: dict[str, Any], samples: int, chance: float | None, reference: str,
-                       mode: str = "offline") -> list[str]:
+                       mode: str = "offline", fell: bool = False) -> list[str]:
     if chance is None or "teacher" not in refs or "student_fp32" not in refs:
         return []
     teacher, student = refs["teacher"]["top1"], refs["student_fp32"]["top1"]
@@ -217,9 +227,9 @@ def _student_shortfall(refs: dict[str, Any], samples: int, chance: float | None,
             "with the teachers: ")
     # data_free has no alpha (no labels reach the student): its soft loss is set by the temperature alone
     losses = "distill.temperature" if mode == "data_free" else "distill.alpha and distill.temperature"
+    advice = LOWER_LR if fell else f"{_train_student_longer(mode)} or larger (student.width), or check {losses}"
     return [f"student_fp32 top-1 {student:.2%} keeps under half of the teachers' lead over chance (teacher {teacher:.2%}, "
-            f"chance {chance:.2%}, on the same {samples} test samples); {gate}{_train_student_longer(mode)} or larger "
-            f"(student.width), or check {losses}"]
+            f"chance {chance:.2%}, on the same {samples} test samples); {gate}{advice}"]
 
 
 def _beats(a: float, b: float, samples: int) -> bool:
@@ -320,12 +330,14 @@ class BenchStage(Stage):
             warnings.warn(note, stacklevel=2)
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         report["warnings"] += ctx.manifest.metrics("teachers").get(MEMBER_WARNINGS, [])  # a weak member, said at stage 1
+        fell = read_record(ctx.manifest, StudentRecord).student_warnings or []  # under its checkpoint, said at stage 2
+        report["warnings"] += fell
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
         table = _table(ctx)
         skewed, missed = imbalance_notes(refs, y, ctx.dataset.classes) if table else ([], [])
         report["warnings"] += skewed  # in report.md and report.html; the terminal hears of a class never predicted
         notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode, table,
-                                   text=getattr(getattr(ctx.cfg, "data", None), "source", None) == "text")
+                                   text=getattr(getattr(ctx.cfg, "data", None), "source", None) == "text", fell=bool(fell))
                  + shipped_at_chance(rows, len(y), chance))
         for note in notes + missed + (other_outputs_drift(rows) if ctx.task.has_classes else []):
             report["warnings"].append(note)

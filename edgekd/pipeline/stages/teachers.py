@@ -2,6 +2,7 @@
 under torchrun), and measure each teacher and the ensemble. Their logits are cached by the distill stage."""
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -76,10 +77,12 @@ def _metrics(ctx: RunContext, report: list) -> dict:
     weights = [t.weight for t in ctx.cfg.teachers]
     test_logits = [torch.from_numpy(predict_logits(model, test.x)) for _, model in report]
     for (entry, _), z in zip(report, test_logits):
-        entry["top1"] = ctx.task.score(z.numpy(), test.y)
+        # on the test split, while the printed figures are validation's: test_top1 says which (top1 kept for readers)
+        entry["top1"] = entry["test_top1"] = ctx.task.score(z.numpy(), test.y)
     ensemble = ensemble_soft_targets(test_logits, 1.0, weights, ctx.cfg.distill.ensemble).numpy()
+    ensemble_top1 = ctx.task.score(ensemble, test.y)
     return {"teachers": [entry for entry, _ in report], MEMBER_WARNINGS: _say_weak_members(ctx, report),
-            "ensemble": {"params": sum(e["params"] for e, _ in report), "top1": ctx.task.score(ensemble, test.y)},
+            "ensemble": {"params": sum(e["params"] for e, _ in report), "top1": ensemble_top1, "test_top1": ensemble_top1},
             "preprocessing": ctx.dataset.preprocessing(),  # what every model was fed (data.normalize)
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
@@ -107,6 +110,24 @@ def _say_weak_members(ctx: RunContext, report: list) -> list[str]:
     ensemble = ensemble_soft_targets(logits, 1.0, weights, mode).numpy()
     without = top1_without_each(logits, weights, mode, ctx.task.score, val.y)
     return say_weak_members(members, ctx.task.score(ensemble, val.y), val.y, "validation images", without)
+
+
+def _outputs_probabilities(ctx: RunContext, index: int, spec, model) -> bool:
+    """teachers[].outputs on a PyTorch teacher: its log taken where it outputs probabilities (a network ending in
+    softmax, which distillation took as logits unsaid: a 97.7% teacher taught a student to 82.0%, the same teacher's
+    logits to 95.5%). Said in one line when found (auto), not when configured. True when its outputs are now their log."""
+    from edgekd.train import distributed
+    from edgekd.train.distill.teacher_outputs import PROBE_ROWS, outputs_as_logits, probe_inputs
+
+    probe = probe_inputs(ctx.dataset)
+    if not outputs_as_logits(model, probe, spec.outputs):
+        return False
+    if spec.outputs == "auto" and distributed.is_main():
+        split = "validation" if len(ctx.dataset.val) else "training"
+        print(f"[teachers] teachers[{index}] ({spec.arch}): its outputs are probabilities (non-negative rows summing to 1 "
+              f"on {min(PROBE_ROWS, len(probe))} {split} images), not logits: distillation takes their log as logits "
+              f"(set teachers[{index}].outputs: logits to take them as they are)", file=sys.stderr, flush=True)
+    return True
 
 
 class TeachersStage(Stage):
@@ -154,6 +175,9 @@ class TeachersStage(Stage):
                 if distributed.is_main():
                     outputs.append(save_checkpoint(model.cpu(), ctx.layout.teacher_checkpoint(index)))
                 entry.update(result.summary())
-            report.append((entry, model.cpu().eval()))
+            model = model.cpu().eval()
+            if _outputs_probabilities(ctx, index, spec, model):
+                entry["outputs"] = "probabilities: their log taken as logits"
+            report.append((entry, model))
         distributed.barrier()  # the other ranks go on only once rank 0 has written every checkpoint
         return StageOutput(outputs, {**_metrics(ctx, report), "given_checkpoints": given} if distributed.is_main() else {})

@@ -28,6 +28,9 @@ from edgekd.core.fileio import atomic_path, read_json, write_json_atomic
 DEFAULT_CACHE_DIR = Path(".cache/teacher-logits")  # under the run folder's parent
 CACHE_ENV = "EDGEKD_CACHE_DIR"
 FORMAT = "edgekd.teacher-logits/1"
+# Set on a teacher whose probability outputs are replaced by their log (train/distill/teacher_outputs.py): part of
+# its identity here.
+LOG_OF_PROBABILITIES = "edgekd_log_of_probabilities"
 
 
 def resolve_cache_dir(configured: Optional[str], base_dir: Optional[Path] = None, run_dir: Optional[Path] = None) -> Path:
@@ -46,6 +49,8 @@ def weights_digest(model: nn.Module) -> str:
     the model's identity for the cache."""
     digest = hashlib.sha256(type(model).__qualname__.encode())
     digest.update(code_digest(model).encode())
+    if getattr(model, LOG_OF_PROBABILITIES, False):  # outputs cached before the conversion are not read back as logits
+        digest.update(b"|outputs: log of its probabilities")
     for name, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())

@@ -1,6 +1,7 @@
 """Build models from config and load checkpoints safely (weights_only=True, always)."""
 from __future__ import annotations
 
+import difflib
 import pickle
 import re
 from collections import OrderedDict
@@ -34,8 +35,8 @@ def build_model(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: in
         if not isinstance(model, nn.Module):
             raise ConfigError(f"{where}.arch '{spec.arch}': the factory returned {type(model).__name__}, not a torch.nn.Module")
     else:
-        raise ConfigError(f"{where}.arch '{spec.arch}': unknown; built-in: {', '.join(BUILTIN_MODELS)}, "
-                          "or torchvision:NAME, module:function, file.py:function")
+        raise ConfigError(f"{where}.arch '{spec.arch}': unknown; {_suggest_arch(spec.arch)}built-in: "
+                          f"{', '.join(BUILTIN_MODELS)}, or torchvision:NAME, module:function, file.py:function")
     if spec.checkpoint:
         path, where_checkpoint = resolve_path(spec.checkpoint, base_dir), f"{where}.checkpoint"
         if spec.arch in BUILTIN_MODELS:
@@ -55,15 +56,37 @@ def check_io(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, w
             where_params = next((p.device for p in model.parameters()), torch.device("cpu"))
             out = model.eval()(torch.zeros((2, *input_shape), device=where_params))
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        channels = _channels_it_takes(model, input_shape)
+        # data.image_size changes the size only: where the channels differ, say how to change those
+        fix = (f"it takes {channels}-channel images: {_CHANNEL_FIXES[channels]}, or make its first layer take "
+               f"{input_shape[0]} channel{'s' if input_shape[0] > 1 else ''}" if channels else "make its first layer match, or set data.image_size")
         raise ModelError(f"{where}: the model does not accept the data's images of shape {tuple(input_shape)} "
-                         f"(channels, height, width) ({str(exc).splitlines()[0][:160]}); "
-                         "make its first layer match, or set data.image_size") from None
+                         f"(channels, height, width) ({str(exc).splitlines()[0][:160]}); {fix}") from None
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(f"{where}: the model outputs {got} for a batch of 2, expected (2, {num_classes}) logits for "
                          f"the data's {num_classes} classes; give it num_classes outputs")
+
+
+# How the data's images get the channels a model takes, per count: data.color for image files, the arrays themselves
+# for npz (and the built-in digits, which are gray).
+_CHANNEL_FIXES = {1: "set data.color: gray (imagefolder), or save the arrays with 1 channel (npz)",
+                  3: "set data.color: gray3 (imagefolder), or save the arrays with 3 channels (npz)"}
+
+
+def _channels_it_takes(model: nn.Module, input_shape: tuple[int, ...]) -> Optional[int]:
+    """The other usual channel count (1 or 3) the model accepts where it refused the data's, else None."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    for channels in (c for c in _CHANNEL_FIXES if c != input_shape[0]):
+        try:
+            with torch.no_grad():
+                model.eval()(torch.zeros((2, channels, *input_shape[1:]), device=device))
+            return channels
+        except (RuntimeError, ValueError, TypeError, IndexError):
+            continue
+    return None
 
 
 def _factory_kwargs(spec: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> dict:
@@ -82,9 +105,32 @@ def _torchvision(spec: ModelConfig, num_classes: int, where: str) -> nn.Module:
         # weights=None always: nothing is downloaded at run time; give a checkpoint for trained weights.
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **spec.kwargs)
     except ValueError:
-        raise ConfigError(f"{where}.arch '{spec.arch}': torchvision has no model '{name}'") from None
+        close = _close_names(name, torchvision.models.list_models())
+        hint = f"; did you mean {' or '.join(f'torchvision:{c}' for c in close)}?" if close else \
+            " (torchvision.models.list_models() lists its models)"
+        raise ConfigError(f"{where}.arch '{spec.arch}': torchvision has no model '{name}'{hint}") from None
     except TypeError as exc:
         raise ConfigError(_kwargs_message(spec, where, exc)) from None
+
+
+def _close_names(name: str, names: list[str]) -> list[str]:
+    return difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.8)
+
+
+def _suggest_arch(arch: str) -> str:
+    """'did you mean ...; ' for an unknown arch: a built-in name misspelled (convnett), or a torchvision model named
+    without its prefix (resnet18, which is not built in); empty when nothing is close or torchvision is absent."""
+    close = _close_names(arch, list(BUILTIN_MODELS))
+    try:
+        import torchvision
+
+        models = torchvision.models.list_models()
+    except ImportError:
+        models = []
+    if arch.lower() in models:
+        return f"did you mean torchvision:{arch.lower()}? "
+    close += [f"torchvision:{c}" for c in _close_names(arch, models)]
+    return f"did you mean {' or '.join(close[:3])}? " if close else ""
 
 
 def _kwargs_message(spec: ModelConfig, where: str, exc: TypeError) -> str:
@@ -234,8 +280,16 @@ def _check_state(model: nn.Module, state: dict, path: Path, where: str) -> None:
 
 
 def save_checkpoint(model: nn.Module, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        torch.save(model.state_dict(), tmp)
+    return save_torch(model.state_dict(), path)
+
+
+def save_torch(obj, path: Path) -> Path:
+    """torch.save `obj` to `path` atomically, in bytes that depend on `obj` alone. torch.save given a path names the
+    zip archive's records after the file's name, here atomic_path's random temporary one
+    ('.student.pt.3mwt6ud5/data.pkl'), so the same weights saved twice had different sha256s; given a file object it
+    names them 'archive' every time."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
     return path
 
 

@@ -102,3 +102,30 @@ def test_a_checkpoint_from_another_input_size_says_so(tmp_path, trained, fed, sa
     save_checkpoint(build_model(spec, (1, trained, trained), 10), tmp_path / "m.pt")
     with pytest.raises(ModelError, match=r"teachers\[0\].checkpoint '.*m.pt': made for another input size: it holds " + says):
         build_model(spec.model_copy(update={"checkpoint": str(tmp_path / "m.pt")}), (1, fed, fed), 10, where="teachers[0]")
+
+
+def test_a_channel_mismatch_says_how_to_change_the_channels():
+    """Trial defect (session 14): torchvision:resnet18 on the gray digits ended "make its first layer match, or set
+    data.image_size", and data.image_size does not change channels."""
+    with pytest.raises(ModelError, match=r"to have 3 channels.*\); it takes 3-channel images: set data\.color: gray3 "
+                                         r"\(imagefolder\), or save the arrays with 3 channels \(npz\), or make its first "
+                                         r"layer take 1 channel$") as refused:
+        build_model(ModelConfig(arch="torchvision:resnet18"), (1, 8, 8), 10, where="teachers[0]")
+    assert "image_size" not in str(refused.value)
+    rgb_only = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    from edgekd.train.models.loading import check_io
+
+    with pytest.raises(ModelError, match=r"it takes 1-channel images: set data\.color: gray \(imagefolder\)"):
+        check_io(rgb_only, (3, 8, 8), 10, "student.arch 'gray.py:net'")
+
+
+@pytest.mark.parametrize("arch, says", [
+    ("torchvision:mobilenet_v3_smal", r"torchvision has no model 'mobilenet_v3_smal'; did you mean "
+                                      r"torchvision:mobilenet_v3_small( or .*)?\?$"),
+    ("resnet18", r"^student\.arch 'resnet18': unknown; did you mean torchvision:resnet18\? built-in: convnet"),
+    ("convnett", r"unknown; did you mean convnet\? built-in")])
+def test_an_arch_typo_gets_a_suggestion(arch, says):
+    """Trial defect (session 14): "torchvision:mobilenet_v3_smal" was told only that torchvision has no such model, and
+    "resnet18" (a torchvision model, not built in) was not pointed to torchvision:resnet18."""
+    with pytest.raises(ConfigError, match=says):
+        build_model(ModelConfig(arch=arch), (3, 32, 32), 10, where="student")
