@@ -136,10 +136,10 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGE_NAMES)}")
     held: list[warnings.WarningMessage] = []
+    distributed = _process_group(config)  # before the checks: their failure is logged by rank 0 alone
     try:  # the checks' warnings (a constant column, an ID column, online teachers) are said once the run log is open,
         with warnings.catch_warnings(record=True) as held:  # so it keeps them
             preflight(config, Path(config_path).parent)
-            distributed = _process_group(config)
             distributed.init_from_env(config.device)
             refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
             _refuse_another_task(Path(run_dir), config, config_path, resume and not force)
