@@ -52,7 +52,8 @@ def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, r
 def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = None, targets: Sequence[str] | None = None,
          max_drop: float | None = None, out: str | Path | None = None, resume: bool = False, force: bool = False, log=print,
          calibration: str | Path | None = None, labels: bool = True, metric: str | None = None, output: str | None = None,
-         color: str | None = None, scale: str | None = None, normalize: str | dict | None = None):
+         color: str | None = None, scale: str | None = None, normalize: str | dict | None = None,
+         min_speedup: float | None = None, max_size_kb: float | None = None):
     """Ship a trained model as given (no distillation), like `edgekd ship`: `model` is an .onnx file, or a
     torchvision:NAME / module:function / file.py:function factory with its `checkpoint`; `data` is an image
     folder (labeled by class sub-folders, or unlabeled: judged by fidelity to the model), an .npz file, or
@@ -61,7 +62,8 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     mask_iou, box_f1, speech_f1) for a model that is not a classifier: every output compared with fp32's, scored by it
     (`output`: the one it scores, by name; default the first). `color` (rgb, bgr, gray, gray3: an image folder's
     data.color), `scale` (auto, 255, none: an .npz's data.scale) and `normalize` (dataset, none, imagenet, "MEAN/STD"
-    as --normalize takes it, or {"mean": [...], "std": [...]}) set those data keys.
+    as --normalize takes it, or {"mean": [...], "std": [...]}) set those data keys. `max_drop`, `min_speedup` (over the
+    target's fp32 model, which the bundle then carries to be timed beside it) and `max_size_kb` are the gate's limits.
     Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
     from edgekd.pipeline.config import validate_config
     from edgekd.pipeline.runner import preflight, prepare_run_dir
@@ -75,7 +77,7 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     check_targets(targets)
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
                          calibration=None if calibration is None else str(calibration), labels=labels, metric=metric,
-                         output=output)
+                         output=output, min_speedup=min_speedup, max_size_kb=max_size_kb)
     config = data_options(config, str(data), color=color, scale=scale, normalize=normalize)
     run_dir = Path(out) if out else Path("runs") / config["name"]
     data_folder = config["data"].get("path") if config["data"].get("source") == "imagefolder" else None

@@ -241,6 +241,10 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
 @click.option("--targets", help="Comma-separated device profiles (default x86-cpu; see `edgekd targets`).")
 @click.option("--max-drop", type=click.FloatRange(min=0), help="Largest top-1 (or --metric) drop allowed against the model, in "
               "points (default 1.0).")
+@click.option("--min-speedup", type=_ThresholdFlag("min_speedup"), help="Smallest allowed speed-up of the shipped model over "
+              "the target's fp32 one (1.5: 1.5x); the bundle then carries the fp32 model, so the device can time both.")
+@click.option("--max-size-kb", type=_ThresholdFlag("max_size_kb"), help="Largest allowed size of the shipped model, in KB "
+              "(selection ships the fastest candidate within it).")
 @click.option("--color", type=click.Choice(["rgb", "bgr", "gray", "gray3"]), help="Image folder --data: channel order, "
               "or grayscale as one channel (gray) or repeated to three (gray3), as the model takes it (default rgb).")
 @click.option("--scale", type=click.Choice(["auto", "255", "none"]), help=".npz --data: divide x by 255 when its values "
@@ -256,8 +260,9 @@ def run_cmd(config: Path, out: Path | None, resume: bool, force: bool, only: tup
 @click.option("--resume", is_flag=True, help="Continue a run of the same command in --out.")
 @click.option("--force", is_flag=True, help="Redo every stage in an existing run folder.")
 def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path | None, no_labels: bool, targets: str | None,
-             max_drop: float | None, color: str | None, scale: str | None, normalize: str | None, metric: str | None,
-             output_name: str | None, out: Path | None, resume: bool, force: bool) -> None:
+             max_drop: float | None, min_speedup: float | None, max_size_kb: float | None, color: str | None,
+             scale: str | None, normalize: str | None, metric: str | None, output_name: str | None, out: Path | None,
+             resume: bool, force: bool) -> None:
     """Ship a model you already trained: int8 per target, compile, bench and gate, no distillation.
 
     \b
@@ -284,7 +289,8 @@ def ship_cmd(model: str, checkpoint: Path | None, data: str, calibration: Path |
         with _sigterm_as_interrupt(), typed_on_the_command_line():  # messages name --data, not api.ship's data=
             ctx = api.ship(model, data, checkpoint, target_list, max_drop, out, resume=resume, force=force,
                            log=lambda m: click.echo(m, err=True), calibration=calibration, labels=not no_labels,
-                           metric=metric, output=output_name, color=color, scale=scale, normalize=normalize)
+                           metric=metric, output=output_name, color=color, scale=scale, normalize=normalize,
+                           min_speedup=min_speedup, max_size_kb=max_size_kb)
     except GateFailed as failure:
         ctx = failure.context
     except KeyboardInterrupt as interrupted:

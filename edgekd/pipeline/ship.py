@@ -26,11 +26,13 @@ CONFIG_NAME = "edgekd.yaml"
 def ship_config(model: str, data: str, checkpoint: Optional[str] = None, targets: Optional[Sequence[str]] = None,
                 max_drop: Optional[float] = None, name: Optional[str] = None,
                 calibration: Optional[str] = None, labels: bool = True, metric: Optional[str] = None,
-                output: Optional[str] = None) -> dict[str, Any]:
+                output: Optional[str] = None, min_speedup: Optional[float] = None,
+                max_size_kb: Optional[float] = None) -> dict[str, Any]:
     """The pipeline (as plain data) that ships `model` as given: no teachers, no distill section. `labels` False: the
     data's class folders (or y) are ignored and the model is judged by fidelity to its fp32 outputs. `metric`: a task
     metric (core/task_metrics.py): the model is a fidelity task's (`task: {kind: fidelity, metric: ...}`), an .onnx
-    file fed an .npz of its inputs; `output`: the output it scores, by name (task.output; default the first)."""
+    file fed an .npz of its inputs; `output`: the output it scores, by name (task.output; default the first).
+    `max_drop`, `min_speedup`, `max_size_kb`: the gate's limits (the gate section), as a profile's gate takes them."""
     config: dict[str, Any] = {"name": name or _name_of(model), "data": _data_section(data), "student": _student(model, checkpoint)}
     if not labels:
         if config["data"]["source"] not in ("imagefolder", "npz"):
@@ -49,8 +51,9 @@ def ship_config(model: str, data: str, checkpoint: Optional[str] = None, targets
     if targets:  # a profile file by its absolute path: the pipeline file lives in the run folder, rerun from anywhere
         config["targets"] = [str(Path(t).resolve()) if Path(t).suffix.lower() in (".yaml", ".yml") and Path(t).is_file()
                              else t for t in targets]
-    if max_drop is not None:
-        config["gate"] = {"max_drop": max_drop}
+    limits = {"max_drop": max_drop, "min_speedup": min_speedup, "max_size_kb": max_size_kb}
+    if any(value is not None for value in limits.values()):
+        config["gate"] = {key: value for key, value in limits.items() if value is not None}
     return config
 
 

@@ -105,6 +105,25 @@ def test_ship_command_writes_the_pipeline_file_and_runs_it(trained, tmp_path):
     assert again.exit_code == 2 and "--resume" in again.output  # an existing run is not overwritten
 
 
+def test_ship_takes_the_speed_and_size_limits_a_profile_gate_takes(trained, tmp_path):
+    """Trial observation (session 14): `edgekd ship` had --max-drop only, so a user who needs a speed-up or a size
+    limit had to edit RUN/edgekd.yaml and run it again. --min-speedup and --max-size-kb go into the gate section (and
+    the bundle, whose device gate then applies them); a bad value is one line before anything is written."""
+    import json
+
+    out = tmp_path / "limits"
+    result = invoke("ship", str(trained["onnx"]), "--data", "digits", "--max-drop", "3", "--min-speedup", "0.01",
+                    "--max-size-kb", "5000", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((out / "edgekd.yaml").read_text())["gate"] == {"max_drop": 3.0, "min_speedup": 0.01,
+                                                                         "max_size_kb": 5000.0}
+    manifest = json.loads((out / "bundle" / "x86-cpu" / "manifest.json").read_text())
+    assert manifest["gate"]["min_speedup"] == 0.01 and manifest["gate"]["max_size_kb"] == 5000.0
+    assert ("speed_reference" in manifest) == (manifest["artifact"]["precision"] != "fp32")  # fp32 to time it against
+    bad = invoke("ship", str(trained["onnx"]), "--data", "digits", "--min-speedup", "-1", "--out", str(tmp_path / "bad"))
+    assert bad.exit_code == 2 and "--min-speedup" in bad.output and not (tmp_path / "bad").exists()
+
+
 def test_qat_on_a_given_model_distills_from_its_own_outputs(trained, tmp_path):
     config = _config(tmp_path, {"arch": "mlp", "width": 32, "checkpoint": str(trained["checkpoint"])},
                      quantize={"method": "qat", "calibration": "train-64", "qat": {"train": {"epochs": 1, "amp": "off"}}})
