@@ -218,9 +218,12 @@ def _check_classes(raw: RawData, where: str) -> None:
     if empty:
         present = sorted(int(v) for v in np.unique(raw.y))
         shown = ", ".join(f"{i} ('{raw.classes[i]}')" for i in empty[:5])
+        # For a model trained elsewhere, label i is its output i: renumbering (0, 1, 3 as 0, 1, 2) would mislabel.
         raise DataError(f"{where}: no image has label {shown}, though labels run to {present[-1]}: labels must be "
-                        f"0..{len(raw.classes) - 1} with every class present ({len(present)} distinct found); "
-                        "renumber the labels, or fix the stray one")
+                        f"0..{len(raw.classes) - 1} with every class present ({len(present)} distinct found); add "
+                        f"images of label {', '.join(str(i) for i in empty[:5])} or fix a stray label (renumbering would "
+                        "mislabel a model trained elsewhere, whose outputs the labels index), or ship such a model with "
+                        "--no-labels (data.labels: none) to judge it by agreement with its fp32 self")
 
 
 def test_split_size(samples: int, test_fraction: float) -> int:

@@ -264,12 +264,34 @@ def check_classes(logits: np.ndarray, classes: int, field: str, outputs: list[st
         raise ConfigError(f"{field}: the model's first output has {logits.shape[1]} classes but the data has {classes} class "
                           f"folders ({', '.join(folders[:8])}{', ...' if len(folders) > 8 else ''}); remove the folders of "
                           "classes the model does not know, or ship with --no-labels (data.labels: none)")
+    if logits.ndim == 2 and logits.shape[1] > classes:
+        raise ConfigError(_fewer_classes_than_outputs(logits.shape[1], classes, field, folders))
     if logits.ndim != 2 or logits.shape[1] != classes:
         other = (f"; if another output holds the logits, score it on an .npz of the inputs as the model takes them "
                  f"(np.savez(FILE, x=..., y=labels)): --data FILE --metric top1 --output NAME (task: {{kind: fidelity, metric: top1, "
                  f"output: NAME}}; its outputs: {', '.join(outputs)})" if outputs and len(outputs) > 1 else "")
         raise ConfigError(f"{field}: the model's first output has shape {_shape(logits.shape)} but the data has {classes} "
                           f"classes; edgekd ships classifiers whose output is (batch, classes) logits: check data.source{other}")
+
+
+def _fewer_classes_than_outputs(outputs: int, classes: int, field: str, folders: list[str] | None) -> str:
+    """The model is (batch, classes) as it should be, but the data has fewer classes than its outputs: test images of
+    some classes only. Labels index the model's outputs by position (folder i in sorted order is output i), so the
+    classes cannot simply be fewer: folders 0, 1, 3 would read folder 3 as output 2. Named: the missing classes where
+    the folders are numbered, and what works."""
+    if folders:
+        numbered = [int(name) for name in folders if name.isdigit()]
+        missing = sorted(set(range(outputs)) - set(numbered)) if len(numbered) == len(folders) and max(numbered) < outputs else []
+        shown = ", ".join(folders[:8]) + (", ..." if len(folders) > 8 else "")
+        which = (f": no folder for class{'es' if len(missing) > 1 else ''} {', '.join(map(str, missing[:8]))}"
+                 if missing else "")
+        return (f"{field}: the model has {outputs} outputs (classes) but the data has {classes} class folders ({shown})"
+                f"{which}; folder i in sorted order is read as output i, so every output needs its folder: add a folder "
+                "of images for each missing class, named so that all sort in the model's order, or ship with --no-labels "
+                "(data.labels: none) to judge the model by agreement with its fp32 self")
+    return (f"{field}: the model has {outputs} outputs (classes) but the data's labels run 0..{classes - 1} ({classes} "
+            f"classes); label i is output i, and every class needs samples: add samples of classes {classes}.."
+            f"{outputs - 1}, or ship with --no-labels (data.labels: none) to judge the model by agreement with its fp32 self")
 
 
 def onnx_scaling(path: Path, channels: int) -> tuple[list[float], list[float]] | None:

@@ -280,3 +280,32 @@ def test_ship_out_inside_data_and_a_mistyped_data_path_are_one_line(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["0", "1"]  # nothing left behind
     typo = invoke("ship", tmp_path / "model.onnx", "--data", tmp_path / "imgaes", "--out", tmp_path / "run")
     assert_one_line_error(typo, "imgaes': no such file or folder")
+
+
+def test_test_images_of_some_classes_only_name_the_missing_class_and_what_works(tmp_path):
+    """Trial defect (session 14): class folders 0, 1, 3 for a 4-class model said "the model's first output has shape
+    (2, 4) but the data has 3 classes; ... check data.source", though the model IS (batch, classes). Now the message
+    says the model has 4 outputs, the folders 3, which class has no folder, and what works (--no-labels)."""
+    from tests.device.conftest import tiny_classifier
+
+    root = _class_folders(tmp_path / "images", classes=[str(i) for i in range(10) if i != 2], per_class=4)
+    tiny_classifier(tmp_path / "model.onnx")
+    result = invoke("ship", tmp_path / "model.onnx", "--data", root, "--color", "gray", "--normalize", "none",
+                    "--out", tmp_path / "run")
+    message = assert_one_line_error(result, "the model has 10 outputs (classes) but the data has 9 class folders",
+                                    "no folder for class 2", "folder i in sorted order is read as output i", "--no-labels")
+    assert "first output has shape" not in message and "check data.source" not in message
+
+
+def test_an_npz_without_one_label_is_not_told_to_renumber(tmp_path):
+    """Trial defect (session 14): labels 0, 1, 3 said "renumber the labels", which mislabels a model trained elsewhere
+    (its output 3 would be scored as 2). The message now asks for images of label 2, or --no-labels."""
+    path = tmp_path / "missing2.npz"
+    y = np.arange(40) % 4
+    keep = y != 2
+    np.savez(path, x=np.random.default_rng(0).random((40, 1, 4, 4))[keep], y=y[keep])
+    with pytest.raises(DataError) as error:
+        load_dataset(DataConfig(source="npz", path=str(path)), 0)
+    message = str(error.value)
+    assert "no image has label 2" in message and "add images of label 2" in message and "--no-labels" in message
+    assert "renumber the labels, or" not in message
