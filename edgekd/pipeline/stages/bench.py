@@ -259,6 +259,7 @@ class BenchStage(Stage):
         noisy = len(report["warnings"])
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
         report["warnings"] += ctx.manifest.metrics("teachers").get(MEMBER_WARNINGS, [])  # a weak member, said at stage 1
+        report["warnings"] += getattr(ctx.dataset, "data_warnings", [])  # a class the test split lacks, said when loaded
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
         table = getattr(getattr(ctx.cfg, "data", None), "source", None) in TABLE_SOURCES
         notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode, table)
