@@ -205,3 +205,18 @@ def test_a_test_split_too_small_to_beat_a_dominant_class_says_so_not_an_impossib
     notes = baseline_warnings({"teacher": {"top1": 0.97}, "student_fp32": {"top1": 0.96}}, samples=69, chance=0.95)
     assert notes and not any("103." in note or "takes over" in note for note in notes)
     assert "takes over 14.0%" in not_above_chance(0.1, 0.1, 500, "images")  # a bar under 100%: as before
+
+
+def test_a_model_shipped_as_given_at_chance_is_not_told_to_train_longer():
+    """Trial defect (session 14): `edgekd ship` (distill.mode none: no distill stage) said "train the student longer
+    (distill.train.epochs)" of a given model at chance, a key that mode does not read; the advice now fits a model
+    shipped as given (how the data reaches it), for the fp32 reference and the shipped fp32 row alike."""
+    from edgekd.pipeline.stages.bench import shipped_at_chance
+
+    [note] = baseline_warnings({"student_fp32": {"top1": 0.333}}, samples=48, chance=0.354, mode="none")
+    assert "shipped as given (distill.mode none)" in note and "data.scale" in note and "distill.train" not in note
+    rows = [{"artifact": "x86-cpu/fp32", "shipped": True, "top1": 0.333, "precision": "fp32"}]
+    [shipped] = shipped_at_chance(rows, 48, chance=0.354, mode="none")
+    assert "shipped as given" in shipped and "lost its accuracy" not in shipped
+    int8 = [{"artifact": "x86-cpu/int8", "shipped": True, "top1": 0.333, "precision": "int8"}]
+    assert "tighten gate.max_drop" in shipped_at_chance(int8, 48, chance=0.354, mode="none")[0]  # int8 did lose it
