@@ -183,8 +183,19 @@ def check_named_inputs(inputs: list[dict], arrays: dict[str, np.ndarray], field:
 
 
 def _check_batch_axis(spec: dict, field: str, axis: int = 0) -> None:
-    if isinstance(spec["shape"][axis], int) if spec["shape"] else True:
-        raise ConfigError(f"{field}: the model's input '{spec['name']}' has the fixed shape {_shape(spec['shape'])}; edgekd "
+    shape = spec["shape"]
+    dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+    if shape and isinstance(shape[axis], int) and len(shape) == 3 and dynamic == [1]:
+        # Not a fixed shape: a sequence-first export (T, N, F), whose batch is on another axis than edgekd feeds it.
+        raise ConfigError(f"{field}: the model's input '{spec['name']}' has shape {_shape(shape)}: its axis {axis} is fixed "
+                          f"at {shape[axis]} and axis {dynamic[0]} ({shape[dynamic[0]]}) is dynamic, a sequence-first "
+                          f"layout with the batch on axis {dynamic[0]}; edgekd feeds the batch on axis {axis}: export the "
+                          f"model with the batch first (transpose the input inside it, x.transpose(0, {dynamic[0]}), and "
+                          f"dynamic_axes={{'{spec['name']}': {{{axis}: 'batch'}}}})")
+    if isinstance(shape[axis], int) if shape else True:
+        fixed = (f"has shape {_shape(shape)}, its axis {axis} fixed at {shape[axis]} (dynamic: axis "
+                 f"{', '.join(str(i) for i in dynamic)})" if dynamic else f"has the fixed shape {_shape(shape)}")
+        raise ConfigError(f"{field}: the model's input '{spec['name']}' {fixed}; edgekd "
                           "measures batches of several sizes: export it with a dynamic batch axis (torch.onnx.export(..., "
                           f"dynamic_axes={{'{spec['name']}': {{{axis}: 'batch'}}}}), or dynamo=True with dynamic_shapes)")
 
