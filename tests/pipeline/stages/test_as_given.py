@@ -213,3 +213,29 @@ def test_a_class_missing_from_validation_and_test_reaches_the_run_log_and_the_re
         assert text in log
         assert text in (tmp_path / "run" / "report.md").read_text()
         assert any(text in warning for warning in report["warnings"])
+
+
+@pytest.mark.parametrize("student, extra, refused", [
+    ({"onnx": "m.onnx"}, {"distill": {"mode": "none", "temperature": 2.0}}, "distill.temperature"),
+    ({"onnx": "m.onnx"}, {"distill": {"mode": "none", "train": {"epochs": 3}, "seed": 1}}, "distill.seed, distill.train"),
+    ({"arch": "mlp", "checkpoint": "x.pt"}, {"distill": {"mode": "none", "temperature": 2.0, "alpha": 0.5, "ensemble": "logit_mean"}},
+     "distill.alpha, distill.ensemble, distill.temperature"),
+])
+def test_distill_keys_that_mode_none_does_not_read_are_refused(student, extra, refused):
+    """Trial defect (ship3-10, session 14): distill: {mode: none, temperature: 2.0} without teachers was accepted and
+    the temperature silently ignored (with teachers the config is refused). Each key mode none does not read is named."""
+    from edgekd.pipeline.config import validate_config
+
+    with pytest.raises(ConfigError) as error:
+        validate_config({"student": student, **extra})
+    message = str(error.value)
+    assert f"{refused}: not used with distill.mode none, which ships the student as given" in message
+
+
+def test_qat_of_a_checkpoint_shipped_as_given_keeps_the_keys_it_reads():
+    from edgekd.pipeline.config import validate_config
+
+    config = validate_config({"student": {"arch": "mlp", "checkpoint": "x.pt"}, "quantize": {"method": "qat"},
+                              "distill": {"mode": "none", "temperature": 2.0, "alpha": 0.5}})
+    assert config.distill.temperature == 2.0 and config.distill.mode == "none"
+    assert validate_config({"student": {"onnx": "m.onnx"}, "distill": {"mode": "none"}}).distill.mode == "none"
