@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -54,6 +55,9 @@ class Dataset:
     labeled: bool = True
     reference_labels: bool = False  # val/test labels are the fp32 model's predictions
     layout: str = "NCHW"  # NHWC: channels-last images from an npz, fed as they are (_channels_last_dataset)
+    # What loading found that the report must carry (a class absent from the test split: its accuracy unmeasured),
+    # warned when loaded, and added to report.json's warnings by the bench stage.
+    data_warnings: list[str] = field(default_factory=list)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -127,12 +131,11 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, la
         _check_unlabeled(raw, where)
     rng = np.random.default_rng(seed)
     train, val, test = _split(raw, cfg, rng)
-    if raw.labeled:
-        _warn_classes_missing({"validation": val.y, "test": test.y}, raw.classes, raw.y, where)
+    missing = _warn_classes_missing({"validation": val.y, "test": test.y}, raw.classes, raw.y, where) if raw.labeled else []
     if isinstance(raw.x, dict):
-        return _named_inputs_dataset(cfg, raw, train, val, test)
+        return replace(_named_inputs_dataset(cfg, raw, train, val, test), data_warnings=missing)
     if channels_last(train.x):
-        return _channels_last_dataset(cfg, raw, train, val, test, where)
+        return replace(_channels_last_dataset(cfg, raw, train, val, test, where), data_warnings=missing)
     pixel_mean, pixel_std = _channel_stats(train.x)
     mean, std = (pixel_mean, pixel_std) if cfg.normalize == "dataset" else input_scaling(cfg.normalize, train.x)
     train, val, test = (Split(_normalise(s.x, mean, std), s.y) for s in (train, val, test))
@@ -142,7 +145,7 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Optional[Path] = None, la
     dataset = Dataset(cfg.source, train, val, test, raw.classes, mean.tolist(), std.tolist(), normalize=mode,
                       pixel_mean=pixel_mean.tolist(), pixel_std=pixel_std.tolist(),
                       image_steps=raw.x.preprocess.to_json() if isinstance(raw.x, LazyImages) else None,
-                      labeled=raw.labeled, divisor=raw.divisor)
+                      labeled=raw.labeled, divisor=raw.divisor, data_warnings=missing)
     dataset.fingerprint = fingerprint(dataset)
     return dataset
 
@@ -222,9 +225,12 @@ def _check_classes(raw: RawData, where: str) -> None:
     if empty:
         present = sorted(int(v) for v in np.unique(raw.y))
         shown = ", ".join(f"{i} ('{raw.classes[i]}')" for i in empty[:5])
+        # For a model trained elsewhere, label i is its output i: renumbering (0, 1, 3 as 0, 1, 2) would mislabel.
         raise DataError(f"{where}: no image has label {shown}, though labels run to {present[-1]}: labels must be "
-                        f"0..{len(raw.classes) - 1} with every class present ({len(present)} distinct found); "
-                        "renumber the labels, or fix the stray one")
+                        f"0..{len(raw.classes) - 1} with every class present ({len(present)} distinct found); add "
+                        f"images of label {', '.join(str(i) for i in empty[:5])} or fix a stray label (renumbering would "
+                        "mislabel a model trained elsewhere, whose outputs the labels index), or ship such a model with "
+                        "--no-labels (data.labels: none) to judge it by agreement with its fp32 self")
 
 
 def test_split_size(samples: int, test_fraction: float) -> int:
@@ -232,18 +238,23 @@ def test_split_size(samples: int, test_fraction: float) -> int:
     return max(1, int(round(samples * test_fraction)))
 
 
-def _warn_classes_missing(splits: dict[str, np.ndarray], classes: list[str], all_y: np.ndarray, where: str) -> None:
+def _warn_classes_missing(splits: dict[str, np.ndarray], classes: list[str], all_y: np.ndarray, where: str) -> list[str]:
     """A class too small to reach the validation or test split (the split is random, not stratified): its accuracy is
-    then never measured, and the gate passes whatever the model does on it. Said once, naming the class."""
+    then never measured, and the gate passes whatever the model does on it. Warned once per split, naming the class (a
+    warning, not a print: the input checks' warnings are replayed into the run log, which does not exist yet), and
+    returned for the report."""
+    said = []
     for split, y in splits.items():
         present = np.bincount(np.asarray(y, np.int64)[np.asarray(y) >= 0], minlength=len(classes))
         absent = [i for i in range(len(classes)) if present[i] == 0]
         if absent:
             total = np.bincount(np.asarray(all_y, np.int64)[np.asarray(all_y) >= 0], minlength=len(classes))
             shown = ", ".join(f"'{classes[i]}' ({int(total[i])} samples)" for i in absent[:3])
-            print(f"{where}: no {split} samples of class {shown}{' and others' if len(absent) > 3 else ''}: its accuracy is "
-                  f"not measured there; add samples of it, or a larger data.{'val' if split == 'validation' else 'test'}_fraction",
-                  file=sys.stderr)
+            said.append(f"{where}: no {split} samples of class {shown}{' and others' if len(absent) > 3 else ''}: its "
+                        f"accuracy is not measured there; add samples of it, or a larger "
+                        f"data.{'val' if split == 'validation' else 'test'}_fraction")
+            warnings.warn(said[-1], stacklevel=3)
+    return said
 
 
 def _split(raw: RawData, cfg: DataConfig, rng: np.random.Generator) -> tuple[Split, Split, Split]:

@@ -178,7 +178,8 @@ def _from_arrays(x, y, tx, ty, where: str, classes=None, scale: str = "auto", na
     x, y = _as_images(x, where), _as_labels(y, where)
     if tx is not None:
         tx, ty = _as_images(tx, where), _as_labels(ty if ty is not None else [], where)
-    divisor, note = scale_array([x] if tx is None else [x, tx], scale, named or where)
+    divisor, note = scale_array([x] if tx is None else [x, tx], scale, named or where,
+                                ["x"] if tx is None else ["x", "test_x"])
     if divisor != 1:
         x, tx = x / divisor, None if tx is None else tx / divisor
     if len(x) != len(y):
@@ -196,14 +197,18 @@ def _from_arrays(x, y, tx, ty, where: str, classes=None, scale: str = "auto", na
 PIXEL_MAX = 255.0  # an 8-bit pixel's largest value
 
 
-def scale_array(arrays: list[np.ndarray], scale: str, named: str) -> tuple[float, Optional[str]]:
+def scale_array(arrays: list[np.ndarray], scale: str, named: str,
+                names: Optional[list[str]] = None) -> tuple[float, Optional[str]]:
     """What data.scale divides the image arrays by (one divisor for x and test_x alike), and, for auto, the line that
     says what it chose. auto divides by 255 only values that look like 8-bit pixels (0..255, some above 1): values
     already in [0, 1] are pixels as they are, and negative or larger values (an array normalised before saving, 16-bit
-    or raw sensor values) are not 8-bit pixels, which a division by 255 would only shrink."""
+    or raw sensor values) are not 8-bit pixels, which a division by 255 would only shrink. `names`: the arrays' names
+    (x, test_x), for the refusal of arrays saved at different scales."""
+    _refuse_mixed_scales(arrays, names or [f"array {i}" for i in range(len(arrays))], named)
     if scale == "none":
         return 1.0, None
     if scale == "255":
+        _warn_divided_again(arrays, named)
         return PIXEL_MAX, None
     low = min(float(a.min(initial=0)) for a in arrays)
     high = max(float(a.max(initial=0)) for a in arrays)
@@ -214,6 +219,41 @@ def scale_array(arrays: list[np.ndarray], scale: str, named: str) -> tuple[float
                            "set data.scale: none to feed the values as given")
     return 1.0, (f"{named}: values {low:.3g}..{high:.3g} are not 8-bit pixels: taken as given, not divided by 255 "
                  "(data.scale: auto); set data.scale: 255 to divide them")
+
+
+def _value_range(array: np.ndarray) -> str:
+    """How an array's values look: 'unit' (already in [0, 1]), 'pixels' (whole numbers 0..255, some above 1: 8-bit
+    pixels), or 'other' (normalised, 16-bit or raw values), judged on that array alone."""
+    low, high = float(array.min(initial=0)), float(array.max(initial=0))
+    if low >= 0.0 and high <= 1.0:
+        return "unit"
+    if low >= 0.0 and high <= PIXEL_MAX and _whole_numbers([array]):
+        return "pixels"
+    return "other"
+
+
+def _refuse_mixed_scales(arrays: list[np.ndarray], names: list[str], named: str) -> None:
+    """One array already in [0, 1] beside another of 8-bit pixels (x saved divided by 255, test_x not): whatever one
+    divisor edgekd chose, one of them would reach the model 255 times off, and a gate whose reference is measured on
+    the wrongly scaled test split passes a model at chance (33% on four classes, PASS)."""
+    kinds = {name: _value_range(array) for name, array in zip(names, arrays)}
+    unit = [name for name, kind in kinds.items() if kind == "unit"]
+    pixels = [name for name, kind in kinds.items() if kind == "pixels"]
+    if unit and pixels:
+        highs = {name: float(array.max(initial=0)) for name, array in zip(names, arrays)}
+        raise DataError(f"{named}: {', '.join(unit)} holds values in [0, 1] but {', '.join(pixels)} holds 8-bit pixels "
+                        f"(0..{max(highs[n] for n in pixels):g}): the arrays are scaled differently; save them alike "
+                        f"(divide {', '.join(pixels)} by 255, or save every array as 0..255 pixels)")
+
+
+def _warn_divided_again(arrays: list[np.ndarray], named: str) -> None:
+    """data.scale 255 on values already in [0, 1]: they reach the model 255 times smaller than pixels in [0, 1], and a
+    bundle's formula (pixel / 255 ...) then tells a device feeding 8-bit pixels the wrong scale. Warned, not refused:
+    a model trained on such values would still be fed as it was trained."""
+    if all(_value_range(array) == "unit" for array in arrays) and any(float(a.max(initial=0)) > 0 for a in arrays):
+        warnings.warn(f"{named}: values already within [0, 1] are divided by 255 again (data.scale: 255): the model sees "
+                      "them in [0, 0.004]; unless it was trained so, set data.scale: auto or none (edgekd ship: --scale auto)",
+                      stacklevel=2)
 
 
 def _whole_numbers(arrays: list[np.ndarray], probe: int = 1_000_000) -> bool:

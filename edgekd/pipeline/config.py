@@ -20,6 +20,10 @@ from edgekd.device.config import BenchConfig
 from edgekd.quant.config import QuantizeConfig
 from edgekd.train.config import OFFLINE_ONLY, DistillConfig, ExportConfig, StudentConfig, TeacherConfig
 
+# The distill keys a student shipped as given (distill.mode none) still reads: quantize.method qat fine-tunes it on its
+# own softened outputs at distill.temperature, weighted by distill.alpha (stages/quantize.py), unless quantize.qat sets them.
+QAT_READS = {"temperature", "alpha"}
+
 
 class TaskSection(Strict):
     """`task: {kind: fidelity, metric: mask_iou}`: a model given as ONNX that is not (only) a classifier. Each candidate's
@@ -96,6 +100,15 @@ class PipelineConfig(Strict):
             if self.ships_onnx and self.quantize.method == "qat":
                 raise ValueError("quantize.method: qat fine-tunes a PyTorch model and student.onnx is an ONNX file; use "
                                  "quantize.method: ptq, or give student.arch and student.checkpoint")
+            # Refused as other modes' unused keys are: accepted, distill.temperature was silently ignored.
+            read = {"mode"} | (QAT_READS if self.quantize.method == "qat" else set())
+            unused = sorted(self.distill.model_fields_set - read)
+            if unused:
+                qat = (" (quantize.method qat would read distill.temperature and alpha)"
+                       if self.quantize.method != "qat" and not self.ships_onnx else "")
+                raise ValueError(f"{', '.join('distill.' + k for k in unused)}: not used with distill.mode none, which ships "
+                                 f"the student as given without distilling{qat}; remove {'it' if len(unused) == 1 else 'them'}, "
+                                 "or add teachers and set distill.mode offline to distill")
         elif self.ships_onnx:
             raise ValueError(f"student.onnx: distill.mode {self.distill.mode} trains the student in PyTorch; give student.arch "
                              "instead, or remove teachers and the distill section to ship the ONNX file as given")

@@ -133,6 +133,8 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
     color = (getattr(data, "image_steps", None) or {}).get("color")
     if channels == 3 and color in OTHER_ORDER and not _grey(data.val.x[:16]):  # RGB or BGR: a decoding choice
         choices[CHANNELS_REVERSED] = lambda x: np.ascontiguousarray(x[:, ::-1])
+    if _divided_twice(data):  # first: where it ties with another normalize, the scale is the fix that holds on a device
+        choices = {SCALE_NOT_DIVIDED: lambda x: _undivided(data, x), **choices}
     if not choices:
         return {}
     parts = _probe_parts(data)
@@ -156,6 +158,11 @@ def check_scaling(data, logits: Callable[[np.ndarray], np.ndarray], predictions:
                               f"but {tops[best]:.1%} with their channels reversed on the same {shown} images (exact McNemar "
                               f"p={tests[best]:.1g}): it was likely trained on {OTHER_ORDER[color].upper()} images; set "
                               f"data.color: {OTHER_ORDER[color]} (edgekd ship: --color {OTHER_ORDER[color]})")
+        if best == SCALE_NOT_DIVIDED:
+            raise ConfigError(f"{field}: top-1 {configured[:shown].mean():.1%} with the values divided by "
+                              f"{data.divisor:g} (data.scale: 255), but {tops[best]:.1%} with them as saved on the same "
+                              f"{shown} images (exact McNemar p={tests[best]:.1g}): they are already within [0, 1]; set "
+                              "data.scale: auto or none (edgekd ship: --scale auto)")
         fix = (_saved_as(data, best, choices[best]) if saved_channels_last else
                f"set data.normalize: {best} (edgekd ship: --normalize {_ship_spelling(best, choices[best])}; or the "
                "mean/std it was trained with)")
@@ -200,8 +207,30 @@ def _grey(x) -> bool:
     return bool(np.allclose(x, x[:, ::-1]))
 
 
+# The values as saved, not divided by 255: tried when data.scale 255 divided values already within [0, 1] again. The
+# other scalings cannot find it: data.normalize dataset scores the same either way (it undoes any divisor), and
+# advising it wrote a bundle formula "(pixel / 255 - mean) / std" with a mean 255 times too small for a device's pixels.
+SCALE_NOT_DIVIDED = "data.scale none"
+
+
+def _divided_twice(data) -> bool:
+    """The pixels (data.raw: before normalisation) all within [0, 1/255] after a division by 255: values that were
+    already in [0, 1] when saved. Not with data.normalize dataset, whose statistics undo any divisor: the model is fed
+    the same either way (scale_array warns of the bundle's formula)."""
+    if getattr(data, "divisor", 1) != 255 or data.normalize == "dataset" or not len(data.val):
+        return False
+    pixels = data.raw(np.asarray(data.val.x[:_BATCH], np.float32))
+    return bool(pixels.max() > 0 and pixels.max() <= 1.001 / 255 and pixels.min() >= -1e-6)
+
+
+def _undivided(data, x: np.ndarray) -> np.ndarray:
+    """Model inputs as the configured data.normalize would make them from the values as saved (times the divisor)."""
+    mean, std = (np.asarray(v, np.float32)[None, :, None, None] for v in (data.mean, data.std))
+    return ((data.raw(x) * data.divisor - mean) / std).astype(np.float32)
+
+
 def _as_said(choice: str) -> str:
-    return choice if choice == CHANNELS_REVERSED else f"data.normalize {choice}"
+    return choice if choice in (CHANNELS_REVERSED, SCALE_NOT_DIVIDED) else f"data.normalize {choice}"
 
 
 def _clearly_working(top1: float, labels: np.ndarray) -> bool:

@@ -183,8 +183,19 @@ def check_named_inputs(inputs: list[dict], arrays: dict[str, np.ndarray], field:
 
 
 def _check_batch_axis(spec: dict, field: str, axis: int = 0) -> None:
-    if isinstance(spec["shape"][axis], int) if spec["shape"] else True:
-        raise ConfigError(f"{field}: the model's input '{spec['name']}' has the fixed shape {_shape(spec['shape'])}; edgekd "
+    shape = spec["shape"]
+    dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+    if shape and isinstance(shape[axis], int) and len(shape) == 3 and dynamic == [1]:
+        # Not a fixed shape: a sequence-first export (T, N, F), whose batch is on another axis than edgekd feeds it.
+        raise ConfigError(f"{field}: the model's input '{spec['name']}' has shape {_shape(shape)}: its axis {axis} is fixed "
+                          f"at {shape[axis]} and axis {dynamic[0]} ({shape[dynamic[0]]}) is dynamic, a sequence-first "
+                          f"layout with the batch on axis {dynamic[0]}; edgekd feeds the batch on axis {axis}: export the "
+                          f"model with the batch first (transpose the input inside it, x.transpose(0, {dynamic[0]}), and "
+                          f"dynamic_axes={{'{spec['name']}': {{{axis}: 'batch'}}}})")
+    if isinstance(shape[axis], int) if shape else True:
+        fixed = (f"has shape {_shape(shape)}, its axis {axis} fixed at {shape[axis]} (dynamic: axis "
+                 f"{', '.join(str(i) for i in dynamic)})" if dynamic else f"has the fixed shape {_shape(shape)}")
+        raise ConfigError(f"{field}: the model's input '{spec['name']}' {fixed}; edgekd "
                           "measures batches of several sizes: export it with a dynamic batch axis (torch.onnx.export(..., "
                           f"dynamic_axes={{'{spec['name']}': {{{axis}: 'batch'}}}}), or dynamo=True with dynamic_shapes)")
 
@@ -202,10 +213,13 @@ def check_input_matches(spec: dict, sample_shape: tuple, field: str, image_files
                           f"{read} images scaled to float32; save the arrays in an npz under the input's name instead "
                           f"({_savez_named(spec['name'])}) to feed them as they are, in their own dtype")
     if spec["dtype"] != "float32" or not fits:
+        fixes = (_color_fix(model_shape, sample_shape) if image_files else _array_fix(model_shape, sample_shape)) + \
+            _layout_fix(model_shape, sample_shape)
+        # data.image_size resizes an image folder's files only: an array's shape is fixed when it is saved
+        rest = "check data.* (source, image_size)" if image_files else "give images of the model's shape (data.source, data.path)"
         raise ConfigError(f"{field}: the model's input '{spec['name']}' is {spec['dtype']} {_shape(spec['shape'])} but the data's "
-                          f"samples are float32 {_shape(['batch', *sample_shape])}; "
-                          f"{_color_fix(model_shape, sample_shape) if image_files else ''}{_layout_fix(model_shape, sample_shape)}"
-                          "check data.* (source, image_size) or export the model for this input")
+                          f"samples are float32 {_shape(['batch', *sample_shape])}; {fixes}{rest} or export the model for "
+                          "this input")
 
 
 def _layout_fix(model_shape: list, sample_shape: tuple) -> str:
@@ -216,6 +230,23 @@ def _layout_fix(model_shape: list, sample_shape: tuple) -> str:
         return ""
     return ("the model takes channels-last images (batch, H, W, C), which edgekd feeds from an npz as saved: "
             "numpy.savez(FILE, x=images, y=labels) with images (N, H, W, C); else ")
+
+
+def _array_fix(model_shape: list, sample_shape: tuple) -> str:
+    """An array of images (an .npz's x) that feeds a channels-first model once saved otherwise: channels-last images
+    (N, H, W, C) transposed, or grey images (one channel) repeated into the model's three."""
+    if len(model_shape) != 3 or len(sample_shape) != 3 or not isinstance(model_shape[0], int):
+        return ""
+    channels, size = model_shape[0], model_shape[1:]
+    same_size = all(not isinstance(m, int) or m == s for m, s in zip(size, sample_shape[-2:]))
+    if sample_shape[-1] == channels and all(not isinstance(m, int) or m == s for m, s in zip(size, sample_shape[:2])):
+        return ("x holds channels-last images (N, H, W, C) and the model takes (N, C, H, W): save x as (N, C, H, W), "
+                "x.transpose(0, 3, 1, 2); else ")
+    if sample_shape[0] == 1 and channels == 3 and same_size:
+        h, w = sample_shape[-2:]
+        return ("x holds grey images (one channel) and the model takes 3: repeat the grey channel, save x as "
+                f"numpy.repeat(x.reshape(len(x), 1, {h}, {w}), 3, axis=1); else ")
+    return ""
 
 
 def _savez_named(name: str) -> str:
@@ -264,12 +295,35 @@ def check_classes(logits: np.ndarray, classes: int, field: str, outputs: list[st
         raise ConfigError(f"{field}: the model's first output has {logits.shape[1]} classes but the data has {classes} class "
                           f"folders ({', '.join(folders[:8])}{', ...' if len(folders) > 8 else ''}); remove the folders of "
                           "classes the model does not know, or ship with --no-labels (data.labels: none)")
+    several = bool(outputs and len(outputs) > 1)  # the first output may be a feature, not the logits
+    if logits.ndim == 2 and logits.shape[1] > classes and not several:
+        raise ConfigError(_fewer_classes_than_outputs(logits.shape[1], classes, field, folders))
     if logits.ndim != 2 or logits.shape[1] != classes:
         other = (f"; if another output holds the logits, score it on an .npz of the inputs as the model takes them "
                  f"(np.savez(FILE, x=..., y=labels)): --data FILE --metric top1 --output NAME (task: {{kind: fidelity, metric: top1, "
-                 f"output: NAME}}; its outputs: {', '.join(outputs)})" if outputs and len(outputs) > 1 else "")
+                 f"output: NAME}}; its outputs: {', '.join(outputs)})" if several else "")
         raise ConfigError(f"{field}: the model's first output has shape {_shape(logits.shape)} but the data has {classes} "
                           f"classes; edgekd ships classifiers whose output is (batch, classes) logits: check data.source{other}")
+
+
+def _fewer_classes_than_outputs(outputs: int, classes: int, field: str, folders: list[str] | None) -> str:
+    """The model is (batch, classes) as it should be, but the data has fewer classes than its outputs: test images of
+    some classes only. Labels index the model's outputs by position (folder i in sorted order is output i), so the
+    classes cannot simply be fewer: folders 0, 1, 3 would read folder 3 as output 2. Named: the missing classes where
+    the folders are numbered, and what works."""
+    if folders:
+        numbered = [int(name) for name in folders if name.isdigit()]
+        missing = sorted(set(range(outputs)) - set(numbered)) if len(numbered) == len(folders) and max(numbered) < outputs else []
+        shown = ", ".join(folders[:8]) + (", ..." if len(folders) > 8 else "")
+        which = (f": no folder for class{'es' if len(missing) > 1 else ''} {', '.join(map(str, missing[:8]))}"
+                 if missing else "")
+        return (f"{field}: the model has {outputs} outputs (classes) but the data has {classes} class folders ({shown})"
+                f"{which}; folder i in sorted order is read as output i, so every output needs its folder: add a folder "
+                "of images for each missing class, named so that all sort in the model's order, or ship with --no-labels "
+                "(data.labels: none) to judge the model by agreement with its fp32 self")
+    return (f"{field}: the model has {outputs} outputs (classes) but the data's labels run 0..{classes - 1} ({classes} "
+            f"classes); label i is output i, and every class needs samples: add samples of classes {classes}.."
+            f"{outputs - 1}, or ship with --no-labels (data.labels: none) to judge the model by agreement with its fp32 self")
 
 
 def onnx_scaling(path: Path, channels: int) -> tuple[list[float], list[float]] | None:

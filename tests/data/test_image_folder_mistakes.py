@@ -151,15 +151,18 @@ def test_a_jpeg_stored_sideways_with_an_exif_orientation_is_read_as_shown(tmp_pa
     assert shown[:, :6].mean() > 0.9 and shown[:, 8:].mean() < 0.1  # the bright band on top, as shown
 
 
-def test_a_class_too_small_to_reach_validation_or_test_is_named(tmp_path, capsys):
+def test_a_class_too_small_to_reach_validation_or_test_is_named(tmp_path):
     """A trial: a class folder of 2 images beside 800 others ran with no word, though the random split most likely
-    left it out of validation and test, where its accuracy is then never measured."""
+    left it out of validation and test, where its accuracy is then never measured. Warned (session 14: so that the
+    run log keeps it) and carried by the dataset for the report."""
     rng = np.random.default_rng(0)
     y = np.concatenate([np.repeat(np.arange(4), 100), [4, 4]])
     np.savez(tmp_path / "few.npz", x=rng.random((len(y), 1, 8, 8)).astype(np.float32), y=y)
-    load_dataset(DataConfig(source="npz", path=str(tmp_path / "few.npz")), seed=0, base_dir=tmp_path)
-    said = capsys.readouterr().err
+    with pytest.warns(UserWarning) as caught:
+        data = load_dataset(DataConfig(source="npz", path=str(tmp_path / "few.npz")), seed=0, base_dir=tmp_path)
+    said = " ".join(str(w.message) for w in caught)
     assert "class '4' (2 samples)" in said and "its accuracy is not measured there" in said
+    assert data.data_warnings and all(note in said for note in data.data_warnings)
 
 
 def _one_score_model(path):
@@ -280,3 +283,32 @@ def test_ship_out_inside_data_and_a_mistyped_data_path_are_one_line(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["0", "1"]  # nothing left behind
     typo = invoke("ship", tmp_path / "model.onnx", "--data", tmp_path / "imgaes", "--out", tmp_path / "run")
     assert_one_line_error(typo, "imgaes': no such file or folder")
+
+
+def test_test_images_of_some_classes_only_name_the_missing_class_and_what_works(tmp_path):
+    """Trial defect (session 14): class folders 0, 1, 3 for a 4-class model said "the model's first output has shape
+    (2, 4) but the data has 3 classes; ... check data.source", though the model IS (batch, classes). Now the message
+    says the model has 4 outputs, the folders 3, which class has no folder, and what works (--no-labels)."""
+    from tests.device.conftest import tiny_classifier
+
+    root = _class_folders(tmp_path / "images", classes=[str(i) for i in range(10) if i != 2], per_class=4)
+    tiny_classifier(tmp_path / "model.onnx")
+    result = invoke("ship", tmp_path / "model.onnx", "--data", root, "--color", "gray", "--normalize", "none",
+                    "--out", tmp_path / "run")
+    message = assert_one_line_error(result, "the model has 10 outputs (classes) but the data has 9 class folders",
+                                    "no folder for class 2", "folder i in sorted order is read as output i", "--no-labels")
+    assert "first output has shape" not in message and "check data.source" not in message
+
+
+def test_an_npz_without_one_label_is_not_told_to_renumber(tmp_path):
+    """Trial defect (session 14): labels 0, 1, 3 said "renumber the labels", which mislabels a model trained elsewhere
+    (its output 3 would be scored as 2). The message now asks for images of label 2, or --no-labels."""
+    path = tmp_path / "missing2.npz"
+    y = np.arange(40) % 4
+    keep = y != 2
+    np.savez(path, x=np.random.default_rng(0).random((40, 1, 4, 4))[keep], y=y[keep])
+    with pytest.raises(DataError) as error:
+        load_dataset(DataConfig(source="npz", path=str(path)), 0)
+    message = str(error.value)
+    assert "no image has label 2" in message and "add images of label 2" in message and "--no-labels" in message
+    assert "renumber the labels, or" not in message

@@ -122,9 +122,11 @@ def baselines(ctx: RunContext, x, y: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def shipped_at_chance(rows: list[dict[str, Any]], samples: int, chance: float | None) -> list[str]:
+def shipped_at_chance(rows: list[dict[str, Any]], samples: int, chance: float | None, mode: str = "offline",
+                      table: bool = False) -> list[str]:
     """A shipped model no better than guessing while the fp32 student is (a loose gate.max_drop lets int8 ship at chance
-    level, a PASS that says nothing): said beside the verdict, naming the row."""
+    level, a PASS that says nothing): said beside the verdict, naming the row. `mode` none (a model shipped as given):
+    its fp32 row at chance lost nothing to quantization, and the advice is about how the data reaches it."""
     from edgekd.pipeline.teacher_check import not_above_chance
 
     if chance is None:
@@ -132,10 +134,20 @@ def shipped_at_chance(rows: list[dict[str, Any]], samples: int, chance: float | 
     out = []
     for row in rows:
         low = row.get("shipped") and row.get("top1") is not None and not_above_chance(row["top1"], chance, samples, "test samples")
-        if low:
+        if low and mode == "none" and row.get("precision") == "fp32":
+            out.append(f"{row['artifact']} ships with {low}; a gate that passes it (gate.max_drop) lets a model that "
+                       f"guesses ship: {_given_at_chance(table)}")
+        elif low:
             out.append(f"{row['artifact']} ships with {low}; a gate that passes it (gate.max_drop) lets a model that "
                        "guesses ship: tighten gate.max_drop, or look at why it lost its accuracy")
     return out
+
+
+def _given_at_chance(table: bool) -> str:
+    """What to check when a model shipped as given (distill.mode none: nothing here trains it) scores at chance."""
+    fed = "data.features and data.target" if table else "data.normalize, data.scale and the labels' order against its outputs"
+    return (f"the model is shipped as given (distill.mode none), so check that the data reaches it as it was trained "
+            f"({fed}), or retrain it where it was trained")
 
 
 # A classifier's other outputs (an embedding) closer than this to the fp32 model's pass without a word.
@@ -200,7 +212,8 @@ def _at_chance(refs: dict[str, Any], samples: int, chance: float | None, mode: s
     out = []
     data_key = "data.features" if table else "data.max_length" if text else "data.normalize"
     teacher_fix = TEXT_TEACHER_AT_CHANCE if text else TEACHER_AT_CHANCE[table]
-    student_fix = LOWER_LR if fell else f"{_train_student_longer(mode)} or check {data_key}"
+    student_fix = (_given_at_chance(table) if mode == "none" else LOWER_LR if fell
+                   else f"{_train_student_longer(mode)} or check {data_key}")
     for model, fix in (("teacher", teacher_fix), ("student_fp32", student_fix)):
         problem = not_above_chance(refs[model]["top1"], chance, samples, "test samples") if model in refs else None
         if problem:
@@ -332,13 +345,14 @@ class BenchStage(Stage):
         report["warnings"] += ctx.manifest.metrics("teachers").get(MEMBER_WARNINGS, [])  # a weak member, said at stage 1
         fell = read_record(ctx.manifest, StudentRecord).student_warnings or []  # under its checkpoint, said at stage 2
         report["warnings"] += fell
+        report["warnings"] += getattr(ctx.dataset, "data_warnings", [])  # a class the test split lacks, said when loaded
         chance = float(np.bincount(y).max() / len(y)) if ctx.task.has_classes and len(y) else None
         table = _table(ctx)
         skewed, missed = imbalance_notes(refs, y, ctx.dataset.classes) if table else ([], [])
         report["warnings"] += skewed  # in report.md and report.html; the terminal hears of a class never predicted
         notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode, table,
                                    text=getattr(getattr(ctx.cfg, "data", None), "source", None) == "text", fell=bool(fell))
-                 + shipped_at_chance(rows, len(y), chance))
+                 + shipped_at_chance(rows, len(y), chance, ctx.cfg.distill.mode, table))
         for note in notes + missed + (other_outputs_drift(rows) if ctx.task.has_classes else []):
             report["warnings"].append(note)
             warnings.warn(note, stacklevel=2)

@@ -208,3 +208,53 @@ def test_a_given_model_no_better_than_chance_is_refused_with_the_likely_causes(c
                                           r"\(the largest class's 10\.0%; telling a model from guessing it takes over 14\.0% "
                                           r"on 500 validation images\); .*data\.normalize.*sort in the model's label order"):
         _judge_given(0.11, labels)
+
+
+def test_a_class_missing_from_validation_and_test_reaches_the_run_log_and_the_report(tmp_path):
+    """Trial defect (session 14): "no validation samples of class '4' ..." and "no test samples of class '4' ..." were
+    printed on the terminal only, before the run folder existed: not in RUN/edgekd.log, report.md or report.json. They
+    are now warnings (replayed into the run log) and carried by the dataset into the report's warnings."""
+    from tests.device.conftest import tiny_classifier
+
+    weight, bias = tiny_classifier(tmp_path / "model.onnx")
+    x = np.random.default_rng(0).normal(size=(4000, 1, 8, 8)).astype(np.float32)
+    y = (x.reshape(len(x), -1) @ weight + bias).argmax(1)
+    keep = np.concatenate([np.flatnonzero(y == k)[:40 if k < 9 else 1] for k in range(10)])  # class 9: one sample
+    np.savez(tmp_path / "rare.npz", x=x[keep], y=y[keep])
+    result = invoke("ship", tmp_path / "model.onnx", "--data", tmp_path / "rare.npz", "--normalize", "none",
+                    "--targets", "x86-cpu", "--out", tmp_path / "run")
+    assert result.exit_code in (0, 1), result.output[-3000:]
+    said = ["no validation samples of class '9' (1 samples)", "no test samples of class '9' (1 samples)"]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    lines = (tmp_path / "run" / "edgekd.log").read_text().splitlines()  # wrapped, each line after its time
+    log = " ".join(" ".join(" ".join(line.split(" ", 1)[1:]) for line in lines).split())
+    for text in said:
+        assert text in log
+        assert text in (tmp_path / "run" / "report.md").read_text()
+        assert any(text in warning for warning in report["warnings"])
+
+
+@pytest.mark.parametrize("student, extra, refused", [
+    ({"onnx": "m.onnx"}, {"distill": {"mode": "none", "temperature": 2.0}}, "distill.temperature"),
+    ({"onnx": "m.onnx"}, {"distill": {"mode": "none", "train": {"epochs": 3}, "seed": 1}}, "distill.seed, distill.train"),
+    ({"arch": "mlp", "checkpoint": "x.pt"}, {"distill": {"mode": "none", "temperature": 2.0, "alpha": 0.5, "ensemble": "logit_mean"}},
+     "distill.alpha, distill.ensemble, distill.temperature"),
+])
+def test_distill_keys_that_mode_none_does_not_read_are_refused(student, extra, refused):
+    """Trial defect (ship3-10, session 14): distill: {mode: none, temperature: 2.0} without teachers was accepted and
+    the temperature silently ignored (with teachers the config is refused). Each key mode none does not read is named."""
+    from edgekd.pipeline.config import validate_config
+
+    with pytest.raises(ConfigError) as error:
+        validate_config({"student": student, **extra})
+    message = str(error.value)
+    assert f"{refused}: not used with distill.mode none, which ships the student as given" in message
+
+
+def test_qat_of_a_checkpoint_shipped_as_given_keeps_the_keys_it_reads():
+    from edgekd.pipeline.config import validate_config
+
+    config = validate_config({"student": {"arch": "mlp", "checkpoint": "x.pt"}, "quantize": {"method": "qat"},
+                              "distill": {"mode": "none", "temperature": 2.0, "alpha": 0.5}})
+    assert config.distill.temperature == 2.0 and config.distill.mode == "none"
+    assert validate_config({"student": {"onnx": "m.onnx"}, "distill": {"mode": "none"}}).distill.mode == "none"

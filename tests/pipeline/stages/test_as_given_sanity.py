@@ -341,3 +341,24 @@ def test_the_class_order_of_a_model_with_very_many_classes_is_skipped_with_a_lin
     labels = np.repeat(np.arange(6), 4)
     given_check.check_label_order((labels + 1) % 6, labels, [str(i) for i in range(6)], "x", folders=True)  # not refused
     assert "6 classes: their order against the model's outputs is not checked" in capsys.readouterr().err
+
+
+def test_scale_255_on_values_already_in_0_1_is_blamed_on_the_scale_not_the_normalize(tmp_path):
+    """Trial defect (session 14): pixels saved in [0, 1] shipped with --scale 255 and the right mean/std were blamed on
+    data.normalize ("100% with dataset: set data.normalize: dataset"), whose statistics undo any divisor, so the bundle
+    said (pixel / 255 - 0.0012) / std to a device feeding 8-bit pixels. The values as saved are now tried too."""
+    from edgekd.data import load_dataset
+    from edgekd.data.config import DataConfig
+    from edgekd.pipeline.given_check import check_scaling
+
+    source = {"source": "npz", "path": str(_brightness_npz(tmp_path / "bright.npz"))}
+    own = load_dataset(DataConfig(**source), seed=0)
+    mean, std = own.pixel_mean[0], own.pixel_std[0]
+    with pytest.warns(UserWarning, match="divided by 255 again"):
+        data = load_dataset(DataConfig(**source, scale="255", normalize={"mean": [mean] * 3, "std": [std] * 3}), seed=0)
+    model = _brightness_model(mean, std)
+    with pytest.raises(ConfigError) as error:
+        check_scaling(data, model, model(data.val.x).argmax(1), "student.onnx 'm.onnx'")
+    message = str(error.value)
+    assert "with the values divided by 255 (data.scale: 255), but" in message and "set data.scale: auto or none" in message
+    assert "data.normalize: dataset" not in message

@@ -218,3 +218,18 @@ def test_text_at_chance_is_advised_with_keys_a_text_config_takes():
                             "data.max_length")
     assert text[1].endswith("train the student longer (distill.train.epochs) or check data.max_length")
     assert all("data.normalize" in note for note in baseline_warnings(at_chance, 500, chance=0.394))  # images: as before
+
+
+def test_a_model_shipped_as_given_at_chance_is_not_told_to_train_longer():
+    """Trial defect (session 14): `edgekd ship` (distill.mode none: no distill stage) said "train the student longer
+    (distill.train.epochs)" of a given model at chance, a key that mode does not read; the advice now fits a model
+    shipped as given (how the data reaches it), for the fp32 reference and the shipped fp32 row alike."""
+    from edgekd.pipeline.stages.bench import shipped_at_chance
+
+    [note] = baseline_warnings({"student_fp32": {"top1": 0.333}}, samples=48, chance=0.354, mode="none")
+    assert "shipped as given (distill.mode none)" in note and "data.scale" in note and "distill.train" not in note
+    rows = [{"artifact": "x86-cpu/fp32", "shipped": True, "top1": 0.333, "precision": "fp32"}]
+    [shipped] = shipped_at_chance(rows, 48, chance=0.354, mode="none")
+    assert "shipped as given" in shipped and "lost its accuracy" not in shipped
+    int8 = [{"artifact": "x86-cpu/int8", "shipped": True, "top1": 0.333, "precision": "int8"}]
+    assert "tighten gate.max_drop" in shipped_at_chance(int8, 48, chance=0.354, mode="none")[0]  # int8 did lose it

@@ -376,3 +376,38 @@ def test_a_model_kept_below_int8s_opset_ships_fp32_without_trying_a_quantizer(di
     assert not list((tmp_path / "run" / "04-quantize").glob("*.onnx"))
     bundle = json.loads((tmp_path / "run" / "bundle" / "x86-cpu" / "manifest.json").read_text())
     assert bundle["artifact"]["precision"] == "fp32" and bundle["given_onnx"]["opset_upgrade"]["to"] == 11
+
+
+@pytest.mark.parametrize("sample, said", [
+    ((16, 16, 3), "x holds channels-last images (N, H, W, C) and the model takes (N, C, H, W): save x as (N, C, H, W)"),
+    ((1, 16, 16), "x holds grey images (one channel) and the model takes 3: repeat the grey channel"),
+])
+def test_an_npz_of_channels_last_or_grey_images_is_told_how_to_save_x(sample, said):
+    """Trial defect (session 14): a channels-last or grey .npz for a 3-channel NCHW model said "check data.* (source,
+    image_size)", though data.image_size applies to image folders only; the message now says how to save x."""
+    from edgekd.core.errors import ConfigError
+    from edgekd.pipeline.given_model import check_input_matches
+
+    spec = {"name": "input", "shape": ["batch", 3, 16, 16], "dtype": "float32"}
+    with pytest.raises(ConfigError) as error:
+        check_input_matches(spec, sample, "student.onnx 'model.onnx'", image_files=False)
+    message = str(error.value)
+    assert said in message and "image_size" not in message and "\n" not in message
+
+
+def test_a_sequence_first_input_is_not_called_a_fixed_shape():
+    """Trial defect (ship3-5, session 14): an input (12, n, 8), batch on axis 1, was said to have "the fixed shape
+    (12, n, 8)" with the advice to export a dynamic batch axis it already has. The message now says axis 0 is fixed
+    at 12 and axis 1 dynamic (sequence-first), and that the batch must come first; a wholly fixed shape keeps its words."""
+    from edgekd.core.errors import ConfigError
+    from edgekd.pipeline.given_model import check_input_matches
+
+    with pytest.raises(ConfigError) as error:
+        check_input_matches({"name": "x", "shape": [12, "n", 8], "dtype": "float32"}, (200, 8), "student.onnx 'seq.onnx'")
+    message = str(error.value)
+    assert "fixed shape" not in message and "axis 0 is fixed at 12 and axis 1 (n) is dynamic, a sequence-first" in message
+    assert "export the model with the batch first" in message and "dynamic_axes={'x': {0: 'batch'}}" in message
+    with pytest.raises(ConfigError, match=r"has shape \(1, 3, h, w\), its axis 0 fixed at 1 \(dynamic: axis 2, 3\)"):
+        check_input_matches({"name": "img", "shape": [1, 3, "h", "w"], "dtype": "float32"}, (3, 8, 8), "student.onnx 'd.onnx'")
+    with pytest.raises(ConfigError, match=r"has the fixed shape \(1, 3, 8, 8\)"):
+        check_input_matches({"name": "img", "shape": [1, 3, 8, 8], "dtype": "float32"}, (3, 8, 8), "student.onnx 'd.onnx'")
