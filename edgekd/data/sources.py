@@ -280,6 +280,8 @@ def _as_images(x, where: str) -> np.ndarray:
         x = x.astype(np.float32)
     except (TypeError, ValueError):
         raise DataError(f"{where}: images must be numeric arrays, got dtype {x.dtype}") from None
+    if not np.isfinite(x).all():  # before data.scale judges the values' range, whose note NaN would make nonsense of
+        raise DataError(f"{where}: images contain NaN or Inf values; clean the data first")
     return x
 
 

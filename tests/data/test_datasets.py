@@ -152,3 +152,24 @@ def test_scale_255_on_values_already_in_0_1_warns(tmp_path):
     x = np.random.default_rng(0).random((60, 1, 4, 4))
     with pytest.warns(UserWarning, match=r"already within \[0, 1\] are divided by 255 again .* set data.scale: auto or none"):
         load_dataset(DataConfig(source="npz", path=_saved(tmp_path, x), scale="255"), seed=0)
+
+
+def test_nan_in_an_npz_is_said_alone_not_after_a_scaling_note(tmp_path, capsys):
+    """Trial defect (session 14): an npz of 0..255 floats with one NaN printed "values nan..nan are not 8-bit pixels:
+    taken as given ... set data.scale: 255 to divide them" before the real error (NaN); the NaN is now said first and
+    alone."""
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from edgekd.core.errors import DataError
+    from edgekd.data.sources import _from_arrays
+
+    x = np.random.default_rng(0).integers(0, 256, (20, 1, 8, 8)).astype(np.float64)
+    x[3, 0, 2, 2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match=r"d.npz: images contain NaN or Inf values; clean the data first"):
+            _from_arrays(x, np.arange(20) % 2, None, None, "d.npz")
+    assert "8-bit" not in capsys.readouterr().err
