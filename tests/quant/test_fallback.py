@@ -108,3 +108,26 @@ def test_a_drop_exactly_at_the_budget_does_not_trigger_the_fallback(planted_sens
         assert report.fp32_val_top1 == 1.0 and report.int8_val_drop == pytest.approx(errors / 3)
         assert report.triggered is triggered
         assert (report.nodes_in_float == []) is not triggered
+
+
+def test_a_misleading_one_pass_ranking_is_corrected_by_measuring_each_node_alone_in_float(planted_sensitive_model, tmp_path,
+                                                                                          monkeypatch):
+    """Trial defect (session 14): the one-pass score (own noise times reach) saturates once an upstream node has
+    destroyed the signal and blames the last node: on an MLP with units scaled by 2000/1000/1500 it ranked /f3/Gemm
+    first (score 1.0, the others 0.0) though only /f2/Gemm in float recovers int8, so max_fallback_nodes 1 kept the
+    wrong node and gave up at an 88-point drop. The one-pass order is pinned here to that kind of answer (the last
+    node first); measuring each node alone in float must put fc0, the one whose float version recovers, first."""
+    import edgekd.quant.fallback as fallback
+
+    def last_node_blamed(*args, **kwargs):
+        return [{"node": "fc1", "score": 1.0, "noise_added": 0.9, "reach": 1.0},
+                {"node": "fc0", "score": 0.0, "noise_added": 0.0, "reach": 0.0}]
+
+    monkeypatch.setattr(fallback, "rank_for_fallback", last_node_blamed)
+    model, calib, val_x, val_y = planted_sensitive_model
+    report = quantize_with_fallback(model, tmp_path / "int8.onnx", RECIPE, calib, val_x, val_y,
+                                    FallbackBudget(max_drop=2.0, max_nodes=1))
+    assert [row["node"] for row in report.sensitivity] == ["fc0", "fc1"]
+    assert report.sensitivity[0]["ranked_by"] == "drop_alone_in_float"
+    assert report.sensitivity[0]["drop_alone_in_float"] <= 2.0 < report.sensitivity[1]["drop_alone_in_float"]
+    assert report.nodes_in_float == ["fc0"] and report.val_drop <= 2.0
