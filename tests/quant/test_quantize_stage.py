@@ -59,3 +59,33 @@ def test_calibrate_method_for_an_nncf_target_is_warned_about(tiny_config, plante
     with pytest.warns(UserWarning, match=r"Int8Config.calibrate_method 'entropy': not used: recipe 'openvino-nncf' is NNCF's"):
         api.quantize(model, Int8Config(target="intel-cpu", calibrate_method="entropy", calibration=calib,
                                        output=tmp_path / "int8.onnx"))
+
+
+def test_a_collapsed_qat_fine_tuning_is_reported_as_a_drop_not_as_an_export_disagreement(monkeypatch, tmp_path):
+    """Trial defect (session 14): QAT of the outlier model collapsed (loss 9544, then ln 10) and the stage stopped with
+    "the QAT QDQ model agrees with the fake-quantized student on 0.000 ... < export.min_top1_agreement", an export
+    fault with no useful advice; the fake-quantized student's own drop is checked first, with the drop's advice."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from edgekd.core.errors import StageError
+    from edgekd.core.metrics import topk
+    from edgekd.pipeline.stages import quantize as stage
+    from edgekd.train import trainer
+
+    labels = np.arange(100) % 10
+    right = np.eye(10)[labels]
+    collapsed = np.eye(10)[(labels + 1) % 10]  # near chance, and disagreeing with the exported model too
+    exported = np.eye(10)[(labels + 2) % 10]
+    monkeypatch.setattr(trainer, "predict_logits", lambda model, x: collapsed)
+    monkeypatch.setattr(stage, "logits_of", lambda path, x: right if path == "fp32.onnx" else exported)
+    monkeypatch.setattr(stage, "int8_budget", lambda ctx, name: 1.0)
+    ctx = SimpleNamespace(cfg=SimpleNamespace(export=SimpleNamespace(min_top1_agreement=0.99),
+                                              gate=SimpleNamespace(drop_type="absolute")),
+                          dataset=SimpleNamespace(val=SimpleNamespace(x=np.zeros((100, 1)), y=labels)),
+                          task=SimpleNamespace(score=topk), layout=SimpleNamespace(fp32_onnx="fp32.onnx"))
+    with pytest.raises(StageError, match=r"the fake-quantized QAT student \(mine\) drops 100\.00 .*> budget 1 .*"
+                                         r"quantize\.qat\.train\.lr.*quantize\.method: ptq") as stopped:
+        stage._check_qat_model(ctx, SimpleNamespace(name="mine"), object(), "int8.onnx")
+    assert "min_top1_agreement" not in str(stopped.value)
