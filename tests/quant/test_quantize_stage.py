@@ -89,3 +89,19 @@ def test_a_collapsed_qat_fine_tuning_is_reported_as_a_drop_not_as_an_export_disa
                                          r"quantize\.qat\.train\.lr.*quantize\.method: ptq") as stopped:
         stage._check_qat_model(ctx, SimpleNamespace(name="mine"), object(), "int8.onnx")
     assert "min_top1_agreement" not in str(stopped.value)
+
+
+def test_a_fallback_that_kept_every_node_in_float_is_not_reported_as_quantizing_nothing():
+    """Trial defect (session 14): "recipe 'openvino-nncf' quantized no node of the model (nncf)" when the quantizer had
+    quantized everything, int8 dropped 37-88 points and the fallback kept every node in float."""
+    from types import SimpleNamespace
+
+    from edgekd.pipeline.stages.quantize import _no_int8_left
+
+    recipe = SimpleNamespace(tool="nncf")
+    info = {"nodes_in_float": ["/f2/Gemm", "/f1/Gemm", "/f3/Gemm"],
+            "fallback": {"triggered": True, "int8_val_drop": 87.96}}
+    said = _no_int8_left("openvino-nncf", recipe, info)
+    assert "int8 dropped 87.96 points" in said and "kept all 3 quantizable nodes in float (no int8 left)" in said
+    assert "quantized no node" not in said
+    assert "quantized no node" in _no_int8_left("openvino-nncf", recipe, {"nodes_in_float": []})

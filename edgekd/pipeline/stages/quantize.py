@@ -380,12 +380,24 @@ class QuantizeStage(Stage):
             used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size,
                           "dequantize_nodes": dequantize_count(path)}
             if used[name]["dequantize_nodes"] == 0:
-                warnings.warn(f"quantize: recipe '{name}' quantized no node of the model ({recipe.tool}); its targets get no "
-                              "int8 candidate (a float file under an int8 name would mislead)", stacklevel=2)
+                warnings.warn(_no_int8_left(name, recipe, info), stacklevel=2)
         classes = ctx.dataset.num_classes if ctx.task.has_classes else 0  # per_class counts the classes none drew too
         made_from = {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration, classes), "sha256": digest,
                      "folder": ctx.cfg.quantize.calibration_images}
         return StageOutput(outputs, inputs=[fp32], record=QuantizeRecord(method, used, made_from))
+
+
+def _no_int8_left(name: str, recipe, info: dict) -> str:
+    """Why a recipe's model holds no quantized node. When the fallback kept every node in float, "quantized no node"
+    read as if the quantizer had skipped the model, though it quantized everything and int8 dropped too much."""
+    fallback = info.get("fallback") or {}
+    kept = info.get("nodes_in_float") or []
+    if fallback.get("triggered") and kept:
+        return (f"quantize: recipe '{name}' ({recipe.tool}): int8 dropped {fallback['int8_val_drop']:.2f} points on the "
+                f"validation split; the fallback kept all {len(kept)} quantizable nodes in float (no int8 left), so its "
+                "targets get no int8 candidate; try quantize.method: qat")
+    return (f"quantize: recipe '{name}' quantized no node of the model ({recipe.tool}); its targets get no "
+            "int8 candidate (a float file under an int8 name would mislead)")
 
 
 def _below_int8_opset(fp32) -> QuantizerFailed | None:
