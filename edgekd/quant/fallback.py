@@ -317,6 +317,7 @@ def measure_alone_in_float(ranked: list[dict], trials: _Trials, subset: slice, f
     x, y = take_rows(trials.val_x, subset), trials.val_y[subset]
     fp32_score = trials.budget.score(fp32_logits, y)
     int8_model, floats = onnx.load(str(int8_onnx)), _float_inputs(fp32_onnx)
+    int8_drop = accuracy_drop(fp32_score, trials.budget.score(logits_of(int8_onnx, x), y), trials.budget.drop_type, len(y))
     head, tail = [], []
     for row in ranked:
         model = None if len(head) >= MEASURED_NODES or trials.out_of_time() else \
@@ -328,7 +329,8 @@ def measure_alone_in_float(ranked: list[dict], trials: _Trials, subset: slice, f
         onnx.save(model, str(path))
         logits = logits_of(path, x)
         drop = accuracy_drop(fp32_score, trials.budget.score(logits, y), trials.budget.drop_type, len(y))
-        head.append({**row, "drop_alone_in_float": drop, "mse_alone_in_float": _mse(logits, fp32_logits),
+        head.append({**row, "drop_alone_in_float": drop, "recovered_alone_in_float": int8_drop - drop,
+                     "mse_alone_in_float": _mse(logits, fp32_logits),
                      "ranked_by": "drop_alone_in_float"})
     return sorted(head, key=lambda row: (row["drop_alone_in_float"], row["mse_alone_in_float"])) + tail
 
