@@ -105,3 +105,23 @@ def test_a_fallback_that_kept_every_node_in_float_is_not_reported_as_quantizing_
     assert "int8 dropped 87.96 points" in said and "kept all 3 quantizable nodes in float (no int8 left)" in said
     assert "quantized no node" not in said
     assert "quantized no node" in _no_int8_left("openvino-nncf", recipe, {"nodes_in_float": []})
+
+
+def test_a_quantize_budget_looser_than_the_gate_is_warned_about(tiny_config, tmp_path):
+    """Trial defect (session 14): quantize.max_drop 90 with gate.max_drop 1.0 accepted the 88-point int8 model with no
+    fallback, and the compile stage then rejected it, without a word at preflight."""
+    import warnings
+
+    from edgekd.pipeline.config import validate_config
+    from edgekd.pipeline.stages.quantize import QuantizeStage
+
+    tiny_config["targets"] = ["x86-cpu"]
+    tiny_config["gate"] = {**tiny_config.get("gate", {}), "max_drop": 1.0}
+    tiny_config["quantize"] = {"calibration": "train-64", "max_drop": 90}
+    with pytest.warns(UserWarning, match=r"quantize.max_drop 90 is looser than gate.max_drop 1: .*compile stage then "
+                                         r"rejects it .*set quantize.max_drop to 1 or less"):
+        QuantizeStage.check(validate_config(tiny_config), tmp_path)
+    tiny_config["quantize"]["max_drop"] = 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # stricter than the gate: nothing to say
+        QuantizeStage.check(validate_config(tiny_config), tmp_path)

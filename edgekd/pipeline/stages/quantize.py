@@ -336,6 +336,7 @@ class QuantizeStage(Stage):
         _check_calibration_folder(config, base_dir)
         _refuse_two_recipes_of_one_name(config, base_dir)
         _warn_calibrate_method_unused(config, base_dir)
+        _warn_budget_looser_than_gate(config)
 
     @classmethod
     def check_data(cls, ctx: RunContext) -> None:
@@ -420,6 +421,21 @@ def _not_made(ctx: RunContext, name: str, choice, failed: QuantizerFailed) -> di
     ctx.layout.int8_onnx(name).unlink(missing_ok=True)
     warnings.warn(f"{failed}; the targets of recipe '{name}' ship a float candidate", stacklevel=2)
     return {**choice.recipe.model_dump(), **choice.record(), "failed": str(failed), "dequantize_nodes": 0}
+
+
+def _warn_budget_looser_than_gate(config) -> None:
+    """quantize.max_drop above gate.max_drop (90 against 1.0): the fallback accepts an int8 model, and does not search,
+    where the compile stage then rejects it against the gate's limit. Said at preflight; the looser budget is kept
+    (a user may want the int8 model made whatever the gate says), but its consequence is named."""
+    budget = config.quantize.max_drop
+    if config.quantize.method == "none" or budget is None:
+        return
+    gate = config.gate.max_drop  # the task metric's own limit applies alike; top-1's is the one most runs set
+    if gate is not None and budget > gate:
+        warnings.warn(f"quantize.max_drop {budget:g} is looser than gate.max_drop {gate:g}: the fallback keeps an int8 "
+                      f"model that drops up to {budget:g} without keeping any node in float, and the compile stage then "
+                      f"rejects it (drop > {gate:g}); set quantize.max_drop to {gate:g} or less, or leave it unset (it "
+                      "defaults to the gate's)", stacklevel=2)
 
 
 def _warn_calibrate_method_unused(config, base_dir) -> None:
