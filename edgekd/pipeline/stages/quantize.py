@@ -159,12 +159,28 @@ def _int8_over_budget(ctx: RunContext, recipe, out, calibration_x, method: str, 
         recipe = with_preset(with_op_types(recipe, searched.op_types), searched.preset)
         plain = searched.calibrate_method or plain
     quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=None if recipe.tool == "nncf" else plain)
-    warnings.warn(f"{missed}; the targets of recipe '{recipe.name}' ship a float candidate", stacklevel=2)
+    warnings.warn(f"{missed}; {_what_targets_ship(ctx, recipe.name)}", stacklevel=2)
     made_with = {"op_types": searched.op_types, "preset": searched.preset} if searched is not None else {}
     # the plain model's drop as the search measured it: what judges a target that cannot run it here (a TensorRT engine)
     drop = {"over_budget_drop": searched.int8_val_drop} if searched is not None else {}
     return out, {"calibrate_method": method if method != "auto" else plain, "nodes_in_float": [],
                  "over_budget": str(missed), **drop, **{k: v for k, v in made_with.items() if v}}
+
+
+def _what_targets_ship(ctx: RunContext, recipe_name: str) -> str:
+    """What the targets of a recipe whose int8 misses the budget ship. Not always a float candidate: a profile with
+    precisions [int8] builds nothing else, and the compile stage ships its int8 beyond the budget for the gate to judge;
+    saying "ship a float candidate" there promised a model that does not exist."""
+    profiles = [run_profile(ctx, name) for name in ctx.cfg.targets]
+    sharing = [p for p in profiles if p.quantization is not None and p.quantization.name == recipe_name and "int8" in p.precisions]
+    int8_only = [p.name for p in sharing if not set(p.precisions) - {"int8"}]
+    if not int8_only:
+        return f"the targets of recipe '{recipe_name}' ship a float candidate"
+    said = (f"target {', '.join(int8_only)} has no float precision (precisions [int8]): it ships this int8 model beyond "
+            "the budget, for the gate to judge on the test split (add fp32 to its profile's precisions for a candidate "
+            "that keeps the accuracy)")
+    with_float = [p.name for p in sharing if p.name not in int8_only]
+    return said + (f"; target {', '.join(with_float)} ships a float candidate" if with_float else "")
 
 
 def _on_target_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, budget: FallbackBudget, calibration_x,
