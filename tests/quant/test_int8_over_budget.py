@@ -50,7 +50,7 @@ def test_the_over_budget_candidate_is_made_as_the_search_found_best(tmp_path, mo
     monkeypatch.setattr(stage, "quantize_qdq", lambda source, out, recipe, x, calibrate_method=None: made.append((recipe, calibrate_method)))
     missed = StageError("quantize: int8 recipe 'r' drops 4.44 > max_drop 1")
     missed.fallback_report = FallbackReport(0.9, 0.8, 4.44, 1.0, True, preset="mixed", op_types=None)
-    ctx = SimpleNamespace(layout=SimpleNamespace(fp32_onnx=tmp_path / "fp32.onnx"))
+    ctx = SimpleNamespace(layout=SimpleNamespace(fp32_onnx=tmp_path / "fp32.onnx"), cfg=SimpleNamespace(targets=[]))
     recipe = QuantRecipe(name="r", tool="nncf", preset="performance")
     _, info = stage._int8_over_budget(ctx, recipe, tmp_path / "int8.onnx", np.zeros((2, 3)), "nncf", missed)
     assert made[0][0].preset == "mixed" and made[0][1] is None and info["preset"] == "mixed" and "op_types" not in info
