@@ -63,6 +63,23 @@ class FallbackBudget:
     # on zero, after hard-swish, GELU or a LayerNorm's shift. PP-OCRv4 rec on OpenVINO (160 lines, 100 calibrating):
     # performance 88.1% CTC accuracy, mixed 95.0%, fp32 94.4% (benchmarks/results/nncf_preset.md).
     retry_presets: tuple[str, ...] = ()
+    # Whose names the advice of a failure uses: the pipeline's config keys, or the Python API's (quant/api.py), which
+    # has no quantize.fallback or quantize.method keys.
+    advice: Literal["pipeline", "api"] = "pipeline"
+
+
+# What a failure advises, in the names of the caller's settings (FallbackBudget.advice).
+ADVICE = {
+    "pipeline": {"max_seconds": "quantize.fallback.max_seconds", "max_nodes": "quantize.max_fallback_nodes",
+                 "none_in_float": "quantize.fallback false or max_fallback_nodes 0",
+                 "enable": "set quantize.fallback: true (and max_fallback_nodes above 0)",
+                 "calibration": "quantize.calibrate_method entropy or percentile", "qat": "quantize.method: qat"},
+    "api": {"max_seconds": "FallbackBudget.max_seconds", "max_nodes": "FallbackBudget.max_nodes",
+            "none_in_float": "FallbackBudget.max_nodes 0",
+            "enable": "give Int8Config.fallback a FallbackBudget with max_nodes above 0",
+            "calibration": "Int8Config(calibrate_method='entropy', 'percentile' or 'auto')",
+            "qat": "quantization-aware training (Int8Config(step='prepare'), fine-tune, then step='convert')"},
+}
 
 
 # The op types with weights, where int8 saves the most time (QLinearConv, MatMulInteger). onnxruntime's default set
@@ -190,7 +207,7 @@ class _Trials:
 
     def _stop(self) -> None:
         elapsed = time.monotonic() - self.started
-        self.report.stopped = (f"quantize.fallback.max_seconds {self.budget.max_seconds:g} reached after "
+        self.report.stopped = (f"{ADVICE[self.budget.advice]['max_seconds']} {self.budget.max_seconds:g} reached after "
                                f"{self.report.evaluations} evaluation(s) in {elapsed:.0f} s (the next would take about "
                                f"{self.longest:.0f} s); " + ("kept the best passing candidate so far"
                                                             if self.best else "no passing candidate yet"))
@@ -505,15 +522,14 @@ def _give_up_message(recipe: QuantRecipe, report: FallbackReport, budget: Fallba
             f"validation split" + "".join(f" ({m} calibration: {r['val_drop']:.2f})" for m, r in report.calibrations_tried.items())
             + "".join(f" (NNCF preset {p}: {r['val_drop']:.2f})" for p, r in report.presets_tried.items())
             + "".join(f" ({t}: {r['val_drop']:.2f})" for t, r in report.op_types_tried.items()))
+    say = ADVICE[budget.advice]
     if report.stopped:
-        return (f"{head}; the fallback search stopped at quantize.fallback.max_seconds {budget.max_seconds:g} after "
+        return (f"{head}; the fallback search stopped at {say['max_seconds']} {budget.max_seconds:g} after "
                 f"{report.evaluations} evaluation(s) with no candidate within the budget (last: {len(last['nodes_in_float'])} "
-                f"nodes in float, drop {last['val_drop']:.2f}); raise quantize.fallback.max_seconds, or try "
-                "quantize.calibrate_method entropy or percentile, or quantize.method: qat")
+                f"nodes in float, drop {last['val_drop']:.2f}); raise {say['max_seconds']}, or try {say['calibration']}, "
+                f"or {say['qat']}")
     if budget.max_nodes == 0:  # quantize.fallback false, or max_fallback_nodes 0: no node was kept in float
-        return (f"{head}, and no node may stay in float (quantize.fallback false or max_fallback_nodes 0); set "
-                "quantize.fallback: true (and max_fallback_nodes above 0) to keep the most sensitive ones in float, try "
-                "quantize.calibrate_method entropy or percentile, or quantize.method: qat")
+        return (f"{head}, and no node may stay in float ({say['none_in_float']}); {say['enable']} to keep the most "
+                f"sensitive ones in float, try {say['calibration']}, or {say['qat']}")
     return (f"{head}; kept up to {len(last['nodes_in_float'])} most sensitive nodes in float ({kept}) and it still "
-            f"drops {last['val_drop']:.2f}; raise quantize.max_fallback_nodes, try quantize.calibrate_method entropy or "
-            f"percentile, or quantize.method: qat")
+            f"drops {last['val_drop']:.2f}; raise {say['max_nodes']}, try {say['calibration']}, or {say['qat']}")
