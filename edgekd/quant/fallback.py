@@ -133,6 +133,8 @@ class FallbackReport:
     # what each preset tried dropped.
     preset: str = ""
     presets_tried: dict[str, dict] = field(default_factory=dict)
+    # The first model's drop (the recipe's calibration, op set and preset), before any retry replaced it.
+    first_val_drop: float | None = None
     # Per validation sample: did the final int8 model predict the label? Kept for paired tests, not for the manifest.
     val_correct: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -234,6 +236,7 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         plain = _PlainInt8(val_x, val_y, fp32_top1, budget)
         method, quantize = calibrate_method, quantizer(calibrate_method)
         int8_logits, top1, drop = plain.make(quantize, out_path)
+        first_drop = drop
         tried, op_types_tried, op_types, presets_tried, first_preset = {}, {}, None, {}, recipe.preset
         for other in budget.retry_calibrations:
             if within_limit(drop, budget.max_drop):
@@ -272,7 +275,8 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=not within_limit(drop, budget.max_drop),
                                 val_top1=top1, val_drop=drop, strategy=budget.strategy, calibrate_method=method or "",
                                 calibrations_tried=tried, op_types=op_types, op_types_tried=op_types_tried,
-                                preset=recipe.preset if recipe.preset != first_preset else "", presets_tried=presets_tried)
+                                preset=recipe.preset if recipe.preset != first_preset else "", presets_tried=presets_tried,
+                                first_val_drop=first_drop)
         if not report.triggered:
             return _with_fidelity(report, fp32_logits, int8_logits, val_y)
         trials = _Trials(quantize, val_x, val_y, fp32_top1, budget, report, Path(scratch), time.monotonic() - began)

@@ -125,3 +125,28 @@ def test_a_quantize_budget_looser_than_the_gate_is_warned_about(tiny_config, tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # stricter than the gate: nothing to say
         QuantizeStage.check(validate_config(tiny_config), tmp_path)
+
+
+def test_the_compile_reason_names_the_samples_it_judged_on_and_a_replaced_calibration_is_said(capsys):
+    """Trial defect (session 14): an int8 model that passed on the quantize stage's search samples (drop 0.0, no
+    search) missed on the whole validation split at compile, "accuracy drop 0.93 > max_drop 0.3" saying nothing of
+    which samples judged it; and the manifest recorded calibrate_method moving-average beside the recipe's minmax
+    (the fallback's calibration retry) without a word."""
+    from types import SimpleNamespace
+
+    from edgekd.pipeline.selection import accuracy_rule
+    from edgekd.pipeline.stages.quantize import _calibration_replaced
+    from edgekd.quant.fallback import FallbackReport
+
+    row = {"val_drop": 0.93, "judged_on": "all 216 validation samples; the quantize stage measured 0.00 on its 108 "
+                                          "search samples"}
+    assert accuracy_rule(0.3, source="gate")(row) == ("accuracy drop 0.93 > max_drop 0.3 (gate) on all 216 validation "
+                                                      "samples; the quantize stage measured 0.00 on its 108 search samples")
+    assert accuracy_rule(0.3)({"val_drop": 0.93}) == "accuracy drop 0.93 > max_drop 0.3"
+
+    report = FallbackReport(1.0, 1.0, 0.0, 0.3, triggered=False, calibrate_method="moving-average",
+                            calibrations_tried={"moving-average": {"val_drop": 0.0}}, first_val_drop=2.78)
+    said = _calibration_replaced(SimpleNamespace(name="x86-vnni-u8s8"), "minmax", report, 108)
+    assert "calibrated with moving-average instead of the recipe's minmax: minmax dropped 2.78 on the 108" in said
+    assert said in capsys.readouterr().err
+    assert _calibration_replaced(SimpleNamespace(name="r"), "moving-average", report, 108) == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import warnings
 from dataclasses import replace
 
@@ -116,7 +117,13 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
                             cfg.max_fallback_nodes if cfg.fallback.enabled else 0, cfg.sensitivity_samples,
                             cfg.fallback.max_seconds, score=ctx.task.score, retry_calibrations=retry,
                             retry_op_types=op_types, retry_presets=presets)
-    val = search_part(ctx)  # the held-back samples judge what the search keeps (pipeline/validation_split.py)
+    # The held-back samples judge what the search keeps (pipeline/validation_split.py). They do not decide whether the
+    # search runs either: a first model that passes on the search samples is kept as it is, even when it would miss on
+    # the held-back ones. Searching because of them would make them part of the search (its outcome would depend on
+    # them) and the compile stage's judgement on them optimistic again; instead the compile stage's reason names the
+    # samples it judged on and this stage's own drop (compile._say_judged_on).
+    val = search_part(ctx)
+    replaced = ""
     try:
         if method == "auto":
             method, tried = quantize_auto(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget)
@@ -125,6 +132,7 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
         else:
             report, search = quantize_with_fallback(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget,
                                                     method), None
+            replaced = _calibration_replaced(recipe, method, report, len(val.y))
             method = report.calibrate_method or method
     except QuantizerFailed:  # no int8 model at all (QuantizeStage.run's _not_made), not one over the budget
         raise
@@ -134,12 +142,26 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
     recipe = with_preset(with_op_types(recipe, report.op_types), report.preset)
     report, on_targets = _on_target_runtimes(ctx, recipe, out, report, budget, calibration_x, method)
     info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    info = {**info, "calibrate_method_replaced": replaced} if replaced else info
     info = {**info, "op_types": report.op_types} if report.op_types else info
     info = {**info, "preset": report.preset} if report.preset else info
     if searched(report, search, on_targets):  # its targets' candidates are judged on the held-back samples
         info = {**info, "searched": True, "validation_split": split_record(ctx)}
     info = {**info, "target_runtimes": on_targets} if on_targets else info
     return out, {**info, "calibration_search": search} if search else info
+
+
+def _calibration_replaced(recipe, requested: str, report: FallbackReport, samples: int) -> str:
+    """When the fallback's calibration retry replaced the requested method (the recipe's minmax by moving-average),
+    the manifest recorded the new method beside the recipe's own without a word: said here and recorded."""
+    if not report.calibrate_method or report.calibrate_method == requested or requested in ("auto", "nncf"):
+        return ""
+    said = (f"quantize: recipe '{recipe.name}': calibrated with {report.calibrate_method} instead of the recipe's "
+            f"{requested}: {requested} dropped {report.first_val_drop:.2f} on the {samples} search validation samples, "
+            f"{report.calibrate_method} {report.int8_val_drop:.2f} (the fallback's calibration "
+            "retry; set quantize.calibrate_method to keep one method)")
+    print(said, file=sys.stderr)
+    return said
 
 
 def searched(report: FallbackReport, calibration_search: dict | None, on_targets: dict) -> bool:
