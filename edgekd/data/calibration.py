@@ -157,10 +157,13 @@ def _balanced(labels: np.ndarray, count: int, rng: np.random.Generator, name: st
         # Which classes make up a too-small set is drawn, not the lowest labels.
         classes = np.sort(rng.choice(classes, size=count, replace=False))
     per_class = max(1, count // len(classes))
-    picked = []
-    for label in classes:
-        members = np.flatnonzero(labels == label)
-        picked.append(rng.choice(members, size=min(per_class, len(members)), replace=False))
+    members = {label: np.flatnonzero(labels == label) for label in classes}
+    # The remainder (256 = 10 x 25 + 6) as one more sample from that many classes, drawn among those with one to spare:
+    # filled from all classes, it gave 27, 25, 26, ... on digits and the set was recorded as not balanced.
+    spare = [label for label in classes if len(members[label]) > per_class]
+    extra = set(rng.permutation(spare)[:max(0, count - per_class * len(classes))].tolist()) if spare else set()
+    picked = [rng.choice(members[label], size=min(per_class + (label in extra), len(members[label])), replace=False)
+              for label in classes]
     indices = np.concatenate(picked)
     if len(indices) < count:
         rest = np.setdiff1d(np.arange(len(labels)), indices)

@@ -16,7 +16,7 @@ import difflib
 import logging
 import typing
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -84,9 +84,19 @@ def _literal_values(hint: Any) -> tuple:
     return next((values for arg in typing.get_args(hint) if (values := _literal_values(arg))), ())
 
 
+# Metadata keys (onnx.load(path).metadata_props) of a model quantize() made with validation samples.
+CALIBRATE_METHOD_KEY = "edgekd.calibrate_method"  # the method used (calibrate_method "auto": the one it chose)
+VAL_KL_KEY = "edgekd.val_kl"  # mean KL divergence (nats) of its softmax from the fp32 model's on the validation samples
+VAL_DROP_KEY = "edgekd.val_drop"  # its validation drop against the fp32 model
+
+
 def quantize(model: Any, config: Int8Config):
-    """ptq -> Path of the QDQ model (or a FallbackReport's model when fallback is set); prepare -> a QatModel;
-    convert -> Path of the QDQ model."""
+    """ptq -> Path of the QDQ model; prepare -> a QatModel; convert -> Path of the QDQ model.
+
+    With validation samples (fallback or calibrate_method "auto"), what the search found is in the returned model's
+    metadata (onnx.load(path).metadata_props): edgekd.float_nodes (the nodes kept in float, comma-separated; absent
+    when none), edgekd.calibrate_method (the method used, "auto"'s choice), edgekd.val_kl and edgekd.val_drop. A
+    failure raises StageError naming what was tried."""
     config.check_choices()  # again: a field may have been set after the config was made
     if config.step == "ptq":
         return _ptq(model, config)
@@ -123,14 +133,28 @@ def _ptq(model: Any, config: Int8Config) -> Path:
         needs = "calibrate_method='auto'" if auto else "fallback"
         raise ConfigError(f"Int8Config {needs} needs validation=(x, y) to measure the accuracy on")
     x, y = config.validation
+    # A failure's advice names this API's settings (FallbackBudget.max_nodes, step='prepare'), not the pipeline's keys.
+    budget = replace(config.fallback or FallbackBudget(max_drop=float("inf")), advice="api")
     if auto:
         # No fallback asked for: a budget no drop exceeds, so each method is judged as it quantizes.
-        budget = config.fallback or FallbackBudget(max_drop=float("inf"))
-        method, _ = quantize_auto(Path(model), output, recipe, config.calibration, x, y, budget)
+        method, tried = quantize_auto(Path(model), output, recipe, config.calibration, x, y, budget)
         logging.getLogger(__name__).info("calibrate_method auto chose %s", method)
+        _record_choice(output, method, tried[method])
         return output
-    quantize_with_fallback(Path(model), output, recipe, config.calibration, x, y, config.fallback, config.calibrate_method)
+    report = quantize_with_fallback(Path(model), output, recipe, config.calibration, x, y, budget, config.calibrate_method)
+    _record_choice(output, "nncf" if recipe.tool == "nncf" else report.calibrate_method or config.calibrate_method
+                   or recipe.calibrate_method, report)
     return output
+
+
+def _record_choice(output: Path, method: str, report) -> None:
+    """The calibration method the model was made with and its mean KL divergence from the fp32 model on the
+    validation samples, in the model's metadata beside edgekd.float_nodes: quantize() returns a path only, and these
+    were a logging.info line at most."""
+    from edgekd.runtimes.ptq import add_model_metadata
+
+    add_model_metadata(output, {CALIBRATE_METHOD_KEY: method, VAL_KL_KEY: f"{report.val_kl:.6g}",
+                                VAL_DROP_KEY: f"{report.val_drop:.6g}"})
 
 
 def _check_model_file(model: Any) -> None:

@@ -3,6 +3,9 @@
 The search costs O(log n) quantizations, not O(n):
 1. Rank. One instrumented pass of the int8 and float models over validation samples (onnxruntime's
    qdq_loss_debug; runtimes/sensitivity.py) ranks the quantized nodes by the int8 noise each adds.
+   Then the top of that ranking (all nodes of a small model, MEASURED_NODES of a big one) is re-ordered by the
+   validation metric with each node alone in float, one evaluation each, no quantization (measure_alone_in_float):
+   the one-pass score can blame the last node for noise an earlier one made.
 2. Bisect. Quantize with the top k of that ranking kept in float (onnxruntime's nodes_to_exclude, or NNCF's
    ignored scope for OpenVINO recipes) and judge the validation metric, halving on k between 1 and max_nodes
    (bisect_fewest): 1 + log2(max_nodes) quantize-and-evaluate rounds at most.
@@ -60,6 +63,23 @@ class FallbackBudget:
     # on zero, after hard-swish, GELU or a LayerNorm's shift. PP-OCRv4 rec on OpenVINO (160 lines, 100 calibrating):
     # performance 88.1% CTC accuracy, mixed 95.0%, fp32 94.4% (benchmarks/results/nncf_preset.md).
     retry_presets: tuple[str, ...] = ()
+    # Whose names the advice of a failure uses: the pipeline's config keys, or the Python API's (quant/api.py), which
+    # has no quantize.fallback or quantize.method keys.
+    advice: Literal["pipeline", "api"] = "pipeline"
+
+
+# What a failure advises, in the names of the caller's settings (FallbackBudget.advice).
+ADVICE = {
+    "pipeline": {"max_seconds": "quantize.fallback.max_seconds", "max_nodes": "quantize.max_fallback_nodes",
+                 "none_in_float": "quantize.fallback false or max_fallback_nodes 0",
+                 "enable": "set quantize.fallback: true (and max_fallback_nodes above 0)",
+                 "calibration": "quantize.calibrate_method entropy or percentile", "qat": "quantize.method: qat"},
+    "api": {"max_seconds": "FallbackBudget.max_seconds", "max_nodes": "FallbackBudget.max_nodes",
+            "none_in_float": "FallbackBudget.max_nodes 0",
+            "enable": "give Int8Config.fallback a FallbackBudget with max_nodes above 0",
+            "calibration": "Int8Config(calibrate_method='entropy', 'percentile' or 'auto')",
+            "qat": "quantization-aware training (Int8Config(step='prepare'), fine-tune, then step='convert')"},
+}
 
 
 # The op types with weights, where int8 saves the most time (QLinearConv, MatMulInteger). onnxruntime's default set
@@ -113,6 +133,8 @@ class FallbackReport:
     # what each preset tried dropped.
     preset: str = ""
     presets_tried: dict[str, dict] = field(default_factory=dict)
+    # The first model's drop (the recipe's calibration, op set and preset), before any retry replaced it.
+    first_val_drop: float | None = None
     # Per validation sample: did the final int8 model predict the label? Kept for paired tests, not for the manifest.
     val_correct: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -187,7 +209,7 @@ class _Trials:
 
     def _stop(self) -> None:
         elapsed = time.monotonic() - self.started
-        self.report.stopped = (f"quantize.fallback.max_seconds {self.budget.max_seconds:g} reached after "
+        self.report.stopped = (f"{ADVICE[self.budget.advice]['max_seconds']} {self.budget.max_seconds:g} reached after "
                                f"{self.report.evaluations} evaluation(s) in {elapsed:.0f} s (the next would take about "
                                f"{self.longest:.0f} s); " + ("kept the best passing candidate so far"
                                                             if self.best else "no passing candidate yet"))
@@ -214,6 +236,7 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         plain = _PlainInt8(val_x, val_y, fp32_top1, budget)
         method, quantize = calibrate_method, quantizer(calibrate_method)
         int8_logits, top1, drop = plain.make(quantize, out_path)
+        first_drop = drop
         tried, op_types_tried, op_types, presets_tried, first_preset = {}, {}, None, {}, recipe.preset
         for other in budget.retry_calibrations:
             if within_limit(drop, budget.max_drop):
@@ -252,7 +275,8 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         report = FallbackReport(fp32_top1, top1, drop, budget.max_drop, triggered=not within_limit(drop, budget.max_drop),
                                 val_top1=top1, val_drop=drop, strategy=budget.strategy, calibrate_method=method or "",
                                 calibrations_tried=tried, op_types=op_types, op_types_tried=op_types_tried,
-                                preset=recipe.preset if recipe.preset != first_preset else "", presets_tried=presets_tried)
+                                preset=recipe.preset if recipe.preset != first_preset else "", presets_tried=presets_tried,
+                                first_val_drop=first_drop)
         if not report.triggered:
             return _with_fidelity(report, fp32_logits, int8_logits, val_y)
         trials = _Trials(quantize, val_x, val_y, fp32_top1, budget, report, Path(scratch), time.monotonic() - began)
@@ -265,6 +289,8 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         else:
             report.sensitivity = rank_for_fallback(fp32_onnx, out_path, recipe, calibration, take_rows(val_x, subset), Path(scratch),
                                                    method)
+            report.sensitivity = measure_alone_in_float(report.sensitivity, trials, subset, fp32_logits[subset], out_path,
+                                                        fp32_onnx)
             _bisection([row["node"] for row in report.sensitivity], budget, trials)
         report.search_seconds = round(time.monotonic() - trials.started, 2)
         if trials.best is not None:
@@ -289,6 +315,84 @@ class _PlainInt8:
         logits = logits_of(path, self.val_x)
         top1 = self.budget.score(logits, self.val_y)
         return logits, top1, accuracy_drop(self.fp32_top1, top1, self.budget.drop_type, len(self.val_y))
+
+
+# Nodes of the ranking measured one at a time (one evaluation on the sensitivity samples each, no quantization): all
+# of a small model's, the top of a big model's one-pass ranking.
+MEASURED_NODES = 32
+
+
+def measure_alone_in_float(ranked: list[dict], trials: _Trials, subset: slice, fp32_logits: np.ndarray,
+                           int8_onnx: Path, fp32_onnx: Path) -> list[dict]:
+    """The top MEASURED_NODES of the one-pass ranking re-ordered by the validation metric on the sensitivity samples
+    with each node alone in float (ties: the logits' error against fp32), as onnxruntime's qdq_loss_debug advice of
+    trying one node at a time does. Why: the one-pass score (own noise times reach) saturates once an upstream node
+    has destroyed the signal, and its blame moves to the last node; on an MLP whose middle layer has a unit 1500x the
+    others it ranked the last Gemm first, though only the middle one in float recovers int8 (90 points).
+    Each node in float is the int8 model with that node's Q/DQ inputs bypassed (_one_node_in_float): an evaluation,
+    not a quantization, so the search stays at O(log n) quantizations. Nodes past the cap, ones that cannot be
+    bypassed, and any left when quantize.fallback.max_seconds runs out keep the one-pass order after the measured
+    ones; each row says how it was ranked ("ranked_by")."""
+    import onnx
+
+    x, y = take_rows(trials.val_x, subset), trials.val_y[subset]
+    fp32_score = trials.budget.score(fp32_logits, y)
+    int8_model, floats = onnx.load(str(int8_onnx)), _float_inputs(fp32_onnx)
+    int8_drop = accuracy_drop(fp32_score, trials.budget.score(logits_of(int8_onnx, x), y), trials.budget.drop_type, len(y))
+    head, tail = [], []
+    for row in ranked:
+        model = None if len(head) >= MEASURED_NODES or trials.out_of_time() else \
+            _one_node_in_float(int8_model, row["node"], floats)
+        if model is None:
+            tail.append({**row, "ranked_by": "score"})
+            continue
+        path = trials.scratch / "alone.onnx"
+        onnx.save(model, str(path))
+        logits = logits_of(path, x)
+        drop = accuracy_drop(fp32_score, trials.budget.score(logits, y), trials.budget.drop_type, len(y))
+        head.append({**row, "drop_alone_in_float": drop, "recovered_alone_in_float": int8_drop - drop,
+                     "mse_alone_in_float": _mse(logits, fp32_logits),
+                     "ranked_by": "drop_alone_in_float"})
+    return sorted(head, key=lambda row: (row["drop_alone_in_float"], row["mse_alone_in_float"])) + tail
+
+
+def _float_inputs(fp32_onnx: Path) -> dict[str, list]:
+    """Per node name of the float model: its inputs, each as its float initializer (a TensorProto) or None."""
+    import onnx
+
+    graph = onnx.load(str(fp32_onnx)).graph
+    constants = {t.name: t for t in graph.initializer}
+    return {n.name: [constants.get(i) for i in n.input] for n in graph.node if n.name}
+
+
+def _one_node_in_float(int8_model, node_name: str, floats: dict[str, list]):
+    """A copy of the int8 QDQ model where `node_name` reads float inputs: an activation's Q/DQ pair is bypassed, an
+    int8 weight (or bias) is replaced by the float model's. None when that cannot be done (no such node in either
+    model, a weight the float model computes)."""
+    import copy
+
+    model = copy.deepcopy(int8_model)
+    graph = model.graph
+    producer = {out: n for n in graph.node for out in n.output}
+    node = next((n for n in graph.node if n.name == node_name), None)
+    float_inputs = floats.get(node_name)
+    if node is None or float_inputs is None or len(float_inputs) != len(node.input):
+        return None
+    for index, tensor in enumerate(node.input):
+        dequantize = producer.get(tensor)
+        if dequantize is None or dequantize.op_type != "DequantizeLinear":
+            continue
+        quantize = producer.get(dequantize.input[0])
+        if quantize is not None and quantize.op_type == "QuantizeLinear":
+            node.input[index] = quantize.input[0]
+        elif float_inputs[index] is not None:
+            weight = copy.deepcopy(float_inputs[index])
+            weight.name = f"edgekd_float_{node_name}_{index}"
+            graph.initializer.append(weight)
+            node.input[index] = weight.name
+        else:
+            return None
+    return model
 
 
 def _bisection(ranked: list[str], budget: FallbackBudget, trials: _Trials) -> None:
@@ -422,15 +526,14 @@ def _give_up_message(recipe: QuantRecipe, report: FallbackReport, budget: Fallba
             f"validation split" + "".join(f" ({m} calibration: {r['val_drop']:.2f})" for m, r in report.calibrations_tried.items())
             + "".join(f" (NNCF preset {p}: {r['val_drop']:.2f})" for p, r in report.presets_tried.items())
             + "".join(f" ({t}: {r['val_drop']:.2f})" for t, r in report.op_types_tried.items()))
+    say = ADVICE[budget.advice]
     if report.stopped:
-        return (f"{head}; the fallback search stopped at quantize.fallback.max_seconds {budget.max_seconds:g} after "
+        return (f"{head}; the fallback search stopped at {say['max_seconds']} {budget.max_seconds:g} after "
                 f"{report.evaluations} evaluation(s) with no candidate within the budget (last: {len(last['nodes_in_float'])} "
-                f"nodes in float, drop {last['val_drop']:.2f}); raise quantize.fallback.max_seconds, or try "
-                "quantize.calibrate_method entropy or percentile, or quantize.method: qat")
+                f"nodes in float, drop {last['val_drop']:.2f}); raise {say['max_seconds']}, or try {say['calibration']}, "
+                f"or {say['qat']}")
     if budget.max_nodes == 0:  # quantize.fallback false, or max_fallback_nodes 0: no node was kept in float
-        return (f"{head}, and no node may stay in float (quantize.fallback false or max_fallback_nodes 0); set "
-                "quantize.fallback: true (and max_fallback_nodes above 0) to keep the most sensitive ones in float, try "
-                "quantize.calibrate_method entropy or percentile, or quantize.method: qat")
+        return (f"{head}, and no node may stay in float ({say['none_in_float']}); {say['enable']} to keep the most "
+                f"sensitive ones in float, try {say['calibration']}, or {say['qat']}")
     return (f"{head}; kept up to {len(last['nodes_in_float'])} most sensitive nodes in float ({kept}) and it still "
-            f"drops {last['val_drop']:.2f}; raise quantize.max_fallback_nodes, try quantize.calibrate_method entropy or "
-            f"percentile, or quantize.method: qat")
+            f"drops {last['val_drop']:.2f}; raise {say['max_nodes']}, try {say['calibration']}, or {say['qat']}")

@@ -231,6 +231,15 @@ def mark_float_nodes(onnx_path: Path, names: list[str]) -> None:
     onnx.save(model, str(onnx_path))
 
 
+def add_model_metadata(onnx_path: Path, props: dict[str, str]) -> None:
+    """Add `props` to the model's metadata, keeping what is there (FLOAT_NODES_KEY among it)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **props})
+    onnx.save(model, str(onnx_path))
+
+
 def quantized_nodes(qdq_onnx: Path) -> list[str]:
     """Names of the compute nodes that run in int8: those fed by a DequantizeLinear."""
     import onnx

@@ -37,6 +37,18 @@ def test_a_recipe_that_fits_draws_quietly_and_balanced(small_digits):
     assert describe(recipe, samples) == {"requested": 60, "samples": 60, "class_balanced": True, "per_class": [6] * 10}
 
 
+def test_a_count_that_does_not_divide_by_the_classes_is_still_balanced(small_digits):
+    """Trial defect (session 14): the built-in class-balanced train-256 drew per_class [27, 25, 26, 25, 25, 26, 25, 25,
+    27, 25] on digits (class_balanced false): the remainder of 256 / 10 was filled from all classes at random instead
+    of one more sample from six of them."""
+    recipe = load_recipe("train-256")
+    assert recipe.class_balance and recipe.count == 256
+    samples, _ = draw(small_digits, recipe)
+    info = describe(recipe, samples, 10)
+    assert info["samples"] == 256 and info["class_balanced"]
+    assert sorted(info["per_class"]) == [25] * 4 + [26] * 6
+
+
 def test_a_class_too_small_for_its_share_is_recorded_as_unbalanced(small_digits):
     labels = small_digits.train.y
     few_nines = small_digits.train.take(np.sort(np.concatenate([np.flatnonzero(labels != 9)[:300], np.flatnonzero(labels == 9)[:3]])))

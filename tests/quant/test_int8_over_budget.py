@@ -50,7 +50,7 @@ def test_the_over_budget_candidate_is_made_as_the_search_found_best(tmp_path, mo
     monkeypatch.setattr(stage, "quantize_qdq", lambda source, out, recipe, x, calibrate_method=None: made.append((recipe, calibrate_method)))
     missed = StageError("quantize: int8 recipe 'r' drops 4.44 > max_drop 1")
     missed.fallback_report = FallbackReport(0.9, 0.8, 4.44, 1.0, True, preset="mixed", op_types=None)
-    ctx = SimpleNamespace(layout=SimpleNamespace(fp32_onnx=tmp_path / "fp32.onnx"))
+    ctx = SimpleNamespace(layout=SimpleNamespace(fp32_onnx=tmp_path / "fp32.onnx"), cfg=SimpleNamespace(targets=[]))
     recipe = QuantRecipe(name="r", tool="nncf", preset="performance")
     _, info = stage._int8_over_budget(ctx, recipe, tmp_path / "int8.onnx", np.zeros((2, 3)), "nncf", missed)
     assert made[0][0].preset == "mixed" and made[0][1] is None and info["preset"] == "mixed" and "op_types" not in info
@@ -59,3 +59,24 @@ def test_the_over_budget_candidate_is_made_as_the_search_found_best(tmp_path, mo
     missed.fallback_report = FallbackReport(0.9, 0.8, 4.0, 1.0, True, calibrate_method="moving-average", op_types=["Conv", "MatMul"])
     _, info = stage._int8_over_budget(ctx, QuantRecipe(name="o"), tmp_path / "int8.onnx", np.zeros((2, 3)), "minmax", missed)
     assert made[0][0].op_types == ["Conv", "MatMul"] and made[0][1] == "moving-average" and info["op_types"] == ["Conv", "MatMul"]
+
+
+def test_an_int8_only_target_is_not_promised_a_float_candidate(monkeypatch):
+    """Trial defect (session 14): with a profile of precisions [int8] and max_fallback_nodes 0, the quantize warning
+    ended "the targets of recipe 'mine-u8s8' ship a float candidate", though that profile builds none: the compile
+    stage ships the int8 model beyond the budget for the gate to judge."""
+    from types import SimpleNamespace
+
+    from edgekd.pipeline.stages import quantize as stage
+
+    recipe = SimpleNamespace(name="mine-u8s8")
+    profiles = {"int8only": SimpleNamespace(name="int8only", precisions=["int8"], quantization=recipe),
+                "x86-cpu": SimpleNamespace(name="x86-cpu", precisions=["fp32", "int8"], quantization=recipe)}
+    monkeypatch.setattr(stage, "run_profile", lambda ctx, name: profiles[name])
+    only = stage._what_targets_ship(SimpleNamespace(cfg=SimpleNamespace(targets=["int8only"])), "mine-u8s8")
+    assert "float candidate" not in only
+    assert "target int8only has no float precision" in only and "ships this int8 model beyond the budget" in only
+    both = stage._what_targets_ship(SimpleNamespace(cfg=SimpleNamespace(targets=["int8only", "x86-cpu"])), "mine-u8s8")
+    assert both.endswith("; target x86-cpu ships a float candidate")
+    plain = stage._what_targets_ship(SimpleNamespace(cfg=SimpleNamespace(targets=["x86-cpu"])), "mine-u8s8")
+    assert plain == "the targets of recipe 'mine-u8s8' ship a float candidate"

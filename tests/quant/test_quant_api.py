@@ -136,3 +136,31 @@ def test_ptq_names_the_field_for_empty_calibration_unequal_validation_and_a_miss
     with pytest.raises(ConfigError, match=r"quantize\(model='.*plantde.onnx'\): no such file; check the path"):
         quantize(model.with_name("plantde.onnx"), Int8Config(calibration=calib, output=out))
     assert not out.exists()
+
+
+def test_the_api_records_its_choices_in_the_model_and_advises_in_its_own_names(planted_sensitive_model, tmp_path):
+    """Trial defect (session 14): calibrate_method "auto" returned only a path, the chosen method and KL a logging.info
+    line; the docstring promised "a FallbackReport's model"; and a failure's advice named pipeline keys
+    (quantize.fallback, max_fallback_nodes, quantize.method: qat) that the API does not have."""
+    import onnx
+
+    from edgekd.api import Int8Config, quantize
+    from edgekd.core.errors import StageError
+    from edgekd.quant.fallback import FallbackBudget
+
+    model, calib, val_x, val_y = planted_sensitive_model
+    out = quantize(model, Int8Config(target="x86-cpu", calibration=calib, calibrate_method="auto",
+                                     validation=(val_x, val_y), output=tmp_path / "auto.onnx"))
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["edgekd.calibrate_method"] in ("minmax", "moving-average", "percentile", "entropy")
+    assert float(props["edgekd.val_kl"]) >= 0 and "edgekd.val_drop" in props
+    kept = quantize(model, Int8Config(target="x86-cpu", calibration=calib, fallback=FallbackBudget(max_drop=2.0),
+                                      validation=(val_x, val_y), output=tmp_path / "kept.onnx"))
+    props = {p.key: p.value for p in onnx.load(str(kept)).metadata_props}
+    assert props["edgekd.float_nodes"] == "fc0" and props["edgekd.calibrate_method"] in ("minmax", "moving-average")
+    with pytest.raises(StageError) as failed:
+        quantize(model, Int8Config(target="x86-cpu", calibration=calib, fallback=FallbackBudget(max_drop=2.0, max_nodes=0),
+                                   validation=(val_x, val_y), output=tmp_path / "none.onnx"))
+    said = str(failed.value)
+    assert "FallbackBudget.max_nodes" in said and "step='prepare'" in said
+    assert "quantize.fallback" not in said and "max_fallback_nodes" not in said and "quantize.method" not in said

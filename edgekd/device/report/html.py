@@ -124,8 +124,9 @@ def _plots(report: dict[str, Any]) -> str:
                (plots.speedup_bars(plt, report), "Speed-up over each target's fp32; hatched bars are within noise "
                 "(the interleaved rounds do not separate them from fp32)."),
                (plots.size_bars(plt, report), "Size of the files the device loads, and gzip-compressed."),
-               (plots.sensitivity_bars(plt, report), "Per quantized node: its int8 sensitivity as the fallback search "
-                "ranked it (the noise it adds against fp32); the search keeps the top ones in float.")]
+               (plots.sensitivity_bars(plt, report), "Per recipe, per quantized node in the fallback search's order: "
+                "the quantity that order came from (the top-1 points the node alone in float recovers; past the measured "
+                "nodes, or in older reports, the one-pass score); the search keeps the top ones in float (red).")]
     return "".join(f"<figure><img alt='plot' src='data:image/png;base64,{_png(plt, fig)}'><figcaption>"
                    f"{html.escape(caption)}</figcaption></figure>" for fig, caption in figures if fig is not None)
 

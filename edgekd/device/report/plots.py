@@ -192,24 +192,40 @@ def size_bars(plt, report: dict[str, Any]):
 
 
 def sensitivity_bars(plt, report: dict[str, Any]):
-    """Per node, its int8 sensitivity as the fallback search ranked it: the relative noise power the node adds
-    (runtimes/sensitivity.py), or in reports made before that ranking, the logit MSE its float version removed."""
+    """Per recipe whose fallback search ran (one panel each), per node in the order the search ranked them, the
+    quantity that order came from (sensitivity_measure): the top-1 points the node alone in float recovers, else the
+    one-pass score (noise added times reach), else in reports before that ranking the logit MSE its float version
+    removed. Earlier the first recipe only was drawn, with bars of noise_added while the order was by score, so a
+    longer bar could sit below a shorter one."""
     searches = (report.get("quantize") or {}).get("fallback") or {}
     if not searches:
         return None
-    recipe, search = next(iter(searches.items()))
-    entries = search["sensitivity"][:15]
-    ranked = any("noise_added" in e for e in entries)
-    key, label = (("noise_added", "int8 noise power the node adds (relative to the signal)") if ranked
-                  else ("mse_removed", "logit MSE removed by keeping the node in float"))
-    kept = set(search.get("nodes_in_float", []))
-    fig, ax = plt.subplots(figsize=(7.6, 0.35 * len(entries) + 1.4), layout="constrained")
-    ax.barh(range(len(entries)), [e.get(key) or 0.0 for e in entries],
-            color=["#d62728" if e["node"] in kept else "#7f7f7f" for e in entries])
-    ax.set_yticks(range(len(entries)), [e["node"] for e in entries], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel(label)
-    ax.set_title(f"int8 sensitivity per node ({recipe}; red: kept in float)")
-    ax.margins(x=0.1)
-    ax.grid(True, axis="x", alpha=0.3)
+    panels = [(recipe, search, search["sensitivity"][:15]) for recipe, search in searches.items()]
+    heights = [0.35 * len(entries) + 1.0 for _, _, entries in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.6, sum(heights) + 0.4), layout="constrained", squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (recipe, search, entries) in zip(axes[:, 0], panels, strict=True):
+        label, values = sensitivity_measure(entries)
+        kept = set(search.get("nodes_in_float", []))
+        bars = ax.barh(range(len(entries)), values,
+                       color=["#d62728" if e["node"] in kept else "#7f7f7f" for e in entries])
+        ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], fontsize=7, padding=2)
+        ax.set_yticks(range(len(entries)), [e["node"] for e in entries], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_title(f"int8 sensitivity per node ({recipe}; red: kept in float, {len(kept)} of "
+                     f"{len(search['sensitivity'])})", fontsize=9)
+        ax.margins(x=0.15)
+        ax.grid(True, axis="x", alpha=0.3)
     return fig
+
+
+def sensitivity_measure(entries: list[dict[str, Any]]) -> tuple[str, list[float]]:
+    """The axis label and, per entry, the value the search's ranking ordered by (see sensitivity_bars). Nodes past the
+    measured ones (a big model's tail, ranked by the one-pass score) are drawn at 0."""
+    if any("recovered_alone_in_float" in e for e in entries):  # on the sensitivity samples, against plain int8
+        return ("top-1 points recovered with the node alone in float",
+                [max(0.0, e.get("recovered_alone_in_float") or 0.0) for e in entries])
+    if any("score" in e for e in entries):
+        return "one-pass score: int8 noise the node adds x its reach to the outputs", [e.get("score") or 0.0 for e in entries]
+    return "logit MSE removed by keeping the node in float", [e.get("mse_removed") or 0.0 for e in entries]

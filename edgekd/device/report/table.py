@@ -137,6 +137,17 @@ def median_length_lines(report: dict[str, Any]) -> list[str]:
             "the padded length every input has): " + ", ".join(f"`{name}` {p50:.3f} ms" for name, _tokens, p50 in timed) + "."]
 
 
+def kept_in_float_lines(report: dict[str, Any]) -> list[str]:
+    """One line per recipe whose fallback search ran: the nodes it kept in float, of how many it ranked. Neither
+    report.md nor the terminal named them before; only the manifest did."""
+    out = []
+    for recipe, search in ((report.get("quantize") or {}).get("fallback") or {}).items():
+        kept = search.get("nodes_in_float") or []
+        out.append(f"recipe {recipe}: kept in float: {', '.join(kept) or 'none'} ({len(kept)} of "
+                   f"{len(search.get('sensitivity') or [])} nodes)")
+    return out
+
+
 def output_fidelity_lines(report: dict[str, Any]) -> list[str]:
     """A fidelity task's numbers per output of each artifact against fp32 (report.json's fidelity.outputs)."""
     rows = [row for row in report["rows"] if (row.get("fidelity") or {}).get("outputs")]
@@ -170,6 +181,8 @@ def markdown(report: dict[str, Any], verdicts: dict[str, str] | None = None,
     lines += member_lines(report)
     lines += median_length_lines(report)
     lines += output_fidelity_lines(report)
+    kept = kept_in_float_lines(report)
+    lines += ["", "int8 fallback:", "", *(f"- {line}" for line in kept)] if kept else []
     if report.get("host_warnings"):
         lines += ["", "This machine is not the device:", ""] + [f"- Warning: {w}" for w in report["host_warnings"]]
     if report.get("warnings"):

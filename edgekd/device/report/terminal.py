@@ -12,7 +12,16 @@ import textwrap
 from typing import Any
 
 from edgekd.core.metrics import measured_note
-from edgekd.device.report.table import PERPLEXITY_COLUMNS, TEST_DROP, USER_DROP, columns, intro, other_warnings, table_rows
+from edgekd.device.report.table import (
+    PERPLEXITY_COLUMNS,
+    TEST_DROP,
+    USER_DROP,
+    columns,
+    intro,
+    kept_in_float_lines,
+    other_warnings,
+    table_rows,
+)
 
 # The terminal shows these first; the others go to a second table when the terminal is too narrow for all.
 PRIMARY = ["artifact", "precision", "size (KB)", "top-1", TEST_DROP, USER_DROP, "cosine", "perplexity", "vs ref", "tokens/s",
@@ -37,6 +46,7 @@ def terminal_table(report: dict[str, Any], verdicts: dict[str, str] | None = Non
     parts = [_text_table(rows, group, width, names) for group in groups]
     notes = [textwrap.fill(f"warning: {w}", width, subsequent_indent="  ")
              for w in [*report.get("host_warnings", []), *other_warnings(report)]]
+    notes += [textwrap.fill(f"int8 fallback: {line}", width, subsequent_indent="  ") for line in kept_in_float_lines(report)]
     if measured_note(report):  # said first: every top-1 in the table means something else than accuracy
         notes.insert(0, textwrap.fill(measured_note(report), width, subsequent_indent="  "))
     if names is PERPLEXITY_COLUMNS:  # another metric's table (a language model's): what it measured, on what, first

@@ -36,7 +36,7 @@ from edgekd.pipeline.selection import (
 )
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import run_fallback, run_profile
-from edgekd.pipeline.validation_split import confirm_indices, part
+from edgekd.pipeline.validation_split import confirm_indices, part, split_record
 from edgekd.runtimes import get_backend, load_profile
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings, timings_transfer
@@ -143,6 +143,23 @@ def evaluate(ctx: RunContext, profile, candidates: list[tuple[str, Artifact]], v
             if row["name"] in stats:
                 row["p50_ms"], row["round_p50_ms"] = stats[row["name"]].p50_ms, stats[row["name"]].round_p50_ms
     return rows
+
+
+def _say_judged_on(ctx: RunContext, profile, rows: list[dict[str, Any]], samples: int, held_back: bool) -> None:
+    """Per measured int8 row, the validation samples it is judged on and what the quantize stage measured on its own
+    (search) samples, for the reason an accuracy rule gives (selection.accuracy_rule). A model the search did not
+    choose among others is judged on the whole split, of which the search saw only a part; it can pass there and
+    miss here, and "accuracy drop 0.93 > max_drop 0.3" read as if the quantize stage had not checked it."""
+    made = read_record(ctx.manifest, QuantizeRecord).recipes.get(profile.quantization.name if profile.quantization else None, {})
+    fallback = made.get("fallback") or {}
+    split = split_record(ctx)
+    measured = (f"; the quantize stage measured {fallback['val_drop']:.2f} on its {split['search_samples']} search samples"
+                if split and isinstance(fallback.get("val_drop"), (int, float)) else "")
+    where = (f"the {samples} held-back validation samples the int8 search did not see" if held_back
+             else f"all {samples} validation samples")
+    for row in rows:
+        if row["precision"] == "int8" and row.get("measured"):
+            row["judged_on"] = where + measured
 
 
 def _quantize_stage_drop(ctx: RunContext, profile) -> float | None:
@@ -297,6 +314,7 @@ class CompileStage(Stage):
                 rows = evaluate(ctx, profile, candidates, judged, student_logits(ctx, judged.x), student_outputs(ctx, judged.x))
             else:
                 rows = evaluate(ctx, profile, candidates, judged, val_logits, val_outputs)
+            _say_judged_on(ctx, profile, rows, len(judged.y), held_back)
             best = choose(rows, selection_rule(ctx, profile))
             if unconfirmed := unconfirmed_drop(ctx.cfg.gate, profile, ctx.task.metric, rows[best], len(judged.y)):
                 warnings.warn(f"compile: {unconfirmed}", stacklevel=2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import warnings
 from dataclasses import replace
 
@@ -116,7 +117,13 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
                             cfg.max_fallback_nodes if cfg.fallback.enabled else 0, cfg.sensitivity_samples,
                             cfg.fallback.max_seconds, score=ctx.task.score, retry_calibrations=retry,
                             retry_op_types=op_types, retry_presets=presets)
-    val = search_part(ctx)  # the held-back samples judge what the search keeps (pipeline/validation_split.py)
+    # The held-back samples judge what the search keeps (pipeline/validation_split.py). They do not decide whether the
+    # search runs either: a first model that passes on the search samples is kept as it is, even when it would miss on
+    # the held-back ones. Searching because of them would make them part of the search (its outcome would depend on
+    # them) and the compile stage's judgement on them optimistic again; instead the compile stage's reason names the
+    # samples it judged on and this stage's own drop (compile._say_judged_on).
+    val = search_part(ctx)
+    replaced = ""
     try:
         if method == "auto":
             method, tried = quantize_auto(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget)
@@ -125,6 +132,7 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
         else:
             report, search = quantize_with_fallback(ctx.layout.fp32_onnx, out, recipe, calibration_x, val.x, val.y, budget,
                                                     method), None
+            replaced = _calibration_replaced(recipe, method, report, len(val.y))
             method = report.calibrate_method or method
     except QuantizerFailed:  # no int8 model at all (QuantizeStage.run's _not_made), not one over the budget
         raise
@@ -134,12 +142,26 @@ def _ptq(ctx: RunContext, recipe, calibration_x):
     recipe = with_preset(with_op_types(recipe, report.op_types), report.preset)
     report, on_targets = _on_target_runtimes(ctx, recipe, out, report, budget, calibration_x, method)
     info = {"calibrate_method": method, "nodes_in_float": report.nodes_in_float, "fallback": report.to_json()}
+    info = {**info, "calibrate_method_replaced": replaced} if replaced else info
     info = {**info, "op_types": report.op_types} if report.op_types else info
     info = {**info, "preset": report.preset} if report.preset else info
     if searched(report, search, on_targets):  # its targets' candidates are judged on the held-back samples
         info = {**info, "searched": True, "validation_split": split_record(ctx)}
     info = {**info, "target_runtimes": on_targets} if on_targets else info
     return out, {**info, "calibration_search": search} if search else info
+
+
+def _calibration_replaced(recipe, requested: str, report: FallbackReport, samples: int) -> str:
+    """When the fallback's calibration retry replaced the requested method (the recipe's minmax by moving-average),
+    the manifest recorded the new method beside the recipe's own without a word: said here and recorded."""
+    if not report.calibrate_method or report.calibrate_method == requested or requested in ("auto", "nncf"):
+        return ""
+    said = (f"quantize: recipe '{recipe.name}': calibrated with {report.calibrate_method} instead of the recipe's "
+            f"{requested}: {requested} dropped {report.first_val_drop:.2f} on the {samples} search validation samples, "
+            f"{report.calibrate_method} {report.int8_val_drop:.2f} (the fallback's calibration "
+            "retry; set quantize.calibrate_method to keep one method)")
+    print(said, file=sys.stderr)
+    return said
 
 
 def searched(report: FallbackReport, calibration_search: dict | None, on_targets: dict) -> bool:
@@ -159,12 +181,28 @@ def _int8_over_budget(ctx: RunContext, recipe, out, calibration_x, method: str, 
         recipe = with_preset(with_op_types(recipe, searched.op_types), searched.preset)
         plain = searched.calibrate_method or plain
     quantize_qdq(ctx.layout.fp32_onnx, out, recipe, calibration_x, calibrate_method=None if recipe.tool == "nncf" else plain)
-    warnings.warn(f"{missed}; the targets of recipe '{recipe.name}' ship a float candidate", stacklevel=2)
+    warnings.warn(f"{missed}; {_what_targets_ship(ctx, recipe.name)}", stacklevel=2)
     made_with = {"op_types": searched.op_types, "preset": searched.preset} if searched is not None else {}
     # the plain model's drop as the search measured it: what judges a target that cannot run it here (a TensorRT engine)
     drop = {"over_budget_drop": searched.int8_val_drop} if searched is not None else {}
     return out, {"calibrate_method": method if method != "auto" else plain, "nodes_in_float": [],
                  "over_budget": str(missed), **drop, **{k: v for k, v in made_with.items() if v}}
+
+
+def _what_targets_ship(ctx: RunContext, recipe_name: str) -> str:
+    """What the targets of a recipe whose int8 misses the budget ship. Not always a float candidate: a profile with
+    precisions [int8] builds nothing else, and the compile stage ships its int8 beyond the budget for the gate to judge;
+    saying "ship a float candidate" there promised a model that does not exist."""
+    profiles = [run_profile(ctx, name) for name in ctx.cfg.targets]
+    sharing = [p for p in profiles if p.quantization is not None and p.quantization.name == recipe_name and "int8" in p.precisions]
+    int8_only = [p.name for p in sharing if not set(p.precisions) - {"int8"}]
+    if not int8_only:
+        return f"the targets of recipe '{recipe_name}' ship a float candidate"
+    said = (f"target {', '.join(int8_only)} has no float precision (precisions [int8]): it ships this int8 model beyond "
+            "the budget, for the gate to judge on the test split (add fp32 to its profile's precisions for a candidate "
+            "that keeps the accuracy)")
+    with_float = [p.name for p in sharing if p.name not in int8_only]
+    return said + (f"; target {', '.join(with_float)} ships a float candidate" if with_float else "")
 
 
 def _on_target_runtimes(ctx: RunContext, recipe, out, report: FallbackReport, budget: FallbackBudget, calibration_x,
@@ -258,25 +296,35 @@ def qat_int8(ctx: RunContext, recipe, calibration_x: np.ndarray, out=None):
 
 
 def _check_qat_model(ctx: RunContext, recipe, qat, path) -> dict:
-    """The QDQ model's agreement with the fake-quantized student, and its validation drop against the same
-    budget the PTQ path enforces (int8_budget); a StageError when either fails."""
+    """The fake-quantized student's own validation drop, then the QDQ model's agreement with it, then the QDQ model's
+    drop, against the same budget the PTQ path enforces (int8_budget); a StageError when one fails. The student's
+    own drop comes first: a fine-tuning collapse (a loss of 9544, then ln 10) made both models predict near chance,
+    and their disagreement was then reported as an export fault (min_top1_agreement) with no advice that helps."""
     from edgekd.train.trainer import predict_logits
 
     cfg, val = ctx.cfg, ctx.dataset.val
     torch_logits, onnx_logits = predict_logits(qat, val.x), logits_of(path, val.x)
+    fp32_top1, budget = ctx.task.score(logits_of(ctx.layout.fp32_onnx, val.x), val.y), int8_budget(ctx, recipe.name)
+    _check_qat_drop(ctx, recipe, "fake-quantized QAT student", fp32_top1, ctx.task.score(torch_logits, val.y), budget)
     agreement = float((torch_logits.argmax(1) == onnx_logits.argmax(1)).mean())
     if agreement < cfg.export.min_top1_agreement:
         raise StageError(f"quantize: the QAT QDQ model agrees with the fake-quantized student on {agreement:.3f} of "
                          f"validation predictions < export.min_top1_agreement {cfg.export.min_top1_agreement}")
-    fp32_top1, top1 = ctx.task.score(logits_of(ctx.layout.fp32_onnx, val.x), val.y), ctx.task.score(onnx_logits, val.y)
-    drop, budget = accuracy_drop(fp32_top1, top1, cfg.gate.drop_type, len(val.y)), int8_budget(ctx, recipe.name)
+    top1 = ctx.task.score(onnx_logits, val.y)
+    drop = _check_qat_drop(ctx, recipe, "QAT int8 model", fp32_top1, top1, budget)
+    return {"fp32_val_top1": fp32_top1, "val_top1": top1, "val_drop": drop, "budget": budget,
+            "torch_onnx_top1_agreement": agreement}
+
+
+def _check_qat_drop(ctx: RunContext, recipe, what: str, fp32_top1: float, top1: float, budget: float) -> float:
+    cfg, val = ctx.cfg, ctx.dataset.val
+    drop = accuracy_drop(fp32_top1, top1, cfg.gate.drop_type, len(val.y))
     if not within_limit(drop, budget):
-        raise StageError(f"quantize: the QAT int8 model ({recipe.name}) drops {drop:.2f} ({cfg.gate.drop_type}) top-1 on the "
+        raise StageError(f"quantize: the {what} ({recipe.name}) drops {drop:.2f} ({cfg.gate.drop_type}) top-1 on the "
                          f"validation split ({fp32_top1:.1%} -> {top1:.1%}) > budget {budget:g} (quantize.max_drop, else "
                          "gate.max_drop or a stricter target profile's); try more quantize.qat.train.epochs, a lower "
                          "quantize.qat.train.lr, or quantize.method: ptq (with fallback)")
-    return {"fp32_val_top1": fp32_top1, "val_top1": top1, "val_drop": drop, "budget": budget,
-            "torch_onnx_top1_agreement": agreement}
+    return drop
 
 
 def _qat_transfer_set(ctx: RunContext, temperature: float):
@@ -326,6 +374,7 @@ class QuantizeStage(Stage):
         _check_calibration_folder(config, base_dir)
         _refuse_two_recipes_of_one_name(config, base_dir)
         _warn_calibrate_method_unused(config, base_dir)
+        _warn_budget_looser_than_gate(config)
 
     @classmethod
     def check_data(cls, ctx: RunContext) -> None:
@@ -370,12 +419,24 @@ class QuantizeStage(Stage):
             used[name] = {**recipe.model_dump(), **info, **choice.record(), "bytes": path.stat().st_size,
                           "dequantize_nodes": dequantize_count(path)}
             if used[name]["dequantize_nodes"] == 0:
-                warnings.warn(f"quantize: recipe '{name}' quantized no node of the model ({recipe.tool}); its targets get no "
-                              "int8 candidate (a float file under an int8 name would mislead)", stacklevel=2)
+                warnings.warn(_no_int8_left(name, recipe, info), stacklevel=2)
         classes = ctx.dataset.num_classes if ctx.task.has_classes else 0  # per_class counts the classes none drew too
         made_from = {"recipe": recipe_set.model_dump(), **describe(recipe_set, calibration, classes), "sha256": digest,
                      "folder": ctx.cfg.quantize.calibration_images}
         return StageOutput(outputs, inputs=[fp32], record=QuantizeRecord(method, used, made_from))
+
+
+def _no_int8_left(name: str, recipe, info: dict) -> str:
+    """Why a recipe's model holds no quantized node. When the fallback kept every node in float, "quantized no node"
+    read as if the quantizer had skipped the model, though it quantized everything and int8 dropped too much."""
+    fallback = info.get("fallback") or {}
+    kept = info.get("nodes_in_float") or []
+    if fallback.get("triggered") and kept:
+        return (f"quantize: recipe '{name}' ({recipe.tool}): int8 dropped {fallback['int8_val_drop']:.2f} points on the "
+                f"validation split; the fallback kept all {len(kept)} quantizable nodes in float (no int8 left), so its "
+                "targets get no int8 candidate; try quantize.method: qat")
+    return (f"quantize: recipe '{name}' quantized no node of the model ({recipe.tool}); its targets get no "
+            "int8 candidate (a float file under an int8 name would mislead)")
 
 
 def _below_int8_opset(fp32) -> QuantizerFailed | None:
@@ -398,6 +459,21 @@ def _not_made(ctx: RunContext, name: str, choice, failed: QuantizerFailed) -> di
     ctx.layout.int8_onnx(name).unlink(missing_ok=True)
     warnings.warn(f"{failed}; the targets of recipe '{name}' ship a float candidate", stacklevel=2)
     return {**choice.recipe.model_dump(), **choice.record(), "failed": str(failed), "dequantize_nodes": 0}
+
+
+def _warn_budget_looser_than_gate(config) -> None:
+    """quantize.max_drop above gate.max_drop (90 against 1.0): the fallback accepts an int8 model, and does not search,
+    where the compile stage then rejects it against the gate's limit. Said at preflight; the looser budget is kept
+    (a user may want the int8 model made whatever the gate says), but its consequence is named."""
+    budget = config.quantize.max_drop
+    if config.quantize.method == "none" or budget is None:
+        return
+    gate = config.gate.max_drop  # the task metric's own limit applies alike; top-1's is the one most runs set
+    if gate is not None and budget > gate:
+        warnings.warn(f"quantize.max_drop {budget:g} is looser than gate.max_drop {gate:g}: the fallback keeps an int8 "
+                      f"model that drops up to {budget:g} without keeping any node in float, and the compile stage then "
+                      f"rejects it (drop > {gate:g}); set quantize.max_drop to {gate:g} or less, or leave it unset (it "
+                      "defaults to the gate's)", stacklevel=2)
 
 
 def _warn_calibrate_method_unused(config, base_dir) -> None:

@@ -131,3 +131,27 @@ def test_the_speedup_hatching_follows_the_verdict_the_tables_why_column_shows():
     assert "slower than fp32" in short_reason(rows[2]) and not bars["x86-cpu/bf16"]
     assert short_reason(rows[3]) == "" and bars["x86-cpu/fp16"]  # no verdict in the column: this measurement's
     assert not bars["x86-cpu/fp32"]
+
+
+def test_the_sensitivity_plot_draws_every_recipe_and_the_quantity_its_order_came_from(report):
+    """Trial defect (session 14): only the first recipe was drawn (next(iter(searches.items()))), with bars of
+    noise_added while the order was by score (a longer bar drawn below a shorter one), and report.md and the terminal
+    never named the nodes kept in float."""
+    from edgekd.device.report.table import markdown
+    from edgekd.device.report.terminal import terminal_table
+
+    measured = [{"node": "/f2/Gemm", "score": 0.1, "noise_added": 0.06, "recovered_alone_in_float": 89.0},
+                {"node": "/f1/Gemm", "score": 0.0, "noise_added": 0.9, "recovered_alone_in_float": 5.0},
+                {"node": "/f3/Gemm", "score": 0.9, "noise_added": 0.5, "recovered_alone_in_float": 0.0}]
+    one_pass = [{"node": "/f3/Gemm", "score": 0.8, "noise_added": 0.1}, {"node": "/f1/Gemm", "score": 0.2, "noise_added": 0.9}]
+    report["quantize"] = {"fallback": {"arm-s8s8": {"sensitivity": measured, "nodes_in_float": ["/f2/Gemm"]},
+                                       "x86-vnni-u8s8": {"sensitivity": one_pass, "nodes_in_float": ["/f3/Gemm", "/f1/Gemm"]}}}
+    fig = plots.sensitivity_bars(plt, report)
+    assert len(fig.axes) == 2 and "arm-s8s8" in fig.axes[0].get_title() and "x86-vnni-u8s8" in fig.axes[1].get_title()
+    assert [b.get_width() for b in fig.axes[0].patches] == [89.0, 5.0, 0.0]
+    assert [b.get_width() for b in fig.axes[1].patches] == [0.8, 0.2]  # the score it was ordered by, not noise_added
+    assert "recovered" in fig.axes[0].get_xlabel() and "score" in fig.axes[1].get_xlabel()
+    plt.close(fig)
+    line = "recipe arm-s8s8: kept in float: /f2/Gemm (1 of 3 nodes)"
+    assert line in markdown(report) and line in terminal_table(report, width=200)
+    assert "recipe x86-vnni-u8s8: kept in float: /f3/Gemm, /f1/Gemm (2 of 2 nodes)" in markdown(report)
