@@ -37,10 +37,11 @@ def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, r
     (or was up to date) in this call: with `only` leaving out "gate", nothing is raised, and
     `ctx.gate_verdict()` is None.
     """
-    from edgekd.pipeline.runner import run_from_file
+    from edgekd.pipeline.runner import one_run_per_process, run_from_file
 
     _one_of_resume_force("run", resume, force)
-    ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=_stage_list(only), log=log)
+    with one_run_per_process(out or "runs/<its name>"):
+        ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=_stage_list(only), log=log)
     verdict = ctx.gate_verdict()
     if verdict is not None and not verdict["passed"]:
         failure = GateFailed(verdict_line(verdict))
@@ -65,12 +66,22 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     as --normalize takes it, or {"mean": [...], "std": [...]}) set those data keys. `max_drop`, `min_speedup` (over the
     target's fp32 model, which the bundle then carries to be timed beside it) and `max_size_kb` are the gate's limits.
     Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
+    from edgekd.pipeline.runner import one_run_per_process
+
+    _one_of_resume_force("ship", resume, force)
+    with one_run_per_process(out or "runs/<its name>"):  # before its edgekd.yaml is written into a folder another run may use
+        return _ship(model, data, checkpoint, targets, max_drop, out, resume, force, log, calibration, labels, metric,
+                     output, color, scale, normalize, min_speedup, max_size_kb)
+
+
+def _ship(model, data, checkpoint, targets, max_drop, out, resume, force, log, calibration, labels, metric, output, color,
+          scale, normalize, min_speedup, max_size_kb):
+    """ship()'s work, under the process's run lock."""
     from edgekd.pipeline.config import validate_config
     from edgekd.pipeline.runner import preflight, prepare_run_dir
     from edgekd.pipeline.ship import refuse_users_config, ship_config, write_ship_config
     from edgekd.pipeline.ship_options import check_model, check_targets, data_options, given
 
-    _one_of_resume_force("ship", resume, force)
     if isinstance(targets, str):  # "x86-cpu,intel-cpu" as --targets takes it, not one target per character
         targets = [t.strip() for t in targets.split(",") if t.strip()]
     check_model(str(model))

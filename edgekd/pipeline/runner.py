@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -130,8 +131,37 @@ def preflight(config: PipelineConfig, base_dir: Path) -> None:
         stage_class(config, name).check_for(config, base_dir)
 
 
+# A run swaps sys.stderr for its log's tee (core/run_log.py), records warnings with warnings.catch_warnings, and exports
+# with torch.onnx.export and torch's RNG: all process-wide. Two runs in two threads of one process broke each other (one
+# failed at export, the other got no edgekd.log), so a second one is refused at once. Re-entrant: api.ship calls
+# api.run, which calls run_pipeline, in the same thread.
+_ONE_RUN = threading.RLock()
+_running: list[str] = []  # the folders of the run holding it (api.run, then run_pipeline), for the refusal to name
+
+
+@contextmanager
+def one_run_per_process(run_dir: Path | str) -> Iterator[None]:
+    """Hold the process's run lock while the block runs; another thread's run already holding it: refused in one line."""
+    if not _ONE_RUN.acquire(blocking=False):
+        running = _running[-1] if _running else "another folder"  # the innermost: run_pipeline's own folder
+        raise ConfigError(f"another edgekd run is in progress in this process ({running}); runs share process-wide state "
+                          "(stderr, warnings, torch): run them one after another, or in separate processes")
+    _running.append(str(run_dir))
+    try:
+        yield
+    finally:
+        _running.pop()
+        _ONE_RUN.release()
+
+
 def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
                  only: Optional[Sequence[str]] = None, log: Log = print) -> RunContext:
+    with one_run_per_process(run_dir):
+        return _run_pipeline(config, config_path, run_dir, resume, force, only, log)
+
+
+def _run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool, force: bool,
+                  only: Optional[Sequence[str]], log: Log) -> RunContext:
     unknown = [s for s in (only or []) if s not in STAGE_NAMES]
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGE_NAMES)}")
