@@ -78,8 +78,8 @@ def _ship(model, data, checkpoint, targets, max_drop, out, resume, force, log, c
           scale, normalize, min_speedup, max_size_kb):
     """ship()'s work, under the process's run lock."""
     from edgekd.pipeline.config import validate_config
-    from edgekd.pipeline.runner import preflight, prepare_run_dir
-    from edgekd.pipeline.ship import refuse_users_config, ship_config, write_ship_config
+    from edgekd.pipeline.runner import preflight, prepare_run_dir, refuse_resuming_another_run
+    from edgekd.pipeline.ship import CONFIG_NAME, refuse_users_config, ship_config, write_ship_config
     from edgekd.pipeline.ship_options import check_model, check_targets, data_options, given
 
     if isinstance(targets, str):  # "x86-cpu,intel-cpu" as --targets takes it, not one target per character
@@ -101,6 +101,8 @@ def _ship(model, data, checkpoint, targets, max_drop, out, resume, force, log, c
         preflight(validate_config(config, source="edgekd ship"), run_dir)
     except EdgeKDError as exc:  # named as the user typed it: --targets (targets=), not the file's targets[0]
         raise type(exc)(re.sub(r"^targets\[\d+\]", given("--targets"), str(exc))) from None
+    if resume:  # a folder holding another run keeps its files: refused before this ship's edgekd.yaml is written there
+        refuse_resuming_another_run(run_dir, config["name"], run_dir / CONFIG_NAME)
     # A ship that stopped at its intake checks (a wrong --normalize) shipped nothing: the same command with the fix the
     # refusal gave starts it again, without --force.
     force = force or (not resume and _stopped_before_shipping(run_dir))

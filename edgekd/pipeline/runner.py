@@ -173,6 +173,8 @@ def _run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resu
             distributed.init_from_env(config.device)
             refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
             _refuse_another_task(Path(run_dir), config, config_path, resume and not force)
+            if resume and not force:
+                refuse_resuming_another_run(Path(run_dir), config.name, Path(config_path))
             _refuse_only_without_a_run(Path(run_dir), only)
             _refuse_only_with_stages_missing(Path(run_dir), only)
             checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
@@ -195,7 +197,7 @@ def _run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resu
             for place in (Path(run_dir) / name for name in (*RUN_FOLDER_OWN[3:], "bundle")):  # the run's own folders only
                 if place.is_dir():
                     remove_stray_temporaries(place)
-        manifest = RunManifest.open(run_dir, config.digest(), str(config_path), task_name(config))
+        manifest = RunManifest.open(run_dir, config.digest(), str(config_path), task_name(config), config.name)
         manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
         if distributed.is_main():
             manifest.save()  # from now on the folder holds a run: a rerun needs --resume or --force, even after a crash
@@ -274,6 +276,27 @@ def _refuse_another_task(run_dir: Path, config: PipelineConfig, config_path: Pat
     if recorded is not None and recorded != asked:
         raise ConfigError(f"{run_dir}: holds a run of task {recorded}, and {config_path} is for {asked}; give --out a new "
                           "folder for it (or --force to replace that run)")
+
+
+def refuse_resuming_another_run(run_dir: Path, name: str, config_path: Path) -> None:
+    """--resume into a folder that holds another run (another name, or another config file that still exists) went on
+    as a changed config: it retrained everything, or (edgekd ship into a pipeline run's folder) replaced the run and
+    deleted its trained models. Refused, naming the run it holds; a config edited in place (same file, same name)
+    still resumes. Manifests from before the name was recorded are judged by their file alone."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        return
+    manifest = read_json(path)
+    recorded_name, recorded_path = manifest.get("name"), str(manifest.get("config_path") or "")
+    other_name = recorded_name is not None and recorded_name != name
+    # The recorded path is as it was given (maybe relative to another working directory): only a file that is still
+    # there and is not this one is another config; a config given as a dict has no file (MAPPING_SOURCE).
+    other_file = bool(recorded_path) and Path(recorded_path).is_file() \
+        and Path(recorded_path).resolve() != Path(config_path).resolve()
+    if other_name or other_file:
+        held = f"run '{recorded_name}' of {recorded_path}" if recorded_name else f"the run of {recorded_path}"
+        raise ConfigError(f"{run_dir}: holds {held}; --resume (resume=True) continues the same run: give its file, or "
+                          "--force (force=True) to replace it, or another --out (out=)")
 
 
 def _refuse_only_without_a_run(run_dir: Path, only: Optional[Sequence[str]]) -> None:
