@@ -40,6 +40,7 @@ def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, r
     from edgekd.pipeline.runner import one_run_per_process, run_from_file
 
     _one_of_resume_force("run", resume, force)
+    log = _log_function("run", log)
     with one_run_per_process(out or "runs/<its name>"):
         ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=_stage_list(only), log=log)
     verdict = ctx.gate_verdict()
@@ -69,6 +70,7 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     from edgekd.pipeline.runner import one_run_per_process
 
     _one_of_resume_force("ship", resume, force)
+    log = _log_function("ship", log)
     with one_run_per_process(out or "runs/<its name>"):  # before its edgekd.yaml is written into a folder another run may use
         return _ship(model, data, checkpoint, targets, max_drop, out, resume, force, log, calibration, labels, metric,
                      output, color, scale, normalize, min_speedup, max_size_kb)
@@ -129,6 +131,21 @@ def _stopped_before_shipping(run_dir: Path) -> bool:
     stages = manifest.get("stages", {})
     done = [name for name, entry in stages.items() if isinstance(entry, dict) and entry.get("status") == "done"]
     return made_by_ship and bool(stages) and set(done) <= {"teachers"} and not (Path(run_dir) / "bundle").exists()
+
+
+def _log_function(function: str, log: Any) -> Any:
+    """`log` as the runner calls it: None is silence (it crashed in the first stage with a TypeError and left a half-made
+    run folder that the rerun then refused); anything else not callable is refused before anything is written."""
+    if log is None:
+        return _silent
+    if not callable(log):
+        raise ConfigError(f"{function}(log={log!r}): expected a function taking one line (print, the default), or None "
+                          "for no stage lines")
+    return log
+
+
+def _silent(_line: str) -> None:
+    pass
 
 
 def _one_of_resume_force(function: str, resume: bool, force: bool) -> None:
