@@ -109,9 +109,10 @@ def _ptq(model: Any, config: Int8Config) -> Path:
     _refuse_output_over_input(Path(model), Path(config.output))
     _refuse_quantized_model(Path(model))
     _check_samples_fit(Path(model), config.calibration, "calibration")
-    if config.validation is not None:
-        _check_validation_pair(config.validation)
-        _check_samples_fit(Path(model), config.validation[0], "validation")
+    validation = config.validation
+    if validation is not None:
+        validation = _check_validation_pair(validation)
+        _check_samples_fit(Path(model), validation[0], "validation")
     recipe, output = config.recipe(), Path(config.output)
     if config.calibrate_method and recipe.tool == "nncf":  # said, as the pipeline's preflight says it
         warnings.warn(f"Int8Config.calibrate_method '{config.calibrate_method}': not used: recipe '{recipe.name}' is "
@@ -119,10 +120,10 @@ def _ptq(model: Any, config: Int8Config) -> Path:
     auto = config.calibrate_method == "auto" and recipe.tool != "nncf"  # NNCF calibrates by its own rules
     if config.fallback is None and not auto:
         return quantize_qdq(Path(model), output, recipe, config.calibration, calibrate_method=config.calibrate_method)
-    if config.validation is None:
+    if validation is None:
         needs = "calibrate_method='auto'" if auto else "fallback"
         raise ConfigError(f"Int8Config {needs} needs validation=(x, y) to measure the accuracy on")
-    x, y = config.validation
+    x, y = validation
     if auto:
         # No fallback asked for: a budget no drop exceeds, so each method is judged as it quantizes.
         budget = config.fallback or FallbackBudget(max_drop=float("inf"))
@@ -144,19 +145,42 @@ def _check_model_file(model: Any) -> None:
         raise ConfigError(f"quantize(model='{model}'): not a file; pass the path of the fp32 ONNX file")
 
 
-def _check_validation_pair(validation: Any) -> None:
+def _check_validation_pair(validation: Any) -> tuple[Any, np.ndarray]:
     """validation=(x, y) with as many labels as samples: otherwise numpy's broadcast error ("operands could not be
-    broadcast together") came from deep in the accuracy measurement."""
+    broadcast together") came from deep in the accuracy measurement. Returns (x, y as an array of class indices)."""
     if not isinstance(validation, (tuple, list)) or len(validation) != 2:
         raise ConfigError("Int8Config.validation: give a pair (x, y) of samples and their labels")
     x, y = validation
+    y = _class_indices(y)
     if isinstance(x, dict):  # several inputs: the reader checks them
-        return
+        return x, y
     if len(x) != len(y):
         raise ConfigError(f"Int8Config.validation: x has {len(x)} samples but y has {len(y)} labels; "
                           "give one label per sample")
     if len(x) == 0:
         raise ConfigError("Int8Config.validation: no samples (x is empty); give the samples to measure accuracy on")
+    return x, y
+
+
+def _class_indices(y: Any) -> np.ndarray:
+    """The labels as one class index per sample, refused before calibration runs: a list reached the fallback search
+    as a list ('list' object has no attribute 'ndim'), and one-hot rows a broadcast error in the top-1 count, both
+    after minutes of calibrating."""
+    try:
+        labels = np.asarray(y)
+    except (TypeError, ValueError) as exc:  # ragged lists
+        raise ConfigError(f"Int8Config.validation: y is not an array of labels ({exc}); give one class index per "
+                          "sample") from None
+    if labels.ndim != 1:
+        fix = " (one-hot rows: give y.argmax(1))" if labels.ndim == 2 else ""
+        raise ConfigError(f"Int8Config.validation: y has shape {labels.shape}; give one integer class index per "
+                          f"sample, shape (N,){fix}")
+    whole = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and bool(np.all(np.isfinite(labels)))
+                                          and bool(np.all(labels == np.round(labels))))
+    if not whole:
+        raise ConfigError(f"Int8Config.validation: y holds {labels.dtype} values, not class indices; give one integer "
+                          "class index per sample")
+    return labels
 
 
 def _refuse_output_over_input(model: Path, output: Path) -> None:
