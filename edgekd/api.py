@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: e
 def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, resume: bool = False, force: bool = False,
         only: Sequence[str] | None = None, log=print):
     """Run the pipeline from a YAML file, or from a dict of its contents (validated as the file would be; its relative
-    paths are read from the working directory); returns the RunContext (run_dir, manifest, config: the validated
-    config, also as `cfg`).
+    paths are read from the working directory) or the validated config of an earlier run (`ctx.cfg`, taken as the
+    keys it was given, as a dict); returns the RunContext (run_dir, manifest, config: the validated config, also as
+    `cfg`).
 
     Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.core.errors.GateFailed whose
     message is the verdict line (e.g. `gate: FAIL (1 failed, 2 passed)`) and whose `.context` is the
@@ -40,6 +42,7 @@ def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, r
     from edgekd.pipeline.runner import one_run_per_process, run_from_file
 
     _one_of_resume_force("run", resume, force)
+    config = _config_source(config)
     log = _log_function("run", log)
     with one_run_per_process(out or "runs/<its name>"):
         ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=_stage_list(only), log=log)
@@ -131,6 +134,20 @@ def _stopped_before_shipping(run_dir: Path) -> bool:
     stages = manifest.get("stages", {})
     done = [name for name, entry in stages.items() if isinstance(entry, dict) and entry.get("status") == "done"]
     return made_by_ship and bool(stages) and set(done) <= {"teachers"} and not (Path(run_dir) / "bundle").exists()
+
+
+def _config_source(config: Any) -> Any:
+    """A pipeline file, a mapping of its contents, or a validated config (ctx.cfg of an earlier run) as the mapping of
+    the keys it was given: all of its fields dumped carry the defaults of keys that apply to other data sources
+    (data.image_size), which validation then refuses, and the object itself was a raw TypeError from pathlib."""
+    from pydantic import BaseModel
+
+    if isinstance(config, BaseModel):
+        return config.model_dump(exclude_unset=True)
+    if not isinstance(config, (str, PathLike, Mapping)):
+        raise ConfigError(f"run(config=<{type(config).__name__}>): expected a pipeline file's path, a dict of its "
+                          "contents, or the config of a run (ctx.cfg)")
+    return config
 
 
 def _log_function(function: str, log: Any) -> Any:

@@ -290,8 +290,9 @@ def refuse_resuming_another_run(run_dir: Path, name: str, config_path: Path) -> 
     recorded_name, recorded_path = manifest.get("name"), str(manifest.get("config_path") or "")
     other_name = recorded_name is not None and recorded_name != name
     # The recorded path is as it was given (maybe relative to another working directory): only a file that is still
-    # there and is not this one is another config; a config given as a dict has no file (MAPPING_SOURCE).
-    other_file = bool(recorded_path) and Path(recorded_path).is_file() \
+    # there and is not this one is another config. A config given as a dict (MAPPING_SOURCE: the file's contents, or
+    # ctx.cfg of the run) has no file to compare: its name says which run it is.
+    other_file = bool(recorded_path) and Path(config_path).name != MAPPING_SOURCE and Path(recorded_path).is_file() \
         and Path(recorded_path).resolve() != Path(config_path).resolve()
     if other_name or other_file:
         held = f"run '{recorded_name}' of {recorded_path}" if recorded_name else f"the run of {recorded_path}"
