@@ -241,7 +241,8 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
     return report
 
 
-def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = None, baseline: str | Path | None = None,
+def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = None,
+         baseline: str | Path | dict[str, Any] | None = None,
          junit: str | Path | None = None, summary: str | Path | None = None, **overrides) -> GateResult:
     """Check a report.json (or the report dict bench() returns) against thresholds (the report's own gate section
     unless given).
@@ -251,7 +252,7 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     A language model's report (task_metric perplexity; or an old lm-report.json, read by device/lm_legacy.py) is gated
     on perplexity instead: the overrides max_increase, min_greedy_agreement (else the limits it was benched under)
     and allow_empty only.
-    baseline: another report.json to take the reference accuracy from (refused unless both were
+    baseline: another report.json (or report dict) to take the reference accuracy from (refused unless both were
     measured on the same evaluation set).
     junit, summary: write JUnit XML / a Markdown summary of the checks there (`--junit`, `--summary`); a path that is
     the report or the baseline, or both the same, is refused before anything is read.
@@ -262,12 +263,13 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     from edgekd.device.ci_outputs import refuse_replacing_other_files
 
     in_memory = isinstance(report, dict)  # what bench() returns, gated as it is
-    if not in_memory and not isinstance(report, (str, Path)):
-        raise ConfigError(f"gate(): report must be a report.json path or the dict bench() returns, not {type(report).__name__}")
+    _report_argument("report", report, "gate()")
+    _report_argument("baseline", baseline, "gate()")
+    baseline_path = None if isinstance(baseline, dict) else baseline
     refuse_overwriting_inputs("gate()", {"junit": junit, "summary": summary},
-                              {"report (the report being gated)": None if in_memory else report, "baseline": baseline})
+                              {"report (the report being gated)": None if in_memory else report, "baseline": baseline_path})
     refuse_replacing_other_files(junit, summary)
-    check_report_paths({"report": None if in_memory else report, "baseline": baseline})
+    check_report_paths({"report": None if in_memory else report, "baseline": baseline_path})
     if in_memory:
         raw, report = report, "the report given to gate() (from bench())"
     else:
@@ -281,7 +283,7 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     if baseline is not None and data.get("task_metric") == "perplexity":
         raise ConfigError(f"baseline: a classifier's gate setting; {report} is a language model's report, gated on perplexity "
                           "against its own reference (--max-increase)")
-    other = _read_report(baseline) if baseline else None
+    other = _report_data(baseline, "baseline", "gate()") if baseline is not None else None
     from edgekd.device.bundle import changed_since_benched
 
     for folder in changed_since_benched(data):
@@ -293,7 +295,8 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
         else:
             checks = gate_report(data, thresholds, other)
     except ArtifactError as exc:
-        raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
+        raise ArtifactError(f"{report}" + (f" (--baseline {_label(baseline, 'baseline', 'gate()')})" if baseline else "")
+                            + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
         raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None
     if junit or summary:
@@ -302,6 +305,33 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
         write_ci_outputs(checks, str(report), None if junit is None else Path(junit),
                          None if summary is None else Path(summary), step_summary=False)
     return checks
+
+
+def _report_argument(argument: str, value: Any, caller: str) -> None:
+    """A report argument is a report.json path or the dict bench() returns (None: not given). JSON text passed as the
+    path reached the file system as a raw OSError ("File name too long"), and another type a raw TypeError from pathlib."""
+    if value is None or isinstance(value, dict):
+        return
+    if not isinstance(value, (str, Path)):
+        raise ConfigError(f"{caller}: {argument} must be a report.json path or the dict bench() returns, not "
+                          f"{type(value).__name__}")
+    if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+        raise ConfigError(f"{caller}: {argument} is JSON text, not a path; give the report.json's path, or the report "
+                          "as a dict (json.loads it first)")
+
+
+def _report_data(report: str | Path | dict[str, Any], argument: str, caller: str) -> dict[str, Any]:
+    """A report argument read and checked: a path (refused if it is a folder or a report page), or a dict as it is."""
+    _report_argument(argument, report, caller)
+    if isinstance(report, dict):
+        return _checked_report(report, _label(report, argument, caller))
+    check_report_paths({argument: report}, caller)
+    return _read_report(report)
+
+
+def _label(report: Any, argument: str, caller: str) -> str:
+    """How messages name a report argument: its path, or the dict given as `argument`."""
+    return f"the {argument} given to {caller} (a dict)" if isinstance(report, dict) else str(report)
 
 
 def check_report_paths(paths: dict[str, str | Path | None], caller: str = "gate()") -> None:
@@ -378,11 +408,13 @@ def _checked_report(data: Any, path: str | Path) -> dict[str, Any]:
     return check_report(data, path)
 
 
-def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
-    """The same artifacts in two reports (two machines or two versions) side by side, with ratios."""
+def compare(report_a: str | Path | dict[str, Any], report_b: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """The same artifacts in two reports (two machines or two versions) side by side, with ratios; each a report.json
+    path or the dict bench() returns."""
     from edgekd.device.report.compare import compare_reports
 
-    a, b = _read_report(report_a), _read_report(report_b)
+    a, b = _report_data(report_a, "report_a", "compare()"), _report_data(report_b, "report_b", "compare()")
+    report_a, report_b = _label(report_a, "report_a", "compare()"), _label(report_b, "report_b", "compare()")
     metrics = [report.get("task_metric") or "top1" for report in (a, b)]
     if metrics[0] != metrics[1]:
         raise ConfigError(f"{report_a} is judged by {metrics[0]} and {report_b} by {metrics[1]}: reports of two kinds of "
