@@ -85,10 +85,9 @@ def _ship(model, data, checkpoint, targets, max_drop, out, resume, force, log, c
     from edgekd.pipeline.config import validate_config
     from edgekd.pipeline.runner import preflight, prepare_run_dir, refuse_resuming_another_run
     from edgekd.pipeline.ship import CONFIG_NAME, refuse_users_config, ship_config, write_ship_config
-    from edgekd.pipeline.ship_options import check_model, check_targets, data_options, given
+    from edgekd.pipeline.ship_options import check_model, check_targets, data_options, given, name_gate_limits, target_list
 
-    if isinstance(targets, str):  # "x86-cpu,intel-cpu" as --targets takes it, not one target per character
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    targets = target_list(targets)
     check_model(str(model))
     check_targets(targets)
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
@@ -105,7 +104,7 @@ def _ship(model, data, checkpoint, targets, max_drop, out, resume, force, log, c
     try:
         preflight(validate_config(config, source="edgekd ship"), run_dir)
     except EdgeKDError as exc:  # named as the user typed it: --targets (targets=), not the file's targets[0]
-        raise type(exc)(re.sub(r"^targets\[\d+\]", given("--targets"), str(exc))) from None
+        raise type(exc)(name_gate_limits(re.sub(r"^targets\[\d+\]", given("--targets"), str(exc)))) from None
     if resume:  # a folder holding another run keeps its files: refused before this ship's edgekd.yaml is written there
         refuse_resuming_another_run(run_dir, config["name"], run_dir / CONFIG_NAME)
     # A ship that stopped at its intake checks (a wrong --normalize) shipped nothing: the same command with the fix the

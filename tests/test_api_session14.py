@@ -177,3 +177,29 @@ def test_compare_of_a_report_page_names_its_report_json(report_path, tmp_path):
         api.compare(report_path, page)
     assert_one_line_error(invoke("compare", report_path, page), f"edgekd compare: REPORT_B {page} is the report for "
                                                                 f"people; give the report.json beside it: {report_path}")
+
+
+def test_ship_arguments_are_named_in_pythons_words(monkeypatch, tmp_path):
+    """Trial defect (session 14): api.ship(targets=[]) answered in the CLI's words ("separated by commas ... or leave
+    --targets out"), max_drop="0.5" was "edgekd ship: gate.max_drop: must be a number", and
+    targets=["x86-cpu,arm64-cpu"] one unknown target ("did you mean 'arm64-cpu'?"). Each now names ship()'s argument,
+    and a comma inside a list item separates targets as --targets' does."""
+    from edgekd.pipeline.ship_options import check_targets, name_gate_limits, target_list, typed_on_the_command_line
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"^targets: no target named; give a list of device profiles \(see "
+                                          r"edgekd.api.targets\(\)\), or leave targets out \(None\) for x86-cpu$"):
+        api.ship(model, "digits", targets=[])
+    with typed_on_the_command_line(), pytest.raises(ConfigError, match=r"^--targets: no target named; give device "
+                                                                       r"profiles separated by commas"):
+        check_targets([])
+    with pytest.raises(ConfigError, match=r"^max_drop: must be a number, not str '0.5'$"):
+        api.ship(model, "digits", max_drop="0.5")
+    assert name_gate_limits("edgekd ship: gate.max_size_kb: must be > 0, got -1") == "max_size_kb: must be > 0, got -1"
+    with typed_on_the_command_line():
+        assert name_gate_limits("edgekd ship: gate.min_speedup: must be > 0") == "--min-speedup: must be > 0"
+    assert target_list(["x86-cpu,arm64-cpu", " intel-cpu ", ","]) == ["x86-cpu", "arm64-cpu", "intel-cpu"]
+    assert target_list("x86-cpu, intel-cpu") == ["x86-cpu", "intel-cpu"] and target_list(None) is None
+    assert not (tmp_path / "runs").exists()
