@@ -24,7 +24,7 @@ import numpy as np
 
 from edgekd.core.errors import ConfigError
 from edgekd.quant.fallback import FallbackBudget
-from edgekd.quant.host import recipe_for_host, warn_once
+from edgekd.quant.host import recipe_for_host
 from edgekd.runtimes.profiles import QuantRecipe, load_profile
 
 
@@ -73,8 +73,22 @@ class Int8Config:
                 raise ConfigError(f"Int8Config.target '{self.target}': this target has no int8 recipe")
             recipe, name = profile.quantization, profile.name
         choice = recipe_for_host(recipe, self.adapt_to_host, name)
-        warn_once(choice)
+        if choice.note:
+            _warn_every_call(choice.note)
         return choice.recipe
+
+
+def _warn_every_call(note: str) -> None:
+    """A note said at every quantize() call, from the caller's line: warnings.warn's registry shows a note once per line
+    of code, so the second int8 file made the same way (a loop, or the same helper) was quantized with 7-bit weights
+    without a word. A fresh registry per call keeps the user's filters ("ignore", "error", "once") in force."""
+    import sys
+
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("edgekd."):
+        frame = frame.f_back  # the first frame outside edgekd: the user's call
+    warnings.warn_explicit(note, UserWarning, frame.f_code.co_filename, frame.f_lineno,
+                           module=frame.f_globals.get("__name__", "__main__"), registry={})
 
 
 def _literal_values(hint: Any) -> tuple:

@@ -24,3 +24,25 @@ def test_validation_labels_are_class_indices_checked_before_any_work(planted_sen
         quantize(model, Int8Config(validation=(val_x, one_hot), **config))
     with pytest.raises(ConfigError, match=r"^Int8Config.validation: y holds float64 values, not class indices"):
         quantize(model, Int8Config(validation=(val_x, val_y + 0.5), **config))
+
+
+def test_the_host_note_is_said_at_every_call(monkeypatch):
+    """Trial defect (session 14): the note that int8 is made with 7-bit weights on a CPU without VNNI was shown once per
+    process (warnings' once-per-line registry, at a line inside edgekd): the second int8 file made the same way got
+    no note. It is now said at every call, from the caller's line; a filter the user sets still applies."""
+    import warnings
+
+    from edgekd.quant import host
+
+    monkeypatch.delenv(host.FORCE_ENV, raising=False)
+    monkeypatch.setattr(host, "cpu_info", lambda: {"model": "test", "arch": "x86_64", "cores": 2, "flags": ["avx2"]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(2):
+            Int8Config(target="x86-cpu").recipe()
+    notes = [w for w in caught if "no VNNI/AMX" in str(w.message)]
+    assert len(notes) == 2 and all(w.filename == __file__ for w in notes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore")
+        Int8Config(target="x86-cpu").recipe()
+    assert not caught
