@@ -123,6 +123,7 @@ def _ptq(model: Any, config: Int8Config) -> Path:
     _refuse_output_over_input(Path(model), Path(config.output))
     _refuse_quantized_model(Path(model))
     _check_samples_fit(Path(model), config.calibration, "calibration")
+    _warn_pixels_for_a_float_input(Path(model), config.calibration)
     validation = config.validation
     if validation is not None:
         validation = _check_validation_pair(validation)
@@ -238,6 +239,33 @@ def _check_samples_fit(model: Path, samples: Any, field: str) -> None:
     if not fits:
         raise ConfigError(f"Int8Config.{field}: the array has shape {tuple(array_shape)} but the model's input '{name}' is "
                           f"{_dims(shape)}; give samples first, each of shape {_dims(wanted)}")
+
+
+def _warn_pixels_for_a_float_input(model: Path, samples: Any) -> None:
+    """Raw 8-bit pixels (an integer array, or whole numbers 0..255: the rule data.scale auto reads pixels by) given as
+    calibration for a model that takes floats: calibrated as given, the int8 ranges fit values the model was likely
+    never trained on (digits: int8 82.2% against 97.7% with the samples scaled as in training), without a word."""
+    import onnx
+
+    from edgekd.data.sources import _value_range
+
+    if isinstance(samples, dict):  # several inputs: each its own preprocessing
+        return
+    graph = onnx.load(str(model), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in weights]
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type not in floats:
+        return
+    array = np.asarray(samples)
+    integers = array.dtype.kind in "iu"
+    if not integers and (array.dtype.kind != "f" or _value_range(array) != "pixels"):
+        return
+    seen = f"an integer array ({array.dtype})" if integers else "whole numbers"
+    warnings.warn(f"Int8Config.calibration: {seen} of values {array.min(initial=0):g}..{array.max(initial=0):g}, which "
+                  f"look like raw 8-bit pixels, for the model's float input '{inputs[0].name}': calibrated as given; "
+                  "give the samples preprocessed as the model was trained on them (e.g. x / 255, normalized)",
+                  stacklevel=4)
 
 
 def _refuse_no_samples(samples: Any, field: str) -> None:
