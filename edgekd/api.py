@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from edgekd.quant.api import Int8Config, quantize  # noqa: F401  (re-exported: e
 def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, resume: bool = False, force: bool = False,
         only: Sequence[str] | None = None, log=print):
     """Run the pipeline from a YAML file, or from a dict of its contents (validated as the file would be; its relative
-    paths are read from the working directory); returns the RunContext (run_dir, manifest, config: the validated
-    config, also as `cfg`).
+    paths are read from the working directory) or the validated config of an earlier run (`ctx.cfg`, taken as the
+    keys it was given, as a dict); returns the RunContext (run_dir, manifest, config: the validated config, also as
+    `cfg`).
 
     Like `edgekd run` (exit code 1), a failed gate is an error: raises edgekd.core.errors.GateFailed whose
     message is the verdict line (e.g. `gate: FAIL (1 failed, 2 passed)`) and whose `.context` is the
@@ -37,10 +39,13 @@ def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, r
     (or was up to date) in this call: with `only` leaving out "gate", nothing is raised, and
     `ctx.gate_verdict()` is None.
     """
-    from edgekd.pipeline.runner import run_from_file
+    from edgekd.pipeline.runner import one_run_per_process, run_from_file
 
     _one_of_resume_force("run", resume, force)
-    ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=_stage_list(only), log=log)
+    config = _config_source(config)
+    log = _log_function("run", log)
+    with one_run_per_process(out or "runs/<its name>"):
+        ctx = run_from_file(config, str(out) if out else None, resume=resume, force=force, only=_stage_list(only), log=log)
     verdict = ctx.gate_verdict()
     if verdict is not None and not verdict["passed"]:
         failure = GateFailed(verdict_line(verdict))
@@ -65,14 +70,24 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     as --normalize takes it, or {"mean": [...], "std": [...]}) set those data keys. `max_drop`, `min_speedup` (over the
     target's fp32 model, which the bundle then carries to be timed beside it) and `max_size_kb` are the gate's limits.
     Writes RUN/edgekd.yaml, then runs it as `run` does (GateFailed when the gate fails)."""
-    from edgekd.pipeline.config import validate_config
-    from edgekd.pipeline.runner import preflight, prepare_run_dir
-    from edgekd.pipeline.ship import refuse_users_config, ship_config, write_ship_config
-    from edgekd.pipeline.ship_options import check_model, check_targets, data_options, given
+    from edgekd.pipeline.runner import one_run_per_process
 
     _one_of_resume_force("ship", resume, force)
-    if isinstance(targets, str):  # "x86-cpu,intel-cpu" as --targets takes it, not one target per character
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    log = _log_function("ship", log)
+    with one_run_per_process(out or "runs/<its name>"):  # before its edgekd.yaml is written into a folder another run may use
+        return _ship(model, data, checkpoint, targets, max_drop, out, resume, force, log, calibration, labels, metric,
+                     output, color, scale, normalize, min_speedup, max_size_kb)
+
+
+def _ship(model, data, checkpoint, targets, max_drop, out, resume, force, log, calibration, labels, metric, output, color,
+          scale, normalize, min_speedup, max_size_kb):
+    """ship()'s work, under the process's run lock."""
+    from edgekd.pipeline.config import validate_config
+    from edgekd.pipeline.runner import preflight, prepare_run_dir, refuse_resuming_another_run
+    from edgekd.pipeline.ship import CONFIG_NAME, refuse_users_config, ship_config, write_ship_config
+    from edgekd.pipeline.ship_options import check_model, check_targets, data_options, given, name_gate_limits, target_list
+
+    targets = target_list(targets)
     check_model(str(model))
     check_targets(targets)
     config = ship_config(str(model), str(data), None if checkpoint is None else str(checkpoint), targets, max_drop,
@@ -89,7 +104,9 @@ def ship(model: str | Path, data: str | Path, checkpoint: str | Path | None = No
     try:
         preflight(validate_config(config, source="edgekd ship"), run_dir)
     except EdgeKDError as exc:  # named as the user typed it: --targets (targets=), not the file's targets[0]
-        raise type(exc)(re.sub(r"^targets\[\d+\]", given("--targets"), str(exc))) from None
+        raise type(exc)(name_gate_limits(re.sub(r"^targets\[\d+\]", given("--targets"), str(exc)))) from None
+    if resume:  # a folder holding another run keeps its files: refused before this ship's edgekd.yaml is written there
+        refuse_resuming_another_run(run_dir, config["name"], run_dir / CONFIG_NAME)
     # A ship that stopped at its intake checks (a wrong --normalize) shipped nothing: the same command with the fix the
     # refusal gave starts it again, without --force.
     force = force or (not resume and _stopped_before_shipping(run_dir))
@@ -116,6 +133,35 @@ def _stopped_before_shipping(run_dir: Path) -> bool:
     stages = manifest.get("stages", {})
     done = [name for name, entry in stages.items() if isinstance(entry, dict) and entry.get("status") == "done"]
     return made_by_ship and bool(stages) and set(done) <= {"teachers"} and not (Path(run_dir) / "bundle").exists()
+
+
+def _config_source(config: Any) -> Any:
+    """A pipeline file, a mapping of its contents, or a validated config (ctx.cfg of an earlier run) as the mapping of
+    the keys it was given: all of its fields dumped carry the defaults of keys that apply to other data sources
+    (data.image_size), which validation then refuses, and the object itself was a raw TypeError from pathlib."""
+    from pydantic import BaseModel
+
+    if isinstance(config, BaseModel):
+        return config.model_dump(exclude_unset=True)
+    if not isinstance(config, (str, PathLike, Mapping)):
+        raise ConfigError(f"run(config=<{type(config).__name__}>): expected a pipeline file's path, a dict of its "
+                          "contents, or the config of a run (ctx.cfg)")
+    return config
+
+
+def _log_function(function: str, log: Any) -> Any:
+    """`log` as the runner calls it: None is silence (it crashed in the first stage with a TypeError and left a half-made
+    run folder that the rerun then refused); anything else not callable is refused before anything is written."""
+    if log is None:
+        return _silent
+    if not callable(log):
+        raise ConfigError(f"{function}(log={log!r}): expected a function taking one line (print, the default), or None "
+                          "for no stage lines")
+    return log
+
+
+def _silent(_line: str) -> None:
+    pass
 
 
 def _one_of_resume_force(function: str, resume: bool, force: bool) -> None:
@@ -194,7 +240,8 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
     return report
 
 
-def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = None, baseline: str | Path | None = None,
+def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = None,
+         baseline: str | Path | dict[str, Any] | None = None,
          junit: str | Path | None = None, summary: str | Path | None = None, **overrides) -> GateResult:
     """Check a report.json (or the report dict bench() returns) against thresholds (the report's own gate section
     unless given).
@@ -204,7 +251,7 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     A language model's report (task_metric perplexity; or an old lm-report.json, read by device/lm_legacy.py) is gated
     on perplexity instead: the overrides max_increase, min_greedy_agreement (else the limits it was benched under)
     and allow_empty only.
-    baseline: another report.json to take the reference accuracy from (refused unless both were
+    baseline: another report.json (or report dict) to take the reference accuracy from (refused unless both were
     measured on the same evaluation set).
     junit, summary: write JUnit XML / a Markdown summary of the checks there (`--junit`, `--summary`); a path that is
     the report or the baseline, or both the same, is refused before anything is read.
@@ -215,12 +262,13 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     from edgekd.device.ci_outputs import refuse_replacing_other_files
 
     in_memory = isinstance(report, dict)  # what bench() returns, gated as it is
-    if not in_memory and not isinstance(report, (str, Path)):
-        raise ConfigError(f"gate(): report must be a report.json path or the dict bench() returns, not {type(report).__name__}")
+    _report_argument("report", report, "gate()")
+    _report_argument("baseline", baseline, "gate()")
+    baseline_path = None if isinstance(baseline, dict) else baseline
     refuse_overwriting_inputs("gate()", {"junit": junit, "summary": summary},
-                              {"report (the report being gated)": None if in_memory else report, "baseline": baseline})
+                              {"report (the report being gated)": None if in_memory else report, "baseline": baseline_path})
     refuse_replacing_other_files(junit, summary)
-    check_report_paths({"report": None if in_memory else report, "baseline": baseline})
+    check_report_paths({"report": None if in_memory else report, "baseline": baseline_path})
     if in_memory:
         raw, report = report, "the report given to gate() (from bench())"
     else:
@@ -234,7 +282,7 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     if baseline is not None and data.get("task_metric") == "perplexity":
         raise ConfigError(f"baseline: a classifier's gate setting; {report} is a language model's report, gated on perplexity "
                           "against its own reference (--max-increase)")
-    other = _read_report(baseline) if baseline else None
+    other = _report_data(baseline, "baseline", "gate()") if baseline is not None else None
     from edgekd.device.bundle import changed_since_benched
 
     for folder in changed_since_benched(data):
@@ -246,7 +294,8 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
         else:
             checks = gate_report(data, thresholds, other)
     except ArtifactError as exc:
-        raise ArtifactError(f"{report}" + (f" (--baseline {baseline})" if baseline else "") + f": {exc}") from None
+        raise ArtifactError(f"{report}" + (f" (--baseline {_label(baseline, 'baseline', 'gate()')})" if baseline else "")
+                            + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
         raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None
     if junit or summary:
@@ -255,6 +304,33 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
         write_ci_outputs(checks, str(report), None if junit is None else Path(junit),
                          None if summary is None else Path(summary), step_summary=False)
     return checks
+
+
+def _report_argument(argument: str, value: Any, caller: str) -> None:
+    """A report argument is a report.json path or the dict bench() returns (None: not given). JSON text passed as the
+    path reached the file system as a raw OSError ("File name too long"), and another type a raw TypeError from pathlib."""
+    if value is None or isinstance(value, dict):
+        return
+    if not isinstance(value, (str, Path)):
+        raise ConfigError(f"{caller}: {argument} must be a report.json path or the dict bench() returns, not "
+                          f"{type(value).__name__}")
+    if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+        raise ConfigError(f"{caller}: {argument} is JSON text, not a path; give the report.json's path, or the report "
+                          "as a dict (json.loads it first)")
+
+
+def _report_data(report: str | Path | dict[str, Any], argument: str, caller: str) -> dict[str, Any]:
+    """A report argument read and checked: a path (refused if it is a folder or a report page), or a dict as it is."""
+    _report_argument(argument, report, caller)
+    if isinstance(report, dict):
+        return _checked_report(report, _label(report, argument, caller))
+    check_report_paths({argument: report}, caller)
+    return _read_report(report)
+
+
+def _label(report: Any, argument: str, caller: str) -> str:
+    """How messages name a report argument: its path, or the dict given as `argument`."""
+    return f"the {argument} given to {caller} (a dict)" if isinstance(report, dict) else str(report)
 
 
 def check_report_paths(paths: dict[str, str | Path | None], caller: str = "gate()") -> None:
@@ -331,11 +407,13 @@ def _checked_report(data: Any, path: str | Path) -> dict[str, Any]:
     return check_report(data, path)
 
 
-def compare(report_a: str | Path, report_b: str | Path) -> dict[str, Any]:
-    """The same artifacts in two reports (two machines or two versions) side by side, with ratios."""
+def compare(report_a: str | Path | dict[str, Any], report_b: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """The same artifacts in two reports (two machines or two versions) side by side, with ratios; each a report.json
+    path or the dict bench() returns."""
     from edgekd.device.report.compare import compare_reports
 
-    a, b = _read_report(report_a), _read_report(report_b)
+    a, b = _report_data(report_a, "report_a", "compare()"), _report_data(report_b, "report_b", "compare()")
+    report_a, report_b = _label(report_a, "report_a", "compare()"), _label(report_b, "report_b", "compare()")
     metrics = [report.get("task_metric") or "top1" for report in (a, b)]
     if metrics[0] != metrics[1]:
         raise ConfigError(f"{report_a} is judged by {metrics[0]} and {report_b} by {metrics[1]}: reports of two kinds of "

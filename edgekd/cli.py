@@ -535,6 +535,8 @@ def compare_cmd(report_a: Path, report_b: Path, markdown_out, json_out) -> None:
                               {"REPORT_A": report_a, "REPORT_B": report_b})
     refuse_replacing_other_files(markdown_out, json_out)  # nor a user's notes, a pipeline file, a bundle's manifest
     _check_outputs(files={"--markdown": markdown_out, "--json": json_out})
+    # report.md for its report.json: named here as the command takes them (api.compare's own check names compare())
+    api.check_report_paths({"REPORT_A": report_a, "REPORT_B": report_b}, caller="edgekd compare")
     comparison = api.compare(report_a, report_b)
     click.echo(render_text(comparison))
     if markdown_out:

@@ -25,7 +25,8 @@ class RunManifest:
         return self.run_dir / "manifest.json"
 
     @classmethod
-    def open(cls, run_dir: Path, config_hash: str, config_path: str, task: str | None = None) -> RunManifest:
+    def open(cls, run_dir: Path, config_hash: str, config_path: str, task: str | None = None,
+             name: str | None = None) -> RunManifest:
         path = Path(run_dir) / "manifest.json"
         if path.is_file():
             data = read_json(path)
@@ -35,6 +36,8 @@ class RunManifest:
                      "environment": describe(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         if task is not None:  # what kind of model the folder holds: --resume with another task's file is refused
             data["task"] = task
+        if name is not None:  # which run the folder holds: --resume with another run's file is refused
+            data["name"] = name
         return cls(run_dir, data)
 
     def stage(self, name: str) -> Optional[dict[str, Any]]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -130,8 +131,37 @@ def preflight(config: PipelineConfig, base_dir: Path) -> None:
         stage_class(config, name).check_for(config, base_dir)
 
 
+# A run swaps sys.stderr for its log's tee (core/run_log.py), records warnings with warnings.catch_warnings, and exports
+# with torch.onnx.export and torch's RNG: all process-wide. Two runs in two threads of one process broke each other (one
+# failed at export, the other got no edgekd.log), so a second one is refused at once. Re-entrant: api.ship calls
+# api.run, which calls run_pipeline, in the same thread.
+_ONE_RUN = threading.RLock()
+_running: list[str] = []  # the folders of the run holding it (api.run, then run_pipeline), for the refusal to name
+
+
+@contextmanager
+def one_run_per_process(run_dir: Path | str) -> Iterator[None]:
+    """Hold the process's run lock while the block runs; another thread's run already holding it: refused in one line."""
+    if not _ONE_RUN.acquire(blocking=False):
+        running = _running[-1] if _running else "another folder"  # the innermost: run_pipeline's own folder
+        raise ConfigError(f"another edgekd run is in progress in this process ({running}); runs share process-wide state "
+                          "(stderr, warnings, torch): run them one after another, or in separate processes")
+    _running.append(str(run_dir))
+    try:
+        yield
+    finally:
+        _running.pop()
+        _ONE_RUN.release()
+
+
 def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool = False, force: bool = False,
                  only: Optional[Sequence[str]] = None, log: Log = print) -> RunContext:
+    with one_run_per_process(run_dir):
+        return _run_pipeline(config, config_path, run_dir, resume, force, only, log)
+
+
+def _run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resume: bool, force: bool,
+                  only: Optional[Sequence[str]], log: Log) -> RunContext:
     unknown = [s for s in (only or []) if s not in STAGE_NAMES]
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGE_NAMES)}")
@@ -143,6 +173,8 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
             distributed.init_from_env(config.device)
             refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
             _refuse_another_task(Path(run_dir), config, config_path, resume and not force)
+            if resume and not force:
+                refuse_resuming_another_run(Path(run_dir), config.name, Path(config_path))
             _refuse_only_without_a_run(Path(run_dir), only)
             _refuse_only_with_stages_missing(Path(run_dir), only)
             checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
@@ -165,7 +197,7 @@ def run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resum
             for place in (Path(run_dir) / name for name in (*RUN_FOLDER_OWN[3:], "bundle")):  # the run's own folders only
                 if place.is_dir():
                     remove_stray_temporaries(place)
-        manifest = RunManifest.open(run_dir, config.digest(), str(config_path), task_name(config))
+        manifest = RunManifest.open(run_dir, config.digest(), str(config_path), task_name(config), config.name)
         manifest.read_only = not distributed.is_main()  # under torchrun rank 0 alone writes the record
         if distributed.is_main():
             manifest.save()  # from now on the folder holds a run: a rerun needs --resume or --force, even after a crash
@@ -244,6 +276,28 @@ def _refuse_another_task(run_dir: Path, config: PipelineConfig, config_path: Pat
     if recorded is not None and recorded != asked:
         raise ConfigError(f"{run_dir}: holds a run of task {recorded}, and {config_path} is for {asked}; give --out a new "
                           "folder for it (or --force to replace that run)")
+
+
+def refuse_resuming_another_run(run_dir: Path, name: str, config_path: Path) -> None:
+    """--resume into a folder that holds another run (another name, or another config file that still exists) went on
+    as a changed config: it retrained everything, or (edgekd ship into a pipeline run's folder) replaced the run and
+    deleted its trained models. Refused, naming the run it holds; a config edited in place (same file, same name)
+    still resumes. Manifests from before the name was recorded are judged by their file alone."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        return
+    manifest = read_json(path)
+    recorded_name, recorded_path = manifest.get("name"), str(manifest.get("config_path") or "")
+    other_name = recorded_name is not None and recorded_name != name
+    # The recorded path is as it was given (maybe relative to another working directory): only a file that is still
+    # there and is not this one is another config. A config given as a dict (MAPPING_SOURCE: the file's contents, or
+    # ctx.cfg of the run) has no file to compare: its name says which run it is.
+    other_file = bool(recorded_path) and Path(config_path).name != MAPPING_SOURCE and Path(recorded_path).is_file() \
+        and Path(recorded_path).resolve() != Path(config_path).resolve()
+    if other_name or other_file:
+        held = f"run '{recorded_name}' of {recorded_path}" if recorded_name else f"the run of {recorded_path}"
+        raise ConfigError(f"{run_dir}: holds {held}; --resume (resume=True) continues the same run: give its file, or "
+                          "--force (force=True) to replace it, or another --out (out=)")
 
 
 def _refuse_only_without_a_run(run_dir: Path, only: Optional[Sequence[str]]) -> None:

@@ -4,6 +4,7 @@ each refused in one line naming the option where --data is not of its kind (the 
 the config key, which the user did not type)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,7 +24,8 @@ _OPTION_SOURCES = {"color": ("imagefolder", "an image folder"), "scale": ("npz",
 # option from the command line (whose ship_cmd calls api.ship inside typed_on_the_command_line()). The checks are one.
 API_NAMES = {"MODEL": "model", "--data": "data", "--checkpoint": "checkpoint", "--calibration": "calibration",
              "--targets": "targets", "--max-drop": "max_drop", "--out": "out", "--no-labels": "labels=False",
-             "--metric": "metric", "--output": "output", "--color": "color", "--scale": "scale", "--normalize": "normalize"}
+             "--metric": "metric", "--output": "output", "--color": "color", "--scale": "scale", "--normalize": "normalize",
+             "--min-speedup": "min_speedup", "--max-size-kb": "max_size_kb"}
 _COMMAND_LINE: ContextVar[bool] = ContextVar("edgekd_ship_command_line", default=False)
 
 
@@ -57,11 +59,29 @@ def check_model(model: str) -> None:
                           "--checkpoint and its state_dict")
 
 
+def target_list(targets: Optional[str | Sequence[str]]) -> Optional[list[str]]:
+    """api.ship's targets as a list of names: "x86-cpu,intel-cpu" as --targets takes it (not one target per character),
+    and a comma inside a list item too (["x86-cpu,arm64-cpu"] was one unknown target); None stays the default."""
+    if targets is None:
+        return None
+    items = [targets] if isinstance(targets, str) else list(targets)
+    return [name.strip() for item in items for name in str(item).split(",") if name.strip()]
+
+
 def check_targets(targets: Optional[Sequence[str]]) -> None:
     """None: the default target; an empty list (`--targets ""`, `--targets ,`) names none and is refused, not defaulted."""
     if targets is not None and not [t for t in targets if str(t).strip()]:
-        raise ConfigError(f"{given('--targets')}: no target named; give device profiles separated by commas (see `edgekd targets`), "
-                          "or leave --targets out for x86-cpu")
+        fix = ("give device profiles separated by commas (see `edgekd targets`), or leave --targets out for x86-cpu"
+               if _COMMAND_LINE.get() else  # from Python, in its own words: a list, and the argument left out
+               "give a list of device profiles (see edgekd.api.targets()), or leave targets out (None) for x86-cpu")
+        raise ConfigError(f"{given('--targets')}: no target named; {fix}")
+
+
+def name_gate_limits(message: str) -> str:
+    """The config's gate.max_drop (a bad max_drop, min_speedup or max_size_kb, as the pipeline file's validation says
+    it) named as the caller wrote it: max_drop= from Python, --max-drop on the command line."""
+    return re.sub(r"^(?:edgekd ship: )?gate\.(max_drop|min_speedup|max_size_kb)\b",
+                  lambda match: given("--" + match.group(1).replace("_", "-")), message)
 
 
 def normalize_option(value: Any) -> Any:

@@ -10,6 +10,7 @@ decoder's cache wrapper (lm/export.py), the QAT model's weight folding (quant/qa
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +54,28 @@ def write_onnx(model: torch.nn.Module, spec: ExportSpec, path: str | Path, failu
     except Exception as exc:  # the exporters raise many internal types; all mean "cannot export"
         if failure is None:
             raise
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise StageError(f"{failure} ({first[:200]})") from None
+        raise StageError(f"{failure} ({export_failure_cause(exc)[:200]})") from None
     return Path(path)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_CLASS = re.compile(r"^<class '(?:[\w.]*\.)?(\w+)'>:\s*")  # "<class 'torch.x.GuardOn...'>: " -> "GuardOn...: "
+
+
+def export_failure_cause(exc: BaseException) -> str:
+    """The line that says why an export failed, without terminal colours. The dynamo exporter's own first line is its
+    boilerplate ("Failed to export the model with torch.export. This is step 1/3 ... Next steps:"), the same for every
+    failure: the cause is the first line of its "## Exception summary" section, else of the exception it wraps
+    (__cause__); the TorchScript exporter's first line is the cause itself."""
+    lines = [_ANSI.sub("", line).strip() for line in str(exc).splitlines()]
+    if "## Exception summary" in lines:
+        summary = [line for line in lines[lines.index("## Exception summary") + 1:] if line]
+        if summary:
+            return _CLASS.sub(lambda m: f"{m.group(1)}: ", summary[0])
+    cause = exc.__cause__
+    if lines and lines[0].startswith("Failed to export") and cause is not None and str(cause).strip():
+        return f"{type(cause).__name__}: {_ANSI.sub('', str(cause)).strip().splitlines()[0]}"
+    return next((line for line in lines if line), type(exc).__name__)
 
 
 @dataclass

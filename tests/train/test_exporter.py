@@ -74,3 +74,27 @@ def test_the_check_compares_every_output_of_every_feed_and_sees_a_drifted_model(
         model.linear.bias.copy_(torch.tensor([0.0, 0.0, 1e3]))  # now column 2 wins in every row
     flipped = compare_with_torch(model, path, feeds, ["a", "b"])
     assert flipped.top1_agreement < 1.0 and np.isfinite(flipped.max_abs_diff)
+
+
+DYNAMO_BANNER = ("Failed to export the model with torch.export. \x1b[96mThis is step 1/3\x1b[0m of exporting the model to "
+                 "ONNX. Next steps:\n- Modify the model code for `torch.export.export` to succeed.\n")
+
+
+@pytest.mark.parametrize("message, cause, said", [
+    (DYNAMO_BANNER + "\n## Exception summary\n\n<class 'torch.fx.experimental.symbolic_shapes.GuardOnDataDependentSymNode'>"
+     ": Could not guard on data-dependent expression Eq(u0, 1)\n\nmore\n\n(Refer to the full stack trace above)", None,
+     "GuardOnDataDependentSymNode: Could not guard on data-dependent expression Eq(u0, 1)"),
+    (DYNAMO_BANNER, ValueError("\x1b[1mbad shape\x1b[0m\ndetail"), "ValueError: bad shape"),
+])
+def test_a_dynamo_export_failure_says_its_cause_not_the_banner(monkeypatch, tmp_path, message, cause, said):
+    """Trial defect (session 14): a failed dynamo export said only torch's banner ("Failed to export the model with
+    torch.export. \\x1b[96mThis is step 1/3\\x1b[0m ... Next steps:"), colour codes included, never why it failed. It
+    now says the cause: the exception summary's first line, or the wrapped exception's, without colours."""
+    def export(*_args, **_kwargs):
+        error = RuntimeError(message)
+        raise error from cause
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    with pytest.raises(StageError) as caught:
+        write_onnx(torch.nn.Linear(2, 2), _spec(), tmp_path / "m.onnx", failure="export: torch.onnx.export failed")
+    assert str(caught.value) == f"export: torch.onnx.export failed ({said})"
