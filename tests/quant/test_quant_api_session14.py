@@ -13,7 +13,11 @@ def test_validation_labels_are_class_indices_checked_before_any_work(planted_sen
     as an array; one-hot, 2-D or fractional labels are one ConfigError before anything is calibrated."""
     model, calib, val_x, val_y = planted_sensitive_model
     seen = {}
-    monkeypatch.setattr("edgekd.quant.fallback.quantize_with_fallback", lambda *args: seen.update(y=args[5]))
+    from types import SimpleNamespace
+
+    monkeypatch.setattr("edgekd.quant.fallback.quantize_with_fallback",
+                        lambda *args: seen.update(y=args[5]) or SimpleNamespace(calibrate_method="minmax"))
+    monkeypatch.setattr("edgekd.quant.api._record_choice", lambda *args: None)  # no model was written to record in
     config = dict(calibration=calib, fallback=FallbackBudget(max_drop=2.0), output=tmp_path / "int8.onnx")
     quantize(model, Int8Config(validation=(val_x, [int(v) for v in val_y]), **config))
     assert isinstance(seen["y"], np.ndarray) and seen["y"].ndim == 1 and np.array_equal(seen["y"], val_y)
