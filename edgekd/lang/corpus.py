@@ -198,19 +198,52 @@ def split(examples: Iterable[Example], name: str) -> list[Example]:
 
 
 def stratified(examples: list[Example], count: int | None, seed: int) -> list[Example]:
-    """`count` examples with the classes in their proportions (scikit-learn's stratified split), in the corpus'
-    order; all of them when `count` is None, 0 or not smaller."""
+    """`count` examples with the classes in their proportions (scikit-learn's stratified split), sorted by group and
+    text; all of them when `count` is None, 0 or not smaller. A class too small to split is kept whole
+    (stratified_rows)."""
     if not count or count >= len(examples):
         return examples
-    from sklearn.model_selection import train_test_split
-
-    kept, _ = train_test_split(examples, train_size=count, random_state=seed, stratify=[e.label for e in examples])
+    kept = [examples[row] for row in stratified_rows([e.label for e in examples], count, seed)]
     return sorted(kept, key=lambda e: (e.group, e.text))
 
 
+def stratified_rows(labels: list, count: int, seed: int) -> np.ndarray:
+    """The rows (ascending) of a draw of `count` of `labels` with the classes in their proportions, the same for the
+    same labels and seed. scikit-learn's stratified split refuses a class of one example and a draw that leaves a class
+    without its share, so: a class of one example is kept whole (it cannot be split), and when the rest cannot be
+    stratified (fewer rows to keep or to leave than it has classes) its rows are drawn at random instead."""
+    from sklearn.model_selection import train_test_split
+
+    labels = list(labels)
+    if count >= len(labels):
+        return np.arange(len(labels))
+    sizes = Counter(labels)
+    whole = [row for row, label in enumerate(labels) if sizes[label] < 2]
+    rest = [row for row, label in enumerate(labels) if sizes[label] >= 2]
+    budget = count - len(whole)
+    if budget <= 0:  # more one-example classes than rows to keep: an unstratified draw of them all
+        return np.sort(np.random.default_rng(seed).permutation(len(labels))[:count])
+    classes = len({labels[row] for row in rest})
+    if budget < classes or len(rest) - budget < classes:
+        drawn = list(np.random.default_rng(seed).permutation(rest)[:budget])
+    else:
+        drawn, _ = train_test_split(rest, train_size=budget, random_state=seed, stratify=[labels[row] for row in rest])
+    return np.sort(np.array(whole + list(drawn), dtype=np.int64))
+
+
 def label_names(examples: Iterable[Example]) -> list[str]:
-    """The classes in sorted order: the model's output i is label_names[i], as for image folders."""
-    return sorted({example.label for example in examples})
+    """The classes in order: the model's output i is label_names[i], as for image folders. Labels that are all
+    integers (5, "12", "-1") go in numeric order, so output i is label i (as strings, "10" would come before "2");
+    any other labels in sorted string order."""
+    names = {example.label for example in examples}
+    if names and all(_is_integer(name) for name in names):
+        return sorted(names, key=lambda name: (int(name), name))  # "7" and "07" both: still one order
+    return sorted(names)
+
+
+def _is_integer(label: str) -> bool:
+    body = label[1:] if label[:1] in "+-" else label
+    return body.isascii() and body.isdigit()
 
 
 TRAINING_LABEL_ADVICE = "every label needs training examples: add some to the train split, or drop these examples"

@@ -111,8 +111,9 @@ def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
     empty = [name for name, part in parts.items() if not part]
     if empty:
         raise DataError(f"{path}: no {' or '.join(empty)} examples; {_how_to_fill(examples)}")
-    parts["train"] = corpus.stratified(parts["train"], cfg.train_limit, seed)
-    parts["test"] = corpus.stratified(parts["test"], cfg.test_limit, seed)
+    for name, key, limit in (("train", "data.train_limit", cfg.train_limit), ("test", "data.test_limit", cfg.test_limit)):
+        _check_limit_holds_every_class(parts[name], key, limit, name, path)
+        parts[name] = corpus.stratified(parts[name], limit, seed)
     for name in ("val", "test"):
         _warn_of_texts_seen_in_training(parts[name], parts["train"], name, path)
     names = corpus.label_names(parts["train"])
@@ -145,6 +146,15 @@ def _check_split_column_is_whole(examples: list[corpus.Example], path: Path) -> 
         raise DataError(f"{path}: example {first} ({examples[first - 1].text[:40]!r}) has no split, while {given} of "
                         f"{len(examples)} examples have one; give every example a split (train, val or test), "
                         "or remove the split column to have the splits drawn")
+
+
+def _check_limit_holds_every_class(part: list[corpus.Example], key: str, limit: int | None, name: str,
+                                   path: Path) -> None:
+    """A limit below the split's number of classes would leave some class out of it whatever the draw: refused."""
+    classes = len({e.label for e in part})
+    if limit and limit < len(part) and limit < classes:
+        raise DataError(f"{key} {limit}: the {name} split of {path} has {classes} classes, and a draw of {limit} cannot "
+                        f"hold one example of each; give {key} {classes} or more, or remove it")
 
 
 def _warn_of_texts_seen_in_training(part: list[corpus.Example], train: list[corpus.Example], name: str,

@@ -90,3 +90,64 @@ def test_a_split_column_on_some_rows_only_is_refused_naming_the_first_row_withou
     with pytest.raises(DataError, match=r"part.jsonl: example 31 \('text 30 about dogs number 30'\) has no split, while "
                                         r"30 of 120 examples have one; give every example a split"):
         _load(path)
+
+
+def _sorted_by_label(path, classes=6, per_class=120):
+    """A corpus written class after class, with a split column: the file order a user's sorted export has."""
+    rows = [{"text": f"text {i} of class {c} with word{c} and word{c}b", "label": f"c{c}",
+             "split": "test" if i % 4 == 0 else "val" if i % 4 == 1 else "train"}
+            for c in range(classes) for i in range(per_class)]
+    return _write_rows(path, rows)
+
+
+def test_the_evaluation_set_of_a_larger_test_split_holds_every_class_and_is_the_same_each_time(tmp_path):
+    """Trial defect (session 14): the evaluation set was the test split's first bench.eval_samples texts in file order,
+    so a jsonl sorted by label was judged on its first classes only (3 of 6), and the gate passed without a word."""
+    import numpy as np
+
+    from edgekd.tasks.text import TextClassification
+
+    data = _load(_sorted_by_label(tmp_path / "sorted.jsonl"))
+    assert len(data.test) == 180
+    task = TextClassification()
+    x, y = task.evaluation_set(data, 60)
+    assert sorted(set(y.tolist())) == list(range(6)) and np.bincount(y).tolist() == [10] * 6  # in proportion
+    again_x, again_y = task.evaluation_set(data, 60)
+    assert np.array_equal(x["input_ids"], again_x["input_ids"]) and np.array_equal(y, again_y)
+    rows = task.evaluation_rows(data, 60)
+    assert np.array_equal(data.test.x["input_ids"][rows], x["input_ids"]) and list(rows) == sorted(rows)
+    whole_x, whole_y = task.evaluation_set(data, 500)  # not larger: the whole split, in its order
+    assert np.array_equal(whole_y, data.test.y)
+
+
+@pytest.mark.parametrize("limit", [{"train_limit": 20}, {"test_limit": 7}])
+def test_a_limit_with_a_class_of_one_example_keeps_that_class_whole(tmp_path, limit):
+    """Trial defect (session 14): data.train_limit / test_limit crashed (exit 3, "internal error: ValueError: The least
+    populated classes in y have only 1 member") when a class had one example in that split."""
+    rows = [dict(row, split="test" if i % 4 == 0 else "val" if i % 4 == 1 else "train")
+            for i, row in enumerate(_rows(200))]
+    rows += [{"text": f"a lone {name} text of the rare class", "label": "rare", "split": name} for name in ("train", "val", "test")]
+    data = _load(_write_rows(tmp_path / "rare.jsonl", rows), **limit)
+    part = data.train if "train_limit" in limit else data.test
+    split = "train" if "train_limit" in limit else "test"
+    assert len(part) == next(iter(limit.values())) and f"a lone {split} text of the rare class" in part.texts
+
+
+@pytest.mark.parametrize("key", ["train_limit", "test_limit"])
+def test_a_limit_below_the_number_of_classes_is_one_line_naming_the_key(tmp_path, key):
+    """Trial defect (session 14): data.train_limit 4 with 6 classes crashed with scikit-learn's "The train_size = 4
+    should be greater or equal to the number of classes = 6" as an internal error."""
+    from edgekd.core.errors import DataError
+
+    with pytest.raises(DataError, match=rf"^data.{key} 4: the {key[:-6]} split of .*sorted.jsonl has 6 classes, and a "
+                                        rf"draw of 4 cannot hold one example of each; give data.{key} 6 or more"):
+        _load(_sorted_by_label(tmp_path / "sorted.jsonl"), **{key: 4})
+
+
+def test_integer_labels_are_classes_in_numeric_order(tmp_path):
+    """Trial defect (session 14): integer labels became classes sorted as strings ('0', '1', '10', '11', ..., '2'), so
+    output i was not label i."""
+    rows = [{"text": f"text {i} of label {i % 12} word{i % 12}", "label": i % 12 if i % 2 else str(i % 12)}
+            for i in range(600)]
+    data = _load(_write_rows(tmp_path / "ints.jsonl", rows))
+    assert data.classes == [str(i) for i in range(12)]
