@@ -64,6 +64,8 @@ def _no_such_recipe(name: str, base_dir: Path | None) -> str:
     known = sorted(p.stem for p in builtin_dir("calibration").glob("*.yaml"))
     close = difflib.get_close_matches(name, own + known, n=1)  # as target typos are answered
     hint = f"did you mean '{close[0]}'? " if close else ""
+    if name.isdigit():  # a count of samples: recipes are named by split and count
+        hint = f"{name} is a count, and recipes are named by split and count: did you mean 'train-{name}'? "
     yours = f"recipes in {folder}: {', '.join(own)}; " if own else ""
     return (f"quantize.calibration '{name}': no such recipe; {hint}{yours}built-in recipes: {', '.join(known)} (a name is "
             f"looked for as {folder / (name + '.yaml')} beside the pipeline file, then among the built-ins); or give a "

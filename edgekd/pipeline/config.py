@@ -133,6 +133,11 @@ class PipelineConfig(Strict):
                 raise ValueError(refusal)
             if teacher.kind == "sklearn" and self.data.source == "text":
                 continue  # a pipeline reading the raw texts, beside the BERT teacher (checked by the text stages)
+            if teacher.kind != "torch" and self.data.source == "text":  # a PyTorch network would be refused next
+                raise ValueError(f"teachers[{index}].{teacher.kind}: data.source text distills from a BERT teacher, "
+                                 "teachers[0] {arch: bert} (trained, or a save_pretrained folder as its checkpoint), "
+                                 "optionally followed by scikit-learn pipelines of the raw texts "
+                                 "({sklearn: [{TfidfVectorizer: {}}, {LogisticRegression: {}}]}); give those")
             if teacher.kind != "torch" and self.data.source not in TABLE_SOURCES:
                 raise ValueError(f"teachers[{index}].{teacher.kind}: in a pipeline, teachers of this kind run on tables (data.source "
                                  f"csv or parquet), and data.source is '{self.data.source}'; give arch (a PyTorch network)")

@@ -62,6 +62,18 @@ def _fallback_schema_takes_a_boolean(schema: dict[str, Any]) -> None:
 class QuantizeConfig(Strict):
     method: Literal["ptq", "qat", "none"] = "ptq"
     calibration: str = Field("train-256", description="recipe name in calibration/ or a path to a recipe YAML")
+
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _a_count_is_not_a_recipe(cls, value):
+        """`calibration: 64` (YAML reads a number): meant as a count of samples, which a recipe names; quoting it
+        would only make the name '64', which no recipe has."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(f"{value} is a count, and this key names a calibration recipe: use train-{value} "
+                             f"(built in: train-64, train-256, train-1024; for another count, write "
+                             f"calibration/train-{value}.yaml beside the pipeline file)")
+        return value
+
     calibration_images: Optional[str] = Field(
         None, description="a folder of images (no labels needed, any depth) to calibrate int8 on instead of the recipe's split: "
                           "the recipe's count and seed pick them, decoded with data's preprocessing (data.source imagefolder)")

@@ -345,6 +345,16 @@ class TextQuantizeStep(TaskStep):
     name = "quantize"
     sections = ("quantize", "targets", "gate.max_drop", "gate.drop_type")
 
+    @classmethod
+    def check(cls, config, base_dir) -> None:
+        """quantize.calibration resolved before the teacher trains, as the image stage's check does (this step replaces
+        that stage, and its check with it): a recipe that does not exist, or draws from another split, is refused now."""
+        if config.quantize.method == "none":
+            return
+        from edgekd.data.calibration import load_recipe
+
+        _text_calibration_source(load_recipe(config.quantize.calibration, base_dir))
+
     def run(self) -> StageOutput:
         ctx = self.ctx
         if ctx.cfg.quantize.method == "none":
@@ -368,9 +378,7 @@ class TextQuantizeStep(TaskStep):
 
     def _calibration(self, recipe) -> list[dict[str, np.ndarray]]:
         """quantize.calibration's count of texts (drawn at random with its seed) from its split, in batches."""
-        if recipe.source not in ("train", "val"):
-            raise ConfigError(f"quantize.calibration '{recipe.name}': a text model calibrates on train or val texts, "
-                              f"not {recipe.source}; use train-256")
+        _text_calibration_source(recipe)
         split = getattr(self.ctx.dataset, recipe.source)
         rows = np.random.default_rng(recipe.seed).permutation(len(split))[:recipe.count]
         return [{name: array[rows[i:i + CALIBRATION_BATCH]] for name, array in split.x.items()}
@@ -401,6 +409,12 @@ class TextQuantizeStep(TaskStep):
         return path, {**profile.quantization.model_dump(), **choice.record(), "text_int8": kind, "measured": rows,
                       "why": f"{kind}: " + ("the faster within the accuracy limit on validation" if passing
                                             else "none within the accuracy limit on validation: the smaller drop")}
+
+
+def _text_calibration_source(recipe) -> None:
+    if recipe.source not in ("train", "val"):
+        raise ConfigError(f"quantize.calibration '{recipe.name}': a text model calibrates on train or val texts, "
+                          f"not {recipe.source}; use train-256")
 
 
 def _pick_int8(rows: dict[str, dict[str, float]], limit: float) -> tuple[str, bool]:
