@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import json
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -114,7 +115,8 @@ def load(path: str | Path) -> list[Example]:
             rows = _jsonl_rows(lines, path) if kind == ".jsonl" else _csv_rows(lines, path)
             examples = [_example(row, path, line) for line, row in rows]
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found; build it with benchmarks/text_corpus.py or give a path that exists") from None
+        built = "; the Debian corpus is written by `make text-corpus`" if path.name.startswith("debian-corpus") else ""
+        raise DataError(f"{path}: file not found; give the path of your .jsonl or .csv of text,label{built}") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {str(exc)[:120]}); the file is damaged or not UTF-8 text") from None
     if not examples:
@@ -174,14 +176,37 @@ def _example(row: dict, path: Path, line: int) -> Example:
     values = {}
     for key in ("text", "label", "split", "group"):
         value = row.get(key)
-        if key in ("text", "label") and (value is None or not str(value).strip()):
-            raise DataError(f"{path}:{line}: no {key}; every example needs a non-empty text and label")
+        if key in ("text", "label") and value is None:
+            raise DataError(f"{path}:{line}: no {key}; every example needs a non-empty text and label{_keys_found(row)}")
+        if key in ("text", "label") and not _visible(str(value)):
+            raise DataError(f"{path}:{line}: no {key}: {str(value)[:40]!r} is only spaces, control or invisible "
+                            "characters, which the tokenizer drops; every example needs a non-empty text and label")
         if value is not None and not isinstance(value, (str, int)):
             raise DataError(f"{path}:{line}: {key} is a {type(value).__name__}; give a string")
         values[key] = "" if value is None else str(value)
     if values["split"] and values["split"] not in SPLITS:
         raise DataError(f"{path}:{line}: split {values['split']!r} is none of {', '.join(SPLITS)}; fix it or leave it out")
     return Example(**values)
+
+
+INVISIBLE = {"Cc", "Cf", "Zs", "Zl", "Zp"}  # Unicode categories: control, format (zero-width), space and separators
+
+
+def _visible(value: str) -> bool:
+    """Whether a text has a character the tokenizer keeps: it drops spaces and control and format characters (zero-width
+    spaces, byte order marks, NUL), and a text of only those becomes [CLS] [SEP], a sample with nothing to learn from."""
+    return any(unicodedata.category(char) not in INVISIBLE for char in value)
+
+
+def _keys_found(row: dict) -> str:
+    """The keys a row has, and the one it perhaps meant ('Text' for text): a file from another tool names columns its way."""
+    import difflib
+
+    found = ", ".join(map(repr, list(row)[:8])) or "none"
+    close = {want: difflib.get_close_matches(want, [str(k).lower() for k in row], n=1, cutoff=0.6) for want in ("text", "label")}
+    meant = [f"{next(k for k in row if str(k).lower() == match[0])!r} as {want!r}" for want, match in close.items()
+             if match and want not in row]
+    return f" (keys found: {found}{'; rename ' + ' and '.join(meant) if meant else ''})"
 
 
 def counts(examples: Iterable[Example]) -> dict[str, dict[str, int]]:

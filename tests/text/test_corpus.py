@@ -162,3 +162,33 @@ def test_an_unseen_label_names_where_it_came_from_and_what_to_do_there():
     with pytest.raises(DataError, match=r"^corpus.jsonl \(test split\): labels 'perl' are not among the 2 training labels "
                                         r"\(games, net\); every label needs training examples: add some to the train split"):
         corpus.label_ids([Example("d", "perl", "test")], names, "corpus.jsonl (test split)")
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\x00\x01\x02", "\ufeff \u2028"])
+def test_a_text_of_only_invisible_characters_is_refused_naming_file_and_line(tmp_path, text):
+    """Trial defect (session 14): texts empty to the tokenizer ("\\u200b\\u200b", "\\x00\\x01\\x02") were accepted and
+    trained on as [CLS] [SEP]; only whitespace (str.strip) was refused."""
+    path = tmp_path / "invisible.jsonl"
+    path.write_text(json.dumps({"text": "fine", "label": "a"}) + "\n" + json.dumps({"text": text, "label": "a"}) + "\n")
+    with pytest.raises(DataError, match=r"invisible.jsonl:2: no text: .* is only spaces, control or invisible characters"):
+        corpus.load(path)
+    path.write_text(json.dumps({"text": "caf\u00e9\u200b ok", "label": "a"}) + "\n")  # a visible character: kept as it is
+    assert corpus.load(path)[0].text == "caf\u00e9\u200b ok"
+
+
+def test_a_row_without_text_lists_the_keys_found_and_the_one_meant(tmp_path):
+    """Trial defect (session 14): {"Text": ...} said "no text; every example needs a non-empty text and label" without
+    the keys the row has."""
+    path = tmp_path / "keys.jsonl"
+    path.write_text(json.dumps({"Text": "hello", "Label": "a", "id": 3}) + "\n")
+    with pytest.raises(DataError, match=r"keys.jsonl:1: no text; .* \(keys found: 'Text', 'Label', 'id'; rename 'Text' "
+                                        r"as 'text' and 'Label' as 'label'\)$"):
+        corpus.load(path)
+
+
+def test_a_missing_file_asks_for_the_users_own_file_not_the_corpus_builder(tmp_path):
+    """Trial defect (session 14): api.bench(bundle, texts='nope.jsonl') said "file not found; build it with
+    benchmarks/text_corpus.py", advice for the Debian corpus, not for a user's file on a device."""
+    with pytest.raises(DataError, match=r"nope.jsonl: file not found; give the path of your .jsonl or .csv of "
+                                        r"text,label$"):
+        corpus.load(tmp_path / "nope.jsonl")
