@@ -105,6 +105,7 @@ def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
     path = resolve_path(Path(cfg.path).expanduser(), base_dir)
     examples = corpus.load(path)
     _check_split_column_is_whole(examples, path)
+    _warn_of_texts_with_conflicting_labels(examples, path)
     if not all(e.split for e in examples):
         examples = corpus.split_by_group(examples, seed, cfg.val_fraction, cfg.test_fraction)
     parts = {name: corpus.split(examples, name) for name in corpus.SPLITS}
@@ -155,6 +156,21 @@ def _check_limit_holds_every_class(part: list[corpus.Example], key: str, limit: 
     if limit and limit < len(part) and limit < classes:
         raise DataError(f"{key} {limit}: the {name} split of {path} has {classes} classes, and a draw of {limit} cannot "
                         f"hold one example of each; give {key} {classes} or more, or remove it")
+
+
+def _warn_of_texts_with_conflicting_labels(examples: list[corpus.Example], path: Path) -> None:
+    """Warn when one text appears under two labels or more. They are kept, as given (the user's labels are the user's
+    to fix; corpus.deduplicate drops them only from the Debian corpus it builds): no model can get every copy right,
+    so top-1 on them is capped, and the count says how much."""
+    labels: dict[str, set[str]] = {}
+    for e in examples:
+        labels.setdefault(e.text, set()).add(e.label)
+    conflicting = [(text, sorted(seen)) for text, seen in labels.items() if len(seen) > 1]
+    if conflicting:
+        text, seen = conflicting[0]
+        warnings.warn(f"{path}: {len(conflicting)} text(s) appear with different labels (e.g. {text[:40]!r} as "
+                      f"{', '.join(map(repr, seen[:4]))}); they are kept, each copy with its label, and no model gets "
+                      "every copy right: give each text one label, or remove the copies", stacklevel=2)
 
 
 def _warn_of_texts_seen_in_training(part: list[corpus.Example], train: list[corpus.Example], name: str,

@@ -151,3 +151,16 @@ def test_integer_labels_are_classes_in_numeric_order(tmp_path):
             for i in range(600)]
     data = _load(_write_rows(tmp_path / "ints.jsonl", rows))
     assert data.classes == [str(i) for i in range(12)]
+
+
+def test_texts_repeated_with_conflicting_labels_are_warned_of_with_the_count_and_an_example(tmp_path):
+    """Trial defect (session 14): texts that repeat with different labels were neither warned of nor dropped
+    (corpus.deduplicate drops them only from the Debian corpus it builds); they are kept, and said."""
+    rows = _rows(200) + [{"text": "the same words twice", "label": "a"}, {"text": "the same words twice", "label": "b"},
+                         {"text": "another copy", "label": "b"}, {"text": "another copy", "label": "a"},
+                         {"text": "agreeing copy", "label": "a"}, {"text": "agreeing copy", "label": "a"}]
+    with pytest.warns(UserWarning, match=r"conflict.jsonl: 2 text\(s\) appear with different labels \(e.g. 'the same "
+                                         r"words twice' as 'a', 'b'\); they are kept"):
+        data = _load(_write_rows(tmp_path / "conflict.jsonl", rows))
+    everything = data.train.texts + data.val.texts + data.test.texts
+    assert everything.count("the same words twice") == 2 and everything.count("agreeing copy") == 2
