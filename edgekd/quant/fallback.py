@@ -289,8 +289,10 @@ def quantize_with_fallback(fp32_onnx: Path, out_path: Path, recipe: QuantRecipe,
         else:
             report.sensitivity = rank_for_fallback(fp32_onnx, out_path, recipe, calibration, take_rows(val_x, subset), Path(scratch),
                                                    method)
+            # the float weights of the graph the int8 model was made from (BatchNorm folded into Conv), not the raw file's
+            prepared = Path(scratch) / "prepared.onnx"
             report.sensitivity = measure_alone_in_float(report.sensitivity, trials, subset, fp32_logits[subset], out_path,
-                                                        fp32_onnx)
+                                                        prepared if prepared.is_file() else fp32_onnx)
             _bisection([row["node"] for row in report.sensitivity], budget, trials)
         report.search_seconds = round(time.monotonic() - trials.started, 2)
         if trials.best is not None:
@@ -368,31 +370,50 @@ def _float_inputs(fp32_onnx: Path) -> dict[str, list]:
 def _one_node_in_float(int8_model, node_name: str, floats: dict[str, list]):
     """A copy of the int8 QDQ model where `node_name` reads float inputs: an activation's Q/DQ pair is bypassed, an
     int8 weight (or bias) is replaced by the float model's. None when that cannot be done (no such node in either
-    model, a weight the float model computes)."""
+    model, a weight the float model computes or holds in another shape): judged on the model itself, so a node that
+    cannot be bypassed costs no copy of the model."""
     import copy
 
-    model = copy.deepcopy(int8_model)
-    graph = model.graph
+    graph = int8_model.graph
     producer = {out: n for n in graph.node for out in n.output}
     node = next((n for n in graph.node if n.name == node_name), None)
     float_inputs = floats.get(node_name)
     if node is None or float_inputs is None or len(float_inputs) != len(node.input):
         return None
+    changes = _float_input_changes(node, producer, float_inputs, {t.name: t for t in graph.initializer})
+    if changes is None:
+        return None
+    model = copy.deepcopy(int8_model)
+    node = next(n for n in model.graph.node if n.name == node_name)
+    for index, source in changes.items():
+        if isinstance(source, str):  # the activation before its QuantizeLinear
+            node.input[index] = source
+            continue
+        weight = copy.deepcopy(source)
+        weight.name = f"edgekd_float_{node_name}_{index}"
+        model.graph.initializer.append(weight)
+        node.input[index] = weight.name
+    return model
+
+
+def _float_input_changes(node, producer: dict, float_inputs: list, initializers: dict) -> dict | None:
+    """Per input of `node` read through a DequantizeLinear: the float tensor's name (an activation's Q/DQ pair
+    bypassed) or the float initializer that replaces an int8 weight; None when an input cannot be read in float (no
+    float weight, or one whose shape differs from the quantized one: a graph prepared otherwise)."""
+    changes: dict[int, object] = {}
     for index, tensor in enumerate(node.input):
         dequantize = producer.get(tensor)
         if dequantize is None or dequantize.op_type != "DequantizeLinear":
             continue
         quantize = producer.get(dequantize.input[0])
         if quantize is not None and quantize.op_type == "QuantizeLinear":
-            node.input[index] = quantize.input[0]
-        elif float_inputs[index] is not None:
-            weight = copy.deepcopy(float_inputs[index])
-            weight.name = f"edgekd_float_{node_name}_{index}"
-            graph.initializer.append(weight)
-            node.input[index] = weight.name
-        else:
+            changes[index] = quantize.input[0]
+            continue
+        weight, quantized = float_inputs[index], initializers.get(dequantize.input[0])
+        if weight is None or (quantized is not None and list(weight.dims) != list(quantized.dims)):
             return None
-    return model
+        changes[index] = weight
+    return changes
 
 
 def _bisection(ranked: list[str], budget: FallbackBudget, trials: _Trials) -> None:
