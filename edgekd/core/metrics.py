@@ -191,15 +191,18 @@ def tensor_fidelity(output: np.ndarray, reference: np.ndarray) -> dict[str, floa
     the error's, over the whole tensor, capped at MAX_SQNR_DB), and the largest and mean absolute errors.
     Samples with a non-finite value (NaN, inf): one non-finite on one side only has cosine 0 (they disagree), one
     non-finite on both sides is left out of the cosine (nothing to compare), and SQNR and errors are over the samples
-    finite on both sides; `nonfinite_rows` (only when some) counts the output's non-finite samples."""
+    finite on both sides; with no sample finite on both sides, cosine and SQNR are 0 (no agreement shown);
+    `nonfinite_rows` (only when some) counts the output's non-finite samples."""
     a = np.asarray(output, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"outputs of shape {a.shape} compared with a reference of shape {b.shape}")
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
     broken = int((~finite_rows(a)).sum())
+    share = 1.0  # of the samples to compare, those finite on both sides: the others disagree (cosine 0)
     if a.shape[1] == 1:  # one value per sample: its own cosine is only its sign; the samples' values are the vector
         keep = finite_rows(a) & finite_rows(b)  # the vector of the samples finite on both sides
+        share = float(keep.sum()) / max(int((finite_rows(a) | finite_rows(b)).sum()), 1)
         a, b = a[keep].reshape(1, -1), b[keep].reshape(1, -1)
     finite_a, finite_b = finite_rows(a), finite_rows(b)
     both = finite_a & finite_b
@@ -210,7 +213,9 @@ def tensor_fidelity(output: np.ndarray, reference: np.ndarray) -> dict[str, floa
     error = (a - b)[both]
     noise, signal = float((error ** 2).sum()), float((b ** 2).sum())
     sqnr = MAX_SQNR_DB if noise == 0 else min(MAX_SQNR_DB, 10 * np.log10(max(signal, 1e-300) / noise))
-    numbers = {"cosine": float(cosine.mean()) if cosine.size else float("nan"), "sqnr_db": float(sqnr),
+    if broken and not error.size:  # nothing finite to compare: no agreement shown (a NaN model once read 1.0, 300 dB)
+        cosine, sqnr = np.zeros(0), 0.0
+    numbers = {"cosine": float(cosine.mean()) * share if cosine.size else 0.0, "sqnr_db": float(sqnr),
                "max_abs_error": float(np.abs(error).max(initial=0.0)),
                "mean_abs_error": float(np.abs(error).mean()) if error.size else 0.0}
     return {**numbers, "nonfinite_rows": broken} if broken else numbers

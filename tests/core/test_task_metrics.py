@@ -245,3 +245,21 @@ def test_predict_outputs_joins_each_output_on_its_batch_axis():
     assert numbers["sqnr_db"] == numbers["outputs"]["state"]["sqnr_db"] < 40  # the worst output's, at the top
     with pytest.raises(ValueError, match="outputs state of the reference model are missing"):
         outputs_fidelity({"score": outputs["score"]}, outputs)
+
+
+def test_outputs_with_nothing_finite_to_compare_show_no_agreement():
+    """Review (session 14): an output of NaN everywhere read cosine 1.0 and SQNR 300 dB with one value per sample (the
+    non-finite samples were dropped, leaving an empty vector taken as blank), and 300 dB for any shape, so min_cosine
+    and min_sqnr_db passed a model that computes nothing. Nothing finite to compare is now cosine 0 and 0 dB, and a
+    sample non-finite on one side counts as disagreeing with one value per sample too."""
+    import numpy as np
+
+    from edgekd.core.metrics import tensor_fidelity
+
+    nan = np.nan
+    for output, reference in ((np.full((3, 1), nan), np.array([[1.0], [2.0], [3.0]])), (np.full((3, 4), nan), np.ones((3, 4)))):
+        numbers = tensor_fidelity(output, reference)
+        assert numbers["cosine"] == 0.0 and numbers["sqnr_db"] == 0.0 and numbers["nonfinite_rows"] == 3
+    one_broken = tensor_fidelity(np.array([[1.0], [nan], [3.0]]), np.array([[1.0], [2.0], [3.0]]))
+    assert one_broken["cosine"] == pytest.approx(2 / 3) and one_broken["nonfinite_rows"] == 1
+    assert tensor_fidelity(np.ones((3, 4)), np.ones((3, 4)))["cosine"] == pytest.approx(1.0)  # as before
