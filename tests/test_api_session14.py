@@ -203,3 +203,23 @@ def test_ship_arguments_are_named_in_pythons_words(monkeypatch, tmp_path):
     assert target_list(["x86-cpu,arm64-cpu", " intel-cpu ", ","]) == ["x86-cpu", "arm64-cpu", "intel-cpu"]
     assert target_list("x86-cpu, intel-cpu") == ["x86-cpu", "intel-cpu"] and target_list(None) is None
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_refused_resume_leaves_the_other_runs_log_alone(monkeypatch, tmp_path):
+    """Review (session 14): a --resume refused because the folder holds another run wrote the refused command's header
+    and its error into that other run's edgekd.log, the folder the refusal exists to leave alone."""
+    import shutil
+
+    from edgekd import api
+    from edgekd.pipeline.manifest import RunManifest
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml", tmp_path / "other.yaml")
+    (tmp_path / "tiny.yaml").write_text("name: tiny\n")
+    run = tmp_path / "runs" / "tiny"
+    run.mkdir(parents=True)
+    RunManifest.open(run, "h", "tiny.yaml", "image-classification", "tiny").save()
+    (run / "edgekd.log").write_text("the tiny run's log\n")
+    with pytest.raises(ConfigError, match=r"holds run 'tiny' of tiny\.yaml"):
+        api.run("other.yaml", out="runs/tiny", resume=True)
+    assert (run / "edgekd.log").read_text() == "the tiny run's log\n"

@@ -167,6 +167,7 @@ def _run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resu
         raise ConfigError(f"--only {unknown[0]}: unknown stage; stages are {', '.join(STAGE_NAMES)}")
     held: list[warnings.WarningMessage] = []
     distributed = _process_group(config)  # before the checks: their failure is logged by rank 0 alone
+    continuing = False  # whether the folder holds this very run, which a failure may then be logged into
     try:  # the checks' warnings (a constant column, an ID column, online teachers) are said once the run log is open,
         with warnings.catch_warnings(record=True) as held:  # so it keeps them
             preflight(config, Path(config_path).parent)
@@ -177,11 +178,13 @@ def _run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resu
                 refuse_resuming_another_run(Path(run_dir), config.name, Path(config_path))
             _refuse_only_without_a_run(Path(run_dir), only)
             _refuse_only_with_stages_missing(Path(run_dir), only)
+            continuing = (resume and not force) or bool(only)  # not another run's folder: the refusals above passed
             checked = _check_inputs_first(config, Path(config_path), Path(run_dir), resume and not force, only)
     except BaseException:
-        if distributed.is_main() and _holds_a_run(Path(run_dir)):
+        if distributed.is_main() and continuing and _holds_a_run(Path(run_dir)):
             # The attempt and its error go into the run's log, as a stage's would: a --resume stopped by data that
-            # changed since the teachers stage otherwise left no trace in the log of the run it was continuing.
+            # changed since the teachers stage otherwise left no trace in the log of the run it was continuing. Not
+            # a refused attempt's (another run's folder, a --resume without --resume): that folder is left alone.
             with run_log(Path(run_dir), _command(config_path, run_dir, resume, force, only)):
                 _say(held)
                 raise

@@ -232,12 +232,15 @@ def mark_float_nodes(onnx_path: Path, names: list[str]) -> None:
 
 
 def add_model_metadata(onnx_path: Path, props: dict[str, str]) -> None:
-    """Add `props` to the model's metadata, keeping what is there (FLOAT_NODES_KEY among it)."""
+    """Add `props` to the model's metadata, keeping what is there (FLOAT_NODES_KEY among it). Written whole or not at
+    all (an interrupt must not leave the int8 model cut short), its external data left where it is (not loaded, so
+    not written inline, which a model over 2 GB cannot be)."""
     import onnx
 
-    model = onnx.load(str(onnx_path))
+    model = onnx.load(str(onnx_path), load_external_data=False)
     onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **props})
-    onnx.save(model, str(onnx_path))
+    with atomic_path(onnx_path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def quantized_nodes(qdq_onnx: Path) -> list[str]:
