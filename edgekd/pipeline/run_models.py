@@ -93,11 +93,23 @@ def teacher_ensemble_outputs(ctx: RunContext, x) -> np.ndarray:
     import torch  # teachers are PyTorch models: torch only here
 
     from edgekd.train.distill.losses import ensemble_soft_targets
-    from edgekd.train.trainer import predict_logits
 
-    teacher_logits = [torch.from_numpy(predict_logits(t, x)) for t in build_teachers(ctx)]
+    teacher_logits = [torch.from_numpy(z) for z in teacher_member_logits(ctx, x)]
     ensemble = ensemble_soft_targets(teacher_logits, 1.0, [t.weight for t in ctx.cfg.teachers], ctx.cfg.distill.ensemble)
     return ensemble.numpy()
+
+
+def teacher_member_logits(ctx: RunContext, x) -> list[np.ndarray]:
+    """Each teacher's logits on `x`, computed once per evaluation set: the report's teacher row (their ensemble) and its
+    members' rows read the same outputs, instead of loading and running every teacher twice."""
+    from edgekd.train.trainer import predict_logits
+
+    cached = ctx.__dict__.get("_teacher_member_logits")
+    if cached is not None and cached[0] is x:
+        return cached[1]
+    logits = [predict_logits(teacher, x) for teacher in build_teachers(ctx)]
+    ctx.__dict__["_teacher_member_logits"] = (x, logits)
+    return logits
 
 
 def student_outputs(ctx: RunContext, x) -> dict[str, np.ndarray] | None:

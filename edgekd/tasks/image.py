@@ -46,7 +46,6 @@ class ImageClassification(Classification):
         return teacher_ensemble_outputs(ctx, x)
 
     def teacher_members(self, ctx, x, samples: int) -> list[np.ndarray]:
-        from edgekd.pipeline.run_models import build_teachers
-        from edgekd.train.trainer import predict_logits
+        from edgekd.pipeline.run_models import teacher_member_logits
 
-        return [predict_logits(teacher, x) for teacher in build_teachers(ctx)] if len(ctx.cfg.teachers) > 1 else []
+        return teacher_member_logits(ctx, x) if len(ctx.cfg.teachers) > 1 else []
