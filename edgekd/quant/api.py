@@ -219,7 +219,10 @@ def _class_indices(y: Any) -> np.ndarray:
     if not whole:
         raise ConfigError(f"Int8Config.validation: y holds {labels.dtype} values, not class indices; give one integer "
                           "class index per sample")
-    return labels
+    if labels.size and labels.min() < 0:
+        raise ConfigError(f"Int8Config.validation: y holds {labels.min():g}, a negative class index; give indices "
+                          "0..classes-1, one per sample")
+    return labels.astype(np.int64)  # whole floats (1.0) as the integers the top-1 count compares with
 
 
 def _refuse_output_over_input(model: Path, output: Path) -> None:

@@ -69,3 +69,12 @@ def test_raw_pixels_as_calibration_for_a_float_input_are_warned(planted_sensitiv
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quantize(model, Int8Config(calibration=calib, output=tmp_path / "int8.onnx", adapt_to_host=False))
+
+
+def test_validation_labels_are_returned_as_integers_and_negatives_refused():
+    """Review (session 14): whole-number float labels went on as floats, and negative labels passed the check."""
+    from edgekd.quant.api import _class_indices
+
+    assert _class_indices([1.0, 2.0, 0.0]).dtype == np.int64
+    with pytest.raises(ConfigError, match=r"^Int8Config.validation: y holds -1, a negative class index"):
+        _class_indices(np.array([0, -1, 2]))
