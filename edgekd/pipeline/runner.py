@@ -282,10 +282,11 @@ def _refuse_another_task(run_dir: Path, config: PipelineConfig, config_path: Pat
 
 
 def refuse_resuming_another_run(run_dir: Path, name: str, config_path: Path) -> None:
-    """--resume into a folder that holds another run (another name, or another config file that still exists) went on
-    as a changed config: it retrained everything, or (edgekd ship into a pipeline run's folder) replaced the run and
-    deleted its trained models. Refused, naming the run it holds; a config edited in place (same file, same name)
-    still resumes. Manifests from before the name was recorded are judged by their file alone."""
+    """--resume into a folder that holds another run (another name) went on as a changed config: it retrained
+    everything, or (edgekd ship into a pipeline run's folder) replaced the run and deleted its trained models.
+    Refused, naming the run it holds; a config edited in place, or saved under another file with the run's name
+    (qat.yaml beside ptq.yaml, both `name: tiny`), still resumes. Manifests from before the name was recorded are
+    judged by their file alone."""
     path = Path(run_dir) / "manifest.json"
     if not path.is_file():
         return
@@ -295,7 +296,7 @@ def refuse_resuming_another_run(run_dir: Path, name: str, config_path: Path) -> 
     # The recorded path is as it was given (maybe relative to another working directory): only a file that is still
     # there and is not this one is another config. A config given as a dict (MAPPING_SOURCE: the file's contents, or
     # ctx.cfg of the run) has no file to compare: its name says which run it is.
-    other_file = bool(recorded_path) and Path(config_path).name != MAPPING_SOURCE and Path(recorded_path).is_file() \
+    other_file = recorded_name is None and bool(recorded_path) and Path(config_path).name != MAPPING_SOURCE and Path(recorded_path).is_file() \
         and Path(recorded_path).resolve() != Path(config_path).resolve()
     if other_name or other_file:
         held = f"run '{recorded_name}' of {recorded_path}" if recorded_name else f"the run of {recorded_path}"

@@ -156,9 +156,12 @@ def _calibration_replaced(recipe, requested: str, report: FallbackReport, sample
     the manifest recorded the new method beside the recipe's own without a word: said here and recorded."""
     if not report.calibrate_method or report.calibrate_method == requested or requested in ("auto", "nncf"):
         return ""
+    # the retry's own measure of the method it kept (a later op-type retry may have changed the final drop)
+    kept = (report.calibrations_tried.get(report.calibrate_method) or {}).get("val_drop", report.int8_val_drop)
+    also = "; then the op-type retry changed it further" if report.op_types else ""
     said = (f"quantize: recipe '{recipe.name}': calibrated with {report.calibrate_method} instead of the recipe's "
             f"{requested}: {requested} dropped {report.first_val_drop:.2f} on the {samples} search validation samples, "
-            f"{report.calibrate_method} {report.int8_val_drop:.2f} (the fallback's calibration "
+            f"{report.calibrate_method} {kept:.2f}{also} (the fallback's calibration "
             "retry; set quantize.calibrate_method to keep one method)")
     print(said, file=sys.stderr)
     return said
