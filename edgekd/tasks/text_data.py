@@ -50,6 +50,7 @@ class TextDataset:
     labeled: bool = True
     measured: str = ACCURACY
     vocabulary_note: str = ""  # why the learned vocabulary is smaller than data.vocab_size asked ("" when it is not)
+    truncated_share: float = 0.0  # of the training texts, those longer than max_length tokens (cut to their start)
 
     @property
     def num_classes(self) -> int:
@@ -134,8 +135,9 @@ def load_text_dataset(cfg, seed: int, base_dir: Path | None = None,
     model_side = [hashlib.sha256(given.tokenizer_json.encode()).hexdigest(), names] if given else None
     digest = hashlib.sha256(json.dumps([sha256_of(path), seed, cfg.val_fraction, cfg.test_fraction, cfg.train_limit,
                                         cfg.test_limit, max_length, cfg.vocab_size, model_side]).encode()).hexdigest()[:16]
+    cut = tokenizer.token_lengths(tok, [e.text for e in parts["train"]]) > max_length
     return TextDataset(path.name, names, splits["train"], splits["val"], splits["test"], tok.to_str(), max_length, digest,
-                       vocabulary_note="" if given else note)
+                       vocabulary_note="" if given else note, truncated_share=float(cut.mean()) if cut.size else 0.0)
 
 
 def _check_split_column_is_whole(examples: list[corpus.Example], path: Path) -> None:

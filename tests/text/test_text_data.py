@@ -164,3 +164,20 @@ def test_texts_repeated_with_conflicting_labels_are_warned_of_with_the_count_and
         data = _load(_write_rows(tmp_path / "conflict.jsonl", rows))
     everything = data.train.texts + data.val.texts + data.test.texts
     assert everything.count("the same words twice") == 2 and everything.count("agreeing copy") == 2
+
+
+def test_texts_cut_at_max_length_are_named_as_the_likely_cause_when_the_text_baseline_wins(tmp_path):
+    """Trial defect (session 14): texts with 200 filler words first were cut at data.max_length 32, both models stayed
+    at chance while tfidf_logreg (reading whole texts) got 80.5%, and the only advice was to train longer; the share of
+    training texts cut is now measured, and named with data.max_length when the text baseline beats a model."""
+    from edgekd.pipeline.stages.bench import truncation_note
+
+    path = tiny_corpus.write(tmp_path / "corpus.jsonl")
+    short = load_text_dataset(DataConfig(source="text", path=str(path), max_length=512), 0)
+    assert short.truncated_share == 0.0
+    cut = load_text_dataset(DataConfig(source="text", path=str(path), max_length=8), 0)  # the smallest allowed
+    assert cut.truncated_share > 0.5
+    lost = ["teacher top-1 19.50% is under the tfidf_logreg baseline's 80.50% on the same test samples: train ..."]
+    [note] = truncation_note(lost, 1.0, 8)
+    assert note.startswith("100% of the training texts are longer than data.max_length 8 tokens") and "raise data.max_length" in note
+    assert truncation_note(lost, 0.2, 3) == [] and truncation_note([], 1.0, 3) == []

@@ -189,6 +189,21 @@ def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None =
     return out + _student_shortfall(refs, samples, chance, reference, mode, fell)
 
 
+# Most training texts cut at data.max_length: what a model reads may not hold what decides the label.
+TRUNCATED_MOST = 0.5
+
+
+def truncation_note(notes: list[str], share: float, max_length: int) -> list[str]:
+    """When the text baseline (which reads whole texts) beats a model and most training texts were cut at
+    data.max_length, the likelier cause: a trial's texts put 200 filler words first, both models stayed at chance at
+    32 tokens, and the only advice was to train longer."""
+    if share < TRUNCATED_MOST or not any("tfidf_logreg baseline" in note for note in notes):
+        return []
+    return [f"{share:.0%} of the training texts are longer than data.max_length {max_length} tokens and are cut to "
+            "their first tokens, while the tfidf_logreg baseline reads them whole: raise data.max_length if what decides "
+            "the label comes later in the texts"]
+
+
 def _train_student_longer(mode: str) -> str:
     """The keys that give the student more training in this distill.mode: data_free reads none of distill.train."""
     if mode == "data_free":
@@ -353,6 +368,7 @@ class BenchStage(Stage):
         notes = (baseline_warnings(refs, len(y), chance, ctx.cfg.gate.reference, ctx.cfg.distill.mode, table,
                                    text=getattr(getattr(ctx.cfg, "data", None), "source", None) == "text", fell=bool(fell))
                  + shipped_at_chance(rows, len(y), chance, ctx.cfg.distill.mode, table))
+        notes += truncation_note(notes, getattr(ctx.dataset, "truncated_share", 0.0), getattr(ctx.dataset, "max_length", 0))
         for note in notes + missed + (other_outputs_drift(rows) if ctx.task.has_classes else []):
             report["warnings"].append(note)
             warnings.warn(note, stacklevel=2)
