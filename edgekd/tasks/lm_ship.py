@@ -154,7 +154,7 @@ class LMCompileStep(TaskStep):
         for source in backend.decoder_files(model):  # as a bundle names them (the .bin beside its .xml)
             shutil.copyfile(source, root / f"model{source.suffix}")
         artifact = Artifact(name, precision, root, f"model{model.suffix}", [p.name for p in sorted(root.iterdir())])
-        info = {"task": "language-model", "task_metric": "perplexity", "target": target, "precision": precision,
+        info = {"run": cfg.name, "task": "language-model", "task_metric": "perplexity", "target": target, "precision": precision,
                 "runtime": runtime_of(name), "quantization": quantized if precision == "int8" else {"method": "none"},
                 "context": cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
                 "val_perplexity": val_perplexity,
@@ -220,6 +220,7 @@ class LMBenchStep(TaskStep):
         agreement = {n: greedy_agreement(decoders["fp32"], decoders[n], held_out, cfg.bench.new_tokens)
                      for n in set(model_of.values()) - {"fp32"}}
         teacher = ctx.manifest.metrics("teachers")["teacher"]  # its size and test perplexity (lm_train.py)
+        on_bundles = self._on_bundle_blocks(test, {model_of[t]: decoders[model_of[t]] for t in cfg.targets})
         rows = []
         for t, build in compiled.items():
             model = model_of[t]
@@ -229,7 +230,8 @@ class LMBenchStep(TaskStep):
                          "bytes": sum(p.stat().st_size for p in get_backend(build.backend).decoder_files(paths[model])),
                          **(speed.get(model) or {"tokens_per_second": None, "not_timed": "time it on the device (edgekd bench)"}),
                          **({"token_agreement": agreement[model]["token_agreement"], "greedy_agreement_with_fp32": agreement[model]}
-                            if model in agreement else {})})
+                            if model in agreement else {}),
+                         **({"bundle_eval": {"perplexity": on_bundles["perplexity"][model]}} if on_bundles else {})})
             rows += [_not_shipped(t, build, row, ctx.run_dir, perplexity[self._model_name(row["path"])])
                      for row in build.candidates if row["name"] != build.chosen]
         references = {"teacher": {"perplexity": teacher["test_perplexity"], "params": teacher["params"]},
@@ -237,8 +239,25 @@ class LMBenchStep(TaskStep):
         eval_set = {"samples": len(test), "sha256": eval_set_hash({"input_ids": test}, test), "tokens": int(test.size)}
         report = generation_report(cfg.name, rows, references, eval_set, dict(cfg.gate), held_out, "the test split",
                                    cfg.bench.new_tokens, cfg.bench.rounds, {"mode": "greedy"}, None)
+        if on_bundles:  # what `edgekd compare` pairs with `edgekd bench` of the bundles (device/report/compare.py)
+            report["bundle_eval_set"] = on_bundles["eval_set"]
         # report.json only: the gate stage writes report.md and report.html with its verdicts (as for images)
         return StageOutput(write_reports(ctx.run_dir, report)[:1], {"rows": rows, "references": references})
+
+    def _on_bundle_blocks(self, test: np.ndarray, shipped: dict) -> dict:
+        """The shipped models' perplexity on the held-out blocks their bundles carry (bench.device_blocks of the test
+        blocks), and that set's sha256 as `edgekd bench` computes it: a device's report measures those blocks only, so
+        `edgekd compare` compares it with these numbers, not with the whole test split's. {} without device blocks."""
+        from edgekd.core.metrics import eval_set_hash
+        from edgekd.lang.perplexity import onnx_perplexity
+        from edgekd.lm.dataset import device_blocks
+
+        if self.ctx.cfg.bench.device_blocks == 0:
+            return {}
+        blocks = device_blocks(test, self.ctx.cfg.bench.device_blocks).astype(np.int64)  # as edgekd bench reads them
+        return {"eval_set": {"samples": int(len(blocks)), "sha256": eval_set_hash({"input_ids": blocks}, blocks),
+                             "tokens": int(blocks.size), "source": "the bundles' eval.npz (bench.device_blocks)"},
+                "perplexity": {name: round(onnx_perplexity(decoder, blocks), 4) for name, decoder in shipped.items()}}
 
     def _model_name(self, file: str) -> str:
         """A file's name in the report: fp32 for the exported decoder, else its stem (student-ov_int8, ...)."""

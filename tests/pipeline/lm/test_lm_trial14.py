@@ -1,0 +1,58 @@
+"""Trial defects of session 14 in a language model's run: what its report, bundles and `edgekd compare` say about it.
+One tiny run (seconds of training) is shared by the tests that only read it."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+pytest.importorskip("transformers")
+pytest.importorskip("torch")
+
+from edgekd.core.fileio import read_json  # noqa: E402
+from edgekd.pipeline.runner import run_from_file  # noqa: E402
+from tests.lm.conftest import write_corpus  # noqa: E402
+from tests.pipeline.lm.test_lm_pipeline import CONFIG  # noqa: E402
+
+RUN = {**CONFIG, "data": {**CONFIG["data"], "test_blocks": 0}, "targets": ["x86-cpu"], "quantize": {"method": "dynamic"},
+       "bench": {**CONFIG["bench"], "device_blocks": 4}}
+
+
+def _write(folder, **changes) -> str:
+    write_corpus(folder / "corpus")
+    path = folder / "lm.yaml"
+    path.write_text(yaml.safe_dump({**RUN, **changes}), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lm-trial14")
+    run_from_file(_write(folder), str(folder / "run"))
+    return folder / "run"
+
+
+def test_a_build_report_and_a_device_report_of_its_bundle_are_compared_on_the_bundles_blocks(lm_run, tmp_path):
+    """Trial defect (session 14): `edgekd compare RUN/report.json DEVICE.json` of a copied LM bundle always warned
+    "different runs measured on different evaluation sets: most likely two different models" and showed no perplexity
+    delta: the bundle recorded no run (the device report was named after the bundle's grandparent folder), and the
+    device measures the bundle's bench.device_blocks while the build report measured every test block."""
+    from edgekd.device.lm_bench import bench_lm_bundles
+    from edgekd.device.report.compare import compare_reports, render_text
+
+    build = read_json(lm_run / "report.json")
+    assert build["eval_set"]["samples"] > 4 and build["bundle_eval_set"]["samples"] == 4
+    copied = shutil.copytree(lm_run / "bundle" / "x86-cpu", tmp_path / "device" / "models" / "x86-cpu")
+    assert read_json(copied / "manifest.json")["run"] == "tiny-lm"
+    device = bench_lm_bundles([copied])
+    assert device["run"] == "tiny-lm"
+    comparison = compare_reports(build, device)
+    assert comparison["same_eval_set"] and comparison["same_run"]
+    row = next(r for r in comparison["rows"] if r["artifact"] == "x86-cpu/" + device["rows"][0]["precision"])
+    shipped = next(r for r in build["rows"] if r["artifact"] == row["artifact"])
+    assert row["perplexity_a"] == shipped["bundle_eval"]["perplexity"] != shipped["perplexity"]
+    assert row["perplexity_delta"] == pytest.approx(0, abs=1e-3)
+    text = render_text(comparison)
+    assert "most likely two different models" not in text and "deltas are not shown" not in text
+    assert "A's values are on its bundles' evaluation set (4 of its" in text
