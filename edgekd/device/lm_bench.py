@@ -23,6 +23,7 @@ from edgekd.device.config import GenerationBenchConfig
 from edgekd.device.gate import GateResult, Thresholds, gate_report, verdicts
 from edgekd.device.measure import bundle_row_names
 from edgekd.device.token_ids import check_token_ids
+from edgekd.runtimes.decoder import quantization_settings
 
 TOKENIZER = "tokenizer.json"
 
@@ -207,7 +208,8 @@ def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0}
     known, valid = recorded.get(reference), reference in valid_of
     row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"), "shipped": True,
-           "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
+           "quantization": (manifest.get("quantization") or {}).get("method"),
+           "quantization_settings": quantization_settings(manifest.get("quantization") or {}), "bundle": str(bundle_dir),
            "bytes": sum((bundle_dir / name).stat().st_size for name in manifest["artifact"]["files"]),
            "perplexity": None if blocks is None else round(onnx_perplexity(decoder, blocks), 4),
            "eval_blocks": None if blocks is None else int(len(blocks)),

@@ -7,7 +7,8 @@ decoder (int8: dynamic or MatMulNBits), and OpenVINO's (intel-cpu, backend openv
 (.xml + .bin; int8: NNCF weight compression ov_int8 / ov_int4). Which model a target ships is chosen on the
 validation split (the quantized one when its perplexity is within gate.max_increase of the target's fp32 model's
 and, where this machine can time the target, it decodes faster beyond noise: pipeline/selection.choose; else fp32);
-bench and the gate then measure on the test split. "int8" names the quantized candidate whatever its bits, as in the image pipeline's records.
+bench and the gate then measure on the test split. "int8" names the quantized candidate whatever its bits, as in the image pipeline's records;
+the report's rows carry its method and settings (quantization, quantization_settings: weight_bits, group_size, ...).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from edgekd.pipeline.records import CompileRecord, TargetBuild, read_record
 from edgekd.pipeline.selection import choose, increase_rule
 from edgekd.pipeline.stage import StageOutput, TaskStep
 from edgekd.runtimes import get_backend, load_profile
+from edgekd.runtimes.decoder import quantization_settings
 from edgekd.runtimes.registry import runtime_of
 from edgekd.tasks.lm import LanguageModelConfig, student_dir, teacher_dir, tokenizer_path
 
@@ -220,11 +222,13 @@ class LMBenchStep(TaskStep):
         agreement = {n: greedy_agreement(decoders["fp32"], decoders[n], held_out, cfg.bench.new_tokens)
                      for n in set(model_of.values()) - {"fp32"}}
         teacher = ctx.manifest.metrics("teachers")["teacher"]  # its size and test perplexity (lm_train.py)
+        quantized = ctx.manifest.metrics("quantize")["targets"]  # each target's method, bits and grouping
         on_bundles = self._on_bundle_blocks(test, {model_of[t]: decoders[model_of[t]] for t in cfg.targets})
         rows = []
         for t, build in compiled.items():
             model = model_of[t]
             rows.append({"artifact": f"{t}/{build.chosen}", "target": t, "precision": build.chosen, "shipped": True, "model": model,
+                         **quantization_of(quantized.get(t), build.chosen),
                          "verdict": _candidate(build, build.chosen).get("verdict", ""),
                          "runtime": runtime_of(build.backend), "perplexity": perplexity[model],
                          "bytes": sum(p.stat().st_size for p in get_backend(build.backend).decoder_files(paths[model])),
@@ -232,7 +236,8 @@ class LMBenchStep(TaskStep):
                          **({"token_agreement": agreement[model]["token_agreement"], "greedy_agreement_with_fp32": agreement[model]}
                             if model in agreement else {}),
                          **({"bundle_eval": {"perplexity": on_bundles["perplexity"][model]}} if on_bundles else {})})
-            rows += [_not_shipped(t, build, row, ctx.run_dir, perplexity[self._model_name(row["path"])])
+            rows += [{**_not_shipped(t, build, row, ctx.run_dir, perplexity[self._model_name(row["path"])]),
+                      **quantization_of(quantized.get(t), row["precision"])}
                      for row in build.candidates if row["name"] != build.chosen]
         references = {"teacher": {"perplexity": teacher["test_perplexity"], "params": teacher["params"]},
                       "student_fp32": {"perplexity": perplexity["fp32"], **speed["fp32"]}}
@@ -262,6 +267,14 @@ class LMBenchStep(TaskStep):
     def _model_name(self, file: str) -> str:
         """A file's name in the report: fp32 for the exported decoder, else its stem (student-ov_int8, ...)."""
         return "fp32" if self.ctx.run_dir / file == self.ctx.layout.fp32_onnx else Path(file).stem
+
+
+def quantization_of(entry: dict | None, precision: str) -> dict:
+    """A row's quantization method and, for int8 (the quantized candidate's name whatever its bits), the settings
+    its target's quantize entry records (Backend.quantize_decoder): what the reports show beside the name."""
+    if precision != "int8" or not entry or entry.get("method", "none") == "none":
+        return {"quantization": "none"}
+    return {"quantization": entry["method"], "quantization_settings": quantization_settings(entry)}
 
 
 def _compiled(ctx) -> dict:

@@ -65,6 +65,18 @@ def files_label(row: dict[str, Any]) -> str:
     return f"{loaded} (+{extra})" if extra else loaded
 
 
+def precision_label(row: dict[str, Any]) -> str:
+    """The precision column: the candidate's name and, where the row records it, how it was quantized (int8 names
+    the quantized candidate whatever its bits: 'int8 (ov_int4: 4-bit, group 32)')."""
+    method, settings = row.get("quantization"), row.get("quantization_settings") or {}
+    if not isinstance(method, str) or method == "none" or row.get("precision") == "fp32":
+        return row.get("precision") or ""
+    details = [f"{settings['weight_bits']}-bit"] if settings.get("weight_bits") else []
+    details += [f"{name} {settings[key]}" for key, name in (("group_size", "group"), ("block_size", "block")) if settings.get(key)]
+    details += [f"{settings['ratio']:.0%} at 4 bits"] if settings.get("ratio") not in (None, 1, 1.0) else []
+    return f"{row.get('precision') or ''} ({method}{': ' + ', '.join(details) if details else ''})"
+
+
 def gate_cell(row: dict[str, Any], verdicts: dict[str, str] | None) -> str:
     if not row.get("shipped"):
         return "not shipped"
@@ -82,7 +94,7 @@ def _perplexity_rows(report: dict[str, Any], verdicts: dict[str, str] | None) ->
     for row in report["rows"]:
         reference = (row.get("reference") or {}).get("perplexity", shared)
         increase = row["perplexity"] / reference - 1 if None not in (row.get("perplexity"), reference) else None
-        rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"] or "", row["precision"] or "",
+        rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"] or "", precision_label(row),
                      _fmt(row.get("bytes"), "{:.1f}", 1 / 1024), _fmt(row.get("perplexity"), "{:.3f}"),
                      _fmt(increase, "{:+.2%}"), *speed(row), _fmt(row.get("token_agreement"), "{:.3f}"),
                      gate_cell(row, verdicts), short_reason(row)])

@@ -15,7 +15,8 @@ from edgekd.pipeline.runner import run_from_file  # noqa: E402
 from tests.lm.conftest import write_corpus  # noqa: E402
 from tests.pipeline.lm.test_lm_pipeline import CONFIG  # noqa: E402
 
-RUN = {**CONFIG, "data": {**CONFIG["data"], "test_blocks": 0}, "targets": ["x86-cpu"], "quantize": {"method": "dynamic"},
+RUN = {**CONFIG, "data": {**CONFIG["data"], "test_blocks": 0}, "targets": ["x86-cpu", "intel-cpu"],
+       "quantize": {"method": "nbits4", "per_target": {"intel-cpu": "ov_int4"}},
        "bench": {**CONFIG["bench"], "device_blocks": 4}}
 
 
@@ -56,3 +57,20 @@ def test_a_build_report_and_a_device_report_of_its_bundle_are_compared_on_the_bu
     text = render_text(comparison)
     assert "most likely two different models" not in text and "deltas are not shown" not in text
     assert "A's values are on its bundles' evaluation set (4 of its" in text
+
+
+def test_the_report_shows_how_each_int8_candidate_was_quantized(lm_run):
+    """Trial defect (session 14): a 4-bit model was labelled "int8" with its method nowhere in report.md/html (only
+    the manifest said ov_int4), and the group size NNCF used was not recorded (null: the default)."""
+    report = read_json(lm_run / "report.json")
+    rows = {row["artifact"]: row for row in report["rows"]}
+    assert rows["intel-cpu/int8"]["precision"] == "int8"  # the candidate's name stays
+    assert rows["intel-cpu/int8"]["quantization"] == "ov_int4"
+    assert rows["intel-cpu/int8"]["quantization_settings"] == {"weight_bits": 4, "mode": "int4_sym", "group_size": 32,
+                                                               "ratio": 1.0}
+    assert rows["x86-cpu/int8"]["quantization"] == "nbits4" and rows["x86-cpu/int8"]["quantization_settings"]["weight_bits"] == 4
+    assert rows["x86-cpu/fp32"]["quantization"] == "none"
+    table = (lm_run / "report.md").read_text()
+    assert "| int8 (ov_int4: 4-bit, group 32) |" in table and "| int8 (nbits4: 4-bit, block 32) |" in table
+    assert read_json(lm_run / "04-quantize" / ".." / "manifest.json")["stages"]["quantize"]["metrics"]["targets"][
+        "intel-cpu"]["group_size"] == 32
