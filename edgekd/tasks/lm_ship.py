@@ -244,6 +244,7 @@ class LMBenchStep(TaskStep):
         eval_set = {"samples": len(test), "sha256": eval_set_hash({"input_ids": test}, test), "tokens": int(test.size)}
         report = generation_report(cfg.name, rows, references, eval_set, dict(cfg.gate), held_out, "the test split",
                                    cfg.bench.new_tokens, cfg.bench.rounds, {"mode": "greedy"}, None)
+        report["warnings"] += ctx.manifest.metrics("distill").get("student_warnings", [])  # said at stage 2 too
         if on_bundles:  # what `edgekd compare` pairs with `edgekd bench` of the bundles (device/report/compare.py)
             report["bundle_eval_set"] = on_bundles["eval_set"]
         # report.json only: the gate stage writes report.md and report.html with its verdicts (as for images)

@@ -74,3 +74,35 @@ def test_the_report_shows_how_each_int8_candidate_was_quantized(lm_run):
     assert "| int8 (ov_int4: 4-bit, group 32) |" in table and "| int8 (nbits4: 4-bit, block 32) |" in table
     assert read_json(lm_run / "04-quantize" / ".." / "manifest.json")["stages"]["quantize"]["metrics"]["targets"][
         "intel-cpu"]["group_size"] == 32
+
+
+def _other_ids(tokenizer: dict) -> dict:
+    """The tokenizer with its ids (but the special tokens') reversed: as many tokens, each read as another id."""
+    special = {token["id"] for token in tokenizer["added_tokens"]}
+    ids = sorted(i for i in tokenizer["model"]["vocab"].values() if i not in special)
+    other = dict(zip(ids, reversed(ids)))
+    vocab = {token: other.get(i, i) for token, i in tokenizer["model"]["vocab"].items()}
+    return {**tokenizer, "model": {**tokenizer["model"], "vocab": vocab}}
+
+
+def test_a_given_teacher_read_with_another_tokenizer_is_measured_and_a_student_beating_it_is_said(lm_run, tmp_path,
+                                                                                                   capfd):
+    """Trial defect (session 14): a given teacher checkpoint with a tokenizer of the same vocabulary size that is not
+    its own was accepted silently (teacher perplexity 132 against 114 with its own; the student, 98, beat it;
+    warnings []). Its validation perplexity is now printed before distillation, and a student ending below its
+    teacher is warned of (terminal and report)."""
+    import json
+
+    (tmp_path / "wrong.json").write_text(json.dumps(_other_ids(read_json(lm_run / "01-teachers" / "tokenizer.json"))))
+    shutil.copytree(lm_run / "01-teachers" / "teacher", tmp_path / "teacher")
+    config = _write(tmp_path, teacher={"checkpoint": "teacher", "tokenizer": "wrong.json"}, targets=["x86-cpu"],
+                    quantize={"method": "none"}, distill={**RUN["distill"], "alpha": 0.0})
+    with pytest.warns(UserWarning, match="a teacher worse than its student: check teacher.tokenizer is the checkpoint's own"):
+        ctx = run_from_file(config, str(tmp_path / "run"))
+    printed = capfd.readouterr().err
+    teacher = ctx.manifest.metrics("teachers")["teacher"]
+    assert f"[teachers] teacher.checkpoint 'teacher' with teacher.tokenizer 'wrong.json': validation perplexity " \
+           f"{teacher['val_perplexity']:.2f}" in printed
+    report = read_json(tmp_path / "run" / "report.json")
+    assert any("a teacher worse than its student" in w for w in report["warnings"])
+    assert "a teacher worse than its student" in (tmp_path / "run" / "report.md").read_text()
