@@ -104,7 +104,8 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     first = blocks[names[0]]
     eval_set = {} if first is None else {"samples": int(len(first)), "sha256": eval_set_hash({"input_ids": first}, first)}
     report = generation_report(bundles[0][1].get("run") or Path(bundle_dirs[0]).resolve().parent.parent.name, rows, {},
-                               eval_set, gate, prompts, source, new_tokens, int(settings["rounds"]), decoding.describe(), threads)
+                               eval_set, gate, prompts, source, new_tokens, int(settings["rounds"]), decoding.describe(), threads,
+                               vocab_size(bundles[0][1]))
     report["warnings"] += [f"{row['artifact']}: {row['not_measured']}" for row in rows if row["perplexity"] is None]
     report["warnings"] += [fewer] if fewer else []
     if bundles[0][1].get("gate_on_bench"):

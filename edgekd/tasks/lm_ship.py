@@ -12,6 +12,7 @@ the report's rows carry its method and settings (quantization, quantization_sett
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +244,13 @@ class LMBenchStep(TaskStep):
                       "student_fp32": {"perplexity": perplexity["fp32"], **speed["fp32"]}}
         eval_set = {"samples": len(test), "sha256": eval_set_hash({"input_ids": test}, test), "tokens": int(test.size)}
         report = generation_report(cfg.name, rows, references, eval_set, dict(cfg.gate), held_out, "the test split",
-                                   cfg.bench.new_tokens, cfg.bench.rounds, {"mode": "greedy"}, None)
+                                   cfg.bench.new_tokens, cfg.bench.rounds, {"mode": "greedy"}, None,
+                                   ctx.manifest.metrics("teachers")["tokenizer"]["vocab_size"])
+        distilled = ctx.manifest.metrics("distill")
+        report["distill"] = {"mode": distilled.get("mode", "token"), "steps": distilled.get("steps")}  # report.md says it
+        for note in report["warnings"]:
+            if note.startswith("perplexity no better than guessing"):  # the terminal hears it now, not only the report
+                warnings.warn(note, stacklevel=2)
         report["warnings"] += ctx.manifest.metrics("distill").get("student_warnings", [])  # said at stage 2 too
         if on_bundles:  # what `edgekd compare` pairs with `edgekd bench` of the bundles (device/report/compare.py)
             report["bundle_eval_set"] = on_bundles["eval_set"]

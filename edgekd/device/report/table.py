@@ -201,7 +201,7 @@ def intro(report: dict[str, Any]) -> str:
                 f"the build machine, where it carries one). Generation at batch 1: {mode}, {report.get('new_tokens')} tokens "
                 f"from {prompts.get('count')} prompts ({prompts.get('source', 'the test split')}), threads "
                 f"{report.get('threads') or 'default'}; TTFT is the time to the first token, p50/p99 per token after it. "
-                "`*` marks the artifact shipped per target.")
+                "`*` marks the artifact shipped per target." + _distilled(report.get("distill")))
     source = user_eval_data(report)
     return (f"Evaluation set: {report['eval_set']['samples']} samples of {source or 'the test split'} (sha256 "
              f"{report['eval_set']['sha256'][:12]}); top-1, drop and latency are measured on it, while the compile "
@@ -211,6 +211,14 @@ def intro(report: dict[str, Any]) -> str:
              "Latency at batch 1; first = the first inference and load = session creation, both in a fresh process "
              "when memory was measured; threads as the runtime reports them (0: onnxruntime's default); "
              "peak RSS from a fresh process per artifact.")
+
+
+def _distilled(distill: dict[str, Any] | None) -> str:
+    """How the pipeline trained the student (its distill.mode and steps of each kind); nothing in a device's report."""
+    if not distill:
+        return ""
+    steps = ", ".join(f"{count} {kind}-level" for kind, count in (distill.get("steps") or {}).items() if count)
+    return f" The student was distilled with distill.mode {distill['mode']}" + (f" ({steps} steps)." if steps else ".")
 
 
 def noise_warnings(rows: list[dict[str, Any]]) -> list[str]:

@@ -106,3 +106,27 @@ def test_a_given_teacher_read_with_another_tokenizer_is_measured_and_a_student_b
     report = read_json(tmp_path / "run" / "report.json")
     assert any("a teacher worse than its student" in w for w in report["warnings"])
     assert "a teacher worse than its student" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_the_report_says_how_the_student_was_distilled(lm_run):
+    """Trial defect (session 14): the report never said which distillation mode trained the student (mode and steps
+    were in the manifest only)."""
+    report = read_json(lm_run / "report.json")
+    assert report["distill"] == {"mode": "token", "steps": {"token": RUN["distill"]["train"]["steps"], "sequence": 0}}
+    assert f"distill.mode token ({RUN['distill']['train']['steps']} token-level steps)" in (lm_run / "report.md").read_text()
+
+
+def test_a_perplexity_no_better_than_a_uniform_guess_is_warned():
+    """Trial defect (session 14): a sequence-mode student at perplexity 989, worse than a uniform guess over its 512
+    tokens, passed the gate (relative to its own fp32 version) with no warning."""
+    from edgekd.device.report.build import generation_report
+
+    def report(perplexity: float) -> dict:
+        rows = [{"artifact": "x86-cpu/fp32", "target": "x86-cpu", "precision": "fp32", "shipped": True, "perplexity": perplexity,
+                 "bytes": 1, "tokens_per_second": 10.0}]
+        return generation_report("r", rows, {"student_fp32": {"perplexity": perplexity}}, {"samples": 4}, {}, [], "the test split",
+                                 8, 1, {"mode": "greedy"}, None, vocab_size=512)
+
+    warned = [w for w in report(989.4)["warnings"] if "no better than guessing" in w]
+    assert len(warned) == 1 and "student_fp32 989.4, x86-cpu/fp32 989.4" in warned[0] and "vocabulary size 512" in warned[0]
+    assert not any("guessing" in w for w in report(141.5)["warnings"])
