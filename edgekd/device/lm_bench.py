@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekd.core.errors import ArtifactError, ConfigError
 from edgekd.core.metrics import eval_set_hash
+from edgekd.core.option_names import bench_option
 from edgekd.device.bundle import bundle_thresholds, verify_bundle
 from edgekd.device.config import GenerationBenchConfig
 from edgekd.device.gate import GateResult, Thresholds, gate_report, verdicts
@@ -73,7 +74,7 @@ def _check_top_k(top_k: Optional[int], manifest: dict[str, Any], bundle_dir: Pat
     bounds): refused with the model's vocabulary size, before anything is loaded."""
     vocab = vocab_size(manifest)
     if top_k is not None and vocab is not None and top_k > vocab:
-        raise ConfigError(f"--top-k {top_k}: the model has {vocab} tokens ({bundle_dir}); give at most {vocab}")
+        raise ConfigError(f"{bench_option('--top-k', top_k)}: the model has {vocab} tokens ({bundle_dir}); give at most {vocab}")
 
 
 def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, texts: Optional[Path] = None,
@@ -182,10 +183,10 @@ def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], 
         return prompts[: decoding.prompts], str(texts)
     if blocks is None:
         raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (bench.device_blocks 0, "
-                            "or built before bundles did); give prompts with --texts FILE, one per line")
+                            f"or built before bundles did); give prompts with {bench_option('--texts', 'FILE')}, one per line")
     prompt_tokens = int(settings["prompt_tokens"])
     if context and prompt_tokens + new_tokens > context:
-        raise ConfigError(f"--new-tokens {new_tokens}: with the bundle's prompts of {prompt_tokens} tokens that exceeds the "
+        raise ConfigError(f"{bench_option('--new-tokens', new_tokens)}: with the bundle's prompts of {prompt_tokens} tokens that exceeds the "
                           f"model's context of {context}; ask for at most {context - prompt_tokens}")
     count = int(settings["prompts"]) if decoding.prompts is None else decoding.prompts
     return held_out_prompts(blocks, count, prompt_tokens), f"{bundle_dir / _eval_file(manifest)} (held-out test blocks)"
@@ -196,7 +197,8 @@ def _fewer_prompts_note(asked: Optional[int], used: int, source: str) -> str:
     the speeds are then measured on fewer prompts than the user believes."""
     if asked is None or used >= asked:
         return ""
-    return f"--prompts {asked}: {source} gives {used} prompts, so {used} are used; give --prompts {used} or less to say so"
+    return (f"{bench_option('--prompts', asked)}: {source} gives {used} prompts, so {used} are used; give "
+            f"{bench_option('--prompts', used)} or less to say so")
 
 
 def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[np.ndarray], speed: dict, reference: str) -> dict:
