@@ -33,6 +33,8 @@ class LMTeachersStep(TaskStep):
             if path and not resolve_path(path, base_dir).exists():
                 raise ConfigError(f"{key}: {path} not found ({searched(path, base_dir)}); give a save_pretrained folder "
                                   "and its tokenizer.json")
+        if teacher.tokenizer and "vocab_size" in config.data.model_fields_set:
+            _check_given_vocabulary(config, resolve_path(teacher.tokenizer, base_dir))
 
     def check_inputs(self):
         """The corpus is listed and split (ctx.dataset) before the run folder is made; nothing else to check early."""
@@ -104,6 +106,18 @@ class LMTeachersStep(TaskStep):
         stats = train_lm(model, block_batches(train, train_order(len(train), cfg.seed), settings.batch_size), settings.steps,
                          settings.lr, lambda logits, ids, step: lm_cross_entropy(logits, ids), "teacher")
         return model, {"training": stats}
+
+
+def _check_given_vocabulary(config: LanguageModelConfig, tokenizer: Path) -> None:
+    """data.vocab_size is what a tokenizer trained here learns; with a given one the models take that tokenizer's size.
+    Set explicitly to another size, it would be ignored without a word: refused before anything runs."""
+    from edgekd.lang.lm_tokenizer import LMTokenizer
+
+    size = LMTokenizer(tokenizer).vocab_size  # refuses a file that is not a usable tokenizer, naming it
+    if size != config.data.vocab_size:
+        raise ConfigError(f"data.vocab_size {config.data.vocab_size}: teacher.tokenizer '{config.teacher.tokenizer}' has "
+                          f"{size} tokens, which the models take (data.vocab_size sizes a tokenizer trained here); set "
+                          f"data.vocab_size to {size} or leave it out")
 
 
 def _say_given_teacher(cfg: LanguageModelConfig, val_perplexity: float, blocks: int, vocab: int) -> None:

@@ -130,3 +130,24 @@ def test_a_perplexity_no_better_than_a_uniform_guess_is_warned():
     warned = [w for w in report(989.4)["warnings"] if "no better than guessing" in w]
     assert len(warned) == 1 and "student_fp32 989.4, x86-cpu/fp32 989.4" in warned[0] and "vocabulary size 512" in warned[0]
     assert not any("guessing" in w for w in report(141.5)["warnings"])
+
+
+def test_a_vocab_size_other_than_the_given_tokenizers_is_refused_before_anything_runs(lm_run, tmp_path):
+    """Trial defect (session 14): data.vocab_size 1024 with a given teacher tokenizer of 512 tokens was ignored without
+    a word (the metrics said 512)."""
+    from edgekd.core.errors import ConfigError
+    from edgekd.pipeline.config import load_config
+    from edgekd.tasks.lm_train import LMTeachersStep
+
+    shutil.copytree(lm_run / "01-teachers", tmp_path / "given")
+    given = {"checkpoint": "given/teacher", "tokenizer": "given/tokenizer.json"}
+    size = read_json(lm_run / "manifest.json")["stages"]["teachers"]["metrics"]["tokenizer"]["vocab_size"]
+    config = _write(tmp_path, teacher=given, data={**RUN["data"], "vocab_size": 1024})
+    with pytest.raises(ConfigError) as raised:
+        run_from_file(config, str(tmp_path / "run"))
+    assert str(raised.value) == (f"data.vocab_size 1024: teacher.tokenizer 'given/tokenizer.json' has {size} tokens, which "
+                                 "the models take (data.vocab_size sizes a tokenizer trained here); set data.vocab_size to "
+                                 f"{size} or leave it out")
+    assert not (tmp_path / "run").exists()
+    for data in ({**RUN["data"], "vocab_size": size}, {k: v for k, v in RUN["data"].items() if k != "vocab_size"}):
+        LMTeachersStep.check(load_config(_write(tmp_path, teacher=given, data=data)), tmp_path)  # its own size, or none
