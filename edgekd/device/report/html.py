@@ -123,7 +123,12 @@ def _plots(report: dict[str, Any]) -> str:
                 "on this machine stand apart on the right."),
                (plots.speedup_bars(plt, report), "Speed-up over each target's fp32; hatched bars are within noise "
                 "(the interleaved rounds do not separate them from fp32)."),
-               (plots.size_bars(plt, report), "Size of the files the device loads, and gzip-compressed."),
+               (plots.value_bars(plt, report, "perplexity", "perplexity on the held-out blocks (lower is better)",
+                                 "Perplexity per model"), "Perplexity of each model and reference; solid = shipped."),
+               (plots.value_bars(plt, report, "tokens_per_second", "tokens/s at batch 1, first token excluded (higher is "
+                                 "faster)", "Generation speed"), "Generation speed of each model timed on this machine."),
+               (plots.size_bars(plt, report), "Size of the files the device loads"
+                + (", and gzip-compressed." if any(r.get("gzip_bytes") for r in report["rows"]) else ".")),
                (plots.sensitivity_bars(plt, report), "Per quantized node: its int8 sensitivity as the fallback search "
                 "ranked it (the noise it adds against fp32); the search keeps the top ones in float.")]
     return "".join(f"<figure><img alt='plot' src='data:image/png;base64,{_png(plt, fig)}'><figcaption>"
