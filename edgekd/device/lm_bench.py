@@ -95,6 +95,8 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     settings = {**GenerationBenchConfig().model_dump(), **(bundles[0][1].get("bench") or {})}
     new_tokens = int(settings["new_tokens"]) if decoding.new_tokens is None else decoding.new_tokens
     prompts, source = _prompts(bundles[0], blocks[names[0]], texts, settings, decoding, new_tokens)
+    if texts is None and len(bundles) > 1 and _same_blocks(list(blocks.values())):  # not one bundle's file for all
+        source = f"each bundle's {_eval_file(bundles[0][1])}, the same held-out test blocks"
     fewer = _fewer_prompts_note(decoding.prompts, len(prompts), source)
     # each by the runtime its bundle records (the target's backend's; by the file's suffix in bundles without one)
     decoders = {name: load_decoder(d / m["artifact"]["main"], threads, m.get("runtime")) for name, (d, m) in zip(names, bundles, strict=True)}
@@ -190,6 +192,12 @@ def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], 
                           f"model's context of {context}; ask for at most {context - prompt_tokens}")
     count = int(settings["prompts"]) if decoding.prompts is None else decoding.prompts
     return held_out_prompts(blocks, count, prompt_tokens), f"{bundle_dir / _eval_file(manifest)} (held-out test blocks)"
+
+
+def _same_blocks(each: list[Optional[np.ndarray]]) -> bool:
+    """Whether every bundle carries the same held-out blocks (the bundles of one run do): the prompts, taken from the
+    first, are then each bundle's own."""
+    return all(blocks is not None and np.array_equal(blocks, each[0]) for blocks in each)
 
 
 def _fewer_prompts_note(asked: Optional[int], used: int, source: str) -> str:

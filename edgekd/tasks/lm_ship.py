@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import StageError
+from edgekd.core.errors import ConfigError, StageError
 from edgekd.pipeline.records import CompileRecord, TargetBuild, read_record
 from edgekd.pipeline.selection import choose, increase_rule
 from edgekd.pipeline.stage import StageOutput, TaskStep
@@ -55,7 +55,13 @@ class LMQuantizeStep(TaskStep):
 
     @classmethod
     def check(cls, config: LanguageModelConfig, base_dir: Path) -> None:
-        config.quantize.plan(config.targets, base_dir)
+        methods = config.quantize.plan(config.targets, base_dir)
+        group_size, width = config.quantize.openvino.group_size, config.student.width
+        if group_size and width % group_size and any(method == "ov_int4" for method, _profile in methods.values()):
+            # NNCF groups each weight's input channels (the width, or 4 x it): said before training, not at this stage
+            raise ConfigError(f"quantize.openvino.group_size {group_size}: the student's width {width} (student.width) is "
+                              f"not a multiple of it, so NNCF cannot group its weights; use a divisor of {width}, or "
+                              "leave it out (the largest of 128, 64, 32, 16 that divides the width)")
 
     def run(self) -> StageOutput:
         made: dict[Path, list[Path]] = {}  # each file made once, whichever targets share it: main file -> its files

@@ -48,6 +48,10 @@ class LMTeachersStep(TaskStep):
         tokenizer = self._tokenizer()
         ctx.dataset.check_splits(tokenizer)  # a split too small for one block stops the run before the teacher trains
         self._check_vocabulary(tokenizer)  # before the teacher trains, not after
+        if cfg.distill.mode != "token":  # the distill stage's prompts, one per training block: known now, not at stage 2
+            from edgekd.lm.sequences import check_prompt_count
+
+            check_prompt_count(cfg.distill.sequence.prompts, len(ctx.dataset.blocks(tokenizer, "train")))
         teacher, trained = self._teacher(tokenizer)
         outputs = [tokenizer, *save_pretrained(teacher, teacher_dir(ctx))]
         val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]

@@ -342,3 +342,12 @@ def test_api_bench_errors_name_its_arguments_and_the_cli_its_flags(lm_run, tmp_p
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle), "--texts", str(empty)]), f"--texts {empty}: no prompt")
     with pytest.raises(ConfigError, match=r"^images: .* language model's bundle; give prompts with texts=FILE"):
         api.bench(bundle, images=tmp_path)
+
+
+def test_the_prompts_of_a_run_folder_are_each_bundles_held_out_blocks(lm_run):
+    """Trial defect (session 14): benching a run folder, the header named one bundle's file for all of them ("prompts
+    (runs/a/bundle/arm64-cpu/eval.npz ...)")."""
+    report = api.bench(lm_run)
+    assert len(report["rows"]) > 1 and report["prompts"]["source"] == "each bundle's eval.npz, the same held-out test blocks"
+    bundle = lm_run / "bundle" / "x86-cpu"
+    assert api.bench(bundle)["prompts"]["source"] == f"{bundle / 'eval.npz'} (held-out test blocks)"  # one: its file

@@ -151,3 +151,27 @@ def test_a_vocab_size_other_than_the_given_tokenizers_is_refused_before_anything
     assert not (tmp_path / "run").exists()
     for data in ({**RUN["data"], "vocab_size": size}, {k: v for k, v in RUN["data"].items() if k != "vocab_size"}):
         LMTeachersStep.check(load_config(_write(tmp_path, teacher=given, data=data)), tmp_path)  # its own size, or none
+
+
+def test_a_group_size_the_width_cannot_take_and_too_many_sequence_prompts_stop_before_the_teacher_trains(tmp_path,
+                                                                                                        monkeypatch):
+    """Trial defect (session 14): quantize.openvino.group_size 64 with a student 32 wide was refused only at stage 4, and
+    distill.sequence.prompts above the train split's blocks (5000 > 1592) only at stage 2: both after the teacher had
+    trained. The group size is now checked with the config, the prompts as soon as the train blocks exist."""
+    import edgekd.lm.training
+    from edgekd.core.errors import ConfigError
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the teacher trained before the config was checked")
+
+    monkeypatch.setattr(edgekd.lm.training, "train_lm", no_training)
+    config = _write(tmp_path, quantize={"method": "none", "per_target": {"intel-cpu": "ov_int4"}, "openvino": {"group_size": 64}})
+    with pytest.raises(ConfigError, match=r"^quantize.openvino.group_size 64: the student's width 32 \(student.width\) is "
+                                          r"not a multiple of it.*use a divisor of 32"):
+        run_from_file(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    sequence = {"prompts": 100000, "prompt_tokens": 8, "new_tokens": 8}
+    config = _write(tmp_path, distill={"mode": "both", "sequence": sequence, "train": RUN["distill"]["train"]})
+    with pytest.raises(ConfigError, match=r"^distill.sequence.prompts: 100000 prompts asked, but the train split has only "):
+        run_from_file(config, str(tmp_path / "run"))
+    assert read_json(tmp_path / "run" / "manifest.json")["stages"]["teachers"]["status"] == "failed"
