@@ -212,9 +212,12 @@ def bench(path: str | Path, threads: int | None = None, runs: int = _BENCH.runs,
     top-1; without them, fidelity to the fp32 bundle). `texts`: a .jsonl or .csv of text,label to measure a text
     model's bundle on, tokenized with the bundle's tokenizer.json.
     A language model's bundle (or run folder of them) is measured its own way, in the same report schema
-    (task_metric perplexity): perplexity on its held-out blocks, generation speed at batch 1 (`decoding`: greedy
-    unless top_k; prompts from `texts`, one per line, else the bundle's held-out blocks) and the bundle's gate
-    (`report["verdict"]["passed"]`: None when no bundle could be gated).
+    (task_metric perplexity): perplexity on its held-out blocks, generation speed at batch 1 and the bundle's gate
+    (`report["verdict"]["passed"]`: None when no bundle could be gated); prompts from `texts`, one per line, else the
+    bundle's held-out blocks. `decoding=Decoding(top_k=None, temperature=1.0, seed=0, new_tokens=None, prompts=None)`
+    (`from edgekd.api import Decoding`) holds what `edgekd bench`'s --top-k, --temperature, --seed, --new-tokens and
+    --prompts set: greedy unless top_k; new_tokens and prompts None take the bundle's bench settings. Errors name these
+    arguments (decoding.new_tokens=70, texts=FILE), where the CLI's name its flags.
     `out`: also write report.json, report.md and report.html there (`--out`; the same folders are refused)."""
     from edgekd.device.bench import bench_bundles
     from edgekd.device.config import check_bench_arguments

@@ -386,9 +386,12 @@ def bench_cmd(path: Path, threads, runs, min_seconds, warmup_runs, warmup_second
     if top_k is None and click.get_current_context().get_parameter_source("seed") != click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--seed: applies to sampling; give --top-k K too (greedy decoding draws nothing)")
     decoding = _decoding(top_k, temperature, seed, new_tokens, prompt_count)
-    report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes or None,
-                       warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory,
-                       images=images, texts=texts, decoding=decoding)
+    from edgekd.core.option_names import typed_on_the_command_line
+
+    with typed_on_the_command_line():  # messages name --new-tokens, not api.bench's decoding.new_tokens
+        report = api.bench(path, threads=threads, runs=runs, min_seconds=min_seconds, batch_sizes=batch_sizes or None,
+                           warmup_runs=warmup_runs, warmup_seconds=warmup_seconds, rounds=rounds, memory=not no_memory,
+                           images=images, texts=texts, decoding=decoding)
     from edgekd.device.gate import failed_reasons
     from edgekd.device.report.terminal import terminal_table
 

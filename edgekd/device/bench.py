@@ -19,6 +19,7 @@ from edgekd.core.batch_layout import samples_first_shape
 from edgekd.core.errors import ArtifactError, ConfigError, DataError, TargetError
 from edgekd.core.fileio import read_json, read_npz
 from edgekd.core.metrics import ACCURACY, FIDELITY, accuracy_metrics, eval_set_hash, predict
+from edgekd.core.option_names import bench_option, option_name
 from edgekd.data.table_schema import model_feed, schema_of
 from edgekd.device.bundle import REFERENCE_OUTPUTS, bundle_thresholds, eval_key, load_bundle, speed_reference
 from edgekd.device.config import BenchConfig
@@ -200,7 +201,7 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     if own is not None:
         return own(paths, threads, texts, decoding or Decoding())
     if decoding is not None:
-        raise ConfigError(f"{path}: --top-k, --temperature, --new-tokens and --prompts are for language models' bundles; "
+        raise ConfigError(f"{path}: {_decoding_options()} are for language models' bundles; "
                           "this one is not")
     loaded = [(bundle_dir, *load_bundle(bundle_dir)) for bundle_dir in paths]  # sha256 checked first
     _require_a_runtime(loaded)
@@ -219,8 +220,8 @@ def bench_bundles(path: Path, spec: LatencySpec, threads: int | None = None, bat
     first_manifest = loaded[0][1]
     metric = task_metric_of(first_manifest)
     if metric != "top1" and (texts is not None or images is not None):
-        raise ConfigError(f"--images/--texts: {paths[0]} is judged by {metric}, which needs its labels in eval.npz; "
-                          "bench it on its eval.npz (no --images, no --texts)")
+        raise ConfigError(f"{bench_option('--images')}/{bench_option('--texts')}: {paths[0]} is judged by {metric}, which needs "
+                          f"its labels in eval.npz; bench it on its eval.npz (no {bench_option('--images')}, no {bench_option('--texts')})")
     outputs = None  # a fidelity task's fp32 outputs by name: only eval.npz has them
     if texts is not None:
         x, y, reference, references, eval_set = _on_texts(Path(texts), loaded, candidates)
@@ -270,6 +271,11 @@ def bundle_task(bundle_dir: Path) -> str | None:
     return "language-model" if manifest.get("format") == "edgekd.lm-bundle/1" else manifest.get("task")
 
 
+def _decoding_options() -> str:
+    """The decoding settings as the caller gave them: the CLI's flags, or api.bench's `decoding` (api.Decoding)."""
+    return option_name("--top-k, --temperature, --seed, --new-tokens and --prompts", "decoding (api.Decoding)")
+
+
 def _own_measure(paths: list[Path], images: Path | None):
     """The bench of the bundles' task where it measures its own way (MEASURES), else None: the classifiers' bench."""
     tasks = {bundle_task(p) for p in paths}
@@ -280,7 +286,8 @@ def _own_measure(paths: list[Path], images: Path | None):
         raise ArtifactError(f"{paths[0].parent}: bundles of different kinds of model ({', '.join(sorted(map(str, tasks)))}); "
                             "bench them separately")
     if images is not None:
-        raise ConfigError(f"--images: {paths[0]} is a language model's bundle; give prompts with --texts FILE (one per line)")
+        raise ConfigError(f"{bench_option('--images')}: {paths[0]} is a language model's bundle; give prompts with "
+                          f"{bench_option('--texts', 'FILE')} (one per line)")
     module, _, name = own[0].partition(":")
     return getattr(importlib.import_module(module), name)
 

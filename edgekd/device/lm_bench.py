@@ -18,11 +18,13 @@ import numpy as np
 
 from edgekd.core.errors import ArtifactError, ConfigError
 from edgekd.core.metrics import eval_set_hash
+from edgekd.core.option_names import bench_option
 from edgekd.device.bundle import bundle_thresholds, verify_bundle
 from edgekd.device.config import GenerationBenchConfig
 from edgekd.device.gate import GateResult, Thresholds, gate_report, verdicts
 from edgekd.device.measure import bundle_row_names
 from edgekd.device.token_ids import check_token_ids
+from edgekd.runtimes.decoder import quantization_settings
 
 TOKENIZER = "tokenizer.json"
 
@@ -72,7 +74,7 @@ def _check_top_k(top_k: Optional[int], manifest: dict[str, Any], bundle_dir: Pat
     bounds): refused with the model's vocabulary size, before anything is loaded."""
     vocab = vocab_size(manifest)
     if top_k is not None and vocab is not None and top_k > vocab:
-        raise ConfigError(f"--top-k {top_k}: the model has {vocab} tokens ({bundle_dir}); give at most {vocab}")
+        raise ConfigError(f"{bench_option('--top-k', top_k)}: the model has {vocab} tokens ({bundle_dir}); give at most {vocab}")
 
 
 def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, texts: Optional[Path] = None,
@@ -93,6 +95,8 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     settings = {**GenerationBenchConfig().model_dump(), **(bundles[0][1].get("bench") or {})}
     new_tokens = int(settings["new_tokens"]) if decoding.new_tokens is None else decoding.new_tokens
     prompts, source = _prompts(bundles[0], blocks[names[0]], texts, settings, decoding, new_tokens)
+    if texts is None and len(bundles) > 1 and _same_blocks(list(blocks.values())):  # not one bundle's file for all
+        source = f"each bundle's {_eval_file(bundles[0][1])}, the same held-out test blocks"
     fewer = _fewer_prompts_note(decoding.prompts, len(prompts), source)
     # each by the runtime its bundle records (the target's backend's; by the file's suffix in bundles without one)
     decoders = {name: load_decoder(d / m["artifact"]["main"], threads, m.get("runtime")) for name, (d, m) in zip(names, bundles, strict=True)}
@@ -103,7 +107,8 @@ def bench_lm_bundles(bundle_dirs: list[Path], threads: Optional[int] = None, tex
     first = blocks[names[0]]
     eval_set = {} if first is None else {"samples": int(len(first)), "sha256": eval_set_hash({"input_ids": first}, first)}
     report = generation_report(bundles[0][1].get("run") or Path(bundle_dirs[0]).resolve().parent.parent.name, rows, {},
-                               eval_set, gate, prompts, source, new_tokens, int(settings["rounds"]), decoding.describe(), threads)
+                               eval_set, gate, prompts, source, new_tokens, int(settings["rounds"]), decoding.describe(), threads,
+                               vocab_size(bundles[0][1]))
     report["warnings"] += [f"{row['artifact']}: {row['not_measured']}" for row in rows if row["perplexity"] is None]
     report["warnings"] += [fewer] if fewer else []
     if bundles[0][1].get("gate_on_bench"):
@@ -180,13 +185,19 @@ def _prompts(first: tuple, blocks: Optional[np.ndarray], texts: Optional[Path], 
         return prompts[: decoding.prompts], str(texts)
     if blocks is None:
         raise ArtifactError(f"{bundle_dir / 'manifest.json'}: the bundle carries no held-out blocks (bench.device_blocks 0, "
-                            "or built before bundles did); give prompts with --texts FILE, one per line")
+                            f"or built before bundles did); give prompts with {bench_option('--texts', 'FILE')}, one per line")
     prompt_tokens = int(settings["prompt_tokens"])
     if context and prompt_tokens + new_tokens > context:
-        raise ConfigError(f"--new-tokens {new_tokens}: with the bundle's prompts of {prompt_tokens} tokens that exceeds the "
+        raise ConfigError(f"{bench_option('--new-tokens', new_tokens)}: with the bundle's prompts of {prompt_tokens} tokens that exceeds the "
                           f"model's context of {context}; ask for at most {context - prompt_tokens}")
     count = int(settings["prompts"]) if decoding.prompts is None else decoding.prompts
     return held_out_prompts(blocks, count, prompt_tokens), f"{bundle_dir / _eval_file(manifest)} (held-out test blocks)"
+
+
+def _same_blocks(each: list[Optional[np.ndarray]]) -> bool:
+    """Whether every bundle carries the same held-out blocks (the bundles of one run do): the prompts, taken from the
+    first, are then each bundle's own."""
+    return all(blocks is not None and np.array_equal(blocks, each[0]) for blocks in each)
 
 
 def _fewer_prompts_note(asked: Optional[int], used: int, source: str) -> str:
@@ -194,7 +205,8 @@ def _fewer_prompts_note(asked: Optional[int], used: int, source: str) -> str:
     the speeds are then measured on fewer prompts than the user believes."""
     if asked is None or used >= asked:
         return ""
-    return f"--prompts {asked}: {source} gives {used} prompts, so {used} are used; give --prompts {used} or less to say so"
+    return (f"{bench_option('--prompts', asked)}: {source} gives {used} prompts, so {used} are used; give "
+            f"{bench_option('--prompts', used)} or less to say so")
 
 
 def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[np.ndarray], speed: dict, reference: str) -> dict:
@@ -207,7 +219,8 @@ def _row(name: str, bundle_dir: Path, manifest: dict, decoder, blocks: Optional[
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0}
     known, valid = recorded.get(reference), reference in valid_of
     row = {"artifact": name, "target": manifest.get("target"), "precision": manifest.get("precision"), "shipped": True,
-           "quantization": (manifest.get("quantization") or {}).get("method"), "bundle": str(bundle_dir),
+           "quantization": (manifest.get("quantization") or {}).get("method"),
+           "quantization_settings": quantization_settings(manifest.get("quantization") or {}), "bundle": str(bundle_dir),
            "bytes": sum((bundle_dir / name).stat().st_size for name in manifest["artifact"]["files"]),
            "perplexity": None if blocks is None else round(onnx_perplexity(decoder, blocks), 4),
            "eval_blocks": None if blocks is None else int(len(blocks)),

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from edgekd.core.errors import DataError
+from edgekd.core.option_names import bench_option
 from edgekd.lang.generate import Decoder, generate
 
 
@@ -94,20 +95,20 @@ def text_prompts(path: Path, tokenizer_path: Path, context: int, new_tokens: int
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
-        raise DataError(f"--texts {path}: not UTF-8 text (byte {exc.start}); give one prompt per line in UTF-8") from None
+        raise DataError(f"{bench_option('--texts', path)}: not UTF-8 text (byte {exc.start}); give one prompt per line in UTF-8") from None
     numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
     if not numbered:
-        raise DataError(f"--texts {path}: no prompt in it; write one prompt per line")
+        raise DataError(f"{bench_option('--texts', path)}: no prompt in it; write one prompt per line")
     tokenizer = LMTokenizer(tokenizer_path)
     prompts = []
     for number, line in numbered:
         ids = tokenizer.encode(line).astype(np.int64)
         if context and len(ids) >= context:  # no --new-tokens can help: the prompt alone fills the context
-            raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, more than the model's context of {context}: "
+            raise DataError(f"{bench_option('--texts', path)}: line {number} is {len(ids)} tokens, more than the model's context of {context}: "
                             f"shorten it to under {context} tokens, leaving room for the new ones")
         if context and len(ids) + new_tokens > context:
-            raise DataError(f"--texts {path}: line {number} is {len(ids)} tokens, and with {new_tokens} new tokens that "
-                            f"exceeds the model's context of {context}; shorten it or pass --new-tokens {context - len(ids)} "
+            raise DataError(f"{bench_option('--texts', path)}: line {number} is {len(ids)} tokens, and with {new_tokens} new tokens that "
+                            f"exceeds the model's context of {context}; shorten it or pass {bench_option('--new-tokens', context - len(ids))} "
                             "or less")
         prompts.append(ids)
     return prompts

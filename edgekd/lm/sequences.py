@@ -48,11 +48,17 @@ class Decoding:
                 "batch_size": self.batch_size, **sampled}
 
 
+def check_prompt_count(count: int, train_blocks: int) -> None:
+    """Each prompt from a distinct training block: the teachers stage asks as soon as the blocks exist (before the
+    teacher trains), the distill stage again when it takes them."""
+    if count > train_blocks:
+        raise ConfigError(f"distill.sequence.prompts: {count} prompts asked, but the train split has only {train_blocks} "
+                          "blocks to take them from; lower distill.sequence.prompts")
+
+
 def prompts_from_blocks(blocks: np.ndarray, count: int, tokens: int, seed: int) -> np.ndarray:
     """(count, tokens) prompts: the first `tokens` of `count` distinct blocks, picked at random (seeded)."""
-    if count > len(blocks):
-        raise ConfigError(f"distill.sequence.prompts: {count} prompts asked, but the train split has only {len(blocks)} "
-                          "blocks to take them from; lower distill.sequence.prompts")
+    check_prompt_count(count, len(blocks))
     if tokens > blocks.shape[1]:
         raise ConfigError(f"distill.sequence.prompt_tokens: {tokens} is longer than a block ({blocks.shape[1]} tokens); "
                           "lower it")

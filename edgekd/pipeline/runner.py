@@ -431,13 +431,7 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
     trains = runner.trains and not ctx.cfg.ships_onnx
     if not ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
         _keep_progress_only_for(ctx.stage_dir(stage), key, start_over=force)
-        # What later stages wrote (bundles, report.json) came from this stage's earlier outputs: from now on they are
-        # stale, also if this run is interrupted before it redoes them (a changed config resumed, then Ctrl-C).
-        later = list(STAGE_NAMES[STAGE_NAMES.index(stage) + 1:])
-        because = f"'{stage}' ran again at {time.strftime('%Y-%m-%d %H:%M:%S')}"
-        ctx.manifest.mark_stale(later, because)
-        if "gate" in later:  # its CI files must not keep saying PASS of the model made before
-            mark_gate_outputs_stale(ctx.layout, ctx.cfg.name, because)
+    ran_at = time.strftime('%Y-%m-%d %H:%M:%S')
     if trains:
         distributed_barrier()  # stale progress is gone before any rank looks for it
     log(f"[{label}] running{again}")
@@ -446,16 +440,19 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
         with measure_peak() as memory:
             result = runner.run()
     except EdgeKDError as exc:
+        _mark_later_stale_unless_kept(ctx, stage, f"'{stage}' ran again at {ran_at} and failed")
         ctx.manifest.mark_failed(stage, str(exc))
         _say_how_to_continue(ctx, stage, exc)
         raise
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, SIGTERM, a bug: the stage may have replaced some of its files on the way
+        _mark_later_stale_unless_kept(ctx, stage, f"'{stage}' ran again at {ran_at} and was interrupted")
         ctx.manifest.mark_failed(stage, "interrupted")
         raise
     seconds = time.perf_counter() - started
     if trains:
         distributed_barrier()  # rank 0's outputs exist before any rank hashes them into its record
     metrics = result.manifest_metrics()
+    _mark_later_stale(ctx, stage, f"'{stage}' ran again at {ran_at}")
     ctx.manifest.record(stage, key, result.inputs, result.outputs, metrics, seconds, memory=memory, parts=parts)
     ctx.outcomes[stage] = "ran"
     if not ctx.manifest.read_only:
@@ -465,6 +462,27 @@ def _run_stage(ctx: RunContext, stage: str, resume: bool, force: bool, log: Log,
     noted = (f"; {warnings} latency measurements were noisy (coefficient of variation > {CV_WARNING:.0%}), see report.md"
              if warnings else "")
     log(f"[{label}] {seconds:.1f} s, done{noted}")
+
+
+def _mark_later_stale(ctx: RunContext, stage: str, because: str) -> None:
+    """What later stages wrote (bundles, report.json) came from this stage's earlier outputs, which it has now replaced:
+    they are stale until the run redoes them, also if it is interrupted before (a changed config resumed, then Ctrl-C)."""
+    if ctx.manifest.read_only:  # rank 0 (or the only process) manages the files
+        return
+    later = list(STAGE_NAMES[STAGE_NAMES.index(stage) + 1:])
+    ctx.manifest.mark_stale(later, because)
+    if "gate" in later:  # its CI files must not keep saying PASS of the model made before
+        mark_gate_outputs_stale(ctx.layout, ctx.cfg.name, because)
+
+
+def _mark_later_stale_unless_kept(ctx: RunContext, stage: str, because: str) -> None:
+    """A failed or interrupted attempt: the later stages stay as they were when the stage's earlier result is still on
+    record with its files unchanged (a refused config change: the next --resume skips the stage, and must not redo the
+    later ones for a run that never happened); else they are stale, as after a run that finished."""
+    entry = ctx.manifest.stage(stage)
+    if entry and entry.get("status") == "done" and ctx.manifest.is_fresh(stage, entry.get("key")):
+        return
+    _mark_later_stale(ctx, stage, because)
 
 
 # Training writes `*.progress.pt` each epoch; a stage continues from them only when they were made

@@ -5,12 +5,11 @@ the config key, which the user did not type)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from typing import Any, Optional
 
 from edgekd.core.errors import ConfigError
+from edgekd.core.option_names import on_the_command_line, option_name, typed_on_the_command_line  # noqa: F401 (edgekd ship's, as before)
 from edgekd.data.config import NORMALIZE_MODES
 
 # Files that hold a pickle: loading one runs whatever code it names, so edgekd never opens one as a model.
@@ -26,29 +25,12 @@ API_NAMES = {"MODEL": "model", "--data": "data", "--checkpoint": "checkpoint", "
              "--targets": "targets", "--max-drop": "max_drop", "--out": "out", "--no-labels": "labels=False",
              "--metric": "metric", "--output": "output", "--color": "color", "--scale": "scale", "--normalize": "normalize",
              "--min-speedup": "min_speedup", "--max-size-kb": "max_size_kb"}
-_COMMAND_LINE: ContextVar[bool] = ContextVar("edgekd_ship_command_line", default=False)
-
-
-@contextmanager
-def typed_on_the_command_line() -> Iterator[None]:
-    """Inside: edgekd ship's messages name its options (--data), as the user typed them; outside, api.ship's arguments."""
-    token = _COMMAND_LINE.set(True)
-    try:
-        yield
-    finally:
-        _COMMAND_LINE.reset(token)
 
 
 def given(option: str, value: Any = None, quoted: bool = True) -> str:
     """An option as the caller wrote it, with its value when given: "--data 'x.npz'" on the command line,
     "data='x.npz'" from Python (api.ship(data=...)); without a value the name alone ("--targets", "targets")."""
-    if _COMMAND_LINE.get():
-        name, joiner = option, " "
-    else:
-        name, joiner = API_NAMES[option], "="
-    if value is None:
-        return name
-    return f"{name}{joiner}'{value}'" if quoted else f"{name}{joiner}{value}"
+    return option_name(option, API_NAMES[option], value, quoted)
 
 
 def check_model(model: str) -> None:
@@ -72,7 +54,7 @@ def check_targets(targets: Optional[Sequence[str]]) -> None:
     """None: the default target; an empty list (`--targets ""`, `--targets ,`) names none and is refused, not defaulted."""
     if targets is not None and not [t for t in targets if str(t).strip()]:
         fix = ("give device profiles separated by commas (see `edgekd targets`), or leave --targets out for x86-cpu"
-               if _COMMAND_LINE.get() else  # from Python, in its own words: a list, and the argument left out
+               if on_the_command_line() else  # from Python, in its own words: a list, and the argument left out
                "give a list of device profiles (see edgekd.api.targets()), or leave targets out (None) for x86-cpu")
         raise ConfigError(f"{given('--targets')}: no target named; {fix}")
 

@@ -27,6 +27,15 @@ class DecoderOptions:
     ratio: float = 1.0
 
 
+# What a decoder's quantize entry records of how its weights were quantized (Backend.quantize_decoder), as the reports
+# and bundles show it beside the candidate's name: int8 names the quantized candidate whatever its bits.
+QUANTIZATION_SETTINGS = ("weight_bits", "mode", "group_size", "ratio", "block_size")
+
+
+def quantization_settings(entry: dict) -> dict:
+    return {key: entry[key] for key in QUANTIZATION_SETTINGS if entry.get(key) is not None}
+
+
 def empty_kv_cache(entries: int, heads: int, head_size: int) -> list[np.ndarray]:
     """A KV cache holding no tokens: `entries` arrays (a key and a value per layer) of shape (1, heads, 0, head_size)."""
     return [np.zeros((1, heads, 0, head_size), dtype=np.float32) for _ in range(entries)]

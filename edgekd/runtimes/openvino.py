@@ -114,7 +114,7 @@ class OpenVinoBackend(Backend):
     def quantize_decoder(self, fp32_onnx: Path, folder: Path, method: str, options, made: dict[Path, list[Path]]) -> dict:
         """The decoder as fp32 IR (the target's fp32 candidate, made even with method none) and, unless none, as IR
         with NNCF's weight compression."""
-        from edgekd.runtimes.openvino_convert import Compression, convert_decoder
+        from edgekd.runtimes.openvino_convert import Compression, convert_decoder, default_group_size
 
         fp32 = folder / "student-fp32-ov.xml"
         if fp32 not in made:
@@ -123,11 +123,13 @@ class OpenVinoBackend(Backend):
         if method == "none":
             return entry
         path = folder / f"student-{method}.xml"
+        # the group size used, recorded as such (None would leave the reports without it): the given one or the default
+        group_size = (options.group_size or default_group_size(fp32_onnx)) if method == "ov_int4" else None
         if path not in made:
-            compression = Compression(options.int4_mode, options.group_size, options.ratio)
+            compression = Compression(options.int4_mode, group_size, options.ratio)
             made[path] = self.decoder_files(convert_decoder(fp32_onnx, path, method, compression))
-        settings = {"mode": "int8_asym"} if method == "ov_int8" else \
-            {"mode": f"int4_{options.int4_mode}", "group_size": options.group_size, "ratio": options.ratio}
+        settings = {"mode": "int8_asym", "weight_bits": 8} if method == "ov_int8" else \
+            {"mode": f"int4_{options.int4_mode}", "group_size": group_size, "ratio": options.ratio, "weight_bits": 4}
         return {**entry, **settings, "file": path.name, "bytes": sum(p.stat().st_size for p in made[path])}
 
     def compile(self, onnx_path: Path, precision: str, profile, out_dir: Path, input_spec: dict | None = None) -> Artifact:

@@ -152,8 +152,10 @@ class OrtBackend(Backend):
         path = folder / f"student-{method}{'-7bit' if reduce_range else ''}.onnx"
         if path not in made:
             made[path] = [quantize_decoder(fp32_onnx, path, method, reduce_range=reduce_range, block_size=options.block_size)]
+        # the weights' bits and grouping, which the reports show beside the candidate's name (int8 whatever its bits)
+        grouping = {"block_size": options.block_size} if method.startswith("nbits") else {}
         return {"method": method, "runtime": self.runtime_module, "reduce_range": reduce_range, "file": path.name,
-                "bytes": path.stat().st_size}
+                "bytes": path.stat().st_size, "weight_bits": 4 if method == "nbits4" else 7 if reduce_range else 8, **grouping}
 
     def loaded_files(self, artifact: Artifact) -> list[Path]:
         """The model and its external-data file(s), if any (an .ort file is another way to load the same model)."""

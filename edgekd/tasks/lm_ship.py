@@ -7,19 +7,22 @@ decoder (int8: dynamic or MatMulNBits), and OpenVINO's (intel-cpu, backend openv
 (.xml + .bin; int8: NNCF weight compression ov_int8 / ov_int4). Which model a target ships is chosen on the
 validation split (the quantized one when its perplexity is within gate.max_increase of the target's fp32 model's
 and, where this machine can time the target, it decodes faster beyond noise: pipeline/selection.choose; else fp32);
-bench and the gate then measure on the test split. "int8" names the quantized candidate whatever its bits, as in the image pipeline's records.
+bench and the gate then measure on the test split. "int8" names the quantized candidate whatever its bits, as in the image pipeline's records;
+the report's rows carry its method and settings (quantization, quantization_settings: weight_bits, group_size, ...).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.errors import StageError
+from edgekd.core.errors import ConfigError, StageError
 from edgekd.pipeline.records import CompileRecord, TargetBuild, read_record
 from edgekd.pipeline.selection import choose, increase_rule
 from edgekd.pipeline.stage import StageOutput, TaskStep
 from edgekd.runtimes import get_backend, load_profile
+from edgekd.runtimes.decoder import quantization_settings
 from edgekd.runtimes.registry import runtime_of
 from edgekd.tasks.lm import LanguageModelConfig, student_dir, teacher_dir, tokenizer_path
 
@@ -52,7 +55,13 @@ class LMQuantizeStep(TaskStep):
 
     @classmethod
     def check(cls, config: LanguageModelConfig, base_dir: Path) -> None:
-        config.quantize.plan(config.targets, base_dir)
+        methods = config.quantize.plan(config.targets, base_dir)
+        group_size, width = config.quantize.openvino.group_size, config.student.width
+        if group_size and width % group_size and any(method == "ov_int4" for method, _profile in methods.values()):
+            # NNCF groups each weight's input channels (the width, or 4 x it): said before training, not at this stage
+            raise ConfigError(f"quantize.openvino.group_size {group_size}: the student's width {width} (student.width) is "
+                              f"not a multiple of it, so NNCF cannot group its weights; use a divisor of {width}, or "
+                              "leave it out (the largest of 128, 64, 32, 16 that divides the width)")
 
     def run(self) -> StageOutput:
         made: dict[Path, list[Path]] = {}  # each file made once, whichever targets share it: main file -> its files
@@ -154,7 +163,7 @@ class LMCompileStep(TaskStep):
         for source in backend.decoder_files(model):  # as a bundle names them (the .bin beside its .xml)
             shutil.copyfile(source, root / f"model{source.suffix}")
         artifact = Artifact(name, precision, root, f"model{model.suffix}", [p.name for p in sorted(root.iterdir())])
-        info = {"task": "language-model", "task_metric": "perplexity", "target": target, "precision": precision,
+        info = {"run": cfg.name, "task": "language-model", "task_metric": "perplexity", "target": target, "precision": precision,
                 "runtime": runtime_of(name), "quantization": quantized if precision == "int8" else {"method": "none"},
                 "context": cfg.data.context, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size,
                 "val_perplexity": val_perplexity,
@@ -220,29 +229,66 @@ class LMBenchStep(TaskStep):
         agreement = {n: greedy_agreement(decoders["fp32"], decoders[n], held_out, cfg.bench.new_tokens)
                      for n in set(model_of.values()) - {"fp32"}}
         teacher = ctx.manifest.metrics("teachers")["teacher"]  # its size and test perplexity (lm_train.py)
+        quantized = ctx.manifest.metrics("quantize")["targets"]  # each target's method, bits and grouping
+        on_bundles = self._on_bundle_blocks(test, {model_of[t]: decoders[model_of[t]] for t in cfg.targets})
         rows = []
         for t, build in compiled.items():
             model = model_of[t]
             rows.append({"artifact": f"{t}/{build.chosen}", "target": t, "precision": build.chosen, "shipped": True, "model": model,
+                         **quantization_of(quantized.get(t), build.chosen),
                          "verdict": _candidate(build, build.chosen).get("verdict", ""),
                          "runtime": runtime_of(build.backend), "perplexity": perplexity[model],
                          "bytes": sum(p.stat().st_size for p in get_backend(build.backend).decoder_files(paths[model])),
                          **(speed.get(model) or {"tokens_per_second": None, "not_timed": "time it on the device (edgekd bench)"}),
                          **({"token_agreement": agreement[model]["token_agreement"], "greedy_agreement_with_fp32": agreement[model]}
-                            if model in agreement else {})})
-            rows += [_not_shipped(t, build, row, ctx.run_dir, perplexity[self._model_name(row["path"])])
+                            if model in agreement else {}),
+                         **({"bundle_eval": {"perplexity": on_bundles["perplexity"][model]}} if on_bundles else {})})
+            rows += [{**_not_shipped(t, build, row, ctx.run_dir, perplexity[self._model_name(row["path"])]),
+                      **quantization_of(quantized.get(t), row["precision"])}
                      for row in build.candidates if row["name"] != build.chosen]
         references = {"teacher": {"perplexity": teacher["test_perplexity"], "params": teacher["params"]},
                       "student_fp32": {"perplexity": perplexity["fp32"], **speed["fp32"]}}
         eval_set = {"samples": len(test), "sha256": eval_set_hash({"input_ids": test}, test), "tokens": int(test.size)}
         report = generation_report(cfg.name, rows, references, eval_set, dict(cfg.gate), held_out, "the test split",
-                                   cfg.bench.new_tokens, cfg.bench.rounds, {"mode": "greedy"}, None)
+                                   cfg.bench.new_tokens, cfg.bench.rounds, {"mode": "greedy"}, None,
+                                   ctx.manifest.metrics("teachers")["tokenizer"]["vocab_size"])
+        distilled = ctx.manifest.metrics("distill")
+        report["distill"] = {"mode": distilled.get("mode", "token"), "steps": distilled.get("steps")}  # report.md says it
+        for note in report["warnings"]:
+            if note.startswith("perplexity no better than guessing"):  # the terminal hears it now, not only the report
+                warnings.warn(note, stacklevel=2)
+        report["warnings"] += ctx.manifest.metrics("distill").get("student_warnings", [])  # said at stage 2 too
+        if on_bundles:  # what `edgekd compare` pairs with `edgekd bench` of the bundles (device/report/compare.py)
+            report["bundle_eval_set"] = on_bundles["eval_set"]
         # report.json only: the gate stage writes report.md and report.html with its verdicts (as for images)
         return StageOutput(write_reports(ctx.run_dir, report)[:1], {"rows": rows, "references": references})
+
+    def _on_bundle_blocks(self, test: np.ndarray, shipped: dict) -> dict:
+        """The shipped models' perplexity on the held-out blocks their bundles carry (bench.device_blocks of the test
+        blocks), and that set's sha256 as `edgekd bench` computes it: a device's report measures those blocks only, so
+        `edgekd compare` compares it with these numbers, not with the whole test split's. {} without device blocks."""
+        from edgekd.core.metrics import eval_set_hash
+        from edgekd.lang.perplexity import onnx_perplexity
+        from edgekd.lm.dataset import device_blocks
+
+        if self.ctx.cfg.bench.device_blocks == 0:
+            return {}
+        blocks = device_blocks(test, self.ctx.cfg.bench.device_blocks).astype(np.int64)  # as edgekd bench reads them
+        return {"eval_set": {"samples": int(len(blocks)), "sha256": eval_set_hash({"input_ids": blocks}, blocks),
+                             "tokens": int(blocks.size), "source": "the bundles' eval.npz (bench.device_blocks)"},
+                "perplexity": {name: round(onnx_perplexity(decoder, blocks), 4) for name, decoder in shipped.items()}}
 
     def _model_name(self, file: str) -> str:
         """A file's name in the report: fp32 for the exported decoder, else its stem (student-ov_int8, ...)."""
         return "fp32" if self.ctx.run_dir / file == self.ctx.layout.fp32_onnx else Path(file).stem
+
+
+def quantization_of(entry: dict | None, precision: str) -> dict:
+    """A row's quantization method and, for int8 (the quantized candidate's name whatever its bits), the settings
+    its target's quantize entry records (Backend.quantize_decoder): what the reports show beside the name."""
+    if precision != "int8" or not entry or entry.get("method", "none") == "none":
+        return {"quantization": "none"}
+    return {"quantization": entry["method"], "quantization_settings": quantization_settings(entry)}
 
 
 def _compiled(ctx) -> dict:

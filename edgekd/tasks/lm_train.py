@@ -3,6 +3,7 @@ distilled from the teacher's cached top-k logits and/or its own continuations (d
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ class LMTeachersStep(TaskStep):
             if path and not resolve_path(path, base_dir).exists():
                 raise ConfigError(f"{key}: {path} not found ({searched(path, base_dir)}); give a save_pretrained folder "
                                   "and its tokenizer.json")
+        if teacher.tokenizer and "vocab_size" in config.data.model_fields_set:
+            _check_given_vocabulary(config, resolve_path(teacher.tokenizer, base_dir))
 
     def check_inputs(self):
         """The corpus is listed and split (ctx.dataset) before the run folder is made; nothing else to check early."""
@@ -45,13 +48,20 @@ class LMTeachersStep(TaskStep):
         tokenizer = self._tokenizer()
         ctx.dataset.check_splits(tokenizer)  # a split too small for one block stops the run before the teacher trains
         self._check_vocabulary(tokenizer)  # before the teacher trains, not after
+        if cfg.distill.mode != "token":  # the distill stage's prompts, one per training block: known now, not at stage 2
+            from edgekd.lm.sequences import check_prompt_count
+
+            check_prompt_count(cfg.distill.sequence.prompts, len(ctx.dataset.blocks(tokenizer, "train")))
         teacher, trained = self._teacher(tokenizer)
         outputs = [tokenizer, *save_pretrained(teacher, teacher_dir(ctx))]
         val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]
         test = ctx.dataset.blocks(tokenizer, "test")[: cfg.data.test_blocks or None]  # the reference bench reports beside the student
+        val_perplexity = round(torch_perplexity(teacher, val), 4)
+        if trained is None:  # a given checkpoint, measured before it teaches (as a given image teacher's top-1 is)
+            _say_given_teacher(cfg, val_perplexity, len(val), teacher.config.vocab_size)
         metrics = {"corpus": ctx.dataset.corpus.describe(), "tokenizer": {"vocab_size": teacher.config.vocab_size},
                    # params and test_perplexity: bench's teacher reference
-                   "teacher": {"params": parameter_count(teacher), "val_perplexity": round(torch_perplexity(teacher, val), 4),
+                   "teacher": {"params": parameter_count(teacher), "val_perplexity": val_perplexity,
                                "test_perplexity": round(torch_perplexity(teacher, test), 4), "given": trained is None,
                                **(trained or {})}}
         return StageOutput(outputs, metrics)
@@ -59,7 +69,6 @@ class LMTeachersStep(TaskStep):
     def _check_vocabulary(self, tokenizer: Path) -> None:
         """distill.top_k within the vocabulary the tokenizer has; a learned vocabulary smaller than data.vocab_size
         said (the BPE trainer stops when the corpus gives no more merges), as text classifiers say it."""
-        import warnings
 
         from edgekd.lang.lm_tokenizer import LMTokenizer
 
@@ -103,6 +112,37 @@ class LMTeachersStep(TaskStep):
         return model, {"training": stats}
 
 
+def _check_given_vocabulary(config: LanguageModelConfig, tokenizer: Path) -> None:
+    """data.vocab_size is what a tokenizer trained here learns; with a given one the models take that tokenizer's size.
+    Set explicitly to another size, it would be ignored without a word: refused before anything runs."""
+    from edgekd.lang.lm_tokenizer import LMTokenizer
+
+    size = LMTokenizer(tokenizer).vocab_size  # refuses a file that is not a usable tokenizer, naming it
+    if size != config.data.vocab_size:
+        raise ConfigError(f"data.vocab_size {config.data.vocab_size}: teacher.tokenizer '{config.teacher.tokenizer}' has "
+                          f"{size} tokens, which the models take (data.vocab_size sizes a tokenizer trained here); set "
+                          f"data.vocab_size to {size} or leave it out")
+
+
+def _say_given_teacher(cfg: LanguageModelConfig, val_perplexity: float, blocks: int, vocab: int) -> None:
+    import sys
+
+    print(f"[teachers] teacher.checkpoint '{cfg.teacher.checkpoint}' with teacher.tokenizer '{cfg.teacher.tokenizer}': "
+          f"validation perplexity {val_perplexity:.2f} on {blocks} blocks (a uniform guess over its {vocab} tokens "
+          f"scores {vocab})", file=sys.stderr, flush=True)
+
+
+def student_warnings(cfg: LanguageModelConfig, teacher: dict, student_val_perplexity: float) -> list[str]:
+    """A student that ends below the perplexity of the teacher that taught it: the teacher is the weak part (a given
+    checkpoint read with another tokenizer of the same size is one; the run accepts it, so it is said)."""
+    if student_val_perplexity >= teacher["val_perplexity"]:
+        return []
+    check = ("check teacher.tokenizer is the checkpoint's own (another tokenizer of the same size gives it other ids)"
+             if teacher.get("given") else "train the teacher longer or larger (teacher.train.steps, teacher.width)")
+    return [f"distill: the student's validation perplexity {student_val_perplexity:.2f} is below its teacher's "
+            f"{teacher['val_perplexity']:.2f}: a teacher worse than its student: {check}"]
+
+
 class LMDistillStep(TaskStep):
     """Stage 2: the student (fewer layers, narrower) trained on the teacher's cached top-k logits and the text
     (distill.mode token), on the teacher's own continuations (sequence), or on both interleaved."""
@@ -125,8 +165,12 @@ class LMDistillStep(TaskStep):
         student = build_lm(student_config(teacher.config, cfg.student.layers, cfg.student.width, cfg.student.heads), seed=cfg.seed + 1)
         stats = train_lm(student, steps.batch, settings.train.steps, settings.train.lr, steps.loss, "student")
         val = ctx.dataset.blocks(tokenizer, "val")[: cfg.data.val_blocks]
-        metrics = {"student": {"params": parameter_count(student), "val_perplexity": round(torch_perplexity(student, val), 4),
+        val_perplexity = round(torch_perplexity(student, val), 4)
+        said = student_warnings(cfg, ctx.manifest.metrics("teachers")["teacher"], val_perplexity)
+        for note in said:  # now, and in the report (the bench stage copies them)
+            warnings.warn(note, stacklevel=2)
+        metrics = {"student": {"params": parameter_count(student), "val_perplexity": val_perplexity,
                                "layers": student.config.n_layer, "width": student.config.n_embd, "heads": student.config.n_head,
                                "training": stats},
-                   **steps.metrics()}
+                   **steps.metrics(), **({"student_warnings": said} if said else {})}
         return StageOutput(save_pretrained(student, student_dir(ctx)), metrics, inputs=[tokenizer])

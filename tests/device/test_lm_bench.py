@@ -253,7 +253,7 @@ def test_a_top_k_above_the_vocabulary_is_one_line_naming_the_vocabulary_size(lm_
     vocab = read_json(bundle / "manifest.json")["vocab_size"]
     assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle), "--top-k", str(vocab + 1)]),
                           f"--top-k {vocab + 1}: the model has {vocab} tokens")
-    with pytest.raises(ConfigError, match=f"--top-k 100000: the model has {vocab} tokens .*; give at most {vocab}$"):
+    with pytest.raises(ConfigError, match=f"^decoding.top_k=100000: the model has {vocab} tokens .*; give at most {vocab}$"):
         api.bench(bundle, decoding=Decoding(top_k=100000))
     # a decoder whose bundle records no vocabulary size: generate's own check, before numpy's
     with pytest.raises(ConfigError, match="^top_k 9: the model has 8 tokens; give at most 8$"):
@@ -287,8 +287,9 @@ def test_a_seed_without_top_k_is_a_usage_error_and_more_prompts_than_blocks_are_
     assert result.exit_code == 2 and "--seed: applies to sampling; give --top-k" in result.output
     report = api.bench(bundle, decoding=Decoding(prompts=100, new_tokens=2))
     used = report["rows"][0]["generations"]
-    assert used < 100 and any(w.startswith(f"--prompts 100: {bundle / 'eval.npz'} (held-out test blocks) gives {used} "
-                                           f"prompts, so {used} are used") for w in report["warnings"]), report["warnings"]
+    assert used < 100 and any(w.startswith(f"decoding.prompts=100: {bundle / 'eval.npz'} (held-out test blocks) gives {used} "
+                                           f"prompts, so {used} are used; give decoding.prompts={used} or less")
+                              for w in report["warnings"]), report["warnings"]
     # Said once in the terminal: the table's notes and then stderr printed every report warning twice.
     shown = CliRunner().invoke(main, ["bench", str(bundle), "--prompts", "100", "--new-tokens", "2"])
     assert shown.exit_code == 0, shown.output
@@ -322,3 +323,31 @@ def test_edgekd_gate_takes_reference_for_a_language_models_report(lm_run, tmp_pa
     write_json_atomic(tmp_path / "with-teacher.json", report)
     checks = api.gate(tmp_path / "with-teacher.json", reference="teacher")
     assert not checks.passed and "vs teacher" in checks[0].reason and "+100.00%" in checks[0].reason
+
+
+def test_api_bench_errors_name_its_arguments_and_the_cli_its_flags(lm_run, tmp_path):
+    """Trial defect (session 14): api.bench's errors named the CLI's flags (--new-tokens, --texts) that api.bench does not
+    take (its LM settings are decoding=api.Decoding(...)); they now name decoding.new_tokens and texts=, and the CLI's
+    keep naming its flags."""
+    from edgekd.core.errors import ConfigError, DataError
+
+    bundle = lm_run / "bundle" / "x86-cpu"
+    with pytest.raises(ConfigError, match=r"^decoding.new_tokens=30: with the bundle's prompts of 8 tokens .*context of 32"):
+        api.bench(bundle, decoding=Decoding(new_tokens=30))
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle), "--new-tokens", "30"]), "--new-tokens 30: with")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match=f"^texts={empty}: no prompt in it"):
+        api.bench(bundle, texts=empty)
+    assert_one_line_error(CliRunner().invoke(main, ["bench", str(bundle), "--texts", str(empty)]), f"--texts {empty}: no prompt")
+    with pytest.raises(ConfigError, match=r"^images: .* language model's bundle; give prompts with texts=FILE"):
+        api.bench(bundle, images=tmp_path)
+
+
+def test_the_prompts_of_a_run_folder_are_each_bundles_held_out_blocks(lm_run):
+    """Trial defect (session 14): benching a run folder, the header named one bundle's file for all of them ("prompts
+    (runs/a/bundle/arm64-cpu/eval.npz ...)")."""
+    report = api.bench(lm_run)
+    assert len(report["rows"]) > 1 and report["prompts"]["source"] == "each bundle's eval.npz, the same held-out test blocks"
+    bundle = lm_run / "bundle" / "x86-cpu"
+    assert api.bench(bundle)["prompts"]["source"] == f"{bundle / 'eval.npz'} (held-out test blocks)"  # one: its file

@@ -89,3 +89,36 @@ def test_the_ci_files_and_the_reports_name_one_cause_the_first_stage_that_ran_ag
     summary = json.loads(layout.gate_json.read_text())["summary"]
     assert "'teachers' ran again" in summary and "'bench'" not in summary
     assert (tmp_path / "report.md").read_text().startswith("> **STALE**: stale: 'teachers' ran again")
+
+
+def test_a_refused_rerun_leaves_the_later_stages_as_they_were(tmp_path, finished_run, monkeypatch):
+    """Trial defect (session 14): a changed config resumed and refused in a stage's run (the old result kept) marked
+    the later stages stale "'distill' ran again at T" before the attempt failed; the old config resumed next then
+    skipped that stage ("up to date") and still redid export..gate, saying it had run again, which it never did."""
+    import yaml
+
+    from edgekd.core.errors import StageError
+    from edgekd.pipeline.stages.export import ExportStage
+
+    config = yaml.safe_load((finished_run.parent / "pipeline.yaml").read_text())
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump({**config, "export": {"parity_samples": 17}}))
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    gate_json = (run / "gate.json").read_text()
+
+    def refuse(self):
+        raise StageError("export: refused for this test")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ExportStage, "run", refuse)
+        refused = invoke("run", tmp_path / "changed.yaml", "--out", run, "--resume")
+    assert refused.exit_code != 0 and "refused for this test" in refused.output
+    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    assert stages["export"]["status"] == "done"  # the earlier result stays, and so do the later ones
+    assert {stages[name]["status"] for name in ("quantize", "compile", "bench", "gate")} == {"done"}
+    assert (run / "gate.json").read_text() == gate_json and "STALE" not in (run / "report.md").read_text()
+    assert invoke("gate", run / "report.json").exit_code == 0
+
+    resumed = invoke("run", tmp_path / "pipeline.yaml", "--out", run, "--resume")
+    assert resumed.exit_code == 0, resumed.output[-3000:]
+    assert "ran again" not in resumed.output and "running" not in resumed.output, resumed.output

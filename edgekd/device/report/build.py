@@ -60,14 +60,34 @@ def build_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any
 
 def generation_report(run: str, rows: list[dict[str, Any]], references: dict[str, Any], eval_set: dict[str, Any],
                       gate: dict[str, Any], prompts: list, source: str, new_tokens: int, rounds: int,
-                      decoding: dict[str, Any], threads: int | None) -> dict[str, Any]:
+                      decoding: dict[str, Any], threads: int | None, vocab_size: int | None = None) -> dict[str, Any]:
     """A language model's report (task_metric perplexity), from the pipeline's bench step or `edgekd bench`: the
-    classifiers' latency settings give way to the generation's (its prompts, new tokens, rounds, decoding)."""
+    classifiers' latency settings give way to the generation's (its prompts, new tokens, rounds, decoding).
+    `vocab_size`: the models' vocabulary, against which a perplexity no better than a uniform guess is warned of."""
     report = build_report(run, rows, references, eval_set, gate, LatencySpec(), (1,), False, task_metric="perplexity")
     del report["bench"]
     report.update(prompts={"count": len(prompts), "source": source, "tokens": [int(len(p)) for p in prompts]},
                   new_tokens=new_tokens, rounds=rounds, decoding=decoding, threads=threads)
+    report["warnings"] += uniform_guess_warnings({**references, **{row["artifact"]: row for row in rows}}, vocab_size)
     return report
+
+
+# A perplexity above this share of the vocabulary size is not clearly better than a uniform guess over it (which
+# scores exactly the vocabulary size): the model learned next to nothing, whatever the gate (relative) says.
+UNIFORM_SHARE = 0.8
+
+
+def uniform_guess_warnings(models: dict[str, dict[str, Any]], vocab_size: int | None) -> list[str]:
+    """One line naming every model (a reference or a row) whose perplexity is not clearly below `vocab_size`."""
+    if not vocab_size:
+        return []
+    weak = [f"{name} {row['perplexity']:.1f}" for name, row in models.items()
+            if isinstance(row.get("perplexity"), (int, float)) and row["perplexity"] > UNIFORM_SHARE * vocab_size]
+    if not weak:
+        return []
+    return [f"perplexity no better than guessing: {', '.join(weak)}, not clearly below the vocabulary size {vocab_size} "
+            f"(a uniform guess over its tokens scores {vocab_size}): the model learned next to nothing, and a gate "
+            "relative to its own fp32 version passes it anyway; train longer or check its teacher and distill.mode"]
 
 
 def _against_fp32(rows: list[dict[str, Any]], measured_on: str) -> None:

@@ -6,7 +6,9 @@ measurements do not separate (edgekd.device.noise) reads "within noise", not as 
 
 Language models' reports (task_metric perplexity) hold no batch latency nor top-1: their rows are compared on
 perplexity (lower is better; the delta B - A again only on the same evaluation set) and generation speed (tokens/s,
-ratio B / A, higher is faster; per-token p50).
+ratio B / A, higher is faster; per-token p50). A pipeline's report measured on more samples than its bundles carry
+(a language model's bench.device_blocks) also records its numbers on the bundles' set (bundle_eval_set, each row's
+bundle_eval): compared with `edgekd bench` of those bundles, those numbers are the ones shown.
 """
 from __future__ import annotations
 
@@ -27,14 +29,39 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return b / a if a and b is not None else None
 
 
+def _shared_eval_set(a: dict[str, Any], b: dict[str, Any]) -> tuple[bool, bool] | None:
+    """Which evaluation set of each report the two have in common, by sha256: (A's bundle set?, B's bundle set?), or
+    None. A pipeline's report measures the whole test split (eval_set) and, where its bundles carry fewer samples than
+    that (a language model's bench.device_blocks), also those (bundle_eval_set, the rows' bundle_eval): what
+    `edgekd bench` of the bundles measures, so a build report compares with a device report of the same model."""
+    def sha(report: dict[str, Any], bundle: bool) -> Any:
+        return (report.get("bundle_eval_set" if bundle else "eval_set") or {}).get("sha256")
+
+    if sha(a, False) == sha(b, False):
+        return False, False
+    for pair in ((True, False), (False, True)):
+        if sha(a, pair[0]) is not None and sha(a, pair[0]) == sha(b, pair[1]):
+            return pair
+    return None
+
+
+def _on(row: dict[str, Any], metric: str, bundle: bool) -> Any:
+    """A row's metric on the report's full evaluation set, or on its bundles' (bundle_eval)."""
+    return (row.get("bundle_eval") or {}).get(metric) if bundle else row.get(metric)
+
+
 def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    same_eval = a.get("eval_set", {}).get("sha256") == b.get("eval_set", {}).get("sha256")
+    shared = _shared_eval_set(a, b)
+    same_eval = shared is not None
+    metric = "perplexity" if a.get("task_metric") == "perplexity" else "top1"
     rows_b = {r["artifact"]: r for r in b["rows"]}
     rows = []
     for ra in a["rows"]:
         rb = rows_b.get(ra["artifact"])
         if rb is None:
             continue
+        if shared and any(shared):  # each row's metric on the set both measured
+            ra, rb = ({**row, metric: _on(row, metric, bundle)} for row, bundle in ((ra, shared[0]), (rb, shared[1])))
         top1_delta = (rb["top1"] - ra["top1"]) * 100 if same_eval and None not in (ra.get("top1"), rb.get("top1")) else None
         rows.append({"artifact": ra["artifact"], "p50_ms_a": ra.get("p50_ms"), "p50_ms_b": rb.get("p50_ms"),
                      "latency_ratio": _ratio(ra.get("p50_ms"), rb.get("p50_ms")),
@@ -45,7 +72,16 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             rows[-1].update(_generation_columns(ra, rb, same_eval))
     only = sorted(set(r["artifact"] for r in a["rows"]) ^ set(rows_b))
     return {"schema": COMPARE_SCHEMA, "a": _label(a), "b": _label(b), "same_eval_set": same_eval, "same_run": a.get("run") == b.get("run"),
-            "task_metric": a.get("task_metric") or "top1", "rows": rows, "unmatched": only}
+            "task_metric": a.get("task_metric") or "top1", "rows": rows, "unmatched": only,
+            **({"on_bundle_eval_set": _bundle_side(shared, a, b)} if shared and any(shared) else {})}
+
+
+def _bundle_side(shared: tuple[bool, bool], a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The note's words: whose numbers are those of its bundles' evaluation set, of how many of its samples."""
+    side, report = ("A", a) if shared[0] else ("B", b)
+    subset, full = (report.get(key) or {} for key in ("bundle_eval_set", "eval_set"))
+    return (f"{side}'s values are on its bundles' evaluation set ({subset.get('samples', '?')} of its "
+            f"{full.get('samples', '?')} samples), the one the other report measured")
 
 
 def _generation_columns(ra: dict[str, Any], rb: dict[str, Any], same_eval: bool) -> dict[str, Any]:
@@ -130,6 +166,8 @@ def _notes(comparison: dict[str, Any]) -> list[str]:
                      f"so the ratios compare those models, not one model on two machines; {measured} deltas are not shown")
     elif not comparison["same_eval_set"]:
         notes.append(f"note: the reports used different evaluation sets (sha256); {measured} deltas are not shown")
+    if comparison.get("on_bundle_eval_set"):
+        notes.append(f"note: {comparison['on_bundle_eval_set']}")
     if measured == "perplexity":
         notes.append("note: perplexity: lower is better; tok/s B/A above 1 = B generates faster (batch 1, first token excluded)")
     other_threads = [r for r in comparison["rows"] if None not in (r.get("threads_a"), r.get("threads_b"))

@@ -123,7 +123,12 @@ def _plots(report: dict[str, Any]) -> str:
                 "on this machine stand apart on the right."),
                (plots.speedup_bars(plt, report), "Speed-up over each target's fp32; hatched bars are within noise "
                 "(the interleaved rounds do not separate them from fp32)."),
-               (plots.size_bars(plt, report), "Size of the files the device loads, and gzip-compressed."),
+               (plots.value_bars(plt, report, "perplexity", "perplexity on the held-out blocks (lower is better)",
+                                 "Perplexity per model"), "Perplexity of each model and reference; solid = shipped."),
+               (plots.value_bars(plt, report, "tokens_per_second", "tokens/s at batch 1, first token excluded (higher is "
+                                 "faster)", "Generation speed"), "Generation speed of each model timed on this machine."),
+               (plots.size_bars(plt, report), "Size of the files the device loads"
+                + (", and gzip-compressed." if any(r.get("gzip_bytes") for r in report["rows"]) else ".")),
                (plots.sensitivity_bars(plt, report), "Per recipe, per quantized node in the fallback search's order: "
                 "the quantity that order came from (the top-1 points the node alone in float recovers; past the measured "
                 "nodes, or in older reports, the one-pass score); the search keeps the top ones in float (red).")]

@@ -4,7 +4,8 @@
   faster and more accurate); colour = target and marker = precision, both in a legend outside the axes; rows
   not timed on this machine (an ARM target built on x86) in a strip of their own beside it, not left out;
 - speed-up against the target's fp32, with rows the table's why column calls within noise of fp32 hatched;
-- size of the files the device loads;
+- size of the files the device loads (and gzip-compressed, where the rows record it);
+- a language model's perplexity and tokens/s per model (value_bars: any per-row number, the references beside);
 - per-node int8 sensitivity, when the quantize stage's fallback search ran.
 
 Each builder returns a matplotlib Figure (tests inspect its artists); html.py turns them into PNGs. Layout is
@@ -177,16 +178,45 @@ def speedup_bars(plt, report: dict[str, Any]):
 
 def size_bars(plt, report: dict[str, Any]):
     rows = report["rows"]
+    gzip = any(r.get("gzip_bytes") for r in rows)  # a language model's rows have none: no empty series in the legend
     fig, ax = plt.subplots(figsize=(7.6, 0.4 * len(rows) + 1.4), layout="constrained")
     positions = range(len(rows))
-    ax.barh([p - 0.2 for p in positions], [r["bytes"] / 1024 for r in rows], height=0.4, label="loaded by the device")
-    ax.barh([p + 0.2 for p in positions], [(r.get("gzip_bytes") or 0) / 1024 for r in rows], height=0.4, label="gzip")
+    offset, height = (0.2, 0.4) if gzip else (0.0, 0.6)
+    ax.barh([p - offset for p in positions], [r["bytes"] / 1024 for r in rows], height=height, label="loaded by the device")
+    if gzip:
+        ax.barh([p + offset for p in positions], [(r.get("gzip_bytes") or 0) / 1024 for r in rows], height=height, label="gzip")
     ax.set_yticks(list(positions), [r["artifact"] for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("size (KB)")
     ax.set_title("Model size (the files the device loads)")
     ax.margins(x=0.1)
     fig.legend(loc="outside right upper", fontsize=8, frameon=False)
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def value_bars(plt, report: dict[str, Any], key: str, xlabel: str, title: str):
+    """One bar per reference and row that has a number under `key` (a language model's perplexity, its tokens/s):
+    rows coloured by target, solid when shipped, the references gray; None when no row has one (an image report)."""
+    def number(entry: dict[str, Any]) -> bool:
+        return isinstance(entry.get(key), (int, float)) and not isinstance(entry.get(key), bool)
+
+    rows = [r for r in report["rows"] if number(r)]
+    if not rows:
+        return None
+    references = [(f"{name} (reference)", ref[key]) for name, ref in report.get("references", {}).items() if number(ref)]
+    colour = colours(plt, report)
+    bars = [(label, value, "#7f7f7f", 1.0) for label, value in references]
+    bars += [(r["artifact"] + (" *" if r.get("shipped") else ""), r[key], colour[r["target"]], 1.0 if r.get("shipped") else 0.45)
+             for r in rows]
+    fig, ax = plt.subplots(figsize=(7.6, 0.4 * len(bars) + 1.4), layout="constrained")
+    for index, (_label, value, face, alpha) in enumerate(bars):
+        ax.barh(index, value, color=face, alpha=alpha)
+    ax.set_yticks(range(len(bars)), [label for label, *_ in bars], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.margins(x=0.1)
     ax.grid(True, axis="x", alpha=0.3)
     return fig
 

@@ -65,6 +65,18 @@ def files_label(row: dict[str, Any]) -> str:
     return f"{loaded} (+{extra})" if extra else loaded
 
 
+def precision_label(row: dict[str, Any]) -> str:
+    """The precision column: the candidate's name and, where the row records it, how it was quantized (int8 names
+    the quantized candidate whatever its bits: 'int8 (ov_int4: 4-bit, group 32)')."""
+    method, settings = row.get("quantization"), row.get("quantization_settings") or {}
+    if not isinstance(method, str) or method == "none" or row.get("precision") == "fp32":
+        return row.get("precision") or ""
+    details = [f"{settings['weight_bits']}-bit"] if settings.get("weight_bits") else []
+    details += [f"{name} {settings[key]}" for key, name in (("group_size", "group"), ("block_size", "block")) if settings.get(key)]
+    details += [f"{settings['ratio']:.0%} at 4 bits"] if settings.get("ratio") not in (None, 1, 1.0) else []
+    return f"{row.get('precision') or ''} ({method}{': ' + ', '.join(details) if details else ''})"
+
+
 def gate_cell(row: dict[str, Any], verdicts: dict[str, str] | None) -> str:
     if not row.get("shipped"):
         return "not shipped"
@@ -82,7 +94,7 @@ def _perplexity_rows(report: dict[str, Any], verdicts: dict[str, str] | None) ->
     for row in report["rows"]:
         reference = (row.get("reference") or {}).get("perplexity", shared)
         increase = row["perplexity"] / reference - 1 if None not in (row.get("perplexity"), reference) else None
-        rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"] or "", row["precision"] or "",
+        rows.append([row["artifact"] + (" *" if row.get("shipped") else ""), row["target"] or "", precision_label(row),
                      _fmt(row.get("bytes"), "{:.1f}", 1 / 1024), _fmt(row.get("perplexity"), "{:.3f}"),
                      _fmt(increase, "{:+.2%}"), *speed(row), _fmt(row.get("token_agreement"), "{:.3f}"),
                      gate_cell(row, verdicts), short_reason(row)])
@@ -202,7 +214,7 @@ def intro(report: dict[str, Any]) -> str:
                 f"the build machine, where it carries one). Generation at batch 1: {mode}, {report.get('new_tokens')} tokens "
                 f"from {prompts.get('count')} prompts ({prompts.get('source', 'the test split')}), threads "
                 f"{report.get('threads') or 'default'}; TTFT is the time to the first token, p50/p99 per token after it. "
-                "`*` marks the artifact shipped per target.")
+                "`*` marks the artifact shipped per target." + _distilled(report.get("distill")))
     source = user_eval_data(report)
     return (f"Evaluation set: {report['eval_set']['samples']} samples of {source or 'the test split'} (sha256 "
              f"{report['eval_set']['sha256'][:12]}); top-1, drop and latency are measured on it, while the compile "
@@ -212,6 +224,14 @@ def intro(report: dict[str, Any]) -> str:
              "Latency at batch 1; first = the first inference and load = session creation, both in a fresh process "
              "when memory was measured; threads as the runtime reports them (0: onnxruntime's default); "
              "peak RSS from a fresh process per artifact.")
+
+
+def _distilled(distill: dict[str, Any] | None) -> str:
+    """How the pipeline trained the student (its distill.mode and steps of each kind); nothing in a device's report."""
+    if not distill:
+        return ""
+    steps = ", ".join(f"{count} {kind}-level" for kind, count in (distill.get("steps") or {}).items() if count)
+    return f" The student was distilled with distill.mode {distill['mode']}" + (f" ({steps} steps)." if steps else ".")
 
 
 def noise_warnings(rows: list[dict[str, Any]]) -> list[str]:

@@ -155,3 +155,44 @@ def test_the_sensitivity_plot_draws_every_recipe_and_the_quantity_its_order_came
     line = "recipe arm-s8s8: kept in float: /f2/Gemm (1 of 3 nodes)"
     assert line in markdown(report) and line in terminal_table(report, width=200)
     assert "recipe x86-vnni-u8s8: kept in float: /f3/Gemm, /f1/Gemm (2 of 2 nodes)" in markdown(report)
+
+
+def _language_model_report() -> dict:
+    rows = [{"artifact": "x86-cpu/fp32", "target": "x86-cpu", "precision": "fp32", "shipped": True, "bytes": 311_000,
+             "perplexity": 141.5, "tokens_per_second": 17565.0},
+            {"artifact": "x86-cpu/int8", "target": "x86-cpu", "precision": "int8", "shipped": False, "bytes": 289_000,
+             "perplexity": 141.6, "tokens_per_second": None},
+            {"artifact": "intel-cpu/int8", "target": "intel-cpu", "precision": "int8", "shipped": True, "bytes": 134_000,
+             "perplexity": 141.7, "tokens_per_second": 363.3}]
+    return {"run": "lm", "task_metric": "perplexity", "rows": rows, "gate": {}, "eval_set": {"samples": 4},
+            "references": {"teacher": {"perplexity": 114.1}, "student_fp32": {"perplexity": 141.5, "tokens_per_second": 17565.0}}}
+
+
+def test_a_language_models_report_has_no_empty_gzip_series_and_plots_perplexity_and_speed(report):
+    """Trial defect (session 14): an LM run's report.html had one picture, "Model size", whose legend listed "gzip" with
+    no bar drawn (its rows record no gzip size), and no perplexity or speed picture."""
+    lm = _language_model_report()
+    fig = plots.size_bars(plt, lm)
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == ["loaded by the device"]
+    assert len(fig.axes[0].patches) == len(lm["rows"])
+    plt.close(fig)
+    fig = plots.size_bars(plt, report)  # an image report's rows keep their gzip bars
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == ["loaded by the device", "gzip"]
+    plt.close(fig)
+
+    fig = plots.value_bars(plt, lm, "perplexity", "perplexity", "Perplexity per model")
+    labels = [label.get_text() for label in fig.axes[0].get_yticklabels()]
+    assert labels == ["teacher (reference)", "student_fp32 (reference)", "x86-cpu/fp32 *", "x86-cpu/int8", "intel-cpu/int8 *"]
+    assert [bar.get_width() for bar in fig.axes[0].patches] == [114.1, 141.5, 141.5, 141.6, 141.7]
+    _texts_inside_the_figure(fig)
+    plt.close(fig)
+    fig = plots.value_bars(plt, lm, "tokens_per_second", "tokens/s", "Generation speed")  # the untimed row left out
+    assert [label.get_text() for label in fig.axes[0].get_yticklabels()] == ["student_fp32 (reference)", "x86-cpu/fp32 *",
+                                                                            "intel-cpu/int8 *"]
+    plt.close(fig)
+    assert plots.value_bars(plt, report, "perplexity", "", "") is None  # an image report: no such picture
+
+    from edgekd.device.report.html import render_html
+
+    page = render_html(lm)
+    assert page.count("<figure>") == 3 and "Perplexity of each model" in page and "gzip" not in page
