@@ -61,3 +61,15 @@ def _teacher_cache_outside_the_repo(tmp_path_factory):
         os.environ.pop("EDGEKD_CACHE_DIR", None)
     else:
         os.environ["EDGEKD_CACHE_DIR"] = previous
+
+
+@pytest.fixture
+def report_path(tmp_path):
+    """A report.json as the gate reads one (tests/device/test_gate.make_report): the API tests' report."""
+    import json
+
+    from tests.device.test_gate import make_report
+
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(make_report()))
+    return path

@@ -16,13 +16,6 @@ from edgekd.pipeline.context import RunContext
 from .device.test_gate import make_report
 
 
-@pytest.fixture
-def report_path(tmp_path):
-    path = tmp_path / "report.json"
-    path.write_text(json.dumps(make_report()))
-    return path
-
-
 def test_gate_refuses_unknown_keywords_naming_the_valid_ones(report_path):
     with pytest.raises(ConfigError, match=r"unknown keyword 'max_dorp'; valid: reference, max_drop, drop_type"):
         api.gate(report_path, max_dorp=5.0)

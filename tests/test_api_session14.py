@@ -129,17 +129,6 @@ def test_run_takes_back_the_config_a_run_returned(monkeypatch, tmp_path, tiny_co
         api.run(5)
 
 
-@pytest.fixture
-def report_path(tmp_path):
-    import json
-
-    from tests.device.test_gate import make_report
-
-    path = tmp_path / "report.json"
-    path.write_text(json.dumps(make_report()))
-    return path
-
-
 def test_compare_and_gate_take_report_dicts_wherever_they_take_paths(report_path):
     """Trial defect (session 14): api.compare(dict, path) and api.gate(path, baseline=dict) raised a raw TypeError from
     pathlib, while api.gate(dict) worked. Every report argument now takes the dict bench() returns."""
