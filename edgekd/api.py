@@ -38,6 +38,9 @@ def run(config: str | Path | Mapping[str, Any], out: str | Path | None = None, r
     RunContext, so the run folder is still at hand. The verdict is only that of a gate stage that ran
     (or was up to date) in this call: with `only` leaving out "gate", nothing is raised, and
     `ctx.gate_verdict()` is None.
+    `log` receives the stage lines (`[2/7 distill] done`); None drops them. Notes and warnings the stages write to
+    stderr (a given model's measured top-1, a weak teacher) are not stage lines: they reach stderr and RUN/edgekd.log
+    whatever `log` is (silence them with warnings filters and contextlib.redirect_stderr).
     """
     from edgekd.pipeline.runner import one_run_per_process, run_from_file
 
@@ -156,7 +159,7 @@ def _log_function(function: str, log: Any) -> Any:
         return _silent
     if not callable(log):
         raise ConfigError(f"{function}(log={log!r}): expected a function taking one line (print, the default), or None "
-                          "for no stage lines")
+                          "for no stage lines (notes and warnings still go to stderr and RUN/edgekd.log)")
     return log
 
 

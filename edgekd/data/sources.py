@@ -232,13 +232,21 @@ def _value_range(array: np.ndarray) -> str:
     return "other"
 
 
+def _pixel_range(array: np.ndarray) -> bool:
+    """Values within 0..255 reaching well above 1 (over 2): the range of pixels, whole or not."""
+    low, high = float(array.min(initial=0)), float(array.max(initial=0))
+    return low >= 0.0 and 2.0 < high <= PIXEL_MAX
+
+
 def _refuse_mixed_scales(arrays: list[np.ndarray], names: list[str], named: str) -> None:
     """One array already in [0, 1] beside another of 8-bit pixels (x saved divided by 255, test_x not): whatever one
     divisor edgekd chose, one of them would reach the model 255 times off, and a gate whose reference is measured on
     the wrongly scaled test split passes a model at chance (33% on four classes, PASS)."""
     kinds = {name: _value_range(array) for name, array in zip(names, arrays)}
     unit = [name for name, kind in kinds.items() if kind == "unit"]
-    pixels = [name for name, kind in kinds.items() if kind == "pixels"]
+    # pixels, or 0..255 with fractions (x * 255 saved unrounded): beside an array in [0, 1], 255 times off just the same
+    pixels = [name for (name, kind), array in zip(kinds.items(), arrays)
+              if kind == "pixels" or (kind == "other" and _pixel_range(array))]
     if unit and pixels:
         highs = {name: float(array.max(initial=0)) for name, array in zip(names, arrays)}
         raise DataError(f"{named}: {', '.join(unit)} holds values in [0, 1] but {', '.join(pixels)} holds 8-bit pixels "

@@ -173,3 +173,17 @@ def test_nan_in_an_npz_is_said_alone_not_after_a_scaling_note(tmp_path, capsys):
         with pytest.raises(DataError, match=r"d.npz: images contain NaN or Inf values; clean the data first"):
             _from_arrays(x, np.arange(20) % 2, None, None, "d.npz")
     assert "8-bit" not in capsys.readouterr().err
+
+
+def test_x_in_0_1_beside_test_x_of_unrounded_0_255_floats_is_refused():
+    """Regression trial (session 14): test_x saved as x * 255 without rounding (47.8125...) was 'not 8-bit pixels' and
+    got through beside x in [0, 1], reaching the model 255 times off (int8 drop 13 points, gate PASS)."""
+    import numpy as np
+    import pytest
+
+    from edgekd.core.errors import DataError
+    from edgekd.data.sources import _from_arrays
+
+    x = np.random.default_rng(0).random((20, 1, 8, 8))
+    with pytest.raises(DataError, match=r"x holds values in \[0, 1\] but test_x holds 8-bit pixels"):
+        _from_arrays(x, np.arange(20) % 2, x * 255.0, np.arange(20) % 2, "d.npz")
