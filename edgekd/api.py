@@ -113,7 +113,7 @@ def _ship(model, data, checkpoint, targets, max_drop, out, resume, force, log, c
     # A ship that stopped at its intake checks (a wrong --normalize) shipped nothing: the same command with the fix the
     # refusal gave starts it again, without --force.
     force = force or (not resume and _stopped_before_shipping(run_dir))
-    prepare_run_dir(run_dir, resume, force)  # an existing run is refused before its edgekd.yaml is replaced
+    prepare_run_dir(run_dir, resume, force, name=config["name"])  # refused before its edgekd.yaml is replaced
     path = write_ship_config(config, run_dir)
     return run(path, run_dir, resume=resume, force=force, log=log)
 

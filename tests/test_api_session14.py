@@ -105,7 +105,7 @@ def test_log_none_is_silent_and_a_bad_log_is_refused_first(monkeypatch, tmp_path
     else:
         call = lambda: api.ship("m.onnx", data="digits", out=tmp_path / "s", log=5)  # noqa: E731
     with pytest.raises(ConfigError, match=rf"^{function}\(log=.*\): expected a function taking one line \(print, the "
-                                          r"default\), or None for no stage lines$"):
+                                          r"default\), or None for no stage lines \(notes and warnings still go to stderr and RUN/edgekd.log\)$"):
         call()
     assert not (tmp_path / "s").exists()
 
@@ -212,3 +212,21 @@ def test_a_refused_resume_leaves_the_other_runs_log_alone(monkeypatch, tmp_path)
     with pytest.raises(ConfigError, match=r"holds run 'tiny' of tiny\.yaml"):
         api.run("other.yaml", out="runs/tiny", resume=True)
     assert (run / "edgekd.log").read_text() == "the tiny run's log\n"
+
+
+def test_a_folder_holding_another_run_is_not_offered_resume(monkeypatch, tmp_path):
+    """Regression trial (session 14): `edgekd run tiny.yaml --out runs/ens` into a folder holding run 'ens' advised
+    --resume, which the refusal of resuming another run then refused; the folder's run is named and only --force or
+    another --out offered. The same run without --resume is still told to pass --resume."""
+    from edgekd.pipeline.manifest import RunManifest
+    from edgekd.pipeline.runner import refuse_existing_run
+
+    run = tmp_path / "ens"
+    run.mkdir()
+    RunManifest.open(run, "h", "ens.yaml", "image-classification", "ens").save()
+    with pytest.raises(ConfigError, match=r"ens: holds run 'ens', not 'tiny'; give --out \(out=\) a new folder, or pass "
+                                          r"--force") as refused:
+        refuse_existing_run(run, False, False, tmp_path / "tiny.yaml", "tiny")
+    assert "--resume" not in str(refused.value)
+    with pytest.raises(ConfigError, match=r"a run already exists here; pass --resume"):
+        refuse_existing_run(run, False, False, tmp_path / "ens.yaml", "ens")

@@ -32,8 +32,9 @@ def distributed_barrier() -> None:
     distributed.barrier()
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, force: bool, config_path: Optional[Path] = None) -> None:
-    refuse_existing_run(run_dir, resume, force, config_path)
+def prepare_run_dir(run_dir: Path, resume: bool, force: bool, config_path: Optional[Path] = None,
+                    name: Optional[str] = None) -> None:
+    refuse_existing_run(run_dir, resume, force, config_path, name)
     writable_folder(run_dir, "--out")
 
 
@@ -47,12 +48,18 @@ RUN_WRITES = ("manifest.json", "report.json", "report.md", "report.html", "gate.
 RUN_FOLDER_OWN = ("edgekd.yaml", ".edgekd", LOG_NAME, *(f"{number:02d}-{stage}" for number, stage in enumerate(STAGE_NAMES, 1)))
 
 
-def refuse_existing_run(run_dir: Path, resume: bool, force: bool, config_path: Optional[Path] = None) -> None:
+def refuse_existing_run(run_dir: Path, resume: bool, force: bool, config_path: Optional[Path] = None,
+                        name: Optional[str] = None) -> None:
     """An existing run needs --resume or --force; so does a folder holding other files (a run writes bundle/,
-    report.json and stage folders beside them, and a later `edgekd bench` of the folder would read what it finds)."""
+    report.json and stage folders beside them, and a later `edgekd bench` of the folder would read what it finds).
+    `name`: this run's; a folder holding a run of another name is not offered --resume, which would refuse it."""
     run_dir = Path(run_dir)
     if (run_dir / "manifest.json").exists():
         if not (resume or force):
+            held = read_json(run_dir / "manifest.json").get("name") if name else None
+            if isinstance(held, str) and held != name:
+                raise ConfigError(f"{run_dir}: holds run '{held}', not '{name}'; give --out (out=) a new folder, or pass "
+                                  "--force (force=True) to replace that run")
             raise ConfigError(f"{run_dir}: a run already exists here; pass --resume (resume=True in Python) to continue it, "
                               "--force (force=True) to redo its stages, or --out (out=) for a new folder")
         return
@@ -172,7 +179,7 @@ def _run_pipeline(config: PipelineConfig, config_path: Path, run_dir: Path, resu
         with warnings.catch_warnings(record=True) as held:  # so it keeps them
             preflight(config, Path(config_path).parent)
             distributed.init_from_env(config.device)
-            refuse_existing_run(Path(run_dir), resume, force, config_path)  # before minutes of checks, the one-second refusal
+            refuse_existing_run(Path(run_dir), resume, force, config_path, config.name)  # the one-second refusal first
             _refuse_another_task(Path(run_dir), config, config_path, resume and not force)
             if resume and not force:
                 refuse_resuming_another_run(Path(run_dir), config.name, Path(config_path))
