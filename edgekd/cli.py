@@ -49,7 +49,7 @@ class _OutputFile(click.Path):
         self.example = example  # the file name the advice offers: one the command takes (init writes .yaml)
 
     def convert(self, value, param, ctx):
-        if isinstance(value, str) and value.endswith(("/", os.sep)):
+        if isinstance(value, str) and (value.endswith(("/", os.sep)) or Path(value).is_dir()):  # `init sub` too
             self.fail(f"{value!r} names a folder; give a file path inside it, e.g. {value.rstrip('/' + os.sep)}/{self.example}",
                       param, ctx)
         return super().convert(value, param, ctx)

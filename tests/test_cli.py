@@ -228,3 +228,5 @@ def test_init_given_a_folder_suggests_a_yaml_file_it_takes(tmp_path, monkeypatch
     assert result.exit_code == 2 and "e.g. newdir/edgekd.yaml" in result.output
     assert CliRunner().invoke(main, ["init", "newdir/edgekd.yaml"]).exit_code == 0
     assert (tmp_path / "newdir" / "edgekd.yaml").is_file()
+    existing = CliRunner().invoke(main, ["init", "newdir"])  # an existing folder without the slash: the same advice
+    assert existing.exit_code == 2 and "e.g. newdir/edgekd.yaml" in existing.output
