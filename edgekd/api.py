@@ -276,7 +276,7 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
     refuse_replacing_other_files(junit, summary)
     check_report_paths({"report": None if in_memory else report, "baseline": baseline_path})
     if in_memory:
-        raw, report = report, "the report given to gate() (from bench())"
+        raw, report = report, "the report given to gate() (a dict)"
     else:
         raw = _read_json(report)
         if Path(report).name == "report.json":  # a run folder's own report: still what its run ships?
@@ -300,7 +300,7 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
         else:
             checks = gate_report(data, thresholds, other)
     except ArtifactError as exc:
-        raise ArtifactError(f"{report}" + (f" (--baseline {_label(baseline, 'baseline', 'gate()')})" if baseline else "")
+        raise ArtifactError(f"{report}" + (f" (baseline: {_label(baseline, 'baseline', 'gate()')})" if baseline else "")
                             + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
         raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgekd import api
-from edgekd.core.errors import ConfigError
+from edgekd.core.errors import ConfigError, EdgeKDError
 from edgekd.pipeline.context import RunContext
 
 
@@ -230,3 +230,11 @@ def test_a_folder_holding_another_run_is_not_offered_resume(monkeypatch, tmp_pat
     assert "--resume" not in str(refused.value)
     with pytest.raises(ConfigError, match=r"a run already exists here; pass --resume"):
         refuse_existing_run(run, False, False, tmp_path / "ens.yaml", "ens")
+
+
+def test_a_report_dict_is_named_as_the_dict_given_not_as_bench_output():
+    """Regression trial (session 14): api.gate({...}) named its report 'the report given to gate() (from bench())',
+    a claim about where the dict came from, beside CLI words (--baseline) in a Python call."""
+    with pytest.raises(EdgeKDError) as refused:
+        api.gate({"foo": 1})
+    assert "from bench()" not in str(refused.value) and "--baseline" not in str(refused.value)
