@@ -262,13 +262,15 @@ def label_names(examples: Iterable[Example]) -> list[str]:
     any other labels in sorted string order."""
     names = {example.label for example in examples}
     if names and all(_is_integer(name) for name in names):
-        return sorted(names, key=lambda name: (int(name), name))  # "7" and "07" both: still one order
+        return sorted(names, key=lambda name: (float(name), name))  # "7" and "07" both: still one order
     return sorted(names)
 
 
 def _is_integer(label: str) -> bool:
+    """5, "12", "-1", and "2.0" as pandas writes a whole number in a column with gaps."""
     body = label[1:] if label[:1] in "+-" else label
-    return body.isascii() and body.isdigit()
+    whole, dot, zeros = body.partition(".")
+    return whole.isascii() and whole.isdigit() and (not dot or (zeros.isascii() and zeros.isdigit() and not zeros.strip("0")))
 
 
 TRAINING_LABEL_ADVICE = "every label needs training examples: add some to the train split, or drop these examples"

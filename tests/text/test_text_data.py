@@ -179,5 +179,15 @@ def test_texts_cut_at_max_length_are_named_as_the_likely_cause_when_the_text_bas
     assert cut.truncated_share > 0.5
     lost = ["teacher top-1 19.50% is under the tfidf_logreg baseline's 80.50% on the same test samples: train ..."]
     [note] = truncation_note(lost, 1.0, 8)
-    assert note.startswith("100% of the training texts are longer than data.max_length 8 tokens") and "raise data.max_length" in note
+    assert note.startswith("100.0% of the training texts are longer than data.max_length 8 tokens") and "raise data.max_length" in note
     assert truncation_note(lost, 0.2, 3) == [] and truncation_note([], 1.0, 3) == []
+
+
+def test_whole_float_labels_are_in_numeric_order_too():
+    """Regression trial (session 14): labels 2.0, 7.0, 10.0 (as pandas writes whole numbers in a column with gaps)
+    were sorted as strings, '10.0' before '2.0'; they are in numeric order as integer labels are."""
+    from edgekd.lang.corpus import Example, label_names
+
+    examples = [Example(text=f"t{i}", label=label) for i, label in enumerate(["10.0", "2.0", "7.0", "2.0"])]
+    assert label_names(examples) == ["2.0", "7.0", "10.0"]
+    assert label_names([Example(text="a", label="2.5"), Example(text="b", label="10")]) == ["10", "2.5"]  # not all whole

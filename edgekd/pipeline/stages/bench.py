@@ -199,7 +199,7 @@ def truncation_note(notes: list[str], share: float, max_length: int) -> list[str
     32 tokens, and the only advice was to train longer."""
     if share < TRUNCATED_MOST or not any("tfidf_logreg baseline" in note for note in notes):
         return []
-    return [f"{share:.0%} of the training texts are longer than data.max_length {max_length} tokens and are cut to "
+    return [f"{share:.1%} of the training texts are longer than data.max_length {max_length} tokens and are cut to "
             "their first tokens, while the tfidf_logreg baseline reads them whole: raise data.max_length if what decides "
             "the label comes later in the texts"]
 
