@@ -184,6 +184,8 @@ def baseline_warnings(refs: dict[str, Any], samples: int, chance: float | None =
         if model in refs and name in refs and _beats(refs[name]["top1"], refs[model]["top1"], samples):
             weak = WEAK_TABLE_TEACHER if table else WEAK_TEACHER
             advice = weak if (model, name) == ("teacher", SCRATCH) else BASELINE_ADVICE[name]
+            if (model, name) == ("student_fp32", "tfidf_logreg"):  # the student's own keys, not the teacher's
+                advice = f"{_train_student_longer(mode)}, or give the student more layers or width (student)"
             out.append(f"{model} top-1 {refs[model]['top1']:.2%} is under the {name} baseline's {refs[name]['top1']:.2%} "
                        f"on the same test samples: {advice}")
     return out + _student_shortfall(refs, samples, chance, reference, mode, fell)

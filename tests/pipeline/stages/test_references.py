@@ -84,6 +84,9 @@ def test_a_baseline_that_beats_the_run_is_a_warning():
     assert baseline_warnings({"student_fp32": {"top1": 0.58}, "student_scratch": {"top1": 0.66}}, samples=1000)
     assert notes[0].startswith("teacher top-1 60.00% is under the tfidf_logreg baseline's 85.00% on the same test samples")
     assert "train the teacher longer" in notes[0] and notes[1].startswith("student_fp32 top-1 58.00% is under the tfidf")
+    # the student's advice names the student's keys (regression trial, session 14: it said "train the teacher longer")
+    assert notes[1].endswith("train the student longer (distill.train.epochs), or give the student more layers or width "
+                             "(student)")
     assert "distillation did not help" in baseline_warnings({"student_fp32": {"top1": 0.5}, "student_scratch": {"top1": 0.6}}, 1000)[0]
     assert baseline_warnings({"teacher": {"top1": 0.9}, "student_fp32": {"top1": 0.9}, "tfidf_logreg": {"top1": 0.8}}, 1000) == []
 
