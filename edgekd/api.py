@@ -300,7 +300,9 @@ def gate(report: str | Path | dict[str, Any], thresholds: Thresholds | None = No
         else:
             checks = gate_report(data, thresholds, other)
     except ArtifactError as exc:
-        raise ArtifactError(f"{report}" + (f" (baseline: {_label(baseline, 'baseline', 'gate()')})" if baseline else "")
+        given = (f" (baseline: {_label(baseline, 'baseline', 'gate()')})" if isinstance(baseline, dict)
+                 else f" (--baseline {baseline})" if baseline else "")  # a path: as `edgekd gate --baseline` took it
+        raise ArtifactError(f"{report}{given}"
                             + f": {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:  # a report edited by hand or cut short
         raise ArtifactError(f"{report}: malformed report ({type(exc).__name__}: {exc}); regenerate it with edgekd bench") from None

@@ -136,9 +136,13 @@ def test_bad_data_under_resume_leaves_the_earlier_run_untouched(tmp_path, finish
     before = {str(p.relative_to(run)): sha256_of(p) for p in run.rglob("*") if p.is_file()}
     config = write_config(tmp_path, targets=["x86-cpu", "intel-cpu"],
                           data={"source": "npz", "path": str(_npz(tmp_path / "one.npz", y=np.zeros(90, np.int64)))})
+    log_before = (run / "edgekd.log").read_text()
     assert_one_line_error(invoke("run", config, "--out", run, "--resume"), "at least two classes")
     after = {str(p.relative_to(run)): sha256_of(p) for p in run.rglob("*") if p.is_file()}
-    assert after == before
+    # Only the run's log has changed: the refused attempt and its error appended (session 14), nothing rewritten.
+    assert {k: v for k, v in after.items() if k != "edgekd.log"} == {k: v for k, v in before.items() if k != "edgekd.log"}
+    log_after = (run / "edgekd.log").read_text()
+    assert log_after.startswith(log_before) and "at least two classes" in log_after[len(log_before):]
 
 
 def test_reports_name_the_model_they_measured_and_gate_holds_them_to_it(tmp_path, bundle, finished_run):
