@@ -31,6 +31,26 @@ def read_record(manifest, record: type[Record]) -> Record:
     """The `record` an earlier stage wrote into `manifest` (a RunManifest)."""
     return record.from_metrics(manifest.metrics(record.stage))
 
+# The teachers stage's metrics key holding what pipeline/teacher_check.say_weak_members said of the ensemble's members.
+MEMBER_WARNINGS = "member_warnings"
+
+
+@dataclass(frozen=True)
+class TeachersRecord:
+    """Teachers stage (images and tables): what it warned of the ensemble's members, which the bench stage carries
+    into the report (a weak member was said on the terminal and in the log only)."""
+
+    stage: ClassVar[str] = "teachers"
+    member_warnings: tuple[str, ...] = ()
+
+    def to_metrics(self) -> dict[str, Any]:
+        return {MEMBER_WARNINGS: list(self.member_warnings)}
+
+    @classmethod
+    def from_metrics(cls, metrics: dict[str, Any]) -> TeachersRecord:
+        return cls(tuple(metrics.get(MEMBER_WARNINGS) or ()))  # runs from before the record: none
+
+
 # How the quantize stage's int8 model can have been made, as its candidate is named (QuantizeRecord.int8_label).
 INT8_NAMES = ("int8", "int8-qat", "int8-fallback")
 

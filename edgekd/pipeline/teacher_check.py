@@ -17,6 +17,7 @@ import numpy as np
 
 from edgekd.core.errors import ModelError
 from edgekd.data.config import IMAGENET_MEAN, IMAGENET_STD
+from edgekd.pipeline.records import MEMBER_WARNINGS  # noqa: F401 (the teachers stages write it under this key)
 
 # Validation images each check uses (the split is already shuffled): enough to tell 10 points apart.
 PROBE_SAMPLES = 2000
@@ -25,8 +26,6 @@ PROBE_SAMPLES = 2000
 BETTER_BY = 0.10
 # Standard errors above the majority-class rate that count as "better than chance".
 CHANCE_SIGMAS = 3.0
-# The teachers stage's metrics key holding what say_weak_members said: the bench stage copies it into the report.
-MEMBER_WARNINGS = "member_warnings"
 
 
 def _stderr(message: str) -> None:

@@ -67,7 +67,7 @@ def test_a_text_pipeline_teacher_given_a_table_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("teacher, message", [
     ({"sklearn": "RandomForestClassifier"}, "teachers[1]: on data.source text a teacher beside the BERT one reads raw texts"),
-    ({"onnx": "model.onnx"}, "teachers[1].onnx: in a pipeline, teachers of this kind run on tables"),
+    ({"onnx": "model.onnx"}, "teachers[1].onnx: data.source text distills from a BERT teacher, teachers[0] {arch: bert}"),
 ])
 def test_a_teacher_that_does_not_read_text_beside_bert_is_one_line(tmp_path, teacher, message):
     path = tiny_corpus.write(tmp_path / "corpus.jsonl")

@@ -19,13 +19,12 @@ from edgekd.device.measure import Candidate, artifact_name, measure_rows, runtim
 from edgekd.device.report.build import build_report, write_reports
 from edgekd.device.report.table import noise_warnings, nonfinite_warnings
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.records import CompileRecord, QuantizeRecord, StudentRecord, read_record
+from edgekd.pipeline.records import CompileRecord, QuantizeRecord, StudentRecord, TeachersRecord, read_record
 from edgekd.pipeline.run_models import student_logits as fp32_student_logits
 from edgekd.pipeline.run_models import student_outputs
 from edgekd.pipeline.selection import unconfirmed_drop
 from edgekd.pipeline.stage import Stage, StageOutput
 from edgekd.pipeline.target_runtime import profile_named
-from edgekd.pipeline.teacher_check import MEMBER_WARNINGS
 from edgekd.runtimes.base import Artifact
 from edgekd.runtimes.host_fit import host_warnings, timings_transfer
 
@@ -359,7 +358,7 @@ class BenchStage(Stage):
         for note in nonfinite_warnings(rows, len(y)):  # in report["warnings"] already (build_report); said now too
             warnings.warn(note, stacklevel=2)
         report["warnings"] += unconfirmed_choices(ctx)  # said by the compile stage too; the report is what people read
-        report["warnings"] += ctx.manifest.metrics("teachers").get(MEMBER_WARNINGS, [])  # a weak member, said at stage 1
+        report["warnings"] += read_record(ctx.manifest, TeachersRecord).member_warnings  # a weak member, said at stage 1
         fell = read_record(ctx.manifest, StudentRecord).student_warnings or []  # under its checkpoint, said at stage 2
         report["warnings"] += fell
         report["warnings"] += getattr(ctx.dataset, "data_warnings", [])  # a class the test split lacks, said when loaded
