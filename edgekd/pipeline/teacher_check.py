@@ -17,7 +17,6 @@ import numpy as np
 
 from edgekd.core.errors import ModelError
 from edgekd.data.config import IMAGENET_MEAN, IMAGENET_STD
-from edgekd.pipeline.records import MEMBER_WARNINGS  # noqa: F401 (the teachers stages write it under this key)
 
 # Validation images each check uses (the split is already shuffled): enough to tell 10 points apart.
 PROBE_SAMPLES = 2000

@@ -22,11 +22,10 @@ import numpy as np
 from edgekd.core.errors import ConfigError, DataError, StageError
 from edgekd.core.fileio import resolve_path
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord
+from edgekd.pipeline.records import ExportRecord, QuantizeRecord, StudentRecord, TeachersRecord
 from edgekd.pipeline.run_models import teacher_cache
 from edgekd.pipeline.stage import StageOutput, TaskStep, fresh_progress
 from edgekd.pipeline.task import Classification
-from edgekd.pipeline.teacher_check import MEMBER_WARNINGS
 from edgekd.tasks.tabular_teachers import (
     SPLITS,
     TRANSFER_FILE,
@@ -124,11 +123,11 @@ class TabularTeachersStep(TaskStep):
             entries.append(entry)
         ensemble = self._ensemble(entries, members, folder)
         outputs += [folder / baseline.ENSEMBLE_FILE] if ensemble.get("onnx_bytes") else []
-        said = ensemble.pop("member_warnings")
-        metrics = {"teachers": entries, "ensemble": ensemble, "preprocessing": data.preprocessing(), MEMBER_WARNINGS: said}
+        said = TeachersRecord(tuple(ensemble.pop("member_warnings")))  # read by the bench stage
+        metrics = {"teachers": entries, "ensemble": ensemble, "preprocessing": data.preprocessing()}
         if transfer is not None:
             metrics["transfer_set"] = {"rows": int(len(next(iter(transfer.values())))), "recipe": transfer_recipe(ctx)}
-        return StageOutput(outputs, metrics, inputs=inputs)
+        return StageOutput(outputs, metrics, inputs=inputs, record=said)
 
     def _transfer_set(self, folder: Path, outputs: list) -> dict[str, np.ndarray] | None:
         """distill.transfer_set's rows, made once and kept beside the teachers for the distill stage."""

@@ -7,8 +7,9 @@ import time
 from typing import TYPE_CHECKING
 
 from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.records import MEMBER_WARNINGS
 from edgekd.pipeline.stage import Stage, StageOutput, fresh_progress
-from edgekd.pipeline.teacher_check import MEMBER_WARNINGS, check_given_teachers
+from edgekd.pipeline.teacher_check import check_given_teachers
 
 if TYPE_CHECKING:
     pass
